@@ -1,0 +1,116 @@
+"""Command line: ``python -m onnx2tflite_direct MODEL.onnx -o OUTDIR [options]``.
+
+Exit codes: 0 success, 1 internal error, 2 bad input, 3 unsupported model content,
+4 validation mismatch (see ``errors.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__, errors
+from .errors import BadInputError, ConversionError
+
+log = logging.getLogger("onnx2tflite_direct")
+
+EPILOG = """exit codes:
+  0  converted (and validated, if asked)
+  1  internal error (a bug: please report it with the model)
+  2  bad input: unreadable model, unsafe or missing external data, bad option
+  3  unsupported: an op/attribute/dtype/shape we cannot reproduce exactly (reason code printed)
+  4  validation mismatch: LiteRT and onnxruntime differ beyond tolerance
+"""
+
+
+def _shape_pin(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.rpartition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME:d0,d1,... got {text!r}")
+    try:
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dims must be integers in {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onnx2tflite-direct",
+        description="Convert an ONNX model to TFLite/LiteRT (no TensorFlow needed).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="path to the .onnx file")
+    p.add_argument("-o", "--output-dir", default=".", help="folder for outputs (default: .)")
+    p.add_argument("--report-op-coverage", action="store_true", help="write <stem>_op_coverage_report.json (also on failure)")
+    p.add_argument("--keep-io-layout", action="store_true", help="keep every input/output in ONNX shape and layout (no channel-last I/O)")
+    p.add_argument("--input-shape", action="append", type=_shape_pin, default=[], metavar="NAME:d0,d1,...", help="pin an input's shape (repeatable)")
+    p.add_argument("--batch-size", type=int, help="pin a dynamic first dim of every input")
+    p.add_argument("--allow-custom-ops", action="store_true", help="emit CUSTOM ops for allowlisted ops without a builtin lowering")
+    p.add_argument("--custom-op-allowlist", default="", metavar="Op1,Op2", help="ops allowed to become CUSTOM ops")
+    p.add_argument("--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)")
+    p.add_argument("--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs")
+    p.add_argument("--test-data", action="append", default=[], metavar="NAME=file.npy", help="inputs for --validate (ONNX layout, samples on axis 0)")
+    p.add_argument("--atol", type=float, default=1e-4, help="validation tolerance, relative to max(1, max|expected|)")
+    p.add_argument("--seed", type=int, default=0, help="seed of generated validation inputs")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--version", action="version", version=f"onnx2tflite_direct {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    from .pipeline import convert
+
+    try:
+        test_data = None
+        if args.test_data:
+            from .validate import load_test_data
+
+            try:
+                test_data = load_test_data(args.test_data)
+            except (OSError, ValueError) as exc:
+                raise BadInputError(errors.INVALID_OPTION, f"--test-data: {exc}") from None
+        result = convert(
+            args.model,
+            args.output_dir,
+            keep_io_layout=args.keep_io_layout,
+            input_shapes=dict(args.input_shape) or None,
+            batch_size=args.batch_size,
+            allow_custom_ops=args.allow_custom_ops,
+            custom_op_allowlist=tuple(x for x in args.custom_op_allowlist.split(",") if x),
+            report_op_coverage=args.report_op_coverage,
+            validate=args.validate,
+            test_data=test_data,
+            seed=args.seed,
+            atol=args.atol,
+            fuse=not args.no_fuse,
+        )
+    except ConversionError as exc:
+        log.error("error: %s", exc)
+        if isinstance(exc, errors.ValidationMismatchError) and exc.result is not None:
+            from .validate import format_table
+
+            log.error("%s", format_table(exc.result))
+        return exc.exit_code
+    except ImportError as exc:
+        log.error("error: %s", exc)
+        return errors.EXIT_BAD_INPUT
+    for kind, path in result.paths.items():
+        log.info("wrote %s: %s", kind, path)
+    rep = result.report
+    log.info("%d TFLite ops, %d TRANSPOSE", sum(v["count"] for v in rep["tflite_ops"].values()), rep["transpose_count"])
+    if result.validation is not None:
+        from .validate import format_table
+
+        log.info("%s", format_table(result.validation))
+    return errors.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The lowering driver: walks the graph once, applies layout policies, runs lowerings.
+
+For each node the driver asks the op's layout policy which layouts its inputs must have,
+materializes them (a RESHAPE when only unit axes move, one TRANSPOSE otherwise, cached per
+(tensor, layout)), and hands a :class:`LoweringContext` to the lowering, which emits TFLite
+operators. Graph inputs are exposed channel-last when their consumers want channel-last data
+(unless the user keeps the ONNX layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import errors, tfl
+from . import layout as L
+from .errors import UnsupportedError
+from .ir import Graph, Node, Value
+from .policies import CHANNEL_LAST, PASSTHROUGH
+from .registry import OpSpec
+
+
+@dataclass
+class LoweringOptions:
+    keep_io_layout: bool = False
+    allow_custom_ops: bool = False
+    custom_op_allowlist: tuple[str, ...] = ()
+
+
+@dataclass
+class NodeRecord:
+    """What happened to one ONNX node (feeds the coverage report)."""
+
+    node: Node
+    mode: str = "builtin"  # builtin | custom | folded | unsupported
+    tflite_ops: list[str] = field(default_factory=list)
+    reason_code: str | None = None
+    message: str | None = None
+
+
+class Driver:
+    def __init__(self, graph: Graph, specs: dict[int, OpSpec], options: LoweringOptions):
+        self.graph = graph
+        self.specs = specs
+        self.options = options
+        self.sub = tfl.Subgraph()
+        self.consumers = graph.consumers()
+        self.layout_of: dict[str, L.Layout] = {}
+        self.tensor_of: dict[str, tfl.Tensor] = {}
+        self._materialized: dict[tuple[str, L.Layout], tfl.Tensor] = {}
+        self._pref: dict[str, bool] = {}
+        self.records: list[NodeRecord] = []
+        self.io_table: list[dict] = []
+        self._current: NodeRecord | None = None
+        self._names: set[str] = set()
+
+    # ---- preferences (backward) -------------------------------------------------------
+    def prefers_channel_last(self, name: str, _depth: int = 0) -> bool:
+        """Does any consumer chain of ``name`` end in an op that wants channel-last data?"""
+        if name in self._pref:
+            return self._pref[name]
+        self._pref[name] = False  # cycle guard
+        result = False
+        for node, idx in self.consumers.get(name, []):
+            spec = self.specs.get(id(node))
+            hint = getattr(spec.layout, "hint", None) if spec else None
+            if hint == CHANNEL_LAST and idx == 0:
+                result = True
+            elif hint == PASSTHROUGH and _depth < 64:
+                result = any(self.prefers_channel_last(o, _depth + 1) for o in node.outputs if o)
+            if result:
+                break
+        self._pref[name] = result
+        return result
+
+    def all_consumers_accept_inner(self, name: str) -> bool:
+        users = self.consumers.get(name, [])
+        if not users or name in self.graph.outputs:
+            return False
+        for node, idx in users:
+            spec = self.specs.get(id(node))
+            if spec is None or spec.accepts_inner is None or not spec.accepts_inner(node, idx, self.graph):
+                return False
+        return True
+
+    # ---- tensors ----------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        name = base
+        k = 1
+        while name in self._names:
+            name = f"{base}_{k}"
+            k += 1
+        self._names.add(name)
+        return name
+
+    def new_tensor(self, base: str, dtype, shape) -> tfl.Tensor:
+        return tfl.Tensor(self.unique_name(base), dtype, tuple(shape))
+
+    def const_tensor(self, base: str, array: np.ndarray) -> tfl.Tensor:
+        array = np.ascontiguousarray(array)
+        return tfl.Tensor(self.unique_name(base), array.dtype, array.shape, data=array)
+
+    def emit(self, opcode: str, inputs, outputs, onnx_node: str | None = None, **options) -> tfl.Operator:
+        op = tfl.Operator(opcode, list(inputs), list(outputs), options, onnx_node=onnx_node)
+        self.sub.operators.append(op)
+        if self._current is not None:
+            self._current.tflite_ops.append(opcode)
+        return op
+
+    def value(self, name: str) -> Value:
+        return self.graph.values[name]
+
+    def materialize(self, name: str, target: L.Layout) -> tfl.Tensor:
+        """The tensor ``name`` stored in ``target`` layout, emitting at most one TRANSPOSE."""
+        value = self.value(name)
+        if value.is_constant:
+            return self.constant_in(name, target)
+        src = self.layout_of[name]
+        if src == target:
+            return self.tensor_of[name]
+        key = (name, target)
+        if key in self._materialized:
+            return self._materialized[key]
+        shape = value.shape
+        tensor = self.tensor_of[name]
+        if L.same_memory_order(src, target, shape):
+            out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
+            self.reshape(tensor, out)
+        elif src.inner is not None:
+            out = self._from_inner(name, tensor, src, target)
+        elif target.inner is not None:
+            raise errors.InternalError(errors.INTERNAL_ERROR, f"cannot produce inner layout for {name}")
+        else:
+            out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
+            perm = np.array(L.transpose_perm(src, target), dtype=np.int32)
+            self.emit("TRANSPOSE", [tensor, self.const_tensor(f"{name}/perm", perm)], [out])
+        self._materialized[key] = out
+        return out
+
+    def _from_inner(self, name, tensor, src: L.Layout, target: L.Layout) -> tfl.Tensor:
+        value = self.value(name)
+        lead = tuple(value.shape[:-1])
+        inner = src.inner
+        stored_inner = tuple(inner.shape[p] for p in inner.perm)
+        split = self.new_tensor(f"{name}/split", value.dtype, lead + stored_inner)
+        self.reshape(tensor, split)
+        back = [inner.perm.index(k) for k in range(len(inner.perm))]
+        perm = list(range(len(lead))) + [len(lead) + b for b in back]
+        unsplit = self.new_tensor(f"{name}/unsplit", value.dtype, lead + tuple(inner.shape))
+        self.emit("TRANSPOSE", [split, self.const_tensor(f"{name}/perm", np.array(perm, np.int32))], [unsplit])
+        plain = self.new_tensor(f"{name}/onnx", value.dtype, value.shape)
+        self.reshape(unsplit, plain)
+        ident = L.identity(len(value.shape))
+        self._materialized[(name, ident)] = plain
+        if target == ident:
+            return plain
+        out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(value.shape))
+        perm2 = np.array(L.transpose_perm(ident, target), dtype=np.int32)
+        self.emit("TRANSPOSE", [plain, self.const_tensor(f"{name}/perm", perm2)], [out])
+        return out
+
+    def reshape(self, src: tfl.Tensor, dst: tfl.Tensor) -> None:
+        shape = self.const_tensor(f"{dst.name}/shape", np.array(dst.shape, dtype=np.int32))
+        self.emit("RESHAPE", [src, shape], [dst])
+
+    def constant_in(self, name: str, target: L.Layout | None) -> tfl.Tensor:
+        """A constant input as a TFLite constant, broadcast-expanded and stored in ``target``."""
+        key = (name, target)
+        if key in self._materialized:
+            return self._materialized[key]
+        array = self.value(name).const
+        if target is not None:
+            if target.rank > array.ndim:
+                array = array.reshape((1,) * (target.rank - array.ndim) + array.shape)
+            array = target.apply(array)
+        out = self.const_tensor(name, array)
+        self._materialized[key] = out
+        return out
+
+    # ---- graph walk -------------------------------------------------------------------
+    def input_layout(self, name: str) -> L.Layout:
+        rank = len(self.value(name).shape)
+        if self.options.keep_io_layout or rank < 3 or not self.prefers_channel_last(name):
+            return L.identity(rank)
+        return L.channel_last(rank)
+
+    def setup_inputs(self) -> None:
+        for name in self.graph.inputs:
+            value = self.value(name)
+            if not value.is_static:
+                raise UnsupportedError(
+                    errors.DYNAMIC_SHAPE_UNSUPPORTED,
+                    f"graph input {name!r} has dynamic shape {value.shape}; pin it with "
+                    "--input-shape NAME:d0,d1,... or --batch-size N",
+                )
+            lay = self.input_layout(name)
+            t = tfl.Tensor(self.unique_name(name), value.dtype, lay.stored_shape(value.shape))
+            self.layout_of[name] = lay
+            self.tensor_of[name] = t
+            self.sub.inputs.append(t)
+            self.sub.input_names.append(name)
+            self._io_row(name, "input", lay)
+
+    def _io_row(self, name: str, kind: str, lay: L.Layout) -> None:
+        value = self.value(name)
+        self.io_table.append(
+            {
+                "name": name,
+                "kind": kind,
+                "dtype": np.dtype(value.dtype).name,
+                "onnx_shape": list(value.shape),
+                "tflite_shape": list(lay.stored_shape(value.shape)),
+                "perm": list(lay.perm),
+            }
+        )
+
+    def run_node(self, node: Node, spec: OpSpec) -> None:
+        record = NodeRecord(node)
+        self.records.append(record)
+        self._current = record
+        ins = [
+            None if not n or self.value(n).is_constant else self.layout_of[n] for n in node.inputs
+        ]
+        required, outs = spec.layout(node, ins, self.graph, self)
+        ctx = LoweringContext(self, node, required, outs)
+        spec.lower(ctx)
+        for name in node.outputs:
+            if self.graph.used(name) and name not in self.tensor_of:
+                raise errors.InternalError(
+                    errors.INTERNAL_ERROR, f"lowering of {node.op_type} did not produce {name!r}", node.label
+                )
+        self._current = None
+
+    def finish_outputs(self) -> None:
+        for name in self.graph.outputs:
+            value = self.value(name)
+            if name not in self.tensor_of:
+                raise UnsupportedError(
+                    errors.UNSUPPORTED_ONNX_OP,
+                    f"graph output {name!r} is a constant or passes an input through unchanged",
+                )
+            src = self.layout_of[name]
+            rank = len(value.shape)
+            keep = src in (L.identity(rank), L.channel_last(rank)) and not self.options.keep_io_layout
+            lay = src if keep else L.identity(rank)
+            t = self.materialize(name, lay)
+            self.sub.outputs.append(t)
+            self.sub.output_names.append(name)
+            self._io_row(name, "output", lay)
+
+
+class LoweringContext:
+    """What a lowering sees: its node, inputs in the decided layouts, and an emitter."""
+
+    def __init__(self, driver: Driver, node: Node, required, outs):
+        self.driver = driver
+        self.node = node
+        self.required = list(required) + [None] * (len(node.inputs) - len(required))
+        self.outs = outs
+
+    # inputs
+    def has_input(self, i: int) -> bool:
+        return i < len(self.node.inputs) and bool(self.node.inputs[i])
+
+    def value(self, i: int) -> Value:
+        return self.driver.value(self.node.inputs[i])
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return tuple(self.value(i).shape)
+
+    def out_shape(self, i: int = 0) -> tuple[int, ...]:
+        return tuple(self.driver.value(self.node.outputs[i]).shape)
+
+    def const(self, i: int) -> np.ndarray | None:
+        return self.value(i).const if self.has_input(i) else None
+
+    def attr(self, name: str, default=None):
+        return self.node.attrs.get(name, default)
+
+    def in_layout(self, i: int) -> L.Layout:
+        lay = self.required[i]
+        return lay if lay is not None else L.identity(len(self.shape(i)))
+
+    def input(self, i: int, layout: L.Layout | None = None) -> tfl.Tensor:
+        name = self.node.inputs[i]
+        target = layout if layout is not None else self.required[i]
+        if self.driver.value(name).is_constant:
+            return self.driver.constant_in(name, target)
+        if target is None:
+            target = self.driver.layout_of[name]
+        if target.rank > len(self.driver.value(name).shape):
+            return self._expanded(name, target)
+        return self.driver.materialize(name, target)
+
+    def _expanded(self, name: str, target: L.Layout) -> tfl.Tensor:
+        """A lower-rank operand of a broadcasting op, reshaped to the full rank first."""
+        value = self.driver.value(name)
+        full_shape = (1,) * (target.rank - len(value.shape)) + tuple(value.shape)
+        plain = self.driver.materialize(name, L.identity(len(value.shape)))
+        if target.inner is not None:
+            raise errors.InternalError(errors.INTERNAL_ERROR, "broadcast into inner layout")
+        stored = target.stored_shape(full_shape)
+        if L.same_memory_order(L.identity(target.rank), target, full_shape):
+            out = self.driver.new_tensor(f"{name}/expanded", value.dtype, stored)
+            self.driver.reshape(plain, out)
+            return out
+        tmp = self.driver.new_tensor(f"{name}/expanded", value.dtype, full_shape)
+        self.driver.reshape(plain, tmp)
+        out = self.driver.new_tensor(f"{name}/{target}", value.dtype, stored)
+        perm = np.array(L.transpose_perm(L.identity(target.rank), target), np.int32)
+        self.emit("TRANSPOSE", [tmp, self.const_tensor(perm, "perm")], [out])
+        return out
+
+    # outputs
+    def out_layout(self, i: int = 0) -> L.Layout:
+        return self.outs[i]
+
+    def output(self, i: int = 0, dtype=None) -> tfl.Tensor:
+        name = self.node.outputs[i]
+        if name in self.driver.tensor_of:
+            return self.driver.tensor_of[name]
+        value = self.driver.value(name)
+        lay = self.outs[i]
+        t = tfl.Tensor(
+            self.driver.unique_name(name),
+            dtype if dtype is not None else value.dtype,
+            lay.stored_shape(value.shape),
+        )
+        self.driver.layout_of[name] = lay
+        self.driver.tensor_of[name] = t
+        return t
+
+    def alias_output(self, i: int, tensor: tfl.Tensor, layout: L.Layout) -> None:
+        """Make output ``i`` an existing tensor (Identity, Dropout, relabeling Transpose)."""
+        name = self.node.outputs[i]
+        self.driver.layout_of[name] = layout
+        self.driver.tensor_of[name] = tensor
+
+    # emission
+    def temp(self, dtype, shape, hint: str = "tmp") -> tfl.Tensor:
+        return self.driver.new_tensor(f"{self.node.label}/{hint}", dtype, shape)
+
+    def const_tensor(self, array: np.ndarray, hint: str = "const") -> tfl.Tensor:
+        return self.driver.const_tensor(f"{self.node.label}/{hint}", np.asarray(array))
+
+    def emit(self, opcode: str, inputs, outputs, **options) -> tfl.Operator:
+        return self.driver.emit(opcode, inputs, outputs, onnx_node=self.node.label, **options)
+
+    def reshape(self, src: tfl.Tensor, shape, hint: str = "reshaped") -> tfl.Tensor:
+        out = self.temp(src.dtype, shape, hint)
+        self.driver.reshape(src, out)
+        return out
+
+    def refuse(self, code: str, message: str):
+        raise UnsupportedError(code, f"{self.node.op_type}: {message}", self.node.label)

@@ -1,0 +1,147 @@
+"""Constant folding of nodes whose inputs are all known at conversion time.
+
+Common shape-arithmetic ops are folded with small numpy functions; everything else in the
+default domain is evaluated with onnx's reference implementation, one node at a time, so the
+folded value is what the ONNX spec defines. Random ops and control flow are never folded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+NEVER_FOLD = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "If",
+    "Loop",
+    "Scan",
+    "SequenceConstruct",
+    "SequenceEmpty",
+    "Optional",
+    "DequantizeLinear",
+    "QuantizeLinear",
+}
+# Folding that would materialize more than this many elements is left to run time.
+MAX_FOLDED_ELEMENTS = 1 << 28
+
+
+def _static_shape(name: str, infos) -> tuple[int, ...] | None:
+    vi = infos.get(name)
+    if vi is None or not vi.type.tensor_type.HasField("shape"):
+        return None
+    dims = vi.type.tensor_type.shape.dim
+    if not all(d.HasField("dim_value") for d in dims):
+        return None
+    return tuple(d.dim_value for d in dims)
+
+
+def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict) -> bool:
+    if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD:
+        return False
+    if node.op_type in ("Shape", "Size"):
+        return node.input[0] in consts or _static_shape(node.input[0], infos) is not None
+    return all(not i or i in consts for i in node.input)
+
+
+def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
+    if node.op_type == "Size":
+        return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(shape)
+    start = attrs.get("start", 0)
+    end = attrs.get("end", rank)
+    start = max(0, min(rank, start + rank if start < 0 else start))
+    end = max(0, min(rank, end + rank if end < 0 else end))
+    return np.array(shape[start:end], dtype=np.int64)
+
+
+def _numpy_fold(node, args, attrs):
+    op = node.op_type
+    if op == "Identity":
+        return [args[0]]
+    if op == "Unsqueeze":
+        axes = attrs.get("axes") if len(args) < 2 else args[1].tolist()
+        out = args[0]
+        rank = out.ndim + len(axes)
+        for a in sorted(a + rank if a < 0 else a for a in axes):
+            out = np.expand_dims(out, a)
+        return [out]
+    if op == "ConstantOfShape":
+        value = attrs.get("value")
+        value = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value)
+        shape = tuple(int(d) for d in args[0].reshape(-1))
+        if int(np.prod(shape, dtype=np.int64)) > MAX_FOLDED_ELEMENTS:
+            return None
+        return [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
+    if op == "Concat" and all(a.ndim >= 1 for a in args):
+        return [np.concatenate(args, axis=attrs.get("axis", 0))]
+    return None
+
+
+def fold_node(node: onnx.NodeProto, consts: dict, infos: dict, opset: int):
+    """Return {output name: value} or None when the node cannot be folded here."""
+    if node.op_type in ("Shape", "Size"):
+        src = consts.get(node.input[0])
+        shape = tuple(src.shape) if src is not None else _static_shape(node.input[0], infos)
+        return {node.output[0]: _shape_value(node, shape)}
+    args = [consts[i] if i else None for i in node.input]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    try:
+        out = _numpy_fold(node, args, attrs)
+    except Exception:
+        out = None
+    if out is None:
+        out = _reference_fold(node, args, opset)
+    if out is None:
+        return None
+    result = {}
+    for name, value in zip(node.output, out):
+        if name and value is not None:
+            value = np.asarray(value)
+            if value.dtype == object or value.size > MAX_FOLDED_ELEMENTS:
+                return None
+            result[name] = value
+    return result
+
+
+def _reference_fold(node: onnx.NodeProto, args, opset: int):
+    from onnx.reference import ReferenceEvaluator
+
+    feeds = {}
+    inputs = []
+    for i, (name, value) in enumerate(zip(node.input, args)):
+        if not name:
+            inputs.append("")
+            continue
+        key = f"in{i}"
+        feeds[key] = value
+        inputs.append(key)
+    outputs = [f"out{i}" if o else "" for i, o in enumerate(node.output)]
+    single = helper.make_node(
+        node.op_type, inputs, outputs, domain=node.domain, **_attr_kwargs(node)
+    )
+    graph = helper.make_graph(
+        [single],
+        "fold",
+        [
+            helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+            for k, v in feeds.items()
+        ],
+        [helper.make_tensor_value_info(o, 0, None) for o in outputs if o],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))])
+    try:
+        values = iter(ReferenceEvaluator(model).run(None, feeds))
+    except Exception:
+        return None
+    return [next(values) if o else None for o in outputs]
+
+
+def _attr_kwargs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}

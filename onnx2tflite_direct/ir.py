@@ -1,0 +1,84 @@
+"""Graph IR between the ONNX front end and the lowerings.
+
+Values carry dtype, static shape (``None`` entries are dynamic dims) and, for constants, the
+numpy data. Nodes keep attributes as plain Python/numpy values. The graph is topologically
+sorted by the front end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Value:
+    name: str
+    dtype: np.dtype | None
+    shape: tuple[int | None, ...] | None
+    const: np.ndarray | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.const is not None
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    op_type: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    opset: int = 0  # opset version of the node's domain in this model
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.attrs.get(name, default)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.op_type}:{self.outputs[0] if self.outputs else '?'}"
+
+
+@dataclass(eq=False)
+class Graph:
+    nodes: list[Node]
+    values: dict[str, Value]
+    inputs: list[str]
+    outputs: list[str]
+    opsets: dict[str, int]
+
+    def consumers(self) -> dict[str, list[tuple[Node, int]]]:
+        """Map value name -> [(consuming node, input index)], in node order."""
+        out: dict[str, list[tuple[Node, int]]] = {}
+        for node in self.nodes:
+            for i, name in enumerate(node.inputs):
+                if name:
+                    out.setdefault(name, []).append((node, i))
+        return out
+
+    def used(self, name: str) -> bool:
+        """Is ``name`` read by a node or exposed as a graph output?"""
+        if not name:
+            return False
+        if getattr(self, "_used", None) is None:
+            self._used = {i for n in self.nodes for i in n.inputs if i} | set(self.outputs)
+        return name in self._used
+
+    def invalidate(self) -> None:
+        """Call after rewrites change the node list."""
+        self._used = None
+
+    def producers(self) -> dict[str, Node]:
+        return {o: n for n in self.nodes for o in n.outputs if o}

@@ -1,0 +1,59 @@
+"""Helpers shared by lowerings: padding arithmetic and small emit patterns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def spatial_pads(ctx, in_spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
+    """Per spatial axis (begin, end) padding from ONNX ``pads``/``auto_pad``."""
+    auto = ctx.attr("auto_pad", "NOTSET")
+    n = len(in_spatial)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
+            total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small = total // 2
+            out.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        return out
+    if auto == "VALID":
+        return [(0, 0)] * n
+    pads = list(ctx.attr("pads", [0] * (2 * n)))
+    return [(int(pads[i]), int(pads[i + n])) for i in range(n)]
+
+
+def tf_same_pads(in_spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
+    """The padding TFLite's SAME uses (extra cell at the end)."""
+    out = []
+    for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        out.append((total // 2, total - total // 2))
+    return out
+
+
+def padding_mode(pads, in_spatial, kernel, strides, dilations) -> str | None:
+    """'VALID' or 'SAME' when TFLite's own padding equals ``pads``, else None."""
+    if all(p == (0, 0) for p in pads):
+        return "VALID"
+    if list(pads) == tf_same_pads(in_spatial, kernel, strides, dilations):
+        return "SAME"
+    return None
+
+
+def emit_pad(ctx, x, stored_pads, value: float = 0.0, hint: str = "padded"):
+    """PAD/PADV2 on a stored tensor; ``stored_pads`` is a (rank, 2) array in stored axes."""
+    stored_pads = np.asarray(stored_pads, dtype=np.int32)
+    shape = tuple(int(d + b + e) for d, (b, e) in zip(x.shape, stored_pads))
+    out = ctx.temp(x.dtype, shape, hint)
+    pads_t = ctx.const_tensor(stored_pads, "paddings")
+    if value == 0.0:
+        ctx.emit("PAD", [x, pads_t], [out])
+    else:
+        ctx.emit("PADV2", [x, pads_t, ctx.const_tensor(np.array(value, dtype=x.dtype), "pad_value")], [out])
+    return out
+
+
+def activation_none() -> dict:
+    return {"fused_activation_function": "NONE"}

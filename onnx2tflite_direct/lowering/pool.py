@@ -1,0 +1,147 @@
+"""MaxPool / AveragePool / GlobalAveragePool / GlobalMaxPool in channel-last layout.
+
+Padding TFLite can express (VALID, SAME) maps directly; anything else (asymmetric pads,
+ceil_mode, count_include_pad with padding) is made exact with an explicit PAD and, for
+averages, a constant per-position divisor correction computed here in numpy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import layout as L
+from ..policies import channel_last
+from ..registry import attr_in, lowering
+from .common import emit_pad, padding_mode, spatial_pads
+
+
+def _output_size(size, k, s, d, pb, pe, ceil_mode) -> int:
+    span = size + pb + pe - ((k - 1) * d + 1)
+    out = (math.ceil(span / s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + pb:
+        out -= 1  # the last window must start inside the input or the begin padding
+    return out
+
+
+def _geometry(ctx, spatial):
+    kernel = [int(k) for k in ctx.attr("kernel_shape")]
+    strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * len(kernel))]
+    pads = spatial_pads(ctx, spatial, kernel, strides, dilations)
+    ceil_mode = bool(ctx.attr("ceil_mode", 0))
+    outs = [
+        _output_size(n, k, s, d, pb, pe, ceil_mode)
+        for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads)
+    ]
+    # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
+    full = []
+    for n, k, s, (pb, pe), o in zip(spatial, kernel, strides, pads, outs):
+        need = (o - 1) * s + k - (n + pb)
+        full.append((pb, max(need, 0)))
+    return kernel, strides, dilations, pads, full, outs
+
+
+def _as_2d(ctx, x, shape):
+    """[N, W, C] -> [N, 1, W, C] for 1-D pools."""
+    return ctx.reshape(x, (shape[0], 1, shape[2], shape[1]), "as_2d")
+
+
+def _pool(ctx, opcode: str):
+    shape = ctx.shape(0)
+    one_d = len(shape) == 3
+    spatial = list(shape[2:])
+    kernel, strides, dilations, pads, full, outs = _geometry(ctx, spatial)
+    if any(d != 1 for d in dilations):
+        ctx.refuse("unsupported_attribute_value", "dilated pooling has no TFLite builtin")
+    x = ctx.input(0)
+    if one_d:
+        x = _as_2d(ctx, x, shape)
+        spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides
+        pads, full, outs = [(0, 0)] + pads, [(0, 0)] + full, [1] + outs
+    n, c = shape[0], shape[1]
+    final = ctx.output(0)
+    out = ctx.temp(np.float32, (n, outs[0], outs[1], c), "pool2d") if one_d else final
+    count_include_pad = bool(ctx.attr("count_include_pad", 0))
+    mode = None
+    if full == pads:
+        mode = padding_mode(pads, spatial, kernel, strides, [1, 1])
+        if opcode == "AVERAGE_POOL_2D" and mode == "SAME" and count_include_pad:
+            mode = None  # TFLite SAME averages only valid cells
+    options = dict(
+        stride_h=strides[0],
+        stride_w=strides[1],
+        filter_height=kernel[0],
+        filter_width=kernel[1],
+        fused_activation_function="NONE",
+    )
+    if mode is not None:
+        ctx.emit(opcode, [x], [out], padding=mode, **options)
+    elif opcode == "MAX_POOL_2D":
+        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)], value=float("-inf"))
+        ctx.emit(opcode, [x], [out], padding="VALID", **options)
+    else:
+        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)])
+        pooled = ctx.temp(np.float32, out.shape, "avg_padded")
+        ctx.emit(opcode, [x], [pooled], padding="VALID", **options)
+        fix = _average_correction(spatial, kernel, strides, pads, outs, count_include_pad)
+        fix_t = ctx.const_tensor(fix.reshape(1, outs[0], outs[1], 1), "divisor_fix")
+        ctx.emit("MUL", [pooled, fix_t], [out], fused_activation_function="NONE")
+    if one_d:
+        ctx.driver.reshape(out, final)
+
+
+def _average_correction(spatial, kernel, strides, pads, outs, count_include_pad) -> np.ndarray:
+    """kernel area / ONNX divisor, per output position (the padded VALID pool divides by area)."""
+    per_axis = []
+    for n, k, s, (pb, pe), o in zip(spatial, kernel, strides, pads, outs):
+        start = np.arange(o) * s - pb
+        end = start + k
+        lo, hi = (-pb, n + pe) if count_include_pad else (0, n)
+        per_axis.append(np.minimum(end, hi) - np.maximum(start, lo))
+    count = per_axis[0][:, None] * per_axis[1][None, :]
+    return (kernel[0] * kernel[1] / count).astype(np.float32)
+
+
+POOL_ATTRS = (attr_in("storage_order", (0,), 0),)
+
+
+def _single_output(node, graph):
+    if len(node.outputs) > 1 and graph.used(node.outputs[1]):
+        return "unsupported_attribute_value: MaxPool's Indices output has no TFLite builtin"
+    return None
+
+
+@lowering(
+    "MaxPool",
+    channel_last(),
+    ranks=(3, 4),
+    attrs=POOL_ATTRS,
+    tflite_ops=("MAX_POOL_2D", "PADV2"),
+    extra_check=_single_output,
+)
+def lower_maxpool(ctx):
+    _pool(ctx, "MAX_POOL_2D")
+
+
+@lowering("AveragePool", channel_last(), ranks=(3, 4), tflite_ops=("AVERAGE_POOL_2D", "PAD", "MUL"))
+def lower_avgpool(ctx):
+    _pool(ctx, "AVERAGE_POOL_2D")
+
+
+def _global(ctx, opcode: str):
+    rank = len(ctx.shape(0))
+    lay = L.channel_last(rank)
+    axes = np.array([lay.stored_axis(a) for a in range(2, rank)], dtype=np.int32)
+    ctx.emit(opcode, [ctx.input(0), ctx.const_tensor(axes, "axes")], [ctx.output(0)], keep_dims=True)
+
+
+@lowering("GlobalAveragePool", channel_last(), ranks=(3, 4, 5), tflite_ops=("MEAN",))
+def lower_gap(ctx):
+    _global(ctx, "MEAN")
+
+
+@lowering("GlobalMaxPool", channel_last(), ranks=(3, 4, 5), tflite_ops=("REDUCE_MAX",))
+def lower_gmp(ctx):
+    _global(ctx, "REDUCE_MAX")

@@ -1,0 +1,164 @@
+"""``convert()``: front end -> checks -> layout-driven lowering -> rewrites -> builder -> files.
+
+Every failure leaves as a :class:`~onnx2tflite_direct.errors.ConversionError`; the coverage
+report is produced (and written when asked) whether conversion succeeds or not; output files
+are written atomically so a failed run never leaves a half-written .tflite.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
+from .atomic import write_atomic
+from .context import Driver, LoweringOptions
+from .errors import ConversionError, InternalError, UnsupportedError
+from .frontend import load_graph
+from .ir import Graph
+from .lowering import custom as custom_lowering
+from .registry import REGISTRY, OpSpec, check_node
+
+
+@dataclass
+class ConversionResult:
+    tflite_bytes: bytes
+    report: dict
+    paths: dict[str, Path] = field(default_factory=dict)
+    model: onnx.ModelProto | None = None
+    validation: object | None = None
+
+
+def _stem(model) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).stem
+    return "model"
+
+
+def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> dict[int, OpSpec]:
+    """Pick a spec for every node and check its constraints; refuse with all problems known."""
+    specs: dict[int, OpSpec] = {}
+    problems: list[UnsupportedError] = []
+    for node in graph.nodes:
+        spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)
+        try:
+            if spec is None:
+                spec = custom_lowering.custom_spec(node, options)
+            check_node(spec, node, graph)
+            specs[id(node)] = spec
+        except UnsupportedError as exc:
+            problems.append(exc)
+            rec.refused(node, exc)
+    if problems:
+        first = problems[0]
+        if len(problems) > 1:
+            others = "; ".join(sorted({p.reason_code for p in problems[1:]}))
+            first.message += f" (and {len(problems) - 1} more refused nodes: {others})"
+        raise first
+    return specs
+
+
+def convert(
+    model,
+    output_dir: str | os.PathLike | None = None,
+    *,
+    keep_io_layout: bool = False,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    batch_size: int | None = None,
+    allow_custom_ops: bool = False,
+    custom_op_allowlist=(),
+    report_op_coverage: bool = False,
+    validate: bool = False,
+    test_data: dict | None = None,
+    seed: int = 0,
+    atol: float = 1e-4,
+    stem: str | None = None,
+    fuse: bool = True,
+) -> ConversionResult:
+    """Convert an ONNX model (path or ModelProto) to TFLite.
+
+    Returns a :class:`ConversionResult`; raises a typed :class:`ConversionError` on failure
+    (after writing the coverage report when ``report_op_coverage`` and ``output_dir`` are set).
+    """
+    options = LoweringOptions(
+        keep_io_layout=keep_io_layout,
+        allow_custom_ops=allow_custom_ops,
+        custom_op_allowlist=tuple(custom_op_allowlist or ()),
+    )
+    stem = stem or _stem(model)
+    out_dir = Path(output_dir) if output_dir is not None else None
+    rec = report.ReportBuilder(options, stem)
+    started = time.perf_counter()
+    result = ConversionResult(tflite_bytes=b"", report={})
+    try:
+        fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
+        result.model = fe.model
+        rec.model_info(fe)
+        rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
+        graph = fe.graph
+        for name, changed in onnx_rewrites.apply(graph, enabled=fuse):
+            rec.rewrite(name, len(changed), changed)
+        specs = plan(graph, options, rec)
+        driver = Driver(graph, specs, options)
+        driver.setup_inputs()
+        for node in graph.nodes:
+            driver.run_node(node, specs[id(node)])
+        driver.finish_outputs()
+        for name, count in tfl_rewrites.apply(driver.sub, enabled=fuse):
+            rec.rewrite(name, count, [])
+        from .builder import build_flatbuffer
+
+        model_ir = tfl.Model([driver.sub])
+        result.tflite_bytes = build_flatbuffer(model_ir)
+        rec.lowered(driver, result.tflite_bytes)
+        if validate:
+            result.validation = _validate(result, rec, test_data, seed, atol)
+    except ConversionError as exc:
+        rec.error(exc)
+        _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=False)
+        raise
+    except Exception as exc:  # a bug: still typed, still reported
+        err = InternalError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        rec.error(err)
+        _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=False)
+        raise err from exc
+    _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=True)
+    if result.validation is not None and not result.validation.ok:
+        raise errors.ValidationMismatchError(
+            "converted model differs from onnxruntime beyond tolerance", result.validation
+        )
+    return result
+
+
+def _validate(result: ConversionResult, rec, test_data, seed, atol):
+    from . import validate as val
+
+    io_table = rec.io_table
+    outcome = val.validate(
+        result.model, result.tflite_bytes, io_table, feeds=test_data, seed=seed, atol=atol
+    )
+    rec.validation(outcome)
+    return outcome
+
+
+def _finish(rec, result, out_dir, stem, write_report, started, write_model) -> None:
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.BadInputError(errors.INVALID_OPTION, f"cannot create {out_dir}: {exc}")
+        if write_model:
+            path = out_dir / f"{stem}_float32.tflite"
+            write_atomic(path, result.tflite_bytes)
+            result.paths["float32"] = path
+            rec.output_file(path, len(result.tflite_bytes))
+    rec.elapsed(time.perf_counter() - started)
+    result.report = rec.to_dict()
+    if out_dir is not None and write_report:
+        path = out_dir / f"{stem}_op_coverage_report.json"
+        write_atomic(path, report.dumps(result.report))
+        result.paths["op_coverage_report"] = path

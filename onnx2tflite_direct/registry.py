@@ -1,0 +1,150 @@
+"""The op registry: the single source of truth for what converts and under which constraints.
+
+Each entry maps (domain, op type, opset range) to a lowering function, a layout policy and the
+constraints checked *before* lowering. ``docs/ops.md`` and the coverage report's policy table
+are generated from these entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .errors import UnsupportedError
+from .ir import Graph, Node
+
+FLOAT = ("float32",)
+FLOATS = ("float32", "float16")
+INTS = ("int32", "int64")
+NUMERIC = ("float32", "int32", "int64")
+
+
+@dataclass(frozen=True)
+class AttrRule:
+    """An attribute constraint: ``check(value) -> bool`` plus the text the docs show."""
+
+    name: str
+    check: Callable[[Any], bool]
+    describe: str
+    default: Any = None
+
+
+def attr_in(name: str, allowed, default=None) -> AttrRule:
+    allowed = tuple(allowed)
+    return AttrRule(name, lambda v: v in allowed, f"{name} in {list(allowed)}", default)
+
+
+@dataclass
+class OpSpec:
+    op_type: str
+    lower: Callable
+    layout: Callable
+    domain: str = ""
+    since: int = 1
+    until: int | None = None
+    dtypes: tuple[str, ...] = FLOAT  # allowed dtypes of the inputs listed in ``dtype_inputs``
+    dtype_inputs: tuple[int, ...] = (0,)
+    ranks: tuple[int, ...] | None = None  # allowed ranks of input 0
+    const_inputs: tuple[int, ...] = ()  # inputs that must be constant when present
+    attrs: tuple[AttrRule, ...] = ()
+    tflite_ops: tuple[str, ...] = ()
+    notes: str = ""
+    accepts_inner: Callable[[Node, int, Graph], bool] | None = None
+    extra_check: Callable[[Node, Graph], str | None] | None = field(default=None, repr=False)
+
+    def describe_constraints(self) -> str:
+        parts = [f"dtypes {'/'.join(self.dtypes)}"]
+        if self.ranks:
+            parts.append(f"rank {'/'.join(map(str, self.ranks))}")
+        if self.const_inputs:
+            parts.append(f"constant inputs {list(self.const_inputs)}")
+        parts.extend(r.describe for r in self.attrs)
+        if self.notes:
+            parts.append(self.notes)
+        return "; ".join(parts)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str], list[OpSpec]] = {}
+
+    def add(self, spec: OpSpec) -> OpSpec:
+        self._specs.setdefault((spec.domain, spec.op_type), []).append(spec)
+        return spec
+
+    def lookup(self, domain: str, op_type: str, opset: int) -> OpSpec | None:
+        for spec in self._specs.get((domain, op_type), []):
+            if spec.since <= opset and (spec.until is None or opset <= spec.until):
+                return spec
+        return None
+
+    def specs(self) -> list[OpSpec]:
+        return [s for key in sorted(self._specs) for s in self._specs[key]]
+
+    def known_op(self, domain: str, op_type: str) -> bool:
+        return (domain, op_type) in self._specs
+
+
+REGISTRY = Registry()
+
+
+def lowering(op_type: str, layout: Callable, **kwargs) -> Callable:
+    """Decorator registering ``fn`` as the lowering of ``op_type``."""
+
+    def wrap(fn: Callable) -> Callable:
+        REGISTRY.add(OpSpec(op_type=op_type, lower=fn, layout=layout, **kwargs))
+        return fn
+
+    return wrap
+
+
+def _dtype_name(dtype) -> str:
+    return "none" if dtype is None else np.dtype(dtype).name
+
+
+def check_node(spec: OpSpec, node: Node, graph: Graph) -> None:
+    """Raise :class:`UnsupportedError` with a reason code when ``node`` breaks a constraint."""
+
+    def refuse(code: str, msg: str):
+        raise UnsupportedError(code, f"{node.op_type}: {msg}", node.label)
+
+    values = graph.values
+    for i in spec.const_inputs:
+        if i < len(node.inputs) and node.inputs[i] and not values[node.inputs[i]].is_constant:
+            refuse(errors.REQUIRES_CONSTANT_INPUT, f"input {i} ({node.inputs[i]!r}) must be constant")
+    for i in spec.dtype_inputs:
+        if i < len(node.inputs) and node.inputs[i]:
+            name = _dtype_name(values[node.inputs[i]].dtype)
+            if name not in spec.dtypes:
+                refuse(
+                    errors.UNSUPPORTED_DTYPE,
+                    f"input {i} has dtype {name}; supported: {', '.join(spec.dtypes)}",
+                )
+    for name in [n for n in node.inputs if n] + [o for o in node.outputs if graph.used(o)]:
+        v = values[name]
+        if not v.is_constant and not v.is_static:
+            refuse(
+                errors.DYNAMIC_SHAPE_UNSUPPORTED,
+                f"tensor {name!r} has no static shape ({v.shape}); pin input dims with "
+                "--input-shape NAME:d0,d1,... or --batch-size N",
+            )
+    if spec.ranks is not None and node.inputs and node.inputs[0]:
+        rank = values[node.inputs[0]].rank
+        if rank not in spec.ranks:
+            refuse(errors.UNSUPPORTED_RANK, f"input rank {rank}; supported: {list(spec.ranks)}")
+    for rule in spec.attrs:
+        value = node.attrs.get(rule.name, rule.default)
+        if not rule.check(value):
+            refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"attribute {rule.name}={value!r} is not supported ({rule.describe})",
+            )
+    if spec.extra_check is not None:
+        problem = spec.extra_check(node, graph)
+        if problem:
+            code, _, msg = problem.partition(":")
+            refuse(code, msg.strip())

@@ -1,0 +1,159 @@
+"""The op coverage report: one JSON document per conversion, written also when it fails.
+
+Every field is documented in ``docs/coverage_report.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import onnx
+
+from . import __version__
+from .registry import REGISTRY
+
+REPORT_FORMAT = 1
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+class ReportBuilder:
+    def __init__(self, options, stem: str):
+        self.options = options
+        self.stem = stem
+        self.rows: dict[str, dict] = {}
+        self.rewrites: list[dict] = []
+        self.io_table: list[dict] = []
+        self.histogram: dict[str, dict] = {}
+        self.outputs: list[dict] = []
+        self._error: dict | None = None
+        self._validation: dict | None = None
+        self._opsets: dict[str, int] = {}
+        self._seconds = 0.0
+        self._graph = None
+
+    # collection -------------------------------------------------------------------------
+    def model_info(self, fe) -> None:
+        self._graph = fe.graph
+        self._opsets = dict(fe.graph.opsets)
+        for name in fe.folded_nodes:
+            self.rows[name] = {"name": name, "domain": "", "op_type": None, "mode": "folded",
+                               "tflite_ops": [], "reason_code": None, "message": None}
+        for node in fe.graph.nodes:
+            self.rows[node.label] = {
+                "name": node.label,
+                "domain": node.domain,
+                "op_type": node.op_type,
+                "mode": "pending",
+                "tflite_ops": [],
+                "reason_code": None,
+                "message": None,
+            }
+
+    def rewrite(self, rule: str, count: int, nodes) -> None:
+        if count:
+            self.rewrites.append({"rule": rule, "matched": count, "nodes": list(nodes)[:50]})
+            for name in nodes:
+                row = self.rows.get(name)
+                if row is not None and row["mode"] == "pending":
+                    row["mode"] = "folded"
+                    row["message"] = f"removed by rewrite {rule}"
+
+    def refused(self, node, exc) -> None:
+        row = self.rows.setdefault(node.label, {"name": node.label})
+        row.update(
+            domain=node.domain,
+            op_type=node.op_type,
+            mode="unsupported",
+            tflite_ops=[],
+            reason_code=exc.reason_code,
+            message=exc.message,
+        )
+
+    def lowered(self, driver, tflite_bytes: bytes) -> None:
+        from .versioning import op_version
+
+        self.io_table = driver.io_table
+        for rec in driver.records:
+            row = self.rows[rec.node.label]
+            row["mode"] = "custom" if "CUSTOM" in rec.tflite_ops else "builtin"
+            row["tflite_ops"] = rec.tflite_ops
+        hist: dict[str, dict] = {}
+        for op in driver.sub.operators:
+            key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
+            entry = hist.setdefault(key, {"count": 0, "version": 0})
+            entry["count"] += 1
+            entry["version"] = max(entry["version"], op_version(op) if op.opcode != "CUSTOM" else 1)
+        self.histogram = dict(sorted(hist.items()))
+        self.size = len(tflite_bytes)
+
+    def output_file(self, path, size: int) -> None:
+        self.outputs.append({"kind": "float32", "path": str(path), "bytes": size})
+
+    def error(self, exc) -> None:
+        self._error = exc.to_dict()
+        if self._graph is not None and exc.node_name in self.rows:
+            row = self.rows[exc.node_name]
+            if row["mode"] != "unsupported":
+                row.update(mode="unsupported", reason_code=exc.reason_code, message=exc.message)
+
+    def validation(self, outcome) -> None:
+        self._validation = outcome.to_dict() if hasattr(outcome, "to_dict") else vars(outcome)
+
+    def elapsed(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    # output ---------------------------------------------------------------------------
+    def _policy(self) -> list[dict]:
+        version = self._opsets.get("", onnx.defs.onnx_opset_version())
+        rows = []
+        for schema in sorted(
+            {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain == ""}
+        ):
+            try:
+                onnx.defs.get_schema(schema, version, "")
+            except Exception:
+                continue  # not defined at this opset
+            spec = REGISTRY.lookup("", schema, version)
+            rows.append(
+                {
+                    "op_type": schema,
+                    "status": "builtin" if spec else "unsupported",
+                    "tflite_ops": list(spec.tflite_ops) if spec else [],
+                    "constraints": spec.describe_constraints() if spec else None,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict:
+        from .schema_gen import pin
+
+        rows = list(self.rows.values())
+        modes = Counter(r["mode"] for r in rows)
+        reasons = Counter(r["reason_code"] for r in rows if r.get("reason_code"))
+        transposes = self.histogram.get("TRANSPOSE", {}).get("count", 0)
+        return {
+            "report_format": REPORT_FORMAT,
+            "tool": {"name": "onnx2tflite_direct", "version": __version__},
+            "schema": {"litert_commit": pin.PINNED_COMMIT, "sha256": pin.PINNED_SHA256},
+            "model": {"stem": self.stem, "opsets": self._opsets},
+            "success": self._error is None,
+            "error": self._error,
+            "nodes": rows,
+            "counts": {"by_mode": dict(sorted(modes.items())), "by_reason": dict(sorted(reasons.items()))},
+            "custom_op_policy": {
+                "allow_custom_ops": self.options.allow_custom_ops,
+                "allowlist": list(self.options.custom_op_allowlist),
+            },
+            "rewrites": self.rewrites,
+            "io": self.io_table,
+            "tflite_ops": self.histogram,
+            "transpose_count": transposes,
+            "output_files": self.outputs,
+            "validation": self._validation,
+            "seconds": round(self._seconds, 3),
+            "registry_policy": self._policy(),
+        }

@@ -1,0 +1,105 @@
+"""TFLite-level intermediate representation: what lowerings emit and the builder writes.
+
+Lowerings never touch FlatBuffer bytes; they create :class:`Tensor` and :class:`Operator`
+objects in an :class:`Subgraph`. The builder (``builder.py``) is the only writer of bytes and
+computes operator-code versions from these objects (``versioning.py``).
+
+Conventions
+- ``Tensor.dtype`` is a numpy dtype (``ml_dtypes.bfloat16`` for BFLOAT16).
+- ``Tensor.shape`` is the *stored* (TFLite) shape; ``shape_signature`` uses -1 for dynamic dims
+  and is ``None`` when the shape is fully static.
+- ``Tensor.data`` holds constant contents already in stored layout (C-contiguous when written);
+  ``None`` for activations.
+- ``Operator.opcode`` is a ``BuiltinOperator`` name such as ``"CONV_2D"``, or ``"CUSTOM"`` with
+  ``custom_code`` set. ``Operator.options`` maps field names of the op's builtin-options table
+  (snake_case as in schema.fbs, e.g. ``{"padding": "SAME", "stride_w": 2,
+  "fused_activation_function": "RELU"}``) to values; enum values are given by their schema
+  names. A ``None`` entry in ``Operator.inputs`` is an omitted optional input (index -1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Quantization:
+    """Per-tensor (one scale) or per-axis (scales along ``axis``) affine quantization."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int = 0
+
+
+@dataclass(eq=False)
+class Tensor:
+    """One TFLite tensor. Identity (``is``) is what connects operators."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    data: np.ndarray | None = None
+    quantization: Quantization | None = None
+    shape_signature: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.dtype = np.dtype(self.dtype)
+        self.shape = tuple(int(d) for d in self.shape)
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(eq=False)
+class Operator:
+    opcode: str
+    inputs: list[Tensor | None]
+    outputs: list[Tensor]
+    options: dict[str, Any] = field(default_factory=dict)
+    custom_code: str | None = None
+    custom_options: bytes | None = None
+    # Which ONNX node this operator came from (report and tensor-name mapping only).
+    onnx_node: str | None = None
+
+
+@dataclass(eq=False)
+class Subgraph:
+    name: str = "main"
+    operators: list[Operator] = field(default_factory=list)
+    inputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
+    # Signature keys, parallel to ``inputs`` / ``outputs`` (the ONNX names).
+    input_names: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+
+    def tensors(self) -> list[Tensor]:
+        """Every tensor reachable from the graph, in a deterministic first-use order."""
+        seen: dict[int, Tensor] = {}
+        for t in self.inputs:
+            seen.setdefault(id(t), t)
+        for op in self.operators:
+            for t in op.inputs:
+                if t is not None:
+                    seen.setdefault(id(t), t)
+            for t in op.outputs:
+                seen.setdefault(id(t), t)
+        for t in self.outputs:
+            seen.setdefault(id(t), t)
+        return list(seen.values())
+
+
+@dataclass(eq=False)
+class Model:
+    subgraphs: list[Subgraph]
+    description: str = "onnx2tflite_direct"
+    signature_key: str = "serving_default"
+    # Extra metadata entries (name -> raw bytes); the builder adds min_runtime_version itself.
+    metadata: dict[str, bytes] = field(default_factory=dict)
