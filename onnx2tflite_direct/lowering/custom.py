@@ -13,7 +13,7 @@ from flatbuffers import flexbuffers
 from .. import errors
 from ..errors import UnsupportedError
 from ..policies import onnx_order
-from ..registry import OpSpec
+from ..registry import REGISTRY, OpSpec
 
 
 def custom_code(node) -> str:
@@ -48,6 +48,12 @@ def lower_custom(ctx):
 def custom_spec(node, options) -> OpSpec:
     """The spec for a node with no builtin lowering, or the refusal saying why not."""
     name = f"{node.domain + '.' if node.domain else ''}{node.op_type}"
+    if REGISTRY.known_op(node.domain, node.op_type):
+        raise UnsupportedError(
+            errors.UNSUPPORTED_ONNX_OP,
+            f"{name} is supported, but not at opset {node.opset}",
+            node.label,
+        )
     if not options.allow_custom_ops:
         code = errors.CUSTOM_OP_CANDIDATE_DISABLED
         msg = (
