@@ -98,7 +98,7 @@ class Driver:
         return tfl.Tensor(self.unique_name(base), dtype, tuple(shape))
 
     def const_tensor(self, base: str, array: np.ndarray) -> tfl.Tensor:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
         return tfl.Tensor(self.unique_name(base), array.dtype, array.shape, data=array)
 
     def emit(self, opcode: str, inputs, outputs, onnx_node: str | None = None, **options) -> tfl.Operator:
@@ -161,6 +161,10 @@ class Driver:
         return out
 
     def reshape(self, src: tfl.Tensor, dst: tfl.Tensor) -> None:
+        if dst.shape == () and all(d == 1 for d in src.shape):
+            # RESHAPE with an empty shape tensor yields [1] in LiteRT; SQUEEZE gives a scalar.
+            self.emit("SQUEEZE", [src], [dst])
+            return
         shape = self.const_tensor(f"{dst.name}/shape", np.array(dst.shape, dtype=np.int32))
         self.emit("RESHAPE", [src, shape], [dst])
 
@@ -233,18 +237,21 @@ class Driver:
         self._current = None
 
     def finish_outputs(self) -> None:
+        """Expose graph outputs; constants and passed-through inputs are valid outputs too."""
         for name in self.graph.outputs:
             value = self.value(name)
-            if name not in self.tensor_of:
-                raise UnsupportedError(
-                    errors.UNSUPPORTED_ONNX_OP,
-                    f"graph output {name!r} is a constant or passes an input through unchanged",
+            if value.is_constant:
+                t = self.constant_in(name, None)
+                lay = L.identity(len(value.shape))
+            else:
+                src = self.layout_of[name]
+                rank = len(value.shape)
+                keep = not self.options.keep_io_layout and src in (
+                    L.identity(rank),
+                    L.channel_last(rank),
                 )
-            src = self.layout_of[name]
-            rank = len(value.shape)
-            keep = src in (L.identity(rank), L.channel_last(rank)) and not self.options.keep_io_layout
-            lay = src if keep else L.identity(rank)
-            t = self.materialize(name, lay)
+                lay = src if keep else L.identity(rank)
+                t = self.materialize(name, lay)
             self.sub.outputs.append(t)
             self.sub.output_names.append(name)
             self._io_row(name, "output", lay)

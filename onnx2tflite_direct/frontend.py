@@ -152,8 +152,8 @@ def apply_shape_pins(
                 f"{len(shape.dim)}",
             )
         for d, v in zip(shape.dim, dims):
-            if int(v) <= 0:
-                raise BadInputError(errors.INVALID_OPTION, f"--input-shape {name}: dim {v} <= 0")
+            if int(v) < 0:
+                raise BadInputError(errors.INVALID_OPTION, f"--input-shape {name}: dim {v} < 0")
             d.Clear()
             d.dim_value = int(v)
     if batch_size is not None:

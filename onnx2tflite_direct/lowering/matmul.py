@@ -1,4 +1,4 @@
-"""Gemm and MatMul -> FULLY_CONNECTED (constant weights) or BATCH_MATMUL.
+"""Gemm and MatMul -> FULLY_CONNECTED (constant weights) or BATCH_MATMUL (runtime weights).
 
 A flattened channel-last feature map (an *inner* layout) is consumed by permuting the
 constant weight's input columns, so no TRANSPOSE is needed in front of the classifier.
@@ -21,21 +21,30 @@ def _inner_ok_gemm(node, idx, graph):
     )
 
 
-def _gemm_policy(node, ins, graph, drv=None):
-    req, outs = onnx_order(node, ins, graph, drv)
-    if ins and ins[0] is not None and ins[0].inner is not None and _inner_ok_gemm(node, 0, graph):
-        req[0] = ins[0]
-    return req, outs
+def _inner_ok_matmul(node, idx, graph):
+    b = graph.values[node.inputs[1]]
+    return idx == 0 and b.is_constant and b.rank == 2 and graph.values[node.inputs[0]].rank == 2
 
 
-_gemm_policy.hint = "onnx"
+def _accepting_inner(accepts):
+    """ONNX order everywhere, except a flattened feature map the weights can absorb."""
+
+    def policy(node, ins, graph, drv=None):
+        req, outs = onnx_order(node, ins, graph, drv)
+        if ins and ins[0] is not None and ins[0].inner is not None and accepts(node, 0, graph):
+            req[0] = ins[0]
+        return req, outs
+
+    policy.hint = "onnx"
+    return policy
 
 
 def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_num_dims=False):
     lay = ctx.in_layout(0)
     if lay.inner is not None:
         weight_out_in = weight_out_in[:, lay.inner.element_order()]
-    inputs = [x, ctx.const_tensor(np.ascontiguousarray(weight_out_in, dtype=np.float32), "weights")]
+    weights = np.ascontiguousarray(weight_out_in, dtype=np.float32)
+    inputs = [x, ctx.const_tensor(weights, "weights")]
     inputs.append(ctx.const_tensor(bias.astype(np.float32), "bias") if bias is not None else None)
     ctx.emit(
         "FULLY_CONNECTED",
@@ -46,88 +55,92 @@ def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_nu
     )
 
 
+def _scale(ctx, t, factor: float, hint: str):
+    if factor == 1.0:
+        return t
+    out = ctx.temp(np.float32, t.shape, hint)
+    k = ctx.const_tensor(np.array(factor, np.float32), hint)
+    ctx.emit("MUL", [t, k], [out], fused_activation_function="NONE")
+    return out
+
+
+def _add_c(ctx, product, beta: float):
+    """product + beta * C, with C constant (folded in numpy) or runtime."""
+    c = ctx.const(2)
+    if c is not None:
+        full = np.broadcast_to(c.astype(np.float64) * beta, ctx.out_shape(0)).astype(np.float32)
+        c_t = ctx.const_tensor(full, "c")
+    else:
+        c_t = _scale(ctx, ctx.input(2), beta, "beta_c")
+    ctx.emit("ADD", [product, c_t], [ctx.output(0)], fused_activation_function="NONE")
+
+
 @lowering(
     "Gemm",
-    _gemm_policy,
+    _accepting_inner(_inner_ok_gemm),
     dtype_inputs=(0, 1),
-    const_inputs=(1,),
-    tflite_ops=("FULLY_CONNECTED", "ADD", "TRANSPOSE"),
-    notes="B constant; bias folded into FULLY_CONNECTED when broadcastable over rows",
+    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "MUL", "ADD"),
+    notes="constant B -> FULLY_CONNECTED (alpha, beta*C folded); runtime B -> BATCH_MATMUL",
     accepts_inner=_inner_ok_gemm,
 )
 def lower_gemm(ctx):
     alpha = float(ctx.attr("alpha", 1.0))
     beta = float(ctx.attr("beta", 1.0))
-    b = ctx.const(1).astype(np.float64)
-    w = b if ctx.attr("transB", 0) else b.T  # [N, K]
-    w = w * alpha
-    x = ctx.input(0)
-    if ctx.attr("transA", 0):
-        m, k = ctx.shape(0)[1], ctx.shape(0)[0]
-        xt = ctx.temp(np.float32, (m, k), "a_t")
-        ctx.emit("TRANSPOSE", [x, ctx.const_tensor(np.array([1, 0], np.int32), "perm")], [xt])
-        x = xt
-    n_out = w.shape[0]
-    c = ctx.const(2) if ctx.has_input(2) else None
-    if ctx.has_input(2) and c is None:
-        mid = ctx.temp(np.float32, ctx.output(0).shape, "matmul")
-        _fc(ctx, x, w, None, mid)
-        scaled = ctx.input(2)
-        if beta != 1.0:
-            tmp = ctx.temp(np.float32, tuple(scaled.shape), "beta_c")
-            ctx.emit("MUL", [scaled, ctx.const_tensor(np.array(beta, np.float32), "beta")], [tmp], fused_activation_function="NONE")
-            scaled = tmp
-        ctx.emit("ADD", [mid, scaled], [ctx.output(0)], fused_activation_function="NONE")
-        return
-    bias = None
-    if c is not None:
-        c = c.astype(np.float64) * beta
-        if c.size == 1 or (c.ndim >= 1 and c.shape[-1] == n_out and c.size == n_out):
-            bias = np.broadcast_to(c.reshape(-1), (n_out,)).copy()
-        else:
-            mid = ctx.temp(np.float32, ctx.output(0).shape, "matmul")
-            _fc(ctx, x, w, None, mid)
-            full = np.broadcast_to(c, ctx.out_shape(0)).astype(np.float32)
-            ctx.emit("ADD", [mid, ctx.const_tensor(full, "c")], [ctx.output(0)], fused_activation_function="NONE")
+    trans_a, trans_b = bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0))
+    has_c = ctx.has_input(2) and beta != 0.0
+    b = ctx.const(1)
+    if b is None or trans_a:
+        prod_shape = ctx.output(0).shape
+        prod = ctx.temp(np.float32, prod_shape, "matmul")
+        ctx.emit("BATCH_MATMUL", [ctx.input(0), ctx.input(1)], [prod], adj_x=trans_a, adj_y=trans_b)
+        if not has_c:
+            scaled = _scale(ctx, prod, alpha, "alpha")
+            ctx.driver.reshape(scaled, ctx.output(0))
             return
-    _fc(ctx, x, w, bias, ctx.output(0))
-
-
-def _matmul_check(node, graph):
-    a, b = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
-    if a.rank < 2 or b.rank < 2:
-        return "unsupported_rank: 1-D MatMul operands are not supported yet"
-    return None
-
-
-def _inner_ok_matmul(node, idx, graph):
-    b = graph.values[node.inputs[1]]
-    return idx == 0 and b.is_constant and b.rank == 2 and graph.values[node.inputs[0]].rank == 2
-
-
-def _matmul_policy(node, ins, graph, drv=None):
-    req, outs = onnx_order(node, ins, graph, drv)
-    if ins and ins[0] is not None and ins[0].inner is not None and _inner_ok_matmul(node, 0, graph):
-        req[0] = ins[0]
-    return req, outs
-
-
-_matmul_policy.hint = "onnx"
+        _add_c(ctx, _scale(ctx, prod, alpha, "alpha"), beta)
+        return
+    w = (b.astype(np.float64) if trans_b else b.astype(np.float64).T) * alpha  # [N, K]
+    n_out = w.shape[0]
+    c = ctx.const(2) if has_c else None
+    if c is not None and (c.size == 1 or c.size == n_out and c.shape[-1] == n_out):
+        bias = np.broadcast_to(c.astype(np.float64).reshape(-1) * beta, (n_out,)).copy()
+        _fc(ctx, ctx.input(0), w, bias, ctx.output(0))
+        return
+    if not has_c:
+        _fc(ctx, ctx.input(0), w, None, ctx.output(0))
+        return
+    prod = ctx.temp(np.float32, ctx.output(0).shape, "matmul")
+    _fc(ctx, ctx.input(0), w, None, prod)
+    _add_c(ctx, prod, beta)
 
 
 @lowering(
     "MatMul",
-    _matmul_policy,
+    _accepting_inner(_inner_ok_matmul),
     dtype_inputs=(0, 1),
-    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL"),
-    notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with broadcasting",
+    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "RESHAPE"),
+    notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with batch broadcasting; "
+    "1-D operands are promoted and squeezed as numpy.matmul does",
     accepts_inner=_inner_ok_matmul,
-    extra_check=_matmul_check,
 )
 def lower_matmul(ctx):
+    a_shape, b_shape = ctx.shape(0), ctx.shape(1)
+    x, y = ctx.input(0), ctx.input(1)
+    if len(a_shape) == 1:
+        x = ctx.reshape(x, (1, a_shape[0]), "a_row")
+    if len(b_shape) == 1:
+        y = ctx.reshape(y, (b_shape[0], 1), "b_col")
     b = ctx.const(1)
-    x = ctx.input(0)
-    if b is not None and b.ndim == 2:
-        _fc(ctx, x, b.T.astype(np.float32), None, ctx.output(0), keep_num_dims=len(ctx.shape(0)) > 2)
+    squeeze = len(a_shape) == 1 or len(b_shape) == 1
+    if b is not None and b.ndim == 2 and len(a_shape) >= 2:
+        _fc(ctx, x, b.T.astype(np.float32), None, ctx.output(0), keep_num_dims=len(a_shape) > 2)
         return
-    ctx.emit("BATCH_MATMUL", [x, ctx.input(1)], [ctx.output(0)], adj_x=False, adj_y=False)
+    if not squeeze:
+        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=False)
+        return
+    a2 = (1, a_shape[0]) if len(a_shape) == 1 else a_shape
+    b2 = (b_shape[0], 1) if len(b_shape) == 1 else b_shape
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    prod = ctx.temp(np.float32, (*batch, a2[-2], b2[-1]), "matmul")
+    ctx.emit("BATCH_MATMUL", [x, y], [prod], adj_x=False, adj_y=False)
+    ctx.driver.reshape(prod, ctx.output(0))

@@ -1,0 +1,232 @@
+"""Shared helpers for lowering tests: build a tiny ONNX model, convert it, run both runtimes.
+
+Typical use::
+
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, (1, 3, 8, 8))],
+        outputs=[("y", np.float32, (1, 3, 8, 8))],
+    )
+    chk = check_conversion(model)
+    assert chk.ops == {"RELU": 1}
+
+``check_conversion`` asserts exact output names, shapes and dtypes and numbers within tolerance;
+the returned :class:`ConversionCheck` lets a test also assert on op counts and versions.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from onnx2tflite_direct import validate as V
+
+# ----------------------------------------------------------------------------------------------
+# Building models
+# ----------------------------------------------------------------------------------------------
+
+ValueSpec = tuple[str, Any, Sequence[int | str | None] | None]
+
+
+def _elem_type(t: Any) -> int:
+    if isinstance(t, int) and not isinstance(t, bool):
+        return t
+    return helper.np_dtype_to_tensor_dtype(np.dtype(t))
+
+
+def _value_info(spec: ValueSpec | onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    if isinstance(spec, onnx.ValueInfoProto):
+        return spec
+    name, dtype, shape = spec
+    return helper.make_tensor_value_info(name, _elem_type(dtype), shape)
+
+
+def _initializer(item: Any) -> onnx.TensorProto:
+    if isinstance(item, onnx.TensorProto):
+        return item
+    name, arr = item
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def make_model(
+    nodes: Sequence[onnx.NodeProto],
+    inputs: Sequence[ValueSpec | onnx.ValueInfoProto],
+    outputs: Sequence[ValueSpec | onnx.ValueInfoProto],
+    initializers: Iterable[onnx.TensorProto | tuple[str, np.ndarray]] | Mapping = (),
+    opset: int | Mapping[str, int] = 17,
+    ir_version: int | None = None,
+    check: bool = True,
+) -> onnx.ModelProto:
+    """Thin wrapper over ``onnx.helper.make_model``.
+
+    ``inputs``/``outputs`` are ``(name, elem_type or numpy dtype, shape)``; a shape entry may be
+    an int, a ``str`` (symbolic dim) or ``None``; ``shape=None`` means unknown rank.
+    ``initializers`` are TensorProtos, ``(name, array)`` pairs or a ``{name: array}`` mapping.
+    ``opset`` is the default-domain version or a ``{domain: version}`` mapping. The IR version
+    defaults to the lowest one that supports the opsets, so onnxruntime accepts the model.
+    """
+    if isinstance(initializers, Mapping):
+        initializers = initializers.items()
+    opsets = {"": opset} if isinstance(opset, int) else dict(opset)
+    opset_imports = [helper.make_opsetid(d, v) for d, v in opsets.items()]
+    graph = helper.make_graph(
+        list(nodes),
+        "test_graph",
+        [_value_info(s) for s in inputs],
+        [_value_info(s) for s in outputs],
+        initializer=[_initializer(i) for i in initializers],
+    )
+    if ir_version is None:
+        ir_version = helper.find_min_ir_version_for(opset_imports, ignore_unknown=True)
+    model = helper.make_model(graph, opset_imports=opset_imports, ir_version=ir_version)
+    if check:
+        onnx.checker.check_model(model)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Inspecting .tflite files
+# ----------------------------------------------------------------------------------------------
+
+
+def _builtin_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    ops = schema.BuiltinOperator
+    return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _opcodes(tflite_bytes: bytes) -> tuple[Any, list[tuple[str, int]]]:
+    """(model, [(name, version) per operator code]); the code is max(builtin, deprecated)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytes(tflite_bytes), 0)
+    names = _builtin_names()
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        codes.append((names.get(code, f"UNKNOWN_{code}"), oc.Version()))
+    return model, codes
+
+
+def op_histogram(tflite_bytes: bytes) -> collections.Counter:
+    """Counter of builtin op names over all subgraphs (custom ops count as ``"CUSTOM"``)."""
+    model, codes = _opcodes(tflite_bytes)
+    hist: collections.Counter = collections.Counter()
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for o in range(sg.OperatorsLength()):
+            hist[codes[sg.Operators(o).OpcodeIndex()][0]] += 1
+    return hist
+
+
+def opcode_versions(tflite_bytes: bytes) -> dict[str, int]:
+    """Builtin op name -> operator-code version (highest if listed more than once)."""
+    versions: dict[str, int] = {}
+    for name, version in _opcodes(tflite_bytes)[1]:
+        versions[name] = max(version, versions.get(name, 0))
+    return versions
+
+
+# ----------------------------------------------------------------------------------------------
+# Converting and checking
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConversionCheck:
+    result: Any  # the converter's result object
+    tflite_bytes: bytes
+    report: dict
+    ops: collections.Counter
+    versions: dict[str, int]
+    validation: V.ValidationResult
+    feeds: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def expected(self) -> dict[str, np.ndarray]:
+        return self.validation.expected
+
+    @property
+    def actual(self) -> dict[str, np.ndarray]:
+        return self.validation.actual
+
+
+def convert(model: onnx.ModelProto, **convert_options: Any):
+    """The package's ``convert`` (imported lazily so this module loads without the converter)."""
+    from onnx2tflite_direct import convert as _convert
+
+    return _convert(model, **convert_options)
+
+
+def check_conversion(
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    **convert_options: Any,
+) -> ConversionCheck:
+    """Convert ``model``, run LiteRT and onnxruntime on the same inputs, assert they agree.
+
+    Feeds default to :func:`validate.seeded_inputs` of the front-end-processed model (pinned
+    shapes). Tolerance is element-wise ``|a - e| <= atol * max(1, max|e|) + rtol * |e|`` for
+    floats, exact equality otherwise.
+    """
+    res = convert(model, **convert_options)
+    front = res.model if getattr(res, "model", None) is not None else model
+    feeds = dict(feeds) if feeds is not None else V.seeded_inputs(front, seed)
+    val = V.validate(front, res.tflite_bytes, res.report.get("io"), feeds, atol=atol, rtol=rtol)
+
+    onnx_outputs = [o.name for o in model.graph.output]
+    assert list(val.expected) == onnx_outputs, (val.expected.keys(), onnx_outputs)
+    assert sorted(val.actual) == sorted(onnx_outputs), (
+        f"TFLite signature outputs {sorted(val.actual)} != ONNX outputs {sorted(onnx_outputs)}"
+    )
+    problems = []
+    for name, m in val.outputs.items():
+        e, a = val.expected[name], val.actual[name]
+        if e.shape != a.shape:
+            problems.append(f"{name}: shape {a.shape} != expected {e.shape}")
+        elif e.dtype != a.dtype:
+            problems.append(f"{name}: dtype {a.dtype} != expected {e.dtype}")
+        elif not m["ok"]:
+            problems.append(
+                f"{name}: max_abs={m['max_abs']:.3g} max_rel={m['max_rel']:.3g} "
+                f"(max|expected|={m['max_expected_abs']:.3g}, nan_mismatch={m['nan_mismatch']})"
+            )
+    assert not problems, (
+        f"LiteRT disagrees with onnxruntime (atol={atol}, rtol={rtol}):\n  "
+        + "\n  ".join(problems)
+        + "\n"
+        + V.format_table(val)
+    )
+    return ConversionCheck(
+        result=res,
+        tflite_bytes=res.tflite_bytes,
+        report=res.report,
+        ops=op_histogram(res.tflite_bytes),
+        versions=opcode_versions(res.tflite_bytes),
+        validation=val,
+        feeds=feeds,
+    )
+
+
+def expect_refusal(model: onnx.ModelProto, reason_code: str | None = None, **convert_options):
+    """Assert that converting ``model`` raises ``ConversionError`` (with ``reason_code``)."""
+    from onnx2tflite_direct import ConversionError
+
+    try:
+        convert(model, **convert_options)
+    except ConversionError as err:
+        if reason_code is not None:
+            assert err.reason_code == reason_code, (err.reason_code, str(err))
+        return err
+    raise AssertionError(f"conversion succeeded; expected refusal {reason_code or ''}".strip())

@@ -1,0 +1,269 @@
+"""Tests of ``onnx2tflite_direct.validate`` that do not need the converter.
+
+``run_litert`` is exercised on a hand-built .tflite (schema object API) so layout handling is
+checked independently of the converter's own builder.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from harness import make_model, op_histogram, opcode_versions
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx2tflite_direct import validate as V
+
+# ----------------------------------------------------------------------------------------------
+# compare()
+# ----------------------------------------------------------------------------------------------
+
+
+def test_identical_arrays_match():
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    m = V.compare({"y": x}, {"y": x.copy()})["y"]
+    assert m["ok"] and m["shape_match"] and m["max_abs"] == 0.0
+    assert m["cosine"] == pytest.approx(1.0) and m["sqnr_db"] == math.inf
+
+
+def test_permuted_shape_never_matches():
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    m = V.compare({"y": x}, {"y": np.transpose(x, (0, 2, 3, 1))})["y"]
+    assert not m["shape_match"] and not m["ok"]
+    # Same element count, same values when flattened, but a different shape: still no match.
+    m = V.compare({"y": x}, {"y": x.reshape(1, 3, 2, 4)})["y"]
+    assert not m["shape_match"] and not m["ok"]
+
+
+def test_dtype_kind_mismatch_fails():
+    x = np.arange(6, dtype=np.int64)
+    m = V.compare({"y": x}, {"y": x.astype(np.float32)})["y"]
+    assert not m["kind_match"] and not m["ok"]
+    m = V.compare({"y": x}, {"y": x.astype(np.int32)})["y"]
+    assert m["kind_match"] and not m["dtype_match"] and m["ok"]
+
+
+def test_nan_positions():
+    e = np.array([1.0, np.nan, 3.0], np.float32)
+    assert V.compare({"y": e}, {"y": e.copy()})["y"]["ok"]
+    moved = np.array([np.nan, 2.0, 3.0], np.float32)
+    m = V.compare({"y": e}, {"y": moved})["y"]
+    assert m["nan_mismatch"] == 2 and not m["ok"] and m["max_abs"] == math.inf
+
+
+def test_inf_must_match_exactly():
+    e = np.array([np.inf, -np.inf, 1.0], np.float32)
+    assert V.compare({"y": e}, {"y": e.copy()})["y"]["ok"]
+    assert not V.compare({"y": e}, {"y": np.array([np.inf, np.inf, 1.0], np.float32)})["y"]["ok"]
+
+
+def test_metrics_values():
+    e = np.array([1.0, -2.0, 4.0], np.float32)
+    a = np.array([1.0, -2.0, 4.5], np.float32)
+    m = V.compare({"y": e}, {"y": a}, atol=1e-4)["y"]
+    assert m["max_abs"] == pytest.approx(0.5)
+    assert m["max_rel"] == pytest.approx(0.125)
+    assert m["mean_abs"] == pytest.approx(0.5 / 3)
+    assert m["max_expected_abs"] == pytest.approx(4.0)
+    assert m["cosine"] == pytest.approx(float(e @ a / np.linalg.norm(e) / np.linalg.norm(a)))
+    assert m["sqnr_db"] == pytest.approx(10 * math.log10(21 / 0.25))
+    assert not m["ok"]
+
+
+def test_atol_scaled_by_magnitude_and_rtol():
+    e = np.array([1000.0, 0.0], np.float32)
+    a = np.array([1000.05, 0.0], np.float32)
+    assert V.compare({"y": e}, {"y": a}, atol=1e-4)["y"]["ok"]  # 0.05 <= 1e-4 * 1000
+    assert not V.compare({"y": e}, {"y": a}, atol=1e-5)["y"]["ok"]
+    assert V.compare({"y": e}, {"y": a}, atol=1e-5, rtol=1e-4)["y"]["ok"]
+
+
+def test_zero_vectors_cosine_and_ints_exact():
+    z = np.zeros(4, np.float32)
+    assert V.compare({"y": z}, {"y": z})["y"]["cosine"] == 1.0
+    assert V.compare({"y": z}, {"y": z + 1})["y"]["cosine"] == 0.0
+    i = np.array([1, 2, 3], np.int32)
+    assert not V.compare({"y": i}, {"y": i + np.array([0, 0, 1], np.int32)}, atol=10)["y"]["ok"]
+    b = np.array([True, False])
+    assert V.compare({"y": b}, {"y": b.copy()})["y"]["ok"]
+
+
+def test_missing_output_and_empty_arrays():
+    res = V.compare({"y": np.zeros(2), "z": np.zeros((0, 3))}, {"z": np.zeros((0, 3))})
+    assert res["y"]["missing"] and not res["y"]["ok"]
+    assert res["z"]["ok"] and res["z"]["max_abs"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs and test data
+# ----------------------------------------------------------------------------------------------
+
+
+def _model_with_initializer_input() -> onnx.ModelProto:
+    # IR 3 style: the weight "w" is listed as a graph input too.
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"]), helper.make_node("Cast", ["i"], ["j"], to=1)],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [5]),
+            helper.make_tensor_value_info("b", TensorProto.BOOL, [7]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("j", TensorProto.FLOAT, [5]),
+        ],
+        initializer=[numpy_helper.from_array(np.ones((2, 3), np.float32), "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
+
+
+def test_seeded_inputs_excludes_initializers_and_is_deterministic():
+    model = _model_with_initializer_input()
+    feeds = V.seeded_inputs(model, seed=3)
+    assert list(feeds) == ["x", "i", "b"]
+    assert feeds["x"].dtype == np.float32 and feeds["x"].shape == (2, 3)
+    assert feeds["i"].dtype == np.int64 and feeds["i"].min() >= 0 and feeds["i"].max() < 4
+    assert feeds["b"].dtype == np.bool_
+    again = V.seeded_inputs(model, seed=3)
+    assert all(np.array_equal(feeds[k], again[k]) for k in feeds)
+    assert not np.array_equal(feeds["x"], V.seeded_inputs(model, seed=4)["x"])
+
+
+def test_seeded_inputs_rejects_dynamic_dims():
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [("x", np.float32, ("batch", 3))],
+        [("y", np.float32, ("batch", 3))],
+    )
+    with pytest.raises(ValueError, match="batch"):
+        V.seeded_inputs(model)
+
+
+def test_run_onnxruntime_matches_numpy():
+    model = _model_with_initializer_input()
+    feeds = V.seeded_inputs(model)
+    out = V.run_onnxruntime(model, feeds)
+    assert list(out) == ["y", "j"]
+    np.testing.assert_allclose(out["y"], feeds["x"] + 1)
+    out2 = V.run_onnxruntime(model.SerializeToString(), feeds)
+    np.testing.assert_array_equal(out["j"], out2["j"])
+
+
+def test_load_test_data_and_iter_samples(tmp_path):
+    arr = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    np.save(tmp_path / "a.npy", arr)
+    data = V.load_test_data([f"x={tmp_path / 'a.npy'}"])
+    np.testing.assert_array_equal(data["x"], arr)
+    chunks = list(V.iter_samples(data["x"], 2))
+    assert [c.shape for c in chunks] == [(2, 3), (2, 3)]  # remainder dropped
+    np.testing.assert_array_equal(np.concatenate(chunks), arr[:4])
+    batches = list(V.iter_feed_batches({"x": arr, "z": arr[:3]}, {"x": 1, "z": 1}))
+    assert len(batches) == 3 and set(batches[0]) == {"x", "z"}
+    with pytest.raises(ValueError):
+        V.load_test_data(["no_equals_sign.npy"])
+    with pytest.raises(ValueError):
+        list(V.iter_samples(arr, 6))
+
+
+# ----------------------------------------------------------------------------------------------
+# run_litert on a hand-built .tflite
+# ----------------------------------------------------------------------------------------------
+
+
+def _tiny_tflite() -> bytes:
+    """Two ADD ops: ``y = x + x`` on an NHWC float tensor and ``m = n + n`` on int32.
+
+    ONNX view: x is [1, 2, 3, 4] (NCHW), stored NHWC [1, 3, 4, 2] (perm 0, 2, 3, 1).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    def tensor(name, shape, ttype):
+        t = s.TensorT()
+        t.name, t.shape, t.type, t.buffer = name.encode(), list(shape), ttype, 0
+        return t
+
+    def add(a, b, out):
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [a, b], [out]
+        op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.AddOptions, s.AddOptionsT()
+        return op
+
+    sg = s.SubGraphT()
+    sg.tensors = [
+        tensor("x", (1, 3, 4, 2), s.TensorType.FLOAT32),
+        tensor("y", (1, 3, 4, 2), s.TensorType.FLOAT32),
+        tensor("n", (5,), s.TensorType.INT32),
+        tensor("m", (5,), s.TensorType.INT32),
+    ]
+    sg.inputs, sg.outputs = [0, 2], [1, 3]
+    sg.operators = [add(0, 0, 1), add(2, 2, 3)]
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.ADD
+    code.version = 2
+
+    def tmap(name, idx):
+        m = s.TensorMapT()
+        m.name, m.tensorIndex = name.encode(), idx
+        return m
+
+    sig = s.SignatureDefT()
+    sig.signatureKey = b"serving_default"
+    sig.inputs = [tmap("x", 0), tmap("n", 2)]
+    sig.outputs = [tmap("y", 1), tmap("m", 3)]
+    model = s.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [sg]
+    model.buffers, model.signatureDefs = [s.BufferT()], [sig]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+IO_TABLE = [
+    {"name": "x", "kind": "input", "dtype": "float32", "onnx_shape": [1, 2, 3, 4],
+     "tflite_shape": [1, 3, 4, 2], "perm": [0, 2, 3, 1]},
+    {"name": "n", "kind": "input", "dtype": "int64", "onnx_shape": [5], "tflite_shape": [5],
+     "perm": None},
+    {"name": "y", "kind": "output", "dtype": "float32", "onnx_shape": [1, 2, 3, 4],
+     "tflite_shape": [1, 3, 4, 2], "perm": [0, 2, 3, 1]},
+    {"name": "m", "kind": "output", "dtype": "int64", "onnx_shape": [5], "tflite_shape": [5],
+     "perm": None},
+]  # fmt: skip
+
+
+def test_run_litert_applies_layout_and_casts():
+    tfl = _tiny_tflite()
+    x = np.random.default_rng(0).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    n = np.arange(5, dtype=np.int64)  # ONNX int64 fed to an int32 TFLite input
+    out = V.run_litert(tfl, {"x": x, "n": n}, IO_TABLE)
+    assert set(out) == {"y", "m"}
+    assert out["y"].shape == (1, 2, 3, 4)
+    np.testing.assert_array_equal(out["y"], x + x)
+    np.testing.assert_array_equal(out["m"], 2 * n.astype(np.int32))
+    # Without the io table the stored NHWC layout comes back unchanged: shape must NOT match.
+    raw = V.run_litert(tfl, {"x": np.transpose(x, (0, 2, 3, 1)), "n": n}, None)
+    assert not V.compare({"y": x + x}, {"y": raw["y"]})["y"]["shape_match"]
+    # A feed whose shape the file does not declare is refused, not silently resized.
+    with pytest.raises(ValueError, match="does not fit"):
+        V.run_litert(tfl, {"x": x, "n": n}, None)
+    ref_only = V.run_litert(tfl, {"x": x, "n": n}, IO_TABLE, use_xnnpack=False)
+    np.testing.assert_array_equal(ref_only["y"], out["y"])
+
+
+def test_op_histogram_and_versions():
+    tfl = _tiny_tflite()
+    assert op_histogram(tfl) == {"ADD": 2}
+    assert opcode_versions(tfl) == {"ADD": 2}
+
+
+def test_format_table_mentions_every_output():
+    e = {"y": np.ones((2, 2), np.float32), "z": np.ones(3, np.float32)}
+    a = {"y": np.ones((2, 2), np.float32), "z": np.ones((3, 1), np.float32)}
+    res = V.ValidationResult(V.compare(e, a), atol=1e-4, rtol=None)
+    text = V.format_table(res)
+    assert "y" in text and "SHAPE" in text and "FAILED" in text and not res.ok
+    assert res.to_dict()["outputs"]["z"]["shape_match"] is False
