@@ -317,7 +317,11 @@ def _skeleton(model, nodes, consts, real_inputs) -> onnx.ModelProto:
             inits.append(numpy_helper.from_array(arr, name))
         else:
             inputs.append(_value_info(name, arr))
-    graph = helper.make_graph(nodes, model.graph.name or "g", inputs, list(model.graph.output), inits)
+    known = {v.name for v in inputs} | {t.name for t in inits}
+    value_info = [v for v in model.graph.value_info if v.name not in known]
+    graph = helper.make_graph(
+        nodes, model.graph.name or "g", inputs, list(model.graph.output), inits, value_info=value_info
+    )
     sk = helper.make_model(graph, opset_imports=list(model.opset_import))
     sk.ir_version = max(model.ir_version, 4)
     return sk

@@ -43,7 +43,13 @@ def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> d
     """Pick a spec for every node and check its constraints; refuse with all problems known."""
     specs: dict[int, OpSpec] = {}
     problems: list[UnsupportedError] = []
+    tainted: set[str] = set()  # outputs of refused nodes: their consumers are not re-judged
     for node in graph.nodes:
+        blocker = next((i for i in node.inputs if i in tainted), None)
+        if blocker is not None:
+            tainted.update(o for o in node.outputs if o)
+            rec.blocked(node, blocker)
+            continue
         spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)
         try:
             if spec is None:
@@ -53,6 +59,7 @@ def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> d
         except UnsupportedError as exc:
             problems.append(exc)
             rec.refused(node, exc)
+            tainted.update(o for o in node.outputs if o)
     if problems:
         first = problems[0]
         if len(problems) > 1:
@@ -137,10 +144,17 @@ def convert(
 def _validate(result: ConversionResult, rec, test_data, seed, atol):
     from . import validate as val
 
-    io_table = rec.io_table
-    outcome = val.validate(
-        result.model, result.tflite_bytes, io_table, feeds=test_data, seed=seed, atol=atol
-    )
+    try:
+        if test_data:
+            outcome = val.validate_samples(
+                result.model, result.tflite_bytes, rec.io_table, test_data, atol=atol
+            )
+        else:
+            outcome = val.validate(
+                result.model, result.tflite_bytes, rec.io_table, seed=seed, atol=atol
+            )
+    except ValueError as exc:
+        raise errors.BadInputError(errors.INVALID_OPTION, f"validation input: {exc}") from None
     rec.validation(outcome)
     return outcome
 

@@ -73,6 +73,17 @@ class ReportBuilder:
             message=exc.message,
         )
 
+    def blocked(self, node, tensor: str) -> None:
+        row = self.rows.setdefault(node.label, {"name": node.label})
+        row.update(
+            domain=node.domain,
+            op_type=node.op_type,
+            mode="blocked",
+            tflite_ops=[],
+            reason_code=None,
+            message=f"not judged: input {tensor!r} comes from a refused node",
+        )
+
     def lowered(self, driver, tflite_bytes: bytes) -> None:
         from .versioning import op_version
 

@@ -517,3 +517,41 @@ def format_table(result: ValidationResult) -> str:
         f"validation {'PASSED' if result.ok else 'FAILED'} ({tol}, atol scaled by max|ref|)"
     )
     return "\n".join(lines)
+
+
+def validate_samples(
+    model: onnx.ModelProto,
+    tflite_bytes: bytes,
+    io_table: Sequence[Mapping[str, Any]],
+    data: Mapping[str, np.ndarray],
+    atol: float = 1e-4,
+    rtol: float | None = None,
+) -> ValidationResult:
+    """Validate every model-sized batch of stacked samples; return the worst batch.
+
+    ``data`` holds, per ONNX input, samples stacked on axis 0 in ONNX layout; each chunk fed is
+    as large as the model's own batch (its first input dim).
+    """
+    batches = {
+        r["name"]: (int(r["onnx_shape"][0]) if r["onnx_shape"] else 1)
+        for r in io_table
+        if r["kind"] == "input"
+    }
+    unknown = sorted(set(data) - set(batches))
+    missing = sorted(set(batches) - set(data))
+    if unknown or missing:
+        raise ValueError(
+            f"test data must name every model input exactly: unknown {unknown}, missing {missing}"
+        )
+    worst: ValidationResult | None = None
+    for feeds in iter_feed_batches(data, batches):
+        res = validate(model, tflite_bytes, io_table, feeds=feeds, atol=atol, rtol=rtol)
+        if worst is None or _badness(res) > _badness(worst):
+            worst = res
+    if worst is None:
+        raise ValueError("test data holds no complete batch")
+    return worst
+
+
+def _badness(res: ValidationResult) -> tuple[bool, float]:
+    return (not res.ok, max((m.get("max_abs") or 0.0) for m in res.outputs.values()))

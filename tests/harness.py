@@ -160,10 +160,25 @@ class ConversionCheck:
 
 
 def convert(model: onnx.ModelProto, **convert_options: Any):
-    """The package's ``convert`` (imported lazily so this module loads without the converter)."""
+    """The package's ``convert``, plus the version check every produced model must pass."""
     from onnx2tflite_direct import convert as _convert
 
-    return _convert(model, **convert_options)
+    res = _convert(model, **convert_options)
+    assert_versions_in_cpu_range(res.tflite_bytes)
+    return res
+
+
+def assert_versions_in_cpu_range(tflite_bytes: bytes) -> None:
+    """Every operator code's version lies in the range the CPU resolver registers."""
+    from onnx2tflite_direct.versioning import CPU_VERSION_RANGE
+
+    for name, version in _opcodes(tflite_bytes)[1]:
+        if name == "CUSTOM":
+            assert version == 1, version
+            continue
+        assert name in CPU_VERSION_RANGE, f"{name} is not registered in the CPU resolver"
+        lo, hi = CPU_VERSION_RANGE[name]
+        assert lo <= version <= hi, f"{name} version {version} outside CPU range {lo}-{hi}"
 
 
 def check_conversion(

@@ -1,0 +1,167 @@
+"""The command line: outputs, exit codes, reports, custom ops, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from flatbuffers import flexbuffers
+from harness import make_model
+from onnx import helper
+
+from onnx2tflite_direct import cli, errors
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "small_cnn.onnx"
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "onnx2tflite_direct", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def _unsupported_model(tmp_path: Path) -> Path:
+    """Relu -> a made-up op in a custom domain -> Relu."""
+    model = make_model(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Frobnicate", ["a"], ["b"], domain="example.ops", gain=2.5, mode="fast", taps=[1, 2, 3]),
+            helper.make_node("Relu", ["b"], ["y"]),
+        ],
+        inputs=[("x", np.float32, (1, 4))],
+        outputs=[("y", np.float32, (1, 4))],
+        opset={"": 17, "example.ops": 1},
+        check=False,
+    )
+    # Shape inference cannot see into a custom domain; exporters record the shape here.
+    model.graph.value_info.append(helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1, 4]))
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_example_converts_with_report_and_validation(tmp_path):
+    before = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+    proc = run_cli(EXAMPLE, "-o", tmp_path, "--report-op-coverage", "--validate")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "small_cnn_float32.tflite").stat().st_size > 1000
+    report = json.loads((tmp_path / "small_cnn_op_coverage_report.json").read_text())
+    assert report["success"] and report["validation"]["ok"]
+    assert report["transpose_count"] == 0
+    assert hashlib.sha256(EXAMPLE.read_bytes()).hexdigest() == before  # input untouched
+    assert not list(tmp_path.glob(".*tmp"))  # no temp files left behind
+
+
+def test_unsupported_op_exits_3_with_report_and_no_model(tmp_path):
+    model = _unsupported_model(tmp_path)
+    proc = run_cli(model, "-o", tmp_path / "out", "--report-op-coverage")
+    assert proc.returncode == errors.EXIT_UNSUPPORTED, proc.stderr
+    assert "custom_op_candidate_disabled" in proc.stderr
+    assert not list((tmp_path / "out").glob("*.tflite"))
+    report = json.loads((tmp_path / "out" / "odd_op_coverage_report.json").read_text())
+    assert report["success"] is False
+    assert report["error"]["reason_code"] == "custom_op_candidate_disabled"
+    assert report["counts"]["by_reason"] == {"custom_op_candidate_disabled": 1}
+    modes = [(r["op_type"], r["mode"]) for r in report["nodes"]]
+    assert modes == [("Relu", "pending"), ("Frobnicate", "unsupported"), ("Relu", "blocked")]
+
+
+def test_custom_op_not_in_allowlist(tmp_path):
+    proc = run_cli(_unsupported_model(tmp_path), "-o", tmp_path, "--allow-custom-ops")
+    assert proc.returncode == errors.EXIT_UNSUPPORTED
+    assert "custom_op_not_in_allowlist" in proc.stderr
+
+
+def test_custom_op_options_decode_to_node_attributes(tmp_path):
+    proc = run_cli(
+        _unsupported_model(tmp_path), "-o", tmp_path, "--allow-custom-ops",
+        "--custom-op-allowlist", "Frobnicate",
+    )
+    assert proc.returncode == 0, proc.stderr
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = (tmp_path / "odd_float32.tflite").read_bytes()
+    m = schema.Model.GetRootAs(buf, 0)
+    codes = [m.OperatorCodes(i) for i in range(m.OperatorCodesLength())]
+    custom = [c.CustomCode().decode() for c in codes if c.CustomCode()]
+    assert custom == ["ONNX_example.ops.Frobnicate"]
+    sg = m.Subgraphs(0)
+    ops = [sg.Operators(i) for i in range(sg.OperatorsLength())]
+    (op,) = [o for o in ops if codes[o.OpcodeIndex()].CustomCode()]
+    attrs = flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy()))
+    assert attrs == {"gain": pytest.approx(2.5), "mode": "fast", "taps": [1, 2, 3]}
+
+
+@pytest.mark.parametrize(
+    "content, code",
+    [(b"not a protobuf at all \x00\xff", "invalid_model"), (None, "file_not_found")],
+)
+def test_bad_input_exits_2(tmp_path, content, code):
+    path = tmp_path / "bad.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    proc = run_cli(path, "-o", tmp_path)
+    assert proc.returncode == errors.EXIT_BAD_INPUT, proc.stderr
+    assert code in proc.stderr
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_failed_run_does_not_clobber_existing_output(tmp_path):
+    target = tmp_path / "odd_float32.tflite"
+    target.write_bytes(b"previous good file")
+    run_cli(_unsupported_model(tmp_path), "-o", tmp_path)
+    assert target.read_bytes() == b"previous good file"
+
+
+def test_input_shape_pin_and_version(tmp_path):
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, ("N", 3))],
+        outputs=[("y", np.float32, ("N", 3))],
+    )
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, path)
+    proc = run_cli(path, "-o", tmp_path)
+    assert proc.returncode == errors.EXIT_UNSUPPORTED
+    assert "dynamic_shape_unsupported" in proc.stderr and "--input-shape" in proc.stderr
+    proc = run_cli(path, "-o", tmp_path, "--input-shape", "x:5,3", "--validate", "--report-op-coverage")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "dyn_op_coverage_report.json").read_text())
+    assert report["io"][0]["tflite_shape"] == [5, 3]
+    proc = run_cli(path, "-o", tmp_path, "--batch-size", "2", "--validate")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("--version").stdout.startswith("onnx2tflite_direct")
+
+
+def test_validation_mismatch_exits_4(tmp_path, monkeypatch, caplog):
+    """A deliberately wrong lowering (test-only) is caught by --validate with exit code 4."""
+    from onnx2tflite_direct.registry import REGISTRY
+
+    spec = REGISTRY.lookup("", "Relu", 17)
+    monkeypatch.setattr(spec, "lower", lambda ctx: ctx.emit("TANH", [ctx.input(0)], [ctx.output(0)]))
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, (2, 3))],
+        outputs=[("y", np.float32, (2, 3))],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    assert cli.main([str(path), "-o", str(tmp_path), "--validate"]) == errors.EXIT_VALIDATION
+
+
+def test_test_data_feeds_validation(tmp_path):
+    samples = np.random.default_rng(0).standard_normal((3, 1, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "image.npy", samples.reshape(3, 3, 32, 32))
+    proc = run_cli(EXAMPLE, "-o", tmp_path, "--validate", "--test-data", f"image={tmp_path / 'image.npy'}")
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,36 @@
+"""The report documents itself, and generated docs are never stale."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from harness import check_conversion, make_model
+from onnx import helper
+
+from onnx2tflite_direct import docs_gen
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_report_field_is_documented():
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, (1, 2))],
+        outputs=[("y", np.float32, (1, 2))],
+    )
+    report = check_conversion(model).report
+    doc = (ROOT / "docs" / "coverage_report.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.M))
+    assert set(report) == documented
+    row = report["nodes"][0]
+    assert set(row) == {"name", "domain", "op_type", "mode", "tflite_ops", "reason_code", "message"}
+    assert row["mode"] == "builtin" and row["tflite_ops"] == ["RELU"]
+    statuses = {r["op_type"]: r["status"] for r in report["registry_policy"]}
+    assert statuses["Relu"] == "builtin"
+
+
+def test_ops_doc_is_generated_from_the_registry():
+    current = (ROOT / "docs" / "ops.md").read_text()
+    assert current == docs_gen.render_ops_md(), "run: python -m onnx2tflite_direct.docs_gen"
