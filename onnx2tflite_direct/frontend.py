@@ -12,6 +12,7 @@ folding alternates with inference until nothing changes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ MAX_FOLD_ROUNDS = 8
 @dataclass
 class FrontEndResult:
     graph: Graph
-    model: onnx.ModelProto  # the loaded model with the user's shape pins applied (unfolded)
+    # Returns the loaded model with the user's shape pins applied (unfolded), for validation.
+    # A model given by path is re-read on demand instead of holding its weights twice.
+    model_loader: Callable[[], onnx.ModelProto]
     folded_nodes: list[str]
 
 
@@ -420,4 +423,8 @@ def load_graph(
         outputs=graph_outputs,
         opsets=opsets,
     )
-    return FrontEndResult(graph=graph, model=proto, folded_nodes=folded)
+    if isinstance(model, onnx.ModelProto):
+        loader = lambda: proto  # noqa: E731  (the caller holds it already)
+    else:
+        loader = lambda: apply_shape_pins(load_model(model), input_shapes, batch_size)  # noqa: E731
+    return FrontEndResult(graph=graph, model_loader=loader, folded_nodes=folded)

@@ -41,16 +41,20 @@ def fold_batchnorm_into_conv(graph: Graph) -> list[str]:
             continue
         if w.dtype != np.float32:
             continue
-        scale, bias, mean, var = (s.astype(np.float64) for s in stats)
+        scale, bias, mean, var = (s.astype(np.float64) for s in stats)  # small vectors
         eps = float(bn.attrs.get("epsilon", 1e-5))
         factor = scale / np.sqrt(var + eps)
-        new_w = (w.astype(np.float64) * factor.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        new_w = w * factor.astype(np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
         base = b.astype(np.float64) if b is not None else 0.0
         new_b = ((base - mean) * factor + bias).astype(np.float32)
         w_name, b_name = f"{conv.label}/bn_folded_W", f"{conv.label}/bn_folded_B"
         graph.values[w_name] = _const(w_name, new_w)
         graph.values[b_name] = _const(b_name, new_b)
+        replaced = [n for n in conv.inputs[1:] if n]
         conv.inputs = [conv.inputs[0], w_name, b_name]
+        for name in replaced:  # drop the unfolded weights unless something else reads them
+            if len(consumers.get(name, [])) == 1 and name not in graph.outputs:
+                del graph.values[name]
         conv.outputs = [bn.outputs[0]]
         removed.add(id(bn))
         changed.append(bn.label)

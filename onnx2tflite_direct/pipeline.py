@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,16 @@ class ConversionResult:
     tflite_bytes: bytes
     report: dict
     paths: dict[str, Path] = field(default_factory=dict)
-    model: onnx.ModelProto | None = None
     validation: object | None = None
+    _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
+    _model: onnx.ModelProto | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> onnx.ModelProto | None:
+        """The ONNX model as converted (user's shape pins applied): what onnxruntime runs."""
+        if self._model is None and self._model_loader is not None:
+            self._model = self._model_loader()
+        return self._model
 
 
 def _stem(model) -> str:
@@ -103,7 +112,7 @@ def convert(
     result = ConversionResult(tflite_bytes=b"", report={})
     try:
         fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
-        result.model = fe.model
+        result._model_loader = fe.model_loader
         rec.model_info(fe)
         rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
         graph = fe.graph
@@ -120,6 +129,10 @@ def convert(
         from .builder import build_flatbuffer
 
         model_ir = tfl.Model([driver.sub])
+        # The ONNX-order constants are no longer needed: free them before the builder
+        # allocates the output buffer (peak memory is the sum of both otherwise).
+        graph.values.clear()
+        del fe, graph
         result.tflite_bytes = build_flatbuffer(model_ir)
         rec.lowered(driver, result.tflite_bytes)
         if validate:

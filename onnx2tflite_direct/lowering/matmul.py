@@ -43,7 +43,7 @@ def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_nu
     lay = ctx.in_layout(0)
     if lay.inner is not None:
         weight_out_in = weight_out_in[:, lay.inner.element_order()]
-    weights = np.ascontiguousarray(weight_out_in, dtype=np.float32)
+    weights = np.asarray(weight_out_in, dtype=np.float32, order="C")
     inputs = [x, ctx.const_tensor(weights, "weights")]
     inputs.append(ctx.const_tensor(bias.astype(np.float32), "bias") if bias is not None else None)
     ctx.emit(
@@ -99,7 +99,9 @@ def lower_gemm(ctx):
             return
         _add_c(ctx, _scale(ctx, prod, alpha, "alpha"), beta)
         return
-    w = (b.astype(np.float64) if trans_b else b.astype(np.float64).T) * alpha  # [N, K]
+    w = np.asarray(b, np.float32) if trans_b else np.asarray(b, np.float32).T  # [N, K]
+    if alpha != 1.0:
+        w = w * np.float32(alpha)
     n_out = w.shape[0]
     c = ctx.const(2) if has_c else None
     if c is not None and (c.size == 1 or c.size == n_out and c.shape[-1] == n_out):
@@ -133,7 +135,7 @@ def lower_matmul(ctx):
     b = ctx.const(1)
     squeeze = len(a_shape) == 1 or len(b_shape) == 1
     if b is not None and b.ndim == 2 and len(a_shape) >= 2:
-        _fc(ctx, x, b.T.astype(np.float32), None, ctx.output(0), keep_num_dims=len(a_shape) > 2)
+        _fc(ctx, x, np.asarray(b, np.float32).T, None, ctx.output(0), keep_num_dims=len(a_shape) > 2)
         return
     if not squeeze:
         ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=False)

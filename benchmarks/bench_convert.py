@@ -1,0 +1,99 @@
+"""Conversion wall time and peak RSS per model, each conversion in a fresh process.
+
+Also measures the floor for the same model: ``onnx.load`` plus writing as many bytes as the
+.tflite has. Results go to ``benchmarks/results/convert.json`` and a table on stdout.
+
+    python benchmarks/bench_convert.py [--models resnet50 vgg19 ...] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+CHILD = r"""
+import json, os, sys, time, tempfile
+mode, path = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+if mode == "convert":
+    import onnx2tflite_direct as o2t
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        res = o2t.convert(path, out)
+    size = len(res.tflite_bytes)
+else:
+    import onnx
+    t = time.perf_counter()
+    onnx.load(path)
+    size = int(sys.argv[3])
+    with tempfile.TemporaryDirectory() as out:
+        with open(os.path.join(out, "x.bin"), "wb") as fh:
+            fh.write(b"\0" * size)
+seconds = time.perf_counter() - t
+# VmHWM, not ru_maxrss: on Linux ru_maxrss carries the parent's peak across fork+exec.
+with open("/proc/self/status") as fh:
+    rss = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_rss": rss, "bytes": size}))
+"""
+
+
+def run_child(*args) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    from make_real_weight_light_models import cached_model_path, light_model_paths
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="*", default=sorted(light_model_paths()))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for name in args.models:
+            path = cached_model_path(name, Path(cache))
+            weights = path.stat().st_size
+            conv = [run_child("convert", path) for _ in range(args.repeat)]
+            best = min(conv, key=lambda r: r["seconds"])
+            floor = min(
+                (run_child("floor", path, best["bytes"]) for _ in range(args.repeat)),
+                key=lambda r: r["seconds"],
+            )
+            rows.append(
+                {
+                    "model": f"{name} (real weights)",
+                    "onnx_bytes": weights,
+                    "convert_seconds": round(best["seconds"], 3),
+                    "convert_peak_rss_mb": round(max(r["peak_rss"] for r in conv) / 2**20, 1),
+                    "floor_seconds": round(floor["seconds"], 3),
+                    "floor_peak_rss_mb": round(floor["peak_rss"] / 2**20, 1),
+                    "ratio_to_floor": round(best["seconds"] / max(floor["seconds"], 1e-9), 2),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{r['model']:32s} {r['onnx_bytes'] / 2**20:8.1f} MB  convert {r['convert_seconds']:6.3f} s "
+                f"rss {r['convert_peak_rss_mb']:7.1f} MB  floor {r['floor_seconds']:6.3f} s  "
+                f"ratio {r['ratio_to_floor']:5.2f}",
+                flush=True,
+            )
+    out = ROOT / "benchmarks" / "results" / "convert.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": f"{os.cpu_count()} cores", "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
