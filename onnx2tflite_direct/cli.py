@@ -34,6 +34,13 @@ def _shape_pin(text: str) -> tuple[str, tuple[int, ...]]:
         raise argparse.ArgumentTypeError(f"dims must be integers in {text!r}") from None
 
 
+def _names(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated tensor names")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnx2tflite-direct",
@@ -49,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="pin a dynamic first dim of every input")
     p.add_argument("--allow-custom-ops", action="store_true", help="emit CUSTOM ops for allowlisted ops without a builtin lowering")
     p.add_argument("--custom-op-allowlist", default="", metavar="Op1,Op2", help="ops allowed to become CUSTOM ops")
+    p.add_argument("--keep-input-layout", nargs="+", default=[], metavar="NAME", help="keep these inputs exactly in ONNX layout")
+    p.add_argument("--channel-last-input", nargs="+", default=[], metavar="NAME", help="expose these 3-D/4-D/5-D inputs channel-last")
+    p.add_argument("--keep-output-layout", nargs="+", default=[], metavar="NAME", help="keep these outputs exactly in ONNX layout")
+    p.add_argument("--channel-last-output", nargs="+", default=[], metavar="NAME", help="expose these 3-D/4-D/5-D outputs channel-last")
+    p.add_argument("--inputs", type=_names, metavar="T1,T2", help="convert only the sub-graph from these tensors")
+    p.add_argument("--outputs", type=_names, metavar="T3,T4", help="convert only the sub-graph up to these tensors")
     p.add_argument("--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)")
     p.add_argument("--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs")
     p.add_argument("--test-data", action="append", default=[], metavar="NAME=file.npy", help="inputs for --validate (ONNX layout, samples on axis 0)")
@@ -90,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             atol=args.atol,
             fuse=not args.no_fuse,
+            keep_layout=tuple(args.keep_input_layout + args.keep_output_layout),
+            channel_last=tuple(args.channel_last_input + args.channel_last_output),
+            inputs=args.inputs,
+            outputs=args.outputs,
         )
     except ConversionError as exc:
         log.error("error: %s", exc)

@@ -26,6 +26,9 @@ class LoweringOptions:
     keep_io_layout: bool = False
     allow_custom_ops: bool = False
     custom_op_allowlist: tuple[str, ...] = ()
+    # Per-tensor overrides of the I/O layout decision (ONNX input/output names).
+    keep_layout: tuple[str, ...] = ()
+    channel_last: tuple[str, ...] = ()
 
 
 @dataclass
@@ -183,13 +186,37 @@ class Driver:
         return out
 
     # ---- graph walk -------------------------------------------------------------------
+    def io_override(self, name: str) -> L.Layout | None:
+        """The layout the user forced for an input/output, if any."""
+        rank = len(self.value(name).shape)
+        if name in self.options.keep_layout:
+            return L.identity(rank)
+        if name in self.options.channel_last:
+            if rank not in (3, 4, 5):
+                raise errors.BadInputError(
+                    errors.INVALID_OPTION,
+                    f"{name!r} has rank {rank}; only 3-D to 5-D tensors can be channel-last",
+                )
+            return L.channel_last(rank)
+        return None
+
     def input_layout(self, name: str) -> L.Layout:
+        forced = self.io_override(name)
+        if forced is not None:
+            return forced
         rank = len(self.value(name).shape)
         if self.options.keep_io_layout or rank < 3 or not self.prefers_channel_last(name):
             return L.identity(rank)
         return L.channel_last(rank)
 
     def setup_inputs(self) -> None:
+        io_names = set(self.graph.inputs) | set(self.graph.outputs)
+        for name in self.options.keep_layout + self.options.channel_last:
+            if name not in io_names:
+                raise errors.BadInputError(
+                    errors.INVALID_OPTION,
+                    f"layout option names {name!r}, which is not a model input or output",
+                )
         for name in self.graph.inputs:
             value = self.value(name)
             if not value.is_static:
@@ -241,6 +268,12 @@ class Driver:
         for name in self.graph.outputs:
             value = self.value(name)
             if value.is_constant:
+                if value.const.size == 0:
+                    raise UnsupportedError(
+                        errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                        f"graph output {name!r} is an empty constant; LiteRT cannot load "
+                        "zero-element constant tensors",
+                    )
                 t = self.constant_in(name, None)
                 lay = L.identity(len(value.shape))
             else:
@@ -250,11 +283,33 @@ class Driver:
                     L.identity(rank),
                     L.channel_last(rank),
                 )
-                lay = src if keep else L.identity(rank)
+                lay = self.io_override(name) or (src if keep else L.identity(rank))
                 t = self.materialize(name, lay)
             self.sub.outputs.append(t)
             self.sub.output_names.append(name)
             self._io_row(name, "output", lay)
+
+
+def tensor_map(driver: Driver) -> dict[str, dict]:
+    """ONNX tensor name -> the TFLite tensor holding it in the final graph, and its layout.
+
+    Only tensors that survive the rewrites are listed (a conv output fused with its Relu is
+    gone); ``perm`` and ``inner`` say how to turn the stored array back into ONNX order.
+    """
+    alive = {id(t) for t in driver.sub.tensors()}
+    out: dict[str, dict] = {}
+    for name, tensor in driver.tensor_of.items():
+        if id(tensor) not in alive:
+            continue
+        lay = driver.layout_of[name]
+        out[name] = {
+            "tensor": tensor.name,
+            "perm": list(lay.perm),
+            "inner": None
+            if lay.inner is None
+            else {"shape": list(lay.inner.shape), "perm": list(lay.inner.perm)},
+        }
+    return out
 
 
 class LoweringContext:

@@ -17,9 +17,10 @@ import onnx
 
 from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
-from .context import Driver, LoweringOptions
+from .context import Driver, LoweringOptions, tensor_map
 from .errors import ConversionError, InternalError, UnsupportedError
-from .frontend import load_graph
+from .extract import extract_subgraph
+from .frontend import load_graph, load_model
 from .ir import Graph
 from .lowering import custom as custom_lowering
 from .registry import REGISTRY, OpSpec, check_node
@@ -31,6 +32,8 @@ class ConversionResult:
     report: dict
     paths: dict[str, Path] = field(default_factory=dict)
     validation: object | None = None
+    # ONNX tensor name -> {"tensor": TFLite tensor name, "perm", "inner"} (see context.tensor_map)
+    tensor_map: dict[str, dict] = field(default_factory=dict)
     _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
 
@@ -94,16 +97,25 @@ def convert(
     atol: float = 1e-4,
     stem: str | None = None,
     fuse: bool = True,
+    keep_layout: tuple[str, ...] = (),
+    channel_last: tuple[str, ...] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
 ) -> ConversionResult:
     """Convert an ONNX model (path or ModelProto) to TFLite.
 
     Returns a :class:`ConversionResult`; raises a typed :class:`ConversionError` on failure
     (after writing the coverage report when ``report_op_coverage`` and ``output_dir`` are set).
+
+    ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
+    channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
     """
     options = LoweringOptions(
         keep_io_layout=keep_io_layout,
         allow_custom_ops=allow_custom_ops,
         custom_op_allowlist=tuple(custom_op_allowlist or ()),
+        keep_layout=tuple(keep_layout),
+        channel_last=tuple(channel_last),
     )
     stem = stem or _stem(model)
     out_dir = Path(output_dir) if output_dir is not None else None
@@ -111,6 +123,8 @@ def convert(
     started = time.perf_counter()
     result = ConversionResult(tflite_bytes=b"", report={})
     try:
+        if inputs or outputs:
+            model = extract_subgraph(load_model(model), inputs, outputs)
         fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
         result._model_loader = fe.model_loader
         rec.model_info(fe)
@@ -129,6 +143,7 @@ def convert(
         from .builder import build_flatbuffer
 
         model_ir = tfl.Model([driver.sub])
+        result.tensor_map = tensor_map(driver)
         # The ONNX-order constants are no longer needed: free them before the builder
         # allocates the output buffer (peak memory is the sum of both otherwise).
         graph.values.clear()
@@ -177,7 +192,8 @@ def _finish(rec, result, out_dir, stem, write_report, started, write_model) -> N
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise errors.BadInputError(errors.INVALID_OPTION, f"cannot create {out_dir}: {exc}")
+            msg = f"cannot create {out_dir}: {exc}"
+            raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
         if write_model:
             path = out_dir / f"{stem}_float32.tflite"
             write_atomic(path, result.tflite_bytes)

@@ -26,24 +26,26 @@ def _reshape_like(ctx):
     ctx.driver.reshape(x, ctx.output(0))
 
 
-for _op, _since, _const in (
-    ("Reshape", 5, (1,)),
-    ("Flatten", 1, ()),
-    ("Squeeze", 1, (1,)),
-    ("Unsqueeze", 1, (1,)),
-):
+# The output shape is static, so a runtime ``shape``/``axes`` input cannot change the result:
+# it is not read at all.
+for _op, _since in (("Reshape", 1), ("Flatten", 1), ("Squeeze", 1), ("Unsqueeze", 1)):
     lowering(
         _op,
         reshaping,
         since=_since,
         dtypes=ANY_TYPE,
-        const_inputs=_const,
         tflite_ops=("RESHAPE",),
         notes="free when the stored order allows; else one TRANSPOSE",
     )(_reshape_like)
 
 
-@lowering("Transpose", transpose_relabel, dtypes=ANY_TYPE, tflite_ops=(), notes="a relabeling of stored axes")
+@lowering(
+    "Transpose",
+    transpose_relabel,
+    dtypes=ANY_TYPE,
+    tflite_ops=(),
+    notes="a relabeling of stored axes",
+)
 def lower_transpose(ctx):
     x = ctx.input(0)
     out_layout = ctx.out_layout(0)
@@ -62,8 +64,6 @@ lowering("Identity", same_as_input, dtypes=ANY_TYPE, tflite_ops=())(_identity)
 
 
 def _dropout_check(node, graph):
-    if len(node.outputs) > 1 and graph.used(node.outputs[1]):
-        return "unsupported_attribute_value: Dropout's mask output is not supported"
     if len(node.inputs) > 2 and node.inputs[2]:
         mode = graph.values[node.inputs[2]].const
         if mode is None or bool(np.asarray(mode).reshape(-1)[0]):
@@ -71,17 +71,31 @@ def _dropout_check(node, graph):
     return None
 
 
+def _dropout(ctx):
+    """Inference Dropout: identity; the mask (if used) is all true, one FILL."""
+    _identity(ctx)
+    if len(ctx.node.outputs) > 1 and ctx.driver.graph.used(ctx.node.outputs[1]):
+        mask = ctx.output(1)
+        dims = ctx.const_tensor(np.array(mask.shape, np.int32), "mask_shape")
+        ctx.emit("FILL", [dims, ctx.const_tensor(np.array(True), "true")], [mask])
+
+
 lowering(
     "Dropout",
     same_as_input,
-    tflite_ops=(),
+    tflite_ops=("FILL",),
     attrs=(attr_in("is_test", (None, 0, 1)),),
-    notes="inference: identity",
+    notes="inference: identity; mask output is all true",
     extra_check=_dropout_check,
-)(_identity)
+)(_dropout)
 
 
-@lowering("Concat", keep_rank(data_inputs=tuple(range(64))), dtypes=ANY_TYPE, tflite_ops=("CONCATENATION",))
+@lowering(
+    "Concat",
+    keep_rank(data_inputs=tuple(range(64))),
+    dtypes=ANY_TYPE,
+    tflite_ops=("CONCATENATION",),
+)
 def lower_concat(ctx):
     rank = len(ctx.out_shape(0))
     axis = int(ctx.attr("axis", 1))
@@ -100,56 +114,166 @@ def lower_concat(ctx):
     )
 
 
-def _pads(ctx):
-    rank = len(ctx.shape(0))
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def _pad_axes(ctx, rank: int) -> list[int]:
+    if ctx.node.opset < 18 or not ctx.has_input(3):
+        return list(range(rank))
+    return [int(a) + rank if a < 0 else int(a) for a in ctx.const(3).reshape(-1)]
+
+
+def _const_pads(ctx, rank: int) -> list[tuple[int, int]]:
+    """Per ONNX axis (begin, end) from the ``pads`` attribute (opset < 11) or constant input."""
     if ctx.node.opset < 11:
-        pads = ctx.attr("pads", ctx.attr("paddings"))
-        value = float(ctx.attr("value", 0.0))
-    else:
-        pads = [int(p) for p in ctx.const(1).reshape(-1)]
-        value = ctx.const(2) if ctx.has_input(2) else None
-        value = 0.0 if value is None or value.size == 0 else float(value.reshape(-1)[0])
-    axes = list(range(rank))
-    if ctx.has_input(3):
-        axes = [int(a) + rank if a < 0 else int(a) for a in ctx.const(3).reshape(-1)]
+        pads = list(ctx.attr("pads", ctx.attr("paddings")))
+        return [(int(pads[a]), int(pads[a + rank])) for a in range(rank)]
+    pads = [int(p) for p in ctx.const(1).reshape(-1)]
+    axes = _pad_axes(ctx, rank)
     per_axis = [(0, 0)] * rank
     for k, a in enumerate(axes):
-        per_axis[a] = (int(pads[k]), int(pads[k + len(axes)]))
-    return per_axis, value
+        per_axis[a] = (pads[k], pads[k + len(axes)])
+    return per_axis
+
+
+def _pad_value(ctx, dtype):
+    """The constant fill as a TFLite tensor (runtime input allowed), or None for zero."""
+    if ctx.node.opset < 11:
+        value = float(ctx.attr("value", 0.0))
+        return None if value == 0.0 else ctx.const_tensor(np.array(value, dtype), "value")
+    if not ctx.has_input(2):
+        return None
+    const = ctx.const(2)
+    if const is None:
+        return ctx.input(2)
+    if const.size == 0 or float(const.reshape(-1)[0]) == 0.0:
+        return None
+    return ctx.const_tensor(np.array(const.reshape(-1)[0], dtype), "value")
 
 
 def _pad_check(node, graph):
+    if node.opset >= 18 and len(node.inputs) > 3 and node.inputs[3]:
+        if not graph.values[node.inputs[3]].is_constant:
+            return "requires_constant_input: Pad axes must be constant"
+    mode = node.attrs.get("mode", "constant")
     if node.opset >= 11 and not graph.values[node.inputs[1]].is_constant:
-        return "requires_constant_input: pads must be constant"
+        if mode in ("edge", "wrap"):
+            return f"requires_constant_input: Pad mode {mode} needs constant pads"
+        shape_in = graph.values[node.inputs[0]].shape
+        shape_out = graph.values[node.outputs[0]].shape
+        if any(o < i for i, o in zip(shape_in, shape_out, strict=True)):
+            return "requires_constant_input: cropping (negative) pads must be constant"
     return None
+
+
+def _stored_crop(ctx, x, per_axis):
+    """Negative pads crop: one STRIDED_SLICE over the stored axes."""
+    lay = ctx.in_layout(0)
+    shape = ctx.shape(0)
+    begin = [max(0, -per_axis[a][0]) for a in lay.perm]
+    end = [shape[a] - max(0, -per_axis[a][1]) for a in lay.perm]
+    out = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], "cropped")
+    ctx.emit(
+        "STRIDED_SLICE",
+        [
+            x,
+            ctx.const_tensor(np.array(begin, np.int32), "begin"),
+            ctx.const_tensor(np.array(end, np.int32), "end"),
+            ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
+        ],
+        [out],
+    )
+    return out
+
+
+def _index_table(mode: str, size: int, before: int, after: int) -> np.ndarray:
+    """Source index of every output position of an edge/wrap pad along one axis."""
+    pos = np.arange(-before, size + after)
+    if mode == "edge":
+        return np.clip(pos, 0, size - 1).astype(np.int32)
+    return np.mod(pos, size).astype(np.int32)
+
+
+def _gather_pad(ctx, x, per_axis, mode):
+    """Edge/wrap padding has no builtin: one GATHER per padded axis with a constant table."""
+    lay = ctx.in_layout(0)
+    cur = x
+    padded = [a for a in lay.perm if per_axis[a] != (0, 0)]
+    for n, a in enumerate(padded):
+        k = lay.stored_axis(a)
+        table = _index_table(mode, cur.shape[k], *per_axis[a])
+        last = n == len(padded) - 1
+        shape = list(cur.shape)
+        shape[k] = len(table)
+        out = ctx.output(0) if last else ctx.temp(x.dtype, shape, f"pad{a}")
+        ctx.emit(
+            "GATHER", [cur, ctx.const_tensor(table, f"pad_index{a}")], [out], axis=k, batch_dims=0
+        )
+        cur = out
+
+
+def _runtime_paddings(ctx):
+    """ONNX pads [b0..bn-1, e0..en-1] -> stored (rank, 2) paddings with one GATHER."""
+    rank = len(ctx.shape(0))
+    lay = ctx.in_layout(0)
+    axes = _pad_axes(ctx, rank)
+    n = len(axes)
+    pads = ctx.input(1)
+    table = np.full((rank, 2), 2 * n, np.int32)
+    for j, a in enumerate(axes):
+        table[lay.stored_axis(a)] = (j, j + n)
+    if len(axes) < rank:
+        zero = ctx.const_tensor(np.zeros(1, pads.dtype), "zero")
+        padded = ctx.temp(pads.dtype, (2 * n + 1,), "pads_ext")
+        ctx.emit("CONCATENATION", [pads, zero], [padded], axis=0, fused_activation_function="NONE")
+        pads = padded
+    out = ctx.temp(pads.dtype, (rank, 2), "paddings")
+    ctx.emit("GATHER", [pads, ctx.const_tensor(table, "pads_index")], [out], axis=0, batch_dims=0)
+    return out
 
 
 @lowering(
     "Pad",
     keep_rank(),
     since=2,
-    dtypes=("float32", "int32", "int64"),
-    const_inputs=(1, 2, 3),
-    attrs=(attr_in("mode", ("constant", "reflect"), "constant"),),
-    tflite_ops=("PAD", "PADV2", "MIRROR_PAD"),
+    dtypes=("float32", "int32", "int64", "int8", "uint8", "bool"),
+    const_inputs=(3,),
+    attrs=(attr_in("mode", PAD_MODES, "constant"),),
+    tflite_ops=("PAD", "PADV2", "MIRROR_PAD", "GATHER", "STRIDED_SLICE"),
+    notes="pads may be runtime for constant/reflect (non-cropping); edge/wrap use GATHER tables; "
+    "negative pads crop with STRIDED_SLICE",
     extra_check=_pad_check,
 )
 def lower_pad(ctx):
-    per_axis, value = _pads(ctx)
-    if any(b < 0 or e < 0 for b, e in per_axis):
-        ctx.refuse("unsupported_attribute_value", "negative pads (cropping) are not supported")
-    lay = ctx.in_layout(0)
-    stored = np.array([per_axis[a] for a in lay.perm], dtype=np.int32)
-    x = ctx.input(0)
-    pads_t = ctx.const_tensor(stored, "paddings")
+    rank = len(ctx.shape(0))
     mode = ctx.attr("mode", "constant")
-    if mode == "reflect":
-        ctx.emit("MIRROR_PAD", [x, pads_t], [ctx.output(0)], mode="REFLECT")
-    elif value == 0.0:
-        ctx.emit("PAD", [x, pads_t], [ctx.output(0)])
+    lay = ctx.in_layout(0)
+    x = ctx.input(0)
+    if ctx.node.opset >= 11 and ctx.const(1) is None:
+        paddings = _runtime_paddings(ctx)
     else:
-        fill = ctx.const_tensor(np.array(value, dtype=x.dtype), "value")
-        ctx.emit("PADV2", [x, pads_t, fill], [ctx.output(0)])
+        per_axis = _const_pads(ctx, rank)
+        if any(b < 0 or e < 0 for b, e in per_axis):
+            x = _stored_crop(ctx, x, per_axis)
+            per_axis = [(max(b, 0), max(e, 0)) for b, e in per_axis]
+        if all(p == (0, 0) for p in per_axis):
+            if x is ctx.input(0):
+                ctx.alias_output(0, x, lay)
+            else:
+                ctx.driver.reshape(x, ctx.output(0))
+            return
+        if mode in ("edge", "wrap"):
+            _gather_pad(ctx, x, per_axis, mode)
+            return
+        paddings = ctx.const_tensor(np.array([per_axis[a] for a in lay.perm], np.int32), "paddings")
+    if mode == "reflect":
+        ctx.emit("MIRROR_PAD", [x, paddings], [ctx.output(0)], mode="REFLECT")
+        return
+    value = _pad_value(ctx, x.dtype)
+    if value is None:
+        ctx.emit("PAD", [x, paddings], [ctx.output(0)])
+    else:
+        ctx.emit("PADV2", [x, paddings, value], [ctx.output(0)])
 
 
 __all__ = ["AttrRule", "L"]

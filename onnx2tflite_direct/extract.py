@@ -1,0 +1,95 @@
+"""Sub-graph extraction: convert only the part of a model between named tensors.
+
+The cut is taken on the ONNX model before anything else: new inputs get dtype and shape from
+ONNX shape inference, and every tensor the kept nodes need must come from the named inputs,
+initializers or kept nodes. Anything else (an unknown name, an output that does not depend on
+the inputs, a cut that leaves a needed tensor outside) is a clear error.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper, shape_inference
+
+from . import errors
+from .errors import BadInputError
+
+
+def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as exc:
+        raise BadInputError(errors.SHAPE_INFERENCE_FAILED, f"cannot type the cut: {exc}") from None
+    g = inferred.graph
+    return {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
+
+
+def extract_subgraph(
+    model: onnx.ModelProto, inputs: list[str] | None, outputs: list[str] | None
+) -> onnx.ModelProto:
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    graph_inputs = [i.name for i in g.input if i.name not in inits]
+    producers = {o: n for n in g.node for o in n.output if o}
+    known = set(producers) | set(inits) | set(graph_inputs)
+    explicit_inputs = bool(inputs)
+    inputs = list(inputs) if inputs else graph_inputs
+    outputs = list(outputs) if outputs else [o.name for o in g.output]
+    for name in inputs + outputs:
+        if name not in known:
+            raise BadInputError(errors.INVALID_OPTION, f"sub-graph cut: no tensor named {name!r}")
+    boundary = set(inputs)
+    keep: list[onnx.NodeProto] = []
+    seen_nodes: set[int] = set()
+    reached_inputs: set[str] = set()
+    stack = list(outputs)
+    visited: set[str] = set()
+    while stack:
+        name = stack.pop()
+        if name in visited:
+            continue
+        visited.add(name)
+        if name in boundary:
+            reached_inputs.add(name)
+            continue
+        if name in inits:
+            continue
+        node = producers.get(name)
+        if node is None:
+            raise BadInputError(
+                errors.INVALID_OPTION,
+                f"sub-graph cut is not closed: outputs need graph input {name!r}, which is not "
+                f"among --inputs {inputs}",
+            )
+        if id(node) not in seen_nodes:
+            seen_nodes.add(id(node))
+            keep.append(node)
+            stack.extend(i for i in node.input if i)
+    unused = [i for i in inputs if i not in reached_inputs and i not in outputs]
+    if unused and not explicit_inputs:
+        inputs = [i for i in inputs if i not in unused]  # graph inputs the cut does not need
+    elif unused:
+        raise BadInputError(
+            errors.INVALID_OPTION,
+            f"sub-graph cut: outputs {outputs} do not depend on inputs {unused}",
+        )
+    infos = _value_infos(model)
+    for name in inputs + outputs:
+        vi = infos.get(name)
+        if vi is None or not vi.type.tensor_type.elem_type:
+            raise BadInputError(
+                errors.INVALID_OPTION, f"sub-graph cut: dtype of {name!r} cannot be inferred"
+            )
+    order = {id(n): i for i, n in enumerate(g.node)}
+    keep.sort(key=lambda n: order[id(n)])
+    needed = {i for n in keep for i in n.input}
+    new_graph = helper.make_graph(
+        keep,
+        g.name or "extracted",
+        [infos[i] for i in inputs],
+        [infos[o] for o in outputs],
+        [t for name, t in inits.items() if name in needed],
+    )
+    out = helper.make_model(new_graph, opset_imports=list(model.opset_import))
+    out.ir_version = model.ir_version
+    return out

@@ -1,0 +1,107 @@
+"""Tensor generators: Range, ConstantOfShape, EyeLike, Trilu.
+
+Shapes are static, so a runtime ``shape`` input of ConstantOfShape cannot change the result
+(FILL with the static output shape), EyeLike's output is a constant (materialized with one
+RESHAPE of a constant so it can be a graph output), and Trilu is a SELECT_V2 against a mask
+(constant for constant ``k``, a GREATER_EQUAL of a column-minus-row grid against runtime ``k``
+otherwise). Shape/Size always fold to constants in the front end (static shapes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
+
+from ..policies import onnx_order
+from ..registry import lowering
+
+# dtypes proven by tests/test_ops_generators.py
+TRILU_TYPES = ("float32", "int32", "int64", "bool")
+
+
+def emit_constant_output(ctx, i, array, hint="value"):
+    """Output ``i`` is the constant ``array``: one RESHAPE of it (outputs need a producer)."""
+    out = ctx.output(i)
+    ctx.driver.reshape(ctx.const_tensor(np.asarray(array, out.dtype), hint), out)
+
+
+def _nonempty_output(node, graph):
+    if any(d == 0 for d in graph.values[node.outputs[0]].shape or ()):
+        return "unsupported_attribute_value: empty output"
+    return None
+
+
+@lowering(
+    "Range",
+    onnx_order,
+    since=11,
+    dtypes=("float32", "int32", "int64"),
+    dtype_inputs=(0, 1, 2),
+    tflite_ops=("RANGE",),
+    notes="start/limit/delta may be runtime",
+    extra_check=_nonempty_output,
+)
+def lower_range(ctx):
+    ctx.emit("RANGE", [ctx.input(0), ctx.input(1), ctx.input(2)], [ctx.output(0)])
+
+
+@lowering(
+    "ConstantOfShape",
+    onnx_order,
+    since=9,
+    dtypes=("int64",),
+    tflite_ops=("FILL",),
+    notes="the static output shape is used; the shape input is not read",
+    extra_check=_nonempty_output,
+)
+def lower_constant_of_shape(ctx):
+    value = ctx.attr("value")
+    if value is None:
+        value = np.zeros(1, np.float32)
+    elif not isinstance(value, np.ndarray):
+        value = numpy_helper.to_array(value)
+    out = ctx.output(0)
+    dims = ctx.const_tensor(np.array(out.shape, np.int32), "dims")
+    fill = ctx.const_tensor(np.array(value.reshape(-1)[0], out.dtype), "value")
+    ctx.emit("FILL", [dims, fill], [out])
+
+
+@lowering(
+    "EyeLike",
+    onnx_order,
+    since=9,
+    dtypes=("float32", "float16", "int32", "int64", "int8", "uint8", "int16", "bool", "float64"),
+    ranks=(2,),
+    tflite_ops=("RESHAPE",),
+    notes="a constant (only the input's static shape is read, never its data)",
+)
+def lower_eye_like(ctx):
+    rows, cols = ctx.out_shape(0)
+    emit_constant_output(ctx, 0, np.eye(rows, cols, k=int(ctx.attr("k", 0))), "eye")
+
+
+@lowering(
+    "Trilu",
+    onnx_order,
+    since=14,
+    dtypes=TRILU_TYPES,
+    tflite_ops=("SELECT_V2", "GREATER_EQUAL", "LESS_EQUAL"),
+    notes="k may be runtime",
+    extra_check=_nonempty_output,
+)
+def lower_trilu(ctx):
+    rows, cols = ctx.shape(0)[-2:]
+    x = ctx.input(0)
+    upper = bool(ctx.attr("upper", 1))
+    offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]  # column - row
+    k = ctx.const(1) if ctx.has_input(1) else np.array(0)
+    zeros = ctx.const_tensor(np.zeros((1, 1), x.dtype), "zeros")
+    if k is not None:
+        k = int(np.asarray(k).reshape(-1)[0])
+        mask = ctx.const_tensor(offset >= k if upper else offset <= k, "mask")
+    else:
+        k_t = ctx.input(1)
+        mask = ctx.temp(np.bool_, (rows, cols), "mask")
+        grid = ctx.const_tensor(offset.astype(k_t.dtype), "offset")
+        ctx.emit("GREATER_EQUAL" if upper else "LESS_EQUAL", [grid, k_t], [mask])
+    ctx.emit("SELECT_V2", [mask, x, zeros], [ctx.output(0)])

@@ -1,0 +1,261 @@
+"""Gather / scatter family: Gather, GatherElements, GatherND, ScatterND, ScatterElements
+(and the deprecated Scatter), OneHot.
+
+All run in ONNX order (the index arithmetic addresses ONNX axes). ONNX allows negative
+indices, TFLite kernels do not: constant indices are normalized in numpy, runtime ones with
+one FLOOR_MOD by the dimension size (exact for every valid index in [-d, d-1]).
+
+GatherElements/ScatterElements become GATHER_ND/SCATTER_ND over full coordinates built by
+concatenating constant coordinate grids with the (normalized) runtime indices.
+
+SCATTER_ND writes updates into zeros and *adds* duplicates. ``reduction="add"`` is therefore
+``data + scatter(updates)``; ``"none"`` selects ``scatter(updates)`` where a scattered count
+is positive (ONNX leaves duplicate indices undefined for "none"; constant indices with
+duplicates are refused). ``mul``/``max``/``min`` have no exact composition and are refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..policies import onnx_order
+from ..registry import attr_in, lowering
+
+INDEX_TYPES = ("int32", "int64")
+# dtypes proven by tests/test_ops_indexing.py
+GATHER_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
+GATHER_ND_TYPES = ("float32", "int32", "int64")
+SCATTER_TYPES = ("float32", "int32", "int64")
+
+
+def _axis(ctx, rank, default=0):
+    axis = int(ctx.attr("axis", default))
+    return axis + rank if axis < 0 else axis
+
+
+def normalized_indices(ctx, i, dims, hint="indices"):
+    """Input ``i`` with negative indices wrapped; ``dims`` broadcasts against it."""
+    const = ctx.const(i)
+    dims = np.asarray(dims, np.int64)
+    if const is not None:
+        return ctx.const_tensor(np.where(const < 0, const + dims, const).astype(const.dtype), hint)
+    idx = ctx.input(i)
+    out = ctx.temp(idx.dtype, idx.shape, f"{hint}_wrapped")
+    ctx.emit("FLOOR_MOD", [idx, ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims")], [out])
+    return out
+
+
+@lowering(
+    "Gather",
+    onnx_order,
+    dtypes=GATHER_TYPES,
+    tflite_ops=("GATHER", "FLOOR_MOD"),
+    notes="negative runtime indices wrapped with FLOOR_MOD",
+    extra_check=lambda n, g: (
+        None
+        if str(g.values[n.inputs[1]].dtype) in INDEX_TYPES
+        else "unsupported_dtype: indices must be int32/int64"
+    ),
+)
+def lower_gather(ctx):
+    rank = len(ctx.shape(0))
+    axis = _axis(ctx, rank)
+    idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
+    ctx.emit("GATHER", [ctx.input(0), idx], [ctx.output(0)], axis=axis, batch_dims=0)
+
+
+def _grid(shape, axis, dtype):
+    """(shape..., 1) coordinates of ``axis`` for every position of ``shape``."""
+    grid = np.indices(shape, dtype=np.int64)[axis]
+    return grid.reshape(*shape, 1).astype(dtype)
+
+
+def _full_coordinates(ctx, idx, shape, axis):
+    """Concatenate coordinate grids of the other axes with ``idx`` into (shape..., rank)."""
+    rank = len(shape)
+    column = ctx.reshape(idx, (*shape, 1), "index_col")
+    parts = [
+        column if d == axis else ctx.const_tensor(_grid(shape, d, idx.dtype), f"grid{d}")
+        for d in range(rank)
+    ]
+    coords = ctx.temp(idx.dtype, (*shape, rank), "coords")
+    ctx.emit("CONCATENATION", parts, [coords], axis=rank, fused_activation_function="NONE")
+    return coords
+
+
+def _elements_coords(ctx):
+    rank = len(ctx.shape(0))
+    axis = _axis(ctx, rank)
+    idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
+    return _full_coordinates(ctx, idx, ctx.shape(1), axis)
+
+
+@lowering(
+    "GatherElements",
+    onnx_order,
+    dtypes=GATHER_ND_TYPES,
+    tflite_ops=("GATHER_ND", "CONCATENATION", "FLOOR_MOD"),
+    notes="GATHER_ND over full coordinates",
+)
+def lower_gather_elements(ctx):
+    ctx.emit("GATHER_ND", [ctx.input(0), _elements_coords(ctx)], [ctx.output(0)])
+
+
+def _nd_coords(ctx):
+    """GatherND/ScatterND indices, normalized, with batch coordinates prepended."""
+    data_shape = ctx.shape(0)
+    ishape = ctx.shape(1)
+    b = int(ctx.attr("batch_dims", 0))
+    k = ishape[-1]
+    idx = normalized_indices(ctx, 1, data_shape[b : b + k])
+    if b == 0:
+        return idx
+    lead = ishape[:-1]
+    parts = [ctx.const_tensor(_grid(lead, d, idx.dtype), f"batch{d}") for d in range(b)]
+    coords = ctx.temp(idx.dtype, (*lead, b + k), "coords")
+    ctx.emit(
+        "CONCATENATION", [*parts, idx], [coords], axis=len(lead), fused_activation_function="NONE"
+    )
+    return coords
+
+
+@lowering(
+    "GatherND",
+    onnx_order,
+    dtypes=GATHER_ND_TYPES,
+    tflite_ops=("GATHER_ND", "FLOOR_MOD"),
+    notes="batch_dims via prepended batch coordinates",
+)
+def lower_gather_nd(ctx):
+    ctx.emit("GATHER_ND", [ctx.input(0), _nd_coords(ctx)], [ctx.output(0)])
+
+
+def _scatter(ctx, coords, updates):
+    """``data`` with ``updates`` scattered at ``coords`` per the reduction attribute."""
+    data = ctx.input(0)
+    shape = ctx.shape(0)
+    if coords.dtype != np.int32:
+        cast = ctx.temp(np.int32, coords.shape, "coords_i32")
+        ctx.emit("CAST", [coords], [cast])
+        coords = cast
+    shape_t = ctx.const_tensor(np.array(shape, np.int32), "shape")
+    scattered = ctx.temp(data.dtype, shape, "scattered")
+    ctx.emit("SCATTER_ND", [coords, updates, shape_t], [scattered])
+    if ctx.attr("reduction", "none") == "add":
+        ctx.emit("ADD", [data, scattered], [ctx.output(0)], fused_activation_function="NONE")
+        return
+    ones = ctx.const_tensor(np.ones(updates.shape, np.int32), "ones")
+    count = ctx.temp(np.int32, shape, "count")
+    ctx.emit("SCATTER_ND", [coords, ones, shape_t], [count])
+    hit = ctx.temp(np.bool_, shape, "hit")
+    ctx.emit("GREATER", [count, ctx.const_tensor(np.array(0, np.int32), "zero")], [hit])
+    ctx.emit("SELECT_V2", [hit, scattered, data], [ctx.output(0)])
+
+
+def _no_duplicates(coords: np.ndarray) -> bool:
+    flat = coords.reshape(-1, coords.shape[-1])
+    return len({tuple(r) for r in flat.tolist()}) == len(flat)
+
+
+def _scatter_nd_check(node, graph):
+    idx = graph.values[node.inputs[1]].const
+    if node.attrs.get("reduction", "none") == "none" and idx is not None and idx.ndim >= 1:
+        if not _no_duplicates(np.asarray(idx).reshape(-1, idx.shape[-1])):
+            return "unsupported_attribute_value: ScatterND with duplicate indices"
+    return None
+
+
+REDUCTIONS = attr_in("reduction", ("none", "add"), "none")
+
+
+@lowering(
+    "ScatterND",
+    onnx_order,
+    dtypes=SCATTER_TYPES,
+    attrs=(REDUCTIONS,),
+    tflite_ops=("SCATTER_ND", "ADD", "GREATER", "SELECT_V2"),
+    notes="reduction none/add",
+    extra_check=_scatter_nd_check,
+)
+def lower_scatter_nd(ctx):
+    _scatter(ctx, _nd_coords(ctx), ctx.input(2))
+
+
+def _scatter_elements_check(node, graph):
+    idx = graph.values[node.inputs[1]].const
+    if node.attrs.get("reduction", "none") == "none" and idx is not None:
+        rank = idx.ndim
+        axis = int(node.attrs.get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        coords = np.stack([np.indices(idx.shape)[d] if d != axis else idx for d in range(rank)], -1)
+        if not _no_duplicates(coords):
+            return "unsupported_attribute_value: ScatterElements with duplicate indices"
+    return None
+
+
+for _op, _since in (("ScatterElements", 11), ("Scatter", 9)):
+    lowering(
+        _op,
+        onnx_order,
+        since=_since,
+        dtypes=SCATTER_TYPES,
+        attrs=(REDUCTIONS,),
+        tflite_ops=("SCATTER_ND", "CONCATENATION", "ADD", "GREATER", "SELECT_V2"),
+        notes="reduction none/add; SCATTER_ND over full coordinates",
+        extra_check=_scatter_elements_check,
+    )(lambda ctx: _scatter(ctx, _elements_coords(ctx), ctx.input(2)))
+
+
+def _one_hot_check(node, graph):
+    if str(graph.values[node.inputs[0]].dtype) not in ("int32", "int64", "float32"):
+        return "unsupported_dtype: OneHot indices must be int32/int64/float32"
+    return None
+
+
+@lowering(
+    "OneHot",
+    onnx_order,
+    since=9,
+    dtypes=("float32", "int32", "int64", "bool", "int8", "uint8"),
+    dtype_inputs=(2,),
+    tflite_ops=("ONE_HOT", "SELECT_V2", "ADD", "LESS", "GATHER"),
+    notes="depth from the static output shape; negative indices count from depth",
+    extra_check=_one_hot_check,
+)
+def lower_one_hot(ctx):
+    rank_out = len(ctx.out_shape(0))
+    axis = _axis(ctx, rank_out, -1)
+    depth = ctx.out_shape(0)[axis]
+    idx = ctx.input(0)
+    if idx.dtype.kind == "f":
+        as_int = ctx.temp(np.int64, idx.shape, "indices_int")
+        ctx.emit("CAST", [idx], [as_int])
+        idx = as_int
+    negative = ctx.temp(np.bool_, idx.shape, "negative")
+    ctx.emit("LESS", [idx, ctx.const_tensor(np.array(0, idx.dtype), "zero")], [negative])
+    shifted = ctx.temp(idx.dtype, idx.shape, "shifted")
+    ctx.emit(
+        "ADD",
+        [idx, ctx.const_tensor(np.array(depth, idx.dtype), "depth")],
+        [shifted],
+        fused_activation_function="NONE",
+    )
+    fixed = ctx.temp(idx.dtype, idx.shape, "indices_fixed")
+    ctx.emit("SELECT_V2", [negative, shifted, idx], [fixed])
+    values = ctx.const(2)
+    if values is not None:
+        off = ctx.const_tensor(np.array(values.reshape(-1)[0]), "off")
+        on = ctx.const_tensor(np.array(values.reshape(-1)[1]), "on")
+    else:
+        vals = ctx.input(2)
+        off, on = (ctx.temp(vals.dtype, (), n) for n in ("off", "on"))
+        for k, t in enumerate((off, on)):
+            ctx.emit(
+                "GATHER",
+                [vals, ctx.const_tensor(np.array(k, np.int32), f"pick{k}")],
+                [t],
+                axis=0,
+                batch_dims=0,
+            )
+    depth_t = ctx.const_tensor(np.array(depth, np.int32), "depth_i32")
+    ctx.emit("ONE_HOT", [fixed, depth_t, on, off], [ctx.output(0)], axis=axis)

@@ -1,0 +1,246 @@
+"""Slice and Split.
+
+Both keep rank, so they follow the layout of their data input (a channel-last feature map is
+sliced in place, never transposed); ONNX axes are mapped to stored axes.
+
+Slice: constant starts/ends/axes/steps are normalized in numpy with ONNX's clamping rules and
+become one STRIDED_SLICE with constant operands (an end of "before the first element" for a
+negative step is expressed with ``end_mask``). Runtime starts/ends/steps are scattered into
+full-rank begin/end/strides vectors with one GATHER each; TFLite's STRIDED_SLICE normalizes
+negative and out-of-range values exactly like ONNX (Python slice semantics), so no extra
+arithmetic is needed beyond saturating int64 to int32. Runtime ``axes`` select each stored
+axis' values through an axis-match matrix.
+
+Split: the output shapes are static, so the chunk sizes are known whatever form ``split``
+takes (attribute, constant or runtime input, ``num_outputs``): SPLIT for equal chunks, SPLIT_V
+otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..policies import keep_rank
+from ..registry import lowering
+
+# dtypes proven by tests/test_ops_slicing.py (SPLIT/SPLIT_V reject bool)
+SLICE_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
+SPLIT_TYPES = ("float32", "int32", "int64", "int8", "uint8")
+INT32_MAX = np.iinfo(np.int32).max
+INT32_MIN = np.iinfo(np.int32).min
+
+
+def _slice_operands(ctx):
+    """(starts, ends, axes, steps) as constants or None when runtime; opset < 10 uses attrs."""
+    rank = len(ctx.shape(0))
+    if ctx.node.opset < 10:
+        starts = np.array(ctx.attr("starts"), np.int64)
+        ends = np.array(ctx.attr("ends"), np.int64)
+        axes = ctx.attr("axes")
+        axes = np.arange(len(starts)) if axes is None else np.array(axes, np.int64)
+        return starts, ends, axes, np.ones(len(starts), np.int64)
+    n = ctx.shape(1)[0]
+    axes = ctx.const(3) if ctx.has_input(3) else np.arange(n)
+    if axes is None:
+        return ctx.const(1), ctx.const(2), None, ctx.const(4)
+    steps = ctx.const(4) if ctx.has_input(4) else np.ones(n, np.int64)
+    axes = np.array([int(a) + rank if a < 0 else int(a) for a in axes], np.int64)
+    return ctx.const(1), ctx.const(2), axes, steps
+
+
+def _slice_check(node, graph):
+    if any(d == 0 for d in graph.values[node.outputs[0]].shape or ()):
+        return "unsupported_attribute_value: Slice with an empty result"
+    return None
+
+
+def _const_slice(ctx, starts, ends, axes, steps):
+    """Exact ONNX normalization per axis, in stored order, with masks for open ends."""
+    shape = ctx.shape(0)
+    lay = ctx.in_layout(0)
+    per_axis = {a: (0, shape[a], 1, False) for a in range(len(shape))}
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        a, st = int(a), int(st)
+        b, en, _ = slice(int(s), int(e), st).indices(shape[a])
+        per_axis[a] = (b, en, st, en < 0)  # en == -1: before the first element (neg. step)
+    begin, end, strides, end_mask = [], [], [], 0
+    for k, a in enumerate(lay.perm):
+        b, en, st, open_end = per_axis[a]
+        begin.append(b)
+        end.append(0 if open_end else en)
+        strides.append(st)
+        if open_end:
+            end_mask |= 1 << k
+    return (
+        ctx.const_tensor(np.array(begin, np.int32), "begin"),
+        ctx.const_tensor(np.array(end, np.int32), "end"),
+        ctx.const_tensor(np.array(strides, np.int32), "strides"),
+        end_mask,
+    )
+
+
+def _scatter_runtime(ctx, i, axes, fill, hint):
+    """Runtime per-``axes`` values -> stored full-rank vector (``fill`` elsewhere), one GATHER."""
+    lay = ctx.in_layout(0)
+    values = ctx.input(i)
+    n = len(axes)
+    table = np.full(len(lay.perm), n, np.int32)
+    for j, a in enumerate(axes):
+        table[lay.stored_axis(int(a))] = j
+    if n < len(lay.perm):
+        ext = ctx.temp(values.dtype, (n + 1,), f"{hint}_ext")
+        pad = ctx.const_tensor(np.array([fill], values.dtype), f"{hint}_fill")
+        ctx.emit("CONCATENATION", [values, pad], [ext], axis=0, fused_activation_function="NONE")
+        values = ext
+    out = ctx.temp(values.dtype, (len(table),), hint)
+    ctx.emit(
+        "GATHER", [values, ctx.const_tensor(table, f"{hint}_index")], [out], axis=0, batch_dims=0
+    )
+    return out
+
+
+def _const_full(ctx, values, axes, fill, hint):
+    lay = ctx.in_layout(0)
+    full = np.full(len(lay.perm), fill, np.int64)
+    for v, a in zip(values, axes, strict=True):
+        full[lay.stored_axis(int(a))] = int(v)
+    return ctx.const_tensor(np.clip(full, INT32_MIN, INT32_MAX).astype(np.int32), hint)
+
+
+def _as_int32(ctx, t, hint):
+    """STRIDED_SLICE takes int32 operands: saturate int64 (dims fit in int32, so exact)."""
+    if t.dtype == np.int32:
+        return t
+    lo = ctx.temp(t.dtype, t.shape, f"{hint}_lo")
+    ctx.emit("MAXIMUM", [t, ctx.const_tensor(np.array(INT32_MIN, t.dtype), "int32_min")], [lo])
+    hi = ctx.temp(t.dtype, t.shape, f"{hint}_hi")
+    ctx.emit("MINIMUM", [lo, ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max")], [hi])
+    out = ctx.temp(np.int32, t.shape, f"{hint}_i32")
+    ctx.emit("CAST", [hi], [out])
+    return out
+
+
+def _runtime_values(ctx, starts, ends, axes, steps):
+    """Constant axes, some runtime starts/ends/steps: GATHER into place, masks elsewhere."""
+    shape = ctx.shape(0)
+    lay = ctx.in_layout(0)
+    operands = []
+    for i, const, fill, hint in (
+        (1, starts, 0, "begin"),
+        (2, ends, 0, "end"),
+        (4, steps, 1, "strides"),
+    ):
+        if const is None:
+            operands.append(_as_int32(ctx, _scatter_runtime(ctx, i, axes, fill, hint), hint))
+        else:
+            operands.append(_const_full(ctx, const, axes, fill, hint))
+    untouched = set(range(len(shape))) - {int(a) for a in axes}
+    mask = sum(1 << lay.stored_axis(a) for a in untouched)
+    return (*operands, mask, mask)
+
+
+def _runtime_axes(ctx):
+    """Runtime axes: a (n, rank) axis-match matrix selects each stored axis' start/end/step.
+
+    Axes not named keep begin 0, end = dim, stride 1; negative axes match ``axis - rank``.
+    """
+    lay = ctx.in_layout(0)
+    shape = ctx.shape(0)
+    rank = len(shape)
+    n = ctx.shape(1)[0]
+    axes = ctx.reshape(ctx.input(3), (n, 1), "axes_col")
+    stored_onnx = np.array(lay.perm, axes.dtype).reshape(1, rank)
+    match = ctx.temp(np.bool_, (n, rank), "axis_match")
+    eq_pos = ctx.temp(np.bool_, (n, rank), "axis_eq")
+    eq_neg = ctx.temp(np.bool_, (n, rank), "axis_eq_neg")
+    ctx.emit("EQUAL", [axes, ctx.const_tensor(stored_onnx, "stored_axes")], [eq_pos])
+    ctx.emit("EQUAL", [axes, ctx.const_tensor(stored_onnx - rank, "stored_axes_neg")], [eq_neg])
+    ctx.emit("LOGICAL_OR", [eq_pos, eq_neg], [match])
+    zero_axis = ctx.const_tensor(np.array([0], np.int32), "reduce_axis")
+    present = ctx.temp(np.bool_, (rank,), "axis_present")
+    ctx.emit("REDUCE_ANY", [match, zero_axis], [present], keep_dims=False)
+    dims = np.array([shape[a] for a in lay.perm], np.int64)
+    operands = []
+    for i, absent, hint in (
+        (1, np.zeros(rank), "begin"),
+        (2, dims, "end"),
+        (4, np.ones(rank), "strides"),
+    ):
+        if i == 4 and not ctx.has_input(4):
+            operands.append(ctx.const_tensor(np.ones(rank, np.int32), hint))
+            continue
+        src = ctx.input(i)
+        col = ctx.reshape(src, (n, 1), f"{hint}_col")
+        zeros = ctx.const_tensor(np.zeros((1, 1), src.dtype), "zero")
+        picked = ctx.temp(src.dtype, (n, rank), f"{hint}_picked")
+        ctx.emit("SELECT_V2", [match, col, zeros], [picked])
+        summed = ctx.temp(src.dtype, (rank,), f"{hint}_sum")
+        ctx.emit("SUM", [picked, zero_axis], [summed], keep_dims=False)
+        full = ctx.temp(src.dtype, (rank,), hint)
+        ctx.emit(
+            "SELECT_V2",
+            [present, summed, ctx.const_tensor(absent.astype(src.dtype), f"{hint}_absent")],
+            [full],
+        )
+        operands.append(_as_int32(ctx, full, hint))
+    return (*operands, 0, 0)
+
+
+@lowering(
+    "Slice",
+    keep_rank(),
+    dtypes=SLICE_TYPES,
+    tflite_ops=("STRIDED_SLICE",),
+    notes="starts/ends/axes/steps may be runtime",
+    extra_check=_slice_check,
+)
+def lower_slice(ctx):
+    starts, ends, axes, steps = _slice_operands(ctx)
+    if axes is None:
+        begin, end, strides, begin_mask, end_mask = _runtime_axes(ctx)
+    elif starts is not None and ends is not None and steps is not None:
+        begin, end, strides, end_mask = _const_slice(ctx, starts, ends, axes, steps)
+        begin_mask = 0
+    else:
+        begin, end, strides, begin_mask, end_mask = _runtime_values(ctx, starts, ends, axes, steps)
+    ctx.emit(
+        "STRIDED_SLICE",
+        [ctx.input(0), begin, end, strides],
+        [ctx.output(0)],
+        begin_mask=begin_mask,
+        end_mask=end_mask,
+    )
+
+
+def _split_check(node, graph):
+    for o in node.outputs:
+        shape = graph.values[o].shape if o else None
+        if shape is not None and any(d == 0 for d in shape):
+            return "unsupported_attribute_value: Split with an empty output"
+    return None
+
+
+@lowering(
+    "Split",
+    keep_rank(),
+    dtypes=SPLIT_TYPES,
+    tflite_ops=("SPLIT", "SPLIT_V"),
+    notes="chunk sizes come from the static output shapes",
+    extra_check=_split_check,
+)
+def lower_split(ctx):
+    rank = len(ctx.shape(0))
+    axis = int(ctx.attr("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    stored_axis = ctx.in_layout(0).stored_axis(axis)
+    sizes = [ctx.out_shape(i)[axis] for i in range(len(ctx.node.outputs))]
+    outputs = [ctx.output(i) for i in range(len(ctx.node.outputs))]
+    if len(outputs) == 1:
+        ctx.driver.reshape(ctx.input(0), outputs[0])
+        return
+    axis_t = ctx.const_tensor(np.array(stored_axis, np.int32), "axis")
+    if len(set(sizes)) == 1:
+        ctx.emit("SPLIT", [axis_t, ctx.input(0)], outputs, num_splits=len(outputs))
+    else:
+        size_t = ctx.const_tensor(np.array(sizes, np.int32), "size_splits")
+        ctx.emit("SPLIT_V", [ctx.input(0), size_t, axis_t], outputs, num_splits=len(outputs))

@@ -1,0 +1,123 @@
+"""Space/depth rearrangements and sequence ops: DepthToSpace, SpaceToDepth, ReverseSequence,
+CenterCropPad.
+
+DEPTH_TO_SPACE/SPACE_TO_DEPTH are NHWC kernels with DCR channel order, so these run
+channel-last. ONNX's CRD order differs only by a fixed permutation of the channels, applied
+with one constant-index GATHER on the channel axis (before DepthToSpace, after SpaceToDepth).
+CenterCropPad's offsets follow from the static input and output shapes: a STRIDED_SLICE for
+cropped axes and a PAD for padded ones, in the input's layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..policies import channel_last, keep_rank, onnx_order
+from ..registry import attr_in, lowering
+from .common import emit_pad
+
+# dtypes proven by tests/test_ops_space.py
+SPACE_TYPES = ("float32", "int8", "uint8")
+
+
+def _crd_to_dcr(channels: int, block: int) -> np.ndarray:
+    """Index table: DCR channel j takes CRD channel table[j]."""
+    c = channels // (block * block)
+    return (
+        np.arange(channels).reshape(c, block, block).transpose(1, 2, 0).reshape(-1).astype(np.int32)
+    )
+
+
+def _channel_gather(ctx, x, table, out, hint):
+    ctx.emit("GATHER", [x, ctx.const_tensor(table, hint)], [out], axis=3, batch_dims=0)
+
+
+@lowering(
+    "DepthToSpace",
+    channel_last(),
+    dtypes=SPACE_TYPES,
+    ranks=(4,),
+    attrs=(attr_in("mode", ("DCR", "CRD"), "DCR"),),
+    tflite_ops=("DEPTH_TO_SPACE", "GATHER"),
+    notes="CRD: channel permutation by GATHER first",
+)
+def lower_depth_to_space(ctx):
+    block = int(ctx.attr("blocksize"))
+    x = ctx.input(0)
+    if ctx.attr("mode", "DCR") == "CRD":
+        permuted = ctx.temp(x.dtype, x.shape, "dcr")
+        _channel_gather(ctx, x, _crd_to_dcr(x.shape[3], block), permuted, "crd_to_dcr")
+        x = permuted
+    ctx.emit("DEPTH_TO_SPACE", [x], [ctx.output(0)], block_size=block)
+
+
+@lowering(
+    "SpaceToDepth",
+    channel_last(),
+    dtypes=SPACE_TYPES,
+    ranks=(4,),
+    attrs=(attr_in("mode", ("DCR", "CRD"), "DCR"),),
+    tflite_ops=("SPACE_TO_DEPTH", "GATHER"),
+    notes="CRD: channel permutation by GATHER after",
+)
+def lower_space_to_depth(ctx):
+    block = int(ctx.attr("blocksize"))
+    out = ctx.output(0)
+    if ctx.attr("mode", "DCR") != "CRD":
+        ctx.emit("SPACE_TO_DEPTH", [ctx.input(0)], [out], block_size=block)
+        return
+    dcr = ctx.temp(out.dtype, out.shape, "dcr")
+    ctx.emit("SPACE_TO_DEPTH", [ctx.input(0)], [dcr], block_size=block)
+    table = np.argsort(_crd_to_dcr(out.shape[3], block)).astype(np.int32)
+    _channel_gather(ctx, dcr, table, out, "dcr_to_crd")
+
+
+@lowering(
+    "ReverseSequence",
+    onnx_order,
+    since=10,
+    dtypes=("float32", "int32", "int64"),
+    tflite_ops=("REVERSE_SEQUENCE",),
+)
+def lower_reverse_sequence(ctx):
+    ctx.emit(
+        "REVERSE_SEQUENCE",
+        [ctx.input(0), ctx.input(1)],
+        [ctx.output(0)],
+        seq_dim=int(ctx.attr("time_axis", 0)),
+        batch_dim=int(ctx.attr("batch_axis", 1)),
+    )
+
+
+@lowering(
+    "CenterCropPad",
+    keep_rank(),
+    since=18,
+    dtypes=("float32", "int32", "int64"),
+    tflite_ops=("STRIDED_SLICE", "PAD"),
+    notes="offsets from the static shapes",
+)
+def lower_center_crop_pad(ctx):
+    lay = ctx.in_layout(0)
+    shape_in = [ctx.shape(0)[a] for a in lay.perm]
+    shape_out = [ctx.out_shape(0)[a] for a in lay.perm]
+    x = ctx.input(0)
+    if any(o < i for i, o in zip(shape_in, shape_out, strict=True)):
+        begin = [(i - o) // 2 if o < i else 0 for i, o in zip(shape_in, shape_out, strict=True)]
+        end = [b + min(i, o) for b, i, o in zip(begin, shape_in, shape_out, strict=True)]
+        cropped = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], "cropped")
+        ctx.emit(
+            "STRIDED_SLICE",
+            [
+                x,
+                ctx.const_tensor(np.array(begin, np.int32), "begin"),
+                ctx.const_tensor(np.array(end, np.int32), "end"),
+                ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
+            ],
+            [cropped],
+        )
+        x = cropped
+    pads = [((o - d) // 2, o - d - (o - d) // 2) for d, o in zip(x.shape, shape_out, strict=True)]
+    if any(p != (0, 0) for p in pads):
+        x = emit_pad(ctx, x, pads)
+    ctx.driver.reshape(x, ctx.output(0))
