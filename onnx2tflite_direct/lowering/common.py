@@ -13,7 +13,7 @@ def spatial_pads(ctx, in_spatial, kernel, strides, dilations) -> list[tuple[int,
     n = len(in_spatial)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         out = []
-        for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
+        for size, k, s, d in zip(in_spatial, kernel, strides, dilations, strict=False):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             small = total // 2
             out.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
@@ -27,7 +27,7 @@ def spatial_pads(ctx, in_spatial, kernel, strides, dilations) -> list[tuple[int,
 def tf_same_pads(in_spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
     """The padding TFLite's SAME uses (extra cell at the end)."""
     out = []
-    for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
+    for size, k, s, d in zip(in_spatial, kernel, strides, dilations, strict=False):
         total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
         out.append((total // 2, total - total // 2))
     return out
@@ -45,15 +45,50 @@ def padding_mode(pads, in_spatial, kernel, strides, dilations) -> str | None:
 def emit_pad(ctx, x, stored_pads, value: float = 0.0, hint: str = "padded"):
     """PAD/PADV2 on a stored tensor; ``stored_pads`` is a (rank, 2) array in stored axes."""
     stored_pads = np.asarray(stored_pads, dtype=np.int32)
-    shape = tuple(int(d + b + e) for d, (b, e) in zip(x.shape, stored_pads))
+    shape = tuple(int(d + b + e) for d, (b, e) in zip(x.shape, stored_pads, strict=False))
     out = ctx.temp(x.dtype, shape, hint)
     pads_t = ctx.const_tensor(stored_pads, "paddings")
     if value == 0.0:
         ctx.emit("PAD", [x, pads_t], [out])
     else:
-        ctx.emit("PADV2", [x, pads_t, ctx.const_tensor(np.array(value, dtype=x.dtype), "pad_value")], [out])
+        ctx.emit(
+            "PADV2",
+            [x, pads_t, ctx.const_tensor(np.array(value, dtype=x.dtype), "pad_value")],
+            [out],
+        )
     return out
 
 
 def activation_none() -> dict:
     return {"fused_activation_function": "NONE"}
+
+
+# ---- small arithmetic emitters (one op each, output shape inferred) ---------------------
+
+
+def emit_binary(ctx, opcode: str, a, b, hint: str = "tmp", out=None):
+    """ADD/SUB/MUL/DIV/MAXIMUM/... with numpy broadcasting of the stored shapes."""
+    if out is None:
+        out = ctx.temp(a.dtype, np.broadcast_shapes(a.shape, b.shape), hint)
+    options = activation_none() if opcode in ("ADD", "SUB", "MUL", "DIV") else {}
+    ctx.emit(opcode, [a, b], [out], **options)
+    return out
+
+
+def emit_unary(ctx, opcode: str, x, hint: str = "tmp", out=None):
+    out = out if out is not None else ctx.temp(x.dtype, x.shape, hint)
+    ctx.emit(opcode, [x], [out])
+    return out
+
+
+def emit_reduce(ctx, opcode: str, x, stored_axes, hint: str = "reduced", out=None):
+    """MEAN/SUM/REDUCE_MAX over ``stored_axes`` with keep_dims (rank kept)."""
+    axes = sorted({int(a) for a in stored_axes})
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    out = out if out is not None else ctx.temp(x.dtype, shape, hint)
+    ctx.emit(opcode, [x, ctx.const_tensor(np.array(axes, np.int32), "axes")], [out], keep_dims=True)
+    return out
+
+
+def scalar(ctx, value: float, dtype=np.float32, hint: str = "scalar"):
+    return ctx.const_tensor(np.array(value, dtype=dtype), hint)

@@ -1,80 +1,133 @@
-"""Conv (1-D and 2-D; regular, depthwise, grouped, dilated, every pad mode) -> CONV_2D /
-DEPTHWISE_CONV_2D in channel-last layout."""
+"""Conv (1-D, 2-D, 3-D; regular, depthwise, grouped, dilated, every pad mode) -> CONV_2D /
+DEPTHWISE_CONV_2D / CONV_3D in channel-last layout.
+
+Weights and bias may be runtime tensors: the CONV_2D filter [O, kH, kW, I] is exactly the
+channel-last permutation of ONNX [O, I, kH, kW], so the weight is requested in a layout (a
+constant is permuted in numpy, a runtime weight gets one TRANSPOSE). 1-D convs run as 2-D with
+a unit height; padding TFLite cannot express becomes an explicit PAD.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import errors
+from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
 from .common import emit_pad, padding_mode, spatial_pads
 
+DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]
+CONV_3D_FILTER = L.Layout((2, 3, 4, 1, 0))  # [O, I, kD, kH, kW] -> [kD, kH, kW, I, O]
+
 
 def _conv_check(node, graph):
-    w = graph.values[node.inputs[1]]
-    if w.rank not in (3, 4):
-        return f"{errors.UNSUPPORTED_RANK}: weight rank {w.rank}; 1-D and 2-D convs are supported"
+    x, w = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
+    group = int(node.attrs.get("group", 1))
+    if w.rank != x.rank:
+        return f"{errors.UNSUPPORTED_RANK}: weight rank {w.rank} != input rank {x.rank}"
+    if x.rank == 5 and group != 1:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: grouped 3-D conv (CONV_3D has no groups)"
     return None
+
+
+def _geometry(ctx):
+    w_shape = ctx.shape(1)
+    kernel = [int(k) for k in w_shape[2:]]
+    n = len(kernel)
+    strides = [int(s) for s in ctx.attr("strides", [1] * n)]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * n)]
+    pads = spatial_pads(ctx, list(ctx.shape(0)[2:]), kernel, strides, dilations)
+    return kernel, strides, dilations, pads
+
+
+def _bias(ctx, channels: int):
+    if ctx.has_input(2):
+        return ctx.input(2)
+    return ctx.const_tensor(np.zeros(channels, np.float32), "bias")
 
 
 @lowering(
     "Conv",
-    channel_last(),
-    ranks=(3, 4),
-    const_inputs=(1, 2),
-    dtype_inputs=(0, 1),
-    tflite_ops=("CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "RESHAPE"),
-    notes="1-D convs run as 2-D with a unit height",
+    channel_last(data_inputs=(0, 1)),
+    ranks=(3, 4, 5),
+    dtype_inputs=(0, 1, 2),
+    tflite_ops=("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "PAD", "RESHAPE", "TRANSPOSE"),
+    notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
+    "3-D only with group=1",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):
-    w = ctx.const(1).astype(np.float32)
+    if len(ctx.shape(0)) == 5:
+        _conv_3d(ctx)
+    else:
+        _conv_2d(ctx)
+
+
+def _conv_2d(ctx):
     x_shape = ctx.shape(0)
+    w_shape = ctx.shape(1)
     one_d = len(x_shape) == 3
     n, c = x_shape[0], x_shape[1]
+    o = w_shape[0]
     spatial = list(x_shape[2:])
-    o = w.shape[0]
-    kernel = list(w.shape[2:])
+    kernel, strides, dilations, pads = _geometry(ctx)
     group = int(ctx.attr("group", 1))
-    strides = list(ctx.attr("strides", [1] * len(kernel)))
-    dilations = list(ctx.attr("dilations", [1] * len(kernel)))
-    pads = spatial_pads(ctx, spatial, kernel, strides, dilations)
-    bias = ctx.const(2).astype(np.float32) if ctx.has_input(2) else np.zeros(o, np.float32)
+    depthwise = group == c and group > 1 and w_shape[1] == 1
+    w_layout = DEPTHWISE_2D if depthwise else L.channel_last(len(w_shape))
+    if depthwise and one_d:
+        w_layout = L.Layout((1, 2, 0))
+    filt = ctx.input(1, w_layout)  # [O, (kH,) kW, I] or [1, (kH,) kW, O]
     x = ctx.input(0)  # channel-last: [N, W, C] or [N, H, W, C]
     if one_d:  # view as [N, 1, W, C]
-        spatial = [1] + spatial
-        kernel = [1] + kernel
-        strides = [1] + strides
-        dilations = [1] + dilations
-        pads = [(0, 0)] + pads
-        w = w[:, :, None, :]
+        spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides
+        dilations, pads = [1] + dilations, [(0, 0)] + pads
         x = ctx.reshape(x, (n, 1, x_shape[2], c), "as_2d")
+        filt = ctx.reshape(filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     if mode is None:
         x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
-    out_final = ctx.output(0)
-    out_h = ctx.out_shape(0)[2] if not one_d else 1
-    out_w = ctx.out_shape(0)[-1]
-    out = ctx.temp(np.float32, (n, out_h, out_w, o), "conv2d") if one_d else out_final
-    common = dict(
+    final = ctx.output(0)
+    out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
+    out = ctx.temp(np.float32, (n, *out_hw, o), "conv2d") if one_d else final
+    options = dict(
         padding=mode,
-        stride_h=int(strides[0]),
-        stride_w=int(strides[1]),
-        dilation_h_factor=int(dilations[0]),
-        dilation_w_factor=int(dilations[1]),
+        stride_h=strides[0],
+        stride_w=strides[1],
+        dilation_h_factor=dilations[0],
+        dilation_w_factor=dilations[1],
         fused_activation_function="NONE",
     )
-    b = ctx.const_tensor(bias, "bias")
-    if group == 1:
-        filt = ctx.const_tensor(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), "filter")
-        ctx.emit("CONV_2D", [x, filt, b], [out], **common)
-    elif group == c and w.shape[1] == 1:
-        filt = ctx.const_tensor(np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "filter")
-        ctx.emit("DEPTHWISE_CONV_2D", [x, filt, b], [out], depth_multiplier=o // c, **common)
-    else:
-        filt = ctx.const_tensor(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), "filter")
-        ctx.emit("CONV_2D", [x, filt, b], [out], **common)
+    if depthwise:
+        ctx.emit(
+            "DEPTHWISE_CONV_2D", [x, filt, _bias(ctx, o)], [out], depth_multiplier=o // c, **options
+        )
+    else:  # group > 1 is a grouped CONV_2D (input channels = group * filter channels)
+        ctx.emit("CONV_2D", [x, filt, _bias(ctx, o)], [out], **options)
     if one_d:
-        ctx.driver.reshape(out, out_final)
+        ctx.driver.reshape(out, final)
+
+
+def _conv_3d(ctx):
+    kernel, strides, dilations, pads = _geometry(ctx)
+    x = ctx.input(0)  # [N, D, H, W, C]
+    mode = padding_mode(pads, list(ctx.shape(0)[2:]), kernel, strides, dilations)
+    if mode is None:
+        x = emit_pad(ctx, x, [(0, 0), *pads, (0, 0)])
+        mode = "VALID"
+    o = ctx.shape(1)[0]
+    bias = _bias(ctx, o)
+    ctx.emit(
+        "CONV_3D",
+        [x, ctx.input(1, CONV_3D_FILTER), bias],
+        [ctx.output(0)],
+        padding=mode,
+        stride_d=strides[0],
+        stride_h=strides[1],
+        stride_w=strides[2],
+        dilation_d_factor=dilations[0],
+        dilation_h_factor=dilations[1],
+        dilation_w_factor=dilations[2],
+        fused_activation_function="NONE",
+    )

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..policies import channel_last, same_as_input
 from ..registry import AttrRule, attr_in, lowering
+from .common import emit_binary, emit_unary, scalar
 
 
 def _per_channel(ctx, vec: np.ndarray, hint: str):
@@ -24,25 +25,48 @@ def _bn_check(node, graph):
     return None
 
 
+def _per_channel_tensor(ctx, tensor, hint: str):
+    """A runtime [C] tensor reshaped to broadcast against input 0 in its stored layout (an
+    inner element order on the channel axis, as a flattened feature map has, is gathered)."""
+    rank = len(ctx.shape(0))
+    inner = ctx.in_layout(0).inner
+    if inner is not None and rank == 2:
+        order = ctx.const_tensor(inner.element_order().astype(np.int32), "inner_order")
+        gathered = ctx.temp(tensor.dtype, tensor.shape, f"{hint}_ordered")
+        ctx.emit("GATHER", [tensor, order], [gathered], axis=0, batch_dims=0)
+        tensor = gathered
+    onnx_shape = (1, tensor.shape[0]) + (1,) * (rank - 2)
+    return ctx.reshape(tensor, ctx.in_layout(0).stored_shape(onnx_shape), hint)
+
+
 @lowering(
     "BatchNormalization",
     same_as_input,
-    const_inputs=(1, 2, 3, 4),
+    dtype_inputs=(0, 1, 2, 3, 4),
     attrs=(attr_in("training_mode", (0,), 0),),
-    tflite_ops=("MUL", "ADD"),
-    notes="folded into a preceding Conv when it is the conv's only consumer",
+    tflite_ops=("MUL", "ADD", "SUB", "RSQRT", "RESHAPE"),
+    notes="folded into a preceding Conv when it is the conv's only consumer; runtime "
+    "statistics are combined at run time",
     extra_check=_bn_check,
     accepts_inner=None,
 )
 def lower_batchnorm(ctx):
-    scale, bias, mean, var = (ctx.const(i).astype(np.float64) for i in range(1, 5))
     eps = float(ctx.attr("epsilon", 1e-5))
-    a = scale / np.sqrt(var + eps)
-    b = bias - mean * a
     x = ctx.input(0)
-    mid = ctx.temp(np.float32, x.shape, "scaled")
-    ctx.emit("MUL", [x, _per_channel(ctx, a.astype(np.float32), "bn_mul")], [mid], fused_activation_function="NONE")
-    ctx.emit("ADD", [mid, _per_channel(ctx, b.astype(np.float32), "bn_add")], [ctx.output(0)], fused_activation_function="NONE")
+    consts = [ctx.const(i) for i in range(1, 5)]
+    if all(c is not None for c in consts):
+        scale, bias, mean, var = (c.astype(np.float64) for c in consts)
+        a = scale / np.sqrt(var + eps)
+        mul = _per_channel(ctx, a.astype(np.float32), "bn_mul")
+        add = _per_channel(ctx, (bias - mean * a).astype(np.float32), "bn_add")
+    else:
+        scale, bias, mean, var = (ctx.input(i) for i in range(1, 5))
+        var_eps = emit_binary(ctx, "ADD", var, scalar(ctx, eps, hint="epsilon"), "var_eps")
+        a = emit_binary(ctx, "MUL", scale, emit_unary(ctx, "RSQRT", var_eps, "inv_std"), "a")
+        b = emit_binary(ctx, "SUB", bias, emit_binary(ctx, "MUL", mean, a, "mean_a"), "b")
+        mul, add = _per_channel_tensor(ctx, a, "bn_mul"), _per_channel_tensor(ctx, b, "bn_add")
+    mid = emit_binary(ctx, "MUL", x, mul, "scaled")
+    emit_binary(ctx, "ADD", mid, add, out=ctx.output(0))
 
 
 @lowering(

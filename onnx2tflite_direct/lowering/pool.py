@@ -33,11 +33,11 @@ def _geometry(ctx, spatial):
     ceil_mode = bool(ctx.attr("ceil_mode", 0))
     outs = [
         _output_size(n, k, s, d, pb, pe, ceil_mode)
-        for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads)
+        for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
     ]
     # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
     full = []
-    for n, k, s, (pb, pe), o in zip(spatial, kernel, strides, pads, outs):
+    for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
         need = (o - 1) * s + k - (n + pb)
         full.append((pb, max(need, 0)))
     return kernel, strides, dilations, pads, full, outs
@@ -95,7 +95,7 @@ def _pool(ctx, opcode: str):
 def _average_correction(spatial, kernel, strides, pads, outs, count_include_pad) -> np.ndarray:
     """kernel area / ONNX divisor, per output position (the padded VALID pool divides by area)."""
     per_axis = []
-    for n, k, s, (pb, pe), o in zip(spatial, kernel, strides, pads, outs):
+    for n, k, s, (pb, pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
         start = np.arange(o) * s - pb
         end = start + k
         lo, hi = (-pb, n + pe) if count_include_pad else (0, n)
@@ -134,7 +134,9 @@ def _global(ctx, opcode: str):
     rank = len(ctx.shape(0))
     lay = L.channel_last(rank)
     axes = np.array([lay.stored_axis(a) for a in range(2, rank)], dtype=np.int32)
-    ctx.emit(opcode, [ctx.input(0), ctx.const_tensor(axes, "axes")], [ctx.output(0)], keep_dims=True)
+    ctx.emit(
+        opcode, [ctx.input(0), ctx.const_tensor(axes, "axes")], [ctx.output(0)], keep_dims=True
+    )
 
 
 @lowering("GlobalAveragePool", channel_last(), ranks=(3, 4, 5), tflite_ops=("MEAN",))

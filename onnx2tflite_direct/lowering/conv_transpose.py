@@ -1,0 +1,167 @@
+"""ConvTranspose (1-D and 2-D) -> TRANSPOSE_CONV in channel-last layout.
+
+TRANSPOSE_CONV only knows SAME/VALID padding and no dilation or groups, so the lowering always
+computes the full VALID result on an output canvas large enough for ``output_padding`` (cells
+no input reaches hold just the bias, as in ONNX) and crops the ONNX window with SLICE.
+Dilations dilate a constant kernel in numpy (zeros contribute exactly nothing); groups split
+the input channels, run one TRANSPOSE_CONV per group and concatenate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import channel_last
+from ..registry import FLOAT, lowering
+from .common import emit_binary
+
+FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]
+FILTER_1D = L.Layout((1, 2, 0))
+
+
+def _check(node, graph):
+    dilations = node.attrs.get("dilations", [])
+    w = graph.values[node.inputs[1]]
+    if any(int(d) != 1 for d in dilations) and w.const is None:
+        return f"{errors.REQUIRES_CONSTANT_INPUT}: dilated ConvTranspose needs a constant weight"
+    return None
+
+
+def _begin_pads(ctx, in_sizes, kernel, strides, full):
+    """Start of the ONNX output window inside the full VALID result, per spatial axis."""
+    n = len(in_sizes)
+    auto = ctx.attr("auto_pad", "NOTSET")
+    out_attr = ctx.attr("output_shape")
+    if ctx.attr("pads") is not None and auto == "NOTSET":
+        return [int(p) for p in ctx.attr("pads")[:n]]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = (
+            [int(o) for o in out_attr[-n:]]
+            if out_attr
+            else [i * s for i, s in zip(in_sizes, strides, strict=False)]
+        )
+        totals = [f - t for f, t in zip(full, target, strict=False)]
+        if auto == "SAME_UPPER":
+            return [t // 2 for t in totals]
+        return [t - t // 2 for t in totals]
+    if (
+        out_attr
+        and auto == "NOTSET"
+        and any(f > int(o) for f, o in zip(full, out_attr[-n:], strict=False))
+    ):
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            "output_shape smaller than the full result without pads: runtimes disagree on the crop",
+        )
+    return [0] * n
+
+
+@lowering(
+    "ConvTranspose",
+    channel_last(data_inputs=(0,)),
+    ranks=(3, 4),
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2),
+    tflite_ops=("TRANSPOSE_CONV", "SLICE", "SPLIT", "CONCATENATION", "ADD", "RESHAPE", "TRANSPOSE"),
+    notes="1-D/2-D; dilations need a constant weight; 3-D refused",
+    extra_check=_check,
+)
+def lower_conv_transpose(ctx):
+    x_shape, w_shape = ctx.shape(0), ctx.shape(1)
+    one_d = len(x_shape) == 3
+    n, c_in = x_shape[0], x_shape[1]
+    group = int(ctx.attr("group", 1))
+    c_out = w_shape[1] * group
+    kernel = list(w_shape[2:])
+    nd = len(kernel)
+    strides = [int(s) for s in ctx.attr("strides", [1] * nd)]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * nd)]
+    out_pad = [int(p) for p in ctx.attr("output_padding", [0] * nd)]
+    k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=False)]
+    in_sizes = list(x_shape[2:])
+    full = [
+        s * (i - 1) + k + p for s, i, k, p in zip(strides, in_sizes, k_eff, out_pad, strict=False)
+    ]
+    begin = _begin_pads(ctx, in_sizes, kernel, strides, full)
+    out_sizes = list(ctx.out_shape(0)[2:])
+    if any(b < 0 for b in begin):
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"negative begin padding {begin}")
+    canvas = [max(f, b + o) for f, b, o in zip(full, begin, out_sizes, strict=False)]
+
+    filt = _filter(ctx, dilations, one_d)  # [C_out/g, kH, kW, C_in]
+    x = ctx.input(0)
+    if one_d:
+        x = ctx.reshape(x, (n, 1, in_sizes[0], c_in), "as_2d")
+        strides, canvas, begin, out_sizes = (
+            [1] + strides,
+            [1] + canvas,
+            [0] + begin,
+            [1] + out_sizes,
+        )
+    bias = ctx.input(2) if ctx.has_input(2) else None
+    full_t = _grouped_transpose_conv(ctx, x, filt, bias, group, strides, (n, *canvas, c_out))
+    final = ctx.output(0)
+    crop = [0, *begin, 0], [n, *out_sizes, c_out]
+    needs_crop = list(full_t.shape) != crop[1]
+    target = final if not one_d else ctx.temp(np.float32, crop[1], "cropped")
+    if needs_crop:
+        begin_t = ctx.const_tensor(np.array(crop[0], np.int32), "begin")
+        size_t = ctx.const_tensor(np.array(crop[1], np.int32), "size")
+        ctx.emit("SLICE", [full_t, begin_t, size_t], [target])
+    else:
+        ctx.driver.reshape(full_t, target)
+    if one_d:
+        ctx.driver.reshape(target, final)
+
+
+def _filter(ctx, dilations, one_d):
+    """The TFLite filter [C_out/g, kH, kW, C_in] (a 1-D kernel gets a unit height)."""
+    w = ctx.const(1)
+    if w is not None and any(d != 1 for d in dilations):
+        dilated = np.zeros(
+            w.shape[:2]
+            + tuple((k - 1) * d + 1 for k, d in zip(w.shape[2:], dilations, strict=False)),
+            w.dtype,
+        )
+        dilated[(slice(None), slice(None), *(slice(None, None, d) for d in dilations))] = w
+        if one_d:
+            dilated = dilated[:, :, None, :]
+        return ctx.const_tensor(np.ascontiguousarray(dilated.transpose(1, 2, 3, 0)), "filter")
+    filt = ctx.input(1, FILTER_1D if one_d else FILTER_2D)
+    if one_d:
+        filt = ctx.reshape(filt, (filt.shape[0], 1, filt.shape[1], filt.shape[2]), "filter_2d")
+    return filt
+
+
+def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
+    options = dict(
+        padding="VALID", stride_h=strides[0], stride_w=strides[1], fused_activation_function="NONE"
+    )
+    shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
+    if group == 1:
+        out = ctx.temp(np.float32, out_shape, "full")
+        ctx.emit("TRANSPOSE_CONV", [shape_t, filt, x, bias], [out], **options)
+        return out
+    xs = _split(ctx, x, group, "x_group")
+    fs = _split(ctx, filt, group, "filter_group")
+    part_shape = (*out_shape[:-1], out_shape[-1] // group)
+    part_shape_t = ctx.const_tensor(np.array(part_shape, np.int32), "part_shape")
+    parts = []
+    for k, (xg, fg) in enumerate(zip(xs, fs, strict=False)):
+        part = ctx.temp(np.float32, part_shape, f"group{k}")
+        ctx.emit("TRANSPOSE_CONV", [part_shape_t, fg, xg, None], [part], **options)
+        parts.append(part)
+    joined = ctx.temp(np.float32, out_shape, "joined")
+    ctx.emit("CONCATENATION", parts, [joined], axis=3, fused_activation_function="NONE")
+    return joined if bias is None else emit_binary(ctx, "ADD", joined, bias, "biased")
+
+
+def _split(ctx, t, group, hint):
+    """SPLIT along the last (channel) axis into ``group`` equal parts."""
+    shape = (*t.shape[:-1], t.shape[-1] // group)
+    outs = [ctx.temp(t.dtype, shape, f"{hint}{k}") for k in range(group)]
+    axis = ctx.const_tensor(np.array(3, np.int32), "split_axis")
+    ctx.emit("SPLIT", [axis, t], outs, num_splits=group)
+    return outs
