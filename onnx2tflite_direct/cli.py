@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=_names, metavar="T1,T2", help="convert only the sub-graph from these tensors")
     p.add_argument("--outputs", type=_names, metavar="T3,T4", help="convert only the sub-graph up to these tensors")
     p.add_argument("--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)")
+    p.add_argument("--disable-rewrite", action="append", default=[], metavar="RULE", help="disable one named rewrite rule (repeatable; rule ids are listed in the report)")
     p.add_argument("--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs")
     p.add_argument("--test-data", action="append", default=[], metavar="NAME=file.npy", help="inputs for --validate (ONNX layout, samples on axis 0)")
     p.add_argument("--atol", type=float, default=1e-4, help="validation tolerance, relative to max(1, max|expected|)")
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             atol=args.atol,
             fuse=not args.no_fuse,
+            disable_rewrites=tuple(args.disable_rewrite),
             keep_layout=tuple(args.keep_input_layout + args.keep_output_layout),
             channel_last=tuple(args.channel_last_input + args.channel_last_output),
             inputs=args.inputs,

@@ -1,23 +1,90 @@
 """Graph-level rewrites on the ONNX IR before lowering; each is a small named rule.
 
-``apply`` yields ``(rule id, [changed node names])`` for the coverage report.
+A rule takes the graph, changes it in place and returns the names of the nodes it removed or
+replaced; ``apply`` yields ``(rule id, names)`` for the coverage report. Rules only fire when
+the tensors they make disappear are read by nothing else and are not graph outputs.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .ir import Graph, Node
+from .ir import Graph, Node, Value
+
+
+class Matcher:
+    """Read-only views of the graph that rules match against (rebuilt per rule)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.consumers = graph.consumers()
+        self.producers = graph.producers()
+
+    def private(self, name: str) -> bool:
+        """Read by exactly one node and not a graph output: safe to make disappear."""
+        return len(self.consumers.get(name, [])) == 1 and name not in self.graph.outputs
+
+    def only_consumer(self, name: str) -> Node | None:
+        users = self.consumers.get(name, [])
+        return users[0][0] if len(users) == 1 and name not in self.graph.outputs else None
+
+    def scalar(self, name: str) -> float | None:
+        value = self.graph.values.get(name)
+        if value is None or value.const is None or value.const.size != 1:
+            return None
+        return float(np.asarray(value.const).reshape(-1)[0])
+
+    def producer(self, name: str, op_type: str) -> Node | None:
+        node = self.producers.get(name)
+        return node if node is not None and node.op_type == op_type and node.domain == "" else None
+
+    def split_const(self, node: Node, value: float, tol: float = 1e-4) -> str | None:
+        """For a binary node with a scalar constant ``value`` operand, the other operand."""
+        a, b = node.inputs[0], node.inputs[1]
+        for const, other in ((b, a), (a, b)):
+            c = self.scalar(const)
+            if c is not None and math.isclose(c, value, rel_tol=tol, abs_tol=tol):
+                return other
+        return None
+
+
+def _close(value: float | None, target: float) -> bool:
+    return value is not None and math.isclose(value, target, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def _replace(graph: Graph, remove: list[Node], new: Node) -> None:
+    """Put ``new`` where the last removed node stood (its inputs are all produced earlier)."""
+    ids = {id(n) for n in remove}
+    last = max(i for i, n in enumerate(graph.nodes) if id(n) in ids)
+    graph.nodes.insert(last + 1, new)
+    graph.nodes = [n for n in graph.nodes if id(n) not in ids]
+    graph.invalidate()
+
+
+def _fuse_chains(graph: Graph, op_type: str, opset: int, attrs: dict, match) -> list[str]:
+    """Replace every chain ``match(matcher, node) -> (x, out, nodes)`` by one ``op_type`` node,
+    but only if that op is itself supported (a fusion must never create a refusal)."""
+    from .registry import REGISTRY
+
+    if REGISTRY.lookup("", op_type, opset) is None:
+        return []
+    changed: list[str] = []
+    while True:
+        m = Matcher(graph)
+        found = next((r for r in (match(m, n) for n in graph.nodes) if r), None)
+        if found is None:
+            return changed
+        x, out, nodes = found
+        fused = Node(f"{nodes[-1].label}/{op_type}", op_type, "", [x], [out], dict(attrs), opset)
+        _replace(graph, nodes, fused)
+        changed.extend(n.label for n in nodes)
 
 
 def fold_batchnorm_into_conv(graph: Graph) -> list[str]:
-    """Conv (constant W, B) -> BatchNormalization (constant stats) becomes one Conv.
-
-    Only when the conv output feeds the BN alone and is not a graph output, so the
-    intermediate tensor is never observable.
-    """
-    consumers = graph.consumers()
-    producers = graph.producers()
+    """Conv (constant W, B) -> BatchNormalization (constant stats) becomes one Conv."""
+    m = Matcher(graph)
     values = graph.values
     removed: set[int] = set()
     changed = []
@@ -28,34 +95,31 @@ def fold_batchnorm_into_conv(graph: Graph) -> list[str]:
             continue
         if bn.opset < 9 and bn.attrs.get("spatial", 1) != 1:
             continue
-        conv = producers.get(bn.inputs[0])
-        if conv is None or conv.op_type != "Conv" or conv.domain != "":
-            continue
-        mid = conv.outputs[0]
-        if len(consumers.get(mid, [])) != 1 or mid in graph.outputs:
+        conv = m.producer(bn.inputs[0], "Conv")
+        if conv is None or not m.private(conv.outputs[0]):
             continue
         stats = [values[n].const for n in bn.inputs[1:5]]
         w = values[conv.inputs[1]].const
-        b = values[conv.inputs[2]].const if len(conv.inputs) > 2 and conv.inputs[2] else None
-        if any(s is None for s in stats) or w is None or (len(conv.inputs) > 2 and conv.inputs[2] and b is None):
+        has_b = len(conv.inputs) > 2 and bool(conv.inputs[2])
+        b = values[conv.inputs[2]].const if has_b else None
+        if any(s is None for s in stats) or w is None or (has_b and b is None):
             continue
         if w.dtype != np.float32:
             continue
         scale, bias, mean, var = (s.astype(np.float64) for s in stats)  # small vectors
-        eps = float(bn.attrs.get("epsilon", 1e-5))
-        factor = scale / np.sqrt(var + eps)
+        factor = scale / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
         new_w = w * factor.astype(np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
         base = b.astype(np.float64) if b is not None else 0.0
         new_b = ((base - mean) * factor + bias).astype(np.float32)
         w_name, b_name = f"{conv.label}/bn_folded_W", f"{conv.label}/bn_folded_B"
-        graph.values[w_name] = _const(w_name, new_w)
-        graph.values[b_name] = _const(b_name, new_b)
+        values[w_name] = Value(w_name, new_w.dtype, tuple(new_w.shape), new_w)
+        values[b_name] = Value(b_name, new_b.dtype, tuple(new_b.shape), new_b)
         replaced = [n for n in conv.inputs[1:] if n]
         conv.inputs = [conv.inputs[0], w_name, b_name]
-        for name in replaced:  # drop the unfolded weights unless something else reads them
-            if len(consumers.get(name, [])) == 1 and name not in graph.outputs:
-                del graph.values[name]
         conv.outputs = [bn.outputs[0]]
+        for name in replaced:  # drop the unfolded weights unless something else reads them
+            if m.private(name):
+                del values[name]
         removed.add(id(bn))
         changed.append(bn.label)
     graph.nodes = [n for n in graph.nodes if id(n) not in removed]
@@ -63,25 +127,177 @@ def fold_batchnorm_into_conv(graph: Graph) -> list[str]:
     return changed
 
 
-def _const(name, array):
-    from .ir import Value
+def remove_noop_cast(graph: Graph) -> list[str]:
+    """Cast to the dtype the tensor already has becomes an Identity (an alias, no op)."""
+    changed = []
+    for node in graph.nodes:
+        if node.op_type != "Cast" or node.domain != "" or not node.inputs:
+            continue
+        src = graph.values[node.inputs[0]]
+        dst = graph.values.get(node.outputs[0])
+        if src.dtype is not None and dst is not None and src.dtype == dst.dtype:
+            node.op_type = "Identity"
+            node.attrs = {}
+            changed.append(node.label)
+    return changed
 
-    return Value(name, array.dtype, tuple(array.shape), array)
+
+def _attr_key(attrs: dict) -> tuple:
+    items = []
+    for k, v in sorted(attrs.items()):
+        if isinstance(v, np.ndarray):
+            v = (v.dtype.str, v.shape, v.tobytes())
+        elif isinstance(v, list):
+            v = tuple(v)
+        elif not isinstance(v, (int, float, str, tuple, type(None))):
+            return (id(attrs),)  # graphs and other objects: never merged
+        items.append((k, v))
+    return tuple(items)
 
 
-def remove_identity_like(graph: Graph) -> list[str]:
-    """Nothing to do at the IR level: Identity/Dropout lower to aliases (no TFLite op)."""
-    return []
+NONDETERMINISTIC = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Bernoulli",
+    "Multinomial",
+}
 
 
-RULES = [("fold_batchnorm_into_conv", fold_batchnorm_into_conv)]
+def merge_common_subexpressions(graph: Graph) -> list[str]:
+    """Two nodes with the same op, inputs and attributes compute the same tensors: keep one."""
+    seen: dict[tuple, Node] = {}
+    rename: dict[str, str] = {}
+    removed: set[int] = set()
+    changed = []
+    for node in graph.nodes:
+        node.inputs = [rename.get(i, i) for i in node.inputs]
+        if node.op_type in NONDETERMINISTIC or any(o in graph.outputs for o in node.outputs):
+            continue
+        key = (node.domain, node.op_type, node.opset, tuple(node.inputs), _attr_key(node.attrs))
+        twin = seen.get(key)
+        if twin is None:
+            seen[key] = node
+            continue
+        pairs = list(zip(node.outputs, twin.outputs, strict=False))
+        if len(node.outputs) != len(twin.outputs) or any(m and not t for m, t in pairs):
+            continue  # the twin does not produce every output this node does
+        for mine, theirs in pairs:
+            if mine:
+                rename[mine] = theirs
+        removed.add(id(node))
+        changed.append(node.label)
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    graph.invalidate()
+    return changed
 
 
-def apply(graph: Graph, enabled: bool = True):
+def fuse_gelu(graph: Graph) -> list[str]:
+    """x * 0.5 * (1 + Erf(x / sqrt 2)), as exporters write it, becomes one Gelu."""
+    return _fuse_chains(graph, "Gelu", 20, {"approximate": "none"}, _match_gelu)
+
+
+def _match_gelu(m: Matcher, erf: Node):
+    if erf.op_type != "Erf" or erf.domain != "":
+        return None
+    scaled = erf.inputs[0]
+    pre = m.producer(scaled, "Div") or m.producer(scaled, "Mul")
+    if pre is None or not m.private(scaled):
+        return None
+    if pre.op_type == "Div":
+        x = pre.inputs[0] if _close(m.scalar(pre.inputs[1]), math.sqrt(2.0)) else None
+    else:
+        x = m.split_const(pre, 1 / math.sqrt(2.0))
+    if x is None or not m.private(erf.outputs[0]):
+        return None
+    add = m.only_consumer(erf.outputs[0])
+    if add is None or add.op_type != "Add" or m.split_const(add, 1.0) != erf.outputs[0]:
+        return None
+    mul = m.only_consumer(add.outputs[0])
+    if mul is None or mul.op_type != "Mul":
+        return None
+    other = mul.inputs[1] if mul.inputs[0] == add.outputs[0] else mul.inputs[0]
+    if other == x:  # (x * (1 + erf)) * 0.5
+        if not m.private(mul.outputs[0]):
+            return None
+        half = m.only_consumer(mul.outputs[0])
+        if half is None or half.op_type != "Mul" or m.split_const(half, 0.5) != mul.outputs[0]:
+            return None
+        return x, half.outputs[0], [pre, erf, add, mul, half]
+    halved = m.producer(other, "Mul")  # (x * 0.5) * (1 + erf)
+    if halved is not None and m.split_const(halved, 0.5) == x and m.private(other):
+        return x, mul.outputs[0], [pre, erf, add, halved, mul]
+    return None
+
+
+def fuse_hardswish(graph: Graph) -> list[str]:
+    """x * HardSigmoid(x; 1/6, 1/2) and x * Clip(x + 3, 0, 6) / 6 become one HardSwish."""
+    return _fuse_chains(graph, "HardSwish", 14, {}, _match_hardswish)
+
+
+def _match_hardswish(m: Matcher, mul: Node):
+    if mul.op_type != "Mul" or mul.domain != "" or len(mul.inputs) != 2:
+        return None
+    for x, gate in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
+        if not m.private(gate):
+            continue
+        hs = m.producer(gate, "HardSigmoid")
+        if hs is not None and hs.inputs[0] == x:
+            alpha, beta = hs.attrs.get("alpha", 0.2), hs.attrs.get("beta", 0.5)
+            if _close(alpha, 1 / 6) and _close(beta, 0.5):
+                return x, mul.outputs[0], [hs, mul]
+        chain = _relu6_over_6(m, gate, x)
+        if chain is not None:
+            return x, mul.outputs[0], [*chain, mul]
+    return None
+
+
+def _relu6_over_6(m: Matcher, gate: str, x: str):
+    """gate = Clip(x + 3, 0, 6) / 6 (or * 1/6); the nodes, or None."""
+    scale = m.producer(gate, "Div") or m.producer(gate, "Mul")
+    if scale is None:
+        return None
+    want = 6.0 if scale.op_type == "Div" else 1 / 6
+    if scale.op_type == "Div":
+        clipped = scale.inputs[0] if _close(m.scalar(scale.inputs[1]), want) else None
+    else:
+        clipped = m.split_const(scale, want)
+    if clipped is None or not m.private(clipped):
+        return None
+    clip = m.producer(clipped, "Clip")
+    if clip is None:
+        return None
+    lo = (
+        m.scalar(clip.inputs[1])
+        if len(clip.inputs) > 1 and clip.inputs[1]
+        else clip.attrs.get("min")
+    )
+    hi = (
+        m.scalar(clip.inputs[2])
+        if len(clip.inputs) > 2 and clip.inputs[2]
+        else clip.attrs.get("max")
+    )
+    if lo != 0.0 or hi != 6.0 or not m.private(clip.inputs[0]):
+        return None
+    add = m.producer(clip.inputs[0], "Add")
+    if add is None or m.split_const(add, 3.0) != x:
+        return None
+    return [add, clip, scale]
+
+
+RULES = [
+    ("merge_common_subexpressions", merge_common_subexpressions),
+    ("remove_noop_cast", remove_noop_cast),
+    ("fold_batchnorm_into_conv", fold_batchnorm_into_conv),
+    ("fuse_gelu", fuse_gelu),
+    ("fuse_hardswish", fuse_hardswish),
+]
+
+
+def apply(graph: Graph, enabled: bool = True, disabled: frozenset[str] = frozenset()):
     if not enabled:
         return
     for name, rule in RULES:
-        yield name, rule(graph)
-
-
-__all__ = ["apply", "Node"]
+        if name not in disabled:
+            yield name, rule(graph)

@@ -45,6 +45,10 @@ class ConversionResult:
         return self._model
 
 
+# Every rule id --disable-rewrite accepts (constant folding is not optional).
+REWRITE_RULES = tuple(name for name, _ in onnx_rewrites.RULES + tfl_rewrites.RULES)
+
+
 def _stem(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         return Path(model).stem
@@ -97,6 +101,7 @@ def convert(
     atol: float = 1e-4,
     stem: str | None = None,
     fuse: bool = True,
+    disable_rewrites=(),
     keep_layout: tuple[str, ...] = (),
     channel_last: tuple[str, ...] = (),
     inputs: list[str] | None = None,
@@ -117,6 +122,13 @@ def convert(
         keep_layout=tuple(keep_layout),
         channel_last=tuple(channel_last),
     )
+    disabled = frozenset(disable_rewrites or ())
+    unknown = sorted(disabled - set(REWRITE_RULES))
+    if unknown:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION,
+            f"unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
+        )
     stem = stem or _stem(model)
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
@@ -130,7 +142,7 @@ def convert(
         rec.model_info(fe)
         rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
         graph = fe.graph
-        for name, changed in onnx_rewrites.apply(graph, enabled=fuse):
+        for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
             rec.rewrite(name, len(changed), changed)
         specs = plan(graph, options, rec)
         driver = Driver(graph, specs, options)
@@ -138,7 +150,7 @@ def convert(
         for node in graph.nodes:
             driver.run_node(node, specs[id(node)])
         driver.finish_outputs()
-        for name, count in tfl_rewrites.apply(driver.sub, enabled=fuse):
+        for name, count in tfl_rewrites.apply(driver.sub, enabled=fuse, disabled=disabled):
             rec.rewrite(name, count, [])
         from .builder import build_flatbuffer
 
