@@ -40,18 +40,17 @@ class ReportBuilder:
         self._graph = fe.graph
         self._opsets = dict(fe.graph.opsets)
         for name in fe.folded_nodes:
-            self.rows[name] = {"name": name, "domain": "", "op_type": None, "mode": "folded",
-                               "tflite_ops": [], "reason_code": None, "message": None}
-        for node in fe.graph.nodes:
-            self.rows[node.label] = {
-                "name": node.label,
-                "domain": node.domain,
-                "op_type": node.op_type,
-                "mode": "pending",
+            self.rows[name] = {
+                "name": name,
+                "domain": "",
+                "op_type": None,
+                "mode": "folded",
                 "tflite_ops": [],
                 "reason_code": None,
                 "message": None,
             }
+        for node in fe.graph.nodes:
+            self._row(node)
 
     def rewrite(self, rule: str, count: int, nodes) -> None:
         if count:
@@ -63,7 +62,7 @@ class ReportBuilder:
                     row["message"] = f"removed by rewrite {rule}"
 
     def refused(self, node, exc) -> None:
-        row = self.rows.setdefault(node.label, {"name": node.label})
+        row = self._row(node)
         row.update(
             domain=node.domain,
             op_type=node.op_type,
@@ -73,8 +72,23 @@ class ReportBuilder:
             message=exc.message,
         )
 
+    def _row(self, node) -> dict:
+        """The node's row; nodes created by rewrites (fusions) get one on first sight."""
+        return self.rows.setdefault(
+            node.label,
+            {
+                "name": node.label,
+                "domain": node.domain,
+                "op_type": node.op_type,
+                "mode": "pending",
+                "tflite_ops": [],
+                "reason_code": None,
+                "message": None,
+            },
+        )
+
     def blocked(self, node, tensor: str) -> None:
-        row = self.rows.setdefault(node.label, {"name": node.label})
+        row = self._row(node)
         row.update(
             domain=node.domain,
             op_type=node.op_type,
@@ -89,7 +103,7 @@ class ReportBuilder:
 
         self.io_table = driver.io_table
         for rec in driver.records:
-            row = self.rows[rec.node.label]
+            row = self._row(rec.node)
             row["mode"] = "custom" if "CUSTOM" in rec.tflite_ops else "builtin"
             row["tflite_ops"] = rec.tflite_ops
         hist: dict[str, dict] = {}
@@ -154,7 +168,10 @@ class ReportBuilder:
             "success": self._error is None,
             "error": self._error,
             "nodes": rows,
-            "counts": {"by_mode": dict(sorted(modes.items())), "by_reason": dict(sorted(reasons.items()))},
+            "counts": {
+                "by_mode": dict(sorted(modes.items())),
+                "by_reason": dict(sorted(reasons.items())),
+            },
             "custom_op_policy": {
                 "allow_custom_ops": self.options.allow_custom_ops,
                 "allowlist": list(self.options.custom_op_allowlist),

@@ -1,121 +1,263 @@
-"""Broadcasting arithmetic and activations.
+"""Broadcasting arithmetic (Add/Sub/Mul/Div, variadic Sum/Max/Min/Mean, Mod, Pow) and the
+dtype machinery the other elementwise families share.
 
-Binary ops follow the layout of their data operands (constants are permuted in numpy, never
-at run time); activations are unary and accept any layout.
+TFLite kernels accept fewer dtypes than ONNX, and some accept a dtype only as a *quantized*
+type (int8/uint8/int16 ADD, MUL, DIV, ABS): feeding them plain integers gives wrong numbers. So
+every lowering here names the dtypes its kernel handles natively and :class:`Emit` widens any
+other input exactly (int8/int16/uint8/uint16 -> int32, uint32 -> int64, float16/bfloat16 ->
+float32) with CAST, computes, and CASTs the result back (TFLite CAST wraps like C, which is
+what ONNX integer arithmetic does on overflow). float64 has no TFLite kernels; ops whose result
+is one of their inputs (Max/Min) compute it in float32 (documented per op), others refuse it.
 """
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
-from ..policies import broadcasting, same_as_input
-from ..registry import FLOAT, NUMERIC, lowering
+from .. import errors
+from ..policies import broadcasting
+from ..registry import lowering
 
-BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV"}
+BF16 = np.dtype(ml_dtypes.bfloat16)
+SIGNED = ("int8", "int16", "int32", "int64")
+UNSIGNED = ("uint8", "uint16", "uint32")
+INTEGER = SIGNED + UNSIGNED
+FLOATS = ("float32", "float16", "bfloat16")
+REAL = FLOATS + INTEGER
+
+# Exact widening steps: the next dtype that holds every value of the key.
+WIDER = {
+    "int8": "int32",
+    "int16": "int32",
+    "uint8": "int32",
+    "uint16": "int32",
+    "uint32": "int64",
+    "float16": "float32",
+    "bfloat16": "float32",
+}
+ARITH = {"ADD", "SUB", "MUL", "DIV"}
 
 
-def _binary(opcode: str):
+def dtype_name(dtype) -> str:
+    return np.dtype(dtype).name
+
+
+def np_dtype(name: str) -> np.dtype:
+    return BF16 if name == "bfloat16" else np.dtype(name)
+
+
+def compute_dtype(name: str, native, f64_as_f32: bool = False) -> str | None:
+    """The first dtype in ``native`` reachable from ``name`` by exact widening, else None."""
+    if name == "float64" and f64_as_f32:
+        name = "float32"
+    while name is not None and name not in native:
+        name = WIDER.get(name)
+    return name
+
+
+class Emit:
+    """Emits a chain of TFLite ops for one node: temps get broadcast shapes, constants get the
+    compute dtype, and :meth:`result` routes the last value into the node's output."""
+
+    def __init__(self, ctx, dtype=np.float32):
+        self.ctx = ctx
+        self.dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        self._producer: dict[int, object] = {}
+
+    def const(self, value, dtype=None):
+        return self.ctx.const_tensor(np.asarray(value, dtype=dtype or self.dtype), "c")
+
+    def op(self, opcode: str, *inputs, dtype=None, **options):
+        if opcode in ARITH:
+            options.setdefault("fused_activation_function", "NONE")
+        shape = np.broadcast_shapes(*[tuple(t.shape) for t in inputs if t is not None])
+        data = inputs[1] if opcode == "SELECT_V2" else inputs[0]  # SELECT_V2: 0 is the condition
+        out = self.ctx.temp(dtype or data.dtype, shape, opcode.lower())
+        self._producer[id(out)] = self.ctx.emit(opcode, list(inputs), [out], **options)
+        return out
+
+    def cast(self, t, dtype):
+        dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
+        return t if t.dtype == dtype else self.op("CAST", t, dtype=dtype)
+
+    def input(self, i: int, dtype=None):
+        """Input ``i`` cast to ``dtype`` (default: the compute dtype)."""
+        return self.cast(self.ctx.input(i), dtype or self.dtype)
+
+    def result(self, t, i: int = 0) -> None:
+        """Make ``t`` output ``i``: retarget the op that produced it, or CAST into the output."""
+        out = self.ctx.output(i)
+        if t.dtype != out.dtype:
+            self.ctx.emit("CAST", [t], [out])
+            return
+        op = self._producer.get(id(t))
+        if op is not None and tuple(t.shape) == tuple(out.shape):
+            op.outputs[op.outputs.index(t)] = out
+            return
+        self.ctx.emit("RESHAPE", [t, self.const(np.array(out.shape, np.int32), np.int32)], [out])
+
+
+def native_check(native, inputs=(0,), f64_as_f32: bool = False):
+    """extra_check refusing input dtypes that cannot reach a native dtype exactly."""
+
+    def check(node, graph):
+        for i in inputs:
+            if i < len(node.inputs) and node.inputs[i]:
+                name = dtype_name(graph.values[node.inputs[i]].dtype)
+                if compute_dtype(name, native, f64_as_f32) is None:
+                    return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {name}; no exact TFLite kernel"
+        return None
+
+    return check
+
+
+def node_compute_dtype(ctx, native, f64_as_f32: bool = False) -> str:
+    return compute_dtype(dtype_name(ctx.value(0).dtype), native, f64_as_f32)
+
+
+def lower_binary_native(ctx, opcode: str, native, f64_as_f32: bool = False) -> None:
+    e = Emit(ctx, node_compute_dtype(ctx, native, f64_as_f32))
+    e.result(e.op(opcode, e.input(0), e.input(1)))
+
+
+# ---- Add / Sub / Mul / Div -----------------------------------------------------------------
+
+ADD_NATIVE = ("float32", "float16", "int32", "int64")
+DIV_NATIVE = ("float32", "float16", "int32")  # int32 DIV truncates toward zero, as ONNX does
+BINARY = {"Add": ("ADD", ADD_NATIVE), "Sub": ("SUB", ADD_NATIVE), "Mul": ("MUL", ADD_NATIVE)}
+BINARY["Div"] = ("DIV", DIV_NATIVE)
+
+
+def _binary(opcode: str, native):
     def lower(ctx):
-        ctx.emit(opcode, [ctx.input(0), ctx.input(1)], [ctx.output(0)], fused_activation_function="NONE")
+        lower_binary_native(ctx, opcode, native)
 
     return lower
 
 
-for _onnx, _tfl in BINARY.items():
+for _onnx, (_tfl, _native) in BINARY.items():
     lowering(
         _onnx,
         broadcasting(),
         since=7,
-        dtypes=FLOAT if _onnx == "Div" else NUMERIC,
+        dtypes=REAL,
         dtype_inputs=(0, 1),
-        tflite_ops=(_tfl,),
-        notes="numpy broadcasting",
-    )(_binary(_tfl))
+        tflite_ops=(_tfl, "CAST"),
+        extra_check=native_check(_native),
+        notes=f"numpy broadcasting; kernels {'/'.join(_native)}, narrower types widened with CAST"
+        + ("; int Div truncates (int64/uint32 refused)" if _onnx == "Div" else "")
+        + "; float64 refused",
+    )(_binary(_tfl, _native))
 
 
-@lowering("Sum", broadcasting(), since=8, dtypes=FLOAT, tflite_ops=("ADD",), notes="chain of ADD")
-def lower_sum(ctx):
-    n = len(ctx.node.inputs)
-    if n == 1:
-        ctx.alias_output(0, ctx.input(0), ctx.in_layout(0))
-        return
-    acc = ctx.input(0)
-    for i in range(1, n):
-        last = i == n - 1
-        out = ctx.output(0) if last else ctx.temp(np.float32, ctx.output(0).shape, f"sum{i}")
-        ctx.emit("ADD", [acc, ctx.input(i)], [out], fused_activation_function="NONE")
-        acc = out
+# ---- variadic Sum / Max / Min / Mean ------------------------------------------------------------
+
+VARIADIC = {
+    "Sum": ("ADD", ADD_NATIVE, False),
+    "Mean": ("ADD", ("float32", "float16"), False),
+    "Max": ("MAXIMUM", ("float32", "float16", "int8", "int32", "int64", "uint8", "int16"), True),
+    "Min": ("MINIMUM", ("float32", "float16", "int8", "int32", "int64", "uint8", "int16"), True),
+}
 
 
-def _unary(opcode: str, **options):
+def _variadic(op_type: str, opcode: str, native, f64: bool):
     def lower(ctx):
-        ctx.emit(opcode, [ctx.input(0)], [ctx.output(0)], **options)
+        e = Emit(ctx, node_compute_dtype(ctx, native, f64))
+        acc = e.input(0)
+        for i in range(1, len(ctx.node.inputs)):
+            acc = e.op(opcode, acc, e.input(i))
+        if op_type == "Mean" and len(ctx.node.inputs) > 1:
+            acc = e.op("MUL", acc, e.const(1.0 / len(ctx.node.inputs)))
+        if acc is ctx.input(0):
+            ctx.alias_output(0, acc, ctx.in_layout(0))
+            return
+        e.result(acc)
 
     return lower
 
 
-for _onnx, _tfl in (("Relu", "RELU"), ("Sigmoid", "LOGISTIC"), ("Tanh", "TANH"), ("HardSwish", "HARD_SWISH")):
-    lowering(_onnx, same_as_input, tflite_ops=(_tfl,))(_unary(_tfl))
+for _onnx, (_tfl, _native, _f64) in VARIADIC.items():
+    lowering(
+        _onnx,
+        broadcasting(),
+        since=8,
+        dtypes=REAL + (("float64",) if _f64 else ()),
+        dtype_inputs=tuple(range(64)),
+        tflite_ops=(_tfl, "CAST") + (("MUL",) if _onnx == "Mean" else ()),
+        extra_check=native_check(_native, f64_as_f32=_f64),
+        notes="variadic, numpy broadcasting"
+        + ("; float64 computed in float32 (the result is one of the inputs)" if _f64 else ""),
+    )(_variadic(_onnx, _tfl, _native, _f64))
 
 
-@lowering("LeakyRelu", same_as_input, tflite_ops=("LEAKY_RELU",))
-def lower_leaky(ctx):
-    ctx.emit("LEAKY_RELU", [ctx.input(0)], [ctx.output(0)], alpha=float(ctx.attr("alpha", 0.01)))
+# ---- Mod ----------------------------------------------------------------------------------
 
-
-@lowering("HardSigmoid", same_as_input, tflite_ops=("MUL", "ADD", "RELU_0_TO_1"))
-def lower_hardsigmoid(ctx):
-    x = ctx.input(0)
-    alpha = np.array(ctx.attr("alpha", 0.2), np.float32)
-    beta = np.array(ctx.attr("beta", 0.5), np.float32)
-    scaled = ctx.temp(np.float32, x.shape, "scaled")
-    ctx.emit("MUL", [x, ctx.const_tensor(alpha, "alpha")], [scaled], fused_activation_function="NONE")
-    shifted = ctx.temp(np.float32, x.shape, "shifted")
-    ctx.emit("ADD", [scaled, ctx.const_tensor(beta, "beta")], [shifted], fused_activation_function="NONE")
-    ctx.emit("RELU_0_TO_1", [shifted], [ctx.output(0)])
-
-
-def _clip_bounds(ctx):
-    if ctx.node.opset < 11:
-        return ctx.attr("min", -np.inf), ctx.attr("max", np.inf)
-    lo = ctx.const(1) if ctx.has_input(1) else None
-    hi = ctx.const(2) if ctx.has_input(2) else None
-    return (
-        -np.inf if lo is None else float(np.asarray(lo).reshape(-1)[0]),
-        np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0]),
-    )
-
-
-CLIP_ACTIVATIONS = {(0.0, 6.0): "RELU6", (0.0, np.inf): "RELU", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}
+MOD_NATIVE = ("float32", "int8", "int16", "int32", "int64")
 
 
 @lowering(
-    "Clip",
-    same_as_input,
-    const_inputs=(1, 2),
-    tflite_ops=("RELU6", "RELU", "RELU_N1_TO_1", "RELU_0_TO_1", "MAXIMUM", "MINIMUM"),
-    notes="min/max must be constant",
+    "Mod",
+    broadcasting(),
+    since=10,
+    dtypes=REAL,
+    dtype_inputs=(0, 1),
+    tflite_ops=("FLOOR_MOD", "ABS", "NEG", "LESS", "SELECT_V2", "CAST"),
+    extra_check=native_check(MOD_NATIVE),
+    notes="fmod=0: FLOOR_MOD (sign of divisor); fmod=1: sign(a)*FLOOR_MOD(|a|,|b|); "
+    "float64 refused",
 )
-def lower_clip(ctx):
-    lo, hi = _clip_bounds(ctx)
-    x = ctx.input(0)
-    act = CLIP_ACTIVATIONS.get((float(lo), float(hi)))
-    if act is not None:
-        ctx.emit(act, [x], [ctx.output(0)])
+def lower_mod(ctx):
+    dtype = node_compute_dtype(ctx, MOD_NATIVE)
+    if ctx.attr("fmod", 0) and dtype in ("int8", "int16"):
+        dtype = "int32"  # |x| of the most negative value must not overflow
+    e = Emit(ctx, dtype)
+    a, b = e.input(0), e.input(1)
+    if not ctx.attr("fmod", 0) or dtype_name(ctx.value(0).dtype) in UNSIGNED:
+        e.result(e.op("FLOOR_MOD", a, b))
         return
-    if lo > hi:
-        lo = hi  # ONNX: min > max yields max everywhere
-    cur = x
-    if np.isfinite(hi):
-        nxt = ctx.output(0) if not np.isfinite(lo) else ctx.temp(x.dtype, x.shape, "clip_hi")
-        ctx.emit("MINIMUM", [cur, ctx.const_tensor(np.array(hi, x.dtype), "max")], [nxt])
-        cur = nxt
-    if np.isfinite(lo):
-        ctx.emit("MAXIMUM", [cur, ctx.const_tensor(np.array(lo, x.dtype), "min")], [ctx.output(0)])
-    if not np.isfinite(lo) and not np.isfinite(hi):
-        ctx.alias_output(0, x, ctx.in_layout(0))
+    magnitude = e.op("FLOOR_MOD", _abs(e, a), _abs(e, b))
+    negative = e.op("LESS", a, e.const(0), dtype=np.bool_)
+    e.result(e.op("SELECT_V2", negative, e.op("NEG", magnitude), magnitude))
 
 
-@lowering("PRelu", broadcasting(), dtype_inputs=(0, 1), tflite_ops=("PRELU",), notes="slope broadcast to the input")
-def lower_prelu(ctx):
-    ctx.emit("PRELU", [ctx.input(0), ctx.input(1)], [ctx.output(0)])
+def _abs(e: Emit, x):
+    """|x| for the dtypes ABS lacks (int8 is quantized-only, int64 is missing)."""
+    if dtype_name(x.dtype) in ("float32", "float16", "int16", "int32"):
+        return e.op("ABS", x)
+    return e.op("MAXIMUM", x, e.op("NEG", x))
+
+
+# ---- Pow ----------------------------------------------------------------------------------
+
+
+def _pow_check(node, graph):
+    base = dtype_name(graph.values[node.inputs[0]].dtype)
+    if compute_dtype(base, ("float32", "int32")) is None:
+        return f"{errors.UNSUPPORTED_DTYPE}: Pow base dtype {base} has no exact TFLite kernel"
+    exp = dtype_name(graph.values[node.inputs[1]].dtype)
+    if exp not in REAL + ("int64",):
+        return f"{errors.UNSUPPORTED_DTYPE}: Pow exponent dtype {exp}"
+    return None
+
+
+@lowering(
+    "Pow",
+    broadcasting(),
+    since=7,
+    dtypes=REAL,
+    dtype_inputs=(0,),
+    tflite_ops=("POW", "CAST"),
+    extra_check=_pow_check,
+    notes="float bases in float32; integer bases with integer exponents in int32 (a negative "
+    "exponent fails at run time); integer base with float exponent computed in float32 and "
+    "truncated; int64 bases refused",
+)
+def lower_pow(ctx):
+    base = dtype_name(ctx.value(0).dtype)
+    exp = dtype_name(ctx.value(1).dtype)
+    if base in FLOATS or exp in FLOATS:
+        e = Emit(ctx, "float32")
+    else:
+        e = Emit(ctx, "int32")
+    e.result(e.op("POW", e.input(0), e.input(1)))

@@ -1,0 +1,234 @@
+"""Activations: the dedicated builtin where it is exact, otherwise a short exact composition.
+
+RELU/RELU6/... kernels read int8/uint8 as *quantized* data, so integer Relu and Clip use
+MAXIMUM/MINIMUM. ELU has no alpha: Elu/Selu/Celu scale around it. Softplus uses the stable
+form max(x, 0) + log(1 + exp(-|x|)) so large inputs do not overflow. Float16/bfloat16 are
+computed in float32 (LiteRT's native float16 transcendental kernels miss the 1e-3 tolerance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..policies import broadcasting, same_as_input
+from ..registry import attr_in, lowering
+from .elementwise import FLOATS, INTEGER, SIGNED, Emit, dtype_name, native_check, node_compute_dtype
+
+F32_F16 = ("float32", "float16")
+MINMAX_NATIVE = ("float32", "float16", "int8", "int16", "int32", "int64", "uint8")
+
+
+def _activation(op_type: str, native=("float32",), dtypes=FLOATS, tflite_ops=(), notes="", **kw):
+    """Register ``fn(e, x) -> tensor`` as the lowering of a unary activation."""
+
+    def wrap(fn):
+        def lower(ctx):
+            e = Emit(ctx, node_compute_dtype(ctx, native))
+            e.result(fn(e, e.input(0)))
+
+        lowering(
+            op_type,
+            same_as_input,
+            dtypes=dtypes,
+            tflite_ops=tuple(tflite_ops) + ("CAST",),
+            extra_check=native_check(native),
+            notes=notes or "float64 refused",
+            **kw,
+        )(lower)
+        return fn
+
+    return wrap
+
+
+def _select_negative(e, x, negative_branch):
+    """x where x >= 0 (ONNX: x > 0), else ``negative_branch``."""
+    is_pos = e.op("GREATER", x, e.const(0), dtype=np.bool_)
+    return e.op("SELECT_V2", is_pos, x, negative_branch)
+
+
+@_activation("Relu", MINMAX_NATIVE, FLOATS + SIGNED, ("RELU", "MAXIMUM"))
+def _relu(e, x):
+    if dtype_name(x.dtype) in F32_F16:
+        return e.op("RELU", x)
+    return e.op("MAXIMUM", x, e.const(0))
+
+
+@_activation("LeakyRelu", tflite_ops=("LEAKY_RELU",))
+def _leaky(e, x):
+    return e.op("LEAKY_RELU", x, alpha=float(e.ctx.attr("alpha", 0.01)))
+
+
+@_activation("HardSwish", tflite_ops=("HARD_SWISH",))
+def _hardswish(e, x):
+    return e.op("HARD_SWISH", x)
+
+
+@_activation("HardSigmoid", tflite_ops=("MUL", "ADD", "RELU_0_TO_1"))
+def _hardsigmoid(e, x):
+    alpha, beta = e.ctx.attr("alpha", 0.2), e.ctx.attr("beta", 0.5)
+    x = e.cast(x, np.float32)  # RELU_0_TO_1 is float32 only
+    return e.op(
+        "RELU_0_TO_1",
+        e.op("ADD", e.op("MUL", x, e.const(alpha, np.float32)), e.const(beta, np.float32)),
+    )
+
+
+@_activation("Elu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
+def _elu(e, x):
+    alpha = float(e.ctx.attr("alpha", 1.0))
+    elu = e.op("ELU", x)
+    return elu if alpha == 1.0 else _select_negative(e, x, e.op("MUL", elu, e.const(alpha)))
+
+
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
+
+
+@_activation("Selu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
+def _selu(e, x):
+    alpha = float(e.ctx.attr("alpha", SELU_ALPHA))
+    gamma = float(e.ctx.attr("gamma", SELU_GAMMA))
+    neg = e.op("MUL", e.op("ELU", x), e.const(alpha))
+    return e.op("MUL", _select_negative(e, x, neg), e.const(gamma))
+
+
+@_activation("Celu", tflite_ops=("ELU", "MUL"), notes="alpha * ELU(x / alpha)")
+def _celu(e, x):
+    alpha = float(e.ctx.attr("alpha", 1.0))
+    if alpha == 1.0:
+        return e.op("ELU", x)
+    return e.op("MUL", e.op("ELU", e.op("MUL", x, e.const(1.0 / alpha))), e.const(alpha))
+
+
+@_activation(
+    "Gelu",
+    since=20,
+    attrs=(attr_in("approximate", ("none", "tanh"), "none"),),
+    tflite_ops=("GELU",),
+    notes="approximate none/tanh -> GELU approximate flag",
+)
+def _gelu(e, x):
+    return e.op("GELU", x, approximate=e.ctx.attr("approximate", "none") == "tanh")
+
+
+def _softplus(e, x):
+    relu = e.op("MAXIMUM", x, e.const(0))
+    tail = e.op("LOG", e.op("ADD", e.op("EXP", e.op("NEG", e.op("ABS", x))), e.const(1)))
+    return e.op("ADD", relu, tail)
+
+
+_activation("Softplus", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG"))(_softplus)
+
+
+@_activation("Mish", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG", "TANH", "MUL"))
+def _mish(e, x):
+    return e.op("MUL", x, e.op("TANH", _softplus(e, x)))
+
+
+@_activation("Softsign", tflite_ops=("ABS", "ADD", "DIV"))
+def _softsign(e, x):
+    return e.op("DIV", x, e.op("ADD", e.op("ABS", x), e.const(1)))
+
+
+@_activation("ThresholdedRelu", tflite_ops=("GREATER", "SELECT_V2"))
+def _thresholded(e, x):
+    above = e.op("GREATER", x, e.const(e.ctx.attr("alpha", 1.0)), dtype=np.bool_)
+    return e.op("SELECT_V2", above, x, e.const(0))
+
+
+@_activation("Shrink", tflite_ops=("GREATER", "LESS", "SUB", "ADD", "SELECT_V2"))
+def _shrink(e, x):
+    lambd, bias = e.ctx.attr("lambd", 0.5), e.ctx.attr("bias", 0.0)
+    low = e.op(
+        "SELECT_V2",
+        e.op("LESS", x, e.const(-lambd), dtype=np.bool_),
+        e.op("ADD", x, e.const(bias)),
+        e.const(0),
+    )
+    high = e.op("GREATER", x, e.const(lambd), dtype=np.bool_)
+    return e.op("SELECT_V2", high, e.op("SUB", x, e.const(bias)), low)
+
+
+@_activation("Swish", since=24, tflite_ops=("MUL", "LOGISTIC"))
+def _swish(e, x):
+    alpha = float(e.ctx.attr("alpha", 1.0))
+    scaled = x if alpha == 1.0 else e.op("MUL", x, e.const(alpha))
+    return e.op("MUL", x, e.op("LOGISTIC", scaled))
+
+
+# ---- Clip ---------------------------------------------------------------------------------
+
+
+def _clip_bound(e, ctx, i: int, attr: str):
+    """The bound tensor (constant or runtime), or None when absent/infinite."""
+    if ctx.node.opset < 11:
+        value = ctx.attr(attr)
+        return None if value is None else e.const(value)
+    if not ctx.has_input(i):
+        return None
+    value = ctx.const(i)
+    if value is None:
+        return e.input(i)
+    return e.const(np.asarray(value).reshape(()))
+
+
+CLIP_ACTIVATIONS = {
+    (0.0, 6.0): "RELU6",
+    (0.0, None): "RELU",
+    (-1.0, 1.0): "RELU_N1_TO_1",
+    (0.0, 1.0): "RELU_0_TO_1",
+}
+
+
+def _const_bounds(ctx):
+    if ctx.node.opset < 11:
+        return ctx.attr("min"), ctx.attr("max")
+    vals = [ctx.const(i) if ctx.has_input(i) else None for i in (1, 2)]
+    if any(ctx.has_input(i) and v is None for i, v in zip((1, 2), vals, strict=True)):
+        return "runtime", "runtime"
+    return tuple(None if v is None else float(np.asarray(v).reshape(())) for v in vals)
+
+
+@lowering(
+    "Clip",
+    same_as_input,
+    dtypes=FLOATS + INTEGER,
+    dtype_inputs=(0, 1, 2),
+    tflite_ops=("RELU6", "RELU", "RELU_N1_TO_1", "RELU_0_TO_1", "MAXIMUM", "MINIMUM", "CAST"),
+    extra_check=native_check(MINMAX_NATIVE),
+    notes="min/max constant or runtime; MAXIMUM then MINIMUM (min > max yields max)",
+)
+def lower_clip(ctx):
+    e = Emit(ctx, node_compute_dtype(ctx, MINMAX_NATIVE))
+    x = e.input(0)
+    fused = CLIP_ACTIVATIONS.get(_const_bounds(ctx)) if x.dtype == np.float32 else None
+    if fused is not None:
+        e.result(e.op(fused, x))
+        return
+    out = x
+    lo, hi = _clip_bound(e, ctx, 1, "min"), _clip_bound(e, ctx, 2, "max")
+    if lo is not None:
+        out = e.op("MAXIMUM", out, e.cast(lo, e.dtype))
+    if hi is not None:
+        out = e.op("MINIMUM", out, e.cast(hi, e.dtype))
+    if out is ctx.input(0):
+        ctx.alias_output(0, out, ctx.in_layout(0))
+        return
+    e.result(out)
+
+
+# ---- PRelu --------------------------------------------------------------------------------
+
+
+@lowering(
+    "PRelu",
+    broadcasting(),
+    dtypes=FLOATS + ("int32", "int64"),
+    dtype_inputs=(0, 1),
+    tflite_ops=("GREATER", "MUL", "SELECT_V2", "CAST"),
+    extra_check=native_check(("float32", "int32", "int64")),
+    notes="slope broadcast to the input (select(x > 0, x, slope * x))",
+)
+def lower_prelu(ctx):
+    e = Emit(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
+    x = e.input(0)
+    e.result(_select_negative(e, x, e.op("MUL", x, e.input(1))))

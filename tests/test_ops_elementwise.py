@@ -1,0 +1,150 @@
+"""Broadcasting arithmetic: Add/Sub/Mul/Div over every supported dtype (small ints are widened
+exactly), variadic Sum/Max/Min/Mean with broadcasting, Mod (fmod 0/1) and Pow type mixes."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from harness import check_conversion, expect_refusal, make_model
+from onnx import TensorProto, helper
+
+RNG = np.random.default_rng(0)
+
+
+def values(dtype, shape, low=-20, high=20, nonzero=False):
+    """Small random values of ``dtype`` (non-negative for unsigned types)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        low = max(low, 0)
+    a = RNG.uniform(low, high, size=shape)
+    a = a if dtype.kind == "f" else np.round(a)
+    if nonzero:
+        a = np.where(a == 0, 3, a)
+    return a.astype(dtype)
+
+
+def run_node(op, feeds: dict, out_dtype=None, out_shape=None, opset=17, **attrs):
+    """Build a one-node model over ``feeds`` and check it against onnxruntime."""
+    names = list(feeds)
+    first = feeds[names[0]]
+    shape = (
+        out_shape
+        if out_shape is not None
+        else np.broadcast_shapes(*[a.shape for a in feeds.values()])
+    )
+    dtype = out_dtype if out_dtype is not None else first.dtype
+    model = make_model(
+        [helper.make_node(op, names, ["y"], **attrs)],
+        inputs=[(n, a.dtype, a.shape) for n, a in feeds.items()],
+        outputs=[("y", dtype, shape)],
+        opset=opset,
+    )
+    return check_conversion(model, feeds=feeds)
+
+
+INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"]
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"] + INT_TYPES)
+def test_add_sub_mul_dtypes(op, dtype):
+    run_node(op, {"a": values(dtype, (2, 3, 4)), "b": values(dtype, (3, 1))})
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16"])
+def test_small_int_overflow_wraps(dtype):
+    info = np.iinfo(dtype)
+    a = np.array([info.max, info.max - 1, info.min, 5], dtype)
+    b = np.array([3, 100, info.max, 7], dtype)
+    chk = run_node("Mul", {"a": a, "b": b})
+    assert chk.ops["CAST"] == 3  # widened exactly, wrapped back
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float16", "int8", "int16", "int32", "uint8", "uint16"]
+)
+def test_div(dtype):
+    a = values(dtype, (2, 5), -50, 50)
+    b = values(dtype, (5,), -7, 7, nonzero=True)
+    run_node("Div", {"a": a, "b": b})
+
+
+def test_int_div_truncates_toward_zero():
+    a = np.array([-7, 7, -7, 7, -1, 1], np.int32)
+    b = np.array([2, -2, -2, 2, 3, -3], np.int32)
+    chk = run_node("Div", {"a": a, "b": b})
+    assert chk.actual["y"].tolist() == [-3, -3, 3, 3, 0, 0]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint32", "float64"])
+def test_div_refuses_inexact_types(dtype):
+    model = make_model(
+        [helper.make_node("Div", ["a", "b"], ["y"])],
+        inputs=[("a", dtype, (3,)), ("b", dtype, (3,))],
+        outputs=[("y", dtype, (3,))],
+    )
+    expect_refusal(model, "unsupported_dtype")
+
+
+@pytest.mark.parametrize("op", ["Sum", "Max", "Min", "Mean"])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_variadic_broadcast(op, n):
+    shapes = [(2, 3, 4), (3, 1), (4,)][:n]
+    run_node(op, {f"x{i}": values("float32", s) for i, s in enumerate(shapes)})
+
+
+@pytest.mark.parametrize("op", ["Max", "Min"])
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int8", "uint8", "uint32", "int64"])
+def test_max_min_dtypes(op, dtype):
+    run_node(op, {"a": values(dtype, (3, 4)), "b": values(dtype, (4,))})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+@pytest.mark.parametrize(
+    "dtype", ["float32", "float16", "int8", "int32", "int64", "uint8", "uint32"]
+)
+def test_mod(fmod, dtype):
+    if fmod == 0 and np.dtype(dtype).kind == "f":
+        pytest.skip("onnxruntime requires fmod=1 for floats")
+    a = values(dtype, (3, 4), -30, 30)
+    b = values(dtype, (4,), -7, 7, nonzero=True)
+    run_node("Mod", {"a": a, "b": b}, fmod=fmod)
+
+
+@pytest.mark.parametrize(
+    "base, exp",
+    [
+        ("float32", "float32"),
+        ("float32", "int32"),
+        ("float32", "int64"),
+        ("int32", "int32"),
+        ("int32", "float32"),
+        ("float16", "float16"),
+    ],
+)
+def test_pow(base, exp):
+    a = values(base, (2, 3), 1, 4) if base != "float32" else np.abs(values(base, (2, 3), 0.5, 4))
+    b = values(exp, (3,), 0, 3)
+    run_node("Pow", {"a": a, "b": b}, out_dtype=a.dtype)
+
+
+def test_bfloat16_add_via_float32():
+    a = values("float32", (2, 3)).astype(ml_dtypes.bfloat16)
+    b = values("float32", (2, 3)).astype(ml_dtypes.bfloat16)
+    model = make_model(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        inputs=[("a", TensorProto.BFLOAT16, (2, 3)), ("b", TensorProto.BFLOAT16, (2, 3))],
+        outputs=[("y", TensorProto.BFLOAT16, (2, 3))],
+    )
+    from onnx2tflite_direct import convert
+
+    res = convert(model)
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=res.tflite_bytes).get_signature_runner()
+    got = runner(a=a, b=b)["y"].astype(np.float32)
+    want = (
+        (a.astype(np.float32) + b.astype(np.float32)).astype(ml_dtypes.bfloat16).astype(np.float32)
+    )
+    np.testing.assert_array_equal(got, want)
