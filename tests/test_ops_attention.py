@@ -1,6 +1,7 @@
 """Attention (opset 23+) and RotaryEmbedding against onnxruntime."""
 
 import numpy as np
+import onnx
 import pytest
 from harness import check_conversion, expect_refusal, make_model
 from onnx import TensorProto, helper
@@ -121,7 +122,10 @@ def test_attention_short_mask_refused():
 
 def test_attention_fp16_refused():
     shapes = {"Q": (np.float16, Q4), "K": (np.float16, K4), "V": (np.float16, V4)}
-    expect_refusal(_attention_model(shapes, {}), "unsupported_dtype")
+    model = _attention_model(shapes, {})
+    for out in model.graph.output:  # a well-formed fp16 model declares fp16 outputs
+        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    expect_refusal(model, "unsupported_dtype")
 
 
 def _rotary_model(x_shape, cache_shape, attrs, with_pos):
