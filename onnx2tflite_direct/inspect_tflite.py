@@ -1,0 +1,285 @@
+"""``inspect``: what is inside a .tflite file, read from the FlatBuffer without running it.
+
+Why: after a conversion one wants to check the I/O contract (names, dtypes, static and
+signature shapes), which ops and versions a runtime must provide, where the bytes go
+(constant weights vs. graph structure) and the metadata a loader checks
+(``min_runtime_version``). The file is parsed with the generated schema bindings shipped with
+ai-edge-litert (the ``validate`` extra); nothing is executed, so this works for files the local
+runtime cannot load. ``tensor_table`` is shared with the accuracy diagnostics, which need to know
+which tensors are constants.
+
+CLI: ``python -m onnx2tflite_direct inspect FILE [--json]`` dispatches to :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_EXTRA_HINT = "pip install onnx2tflite_direct[validate]"
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"inspect needs ai-edge-litert; install it with `{_EXTRA_HINT}`") from e
+    return schema_py_generated
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _read_bytes(source: str | Path | bytes | bytearray) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    return Path(source).read_bytes()
+
+
+def _str(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _buffer_size(buf) -> int:
+    """Bytes of a buffer, inline (``data``) or appended after the FlatBuffer (offset/size)."""
+    if buf is None:
+        return 0
+    if buf.Offset() > 1:
+        return int(buf.Size())
+    return int(buf.DataLength())
+
+
+def _buffer_bytes(data: bytes, buf) -> bytes:
+    if buf is None:
+        return b""
+    if buf.Offset() > 1:
+        return data[buf.Offset() : buf.Offset() + buf.Size()]
+    return buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+
+
+def _quantization(tensor) -> dict | None:
+    q = tensor.Quantization()
+    if q is None or q.ScaleLength() == 0:
+        return None
+    return {
+        "scale": [float(s) for s in q.ScaleAsNumpy()],
+        "zero_point": [int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else [],
+        "quantized_dimension": int(q.QuantizedDimension()),
+    }
+
+
+def tensor_table(source, subgraph: int = 0) -> list[dict[str, Any]]:
+    """One row per tensor of ``subgraph``: index, name, dtype, shape, shape_signature,
+    ``constant`` (backed by a non-empty buffer), ``buffer_bytes`` and ``quantization``."""
+    schema = _schema()
+    data = _read_bytes(source)
+    model = schema.Model.GetRootAs(data, 0)
+    return _tensor_rows(schema, model, model.Subgraphs(subgraph))
+
+
+def _tensor_rows(schema, model, sg) -> list[dict[str, Any]]:
+    dtypes = _enum_names(schema.TensorType)
+    rows = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        b = t.Buffer()
+        size = _buffer_size(model.Buffers(b)) if 0 < b < model.BuffersLength() else 0
+        rows.append(
+            {
+                "index": i,
+                "name": _str(t.Name()),
+                "dtype": dtypes.get(t.Type(), f"TYPE_{t.Type()}").lower(),
+                "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
+                "shape_signature": [int(d) for d in t.ShapeSignatureAsNumpy()]
+                if t.ShapeSignatureLength()
+                else None,
+                "constant": size > 0,
+                "buffer_bytes": size,
+                "quantization": _quantization(t),
+            }
+        )
+    return rows
+
+
+def _io_row(row: dict) -> dict:
+    sig = row["shape_signature"]
+    return {
+        "name": row["name"],
+        "index": row["index"],
+        "dtype": row["dtype"],
+        "shape": row["shape"],
+        "shape_signature": sig if sig is not None else row["shape"],
+        "quantization": row["quantization"],
+    }
+
+
+def _signature_defs(sg_model) -> list[dict]:
+    sigs = []
+    for i in range(sg_model.SignatureDefsLength()):
+        s = sg_model.SignatureDefs(i)
+
+        def maps(n, get):
+            return {_str(get(j).Name()): int(get(j).TensorIndex()) for j in range(n)}
+
+        sigs.append(
+            {
+                "key": _str(s.SignatureKey()),
+                "subgraph": int(s.SubgraphIndex()),
+                "inputs": maps(s.InputsLength(), s.Inputs),
+                "outputs": maps(s.OutputsLength(), s.Outputs),
+            }
+        )
+    return sigs
+
+
+def _metadata(data: bytes, model) -> dict[str, Any]:
+    """Metadata entries; printable ones (min_runtime_version...) as text, others by size."""
+    out: dict[str, Any] = {}
+    for i in range(model.MetadataLength()):
+        m = model.Metadata(i)
+        b = m.Buffer()
+        raw = _buffer_bytes(data, model.Buffers(b)) if 0 <= b < model.BuffersLength() else b""
+        text = raw.rstrip(b"\0")
+        try:
+            decoded = text.decode("ascii")
+            printable = decoded.isprintable()
+        except UnicodeDecodeError:
+            printable = False
+        out[_str(m.Name())] = decoded if printable else f"<{len(raw)} bytes>"
+    return out
+
+
+def inspect(source: str | Path | bytes) -> dict[str, Any]:
+    """A JSON-friendly summary of a .tflite file (path or bytes); see the module docstring."""
+    schema = _schema()
+    data = _read_bytes(source)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError("not a TFLite FlatBuffer (file identifier 'TFL3' missing)")
+    model = schema.Model.GetRootAs(data, 0)
+    op_names = _enum_names(schema.BuiltinOperator)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        name = op_names.get(code, f"UNKNOWN_{code}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{_str(oc.CustomCode())}"
+        codes.append((name, int(oc.Version())))
+
+    histogram: dict[str, dict[str, int]] = {}
+    subgraphs = []
+    inputs: list[dict] = []
+    outputs: list[dict] = []
+    const_bytes = 0
+    tensor_count = 0
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        rows = _tensor_rows(schema, model, sg)
+        tensor_count += len(rows)
+        const_bytes += sum(r["buffer_bytes"] for r in rows)
+        for o in range(sg.OperatorsLength()):
+            name, version = codes[sg.Operators(o).OpcodeIndex()]
+            entry = histogram.setdefault(name, {"count": 0, "version": 0})
+            entry["count"] += 1
+            entry["version"] = max(entry["version"], version)
+        sg_in = [_io_row(rows[int(i)]) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+        sg_out = [_io_row(rows[int(i)]) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+        if s == 0:
+            inputs, outputs = sg_in, sg_out
+        subgraphs.append(
+            {
+                "index": s,
+                "name": _str(sg.Name()),
+                "operators": int(sg.OperatorsLength()),
+                "tensors": len(rows),
+                "constant_tensors": sum(r["constant"] for r in rows),
+            }
+        )
+    return {
+        "file_bytes": len(data),
+        "schema_version": int(model.Version()),
+        "description": _str(model.Description()),
+        "inputs": inputs,
+        "outputs": outputs,
+        "signature_defs": _signature_defs(model),
+        "subgraphs": subgraphs,
+        "op_histogram": dict(sorted(histogram.items())),
+        "operator_count": sum(v["count"] for v in histogram.values()),
+        "tensor_count": tensor_count,
+        "size": {
+            "total": len(data),
+            "constant_buffers": const_bytes,
+            "rest": len(data) - const_bytes,
+        },
+        "metadata": _metadata(data, model),
+    }
+
+
+def _shape_text(row: dict) -> str:
+    shape = "x".join(map(str, row["shape"])) or "scalar"
+    if row["shape_signature"] != row["shape"]:
+        shape += " (signature " + "x".join(map(str, row["shape_signature"])) + ")"
+    return shape
+
+
+def format_inspect(info: dict[str, Any]) -> str:
+    """The human-readable form of :func:`inspect`'s summary."""
+    lines = [f"TFLite schema v{info['schema_version']}, {info['file_bytes']} bytes"]
+    if info["description"]:
+        lines.append(f"description: {info['description']}")
+    for kind in ("inputs", "outputs"):
+        lines.append(f"{kind}:")
+        for row in info[kind]:
+            lines.append(f"  {row['name']}  {row['dtype']}  {_shape_text(row)}")
+    for sig in info["signature_defs"]:
+        lines.append(
+            f"signature {sig['key']!r} (subgraph {sig['subgraph']}): "
+            f"inputs {sorted(sig['inputs'])}, outputs {sorted(sig['outputs'])}"
+        )
+    lines.append(
+        f"{info['operator_count']} operators, {info['tensor_count']} tensors, "
+        f"{len(info['subgraphs'])} subgraph(s)"
+    )
+    lines.append("op histogram (count, version):")
+    width = max((len(k) for k in info["op_histogram"]), default=0)
+    for name, entry in info["op_histogram"].items():
+        lines.append(f"  {name.ljust(width)}  {entry['count']:>5}  v{entry['version']}")
+    size = info["size"]
+    total = max(size["total"], 1)
+    lines.append(
+        f"size: constant buffers {size['constant_buffers']} bytes "
+        f"({100 * size['constant_buffers'] / total:.1f}%), "
+        f"rest {size['rest']} bytes ({100 * size['rest'] / total:.1f}%)"
+    )
+    if info["metadata"]:
+        lines.append("metadata:")
+        for key, value in info["metadata"].items():
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``inspect FILE [--json]``: exit 0, or 2 when the file is missing or not a TFLite file."""
+    parser = argparse.ArgumentParser(
+        prog="onnx2tflite-direct inspect", description="Summarize a .tflite file."
+    )
+    parser.add_argument("file", help="path to the .tflite file")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    try:
+        info = inspect(args.file)
+    except (OSError, ValueError, IndexError, struct.error) as exc:  # corrupt files too
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(info, indent=2) if args.json else format_inspect(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

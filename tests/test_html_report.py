@@ -1,0 +1,153 @@
+"""The bisection HTML page: structure, highlighting, escaping, no external resources.
+
+Structure is checked by parsing the page with ``html.parser``; when Chromium is installed the
+page is also rendered headless to a screenshot (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from onnx2tflite_direct.html_report import render_html
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
+
+
+def _out(name, max_abs, ok=True, tensor=None):
+    return {
+        "name": name,
+        "ok": ok,
+        "max_abs": max_abs,
+        "max_rel": max_abs,
+        "mean_abs": max_abs,
+        "cosine": 1.0 if ok else 0.5,
+        "sqnr_db": "inf" if max_abs == 0 else 40.0,
+        "max_expected_abs": 1.0,
+        "shape_match": True,
+        "tflite_tensor": tensor or name,
+        "shape": [1, 4],
+    }
+
+
+def _diag():
+    """Four measured nodes (one diverging first, one downstream) and one unmeasured node."""
+    nodes = [
+        {"index": 0, "name": "conv<1>", "op_type": "Conv", "outputs": [_out("c1", 0.0)]},
+        {"index": 1, "name": "bn", "op_type": "BatchNormalization", "outputs": []},
+        {"index": 2, "name": 'relu "b" & co', "op_type": "Relu", "outputs": [_out("r", 1e-7)]},
+        {"index": 3, "name": "bad_node", "op_type": "Tanh", "outputs": [_out("t", 0.7, ok=False)]},
+        {"index": 4, "name": "fc", "op_type": "Gemm", "outputs": [_out("y", "inf", ok=False)]},
+    ]
+    for node in nodes:
+        node["measured"] = bool(node["outputs"])
+        node["divergent"] = any(not o["ok"] for o in node["outputs"])
+    return {
+        "atol": 1e-4,
+        "seed": 0,
+        "nodes": nodes,
+        "first_divergent_node": "bad_node",
+        "first_divergent_index": 3,
+        "suspects": [],
+        "chain": ["bad_node", "fc"],
+        "outputs_ok": False,
+        "coverage": {"tflite_nonconstant_tensors": 5, "mapped": 5, "fraction": 1.0},
+        "measured": {"onnx_node_outputs": 5, "compared": 4},
+        "notes": ["a <note>"],
+        "timing": {"onnxruntime": 0.1, "litert": 0.05, "compare": 0.01, "total": 0.2},
+    }
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.stack: list[str] = []
+        self.text_by_tag: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack.pop() != tag:
+            pass
+
+    def handle_data(self, data):
+        if self.stack:
+            self.text_by_tag.setdefault(self.stack[-1], []).append(data)
+
+
+def _parse(page: str) -> _Collector:
+    parser = _Collector()
+    parser.feed(page)
+    return parser
+
+
+def test_page_structure():
+    page = render_html(_diag(), "model <x>")
+    doc = _parse(page)
+    tags = [t for t, _ in doc.tags]
+    assert tags.count("svg") == 1 and tags.count("table") == 1
+    bars = [a for t, a in doc.tags if t == "rect"]
+    assert len(bars) == 4  # measured nodes only
+    assert sum("first" in a.get("class", "").split() for a in bars) == 1
+    body_rows = [a for t, a in doc.tags if t == "tr"][1:]  # minus the header row
+    assert len(body_rows) == 4
+    first_rows = [a for a in body_rows if a.get("class") == "first-divergent"]
+    assert len(first_rows) == 1 and first_rows[0].get("id") == "first-divergent"
+    assert sum(a.get("class") == "divergent" for a in body_rows) == 1  # fc, downstream
+    assert "first divergent: bad_node" in page
+
+
+def test_names_are_escaped_and_nothing_is_fetched():
+    page = render_html(_diag(), "model <x>")
+    assert "<1>" not in page and "conv&lt;1&gt;" in page
+    assert "relu &quot;b&quot; &amp; co" in page
+    assert "<title>model &lt;x&gt;</title>" in page and "a &lt;note&gt;" in page
+    lowered = page.lower()
+    for needle in ("http://", "https://", "src=", "href=", "@import", "url("):
+        assert needle not in lowered
+
+
+def test_clean_and_empty_diagnostics_render():
+    diag = _diag()
+    for node in diag["nodes"]:
+        for out in node["outputs"]:
+            out.update(ok=True, max_abs=0.0)
+        node["divergent"] = False
+    diag.update(first_divergent_node=None, chain=[], outputs_ok=True)
+    page = render_html(diag, "clean")
+    assert "all measured tensors within tolerance" in page and 'id="first-divergent"' not in page
+    empty = render_html({"nodes": [], "atol": 1e-4}, "empty")
+    assert "no measured nodes" in empty
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_renders_in_headless_chromium(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(render_html(_diag(), "chromium check"), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            f"--screenshot={shot}",
+            "--window-size=1100,900",
+            page.as_uri(),
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
