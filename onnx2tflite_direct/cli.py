@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", action="append", default=[], metavar="NAME=file.npy", help="inputs for --validate (ONNX layout, samples on axis 0)")
     p.add_argument("--atol", type=float, default=1e-4, help="validation tolerance, relative to max(1, max|expected|)")
     p.add_argument("--seed", type=int, default=0, help="seed of generated validation inputs")
+    p.add_argument("--validate-all-tensors", action="store_true", help="compare every intermediate tensor with onnxruntime and name the first divergent node (writes <stem>_tensor_diagnostics.json)")
+    p.add_argument("--html-report", metavar="PATH", help="with --validate-all-tensors: write a self-contained HTML page of per-node errors")
+    p.add_argument("--check-gpu", action="store_true", help="run LiteRT's model analyzer for GPU delegate compatibility and report its verdict")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--version", action="version", version=f"onnx2tflite_direct {__version__}")
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["inspect"]:
+        from .inspect_tflite import main as inspect_main
+
+        return inspect_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
@@ -116,19 +124,59 @@ def main(argv: list[str] | None = None) -> int:
             from .validate import format_table
 
             log.error("%s", format_table(exc.result))
+            if exc.conversion is not None and (args.validate_all_tensors or args.html_report):
+                _diagnose(args, exc.conversion, test_data)
         return exc.exit_code
     except ImportError as exc:
         log.error("error: %s", exc)
         return errors.EXIT_BAD_INPUT
     for kind, path in result.paths.items():
         log.info("wrote %s: %s", kind, path)
+    status = errors.EXIT_OK
+    if args.validate_all_tensors or args.html_report:
+        status = _diagnose(args, result, test_data)
+    if args.check_gpu:
+        from .gpu_check import check_gpu_compatibility
+
+        verdict = check_gpu_compatibility(result.tflite_bytes)
+        log.info("GPU delegate check: %s", verdict["message"])
+        for op in verdict.get("incompatible_ops", []):
+            log.info("  not delegated: %s (%s)", op.get("op"), op.get("message"))
     rep = result.report
     log.info("%d TFLite ops, %d TRANSPOSE", sum(v["count"] for v in rep["tflite_ops"].values()), rep["transpose_count"])
     if result.validation is not None:
         from .validate import format_table
 
         log.info("%s", format_table(result.validation))
-    return errors.EXIT_OK
+    return status
+
+
+def _diagnose(args, result, test_data) -> int:
+    """--validate-all-tensors / --html-report: per-tensor bisection, JSON (and HTML) output."""
+    from pathlib import Path
+
+    from . import diagnostics, report, validate
+    from .atomic import write_atomic
+
+    feeds = None
+    if test_data:
+        batches = {r["name"]: r["onnx_shape"][0] for r in result.report["io"] if r["kind"] == "input"}
+        feeds = next(validate.iter_feed_batches(test_data, batches))
+    diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=args.seed, atol=args.atol)
+    stem = Path(args.model).stem
+    out = Path(args.output_dir) / f"{stem}_tensor_diagnostics.json"
+    write_atomic(out, report.dumps(diag))
+    log.info("wrote tensor diagnostics: %s", out)
+    if args.html_report:
+        from .html_report import render_html
+
+        write_atomic(Path(args.html_report), render_html(diag, title=stem))
+        log.info("wrote HTML report: %s", args.html_report)
+    first = diag.get("first_divergent_node")
+    log.info("first divergent node: %s", first or "none (every tensor within tolerance)")
+    if first:
+        log.info("chain: %s", " -> ".join(diag.get("chain", [])))
+    return errors.EXIT_OK if diag.get("outputs_ok", True) else errors.EXIT_VALIDATION
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ class ValidationMismatchError(ConversionError):
 
     def __init__(self, message: str, result=None):
         super().__init__(VALIDATION_MISMATCH, message)
-        self.result = result
+        self.result = result  # the ValidationResult
+        self.conversion = None  # the ConversionResult whose file did not validate
 
 
 class InternalError(ConversionError):

@@ -175,9 +175,11 @@ def convert(
         raise err from exc
     _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=True)
     if result.validation is not None and not result.validation.ok:
-        raise errors.ValidationMismatchError(
+        err = errors.ValidationMismatchError(
             "converted model differs from onnxruntime beyond tolerance", result.validation
         )
+        err.conversion = result  # the file was written; callers may diagnose further
+        raise err
     return result
 
 

@@ -40,7 +40,7 @@ def _out_layouts(node: Node, graph: Graph, make) -> list[L.Layout]:
 def onnx_order(node: Node, ins, graph: Graph, drv=None):
     req = [
         L.identity(_rank(graph, n)) if lay is not None else None
-        for n, lay in zip(node.inputs, ins)
+        for n, lay in zip(node.inputs, ins, strict=True)
     ]
     return req, _out_layouts(node, graph, L.identity)
 
@@ -51,7 +51,7 @@ def channel_last(data_inputs: tuple[int, ...] = (0,)):
     @_hint(CHANNEL_LAST)
     def policy(node: Node, ins, graph: Graph, drv=None):
         req = []
-        for i, (name, lay) in enumerate(zip(node.inputs, ins)):
+        for i, (name, lay) in enumerate(zip(node.inputs, ins, strict=True)):
             if lay is None:
                 req.append(None)
             elif i in data_inputs:
@@ -66,14 +66,10 @@ def channel_last(data_inputs: tuple[int, ...] = (0,)):
 @_hint(PASSTHROUGH)
 def same_as_input(node: Node, ins, graph: Graph, drv=None):
     """Unary elementwise: any layout, including an inner element order, passes through."""
-    lay = (
-        ins[0]
-        if ins and ins[0] is not None
-        else L.identity(_rank(graph, node.inputs[0]))
-    )
+    lay = ins[0] if ins and ins[0] is not None else L.identity(_rank(graph, node.inputs[0]))
     req = [lay] + [
         None if x is None else L.identity(_rank(graph, n))
-        for n, x in zip(node.inputs[1:], ins[1:])
+        for n, x in zip(node.inputs[1:], ins[1:], strict=True)
     ]
     return req, [lay if o else None for o in node.outputs]
 
@@ -93,11 +89,7 @@ def _vote(candidates: list[L.Layout], rank: int, drv, node: Node) -> L.Layout:
     counts = Counter(candidates)
     best = max(counts.values())
     top = [c for c in candidates if counts[c] == best]
-    if (
-        len(set(top)) > 1
-        and drv is not None
-        and drv.prefers_channel_last(node.outputs[0])
-    ):
+    if len(set(top)) > 1 and drv is not None and drv.prefers_channel_last(node.outputs[0]):
         for c in top:
             if c == L.channel_last(rank):
                 return c
@@ -117,9 +109,7 @@ def broadcasting(data_inputs: tuple[int, ...] | None = None):
         full = [
             ins[i]
             for i in idx
-            if i < len(ins)
-            and ins[i] is not None
-            and _rank(graph, node.inputs[i]) == out_rank
+            if i < len(ins) and ins[i] is not None and _rank(graph, node.inputs[i]) == out_rank
         ]
         target = _vote(full, out_rank, drv, node)
         nonconst = [ins[i] for i in idx if i < len(ins) and ins[i] is not None]
@@ -127,7 +117,7 @@ def broadcasting(data_inputs: tuple[int, ...] | None = None):
             target = L.identity(out_rank)
         req = [
             _data_or_identity(i, name, lay, idx, target, graph)
-            for i, (name, lay) in enumerate(zip(node.inputs, ins))
+            for i, (name, lay) in enumerate(zip(node.inputs, ins, strict=True))
         ]
         return req, [target if o else None for o in node.outputs]
 
@@ -148,7 +138,7 @@ def keep_rank(data_inputs: tuple[int, ...] = (0,)):
         target = _vote([c for c in cands if c.inner is None], rank, drv, node)
         req = [
             _data_or_identity(i, name, lay, data_inputs, target, graph)
-            for i, (name, lay) in enumerate(zip(node.inputs, ins))
+            for i, (name, lay) in enumerate(zip(node.inputs, ins, strict=True))
         ]
         return req, [target if o else None for o in node.outputs]
 
@@ -171,32 +161,37 @@ transpose_relabel.hint = PASSTHROUGH
 
 def reshaping(node: Node, ins, graph: Graph, drv=None):
     """Reshape/Flatten/Squeeze/Unsqueeze: stored reshape when the layout allows, else one
-    materialization chosen to keep untouched axes in place."""
+    materialization, chosen so that the output lands in the layout its consumers want."""
     src = ins[0]
     a_shape = graph.values[node.inputs[0]].shape
     b_shape = graph.values[node.outputs[0]].shape
     rest = [
         None if x is None else L.identity(_rank(graph, n))
-        for n, x in zip(node.inputs[1:], ins[1:])
+        for n, x in zip(node.inputs[1:], ins[1:], strict=True)
     ]
     if src is None:
         return [None, *rest], [L.identity(len(b_shape))]
     kind, lay = L.reshape_layout(src, a_shape, b_shape)
     if kind == "direct":
         return [src, *rest], [lay]
-    if (
-        kind == "inner"
-        and drv is not None
-        and drv.all_consumers_accept_inner(node.outputs[0])
-    ):
+    if kind == "inner" and drv is not None and drv.all_consumers_accept_inner(node.outputs[0]):
         return [src, *rest], [lay]
-    if kind == "inner":
-        lay = L.identity(len(a_shape))
-        kind, out = L.reshape_layout(lay, a_shape, b_shape)
-        return [lay, *rest], [out]
-    kind2, out = L.reshape_layout(lay, a_shape, b_shape)
-    assert kind2 == "direct", (kind2, lay)
-    return [lay, *rest], [out]
+    # One TRANSPOSE is needed. Candidates: keep untouched axes where they are, or go to ONNX
+    # order; take the one whose output is the layout the consumers prefer.
+    wanted = (
+        L.channel_last(len(b_shape))
+        if drv is not None and drv.prefers_channel_last(node.outputs[0])
+        else L.identity(len(b_shape))
+    )
+    candidates = [] if kind == "inner" else [lay]
+    candidates.append(L.identity(len(a_shape)))
+    options = []
+    for need in candidates:
+        kind2, out = L.reshape_layout(need, a_shape, b_shape)
+        assert kind2 == "direct", (kind2, need)
+        options.append((out != wanted, need, out))
+    _, need, out = min(options, key=lambda o: o[0])
+    return [need, *rest], [out]
 
 
 reshaping.hint = PASSTHROUGH

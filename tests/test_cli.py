@@ -165,3 +165,47 @@ def test_test_data_feeds_validation(tmp_path):
     np.save(tmp_path / "image.npy", samples.reshape(3, 3, 32, 32))
     proc = run_cli(EXAMPLE, "-o", tmp_path, "--validate", "--test-data", f"image={tmp_path / 'image.npy'}")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_validate_all_tensors_names_injected_node_and_exits_4(tmp_path, monkeypatch):
+    """A wrong lowering on one node: --validate fails (4) and the bisection names that node."""
+    from onnx2tflite_direct.registry import REGISTRY
+
+    spec = REGISTRY.lookup("", "Relu", 17)
+    original = spec.lower
+
+    def wrong_on_r2(ctx):
+        if ctx.node.outputs[0] == "r2":
+            ctx.emit("TANH", [ctx.input(0)], [ctx.output(0)])
+        else:
+            original(ctx)
+
+    monkeypatch.setattr(spec, "lower", wrong_on_r2)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r1"]),
+        helper.make_node("Mul", ["r1", "two"], ["m"]),
+        helper.make_node("Relu", ["m"], ["r2"]),
+        helper.make_node("Add", ["r2", "r1"], ["y"]),
+    ]
+    model = make_model(
+        nodes, [("x", np.float32, (2, 8))], [("y", np.float32, (2, 8))], {"two": np.float32(2)}
+    )
+    path = tmp_path / "chain.onnx"
+    onnx.save(model, path)
+    html = tmp_path / "diag.html"
+    code = cli.main([str(path), "-o", str(tmp_path), "--validate", "--html-report", str(html)])
+    assert code == errors.EXIT_VALIDATION
+    diag = json.loads((tmp_path / "chain_tensor_diagnostics.json").read_text())
+    first = next(n for n in diag["nodes"] if n["name"] == diag["first_divergent_node"])
+    assert first["outputs"][0]["name"] == "r2" if isinstance(first["outputs"][0], dict) else True
+    assert diag["first_divergent_node"] == "Relu_2"
+    assert "<svg" in html.read_text()
+
+
+def test_inspect_subcommand(tmp_path):
+    assert run_cli(EXAMPLE, "-o", tmp_path).returncode == 0
+    proc = run_cli("inspect", tmp_path / "small_cnn_float32.tflite", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["op_histogram"]["CONV_2D"]["count"] == 2
+    assert run_cli("inspect", tmp_path / "missing.tflite").returncode == errors.EXIT_BAD_INPUT
