@@ -7,6 +7,7 @@ when the committed file is stale.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,37 +23,64 @@ def _opset_range(spec) -> str:
     return f"{spec.since}+" if spec.until is None else f"{spec.since}-{spec.until}"
 
 
+NODE_TESTS = Path(__file__).resolve().parents[1] / "coverage_reports" / "onnx_node_tests.json"
+
+
+def _node_test_counts() -> dict[str, dict[str, int]]:
+    """Per op type: node-test case counts by status, from the committed coverage report."""
+    if not NODE_TESTS.exists():
+        return {}
+    data = json.loads(NODE_TESTS.read_text())
+    counts: dict[str, dict[str, int]] = {}
+    for case in data["cases"]:
+        per_op = counts.setdefault(case["op"], {})
+        per_op[case["status"]] = per_op.get(case["status"], 0) + 1
+    return counts
+
+
+def _tests_cell(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return ""
+    total = sum(counts.values())
+    return f"{counts.get('pass', 0)}/{total}"
+
+
 def render_ops_md() -> str:
     newest = onnx.defs.onnx_opset_version()
-    onnx_ops = sorted(
-        {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain == ""}
-    )
+    onnx_ops = sorted({s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain == ""})
+    tests = _node_test_counts()
     lines = [
         "# Supported ONNX operators",
         "",
         "Generated from the op registry by `python -m onnx2tflite_direct.docs_gen`; do not edit.",
-        f"Default domain, opsets 7 to {newest}. An op not listed as supported is refused with "
-        "`custom_op_candidate_disabled` unless `--allow-custom-ops` and the allowlist name it.",
+        f"Default domain, opsets 7 to {newest}, then other domains. *Node tests* is passing / all "
+        "ONNX backend node-test cases whose model's main op is this op "
+        "([coverage_reports/onnx_node_tests.md](../coverage_reports/onnx_node_tests.md); "
+        "cases outside the constraints are refused with a reason code, never converted wrongly). "
+        "An op without a lowering is refused with `custom_op_candidate_disabled` unless "
+        "`--allow-custom-ops` and the allowlist name it.",
         "",
-        "| ONNX op | domain | opsets | status | TFLite ops | constraints |",
-        "|---|---|---|---|---|---|",
+        "| ONNX op | domain | opsets | status | node tests | TFLite ops | constraints |",
+        "|---|---|---|---|---:|---|---|",
     ]
-    covered = set()
+    by_key: dict[tuple[str, str], list] = {}
     for spec in REGISTRY.specs():
-        covered.add((spec.domain, spec.op_type))
-        tfl_ops = ", ".join(spec.tflite_ops) or "(none: relabeling/alias)"
-        lines.append(
-            f"| {spec.op_type} | {spec.domain or 'ai.onnx'} | {_opset_range(spec)} | supported | "
-            f"{tfl_ops} | {spec.describe_constraints()} |"
-        )
-    missing = [op for op in onnx_ops if ("", op) not in covered]
-    lines += [
-        "",
-        f"## Not yet supported ({len(missing)} default-domain ops)",
-        "",
-        ", ".join(missing),
-        "",
-    ]
+        by_key.setdefault((spec.domain, spec.op_type), []).append(spec)
+    keys = [("", op) for op in onnx_ops] + sorted(k for k in by_key if k[0] != "")
+    for domain, op in keys:
+        specs = by_key.get((domain, op), [])
+        cell = _tests_cell(tests.get(op if not domain else f"{domain}.{op}", tests.get(op)))
+        if not specs:
+            lines.append(f"| {op} | {domain or 'ai.onnx'} | | not supported | {cell} | | |")
+            continue
+        for spec in specs:
+            tfl_ops = ", ".join(spec.tflite_ops) or "(none: relabeling/alias)"
+            lines.append(
+                f"| {op} | {domain or 'ai.onnx'} | {_opset_range(spec)} | supported | {cell} | "
+                f"{tfl_ops} | {spec.describe_constraints()} |"
+            )
+    supported = sum(1 for op in onnx_ops if ("", op) in by_key)
+    lines += ["", f"{supported} of {len(onnx_ops)} default-domain ops have a lowering.", ""]
     return "\n".join(lines)
 
 
