@@ -22,6 +22,7 @@ DYNAMIC_SHAPE_UNSUPPORTED = "dynamic_shape_unsupported"
 CUSTOM_OP_CANDIDATE_DISABLED = "custom_op_candidate_disabled"
 CUSTOM_OP_NOT_IN_ALLOWLIST = "custom_op_not_in_allowlist"
 UNSUPPORTED_OPSET = "unsupported_opset"
+EMPTY_TENSOR_UNSUPPORTED = "empty_tensor_unsupported"
 
 # Reason codes for bad input (exit 2).
 INVALID_MODEL = "invalid_model"

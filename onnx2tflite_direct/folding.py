@@ -29,6 +29,26 @@ NEVER_FOLD = {
 }
 # Folding that would materialize more than this many elements is left to run time.
 MAX_FOLDED_ELEMENTS = 1 << 28
+# Ops whose output can be far larger than their inputs: folded only when ONNX shape inference
+# gives every output a static shape within the cap (checked *before* anything is allocated).
+EXPANDING_OPS = {
+    "ConstantOfShape",
+    "Expand",
+    "Tile",
+    "Range",
+    "Resize",
+    "Upsample",
+    "Pad",
+    "OneHot",
+    "EyeLike",
+    "MatMul",
+    "Gemm",
+    "Einsum",
+    "Conv",
+    "ConvTranspose",
+    "Col2Im",
+    "CenterCropPad",
+}
 
 
 def _static_shape(name: str, infos) -> tuple[int, ...] | None:
@@ -41,12 +61,42 @@ def _static_shape(name: str, infos) -> tuple[int, ...] | None:
     return tuple(d.dim_value for d in dims)
 
 
+def _elements(shape: tuple[int, ...]) -> int:
+    count = 1
+    for d in shape:
+        count *= d  # Python ints: no int64 wrap-around for absurd dims
+    return count
+
+
+def _outputs_fit(node: onnx.NodeProto, infos: dict) -> bool:
+    """Is every output known to be small enough to materialize at conversion time?
+
+    Outputs of unknown shape pass unless the op can expand its inputs; the result is checked
+    again after folding.
+    """
+    for name in node.output:
+        if not name:
+            continue
+        shape = _static_shape(name, infos)
+        if shape is None:
+            if node.op_type in EXPANDING_OPS:
+                return False
+            continue
+        if any(d < 0 for d in shape) or _elements(shape) > MAX_FOLDED_ELEMENTS:
+            return False
+    return True
+
+
 def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict) -> bool:
     if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD:
         return False
+    if not node.input or not node.output:
+        return False
     if node.op_type in ("Shape", "Size"):
         return node.input[0] in consts or _static_shape(node.input[0], infos) is not None
-    return all(not i or i in consts for i in node.input)
+    if not all(not i or i in consts for i in node.input):
+        return False
+    return _outputs_fit(node, infos)
 
 
 def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
@@ -76,7 +126,7 @@ def _numpy_fold(node, args, attrs):
         value = attrs.get("value")
         value = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value)
         shape = tuple(int(d) for d in args[0].reshape(-1))
-        if int(np.prod(shape, dtype=np.int64)) > MAX_FOLDED_ELEMENTS:
+        if any(d < 0 for d in shape) or _elements(shape) > MAX_FOLDED_ELEMENTS:
             return None
         return [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
     if op == "Concat" and all(a.ndim >= 1 for a in args):
@@ -96,12 +146,14 @@ def fold_node(node: onnx.NodeProto, consts: dict, infos: dict, opset: int):
         out = _numpy_fold(node, args, attrs)
     except Exception:
         out = None
+    if out is None and node.op_type == "ConstantOfShape":
+        return None  # refused by the size check above: the reference would allocate it
     if out is None:
         out = _reference_fold(node, args, opset)
     if out is None:
         return None
     result = {}
-    for name, value in zip(node.output, out):
+    for name, value in zip(node.output, out, strict=False):
         if name and value is not None:
             value = np.asarray(value)
             if value.dtype == object or value.size > MAX_FOLDED_ELEMENTS:
@@ -115,7 +167,7 @@ def _reference_fold(node: onnx.NodeProto, args, opset: int):
 
     feeds = {}
     inputs = []
-    for i, (name, value) in enumerate(zip(node.input, args)):
+    for i, (name, value) in enumerate(zip(node.input, args, strict=False)):
         if not name:
             inputs.append("")
             continue

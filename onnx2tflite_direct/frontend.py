@@ -29,6 +29,10 @@ MIN_DEFAULT_OPSET = 7
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
 SMALL_CONST_ELEMENTS = 1024
 MAX_FOLD_ROUNDS = 8
+# TFLite shapes are int32 and kernels index flat buffers with int: larger tensors are refused.
+MAX_TFLITE_DIM = 2**31 - 1
+# ONNX data propagation materializes Range values; above this many the limit is hidden from it.
+MAX_PROPAGATED_RANGE = 1 << 22
 
 
 @dataclass
@@ -68,10 +72,16 @@ def _check_external_data(model: onnx.ModelProto, base_dir: Path) -> bool:
                 errors.MISSING_EXTERNAL_DATA,
                 f"tensor {tensor.name!r}: external data file {location!r} does not exist",
             )
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = None if info.get("length") in (None, "") else int(info["length"])
+        except ValueError:
+            raise BadInputError(
+                errors.MISSING_EXTERNAL_DATA,
+                f"tensor {tensor.name!r}: external data offset/length are not integers",
+            ) from None
         size = target.stat().st_size
-        if offset < 0 or (length is not None and offset + int(length) > size) or offset > size:
+        if offset < 0 or offset > size or (length is not None and not 0 <= length <= size - offset):
             raise BadInputError(
                 errors.MISSING_EXTERNAL_DATA,
                 f"tensor {tensor.name!r}: external data range exceeds file {location!r}",
@@ -80,11 +90,38 @@ def _check_external_data(model: onnx.ModelProto, base_dir: Path) -> bool:
 
 
 def _all_tensors(model: onnx.ModelProto):
-    yield from model.graph.initializer
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
+    """Every TensorProto that may carry data, sub-graphs and sparse tensors included.
+
+    onnx's external-data loader descends into sub-graphs, so the safety check must too.
+    """
+    yield from _graph_tensors(model.graph)
+    for func in model.functions:
+        for node in func.node:
+            yield from _node_tensors(node)
+
+
+def _graph_tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: onnx.NodeProto):
+    for attr in node.attribute:
+        yield attr.t
+        yield from attr.tensors
+        yield attr.sparse_tensor.values
+        yield attr.sparse_tensor.indices
+        for sparse in attr.sparse_tensors:
+            yield sparse.values
+            yield sparse.indices
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g)
+        for sub in attr.graphs:
+            yield from _graph_tensors(sub)
 
 
 def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
@@ -98,6 +135,8 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
             )
         return model
     path = Path(model)
+    if path.is_dir():
+        raise BadInputError(errors.FILE_NOT_FOUND, f"{str(path)!r} is a directory, not a model")
     if not path.is_file():
         raise BadInputError(errors.FILE_NOT_FOUND, f"model file {str(path)!r} not found")
     try:
@@ -106,6 +145,10 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
         raise BadInputError(
             errors.INVALID_MODEL, f"{str(path)!r} is not a readable ONNX model: {exc}"
         ) from None
+    if not proto.graph.node and not proto.graph.output:
+        raise BadInputError(
+            errors.INVALID_MODEL, f"{str(path)!r} holds no graph (empty or not an ONNX model)"
+        )
     if _check_external_data(proto, path.parent):
         try:
             onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
@@ -118,7 +161,10 @@ def _dims(value_info) -> tuple[int | None, ...] | None:
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    # Some exporters write -1 for a dynamic dim: treat any negative dim as unknown.
+    return tuple(
+        d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in t.shape.dim
+    )
 
 
 def _dtype(elem_type: int) -> np.dtype | None:
@@ -154,7 +200,7 @@ def apply_shape_pins(
                 f"--input-shape {name}: rank {len(dims)} given, the model input has rank "
                 f"{len(shape.dim)}",
             )
-        for d, v in zip(shape.dim, dims):
+        for d, v in zip(shape.dim, dims, strict=True):
             if int(v) < 0:
                 raise BadInputError(errors.INVALID_OPTION, f"--input-shape {name}: dim {v} < 0")
             d.Clear()
@@ -171,9 +217,27 @@ def apply_shape_pins(
 
 
 def _check_structure(model: onnx.ModelProto) -> None:
+    """Refuse models that are not well-formed ONNX before anything reads them further."""
     g = model.graph
     if not g.output:
         raise BadInputError(errors.INVALID_MODEL, "the graph has no outputs")
+    _check_opsets(model)
+    _check_unique_names(g)
+    _check_node_schemas(model)
+    for n in g.node:
+        where = n.name or n.op_type or "<unnamed>"
+        if not n.op_type:
+            raise BadInputError(errors.INVALID_MODEL, f"node {where!r} has an empty op_type")
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+            if len(n.output) != 1 or not n.output[0] or any(n.input):
+                raise BadInputError(
+                    errors.INVALID_MODEL,
+                    f"Constant {where!r} must have no inputs and exactly one named output",
+                )
+
+
+def _check_opsets(model: onnx.ModelProto) -> None:
+    g = model.graph
     default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not default and any(n.domain in ("", "ai.onnx") for n in g.node):
         raise BadInputError(errors.INVALID_MODEL, "the model declares no default-domain opset")
@@ -189,12 +253,79 @@ def _check_structure(model: onnx.ModelProto) -> None:
             f"default-domain opset {default[0]} is newer than this onnx "
             f"({onnx.defs.onnx_opset_version()})",
         )
-    seen: set[str] = set()
+    imported = {"" if o.domain == "ai.onnx" else o.domain for o in model.opset_import}
+    for n in g.node:
+        domain = "" if n.domain == "ai.onnx" else n.domain
+        if domain and domain not in imported:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"node {n.name or n.op_type!r} uses domain {n.domain!r}, which the model does "
+                "not import (opset_import)",
+            )
+
+
+def _check_node_schemas(model: onnx.ModelProto) -> None:
+    """Arity, required inputs and attribute types of default-domain nodes (onnx's checker).
+
+    Shape inference skips these checks, and a missing required input would otherwise surface
+    as an index error deep in a lowering.
+    """
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = max(model.ir_version, 3)
+    ctx.opset_imports = {
+        ("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import
+    }
+    lex = onnx.checker.C.LexicalScopeContext()
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute
+        ):
+            continue  # subgraphs read outer-scope names the node-level checker cannot see
+        try:
+            onnx.checker.C.check_node(n.SerializeToString(), ctx, lex)
+        except Exception as exc:
+            msg = " ".join(str(exc).split())
+            raise BadInputError(
+                errors.INVALID_MODEL, f"node {n.name or n.op_type!r} is not valid ONNX: {msg}"
+            ) from None
+
+
+def _check_unique_names(g: onnx.GraphProto) -> None:
+    """Static single assignment: every tensor name has exactly one source.
+
+    An initializer may also be listed as a graph input (IR < 4 style); nothing else may share
+    a name.
+    """
+
+    def dup(names) -> str | None:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                return name
+            seen.add(name)
+        return None
+
+    for kind, names in (
+        ("initializer", [t.name for t in g.initializer]),
+        ("graph input", [i.name for i in g.input]),
+        ("graph output", [o.name for o in g.output]),
+    ):
+        if (name := dup(names)) is not None:
+            raise BadInputError(errors.INVALID_MODEL, f"duplicate {kind} name {name!r}")
+    if any(not o.name for o in g.output) or any(not i.name for i in g.input):
+        raise BadInputError(errors.INVALID_MODEL, "a graph input or output has an empty name")
+    sources = {t.name for t in g.initializer} | {i.name for i in g.input}
     for n in g.node:
         for o in n.output:
-            if o and o in seen:
-                raise BadInputError(errors.INVALID_MODEL, f"tensor {o!r} is produced twice")
-            seen.add(o)
+            if o and o in sources:
+                raise BadInputError(
+                    errors.INVALID_MODEL,
+                    f"tensor {o!r} is produced by node {n.name or n.op_type!r} and is also a "
+                    "graph input, an initializer or the output of another node",
+                )
+            sources.add(o)
 
 
 def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
@@ -289,7 +420,12 @@ def _attrs(node: onnx.NodeProto) -> dict:
 def _constant_node_value(node: onnx.NodeProto) -> np.ndarray:
     attrs = _attrs(node)
     if "value" in attrs:
-        return attrs["value"]
+        value = attrs["value"]
+        if value.dtype == object:
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE, "string constants are not supported", node.name
+            )
+        return value
     for key, dtype in (
         ("value_float", np.float32),
         ("value_int", np.int64),
@@ -305,6 +441,148 @@ def _constant_node_value(node: onnx.NodeProto) -> np.ndarray:
     )
 
 
+def _check_input_types(real_inputs) -> None:
+    for vi in real_inputs:
+        kind = vi.type.WhichOneof("value")
+        if kind != "tensor_type" or _dtype(vi.type.tensor_type.elem_type) is None:
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE,
+                f"graph input {vi.name!r} is not a typed tensor ({kind or 'no type'}); only "
+                "tensor inputs with a known element type are supported",
+            )
+
+
+def _check_sizes(values: dict[str, Value]) -> None:
+    """Refuse tensors TFLite cannot describe (int32 dims, int-indexed flat buffers)."""
+    for v in values.values():
+        if not v.shape or not all(isinstance(d, int) for d in v.shape):
+            continue
+        count = 1
+        for d in v.shape:
+            count *= d
+        if max(v.shape) > MAX_TFLITE_DIM or count > MAX_TFLITE_DIM:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"tensor {v.name!r} has shape {list(v.shape)} ({count} elements); TFLite tensors "
+                f"are limited to {MAX_TFLITE_DIM} elements with int32 dims",
+            )
+
+
+ELEMENT_PRESERVING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+
+
+def _check_element_preserving(nodes, values: dict[str, Value]) -> None:
+    """ONNX shape inference does not check that a Reshape keeps the element count; we do."""
+    for n in nodes:
+        if n.op_type not in ELEMENT_PRESERVING or n.domain not in ("", "ai.onnx"):
+            continue
+        if not n.input or not n.output:
+            continue
+        src, dst = values.get(n.input[0]), values.get(n.output[0])
+        if src is None or dst is None or not src.is_static or not dst.is_static:
+            continue
+        if int(np.prod(src.shape, dtype=object)) != int(np.prod(dst.shape, dtype=object)):
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"{n.op_type} {n.name or n.output[0]!r} turns shape {list(src.shape)} into "
+                f"{list(dst.shape)}: the element counts differ",
+            )
+
+
+def _check_axis_attributes(nodes, values: dict[str, Value]) -> None:
+    """Refuse an ``axis`` attribute beyond every rank the node sees (ONNX inference may not).
+
+    The bound is generous (|axis| <= max rank + 1 covers ops whose axis counts in the output,
+    like OneHot); exact per-op ranges are the lowerings' business.
+    """
+    for n in nodes:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis" and a.type == a.INT), None)
+        if axis is None:
+            continue
+        ranks = [values[t].rank for t in list(n.input) + list(n.output) if t in values]
+        known = [r for r in ranks if r is not None]
+        if known and abs(axis) > max(known) + 1:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"{n.op_type} {n.name or n.output[0]!r}: axis={axis} is outside the tensors' "
+                f"ranks ({max(known)})",
+            )
+
+
+def _check_operand_shapes(nodes, values: dict[str, Value]) -> None:
+    """Operand shapes the ONNX spec fixes but ONNX shape inference does not check.
+
+    Later stages (layout planning, fusions) rely on them; a violation is an invalid model.
+    """
+    for n in nodes:
+        if n.domain not in ("", "ai.onnx") or not n.input:
+            continue
+        problem = None
+        shapes = [values[i].shape if i in values else None for i in n.input]
+        x = shapes[0]
+        if n.op_type == "Transpose" and x is not None:
+            perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+            if perm is not None and sorted(perm) != list(range(len(x))):
+                problem = f"perm {perm} is not a permutation of the input's {len(x)} axes"
+        elif n.op_type in ("BatchNormalization", "InstanceNormalization") and x is not None:
+            channels = x[1] if len(x) >= 2 else None
+            for k, shape in enumerate(shapes[1:5], start=1):
+                if shape is not None and channels is not None and tuple(shape) != (channels,):
+                    problem = f"input {k} has shape {list(shape)}, expected [{channels}]"
+                    break
+        elif n.op_type == "Clip" and any(
+            sh is not None and int(np.prod(sh, dtype=object)) != 1 for sh in shapes[1:3]
+        ):
+            problem = f"min/max must be scalars, got shapes {shapes[1:3]}"
+        elif n.op_type == "Conv":
+            problem = _conv_operand_problem(n, shapes)
+        elif n.op_type == "Gemm" and len(shapes) >= 2 and _gemm_k_problem(n, shapes):
+            problem = _gemm_k_problem(n, shapes)
+        elif n.op_type == "Gemm" and len(shapes) >= 3 and shapes[2] is not None:
+            out = values[n.output[0]].shape if n.output[0] in values else None
+            c = tuple(shapes[2])
+            if out is not None and len(out) == 2 and not _broadcasts_to(c, tuple(out)):
+                problem = f"C of shape {list(c)} does not broadcast to the output {list(out)}"
+        if problem:
+            raise BadInputError(
+                errors.INVALID_MODEL, f"{n.op_type} {n.name or n.output[0]!r}: {problem}"
+            )
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Unidirectional (numpy-style) broadcast of ``shape`` to ``target``."""
+    if len(shape) > len(target):
+        return False
+    tail = target[len(target) - len(shape) :]
+    return all(d in (1, t) or d is None or t is None for d, t in zip(shape, tail, strict=True))
+
+
+def _gemm_k_problem(n, shapes) -> str | None:
+    a, b = shapes[0], shapes[1]
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        return None
+    flags = {x.name: x.i for x in n.attribute if x.name in ("transA", "transB")}
+    k_a = a[0] if flags.get("transA") else a[1]
+    k_b = b[1] if flags.get("transB") else b[0]
+    if None not in (k_a, k_b) and k_a != k_b:
+        return f"A gives K={k_a} but B gives K={k_b}"
+    return None
+
+
+def _conv_operand_problem(n, shapes) -> str | None:
+    x, w = shapes[0], shapes[1] if len(shapes) > 1 else None
+    if x is None or w is None or len(x) < 2 or len(w) < 2:
+        return None
+    group = next((a.i for a in n.attribute if a.name == "group"), 1)
+    if None not in (x[1], w[1]) and x[1] != w[1] * group:
+        return f"input has {x[1]} channels, weights expect {w[1]} x group {group}"
+    if len(shapes) >= 3 and shapes[2] is not None and tuple(shapes[2]) != (w[0],):
+        return f"bias shape {list(shapes[2])} does not match {w[0]} filters"
+    return None
+
+
 def _value_info(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(
         name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)
@@ -315,26 +593,103 @@ def _skeleton(model, nodes, consts, real_inputs) -> onnx.ModelProto:
     """A data-light copy for shape inference: big constants become typed inputs."""
     inputs = list(real_inputs)
     inits = []
+    hidden = _huge_range_limits(nodes, consts)
     for name, arr in consts.items():
-        if arr.size <= SMALL_CONST_ELEMENTS and arr.dtype != object:
+        if arr.size <= SMALL_CONST_ELEMENTS and arr.dtype != object and name not in hidden:
             inits.append(numpy_helper.from_array(arr, name))
         else:
             inputs.append(_value_info(name, arr))
     known = {v.name for v in inputs} | {t.name for t in inits}
     value_info = [v for v in model.graph.value_info if v.name not in known]
     graph = helper.make_graph(
-        nodes, model.graph.name or "g", inputs, list(model.graph.output), inits, value_info=value_info
+        nodes,
+        model.graph.name or "g",
+        inputs,
+        _skeleton_outputs(model, nodes),
+        inits,
+        value_info=value_info,
     )
     sk = helper.make_model(graph, opset_imports=list(model.opset_import))
     sk.ir_version = max(model.ir_version, 4)
     return sk
 
 
+def _huge_range_limits(nodes, consts) -> set[str]:
+    """Names of Range limits whose Range would count more than ``MAX_PROPAGATED_RANGE`` values.
+
+    ONNX data propagation computes every value of a constant Range (minutes or out of memory
+    for 2**40); hiding the limit leaves the output shape unknown instead.
+    """
+    hidden = set()
+    for n in nodes:
+        if n.op_type != "Range" or len(n.input) != 3 or not all(i in consts for i in n.input):
+            continue
+        start, limit, delta = (consts[i] for i in n.input)
+        try:
+            count = np.ceil((limit.astype(np.float64) - start) / delta)
+            huge = not np.all(np.isfinite(count)) or float(np.max(count)) > MAX_PROPAGATED_RANGE
+        except Exception:
+            huge = True
+        if huge:
+            hidden.add(n.input[1])
+    return hidden
+
+
+def _skeleton_outputs(model, nodes) -> list[onnx.ValueInfoProto]:
+    """Graph outputs for inference: without their declared shapes when every op has a schema.
+
+    onnx silently keeps a declared dim that contradicts the inferred one; inferring from
+    scratch lets :func:`_check_declared_outputs` compare the two.
+    """
+    if not all(n.domain in ("", "ai.onnx") for n in nodes):
+        return list(model.graph.output)
+    outputs = []
+    for vi in model.graph.output:
+        out = onnx.ValueInfoProto()
+        out.CopyFrom(vi)
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+        outputs.append(out)
+    return outputs
+
+
+def _check_declared_outputs(declared, infos) -> None:
+    """A graph output declared with static dims must match what inference computes."""
+    for vi in declared:
+        want, got = _dims(vi), _dims(infos[vi.name]) if vi.name in infos else None
+        if want is None or got is None:
+            continue
+        if len(want) != len(got) or any(
+            w is not None and g is not None and w != g for w, g in zip(want, got, strict=True)
+        ):
+            raise BadInputError(
+                errors.SHAPE_INFERENCE_FAILED,
+                f"graph output {vi.name!r} is declared {list(want)} but computes to {list(got)}",
+            )
+
+
 def _infer(skeleton: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """ONNX shape inference; strict for standard ops, lenient when custom domains are present.
+
+    Strict mode turns contradictions (declared vs inferred dtype or rank, broadcast or axis
+    errors) into a clear ``shape_inference_failed`` instead of a tensor of unknown shape that
+    fails later with a misleading reason. Custom-domain nodes have no schema, so models with
+    them fall back to the lenient mode.
+    """
+    strict = all(n.domain in ("", "ai.onnx") for n in skeleton.graph.node)
     try:
-        inferred = shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+        inferred = shape_inference.infer_shapes(skeleton, strict_mode=strict, data_prop=True)
     except Exception as exc:
-        raise BadInputError(errors.SHAPE_INFERENCE_FAILED, f"ONNX shape inference failed: {exc}")
+        # onnx's data propagation mis-infers ranks on some valid graphs once constants are
+        # folded (seen on attention subgraphs); the front end folds shape arithmetic itself,
+        # so inference without it is the judge of last resort.
+        try:
+            inferred = shape_inference.infer_shapes(skeleton, strict_mode=strict, data_prop=False)
+        except Exception:
+            msg = " ".join(str(exc).split())
+            raise BadInputError(
+                errors.SHAPE_INFERENCE_FAILED, f"ONNX shape inference failed: {msg}"
+            ) from None
     g = inferred.graph
     return {vi.name: vi for vi in list(g.input) + list(g.value_info) + list(g.output)}
 
@@ -356,8 +711,17 @@ def load_graph(
         except Exception as exc:
             raise BadInputError(errors.INVALID_MODEL, f"initializer {t.name!r}: {exc}") from None
     real_inputs = [i for i in g.input if i.name not in consts]
+    for vi in g.input:
+        declared = vi.type.tensor_type.elem_type
+        if vi.name in consts and declared and _dtype(declared) != consts[vi.name].dtype:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"graph input {vi.name!r} is declared {_dtype(declared)} but its initializer "
+                f"holds {consts[vi.name].dtype}",
+            )
     if len({i.name for i in g.input}) != len(g.input):
         raise BadInputError(errors.INVALID_MODEL, "duplicate graph input names")
+    _check_input_types(real_inputs)
     nodes = []
     for n in g.node:
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
@@ -388,6 +752,10 @@ def load_graph(
             break
 
     graph_outputs = [o.name for o in g.output]
+    _check_declared_outputs(g.output, infos)
+    for vi in g.output:  # keep the declaration where inference computed nothing
+        if _dims(vi) is not None and (vi.name not in infos or _dims(infos[vi.name]) is None):
+            infos[vi.name] = vi
     values: dict[str, Value] = {}
     for name, arr in consts.items():
         values[name] = Value(name, arr.dtype, tuple(arr.shape), arr)
@@ -404,7 +772,7 @@ def load_graph(
                 values[o] = Value(o, None, None)
         ir_nodes.append(
             Node(
-                name=n.name or f"{n.op_type}_{i}",
+                name=n.name or f"{n.op_type}:{n.output[0] if n.output else i}",
                 op_type=n.op_type,
                 domain=domain,
                 inputs=list(n.input),
@@ -413,9 +781,14 @@ def load_graph(
                 opset=opsets.get(domain, 1),
             )
         )
+    produced = {o for n in nodes for o in n.output} | set(consts) | {i.name for i in real_inputs}
     for o in graph_outputs:
-        if o not in values:
+        if o not in produced:
             raise BadInputError(errors.INVALID_MODEL, f"graph output {o!r} is never produced")
+    _check_sizes(values)
+    _check_element_preserving(nodes, values)
+    _check_axis_attributes(nodes, values)
+    _check_operand_shapes(nodes, values)
     graph = Graph(
         nodes=ir_nodes,
         values=values,

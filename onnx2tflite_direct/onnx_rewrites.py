@@ -128,17 +128,29 @@ def fold_batchnorm_into_conv(graph: Graph) -> list[str]:
 
 
 def remove_noop_cast(graph: Graph) -> list[str]:
-    """Cast to the dtype the tensor already has becomes an Identity (an alias, no op)."""
+    """A Cast to the dtype the tensor already has disappears: its readers read the source.
+
+    (Rewiring rather than turning it into an Identity keeps the rule independent of any other
+    op's dtype support: a rewrite must never create a refusal.)
+    """
+    rename: dict[str, str] = {}
+    removed: set[int] = set()
     changed = []
     for node in graph.nodes:
+        node.inputs = [rename.get(i, i) for i in node.inputs]
         if node.op_type != "Cast" or node.domain != "" or not node.inputs:
             continue
         src = graph.values[node.inputs[0]]
         dst = graph.values.get(node.outputs[0])
-        if src.dtype is not None and dst is not None and src.dtype == dst.dtype:
-            node.op_type = "Identity"
-            node.attrs = {}
-            changed.append(node.label)
+        if dst is None or src.dtype is None or src.dtype != dst.dtype:
+            continue
+        if node.outputs[0] in graph.outputs:
+            continue
+        rename[node.outputs[0]] = node.inputs[0]
+        removed.add(id(node))
+        changed.append(node.label)
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    graph.invalidate()
     return changed
 
 

@@ -166,12 +166,12 @@ def convert(
             result.validation = _validate(result, rec, test_data, seed, atol)
     except ConversionError as exc:
         rec.error(exc)
-        _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=False)
+        _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
         raise
     except Exception as exc:  # a bug: still typed, still reported
         err = InternalError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         rec.error(err)
-        _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=False)
+        _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
         raise err from exc
     _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=True)
     if result.validation is not None and not result.validation.ok:
@@ -201,13 +201,25 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol):
     return outcome
 
 
+def _report_failure(rec, result, out_dir, stem, write_report, started) -> None:
+    """Write the report of a failed run; the conversion error stays the one raised."""
+    try:
+        _finish(rec, result, out_dir, stem, write_report, started, write_model=False)
+    except errors.BadInputError:
+        pass
+
+
 def _finish(rec, result, out_dir, stem, write_report, started, write_model) -> None:
+    try:
+        _write_outputs(rec, result, out_dir, stem, write_report, started, write_model)
+    except OSError as exc:
+        msg = f"cannot write to {out_dir}: {exc.strerror or exc}"
+        raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
+
+
+def _write_outputs(rec, result, out_dir, stem, write_report, started, write_model) -> None:
     if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create {out_dir}: {exc}"
-            raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
+        out_dir.mkdir(parents=True, exist_ok=True)
         if write_model:
             path = out_dir / f"{stem}_float32.tflite"
             write_atomic(path, result.tflite_bytes)

@@ -50,6 +50,7 @@ class OpSpec:
     dtype_inputs: tuple[int, ...] = (0,)
     ranks: tuple[int, ...] | None = None  # allowed ranks of input 0
     const_inputs: tuple[int, ...] = ()  # inputs that must be constant when present
+    nonempty: bool = False  # input 0 may not have a zero-size dim (the kernel rejects it)
     attrs: tuple[AttrRule, ...] = ()
     tflite_ops: tuple[str, ...] = ()
     notes: str = ""
@@ -62,6 +63,8 @@ class OpSpec:
             parts.append(f"rank {'/'.join(map(str, self.ranks))}")
         if self.const_inputs:
             parts.append(f"constant inputs {list(self.const_inputs)}")
+        if self.nonempty:
+            parts.append("no zero-size dims")
         parts.extend(r.describe for r in self.attrs)
         if self.notes:
             parts.append(self.notes)
@@ -115,7 +118,9 @@ def check_node(spec: OpSpec, node: Node, graph: Graph) -> None:
     values = graph.values
     for i in spec.const_inputs:
         if i < len(node.inputs) and node.inputs[i] and not values[node.inputs[i]].is_constant:
-            refuse(errors.REQUIRES_CONSTANT_INPUT, f"input {i} ({node.inputs[i]!r}) must be constant")
+            refuse(
+                errors.REQUIRES_CONSTANT_INPUT, f"input {i} ({node.inputs[i]!r}) must be constant"
+            )
     for i in spec.dtype_inputs:
         if i < len(node.inputs) and node.inputs[i]:
             name = _dtype_name(values[node.inputs[i]].dtype)
@@ -132,6 +137,10 @@ def check_node(spec: OpSpec, node: Node, graph: Graph) -> None:
                 f"tensor {name!r} has no static shape ({v.shape}); pin input dims with "
                 "--input-shape NAME:d0,d1,... or --batch-size N",
             )
+    if spec.nonempty and node.inputs and node.inputs[0]:
+        shape = values[node.inputs[0]].shape or ()
+        if any(d == 0 for d in shape):
+            refuse(errors.EMPTY_TENSOR_UNSUPPORTED, f"input shape {list(shape)} is empty")
     if spec.ranks is not None and node.inputs and node.inputs[0]:
         rank = values[node.inputs[0]].rank
         if rank not in spec.ranks:

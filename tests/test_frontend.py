@@ -136,13 +136,13 @@ def test_batch_size_pin_and_bad_pins():
 
 
 def test_old_ir_initializers_listed_as_inputs_are_constants():
-    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    w = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "g",
         [
             helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
-            helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 3]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 4]),
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
         [numpy_helper.from_array(w, "w")],
@@ -158,3 +158,20 @@ def test_deterministic_bytes():
 
     example = Path(__file__).resolve().parents[1] / "examples" / "small_cnn.onnx"
     assert convert(str(example)).tflite_bytes == convert(str(example)).tflite_bytes
+
+
+@pytest.mark.parametrize("op", ["Conv", "MaxPool", "GlobalAveragePool"])
+def test_empty_input_to_conv_and_pool_is_refused(op):
+    """LiteRT's conv/pool kernels reject zero-size inputs at load: refuse, never write them."""
+    attrs = {"kernel_shape": [1, 1]} if op == "MaxPool" else {}
+    inputs = ["x", "w"] if op == "Conv" else ["x"]
+    inits = {"w": np.ones((2, 3, 1, 1), np.float32)} if op == "Conv" else {}
+    out_c = 2 if op == "Conv" else 3
+    out_hw = (1, 1) if op == "GlobalAveragePool" else (0, 4)
+    model = make_model(
+        [helper.make_node(op, inputs, ["y"], **attrs)],
+        inputs=[("x", np.float32, (1, 3, 0, 4))],
+        outputs=[("y", np.float32, (1, out_c, *out_hw))],
+        initializers=inits,
+    )
+    expect_refusal(model, errors.EMPTY_TENSOR_UNSUPPORTED)

@@ -50,6 +50,7 @@ def _bias(ctx, channels: int):
 @lowering(
     "Conv",
     channel_last(data_inputs=(0, 1)),
+    nonempty=True,
     ranks=(3, 4, 5),
     dtype_inputs=(0, 1, 2),
     tflite_ops=("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "PAD", "RESHAPE", "TRANSPOSE"),

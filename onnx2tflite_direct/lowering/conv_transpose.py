@@ -61,6 +61,7 @@ def _begin_pads(ctx, in_sizes, kernel, strides, full):
 @lowering(
     "ConvTranspose",
     channel_last(data_inputs=(0,)),
+    nonempty=True,
     ranks=(3, 4),
     dtypes=FLOAT,
     dtype_inputs=(0, 1, 2),

@@ -116,6 +116,7 @@ def _single_output(node, graph):
 @lowering(
     "MaxPool",
     channel_last(),
+    nonempty=True,
     ranks=(3, 4),
     attrs=POOL_ATTRS,
     tflite_ops=("MAX_POOL_2D", "PADV2"),
@@ -125,7 +126,13 @@ def lower_maxpool(ctx):
     _pool(ctx, "MAX_POOL_2D")
 
 
-@lowering("AveragePool", channel_last(), ranks=(3, 4), tflite_ops=("AVERAGE_POOL_2D", "PAD", "MUL"))
+@lowering(
+    "AveragePool",
+    channel_last(),
+    nonempty=True,
+    ranks=(3, 4),
+    tflite_ops=("AVERAGE_POOL_2D", "PAD", "MUL"),
+)
 def lower_avgpool(ctx):
     _pool(ctx, "AVERAGE_POOL_2D")
 
@@ -139,11 +146,13 @@ def _global(ctx, opcode: str):
     )
 
 
-@lowering("GlobalAveragePool", channel_last(), ranks=(3, 4, 5), tflite_ops=("MEAN",))
+@lowering("GlobalAveragePool", channel_last(), nonempty=True, ranks=(3, 4, 5), tflite_ops=("MEAN",))
 def lower_gap(ctx):
     _global(ctx, "MEAN")
 
 
-@lowering("GlobalMaxPool", channel_last(), ranks=(3, 4, 5), tflite_ops=("REDUCE_MAX",))
+@lowering(
+    "GlobalMaxPool", channel_last(), nonempty=True, ranks=(3, 4, 5), tflite_ops=("REDUCE_MAX",)
+)
 def lower_gmp(ctx):
     _global(ctx, "REDUCE_MAX")
