@@ -78,3 +78,52 @@ def test_cast_refusals(to):
         opset=21,
     )
     expect_refusal(model, "unsupported_dtype")
+
+
+SUB_BYTE_RANGES = {"int4": (-8, 7), "uint4": (0, 15)}
+
+
+@pytest.mark.parametrize("src", ["int4", "uint4"])
+@pytest.mark.parametrize("dst", ["float32", "float16", "float64", "int8", "int32", "uint8", "bool"])
+def test_cast_from_sub_byte_input(src, dst):
+    """A 4-bit graph input is widened through float32 (the only partner of the 4-bit CAST).
+    onnxruntime cannot take 4-bit numpy feeds, so the reference is numpy in the ONNX dtypes."""
+    from onnx2tflite_direct import convert
+    from onnx2tflite_direct.validate import run_litert
+
+    lo, hi = SUB_BYTE_RANGES[src]
+    if dst.startswith("uint"):
+        lo = 0
+    x = np.arange(lo, hi + 1).astype(getattr(ml_dtypes, src)).reshape(-1, 1)
+    model = make_model(
+        [helper.make_node("Cast", ["x"], ["y"], to=helper.np_dtype_to_tensor_dtype(np.dtype(dst)))],
+        inputs=[("x", getattr(ml_dtypes, src), x.shape)],
+        outputs=[("y", dst, x.shape)],
+        opset=21,
+    )
+    res = convert(model)
+    got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"))["y"]
+    assert got.dtype == np.dtype(dst)
+    np.testing.assert_array_equal(got, x.astype(np.int32).astype(dst))
+
+
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        ("float32", "int4"),  # onnxruntime rounds, the ONNX reference truncates
+        ("int32", "uint4"),
+        ("int2", "float32"),  # LiteRT's Python API cannot feed INT2
+        ("float32", "int2"),
+    ],
+)
+def test_cast_sub_byte_refusals(src, dst):
+    elem = {
+        n: helper.np_dtype_to_tensor_dtype(np.dtype(getattr(ml_dtypes, n, n))) for n in (src, dst)
+    }
+    model = make_model(
+        [helper.make_node("Cast", ["x"], ["y"], to=elem[dst])],
+        inputs=[("x", elem[src], (3,))],
+        outputs=[("y", elem[dst], (3,))],
+        opset=21,
+    )
+    expect_refusal(model, "unsupported_dtype")

@@ -1,10 +1,19 @@
 """Cast and CastLike between the dtypes TFLite's CAST kernel converts.
 
-Measured on LiteRT: CAST handles every pair among float32/float16/bfloat16/float64, the signed
-and unsigned 8/16/32-bit integers, int64 and bool; integer narrowing wraps like C and
+Measured on LiteRT 2.3.0: CAST handles every pair among float32/float16/bfloat16/float64, the
+signed and unsigned 8/16/32-bit integers, int64 and bool; integer narrowing wraps like C and
 float -> int truncates toward zero (ONNX leaves out-of-range float -> int undefined; TFLite
-saturates). uint64, float8, 4/2-bit integers and strings have no CAST kernel and are refused;
-``saturate`` only concerns float8 targets, which are refused anyway.
+saturates).
+
+Sub-byte integers: the kernel converts int4/uint4 only to float32, so other targets go through
+float32, which is exact for the sixteen values involved. Casts *to* int4/uint4 are refused:
+onnxruntime rounds float -> int4 to nearest while the ONNX reference truncates (the spec leaves
+it open), and LiteRT's Python API would hand such an output back as an int8 array. int2 is
+refused: that API cannot feed an INT2 input and the builder cannot pack INT2 constants.
+
+Refused: uint64 and strings (no CAST kernel); float8 (the registered CAST v9 kernel rejects
+FLOAT8_E4M3FN/E5M2 at invoke time in LiteRT 2.3.0, and its Python API cannot feed float8);
+the FNUZ float8 variants, float8_e8m0, float4 and uint2 (no TFLite tensor type).
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ from onnx import helper
 from .. import errors
 from ..policies import same_as_input
 from ..registry import lowering
-from .elementwise import dtype_name
+from .elementwise import dtype_name, np_dtype
 
-CASTABLE = (
+FULL_WIDTH = (
     "float32",
     "float16",
     "bfloat16",
@@ -30,6 +39,8 @@ CASTABLE = (
     "uint32",
     "bool",
 )
+SUB_BYTE = ("int4", "uint4")
+CASTABLE = FULL_WIDTH + SUB_BYTE
 
 
 def _target_name(node, graph) -> str | None:
@@ -43,9 +54,25 @@ def _target_name(node, graph) -> str | None:
 
 def _check(node, graph):
     target = _target_name(node, graph)
+    source = dtype_name(graph.values[node.inputs[0]].dtype)
     if target not in CASTABLE:
         return f"{errors.UNSUPPORTED_DTYPE}: cast to {target or 'this type'} has no TFLite kernel"
+    if target in SUB_BYTE and source != target:
+        return (
+            f"{errors.UNSUPPORTED_DTYPE}: cast {source} -> {target}: ONNX runtimes disagree on "
+            "rounding into 4-bit integers"
+        )
     return None
+
+
+def _cast(ctx, x, out):
+    """CAST ``x`` into ``out``, through float32 when a sub-byte type is on either side."""
+    via_f32 = {dtype_name(x.dtype), dtype_name(out.dtype)} & set(SUB_BYTE)
+    if via_f32 and "float32" not in (dtype_name(x.dtype), dtype_name(out.dtype)):
+        mid = ctx.temp(np_dtype("float32"), x.shape, "as_f32")
+        ctx.emit("CAST", [x], [mid])
+        x = mid
+    ctx.emit("CAST", [x], [out])
 
 
 def lower_cast(ctx):
@@ -54,7 +81,7 @@ def lower_cast(ctx):
     if x.dtype == out.dtype:
         ctx.alias_output(0, x, ctx.in_layout(0))
         return
-    ctx.emit("CAST", [x], [out])
+    _cast(ctx, x, out)
 
 
 for _onnx, _since in (("Cast", 6), ("CastLike", 15)):
@@ -66,5 +93,6 @@ for _onnx, _since in (("Cast", 6), ("CastLike", 15)):
         tflite_ops=("CAST",),
         extra_check=_check,
         notes="float -> int truncates (out-of-range saturates); int narrowing wraps; "
-        "uint64/float8/int4/string refused",
+        "int4/uint4 sources go through float32; casts to int4/uint4 and "
+        "int2/uint2/uint64/float8/float4/string refused",
     )(lower_cast)

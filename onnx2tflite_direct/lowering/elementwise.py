@@ -8,6 +8,11 @@ other input exactly (int8/int16/uint8/uint16 -> int32, uint32 -> int64, float16/
 float32) with CAST, computes, and CASTs the result back (TFLite CAST wraps like C, which is
 what ONNX integer arithmetic does on overflow). float64 has no TFLite kernels; ops whose result
 is one of their inputs (Max/Min) compute it in float32 (documented per op), others refuse it.
+
+uint64 has no arithmetic kernels either, but two's-complement arithmetic is the same modulo 2^64
+for both signednesses: Add/Sub/Mul (and Equal) BITCAST uint64 to int64, compute, and BITCAST
+back. Ordering ops (Max/Min, Less/Greater...) additionally add INT64_MIN (a wrapping flip of the
+top bit), which maps unsigned order onto signed order; the flip is its own inverse.
 """
 
 from __future__ import annotations
@@ -98,13 +103,16 @@ class Emit:
         self.ctx.emit("RESHAPE", [t, self.const(np.array(out.shape, np.int32), np.int32)], [out])
 
 
-def native_check(native, inputs=(0,), f64_as_f32: bool = False):
-    """extra_check refusing input dtypes that cannot reach a native dtype exactly."""
+def native_check(native, inputs=(0,), f64_as_f32: bool = False, uint64: bool = False):
+    """extra_check refusing input dtypes that cannot reach a native dtype exactly
+    (``uint64=True``: the op handles uint64 itself through :func:`as_int64`)."""
 
     def check(node, graph):
         for i in inputs:
             if i < len(node.inputs) and node.inputs[i]:
                 name = dtype_name(graph.values[node.inputs[i]].dtype)
+                if uint64 and name == "uint64":
+                    continue
                 if compute_dtype(name, native, f64_as_f32) is None:
                     return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {name}; no exact TFLite kernel"
         return None
@@ -112,11 +120,37 @@ def native_check(native, inputs=(0,), f64_as_f32: bool = False):
     return check
 
 
+UINT64_SIGN_FLIP = np.iinfo(np.int64).min
+
+
+def is_uint64(ctx) -> bool:
+    return dtype_name(ctx.value(0).dtype) == "uint64"
+
+
+def as_int64(e: Emit, t, ordered: bool = False):
+    """The int64 bit pattern of a uint64 tensor; ``ordered`` also flips the top bit so that
+    signed comparisons of the results order the unsigned inputs."""
+    t = e.op("BITCAST", t, dtype=np.int64)
+    return e.op("ADD", t, e.const(UINT64_SIGN_FLIP, np.int64)) if ordered else t
+
+
+def from_int64(e: Emit, t, ordered: bool = False):
+    """Inverse of :func:`as_int64`: back to uint64."""
+    if ordered:
+        t = e.op("ADD", t, e.const(UINT64_SIGN_FLIP, np.int64))
+    return e.op("BITCAST", t, dtype=np.uint64)
+
+
 def node_compute_dtype(ctx, native, f64_as_f32: bool = False) -> str:
     return compute_dtype(dtype_name(ctx.value(0).dtype), native, f64_as_f32)
 
 
 def lower_binary_native(ctx, opcode: str, native, f64_as_f32: bool = False) -> None:
+    if is_uint64(ctx):  # only reached for the wrapping ops (Add/Sub/Mul)
+        e = Emit(ctx, "int64")
+        a, b = (as_int64(e, ctx.input(i)) for i in (0, 1))
+        e.result(from_int64(e, e.op(opcode, a, b)))
+        return
     e = Emit(ctx, node_compute_dtype(ctx, native, f64_as_f32))
     e.result(e.op(opcode, e.input(0), e.input(1)))
 
@@ -141,12 +175,13 @@ for _onnx, (_tfl, _native) in BINARY.items():
         _onnx,
         broadcasting(),
         since=7,
-        dtypes=REAL,
+        dtypes=REAL + (() if _onnx == "Div" else ("uint64",)),
         dtype_inputs=(0, 1),
-        tflite_ops=(_tfl, "CAST"),
-        extra_check=native_check(_native),
+        tflite_ops=(_tfl, "CAST") + (() if _onnx == "Div" else ("BITCAST",)),
+        extra_check=native_check(_native, uint64=True),
         notes=f"numpy broadcasting; kernels {'/'.join(_native)}, narrower types widened with CAST"
-        + ("; int Div truncates (int64/uint32 refused)" if _onnx == "Div" else "")
+        + ("; int Div truncates (int64/uint32/uint64 refused)" if _onnx == "Div" else "")
+        + ("" if _onnx == "Div" else "; uint64 computed as wrapping int64 via BITCAST")
         + "; float64 refused",
     )(_binary(_tfl, _native))
 
@@ -161,8 +196,20 @@ VARIADIC = {
 }
 
 
+def _variadic_uint64(ctx, opcode: str) -> None:
+    """Max/Min of uint64 on order-preserving int64 images."""
+    e = Emit(ctx, "int64")
+    acc = as_int64(e, ctx.input(0), ordered=True)
+    for i in range(1, len(ctx.node.inputs)):
+        acc = e.op(opcode, acc, as_int64(e, ctx.input(i), ordered=True))
+    e.result(from_int64(e, acc, ordered=True))
+
+
 def _variadic(op_type: str, opcode: str, native, f64: bool):
     def lower(ctx):
+        if f64 and is_uint64(ctx) and len(ctx.node.inputs) > 1:
+            _variadic_uint64(ctx, opcode)
+            return
         e = Emit(ctx, node_compute_dtype(ctx, native, f64))
         acc = e.input(0)
         for i in range(1, len(ctx.node.inputs)):
@@ -182,12 +229,19 @@ for _onnx, (_tfl, _native, _f64) in VARIADIC.items():
         _onnx,
         broadcasting(),
         since=8,
-        dtypes=REAL + (("float64",) if _f64 else ()),
+        dtypes=REAL + (("float64", "uint64") if _f64 else ()),
         dtype_inputs=tuple(range(64)),
-        tflite_ops=(_tfl, "CAST") + (("MUL",) if _onnx == "Mean" else ()),
-        extra_check=native_check(_native, f64_as_f32=_f64),
+        tflite_ops=(_tfl, "CAST")
+        + (("MUL",) if _onnx == "Mean" else ())
+        + (("BITCAST", "ADD") if _f64 else ()),
+        extra_check=native_check(_native, inputs=tuple(range(64)), f64_as_f32=_f64, uint64=_f64),
         notes="variadic, numpy broadcasting"
-        + ("; float64 computed in float32 (the result is one of the inputs)" if _f64 else ""),
+        + (
+            "; float64 computed in float32 (the result is one of the inputs); uint64 on "
+            "order-preserving int64 images (BITCAST + top-bit flip)"
+            if _f64
+            else ""
+        ),
     )(_variadic(_onnx, _tfl, _native, _f64))
 
 

@@ -1,7 +1,8 @@
 """Comparisons, boolean logic, bitwise ops, BitShift and Where.
 
 Comparison kernels read int8/uint8 as quantized data, and lack uint16/uint32: those inputs are
-widened exactly first. TFLite has BITWISE_XOR and RIGHT_SHIFT but no bitwise AND/OR or left
+widened exactly first; uint64 is compared on int64 images (BITCAST, plus a top-bit flip for
+ordering, see elementwise.as_int64). TFLite has BITWISE_XOR and RIGHT_SHIFT but no bitwise AND/OR or left
 shift: for 8/16-bit integers AND/OR use a + b = (a ^ b) + 2 (a & b) in int32, and left shift is
 a wrapping multiply by two powers of two (each at most 2^16, so int32 POW never overflows).
 Shift amounts that are negative or not below the bit width follow ONNX opset 28 (0 for left
@@ -19,7 +20,9 @@ from .elementwise import (
     INTEGER,
     SIGNED,
     Emit,
+    as_int64,
     dtype_name,
+    is_uint64,
     native_check,
     node_compute_dtype,
 )
@@ -38,6 +41,12 @@ COMPARISONS = {
 
 def _comparison(opcode: str, native):
     def lower(ctx):
+        if is_uint64(ctx):
+            e = Emit(ctx, "int64")
+            ordered = opcode != "EQUAL"
+            a, b = (as_int64(e, ctx.input(i), ordered) for i in (0, 1))
+            e.result(e.op(opcode, a, b, dtype=np.bool_))
+            return
         e = Emit(ctx, node_compute_dtype(ctx, native))
         e.result(e.op(opcode, e.input(0), e.input(1), dtype=np.bool_))
 
@@ -49,11 +58,12 @@ for _onnx, (_tfl, _native, _since) in COMPARISONS.items():
         _onnx,
         broadcasting(),
         since=_since,
-        dtypes=FLOATS + INTEGER + (BOOL if _onnx == "Equal" else ()),
+        dtypes=FLOATS + INTEGER + ("uint64",) + (BOOL if _onnx == "Equal" else ()),
         dtype_inputs=(0, 1),
-        tflite_ops=(_tfl, "CAST"),
-        extra_check=native_check(_native),
-        notes="int8/uint8/uint16/uint32 widened with CAST; float64, uint64 and strings refused",
+        tflite_ops=(_tfl, "CAST", "BITCAST", "ADD"),
+        extra_check=native_check(_native, uint64=True),
+        notes="int8/uint8/uint16/uint32 widened with CAST; uint64 compared on int64 images "
+        "(BITCAST, top-bit flip for ordering); float64 and strings refused",
     )(_comparison(_tfl, _native))
 
 

@@ -1,0 +1,282 @@
+"""LSTM, GRU and RNN -> an exact unrolled composition over the (static) time steps.
+
+Why unrolled rather than UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN: those builtins keep their state
+in *variable* tensors (the builder cannot mark tensors ``is_variable``), take no initial state
+as an ordinary input, have no per-batch ``sequence_lens``, no peepholes-with-ONNX-semantics
+for arbitrary activations and only a fixed activation set. Shapes are static here, so the
+recurrence unrolls into plain builtins:
+
+* one FULLY_CONNECTED per direction projects every time step at once (X . W^T + biases);
+  UNPACK hands out the per-step rows;
+* per step: FULLY_CONNECTED of the previous hidden state with R, the gate arithmetic
+  (SPLIT, LOGISTIC/TANH/..., MUL, ADD) of the cell (``recurrent_cells``);
+* PACK assembles Y, Y_h and Y_c in the requested ``layout``.
+
+A ``sequence_lens`` other than "every sequence is full" is handled by masking: a step at
+t >= len[b] keeps the state and writes zeros to Y. Iterating reverse directions from the last
+step down makes that same mask reproduce ONNX's per-sequence reversal (the first real step of
+a length-L sequence is t = L - 1, started from the initial state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import errors
+from ..policies import onnx_order
+from ..registry import FLOAT, attr_in, lowering
+from .recurrent_cells import CellConfig, Ops, gru_step, lstm_step, parse_activations, rnn_step
+
+
+@dataclass(frozen=True)
+class CellKind:
+    gates: int
+    default_activations: tuple[str, ...]
+    step: object
+    num_states: int
+
+
+KINDS = {
+    "LSTM": CellKind(4, ("Sigmoid", "Tanh", "Tanh"), lstm_step, 2),
+    "GRU": CellKind(3, ("Sigmoid", "Tanh"), gru_step, 1),
+    "RNN": CellKind(1, ("Tanh",), rnn_step, 1),
+}
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+SEQUENCE_LENS, INITIAL_H, INITIAL_C, PEEPHOLES = 4, 5, 6, 7
+
+
+def _num_directions(node) -> int:
+    return 2 if node.attrs.get("direction", "forward") == "bidirectional" else 1
+
+
+def _check(node, graph) -> str | None:
+    """What the declarations cannot say: activations, direction count, sequence_lens values."""
+    values = graph.values
+    kind = KINDS[node.op_type]
+    dirs = _num_directions(node)
+    w_shape = values[node.inputs[1]].shape
+    if w_shape[0] != dirs:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: W has {w_shape[0]} directions, expected {dirs}"
+        )
+    try:
+        parse_activations(node.attrs, kind.default_activations, dirs)
+    except ValueError as err:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {err}"
+    x_shape = values[node.inputs[0]].shape
+    seq = x_shape[1] if node.attrs.get("layout", 0) else x_shape[0]
+    if seq < 1:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: empty sequence"
+    if len(node.inputs) > SEQUENCE_LENS and node.inputs[SEQUENCE_LENS]:
+        lens = values[node.inputs[SEQUENCE_LENS]]
+        if lens.is_constant and (np.any(lens.const < 0) or np.any(lens.const > seq)):
+            return (
+                f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: sequence_lens {lens.const.tolist()} "
+                f"outside [0, {seq}]"
+            )
+    return None
+
+
+class Unroller:
+    """Lowers one recurrent node: per direction, precompute X.W, step, collect outputs."""
+
+    def __init__(self, ctx, kind: CellKind):
+        self.ctx = ctx
+        self.kind = kind
+        self.o = Ops(ctx)
+        self.batch_major = int(ctx.attr("layout", 0)) == 1
+        x_shape = ctx.shape(0)
+        self.seq, self.batch = (x_shape[1], x_shape[0]) if self.batch_major else x_shape[:2]
+        self.hidden = int(ctx.shape(2)[-1])
+        self.dirs = _num_directions(ctx.node)
+        self.direction = ctx.attr("direction", "forward")
+
+    # ---- operands ------------------------------------------------------------------------
+    def operand(self, i: int):
+        """Input ``i`` as a numpy constant or a runtime tensor (None when absent)."""
+        if not self.ctx.has_input(i):
+            return None
+        const = self.ctx.const(i)
+        return np.asarray(const, np.float32) if const is not None else self.ctx.input(i)
+
+    def per_direction(self, i: int, axis: int = 0):
+        value = self.operand(i)
+        return [None] * self.dirs if value is None else self.o.unstack(value, axis)
+
+    def initial_states(self, i: int):
+        """Initial state per direction as [batch, hidden] tensors (zeros when absent)."""
+        per_dir = self.per_direction(i, axis=1 if self.batch_major else 0)
+        zeros = np.zeros((self.batch, self.hidden), np.float32)
+        return [self.o.tensor(zeros if s is None else s) for s in per_dir]
+
+    def step_masks(self):
+        """Per step a [batch, 1] bool tensor (t < sequence_lens[b]), or None when all full.
+
+        The step-0 mask also says "the sequence is not empty": onnxruntime returns zero final
+        states for a zero-length sequence, not the initial ones.
+        """
+        if not self.ctx.has_input(SEQUENCE_LENS):
+            return None
+        const = self.ctx.const(SEQUENCE_LENS)
+        steps = np.arange(self.seq).reshape(-1, 1, 1)
+        if const is not None:
+            if np.all(const == self.seq):
+                return None
+            masks = (steps < np.asarray(const).reshape(1, -1, 1)).astype(np.bool_)
+            return [self.ctx.const_tensor(m, "mask") for m in masks]
+        lens = self.ctx.reshape(self.ctx.input(SEQUENCE_LENS), (1, self.batch, 1), "lens")
+        if lens.dtype != np.int32:
+            self.ctx.refuse(errors.UNSUPPORTED_DTYPE, "sequence_lens must be int32")
+        masks = self.o.op(
+            "LESS", self.ctx.const_tensor(steps.astype(np.int32)), lens, dtype=np.bool_
+        )
+        return self.o.unstack(masks, 0)
+
+    def biases(self, b_d):
+        """(bias of the input projection, bias of the recurrent projection) for one direction."""
+        if b_d is None:
+            return None, None
+        width = self.kind.gates * self.hidden
+        wb, rb = self.o.split(b_d, [width, width], axis=0)
+        if self.ctx.node.op_type == "GRU" and self.ctx.attr("linear_before_reset", 0):
+            # R_bh is applied inside r * (H R_h^T + R_bh): it joins the recurrent projection.
+            inner = np.zeros(width, np.float32)
+            inner[2 * self.hidden :] = 1.0
+            return self.o.add(wb, self.o.mul(rb, 1.0 - inner)), self.o.mul(rb, inner)
+        return self.o.add(wb, rb), None
+
+    def cell_config(self, r_d, rec_bias, acts, p_d) -> CellConfig:
+        ctx = self.ctx
+        clip = ctx.attr("clip", None)
+        cfg = CellConfig(
+            hidden=self.hidden,
+            acts=acts,
+            clip=None if clip is None else float(clip),
+            recurrent=r_d,
+            recurrent_bias=rec_bias,
+            input_forget=bool(ctx.attr("input_forget", 0)),
+            linear_before_reset=bool(ctx.attr("linear_before_reset", 0)),
+        )
+        if p_d is not None:
+            cfg.peepholes = tuple(self.o.split(p_d, [self.hidden] * 3, axis=0))
+        if ctx.node.op_type == "GRU" and not cfg.linear_before_reset:
+            cfg.recurrent_parts = tuple(self.o.split(r_d, [2 * self.hidden, self.hidden], 0))
+        return cfg
+
+    # ---- the recurrence -----------------------------------------------------------------
+    def run_direction(self, d: int, w_d, cfg: CellConfig, x_bias, states, masks):
+        o = self.o
+        projected = o.linear(self.ctx.input(0), w_d, x_bias, keep_num_dims=True)
+        steps = o.unstack(projected, 1 if self.batch_major else 0)
+        reverse = self.direction == "reverse" or d == 1
+        order = range(self.seq - 1, -1, -1) if reverse else range(self.seq)
+        ys = [None] * self.seq
+        for t in order:
+            new = self.kind.step(o, cfg, steps[t], states)
+            if masks is None:
+                ys[t] = new[0]
+            else:
+                new = tuple(
+                    o.op("SELECT_V2", masks[t], n, s) for n, s in zip(new, states, strict=True)
+                )
+                ys[t] = o.op("SELECT_V2", masks[t], new[0], np.zeros((), np.float32))
+            states = new
+        return ys, states
+
+    def lower(self):
+        ctx, o = self.ctx, self.o
+        acts = parse_activations(ctx.node.attrs, self.kind.default_activations, self.dirs)
+        weights = self.per_direction(1)
+        recurrents = self.per_direction(2)
+        biases = self.per_direction(3)
+        peepholes = self.per_direction(PEEPHOLES) if ctx.node.op_type == "LSTM" else [None] * 2
+        h0 = self.initial_states(INITIAL_H)
+        c0 = self.initial_states(INITIAL_C) if self.kind.num_states == 2 else None
+        masks = self.step_masks()
+        lens = ctx.const(SEQUENCE_LENS)
+        nonempty = None if masks is None or (lens is not None and np.all(lens > 0)) else masks[0]
+        all_ys, finals = [], []
+        for d in range(self.dirs):
+            x_bias, rec_bias = self.biases(biases[d])
+            cfg = self.cell_config(recurrents[d], rec_bias, acts[d], peepholes[d])
+            states = (h0[d], c0[d]) if c0 is not None else (h0[d],)
+            ys, last = self.run_direction(d, weights[d], cfg, x_bias, states, masks)
+            if nonempty is not None:
+                zero = np.zeros((), np.float32)
+                last = tuple(o.op("SELECT_V2", nonempty, s, zero) for s in last)
+            all_ys.append(ys)
+            finals.append(last)
+        self.write_outputs(all_ys, finals)
+
+    def write_outputs(self, all_ys, finals):
+        ctx, o = self.ctx, self.o
+        used = [
+            i < len(ctx.node.outputs)
+            and ctx.node.outputs[i]
+            and ctx.driver.graph.used(ctx.node.outputs[i])
+            for i in range(3)
+        ]
+        time_axis, dir_axis = (1, 2) if self.batch_major else (0, 1)
+        if used[0]:
+            per_dir = [o.stack(ys, time_axis) for ys in all_ys]
+            o.stack(per_dir, dir_axis, out=ctx.output(0))
+        state_dir_axis = 1 if self.batch_major else 0
+        for i in (1, 2):
+            if used[i]:
+                o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
+
+
+def _register(op_type: str):
+    kind = KINDS[op_type]
+    attrs = [
+        attr_in("direction", DIRECTIONS, "forward"),
+        attr_in("layout", (0, 1), 0),
+    ]
+    if op_type == "LSTM":
+        attrs.append(attr_in("input_forget", (0, 1), 0))
+    if op_type == "GRU":
+        attrs.append(attr_in("linear_before_reset", (0, 1), 0))
+
+    def lower(ctx):
+        Unroller(ctx, kind).lower()
+
+    lowering(
+        op_type,
+        onnx_order,
+        since=7,
+        dtypes=FLOAT,
+        dtype_inputs=(0, 1, 2, 3, INITIAL_H, INITIAL_C, PEEPHOLES),
+        attrs=tuple(attrs),
+        extra_check=_check,
+        tflite_ops=(
+            "FULLY_CONNECTED",
+            "UNPACK",
+            "SPLIT",
+            "SPLIT_V",
+            "LOGISTIC",
+            "TANH",
+            "MUL",
+            "ADD",
+            "SUB",
+            "LESS",
+            "SELECT_V2",
+            "PACK",
+            "RESHAPE",
+            "MINIMUM",
+            "MAXIMUM",
+            "RELU",
+            "LEAKY_RELU",
+            "RELU_0_TO_1",
+            "ELU",
+        ),
+        notes="unrolled over the static sequence; W/R/B/states constant or runtime; "
+        "activations Relu/Tanh/Sigmoid/Affine/LeakyRelu/ThresholdedRelu/ScaledTanh/"
+        "HardSigmoid/Elu/Softsign/Softplus; clip; sequence_lens by masking (constant values "
+        "must lie in [1, seq_length])",
+    )(lower)
+
+
+for _op in KINDS:
+    _register(_op)

@@ -1,0 +1,350 @@
+"""LSTM / GRU / RNN: the unrolled lowering against onnxruntime.
+
+Covers directions, both layouts, constant and runtime weights/states, peepholes, clip,
+input_forget, every recurrent activation, linear_before_reset, sequence_lens masking, output
+subsets, a stacked bidirectional model, and the refusals.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from harness import check_conversion, convert, expect_refusal, make_model, op_histogram
+from onnx import helper, numpy_helper
+
+from onnx2tflite_direct import validate as V
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+OUTPUTS = {"LSTM": ("Y", "Y_h", "Y_c"), "GRU": ("Y", "Y_h"), "RNN": ("Y", "Y_h")}
+
+
+def recurrent_model(
+    op="LSTM",
+    direction="forward",
+    layout=0,
+    seq=3,
+    batch=2,
+    size=4,
+    hidden=3,
+    runtime=(),
+    optional=("B",),
+    outputs=None,
+    lens=None,
+    seed=0,
+    **attrs,
+):
+    """One recurrent node; ``runtime`` names inputs fed at runtime, the rest are initializers.
+
+    Returns (model, feeds) with every graph input fed.
+    """
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    g = GATES[op]
+    state_shape = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    arrays = {
+        "X": rng.standard_normal((seq, batch, size)).astype(np.float32),
+        "W": (rng.standard_normal((dirs, g * hidden, size)) * 0.5).astype(np.float32),
+        "R": (rng.standard_normal((dirs, g * hidden, hidden)) * 0.5).astype(np.float32),
+        "B": (rng.standard_normal((dirs, 2 * g * hidden)) * 0.5).astype(np.float32),
+        "initial_h": rng.standard_normal((dirs, batch, hidden)).astype(np.float32),
+        "initial_c": rng.standard_normal((dirs, batch, hidden)).astype(np.float32),
+        "P": (rng.standard_normal((dirs, 3 * hidden)) * 0.5).astype(np.float32),
+    }
+    if layout:  # the same data, batch-major: the layout-0 model is the reference
+        for name in ("X", "initial_h", "initial_c"):
+            arrays[name] = arrays[name].transpose(1, 0, 2)
+    if lens is not None:
+        arrays["sequence_lens"] = np.asarray(lens, np.int32)
+    order = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
+    present = {"X", "W", "R", *optional} | ({"sequence_lens"} if lens is not None else set())
+    names = [n if n in present else "" for n in order]
+    while not names[-1]:
+        names.pop()
+    outs = list(outputs or OUTPUTS[op])
+    node_outs = [o if o in outs else "" for o in OUTPUTS[op]]
+    while not node_outs[-1]:
+        node_outs.pop()
+    node = helper.make_node(
+        op, names, node_outs, hidden_size=hidden, direction=direction, layout=layout, **attrs
+    )
+    y_shape = (batch, seq, dirs, hidden) if layout else (seq, dirs, batch, hidden)
+    out_shapes = {"Y": y_shape, "Y_h": state_shape, "Y_c": state_shape}
+    graph_inputs = ["X", *[n for n in names if n and n in runtime]]
+    inits = {n: arrays[n] for n in names if n and n not in graph_inputs}
+    model = make_model(
+        [node],
+        inputs=[(n, arrays[n].dtype, arrays[n].shape) for n in graph_inputs],
+        outputs=[(o, np.float32, out_shapes[o]) for o in outs],
+        initializers=inits,
+        opset=14,
+    )
+    return model, {n: arrays[n] for n in graph_inputs}
+
+
+BATCH_MAJOR = {"X": (1, 0, 2), "initial_h": (1, 0, 2), "initial_c": (1, 0, 2)}
+FROM_SEQ_MAJOR = {"Y": (2, 0, 1, 3), "Y_h": (1, 0, 2), "Y_c": (1, 0, 2)}
+
+
+def check(model_and_feeds):
+    """LiteRT vs onnxruntime; onnxruntime has no layout=1, so that reference is the layout-0
+    model on transposed feeds, its outputs transposed back."""
+    model, feeds = model_and_feeds
+    layout = next((a.i for a in model.graph.node[0].attribute if a.name == "layout"), 0)
+    if not layout:
+        return check_conversion(model, feeds=feeds, rtol=1e-3)
+    reference = copy.deepcopy(model)
+    node = reference.graph.node[0]
+    next(a for a in node.attribute if a.name == "layout").i = 0
+    for value in [*reference.graph.input, *reference.graph.output]:
+        perm = BATCH_MAJOR.get(value.name) or FROM_SEQ_MAJOR.get(value.name)
+        if perm:
+            dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+            inverse = np.argsort(perm) if value.name in FROM_SEQ_MAJOR else perm
+            for k, p in enumerate(inverse):
+                value.type.tensor_type.shape.dim[k].dim_value = dims[p]
+    for init in reference.graph.initializer:
+        if init.name in BATCH_MAJOR:
+            arr = numpy_helper.to_array(init).transpose(BATCH_MAJOR[init.name])
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), init.name))
+    ref_feeds = {
+        k: v.transpose(BATCH_MAJOR[k]) if k in BATCH_MAJOR else v for k, v in feeds.items()
+    }
+    expected = V.run_onnxruntime(reference, ref_feeds)
+    res = convert(model)
+    actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    assert sorted(actual) == sorted(expected)
+    for name, ref in expected.items():
+        want = ref.transpose(FROM_SEQ_MAJOR[name])
+        got = actual[name]
+        assert got.shape == want.shape, (name, got.shape, want.shape)
+        atol = 1e-5 * max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=atol, err_msg=name)
+    return SimpleNamespace(ops=op_histogram(res.tflite_bytes))
+
+
+ALL_OPTIONAL = ("B", "initial_h", "initial_c", "P")
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_directions_and_layouts(op, direction, layout):
+    optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
+    chk = check(recurrent_model(op, direction, layout, optional=optional))
+    assert "CUSTOM" not in chk.ops
+    # X . W for every step is one FULLY_CONNECTED per direction, plus one per step for R
+    dirs = 2 if direction == "bidirectional" else 1
+    steps_fc = 3 * dirs * (2 if op == "GRU" else 1)
+    assert chk.ops["FULLY_CONNECTED"] == dirs + steps_fc
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize(
+    "runtime",
+    [("W", "R"), ("B",), ("initial_h", "initial_c", "P"), ALL_OPTIONAL + ("W", "R")],
+)
+def test_runtime_operands(op, runtime):
+    optional = ALL_OPTIONAL if op == "LSTM" else ("B", "initial_h")
+    check(recurrent_model(op, "bidirectional", runtime=runtime, optional=optional))
+
+
+@pytest.mark.parametrize("optional", [(), ("B",), ("initial_h",), ("B", "initial_c")])
+def test_lstm_optional_inputs(optional):
+    check(recurrent_model("LSTM", "forward", optional=optional))
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize("input_forget", [0, 1])
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_lstm_peepholes_and_input_forget(direction, input_forget, peepholes):
+    optional = ("B", "initial_h", "initial_c") + (("P",) if peepholes else ())
+    check(recurrent_model("LSTM", direction, optional=optional, input_forget=input_forget))
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("clip", [0.5, 2.0])
+def test_clip(op, clip):
+    optional = ALL_OPTIONAL if op == "LSTM" else ("B", "initial_h")
+    check(recurrent_model(op, "bidirectional", optional=optional, clip=clip, seed=3))
+
+
+@pytest.mark.parametrize("lbr", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("runtime", [(), ("W", "R", "B")])
+def test_gru_linear_before_reset(lbr, direction, runtime):
+    model = recurrent_model(
+        "GRU", direction, optional=("B", "initial_h"), runtime=runtime, linear_before_reset=lbr
+    )
+    check(model)
+
+
+ACTIVATIONS = [
+    ("Relu", None, None),
+    ("Tanh", None, None),
+    ("Sigmoid", None, None),
+    ("Affine", 0.7, -0.2),
+    ("LeakyRelu", 0.3, None),
+    ("ThresholdedRelu", 0.4, None),
+    ("ScaledTanh", 1.5, 0.8),
+    ("HardSigmoid", 0.3, 0.4),
+    ("Elu", 0.6, None),
+    ("Elu", None, None),
+    ("Softsign", None, None),
+    ("Softplus", None, None),
+]
+
+
+@pytest.mark.parametrize("name,alpha,beta", ACTIVATIONS)
+def test_rnn_activations(name, alpha, beta):
+    attrs = {"activations": [name, "Tanh"]}
+    if alpha is not None:
+        attrs["activation_alpha"] = [alpha]
+    if beta is not None:
+        attrs["activation_beta"] = [beta]
+    check(recurrent_model("RNN", "bidirectional", optional=("B", "initial_h"), **attrs))
+
+
+@pytest.mark.parametrize(
+    "acts,alphas,betas",
+    [
+        (["HardSigmoid", "Tanh", "Tanh"], [0.25], [0.45]),
+        (["Sigmoid", "ScaledTanh", "Softsign"], [1.2], [0.9]),
+        (["HardSigmoid", "LeakyRelu", "Elu"], None, None),  # defaults
+        (["Sigmoid", "Elu", "ThresholdedRelu"], [0.5, 0.2], None),
+    ],
+)
+def test_lstm_activations(acts, alphas, betas):
+    attrs = {"activations": acts}
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    check(recurrent_model("LSTM", "forward", optional=ALL_OPTIONAL, **attrs))
+
+
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_gru_activations(lbr):
+    attrs = {"activations": ["HardSigmoid", "Softsign", "Sigmoid", "Relu"]}
+    check(
+        recurrent_model(
+            "GRU", "bidirectional", optional=("B", "initial_h"), linear_before_reset=lbr, **attrs
+        )
+    )
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("lens_runtime", [False, True])
+def test_sequence_lens_masking(op, direction, lens_runtime):
+    optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
+    runtime = ("sequence_lens",) if lens_runtime else ()
+    model = recurrent_model(
+        op, direction, seq=4, batch=3, optional=optional, lens=[4, 1, 2], runtime=runtime
+    )
+    chk = check(model)
+    assert ("SELECT_V2" in chk.ops) and (("LESS" in chk.ops) == lens_runtime)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("lens_runtime", [False, True])
+def test_sequence_lens_zero_gives_zero_states(op, lens_runtime):
+    """onnxruntime: an empty sequence has Y = 0 and zero final states (not initial_h)."""
+    optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
+    runtime = ("sequence_lens",) if lens_runtime else ()
+    check(recurrent_model(op, "bidirectional", optional=optional, lens=[0, 2], runtime=runtime))
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_sequence_lens_full_is_no_mask(layout):
+    chk = check(recurrent_model("LSTM", "bidirectional", layout, lens=[3, 3]))
+    assert "SELECT_V2" not in chk.ops
+
+
+@pytest.mark.parametrize("outputs", [("Y",), ("Y_h",), ("Y_c",), ("Y", "Y_c"), ("Y_h", "Y_c")])
+def test_lstm_output_subsets(outputs):
+    chk = check(recurrent_model("LSTM", "bidirectional", layout=1, outputs=outputs))
+    assert ("PACK" in chk.ops) or outputs == ()
+
+
+@pytest.mark.parametrize("batch,seq", [(1, 1), (1, 5), (4, 2)])
+def test_batch_and_sequence_sizes(batch, seq):
+    check(recurrent_model("LSTM", "bidirectional", batch=batch, seq=seq, optional=ALL_OPTIONAL))
+    check(recurrent_model("GRU", "reverse", layout=1, batch=batch, seq=seq, linear_before_reset=1))
+
+
+def test_stacked_bidirectional_lstm():
+    """Two bidirectional LSTM layers: layer 1's Y [S, 2, B, H] feeds layer 2 as [S, B, 2H]."""
+    rng = np.random.default_rng(7)
+    seq, batch, size, hidden = 5, 2, 4, 3
+
+    def weights(prefix, in_size):
+        return {
+            f"{prefix}_W": (rng.standard_normal((2, 4 * hidden, in_size)) * 0.4).astype(np.float32),
+            f"{prefix}_R": (rng.standard_normal((2, 4 * hidden, hidden)) * 0.4).astype(np.float32),
+            f"{prefix}_B": (rng.standard_normal((2, 8 * hidden)) * 0.4).astype(np.float32),
+        }
+
+    inits = {**weights("l1", size), **weights("l2", 2 * hidden)}
+    inits["perm_shape"] = np.array([seq, batch, 2 * hidden], np.int64)
+    nodes = [
+        helper.make_node(
+            "LSTM",
+            ["X", "l1_W", "l1_R", "l1_B"],
+            ["Y1"],
+            hidden_size=hidden,
+            direction="bidirectional",
+        ),
+        helper.make_node("Transpose", ["Y1"], ["Y1t"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["Y1t", "perm_shape"], ["X2"]),
+        helper.make_node(
+            "LSTM",
+            ["X2", "l2_W", "l2_R", "l2_B"],
+            ["Y2", "Y2_h"],
+            hidden_size=hidden,
+            direction="bidirectional",
+        ),
+    ]
+    model = make_model(
+        nodes,
+        inputs=[("X", np.float32, (seq, batch, size))],
+        outputs=[
+            ("Y2", np.float32, (seq, 2, batch, hidden)),
+            ("Y2_h", np.float32, (2, batch, hidden)),
+        ],
+        initializers=inits,
+        opset=14,
+    )
+    check_conversion(model, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,code",
+    [
+        ({"activations": ["Gelu", "Tanh", "Tanh"]}, "unsupported_attribute_value"),
+        ({"activations": ["Sigmoid", "Tanh"]}, "unsupported_attribute_value"),
+        # onnxruntime and the ONNX operators disagree on these defaults: explicit values only
+        ({"activations": ["Sigmoid", "Affine", "Tanh"]}, "unsupported_attribute_value"),
+        ({"activations": ["Sigmoid", "Tanh", "ScaledTanh"]}, "unsupported_attribute_value"),
+        ({"activations": ["ThresholdedRelu", "Tanh", "Tanh"]}, "unsupported_attribute_value"),
+        ({"lens": [3, -1]}, "unsupported_attribute_value"),
+        ({"lens": [4, 3]}, "unsupported_attribute_value"),
+    ],
+)
+def test_refusals(kwargs, code):
+    model, _ = recurrent_model("LSTM", "forward", **kwargs)
+    expect_refusal(model, code)
+
+
+def test_float64_refused():
+    node = helper.make_node("RNN", ["X", "W", "R"], ["", "Y_h"], hidden_size=2)
+    model = make_model(
+        [node],
+        inputs=[("X", np.float64, (2, 1, 3))],
+        outputs=[("Y_h", np.float64, (1, 1, 2))],
+        initializers={"W": np.ones((1, 2, 3)), "R": np.ones((1, 2, 2))},
+        opset=14,
+    )
+    expect_refusal(model, "unsupported_dtype")
