@@ -668,6 +668,25 @@ def _check_declared_outputs(declared, infos) -> None:
             )
 
 
+def _merge_declared(declared, inferred):
+    """Per dim: the inferred value, else the declared one (they never conflict here)."""
+    want = _dims(declared)
+    got = _dims(inferred) if inferred is not None else None
+    if want is None:
+        return inferred if inferred is not None else declared
+    if got is None:
+        return declared
+    merged = onnx.ValueInfoProto()
+    merged.CopyFrom(inferred)
+    if not merged.type.tensor_type.elem_type:
+        merged.type.tensor_type.elem_type = declared.type.tensor_type.elem_type
+    for dim, g, w in zip(merged.type.tensor_type.shape.dim, got, want, strict=True):
+        if g is None and w is not None:
+            dim.Clear()
+            dim.dim_value = w
+    return merged
+
+
 def _infer(skeleton: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     """ONNX shape inference; strict for standard ops, lenient when custom domains are present.
 
@@ -753,9 +772,8 @@ def load_graph(
 
     graph_outputs = [o.name for o in g.output]
     _check_declared_outputs(g.output, infos)
-    for vi in g.output:  # keep the declaration where inference computed nothing
-        if _dims(vi) is not None and (vi.name not in infos or _dims(infos[vi.name]) is None):
-            infos[vi.name] = vi
+    for vi in g.output:  # the declaration fills what inference left unknown (checked compatible)
+        infos[vi.name] = _merge_declared(vi, infos.get(vi.name))
     values: dict[str, Value] = {}
     for name, arr in consts.items():
         values[name] = Value(name, arr.dtype, tuple(arr.shape), arr)

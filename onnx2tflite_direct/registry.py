@@ -51,6 +51,9 @@ class OpSpec:
     ranks: tuple[int, ...] | None = None  # allowed ranks of input 0
     const_inputs: tuple[int, ...] = ()  # inputs that must be constant when present
     nonempty: bool = False  # input 0 may not have a zero-size dim (the kernel rejects it)
+    # Output sizes depend on the data (Unique, NonZero ...): the static-shape check skips the
+    # outputs so that ``extra_check`` can refuse with the precise reason.
+    dynamic_outputs: bool = False
     attrs: tuple[AttrRule, ...] = ()
     tflite_ops: tuple[str, ...] = ()
     notes: str = ""
@@ -129,7 +132,8 @@ def check_node(spec: OpSpec, node: Node, graph: Graph) -> None:
                     errors.UNSUPPORTED_DTYPE,
                     f"input {i} has dtype {name}; supported: {', '.join(spec.dtypes)}",
                 )
-    for name in [n for n in node.inputs if n] + [o for o in node.outputs if graph.used(o)]:
+    outputs = [] if spec.dynamic_outputs else [o for o in node.outputs if graph.used(o)]
+    for name in [n for n in node.inputs if n] + outputs:
         v = values[name]
         if not v.is_constant and not v.is_static:
             refuse(

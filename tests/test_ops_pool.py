@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import check_conversion, expect_refusal, make_model
+from harness import check_conversion, make_model
 from onnx import helper
 
 
@@ -47,10 +47,4 @@ def test_global_pools(op, x_shape):
     check_conversion(_model(op, x_shape))
 
 
-def test_dilated_pool_refused():
-    model = _model("MaxPool", (1, 1, 6, 6), kernel_shape=[2, 2], dilations=[2, 2])
-    expect_refusal(model, "unsupported_attribute_value")
-
-
-def test_3d_pool_refused():
-    expect_refusal(_model("MaxPool", (1, 1, 4, 4, 4), kernel_shape=[2, 2, 2]), "unsupported_rank")
+# 3-D and dilated pools are composed in pool3d.py and tested numerically in test_ops_pool3d.py.

@@ -53,8 +53,18 @@ def _pool(ctx, opcode: str):
     one_d = len(shape) == 3
     spatial = list(shape[2:])
     kernel, strides, dilations, pads, full, outs = _geometry(ctx, spatial)
-    if any(d != 1 for d in dilations):
-        ctx.refuse("unsupported_attribute_value", "dilated pooling has no TFLite builtin")
+    if len(shape) == 5 or any(d != 1 for d in dilations):
+        # No 3-D or dilated pool builtin: exact composition from strided slices.
+        from .pool3d import lower_pool_nd  # (pool3d imports _geometry from here)
+
+        lower_pool_nd(ctx, "max" if opcode == "MAX_POOL_2D" else "avg")
+        return
+    if list(outs) != list(ctx.out_shape(0)[2:]):
+        ctx.refuse(
+            "unsupported_attribute_value",
+            f"output size {outs} disagrees with the declared {list(ctx.out_shape(0)[2:])} "
+            "(ceil_mode edge cases differ between ONNX shape inference and onnxruntime)",
+        )
     x = ctx.input(0)
     if one_d:
         x = _as_2d(ctx, x, shape)
@@ -117,7 +127,7 @@ def _single_output(node, graph):
     "MaxPool",
     channel_last(),
     nonempty=True,
-    ranks=(3, 4),
+    ranks=(3, 4, 5),
     attrs=POOL_ATTRS,
     tflite_ops=("MAX_POOL_2D", "PADV2"),
     extra_check=_single_output,
@@ -130,7 +140,7 @@ def lower_maxpool(ctx):
     "AveragePool",
     channel_last(),
     nonempty=True,
-    ranks=(3, 4),
+    ranks=(3, 4, 5),
     tflite_ops=("AVERAGE_POOL_2D", "PAD", "MUL"),
 )
 def lower_avgpool(ctx):

@@ -1,0 +1,108 @@
+"""CumProd -> unrolled running products (TFLite has CUMSUM but no cumulative product).
+
+The axis is split into unit slices (SPLIT), each slice is multiplied into a running product
+and the partial products are concatenated back: exact (same multiplication order as a
+sequential scan). A constant axis is mapped through the input's stored layout; a runtime axis
+is handled by computing the scan along every axis and selecting the right one at run time,
+which is only allowed while the total unrolled length stays small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import PASSTHROUGH, onnx_order
+from ..registry import lowering
+from . import compose as C
+from .axis_layouts import runtime_int32, with_data_layout
+from .elementwise import Emit, compute_dtype, dtype_name, native_check
+
+MUL_NATIVE = ("float32", "int32", "int64")
+CUMPROD_DTYPES = ("float32", "float16", "bfloat16", "int32", "int64", "uint32")
+MAX_UNROLL = 256  # total slices over all unrolled axes
+
+
+def _constant_axis(node, graph) -> int | None:
+    value = graph.values[node.inputs[1]]
+    rank = len(graph.values[node.inputs[0]].shape)
+    if not value.is_constant:
+        return 0 if rank == 1 else None
+    return int(np.asarray(value.const).reshape(-1)[0]) % rank
+
+
+def _policy(node, ins, graph, drv=None):
+    lay = ins[0]
+    if lay is None or lay.inner is not None or _constant_axis(node, graph) is None:
+        return onnx_order(node, ins, graph, drv)
+    return with_data_layout(node, ins, graph, lay), [lay]
+
+
+_policy.hint = PASSTHROUGH
+
+
+def _check(node, graph):
+    shape = graph.values[node.inputs[0]].shape
+    axis = _constant_axis(node, graph)
+    length = shape[axis] if axis is not None else sum(shape)
+    if length > MAX_UNROLL:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: unrolling {length} slices exceeds "
+            f"{MAX_UNROLL} (a runtime axis unrolls every axis)"
+        )
+    return native_check(MUL_NATIVE)(node, graph)
+
+
+def _scan(e: Emit, x, axis: int, exclusive: bool, reverse: bool):
+    """Cumulative product of ``x`` along stored ``axis``."""
+    ctx = e.ctx
+    n = x.shape[axis]
+    parts = C.split_v(ctx, x, [1] * n, axis, "slice") if n > 1 else [x]
+    order = list(reversed(range(n))) if reverse else list(range(n))
+    running, result = None, [None] * n
+    for k in order:
+        if exclusive:
+            result[k] = running if running is not None else e.const(np.ones(parts[k].shape))
+            running = parts[k] if running is None else e.op("MUL", running, parts[k])
+        else:
+            running = parts[k] if running is None else e.op("MUL", running, parts[k])
+            result[k] = running
+    if exclusive and n > 0:
+        shape = parts[0].shape
+        result = [
+            r if tuple(r.shape) == tuple(shape) else C.reshape(ctx, r, shape, "ones")
+            for r in result
+        ]
+    return C.concat(ctx, result, axis, "scan") if n > 1 else result[0]
+
+
+@lowering(
+    "CumProd",
+    _policy,
+    since=26,
+    dtypes=CUMPROD_DTYPES,
+    tflite_ops=("SPLIT_V", "MUL", "CONCATENATION", "SELECT_V2", "EQUAL", "CAST"),
+    notes=f"unrolled; axis length <= {MAX_UNROLL}; a runtime axis (rank > 1) unrolls every "
+    "axis and selects at run time; uint32 is computed in int64 (wraps like ONNX)",
+    extra_check=_check,
+)
+def lower_cumprod(ctx):
+    e = Emit(ctx, compute_dtype(dtype_name(ctx.value(0).dtype), MUL_NATIVE))
+    x = e.input(0)
+    exclusive, reverse = bool(ctx.attr("exclusive", 0)), bool(ctx.attr("reverse", 0))
+    axis = _constant_axis(ctx.node, ctx.driver.graph)
+    if axis is not None:
+        e.result(_scan(e, x, ctx.in_layout(0).stored_axis(axis), exclusive, reverse))
+        return
+    rank = len(ctx.shape(0))
+    axis_t = runtime_int32(ctx, scalar=True)
+    wrapped = C.binary(ctx, "FLOOR_MOD", axis_t, C.const(ctx, rank, np.int32, "rank"), "axis")
+    chosen = None
+    for k in range(rank):
+        scanned = _scan(e, x, k, exclusive, reverse)
+        if chosen is None:
+            chosen = scanned
+            continue
+        is_k = C.binary(ctx, "EQUAL", wrapped, C.const(ctx, k, np.int32, "k"), dtype=np.bool_)
+        chosen = C.select(ctx, is_k, scanned, chosen)
+    e.result(chosen)

@@ -1,0 +1,330 @@
+"""MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv as exact float32 integer math.
+
+Why float32: TFLite's integer matmul/conv kernels need static quantization parameters (and
+int8 weights with zero point 0), while these ONNX ops take arbitrary, often runtime, zero
+points. Shifted operands ``q - zp`` are small integers, and a float32 sum of integer products
+is exact while every partial sum stays below 2**24: the extra checks bound
+``K * max|a - a_zp| * max|b - b_zp|`` (plus |bias|) statically, from the dtype ranges and any
+constant zero point, and refuse larger reductions instead of rounding.
+
+Requantization follows onnxruntime (MlasRequantizeOutput): ``multiplier = a_scale * b_scale /
+y_scale`` in float32 (float16 scales: each step rounded to float16, as the ONNX reference
+computes it), ``y = saturate(round_half_even(float(acc) * multiplier) + y_zp)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import channel_last, onnx_order
+from ..registry import lowering
+from . import compose as C
+from .common import emit_pad, padding_mode, spatial_pads
+from .conv import DEPTHWISE_2D
+from .elementwise import dtype_name
+from .quantize import QUANT_RANGES, requantize
+
+EXACT_FLOAT_SUM = 2**24
+INT8_TYPES = ("uint8", "int8")
+SCALE_TYPES = ("float32", "float16")
+
+
+# ---- static exactness bounds ---------------------------------------------------------------
+
+
+def _values(node, graph, i):
+    if i < len(node.inputs) and node.inputs[i]:
+        return graph.values[node.inputs[i]]
+    return None
+
+
+def _max_shift(node, graph, q_idx: int, zp_idx: int) -> int:
+    """Largest possible |q - zp| given q's dtype and (if constant) its zero point."""
+    lo, hi = QUANT_RANGES[dtype_name(graph.values[node.inputs[q_idx]].dtype)]
+    zp = _values(node, graph, zp_idx)
+    if zp is None:
+        return max(-lo, hi)
+    if not zp.is_constant:
+        return hi - lo
+    z = np.asarray(zp.const, np.int64)
+    return int(max(np.max(np.abs(lo - z)), np.max(np.abs(hi - z))))
+
+
+def _sum_bound_problem(node, graph, k: int, pairs, bias_idx: int | None = None) -> str | None:
+    (a, az), (b, bz) = pairs
+    bound = k * _max_shift(node, graph, a, az) * _max_shift(node, graph, b, bz)
+    bias = _values(node, graph, bias_idx) if bias_idx is not None else None
+    if bias is not None:
+        bound += int(np.max(np.abs(np.asarray(bias.const, np.int64)), initial=0))
+    if bound >= EXACT_FLOAT_SUM:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: reduction of {k} products can reach {bound} "
+            ">= 2**24, beyond exact float32 accumulation"
+        )
+    return None
+
+
+def _dtype_problem(node, graph, quantized, scales=()) -> str | None:
+    for i in quantized:
+        v = _values(node, graph, i)
+        if v is not None and dtype_name(v.dtype) not in INT8_TYPES:
+            return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {dtype_name(v.dtype)}"
+    for i in scales:
+        v = _values(node, graph, i)
+        if v is not None and dtype_name(v.dtype) not in SCALE_TYPES:
+            return f"{errors.UNSUPPORTED_DTYPE}: scale input {i} has dtype {dtype_name(v.dtype)}"
+    return None
+
+
+# ---- operands ------------------------------------------------------------------------------
+
+
+def _shifted(ctx, q_idx: int, zp, layout=None, hint: str = "shifted"):
+    """float32(q) - zp (zp a broadcastable float32 tensor or None)."""
+    q = C.cast(ctx, ctx.input(q_idx, layout), np.float32, f"{hint}_f")
+    return q if zp is None else C.binary(ctx, "SUB", q, zp, hint)
+
+
+def _param(ctx, i: int, vector_shape, dtype=np.float32):
+    """Input ``i`` as float32: a scalar if it has one element, ``vector_shape`` if 1-D, else
+    as is (an N-D parameter already broadcastable in ONNX order)."""
+    if not ctx.has_input(i):
+        return None
+    shape = ctx.shape(i)
+    size = int(np.prod(shape, dtype=np.int64))
+    target = () if size == 1 else tuple(vector_shape) if len(shape) == 1 else tuple(shape)
+    value = ctx.const(i)
+    if value is not None:
+        return ctx.const_tensor(np.asarray(value).astype(dtype).reshape(target), f"param{i}")
+    t = C.cast(ctx, ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
+    return C.reshape(ctx, t, target, f"param{i}_b")
+
+
+def _f16_round(ctx, t, is_f16: bool):
+    """Round a float32 value to float16 precision (exact emulation of one float16 op)."""
+    if not is_f16:
+        return t
+    half = C.cast(ctx, t, np.float16, "as_f16")
+    return C.cast(ctx, half, np.float32, "from_f16")
+
+
+def _multiplier(ctx, a_scale, b_scale, y_scale, is_f16: bool):
+    """a_scale * b_scale / y_scale, evaluated like the ONNX reference / onnxruntime."""
+    prod = _f16_round(ctx, C.binary(ctx, "MUL", a_scale, b_scale, "scale_ab"), is_f16)
+    return _f16_round(ctx, C.binary(ctx, "DIV", prod, y_scale, "multiplier"), is_f16)
+
+
+def _is_f16(ctx, i: int) -> bool:
+    return dtype_name(ctx.value(i).dtype) == "float16"
+
+
+# ---- MatMulInteger / QLinearMatMul ---------------------------------------------------------
+
+
+def _matmul_param_problem(node, graph, b_idx, per_tensor, per_column) -> str | None:
+    """Per-tensor parameters, and per-column ones (1-D [N]) on the B side.
+
+    A 1-D per-row A parameter is ambiguous (onnxruntime rejects it, the ONNX reference
+    broadcasts it along K), so it is refused like every other shape.
+    """
+    n = graph.values[node.inputs[b_idx]].shape[-1]
+    for i in (*per_tensor, *per_column):
+        v = _values(node, graph, i)
+        if v is None or int(np.prod(v.shape, dtype=np.int64)) == 1:
+            continue
+        if not (i in per_column and tuple(v.shape) == (n,)):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: parameter {i} shape {tuple(v.shape)}"
+    return None
+
+
+def _matmul_check(a, az, b, bz, per_tensor, per_column, scales=()):
+    def check(node, graph):
+        a_shape = graph.values[node.inputs[a]].shape
+        b_shape = graph.values[node.inputs[b]].shape
+        if len(a_shape) < 2 or len(b_shape) < 2:
+            return f"{errors.UNSUPPORTED_RANK}: 1-D operands (ranks {len(a_shape)}, {len(b_shape)})"
+        return (
+            _dtype_problem(node, graph, (), scales)
+            or _matmul_param_problem(node, graph, b, per_tensor, per_column)
+            or _sum_bound_problem(node, graph, a_shape[-1], ((a, az), (b, bz)))
+        )
+
+    return check
+
+
+def _same_rank(ctx, a, b):
+    rank = max(len(a.shape), len(b.shape))
+    a = C.reshape(ctx, a, (1,) * (rank - len(a.shape)) + tuple(a.shape), "a_ranked")
+    b = C.reshape(ctx, b, (1,) * (rank - len(b.shape)) + tuple(b.shape), "b_ranked")
+    return a, b
+
+
+def _integer_matmul(ctx, a_idx, az_idx, b_idx, bz_idx):
+    """Exact float32 matmul of (a - a_zp) and (b - b_zp), ONNX order."""
+    n = ctx.shape(b_idx)[-1]
+    a = _shifted(ctx, a_idx, _param(ctx, az_idx, ()), hint="a_shifted")
+    b = _shifted(ctx, b_idx, _param(ctx, bz_idx, (n,)), hint="b_shifted")
+    return C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+
+
+@lowering(
+    "MatMulInteger",
+    onnx_order,
+    since=10,
+    dtypes=INT8_TYPES,
+    dtype_inputs=(0, 1, 2, 3),
+    tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "RESHAPE"),
+    notes="exact float32 accumulation: refused when K * max|a - a_zp| * max|b - b_zp| >= 2**24",
+    extra_check=_matmul_check(0, 2, 1, 3, per_tensor=(2,), per_column=(3,)),
+)
+def lower_matmul_integer(ctx):
+    acc = _integer_matmul(ctx, 0, 2, 1, 3)
+    out = ctx.output(0)
+    ctx.emit("CAST", [C.reshape(ctx, acc, out.shape, "acc_shaped")], [out])
+
+
+@lowering(
+    "QLinearMatMul",
+    onnx_order,
+    since=10,
+    dtypes=INT8_TYPES,
+    dtype_inputs=(0, 2, 3, 5, 7),
+    tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "MUL", "DIV", "ROUND", "ADD", "MAXIMUM", "MINIMUM"),
+    notes="exact float32 accumulation (refused beyond 2**24); requantized like onnxruntime: "
+    "round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zp, saturated",
+    extra_check=_matmul_check(0, 2, 3, 5, (1, 2, 6, 7), (4, 5), scales=(1, 4, 6)),
+)
+def lower_qlinear_matmul(ctx):
+    acc = _integer_matmul(ctx, 0, 2, 3, 5)
+    n = ctx.shape(3)[-1]
+    scales = (_param(ctx, 1, ()), _param(ctx, 4, (n,)), _param(ctx, 6, ()))
+    mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))
+    value = C.binary(ctx, "MUL", acc, mult, "rescaled")
+    requantize(ctx, value, _param(ctx, 7, ()), ctx.output(0), "y")
+
+
+# ---- ConvInteger / QLinearConv -------------------------------------------------------------
+
+
+def _conv_check(x, xz, w, wz, scales, per_tensor, per_channel, bias=None):
+    def check(node, graph):
+        x_shape = graph.values[node.inputs[x]].shape
+        w_shape = graph.values[node.inputs[w]].shape
+        if len(x_shape) not in (3, 4) or len(w_shape) != len(x_shape):
+            return f"{errors.UNSUPPORTED_RANK}: input rank {len(x_shape)} (1-D and 2-D convs only)"
+        for i, allowed in [(i, (1,)) for i in per_tensor] + [
+            (i, (1, w_shape[0])) for i in per_channel
+        ]:
+            v = _values(node, graph, i)
+            if v is not None and int(np.prod(v.shape, dtype=np.int64)) not in allowed:
+                return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: parameter {i} shape {v.shape}"
+        k = int(np.prod(w_shape[1:], dtype=np.int64))
+        return _dtype_problem(node, graph, (), scales) or _sum_bound_problem(
+            node, graph, k, ((x, xz), (w, wz)), bias
+        )
+
+    return check
+
+
+def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
+    """Exact float32 conv of (x - x_zp) and (w - w_zp) in channel-last layout.
+
+    Padding after the shift pads with real zero, which is ONNX's pad-with-zero-point.
+    Returns the stored [N, (1,) W(, H), O] result (1-D convs run as 2-D with unit height).
+    """
+    x_shape, w_shape = ctx.shape(x_idx), ctx.shape(w_idx)
+    one_d = len(x_shape) == 3
+    n, c, o = x_shape[0], x_shape[1], w_shape[0]
+    kernel = [int(k) for k in w_shape[2:]]
+    dims = len(kernel)
+    strides = [int(s) for s in ctx.attr("strides", [1] * dims)]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * dims)]
+    spatial = list(x_shape[2:])
+    pads = spatial_pads(ctx, spatial, kernel, strides, dilations)
+    group = int(ctx.attr("group", 1))
+    depthwise = group == c and group > 1 and w_shape[1] == 1
+    if depthwise:
+        w_layout = L.Layout((1, 2, 0)) if one_d else DEPTHWISE_2D
+        wz_shape = (o,)
+    else:
+        w_layout = L.channel_last(len(w_shape))
+        wz_shape = (o,) + (1,) * (len(w_shape) - 1)
+    x = _shifted(ctx, x_idx, _param(ctx, xz_idx, ()), hint="x_shifted")
+    filt = _shifted(ctx, w_idx, _param(ctx, wz_idx, wz_shape), w_layout, "w_shifted")
+    if one_d:
+        spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides
+        dilations, pads = [1] + dilations, [(0, 0)] + pads
+        x = C.reshape(ctx, x, (n, 1, x_shape[2], c), "as_2d")
+        filt = C.reshape(ctx, filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
+    mode = padding_mode(pads, spatial, kernel, strides, dilations)
+    if mode is None:
+        x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+        mode = "VALID"
+    out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
+    bias_t = ctx.const_tensor(
+        np.zeros(o, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o),
+        "bias",
+    )
+    options = dict(
+        padding=mode,
+        stride_h=strides[0],
+        stride_w=strides[1],
+        dilation_h_factor=dilations[0],
+        dilation_w_factor=dilations[1],
+        fused_activation_function="NONE",
+    )
+    if depthwise:
+        options["depth_multiplier"] = o // c
+    opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+    return C.op(ctx, opcode, [x, filt, bias_t], (n, *out_hw, o), hint="acc", **options)
+
+
+@lowering(
+    "ConvInteger",
+    channel_last(data_inputs=(0, 1)),
+    since=10,
+    dtypes=INT8_TYPES,
+    dtype_inputs=(0, 1, 2, 3),
+    tflite_ops=("CAST", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "RESHAPE", "TRANSPOSE"),
+    notes="1-D/2-D; exact float32 accumulation: refused when the reduction can reach 2**24",
+    extra_check=_conv_check(0, 2, 1, 3, (), (2,), (3,)),
+)
+def lower_conv_integer(ctx):
+    acc = _integer_conv(ctx, 0, 2, 1, 3)
+    out = ctx.output(0)
+    ctx.emit("CAST", [C.reshape(ctx, acc, out.shape, "acc_shaped")], [out])
+
+
+@lowering(
+    "QLinearConv",
+    channel_last(data_inputs=(0, 3)),
+    since=10,
+    dtypes=INT8_TYPES,
+    dtype_inputs=(0, 2, 3, 5, 7),
+    const_inputs=(8,),
+    tflite_ops=(
+        "CAST",
+        "SUB",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "PAD",
+        "MUL",
+        "DIV",
+        "ROUND",
+        "ADD",
+        "MAXIMUM",
+        "MINIMUM",
+    ),
+    notes="1-D/2-D; constant bias; exact float32 accumulation (refused beyond 2**24); "
+    "requantized like onnxruntime (float32 multiplier x_scale * w_scale / y_scale)",
+    extra_check=_conv_check(0, 2, 3, 5, (1, 4, 6), (1, 2, 6, 7), (4, 5), 8),
+)
+def lower_qlinear_conv(ctx):
+    acc = _integer_conv(ctx, 0, 2, 3, 5, ctx.const(8) if ctx.has_input(8) else None)
+    o = ctx.shape(3)[0]
+    scales = (_param(ctx, 1, ()), _param(ctx, 4, (o,)), _param(ctx, 6, ()))
+    mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))
+    value = C.binary(ctx, "MUL", acc, mult, "rescaled")
+    requantize(ctx, value, _param(ctx, 7, ()), ctx.output(0), "y")

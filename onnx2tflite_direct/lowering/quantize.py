@@ -1,0 +1,316 @@
+"""QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear as exact float32 compositions.
+
+Why compositions: node-test models feed scales and zero points as runtime tensors, which a
+quantized tensor's static parameters cannot express, and the QUANTIZE builtin's tie rounding is
+not known to match ONNX's half-to-even (not relied upon; the composition is exact by
+construction). Every step below is one correctly rounded IEEE operation
+with the same operands ONNX uses: ``x / scale`` (DIV, not a multiply by 1/scale), ROUND (half
+to even), ``+ zero_point`` (exact: both are small integers in float32), a clamp to the target
+range and a CAST. Dequantization is ``(q - zp) * scale`` with ``q - zp`` exact in float32
+(int32 inputs subtract in int32 first, as onnxruntime does). A constant quantized tensor with
+constant 8/16-bit parameters becomes a quantized constant feeding the DEQUANTIZE builtin,
+which computes the same single product, so weights stay int8 in the file.
+
+Scales and zero points broadcast along ``axis`` (mapped to the stored axis of ``x``); blocked
+quantization repeats them ``block_size`` times along the axis (numpy for constants, one GATHER
+for runtime tensors). int4/int2/float8/float4 have no TFLite arithmetic and are refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .. import errors, tfl
+from .. import layout as L
+from ..policies import PASSTHROUGH, keep_rank
+from ..registry import FLOAT, lowering
+from . import compose as C
+from .elementwise import dtype_name
+
+# Integer ranges of the quantized types TFLite can compute with.
+QUANT_RANGES = {
+    "uint8": (0, 255),
+    "int8": (-128, 127),
+    "uint16": (0, 65535),
+    "int16": (-32768, 32767),
+}
+DEQUANT_INPUTS = (*QUANT_RANGES, "int32")
+# DEQUANTIZE builtin input types (int16 needs zero point 0).
+DEQUANTIZE_BUILTIN = ("uint8", "int8", "int16")
+
+
+# ---- shared checks and operands (also used by qlinear.py) ---------------------------------
+
+
+def _dtype_of(graph, name) -> str:
+    return dtype_name(graph.values[name].dtype)
+
+
+def _has(node, i) -> bool:
+    return i < len(node.inputs) and bool(node.inputs[i])
+
+
+def scale_layout_problem(node, graph, x_idx: int, param_idxs) -> str | None:
+    """Scales/zero points must be per-tensor, per-axis (1-D along ``axis``) or blocked."""
+    x_shape = graph.values[node.inputs[x_idx]].shape
+    rank = len(x_shape)
+    axis = int(node.attrs.get("axis", 1))
+    block = int(node.attrs.get("block_size", 0) or 0)
+    for i in param_idxs:
+        if not _has(node, i):
+            continue
+        shape = tuple(graph.values[node.inputs[i]].shape)
+        size = int(np.prod(shape, dtype=np.int64))
+        if size == 1 and block <= 0:
+            continue  # per-tensor: axis is irrelevant
+        if not -rank <= axis < rank:
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: axis {axis} out of range for rank {rank}"
+        axis %= rank
+        if block > 0:
+            want = list(x_shape)
+            want[axis] = -(-x_shape[axis] // block)
+            if shape != tuple(want):
+                return (
+                    f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: blocked parameter shape {shape} "
+                    f"!= {tuple(want)}"
+                )
+        elif size != 1 and (len(shape) != 1 or rank == 0 or shape[0] != x_shape[axis]):
+            return (
+                f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: parameter shape {shape} is neither "
+                f"per-tensor nor per-axis along axis {axis}"
+            )
+    return None
+
+
+def broadcast_param(ctx, i: int, x_idx: int, dtype=np.float32) -> tfl.Tensor:
+    """Input ``i`` (a scale or zero point) as ``dtype``, broadcastable against stored x.
+
+    Per-tensor -> a scalar; per-axis -> unit dims except the stored axis; blocked -> repeated
+    along the axis to x's shape, then stored in x's layout.
+    """
+    lay = ctx.in_layout(x_idx)
+    x_shape = ctx.shape(x_idx)
+    rank = len(x_shape)
+    axis = int(ctx.attr("axis", 1)) % max(rank, 1)
+    block = int(ctx.attr("block_size", 0) or 0)
+    shape = ctx.shape(i)
+    size = int(np.prod(shape, dtype=np.int64))
+    if block > 0:
+        index = np.arange(x_shape[axis]) // block
+        target = None
+    elif size == 1:
+        target = ()
+    else:
+        target = [1] * rank
+        target[lay.stored_axis(axis)] = size
+    value = ctx.const(i)
+    if value is not None:
+        arr = np.asarray(value).astype(dtype)
+        arr = lay.apply(np.take(arr, index, axis=axis)) if block > 0 else arr.reshape(target)
+        return ctx.const_tensor(arr, f"param{i}")
+    t = C.cast(ctx, ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
+    if block > 0:
+        t = C.gather(ctx, t, index.astype(np.int32), axis, f"param{i}_blocks")
+        return C.transpose(ctx, t, lay.perm, f"param{i}_stored")
+    return C.reshape(ctx, t, tuple(target), f"param{i}_b")
+
+
+def requantize(ctx, value: tfl.Tensor, zp: tfl.Tensor | None, out: tfl.Tensor, scale_hint: str):
+    """out = saturate(ROUND(value) + zp) cast to out.dtype; ``value`` is float32 (already
+    divided or multiplied by the scale)."""
+    lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
+    t = C.op(ctx, "ROUND", [value], value.shape, hint=f"{scale_hint}_round")
+    if zp is not None:
+        t = C.binary(ctx, "ADD", t, zp, f"{scale_hint}_zp")
+    t = C.binary(ctx, "MAXIMUM", t, C.const(ctx, lo, hint="qmin"), f"{scale_hint}_lo")
+    t = C.binary(ctx, "MINIMUM", t, C.const(ctx, hi, hint="qmax"), f"{scale_hint}_hi")
+    if tuple(t.shape) != tuple(out.shape):
+        t = C.reshape(ctx, t, out.shape, f"{scale_hint}_shaped")
+    ctx.emit("CAST", [t], [out])
+
+
+# ---- QuantizeLinear ----------------------------------------------------------------------
+
+
+def _quant_target(node, graph) -> str:
+    if _has(node, 2):
+        return _dtype_of(graph, node.inputs[2])
+    out_dtype = int(node.attrs.get("output_dtype", 0) or 0)
+    if out_dtype:
+        return dtype_name(helper.tensor_dtype_to_np_dtype(out_dtype))
+    return "uint8"
+
+
+def _precision_problem(node) -> str | None:
+    precision = int(node.attrs.get("precision", 0) or 0)
+    if precision not in (0, onnx_float()):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: precision {precision} (only float32)"
+    out_dtype = int(node.attrs.get("output_dtype", 0) or 0)
+    if node.op_type == "DequantizeLinear" and out_dtype not in (0, onnx_float()):
+        return f"{errors.UNSUPPORTED_DTYPE}: output_dtype {out_dtype} (only float32)"
+    return None
+
+
+def onnx_float() -> int:
+    return int(helper.np_dtype_to_tensor_dtype(np.dtype(np.float32)))
+
+
+def _quantize_check(node, graph):
+    try:
+        target = _quant_target(node, graph)
+    except (TypeError, ValueError, KeyError):
+        target = "unknown"
+    if target not in QUANT_RANGES:
+        return f"{errors.UNSUPPORTED_DTYPE}: quantizing to {target} (TFLite computes only " + (
+            "uint8/int8/uint16/int16)"
+        )
+    return _precision_problem(node) or scale_layout_problem(node, graph, 0, (1, 2))
+
+
+@lowering(
+    "QuantizeLinear",
+    keep_rank((0,)),
+    since=10,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1),
+    tflite_ops=("DIV", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
+    notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 x and "
+    "scale; exact: x / scale rounded half to even, + zero point, saturated",
+    extra_check=_quantize_check,
+)
+def lower_quantize_linear(ctx):
+    scale = broadcast_param(ctx, 1, 0)
+    zp = broadcast_param(ctx, 2, 0) if ctx.has_input(2) else None
+    scaled = C.binary(ctx, "DIV", ctx.input(0), scale, "scaled")
+    requantize(ctx, scaled, zp, ctx.output(0), "q")
+
+
+# ---- DequantizeLinear --------------------------------------------------------------------
+
+
+def _dequantize_check(node, graph):
+    x_dtype = _dtype_of(graph, node.inputs[0])
+    if x_dtype not in DEQUANT_INPUTS:
+        return (
+            f"{errors.UNSUPPORTED_DTYPE}: dequantizing {x_dtype} (TFLite has no arithmetic for it)"
+        )
+    if _has(node, 2) and _dtype_of(graph, node.inputs[2]) != x_dtype:
+        return f"{errors.UNSUPPORTED_DTYPE}: zero point dtype differs from x ({x_dtype})"
+    if _dtype_of(graph, node.inputs[1]) != "float32":
+        return f"{errors.UNSUPPORTED_DTYPE}: scale dtype {_dtype_of(graph, node.inputs[1])}"
+    return _precision_problem(node) or scale_layout_problem(node, graph, 0, (1, 2))
+
+
+def _dequantize_builtin(ctx) -> bool:
+    """Constant x and parameters of a DEQUANTIZE-able type: a quantized constant + DEQUANTIZE."""
+    x, scale = ctx.const(0), ctx.const(1)
+    zp = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
+    if x is None or scale is None or zp is None or int(ctx.attr("block_size", 0) or 0) > 0:
+        return False
+    if dtype_name(x.dtype) not in DEQUANTIZE_BUILTIN or x.ndim == 0:
+        return False
+    scale = np.asarray(scale, np.float32).reshape(-1)
+    zp = np.broadcast_to(np.asarray(zp, np.int64).reshape(-1), scale.shape)
+    if dtype_name(x.dtype) == "int16" and np.any(zp != 0):
+        return False
+    if scale.size > 1 and dtype_name(x.dtype) == "uint8":
+        return False  # per-channel uint8 is not a valid TFLite quantization
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        return False
+    lay = ctx.in_layout(0)
+    axis = lay.stored_axis(int(ctx.attr("axis", 1)) % x.ndim) if scale.size > 1 else 0
+    q = ctx.const_tensor(lay.apply(np.asarray(x)), "quantized")
+    q.quantization = tfl.Quantization(scale, zp.copy(), axis)
+    ctx.emit("DEQUANTIZE", [q], [ctx.output(0)])
+    return True
+
+
+@lowering(
+    "DequantizeLinear",
+    keep_rank((0,)),
+    since=10,
+    dtypes=DEQUANT_INPUTS,
+    tflite_ops=("DEQUANTIZE", "CAST", "SUB", "MUL", "GATHER", "RESHAPE"),
+    notes="uint8/int8/uint16/int16/int32 inputs, float32 scale; per-tensor, per-axis or "
+    "blocked; constant 8/16-bit x with constant parameters -> DEQUANTIZE",
+    extra_check=_dequantize_check,
+)
+def lower_dequantize_linear(ctx):
+    if _dequantize_builtin(ctx):
+        return
+    x = ctx.input(0)
+    scale = broadcast_param(ctx, 1, 0)
+    if dtype_name(x.dtype) == "int32":
+        shifted = x
+        if ctx.has_input(2):
+            shifted = C.binary(ctx, "SUB", x, broadcast_param(ctx, 2, 0, np.int32), "shifted")
+        shifted = C.cast(ctx, shifted, np.float32, "shifted_f")
+    else:
+        shifted = C.cast(ctx, x, np.float32, "x_f")
+        if ctx.has_input(2):
+            shifted = C.binary(ctx, "SUB", shifted, broadcast_param(ctx, 2, 0), "shifted")
+    product = C.binary(ctx, "MUL", shifted, scale, "dequantized")
+    out = ctx.output(0)
+    C.reshape(ctx, product, out.shape, out=out)
+
+
+# ---- DynamicQuantizeLinear ---------------------------------------------------------------
+
+
+def _dynamic_policy(node, ins, graph, drv=None):
+    """x passes its layout through to y; y_scale and y_zero_point are scalars."""
+    lay = ins[0] if ins[0] is not None else L.identity(len(graph.values[node.inputs[0]].shape))
+    outs = [lay, L.identity(0), L.identity(0)]
+    return [lay], outs[: len(node.outputs)]
+
+
+_dynamic_policy.hint = PASSTHROUGH
+
+
+@lowering(
+    "DynamicQuantizeLinear",
+    _dynamic_policy,
+    since=11,
+    dtypes=FLOAT,
+    tflite_ops=(
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "MAXIMUM",
+        "MINIMUM",
+        "SUB",
+        "DIV",
+        "EQUAL",
+        "SELECT_V2",
+        "ROUND",
+        "ADD",
+        "CAST",
+    ),
+    notes="uint8; scale = (max(0, max x) - min(0, min x)) / 255 (1/255 when the range is 0, "
+    "as the ONNX reference)",
+)
+def lower_dynamic_quantize_linear(ctx):
+    x = ctx.input(0)
+    axes = list(range(len(x.shape)))
+    zero = C.const(ctx, 0.0, hint="zero")
+    hi = C.binary(ctx, "MAXIMUM", C.reduce(ctx, "REDUCE_MAX", x, axes, False, "max"), zero, "hi")
+    lo = C.binary(ctx, "MINIMUM", C.reduce(ctx, "REDUCE_MIN", x, axes, False, "min"), zero, "lo")
+    spread = C.binary(ctx, "SUB", hi, lo, "range")
+    empty = C.binary(ctx, "EQUAL", spread, zero, "empty", dtype=np.bool_)
+    spread = C.select(ctx, empty, C.const(ctx, 1.0, hint="one"), spread, "range_nz")
+    scale_out = ctx.output(1) if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] else None
+    scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "scale", scale_out)
+    # zero point = saturate(round(0 - min / scale)); min <= 0 so the clamp is [0, 255].
+    initial = C.binary(ctx, "SUB", zero, C.binary(ctx, "DIV", lo, scale, "min_scaled"), "zp0")
+    zp_f = C.binary(
+        ctx,
+        "MINIMUM",
+        C.binary(ctx, "MAXIMUM", initial, zero, "zp_lo"),
+        C.const(ctx, 255.0, hint="zp_max"),
+        "zp_hi",
+    )
+    zp_f = C.op(ctx, "ROUND", [zp_f], (), hint="zp_round")
+    if len(ctx.node.outputs) > 2 and ctx.node.outputs[2]:
+        ctx.emit("CAST", [zp_f], [ctx.output(2)])
+    scaled = C.binary(ctx, "DIV", x, scale, "scaled")
+    requantize(ctx, scaled, zp_f, ctx.output(0), "y")
