@@ -48,7 +48,11 @@ print(json.dumps({"seconds": seconds, "peak_rss": rss, "bytes": size}))
 def run_child(*args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", CHILD, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -91,7 +95,9 @@ def main() -> int:
             )
     out = ROOT / "benchmarks" / "results" / "convert.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": f"{os.cpu_count()} cores", "rows": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps({"machine": f"{os.cpu_count()} cores", "rows": rows}, indent=2) + "\n"
+    )
     return 0
 
 

@@ -50,27 +50,118 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="path to the .onnx file")
     p.add_argument("-o", "--output-dir", default=".", help="folder for outputs (default: .)")
-    p.add_argument("--report-op-coverage", action="store_true", help="write <stem>_op_coverage_report.json (also on failure)")
-    p.add_argument("--keep-io-layout", action="store_true", help="keep every input/output in ONNX shape and layout (no channel-last I/O)")
-    p.add_argument("--input-shape", action="append", type=_shape_pin, default=[], metavar="NAME:d0,d1,...", help="pin an input's shape (repeatable)")
+    p.add_argument(
+        "--report-op-coverage",
+        action="store_true",
+        help="write <stem>_op_coverage_report.json (also on failure)",
+    )
+    p.add_argument(
+        "--keep-io-layout",
+        action="store_true",
+        help="keep every input/output in ONNX shape and layout (no channel-last I/O)",
+    )
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        type=_shape_pin,
+        default=[],
+        metavar="NAME:d0,d1,...",
+        help="pin an input's shape (repeatable)",
+    )
     p.add_argument("--batch-size", type=int, help="pin a dynamic first dim of every input")
-    p.add_argument("--allow-custom-ops", action="store_true", help="emit CUSTOM ops for allowlisted ops without a builtin lowering")
-    p.add_argument("--custom-op-allowlist", default="", metavar="Op1,Op2", help="ops allowed to become CUSTOM ops")
-    p.add_argument("--keep-input-layout", nargs="+", default=[], metavar="NAME", help="keep these inputs exactly in ONNX layout")
-    p.add_argument("--channel-last-input", nargs="+", default=[], metavar="NAME", help="expose these 3-D/4-D/5-D inputs channel-last")
-    p.add_argument("--keep-output-layout", nargs="+", default=[], metavar="NAME", help="keep these outputs exactly in ONNX layout")
-    p.add_argument("--channel-last-output", nargs="+", default=[], metavar="NAME", help="expose these 3-D/4-D/5-D outputs channel-last")
-    p.add_argument("--inputs", type=_names, metavar="T1,T2", help="convert only the sub-graph from these tensors")
-    p.add_argument("--outputs", type=_names, metavar="T3,T4", help="convert only the sub-graph up to these tensors")
-    p.add_argument("--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)")
-    p.add_argument("--disable-rewrite", action="append", default=[], metavar="RULE", help="disable one named rewrite rule (repeatable; rule ids are listed in the report)")
-    p.add_argument("--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs")
-    p.add_argument("--test-data", action="append", default=[], metavar="NAME=file.npy", help="inputs for --validate (ONNX layout, samples on axis 0)")
-    p.add_argument("--atol", type=float, default=1e-4, help="validation tolerance, relative to max(1, max|expected|)")
+    p.add_argument(
+        "--allow-custom-ops",
+        action="store_true",
+        help="emit CUSTOM ops for allowlisted ops without a builtin lowering",
+    )
+    p.add_argument(
+        "--custom-op-allowlist",
+        default="",
+        metavar="Op1,Op2",
+        help="ops allowed to become CUSTOM ops",
+    )
+    p.add_argument(
+        "--keep-input-layout",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="keep these inputs exactly in ONNX layout",
+    )
+    p.add_argument(
+        "--channel-last-input",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="expose these 3-D/4-D/5-D inputs channel-last",
+    )
+    p.add_argument(
+        "--keep-output-layout",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="keep these outputs exactly in ONNX layout",
+    )
+    p.add_argument(
+        "--channel-last-output",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="expose these 3-D/4-D/5-D outputs channel-last",
+    )
+    p.add_argument(
+        "--inputs",
+        type=_names,
+        metavar="T1,T2",
+        help="convert only the sub-graph from these tensors",
+    )
+    p.add_argument(
+        "--outputs",
+        type=_names,
+        metavar="T3,T4",
+        help="convert only the sub-graph up to these tensors",
+    )
+    p.add_argument(
+        "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
+    )
+    p.add_argument(
+        "--disable-rewrite",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="disable one named rewrite rule (repeatable; rule ids are listed in the report)",
+    )
+    p.add_argument(
+        "--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs"
+    )
+    p.add_argument(
+        "--test-data",
+        action="append",
+        default=[],
+        metavar="NAME=file.npy",
+        help="inputs for --validate (ONNX layout, samples on axis 0)",
+    )
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="validation tolerance, relative to max(1, max|expected|)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of generated validation inputs")
-    p.add_argument("--validate-all-tensors", action="store_true", help="compare every intermediate tensor with onnxruntime and name the first divergent node (writes <stem>_tensor_diagnostics.json)")
-    p.add_argument("--html-report", metavar="PATH", help="with --validate-all-tensors: write a self-contained HTML page of per-node errors")
-    p.add_argument("--check-gpu", action="store_true", help="run LiteRT's model analyzer for GPU delegate compatibility and report its verdict")
+    p.add_argument(
+        "--validate-all-tensors",
+        action="store_true",
+        help="compare every intermediate tensor with onnxruntime and name the first divergent node (writes <stem>_tensor_diagnostics.json)",
+    )
+    p.add_argument(
+        "--html-report",
+        metavar="PATH",
+        help="with --validate-all-tensors: write a self-contained HTML page of per-node errors",
+    )
+    p.add_argument(
+        "--check-gpu",
+        action="store_true",
+        help="run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--version", action="version", version=f"onnx2tflite_direct {__version__}")
@@ -143,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         for op in verdict.get("incompatible_ops", []):
             log.info("  not delegated: %s (%s)", op.get("op"), op.get("message"))
     rep = result.report
-    log.info("%d TFLite ops, %d TRANSPOSE", sum(v["count"] for v in rep["tflite_ops"].values()), rep["transpose_count"])
+    log.info(
+        "%d TFLite ops, %d TRANSPOSE",
+        sum(v["count"] for v in rep["tflite_ops"].values()),
+        rep["transpose_count"],
+    )
     if result.validation is not None:
         from .validate import format_table
 
@@ -160,7 +255,9 @@ def _diagnose(args, result, test_data) -> int:
 
     feeds = None
     if test_data:
-        batches = {r["name"]: r["onnx_shape"][0] for r in result.report["io"] if r["kind"] == "input"}
+        batches = {
+            r["name"]: r["onnx_shape"][0] for r in result.report["io"] if r["kind"] == "input"
+        }
         feeds = next(validate.iter_feed_batches(test_data, batches))
     diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=args.seed, atol=args.atol)
     stem = Path(args.model).stem

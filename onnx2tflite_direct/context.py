@@ -83,7 +83,11 @@ class Driver:
             return False
         for node, idx in users:
             spec = self.specs.get(id(node))
-            if spec is None or spec.accepts_inner is None or not spec.accepts_inner(node, idx, self.graph):
+            if (
+                spec is None
+                or spec.accepts_inner is None
+                or not spec.accepts_inner(node, idx, self.graph)
+            ):
                 return False
         return True
 
@@ -104,7 +108,9 @@ class Driver:
         array = np.asarray(array, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
         return tfl.Tensor(self.unique_name(base), array.dtype, array.shape, data=array)
 
-    def emit(self, opcode: str, inputs, outputs, onnx_node: str | None = None, **options) -> tfl.Operator:
+    def emit(
+        self, opcode: str, inputs, outputs, onnx_node: str | None = None, **options
+    ) -> tfl.Operator:
         op = tfl.Operator(opcode, list(inputs), list(outputs), options, onnx_node=onnx_node)
         self.sub.operators.append(op)
         if self._current is not None:
@@ -133,7 +139,9 @@ class Driver:
         elif src.inner is not None:
             out = self._from_inner(name, tensor, src, target)
         elif target.inner is not None:
-            raise errors.InternalError(errors.INTERNAL_ERROR, f"cannot produce inner layout for {name}")
+            raise errors.InternalError(
+                errors.INTERNAL_ERROR, f"cannot produce inner layout for {name}"
+            )
         else:
             out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
             perm = np.array(L.transpose_perm(src, target), dtype=np.int32)
@@ -151,7 +159,11 @@ class Driver:
         back = [inner.perm.index(k) for k in range(len(inner.perm))]
         perm = list(range(len(lead))) + [len(lead) + b for b in back]
         unsplit = self.new_tensor(f"{name}/unsplit", value.dtype, lead + tuple(inner.shape))
-        self.emit("TRANSPOSE", [split, self.const_tensor(f"{name}/perm", np.array(perm, np.int32))], [unsplit])
+        self.emit(
+            "TRANSPOSE",
+            [split, self.const_tensor(f"{name}/perm", np.array(perm, np.int32))],
+            [unsplit],
+        )
         plain = self.new_tensor(f"{name}/onnx", value.dtype, value.shape)
         self.reshape(unsplit, plain)
         ident = L.identity(len(value.shape))
@@ -259,7 +271,9 @@ class Driver:
         for name in node.outputs:
             if self.graph.used(name) and name not in self.tensor_of:
                 raise errors.InternalError(
-                    errors.INTERNAL_ERROR, f"lowering of {node.op_type} did not produce {name!r}", node.label
+                    errors.INTERNAL_ERROR,
+                    f"lowering of {node.op_type} did not produce {name!r}",
+                    node.label,
                 )
         self._current = None
 

@@ -92,7 +92,9 @@ def main(argv=None) -> int:
     if args.check:
         current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
         if current != text:
-            print(f"{DOC_PATH} is stale; run python -m onnx2tflite_direct.docs_gen", file=sys.stderr)
+            print(
+                f"{DOC_PATH} is stale; run python -m onnx2tflite_direct.docs_gen", file=sys.stderr
+            )
             return 1
         return 0
     DOC_PATH.parent.mkdir(parents=True, exist_ok=True)

@@ -162,36 +162,32 @@ def reshape_layout(src: Layout, a_shape, b_shape):
         return ("transpose", identity(len(a_shape)))
     stored = non_unit_order(src.perm, a_shape)
     pos = {axis: k for k, axis in enumerate(stored)}
-    ordered = sorted(groups, key=lambda g: pos[g[0][0]] if g[0] else -1)
-    ok = True
-    for ga, _ in ordered:
-        idx = [pos[a] for a in ga]
-        if idx != list(range(idx[0], idx[0] + len(idx))) if idx else False:
-            ok = False
-    if ok:
+    ordered = sorted(groups, key=lambda g: pos[g[0][0]])  # groups in stored order
+    placed = [[pos[a] for a in ga] for ga, _ in ordered]
+    if all(_is_run(p) for p in placed):
         seq = [b for _, gb in ordered for b in gb]
         return ("direct", canonical(Layout(_insert_unit_axes(seq, b_shape)), b_shape))
-    # Flatten of several axes into the last output axis, each group contiguous: inner order.
-    last_b = len(b_shape) - 1
-    bad = [g for g in ordered if sorted(pos[a] for a in g[0]) != [pos[a] for a in g[0]]]
-    contiguous = all(
-        sorted(pos[a] for a in ga) == list(range(min(pos[a] for a in ga), min(pos[a] for a in ga) + len(ga)))
-        for ga, _ in ordered
-        if ga
-    )
-    if contiguous and len(bad) == 1 and bad[0][1] == [last_b] and ordered[-1] is bad[0]:
-        ga = bad[0][0]
-        inner_shape = tuple(a_shape[a] for a in ga)
-        stored_ga = sorted(ga, key=lambda a: pos[a])
-        inner_perm = tuple(ga.index(a) for a in stored_ga)
+    # A flatten of several axes into the last output axis, stored contiguously but permuted:
+    # expressible as an inner element order on that axis.
+    disordered = [g for g, p in zip(ordered, placed, strict=True) if not _is_run(p)]
+    if (
+        all(_is_run(sorted(p)) for p in placed)
+        and len(disordered) == 1
+        and disordered[0] is ordered[-1]
+        and disordered[0][1] == [len(b_shape) - 1]
+    ):
+        ga = disordered[0][0]
+        inner_perm = tuple(ga.index(a) for a in sorted(ga, key=lambda a: pos[a]))
         seq = [b for _, gb in ordered for b in gb]
-        out = Layout(_insert_unit_axes(seq, b_shape), Inner(inner_shape, inner_perm))
+        inner = Inner(tuple(a_shape[a] for a in ga), inner_perm)
+        out = Layout(_insert_unit_axes(seq, b_shape), inner)
         if out.perm == tuple(range(len(b_shape))):
             return ("inner", out)
-    # Materialize: keep group order as stored, sort axes inside each group.
+    # Materialize: keep the groups in their stored order, sort the axes inside each group.
     seq_a = [a for ga, _ in ordered for a in sorted(ga)]
-    full = list(seq_a)
-    for axis, d in enumerate(a_shape):
-        if d == 1:
-            full.insert(0 if axis == 0 else full.index(axis - 1) + 1, axis)
-    return ("transpose", Layout(tuple(full)))
+    return ("transpose", Layout(_insert_unit_axes(seq_a, a_shape)))
+
+
+def _is_run(positions: list[int]) -> bool:
+    """Consecutive and increasing: the axes sit next to each other in this order."""
+    return positions == list(range(positions[0], positions[0] + len(positions)))

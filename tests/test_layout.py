@@ -83,7 +83,9 @@ def test_residual_block_has_no_transpose():
         helper.make_node("Add", ["c2", "x"], ["s"]),
         helper.make_node("Relu", ["s"], ["y"]),
     ]
-    model = make_model(nodes, [("x", np.float32, (1, 8, 6, 6))], [("y", np.float32, (1, 8, 6, 6))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 8, 6, 6))], [("y", np.float32, (1, 8, 6, 6))], inits
+    )
     chk = check_conversion(model)
     assert _transposes(chk) == 0
     assert chk.ops == {"CONV_2D": 2, "ADD": 1}  # both Relus fused
@@ -100,7 +102,9 @@ def test_squeeze_excitation_has_no_transpose():
         helper.make_node("Sigmoid", ["fc2"], ["s"]),
         helper.make_node("Mul", ["c1", "s"], ["y"]),
     ]
-    model = make_model(nodes, [("x", np.float32, (1, 8, 5, 5))], [("y", np.float32, (1, 8, 5, 5))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 8, 5, 5))], [("y", np.float32, (1, 8, 5, 5))], inits
+    )
     assert _transposes(check_conversion(model)) == 0
 
 
@@ -111,7 +115,9 @@ def test_flatten_into_gemm_permutes_weights_not_activations():
         helper.make_node("Flatten", ["c1"], ["f"]),
         helper.make_node("Gemm", ["f", "fc_w"], ["y"], transB=1),
     ]
-    model = make_model(nodes, [("x", np.float32, (2, 3, 4, 4))], [("y", np.float32, (2, 10))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (2, 3, 4, 4))], [("y", np.float32, (2, 10))], inits
+    )
     chk = check_conversion(model)
     assert _transposes(chk) == 0
     assert chk.ops["FULLY_CONNECTED"] == 1
@@ -146,7 +152,9 @@ def test_channel_shuffle_costs_one_transpose():
     ]
     inits["s5"] = np.array([1, 3, 2, 4, 4], np.int64)
     inits["s4"] = np.array([1, 6, 4, 4], np.int64)
-    model = make_model(nodes, [("x", np.float32, (1, 6, 4, 4))], [("c2", np.float32, (1, 6, 4, 4))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 6, 4, 4))], [("c2", np.float32, (1, 6, 4, 4))], inits
+    )
     chk = check_conversion(model)
     assert _transposes(chk) == 1
     assert "GATHER" not in chk.ops
@@ -159,7 +167,9 @@ def test_concat_of_conv_branches_concatenates_on_channel_axis():
         _conv("b", "x", 4, 5, k=1, inits=inits),
         helper.make_node("Concat", ["a", "b", "x"], ["y"], axis=1),
     ]
-    model = make_model(nodes, [("x", np.float32, (1, 4, 5, 5))], [("y", np.float32, (1, 12, 5, 5))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 4, 5, 5))], [("y", np.float32, (1, 12, 5, 5))], inits
+    )
     chk = check_conversion(model)
     assert _transposes(chk) == 0
 
@@ -167,14 +177,18 @@ def test_concat_of_conv_branches_concatenates_on_channel_axis():
 def test_softmax_over_channels_of_feature_map_is_transpose_free():
     inits = {}
     nodes = [_conv("a", "x", 4, 6, inits=inits), helper.make_node("Softmax", ["a"], ["y"], axis=1)]
-    model = make_model(nodes, [("x", np.float32, (1, 4, 3, 3))], [("y", np.float32, (1, 6, 3, 3))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 4, 3, 3))], [("y", np.float32, (1, 6, 3, 3))], inits
+    )
     assert _transposes(check_conversion(model)) == 0
 
 
 def test_keep_io_layout_exposes_onnx_shapes():
     inits = {}
     nodes = [_conv("a", "x", 4, 6, inits=inits)]
-    model = make_model(nodes, [("x", np.float32, (1, 4, 3, 3))], [("a", np.float32, (1, 6, 3, 3))], inits)
+    model = make_model(
+        nodes, [("x", np.float32, (1, 4, 3, 3))], [("a", np.float32, (1, 6, 3, 3))], inits
+    )
     chk = check_conversion(model, keep_io_layout=True)
     assert [r["tflite_shape"] for r in chk.report["io"]] == [[1, 4, 3, 3], [1, 6, 3, 3]]
     assert _transposes(chk) == 2

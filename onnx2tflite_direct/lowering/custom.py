@@ -17,7 +17,11 @@ from ..registry import REGISTRY, OpSpec
 
 
 def custom_code(node) -> str:
-    return f"ONNX_{node.op_type}" if node.domain in ("", "ai.onnx") else f"ONNX_{node.domain}.{node.op_type}"
+    return (
+        f"ONNX_{node.op_type}"
+        if node.domain in ("", "ai.onnx")
+        else f"ONNX_{node.domain}.{node.op_type}"
+    )
 
 
 def _flex_value(value):

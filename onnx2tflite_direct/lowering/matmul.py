@@ -135,7 +135,9 @@ def lower_matmul(ctx):
     b = ctx.const(1)
     squeeze = len(a_shape) == 1 or len(b_shape) == 1
     if b is not None and b.ndim == 2 and len(a_shape) >= 2:
-        _fc(ctx, x, np.asarray(b, np.float32).T, None, ctx.output(0), keep_num_dims=len(a_shape) > 2)
+        _fc(
+            ctx, x, np.asarray(b, np.float32).T, None, ctx.output(0), keep_num_dims=len(a_shape) > 2
+        )
         return
     if not squeeze:
         ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=False)
