@@ -77,3 +77,27 @@ def runtime_int32(ctx, i: int = 1, scalar: bool = False):
         ctx.emit("CAST", [t], [cast])
         t = cast
     return ctx.reshape(t, (), "scalar") if scalar and t.shape != () else t
+
+
+def constant_axis(node, graph, i: int = 1) -> int | None:
+    """The non-negative value of a scalar axis input ``i``, or None when it is runtime.
+
+    A rank-1 input has only axis 0, so its axis is known even when given at run time.
+    """
+    value = graph.values[node.inputs[i]]
+    rank = len(graph.values[node.inputs[0]].shape)
+    if not value.is_constant:
+        return 0 if rank == 1 else None
+    return int(np.asarray(value.const).reshape(-1)[0]) % rank
+
+
+def axis_input_policy(node, ins, graph, drv=None):
+    """Ops along one axis given as input 1 (CumSum, CumProd): any layout when the axis is
+    constant (it is mapped through the layout), ONNX order when it is a runtime tensor."""
+    lay = ins[0]
+    if lay is None or lay.inner is not None or constant_axis(node, graph) is None:
+        return onnx_order(node, ins, graph, drv)
+    return with_data_layout(node, ins, graph, lay), [lay]
+
+
+axis_input_policy.hint = PASSTHROUGH

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from ..policies import PASSTHROUGH, onnx_order
 from ..registry import lowering
 from . import compose as C
-from .axis_layouts import runtime_int32, with_data_layout
+from .axis_layouts import axis_input_policy, constant_axis, runtime_int32
 from .elementwise import Emit, compute_dtype, dtype_name, native_check
 
 MUL_NATIVE = ("float32", "int32", "int64")
@@ -23,27 +22,9 @@ CUMPROD_DTYPES = ("float32", "float16", "bfloat16", "int32", "int64", "uint32")
 MAX_UNROLL = 256  # total slices over all unrolled axes
 
 
-def _constant_axis(node, graph) -> int | None:
-    value = graph.values[node.inputs[1]]
-    rank = len(graph.values[node.inputs[0]].shape)
-    if not value.is_constant:
-        return 0 if rank == 1 else None
-    return int(np.asarray(value.const).reshape(-1)[0]) % rank
-
-
-def _policy(node, ins, graph, drv=None):
-    lay = ins[0]
-    if lay is None or lay.inner is not None or _constant_axis(node, graph) is None:
-        return onnx_order(node, ins, graph, drv)
-    return with_data_layout(node, ins, graph, lay), [lay]
-
-
-_policy.hint = PASSTHROUGH
-
-
 def _check(node, graph):
     shape = graph.values[node.inputs[0]].shape
-    axis = _constant_axis(node, graph)
+    axis = constant_axis(node, graph)
     length = shape[axis] if axis is not None else sum(shape)
     if length > MAX_UNROLL:
         return (
@@ -78,7 +59,7 @@ def _scan(e: Emit, x, axis: int, exclusive: bool, reverse: bool):
 
 @lowering(
     "CumProd",
-    _policy,
+    axis_input_policy,
     since=26,
     dtypes=CUMPROD_DTYPES,
     tflite_ops=("SPLIT_V", "MUL", "CONCATENATION", "SELECT_V2", "EQUAL", "CAST"),
@@ -90,7 +71,7 @@ def lower_cumprod(ctx):
     e = Emit(ctx, compute_dtype(dtype_name(ctx.value(0).dtype), MUL_NATIVE))
     x = e.input(0)
     exclusive, reverse = bool(ctx.attr("exclusive", 0)), bool(ctx.attr("reverse", 0))
-    axis = _constant_axis(ctx.node, ctx.driver.graph)
+    axis = constant_axis(ctx.node, ctx.driver.graph)
     if axis is not None:
         e.result(_scan(e, x, ctx.in_layout(0).stored_axis(axis), exclusive, reverse))
         return
