@@ -92,3 +92,15 @@ def emit_reduce(ctx, opcode: str, x, stored_axes, hint: str = "reduced", out=Non
 
 def scalar(ctx, value: float, dtype=np.float32, hint: str = "scalar"):
     return ctx.const_tensor(np.array(value, dtype=dtype), hint)
+
+
+def conv2d_options(mode: str, strides, dilations) -> dict:
+    """CONV_2D / DEPTHWISE_CONV_2D options for a 2-D window (activation fused later)."""
+    return dict(
+        padding=mode,
+        stride_h=int(strides[0]),
+        stride_w=int(strides[1]),
+        dilation_h_factor=int(dilations[0]),
+        dilation_w_factor=int(dilations[1]),
+        fused_activation_function="NONE",
+    )

@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
 
 DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]
 CONV_3D_FILTER = L.Layout((2, 3, 4, 1, 0))  # [O, I, kD, kH, kW] -> [kD, kH, kW, I, O]
@@ -92,14 +92,7 @@ def _conv_2d(ctx):
     final = ctx.output(0)
     out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
     out = ctx.temp(np.float32, (n, *out_hw, o), "conv2d") if one_d else final
-    options = dict(
-        padding=mode,
-        stride_h=strides[0],
-        stride_w=strides[1],
-        dilation_h_factor=dilations[0],
-        dilation_w_factor=dilations[1],
-        fused_activation_function="NONE",
-    )
+    options = conv2d_options(mode, strides, dilations)
     if depthwise:
         ctx.emit(
             "DEPTHWISE_CONV_2D", [x, filt, _bias(ctx, o)], [out], depth_multiplier=o // c, **options

@@ -21,7 +21,7 @@ from .. import layout as L
 from ..policies import channel_last, onnx_order
 from ..registry import lowering
 from . import compose as C
-from .common import emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
 from .conv import DEPTHWISE_2D
 from .elementwise import dtype_name
 from .quantize import QUANT_RANGES, requantize
@@ -267,14 +267,7 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         np.zeros(o, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o),
         "bias",
     )
-    options = dict(
-        padding=mode,
-        stride_h=strides[0],
-        stride_w=strides[1],
-        dilation_h_factor=dilations[0],
-        dilation_w_factor=dilations[1],
-        fused_activation_function="NONE",
-    )
+    options = conv2d_options(mode, strides, dilations)
     if depthwise:
         options["depth_multiplier"] = o // c
     opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
