@@ -14,3 +14,26 @@ sys.path.insert(0, str(ROOT / "tools"))
 @pytest.fixture(scope="session")
 def real_weight_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("real_weight_light_models")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def every_built_model_has_cpu_registered_versions():
+    """Wrap the builder for the whole session: every .tflite any test produces in this process
+    must have operator-code versions inside the CPU resolver's registered ranges."""
+    from harness import assert_versions_in_cpu_range
+
+    from onnx2tflite_direct import builder
+
+    original = builder.build_flatbuffer
+    count = {"models": 0}
+
+    def checked(model):
+        data = original(model)
+        if any(op.opcode != "CUSTOM" for sub in model.subgraphs for op in sub.operators):
+            assert_versions_in_cpu_range(data)
+        count["models"] += 1
+        return data
+
+    builder.build_flatbuffer = checked
+    yield count
+    builder.build_flatbuffer = original
