@@ -77,7 +77,48 @@ def test_int_div_truncates_toward_zero():
     assert chk.actual["y"].tolist() == [-3, -3, 3, 3, 0, 0]
 
 
-@pytest.mark.parametrize("dtype", ["int64", "uint32", "float64"])
+def _wide_ints(dtype, n, magnitude_bits):
+    """``n`` values of ``dtype`` spread over magnitudes up to 2^magnitude_bits, both signs."""
+    info = np.iinfo(dtype)
+    bits = RNG.integers(0, magnitude_bits, size=n)
+    mags = (RNG.random(n) * (2.0**bits)).astype(np.float64)
+    vals = np.clip(np.round(mags), 1, float(info.max) / 2).astype(dtype)
+    return np.where(RNG.random(n) < 0.5, vals, -vals) if info.min < 0 else vals
+
+
+INT64_EDGES_A = [np.iinfo(np.int64).max, np.iinfo(np.int64).min, -(2**62) - 12345, 2**53 + 1]
+INT64_EDGES_A += [7, -7, 7, -7, 0, 2**63 - 2]
+INT64_EDGES_B = [1, 1, 3, -(2**40) - 17, 2, 2, -2, -2, 5, 2**63 - 1]
+
+
+@pytest.mark.parametrize("b_bits", [4, 20, 40, 62])
+def test_int64_div_exact_over_full_range(b_bits):
+    a = np.concatenate([_wide_ints(np.int64, 190, 63), np.array(INT64_EDGES_A, np.int64)])
+    b = np.concatenate([_wide_ints(np.int64, 190, b_bits), np.array(INT64_EDGES_B, np.int64)])
+    chk = run_node("Div", {"a": a, "b": b})
+    assert chk.actual["y"].tolist() == [
+        _trunc(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)
+    ]
+
+
+def _trunc(x: int, y: int) -> int:
+    """Python-int division rounded toward zero (the ONNX integer Div)."""
+    q = abs(x) // abs(y)
+    return q if (x < 0) == (y < 0) else -q
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint32"])
+def test_int_div_wide_broadcast(dtype):
+    a = _wide_ints(dtype, 24, 31).reshape(2, 3, 4)
+    b = _wide_ints(dtype, 4, 9)
+    run_node("Div", {"a": a, "b": b})
+    if dtype == "uint32":  # the top of the unsigned range
+        run_node(
+            "Div", {"a": np.array([2**32 - 1, 2**31 + 5], dtype), "b": np.array([1, 3], dtype)}
+        )
+
+
+@pytest.mark.parametrize("dtype", ["uint64", "float64"])
 def test_div_refuses_inexact_types(dtype):
     model = make_model(
         [helper.make_node("Div", ["a", "b"], ["y"])],
@@ -148,3 +189,20 @@ def test_bfloat16_add_via_float32():
         (a.astype(np.float32) + b.astype(np.float32)).astype(ml_dtypes.bfloat16).astype(np.float32)
     )
     np.testing.assert_array_equal(got, want)
+
+
+def test_pow_float_base_uint64_exponent():
+    """onnxruntime has no kernel for this mix: compare with numpy."""
+    from ai_edge_litert.interpreter import Interpreter
+    from harness import convert
+
+    a = np.array([[0.5, 2.0, 3.0], [1.0, 4.0, 0.25]], np.float32)
+    # 0.5 ** (2^63 + 2) underflows to 0 (read as a negative int64 it would overflow to inf)
+    b = np.array([2**63 + 2, 3, 7], np.uint64)
+    model = make_model(
+        [helper.make_node("Pow", ["a", "b"], ["y"])],
+        inputs=[("a", "float32", a.shape), ("b", "uint64", b.shape)],
+        outputs=[("y", "float32", a.shape)],
+    )
+    runner = Interpreter(model_content=convert(model).tflite_bytes).get_signature_runner()
+    np.testing.assert_allclose(runner(a=a, b=b)["y"], np.power(a, b.astype(np.float64)), 1e-6)

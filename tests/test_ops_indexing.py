@@ -103,11 +103,46 @@ def test_scatter_nd_add_duplicates():
 
 
 @pytest.mark.parametrize("reduction", ["mul", "max", "min"])
-def test_scatter_nd_other_reductions_refused(reduction):
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64])
+@pytest.mark.parametrize(
+    "dshape,idx",
+    [
+        ((5,), [[1], [1], [3], [-4]]),  # duplicates, including a negative alias of 1
+        ((4, 3), [[[0], [2]], [[0], [-2]]]),  # row slices, duplicate row 2
+        ((3, 4), [[1, 2], [1, 2], [0, 0]]),  # element indices with a duplicate
+    ],
+)
+def test_scatter_nd_unrolled_reductions(reduction, dtype, dshape, idx):
+    data = _data(dshape, dtype) - (50 if dtype != np.uint8 else 0)
+    idx = np.array(idx, np.int64)
+    upd = _data(idx.shape[:-1] + dshape[idx.shape[-1] :], dtype) - 50
+    if reduction == "mul":
+        data, upd = data % 7 - 3, upd % 5 - 2  # small factors: exact products
     node = helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=reduction)
+    _run(node, data.astype(dtype), idx, dshape, extra=[("u", upd.astype(dtype))])
+
+
+@pytest.mark.parametrize("reduction", ["mul", "max", "min"])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_scatter_elements_unrolled_reductions(reduction, axis):
+    data = _data((3, 4)) - 50
+    idx = np.array([[1, -1], [1, 3], [0, 3]], np.int64)  # duplicates along the last axis
+    if axis == 0:
+        idx = np.array([[1, 0, -1, 2], [1, 0, 2, 2]], np.int64)
+    upd = _data(idx.shape) - 50
+    node = helper.make_node(
+        "ScatterElements", ["x", "i", "u"], ["y"], axis=axis, reduction=reduction
+    )
+    _run(node, data, idx, data.shape, extra=[("u", upd)])
+
+
+@pytest.mark.parametrize("op", ["ScatterND", "ScatterElements"])
+def test_scatter_reduction_unroll_cap_refused(op):
+    node = helper.make_node(op, ["x", "i", "u"], ["y"], reduction="max")
+    ishape = (65, 1) if op == "ScatterND" else (65,)
     model = make_model(
         [node],
-        [("x", np.float32, (4,)), ("i", np.int64, (1, 1)), ("u", np.float32, (1,))],
+        [("x", np.float32, (4,)), ("i", np.int64, ishape), ("u", np.float32, (65,))],
         [("y", np.float32, (4,))],
         opset=18,
     )

@@ -159,17 +159,58 @@ def lower_binary_native(ctx, opcode: str, native, f64_as_f32: bool = False) -> N
 
 ADD_NATIVE = ("float32", "float16", "int32", "int64")
 DIV_NATIVE = ("float32", "float16", "int32")  # int32 DIV truncates toward zero, as ONNX does
+DIV_EXACT = DIV_NATIVE + ("int64",)  # int64 (and uint32 widened to it) via int64_truncating_div
 BINARY = {"Add": ("ADD", ADD_NATIVE), "Sub": ("SUB", ADD_NATIVE), "Mul": ("MUL", ADD_NATIVE)}
-BINARY["Div"] = ("DIV", DIV_NATIVE)
+BINARY["Div"] = ("DIV", DIV_EXACT)
+# float32 estimates of an exact int64 quotient n: the first is within |n| * 2^-22 + 1, each
+# correction multiplies the error by ~3 * 2^-24 and rounds, so two corrections reach 0 even
+# for |n| near 2^63 (2^63 -> 2^41 -> 2^19 -> 0)
+QUOTIENT_CORRECTIONS = 2
+
+
+def int64_floor_div(e: Emit, a, b):
+    """(floor(a / b), FLOOR_MOD(a, b)) for int64, exactly. TFLite has no int64 DIV/FLOOR_DIV
+    but has int64 FLOOR_MOD: ``a - FLOOR_MOD(a, b)`` is an exact multiple of b, whose quotient
+    a float32 estimate plus wrapping int64 residual corrections finds exactly."""
+    i64, f32 = np.dtype(np.int64), np.dtype(np.float32)
+    remainder = e.op("FLOOR_MOD", a, b)
+    multiple = e.op("SUB", a, remainder)
+    b_float = e.cast(b, f32)
+
+    def estimate(x):
+        return e.cast(e.op("ROUND", e.op("DIV", e.cast(x, f32), b_float)), i64)
+
+    quotient = estimate(multiple)
+    for _ in range(QUOTIENT_CORRECTIONS):
+        residual = e.op("SUB", multiple, e.op("MUL", quotient, b))
+        quotient = e.op("ADD", quotient, estimate(residual))
+    return quotient, remainder
+
+
+def int64_truncating_div(e: Emit, a, b):
+    """a / b for int64 rounded toward zero (ONNX integer Div), exactly: the floor quotient
+    bumped by one where the remainder is nonzero and the signs differ."""
+    i64 = np.dtype(np.int64)
+    quotient, remainder = int64_floor_div(e, a, b)
+    zero = e.const(0, i64)
+    inexact = e.op("NOT_EQUAL", remainder, zero, dtype=np.bool_)
+    a_neg, b_neg = (e.op("LESS", t, zero, dtype=np.bool_) for t in (a, b))
+    bump = e.op("LOGICAL_AND", inexact, e.op("NOT_EQUAL", a_neg, b_neg))
+    return e.op("SELECT_V2", bump, e.op("ADD", quotient, e.const(1, i64)), quotient)
 
 
 def _binary(opcode: str, native):
     def lower(ctx):
+        if opcode == "DIV" and node_compute_dtype(ctx, native) == "int64":
+            e = Emit(ctx, "int64")
+            e.result(int64_truncating_div(e, e.input(0), e.input(1)))
+            return
         lower_binary_native(ctx, opcode, native)
 
     return lower
 
 
+DIV_OPS = ("FLOOR_MOD", "SUB", "MUL", "ADD", "ROUND", "NOT_EQUAL", "LESS", "LOGICAL_AND")
 for _onnx, (_tfl, _native) in BINARY.items():
     lowering(
         _onnx,
@@ -177,10 +218,15 @@ for _onnx, (_tfl, _native) in BINARY.items():
         since=7,
         dtypes=REAL + (() if _onnx == "Div" else ("uint64",)),
         dtype_inputs=(0, 1),
-        tflite_ops=(_tfl, "CAST") + (() if _onnx == "Div" else ("BITCAST",)),
+        tflite_ops=(_tfl, "CAST") + (DIV_OPS + ("SELECT_V2",) if _onnx == "Div" else ("BITCAST",)),
         extra_check=native_check(_native, uint64=True),
         notes=f"numpy broadcasting; kernels {'/'.join(_native)}, narrower types widened with CAST"
-        + ("; int Div truncates (int64/uint32/uint64 refused)" if _onnx == "Div" else "")
+        + (
+            "; int Div truncates; int64 (and uint32) Div exact via FLOOR_MOD + float32 "
+            "quotient estimate + int64 residual corrections (uint64 refused)"
+            if _onnx == "Div"
+            else ""
+        )
         + ("" if _onnx == "Div" else "; uint64 computed as wrapping int64 via BITCAST")
         + "; float64 refused",
     )(_binary(_tfl, _native))
@@ -290,7 +336,7 @@ def _pow_check(node, graph):
     if compute_dtype(base, ("float32", "int32")) is None:
         return f"{errors.UNSUPPORTED_DTYPE}: Pow base dtype {base} has no exact TFLite kernel"
     exp = dtype_name(graph.values[node.inputs[1]].dtype)
-    if exp not in REAL + ("int64",):
+    if exp not in REAL + ("int64", "uint64"):
         return f"{errors.UNSUPPORTED_DTYPE}: Pow exponent dtype {exp}"
     return None
 
@@ -301,7 +347,7 @@ def _pow_check(node, graph):
     since=7,
     dtypes=REAL,
     dtype_inputs=(0,),
-    tflite_ops=("POW", "CAST"),
+    tflite_ops=("POW", "CAST", "BITCAST", "LESS", "SELECT_V2", "ADD"),
     extra_check=_pow_check,
     notes="float bases in float32; integer bases with integer exponents in int32 (a negative "
     "exponent fails at run time); integer base with float exponent computed in float32 and "
@@ -314,4 +360,15 @@ def lower_pow(ctx):
         e = Emit(ctx, "float32")
     else:
         e = Emit(ctx, "int32")
-    e.result(e.op("POW", e.input(0), e.input(1)))
+    exponent = _uint64_as_float(e, ctx.input(1)) if exp == "uint64" else e.input(1)
+    e.result(e.op("POW", e.input(0), exponent))
+
+
+def _uint64_as_float(e: Emit, t):
+    """float32 of a uint64 tensor (CAST lacks uint64): the int64 image, plus 2^64 where it is
+    negative (the value was >= 2^63)."""
+    signed = e.op("BITCAST", t, dtype=np.int64)
+    as_float = e.cast(signed, "float32")
+    wrapped = e.op("LESS", signed, e.const(0, np.int64), dtype=np.bool_)
+    lift = e.op("SELECT_V2", wrapped, e.const(2.0**64), e.const(0.0))
+    return e.op("ADD", as_float, lift)

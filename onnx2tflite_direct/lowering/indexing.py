@@ -11,7 +11,8 @@ concatenating constant coordinate grids with the (normalized) runtime indices.
 SCATTER_ND writes updates into zeros and *adds* duplicates. ``reduction="add"`` is therefore
 ``data + scatter(updates)``; ``"none"`` selects ``scatter(updates)`` where a scattered count
 is positive (ONNX leaves duplicate indices undefined for "none"; constant indices with
-duplicates are refused). ``mul``/``max``/``min`` have no exact composition and are refused.
+duplicates are refused). ``mul``/``max``/``min`` have no parallel exact composition: they are
+unrolled per update row (gather, combine, write back), up to MAX_REDUCTION_ROWS rows.
 """
 
 from __future__ import annotations
@@ -130,26 +131,83 @@ def lower_gather_nd(ctx):
     ctx.emit("GATHER_ND", [ctx.input(0), _nd_coords(ctx)], [ctx.output(0)])
 
 
-def _scatter(ctx, coords, updates):
-    """``data`` with ``updates`` scattered at ``coords`` per the reduction attribute."""
-    data = ctx.input(0)
-    shape = ctx.shape(0)
-    if coords.dtype != np.int32:
-        cast = ctx.temp(np.int32, coords.shape, "coords_i32")
-        ctx.emit("CAST", [coords], [cast])
-        coords = cast
+def _int32_coords(ctx, coords):
+    if coords.dtype == np.int32:
+        return coords
+    cast = ctx.temp(np.int32, coords.shape, "coords_i32")
+    ctx.emit("CAST", [coords], [cast])
+    return cast
+
+
+def _write(ctx, base, coords, values, out=None):
+    """``base`` with ``values`` written at ``coords`` ("none"): SCATTER_ND adds duplicates,
+    so the written positions are selected by a scattered hit count rather than added."""
+    shape = tuple(base.shape)
     shape_t = ctx.const_tensor(np.array(shape, np.int32), "shape")
-    scattered = ctx.temp(data.dtype, shape, "scattered")
-    ctx.emit("SCATTER_ND", [coords, updates, shape_t], [scattered])
-    if ctx.attr("reduction", "none") == "add":
-        ctx.emit("ADD", [data, scattered], [ctx.output(0)], fused_activation_function="NONE")
-        return
-    ones = ctx.const_tensor(np.ones(updates.shape, np.int32), "ones")
+    scattered = ctx.temp(base.dtype, shape, "scattered")
+    ctx.emit("SCATTER_ND", [coords, values, shape_t], [scattered])
+    ones = ctx.const_tensor(np.ones(values.shape, np.int32), "ones")
     count = ctx.temp(np.int32, shape, "count")
     ctx.emit("SCATTER_ND", [coords, ones, shape_t], [count])
     hit = ctx.temp(np.bool_, shape, "hit")
     ctx.emit("GREATER", [count, ctx.const_tensor(np.array(0, np.int32), "zero")], [hit])
-    ctx.emit("SELECT_V2", [hit, scattered, data], [ctx.output(0)])
+    out = out if out is not None else ctx.temp(base.dtype, shape, "written")
+    ctx.emit("SELECT_V2", [hit, scattered, base], [out])
+    return out
+
+
+# reduction -> the binary op combining the current value with an update
+COMBINE = {"mul": "MUL", "max": "MAXIMUM", "min": "MINIMUM"}
+# mul/max/min are unrolled one update row at a time (9 ops per row): cap the graph size
+MAX_REDUCTION_ROWS = 64
+
+
+def _update_rows(coords_shape) -> int:
+    return int(np.prod(coords_shape[:-1], dtype=np.int64))
+
+
+def _scatter_reduce(ctx, coords, updates):
+    """mul/max/min: apply each update row in index order (gather the current value, combine,
+    write back), which is exact for duplicate indices too."""
+    k = coords.shape[-1]
+    n = _update_rows(coords.shape)
+    row_shape = tuple(updates.shape[len(coords.shape) - 1 :])
+    rows = ctx.reshape(coords, (n, 1, k), "coord_rows")
+    upd_rows = ctx.reshape(updates, (n, 1, *row_shape), "update_rows")
+    acc = ctx.input(0)
+    dtype = acc.dtype
+    for j in range(n):
+        pick = ctx.const_tensor(np.array(j, np.int32), f"row{j}")
+        coord = ctx.temp(np.int32, (1, k), f"coord{j}")
+        ctx.emit("GATHER", [rows, pick], [coord], axis=0, batch_dims=0)
+        update = ctx.temp(dtype, (1, *row_shape), f"update{j}")
+        ctx.emit("GATHER", [upd_rows, pick], [update], axis=0, batch_dims=0)
+        current = ctx.temp(dtype, (1, *row_shape), f"current{j}")
+        ctx.emit("GATHER_ND", [acc, coord], [current])
+        combined = ctx.temp(dtype, (1, *row_shape), f"combined{j}")
+        opcode = COMBINE[ctx.attr("reduction")]
+        options = {"fused_activation_function": "NONE"} if opcode == "MUL" else {}
+        ctx.emit(opcode, [current, update], [combined], **options)
+        acc = _write(ctx, acc, coord, combined, ctx.output(0) if j == n - 1 else None)
+    if n == 0:
+        ctx.alias_output(0, acc, ctx.in_layout(0))
+
+
+def _scatter(ctx, coords, updates):
+    """``data`` with ``updates`` scattered at ``coords`` per the reduction attribute."""
+    coords = _int32_coords(ctx, coords)
+    reduction = ctx.attr("reduction", "none")
+    if reduction in COMBINE:
+        _scatter_reduce(ctx, coords, updates)
+        return
+    data = ctx.input(0)
+    if reduction == "add":
+        shape_t = ctx.const_tensor(np.array(ctx.shape(0), np.int32), "shape")
+        scattered = ctx.temp(data.dtype, ctx.shape(0), "scattered")
+        ctx.emit("SCATTER_ND", [coords, updates, shape_t], [scattered])
+        ctx.emit("ADD", [data, scattered], [ctx.output(0)], fused_activation_function="NONE")
+        return
+    _write(ctx, data, coords, updates, ctx.output(0))
 
 
 def _no_duplicates(coords: np.ndarray) -> bool:
@@ -157,7 +215,20 @@ def _no_duplicates(coords: np.ndarray) -> bool:
     return len({tuple(r) for r in flat.tolist()}) == len(flat)
 
 
+def _reduction_rows_check(node, graph, rows: int):
+    if node.attrs.get("reduction", "none") in COMBINE and rows > MAX_REDUCTION_ROWS:
+        return (
+            f"unsupported_attribute_value: reduction={node.attrs['reduction']} is unrolled per "
+            f"update row; {rows} rows exceed the cap of {MAX_REDUCTION_ROWS}"
+        )
+    return None
+
+
 def _scatter_nd_check(node, graph):
+    ishape = graph.values[node.inputs[1]].shape
+    refusal = _reduction_rows_check(node, graph, _update_rows(ishape))
+    if refusal:
+        return refusal
     idx = graph.values[node.inputs[1]].const
     if node.attrs.get("reduction", "none") == "none" and idx is not None and idx.ndim >= 1:
         if not _no_duplicates(np.asarray(idx).reshape(-1, idx.shape[-1])):
@@ -165,7 +236,13 @@ def _scatter_nd_check(node, graph):
     return None
 
 
-REDUCTIONS = attr_in("reduction", ("none", "add"), "none")
+REDUCTIONS = attr_in("reduction", ("none", "add", "mul", "max", "min"), "none")
+SCATTER_OPS = ("SCATTER_ND", "ADD", "GREATER", "SELECT_V2", "GATHER", "GATHER_ND")
+SCATTER_OPS += ("MUL", "MAXIMUM", "MINIMUM")
+REDUCTION_NOTES = (
+    "; mul/max/min unrolled per update row in index order (exact with duplicates), "
+    f"at most {MAX_REDUCTION_ROWS} rows"
+)
 
 
 @lowering(
@@ -173,8 +250,8 @@ REDUCTIONS = attr_in("reduction", ("none", "add"), "none")
     onnx_order,
     dtypes=SCATTER_TYPES,
     attrs=(REDUCTIONS,),
-    tflite_ops=("SCATTER_ND", "ADD", "GREATER", "SELECT_V2"),
-    notes="reduction none/add",
+    tflite_ops=SCATTER_OPS,
+    notes="reduction none/add" + REDUCTION_NOTES,
     extra_check=_scatter_nd_check,
 )
 def lower_scatter_nd(ctx):
@@ -182,6 +259,10 @@ def lower_scatter_nd(ctx):
 
 
 def _scatter_elements_check(node, graph):
+    ishape = graph.values[node.inputs[1]].shape
+    refusal = _reduction_rows_check(node, graph, _update_rows((*ishape, 1)))
+    if refusal:
+        return refusal
     idx = graph.values[node.inputs[1]].const
     if node.attrs.get("reduction", "none") == "none" and idx is not None:
         rank = idx.ndim
@@ -200,8 +281,8 @@ for _op, _since in (("ScatterElements", 11), ("Scatter", 9)):
         since=_since,
         dtypes=SCATTER_TYPES,
         attrs=(REDUCTIONS,),
-        tflite_ops=("SCATTER_ND", "CONCATENATION", "ADD", "GREATER", "SELECT_V2"),
-        notes="reduction none/add; SCATTER_ND over full coordinates",
+        tflite_ops=SCATTER_OPS + ("CONCATENATION",),
+        notes="reduction none/add; SCATTER_ND over full coordinates" + REDUCTION_NOTES,
         extra_check=_scatter_elements_check,
     )(lambda ctx: _scatter(ctx, _elements_coords(ctx), ctx.input(2)))
 
