@@ -12,32 +12,19 @@ import numpy as np
 
 from ..policies import broadcasting, same_as_input
 from ..registry import attr_in, lowering
-from .elementwise import FLOATS, INTEGER, SIGNED, Emit, dtype_name, native_check, node_compute_dtype
+from .elementwise import (
+    FLOATS,
+    INTEGER,
+    SIGNED,
+    Emit,
+    dtype_name,
+    native_check,
+    node_compute_dtype,
+    unary_lowering,
+)
 
 F32_F16 = ("float32", "float16")
 MINMAX_NATIVE = ("float32", "float16", "int8", "int16", "int32", "int64", "uint8")
-
-
-def _activation(op_type: str, native=("float32",), dtypes=FLOATS, tflite_ops=(), notes="", **kw):
-    """Register ``fn(e, x) -> tensor`` as the lowering of a unary activation."""
-
-    def wrap(fn):
-        def lower(ctx):
-            e = Emit(ctx, node_compute_dtype(ctx, native))
-            e.result(fn(e, e.input(0)))
-
-        lowering(
-            op_type,
-            same_as_input,
-            dtypes=dtypes,
-            tflite_ops=tuple(tflite_ops) + ("CAST",),
-            extra_check=native_check(native),
-            notes=notes or "float64 refused",
-            **kw,
-        )(lower)
-        return fn
-
-    return wrap
 
 
 def _select_negative(e, x, negative_branch):
@@ -46,24 +33,24 @@ def _select_negative(e, x, negative_branch):
     return e.op("SELECT_V2", is_pos, x, negative_branch)
 
 
-@_activation("Relu", MINMAX_NATIVE, FLOATS + SIGNED, ("RELU", "MAXIMUM"))
+@unary_lowering("Relu", MINMAX_NATIVE, FLOATS + SIGNED, ("RELU", "MAXIMUM"))
 def _relu(e, x):
     if dtype_name(x.dtype) in F32_F16:
         return e.op("RELU", x)
     return e.op("MAXIMUM", x, e.const(0))
 
 
-@_activation("LeakyRelu", tflite_ops=("LEAKY_RELU",))
+@unary_lowering("LeakyRelu", tflite_ops=("LEAKY_RELU",))
 def _leaky(e, x):
     return e.op("LEAKY_RELU", x, alpha=float(e.ctx.attr("alpha", 0.01)))
 
 
-@_activation("HardSwish", tflite_ops=("HARD_SWISH",))
+@unary_lowering("HardSwish", tflite_ops=("HARD_SWISH",))
 def _hardswish(e, x):
     return e.op("HARD_SWISH", x)
 
 
-@_activation("HardSigmoid", tflite_ops=("MUL", "ADD", "RELU_0_TO_1"))
+@unary_lowering("HardSigmoid", tflite_ops=("MUL", "ADD", "RELU_0_TO_1"))
 def _hardsigmoid(e, x):
     alpha, beta = e.ctx.attr("alpha", 0.2), e.ctx.attr("beta", 0.5)
     x = e.cast(x, np.float32)  # RELU_0_TO_1 is float32 only
@@ -73,7 +60,7 @@ def _hardsigmoid(e, x):
     )
 
 
-@_activation("Elu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
+@unary_lowering("Elu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
 def _elu(e, x):
     alpha = float(e.ctx.attr("alpha", 1.0))
     elu = e.op("ELU", x)
@@ -83,7 +70,7 @@ def _elu(e, x):
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 
 
-@_activation("Selu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
+@unary_lowering("Selu", tflite_ops=("ELU", "GREATER", "MUL", "SELECT_V2"))
 def _selu(e, x):
     alpha = float(e.ctx.attr("alpha", SELU_ALPHA))
     gamma = float(e.ctx.attr("gamma", SELU_GAMMA))
@@ -91,7 +78,7 @@ def _selu(e, x):
     return e.op("MUL", _select_negative(e, x, neg), e.const(gamma))
 
 
-@_activation("Celu", tflite_ops=("ELU", "MUL"), notes="alpha * ELU(x / alpha)")
+@unary_lowering("Celu", tflite_ops=("ELU", "MUL"), notes="alpha * ELU(x / alpha)")
 def _celu(e, x):
     alpha = float(e.ctx.attr("alpha", 1.0))
     if alpha == 1.0:
@@ -99,7 +86,7 @@ def _celu(e, x):
     return e.op("MUL", e.op("ELU", e.op("MUL", x, e.const(1.0 / alpha))), e.const(alpha))
 
 
-@_activation(
+@unary_lowering(
     "Gelu",
     since=20,
     attrs=(attr_in("approximate", ("none", "tanh"), "none"),),
@@ -116,26 +103,26 @@ def _softplus(e, x):
     return e.op("ADD", relu, tail)
 
 
-_activation("Softplus", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG"))(_softplus)
+unary_lowering("Softplus", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG"))(_softplus)
 
 
-@_activation("Mish", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG", "TANH", "MUL"))
+@unary_lowering("Mish", tflite_ops=("MAXIMUM", "ABS", "NEG", "EXP", "ADD", "LOG", "TANH", "MUL"))
 def _mish(e, x):
     return e.op("MUL", x, e.op("TANH", _softplus(e, x)))
 
 
-@_activation("Softsign", tflite_ops=("ABS", "ADD", "DIV"))
+@unary_lowering("Softsign", tflite_ops=("ABS", "ADD", "DIV"))
 def _softsign(e, x):
     return e.op("DIV", x, e.op("ADD", e.op("ABS", x), e.const(1)))
 
 
-@_activation("ThresholdedRelu", tflite_ops=("GREATER", "SELECT_V2"))
+@unary_lowering("ThresholdedRelu", tflite_ops=("GREATER", "SELECT_V2"))
 def _thresholded(e, x):
     above = e.op("GREATER", x, e.const(e.ctx.attr("alpha", 1.0)), dtype=np.bool_)
     return e.op("SELECT_V2", above, x, e.const(0))
 
 
-@_activation("Shrink", tflite_ops=("GREATER", "LESS", "SUB", "ADD", "SELECT_V2"))
+@unary_lowering("Shrink", tflite_ops=("GREATER", "LESS", "SUB", "ADD", "SELECT_V2"))
 def _shrink(e, x):
     lambd, bias = e.ctx.attr("lambd", 0.5), e.ctx.attr("bias", 0.0)
     low = e.op(
@@ -148,7 +135,7 @@ def _shrink(e, x):
     return e.op("SELECT_V2", high, e.op("SUB", x, e.const(bias)), low)
 
 
-@_activation("Swish", since=24, tflite_ops=("MUL", "LOGISTIC"))
+@unary_lowering("Swish", since=24, tflite_ops=("MUL", "LOGISTIC"))
 def _swish(e, x):
     alpha = float(e.ctx.attr("alpha", 1.0))
     scaled = x if alpha == 1.0 else e.op("MUL", x, e.const(alpha))

@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 
 from .. import errors
-from ..policies import broadcasting
+from ..policies import broadcasting, same_as_input
 from ..registry import lowering
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -372,3 +372,28 @@ def _uint64_as_float(e: Emit, t):
     wrapped = e.op("LESS", signed, e.const(0, np.int64), dtype=np.bool_)
     lift = e.op("SELECT_V2", wrapped, e.const(2.0**64), e.const(0.0))
     return e.op("ADD", as_float, lift)
+
+
+def unary_lowering(
+    op_type: str, native=("float32",), dtypes=FLOATS, tflite_ops=(), notes: str = "", **kw
+):
+    """Register ``fn(e, x) -> tensor`` as the lowering of a unary op: inputs whose dtype has no
+    native kernel are computed in ``compute_dtype`` and cast back by :class:`Emit`."""
+
+    def wrap(fn):
+        def lower(ctx):
+            e = Emit(ctx, node_compute_dtype(ctx, native))
+            e.result(fn(e, e.input(0)))
+
+        lowering(
+            op_type,
+            same_as_input,
+            dtypes=dtypes,
+            tflite_ops=tuple(tflite_ops) + ("CAST",),
+            extra_check=native_check(native),
+            notes=notes or "float64 refused",
+            **kw,
+        )(lower)
+        return fn
+
+    return wrap

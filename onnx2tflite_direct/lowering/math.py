@@ -23,6 +23,7 @@ from .elementwise import (
     dtype_name,
     native_check,
     node_compute_dtype,
+    unary_lowering,
 )
 
 F32 = ("float32",)
@@ -63,28 +64,7 @@ for _onnx, (_tfl, _native, _allowed) in DIRECT.items():
     )(_direct(_tfl, _native))
 
 
-def _unary(op_type: str, native, dtypes=FLOATS, tflite_ops=(), notes: str = ""):
-    """Register a composed unary lowering ``fn(e, x) -> result tensor``."""
-
-    def wrap(fn):
-        def lower(ctx):
-            e = Emit(ctx, node_compute_dtype(ctx, native))
-            e.result(fn(e, e.input(0)))
-
-        lowering(
-            op_type,
-            same_as_input,
-            dtypes=dtypes,
-            tflite_ops=tuple(tflite_ops) + ("CAST",),
-            extra_check=native_check(native),
-            notes=notes or "float64 refused",
-        )(lower)
-        return fn
-
-    return wrap
-
-
-@_unary(
+@unary_lowering(
     "Abs",
     ("float32", "float16", "int16", "int32", "int64"),
     FLOATS + INTEGER,
@@ -96,12 +76,14 @@ def _abs(e, x):
     return e.op("ABS", x)
 
 
-@_unary("Reciprocal", F32_F16, tflite_ops=("DIV",))
+@unary_lowering("Reciprocal", F32_F16, tflite_ops=("DIV",))
 def _reciprocal(e, x):
     return e.op("DIV", e.const(1), x)
 
 
-@_unary("Sign", ("float32", "int32", "int64"), FLOATS + INTEGER, ("SIGN", "GREATER", "LESS", "SUB"))
+@unary_lowering(
+    "Sign", ("float32", "int32", "int64"), FLOATS + INTEGER, ("SIGN", "GREATER", "LESS", "SUB")
+)
 def _sign(e, x):
     if dtype_name(x.dtype) != "int64":
         return e.op("SIGN", x)
@@ -110,7 +92,7 @@ def _sign(e, x):
     return e.op("SUB", pos, neg)
 
 
-@_unary("Tan", F32, tflite_ops=("SIN", "COS", "DIV"))
+@unary_lowering("Tan", F32, tflite_ops=("SIN", "COS", "DIV"))
 def _tan(e, x):
     return e.op("DIV", e.op("SIN", x), e.op("COS", x))
 
@@ -121,46 +103,46 @@ def _one_minus_square(e, x):
     return e.op("MUL", e.op("SUB", one, x), e.op("ADD", one, x))
 
 
-@_unary("Atan", F32, tflite_ops=("ATAN2",))
+@unary_lowering("Atan", F32, tflite_ops=("ATAN2",))
 def _atan(e, x):
     return e.op("ATAN2", x, e.const(np.ones(x.shape)))  # ATAN2 does not broadcast
 
 
-@_unary("Asin", F32, tflite_ops=("ATAN2", "SQRT", "SUB", "ADD", "MUL"))
+@unary_lowering("Asin", F32, tflite_ops=("ATAN2", "SQRT", "SUB", "ADD", "MUL"))
 def _asin(e, x):
     return e.op("ATAN2", x, e.op("SQRT", _one_minus_square(e, x)))
 
 
-@_unary("Acos", F32, tflite_ops=("ATAN2", "SQRT", "SUB", "ADD", "MUL"))
+@unary_lowering("Acos", F32, tflite_ops=("ATAN2", "SQRT", "SUB", "ADD", "MUL"))
 def _acos(e, x):
     return e.op("ATAN2", e.op("SQRT", _one_minus_square(e, x)), x)
 
 
-@_unary("Sinh", F32, tflite_ops=("EXP", "NEG", "SUB", "MUL"))
+@unary_lowering("Sinh", F32, tflite_ops=("EXP", "NEG", "SUB", "MUL"))
 def _sinh(e, x):
     return e.op("MUL", e.op("SUB", e.op("EXP", x), e.op("EXP", e.op("NEG", x))), e.const(0.5))
 
 
-@_unary("Cosh", F32, tflite_ops=("EXP", "NEG", "ADD", "MUL"))
+@unary_lowering("Cosh", F32, tflite_ops=("EXP", "NEG", "ADD", "MUL"))
 def _cosh(e, x):
     return e.op("MUL", e.op("ADD", e.op("EXP", x), e.op("EXP", e.op("NEG", x))), e.const(0.5))
 
 
-@_unary("Asinh", F32, tflite_ops=("ABS", "MUL", "ADD", "SQRT", "LOG", "SIGN"))
+@unary_lowering("Asinh", F32, tflite_ops=("ABS", "MUL", "ADD", "SQRT", "LOG", "SIGN"))
 def _asinh(e, x):
     ax = e.op("ABS", x)
     root = e.op("SQRT", e.op("ADD", e.op("MUL", x, x), e.const(1)))
     return e.op("MUL", e.op("SIGN", x), e.op("LOG", e.op("ADD", ax, root)))
 
 
-@_unary("Acosh", F32, tflite_ops=("SUB", "ADD", "MUL", "SQRT", "LOG"))
+@unary_lowering("Acosh", F32, tflite_ops=("SUB", "ADD", "MUL", "SQRT", "LOG"))
 def _acosh(e, x):
     one = e.const(1)
     root = e.op("SQRT", e.op("MUL", e.op("SUB", x, one), e.op("ADD", x, one)))
     return e.op("LOG", e.op("ADD", x, root))
 
 
-@_unary("Atanh", F32, tflite_ops=("ADD", "SUB", "DIV", "LOG", "MUL"))
+@unary_lowering("Atanh", F32, tflite_ops=("ADD", "SUB", "DIV", "LOG", "MUL"))
 def _atanh(e, x):
     one = e.const(1)
     ratio = e.op("DIV", e.op("ADD", one, x), e.op("SUB", one, x))
@@ -171,7 +153,7 @@ ERF_P = 0.3275911
 ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-@_unary(
+@unary_lowering(
     "Erf",
     F32,
     tflite_ops=("ABS", "MUL", "ADD", "DIV", "EXP", "NEG", "SUB", "SIGN"),
@@ -189,12 +171,12 @@ def _erf(e, x):
     return e.op("MUL", e.op("SIGN", x), magnitude)
 
 
-@_unary("IsNaN", F32_F16, tflite_ops=("NOT_EQUAL",))
+@unary_lowering("IsNaN", F32_F16, tflite_ops=("NOT_EQUAL",))
 def _isnan(e, x):
     return e.op("NOT_EQUAL", x, x, dtype=np.bool_)
 
 
-@_unary("IsInf", F32_F16, tflite_ops=("EQUAL", "ABS", "LESS"))
+@unary_lowering("IsInf", F32_F16, tflite_ops=("EQUAL", "ABS", "LESS"))
 def _isinf(e, x):
     pos = e.ctx.attr("detect_positive", 1)
     neg = e.ctx.attr("detect_negative", 1)
