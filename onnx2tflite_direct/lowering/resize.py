@@ -6,7 +6,8 @@ ONNX definition (coordinate transformation, nearest rounding, linear or cubic ke
 exclude_outside, extrapolation). When TFLite's RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR
 computes the very same interpolation (checked by comparing its index/weight formula with the
 ONNX taps) the builtin is used; otherwise each axis becomes GATHERs with constant indices and
-MULs/ADDs with constant weights -- exact by construction. Antialiasing is refused.
+MULs/ADDs with constant weights -- exact by construction. Runtime ``scales``/``roi`` compute the
+coordinates in-graph instead (see "runtime scales / roi" below). Antialiasing is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
-from .common import emit_binary
+from .common import emit_binary, emit_unary
 
 MODES = ("nearest", "linear", "cubic")
 COORD_MODES = (
@@ -252,7 +253,9 @@ class _Spec:
             if sizes is not None:
                 ratios = [float(v) / self.in_shape[a] for a, v in zip(axes, sizes, strict=False)]
             policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
-            if policy != "stretch":
+            if policy != "stretch" and sizes is None:
+                ratios = _aspect_scales(self.in_shape, self.out_shape, axes)[:1] * len(axes)
+            elif policy != "stretch":
                 common = min(ratios) if policy == "not_larger" else max(ratios)
                 ratios = [common] * len(axes)
         else:
@@ -329,33 +332,99 @@ def _runtime(node, graph, i) -> bool:
     return _present(node, i, graph) and graph.values[node.inputs[i]].const is None
 
 
+def _aspect_scales(in_shape, out_shape, axes) -> list[float]:
+    """Candidates for the common keep_aspect_ratio scale behind runtime ``sizes``.
+
+    The scale is sizes[a] / in[a] for the axis the policy picked, and there out[a] == sizes[a]
+    (every out[b] is round_half_up(scale * in[b])). So it is one of the out[a] / in[a] that
+    reproduce the whole output shape.
+    """
+    return sorted(
+        {
+            out_shape[a] / in_shape[a]
+            for a in axes
+            if all(
+                np.floor(out_shape[a] / in_shape[a] * in_shape[b] + 0.5) == out_shape[b]
+                for b in axes
+            )
+        }
+    )
+
+
+def _aspect_scale_known(attrs, in_shape, out_shape, axes) -> bool:
+    """Every candidate scale resizes identically, so the runtime ``sizes`` cannot matter."""
+    candidates = _aspect_scales(in_shape, out_shape, axes)
+    if len(candidates) < 2:
+        return bool(candidates)
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if coord in ("align_corners", "tf_crop_and_resize"):
+        return False  # does not use the scale, but the reference's length does
+    kernel = (
+        attrs.get("mode", "nearest"),
+        attrs.get("nearest_mode", "round_prefer_floor"),
+        float(attrs.get("cubic_coeff_a", -0.75)),
+        bool(attrs.get("exclude_outside", 0)),
+    )
+    for a in axes:
+        mats = [
+            interpolation_matrix(
+                source_coords(coord, in_shape[a], out_shape[a], c), in_shape[a], *kernel
+            )
+            for c in candidates
+        ]
+        if not all(np.array_equal(mats[0], m) for m in mats[1:]):
+            return False
+        if kernel[0] == "nearest" and any(
+            _ambiguous_tie(coord, in_shape[a], out_shape[a], c, (0.0, 1.0), kernel[1])
+            for c in candidates
+        ):
+            return False
+    return True
+
+
+def _node_axes(node, rank):
+    return [int(a) % rank for a in node.attrs.get("axes", range(rank))]
+
+
+def _runtime_check(node, graph, scales_index, mode, coord):
+    """Refusal message for runtime scales/roi that cannot be reproduced exactly, or None."""
+    runtime_scales = scales_index is not None and _runtime(node, graph, scales_index)
+    runtime_roi = coord == "tf_crop_and_resize" and _runtime(node, graph, 1)
+    if not (runtime_scales or runtime_roi):
+        return None
+    x, y = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape
+    why = _runtime_refusal(mode, coord, runtime_scales, x, y, _node_axes(node, len(x)))
+    return f"{errors.REQUIRES_CONSTANT_INPUT}: {why}" if why else None
+
+
 def _resize_check(node, graph):
-    """Runtime roi/scales/sizes are accepted when their value cannot change the result."""
+    """Runtime roi/scales are computed in the graph where float32 is exact enough."""
     if int(node.attrs.get("antialias", 0)):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: antialias=1 has no exact TFLite form"
     coord = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    mode = node.attrs.get("mode", "nearest")
     need = errors.REQUIRES_CONSTANT_INPUT
-    if coord == "tf_crop_and_resize" and _runtime(node, graph, 1):
-        return f"{need}: roi must be constant for tf_crop_and_resize"
-    if _runtime(node, graph, 2):
-        return f"{need}: scales must be constant (the coordinates depend on the exact scale)"
-    if (
-        _runtime(node, graph, 3)
-        and node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
-    ):
-        x, y = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape
-        rank = len(x)
-        axes = [int(a) % rank for a in node.attrs.get("axes", range(rank))]
-        if len({y[a] / x[a] for a in axes}) > 1:
-            return f"{need}: sizes must be constant with keep_aspect_ratio_policy"
-    return None
+    if _present(node, 3, graph):  # sizes: the static output shape is the value
+        if (
+            _runtime(node, graph, 3)
+            and node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
+        ):
+            x, y = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape
+            if not _aspect_scale_known(node.attrs, x, y, _node_axes(node, len(x))):
+                return (
+                    f"{need}: keep_aspect_ratio_policy with runtime sizes whose common scale "
+                    "the static output shape does not determine"
+                )
+        return _runtime_check(node, graph, None, mode, coord)
+    return _runtime_check(node, graph, 2, mode, coord)
 
 
 def _legacy_check(node, graph):
-    if node.op_type == "Upsample" and node.opset < 9:
-        pass
-    elif _runtime(node, graph, 1):
-        return f"{errors.REQUIRES_CONSTANT_INPUT}: scales must be constant (coordinates use it)"
+    if not (node.op_type == "Upsample" and node.opset < 9):
+        mode = node.attrs.get("mode", "nearest").replace("bilinear", "linear")
+        why = _runtime_check(node, graph, 1, mode, "asymmetric")
+        if why:
+            return why
     if node.attrs.get("mode", "nearest") == "nearest":
         shape_in = graph.values[node.inputs[0]].shape
         shape_out = graph.values[node.outputs[0]].shape
@@ -367,8 +436,23 @@ def _legacy_check(node, graph):
     return None
 
 
+def _scales_index(ctx):
+    """Input index of a used ``scales`` input, or None (Upsample-7 attribute, or sizes given)."""
+    if ctx.node.op_type == "Upsample" and ctx.node.opset < 9:
+        return None
+    if ctx.node.op_type == "Upsample" or ctx.node.opset < 11:
+        return 1
+    return None if _present(ctx, 3) else 2
+
+
 def lower_resize(ctx):
     spec = _Spec(ctx)
+    scales_index = _scales_index(ctx)
+    runtime_scales = scales_index is not None and ctx.const(scales_index) is None
+    runtime_roi = spec.coord == "tf_crop_and_resize" and _present(ctx, 1) and ctx.const(1) is None
+    if runtime_scales or runtime_roi:
+        _lower_runtime(ctx, spec, scales_index if runtime_scales else None, runtime_roi)
+        return
     axes = spec.resized_axes()
     lay = ctx.in_layout(0)
     x = ctx.input(0)
@@ -391,6 +475,81 @@ def lower_resize(ctx):
         x = _resize_axis(ctx, x, lay.stored_axis(a), plans[a][0], final if last else None)
     if outside is not None:
         emit_binary(ctx, "ADD", x, outside, out=final)
+
+
+def _lower_runtime(ctx, spec, scales_index, runtime_roi):
+    """Resize along every axis the runtime scales/roi cover, coordinates computed in-graph."""
+    rank = len(spec.in_shape)
+    axes = [int(a) % rank for a in ctx.attr("axes", range(rank))]
+    why = _runtime_refusal(
+        spec.mode, spec.coord, scales_index is not None, spec.in_shape, spec.out_shape, axes
+    )
+    if why:
+        ctx.refuse(errors.REQUIRES_CONSTANT_INPUT, why)
+    scale_of = _runtime_vector(ctx, scales_index, rank, axes) if scales_index is not None else None
+    roi_of = _runtime_vector(ctx, 1, rank, axes, halves=2) if runtime_roi else None
+    lay = ctx.in_layout(0)
+    x = ctx.input(0)
+    work = [a for a in axes if spec.in_shape[a] != 1 or spec.out_shape[a] != 1]
+    if not work:
+        ctx.alias_output(0, x, lay)
+        return
+    work.sort(key=lambda a: spec.out_shape[a] / spec.in_shape[a])  # shrink first
+    for k, a in enumerate(work):
+        out = ctx.output(0) if k == len(work) - 1 else None
+        stored = lay.stored_axis(a)
+        if spec.in_shape[a] == 1:  # every tap clamps to the single element
+            x = _resize_axis(ctx, x, stored, np.ones((spec.out_shape[a], 1)), out)
+            continue
+        scale = scale_of(a) if scale_of else ctx.const_tensor(np.float32([spec.scales[a]]), "s")
+        roi = (
+            (roi_of(a, 0), roi_of(a, 1))
+            if roi_of
+            else tuple(ctx.const_tensor(np.float32([v]), "roi") for v in spec.roi[a])
+        )
+        axis = _RuntimeAxis(ctx, spec, a, scale, roi)
+        if spec.mode == "nearest":
+            x = _apply_runtime_taps(ctx, spec, x, stored, axis.nearest_taps(), None, out)
+            continue
+        coords = axis.coords()
+        mask = axis.inside(coords) if spec.coord == "tf_crop_and_resize" else None
+        x = _apply_runtime_taps(ctx, spec, x, stored, axis.taps(coords), mask, out)
+
+
+def _apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
+    """sum_k GATHER(x, idx_k) * w_k along ``stored``; tf_crop_and_resize extrapolates where
+    ``mask`` is 0 (axis by axis, as the ONNX reference does)."""
+    shape = list(x.shape)
+    n_out = taps[0][0].shape[0]
+    shape[stored] = n_out
+    bshape = [1] * len(shape)
+    bshape[stored] = n_out
+    if mask is not None:
+        fill = emit_binary(ctx, "SUB", ctx.const_tensor(np.float32([1.0]), "one"), mask, "fill")
+        fill = emit_binary(
+            ctx, "MUL", fill, ctx.const_tensor(np.float32([spec.extrapolation]), "ev"), "fill"
+        )
+        taps = [(i, emit_binary(ctx, "MUL", w, mask, "w")) for i, w in taps]
+        taps.append((None, fill))
+    if len(taps) == 1 and taps[0][1] is None:  # nearest: a single unweighted GATHER
+        gathered = out if out is not None else ctx.temp(x.dtype, shape, "gather")
+        ctx.emit("GATHER", [x, taps[0][0]], [gathered], axis=stored, batch_dims=0)
+        return gathered
+    acc = None
+    for k, (idx, w) in enumerate(taps):
+        last = k == len(taps) - 1
+        w_b = ctx.reshape(w, bshape, "w_b")
+        if idx is None:
+            term = w_b
+        else:
+            gathered = ctx.temp(x.dtype, shape, f"gather{k}")
+            ctx.emit("GATHER", [x, idx], [gathered], axis=stored, batch_dims=0)
+            term = emit_binary(ctx, "MUL", gathered, w_b, f"tap{k}")
+        if acc is None:
+            acc = term
+        else:
+            acc = emit_binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
+    return acc
 
 
 def _try_builtin(ctx, spec, x, plans, lay) -> bool:
@@ -466,10 +625,240 @@ def _extrapolation_term(ctx, spec, plans, lay):
     return ctx.const_tensor(lay.apply(term), "extrapolation")
 
 
+# ---- runtime scales / roi ------------------------------------------------------------------
+#
+# When `scales` (or the tf_crop_and_resize `roi`) is a runtime tensor, the source coordinate of
+# every output index is computed in the graph with the ONNX formula in float32 (onnxruntime's
+# order of operations), then split into integer taps (FLOOR, clamp, CAST) that feed GATHERs
+# along the axis and weights that feed MUL/ADD. Linear and cubic weights are continuous in the
+# coordinate, so float32 rounding of the coordinate moves the result by rounding error only.
+# Nearest rounding is discontinuous: a float32 coordinate can land on a rounding boundary that
+# the float64 ONNX reference misses, so nearest modes keep requiring constant inputs.
+
+
+EXACT_NEAREST_COORDS = ("asymmetric", "half_pixel", "pytorch_half_pixel")
+
+
+def _runtime_refusal(mode, coord, runtime_scales, in_shape, out_shape, axes):
+    """Why a runtime roi/scales case cannot be reproduced exactly, or None."""
+    if mode == "nearest" and (not runtime_scales or coord not in EXACT_NEAREST_COORDS):
+        return (
+            f"nearest rounding of {coord} coordinates computed at run time: float32 and the "
+            "float64 ONNX reference can round differently near a tie"
+        )
+    if runtime_scales and coord in ("align_corners", "tf_crop_and_resize"):
+        return (
+            f"{coord} with runtime scales: the ONNX reference divides by scale*size, onnxruntime "
+            "by the integer output size; they differ unless scale*size is an integer"
+        )
+    if runtime_scales and coord == "pytorch_half_pixel":
+        if any(out_shape[a] == 1 and in_shape[a] != 1 for a in axes):
+            return "pytorch_half_pixel to size 1 with runtime scales: runtimes disagree"
+    return None
+
+
+class _RuntimeAxis:
+    """Emits the float32 [n_out] coordinate of one ONNX axis from runtime scale/roi."""
+
+    def __init__(self, ctx, spec, axis, scale, roi):
+        self.ctx, self.spec, self.axis = ctx, spec, axis
+        self.scale, self.roi = scale, roi  # [1] float32 tensors (runtime or constant)
+        self.n_in, self.n_out = spec.in_shape[axis], spec.out_shape[axis]
+
+    def const(self, value, hint="c"):
+        return self.ctx.const_tensor(np.asarray(value, np.float32), hint)
+
+    def op(self, opcode, a, b, hint="t"):
+        return emit_binary(self.ctx, opcode, a, b, hint)
+
+    def coords(self):
+        mode, n_in, n_out = self.spec.coord, self.n_in, self.n_out
+        y = np.arange(n_out, dtype=np.float32)
+        if mode == "asymmetric":
+            return self.op("DIV", self.const(y, "y"), self.scale, "x")
+        if mode == "tf_crop_and_resize":
+            start, end = self.roi
+            if n_out == 1:
+                return self.op("MUL", self.op("ADD", start, end), self.const([0.5 * (n_in - 1)]))
+            span = self.op("MUL", self.const(y, "y"), self.op("SUB", end, start, "span"))
+            span = self.op(
+                "DIV", self.op("MUL", span, self.const([n_in - 1])), self.const([n_out - 1])
+            )
+            return self.op("ADD", span, self.op("MUL", start, self.const([n_in - 1])), "x")
+        x = self.op("SUB", self.op("DIV", self.const(y + 0.5, "y"), self.scale), self.const([0.5]))
+        if mode == "half_pixel_symmetric":
+            adjustment = self.op(
+                "DIV", self.const([n_out]), self.op("MUL", self.scale, self.const([n_in]))
+            )
+            offset = self.op(
+                "MUL", self.const([n_in / 2]), self.op("SUB", self.const([1.0]), adjustment)
+            )
+            x = self.op("ADD", offset, x, "x")
+        return x  # half_pixel, pytorch_half_pixel (n_out > 1 checked)
+
+    def nearest_taps(self):
+        """[(int32 indices, None)]: the exactly rounded nearest index for x = p / s - c.
+
+        Every nearest mode is floor(q - d) or ceil(q - d) of the quotient q = p / s with a
+        boundary offset d. Rounding is monotone and the boundaries are representable, so the
+        float32 candidate k is the true index or off by one towards the boundary b = k + d;
+        the sign of the exact remainder p - b * s (Dekker's error-free product, no FMA
+        needed) says which, reproducing exact rational -- and so the float64 reference's --
+        rounding for every scale.
+        """
+        spec = self.spec
+        c = 0.0 if spec.coord == "asymmetric" else 0.5
+        d, use_ceil = {
+            "floor": (c, False),
+            "ceil": (c, True),
+            "round_prefer_floor": (c + 0.5, True),
+            "round_prefer_ceil": (c - 0.5, False),
+        }[spec.nearest_mode]
+        p = self.const(np.arange(self.n_out, dtype=np.float32) + np.float32(c), "p")
+        u = self.op("SUB", self.op("DIV", p, self.scale, "q"), self.const([d]), "u")
+        k = emit_unary(self.ctx, "CEIL" if use_ceil else "FLOOR", u, "k")
+        boundary = self.op("ADD", k, self.const([d]), "boundary")
+        remainder = self._exact_remainder(p, boundary)
+        beyond = self._compare("GREATER" if use_ceil else "LESS", remainder, self.const([0.0]))
+        step = self.ctx.temp(np.float32, k.shape, "step")
+        self.ctx.emit("CAST", [beyond], [step])
+        k = self.op("ADD" if use_ceil else "SUB", k, step, "k")
+        return [(self._index(k), None)]
+
+    def _exact_remainder(self, p, b):
+        """p - b * s with the exact sign: b * s == h + err exactly (Dekker's two-product over
+        Veltkamp splits), then p - h is exact when close to zero and sign-safe otherwise."""
+        s = self.scale
+        h = self.op("MUL", b, s, "h")
+        b_hi, b_lo = self._split(b)
+        s_hi, s_lo = self._split(s)
+        err = self.op("SUB", self.op("MUL", b_hi, s_hi), h)
+        err = self.op("ADD", err, self.op("MUL", b_hi, s_lo))
+        err = self.op("ADD", err, self.op("MUL", b_lo, s_hi))
+        err = self.op("ADD", err, self.op("MUL", b_lo, s_lo), "err")
+        return self.op("SUB", self.op("SUB", p, h), err, "remainder")
+
+    def _split(self, a):
+        """a == hi + lo with 12-bit halves, so products of halves are exact in float32."""
+        scaled = self.op("MUL", a, self.const([4097.0]))
+        hi = self.op("SUB", scaled, self.op("SUB", scaled, a), "hi")
+        return hi, self.op("SUB", a, hi, "lo")
+
+    def _compare(self, opcode, a, b):
+        out = self.ctx.temp(np.bool_, np.broadcast_shapes(a.shape, b.shape), "cmp")
+        self.ctx.emit(opcode, [a, b], [out])
+        return out
+
+    def _index(self, k):
+        clamped = self.op(
+            "MINIMUM", self.op("MAXIMUM", k, self.const([0.0])), self.const([self.n_in - 1])
+        )
+        idx = self.ctx.temp(np.int32, clamped.shape, "idx")
+        self.ctx.emit("CAST", [clamped], [idx])
+        return idx
+
+    def taps(self, x):
+        """[(int32 indices [n_out], float32 weights [n_out])] of the interpolation kernel."""
+        spec = self.spec
+        base = emit_unary(self.ctx, "FLOOR", x, "base")
+        frac = self.op("SUB", x, base, "frac")
+        if spec.mode == "linear":
+            offsets = (0, 1)
+            weights = [self.op("SUB", self.const([1.0]), frac, "w"), frac]
+        else:
+            offsets = (-1, 0, 1, 2)
+            one, two = self.const([1.0]), self.const([2.0])
+            weights = [
+                self._cubic_far(self.op("ADD", frac, one)),
+                self._cubic_near(frac),
+                self._cubic_near(self.op("SUB", one, frac)),
+                self._cubic_far(self.op("SUB", two, frac)),
+            ]
+        raw = [self.op("ADD", base, self.const([k]), "raw") for k in offsets]
+        clamped = [
+            self.op(
+                "MINIMUM", self.op("MAXIMUM", r, self.const([0.0])), self.const([self.n_in - 1])
+            )
+            for r in raw
+        ]
+        if spec.exclude_outside:
+            weights = [
+                self.op("MUL", w, self._equal(r, c))
+                for w, r, c in zip(weights, raw, clamped, strict=True)
+            ]
+            total = weights[0]
+            for w in weights[1:]:
+                total = self.op("ADD", total, w, "total")
+            weights = [self.op("DIV", w, total, "w") for w in weights]
+        indices = []
+        for c in clamped:
+            idx = self.ctx.temp(np.int32, c.shape, "idx")
+            self.ctx.emit("CAST", [c], [idx])
+            indices.append(idx)
+        return list(zip(indices, weights, strict=True))
+
+    def _equal(self, a, b):
+        same = self._compare("EQUAL", a, b)
+        out = self.ctx.temp(np.float32, a.shape, "mask")
+        self.ctx.emit("CAST", [same], [out])
+        return out
+
+    def _cubic_near(self, t):  # ((a + 2) t - (a + 3)) t^2 + 1 for 0 <= t <= 1
+        a = self.spec.cubic_a
+        p = self.op("SUB", self.op("MUL", t, self.const([a + 2])), self.const([a + 3]))
+        return self.op("ADD", self.op("MUL", self.op("MUL", p, t), t), self.const([1.0]), "w")
+
+    def _cubic_far(self, t):  # ((a t - 5a) t + 8a) t - 4a for 1 <= t <= 2
+        a = self.spec.cubic_a
+        p = self.op("SUB", self.op("MUL", t, self.const([a])), self.const([5 * a]))
+        p = self.op("ADD", self.op("MUL", p, t), self.const([8 * a]))
+        return self.op("SUB", self.op("MUL", p, t), self.const([4 * a]), "w")
+
+    def inside(self, x):
+        """float32 [n_out]: 1 where 0 <= x <= n_in - 1 (tf_crop_and_resize), else 0."""
+        clamped = self.op(
+            "MINIMUM", self.op("MAXIMUM", x, self.const([0.0])), self.const([self.n_in - 1])
+        )
+        return self._equal(x, clamped)
+
+
+def _runtime_vector(ctx, i, rank, axes, halves=1):
+    """element(a, half): the entry of input ``i`` (scales, or roi with 2 halves) for ONNX axis
+    ``a`` as a [1] tensor; the vector covers either all axes or the ``axes`` attribute."""
+    vec = ctx.input(i)
+    per = ctx.shape(i)[0] // halves
+
+    def element(a, half=0):
+        j = (a if per == rank else list(axes).index(a)) + half * per
+        out = ctx.temp(np.float32, (1,), "elem")
+        idx = ctx.const_tensor(np.array([j], np.int32), "elem_idx")
+        ctx.emit("GATHER", [vec, idx], [out], axis=0, batch_dims=0)
+        return out
+
+    return element
+
+
 _COMMON = dict(
     dtypes=FLOAT,
     ranks=(1, 2, 3, 4, 5),
-    tflite_ops=("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "GATHER", "MUL", "ADD"),
+    tflite_ops=(
+        "RESIZE_NEAREST_NEIGHBOR",
+        "RESIZE_BILINEAR",
+        "GATHER",
+        "MUL",
+        "ADD",
+        "SUB",
+        "DIV",
+        "FLOOR",
+        "MAXIMUM",
+        "MINIMUM",
+        "EQUAL",
+        "LESS",
+        "GREATER",
+        "CEIL",
+        "CAST",
+        "RESHAPE",
+    ),
 )
 
 lowering(
@@ -482,8 +871,9 @@ lowering(
         attr_in("nearest_mode", NEAREST_MODES, "round_prefer_floor"),
         attr_in("keep_aspect_ratio_policy", ("stretch", "not_larger", "not_smaller"), "stretch"),
     ),
-    notes="roi/scales/sizes constant; builtin when it is exact, else constant GATHER taps; "
-    "antialias refused",
+    notes="builtin when it is exact, else constant GATHER taps; runtime scales/roi: in-graph "
+    "coordinates (nearest only asymmetric/half_pixel/pytorch_half_pixel, exact rounding; no "
+    "align_corners/tf_crop_and_resize with runtime scales); antialias refused",
     extra_check=_resize_check,
     **_COMMON,
 )(lower_resize)
