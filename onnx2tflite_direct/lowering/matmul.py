@@ -42,7 +42,14 @@ def _accepting_inner(accepts):
 def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_num_dims=False):
     lay = ctx.in_layout(0)
     if lay.inner is not None:
-        weight_out_in = weight_out_in[:, lay.inner.element_order()]
+        order = lay.inner.element_order()
+        stored_in_out = weight_out_in.T
+        if stored_in_out.flags.c_contiguous:
+            # ONNX keeps B as [in, out]: permuting its rows is a fast row gather, leaving one
+            # transposing copy below (instead of a strided column gather plus that copy).
+            weight_out_in = stored_in_out[order].T
+        else:
+            weight_out_in = np.take(weight_out_in, order, axis=1)
     weights = np.asarray(weight_out_in, dtype=np.float32, order="C")
     inputs = [x, ctx.const_tensor(weights, "weights")]
     inputs.append(ctx.const_tensor(bias.astype(np.float32), "bias") if bias is not None else None)
