@@ -298,10 +298,75 @@ def _relu6_over_6(m: Matcher, gate: str, x: str):
     return [add, clip, scale]
 
 
+def merge_pad_into_conv(graph: Graph) -> list[str]:
+    """A zero constant Pad on spatial axes feeding a Conv (or an AveragePool that counts pad
+    cells) becomes part of that op's own ``pads``: one pass over the data instead of two."""
+    m = Matcher(graph)
+    removed: set[int] = set()
+    changed = []
+    for pad in graph.nodes:
+        if (
+            pad.op_type != "Pad"
+            or pad.domain != ""
+            or pad.attrs.get("mode", "constant") != "constant"
+        ):
+            continue
+        consumer = m.only_consumer(pad.outputs[0])
+        if consumer is None or consumer.inputs[0] != pad.outputs[0]:
+            continue
+        if consumer.op_type == "AveragePool" and not consumer.attrs.get("count_include_pad", 0):
+            continue
+        if consumer.op_type not in ("Conv", "AveragePool") or consumer.attrs.get(
+            "auto_pad", "NOTSET"
+        ) not in ("NOTSET", "VALID"):
+            continue
+        amounts = _constant_pads(graph, pad)
+        if amounts is None:
+            continue
+        rank = len(amounts) // 2
+        begin, end = amounts[:rank], amounts[rank:]
+        if begin[:2] != [0, 0] or end[:2] != [0, 0] or min(amounts) < 0:
+            continue
+        old = list(consumer.attrs.get("pads", [0] * (2 * (rank - 2))))
+        n = rank - 2
+        consumer.attrs["pads"] = [old[i] + begin[2 + i] for i in range(n)] + [
+            old[n + i] + end[2 + i] for i in range(n)
+        ]
+        consumer.attrs["auto_pad"] = "NOTSET"
+        consumer.inputs[0] = pad.inputs[0]
+        removed.add(id(pad))
+        changed.append(pad.label)
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    graph.invalidate()
+    return changed
+
+
+def _constant_pads(graph: Graph, pad: Node) -> list[int] | None:
+    """Pad amounts when they are constant, the fill value is zero and no axes input is given."""
+    if pad.opset < 11:
+        amounts, value = (
+            pad.attrs.get("pads", pad.attrs.get("paddings")),
+            pad.attrs.get("value", 0.0),
+        )
+    else:
+        if len(pad.inputs) > 3 and pad.inputs[3]:
+            return None
+        src = graph.values[pad.inputs[1]].const if len(pad.inputs) > 1 else None
+        amounts = None if src is None else src.reshape(-1).tolist()
+        fill = graph.values[pad.inputs[2]] if len(pad.inputs) > 2 and pad.inputs[2] else None
+        if fill is not None and fill.const is None:
+            return None
+        value = 0.0 if fill is None or fill.const.size == 0 else float(fill.const.reshape(-1)[0])
+    if amounts is None or value != 0.0:
+        return None
+    return [int(a) for a in amounts]
+
+
 RULES = [
     ("merge_common_subexpressions", merge_common_subexpressions),
     ("remove_noop_cast", remove_noop_cast),
     ("fold_batchnorm_into_conv", fold_batchnorm_into_conv),
+    ("merge_pad_into_conv", merge_pad_into_conv),
     ("fuse_gelu", fuse_gelu),
     ("fuse_hardswish", fuse_hardswish),
 ]

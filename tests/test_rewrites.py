@@ -130,3 +130,36 @@ def test_unknown_rewrite_rule_is_bad_input():
     with pytest.raises(BadInputError) as info:
         check_conversion(model, disable_rewrites=("no_such_rule",))
     assert info.value.reason_code == errors.INVALID_OPTION
+
+
+@pytest.mark.parametrize("op", ["Conv", "AveragePool"])
+@pytest.mark.parametrize("opset", [9, 17])
+def test_zero_pad_merges_into_conv_and_counting_avgpool(op, opset):
+    pads = [0, 0, 1, 2, 0, 0, 1, 0]
+    if opset < 11:
+        pad = helper.make_node("Pad", ["x"], ["p"], pads=pads, mode="constant")
+        consts = {}
+    else:
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"], mode="constant")
+        consts = {"pads": np.array(pads, np.int64)}
+    if op == "Conv":
+        consts["w"] = RNG.standard_normal((4, 3, 3, 3)).astype(F)
+        node = helper.make_node("Conv", ["p", "w"], ["y"])
+        out = (1, 4, 5, 4)
+    else:
+        node = helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3], count_include_pad=1)
+        out = (1, 3, 5, 4)
+    model = make_model([pad, node], [("x", F, (1, 3, 5, 4))], [("y", F, out)], consts, opset=opset)
+    chk = check_conversion(model)
+    assert _rules(chk)["merge_pad_into_conv"] == 1
+    assert chk.ops.get("PAD", 0) <= 1  # the op's own (asymmetric) padding, never two pads
+
+
+def test_pad_before_maxpool_is_not_merged():
+    """Zero padding is not neutral for max pooling: the rule must leave it alone."""
+    pad = helper.make_node("Pad", ["x", "pads"], ["p"])
+    node = helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[2, 2])
+    consts = {"pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)}
+    model = make_model([pad, node], [("x", F, (1, 2, 4, 4))], [("y", F, (1, 2, 5, 5))], consts)
+    chk = check_conversion(model, feeds={"x": -np.ones((1, 2, 4, 4), F)})
+    assert "merge_pad_into_conv" not in _rules(chk)
