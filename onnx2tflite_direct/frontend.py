@@ -605,7 +605,7 @@ def _skeleton(model, nodes, consts, real_inputs) -> onnx.ModelProto:
         nodes,
         model.graph.name or "g",
         inputs,
-        _skeleton_outputs(model, nodes),
+        _skeleton_outputs(model, nodes, consts, real_inputs),
         inits,
         value_info=value_info,
     )
@@ -635,7 +635,7 @@ def _huge_range_limits(nodes, consts) -> set[str]:
     return hidden
 
 
-def _skeleton_outputs(model, nodes) -> list[onnx.ValueInfoProto]:
+def _skeleton_outputs(model, nodes, consts, real_inputs) -> list[onnx.ValueInfoProto]:
     """Graph outputs for inference: without their declared shapes when every op has a schema.
 
     onnx silently keeps a declared dim that contradicts the inferred one; inferring from
@@ -643,8 +643,16 @@ def _skeleton_outputs(model, nodes) -> list[onnx.ValueInfoProto]:
     """
     if not all(n.domain in ("", "ai.onnx") for n in nodes):
         return list(model.graph.output)
+    produced = {o for n in nodes for o in n.output}
+    exact = {vi.name: vi for vi in real_inputs}
+    exact.update((name, _value_info(name, arr)) for name, arr in consts.items())
     outputs = []
     for vi in model.graph.output:
+        if vi.name in exact and vi.name not in produced:
+            # An output that is a constant or an input gets its exact type: onnx would let a
+            # shapeless declaration here hide the shape from the nodes that read the tensor.
+            outputs.append(exact[vi.name])
+            continue
         out = onnx.ValueInfoProto()
         out.CopyFrom(vi)
         if out.type.HasField("tensor_type"):

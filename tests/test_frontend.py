@@ -175,3 +175,22 @@ def test_empty_input_to_conv_and_pool_is_refused(op):
         initializers=inits,
     )
     expect_refusal(model, errors.EMPTY_TENSOR_UNSUPPORTED)
+
+
+def test_conversion_restores_the_garbage_collector_state():
+    import gc
+
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [("x", np.float32, (2,))],
+        [("y", np.float32, (2,))],
+    )
+    assert gc.isenabled()
+    convert(model)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        convert(model)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
