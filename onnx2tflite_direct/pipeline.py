@@ -219,6 +219,8 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol):
             )
     except ValueError as exc:
         raise errors.BadInputError(errors.INVALID_OPTION, f"validation input: {exc}") from None
+    except ImportError as exc:  # the validate extra is not installed
+        raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
     rec.validation(outcome)
     return outcome
 

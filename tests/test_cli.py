@@ -235,3 +235,14 @@ def test_unwritable_output_is_bad_input_not_a_traceback(tmp_path):
     proc = run_cli(EXAMPLE, "-o", tmp_path)
     assert proc.returncode == errors.EXIT_BAD_INPUT, proc.stderr
     assert "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_validate_without_the_extra_is_bad_input(tmp_path, monkeypatch):
+    """Core-only installs convert; --validate then says how to get the runtimes (exit 2)."""
+    from onnx2tflite_direct import validate
+
+    def missing():
+        raise ImportError("onnxruntime is needed; pip install onnx2tflite_direct[validate]")
+
+    monkeypatch.setattr(validate, "_import_onnxruntime", missing)
+    assert cli.main([str(EXAMPLE), "-o", str(tmp_path), "--validate"]) == errors.EXIT_BAD_INPUT
