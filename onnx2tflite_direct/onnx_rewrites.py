@@ -211,6 +211,7 @@ def fuse_gelu(graph: Graph) -> list[str]:
 
 
 def _match_gelu(m: Matcher, erf: Node):
+    """Erf(x / sqrt 2) (or x * 1/sqrt 2), then the common tail."""
     if erf.op_type != "Erf" or erf.domain != "":
         return None
     scaled = erf.inputs[0]
@@ -221,26 +222,60 @@ def _match_gelu(m: Matcher, erf: Node):
         x = pre.inputs[0] if _close(m.scalar(pre.inputs[1]), math.sqrt(2.0)) else None
     else:
         x = m.split_const(pre, 1 / math.sqrt(2.0))
-    if x is None or not m.private(erf.outputs[0]):
+    return None if x is None else _gelu_tail(m, x, erf, [pre, erf])
+
+
+def _match_gelu_tanh(m: Matcher, tanh: Node):
+    """Tanh(sqrt(2/pi) * (x + 0.044715 * x^3)), then the common tail."""
+    if tanh.op_type != "Tanh" or tanh.domain != "" or not m.private(tanh.inputs[0]):
         return None
-    add = m.only_consumer(erf.outputs[0])
-    if add is None or add.op_type != "Add" or m.split_const(add, 1.0) != erf.outputs[0]:
+    scale = m.producer(tanh.inputs[0], "Mul")
+    inner = None if scale is None else m.split_const(scale, math.sqrt(2.0 / math.pi))
+    add = None if inner is None or not m.private(inner) else m.producer(inner, "Add")
+    if add is None:
+        return None
+    for x, cubic_term in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
+        coef = m.producer(cubic_term, "Mul")
+        cube = None if coef is None else m.split_const(coef, 0.044715)
+        power = None if cube is None else m.producer(cube, "Pow")
+        if (
+            power is not None
+            and power.inputs[0] == x
+            and _close(m.scalar(power.inputs[1]), 3.0)
+            and m.private(cubic_term)
+            and m.private(cube)
+        ):
+            return _gelu_tail(m, x, tanh, [power, coef, add, scale, tanh])
+    return None
+
+
+def _gelu_tail(m: Matcher, x: str, core: Node, nodes: list[Node]):
+    """core -> Add 1 -> Mul x -> Mul 0.5 (or Mul(x, 0.5) -> Mul): the chain's output and nodes."""
+    if not m.private(core.outputs[0]):
+        return None
+    add = m.only_consumer(core.outputs[0])
+    if add is None or add.op_type != "Add" or m.split_const(add, 1.0) != core.outputs[0]:
         return None
     mul = m.only_consumer(add.outputs[0])
     if mul is None or mul.op_type != "Mul":
         return None
     other = mul.inputs[1] if mul.inputs[0] == add.outputs[0] else mul.inputs[0]
-    if other == x:  # (x * (1 + erf)) * 0.5
+    if other == x:  # (x * (1 + core)) * 0.5
         if not m.private(mul.outputs[0]):
             return None
         half = m.only_consumer(mul.outputs[0])
         if half is None or half.op_type != "Mul" or m.split_const(half, 0.5) != mul.outputs[0]:
             return None
-        return x, half.outputs[0], [pre, erf, add, mul, half]
-    halved = m.producer(other, "Mul")  # (x * 0.5) * (1 + erf)
+        return x, half.outputs[0], [*nodes, add, mul, half]
+    halved = m.producer(other, "Mul")  # (x * 0.5) * (1 + core)
     if halved is not None and m.split_const(halved, 0.5) == x and m.private(other):
-        return x, mul.outputs[0], [pre, erf, add, halved, mul]
+        return x, mul.outputs[0], [*nodes, add, halved, mul]
     return None
+
+
+def fuse_gelu_tanh(graph: Graph) -> list[str]:
+    """x * 0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 x^3))) becomes one Gelu(tanh)."""
+    return _fuse_chains(graph, "Gelu", 20, {"approximate": "tanh"}, _match_gelu_tanh)
 
 
 def fuse_hardswish(graph: Graph) -> list[str]:
@@ -368,6 +403,7 @@ RULES = [
     ("fold_batchnorm_into_conv", fold_batchnorm_into_conv),
     ("merge_pad_into_conv", merge_pad_into_conv),
     ("fuse_gelu", fuse_gelu),
+    ("fuse_gelu_tanh", fuse_gelu_tanh),
     ("fuse_hardswish", fuse_hardswish),
 ]
 

@@ -163,3 +163,36 @@ def test_pad_before_maxpool_is_not_merged():
     model = make_model([pad, node], [("x", F, (1, 2, 4, 4))], [("y", F, (1, 2, 5, 5))], consts)
     chk = check_conversion(model, feeds={"x": -np.ones((1, 2, 4, 4), F)})
     assert "merge_pad_into_conv" not in _rules(chk)
+
+
+@pytest.mark.parametrize("half_first", [False, True])
+def test_tanh_gelu_chain_becomes_one_tanh_gelu(half_first):
+    consts = {
+        "three": np.array(3, F),
+        "coef": np.array(0.044715, F),
+        "k": np.array(math.sqrt(2 / math.pi), F),
+        "one": np.array(1, F),
+        "half": np.array(0.5, F),
+    }
+    nodes = [
+        helper.make_node("Pow", ["x", "three"], ["x3"]),
+        helper.make_node("Mul", ["x3", "coef"], ["c"]),
+        helper.make_node("Add", ["x", "c"], ["s"]),
+        helper.make_node("Mul", ["s", "k"], ["t_in"]),
+        helper.make_node("Tanh", ["t_in"], ["t"]),
+        helper.make_node("Add", ["t", "one"], ["a"]),
+    ]
+    if half_first:
+        nodes += [
+            helper.make_node("Mul", ["x", "half"], ["h"]),
+            helper.make_node("Mul", ["h", "a"], ["y"]),
+        ]
+    else:
+        nodes += [
+            helper.make_node("Mul", ["x", "a"], ["m"]),
+            helper.make_node("Mul", ["m", "half"], ["y"]),
+        ]
+    model = make_model(nodes, [("x", F, (2, 16))], [("y", F, (2, 16))], consts)
+    chk = check_conversion(model, feeds={"x": RNG.uniform(-4, 4, (2, 16)).astype(F)})
+    assert chk.ops == {"GELU": 1}
+    assert _rules(chk)["fuse_gelu_tanh"] == 8
