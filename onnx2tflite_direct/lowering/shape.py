@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import layout as L
 from ..policies import keep_rank, reshaping, same_as_input, transpose_relabel
-from ..registry import AttrRule, attr_in, lowering
+from ..registry import attr_in, lowering
 
 ANY_TYPE = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool", "int16")
 
@@ -275,5 +274,3 @@ def lower_pad(ctx):
     else:
         ctx.emit("PADV2", [x, paddings, value], [ctx.output(0)])
 
-
-__all__ = ["AttrRule", "L"]
