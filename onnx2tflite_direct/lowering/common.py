@@ -59,41 +59,6 @@ def emit_pad(ctx, x, stored_pads, value: float = 0.0, hint: str = "padded"):
     return out
 
 
-def activation_none() -> dict:
-    return {"fused_activation_function": "NONE"}
-
-
-# ---- small arithmetic emitters (one op each, output shape inferred) ---------------------
-
-
-def emit_binary(ctx, opcode: str, a, b, hint: str = "tmp", out=None):
-    """ADD/SUB/MUL/DIV/MAXIMUM/... with numpy broadcasting of the stored shapes."""
-    if out is None:
-        out = ctx.temp(a.dtype, np.broadcast_shapes(a.shape, b.shape), hint)
-    options = activation_none() if opcode in ("ADD", "SUB", "MUL", "DIV") else {}
-    ctx.emit(opcode, [a, b], [out], **options)
-    return out
-
-
-def emit_unary(ctx, opcode: str, x, hint: str = "tmp", out=None):
-    out = out if out is not None else ctx.temp(x.dtype, x.shape, hint)
-    ctx.emit(opcode, [x], [out])
-    return out
-
-
-def emit_reduce(ctx, opcode: str, x, stored_axes, hint: str = "reduced", out=None):
-    """MEAN/SUM/REDUCE_MAX over ``stored_axes`` with keep_dims (rank kept)."""
-    axes = sorted({int(a) for a in stored_axes})
-    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
-    out = out if out is not None else ctx.temp(x.dtype, shape, hint)
-    ctx.emit(opcode, [x, ctx.const_tensor(np.array(axes, np.int32), "axes")], [out], keep_dims=True)
-    return out
-
-
-def scalar(ctx, value: float, dtype=np.float32, hint: str = "scalar"):
-    return ctx.const_tensor(np.array(value, dtype=dtype), hint)
-
-
 def conv2d_options(mode: str, strides, dilations) -> dict:
     """CONV_2D / DEPTHWISE_CONV_2D options for a 2-D window (activation fused later)."""
     return dict(

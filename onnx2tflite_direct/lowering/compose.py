@@ -68,8 +68,13 @@ def cast(ctx, x, dtype, hint: str = "cast"):
     return op(ctx, "CAST", [x], x.shape, dtype, hint)
 
 
+def unary(ctx, opcode: str, x, hint: str = "t", out=None):
+    """A one-input op whose result has the input's shape and dtype (ABS, SQRT, RSQRT ...)."""
+    return op(ctx, opcode, [x], x.shape, x.dtype, hint, out)
+
+
 def reduce(ctx, opcode: str, x, axes, keep_dims: bool, hint: str = "reduced", out=None):
-    axes = [a % len(x.shape) for a in axes]
+    axes = sorted({int(a) % len(x.shape) for a in axes})
     shape = [1 if i in axes else d for i, d in enumerate(x.shape)]
     if not keep_dims:
         shape = [d for i, d in enumerate(shape) if i not in axes]

@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import FLOAT, lowering
-from .common import emit_binary
+from . import compose as C
 
 FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]
 FILTER_1D = L.Layout((1, 2, 0))
@@ -156,7 +156,7 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
         parts.append(part)
     joined = ctx.temp(np.float32, out_shape, "joined")
     ctx.emit("CONCATENATION", parts, [joined], axis=3, fused_activation_function="NONE")
-    return joined if bias is None else emit_binary(ctx, "ADD", joined, bias, "biased")
+    return joined if bias is None else C.binary(ctx, "ADD", joined, bias, "biased")
 
 
 def _split(ctx, t, group, hint):

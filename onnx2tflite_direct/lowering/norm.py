@@ -7,7 +7,7 @@ import numpy as np
 
 from ..policies import channel_last, same_as_input
 from ..registry import AttrRule, attr_in, lowering
-from .common import emit_binary, emit_unary, scalar
+from . import compose as C
 
 
 def _per_channel(ctx, vec: np.ndarray, hint: str):
@@ -61,12 +61,12 @@ def lower_batchnorm(ctx):
         add = _per_channel(ctx, (bias - mean * a).astype(np.float32), "bn_add")
     else:
         scale, bias, mean, var = (ctx.input(i) for i in range(1, 5))
-        var_eps = emit_binary(ctx, "ADD", var, scalar(ctx, eps, hint="epsilon"), "var_eps")
-        a = emit_binary(ctx, "MUL", scale, emit_unary(ctx, "RSQRT", var_eps, "inv_std"), "a")
-        b = emit_binary(ctx, "SUB", bias, emit_binary(ctx, "MUL", mean, a, "mean_a"), "b")
+        var_eps = C.binary(ctx, "ADD", var, C.const(ctx, eps, hint="epsilon"), "var_eps")
+        a = C.binary(ctx, "MUL", scale, C.unary(ctx, "RSQRT", var_eps, "inv_std"), "a")
+        b = C.binary(ctx, "SUB", bias, C.binary(ctx, "MUL", mean, a, "mean_a"), "b")
         mul, add = _per_channel_tensor(ctx, a, "bn_mul"), _per_channel_tensor(ctx, b, "bn_add")
-    mid = emit_binary(ctx, "MUL", x, mul, "scaled")
-    emit_binary(ctx, "ADD", mid, add, out=ctx.output(0))
+    mid = C.binary(ctx, "MUL", x, mul, "scaled")
+    C.binary(ctx, "ADD", mid, add, out=ctx.output(0))
 
 
 @lowering(

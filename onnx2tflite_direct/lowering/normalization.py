@@ -13,7 +13,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last, keep_rank
 from ..registry import FLOAT, attr_in, lowering
-from .common import emit_binary, emit_reduce, emit_unary, scalar
+from . import compose as C
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -27,22 +27,22 @@ def _stored_axes(ctx, onnx_axes) -> list[int]:
 def normalize(ctx, x, axes, eps: float, center=True, mean_out=None, inv_out=None, out=None):
     """(x - mean) * rsqrt(var + eps) over stored ``axes``; without ``center`` the RMS form."""
     if center:
-        mean = emit_reduce(ctx, "MEAN", x, axes, "mean", out=mean_out)
-        x = emit_binary(ctx, "SUB", x, mean, "centered")
-    square = emit_binary(ctx, "MUL", x, x, "square")
-    var = emit_reduce(ctx, "MEAN", square, axes, "variance")
-    var_eps = emit_binary(ctx, "ADD", var, scalar(ctx, eps, hint="epsilon"), "var_eps")
-    inv = emit_unary(ctx, "RSQRT", var_eps, "inv_std", out=inv_out)
-    return emit_binary(ctx, "MUL", x, inv, "normalized", out=out)
+        mean = C.reduce(ctx, "MEAN", x, axes, True, "mean", out=mean_out)
+        x = C.binary(ctx, "SUB", x, mean, "centered")
+    square = C.binary(ctx, "MUL", x, x, "square")
+    var = C.reduce(ctx, "MEAN", square, axes, True, "variance")
+    var_eps = C.binary(ctx, "ADD", var, C.const(ctx, eps, hint="epsilon"), "var_eps")
+    inv = C.unary(ctx, "RSQRT", var_eps, "inv_std", out=inv_out)
+    return C.binary(ctx, "MUL", x, inv, "normalized", out=out)
 
 
 def _affine(ctx, y, scale, bias):
     """y * scale (+ bias), the last op writing output 0."""
     out = ctx.output(0)
     if bias is None:
-        return emit_binary(ctx, "MUL", y, scale, out=out)
-    scaled = emit_binary(ctx, "MUL", y, scale, "scaled")
-    return emit_binary(ctx, "ADD", scaled, bias, out=out)
+        return C.binary(ctx, "MUL", y, scale, out=out)
+    scaled = C.binary(ctx, "MUL", y, scale, "scaled")
+    return C.binary(ctx, "ADD", scaled, bias, out=out)
 
 
 def _trailing_input(ctx, i):
@@ -153,8 +153,8 @@ def lower_group_norm(ctx):
     affine_shape = (g, 1) if per_group else (g, c // g)
     scale = ctx.reshape(ctx.input(1), affine_shape, "scale")
     bias = ctx.reshape(ctx.input(2), affine_shape, "bias")
-    scaled = emit_binary(ctx, "MUL", y, scale, "scaled")
-    shifted = emit_binary(ctx, "ADD", scaled, bias, "shifted")
+    scaled = C.binary(ctx, "MUL", y, scale, "scaled")
+    shifted = C.binary(ctx, "ADD", scaled, bias, "shifted")
     ctx.driver.reshape(shifted, ctx.output(0))
 
 
@@ -170,9 +170,9 @@ def lower_lp_norm(ctx):
     x = ctx.input(0)
     axes = _stored_axes(ctx, [ctx.attr("axis", -1)])
     if int(ctx.attr("p", 2)) == 2:
-        sumsq = emit_reduce(ctx, "SUM", emit_binary(ctx, "MUL", x, x, "square"), axes, "sumsq")
-        norm = emit_unary(ctx, "SQRT", sumsq, "norm")
+        sumsq = C.reduce(ctx, "SUM", C.binary(ctx, "MUL", x, x, "square"), axes, True, "sumsq")
+        norm = C.unary(ctx, "SQRT", sumsq, "norm")
     else:
-        norm = emit_reduce(ctx, "SUM", emit_unary(ctx, "ABS", x, "abs"), axes, "norm")
-    safe = emit_binary(ctx, "MAXIMUM", norm, scalar(ctx, FLT_MIN, hint="flt_min"), "safe_norm")
-    emit_binary(ctx, "DIV", x, safe, out=ctx.output(0))
+        norm = C.reduce(ctx, "SUM", C.unary(ctx, "ABS", x, "abs"), axes, True, "norm")
+    safe = C.binary(ctx, "MAXIMUM", norm, C.const(ctx, FLT_MIN, hint="flt_min"), "safe_norm")
+    C.binary(ctx, "DIV", x, safe, out=ctx.output(0))

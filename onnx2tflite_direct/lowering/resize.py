@@ -19,7 +19,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
-from .common import emit_binary, emit_unary
+from . import compose as C
 
 MODES = ("nearest", "linear", "cubic")
 COORD_MODES = (
@@ -474,7 +474,7 @@ def lower_resize(ctx):
         last = k == len(order) - 1 and outside is None
         x = _resize_axis(ctx, x, lay.stored_axis(a), plans[a][0], final if last else None)
     if outside is not None:
-        emit_binary(ctx, "ADD", x, outside, out=final)
+        C.binary(ctx, "ADD", x, outside, out=final)
 
 
 def _lower_runtime(ctx, spec, scales_index, runtime_roi):
@@ -525,11 +525,11 @@ def _apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
     bshape = [1] * len(shape)
     bshape[stored] = n_out
     if mask is not None:
-        fill = emit_binary(ctx, "SUB", ctx.const_tensor(np.float32([1.0]), "one"), mask, "fill")
-        fill = emit_binary(
+        fill = C.binary(ctx, "SUB", ctx.const_tensor(np.float32([1.0]), "one"), mask, "fill")
+        fill = C.binary(
             ctx, "MUL", fill, ctx.const_tensor(np.float32([spec.extrapolation]), "ev"), "fill"
         )
-        taps = [(i, emit_binary(ctx, "MUL", w, mask, "w")) for i, w in taps]
+        taps = [(i, C.binary(ctx, "MUL", w, mask, "w")) for i, w in taps]
         taps.append((None, fill))
     if len(taps) == 1 and taps[0][1] is None:  # nearest: a single unweighted GATHER
         gathered = out if out is not None else ctx.temp(x.dtype, shape, "gather")
@@ -544,11 +544,11 @@ def _apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
         else:
             gathered = ctx.temp(x.dtype, shape, f"gather{k}")
             ctx.emit("GATHER", [x, idx], [gathered], axis=stored, batch_dims=0)
-            term = emit_binary(ctx, "MUL", gathered, w_b, f"tap{k}")
+            term = C.binary(ctx, "MUL", gathered, w_b, f"tap{k}")
         if acc is None:
             acc = term
         else:
-            acc = emit_binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
+            acc = C.binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
     return acc
 
 
@@ -604,13 +604,13 @@ def _resize_axis(ctx, x, axis, m, out=None):
         term = gathered
         if not unit:
             weights = ctx.const_tensor(w.astype(np.float32).reshape(bshape), "weights")
-            term = emit_binary(
+            term = C.binary(
                 ctx, "MUL", gathered, weights, f"tap{k}", out=out if last and acc is None else None
             )
         if acc is None:
             acc = term
         else:
-            acc = emit_binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
+            acc = C.binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
     return acc
 
 
@@ -669,7 +669,7 @@ class _RuntimeAxis:
         return self.ctx.const_tensor(np.asarray(value, np.float32), hint)
 
     def op(self, opcode, a, b, hint="t"):
-        return emit_binary(self.ctx, opcode, a, b, hint)
+        return C.binary(self.ctx, opcode, a, b, hint)
 
     def coords(self):
         mode, n_in, n_out = self.spec.coord, self.n_in, self.n_out
@@ -716,7 +716,7 @@ class _RuntimeAxis:
         }[spec.nearest_mode]
         p = self.const(np.arange(self.n_out, dtype=np.float32) + np.float32(c), "p")
         u = self.op("SUB", self.op("DIV", p, self.scale, "q"), self.const([d]), "u")
-        k = emit_unary(self.ctx, "CEIL" if use_ceil else "FLOOR", u, "k")
+        k = C.unary(self.ctx, "CEIL" if use_ceil else "FLOOR", u, "k")
         boundary = self.op("ADD", k, self.const([d]), "boundary")
         remainder = self._exact_remainder(p, boundary)
         beyond = self._compare("GREATER" if use_ceil else "LESS", remainder, self.const([0.0]))
@@ -760,7 +760,7 @@ class _RuntimeAxis:
     def taps(self, x):
         """[(int32 indices [n_out], float32 weights [n_out])] of the interpolation kernel."""
         spec = self.spec
-        base = emit_unary(self.ctx, "FLOOR", x, "base")
+        base = C.unary(self.ctx, "FLOOR", x, "base")
         frac = self.op("SUB", x, base, "frac")
         if spec.mode == "linear":
             offsets = (0, 1)

@@ -273,4 +273,3 @@ def lower_pad(ctx):
         ctx.emit("PAD", [x, paddings], [ctx.output(0)])
     else:
         ctx.emit("PADV2", [x, paddings, value], [ctx.output(0)])
-
