@@ -163,30 +163,19 @@ class _Parser:
         base = SCALARS[self.next()]
         self.attrs()
         self.expect("{")
-        members: dict[str, int] = {}
-        value = 0
-        while self.peek() != "}":
-            member = self.next()
-            if self.peek() == "=":
-                self.next()
-                value = int(self.next(), 0)
-            self.attrs()
-            members[member] = value
-            value += 1
-            if self.peek() == ",":
-                self.next()
-        self.next()
-        self.schema.enums[name] = (base, members)
+        self.schema.enums[name] = (base, self.members({}, 0))
 
     def union(self) -> None:
         name = self.next()
         self.attrs()
         self.expect("{")
-        members = {"NONE": 0}
-        value = 1
+        self.schema.unions[name] = self.members({"NONE": 0}, 1)
+
+    def members(self, members: dict[str, int], value: int) -> dict[str, int]:
+        """Enum/union members up to the closing brace; values count up unless given."""
         while self.peek() != "}":
             member = self.next()
-            if self.peek() == ":":  # aliased member "Alias: Type"
+            if self.peek() == ":":  # aliased union member "Alias: Type"
                 self.next()
                 self.next()
             if self.peek() == "=":
@@ -198,7 +187,7 @@ class _Parser:
             if self.peek() == ",":
                 self.next()
         self.next()
-        self.schema.unions[name] = members
+        return members
 
     def table(self, kind: str) -> None:
         name = self.next()
