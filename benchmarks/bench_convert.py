@@ -3,7 +3,10 @@
 Also measures the floor for the same model: ``onnx.load`` plus writing as many bytes as the
 .tflite has. Results go to ``benchmarks/results/convert.json`` and a table on stdout.
 
-    python benchmarks/bench_convert.py [--models resnet50 vgg19 ...] [--repeat 3]
+    python benchmarks/bench_convert.py [--set light|benchmark] [--models NAME ...] [--repeat 3]
+
+``--set light`` (default) uses the real-weight versions of the nine light models;
+``--set benchmark`` the generated benchmark set of benchmarks/models.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CHILD = r"""
 import json, os, sys, time, tempfile
@@ -57,17 +61,31 @@ def run_child(*args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    from make_real_weight_light_models import cached_model_path, light_model_paths
+def model_files(which: str, names, cache: Path) -> dict[str, Path]:
+    """name -> .onnx path for the chosen set (written into ``cache``)."""
+    if which == "light":
+        from make_real_weight_light_models import cached_model_path, light_model_paths
 
+        return {n: cached_model_path(n, cache) for n in names or sorted(light_model_paths())}
+    import onnx
+    from models import BENCHMARK_MODELS
+
+    paths = {}
+    for name in names or list(BENCHMARK_MODELS):
+        paths[name] = cache / f"{name}.onnx"
+        onnx.save(BENCHMARK_MODELS[name](), str(paths[name]))
+    return paths
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="*", default=sorted(light_model_paths()))
+    parser.add_argument("--set", choices=("light", "benchmark"), default="light")
+    parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as cache:
-        for name in args.models:
-            path = cached_model_path(name, Path(cache))
+        for name, path in model_files(args.set, args.models, Path(cache)).items():
             weights = path.stat().st_size
             conv = [run_child("convert", path) for _ in range(args.repeat)]
             best = min(conv, key=lambda r: r["seconds"])
@@ -77,7 +95,7 @@ def main() -> int:
             )
             rows.append(
                 {
-                    "model": f"{name} (real weights)",
+                    "model": f"{name} (real weights)" if args.set == "light" else name,
                     "onnx_bytes": weights,
                     "convert_seconds": round(best["seconds"], 3),
                     "convert_peak_rss_mb": round(max(r["peak_rss"] for r in conv) / 2**20, 1),
@@ -93,7 +111,7 @@ def main() -> int:
                 f"ratio {r['ratio_to_floor']:5.2f}",
                 flush=True,
             )
-    out = ROOT / "benchmarks" / "results" / "convert.json"
+    out = ROOT / "benchmarks" / "results" / f"convert_{args.set}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps({"machine": f"{os.cpu_count()} cores", "rows": rows}, indent=2) + "\n"
