@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert only the sub-graph up to these tensors",
     )
     p.add_argument(
+        "--quantize",
+        nargs="+",
+        default=[],
+        choices=["fp16"],
+        help="also write quantized variants: fp16 = <stem>_float16.tflite (float16 weights, "
+        "float32 kernels and I/O)",
+    )
+    p.add_argument(
         "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
     )
     p.add_argument(
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             channel_last=tuple(args.channel_last_input + args.channel_last_output),
             inputs=args.inputs,
             outputs=args.outputs,
+            quantize=tuple(args.quantize),
         )
     except ConversionError as exc:
         log.error("error: %s", exc)

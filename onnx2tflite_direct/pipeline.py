@@ -25,6 +25,7 @@ from .extract import extract_subgraph
 from .frontend import load_graph, load_model
 from .ir import Graph
 from .lowering import custom as custom_lowering
+from .quant.fp16 import to_float16_weights
 from .registry import REGISTRY, OpSpec, check_node
 
 
@@ -36,6 +37,8 @@ class ConversionResult:
     validation: object | None = None
     # ONNX tensor name -> {"tensor": TFLite tensor name, "perm", "inner"} (see context.tensor_map)
     tensor_map: dict[str, dict] = field(default_factory=dict)
+    # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
+    variants: dict[str, bytes] = field(default_factory=dict)
     _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
 
@@ -46,6 +49,9 @@ class ConversionResult:
             self._model = self._model_loader()
         return self._model
 
+
+# --quantize variant -> (file kind, in-place transform of the lowered model returning a count)
+VARIANTS = {"fp16": ("float16", to_float16_weights)}
 
 # Every rule id --disable-rewrite accepts (constant folding is not optional).
 REWRITE_RULES = tuple(name for name, _ in onnx_rewrites.RULES + tfl_rewrites.RULES)
@@ -128,6 +134,7 @@ def convert(
     channel_last: tuple[str, ...] = (),
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
+    quantize=(),
 ) -> ConversionResult:
     """Convert an ONNX model (path or ModelProto) to TFLite.
 
@@ -136,6 +143,7 @@ def convert(
 
     ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
     channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
+    ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``).
     """
     options = LoweringOptions(
         keep_io_layout=keep_io_layout,
@@ -144,6 +152,12 @@ def convert(
         keep_layout=tuple(keep_layout),
         channel_last=tuple(channel_last),
     )
+    unknown_variants = sorted(set(quantize or ()) - set(VARIANTS))
+    if unknown_variants:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION,
+            f"unknown --quantize variant(s) {unknown_variants}; available: {', '.join(VARIANTS)}",
+        )
     disabled = frozenset(disable_rewrites or ())
     unknown = sorted(disabled - set(REWRITE_RULES))
     if unknown:
@@ -184,6 +198,10 @@ def convert(
         del fe, graph
         result.tflite_bytes = build_flatbuffer(model_ir)
         rec.lowered(driver, result.tflite_bytes)
+        for variant in quantize or ():  # after the float32 file: these rewrite model_ir
+            kind, make = VARIANTS[variant]
+            rec.rewrite(f"quantize_{variant}", make(model_ir), [])
+            result.variants[kind] = build_flatbuffer(model_ir)
         if validate:
             result.validation = _validate(result, rec, test_data, seed, atol)
     except ConversionError as exc:
@@ -245,10 +263,11 @@ def _write_outputs(rec, result, out_dir, stem, write_report, started, write_mode
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if write_model:
-            path = out_dir / f"{stem}_float32.tflite"
-            write_atomic(path, result.tflite_bytes)
-            result.paths["float32"] = path
-            rec.output_file(path, len(result.tflite_bytes))
+            for kind, data in {"float32": result.tflite_bytes, **result.variants}.items():
+                path = out_dir / f"{stem}_{kind}.tflite"
+                write_atomic(path, data)
+                result.paths[kind] = path
+                rec.output_file(path, len(data), kind)
     rec.elapsed(time.perf_counter() - started)
     result.report = rec.to_dict()
     if out_dir is not None and write_report:

@@ -115,8 +115,8 @@ class ReportBuilder:
         self.histogram = dict(sorted(hist.items()))
         self.size = len(tflite_bytes)
 
-    def output_file(self, path, size: int) -> None:
-        self.outputs.append({"kind": "float32", "path": str(path), "bytes": size})
+    def output_file(self, path, size: int, kind: str = "float32") -> None:
+        self.outputs.append({"kind": kind, "path": str(path), "bytes": size})
 
     def error(self, exc) -> None:
         self._error = exc.to_dict()

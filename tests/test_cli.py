@@ -246,3 +246,15 @@ def test_validate_without_the_extra_is_bad_input(tmp_path, monkeypatch):
 
     monkeypatch.setattr(validate, "_import_onnxruntime", missing)
     assert cli.main([str(EXAMPLE), "-o", str(tmp_path), "--validate"]) == errors.EXIT_BAD_INPUT
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    assert run_cli(EXAMPLE, "-o", tmp_path, "--report-op-coverage").returncode == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("small_cnn_float32.tflite", "small_cnn_op_coverage_report.json"):
+        mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+        assert mode == 0o666 & ~mask, oct(mode)

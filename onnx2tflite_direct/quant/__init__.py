@@ -1,0 +1,1 @@
+"""Quantized output variants, applied to the lowered TFLite graph before it is written."""
