@@ -124,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         nargs="+",
         default=[],
-        choices=["fp16"],
+        choices=["fp16", "dynamic"],
         help="also write quantized variants: fp16 = <stem>_float16.tflite (float16 weights, "
-        "float32 kernels and I/O)",
+        "float32 kernels and I/O); dynamic = <stem>_dynamic_range_quant.tflite (int8 "
+        "per-channel weights, hybrid kernels)",
     )
     p.add_argument(
         "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"

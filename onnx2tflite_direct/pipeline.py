@@ -7,6 +7,7 @@ are written atomically so a failed run never leaves a half-written .tflite.
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import os
@@ -25,6 +26,7 @@ from .extract import extract_subgraph
 from .frontend import load_graph, load_model
 from .ir import Graph
 from .lowering import custom as custom_lowering
+from .quant.dynamic_range import quantize_weights_int8
 from .quant.fp16 import to_float16_weights
 from .registry import REGISTRY, OpSpec, check_node
 
@@ -51,7 +53,10 @@ class ConversionResult:
 
 
 # --quantize variant -> (file kind, in-place transform of the lowered model returning a count)
-VARIANTS = {"fp16": ("float16", to_float16_weights)}
+VARIANTS = {
+    "fp16": ("float16", to_float16_weights),
+    "dynamic": ("dynamic_range_quant", quantize_weights_int8),
+}
 
 # Every rule id --disable-rewrite accepts (constant folding is not optional).
 REWRITE_RULES = tuple(name for name, _ in onnx_rewrites.RULES + tfl_rewrites.RULES)
@@ -143,7 +148,8 @@ def convert(
 
     ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
     channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
-    ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``).
+    ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``,
+    ``"dynamic"``).
     """
     options = LoweringOptions(
         keep_io_layout=keep_io_layout,
@@ -198,10 +204,11 @@ def convert(
         del fe, graph
         result.tflite_bytes = build_flatbuffer(model_ir)
         rec.lowered(driver, result.tflite_bytes)
-        for variant in quantize or ():  # after the float32 file: these rewrite model_ir
+        for variant in quantize or ():  # after the float32 file; each starts from it
             kind, make = VARIANTS[variant]
-            rec.rewrite(f"quantize_{variant}", make(model_ir), [])
-            result.variants[kind] = build_flatbuffer(model_ir)
+            variant_ir = copy.deepcopy(model_ir) if len(quantize) > 1 else model_ir
+            rec.rewrite(f"quantize_{variant}", make(variant_ir), [])
+            result.variants[kind] = build_flatbuffer(variant_ir)
         if validate:
             result.validation = _validate(result, rec, test_data, seed, atol)
     except ConversionError as exc:

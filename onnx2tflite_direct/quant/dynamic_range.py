@@ -1,0 +1,66 @@
+"""The dynamic-range variant: int8 weights, float activations, LiteRT's hybrid kernels.
+
+Per QUANT_SPEC §6: CONV_2D and FULLY_CONNECTED take per-channel weights on axis 0,
+DEPTHWISE_CONV_2D on axis 3 (one scale per output channel); weights are symmetric int8 in
+[-127, 127]; weights under 1,024 elements stay float (as the reference quantizer does); the
+asymmetric per-batch input scheme is used. A weight read by any other op stays float, so no
+DEQUANTIZE is needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tfl
+
+MIN_ELEMENTS = 1024
+# Hybrid-capable op -> the weight's output-channel axis.
+HYBRID_WEIGHT_AXIS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": 3}
+
+
+def quantize_weights_int8(model: tfl.Model) -> int:
+    """Rewrite ``model`` in place; returns how many weight tensors became int8."""
+    converted = 0
+    for sub in model.subgraphs:
+        readers: dict[int, list[tuple[tfl.Operator, int]]] = {}
+        for op in sub.operators:
+            for i, t in enumerate(op.inputs):
+                if t is not None and t.data is not None:
+                    readers.setdefault(id(t), []).append((op, i))
+        done: dict[int, tfl.Tensor] = {}
+        for op in sub.operators:
+            axis = HYBRID_WEIGHT_AXIS.get(op.opcode)
+            w = op.inputs[1] if axis is not None and len(op.inputs) > 1 else None
+            if not _eligible(w, op, readers):
+                continue
+            if id(w) not in done:
+                done[id(w)] = _int8_per_channel(w, axis)
+                converted += 1
+            op.inputs[1] = done[id(w)]
+            if op.opcode == "FULLY_CONNECTED":
+                op.options["asymmetric_quantize_inputs"] = True
+    return converted
+
+
+def _eligible(w: tfl.Tensor | None, op: tfl.Operator, readers) -> bool:
+    if w is None or w.data is None or w.dtype != np.float32 or w.quantization is not None:
+        return False
+    if w.data.size < MIN_ELEMENTS or not np.all(np.isfinite(w.data)):
+        return False
+    if op.inputs[0] is None or op.inputs[0].dtype != np.float32:
+        return False
+    # Every reader must be a hybrid op reading it as its weight on the same axis.
+    return all(o.opcode == op.opcode and i == 1 for o, i in readers.get(id(w), []))
+
+
+def _int8_per_channel(w: tfl.Tensor, axis: int) -> tfl.Tensor:
+    data = np.moveaxis(w.data.astype(np.float32), axis, 0)
+    flat = data.reshape(data.shape[0], -1)
+    scale = np.abs(flat).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)  # all-zero channels
+    q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int8)
+    q = np.moveaxis(q.reshape(data.shape), 0, axis)
+    quant = tfl.Quantization(scale=scale, zero_point=np.zeros_like(scale, np.int64), axis=axis)
+    return tfl.Tensor(
+        f"{w.name}/int8", np.int8, w.shape, data=np.ascontiguousarray(q), quantization=quant
+    )
