@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "per-channel weights, hybrid kernels)",
     )
     p.add_argument(
+        "--decompose",
+        type=_names,
+        default=[],
+        metavar="OP[,OP...]",
+        help="lower these ONNX ops with primitive builtins instead of their dedicated TFLite op "
+        "(for runtimes/delegates where that kernel is missing or wrong)",
+    )
+    p.add_argument(
         "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
     )
     p.add_argument(
@@ -218,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs=args.inputs,
             outputs=args.outputs,
             quantize=tuple(args.quantize),
+            decompose=tuple(args.decompose),
         )
     except ConversionError as exc:
         log.error("error: %s", exc)

@@ -29,6 +29,8 @@ class LoweringOptions:
     # Per-tensor overrides of the I/O layout decision (ONNX input/output names).
     keep_layout: tuple[str, ...] = ()
     channel_last: tuple[str, ...] = ()
+    # ONNX op types to lower with their primitive-builtin decomposition.
+    decompose: tuple[str, ...] = ()
 
 
 @dataclass
@@ -267,7 +269,10 @@ class Driver:
         ]
         required, outs = spec.layout(node, ins, self.graph, self)
         ctx = LoweringContext(self, node, required, outs)
-        spec.lower(ctx)
+        if spec.decomposed is not None and node.op_type in self.options.decompose:
+            spec.decomposed(ctx)
+        else:
+            spec.lower(ctx)
         for name in node.outputs:
             if self.graph.used(name) and name not in self.tensor_of:
                 raise errors.InternalError(

@@ -28,7 +28,7 @@ from .ir import Graph
 from .lowering import custom as custom_lowering
 from .quant.dynamic_range import quantize_weights_int8
 from .quant.fp16 import to_float16_weights
-from .registry import REGISTRY, OpSpec, check_node
+from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
 
 
 @dataclass
@@ -140,6 +140,7 @@ def convert(
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     quantize=(),
+    decompose=(),
 ) -> ConversionResult:
     """Convert an ONNX model (path or ModelProto) to TFLite.
 
@@ -149,7 +150,7 @@ def convert(
     ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
     channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
     ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``,
-    ``"dynamic"``).
+    ``"dynamic"``); ``decompose`` names ONNX ops to lower with primitive builtins only.
     """
     options = LoweringOptions(
         keep_io_layout=keep_io_layout,
@@ -157,7 +158,15 @@ def convert(
         custom_op_allowlist=tuple(custom_op_allowlist or ()),
         keep_layout=tuple(keep_layout),
         channel_last=tuple(channel_last),
+        decompose=tuple(decompose or ()),
     )
+    without = sorted(set(options.decompose) - set(decomposable_ops()))
+    if without:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION,
+            f"--decompose: no primitive decomposition for {without}; available: "
+            f"{', '.join(decomposable_ops())}",
+        )
     unknown_variants = sorted(set(quantize or ()) - set(VARIANTS))
     if unknown_variants:
         raise errors.BadInputError(

@@ -58,6 +58,9 @@ class OpSpec:
     tflite_ops: tuple[str, ...] = ()
     notes: str = ""
     accepts_inner: Callable[[Node, int, Graph], bool] | None = None
+    # Alternative lowering using only primitive builtins (``--decompose OP``), for runtimes or
+    # delegates whose dedicated kernel is missing or wrong.
+    decomposed: Callable | None = None
     extra_check: Callable[[Node, Graph], str | None] | None = field(default=None, repr=False)
 
     def describe_constraints(self) -> str:
@@ -71,6 +74,8 @@ class OpSpec:
         parts.extend(r.describe for r in self.attrs)
         if self.notes:
             parts.append(self.notes)
+        if self.decomposed is not None:
+            parts.append("--decompose available (primitive builtins only)")
         return "; ".join(parts)
 
 
@@ -106,6 +111,25 @@ def lowering(op_type: str, layout: Callable, **kwargs) -> Callable:
         return fn
 
     return wrap
+
+
+def decomposition(op_type: str, domain: str = "") -> Callable:
+    """Decorator registering ``fn`` as the primitive-builtin lowering of every spec of
+    ``op_type`` (used instead of the dedicated op when the user asks with ``--decompose``)."""
+
+    def wrap(fn: Callable) -> Callable:
+        specs = [s for s in REGISTRY.specs() if s.op_type == op_type and s.domain == domain]
+        if not specs:
+            raise LookupError(f"no lowering of {op_type} to attach a decomposition to")
+        for spec in specs:
+            spec.decomposed = fn
+        return fn
+
+    return wrap
+
+
+def decomposable_ops() -> list[str]:
+    return sorted({s.op_type for s in REGISTRY.specs() if s.decomposed is not None})
 
 
 def _dtype_name(dtype) -> str:

@@ -397,3 +397,18 @@ def unary_lowering(
         return fn
 
     return wrap
+
+
+def unary_decomposition(op_type: str, native=("float32",)):
+    """Register ``fn(e, x) -> tensor`` as the ``--decompose`` lowering of a unary op."""
+    from ..registry import decomposition
+
+    def wrap(fn):
+        def lower(ctx):
+            e = Emit(ctx, node_compute_dtype(ctx, native))
+            e.result(fn(e, e.input(0)))
+
+        decomposition(op_type)(lower)
+        return fn
+
+    return wrap
