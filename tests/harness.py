@@ -245,3 +245,41 @@ def expect_refusal(model: onnx.ModelProto, reason_code: str | None = None, **con
             assert err.reason_code == reason_code, (err.reason_code, str(err))
         return err
     raise AssertionError(f"conversion succeeded; expected refusal {reason_code or ''}".strip())
+
+
+# ----------------------------------------------------------------------------------------------
+# One-node checks (shared by the elementwise/math/logical/activation tests)
+# ----------------------------------------------------------------------------------------------
+
+RNG = np.random.default_rng(0)
+
+
+def values(dtype, shape, low=-20, high=20, nonzero=False):
+    """Small random values of ``dtype`` (non-negative for unsigned types)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        low = max(low, 0)
+    a = RNG.uniform(low, high, size=shape)
+    a = a if dtype.kind == "f" else np.round(a)
+    if nonzero:
+        a = np.where(a == 0, 3, a)
+    return a.astype(dtype)
+
+
+def run_node(op, feeds: dict, out_dtype=None, out_shape=None, opset=17, **attrs):
+    """Build a one-node model over ``feeds`` and check it against onnxruntime."""
+    names = list(feeds)
+    first = feeds[names[0]]
+    shape = (
+        out_shape
+        if out_shape is not None
+        else np.broadcast_shapes(*[a.shape for a in feeds.values()])
+    )
+    dtype = out_dtype if out_dtype is not None else first.dtype
+    model = make_model(
+        [helper.make_node(op, names, ["y"], **attrs)],
+        inputs=[(n, a.dtype, a.shape) for n, a in feeds.items()],
+        outputs=[("y", dtype, shape)],
+        opset=opset,
+    )
+    return check_conversion(model, feeds=feeds)

@@ -19,6 +19,7 @@ from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
 from onnx2tflite_direct import cli, convert, errors
+from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.errors import BadInputError, ConversionError, UnsupportedError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +291,12 @@ def test_old_ir_initializers_shadowing_inputs_convert():
         opset=9,
         ir=3,
     )
-    assert convert(model).tflite_bytes
+    res = convert(model)  # w is a constant, not an input: the numbers prove it was used
+    assert [r["name"] for r in res.report["io"] if r["kind"] == "input"] == ["x"]
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(
+        V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"], x + w
+    )
 
 
 def test_model_path_is_a_directory(tmp_path):
@@ -348,8 +354,9 @@ def _external_model(tmp_path: Path, **entries) -> Path:
 )
 def test_external_data_is_checked_before_reading(tmp_path, entries, reason):
     path = _external_model(tmp_path, **entries)
-    if reason is None:
-        assert convert(str(path)).tflite_bytes
+    if reason is None:  # safe external data: loaded, and its values reach the output
+        res = convert(str(path), validate=True)
+        assert res.validation.ok
         return
     with pytest.raises(BadInputError) as info:
         convert(str(path))

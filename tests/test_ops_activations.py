@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import check_conversion, make_model
+from harness import check_conversion, make_model, run_node
 from onnx import helper
-
-from tests.test_ops_elementwise import run_node
 
 RNG = np.random.default_rng(2)
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import convert, make_model
+from harness import convert, make_model, run_node, values
 from onnx import helper
-
-from tests.test_ops_elementwise import run_node, values
 
 RNG = np.random.default_rng(3)
 

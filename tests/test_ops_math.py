@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import expect_refusal, make_model
+from harness import expect_refusal, make_model, run_node
 from onnx import helper
-
-from tests.test_ops_elementwise import run_node
 
 RNG = np.random.default_rng(1)
 

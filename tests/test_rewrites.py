@@ -147,7 +147,9 @@ def test_zero_pad_merges_into_conv_and_counting_avgpool(op, opset):
         node = helper.make_node("Conv", ["p", "w"], ["y"])
         out = (1, 4, 5, 4)
     else:
-        node = helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3], count_include_pad=1)
+        node = helper.make_node(
+            "AveragePool", ["p"], ["y"], kernel_shape=[3, 3], count_include_pad=1
+        )
         out = (1, 3, 5, 4)
     model = make_model([pad, node], [("x", F, (1, 3, 5, 4))], [("y", F, out)], consts, opset=opset)
     chk = check_conversion(model)

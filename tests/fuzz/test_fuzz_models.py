@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.mutators import classify_conversion, mutate, run_litert, seed_models
+from fuzz.mutators import classify_conversion, mutate, run_litert, seed_models
 
 SEEDS = seed_models()
 
