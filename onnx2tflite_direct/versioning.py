@@ -588,10 +588,6 @@ def rank_gt(n: int, i: int = 0) -> Callable[[tfl.Operator], bool]:
     return lambda op: _rank(_tensor(op, i)) > n
 
 
-def opt(name: str, default: object = None) -> Callable[[tfl.Operator], object]:
-    return lambda op: op.options.get(name, default)
-
-
 def opt_true(name: str) -> Callable[[tfl.Operator], bool]:
     return lambda op: bool(op.options.get(name, False))
 
