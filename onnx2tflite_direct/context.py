@@ -18,7 +18,7 @@ from . import layout as L
 from .errors import UnsupportedError
 from .ir import Graph, Node, Value
 from .policies import CHANNEL_LAST, PASSTHROUGH
-from .registry import OpSpec
+from .registry import REGISTRY, OpSpec
 
 
 @dataclass
@@ -269,8 +269,9 @@ class Driver:
         ]
         required, outs = spec.layout(node, ins, self.graph, self)
         ctx = LoweringContext(self, node, required, outs)
-        if spec.decomposed is not None and node.op_type in self.options.decompose:
-            spec.decomposed(ctx)
+        decomposed = REGISTRY.decomposition((node.domain, node.op_type))
+        if decomposed is not None and node.op_type in self.options.decompose:
+            decomposed(ctx)
         else:
             spec.lower(ctx)
         for name in node.outputs:

@@ -58,9 +58,6 @@ class OpSpec:
     tflite_ops: tuple[str, ...] = ()
     notes: str = ""
     accepts_inner: Callable[[Node, int, Graph], bool] | None = None
-    # Alternative lowering using only primitive builtins (``--decompose OP``), for runtimes or
-    # delegates whose dedicated kernel is missing or wrong.
-    decomposed: Callable | None = None
     extra_check: Callable[[Node, Graph], str | None] | None = field(default=None, repr=False)
 
     def describe_constraints(self) -> str:
@@ -74,7 +71,7 @@ class OpSpec:
         parts.extend(r.describe for r in self.attrs)
         if self.notes:
             parts.append(self.notes)
-        if self.decomposed is not None:
+        if REGISTRY.decomposition((self.domain, self.op_type)) is not None:
             parts.append("--decompose available (primitive builtins only)")
         return "; ".join(parts)
 
@@ -82,6 +79,18 @@ class OpSpec:
 class Registry:
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str], list[OpSpec]] = {}
+        # (domain, op type) -> lowering using only primitive builtins (``--decompose OP``),
+        # for runtimes or delegates whose dedicated kernel is missing or wrong.
+        self._decompositions: dict[tuple[str, str], Callable] = {}
+
+    def add_decomposition(self, domain: str, op_type: str, fn: Callable) -> None:
+        self._decompositions[(domain, op_type)] = fn
+
+    def decomposition(self, key: tuple[str, str]) -> Callable | None:
+        return self._decompositions.get(key)
+
+    def decomposable_ops(self) -> list[str]:
+        return sorted(op for _, op in self._decompositions)
 
     def add(self, spec: OpSpec) -> OpSpec:
         self._specs.setdefault((spec.domain, spec.op_type), []).append(spec)
@@ -114,22 +123,18 @@ def lowering(op_type: str, layout: Callable, **kwargs) -> Callable:
 
 
 def decomposition(op_type: str, domain: str = "") -> Callable:
-    """Decorator registering ``fn`` as the primitive-builtin lowering of every spec of
-    ``op_type`` (used instead of the dedicated op when the user asks with ``--decompose``)."""
+    """Decorator registering ``fn`` as the primitive-builtin lowering of ``op_type`` (used instead
+    of the op's regular lowering when the user asks with ``--decompose``)."""
 
     def wrap(fn: Callable) -> Callable:
-        specs = [s for s in REGISTRY.specs() if s.op_type == op_type and s.domain == domain]
-        if not specs:
-            raise LookupError(f"no lowering of {op_type} to attach a decomposition to")
-        for spec in specs:
-            spec.decomposed = fn
+        REGISTRY.add_decomposition(domain, op_type, fn)
         return fn
 
     return wrap
 
 
 def decomposable_ops() -> list[str]:
-    return sorted({s.op_type for s in REGISTRY.specs() if s.decomposed is not None})
+    return REGISTRY.decomposable_ops()
 
 
 def _dtype_name(dtype) -> str:

@@ -2,7 +2,6 @@
 
 For runtimes and delegates whose dedicated kernel (LEAKY_RELU, HARD_SWISH, GELU, ABS, NEG) is
 missing or wrong. Each is exact up to float rounding and proven against onnxruntime in tests.
-(The module name sorts last: it attaches to lowerings the other modules registered.)
 """
 
 from __future__ import annotations
