@@ -31,6 +31,10 @@ class LoweringOptions:
     channel_last: tuple[str, ...] = ()
     # ONNX op types to lower with their primitive-builtin decomposition.
     decompose: tuple[str, ...] = ()
+    # NonMaxSuppression: dynamic-size output instead of the fixed-size padded one; reduce
+    # [B, C, N] class scores to their per-box maximum before suppression.
+    nms_dynamic_output: bool = False
+    nms_class_argmax: bool = False
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Driver:
         self.specs = specs
         self.options = options
         self.sub = tfl.Subgraph()
+        # Further subgraphs (IF/WHILE bodies) in index order; the main graph is index 0.
+        self.extra_subgraphs: list[tfl.Subgraph] = []
         self.consumers = graph.consumers()
         self.layout_of: dict[str, L.Layout] = {}
         self.tensor_of: dict[str, tfl.Tensor] = {}
@@ -308,28 +314,6 @@ class Driver:
             self.sub.outputs.append(t)
             self.sub.output_names.append(name)
             self._io_row(name, "output", lay)
-
-
-def tensor_map(driver: Driver) -> dict[str, dict]:
-    """ONNX tensor name -> the TFLite tensor holding it in the final graph, and its layout.
-
-    Only tensors that survive the rewrites are listed (a conv output fused with its Relu is
-    gone); ``perm`` and ``inner`` say how to turn the stored array back into ONNX order.
-    """
-    alive = {id(t) for t in driver.sub.tensors()}
-    out: dict[str, dict] = {}
-    for name, tensor in driver.tensor_of.items():
-        if id(tensor) not in alive:
-            continue
-        lay = driver.layout_of[name]
-        out[name] = {
-            "tensor": tensor.name,
-            "perm": list(lay.perm),
-            "inner": None
-            if lay.inner is None
-            else {"shape": list(lay.inner.shape), "perm": list(lay.inner.perm)},
-        }
-    return out
 
 
 class LoweringContext:

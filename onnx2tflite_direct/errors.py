@@ -23,6 +23,8 @@ CUSTOM_OP_CANDIDATE_DISABLED = "custom_op_candidate_disabled"
 CUSTOM_OP_NOT_IN_ALLOWLIST = "custom_op_not_in_allowlist"
 UNSUPPORTED_OPSET = "unsupported_opset"
 EMPTY_TENSOR_UNSUPPORTED = "empty_tensor_unsupported"
+# --strict-integer: some ops have no integer kernel (or would be too inaccurate in integer).
+INTEGER_KERNEL_UNAVAILABLE = "integer_kernel_unavailable"
 
 # Reason codes for bad input (exit 2).
 INVALID_MODEL = "invalid_model"
@@ -31,6 +33,7 @@ UNSAFE_EXTERNAL_DATA = "unsafe_external_data_path"
 MISSING_EXTERNAL_DATA = "missing_external_data"
 INVALID_OPTION = "invalid_option"
 SHAPE_INFERENCE_FAILED = "shape_inference_failed"
+MISSING_CALIBRATION_DATA = "missing_calibration_data"
 
 VALIDATION_MISMATCH = "validation_mismatch"
 INTERNAL_ERROR = "internal_error"

@@ -20,7 +20,7 @@ import onnx
 
 from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
-from .context import Driver, LoweringOptions, tensor_map
+from .context import Driver, LoweringOptions
 from .errors import ConversionError, InternalError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
@@ -29,6 +29,7 @@ from .lowering import custom as custom_lowering
 from .quant.dynamic_range import quantize_weights_int8
 from .quant.fp16 import to_float16_weights
 from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
+from .tensor_mapping import tensor_map
 
 
 @dataclass

@@ -55,4 +55,3 @@ def _abs(e, x):
 @unary_decomposition("Neg", native=("float32", "int32", "int64"))
 def _neg(e, x):
     return e.op("MUL", x, e.const(-1))
-
