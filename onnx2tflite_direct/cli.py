@@ -41,6 +41,28 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _calibration_source(entries: list[str]):
+    """NAME=file.npy entries as given, or the one folder of .npz samples; None when absent."""
+    if not entries:
+        return None
+    if len(entries) == 1 and "=" not in entries[0]:
+        return entries[0]
+    return list(entries)
+
+
+def _per_input_values(flag: str, entries: list[str]) -> dict[str, list[float]] | None:
+    out: dict[str, list[float]] = {}
+    for entry in entries:
+        name, sep, values = entry.partition("=")
+        try:
+            out[name] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise BadInputError(errors.INVALID_OPTION, f"{flag}: bad value in {entry!r}") from None
+        if not sep or not name:
+            raise BadInputError(errors.INVALID_OPTION, f"{flag}: expected NAME=v[,v...]")
+    return out or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnx2tflite-direct",
@@ -124,10 +146,75 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize",
         nargs="+",
         default=[],
-        choices=["fp16", "dynamic"],
+        choices=["fp16", "dynamic", "int8", "int16x8"],
         help="also write quantized variants: fp16 = <stem>_float16.tflite (float16 weights, "
         "float32 kernels and I/O); dynamic = <stem>_dynamic_range_quant.tflite (int8 "
-        "per-channel weights, hybrid kernels)",
+        "weights, hybrid kernels); int8 = <stem>_integer_quant.tflite (float I/O) and "
+        "<stem>_full_integer_quant.tflite (integer I/O); int16x8 = "
+        "<stem>_integer_quant_with_int16_act.tflite and its full-integer variant",
+    )
+    q = p.add_argument_group("integer quantization (--quantize int8 / int16x8)")
+    q.add_argument(
+        "--calibration-data",
+        action="append",
+        default=[],
+        metavar="NAME=file.npy|FOLDER",
+        help="calibration samples per input (ONNX layout, samples on axis 0; repeatable), or a "
+        "folder of .npz files, one sample each, arrays keyed by input name",
+    )
+    q.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=["minmax", "percentile", "mse"],
+        help="how activation ranges are chosen from the calibration statistics",
+    )
+    q.add_argument(
+        "--calibration-percentile",
+        type=float,
+        default=99.99,
+        help="percentile kept by --calibration-method percentile (default 99.99)",
+    )
+    q.add_argument(
+        "--calibration-random",
+        action="store_true",
+        help="calibrate on random inputs when no data is given (accuracy will be poor)",
+    )
+    q.add_argument(
+        "--calibration-mean",
+        action="append",
+        default=[],
+        metavar="NAME=v[,v...]",
+        help="subtract this mean (per channel if several values) from calibration samples",
+    )
+    q.add_argument(
+        "--calibration-std",
+        action="append",
+        default=[],
+        metavar="NAME=v[,v...]",
+        help="divide calibration samples by this std (after the mean)",
+    )
+    q.add_argument(
+        "--input-quant-dtype",
+        default="int8",
+        choices=["int8", "uint8"],
+        help="input dtype of the int8 full-integer variant",
+    )
+    q.add_argument(
+        "--output-quant-dtype",
+        default="int8",
+        choices=["int8", "uint8"],
+        help="output dtype of the int8 full-integer variant",
+    )
+    q.add_argument(
+        "--quant-type",
+        default="per-channel",
+        choices=["per-channel", "per-tensor"],
+        help="weight scales per output channel (default) or one per tensor",
+    )
+    q.add_argument(
+        "--strict-integer",
+        action="store_true",
+        help="refuse (exit 3, naming the ops) instead of keeping float islands in integer models",
     )
     p.add_argument(
         "--decompose",
@@ -136,6 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OP[,OP...]",
         help="lower these ONNX ops with primitive builtins instead of their dedicated TFLite op "
         "(for runtimes/delegates where that kernel is missing or wrong)",
+    )
+    p.add_argument(
+        "--gpu-friendly",
+        action="store_true",
+        help="prefer ops and versions the LiteRT GPU delegate accepts; the report lists what "
+        "would still not delegate",
+    )
+    p.add_argument(
+        "--fp16-accumulation",
+        action="store_true",
+        help="mark the model as allowing float16 inference with float16 accumulation "
+        "(XNNPACK on ARM reads this)",
+    )
+    p.add_argument(
+        "--nms-dynamic-output",
+        action="store_true",
+        help="NonMaxSuppression returns exactly the selected rows (dynamic size) instead of "
+        "a fixed-size padded output",
+    )
+    p.add_argument(
+        "--nms-class-argmax",
+        action="store_true",
+        help="NonMaxSuppression: reduce [B, C, N] class scores to their per-box maximum first",
+    )
+    p.add_argument(
+        "--external-buffers",
+        action="store_true",
+        help="append weights after the FlatBuffer (Buffer.offset/size); automatic above 2 GB",
     )
     p.add_argument(
         "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
@@ -227,6 +342,21 @@ def main(argv: list[str] | None = None) -> int:
             outputs=args.outputs,
             quantize=tuple(args.quantize),
             decompose=tuple(args.decompose),
+            nms_dynamic_output=args.nms_dynamic_output,
+            nms_class_argmax=args.nms_class_argmax,
+            gpu_friendly=args.gpu_friendly,
+            fp16_accumulation=args.fp16_accumulation,
+            external_buffers=args.external_buffers,
+            calibration_data=_calibration_source(args.calibration_data),
+            calibration_method=args.calibration_method,
+            calibration_percentile=args.calibration_percentile,
+            calibration_random=args.calibration_random,
+            calibration_mean=_per_input_values("--calibration-mean", args.calibration_mean),
+            calibration_std=_per_input_values("--calibration-std", args.calibration_std),
+            input_quant_dtype=args.input_quant_dtype,
+            output_quant_dtype=args.output_quant_dtype,
+            quant_type=args.quant_type,
+            strict_integer=args.strict_integer,
         )
     except ConversionError as exc:
         log.error("error: %s", exc)

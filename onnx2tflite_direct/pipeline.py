@@ -7,7 +7,6 @@ are written atomically so a failed run never leaves a half-written .tflite.
 
 from __future__ import annotations
 
-import copy
 import functools
 import gc
 import os
@@ -26,8 +25,7 @@ from .extract import extract_subgraph
 from .frontend import load_graph, load_model
 from .ir import Graph
 from .lowering import custom as custom_lowering
-from .quant.dynamic_range import quantize_weights_int8
-from .quant.fp16 import to_float16_weights
+from .quant import variants as quant_variants
 from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
 from .tensor_mapping import tensor_map
 
@@ -42,6 +40,7 @@ class ConversionResult:
     tensor_map: dict[str, dict] = field(default_factory=dict)
     # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
     variants: dict[str, bytes] = field(default_factory=dict)
+    model_ir: tfl.Model | None = field(default=None, repr=False)  # only from lower_model()
     _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
 
@@ -52,12 +51,6 @@ class ConversionResult:
             self._model = self._model_loader()
         return self._model
 
-
-# --quantize variant -> (file kind, in-place transform of the lowered model returning a count)
-VARIANTS = {
-    "fp16": ("float16", to_float16_weights),
-    "dynamic": ("dynamic_range_quant", quantize_weights_int8),
-}
 
 # Every rule id --disable-rewrite accepts (constant folding is not optional).
 REWRITE_RULES = tuple(name for name, _ in onnx_rewrites.RULES + tfl_rewrites.RULES)
@@ -142,6 +135,21 @@ def convert(
     outputs: list[str] | None = None,
     quantize=(),
     decompose=(),
+    nms_dynamic_output: bool = False,
+    nms_class_argmax: bool = False,
+    gpu_friendly: bool = False,
+    fp16_accumulation: bool = False,
+    external_buffers: bool = False,
+    calibration_data=None,
+    calibration_method: str = "minmax",
+    calibration_percentile: float = 99.99,
+    calibration_random: bool = False,
+    calibration_mean: dict | None = None,
+    calibration_std: dict | None = None,
+    input_quant_dtype: str = "int8",
+    output_quant_dtype: str = "int8",
+    quant_type: str = "per-channel",
+    strict_integer: bool = False,
 ) -> ConversionResult:
     """Convert an ONNX model (path or ModelProto) to TFLite.
 
@@ -151,74 +159,79 @@ def convert(
     ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
     channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
     ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``,
-    ``"dynamic"``); ``decompose`` names ONNX ops to lower with primitive builtins only.
+    ``"dynamic"``, ``"int8"``, ``"int16x8"``; the integer ones are calibrated with
+    ``calibration_*`` and typed with ``input_quant_dtype`` / ``output_quant_dtype`` /
+    ``quant_type`` / ``strict_integer``); ``decompose`` names ONNX ops to lower with primitive
+    builtins only. ``gpu_friendly`` rewrites the graph towards what the GPU delegate accepts;
+    ``fp16_accumulation`` marks the model as allowing float16 accumulation;
+    ``external_buffers`` appends weights after the FlatBuffer (offset layout).
     """
-    options = LoweringOptions(
-        keep_io_layout=keep_io_layout,
-        allow_custom_ops=allow_custom_ops,
-        custom_op_allowlist=tuple(custom_op_allowlist or ()),
-        keep_layout=tuple(keep_layout),
-        channel_last=tuple(channel_last),
-        decompose=tuple(decompose or ()),
+    options = _lowering_options(
+        keep_io_layout,
+        allow_custom_ops,
+        custom_op_allowlist,
+        keep_layout,
+        channel_last,
+        decompose,
+        nms_dynamic_output,
+        nms_class_argmax,
     )
-    without = sorted(set(options.decompose) - set(decomposable_ops()))
-    if without:
-        raise errors.BadInputError(
-            errors.INVALID_OPTION,
-            f"--decompose: no primitive decomposition for {without}; available: "
-            f"{', '.join(decomposable_ops())}",
-        )
-    unknown_variants = sorted(set(quantize or ()) - set(VARIANTS))
-    if unknown_variants:
-        raise errors.BadInputError(
-            errors.INVALID_OPTION,
-            f"unknown --quantize variant(s) {unknown_variants}; available: {', '.join(VARIANTS)}",
-        )
-    disabled = frozenset(disable_rewrites or ())
-    unknown = sorted(disabled - set(REWRITE_RULES))
-    if unknown:
-        raise errors.BadInputError(
-            errors.INVALID_OPTION,
-            f"unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
-        )
+    quant = quant_variants.QuantOptions(
+        calibration_data=calibration_data,
+        calibration_method=calibration_method,
+        calibration_percentile=calibration_percentile,
+        calibration_random=calibration_random,
+        calibration_mean=calibration_mean,
+        calibration_std=calibration_std,
+        input_quant_dtype=input_quant_dtype,
+        output_quant_dtype=output_quant_dtype,
+        quant_type=quant_type,
+        strict_integer=strict_integer,
+    )
+    quant.check(quantize or ())
+    disabled = _disabled_rewrites(disable_rewrites)
     stem = stem or _stem(model)
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
     started = time.perf_counter()
     result = ConversionResult(tflite_bytes=b"", report={})
     try:
-        if inputs or outputs:
-            model = extract_subgraph(load_model(model), inputs, outputs)
-        fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
-        result._model_loader = fe.model_loader
-        rec.model_info(fe)
-        rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
-        graph = fe.graph
-        for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
-            rec.rewrite(name, len(changed), changed)
-        specs = plan(graph, options, rec)
-        driver = Driver(graph, specs, options)
-        driver.setup_inputs()
-        for node in graph.nodes:
-            driver.run_node(node, specs[id(node)])
-        driver.finish_outputs()
-        for name, count in tfl_rewrites.apply(driver.sub, enabled=fuse, disabled=disabled):
-            rec.rewrite(name, count, [])
+        driver, model_ir, loader = _lower(
+            model, options, rec, input_shapes, batch_size, fuse, disabled, inputs, outputs
+        )
+        result._model_loader = loader
+        result.tensor_map = tensor_map(driver)
+        if gpu_friendly:
+            from . import gpu_friendly as gpu
+
+            rec.section("gpu_friendly", {"rewrites": gpu.apply(model_ir)})
+        if fp16_accumulation:
+            model_ir.metadata[REDUCED_PRECISION_KEY] = FP16_ACCUMULATION
         from .builder import build_flatbuffer
 
-        model_ir = tfl.Model([driver.sub])
-        result.tensor_map = tensor_map(driver)
-        # The ONNX-order constants are no longer needed: free them before the builder
-        # allocates the output buffer (peak memory is the sum of both otherwise).
-        graph.values.clear()
-        del fe, graph
-        result.tflite_bytes = build_flatbuffer(model_ir)
+        def build(ir: tfl.Model) -> bytes:
+            if external_buffers:  # TODO(lead): plain kwarg once the builder has it
+                return build_flatbuffer(ir, external_buffers=True)
+            return build_flatbuffer(ir)
+
+        result.tflite_bytes = build(model_ir)
         rec.lowered(driver, result.tflite_bytes)
-        for variant in quantize or ():  # after the float32 file; each starts from it
-            kind, make = VARIANTS[variant]
-            variant_ir = copy.deepcopy(model_ir) if len(quantize) > 1 else model_ir
-            rec.rewrite(f"quantize_{variant}", make(variant_ir), [])
-            result.variants[kind] = build_flatbuffer(variant_ir)
+        if gpu_friendly:
+            rec.sections["gpu_friendly"]["not_delegated"] = gpu.remaining_issues(
+                result.tflite_bytes
+            )
+        if quantize:  # after the float32 file; each variant starts from it
+            result.variants, summaries = quant_variants.make_variants(
+                model_ir,
+                quantize,
+                quant,
+                result.tensor_map,
+                lambda: result.model,
+                build,
+                rec.rewrite,
+            )
+            rec.section("quantization", summaries)
+        del model_ir
         if validate:
             result.validation = _validate(result, rec, test_data, seed, atol)
     except ConversionError as exc:
@@ -238,6 +251,141 @@ def convert(
         err.conversion = result  # the file was written; callers may diagnose further
         raise err
     return result
+
+
+# LiteRT's reduced-precision metadata (read by XNNPACK): float16 inference with float16
+# accumulation allowed.
+REDUCED_PRECISION_KEY = "reduced_precision_support"
+FP16_ACCUMULATION = b"fp16accfp16"
+
+
+@dataclass
+class Lowered:
+    """The lowered float model before serialization (for quantizers, passes and tests)."""
+
+    model_ir: tfl.Model
+    tensor_map: dict[str, dict]
+    driver: Driver
+    _loader: Callable[[], onnx.ModelProto]
+
+    @property
+    def onnx_model(self) -> onnx.ModelProto:
+        return self._loader()
+
+
+@_cyclic_gc_paused
+def lower_model(
+    model,
+    *,
+    keep_io_layout: bool = False,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    batch_size: int | None = None,
+    allow_custom_ops: bool = False,
+    custom_op_allowlist=(),
+    fuse: bool = True,
+    disable_rewrites=(),
+    keep_layout: tuple[str, ...] = (),
+    channel_last: tuple[str, ...] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    decompose=(),
+    nms_dynamic_output: bool = False,
+    nms_class_argmax: bool = False,
+) -> Lowered:
+    """Front end, planning, lowering and TFLite rewrites: what ``convert`` serializes."""
+    options = _lowering_options(
+        keep_io_layout,
+        allow_custom_ops,
+        custom_op_allowlist,
+        keep_layout,
+        channel_last,
+        decompose,
+        nms_dynamic_output,
+        nms_class_argmax,
+    )
+    rec = report.ReportBuilder(options, _stem(model))
+    driver, model_ir, loader = _lower(
+        model,
+        options,
+        rec,
+        input_shapes,
+        batch_size,
+        fuse,
+        _disabled_rewrites(disable_rewrites),
+        inputs,
+        outputs,
+    )
+    return Lowered(model_ir, tensor_map(driver), driver, loader)
+
+
+def _lowering_options(
+    keep_io_layout,
+    allow_custom_ops,
+    custom_op_allowlist,
+    keep_layout,
+    channel_last,
+    decompose,
+    nms_dynamic_output,
+    nms_class_argmax,
+) -> LoweringOptions:
+    options = LoweringOptions(
+        keep_io_layout=keep_io_layout,
+        allow_custom_ops=allow_custom_ops,
+        custom_op_allowlist=tuple(custom_op_allowlist or ()),
+        keep_layout=tuple(keep_layout),
+        channel_last=tuple(channel_last),
+        decompose=tuple(decompose or ()),
+        nms_dynamic_output=nms_dynamic_output,
+        nms_class_argmax=nms_class_argmax,
+    )
+    without = sorted(set(options.decompose) - set(decomposable_ops()))
+    if without:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION,
+            f"--decompose: no primitive decomposition for {without}; available: "
+            f"{', '.join(decomposable_ops())}",
+        )
+    return options
+
+
+def _disabled_rewrites(disable_rewrites) -> frozenset[str]:
+    disabled = frozenset(disable_rewrites or ())
+    unknown = sorted(disabled - set(REWRITE_RULES))
+    if unknown:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION,
+            f"unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
+        )
+    return disabled
+
+
+def _lower(model, options, rec, input_shapes, batch_size, fuse, disabled, inputs, outputs):
+    """ONNX model -> (driver, lowered tfl.Model, loader of the ONNX model as converted)."""
+    if inputs or outputs:
+        model = extract_subgraph(load_model(model), inputs, outputs)
+    fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
+    rec.model_info(fe)
+    rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
+    graph = fe.graph
+    for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
+        rec.rewrite(name, len(changed), changed)
+    specs = plan(graph, options, rec)
+    driver = Driver(graph, specs, options)
+    driver.setup_inputs()
+    for node in graph.nodes:
+        driver.run_node(node, specs[id(node)])
+    driver.finish_outputs()
+    subgraphs = [driver.sub, *driver.extra_subgraphs]
+    counts: dict[str, int] = {}
+    for sub in subgraphs:
+        for name, count in tfl_rewrites.apply(sub, enabled=fuse, disabled=disabled):
+            counts[name] = counts.get(name, 0) + count
+    for name, count in counts.items():
+        rec.rewrite(name, count, [])
+    # The ONNX-order constants are no longer needed: free them before the builder
+    # allocates the output buffer (peak memory is the sum of both otherwise).
+    graph.values.clear()
+    return driver, tfl.Model(subgraphs), fe.model_loader
 
 
 def _validate(result: ConversionResult, rec, test_data, seed, atol):

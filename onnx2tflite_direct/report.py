@@ -34,6 +34,8 @@ class ReportBuilder:
         self._opsets: dict[str, int] = {}
         self._seconds = 0.0
         self._graph = None
+        # Optional sections added by options (gpu_friendly, quantization ...): name -> value.
+        self.sections: dict[str, object] = {}
 
     # collection -------------------------------------------------------------------------
     def model_info(self, fe) -> None:
@@ -115,6 +117,9 @@ class ReportBuilder:
         self.histogram = dict(sorted(hist.items()))
         self.size = len(tflite_bytes)
 
+    def section(self, name: str, value) -> None:
+        self.sections[name] = value
+
     def output_file(self, path, size: int, kind: str = "float32") -> None:
         self.outputs.append({"kind": kind, "path": str(path), "bytes": size})
 
@@ -183,5 +188,6 @@ class ReportBuilder:
             "output_files": self.outputs,
             "validation": self._validation,
             "seconds": round(self._seconds, 3),
+            **self.sections,
             "registry_policy": self._policy(),
         }

@@ -18,8 +18,10 @@ MIN_ELEMENTS = 1024
 HYBRID_WEIGHT_AXIS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": 3}
 
 
-def quantize_weights_int8(model: tfl.Model) -> int:
-    """Rewrite ``model`` in place; returns how many weight tensors became int8."""
+def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
+    """Rewrite ``model`` in place; returns how many weight tensors became int8.
+
+    ``per_channel=False`` gives one scale per weight tensor (``--quant-type per-tensor``)."""
     converted = 0
     for sub in model.subgraphs:
         readers: dict[int, list[tuple[tfl.Operator, int]]] = {}
@@ -34,7 +36,7 @@ def quantize_weights_int8(model: tfl.Model) -> int:
             if not _eligible(w, op, readers):
                 continue
             if id(w) not in done:
-                done[id(w)] = _int8_per_channel(w, axis)
+                done[id(w)] = _int8_symmetric(w, axis if per_channel else None)
                 converted += 1
             op.inputs[1] = done[id(w)]
             if op.opcode == "FULLY_CONNECTED":
@@ -53,14 +55,15 @@ def _eligible(w: tfl.Tensor | None, op: tfl.Operator, readers) -> bool:
     return all(o.opcode == op.opcode and i == 1 for o, i in readers.get(id(w), []))
 
 
-def _int8_per_channel(w: tfl.Tensor, axis: int) -> tfl.Tensor:
-    data = np.moveaxis(w.data.astype(np.float32), axis, 0)
-    flat = data.reshape(data.shape[0], -1)
+def _int8_symmetric(w: tfl.Tensor, axis: int | None) -> tfl.Tensor:
+    """Symmetric int8 in [-127, 127]: one scale per slice along ``axis`` (None: per tensor)."""
+    data = np.moveaxis(w.data.astype(np.float32), axis or 0, 0)
+    flat = data.reshape(data.shape[0] if axis is not None else 1, -1)
     scale = np.abs(flat).max(axis=1) / 127.0
     scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)  # all-zero channels
     q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int8)
-    q = np.moveaxis(q.reshape(data.shape), 0, axis)
-    quant = tfl.Quantization(scale=scale, zero_point=np.zeros_like(scale, np.int64), axis=axis)
+    q = np.moveaxis(q.reshape(data.shape), 0, axis or 0)
+    quant = tfl.Quantization(scale=scale, zero_point=np.zeros_like(scale, np.int64), axis=axis or 0)
     return tfl.Tensor(
         f"{w.name}/int8", np.int8, w.shape, data=np.ascontiguousarray(q), quantization=quant
     )

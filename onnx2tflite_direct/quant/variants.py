@@ -1,0 +1,195 @@
+"""The quantized variants written next to the float32 file, and the options that shape them.
+
+Every variant starts from the same lowered float model (``tfl.Model``): the float16 and
+dynamic-range variants only rewrite weights; the integer variants need activation ranges, which
+come from calibrating the ONNX model in onnxruntime (``calibration.py``) and are carried onto
+TFLite tensors through the tensor map (``tensor_mapping.py``). Calibration runs once however many
+integer variants are asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import errors, tfl
+from .dynamic_range import quantize_weights_int8
+from .fp16 import to_float16_weights
+
+# --quantize choices, in the order variants are produced.
+CHOICES = ("fp16", "dynamic", "int8", "int16x8")
+
+# choice -> [(file kind, activation dtype, full-integer I/O?)] for the integer variants.
+INTEGER_FILES = {
+    "int8": [("integer_quant", "int8", False), ("full_integer_quant", "int8", True)],
+    "int16x8": [
+        ("integer_quant_with_int16_act", "int16", False),
+        ("full_integer_quant_with_int16_act", "int16", True),
+    ],
+}
+
+CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+IO_DTYPES = ("int8", "uint8")
+QUANT_TYPES = ("per-channel", "per-tensor")
+
+
+@dataclass
+class QuantOptions:
+    """How the integer variants are calibrated and typed (see ``convert``'s arguments)."""
+
+    calibration_data: object = None  # dict name -> array, list of NAME=path, or a .npz folder
+    calibration_method: str = "minmax"
+    calibration_percentile: float = 99.99
+    calibration_random: bool = False
+    calibration_mean: dict | None = None
+    calibration_std: dict | None = None
+    input_quant_dtype: str = "int8"
+    output_quant_dtype: str = "int8"
+    quant_type: str = "per-channel"
+    strict_integer: bool = False
+
+    @property
+    def per_channel(self) -> bool:
+        return self.quant_type == "per-channel"
+
+    def check(self, choices) -> None:
+        unknown = sorted(set(choices) - set(CHOICES))
+        if unknown:
+            _bad(f"unknown --quantize variant(s) {unknown}; available: {', '.join(CHOICES)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            _bad(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
+        if not 50.0 < self.calibration_percentile <= 100.0:
+            _bad("--calibration-percentile must be in (50, 100]")
+        for flag, value in (
+            ("--input-quant-dtype", self.input_quant_dtype),
+            ("--output-quant-dtype", self.output_quant_dtype),
+        ):
+            if value not in IO_DTYPES:
+                _bad(f"{flag} must be one of {', '.join(IO_DTYPES)}")
+        if self.quant_type not in QUANT_TYPES:
+            _bad(f"--quant-type must be one of {', '.join(QUANT_TYPES)}")
+        wants_integer = any(c in INTEGER_FILES for c in choices)
+        if wants_integer and self.calibration_data is None and not self.calibration_random:
+            raise errors.BadInputError(
+                errors.MISSING_CALIBRATION_DATA,
+                "integer quantization needs calibration samples: give --calibration-data "
+                "NAME=path.npy (per input, ONNX layout, samples on axis 0) or a folder of .npz "
+                "samples; --calibration-random uses random inputs (poor accuracy)",
+            )
+
+
+def _bad(message: str) -> None:
+    raise errors.BadInputError(errors.INVALID_OPTION, message)
+
+
+def make_variants(
+    model_ir: tfl.Model,
+    choices,
+    options: QuantOptions,
+    tensor_map: dict[str, dict],
+    onnx_model: Callable[[], object],
+    build: Callable[[tfl.Model], bytes],
+    record: Callable[[str, int, list], None],
+) -> tuple[dict[str, bytes], list[dict]]:
+    """Produce every asked variant; returns ({file kind: bytes}, per-variant summaries).
+
+    ``model_ir`` is left untouched unless it is the only variant's input (it is not reused
+    afterwards, so the last variant may consume it instead of a copy).
+    """
+    ordered = [c for c in CHOICES if c in set(choices)]
+    jobs = []
+    for choice in ordered:
+        if choice == "fp16":
+            jobs.append(("float16", choice, lambda ir: to_float16_weights(ir)))
+        elif choice == "dynamic":
+            jobs.append(
+                (
+                    "dynamic_range_quant",
+                    choice,
+                    lambda ir: quantize_weights_int8(ir, per_channel=options.per_channel),
+                )
+            )
+        else:
+            for kind, activations, full in INTEGER_FILES[choice]:
+                jobs.append((kind, choice, _integer_job(activations, full, options)))
+    ranges = _Ranges(options, tensor_map, onnx_model)
+    variants: dict[str, bytes] = {}
+    summaries: list[dict] = []
+    for k, (kind, choice, job) in enumerate(jobs):
+        ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
+        outcome = job(ir) if choice in ("fp16", "dynamic") else job(ir, ranges)
+        count = outcome if isinstance(outcome, int) else outcome.integer_ops
+        record(f"quantize_{kind}", count, [])
+        summary = {"kind": kind, "variant": choice}
+        if not isinstance(outcome, int):
+            summary.update(_summary_dict(outcome))
+        else:
+            summary["converted_tensors"] = outcome
+        summaries.append(summary)
+        variants[kind] = build(ir)
+    return variants, summaries
+
+
+def _integer_job(activations: str, full: bool, options: QuantOptions):
+    from .integer import quantize_integer
+
+    def run(ir: tfl.Model, ranges: _Ranges):
+        return quantize_integer(
+            ir,
+            ranges.get(bits=16 if activations == "int16" else 8),
+            activations=activations,
+            per_channel=options.per_channel,
+            input_dtype=(options.input_quant_dtype if activations == "int8" else "int16")
+            if full
+            else None,
+            output_dtype=(options.output_quant_dtype if activations == "int8" else "int16")
+            if full
+            else None,
+            strict=options.strict_integer,
+        )
+
+    return run
+
+
+def _summary_dict(outcome) -> dict:
+    fields = ("integer_ops", "float_ops", "requantized", "io")
+    return {f: getattr(outcome, f) for f in fields if hasattr(outcome, f)}
+
+
+class _Ranges:
+    """Activation ranges on TFLite tensors, calibrated on first use (once per conversion)."""
+
+    def __init__(self, options: QuantOptions, tensor_map, onnx_model):
+        self.options = options
+        self.tensor_map = tensor_map
+        self.onnx_model = onnx_model
+        self._ranges: dict[int, dict[str, tuple[float, float]]] = {}
+
+    def get(self, bits: int) -> dict[str, tuple[float, float]]:
+        """Ranges for a target bit width (only the ``mse`` method depends on it)."""
+        key = bits if self.options.calibration_method == "mse" else 0
+        if key not in self._ranges:
+            self._ranges[key] = self._calibrate(bits)
+        return self._ranges[key]
+
+    def _calibrate(self, bits: int) -> dict[str, tuple[float, float]]:
+        from . import calibration as cal
+
+        opts = self.options
+        model = self.onnx_model()
+        if opts.calibration_data is not None:
+            try:
+                data = cal.load_calibration_data(
+                    opts.calibration_data, mean=opts.calibration_mean, std=opts.calibration_std
+                )
+            except (OSError, ValueError) as exc:
+                raise errors.BadInputError(
+                    errors.INVALID_OPTION, f"--calibration-data: {exc}"
+                ) from None
+        else:
+            data = cal.random_calibration_data(model)
+        config = cal.CalibrationConfig(
+            method=opts.calibration_method, percentile=opts.calibration_percentile, bits=bits
+        )
+        return cal.tflite_ranges(cal.collect_ranges(model, data, config), self.tensor_map)
