@@ -106,3 +106,14 @@ def test_bad_cuts_are_clear_errors(inputs, outputs, message):
     with pytest.raises(BadInputError) as info:
         convert(_two_input_model(), inputs=inputs, outputs=outputs)
     assert message in info.value.message
+
+
+def test_fp16_accumulation_writes_litert_reduced_precision_metadata():
+    from onnx2tflite_direct.inspect_tflite import inspect
+
+    plain = check_conversion(_two_input_model())
+    # Loose tolerance: on ARM with float16 arithmetic XNNPACK may now accumulate in float16.
+    chk = check_conversion(_two_input_model(), atol=1e-2, rtol=1e-2, fp16_accumulation=True)
+    assert inspect(chk.tflite_bytes)["metadata"]["reduced_precision_support"] == "fp16accfp16"
+    assert "reduced_precision_support" not in inspect(plain.tflite_bytes)["metadata"]
+    assert chk.ops == plain.ops
