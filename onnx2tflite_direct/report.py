@@ -5,6 +5,7 @@ Every field is documented in ``docs/coverage_report.md``; keep the two in step.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 
@@ -14,6 +15,31 @@ from . import __version__
 from .registry import REGISTRY
 
 REPORT_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=8)
+def _registry_policy(version: int) -> tuple[dict, ...]:
+    """Every default-domain op defined at ``version`` and what the registry does with it.
+
+    Cached: walking every ONNX schema costs ~10 ms, paid once per opset, not per conversion."""
+    rows = []
+    for schema in sorted(
+        {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain == ""}
+    ):
+        try:
+            onnx.defs.get_schema(schema, version, "")
+        except Exception:
+            continue  # not defined at this opset
+        spec = REGISTRY.lookup("", schema, version)
+        rows.append(
+            {
+                "op_type": schema,
+                "status": "builtin" if spec else "unsupported",
+                "tflite_ops": list(spec.tflite_ops) if spec else [],
+                "constraints": spec.describe_constraints() if spec else None,
+            }
+        )
+    return tuple(rows)
 
 
 def dumps(report: dict) -> str:
@@ -139,24 +165,7 @@ class ReportBuilder:
     # output ---------------------------------------------------------------------------
     def _policy(self) -> list[dict]:
         version = self._opsets.get("", onnx.defs.onnx_opset_version())
-        rows = []
-        for schema in sorted(
-            {s.name for s in onnx.defs.get_all_schemas_with_history() if s.domain == ""}
-        ):
-            try:
-                onnx.defs.get_schema(schema, version, "")
-            except Exception:
-                continue  # not defined at this opset
-            spec = REGISTRY.lookup("", schema, version)
-            rows.append(
-                {
-                    "op_type": schema,
-                    "status": "builtin" if spec else "unsupported",
-                    "tflite_ops": list(spec.tflite_ops) if spec else [],
-                    "constraints": spec.describe_constraints() if spec else None,
-                }
-            )
-        return rows
+        return [dict(row) for row in _registry_policy(version)]
 
     def to_dict(self) -> dict:
         from .schema_gen import pin
