@@ -1,0 +1,540 @@
+"""NonMaxSuppression -> one NON_MAX_SUPPRESSION_V4 per (batch, class), exact ONNX selection.
+
+Output modes (``LoweringOptions``)
+- default, fixed size: the output keeps the ONNX name but has the static shape
+  ``[B * C' * K, 3]`` int64 (``C'`` = C, or 1 with ``nms_class_argmax``; ``K`` =
+  min(max_output_boxes_per_class, N) when that input is constant, else N). Its first rows are
+  exactly ONNX's ``selected_indices`` (batch, then class, then descending score); every row after
+  them is ``[-1, -1, -1]``. When the NMS output is a graph output, a second graph output
+  ``<output>_valid_count`` (int32 scalar) holds the number of valid rows.
+- ``nms_dynamic_output``: the same rows sliced to the valid count, so the output is exactly
+  ONNX's ``[num_selected, 3]`` (TFLite shape signature ``[-1, 3]``).
+- ``nms_class_argmax``: scores ``[B, C, N]`` are first reduced to their per-box maximum over
+  classes (class-agnostic NMS, one NMS per batch); the class column holds the argmax class.
+  This is an opt-in change of semantics, not ONNX's per-class NMS.
+
+Why the extra ops (all facts measured on LiteRT's NON_MAX_SUPPRESSION_V4 kernel):
+- Ties: the kernel pops candidates from a heap, so equal scores come out in no index order;
+  ONNX takes the lower box index first. The boxes are therefore sorted once by TOPK_V2 (which
+  breaks ties by the lower index: ONNX's order) and the kernel gets the sorted boxes with the
+  strictly decreasing constant scores N..1; selected positions map back through the sort order.
+- Score threshold: ONNX keeps ``score > threshold``. In the sorted order the kept boxes are a
+  prefix of length L = count(score > threshold), which is rank-score > N - L.
+- IoU threshold: the kernel suppresses when ``iou >= threshold``, ONNX when ``iou > threshold``
+  and only boxes that overlap with positive areas. Both are ``iou >= nextafter(max(t, 0))``
+  for float32 IoUs; a runtime threshold gets its next float by BITCAST + 1.
+- Re-selection: the kernel re-queues every selected box and drops it only when the box's IoU
+  with itself (1, or 0 for an empty box) reaches the threshold. Boxes ONNX never suppresses
+  (zero or NaN area; every box when the IoU threshold is >= 1) therefore bypass the kernel
+  (score 0, below the rank threshold) and are merged back into the kernel's picks in sorted
+  order by a second TOPK_V2: ONNX selects them unconditionally and they suppress nothing.
+- A runtime max_output_boxes_per_class is applied after the kernel (greedy NMS selects in
+  order, so its first k selections are the selections of a run limited to k); K is then N.
+
+Known limits: downstream consumers of the output are refused at planning time (the ONNX value
+has no static shape there); in dynamic mode an empty selection is a [0, 3] tensor, which
+LiteRT's Python ``get_tensor`` cannot read (its shape is readable); an IoU of a box with itself
+must be exactly 1, which holds unless the box area overflows float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import onnx_order
+from ..registry import FLOAT, attr_in, lowering
+
+# B * C NMS kernels are unrolled; beyond this the graph would be unreasonably large.
+MAX_NMS_KERNELS = 4096
+# The kernel gets the rank scores N..1 as float32: exact up to 2**24.
+MAX_RANK_SCORE = 2**24
+# Binary ops whose options table has a fused activation.
+ARITHMETIC = ("ADD", "SUB", "MUL")
+
+
+def _const_max_output(node, graph) -> int | None:
+    """The constant max_output_boxes_per_class (0 when absent, ONNX's default), or None."""
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        return 0
+    value = graph.values[node.inputs[2]]
+    if not value.is_constant:
+        return None
+    return max(int(np.asarray(value.const).reshape(-1)[0]), 0)
+
+
+def _check(node, graph) -> str | None:
+    boxes = graph.values[node.inputs[0]].shape
+    scores = graph.values[node.inputs[1]].shape
+    if len(scores) != 3 or boxes[2] != 4 or scores[0] != boxes[0] or scores[2] != boxes[1]:
+        return (
+            f"{errors.UNSUPPORTED_RANK}: boxes {list(boxes)} / scores {list(scores)} are not "
+            "[B, N, 4] / [B, C, N]"
+        )
+    kernels = boxes[0] * scores[1]
+    if kernels == 0 or kernels > MAX_NMS_KERNELS:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {boxes[0]} batches x {scores[1]} classes "
+            f"needs {kernels} unrolled NMS kernels (supported: 1..{MAX_NMS_KERNELS}; "
+            "--nms-class-argmax needs one per batch)"
+        )
+    if boxes[1] > MAX_RANK_SCORE:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {boxes[1]} boxes; ranks are exact float32 "
+            f"scores only up to {MAX_RANK_SCORE}"
+        )
+    if _const_max_output(node, graph) == 0:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: max_output_boxes_per_class is 0 or absent: "
+            "the output is always empty and LiteRT has no zero-size tensors"
+        )
+    return None
+
+
+class _NmsBuilder:
+    """Emits the graph of one NonMaxSuppression node (see the module docstring)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.batches, self.boxes_n, _ = ctx.shape(0)
+        self.classes = ctx.shape(1)[1]
+        self.argmax = ctx.driver.options.nms_class_argmax and self.classes > 1
+        self.rows_c = 1 if self.argmax else self.classes  # score rows per batch
+        self.rows = self.batches * self.rows_c  # one NMS kernel per row
+        const_k = _const_max_output(ctx.node, ctx.driver.graph)
+        self.runtime_k = const_k is None
+        self.k = self.boxes_n if self.runtime_k else min(const_k, self.boxes_n)
+
+    # ---- small emitters ---------------------------------------------------------------
+    def const(self, array, hint):
+        return self.ctx.const_tensor(np.asarray(array), hint)
+
+    def op(self, opcode, inputs, dtype, shape, hint, **options):
+        out = self.ctx.temp(dtype, shape, hint)
+        self.ctx.emit(opcode, inputs, [out], **options)
+        return out
+
+    def binary(self, opcode, a, b, dtype, shape, hint):
+        fused = {"fused_activation_function": "NONE"} if opcode in ARITHMETIC else {}
+        return self.op(opcode, [a, b], dtype, shape, hint, **fused)
+
+    def gather_rows(self, params, indices, shape, hint):
+        """params[r, indices[r, j], ...]: GATHER along axis 1 with one batch dim."""
+        return self.op("GATHER", [params, indices], params.dtype, shape, hint, axis=1, batch_dims=1)
+
+    def unpack(self, tensor, hint):
+        """Split axis 0 into ``self.rows`` tensors (a RESHAPE when there is one row)."""
+        if self.rows == 1:
+            return [self.ctx.reshape(tensor, tensor.shape[1:], hint)]
+        parts = [
+            self.ctx.temp(tensor.dtype, tensor.shape[1:], f"{hint}{r}") for r in range(self.rows)
+        ]
+        self.ctx.emit("UNPACK", [tensor], parts, num=self.rows, axis=0)
+        return parts
+
+    def pack(self, parts, hint):
+        shape = (self.rows,) + tuple(parts[0].shape)
+        if self.rows == 1:
+            return self.ctx.reshape(parts[0], shape, hint)
+        return self.op("PACK", parts, parts[0].dtype, shape, hint, values_count=self.rows, axis=0)
+
+    def scalar(self, i):
+        """Optional scalar input ``i`` as a 0-d runtime tensor."""
+        t = self.ctx.input(i)
+        return t if t.shape == () else self.ctx.reshape(t, (), f"in{i}_scalar")
+
+    # ---- pieces -----------------------------------------------------------------------
+    def corner_boxes(self):
+        """[B, N, 4] boxes as two opposite corners; [xc, yc, w, h] -> [x1, y1, x2, y2] (IoU
+        does not care which axis comes first), computed as ONNX does: c -/+ size / 2."""
+        boxes = self.ctx.input(0)
+        if not self.ctx.attr("center_point_box", 0):
+            return boxes
+        b, n = self.batches, self.boxes_n
+        halves = (b, n, 2)
+        begin = self.const(np.array([0, 0, 0], np.int32), "center_begin")
+        size = self.const(np.array([b, n, 2], np.int32), "half_size")
+        centers = self.op("SLICE", [boxes, begin, size], np.float32, halves, "centers")
+        begin2 = self.const(np.array([0, 0, 2], np.int32), "extent_begin")
+        extents = self.op("SLICE", [boxes, begin2, size], np.float32, halves, "extents")
+        half = self.binary(
+            "MUL", extents, self.const(np.float32(0.5), "half"), np.float32, halves, "half_extents"
+        )
+        low = self.binary("SUB", centers, half, np.float32, halves, "low_corner")
+        high = self.binary("ADD", centers, half, np.float32, halves, "high_corner")
+        return self.op(
+            "CONCATENATION",
+            [low, high],
+            np.float32,
+            (b, n, 4),
+            "corners",
+            axis=2,
+            fused_activation_function="NONE",
+        )
+
+    def score_rows(self):
+        """[rows, N] scores and, in argmax mode, the [B, N] argmax classes."""
+        scores = self.ctx.input(1)
+        b, n = self.batches, self.boxes_n
+        if not self.argmax:
+            return self.ctx.reshape(scores, (self.rows, n), "score_rows"), None
+        axis = self.const(np.array([1], np.int32), "class_axis")
+        classes = self.op(
+            "ARG_MAX", [scores, axis], np.int32, (b, n), "classes", output_type="INT32"
+        )
+        best = self.op(
+            "REDUCE_MAX", [scores, axis], np.float32, (b, n), "best_scores", keep_dims=False
+        )
+        return best, classes
+
+    def above_threshold(self, sorted_scores):
+        """[rows, N] score > score_threshold (None without a threshold: every box counts)."""
+        if not self.ctx.has_input(4):
+            return None
+        shape = (self.rows, self.boxes_n)
+        thr = self.scalar(4)
+        return self.binary("GREATER", sorted_scores, thr, np.bool_, shape, "above")
+
+    def rank_thresholds(self, above):
+        """Per row, the rank-score threshold N - count(score > score_threshold) as [rows]."""
+        if above is None:
+            return None
+        kept = self.count(above, np.float32, "kept")
+        total = self.const(np.float32(self.boxes_n), "box_count")
+        return self.binary("SUB", total, kept, np.float32, (self.rows,), "rank_threshold")
+
+    def count(self, mask, dtype, hint):
+        """Per row, the number of true entries of a [rows, N] mask."""
+        ones = self.op("CAST", [mask], dtype, mask.shape, f"{hint}_ones")
+        axis = self.const(np.array([1], np.int32), "box_axis")
+        return self.op("SUM", [ones, axis], dtype, (self.rows,), hint, keep_dims=False)
+
+    def const_iou(self) -> float | None:
+        """The IoU threshold when it is constant (ONNX's default 0 when absent), else None."""
+        if not self.ctx.has_input(3):
+            return 0.0
+        value = self.ctx.const(3)
+        return None if value is None else float(np.asarray(value, np.float32).reshape(-1)[0])
+
+    def kernel_iou(self):
+        """nextafter(max(t, 0), +inf): turns the kernel's ``iou >= t`` into ONNX's ``iou > t``."""
+        value = self.const_iou()
+        if value is not None:
+            t = np.maximum(np.float32(value), np.float32(0))
+            return self.const(np.nextafter(t, np.float32(np.inf)), "iou_threshold")
+        zero = self.const(np.float32(0), "zero")
+        t = self.binary("MAXIMUM", self.scalar(3), zero, np.float32, (), "iou_nonneg")
+        bits = self.op("BITCAST", [t], np.int32, (), "iou_bits")
+        up = self.binary("ADD", bits, self.const(np.int32(1), "one"), np.int32, (), "iou_next_bits")
+        return self.op("BITCAST", [up], np.float32, (), "iou_threshold")
+
+    def suppressible(self, sorted_boxes):
+        """[rows, N]: boxes that can suppress or be suppressed (positive area, IoU threshold
+        below 1). The others are never suppressed in ONNX; the kernel would select them again
+        and again (it re-queues a selected box and drops it only when its IoU with itself,
+        1 or 0 for an empty box, reaches the threshold), so they bypass the kernel."""
+        rows, n = self.rows, self.boxes_n
+        iou = self.const_iou()
+        if iou is not None and not iou < 1:  # ONNX never suppresses (iou > t is impossible)
+            return self.const(np.zeros((rows, n), np.bool_), "never_suppressed")
+        half = (rows, n, 2)
+        size = self.const(np.array(half, np.int32), "corner_size")
+        first = self.const(np.array([0, 0, 0], np.int32), "first_corner")
+        second = self.const(np.array([0, 0, 2], np.int32), "second_corner")
+        low = self.op("SLICE", [sorted_boxes, first, size], np.float32, half, "corner_a")
+        high = self.op("SLICE", [sorted_boxes, second, size], np.float32, half, "corner_b")
+        sides = self.binary("SUB", high, low, np.float32, half, "sides")
+        axis = self.const(np.array([2], np.int32), "side_axis")
+        area = self.op("REDUCE_PROD", [sides, axis], np.float32, (rows, n), "area", keep_dims=False)
+        area = self.op("ABS", [area], np.float32, (rows, n), "abs_area")
+        zero = self.const(np.float32(0), "zero_area")
+        positive = self.binary("GREATER", area, zero, np.bool_, (rows, n), "positive_area")
+        if iou is not None:
+            return positive
+        below_one = self.binary(
+            "LESS", self.scalar(3), self.const(np.float32(1), "one_f"), np.bool_, (), "iou_lt1"
+        )
+        return self.binary("LOGICAL_AND", positive, below_one, np.bool_, (rows, n), "suppressible")
+
+    def select(self, sorted_boxes, suppressible, thresholds):
+        """One NMS kernel per row over the suppressible boxes: ([rows, K] positions in sorted
+        order, [rows] valid counts)."""
+        n = self.boxes_n
+        rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
+        zero = self.const(np.float32(0), "excluded_score")
+        scores = self.op(
+            "SELECT_V2", [suppressible, rank_scores, zero], np.float32, (self.rows, n), "kscores"
+        )
+        k = self.const(np.int32(self.k), "max_output")
+        iou = self.kernel_iou()
+        no_threshold = self.const(np.float32(0), "rank_threshold0")
+        boxes = self.unpack(sorted_boxes, "row_boxes")
+        row_scores = self.unpack(scores, "row_scores")
+        limits = self.unpack(thresholds, "row_threshold") if thresholds is not None else None
+        picks, counts = [], []
+        for r in range(self.rows):
+            pick = self.ctx.temp(np.int32, (self.k,), f"picked{r}")
+            count = self.ctx.temp(np.int32, (), f"count{r}")
+            thr = limits[r] if limits is not None else no_threshold
+            self.ctx.emit(
+                "NON_MAX_SUPPRESSION_V4", [boxes[r], row_scores[r], k, iou, thr], [pick, count]
+            )
+            picks.append(pick)
+            counts.append(count)
+        return self.pack(picks, "picked"), self.pack(counts, "counts")
+
+    def merge(self, picks, counts, free):
+        """The first K of (kernel picks) U (free boxes above the score threshold), ascending
+        sorted positions: ONNX's greedy order, where free boxes are always selected."""
+        rows, n, k = self.rows, self.boxes_n, self.k
+        last = n - 1
+        none = self.const(np.int32(-1), "no_key")
+        # Keys last - position: TOPK_V2 (largest first) then yields ascending positions.
+        free_key = self.op(
+            "SELECT_V2",
+            [free, self.const(last - np.arange(n, dtype=np.int32), "free_keys"), none],
+            np.int32,
+            (rows, n),
+            "free_key",
+        )
+        keys, width = free_key, n
+        n_free = self.count(free, np.int32, "free_count")
+        if picks is not None:
+            valid = self.valid(counts)
+            flipped = self.binary(
+                "SUB", self.const(np.int32(last), "last"), picks, np.int32, (rows, k), "pick_key0"
+            )
+            pick_key = self.op("SELECT_V2", [valid, flipped, none], np.int32, (rows, k), "pick_key")
+            width = n + k
+            keys = self.op(
+                "CONCATENATION",
+                [pick_key, free_key],
+                np.int32,
+                (rows, width),
+                "keys",
+                axis=1,
+                fused_activation_function="NONE",
+            )
+            n_free = self.binary("ADD", n_free, counts, np.int32, (rows,), "merged_count")
+        top = self.ctx.temp(np.int32, (rows, k), "top_keys")
+        where = self.ctx.temp(np.int32, (rows, k), "top_where")
+        self.ctx.emit("TOPK_V2", [keys, self.const(np.int32(k), "k")], [top, where])
+        clamped = self.binary(
+            "MAXIMUM", top, self.const(np.int32(0), "zero_i"), np.int32, top.shape, "top_clamped"
+        )
+        positions = self.binary(
+            "SUB", self.const(np.int32(last), "last_pos"), clamped, np.int32, top.shape, "positions"
+        )
+        merged = self.binary(
+            "MINIMUM", n_free, self.const(np.int32(k), "k_cap"), np.int32, (rows,), "merged_k"
+        )
+        return positions, merged
+
+    def valid(self, counts):
+        """[rows, K] slot < count."""
+        slots = self.const(np.arange(self.k, dtype=np.int32)[None, :], "slots")
+        col = self.ctx.reshape(counts, (self.rows, 1), "counts_col")
+        return self.binary("LESS", slots, col, np.bool_, (self.rows, self.k), "valid")
+
+    def runtime_limit(self, counts):
+        """Valid counts capped by a runtime max_output_boxes_per_class (clamped to [0, N])."""
+        limit = self.scalar(2)
+        dtype = limit.dtype
+        n = self.const(np.array(self.boxes_n, dtype), "n")
+        capped = self.binary("MINIMUM", limit, n, dtype, (), "limit_hi")
+        zero = self.const(np.array(0, dtype), "zero_k")
+        capped = self.binary("MAXIMUM", capped, zero, dtype, (), "limit")
+        if dtype != np.int32:
+            capped = self.op("CAST", [capped], np.int32, (), "limit_i32")
+        return self.binary("MINIMUM", counts, capped, np.int32, counts.shape, "valid_counts")
+
+    def triples(self, box_index, classes, counts):
+        """[rows * K, 3] int32 rows (batch, class, box), padding rows -1, valid rows first."""
+        rows, k = self.rows, self.k
+        grid = (rows, k)
+        batch_of_row = np.repeat(np.arange(self.batches, dtype=np.int32), self.rows_c)
+        batch_col = self.const(np.broadcast_to(batch_of_row[:, None], grid), "batch_col")
+        if classes is None:
+            class_of_row = np.tile(np.arange(self.rows_c, dtype=np.int32), self.batches)
+            class_col = self.const(np.broadcast_to(class_of_row[:, None], grid), "class_col")
+        else:
+            class_col = self.gather_rows(classes, box_index, grid, "class_col")
+        cols = self.op(
+            "PACK",
+            [batch_col, class_col, box_index],
+            np.int32,
+            grid + (3,),
+            "triples",
+            values_count=3,
+            axis=2,
+        )
+        valid = self.valid(counts)
+        valid3 = self.ctx.reshape(valid, grid + (1,), "valid3")
+        pad = self.const(np.int32(-1), "pad")
+        padded = self.op("SELECT_V2", [valid3, cols, pad], np.int32, grid + (3,), "padded")
+        flat = self.ctx.reshape(padded, (rows * k, 3), "flat")
+        if rows == 1:
+            return flat
+        # Compact: TOPK_V2 over unique keys (valid slots first, each group in slot order).
+        total = rows * k
+        slot = np.arange(total, dtype=np.int32)
+        flat_valid = self.ctx.reshape(valid, (total,), "valid_flat")
+        key = self.op(
+            "SELECT_V2",
+            [flat_valid, self.const(-slot, "key_valid"), self.const(-slot - total, "key_pad")],
+            np.int32,
+            (total,),
+            "order_key",
+        )
+        top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
+        order = self.ctx.temp(np.int32, (total,), "compact_order")
+        self.ctx.emit("TOPK_V2", [key, self.const(np.int32(total), "all_slots")], [top, order])
+        return self.op(
+            "GATHER", [flat, order], np.int32, (total, 3), "compacted", axis=0, batch_dims=0
+        )
+
+    # ---- outputs ----------------------------------------------------------------------
+    def output(self, rows, counts):
+        ctx, drv = self.ctx, self.ctx.driver
+        name = ctx.node.outputs[0]
+        total = self.op(
+            "SUM",
+            [counts, self.const(np.array([0], np.int32), "row_axis")],
+            np.int32,
+            (),
+            "valid_count",
+            keep_dims=False,
+        )
+        size = rows.shape[0]
+        if drv.options.nms_dynamic_output:
+            wide = self.op("CAST", [rows], np.int64, rows.shape, "selected_i64")
+            extent = self.op(
+                "CONCATENATION",
+                [
+                    ctx.reshape(total, (1,), "valid_count_1"),
+                    self.const(np.array([3], np.int32), "three"),
+                ],
+                np.int32,
+                (2,),
+                "slice_size",
+                axis=0,
+                fused_activation_function="NONE",
+            )
+            out = drv.new_tensor(name, np.int64, (1, 3))
+            out.shape_signature = (-1, 3)
+            ctx.emit(
+                "SLICE",
+                [wide, self.const(np.array([0, 0], np.int32), "slice_begin"), extent],
+                [out],
+            )
+        else:
+            drv.value(name).shape = (size, 3)
+            out = drv.new_tensor(name, np.int64, (size, 3))
+            ctx.emit("CAST", [rows], [out])
+            if name in drv.graph.outputs:
+                self.expose_valid_count(f"{name}_valid_count", total)
+        ctx.alias_output(0, out, L.identity(2))
+
+    def expose_valid_count(self, name, total):
+        """An extra graph output next to the fixed-size rows (the ONNX node has one output)."""
+        drv = self.ctx.driver
+        out = drv.new_tensor(name, np.int32, ())
+        self.ctx.emit("RESHAPE", [total, self.const(np.array([], np.int32), "scalar_shape")], [out])
+        drv.sub.outputs.append(out)
+        drv.sub.output_names.append(name)
+        drv.io_table.append(
+            {
+                "name": name,
+                "kind": "output",
+                "dtype": "int32",
+                "onnx_shape": [],
+                "tflite_shape": [],
+                "perm": [],
+            }
+        )
+
+    def lower(self):
+        rows, n = self.rows, self.boxes_n
+        scores, classes = self.score_rows()
+        sorted_scores = self.ctx.temp(np.float32, (rows, n), "sorted_scores")
+        order = self.ctx.temp(np.int32, (rows, n), "score_order")
+        self.ctx.emit(
+            "TOPK_V2", [scores, self.const(np.int32(n), "box_count_k")], [sorted_scores, order]
+        )
+        order3 = self.ctx.reshape(order, (self.batches, self.rows_c, n), "score_order3")
+        sorted_boxes = self.op(
+            "GATHER",
+            [self.corner_boxes(), order3],
+            np.float32,
+            (self.batches, self.rows_c, n, 4),
+            "sorted_boxes",
+            axis=1,
+            batch_dims=1,
+        )
+        sorted_boxes = self.ctx.reshape(sorted_boxes, (rows, n, 4), "sorted_box_rows")
+        above = self.above_threshold(sorted_scores)
+        suppressible = self.suppressible(sorted_boxes)
+        free = self.op("LOGICAL_NOT", [suppressible], np.bool_, (rows, n), "unsuppressible")
+        if above is not None:
+            free = self.binary("LOGICAL_AND", free, above, np.bool_, (rows, n), "free")
+        iou = self.const_iou()
+        if iou is not None and not iou < 1:  # nothing is ever suppressed: no kernel
+            picks = counts = None
+        else:
+            picks, counts = self.select(sorted_boxes, suppressible, self.rank_thresholds(above))
+        positions, counts = self.merge(picks, counts, free)
+        if self.runtime_k:
+            counts = self.runtime_limit(counts)
+        box_index = self.gather_rows(order, positions, (rows, self.k), "box_index")
+        if classes is not None:
+            classes = self.ctx.reshape(classes, (self.batches, n), "classes_rows")
+        self.output(self.triples(box_index, classes, counts), counts)
+
+
+@lowering(
+    "NonMaxSuppression",
+    onnx_order,
+    since=10,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1),
+    ranks=(3,),
+    nonempty=True,
+    dynamic_outputs=True,
+    attrs=(attr_in("center_point_box", (0, 1), 0),),
+    tflite_ops=(
+        "NON_MAX_SUPPRESSION_V4",
+        "TOPK_V2",
+        "GATHER",
+        "UNPACK",
+        "PACK",
+        "SELECT_V2",
+        "CONCATENATION",
+        "SLICE",
+        "RESHAPE",
+        "CAST",
+        "SUM",
+        "REDUCE_PROD",
+        "ABS",
+        "GREATER",
+        "LESS",
+        "LOGICAL_NOT",
+        "LOGICAL_AND",
+        "ADD",
+        "SUB",
+        "MUL",
+        "MINIMUM",
+        "MAXIMUM",
+        "BITCAST",
+        "ARG_MAX",
+        "REDUCE_MAX",
+    ),
+    notes=(
+        "default: fixed-size [B*C*K, 3] output padded with -1 rows plus <output>_valid_count; "
+        "--nms-dynamic-output: exact [num_selected, 3]; --nms-class-argmax: class-agnostic NMS on "
+        f"per-box max scores; at most {MAX_NMS_KERNELS} batch x class kernels"
+    ),
+    extra_check=_check,
+)
+def lower_nms(ctx):
+    _NmsBuilder(ctx).lower()
