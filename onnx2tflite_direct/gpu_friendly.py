@@ -1,0 +1,564 @@
+"""``--gpu-friendly``: rewrite a lowered float model towards what the LiteRT GPU delegate takes.
+
+Why: the classic GPU delegate claims an operator only if it has a parser for the builtin, the
+operator-code version is at or below that parser's cap, every tensor is at most 4-D and the
+runtime tensors are float. Operators it rejects fall back to the CPU and split the graph into
+several delegate partitions, each paying a GPU<->CPU copy. Some rejections are avoidable with an
+exactly equivalent graph; :func:`apply` makes those rewrites and :func:`remaining_issues` lists
+what still would not be delegated.
+
+Rewrites (each bit-exact: data movement, an un-fused activation, or an identity of IEEE
+arithmetic):
+
+- ``gather_to_slices``: GATHER with constant indices becomes one STRIDED_SLICE when the
+  indices step evenly (e.g. a channel reversal), else one SLICE per contiguous run when there
+  are few (+ CONCATENATION); + RESHAPE for scalar or N-D indices.
+- ``transpose_rank_reduction``: a TRANSPOSE whose size-1 axes can be dropped and whose axes
+  that move together can be merged is done in at most 4-D between two RESHAPEs (or becomes a
+  single RESHAPE when only size-1 axes move); RESHAPE chains are then collapsed so >4-D
+  intermediates of channel-shuffle style patterns disappear.
+- ``broadcast_to_tile``: BROADCAST_TO (no GPU parser) becomes TILE, after a RESHAPE when the
+  rank grows.
+- ``ceil_by_floor``: CEIL (no GPU parser) becomes MUL(-1), FLOOR, MUL(-1).
+- ``unfuse_activation``: a fused activation that raises the version above the GPU cap
+  (TRANSPOSE_CONV v4, cap 3) becomes a separate activation operator.
+
+The caps below are the "GPU max" column of LiteRT's ``model_builder.cc`` as recorded in the
+project's OP_VERSIONS.md: a number is the highest version the parser accepts, ``None`` a parser
+without a version gate; builtins missing from the table have no parser at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import tfl, tfl_rewrites
+
+
+def _caps(cap: int | None, names: str) -> dict[str, int | None]:
+    return dict.fromkeys(names.split(), cap)
+
+
+GPU_MAX_VERSION: dict[str, int | None] = {
+    **_caps(
+        2,
+        """ADD SUB DIV POW MAXIMUM MINIMUM SQUARED_DIFFERENCE FLOOR_DIV FLOOR_MOD ADD_N ABS NEG EXP
+        LOG SQRT RSQRT SQUARE SIN COS FLOOR SIGN LOGISTIC TANH RELU RELU6 RELU_N1_TO_1
+        RELU_0_TO_1 LEAKY_RELU ELU GELU SOFTMAX AVERAGE_POOL_2D MAX_POOL_2D CONCATENATION SLICE
+        PAD PADV2 MIRROR_PAD SPACE_TO_DEPTH QUANTIZE EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER
+        GREATER_EQUAL LOGICAL_AND""",
+    ),
+    **_caps(1, "PRELU CUMSUM RESHAPE GATHER SELECT SELECT_V2 ONE_HOT DENSIFY"),
+    **_caps(3, "MUL TRANSPOSE_CONV DEQUANTIZE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR"),
+    **_caps(4, "TRANSPOSE STRIDED_SLICE LSTM"),
+    **_caps(6, "CONV_2D DEPTHWISE_CONV_2D"),
+    **_caps(9, "FULLY_CONNECTED"),
+    **_caps(
+        None,
+        """HARD_SWISH BATCH_MATMUL MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD PACK UNPACK SPLIT
+        SPLIT_V TILE DEPTH_TO_SPACE CAST""",
+    ),
+}
+
+# The delegate works on float tensors; bool/int32 runtime tensors only where an op produces or
+# consumes them as such (comparisons, logic, select, cast).
+FLOAT_TYPES = frozenset({"float32", "float16"})
+BOOL_INT_OPS = frozenset(
+    "CAST EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER GREATER_EQUAL LOGICAL_AND SELECT SELECT_V2".split()
+)
+MAX_GPU_RANK = 4
+
+# A GATHER becomes at most this many SLICEs; more runs are left to GATHER.
+MAX_GATHER_RUNS = 4
+SLICEABLE_DTYPES = frozenset({"float32"})  # integer data stays off the GPU either way
+
+# Fused activations some kernels take only at a version above the GPU cap, and the standalone
+# builtin that computes the same function.
+UNFUSED_ACTIVATION = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
+ACTIVATION_RAISES_VERSION = frozenset({"TRANSPOSE_CONV"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Rewrites on the TFLite IR
+# ----------------------------------------------------------------------------------------------
+
+
+class _Editor:
+    """Unique tensor names and operator replacement for one subgraph."""
+
+    def __init__(self, sub: tfl.Subgraph) -> None:
+        self.sub = sub
+        self.names = {t.name for t in sub.tensors()}
+        self.producer = {id(t): op for op in sub.operators for t in op.outputs}
+        self.uses: dict[int, list[tfl.Operator]] = {}
+        for op in sub.operators:
+            for t in op.inputs:
+                if t is not None:
+                    self.uses.setdefault(id(t), []).append(op)
+        self.io = {id(t) for t in (*sub.inputs, *sub.outputs)}
+
+    def sole_reshape_neighbours(self, src: tfl.Tensor, out: tfl.Tensor):
+        """(RESHAPE producing ``src``, RESHAPE consuming ``out``) where ``collapse_reshapes``
+        would merge them with RESHAPEs written next to them; None where it would not."""
+        prev = self.producer.get(id(src))
+        if prev is None or prev.opcode != "RESHAPE" or len(self.uses.get(id(src), [])) != 1:
+            prev = None
+        nxt = self.uses.get(id(out), [])
+        after = nxt[0] if len(nxt) == 1 and nxt[0].opcode == "RESHAPE" else None
+        if id(src) in self.io:
+            prev = None
+        if id(out) in self.io:
+            after = None
+        return prev, after
+
+    def _unique(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.names:
+            name, k = f"{base}_{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def temp(self, base: str, dtype, shape) -> tfl.Tensor:
+        return tfl.Tensor(self._unique(base), dtype, tuple(shape))
+
+    def const(self, base: str, array: np.ndarray) -> tfl.Tensor:
+        array = np.asarray(array, order="C")
+        return tfl.Tensor(self._unique(base), array.dtype, array.shape, data=array)
+
+    def op(self, opcode: str, inputs, outputs, like: tfl.Operator, **options) -> tfl.Operator:
+        return tfl.Operator(opcode, list(inputs), list(outputs), options, onnx_node=like.onnx_node)
+
+    def reshape(self, src: tfl.Tensor, dst: tfl.Tensor, like: tfl.Operator) -> tfl.Operator:
+        shape = self.const(f"{dst.name}/shape", np.array(dst.shape, np.int32))
+        return self.op("RESHAPE", [src, shape], [dst], like)
+
+
+def _static(*tensors: tfl.Tensor | None) -> bool:
+    return all(t is not None and t.shape_signature is None for t in tensors)
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each maximal run of consecutive increasing indices, in order."""
+    runs: list[tuple[int, int]] = []
+    for i in indices.tolist():
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
+
+
+def _gather_to_slices(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """GATHER of float data by constant in-range indices -> STRIDED_SLICE or SLICE runs."""
+    if op.opcode != "GATHER" or len(op.inputs) < 2:
+        return None
+    data, idx = op.inputs[0], op.inputs[1]
+    out = op.outputs[0]
+    if (
+        idx is None
+        or idx.data is None
+        or data.data is not None
+        or data.dtype.name not in SLICEABLE_DTYPES
+        or op.options.get("batch_dims", 0) not in (0, None)
+        or not _static(data, out)
+        or not 1 <= data.rank <= MAX_GPU_RANK
+        or out.rank == 0  # a scalar result needs SQUEEZE, which the delegate lacks
+    ):
+        return None
+    axis = int(op.options.get("axis", 0) or 0)
+    axis = axis + data.rank if axis < 0 else axis
+    n = data.shape[axis]
+    flat = idx.data.astype(np.int64).reshape(-1)
+    flat = np.where(flat < 0, flat + n, flat)
+    if flat.size == 0 or flat.min() < 0 or flat.max() >= n:
+        return None  # out-of-range indices are a runtime error for GATHER: leave it to say so
+    gathered = data.shape[:axis] + (flat.size,) + data.shape[axis + 1 :]
+    if int(np.prod(gathered)) != int(np.prod(out.shape)):
+        return None
+    joined = (
+        out
+        if tuple(out.shape) == gathered
+        else ed.temp(f"{out.name}/gathered", out.dtype, gathered)
+    )
+    step = _progression_step(flat)
+    if step is not None:
+        ops = [_strided_take(ed, op, data, joined, axis, int(flat[0]), step)]
+    else:
+        runs = _runs(flat)
+        if len(runs) > MAX_GATHER_RUNS:
+            return None
+        ops = _slice_runs(ed, op, data, joined, axis, runs)
+    if joined is not out:
+        ops.append(ed.reshape(joined, out, op))
+    return ops
+
+
+def _progression_step(flat: np.ndarray) -> int | None:
+    """The step of indices forming an arithmetic progression other than a plain run."""
+    if flat.size < 2:
+        return None
+    steps = np.diff(flat)
+    step = int(steps[0])
+    return step if step not in (0, 1) and bool(np.all(steps == step)) else None
+
+
+def _strided_take(ed: _Editor, op, data, joined, axis: int, first: int, step: int):
+    """One STRIDED_SLICE taking ``joined.shape[axis]`` elements from ``first`` by ``step``."""
+    count = joined.shape[axis]
+    begin = np.zeros(data.rank, np.int32)
+    end = np.array(data.shape, np.int32)
+    strides = np.ones(data.rank, np.int32)
+    begin[axis], strides[axis] = first, step
+    stop = first + step * count  # -1 for a reversal down to 0: "to the start" needs end_mask
+    end[axis] = min(stop, data.shape[axis]) if stop >= 0 else 0
+    end_mask = (1 << axis) if stop < 0 else 0
+    consts = [
+        ed.const(f"{joined.name}/{name}", arr)
+        for name, arr in (("begin", begin), ("end", end), ("strides", strides))
+    ]
+    return ed.op("STRIDED_SLICE", [data, *consts], [joined], op, begin_mask=0, end_mask=end_mask)
+
+
+def _slice_runs(ed: _Editor, op, data, joined, axis: int, runs) -> list[tfl.Operator]:
+    """One SLICE per run, joined by a CONCATENATION when there are several."""
+    ops: list[tfl.Operator] = []
+    pieces = []
+    for k, (start, length) in enumerate(runs):
+        shape = data.shape[:axis] + (length,) + data.shape[axis + 1 :]
+        piece = joined if len(runs) == 1 else ed.temp(f"{joined.name}/run{k}", joined.dtype, shape)
+        begin = np.zeros(data.rank, np.int32)
+        begin[axis] = start
+        begin_t = ed.const(f"{piece.name}/begin", begin)
+        size_t = ed.const(f"{piece.name}/size", np.array(shape, np.int32))
+        ops.append(ed.op("SLICE", [data, begin_t, size_t], [piece], op))
+        pieces.append(piece)
+    if len(runs) > 1:
+        ops.append(
+            ed.op(
+                "CONCATENATION", pieces, [joined], op, axis=axis, fused_activation_function="NONE"
+            )
+        )
+    return ops
+
+
+def _high(*tensors: tfl.Tensor) -> bool:
+    return any(t.rank > MAX_GPU_RANK for t in tensors)
+
+
+def _fewer_high_rank_ops(ed: _Editor, src, out, merged_in) -> bool:
+    """Does doing a >4-D op in merged (<= 4-D) form leave fewer operators touching >4-D
+    tensors?
+
+    The RESHAPEs put around it merge with neighbouring RESHAPEs; where there is none (a >4-D
+    graph input, a >4-D consumer) the new RESHAPE itself still touches the >4-D tensor.
+    """
+    prev, after = ed.sole_reshape_neighbours(src, out)
+    before = (
+        int(_high(src, out))
+        + int(prev is not None and _high(prev.inputs[0], src))
+        + int(after is not None and _high(out, after.outputs[0]))
+    )
+    lead = _high(prev.inputs[0]) if prev else _high(src) and tuple(merged_in) != tuple(src.shape)
+    trail = _high(after.outputs[0]) if after else _high(out)
+    return int(lead) + int(trail) < before
+
+
+def _merged_transpose(shape: tuple[int, ...], perm: list[int]):
+    """Drop size-1 axes and merge axes that stay adjacent: (merged input shape, merged perm)."""
+    kept = [a for a in range(len(shape)) if shape[a] != 1]
+    pos = {a: k for k, a in enumerate(kept)}
+    order = [pos[a] for a in perm if shape[a] != 1]  # output order over kept axes
+    groups: list[list[int]] = []
+    for k in order:
+        if groups and groups[-1][-1] + 1 == k:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    by_input = sorted(range(len(groups)), key=lambda g: groups[g][0])
+    merged_in = tuple(int(np.prod([shape[kept[k]] for k in groups[g]])) for g in by_input)
+    rank_of = {g: r for r, g in enumerate(by_input)}
+    merged_perm = [rank_of[g] for g in range(len(groups))]
+    return merged_in, merged_perm
+
+
+def _reduce_transpose(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """TRANSPOSE moving only unit axes -> RESHAPE; >4-D TRANSPOSE -> 4-D one between RESHAPEs."""
+    if op.opcode != "TRANSPOSE" or op.inputs[1] is None or op.inputs[1].data is None:
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if not _static(src, out) or src.rank == 0:
+        return None
+    perm = [int(p) + src.rank if int(p) < 0 else int(p) for p in op.inputs[1].data.reshape(-1)]
+    merged_in, merged_perm = _merged_transpose(src.shape, perm)
+    pure_reshape = merged_perm == sorted(merged_perm)
+    if not pure_reshape and (src.rank <= MAX_GPU_RANK or len(merged_in) > MAX_GPU_RANK):
+        return None  # already GPU-sized, or cannot be brought down to 4-D
+    if pure_reshape:
+        return [ed.reshape(src, out, op)]
+    if not _fewer_high_rank_ops(ed, src, out, merged_in):
+        return None
+    ops = []
+    if merged_in != src.shape:
+        flat_in = ed.temp(f"{src.name}/merged", src.dtype, merged_in)
+        ops.append(ed.reshape(src, flat_in, op))
+        src = flat_in
+    merged_out = tuple(merged_in[p] for p in merged_perm)
+    moved = out if merged_out == out.shape else ed.temp(f"{out.name}/merged", out.dtype, merged_out)
+    perm_t = ed.const(f"{moved.name}/perm", np.array(merged_perm, np.int32))
+    ops.append(ed.op("TRANSPOSE", [src, perm_t], [moved], op))
+    if moved is not out:
+        ops.append(ed.reshape(moved, out, op))
+    return ops
+
+
+def _unfuse_activation(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """Producer with a version-raising fused activation -> producer + activation operator."""
+    act = op.options.get("fused_activation_function", "NONE")
+    if op.opcode not in ACTIVATION_RAISES_VERSION or act not in UNFUSED_ACTIVATION:
+        return None
+    out = op.outputs[0]
+    pre = ed.temp(f"{out.name}/pre_activation", out.dtype, out.shape)
+    conv = tfl.Operator(
+        op.opcode,
+        list(op.inputs),
+        [pre, *op.outputs[1:]],
+        {**op.options, "fused_activation_function": "NONE"},
+        onnx_node=op.onnx_node,
+    )
+    return [conv, ed.op(UNFUSED_ACTIVATION[act], [pre], [out], op)]
+
+
+def _merged_broadcast(padded: tuple[int, ...], target: tuple[int, ...]):
+    """Drop unit target axes and merge neighbours that are all kept or all repeated:
+    (merged input shape, merged output shape)."""
+    groups: list[list] = []  # [kept?, input size, output size]
+    for p, d in zip(padded, target, strict=True):
+        if d == 1:
+            continue
+        if groups and groups[-1][0] == (p == d):
+            groups[-1][1] *= p
+            groups[-1][2] *= d
+        else:
+            groups.append([p == d, p, d])
+    return tuple(g[1] for g in groups), tuple(g[2] for g in groups)
+
+
+def _broadcast_to_tile(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """BROADCAST_TO (no GPU parser) -> TILE (ungated), with RESHAPEs where the rank changes.
+
+    Up to 4-D the TILE has the target's rank; a >4-D target is tiled in merged form (e.g. the
+    5-D key/value repeat of grouped-query attention) when that leaves fewer >4-D operators.
+    """
+    if op.opcode != "BROADCAST_TO":
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if src.data is not None or not _static(src, out) or out.rank == 0 or 0 in out.shape:
+        return None
+    padded = (1,) * (out.rank - src.rank) + tuple(src.shape)
+    if any(p not in (1, d) for p, d in zip(padded, out.shape, strict=True)):
+        return None
+    if out.rank <= MAX_GPU_RANK:
+        tile_in, tile_out = padded, tuple(out.shape)
+    else:
+        tile_in, tile_out = _merged_broadcast(padded, tuple(out.shape))
+        if not 1 <= len(tile_in) <= MAX_GPU_RANK or not _fewer_high_rank_ops(ed, src, out, tile_in):
+            return None
+    ops = []
+    if tile_in != tuple(src.shape):
+        lifted = ed.temp(f"{src.name}/tile_in", src.dtype, tile_in)
+        ops.append(ed.reshape(src, lifted, op))
+        src = lifted
+    tiled = (
+        out if tile_out == tuple(out.shape) else ed.temp(f"{out.name}/tiled", out.dtype, tile_out)
+    )
+    multiples = np.array([d // p for p, d in zip(tile_in, tile_out, strict=True)], np.int32)
+    ops.append(ed.op("TILE", [src, ed.const(f"{tiled.name}/multiples", multiples)], [tiled], op))
+    if tiled is not out:
+        ops.append(ed.reshape(tiled, out, op))
+    return ops
+
+
+def _ceil_by_floor(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """CEIL (no GPU parser) -> MUL by -1, FLOOR, MUL by -1: ceil(x) == -floor(-x) bit for bit.
+
+    MUL rather than NEG: LiteRT's NEG computes 0 - x, which turns -0.0 into +0.0.
+    """
+    if op.opcode != "CEIL" or op.inputs[0].dtype != np.float32:
+        return None
+    x, out = op.inputs[0], op.outputs[0]
+    minus_one = ed.const(f"{out.name}/minus_one", np.array(-1.0, np.float32))
+    neg = ed.temp(f"{out.name}/neg", x.dtype, x.shape)
+    floor = ed.temp(f"{out.name}/floor_neg", x.dtype, x.shape)
+    return [
+        ed.op("MUL", [x, minus_one], [neg], op, fused_activation_function="NONE"),
+        ed.op("FLOOR", [neg], [floor], op),
+        ed.op("MUL", [floor, minus_one], [out], op, fused_activation_function="NONE"),
+    ]
+
+
+Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
+RULES: list[tuple[str, Rule]] = [
+    ("gather_to_slices", _gather_to_slices),
+    ("transpose_rank_reduction", _reduce_transpose),
+    ("unfuse_activation", _unfuse_activation),
+    ("broadcast_to_tile", _broadcast_to_tile),
+    ("ceil_by_floor", _ceil_by_floor),
+]
+
+
+def _describe(rule: str, op: tfl.Operator, new_ops: list[tfl.Operator]) -> dict[str, Any]:
+    shapes = [list(t.shape) for t in op.inputs[:1] if t is not None]
+    made = [o.opcode for o in new_ops]
+    return {
+        "rule": rule,
+        "op": op.opcode,
+        "onnx_node": op.onnx_node,
+        "detail": f"{op.opcode}{shapes} -> {' + '.join(made)}",
+    }
+
+
+def apply(model: tfl.Model) -> list[dict[str, Any]]:
+    """Rewrite ``model`` in place into GPU-delegate-friendly equivalents; one record per change.
+
+    Run after ``tfl_rewrites``; a final RESHAPE collapse merges the RESHAPEs the rules insert
+    with their neighbours (that is what removes >4-D intermediates around a TRANSPOSE).
+    """
+    records: list[dict[str, Any]] = []
+    for sub in model.subgraphs:
+        ed = _Editor(sub)
+        rewritten: list[tfl.Operator] = []
+        for op in sub.operators:
+            for rule, fn in RULES:
+                new_ops = fn(ed, op)
+                if new_ops is not None:
+                    records.append(_describe(rule, op, new_ops))
+                    rewritten.extend(new_ops)
+                    break
+            else:
+                rewritten.append(op)
+        sub.operators = rewritten
+        if records:
+            tfl_rewrites.collapse_reshapes(sub)
+    return records
+
+
+# ----------------------------------------------------------------------------------------------
+# What would still not be delegated
+# ----------------------------------------------------------------------------------------------
+
+
+def _op_problems(opcode: str, version: int, tensors: list[dict]) -> list[dict[str, str]]:
+    """The static reasons the GPU delegate would reject one operator (empty: it takes it)."""
+    problems = []
+    if opcode not in GPU_MAX_VERSION:
+        problems.append({"rule": "no_gpu_kernel", "detail": f"the GPU delegate has no {opcode}"})
+    elif (cap := GPU_MAX_VERSION[opcode]) is not None and version > cap:
+        problems.append(
+            {"rule": "version_above_gpu_cap", "detail": f"{opcode} v{version} > GPU cap v{cap}"}
+        )
+    if opcode == "GATHER" and len(tensors) > 1 and not tensors[1]["constant"]:
+        problems.append(
+            {
+                "rule": "gather_runtime_indices",
+                "detail": "GATHER with runtime indices (the GPU parser takes one runtime input)",
+            }
+        )
+    big = sorted({len(t["shape"]) for t in tensors if len(t["shape"]) > MAX_GPU_RANK})
+    if big:
+        problems.append(
+            {"rule": "rank_above_4", "detail": f"{max(big)}-D tensor (the GPU delegate is 4-D)"}
+        )
+    allowed = FLOAT_TYPES | ({"bool", "int32"} if opcode in BOOL_INT_OPS else set())
+    bad = sorted(
+        {
+            t["dtype"]
+            for t in tensors
+            if not t["constant"] and t["dtype"] not in allowed and not t["quantization"]
+        }
+    )
+    if bad:
+        problems.append(
+            {"rule": "non_float_tensor", "detail": f"runtime {'/'.join(bad)} tensor(s)"}
+        )
+    return problems
+
+
+def static_issues(tflite_bytes: bytes) -> list[dict[str, Any]]:
+    """One record per operator the GPU delegate would reject by the caps table and its
+    tensor rules (rank <= 4, float runtime tensors): ``subgraph``, ``op_index``, ``op``,
+    ``version``, ``outputs`` (tensor names), ``rules`` and ``detail``."""
+    from .inspect_tflite import _enum_names, _schema, _tensor_rows
+
+    schema = _schema()
+    data = bytes(tflite_bytes)
+    model = schema.Model.GetRootAs(data, 0)
+    names = _enum_names(schema.BuiltinOperator)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        codes.append(
+            (names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?"), oc.Version())
+        )
+    issues = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        rows = _tensor_rows(schema, model, sg)
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            opcode, version = codes[op.OpcodeIndex()]
+            ins = [rows[i] for i in op.InputsAsNumpy() if i >= 0] if op.InputsLength() else []
+            outs = [rows[i] for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
+            problems = _op_problems(opcode, version, ins + outs)
+            if problems:
+                issues.append(
+                    {
+                        "source": "caps",
+                        "subgraph": s,
+                        "op_index": o,
+                        "op": opcode,
+                        "version": int(version),
+                        "outputs": [t["name"] for t in outs],
+                        "rules": [p["rule"] for p in problems],
+                        "detail": "; ".join(p["detail"] for p in problems),
+                    }
+                )
+    return issues
+
+
+def remaining_issues(tflite_bytes: bytes) -> list[dict[str, Any]]:
+    """Operators that would still not run on the GPU delegate.
+
+    The static rules always apply; LiteRT's analyzer (``gpu_check``) is added when this
+    ai-edge-litert build really has its GPU rules (it flags ops the static rules miss, e.g.
+    parser-specific attribute limits). Analyzer-only findings have ``source: "analyzer"``.
+    """
+    try:
+        issues = static_issues(tflite_bytes)
+    except ImportError as exc:  # the FlatBuffer reader comes with ai-edge-litert
+        return [{"source": "unchecked", "op": None, "rules": ["unchecked"], "detail": str(exc)}]
+    from .gpu_check import check_gpu_compatibility
+
+    verdict = check_gpu_compatibility(tflite_bytes)
+    if verdict.get("checker_effective"):
+        known = {(e["subgraph"], e["op_index"]): e for e in issues}
+        for entry in verdict["incompatible_ops"]:
+            key = (entry["subgraph"], entry["op_index"])
+            if key in known:
+                known[key]["analyzer"] = entry["message"]
+                continue
+            issues.append(
+                {
+                    "source": "analyzer",
+                    "subgraph": entry["subgraph"],
+                    "op_index": entry["op_index"],
+                    "op": entry["op"],
+                    "version": None,
+                    "outputs": [],
+                    "rules": ["analyzer"],
+                    "detail": entry["message"],
+                }
+            )
+    return issues
