@@ -46,25 +46,46 @@ class NodeRecord:
     tflite_ops: list[str] = field(default_factory=list)
     reason_code: str | None = None
     message: str | None = None
+    # Where the node lives: "" for the main graph, "If_0/then_branch" style paths for nodes
+    # of converted subgraphs (If/Loop/Scan bodies).
+    subgraph: str = ""
 
 
 class Driver:
-    def __init__(self, graph: Graph, specs: dict[int, OpSpec], options: LoweringOptions):
+    def __init__(
+        self,
+        graph: Graph,
+        specs: dict[int, OpSpec],
+        options: LoweringOptions,
+        parent: Driver | None = None,
+        path: str = "",
+    ):
+        """``parent``/``path``: set when lowering a nested ONNX graph (an If branch, a Loop
+        body) into its own TFLite subgraph; the nested driver shares the root's subgraph list
+        and node records so the file and the report see everything."""
         self.graph = graph
         self.specs = specs
         self.options = options
-        self.sub = tfl.Subgraph()
+        self.path = path
+        self.sub = tfl.Subgraph(name=path or "main")
         # Further subgraphs (IF/WHILE bodies) in index order; the main graph is index 0.
-        self.extra_subgraphs: list[tfl.Subgraph] = []
+        self.extra_subgraphs: list[tfl.Subgraph] = (
+            parent.extra_subgraphs if parent is not None else []
+        )
         self.consumers = graph.consumers()
         self.layout_of: dict[str, L.Layout] = {}
         self.tensor_of: dict[str, tfl.Tensor] = {}
         self._materialized: dict[tuple[str, L.Layout], tfl.Tensor] = {}
         self._pref: dict[str, bool] = {}
-        self.records: list[NodeRecord] = []
+        self.records: list[NodeRecord] = parent.records if parent is not None else []
         self.io_table: list[dict] = []
         self._current: NodeRecord | None = None
         self._names: set[str] = set()
+
+    def add_subgraph(self, sub: tfl.Subgraph) -> int:
+        """Append a finished nested subgraph; returns its index in the file (main graph = 0)."""
+        self.extra_subgraphs.append(sub)
+        return len(self.extra_subgraphs)
 
     # ---- preferences (backward) -------------------------------------------------------
     def prefers_channel_last(self, name: str, _depth: int = 0) -> bool:
@@ -267,7 +288,7 @@ class Driver:
         )
 
     def run_node(self, node: Node, spec: OpSpec) -> None:
-        record = NodeRecord(node)
+        record = NodeRecord(node, subgraph=self.path)
         self.records.append(record)
         self._current = record
         ins = [

@@ -24,6 +24,7 @@ from . import errors
 from .errors import BadInputError, UnsupportedError
 from .folding import fold_node, is_foldable
 from .ir import Graph, Node, Value
+from .lowering.sequence import resolve_static as resolve_static_sequences
 
 MIN_DEFAULT_OPSET = 7
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
@@ -400,6 +401,134 @@ def _node_inputs(node: onnx.NodeProto) -> list[str]:
     return names
 
 
+def _inline_constant_ifs(nodes, consts) -> tuple[list[onnx.NodeProto], list[str]]:
+    """Replace each If whose condition is a known constant by the nodes of the taken branch.
+
+    The branch's outputs are renamed to the If's outputs through Identity nodes; its Constant
+    nodes and initializers join ``consts``. Outer-scope reads precede the If in topological
+    order, and a branch is itself topologically sorted, so the order stays valid.
+    """
+    out: list[onnx.NodeProto] = []
+    inlined: list[str] = []
+    for n in nodes:
+        cond = consts.get(n.input[0]) if n.op_type == "If" and n.input else None
+        if cond is None or n.domain not in ("", "ai.onnx") or np.asarray(cond).size != 1:
+            out.append(n)
+            continue
+        key = "then_branch" if bool(np.asarray(cond).reshape(-1)[0]) else "else_branch"
+        branch = next((a.g for a in n.attribute if a.name == key), None)
+        if branch is None:  # malformed If: left for the lowering to refuse
+            out.append(n)
+            continue
+        for t in branch.initializer:
+            consts[t.name] = numpy_helper.to_array(t)
+        for sn in branch.node:
+            if sn.op_type == "Constant" and sn.domain in ("", "ai.onnx"):
+                consts[sn.output[0]] = _constant_node_value(sn)
+            else:
+                out.append(sn)
+        for src, dst in zip(branch.output, n.output, strict=False):
+            if dst:
+                out.append(helper.make_node("Identity", [src.name], [dst], name=f"{dst}/inlined"))
+        inlined.append(n.name or n.op_type)
+    return out, inlined
+
+
+WINDOW_WRAPPERS = ("Unsqueeze", "Reshape", "Identity", "Squeeze", "Cast")
+
+
+def _window_slice_hints(nodes, consts, infos, known) -> dict[str, onnx.ValueInfoProto]:
+    """Output shapes of ``Slice(x, s, s + k)`` with a run-time ``s`` (``x[i:i+k]`` in loops).
+
+    ONNX inference cannot see that such a window has ``k`` elements along its axis; the
+    window's length is ``k`` whenever ``s`` is in range (when it is not, the run-time
+    STRIDED_SLICE computes the real, smaller shape and the following ops fail loudly)."""
+    producer = {o: n for n in nodes for o in n.output if o}
+
+    def strip(name: str) -> str:
+        while name in producer and producer[name].op_type in WINDOW_WRAPPERS:
+            name = producer[name].input[0]
+        return name
+
+    out = {}
+    for n in nodes:
+        if n.op_type != "Slice" or len(n.input) < 3 or n.output[0] in known:
+            continue
+        vi, src = infos.get(n.output[0]), infos.get(n.input[0])
+        dims = _dims(vi) if vi else None
+        x = consts[n.input[0]].shape if n.input[0] in consts else (_dims(src) if src else None)
+        if dims is None or x is None or None not in dims or None in x:
+            continue
+        steps = consts.get(n.input[4]) if len(n.input) > 4 and n.input[4] else np.ones(1)
+        axes = consts.get(n.input[3]) if len(n.input) > 3 and n.input[3] else np.zeros(1)
+        add = producer.get(strip(n.input[2]))
+        if steps is None or axes is None or np.asarray(axes).size != 1 or add is None:
+            continue
+        if np.any(np.asarray(steps) != 1) or add.op_type != "Add":
+            continue
+        start = strip(n.input[1])
+        terms = list(add.input)
+        if start not in terms or len(terms) != 2:
+            continue
+        k = consts.get(terms[1 - terms.index(start)])
+        if k is None or np.asarray(k).size != 1 or int(np.asarray(k).reshape(-1)[0]) <= 0:
+            continue
+        axis = int(np.asarray(axes).reshape(-1)[0]) % len(x)
+        shape = list(x)
+        shape[axis] = min(int(np.asarray(k).reshape(-1)[0]), x[axis])
+        out[n.output[0]] = helper.make_tensor_value_info(
+            n.output[0], vi.type.tensor_type.elem_type, shape
+        )
+    return out
+
+
+def _always_true_loop(node: onnx.NodeProto, consts) -> bool:
+    """Condition input constant true and the body's condition output provably true: the body
+    passes its condition input through, or returns a true Constant (exporters' for-loops)."""
+    cond = consts.get(node.input[1])
+    if cond is None or not bool(np.all(cond)):
+        return False
+    body = next((a.g for a in node.attribute if a.name == "body"), None)
+    if body is None or not body.input or not body.output:
+        return False
+    name = body.output[0].name
+    producer = {o: sn for sn in body.node for o in sn.output}
+    while name in producer and producer[name].op_type == "Identity":
+        name = producer[name].input[0]
+    if name == body.input[1].name:
+        return True
+    src = producer.get(name)
+    if src is not None and src.op_type == "Constant" and src.domain in ("", "ai.onnx"):
+        try:
+            return bool(np.all(_constant_node_value(src)))
+        except UnsupportedError:
+            return False
+    return False
+
+
+def _pin_loop_scan_lengths(nodes, values: dict[str, Value], consts) -> None:
+    """A Loop with a constant trip count and no condition input runs exactly that many times:
+    its scan outputs have that length (ONNX shape inference leaves it unknown)."""
+    for n in nodes:
+        if n.op_type != "Loop" or n.domain not in ("", "ai.onnx") or len(n.input) < 2:
+            continue
+        if n.input[0] not in consts or (n.input[1] and not _always_true_loop(n, consts)):
+            continue
+        trips = max(int(np.asarray(consts[n.input[0]]).reshape(-1)[0]), 0)
+        for name in n.output[len(n.input) - 2 :]:
+            v = values.get(name)
+            if v is not None and v.shape and v.shape[0] is None:
+                v.shape = (trips, *v.shape[1:])
+
+
+def _outer_scope_reads(node: onnx.NodeProto) -> list[str]:
+    """Names the node's subgraphs read from the enclosing scope, first-use order, no repeats."""
+    seen: dict[str, None] = {}
+    for name in _node_inputs(node)[len([i for i in node.input if i]) :]:
+        seen.setdefault(name, None)
+    return list(seen)
+
+
 def _attrs(node: onnx.NodeProto) -> dict:
     out = {}
     for a in node.attribute:
@@ -449,6 +578,18 @@ def _check_input_types(real_inputs) -> None:
                 errors.UNSUPPORTED_DTYPE,
                 f"graph input {vi.name!r} is not a typed tensor ({kind or 'no type'}); only "
                 "tensor inputs with a known element type are supported",
+            )
+
+
+def _check_output_types(outputs) -> None:
+    for vi in outputs:
+        kind = vi.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE,
+                f"graph output {vi.name!r} is a {kind.replace('_type', '')}, not a tensor; "
+                "TFLite outputs are tensors (sequences/optionals only convert when they are "
+                "resolved inside the graph)",
             )
 
 
@@ -589,8 +730,10 @@ def _value_info(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
     )
 
 
-def _skeleton(model, nodes, consts, real_inputs) -> onnx.ModelProto:
-    """A data-light copy for shape inference: big constants become typed inputs."""
+def _skeleton(model, nodes, consts, real_inputs, hints=()) -> onnx.ModelProto:
+    """A data-light copy for shape inference: big constants become typed inputs.
+
+    ``hints``: value infos the front end proved itself (see :func:`_window_slice_hints`)."""
     inputs = list(real_inputs)
     inits = []
     hidden = _huge_range_limits(nodes, consts)
@@ -600,7 +743,9 @@ def _skeleton(model, nodes, consts, real_inputs) -> onnx.ModelProto:
         else:
             inputs.append(_value_info(name, arr))
     known = {v.name for v in inputs} | {t.name for t in inits}
-    value_info = [v for v in model.graph.value_info if v.name not in known]
+    hinted = {v.name for v in hints}
+    value_info = [v for v in model.graph.value_info if v.name not in known | hinted]
+    value_info += [v for v in hints if v.name not in known]
     graph = helper.make_graph(
         nodes,
         model.graph.name or "g",
@@ -754,6 +899,7 @@ def load_graph(
     if len({i.name for i in g.input}) != len(g.input):
         raise BadInputError(errors.INVALID_MODEL, "duplicate graph input names")
     _check_input_types(real_inputs)
+    _check_output_types(g.output)
     nodes = []
     for n in g.node:
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
@@ -765,10 +911,19 @@ def load_graph(
 
     folded: list[str] = []
     infos: dict[str, onnx.ValueInfoProto] = {}
+    hints: dict[str, onnx.ValueInfoProto] = {}
     for _ in range(MAX_FOLD_ROUNDS):
-        infos = _infer(_skeleton(proto, nodes, consts, real_inputs))
+        nodes, inlined = _inline_constant_ifs(nodes, consts)
+        folded.extend(inlined)
+        infos = _infer(_skeleton(proto, nodes, consts, real_inputs, list(hints.values())))
+        new_hints = _window_slice_hints(nodes, consts, infos, hints)
+        hints.update(new_hints)
+        nodes, resolved = resolve_static_sequences(
+            nodes, consts, infos, opsets.get("", 0), [o.name for o in g.output]
+        )
+        folded.extend(resolved)
         remaining = []
-        changed = False
+        changed = bool(inlined or resolved or new_hints)
         for n in nodes:
             out = None
             if is_foldable(n, consts, infos):
@@ -795,21 +950,24 @@ def load_graph(
     for name, vi in infos.items():
         if name not in values:
             values[name] = Value(name, _dtype(vi.type.tensor_type.elem_type), _dims(vi))
+    _pin_loop_scan_lengths(nodes, values, consts)
     ir_nodes = []
     for i, n in enumerate(nodes):
         domain = "" if n.domain == "ai.onnx" else n.domain
         for o in n.output:
             if o and o not in values:
                 values[o] = Value(o, None, None)
+        implicit = _outer_scope_reads(n)
         ir_nodes.append(
             Node(
                 name=n.name or f"{n.op_type}:{n.output[0] if n.output else i}",
                 op_type=n.op_type,
                 domain=domain,
-                inputs=list(n.input),
+                inputs=list(n.input) + implicit,
                 outputs=list(n.output),
                 attrs=_attrs(n),
                 opset=opsets.get(domain, 1),
+                implicit_inputs=list(implicit),
             )
         )
     produced = {o for n in nodes for o in n.output} | set(consts) | {i.name for i in real_inputs}

@@ -42,6 +42,16 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     opset: int = 0  # opset version of the node's domain in this model
+    # Outer-scope names read by the node's subgraphs (If/Loop/Scan bodies), as the subgraphs
+    # spell them. They are also appended to ``inputs`` so that graph analyses (consumers,
+    # dead-value checks, renames by rewrites) see the dependency; ``inputs[-len(k):]`` feeds
+    # ``implicit_inputs[k]`` even after a rewrite renamed the producer.
+    implicit_inputs: list[str] = field(default_factory=list)
+
+    @property
+    def explicit_inputs(self) -> list[str]:
+        """The inputs the ONNX node lists itself (without the subgraphs' outer-scope reads)."""
+        return self.inputs[: len(self.inputs) - len(self.implicit_inputs)]
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)

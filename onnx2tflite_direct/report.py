@@ -115,6 +115,23 @@ class ReportBuilder:
             },
         )
 
+    def _nested_row(self, rec) -> dict:
+        """A node of a converted subgraph (If branch, Loop/Scan body): named by its path."""
+        name = f"{rec.subgraph}/{rec.node.label}"
+        return self.rows.setdefault(
+            name,
+            {
+                "name": name,
+                "domain": rec.node.domain,
+                "op_type": rec.node.op_type,
+                "mode": "pending",
+                "tflite_ops": [],
+                "reason_code": None,
+                "message": None,
+                "subgraph": rec.subgraph,
+            },
+        )
+
     def blocked(self, node, tensor: str) -> None:
         row = self._row(node)
         row.update(
@@ -131,11 +148,12 @@ class ReportBuilder:
 
         self.io_table = driver.io_table
         for rec in driver.records:
-            row = self._row(rec.node)
+            row = self._row(rec.node) if not rec.subgraph else self._nested_row(rec)
             row["mode"] = "custom" if "CUSTOM" in rec.tflite_ops else "builtin"
             row["tflite_ops"] = rec.tflite_ops
         hist: dict[str, dict] = {}
-        for op in driver.sub.operators:
+        operators = [op for sub in (driver.sub, *driver.extra_subgraphs) for op in sub.operators]
+        for op in operators:
             key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
             entry = hist.setdefault(key, {"count": 0, "version": 0})
             entry["count"] += 1
