@@ -49,6 +49,9 @@ class NodeRecord:
     # Where the node lives: "" for the main graph, "If_0/then_branch" style paths for nodes
     # of converted subgraphs (If/Loop/Scan bodies).
     subgraph: str = ""
+    # Remarks that are not errors (a slow path forced by the dtype, a deliberate departure
+    # asked for by an option); shown on the node's report row.
+    notes: list[str] = field(default_factory=list)
 
 
 class Driver:
@@ -80,6 +83,9 @@ class Driver:
         self.records: list[NodeRecord] = parent.records if parent is not None else []
         self.io_table: list[dict] = []
         self._current: NodeRecord | None = None
+        # Graph outputs a lowering adds beside the ONNX ones (e.g. NMS valid counts):
+        # (tensor, signature name, io-table row), exposed after the ONNX outputs.
+        self._extra_outputs: list[tuple[tfl.Tensor, str, dict]] = []
         self._names: set[str] = set()
 
     def add_subgraph(self, sub: tfl.Subgraph) -> int:
@@ -335,6 +341,30 @@ class Driver:
             self.sub.outputs.append(t)
             self.sub.output_names.append(name)
             self._io_row(name, "output", lay)
+        for tensor, name, row in self._extra_outputs:
+            self.sub.outputs.append(tensor)
+            self.sub.output_names.append(name)
+            self.io_table.append(row)
+
+    def add_extra_output(self, tensor: tfl.Tensor, name: str) -> None:
+        """Expose ``tensor`` as a graph output named ``name`` after the ONNX outputs.
+
+        For values a lowering must hand to the user that ONNX has no output for (the valid
+        count of a fixed-size NonMaxSuppression result). Stored in ONNX order (no permutation).
+        """
+        if name in self.graph.values or any(n == name for _, n, _ in self._extra_outputs):
+            raise errors.InternalError(
+                errors.INTERNAL_ERROR, f"extra output {name!r} collides with a tensor name"
+            )
+        row = {
+            "name": name,
+            "kind": "output",
+            "dtype": np.dtype(tensor.dtype).name,
+            "onnx_shape": list(tensor.shape),
+            "tflite_shape": list(tensor.shape),
+            "perm": list(range(len(tensor.shape))),
+        }
+        self._extra_outputs.append((tensor, name, row))
 
 
 class LoweringContext:
@@ -438,6 +468,11 @@ class LoweringContext:
         out = self.temp(src.dtype, shape, hint)
         self.driver.reshape(src, out)
         return out
+
+    def note(self, text: str) -> None:
+        """A remark for this node's report row (a slow path, a requested departure)."""
+        if self.driver._current is not None:
+            self.driver._current.notes.append(text)
 
     def refuse(self, code: str, message: str):
         raise UnsupportedError(code, f"{self.node.op_type}: {message}", self.node.label)

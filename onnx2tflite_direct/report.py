@@ -151,6 +151,8 @@ class ReportBuilder:
             row = self._row(rec.node) if not rec.subgraph else self._nested_row(rec)
             row["mode"] = "custom" if "CUSTOM" in rec.tflite_ops else "builtin"
             row["tflite_ops"] = rec.tflite_ops
+            if rec.notes:
+                row["notes"] = list(rec.notes)
         hist: dict[str, dict] = {}
         operators = [op for sub in (driver.sub, *driver.extra_subgraphs) for op in sub.operators]
         for op in operators:

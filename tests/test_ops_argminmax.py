@@ -65,3 +65,17 @@ def test_argmax_over_channels_of_nhwc_data_needs_no_transpose(keepdims, last):
 def test_arg_int64_refused():
     """LiteRT's ARG_MAX has no int64-input kernel."""
     expect_refusal(_arg_model("ArgMax", 0, 1, 0, np.int64), "unsupported_dtype")
+
+
+@pytest.mark.parametrize("dtype, slow", [(np.float32, False), (np.int32, True)])
+def test_slow_path_dtype_is_noted_on_the_report_row(dtype, slow):
+    model = make_model(
+        [helper.make_node("ArgMax", ["x"], ["y"], axis=1, keepdims=0)],
+        inputs=[("x", dtype, (2, 5, 3))],
+        outputs=[("y", np.int64, (2, 3))],
+    )
+    chk = check_conversion(model)
+    row = next(r for r in chk.report["nodes"] if r["op_type"] == "ArgMax")
+    assert ("notes" in row) == slow
+    if slow:
+        assert "int32 input" in row["notes"][0]

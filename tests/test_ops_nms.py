@@ -349,3 +349,13 @@ def test_random_shapes_and_attributes(b, c, n, max_out, iou, score, center, seed
     }
     model = _nms_model(b, c, n, max_out=max_out, iou=iou, score=score, center=center)
     _check(model, feeds, dynamic=False)
+
+
+def test_valid_count_output_follows_the_onnx_outputs_in_the_signature():
+    from onnx2tflite_direct import convert as o2t_convert
+
+    res = o2t_convert(_nms_model(1, 2, 6, max_out=3))
+    outputs = [r["name"] for r in res.report["io"] if r["kind"] == "output"]
+    assert outputs == ["selected", "selected_valid_count"]
+    row = next(r for r in res.report["nodes"] if r["op_type"] == "NonMaxSuppression")
+    assert any("fixed-size output" in n for n in row["notes"])

@@ -48,14 +48,6 @@ def slow_path_notes(dtype: np.dtype, last: bool) -> list[str]:
     return notes
 
 
-def _note(ctx, texts: list[str]) -> None:
-    """Record ``texts`` on the node's report row, where the context supports notes."""
-    note = getattr(ctx, "note", None)
-    if note is not None:
-        for text in texts:
-            note(text)
-
-
 def arg_axis(node, graph):
     rank = len(graph.values[node.inputs[0]].shape)
     axis = int(node.attrs.get("axis", 0))
@@ -73,7 +65,8 @@ def _lower_arg(opcode: str):
         out = ctx.output(0)
         keep = bool(ctx.attr("keepdims", 1))
         last = bool(ctx.attr("select_last_index", 0))
-        _note(ctx, slow_path_notes(x.dtype, last))
+        for text in slow_path_notes(x.dtype, last):
+            ctx.note(text)
         if last:
             rev = ctx.temp(x.dtype, x.shape, "reversed")
             ctx.emit("REVERSE_V2", [x, axis_t], [rev])

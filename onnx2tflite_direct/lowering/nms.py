@@ -101,6 +101,16 @@ class _NmsBuilder:
         self.classes = ctx.shape(1)[1]
         self.argmax = ctx.driver.options.nms_class_argmax and self.classes > 1
         self.rows_c = 1 if self.argmax else self.classes  # score rows per batch
+        if self.argmax:
+            ctx.note(
+                "--nms-class-argmax: one suppression per box over its best class (ONNX "
+                "suppresses per class)"
+            )
+        if not ctx.driver.options.nms_dynamic_output:
+            ctx.note(
+                "fixed-size output: rows past the valid count are -1 (--nms-dynamic-output "
+                "gives ONNX's [num_selected, 3])"
+            )
         self.rows = self.batches * self.rows_c  # one NMS kernel per row
         const_k = _const_max_output(ctx.node, ctx.driver.graph)
         self.runtime_k = const_k is None
@@ -441,18 +451,7 @@ class _NmsBuilder:
         drv = self.ctx.driver
         out = drv.new_tensor(name, np.int32, ())
         self.ctx.emit("RESHAPE", [total, self.const(np.array([], np.int32), "scalar_shape")], [out])
-        drv.sub.outputs.append(out)
-        drv.sub.output_names.append(name)
-        drv.io_table.append(
-            {
-                "name": name,
-                "kind": "output",
-                "dtype": "int32",
-                "onnx_shape": [],
-                "tflite_shape": [],
-                "perm": [],
-            }
-        )
+        drv.add_extra_output(out, name)
 
     def lower(self):
         rows, n = self.rows, self.boxes_n
