@@ -35,6 +35,9 @@ class LoweringOptions:
     # [B, C, N] class scores to their per-box maximum before suppression.
     nms_dynamic_output: bool = False
     nms_class_argmax: bool = False
+    # ONNX-level rewrites (also applied inside If/Loop/Scan bodies).
+    fuse: bool = True
+    disabled_rewrites: frozenset[str] = frozenset()
 
 
 @dataclass

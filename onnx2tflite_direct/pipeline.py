@@ -167,14 +167,16 @@ def convert(
     ``external_buffers`` appends weights after the FlatBuffer (offset layout).
     """
     options = _lowering_options(
-        keep_io_layout,
-        allow_custom_ops,
-        custom_op_allowlist,
-        keep_layout,
-        channel_last,
-        decompose,
-        nms_dynamic_output,
-        nms_class_argmax,
+        keep_io_layout=keep_io_layout,
+        allow_custom_ops=allow_custom_ops,
+        custom_op_allowlist=tuple(custom_op_allowlist or ()),
+        keep_layout=tuple(keep_layout),
+        channel_last=tuple(channel_last),
+        decompose=tuple(decompose or ()),
+        nms_dynamic_output=nms_dynamic_output,
+        nms_class_argmax=nms_class_argmax,
+        fuse=fuse,
+        disabled_rewrites=_disabled_rewrites(disable_rewrites),
     )
     quant = quant_variants.QuantOptions(
         calibration_data=calibration_data,
@@ -189,7 +191,6 @@ def convert(
         strict_integer=strict_integer,
     )
     quant.check(quantize or ())
-    disabled = _disabled_rewrites(disable_rewrites)
     stem = stem or _stem(model)
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
@@ -197,7 +198,7 @@ def convert(
     result = ConversionResult(tflite_bytes=b"", report={})
     try:
         driver, model_ir, loader = _lower(
-            model, options, rec, input_shapes, batch_size, fuse, disabled, inputs, outputs
+            model, options, rec, input_shapes, batch_size, inputs, outputs
         )
         result._model_loader = loader
         result.tensor_map = tensor_map(driver)
@@ -294,41 +295,6 @@ def lower_model(
 ) -> Lowered:
     """Front end, planning, lowering and TFLite rewrites: what ``convert`` serializes."""
     options = _lowering_options(
-        keep_io_layout,
-        allow_custom_ops,
-        custom_op_allowlist,
-        keep_layout,
-        channel_last,
-        decompose,
-        nms_dynamic_output,
-        nms_class_argmax,
-    )
-    rec = report.ReportBuilder(options, _stem(model))
-    driver, model_ir, loader = _lower(
-        model,
-        options,
-        rec,
-        input_shapes,
-        batch_size,
-        fuse,
-        _disabled_rewrites(disable_rewrites),
-        inputs,
-        outputs,
-    )
-    return Lowered(model_ir, tensor_map(driver), driver, loader)
-
-
-def _lowering_options(
-    keep_io_layout,
-    allow_custom_ops,
-    custom_op_allowlist,
-    keep_layout,
-    channel_last,
-    decompose,
-    nms_dynamic_output,
-    nms_class_argmax,
-) -> LoweringOptions:
-    options = LoweringOptions(
         keep_io_layout=keep_io_layout,
         allow_custom_ops=allow_custom_ops,
         custom_op_allowlist=tuple(custom_op_allowlist or ()),
@@ -337,7 +303,18 @@ def _lowering_options(
         decompose=tuple(decompose or ()),
         nms_dynamic_output=nms_dynamic_output,
         nms_class_argmax=nms_class_argmax,
+        fuse=fuse,
+        disabled_rewrites=_disabled_rewrites(disable_rewrites),
     )
+    rec = report.ReportBuilder(options, _stem(model))
+    driver, model_ir, loader = _lower(
+        model, options, rec, input_shapes, batch_size, inputs, outputs
+    )
+    return Lowered(model_ir, tensor_map(driver), driver, loader)
+
+
+def _lowering_options(**fields) -> LoweringOptions:
+    options = LoweringOptions(**fields)
     without = sorted(set(options.decompose) - set(decomposable_ops()))
     if without:
         raise errors.BadInputError(
@@ -359,7 +336,7 @@ def _disabled_rewrites(disable_rewrites) -> frozenset[str]:
     return disabled
 
 
-def _lower(model, options, rec, input_shapes, batch_size, fuse, disabled, inputs, outputs):
+def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
     """ONNX model -> (driver, lowered tfl.Model, loader of the ONNX model as converted)."""
     if inputs or outputs:
         model = extract_subgraph(load_model(model), inputs, outputs)
@@ -367,6 +344,7 @@ def _lower(model, options, rec, input_shapes, batch_size, fuse, disabled, inputs
     rec.model_info(fe)
     rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
     graph = fe.graph
+    fuse, disabled = options.fuse, options.disabled_rewrites
     for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
         rec.rewrite(name, len(changed), changed)
     specs = plan(graph, options, rec)

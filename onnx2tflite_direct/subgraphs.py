@@ -130,6 +130,7 @@ def lower_body(
     the body may read. The subgraph's inputs are the formal inputs, then the run-time outer
     values (in ``LoweredBody.outer_feeds`` order); its outputs are the body outputs.
     """
+    from . import onnx_rewrites
     from .frontend import load_graph
     from .lowering import custom as custom_lowering
     from .registry import REGISTRY, check_node
@@ -151,6 +152,10 @@ def lower_body(
         options = dataclasses.replace(
             parent.options, keep_io_layout=True, keep_layout=(), channel_last=()
         )
+        for _ in onnx_rewrites.apply(
+            graph, enabled=options.fuse, disabled=options.disabled_rewrites
+        ):
+            pass  # the same fusions as the main graph; counted there, not per body
         specs = {}
         for node in graph.nodes:
             spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)

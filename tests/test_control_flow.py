@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from harness import check_conversion, expect_refusal, make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper as h
-
-from tests.harness import check_conversion, expect_refusal, make_model
 
 RNG = np.random.default_rng(7)
 
@@ -751,3 +750,28 @@ def test_exporter_style_for_loop_has_a_static_scan_length(cond_out):
     res = check_conversion(model)
     assert res.ops["SLICE"] == 0  # the buffer is the output: no run-time trimming
     assert res.validation.actual["ys"].shape == (4, 3)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_onnx_fusions_apply_inside_branches(fuse):
+    """The erf GELU pattern inside a branch becomes one GELU op, as in the main graph."""
+    half, one, root2 = (
+        h.make_node(
+            "Constant", [], [n], value=onnx.numpy_helper.from_array(np.array(v, np.float32))
+        )
+        for n, v in (("half", 0.5), ("one", 1.0), ("root2", np.sqrt(2.0)))
+    )
+    gelu = [
+        half,
+        one,
+        root2,
+        h.make_node("Div", ["x", "root2"], ["xs"]),
+        h.make_node("Erf", ["xs"], ["er"]),
+        h.make_node("Add", ["er", "one"], ["e1"]),
+        h.make_node("Mul", ["x", "e1"], ["xe"]),
+        h.make_node("Mul", ["xe", "half"], ["t"]),
+    ]
+    model = _if_model(gelu, [h.make_node("Sub", ["x", "y"], ["e"])])
+    feeds = {"c": np.array(True), "x": _w(2, 3), "y": _w(2, 3)}
+    res = check_conversion(model, feeds=feeds, fuse=fuse)
+    assert (res.ops["GELU"] == 1) == fuse
