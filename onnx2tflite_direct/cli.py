@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="NonMaxSuppression: reduce [B, C, N] class scores to their per-box maximum first",
     )
     p.add_argument(
+        "--unroll-rnn",
+        action="store_true",
+        help="unroll LSTM/GRU/RNN over their (static) time steps instead of one WHILE loop "
+        "per direction: more ops, no loop overhead, better for delegates on short sequences",
+    )
+    p.add_argument(
         "--external-buffers",
         action="store_true",
         help="append weights after the FlatBuffer (Buffer.offset/size); automatic above 2 GB",
@@ -344,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             decompose=tuple(args.decompose),
             nms_dynamic_output=args.nms_dynamic_output,
             nms_class_argmax=args.nms_class_argmax,
+            unroll_rnn=args.unroll_rnn,
             gpu_friendly=args.gpu_friendly,
             fp16_accumulation=args.fp16_accumulation,
             external_buffers=args.external_buffers,

@@ -9,6 +9,7 @@ operators. Graph inputs are exposed channel-last when their consumers want chann
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,8 @@ class LoweringOptions:
     # [B, C, N] class scores to their per-box maximum before suppression.
     nms_dynamic_output: bool = False
     nms_class_argmax: bool = False
+    # LSTM/GRU/RNN: unroll over the static time steps instead of a WHILE loop.
+    unroll_rnn: bool = False
     # ONNX-level rewrites (also applied inside If/Loop/Scan bodies).
     fuse: bool = True
     disabled_rewrites: frozenset[str] = frozenset()
@@ -90,6 +93,17 @@ class Driver:
         # (tensor, signature name, io-table row), exposed after the ONNX outputs.
         self._extra_outputs: list[tuple[tfl.Tensor, str, dict]] = []
         self._names: set[str] = set()
+
+    @contextlib.contextmanager
+    def emitting_into(self, sub: tfl.Subgraph):
+        """Emit into ``sub`` (a WHILE/IF body a lowering builds op by op) inside the block.
+
+        The body may only read its own inputs and constants; the caller wires it up."""
+        saved, self.sub = self.sub, sub
+        try:
+            yield sub
+        finally:
+            self.sub = saved
 
     def add_subgraph(self, sub: tfl.Subgraph) -> int:
         """Append a finished nested subgraph; returns its index in the file (main graph = 0)."""

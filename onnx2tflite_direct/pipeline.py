@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import mmap
 import os
 import time
 from collections.abc import Callable
@@ -137,6 +138,7 @@ def convert(
     decompose=(),
     nms_dynamic_output: bool = False,
     nms_class_argmax: bool = False,
+    unroll_rnn: bool = False,
     gpu_friendly: bool = False,
     fp16_accumulation: bool = False,
     external_buffers: bool = False,
@@ -164,7 +166,8 @@ def convert(
     ``quant_type`` / ``strict_integer``); ``decompose`` names ONNX ops to lower with primitive
     builtins only. ``gpu_friendly`` rewrites the graph towards what the GPU delegate accepts;
     ``fp16_accumulation`` marks the model as allowing float16 accumulation;
-    ``external_buffers`` appends weights after the FlatBuffer (offset layout).
+    ``external_buffers`` appends weights after the FlatBuffer (offset layout);
+    ``unroll_rnn`` unrolls LSTM/GRU/RNN over their time steps instead of a WHILE loop.
     """
     options = _lowering_options(
         keep_io_layout=keep_io_layout,
@@ -175,6 +178,7 @@ def convert(
         decompose=tuple(decompose or ()),
         nms_dynamic_output=nms_dynamic_output,
         nms_class_argmax=nms_class_argmax,
+        unroll_rnn=unroll_rnn,
         fuse=fuse,
         disabled_rewrites=_disabled_rewrites(disable_rewrites),
     )
@@ -208,14 +212,14 @@ def convert(
             rec.section("gpu_friendly", {"rewrites": gpu.apply(model_ir)})
         if fp16_accumulation:
             model_ir.metadata[REDUCED_PRECISION_KEY] = FP16_ACCUMULATION
-        from .builder import build_flatbuffer
+        from . import builder
 
         def build(ir: tfl.Model) -> bytes:
-            if external_buffers:  # TODO(lead): plain kwarg once the builder has it
-                return build_flatbuffer(ir, external_buffers=True)
-            return build_flatbuffer(ir)
+            return builder.serialize(ir, external_buffers=external_buffers).tobytes()
 
-        result.tflite_bytes = build(model_ir)
+        serialized = builder.serialize(model_ir, external_buffers=external_buffers)
+        result.tflite_bytes = _model_bytes(serialized, out_dir, stem, result)
+        del serialized
         rec.lowered(driver, result.tflite_bytes)
         if gpu_friendly:
             rec.sections["gpu_friendly"]["not_delegated"] = gpu.remaining_issues(
@@ -292,6 +296,7 @@ def lower_model(
     decompose=(),
     nms_dynamic_output: bool = False,
     nms_class_argmax: bool = False,
+    unroll_rnn: bool = False,
 ) -> Lowered:
     """Front end, planning, lowering and TFLite rewrites: what ``convert`` serializes."""
     options = _lowering_options(
@@ -303,6 +308,7 @@ def lower_model(
         decompose=tuple(decompose or ()),
         nms_dynamic_output=nms_dynamic_output,
         nms_class_argmax=nms_class_argmax,
+        unroll_rnn=unroll_rnn,
         fuse=fuse,
         disabled_rewrites=_disabled_rewrites(disable_rewrites),
     )
@@ -388,6 +394,9 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol):
 
 def _report_failure(rec, result, out_dir, stem, write_report, started) -> None:
     """Write the report of a failed run; the conversion error stays the one raised."""
+    streamed = result.paths.pop("float32", None)  # a failed run leaves no model file
+    if streamed is not None:
+        streamed.unlink(missing_ok=True)
     try:
         _finish(rec, result, out_dir, stem, write_report, started, write_model=False)
     except errors.BadInputError:
@@ -402,13 +411,37 @@ def _finish(rec, result, out_dir, stem, write_report, started, write_model) -> N
         raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
 
 
+# A float32 model at least this large is streamed to disk from the constants' own arrays as
+# soon as it is built, so the weights are never held twice (tfl arrays + one joined copy);
+# ``tflite_bytes`` is then a read-only memoryview of the written file.
+STREAM_TO_DISK_BYTES = 1 << 30
+
+
+def _model_bytes(serialized, out_dir: Path | None, stem: str, result: ConversionResult):
+    """The float32 .tflite as bytes, or (large, with an output folder) written and mapped."""
+    if out_dir is None or serialized.nbytes < STREAM_TO_DISK_BYTES:
+        return serialized.tobytes()
+    path = out_dir / f"{stem}_float32.tflite"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, serialized)
+        with open(path, "rb") as fh:
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        msg = f"cannot write to {out_dir}: {exc.strerror or exc}"
+        raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
+    result.paths["float32"] = path
+    return memoryview(mapped)
+
+
 def _write_outputs(rec, result, out_dir, stem, write_report, started, write_model) -> None:
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if write_model:
             for kind, data in {"float32": result.tflite_bytes, **result.variants}.items():
                 path = out_dir / f"{stem}_{kind}.tflite"
-                write_atomic(path, data)
+                if result.paths.get(kind) != path:  # not streamed already (_model_bytes)
+                    write_atomic(path, data)
                 result.paths[kind] = path
                 rec.output_file(path, len(data), kind)
     rec.elapsed(time.perf_counter() - started)

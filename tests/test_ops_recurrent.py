@@ -88,13 +88,13 @@ BATCH_MAJOR = {"X": (1, 0, 2), "initial_h": (1, 0, 2), "initial_c": (1, 0, 2)}
 FROM_SEQ_MAJOR = {"Y": (2, 0, 1, 3), "Y_h": (1, 0, 2), "Y_c": (1, 0, 2)}
 
 
-def check(model_and_feeds):
+def check(model_and_feeds, **options):
     """LiteRT vs onnxruntime; onnxruntime has no layout=1, so that reference is the layout-0
     model on transposed feeds, its outputs transposed back."""
     model, feeds = model_and_feeds
     layout = next((a.i for a in model.graph.node[0].attribute if a.name == "layout"), 0)
     if not layout:
-        return check_conversion(model, feeds=feeds, rtol=1e-3)
+        return check_conversion(model, feeds=feeds, rtol=1e-3, **options)
     reference = copy.deepcopy(model)
     node = reference.graph.node[0]
     next(a for a in node.attribute if a.name == "layout").i = 0
@@ -113,7 +113,7 @@ def check(model_and_feeds):
         k: v.transpose(BATCH_MAJOR[k]) if k in BATCH_MAJOR else v for k, v in feeds.items()
     }
     expected = V.run_onnxruntime(reference, ref_feeds)
-    res = convert(model)
+    res = convert(model, **options)
     actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
     assert sorted(actual) == sorted(expected)
     for name, ref in expected.items():
@@ -131,14 +131,18 @@ ALL_OPTIONAL = ("B", "initial_h", "initial_c", "P")
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("layout", [0, 1])
-def test_directions_and_layouts(op, direction, layout):
+@pytest.mark.parametrize("unroll", [False, True])
+def test_directions_and_layouts(op, direction, layout, unroll):
     optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
-    chk = check(recurrent_model(op, direction, layout, optional=optional))
+    chk = check(recurrent_model(op, direction, layout, optional=optional), unroll_rnn=unroll)
     assert "CUSTOM" not in chk.ops
     # X . W for every step is one FULLY_CONNECTED per direction, plus one per step for R
+    # (unrolled; layout=1 always unrolls) or one in each direction's WHILE body.
     dirs = 2 if direction == "bidirectional" else 1
-    steps_fc = 3 * dirs * (2 if op == "GRU" else 1)
-    assert chk.ops["FULLY_CONNECTED"] == dirs + steps_fc
+    looped = not unroll and layout == 0
+    per_step = dirs * (2 if op == "GRU" else 1)
+    assert chk.ops["FULLY_CONNECTED"] == dirs + (per_step if looped else 3 * per_step)
+    assert chk.ops["WHILE"] == (dirs if looped else 0)
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
@@ -238,14 +242,17 @@ def test_gru_activations(lbr):
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("lens_runtime", [False, True])
-def test_sequence_lens_masking(op, direction, lens_runtime):
+@pytest.mark.parametrize("unroll", [False, True])
+def test_sequence_lens_masking(op, direction, lens_runtime, unroll):
     optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
     runtime = ("sequence_lens",) if lens_runtime else ()
     model = recurrent_model(
         op, direction, seq=4, batch=3, optional=optional, lens=[4, 1, 2], runtime=runtime
     )
-    chk = check(model)
-    assert ("SELECT_V2" in chk.ops) and (("LESS" in chk.ops) == lens_runtime)
+    chk = check(model, unroll_rnn=unroll)
+    # LESS builds run-time masks; each WHILE condition adds one more.
+    loop_tests = 0 if unroll else (2 if direction == "bidirectional" else 1)
+    assert "SELECT_V2" in chk.ops and chk.ops["LESS"] == int(lens_runtime) + loop_tests
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])

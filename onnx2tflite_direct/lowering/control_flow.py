@@ -111,18 +111,18 @@ def _feed_parent_values(branch: LoweredBody, feeds: list[str], ctx) -> None:
 # ---- WHILE plumbing ---------------------------------------------------------------------------
 
 
-def _mirror(driver, tensors: list[tfl.Tensor], hint: str) -> list[tfl.Tensor]:
+def mirror_tensors(driver, tensors: list[tfl.Tensor], hint: str) -> list[tfl.Tensor]:
     """Fresh tensors with the dtypes/shapes of ``tensors`` (a subgraph's own loop variables)."""
     return [driver.new_tensor(f"{hint}/{k}", t.dtype, t.shape) for k, t in enumerate(tensors)]
 
 
-def _cond_subgraph(ctx, loop_vars: list[tfl.Tensor], make_cond) -> tfl.Subgraph:
+def cond_subgraph(ctx, loop_vars: list[tfl.Tensor], make_cond) -> tfl.Subgraph:
     """A WHILE condition subgraph: takes every loop variable, returns one bool scalar.
 
     ``make_cond(emit, inputs)`` emits the test and returns the bool tensor."""
     driver = ctx.driver
     sub = tfl.Subgraph(name=f"{ctx.node.label}/cond")
-    sub.inputs = _mirror(driver, loop_vars, f"{ctx.node.label}/cond/in")
+    sub.inputs = mirror_tensors(driver, loop_vars, f"{ctx.node.label}/cond/in")
 
     def emit(opcode, inputs, outputs, **options):
         sub.operators.append(tfl.Operator(opcode, list(inputs), list(outputs), options))
@@ -142,13 +142,13 @@ def _all_of(ctx, emit, tests: list[tfl.Tensor]) -> tfl.Tensor:
     return out
 
 
-def _less(ctx, emit, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
+def less_than(ctx, emit, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
     out = ctx.driver.new_tensor(f"{ctx.node.label}/cond/less", np.bool_, ())
     emit("LESS", [a, b], [out])
     return out
 
 
-def _emit_while(ctx, init: list[tfl.Tensor], cond_sub, body_sub) -> list[tfl.Tensor]:
+def emit_while(ctx, init: list[tfl.Tensor], cond_sub, body_sub) -> list[tfl.Tensor]:
     """Emit WHILE over ``init``; returns its outputs (fresh tensors, one per loop variable)."""
     finals = [ctx.temp(t.dtype, t.shape, f"while_out{k}") for k, t in enumerate(init)]
     body_sub.input_names = [t.name for t in body_sub.inputs]
@@ -371,15 +371,15 @@ def lower_loop(ctx):
     def make_cond(emit, loop_vars):
         tests = []
         if has_m:
-            tests.append(_less(ctx, emit, loop_vars[0], loop_vars[1]))
+            tests.append(less_than(ctx, emit, loop_vars[0], loop_vars[1]))
         if has_cond:
             tests.append(loop_vars[1 + has_m])
         if trimmed:
             cap = ctx.driver.const_tensor(f"{node.label}/cap", np.array(min(caps), np.int64))
-            tests.append(_less(ctx, emit, loop_vars[0], cap))
+            tests.append(less_than(ctx, emit, loop_vars[0], cap))
         return _all_of(ctx, emit, tests)
 
-    finals = _emit_while(ctx, init, _cond_subgraph(ctx, init, make_cond), sub)
+    finals = emit_while(ctx, init, cond_subgraph(ctx, init, make_cond), sub)
     base = 2 + has_m
     for k in range(n_carried):
         ctx.alias_output(k, finals[base + k], L.identity(len(carried[k].shape)))
@@ -474,9 +474,9 @@ def _scan_while(ctx, states, scans, in_axes, in_dirs, out_axes, out_dirs):
 
     def make_cond(emit, loop_vars):
         limit = ctx.driver.const_tensor(f"{node.label}/steps", np.array(steps, np.int32))
-        return _less(ctx, emit, loop_vars[0], limit)
+        return less_than(ctx, emit, loop_vars[0], limit)
 
-    finals = _emit_while(ctx, init, _cond_subgraph(ctx, init, make_cond), sub)
+    finals = emit_while(ctx, init, cond_subgraph(ctx, init, make_cond), sub)
     first_buf = 1 + n_states + len(scans)
     return finals[1 : 1 + n_states], finals[first_buf : first_buf + len(bufs0)]
 

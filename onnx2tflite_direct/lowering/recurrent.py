@@ -1,16 +1,21 @@
-"""LSTM, GRU and RNN -> an exact unrolled composition over the (static) time steps.
+"""LSTM, GRU and RNN -> an exact WHILE loop (default) or unrolled composition of builtins.
 
-Why unrolled rather than UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN: those builtins keep their state
-in *variable* tensors (the builder cannot mark tensors ``is_variable``), take no initial state
-as an ordinary input, have no per-batch ``sequence_lens``, no peepholes-with-ONNX-semantics
-for arbitrary activations and only a fixed activation set. Shapes are static here, so the
-recurrence unrolls into plain builtins:
+Why not UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN: those builtins keep their state in *variable*
+tensors that persist from one invocation to the next (ONNX starts every run from
+``initial_h``/``initial_c``), take no initial state as an ordinary input, have no per-batch
+``sequence_lens`` and only a fixed activation set: a file using them would give different
+numbers on its second run. The recurrence is therefore written with plain builtins:
 
 * one FULLY_CONNECTED per direction projects every time step at once (X . W^T + biases);
   UNPACK hands out the per-step rows;
 * per step: FULLY_CONNECTED of the previous hidden state with R, the gate arithmetic
   (SPLIT, LOGISTIC/TANH/..., MUL, ADD) of the cell (``recurrent_cells``);
 * PACK assembles Y, Y_h and Y_c in the requested ``layout``.
+
+By default the per-step part is the body of one WHILE loop per direction (graph size does not
+grow with the sequence; the step reads its row of the projection with GATHER and writes Y with
+DYNAMIC_UPDATE_SLICE). ``--unroll-rnn`` (and batch-major ``layout=1``) emits every step
+instead: more ops, no loop overhead, friendlier to delegates for short sequences.
 
 A ``sequence_lens`` other than "every sequence is full" is handled by masking: a step at
 t >= len[b] keeps the state and writes zeros to Y. Iterating reverse directions from the last
@@ -20,13 +25,15 @@ a length-L sequence is t = L - 1, started from the initial state).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import errors
+from .. import errors, tfl
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
 from .recurrent_cells import CellConfig, Ops, gru_step, lstm_step, parse_activations, rnn_step
 
 
@@ -111,8 +118,9 @@ class Unroller:
         zeros = np.zeros((self.batch, self.hidden), np.float32)
         return [self.o.tensor(zeros if s is None else s) for s in per_dir]
 
-    def step_masks(self):
-        """Per step a [batch, 1] bool tensor (t < sequence_lens[b]), or None when all full.
+    def step_masks(self, stacked: bool = False):
+        """Per step a [batch, 1] bool tensor (t < sequence_lens[b]), or None when all full;
+        ``stacked``: one [seq, batch, 1] tensor instead (what the loop body indexes).
 
         The step-0 mask also says "the sequence is not empty": onnxruntime returns zero final
         states for a zero-length sequence, not the initial ones.
@@ -125,6 +133,8 @@ class Unroller:
             if np.all(const == self.seq):
                 return None
             masks = (steps < np.asarray(const).reshape(1, -1, 1)).astype(np.bool_)
+            if stacked:
+                return self.ctx.const_tensor(masks, "masks")
             return [self.ctx.const_tensor(m, "mask") for m in masks]
         lens = self.ctx.reshape(self.ctx.input(SEQUENCE_LENS), (1, self.batch, 1), "lens")
         if lens.dtype != np.int32:
@@ -132,7 +142,7 @@ class Unroller:
         masks = self.o.op(
             "LESS", self.ctx.const_tensor(steps.astype(np.int32)), lens, dtype=np.bool_
         )
-        return self.o.unstack(masks, 0)
+        return masks if stacked else self.o.unstack(masks, 0)
 
     def biases(self, b_d):
         """(bias of the input projection, bias of the recurrent projection) for one direction."""
@@ -185,6 +195,71 @@ class Unroller:
             states = new
         return ys, states
 
+    def loop_direction(self, d: int, w_d, cfg: CellConfig, x_bias, states, masks):
+        """One direction as a WHILE loop; returns (Y [seq, batch, hidden], final states).
+
+        Loop variables: step counter, states, the Y buffer, the input projection, the masks
+        (if any) and every run-time operand the step reads (they pass through unchanged)."""
+        ctx, o, drv = self.ctx, self.o, self.ctx.driver
+        label = f"{ctx.node.label}/d{d}"
+        projected = o.linear(ctx.input(0), w_d, x_bias, keep_num_dims=True)
+        y0 = o.tensor(np.zeros((self.seq, self.batch, self.hidden), np.float32))
+        outer = _runtime_operands(cfg)
+        init = [
+            ctx.const_tensor(np.array(0, np.int32), "step0"),
+            *states,
+            y0,
+            projected,
+            *([masks] if masks is not None else []),
+            *outer,
+        ]
+        n = len(states)
+        steps = ctx.const_tensor(np.array(self.seq, np.int32), "steps")
+
+        def make_cond(emit, inputs):
+            return less_than(ctx, emit, inputs[0], steps)
+
+        cond = cond_subgraph(ctx, init, make_cond)
+        body = tfl.Subgraph(name=f"{label}/step")
+        body.inputs = mirror_tensors(drv, init, f"{label}/step/in")
+        k, st, y_buf, xw = body.inputs[0], body.inputs[1 : 1 + n], *body.inputs[1 + n : 3 + n]
+        rest = body.inputs[3 + n :]
+        mask_all = rest[0] if masks is not None else None
+        inner = dict(zip(map(id, outer), rest[1 if masks is not None else 0 :], strict=True))
+        with drv.emitting_into(body):
+            t = k
+            if self.direction == "reverse" or d == 1:
+                t = ctx.temp(np.int32, (), "t")
+                ctx.emit("SUB", [ctx.const_tensor(np.array(self.seq - 1, np.int32)), k], [t])
+            x_t = ctx.temp(np.float32, xw.shape[1:], "x_t")
+            ctx.emit("GATHER", [xw, t], [x_t], axis=0, batch_dims=0)
+            new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
+            y = new[0]
+            if mask_all is not None:
+                m_t = ctx.temp(np.bool_, mask_all.shape[1:], "mask_t")
+                ctx.emit("GATHER", [mask_all, t], [m_t], axis=0, batch_dims=0)
+                new = tuple(o.op("SELECT_V2", m_t, a, b) for a, b in zip(new, st, strict=True))
+                y = o.op("SELECT_V2", m_t, new[0], np.zeros((), np.float32))
+            start = ctx.temp(np.int32, (3,), "start")
+            zero = ctx.const_tensor(np.array(0, np.int32), "zero")
+            ctx.emit("PACK", [t, zero, zero], [start], values_count=3, axis=0)
+            y_next = ctx.temp(np.float32, y_buf.shape, "y")
+            ctx.emit(
+                "DYNAMIC_UPDATE_SLICE",
+                [y_buf, ctx.reshape(y, (1, *y.shape), "y_t"), start],
+                [y_next],
+            )
+            k_next = ctx.temp(np.int32, (), "next_step")
+            ctx.emit(
+                "ADD",
+                [k, ctx.const_tensor(np.array(1, np.int32), "one")],
+                [k_next],
+                fused_activation_function="NONE",
+            )
+        body.outputs = [k_next, *new, y_next, *body.inputs[2 + n :]]
+        finals = emit_while(ctx, init, cond, body)
+        return finals[1 + n], tuple(finals[1 : 1 + n])
+
     def lower(self):
         ctx, o = self.ctx, self.o
         acts = parse_activations(ctx.node.attrs, self.kind.default_activations, self.dirs)
@@ -194,15 +269,19 @@ class Unroller:
         peepholes = self.per_direction(PEEPHOLES) if ctx.node.op_type == "LSTM" else [None] * 2
         h0 = self.initial_states(INITIAL_H)
         c0 = self.initial_states(INITIAL_C) if self.kind.num_states == 2 else None
-        masks = self.step_masks()
+        looped = not (ctx.driver.options.unroll_rnn or self.batch_major or self.seq == 1)
+        masks = self.step_masks(stacked=looped)
         lens = ctx.const(SEQUENCE_LENS)
-        nonempty = None if masks is None or (lens is not None and np.all(lens > 0)) else masks[0]
+        nonempty = None
+        if masks is not None and not (lens is not None and np.all(lens > 0)):
+            nonempty = o.unstack(masks, 0)[0] if looped else masks[0]
+        run = self.loop_direction if looped else self.run_direction
         all_ys, finals = [], []
         for d in range(self.dirs):
             x_bias, rec_bias = self.biases(biases[d])
             cfg = self.cell_config(recurrents[d], rec_bias, acts[d], peepholes[d])
             states = (h0[d], c0[d]) if c0 is not None else (h0[d],)
-            ys, last = self.run_direction(d, weights[d], cfg, x_bias, states, masks)
+            ys, last = run(d, weights[d], cfg, x_bias, states, masks)
             if nonempty is not None:
                 zero = np.zeros((), np.float32)
                 last = tuple(o.op("SELECT_V2", nonempty, s, zero) for s in last)
@@ -220,12 +299,39 @@ class Unroller:
         ]
         time_axis, dir_axis = (1, 2) if self.batch_major else (0, 1)
         if used[0]:
-            per_dir = [o.stack(ys, time_axis) for ys in all_ys]
+            per_dir = [
+                ys if isinstance(ys, tfl.Tensor) else o.stack(ys, time_axis) for ys in all_ys
+            ]
             o.stack(per_dir, dir_axis, out=ctx.output(0))
         state_dir_axis = 1 if self.batch_major else 0
         for i in (1, 2):
             if used[i]:
                 o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
+
+
+CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
+
+
+def _runtime_operands(cfg: CellConfig) -> list[tfl.Tensor]:
+    """The run-time tensors (not numpy constants) a step reads: W/R/B/P given as inputs."""
+    found: dict[int, tfl.Tensor] = {}
+    for name in CFG_OPERANDS:
+        value = getattr(cfg, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, tfl.Tensor):
+                found.setdefault(id(item), item)
+    return list(found.values())
+
+
+def _with_operands(cfg: CellConfig, inner: dict[int, tfl.Tensor]) -> CellConfig:
+    """``cfg`` with run-time operands replaced by the loop body's own copies."""
+
+    def swap(value):
+        if isinstance(value, tuple):
+            return tuple(swap(v) for v in value)
+        return inner.get(id(value), value) if isinstance(value, tfl.Tensor) else value
+
+    return dataclasses.replace(cfg, **{n: swap(getattr(cfg, n)) for n in CFG_OPERANDS})
 
 
 def _register(op_type: str):
@@ -251,6 +357,9 @@ def _register(op_type: str):
         attrs=tuple(attrs),
         extra_check=_check,
         tflite_ops=(
+            "WHILE",
+            "GATHER",
+            "DYNAMIC_UPDATE_SLICE",
             "FULLY_CONNECTED",
             "UNPACK",
             "SPLIT",
@@ -271,7 +380,8 @@ def _register(op_type: str):
             "RELU_0_TO_1",
             "ELU",
         ),
-        notes="unrolled over the static sequence; W/R/B/states constant or runtime; "
+        notes="one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout "
+        "or a single step); W/R/B/states constant or runtime; "
         "activations Relu/Tanh/Sigmoid/Affine/LeakyRelu/ThresholdedRelu/ScaledTanh/"
         "HardSigmoid/Elu/Softsign/Softplus; clip; sequence_lens by masking (constant values "
         "must lie in [1, seq_length])",
