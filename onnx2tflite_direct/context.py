@@ -295,17 +295,20 @@ class Driver:
             self.tensor_of[name] = t
             self.sub.inputs.append(t)
             self.sub.input_names.append(name)
-            self._io_row(name, "input", lay)
+            self._io_row(name, "input", lay, t)
 
-    def _io_row(self, name: str, kind: str, lay: L.Layout) -> None:
+    def _io_row(self, name: str, kind: str, lay: L.Layout, tensor: tfl.Tensor) -> None:
         value = self.value(name)
+        stored = list(lay.stored_shape(value.shape))
         self.io_table.append(
             {
                 "name": name,
                 "kind": kind,
                 "dtype": np.dtype(value.dtype).name,
                 "onnx_shape": list(value.shape),
-                "tflite_shape": list(lay.stored_shape(value.shape)),
+                "tflite_shape": stored,
+                # -1 marks a dimension only known at run time (e.g. a trimmed scan output)
+                "shape_signature": list(tensor.shape_signature or stored),
                 "perm": list(lay.perm),
             }
         )
@@ -357,7 +360,7 @@ class Driver:
                 t = self.materialize(name, lay)
             self.sub.outputs.append(t)
             self.sub.output_names.append(name)
-            self._io_row(name, "output", lay)
+            self._io_row(name, "output", lay, t)
         for tensor, name, row in self._extra_outputs:
             self.sub.outputs.append(tensor)
             self.sub.output_names.append(name)
@@ -379,6 +382,7 @@ class Driver:
             "dtype": np.dtype(tensor.dtype).name,
             "onnx_shape": list(tensor.shape),
             "tflite_shape": list(tensor.shape),
+            "shape_signature": list(tensor.shape_signature or tensor.shape),
             "perm": list(range(len(tensor.shape))),
         }
         self._extra_outputs.append((tensor, name, row))

@@ -221,6 +221,9 @@ def test_dynamic_output_shape_signature():
     res = convert(_nms_model(1, 1, 5), nms_dynamic_output=True)
     details = Interpreter(model_content=res.tflite_bytes).get_output_details()
     assert [list(d["shape_signature"]) for d in details] == [[-1, 3]]
+    # The report's I/O table says the same as the file.
+    row = next(r for r in res.report["io"] if r["kind"] == "output")
+    assert row["shape_signature"] == [-1, 3]
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
