@@ -392,7 +392,12 @@ def _node_inputs(node: onnx.NodeProto) -> list[str]:
     """Inputs of a node including outer-scope names read by its subgraphs."""
     names = [i for i in node.input if i]
     for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        if attr.type == onnx.AttributeProto.GRAPH:
+            graphs = [attr.g]
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            graphs = list(attr.graphs)
+        else:
+            continue
         for sub in graphs:
             inner = {i.name for i in sub.input} | {t.name for t in sub.initializer}
             for sn in sub.node:
