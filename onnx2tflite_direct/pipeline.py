@@ -21,6 +21,7 @@ import onnx
 from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
 from .context import Driver, LoweringOptions
+from .dynamic_batch import SAMPLE_BATCHES, dynamic_batch_inputs, lower_with_dynamic_batch
 from .errors import ConversionError, InternalError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
@@ -343,9 +344,26 @@ def _disabled_rewrites(disable_rewrites) -> frozenset[str]:
 
 
 def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
-    """ONNX model -> (driver, lowered tfl.Model, loader of the ONNX model as converted)."""
+    """ONNX model -> (driver, lowered tfl.Model, loader of the ONNX model as converted).
+
+    Inputs whose only unknown dimension is the batch (and that the user did not pin) give a
+    model with a run-time batch size (``dynamic_batch.py``)."""
     if inputs or outputs:
         model = extract_subgraph(load_model(model), inputs, outputs)
+    if batch_size is None:
+        model = load_model(model)
+        dynamic = set(dynamic_batch_inputs(model)) - set(input_shapes or ())
+        if dynamic:
+
+            def at(batch: int):
+                scratch = rec if batch == SAMPLE_BATCHES[0] else report.ReportBuilder(options, "")
+                return _lower_static(model, options, scratch, input_shapes, batch)
+
+            return lower_with_dynamic_batch(at)
+    return _lower_static(model, options, rec, input_shapes, batch_size)
+
+
+def _lower_static(model, options, rec, input_shapes, batch_size):
     fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
     rec.model_info(fe)
     rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)

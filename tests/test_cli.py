@@ -146,7 +146,19 @@ def test_input_shape_pin_and_version(tmp_path):
     )
     path = tmp_path / "dyn.onnx"
     onnx.save(model, path)
-    proc = run_cli(path, "-o", tmp_path)
+    # Only the batch is unknown: converted with a run-time batch size.
+    proc = run_cli(path, "-o", tmp_path, "--report-op-coverage")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "dyn_op_coverage_report.json").read_text())
+    assert report["io"][0]["shape_signature"] == [-1, 3]
+    # Any other unknown dim is refused with the pinning hint.
+    wide = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, ("N", "C"))],
+        outputs=[("y", np.float32, ("N", "C"))],
+    )
+    onnx.save(wide, tmp_path / "wide.onnx")
+    proc = run_cli(tmp_path / "wide.onnx", "-o", tmp_path)
     assert proc.returncode == errors.EXIT_UNSUPPORTED
     assert "dynamic_shape_unsupported" in proc.stderr and "--input-shape" in proc.stderr
     proc = run_cli(
