@@ -7,10 +7,12 @@ two TFLite graphs are compared element by element:
 * the operators must be the same, with the same options: the batch then changes no decision;
 * a tensor dimension that differs between the two is batch-dependent: it becomes -1 in
   ``shape_signature`` and its stored size is extrapolated to batch 1 (linear in the batch);
-* constants must be equal, except a RESHAPE target with exactly one differing entry, which
-  becomes -1 (LiteRT infers it from the element count). Any other batch-dependent constant
-  (a slice size, a folded Range over the batch ...) cannot be expressed: the model is refused
-  with the dimension named and the pinning flag suggested.
+* constants must be equal, except output-shape operands (RESHAPE, TRANSPOSE_CONV, BROADCAST_TO,
+  FILL): a RESHAPE target with one differing entry gets -1 (LiteRT infers it from the element
+  count); otherwise entries that are a multiple of the batch are computed at run time from
+  SHAPE of a dynamic input. Any other batch-dependent constant (a slice size, a folded Range
+  over the batch ...) cannot be expressed: the model is refused with the operator named and
+  the pinning flag suggested.
 
 Batch 2 and 3 rather than 1 and 2: at batch 1 some decisions legitimately differ (a transpose
 that only moves a unit axis is a reshape), which would hide nothing but refuse needlessly.
@@ -56,7 +58,7 @@ def lower_with_dynamic_batch(lower: Callable[[int], tuple]) -> tuple:
     pairs = _pair_tensors(model, second[1])
     for a, b in pairs.values():
         _make_dynamic(a, b)
-    _relax_reshape_targets(model, second[1])
+    _relax_shape_operands(model, second[1])
     for row in driver.io_table:
         for key in ("onnx_shape", "tflite_shape"):
             if row[key]:
@@ -142,19 +144,107 @@ def _make_dynamic(a: tfl.Tensor, b: tfl.Tensor) -> None:
     a.shape_signature = tuple(signature)
 
 
-def _relax_reshape_targets(a: tfl.Model, b: tfl.Model) -> None:
-    """Constants that differ: only a RESHAPE target with one differing entry is expressible."""
-    for sa, sb in zip(a.subgraphs, b.subgraphs, strict=True):
+# (op, operand) pairs that hold an output shape: a batch-dependent entry is computed at run
+# time from the batch (RESHAPE prefers a -1 entry, which needs no extra ops).
+SHAPE_OPERANDS = {("RESHAPE", 1), ("TRANSPOSE_CONV", 0), ("BROADCAST_TO", 1), ("FILL", 0)}
+
+
+def _relax_shape_operands(a: tfl.Model, b: tfl.Model) -> None:
+    """Constants that differ: only output-shape operands are expressible (see SHAPE_OPERANDS)."""
+    batch = _RuntimeBatch(a.subgraphs[0])
+    for index, (sa, sb) in enumerate(zip(a.subgraphs, b.subgraphs, strict=True)):
         for oa, ob in zip(sa.operators, sb.operators, strict=True):
             for k, (x, y) in enumerate(zip(oa.inputs, ob.inputs, strict=True)):
                 if x is None or x.data is None or _same_constant(x, y):
                     continue
                 where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
-                if oa.opcode != "RESHAPE" or k != 1 or x.data.shape != y.data.shape:
+                if (oa.opcode, k) not in SHAPE_OPERANDS or x.data.shape != y.data.shape:
                     _refuse(f"{where}: operand {k} holds batch-dependent values")
                 differ = np.flatnonzero(x.data != y.data)
-                if len(differ) != 1 or np.any(x.data == -1):
-                    _refuse(f"{where}: the target shape depends on the batch in several places")
-                target = x.data.copy()
-                target[differ[0]] = -1
-                oa.inputs[1] = tfl.Tensor(f"{x.name}/dynamic", x.dtype, x.shape, data=target)
+                if oa.opcode == "RESHAPE" and len(differ) == 1 and not np.any(x.data == -1):
+                    target = x.data.copy()
+                    target[differ[0]] = -1
+                    oa.inputs[k] = tfl.Tensor(f"{x.name}/dynamic", x.dtype, x.shape, data=target)
+                elif index == 0 and x.dtype == np.int32 and x.data.ndim == 1:
+                    oa.inputs[k] = batch.shape_tensor(x, y, where)
+                else:
+                    _refuse(f"{where}: operand {k} holds batch-dependent values")
+    batch.insert_ops()
+
+
+class _RuntimeBatch:
+    """Builds shape vectors whose batch-dependent entries (``k * batch``) come from the
+    run-time batch: SHAPE of a dynamic graph input, its first entry, times ``k``."""
+
+    def __init__(self, sub: tfl.Subgraph):
+        self.sub = sub
+        self.ops: list[tfl.Operator] = []
+        self._batch: tfl.Tensor | None = None
+        self._scaled: dict[int, tfl.Tensor] = {}
+
+    def _const(self, name: str, values) -> tfl.Tensor:
+        data = np.asarray(values, np.int32)
+        return tfl.Tensor(f"dynamic_batch/{name}", np.int32, data.shape, data=data)
+
+    def _emit(self, opcode: str, inputs, shape, name: str, **options) -> tfl.Tensor:
+        out = tfl.Tensor(f"dynamic_batch/{name}", np.int32, shape, shape_signature=None)
+        self.ops.append(tfl.Operator(opcode, list(inputs), [out], options))
+        return out
+
+    def scaled(self, k: int) -> tfl.Tensor:
+        if self._batch is None:
+            source = next(
+                (t for t in self.sub.inputs if t.shape_signature and t.shape_signature[0] == -1),
+                None,
+            )
+            if source is None:
+                _refuse("no input carries the batch")
+            dims = self._emit("SHAPE", [source], (source.rank,), "input_shape", out_type="INT32")
+            self._batch = self._emit(
+                "SLICE", [dims, self._const("zero", [0]), self._const("one", [1])], (1,), "batch"
+            )
+        if k not in self._scaled:
+            self._scaled[k] = (
+                self._batch
+                if k == 1
+                else self._emit(
+                    "MUL",
+                    [self._batch, self._const(f"k{k}", [k])],
+                    (1,),
+                    f"batch_x{k}",
+                    fused_activation_function="NONE",
+                )
+            )
+        return self._scaled[k]
+
+    def shape_tensor(self, x: tfl.Tensor, y: tfl.Tensor, where: str) -> tfl.Tensor:
+        lo, hi = SAMPLE_BATCHES
+        pieces, run = [], []
+        for va, vb in zip(x.data.tolist(), y.data.tolist(), strict=True):
+            if va == vb:
+                run.append(va)
+                continue
+            k = (vb - va) // (hi - lo)
+            if k <= 0 or va != k * lo or vb != k * hi:
+                _refuse(
+                    f"{where}: a shape entry ({va} at batch {lo}, {vb} at {hi}) is not a "
+                    "multiple of the batch"
+                )
+            if run:
+                pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
+                run = []
+            pieces.append(self.scaled(k))
+        if run:
+            pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
+        return self._emit(
+            "CONCATENATION",
+            pieces,
+            x.shape,
+            f"{x.name}/runtime",
+            axis=0,
+            fused_activation_function="NONE",
+        )
+
+    def insert_ops(self) -> None:
+        """The shape arithmetic reads only graph inputs: it runs first."""
+        self.sub.operators[:0] = self.ops

@@ -155,3 +155,18 @@ def test_other_dynamic_dims_stay_refused(dims):
             d.dim_value = v
     onnx.checker.check_model(model)
     expect_refusal(model, "dynamic_shape_unsupported")
+
+
+def test_transpose_conv_output_shape_follows_the_batch_at_run_time():
+    """TRANSPOSE_CONV takes its output shape as an operand: its batch entry is computed from
+    SHAPE of the input at run time."""
+    inits = {"w": (RNG.standard_normal((4, 2, 2, 2)) * 0.3).astype(np.float32)}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])]
+    model = _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["N", 4, 5, 5])],
+        [("y", TensorProto.FLOAT, ["N", 2, 10, 10])],
+        inits,
+    )
+    res = _run_at_batches(model, (4, 5, 5))
+    assert op_histogram(res.tflite_bytes)["SHAPE"] == 1
