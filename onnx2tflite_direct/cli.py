@@ -179,32 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="calibrate on random inputs when no data is given (accuracy will be poor)",
     )
-    q.add_argument(
-        "--calibration-mean",
-        action="append",
-        default=[],
-        metavar="NAME=v[,v...]",
-        help="subtract this mean (per channel if several values) from calibration samples",
-    )
-    q.add_argument(
-        "--calibration-std",
-        action="append",
-        default=[],
-        metavar="NAME=v[,v...]",
-        help="divide calibration samples by this std (after the mean)",
-    )
-    q.add_argument(
-        "--input-quant-dtype",
-        default="int8",
-        choices=["int8", "uint8"],
-        help="input dtype of the int8 full-integer variant",
-    )
-    q.add_argument(
-        "--output-quant-dtype",
-        default="int8",
-        choices=["int8", "uint8"],
-        help="output dtype of the int8 full-integer variant",
-    )
+    for stat, what in (("mean", "subtract this mean"), ("std", "divide by this std")):
+        q.add_argument(
+            f"--calibration-{stat}",
+            action="append",
+            default=[],
+            metavar="NAME=v[,v...]",
+            help=f"{what} (per channel if several values) in calibration samples of NAME",
+        )
+    for end in ("input", "output"):
+        q.add_argument(
+            f"--{end}-quant-dtype",
+            default="int8",
+            choices=["int8", "uint8"],
+            help=f"{end} dtype of the int8 full-integer variant",
+        )
     q.add_argument(
         "--quant-type",
         default="per-channel",

@@ -51,7 +51,7 @@ EXPANDING_OPS = {
 }
 
 
-def _static_shape(name: str, infos) -> tuple[int, ...] | None:
+def static_shape(name: str, infos) -> tuple[int, ...] | None:
     vi = infos.get(name)
     if vi is None or not vi.type.tensor_type.HasField("shape"):
         return None
@@ -77,7 +77,7 @@ def _outputs_fit(node: onnx.NodeProto, infos: dict) -> bool:
     for name in node.output:
         if not name:
             continue
-        shape = _static_shape(name, infos)
+        shape = static_shape(name, infos)
         if shape is None:
             if node.op_type in EXPANDING_OPS:
                 return False
@@ -93,7 +93,7 @@ def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict) -> bool:
     if not node.input or not node.output:
         return False
     if node.op_type in ("Shape", "Size"):
-        return node.input[0] in consts or _static_shape(node.input[0], infos) is not None
+        return node.input[0] in consts or static_shape(node.input[0], infos) is not None
     if not all(not i or i in consts for i in node.input):
         return False
     return _outputs_fit(node, infos)
@@ -138,7 +138,7 @@ def fold_node(node: onnx.NodeProto, consts: dict, infos: dict, opset: int):
     """Return {output name: value} or None when the node cannot be folded here."""
     if node.op_type in ("Shape", "Size"):
         src = consts.get(node.input[0])
-        shape = tuple(src.shape) if src is not None else _static_shape(node.input[0], infos)
+        shape = tuple(src.shape) if src is not None else static_shape(node.input[0], infos)
         return {node.output[0]: _shape_value(node, shape)}
     args = [consts[i] if i else None for i in node.input]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}

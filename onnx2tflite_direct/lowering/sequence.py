@@ -16,6 +16,7 @@ import onnx
 from onnx import helper
 
 from .. import errors
+from ..folding import static_shape
 from ..policies import onnx_order
 from ..registry import lowering
 
@@ -74,13 +75,7 @@ class _Resolver:
     def shape(self, name: str) -> tuple | None:
         if name in self.consts:
             return np.asarray(self.consts[name]).shape
-        vi = self.infos.get(name)
-        if vi is None or not vi.type.tensor_type.HasField("shape"):
-            return None
-        dims = vi.type.tensor_type.shape.dim
-        if not all(d.HasField("dim_value") for d in dims):
-            return None
-        return tuple(d.dim_value for d in dims)
+        return static_shape(name, self.infos)
 
     def axes_operand(self, node_name: str, axes: list[int]) -> tuple[list[str], dict]:
         """Squeeze/Unsqueeze axes: an input from opset 13, an attribute before."""
