@@ -1,0 +1,372 @@
+"""Full-integer quantization (int8, or int16 activations with int8 weights) of a lowered model.
+
+Why it works on the lowered TFLite graph: scales must follow the rules of the TFLite kernels
+(QUANT_SPEC.md), which are per TFLite op, and TFLite-only tensors (PAD/TRANSPOSE outputs,
+decomposition temporaries) get their ranges derived from their source here.
+
+Two passes over the (topologically ordered) operators of the main subgraph:
+1. analysis (``integer_plan.py``): decide which ops run in integer (``op_rules.RULES``; every float activation they
+   touch needs a calibrated range, weights/biases must be constant) and give every float
+   activation they touch its (scale, zero point); the model is not touched yet, so
+   ``strict=True`` can refuse without side effects.
+2. rewrite (here): integer ops read/write new integer tensors; QUANTIZE / DEQUANTIZE sit at every
+   float-island boundary and at float model I/O; shared-scale inputs that disagree get a
+   requantizing QUANTIZE; weights become symmetric int8 (per channel on the spec axis), biases
+   int32 (int8) or int64 (16x8) with scale = input scale * weight scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors, tfl
+from .integer_plan import (
+    FLOAT,
+    ISOLATED,
+    IntegerPlan,
+    IntegerQuantSummary,
+    QParams,
+    data_range,
+    is_float_activation,
+    is_float_constant,
+    params_from_range,
+    shared_inputs,
+)
+from .op_rules import TWO_POW_M15, OpRule
+
+__all__ = ["IntegerQuantSummary", "params_from_range", "quantize_integer"]
+
+
+def quantize_integer(
+    model: tfl.Model,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    activations: str = "int8",
+    per_channel: bool = True,
+    input_dtype: str | None = None,
+    output_dtype: str | None = None,
+    strict: bool = False,
+) -> IntegerQuantSummary:
+    """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
+
+    ``ranges`` maps TFLite tensor names to calibrated (min, max); ``input_dtype`` /
+    ``output_dtype`` None keep float I/O, else the float32 graph inputs read by integer ops
+    and outputs written by them become int8/uint8 (int8 activations) or int16 (int16
+    activations) tensors; other inputs/outputs stay float (``summary.io`` says which).
+    """
+    _check_options(activations, input_dtype, output_dtype)
+    sub = model.subgraphs[0]
+    plan = IntegerPlan(sub, ranges, activations == "int16", input_dtype, output_dtype)
+    plan.run()
+    refused = [f for f in plan.summary.float_ops if f["reason"] != ISOLATED]
+    if strict and refused:
+        names = ", ".join(sorted({f"{f['op']} ({f['onnx_node']})" for f in refused}))
+        raise errors.UnsupportedError(
+            errors.INTEGER_KERNEL_UNAVAILABLE,
+            f"no acceptable integer kernel for: {names}",
+        )
+    _Rewrite(plan, per_channel).run()
+    return plan.summary
+
+
+def _check_options(activations, input_dtype, output_dtype) -> None:
+    allowed = {"int8": (None, "int8", "uint8"), "int16": (None, "int16")}
+    if activations not in allowed:
+        raise errors.BadInputError(
+            errors.INVALID_OPTION, f"activations must be 'int8' or 'int16', not {activations!r}"
+        )
+    for what, value in (("input_dtype", input_dtype), ("output_dtype", output_dtype)):
+        if value not in allowed[activations]:
+            raise errors.BadInputError(
+                errors.INVALID_OPTION,
+                f"{what}={value!r} is not available with {activations} activations "
+                f"(choose from {allowed[activations]})",
+            )
+
+
+class _Rewrite:
+    """Pass 2: apply the analysis to the subgraph."""
+
+    def __init__(self, plan: IntegerPlan, per_channel: bool):
+        self.plan, self.per_channel = plan, per_channel
+        self.sub = plan.sub
+        self.int_dtype = np.dtype(np.int16 if plan.int16 else np.int8)
+        self.int_name = self.int_dtype.name
+        self.quantized: dict[int, tfl.Tensor] = {}  # id(float tensor) -> integer twin
+        self.requantized: dict[tuple[int, QParams], tfl.Tensor] = {}
+        self.constants: dict[tuple, tfl.Tensor] = {}
+
+    def run(self) -> None:
+        plan, sub = self.plan, self.sub
+        integer = plan.integer_ops
+        float_users = self._float_users()
+        for t in [*sub.inputs, *(o for op in sub.operators for o in op.outputs)]:
+            if id(t) in plan.params:
+                q = plan.params[id(t)]
+                keeps_name = not float_users.get(id(t)) and id(plan.producer.get(id(t))) in integer
+                name = t.name if keeps_name else f"{t.name}/{self.int_name}"
+                self.quantized[id(t)] = tfl.Tensor(
+                    name,
+                    self.int_dtype,
+                    t.shape,
+                    quantization=q.quantization(),
+                    shape_signature=t.shape_signature,
+                )
+        head: list[tfl.Operator] = []
+        self._rewrite_inputs(head, float_users)
+        ops: list[tfl.Operator] = head
+        for op in sub.operators:
+            rule = integer.get(id(op))
+            float_outputs = list(op.outputs)
+            if rule is not None:
+                ops.extend(self._integer_operator(op, rule))
+            else:
+                ops.append(op)
+            for t in float_outputs:
+                ops.extend(self._boundary_after(t, rule is not None, float_users))
+        sub.operators[:] = ops
+        self._rewrite_outputs()
+
+    def _float_users(self) -> dict[int, bool]:
+        """id(tensor) -> read by a float op or a float graph output."""
+        users: dict[int, bool] = {}
+        for op in self.sub.operators:
+            if id(op) not in self.plan.integer_ops:
+                for t in op.inputs:
+                    if t is not None:
+                        users[id(t)] = True
+        for t in self.sub.outputs:
+            if id(t) not in self.plan.int_outputs:
+                users[id(t)] = True
+        return users
+
+    def _boundary_after(self, t, int_produced, float_users) -> list[tfl.Operator]:
+        """DEQUANTIZE for float readers of an integer result; QUANTIZE for integer readers of
+        a float result."""
+        tq = self.quantized.get(id(t))
+        if tq is None:
+            return []
+        if int_produced:
+            if not float_users.get(id(t)):
+                return []
+            return [tfl.Operator("DEQUANTIZE", [tq], [t], onnx_node=self._node_of(t))]
+        return [tfl.Operator("QUANTIZE", [t], [tq], onnx_node=self._node_of(t))]
+
+    def _node_of(self, t: tfl.Tensor) -> str | None:
+        op = self.plan.producer.get(id(t))
+        return op.onnx_node if op is not None else None
+
+    def _rewrite_inputs(self, head, float_users) -> None:
+        plan, summary = self.plan, self.plan.summary
+        for k, t in enumerate(self.sub.inputs):
+            name = self.sub.input_names[k] if k < len(self.sub.input_names) else t.name
+            tq = self.quantized.get(id(t))
+            if id(t) not in plan.int_inputs:
+                summary.io.append(_io_entry(name, t))
+                if tq is not None:
+                    head.append(tfl.Operator("QUANTIZE", [t], [tq]))
+                continue
+            tq.name = t.name
+            if float_users.get(id(t)):
+                t.name = f"{t.name}/dequantized"
+                head.append(tfl.Operator("DEQUANTIZE", [tq], [t]))
+            entry = tq
+            if plan.input_dtype == "uint8":
+                entry = _uint8_twin(tq)
+                tq.name = f"{tq.name}/int8"
+                head.insert(0, tfl.Operator("QUANTIZE", [entry], [tq]))
+                summary.requantized += 1
+            self.sub.inputs[k] = entry
+            summary.io.append(_io_entry(name, entry))
+
+    def _rewrite_outputs(self) -> None:
+        plan, summary = self.plan, self.plan.summary
+        for k, t in enumerate(self.sub.outputs):
+            name = self.sub.output_names[k] if k < len(self.sub.output_names) else t.name
+            tq = self.quantized.get(id(t))
+            if id(t) not in plan.int_outputs:
+                summary.io.append(_io_entry(name, t))
+                continue
+            exit_ = tq
+            if plan.output_dtype == "uint8":
+                exit_ = _uint8_twin(tq)
+                tq.name = f"{t.name}/int8"
+                self.sub.operators.append(tfl.Operator("QUANTIZE", [tq], [exit_]))
+                summary.requantized += 1
+            if exit_.name != t.name:  # the interface tensor keeps the model's name
+                exit_.name, t.name = t.name, f"{t.name}/float"
+            self.sub.outputs[k] = exit_
+            summary.io.append(_io_entry(name, exit_))
+
+    # -- integer operators --------------------------------------------------------------------
+
+    def _integer_operator(self, op: tfl.Operator, rule: OpRule) -> list[tfl.Operator]:
+        before: list[tfl.Operator] = []
+        if op.opcode == "DIV":  # by a constant (see IntegerPlan.rule): multiply by 1 / c
+            c = op.inputs[1]
+            recip = (1.0 / c.data.astype(np.float64)).astype(np.float32)
+            op.opcode, op.inputs[1] = (
+                "MUL",
+                tfl.Tensor(f"{c.name}/reciprocal", FLOAT, c.shape, data=recip),
+            )
+        shared = shared_inputs(op, rule) if rule.kind == "shared" else ()
+        out_q = self.plan.params.get(id(op.outputs[0]))
+        special = self._weight_and_bias(op, rule)
+        for i, t in enumerate(op.inputs):
+            if i in special:
+                op.inputs[i] = special[i]
+            elif is_float_activation(t):
+                tq = self.quantized[id(t)]
+                if i in shared and self.plan.params[id(t)] != out_q:
+                    tq = self._requantize(t, tq, out_q, op, before)
+                op.inputs[i] = tq
+            elif is_float_constant(t):
+                q = out_q if (i in shared or rule.kind == "same") else None
+                op.inputs[i] = self._constant(t, q)
+        op.outputs[:] = [self.quantized.get(id(t), t) for t in op.outputs]
+        if op.opcode == "CONV_2D" and (len(op.inputs) < 3 or op.inputs[2] is None):
+            op.inputs[2:] = [self._zero_bias(op, rule)]
+        if op.opcode == "DEPTHWISE_CONV_2D" and len(op.inputs) == 3 and op.inputs[2] is None:
+            del op.inputs[2]
+        if self.plan.int16:
+            op.options.update(rule.options16)
+        after = []
+        if id(op) in self.plan.softmax_detours:
+            final = op.outputs[0]
+            wide = tfl.Tensor(
+                f"{final.name}/int16",
+                np.int16,
+                final.shape,
+                quantization=QParams(TWO_POW_M15, 0).quantization(),
+            )
+            op.outputs[0] = wide
+            after.append(tfl.Operator("QUANTIZE", [wide], [final], onnx_node=op.onnx_node))
+            self.plan.summary.requantized += 1
+        return [*before, op, *after]
+
+    def _requantize(self, t, tq, q: QParams, op, before) -> tfl.Tensor:
+        key = (id(t), q)
+        if key not in self.requantized:
+            out = tfl.Tensor(
+                f"{tq.name}/requantized", self.int_dtype, t.shape, quantization=q.quantization()
+            )
+            before.append(tfl.Operator("QUANTIZE", [tq], [out], onnx_node=op.onnx_node))
+            self.requantized[key] = out
+            self.plan.summary.requantized += 1
+        return self.requantized[key]
+
+    def _constant(self, t: tfl.Tensor, q: QParams | None) -> tfl.Tensor:
+        """A float constant read by an integer op as an activation-like operand."""
+        if q is None:
+            q = params_from_range(*data_range(t.data), self.plan.int16)
+        key = (id(t), q)
+        if key not in self.constants:
+            info = np.iinfo(self.int_dtype)
+            values = np.clip(np.rint(t.data / q.scale) + q.zero_point, info.min, info.max)
+            self.constants[key] = tfl.Tensor(
+                f"{t.name}/{self.int_name}",
+                self.int_dtype,
+                t.shape,
+                data=np.ascontiguousarray(values.astype(self.int_dtype)),
+                quantization=q.quantization(),
+            )
+        return self.constants[key]
+
+    def _weight_and_bias(self, op, rule) -> dict[int, tfl.Tensor]:
+        """Symmetric int8 weights (and the matching bias) of a conv/FC-like op; BATCH_MATMUL's
+        constant operand is a per-tensor symmetric weight (its CPU kernel reads one scale)."""
+        if op.opcode == "BATCH_MATMUL":
+            t = op.inputs[1]
+            if not is_float_constant(t):
+                return {}
+            w, _ = self._weight(t, axis=0, per_channel=False, narrow_dtype=self.int_dtype)
+            return {1: w}
+        if rule.kind != "weighted":
+            return {}
+        w, w_scale = self._weight(op.inputs[rule.weight], rule.weight_axis, self.per_channel)
+        out = {rule.weight: w}
+        if (
+            rule.bias is not None
+            and rule.bias < len(op.inputs)
+            and op.inputs[rule.bias] is not None
+        ):
+            in_scale = self.plan.params[id(op.inputs[rule.activation])].scale
+            out[rule.bias] = self._bias(op.inputs[rule.bias], in_scale * w_scale)
+        return out
+
+    def _weight(self, t, axis, per_channel, narrow_dtype=np.int8):
+        key = ("w", id(t), axis, per_channel, np.dtype(narrow_dtype).name)
+        qmax = float(np.iinfo(narrow_dtype).max)
+        data = t.data.astype(np.float32)
+        scale = weight_scales(data, axis if per_channel else None, qmax)
+        if key not in self.constants:
+            shape = [1] * data.ndim
+            if per_channel:
+                shape[axis] = -1
+            q = np.clip(np.rint(data / scale.reshape(shape)), -qmax, qmax).astype(narrow_dtype)
+            quant = tfl.Quantization(
+                scale=scale,
+                zero_point=np.zeros(scale.size, np.int64),
+                axis=axis if per_channel else 0,
+            )
+            self.constants[key] = tfl.Tensor(
+                f"{t.name}/{np.dtype(narrow_dtype).name}",
+                narrow_dtype,
+                t.shape,
+                data=np.ascontiguousarray(q),
+                quantization=quant,
+            )
+        return self.constants[key], scale.astype(np.float64)
+
+    def _bias(self, t: tfl.Tensor, scale: np.ndarray) -> tfl.Tensor:
+        dtype = np.int64 if self.plan.int16 else np.int32
+        info = np.iinfo(dtype)
+        scale = np.atleast_1d(np.asarray(scale, np.float64))  # one scale per weight scale
+        q = np.rint(t.data.astype(np.float64) / np.broadcast_to(scale, t.shape))
+        q = np.clip(q, info.min, info.max).astype(dtype)
+        quant = tfl.Quantization(
+            scale=scale.astype(np.float32), zero_point=np.zeros(scale.size, np.int64), axis=0
+        )
+        return tfl.Tensor(
+            f"{t.name}/{np.dtype(dtype).name}", dtype, t.shape, data=q, quantization=quant
+        )
+
+    def _zero_bias(self, op, rule) -> tfl.Tensor:
+        """CONV_2D on CPU requires a bias tensor: zeros with the spec's scale."""
+        channels = op.inputs[rule.weight].shape[rule.weight_axis]
+        name = f"{op.outputs[0].name}/bias"
+        zeros = tfl.Tensor(name, FLOAT, (channels,), data=np.zeros(channels, np.float32))
+        w_scale = op.inputs[rule.weight].quantization.scale.astype(np.float64)
+        act_scale = float(op.inputs[rule.activation].quantization.scale[0])
+        return self._bias(zeros, act_scale * w_scale)
+
+
+def weight_scales(data: np.ndarray, axis: int | None, qmax: float) -> np.ndarray:
+    """Symmetric scales from max |w| (per slice along ``axis``, or one for the tensor):
+    every weight stays representable; all-zero channels get scale 1."""
+    if axis is None:
+        scale = np.array([np.abs(data).max(initial=0.0) / qmax])
+    else:
+        moved = np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1)
+        scale = np.abs(moved).max(axis=1, initial=0.0) / qmax
+    return np.where(scale > 0, scale, 1.0).astype(np.float32)
+
+
+def _uint8_twin(tq: tfl.Tensor) -> tfl.Tensor:
+    """The uint8 interface tensor of an int8 tensor: same scale, zero point + 128."""
+    q = tfl.Quantization(
+        scale=tq.quantization.scale.copy(), zero_point=tq.quantization.zero_point + 128
+    )
+    return tfl.Tensor(
+        tq.name, np.uint8, tq.shape, quantization=q, shape_signature=tq.shape_signature
+    )
+
+
+def _io_entry(name: str, t: tfl.Tensor) -> dict:
+    q = t.quantization
+    return {
+        "name": name,
+        "dtype": t.dtype.name,
+        "scale": None if q is None else float(q.scale[0]),
+        "zero_point": None if q is None else int(q.zero_point[0]),
+    }

@@ -1,0 +1,382 @@
+"""Pass 1 of full-integer quantization: which ops run in integer, and the (scale, zero point)
+of every float activation they touch (see ``integer.py`` for the whole picture).
+
+The model is only read here, so a strict refusal leaves it untouched. Parameters follow
+QUANT_SPEC.md per op kind (``op_rules.py``); ranges the calibration could not see (TFLite-only
+tensors) are derived from the value they copy; a few choices maximize accuracy within the spec:
+ranges include 0, concat inputs adopt the concat's params, masked softmax logits are windowed,
+many-way int8 softmaxes detour through int16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import tfl
+from .op_rules import OpRule, rule_for
+
+SOFTMAX_WINDOW = 20.0  # exp(-20) = 2e-9: a logit that far below another weighs nothing
+
+# Ops whose output holds exactly the elements of input 0 (so the same range).
+REARRANGING = frozenset(
+    {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"}
+)
+FLOAT = np.dtype(np.float32)
+# Why an op with an integer kernel still runs in float; ``strict`` does not refuse for it.
+ISOLATED = "between float ops: integer would only add a QUANTIZE/DEQUANTIZE and rounding"
+# Ops for which a -inf/+inf constant (max-pool padding, clamp bounds) may be clamped to the
+# range the output params cover: they only select/compare-and-keep, never test for equality.
+CLAMPS_INFINITY = frozenset({"PADV2", "MAXIMUM", "MINIMUM"})
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor affine parameters of one activation: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+
+    def quantization(self) -> tfl.Quantization:
+        return tfl.Quantization(
+            scale=np.array([self.scale], np.float32),
+            zero_point=np.array([self.zero_point], np.int64),
+        )
+
+
+@dataclass
+class IntegerQuantSummary:
+    """What ``quantize_integer`` did: for the report and for ``strict`` refusals."""
+
+    integer_ops: int = 0
+    float_ops: list[dict] = field(default_factory=list)  # {"op", "onnx_node", "reason"}
+    requantized: int = 0
+    io: list[dict] = field(default_factory=list)  # {"name", "dtype", "scale", "zero_point"}
+
+
+def params_from_range(lo: float, hi: float, int16: bool) -> QParams:
+    """Affine params covering [lo, hi] nudged to include 0 exactly (padding and ReLU need an
+    exact zero); int16 is symmetric with zero point 0 as the 16x8 kernels require."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo <= 1e-30:
+        lo, hi = (-1.0, 1.0) if int16 else (0.0, 1.0)  # constant zero: any scale is exact
+    if int16:
+        return QParams(float(np.float32(max(-lo, hi) / 32767.0)), 0)
+    scale = float(np.float32((hi - lo) / 255.0))
+    zp = int(np.clip(np.rint(-128.0 - lo / scale), -128, 127))
+    return QParams(scale, zp)
+
+
+def is_float_activation(t: tfl.Tensor | None) -> bool:
+    return t is not None and t.data is None and t.dtype == FLOAT and t.quantization is None
+
+
+def touches_float(op: tfl.Operator) -> bool:
+    return any(is_float_activation(t) for t in [*op.inputs, *op.outputs])
+
+
+def is_float_constant(t: tfl.Tensor | None) -> bool:
+    return t is not None and t.data is not None and t.dtype == FLOAT and t.quantization is None
+
+
+class IntegerPlan:
+    """Pass 1: which ops run in integer and the params of every float activation they touch."""
+
+    def __init__(self, sub, ranges, int16, input_dtype, output_dtype):
+        self.sub, self.ranges, self.int16 = sub, ranges, int16
+        self.input_dtype, self.output_dtype = input_dtype, output_dtype
+        self.summary = IntegerQuantSummary()
+        self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
+        self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
+        self.softmax_detours: set[int] = set()  # id(SOFTMAX) writing int16 then requantized
+        self.int_inputs: set[int] = set()  # graph inputs / outputs given integer types
+        self.int_outputs: set[int] = set()
+        self.producer: dict[int, tfl.Operator] = {}
+        self.consumers: dict[int, list[tuple[tfl.Operator, int]]] = {}
+        for op in sub.operators:
+            for t in op.outputs:
+                self.producer[id(t)] = op
+            for i, t in enumerate(op.inputs):
+                if t is not None:
+                    self.consumers.setdefault(id(t), []).append((op, i))
+        self.graph_outputs = {id(t) for t in sub.outputs}
+
+    def run(self) -> None:
+        float_nodes = self._float_nodes()
+        for op in self.sub.operators:
+            if not touches_float(op):
+                continue  # integer/bool/shape arithmetic: not ours to judge
+            rule, reason = self.rule(op)
+            if rule is not None and op.onnx_node in float_nodes:
+                rule = None
+                reason = f"the rest of ONNX node {op.onnx_node!r} runs in float (for its "
+                reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
+            if rule is not None and self._isolated(op, float_nodes):
+                rule, reason = None, ISOLATED
+            if rule is not None:
+                reason = self._try_integer(op, rule)
+            if reason:
+                entry = {"op": op.opcode, "onnx_node": op.onnx_node, "reason": reason}
+                self.summary.float_ops.append(entry)
+            else:
+                self.integer_ops[id(op)] = rule
+                self.summary.integer_ops += 1
+        # Integer interface (as the reference converter's modify_model_interface does): only
+        # for inputs read by integer ops and outputs written by them; the others stay float.
+        if self.input_dtype is not None:
+            self.int_inputs = {id(t) for t in self.sub.inputs if id(t) in self.params}
+        if self.output_dtype is not None:
+            self.int_outputs = {
+                id(t)
+                for t in self.sub.outputs
+                if id(t) in self.params and id(self.producer.get(id(t))) in self.integer_ops
+            }
+
+    def _isolated(self, op: tfl.Operator, float_nodes: dict[str, str]) -> bool:
+        """Every float input comes from a float op and every reader is a float op that cannot
+        run in integer (e.g. a layout RESHAPE inside a GridSample decomposition): integer would
+        only add a QUANTIZE / DEQUANTIZE pair and its rounding. Model inputs and outputs count
+        as integer-capable neighbours (the user asked for an integer model)."""
+        for t in op.inputs:
+            if is_float_activation(t) and (id(t) in self.params or id(t) not in self.producer):
+                return False
+        for t in op.outputs:
+            if not is_float_activation(t):
+                continue
+            if id(t) in self.graph_outputs:
+                return False
+            for user, _ in self.consumers.get(id(t), []):
+                if self.rule(user)[0] is not None and user.onnx_node not in float_nodes:
+                    return False
+        return True
+
+    def rule(self, op: tfl.Operator) -> tuple[OpRule | None, str]:
+        """``op_rules.rule_for``, plus DIV by a constant, which runs as MUL by its reciprocal
+        (the CPU has no int8/int16 DIV kernel)."""
+        if op.opcode == "DIV" and is_float_constant(op.inputs[1]):
+            d = op.inputs[1].data
+            if d.size and np.all(np.isfinite(d)) and np.all(d != 0):
+                return rule_for("MUL", self.int16)
+        return rule_for(op.opcode, self.int16)
+
+    def _float_nodes(self) -> dict[str, str]:
+        """ONNX node -> an opcode of its lowering that has no integer kernel: a node is kept
+        whole in float (e.g. a LayerNormalization whose RSQRT is float: its MEAN/SUB/MUL
+        decomposition in int8 would add noise at every step, and calibration from ONNX
+        gives no ranges for its TFLite-only temporaries anyway)."""
+        found: dict[str, str] = {}
+        for op in self.sub.operators:
+            if op.onnx_node and touches_float(op) and self.rule(op)[0] is None:
+                found.setdefault(op.onnx_node, op.opcode)
+        return found
+
+    def range_of(self, t: tfl.Tensor) -> tuple[float, float] | None:
+        """The calibrated range, else the source's range through data-moving ops; None when
+        unknown or not finite (e.g. a -inf max-pool padding value)."""
+        seen = 0
+        while t is not None and seen < 10_000:
+            rng = self.ranges.get(t.name)
+            if rng is not None:
+                return _finite(rng)
+            if t.data is not None:
+                return _finite(data_range(t.data))
+            op = self.producer.get(id(t))
+            rule = self.rule(op)[0] if op is not None else None
+            if rule is None or rule.kind != "same":
+                return self._range_downstream(t)
+            t = op.inputs[rule.sources[0]]
+            seen += 1
+        return None
+
+    def _range_downstream(self, t: tfl.Tensor) -> tuple[float, float] | None:
+        """A TFLite-only result (e.g. FULLY_CONNECTED before the RESHAPE to the ONNX shape)
+        has the range of its value-preserving copy."""
+        for _ in range(10_000):
+            users = self.consumers.get(id(t), [])
+            copy = next((op for op, i in users if op.opcode in REARRANGING and i == 0), None)
+            if copy is None:
+                return None
+            t = copy.outputs[0]
+            rng = self.ranges.get(t.name)
+            if rng is not None:
+                return _finite(rng)
+        return None
+
+    # -- one operator -------------------------------------------------------------------------
+
+    def _try_integer(self, op: tfl.Operator, rule: OpRule) -> str:
+        """'' and params assigned if ``op`` can run in integer, else the reason it cannot."""
+        for t in [*op.inputs, *op.outputs]:
+            if t is not None and t.dtype.kind == "f" and t.dtype != FLOAT:
+                return f"{t.dtype} tensor {t.name!r}"
+            if t is not None and t.quantization is not None:
+                return f"tensor {t.name!r} is already quantized"
+        for t in op.inputs:
+            if is_float_constant(t) and op.opcode not in CLAMPS_INFINITY:
+                if not np.all(np.isfinite(t.data)):
+                    return f"constant {t.name!r} holds inf/NaN, which no integer represents"
+        if rule.kind == "weighted":
+            w = op.inputs[rule.weight]
+            b = (
+                op.inputs[rule.bias]
+                if rule.bias is not None and len(op.inputs) > rule.bias
+                else None
+            )
+            if not is_float_constant(w):
+                return "weights are not a float32 constant"
+            if b is not None and not is_float_constant(b):
+                return "bias is not a float32 constant"
+        if op.opcode == "BATCH_MATMUL" and not all(2 <= t.rank <= 5 for t in op.inputs[:2]):
+            return "BATCH_MATMUL rank outside 2..5"
+        shared = self._shared_params(op, rule) if rule.kind == "shared" else None
+        if rule.kind == "shared" and shared is None:
+            return "no calibration range for the shared output scale"
+        new: dict[int, QParams] = {}
+        for t in op.inputs:
+            if is_float_activation(t) and id(t) not in self.params and id(t) not in new:
+                rng = self.range_of(t)
+                if rng is None:
+                    return f"no calibration range for input {t.name!r}"
+                new[id(t)] = self._activation_params(t, rng)
+        lookup = {**self.params, **new}
+        for t in op.outputs:
+            if not is_float_activation(t):
+                continue
+            p = self._output_params(op, rule, t, lookup, shared)
+            if p is None:
+                return f"no calibration range for output {t.name!r}"
+            new[id(t)] = p
+        if op.opcode in ("ADD", "SUB"):
+            self._floor_add_output_scale(op, lookup, new)
+        if op.opcode == "HARD_SWISH":  # the int8 kernel needs s_in / 128 < s_out
+            s_in, s_out = lookup[id(op.inputs[0])].scale, new[id(op.outputs[0])].scale
+            if not s_in / 128.0 < s_out:
+                return "HARD_SWISH output scale too small for the int8 kernel"
+        self.params.update(new)
+        return ""
+
+    def _floor_add_output_scale(self, op, lookup, new) -> None:
+        """ADD/SUB kernels rescale inputs to 2 * max input scale with 20 (int8) / 15 (int16)
+        spare bits and need the output multiplier below 1 (else LiteRT aborts at Prepare): an
+        output range that collapsed (cancellation, x - x) is widened to 4x that bound."""
+        scales = []
+        for t in op.inputs[:2]:
+            if id(t) in lookup:
+                scales.append(lookup[id(t)].scale)
+            elif is_float_constant(t):
+                scales.append(params_from_range(*data_range(t.data), self.int16).scale)
+        out = op.outputs[0]
+        if not scales or id(out) not in new:
+            return
+        spare_bits = 15 if self.int16 else 20
+        floor = float(np.float32(2.0 * max(scales) * 2.0 ** (2 - spare_bits)))
+        if new[id(out)].scale < floor:
+            new[id(out)] = QParams(floor, new[id(out)].zero_point)
+
+    def _output_params(self, op, rule, t, lookup, shared) -> QParams | None:
+        if rule.kind == "fixed":
+            detour = self._softmax_detour(op, t)
+            if detour is not None:
+                return detour
+            scale, zp = rule.fixed16 if self.int16 else rule.fixed8
+            return QParams(float(np.float32(scale)), zp)
+        if rule.kind == "shared":
+            return shared
+        if rule.kind == "same":
+            src = op.inputs[rule.sources[0]]
+            if id(src) in lookup:
+                return lookup[id(src)]
+            rng = self.range_of(src)  # constant source
+            return None if rng is None else params_from_range(*rng, self.int16)
+        # free / weighted: adopt the params of a sole shared-scale consumer (saves a requantize)
+        adopted = self._consumer_shared_params(t)
+        if adopted is not None:
+            return adopted
+        rng = self.range_of(t)
+        return None if rng is None else self._activation_params(t, rng)
+
+    def _activation_params(self, t: tfl.Tensor, rng: tuple[float, float]) -> QParams:
+        """Params from the range, except for masked SOFTMAX logits: ``scores + mask`` with an
+        additive mask (-1e4) would take the whole integer range and leave no resolution for
+        the scores. Logits more than ``SOFTMAX_WINDOW / beta`` below the scores' own minimum
+        can only come from the mask; they weigh < 2e-9 of an unmasked logit of their row (or
+        the whole row is masked and stays uniform), so clamping them there changes nothing."""
+        lo, hi = rng
+        beta = self._softmax_beta(t)
+        op = self.producer.get(id(t))
+        if beta and beta > 0 and op is not None and op.opcode == "ADD":
+            lows = [self.range_of(x) for x in op.inputs[:2]]
+            if all(r is not None for r in lows):
+                lo = max(lo, max(r[0] for r in lows) - SOFTMAX_WINDOW / beta)
+        return params_from_range(lo, hi, self.int16)
+
+    def _softmax_beta(self, t: tfl.Tensor) -> float | None:
+        """beta of the SOFTMAX that alone reads ``t`` (through RESHAPE-like copies)."""
+        for _ in range(100):
+            users = self.consumers.get(id(t), [])
+            if len(users) != 1 or id(t) in self.graph_outputs:
+                return None
+            op, i = users[0]
+            if op.opcode == "SOFTMAX":
+                return float(op.options.get("beta", 1.0))
+            if op.opcode not in REARRANGING or i != 0:
+                return None
+            t = op.outputs[0]
+        return None
+
+    def _softmax_detour(self, op, t) -> QParams | None:
+        """int8 SOFTMAX's fixed 1/256 output step is coarse for many-way softmaxes (attention
+        rows, 1000 classes) whose probabilities stay far below 1. The int8 kernel may instead
+        write int16 (2^-15); a QUANTIZE then brings it to int8 with the calibrated range, a
+        step up to 1/(255 * max p). Used when that gains at least 2x."""
+        if self.int16 or op.opcode != "SOFTMAX":
+            return None
+        rng = self.range_of(t)
+        if rng is None or not 0 < rng[1] <= 0.5:
+            return None
+        self.softmax_detours.add(id(op))
+        return params_from_range(0.0, rng[1], False)
+
+    def _consumer_shared_params(self, t: tfl.Tensor) -> QParams | None:
+        users = self.consumers.get(id(t), [])
+        if not users or id(t) in self.graph_outputs:
+            return None
+        found = set()
+        for op, i in users:
+            rule = self.rule(op)[0]
+            if rule is None or rule.kind != "shared" or i not in shared_inputs(op, rule):
+                return None
+            found.add(self._shared_params(op, rule))
+        return found.pop() if len(found) == 1 and None not in found else None
+
+    def _shared_params(self, op: tfl.Operator, rule: OpRule) -> QParams | None:
+        """Params every shared input and the output carry: the output's calibrated range, else
+        the union of the inputs' ranges (a concatenation's output range covers its inputs)."""
+        rng = self.range_of(op.outputs[0])
+        if rng is None:  # e.g. PADV2 with a -inf value: the data inputs decide, it is clamped
+            parts = [
+                self.range_of(op.inputs[i])
+                for i in shared_inputs(op, rule)
+                if op.inputs[i] is not None and op.inputs[i].data is None
+            ]
+            if not parts or any(p is None for p in parts):
+                return None
+            rng = (min(p[0] for p in parts), max(p[1] for p in parts))
+        return params_from_range(*rng, self.int16)
+
+
+def _finite(rng) -> tuple[float, float] | None:
+    lo, hi = float(rng[0]), float(rng[1])
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def data_range(data: np.ndarray) -> tuple[float, float]:
+    finite = data[np.isfinite(data)]
+    return float(finite.min(initial=0.0)), float(finite.max(initial=0.0))
+
+
+def shared_inputs(op: tfl.Operator, rule: OpRule) -> tuple[int, ...]:
+    if rule.sources:
+        return tuple(i for i in rule.sources if i < len(op.inputs))
+    return tuple(range(len(op.inputs)))
