@@ -10,6 +10,7 @@ integer variants are asked for.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ INTEGER_FILES = {
         ("full_integer_quant_with_int16_act", "int16", True),
     ],
 }
+
+log = logging.getLogger("onnx2tflite_direct")
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
 IO_DTYPES = ("int8", "uint8")
@@ -158,38 +161,52 @@ def _summary_dict(outcome) -> dict:
 
 
 class _Ranges:
-    """Activation ranges on TFLite tensors, calibrated on first use (once per conversion)."""
+    """Activation ranges on TFLite tensors. onnxruntime runs once, on first use; the
+    statistics then give ranges for each bit width (only ``mse`` depends on it)."""
 
     def __init__(self, options: QuantOptions, tensor_map, onnx_model):
         self.options = options
         self.tensor_map = tensor_map
         self.onnx_model = onnx_model
+        self._stats = None
         self._ranges: dict[int, dict[str, tuple[float, float]]] = {}
 
     def get(self, bits: int) -> dict[str, tuple[float, float]]:
-        """Ranges for a target bit width (only the ``mse`` method depends on it)."""
-        key = bits if self.options.calibration_method == "mse" else 0
-        if key not in self._ranges:
-            self._ranges[key] = self._calibrate(bits)
-        return self._ranges[key]
-
-    def _calibrate(self, bits: int) -> dict[str, tuple[float, float]]:
         from . import calibration as cal
 
-        opts = self.options
-        model = self.onnx_model()
-        if opts.calibration_data is not None:
-            try:
-                data = cal.load_calibration_data(
-                    opts.calibration_data, mean=opts.calibration_mean, std=opts.calibration_std
-                )
-            except (OSError, ValueError) as exc:
-                raise errors.BadInputError(
-                    errors.INVALID_OPTION, f"--calibration-data: {exc}"
-                ) from None
-        else:
-            data = cal.random_calibration_data(model)
-        config = cal.CalibrationConfig(
-            method=opts.calibration_method, percentile=opts.calibration_percentile, bits=bits
+        if bits not in self._ranges:
+            config = self._config()
+            onnx_ranges = cal.ranges_for_bits(self._statistics(config), bits, config)
+            self._ranges[bits] = cal.tflite_ranges(onnx_ranges, self.tensor_map)
+        return self._ranges[bits]
+
+    def _config(self):
+        from . import calibration as cal
+
+        return cal.CalibrationConfig(
+            method=self.options.calibration_method, percentile=self.options.calibration_percentile
         )
-        return cal.tflite_ranges(cal.collect_ranges(model, data, config), self.tensor_map)
+
+    def _statistics(self, config):
+        from . import calibration as cal
+
+        if self._stats is None:
+            opts = self.options
+            model = self.onnx_model()
+            if opts.calibration_data is not None:
+                try:
+                    data = cal.load_calibration_data(
+                        opts.calibration_data, mean=opts.calibration_mean, std=opts.calibration_std
+                    )
+                except (OSError, ValueError) as exc:
+                    raise errors.BadInputError(
+                        errors.INVALID_OPTION, f"--calibration-data: {exc}"
+                    ) from None
+            else:
+                log.warning(
+                    "calibrating on random inputs (--calibration-random): integer accuracy "
+                    "will be poor; give --calibration-data for real accuracy"
+                )
+                data = cal.random_calibration_data(model)
+            self._stats = cal.collect_statistics(model, data, config)
+        return self._stats
