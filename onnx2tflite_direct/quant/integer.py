@@ -46,6 +46,7 @@ def quantize_integer(
     input_dtype: str | None = None,
     output_dtype: str | None = None,
     strict: bool = False,
+    float_heads: bool = False,
 ) -> IntegerQuantSummary:
     """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
 
@@ -53,10 +54,14 @@ def quantize_integer(
     ``output_dtype`` None keep float I/O, else the float32 graph inputs read by integer ops
     and outputs written by them become int8/uint8 (int8 activations) or int16 (int16
     activations) tensors; other inputs/outputs stay float (``summary.io`` says which).
+    ``float_heads``: with float outputs (and not ``strict``), a fixed-output-scale op (SOFTMAX,
+    LOGISTIC ...) writing a graph output runs in float on its dequantized input, so the
+    output keeps float resolution instead of the kernel's fixed 1/256 step.
     """
     _check_options(activations, input_dtype, output_dtype)
     sub = model.subgraphs[0]
-    plan = IntegerPlan(sub, ranges, activations == "int16", input_dtype, output_dtype)
+    float_heads = float_heads and output_dtype is None and not strict
+    plan = IntegerPlan(sub, ranges, activations == "int16", input_dtype, output_dtype, float_heads)
     plan.run()
     refused = [f for f in plan.summary.float_ops if f["reason"] != ISOLATED]
     if strict and refused:

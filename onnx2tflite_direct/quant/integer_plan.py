@@ -26,6 +26,11 @@ REARRANGING = frozenset(
 FLOAT = np.dtype(np.float32)
 # Why an op with an integer kernel still runs in float; ``strict`` does not refuse for it.
 ISOLATED = "between float ops: integer would only add a QUANTIZE/DEQUANTIZE and rounding"
+FLOAT_HEAD = (
+    "writes a float graph output: its integer kernel's fixed output step (1/256 in int8) "
+    "would limit the output's resolution"
+)
+FIXED_SCALE_HEADS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})
 # Ops for which a -inf/+inf constant (max-pool padding, clamp bounds) may be clamped to the
 # range the output params cover: they only select/compare-and-keep, never test for equality.
 CLAMPS_INFINITY = frozenset({"PADV2", "MAXIMUM", "MINIMUM"})
@@ -83,9 +88,12 @@ def is_float_constant(t: tfl.Tensor | None) -> bool:
 class IntegerPlan:
     """Pass 1: which ops run in integer and the params of every float activation they touch."""
 
-    def __init__(self, sub, ranges, int16, input_dtype, output_dtype):
+    def __init__(self, sub, ranges, int16, input_dtype, output_dtype, float_heads=False):
         self.sub, self.ranges, self.int16 = sub, ranges, int16
         self.input_dtype, self.output_dtype = input_dtype, output_dtype
+        # Fixed-output-scale ops (SOFTMAX ...) writing a float graph output run in float:
+        # their kernel's output step (1/256 in int8) would become the output's resolution.
+        self.float_heads = float_heads
         self.summary = IntegerQuantSummary()
         self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
         self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
@@ -114,6 +122,8 @@ class IntegerPlan:
                 reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
             if rule is not None and self._isolated(op, float_nodes):
                 rule, reason = None, ISOLATED
+            if rule is not None and self._float_head(op):
+                rule, reason = None, FLOAT_HEAD
             if rule is not None:
                 reason = self._try_integer(op, rule)
             if reason:
@@ -132,6 +142,13 @@ class IntegerPlan:
                 for t in self.sub.outputs
                 if id(t) in self.params and id(self.producer.get(id(t))) in self.integer_ops
             }
+
+    def _float_head(self, op: tfl.Operator) -> bool:
+        return (
+            self.float_heads
+            and op.opcode in FIXED_SCALE_HEADS
+            and any(id(t) in self.graph_outputs for t in op.outputs)
+        )
 
     def _isolated(self, op: tfl.Operator, float_nodes: dict[str, str]) -> bool:
         """Every float input comes from a float op and every reader is a float op that cannot

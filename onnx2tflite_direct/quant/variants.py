@@ -150,6 +150,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             if full
             else None,
             strict=options.strict_integer,
+            float_heads=True,  # only applies to float outputs: the file keeps float I/O there
         )
 
     return run
