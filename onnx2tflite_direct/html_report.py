@@ -174,9 +174,21 @@ def _table(nodes: list[dict], first: str | None) -> str:
     return "\n".join(rows)
 
 
+def _derived_text(diag: dict[str, Any]) -> str:
+    """ "k / n within tolerance", naming the copies that are off while their ONNX tensor is not."""
+    derived = diag.get("derived") or {}
+    text = f"{derived.get('ok', 0)} / {derived.get('compared', 0)} within tolerance"
+    off = diag.get("derived_divergent") or []
+    if off:
+        text += "; off: " + ", ".join(
+            f"{d['tensor']} ({d['relation']} {d['onnx_tensor']})" for d in off
+        )
+    return text
+
+
 def _summary(diag: dict[str, Any]) -> str:
     first = diag.get("first_divergent_node")
-    cov = diag.get("coverage", {})
+    mapping = diag.get("mapping", {})
     measured = diag.get("measured", {})
     timing = diag.get("timing", {})
     ok = first is None and diag.get("outputs_ok", True)
@@ -191,8 +203,11 @@ def _summary(diag: dict[str, Any]) -> str:
         "tolerance": f"atol {diag.get('atol')} (scaled by max(1, max|expected|))",
         "suspects (unmeasured, upstream)": ", ".join(diag.get("suspects") or []) or "-",
         "chain to outputs": " → ".join(diag.get("chain") or []) or "-",
-        "TFLite tensors mapped": f"{cov.get('mapped', 0)} / {cov.get('tflite_nonconstant_tensors', 0)}"
-        f" non-constant ({100 * cov.get('fraction', 0):.1f}%)",
+        "TFLite activation tensors mapped": f"{mapping.get('mapped', 0)} / "
+        f"{mapping.get('activation_tensors', 0)} ({100 * mapping.get('ratio', 0):.1f}%), "
+        f"{mapping.get('internal', 0)} internal to a lowering, "
+        f"{mapping.get('unmapped_count', 0)} unmapped",
+        "TFLite-only copies compared (pads, transposes)": _derived_text(diag),
         "ONNX node outputs compared": f"{measured.get('compared', 0)} / {measured.get('onnx_node_outputs', 0)}",
         "time": ", ".join(f"{k} {v:.2f}s" for k, v in timing.items()),
     }

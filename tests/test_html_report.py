@@ -57,7 +57,17 @@ def _diag():
         "suspects": [],
         "chain": ["bad_node", "fc"],
         "outputs_ok": False,
-        "coverage": {"tflite_nonconstant_tensors": 5, "mapped": 5, "fraction": 1.0},
+        "mapping": {
+            "activation_tensors": 8,
+            "mapped": 5,
+            "ratio": 0.625,
+            "internal": 2,
+            "unmapped_count": 1,
+        },
+        "derived": {"compared": 2, "ok": 1},
+        "derived_divergent": [
+            {"tensor": "c1/pad<ded>", "onnx_tensor": "x", "relation": "padded", "ok": False}
+        ],
         "measured": {"onnx_node_outputs": 5, "compared": 4},
         "notes": ["a <note>"],
         "timing": {"onnxruntime": 0.1, "litert": 0.05, "compare": 0.01, "total": 0.2},
@@ -114,6 +124,12 @@ def test_names_are_escaped_and_nothing_is_fetched():
     lowered = page.lower()
     for needle in ("http://", "https://", "src=", "href=", "@import", "url("):
         assert needle not in lowered
+
+
+def test_summary_states_mapping_and_derived_copies():
+    page = render_html(_diag(), "m")
+    assert "5 / 8 (62.5%), 2 internal to a lowering, 1 unmapped" in page
+    assert "1 / 2 within tolerance; off: c1/pad&lt;ded&gt; (padded x)" in page
 
 
 def test_clean_and_empty_diagnostics_render():

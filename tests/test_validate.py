@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 import pytest
 from harness import make_model, op_histogram, opcode_versions
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2tflite_direct import validate as V
@@ -88,6 +90,78 @@ def test_zero_vectors_cosine_and_ints_exact():
     assert not V.compare({"y": i}, {"y": i + np.array([0, 0, 1], np.int32)}, atol=10)["y"]["ok"]
     b = np.array([True, False])
     assert V.compare({"y": b}, {"y": b.copy()})["y"]["ok"]
+
+
+def _reference_metrics(e, a, atol, rtol):
+    """The metrics computed the plain way, in float64 (what the fast path must reproduce)."""
+    e, a = e.astype(np.float64).ravel(), a.astype(np.float64).ravel()
+    diff, eabs = np.abs(e - a), np.abs(e)
+    max_exp = float(eabs.max())
+    scaled = atol * max(1.0, max_exp)
+    ne, na = float(e @ e), float(a @ a)
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "max_rel": float((diff / np.maximum(eabs, 1e-6 * max(max_exp, 1.0))).max()),
+        "cosine": float(e @ a) / math.sqrt(ne * na) if ne and na else float(ne == na),
+        "max_expected_abs": max_exp,
+        "ok": bool(diff.max() <= scaled if rtol is None else np.all(diff <= scaled + rtol * eabs)),
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.sampled_from([np.float32, np.float16, np.float64]),
+    st.floats(1e-7, 1e-1),
+    st.sampled_from([None, 1e-3]),
+    st.integers(0, 2**16),
+    st.booleans(),
+)
+def test_fast_float_path_matches_float64_reference(size, dtype, noise, rtol, seed, transposed):
+    """The finite-float fast path gives the float64 metrics (float32 work rounding aside)."""
+    rng = np.random.default_rng(seed)
+    e = (rng.standard_normal((size, 3)) * rng.uniform(0.1, 100)).astype(dtype)
+    a = (e + rng.standard_normal(e.shape) * noise).astype(dtype)
+    if transposed:  # non-contiguous views, as diagnostics hands them over
+        e, a = e.T, a.T
+    m = V.compare({"y": e}, {"y": a}, atol=1e-4, rtol=rtol)["y"]
+    ref = _reference_metrics(e, a, 1e-4, rtol)
+    for key in ("max_abs", "mean_abs", "max_rel", "max_expected_abs"):
+        assert m[key] == pytest.approx(ref[key], rel=1e-5, abs=1e-12), key
+    assert m["cosine"] == pytest.approx(ref["cosine"], abs=1e-6)
+    assert m["ok"] == ref["ok"]  # near the threshold the fast path defers to the exact one
+
+
+@pytest.mark.parametrize("rtol", [None, 1e-3])
+def test_verdict_at_the_tolerance_edge_is_exact(rtol):
+    """A difference equal to the tolerance (to float64 precision) decides like the float64
+    path, although float32 rounding of the difference could tip it either way."""
+    e = np.full(4, 1.0, np.float32)
+    for delta in np.float32([1e-4, 1.0001e-4, 0.9999e-4]):
+        a = e + delta
+        m = V.compare({"y": e}, {"y": a}, atol=1e-4, rtol=rtol)["y"]
+        assert m["ok"] == _reference_metrics(e, a, 1e-4, rtol)["ok"], delta
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-6, 0.5])
+def test_scalars_compare(delta):
+    m = V.compare({"y": np.float32(2.0)}, {"y": np.array(2.0 + delta, np.float32)})["y"]
+    assert m["ok"] == (delta < 1e-4) and m["max_abs"] == pytest.approx(delta, abs=1e-7)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30])
+def test_non_finite_values_take_the_exact_path(bad):
+    """NaN/inf (and float32 squares that overflow) leave the fast path; positions still count."""
+    e = np.ones(5, np.float32)
+    a = e.copy()
+    a[2] = bad
+    m = V.compare({"y": e}, {"y": a})["y"]
+    assert not m["ok"]
+    if np.isnan(bad):
+        assert m["nan_mismatch"] == 1
+    both = V.compare({"y": a}, {"y": a.copy()})["y"]
+    assert both["ok"] and both["max_abs"] == 0.0
 
 
 def test_missing_output_and_empty_arrays():
