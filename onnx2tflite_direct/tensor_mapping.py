@@ -90,7 +90,7 @@ def _holders(driver: Driver, alive: set[int]) -> dict[str, tfl.Tensor]:
     Other rewrites keep the *later* tensor (a fused activation's output), so a value they
     remove (the pre-activation Conv output) really is gone and stays unlisted.
     """
-    renamed = getattr(driver.sub, "renamed", None) or {}
+    renamed = driver.sub.renamed
     out: dict[str, tfl.Tensor] = {}
     dead: dict[str, tfl.Tensor] = {}
     for name, tensor in driver.tensor_of.items():

@@ -79,6 +79,8 @@ class Subgraph:
     # Signature keys, parallel to ``inputs`` / ``outputs`` (the ONNX names).
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    # id(tensor a rewrite removed) -> the tensor now holding its values (for the tensor map).
+    renamed: dict[int, Tensor] = field(default_factory=dict)
 
     def tensors(self) -> list[Tensor]:
         """Every tensor reachable from the graph, in a deterministic first-use order."""

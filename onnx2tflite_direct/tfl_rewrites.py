@@ -146,6 +146,7 @@ def collapse_reshapes(sub: tfl.Subgraph) -> int:
             and src.shape_signature is None
         ):
             rename[id(out)] = src
+            sub.renamed[id(out)] = src
             dropped.add(id(op))
     sub.operators = [op for op in sub.operators if id(op) not in dropped]
     return len(dropped)

@@ -167,18 +167,20 @@ class TensorHistogram:
             return
         if mn >= self.lo and mx <= self.hi:
             return
-        lo_new, hi_new = min(mn, self.lo), max(mx, self.hi)
-        k = max(0, math.ceil(math.log2((hi_new - lo_new) / (n * self.width))))
-        while True:
-            shift = max(0, math.ceil((self.lo - lo_new) / self.width))  # old bins moved right
-            width = self.width * 2.0**k
-            lo = self.lo - shift * self.width
-            if lo + n * width >= hi_new and (n - 1 + shift) >> k <= n - 1:
-                break
+        # The new grid covers the data seen ([min, max]), not the old grid: repeated
+        # expansions would otherwise compound the empty margins. It starts on an old bin edge
+        # at or below the data minimum and merges 2**k old bins per new bin, so old counts
+        # move over exactly (old bins outside [min, max] are empty).
+        lo_data, hi_data = min(mn, self.min), max(mx, self.max)
+        first = math.floor((lo_data - self.lo) / self.width)
+        lo = self.lo + first * self.width
+        k = max(0, math.ceil(math.log2(max(hi_data - lo, self.width) / (n * self.width))))
+        while lo + n * self.width * 2.0**k < hi_data:
             k += 1
-        old = np.arange(n, dtype=np.int64) + shift
-        self.counts = np.bincount(old >> k, weights=self.counts, minlength=n)
-        self.lo, self.width = lo, width
+        old = np.arange(n, dtype=np.int64) - first
+        target = np.clip(old, 0, None) >> k  # negative: empty bins below the data
+        self.counts = np.bincount(np.minimum(target, n - 1), weights=self.counts, minlength=n)
+        self.lo, self.width = lo, self.width * 2.0**k
 
     def _bin(self, value: float) -> int:
         return int(min(max((value - self.lo) / self.width, 0), self.num_bins - 1))
@@ -582,9 +584,11 @@ def tflite_ranges(
 
     A per-tensor range does not depend on element order, so ``perm``/``inner`` are not needed.
     Several ONNX tensors may live in one TFLite tensor (Identity, folded reshapes): their
-    ranges are united. ``derived`` TFLite-only copies of a value (TRANSPOSE/RESHAPE of it, or a
-    PAD of it, whose range also covers the zero padding) get the value's range. ONNX tensors
-    without a TFLite tensor (fused away) are dropped.
+    ranges are united. ``derived`` TFLite-only copies of a value get its range: re-laid-out
+    copies (TRANSPOSE/RESHAPE) as is, padded copies widened to their finite pad values (an
+    infinite max-pool pad is the quantizer's to clamp); a larger computed tensor that is
+    cropped to the value ("contains") holds other data and gets no range from it. ONNX
+    tensors without a TFLite tensor (fused away) are dropped.
     """
     out: dict[str, tuple[float, float]] = {}
 
@@ -599,7 +603,11 @@ def tflite_ranges(
             continue
         unite(entry["tensor"], lo, hi)
         for copy in entry.get("derived", ()):
-            # Same values re-laid out; a padded copy also holds the (zero) padding.
-            padded = copy.get("relation") == "padded"
-            unite(copy["tensor"], min(lo, 0.0) if padded else lo, max(hi, 0.0) if padded else hi)
+            relation = copy.get("relation")
+            if relation in ("permuted", "reshaped"):  # the same values, re-laid out
+                unite(copy["tensor"], lo, hi)
+            elif relation == "padded":  # the values plus the padding constants
+                pads = [v for v in copy.get("pad_values", [0.0]) if np.isfinite(v)]
+                unite(copy["tensor"], min([lo, *pads]), max([hi, *pads]))
+            # "contains": a larger computed tensor (cropped later): its range is its own
     return out
