@@ -77,6 +77,23 @@ def model_files(which: str, names, cache: Path) -> dict[str, Path]:
     return paths
 
 
+# Issue #10's targets: time <= 3x the floor (and <= 1.5 s for ResNet-50), peak RSS <= 2x the
+# model's weight bytes + 300 MB (the .onnx size stands in for the weight bytes).
+MAX_RATIO, RESNET50_SECONDS, RSS_FACTOR, RSS_SLACK_MB = 3.0, 1.5, 2.0, 300.0
+
+
+def targets(row: dict, name: str) -> dict:
+    rss_limit = RSS_FACTOR * row["onnx_bytes"] / 2**20 + RSS_SLACK_MB
+    time_ok = row["ratio_to_floor"] <= MAX_RATIO
+    if name.startswith("resnet50"):
+        time_ok = time_ok and row["convert_seconds"] <= RESNET50_SECONDS
+    return {
+        "rss_limit_mb": round(rss_limit, 1),
+        "meets_time_target": time_ok,
+        "meets_rss_target": row["convert_peak_rss_mb"] <= rss_limit,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--set", choices=("light", "benchmark"), default="light")
@@ -104,11 +121,14 @@ def main() -> int:
                     "ratio_to_floor": round(best["seconds"] / max(floor["seconds"], 1e-9), 2),
                 }
             )
+            rows[-1].update(targets(rows[-1], name))
             r = rows[-1]
             print(
                 f"{r['model']:32s} {r['onnx_bytes'] / 2**20:8.1f} MB  convert {r['convert_seconds']:6.3f} s "
                 f"rss {r['convert_peak_rss_mb']:7.1f} MB  floor {r['floor_seconds']:6.3f} s  "
-                f"ratio {r['ratio_to_floor']:5.2f}",
+                f"ratio {r['ratio_to_floor']:5.2f}  targets: time "
+                f"{'ok' if r['meets_time_target'] else 'MISSED'}, rss "
+                f"{'ok' if r['meets_rss_target'] else 'MISSED'} (<= {r['rss_limit_mb']} MB)",
                 flush=True,
             )
     out = ROOT / "benchmarks" / "results" / f"convert_{args.set}.json"

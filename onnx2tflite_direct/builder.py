@@ -1,45 +1,66 @@
-"""The only writer of TFLite bytes: ``build_flatbuffer(tfl.Model) -> bytes``.
+"""The only writer of TFLite bytes: ``serialize(tfl.Model) -> TFLiteFile`` / ``build_flatbuffer``.
 
-Every table is written by one generic, schema-driven routine (:func:`_TableWriter.table`) that
-takes a ``{field name: python value}`` dict and reads field ids, types and defaults from the
-generated ``schema_generated`` data, so builtin options need no per-table code: the options
-table of an operator is found by naming convention from the ``BuiltinOptions``/``BuiltinOptions2``
-union members (``CONV_2D`` -> ``Conv2DOptions``) plus :data:`OPTIONS_EXCEPTIONS`.
+Tables are written by one schema-driven routine (:meth:`_Writer.table`) that takes a
+``{field name: python value}`` dict; field ids, types and defaults come from the generated
+``schema_generated`` data (precomputed once per table), so builtin options need no per-table
+code: the options table of an operator is found by naming convention from the
+``BuiltinOptions``/``BuiltinOptions2`` union members (``CONV_2D`` -> ``Conv2DOptions``) plus
+:data:`OPTIONS_EXCEPTIONS`.
 
 File-level conventions (see OP_VERSIONS.md section 3): buffer 0 is the empty sentinel; identical
-constants (dtype + shape + bytes) share one buffer; ``Buffer.data`` bodies are 16-byte aligned
-in the final file; one OperatorCode per builtin / custom code with the max version of its users
+constants (dtype + shape + bytes) share one buffer; constant data is 16-byte aligned in the
+final file; one OperatorCode per builtin / custom code with the max version of its users
 (checked against the CPU resolver range); a ``min_runtime_version`` metadata entry; one
 SignatureDef for subgraph 0. Output depends only on the input (no ``id()`` or hash-seed order).
 
-Speed: weight bytes are copied exactly once, straight from a uint8 view of the numpy array into
-the pre-sized builder buffer; hashing for de-duplication only happens between constants that
-already agree on dtype and shape.
+Two layouts of constant data:
+
+- inline (default): ``Buffer.data`` vectors inside the FlatBuffer;
+- offset (``external_buffers=True``, and automatically when the FlatBuffer would reach 2 GB):
+  the FlatBuffer holds no constant bytes; they follow it in the same file, each 64-byte aligned,
+  referenced by absolute ``Buffer.offset``/``size`` (the LiteRT exporter's layout), plus the
+  ``buffer_location`` metadata marker and 16 zero bytes of tail padding.
+
+Speed and memory: the writer never copies weights. FlatBuffers are written back to front and
+the constants are the first things written, so they form the *end* of the file in both layouts;
+the writer only reserves their positions and hands back a :class:`TFLiteFile`, an ordered list
+of chunks (the small table part plus views of the constants' own arrays). ``write_to`` streams
+the chunks to a file; ``tobytes`` joins them with exactly one copy.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO, NamedTuple
 
-import flatbuffers
 import numpy as np
-from flatbuffers import number_types as N
 
 from onnx2tflite_direct import tfl, versioning
 from onnx2tflite_direct.schema_gen import schema_generated as S
 
 __all__ = [
     "BuildError",
+    "TFLiteFile",
     "UnknownOptionError",
     "build_flatbuffer",
     "options_table",
+    "serialize",
     "SCHEMA_VERSION",
 ]
 
 SCHEMA_VERSION = 3
-DATA_ALIGNMENT = 16
+DATA_ALIGNMENT = 16  # Buffer.data force_align
+EXTERNAL_ALIGNMENT = 64  # offset layout: cache-line aligned weights for XNNPACK
+EXTERNAL_TAIL_PADDING = 16  # XNNPACK may read up to 16 bytes past the last weight
+# A FlatBuffer must stay below 2^31 - 1 bytes (FLATBUFFERS_MAX_BUFFER_SIZE).
+FLATBUFFER_LIMIT = 2**31 - 1
 MIN_RUNTIME_VERSION_KEY = "min_runtime_version"
+BUFFER_LOCATION_KEY = "buffer_location"
+BUFFER_LOCATION_VALUE = b"outside flatbuffers"
 
 # Ops whose options table does not follow the OP_NAME -> OpNameOptions convention.
 OPTIONS_EXCEPTIONS = {
@@ -63,32 +84,22 @@ OPTIONS_EXCEPTIONS = {
     "MULTINOMIAL": "RandomOptions",
 }
 
-_FLAGS = {
-    "bool": N.BoolFlags,
-    "byte": N.Int8Flags,
-    "ubyte": N.Uint8Flags,
-    "short": N.Int16Flags,
-    "ushort": N.Uint16Flags,
-    "int": N.Int32Flags,
-    "uint": N.Uint32Flags,
-    "long": N.Int64Flags,
-    "ulong": N.Uint64Flags,
-    "float": N.Float32Flags,
-    "double": N.Float64Flags,
+# schema scalar type -> (struct format, numpy dtype)
+_SCALARS = {
+    "bool": ("<B", "<u1"),
+    "byte": ("<b", "<i1"),
+    "ubyte": ("<B", "<u1"),
+    "short": ("<h", "<i2"),
+    "ushort": ("<H", "<u2"),
+    "int": ("<i", "<i4"),
+    "uint": ("<I", "<u4"),
+    "long": ("<q", "<i8"),
+    "ulong": ("<Q", "<u8"),
+    "float": ("<f", "<f4"),
+    "double": ("<d", "<f8"),
 }
-_NP = {
-    "bool": "<u1",
-    "byte": "<i1",
-    "ubyte": "<u1",
-    "short": "<i2",
-    "ushort": "<u2",
-    "int": "<i4",
-    "uint": "<u4",
-    "long": "<i8",
-    "ulong": "<u8",
-    "float": "<f4",
-    "double": "<f8",
-}
+_NP = {k: v[1] for k, v in _SCALARS.items()}
+_INT_VECTORS = {"int": "i", "uint": "I"}  # vectors written from python lists without numpy
 
 
 class BuildError(ValueError):
@@ -126,6 +137,7 @@ _OPTIONS_INDEX = _build_options_index()
 _MEMBER_UNION = {m: u for u, m in _OPTIONS_INDEX.values()}
 
 
+@functools.cache
 def options_table(opcode: str) -> tuple[str, str] | None:
     """(union name, options table) for a builtin op, or None if it has no options table."""
     if opcode in OPTIONS_EXCEPTIONS:
@@ -134,72 +146,187 @@ def options_table(opcode: str) -> tuple[str, str] | None:
     return _OPTIONS_INDEX.get(_norm(opcode))
 
 
-_NUM_SLOTS: dict[str, int] = {}
+# -- per-table field layouts (computed once per table) ----------------------------------------
+_SCALAR, _ENUM, _UTYPE, _UNION, _STRING, _VECTOR, _TABLE = range(7)
 
 
-def _num_slots(table: str) -> int:
-    """vtable size of a table: highest live field id + 1."""
-    if table not in _NUM_SLOTS:
-        _NUM_SLOTS[table] = max((v[0] for v in S.TABLES[table].values()), default=-1) + 1
-    return _NUM_SLOTS[table]
+class _Field(NamedTuple):
+    name: str
+    fid: int
+    kind: int
+    ftype: str  # schema scalar type (_SCALAR), enum/union/table/vector element name otherwise
+    fmt: str  # struct format of scalars and enums
+    size: int  # bytes in the table: scalar width, 4 for offsets
+    default: object
+    type_fid: int  # unions: id of the companion ``<name>_type`` field
+    align: int  # vectors: force_align of the body
+    plain: type | dict | None  # scalars: the python type taken as is; enums: name -> value
 
 
-class _TableWriter:
-    """Schema-driven writing of tables, vectors and strings into a flatbuffers.Builder."""
+def _field(table: str, name: str, fid: int, ftype: str, default, layout: dict) -> _Field:
+    def make(kind, ref, fmt="", size=4, type_fid=-1, align=1, plain=None):
+        return _Field(name, fid, kind, ref, fmt, size, default, type_fid, align, plain)
 
-    def __init__(self, initial_size: int) -> None:
-        self.b = flatbuffers.Builder(initial_size)
+    if ftype in _SCALARS:
+        fmt = _SCALARS[ftype][0]
+        plain = bool if ftype == "bool" else float if ftype in ("float", "double") else int
+        return make(_SCALAR, ftype, fmt, struct.calcsize(fmt), plain=plain)
+    if ftype in S.ENUMS:
+        fmt = _SCALARS[S.ENUM_TYPES[ftype]][0]
+        return make(_ENUM, ftype, fmt, struct.calcsize(fmt), plain=S.ENUMS[ftype])
+    if ftype.startswith("utype:"):
+        return make(_UTYPE, ftype[len("utype:") :])
+    if ftype.startswith("union:"):
+        return make(_UNION, ftype[len("union:") :], type_fid=layout[f"{name}_type"][0])
+    if ftype == "string":
+        return make(_STRING, ftype)
+    if ftype.startswith("["):
+        return make(_VECTOR, ftype[1:-1], align=S.FORCE_ALIGN.get(f"{table}.{name}", 1))
+    return make(_TABLE, ftype)  # unknown kinds fail when a value is given for them
 
-    # -- vectors ---------------------------------------------------------------------------
-    def raw_vector(self, raw: np.ndarray, elem_size: int, alignment: int) -> int:
-        """Vector whose body is the little-endian bytes ``raw`` (1-D uint8), copied once."""
-        b = self.b
+
+class _Layout(NamedTuple):
+    fields: dict[str, _Field]
+
+
+_LAYOUTS: dict[str, _Layout] = {}
+
+
+def _layout(table: str) -> _Layout:
+    if table not in _LAYOUTS:
+        raw = S.TABLES[table]
+        fields = {n: _field(table, n, fid, t, d, raw) for n, (fid, t, d) in raw.items()}
+        _LAYOUTS[table] = _Layout(fields)
+    return _LAYOUTS[table]
+
+
+def _enum_value(enum: str, value: object, where: str) -> int:
+    members = S.ENUMS[enum] if enum in S.ENUMS else S.UNIONS[enum]
+    if isinstance(value, str):
+        if value not in members:
+            raise UnknownOptionError(
+                f"{where}: {value!r} is not a {enum} value (one of {sorted(members)})"
+            )
+        return members[value]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if int(value) not in members.values():
+            raise UnknownOptionError(f"{where}: {value} is not a {enum} value")
+        return int(value)
+    raise BuildError(f"{where}: expected a {enum} name, got {value!r}")
+
+
+def _scalar_value(f: _Field, value: object, table: str) -> object:
+    """``value`` checked and converted for scalar field ``f`` (the slow, general path)."""
+    ftype, where = f.ftype, f"{table}.{f.name}"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if ftype == "bool":
+        if not isinstance(value, (bool, int)):
+            raise BuildError(f"{where}: expected bool, got {value!r}")
+        return int(bool(value))
+    if ftype in ("float", "double"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise BuildError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BuildError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+# -- the FlatBuffer writer --------------------------------------------------------------------
+_U32 = struct.Struct("<I")
+
+
+class _Writer:
+    """Back-to-front FlatBuffer writer into a growable bytearray.
+
+    Positions are distances from the *end* of the final file (what FlatBuffers calls offsets),
+    so a child written earlier is referenced by ``parent field position - child position``.
+    ``tail_vector`` reserves vectors whose bytes are never copied into the bytearray: they must
+    come first (they end the file) and are emitted by :meth:`chunks` from the caller's arrays.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = bytearray(max(capacity, 1 << 12))
+        self.head = len(self.buf)
+        self.base = 0  # bytes of the reserved tail (after buf's end)
+        self.minalign = 4
+        self.tail: list[tuple[np.ndarray, int]] = []  # (bytes, zero padding after them)
+        self._vtables: dict[bytes, int] = {}
+        self.positions: dict[int, int] = {}  # field id -> position, of the last table
+
+    def offset(self) -> int:
+        return self.base + len(self.buf) - self.head
+
+    def _reserve(self, n: int) -> None:
+        if n > self.head:
+            old, used = self.buf, len(self.buf) - self.head
+            cap = max(2 * len(old), used + n + (1 << 12))
+            self.buf = bytearray(cap)
+            self.buf[cap - used :] = memoryview(old)[self.head :]
+            self.head = cap - used
+
+    def _align(self, size: int, additional: int) -> None:
+        """Zero-pad so that ``offset()`` is a multiple of ``size`` after ``additional`` bytes."""
+        self.minalign = max(self.minalign, size)
+        self.head -= (self.head - self.base - len(self.buf) - additional) % size
+
+    # -- vectors and strings ---------------------------------------------------------------
+    def tail_vector(self, raw: np.ndarray, alignment: int) -> int:
+        """Reserve a ``[ubyte]`` vector of ``raw`` (1-D uint8) at the end of the file."""
+        if self.head != len(self.buf):
+            raise AssertionError("tail vectors must be written before anything else")
         n = raw.size
-        b.StartVector(elem_size, n // elem_size, max(alignment, elem_size))
-        b.head = b.head - n
-        b.Bytes[b.head : b.head + n] = memoryview(raw)
-        return b.EndVector()
+        pad = (-(self.base + n)) % alignment
+        self.tail.append((raw, pad))
+        self.base += pad + n + 4
+        self.minalign = max(self.minalign, alignment)
+        return self.base
+
+    def bytes_vector(self, raw, elem_size: int, alignment: int) -> int:
+        """Vector whose body is the little-endian bytes ``raw``."""
+        n = len(raw) if isinstance(raw, (bytes, bytearray)) else raw.nbytes
+        alignment = max(alignment, elem_size, 4)
+        self._reserve(n + alignment + 4)
+        self._align(alignment, n)
+        self.head -= n
+        self.buf[self.head : self.head + n] = memoryview(raw).cast("B")
+        self.head -= 4
+        _U32.pack_into(self.buf, self.head, n // elem_size)
+        return self.offset()
 
     def offsets_vector(self, offsets: list[int]) -> int:
-        b = self.b
-        b.StartVector(4, len(offsets), 4)
-        for off in reversed(offsets):
-            b.PrependUOffsetTRelative(off)
-        return b.EndVector()
+        n = len(offsets)
+        self._reserve(4 * n + 8)
+        self._align(4, 4 * n)
+        self.head -= 4 * n
+        first = self.offset()
+        rel = first - 4 * np.arange(n, dtype=np.int64) - np.asarray(offsets, np.int64)
+        self.buf[self.head : self.head + 4 * n] = rel.astype("<u4").tobytes()
+        self.head -= 4
+        _U32.pack_into(self.buf, self.head, n)
+        return self.offset()
 
-    # -- values ----------------------------------------------------------------------------
-    def enum_value(self, enum: str, value: object, where: str) -> int:
-        members = S.ENUMS[enum] if enum in S.ENUMS else S.UNIONS[enum]
-        if isinstance(value, str):
-            if value not in members:
-                raise UnknownOptionError(
-                    f"{where}: {value!r} is not a {enum} value (one of {sorted(members)})"
-                )
-            return members[value]
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            if int(value) not in members.values():
-                raise UnknownOptionError(f"{where}: {value} is not a {enum} value")
-            return int(value)
-        raise BuildError(f"{where}: expected a {enum} name, got {value!r}")
-
-    def scalar(self, ftype: str, value: object, where: str) -> object:
-        if isinstance(value, np.generic):
-            value = value.item()
-        if ftype == "bool":
-            if not isinstance(value, (bool, int)):
-                raise BuildError(f"{where}: expected bool, got {value!r}")
-            return bool(value)
-        if ftype in ("float", "double"):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise BuildError(f"{where}: expected a number, got {value!r}")
-            return float(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BuildError(f"{where}: expected an integer, got {value!r}")
-        return value
+    def string(self, value: object) -> int:
+        data = str(value).encode("utf-8")
+        n = len(data)
+        self._reserve(n + 12)
+        self._align(4, n + 1)
+        self.head -= n + 1  # the zero terminator is already there
+        self.buf[self.head : self.head + n] = data
+        self.head -= 4
+        _U32.pack_into(self.buf, self.head, n)
+        return self.offset()
 
     def vector(self, elem: str, value: object, where: str, align: int) -> int:
         if isinstance(value, _Ref):
             return value.off
+        if type(value) is list and elem in _INT_VECTORS:  # shapes and tensor indices
+            try:
+                packed = struct.pack(f"<{len(value)}{_INT_VECTORS[elem]}", *value)
+            except struct.error as exc:
+                raise BuildError(f"{where}: {exc}") from None
+            return self.bytes_vector(packed, 4, align)
         if elem in _NP:
             if isinstance(value, (bytes, bytearray, memoryview)):
                 arr = np.frombuffer(value, np.uint8)
@@ -208,80 +335,134 @@ class _TableWriter:
             if elem == "bool":
                 arr = arr.astype(bool)
             arr = np.ascontiguousarray(arr.ravel(), dtype=_NP[elem])
-            return self.raw_vector(arr.view(np.uint8), arr.itemsize, align)
+            return self.bytes_vector(arr.view(np.uint8), arr.itemsize, align)
         if elem in S.ENUMS:
-            vals = [self.enum_value(elem, v, where) for v in value]
+            vals = [_enum_value(elem, v, where) for v in value]
             arr = np.asarray(vals, dtype=_NP[S.ENUM_TYPES[elem]])
-            return self.raw_vector(arr.view(np.uint8), arr.itemsize, align)
+            return self.bytes_vector(arr.view(np.uint8), arr.itemsize, align)
         if elem == "string":
-            offs = [self.b.CreateString(str(s)) for s in value]
+            offs = [self.string(s) for s in value]
         elif elem in S.TABLES:
             offs = [v.off if isinstance(v, _Ref) else self.table(elem, v) for v in value]
         else:
             raise BuildError(f"{where}: unsupported vector element type {elem}")
         return self.offsets_vector(offs)
 
+    # -- tables ----------------------------------------------------------------------------
+    def _child(self, f: _Field, value: object, where: str) -> int:
+        """Write the out-of-line value of an offset field; returns its position."""
+        if isinstance(value, _Ref):
+            return value.off
+        if f.kind == _STRING:
+            return self.string(value)
+        if f.kind == _VECTOR:
+            return self.vector(f.ftype, value, where, f.align)
+        if f.ftype in S.TABLES:
+            return self.table(f.ftype, value)
+        raise BuildError(f"{where}: unsupported field type {f.ftype}")
+
     def table(self, name: str, values: dict, force: tuple[str, ...] = ()) -> int:
         """Write table ``name`` from ``{field: value}``; None values are left out.
 
-        Children are created in field-id order, so the bytes never depend on dict order.
+        Children are created in field-id order and the body is laid out widest field first
+        (ties by id), so the bytes never depend on dict order.
         """
-        layout = S.TABLES[name]
-        unknown = [k for k in values if k not in layout]
-        if unknown:
+        fields = _layout(name).fields
+        if not fields.keys() >= values.keys():
+            unknown = sorted(k for k in values if k not in fields)
             raise UnknownOptionError(
-                f"{name} has no field(s) {sorted(unknown)}; known fields: {list(layout)}"
+                f"{name} has no field(s) {unknown}; known fields: {list(fields)}"
             )
-        fields = sorted(
-            (layout[k][0], k) for k, v in values.items() if v is not None and k in layout
-        )
-        slots: list[tuple[int, object, object, object]] = []  # (id, flags|None, value, default)
-        for fid, fname in fields:
-            _, ftype, default = layout[fname]
-            value = values[fname]
-            where = f"{name}.{fname}"
-            if ftype in _FLAGS:
-                slots.append((fid, _FLAGS[ftype], self.scalar(ftype, value, where), default))
-            elif ftype in S.ENUMS:
-                flags = _FLAGS[S.ENUM_TYPES[ftype]]
-                slots.append((fid, flags, self.enum_value(ftype, value, where), default))
-            elif ftype.startswith("utype:"):
+        slots: list[tuple[int, int, str, object]] = []  # (size, id, format or "" for offsets)
+        for f in sorted([fields[k] for k, v in values.items() if v is not None], key=_by_id):
+            value = values[f.name]
+            kind = f.kind
+            if kind == _SCALAR:
+                v = value if type(value) is f.plain else _scalar_value(f, value, name)
+                if v != f.default or f.name in force:
+                    slots.append((f.size, f.fid, f.fmt, v))
+            elif kind == _ENUM:
+                v = f.plain.get(value) if type(value) is str else None
+                if v is None:
+                    v = _enum_value(f.ftype, value, f"{name}.{f.name}")
+                if v != f.default or f.name in force:
+                    slots.append((f.size, f.fid, f.fmt, v))
+            elif kind == _UTYPE:
                 continue  # written together with its union value
-            elif ftype.startswith("union:"):
-                union = ftype[len("union:") :]
+            elif kind == _UNION:
                 member, body = value
-                type_id = layout[f"{fname}_type"][0]
-                slots.append((type_id, N.Uint8Flags, self.enum_value(union, member, where), 0))
+                type_id = _enum_value(f.ftype, member, f"{name}.{f.name}")
+                if type_id:
+                    slots.append((1, f.type_fid, "<B", type_id))
                 off = body.off if isinstance(body, _Ref) else self.table(member, body)
-                slots.append((fid, None, off, None))
-            elif ftype == "string":
-                off = value.off if isinstance(value, _Ref) else self.b.CreateString(str(value))
-                slots.append((fid, None, off, None))
-            elif ftype.startswith("["):
-                align = S.FORCE_ALIGN.get(where, 1)
-                slots.append((fid, None, self.vector(ftype[1:-1], value, where, align), None))
-            elif ftype in S.TABLES:
-                off = value.off if isinstance(value, _Ref) else self.table(ftype, value)
-                slots.append((fid, None, off, None))
+                slots.append((4, f.fid, "", off))
             else:
-                raise BuildError(f"{where}: unsupported field type {ftype}")
-        b = self.b
-        b.StartObject(_num_slots(name))
-        # Widest scalars first keeps padding small; ties by id keep the layout deterministic.
-        slots.sort(key=lambda s: (-(s[1].bytewidth if s[1] else 4), s[0]))
-        forced = {layout[f][0] for f in force}
-        for fid, flags, value, default in slots:
-            if flags is None:
-                b.PrependUOffsetTRelativeSlot(fid, value, 0)
-            elif fid in forced or value != default:
-                b.Prepend(flags, value)
-                b.Slot(fid)
-        return b.EndObject()
+                slots.append((4, f.fid, "", self._child(f, value, f"{name}.{f.name}")))
+        slots.sort(key=_widest_first)
+        return self._end_table(name, slots)
 
-    def finish(self, root: int, identifier: str) -> bytes:
-        self.b.Finish(root, file_identifier=identifier.encode("ascii"))
-        with memoryview(self.b.Bytes) as mv:
-            return bytes(mv[self.b.Head() :])
+    def _end_table(self, name: str, slots: list[tuple[int, int, str, object]]) -> int:
+        n_slots = 1 + max((s[1] for s in slots), default=-1)
+        self._reserve(16 * len(slots) + 2 * n_slots + 16)
+        buf, end = self.buf, self.base + len(self.buf)
+        head = self.head
+        object_end = end - head
+        positions: dict[int, int] = {}
+        try:
+            for size, fid, fmt, value in slots:
+                head -= (head - end) % size + size
+                pos = end - head
+                if fmt:
+                    struct.pack_into(fmt, buf, head, value)
+                else:
+                    _U32.pack_into(buf, head, pos - value)
+                positions[fid] = pos
+        except struct.error as exc:
+            raise BuildError(f"{name}: field value out of range ({exc})") from None
+        head -= (head - end) % 4 + 4
+        table = end - head
+        vtable = [0] * n_slots
+        for fid, pos in positions.items():
+            vtable[fid] = table - pos
+        key = struct.pack(f"<{n_slots + 2}H", 4 + 2 * n_slots, table - object_end, *vtable)
+        existing = self._vtables.get(key)
+        if existing is None:
+            head -= len(key)
+            buf[head : head + len(key)] = key
+            existing = self._vtables[key] = end - head
+        struct.pack_into("<i", buf, end - table, existing - table)
+        if slots:
+            self.minalign = max(self.minalign, slots[0][0])
+        self.head = head
+        self.positions = positions
+        return table
+
+    def finish(self, root: int, identifier: bytes) -> None:
+        self._reserve(8 + self.minalign)
+        self._align(self.minalign, 8)
+        self.head -= 4
+        self.buf[self.head : self.head + 4] = identifier
+        self.head -= 4
+        _U32.pack_into(self.buf, self.head, self.offset() - root)
+
+    def patch(self, position: int, fmt: str, value: int) -> None:
+        """Overwrite a scalar at ``position`` (as recorded in ``positions``) after finish."""
+        struct.pack_into(fmt, self.buf, self.base + len(self.buf) - position, value)
+
+    def chunks(self) -> list:
+        """The finished file as ordered chunks: the table part, then the reserved tail."""
+        out: list = [memoryview(self.buf)[self.head :]]
+        for raw, pad in reversed(self.tail):
+            out += [_U32.pack(raw.size), memoryview(raw), bytes(pad)]
+        return out
+
+
+def _by_id(f: _Field) -> int:
+    return f.fid
+
+
+def _widest_first(slot: tuple) -> tuple[int, int]:
+    return (-slot[0], slot[1])
 
 
 # -- constant data ---------------------------------------------------------------------------
@@ -333,7 +514,7 @@ class _BufferTable:
     SAMPLE = 4096
 
     def __init__(self) -> None:
-        self.raws: list[np.ndarray | None] = [None]  # buffer 0: empty sentinel
+        self.raws: list[np.ndarray] = []  # buffer k + 1 (buffer 0 is the empty sentinel)
         self._buckets: dict[tuple, list[int]] = {}
         self._by_tensor: dict[int, int] = {}
 
@@ -353,22 +534,18 @@ class _BufferTable:
         if id(t) in self._by_tensor:
             return self._by_tensor[id(t)]
         raw = _tensor_bytes(t)
-        key = (t.dtype.str, t.dtype.name, t.shape, raw.size, self._sample_digest(raw))
+        key = (t.dtype, t.shape, raw.size, self._sample_digest(raw))
         bucket = self._buckets.setdefault(key, [])
         for other in bucket:
-            if np.array_equal(self.raws[other], raw):
+            if np.array_equal(self.raws[other - 1], raw):
                 index = other
                 break
         else:
-            index = len(self.raws)
             self.raws.append(raw)
+            index = len(self.raws)
             bucket.append(index)
         self._by_tensor[id(t)] = index
         return index
-
-    def add_raw(self, data: bytes) -> int:
-        self.raws.append(np.frombuffer(data, np.uint8))
-        return len(self.raws) - 1
 
 
 # -- model ------------------------------------------------------------------------------------
@@ -430,8 +607,8 @@ def _operator_codes(model: tfl.Model) -> tuple[dict, list[tuple[str, int]]]:
 def _operator_dict(op: tfl.Operator, opcode_index: int, index_of: dict[int, int]) -> dict:
     values: dict = {
         "opcode_index": opcode_index,
-        "inputs": np.array([-1 if t is None else index_of[id(t)] for t in op.inputs], np.int32),
-        "outputs": np.array([index_of[id(t)] for t in op.outputs], np.int32),
+        "inputs": [-1 if t is None else index_of[id(t)] for t in op.inputs],
+        "outputs": [index_of[id(t)] for t in op.outputs],
     }
     if op.opcode == "CUSTOM":
         if op.options:
@@ -451,83 +628,120 @@ def _operator_dict(op: tfl.Operator, opcode_index: int, index_of: dict[int, int]
     return values
 
 
-def _estimate_size(model: tfl.Model, buffers: _BufferTable) -> int:
-    data = sum(r.size + DATA_ALIGNMENT + 8 for r in buffers.raws if r is not None)
-    items = sum(len(sg.operators) + len(sg.tensors()) for sg in model.subgraphs)
-    return min(data + 256 * items + (1 << 16), flatbuffers.Builder.MAX_BUFFER_SIZE)
+def _tensor_dict(t: tfl.Tensor, buffer: int, name: str) -> dict:
+    values = {
+        "shape": list(t.shape),
+        "type": versioning.tensor_type(t.dtype),
+        "buffer": buffer,
+        "name": name,
+        "has_rank": True,
+    }
+    if t.quantization is not None:
+        values["quantization"] = _quantization(t.quantization)
+    if t.shape_signature is not None:
+        if len(t.shape_signature) != t.rank:
+            raise BuildError(f"tensor {t.name!r}: shape_signature rank != shape rank")
+        values["shape_signature"] = [int(d) for d in t.shape_signature]
+    return values
 
 
-def build_flatbuffer(model: tfl.Model) -> bytes:
-    """Serialize ``model`` to TFLite FlatBuffer bytes (deterministic for identical input)."""
+@dataclass
+class TFLiteFile:
+    """A serialized .tflite as ordered chunks; the constants' chunks are views of their arrays.
+
+    Nothing here copies weights: ``write_to`` streams the chunks into a file, ``tobytes``
+    joins them with one copy. ``flatbuffer_size`` is the FlatBuffer part (all of the file in
+    the inline layout); ``external_buffers`` tells which layout was written.
+    """
+
+    chunks: list
+    nbytes: int
+    flatbuffer_size: int
+    external_buffers: bool
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def tobytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def write_to(self, fh: BinaryIO) -> None:
+        for chunk in self.chunks:
+            fh.write(chunk)
+
+
+@dataclass
+class _Plan:
+    """Everything the writer needs, computed once for either layout."""
+
+    model: tfl.Model
+    codes: dict
+    buffers: _BufferTable
+    tensor_lists: list[list[tfl.Tensor]]
+    tensor_buffers: list[list[int]]
+    metadata: dict[str, bytes]
+
+
+def _plan(model: tfl.Model) -> _Plan:
     if not model.subgraphs:
         raise BuildError("model has no subgraphs")
     codes, per_op = _operator_codes(model)
-
     buffers = _BufferTable()
     tensor_lists = [sg.tensors() for sg in model.subgraphs]
     tensor_buffers = [
         [buffers.add_constant(t) if t.is_constant else 0 for t in tensors]
         for tensors in tensor_lists
     ]
-    metadata = dict(sorted(model.metadata.items()))
+    metadata = {n: bytes(v) for n, v in sorted(model.metadata.items())}
     release = versioning.min_runtime_version(per_op)
     if MIN_RUNTIME_VERSION_KEY not in metadata and 0 < len(release) < 16:
         metadata = {MIN_RUNTIME_VERSION_KEY: release.encode("ascii").ljust(16, b"\0"), **metadata}
-    metadata_buffers = {name: buffers.add_raw(bytes(v)) for name, v in metadata.items()}
+    return _Plan(model, codes, buffers, tensor_lists, tensor_buffers, metadata)
 
-    w = _TableWriter(_estimate_size(model, buffers))
-    data_offsets = [
-        None if raw is None else w.raw_vector(raw, 1, DATA_ALIGNMENT) for raw in buffers.raws
-    ]
-    buffer_offsets = [
-        w.table("Buffer", {} if off is None else {"data": _Ref(off)}) for off in data_offsets
-    ]
 
-    subgraph_offsets = []
-    for sg, tensors, bufs in zip(model.subgraphs, tensor_lists, tensor_buffers, strict=True):
-        index_of = {id(t): i for i, t in enumerate(tensors)}
-        tensor_offsets = []
-        for t, buf, name in zip(tensors, bufs, _unique_names(tensors), strict=True):
-            values = {
-                "shape": np.array(t.shape, np.int32),
-                "type": versioning.tensor_type(t.dtype),
-                "buffer": buf,
-                "name": name,
-                "has_rank": True,
-            }
-            if t.quantization is not None:
-                values["quantization"] = _quantization(t.quantization)
-            if t.shape_signature is not None:
-                if len(t.shape_signature) != t.rank:
-                    raise BuildError(f"tensor {t.name!r}: shape_signature rank != shape rank")
-                values["shape_signature"] = np.array(t.shape_signature, np.int32)
-            tensor_offsets.append(w.table("Tensor", values))
-        op_offsets = [
-            w.table("Operator", _operator_dict(op, codes[_opcode_key(op)][0], index_of))
-            for op in sg.operators
-        ]
-        missing = [t.name for t in (*sg.inputs, *sg.outputs) if id(t) not in index_of]
-        if missing:
-            raise BuildError(f"subgraph {sg.name!r}: unknown I/O tensors {missing}")
-        subgraph_offsets.append(
-            w.table(
-                "SubGraph",
-                {
-                    "tensors": [_Ref(o) for o in tensor_offsets],
-                    "inputs": np.array([index_of[id(t)] for t in sg.inputs], np.int32),
-                    "outputs": np.array([index_of[id(t)] for t in sg.outputs], np.int32),
-                    "operators": [_Ref(o) for o in op_offsets],
-                    "name": sg.name,
-                },
-            )
+def serialize(model: tfl.Model, *, external_buffers: bool = False) -> TFLiteFile:
+    """Serialize ``model`` (deterministic for identical input) without copying its weights.
+
+    The offset layout is used when asked for, or when the inline FlatBuffer would reach the
+    2 GB FlatBuffer limit.
+    """
+    plan = _plan(model)
+    out = _write(plan, external=external_buffers)
+    if out.flatbuffer_size >= FLATBUFFER_LIMIT and not external_buffers:
+        out = _write(plan, external=True)
+    if out.flatbuffer_size >= FLATBUFFER_LIMIT:
+        raise BuildError(f"the FlatBuffer part alone is {out.flatbuffer_size} bytes (> 2 GB)")
+    return out
+
+
+def build_flatbuffer(model: tfl.Model, *, external_buffers: bool = False) -> bytes:
+    """Serialize ``model`` to the bytes of a .tflite file (see :func:`serialize`)."""
+    return serialize(model, external_buffers=external_buffers).tobytes()
+
+
+def _write(plan: _Plan, external: bool) -> TFLiteFile:
+    model = plan.model
+    metadata = dict(plan.metadata)
+    if external:
+        metadata.setdefault(BUFFER_LOCATION_KEY, BUFFER_LOCATION_VALUE)
+    constants = plan.buffers.raws
+    metadata_buffers = {name: 1 + len(constants) + k for k, name in enumerate(metadata)}
+    items = sum(len(sg.operators) for sg in model.subgraphs) + sum(map(len, plan.tensor_lists))
+    w = _Writer(256 * items + sum(len(v) + 32 for v in metadata.values()) + (1 << 14))
+    metadata_raws = [np.frombuffer(v, np.uint8) for v in metadata.values()]
+    buffer_offsets, placeholders = _write_buffers(w, constants, metadata_raws, external)
+
+    subgraph_offsets = [
+        _write_subgraph(w, plan, sg, tensors, bufs)
+        for sg, tensors, bufs in zip(
+            model.subgraphs, plan.tensor_lists, plan.tensor_buffers, strict=True
         )
-
+    ]
     builtin = S.ENUMS["BuiltinOperator"]
     opcode_offsets = []
-    for (opcode, custom), (_, version) in codes.items():
-        code = builtin[opcode]
+    for (opcode, custom), (_, version) in plan.codes.items():
         values = {
-            "deprecated_builtin_code": min(code, 127),
+            "deprecated_builtin_code": min(builtin[opcode], 127),
             "builtin_code": opcode,
             "version": version,
             "custom_code": custom or None,
@@ -535,7 +749,7 @@ def build_flatbuffer(model: tfl.Model) -> bytes:
         force = ("deprecated_builtin_code", "builtin_code", "version")
         opcode_offsets.append(w.table("OperatorCode", values, force=force))
 
-    signature = _signature(model, tensor_lists[0])
+    signature = _signature(model, plan.tensor_lists[0])
     root = w.table(
         "Model",
         {
@@ -548,7 +762,77 @@ def build_flatbuffer(model: tfl.Model) -> bytes:
             "signature_defs": [signature],
         },
     )
-    return w.finish(root, S.FILE_IDENTIFIER)
+    w.finish(root, S.FILE_IDENTIFIER.encode("ascii"))
+    chunks = w.chunks()
+    size = w.offset()
+    if not external:
+        return TFLiteFile(chunks, size, size, False)
+    return _append_external(w, chunks, size, constants, placeholders)
+
+
+def _write_buffers(w: _Writer, constants, metadata_raws, external: bool):
+    """Buffer tables (sentinel, constants, metadata); their data is written first.
+
+    Inline: every data vector is reserved at the end of the file. Offset: metadata stays
+    inline, non-empty constants get placeholder ``offset``/``size`` fields (patched by
+    :func:`_append_external`); returns the table positions and ``{constant index: (offset
+    field position, size field position)}``.
+    """
+    if external:
+        data = [None] * len(constants)
+        data += [w.bytes_vector(raw, 1, DATA_ALIGNMENT) for raw in metadata_raws]
+    else:
+        data = [w.tail_vector(raw, DATA_ALIGNMENT) for raw in (*constants, *metadata_raws)]
+    tables = [w.table("Buffer", {})]
+    placeholders: dict[int, tuple[int, int]] = {}
+    for i, off in enumerate(data):
+        if off is not None:
+            tables.append(w.table("Buffer", {"data": _Ref(off)}))
+        elif constants[i].size:
+            tables.append(w.table("Buffer", {"offset": 1, "size": 1}))
+            placeholders[i] = (w.positions[1], w.positions[2])
+        else:  # an empty constant: nothing to place outside
+            tables.append(w.table("Buffer", {"data": _Ref(w.bytes_vector(b"", 1, 16))}))
+    return tables, placeholders
+
+
+def _append_external(w: _Writer, chunks: list, size: int, constants, placeholders) -> TFLiteFile:
+    """Offset layout: constants after the FlatBuffer, 64-byte aligned, then tail padding."""
+    cursor = size
+    for i, (off_pos, size_pos) in placeholders.items():
+        raw = constants[i]
+        start = -(-cursor // EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT
+        chunks += [bytes(start - cursor), memoryview(raw)]
+        w.patch(off_pos, "<Q", start)
+        w.patch(size_pos, "<Q", raw.size)
+        cursor = start + raw.size
+    chunks.append(bytes(EXTERNAL_TAIL_PADDING))
+    return TFLiteFile(chunks, cursor + EXTERNAL_TAIL_PADDING, size, True)
+
+
+def _write_subgraph(w: _Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) -> int:
+    index_of = {id(t): i for i, t in enumerate(tensors)}
+    tensor_offsets = [
+        _Ref(w.table("Tensor", _tensor_dict(t, buf, name)))
+        for t, buf, name in zip(tensors, bufs, _unique_names(tensors), strict=True)
+    ]
+    op_offsets = [
+        _Ref(w.table("Operator", _operator_dict(op, plan.codes[_opcode_key(op)][0], index_of)))
+        for op in sg.operators
+    ]
+    missing = [t.name for t in (*sg.inputs, *sg.outputs) if id(t) not in index_of]
+    if missing:
+        raise BuildError(f"subgraph {sg.name!r}: unknown I/O tensors {missing}")
+    return w.table(
+        "SubGraph",
+        {
+            "tensors": tensor_offsets,
+            "inputs": [index_of[id(t)] for t in sg.inputs],
+            "outputs": [index_of[id(t)] for t in sg.outputs],
+            "operators": op_offsets,
+            "name": sg.name,
+        },
+    )
 
 
 def _signature(model: tfl.Model, tensors: list[tfl.Tensor]) -> dict:

@@ -31,6 +31,14 @@ from .errors import UnsupportedError
 SAMPLE_BATCHES = (2, 3)
 
 
+class DynamicBatchModel(Exception):  # noqa: N818 - a signal between front end and pipeline
+    """Raised by the front end: these inputs have an unknown batch and nothing else unknown."""
+
+    def __init__(self, inputs: list[str]):
+        super().__init__(", ".join(inputs))
+        self.inputs = inputs
+
+
 def dynamic_batch_inputs(model: onnx.ModelProto) -> list[str]:
     """Inputs whose only non-static dimension is the first; [] when any other dim is dynamic
     (the general case stays refused) or no input is dynamic."""

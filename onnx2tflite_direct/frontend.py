@@ -21,6 +21,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from . import errors
+from .dynamic_batch import DynamicBatchModel, dynamic_batch_inputs
 from .errors import BadInputError, UnsupportedError
 from .folding import fold_node, is_foldable
 from .ir import Graph, Node, Value
@@ -875,8 +876,17 @@ def load_graph(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     batch_size: int | None = None,
+    dynamic_batch: bool = False,
 ) -> FrontEndResult:
-    proto = apply_shape_pins(load_model(model), input_shapes, batch_size)
+    """``dynamic_batch``: raise :class:`DynamicBatchModel` (before any heavy work) when the
+    only unknown input dims left after the pins are batch dims, so the caller can lower the
+    model at sample batch sizes instead (``dynamic_batch.py``)."""
+    loaded = load_model(model)
+    if dynamic_batch and batch_size is None:
+        names = set(dynamic_batch_inputs(loaded)) - set(input_shapes or ())
+        if names:
+            raise DynamicBatchModel(sorted(names))
+    proto = apply_shape_pins(loaded, input_shapes, batch_size)
     _check_structure(proto)
     g = proto.graph
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}

@@ -21,7 +21,7 @@ import onnx
 from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
 from .context import Driver, LoweringOptions
-from .dynamic_batch import SAMPLE_BATCHES, dynamic_batch_inputs, lower_with_dynamic_batch
+from .dynamic_batch import SAMPLE_BATCHES, DynamicBatchModel, lower_with_dynamic_batch
 from .errors import ConversionError, InternalError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
@@ -34,7 +34,7 @@ from .tensor_mapping import tensor_map
 
 @dataclass
 class ConversionResult:
-    tflite_bytes: bytes
+    tflite_bytes: bytes | memoryview  # a view of the written file for outputs >= 1 GiB
     report: dict
     paths: dict[str, Path] = field(default_factory=dict)
     validation: object | None = None
@@ -350,21 +350,21 @@ def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
     model with a run-time batch size (``dynamic_batch.py``)."""
     if inputs or outputs:
         model = extract_subgraph(load_model(model), inputs, outputs)
-    if batch_size is None:
-        model = load_model(model)
-        dynamic = set(dynamic_batch_inputs(model)) - set(input_shapes or ())
-        if dynamic:
+    try:
+        return _lower_static(model, options, rec, input_shapes, batch_size, dynamic_batch=True)
+    except DynamicBatchModel:
 
-            def at(batch: int):
-                scratch = rec if batch == SAMPLE_BATCHES[0] else report.ReportBuilder(options, "")
-                return _lower_static(model, options, scratch, input_shapes, batch)
+        def at(batch: int):
+            scratch = rec if batch == SAMPLE_BATCHES[0] else report.ReportBuilder(options, "")
+            return _lower_static(model, options, scratch, input_shapes, batch)
 
-            return lower_with_dynamic_batch(at)
-    return _lower_static(model, options, rec, input_shapes, batch_size)
+        return lower_with_dynamic_batch(at)
 
 
-def _lower_static(model, options, rec, input_shapes, batch_size):
-    fe = load_graph(model, input_shapes=input_shapes, batch_size=batch_size)
+def _lower_static(model, options, rec, input_shapes, batch_size, dynamic_batch=False):
+    fe = load_graph(
+        model, input_shapes=input_shapes, batch_size=batch_size, dynamic_batch=dynamic_batch
+    )
     rec.model_info(fe)
     rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
     graph = fe.graph
@@ -384,9 +384,10 @@ def _lower_static(model, options, rec, input_shapes, batch_size):
             counts[name] = counts.get(name, 0) + count
     for name, count in counts.items():
         rec.rewrite(name, count, [])
-    # The ONNX-order constants are no longer needed: free them before the builder
-    # allocates the output buffer (peak memory is the sum of both otherwise).
+    # The ONNX-order constants and the driver's copies of re-laid-out weights are no longer
+    # needed: free them before the file is built (peak memory is the sum otherwise).
     graph.values.clear()
+    driver.release_constant_cache()
     return driver, tfl.Model(subgraphs), fe.model_loader
 
 
