@@ -51,6 +51,9 @@ print(json.dumps({"seconds": seconds, "peak_rss": rss, "bytes": size}))
 
 def run_child(*args) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # Measure what an installed package costs: pip writes .pyc files at install time, so a
+    # sandbox's PYTHONDONTWRITEBYTECODE would only add recompiling every module to each run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     out = subprocess.run(
         [sys.executable, "-c", CHILD, *map(str, args)],
         capture_output=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from . import errors, onnx_rewrites, report, tfl, tfl_rewrites
+from . import builder, errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
 from .context import Driver, LoweringOptions
 from .dynamic_batch import SAMPLE_BATCHES, DynamicBatchModel, lower_with_dynamic_batch
@@ -34,17 +34,24 @@ from .tensor_mapping import tensor_map
 
 @dataclass
 class ConversionResult:
-    tflite_bytes: bytes | memoryview  # a view of the written file for outputs >= 1 GiB
-    report: dict
+    report: dict = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     validation: object | None = None
     # ONNX tensor name -> {"tensor": TFLite tensor name, "perm", "inner"} (see context.tensor_map)
     tensor_map: dict[str, dict] = field(default_factory=dict)
     # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
     variants: dict[str, bytes] = field(default_factory=dict)
-    model_ir: tfl.Model | None = field(default=None, repr=False)  # only from lower_model()
     _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
+    # The float32 file: bytes, a memoryview of the written file (outputs >= 1 GiB), or the
+    # builder's chunks, joined into bytes only when someone asks (writing needs no join).
+    _tflite: object = field(default=b"", repr=False)
+
+    @property
+    def tflite_bytes(self) -> bytes | memoryview:
+        if not isinstance(self._tflite, (bytes, memoryview)):
+            self._tflite = self._tflite.tobytes()
+        return self._tflite
 
     @property
     def model(self) -> onnx.ModelProto | None:
@@ -200,7 +207,7 @@ def convert(
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
     started = time.perf_counter()
-    result = ConversionResult(tflite_bytes=b"", report={})
+    result = ConversionResult()
     try:
         driver, model_ir, loader = _lower(
             model, options, rec, input_shapes, batch_size, inputs, outputs
@@ -213,15 +220,14 @@ def convert(
             rec.section("gpu_friendly", {"rewrites": gpu.apply(model_ir)})
         if fp16_accumulation:
             model_ir.metadata[REDUCED_PRECISION_KEY] = FP16_ACCUMULATION
-        from . import builder
 
         def build(ir: tfl.Model) -> bytes:
             return builder.serialize(ir, external_buffers=external_buffers).tobytes()
 
         serialized = builder.serialize(model_ir, external_buffers=external_buffers)
-        result.tflite_bytes = _model_bytes(serialized, out_dir, stem, result)
+        result._tflite = _model_file(serialized, out_dir, stem, result)
         del serialized
-        rec.lowered(driver, result.tflite_bytes)
+        rec.lowered(driver, len(result._tflite))
         if gpu_friendly:
             rec.sections["gpu_friendly"]["not_delegated"] = gpu.remaining_issues(
                 result.tflite_bytes
@@ -436,10 +442,11 @@ def _finish(rec, result, out_dir, stem, write_report, started, write_model) -> N
 STREAM_TO_DISK_BYTES = 1 << 30
 
 
-def _model_bytes(serialized, out_dir: Path | None, stem: str, result: ConversionResult):
-    """The float32 .tflite as bytes, or (large, with an output folder) written and mapped."""
+def _model_file(serialized, out_dir: Path | None, stem: str, result: ConversionResult):
+    """The float32 .tflite: the builder's chunks, or (large, with an output folder) written
+    now and mapped, so the weights are not held twice."""
     if out_dir is None or serialized.nbytes < STREAM_TO_DISK_BYTES:
-        return serialized.tobytes()
+        return serialized
     path = out_dir / f"{stem}_float32.tflite"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -457,7 +464,7 @@ def _write_outputs(rec, result, out_dir, stem, write_report, started, write_mode
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if write_model:
-            for kind, data in {"float32": result.tflite_bytes, **result.variants}.items():
+            for kind, data in {"float32": result._tflite, **result.variants}.items():
                 path = out_dir / f"{stem}_{kind}.tflite"
                 if result.paths.get(kind) != path:  # not streamed already (_model_bytes)
                     write_atomic(path, data)

@@ -7,6 +7,7 @@ are generated from these entries.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,8 +138,15 @@ def decomposable_ops() -> list[str]:
     return REGISTRY.decomposable_ops()
 
 
+@functools.lru_cache(maxsize=256)
+def dtype_name(dtype) -> str:
+    """``np.dtype(dtype).name``, cached: numpy builds the name string on every access, and
+    lowering asks for it thousands of times per model."""
+    return np.dtype(dtype).name
+
+
 def _dtype_name(dtype) -> str:
-    return "none" if dtype is None else np.dtype(dtype).name
+    return "none" if dtype is None else dtype_name(dtype)
 
 
 def check_node(spec: OpSpec, node: Node, graph: Graph) -> None:

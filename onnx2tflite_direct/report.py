@@ -143,7 +143,7 @@ class ReportBuilder:
             message=f"not judged: input {tensor!r} comes from a refused node",
         )
 
-    def lowered(self, driver, tflite_bytes: bytes) -> None:
+    def lowered(self, driver, size: int) -> None:
         from .versioning import op_version
 
         self.io_table = driver.io_table
@@ -161,7 +161,7 @@ class ReportBuilder:
             entry["count"] += 1
             entry["version"] = max(entry["version"], op_version(op) if op.opcode != "CUSTOM" else 1)
         self.histogram = dict(sorted(hist.items()))
-        self.size = len(tflite_bytes)
+        self.size = size
 
     def section(self, name: str, value) -> None:
         self.sections[name] = value

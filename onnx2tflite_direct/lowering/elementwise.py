@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import errors
 from ..policies import broadcasting, same_as_input
-from ..registry import lowering
+from ..registry import dtype_name, lowering
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SIGNED = ("int8", "int16", "int32", "int64")
@@ -42,10 +42,6 @@ WIDER = {
     "bfloat16": "float32",
 }
 ARITH = {"ADD", "SUB", "MUL", "DIV"}
-
-
-def dtype_name(dtype) -> str:
-    return np.dtype(dtype).name
 
 
 def np_dtype(name: str) -> np.dtype:
