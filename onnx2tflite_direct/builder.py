@@ -253,6 +253,8 @@ class _Writer:
         self.minalign = 4
         self.tail: list[tuple[np.ndarray, int]] = []  # (bytes, zero padding after them)
         self._vtables: dict[bytes, int] = {}
+        # (table, fields present) -> fields in id order: tables of one kind repeat their shape
+        self._field_order: dict[tuple, list] = {}
         self.positions: dict[int, int] = {}  # field id -> position, of the last table
 
     def offset(self) -> int:
@@ -367,14 +369,19 @@ class _Writer:
         Children are created in field-id order and the body is laid out widest field first
         (ties by id), so the bytes never depend on dict order.
         """
-        fields = _layout(name).fields
-        if not fields.keys() >= values.keys():
-            unknown = sorted(k for k in values if k not in fields)
-            raise UnknownOptionError(
-                f"{name} has no field(s) {unknown}; known fields: {list(fields)}"
-            )
+        present = tuple(k for k, v in values.items() if v is not None)
+        order = self._field_order.get((name, present))
+        if order is None:
+            fields = _layout(name).fields
+            if not fields.keys() >= values.keys():
+                unknown = sorted(k for k in values if k not in fields)
+                raise UnknownOptionError(
+                    f"{name} has no field(s) {unknown}; known fields: {list(fields)}"
+                )
+            order = sorted((fields[k] for k in present), key=_by_id)
+            self._field_order[(name, present)] = order
         slots: list[tuple[int, int, str, object]] = []  # (size, id, format or "" for offsets)
-        for f in sorted([fields[k] for k, v in values.items() if v is not None], key=_by_id):
+        for f in order:
             value = values[f.name]
             kind = f.kind
             if kind == _SCALAR:

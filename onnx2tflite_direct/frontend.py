@@ -113,11 +113,13 @@ def _graph_tensors(graph: onnx.GraphProto):
 
 
 def _node_tensors(node: onnx.NodeProto):
-    for attr in node.attribute:
-        yield attr.t
+    for attr in node.attribute:  # HasField first: reading an unset message field builds one
+        if attr.HasField("t"):
+            yield attr.t
         yield from attr.tensors
-        yield attr.sparse_tensor.values
-        yield attr.sparse_tensor.indices
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
         for sparse in attr.sparse_tensors:
             yield sparse.values
             yield sparse.indices

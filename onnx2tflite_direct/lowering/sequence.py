@@ -32,6 +32,7 @@ SEQUENCE_OPS = (
     "SequenceMap",
 )
 OPTIONAL_OPS = ("Optional", "OptionalHasElement", "OptionalGetElement")
+STATIC_OPS = frozenset(SEQUENCE_OPS + OPTIONAL_OPS)
 EMPTY = object()  # an optional without a value
 
 
@@ -236,6 +237,8 @@ def resolve_static(nodes, consts: dict, infos: dict, opset: int, graph_outputs):
     A resolved node is replaced by the plain nodes it emitted (possibly none). Producers of
     sequences/optionals are put back while something still reads their result (an unresolved
     use, refused later by the lowerings below), so the graph stays well-formed."""
+    if not any(n.op_type in STATIC_OPS for n in nodes):
+        return nodes, []  # nothing to resolve: most models (a pass over all nodes saved)
     resolver = _Resolver(consts, infos, opset)
     plan: list[tuple[onnx.NodeProto, list[onnx.NodeProto] | None]] = []
     for n in nodes:
