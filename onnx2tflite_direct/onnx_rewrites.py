@@ -408,9 +408,30 @@ RULES = [
 ]
 
 
+# Op types a rule's pattern must contain (None: any graph). A rule whose trigger is absent
+# cannot match, so it is skipped without building its consumer/producer index.
+TRIGGERS = {
+    "remove_noop_cast": {"Cast"},
+    "fold_batchnorm_into_conv": {"BatchNormalization"},
+    "merge_pad_into_conv": {"Pad"},
+    "fuse_gelu": {"Erf"},
+    "fuse_gelu_tanh": {"Tanh"},
+    "fuse_hardswish": {"HardSigmoid", "Clip"},
+}
+
+
 def apply(graph: Graph, enabled: bool = True, disabled: frozenset[str] = frozenset()):
     if not enabled:
         return
+    present = {n.op_type for n in graph.nodes}
     for name, rule in RULES:
-        if name not in disabled:
-            yield name, rule(graph)
+        if name in disabled:
+            continue
+        trigger = TRIGGERS.get(name)
+        if trigger is not None and not trigger & present:
+            yield name, []
+            continue
+        changed = rule(graph)
+        if changed:
+            present = {n.op_type for n in graph.nodes}
+        yield name, changed
