@@ -180,10 +180,10 @@ def convert(
     options = _lowering_options(
         keep_io_layout=keep_io_layout,
         allow_custom_ops=allow_custom_ops,
-        custom_op_allowlist=tuple(custom_op_allowlist or ()),
-        keep_layout=tuple(keep_layout),
-        channel_last=tuple(channel_last),
-        decompose=tuple(decompose or ()),
+        custom_op_allowlist=custom_op_allowlist,
+        keep_layout=keep_layout,
+        channel_last=channel_last,
+        decompose=decompose,
         nms_dynamic_output=nms_dynamic_output,
         nms_class_argmax=nms_class_argmax,
         unroll_rnn=unroll_rnn,
@@ -289,36 +289,18 @@ class Lowered:
 def lower_model(
     model,
     *,
-    keep_io_layout: bool = False,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     batch_size: int | None = None,
-    allow_custom_ops: bool = False,
-    custom_op_allowlist=(),
-    fuse: bool = True,
-    disable_rewrites=(),
-    keep_layout: tuple[str, ...] = (),
-    channel_last: tuple[str, ...] = (),
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
-    decompose=(),
-    nms_dynamic_output: bool = False,
-    nms_class_argmax: bool = False,
-    unroll_rnn: bool = False,
+    disable_rewrites=(),
+    **lowering,
 ) -> Lowered:
-    """Front end, planning, lowering and TFLite rewrites: what ``convert`` serializes."""
-    options = _lowering_options(
-        keep_io_layout=keep_io_layout,
-        allow_custom_ops=allow_custom_ops,
-        custom_op_allowlist=tuple(custom_op_allowlist or ()),
-        keep_layout=tuple(keep_layout),
-        channel_last=tuple(channel_last),
-        decompose=tuple(decompose or ()),
-        nms_dynamic_output=nms_dynamic_output,
-        nms_class_argmax=nms_class_argmax,
-        unroll_rnn=unroll_rnn,
-        fuse=fuse,
-        disabled_rewrites=_disabled_rewrites(disable_rewrites),
-    )
+    """Front end, planning, lowering and TFLite rewrites: what ``convert`` serializes.
+
+    ``lowering`` takes ``convert``'s lowering options (``keep_io_layout``, ``decompose``,
+    ``fuse``, ``unroll_rnn`` ...: the fields of :class:`LoweringOptions`)."""
+    options = _lowering_options(disabled_rewrites=_disabled_rewrites(disable_rewrites), **lowering)
     rec = report.ReportBuilder(options, _stem(model))
     driver, model_ir, loader = _lower(
         model, options, rec, input_shapes, batch_size, inputs, outputs
@@ -327,7 +309,12 @@ def lower_model(
 
 
 def _lowering_options(**fields) -> LoweringOptions:
-    options = LoweringOptions(**fields)
+    for name in ("custom_op_allowlist", "keep_layout", "channel_last", "decompose"):
+        fields[name] = tuple(fields.get(name) or ())
+    try:
+        options = LoweringOptions(**fields)
+    except TypeError as exc:  # an unknown keyword
+        raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
     without = sorted(set(options.decompose) - set(decomposable_ops()))
     if without:
         raise errors.BadInputError(
