@@ -7,6 +7,7 @@ are written atomically so a failed run never leaves a half-written .tflite.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import mmap
@@ -244,6 +245,8 @@ def convert(
             )
             rec.section("quantization", summaries)
         del model_ir
+        if _has_quantization_ops(rec):
+            _prequantized_variant(result, rec, options, quant, build)
         if validate:
             result.validation = _validate(result, rec, test_data, seed, atol)
     except ConversionError as exc:
@@ -263,6 +266,53 @@ def convert(
         err.conversion = result  # the file was written; callers may diagnose further
         raise err
     return result
+
+
+# ONNX ops that make a model "already quantized" (QDQ, QOperator, quantize_dynamic output).
+QUANTIZATION_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QGemm",
+        "QLinearAdd",
+        "QLinearMul",
+        "MatMulInteger",
+        "ConvInteger",
+    }
+)
+
+
+def _has_quantization_ops(rec: report.ReportBuilder) -> bool:
+    return any(row.get("op_type") in QUANTIZATION_OPS for row in rec.rows.values())
+
+
+def _prequantized_variant(result, rec, options: LoweringOptions, quant, build) -> None:
+    """An already-quantized model also gets the integer (or hybrid) file its own scales
+    describe: Q/DQ stripped into ranges, the float model lowered again and quantized by the
+    same integer rewrite as calibrated models (``quant/qdq_import.py``). The float32 file
+    keeps the exact Q/DQ semantics; the report's ``prequantized`` section says per node
+    whether it runs integer, hybrid or float, and why."""
+    from .quant import qdq_import
+
+    model = result.model
+    if not qdq_import.is_prequantized(model):
+        return
+    stripped, info = qdq_import.import_quantized(model)
+    extra = qdq_import.lowering_options(stripped, info)
+    disabled = options.disabled_rewrites | frozenset(extra.get("disable_rewrites", ()))
+    fields = {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if f.name != "disabled_rewrites"
+    }
+    lowered = lower_model(stripped, disable_rewrites=disabled, **fields)
+    model_ir, summary = qdq_import.prequantized_variant(lowered, info.ranges, info, quant)
+    kind = "integer_quant" if summary.mode == "static" else "dynamic_range_quant"
+    result.variants[kind] = build(model_ir)
+    rec.section("prequantized", {"kind": kind, **summary.to_dict()})
 
 
 # LiteRT's reduced-precision metadata (read by XNNPACK): float16 inference with float16

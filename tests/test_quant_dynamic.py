@@ -65,6 +65,18 @@ def test_hybrid_weights_are_int8_per_channel_on_the_spec_axes():
     assert metrics["shape_match"] and metrics["sqnr_db"] >= 30.0, metrics["sqnr_db"]
 
 
+def test_per_tensor_weights_keep_a_scale_per_depthwise_channel():
+    """--quant-type per-tensor: one scale per weight, except DEPTHWISE_CONV_2D, whose hybrid
+    kernel reads one per channel (all equal); a single scale there reads past its end."""
+    res = convert(_conv_depthwise_fc_model(), quantize=("dynamic",), quant_type="per-tensor")
+    dyn = res.variants["dynamic_range_quant"]
+    dims = sorted((qdim, count) for _, _, qdim, count in _weights(dyn))
+    assert dims == [(0, 1), (0, 1), (3, 128)]
+    val = V.validate(res.model, dyn, res.report["io"], seed=2, atol=1.0)
+    (metrics,) = val.outputs.values()
+    assert metrics["sqnr_db"] >= 25.0, metrics["sqnr_db"]
+
+
 @pytest.mark.parametrize("name, floor_db", [("example", 40.0), ("mobilenetv2", 28.0)])
 def test_dynamic_variant_accuracy(name, floor_db, tmp_path):
     if name == "example":

@@ -16,6 +16,7 @@ from .. import tfl
 MIN_ELEMENTS = 1024
 # Hybrid-capable op -> the weight's output-channel axis.
 HYBRID_WEIGHT_AXIS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": 3}
+PER_CHANNEL_SCALES_ONLY = {"DEPTHWISE_CONV_2D"}
 
 
 def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
@@ -36,7 +37,7 @@ def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
             if not _eligible(w, op, readers):
                 continue
             if id(w) not in done:
-                done[id(w)] = _int8_symmetric(w, axis if per_channel else None)
+                done[id(w)] = hybrid_weight(w, op.opcode, per_channel)
                 converted += 1
             op.inputs[1] = done[id(w)]
             if op.opcode == "FULLY_CONNECTED":
@@ -53,6 +54,22 @@ def _eligible(w: tfl.Tensor | None, op: tfl.Operator, readers) -> bool:
         return False
     # Every reader must be a hybrid op reading it as its weight on the same axis.
     return all(o.opcode == op.opcode and i == 1 for o, i in readers.get(id(w), []))
+
+
+def hybrid_weight(w: tfl.Tensor, opcode: str, per_channel: bool) -> tfl.Tensor:
+    """``w`` as the symmetric int8 weight of hybrid ``opcode``. Per tensor still writes one
+    scale per output channel (all equal) for DEPTHWISE_CONV_2D: its hybrid kernel reads a
+    scale per channel and would run off the end of a single one."""
+    axis = HYBRID_WEIGHT_AXIS[opcode]
+    q = _int8_symmetric(w, axis if per_channel else None)
+    if not per_channel and opcode in PER_CHANNEL_SCALES_ONLY:
+        channels = w.shape[axis]
+        q.quantization = tfl.Quantization(
+            scale=np.repeat(q.quantization.scale, channels),
+            zero_point=np.zeros(channels, np.int64),
+            axis=axis,
+        )
+    return q
 
 
 def _int8_symmetric(w: tfl.Tensor, axis: int | None) -> tfl.Tensor:
