@@ -23,7 +23,11 @@ def test_every_report_field_is_documented():
     report = check_conversion(model).report
     doc = (ROOT / "docs" / "coverage_report.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.M))
-    optional_sections = {"gpu_friendly", "quantization", "prequantized"}  # present only when asked for
+    optional_sections = {
+        "gpu_friendly",
+        "quantization",
+        "prequantized",
+    }  # present only when asked for
     assert set(report) == documented - optional_sections
     row = report["nodes"][0]
     assert set(row) == {"name", "domain", "op_type", "mode", "tflite_ops", "reason_code", "message"}
