@@ -110,6 +110,10 @@ class UnknownOptionError(BuildError):
     """An options dict names a field (or enum value) the schema table does not have."""
 
 
+class FieldRangeError(BuildError):
+    """A value does not fit its schema field (e.g. an ONNX stride beyond int32)."""
+
+
 class _Ref:
     """An already-written offset, passed where a table/vector/string value is expected."""
 
@@ -425,7 +429,7 @@ class _Writer:
                     _U32.pack_into(buf, head, pos - value)
                 positions[fid] = pos
         except struct.error as exc:
-            raise BuildError(f"{name}: field value out of range ({exc})") from None
+            raise FieldRangeError(f"{name}: field value out of range ({exc})") from None
         head -= (head - end) % 4 + 4
         table = end - head
         vtable = [0] * n_slots

@@ -253,6 +253,11 @@ def convert(
         rec.error(exc)
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
         raise
+    except builder.FieldRangeError as exc:  # an attribute value TFLite's field cannot hold
+        err = UnsupportedError(errors.UNSUPPORTED_ATTRIBUTE_VALUE, str(exc))
+        rec.error(err)
+        _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
+        raise err from None
     except Exception as exc:  # a bug: still typed, still reported
         err = InternalError(errors.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         rec.error(err)

@@ -407,3 +407,19 @@ def test_conversion_is_byte_identical_across_processes(tmp_path):
         (tflite,) = out.glob("*.tflite")
         digests.append(hashlib.sha256(tflite.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_attribute_beyond_tflite_field_range_is_a_typed_refusal():
+    """A Conv stride of 2**31 converts in ONNX terms but no Conv2DOptions field holds it
+    (found by the long fuzz run: it surfaced as an internal error)."""
+    import numpy as np
+    from harness import expect_refusal, make_model
+    from onnx import helper
+
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], strides=[2**31, 1])],
+        inputs=[("x", np.float32, (1, 1, 4, 4))],
+        outputs=[("y", np.float32, (1, 1, 1, 2))],
+        initializers={"w": np.ones((1, 1, 3, 3), np.float32)},
+    )
+    expect_refusal(model, "unsupported_attribute_value")

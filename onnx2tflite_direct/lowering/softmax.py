@@ -29,6 +29,17 @@ def _norm_axes(node, graph) -> tuple[int, ...]:
     return (axis,) if node.opset >= 13 else tuple(range(axis, rank))
 
 
+def _axis_in_range(node, graph) -> str | None:
+    """ONNX allows -rank <= axis < rank (<= rank before opset 13, where an axis equal to the
+    rank coerces to an empty trailing block); anything else is a malformed attribute."""
+    rank = len(graph.values[node.inputs[0]].shape)
+    axis = int(node.attrs.get("axis", 1 if node.opset < 13 else -1))
+    top = rank if node.opset < 13 else rank - 1
+    if not -rank <= axis <= top:
+        return f"unsupported_attribute_value: axis={axis} is outside [{-rank}, {top}]"
+    return None
+
+
 def _any_layout(node, ins, graph, drv=None):
     """Input layout passes through (inner element orders are materialized away)."""
     lay = ins[0]
@@ -108,6 +119,7 @@ lowering(
     "Softmax",
     _any_layout,
     ranks=XNNPACK_RANKS,
+    extra_check=_axis_in_range,
     tflite_ops=("SOFTMAX", "RESHAPE", "REDUCE_MAX", "SUB", "EXP", "SUM", "DIV"),
     notes=NOTES,
 )(_lower_normalizer("SOFTMAX", log=False))
@@ -115,6 +127,7 @@ lowering(
     "LogSoftmax",
     _any_layout,
     ranks=XNNPACK_RANKS,
+    extra_check=_axis_in_range,
     tflite_ops=("LOG_SOFTMAX", "RESHAPE", "REDUCE_MAX", "SUB", "EXP", "SUM", "LOG"),
     notes=NOTES,
 )(_lower_normalizer("LOG_SOFTMAX", log=True))
@@ -123,6 +136,7 @@ lowering(
 @lowering(
     "Hardmax",
     _hardmax_policy,
+    extra_check=_axis_in_range,
     tflite_ops=("ARG_MAX", "ONE_HOT", "RESHAPE"),
     notes="first maximum wins, as in ONNX; opset < 13 flattens in ONNX order",
 )

@@ -50,3 +50,20 @@ def test_seeds_convert_and_run(seed_name):
     outcome, detail, tflite = classify_conversion(SEEDS[seed_name])
     assert outcome == "converted", detail
     run_litert(tflite)
+
+
+# Examples of tools/fuzz_long.py that once failed (index -> what went wrong), replayed here:
+# the mutator crashing on an already-broken initializer (6617, 8125, 15222), an out-of-range
+# Conv stride reaching the builder (15629, 18304), a Softmax axis beyond the rank that shape
+# inference let through after an opset change (16547).
+LONG_RUN_REGRESSIONS = (6617, 8125, 15222, 15629, 16547, 18304)
+
+
+@pytest.mark.parametrize("index", LONG_RUN_REGRESSIONS)
+def test_long_run_regressions_stay_typed(index):
+    names = sorted(SEEDS)
+    model, applied = mutate(SEEDS[names[index % len(names)]], index)
+    outcome, detail, tflite = classify_conversion(model)
+    assert outcome not in ("internal_error", "raw_exception"), f"{index} {applied}: {detail}"
+    if tflite is not None:
+        run_litert(tflite)
