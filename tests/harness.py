@@ -283,3 +283,39 @@ def run_node(op, feeds: dict, out_dtype=None, out_shape=None, opset=17, **attrs)
         opset=opset,
     )
     return check_conversion(model, feeds=feeds)
+
+
+def small_cnn(seed: int, residual_softmax: bool = True) -> onnx.ModelProto:
+    """Conv+Relu -> Conv -> (Add skip | Relu) -> GlobalAveragePool -> Flatten -> MatMul
+    (-> Softmax): a [1, 3, 8, 8] -> [1, 4] classifier for the quantization tests."""
+    rng = np.random.default_rng(seed)
+    inits = {
+        "w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
+        "b1": (rng.standard_normal(8) * 0.1).astype(np.float32),
+        "w2": (rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32),
+        "fw": (rng.standard_normal((8, 4)) * 0.3).astype(np.float32),
+    }
+    join = (
+        helper.make_node("Add", ["c2", "r1"], ["s"])
+        if residual_softmax
+        else helper.make_node("Relu", ["c2"], ["s"])
+    )
+    head = [helper.make_node("MatMul", ["f", "fw"], ["logits" if residual_softmax else "y"])]
+    if residual_softmax:
+        head.append(helper.make_node("Softmax", ["logits"], ["y"], axis=1))
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        join,
+        helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        *head,
+    ]
+    return make_model(
+        nodes,
+        inputs=[("x", np.float32, (1, 3, 8, 8))],
+        outputs=[("y", np.float32, (1, 4))],
+        initializers=inits,
+        opset=17,
+    )

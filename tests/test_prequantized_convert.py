@@ -6,38 +6,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from harness import make_model
-from onnx import helper
+from harness import small_cnn
 
 from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
 
-RNG = np.random.default_rng(8)
-
 
 def float_cnn():
-    inits = {
-        "w1": (RNG.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
-        "b1": (RNG.standard_normal(8) * 0.1).astype(np.float32),
-        "w2": (RNG.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32),
-        "fw": (RNG.standard_normal((8, 4)) * 0.3).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("MatMul", ["f", "fw"], ["y"]),
-    ]
-    return make_model(
-        nodes,
-        inputs=[("x", np.float32, (1, 3, 8, 8))],
-        outputs=[("y", np.float32, (1, 4))],
-        initializers=inits,
-        opset=17,
-    )
+    return small_cnn(8, residual_softmax=False)
 
 
 def _quantize_static(model, tmp_path, per_channel: bool):

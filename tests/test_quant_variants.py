@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 from harness import make_model
+from harness import small_cnn as harness_small_cnn
 from onnx import helper
 
 from onnx2tflite_direct import BadInputError, UnsupportedError, convert, errors
@@ -17,28 +18,7 @@ RNG = np.random.default_rng(21)
 
 
 def small_cnn():
-    inits = {
-        "w1": (RNG.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
-        "b1": (RNG.standard_normal(8) * 0.1).astype(np.float32),
-        "w2": (RNG.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32),
-        "fw": (RNG.standard_normal((8, 4)) * 0.3).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Add", ["c2", "r1"], ["s"]),
-        helper.make_node("GlobalAveragePool", ["s"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("MatMul", ["f", "fw"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
-    ]
-    return make_model(
-        nodes,
-        inputs=[("x", np.float32, (1, 3, 8, 8))],
-        outputs=[("y", np.float32, (1, 4))],
-        initializers=inits,
-    )
+    return harness_small_cnn(21)
 
 
 def with_layer_norm():
@@ -171,29 +151,23 @@ def test_cli_writes_every_variant(tmp_path):
 
     import onnx
 
+    def cli(out_dir, *flags):
+        cmd = [sys.executable, "-m", "onnx2tflite_direct", str(tmp_path / "m.onnx")]
+        return subprocess.run([*cmd, "-o", str(out_dir), *flags], capture_output=True, text=True)
+
     model = small_cnn()
     onnx.save(model, tmp_path / "m.onnx")
     np.save(tmp_path / "calib.npy", _samples(model, 4, seed=3)["x"])
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx2tflite_direct",
-            str(tmp_path / "m.onnx"),
-            "-o",
-            str(tmp_path),
-            "--quantize",
-            "fp16",
-            "dynamic",
-            "int8",
-            "int16x8",
-            "--calibration-data",
-            f"x={tmp_path / 'calib.npy'}",
-            "--calibration-method",
-            "percentile",
-        ],
-        capture_output=True,
-        text=True,
+    calib = f"x={tmp_path / 'calib.npy'}"
+    variants = ("fp16", "dynamic", "int8", "int16x8")
+    proc = cli(
+        tmp_path,
+        "--quantize",
+        *variants,
+        "--calibration-data",
+        calib,
+        "--calibration-method",
+        "percentile",
     )
     assert proc.returncode == 0, proc.stderr
     for kind in (
@@ -206,20 +180,7 @@ def test_cli_writes_every_variant(tmp_path):
         "full_integer_quant_with_int16_act",
     ):
         assert (tmp_path / f"m_{kind}.tflite").stat().st_size > 0
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx2tflite_direct",
-            str(tmp_path / "m.onnx"),
-            "-o",
-            str(tmp_path / "none"),
-            "--quantize",
-            "int8",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    proc = cli(tmp_path / "none", "--quantize", "int8")
     assert proc.returncode == errors.EXIT_BAD_INPUT
     assert "missing_calibration_data" in proc.stderr
     assert not (tmp_path / "none" / "m_float32.tflite").exists()
