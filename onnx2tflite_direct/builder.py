@@ -34,7 +34,7 @@ import functools
 import hashlib
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
@@ -669,6 +669,8 @@ class TFLiteFile:
     nbytes: int
     flatbuffer_size: int
     external_buffers: bool
+    # Operator code (custom code for CUSTOM) -> the version written (for the report).
+    versions: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.nbytes
@@ -722,6 +724,7 @@ def serialize(model: tfl.Model, *, external_buffers: bool = False) -> TFLiteFile
         out = _write(plan, external=True)
     if out.flatbuffer_size >= FLATBUFFER_LIMIT:
         raise BuildError(f"the FlatBuffer part alone is {out.flatbuffer_size} bytes (> 2 GB)")
+    out.versions = {custom or op: v for (op, custom), (_, v) in plan.codes.items()}
     return out
 
 

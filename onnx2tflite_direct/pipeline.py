@@ -227,8 +227,8 @@ def convert(
 
         serialized = builder.serialize(model_ir, external_buffers=external_buffers)
         result._tflite = _model_file(serialized, out_dir, stem, result)
+        rec.lowered(driver, serialized.nbytes, serialized.versions)
         del serialized
-        rec.lowered(driver, len(result._tflite))
         if gpu_friendly:
             rec.sections["gpu_friendly"]["not_delegated"] = gpu.remaining_issues(
                 result.tflite_bytes

@@ -144,7 +144,8 @@ class ReportBuilder:
             message=f"not judged: input {tensor!r} comes from a refused node",
         )
 
-    def lowered(self, driver, size: int) -> None:
+    def lowered(self, driver, size: int, versions: dict[str, int] | None = None) -> None:
+        """``versions``: the operator-code versions the builder wrote (recomputed if absent)."""
         from .versioning import op_version
 
         self.io_table = driver.io_table
@@ -160,7 +161,11 @@ class ReportBuilder:
             key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
             entry = hist.setdefault(key, {"count": 0, "version": 0})
             entry["count"] += 1
-            entry["version"] = max(entry["version"], op_version(op) if op.opcode != "CUSTOM" else 1)
+            if versions is not None and key in versions:
+                entry["version"] = versions[key]
+            else:
+                version = op_version(op) if op.opcode != "CUSTOM" else 1
+                entry["version"] = max(entry["version"], version)
         self.histogram = dict(sorted(hist.items()))
         self.size = size
 
