@@ -21,6 +21,11 @@ from .ir import Graph, Node, Value
 from .policies import CHANNEL_LAST, PASSTHROUGH
 from .registry import REGISTRY, OpSpec
 
+# A fixed-size output padded with -1 rows (NonMaxSuppression's default) comes with an extra
+# output ``<name>` + VALID_COUNT_SUFFIX`` holding how many leading rows are real; validation
+# compares those rows with onnxruntime's exact-size output.
+VALID_COUNT_SUFFIX = "_valid_count"
+
 
 @dataclass
 class LoweringOptions:

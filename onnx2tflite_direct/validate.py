@@ -558,9 +558,29 @@ def validate(
     feeds = dict(feeds) if feeds is not None else seeded_inputs(model, seed)
     expected = run_onnxruntime(model, feeds)
     actual = run_litert(tflite_bytes, feeds, io_table, num_threads=num_threads)
+    counts = _trim_padded_outputs(expected, actual)
     metrics = compare(expected, actual, atol=atol, rtol=rtol)
-    extra = sorted(set(actual) - set(expected))
+    extra = sorted(set(actual) - set(expected) - counts)
     return ValidationResult(metrics, atol, rtol, extra, feeds, expected, actual)
+
+
+def _trim_padded_outputs(expected: Mapping, actual: dict) -> set[str]:
+    """Fixed-size outputs padded with -1 rows (``<name>_valid_count`` beside them) are cut to
+    their valid rows for comparison; returns the count outputs. Padding that is not all -1 is
+    left in place, so the comparison fails on it."""
+    from .context import VALID_COUNT_SUFFIX
+
+    counts = set()
+    for name in list(actual):
+        base = name[: -len(VALID_COUNT_SUFFIX)]
+        if not name.endswith(VALID_COUNT_SUFFIX) or name in expected or base not in expected:
+            continue
+        counts.add(name)
+        valid = int(np.asarray(actual[name]).reshape(-1)[0])
+        rows = np.asarray(actual[base])
+        if 0 <= valid <= len(rows) and np.all(rows[valid:] == -1):
+            actual[base] = rows[:valid]
+    return counts
 
 
 def _fmt(v: Any) -> str:

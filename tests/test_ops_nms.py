@@ -362,3 +362,17 @@ def test_valid_count_output_follows_the_onnx_outputs_in_the_signature():
     assert outputs == ["selected", "selected_valid_count"]
     row = next(r for r in res.report["nodes"] if r["op_type"] == "NonMaxSuppression")
     assert any("fixed-size output" in n for n in row["notes"])
+
+
+def test_validate_compares_the_valid_rows_of_the_fixed_size_output():
+    """--validate on the default fixed-size output: the valid rows must equal onnxruntime's
+    exact-size output and the rest be -1 padding."""
+    from onnx2tflite_direct import convert as o2t_convert
+
+    rng = np.random.default_rng(4)
+    model = _nms_model(1, 2, 8, max_out=3, iou=0.5, score=0.1)
+    feeds = {"boxes": _boxes(rng, 1, 8), "scores": rng.random((1, 2, 8)).astype(np.float32)}
+    res = o2t_convert(model, validate=True, test_data={k: v for k, v in feeds.items()})
+    assert res.validation.ok and res.validation.extra_outputs == []
+    (metrics,) = res.validation.outputs.values()
+    assert metrics["shape_match"]

@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import errors
 from .. import layout as L
+from ..context import VALID_COUNT_SUFFIX
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
 
@@ -443,7 +444,7 @@ class _NmsBuilder:
             out = drv.new_tensor(name, np.int64, (size, 3))
             ctx.emit("CAST", [rows], [out])
             if name in drv.graph.outputs:
-                self.expose_valid_count(f"{name}_valid_count", total)
+                self.expose_valid_count(f"{name}{VALID_COUNT_SUFFIX}", total)
         ctx.alias_output(0, out, L.identity(2))
 
     def expose_valid_count(self, name, total):
