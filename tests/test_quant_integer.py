@@ -863,3 +863,26 @@ def test_collapsed_add_range_does_not_abort_litert(activations, tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-500:]
+
+
+def test_exact_ranges_keep_ops_between_float_ops_integer():
+    """A copy op between two float islands stays float for calibrated ranges (integer would
+    only add rounding), but with an imported model's own lattices (``ranges_are_exact``) it
+    runs integer on them: the author quantized it on purpose."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("LRN", ["x"], ["n1"], size=3),
+        helper.make_node("Transpose", ["n1"], ["t"], perm=[0, 1, 3, 2]),
+        helper.make_node("LRN", ["t"], ["y"], size=3),
+    ]
+    model = make_model(
+        nodes,
+        inputs=[("x", np.float32, (1, 4, 5, 6))],
+        outputs=[("y", np.float32, (1, 4, 6, 5))],
+    )
+    float_ir = lower_model(model, keep_io_layout=True).model_ir
+    ranges = calibrate(build_flatbuffer(float_ir), _samples(float_ir, 2))
+    by_default = quantize_integer(copy.deepcopy(float_ir), ranges)
+    exact = quantize_integer(copy.deepcopy(float_ir), ranges, ranges_are_exact=True)
+    assert exact.integer_ops > by_default.integer_ops

@@ -47,6 +47,7 @@ def quantize_integer(
     output_dtype: str | None = None,
     strict: bool = False,
     float_heads: bool = False,
+    ranges_are_exact: bool = False,
 ) -> IntegerQuantSummary:
     """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
 
@@ -57,11 +58,21 @@ def quantize_integer(
     ``float_heads``: with float outputs (and not ``strict``), a fixed-output-scale op (SOFTMAX,
     LOGISTIC ...) writing a graph output runs in float on its dequantized input, so the
     output keeps float resolution instead of the kernel's fixed 1/256 step.
+    ``ranges_are_exact``: the ranges are lattices an already-quantized model chose (Q/DQ
+    scales), honoured as given rather than improved like calibrated ranges.
     """
     _check_options(activations, input_dtype, output_dtype)
     sub = model.subgraphs[0]
     float_heads = float_heads and output_dtype is None and not strict
-    plan = IntegerPlan(sub, ranges, activations == "int16", input_dtype, output_dtype, float_heads)
+    plan = IntegerPlan(
+        sub,
+        ranges,
+        activations == "int16",
+        input_dtype,
+        output_dtype,
+        float_heads,
+        exact=ranges_are_exact,
+    )
     plan.run()
     refused = [f for f in plan.summary.float_ops if f["reason"] != ISOLATED]
     if strict and refused:

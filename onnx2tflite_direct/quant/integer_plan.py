@@ -88,9 +88,15 @@ def is_float_constant(t: tfl.Tensor | None) -> bool:
 class IntegerPlan:
     """Pass 1: which ops run in integer and the params of every float activation they touch."""
 
-    def __init__(self, sub, ranges, int16, input_dtype, output_dtype, float_heads=False):
+    def __init__(
+        self, sub, ranges, int16, input_dtype, output_dtype, float_heads=False, exact=False
+    ):
         self.sub, self.ranges, self.int16 = sub, ranges, int16
         self.input_dtype, self.output_dtype = input_dtype, output_dtype
+        # ``exact``: the ranges are an already-quantized model's own lattices, to be honoured
+        # as given: no masked-softmax narrowing, and ops between float ops still go integer
+        # (the model's author quantized them on purpose; their roundings are the ONNX ones).
+        self.exact = exact
         # Fixed-output-scale ops (SOFTMAX ...) writing a float graph output run in float:
         # their kernel's output step (1/256 in int8) would become the output's resolution.
         self.float_heads = float_heads
@@ -120,7 +126,7 @@ class IntegerPlan:
                 rule = None
                 reason = f"the rest of ONNX node {op.onnx_node!r} runs in float (for its "
                 reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
-            if rule is not None and self._isolated(op, float_nodes):
+            if rule is not None and not self.exact and self._isolated(op, float_nodes):
                 rule, reason = None, ISOLATED
             if rule is not None and self._float_head(op):
                 rule, reason = None, FLOAT_HEAD
@@ -322,7 +328,7 @@ class IntegerPlan:
         lo, hi = rng
         beta = self._softmax_beta(t)
         op = self.producer.get(id(t))
-        if beta and beta > 0 and op is not None and op.opcode == "ADD":
+        if not self.exact and beta and beta > 0 and op is not None and op.opcode == "ADD":
             lows = [self.range_of(x) for x in op.inputs[:2]]
             if all(r is not None for r in lows):
                 lo = max(lo, max(r[0] for r in lows) - SOFTMAX_WINDOW / beta)

@@ -28,7 +28,6 @@ Use (what ``convert`` is meant to do when ``is_prequantized(model)``)::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -672,15 +671,15 @@ def prequantized_variant(
         if bits == 16 and full:
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
-        with _onnx_ranges_as_given():
-            outcome = quantize_integer(
-                model,
-                tfl_ranges,
-                activations="int16" if bits == 16 else "int8",
-                per_channel=info.per_channel or not _weights_on_tensor_lattice(model),
-                input_dtype=io_in,
-                output_dtype=io_out,
-            )
+        outcome = quantize_integer(
+            model,
+            tfl_ranges,
+            activations="int16" if bits == 16 else "int8",
+            per_channel=info.per_channel or not _weights_on_tensor_lattice(model),
+            input_dtype=io_in,
+            output_dtype=io_out,
+            ranges_are_exact=True,
+        )
         requantized = outcome.requantized + _softmax_on_onnx_lattice(model, tfl_ranges, bits)
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
         if rounded:
@@ -713,37 +712,6 @@ def requantized_nodes(model: tfl.Model) -> list[str]:
             if label not in found:
                 found.append(label)
     return found
-
-
-@contextlib.contextmanager
-def _onnx_ranges_as_given():
-    """TEMPORARY, until ``quantize_integer`` takes an option for it (see the report to the
-    lead): two planner heuristics that are right for calibrated ranges depart from an imported
-    model. (1) masked-softmax logit ranges are narrowed (``SOFTMAX_WINDOW``), moving a tensor
-    off the lattice the ONNX model chose (bert-like: 14.4 dB -> 26.0 dB against the ONNX
-    semantics when disabled); (2) an op between float ops stays float (``_isolated``), but in
-    a QDQ model that op was quantized on purpose (alexnet: the conv between two
-    LocalResponseNormalizations, 7/8 -> 8/8 integer convs; its roundings are the ONNX ones).
-    """
-    from . import integer_plan
-
-    saved = {}
-    patches = {"SOFTMAX_WINDOW": float("inf")}
-    for name, value in patches.items():
-        if hasattr(integer_plan, name):
-            saved[name] = getattr(integer_plan, name)
-            setattr(integer_plan, name, value)
-    plan_cls = getattr(integer_plan, "IntegerPlan", None)
-    isolated = getattr(plan_cls, "_isolated", None) if plan_cls is not None else None
-    if isolated is not None:
-        plan_cls._isolated = lambda self, op, float_nodes: False
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(integer_plan, name, value)
-        if isolated is not None:
-            plan_cls._isolated = isolated
 
 
 OFF_LATTICE_SHARE_FOR_PER_CHANNEL = 0.25
