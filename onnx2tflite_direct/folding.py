@@ -11,13 +11,18 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-NEVER_FOLD = {
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
+# Unseeded random ops: no defined values, so never folded, merged or compared by value.
+NONDETERMINISTIC_OPS = frozenset(
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    }
+)
+NEVER_FOLD = NONDETERMINISTIC_OPS | {
     "If",
     "Loop",
     "Scan",

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .folding import NONDETERMINISTIC_OPS
 from .ir import Graph, Node, Value
 
 
@@ -167,16 +168,6 @@ def _attr_key(attrs: dict) -> tuple:
     return tuple(items)
 
 
-NONDETERMINISTIC = {
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Bernoulli",
-    "Multinomial",
-}
-
-
 def merge_common_subexpressions(graph: Graph) -> list[str]:
     """Two nodes with the same op, inputs and attributes compute the same tensors: keep one."""
     seen: dict[tuple, Node] = {}
@@ -185,7 +176,7 @@ def merge_common_subexpressions(graph: Graph) -> list[str]:
     changed = []
     for node in graph.nodes:
         node.inputs = [rename.get(i, i) for i in node.inputs]
-        if node.op_type in NONDETERMINISTIC or any(o in graph.outputs for o in node.outputs):
+        if node.op_type in NONDETERMINISTIC_OPS or any(o in graph.outputs for o in node.outputs):
             continue
         key = (node.domain, node.op_type, node.opset, tuple(node.inputs), _attr_key(node.attrs))
         twin = seen.get(key)

@@ -47,15 +47,7 @@ RTOL, ATOL = 1e-3, 1e-5
 STATUSES = ("pass", "mismatch", "refused", "load_or_run_failed", "crashed", "nondeterministic")
 # Unseeded random ops have no defined values: no implementation (onnxruntime included) can
 # reproduce the recorded outputs. Such cases are checked for shapes and dtypes only and counted
-# on their own, neither as pass nor as mismatch.
-NONDETERMINISTIC_OPS = {
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Bernoulli",
-    "Multinomial",
-}
+# on their own, neither as pass nor as mismatch (the set is folding.NONDETERMINISTIC_OPS).
 MSG_LEN = 300
 
 CASES: list = []  # filled in the parent before forking; workers read it by index
@@ -143,6 +135,7 @@ def _compare_outputs(expected: dict, actual: dict) -> tuple[bool, str, float, fl
 def run_case(case, report_phase=lambda phase: None) -> dict:
     """Convert, run and compare one case; returns the per-case record (minus identification)."""
     from onnx2tflite_direct import ConversionError, convert
+    from onnx2tflite_direct.folding import NONDETERMINISTIC_OPS
     from onnx2tflite_direct.validate import graph_inputs, run_litert
 
     inputs, outputs = case.data_sets[0]
