@@ -41,6 +41,39 @@ def _names(text: str) -> list[str]:
     return names
 
 
+# On/off controls of the produced graph (each maps to the convert() argument of its name).
+GRAPH_SWITCHES = (
+    (
+        "--gpu-friendly",
+        "prefer ops and versions the LiteRT GPU delegate accepts; the report lists what "
+        "would still not delegate",
+    ),
+    (
+        "--fp16-accumulation",
+        "mark the model as allowing float16 inference with float16 accumulation "
+        "(XNNPACK on ARM reads this)",
+    ),
+    (
+        "--nms-dynamic-output",
+        "NonMaxSuppression returns exactly the selected rows (dynamic size) instead of "
+        "a fixed-size padded output",
+    ),
+    (
+        "--nms-class-argmax",
+        "NonMaxSuppression: reduce [B, C, N] class scores to their per-box maximum first",
+    ),
+    (
+        "--unroll-rnn",
+        "unroll LSTM/GRU/RNN over their (static) time steps instead of one WHILE loop "
+        "per direction: more ops, no loop overhead, better for delegates on short sequences",
+    ),
+    (
+        "--external-buffers",
+        "append weights after the FlatBuffer (Buffer.offset/size); automatic above 2 GB",
+    ),
+)
+
+
 def _calibration_source(entries: list[str]):
     """NAME=file.npy entries as given, or the one folder of .npz samples; None when absent."""
     if not entries:
@@ -213,40 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="lower these ONNX ops with primitive builtins instead of their dedicated TFLite op "
         "(for runtimes/delegates where that kernel is missing or wrong)",
     )
-    p.add_argument(
-        "--gpu-friendly",
-        action="store_true",
-        help="prefer ops and versions the LiteRT GPU delegate accepts; the report lists what "
-        "would still not delegate",
-    )
-    p.add_argument(
-        "--fp16-accumulation",
-        action="store_true",
-        help="mark the model as allowing float16 inference with float16 accumulation "
-        "(XNNPACK on ARM reads this)",
-    )
-    p.add_argument(
-        "--nms-dynamic-output",
-        action="store_true",
-        help="NonMaxSuppression returns exactly the selected rows (dynamic size) instead of "
-        "a fixed-size padded output",
-    )
-    p.add_argument(
-        "--nms-class-argmax",
-        action="store_true",
-        help="NonMaxSuppression: reduce [B, C, N] class scores to their per-box maximum first",
-    )
-    p.add_argument(
-        "--unroll-rnn",
-        action="store_true",
-        help="unroll LSTM/GRU/RNN over their (static) time steps instead of one WHILE loop "
-        "per direction: more ops, no loop overhead, better for delegates on short sequences",
-    )
-    p.add_argument(
-        "--external-buffers",
-        action="store_true",
-        help="append weights after the FlatBuffer (Buffer.offset/size); automatic above 2 GB",
-    )
+    for flag, help_text in GRAPH_SWITCHES:
+        p.add_argument(flag, action="store_true", help=help_text)
     p.add_argument(
         "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
     )
@@ -337,12 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             outputs=args.outputs,
             quantize=tuple(args.quantize),
             decompose=tuple(args.decompose),
-            nms_dynamic_output=args.nms_dynamic_output,
-            nms_class_argmax=args.nms_class_argmax,
-            unroll_rnn=args.unroll_rnn,
-            gpu_friendly=args.gpu_friendly,
-            fp16_accumulation=args.fp16_accumulation,
-            external_buffers=args.external_buffers,
+            **{
+                flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+                for flag, _ in GRAPH_SWITCHES
+            },
             calibration_data=_calibration_source(args.calibration_data),
             calibration_method=args.calibration_method,
             calibration_percentile=args.calibration_percentile,

@@ -270,3 +270,21 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
     for name in ("small_cnn_float32.tflite", "small_cnn_op_coverage_report.json"):
         mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
         assert mode == 0o666 & ~mask, oct(mode)
+
+
+def test_graph_switches_reach_convert(monkeypatch, tmp_path):
+    """Every on/off graph control given on the command line arrives as its convert() argument."""
+    from onnx2tflite_direct import cli, pipeline
+
+    seen = {}
+
+    def fake_convert(model, out, **kwargs):
+        seen.update(kwargs)
+        raise errors.BadInputError(errors.INVALID_OPTION, "stop here")
+
+    monkeypatch.setattr(pipeline, "convert", fake_convert)
+    flags = [flag for flag, _ in cli.GRAPH_SWITCHES]
+    assert cli.main(["m.onnx", "-o", str(tmp_path), *flags]) == errors.EXIT_BAD_INPUT
+    assert all(seen[f[2:].replace("-", "_")] is True for f in flags)
+    cli.main(["m.onnx", "-o", str(tmp_path)])
+    assert not any(seen[f[2:].replace("-", "_")] for f in flags)
