@@ -74,6 +74,14 @@ GRAPH_SWITCHES = (
 )
 
 
+def _value_hints(entries: list[str]) -> dict[str, float] | None:
+    hints = _per_input_values("--value-hint", entries) or {}
+    for name, values in hints.items():
+        if len(values) != 1:
+            raise BadInputError(errors.INVALID_OPTION, f"--value-hint {name}: one value")
+    return {name: values[0] for name, values in hints.items()} or None
+
+
 def _calibration_source(entries: list[str]):
     """NAME=file.npy entries as given, or the one folder of .npz samples; None when absent."""
     if not entries:
@@ -276,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of generated validation inputs")
     p.add_argument(
+        "--value-hint",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill input NAME of generated validation data with VALUE (token ids, lengths, "
+        "sample rates: inputs random values would make meaningless); repeatable",
+    )
+    p.add_argument(
         "--validate-all-tensors",
         action="store_true",
         help="compare every intermediate tensor with onnxruntime and name the first divergent node (writes <stem>_tensor_diagnostics.json)",
@@ -287,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--check-gpu",
+        "--check-gpu-compatibility",
         action="store_true",
         help="run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
     )
@@ -330,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             test_data=test_data,
             seed=args.seed,
             atol=args.atol,
+            value_hints=_value_hints(args.value_hint),
             fuse=not args.no_fuse,
             disable_rewrites=tuple(args.disable_rewrite),
             keep_layout=tuple(args.keep_input_layout + args.keep_output_layout),
@@ -397,12 +415,13 @@ def _diagnose(args, result, test_data) -> int:
     from . import diagnostics, report, validate
     from .atomic import write_atomic
 
-    feeds = None
     if test_data:
         batches = {
             r["name"]: r["onnx_shape"][0] for r in result.report["io"] if r["kind"] == "input"
         }
         feeds = next(validate.iter_feed_batches(test_data, batches))
+    else:
+        feeds = validate.seeded_inputs(result.model, args.seed, _value_hints(args.value_hint))
     diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=args.seed, atol=args.atol)
     stem = Path(args.model).stem
     out = Path(args.output_dir) / f"{stem}_tensor_diagnostics.json"

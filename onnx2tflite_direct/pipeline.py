@@ -136,6 +136,7 @@ def convert(
     test_data: dict | None = None,
     seed: int = 0,
     atol: float = 1e-4,
+    value_hints: dict[str, float] | None = None,
     stem: str | None = None,
     fuse: bool = True,
     disable_rewrites=(),
@@ -177,6 +178,7 @@ def convert(
     ``fp16_accumulation`` marks the model as allowing float16 accumulation;
     ``external_buffers`` appends weights after the FlatBuffer (offset layout);
     ``unroll_rnn`` unrolls LSTM/GRU/RNN over their time steps instead of a WHILE loop.
+    ``value_hints`` fills named inputs of generated validation data with one value.
     """
     options = _lowering_options(
         keep_io_layout=keep_io_layout,
@@ -248,7 +250,7 @@ def convert(
         if _has_quantization_ops(rec):
             _prequantized_variant(result, rec, options, quant, build)
         if validate:
-            result.validation = _validate(result, rec, test_data, seed, atol)
+            result.validation = _validate(result, rec, test_data, seed, atol, value_hints)
     except ConversionError as exc:
         rec.error(exc)
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
@@ -439,7 +441,7 @@ def _lower_static(model, options, rec, input_shapes, batch_size, dynamic_batch=F
     return driver, tfl.Model(subgraphs), fe.model_loader
 
 
-def _validate(result: ConversionResult, rec, test_data, seed, atol):
+def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=None):
     from . import validate as val
 
     try:
@@ -448,8 +450,9 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol):
                 result.model, result.tflite_bytes, rec.io_table, test_data, atol=atol
             )
         else:
+            feeds = val.seeded_inputs(result.model, seed, value_hints)
             outcome = val.validate(
-                result.model, result.tflite_bytes, rec.io_table, seed=seed, atol=atol
+                result.model, result.tflite_bytes, rec.io_table, feeds, seed=seed, atol=atol
             )
     except ValueError as exc:
         raise errors.BadInputError(errors.INVALID_OPTION, f"validation input: {exc}") from None

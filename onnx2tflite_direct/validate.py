@@ -139,18 +139,29 @@ def random_array(shape: Sequence[int], dtype: np.dtype, rng: np.random.Generator
     raise ValueError(f"cannot generate random data of dtype {dtype}")
 
 
-def seeded_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+def seeded_inputs(
+    model: onnx.ModelProto, seed: int = 0, value_hints: Mapping[str, float] | None = None
+) -> dict[str, np.ndarray]:
     """Deterministic random feeds (ONNX layout) for every real graph input.
 
     Shapes must be static: pass the front-end-processed model (``res.model``) whose dynamic
     dimensions were pinned; a remaining dynamic dimension raises ``ValueError`` naming it.
+    ``value_hints`` fills the named inputs with one value instead (a token id, a length, a
+    sample rate: inputs that random values would make meaningless or out of range).
     """
     model = _as_model(model)
     rng = np.random.default_rng(seed)
+    hints = dict(value_hints or {})
     feeds = {}
     for vi in graph_inputs(model):
         shape = _static_shape(vi)
-        feeds[vi.name] = random_array(shape, _np_dtype(vi.type.tensor_type.elem_type), rng)
+        dtype = _np_dtype(vi.type.tensor_type.elem_type)
+        if vi.name in hints:
+            feeds[vi.name] = np.full(shape, hints.pop(vi.name)).astype(dtype)
+        else:
+            feeds[vi.name] = random_array(shape, dtype, rng)
+    if hints:
+        raise ValueError(f"value hints name no graph input: {sorted(hints)}")
     return feeds
 
 

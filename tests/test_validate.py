@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx2tflite_direct import BadInputError
 from onnx2tflite_direct import validate as V
 
 # ----------------------------------------------------------------------------------------------
@@ -341,3 +342,42 @@ def test_format_table_mentions_every_output():
     text = V.format_table(res)
     assert "y" in text and "SHAPE" in text and "FAILED" in text and not res.ok
     assert res.to_dict()["outputs"]["z"]["shape_match"] is False
+
+
+def _gather_by_index_model():
+    return make_model(
+        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
+        inputs=[("idx", np.int64, (3,))],
+        outputs=[("y", np.float32, (3, 2))],
+        initializers={"table": np.arange(10, dtype=np.float32).reshape(5, 2)},
+    )
+
+
+def test_value_hints_fill_generated_inputs():
+    from onnx2tflite_direct import convert
+
+    res = convert(_gather_by_index_model(), validate=True, value_hints={"idx": 4})
+    assert res.validation.ok
+    np.testing.assert_array_equal(res.validation.feeds["idx"], [4, 4, 4])
+    np.testing.assert_array_equal(res.validation.actual["y"], [[8, 9]] * 3)
+    with pytest.raises(BadInputError) as err:
+        convert(_gather_by_index_model(), validate=True, value_hints={"nope": 1})
+    assert "nope" in err.value.message
+
+
+def test_value_hint_flag(tmp_path):
+    import subprocess
+    import sys
+
+    onnx.save(_gather_by_index_model(), tmp_path / "g.onnx")
+    cmd = [sys.executable, "-m", "onnx2tflite_direct", str(tmp_path / "g.onnx"), "-o"]
+    proc = subprocess.run(
+        [*cmd, str(tmp_path), "--validate", "--value-hint", "idx=3"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [*cmd, str(tmp_path), "--validate", "--value-hint", "idx=3,4"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "one value" in proc.stderr
