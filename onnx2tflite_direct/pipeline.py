@@ -304,10 +304,10 @@ def _prequantized_variant(result, rec, options: LoweringOptions, quant, build) -
     whether it runs integer, hybrid or float, and why."""
     from .quant import qdq_import
 
-    model = result.model
-    if not qdq_import.is_prequantized(model):
+    imported = qdq_import.import_if_prequantized(result.model)
+    if imported is None:
         return
-    stripped, info = qdq_import.import_quantized(model)
+    stripped, info = imported
     extra = qdq_import.lowering_options(stripped, info)
     disabled = options.disabled_rewrites | frozenset(extra.get("disable_rewrites", ()))
     fields = {

@@ -237,15 +237,21 @@ def is_prequantized(model: onnx.ModelProto) -> bool:
     QOperator expansion) or dynamically quantized (a DynamicQuantizeLinear feeding
     MatMulInteger/ConvInteger that is rewritten). A lone quantization op with integer graph
     I/O (the ONNX node tests) is not: its exact float lowering stays in charge."""
+    return import_if_prequantized(model) is not None
+
+
+def import_if_prequantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo] | None:
+    """:func:`import_quantized` for a model that :func:`is_prequantized`, else None: the
+    detection and the import are one pass (each copies the model's weights once)."""
     types = {n.op_type for n in model.graph.node}
     if not types & {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}:
         if not types & {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul"}:
-            return False
+            return None
     try:
-        _, info = import_quantized(model)
+        stripped, info = import_quantized(model)
     except Exception:  # malformed quantization: leave it to the exact lowerings to judge
-        return False
-    return info.pairs > 0 or bool(info.dynamic)
+        return None
+    return (stripped, info) if info.pairs > 0 or info.dynamic else None
 
 
 def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo]:
@@ -253,7 +259,8 @@ def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo
     from .qoperator_expand import expand_qoperators
 
     expanded, info = expand_qoperators(model)
-    stripped, ranges, info = strip_qdq(expanded, info)
+    # The expansion already works on a copy when it changed anything: strip that in place.
+    stripped, ranges, info = strip_qdq(expanded, info, in_place=expanded is not model)
     return stripped, info
 
 
@@ -280,13 +287,15 @@ def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
 
 
 def strip_qdq(
-    model: onnx.ModelProto, info: StripInfo | None = None
+    model: onnx.ModelProto, info: StripInfo | None = None, in_place: bool = False
 ) -> tuple[onnx.ModelProto, dict[str, tuple[float, float]], StripInfo]:
     """Remove activation Q->DQ pairs and fold constant DQs; see the module docstring.
 
-    Returns (float model, {ONNX tensor: (min, max)}, info). The input model is not modified.
+    Returns (float model, {ONNX tensor: (min, max)}, info). The input model is not modified
+    unless ``in_place`` (the caller's own copy).
     """
-    model = copy.deepcopy(model)
+    if not in_place:
+        model = copy.deepcopy(model)
     info = info or StripInfo()
     view = GraphView(model.graph)
     _fold_constant_quantize(view, info)
