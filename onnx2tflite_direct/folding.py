@@ -92,13 +92,25 @@ def _outputs_fit(node: onnx.NodeProto, infos: dict) -> bool:
     return True
 
 
-def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict) -> bool:
+def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict, probe: dict | None = None) -> bool:
+    """``probe``: shape inference at other input sizes; a Shape/Size whose value differs there
+    reads a dynamic dim and stays a run-time op."""
     if node.domain not in ("", "ai.onnx") or node.op_type in NEVER_FOLD:
         return False
     if not node.input or not node.output:
         return False
     if node.op_type in ("Shape", "Size"):
-        return node.input[0] in consts or static_shape(node.input[0], infos) is not None
+        if node.input[0] in consts:
+            return True
+        shape = static_shape(node.input[0], infos)
+        if shape is None:
+            return False
+        if probe is None:
+            return True
+        other = static_shape(node.input[0], probe)
+        return other is not None and np.array_equal(
+            _shape_value(node, shape), _shape_value(node, other)
+        )
     if not all(not i or i in consts for i in node.input):
         return False
     return _outputs_fit(node, infos)

@@ -22,11 +22,12 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from . import errors
-from .dynamic_batch import DynamicBatchModel, dynamic_batch_inputs
+from .dynamic_shapes import DynamicShapeModel, find_symbols
 from .errors import BadInputError, UnsupportedError
 from .folding import fold_node, is_foldable
 from .ir import Graph, Node, Value
 from .lowering.sequence import resolve_static as resolve_static_sequences
+from .sample_shapes import SampleValues
 
 MIN_DEFAULT_OPSET = 7
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
@@ -733,6 +734,32 @@ def _conv_operand_problem(n, shapes) -> str | None:
     return None
 
 
+def _infer_with(samples: SampleValues, proto, nodes, consts, real_inputs, hints) -> dict:
+    """Shape inference with run-time shape arithmetic stood in for by its sample values."""
+    skeleton = _skeleton(
+        proto,
+        samples.skeleton_nodes(nodes),
+        samples.known(consts),
+        real_inputs,
+        list(hints.values()),
+    )
+    infos = _infer(skeleton)
+    samples.add_infos(infos)
+    return infos
+
+
+def _with_shapes(inputs, shapes: dict[str, tuple[int, ...]]) -> list[onnx.ValueInfoProto]:
+    """Copies of the input value infos with the given inputs' dims replaced."""
+    result = []
+    for vi in inputs:
+        if vi.name in shapes:
+            vi = helper.make_tensor_value_info(
+                vi.name, vi.type.tensor_type.elem_type, list(shapes[vi.name])
+            )
+        result.append(vi)
+    return result
+
+
 def _value_info(name: str, arr: np.ndarray) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(
         name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)
@@ -910,18 +937,22 @@ def load_graph(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     batch_size: int | None = None,
-    dynamic_batch: bool = False,
+    find_dynamic: bool = False,
+    probe_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> FrontEndResult:
-    """``dynamic_batch``: raise :class:`DynamicBatchModel` (before any heavy work) when the
-    only unknown input dims left after the pins are batch dims, so the caller can lower the
-    model at sample batch sizes instead (``dynamic_batch.py``)."""
+    """``find_dynamic``: raise :class:`DynamicShapeModel` (before any heavy work) when input
+    dims are left unknown after the pins, so the caller can lower the model at sample sizes
+    instead (``dynamic_shapes.py``). ``probe_shapes``: the inputs' shapes at another sample;
+    shape arithmetic whose value differs there is kept for run time instead of folded."""
     loaded = load_model(model)
-    if dynamic_batch and batch_size is None:
-        names = set(dynamic_batch_inputs(loaded)) - set(input_shapes or ())
-        if names:
-            raise DynamicBatchModel(sorted(names))
     proto = apply_shape_pins(loaded, input_shapes, batch_size)
     _check_structure(proto)
+    if find_dynamic:
+        symbols, input_dims = find_symbols(
+            loaded, set(input_shapes or ()), batch_pinned=batch_size is not None
+        )
+        if symbols:
+            raise DynamicShapeModel(symbols, input_dims)
     g = proto.graph
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in proto.opset_import}
 
@@ -961,10 +992,15 @@ def load_graph(
     folded: list[str] = []
     infos: dict[str, onnx.ValueInfoProto] = {}
     hints: dict[str, onnx.ValueInfoProto] = {}
+    samples, probe_samples = SampleValues(), SampleValues()  # stay empty without a probe
     for _ in range(MAX_FOLD_ROUNDS):
         nodes, inlined = _inline_constant_ifs(nodes, consts)
         folded.extend(inlined)
-        infos = _infer(_skeleton(proto, nodes, consts, real_inputs, list(hints.values())))
+        infos = _infer_with(samples, proto, nodes, consts, real_inputs, hints)
+        probe = None
+        if probe_shapes:
+            probe_inputs = _with_shapes(real_inputs, probe_shapes)
+            probe = _infer_with(probe_samples, proto, nodes, consts, probe_inputs, hints)
         new_hints = _window_slice_hints(nodes, consts, infos, hints)
         hints.update(new_hints)
         nodes, resolved = resolve_static_sequences(
@@ -975,7 +1011,7 @@ def load_graph(
         changed = bool(inlined or resolved or new_hints)
         for n in nodes:
             out = None
-            if is_foldable(n, consts, infos):
+            if is_foldable(n, consts, infos, probe):
                 out = fold_node(n, consts, infos, opsets.get(n.domain, 0))
             if out is None:
                 remaining.append(n)
@@ -984,6 +1020,10 @@ def load_graph(
             folded.append(n.name or n.op_type)
             changed = True
         nodes = remaining
+        if probe is not None:
+            # (both, not short-circuited: each sample values its own run-time arithmetic)
+            found = samples.evaluate(nodes, consts, infos, opsets)
+            changed |= probe_samples.evaluate(nodes, consts, probe, opsets) or found
         if not changed:
             break
 

@@ -22,7 +22,7 @@ import onnx
 from . import builder, errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
 from .context import Driver, LoweringOptions
-from .dynamic_batch import SAMPLE_BATCHES, DynamicBatchModel, lower_with_dynamic_batch
+from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes
 from .errors import ConversionError, InternalError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
@@ -396,24 +396,31 @@ def _disabled_rewrites(disable_rewrites) -> frozenset[str]:
 def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
     """ONNX model -> (driver, lowered tfl.Model, loader of the ONNX model as converted).
 
-    Inputs whose only unknown dimension is the batch (and that the user did not pin) give a
-    model with a run-time batch size (``dynamic_batch.py``)."""
+    Input dims left unknown (and not pinned by the user) give a model whose dims are resized
+    at run time (``dynamic_shapes.py``)."""
     if inputs or outputs:
         model = extract_subgraph(load_model(model), inputs, outputs)
     try:
-        return _lower_static(model, options, rec, input_shapes, batch_size, dynamic_batch=True)
-    except DynamicBatchModel:
+        return _lower_static(model, options, rec, input_shapes, batch_size, find_dynamic=True)
+    except DynamicShapeModel as signal:
 
-        def at(batch: int):
-            scratch = rec if batch == SAMPLE_BATCHES[0] else report.ReportBuilder(options, "")
-            return _lower_static(model, options, scratch, input_shapes, batch)
+        def at(shapes, probe_shapes, is_base: bool):
+            scratch = rec if is_base else report.ReportBuilder(options, "")
+            pins = {**(input_shapes or {}), **shapes}
+            return _lower_static(model, options, scratch, pins, batch_size, probe_shapes)
 
-        return lower_with_dynamic_batch(at)
+        return lower_with_dynamic_shapes(signal, at)
 
 
-def _lower_static(model, options, rec, input_shapes, batch_size, dynamic_batch=False):
+def _lower_static(
+    model, options, rec, input_shapes, batch_size, probe_shapes=None, find_dynamic=False
+):
     fe = load_graph(
-        model, input_shapes=input_shapes, batch_size=batch_size, dynamic_batch=dynamic_batch
+        model,
+        input_shapes=input_shapes,
+        batch_size=batch_size,
+        find_dynamic=find_dynamic,
+        probe_shapes=probe_shapes,
     )
     rec.model_info(fe)
     rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)

@@ -151,14 +151,26 @@ def test_input_shape_pin_and_version(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "dyn_op_coverage_report.json").read_text())
     assert report["io"][0]["shape_signature"] == [-1, 3]
-    # Any other unknown dim is refused with the pinning hint.
+    # Other unknown dims are dynamic too ...
     wide = make_model(
         [helper.make_node("Relu", ["x"], ["y"])],
         inputs=[("x", np.float32, ("N", "C"))],
         outputs=[("y", np.float32, ("N", "C"))],
     )
     onnx.save(wide, tmp_path / "wide.onnx")
-    proc = run_cli(tmp_path / "wide.onnx", "-o", tmp_path)
+    proc = run_cli(tmp_path / "wide.onnx", "-o", tmp_path, "--report-op-coverage")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "wide_op_coverage_report.json").read_text())
+    assert report["io"][0]["shape_signature"] == [-1, -1]
+    # ... unless the weights fix them: refused with the pinning hint.
+    fixed = make_model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        inputs=[("x", np.float32, ("N", "C"))],
+        outputs=[("y", np.float32, ("N", 2))],
+        initializers={"w": np.ones((3, 2), np.float32)},
+    )
+    onnx.save(fixed, tmp_path / "fixed.onnx")
+    proc = run_cli(tmp_path / "fixed.onnx", "-o", tmp_path)
     assert proc.returncode == errors.EXIT_UNSUPPORTED
     assert "dynamic_shape_unsupported" in proc.stderr and "--input-shape" in proc.stderr
     proc = run_cli(

@@ -1,4 +1,4 @@
-"""Dynamic batch: a symbolic leading input dim becomes shape_signature -1 and the file runs at
+"""Dynamic batch (dynamic_shapes.py): a symbolic leading input dim becomes shape_signature -1 and the file runs at
 any batch size (LiteRT resizes through the signature runner), matching onnxruntime."""
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def test_pinned_batch_stays_static():
     assert row["tflite_shape"][0] == 4 and row["shape_signature"][0] == 4
 
 
-def test_batch_dependent_values_are_refused_with_the_pinning_hint():
-    """y = x + row index (Range over the batch): the folded constant has the batch baked in."""
+def test_batch_dependent_values_are_computed_at_run_time():
+    """y = x + row index (Range over Shape of the batch): SHAPE/RANGE run in the file."""
     nodes = [
         helper.make_node("Shape", ["x"], ["shape"]),
         helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
@@ -134,8 +134,8 @@ def test_batch_dependent_values_are_refused_with_the_pinning_hint():
     model = _model(
         nodes, [("x", TensorProto.FLOAT, ["N", 4])], [("y", TensorProto.FLOAT, ["N", 4])], inits
     )
-    err = expect_refusal(model, "dynamic_shape_unsupported")
-    assert "--batch-size" in err.message
+    res = _run_at_batches(model, (4,))
+    assert op_histogram(res.tflite_bytes)["RANGE"] == 1
     pinned = convert(model, batch_size=3)
     feed = {"x": RNG.standard_normal((3, 4)).astype(np.float32)}
     expected = ort.InferenceSession(model.SerializeToString()).run(None, feed)[0]
@@ -144,7 +144,9 @@ def test_batch_dependent_values_are_refused_with_the_pinning_hint():
 
 
 @pytest.mark.parametrize("dims", [["N", "C", 8, 8], [1, 3, "H", 8]])
-def test_other_dynamic_dims_stay_refused(dims):
+def test_dims_the_weights_fix_are_refused_with_the_pinning_hint(dims):
+    """C must be 3 (conv weights) and H must be 8 (the classifier's flattened width): no
+    sample size but the pinned one is valid, so the refusal names the pinning flag."""
     model = cnn_classifier()
     shape = model.graph.input[0].type.tensor_type.shape
     for d, v in zip(shape.dim, dims, strict=True):
@@ -154,7 +156,8 @@ def test_other_dynamic_dims_stay_refused(dims):
         else:
             d.dim_value = v
     onnx.checker.check_model(model)
-    expect_refusal(model, "dynamic_shape_unsupported")
+    err = expect_refusal(model, "dynamic_shape_unsupported")
+    assert "--input-shape" in err.message
 
 
 def test_transpose_conv_output_shape_follows_the_batch_at_run_time():

@@ -181,12 +181,6 @@ CASES = [
         UNSUPPORTED,
         errors.UNSUPPORTED_OPSET,
     ),
-    (
-        "negative_dim_is_dynamic",
-        _relu((-3, 2), (-3, 2)),
-        UNSUPPORTED,
-        errors.DYNAMIC_SHAPE_UNSUPPORTED,
-    ),
     ("dim_overflows_int32", _relu((2**31, 2), (2**31, 2)), BAD, errors.INVALID_MODEL),
     ("declared_output_dtype_differs", _relu(y_type=TP.INT64), BAD, errors.SHAPE_INFERENCE_FAILED),
     ("declared_output_rank_differs", _relu(y_shape=(3, 3)), BAD, errors.SHAPE_INFERENCE_FAILED),

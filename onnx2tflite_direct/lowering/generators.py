@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from ..policies import onnx_order
 from ..registry import lowering
+from . import compose as C
 
 # dtypes proven by tests/test_ops_generators.py
 TRILU_TYPES = ("float32", "int32", "int64", "bool")
@@ -51,7 +52,7 @@ def lower_range(ctx):
     since=9,
     dtypes=("int64",),
     tflite_ops=("FILL",),
-    notes="the static output shape is used; the shape input is not read",
+    notes="shape read at run time unless constant",
     extra_check=_nonempty_output,
 )
 def lower_constant_of_shape(ctx):
@@ -61,7 +62,10 @@ def lower_constant_of_shape(ctx):
     elif not isinstance(value, np.ndarray):
         value = numpy_helper.to_array(value)
     out = ctx.output(0)
-    dims = ctx.const_tensor(np.array(out.shape, np.int32), "dims")
+    if ctx.const(0) is None:  # a run-time shape (it follows a dynamic input size)
+        dims = C.cast(ctx, ctx.input(0), np.int32, "dims")
+    else:
+        dims = ctx.const_tensor(np.array(out.shape, np.int32), "dims")
     fill = ctx.const_tensor(np.array(value.reshape(-1)[0], out.dtype), "value")
     ctx.emit("FILL", [dims, fill], [out])
 

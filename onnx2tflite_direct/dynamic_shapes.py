@@ -1,0 +1,442 @@
+"""Dynamic shapes: one .tflite whose symbolic input dimensions are resizable at run time.
+
+The lowering works on static shapes. Every input dimension the model leaves unknown (and the
+user did not pin) is a *symbol*; dims that share a ``dim_param`` name are one symbol (the
+``batch`` of ``input_ids`` and ``attention_mask``, say). The model is then lowered several
+times at sample sizes, and the TFLite graphs are compared element by element:
+
+* a base lowering with every symbol at its first sample value, and one more per symbol with
+  that symbol at its second value. The front end is told another sample's input shapes
+  (``probe_shapes``), so it never folds shape arithmetic that reads a dynamic dim: Shape/Size
+  over such a dim become SHAPE ops, and what is computed from them (Range position ids,
+  attention masks, anchor grids) runs at run time;
+* the operators must be the same, with the same options: the sizes then change no decision;
+* a tensor dimension that differs between the base and a bumped lowering depends on that
+  symbol: it becomes -1 in ``shape_signature`` (graph inputs store 1 there; other tensors
+  their size extrapolated to 1 when that is linear, else the base sample's size: LiteRT
+  recomputes every non-constant shape when inputs are resized);
+* constants must be equal, except operands that hold output shapes or slice extents:
+  a RESHAPE target with one differing entry gets -1 (LiteRT infers it from the element
+  count); a SLICE size that runs to the end of its input gets -1; other differing shape entries
+  of the form ``c x product of symbols`` are computed at run time from SHAPE of the inputs
+  that carry the symbols. Any other size-dependent constant cannot be expressed: the model is
+  refused with the operator named and the pinning flags suggested.
+
+Sample sizes: a symbol used only as a leading (batch) dimension is sampled at 2 and 3 (at 1
+some decisions legitimately differ, e.g. a transpose that only moves a unit axis is a
+reshape); any other symbol at 64 and 96, sizes valid for strided image backbones (multiples
+of 32) and for sequence models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import combinations
+from math import prod
+
+import numpy as np
+import onnx
+
+from . import errors, tfl
+from .errors import UnsupportedError
+
+BATCH_SAMPLES = (2, 3)
+SIZE_SAMPLES = (64, 96)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One unknown input dimension (shared by every input dim with the same ``dim_param``)."""
+
+    name: str
+    occurrences: tuple[tuple[str, int], ...]  # (graph input, ONNX axis)
+    samples: tuple[int, int]
+
+
+class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end and pipeline
+    """Raised by the front end before any heavy work: these symbols are left unknown."""
+
+    def __init__(self, symbols: list[Symbol], input_dims: dict[str, list[int | str]]):
+        super().__init__(", ".join(s.name for s in symbols))
+        self.symbols = symbols
+        self.input_dims = input_dims  # per dynamic input: static dims and symbol names
+
+    def shapes(self, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
+        """Input shapes with every symbol at ``values[symbol]``."""
+        return {
+            name: tuple(values[d] if isinstance(d, str) else d for d in dims)
+            for name, dims in self.input_dims.items()
+        }
+
+
+def find_symbols(
+    model: onnx.ModelProto, pinned: set[str], batch_pinned: bool
+) -> tuple[list[Symbol], dict[str, list[int | str]]]:
+    """The unknown dims of the model's real inputs that the user's pins leave open."""
+    initializers = {t.name for t in model.graph.initializer}
+    found: dict[str, list[tuple[str, int]]] = {}
+    input_dims: dict[str, list[int | str]] = {}
+    for vi in model.graph.input:
+        if vi.name in initializers or vi.name in pinned or not vi.type.HasField("tensor_type"):
+            continue
+        if not vi.type.tensor_type.HasField("shape"):
+            continue  # unknown rank: setup_inputs refuses it with the pinning hint
+        dims: list[int | str] = []
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value >= 0:
+                dims.append(d.dim_value)
+            elif axis == 0 and batch_pinned:
+                dims.append(-1)  # the --batch-size pin fills it in apply_shape_pins
+            else:
+                key = (
+                    d.dim_param if d.HasField("dim_param") and d.dim_param else f"{vi.name}:{axis}"
+                )
+                found.setdefault(key, []).append((vi.name, axis))
+                dims.append(key)
+        if any(isinstance(d, str) for d in dims):
+            input_dims[vi.name] = dims
+    symbols = [
+        Symbol(
+            key,
+            tuple(places),
+            BATCH_SAMPLES if all(axis == 0 for _, axis in places) else SIZE_SAMPLES,
+        )
+        for key, places in found.items()
+    ]
+    return symbols, input_dims
+
+
+def _refuse(message: str):
+    raise UnsupportedError(
+        errors.DYNAMIC_SHAPE_UNSUPPORTED,
+        f"dynamic shape: {message}; pin the dims with --input-shape NAME:d0,d1,... "
+        "(or the batch with --batch-size N)",
+    )
+
+
+Lowering = Callable[[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], bool], tuple]
+
+
+def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tuple:
+    """``lower(shapes, probe_shapes, is_base)`` -> (driver, tfl.Model, loader); returns the base
+    result with its size-dependent dimensions made dynamic (see the module docstring)."""
+    symbols = signal.symbols
+    base_values = {s.name: s.samples[0] for s in symbols}
+    bumped_values = {s.name: s.samples[1] for s in symbols}
+
+    def at(values: dict[str, int], probe: dict[str, int], is_base: bool) -> tuple:
+        shapes = signal.shapes(values)
+        try:
+            return lower(shapes, signal.shapes(probe), is_base)
+        except errors.BadInputError as err:
+            if err.reason_code not in (errors.INVALID_MODEL, errors.SHAPE_INFERENCE_FAILED):
+                raise
+            sizes = ", ".join(f"{k}={v}" for k, v in values.items())
+            _refuse(f"the model does not accept the sample sizes {sizes} ({err.message})")
+
+    base = at(base_values, bumped_values, True)
+    driver, model, _ = base
+    variants = []
+    for s in symbols:
+        values = {**base_values, s.name: s.samples[1]}
+        variants.append(at(values, {**bumped_values, s.name: s.samples[0]}, False)[1])
+    pairings = [_pair_tensors(model, other) for other in variants]
+    dynamic_dims = _dynamic_dims(pairings)
+    sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
+    _relax_constants(model, variants, symbols, sources)
+    for tensor, dims in dynamic_dims.values():
+        _make_dynamic(tensor, dims, [p[id(tensor)][1] for p in pairings], symbols)
+    _finish_io_table(driver, model.subgraphs[0])
+    return base
+
+
+def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:
+    """Tensor of ``a`` -> its counterpart in ``b``, checking that the graphs match op by op."""
+    if len(a.subgraphs) != len(b.subgraphs):
+        _refuse("the graph structure depends on the input sizes")
+    pairs: dict[int, tuple[tfl.Tensor, tfl.Tensor]] = {}
+
+    def pair(x: tfl.Tensor | None, y: tfl.Tensor | None, where: str) -> None:
+        if (x is None) != (y is None):
+            _refuse(f"{where}: an operand exists at one input size only")
+        if x is None:
+            return
+        known = pairs.get(id(x))
+        if known is not None and known[1] is not y and not _same_constant(known[1], y):
+            _refuse(f"{where}: tensor {x.name!r} pairs inconsistently")
+        if x.dtype != y.dtype or x.rank != y.rank:
+            _refuse(f"{where}: tensor {x.name!r} changes dtype or rank with the input sizes")
+        pairs[id(x)] = (x, y)
+
+    for sa, sb in zip(a.subgraphs, b.subgraphs, strict=True):
+        if len(sa.operators) != len(sb.operators):
+            _refuse("the number of operators depends on the input sizes")
+        for x, y in zip(sa.inputs + sa.outputs, sb.inputs + sb.outputs, strict=False):
+            pair(x, y, f"subgraph {sa.name!r} I/O")
+        for oa, ob in zip(sa.operators, sb.operators, strict=True):
+            where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
+            if (
+                oa.opcode != ob.opcode
+                or len(oa.inputs) != len(ob.inputs)
+                or len(oa.outputs) != len(ob.outputs)
+                or not _same_options(oa.options, ob.options)
+            ):
+                _refuse(f"{where}: the operator differs between input sizes")
+            for x, y in zip(oa.inputs + oa.outputs, ob.inputs + ob.outputs, strict=True):
+                pair(x, y, where)
+    return pairs
+
+
+def _same_options(x: dict, y: dict) -> bool:
+    if x.keys() != y.keys():
+        return False
+    return all(np.array_equal(np.asarray(x[k]), np.asarray(y[k])) for k in x)
+
+
+def _same_constant(x: tfl.Tensor, y: tfl.Tensor) -> bool:
+    return x.data is not None and y.data is not None and np.array_equal(x.data, y.data)
+
+
+def _dynamic_dims(pairings) -> dict[int, tuple[tfl.Tensor, list[bool]]]:
+    """Activation tensor -> per dim, whether any symbol changes it."""
+    result: dict[int, tuple[tfl.Tensor, list[bool]]] = {}
+    for pairs in pairings:
+        for key, (a, b) in pairs.items():
+            if a.data is not None or a.shape == b.shape:
+                continue  # constants are judged by _relax_constants
+            _, dims = result.setdefault(key, (a, [False] * a.rank))
+            for k, (da, db) in enumerate(zip(a.shape, b.shape, strict=True)):
+                dims[k] = dims[k] or da != db
+    return result
+
+
+def _make_dynamic(tensor: tfl.Tensor, dims: list[bool], others, symbols) -> None:
+    """Mark ``dims`` of ``tensor`` dynamic; store a size valid at every symbol = 1 if linear."""
+    shape, signature = list(tensor.shape), []
+    for k, dynamic in enumerate(dims):
+        if not dynamic:
+            signature.append(shape[k])
+            continue
+        signature.append(-1)
+        at_one = shape[k]
+        for other, s in zip(others, symbols, strict=True):
+            lo, hi = s.samples
+            delta = other.shape[k] - tensor.shape[k]
+            if delta and delta % (hi - lo) == 0:
+                at_one -= delta // (hi - lo) * (lo - 1)
+        shape[k] = at_one if at_one > 0 else shape[k]
+    tensor.shape = tuple(shape)
+    tensor.shape_signature = tuple(signature)
+
+
+def _symbol_sources(sub: tfl.Subgraph, pairings, symbols) -> dict[str, tuple[tfl.Tensor, int]]:
+    """Symbol -> (graph input tensor, stored axis) holding exactly the symbol's value."""
+    sources = {}
+    for pairs, s in zip(pairings, symbols, strict=True):
+        for t in sub.inputs:
+            other = pairs.get(id(t))
+            if other is None:
+                continue
+            for k, (da, db) in enumerate(zip(t.shape, other[1].shape, strict=True)):
+                if (da, db) == s.samples and s.name not in sources:
+                    sources[s.name] = (t, k)
+    return sources
+
+
+def _finish_io_table(driver, sub: tfl.Subgraph) -> None:
+    """Report rows: dynamic dims are -1 in the signature and 1 in the stored shapes."""
+    tensors = dict(zip(sub.input_names, sub.inputs, strict=True))
+    tensors.update(zip(sub.output_names, sub.outputs, strict=True))
+    for t in sub.inputs:  # graph inputs store 1 in every dynamic dim (the TFLite convention)
+        if t.shape_signature:
+            t.shape = tuple(
+                1 if s == -1 else d for d, s in zip(t.shape, t.shape_signature, strict=True)
+            )
+    for row in driver.io_table:
+        t = tensors.get(row["name"])
+        if t is None or not t.shape_signature:
+            continue
+        row["shape_signature"] = list(t.shape_signature)
+        for k, s in enumerate(t.shape_signature):
+            if s == -1:
+                row["tflite_shape"][k] = 1
+                if row["onnx_shape"]:
+                    row["onnx_shape"][row["perm"][k] if row.get("perm") else k] = 1
+
+
+# (op, operand) pairs that hold an output shape -> the operand whose dims the shape follows
+# (None: none). A size-dependent entry is computed at run time from those dims when it is an
+# integer multiple of one or two of them (exact at every size), else from the input symbols;
+# RESHAPE prefers a single -1 entry, which needs no extra ops.
+SHAPE_OPERANDS = {
+    ("RESHAPE", 1): 0,
+    ("BROADCAST_TO", 1): 0,
+    ("RESIZE_BILINEAR", 1): 0,
+    ("RESIZE_NEAREST_NEIGHBOR", 1): 0,
+    ("TRANSPOSE_CONV", 0): 2,
+    ("FILL", 0): None,
+}
+
+
+def _relax_constants(model: tfl.Model, variants, symbols, sources) -> None:
+    """Constants that differ: only shape operands and slice extents are expressible."""
+    for index, sa in enumerate(model.subgraphs):
+        runtime = _RuntimeDims(sa, symbols, sources if index == 0 else {})
+        others = [v.subgraphs[index] for v in variants]
+        for n, oa in enumerate(sa.operators):
+            for k, x in enumerate(oa.inputs):
+                if x is None or x.data is None:
+                    continue
+                other_ops = [o.operators[n] for o in others]
+                ys = [o.inputs[k] for o in other_ops]
+                if all(_same_constant(x, y) for y in ys):
+                    continue
+                where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
+                if any(x.data.shape != y.data.shape for y in ys):
+                    _refuse(f"{where}: operand {k} changes shape with the input sizes")
+                oa.inputs[k] = _relaxed([oa, *other_ops], k, runtime, where)
+        runtime.insert_ops()
+
+
+def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str) -> tfl.Tensor:
+    """The replacement for operand ``k`` of ``ops[0]`` (``ops[1:]``: the same operator in the
+    lowerings at other sizes)."""
+    op, x, ys = ops[0], ops[0].inputs[k], [o.inputs[k] for o in ops[1:]]
+    differ = sorted({int(i) for y in ys for i in np.flatnonzero(x.data != y.data)})
+    if op.opcode == "RESHAPE" and k == 1 and len(differ) == 1 and not np.any(x.data == -1):
+        return _with_entries(x, differ, -1)
+    if op.opcode == "SLICE" and k == 2 and all(_slices_to_end(o, differ) for o in ops):
+        return _with_entries(x, differ, -1)
+    if (op.opcode, k) in SHAPE_OPERANDS and x.dtype == np.int32 and x.data.ndim == 1:
+        return runtime.shape_tensor(ops, k, SHAPE_OPERANDS[op.opcode, k], where)
+    _refuse(f"{where}: operand {k} holds values that depend on the input sizes")
+
+
+def _with_entries(x: tfl.Tensor, entries: list[int], value: int) -> tfl.Tensor:
+    data = x.data.copy()
+    data[entries] = value
+    return tfl.Tensor(f"{x.name}/dynamic", x.dtype, x.shape, data=data)
+
+
+def _slices_to_end(op: tfl.Operator, entries: list[int]) -> bool:
+    """Does every differing SLICE size run from its begin to the end of the input?"""
+    source, begin, size = op.inputs[0], op.inputs[1], op.inputs[2]
+    if begin.data is None:
+        return False
+    return all(begin.data[e] + size.data[e] == source.shape[e] for e in entries)
+
+
+class _RuntimeDims:
+    """Builds shape vectors whose size-dependent entries are computed at run time, each from
+    SHAPE of a tensor: the operand the shape follows, else the graph inputs carrying the
+    symbols. The ops go right before the operator that reads the vector."""
+
+    def __init__(self, sub: tfl.Subgraph, symbols, sources):
+        self.sub = sub
+        self.symbols = symbols
+        self.sources = sources  # symbol name -> (graph input, stored axis)
+        self.pending: list[tfl.Operator] = []
+        self.before: dict[int, list[tfl.Operator]] = {}
+        self._cache: dict[tuple, tfl.Tensor] = {}
+
+    def _const(self, name: str, values) -> tfl.Tensor:
+        data = np.asarray(values, np.int32)
+        return tfl.Tensor(f"dynamic_shape/{name}", np.int32, data.shape, data=data)
+
+    def _emit(self, key: tuple, opcode: str, inputs, name: str, **options) -> tfl.Tensor:
+        if key not in self._cache:
+            out = tfl.Tensor(f"dynamic_shape/{name}", np.int32, (1,))
+            self.pending.append(tfl.Operator(opcode, list(inputs), [out], options))
+            self._cache[key] = out
+        return self._cache[key]
+
+    def _dim(self, tensor: tfl.Tensor, axis: int) -> tfl.Tensor:
+        """[1] int32: the run-time size of ``tensor``'s stored axis ``axis``."""
+        shape_key = ("shape", id(tensor))
+        if shape_key not in self._cache:
+            out = tfl.Tensor(f"dynamic_shape/{tensor.name}/shape", np.int32, (tensor.rank,))
+            self.pending.append(tfl.Operator("SHAPE", [tensor], [out], {"out_type": "INT32"}))
+            self._cache[shape_key] = out
+        at = self._const(f"at{axis}", [axis])
+        one = self._const("one", [1])
+        return self._emit(
+            ("dim", id(tensor), axis), "SLICE", [self._cache[shape_key], at, one], "dim"
+        )
+
+    def _product(self, factor: int, dims: list[tfl.Tensor]) -> tfl.Tensor:
+        value = dims[0]
+        for d in dims[1:]:
+            value = self._emit(("MUL", id(value), id(d)), "MUL", [value, d], "product", **NONE)
+        if factor != 1:
+            k = self._const(f"k{factor}", [factor])
+            value = self._emit(("MUL", id(value), factor), "MUL", [value, k], "scaled", **NONE)
+        return value
+
+    def _entry(self, values: list[int], follows: list[tfl.Tensor] | None) -> tfl.Tensor | None:
+        """``values``: the entry at the base and each bumped lowering."""
+        if follows is not None:
+            rank = follows[0].rank
+            for group in [(j,) for j in range(rank)] + list(combinations(range(rank), 2)):
+                sizes = [prod(t.shape[j] for j in group) for t in follows]
+                factor = _common_factor(values, sizes)
+                if factor is not None:
+                    return self._product(factor, [self._dim(follows[0], j) for j in group])
+        used = [s for s, v in zip(self.symbols, values[1:], strict=True) if v != values[0]]
+        sizes = [prod(s.samples[0] for s in used)]
+        sizes += [
+            prod(t.samples[s is t] for t in used) if s in used else sizes[0] for s in self.symbols
+        ]
+        factor = _common_factor(values, sizes)
+        if factor is None or any(s.name not in self.sources for s in used):
+            return None
+        return self._product(factor, [self._dim(*self.sources[s.name]) for s in used])
+
+    def shape_tensor(self, ops, k: int, follows: int | None, where: str) -> tfl.Tensor:
+        x = ops[0].inputs[k]
+        data_inputs = None if follows is None else [o.inputs[follows] for o in ops]
+        pieces, run = [], []
+        for e, v0 in enumerate(x.data.tolist()):
+            values = [int(o.inputs[k].data[e]) for o in ops]
+            if all(v == v0 for v in values):
+                run.append(v0)
+                continue
+            piece = self._entry(values, data_inputs)
+            if piece is None:
+                _refuse(
+                    f"{where}: a shape entry ({v0} at the base sizes) is not a multiple of "
+                    "the dynamic dims"
+                )
+            if run:
+                pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
+                run = []
+            pieces.append(piece)
+        if run:
+            pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
+        out = tfl.Tensor(f"dynamic_shape/{x.name}/runtime", np.int32, x.shape)
+        self.pending.append(tfl.Operator("CONCATENATION", pieces, [out], {"axis": 0, **NONE}))
+        self.before.setdefault(id(ops[0]), []).extend(self.pending)
+        self.pending = []
+        return out
+
+    def insert_ops(self) -> None:
+        if not self.before:
+            return
+        operators = []
+        for op in self.sub.operators:
+            operators.extend(self.before.get(id(op), ()))
+            operators.append(op)
+        self.sub.operators[:] = operators
+
+
+NONE = {"fused_activation_function": "NONE"}
+
+
+def _common_factor(values: list[int], sizes: list[int]) -> int | None:
+    """The positive integer c with values[i] == c * sizes[i] for all i, if any."""
+    if sizes[0] <= 0 or values[0] % sizes[0]:
+        return None
+    factor = values[0] // sizes[0]
+    if factor <= 0 or any(v != factor * n for v, n in zip(values, sizes, strict=True)):
+        return None
+    return factor
