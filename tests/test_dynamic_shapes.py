@@ -4,7 +4,10 @@ runner and compared with onnxruntime (dynamic_shapes.py, sample_shapes.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from harness import expect_refusal, op_histogram
@@ -280,3 +283,37 @@ def test_negative_declared_dim_is_a_dynamic_dim():
     model = g.model([("x", TensorProto.FLOAT, [-1, 2])], [("y", TensorProto.FLOAT, [-1, 2])])
     res = _check_at_sizes(model, lambda n: {"x": _w(n, 2)}, [(1,), (5,)])
     assert res.report["io"][0]["shape_signature"] == [-1, 2]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"  # written by tools/export_dynamic_fixtures.py
+
+
+def _fixture(name):
+    return onnx.load(str(FIXTURES / name))
+
+
+def test_torch_exported_encoder_runs_at_sequence_8_16_128():
+    """torch.onnx export with dynamic batch and sequence: arange position ids, view-split
+    heads, a padding mask, a pooler over token 0."""
+    res = _check_at_sizes(
+        _fixture("bert_tiny_dynamic.onnx"),
+        lambda b, s: {k: v % 100 if k == "input_ids" else v for k, v in _token_feeds(b, s).items()},
+        [(1, 8), (1, 16), (1, 128), (2, 16), (3, 40)],
+    )
+    rows = {r["name"]: r["shape_signature"] for r in res.report["io"]}
+    assert rows == {
+        "input_ids": [-1, -1],
+        "attention_mask": [-1, -1],
+        "last_hidden_state": [-1, -1, 32],
+        "pooler_output": [-1, 32],
+    }
+
+
+def test_torch_exported_detector_runs_at_several_heights_and_widths():
+    """YOLOv8-style anchors built from the feature maps' shapes, FPN upsampling, three
+    strides: every size a multiple of 32, batch 1 and 2."""
+    _check_at_sizes(
+        _fixture("det_dynamic.onnx"),
+        _image_feeds,
+        [(1, 64, 64), (1, 128, 160), (2, 96, 224), (1, 320, 256)],
+    )

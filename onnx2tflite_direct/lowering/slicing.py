@@ -58,11 +58,18 @@ def _const_slice(ctx, starts, ends, axes, steps):
     """Exact ONNX normalization per axis, in stored order, with masks for open ends."""
     shape = ctx.shape(0)
     lay = ctx.in_layout(0)
-    per_axis = {a: (0, shape[a], 1, False) for a in range(len(shape))}
+    # Open ends (end_mask) and in-range negative indices are kept as such rather than resolved
+    # against the static dims: the same operands then stay right when a dim is dynamic.
+    per_axis = {a: (0, shape[a], 1, True) for a in range(len(shape))}
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
-        a, st = int(a), int(st)
-        b, en, _ = slice(int(s), int(e), st).indices(shape[a])
-        per_axis[a] = (b, en, st, en < 0)  # en == -1: before the first element (neg. step)
+        a, s, e, st = int(a), int(s), int(e), int(st)
+        b, en, _ = slice(s, e, st).indices(shape[a])
+        if st > 0 and -shape[a] <= s < 0:
+            b = s
+        open_end = en < 0 or (st > 0 and e >= shape[a])  # en == -1: before the first element
+        if st > 0 and -shape[a] <= e < 0:
+            en = e
+        per_axis[a] = (b, en, st, open_end)
     begin, end, strides, end_mask = [], [], [], 0
     for k, a in enumerate(lay.perm):
         b, en, st, open_end = per_axis[a]
