@@ -71,9 +71,10 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
 
 
 def find_symbols(
-    model: onnx.ModelProto, pinned: set[str], batch_pinned: bool
+    model: onnx.ModelProto, pinned: set[str], batch_size: int | None
 ) -> tuple[list[Symbol], dict[str, list[int | str]]]:
-    """The unknown dims of the model's real inputs that the user's pins leave open."""
+    """The unknown dims of the model's real inputs that the user's pins leave open
+    (``pinned``: inputs given whole shapes; ``batch_size``: pins every leading dim)."""
     initializers = {t.name for t in model.graph.initializer}
     found: dict[str, list[tuple[str, int]]] = {}
     input_dims: dict[str, list[int | str]] = {}
@@ -86,8 +87,8 @@ def find_symbols(
         for axis, d in enumerate(vi.type.tensor_type.shape.dim):
             if d.HasField("dim_value") and d.dim_value >= 0:
                 dims.append(d.dim_value)
-            elif axis == 0 and batch_pinned:
-                dims.append(-1)  # the --batch-size pin fills it in apply_shape_pins
+            elif axis == 0 and batch_size is not None:
+                dims.append(batch_size)
             else:
                 key = (
                     d.dim_param if d.HasField("dim_param") and d.dim_param else f"{vi.name}:{axis}"
@@ -107,12 +108,12 @@ def find_symbols(
     return symbols, input_dims
 
 
+class _Inexpressible(Exception):  # noqa: N818 - internal; becomes a refusal naming the dims
+    pass
+
+
 def _refuse(message: str):
-    raise UnsupportedError(
-        errors.DYNAMIC_SHAPE_UNSUPPORTED,
-        f"dynamic shape: {message}; pin the dims with --input-shape NAME:d0,d1,... "
-        "(or the batch with --batch-size N)",
-    )
+    raise _Inexpressible(message)
 
 
 Lowering = Callable[[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], bool], tuple]
@@ -121,6 +122,18 @@ Lowering = Callable[[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], boo
 def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     """``lower(shapes, probe_shapes, is_base)`` -> (driver, tfl.Model, loader); returns the base
     result with its size-dependent dimensions made dynamic (see the module docstring)."""
+    symbols = signal.symbols
+    try:
+        return _lower_and_compare(signal, lower)
+    except _Inexpressible as err:
+        raise UnsupportedError(
+            errors.DYNAMIC_SHAPE_UNSUPPORTED,
+            f"dynamic shape ({_describe(symbols)}): {err}; pin the dims with "
+            "--input-shape NAME:d0,d1,... (or the batch with --batch-size N)",
+        ) from None
+
+
+def _lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     symbols = signal.symbols
     base_values = {s.name: s.samples[0] for s in symbols}
     bumped_values = {s.name: s.samples[1] for s in symbols}
@@ -149,6 +162,13 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
         _make_dynamic(tensor, dims, [p[id(tensor)][1] for p in pairings], symbols)
     _finish_io_table(driver, model.subgraphs[0])
     return base
+
+
+def _describe(symbols: list[Symbol]) -> str:
+    return "; ".join(
+        f"{s.name} = " + ", ".join(f"{name}[{axis}]" for name, axis in s.occurrences)
+        for s in symbols
+    )
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:

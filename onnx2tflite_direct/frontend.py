@@ -11,6 +11,7 @@ folding alternates with inference until nothing changes.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -173,6 +174,7 @@ def _dims(value_info) -> tuple[int | None, ...] | None:
     )
 
 
+@functools.cache  # one per element type; called for every value of the graph
 def _dtype(elem_type: int) -> np.dtype | None:
     if elem_type == 0:
         return None
@@ -343,8 +345,9 @@ def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.No
                 produced_by[o] = i
     indeg = [0] * len(nodes)
     users: list[list[int]] = [[] for _ in nodes]
+    node_inputs = [_node_inputs(n) for n in nodes]
     for i, n in enumerate(nodes):
-        for name in set(_node_inputs(n)):
+        for name in set(node_inputs[i]):
             if name in available:
                 continue
             if name not in produced_by:
@@ -366,17 +369,19 @@ def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.No
                 ready.append(u)
     if len(order) != len(nodes):
         raise BadInputError(errors.INVALID_MODEL, "the graph contains a cycle")
-    return _stable_topo(nodes, produced_by, available)
+    return _stable_topo(nodes, produced_by, available, node_inputs)
 
 
-def _stable_topo(nodes, produced_by, available) -> list[onnx.NodeProto]:
-    """Depth-first order that follows the file order: deterministic and usually identical."""
+def _stable_topo(nodes, produced_by, available, node_inputs) -> list[onnx.NodeProto]:
+    """Depth-first order that follows the file order: deterministic and usually identical.
+
+    ``node_inputs[i]``: ``_node_inputs(nodes[i])``."""
     state = [0] * len(nodes)
     out: list[onnx.NodeProto] = []
     for root in range(len(nodes)):
         if state[root]:
             continue
-        stack = [(root, iter(_node_inputs(nodes[root])))]
+        stack = [(root, iter(node_inputs[root]))]
         state[root] = 1
         while stack:
             i, it = stack[-1]
@@ -385,7 +390,7 @@ def _stable_topo(nodes, produced_by, available) -> list[onnx.NodeProto]:
                 if name in available or j is None or state[j]:
                     continue
                 state[j] = 1
-                stack.append((j, iter(_node_inputs(nodes[j]))))
+                stack.append((j, iter(node_inputs[j])))
                 break
             else:
                 stack.pop()
@@ -948,9 +953,7 @@ def load_graph(
     proto = apply_shape_pins(loaded, input_shapes, batch_size)
     _check_structure(proto)
     if find_dynamic:
-        symbols, input_dims = find_symbols(
-            loaded, set(input_shapes or ()), batch_pinned=batch_size is not None
-        )
+        symbols, input_dims = find_symbols(loaded, set(input_shapes or ()), batch_size)
         if symbols:
             raise DynamicShapeModel(symbols, input_dims)
     g = proto.graph

@@ -238,26 +238,14 @@ def test_static_pins_give_a_static_model():
     assert all(-1 not in r["shape_signature"] for r in res.report["io"])
 
 
-def test_size_dependent_constant_is_refused_naming_the_pin():
-    """A Resize to a fixed size from a dynamic input: the size cannot follow the input."""
+def test_slice_to_half_the_height_is_computed_at_run_time():
+    """Slice(x, 0, Shape(x)[2] / 2): the end is shape arithmetic, exact at odd sizes too."""
     g = _Graph()
-    y = g.op("Resize", "x", "", "", g.init(_ints(1, 2, 8, 8)), mode="nearest")
-    g.nodes.append(helper.make_node("ReduceMean", [y], ["out"], keepdims=1))
-    g.op("Identity", "x")
-    model = g.model(
-        [("x", TensorProto.FLOAT, [1, 2, "H", "H"])], [("out", TensorProto.FLOAT, [1, 1, 1, 1])]
-    )
-    try:
-        res = convert(model)
-    except Exception:  # a refusal must name the pinning flag
-        err = expect_refusal(model, "dynamic_shape_unsupported")
-        assert "--input-shape" in err.message
-        return
-    for h in (5, 8, 13):  # or the conversion is right at every size
-        feeds = {"x": RNG.standard_normal((1, 2, h, h)).astype(np.float32)}
-        want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
-        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["out"]
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    half = g.op("Div", g.dim("x", 2), g.init(_ints(2)))
+    top = g.op("Slice", "x", g.init(_ints(0)), half, g.init(_ints(2)))
+    g.nodes.append(helper.make_node("Identity", [top], ["out"]))
+    model = g.model([("x", TensorProto.FLOAT, [1, 2, "H", 4])], [("out", TensorProto.FLOAT, None)])
+    _check_at_sizes(model, lambda h: {"x": _w(1, 2, h, 4)}, [(5,), (8,), (13,)])
 
 
 @pytest.mark.parametrize("start,end", [(0, None), (1, 3), (-2, None), (0, -1)])
@@ -317,3 +305,27 @@ def test_torch_exported_detector_runs_at_several_heights_and_widths():
         _image_feeds,
         [(1, 64, 64), (1, 128, 160), (2, 96, 224), (1, 320, 256)],
     )
+
+
+def test_batch_pin_leaves_the_other_dims_dynamic():
+    res = convert(_fixture("bert_tiny_dynamic.onnx"), batch_size=2)
+    rows = {r["name"]: r["shape_signature"] for r in res.report["io"]}
+    assert rows["input_ids"] == [2, -1] and rows["pooler_output"] == [2, 32]
+    sess = ort.InferenceSession(str(FIXTURES / "bert_tiny_dynamic.onnx"))
+    for seq in (8, 33):
+        feeds = _token_feeds(2, seq)
+        want = sess.run(None, feeds)[0]
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["last_hidden_state"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1, np.abs(want).max()))
+
+
+def test_refusal_names_the_dims_and_the_pinning_flags():
+    g = _Graph()
+    y = g.op("Resize", "x", "", "", g.init(_ints(1, 2, 8, 8)), mode="nearest")
+    g.nodes.append(helper.make_node("Identity", [y], ["out"]))
+    model = g.model(
+        [("x", TensorProto.FLOAT, [1, 2, "H", "W"])], [("out", TensorProto.FLOAT, [1, 2, 8, 8])]
+    )
+    err = expect_refusal(model, "dynamic_shape_unsupported")
+    assert "H = x[2]" in err.message and "W = x[3]" in err.message
+    assert "--input-shape" in err.message
