@@ -329,3 +329,27 @@ def test_refusal_names_the_dims_and_the_pinning_flags():
     err = expect_refusal(model, "dynamic_shape_unsupported")
     assert "H = x[2]" in err.message and "W = x[3]" in err.message
     assert "--input-shape" in err.message
+
+
+@pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3)])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_recurrent_loop_runs_any_sequence_length_and_batch(op, gates, direction):
+    """The WHILE loop reads its trip count from the input at run time; its output buffer and
+    zero initial states are FILLs whose dims follow the batch and sequence."""
+    dirs, hidden, feat = 2 if direction == "bidirectional" else 1, 5, 4
+    g = _Graph()
+    w, r = g.init(_w(dirs, gates * hidden, feat)), g.init(_w(dirs, gates * hidden, hidden))
+    bias = g.init(_w(dirs, 2 * gates * hidden))
+    g.nodes.append(
+        helper.make_node(
+            op, ["x", w, r, bias], ["y", "y_h"], hidden_size=hidden, direction=direction
+        )
+    )
+    model = g.model(
+        [("x", TensorProto.FLOAT, ["time", "batch", feat])],
+        [("y", TensorProto.FLOAT, None), ("y_h", TensorProto.FLOAT, None)],
+    )
+    res = _check_at_sizes(
+        model, lambda t, b: {"x": _w(t, b, feat, scale=1.0)}, [(1, 1), (7, 3), (20, 2)]
+    )
+    assert op_histogram(res.tflite_bytes)["WHILE"] == dirs

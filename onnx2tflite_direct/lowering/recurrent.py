@@ -112,11 +112,34 @@ class Unroller:
         value = self.operand(i)
         return [None] * self.dirs if value is None else self.o.unstack(value, axis)
 
-    def initial_states(self, i: int):
+    def initial_states(self, i: int, looped: bool):
         """Initial state per direction as [batch, hidden] tensors (zeros when absent)."""
         per_dir = self.per_direction(i, axis=1 if self.batch_major else 0)
+        if looped:  # a FILL, not a constant: its dims can follow a run-time batch
+            absent = any(s is None for s in per_dir)
+            zeros = self.zeros((self.batch, self.hidden), "h0") if absent else None
+            return [zeros if s is None else self.o.tensor(s) for s in per_dir]
         zeros = np.zeros((self.batch, self.hidden), np.float32)
         return [self.o.tensor(zeros if s is None else s) for s in per_dir]
+
+    def zeros(self, shape, hint: str) -> tfl.Tensor:
+        """float32 zeros of ``shape`` written by FILL (a shape operand, no stored buffer)."""
+        out = self.ctx.temp(np.float32, shape, hint)
+        dims = self.ctx.const_tensor(np.array(shape, np.int32), f"{hint}_dims")
+        zero = self.ctx.const_tensor(np.array(0, np.float32), "zero")
+        self.ctx.emit("FILL", [dims, zero], [out])
+        return out
+
+    def runtime_steps(self, projected: tfl.Tensor) -> tfl.Tensor:
+        """The sequence length as an int32 scalar read from ``projected`` at run time, so the
+        loop also runs a sequence length that changes with a dynamic input size."""
+        ctx = self.ctx
+        dims = ctx.temp(np.int32, (len(projected.shape),), "dims")
+        ctx.emit("SHAPE", [projected], [dims], out_type="INT32")
+        first = ctx.temp(np.int32, (1,), "seq")
+        one = ctx.const_tensor(np.array([1], np.int32), "one")
+        ctx.emit("SLICE", [dims, ctx.const_tensor(np.array([0], np.int32), "zero"), one], [first])
+        return ctx.reshape(first, (), "steps")
 
     def step_masks(self, stacked: bool = False):
         """Per step a [batch, 1] bool tensor (t < sequence_lens[b]), or None when all full;
@@ -203,34 +226,42 @@ class Unroller:
         ctx, o, drv = self.ctx, self.o, self.ctx.driver
         label = f"{ctx.node.label}/d{d}"
         projected = o.linear(ctx.input(0), w_d, x_bias, keep_num_dims=True)
-        y0 = o.tensor(np.zeros((self.seq, self.batch, self.hidden), np.float32))
+        y0 = self.zeros((self.seq, self.batch, self.hidden), "y0")
         outer = _runtime_operands(cfg)
         init = [
             ctx.const_tensor(np.array(0, np.int32), "step0"),
             *states,
             y0,
             projected,
+            self.runtime_steps(projected),
             *([masks] if masks is not None else []),
             *outer,
         ]
         n = len(states)
-        steps = ctx.const_tensor(np.array(self.seq, np.int32), "steps")
 
         def make_cond(emit, inputs):
-            return less_than(ctx, emit, inputs[0], steps)
+            return less_than(ctx, emit, inputs[0], inputs[3 + n])
 
         cond = cond_subgraph(ctx, init, make_cond)
         body = tfl.Subgraph(name=f"{label}/step")
         body.inputs = mirror_tensors(drv, init, f"{label}/step/in")
-        k, st, y_buf, xw = body.inputs[0], body.inputs[1 : 1 + n], *body.inputs[1 + n : 3 + n]
-        rest = body.inputs[3 + n :]
+        k, st = body.inputs[0], body.inputs[1 : 1 + n]
+        y_buf, xw, steps = body.inputs[1 + n : 4 + n]
+        rest = body.inputs[4 + n :]
         mask_all = rest[0] if masks is not None else None
         inner = dict(zip(map(id, outer), rest[1 if masks is not None else 0 :], strict=True))
         with drv.emitting_into(body):
             t = k
-            if self.direction == "reverse" or d == 1:
+            if self.direction == "reverse" or d == 1:  # t = steps - 1 - k
+                last = ctx.temp(np.int32, (), "last")
+                ctx.emit(
+                    "SUB",
+                    [steps, ctx.const_tensor(np.array(1, np.int32), "one")],
+                    [last],
+                    fused_activation_function="NONE",
+                )
                 t = ctx.temp(np.int32, (), "t")
-                ctx.emit("SUB", [ctx.const_tensor(np.array(self.seq - 1, np.int32)), k], [t])
+                ctx.emit("SUB", [last, k], [t], fused_activation_function="NONE")
             x_t = ctx.temp(np.float32, xw.shape[1:], "x_t")
             ctx.emit("GATHER", [xw, t], [x_t], axis=0, batch_dims=0)
             new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
@@ -267,9 +298,9 @@ class Unroller:
         recurrents = self.per_direction(2)
         biases = self.per_direction(3)
         peepholes = self.per_direction(PEEPHOLES) if ctx.node.op_type == "LSTM" else [None] * 2
-        h0 = self.initial_states(INITIAL_H)
-        c0 = self.initial_states(INITIAL_C) if self.kind.num_states == 2 else None
         looped = not (ctx.driver.options.unroll_rnn or self.batch_major or self.seq == 1)
+        h0 = self.initial_states(INITIAL_H, looped)
+        c0 = self.initial_states(INITIAL_C, looped) if self.kind.num_states == 2 else None
         masks = self.step_masks(stacked=looped)
         lens = ctx.const(SEQUENCE_LENS)
         nonempty = None
