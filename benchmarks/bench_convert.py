@@ -1,7 +1,8 @@
 """Conversion wall time and peak RSS per model, each conversion in a fresh process.
 
 Also measures the floor for the same model: ``onnx.load`` plus writing as many bytes as the
-.tflite has. Results go to ``benchmarks/results/convert.json`` and a table on stdout.
+.tflite has; conversion and floor runs alternate, and the best of ``--repeat`` of each is kept.
+Results go to ``benchmarks/results/convert_<set>.json`` and a table on stdout.
 
     python benchmarks/bench_convert.py [--set light|benchmark] [--models NAME ...] [--repeat 3]
 
@@ -107,12 +108,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         for name, path in model_files(args.set, args.models, Path(cache)).items():
             weights = path.stat().st_size
-            conv = [run_child("convert", path) for _ in range(args.repeat)]
+            conv, floors = [], []
+            for _ in range(args.repeat):  # in turn, so both see the same machine load
+                conv.append(run_child("convert", path))
+                floors.append(run_child("floor", path, conv[-1]["bytes"]))
             best = min(conv, key=lambda r: r["seconds"])
-            floor = min(
-                (run_child("floor", path, best["bytes"]) for _ in range(args.repeat)),
-                key=lambda r: r["seconds"],
-            )
+            floor = min(floors, key=lambda r: r["seconds"])
             rows.append(
                 {
                     "model": f"{name} (real weights)" if args.set == "light" else name,

@@ -3,9 +3,11 @@
 Usage: ``PYTHONPATH=. python benchmarks/bench_scaling.py [--sizes 1000 20000] [--repeats 3]``
 
 Each timing is a fresh process (imports excluded: the clock starts just before ``convert``);
-the median of ``--repeats`` runs is kept. The ratio large/small should stay below 20x for a
-20x larger graph, i.e. conversion is close to linear. Results go to
-``benchmarks/results/scaling.json``; ``--profile`` writes a cProfile listing of the largest size.
+the median of ``--repeats`` runs is kept. The sizes are run in turn within each repeat (1,000,
+20,000, 1,000, 20,000 ...), so a change of machine load between the sizes' runs does not
+bias the ratio. The ratio large/small should stay below 20x for a 20x larger graph, i.e.
+conversion is close to linear. Results go to ``benchmarks/results/scaling.json``;
+``--profile`` writes a cProfile listing of the largest size.
 """
 
 from __future__ import annotations
@@ -113,10 +115,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.sizes:
-            path = Path(tmp) / f"chain_{n}.onnx"
+        paths = {n: Path(tmp) / f"chain_{n}.onnx" for n in args.sizes}
+        for n, path in paths.items():
             onnx.save(chain_model(n), str(path))
-            runs = [time_once(path) for _ in range(args.repeats)]
+        timings: dict[int, list] = {n: [] for n in args.sizes}
+        for _ in range(args.repeats):  # interleaved: every size sees the same conditions
+            for n, path in paths.items():
+                timings[n].append(time_once(path))
+        for n in args.sizes:
+            runs = timings[n]
             median = statistics.median(r[0] for r in runs)
             rows.append(
                 {
@@ -130,7 +137,7 @@ def main(argv=None) -> int:
         if args.profile:
             prof = Path(tmp) / "prof.out"
             subprocess.run(
-                [sys.executable, "-c", PROFILER, str(path), str(prof)],
+                [sys.executable, "-c", PROFILER, str(paths[args.sizes[-1]]), str(prof)],
                 cwd=ROOT,
                 env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                 check=True,

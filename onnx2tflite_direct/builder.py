@@ -5,7 +5,9 @@ Tables are written by one schema-driven routine (:meth:`_Writer.table`) that tak
 ``schema_generated`` data (precomputed once per table), so builtin options need no per-table
 code: the options table of an operator is found by naming convention from the
 ``BuiltinOptions``/``BuiltinOptions2`` union members (``CONV_2D`` -> ``Conv2DOptions``) plus
-:data:`OPTIONS_EXCEPTIONS`.
+:data:`OPTIONS_EXCEPTIONS`. Every table body is laid out by a precomputed :class:`_Frame` (one
+``struct`` pack per table); the tables a model has thousands of (plain Tensor, builtin
+Operator, Buffer) skip the field dict and go straight to their frame (same bytes).
 
 File-level conventions (see OP_VERSIONS.md section 3): buffer 0 is the empty sentinel; identical
 constants (dtype + shape + bytes) share one buffer; constant data is 16-byte aligned in the
@@ -32,6 +34,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
+import math
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -238,7 +243,82 @@ def _scalar_value(f: _Field, value: object, table: str) -> object:
 
 
 # -- the FlatBuffer writer --------------------------------------------------------------------
+class _Frame(NamedTuple):
+    """Byte layout of one table body: the same for every table with the same fields present
+    (their sizes and ids) starting at the same offset modulo 8, so it is computed once."""
+
+    packer: struct.Struct  # soffset to the vtable, then the fields from the lowest address up
+    offsets: tuple[tuple[int, int], ...]  # (packed index, position - body start) of uoffsets
+    positions: tuple[tuple[int, int], ...]  # (field id, position - body start)
+    size: int  # table position - body start
+    vtable: bytes
+    reserve: int  # bytes to reserve before writing body and vtable
+    align: int  # the widest field
+
+
+def _make_frame(signature: tuple[tuple[int, int, str], ...], phase: int) -> _Frame:
+    """Layout of a table whose ``(size, id, struct format or "" for offsets)`` fields, widest
+    first (ties by id), are written back to front from offset ``phase`` (mod 8): each field
+    aligned to its size, then the 4-aligned soffset; the vtable lists ``table - field``.
+    Fields are packed lowest address first, i.e. in reverse signature order."""
+    at, rel = phase, []
+    for width, _, _ in signature:
+        at += (-at) % width + width
+        rel.append(at - phase)
+    at += (-at) % 4 + 4
+    size = at - phase
+    n_fields = 1 + max((fid for _, fid, _ in signature), default=-1)
+    entries = [0] * n_fields
+    for (_, fid, _), r in zip(signature, rel, strict=True):
+        entries[fid] = size - r
+    vtable = struct.pack(f"<{n_fields + 2}H", 4 + 2 * n_fields, size, *entries)
+    fmt, cursor, offsets = "<i", 4, []
+    for k, i in enumerate(reversed(range(len(signature)))):
+        width, _, code = signature[i]
+        fmt += "x" * (size - rel[i] - cursor) + (code[1:] if code else "I")
+        cursor = size - rel[i] + width
+        if not code:
+            offsets.append((k, rel[i]))
+    fmt += "x" * (size - cursor)
+    return _Frame(
+        packer=struct.Struct(fmt),
+        offsets=tuple(offsets),
+        positions=tuple((fid, r) for (_, fid, _), r in zip(signature, rel, strict=True)),
+        size=size,
+        vtable=vtable,
+        reserve=size + len(vtable) + 16,
+        align=signature[0][0] if signature else 1,
+    )
+
+
+class _TableShape:
+    """The fields a table has (its signature) and their layout at each of the 8 phases."""
+
+    __slots__ = ("signature", "frames")
+
+    def __init__(self, signature: tuple[tuple[int, int, str], ...]) -> None:
+        self.signature = signature
+        self.frames: list[_Frame | None] = [None] * 8
+
+    def frame(self, phase: int) -> _Frame:
+        frame = self.frames[phase]
+        if frame is None:
+            frame = self.frames[phase] = _make_frame(self.signature, phase)
+        return frame
+
+
+_SHAPES: dict[tuple, _TableShape] = {}
+
+
+def _table_shape(signature: tuple[tuple[int, int, str], ...]) -> _TableShape:
+    shape = _SHAPES.get(signature)
+    if shape is None:
+        shape = _SHAPES[signature] = _TableShape(signature)
+    return shape
+
+
 _U32 = struct.Struct("<I")
+_INT_VECTOR_STRUCTS: dict[tuple[int, str], struct.Struct] = {}  # (length, code) -> packer
 
 
 class _Writer:
@@ -259,7 +339,7 @@ class _Writer:
         self._vtables: dict[bytes, int] = {}
         # (table, fields present) -> fields in id order: tables of one kind repeat their shape
         self._field_order: dict[tuple, list] = {}
-        self.positions: dict[int, int] = {}  # field id -> position, of the last table
+        self._last: tuple[_Frame, int] | None = None  # (layout, start) of the last table
 
     def offset(self) -> int:
         return self.base + len(self.buf) - self.head
@@ -313,26 +393,42 @@ class _Writer:
         _U32.pack_into(self.buf, self.head, n)
         return self.offset()
 
+    def int_vector(self, values, where: str, code: str = "i") -> int:
+        """A 4-byte integer vector (``code`` "i" or "I") of python ints, packed in place."""
+        n = len(values)
+        packer = _INT_VECTOR_STRUCTS.get((n, code))
+        if packer is None:
+            packer = _INT_VECTOR_STRUCTS[(n, code)] = struct.Struct(f"<I{n}{code}")
+        if 4 * n + 12 > self.head:
+            self._reserve(4 * n + 12)
+        end = self.base + len(self.buf)
+        head = self.head - (self.head - end) % 4 - packer.size
+        try:
+            packer.pack_into(self.buf, head, n, *values)
+        except struct.error as exc:
+            raise BuildError(f"{where}: {exc}") from None
+        self.head = head
+        return end - head
+
     def string(self, value: object) -> int:
         data = str(value).encode("utf-8")
         n = len(data)
-        self._reserve(n + 12)
-        self._align(4, n + 1)
-        self.head -= n + 1  # the zero terminator is already there
-        self.buf[self.head : self.head + n] = data
-        self.head -= 4
-        _U32.pack_into(self.buf, self.head, n)
-        return self.offset()
+        if n + 12 > self.head:
+            self._reserve(n + 12)
+        end = self.base + len(self.buf)
+        # 4-aligned after the bytes and their zero terminator (already zero in the buffer)
+        head = self.head - (self.head - end - n - 1) % 4 - n - 1
+        self.buf[head : head + n] = data
+        head -= 4
+        _U32.pack_into(self.buf, head, n)
+        self.head = head
+        return end - head
 
     def vector(self, elem: str, value: object, where: str, align: int) -> int:
         if isinstance(value, _Ref):
             return value.off
-        if type(value) is list and elem in _INT_VECTORS:  # shapes and tensor indices
-            try:
-                packed = struct.pack(f"<{len(value)}{_INT_VECTORS[elem]}", *value)
-            except struct.error as exc:
-                raise BuildError(f"{where}: {exc}") from None
-            return self.bytes_vector(packed, 4, align)
+        if type(value) is list and elem in _INT_VECTORS and align <= 4:  # shapes, indices
+            return self.int_vector(value, where, _INT_VECTORS[elem])
         if elem in _NP:
             if isinstance(value, (bytes, bytearray, memoryview)):
                 arr = np.frombuffer(value, np.uint8)
@@ -413,40 +509,43 @@ class _Writer:
         return self._end_table(name, slots)
 
     def _end_table(self, name: str, slots: list[tuple[int, int, str, object]]) -> int:
-        n_slots = 1 + max((s[1] for s in slots), default=-1)
-        self._reserve(16 * len(slots) + 2 * n_slots + 16)
-        buf, end = self.buf, self.base + len(self.buf)
-        head = self.head
-        object_end = end - head
-        positions: dict[int, int] = {}
+        """Write a table body from widest-first ``(size, id, format or "", value)`` slots."""
+        shape = _table_shape(tuple([s[:3] for s in slots]))
+        return self.put_table(name, shape, [s[3] for s in reversed(slots)])
+
+    def put_table(self, name: str, shape: _TableShape, packed: list) -> int:
+        """Write a table body with ``shape``'s fields; ``packed`` holds their values in
+        reverse signature order, offset fields as the child's position (replaced in place).
+        Returns the table's position."""
+        object_end = self.base + len(self.buf) - self.head
+        frame = shape.frames[object_end & 7] or shape.frame(object_end & 7)
+        if frame.reserve > self.head:
+            self._reserve(frame.reserve)
+        buf, head = self.buf, self.head - frame.size
+        table = object_end + frame.size
+        for k, rel in frame.offsets:
+            packed[k] = object_end + rel - packed[k]
+        vtable = self._vtables.get(frame.vtable)
+        if vtable is None:
+            self.head = head - len(frame.vtable)
+            buf[self.head : head] = frame.vtable
+            vtable = self._vtables[frame.vtable] = table + len(frame.vtable)
+        else:
+            self.head = head
         try:
-            for size, fid, fmt, value in slots:
-                head -= (head - end) % size + size
-                pos = end - head
-                if fmt:
-                    struct.pack_into(fmt, buf, head, value)
-                else:
-                    _U32.pack_into(buf, head, pos - value)
-                positions[fid] = pos
+            frame.packer.pack_into(buf, head, vtable - table, *packed)
         except struct.error as exc:
             raise FieldRangeError(f"{name}: field value out of range ({exc})") from None
-        head -= (head - end) % 4 + 4
-        table = end - head
-        vtable = [0] * n_slots
-        for fid, pos in positions.items():
-            vtable[fid] = table - pos
-        key = struct.pack(f"<{n_slots + 2}H", 4 + 2 * n_slots, table - object_end, *vtable)
-        existing = self._vtables.get(key)
-        if existing is None:
-            head -= len(key)
-            buf[head : head + len(key)] = key
-            existing = self._vtables[key] = end - head
-        struct.pack_into("<i", buf, end - table, existing - table)
-        if slots:
-            self.minalign = max(self.minalign, slots[0][0])
-        self.head = head
-        self.positions = positions
+        if frame.align > self.minalign:
+            self.minalign = frame.align
+        self._last = (frame, object_end)
         return table
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """Field id -> position, of the last table written."""
+        frame, object_end = self._last
+        return {fid: object_end + rel for fid, rel in frame.positions}
 
     def finish(self, root: int, identifier: bytes) -> None:
         self._reserve(8 + self.minalign)
@@ -499,7 +598,7 @@ def _tensor_bytes(t: tfl.Tensor) -> np.ndarray:
     """Stored bytes of a constant as a 1-D uint8 array (a view when no conversion is needed)."""
     data = np.asarray(t.data)
     ttype = versioning.tensor_type(t.dtype)
-    if data.size != int(np.prod(t.shape, dtype=np.int64)):
+    if data.size != math.prod(t.shape):
         raise BuildError(f"tensor {t.name!r}: data has {data.size} elements, shape {t.shape}")
     if ttype == "STRING":
         return _string_tensor_bytes(data)
@@ -519,10 +618,14 @@ class _BufferTable:
 
     Candidates are bucketed by dtype, shape and a digest of a fixed-size sample of the bytes
     (both ends plus a strided pick), so distinct weights are told apart without hashing all of
-    their bytes; a bucket hit is confirmed by a full byte comparison.
+    their bytes; a bucket hit is confirmed by a full byte comparison. Small constants (the many
+    shape and axis operands) are keyed by their bytes themselves.
     """
 
-    SAMPLE = 4096
+    EXACT = 64  # up to this many bytes a constant is keyed by its bytes (no hash, no compare)
+    SAMPLE = 1024  # bytes hashed at each end
+    # bytes picked across the middle: each pick is a cache miss in a large weight, so few
+    STRIDED = 256
 
     def __init__(self) -> None:
         self.raws: list[np.ndarray] = []  # buffer k + 1 (buffer 0 is the empty sentinel)
@@ -535,7 +638,7 @@ class _BufferTable:
         if raw.size <= 3 * cls.SAMPLE:
             h.update(memoryview(raw))
         else:
-            step = raw.size // cls.SAMPLE
+            step = raw.size // cls.STRIDED
             h.update(memoryview(raw[: cls.SAMPLE]))
             h.update(np.ascontiguousarray(raw[::step]).data)
             h.update(memoryview(raw[-cls.SAMPLE :]))
@@ -545,10 +648,12 @@ class _BufferTable:
         if id(t) in self._by_tensor:
             return self._by_tensor[id(t)]
         raw = _tensor_bytes(t)
-        key = (t.dtype, t.shape, raw.size, self._sample_digest(raw))
+        exact = raw.size <= self.EXACT  # small (shapes, scalars): the bytes are the key
+        digest = raw.tobytes() if exact else self._sample_digest(raw)
+        key = (t.dtype, t.shape, raw.size, digest)
         bucket = self._buckets.setdefault(key, [])
         for other in bucket:
-            if np.array_equal(self.raws[other - 1], raw):
+            if exact or np.array_equal(self.raws[other - 1], raw):
                 index = other
                 break
         else:
@@ -656,6 +761,85 @@ def _tensor_dict(t: tfl.Tensor, buffer: int, name: str) -> dict:
     return values
 
 
+# -- Tensor and Operator tables: the bulk of a model's tables, written without a values dict ---
+_TENSOR_FIELDS = _layout("Tensor").fields
+_OPERATOR_FIELDS = _layout("Operator").fields
+_TENSOR_TYPE_IDS = S.ENUMS["TensorType"]
+
+
+def _slot(fields: dict[str, _Field], name: str) -> tuple[int, int, str]:
+    f = fields[name]
+    return (1, f.fid, "<B") if f.kind == _UTYPE else (f.size, f.fid, f.fmt)
+
+
+def _signature_of(fields: dict[str, _Field], names) -> _TableShape:
+    """The named fields in :meth:`_Writer.table`'s order (widest first, then id)."""
+    return _table_shape(
+        tuple(sorted((_slot(fields, n) for n in names), key=lambda s: (-s[0], s[1])))
+    )
+
+
+# (buffer != 0, type != FLOAT32) -> the fields of a plain tensor: no quantization or signature
+_TENSOR_SHAPES = {
+    (buffer, typed): _signature_of(
+        _TENSOR_FIELDS,
+        ["shape", "name", "has_rank"] + ["buffer"] * buffer + ["type"] * typed,
+    )
+    for buffer in (False, True)
+    for typed in (False, True)
+}
+
+
+def _tensor_table(w: _Writer, t: tfl.Tensor, buffer: int, name: str) -> int:
+    """Same bytes as ``w.table("Tensor", _tensor_dict(...))``, minus the per-field dispatch."""
+    if t.quantization is not None or t.shape_signature is not None:
+        return w.table("Tensor", _tensor_dict(t, buffer, name))
+    shape = w.int_vector(t.shape, "Tensor.shape")
+    label = w.string(name)
+    ttype = _TENSOR_TYPE_IDS[versioning.tensor_type(t.dtype)]
+    if ttype:
+        packed = [True, ttype, label, buffer, shape] if buffer else [True, ttype, label, shape]
+    else:
+        packed = [True, label, buffer, shape] if buffer else [True, label, shape]
+    return w.put_table("Tensor", _TENSOR_SHAPES[(bool(buffer), bool(ttype))], packed)
+
+
+_BUFFER_DATA_SHAPE = _signature_of(_layout("Buffer").fields, ["data"])
+
+# (opcode_index != 0, options union field or None) -> the fields of a builtin operator
+_OPERATOR_SHAPES = {
+    (indexed, union): _signature_of(
+        _OPERATOR_FIELDS,
+        ["inputs", "outputs"]
+        + ["opcode_index"] * indexed
+        + ([union, f"{union}_type"] if union else []),
+    )
+    for indexed in (False, True)
+    for union in (None, "builtin_options", "builtin_options_2")
+}
+
+
+def _operator_table(w: _Writer, op: tfl.Operator, opcode_index: int, index_of: dict) -> int:
+    """Same bytes as ``w.table("Operator", _operator_dict(...))`` for builtin operators."""
+    if op.opcode == "CUSTOM":
+        return w.table("Operator", _operator_dict(op, opcode_index, index_of))
+    inputs = w.int_vector(
+        [-1 if t is None else index_of[id(t)] for t in op.inputs], "Operator.inputs"
+    )
+    outputs = w.int_vector([index_of[id(t)] for t in op.outputs], "Operator.outputs")
+    packed = [outputs, inputs, opcode_index] if opcode_index else [outputs, inputs]
+    target = options_table(op.opcode)
+    if target is None:
+        if op.options:
+            raise UnknownOptionError(f"{op.opcode} has no options table; got {op.options}")
+        return w.put_table("Operator", _OPERATOR_SHAPES[(bool(opcode_index), None)], packed)
+    union, member = target
+    options = w.table(member, op.options)
+    packed[:0] = [S.UNIONS[union][member], options]
+    field_name = "builtin_options" if union == "BuiltinOptions" else "builtin_options_2"
+    return w.put_table("Operator", _OPERATOR_SHAPES[(bool(opcode_index), field_name)], packed)
+
+
 @dataclass
 class TFLiteFile:
     """A serialized .tflite as ordered chunks; the constants' chunks are views of their arrays.
@@ -679,8 +863,35 @@ class TFLiteFile:
         return b"".join(self.chunks)
 
     def write_to(self, fh: BinaryIO) -> None:
-        for chunk in self.chunks:
-            fh.write(chunk)
+        """Write the chunks to ``fh``; a real file gets them by ``writev``, a few system calls
+        instead of two per constant."""
+        try:
+            fd = fh.fileno() if hasattr(os, "writev") else None
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fd = None
+        if fd is None:
+            for chunk in self.chunks:
+                fh.write(chunk)
+            return
+        fh.flush()
+        _writev_all(fd, [memoryview(c).cast("B") for c in self.chunks if len(c)])
+
+
+_IOV_MAX = 1024  # buffers per writev call (the POSIX minimum of IOV_MAX is 16; Linux: 1024)
+
+
+def _writev_all(fd: int, views: list[memoryview]) -> None:
+    """``os.writev`` until every byte is written (a call may write only part of its buffers)."""
+    i = 0
+    while i < len(views):
+        written = os.writev(fd, views[i : i + _IOV_MAX])
+        while written and i < len(views):
+            if written >= views[i].nbytes:
+                written -= views[i].nbytes
+                i += 1
+            else:
+                views[i] = views[i][written:]
+                written = 0
 
 
 @dataclass
@@ -706,7 +917,7 @@ def _plan(model: tfl.Model) -> _Plan:
         for tensors in tensor_lists
     ]
     metadata = {n: bytes(v) for n, v in sorted(model.metadata.items())}
-    release = versioning.min_runtime_version(per_op)
+    release = versioning.min_runtime_version(dict.fromkeys(per_op))  # distinct pairs
     if MIN_RUNTIME_VERSION_KEY not in metadata and 0 < len(release) < 16:
         metadata = {MIN_RUNTIME_VERSION_KEY: release.encode("ascii").ljust(16, b"\0"), **metadata}
     return _Plan(model, codes, buffers, tensor_lists, tensor_buffers, metadata)
@@ -741,7 +952,9 @@ def _write(plan: _Plan, external: bool) -> TFLiteFile:
     constants = plan.buffers.raws
     metadata_buffers = {name: 1 + len(constants) + k for k, name in enumerate(metadata)}
     items = sum(len(sg.operators) for sg in model.subgraphs) + sum(map(len, plan.tensor_lists))
-    w = _Writer(256 * items + sum(len(v) + 32 for v in metadata.values()) + (1 << 14))
+    # ~40-70 bytes per tensor/operator table with its vectors and name (the buffer grows if
+    # needed): a generous estimate would only zero-fill pages that are never written
+    w = _Writer(96 * items + sum(len(v) + 32 for v in metadata.values()) + (1 << 14))
     metadata_raws = [np.frombuffer(v, np.uint8) for v in metadata.values()]
     buffer_offsets, placeholders = _write_buffers(w, constants, metadata_raws, external)
 
@@ -800,8 +1013,8 @@ def _write_buffers(w: _Writer, constants, metadata_raws, external: bool):
     tables = [w.table("Buffer", {})]
     placeholders: dict[int, tuple[int, int]] = {}
     for i, off in enumerate(data):
-        if off is not None:
-            tables.append(w.table("Buffer", {"data": _Ref(off)}))
+        if off is not None:  # == w.table("Buffer", {"data": _Ref(off)})
+            tables.append(w.put_table("Buffer", _BUFFER_DATA_SHAPE, [off]))
         elif constants[i].size:
             tables.append(w.table("Buffer", {"offset": 1, "size": 1}))
             placeholders[i] = (w.positions[1], w.positions[2])
@@ -827,12 +1040,12 @@ def _append_external(w: _Writer, chunks: list, size: int, constants, placeholder
 def _write_subgraph(w: _Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) -> int:
     index_of = {id(t): i for i, t in enumerate(tensors)}
     tensor_offsets = [
-        _Ref(w.table("Tensor", _tensor_dict(t, buf, name)))
+        _Ref(_tensor_table(w, t, buf, name))
         for t, buf, name in zip(tensors, bufs, _unique_names(tensors), strict=True)
     ]
+    codes = plan.codes
     op_offsets = [
-        _Ref(w.table("Operator", _operator_dict(op, plan.codes[_opcode_key(op)][0], index_of)))
-        for op in sg.operators
+        _Ref(_operator_table(w, op, codes[_opcode_key(op)][0], index_of)) for op in sg.operators
     ]
     missing = [t.name for t in (*sg.inputs, *sg.outputs) if id(t) not in index_of]
     if missing:

@@ -86,7 +86,7 @@ class Driver:
         self.extra_subgraphs: list[tfl.Subgraph] = (
             parent.extra_subgraphs if parent is not None else []
         )
-        self.consumers = graph.consumers()
+        self._consumers: dict[str, list[tuple[Node, int]]] | None = None  # see consumers
         self.layout_of: dict[str, L.Layout] = {}
         self.tensor_of: dict[str, tfl.Tensor] = {}
         self._materialized: dict[tuple[str, L.Layout], tfl.Tensor] = {}
@@ -98,6 +98,14 @@ class Driver:
         # (tensor, signature name, io-table row), exposed after the ONNX outputs.
         self._extra_outputs: list[tuple[tfl.Tensor, str, dict]] = []
         self._names: set[str] = set()
+
+    @property
+    def consumers(self) -> dict[str, list[tuple[Node, int]]]:
+        """Value name -> [(consuming node, input index)]; built on first use (the graph does
+        not change during lowering, and many models never ask)."""
+        if self._consumers is None:
+            self._consumers = self.graph.consumers()
+        return self._consumers
 
     def release_constant_cache(self) -> None:
         """Forget the materialization cache once lowering is over: it holds the re-laid-out

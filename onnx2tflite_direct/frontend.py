@@ -12,6 +12,7 @@ folding alternates with inference until nothing changes.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -168,10 +169,13 @@ def _dims(value_info) -> tuple[int | None, ...] | None:
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
         return None
-    # Some exporters write -1 for a dynamic dim: treat any negative dim as unknown.
-    return tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else None for d in t.shape.dim
-    )
+    # Some exporters write -1 for a dynamic dim: treat any negative dim as unknown. (A positive
+    # dim_value is set; HasField is asked only for 0: called for every value of the graph.)
+    dims = []
+    for d in t.shape.dim:
+        v = d.dim_value
+        dims.append(v if v > 0 or (v == 0 and d.HasField("dim_value")) else None)
+    return tuple(dims)
 
 
 @functools.cache  # one per element type; called for every value of the graph
@@ -536,8 +540,13 @@ def _pin_loop_scan_lengths(nodes, values: dict[str, Value], consts) -> None:
                 v.shape = (trips, *v.shape[1:])
 
 
+_SUBGRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
 def _outer_scope_reads(node: onnx.NodeProto) -> list[str]:
     """Names the node's subgraphs read from the enclosing scope, first-use order, no repeats."""
+    if not any(a.type in _SUBGRAPH_TYPES for a in node.attribute):
+        return []  # (most nodes: skip building their input list once more)
     seen: dict[str, None] = {}
     for name in _node_inputs(node)[len([i for i in node.input if i]) :]:
         seen.setdefault(name, None)
@@ -637,7 +646,7 @@ def _check_element_preserving(nodes, values: dict[str, Value]) -> None:
         src, dst = values.get(n.input[0]), values.get(n.output[0])
         if src is None or dst is None or not src.is_static or not dst.is_static:
             continue
-        if int(np.prod(src.shape, dtype=object)) != int(np.prod(dst.shape, dtype=object)):
+        if math.prod(src.shape) != math.prod(dst.shape):  # static: python ints, exact
             raise BadInputError(
                 errors.INVALID_MODEL,
                 f"{n.op_type} {n.name or n.output[0]!r} turns shape {list(src.shape)} into "

@@ -174,9 +174,11 @@ def merge_common_subexpressions(graph: Graph) -> list[str]:
     rename: dict[str, str] = {}
     removed: set[int] = set()
     changed = []
+    graph_outputs = set(graph.outputs)
     for node in graph.nodes:
-        node.inputs = [rename.get(i, i) for i in node.inputs]
-        if node.op_type in NONDETERMINISTIC_OPS or any(o in graph.outputs for o in node.outputs):
+        if rename:  # (nothing to rename before the first merge)
+            node.inputs = [rename.get(i, i) for i in node.inputs]
+        if node.op_type in NONDETERMINISTIC_OPS or any(o in graph_outputs for o in node.outputs):
             continue
         key = (node.domain, node.op_type, node.opset, tuple(node.inputs), _attr_key(node.attrs))
         twin = seen.get(key)
@@ -191,7 +193,8 @@ def merge_common_subexpressions(graph: Graph) -> list[str]:
                 rename[mine] = theirs
         removed.add(id(node))
         changed.append(node.label)
-    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
+    if removed:
+        graph.nodes = [n for n in graph.nodes if id(n) not in removed]
     graph.invalidate()
     return changed
 

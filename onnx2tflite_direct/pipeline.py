@@ -78,7 +78,7 @@ def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> d
     problems: list[UnsupportedError] = []
     tainted: set[str] = set()  # outputs of refused nodes: their consumers are not re-judged
     for node in graph.nodes:
-        blocker = next((i for i in node.inputs if i in tainted), None)
+        blocker = next((i for i in node.inputs if i in tainted), None) if tainted else None
         if blocker is not None:
             tainted.update(o for o in node.outputs if o)
             rec.blocked(node, blocker)

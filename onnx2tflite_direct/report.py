@@ -22,14 +22,13 @@ def _registry_policy(version: int) -> tuple[dict, ...]:
     """Every default-domain op defined at ``version`` and what the registry does with it.
 
     Cached per opset; names come from the newest schemas (every name has one), the opset
-    check from get_schema, which is far cheaper than listing every historical schema."""
+    check from ``defs.has``, which is far cheaper than listing every historical schema (or
+    building each schema object with get_schema)."""
     rows = []
     for schema in sorted(
         {s.name for s in onnx.defs.get_all_schemas() if s.domain == ""}  # newest of each name
     ):
-        try:
-            onnx.defs.get_schema(schema, version, "")
-        except Exception:
+        if not onnx.defs.has(schema, version, ""):
             continue  # not defined at this opset
         spec = REGISTRY.lookup("", schema, version)
         rows.append(
@@ -102,26 +101,29 @@ class ReportBuilder:
         )
 
     def _row(self, node) -> dict:
-        """The node's row; nodes created by rewrites (fusions) get one on first sight."""
-        return self.rows.setdefault(
-            node.label,
-            {
-                "name": node.label,
+        """The node's row; nodes created by rewrites (fusions) get one on first sight.
+
+        (Looked up before building: a setdefault default would be built for every call.)"""
+        label = node.label
+        row = self.rows.get(label)
+        if row is None:
+            row = self.rows[label] = {
+                "name": label,
                 "domain": node.domain,
                 "op_type": node.op_type,
                 "mode": "pending",
                 "tflite_ops": [],
                 "reason_code": None,
                 "message": None,
-            },
-        )
+            }
+        return row
 
     def _nested_row(self, rec) -> dict:
         """A node of a converted subgraph (If branch, Loop/Scan body): named by its path."""
         name = f"{rec.subgraph}/{rec.node.label}"
-        return self.rows.setdefault(
-            name,
-            {
+        row = self.rows.get(name)
+        if row is None:
+            row = self.rows[name] = {
                 "name": name,
                 "domain": rec.node.domain,
                 "op_type": rec.node.op_type,
@@ -130,8 +132,8 @@ class ReportBuilder:
                 "reason_code": None,
                 "message": None,
                 "subgraph": rec.subgraph,
-            },
-        )
+            }
+        return row
 
     def blocked(self, node, tensor: str) -> None:
         row = self._row(node)
@@ -159,7 +161,9 @@ class ReportBuilder:
         operators = [op for sub in (driver.sub, *driver.extra_subgraphs) for op in sub.operators]
         for op in operators:
             key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
-            entry = hist.setdefault(key, {"count": 0, "version": 0})
+            entry = hist.get(key)
+            if entry is None:
+                entry = hist[key] = {"count": 0, "version": 0}
             entry["count"] += 1
             if versions is not None and key in versions:
                 entry["version"] = versions[key]

@@ -35,14 +35,17 @@ def tensor_map(driver: Driver) -> dict[str, dict]:
     :func:`derived_tensors`; ``pad_values``: constants a padded copy holds besides them); ``internal`` lists ``{"tensor", "node"}`` for temporaries of the
     lowering of the node that produced this tensor (see :func:`internal_tensors`).
     """
-    alive = {id(t) for t in driver.sub.tensors()}
-    holder = _holders(driver, alive)
+    holder = _holders(driver, _alive(driver.sub))
     out: dict[str, dict] = {}
+    taken: set[str] = set()  # TFLite names listed so far (primary, then derived)
+    primary: dict[int, str] = {}  # id(tensor) -> the first ONNX name it holds
     for name in driver.tensor_of:
         tensor = holder.get(name)
         if tensor is None:
             continue
         lay = driver.layout_of[name]
+        taken.add(tensor.name)
+        primary.setdefault(id(tensor), name)
         out[name] = {
             "tensor": tensor.name,
             "perm": list(lay.perm),
@@ -52,12 +55,8 @@ def tensor_map(driver: Driver) -> dict[str, dict]:
             "derived": [],
             "internal": [],
         }
-    primary: dict[int, str] = {}
-    for name in out:
-        primary.setdefault(id(holder[name]), name)
-    for tensor_name, (onnx_name, relation, steps) in derived_tensors(
-        driver.sub.operators, primary
-    ).items():
+    derived = derived_tensors(driver.sub.operators, primary)
+    for tensor_name, (onnx_name, relation, steps) in derived.items():
         out[onnx_name]["derived"].append(
             {
                 "tensor": tensor_name,
@@ -66,15 +65,28 @@ def tensor_map(driver: Driver) -> dict[str, dict]:
                 "pad_values": _pad_values(steps),
             }
         )
-    derived_names = {d["tensor"] for e in out.values() for d in e["derived"]}
-    taken = {e["tensor"] for e in out.values()} | derived_names
-    owner = _owners(driver, out, primary)
-    for node_label, names in internal_tensors(driver.sub.operators, taken, primary).items():
+    taken.update(derived)
+    internal = internal_tensors(driver.sub.operators, taken, primary)
+    owner = _owners(driver, out, primary, set(internal)) if internal else {}
+    for node_label, names in internal.items():
         if node_label in owner:
             out[owner[node_label]]["internal"].extend(
                 {"tensor": name, "node": node_label} for name in names
             )
     return out
+
+
+def _alive(sub: tfl.Subgraph) -> set[int]:
+    """``{id(t) for t in sub.tensors()}`` without building the ordered tensor list."""
+    alive = {id(t) for t in sub.inputs}
+    for op in sub.operators:
+        for t in op.inputs:
+            if t is not None:
+                alive.add(id(t))
+        for t in op.outputs:
+            alive.add(id(t))
+    alive.update(id(t) for t in sub.outputs)
+    return alive
 
 
 def _holders(driver: Driver, alive: set[int]) -> dict[str, tfl.Tensor]:
@@ -104,11 +116,12 @@ def _holders(driver: Driver, alive: set[int]) -> dict[str, tfl.Tensor]:
     producer_label = {  # single-output nodes only: no sibling output can be the survivor
         node.outputs[0]: node.label
         for node in driver.graph.nodes
-        if len([o for o in node.outputs if o]) == 1 and node.outputs[0]
+        if node.outputs and node.outputs[0] in dead and len([o for o in node.outputs if o]) == 1
     }
+    labels = set(producer_label.values())
     last_write: dict[str, tfl.Tensor] = {}
     for op in driver.sub.operators:  # in order: the last write of each node wins
-        if op.onnx_node is not None and len(op.outputs) == 1:
+        if op.onnx_node in labels and len(op.outputs) == 1:
             last_write[op.onnx_node] = op.outputs[0]
     for name, tensor in dead.items():
         survivor = last_write.get(producer_label.get(name, ""))
@@ -123,21 +136,25 @@ def _holders(driver: Driver, alive: set[int]) -> dict[str, tfl.Tensor]:
     return out
 
 
-def _owners(driver: Driver, out: dict[str, dict], primary: dict[int, str]) -> dict[str, str]:
-    """Node label -> the map entry listing its temporaries.
+def _owners(
+    driver: Driver, out: dict[str, dict], primary: dict[int, str], labels: set[str]
+) -> dict[str, str]:
+    """Node label (of those in ``labels``) -> the map entry listing its temporaries.
 
     Its first output in the map; if a rewrite fused every output away (LayerNormalization's
     last ADD now also applies the following Relu), the ONNX tensor its last operator writes.
     """
     owner: dict[str, str] = {}
     for op in driver.sub.operators:
-        for t in op.outputs:
-            if op.onnx_node is not None and id(t) in primary:
-                owner[op.onnx_node] = primary[id(t)]
+        if op.onnx_node in labels:
+            for t in op.outputs:
+                if id(t) in primary:
+                    owner[op.onnx_node] = primary[id(t)]
     for node in driver.graph.nodes:
         for name in node.outputs:
             if name in out:
-                owner[node.label] = name
+                if node.label in labels:
+                    owner[node.label] = name
                 break
     return owner
 

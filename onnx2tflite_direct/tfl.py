@@ -46,8 +46,9 @@ class Tensor:
     shape_signature: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        self.dtype = np.dtype(self.dtype)
-        self.shape = tuple(int(d) for d in self.shape)
+        if not isinstance(self.dtype, np.dtype):  # (a dtype converts to itself)
+            self.dtype = np.dtype(self.dtype)
+        self.shape = tuple(map(int, self.shape))
 
     @property
     def is_constant(self) -> bool:

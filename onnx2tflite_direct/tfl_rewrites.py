@@ -22,32 +22,42 @@ FUSABLE_PRODUCERS = {
 ACTIVATIONS = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
 
 
-def _uses(sub: tfl.Subgraph) -> dict[int, list[tfl.Operator]]:
-    uses: dict[int, list[tfl.Operator]] = {}
+def _index(sub: tfl.Subgraph, wanted: set[int], producers) -> tuple[dict, dict[int, int]]:
+    """For the tensors whose id is in ``wanted`` only: the operator with an opcode in
+    ``producers`` writing each, and how many operator inputs read each.
+
+    A rule looks at a few candidate tensors; indexing every tensor of a large graph costs more
+    than the rule (dicts of the whole graph do not stay in cache)."""
+    producer: dict[int, tfl.Operator] = {}
+    count: dict[int, int] = {}
     for op in sub.operators:
         for t in op.inputs:
-            if t is not None:
-                uses.setdefault(id(t), []).append(op)
-    return uses
+            if t is not None and id(t) in wanted:
+                count[id(t)] = count.get(id(t), 0) + 1
+        if op.opcode in producers:
+            for t in op.outputs:
+                if id(t) in wanted:
+                    producer[id(t)] = op
+    return producer, count
 
 
 def fuse_activations(sub: tfl.Subgraph) -> int:
     """producer -> RELU/RELU6/RELU_N1_TO_1 becomes the producer with a fused activation."""
-    uses = _uses(sub)
+    acts = [op for op in sub.operators if op.opcode in ACTIVATIONS]
+    if not acts:
+        return 0
+    producer, uses = _index(sub, {id(a.inputs[0]) for a in acts}, FUSABLE_PRODUCERS)
     outputs = {id(t) for t in sub.outputs}
-    producer = {id(t): op for op in sub.operators for t in op.outputs}
     dropped: set[int] = set()
-    for act in sub.operators:
-        fused = ACTIVATIONS.get(act.opcode)
-        if fused is None:
-            continue
+    for act in acts:
+        fused = ACTIVATIONS[act.opcode]
         src = act.inputs[0]
         prod = producer.get(id(src))
         if (
             prod is None
             or prod.opcode not in FUSABLE_PRODUCERS
             or prod.options.get("fused_activation_function", "NONE") != "NONE"
-            or len(uses.get(id(src), [])) != 1
+            or uses.get(id(src), 0) != 1
             or id(src) in outputs
             or src.dtype.name != "float32"
         ):
@@ -78,13 +88,20 @@ def _channel_vector(t: tfl.Tensor, channels: int) -> np.ndarray | None:
 def fuse_bias_add(sub: tfl.Subgraph) -> int:
     """FULLY_CONNECTED/CONV_2D/DEPTHWISE_CONV_2D -> ADD(per-channel constant) folds the
     constant into the bias (MatMul + Add exported separately is the common case)."""
-    uses = _uses(sub)
+    adds, producers = [], False
+    for op in sub.operators:
+        if op.opcode == "ADD":
+            if op.options.get("fused_activation_function", "NONE") == "NONE":
+                adds.append(op)
+        elif op.opcode in BIAS_PRODUCERS:
+            producers = True
+    if not adds or not producers:
+        return 0
+    wanted = {id(t) for add in adds for t in add.inputs}
+    producer, uses = _index(sub, wanted, BIAS_PRODUCERS)
     outputs = {id(t) for t in sub.outputs}
-    producer = {id(t): op for op in sub.operators for t in op.outputs}
     dropped: set[int] = set()
-    for add in sub.operators:
-        if add.opcode != "ADD" or add.options.get("fused_activation_function", "NONE") != "NONE":
-            continue
+    for add in adds:
         for mid, other in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
             prod = producer.get(id(mid))
             if (
@@ -92,7 +109,7 @@ def fuse_bias_add(sub: tfl.Subgraph) -> int:
                 or prod.opcode not in BIAS_PRODUCERS
                 or id(prod) in dropped
                 or prod.options.get("fused_activation_function", "NONE") != "NONE"
-                or len(uses.get(id(mid), [])) != 1
+                or uses.get(id(mid), 0) != 1
                 or id(mid) in outputs
                 or mid.dtype != np.float32
                 or mid.quantization is not None
@@ -119,22 +136,27 @@ def fuse_bias_add(sub: tfl.Subgraph) -> int:
 
 def collapse_reshapes(sub: tfl.Subgraph) -> int:
     """RESHAPE -> RESHAPE becomes one RESHAPE; a RESHAPE that changes nothing disappears."""
-    uses = _uses(sub)
+    reshapes = [op for op in sub.operators if op.opcode == "RESHAPE"]
+    if not reshapes:
+        return 0
+    # every tensor a RESHAPE reads after renaming is the original input of some RESHAPE
+    producer, uses = _index(sub, {id(op.inputs[0]) for op in reshapes}, ("RESHAPE",))
     outputs = {id(t) for t in sub.outputs}
-    producer = {id(t): op for op in sub.operators for t in op.outputs}
     dropped: set[int] = set()
     rename: dict[int, tfl.Tensor] = {}
     for op in sub.operators:
-        op.inputs = [rename.get(id(t), t) if t is not None else None for t in op.inputs]
-        if op.opcode != "RESHAPE":
+        if op.opcode != "RESHAPE":  # rewired only if it reads a removed RESHAPE's output
+            if rename and any(t is not None and id(t) in rename for t in op.inputs):
+                op.inputs = [rename.get(id(t), t) if t is not None else None for t in op.inputs]
             continue
+        op.inputs = [rename.get(id(t), t) if t is not None else None for t in op.inputs]
         src, out = op.inputs[0], op.outputs[0]
         prev = producer.get(id(src))
         if (
             prev is not None
             and prev.opcode == "RESHAPE"
             and id(prev) not in dropped
-            and len(uses.get(id(src), [])) == 1
+            and uses.get(id(src), 0) == 1
             and id(src) not in outputs
         ):
             op.inputs[0] = prev.inputs[0]
@@ -157,9 +179,13 @@ def remove_dead_ops(sub: tfl.Subgraph) -> int:
     live = {id(t) for t in sub.outputs}
     keep = []
     for op in reversed(sub.operators):
-        if any(id(t) in live for t in op.outputs):
-            keep.append(op)
-            live.update(id(t) for t in op.inputs if t is not None)
+        for t in op.outputs:
+            if id(t) in live:
+                keep.append(op)
+                for src in op.inputs:
+                    if src is not None:
+                        live.add(id(src))
+                break
     removed = len(sub.operators) - len(keep)
     sub.operators = list(reversed(keep))
     return removed

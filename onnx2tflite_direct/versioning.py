@@ -533,8 +533,17 @@ def _tensor(op: tfl.Operator, i: int, out: bool = False) -> tfl.Tensor | None:
     return seq[i] if i < len(seq) else None
 
 
+_KIND_OF_DTYPE: dict = {}  # dtype -> _KIND of its tensor type (rules ask for every operator)
+
+
 def _kind(t: tfl.Tensor | None) -> str | None:
-    return None if t is None else _KIND.get(tensor_type(t.dtype))
+    if t is None:
+        return None
+    try:
+        return _KIND_OF_DTYPE[t.dtype]
+    except KeyError:
+        kind = _KIND_OF_DTYPE[t.dtype] = _KIND.get(tensor_type(t.dtype))
+        return kind
 
 
 def _rank(t: tfl.Tensor | None) -> int:
@@ -571,17 +580,20 @@ def out0(*kinds: str) -> Callable[[tfl.Operator], bool]:
 
 def io0(kind: str) -> Callable[[tfl.Operator], bool]:
     """Input 0 and output 0 both of ``kind``."""
-    return lambda op: in0(kind)(op) and out0(kind)(op)
+    first, last = in0(kind), out0(kind)
+    return lambda op: first(op) and last(op)
 
 
 def triple(a: str, w: str, o: str, w_index: int = 1) -> Callable[[tfl.Operator], bool]:
     """in0 / weights / out0 kinds, e.g. ("f32", "i8", "f32") for hybrid."""
-    return lambda op: in0(a)(op) and in_(w_index, w)(op) and out0(o)(op)
+    first, weights, last = in0(a), in_(w_index, w), out0(o)
+    return lambda op: first(op) and weights(op) and last(op)
 
 
 def either(kind: str) -> Callable[[tfl.Operator], bool]:
     """in0 or out0 of ``kind`` (CAST / QUANTIZE rules)."""
-    return lambda op: in0(kind)(op) or out0(kind)(op)
+    first, last = in0(kind), out0(kind)
+    return lambda op: first(op) or last(op)
 
 
 def rank_gt(n: int, i: int = 0) -> Callable[[tfl.Operator], bool]:

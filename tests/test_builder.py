@@ -3,13 +3,17 @@ file-level conventions (dedupe, alignment, opcodes, metadata, signatures) hold i
 
 from __future__ import annotations
 
+import io
 import math
+import struct
 import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from onnx2tflite_direct import tfl
+from onnx2tflite_direct import builder, tfl
 from onnx2tflite_direct.builder import (
     BuildError,
     UnknownOptionError,
@@ -441,3 +445,183 @@ def test_100mb_builds_fast() -> None:
     elapsed = time.perf_counter() - start
     assert len(data) > layers * dim * dim * 4
     assert elapsed < 2.0, elapsed  # typically ~0.3 s; generous bound for slow CI machines
+
+
+# -- the precomputed table layouts write the bytes of the field-by-field algorithm ------------
+def _reference_end_table(w, slots: list) -> int:
+    """The writer's original table body: one pack per field, widest first, then the vtable."""
+    n_slots = 1 + max((s[1] for s in slots), default=-1)
+    w._reserve(16 * len(slots) + 2 * n_slots + 16)
+    buf, end, head = w.buf, w.base + len(w.buf), w.head
+    object_end = end - head
+    positions = {}
+    for size, fid, fmt, value in slots:
+        head -= (head - end) % size + size
+        pos = end - head
+        struct.pack_into(fmt or "<I", buf, head, value if fmt else pos - value)
+        positions[fid] = pos
+    head -= (head - end) % 4 + 4
+    table = end - head
+    entries = [0] * n_slots
+    for fid, pos in positions.items():
+        entries[fid] = table - pos
+    key = struct.pack(f"<{n_slots + 2}H", 4 + 2 * n_slots, table - object_end, *entries)
+    existing = w._vtables.get(key)
+    if existing is None:
+        head -= len(key)
+        buf[head : head + len(key)] = key
+        existing = w._vtables[key] = end - head
+    struct.pack_into("<i", buf, end - table, existing - table)
+    w.head = head
+    if slots:
+        w.minalign = max(w.minalign, slots[0][0])
+    return table
+
+
+_SCALAR_FORMATS = {1: "<b", 2: "<h", 4: "<i", 8: "<q"}
+_field = st.tuples(st.sampled_from([0, 1, 2, 4, 8]), st.integers(-100, 100))  # size 0: offset
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fields=st.dictionaries(st.integers(0, 12), _field, max_size=7),
+    lead=st.integers(0, 9),
+    repeat=st.booleans(),
+)
+def test_table_frames_match_field_by_field_writer(fields, lead, repeat) -> None:
+    """Any mix of scalar widths, offsets and start alignments: same bytes, same positions."""
+    writers = [builder._Writer(64), builder._Writer(64)]
+    results = []
+    for k, w in enumerate(writers):
+        w.bytes_vector(bytes(lead), 1, 1)  # shifts the start phase
+        child = w.string("child")
+        slots = [
+            (size or 4, fid, _SCALAR_FORMATS.get(size, ""), value if size else child)
+            for fid, (size, value) in fields.items()
+        ]
+        slots.sort(key=lambda s: (-s[0], s[1]))
+        positions = []
+        for _ in range(1 + repeat):  # the second table reuses the first one's vtable
+            if k == 0:
+                positions.append(w._end_table("T", list(slots)))
+            else:
+                positions.append(_reference_end_table(w, list(slots)))
+        results.append((bytes(w.buf[w.head :]), positions, w.minalign))
+    assert results[0] == results[1]
+
+
+def _tensors() -> list[tfl.Tensor]:
+    q = tfl.Quantization(np.array([0.5], F32), np.array([3]))
+    return [
+        act("f32", (1, 3)),
+        act("scalar", ()),
+        tfl.Tensor("i8", np.int8, (2, 2)),
+        tfl.Tensor("b", np.bool_, (4,)),
+        tfl.Tensor("q", np.int8, (2,), quantization=q),
+        tfl.Tensor("dyn", F32, (1, 5), shape_signature=(-1, 5)),
+    ]
+
+
+@pytest.mark.parametrize("buffer", [0, 7])
+@pytest.mark.parametrize("lead", [0, 1, 2, 3, 5])
+def test_tensor_fast_path_matches_generic_table(buffer: int, lead: int) -> None:
+    fast, generic = builder._Writer(64), builder._Writer(64)
+    for w in (fast, generic):
+        w.bytes_vector(bytes(lead), 1, 1)
+    for t in _tensors():
+        a = builder._tensor_table(fast, t, buffer, t.name + "_n")
+        b = generic.table("Tensor", builder._tensor_dict(t, buffer, t.name + "_n"))
+        assert a == b
+    assert bytes(fast.buf[fast.head :]) == bytes(generic.buf[generic.head :])
+
+
+def _operators() -> list[tfl.Operator]:
+    x, y, z = act("x", (1, 4)), act("y", (1, 4)), act("z", (1, 4))
+    shape = const("shape", np.array([4, 1], np.int32))
+    return [
+        tfl.Operator("ADD", [x, y], [z], {"fused_activation_function": "RELU"}),
+        tfl.Operator("ADD", [x, y], [z]),  # an empty options table
+        tfl.Operator("RESHAPE", [x, shape], [z]),
+        tfl.Operator("LOGISTIC", [x], [z]),  # no options table
+        tfl.Operator("FULLY_CONNECTED", [x, y, None], [z], {"keep_num_dims": True}),
+        tfl.Operator("STABLEHLO_CONCATENATE", [x, y], [z], {"dimension": 1}),  # BuiltinOptions2
+        tfl.Operator("CUSTOM", [x], [z], custom_code="Mine", custom_options=b"\x01\x02"),
+    ]
+
+
+@pytest.mark.parametrize("opcode_index", [0, 3])
+@pytest.mark.parametrize("lead", [0, 1, 2, 3, 6])
+def test_operator_fast_path_matches_generic_table(opcode_index: int, lead: int) -> None:
+    ops = _operators()
+    index_of = {id(t): i for i, t in enumerate(t for op in ops for t in op.inputs + op.outputs)}
+    fast, generic = builder._Writer(64), builder._Writer(64)
+    for w in (fast, generic):
+        w.bytes_vector(bytes(lead), 1, 1)
+    for op in ops:
+        a = builder._operator_table(fast, op, opcode_index, index_of)
+        b = generic.table("Operator", builder._operator_dict(op, opcode_index, index_of))
+        assert a == b
+    assert bytes(fast.buf[fast.head :]) == bytes(generic.buf[generic.head :])
+
+
+def test_operator_fast_path_errors() -> None:
+    x, z = act("x", (1, 4)), act("z", (1, 4))
+    index_of = {id(x): 0, id(z): 1}
+    w = builder._Writer(64)
+    with pytest.raises(UnknownOptionError, match="no options table"):
+        builder._operator_table(w, tfl.Operator("LOGISTIC", [x], [z], {"a": 1}), 0, index_of)
+    with pytest.raises(UnknownOptionError, match="no field"):
+        builder._operator_table(w, tfl.Operator("ADD", [x, x], [z], {"nope": 1}), 0, index_of)
+    with pytest.raises(BuildError, match="Tensor.shape"):
+        builder._tensor_table(w, tfl.Tensor("big", F32, (2**31,)), 0, "big")
+
+
+def test_large_constants_differing_outside_the_hash_sample_stay_apart() -> None:
+    """Buffers are bucketed by a sample of their bytes; a full compare decides sharing."""
+    base = np.arange(1 << 18, dtype=F32)
+    other = base.copy()
+    other[12345] += 1.0  # not in the hashed ends nor on the sampling stride
+    twin = base.copy()
+    x = act("x", (1 << 18,))
+    outs = [act(f"o{i}", (1 << 18,)) for i in range(3)]
+    consts = [const(f"c{i}", arr) for i, arr in enumerate((base, other, twin))]
+    ops = [tfl.Operator("ADD", [x, c], [o]) for c, o in zip(consts, outs, strict=True)]
+    m = parse(build_flatbuffer(model_of(ops, [x], outs)))
+    sg = m.Subgraphs(0)
+    buffers = {
+        sg.Tensors(i).Name().decode(): sg.Tensors(i).Buffer() for i in range(sg.TensorsLength())
+    }
+    assert buffers["c0"] == buffers["c2"] != buffers["c1"]
+    got = np.frombuffer(bytes(m.Buffers(buffers["c1"]).DataAsNumpy()), F32)
+    np.testing.assert_array_equal(got, other)
+
+
+def test_write_to_file_and_stream_give_the_same_bytes(tmp_path, monkeypatch) -> None:
+    """Files get the chunks by writev (resumed after partial writes); streams by write."""
+    weights = [const(f"w{i}", RNG.standard_normal((8, 8)).astype(F32)) for i in range(3)]
+    x, outs = act("x", (1, 8)), [act(f"o{i}", (1, 8)) for i in range(3)]
+    pairs = zip(weights, outs, strict=True)
+    ops = [tfl.Operator("FULLY_CONNECTED", [x, w, None], [o]) for w, o in pairs]
+    out = builder.serialize(model_of(ops, [x], outs))
+    expected = out.tobytes()
+    stream = io.BytesIO()
+    out.write_to(stream)
+    assert stream.getvalue() == expected
+    real_writev = builder.os.writev
+
+    def short_writev(fd, buffers):  # at most 100 bytes per call
+        taken, left = [], 100
+        for b in buffers:
+            if left <= 0:
+                break
+            taken.append(bytes(b)[:left])
+            left -= len(taken[-1])
+        return real_writev(fd, taken)
+
+    for writev in (real_writev, short_writev):
+        monkeypatch.setattr(builder.os, "writev", writev)
+        path = tmp_path / "m.tflite"
+        with open(path, "wb") as fh:
+            fh.write(b"")  # an empty buffered write before: flushed first
+            out.write_to(fh)
+        assert path.read_bytes() == expected
