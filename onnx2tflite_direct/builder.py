@@ -669,13 +669,15 @@ def _unique_names(tensors: list[tfl.Tensor]) -> list[str]:
     """Tensor names made unique by suffixing ``_1``, ``_2``... in tensor order."""
     taken = {t.name for t in tensors}
     seen: set[str] = set()
+    next_suffix: dict[str, int] = {}  # suffixes below it are taken: no rescans (n names alike)
     out = []
     for t in tensors:
         name = t.name
         if name in seen:
-            k = 1
+            k = next_suffix.get(t.name, 1)
             while f"{t.name}_{k}" in taken:
                 k += 1
+            next_suffix[t.name] = k + 1
             name = f"{t.name}_{k}"
             taken.add(name)
         seen.add(name)

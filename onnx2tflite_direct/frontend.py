@@ -341,7 +341,19 @@ def _check_unique_names(g: onnx.GraphProto) -> None:
 
 
 def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
-    """Kahn's algorithm; refuses cycles and inputs nothing produces."""
+    """Kahn's algorithm; refuses cycles and inputs nothing produces.
+
+    Most files are already in topological order: one pass proves it (every input is
+    available or produced earlier, so there is no cycle and nothing dangles) and the file
+    order is kept, which is also what the stable sort below would return."""
+    node_inputs = [_node_inputs(n) for n in nodes]
+    seen = set(available)
+    for n, names in zip(nodes, node_inputs, strict=True):
+        if not all(name in seen for name in names):
+            break
+        seen.update(n.output)
+    else:
+        return list(nodes)
     produced_by: dict[str, int] = {}
     for i, n in enumerate(nodes):
         for o in n.output:
@@ -349,7 +361,6 @@ def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.No
                 produced_by[o] = i
     indeg = [0] * len(nodes)
     users: list[list[int]] = [[] for _ in nodes]
-    node_inputs = [_node_inputs(n) for n in nodes]
     for i, n in enumerate(nodes):
         for name in set(node_inputs[i]):
             if name in available:
@@ -462,6 +473,9 @@ def _window_slice_hints(nodes, consts, infos, known) -> dict[str, onnx.ValueInfo
     ONNX inference cannot see that such a window has ``k`` elements along its axis; the
     window's length is ``k`` whenever ``s`` is in range (when it is not, the run-time
     STRIDED_SLICE computes the real, smaller shape and the following ops fail loudly)."""
+    candidates = [n for n in nodes if n.op_type == "Slice" and len(n.input) >= 3]
+    if not any(n.input[1] not in consts for n in candidates):
+        return {}  # no run-time start: nothing to prove (most models: the pass is skipped)
     producer = {o: n for n in nodes for o in n.output if o}
 
     def strip(name: str) -> str:
@@ -470,8 +484,8 @@ def _window_slice_hints(nodes, consts, infos, known) -> dict[str, onnx.ValueInfo
         return name
 
     out = {}
-    for n in nodes:
-        if n.op_type != "Slice" or len(n.input) < 3 or n.output[0] in known:
+    for n in candidates:
+        if n.output[0] in known:
             continue
         vi, src = infos.get(n.output[0]), infos.get(n.input[0])
         dims = _dims(vi) if vi else None

@@ -38,11 +38,12 @@ class ConversionResult:
     report: dict = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     validation: object | None = None
-    # ONNX tensor name -> {"tensor": TFLite tensor name, "perm", "inner"} (see context.tensor_map)
-    tensor_map: dict[str, dict] = field(default_factory=dict)
     # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
     variants: dict[str, bytes] = field(default_factory=dict)
     _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
+    # The lowering driver until the tensor map is first read (see ``tensor_map``).
+    _driver: Driver | None = field(default=None, repr=False)
+    _tensor_map: dict[str, dict] | None = field(default=None, repr=False)
     _model: onnx.ModelProto | None = field(default=None, repr=False)
     # The float32 file: bytes, a memoryview of the written file (outputs >= 1 GiB), or the
     # builder's chunks, joined into bytes only when someone asks (writing needs no join).
@@ -53,6 +54,16 @@ class ConversionResult:
         if not isinstance(self._tflite, (bytes, memoryview)):
             self._tflite = self._tflite.tobytes()
         return self._tflite
+
+    @property
+    def tensor_map(self) -> dict[str, dict]:
+        """ONNX tensor name -> {"tensor": TFLite tensor name, "perm", "inner", "derived",
+        "internal"} (``tensor_mapping.tensor_map``). Built on first use: only diagnostics and
+        calibration read it, and on a large graph it costs as much as a lowering pass."""
+        if self._tensor_map is None:
+            self._tensor_map = tensor_map(self._driver) if self._driver is not None else {}
+            self._driver = None
+        return self._tensor_map
 
     @property
     def model(self) -> onnx.ModelProto | None:
@@ -216,8 +227,9 @@ def convert(
             model, options, rec, input_shapes, batch_size, inputs, outputs
         )
         result._model_loader = loader
-        result.tensor_map = tensor_map(driver)
-        if gpu_friendly:
+        result._driver = driver
+        if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites
+            result.tensor_map  # noqa: B018
             from . import gpu_friendly as gpu
 
             rec.section("gpu_friendly", {"rewrites": gpu.apply(model_ir)})
@@ -509,6 +521,7 @@ def _model_file(serialized, out_dir: Path | None, stem: str, result: ConversionR
         msg = f"cannot write to {out_dir}: {exc.strerror or exc}"
         raise errors.BadInputError(errors.INVALID_OPTION, msg) from None
     result.paths["float32"] = path
+    result.tensor_map  # noqa: B018  (taken now: a lazy map would keep the weights alive)
     return memoryview(mapped)
 
 
