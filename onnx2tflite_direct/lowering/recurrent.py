@@ -252,16 +252,9 @@ class Unroller:
         inner = dict(zip(map(id, outer), rest[1 if masks is not None else 0 :], strict=True))
         with drv.emitting_into(body):
             t = k
+            one = ctx.const_tensor(np.array(1, np.int32), "one")
             if self.direction == "reverse" or d == 1:  # t = steps - 1 - k
-                last = ctx.temp(np.int32, (), "last")
-                ctx.emit(
-                    "SUB",
-                    [steps, ctx.const_tensor(np.array(1, np.int32), "one")],
-                    [last],
-                    fused_activation_function="NONE",
-                )
-                t = ctx.temp(np.int32, (), "t")
-                ctx.emit("SUB", [last, k], [t], fused_activation_function="NONE")
+                t = _int_op(ctx, "SUB", _int_op(ctx, "SUB", steps, one, "last"), k, "t")
             x_t = ctx.temp(np.float32, xw.shape[1:], "x_t")
             ctx.emit("GATHER", [xw, t], [x_t], axis=0, batch_dims=0)
             new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
@@ -280,13 +273,7 @@ class Unroller:
                 [y_buf, ctx.reshape(y, (1, *y.shape), "y_t"), start],
                 [y_next],
             )
-            k_next = ctx.temp(np.int32, (), "next_step")
-            ctx.emit(
-                "ADD",
-                [k, ctx.const_tensor(np.array(1, np.int32), "one")],
-                [k_next],
-                fused_activation_function="NONE",
-            )
+            k_next = _int_op(ctx, "ADD", k, one, "next_step")
         body.outputs = [k_next, *new, y_next, *body.inputs[2 + n :]]
         finals = emit_while(ctx, init, cond, body)
         return finals[1 + n], tuple(finals[1 : 1 + n])
@@ -341,6 +328,13 @@ class Unroller:
 
 
 CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
+
+
+def _int_op(ctx, opcode: str, a: tfl.Tensor, b: tfl.Tensor, hint: str) -> tfl.Tensor:
+    """int32 scalar arithmetic of the loop counter."""
+    out = ctx.temp(np.int32, (), hint)
+    ctx.emit(opcode, [a, b], [out], fused_activation_function="NONE")
+    return out
 
 
 def _runtime_operands(cfg: CellConfig) -> list[tfl.Tensor]:

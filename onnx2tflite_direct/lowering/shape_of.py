@@ -37,14 +37,14 @@ def _rank_check(node, graph):
     return None
 
 
-@lowering(
-    "Shape",
-    any_layout_in,
-    dtypes=ANY_TYPE,
-    extra_check=_rank_check,
-    tflite_ops=("SHAPE", "GATHER"),
-    notes="run time only when a dim is dynamic; folded otherwise",
-)
+_RUNTIME_ONLY = {
+    "dtypes": ANY_TYPE,
+    "extra_check": _rank_check,
+    "notes": "run time only when a dim is dynamic; folded otherwise",
+}
+
+
+@lowering("Shape", any_layout_in, tflite_ops=("SHAPE", "GATHER"), **_RUNTIME_ONLY)
 def lower_shape(ctx):
     dims, perm = _stored_dims(ctx)
     rank = len(perm)
@@ -59,14 +59,7 @@ def lower_shape(ctx):
     ctx.driver.reshape(picked, ctx.output(0))
 
 
-@lowering(
-    "Size",
-    any_layout_in,
-    dtypes=ANY_TYPE,
-    extra_check=_rank_check,
-    tflite_ops=("SHAPE", "REDUCE_PROD"),
-    notes="run time only when a dim is dynamic; folded otherwise",
-)
+@lowering("Size", any_layout_in, tflite_ops=("SHAPE", "REDUCE_PROD"), **_RUNTIME_ONLY)
 def lower_size(ctx):
     dims, _ = _stored_dims(ctx)
     C.reduce(ctx, "REDUCE_PROD", dims, [0], False, "size", out=ctx.output(0))
