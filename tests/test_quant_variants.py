@@ -112,9 +112,13 @@ def test_int8_and_int16x8_variants_track_the_float_model(quant_type, io_dtype):
     int16 = Interpreter(model_content=res.variants["full_integer_quant_with_int16_act"])
     assert int16.get_input_details()[0]["dtype"] == np.int16
     summary = {s["kind"]: s for s in res.report["quantization"]}
-    # Float outputs: only the output softmax stays float (its int8 kernel's 1/256 step would
-    # be the output's resolution); with integer outputs everything is integer.
-    assert [f["op"] for f in summary["integer_quant"]["float_ops"]] == ["SOFTMAX"]
+    # Float outputs: only the output softmax and the op computing its logits stay float (the
+    # int8 steps of the softmax output, 1/256, and of the logits would dominate the output
+    # error); with integer outputs everything is integer.
+    assert [f["op"] for f in summary["integer_quant"]["float_ops"]] == [
+        "FULLY_CONNECTED",
+        "SOFTMAX",
+    ]
     assert summary["full_integer_quant"]["float_ops"] == []
     assert summary["integer_quant"]["integer_ops"] > 0
 

@@ -28,6 +28,9 @@ Methods (``CalibrationConfig.method``):
 int8 + int16 with ``mse``: collect once with :func:`collect_statistics`, then call
 :func:`ranges_for_bits` for 8 and for 16 bits; onnxruntime runs only once.
 
+Each histogram also sums its tensor per ONNX channel (axis 1): :func:`tflite_channel_means`
+gives the calibrated means per channel that bias correction of rounded weights needs.
+
 Returned ranges are what was observed/selected; they may exclude 0 (e.g. after a sigmoid). The
 integer quantizer must widen them to include 0 before computing scale and zero point, as every
 TFLite quantization scheme represents 0 exactly.
@@ -105,7 +108,18 @@ class TensorHistogram:
     Non-finite values are ignored (NaN, and the +-inf of masks).
     """
 
-    __slots__ = ("counts", "lo", "width", "min", "max", "total", "zeros")
+    __slots__ = (
+        "counts",
+        "lo",
+        "width",
+        "min",
+        "max",
+        "total",
+        "zeros",
+        "channel_sum",
+        "channel_sumsq",
+        "channel_count",
+    )
 
     def __init__(self, num_bins: int = 2048) -> None:
         self.counts = np.zeros(int(num_bins), dtype=np.float64)
@@ -115,6 +129,11 @@ class TensorHistogram:
         self.max = -math.inf
         self.total = 0
         self.zeros = 0
+        # Per ONNX channel (axis 1) sum and count, for the weights' bias correction (None and
+        # count -1 once a non-finite value or another channel count was seen).
+        self.channel_sum: np.ndarray | None = None
+        self.channel_sumsq: np.ndarray | None = None
+        self.channel_count = 0
 
     @property
     def num_bins(self) -> int:
@@ -128,6 +147,7 @@ class TensorHistogram:
         return self.lo + self.width * np.arange(self.num_bins + 1, dtype=np.float64)
 
     def update(self, values: np.ndarray) -> None:
+        self._update_channels(np.asarray(values))
         x = np.asarray(values).ravel()
         if x.size == 0:
             return
@@ -149,6 +169,48 @@ class TensorHistogram:
         idx = ((x - self.lo) * (1.0 / self.width)).astype(np.int64)
         np.clip(idx, 0, self.num_bins - 1, out=idx)
         self.counts += np.bincount(idx, minlength=self.num_bins)
+
+    def _update_channels(self, values: np.ndarray) -> None:
+        """Sum per channel (ONNX axis 1) of a float tensor of rank >= 2; a tensor whose channel
+        count changes between updates, or that holds non-finite values, keeps none."""
+        if values.ndim < 2 or values.dtype.kind != "f" or values.size == 0:
+            self.channel_sum, self.channel_count = None, -1
+            return
+        if self.channel_count < 0:
+            return
+        axes = tuple(i for i in range(values.ndim) if i != 1)
+        sums = values.sum(axis=axes, dtype=np.float64)
+        squares = np.square(values, dtype=np.float64).sum(axis=axes)
+        if not np.all(np.isfinite(squares)) or (
+            self.channel_sum is not None and self.channel_sum.shape != sums.shape
+        ):
+            self.channel_sum, self.channel_count = None, -1
+            return
+        if self.channel_sum is None:
+            self.channel_sum, self.channel_sumsq = sums, squares
+        else:
+            self.channel_sum, self.channel_sumsq = (
+                self.channel_sum + sums,
+                self.channel_sumsq + squares,
+            )
+        self.channel_count += values.size // values.shape[1]
+
+    def channel_means(self) -> np.ndarray | None:
+        """Mean per channel (ONNX axis 1) of everything seen, shrunk towards 0 by its own
+        sampling noise: ``m * max(0, 1 - se^2 / m^2)`` with ``se^2 = var / count`` (a
+        James-Stein-style estimate). Why: the features of a [N, C] matrix over a few samples
+        have noisy means, and correcting weights with noise costs accuracy (measured); means
+        of many values, or large against their spread, are kept as they are. None (see
+        update) when no means were kept."""
+        if self.channel_sum is None or self.channel_count < 2:
+            return None
+        n = self.channel_count
+        mean = self.channel_sum / n
+        var = np.maximum(self.channel_sumsq / n - mean**2, 0.0) * n / (n - 1)
+        noise = var / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = np.where(mean != 0, np.maximum(0.0, 1.0 - noise / mean**2), 0.0)
+        return mean * keep
 
     def _cover(self, mn: float, mx: float) -> None:
         """Make the bins span ``[mn, mx]`` too, re-binning what was counted exactly."""
@@ -610,4 +672,27 @@ def tflite_ranges(
                 pads = [v for v in copy.get("pad_values", [0.0]) if np.isfinite(v)]
                 unite(copy["tensor"], min([lo, *pads]), max([hi, *pads]))
             # "contains": a larger computed tensor (cropped later): its range is its own
+    return out
+
+
+def tflite_channel_means(
+    stats: Mapping[str, TensorHistogram], tensor_map: Mapping[str, Mapping]
+) -> dict[str, np.ndarray]:
+    """Per-channel means onto TFLite tensors whose channel axis is stored last (NHWC
+    activations, [N, C] matrices), and onto their padded copies (the padding adds border
+    zeros, which a per-channel mean of the unpadded value ignores: a small approximation for
+    what the means are for, correcting the average error of rounded weights)."""
+    out: dict[str, np.ndarray] = {}
+    for onnx_name, hist in stats.items():
+        entry = tensor_map.get(onnx_name)
+        means = hist.channel_means()
+        if entry is None or means is None or entry.get("inner") is not None:
+            continue
+        perm = list(entry.get("perm") or [])
+        if len(perm) < 2 or perm[-1] != 1:
+            continue
+        out[entry["tensor"]] = means
+        for copy in entry.get("derived", ()):
+            if copy.get("relation") == "padded":
+                out[copy["tensor"]] = means
     return out

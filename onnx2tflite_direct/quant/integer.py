@@ -4,15 +4,22 @@ Why it works on the lowered TFLite graph: scales must follow the rules of the TF
 (QUANT_SPEC.md), which are per TFLite op, and TFLite-only tensors (PAD/TRANSPOSE outputs,
 decomposition temporaries) get their ranges derived from their source here.
 
-Two passes over the (topologically ordered) operators of the main subgraph:
-1. analysis (``integer_plan.py``): decide which ops run in integer (``op_rules.RULES``; every float activation they
-   touch needs a calibrated range, weights/biases must be constant) and give every float
-   activation they touch its (scale, zero point); the model is not touched yet, so
-   ``strict=True`` can refuse without side effects.
+A float-exact preparation, then two passes over the (topologically ordered) operators of the
+main subgraph:
+0. preparation (``integer_fold.fold_affine_constants``): per-channel MUL/ADD/SUB by constants fold
+   into the weighted op before them (or a per-channel MUL of an NHWC tensor becomes a 1x1
+   DEPTHWISE_CONV_2D that the following ones fold into), and a global AVERAGE_POOL_2D becomes
+   MEAN; fewer integer roundings, same float function (calibrated ranges of the surviving
+   tensors stay valid).
+1. analysis (``integer_plan.py``): decide which ops run in integer (``op_rules.RULES``; every
+   float activation they touch needs a calibrated range, weights/biases must be constant) and
+   give every float activation they touch its (scale, zero point); ``strict=True`` refuses
+   before any integer rewrite.
 2. rewrite (here): integer ops read/write new integer tensors; QUANTIZE / DEQUANTIZE sit at every
    float-island boundary and at float model I/O; shared-scale inputs that disagree get a
    requantizing QUANTIZE; weights become symmetric int8 (per channel on the spec axis), biases
-   int32 (int8) or int64 (16x8) with scale = input scale * weight scale.
+   int32 (int8) or int64 (16x8) with scale = input scale * weight scale, after bias correction
+   (``correct_bias``: the rounded weights' average error on the calibrated input means).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors, tfl
+from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
+from .integer_fold import fold_affine_constants
 from .integer_plan import (
     FLOAT,
     ISOLATED,
@@ -31,8 +40,9 @@ from .integer_plan import (
     is_float_constant,
     params_from_range,
     shared_inputs,
+    touches_float,
 )
-from .op_rules import TWO_POW_M15, OpRule
+from .op_rules import TWO_POW_M15, OpRule, rule_for
 
 __all__ = ["IntegerQuantSummary", "params_from_range", "quantize_integer"]
 
@@ -48,6 +58,7 @@ def quantize_integer(
     strict: bool = False,
     float_heads: bool = False,
     ranges_are_exact: bool = False,
+    channel_means: dict[str, np.ndarray] | None = None,
 ) -> IntegerQuantSummary:
     """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
 
@@ -60,9 +71,14 @@ def quantize_integer(
     output keeps float resolution instead of the kernel's fixed 1/256 step.
     ``ranges_are_exact``: the ranges are lattices an already-quantized model chose (Q/DQ
     scales), honoured as given rather than improved like calibrated ranges.
+    ``channel_means``: TFLite tensor name -> calibrated mean per channel (last axis); the
+    weighted ops reading such a tensor get their bias corrected for the weights' rounding.
     """
     _check_options(activations, input_dtype, output_dtype)
     sub = model.subgraphs[0]
+    folded = 0
+    if not ranges_are_exact:  # an imported model's lattices name the tensors they sit on
+        folded = fold_affine_constants(sub, _float_only_nodes(sub, activations == "int16"))
     float_heads = float_heads and output_dtype is None and not strict
     plan = IntegerPlan(
         sub,
@@ -74,6 +90,7 @@ def quantize_integer(
         exact=ranges_are_exact,
     )
     plan.run()
+    plan.summary.folded = folded
     refused = [f for f in plan.summary.float_ops if f["reason"] != ISOLATED]
     if strict and refused:
         names = ", ".join(sorted({f"{f['op']} ({f['onnx_node']})" for f in refused}))
@@ -81,8 +98,22 @@ def quantize_integer(
             errors.INTEGER_KERNEL_UNAVAILABLE,
             f"no acceptable integer kernel for: {names}",
         )
-    _Rewrite(plan, per_channel).run()
+    _Rewrite(plan, per_channel, None if ranges_are_exact else channel_means).run()
     return plan.summary
+
+
+# Weighted ops whose bias absorbs the weight rounding's average error -> weight output axis.
+CORRECTED_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+
+
+def _float_only_nodes(sub: tfl.Subgraph, int16: bool) -> frozenset[str]:
+    """ONNX nodes with an operator that has no integer kernel: the planner keeps them whole
+    in float, so their operators are not reshaped for integer either."""
+    return frozenset(
+        op.onnx_node
+        for op in sub.operators
+        if op.onnx_node and touches_float(op) and rule_for(op.opcode, int16)[0] is None
+    )
 
 
 def _check_options(activations, input_dtype, output_dtype) -> None:
@@ -103,8 +134,9 @@ def _check_options(activations, input_dtype, output_dtype) -> None:
 class _Rewrite:
     """Pass 2: apply the analysis to the subgraph."""
 
-    def __init__(self, plan: IntegerPlan, per_channel: bool):
+    def __init__(self, plan: IntegerPlan, per_channel: bool, channel_means=None):
         self.plan, self.per_channel = plan, per_channel
+        self.channel_means: dict[str, np.ndarray] = dict(channel_means or {})
         self.sub = plan.sub
         self.int_dtype = np.dtype(np.int16 if plan.int16 else np.int8)
         self.int_name = self.int_dtype.name
@@ -142,6 +174,30 @@ class _Rewrite:
                 ops.extend(self._boundary_after(t, rule is not None, float_users))
         sub.operators[:] = ops
         self._rewrite_outputs()
+        self._hybrid_head_weights()
+
+    def _hybrid_head_weights(self) -> None:
+        """The float ops computing a float head's input (``IntegerPlan.head_inputs``) keep
+        int8 weights as LiteRT's hybrid kernels read them (float activations, per-channel
+        int8 weights, the dynamic-range variant's scheme): the file stays as small as an
+        integer one, and the bias is corrected as the integer ops' biases are."""
+        readers: dict[int, int] = {}
+        for op in self.sub.operators:
+            for t in op.inputs:
+                if t is not None:
+                    readers[id(t)] = readers.get(id(t), 0) + 1
+        for op in self.sub.operators:
+            if id(op) not in self.plan.head_inputs or op.opcode not in HYBRID_WEIGHT_AXIS:
+                continue
+            w = op.inputs[1]
+            if not is_float_constant(w) or w.data.size < MIN_ELEMENTS or readers[id(w)] != 1:
+                continue
+            if not (is_float_activation(op.inputs[0]) and np.all(np.isfinite(w.data))):
+                continue
+            op.inputs[1] = hybrid_weight(w, op.opcode, self.per_channel)
+            if op.opcode == "FULLY_CONNECTED":
+                op.options["asymmetric_quantize_inputs"] = True
+            correct_bias(op, w, op.inputs[1], self.channel_means, self.plan.producer)
 
     def _float_users(self) -> dict[int, bool]:
         """id(tensor) -> read by a float op or a float graph output."""
@@ -299,8 +355,10 @@ class _Rewrite:
             return {1: w}
         if rule.kind != "weighted":
             return {}
-        w, w_scale = self._weight(op.inputs[rule.weight], rule.weight_axis, self.per_channel)
+        w_float = op.inputs[rule.weight]
+        w, w_scale = self._weight(w_float, rule.weight_axis, self.per_channel)
         out = {rule.weight: w}
+        correct_bias(op, w_float, w, self.channel_means, self.plan.producer)
         if (
             rule.bias is not None
             and rule.bias < len(op.inputs)
@@ -355,6 +413,100 @@ class _Rewrite:
         w_scale = op.inputs[rule.weight].quantization.scale.astype(np.float64)
         act_scale = float(op.inputs[rule.activation].quantization.scale[0])
         return self._bias(zeros, act_scale * w_scale)
+
+
+def correct_bias(
+    op: tfl.Operator, w_float: tfl.Tensor, w_int: tfl.Tensor, channel_means, producer=None
+) -> bool:
+    """Subtract from ``op``'s float bias (made if absent) the average error its rounded weight
+    ``w_int`` adds, ``(Wq - W) . E[x]`` with E[x] the calibrated per-channel mean of the input
+    (Nagel et al. 2019, "bias correction"); True if done. Why: the rounding errors of one
+    output channel's weights do not cancel against a non-zero-mean input (after a ReLU every
+    input is >= 0); their expected sum is a constant per channel, which the bias can remove,
+    leaving only the zero-mean part. Applies to CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+    whose input has measured means (``channel_means``: TFLite tensor name -> means);
+    ``producer`` (id(tensor) -> operator) finds a PAD before a convolution."""
+    correction = _weight_rounding_mean(op, w_float, w_int, channel_means or {}, producer)
+    if correction is None:
+        return False
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    if bias is not None and not is_float_constant(bias):
+        return False
+    old = np.zeros(correction.size) if bias is None else bias.data.astype(np.float64)
+    name = f"{op.outputs[0].name}/bias" if bias is None else bias.name
+    corrected = (old.reshape(-1) - correction).astype(np.float32)
+    op.inputs[2:] = [tfl.Tensor(f"{name}/corrected", FLOAT, (correction.size,), data=corrected)]
+    return True
+
+
+def _weight_rounding_mean(op, w_float, w_int, channel_means, producer) -> np.ndarray | None:
+    """``(Wq - W) . E[x]`` per output channel, or None when no means fit the input."""
+    if op.opcode not in CORRECTED_OPS or w_int.quantization is None or w_float.data is None:
+        return None
+    x = op.inputs[0]
+    mu = channel_means.get(x.name) if x is not None else None
+    if mu is None or x.rank < 2 or mu.size != x.shape[-1]:
+        return None
+    scale = np.asarray(w_int.quantization.scale, np.float64)
+    shape = [1] * w_int.data.ndim
+    shape[CORRECTED_OPS[op.opcode]] = -1 if scale.size > 1 else 1
+    dw = w_int.data.astype(np.float64) * scale.reshape(shape) - w_float.data
+    if op.opcode != "FULLY_CONNECTED":  # border taps read padding zeros, not the mean
+        rows, cols = _taps_inside(op, producer)
+        dw = dw * rows.reshape(1, -1, 1, 1) * cols.reshape(1, 1, -1, 1)
+    if op.opcode == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C * m]: output o reads o // m
+        per_out = dw.sum(axis=(0, 1, 2))
+        if per_out.size % mu.size:
+            return None
+        return per_out * np.repeat(mu, per_out.size // mu.size)
+    dw = dw.reshape(dw.shape[0], -1, dw.shape[-1]).sum(axis=1)  # [O, I]
+    outs, ins = dw.shape
+    groups = mu.size // ins
+    if groups * ins != mu.size or outs % groups:
+        return None
+    per_group = outs // groups
+    return np.concatenate(
+        [
+            dw[g * per_group : (g + 1) * per_group] @ mu[g * ins : (g + 1) * ins]
+            for g in range(groups)
+        ]
+    )
+
+
+def _taps_inside(op: tfl.Operator, producer) -> tuple[np.ndarray, np.ndarray]:
+    """Per kernel row and column of a 2-D convolution, the fraction of output positions at
+    which that tap reads the image rather than zero padding (SAME padding, or a PAD of zeros
+    before a VALID convolution); all ones when nothing is padded."""
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    o = op.options
+    size, pad = list(x.shape[1:3]), [0, 0]
+    if o.get("padding") == "SAME":
+        for d, (stride, dil, k) in enumerate(
+            (
+                (o.get("stride_h", 1), o.get("dilation_h_factor", 1), w.shape[1]),
+                (o.get("stride_w", 1), o.get("dilation_w_factor", 1), w.shape[2]),
+            )
+        ):
+            total = (y.shape[1 + d] - 1) * stride + (k - 1) * dil + 1 - size[d]
+            pad[d] = max(total, 0) // 2
+    else:
+        pad_op = producer.get(id(x)) if producer else None
+        if pad_op is not None and pad_op.opcode == "PAD" and pad_op.inputs[1].data is not None:
+            amounts = np.asarray(pad_op.inputs[1].data).reshape(-1, 2)
+            if amounts.shape[0] == 4:
+                pad = [int(amounts[1, 0]), int(amounts[2, 0])]
+                size = [x.shape[1] - int(amounts[1].sum()), x.shape[2] - int(amounts[2].sum())]
+    fractions = []
+    for d, (stride, dil) in enumerate(
+        (
+            (o.get("stride_h", 1), o.get("dilation_h_factor", 1)),
+            (o.get("stride_w", 1), o.get("dilation_w_factor", 1)),
+        )
+    ):
+        starts = np.arange(y.shape[1 + d])[:, None] * stride - pad[d]
+        read = starts + np.arange(w.shape[1 + d])[None, :] * dil
+        fractions.append(((read >= 0) & (read < size[d])).mean(axis=0))
+    return fractions[0], fractions[1]
 
 
 def weight_scales(data: np.ndarray, axis: int | None, qmax: float) -> np.ndarray:

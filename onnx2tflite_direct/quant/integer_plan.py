@@ -5,7 +5,8 @@ The model is only read here, so a strict refusal leaves it untouched. Parameters
 QUANT_SPEC.md per op kind (``op_rules.py``); ranges the calibration could not see (TFLite-only
 tensors) are derived from the value they copy; a few choices maximize accuracy within the spec:
 ranges include 0, concat inputs adopt the concat's params, masked softmax logits are windowed,
-many-way int8 softmaxes detour through int16.
+many-way int8 softmaxes detour through int16, a value read only by clamps (RELU ...) takes the
+clamp's range, and with float outputs the logits of a float softmax head stay float.
 """
 
 from __future__ import annotations
@@ -24,11 +25,22 @@ REARRANGING = frozenset(
     {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"}
 )
 FLOAT = np.dtype(np.float32)
+# Clamping activations -> the (lo, hi) they clamp to.
+CLAMP_BOUNDS = {
+    "RELU": (0.0, np.inf),
+    "RELU6": (0.0, 6.0),
+    "RELU_N1_TO_1": (-1.0, 1.0),
+    "RELU_0_TO_1": (0.0, 1.0),
+}
 # Why an op with an integer kernel still runs in float; ``strict`` does not refuse for it.
 ISOLATED = "between float ops: integer would only add a QUANTIZE/DEQUANTIZE and rounding"
 FLOAT_HEAD = (
     "writes a float graph output: its integer kernel's fixed output step (1/256 in int8) "
     "would limit the output's resolution"
+)
+FLOAT_HEAD_INPUT = (
+    "computes the input of a float output head (e.g. softmax logits): their int8 step would "
+    "dominate the head's output error"
 )
 FIXED_SCALE_HEADS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})
 # Ops for which a -inf/+inf constant (max-pool padding, clamp bounds) may be clamped to the
@@ -57,6 +69,7 @@ class IntegerQuantSummary:
     integer_ops: int = 0
     float_ops: list[dict] = field(default_factory=list)  # {"op", "onnx_node", "reason"}
     requantized: int = 0
+    folded: int = 0  # per-channel MUL/ADD/SUB folded into a weighted op (see integer.py)
     io: list[dict] = field(default_factory=list)  # {"name", "dtype", "scale", "zero_point"}
 
 
@@ -103,6 +116,7 @@ class IntegerPlan:
         self.summary = IntegerQuantSummary()
         self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
         self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
+        self.head_inputs: set[int] = set()  # id(op) computing a float head's input
         self.softmax_detours: set[int] = set()  # id(SOFTMAX) writing int16 then requantized
         self.int_inputs: set[int] = set()  # graph inputs / outputs given integer types
         self.int_outputs: set[int] = set()
@@ -118,6 +132,7 @@ class IntegerPlan:
 
     def run(self) -> None:
         float_nodes = self._float_nodes()
+        head_inputs = self.head_inputs = self._float_head_inputs()
         for op in self.sub.operators:
             if not touches_float(op):
                 continue  # integer/bool/shape arithmetic: not ours to judge
@@ -130,6 +145,8 @@ class IntegerPlan:
                 rule, reason = None, ISOLATED
             if rule is not None and self._float_head(op):
                 rule, reason = None, FLOAT_HEAD
+            if rule is not None and id(op) in head_inputs:
+                rule, reason = None, FLOAT_HEAD_INPUT
             if rule is not None:
                 reason = self._try_integer(op, rule)
             if reason:
@@ -148,6 +165,31 @@ class IntegerPlan:
                 for t in self.sub.outputs
                 if id(t) in self.params and id(self.producer.get(id(t))) in self.integer_ops
             }
+
+    def _float_head_inputs(self) -> set[int]:
+        """id() of the ops computing a float head's input (its logits), through copies such as
+        RESHAPE: each read by nothing else. Why: the head amplifies its input's error (a
+        softmax turns a logit error d into a relative probability error of about d), so the
+        int8 step of the logits (range / 255) would dominate the output; in float, the
+        logits keep the accuracy of the integer ops before them."""
+        found: set[int] = set()
+        if not self.float_heads or self.exact:
+            return found
+        for head in self.sub.operators:
+            if not self._float_head(head) or not head.inputs:
+                continue
+            t = head.inputs[0]
+            for _ in range(100):
+                op = self.producer.get(id(t))
+                if op is None or len(self.consumers.get(id(t), [])) != 1:
+                    break
+                if id(t) in self.graph_outputs or len(op.outputs) != 1:
+                    break
+                found.add(id(op))
+                if op.opcode not in REARRANGING:
+                    break
+                t = op.inputs[0]
+        return found
 
     def _float_head(self, op: tfl.Operator) -> bool:
         return (
@@ -201,7 +243,7 @@ class IntegerPlan:
         while t is not None and seen < 10_000:
             rng = self.ranges.get(t.name)
             if rng is not None:
-                return _finite(rng)
+                return self._clamped_by_readers(t, _finite(rng))
             if t.data is not None:
                 return _finite(data_range(t.data))
             op = self.producer.get(id(t))
@@ -211,6 +253,23 @@ class IntegerPlan:
             t = op.inputs[rule.sources[0]]
             seen += 1
         return None
+
+    def _clamped_by_readers(self, t: tfl.Tensor, rng):
+        """A value only ever read by clamps (RELU, RELU6 ...) needs no resolution outside the
+        clamp: the range narrows to it, so the integer lattice spends its steps where values
+        survive. Exact by construction: the int8 result saturates at the clamp bound, which is
+        what the clamp would output. This is how a Concat or an average pool before a Relu,
+        which cannot fuse it, still gets the Relu's range (as onnxruntime's quantizer gives
+        the Relu's output params to the op before a Relu it drops)."""
+        if rng is None or self.exact or id(t) in self.graph_outputs:
+            return rng
+        readers = self.consumers.get(id(t), [])
+        bounds = [CLAMP_BOUNDS.get(op.opcode) for op, _ in readers]
+        if not readers or any(b is None for b in bounds):
+            return rng
+        lo = max(rng[0], min(b[0] for b in bounds))
+        hi = min(rng[1], max(b[1] for b in bounds))
+        return (lo, hi) if lo < hi else rng
 
     def _range_downstream(self, t: tfl.Tensor) -> tuple[float, float] | None:
         """A TFLite-only result (e.g. FULLY_CONNECTED before the RESHAPE to the ONNX shape)

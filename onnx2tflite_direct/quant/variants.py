@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import errors, tfl
 from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights
@@ -106,13 +108,7 @@ def make_variants(
         if choice == "fp16":
             jobs.append(("float16", choice, lambda ir: to_float16_weights(ir)))
         elif choice == "dynamic":
-            jobs.append(
-                (
-                    "dynamic_range_quant",
-                    choice,
-                    lambda ir: quantize_weights_int8(ir, per_channel=options.per_channel),
-                )
-            )
+            jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
         else:
             for kind, activations, full in INTEGER_FILES[choice]:
                 jobs.append((kind, choice, _integer_job(activations, full, options)))
@@ -121,7 +117,7 @@ def make_variants(
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
-        outcome = job(ir) if choice in ("fp16", "dynamic") else job(ir, ranges)
+        outcome = job(ir) if choice == "fp16" else job(ir, ranges)
         count = outcome if isinstance(outcome, int) else outcome.integer_ops
         record(f"quantize_{kind}", count, [])
         summary = {"kind": kind, "variant": choice}
@@ -132,6 +128,31 @@ def make_variants(
         summaries.append(summary)
         variants[kind] = build(ir)
     return variants, summaries
+
+
+def _dynamic_job(options: QuantOptions):
+    """int8 hybrid weights; with user calibration data (never random data: the dynamic variant
+    needs none), each hybrid op's float bias also absorbs its weight rounding's average error
+    (``integer.correct_bias``), as the integer variants' biases do."""
+
+    def run(ir: tfl.Model, ranges: _Ranges) -> int:
+        floats = [
+            (op, op.inputs[1]) for sub in ir.subgraphs for op in sub.operators if len(op.inputs) > 1
+        ]
+        converted = quantize_weights_int8(ir, per_channel=options.per_channel)
+        if options.calibration_data is None or not converted:
+            return converted
+        from .integer import correct_bias
+
+        means = ranges.channel_means()
+        producer = {id(t): op for sub in ir.subgraphs for op in sub.operators for t in op.outputs}
+        for op, w_float in floats:
+            w = op.inputs[1]
+            if w is not w_float and w is not None and w.dtype == np.int8:
+                correct_bias(op, w_float, w, means, producer)
+        return converted
+
+    return run
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
@@ -150,6 +171,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             if full
             else None,
             strict=options.strict_integer,
+            channel_means=ranges.channel_means(),
             float_heads=True,  # only applies to float outputs: the file keeps float I/O there
         )
 
@@ -157,7 +179,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
 
 
 def _summary_dict(outcome) -> dict:
-    fields = ("integer_ops", "float_ops", "requantized", "io")
+    fields = ("integer_ops", "float_ops", "requantized", "folded", "io")
     return {f: getattr(outcome, f) for f in fields if hasattr(outcome, f)}
 
 
@@ -180,6 +202,12 @@ class _Ranges:
             onnx_ranges = cal.ranges_for_bits(self._statistics(config), bits, config)
             self._ranges[bits] = cal.tflite_ranges(onnx_ranges, self.tensor_map)
         return self._ranges[bits]
+
+    def channel_means(self) -> dict:
+        """Calibrated per-channel means on TFLite tensors (for the weights' bias correction)."""
+        from . import calibration as cal
+
+        return cal.tflite_channel_means(self._statistics(self._config()), self.tensor_map)
 
     def _config(self):
         from . import calibration as cal
