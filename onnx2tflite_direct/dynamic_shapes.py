@@ -62,12 +62,42 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
         self.symbols = symbols
         self.input_dims = input_dims  # per dynamic input: static dims and symbol names
 
+    def summary(self) -> dict:
+        """The report's ``dynamic_shapes`` section."""
+        return {
+            "symbols": [
+                {
+                    "name": s.name,
+                    "dims": [list(o) for o in s.occurrences],
+                    "samples": list(s.samples),
+                }
+                for s in self.symbols
+            ],
+            "input_dims": {k: list(v) for k, v in self.input_dims.items()},
+        }
+
     def shapes(self, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
         """Input shapes with every symbol at ``values[symbol]``."""
         return {
             name: tuple(values[d] if isinstance(d, str) else d for d in dims)
             for name, dims in self.input_dims.items()
         }
+
+
+def unpin(model: onnx.ModelProto, input_dims: dict[str, list]) -> onnx.ModelProto:
+    """A copy of ``model`` (lowered at a sample size) whose inputs have their symbolic dims
+    back: what onnxruntime runs to calibrate on samples of any size."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        dims = input_dims.get(vi.name)
+        if dims is None:
+            continue
+        for d, value in zip(vi.type.tensor_type.shape.dim, dims, strict=True):
+            if isinstance(value, str):
+                d.Clear()
+                d.dim_param = value
+    return out
 
 
 def find_symbols(

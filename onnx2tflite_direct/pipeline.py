@@ -22,7 +22,7 @@ import onnx
 from . import builder, errors, onnx_rewrites, report, tfl, tfl_rewrites
 from .atomic import write_atomic
 from .context import Driver, LoweringOptions
-from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes
+from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
 from .errors import ConversionError, InternalError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
@@ -253,7 +253,7 @@ def convert(
                 quantize,
                 quant,
                 result.tensor_map,
-                lambda: result.model,
+                lambda: _calibration_model(result, rec),
                 build,
                 rec.rewrite,
             )
@@ -302,6 +302,13 @@ QUANTIZATION_OPS = frozenset(
         "ConvInteger",
     }
 )
+
+
+def _calibration_model(result: ConversionResult, rec: report.ReportBuilder) -> onnx.ModelProto:
+    """The model onnxruntime calibrates: as converted, with dynamic dims left dynamic (the
+    converted model is pinned at a sample size; calibration samples may have any size)."""
+    dynamic = rec.sections.get("dynamic_shapes")
+    return unpin(result.model, dynamic["input_dims"]) if dynamic else result.model
 
 
 def _has_quantization_ops(rec: report.ReportBuilder) -> bool:
@@ -421,7 +428,9 @@ def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
             pins = {**(input_shapes or {}), **shapes}
             return _lower_static(model, options, scratch, pins, batch_size, probe_shapes)
 
-        return lower_with_dynamic_shapes(signal, at)
+        lowered = lower_with_dynamic_shapes(signal, at)
+        rec.section("dynamic_shapes", signal.summary())
+        return lowered
 
 
 def _lower_static(

@@ -353,3 +353,29 @@ def test_recurrent_loop_runs_any_sequence_length_and_batch(op, gates, direction)
         model, lambda t, b: {"x": _w(t, b, feat, scale=1.0)}, [(1, 1), (7, 3), (20, 2)]
     )
     assert op_histogram(res.tflite_bytes)["WHILE"] == dirs
+
+
+def test_quantized_variants_of_a_dynamic_model_run_at_any_size():
+    """Calibration runs onnxruntime on the model with its dims still dynamic (samples of any
+    size); no quantization rewrite sizes a weight by a run-time dim (a per-channel MUL over
+    the attention mask's sequence axis stays a MUL)."""
+    model = _fixture("bert_tiny_dynamic.onnx")
+    calib = _token_feeds(8, 16)
+    calib["input_ids"] %= 100
+    res = convert(model, quantize=["fp16", "dynamic", "int8", "int16x8"], calibration_data=calib)
+    assert res.report["dynamic_shapes"]["input_dims"]["input_ids"] == ["batch", "sequence"]
+    sess = ort.InferenceSession(model.SerializeToString())
+    floors = {
+        "float16": 60,
+        "dynamic_range_quant": 35,
+        "integer_quant": 20,
+        "integer_quant_with_int16_act": 15,
+    }
+    for kind, floor in floors.items():
+        for batch, seq in ((1, 8), (2, 40)):
+            feeds = _token_feeds(batch, seq)
+            feeds["input_ids"] %= 100
+            want = sess.run(["last_hidden_state"], feeds)[0]
+            got = V.run_litert(res.variants[kind], feeds, res.report["io"])["last_hidden_state"]
+            sqnr = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
+            assert sqnr >= floor, (kind, seq, sqnr)

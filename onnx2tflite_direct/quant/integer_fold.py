@@ -101,6 +101,8 @@ def _per_channel_affine(op: tfl.Operator):
     out = op.outputs[0]
     if x.rank < 1 or tuple(out.shape) != tuple(x.shape) or c.data.ndim > x.rank:
         return None
+    if x.shape_signature and x.shape_signature[-1] == -1:
+        return None  # a run-time channel count: no per-channel weight can be sized for it
     channels = x.shape[-1]
     if any(d != 1 for d in c.data.shape[:-1]) or (
         c.data.ndim and c.data.shape[-1] not in (1, channels)
