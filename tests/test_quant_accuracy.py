@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from harness import make_model, op_histogram
 from onnx import helper
@@ -490,3 +492,56 @@ def test_taps_inside_see_an_explicit_pad():
     rows, cols = I._taps_inside(conv, {id(x): pad})
     np.testing.assert_allclose(rows, [3 / 4, 1, 3 / 4])
     np.testing.assert_allclose(cols, [2 / 4, 3 / 4, 1, 3 / 4, 2 / 4])
+
+
+def _masked_attention(mask_value: float) -> onnx.ModelProto:
+    """scores + (1 - mask) * mask_value -> Softmax -> MatMul: an additive attention mask the
+    way torch/transformers exports it (mask_value = finfo(float32).min) or older code (-1e4)."""
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["s"]),
+        helper.make_node("Sub", ["one", "m"], ["inv"]),
+        helper.make_node("Mul", ["inv", "big"], ["bias"]),
+        helper.make_node("Add", ["s", "bias"], ["z"]),
+        helper.make_node("Softmax", ["z"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+    ]
+    inits = {
+        "w": rng.standard_normal((8, 16)).astype(np.float32),
+        "v": rng.standard_normal((16, 8)).astype(np.float32),
+        "one": np.float32(1),
+        "big": np.float32(mask_value),
+    }
+    return make_model(
+        nodes,
+        [("x", np.float32, (1, 16, 8)), ("m", np.float32, (1, 1, 16))],
+        [("y", np.float32, (1, 16, 8))],
+        initializers=inits,
+    )
+
+
+def _mask_feeds(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mask = np.ones((n, 1, 16), np.float32)
+    mask[:, :, 12:] = 0
+    return {"x": rng.standard_normal((n, 16, 8)).astype(np.float32), "m": mask}
+
+
+@pytest.mark.parametrize(
+    "kind,floor", [("integer_quant", 28), ("integer_quant_with_int16_act", 38)]
+)
+def test_float_min_attention_mask_is_clamped_not_lost(kind, floor):
+    """A finfo(float32).min mask quantized over its full range left a step of 1e36: the
+    ADD's rescale of the scores underflowed (and the mask MUL's overflowed), so attention
+    became uniform (~1 dB). The mask is now clamped where it already acts as -inf and its
+    computation kept float; the result equals the -1e4 mask's."""
+    results = {}
+    for value in (float(np.finfo(np.float32).min), -1e4):
+        model = _masked_attention(value)
+        res = convert(model, quantize=["int8", "int16x8"], calibration_data=_mask_feeds(16, 0))
+        feeds = _mask_feeds(1, 1)
+        want = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+        got = V.run_litert(res.variants[kind], feeds, res.report["io"])["y"]
+        results[value] = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
+    assert min(results.values()) >= floor, results
+    assert abs(results[-1e4] - results[float(np.finfo(np.float32).min)]) < 1.0, results

@@ -311,6 +311,12 @@ class IntegerPlan:
                 return "bias is not a float32 constant"
         if op.opcode == "BATCH_MATMUL" and not all(2 <= t.rank <= 5 for t in op.inputs[:2]):
             return "BATCH_MATMUL rank outside 2..5"
+        if not self.exact and any(self._clamped_mask(t) for t in op.outputs):
+            return (
+                "computes an additive attention mask far beyond the logits' range: in float, "
+                "the QUANTIZE into the sum clamps it exactly (an integer kernel's rescale "
+                "would overflow)"
+            )
         shared = self._shared_params(op, rule) if rule.kind == "shared" else None
         if rule.kind == "shared" and shared is None:
             return "no calibration range for the shared output scale"
@@ -391,7 +397,41 @@ class IntegerPlan:
             lows = [self.range_of(x) for x in op.inputs[:2]]
             if all(r is not None for r in lows):
                 lo = max(lo, max(r[0] for r in lows) - SOFTMAX_WINDOW / beta)
+        floor = None if self.exact else self._mask_floor(t)
+        if floor is not None and lo < floor < hi:
+            lo = floor
         return params_from_range(lo, hi, self.int16)
+
+    def _clamped_mask(self, t: tfl.Tensor | None) -> bool:
+        """Is ``t`` a mask whose calibrated range reaches far below its floor (by more than an
+        int8 rescale can bridge, here 2^16 times the useful span)?"""
+        if t is None or not is_float_activation(t):
+            return False
+        rng = self.range_of(t)
+        floor = self._mask_floor(t) if rng is not None else None
+        return floor is not None and rng[0] < floor and -rng[0] > 65536.0 * max(-floor, 1.0)
+
+    def _mask_floor(self, t: tfl.Tensor) -> float | None:
+        """For an additive attention mask (read only by ADDs whose sums feed a SOFTMAX): the
+        value below which a mask entry acts as minus infinity. With ``s`` the other addend's
+        range, any entry <= lo(s) - span(s) - SOFTMAX_WINDOW / beta makes its sum fall below
+        every unmasked logit of the row by the window, where the sum's own params already
+        saturate. Quantizing the mask over its full range instead (a torch/transformers mask
+        is ``finfo(float32).min``, 3.4e38) leaves a step so coarse that the ADD kernel's
+        multiplier for the scores underflows to zero: the scores vanish."""
+        users = self.consumers.get(id(t), [])
+        if not users or id(t) in self.graph_outputs:
+            return None
+        floors = []
+        for op, i in users:
+            if op.opcode != "ADD" or len(op.inputs) != 2 or i not in (0, 1):
+                return None
+            beta = self._softmax_beta(op.outputs[0])
+            other = self.range_of(op.inputs[1 - i]) if op.inputs[1 - i] is not None else None
+            if not beta or beta <= 0 or other is None:
+                return None
+            floors.append(other[0] - (other[1] - other[0]) - SOFTMAX_WINDOW / beta)
+        return min(floors)
 
     def _softmax_beta(self, t: tfl.Tensor) -> float | None:
         """beta of the SOFTMAX that alone reads ``t`` (through RESHAPE-like copies)."""
