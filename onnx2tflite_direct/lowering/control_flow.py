@@ -485,14 +485,19 @@ def _scan_directions(ctx, count: int, key: str) -> list[int]:
     return list(ctx.attr(key) or [0] * count)
 
 
+_SCAN = {
+    "dtypes": ANY_DTYPE,
+    "dtype_inputs": (),
+    "tflite_ops": ("WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "LESS", "ADD", "SUB"),
+}
+
+
 @lowering(
     "Scan",
     onnx_order,
     since=9,
-    dtypes=ANY_DTYPE,
-    dtype_inputs=(),
-    tflite_ops=("WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "LESS", "ADD", "SUB"),
     notes="body lowered into a WHILE subgraph over the (static) scan length",
+    **_SCAN,
 )
 def lower_scan(ctx):
     node = ctx.node
@@ -533,11 +538,9 @@ def _scan8_check(node, graph) -> str | None:
     onnx_order,
     since=8,
     until=8,
-    dtypes=ANY_DTYPE,
-    dtype_inputs=(),
     extra_check=_scan8_check,
-    tflite_ops=("WHILE", "GATHER", "DYNAMIC_UPDATE_SLICE", "LESS", "ADD", "SUB"),
     notes="opset 8: batch 1 and no sequence_lens",
+    **_SCAN,
 )
 def lower_scan8(ctx):
     node = ctx.node

@@ -229,6 +229,14 @@ class _Expander:
         }
         return name
 
+    def _with_bias(self, node, inputs: list[str], b_idx: int, hint: str) -> list[str] | None:
+        """``inputs`` plus the float bias of input ``b_idx`` when present (x scale = input 1,
+        weight scale = input 4); None when that bias cannot be expressed."""
+        if not self._inp(node, b_idx):
+            return inputs
+        b = self._bias(node, b_idx, node.input[1], node.input[4], hint)
+        return None if b is None else [*inputs, b]
+
     def _bias(self, node, b_idx, x_scale: str, w_scale: str, hint: str):
         """int32 bias with scale x_scale * w_scale, zero point 0 -> float initializer."""
         b = self._const(self._inp(node, b_idx))
@@ -247,12 +255,9 @@ class _Expander:
         if w is None:
             return None
         x, dq = self._dq(node.input[0], node.input[1], node.input[2], f"{hint}_x")
-        inputs = [x, w]
-        if self._inp(node, 8):
-            b = self._bias(node, 8, node.input[1], node.input[4], hint)
-            if b is None:
-                return None
-            inputs.append(b)
+        inputs = self._with_bias(node, [x, w], 8, hint)
+        if inputs is None:
+            return None
         keep = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
         return [dq, *self._float_then_q(node, float_op, inputs, keep, node.input[6], node.input[7])]
 
@@ -286,12 +291,9 @@ class _Expander:
         if w is None:
             return None
         a, dq = self._dq(node.input[0], node.input[1], node.input[2], f"{hint}_a")
-        inputs = [a, w]
-        if self._inp(node, 6):
-            c = self._bias(node, 6, node.input[1], node.input[4], hint)
-            if c is None:
-                return None
-            inputs.append(c)
+        inputs = self._with_bias(node, [a, w], 6, hint)
+        if inputs is None:
+            return None
         keep = ("alpha", "transA", "transB")
         return [dq, *self._float_then_q(node, "Gemm", inputs, keep, ys, yz)]
 
