@@ -48,7 +48,7 @@ class LoweringOptions:
     disabled_rewrites: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeRecord:
     """What happened to one ONNX node (feeds the coverage report)."""
 

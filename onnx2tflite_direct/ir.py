@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Value:
     name: str
     dtype: np.dtype | None
@@ -33,7 +33,7 @@ class Value:
         return self.shape is not None and all(isinstance(d, int) and d >= 0 for d in self.shape)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     name: str
     op_type: str

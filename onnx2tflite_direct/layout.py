@@ -14,11 +14,12 @@ lowerings (``policies.py``) and applied by the lowering driver; this module is p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Inner:
     shape: tuple[int, ...]
     perm: tuple[int, ...]
@@ -29,7 +30,7 @@ class Inner:
         return np.arange(size).reshape(self.shape).transpose(self.perm).reshape(-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Layout:
     perm: tuple[int, ...]
     inner: Inner | None = None
@@ -62,10 +63,12 @@ class Layout:
         return s + (f"+inner{self.inner.perm}" if self.inner else "")
 
 
+@cache  # layouts are immutable: one shared object per rank
 def identity(rank: int) -> Layout:
     return Layout(tuple(range(rank)))
 
 
+@cache
 def channel_last(rank: int) -> Layout:
     """N C D1..Dk -> N D1..Dk C; identity for rank < 3."""
     if rank < 3:

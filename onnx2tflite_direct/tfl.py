@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Quantization:
     """Per-tensor (one scale) or per-axis (scales along ``axis``) affine quantization."""
 
@@ -34,7 +34,7 @@ class Quantization:
     axis: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tensor:
     """One TFLite tensor. Identity (``is``) is what connects operators."""
 
@@ -59,7 +59,7 @@ class Tensor:
         return len(self.shape)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Operator:
     opcode: str
     inputs: list[Tensor | None]
