@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from benchmarks.models import BENCHMARK_MODELS  # noqa: E402
+from benchmarks.weight_bounds import int8_weights_bias_corrected, int8_weights_only  # noqa: E402
 from onnx2tflite_direct import ConversionError, convert  # noqa: E402
 from onnx2tflite_direct import validate as V  # noqa: E402
 from onnx2tflite_direct.quant import calibration as cal  # noqa: E402
@@ -66,6 +67,9 @@ VARIANTS = {
     "integer_quant_with_int16_act": "16x8",
     "full_integer_quant_with_int16_act": "16x8 io",
 }
+# The float model with int8 weights (benchmarks/weight_bounds.py): rounded to nearest; and with
+# the rounded weights' average error removed as the variants' bias correction does.
+BOUNDS = ("int8_weights_only_bound", "int8_weights_corrected_bound")
 ORT_METHOD = {"minmax": "MinMax", "percentile": "Percentile", "mse": "Entropy"}
 TIME_BUDGET_MODEL = "resnet50"
 TIME_BUDGET_S = 2.0
@@ -196,45 +200,6 @@ def sqnr_db(reference: list[dict], actual: list[dict]) -> dict[str, float]:
 
 def worst(per_output: Mapping[str, float]) -> float:
     return min(per_output.values()) if per_output else math.nan
-
-
-def _weight_axis(node: onnx.NodeProto, rank: int) -> int | None:
-    """Output-channel axis of a matmul-like node's weight (input 1), or None."""
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if node.op_type == "MatMul":
-        return rank - 1
-    return None
-
-
-def int8_weights_only(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its Conv/Gemm/MatMul weights rounded to symmetric per-channel int8.
-
-    Float activations: what int8 weights rounded to nearest give on their own. Not a ceiling:
-    bias correction (the variants' biases absorb the rounded weights' average error on the
-    calibrated input means) takes int16x8 and dynamic-range variants above it.
-    """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    inits = {t.name: t for t in out.graph.initializer}
-    for node in out.graph.node:
-        if len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        tensor = inits[node.input[1]]
-        w = onnx.numpy_helper.to_array(tensor)
-        axis = _weight_axis(node, w.ndim)
-        if axis is None or w.ndim < 2 or w.dtype != np.float32:
-            continue
-        others = tuple(i for i in range(w.ndim) if i != axis)
-        scale = np.maximum(np.abs(w).max(axis=others, keepdims=True), 1e-30) / 127.0
-        fake = (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
-        tensor.CopyFrom(onnx.numpy_helper.from_array(fake, tensor.name))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,10 +334,17 @@ def bench_model(model: onnx.ModelProto, args: argparse.Namespace) -> dict:
         row["sqnr_per_output"][kind] = per_output
         row["sqnr_db"][kind] = worst(per_output)
 
-    weight_sess = ort_session(int8_weights_only(front))
-    per_output = sqnr_db(reference, [run_ort(weight_sess, f) for f in eval_feeds])
-    row["sqnr_per_output"]["int8_weights_only_bound"] = per_output
-    row["sqnr_db"]["int8_weights_only_bound"] = worst(per_output)
+    bounds = {
+        "int8_weights_only_bound": lambda: int8_weights_only(front),
+        "int8_weights_corrected_bound": lambda: int8_weights_bias_corrected(
+            front, feed_batches(front, calib)
+        ),
+    }
+    for key, make in bounds.items():
+        sess = ort_session(make())
+        per_output = sqnr_db(reference, [run_ort(sess, f) for f in eval_feeds])
+        row["sqnr_per_output"][key] = per_output
+        row["sqnr_db"][key] = worst(per_output)
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -467,14 +439,14 @@ def _cell(value: float | None) -> str:
 
 
 def format_table(results: Mapping[str, dict]) -> str:
-    cols = [*VARIANTS.values(), "ORT int8", "w8 bound"]
+    cols = [*VARIANTS.values(), "ORT int8", "w8 nearest", "w8 corrected"]
     head = "| model | " + " | ".join(cols) + " | calib s | int8 extra s |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
     for name, r in results.items():
         if r.get("status") != "converted":
             lines.append(f"| {name} | conversion failed: {r.get('reason_code')} |")
             continue
-        keys = [*VARIANTS, "ort_qdq_int8", "int8_weights_only_bound"]
+        keys = [*VARIANTS, "ort_qdq_int8", *BOUNDS]
         cells = [_cell(r["sqnr_db"].get(k)) for k in keys]
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {r['calibration_seconds']:.2f}"
@@ -524,10 +496,11 @@ def markdown(args: argparse.Namespace, table: str, targets: Mapping[str, dict]) 
         f"Method `{args.method}`, {args.calibration_samples} calibration / "
         f"{args.eval_samples} evaluation samples (seeded, disjoint). Columns: our variants; "
         "`ORT int8` = onnxruntime quantize_static QDQ per-channel; `calib s` = calibration "
-        "alone; `int8 extra s` = convert(int8) - convert(float); `w8 bound` = the float model "
-        "with per-channel int8 weights rounded to nearest and float activations (what int8 "
-        "weights give without correction; the variants exceed it where bias correction "
-        "removes the rounded weights' average error).\n\n"
+        "alone; `int8 extra s` = convert(int8) - convert(float); `w8 nearest` = the float "
+        "model with per-channel int8 weights rounded to nearest and float activations; "
+        "`w8 corrected` = the same with each rounded layer's average output error on the "
+        "calibration samples removed (the variants' bias correction, done exactly): what int8 "
+        "weights allow with exact activations (benchmarks/weight_bounds.py).\n\n"
         f"{table}\n\nTargets:\n\n{format_targets(targets)}\n"
     )
 
@@ -536,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="default: all")
     parser.add_argument("--calibration-samples", type=int, default=16)
-    parser.add_argument("--eval-samples", type=int, default=8)
+    parser.add_argument("--eval-samples", type=int, default=32)
     parser.add_argument("--method", choices=sorted(ORT_METHOD), default="minmax")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
     parser.add_argument("--out", type=Path, default=RESULTS)

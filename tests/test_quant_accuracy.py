@@ -162,7 +162,9 @@ def _run(tflite: bytes, feeds: dict) -> dict:
     return {k: np.asarray(v) for k, v in runner(**feeds).items()}
 
 
-def _variant_sqnr(model, kind, quantize, calib_seed=1, eval_seed=2, **kwargs) -> float:
+def _variant_sqnr(
+    model, kind, quantize, calib_seed=1, eval_seed=2, eval_count=4, **kwargs
+) -> float:
     """SQNR (dB) of one variant against onnxruntime on held-out samples (batch by batch)."""
     res = convert(
         model,
@@ -171,7 +173,7 @@ def _variant_sqnr(model, kind, quantize, calib_seed=1, eval_seed=2, **kwargs) ->
         keep_io_layout=True,
         **kwargs,
     )
-    held_out = _samples(model, 4, eval_seed)
+    held_out = _samples(model, eval_count, eval_seed)
     batch = V.graph_inputs(model)[0].type.tensor_type.shape.dim[0].dim_value
     name = V.graph_inputs(model)[0].name
     out = model.graph.output[0].name
@@ -388,6 +390,79 @@ def test_channel_means_land_on_channel_last_tensors_only():
     assert set(means) == {"t1", "t1/padded"}
 
 
+def test_flattened_features_get_their_means_in_stored_order():
+    """A [N, C*H*W] matrix flattened from NHWC data stores feature j of ONNX order at the
+    position the layout's inner order gives: the means are permuted the same way."""
+    from onnx2tflite_direct.layout import Inner
+
+    hist = C.TensorHistogram(16)
+    feats = _rng(5).standard_normal((64, 12)) * 0.01 + np.arange(1, 13)  # [N, C*H*W]: C3 H2 W2
+    hist.update(feats.astype(F))
+    inner = Inner((3, 2, 2), (1, 2, 0))  # stored HWC, ONNX CHW
+    tensor_map = {
+        "flat": {
+            "tensor": "t",
+            "perm": [0, 1],
+            "inner": {"shape": list(inner.shape), "perm": list(inner.perm)},
+            "derived": [],
+        }
+    }
+    means = C.tflite_channel_means({"flat": hist}, tensor_map)["t"]
+    stored = feats[:, inner.element_order()]  # what the TFLite tensor holds
+    np.testing.assert_allclose(means, stored.mean(axis=0), rtol=1e-3)
+
+
+def flatten_fc_net(seed=0):
+    """Conv -> Relu -> MaxPool -> Flatten -> Gemm: the Gemm reads channel-last features in
+    the flattened (inner) order."""
+    rng = _rng(seed)
+    inits = {
+        "w": (rng.standard_normal((8, 3, 3, 3)) * 0.5).astype(F),
+        "fc": (rng.standard_normal((64, 32)) * 0.3).astype(F),  # >= 1,024: hybrid
+        "fb": np.zeros(64, F),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1),
+    ]
+    return make_model(
+        nodes, inputs=[("x", F, (1, 3, 8, 8))], outputs=[("y", F, (1, 64))], initializers=inits
+    )
+
+
+def test_fully_connected_on_flattened_features_gets_its_bias_corrected(monkeypatch):
+    """The FC's corrected bias is exactly ``b - (Wq - W) . E[f]`` in ONNX order (E[f] from the
+    calibration statistics): the stored order of the features is followed, not ignored."""
+    from onnx2tflite_direct import tfl
+    from onnx2tflite_direct.quant import dynamic_range as D
+
+    model = flatten_fc_net()
+    calib = _samples(model, 16, 1)
+    corrected = {}
+    real = I.correct_bias
+
+    def spy(op, w_float, w_int, means, producer=None):
+        done = real(op, w_float, w_int, means, producer)
+        if op.opcode == "FULLY_CONNECTED":
+            corrected["bias"] = op.inputs[2].data.copy() if done else None
+        return done
+
+    monkeypatch.setattr(I, "correct_bias", spy)
+    convert(model, quantize=["dynamic"], calibration_data=calib, keep_io_layout=True)
+    assert corrected["bias"] is not None
+    stats = C.collect_statistics(model, calib, C.CalibrationConfig(progress=False))
+    mu = stats["f"].channel_means()  # ONNX feature order
+    w = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "fc"))
+    # Rows are output channels in both orders: each weight rounds the same way in either.
+    wq = D.hybrid_weight(tfl.Tensor("fc", F, w.shape, data=w), "FULLY_CONNECTED", True)
+    expected = -(wq.data * wq.quantization.scale[:, None] - w) @ mu
+    assert np.abs(expected).max() > 100 * 2e-6  # the tolerance is far below the correction
+    np.testing.assert_allclose(corrected["bias"], expected, rtol=1e-3, atol=2e-6)
+
+
 # ----------------------------------------------------------------------------------------------
 # Float output heads: the logits stay float, with hybrid int8 weights
 # ----------------------------------------------------------------------------------------------
@@ -414,6 +489,23 @@ def classifier_net(seed=0, classes=40):
         inputs=[("x", F, (1, 3, 8, 8))],
         outputs=[("y", F, (1, classes))],
         initializers=inits,
+    )
+
+
+def head_net(seed=0, classes=40):
+    """Relu -> Gemm (logits) -> Softmax, the output: a classifier's head alone."""
+    rng = _rng(seed)
+    inits = {
+        "fc": (rng.standard_normal((classes, 64)) * 0.5).astype(F),
+        "fb": (rng.standard_normal(classes) * 0.1).astype(F),
+    }
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Gemm", ["r", "fc", "fb"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    return make_model(
+        nodes, inputs=[("x", F, (1, 64))], outputs=[("y", F, (1, classes))], initializers=inits
     )
 
 
@@ -446,11 +538,14 @@ def test_softmax_logits_stay_float_with_hybrid_int8_weights(monkeypatch):
     strict = convert(model, quantize=["int8"], calibration_data=calib, strict_integer=True)
     [(_, data)] = _op_tensors(strict.variants["integer_quant"], "FULLY_CONNECTED")
     assert data["dtype"] == np.int8
-    with_it = _variant_sqnr(model, "integer_quant", ["int8"])
+    # Accuracy, on the head alone (the body's own error would blur it): int8 logits are
+    # clipped to the calibrated range and stepped by range / 255; float logits are neither.
+    head = head_net()
+    with_it = _variant_sqnr(head, "integer_quant", ["int8"], eval_count=64)
     with monkeypatch.context() as m:
         m.setattr(P.IntegerPlan, "_float_head_inputs", lambda self: set())
-        without = _variant_sqnr(model, "integer_quant", ["int8"])
-    assert with_it > without + 1.0, (with_it, without)
+        without = _variant_sqnr(head, "integer_quant", ["int8"], eval_count=64)
+    assert with_it > without + 3.0, (with_it, without)
 
 
 @pytest.mark.parametrize(
@@ -545,3 +640,47 @@ def test_float_min_attention_mask_is_clamped_not_lost(kind, floor):
         results[value] = 10 * np.log10(np.sum(want**2) / np.sum((want - got) ** 2))
     assert min(results.values()) >= floor, results
     assert abs(results[-1e4] - results[float(np.finfo(np.float32).min)]) < 1.0, results
+
+
+def pooled_head_net(seed=0, classes=40):
+    """Relu -> 1x1 Conv (logits) -> Softmax over the channels of [1, C, 1, 1], the output:
+    the softmax runs on [1, C] and a RESHAPE gives the output its shape."""
+    rng = _rng(seed)
+    inits = {
+        "w": (rng.standard_normal((classes, 64, 1, 1)) * 0.5).astype(F),
+        "b": (rng.standard_normal(classes) * 0.1).astype(F),
+    }
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Conv", ["r", "w", "b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    return make_model(
+        nodes,
+        inputs=[("x", F, (1, 64, 1, 1))],
+        outputs=[("y", F, (1, classes, 1, 1))],
+        initializers=inits,
+    )
+
+
+def test_softmax_head_reshaped_to_the_output_stays_float(monkeypatch):
+    model = pooled_head_net()
+    res = convert(
+        model, quantize=["int8"], calibration_data=_samples(model, 16, 1), keep_io_layout=True
+    )
+    [summary] = [s for s in res.report["quantization"] if s["kind"] == "integer_quant"]
+    floats = [(f["op"], f["reason"]) for f in summary["float_ops"]]
+    assert floats == [
+        ("CONV_2D", P.FLOAT_HEAD_INPUT),
+        ("SOFTMAX", P.FLOAT_HEAD),
+        ("RESHAPE", P.FLOAT_HEAD),
+    ], floats
+    with_it = _variant_sqnr(model, "integer_quant", ["int8"], eval_count=64)
+    with monkeypatch.context() as m:  # only a softmax writing the output itself counts
+        m.setattr(
+            P.IntegerPlan,
+            "_reaches_output_through_copies",
+            lambda self, op: any(id(t) in self.graph_outputs for t in op.outputs),
+        )
+        without = _variant_sqnr(model, "integer_quant", ["int8"], eval_count=64)
+    assert with_it > without + 10.0, (with_it, without)

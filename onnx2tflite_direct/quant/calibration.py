@@ -55,6 +55,7 @@ from onnx import TensorProto, helper
 
 from .. import errors
 from .. import validate as V
+from ..layout import Inner
 
 log = logging.getLogger(__name__)
 
@@ -681,16 +682,24 @@ def tflite_channel_means(
     """Per-channel means onto TFLite tensors whose channel axis is stored last (NHWC
     activations, [N, C] matrices), and onto their padded copies (the padding adds border
     zeros, which a per-channel mean of the unpadded value ignores: a small approximation for
-    what the means are for, correcting the average error of rounded weights)."""
+    what the means are for, correcting the average error of rounded weights). A [N, C]
+    matrix flattened from channel-last data stores its C features in an inner order (the
+    layout's ``inner``): the means follow it."""
     out: dict[str, np.ndarray] = {}
     for onnx_name, hist in stats.items():
         entry = tensor_map.get(onnx_name)
         means = hist.channel_means()
-        if entry is None or means is None or entry.get("inner") is not None:
+        if entry is None or means is None:
             continue
         perm = list(entry.get("perm") or [])
         if len(perm) < 2 or perm[-1] != 1:
             continue
+        inner = entry.get("inner")
+        if inner is not None:
+            order = Inner(tuple(inner["shape"]), tuple(inner["perm"])).element_order()
+            if len(perm) != 2 or order.size != means.size:
+                continue
+            means = means[order]  # stored feature j is ONNX feature order[j]
         out[entry["tensor"]] = means
         for copy in entry.get("derived", ()):
             if copy.get("relation") == "padded":

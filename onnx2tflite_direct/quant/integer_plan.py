@@ -192,11 +192,40 @@ class IntegerPlan:
         return found
 
     def _float_head(self, op: tfl.Operator) -> bool:
-        return (
-            self.float_heads
-            and op.opcode in FIXED_SCALE_HEADS
-            and any(id(t) in self.graph_outputs for t in op.outputs)
-        )
+        """A fixed-output-scale op whose output is a graph output, or reaches one through
+        copies (RESHAPE ...) read by nothing else: a [N, C, 1, 1] softmax is computed on
+        [N, C] and reshaped back. The copies after it stay float too."""
+        if not self.float_heads:
+            return False
+        if op.opcode in FIXED_SCALE_HEADS:
+            return self._reaches_output_through_copies(op)
+        return op.opcode in REARRANGING and self._after_float_head(op)
+
+    def _reaches_output_through_copies(self, op: tfl.Operator) -> bool:
+        for _ in range(100):
+            if len(op.outputs) != 1:
+                return False
+            t = op.outputs[0]
+            if id(t) in self.graph_outputs:
+                return True
+            readers = self.consumers.get(id(t), [])
+            if len(readers) != 1 or readers[0][0].opcode not in REARRANGING:
+                return False
+            op = readers[0][0]
+        return False
+
+    def _after_float_head(self, op: tfl.Operator) -> bool:
+        """``op`` is one of the copies between a float head and its graph output."""
+        for _ in range(100):
+            src = self.producer.get(id(op.inputs[0])) if op.inputs else None
+            if src is None or len(self.consumers.get(id(op.inputs[0]), [])) != 1:
+                return False
+            if src.opcode in FIXED_SCALE_HEADS:
+                return self._reaches_output_through_copies(src)
+            if src.opcode not in REARRANGING:
+                return False
+            op = src
+        return False
 
     def _isolated(self, op: tfl.Operator, float_nodes: dict[str, str]) -> bool:
         """Every float input comes from a float op and every reader is a float op that cannot
