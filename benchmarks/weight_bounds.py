@@ -38,13 +38,20 @@ def _weight_axis(node: onnx.NodeProto, rank: int) -> int | None:
     return None
 
 
-def _rounded(w: np.ndarray, axis: int) -> np.ndarray:
+def int8_rounding(w: np.ndarray, axis: int) -> np.ndarray:
+    """Symmetric per-channel int8 (one scale per slice along ``axis``), dequantized."""
     others = tuple(i for i in range(w.ndim) if i != axis)
     scale = np.maximum(np.abs(w).max(axis=others, keepdims=True), 1e-30) / 127.0
     return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
 
 
-def _round_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
+def fp16_rounding(w: np.ndarray, axis: int) -> np.ndarray:
+    return w.astype(np.float16).astype(np.float32)
+
+
+def _round_weights(
+    model: onnx.ModelProto, rounding=int8_rounding
+) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
     """A copy with rounded weights, and per rounded node (index) its ``rounded - float``."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -58,7 +65,7 @@ def _round_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, n
         axis = _weight_axis(node, w.ndim)
         if axis is None or w.ndim < 2 or w.dtype != np.float32:
             continue
-        fake = _rounded(w, axis)
+        fake = rounding(w, axis)
         inits[node.input[1]].CopyFrom(numpy_helper.from_array(fake, node.input[1]))
         deltas[k] = fake - w
     return out, deltas
@@ -70,12 +77,14 @@ def int8_weights_only(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def int8_weights_bias_corrected(
-    model: onnx.ModelProto, calibration_feeds: Iterable[Mapping[str, np.ndarray]]
+    model: onnx.ModelProto,
+    calibration_feeds: Iterable[Mapping[str, np.ndarray]],
+    rounding=int8_rounding,
 ) -> onnx.ModelProto:
     """:func:`int8_weights_only`, each rounded node followed by an Add removing its measured
     average output error per output channel (``E[node(x; rounded - float)]`` over the
     calibration samples and all positions, x the float model's activations)."""
-    rounded, deltas = _round_weights(model)
+    rounded, deltas = _round_weights(model, rounding)
     nodes = list(model.graph.node)
     inits = {t.name for t in model.graph.initializer}
     deltas = {k: d for k, d in deltas.items() if nodes[k].input[0] not in inits}

@@ -30,6 +30,7 @@ from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.builder import build_flatbuffer
 from onnx2tflite_direct.pipeline import lower_model
+from onnx2tflite_direct.quant import bias_correction as BC
 from onnx2tflite_direct.quant import calibration as C
 from onnx2tflite_direct.quant import integer as I
 from onnx2tflite_direct.quant import integer_plan as P
@@ -337,7 +338,7 @@ def test_weights_on_the_int8_grid_need_no_correction():
     bias = tfl.Tensor("b", np.dtype(F), (4,), data=np.ones(4, F))
     y = tfl.Tensor("y", np.dtype(F), (1, 3, 3, 4))
     op = tfl.Operator("CONV_2D", [x, w_float, bias], [y])
-    assert I.correct_bias(op, w_float, w_int, {"x": np.full(64, 0.5)})
+    assert BC.correct_bias(op, w_float, BC.dequantized(w_int), {"x": np.full(64, 0.5)})
     np.testing.assert_allclose(op.inputs[2].data, 1.0, atol=1e-6)
 
 
@@ -442,7 +443,7 @@ def test_fully_connected_on_flattened_features_gets_its_bias_corrected(monkeypat
     model = flatten_fc_net()
     calib = _samples(model, 16, 1)
     corrected = {}
-    real = I.correct_bias
+    real = BC.correct_bias
 
     def spy(op, w_float, w_int, means, producer=None):
         done = real(op, w_float, w_int, means, producer)
@@ -450,7 +451,7 @@ def test_fully_connected_on_flattened_features_gets_its_bias_corrected(monkeypat
             corrected["bias"] = op.inputs[2].data.copy() if done else None
         return done
 
-    monkeypatch.setattr(I, "correct_bias", spy)
+    monkeypatch.setattr(QV, "correct_bias", spy)
     convert(model, quantize=["dynamic"], calibration_data=calib, keep_io_layout=True)
     assert corrected["bias"] is not None
     stats = C.collect_statistics(model, calib, C.CalibrationConfig(progress=False))
@@ -567,7 +568,7 @@ def test_taps_inside_count_the_padding_a_tap_reads(size, kernel, stride, padding
     )
     y = tfl.Tensor("y", np.dtype(F), (1, out, out, 3))
     options = {"padding": padding, "stride_h": stride, "stride_w": stride}
-    rows, cols = I._taps_inside(tfl.Operator("CONV_2D", [x, w], [y], options), {})
+    rows, cols = BC._taps_inside(tfl.Operator("CONV_2D", [x, w], [y], options), {})
     np.testing.assert_allclose(rows, expected)
     np.testing.assert_allclose(cols, expected)
 
@@ -584,7 +585,7 @@ def test_taps_inside_see_an_explicit_pad():
     w = tfl.Tensor("w", np.dtype(F), (3, 3, 5, 2), data=np.ones((3, 3, 5, 2), F))
     y = tfl.Tensor("y", np.dtype(F), (1, 4, 4, 3))
     conv = tfl.Operator("CONV_2D", [x, w], [y], {"padding": "VALID"})
-    rows, cols = I._taps_inside(conv, {id(x): pad})
+    rows, cols = BC._taps_inside(conv, {id(x): pad})
     np.testing.assert_allclose(rows, [3 / 4, 1, 3 / 4])
     np.testing.assert_allclose(cols, [2 / 4, 3 / 4, 1, 3 / 4, 2 / 4])
 

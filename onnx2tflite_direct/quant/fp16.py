@@ -2,8 +2,11 @@
 
 Kernels, inputs and outputs stay float32, so the file runs on the plain CPU interpreter (a
 model whose every tensor is float16 does not); XNNPACK folds the DEQUANTIZE of static weights
-and can run the float16 weights directly. Only float32 constants large enough to matter are
-converted: small vectors (biases, scalars) would cost an op each and save nothing.
+and can run the float16 weights directly. Only float32 weights (at least two non-unit dims,
+``MIN_ELEMENTS`` values) are converted: vectors (biases, per-channel scales and shifts,
+scalars) are a fraction of a percent of a model's bytes, and float16 would cost them
+accuracy for nothing (a folded normalization's scale in float16 shifts every value of its
+channel; the biases also absorb the weights' rounding, see ``variants``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def to_float16_weights(model: tfl.Model) -> int:
         dequantize_ops = []
         for op in sub.operators:
             for i, t in enumerate(op.inputs):
-                if not _worth_converting(t):
+                if not will_be_float16(t):
                     continue
                 if id(t) not in replacement:
                     half = tfl.Tensor(
@@ -40,13 +43,15 @@ def to_float16_weights(model: tfl.Model) -> int:
     return converted
 
 
-def _worth_converting(t: tfl.Tensor | None) -> bool:
+def will_be_float16(t: tfl.Tensor | None) -> bool:
+    """Whether :func:`to_float16_weights` stores ``t`` as float16."""
     return (
         t is not None
         and t.data is not None
         and t.dtype == np.float32
         and t.quantization is None
         and t.data.size >= MIN_ELEMENTS
+        and sum(d > 1 for d in t.data.shape) >= 2
         and bool(np.all(np.isfinite(t.data)))
         and float(np.max(np.abs(t.data), initial=0.0)) <= np.finfo(np.float16).max
     )

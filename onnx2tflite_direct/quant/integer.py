@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors, tfl
+from .bias_correction import correct_bias, dequantized
 from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
 from .integer_fold import fold_affine_constants
 from .integer_plan import (
@@ -100,10 +101,6 @@ def quantize_integer(
         )
     _Rewrite(plan, per_channel, None if ranges_are_exact else channel_means).run()
     return plan.summary
-
-
-# Weighted ops whose bias absorbs the weight rounding's average error -> weight output axis.
-CORRECTED_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
 
 def _float_only_nodes(sub: tfl.Subgraph, int16: bool) -> frozenset[str]:
@@ -197,7 +194,7 @@ class _Rewrite:
             op.inputs[1] = hybrid_weight(w, op.opcode, self.per_channel)
             if op.opcode == "FULLY_CONNECTED":
                 op.options["asymmetric_quantize_inputs"] = True
-            correct_bias(op, w, op.inputs[1], self.channel_means, self.plan.producer)
+            correct_bias(op, w, dequantized(op.inputs[1]), self.channel_means, self.plan.producer)
 
     def _float_users(self) -> dict[int, bool]:
         """id(tensor) -> read by a float op or a float graph output."""
@@ -358,7 +355,7 @@ class _Rewrite:
         w_float = op.inputs[rule.weight]
         w, w_scale = self._weight(w_float, rule.weight_axis, self.per_channel)
         out = {rule.weight: w}
-        correct_bias(op, w_float, w, self.channel_means, self.plan.producer)
+        correct_bias(op, w_float, dequantized(w), self.channel_means, self.plan.producer)
         if (
             rule.bias is not None
             and rule.bias < len(op.inputs)
@@ -413,100 +410,6 @@ class _Rewrite:
         w_scale = op.inputs[rule.weight].quantization.scale.astype(np.float64)
         act_scale = float(op.inputs[rule.activation].quantization.scale[0])
         return self._bias(zeros, act_scale * w_scale)
-
-
-def correct_bias(
-    op: tfl.Operator, w_float: tfl.Tensor, w_int: tfl.Tensor, channel_means, producer=None
-) -> bool:
-    """Subtract from ``op``'s float bias (made if absent) the average error its rounded weight
-    ``w_int`` adds, ``(Wq - W) . E[x]`` with E[x] the calibrated per-channel mean of the input
-    (Nagel et al. 2019, "bias correction"); True if done. Why: the rounding errors of one
-    output channel's weights do not cancel against a non-zero-mean input (after a ReLU every
-    input is >= 0); their expected sum is a constant per channel, which the bias can remove,
-    leaving only the zero-mean part. Applies to CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
-    whose input has measured means (``channel_means``: TFLite tensor name -> means);
-    ``producer`` (id(tensor) -> operator) finds a PAD before a convolution."""
-    correction = _weight_rounding_mean(op, w_float, w_int, channel_means or {}, producer)
-    if correction is None:
-        return False
-    bias = op.inputs[2] if len(op.inputs) > 2 else None
-    if bias is not None and not is_float_constant(bias):
-        return False
-    old = np.zeros(correction.size) if bias is None else bias.data.astype(np.float64)
-    name = f"{op.outputs[0].name}/bias" if bias is None else bias.name
-    corrected = (old.reshape(-1) - correction).astype(np.float32)
-    op.inputs[2:] = [tfl.Tensor(f"{name}/corrected", FLOAT, (correction.size,), data=corrected)]
-    return True
-
-
-def _weight_rounding_mean(op, w_float, w_int, channel_means, producer) -> np.ndarray | None:
-    """``(Wq - W) . E[x]`` per output channel, or None when no means fit the input."""
-    if op.opcode not in CORRECTED_OPS or w_int.quantization is None or w_float.data is None:
-        return None
-    x = op.inputs[0]
-    mu = channel_means.get(x.name) if x is not None else None
-    if mu is None or x.rank < 2 or mu.size != x.shape[-1]:
-        return None
-    scale = np.asarray(w_int.quantization.scale, np.float64)
-    shape = [1] * w_int.data.ndim
-    shape[CORRECTED_OPS[op.opcode]] = -1 if scale.size > 1 else 1
-    dw = w_int.data.astype(np.float64) * scale.reshape(shape) - w_float.data
-    if op.opcode != "FULLY_CONNECTED":  # border taps read padding zeros, not the mean
-        rows, cols = _taps_inside(op, producer)
-        dw = dw * rows.reshape(1, -1, 1, 1) * cols.reshape(1, 1, -1, 1)
-    if op.opcode == "DEPTHWISE_CONV_2D":  # [1, kh, kw, C * m]: output o reads o // m
-        per_out = dw.sum(axis=(0, 1, 2))
-        if per_out.size % mu.size:
-            return None
-        return per_out * np.repeat(mu, per_out.size // mu.size)
-    dw = dw.reshape(dw.shape[0], -1, dw.shape[-1]).sum(axis=1)  # [O, I]
-    outs, ins = dw.shape
-    groups = mu.size // ins
-    if groups * ins != mu.size or outs % groups:
-        return None
-    per_group = outs // groups
-    return np.concatenate(
-        [
-            dw[g * per_group : (g + 1) * per_group] @ mu[g * ins : (g + 1) * ins]
-            for g in range(groups)
-        ]
-    )
-
-
-def _taps_inside(op: tfl.Operator, producer) -> tuple[np.ndarray, np.ndarray]:
-    """Per kernel row and column of a 2-D convolution, the fraction of output positions at
-    which that tap reads the image rather than zero padding (SAME padding, or a PAD of zeros
-    before a VALID convolution); all ones when nothing is padded."""
-    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    o = op.options
-    size, pad = list(x.shape[1:3]), [0, 0]
-    if o.get("padding") == "SAME":
-        for d, (stride, dil, k) in enumerate(
-            (
-                (o.get("stride_h", 1), o.get("dilation_h_factor", 1), w.shape[1]),
-                (o.get("stride_w", 1), o.get("dilation_w_factor", 1), w.shape[2]),
-            )
-        ):
-            total = (y.shape[1 + d] - 1) * stride + (k - 1) * dil + 1 - size[d]
-            pad[d] = max(total, 0) // 2
-    else:
-        pad_op = producer.get(id(x)) if producer else None
-        if pad_op is not None and pad_op.opcode == "PAD" and pad_op.inputs[1].data is not None:
-            amounts = np.asarray(pad_op.inputs[1].data).reshape(-1, 2)
-            if amounts.shape[0] == 4:
-                pad = [int(amounts[1, 0]), int(amounts[2, 0])]
-                size = [x.shape[1] - int(amounts[1].sum()), x.shape[2] - int(amounts[2].sum())]
-    fractions = []
-    for d, (stride, dil) in enumerate(
-        (
-            (o.get("stride_h", 1), o.get("dilation_h_factor", 1)),
-            (o.get("stride_w", 1), o.get("dilation_w_factor", 1)),
-        )
-    ):
-        starts = np.arange(y.shape[1 + d])[:, None] * stride - pad[d]
-        read = starts + np.arange(w.shape[1 + d])[None, :] * dil
-        fractions.append(((read >= 0) & (read < size[d])).mean(axis=0))
-    return fractions[0], fractions[1]
 
 
 def weight_scales(data: np.ndarray, axis: int | None, qmax: float) -> np.ndarray:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import errors, tfl
+from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
-from .fp16 import to_float16_weights
+from .fp16 import to_float16_weights, will_be_float16
 
 # --quantize choices, in the order variants are produced.
 CHOICES = ("fp16", "dynamic", "int8", "int16x8")
@@ -106,7 +107,7 @@ def make_variants(
     jobs = []
     for choice in ordered:
         if choice == "fp16":
-            jobs.append(("float16", choice, lambda ir: to_float16_weights(ir)))
+            jobs.append(("float16", choice, _float16_job(options)))
         elif choice == "dynamic":
             jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
         else:
@@ -117,7 +118,7 @@ def make_variants(
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
-        outcome = job(ir) if choice == "fp16" else job(ir, ranges)
+        outcome = job(ir, ranges)
         count = outcome if isinstance(outcome, int) else outcome.integer_ops
         record(f"quantize_{kind}", count, [])
         summary = {"kind": kind, "variant": choice}
@@ -131,28 +132,54 @@ def make_variants(
 
 
 def _dynamic_job(options: QuantOptions):
-    """int8 hybrid weights; with user calibration data (never random data: the dynamic variant
-    needs none), each hybrid op's float bias also absorbs its weight rounding's average error
-    (``integer.correct_bias``), as the integer variants' biases do."""
+    """int8 hybrid weights, biases corrected for their rounding (:func:`_correct_biases`)."""
 
     def run(ir: tfl.Model, ranges: _Ranges) -> int:
-        floats = [
-            (op, op.inputs[1]) for sub in ir.subgraphs for op in sub.operators if len(op.inputs) > 1
-        ]
+        floats = _weighted_ops(ir)
         converted = quantize_weights_int8(ir, per_channel=options.per_channel)
-        if options.calibration_data is None or not converted:
-            return converted
-        from .integer import correct_bias
-
-        means = ranges.channel_means()
-        producer = {id(t): op for sub in ir.subgraphs for op in sub.operators for t in op.outputs}
-        for op, w_float in floats:
-            w = op.inputs[1]
-            if w is not w_float and w is not None and w.dtype == np.int8:
-                correct_bias(op, w_float, w, means, producer)
+        hybrid = [(op, w) for op, w in floats if op.inputs[1].dtype == np.int8]
+        _correct_biases(ir, hybrid, lambda op, w: dequantized(op.inputs[1]), ranges, options)
         return converted
 
     return run
+
+
+def _float16_job(options: QuantOptions):
+    """float16 weights, biases corrected for their rounding (:func:`_correct_biases`); the
+    biases stay float32 (vectors are not converted, see ``fp16``)."""
+
+    def run(ir: tfl.Model, ranges: _Ranges) -> int:
+        halves = [(op, w) for op, w in _weighted_ops(ir) if will_be_float16(w)]
+        _correct_biases(ir, halves, lambda op, w: w.data.astype(np.float16), ranges, options)
+        return to_float16_weights(ir)
+
+    return run
+
+
+def _weighted_ops(ir: tfl.Model) -> list[tuple[tfl.Operator, tfl.Tensor]]:
+    """(op, its weight) of every op whose input 1 is a float32 constant."""
+    return [
+        (op, op.inputs[1])
+        for sub in ir.subgraphs
+        for op in sub.operators
+        if len(op.inputs) > 1
+        and op.inputs[1] is not None
+        and op.inputs[1].data is not None
+        and op.inputs[1].dtype == np.float32
+    ]
+
+
+def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOptions) -> None:
+    """With user calibration data (never random data: these variants need none), each op of
+    ``weighted`` ((op, float weight) pairs) gets its float bias corrected for the average
+    error of its rounded weight, ``rounded_of(op, w)`` (``bias_correction``), as the integer
+    variants' biases are."""
+    if options.calibration_data is None or not weighted:
+        return
+    means = ranges.channel_means()
+    producer = {id(t): op for sub in ir.subgraphs for op in sub.operators for t in op.outputs}
+    for op, w_float in weighted:
+        correct_bias(op, w_float, rounded_of(op, w_float), means, producer)
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
