@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from benchmarks.models import BENCHMARK_MODELS  # noqa: E402
-from benchmarks.weight_bounds import int8_weights_bias_corrected, int8_weights_only  # noqa: E402
+from benchmarks.weight_bounds import bias_corrected, int8_weights_only  # noqa: E402
 from onnx2tflite_direct import ConversionError, convert  # noqa: E402
 from onnx2tflite_direct import validate as V  # noqa: E402
 from onnx2tflite_direct.quant import calibration as cal  # noqa: E402
@@ -334,10 +334,11 @@ def bench_model(model: onnx.ModelProto, args: argparse.Namespace) -> dict:
         row["sqnr_per_output"][kind] = per_output
         row["sqnr_db"][kind] = worst(per_output)
 
+    w8 = int8_weights_only(front)
     bounds = {
-        "int8_weights_only_bound": lambda: int8_weights_only(front),
-        "int8_weights_corrected_bound": lambda: int8_weights_bias_corrected(
-            front, feed_batches(front, calib)
+        "int8_weights_only_bound": lambda: w8,
+        "int8_weights_corrected_bound": lambda: bias_corrected(
+            front, w8, feed_batches(front, calib)
         ),
     }
     for key, make in bounds.items():

@@ -1,16 +1,17 @@
-"""What int8 weights allow on their own: float models whose matmul-like weights are rounded to
-per-channel symmetric int8, run with exact (float) activations in onnxruntime.
+"""What a weight storage format allows on its own: float models whose weights are rounded as
+a variant stores them, run with exact (float) activations in onnxruntime.
 
-Two bounds for ``bench_quant.py``:
-
-- :func:`int8_weights_only`: weights rounded to nearest, nothing else. The variants exceed it
-  where their bias correction removes the rounded weights' average error.
-- :func:`int8_weights_bias_corrected`: the same weights, and each Conv/Gemm/MatMul output
-  shifted by the measured average error its rounded weight adds on the calibration samples
-  (empirical bias correction, on the float model's own activations). An int16x8 variant keeps
-  int8 weights and corrects its biases the same way; with activations 256x finer than int8 it
-  should land near this figure, and no activation precision takes it far above: the error
-  left here is the zero-mean part of the weight rounding.
+- :func:`int8_weights_only`: matmul-like weights rounded to per-channel symmetric int8 (to
+  nearest), nothing else. The variants exceed it where their bias correction removes the
+  rounded weights' average error.
+- :func:`float16_weights`: every weight with two or more non-unit dims rounded to float16,
+  what the float16 variant stores (``quant/fp16.py``).
+- :func:`bias_corrected`: a rounded model with each Conv/Gemm/MatMul output shifted by the
+  measured average error its rounded weight adds on the calibration samples (empirical bias
+  correction, on the float model's own activations), as the variants correct their biases.
+  With int8 weights this is what an int16x8 variant can reach: with activations 256x finer
+  than int8 it should land near the figure, and no activation precision takes it far above:
+  the error left is the zero-mean part of the weight rounding.
 """
 
 from __future__ import annotations
@@ -45,49 +46,72 @@ def int8_rounding(w: np.ndarray, axis: int) -> np.ndarray:
     return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
 
 
-def fp16_rounding(w: np.ndarray, axis: int) -> np.ndarray:
-    return w.astype(np.float16).astype(np.float32)
-
-
-def _round_weights(
-    model: onnx.ModelProto, rounding=int8_rounding
-) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
-    """A copy with rounded weights, and per rounded node (index) its ``rounded - float``."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def int8_weights_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its Conv/ConvTranspose/Gemm/MatMul weights rounded to per-channel int8."""
+    out = _copy(model)
     inits = {t.name: t for t in out.graph.initializer}
-    originals = {name: numpy_helper.to_array(t) for name, t in inits.items()}
-    deltas: dict[int, np.ndarray] = {}
-    for k, node in enumerate(out.graph.node):
+    for node in out.graph.node:
         if node.op_type not in ROUNDED or len(node.input) < 2 or node.input[1] not in inits:
             continue
-        w = originals[node.input[1]]
+        w = numpy_helper.to_array(inits[node.input[1]])
         axis = _weight_axis(node, w.ndim)
         if axis is None or w.ndim < 2 or w.dtype != np.float32:
             continue
-        fake = rounding(w, axis)
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array(fake, node.input[1]))
-        deltas[k] = fake - w
-    return out, deltas
+        rounded = int8_rounding(w, axis)
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(rounded, node.input[1]))
+    return out
 
 
-def int8_weights_only(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its Conv/ConvTranspose/Gemm/MatMul weights rounded to per-channel int8."""
-    return _round_weights(model)[0]
+def float16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with the constants the float16 variant stores as float16 rounded to it."""
+    from onnx2tflite_direct.quant.fp16 import MIN_ELEMENTS
+
+    out = _copy(model)
+    for t in out.graph.initializer:
+        w = numpy_helper.to_array(t)
+        if w.dtype == np.float32 and w.size >= MIN_ELEMENTS and sum(d > 1 for d in w.shape) >= 2:
+            rounded = w.astype(np.float16).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(rounded, t.name))
+    return out
 
 
-def int8_weights_bias_corrected(
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _weight_deltas(model: onnx.ModelProto, rounded: onnx.ModelProto) -> dict[int, np.ndarray]:
+    """Per Conv/Gemm/MatMul node (index) reading an activation and a weight that ``rounded``
+    changed: ``rounded weight - float weight``."""
+    floats = {t.name: t for t in model.graph.initializer}
+    changed = {t.name: t for t in rounded.graph.initializer}
+    deltas = {}
+    for k, node in enumerate(model.graph.node):
+        if node.op_type not in ROUNDED or len(node.input) < 2 or node.input[0] in floats:
+            continue
+        name = node.input[1]
+        if (
+            name not in floats
+            or floats[name].SerializeToString() == changed[name].SerializeToString()
+        ):
+            continue
+        delta = numpy_helper.to_array(changed[name]) - numpy_helper.to_array(floats[name])
+        deltas[k] = delta.astype(np.float32)
+    return deltas
+
+
+def bias_corrected(
     model: onnx.ModelProto,
+    rounded: onnx.ModelProto,
     calibration_feeds: Iterable[Mapping[str, np.ndarray]],
-    rounding=int8_rounding,
 ) -> onnx.ModelProto:
-    """:func:`int8_weights_only`, each rounded node followed by an Add removing its measured
-    average output error per output channel (``E[node(x; rounded - float)]`` over the
-    calibration samples and all positions, x the float model's activations)."""
-    rounded, deltas = _round_weights(model, rounding)
+    """``rounded`` (``model`` with rounded weights), each node whose weight was rounded followed
+    by an Add removing its measured average output error per output channel
+    (``E[node(x; rounded - float)]`` over the calibration samples and all positions, x the
+    float model's activations)."""
+    deltas = _weight_deltas(model, rounded)
     nodes = list(model.graph.node)
-    inits = {t.name for t in model.graph.initializer}
-    deltas = {k: d for k, d in deltas.items() if nodes[k].input[0] not in inits}
     probe = _with_outputs(model, sorted({nodes[k].input[0] for k in deltas}))
     error_models = {k: _session(_error_model(model, nodes[k], d)) for k, d in deltas.items()}
     probe_sess = _session(probe)
