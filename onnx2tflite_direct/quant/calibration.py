@@ -28,7 +28,8 @@ Methods (``CalibrationConfig.method``):
 int8 + int16 with ``mse``: collect once with :func:`collect_statistics`, then call
 :func:`ranges_for_bits` for 8 and for 16 bits; onnxruntime runs only once.
 
-Each histogram also sums its tensor per ONNX channel (axis 1): :func:`tflite_channel_means`
+Each histogram also sums its tensor per ONNX channel (axis 1) and, for rank >= 3, per index of
+the last axis: :func:`tflite_channel_means`
 gives the calibrated means per channel that bias correction of rounded weights needs.
 
 Returned ranges are what was observed/selected; they may exclude 0 (e.g. after a sigmoid). The
@@ -100,6 +101,57 @@ class CalibrationConfig:
 # --------------------------------------------------------------------------------------------
 
 
+class AxisMoments:
+    """Streaming sum and sum of squares per index of one axis of a float tensor of rank >= 2;
+    a tensor whose size along the axis changes between updates, or that holds non-finite
+    values, keeps none."""
+
+    __slots__ = ("axis", "sum", "sumsq", "count")
+
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+        self.sum: np.ndarray | None = None
+        self.sumsq: np.ndarray | None = None
+        self.count = 0  # -1: given up
+
+    def update(self, values: np.ndarray) -> None:
+        if values.ndim < 2 or values.dtype.kind != "f" or values.size == 0:
+            self.sum, self.count = None, -1
+            return
+        if self.count < 0:
+            return
+        axis = self.axis % values.ndim
+        axes = tuple(i for i in range(values.ndim) if i != axis)
+        sums = values.sum(axis=axes, dtype=np.float64)
+        squares = np.square(values, dtype=np.float64).sum(axis=axes)
+        if not np.all(np.isfinite(squares)) or (
+            self.sum is not None and self.sum.shape != sums.shape
+        ):
+            self.sum, self.count = None, -1
+            return
+        if self.sum is None:
+            self.sum, self.sumsq = sums, squares
+        else:
+            self.sum, self.sumsq = self.sum + sums, self.sumsq + squares
+        self.count += values.size // values.shape[axis]
+
+    def means(self) -> np.ndarray | None:
+        """Mean per index of everything seen, shrunk towards 0 by its own sampling noise:
+        ``m * max(0, 1 - se^2 / m^2)`` with ``se^2 = var / count`` (a James-Stein-style
+        estimate). Why: the features of a [N, C] matrix over a few samples have noisy means,
+        and correcting weights with noise costs accuracy (measured); means of many values, or
+        large against their spread, are kept as they are. None when no means were kept."""
+        if self.sum is None or self.count < 2:
+            return None
+        n = self.count
+        mean = self.sum / n
+        var = np.maximum(self.sumsq / n - mean**2, 0.0) * n / (n - 1)
+        noise = var / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = np.where(mean != 0, np.maximum(0.0, 1.0 - noise / mean**2), 0.0)
+        return mean * keep
+
+
 class TensorHistogram:
     """Exact min/max, count of exact zeros and an expanding equal-width histogram.
 
@@ -117,9 +169,8 @@ class TensorHistogram:
         "max",
         "total",
         "zeros",
-        "channel_sum",
-        "channel_sumsq",
-        "channel_count",
+        "channel",
+        "features",
     )
 
     def __init__(self, num_bins: int = 2048) -> None:
@@ -130,11 +181,10 @@ class TensorHistogram:
         self.max = -math.inf
         self.total = 0
         self.zeros = 0
-        # Per ONNX channel (axis 1) sum and count, for the weights' bias correction (None and
-        # count -1 once a non-finite value or another channel count was seen).
-        self.channel_sum: np.ndarray | None = None
-        self.channel_sumsq: np.ndarray | None = None
-        self.channel_count = 0
+        # Moments per ONNX channel (axis 1) and per feature (last axis, rank >= 3: a
+        # transformer's [batch, sequence, hidden]), for the weights' bias correction.
+        self.channel = AxisMoments(1)
+        self.features = AxisMoments(-1)
 
     @property
     def num_bins(self) -> int:
@@ -172,46 +222,17 @@ class TensorHistogram:
         self.counts += np.bincount(idx, minlength=self.num_bins)
 
     def _update_channels(self, values: np.ndarray) -> None:
-        """Sum per channel (ONNX axis 1) of a float tensor of rank >= 2; a tensor whose channel
-        count changes between updates, or that holds non-finite values, keeps none."""
-        if values.ndim < 2 or values.dtype.kind != "f" or values.size == 0:
-            self.channel_sum, self.channel_count = None, -1
-            return
-        if self.channel_count < 0:
-            return
-        axes = tuple(i for i in range(values.ndim) if i != 1)
-        sums = values.sum(axis=axes, dtype=np.float64)
-        squares = np.square(values, dtype=np.float64).sum(axis=axes)
-        if not np.all(np.isfinite(squares)) or (
-            self.channel_sum is not None and self.channel_sum.shape != sums.shape
-        ):
-            self.channel_sum, self.channel_count = None, -1
-            return
-        if self.channel_sum is None:
-            self.channel_sum, self.channel_sumsq = sums, squares
-        else:
-            self.channel_sum, self.channel_sumsq = (
-                self.channel_sum + sums,
-                self.channel_sumsq + squares,
-            )
-        self.channel_count += values.size // values.shape[1]
+        self.channel.update(values)
+        if values.ndim >= 3:
+            self.features.update(values)
 
     def channel_means(self) -> np.ndarray | None:
-        """Mean per channel (ONNX axis 1) of everything seen, shrunk towards 0 by its own
-        sampling noise: ``m * max(0, 1 - se^2 / m^2)`` with ``se^2 = var / count`` (a
-        James-Stein-style estimate). Why: the features of a [N, C] matrix over a few samples
-        have noisy means, and correcting weights with noise costs accuracy (measured); means
-        of many values, or large against their spread, are kept as they are. None (see
-        update) when no means were kept."""
-        if self.channel_sum is None or self.channel_count < 2:
-            return None
-        n = self.channel_count
-        mean = self.channel_sum / n
-        var = np.maximum(self.channel_sumsq / n - mean**2, 0.0) * n / (n - 1)
-        noise = var / n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            keep = np.where(mean != 0, np.maximum(0.0, 1.0 - noise / mean**2), 0.0)
-        return mean * keep
+        """Shrunk mean per ONNX channel (axis 1), see :meth:`AxisMoments.means`."""
+        return self.channel.means()
+
+    def feature_means(self) -> np.ndarray | None:
+        """Shrunk mean per feature (last axis) of a tensor of rank >= 3, else None."""
+        return self.features.means()
 
     def _cover(self, mn: float, mx: float) -> None:
         """Make the bins span ``[mn, mx]`` too, re-binning what was counted exactly."""
@@ -679,20 +700,28 @@ def tflite_ranges(
 def tflite_channel_means(
     stats: Mapping[str, TensorHistogram], tensor_map: Mapping[str, Mapping]
 ) -> dict[str, np.ndarray]:
-    """Per-channel means onto TFLite tensors whose channel axis is stored last (NHWC
-    activations, [N, C] matrices), and onto their padded copies (the padding adds border
-    zeros, which a per-channel mean of the unpadded value ignores: a small approximation for
-    what the means are for, correcting the average error of rounded weights). A [N, C]
-    matrix flattened from channel-last data stores its C features in an inner order (the
-    layout's ``inner``): the means follow it."""
+    """Per-index means of the axis a TFLite tensor stores last, where that axis is the ONNX
+    channel (NHWC activations, [N, C] matrices) or, for rank >= 3 kept in ONNX order, the
+    ONNX last axis (a transformer's [batch, sequence, hidden] features); also onto padded
+    copies (the padding adds border zeros, which a per-channel mean of the unpadded value
+    ignores: a small approximation for what the means are for, correcting the average error
+    of rounded weights). A [N, C] matrix flattened from channel-last data stores its C
+    features in an inner order (the layout's ``inner``): the means follow it."""
     out: dict[str, np.ndarray] = {}
     for onnx_name, hist in stats.items():
         entry = tensor_map.get(onnx_name)
-        means = hist.channel_means()
-        if entry is None or means is None:
+        if entry is None:
             continue
         perm = list(entry.get("perm") or [])
-        if len(perm) < 2 or perm[-1] != 1:
+        if len(perm) < 2:
+            continue
+        if perm[-1] == 1:
+            means = hist.channel_means()
+        elif len(perm) >= 3 and perm[-1] == len(perm) - 1:
+            means = hist.feature_means()
+        else:
+            continue
+        if means is None:
             continue
         inner = entry.get("inner")
         if inner is not None:
