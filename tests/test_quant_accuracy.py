@@ -686,8 +686,13 @@ def test_softmax_head_reshaped_to_the_output_stays_float(monkeypatch):
     with monkeypatch.context() as m:  # only a softmax writing the output itself counts
         m.setattr(
             P.IntegerPlan,
-            "_reaches_output_through_copies",
-            lambda self, op: any(id(t) in self.graph_outputs for t in op.outputs),
+            "_float_head_ops",
+            lambda self: {
+                id(op)
+                for op in self.sub.operators
+                if op.opcode in P.FIXED_SCALE_HEADS
+                and any(id(t) in self.graph_outputs for t in op.outputs)
+            },
         )
         without = _variant_sqnr(model, "integer_quant", ["int8"], eval_count=64)
     assert with_it > without + 10.0, (with_it, without)

@@ -116,6 +116,7 @@ class IntegerPlan:
         self.summary = IntegerQuantSummary()
         self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
         self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
+        self.head_ops: set[int] = set()  # id(op) of float heads and the copies after them
         self.head_inputs: set[int] = set()  # id(op) computing a float head's input
         self.softmax_detours: set[int] = set()  # id(SOFTMAX) writing int16 then requantized
         self.int_inputs: set[int] = set()  # graph inputs / outputs given integer types
@@ -132,6 +133,7 @@ class IntegerPlan:
 
     def run(self) -> None:
         float_nodes = self._float_nodes()
+        self.head_ops = self._float_head_ops()
         head_inputs = self.head_inputs = self._float_head_inputs()
         for op in self.sub.operators:
             if not touches_float(op):
@@ -143,7 +145,7 @@ class IntegerPlan:
                 reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
             if rule is not None and not self.exact and self._isolated(op, float_nodes):
                 rule, reason = None, ISOLATED
-            if rule is not None and self._float_head(op):
+            if rule is not None and id(op) in self.head_ops:
                 rule, reason = None, FLOAT_HEAD
             if rule is not None and id(op) in head_inputs:
                 rule, reason = None, FLOAT_HEAD_INPUT
@@ -176,8 +178,8 @@ class IntegerPlan:
         if not self.float_heads or self.exact:
             return found
         for head in self.sub.operators:
-            if not self._float_head(head) or not head.inputs:
-                continue
+            if head.opcode not in FIXED_SCALE_HEADS or id(head) not in self.head_ops:
+                continue  # (the copies after a head are in head_ops too)
             t = head.inputs[0]
             for _ in range(100):
                 op = self.producer.get(id(t))
@@ -191,41 +193,35 @@ class IntegerPlan:
                 t = op.inputs[0]
         return found
 
-    def _float_head(self, op: tfl.Operator) -> bool:
-        """A fixed-output-scale op whose output is a graph output, or reaches one through
-        copies (RESHAPE ...) read by nothing else: a [N, C, 1, 1] softmax is computed on
-        [N, C] and reshaped back. The copies after it stay float too."""
+    def _float_head_ops(self) -> set[int]:
+        """id() of the fixed-output-scale ops (SOFTMAX ...) whose output is a graph output, or
+        reaches one through copies (a [N, C, 1, 1] softmax is computed on [N, C] and reshaped
+        back), and of those copies: all stay float."""
+        found: set[int] = set()
         if not self.float_heads:
-            return False
-        if op.opcode in FIXED_SCALE_HEADS:
-            return self._reaches_output_through_copies(op)
-        return op.opcode in REARRANGING and self._after_float_head(op)
+            return found
+        for op in self.sub.operators:
+            if op.opcode not in FIXED_SCALE_HEADS or len(op.outputs) != 1:
+                continue
+            copies, end = self._copies_downstream(op.outputs[0])
+            if id(end) in self.graph_outputs:
+                found.update(id(o) for o in (op, *copies))
+        return found
 
-    def _reaches_output_through_copies(self, op: tfl.Operator) -> bool:
+    def _copies_downstream(self, t: tfl.Tensor) -> tuple[list[tfl.Operator], tfl.Tensor]:
+        """The copies (RESHAPE-like ops) carrying ``t`` on, each the sole reader of what it
+        copies, and the tensor where they stop (a graph output, or read otherwise)."""
+        copies = []
         for _ in range(100):
-            if len(op.outputs) != 1:
-                return False
+            users = self.consumers.get(id(t), [])
+            if id(t) in self.graph_outputs or len(users) != 1:
+                break
+            op, i = users[0]
+            if op.opcode not in REARRANGING or i != 0 or len(op.outputs) != 1:
+                break
+            copies.append(op)
             t = op.outputs[0]
-            if id(t) in self.graph_outputs:
-                return True
-            readers = self.consumers.get(id(t), [])
-            if len(readers) != 1 or readers[0][0].opcode not in REARRANGING:
-                return False
-            op = readers[0][0]
-        return False
-
-    def _after_float_head(self, op: tfl.Operator) -> bool:
-        """``op`` is one of the copies between a float head and its graph output."""
-        for _ in range(100):
-            src = self.producer.get(id(op.inputs[0])) if op.inputs else None
-            if src is None or len(self.consumers.get(id(op.inputs[0]), [])) != 1:
-                return False
-            if src.opcode in FIXED_SCALE_HEADS:
-                return self._reaches_output_through_copies(src)
-            if src.opcode not in REARRANGING:
-                return False
-            op = src
-        return False
+        return copies, t
 
     def _isolated(self, op: tfl.Operator, float_nodes: dict[str, str]) -> bool:
         """Every float input comes from a float op and every reader is a float op that cannot
@@ -464,17 +460,11 @@ class IntegerPlan:
 
     def _softmax_beta(self, t: tfl.Tensor) -> float | None:
         """beta of the SOFTMAX that alone reads ``t`` (through RESHAPE-like copies)."""
-        for _ in range(100):
-            users = self.consumers.get(id(t), [])
-            if len(users) != 1 or id(t) in self.graph_outputs:
-                return None
-            op, i = users[0]
-            if op.opcode == "SOFTMAX":
-                return float(op.options.get("beta", 1.0))
-            if op.opcode not in REARRANGING or i != 0:
-                return None
-            t = op.outputs[0]
-        return None
+        _, end = self._copies_downstream(t)
+        users = self.consumers.get(id(end), [])
+        if id(end) in self.graph_outputs or len(users) != 1 or users[0][0].opcode != "SOFTMAX":
+            return None
+        return float(users[0][0].options.get("beta", 1.0))
 
     def _softmax_detour(self, op, t) -> QParams | None:
         """int8 SOFTMAX's fixed 1/256 output step is coarse for many-way softmaxes (attention
