@@ -57,7 +57,9 @@ def test_gather_dtypes(dtype):
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
-@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64])
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float16, np.int32, np.int64, np.bool_, np.int8, np.uint8, np.int16]
+)
 def test_gather_elements(axis, dtype):
     data = _data((3, 4, 2), dtype)
     ishape = list(data.shape)
@@ -71,7 +73,9 @@ def test_gather_elements(axis, dtype):
     "dshape,ishape,batch_dims",
     [((3, 4, 2), (5, 2), 0), ((3, 4, 2), (2, 1), 0), ((2, 4, 3), (2, 3, 1), 1)],
 )
-@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64])
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float16, np.int32, np.int64, np.bool_, np.int8, np.uint8, np.int16]
+)
 def test_gather_nd(dshape, ishape, batch_dims, dtype):
     data = _data(dshape, dtype)
     k = ishape[-1]

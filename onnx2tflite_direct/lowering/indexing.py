@@ -25,7 +25,9 @@ from ..registry import attr_in, lowering
 INDEX_TYPES = ("int32", "int64")
 # dtypes proven by tests/test_ops_indexing.py
 GATHER_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
-GATHER_ND_TYPES = ("float32", "int32", "int64")
+# What LiteRT 2.3's GATHER_ND kernel takes, checked by running it (torch's dynamo exporter
+# gathers bool attention masks with GatherND; the kernel has taken bool since version 5).
+GATHER_ND_TYPES = ("float32", "float16", "int32", "int64", "bool", "int8", "uint8", "int16")
 SCATTER_TYPES = ("float32", "int32", "int64")
 
 
