@@ -1,0 +1,340 @@
+"""The package's import graph keeps the shape docs/architecture.md declares.
+
+Read with ``ast`` over every module (imports inside functions included, ``TYPE_CHECKING``
+blocks excluded): every module has a layer, imports never go to a later layer, there is no
+import circle, the package never imports itself inside a function (only optional third-party
+dependencies are imported lazily), and no module grows past 800 lines.
+
+Knots that other work items are still untying are listed below, each edge or module by name
+with the item that removes it; nothing else is excused.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = "onnx2tflite_direct"
+PKG_DIR = ROOT / PKG
+DOC = ROOT / "docs" / "architecture.md"
+MAX_LINES = 800
+
+# Exempt for good: generated schema bindings and pure data tables.
+SIZE_EXEMPT = {
+    "schema_gen.schema_generated": "generated FlatBuffer bindings",
+    "versioning": "LiteRT's op-version rules as a data table",
+}
+# Third-party modules that may be imported inside a function: optional or slow to import,
+# needed only by some runs.
+LAZY_OK = ("onnxruntime", "ai_edge_litert", "onnx.reference")
+
+# ---- Knots still being untied (issue 20); the lead removes these entries at the end. ----
+H1_5 = "issue 20 item 5 (H1: options object, cli.py)"
+H3_4 = "issue 20 item 4 (H3: tflite_reader, gpu_check without pipeline)"
+H5A_1 = "issue 20 item 1 (H5a: one lower_graph)"
+H5A_2 = "issue 20 item 2 (H5a: frontend/ package with sequence resolution)"
+H5B_6 = "issue 20 item 6 (H5b: registry and names)"
+H5B_7 = "issue 20 item 7 (H5b: split multi-job files, break circles)"
+LEAD = "issue 20, lead (no helper item)"
+
+# (importer, imported) edges excused (fnmatch patterns: a module being split keeps its entry) from the layer order and from the circle check.
+KNOT_EDGES = {
+    ("frontend*", "lowering.sequence"): H5A_2,
+    ("gpu_check", "pipeline"): H3_4,
+    ("report", ""): LEAD,  # ``from . import __version__``: the package root imports report
+    ("lowering.pool", "lowering.pool3d"): H5B_7,
+    ("quant.qoperator_expand", "quant.qdq_import"): H5B_7,
+}
+# (importer, imported) package imports inside functions.
+FUNCTION_LEVEL_KNOTS = {
+    **{
+        ("cli", m): H1_5
+        for m in (
+            "atomic",
+            "diagnostics",
+            "gpu_check",
+            "html_report",
+            "inspect_tflite",
+            "pipeline",
+            "report",
+            "validate",
+        )
+    },
+    ("diagnostics", "inspect_tflite"): H3_4,
+    ("diagnostics", "tflite_reader"): H3_4,
+    ("gpu_check", "pipeline"): H3_4,
+    ("gpu_friendly", "gpu_check"): H3_4,
+    ("gpu_friendly", "inspect_tflite"): H3_4,
+    ("lowering.elementwise", "registry"): H5B_6,
+    ("lowering.pool", "lowering.pool3d"): H5B_7,
+    ("lowering.sequence", "frontend*"): H5A_2,
+    ("onnx_rewrites", "registry"): LEAD,
+    ("pipeline", "gpu_friendly"): LEAD,
+    ("pipeline", "quant.qdq_import"): LEAD,
+    ("pipeline", "validate"): LEAD,
+    ("quant.qdq_import", "quant.calibration"): H5B_7,
+    ("quant.qdq_import", "quant.dynamic_range"): H5B_7,
+    ("quant.qdq_import", "quant.integer"): H5B_7,
+    ("quant.qdq_import", "quant.op_rules"): H5B_7,
+    ("quant.qdq_import", "quant.qoperator_expand"): H5B_7,
+    ("quant.variants", "quant.calibration"): H5B_7,
+    ("quant.variants", "quant.integer"): H5B_7,
+    ("report", "schema_gen.pin"): LEAD,
+    ("report", "versioning"): LEAD,
+    ("subgraphs", "frontend"): H5A_1,
+    ("subgraphs", "lowering.custom"): H5A_1,
+    ("subgraphs", "onnx_rewrites"): H5A_1,
+    ("subgraphs", "registry"): H5A_1,
+    ("validate", "context"): LEAD,
+    ("validate", "dynamic_shapes"): LEAD,  # work in progress in validate.py at the time of writing
+}
+# (importer, third-party module) imported inside a function without being optional.
+LAZY_KNOTS = {
+    ("cli", "pathlib"): H1_5,
+    ("gpu_check", "onnx"): H3_4,
+    ("validate", "ml_dtypes"): LEAD,
+}
+SIZE_KNOTS = {
+    "builder": H5B_7,
+    "frontend*": H5A_2,
+    "lowering.resize": H5B_7,
+    "options": H1_5,
+    "quant.qdq_import": H5B_7,
+    "validate": LEAD,  # grew past 800 lines with work in progress at the time of writing
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str  # module path inside the package ("" = the package root)
+    imported: str  # a package module, or a third-party module name
+    line: int
+    internal: bool
+    in_function: bool
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PKG_DIR.rglob("*.py")):
+        parts = list(path.relative_to(PKG_DIR).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(module: str) -> bool:
+    return MODULES[module].name == "__init__.py"
+
+
+def _target(base: str, name: str) -> str:
+    """The module ``from base import name`` loads: ``base.name`` when that is a module."""
+    sub = f"{base}.{name}" if base else name
+    return sub if sub in MODULES else base
+
+
+def _type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports_of(module: str) -> list[Import]:
+    tree = ast.parse(MODULES[module].read_text())
+    found: list[Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _type_checking(child):
+                continue
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                visit(child, True)
+            elif isinstance(child, ast.Import):
+                for alias in child.names:
+                    name = alias.name
+                    if name == PKG or name.startswith(PKG + "."):
+                        found.append(
+                            Import(
+                                module,
+                                _target(name[len(PKG) + 1 :], ""),
+                                child.lineno,
+                                True,
+                                in_function,
+                            )
+                        )
+                    else:
+                        found.append(Import(module, name, child.lineno, False, in_function))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    parts = module.split(".") if module else []
+                    if not _is_package(module):
+                        parts = parts[:-1]
+                    parts = parts[: len(parts) - (child.level - 1)]
+                    base = ".".join(parts + ([child.module] if child.module else []))
+                elif child.module == PKG or (child.module or "").startswith(PKG + "."):
+                    base = child.module[len(PKG) + 1 :]
+                else:
+                    found.append(
+                        Import(module, child.module or "", child.lineno, False, in_function)
+                    )
+                    continue
+                for alias in child.names:
+                    found.append(
+                        Import(module, _target(base, alias.name), child.lineno, True, in_function)
+                    )
+            else:
+                visit(child, in_function)
+
+    visit(tree, False)
+    return found
+
+
+IMPORTS = [imp for module in MODULES for imp in _imports_of(module)]
+EDGES = {(i.importer, i.imported) for i in IMPORTS if i.internal and i.importer != i.imported}
+
+
+def _excused(importer: str, imported: str, knots: dict) -> bool:
+    return any(
+        fnmatch.fnmatchcase(importer, a) and fnmatch.fnmatchcase(imported, b) for a, b in knots
+    )
+
+
+def _layers() -> list[tuple[str, list[str]]]:
+    text = DOC.read_text()
+    block = re.search(r"```layers\n(.*?)```", text, re.S)
+    assert block, "docs/architecture.md has no ```layers block"
+    layers = []
+    for line in block.group(1).splitlines():
+        if line.strip():
+            name, *patterns = line.split()
+            layers.append((name, patterns))
+    return layers
+
+
+LAYERS = _layers()
+
+
+def _layer_of(module: str) -> int | None:
+    name = module or PKG
+    hits = [
+        rank
+        for rank, (_, patterns) in enumerate(LAYERS)
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    ]
+    return hits[0] if hits else None
+
+
+def _label(module: str) -> str:
+    return module or PKG
+
+
+def test_every_module_has_one_layer():
+    missing = [_label(m) for m in MODULES if _layer_of(m) is None]
+    assert not missing, f"add these modules to the layers block of docs/architecture.md: {missing}"
+    twice = []
+    for module in MODULES:
+        ranks = [
+            rank
+            for rank, (_, patterns) in enumerate(LAYERS)
+            if any(fnmatch.fnmatchcase(_label(module), p) for p in patterns)
+        ]
+        if len(ranks) > 1:
+            twice.append(_label(module))
+    assert not twice, f"modules listed in more than one layer: {twice}"
+
+
+def test_imports_never_go_to_a_later_layer():
+    upward = sorted(
+        f"{_label(a)} ({LAYERS[_layer_of(a)][0]}) imports {_label(b)} ({LAYERS[_layer_of(b)][0]})"
+        for a, b in EDGES
+        if not _excused(a, b, KNOT_EDGES)
+        and None not in (_layer_of(a), _layer_of(b))  # reported by the test above
+        and _layer_of(b) > _layer_of(a)
+    )
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+
+
+def _cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    graph: dict[str, list[str]] = {}
+    for a, b in sorted(edges):
+        graph.setdefault(a, []).append(b)
+        graph.setdefault(b, [])
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def strongconnect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(_label(m) for m in comp))
+
+    for v in graph:
+        if v not in index:
+            strongconnect(v)
+    return out
+
+
+def test_no_import_circles():
+    circles = _cycles({e for e in EDGES if not _excused(*e, KNOT_EDGES)})
+    assert not circles, f"import circles: {circles}"
+
+
+def test_cycle_finder_finds_a_circle():
+    assert _cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")}) == [["a", "b", "c"]]
+
+
+def test_package_never_imported_inside_a_function():
+    lazy = sorted(
+        f"{_label(i.importer)}:{i.line} imports {_label(i.imported)}"
+        for i in IMPORTS
+        if i.internal
+        and i.in_function
+        and not _excused(i.importer, i.imported, FUNCTION_LEVEL_KNOTS)
+    )
+    assert not lazy, "package imports inside functions (hoist them):\n" + "\n".join(lazy)
+
+
+def test_only_optional_dependencies_imported_lazily():
+    lazy = sorted(
+        f"{_label(i.importer)}:{i.line} imports {i.imported}"
+        for i in IMPORTS
+        if not i.internal
+        and i.in_function
+        and not any(i.imported == m or i.imported.startswith(m + ".") for m in LAZY_OK)
+        and (i.importer, i.imported.split(".")[0]) not in LAZY_KNOTS
+    )
+    assert not lazy, "imports inside functions that are not optional:\n" + "\n".join(lazy)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_size(module):
+    if module in SIZE_EXEMPT or _excused(module, "", {(m, ""): o for m, o in SIZE_KNOTS.items()}):
+        return
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{_label(module)} has {lines} lines (> {MAX_LINES}): split it"
