@@ -1,0 +1,697 @@
+"""onnx schemas, with shape inference, for the onnxruntime contrib ops we lower.
+
+Why: onnx's shape inference knows no ``com.microsoft`` op (nor onnxruntime's default-domain
+``LayerNormalization`` below opset 17 and ``SimplifiedLayerNormalization``), so every tensor
+after such a node would have an unknown shape and the whole rest of the graph would be refused.
+onnxruntime registers these schemas in its own process; the front end registers the same
+contracts into onnx's schema registry (output dtypes and shapes as onnxruntime's contrib-op
+documentation states them) for the duration of its own checks and shape inference
+(:func:`registered`), so the ordinary shape inference sees through them. One mechanism, no
+special case per op in the front end. The input/output
+type constraints are permissive on purpose: the lowerings declare and check the dtypes they
+support (registry constraints), and onnxruntime is the judge of model validity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable
+
+import onnx
+from onnx import defs, helper
+
+MS = "com.microsoft"
+_P = defs.OpSchema.FormalParameter
+_OPT = defs.OpSchema.FormalParameterOption.Optional
+_ALL_TENSORS = [
+    f"tensor({t})"
+    for t in (
+        "float",
+        "float16",
+        "bfloat16",
+        "double",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "bool",
+    )
+]
+_FLOAT = onnx.TensorProto.FLOAT
+_INT32 = onnx.TensorProto.INT32
+_lock = threading.Lock()
+_depth = 0
+_added: list[tuple[str, int, str]] = []
+
+# ---- helpers over the inference context ------------------------------------------------------
+
+
+def _has(ctx, i: int) -> bool:
+    return i < ctx.get_num_inputs() and ctx.has_input(i)
+
+
+def _elem(ctx, i: int) -> int:
+    return ctx.get_input_type(i).tensor_type.elem_type if _has(ctx, i) else 0
+
+
+def _dims(ctx, i: int) -> list | None:
+    """Input ``i``'s dims: int, str (symbolic) or None (unknown); None for unknown rank."""
+    if not _has(ctx, i):
+        return None
+    tt = ctx.get_input_type(i).tensor_type
+    if not tt.HasField("shape"):
+        return None
+    out = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def _attr(ctx, name: str, default=None):
+    a = ctx.get_attribute(name)
+    return default if a is None else helper.get_attribute_value(a)
+
+
+def _set(ctx, i: int, elem: int, dims: list | None) -> None:
+    if i >= ctx.get_num_outputs() or not ctx.has_output(i) or not elem:
+        return
+    t = helper.make_tensor_type_proto(elem, None if dims is None else list(dims))
+    ctx.set_output_type(i, t)
+
+
+def _add(a, b):
+    return a + b if isinstance(a, int) and isinstance(b, int) else None
+
+
+def _mul(a, b):
+    return a * b if isinstance(a, int) and isinstance(b, int) else None
+
+
+def _div(a, b):
+    return a // b if isinstance(a, int) and isinstance(b, int) and b else None
+
+
+def _broadcast(a: list, b: list) -> list:
+    rank = max(len(a), len(b))
+    a = [1] * (rank - len(a)) + list(a)
+    b = [1] * (rank - len(b)) + list(b)
+    out = []
+    for x, y in zip(a, b, strict=True):
+        out.append(y if x == 1 else x if y == 1 else x if x == y else x if y is None else x)
+    return out
+
+
+def _const_int(ctx, i: int) -> int | None:
+    if not _has(ctx, i):
+        return None
+    data = ctx.get_input_data(i)
+    if data is None:
+        return None
+    arr = onnx.numpy_helper.to_array(data)
+    return int(arr.reshape(-1)[0]) if arr.size else None
+
+
+# ---- shape functions ---------------------------------------------------------------------------
+
+
+def _same_as_input(ctx) -> None:
+    _set(ctx, 0, _elem(ctx, 0), _dims(ctx, 0))
+
+
+def _matmul_dims(a: list, b: list) -> list:
+    a1, b1 = len(a) == 1, len(b) == 1
+    a = [1, *a] if a1 else a
+    b = [*b, 1] if b1 else b
+    out = _broadcast(a[:-2], b[:-2]) + [a[-2], b[-1]]
+    if a1:
+        out.pop(-2)
+    if b1:
+        out.pop(-1)
+    return out
+
+
+def _fused_matmul(ctx) -> None:
+    a, b = _dims(ctx, 0), _dims(ctx, 1)
+    if a is None or b is None or len(a) < 2 or len(b) < 2:
+        _set(ctx, 0, _elem(ctx, 0), None)
+        return
+    a, b = _fused_matmul_operand(ctx, a, "A"), _fused_matmul_operand(ctx, b, "B")
+    _set(ctx, 0, _elem(ctx, 0), _matmul_dims(a, b))
+
+
+def _fused_matmul_operand(ctx, dims: list, which: str) -> list:
+    """The operand's shape as the product sees it (transBatch moves the row axis first)."""
+    if _attr(ctx, f"transBatch{which}", 0) and len(dims) > 2:
+        dims = [*dims[1:-1], dims[0], dims[-1]]
+    if _attr(ctx, f"trans{which}", 0):
+        dims = [*dims[:-2], dims[-1], dims[-2]]
+    return dims
+
+
+def _fused_gemm(ctx) -> None:
+    a, b = _dims(ctx, 0), _dims(ctx, 1)
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        _set(ctx, 0, _elem(ctx, 0), None)
+        return
+    m = a[1] if _attr(ctx, "transA", 0) else a[0]
+    n = b[0] if _attr(ctx, "transB", 0) else b[1]
+    _set(ctx, 0, _elem(ctx, 0), [m, n])
+
+
+def _conv_spatial(ctx, spatial: list, kernel: list) -> list:
+    n = len(spatial)
+    strides = _attr(ctx, "strides", None) or [1] * n
+    dilations = _attr(ctx, "dilations", None) or [1] * n
+    pads = _attr(ctx, "pads", None) or [0] * (2 * n)
+    auto = _attr(ctx, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    out = []
+    for i in range(n):
+        size, k = spatial[i], kernel[i]
+        if not isinstance(size, int) or not isinstance(k, int):
+            out.append(None)
+            continue
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(math.ceil(size / strides[i]))
+            continue
+        extent = (k - 1) * dilations[i] + 1
+        total = 0 if auto == "VALID" else pads[i] + pads[i + n]
+        out.append((size + total - extent) // strides[i] + 1)
+    return out
+
+
+def _conv(channels_last: bool) -> Callable:
+    def infer(ctx) -> None:
+        x, w = _dims(ctx, 0), _dims(ctx, 1)
+        if x is None or w is None or len(x) < 3 or len(w) != len(x):
+            _set(ctx, 0, _elem(ctx, 0), None)
+            return
+        spatial = x[1:-1] if channels_last else x[2:]
+        kernel = _attr(ctx, "kernel_shape", None) or w[2:]
+        sp = _conv_spatial(ctx, spatial, list(kernel))
+        dims = [x[0], *sp, w[0]] if channels_last else [x[0], w[0], *sp]
+        _set(ctx, 0, _elem(ctx, 0), dims)
+
+    return infer
+
+
+def _stats_dims(x: list | None, axis: int) -> list | None:
+    if x is None:
+        return None
+    axis = axis % len(x) if x else 0
+    return [*x[:axis], *[1] * (len(x) - axis)]
+
+
+def _layer_norm(simplified: bool) -> Callable:
+    """Y like X; Mean / InvStdDev with the normalized axes kept as 1 (float32 by stash_type)."""
+
+    def infer(ctx) -> None:
+        x = _dims(ctx, 0)
+        _set(ctx, 0, _elem(ctx, 0), x)
+        stats = _stats_dims(x, int(_attr(ctx, "axis", -1)))
+        stash = int(_attr(ctx, "stash_type", 1))
+        stat_elem = _FLOAT if stash == 1 else _elem(ctx, 0)
+        for i in (1,) if simplified else (1, 2):
+            _set(ctx, i, stat_elem, stats)
+
+    return infer
+
+
+def _skip_layer_norm(ctx) -> None:
+    x = _dims(ctx, 0)
+    _set(ctx, 0, _elem(ctx, 0), x)
+    stats = _stats_dims(x, -1)
+    _set(ctx, 1, _FLOAT, stats)
+    _set(ctx, 2, _FLOAT, stats)
+    _set(ctx, 3, _elem(ctx, 0), x)
+
+
+def _embed_layer_norm(ctx) -> None:
+    ids, word = _dims(ctx, 0), _dims(ctx, 2)
+    if ids is None or word is None or len(ids) != 2 or len(word) != 2:
+        return
+    out = [ids[0], ids[1], word[1]]
+    _set(ctx, 0, _elem(ctx, 2), out)
+    _set(ctx, 1, _INT32, [ids[0]])
+    _set(ctx, 2, _elem(ctx, 2), out)
+
+
+def _attention(ctx) -> None:
+    """com.microsoft.Attention: output (B, S, v_hidden); present (2, B, N, P + L, H)."""
+    x, w = _dims(ctx, 0), _dims(ctx, 1)
+    if x is None or w is None or len(x) != 3 or len(w) != 2:
+        return
+    sizes = _attr(ctx, "qkv_hidden_sizes", None)
+    heads = int(_attr(ctx, "num_heads", 1))
+    if sizes:
+        qk_hidden, v_hidden = int(sizes[0]), int(sizes[2])
+    else:
+        v_hidden = _div(w[1], 3)
+        qk_hidden = v_hidden
+    _set(ctx, 0, _elem(ctx, 0), [x[0], x[1], v_hidden])
+    past = _dims(ctx, 4)
+    past_len = past[3] if past is not None and len(past) == 5 else 0
+    if _attr(ctx, "past_present_share_buffer", 0) and past is not None:
+        total = past_len
+    else:
+        total = _add(past_len, x[1])
+    _set(ctx, 1, _elem(ctx, 0), [2, x[0], heads, total, _div(qk_hidden, heads)])
+
+
+def _mha(ctx) -> None:
+    """com.microsoft.MultiHeadAttention: output (B, S, v_hidden); present K/V (B, N, T, H)."""
+    q, k, v = _dims(ctx, 0), _dims(ctx, 1), _dims(ctx, 2)
+    heads = int(_attr(ctx, "num_heads", 1))
+    if q is None:
+        return
+    elem = _elem(ctx, 0)
+    if len(q) == 5:  # packed QKV (B, L, N, 3, H)
+        b, s, h = q[0], q[1], q[4]
+        kv_len, v_hidden, kv_is_past = s, _mul(heads, h), False
+    elif len(q) == 3:
+        b, s = q[0], q[1]
+        if k is not None and len(k) == 5:  # packed KV (B, L, N, 2, H)
+            kv_len, h, kv_is_past = k[1], k[4], False
+            v_hidden = _mul(heads, h)
+        elif k is not None and len(k) == 4:  # key/value are already (B, N, L, H) states
+            kv_len, h, kv_is_past = k[2], k[3], True
+            v_hidden = _mul(heads, v[3]) if v is not None and len(v) == 4 else None
+        elif k is not None and len(k) == 3:
+            kv_len, h, kv_is_past = k[1], _div(q[2], heads), False
+            v_hidden = v[2] if v is not None and len(v) == 3 else None
+        else:
+            return
+    else:
+        return
+    _set(ctx, 0, elem, [b, s, v_hidden])
+    past = _dims(ctx, 6)
+    past_len = past[2] if past is not None and len(past) == 4 and not kv_is_past else 0
+    total = _add(past_len, kv_len)
+    v_head = _div(v_hidden, heads)
+    _set(ctx, 1, elem, [b, heads, total, h])
+    _set(ctx, 2, elem, [b, heads, total, v_head])
+    _set(ctx, 3, elem, [b, heads, s, total])
+
+
+def _gqa(ctx) -> None:
+    """GroupQueryAttention: output (B, S, N * H); present K/V (B, N_kv, max(P, T), H)."""
+    q = _dims(ctx, 0)
+    if q is None or len(q) != 3:
+        return
+    heads, kv_heads = int(_attr(ctx, "num_heads", 1)), int(_attr(ctx, "kv_num_heads", 1))
+    if _has(ctx, 1):
+        head = _div(q[2], heads)
+    else:
+        head = _div(q[2], heads + 2 * kv_heads)
+    elem = _elem(ctx, 0)
+    _set(ctx, 0, elem, [q[0], q[1], _mul(heads, head)])
+    past = _dims(ctx, 3)
+    total = _const_int(ctx, 6)
+    past_len = past[2] if past is not None and len(past) == 4 else None
+    if past_len is None and not _has(ctx, 3):
+        past_len = 0
+    present = None
+    if isinstance(total, int) and isinstance(past_len, int):
+        present = max(total, past_len)
+    elif past_len == 0:
+        present = q[1]
+    _set(ctx, 1, _elem(ctx, 3) or elem, [q[0], kv_heads, present, head])
+    _set(ctx, 2, _elem(ctx, 3) or elem, [q[0], kv_heads, present, head])
+
+
+def _dynamic_matmul(ctx) -> None:
+    a, b = _dims(ctx, 0), _dims(ctx, 1)
+    out = _matmul_dims(a, b) if a is not None and b is not None else None
+    scale = 2 if ctx.get_num_inputs() > 2 and _elem(ctx, 2) else None
+    elem = _elem(ctx, scale) if scale is not None else _FLOAT
+    _set(ctx, 0, elem, out)
+
+
+def _matmul_integer_to_float(ctx) -> None:
+    a, b = _dims(ctx, 0), _dims(ctx, 1)
+    out = _matmul_dims(a, b) if a is not None and b is not None else None
+    _set(ctx, 0, _elem(ctx, 2) or _FLOAT, out)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+_ATTR_TYPES = {
+    "alpha": "f",
+    "axis": "i",
+    "is_inner_broadcast": "i",
+    "transA": "i",
+    "transB": "i",
+    "transBatchA": "i",
+    "transBatchB": "i",
+    "activation": "s",
+    "activation_alpha": "f",
+    "activation_beta": "f",
+    "activation_gamma": "f",
+    "beta": "f",
+    "activation_params": "fs",
+    "auto_pad": "s",
+    "dilations": "is",
+    "group": "i",
+    "kernel_shape": "is",
+    "pads": "is",
+    "strides": "is",
+    "epsilon": "f",
+    "stash_type": "i",
+    "mask_index_type": "i",
+    "do_rotary": "i",
+    "mask_filter_value": "f",
+    "num_heads": "i",
+    "past_present_share_buffer": "i",
+    "qkv_hidden_sizes": "is",
+    "rotary_embedding_dim": "i",
+    "scale": "f",
+    "unidirectional": "i",
+    "interleaved": "i",
+    "is_packed_batching": "i",
+    "causal": "i",
+    "k_quant_type": "s",
+    "kv_cache_bit_width": "i",
+    "kv_num_heads": "i",
+    "local_window_size": "i",
+    "qk_norm_epsilon": "f",
+    "qk_output": "i",
+    "rotary_interleaved": "i",
+    "sliding_window_cache": "i",
+    "smooth_softmax": "i",
+    "softcap": "f",
+    "v_quant_type": "s",
+}
+_TYPE_CODES = {
+    "f": defs.OpSchema.AttrType.FLOAT,
+    "i": defs.OpSchema.AttrType.INT,
+    "s": defs.OpSchema.AttrType.STRING,
+    "fs": defs.OpSchema.AttrType.FLOATS,
+    "is": defs.OpSchema.AttrType.INTS,
+}
+
+# op -> (domain, since, inputs ("name" or "name?" for optional), outputs, attributes, shape fn)
+_CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+SCHEMAS: dict[tuple[str, str], tuple] = {
+    (MS, "Gelu"): (1, ["X"], ["Y"], (), _same_as_input),
+    (MS, "FastGelu"): (1, ["X", "bias?"], ["Y"], (), _same_as_input),
+    (MS, "BiasGelu"): (1, ["A", "B"], ["C"], (), _same_as_input),
+    (MS, "QuickGelu"): (1, ["X"], ["Y"], ("alpha",), _same_as_input),
+    (MS, "BiasAdd"): (1, ["X", "bias", "skip"], ["Y"], (), _same_as_input),
+    (MS, "BiasSoftmax"): (
+        1,
+        ["data", "bias"],
+        ["output"],
+        ("axis", "is_inner_broadcast"),
+        _same_as_input,
+    ),
+    (MS, "FusedMatMul"): (
+        1,
+        ["A", "B"],
+        ["Y"],
+        ("alpha", "transA", "transB", "transBatchA", "transBatchB"),
+        _fused_matmul,
+    ),
+    (MS, "FusedGemm"): (
+        1,
+        ["A", "B", "C?"],
+        ["Y"],
+        (
+            "activation",
+            "activation_alpha",
+            "activation_beta",
+            "activation_gamma",
+            "alpha",
+            "beta",
+            "transA",
+            "transB",
+        ),
+        _fused_gemm,
+    ),
+    (MS, "FusedConv"): (
+        1,
+        ["X", "W", "B?", "Z?"],
+        ["Y"],
+        ("activation", "activation_params", *_CONV_ATTRS),
+        _conv(False),
+    ),
+    (MS, "NhwcConv"): (1, ["X", "W", "B?"], ["Y"], _CONV_ATTRS, _conv(True)),
+    ("", "LayerNormalization"): (
+        1,
+        ["X", "Scale", "B?"],
+        ["Y", "Mean?", "InvStdDev?"],
+        ("axis", "epsilon", "stash_type"),
+        _layer_norm(False),
+    ),
+    ("", "SimplifiedLayerNormalization"): (
+        1,
+        ["X", "scale"],
+        ["Y", "inv_std_var?"],
+        ("axis", "epsilon", "stash_type"),
+        _layer_norm(True),
+    ),
+    (MS, "SkipLayerNormalization"): (
+        1,
+        ["input", "skip", "gamma", "beta?", "bias?"],
+        ["output", "mean?", "inv_std_var?", "input_skip_bias_sum?"],
+        ("epsilon",),
+        _skip_layer_norm,
+    ),
+    (MS, "SkipSimplifiedLayerNormalization"): (
+        1,
+        ["input", "skip", "gamma", "bias?"],
+        ["output", "mean?", "inv_std_var?", "input_skip_bias_sum?"],
+        ("epsilon",),
+        _skip_layer_norm,
+    ),
+    (MS, "EmbedLayerNormalization"): (
+        1,
+        [
+            "input_ids",
+            "segment_ids?",
+            "word_embedding",
+            "position_embedding",
+            "segment_embedding?",
+            "gamma",
+            "beta",
+            "mask?",
+            "position_ids?",
+        ],
+        ["output", "mask_index?", "embedding_sum?"],
+        ("epsilon", "mask_index_type"),
+        _embed_layer_norm,
+    ),
+    (MS, "Attention"): (
+        1,
+        [
+            "input",
+            "weights",
+            "bias?",
+            "mask_index?",
+            "past?",
+            "attention_bias?",
+            "past_sequence_length?",
+        ],
+        ["output", "present?"],
+        (
+            "do_rotary",
+            "mask_filter_value",
+            "num_heads",
+            "past_present_share_buffer",
+            "qkv_hidden_sizes",
+            "rotary_embedding_dim",
+            "scale",
+            "unidirectional",
+        ),
+        _attention,
+    ),
+    (MS, "MultiHeadAttention"): (
+        1,
+        [
+            "query",
+            "key?",
+            "value?",
+            "bias?",
+            "key_padding_mask?",
+            "attention_bias?",
+            "past_key?",
+            "past_value?",
+            "past_sequence_length?",
+            "cache_indirection?",
+        ],
+        ["output", "present_key?", "present_value?", "qk?"],
+        ("mask_filter_value", "num_heads", "scale", "unidirectional"),
+        _mha,
+    ),
+    (MS, "RotaryEmbedding"): (
+        1,
+        ["input", "position_ids", "cos_cache", "sin_cache"],
+        ["output"],
+        ("interleaved", "is_packed_batching", "num_heads", "rotary_embedding_dim", "scale"),
+        _same_as_input,
+    ),
+    (MS, "GroupQueryAttention"): (
+        1,
+        [
+            "query",
+            "key?",
+            "value?",
+            "past_key?",
+            "past_value?",
+            "seqlens_k",
+            "total_sequence_length",
+            "cos_cache?",
+            "sin_cache?",
+            "position_ids?",
+            "attention_bias?",
+            "head_sink?",
+            "k_scale?",
+            "v_scale?",
+            "q_norm_weight?",
+            "k_norm_weight?",
+        ],
+        ["output", "present_key?", "present_value?", "output_qk?"],
+        (
+            "causal",
+            "do_rotary",
+            "k_quant_type",
+            "kv_cache_bit_width",
+            "kv_num_heads",
+            "local_window_size",
+            "num_heads",
+            "qk_norm_epsilon",
+            "qk_output",
+            "rotary_interleaved",
+            "scale",
+            "sliding_window_cache",
+            "smooth_softmax",
+            "softcap",
+            "v_quant_type",
+        ),
+        _gqa,
+    ),
+    (MS, "DynamicQuantizeMatMul"): (
+        1,
+        ["A", "B", "b_scale", "b_zero_point?", "bias?"],
+        ["Y"],
+        (),
+        _dynamic_matmul,
+    ),
+    (MS, "MatMulIntegerToFloat"): (
+        1,
+        ["A", "B", "a_scale", "b_scale", "a_zero_point?", "b_zero_point?", "bias?"],
+        ["Y"],
+        (),
+        _matmul_integer_to_float,
+    ),
+}
+
+
+def _guarded(fn: Callable) -> Callable:
+    """An exception escaping a Python inference function would abort onnx's whole inference;
+    a contract we cannot evaluate leaves the outputs unknown instead (the lowering refuses)."""
+
+    def infer(ctx) -> None:
+        try:
+            fn(ctx)
+        except Exception:
+            return
+
+    return infer
+
+
+def _schema(domain: str, op: str, since: int, inputs, outputs, attrs, fn) -> defs.OpSchema:
+    def params(names, prefix):
+        out, constraints = [], []
+        for k, name in enumerate(names):
+            optional = name.endswith("?")
+            type_str = f"{prefix}{k}"
+            kwargs = {"param_option": _OPT} if optional else {}
+            out.append(_P(name.rstrip("?"), type_str, "", **kwargs))
+            constraints.append((type_str, _ALL_TENSORS, ""))
+        return out, constraints
+
+    ins, in_types = params(inputs, "Tin")
+    outs, out_types = params(outputs, "Tout")
+    attributes = [
+        defs.OpSchema.Attribute(a, _TYPE_CODES[_ATTR_TYPES[a]], "", required=False) for a in attrs
+    ]
+    schema = defs.OpSchema(
+        op,
+        domain,
+        since,
+        "onnxruntime contrib op (contract from onnxruntime's ContribOperators.md)",
+        inputs=ins,
+        outputs=outs,
+        type_constraints=in_types + out_types,
+        attributes=attributes,
+    )
+    schema.set_type_and_shape_inference_function(_guarded(fn))
+    return schema
+
+
+@contextlib.contextmanager
+def registered():
+    """The schemas of :data:`SCHEMAS` are registered in onnx while the block runs.
+
+    Scoped, not process-wide: onnx keeps one global registry, and a permanent entry would change
+    onnx for everyone in the process (``onnx.reference`` refuses to import when two domains
+    share an op name, as ``com.microsoft.Attention`` and ``Attention`` do; the checker would
+    start accepting contrib nodes). Re-entrant and thread-safe (a count under a lock); a schema
+    somebody else registered under the same (name, domain, version) is left alone.
+    """
+    global _depth
+    with _lock:
+        if _depth == 0:
+            _add_all()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _remove_all()
+
+
+def _add_all() -> None:
+    for (domain, op), (since, inputs, outputs, attrs, fn) in SCHEMAS.items():
+        if _exists(op, domain, since):
+            continue
+        try:
+            defs.register_schema(_schema(domain, op, since, inputs, outputs, attrs, fn))
+        except Exception:  # onnx refuses (a concurrent registration): keep theirs
+            continue
+        _added.append((op, since, domain))
+
+
+def _remove_all() -> None:
+    while _added:
+        op, since, domain = _added.pop()
+        try:
+            defs.deregister_schema(op, since, domain)
+        except Exception:
+            continue
+
+
+def _exists(op: str, domain: str, since: int) -> bool:
+    try:
+        return defs.get_schema(op, since, domain).since_version == since
+    except Exception:
+        return False
+
+
+def infer_shapes(model: onnx.ModelProto, **kwargs) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes`` with the contrib schemas registered."""
+    with registered():
+        return onnx.shape_inference.infer_shapes(model, **kwargs)

@@ -1,0 +1,272 @@
+"""onnxruntime contrib ops (com.microsoft, and onnxruntime's default-domain LayerNormalization
+below opset 17 / SimplifiedLayerNormalization) against onnxruntime's own CPU kernels.
+
+BiasAdd, BiasSoftmax and NhwcConv have no CPU kernel in onnxruntime (CUDA/ROCm only): they are
+checked against onnxruntime running the equivalent default-domain graph on the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import check_conversion, convert, expect_refusal, make_model
+from onnx import helper
+
+from onnx2tflite_direct import validate as V
+
+F = np.float32
+MS = "com.microsoft"
+OPSETS = {"": 17, MS: 1}
+RNG = np.random.default_rng(7)
+
+
+def _rand(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(F)
+
+
+def ms_node(op, inputs, outputs, **attrs):
+    return helper.make_node(op, inputs, outputs, domain=MS, **attrs)
+
+
+def ms_model(nodes, inputs, outputs, inits=(), opset=17):
+    """A model importing com.microsoft 1; output shapes are left to shape inference."""
+    return make_model(
+        nodes,
+        inputs=inputs,
+        outputs=[(o, dt, None) for o, dt in outputs],
+        initializers=inits,
+        opset={"": opset, MS: 1},
+        check=False,  # no onnx schema for contrib ops; onnxruntime judges the model
+    )
+
+
+def one_node(op, ins: dict, inits: dict | None = None, outputs=("y",), out_dtype=F, **attrs):
+    """One com.microsoft node; ``ins`` are runtime inputs {name: shape}, ``inits`` constants."""
+    inits = inits or {}
+    names = [n for n in [*ins, *inits]]
+    node = ms_node(op, attrs.pop("order", names), list(outputs), **attrs)
+    return ms_model(
+        [node],
+        [(n, F, s) for n, s in ins.items()],
+        [(o, out_dtype) for o in outputs if o],
+        inits,
+    )
+
+
+def check_against(model, reference, feeds, atol=1e-5, rtol=1e-4):
+    """Convert ``model`` (an op onnxruntime's CPU provider cannot run) and compare LiteRT with
+    onnxruntime running ``reference`` (the same computation in default-domain ops)."""
+    res = convert(model)
+    expected = V.run_onnxruntime(reference, feeds)
+    actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    for name, e in expected.items():
+        a = actual[name]
+        assert a.shape == e.shape, (name, a.shape, e.shape)
+        scale = max(1.0, float(np.max(np.abs(e))))
+        np.testing.assert_allclose(a, e, atol=atol * scale, rtol=rtol)
+    return res
+
+
+# ---- activations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 16), (3, 4, 6, 6)])
+def test_gelu(shape):
+    chk = check_conversion(one_node("Gelu", {"x": shape}))
+    assert chk.ops["GELU"] == 1
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fast_gelu(bias):
+    inits = {"b": _rand(16)} if bias else {}
+    chk = check_conversion(one_node("FastGelu", {"x": (2, 5, 16)}, inits))
+    assert chk.ops["GELU"] == 1
+
+
+@pytest.mark.parametrize("runtime_bias", [False, True])
+def test_bias_gelu(runtime_bias):
+    ins = {"a": (2, 5, 16), "b": (16,)} if runtime_bias else {"a": (2, 5, 16)}
+    inits = {} if runtime_bias else {"b": _rand(16)}
+    check_conversion(one_node("BiasGelu", ins, inits))
+
+
+@pytest.mark.parametrize("alpha", [None, 1.0, 0.5])
+def test_quick_gelu(alpha):
+    attrs = {} if alpha is None else {"alpha": alpha}
+    check_conversion(one_node("QuickGelu", {"x": (2, 5, 16)}, **attrs))
+
+
+def test_bias_add():
+    model = one_node(
+        "BiasAdd", {"x": (2, 9, 8), "skip": (2, 9, 8)}, {"b": _rand(8)}, order=["x", "b", "skip"]
+    )
+    ref = make_model(
+        [helper.make_node("Add", ["x", "b"], ["t"]), helper.make_node("Add", ["t", "skip"], ["y"])],
+        inputs=[("x", F, (2, 9, 8)), ("skip", F, (2, 9, 8))],
+        outputs=[("y", F, (2, 9, 8))],
+        initializers=[model.graph.initializer[0]],
+    )
+    feeds = {"x": _rand(2, 9, 8), "skip": _rand(2, 9, 8)}
+    check_against(model, ref, feeds)
+
+
+@pytest.mark.parametrize(
+    "data,bias,axis,inner",
+    [
+        ((2, 3, 4, 6), (2, 1, 4, 6), 3, 0),  # per-batch mask, broadcast over heads
+        ((2, 3, 4, 6), (3, 4, 6), 3, 0),  # relative-position bias, broadcast over batch
+        ((2, 3, 4, 6), (2, 6), 3, 1),  # inner broadcast: [B, L] over heads and rows
+        ((2, 3, 4, 6), (2, 3, 4, 6), 2, 0),  # softmax over the last two dims (flattened)
+        ((2, 3, 4, 6), (3, 4, 6), 1, 0),  # default-style axis 1
+    ],
+)
+def test_bias_softmax(data, bias, axis, inner):
+    model = one_node("BiasSoftmax", {"x": data, "b": bias}, axis=axis, is_inner_broadcast=inner)
+    rank = len(data)
+    full = (1,) * (rank - len(bias)) + bias
+    if inner and len(bias) < rank:
+        tail = rank - axis
+        full = bias[: len(bias) - tail] + (1,) * (rank - len(bias)) + bias[len(bias) - tail :]
+    rows = int(np.prod(data[:axis]))
+    ref = make_model(
+        [
+            helper.make_node("Reshape", ["b", "full"], ["bf"]),
+            helper.make_node("Add", ["x", "bf"], ["t"]),
+            helper.make_node("Reshape", ["t", "flat"], ["tf"]),
+            helper.make_node("Softmax", ["tf"], ["sm"], axis=-1),
+            helper.make_node("Reshape", ["sm", "shape"], ["y"]),
+        ],
+        inputs=[("x", F, data), ("b", F, bias)],
+        outputs=[("y", F, data)],
+        initializers={
+            "full": np.array(full, np.int64),
+            "flat": np.array([rows, -1], np.int64),
+            "shape": np.array(data, np.int64),
+        },
+    )
+    feeds = {"x": _rand(*data, scale=3), "b": _rand(*bias, scale=3)}
+    check_against(model, ref, feeds)
+
+
+def test_bias_softmax_refuses_unbroadcastable_bias():
+    model = one_node("BiasSoftmax", {"x": (2, 3, 4, 6), "b": (5, 6)}, axis=3, is_inner_broadcast=0)
+    err = expect_refusal(model, "unsupported_attribute_value")
+    assert "BiasSoftmax" in str(err)
+
+
+# ---- fused linear ops ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a_shape,b_shape,attrs,const_b",
+    [
+        ((2, 5, 8), (8, 6), {}, True),
+        ((2, 5, 8), (6, 8), {"transB": 1, "alpha": 0.5}, True),
+        ((2, 5, 8), (2, 8, 6), {"alpha": 0.125}, False),
+        ((2, 8, 5), (2, 6, 8), {"transA": 1, "transB": 1}, False),
+        ((5, 2, 8), (2, 8, 6), {"transBatchA": 1}, False),  # [S, B, H] x [B, H, N]
+        ((2, 3, 5, 8), (8, 2, 3, 6), {"transBatchB": 1}, False),
+        ((5, 2, 8), (2, 6, 8), {"transBatchA": 1, "transB": 1, "alpha": 2.0}, True),
+        ((5, 2, 8), (6, 2, 8), {"transBatchA": 1, "transBatchB": 1, "transB": 1}, False),
+    ],
+)
+def test_fused_matmul(a_shape, b_shape, attrs, const_b):
+    ins = {"a": a_shape} if const_b else {"a": a_shape, "b": b_shape}
+    inits = {"b": _rand(*b_shape)} if const_b else {}
+    check_conversion(one_node("FusedMatMul", ins, inits, **attrs))
+
+
+@pytest.mark.parametrize(
+    "activation,attrs",
+    [
+        ("Relu", {}),
+        ("Tanh", {}),
+        ("Sigmoid", {}),
+        ("LeakyRelu", {"activation_alpha": 0.2}),
+        ("HardSigmoid", {"activation_alpha": 0.3, "activation_beta": 0.4}),
+    ],
+)
+@pytest.mark.parametrize("gemm", [{}, {"transB": 1, "alpha": 0.5, "beta": 2.0}])
+def test_fused_gemm(activation, attrs, gemm):
+    b_shape = (6, 8) if gemm.get("transB") else (8, 6)
+    model = one_node(
+        "FusedGemm",
+        {"a": (4, 8)},
+        {"b": _rand(*b_shape), "c": _rand(6)},
+        activation=activation,
+        **attrs,
+        **gemm,
+    )
+    check_conversion(model)
+
+
+@pytest.mark.parametrize(
+    "activation,params",
+    [
+        ("", []),
+        ("Relu", []),
+        ("Tanh", []),
+        ("Sigmoid", []),
+        ("LeakyRelu", [0.1]),
+        ("Clip", [-0.5, 0.75]),
+        ("HardSigmoid", [0.25, 0.5]),
+    ],
+)
+@pytest.mark.parametrize("with_z", [False, True])
+def test_fused_conv(activation, params, with_z):
+    ins = {"x": (1, 3, 9, 9)}
+    if with_z:
+        ins["z"] = (1, 4, 9, 9)
+    inits = {"w": _rand(4, 3, 3, 3, scale=0.4), "b": _rand(4)}
+    attrs = {"pads": [1, 1, 1, 1]}
+    if activation:
+        attrs["activation"] = activation
+    if params:
+        attrs["activation_params"] = params
+    order = ["x", "w", "b"] + (["z"] if with_z else [])
+    check_conversion(one_node("FusedConv", ins, inits, order=order, **attrs))
+
+
+def test_fused_conv_depthwise_strided():
+    model = one_node(
+        "FusedConv",
+        {"x": (1, 4, 10, 10)},
+        {"w": _rand(4, 1, 3, 3), "b": _rand(4)},
+        group=4,
+        strides=[2, 2],
+        pads=[0, 0, 1, 1],
+        activation="Relu",
+    )
+    check_conversion(model)
+
+
+def test_fused_conv_refuses_unknown_activation():
+    model = one_node("FusedConv", {"x": (1, 3, 5, 5)}, {"w": _rand(2, 3, 1, 1)}, activation="Elu")
+    err = expect_refusal(model, "unsupported_attribute_value")
+    assert "activation='Elu'" in str(err)
+
+
+@pytest.mark.parametrize(
+    "attrs,w_shape",
+    [
+        ({"pads": [1, 1, 1, 1]}, (4, 3, 3, 3)),
+        ({"strides": [2, 2], "auto_pad": "SAME_UPPER"}, (4, 3, 3, 3)),
+        ({"group": 3, "pads": [0, 1, 0, 1], "dilations": [1, 2]}, (6, 1, 3, 3)),
+    ],
+)
+def test_nhwc_conv(attrs, w_shape):
+    w = _rand(*w_shape, scale=0.3)
+    b = _rand(w_shape[0])
+    model = one_node("NhwcConv", {"x": (1, 9, 9, 3)}, {"w": w, "b": b}, **attrs)
+    ref = make_model(
+        [
+            helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["xt", "w", "b"], ["yt"], **attrs),
+            helper.make_node("Transpose", ["yt"], ["y"], perm=[0, 2, 3, 1]),
+        ],
+        inputs=[("x", F, (1, 9, 9, 3))],
+        outputs=[("y", F, None)],
+        initializers={"w": w, "b": b},
+        check=False,
+    )
+    check_against(model, ref, {"x": _rand(1, 9, 9, 3)})
