@@ -1,0 +1,906 @@
+"""Tree ensembles (ai.onnx.ml TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble v5).
+
+How the trees run (chosen by measurement, ``benchmarks/bench_trees.py``): every split of every
+tree is evaluated at once, then the trees are walked with one GATHER per level.
+
+1. ``GATHER`` the feature of every node from the ``[N, F]`` input and compare it with the
+   node's threshold (one comparison per branch mode present; BRANCH_MEMBER tests set
+   membership over a padded ``[nodes, slots]`` table; NaN follows
+   ``nodes_missing_value_tracks_true``). ``SELECT_V2`` of the true/false child tables then
+   gives ``next[N, node]``: the node each sample moves to from every node (a leaf moves to
+   itself).
+2. ``s = GATHER(next, roots)`` then ``depth - 1`` times ``s = GATHER(next, s, batch_dims=1)``:
+   ``[N, trees]`` reached nodes, one small op per tree level whatever the number of trees.
+3. ``GATHER`` the leaf weights and reduce over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then
+   base values, the aggregate's scaling and onnxruntime's post transform and label rules.
+
+The alternative, the GEMM formulation (compare, path matrix, leaf selection as matmuls), costs
+``nodes x leaves`` multiply-adds per tree and sample: slower at batch 1 for the deep trees
+real exporters write, and its matrices grow quadratically with tree size.
+
+Thresholds: float32 inputs compared with float64 thresholds (``*_as_tensor``, TreeEnsemble
+with double splits) are exact after rounding each threshold in the direction its comparison
+needs (``x <= t`` iff ``x <= floor32(t)``). Leaf sums are float32 (onnxruntime sums in the
+threshold type).
+
+onnxruntime's classifier conventions (``tree_ensemble_aggregator.h``) are reproduced, including
+the two-class rules: which class ids carry weights ("binary case"), whether all weights are
+non-negative, how many base values there are, and whether class 1 has a score decide the label
+rule and how the second probability column is derived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import onnx_order
+from ..registry import lowering
+from .compose import binary, concat, const, op, reduce, select, unary
+from .ml_common import (
+    ML_DOMAIN,
+    TRANSFORMS,
+    as_rows,
+    as_text,
+    float_input,
+    logistic,
+    post_transform,
+    probit,
+)
+
+MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
+V5_MODES = MODES + ("BRANCH_MEMBER",)
+# onnxruntime (1.32) reads TreeEnsemble's post_transform with its legacy enum order (1 =
+# LOGISTIC, 2 = SOFTMAX); the ONNX spec and reference say 1 = SOFTMAX, 2 = LOGISTIC. We follow
+# onnxruntime, the runtime the result is checked against, and say so on the node's report row.
+V5_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
+V5_AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")
+_CMP = {
+    "BRANCH_LEQ": "LESS_EQUAL",
+    "BRANCH_LT": "LESS",
+    "BRANCH_GTE": "GREATER_EQUAL",
+    "BRANCH_GT": "GREATER",
+    "BRANCH_EQ": "EQUAL",
+    "BRANCH_NEQ": "NOT_EQUAL",
+}
+INPUT_DTYPES = ("float32", "int32", "int64")
+# A walk deeper than this would be a degenerate (chain) tree: refuse rather than emit thousands
+# of GATHERs.
+MAX_DEPTH = 256
+
+
+class TreeError(ValueError):
+    """The attributes do not describe a valid ensemble (reason: unsupported_attribute_value)."""
+
+
+def _f32_down(t: float) -> np.float32:
+    f = np.float32(t)
+    if np.isfinite(t) and float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return np.float32(f)
+
+
+def _f32_up(t: float) -> np.float32:
+    f = np.float32(t)
+    if np.isfinite(t) and float(f) < t:
+        f = np.nextafter(f, np.float32(np.inf))
+    return np.float32(f)
+
+
+def _f32_exact(t: float) -> np.float32:
+    f = np.float32(t)
+    return f if (np.isnan(t) or float(f) == t) else np.float32(np.nan)
+
+
+def threshold32(mode: str, t: float) -> np.float32:
+    """The float32 threshold that gives a float32 input the same branch as float64 ``t``."""
+    if mode in ("BRANCH_LEQ", "BRANCH_GT"):
+        return _f32_down(t)
+    if mode in ("BRANCH_LT", "BRANCH_GTE"):
+        return _f32_up(t)
+    return _f32_exact(t)  # EQ/NEQ/MEMBER: an unrepresentable value never equals a float32
+
+
+@dataclass
+class Split:
+    feature: int
+    threshold: float
+    mode: str
+    true: int
+    false: int
+    track_true: bool
+    members: tuple[float, ...] = ()
+
+
+@dataclass
+class Leaf:
+    weights: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class Forest:
+    """Trees in one numbering: ``nodes[i]`` is a Split or a Leaf; ``roots`` in tree order."""
+
+    nodes: list
+    roots: list[int]
+    n_targets: int
+    aggregate: str = "SUM"
+    transform: str = "NONE"
+    base_values: tuple[float, ...] = ()
+    class_ids: frozenset = frozenset()
+
+    def depth(self) -> int:
+        """Splits on the longest root-to-leaf path (iterative: trees can be deep)."""
+        best = 0
+        memo: dict[int, int] = {}
+        for root in self.roots:
+            stack = [(root, False)]
+            while stack:
+                i, done = stack.pop()
+                n = self.nodes[i]
+                if isinstance(n, Leaf):
+                    memo[i] = 0
+                    continue
+                if done:
+                    memo[i] = 1 + max(memo[n.true], memo[n.false])
+                    continue
+                if i in memo:
+                    continue
+                stack.append((i, True))
+                for c in (n.true, n.false):
+                    if c not in memo:
+                        stack.append((c, False))
+                if len(stack) > 10 * len(self.nodes) + 10:
+                    raise TreeError("the tree structure has a cycle")
+            best = max(best, memo[root])
+        return best
+
+    def reachable_leaves(self, root: int) -> list[int]:
+        out, stack, seen = [], [root], set()
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            n = self.nodes[i]
+            if isinstance(n, Leaf):
+                out.append(i)
+            else:
+                stack += [n.true, n.false]
+        return out
+
+    def score_presence(self, k: int, first_only: bool = False) -> str:
+        """'always' if every sample gets a weight for target ``k`` from some tree, 'never' if
+        no leaf carries one, else 'dynamic'."""
+        has = [self._has(i, k, first_only) for i in range(len(self.nodes))]
+        if not any(has):
+            return "never"
+        for r in self.roots:
+            if all(has[leaf] for leaf in self.reachable_leaves(r)):
+                return "always"
+        return "dynamic"
+
+    def _has(self, i: int, k: int, first_only: bool) -> bool:
+        n = self.nodes[i]
+        if not isinstance(n, Leaf) or not n.weights:
+            return False
+        if first_only:
+            return n.weights[0][0] == k
+        return any(t == k for t, _ in n.weights)
+
+
+def _floats(attrs, name):
+    if attrs.get(name) is not None:
+        return [float(v) for v in attrs[name]]
+    t = attrs.get(name + "_as_tensor")
+    return [float(v) for v in np.asarray(t).ravel()] if t is not None else None
+
+
+def parse_legacy(attrs: dict, prefix: str, n_targets: int, aggregate: str) -> Forest:
+    """TreeEnsembleClassifier (``prefix='class'``) / TreeEnsembleRegressor (``'target'``)."""
+    tree_ids = list(attrs.get("nodes_treeids", []))
+    node_ids = list(attrs.get("nodes_nodeids", []))
+    n = len(tree_ids)
+    feats = list(attrs.get("nodes_featureids", []))
+    modes = list(attrs.get("nodes_modes", []))
+    values = _floats(attrs, "nodes_values") or [0.0] * n
+    trues = list(attrs.get("nodes_truenodeids", []))
+    falses = list(attrs.get("nodes_falsenodeids", []))
+    tracks = list(attrs.get("nodes_missing_value_tracks_true", []) or [])
+    if not (len(node_ids) == len(feats) == len(modes) == len(trues) == len(falses) == n) or (
+        len(values) != n
+    ):
+        raise TreeError("nodes_* attributes have different lengths")
+    if n == 0:
+        raise TreeError("the ensemble has no nodes")
+    index: dict[tuple[int, int], int] = {}
+    for i, key in enumerate(zip(tree_ids, node_ids, strict=True)):
+        if key in index:
+            raise TreeError(f"node {key[1]} of tree {key[0]} is defined twice")
+        index[key] = i
+    nodes: list = []
+    for i in range(n):
+        mode = as_text(modes[i], "LEAF")
+        if mode == "LEAF":
+            nodes.append(Leaf())
+            continue
+        if mode not in MODES:
+            raise TreeError(f"node mode {mode!r}")
+        try:
+            t = index[(tree_ids[i], trues[i])]
+            f = index[(tree_ids[i], falses[i])]
+        except KeyError as err:
+            raise TreeError(
+                f"a child of node {node_ids[i]} in tree {tree_ids[i]} is missing"
+            ) from err
+        track = bool(tracks[i]) if i < len(tracks) else False
+        nodes.append(Split(int(feats[i]), values[i], mode, t, f, track))
+    ids = list(attrs.get(f"{prefix}_ids", []))
+    w_nodes = list(attrs.get(f"{prefix}_nodeids", []))
+    w_trees = list(attrs.get(f"{prefix}_treeids", []))
+    weights = _floats(attrs, f"{prefix}_weights") or []
+    if not (len(ids) == len(w_nodes) == len(w_trees) == len(weights)):
+        raise TreeError(f"{prefix}_* attributes have different lengths")
+    for k, nid, tid, w in zip(ids, w_nodes, w_trees, weights, strict=True):
+        i = index.get((tid, nid))
+        if i is None or not isinstance(nodes[i], Leaf):
+            raise TreeError(f"weight for node {nid} of tree {tid}, which is not a leaf")
+        if not 0 <= int(k) < n_targets:
+            raise TreeError(f"{prefix}_ids value {k} outside [0, {n_targets})")
+        nodes[i].weights.append((int(k), w))
+    roots, prev = [], None
+    for i, tid in enumerate(tree_ids):
+        if prev is None or tid != prev:
+            roots.append(i)
+        prev = tid
+    return Forest(
+        nodes,
+        roots,
+        n_targets,
+        aggregate=aggregate,
+        transform=as_text(attrs.get("post_transform"), "NONE"),
+        base_values=tuple(_floats(attrs, "base_values") or ()),
+        class_ids=frozenset(int(k) for k in ids),
+    )
+
+
+def parse_v5(attrs: dict) -> Forest:
+    """TreeEnsemble (ai.onnx.ml opset 5): interior nodes then leaves, one numbering."""
+    feats = list(attrs.get("nodes_featureids", []))
+    m = len(feats)
+    splits = np.asarray(attrs.get("nodes_splits", np.zeros(0)), np.float64).ravel()
+    modes = np.asarray(attrs.get("nodes_modes", np.zeros(0)), np.int64).ravel()
+    trues = list(attrs.get("nodes_truenodeids", []))
+    falses = list(attrs.get("nodes_falsenodeids", []))
+    true_leaf = list(attrs.get("nodes_trueleafs", []))
+    false_leaf = list(attrs.get("nodes_falseleafs", []))
+    tracks = list(attrs.get("nodes_missing_value_tracks_true", []) or [])
+    targets = list(attrs.get("leaf_targetids", []))
+    lw = np.asarray(attrs.get("leaf_weights", np.zeros(0)), np.float64).ravel()
+    if not (
+        len(splits)
+        == len(modes)
+        == len(trues)
+        == len(falses)
+        == len(true_leaf)
+        == len(false_leaf)
+        == m
+    ) or len(targets) != len(lw):
+        raise TreeError("nodes_*/leaf_* attributes have different lengths")
+    n_targets = int(attrs.get("n_targets", 0) or 0)
+    members_flat = np.asarray(attrs.get("membership_values", np.zeros(0)), np.float64).ravel()
+    sets, cur = [], []
+    for v in members_flat:
+        if np.isnan(v):
+            sets.append(tuple(cur))
+            cur = []
+        else:
+            cur.append(float(v))
+    if cur:
+        sets.append(tuple(cur))
+    nodes: list = []
+    member_i = 0
+    nl = len(targets)
+    for i in range(m):
+        code = int(modes[i])
+        if not 0 <= code < len(V5_MODES):
+            raise TreeError(f"nodes_modes value {code}")
+        mode = V5_MODES[code]
+        members: tuple[float, ...] = ()
+        if mode == "BRANCH_MEMBER":
+            if member_i >= len(sets):
+                raise TreeError("membership_values has fewer sets than BRANCH_MEMBER nodes")
+            members = sets[member_i]
+            member_i += 1
+
+        def ref(j, leaf):
+            if leaf:
+                if not 0 <= j < nl:
+                    raise TreeError(f"leaf index {j} out of range")
+                return m + int(j)
+            if not 0 <= j < m:
+                raise TreeError(f"node index {j} out of range")
+            return int(j)
+
+        nodes.append(
+            Split(
+                int(feats[i]),
+                float(splits[i]),
+                mode,
+                ref(trues[i], true_leaf[i]),
+                ref(falses[i], false_leaf[i]),
+                bool(tracks[i]) if i < len(tracks) else False,
+                members,
+            )
+        )
+    for t, w in zip(targets, lw, strict=True):
+        if not 0 <= int(t) < n_targets:
+            raise TreeError(f"leaf_targetids value {t} outside [0, {n_targets})")
+        nodes.append(Leaf([(int(t), float(w))]))
+    roots = [int(r) for r in attrs.get("tree_roots", [])]
+    if not roots or any(not 0 <= r < m for r in roots):
+        raise TreeError("tree_roots is empty or out of range")
+    agg = int(attrs.get("aggregate_function", 1))
+    tr = int(attrs.get("post_transform", 0))
+    if not (0 <= agg < 4 and 0 <= tr < 5):
+        raise TreeError(f"aggregate_function={agg} / post_transform={tr}")
+    return Forest(nodes, roots, n_targets, V5_AGGREGATES[agg], V5_TRANSFORMS[tr])
+
+
+# ---------------------------------------------------------------------------------------------
+# Emission
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_conditions(ctx, x, forest: Forest, order: list[int], n_features: int):
+    """bool [N, len(order)]: does each node (in ``order``) send the sample to its true child.
+
+    Leaves (at the end of ``order``) ride along in the first group with a dummy comparison."""
+    groups: dict[str, list[int]] = {}
+    for pos, i in enumerate(order):
+        node = forest.nodes[i]
+        key = node.mode if isinstance(node, Split) else None
+        groups.setdefault(key, []).append(pos)
+    parts = []
+    leaf_pos = groups.pop(None, [])
+    modes = list(groups)
+    if not modes:  # only leaves
+        groups, modes = {"BRANCH_LEQ": []}, ["BRANCH_LEQ"]
+    groups[modes[-1]] = groups[modes[-1]] + leaf_pos  # leaves ride along with the last group
+    for mode in modes:
+        positions = groups[mode]
+        parts.append((positions, _group_condition(ctx, x, forest, order, positions, mode)))
+    flat = [p for positions, _ in parts for p in positions]
+    assert flat == list(range(len(order))), "groups must follow the node order"
+    conds = [c for _, c in parts]
+    return conds[0] if len(conds) == 1 else concat(ctx, conds, 1, "cond")
+
+
+def _group_condition(ctx, x, forest, order, positions, mode):
+    nodes = [forest.nodes[order[p]] for p in positions]
+    feats = np.array([n.feature if isinstance(n, Split) else 0 for n in nodes], np.int32)
+    tracks = np.array([isinstance(n, Split) and n.track_true for n in nodes], bool)
+    xg = op(
+        ctx,
+        "GATHER",
+        [x, const(ctx, feats, np.int32, "feat")],
+        (x.shape[0], len(nodes)),
+        np.float32,
+        "xg",
+        axis=1,
+        batch_dims=0,
+    )
+    if mode == "BRANCH_MEMBER":
+        slots = max(1, max(len(n.members) for n in nodes if isinstance(n, Split)))
+        table = np.full((len(nodes), slots), np.nan, np.float32)
+        for r, n in enumerate(nodes):
+            for c, v in enumerate(n.members if isinstance(n, Split) else ()):
+                table[r, c] = threshold32(mode, v)
+        x3 = ctx.reshape(xg, (x.shape[0], len(nodes), 1), "xg3")
+        eq = binary(ctx, "EQUAL", x3, const(ctx, table), "member_eq", dtype=np.bool_)
+        cond = reduce(ctx, "REDUCE_ANY", eq, [2], False, "member")
+    else:
+        thr = np.array(
+            [threshold32(mode, n.threshold) if isinstance(n, Split) else 0.0 for n in nodes],
+            np.float32,
+        )
+        cond = binary(ctx, _CMP[mode], xg, const(ctx, thr), "cmp", dtype=np.bool_)
+    if tracks.any():
+        nan = binary(ctx, "NOT_EQUAL", xg, xg, "isnan", dtype=np.bool_)
+        if not tracks.all():
+            nan = binary(ctx, "LOGICAL_AND", nan, const(ctx, tracks, np.bool_), "nan_track")
+        cond = binary(ctx, "LOGICAL_OR", cond, nan, "cond_nan")
+    return cond
+
+
+def walk(ctx, x, forest: Forest):
+    """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches."""
+    depth = forest.depth()
+    if depth > MAX_DEPTH:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"tree depth {depth} > {MAX_DEPTH}")
+    splits = [i for i, n in enumerate(forest.nodes) if isinstance(n, Split)]
+    mode_rank = {m: r for r, m in enumerate(V5_MODES)}
+    splits.sort(key=lambda i: mode_rank[forest.nodes[i].mode])
+    order = splits + [i for i, n in enumerate(forest.nodes) if isinstance(n, Leaf)]
+    pos = {i: p for p, i in enumerate(order)}
+    n_feat = x.shape[1]
+    for i in splits:
+        if not 0 <= forest.nodes[i].feature < n_feat:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"feature id {forest.nodes[i].feature} outside the {n_feat} input features",
+            )
+    true_tab = np.array(
+        [
+            pos[forest.nodes[i].true] if isinstance(forest.nodes[i], Split) else pos[i]
+            for i in order
+        ],
+        np.int32,
+    )
+    false_tab = np.array(
+        [
+            pos[forest.nodes[i].false] if isinstance(forest.nodes[i], Split) else pos[i]
+            for i in order
+        ],
+        np.int32,
+    )
+    n = x.shape[0]
+    cond = _split_conditions(ctx, x, forest, order, n_feat)
+    nxt = select(
+        ctx,
+        cond,
+        const(ctx, true_tab, np.int32, "true"),
+        const(ctx, false_tab, np.int32, "false"),
+        "next",
+    )
+    roots = np.array([pos[r] for r in forest.roots], np.int32)
+    t = len(roots)
+    s = op(
+        ctx,
+        "GATHER",
+        [nxt, const(ctx, roots, np.int32, "roots")],
+        (n, t),
+        np.int32,
+        "level1",
+        axis=1,
+        batch_dims=0,
+    )
+    for level in range(2, depth + 1):
+        s = op(ctx, "GATHER", [nxt, s], (n, t), np.int32, f"level{level}", axis=1, batch_dims=1)
+    return s, order
+
+
+def leaf_tables(forest: Forest, order, first_only: bool):
+    """(sum, min, max, has) float32 tables [nodes, targets] in ``order``'s numbering."""
+    k = forest.n_targets
+    shape = (len(order), k)
+    tsum = np.zeros(shape, np.float64)
+    tmin = np.full(shape, np.inf)
+    tmax = np.full(shape, -np.inf)
+    has = np.zeros(shape, bool)
+    for p, i in enumerate(order):
+        node = forest.nodes[i]
+        if not isinstance(node, Leaf):
+            continue
+        entries = node.weights[:1] if first_only else node.weights
+        for t, w in entries:
+            tsum[p, t] += w
+            tmin[p, t] = min(tmin[p, t], w)
+            tmax[p, t] = max(tmax[p, t], w)
+            has[p, t] = True
+    return tsum.astype(np.float32), tmin.astype(np.float32), tmax.astype(np.float32), has
+
+
+def aggregate(ctx, s, forest: Forest, order, first_only: bool):
+    """[N, K] raw aggregate over trees (no base values) and a per-target presence description:
+    (scores, presence) where presence[k] is 'always' | 'never' | a bool [N, K] tensor."""
+    n, t = s.shape
+    k = forest.n_targets
+    tsum, tmin, tmax, has = leaf_tables(forest, order, first_only)
+    presence = [forest.score_presence(j, first_only) for j in range(k)]
+    need_has = any(p == "dynamic" for p in presence)
+    has_t = None
+    if need_has:
+        hg = op(
+            ctx,
+            "GATHER",
+            [const(ctx, has.astype(np.float32)), s],
+            (n, t, k),
+            np.float32,
+            "leaf_has",
+            axis=0,
+            batch_dims=0,
+        )
+        has_t = binary(
+            ctx,
+            "GREATER",
+            reduce(ctx, "REDUCE_MAX", hg, [1], False, "has_any"),
+            const(ctx, 0.0),
+            "has",
+            dtype=np.bool_,
+        )
+    agg = forest.aggregate
+    table = {"SUM": tsum, "AVERAGE": tsum, "MIN": tmin, "MAX": tmax}[agg]
+    if agg in ("MIN", "MAX"):
+        # entries without a weight are +-inf: finite stand-ins keep inf out of the arithmetic
+        table = np.where(
+            has, table, np.float32(np.finfo(np.float32).max * (1 if agg == "MIN" else -1))
+        )
+    g = op(
+        ctx,
+        "GATHER",
+        [const(ctx, table.astype(np.float32)), s],
+        (n, t, k),
+        np.float32,
+        "leaf_w",
+        axis=0,
+        batch_dims=0,
+    )
+    opcode = {"SUM": "SUM", "AVERAGE": "SUM", "MIN": "REDUCE_MIN", "MAX": "REDUCE_MAX"}[agg]
+    scores = reduce(ctx, opcode, g, [1], False, "agg")
+    if agg == "AVERAGE":
+        scores = binary(ctx, "DIV", scores, const(ctx, np.float32(len(forest.roots))), "avg")
+    if agg in ("MIN", "MAX"):
+        scores = mask_unscored(ctx, scores, presence, has_t)
+    return scores, presence, has_t
+
+
+def mask_unscored(ctx, scores, presence, has_t):
+    """0 where a target received no weight (onnxruntime writes a score without a weight as 0,
+    base value or not)."""
+    if has_t is not None:
+        scores = select(ctx, has_t, scores, const(ctx, 0.0), "scored")
+    never = [j for j, p in enumerate(presence) if p == "never"]
+    if never:
+        mask = np.ones(len(presence), np.float32)
+        mask[never] = 0
+        scores = binary(ctx, "MUL", scores, const(ctx, mask), "unscored")
+    return scores
+
+
+def _rows_input(ctx):
+    x = as_rows(ctx, float_input(ctx, 0))
+    return x
+
+
+def _parse_or_refuse(ctx, fn, *args):
+    try:
+        return fn(*args)
+    except TreeError as err:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, str(err))
+
+
+def _emit_regression(ctx, forest: Forest, out_index: int = 0):
+    x = _rows_input(ctx)
+    s, order = walk(ctx, x, forest)
+    k = forest.n_targets
+    first_only = k == 1
+    scores, presence, has_t = aggregate(ctx, s, forest, order, first_only)
+    base = np.asarray(forest.base_values, np.float32)
+    if k == 1:
+        origin = base[0] if len(base) == 1 else np.float32(0)
+        if origin != 0:
+            scores = binary(ctx, "ADD", scores, const(ctx, np.array([origin], np.float32)), "base")
+        if forest.transform == "PROBIT":
+            scores = probit(ctx, scores)
+        elif forest.transform != "NONE":
+            ctx.note(
+                f"post_transform={forest.transform} with one target: onnxruntime applies only "
+                "PROBIT to a single target, and so does this lowering"
+            )
+    else:
+        if len(base) == k and np.any(base != 0):
+            scores = binary(ctx, "ADD", scores, const(ctx, base), "base")
+            scores = mask_unscored(ctx, scores, presence, has_t)
+        scores = post_transform(ctx, scores, forest.transform)
+    _to_out(ctx, scores, out_index)
+
+
+@lowering(
+    "TreeEnsembleRegressor",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=INPUT_DTYPES,
+    ranks=(1, 2),
+    attrs=(),
+    tflite_ops=("CAST", "GATHER", "LESS_EQUAL", "SELECT_V2", "SUM", "REDUCE_MIN", "REDUCE_MAX"),
+    notes=(
+        "every aggregate_function, post_transform, branch mode, missing-value track and base "
+        "value; splits evaluated at once, trees walked with one batched GATHER per level"
+    ),
+)
+def lower_tree_regressor(ctx):
+    attrs = ctx.node.attrs
+    agg = as_text(attrs.get("aggregate_function"), "SUM")
+    if agg not in V5_AGGREGATES:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"aggregate_function={agg!r}")
+    k = int(attrs.get("n_targets", 1) or 1)
+    forest = _parse_or_refuse(ctx, parse_legacy, attrs, "target", k, agg)
+    if forest.transform not in TRANSFORMS:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"post_transform={forest.transform!r}")
+    _emit_regression(ctx, forest)
+
+
+@lowering(
+    "TreeEnsemble",
+    onnx_order,
+    domain=ML_DOMAIN,
+    since=5,
+    dtypes=INPUT_DTYPES,
+    ranks=(2,),
+    tflite_ops=(
+        "CAST",
+        "GATHER",
+        "LESS_EQUAL",
+        "EQUAL",
+        "REDUCE_ANY",
+        "SELECT_V2",
+        "SUM",
+        "REDUCE_MIN",
+        "REDUCE_MAX",
+    ),
+    notes=(
+        "every aggregate_function, post_transform and branch mode (BRANCH_MEMBER as a padded "
+        "set comparison), missing-value tracks; double splits rounded exactly per comparison"
+    ),
+)
+def lower_tree_ensemble(ctx):
+    forest = _parse_or_refuse(ctx, parse_v5, ctx.node.attrs)
+    if forest.transform in ("LOGISTIC", "SOFTMAX"):
+        ctx.note(
+            f"post_transform={int(ctx.attr('post_transform', 0))} computed as {forest.transform}, "
+            "as onnxruntime does (the ONNX spec swaps 1 = SOFTMAX and 2 = LOGISTIC)"
+        )
+    _emit_regression(ctx, forest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier
+# ---------------------------------------------------------------------------------------------
+
+
+def _class_labels(attrs):
+    ints = attrs.get("classlabels_int64s")
+    strings = attrs.get("classlabels_strings")
+    if ints is not None and len(ints):
+        return np.asarray(ints, np.int64), False
+    if strings is not None and len(strings):
+        return np.arange(len(strings), dtype=np.int64), True
+    return None, False
+
+
+def _classifier_check(node, graph):
+    ints = node.attrs.get("classlabels_int64s")
+    strings = node.attrs.get("classlabels_strings")
+    if not (ints is not None and len(ints)) and not (strings is not None and len(strings)):
+        return "unsupported_attribute_value: no classlabels_int64s / classlabels_strings"
+    if strings is not None and len(strings) and graph.used(node.outputs[0]):
+        return (
+            "unsupported_dtype: string class labels: LiteRT has no string tensors this converter "
+            "writes; export with integer labels (e.g. LabelEncoder before fitting), or use only "
+            "the probability output"
+        )
+    return None
+
+
+def label_output(ctx, scores_for_argmax, labels: np.ndarray, out):
+    """``labels[argmax]`` (first maximum, as onnxruntime) into ``out`` (int64)."""
+    n = scores_for_argmax.shape[0]
+    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
+    if np.array_equal(labels, np.arange(len(labels))):
+        idx = op(
+            ctx, "ARG_MAX", [scores_for_argmax, axis], (n,), np.int64, "argmax", output_type="INT64"
+        )
+        return _to_out(ctx, idx, out)
+    idx = op(
+        ctx, "ARG_MAX", [scores_for_argmax, axis], (n,), np.int32, "argmax", output_type="INT32"
+    )
+    lab = op(
+        ctx,
+        "GATHER",
+        [const(ctx, labels, np.int64, "labels"), idx],
+        (n,),
+        np.int64,
+        "label",
+        axis=0,
+        batch_dims=0,
+    )
+    return _to_out(ctx, lab, out)
+
+
+def _to_out(ctx, t, index: int):
+    """Output ``index`` of the node is ``t`` (reshaped to the ONNX output shape if needed)."""
+    shape = ctx.out_shape(index)
+    if tuple(t.shape) == tuple(shape):
+        ctx.alias_output(index, t, L.identity(len(shape)))
+    else:
+        ctx.driver.reshape(t, ctx.output(index))
+
+
+def _full(ctx, t, n):
+    """``t`` broadcast to ``[n, 1]`` (a constant stand-in is ``[1, 1]``)."""
+    if tuple(t.shape) == (n, 1):
+        return t
+    return op(
+        ctx,
+        "BROADCAST_TO",
+        [t, const(ctx, np.array([n, 1], np.int32), np.int32, "shape")],
+        (n, 1),
+        np.float32,
+        "full",
+    )
+
+
+def _pick_label(ctx, cond, labels_pair, n, out):
+    """``cond ? labels_pair[1] : labels_pair[0]`` (int64 [N])."""
+    a = const(ctx, np.array([labels_pair[1]], np.int64), np.int64, "pos_label")
+    b = const(ctx, np.array([labels_pair[0]], np.int64), np.int64, "neg_label")
+    lab = select(ctx, cond, a, b, "label")
+    return _to_out(ctx, lab, out)
+
+
+def _col(ctx, x, j, hint):
+    n = x.shape[0]
+    return op(
+        ctx,
+        "SLICE",
+        [
+            x,
+            const(ctx, np.array([0, j], np.int32), np.int32, "begin"),
+            const(ctx, np.array([n, 1], np.int32), np.int32, "size"),
+        ],
+        (n, 1),
+        np.float32,
+        hint,
+    )
+
+
+@lowering(
+    "TreeEnsembleClassifier",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=INPUT_DTYPES,
+    ranks=(1, 2),
+    tflite_ops=(
+        "CAST",
+        "GATHER",
+        "LESS_EQUAL",
+        "SELECT_V2",
+        "SUM",
+        "ARG_MAX",
+        "LOGISTIC",
+        "SOFTMAX",
+    ),
+    notes=(
+        "int64 labels (string labels only when the label output is unused); onnxruntime's "
+        "two-class rules (binary case, second column) and every post_transform, branch mode, "
+        "missing-value track and base value"
+    ),
+    extra_check=_classifier_check,
+)
+def lower_tree_classifier(ctx):
+    attrs = ctx.node.attrs
+    labels, _ = _class_labels(attrs)
+    c = len(labels)
+    if c < 2:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "a classifier with fewer than 2 classes")
+    forest = _parse_or_refuse(ctx, parse_legacy, attrs, "class", c, "SUM")
+    if forest.transform not in TRANSFORMS:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"post_transform={forest.transform!r}")
+    x = _rows_input(ctx)
+    n = x.shape[0]
+    s, order = walk(ctx, x, forest)
+    scores, presence, has_t = aggregate(ctx, s, forest, order, False)
+    base = np.asarray(forest.base_values, np.float32)
+    y_out = 0 if ctx.driver.graph.used(ctx.node.outputs[0]) else None
+    z_name = ctx.node.outputs[1] if len(ctx.node.outputs) > 1 else ""
+    z_out = 1 if z_name and ctx.driver.graph.used(z_name) else None
+    if c > 2:
+        if len(base) > c:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(base)} base_values for {c} classes"
+            )
+        if len(base):
+            b = np.zeros(c, np.float32)
+            b[: len(base)] = base
+            scores = binary(ctx, "ADD", scores, const(ctx, b), "base")
+        if y_out is not None:
+            ranked = scores
+            if has_t is not None or any(p == "never" for p in presence[len(base) :]):
+                scored = has_t
+                if scored is None:
+                    scored = const(ctx, np.array([p != "never" for p in presence], bool), np.bool_)
+                elif len(base):
+                    covered = np.zeros(c, bool)
+                    covered[: len(base)] = True
+                    scored = binary(ctx, "LOGICAL_OR", scored, const(ctx, covered, np.bool_))
+                lowest = const(ctx, np.float32(-np.finfo(np.float32).max))
+                ranked = select(ctx, scored, scores, lowest, "ranked")
+            label_output(ctx, ranked, labels, y_out)
+        if z_out is not None:
+            _to_out(ctx, post_transform(ctx, scores, forest.transform), z_out)
+        return
+    _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_out)
+
+
+def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_out):
+    """onnxruntime's two-class FinalizeScores + _set_score_binary + write_scores."""
+    if any(p == "dynamic" for p in presence):
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            "two-class ensemble where only some trees give a class a weight: onnxruntime's "
+            "result then depends on per-sample score presence, which is not reproduced",
+        )
+    h0, h1 = (p == "always" for p in presence)
+    p0, p1 = _col(ctx, scores, 0, "p0"), _col(ctx, scores, 1, "p1")
+    add = -1
+    if len(base) == 2:
+        if h1:
+            p1 = binary(ctx, "ADD", p0, const(ctx, np.array([base[1]], np.float32)), "p1b")
+            p0 = unary(ctx, "NEG", p1, "p0b")
+            two = True
+        else:
+            p1 = binary(ctx, "ADD", p1, const(ctx, np.array([base[1]], np.float32)), "p1b")
+            p0 = binary(ctx, "ADD", p0, const(ctx, np.array([base[0]], np.float32)), "p0b")
+            two = True
+            h1 = False
+    elif len(base) == 1:
+        p0 = binary(ctx, "ADD", p0, const(ctx, np.array([base[0]], np.float32)), "p0b")
+        two = h1
+    elif len(base) == 0:
+        add = 3
+        two = h1
+    else:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(base)} base_values for 2 classes")
+    # _set_score_binary
+    if two and h1:
+        pos = p1
+    else:
+        pos = p0 if h0 else const(ctx, np.zeros((1, 1), np.float32))
+    binary_case = len(forest.class_ids) == 1
+    positive = all(w >= 0 for nd in forest.nodes if hasattr(nd, "weights") for _, w in nd.weights)
+    if binary_case:
+        cut = 0.5 if positive else 0.0
+        win = binary(ctx, "GREATER", pos, const(ctx, np.float32(cut)), "win", dtype=np.bool_)
+        pair = (labels[0], labels[1])
+        add_rule = "01" if positive else "23"
+    else:
+        win = binary(ctx, "GREATER", pos, const(ctx, np.float32(0.0)), "win", dtype=np.bool_)
+        pair = (0, 1)  # onnxruntime returns the literal 1 / 0 here, not classlabels
+        add_rule = str(add)
+    if y_out is not None:
+        win_n = ctx.reshape(win, (n,), "win_n") if tuple(win.shape) != (n,) else win
+        _pick_label(ctx, win_n, pair, n, y_out)
+    if z_out is None:
+        return
+    tr = forest.transform
+    zero = const(ctx, np.zeros((1, 1), np.float32))
+    # write_scores reads a score without a weight as 0
+    z0 = p0 if h0 else zero
+    if two:
+        z1 = p1 if h1 else zero
+        z = concat(ctx, [_full(ctx, z0, n), _full(ctx, z1, n)], 1, "z")
+        _to_out(ctx, post_transform(ctx, z, tr), z_out)
+        return
+    s = _full(ctx, z0, n)  # one score: the second column is derived
+    if tr == "PROBIT" or add_rule == "-1":
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            "two-class ensemble with one score column and "
+            + ("post_transform=PROBIT" if tr == "PROBIT" else "one base value")
+            + ": onnxruntime writes only the first probability column",
+        )
+    if add_rule == "01":
+        z = concat(
+            ctx, [binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms"), s], 1, "z"
+        )
+    elif tr == "LOGISTIC":
+        z = concat(
+            ctx, [logistic(ctx, unary(ctx, "NEG", s, "ns"), "lneg"), logistic(ctx, s)], 1, "z"
+        )
+    else:  # mixed weights (2 / 3): [-s, s] whichever class wins
+        z = concat(ctx, [unary(ctx, "NEG", s, "ns"), s], 1, "z")
+    _to_out(ctx, z, z_out)
