@@ -270,3 +270,110 @@ def test_nhwc_conv(attrs, w_shape):
         check=False,
     )
     check_against(model, ref, {"x": _rand(1, 9, 9, 3)})
+
+
+# ---- layer normalizations ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opset", [13, 16])
+@pytest.mark.parametrize("axis,stats", [(-1, False), (-1, True), (1, True)])
+def test_contrib_layer_norm_below_opset_17(opset, axis, stats):
+    """onnxruntime's own LayerNormalization in the ONNX domain (what its optimizer writes into
+    opset 12-16 models)."""
+    shape = (2, 5, 16)
+    norm = int(np.prod(shape[axis % 3 :]))
+    inits = {"g": _rand(*shape[axis % 3 :]), "b": _rand(*shape[axis % 3 :])}
+    outs = ["y", "mean", "inv"] if stats else ["y"]
+    node = helper.make_node("LayerNormalization", ["x", "g", "b"], outs, axis=axis, epsilon=1e-5)
+    model = ms_model([node], [("x", F, shape)], [(o, F) for o in outs], inits, opset=opset)
+    assert norm > 1
+    check_conversion(model, atol=2e-5)
+
+
+@pytest.mark.parametrize("stats", [False, True])
+@pytest.mark.parametrize("opset", [14, 17])
+def test_simplified_layer_norm(stats, opset):
+    outs = ["y", "inv"] if stats else ["y"]
+    node = helper.make_node("SimplifiedLayerNormalization", ["x", "g"], outs, epsilon=1e-6)
+    model = ms_model(
+        [node], [("x", F, (2, 5, 16))], [(o, F) for o in outs], {"g": _rand(16)}, opset=opset
+    )
+    check_conversion(model, atol=2e-5)
+
+
+SKIP_CASES = {
+    "plain": ((2, 5, 16), (2, 5, 16), ["gamma", "beta"], ["y"]),
+    "bias_sum": ((2, 5, 16), (2, 5, 16), ["gamma", "beta", "bias"], ["y", "", "", "sum"]),
+    "stats": ((2, 5, 16), (1, 5, 16), ["gamma", "beta"], ["y", "mean", "inv"]),
+    "skip_2d": ((2, 5, 16), (5, 16), ["gamma"], ["y"]),
+    "tokens_2d": ((10, 16), (10, 16), ["gamma", "", "bias"], ["y", "", "", "sum"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SKIP_CASES))
+@pytest.mark.parametrize("epsilon", [None, 1e-5])
+def test_skip_layer_norm(case, epsilon):
+    x_shape, skip_shape, params, outs = SKIP_CASES[case]
+    inits = {n: _rand(16) for n in params if n}
+    attrs = {} if epsilon is None else {"epsilon": epsilon}
+    node = ms_node("SkipLayerNormalization", ["x", "skip", *params], outs, **attrs)
+    model = ms_model(
+        [node], [("x", F, x_shape), ("skip", F, skip_shape)], [(o, F) for o in outs if o], inits
+    )
+    check_conversion(model, atol=2e-5)
+
+
+@pytest.mark.parametrize("with_bias,outs", [(False, ["y"]), (True, ["y", "", "inv", "sum"])])
+def test_skip_simplified_layer_norm(with_bias, outs):
+    params = ["gamma", "bias"] if with_bias else ["gamma"]
+    node = ms_node("SkipSimplifiedLayerNormalization", ["x", "skip", *params], outs, epsilon=1e-6)
+    model = ms_model(
+        [node],
+        [("x", F, (2, 5, 16)), ("skip", F, (2, 5, 16))],
+        [(o, F) for o in outs if o],
+        {n: _rand(16) for n in params},
+    )
+    check_conversion(model, atol=2e-5)
+
+
+@pytest.mark.parametrize("segments", [False, True])
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("emb_sum", [False, True])
+def test_embed_layer_norm(segments, mask, emb_sum):
+    b, s, hidden, vocab = 2, 7, 16, 30
+    ins = [("ids", np.int32, (b, s))]
+    feeds = {"ids": RNG.integers(0, vocab, (b, s)).astype(np.int32)}
+    if segments:
+        ins.append(("seg", np.int32, (b, s)))
+        feeds["seg"] = RNG.integers(0, 2, (b, s)).astype(np.int32)
+    if mask:
+        ins.append(("mask", np.int32, (b, s)))
+        feeds["mask"] = (np.arange(s)[None] < np.array([[5], [7]])).astype(np.int32)
+    inits = {
+        "word": _rand(vocab, hidden),
+        "pos": _rand(12, hidden),
+        "seg_emb": _rand(2, hidden),
+        "gamma": _rand(hidden),
+        "beta": _rand(hidden),
+    }
+    order = [
+        "ids",
+        "seg" if segments else "",
+        "word",
+        "pos",
+        "seg_emb" if segments else "",
+        "gamma",
+        "beta",
+        "mask" if mask else "",
+    ]
+    outs = ["y", "mask_index", "emb_sum"] if emb_sum else ["y", "mask_index"]
+    node = ms_node("EmbedLayerNormalization", order, outs, epsilon=1e-12)
+    if not segments:
+        inits.pop("seg_emb")
+    model = ms_model(
+        [node],
+        ins,
+        [("y", F), ("mask_index", np.int32)] + ([("emb_sum", F)] if emb_sum else []),
+        inits,
+    )
+    check_conversion(model, feeds=feeds, atol=2e-5)

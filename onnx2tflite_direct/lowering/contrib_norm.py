@@ -1,0 +1,189 @@
+"""onnxruntime's layer normalizations: the default-domain LayerNormalization below opset 17 and
+SimplifiedLayerNormalization (onnxruntime registers both in the ONNX domain), and the
+com.microsoft Skip(Simplified)LayerNormalization and EmbedLayerNormalization fusions.
+
+All are the textbook formulas over the last axis (or from ``axis``), composed like the
+default-domain normalizations (``normalization.normalize``): MEAN, SUB, MUL, RSQRT. Default
+epsilons are onnxruntime's: 1e-5 for (Simplified)LayerNormalization, 1e-12 for the
+Skip/Embed fusions. Optional statistics outputs (mean, inverse std, the residual sum) are
+produced when a consumer reads them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import keep_rank, onnx_order
+from ..registry import FLOAT, attr_in, lowering
+from . import compose as C
+from .contrib import MS
+from .normalization import _stored_axes, lower_layer_norm, normalize
+
+SKIP_EPSILON = 1e-12  # onnxruntime's kDefaultSkipLayerNormEpsilon / EmbedLayerNorm default
+
+
+def _used(ctx, i: int) -> bool:
+    return i < len(ctx.node.outputs) and bool(ctx.node.outputs[i])
+
+
+# onnxruntime's own LayerNormalization (ONNX domain, versions 1-16): the opset-17 contract.
+lowering(
+    "LayerNormalization",
+    keep_rank(),
+    since=1,
+    until=16,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2),
+    attrs=(attr_in("stash_type", (1,), 1),),
+    tflite_ops=("MEAN", "SUB", "MUL", "ADD", "RSQRT"),
+    notes="onnxruntime's contrib LayerNormalization (opsets 1-16, same contract as opset 17); "
+    "Mean/InvStdDev outputs supported",
+)(lower_layer_norm)
+
+
+@lowering(
+    "SimplifiedLayerNormalization",
+    keep_rank(),
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1),
+    attrs=(attr_in("stash_type", (1,), 1),),
+    tflite_ops=("MUL", "MEAN", "ADD", "RSQRT"),
+    notes="onnxruntime's RMS normalization (ONNX domain): x * rsqrt(mean(x^2) + eps) * scale; "
+    "inv_std_var output supported",
+)
+def lower_simplified_layer_norm(ctx):
+    rank = len(ctx.shape(0))
+    axis = int(ctx.attr("axis", -1)) % rank
+    axes = _stored_axes(ctx, range(axis, rank))
+    inv = ctx.output(1) if _used(ctx, 1) else None
+    eps = float(ctx.attr("epsilon", 1e-5))
+    y = normalize(ctx, ctx.input(0), axes, eps, center=False, inv_out=inv)
+    C.binary(ctx, "MUL", y, ctx.input(1, ctx.in_layout(0)), out=ctx.output(0))
+
+
+def _skip_check(simplified: bool):
+    def check(node, graph):
+        x = graph.values[node.inputs[0]]
+        skip = graph.values[node.inputs[1]]
+        if x.rank not in (2, 3):
+            return f"{errors.UNSUPPORTED_RANK}: input rank {x.rank} (2-D or 3-D)"
+        if tuple(np.broadcast_shapes(tuple(x.shape), tuple(skip.shape))) != tuple(x.shape):
+            return (
+                f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: skip shape {list(skip.shape)} does not "
+                f"broadcast to input {list(x.shape)}"
+            )
+        if simplified and len(node.outputs) > 1 and node.outputs[1] and graph.used(node.outputs[1]):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: output 1 (mean) of an RMS normalization"
+        return None
+
+    return check
+
+
+def _skip_norm(ctx, simplified: bool):
+    x = C.binary(ctx, "ADD", ctx.input(0), ctx.input(1), "with_skip")
+    bias_idx = 3 if simplified else 4
+    if ctx.has_input(bias_idx):
+        x = C.binary(ctx, "ADD", x, ctx.input(bias_idx), "with_bias")
+    if _used(ctx, 3):
+        C.reshape(ctx, x, x.shape, out=ctx.output(3))
+    last = [len(x.shape) - 1]
+    mean_out = ctx.output(1) if _used(ctx, 1) and not simplified else None
+    inv_out = ctx.output(2) if _used(ctx, 2) else None
+    eps = float(ctx.attr("epsilon", SKIP_EPSILON))
+    y = normalize(ctx, x, last, eps, not simplified, mean_out, inv_out)
+    has_beta = not simplified and ctx.has_input(3)
+    scaled = C.binary(ctx, "MUL", y, ctx.input(2), out=None if has_beta else ctx.output(0))
+    if has_beta:
+        C.binary(ctx, "ADD", scaled, ctx.input(3), out=ctx.output(0))
+
+
+@lowering(
+    "SkipLayerNormalization",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2, 3, 4),
+    tflite_ops=("ADD", "MEAN", "SUB", "MUL", "RSQRT"),
+    notes="LayerNorm(input + skip (+ bias)) over the last axis; mean, inv_std_var and "
+    "input_skip_bias_sum outputs supported; epsilon default 1e-12",
+    extra_check=_skip_check(False),
+)
+def lower_skip_layer_norm(ctx):
+    _skip_norm(ctx, False)
+
+
+@lowering(
+    "SkipSimplifiedLayerNormalization",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2, 3),
+    tflite_ops=("ADD", "MEAN", "MUL", "RSQRT"),
+    notes="RMSNorm(input + skip (+ bias)) over the last axis; inv_std_var and "
+    "input_skip_bias_sum outputs supported; epsilon default 1e-12",
+    extra_check=_skip_check(True),
+)
+def lower_skip_simplified_layer_norm(ctx):
+    _skip_norm(ctx, True)
+
+
+def _embed_check(node, graph):
+    ids = graph.values[node.inputs[0]]
+    if ids.rank != 2:
+        return f"{errors.UNSUPPORTED_RANK}: input_ids rank {ids.rank} (batch, sequence)"
+    for i in (0, 1, 7, 8):
+        if i < len(node.inputs) and node.inputs[i]:
+            dt = np.dtype(graph.values[node.inputs[i]].dtype).name
+            if dt not in ("int32", "int64"):
+                return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {dt} (int32 ids)"
+    return None
+
+
+@lowering(
+    "EmbedLayerNormalization",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(2, 3, 4, 5, 6),
+    tflite_ops=("GATHER", "ADD", "MEAN", "SUB", "MUL", "RSQRT", "SUM", "CAST"),
+    notes="word + position (+ segment) embedding GATHERs, LayerNorm (epsilon default 1e-12); "
+    "mask_index output = count of mask == 1 per row (0 without mask); embedding_sum output",
+    extra_check=_embed_check,
+)
+def lower_embed_layer_norm(ctx):
+    b, s = ctx.shape(0)
+    hidden = ctx.shape(2)[1]
+    x = C.gather(ctx, ctx.input(2), C.cast(ctx, ctx.input(0), np.int32, "ids"), 0, "words")
+    if ctx.has_input(8):
+        pos_ids = C.cast(ctx, ctx.input(8), np.int32, "position_ids")
+        pos = C.gather(ctx, ctx.input(3), pos_ids, 0, "positions")
+    else:
+        pos_table = ctx.const(3)
+        if pos_table is not None:
+            pos = C.const(ctx, np.asarray(pos_table, np.float32)[:s][None], hint="positions")
+        else:
+            pos = C.gather(ctx, ctx.input(3), np.arange(s, dtype=np.int32), 0, "positions")
+            pos = C.reshape(ctx, pos, (1, s, hidden), "positions_b")
+    x = C.binary(ctx, "ADD", x, pos, "with_positions")
+    if ctx.has_input(1) and ctx.has_input(4):
+        seg_ids = C.cast(ctx, ctx.input(1), np.int32, "segment_ids")
+        seg = C.gather(ctx, ctx.input(4), seg_ids, 0, "segments")
+        x = C.binary(ctx, "ADD", x, seg, "with_segments")
+    if _used(ctx, 2):
+        C.reshape(ctx, x, x.shape, out=ctx.output(2))
+    y = normalize(ctx, x, [2], float(ctx.attr("epsilon", SKIP_EPSILON)))
+    scaled = C.binary(ctx, "MUL", y, ctx.input(5), "scaled")
+    C.binary(ctx, "ADD", scaled, ctx.input(6), out=ctx.output(0))
+    if _used(ctx, 1):
+        out = ctx.output(1)
+        if ctx.has_input(7):
+            mask = C.cast(ctx, ctx.input(7), np.int32, "mask")
+            ones = C.op(
+                ctx, "EQUAL", [mask, C.const(ctx, 1, np.int32)], mask.shape, np.bool_, "ones"
+            )
+            count = C.cast(ctx, C.cast(ctx, ones, np.int32, "ones_i"), np.float32, "ones_f")
+            total = C.reduce(ctx, "SUM", count, [1], False, "count")
+            C.op(ctx, "CAST", [total], (b,), np.int32, out=out)
+        else:
+            ctx.emit("CAST", [C.const(ctx, np.zeros(b, np.float32), hint="no_mask")], [out])
