@@ -46,6 +46,7 @@ import numpy as np
 
 from onnx2tflite_direct import tfl, versioning
 from onnx2tflite_direct.schema_gen import schema_generated as S
+from onnx2tflite_direct.tfl_edit import unique_names
 
 __all__ = [
     "BuildError",
@@ -665,26 +666,6 @@ class _BufferTable:
 
 
 # -- model ------------------------------------------------------------------------------------
-def _unique_names(tensors: list[tfl.Tensor]) -> list[str]:
-    """Tensor names made unique by suffixing ``_1``, ``_2``... in tensor order."""
-    taken = {t.name for t in tensors}
-    seen: set[str] = set()
-    next_suffix: dict[str, int] = {}  # suffixes below it are taken: no rescans (n names alike)
-    out = []
-    for t in tensors:
-        name = t.name
-        if name in seen:
-            k = next_suffix.get(t.name, 1)
-            while f"{t.name}_{k}" in taken:
-                k += 1
-            next_suffix[t.name] = k + 1
-            name = f"{t.name}_{k}"
-            taken.add(name)
-        seen.add(name)
-        out.append(name)
-    return out
-
-
 def _quantization(q: tfl.Quantization) -> dict | None:
     scale = np.asarray(q.scale, np.float32).ravel()
     if scale.size == 0:
@@ -1043,7 +1024,7 @@ def _write_subgraph(w: _Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) ->
     index_of = {id(t): i for i, t in enumerate(tensors)}
     tensor_offsets = [
         _Ref(_tensor_table(w, t, buf, name))
-        for t, buf, name in zip(tensors, bufs, _unique_names(tensors), strict=True)
+        for t, buf, name in zip(tensors, bufs, unique_names(tensors), strict=True)
     ]
     codes = plan.codes
     op_offsets = [

@@ -20,6 +20,7 @@ from .errors import UnsupportedError
 from .ir import Graph, Node, Value
 from .policies import CHANNEL_LAST, PASSTHROUGH
 from .registry import REGISTRY, OpSpec
+from .tfl_edit import Names
 
 # A fixed-size output padded with -1 rows (NonMaxSuppression's default) comes with an extra
 # output ``<name>` + VALID_COUNT_SUFFIX`` holding how many leading rows are real; validation
@@ -97,7 +98,7 @@ class Driver:
         # Graph outputs a lowering adds beside the ONNX ones (e.g. NMS valid counts):
         # (tensor, signature name, io-table row), exposed after the ONNX outputs.
         self._extra_outputs: list[tuple[tfl.Tensor, str, dict]] = []
-        self._names: set[str] = set()
+        self._names = Names()
 
     @property
     def consumers(self) -> dict[str, list[tuple[Node, int]]]:
@@ -163,13 +164,7 @@ class Driver:
 
     # ---- tensors ----------------------------------------------------------------------
     def unique_name(self, base: str) -> str:
-        name = base
-        k = 1
-        while name in self._names:
-            name = f"{base}_{k}"
-            k += 1
-        self._names.add(name)
-        return name
+        return self._names.take(base)
 
     def new_tensor(self, base: str, dtype, shape) -> tfl.Tensor:
         return tfl.Tensor(self.unique_name(base), dtype, tuple(shape))

@@ -40,6 +40,7 @@ import onnx
 
 from . import errors, tfl
 from .errors import UnsupportedError
+from .tfl_edit import Editor
 
 BATCH_SAMPLES = (2, 3)
 SIZE_SAMPLES = (64, 96)
@@ -383,21 +384,20 @@ class _RuntimeDims:
     symbols. The ops go right before the operator that reads the vector."""
 
     def __init__(self, sub: tfl.Subgraph, symbols, sources):
-        self.sub = sub
+        # Names as given ("dynamic_shape/dim" many times): the builder numbers them.
+        self.ed = Editor(sub, fresh_names=False)
         self.symbols = symbols
         self.sources = sources  # symbol name -> (graph input, stored axis)
         self.pending: list[tfl.Operator] = []
-        self.before: dict[int, list[tfl.Operator]] = {}
         self._cache: dict[tuple, tfl.Tensor] = {}
 
     def _const(self, name: str, values) -> tfl.Tensor:
-        data = np.asarray(values, np.int32)
-        return tfl.Tensor(f"dynamic_shape/{name}", np.int32, data.shape, data=data)
+        return self.ed.const(f"dynamic_shape/{name}", values, np.int32)
 
     def _emit(self, key: tuple, opcode: str, inputs, name: str, **options) -> tfl.Tensor:
         if key not in self._cache:
-            out = tfl.Tensor(f"dynamic_shape/{name}", np.int32, (1,))
-            self.pending.append(tfl.Operator(opcode, list(inputs), [out], options))
+            out = self.ed.temp(f"dynamic_shape/{name}", np.int32, (1,))
+            self.pending.append(self.ed.op(opcode, inputs, [out], **options))
             self._cache[key] = out
         return self._cache[key]
 
@@ -405,8 +405,8 @@ class _RuntimeDims:
         """[1] int32: the run-time size of ``tensor``'s stored axis ``axis``."""
         shape_key = ("shape", id(tensor))
         if shape_key not in self._cache:
-            out = tfl.Tensor(f"dynamic_shape/{tensor.name}/shape", np.int32, (tensor.rank,))
-            self.pending.append(tfl.Operator("SHAPE", [tensor], [out], {"out_type": "INT32"}))
+            out = self.ed.temp(f"dynamic_shape/{tensor.name}/shape", np.int32, (tensor.rank,))
+            self.pending.append(self.ed.op("SHAPE", [tensor], [out], out_type="INT32"))
             self._cache[shape_key] = out
         at = self._const(f"at{axis}", [axis])
         one = self._const("one", [1])
@@ -463,20 +463,14 @@ class _RuntimeDims:
             pieces.append(piece)
         if run:
             pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
-        out = tfl.Tensor(f"dynamic_shape/{x.name}/runtime", np.int32, x.shape)
-        self.pending.append(tfl.Operator("CONCATENATION", pieces, [out], {"axis": 0, **NONE}))
-        self.before.setdefault(id(ops[0]), []).extend(self.pending)
+        out = self.ed.temp(f"dynamic_shape/{x.name}/runtime", np.int32, x.shape)
+        self.pending.append(self.ed.op("CONCATENATION", pieces, [out], axis=0, **NONE))
+        self.ed.insert_before(ops[0], self.pending)
         self.pending = []
         return out
 
     def insert_ops(self) -> None:
-        if not self.before:
-            return
-        operators = []
-        for op in self.sub.operators:
-            operators.extend(self.before.get(id(op), ()))
-            operators.append(op)
-        self.sub.operators[:] = operators
+        self.ed.commit()
 
 
 NONE = {"fused_activation_function": "NONE"}

@@ -98,6 +98,36 @@ class Subgraph:
             seen.setdefault(id(t), t)
         return list(seen.values())
 
+    def producers(self, wanted=None, opcodes=None) -> dict[int, Operator]:
+        """id(tensor) -> the operator writing it.
+
+        ``wanted`` (a set of tensor ids) and ``opcodes`` restrict the index to those tensors
+        and to operators with those opcodes: a rewrite looks at a few candidate tensors, and
+        indexing every tensor of a large graph costs more than the rule itself. A snapshot:
+        rebuild it (or update it) after editing the operators."""
+        out: dict[int, Operator] = {}
+        for op in self.operators:
+            if opcodes is not None and op.opcode not in opcodes:
+                continue
+            for t in op.outputs:
+                if wanted is None or id(t) in wanted:
+                    out[id(t)] = op
+        return out
+
+    def consumers(self, wanted=None) -> dict[int, list[tuple[Operator, int]]]:
+        """id(tensor) -> every (operator, input index) reading it, in operator order (an
+        operator reading a tensor twice is listed twice). ``wanted`` as in :meth:`producers`."""
+        out: dict[int, list[tuple[Operator, int]]] = {}
+        for op in self.operators:
+            for i, t in enumerate(op.inputs):
+                if t is not None and (wanted is None or id(t) in wanted):
+                    key = id(t)
+                    if key in out:
+                        out[key].append((op, i))
+                    else:
+                        out[key] = [(op, i)]
+        return out
+
 
 @dataclass(eq=False)
 class Model:

@@ -1,10 +1,14 @@
-"""Rewrites on the emitted TFLite operators: activation fusion and dead-code removal."""
+"""Rewrites on the emitted TFLite operators: activation fusion and dead-code removal.
+
+Each rule indexes only the tensors it looks at (``Subgraph.producers`` / ``consumers`` with
+``wanted``) and removes operators through a ``tfl_edit.Editor``."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from . import tfl
+from .tfl_edit import Editor
 
 # Ops whose kernels apply ``fused_activation_function`` on the CPU (float path).
 FUSABLE_PRODUCERS = {
@@ -22,33 +26,16 @@ FUSABLE_PRODUCERS = {
 ACTIVATIONS = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
 
 
-def _index(sub: tfl.Subgraph, wanted: set[int], producers) -> tuple[dict, dict[int, int]]:
-    """For the tensors whose id is in ``wanted`` only: the operator with an opcode in
-    ``producers`` writing each, and how many operator inputs read each.
-
-    A rule looks at a few candidate tensors; indexing every tensor of a large graph costs more
-    than the rule (dicts of the whole graph do not stay in cache)."""
-    producer: dict[int, tfl.Operator] = {}
-    count: dict[int, int] = {}
-    for op in sub.operators:
-        for t in op.inputs:
-            if t is not None and id(t) in wanted:
-                count[id(t)] = count.get(id(t), 0) + 1
-        if op.opcode in producers:
-            for t in op.outputs:
-                if id(t) in wanted:
-                    producer[id(t)] = op
-    return producer, count
-
-
 def fuse_activations(sub: tfl.Subgraph) -> int:
     """producer -> RELU/RELU6/RELU_N1_TO_1 becomes the producer with a fused activation."""
     acts = [op for op in sub.operators if op.opcode in ACTIVATIONS]
     if not acts:
         return 0
-    producer, uses = _index(sub, {id(a.inputs[0]) for a in acts}, FUSABLE_PRODUCERS)
+    wanted = {id(a.inputs[0]) for a in acts}
+    producer = sub.producers(wanted, FUSABLE_PRODUCERS)
+    readers = sub.consumers(wanted)
     outputs = {id(t) for t in sub.outputs}
-    dropped: set[int] = set()
+    ed = Editor(sub, fresh_names=False)
     for act in acts:
         fused = ACTIVATIONS[act.opcode]
         src = act.inputs[0]
@@ -57,7 +44,7 @@ def fuse_activations(sub: tfl.Subgraph) -> int:
             prod is None
             or prod.opcode not in FUSABLE_PRODUCERS
             or prod.options.get("fused_activation_function", "NONE") != "NONE"
-            or uses.get(id(src), 0) != 1
+            or len(readers.get(id(src), ())) != 1
             or id(src) in outputs
             or src.dtype.name != "float32"
         ):
@@ -65,9 +52,8 @@ def fuse_activations(sub: tfl.Subgraph) -> int:
         prod.options["fused_activation_function"] = fused
         prod.outputs[prod.outputs.index(src)] = act.outputs[0]
         producer[id(act.outputs[0])] = prod
-        dropped.add(id(act))
-    sub.operators = [op for op in sub.operators if id(op) not in dropped]
-    return len(dropped)
+        ed.remove(act)
+    return ed.commit()
 
 
 BIAS_PRODUCERS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2}
@@ -98,18 +84,19 @@ def fuse_bias_add(sub: tfl.Subgraph) -> int:
     if not adds or not producers:
         return 0
     wanted = {id(t) for add in adds for t in add.inputs}
-    producer, uses = _index(sub, wanted, BIAS_PRODUCERS)
+    producer = sub.producers(wanted, BIAS_PRODUCERS)
+    readers = sub.consumers(wanted)
     outputs = {id(t) for t in sub.outputs}
-    dropped: set[int] = set()
+    ed = Editor(sub, fresh_names=False)
     for add in adds:
         for mid, other in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
             prod = producer.get(id(mid))
             if (
                 prod is None
                 or prod.opcode not in BIAS_PRODUCERS
-                or id(prod) in dropped
+                or ed.removed(prod)
                 or prod.options.get("fused_activation_function", "NONE") != "NONE"
-                or uses.get(id(mid), 0) != 1
+                or len(readers.get(id(mid), ())) != 1
                 or id(mid) in outputs
                 or mid.dtype != np.float32
                 or mid.quantization is not None
@@ -122,16 +109,15 @@ def fuse_bias_add(sub: tfl.Subgraph) -> int:
             if extra is None or (bias is not None and bias.data is None):
                 continue
             total = extra if bias is None else (bias.data.astype(np.float32) + extra)
-            new_bias = tfl.Tensor(f"{mid.name}/bias", np.float32, (mid.shape[-1],), data=total)
+            new_bias = ed.const(f"{mid.name}/bias", total, np.float32)
             while len(prod.inputs) <= slot:
                 prod.inputs.append(None)
             prod.inputs[slot] = new_bias
             prod.outputs[prod.outputs.index(mid)] = add.outputs[0]
             producer[id(add.outputs[0])] = prod
-            dropped.add(id(add))
+            ed.remove(add)
             break
-    sub.operators = [op for op in sub.operators if id(op) not in dropped]
-    return len(dropped)
+    return ed.commit()
 
 
 def collapse_reshapes(sub: tfl.Subgraph) -> int:
@@ -140,9 +126,11 @@ def collapse_reshapes(sub: tfl.Subgraph) -> int:
     if not reshapes:
         return 0
     # every tensor a RESHAPE reads after renaming is the original input of some RESHAPE
-    producer, uses = _index(sub, {id(op.inputs[0]) for op in reshapes}, ("RESHAPE",))
+    wanted = {id(op.inputs[0]) for op in reshapes}
+    producer = sub.producers(wanted, ("RESHAPE",))
+    readers = sub.consumers(wanted)
     outputs = {id(t) for t in sub.outputs}
-    dropped: set[int] = set()
+    ed = Editor(sub, fresh_names=False)
     rename: dict[int, tfl.Tensor] = {}
     for op in sub.operators:
         if op.opcode != "RESHAPE":  # rewired only if it reads a removed RESHAPE's output
@@ -155,12 +143,12 @@ def collapse_reshapes(sub: tfl.Subgraph) -> int:
         if (
             prev is not None
             and prev.opcode == "RESHAPE"
-            and id(prev) not in dropped
-            and uses.get(id(src), 0) == 1
+            and not ed.removed(prev)
+            and len(readers.get(id(src), ())) == 1
             and id(src) not in outputs
         ):
             op.inputs[0] = prev.inputs[0]
-            dropped.add(id(prev))
+            ed.remove(prev)
             src = op.inputs[0]
         if (
             tuple(src.shape) == tuple(out.shape)
@@ -169,9 +157,8 @@ def collapse_reshapes(sub: tfl.Subgraph) -> int:
         ):
             rename[id(out)] = src
             sub.renamed[id(out)] = src
-            dropped.add(id(op))
-    sub.operators = [op for op in sub.operators if id(op) not in dropped]
-    return len(dropped)
+            ed.remove(op)
+    return ed.commit()
 
 
 def remove_dead_ops(sub: tfl.Subgraph) -> int:

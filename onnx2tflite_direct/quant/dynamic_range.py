@@ -25,11 +25,7 @@ def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
     ``per_channel=False`` gives one scale per weight tensor (``--quant-type per-tensor``)."""
     converted = 0
     for sub in model.subgraphs:
-        readers: dict[int, list[tuple[tfl.Operator, int]]] = {}
-        for op in sub.operators:
-            for i, t in enumerate(op.inputs):
-                if t is not None and t.data is not None:
-                    readers.setdefault(id(t), []).append((op, i))
+        readers = sub.consumers()  # (only constants' readers are asked for)
         done: dict[int, tfl.Tensor] = {}
         for op in sub.operators:
             axis = HYBRID_WEIGHT_AXIS.get(op.opcode)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors, tfl
+from ..tfl_edit import Editor
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
 from .integer_fold import fold_affine_constants
@@ -157,19 +158,18 @@ class _Rewrite:
                     quantization=q.quantization(),
                     shape_signature=t.shape_signature,
                 )
+        ed = Editor(sub, fresh_names=False)
         head: list[tfl.Operator] = []
         self._rewrite_inputs(head, float_users)
-        ops: list[tfl.Operator] = head
+        ed.prepend(head)
         for op in sub.operators:
             rule = integer.get(id(op))
             float_outputs = list(op.outputs)
             if rule is not None:
-                ops.extend(self._integer_operator(op, rule))
-            else:
-                ops.append(op)
+                ed.replace(op, self._integer_operator(op, rule))
             for t in float_outputs:
-                ops.extend(self._boundary_after(t, rule is not None, float_users))
-        sub.operators[:] = ops
+                ed.insert_after(op, self._boundary_after(t, rule is not None, float_users))
+        ed.commit()
         self._rewrite_outputs()
         self._hybrid_head_weights()
 
@@ -178,16 +178,12 @@ class _Rewrite:
         int8 weights as LiteRT's hybrid kernels read them (float activations, per-channel
         int8 weights, the dynamic-range variant's scheme): the file stays as small as an
         integer one, and the bias is corrected as the integer ops' biases are."""
-        readers: dict[int, int] = {}
-        for op in self.sub.operators:
-            for t in op.inputs:
-                if t is not None:
-                    readers[id(t)] = readers.get(id(t), 0) + 1
+        readers = self.sub.consumers()
         for op in self.sub.operators:
             if id(op) not in self.plan.head_inputs or op.opcode not in HYBRID_WEIGHT_AXIS:
                 continue
             w = op.inputs[1]
-            if not is_float_constant(w) or w.data.size < MIN_ELEMENTS or readers[id(w)] != 1:
+            if not is_float_constant(w) or w.data.size < MIN_ELEMENTS or len(readers[id(w)]) != 1:
                 continue
             if not (is_float_activation(op.inputs[0]) and np.all(np.isfinite(w.data))):
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tfl
+from ..tfl_edit import Editor
 from .integer_plan import FLOAT, is_float_activation, is_float_constant
 
 # Weighted op -> (weight input, output-channel axis of the weight, bias input).
@@ -41,23 +42,16 @@ def fold_affine_constants(sub: tfl.Subgraph, keep_nodes=frozenset()) -> int:
     changed = True
     while changed:
         changed = False
-        readers: dict[int, list[tfl.Operator]] = {}
-        producer: dict[int, tfl.Operator] = {}
-        for op in sub.operators:
-            for t in op.inputs:
-                if t is not None:
-                    readers.setdefault(id(t), []).append(op)
-            for t in op.outputs:
-                producer[id(t)] = op
-        kept: list[tfl.Operator] = []
+        readers = sub.consumers()
+        producer = sub.producers()
+        ed = Editor(sub, fresh_names=False)
         for op in sub.operators:
             if op.onnx_node not in keep_nodes and _is_global_average_pool(op):
-                kept.append(_pool_as_mean(op))
+                ed.replace(op, [_pool_as_mean(op)])
                 changed = True
                 continue
             affine = None if op.onnx_node in keep_nodes else _per_channel_affine(op)
             if affine is None:
-                kept.append(op)
                 continue
             x, kind, vector = affine
             host = producer.get(id(x))
@@ -66,22 +60,22 @@ def fold_affine_constants(sub: tfl.Subgraph, keep_nodes=frozenset()) -> int:
                 and host.opcode in _AFFINE_HOSTS
                 and host.onnx_node not in keep_nodes
                 and host.options.get("fused_activation_function", "NONE") == "NONE"
-                and [id(r) for r in readers.get(id(x), [])] == [id(op)]
+                and [id(r) for r, _ in readers.get(id(x), [])] == [id(op)]
                 and id(x) not in graph_outputs
                 and _host_constants_ok(host)
             )
             if foldable:
                 _fold_into(host, kind, vector, op)
                 producer[id(host.outputs[0])] = host  # the next op of a chain folds too
+                ed.remove(op)
                 changed = True
                 continue
             if kind == "MUL" and x.rank == 4:
-                kept.append(_depthwise_scale(op, x, vector))
-                producer[id(op.outputs[0])] = kept[-1]
+                scaled = _depthwise_scale(op, x, vector)
+                ed.replace(op, [scaled])
+                producer[id(op.outputs[0])] = scaled
                 changed = True
-                continue
-            kept.append(op)
-        sub.operators[:] = kept
+        ed.commit()
     return before - len(sub.operators)
 
 

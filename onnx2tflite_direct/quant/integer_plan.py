@@ -121,14 +121,8 @@ class IntegerPlan:
         self.softmax_detours: set[int] = set()  # id(SOFTMAX) writing int16 then requantized
         self.int_inputs: set[int] = set()  # graph inputs / outputs given integer types
         self.int_outputs: set[int] = set()
-        self.producer: dict[int, tfl.Operator] = {}
-        self.consumers: dict[int, list[tuple[tfl.Operator, int]]] = {}
-        for op in sub.operators:
-            for t in op.outputs:
-                self.producer[id(t)] = op
-            for i, t in enumerate(op.inputs):
-                if t is not None:
-                    self.consumers.setdefault(id(t), []).append((op, i))
+        self.producer = sub.producers()
+        self.consumers = sub.consumers()
         self.graph_outputs = {id(t) for t in sub.outputs}
 
     def run(self) -> None:

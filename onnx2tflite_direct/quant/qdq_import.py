@@ -36,6 +36,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import tfl
+from ..tfl_edit import Editor
 
 # Integer lattices an activation pair can use (the integer quantizer takes 8- or 16-bit).
 Q_RANGES = {
@@ -768,16 +769,11 @@ def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
     if bits != 8:
         return 0
     sub = model.subgraphs[0]
-    readers: dict[int, list[tfl.Operator]] = {}
-    for op in sub.operators:
-        for t in op.inputs:
-            if t is not None:
-                readers.setdefault(id(t), []).append(op)
+    readers = sub.consumers()
     outputs = {id(t) for t in sub.outputs}
-    new_ops: list[tfl.Operator] = []
+    ed = Editor(sub, fresh_names=False)
     count = 0
     for op in sub.operators:
-        new_ops.append(op)
         out = op.outputs[0] if op.outputs else None
         if op.opcode != "SOFTMAX" or out is None or out.dtype != np.int8:
             continue
@@ -785,13 +781,13 @@ def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
         rng = ranges.get(name)
         if rng is None or id(out) in outputs:
             continue
-        if not all(r.opcode in _RESCALING for r in readers.get(id(out), [])):
+        if not all(r.opcode in _RESCALING for r, _ in readers.get(id(out), [])):
             continue
         want = params_from_range(*rng, False)
         have = QParams(float(out.quantization.scale[0]), int(out.quantization.zero_point[0]))
         if want == have:
             continue
-        wide = tfl.Tensor(
+        wide = ed.temp(
             f"{out.name}/int16",
             np.int16,
             out.shape,
@@ -799,9 +795,9 @@ def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
         )
         out.quantization = want.quantization()
         op.outputs[0] = wide
-        new_ops.append(tfl.Operator("QUANTIZE", [wide], [out], onnx_node=op.onnx_node))
+        ed.insert_after(op, [ed.op("QUANTIZE", [wide], [out], like=op)])
         count += 1
-    sub.operators[:] = new_ops
+    ed.commit()
     return count
 
 
@@ -816,14 +812,10 @@ def _round_float_readers(model: tfl.Model, ranges: dict, int16: bool) -> int:
     from .integer import params_from_range
 
     sub = model.subgraphs[0]
-    producer = {id(t): op for op in sub.operators for t in op.outputs}
-    readers: dict[int, list[tuple[tfl.Operator, int]]] = {}
-    for op in sub.operators:
-        for i, t in enumerate(op.inputs):
-            if t is not None:
-                readers.setdefault(id(t), []).append((op, i))
+    producer = sub.producers()
+    readers = sub.consumers()
     outputs = {id(t): k for k, t in enumerate(sub.outputs)}
-    after: dict[int, list[tfl.Operator]] = {}
+    ed = Editor(sub, fresh_names=False)
     count = 0
     for t in sub.tensors():
         if t.name not in ranges or t.data is not None or t.quantization is not None:
@@ -838,26 +830,23 @@ def _round_float_readers(model: tfl.Model, ranges: dict, int16: bool) -> int:
             continue
         p = params_from_range(*ranges[t.name], int16)
         dtype = np.int16 if int16 else np.int8
-        q = tfl.Tensor(f"{t.name}/lattice", dtype, t.shape, quantization=p.quantization())
-        rounded = tfl.Tensor(f"{t.name}/rounded", np.float32, t.shape)
-        node = made_by.onnx_node if made_by is not None else None
+        q = ed.temp(f"{t.name}/lattice", dtype, t.shape, quantization=p.quantization())
+        rounded = ed.temp(f"{t.name}/rounded", np.float32, t.shape)
         ops = [
-            tfl.Operator("QUANTIZE", [t], [q], onnx_node=node),
-            tfl.Operator("DEQUANTIZE", [q], [rounded], onnx_node=node),
+            ed.op("QUANTIZE", [t], [q], like=made_by),
+            ed.op("DEQUANTIZE", [q], [rounded], like=made_by),
         ]
         for op, i in float_readers:
             op.inputs[i] = rounded
         if id(t) in outputs:
             rounded.name, t.name = t.name, f"{t.name}/unrounded"
             sub.outputs[outputs[id(t)]] = rounded
-        after.setdefault(id(made_by) if made_by is not None else -1, []).extend(ops)
+        if made_by is None:
+            ed.prepend(ops)
+        else:
+            ed.insert_after(made_by, ops)
         count += 1
-    if count:
-        ops = list(after.get(-1, []))
-        for op in sub.operators:
-            ops.append(op)
-            ops.extend(after.get(id(op), []))
-        sub.operators[:] = ops
+    ed.commit()
     return count
 
 

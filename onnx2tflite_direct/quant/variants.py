@@ -177,7 +177,7 @@ def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOpt
     if options.calibration_data is None or not weighted:
         return
     means = ranges.channel_means()
-    producer = {id(t): op for sub in ir.subgraphs for op in sub.operators for t in op.outputs}
+    producer = {k: op for sub in ir.subgraphs for k, op in sub.producers().items()}
     for op, w_float in weighted:
         correct_bias(op, w_float, rounded_of(op, w_float), means, producer)
 
