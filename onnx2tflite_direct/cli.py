@@ -1,21 +1,52 @@
 """Command line: ``python -m onnx2tflite_direct MODEL.onnx -o OUTDIR [options]``.
 
-Exit codes: 0 success, 1 internal error, 2 bad input, 3 unsupported model content,
-4 validation mismatch (see ``errors.py``).
+The conversion flags, their help and defaults come from :class:`~.options.ConvertOptions`
+(one place per option); this module adds the flags that only the command line has (output
+folder, diagnostics, logging) and turns every failure into one line and an exit code:
+0 success, 1 internal error, 2 bad input, 3 unsupported model content, 4 validation mismatch
+(see ``errors.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
+import os
+import re
 import sys
+import tempfile
+from pathlib import Path
 
-from . import __version__, errors
-from .errors import BadInputError, ConversionError
+from . import __version__, diagnostics, errors, gpu_check, pipeline, report, validate
+from .atomic import write_atomic
+from .errors import ConversionError, OptionError
+from .html_report import render_html
+from .inspect_tflite import main as inspect_main
+from .options import (
+    FIELDS,
+    GROUPS,
+    ConvertOptions,
+    Flag,
+    Meta,
+    cli_spelling,
+    meta_of,
+    to_cli_wording,
+)
+from .validate import format_table
 
 log = logging.getLogger("onnx2tflite_direct")
 
-EPILOG = """exit codes:
+PROG = "onnx2tflite-direct"
+USAGE = f"{PROG} MODEL.onnx [-o OUTDIR] [options]    or: {PROG} inspect FILE.tflite [--json]"
+
+EPILOG = f"""subcommand:
+  {PROG} inspect FILE.tflite [--json]
+      print a converted file's inputs/outputs, signature, op histogram with versions,
+      tensor count and size breakdown (--json: machine-readable)
+
+exit codes:
   0  converted (and validated, if asked)
   1  internal error (a bug: please report it with the model)
   2  bad input: unreadable model, unsafe or missing external data, bad option
@@ -23,375 +54,366 @@ EPILOG = """exit codes:
   4  validation mismatch: LiteRT and onnxruntime differ beyond tolerance
 """
 
-
-def _shape_pin(text: str) -> tuple[str, tuple[int, ...]]:
-    name, sep, dims = text.rpartition(":")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME:d0,d1,... got {text!r}")
-    try:
-        return name, tuple(int(d) for d in dims.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"dims must be integers in {text!r}") from None
-
-
-def _names(text: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated tensor names")
-    return names
-
-
-# On/off controls of the produced graph (each maps to the convert() argument of its name).
-GRAPH_SWITCHES = (
-    (
-        "--gpu-friendly",
-        "prefer ops and versions the LiteRT GPU delegate accepts; the report lists what "
-        "would still not delegate",
+# Flags only the command line has (the Python API returns results instead), described like
+# the conversion options so the README's tables cover them too.
+CLI_ONLY: dict[str, Meta] = {
+    "output_dir": Meta(
+        (Flag(("-o", "--output-dir"), "folder for outputs (created if missing)", "value", "DIR"),),
+        "conversion",
+        "where `<stem>_float32.tflite` (and reports) go; created if missing (not by a failed "
+        "run); must not be a file",
+        "-o out/",
     ),
-    (
-        "--fp16-accumulation",
-        "mark the model as allowing float16 inference with float16 accumulation "
-        "(XNNPACK on ARM reads this)",
+    "validate_all_tensors": Meta(
+        (
+            Flag(
+                ("--validate-all-tensors",),
+                "compare every intermediate tensor with onnxruntime and name the first "
+                "divergent node (writes <stem>_tensor_diagnostics.json)",
+                "switch",
+            ),
+        ),
+        "checking",
+        "compare every intermediate tensor with onnxruntime and name the first divergent node "
+        "(writes `<stem>_tensor_diagnostics.json`)",
+        "--validate-all-tensors",
+        show_default=False,
     ),
-    (
-        "--nms-dynamic-output",
-        "NonMaxSuppression returns exactly the selected rows (dynamic size) instead of "
-        "a fixed-size padded output",
+    "html_report": Meta(
+        (
+            Flag(
+                ("--html-report",),
+                "write a self-contained HTML page of per-node errors (implies "
+                "--validate-all-tensors; its folder must exist)",
+                "value",
+                "PATH",
+            ),
+        ),
+        "checking",
+        "a self-contained HTML page with the per-node error chart (implies "
+        "`--validate-all-tensors`; its folder must exist)",
+        "--html-report out/diag.html",
     ),
-    (
-        "--nms-class-argmax",
-        "NonMaxSuppression: reduce [B, C, N] class scores to their per-box maximum first",
+    "check_gpu": Meta(
+        (
+            Flag(
+                ("--check-gpu", "--check-gpu-compatibility"),
+                "run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
+                "switch",
+            ),
+        ),
+        "checking",
+        "run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
+        "--check-gpu",
+        show_default=False,
     ),
-    (
-        "--unroll-rnn",
-        "unroll LSTM/GRU/RNN over their (static) time steps instead of one WHILE loop "
-        "per direction: more ops, no loop overhead, better for delegates on short sequences",
+    "verbose": Meta(
+        (
+            Flag(
+                ("-v", "--verbose"),
+                "also print the I/O layouts, rewrites applied, op counts and timings",
+                "switch",
+            ),
+        ),
+        "output",
+        "also print the I/O layouts, the rewrites applied, the op histogram and timings",
+        "-v",
+        show_default=False,
     ),
-    (
-        "--external-buffers",
-        "append weights after the FlatBuffer (Buffer.offset/size); automatic above 2 GB",
+    "quiet": Meta(
+        (
+            Flag(
+                ("-q", "--quiet"),
+                "print only warnings, errors and results (no progress lines, no runtime banners)",
+                "switch",
+            ),
+        ),
+        "output",
+        "print only warnings, errors and results (no progress lines, no runtime banners such "
+        "as LiteRT's XNNPACK line)",
+        "-q",
+        show_default=False,
     ),
-)
+}
+CLI_DEFAULTS = {"output_dir": "."}
+GROUP_TITLES = {**GROUPS, "output": "Output"}
+
+# Native runtime lines hidden by -q (LiteRT prints them on the process's stderr).
+NATIVE_NOISE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate")
 
 
-def _value_hints(entries: list[str]) -> dict[str, float] | None:
-    hints = _per_input_values("--value-hint", entries) or {}
-    for name, values in hints.items():
-        if len(values) != 1:
-            raise BadInputError(errors.INVALID_OPTION, f"--value-hint {name}: one value")
-    return {name: values[0] for name, values in hints.items()} or None
+class _Parser(argparse.ArgumentParser):
+    """An argument error is the short usage line and the error: not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(errors.EXIT_BAD_INPUT, f"usage: {USAGE}\n{self.prog}: error: {message}\n")
 
 
-def _calibration_source(entries: list[str]):
-    """NAME=file.npy entries as given, or the one folder of .npz samples; None when absent."""
-    if not entries:
+def _default_text(name: str) -> str | None:
+    meta = CLI_ONLY.get(name) or meta_of(name)
+    if meta is None or not meta.show_default:
         return None
-    if len(entries) == 1 and "=" not in entries[0]:
-        return entries[0]
-    return list(entries)
+    value = CLI_DEFAULTS[name] if name in CLI_DEFAULTS else _field_default(name)
+    if value is None or value is False or value == ():
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _per_input_values(flag: str, entries: list[str]) -> dict[str, list[float]] | None:
-    out: dict[str, list[float]] = {}
-    for entry in entries:
-        name, sep, values = entry.partition("=")
-        try:
-            out[name] = [float(v) for v in values.split(",")]
-        except ValueError:
-            raise BadInputError(errors.INVALID_OPTION, f"{flag}: bad value in {entry!r}") from None
-        if not sep or not name:
-            raise BadInputError(errors.INVALID_OPTION, f"{flag}: expected NAME=v[,v...]")
-    return out or None
+def _field_default(name: str):
+    f = FIELDS.get(name)
+    if f is None:
+        return None
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _add_flag(group, name: str, flag: Flag) -> None:
+    kwargs: dict = {"help": flag.help, "dest": flag.dest, "default": None}
+    if flag.kind in ("switch", "negate"):
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["metavar"] = flag.metavar
+        if flag.type is not None:
+            kwargs["type"] = flag.type
+        if flag.choices is not None:
+            kwargs["choices"] = flag.choices
+        if flag.kind == "append":
+            kwargs["action"] = "append"
+        elif flag.kind == "list":
+            kwargs.update(action="extend", nargs="+")
+    default = _default_text(name)
+    if default is not None:
+        kwargs["help"] += f" (default: {default})"
+    group.add_argument(*flag.names, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="onnx2tflite-direct",
+    p = _Parser(
+        prog=PROG,
+        usage=USAGE,
         description="Convert an ONNX model to TFLite/LiteRT (no TensorFlow needed).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="path to the .onnx file")
-    p.add_argument("-o", "--output-dir", default=".", help="folder for outputs (default: .)")
-    p.add_argument(
-        "--report-op-coverage",
-        action="store_true",
-        help="write <stem>_op_coverage_report.json (also on failure)",
+    p.add_argument("model", metavar="MODEL.onnx", help="path to the .onnx file")
+    groups = {key: p.add_argument_group(title.lower()) for key, title in GROUP_TITLES.items()}
+    for name, meta in described_options():
+        for flag in meta.flags:
+            _add_flag(groups[meta.group], name, flag)
+    groups["output"].add_argument(
+        "--version", action="version", version=f"onnx2tflite_direct {__version__}"
     )
-    p.add_argument(
-        "--keep-io-layout",
-        action="store_true",
-        help="keep every input/output in ONNX shape and layout (no channel-last I/O)",
-    )
-    p.add_argument(
-        "--input-shape",
-        action="append",
-        type=_shape_pin,
-        default=[],
-        metavar="NAME:d0,d1,...",
-        help="pin an input's shape (repeatable)",
-    )
-    p.add_argument("--batch-size", type=int, help="pin a dynamic first dim of every input")
-    p.add_argument(
-        "--allow-custom-ops",
-        action="store_true",
-        help="emit CUSTOM ops for allowlisted ops without a builtin lowering",
-    )
-    p.add_argument(
-        "--custom-op-allowlist",
-        default="",
-        metavar="Op1,Op2",
-        help="ops allowed to become CUSTOM ops",
-    )
-    p.add_argument(
-        "--keep-input-layout",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="keep these inputs exactly in ONNX layout",
-    )
-    p.add_argument(
-        "--channel-last-input",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="expose these 3-D/4-D/5-D inputs channel-last",
-    )
-    p.add_argument(
-        "--keep-output-layout",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="keep these outputs exactly in ONNX layout",
-    )
-    p.add_argument(
-        "--channel-last-output",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="expose these 3-D/4-D/5-D outputs channel-last",
-    )
-    p.add_argument(
-        "--inputs",
-        type=_names,
-        metavar="T1,T2",
-        help="convert only the sub-graph from these tensors",
-    )
-    p.add_argument(
-        "--outputs",
-        type=_names,
-        metavar="T3,T4",
-        help="convert only the sub-graph up to these tensors",
-    )
-    p.add_argument(
-        "--quantize",
-        nargs="+",
-        default=[],
-        choices=["fp16", "dynamic", "int8", "int16x8"],
-        help="also write quantized variants: fp16 = <stem>_float16.tflite (float16 weights, "
-        "float32 kernels and I/O); dynamic = <stem>_dynamic_range_quant.tflite (int8 "
-        "weights, hybrid kernels); int8 = <stem>_integer_quant.tflite (float I/O) and "
-        "<stem>_full_integer_quant.tflite (integer I/O); int16x8 = "
-        "<stem>_integer_quant_with_int16_act.tflite and its full-integer variant",
-    )
-    q = p.add_argument_group("integer quantization (--quantize int8 / int16x8)")
-    q.add_argument(
-        "--calibration-data",
-        action="append",
-        default=[],
-        metavar="NAME=file.npy|FOLDER",
-        help="calibration samples per input (ONNX layout, samples on axis 0; repeatable), or a "
-        "folder of .npz files, one sample each, arrays keyed by input name",
-    )
-    q.add_argument(
-        "--calibration-method",
-        default="minmax",
-        choices=["minmax", "percentile", "mse"],
-        help="how activation ranges are chosen from the calibration statistics",
-    )
-    q.add_argument(
-        "--calibration-percentile",
-        type=float,
-        default=99.99,
-        help="percentile kept by --calibration-method percentile (default 99.99)",
-    )
-    q.add_argument(
-        "--calibration-random",
-        action="store_true",
-        help="calibrate on random inputs when no data is given (accuracy will be poor)",
-    )
-    for stat, what in (("mean", "subtract this mean"), ("std", "divide by this std")):
-        q.add_argument(
-            f"--calibration-{stat}",
-            action="append",
-            default=[],
-            metavar="NAME=v[,v...]",
-            help=f"{what} (per channel if several values) in calibration samples of NAME",
-        )
-    for end in ("input", "output"):
-        q.add_argument(
-            f"--{end}-quant-dtype",
-            default="int8",
-            choices=["int8", "uint8"],
-            help=f"{end} dtype of the int8 full-integer variant",
-        )
-    q.add_argument(
-        "--quant-type",
-        default="per-channel",
-        choices=["per-channel", "per-tensor"],
-        help="weight scales per output channel (default) or one per tensor",
-    )
-    q.add_argument(
-        "--strict-integer",
-        action="store_true",
-        help="refuse (exit 3, naming the ops) instead of keeping float islands in integer models",
-    )
-    p.add_argument(
-        "--decompose",
-        type=_names,
-        default=[],
-        metavar="OP[,OP...]",
-        help="lower these ONNX ops with primitive builtins instead of their dedicated TFLite op "
-        "(for runtimes/delegates where that kernel is missing or wrong)",
-    )
-    for flag, help_text in GRAPH_SWITCHES:
-        p.add_argument(flag, action="store_true", help=help_text)
-    p.add_argument(
-        "--no-fuse", action="store_true", help="disable fusions and rewrites (debugging)"
-    )
-    p.add_argument(
-        "--disable-rewrite",
-        action="append",
-        default=[],
-        metavar="RULE",
-        help="disable one named rewrite rule (repeatable; rule ids are listed in the report)",
-    )
-    p.add_argument(
-        "--validate", action="store_true", help="run onnxruntime and LiteRT and compare outputs"
-    )
-    p.add_argument(
-        "--test-data",
-        action="append",
-        default=[],
-        metavar="NAME=file.npy",
-        help="inputs for --validate (ONNX layout, samples on axis 0)",
-    )
-    p.add_argument(
-        "--atol",
-        type=float,
-        default=1e-4,
-        help="validation tolerance, relative to max(1, max|expected|)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of generated validation inputs")
-    p.add_argument(
-        "--value-hint",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="fill input NAME of generated validation data with VALUE (token ids, lengths, "
-        "sample rates: inputs random values would make meaningless); repeatable",
-    )
-    p.add_argument(
-        "--validate-all-tensors",
-        action="store_true",
-        help="compare every intermediate tensor with onnxruntime and name the first divergent node (writes <stem>_tensor_diagnostics.json)",
-    )
-    p.add_argument(
-        "--html-report",
-        metavar="PATH",
-        help="with --validate-all-tensors: write a self-contained HTML page of per-node errors",
-    )
-    p.add_argument(
-        "--check-gpu",
-        "--check-gpu-compatibility",
-        action="store_true",
-        help="run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
-    )
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--version", action="version", version=f"onnx2tflite_direct {__version__}")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["inspect"]:
-        from .inspect_tflite import main as inspect_main
+def described_options() -> list[tuple[str, Meta]]:
+    """(name, metadata) of every option with a flag, in --help and README order: by group,
+    the output folder first."""
+    metas = [("output_dir", CLI_ONLY["output_dir"])]
+    metas += [(n, meta_of(n)) for n in FIELDS if meta_of(n) is not None]
+    metas += [(n, m) for n, m in CLI_ONLY.items() if n != "output_dir"]
+    return sorted(metas, key=lambda item: list(GROUP_TITLES).index(item[1].group))
 
-        return inspect_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    from .pipeline import convert
 
+def _list_flags(parser: argparse.ArgumentParser) -> dict[str, Flag]:
+    flags = {}
+    for name in FIELDS:
+        meta = meta_of(name)
+        for flag in meta.flags if meta else ():
+            if flag.kind == "list":
+                flags.update({n: flag for n in flag.names})
+    return flags
+
+
+def _resolve(token: str, parser: argparse.ArgumentParser) -> str | None:
+    """The long option a token names (argparse accepts unique prefixes too)."""
+    if not token.startswith("--") or "=" in token:
+        return None
+    longs = [o for o in parser._option_string_actions if o.startswith("--")]
+    if token in longs:
+        return token
+    hits = [o for o in longs if o.startswith(token)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def split_list_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--quantize fp16 model.onnx`` -> ``--quantize=fp16 model.onnx``: a flag taking several
+    values keeps only the tokens it accepts, so the model path after it stays the model."""
+    lists = _list_flags(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        out.append(token)
+        i += 1
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        flag = lists.get(_resolve(token, parser) or "")
+        if flag is None:
+            continue
+        taken = []
+        while i < len(argv) and not argv[i].startswith("-"):
+            if flag.accepts is not None and not flag.accepts(argv[i]):
+                break
+            taken.append(argv[i])
+            i += 1
+        if taken:
+            out.pop()
+            out.extend(f"{flag.name}={value}" for value in taken)
+    return out
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[ConvertOptions, set[str]]:
+    """The ConvertOptions the flags give, and the flags given (for messages)."""
+    values: dict = {}
+    used: set[str] = set()
+    for name in FIELDS:
+        meta = meta_of(name)
+        if meta is None:
+            continue
+        parsed = [getattr(args, flag.dest) for flag in meta.flags]
+        given = [flag.name for flag, v in zip(meta.flags, parsed, strict=True) if v]
+        if not given:
+            continue
+        used.update(given)
+        if meta.from_cli is not None:
+            values[name] = meta.from_cli(*parsed)
+        elif meta.flags[0].kind == "negate":
+            values[name] = False
+        elif meta.flags[0].kind == "switch":
+            values[name] = True
+        else:
+            values[name] = parsed[0]
+    return values, used
+
+
+def _spell(used: set[str]):
+    return lambda name: cli_spelling(name, used)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    """The package logger prints to the current stderr at the level -q/-v ask for."""
+    for handler in [h for h in log.handlers if getattr(h, "_o2t_cli", False)]:
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._o2t_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
+
+
+@contextlib.contextmanager
+def _native_noise_filtered(enabled: bool):
+    """With -q, lines native runtimes print on the process's stderr (LiteRT's XNNPACK banner)
+    are dropped; everything else written meanwhile is passed on, in order."""
     try:
-        test_data = None
-        if args.test_data:
-            from .validate import load_test_data
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured, fd-less stderr
+        fd = None
+    if not enabled or fd is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if not NATIVE_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
-            try:
-                test_data = load_test_data(args.test_data)
-            except (OSError, ValueError) as exc:
-                raise BadInputError(errors.INVALID_OPTION, f"--test-data: {exc}") from None
-        result = convert(
-            args.model,
-            args.output_dir,
-            keep_io_layout=args.keep_io_layout,
-            input_shapes=dict(args.input_shape) or None,
-            batch_size=args.batch_size,
-            allow_custom_ops=args.allow_custom_ops,
-            custom_op_allowlist=tuple(x for x in args.custom_op_allowlist.split(",") if x),
-            report_op_coverage=args.report_op_coverage,
-            validate=args.validate,
-            test_data=test_data,
-            seed=args.seed,
-            atol=args.atol,
-            value_hints=_value_hints(args.value_hint),
-            fuse=not args.no_fuse,
-            disable_rewrites=tuple(args.disable_rewrite),
-            keep_layout=tuple(args.keep_input_layout + args.keep_output_layout),
-            channel_last=tuple(args.channel_last_input + args.channel_last_output),
-            inputs=args.inputs,
-            outputs=args.outputs,
-            quantize=tuple(args.quantize),
-            decompose=tuple(args.decompose),
-            **{
-                flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
-                for flag, _ in GRAPH_SWITCHES
-            },
-            calibration_data=_calibration_source(args.calibration_data),
-            calibration_method=args.calibration_method,
-            calibration_percentile=args.calibration_percentile,
-            calibration_random=args.calibration_random,
-            calibration_mean=_per_input_values("--calibration-mean", args.calibration_mean),
-            calibration_std=_per_input_values("--calibration-std", args.calibration_std),
-            input_quant_dtype=args.input_quant_dtype,
-            output_quant_dtype=args.output_quant_dtype,
-            quant_type=args.quant_type,
-            strict_integer=args.strict_integer,
-        )
-    except ConversionError as exc:
-        log.error("error: %s", exc)
-        if isinstance(exc, errors.ValidationMismatchError) and exc.result is not None:
-            from .validate import format_table
 
-            log.error("%s", format_table(exc.result))
-            if exc.conversion is not None and (args.validate_all_tensors or args.html_report):
-                _diagnose(args, exc.conversion, test_data)
+def _cli_checks(args: argparse.Namespace) -> None:
+    """Command-line-only option problems, before anything is read or written."""
+    if args.quiet and args.verbose:
+        raise OptionError("{0} and {1} contradict each other: give one", ("quiet", "verbose"))
+    if args.html_report:
+        folder = Path(args.html_report).parent
+        if not folder.is_dir():
+            raise OptionError(
+                f"{{0}} {args.html_report}: folder {str(folder)!r} does not exist",
+                ("html_report",),
+            )
+    if args.output_dir is not None and Path(args.output_dir).exists():
+        if not Path(args.output_dir).is_dir():
+            raise OptionError(
+                f"{{0}} {args.output_dir!r} is a file; {{0}} must be a folder (outputs are named "
+                "<stem>_float32.tflite ... inside it)",
+                ("output_dir",),
+            )
+
+
+def _cli_name(name: str, used: set[str]) -> str:
+    if name in CLI_ONLY:
+        flags = [f for f in CLI_ONLY[name].flags[0].names if f.startswith("--")]
+        short = [f for f in CLI_ONLY[name].flags[0].names if not f.startswith("--")]
+        return (short or flags)[0]
+    return cli_spelling(name, used)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv[:1] == ["inspect"]:
+        try:
+            return inspect_main(argv[1:])
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            return int(exc.code or 0)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(split_list_values(argv, parser))
+    except SystemExit as exc:  # --help / --version (0) or an argument error (2)
+        return int(exc.code or 0)
+    if args.output_dir is None:
+        args.output_dir = CLI_DEFAULTS["output_dir"]
+    _setup_logging(args)
+    used: set[str] = set()
+    try:
+        _cli_checks(args)
+        values, used = options_from_args(args)
+        opts = ConvertOptions(**values).check(spell=_spell(used))
+        with _native_noise_filtered(args.quiet):
+            return _run(args, opts)
+    except OptionError as exc:
+        log.error("error: [%s] %s", exc.reason_code, exc.spelled(lambda n: _cli_name(n, used)))
         return exc.exit_code
-    except ImportError as exc:
+    except ConversionError as exc:
+        log.error("error: [%s]%s %s", exc.reason_code, _where(exc), to_cli_wording(exc.message))
+        return exc.exit_code
+    except ImportError as exc:  # an optional runtime (the validate extra) is missing
         log.error("error: %s", exc)
         return errors.EXIT_BAD_INPUT
+
+
+def _where(exc: ConversionError) -> str:
+    return f" (node {exc.node_name!r})" if exc.node_name else ""
+
+
+def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
+    diagnose = bool(args.validate_all_tensors or args.html_report)
+    try:
+        result = pipeline.convert_checked(args.model, args.output_dir, opts)
+    except errors.ValidationMismatchError as exc:
+        log.error("error: [%s] %s", exc.reason_code, to_cli_wording(exc.message))
+        if exc.result is not None:
+            print(format_table(exc.result))  # the result on stdout, the error on stderr
+            if exc.conversion is not None and diagnose:
+                _diagnose(args, exc.conversion, opts)
+        return exc.exit_code
     for kind, path in result.paths.items():
         log.info("wrote %s: %s", kind, path)
+    _warn_float_ops(result.report)
     status = errors.EXIT_OK
-    if args.validate_all_tensors or args.html_report:
-        status = _diagnose(args, result, test_data)
+    if diagnose:
+        status = _diagnose(args, result, opts)
     if args.check_gpu:
-        from .gpu_check import check_gpu_compatibility
-
-        verdict = check_gpu_compatibility(result.tflite_bytes)
+        verdict = gpu_check.check_gpu_compatibility(result.tflite_bytes)
         log.info("GPU delegate check: %s", verdict["message"])
         for op in verdict.get("incompatible_ops", []):
             log.info("  not delegated: %s (%s)", op.get("op"), op.get("message"))
@@ -401,35 +423,74 @@ def main(argv: list[str] | None = None) -> int:
         sum(v["count"] for v in rep["tflite_ops"].values()),
         rep["transpose_count"],
     )
-    if result.validation is not None:
-        from .validate import format_table
-
-        log.info("%s", format_table(result.validation))
+    _log_details(rep)
+    if result.validation is not None and not result.validation.skipped:
+        print(format_table(result.validation))  # results on stdout, diagnostics on stderr
     return status
 
 
-def _diagnose(args, result, test_data) -> int:
+def _warn_float_ops(rep: dict) -> None:
+    """A full-integer file that still computes in float is said on the console, with counts
+    (the report's ``quantization`` section names the ops)."""
+    for summary in rep.get("quantization") or []:
+        floats = summary.get("float_ops") or []
+        if not summary.get("kind", "").startswith("full_integer") or not floats:
+            continue
+        log.warning(
+            "warning: %s: %d op(s) still run in float (%d integer): see the report's "
+            "quantization section; --strict-integer refuses instead",
+            summary["kind"],
+            len(floats),
+            summary.get("integer_ops", 0),
+        )
+
+
+def _log_details(rep: dict) -> None:
+    """-v: what the conversion decided, from the report."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for row in rep.get("io", []):
+        log.debug(
+            "%s %s: ONNX %s -> TFLite %s%s",
+            row.get("kind"),
+            row.get("name"),
+            row.get("onnx_shape"),
+            row.get("tflite_shape"),
+            f" (perm {row['perm']})" if row.get("perm") else "",
+        )
+    for name, info in (rep.get("rewrites") or {}).items():
+        count = info.get("count") if isinstance(info, dict) else info
+        if count:
+            log.debug("rewrite %s: %s", name, count)
+    for op, info in sorted(rep.get("tflite_ops", {}).items()):
+        log.debug("op %s x%d", op, info["count"])
+    if rep.get("elapsed_s") is not None:
+        log.debug("converted in %.3f s", rep["elapsed_s"])
+
+
+def _diagnose(args, result, opts: ConvertOptions) -> int:
     """--validate-all-tensors / --html-report: per-tensor bisection, JSON (and HTML) output."""
-    from pathlib import Path
-
-    from . import diagnostics, report, validate
-    from .atomic import write_atomic
-
-    if test_data:
-        batches = {
-            r["name"]: r["onnx_shape"][0] for r in result.report["io"] if r["kind"] == "input"
-        }
-        feeds = next(validate.iter_feed_batches(test_data, batches))
-    else:
-        feeds = validate.seeded_inputs(result.model, args.seed, _value_hints(args.value_hint))
-    diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=args.seed, atol=args.atol)
-    stem = Path(args.model).stem
+    custom = sorted(
+        {n["op_type"] for n in result.report.get("nodes", []) if n.get("mode") == "custom"}
+    )
+    if custom:  # neither runtime can run the CUSTOM ops: nothing to compare
+        log.warning("warning: --validate-all-tensors: %s", validate.custom_ops_skip(custom))
+        return errors.EXIT_OK
+    try:
+        if opts.test_data:  # the first run --validate makes (same cut, same casts)
+            model = validate.reference_model(result.model, result.report.get("dynamic_shapes"))
+            feeds = validate.test_data_runs(model, opts.test_data)[0][0]
+        else:
+            feeds = validate.seeded_inputs(result.model, opts.seed, opts.value_hints)
+        diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=opts.seed, atol=opts.atol)
+    except ValueError as exc:
+        log.error("error: [%s] --validate-all-tensors input: %s", errors.INVALID_OPTION, exc)
+        return errors.EXIT_BAD_INPUT
+    stem = opts.stem or Path(args.model).stem
     out = Path(args.output_dir) / f"{stem}_tensor_diagnostics.json"
     write_atomic(out, report.dumps(diag))
     log.info("wrote tensor diagnostics: %s", out)
     if args.html_report:
-        from .html_report import render_html
-
         write_atomic(Path(args.html_report), render_html(diag, title=stem))
         log.info("wrote HTML report: %s", args.html_report)
     first = diag.get("first_divergent_node")

@@ -60,6 +60,14 @@ class ConversionError(Exception):
             "exit_code": self.exit_code,
         }
 
+    def reworded(self, message: str) -> ConversionError:
+        """This error with ``message`` instead (same type, code and node); returns self, so
+        an interface can re-spell a message in its own terms and re-raise the same error."""
+        self.message = message
+        where = f" (node {self.node_name!r})" if self.node_name else ""
+        self.args = (f"[{self.reason_code}]{where} {message}",)
+        return self
+
 
 class BadInputError(ConversionError):
     """The model file, its external data or the options given are unusable."""
@@ -86,3 +94,49 @@ class ValidationMismatchError(ConversionError):
 
 class InternalError(ConversionError):
     exit_code = EXIT_INTERNAL
+
+
+class OptionError(BadInputError):
+    """A bad option value, or options that contradict each other.
+
+    ``template`` refers to the options involved as ``{0}``, ``{1}`` ...; ``options`` holds
+    their ``convert()`` argument names. The message reads in those names; the command line
+    re-spells it with its flags (:meth:`spelled`), so each interface names its own options.
+    """
+
+    def __init__(self, template: str, options=(), reason_code: str = INVALID_OPTION):
+        self.template = template
+        self.options = tuple(options)
+        super().__init__(reason_code, self.spelled(lambda name: name))
+
+    def spelled(self, spell) -> str:
+        """The message with every option named by ``spell(api_name)``."""
+        out = self.template
+        for i, name in enumerate(self.options):
+            out = out.replace("{" + str(i) + "}", spell(name))
+        return out
+
+
+# Every reason code and the exit code it leaves with (the README's list is generated from it).
+REASON_CODES = {
+    UNSUPPORTED_ONNX_OP: EXIT_UNSUPPORTED,
+    REQUIRES_CONSTANT_INPUT: EXIT_UNSUPPORTED,
+    UNSUPPORTED_ATTRIBUTE_VALUE: EXIT_UNSUPPORTED,
+    UNSUPPORTED_DTYPE: EXIT_UNSUPPORTED,
+    UNSUPPORTED_RANK: EXIT_UNSUPPORTED,
+    DYNAMIC_SHAPE_UNSUPPORTED: EXIT_UNSUPPORTED,
+    CUSTOM_OP_CANDIDATE_DISABLED: EXIT_UNSUPPORTED,
+    CUSTOM_OP_NOT_IN_ALLOWLIST: EXIT_UNSUPPORTED,
+    UNSUPPORTED_OPSET: EXIT_UNSUPPORTED,
+    EMPTY_TENSOR_UNSUPPORTED: EXIT_UNSUPPORTED,
+    INTEGER_KERNEL_UNAVAILABLE: EXIT_UNSUPPORTED,
+    INVALID_MODEL: EXIT_BAD_INPUT,
+    FILE_NOT_FOUND: EXIT_BAD_INPUT,
+    UNSAFE_EXTERNAL_DATA: EXIT_BAD_INPUT,
+    MISSING_EXTERNAL_DATA: EXIT_BAD_INPUT,
+    INVALID_OPTION: EXIT_BAD_INPUT,
+    SHAPE_INFERENCE_FAILED: EXIT_BAD_INPUT,
+    MISSING_CALIBRATION_DATA: EXIT_BAD_INPUT,
+    VALIDATION_MISMATCH: EXIT_VALIDATION,
+    INTERNAL_ERROR: EXIT_INTERNAL,
+}

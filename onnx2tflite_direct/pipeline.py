@@ -19,15 +19,22 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, onnx_rewrites, report, tfl, tfl_rewrites
-from .atomic import write_atomic
+from . import builder, errors, gpu_check, onnx_rewrites, report, tfl, tfl_rewrites
+from .atomic import publish, write_atomic, write_pending
 from .context import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
-from .errors import ConversionError, InternalError, UnsupportedError
+from .errors import ConversionError, InternalError, OptionError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
 from .ir import Graph
 from .lowering import custom as custom_lowering
+from .options import (
+    REWRITE_RULES,
+    ConvertOptions,
+    check_output_dir,
+    convert_signature,
+    to_api_wording,
+)
 from .quant import variants as quant_variants
 from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
 from .tensor_mapping import tensor_map
@@ -71,10 +78,6 @@ class ConversionResult:
         if self._model is None and self._model_loader is not None:
             self._model = self._model_loader()
         return self._model
-
-
-# Every rule id --disable-rewrite accepts (constant folding is not optional).
-REWRITE_RULES = tuple(name for name, _ in onnx_rewrites.RULES + tfl_rewrites.RULES)
 
 
 def _stem(model) -> str:
@@ -132,91 +135,74 @@ def _cyclic_gc_paused(fn):
     return wrapper
 
 
-@_cyclic_gc_paused
 def convert(
     model,
     output_dir: str | os.PathLike | None = None,
     *,
-    keep_io_layout: bool = False,
-    input_shapes: dict[str, tuple[int, ...]] | None = None,
-    batch_size: int | None = None,
-    allow_custom_ops: bool = False,
-    custom_op_allowlist=(),
-    report_op_coverage: bool = False,
-    validate: bool = False,
-    test_data: dict | None = None,
-    seed: int = 0,
-    atol: float = 1e-4,
-    value_hints: dict[str, float] | None = None,
-    stem: str | None = None,
-    fuse: bool = True,
-    disable_rewrites=(),
-    keep_layout: tuple[str, ...] = (),
-    channel_last: tuple[str, ...] = (),
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    quantize=(),
-    decompose=(),
-    nms_dynamic_output: bool = False,
-    nms_class_argmax: bool = False,
-    unroll_rnn: bool = False,
-    gpu_friendly: bool = False,
-    fp16_accumulation: bool = False,
-    external_buffers: bool = False,
-    calibration_data=None,
-    calibration_method: str = "minmax",
-    calibration_percentile: float = 99.99,
-    calibration_random: bool = False,
-    calibration_mean: dict | None = None,
-    calibration_std: dict | None = None,
-    input_quant_dtype: str = "int8",
-    output_quant_dtype: str = "int8",
-    quant_type: str = "per-channel",
-    strict_integer: bool = False,
+    options: ConvertOptions | None = None,
+    **kwargs,
 ) -> ConversionResult:
     """Convert an ONNX model (path or ModelProto) to TFLite.
 
-    Returns a :class:`ConversionResult`; raises a typed :class:`ConversionError` on failure
-    (after writing the coverage report when ``report_op_coverage`` and ``output_dir`` are set).
+    The options are the fields of :class:`~onnx2tflite_direct.options.ConvertOptions`, given
+    as keywords (``convert(m, "out/", quantize=["fp16"])``) or as one object
+    (``convert(m, "out/", options=ConvertOptions(quantize=("fp16",)))``); each field's
+    metadata (and the README's command-line tables, generated from it) says what it does.
+    They are checked together before anything is read (:meth:`ConvertOptions.check`).
 
-    ``keep_layout`` / ``channel_last`` force named inputs/outputs to ONNX order or
-    channel-last; ``inputs`` / ``outputs`` convert only the sub-graph between those tensors.
-    ``quantize`` lists extra variants to write next to the float32 file (``"fp16"``,
-    ``"dynamic"``, ``"int8"``, ``"int16x8"``; the integer ones are calibrated with
-    ``calibration_*`` and typed with ``input_quant_dtype`` / ``output_quant_dtype`` /
-    ``quant_type`` / ``strict_integer``); ``decompose`` names ONNX ops to lower with primitive
-    builtins only. ``gpu_friendly`` rewrites the graph towards what the GPU delegate accepts;
-    ``fp16_accumulation`` marks the model as allowing float16 accumulation;
-    ``external_buffers`` appends weights after the FlatBuffer (offset layout);
-    ``unroll_rnn`` unrolls LSTM/GRU/RNN over their time steps instead of a WHILE loop.
-    ``value_hints`` fills named inputs of generated validation data with one value.
+    Returns a :class:`ConversionResult`; raises a typed :class:`ConversionError` on failure
+    (after writing the coverage report when ``report_op_coverage`` and ``output_dir`` are set),
+    whose message names options by these argument names.
     """
+    try:
+        if options is not None and kwargs:
+            raise OptionError("give options=ConvertOptions(...) or keyword options, not both")
+        if options is not None and not isinstance(options, ConvertOptions):
+            raise OptionError(f"options must be a ConvertOptions, got {type(options).__name__}")
+        opts = options if options is not None else ConvertOptions.from_kwargs(kwargs)
+        return convert_checked(model, output_dir, opts.check())
+    except ConversionError as exc:
+        raise exc.reworded(to_api_wording(exc.message))  # noqa: B904  (the same error)
+
+
+convert.__signature__ = convert_signature(convert)
+
+
+@_cyclic_gc_paused
+def convert_checked(
+    model, output_dir: str | os.PathLike | None, o: ConvertOptions
+) -> ConversionResult:
+    """:func:`convert` with options already checked (``ConvertOptions.check``); messages keep
+    naming options by their command-line flags (the CLI calls this)."""
+    check_output_dir(output_dir)
     options = _lowering_options(
-        keep_io_layout=keep_io_layout,
-        allow_custom_ops=allow_custom_ops,
-        custom_op_allowlist=custom_op_allowlist,
-        keep_layout=keep_layout,
-        channel_last=channel_last,
-        decompose=decompose,
-        nms_dynamic_output=nms_dynamic_output,
-        nms_class_argmax=nms_class_argmax,
-        unroll_rnn=unroll_rnn,
-        fuse=fuse,
-        disabled_rewrites=_disabled_rewrites(disable_rewrites),
+        keep_io_layout=o.keep_io_layout,
+        allow_custom_ops=o.allow_custom_ops,
+        custom_op_allowlist=o.custom_op_allowlist,
+        keep_layout=o.keep_layout,
+        channel_last=o.channel_last,
+        decompose=o.decompose,
+        nms_dynamic_output=o.nms_dynamic_output,
+        nms_class_argmax=o.nms_class_argmax,
+        unroll_rnn=o.unroll_rnn,
+        fuse=o.fuse,
+        disabled_rewrites=_disabled_rewrites(o.disable_rewrites),
     )
     quant = quant_variants.QuantOptions(
-        calibration_data=calibration_data,
-        calibration_method=calibration_method,
-        calibration_percentile=calibration_percentile,
-        calibration_random=calibration_random,
-        calibration_mean=calibration_mean,
-        calibration_std=calibration_std,
-        input_quant_dtype=input_quant_dtype,
-        output_quant_dtype=output_quant_dtype,
-        quant_type=quant_type,
-        strict_integer=strict_integer,
+        calibration_data=o.calibration_data,
+        calibration_method=o.calibration_method,
+        calibration_percentile=o.calibration_percentile,
+        calibration_random=o.calibration_random,
+        calibration_mean=o.calibration_mean,
+        calibration_std=o.calibration_std,
+        input_quant_dtype=o.input_quant_dtype,
+        output_quant_dtype=o.output_quant_dtype,
+        quant_type=o.quant_type,
+        strict_integer=o.strict_integer,
     )
-    quant.check(quantize or ())
+    stem, quantize, validate = o.stem, o.quantize, o.validate
+    report_op_coverage, gpu_friendly = o.report_op_coverage, o.gpu_friendly
+    external_buffers = o.external_buffers
     stem = stem or _stem(model)
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
@@ -224,7 +210,7 @@ def convert(
     result = ConversionResult()
     try:
         driver, model_ir, loader = _lower(
-            model, options, rec, input_shapes, batch_size, inputs, outputs
+            model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
         )
         result._model_loader = loader
         result._driver = driver
@@ -232,8 +218,8 @@ def convert(
             result.tensor_map  # noqa: B018
             from . import gpu_friendly as gpu
 
-            rec.section("gpu_friendly", {"rewrites": gpu.apply(model_ir)})
-        if fp16_accumulation:
+            rec.section("gpu_friendly", gpu.apply(model_ir))
+        if o.fp16_accumulation:
             model_ir.metadata[REDUCED_PRECISION_KEY] = FP16_ACCUMULATION
 
         def build(ir: tfl.Model) -> bytes:
@@ -242,11 +228,8 @@ def convert(
         serialized = builder.serialize(model_ir, external_buffers=external_buffers)
         result._tflite = _model_file(serialized, out_dir, stem, result)
         rec.lowered(driver, serialized.nbytes, serialized.versions)
+        rec.section("gpu", gpu_check.check_model(model_ir, serialized.versions))
         del serialized
-        if gpu_friendly:
-            rec.sections["gpu_friendly"]["not_delegated"] = gpu.remaining_issues(
-                result.tflite_bytes
-            )
         if quantize:  # after the float32 file; each variant starts from it
             result.variants, summaries = quant_variants.make_variants(
                 model_ir,
@@ -261,8 +244,10 @@ def convert(
         del model_ir
         if _has_quantization_ops(rec):
             _prequantized_variant(result, rec, options, quant, build)
-        if validate:
-            result.validation = _validate(result, rec, test_data, seed, atol, value_hints)
+        if validate:  # before anything is published: a mismatch raises, nothing is written
+            result.validation = _validate(
+                result, rec, o.test_data, o.seed, o.atol, o.value_hints
+            )
     except ConversionError as exc:
         rec.error(exc)
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
@@ -278,12 +263,6 @@ def convert(
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
         raise err from exc
     _finish(rec, result, out_dir, stem, report_op_coverage, started, write_model=True)
-    if result.validation is not None and not result.validation.ok:
-        err = errors.ValidationMismatchError(
-            "converted model differs from onnxruntime beyond tolerance", result.validation
-        )
-        err.conversion = result  # the file was written; callers may diagnose further
-        raise err
     return result
 
 
@@ -442,9 +421,11 @@ def _lower_static(
         batch_size=batch_size,
         find_dynamic=find_dynamic,
         probe_shapes=probe_shapes,
+        disabled_rules=options.disabled_rewrites,
     )
     rec.model_info(fe)
-    rec.rewrite("constant_folding", len(fe.folded_nodes), fe.folded_nodes)
+    for rule, count, removed in fe.rewrites:
+        rec.rewrite(rule, count, removed)
     graph = fe.graph
     fuse, disabled = options.fuse, options.disabled_rewrites
     for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
@@ -470,29 +451,68 @@ def _lower_static(
 
 
 def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=None):
+    """Compare the file with onnxruntime (and measure every variant on the same inputs)
+    before anything is published. A mismatch raises :class:`ValidationMismatchError` carrying
+    the validation and this conversion (``.result`` / ``.conversion``), so the run fails like
+    any other: no .tflite is written or replaced and the report says why.
+
+    A file with CUSTOM ops is not compared: onnxruntime has no kernel for the op (that is why
+    it became a custom op) and neither has the stock LiteRT interpreter; the validation says
+    it was skipped and why, and the run goes on."""
     from . import validate as val
 
-    try:
-        if test_data:
-            outcome = val.validate_samples(
-                result.model, result.tflite_bytes, rec.io_table, test_data, atol=atol
-            )
-        else:
-            feeds = val.seeded_inputs(result.model, seed, value_hints)
-            outcome = val.validate(
-                result.model, result.tflite_bytes, rec.io_table, feeds, seed=seed, atol=atol
-            )
-    except ValueError as exc:
-        raise errors.BadInputError(errors.INVALID_OPTION, f"validation input: {exc}") from None
-    except ImportError as exc:  # the validate extra is not installed
-        raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
+    custom = sorted(
+        {
+            f"{row['domain'] + '.' if row['domain'] else ''}{row['op_type']}"
+            for row in rec.rows.values()
+            if row["mode"] == "custom"
+        }
+    )
+    if custom:
+        outcome = val.ValidationResult({}, atol, None, skipped=val.custom_ops_skip(custom))
+    else:
+        model = val.reference_model(result.model, rec.sections.get("dynamic_shapes"))
+        try:
+            if test_data:
+                outcome = val.validate_samples(
+                    model,
+                    result.tflite_bytes,
+                    rec.io_table,
+                    test_data,
+                    atol=atol,
+                    variants=result.variants,
+                )
+            else:
+                feeds = val.seeded_inputs(result.model, seed, value_hints)
+                outcome = val.validate(
+                    model,
+                    result.tflite_bytes,
+                    rec.io_table,
+                    feeds,
+                    atol=atol,
+                    variants=result.variants,
+                )
+        except ValueError as exc:
+            raise errors.BadInputError(errors.INVALID_OPTION, f"validation input: {exc}") from None
+        except ImportError as exc:  # the validate extra is not installed
+            raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
     rec.validation(outcome)
+    result.validation = outcome
+    val.log_notes(outcome)
+    if outcome.mismatch:
+        err = errors.ValidationMismatchError(
+            "converted model differs from onnxruntime beyond tolerance; no .tflite written",
+            outcome,
+        )
+        err.conversion = result  # in memory only: callers may diagnose further
+        raise err
     return outcome
 
 
 def _report_failure(rec, result, out_dir, stem, write_report, started) -> None:
     """Write the report of a failed run; the conversion error stays the one raised."""
-    streamed = result.paths.pop("float32", None)  # a failed run leaves no model file
+    streamed = result.paths.pop("float32", None)  # a failed run leaves no model file (the
+    # streamed one is still under its pending name: the previous good file is untouched)
     if streamed is not None:
         streamed.unlink(missing_ok=True)
     try:
@@ -517,13 +537,15 @@ STREAM_TO_DISK_BYTES = 1 << 30
 
 def _model_file(serialized, out_dir: Path | None, stem: str, result: ConversionResult):
     """The float32 .tflite: the builder's chunks, or (large, with an output folder) written
-    now and mapped, so the weights are not held twice."""
+    now under a pending name (published by ``_write_outputs``) and mapped, so the weights
+    are not held twice."""
     if out_dir is None or serialized.nbytes < STREAM_TO_DISK_BYTES:
         return serialized
     path = out_dir / f"{stem}_float32.tflite"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, serialized)
+        # Under a pending name until the run succeeds (validation may still reject it).
+        path = write_pending(path, serialized)
         with open(path, "rb") as fh:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
@@ -535,12 +557,15 @@ def _model_file(serialized, out_dir: Path | None, stem: str, result: ConversionR
 
 
 def _write_outputs(rec, result, out_dir, stem, write_report, started, write_model) -> None:
-    if out_dir is not None:
+    if out_dir is not None and (write_model or write_report):  # a failed run makes no folder
         out_dir.mkdir(parents=True, exist_ok=True)
         if write_model:
             for kind, data in {"float32": result._tflite, **result.variants}.items():
                 path = out_dir / f"{stem}_{kind}.tflite"
-                if result.paths.get(kind) != path:  # not streamed already (_model_bytes)
+                staged = result.paths.get(kind)  # streamed under a pending name (_model_file)
+                if staged is not None and staged != path:
+                    publish(staged, path)
+                elif staged is None:
                     write_atomic(path, data)
                 result.paths[kind] = path
                 rec.output_file(path, len(data), kind)

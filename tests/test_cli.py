@@ -284,19 +284,28 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
         assert mode == 0o666 & ~mask, oct(mode)
 
 
-def test_graph_switches_reach_convert(monkeypatch, tmp_path):
-    """Every on/off graph control given on the command line arrives as its convert() argument."""
-    from onnx2tflite_direct import cli, pipeline
+def test_every_flag_reaches_its_convert_option(monkeypatch, tmp_path):
+    """Every on/off option given on the command line arrives as its ConvertOptions field."""
+    from onnx2tflite_direct import options, pipeline
 
     seen = {}
 
-    def fake_convert(model, out, **kwargs):
-        seen.update(kwargs)
+    def fake_convert(model, out, opts):
+        seen["opts"] = opts
         raise errors.BadInputError(errors.INVALID_OPTION, "stop here")
 
-    monkeypatch.setattr(pipeline, "convert", fake_convert)
-    flags = [flag for flag, _ in cli.GRAPH_SWITCHES]
-    assert cli.main(["m.onnx", "-o", str(tmp_path), *flags]) == errors.EXIT_BAD_INPUT
-    assert all(seen[f[2:].replace("-", "_")] is True for f in flags)
+    monkeypatch.setattr(pipeline, "convert_checked", fake_convert)
+    switches = {
+        name: meta.flags[0].name
+        for name in options.FIELDS
+        if (meta := options.meta_of(name)) and meta.flags[0].kind == "switch"
+    }
+    switches.pop("calibration_random")  # needs --quantize int8, checked elsewhere
+    switches.pop("strict_integer")
+    args = ["m.onnx", "-o", str(tmp_path), *switches.values(), "--no-fuse"]
+    assert cli.main(args) == errors.EXIT_BAD_INPUT
+    assert all(getattr(seen["opts"], n) is True for n in switches)
+    assert seen["opts"].fuse is False
     cli.main(["m.onnx", "-o", str(tmp_path)])
-    assert not any(seen[f[2:].replace("-", "_")] for f in flags)
+    assert not any(getattr(seen["opts"], n) for n in switches)
+    assert seen["opts"].fuse is True

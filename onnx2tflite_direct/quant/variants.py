@@ -35,14 +35,14 @@ INTEGER_FILES = {
 
 log = logging.getLogger("onnx2tflite_direct")
 
-CALIBRATION_METHODS = ("minmax", "percentile", "mse")
 IO_DTYPES = ("int8", "uint8")
 QUANT_TYPES = ("per-channel", "per-tensor")
 
 
 @dataclass
 class QuantOptions:
-    """How the integer variants are calibrated and typed (see ``convert``'s arguments)."""
+    """How the integer variants are calibrated and typed (see ``convert``'s arguments; they are
+    checked with every other option in ``option_checks.py``)."""
 
     calibration_data: object = None  # dict name -> array, list of NAME=path, or a .npz folder
     calibration_method: str = "minmax"
@@ -58,35 +58,6 @@ class QuantOptions:
     @property
     def per_channel(self) -> bool:
         return self.quant_type == "per-channel"
-
-    def check(self, choices) -> None:
-        unknown = sorted(set(choices) - set(CHOICES))
-        if unknown:
-            _bad(f"unknown --quantize variant(s) {unknown}; available: {', '.join(CHOICES)}")
-        if self.calibration_method not in CALIBRATION_METHODS:
-            _bad(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
-        if not 50.0 < self.calibration_percentile <= 100.0:
-            _bad("--calibration-percentile must be in (50, 100]")
-        for flag, value in (
-            ("--input-quant-dtype", self.input_quant_dtype),
-            ("--output-quant-dtype", self.output_quant_dtype),
-        ):
-            if value not in IO_DTYPES:
-                _bad(f"{flag} must be one of {', '.join(IO_DTYPES)}")
-        if self.quant_type not in QUANT_TYPES:
-            _bad(f"--quant-type must be one of {', '.join(QUANT_TYPES)}")
-        wants_integer = any(c in INTEGER_FILES for c in choices)
-        if wants_integer and self.calibration_data is None and not self.calibration_random:
-            raise errors.BadInputError(
-                errors.MISSING_CALIBRATION_DATA,
-                "integer quantization needs calibration samples: give --calibration-data "
-                "NAME=path.npy (per input, ONNX layout, samples on axis 0) or a folder of .npz "
-                "samples; --calibration-random uses random inputs (poor accuracy)",
-            )
-
-
-def _bad(message: str) -> None:
-    raise errors.BadInputError(errors.INVALID_OPTION, message)
 
 
 def make_variants(
@@ -258,11 +229,7 @@ class _Ranges:
                     raise errors.BadInputError(
                         errors.INVALID_OPTION, f"--calibration-data: {exc}"
                     ) from None
-            else:
-                log.warning(
-                    "calibrating on random inputs (--calibration-random): integer accuracy "
-                    "will be poor; give --calibration-data for real accuracy"
-                )
+            else:  # warns once (calibration.random_calibration_data)
                 data = cal.random_calibration_data(model)
             self._stats = cal.collect_statistics(model, data, config)
         return self._stats

@@ -1,0 +1,244 @@
+"""Checks of conversion options: each value, each pair that contradicts, each option that
+has no effect. The one place they live (``ConvertOptions.check`` runs them).
+
+A problem is an :class:`~onnx2tflite_direct.errors.OptionError` whose template names the
+options as ``{0}``, ``{1}`` (their ``convert()`` argument names), so the CLI and the API
+each spell them their own way; an option without effect is a (template, names) warning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from . import errors, frontend, onnx_rewrites, tfl_rewrites
+from .errors import OptionError
+from .quant import variants as quant_variants
+from .quant.calibration import METHODS as CALIBRATION_METHODS
+from .registry import decomposable_ops
+from .validate import load_test_data
+
+QUANTIZE_CHOICES = quant_variants.CHOICES
+IO_DTYPES = quant_variants.IO_DTYPES
+QUANT_TYPES = quant_variants.QUANT_TYPES
+
+# Every rule id ``disable_rewrites`` accepts (constant folding is not optional).
+REWRITE_RULES = tuple(
+    name for name, _ in (*frontend.RULES, *onnx_rewrites.RULES, *tfl_rewrites.RULES)
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks (the one place)
+# --------------------------------------------------------------------------------------------
+
+
+def _wants_integer(o) -> bool:
+    return any(c in quant_variants.INTEGER_FILES for c in o.quantize)
+
+
+def _bad(template: str, *names: str, reason: str = errors.INVALID_OPTION) -> OptionError:
+    return OptionError(template, names, reason)
+
+
+def value_problems(o) -> Iterable[OptionError]:
+    unknown = sorted(set(o.quantize) - set(QUANTIZE_CHOICES))
+    if unknown:
+        yield _bad(
+            f"{{0}}: unknown variant(s) {unknown}; available: {', '.join(QUANTIZE_CHOICES)}",
+            "quantize",
+        )
+    if o.batch_size is not None and (not isinstance(o.batch_size, int) or o.batch_size < 1):
+        yield _bad(f"{{0}} must be a positive integer, got {o.batch_size!r}", "batch_size")
+    for name, dims in (o.input_shapes or {}).items():
+        if any(not isinstance(d, (int, np.integer)) or d < 0 for d in dims):
+            yield _bad(
+                f"{{0}} {name}: dims must be integers >= 0, got {tuple(dims)}", "input_shapes"
+            )
+    if not (isinstance(o.atol, (int, float)) and math.isfinite(o.atol) and o.atol >= 0):
+        yield _bad(f"{{0}} must be a finite number >= 0, got {o.atol!r}", "atol")
+    if not isinstance(o.seed, (int, np.integer)) or o.seed < 0:
+        yield _bad(f"{{0}} must be an integer >= 0, got {o.seed!r}", "seed")
+    for name, choices in (
+        ("calibration_method", CALIBRATION_METHODS),
+        ("input_quant_dtype", IO_DTYPES),
+        ("output_quant_dtype", IO_DTYPES),
+        ("quant_type", QUANT_TYPES),
+    ):
+        if getattr(o, name) not in choices:
+            yield _bad(f"{{0}} must be one of {', '.join(choices)}", name)
+    if not 50.0 < float(o.calibration_percentile) <= 100.0:
+        yield _bad("{0} must be in (50, 100]", "calibration_percentile")
+    without = sorted(set(o.decompose) - set(decomposable_ops()))
+    if without:
+        yield _bad(
+            f"{{0}}: no primitive decomposition for {without}; available: "
+            f"{', '.join(decomposable_ops())}",
+            "decompose",
+        )
+    unknown = sorted(set(o.disable_rewrites) - set(REWRITE_RULES))
+    if unknown:
+        yield _bad(
+            f"{{0}}: unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
+            "disable_rewrites",
+        )
+    if isinstance(o.calibration_data, (list, tuple)):
+        for spec in o.calibration_data:
+            name, sep, path = str(spec).partition("=")
+            if sep:
+                problem = array_file_problem(path, "npy")
+                if problem:
+                    yield _bad(f"{{0}} {spec}: {problem}", "calibration_data")
+
+
+def conflicts(o) -> Iterable[OptionError]:
+    """Options that contradict each other: the message names both."""
+    both = sorted(set(o.keep_layout) & set(o.channel_last))
+    if both:
+        yield _bad(f"{{0}} and {{1}} both name {', '.join(both)}", "keep_layout", "channel_last")
+    if o.batch_size is not None:
+        for name, dims in (o.input_shapes or {}).items():
+            if dims and dims[0] != o.batch_size:
+                yield _bad(
+                    f"{{0}} pins {name}'s first dim to {dims[0]} but {{1}} says {o.batch_size}",
+                    "input_shapes",
+                    "batch_size",
+                )
+    if o.calibration_data is not None and o.calibration_random:
+        yield _bad("give {0} or {1}, not both", "calibration_data", "calibration_random")
+    if o.test_data and o.batch_size:
+        for name, arr in o.test_data.items():
+            n = int(np.shape(arr)[0]) if np.ndim(arr) else 1
+            if n % o.batch_size:
+                yield _bad(
+                    f"{{0}} {name} holds {n} samples, not a multiple of {{1}} {o.batch_size} "
+                    "(the last batch would be incomplete)",
+                    "test_data",
+                    "batch_size",
+                )
+    if _wants_integer(o) and o.calibration_data is None and not o.calibration_random:
+        yield _bad(
+            "integer quantization needs calibration samples: give {0} (per input, ONNX "
+            "layout, samples on axis 0, or a folder of .npz samples); {1} uses random inputs "
+            "(poor accuracy)",
+            "calibration_data",
+            "calibration_random",
+            reason=errors.MISSING_CALIBRATION_DATA,
+        )
+
+
+def dead_options(o, defaults: dict) -> Iterable[tuple[str, tuple[str, ...]]]:
+    """(message, option names) of options given where they change nothing."""
+    if o.custom_op_allowlist and not o.allow_custom_ops:
+        yield "{0} has no effect without {1}", ("custom_op_allowlist", "allow_custom_ops")
+    if o.keep_io_layout and o.keep_layout:
+        yield (
+            "{0} has no effect with {1} (every input and output is kept)",
+            (
+                "keep_layout",
+                "keep_io_layout",
+            ),
+        )
+    if not o.quantize:
+        for name in (
+            "calibration_data",
+            "calibration_random",
+            "calibration_mean",
+            "calibration_std",
+            "strict_integer",
+        ):
+            if getattr(o, name) not in (None, False):
+                yield "{0} has no effect without {1}", (name, "quantize")
+    elif not _wants_integer(o):
+        for name in ("calibration_random", "strict_integer"):
+            if getattr(o, name):
+                yield "{0} has no effect without {1} int8 or int16x8", (name, "quantize")
+    if o.calibration_percentile != 99.99 and o.calibration_method != "percentile":
+        yield (
+            "{0} has no effect unless {1} is percentile",
+            (
+                "calibration_percentile",
+                "calibration_method",
+            ),
+        )
+    if "int8" not in o.quantize:
+        for name in ("input_quant_dtype", "output_quant_dtype"):
+            if getattr(o, name) != "int8":
+                yield "{0} has no effect without {1} int8", (name, "quantize")
+    if o.quant_type != "per-channel" and not set(o.quantize) - {"fp16"}:
+        yield "{0} has no effect without {1} dynamic, int8 or int16x8", ("quant_type", "quantize")
+    if (o.calibration_mean or o.calibration_std) and o.calibration_random:
+        yield (
+            "{0}/{1} have no effect on {2}",
+            (
+                "calibration_mean",
+                "calibration_std",
+                "calibration_random",
+            ),
+        )
+    if not o.fuse and o.disable_rewrites:
+        yield "{0} has no effect with {1} (every rewrite is off)", ("disable_rewrites", "fuse")
+    if not o.validate:
+        for name in ("atol", "seed", "value_hints"):
+            if getattr(o, name) not in (None, defaults[name]):
+                yield "{0} has no effect without {1}", (name, "validate")
+    if o.test_data and o.value_hints:
+        yield (
+            "{0} has no effect with {1} (only generated inputs are filled)",
+            (
+                "value_hints",
+                "test_data",
+            ),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Array files (--test-data, --calibration-data)
+# --------------------------------------------------------------------------------------------
+
+_MAGIC = {"npy": b"\x93NUMPY", "npz": b"PK"}
+
+
+def array_file_problem(path: str | Path, kind: str = "npy") -> str | None:
+    """Why ``path`` cannot be read as a numpy ``kind`` file, or None. Checked before numpy
+    reads it: numpy's own message for a foreign file is about pickles, which misleads."""
+    path = Path(path)
+    if not path.exists():
+        return f"no such file {str(path)!r}"
+    if path.is_dir():
+        return f"{str(path)!r} is a folder, not a .{kind} file"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_MAGIC[kind]))
+    except OSError as exc:
+        return f"cannot read {str(path)!r}: {exc.strerror or exc}"
+    if head != _MAGIC[kind]:
+        what = "numpy.save" if kind == "npy" else "numpy.savez"
+        return f"{str(path)!r} is not a .{kind} file (write it with {what})"
+    return None
+
+
+def load_arrays(specs: list[str]) -> dict[str, np.ndarray]:
+    """``NAME=file.npy`` entries -> arrays; a problem is an ``invalid_option`` naming
+    ``test_data``."""
+    for spec in specs:
+        problem = array_file_problem(spec.partition("=")[2])
+        if problem:
+            raise _bad(f"{{0}} {spec}: {problem}", "test_data")
+    try:
+        return load_test_data(specs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise _bad(f"{{0}}: {exc}", "test_data") from None
+
+
+def check_output_dir(output_dir) -> None:
+    """An output folder that is an existing file is an ``invalid_option`` naming it."""
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise _bad(
+            f"{{0}} {str(output_dir)!r} is a file; {{0}} must be a folder (outputs are named "
+            "<stem>_float32.tflite, <stem>_op_coverage_report.json ... inside it)",
+            "output_dir",
+        )

@@ -1,0 +1,736 @@
+"""Every conversion option, once: :class:`ConvertOptions`.
+
+Each field is one option of :func:`~onnx2tflite_direct.pipeline.convert`. Its metadata (the
+command-line flags, help text, example, README text, group) is the single place the option is
+described: the CLI builds its flags and ``--help`` (with defaults) from it, ``docs_gen`` builds
+the README's command-line tables from it, and messages are spelled for the interface that reads
+them (``--input-shape`` on the command line, ``input_shapes=`` in Python) through it.
+
+Checks of option values and of options against each other live in :meth:`ConvertOptions.check`
+and nowhere else. A problem is raised as :class:`~onnx2tflite_direct.errors.OptionError`
+(``invalid_option``), which carries the API names of the options involved so each interface
+names them its own way; an option that has no effect is a warning, spelled the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from . import lowering  # noqa: F401  (registers every lowering: --decompose lists them)
+from .errors import OptionError
+from .option_checks import (  # noqa: F401  (REWRITE_RULES, check_output_dir: re-exported)
+    CALIBRATION_METHODS,
+    IO_DTYPES,
+    QUANT_TYPES,
+    QUANTIZE_CHOICES,
+    REWRITE_RULES,
+    check_output_dir,
+    conflicts,
+    dead_options,
+    load_arrays,
+    value_problems,
+)
+from .registry import decomposable_ops
+
+log = logging.getLogger("onnx2tflite_direct")
+
+# --------------------------------------------------------------------------------------------
+# Command-line parsers of option values (text -> value); argparse reports their errors
+# --------------------------------------------------------------------------------------------
+
+
+def parse_shape_pin(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.rpartition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME:d0,d1,... got {text!r}")
+    try:
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dims must be integers in {text!r}") from None
+
+
+def parse_names(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return names
+
+
+def parse_named_values(text: str) -> tuple[str, list[float]]:
+    name, sep, values = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=v[,v...], got {text!r}")
+    try:
+        return name, [float(v) for v in values.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"values must be numbers in {text!r}") from None
+
+
+def parse_named_value(text: str) -> tuple[str, float]:
+    name, values = parse_named_values(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (one value), got {text!r}")
+    return name, values[0]
+
+
+def parse_named_path(text: str) -> str:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=file.npy, got {text!r}")
+    return text
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag.
+
+    ``kind``: ``switch`` (present = True), ``negate`` (present = False), ``value`` (one value),
+    ``append`` (repeatable, one value each), ``list`` (one or more values after the flag).
+    ``accepts`` says whether a token after a ``list`` flag is one of its values (the CLI stops
+    there, so ``--quantize fp16 model.onnx`` leaves the model path alone)."""
+
+    names: tuple[str, ...]
+    help: str
+    kind: str = "value"
+    metavar: str | None = None
+    type: Callable[[str], object] | None = None
+    choices: tuple[str, ...] | None = None
+    accepts: Callable[[str], bool] | None = None
+
+    @property
+    def name(self) -> str:
+        """The first long name: the one messages use."""
+        return next((n for n in self.names if n.startswith("--")), self.names[0])
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+    def usage(self) -> str:
+        """``--flag METAVAR`` as the docs show it."""
+        if self.kind in ("switch", "negate"):
+            return ", ".join(self.names)
+        meta = self.metavar or "|".join(self.choices or ()) or self.dest.upper()
+        tail = "..." if self.kind == "list" else ""
+        return f"{', '.join(self.names)} {meta}{tail}"
+
+
+GROUPS = {
+    "conversion": "Conversion",
+    "layout": "Layout and graph controls",
+    "quantization": "Quantized variants (written next to the float32 file)",
+    "checking": "Checking the result",
+}
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What one option looks like outside Python: its flags, group, README text (``doc``,
+    markdown; ``--help`` shows it as plain text) and example, the API spelling used in
+    messages (``api_hint``) and how flag values become the API value (``from_cli``: the
+    flags' parsed values, in ``flags`` order -> the value)."""
+
+    flags: tuple[Flag, ...]
+    group: str
+    doc: str
+    example: str
+    api_hint: str | None = None
+    from_cli: Callable[..., object] | None = None
+    show_default: bool = True
+
+
+def plain(doc: str) -> str:
+    """Markdown -> the plain text ``--help`` shows: no backticks; a link to a file keeps its
+    path, a link inside the README only its text."""
+    doc = re.sub(r"\[([^\]]+)\]\(#[^)]+\)", r"\1", doc)
+    doc = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1: \2", doc)
+    return doc.replace("`", "")
+
+
+def _opt(
+    default,
+    flags,
+    doc: str,
+    example: str | None = None,
+    *,
+    group: str,
+    kind: str = "value",
+    metavar: str | None = None,
+    helps: tuple[str, ...] | None = None,
+    type=None,
+    choices=None,
+    accepts=None,
+    api_hint=None,
+    from_cli=None,
+    show_default: bool | None = None,
+):
+    """A ConvertOptions field and its metadata. ``flags``: one flag's name(s) as a string or
+    tuple of aliases, or a list of flag names sharing ``kind`` and ``metavar`` (``helps``
+    gives each its own help)."""
+    names = [(f,) for f in flags] if isinstance(flags, list) else [(flags,)]
+    names = [n[0] if isinstance(n[0], tuple) else n for n in names]
+    built = tuple(
+        Flag(
+            tuple(n),
+            helps[i] if helps else plain(doc),
+            kind,
+            metavar,
+            type,
+            tuple(choices) if choices else None,
+            accepts,
+        )
+        for i, n in enumerate(names)
+    )
+    if show_default is None:
+        show_default = kind == "value" and default is not None
+    meta = Meta(built, group, doc, example or names[0][-1], api_hint, from_cli, bool(show_default))
+    kwargs = {"metadata": {"option": meta}}
+    return field(default=default, **kwargs)
+
+
+def _switch(flag: str, doc: str, group: str, **kw):
+    return _opt(False, flag, doc, group=group, kind="switch", **kw)
+
+
+def _tuple(*lists) -> tuple:
+    return tuple(x for values in lists for x in (values or ()))
+
+
+def _optional_dict(pairs) -> dict | None:
+    return dict(pairs) if pairs else None
+
+
+def _calibration_source(entries):
+    """NAME=file.npy entries as given, or the one folder of .npz samples; None when absent."""
+    if not entries:
+        return None
+    if len(entries) == 1 and "=" not in entries[0]:
+        return entries[0]
+    return list(entries)
+
+
+def _not_a_model_path(token: str) -> bool:
+    return not token.lower().endswith(".onnx")
+
+
+def _quantize_token(token: str) -> bool:
+    return token in QUANTIZE_CHOICES
+
+
+_NAMES = {"kind": "list", "metavar": "NAME", "accepts": _not_a_model_path, "from_cli": _tuple}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The options of :func:`convert`; field metadata generates the CLI and the docs."""
+
+    # ---- conversion ----
+    report_op_coverage: bool = _switch(
+        "--report-op-coverage",
+        "write `<stem>_op_coverage_report.json`, also when conversion fails "
+        "([fields](docs/coverage_report.md))",
+        "conversion",
+    )
+    input_shapes: dict[str, tuple[int, ...]] | None = _opt(
+        None,
+        "--input-shape",
+        "pin an input's shape (repeatable, one per input)",
+        "--input-shape images:1,3,640,640",
+        group="conversion",
+        kind="append",
+        metavar="NAME:d0,d1,...",
+        type=parse_shape_pin,
+        api_hint="input_shapes={NAME: (d0, d1, ...)}",
+        from_cli=_optional_dict,
+    )
+    batch_size: int | None = _opt(
+        None,
+        "--batch-size",
+        "pin the dynamic first dim of every input (without pins, every unknown input dim "
+        "stays dynamic: see [Dynamic shapes](#dynamic-shapes))",
+        "--batch-size 1",
+        group="conversion",
+        metavar="N",
+        type=int,
+        api_hint="batch_size=N",
+    )
+    allow_custom_ops: bool = _switch(
+        "--allow-custom-ops",
+        "let the ops named by `--custom-op-allowlist` that have no builtin lowering become "
+        "CUSTOM ops (custom code `ONNX_<OpType>`, or `ONNX_<domain>.<OpType>` outside the "
+        "default domain, e.g. `ONNX_com.example.MyOp`; attributes as FlexBuffer custom options)",
+        "conversion",
+    )
+    custom_op_allowlist: tuple[str, ...] = _opt(
+        (),
+        "--custom-op-allowlist",
+        "the ONNX op types `--allow-custom-ops` may turn into CUSTOM ops",
+        "--allow-custom-ops --custom-op-allowlist MyOp",
+        group="conversion",
+        metavar="Op1,Op2",
+        type=parse_names,
+        from_cli=_tuple,
+    )
+    external_buffers: bool = _switch(
+        "--external-buffers",
+        "write the weights after the FlatBuffer, referenced by `Buffer.offset/size` (LiteRT's "
+        "large-model layout; used automatically above 2 GB)",
+        "conversion",
+    )
+    # ---- layout and graph ----
+    keep_io_layout: bool = _switch(
+        "--keep-io-layout",
+        "keep every input and output exactly in ONNX shape and layout (default: inputs feeding "
+        "conv-like ops and outputs produced channel-last are exposed channel-last)",
+        "layout",
+    )
+    keep_layout: tuple[str, ...] = _opt(
+        (),
+        ["--keep-input-layout", "--keep-output-layout"],
+        "keep these inputs/outputs exactly in ONNX layout, e.g. an audio or state input that "
+        "merely looks like an image",
+        "--keep-input-layout state",
+        group="layout",
+        helps=(
+            "keep these inputs exactly in ONNX layout",
+            "keep these outputs exactly in ONNX layout",
+        ),
+        **_NAMES,
+    )
+    channel_last: tuple[str, ...] = _opt(
+        (),
+        ["--channel-last-input", "--channel-last-output"],
+        "expose these 3-D/4-D/5-D tensors channel-last even where the engine would not",
+        "--keep-io-layout --channel-last-input image",
+        group="layout",
+        helps=(
+            "expose these 3-D/4-D/5-D inputs channel-last",
+            "expose these 3-D/4-D/5-D outputs channel-last",
+        ),
+        **_NAMES,
+    )
+    inputs: list[str] | None = _opt(
+        None,
+        "--inputs",
+        "convert only the sub-graph from these tensors (new inputs typed by shape inference), "
+        "e.g. to split pre-processing off",
+        "--inputs features",
+        group="layout",
+        metavar="T1,T2",
+        type=parse_names,
+    )
+    outputs: list[str] | None = _opt(
+        None,
+        "--outputs",
+        "convert only the sub-graph up to these tensors, e.g. to split post-processing off",
+        "--outputs backbone_out",
+        group="layout",
+        metavar="T3,T4",
+        type=parse_names,
+    )
+    decompose: tuple[str, ...] = _opt(
+        (),
+        "--decompose",
+        "lower these ONNX ops with primitive builtins instead of their dedicated TFLite op, for "
+        "runtimes or delegates where that kernel is missing or wrong (available: "
+        + ", ".join(decomposable_ops())
+        + ")",
+        "--decompose HardSwish,Gelu",
+        group="layout",
+        metavar="OP[,OP...]",
+        type=parse_names,
+        from_cli=_tuple,
+    )
+    gpu_friendly: bool = _switch(
+        "--gpu-friendly",
+        "prefer ops and versions the LiteRT GPU delegate accepts (see the report's "
+        "`gpu_friendly` section for what was rewritten and what still would not delegate)",
+        "layout",
+    )
+    fp16_accumulation: bool = _switch(
+        "--fp16-accumulation",
+        "mark the model as allowing float16 inference with float16 accumulation (LiteRT's "
+        "`reduced_precision_support` metadata, read by XNNPACK on ARM)",
+        "layout",
+    )
+    nms_dynamic_output: bool = _switch(
+        "--nms-dynamic-output",
+        "NonMaxSuppression returns exactly ONNX's `[num_selected, 3]` (dynamic size) instead "
+        "of the default fixed-size padded output",
+        "layout",
+    )
+    nms_class_argmax: bool = _switch(
+        "--nms-class-argmax",
+        "NonMaxSuppression: reduce `[B, C, N]` class scores to their per-box maximum before "
+        "suppression (one NMS per batch instead of one per class)",
+        "layout",
+    )
+    unroll_rnn: bool = _switch(
+        "--unroll-rnn",
+        "unroll LSTM/GRU/RNN over their static time steps instead of one WHILE loop per "
+        "direction (more ops, no loop overhead; better for delegates on short sequences)",
+        "layout",
+    )
+    fuse: bool = _opt(
+        True,
+        "--no-fuse",
+        "disable all fusions and rewrites (debugging)",
+        group="layout",
+        kind="negate",
+        api_hint="fuse=False",
+    )
+    disable_rewrites: tuple[str, ...] = _opt(
+        (),
+        "--disable-rewrite",
+        "disable one named rewrite rule (repeatable; ids in "
+        "[docs/coverage_report.md](docs/coverage_report.md))",
+        "--disable-rewrite fuse_activation",
+        group="layout",
+        kind="append",
+        metavar="RULE",
+        from_cli=_tuple,
+    )
+    # ---- quantized variants ----
+    quantize: tuple[str, ...] = _opt(
+        (),
+        "--quantize",
+        "any of: `fp16` = `<stem>_float16.tflite` (float16 weights feeding DEQUANTIZE, "
+        "float32 kernels and I/O: runs on the stock CPU interpreter); `dynamic` = "
+        "`<stem>_dynamic_range_quant.tflite` (int8 weights, LiteRT's hybrid kernels); `int8` = "
+        "`<stem>_integer_quant.tflite` + `<stem>_full_integer_quant.tflite` (int8 inside; "
+        "float or integer I/O); `int16x8` = `<stem>_integer_quant_with_int16_act.tflite` + "
+        "its full-integer variant (int16 activations, int8 weights). Ops without an acceptable "
+        "integer kernel stay float: the console warns with their count when a full-integer "
+        "file is not all-integer, and the report's `quantization` section names them",
+        "--quantize fp16 int8 --calibration-data images=calib.npy",
+        group="quantization",
+        kind="list",
+        choices=QUANTIZE_CHOICES,
+        accepts=_quantize_token,
+        from_cli=_tuple,
+    )
+    calibration_data: object = _opt(
+        None,
+        "--calibration-data",
+        "calibration samples per input in ONNX layout, stacked on axis 0 (repeatable), or a "
+        "folder of `.npz` files, one sample each, keyed by input name; also used for the bias "
+        "correction of the `fp16` and `dynamic` variants",
+        "--calibration-data images=calib.npy",
+        group="quantization",
+        kind="append",
+        metavar="NAME=file.npy|FOLDER",
+        api_hint="calibration_data={NAME: array}",
+        from_cli=_calibration_source,
+    )
+    calibration_method: str = _opt(
+        "minmax",
+        "--calibration-method",
+        "how activation ranges are chosen from the calibration statistics",
+        "--calibration-method percentile",
+        group="quantization",
+        choices=CALIBRATION_METHODS,
+    )
+    calibration_percentile: float = _opt(
+        99.99,
+        "--calibration-percentile",
+        "percentile kept by `--calibration-method percentile`, in (50, 100]",
+        "--calibration-method percentile --calibration-percentile 99.9",
+        group="quantization",
+        metavar="P",
+        type=_finite_float,
+    )
+    calibration_random: bool = _switch(
+        "--calibration-random",
+        "calibrate on random inputs when you have no data (a warning says accuracy will be poor)",
+        "quantization",
+    )
+    calibration_mean: dict | None = _opt(
+        None,
+        "--calibration-mean",
+        "subtract this mean from the calibration samples of NAME (per channel with several values)",
+        "--calibration-mean images=0.485,0.456,0.406",
+        group="quantization",
+        kind="append",
+        metavar="NAME=v[,v...]",
+        type=parse_named_values,
+        from_cli=_optional_dict,
+    )
+    calibration_std: dict | None = _opt(
+        None,
+        "--calibration-std",
+        "divide the calibration samples of NAME by this std (per channel with several values)",
+        "--calibration-std images=0.229,0.224,0.225",
+        group="quantization",
+        kind="append",
+        metavar="NAME=v[,v...]",
+        type=parse_named_values,
+        from_cli=_optional_dict,
+    )
+    input_quant_dtype: str = _opt(
+        "int8",
+        "--input-quant-dtype",
+        "input dtype of the int8 full-integer variant",
+        "--input-quant-dtype uint8",
+        group="quantization",
+        choices=IO_DTYPES,
+    )
+    output_quant_dtype: str = _opt(
+        "int8",
+        "--output-quant-dtype",
+        "output dtype of the int8 full-integer variant",
+        "--output-quant-dtype uint8",
+        group="quantization",
+        choices=IO_DTYPES,
+    )
+    quant_type: str = _opt(
+        "per-channel",
+        "--quant-type",
+        "weight scales per output channel or one per tensor",
+        "--quant-type per-tensor",
+        group="quantization",
+        choices=QUANT_TYPES,
+    )
+    strict_integer: bool = _switch(
+        "--strict-integer",
+        "refuse (exit 3, `integer_kernel_unavailable`, naming the ops) instead of keeping ops "
+        "without an acceptable integer kernel in float; a softmax-like head is then quantized "
+        "too (integer output, fixed 1/256 step) instead of computed in float",
+        "quantization",
+    )
+    # ---- checking the result ----
+    validate: bool = _switch(
+        "--validate",
+        "run onnxruntime (basic graph optimizations: the model's own semantics, not fused "
+        "kernels that round differently) and LiteRT on seeded inputs (or `--test-data`) and "
+        "compare; exit 4 above tolerance",
+        "checking",
+    )
+    test_data: dict | None = _opt(
+        None,
+        "--test-data",
+        "validation inputs in ONNX layout, samples stacked on axis 0, fed in the model's batch "
+        "size (repeatable); with `--batch-size`, the sample count must be a multiple of it",
+        "--test-data images=val.npy",
+        group="checking",
+        kind="append",
+        metavar="NAME=file.npy",
+        type=parse_named_path,
+        api_hint="test_data={NAME: array}",
+        from_cli=lambda specs: load_arrays(specs) if specs else None,
+    )
+    value_hints: dict[str, float] | None = _opt(
+        None,
+        "--value-hint",
+        "fill that input of the generated validation data with one value (token ids, lengths, "
+        "sample rates that random values would make meaningless; repeatable)",
+        "--value-hint sample_rate=16000",
+        group="checking",
+        kind="append",
+        metavar="NAME=VALUE",
+        type=parse_named_value,
+        api_hint="value_hints={NAME: VALUE}",
+        from_cli=_optional_dict,
+    )
+    atol: float = _opt(
+        1e-4,
+        "--atol",
+        "validation tolerance: max abs error <= X * max(1, max abs expected)",
+        "--atol 1e-3",
+        group="checking",
+        metavar="X",
+        type=_finite_float,
+    )
+    seed: int = _opt(
+        0,
+        "--seed",
+        "the seed of generated validation inputs",
+        "--seed 1",
+        group="checking",
+        metavar="N",
+        type=int,
+    )
+    # ---- Python only ----
+    stem: str | None = field(default=None)  # output file stem (default: the model's stem)
+
+    # ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> ConvertOptions:
+        """``convert(**kwargs)``'s options; an unknown keyword is an ``invalid_option``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise OptionError(f"unknown option(s) {unknown}; known: {', '.join(sorted(names))}", ())
+        return cls(**kwargs)
+
+    def replace(self, **changes) -> ConvertOptions:
+        return dataclasses.replace(self, **changes)
+
+    def check(self, spell: Callable[[str], str] | None = None) -> ConvertOptions:
+        """Normalize, check every value and every pair of options; warn about options that have
+        no effect. Returns the normalized options; raises :class:`OptionError`.
+
+        ``spell(name)`` gives an option's name as the reader's interface writes it (warnings
+        are logged with it); errors carry the names and are spelled by whoever reports them.
+        """
+        spell = spell or api_spelling
+        opts = self._normalized()
+        for problem in value_problems(opts):
+            raise problem
+        for problem in conflicts(opts):
+            raise problem
+        defaults = {name: _default(f) for name, f in FIELDS.items()}
+        for message, names in dead_options(opts, defaults):
+            log.warning("warning: %s", _fill(message, names, spell))
+        return opts
+
+    def _normalized(self) -> ConvertOptions:
+        seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
+        changes = {n: tuple(getattr(self, n) or ()) for n in seqs}
+        changes["disable_rewrites"] = tuple(self.disable_rewrites or ())
+        if isinstance(self.quantize, str):
+            changes["quantize"] = (self.quantize,)
+        else:
+            changes["quantize"] = tuple(self.quantize or ())
+        return dataclasses.replace(self, **changes)
+
+    def given(self) -> list[str]:
+        """Options that differ from their defaults (for messages and the sweep test)."""
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != _default(f) and getattr(self, f.name) is not None
+        ]
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def meta_of(name: str) -> Meta | None:
+    return FIELDS[name].metadata.get("option")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ConvertOptions)}
+
+
+# --------------------------------------------------------------------------------------------
+# Spelling option names for the interface that reads the message
+# --------------------------------------------------------------------------------------------
+
+
+def api_spelling(name: str) -> str:
+    return name
+
+
+def cli_spelling(name: str, used: Iterable[str] = ()) -> str:
+    """The flag(s) of option ``name``; of several, the ones the user gave (``used``)."""
+    meta = meta_of(name) if name in FIELDS else None
+    if meta is None:
+        return CLI_ONLY_NAMES.get(name, name)
+    flags = [f.name for f in meta.flags]
+    given = [f for f in flags if f in set(used)] or flags
+    return "/".join(given)
+
+
+# Names of convert()'s non-option arguments and of CLI-only options, for messages.
+CLI_ONLY_NAMES = {"output_dir": "-o/--output-dir", "model": "MODEL.onnx"}
+
+
+def _fill(template: str, names: Iterable[str], spell: Callable[[str], str]) -> str:
+    return OptionError(template, tuple(names)).spelled(spell)
+
+
+def _flag_patterns() -> list[tuple[re.Pattern, str, str]]:
+    """(pattern of a flag [with its metavar], API name, API hint) for every option flag."""
+    out = []
+    for name in FIELDS:
+        meta = meta_of(name)
+        if meta is None:
+            continue
+        for flag in meta.flags:
+            meta_re = re.escape(flag.metavar) if flag.metavar else None
+            tail = rf"(?P<meta> {meta_re})?" if meta_re else "(?P<meta>)"
+            pattern = re.compile(re.escape(flag.name) + tail + r"(?![\w-])")
+            if flag.kind == "switch":
+                out.append((pattern, f"{name}=True", None))
+            elif flag.kind == "negate":
+                out.append((pattern, f"{name}=False", None))
+            else:
+                out.append((pattern, name, meta.api_hint))
+    out.sort(key=lambda item: -len(item[0].pattern))
+    return out
+
+
+def to_api_wording(message: str) -> str:
+    """Rewrite command-line flags in a message into convert()'s argument names: the package's
+    messages name options by their flags; Python callers read them through this."""
+    if "--" not in message:
+        return message
+    for pattern, name, hint in _PATTERNS:
+
+        def repl(m, name=name, hint=hint):
+            return hint if (m.group("meta") and hint) else name
+
+        message = pattern.sub(repl, message)
+    return message
+
+
+def to_cli_wording(message: str) -> str:
+    """Rewrite ``name=...`` mentions of convert()'s arguments in a message into the option's
+    flag (the few messages written for Python callers)."""
+    if "=" not in message:
+        return message
+    for name in FIELDS:
+        meta = meta_of(name)
+        if meta is None:
+            continue
+        flag = meta.flags[0]
+
+        def repl(m, flag=flag):
+            if m.group("value"):
+                return f"{flag.name} {m.group('value')}"
+            return f"{flag.name} {flag.metavar}" if flag.metavar else flag.name
+
+        message = re.sub(rf"(?<![\w-]){name}=(?:\.\.\.|(?P<value>[^\s,;)]+))?", repl, message)
+    return message
+
+
+_PATTERNS = _flag_patterns()
+
+
+def convert_signature(fn: Callable) -> inspect.Signature:
+    """``fn(model, output_dir=None, *, options=None, <every option>=<default>)``: the
+    signature ``help(convert)`` and editors show, generated from :class:`ConvertOptions`."""
+    params = list(inspect.signature(fn).parameters.values())[:3]  # model, output_dir, options
+    for f in dataclasses.fields(ConvertOptions):
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=_default(f), annotation=f.type
+            )
+        )
+    return inspect.Signature(params)
