@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper
 from . import errors
 from .context import Driver
 from .errors import UnsupportedError
+from .frontend import load_graph
 from .ir import Value
 
 
@@ -131,7 +132,6 @@ def lower_body(
     values (in ``LoweredBody.outer_feeds`` order); its outputs are the body outputs.
     """
     from . import onnx_rewrites
-    from .frontend import load_graph
     from .lowering import custom as custom_lowering
     from .registry import REGISTRY, check_node
 
@@ -147,7 +147,7 @@ def lower_body(
     values = [(b, parent.value(p)) for b, p in outer]
     model, runtime = body_model(body, formal, values, parent.graph.opsets)
     try:
-        fe = load_graph(model)
+        fe = load_graph(model, disabled_rules=parent.options.disabled_rewrites)
         graph = fe.graph
         options = dataclasses.replace(
             parent.options, keep_io_layout=True, keep_layout=(), channel_last=()

@@ -368,20 +368,23 @@ def test_loop_carried_value_changing_shape_is_refused():
 
 @pytest.mark.parametrize("cond", [True, False])
 def test_if_on_constant_condition_is_inlined(cond):
+    res = check_conversion(_constant_if_model(cond))
+    assert res.ops["IF"] == 0 and res.ops["ADD" if cond else "SUB"] == 1
+
+
+def _constant_if_model(cond):
     then_g = _graph([h.make_node("Add", ["x", "y"], ["t"])], "then", [("t", T.FLOAT, [2, 3])])
     else_g = _graph([h.make_node("Sub", ["x", "y"], ["e"])], "else", [("e", T.FLOAT, [2, 3])])
     nodes = [
         h.make_node("Not", ["flag"], ["c"]),
-        h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g),
+        h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g, name="If_c"),
     ]
-    model = make_model(
+    return make_model(
         nodes,
         [("x", np.float32, [2, 3]), ("y", np.float32, [2, 3])],
         [("o", np.float32, [2, 3])],
         initializers={"flag": np.array(not cond)},
     )
-    res = check_conversion(model)
-    assert res.ops["IF"] == 0 and res.ops["ADD" if cond else "SUB"] == 1
 
 
 # ---- Scan -------------------------------------------------------------------------------------
@@ -553,9 +556,8 @@ def test_optional_has_and_get_element(has_value):
     check_conversion(model)
 
 
-def test_loop_window_slice_and_if_inside_body():
-    """x[i:i+2] windows (run-time start: the front end proves the window length), and an If
-    in the body reading a value two scopes out (w)."""
+def _window_loop_model():
+    """Loop over x[i:i+2] windows with an If in the body reading a value two scopes out (w)."""
     then_g = _graph([h.make_node("Mul", ["win", "w"], ["t"])], "then", [("t", T.FLOAT, [2, 3])])
     else_g = _graph([h.make_node("Sub", ["win", "w"], ["e"])], "else", [("e", T.FLOAT, [2, 3])])
     body = _graph(
@@ -575,7 +577,7 @@ def test_loop_window_slice_and_if_inside_body():
         inputs=[("i", T.INT64, []), ("c", T.BOOL, []), ("acc_in", T.FLOAT, [2, 3])],
     )
     loop = h.make_node("Loop", ["m", "", "acc0"], ["acc"], body=body)
-    model = make_model(
+    return make_model(
         [loop],
         [
             ("x", np.float32, [5, 3]),
@@ -590,6 +592,12 @@ def test_loop_window_slice_and_if_inside_body():
             "ax0": np.array([0], np.int64),
         },
     )
+
+
+def test_loop_window_slice_and_if_inside_body():
+    """x[i:i+2] windows (run-time start: the front end proves the window length), and an If
+    in the body reading a value two scopes out (w)."""
+    model = _window_loop_model()
     for trips in (4, 3):
         feeds = {"x": _w(5, 3), "w": _w(2, 3), "acc0": _w(2, 3), "m": np.array(trips, np.int64)}
         res = check_conversion(model, feeds=feeds)
@@ -728,6 +736,13 @@ def test_refusal_inside_a_branch_names_the_branch():
 def test_exporter_style_for_loop_has_a_static_scan_length(cond_out):
     """Constant trip count with a constant-true condition the body keeps true: the scan output
     length is known even though ONNX inference leaves it open (no trimming needed)."""
+    res = check_conversion(_exporter_loop_model(cond_out))
+    assert res.ops["SLICE"] == 0  # the buffer is the output: no run-time trimming
+    assert res.validation.actual["ys"].shape == (4, 3)
+    assert _rules(res)["pin_loop_scan_lengths"] == 1
+
+
+def _exporter_loop_model(cond_out):
     keep = (
         h.make_node("Identity", ["c"], ["c_out"])
         if cond_out == "identity"
@@ -741,15 +756,50 @@ def test_exporter_style_for_loop_has_a_static_scan_length(cond_out):
         [("c_out", T.BOOL, []), ("v_out", T.FLOAT, [3]), ("s", T.FLOAT, [3])],
         inputs=[("i", T.INT64, []), ("c", T.BOOL, []), ("v_in", T.FLOAT, [3])],
     )
-    model = make_model(
+    return make_model(
         [h.make_node("Loop", ["m", "go", "v0"], ["v", "ys"], body=body)],
         [("v0", np.float32, [3]), ("x", np.float32, [3])],
         [("v", np.float32, [3]), ("ys", np.float32, [None, 3])],
         initializers={"m": np.array(4, np.int64), "go": np.array(True)},
     )
-    res = check_conversion(model)
-    assert res.ops["SLICE"] == 0  # the buffer is the output: no run-time trimming
-    assert res.validation.actual["ys"].shape == (4, 3)
+
+
+def _rules(res) -> dict[str, int]:
+    return {r["rule"]: r["matched"] for r in res.report["rewrites"]}
+
+
+# ---- front-end rules: named, reported, switchable ---------------------------------------------
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_constant_if_inlining_is_reported_and_can_be_disabled(cond):
+    """The If is reported under its own rule (not constant folding); switched off, the If
+    becomes a TFLite IF on a constant condition, with the same numbers."""
+    model = _constant_if_model(cond)
+    inlined = check_conversion(model)
+    assert _rules(inlined)["inline_constant_ifs"] == 1
+    assert "If_c" not in next(
+        r["nodes"] for r in inlined.report["rewrites"] if r["rule"] == "constant_folding"
+    )
+    kept = check_conversion(model, disable_rewrites=("inline_constant_ifs",))
+    assert kept.ops["IF"] == 1 and "inline_constant_ifs" not in _rules(kept)
+
+
+def test_window_slice_hints_can_be_disabled():
+    """Without the proof of the x[i:i+2] window length, the body has a dynamic shape."""
+    err = expect_refusal(
+        _window_loop_model(), "dynamic_shape_unsupported", disable_rewrites=("window_slice_hints",)
+    )
+    assert "'win'" in err.message
+
+
+def test_loop_scan_length_pinning_can_be_disabled():
+    err = expect_refusal(
+        _exporter_loop_model("identity"),
+        "dynamic_shape_unsupported",
+        disable_rewrites=("pin_loop_scan_lengths",),
+    )
+    assert "'ys'" in err.message
 
 
 @pytest.mark.parametrize("fuse", [True, False])

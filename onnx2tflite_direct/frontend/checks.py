@@ -1,0 +1,319 @@
+"""Input checks: refuse malformed or out-of-range models with one clear line, early.
+
+Why here and not in the lowerings: ONNX shape inference leaves many spec violations unchecked
+(duplicate names, element counts of Reshape, operand shapes of Conv/Gemm/BatchNorm, axis
+ranges, TFLite's int32 size limit). Later stages rely on these facts; a violation found there
+would surface as a misleading reason or an internal error instead of ``invalid_model``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from .. import contrib_schemas, errors
+from ..errors import BadInputError, UnsupportedError
+from ..ir import Value
+from .protos import dims_of, dtype_of
+
+MIN_DEFAULT_OPSET = 7
+# TFLite shapes are int32 and kernels index flat buffers with int: larger tensors are refused.
+MAX_TFLITE_DIM = 2**31 - 1
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """Refuse models that are not well-formed ONNX before anything reads them further."""
+    g = model.graph
+    if not g.output:
+        raise BadInputError(errors.INVALID_MODEL, "the graph has no outputs")
+    _check_opsets(model)
+    _check_unique_names(g)
+    with contrib_schemas.registered():  # onnxruntime's default-domain contrib ops
+        _check_node_schemas(model)
+    for n in g.node:
+        where = n.name or n.op_type or "<unnamed>"
+        if not n.op_type:
+            raise BadInputError(errors.INVALID_MODEL, f"node {where!r} has an empty op_type")
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+            if len(n.output) != 1 or not n.output[0] or any(n.input):
+                raise BadInputError(
+                    errors.INVALID_MODEL,
+                    f"Constant {where!r} must have no inputs and exactly one named output",
+                )
+
+
+def _check_opsets(model: onnx.ModelProto) -> None:
+    g = model.graph
+    default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not default and any(n.domain in ("", "ai.onnx") for n in g.node):
+        raise BadInputError(errors.INVALID_MODEL, "the model declares no default-domain opset")
+    if default and default[0] < MIN_DEFAULT_OPSET:
+        raise UnsupportedError(
+            errors.UNSUPPORTED_OPSET,
+            f"default-domain opset {default[0]} is older than {MIN_DEFAULT_OPSET}; upgrade the "
+            "model with onnx.version_converter first",
+        )
+    if default and default[0] > onnx.defs.onnx_opset_version():
+        raise UnsupportedError(
+            errors.UNSUPPORTED_OPSET,
+            f"default-domain opset {default[0]} is newer than this onnx "
+            f"({onnx.defs.onnx_opset_version()})",
+        )
+    imported = {"" if o.domain == "ai.onnx" else o.domain for o in model.opset_import}
+    for n in g.node:
+        domain = "" if n.domain == "ai.onnx" else n.domain
+        if domain and domain not in imported:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"node {n.name or n.op_type!r} uses domain {n.domain!r}, which the model does "
+                "not import (opset_import)",
+            )
+
+
+def _check_node_schemas(model: onnx.ModelProto) -> None:
+    """Arity, required inputs and attribute types of default-domain nodes (onnx's checker).
+
+    Shape inference skips these checks, and a missing required input would otherwise surface
+    as an index error deep in a lowering.
+    """
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = max(model.ir_version, 3)
+    ctx.opset_imports = {
+        ("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import
+    }
+    lex = onnx.checker.C.LexicalScopeContext()
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute
+        ):
+            continue  # subgraphs read outer-scope names the node-level checker cannot see
+        try:
+            onnx.checker.C.check_node(n.SerializeToString(), ctx, lex)
+        except Exception as exc:
+            msg = " ".join(str(exc).split())
+            raise BadInputError(
+                errors.INVALID_MODEL, f"node {n.name or n.op_type!r} is not valid ONNX: {msg}"
+            ) from None
+
+
+def _check_unique_names(g: onnx.GraphProto) -> None:
+    """Static single assignment: every tensor name has exactly one source.
+
+    An initializer may also be listed as a graph input (IR < 4 style); nothing else may share
+    a name.
+    """
+
+    def dup(names) -> str | None:
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                return name
+            seen.add(name)
+        return None
+
+    for kind, names in (
+        ("initializer", [t.name for t in g.initializer]),
+        ("graph input", [i.name for i in g.input]),
+        ("graph output", [o.name for o in g.output]),
+    ):
+        if (name := dup(names)) is not None:
+            raise BadInputError(errors.INVALID_MODEL, f"duplicate {kind} name {name!r}")
+    if any(not o.name for o in g.output) or any(not i.name for i in g.input):
+        raise BadInputError(errors.INVALID_MODEL, "a graph input or output has an empty name")
+    sources = {t.name for t in g.initializer} | {i.name for i in g.input}
+    for n in g.node:
+        for o in n.output:
+            if o and o in sources:
+                raise BadInputError(
+                    errors.INVALID_MODEL,
+                    f"tensor {o!r} is produced by node {n.name or n.op_type!r} and is also a "
+                    "graph input, an initializer or the output of another node",
+                )
+            sources.add(o)
+
+
+def check_initialized_inputs(inputs, consts) -> None:
+    """Graph inputs that are also initializers (IR < 4 style) agree with them; no repeats."""
+    for vi in inputs:
+        declared = vi.type.tensor_type.elem_type
+        if vi.name in consts and declared and dtype_of(declared) != consts[vi.name].dtype:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"graph input {vi.name!r} is declared {dtype_of(declared)} but its initializer "
+                f"holds {consts[vi.name].dtype}",
+            )
+    if len({i.name for i in inputs}) != len(inputs):
+        raise BadInputError(errors.INVALID_MODEL, "duplicate graph input names")
+
+
+def check_input_types(real_inputs) -> None:
+    for vi in real_inputs:
+        kind = vi.type.WhichOneof("value")
+        if kind != "tensor_type" or dtype_of(vi.type.tensor_type.elem_type) is None:
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE,
+                f"graph input {vi.name!r} is not a typed tensor ({kind or 'no type'}); only "
+                "tensor inputs with a known element type are supported",
+            )
+
+
+def check_output_types(outputs) -> None:
+    for vi in outputs:
+        kind = vi.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE,
+                f"graph output {vi.name!r} is a {kind.replace('_type', '')}, not a tensor; "
+                "TFLite outputs are tensors (sequences/optionals only convert when they are "
+                "resolved inside the graph)",
+            )
+
+
+def check_declared_outputs(declared, infos) -> None:
+    """A graph output declared with static dims must match what inference computes."""
+    for vi in declared:
+        want, got = dims_of(vi), dims_of(infos[vi.name]) if vi.name in infos else None
+        if want is None or got is None:
+            continue
+        if len(want) != len(got) or any(
+            w is not None and g is not None and w != g for w, g in zip(want, got, strict=True)
+        ):
+            raise BadInputError(
+                errors.SHAPE_INFERENCE_FAILED,
+                f"graph output {vi.name!r} is declared {list(want)} but computes to {list(got)}",
+            )
+
+
+def check_sizes(values: dict[str, Value]) -> None:
+    """Refuse tensors TFLite cannot describe (int32 dims, int-indexed flat buffers)."""
+    for v in values.values():
+        if not v.shape or not all(isinstance(d, int) for d in v.shape):
+            continue
+        count = 1
+        for d in v.shape:
+            count *= d
+        if max(v.shape) > MAX_TFLITE_DIM or count > MAX_TFLITE_DIM:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"tensor {v.name!r} has shape {list(v.shape)} ({count} elements); TFLite tensors "
+                f"are limited to {MAX_TFLITE_DIM} elements with int32 dims",
+            )
+
+
+ELEMENT_PRESERVING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+
+
+def check_element_preserving(nodes, values: dict[str, Value]) -> None:
+    """ONNX shape inference does not check that a Reshape keeps the element count; we do."""
+    for n in nodes:
+        if n.op_type not in ELEMENT_PRESERVING or n.domain not in ("", "ai.onnx"):
+            continue
+        if not n.input or not n.output:
+            continue
+        src, dst = values.get(n.input[0]), values.get(n.output[0])
+        if src is None or dst is None or not src.is_static or not dst.is_static:
+            continue
+        if math.prod(src.shape) != math.prod(dst.shape):  # static: python ints, exact
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"{n.op_type} {n.name or n.output[0]!r} turns shape {list(src.shape)} into "
+                f"{list(dst.shape)}: the element counts differ",
+            )
+
+
+def check_axis_attributes(nodes, values: dict[str, Value]) -> None:
+    """Refuse an ``axis`` attribute beyond every rank the node sees (ONNX inference may not).
+
+    The bound is generous (|axis| <= max rank + 1 covers ops whose axis counts in the output,
+    like OneHot); exact per-op ranges are the lowerings' business.
+    """
+    for n in nodes:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis" and a.type == a.INT), None)
+        if axis is None:
+            continue
+        ranks = [values[t].rank for t in list(n.input) + list(n.output) if t in values]
+        known = [r for r in ranks if r is not None]
+        if known and abs(axis) > max(known) + 1:
+            raise BadInputError(
+                errors.INVALID_MODEL,
+                f"{n.op_type} {n.name or n.output[0]!r}: axis={axis} is outside the tensors' "
+                f"ranks ({max(known)})",
+            )
+
+
+def check_operand_shapes(nodes, values: dict[str, Value]) -> None:
+    """Operand shapes the ONNX spec fixes but ONNX shape inference does not check.
+
+    Later stages (layout planning, fusions) rely on them; a violation is an invalid model.
+    """
+    for n in nodes:
+        if n.domain not in ("", "ai.onnx") or not n.input:
+            continue
+        problem = None
+        shapes = [values[i].shape if i in values else None for i in n.input]
+        x = shapes[0]
+        if n.op_type == "Transpose" and x is not None:
+            perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+            if perm is not None and sorted(perm) != list(range(len(x))):
+                problem = f"perm {perm} is not a permutation of the input's {len(x)} axes"
+        elif n.op_type in ("BatchNormalization", "InstanceNormalization") and x is not None:
+            channels = x[1] if len(x) >= 2 else None
+            for k, shape in enumerate(shapes[1:5], start=1):
+                if shape is not None and channels is not None and tuple(shape) != (channels,):
+                    problem = f"input {k} has shape {list(shape)}, expected [{channels}]"
+                    break
+        elif n.op_type == "Clip" and any(
+            sh is not None and int(np.prod(sh, dtype=object)) != 1 for sh in shapes[1:3]
+        ):
+            problem = f"min/max must be scalars, got shapes {shapes[1:3]}"
+        elif n.op_type == "Conv":
+            problem = _conv_operand_problem(n, shapes)
+        elif n.op_type == "Gemm" and len(shapes) >= 2 and _gemm_k_problem(n, shapes):
+            problem = _gemm_k_problem(n, shapes)
+        elif n.op_type == "Gemm" and len(shapes) >= 3 and shapes[2] is not None:
+            out = values[n.output[0]].shape if n.output[0] in values else None
+            c = tuple(shapes[2])
+            if out is not None and len(out) == 2 and not _broadcasts_to(c, tuple(out)):
+                problem = f"C of shape {list(c)} does not broadcast to the output {list(out)}"
+        if problem:
+            raise BadInputError(
+                errors.INVALID_MODEL, f"{n.op_type} {n.name or n.output[0]!r}: {problem}"
+            )
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Unidirectional (numpy-style) broadcast of ``shape`` to ``target``."""
+    if len(shape) > len(target):
+        return False
+    tail = target[len(target) - len(shape) :]
+    return all(d in (1, t) or d is None or t is None for d, t in zip(shape, tail, strict=True))
+
+
+def _gemm_k_problem(n, shapes) -> str | None:
+    a, b = shapes[0], shapes[1]
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        return None
+    flags = {x.name: x.i for x in n.attribute if x.name in ("transA", "transB")}
+    k_a = a[0] if flags.get("transA") else a[1]
+    k_b = b[1] if flags.get("transB") else b[0]
+    if None not in (k_a, k_b) and k_a != k_b:
+        return f"A gives K={k_a} but B gives K={k_b}"
+    return None
+
+
+def _conv_operand_problem(n, shapes) -> str | None:
+    x, w = shapes[0], shapes[1] if len(shapes) > 1 else None
+    if x is None or w is None or len(x) < 2 or len(w) < 2:
+        return None
+    group = next((a.i for a in n.attribute if a.name == "group"), 1)
+    if None not in (x[1], w[1]) and x[1] != w[1] * group:
+        return f"input has {x[1]} channels, weights expect {w[1]} x group {group}"
+    if len(shapes) >= 3 and shapes[2] is not None and tuple(shapes[2]) != (w[0],):
+        return f"bias shape {list(shapes[2])} does not match {w[0]} filters"
+    return None

@@ -1,0 +1,270 @@
+"""Shape pins, then ONNX shape inference alternating with constant folding to a fixed point.
+
+Large initializers are kept out of ONNX shape inference (it serializes the whole model): the
+inference runs on a data-free *skeleton* in which big constants are declared inputs, and
+constant folding alternates with inference until nothing changes (folding a Shape makes a
+Reshape's target known, which inference needs to type the next op, and so on).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .. import contrib_schemas, errors
+from ..errors import BadInputError
+from ..folding import fold_node, is_foldable
+from ..sample_shapes import SampleValues
+from .passes import ProtoRules
+from .protos import dims_of, tensor_value_info
+from .sequences import resolve_static as resolve_static_sequences
+
+# Constants up to this many elements stay inside the skeleton (shape inference reads them).
+SMALL_CONST_ELEMENTS = 1024
+MAX_FOLD_ROUNDS = 8
+# ONNX data propagation materializes Range values; above this many the limit is hidden from it.
+MAX_PROPAGATED_RANGE = 1 << 22
+
+
+def apply_shape_pins(
+    model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]] | None, batch_size: int | None
+) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose graph inputs carry the user's pinned dims."""
+    if not input_shapes and batch_size is None:
+        return model
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    init_names = {t.name for t in pinned.graph.initializer}
+    real_inputs = {i.name: i for i in pinned.graph.input if i.name not in init_names}
+    for name, dims in (input_shapes or {}).items():
+        if name not in real_inputs:
+            raise BadInputError(
+                errors.INVALID_OPTION,
+                f"--input-shape names {name!r}, which is not a model input "
+                f"(inputs: {', '.join(real_inputs) or 'none'})",
+            )
+        shape = real_inputs[name].type.tensor_type.shape
+        if len(shape.dim) != len(dims):
+            raise BadInputError(
+                errors.INVALID_OPTION,
+                f"--input-shape {name}: rank {len(dims)} given, the model input has rank "
+                f"{len(shape.dim)}",
+            )
+        for d, v in zip(shape.dim, dims, strict=True):
+            if int(v) < 0:
+                raise BadInputError(errors.INVALID_OPTION, f"--input-shape {name}: dim {v} < 0")
+            d.Clear()
+            d.dim_value = int(v)
+    if batch_size is not None:
+        if batch_size <= 0:
+            raise BadInputError(errors.INVALID_OPTION, f"--batch-size {batch_size} must be > 0")
+        for vi in real_inputs.values():
+            dims = vi.type.tensor_type.shape.dim
+            if dims and not dims[0].HasField("dim_value"):
+                dims[0].Clear()
+                dims[0].dim_value = int(batch_size)
+    return pinned
+
+
+def infer_and_fold(
+    proto: onnx.ModelProto,
+    nodes: list[onnx.NodeProto],
+    consts: dict[str, np.ndarray],
+    real_inputs: list[onnx.ValueInfoProto],
+    opsets: dict[str, int],
+    rules: ProtoRules,
+    probe_shapes: dict[str, tuple[int, ...]] | None = None,
+) -> tuple[list[onnx.NodeProto], dict[str, onnx.ValueInfoProto], list[str]]:
+    """Rounds of (proto rules, shape inference, sequence resolution, folding) until nothing
+    changes; returns the remaining nodes, the value infos and the names of removed nodes.
+
+    ``consts`` grows with every folded value. ``probe_shapes``: the inputs' shapes at another
+    sample; shape arithmetic whose value differs there is kept for run time instead of folded
+    (``sample_shapes.py``)."""
+    folded: list[str] = []
+    infos: dict[str, onnx.ValueInfoProto] = {}
+    hints: dict[str, onnx.ValueInfoProto] = {}
+    samples, probe_samples = SampleValues(), SampleValues()  # stay empty without a probe
+    graph_outputs = [o.name for o in proto.graph.output]
+    for _ in range(MAX_FOLD_ROUNDS):
+        nodes, inlined = rules.run("inline_constant_ifs", (nodes, []), nodes, consts)
+        folded.extend(inlined)
+        infos = _infer_with(samples, proto, nodes, consts, real_inputs, hints)
+        probe = None
+        if probe_shapes:
+            probe_inputs = _with_shapes(real_inputs, probe_shapes)
+            probe = _infer_with(probe_samples, proto, nodes, consts, probe_inputs, hints)
+        new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
+        hints.update(new_hints)
+        nodes, resolved = resolve_static_sequences(
+            nodes, consts, infos, opsets.get("", 0), graph_outputs
+        )
+        folded.extend(resolved)
+        remaining = []
+        changed = bool(inlined or resolved or new_hints)
+        for n in nodes:
+            out = None
+            if is_foldable(n, consts, infos, probe):
+                out = fold_node(n, consts, infos, opsets.get(n.domain, 0))
+            if out is None:
+                remaining.append(n)
+                continue
+            consts.update(out)
+            folded.append(n.name or n.op_type)
+            changed = True
+        nodes = remaining
+        if probe is not None:
+            # (both, not short-circuited: each sample values its own run-time arithmetic)
+            found = samples.evaluate(nodes, consts, infos, opsets)
+            changed |= probe_samples.evaluate(nodes, consts, probe, opsets) or found
+        if not changed:
+            break
+    return nodes, infos, folded
+
+
+def _infer_with(samples: SampleValues, proto, nodes, consts, real_inputs, hints) -> dict:
+    """Shape inference with run-time shape arithmetic stood in for by its sample values."""
+    skeleton = _skeleton(
+        proto,
+        samples.skeleton_nodes(nodes),
+        samples.known(consts),
+        real_inputs,
+        list(hints.values()),
+    )
+    infos = _infer(skeleton)
+    samples.add_infos(infos)
+    return infos
+
+
+def _with_shapes(inputs, shapes: dict[str, tuple[int, ...]]) -> list[onnx.ValueInfoProto]:
+    """Copies of the input value infos with the given inputs' dims replaced."""
+    result = []
+    for vi in inputs:
+        if vi.name in shapes:
+            vi = helper.make_tensor_value_info(
+                vi.name, vi.type.tensor_type.elem_type, list(shapes[vi.name])
+            )
+        result.append(vi)
+    return result
+
+
+def _skeleton(model, nodes, consts, real_inputs, hints=()) -> onnx.ModelProto:
+    """A data-light copy for shape inference: big constants become typed inputs.
+
+    ``hints``: value infos the front end proved itself (see :func:`window_slice_hints`)."""
+    inputs = list(real_inputs)
+    inits = []
+    hidden = _huge_range_limits(nodes, consts)
+    for name, arr in consts.items():
+        if arr.size <= SMALL_CONST_ELEMENTS and arr.dtype != object and name not in hidden:
+            inits.append(numpy_helper.from_array(arr, name))
+        else:
+            inputs.append(tensor_value_info(name, arr))
+    known = {v.name for v in inputs} | {t.name for t in inits}
+    hinted = {v.name for v in hints}
+    value_info = [v for v in model.graph.value_info if v.name not in known | hinted]
+    value_info += [v for v in hints if v.name not in known]
+    graph = helper.make_graph(
+        nodes,
+        model.graph.name or "g",
+        inputs,
+        _skeleton_outputs(model, nodes, consts, real_inputs),
+        inits,
+        value_info=value_info,
+    )
+    sk = helper.make_model(graph, opset_imports=list(model.opset_import))
+    sk.ir_version = max(model.ir_version, 4)
+    return sk
+
+
+def _huge_range_limits(nodes, consts) -> set[str]:
+    """Names of Range limits whose Range would count more than ``MAX_PROPAGATED_RANGE`` values.
+
+    ONNX data propagation computes every value of a constant Range (minutes or out of memory
+    for 2**40); hiding the limit leaves the output shape unknown instead.
+    """
+    hidden = set()
+    for n in nodes:
+        if n.op_type != "Range" or len(n.input) != 3 or not all(i in consts for i in n.input):
+            continue
+        start, limit, delta = (consts[i] for i in n.input)
+        try:
+            count = np.ceil((limit.astype(np.float64) - start) / delta)
+            huge = not np.all(np.isfinite(count)) or float(np.max(count)) > MAX_PROPAGATED_RANGE
+        except Exception:
+            huge = True
+        if huge:
+            hidden.add(n.input[1])
+    return hidden
+
+
+def _skeleton_outputs(model, nodes, consts, real_inputs) -> list[onnx.ValueInfoProto]:
+    """Graph outputs for inference: without their declared shapes when every op has a schema.
+
+    onnx silently keeps a declared dim that contradicts the inferred one; inferring from
+    scratch lets :func:`check_declared_outputs` compare the two.
+    """
+    if not all(n.domain in ("", "ai.onnx") for n in nodes):
+        return list(model.graph.output)
+    produced = {o for n in nodes for o in n.output}
+    exact = {vi.name: vi for vi in real_inputs}
+    exact.update((name, tensor_value_info(name, arr)) for name, arr in consts.items())
+    outputs = []
+    for vi in model.graph.output:
+        if vi.name in exact and vi.name not in produced:
+            # An output that is a constant or an input gets its exact type: onnx would let a
+            # shapeless declaration here hide the shape from the nodes that read the tensor.
+            outputs.append(exact[vi.name])
+            continue
+        out = onnx.ValueInfoProto()
+        out.CopyFrom(vi)
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+        outputs.append(out)
+    return outputs
+
+
+def merge_declared(declared, inferred):
+    """Per dim: the inferred value, else the declared one (they never conflict here)."""
+    want = dims_of(declared)
+    got = dims_of(inferred) if inferred is not None else None
+    if want is None:
+        return inferred if inferred is not None else declared
+    if got is None:
+        return declared
+    merged = onnx.ValueInfoProto()
+    merged.CopyFrom(inferred)
+    if not merged.type.tensor_type.elem_type:
+        merged.type.tensor_type.elem_type = declared.type.tensor_type.elem_type
+    for dim, g, w in zip(merged.type.tensor_type.shape.dim, got, want, strict=True):
+        if g is None and w is not None:
+            dim.Clear()
+            dim.dim_value = w
+    return merged
+
+
+def _infer(skeleton: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """ONNX shape inference; strict for standard ops, lenient when custom domains are present.
+
+    Strict mode turns contradictions (declared vs inferred dtype or rank, broadcast or axis
+    errors) into a clear ``shape_inference_failed`` instead of a tensor of unknown shape that
+    fails later with a misleading reason. Custom-domain nodes have no schema, so models with
+    them fall back to the lenient mode.
+    """
+    strict = all(n.domain in ("", "ai.onnx") for n in skeleton.graph.node)
+    try:
+        inferred = contrib_schemas.infer_shapes(skeleton, strict_mode=strict, data_prop=True)
+    except Exception as exc:
+        # onnx's data propagation mis-infers ranks on some valid graphs once constants are
+        # folded (seen on attention subgraphs); the front end folds shape arithmetic itself,
+        # so inference without it is the judge of last resort.
+        try:
+            inferred = contrib_schemas.infer_shapes(skeleton, strict_mode=strict, data_prop=False)
+        except Exception:
+            msg = " ".join(str(exc).split())
+            raise BadInputError(
+                errors.SHAPE_INFERENCE_FAILED, f"ONNX shape inference failed: {msg}"
+            ) from None
+    g = inferred.graph
+    return {vi.name: vi for vi in list(g.input) + list(g.value_info) + list(g.output)}
