@@ -1,0 +1,225 @@
+"""Generated entries of the corpus: the exporter matrix made here (tools/zoo/generators.py).
+
+Every entry names its generator, arguments and seed; ``exporter`` says which exporter wrote
+the file. Small configurations (2 layers, hidden 64) keep the corpus fast; the graphs are
+what the exporters write for the full-size models.
+"""
+
+from __future__ import annotations
+
+
+def _g(name, generator, label, domain, seed=0, **args):
+    """``label``: the exporter that wrote the file; ``args`` go to the generator."""
+    return {
+        "name": name,
+        "source": "generator",
+        "generator": generator,
+        "args": args,
+        "seed": seed,
+        "exporter": label,
+        "domain": domain,
+        "feeds": "stored",
+    }
+
+
+TS = "torch.onnx TorchScript"
+DYN = "torch.onnx dynamo"
+
+_TV = [
+    ("resnet18", "cls", 224),
+    ("mobilenet_v3_small", "cls", 224),
+    ("efficientnet_b0", "cls", 224),
+    ("lraspp_mobilenet_v3_large", "seg", 224),
+    ("deeplabv3_mobilenet_v3_large", "seg", 224),
+    ("ssdlite320_mobilenet_v3_large", "det", 320),
+    ("retinanet_resnet50_fpn_v2", "det", 320),
+]
+
+_HF_ENC = [
+    ("Bert", {}),
+    ("DistilBert", {}),
+    ("Roberta", {"pad_token_id": 1}),
+    ("Albert", {}),
+    ("DebertaV2", {}),
+]
+_HF_VIS = [
+    (
+        "ViT",
+        dict(
+            image_size=64,
+            patch_size=8,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+        ),
+    ),
+    (
+        "Swin",
+        dict(
+            image_size=64,
+            patch_size=4,
+            embed_dim=32,
+            depths=[1, 1],
+            num_heads=[2, 4],
+            window_size=4,
+        ),
+    ),
+    ("ConvNext", dict(image_size=64, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
+    (
+        "Segformer",
+        dict(
+            num_encoder_blocks=2,
+            depths=[1, 1],
+            sr_ratios=[2, 1],
+            hidden_sizes=[16, 32],
+            num_attention_heads=[1, 2],
+            patch_sizes=[7, 3],
+            strides=[4, 2],
+            decoder_hidden_size=32,
+            num_labels=5,
+        ),
+    ),
+    (
+        "MobileViT",
+        dict(
+            image_size=64, hidden_sizes=[32, 40, 48], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64]
+        ),
+    ),
+]
+
+GENERATED_MODELS: list[dict] = []
+for arch, task, size in _TV:
+    dom = {"cls": "classification", "seg": "segmentation", "det": "detection"}[task]
+    for exp, tag in ((TS, "ts"), (DYN, "dynamo")):
+        GENERATED_MODELS.append(
+            _g(
+                f"tv_{arch}_{tag}",
+                "torchvision",
+                exp,
+                dom,
+                arch=arch,
+                task=task,
+                size=size,
+                exporter="dynamo" if tag == "dynamo" else "torchscript",
+            )
+        )
+for arch, cfg in _HF_ENC:
+    for exp, tag in ((TS, "ts"), (DYN, "dynamo")):
+        GENERATED_MODELS.append(
+            _g(
+                f"hf_{arch.lower()}_{tag}",
+                "hf_encoder",
+                exp,
+                "nlp-encoder",
+                arch=arch,
+                exporter="dynamo" if tag == "dynamo" else "torchscript",
+                **cfg,
+            )
+        )
+for arch, cfg in _HF_VIS:
+    for exp, tag in ((TS, "ts"), (DYN, "dynamo")):
+        GENERATED_MODELS.append(
+            _g(
+                f"hf_{arch.lower()}_{tag}",
+                "hf_vision",
+                exp,
+                "vision",
+                arch=arch,
+                exporter="dynamo" if tag == "dynamo" else "torchscript",
+                **cfg,
+            )
+        )
+for exp, tag in ((TS, "ts"), (DYN, "dynamo")):
+    e = "dynamo" if tag == "dynamo" else "torchscript"
+    GENERATED_MODELS += [
+        _g(f"hf_wav2vec2_{tag}", "hf_wav2vec2", exp, "speech", exporter=e),
+        _g(f"hf_whisper_encoder_{tag}", "hf_whisper_encoder", exp, "speech", exporter=e),
+        _g(f"hf_whisper_decoder_{tag}", "hf_whisper_decoder", exp, "speech", exporter=e),
+        _g(
+            f"hf_gpt2_past_{tag}",
+            "hf_causal_lm_past",
+            exp,
+            "text-generation",
+            arch="GPT2",
+            exporter=e,
+        ),
+        _g(
+            f"hf_llama_past_{tag}",
+            "hf_causal_lm_past",
+            exp,
+            "text-generation",
+            arch="Llama",
+            exporter=e,
+        ),
+        _g(
+            f"hf_qwen2_past_{tag}",
+            "hf_causal_lm_past",
+            exp,
+            "text-generation",
+            arch="Qwen2",
+            exporter=e,
+        ),
+    ]
+
+# onnxruntime's transformer optimizer (fused com.microsoft ops) and quantizers
+for base, mtype in (
+    ("hf_bert_ts", "bert"),
+    ("hf_distilbert_ts", "bert"),
+    ("hf_gpt2_past_ts", "gpt2"),
+    ("hf_vit_ts", "vit"),
+    ("hf_bert_dynamo", "bert"),
+):
+    GENERATED_MODELS.append(
+        _g(
+            f"{base}_ortopt",
+            "ort_optimizer",
+            "onnxruntime transformer optimizer",
+            "fused",
+            base=base,
+            model_type=mtype,
+        )
+    )
+for base in (
+    "hf_bert_ts",
+    "hf_gpt2_past_ts",
+    "hf_vit_ts",
+    "hf_wav2vec2_ts",
+    "hf_whisper_encoder_ts",
+    "tv_resnet18_ts",
+    "tv_mobilenet_v3_small_ts",
+):
+    GENERATED_MODELS.append(
+        _g(
+            f"{base}_qdyn",
+            "ort_quantize_dynamic",
+            "onnxruntime quantize_dynamic",
+            "quantized",
+            base=base,
+        )
+    )
+for base in (
+    "hf_bert_ts",
+    "hf_vit_ts",
+    "tv_resnet18_ts",
+    "tv_mobilenet_v3_small_ts",
+    "tv_lraspp_mobilenet_v3_large_ts",
+):
+    GENERATED_MODELS.append(
+        _g(
+            f"{base}_qstatic",
+            "ort_quantize_static",
+            "onnxruntime quantize_static",
+            "quantized",
+            base=base,
+        )
+    )
+
+# tabular
+for kind in ("scaler_logreg", "random_forest", "gbc", "gbr", "svc", "svr"):
+    GENERATED_MODELS.append(_g(f"skl_{kind}", "sklearn", "skl2onnx", "tabular", kind=kind))
+GENERATED_MODELS += [
+    _g("skl_onehot_logreg", "onehot_pipeline", "skl2onnx", "tabular"),
+    _g("lightgbm_classifier", "lightgbm", "onnxmltools (LightGBM)", "tabular"),
+    _g("xgboost_classifier", "xgboost", "onnxmltools (XGBoost)", "tabular"),
+]

@@ -1,0 +1,735 @@
+"""Exports made here, with random initialisation (no hub downloads exist) and a fixed seed.
+
+Needs the ``zoo`` extra (torch, torchvision, transformers, onnxscript, scikit-learn, skl2onnx,
+onnxmltools, lightgbm, xgboost), installed in its own venv:
+``python3 -m venv /work/zoo-venv && . /work/zoo-venv/bin/activate &&
+pip install torch==2.14.1 torchvision==0.29.1 && pip install -e ".[validate,zoo]"``.
+
+Each generator writes ``model.onnx`` and ``feeds.npz`` (the realistic inputs the runner uses:
+token ids inside the vocabulary with a padded tail in the attention mask, natural-looking
+images normalised as the model's processor does, speech-like audio at 16 kHz, tabular rows
+from the training distribution). Random initialisation gives near-constant activations in
+deep nets, so BatchNorm running statistics are re-estimated on such inputs before export and
+the runner records each output's spread.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import feeds as F
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def library_versions(entry: dict) -> dict:
+    out = {}
+    for mod in (
+        "torch",
+        "torchvision",
+        "transformers",
+        "onnxscript",
+        "onnxruntime",
+        "sklearn",
+        "skl2onnx",
+        "onnxmltools",
+        "lightgbm",
+        "xgboost",
+        "onnx",
+    ):
+        try:
+            out[mod] = importlib.import_module(mod).__version__
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def build(entry: dict, out: Path) -> None:
+    fn = GENERATORS[entry["generator"]]
+    fn(entry, out, **entry.get("args", {}))
+
+
+def _seed(entry):
+    import torch
+
+    seed = entry.get("seed", 0)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return np.random.default_rng(seed)
+
+
+def _images(rng, n, h, w, mean=_MEAN, std=_STD) -> np.ndarray:
+    spec = {"shape": [n, 3, h, w], "mean": list(mean), "std": list(std), "scale": 1 / 255}
+    return F.image(spec, rng).astype(np.float32)
+
+
+def _save_feeds(out: Path, feeds: dict) -> None:
+    np.savez(out.parent / "feeds.npz", **{k: np.asarray(v) for k, v in feeds.items()})
+
+
+def _reestimate_bn(model, batches) -> None:
+    """Running mean/var of every BatchNorm from realistic inputs (cumulative average)."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for b in batches:
+            model(*b) if isinstance(b, tuple) else model(b)
+    model.eval()
+
+
+def _export(
+    model,
+    args: tuple,
+    out: Path,
+    names_in,
+    names_out,
+    exporter: str,
+    dynamic_axes=None,
+    opset: int = 17,
+) -> None:
+    import torch
+
+    model.eval()
+    if exporter == "dynamo":
+        prog = torch.onnx.export(
+            model,
+            args,
+            input_names=names_in,
+            output_names=names_out,
+            dynamo=True,
+            opset_version=max(opset, 18),
+            external_data=False,
+        )
+        prog.save(str(out))
+    else:
+        torch.onnx.export(
+            model,
+            args,
+            str(out),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+    m = onnx.load(str(out))
+    onnx.save(m, str(out))  # one file, weights inline
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision
+# --------------------------------------------------------------------------------------------
+
+
+def torchvision_model(entry, out: Path, arch: str, exporter: str, size: int = 224, task="cls"):
+    import torch
+    import torchvision
+
+    rng = _seed(entry)
+    kwargs = {"weights": None}
+    if task in ("det", "seg"):
+        kwargs["weights_backbone"] = None
+    if task == "det":
+        kwargs["num_classes"] = 91
+    model = getattr(
+        torchvision.models.detection
+        if task == "det"
+        else (torchvision.models.segmentation if task == "seg" else torchvision.models),
+        arch,
+    )(**kwargs)
+    imgs = [_images(rng, 2, size, size) for _ in range(6)]
+    if task == "det":
+        # detection models normalise inside (GeneralizedRCNNTransform): they take [0, 1] images
+        raw = [_images(rng, 1, size, size, mean=np.zeros(3), std=np.ones(3)) for _ in range(2)]
+        backbone = model.backbone
+        _reestimate_bn(
+            backbone,
+            [torch.from_numpy((i - _MEAN[:, None, None]) / _STD[:, None, None]) for i in imgs],
+        )
+        model.eval()
+        # random heads score every anchor alike; lower the threshold so boxes come out
+        if hasattr(model, "score_thresh"):
+            model.score_thresh = 0.0
+        x = raw[0][0]
+
+        class Wrap(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, image):
+                r = self.m([image])[0]
+                return r["boxes"], r["scores"], r["labels"]
+
+        _export(
+            Wrap(model),
+            (torch.from_numpy(x),),
+            out,
+            ["image"],
+            ["boxes", "scores", "labels"],
+            exporter,
+            opset=17,
+        )
+        _save_feeds(out, {"image": x})
+        return
+    _reestimate_bn(model, [torch.from_numpy(i) for i in imgs])
+    x = _images(rng, 1, size, size)
+
+    class Seg(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)["out"]
+
+    net = Seg(model) if task == "seg" else model
+    _export(net, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
+    _save_feeds(out, {"input": x})
+
+
+# --------------------------------------------------------------------------------------------
+# transformers, built from small configs
+# --------------------------------------------------------------------------------------------
+
+
+def _tokens(rng, vocab, batch, seq, pad_tail=2):
+    ids = rng.integers(5, vocab, size=(batch, seq)).astype(np.int64)
+    ids[:, 0] = 1
+    mask = np.ones((batch, seq), np.int64)
+    if pad_tail:
+        mask[:, seq - pad_tail :] = 0
+        ids[:, seq - pad_tail :] = 0
+    return ids, mask
+
+
+def hf_encoder(entry, out: Path, arch: str, exporter: str, seq: int = 16, **cfg):
+    import torch
+    import transformers
+
+    rng = _seed(entry)
+    config_cls = getattr(transformers, f"{arch}Config")
+    model_cls = getattr(transformers, f"{arch}Model")
+    base = dict(
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
+    if arch == "DistilBert":
+        base = dict(
+            vocab_size=1000,
+            dim=64,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=128,
+            max_position_embeddings=128,
+        )
+    if arch == "Albert":
+        base["embedding_size"] = 32
+    base.update(cfg)
+    config = config_cls(**base)
+    config._attn_implementation = "eager"
+    model = model_cls(config).eval()
+    ids, mask = _tokens(rng, base["vocab_size"], 1, seq)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    _export(
+        Wrap(model),
+        (torch.from_numpy(ids), torch.from_numpy(mask)),
+        out,
+        ["input_ids", "attention_mask"],
+        ["last_hidden_state"],
+        exporter,
+        dynamic_axes=dyn,
+    )
+    _save_feeds(out, {"input_ids": ids, "attention_mask": mask})
+
+
+def hf_vision(entry, out: Path, arch: str, exporter: str, size: int = 64, **cfg):
+    import torch
+    import transformers
+
+    rng = _seed(entry)
+    config = getattr(transformers, f"{arch}Config")(**cfg)
+    config._attn_implementation = "eager"
+    if arch == "Segformer":
+        model = transformers.SegformerForSemanticSegmentation(config)
+    else:
+        model = getattr(transformers, f"{arch}Model")(config)
+    mean = std = np.array([0.5, 0.5, 0.5], np.float32)
+    if arch in ("ConvNext", "Swin", "Segformer", "MobileViT"):
+        mean, std = _MEAN, _STD
+    if arch == "MobileViT":  # its processor only rescales to [0, 1] (and flips to BGR)
+        mean, std = np.zeros(3, np.float32), np.ones(3, np.float32)
+    _reestimate_bn(
+        model, [torch.from_numpy(_images(rng, 2, size, size, mean, std)) for _ in range(4)]
+    )
+    x = _images(rng, 1, size, size, mean, std)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            o = self.m(pixel_values=pixel_values)
+            return o.logits if arch == "Segformer" else o.last_hidden_state
+
+    _export(Wrap(model.eval()), (torch.from_numpy(x),), out, ["pixel_values"], ["output"], exporter)
+    _save_feeds(out, {"pixel_values": x})
+
+
+def hf_wav2vec2(entry, out: Path, exporter: str, samples: int = 8000):
+    import torch
+    import transformers
+
+    rng = _seed(entry)
+    config = transformers.Wav2Vec2Config(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        conv_dim=(32, 32, 32),
+        conv_stride=(5, 4, 2),
+        conv_kernel=(10, 8, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        vocab_size=32,
+    )
+    config._attn_implementation = "eager"
+    model = transformers.Wav2Vec2ForCTC(config).eval()
+    wave = F.speech(rng, samples, 16000)
+    x = ((wave - wave.mean()) / (wave.std() + 1e-7))[None].astype(np.float32)  # processor's norm
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_values):
+            return self.m(input_values=input_values).logits
+
+    _export(Wrap(model), (torch.from_numpy(x),), out, ["input_values"], ["logits"], exporter)
+    _save_feeds(out, {"input_values": x})
+
+
+def _whisper(entry):
+    import transformers
+
+    config = transformers.WhisperConfig(
+        vocab_size=500,
+        num_mel_bins=80,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        d_model=64,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=50,
+        max_target_positions=64,
+        decoder_start_token_id=1,
+        pad_token_id=0,
+    )
+    config._attn_implementation = "eager"
+    return transformers.WhisperForConditionalGeneration(config).eval(), config
+
+
+def _log_mel(rng, frames=100, bins=80):
+    """A Whisper-style log-mel input: speech-like audio through a crude mel filterbank,
+    log10, clamped to 8 dB below the max and scaled as WhisperFeatureExtractor does."""
+    wave = F.speech(rng, frames * 160 + 400, 16000)
+    win = np.hanning(400)
+    spec = (
+        np.abs(np.stack([np.fft.rfft(wave[i * 160 : i * 160 + 400] * win) for i in range(frames)]))
+        ** 2
+    )
+    edges = np.linspace(0, spec.shape[1] - 1, bins + 2).astype(int)
+    mel = np.stack([spec[:, edges[i] : edges[i + 2] + 1].mean(axis=1) for i in range(bins)], axis=0)
+    logm = np.log10(np.maximum(mel, 1e-10))
+    logm = np.maximum(logm, logm.max() - 8.0)
+    return ((logm + 4.0) / 4.0)[None].astype(np.float32)  # [1, bins, frames]
+
+
+def hf_whisper_encoder(entry, out: Path, exporter: str):
+    import torch
+
+    rng = _seed(entry)
+    model, _ = _whisper(entry)
+    x = _log_mel(rng)
+
+    class Enc(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m.model.encoder
+
+        def forward(self, input_features):
+            return self.m(input_features=input_features).last_hidden_state
+
+    _export(
+        Enc(model), (torch.from_numpy(x),), out, ["input_features"], ["last_hidden_state"], exporter
+    )
+    _save_feeds(out, {"input_features": x})
+
+
+def hf_whisper_decoder(entry, out: Path, exporter: str, tokens: int = 6):
+    import torch
+
+    rng = _seed(entry)
+    model, config = _whisper(entry)
+    with torch.no_grad():
+        enc = model.model.encoder(input_features=torch.from_numpy(_log_mel(rng))).last_hidden_state
+    ids = np.concatenate([[[1]], rng.integers(3, config.vocab_size, size=(1, tokens - 1))], axis=1)
+
+    class Dec(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, decoder_input_ids, encoder_hidden_states):
+            o = self.m.model.decoder(
+                input_ids=decoder_input_ids,
+                encoder_hidden_states=encoder_hidden_states,
+                use_cache=False,
+            )
+            return self.m.proj_out(o.last_hidden_state)
+
+    e = enc.numpy().astype(np.float32)
+    _export(
+        Dec(model),
+        (torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(e)),
+        out,
+        ["decoder_input_ids", "encoder_hidden_states"],
+        ["logits"],
+        exporter,
+    )
+    _save_feeds(out, {"decoder_input_ids": ids.astype(np.int64), "encoder_hidden_states": e})
+
+
+def hf_causal_lm_past(
+    entry, out: Path, arch: str, exporter: str, past: int = 6, new: int = 1, **cfg
+):
+    """One decoding step with past key values: inputs input_ids [1, new], attention_mask
+    [1, past+new], past_key_values.N.{key,value}; outputs logits and present.N.{key,value}."""
+    import torch
+    import transformers
+    from transformers import DynamicCache
+
+    rng = _seed(entry)
+    if arch == "GPT2":
+        config = transformers.GPT2Config(
+            vocab_size=500, n_embd=64, n_layer=2, n_head=4, n_positions=128
+        )
+        layers = 2
+    else:
+        base = dict(
+            vocab_size=500,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+        )
+        base.update(cfg)
+        config = getattr(transformers, f"{arch}Config")(**base)
+        layers = 2
+    config._attn_implementation = "eager"
+    config.use_cache = True
+    model = getattr(transformers, f"{arch}ForCausalLM" if arch != "GPT2" else "GPT2LMHeadModel")(
+        config
+    ).eval()
+    ids_all = rng.integers(3, config.vocab_size, size=(1, past + new)).astype(np.int64)
+    with torch.no_grad():
+        o = model(input_ids=torch.from_numpy(ids_all[:, :past]), use_cache=True)
+    cache = o.past_key_values
+    pkv = []
+    for layer in range(layers):
+        k, v = _cache_kv(cache, layer)
+        pkv += [k.numpy().astype(np.float32), v.numpy().astype(np.float32)]
+
+    class Step(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, *flat):
+            c = DynamicCache(ddp_cache_data=[(flat[2 * i], flat[2 * i + 1]) for i in range(layers)])
+            r = self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                past_key_values=c,
+                use_cache=True,
+            )
+            outs = [r.logits]
+            for i in range(layers):
+                k, v = _cache_kv(r.past_key_values, i)
+                outs += [k, v]
+            return tuple(outs)
+
+    ids = ids_all[:, past:]
+    mask = np.ones((1, past + new), np.int64)
+    names_pkv = [f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    names_out = ["logits"] + [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    dyn = {"input_ids": {1: "sequence"}, "attention_mask": {1: "total"}}
+    dyn.update({n: {2: "past"} for n in names_pkv})
+    args = (torch.from_numpy(ids), torch.from_numpy(mask), *[torch.from_numpy(p) for p in pkv])
+    _export(
+        Step(model),
+        args,
+        out,
+        ["input_ids", "attention_mask", *names_pkv],
+        names_out,
+        exporter,
+        dynamic_axes=dyn,
+    )
+    _save_feeds(
+        out, {"input_ids": ids, "attention_mask": mask, **dict(zip(names_pkv, pkv, strict=True))}
+    )
+
+
+def _cache_kv(cache, layer):
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache[layer][0], cache[layer][1]
+
+
+# --------------------------------------------------------------------------------------------
+# onnxruntime's transformer optimizer and quantizers, applied to another entry's export
+# --------------------------------------------------------------------------------------------
+
+
+def _base(entry) -> tuple[Path, dict]:
+    from . import paths
+
+    base_dir = paths.models_dir() / entry["args"]["base"]
+    if not (base_dir / "model.onnx").exists():
+        from . import manifest
+
+        build(manifest.by_name(entry["args"]["base"]), base_dir / "model.onnx")
+    with np.load(base_dir / "feeds.npz") as z:
+        feeds = {k: z[k] for k in z.files}
+    return base_dir / "model.onnx", feeds
+
+
+def ort_optimizer(
+    entry, out: Path, base: str, model_type: str, num_heads: int = 4, hidden_size: int = 64
+):
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    src, feeds = _base(entry)
+    opt = optimize_model(
+        str(src),
+        model_type=model_type,
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=1 if model_type in ("bert", "gpt2", "vit") else 0,
+    )
+    opt.save_model_to_file(str(out))
+    _save_feeds(out, feeds)
+
+
+def ort_quantize_dynamic(entry, out: Path, base: str, per_channel: bool = False):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, feeds = _base(entry)
+    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel)
+    _save_feeds(out, feeds)
+
+
+def ort_quantize_static(entry, out: Path, base: str, samples: int = 8):
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    src, feeds = _base(entry)
+    rng = np.random.default_rng(entry.get("seed", 0))
+
+    def variant(k, v):  # calibration samples like the feed: images re-drawn, ids re-drawn
+        if v.dtype.kind == "f":
+            return (v + rng.normal(0, 0.1 * (v.std() + 1e-6), size=v.shape)).astype(v.dtype)
+        if k.startswith("input_ids") or k.endswith("input_ids"):
+            return rng.permutation(v.ravel()).reshape(v.shape).astype(v.dtype)
+        return v
+
+    data = [{k: variant(k, v) for k, v in feeds.items()} for _ in range(samples)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(
+        str(src),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    _save_feeds(out, feeds)
+
+
+# --------------------------------------------------------------------------------------------
+# tabular: scikit-learn, LightGBM, XGBoost through skl2onnx / onnxmltools
+# --------------------------------------------------------------------------------------------
+
+
+def _tabular(rng, n=400, features=10, classes=3, regression=False):
+    from sklearn.datasets import make_classification, make_regression
+
+    seed = int(rng.integers(0, 2**31))
+    if regression:
+        x, y = make_regression(n_samples=n, n_features=features, noise=5.0, random_state=seed)
+    else:
+        x, y = make_classification(
+            n_samples=n, n_features=features, n_informative=6, n_classes=classes, random_state=seed
+        )
+    # real features live on different scales
+    scales = np.logspace(-1, 2, features)
+    return (x * scales + np.linspace(-5, 50, features)).astype(np.float32), y
+
+
+def sklearn_model(entry, out: Path, kind: str):
+    from skl2onnx import to_onnx
+    from sklearn import ensemble, linear_model, pipeline, preprocessing, svm
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    regression = kind in ("gbr", "svr", "rfr")
+    x, y = _tabular(rng, regression=regression)
+    est = {
+        "scaler_logreg": lambda: pipeline.make_pipeline(
+            preprocessing.StandardScaler(), linear_model.LogisticRegression(max_iter=500)
+        ),
+        "random_forest": lambda: ensemble.RandomForestClassifier(
+            n_estimators=20, max_depth=6, random_state=0
+        ),
+        "gbc": lambda: ensemble.GradientBoostingClassifier(
+            n_estimators=20, max_depth=3, random_state=0
+        ),
+        "gbr": lambda: ensemble.GradientBoostingRegressor(
+            n_estimators=30, max_depth=3, random_state=0
+        ),
+        "svc": lambda: pipeline.make_pipeline(
+            preprocessing.StandardScaler(), svm.SVC(probability=True, random_state=0)
+        ),
+        "svr": lambda: pipeline.make_pipeline(preprocessing.StandardScaler(), svm.SVR()),
+    }[kind]()
+    est.fit(x, y)
+    options = {} if regression else {"zipmap": False}
+    onx = to_onnx(est, x[:1], options=options, target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save(onx, str(out))
+    name = onx.graph.input[0].name
+    _save_feeds(out, {name: x[:16]})
+
+
+def onehot_pipeline(entry, out: Path):
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    num, y = _tabular(rng, n=400, features=4, classes=2)
+    cat = rng.integers(0, 5, size=(400, 2)).astype(np.int64)
+    y = (y + (cat[:, 0] > 2)) % 2
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), [0, 1, 2, 3]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), [4, 5]),
+        ]
+    )
+    x = np.concatenate([num, cat.astype(np.float32)], axis=1)
+    pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(x, y)
+    onx = convert_sklearn(
+        pipe,
+        initial_types=[("input", FloatTensorType([None, 6]))],
+        options={id(pipe.steps[-1][1]): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    onnx.save(onx, str(out))
+    _save_feeds(out, {"input": x[:16]})
+
+
+def lightgbm_model(entry, out: Path, trees: int = 50):
+    import lightgbm
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    x, y = _tabular(rng)
+    clf = lightgbm.LGBMClassifier(n_estimators=trees, num_leaves=15, verbose=-1).fit(x, y)
+    onx = convert_lightgbm(
+        clf,
+        initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
+        zipmap=False,
+        target_opset={"": 15, "ai.onnx.ml": 3},
+    )
+    onnx.save(onx, str(out))
+    _save_feeds(out, {"input": x[:16]})
+
+
+def xgboost_model(entry, out: Path, trees: int = 50):
+    import xgboost
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    x, y = _tabular(rng)
+    clf = xgboost.XGBClassifier(n_estimators=trees, max_depth=4, learning_rate=0.3).fit(x, y)
+    onx = convert_xgboost(
+        clf,
+        initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
+        target_opset={"": 15, "ai.onnx.ml": 3},
+    )
+    onnx.save(onx, str(out))
+    _save_feeds(out, {"input": x[:16]})
+
+
+GENERATORS = {
+    "torchvision": torchvision_model,
+    "hf_encoder": hf_encoder,
+    "hf_vision": hf_vision,
+    "hf_wav2vec2": hf_wav2vec2,
+    "hf_whisper_encoder": hf_whisper_encoder,
+    "hf_whisper_decoder": hf_whisper_decoder,
+    "hf_causal_lm_past": hf_causal_lm_past,
+    "ort_optimizer": ort_optimizer,
+    "ort_quantize_dynamic": ort_quantize_dynamic,
+    "ort_quantize_static": ort_quantize_static,
+    "sklearn": sklearn_model,
+    "onehot_pipeline": onehot_pipeline,
+    "lightgbm": lightgbm_model,
+    "xgboost": xgboost_model,
+}

@@ -1,0 +1,192 @@
+"""coverage_reports/zoo.{json,md} from the cached per-model results."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections import Counter
+
+from . import manifest, paths
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=paths.REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _versions() -> dict:
+    out = {}
+    for mod in ("onnxruntime", "ai_edge_litert", "onnx", "numpy"):
+        try:
+            m = __import__(mod)
+            out[mod] = getattr(m, "__version__", "?")
+        except Exception:  # noqa: BLE001
+            out[mod] = None
+    return out
+
+
+def collect(index: dict) -> list[dict]:
+    from .run import categorize
+
+    rows = []
+    for entry in manifest.all_models():
+        name = entry["name"]
+        p = paths.results_dir() / f"{name}.json"
+        built = index.get(name)
+        rec = json.loads(p.read_text()) if p.exists() else {"name": name, "status": "not_run"}
+        if built is None and rec["status"] == "not_run":
+            rec["status"] = "not_built"
+        row = {
+            "name": name,
+            "source": entry["source"],
+            "package": entry.get("package"),
+            "version": entry.get("version"),
+            "generator": entry.get("generator"),
+            "seed": entry.get("seed") if entry["source"] == "generator" else None,
+            "exporter": entry.get("exporter"),
+            "domain": entry.get("domain"),
+            "sha256": (built or {}).get("sha256"),
+            **{k: v for k, v in rec.items() if k not in ("name", "key")},
+        }
+        row["category"] = categorize(rec) if rec["status"] not in ("not_run", "not_built") else None
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    ran = [r for r in rows if r["status"] not in ("not_run", "not_built")]
+    status = Counter(r["status"] for r in ran)
+    cats = Counter(r["category"] for r in ran if r.get("category"))
+    reasons = Counter(r.get("reason_code") for r in ran if r["status"] == "refused")
+    ratios = [r["latency_ratio"] for r in ran if r["status"] == "pass" and r.get("latency_ratio")]
+    packages = {r["package"] for r in ran if r.get("package")}
+    exporters = Counter(r.get("exporter_family") or _family(r.get("exporter", "")) for r in ran)
+    return {
+        "models": len(ran),
+        "not_run": len(rows) - len(ran),
+        "packages": len(packages),
+        "exporter_families": dict(sorted(exporters.items())),
+        "by_status": dict(sorted(status.items())),
+        "pass_rate": round(status.get("pass", 0) / len(ran), 4) if ran else None,
+        "failures_by_category": dict(sorted(cats.items())),
+        "refusals_by_reason": dict(sorted((k or "?", v) for k, v in reasons.items())),
+        "median_latency_ratio_litert_over_ort": round(statistics.median(ratios), 3)
+        if ratios
+        else None,
+        "latency_ratio_models": len(ratios),
+        "transpose_total": sum(r.get("transpose_count", 0) for r in ran if r["status"] == "pass"),
+    }
+
+
+def _family(exporter: str) -> str:
+    e = exporter.lower()
+    for key, fam in (
+        ("dynamo", "torch.onnx dynamo"),
+        ("torchscript", "torch.onnx TorchScript"),
+        ("torch.onnx", "torch.onnx TorchScript"),
+        ("paddle2onnx", "paddle2onnx"),
+        ("tf2onnx", "tf2onnx"),
+        ("keras2onnx", "keras2onnx"),
+        ("spox", "spox"),
+        ("optimizer", "onnxruntime transformer optimizer"),
+        ("quantize_dynamic", "onnxruntime quantize_dynamic"),
+        ("quantize_static", "onnxruntime quantize_static"),
+        ("skl2onnx", "skl2onnx"),
+        ("onnxmltools", "onnxmltools"),
+    ):
+        if key in e:
+            return fam
+    return exporter or "?"
+
+
+def _md(rows: list[dict], summary: dict, meta: dict) -> str:
+    lines = [
+        "# Real-model corpus (issue 17)",
+        "",
+        f"Converter commit `{meta['converter_commit']}`, written {meta['written']}; "
+        f"onnxruntime {meta['versions'].get('onnxruntime')}, ai-edge-litert "
+        f"{meta['versions'].get('ai_edge_litert')}. Rebuild: `python -m tools.zoo.build`; "
+        "run: `python -m tools.zoo.run` (one model: `--only NAME`).",
+        "",
+        "Each model: realistic inputs as its package prepares them, onnxruntime reference, "
+        "`convert(..., keep_io_layout=True)` with the feed shapes pinned, LiteRT, comparison by "
+        f"ONNX output name and shape with rtol {meta['rtol']} and atol {meta['atol']} "
+        "(`|a-e| <= atol*max(1,max|e|) + rtol*|e|`). Latency: median of >= 20 runs after "
+        "warm-up, 1 thread (LiteRT with XNNPACK; onnxruntime at its default optimisation level).",
+        "",
+        "## Summary",
+        "",
+        f"- models run: **{summary['models']}** from **{summary['packages']}** PyPI packages "
+        f"and generators; exporter families: "
+        + ", ".join(f"{k} ({v})" for k, v in summary["exporter_families"].items()),
+        "- by status: " + ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()),
+        f"- pass rate (float32): **{summary['pass_rate']:.1%}**"
+        if summary["pass_rate"] is not None
+        else "- pass rate: n/a",
+        "- failures by root-cause category: "
+        + (", ".join(f"{k} {v}" for k, v in summary["failures_by_category"].items()) or "none"),
+        "- refusals by reason code: "
+        + (", ".join(f"`{k}` {v}" for k, v in summary["refusals_by_reason"].items()) or "none"),
+        f"- median LiteRT/onnxruntime latency ratio over {summary['latency_ratio_models']} "
+        f"passing models: **{summary['median_latency_ratio_litert_over_ort']}**",
+        "",
+        "## Models",
+        "",
+        "| model | source | exporter | status | reason / message | TRANSPOSE | LiteRT ms | ORT ms | ratio |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        src = (
+            f"{r['package']} {r['version']}"
+            if r.get("package")
+            else f"gen:{r.get('generator')} seed {r.get('seed', 0)}"
+        )
+        why = ""
+        if r["status"] not in ("pass", "not_run", "not_built"):
+            where = f"{r.get('op_type') or ''} `{r.get('node') or ''}`: " if r.get("node") else ""
+            code = f"`{r['reason_code']}` " if r.get("reason_code") else ""
+            why = f"{code}{where}{r.get('message', '')}"[:220].replace("|", "/")
+            if r.get("category"):
+                why += f" [{r['category']}]"
+        elif r.get("compare"):
+            why = r["compare"]
+
+        def f(v):
+            return f"{v:.3f}" if isinstance(v, (int, float)) else ""
+
+        lines.append(
+            f"| {r['name']} | {src} | {r.get('exporter', '')} | {r['status']} | {why} | "
+            f"{r.get('transpose_count', '') if r['status'] == 'pass' else ''} | "
+            f"{f(r.get('litert_ms'))} | {f(r.get('ort_ms'))} | {f(r.get('latency_ratio'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(index: dict):
+    from .run import ATOL, RTOL, converter_commit
+
+    rows = collect(index)
+    summary = summarize(rows)
+    meta = {
+        "converter_commit": converter_commit(),
+        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": _versions(),
+        "rtol": RTOL,
+        "atol": ATOL,
+    }
+    paths.REPORT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    paths.REPORT_JSON.write_text(
+        json.dumps({**meta, "summary": summary, "models": rows}, indent=1, default=str) + "\n"
+    )
+    paths.REPORT_MD.write_text(_md(rows, summary, meta))
+    return paths.REPORT_JSON, paths.REPORT_MD

@@ -1,0 +1,512 @@
+"""Run the real-model corpus: onnxruntime reference, conversion, LiteRT, strict comparison.
+
+    python -m tools.zoo.run                  # every built model; cached results are reused
+    python -m tools.zoo.run --only NAME      # one model (repeatable), always re-run
+    python -m tools.zoo.run --failed         # re-run only models whose last result is not pass
+    python -m tools.zoo.run --force          # re-run everything
+    python -m tools.zoo.run --report-only    # rewrite coverage_reports/zoo.{json,md}
+
+Per model, in a subprocess with a timeout (a hang or a crash of the converter or of LiteRT
+is recorded, not fatal): feeds built as the package builds them (tools/zoo/feeds.py), an
+onnxruntime reference (basic graph optimisations: the model's own semantics), conversion
+through the library with ``keep_io_layout=True`` and the feed shapes as pins, LiteRT on the
+same feeds, and a comparison strictly by ONNX output name and shape with rtol 1e-3 and
+atol 1e-5 (``|a - e| <= atol * max(1, max|e|) + rtol * |e|``, validate.compare). Latency: the
+median of >= 20 timed runs after warm-up, 1 thread, LiteRT (XNNPACK) and onnxruntime (its
+default optimisation level).
+
+A result is cached in the cache folder's ``results/`` under a key made of the model's sha256,
+the converter's source hash and this runner's version: a re-run after a fix recomputes only
+what changed (``--keep-stale`` keeps results whose converter hash differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import manifest, paths
+
+RUNNER_VERSION = 1
+RTOL = 1e-3
+ATOL = 1e-5
+
+STATUSES = ("pass", "refused", "mismatch", "load_or_run_failed", "error", "reference_failed")
+
+# --------------------------------------------------------------------------------------------
+# Failure categories (issue 17's list)
+# --------------------------------------------------------------------------------------------
+DYNAMIC_QUANT_OPS = {
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeLSTM",
+}
+DATA_DEPENDENT_OPS = {"NonZero", "NonMaxSuppression", "Compress", "Unique"}
+CONTROL_FLOW_OPS = {"If", "Loop", "Scan"}
+
+
+def categorize(rec: dict) -> str | None:
+    """Root-cause category of a failing record (None for a pass)."""
+    status = rec.get("status")
+    if status == "pass":
+        return None
+    op = rec.get("op_type") or ""
+    domain = rec.get("domain") or ""
+    reason = rec.get("reason_code") or ""
+    msg = (rec.get("message") or "").lower()
+    ops = {n.get("op_type") for n in rec.get("refused_nodes", [])} | {op}
+    if ops & DYNAMIC_QUANT_OPS:
+        return "dynamic-quant"
+    if domain == "ai.onnx.ml" or any(
+        n.get("domain") == "ai.onnx.ml" for n in rec.get("refused_nodes", [])
+    ):
+        return "ai.onnx.ml op"
+    if domain.startswith("com.microsoft") or any(
+        (n.get("domain") or "").startswith("com.microsoft") for n in rec.get("refused_nodes", [])
+    ):
+        return "contrib op"
+    if reason == "shape_inference_failed" or "declared" in msg:
+        return "declared-shape disagreement"
+    if ops & CONTROL_FLOW_OPS or "subgraph" in msg or "branch" in msg:
+        return "control flow with changing shapes"
+    if ops & DATA_DEPENDENT_OPS or "data-dependent" in msg or "static shape" in msg:
+        return "data-dependent shapes"
+    if reason == "unsupported_dtype":
+        return "dtype without kernel"
+    return "other"
+
+
+# --------------------------------------------------------------------------------------------
+# One model (runs in a worker subprocess)
+# --------------------------------------------------------------------------------------------
+
+
+def converter_src() -> Path:
+    """Where the converter under test is imported from: ``$ONNX2TFLITE_ZOO_CONVERTER`` (a
+    folder holding an ``onnx2tflite_direct`` package, e.g. ``git archive`` of a commit, so a
+    run measures a committed state while the working tree changes) or the repository."""
+    return Path(os.environ.get("ONNX2TFLITE_ZOO_CONVERTER") or paths.REPO)
+
+
+def converter_commit() -> str:
+    stamp = converter_src() / "COMMIT"
+    if stamp.exists():
+        return stamp.read_text().strip()
+    from .report import _commit
+
+    return _commit() + ("" if converter_src() == paths.REPO else "?")
+
+
+def converter_fingerprint() -> str:
+    h = hashlib.sha256()
+    root = converter_src() / "onnx2tflite_direct"
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_path(name: str) -> Path:
+    """models/NAME/FILE.onnx: one folder per model, so external data files keep their names."""
+    folder = paths.models_dir() / name
+    found = sorted(folder.glob("*.onnx")) if folder.exists() else []
+    return found[0] if found else folder / "model.onnx"
+
+
+def load_feeds(entry: dict, model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    stored = paths.models_dir() / entry["name"] / "feeds.npz"
+    if entry.get("feeds") == "stored" or (not entry.get("feeds") and stored.exists()):
+        with np.load(stored) as z:
+            return {k: z[k] for k in z.files}
+    from .feeds import make_feeds
+
+    return make_feeds(model, entry, seed=entry.get("feed_seed", 0))
+
+
+def _short(text: str, n: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _median_latency(fn, runs: int, budget_s: float = 20.0) -> tuple[float, int]:
+    for _ in range(3):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < runs or (time.perf_counter() - start < 1.0 and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= runs and time.perf_counter() - start > budget_s:
+            break
+    return statistics.median(times) * 1e3, len(times)
+
+
+def _ort_latency(path: Path, feeds: dict, runs: int) -> float:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return _median_latency(lambda: sess.run(None, feeds), runs)[0]
+
+
+def _litert_latency(tflite: bytes, feeds: dict, io_table, runs: int) -> float:
+    """Times set_tensor + invoke + get_tensor (the signature runner's Python overhead would
+    dominate small models); falls back to the signature runner if tensor names differ."""
+    from onnx2tflite_direct.validate import make_interpreter
+
+    interp = make_interpreter(tflite, num_threads=1)
+    perms = {r["name"]: r.get("perm") for r in (io_table or []) if r.get("kind") == "input"}
+
+    def laid_out(name, dtype):
+        arr = np.asarray(feeds[name])
+        if perms.get(name) is not None:
+            arr = np.transpose(arr, perms[name])
+        return np.array(arr, dtype=dtype, order="C")
+
+    ins = interp.get_input_details()
+    if all(d["name"] in feeds for d in ins):
+        for d in ins:
+            if tuple(d["shape"]) != feeds[d["name"]].shape and perms.get(d["name"]) is None:
+                interp.resize_tensor_input(d["index"], list(feeds[d["name"]].shape))
+        interp.allocate_tensors()
+        ready = [(d["index"], laid_out(d["name"], d["dtype"])) for d in interp.get_input_details()]
+        outs = [d["index"] for d in interp.get_output_details()]
+
+        def once():
+            for idx, arr in ready:
+                interp.set_tensor(idx, arr)
+            interp.invoke()
+            for idx in outs:
+                interp.get_tensor(idx)
+
+        return _median_latency(once, runs)[0]
+    runner = interp.get_signature_runner("serving_default")
+    kwargs = {n: laid_out(n, d["dtype"]) for n, d in runner.get_input_details().items()}
+    return _median_latency(lambda: runner(**kwargs), runs)[0]
+
+
+def _spread(expected: dict) -> dict:
+    out = {}
+    for k, v in expected.items():
+        v = np.asarray(v)
+        if v.dtype.kind == "f" and v.size:
+            out[k] = float(np.std(v.astype(np.float64)))
+    return out
+
+
+def _refused_nodes(report_path: Path) -> list[dict]:
+    if not report_path.exists():
+        return []
+    rep = json.loads(report_path.read_text())
+    rows = [r for r in rep.get("nodes", []) if r.get("mode") == "unsupported"]
+    return [
+        {k: r.get(k) for k in ("name", "domain", "op_type", "reason_code", "message")}
+        for r in rows[:20]
+    ]
+
+
+def _op_of(model: onnx.ModelProto, node_name: str | None) -> tuple[str | None, str | None]:
+    if not node_name:
+        return None, None
+
+    def walk(graph):
+        for n in graph.node:
+            if n.name == node_name or (n.output and n.output[0] == node_name):
+                return n
+            for a in n.attribute:
+                subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+                for g in subs:
+                    found = walk(g)
+                    if found is not None:
+                        return found
+        return None
+
+    node = walk(model.graph)
+    return (node.op_type, node.domain or "") if node is not None else (None, None)
+
+
+def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
+    """Everything for one model; returns the record (never raises)."""
+    from onnx2tflite_direct import ConversionError, InternalError, UnsupportedError, convert
+    from onnx2tflite_direct.validate import compare, run_litert, run_onnxruntime
+
+    path = model_path(entry["name"])
+    rec: dict = {"name": entry["name"]}
+    model = onnx.load(str(path))
+    rec["onnx_nodes"] = len(model.graph.node)
+    feeds = load_feeds(entry, model)
+    rec["input_shapes"] = {k: list(v.shape) for k, v in feeds.items()}
+    pins = {k: tuple(v.shape) for k, v in feeds.items()}
+    if entry.get("dynamic"):
+        pins = None
+
+    t0 = time.perf_counter()
+    try:
+        expected = run_onnxruntime(path, feeds)
+    except Exception as exc:  # noqa: BLE001
+        rec.update(status="reference_failed", message=_short(f"{type(exc).__name__}: {exc}"))
+        return rec
+    rec["reference_seconds"] = round(time.perf_counter() - t0, 3)
+    rec["output_std"] = _spread(expected)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        try:
+            res = convert(
+                str(path),
+                tmp,
+                keep_io_layout=True,
+                input_shapes=pins,
+                report_op_coverage=True,
+                stem="m",
+                **entry.get("convert_options", {}),
+            )
+        except ConversionError as exc:
+            op, domain = _op_of(model, exc.node_name)
+            internal = isinstance(exc, InternalError)
+            rec.update(
+                status="error" if internal else "refused",
+                reason_code=exc.reason_code,
+                node=exc.node_name,
+                op_type=op,
+                domain=domain,
+                message=_short(exc.message),
+                refused_nodes=_refused_nodes(Path(tmp) / "m_op_coverage_report.json"),
+                exception=type(exc).__name__,
+            )
+            if not internal and not isinstance(exc, UnsupportedError):
+                rec["exit_code"] = exc.exit_code
+            rec["convert_seconds"] = round(time.perf_counter() - t0, 3)
+            return rec
+        except Exception as exc:  # noqa: BLE001 - an untyped escape is a converter bug
+            rec.update(status="error", message=_short(f"untyped {type(exc).__name__}: {exc}"))
+            return rec
+        rec["convert_seconds"] = round(time.perf_counter() - t0, 3)
+        tflite = bytes(res.tflite_bytes)
+        report = res.report
+    rec["tflite_bytes"] = len(tflite)
+    rec["transpose_count"] = report.get("transpose_count", 0)
+    rec["tflite_ops"] = sum(v["count"] for v in report.get("tflite_ops", {}).values())
+    warnings = [r for r in report.get("nodes", []) if r.get("notes")]
+    if warnings:
+        rec["notes"] = sorted({n for r in warnings for n in r["notes"]})[:10]
+
+    try:
+        actual = run_litert(tflite, feeds, report.get("io"))
+    except Exception as exc:  # noqa: BLE001
+        rec.update(status="load_or_run_failed", message=_short(f"{type(exc).__name__}: {exc}"))
+        return rec
+    sorted_names = set(entry.get("sorted_outputs", ()))
+    if sorted_names:
+        rec["compare"] = f"sorted: {sorted(sorted_names)} (ONNX order unstable over near-ties)"
+        for k in sorted_names:
+            if k in expected and k in actual:
+                expected[k] = np.sort(np.asarray(expected[k]), axis=None)
+                actual[k] = np.sort(np.asarray(actual[k]), axis=None)
+    metrics = compare(expected, actual, atol=ATOL, rtol=RTOL)
+    outs = {}
+    for k, m in metrics.items():
+        outs[k] = {
+            "ok": bool(m.get("ok")),
+            "shape": list(m.get("expected_shape", ())),
+            "actual_shape": list(m.get("actual_shape", ())),
+            "max_abs": _num(m.get("max_abs")),
+            "max_rel": _num(m.get("max_rel")),
+        }
+        if m.get("missing"):
+            outs[k]["missing"] = True
+    rec["outputs"] = outs
+    bad = [k for k, m in outs.items() if not m["ok"]]
+    if bad:
+        rec["status"] = "mismatch"
+        parts = []
+        for k in bad:
+            m = outs[k]
+            if m.get("missing"):
+                parts.append(f"{k}: missing from LiteRT outputs")
+            elif m["shape"] != m["actual_shape"]:
+                parts.append(f"{k}: shape {m['actual_shape']} vs ONNX {m['shape']}")
+            else:
+                parts.append(f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}")
+        rec["message"] = _short("; ".join(parts))
+    else:
+        rec["status"] = "pass"
+
+    if latency:
+        try:
+            rec["ort_ms"] = round(_ort_latency(path, feeds, runs), 4)
+            rec["litert_ms"] = round(_litert_latency(tflite, feeds, report.get("io"), runs), 4)
+            rec["latency_ratio"] = round(rec["litert_ms"] / rec["ort_ms"], 3)
+        except Exception as exc:  # noqa: BLE001
+            rec["latency_error"] = _short(f"{type(exc).__name__}: {exc}")
+    return rec
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def _worker(name: str, out: str, runs: int) -> int:
+    entry = manifest.by_name(name)
+    try:
+        rec = run_one(entry, runs=runs)
+    except Exception as exc:  # noqa: BLE001 - the runner's own failure, recorded as such
+        rec = {
+            "name": name,
+            "status": "error",
+            "message": _short(f"runner: {type(exc).__name__}: {exc}"),
+        }
+    import onnx2tflite_direct
+
+    rec["converter_path"] = str(Path(onnx2tflite_direct.__file__).parent)
+    Path(out).write_text(json.dumps(rec, indent=1, default=str))
+    return 0
+
+
+def _cached(name: str) -> dict | None:
+    p = paths.results_dir() / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def run_in_subprocess(entry: dict, timeout: float, runs: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        src = converter_src()
+        pythonpath = str(paths.REPO) if src == paths.REPO else f"{src}{os.pathsep}{paths.REPO}"
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=pythonpath)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.zoo.run",
+                    "--worker",
+                    entry["name"],
+                    "--result",
+                    str(out),
+                    "--runs",
+                    str(runs),
+                ],
+                cwd=tmp,
+                env=env,
+                timeout=timeout,
+                capture_output=True,
+                text=True,
+            )
+        except subprocess.TimeoutExpired:
+            return {
+                "name": entry["name"],
+                "status": "error",
+                "message": f"timeout after {timeout:.0f}s",
+            }
+        if not out.exists():
+            tail = (proc.stderr or "").strip().splitlines()[-3:]
+            return {
+                "name": entry["name"],
+                "status": "error",
+                "message": _short(f"worker died (exit {proc.returncode}): {' | '.join(tail)}"),
+            }
+        rec = json.loads(out.read_text())
+        rec["wall_seconds"] = round(time.perf_counter() - t0, 2)
+        return rec
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", help="run only this model (repeatable)")
+    ap.add_argument("--failed", action="store_true", help="re-run models whose last result failed")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="reuse cached results even if the converter changed",
+    )
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return _worker(args.worker, args.result, args.runs)
+
+    from .build import load_index
+
+    index = load_index()
+    fingerprint = converter_fingerprint()
+    paths.results_dir().mkdir(parents=True, exist_ok=True)
+    entries = manifest.all_models()
+    if args.only:
+        unknown = set(args.only) - {e["name"] for e in entries}
+        if unknown:
+            ap.error(f"unknown model(s): {sorted(unknown)}")
+        entries = [e for e in entries if e["name"] in set(args.only)]
+    if not args.report_only:
+        for entry in entries:
+            name = entry["name"]
+            built = index.get(name)
+            if built is None or not model_path(name).exists():
+                print(f"skip {name}: not built (python -m tools.zoo.build --only {name})")
+                continue
+            key = {
+                "model_sha256": built["sha256"],
+                "converter": fingerprint,
+                "runner": RUNNER_VERSION,
+            }
+            old = _cached(name)
+            if old is not None and not (args.force or args.only):
+                same = old.get("key") == key or (
+                    args.keep_stale and old.get("key", {}).get("model_sha256") == built["sha256"]
+                )
+                if same and not (args.failed and old.get("status") != "pass"):
+                    continue
+                if args.failed and old.get("status") == "pass" and same:
+                    continue
+            rec = run_in_subprocess(entry, args.timeout, args.runs)
+            rec["key"] = key
+            (paths.results_dir() / f"{name}.json").write_text(
+                json.dumps(rec, indent=1, default=str)
+            )
+            extra = (
+                rec.get("reason_code") or rec.get("message", "")[:100]
+                if rec["status"] != "pass"
+                else ""
+            )
+            ratio = rec.get("latency_ratio", "")
+            print(f"{rec['status']:20s} {name:38s} {ratio!s:7s} {extra}", flush=True)
+    from .report import write_reports
+
+    j, m = write_reports(index)
+    print(f"wrote {j} and {m}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
