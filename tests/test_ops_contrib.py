@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from harness import check_conversion, convert, expect_refusal, make_model
-from onnx import helper
+from onnx import TensorProto, helper
 
 from onnx2tflite_direct import validate as V
 
@@ -377,3 +377,118 @@ def test_embed_layer_norm(segments, mask, emb_sum):
         inits,
     )
     check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+# ---- dynamic-range quantized graphs (quantize_dynamic) -------------------------------------------
+# Real-sized reductions: K = 768 (BERT-base hidden), 3072 (its FFN), 4096. With uint8
+# activations and int8 weights one float32 reduction could round (K * 255 * 128 >= 2**24): the
+# accumulators must still equal onnxruntime's int32 ones exactly.
+
+QUANT_K = [768, 3072, 4096]
+
+
+def _int8_weights(k, n, dtype=np.int8):
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, int(info.max) + 1, (k, n)).astype(dtype)
+
+
+@pytest.mark.parametrize("k", QUANT_K)
+def test_matmul_integer_real_reduction_is_exact(k):
+    a = RNG.integers(0, 256, (3, k)).astype(np.uint8)
+    node = helper.make_node("MatMulInteger", ["a", "w", "az"], ["y"])
+    model = ms_model(
+        [node],
+        [("a", np.uint8, (3, k)), ("az", np.uint8, ())],
+        [("y", np.int32)],
+        {"w": _int8_weights(k, 16)},
+    )
+    feeds = {"a": a, "az": np.array(131, np.uint8)}
+    chk = check_conversion(model, feeds=feeds)  # int32 outputs compare exactly
+    assert chk.ops["BATCH_MATMUL"] == 2  # two base-16 digits of a - a_zp
+
+
+@pytest.mark.parametrize("k", QUANT_K)
+def test_quantize_dynamic_chain(k):
+    """quantize_dynamic's float graph: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul."""
+    w = _int8_weights(k, 32)
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xz"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["xs", "ws"], ["s"]),
+        helper.make_node("Mul", ["accf", "s"], ["mm"]),
+        helper.make_node("Add", ["mm", "bias"], ["y"]),
+    ]
+    inits = {"w": w, "ws": np.array(0.02, F), "bias": _rand(32)}
+    model = ms_model(nodes, [("x", F, (2, 5, k))], [("y", F)], inits)
+    check_conversion(model, feeds={"x": _rand(2, 5, k)}, atol=1e-5, rtol=1e-5)
+
+
+def test_conv_integer_real_reduction_is_exact():
+    c, kh = 256, 3  # K = 2304
+    x = RNG.integers(0, 256, (1, c, 6, 6)).astype(np.uint8)
+    w = RNG.integers(-128, 128, (8, c, kh, kh)).astype(np.int8)
+    node = helper.make_node("ConvInteger", ["x", "w", "xz"], ["y"], pads=[1, 1, 1, 1])
+    model = ms_model(
+        [node], [("x", np.uint8, x.shape), ("xz", np.uint8, ())], [("y", np.int32)], {"w": w}
+    )
+    check_conversion(model, feeds={"x": x, "xz": np.array(7, np.uint8)})
+
+
+@pytest.mark.parametrize("k", [1024, 4096])
+def test_qlinear_matmul_real_reduction(k):
+    node = helper.make_node("QLinearMatMul", ["a", "as", "az", "w", "ws", "wz", "ys", "yz"], ["y"])
+    inits = {
+        "as": np.array(0.02, F),
+        "az": np.array(128, np.uint8),
+        "w": _int8_weights(k, 8),
+        "ws": np.array(0.01, F),
+        "wz": np.array(0, np.int8),
+        "ys": np.array(0.5 * np.sqrt(k / 768), F),
+        "yz": np.array(120, np.uint8),
+    }
+    model = ms_model([node], [("a", np.uint8, (4, k))], [("y", np.uint8)], inits)
+    a = RNG.integers(0, 256, (4, k)).astype(np.uint8)
+    check_conversion(model, feeds={"a": a})
+
+
+@pytest.mark.parametrize("k", QUANT_K)
+@pytest.mark.parametrize("per_column,zero_points,bias", [(False, False, False), (True, True, True)])
+def test_matmul_integer_to_float(k, per_column, zero_points, bias):
+    n = 24
+    inits = {
+        "w": _int8_weights(k, n, np.uint8 if zero_points else np.int8),
+        "as": np.array(0.015, F),
+        "ws": (RNG.uniform(0.005, 0.02, n) if per_column else np.array(0.01)).astype(F),
+    }
+    order = ["a", "w", "as", "ws"]
+    if zero_points:
+        inits["az"] = np.array(128, np.uint8)
+        inits["wz"] = RNG.integers(100, 150, n).astype(np.uint8)
+        order += ["az", "wz"]
+    if bias:
+        inits["b"] = _rand(n)
+        order += ["b"] if zero_points else ["", "", "b"]
+    node = ms_node("MatMulIntegerToFloat", order, ["y"])
+    model = ms_model([node], [("a", np.uint8, (2, 3, k))], [("y", F)], inits)
+    a = RNG.integers(0, 256, (2, 3, k)).astype(np.uint8)
+    check_conversion(model, feeds={"a": a}, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k", QUANT_K)
+@pytest.mark.parametrize("weights", ["int8", "uint8_zp_per_column"])
+def test_dynamic_quantize_matmul(k, weights):
+    n = 24
+    if weights == "int8":
+        inits = {"w": _int8_weights(k, n), "ws": np.array(0.01, F), "b": _rand(n)}
+        order = ["x", "w", "ws", "", "b"]
+    else:
+        inits = {
+            "w": _int8_weights(k, n, np.uint8),
+            "ws": RNG.uniform(0.005, 0.02, n).astype(F),
+            "wz": RNG.integers(100, 150, n).astype(np.uint8),
+        }
+        order = ["x", "w", "ws", "wz"]
+    node = ms_node("DynamicQuantizeMatMul", order, ["y"])
+    model = ms_model([node], [("x", F, (2, 3, k))], [("y", F)], inits)
+    check_conversion(model, feeds={"x": _rand(2, 3, k)}, atol=1e-5, rtol=1e-5)

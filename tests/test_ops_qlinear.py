@@ -89,13 +89,15 @@ def test_matmul_integer_per_row_zero_point_refused():
     expect_refusal(model, "unsupported_attribute_value")
 
 
-def test_matmul_integer_long_reduction_refused():
-    """255 * 255 * 300 >= 2**24: float32 accumulation would round."""
+def test_matmul_integer_long_reduction_split_exactly():
+    """255 * 255 * 300 >= 2**24: one float32 reduction could round, so ``a - a_zp`` is split
+    into digits whose reductions are exact, combined in int32 (bit-identical to onnxruntime)."""
     a, b = _q(np.uint8, (2, 300)), _q(np.uint8, (300, 2))
-    model, _ = _build(
+    model, feeds = _build(
         "MatMulInteger", ["a", "b", "az"], [a, b, _q(np.uint8, ())], ("y", np.int32, (2, 2))
     )
-    expect_refusal(model, "unsupported_attribute_value")
+    chk = check_conversion(model, feeds)
+    assert chk.ops["FLOOR"] >= 1 and chk.ops["BATCH_MATMUL"] >= 2
 
 
 def test_matmul_integer_long_reduction_with_constant_zero_points():

@@ -3,9 +3,16 @@
 Why float32: TFLite's integer matmul/conv kernels need static quantization parameters (and
 int8 weights with zero point 0), while these ONNX ops take arbitrary, often runtime, zero
 points. Shifted operands ``q - zp`` are small integers, and a float32 sum of integer products
-is exact while every partial sum stays below 2**24: the extra checks bound
-``K * max|a - a_zp| * max|b - b_zp|`` (plus |bias|) statically, from the dtype ranges and any
-constant zero point, and refuse larger reductions instead of rounding.
+is exact while every partial sum stays below 2**24. The bound ``K * max|a - a_zp| *
+max|b - b_zp|`` (plus |bias|) is computed statically, from the dtype ranges and any constant
+zero point. Real reductions exceed it (K = 768 with uint8 activations and int8 weights reaches
+2.5e7), so the left operand is then split into base-2**s digits, ``a = sum_k d_k 2**(s k)``
+with ``|d_k| <= 2**s`` (FLOOR of an exact power-of-two scaling), s chosen so that each
+digit's reduction ``K * 2**s * max|b - b_zp|`` stays below 2**24: every partial product is an
+exact float32 integer, CAST to int32 and combined with exact int32 MUL/ADD. The int32
+accumulator is therefore exact (bit-identical to onnxruntime's) for K up to 2**16 with int8
+weights, at the cost of one matmul/conv per digit (2 for K <= 8192 with int8 weights);
+beyond that the reduction is refused.
 
 Requantization follows onnxruntime (MlasRequantizeOutput): ``multiplier = a_scale * b_scale /
 y_scale`` in float32 (float16 scales: each step rounded to float16, as the ONNX reference
@@ -53,17 +60,75 @@ def _max_shift(node, graph, q_idx: int, zp_idx: int) -> int:
 
 
 def _sum_bound_problem(node, graph, k: int, pairs, bias_idx: int | None = None) -> str | None:
-    (a, az), (b, bz) = pairs
-    bound = k * _max_shift(node, graph, a, az) * _max_shift(node, graph, b, bz)
-    bias = _values(node, graph, bias_idx) if bias_idx is not None else None
-    if bias is not None:
-        bound += int(np.max(np.abs(np.asarray(bias.const, np.int64)), initial=0))
-    if bound >= EXACT_FLOAT_SUM:
+    if split_plan(node, graph, k, pairs, bias_idx) is None:
+        (a, az), (b, bz) = pairs
+        b_max = _max_shift(node, graph, b, bz)
         return (
-            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: reduction of {k} products can reach {bound} "
-            ">= 2**24, beyond exact float32 accumulation"
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: a reduction of {k} products with "
+            f"|b - b_zp| up to {b_max} cannot be split into exact float32 partial sums "
+            "(K * |b - b_zp| >= 2**23)"
         )
     return None
+
+
+def split_plan(node, graph, k: int, pairs, bias_idx: int | None = None) -> tuple[int, int] | None:
+    """(digits, bits per digit) for the left operand: (1, 0) when one float32 reduction is
+    exact, (n, s) when ``a`` must be split into n base-2**s digits, None when even 1-bit
+    digits would overflow 2**24 (see the module docstring)."""
+    (a, az), (b, bz) = pairs
+    a_max, b_max = _max_shift(node, graph, a, az), _max_shift(node, graph, b, bz)
+    bias = _values(node, graph, bias_idx) if bias_idx is not None else None
+    bias_max = 0
+    if bias is not None:
+        bias_max = int(np.max(np.abs(np.asarray(bias.const, np.int64)), initial=0))
+    return digit_plan(k, a_max, b_max, bias_max)
+
+
+def digit_plan(k: int, a_max: int, b_max: int, bias_max: int = 0) -> tuple[int, int] | None:
+    """:func:`split_plan` from the bounds: K products of |a| <= a_max and |b| <= b_max."""
+    if k * a_max * b_max + bias_max < EXACT_FLOAT_SUM:
+        return 1, 0
+    for bits in range(7, 0, -1):
+        if k * (1 << bits) * b_max < EXACT_FLOAT_SUM:
+            digits = 1
+            while (1 << (bits * digits)) <= a_max:
+                digits += 1
+            return max(digits, 2), bits  # (a bias alone can push one reduction over)
+    return None
+
+
+def split_digits(ctx, a, digits: int, bits: int):
+    """Exact base-2**bits digits of the float32 integer tensor ``a`` (lowest first; the top
+    digit keeps the sign): ``a = sum_k d_k * 2**(bits * k)``."""
+    out = []
+    step = C.const(ctx, float(1 << bits), hint="digit_base")
+    inv = C.const(ctx, 1.0 / (1 << bits), hint="digit_inv")
+    for k in range(digits - 1):
+        high = C.op(
+            ctx, "FLOOR", [C.binary(ctx, "MUL", a, inv, f"a_div{k}")], a.shape, hint=f"a_high{k}"
+        )
+        out.append(
+            C.binary(ctx, "SUB", a, C.binary(ctx, "MUL", high, step, f"a_up{k}"), f"a_digit{k}")
+        )
+        a = high
+    out.append(a)
+    return out
+
+
+def combine_digits(ctx, partials, bits: int, bias=None):
+    """Exact int32 sum of ``partial_k * 2**(bits * k)`` (+ an int32 bias): each partial is an
+    exact float32 integer below 2**24."""
+    acc = None
+    for k, p in enumerate(partials):
+        t = C.cast(ctx, p, np.int32, f"partial{k}")
+        if k:
+            t = C.binary(
+                ctx, "MUL", t, C.const(ctx, 1 << (bits * k), np.int32, "weight"), f"partial{k}_w"
+            )
+        acc = t if acc is None else C.binary(ctx, "ADD", acc, t, f"acc{k}")
+    if bias is not None:
+        acc = C.binary(ctx, "ADD", acc, bias, "acc_bias")
+    return acc
 
 
 def _dtype_problem(node, graph, quantized, scales=()) -> str | None:
@@ -162,11 +227,25 @@ def _same_rank(ctx, a, b):
 
 
 def _integer_matmul(ctx, a_idx, az_idx, b_idx, bz_idx):
-    """Exact float32 matmul of (a - a_zp) and (b - b_zp), ONNX order."""
+    """Exact matmul of (a - a_zp) and (b - b_zp), ONNX order: a float32 tensor when one float32
+    reduction is exact, else the int32 sum of the per-digit reductions."""
     n = ctx.shape(b_idx)[-1]
     a = _shifted(ctx, a_idx, _param(ctx, az_idx, ()), hint="a_shifted")
     b = _shifted(ctx, b_idx, _param(ctx, bz_idx, (n,)), hint="b_shifted")
-    return C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+    k = ctx.shape(a_idx)[-1]
+    digits, bits = split_plan(ctx.node, ctx.driver.graph, k, ((a_idx, az_idx), (b_idx, bz_idx)))
+    if digits == 1:
+        return C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+    parts = [
+        C.matmul(ctx, *_same_rank(ctx, d, b), hint=f"acc_digit{i}")
+        for i, d in enumerate(split_digits(ctx, a, digits, bits))
+    ]
+    return combine_digits(ctx, parts, bits)
+
+
+def _as_float(ctx, acc):
+    """The accumulator as float32 (onnxruntime converts its int32 accumulator the same way)."""
+    return C.cast(ctx, acc, np.float32, "acc_f")
 
 
 @lowering(
@@ -175,13 +254,22 @@ def _integer_matmul(ctx, a_idx, az_idx, b_idx, bz_idx):
     since=10,
     dtypes=INT8_TYPES,
     dtype_inputs=(0, 1, 2, 3),
-    tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "RESHAPE"),
-    notes="exact float32 accumulation: refused when K * max|a - a_zp| * max|b - b_zp| >= 2**24",
+    tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "RESHAPE", "FLOOR", "MUL", "ADD"),
+    notes="exact (int32-identical) accumulation: float32 partial sums below 2**24, splitting a "
+    "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24",
     extra_check=_matmul_check(0, 2, 1, 3, per_tensor=(2,), per_column=(3,)),
 )
 def lower_matmul_integer(ctx):
     acc = _integer_matmul(ctx, 0, 2, 1, 3)
+    _write_int32(ctx, acc)
+
+
+def _write_int32(ctx, acc):
+    """The accumulator (float32 exact integers, or already int32) into the int32 output."""
     out = ctx.output(0)
+    if np.dtype(acc.dtype) == np.dtype(out.dtype):
+        C.reshape(ctx, acc, out.shape, out=out)
+        return
     ctx.emit("CAST", [C.reshape(ctx, acc, out.shape, "acc_shaped")], [out])
 
 
@@ -192,12 +280,12 @@ def lower_matmul_integer(ctx):
     dtypes=INT8_TYPES,
     dtype_inputs=(0, 2, 3, 5, 7),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "MUL", "DIV", "ROUND", "ADD", "MAXIMUM", "MINIMUM"),
-    notes="exact float32 accumulation (refused beyond 2**24); requantized like onnxruntime: "
+    notes="exact accumulation (digit split beyond 2**24); requantized like onnxruntime: "
     "round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zp, saturated",
     extra_check=_matmul_check(0, 2, 3, 5, (1, 2, 6, 7), (4, 5), scales=(1, 4, 6)),
 )
 def lower_qlinear_matmul(ctx):
-    acc = _integer_matmul(ctx, 0, 2, 3, 5)
+    acc = _as_float(ctx, _integer_matmul(ctx, 0, 2, 3, 5))
     n = ctx.shape(3)[-1]
     scales = (_param(ctx, 1, ()), _param(ctx, 4, (n,)), _param(ctx, 6, ()))
     mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))
@@ -253,25 +341,41 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         wz_shape = (o,) + (1,) * (len(w_shape) - 1)
     x = _shifted(ctx, x_idx, _param(ctx, xz_idx, ()), hint="x_shifted")
     filt = _shifted(ctx, w_idx, _param(ctx, wz_idx, wz_shape), w_layout, "w_shifted")
+    k = int(np.prod(w_shape[1:], dtype=np.int64))
+    pairs = ((x_idx, xz_idx), (w_idx, wz_idx))
+    bias_idx = 8 if bias is not None else None
+    digits, bits = split_plan(ctx.node, ctx.driver.graph, k, pairs, bias_idx)
     if one_d:
         spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides
         dilations, pads = [1] + dilations, [(0, 0)] + pads
-        x = C.reshape(ctx, x, (n, 1, x_shape[2], c), "as_2d")
         filt = C.reshape(ctx, filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
-    if mode is None:
-        x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
-        mode = "VALID"
     out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
-    bias_t = ctx.const_tensor(
-        np.zeros(o, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(o),
-        "bias",
-    )
-    options = conv2d_options(mode, strides, dilations)
+    options = conv2d_options(mode or "VALID", strides, dilations)
     if depthwise:
         options["depth_multiplier"] = o // c
     opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
-    return C.op(ctx, opcode, [x, filt, bias_t], (n, *out_hw, o), hint="acc", **options)
+
+    def conv(operand, bias_values, hint):
+        if one_d:
+            operand = C.reshape(ctx, operand, (n, 1, x_shape[2], c), f"{hint}_2d")
+        if mode is None:
+            operand = emit_pad(ctx, operand, [(0, 0), pads[0], pads[1], (0, 0)])
+        bias_t = ctx.const_tensor(np.asarray(bias_values, np.float32).reshape(o), "bias")
+        return C.op(ctx, opcode, [operand, filt, bias_t], (n, *out_hw, o), hint=hint, **options)
+
+    if digits == 1:
+        return conv(x, np.zeros(o) if bias is None else bias, "acc")
+    parts = [
+        conv(d, np.zeros(o), f"acc_digit{i}")
+        for i, d in enumerate(split_digits(ctx, x, digits, bits))
+    ]
+    bias_t = (
+        None
+        if bias is None
+        else ctx.const_tensor(np.asarray(bias, np.int32).reshape(o), "bias_i32")
+    )
+    return combine_digits(ctx, parts, bits, bias_t)
 
 
 @lowering(
@@ -280,14 +384,23 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
     since=10,
     dtypes=INT8_TYPES,
     dtype_inputs=(0, 1, 2, 3),
-    tflite_ops=("CAST", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "RESHAPE", "TRANSPOSE"),
-    notes="1-D/2-D; exact float32 accumulation: refused when the reduction can reach 2**24",
+    tflite_ops=(
+        "CAST",
+        "SUB",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "PAD",
+        "RESHAPE",
+        "TRANSPOSE",
+        "FLOOR",
+        "MUL",
+        "ADD",
+    ),
+    notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)",
     extra_check=_conv_check(0, 2, 1, 3, (), (2,), (3,)),
 )
 def lower_conv_integer(ctx):
-    acc = _integer_conv(ctx, 0, 2, 1, 3)
-    out = ctx.output(0)
-    ctx.emit("CAST", [C.reshape(ctx, acc, out.shape, "acc_shaped")], [out])
+    _write_int32(ctx, _integer_conv(ctx, 0, 2, 1, 3))
 
 
 @lowering(
@@ -310,12 +423,12 @@ def lower_conv_integer(ctx):
         "MAXIMUM",
         "MINIMUM",
     ),
-    notes="1-D/2-D; constant bias; exact float32 accumulation (refused beyond 2**24); "
+    notes="1-D/2-D; constant bias; exact accumulation (digit split beyond 2**24); "
     "requantized like onnxruntime (float32 multiplier x_scale * w_scale / y_scale)",
     extra_check=_conv_check(0, 2, 3, 5, (1, 4, 6), (1, 2, 6, 7), (4, 5), 8),
 )
 def lower_qlinear_conv(ctx):
-    acc = _integer_conv(ctx, 0, 2, 3, 5, ctx.const(8) if ctx.has_input(8) else None)
+    acc = _as_float(ctx, _integer_conv(ctx, 0, 2, 3, 5, ctx.const(8) if ctx.has_input(8) else None))
     o = ctx.shape(3)[0]
     scales = (_param(ctx, 1, ()), _param(ctx, 4, (o,)), _param(ctx, 6, ()))
     mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))

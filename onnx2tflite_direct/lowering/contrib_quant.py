@@ -1,0 +1,150 @@
+"""onnxruntime's dynamic-quantization contrib ops: MatMulIntegerToFloat and
+DynamicQuantizeMatMul (what onnxruntime's optimizer makes of quantize_dynamic's
+DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul chains).
+
+Both compute ``float(int32 accumulator) * (a_scale * b_scale) + bias`` like onnxruntime's CPU
+kernels. The accumulator is exact: the shifted operands are exact float32 integers and long
+reductions are split into digits whose float32 partial sums stay below 2**24, then combined in
+int32 (``qlinear.split_plan``), so the only rounding is the conversion to float and the
+scaling, which onnxruntime performs identically. DynamicQuantizeMatMul first quantizes A as
+DynamicQuantizeLinear does (uint8, scale over [min(0, min A), max(0, max A)] / 255,
+round-half-even).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import onnx_order
+from ..registry import FLOAT, lowering
+from . import compose as C
+from .contrib import MS
+from .qlinear import (
+    INT8_TYPES,
+    _as_float,
+    _integer_matmul,
+    _matmul_check,
+    _max_shift,
+    _param,
+    _same_rank,
+    _shifted,
+    combine_digits,
+    digit_plan,
+    split_digits,
+)
+
+
+def _scaled(ctx, acc, scale, bias_idx: int):
+    """float(acc) * scale (+ bias) written into output 0."""
+    out = ctx.output(0)
+    value = C.binary(ctx, "MUL", _as_float(ctx, acc), scale, "scaled")
+    if ctx.has_input(bias_idx):
+        value = C.binary(ctx, "ADD", value, ctx.input(bias_idx), "biased")
+    C.reshape(ctx, value, out.shape, out=out)
+
+
+@lowering(
+    "MatMulIntegerToFloat",
+    onnx_order,
+    domain=MS,
+    dtypes=INT8_TYPES,
+    dtype_inputs=(0, 1, 4, 5),
+    tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
+    notes="exact int32 accumulation (digit split beyond 2**24), then "
+    "float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, per-column B",
+    extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
+)
+def lower_matmul_integer_to_float(ctx):
+    acc = _integer_matmul(ctx, 0, 4, 1, 5)
+    n = ctx.shape(1)[-1]
+    scale = C.binary(ctx, "MUL", _param(ctx, 2, ()), _param(ctx, 3, (n,)), "scale_ab")
+    _scaled(ctx, acc, scale, 6)
+
+
+def _dqmm_check(node, graph):
+    a, b = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
+    if a.rank < 2 or b.rank < 2:
+        return f"{errors.UNSUPPORTED_RANK}: 1-D operands (ranks {a.rank}, {b.rank})"
+    b_type = np.dtype(b.dtype).name
+    if b_type not in INT8_TYPES:
+        return f"{errors.UNSUPPORTED_DTYPE}: B has dtype {b_type} (int8/uint8)"
+    n = b.shape[-1]
+    for i in (2, 3):
+        if i < len(node.inputs) and node.inputs[i]:
+            v = graph.values[node.inputs[i]]
+            size = int(np.prod(v.shape, dtype=np.int64))
+            if size != 1 and tuple(v.shape) != (n,):
+                return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: parameter {i} shape {tuple(v.shape)}"
+    b_max = _max_shift(node, graph, 1, 3)
+    if digit_plan(a.shape[-1], 255, b_max) is None:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: a reduction of {a.shape[-1]} products "
+            "cannot be split into exact float32 partial sums"
+        )
+    return None
+
+
+def _dynamic_quantize(ctx, x):
+    """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice."""
+    axes = list(range(len(x.shape)))
+    zero = C.const(ctx, 0.0, hint="zero")
+    hi = C.binary(ctx, "MAXIMUM", C.reduce(ctx, "REDUCE_MAX", x, axes, False, "max"), zero, "hi")
+    lo = C.binary(ctx, "MINIMUM", C.reduce(ctx, "REDUCE_MIN", x, axes, False, "min"), zero, "lo")
+    spread = C.binary(ctx, "SUB", hi, lo, "range")
+    empty = C.binary(ctx, "EQUAL", spread, zero, "empty", dtype=np.bool_)
+    spread = C.select(ctx, empty, C.const(ctx, 1.0, hint="one"), spread, "range_nz")
+    scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "a_scale")
+    initial = C.binary(ctx, "SUB", zero, C.binary(ctx, "DIV", lo, scale, "min_scaled"), "zp0")
+    zp = C.binary(
+        ctx,
+        "MINIMUM",
+        C.binary(ctx, "MAXIMUM", initial, zero, "zp_lo"),
+        C.const(ctx, 255.0, hint="zp_max"),
+        "zp_hi",
+    )
+    zp = C.op(ctx, "ROUND", [zp], (), hint="zp_round")
+    q = C.op(ctx, "ROUND", [C.binary(ctx, "DIV", x, scale, "a_div")], x.shape, hint="a_round")
+    q = C.binary(ctx, "ADD", q, zp, "a_zp")
+    q = C.binary(ctx, "MAXIMUM", q, zero, "a_lo")
+    q = C.binary(ctx, "MINIMUM", q, C.const(ctx, 255.0, hint="qmax"), "a_hi")
+    return C.binary(ctx, "SUB", q, zp, "a_shifted"), scale
+
+
+@lowering(
+    "DynamicQuantizeMatMul",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0,),
+    tflite_ops=(
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "DIV",
+        "ROUND",
+        "SUB",
+        "BATCH_MATMUL",
+        "FLOOR",
+        "CAST",
+        "MUL",
+    ),
+    notes="A quantized like DynamicQuantizeLinear (uint8), exact int32 accumulation (digit "
+    "split beyond 2**24), float(acc) * (a_scale * b_scale) + bias like onnxruntime",
+    extra_check=_dqmm_check,
+)
+def lower_dynamic_quantize_matmul(ctx):
+    a, a_scale = _dynamic_quantize(ctx, ctx.input(0))
+    n = ctx.shape(1)[-1]
+    b = _shifted(ctx, 1, _param(ctx, 3, (n,)), hint="b_shifted")
+    k = ctx.shape(0)[-1]
+    digits, bits = digit_plan(k, 255, _max_shift(ctx.node, ctx.driver.graph, 1, 3))
+    if digits == 1:
+        acc = C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+    else:
+        parts = [
+            C.matmul(ctx, *_same_rank(ctx, d, b), hint=f"acc_digit{i}")
+            for i, d in enumerate(split_digits(ctx, a, digits, bits))
+        ]
+        acc = combine_digits(ctx, parts, bits)
+    scale = C.binary(ctx, "MUL", a_scale, _param(ctx, 2, (n,)), "scale_ab")
+    _scaled(ctx, acc, scale, 4)
