@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from . import tflite_reader as R
 from . import validate as val
 from .layout import Inner, Layout
 
@@ -160,15 +161,32 @@ def _run_litert_all(tflite_bytes: bytes, feeds, io_table):
         experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         experimental_preserve_all_tensors=True,
     )
-    interp.allocate_tensors()
     perms = {row["name"]: row.get("perm") for row in io_table or () if row["kind"] == "input"}
+    stored = {}
     for name, detail in _input_details(interp).items():
         if name not in feeds:
             raise ValueError(f"no feed for TFLite input {name!r}")
         arr = np.asarray(feeds[name])
         if perms.get(name) is not None:
             arr = np.transpose(arr, perms[name])
-        interp.set_tensor(detail["index"], np.array(arr, dtype=detail["dtype"], order="C"))
+        # Dims the file leaves dynamic (stored as 1) take the feed's size, as the signature
+        # runner of ``--validate`` does; a size the file fixes must match.
+        want = detail.get("shape_signature")
+        want = detail["shape"] if want is None or len(want) == 0 else want
+        fits = len(want) == arr.ndim and all(
+            int(w) in (-1, a) for w, a in zip(want, arr.shape, strict=False)
+        )
+        if not fits:
+            raise ValueError(
+                f"input {name!r}: feed shape {tuple(arr.shape)} does not fit the TFLite input "
+                f"shape {tuple(int(d) for d in want)}"
+            )
+        if tuple(detail["shape"]) != arr.shape:
+            interp.resize_tensor_input(detail["index"], list(arr.shape), strict=True)
+        stored[detail["index"]] = np.array(arr, dtype=detail["dtype"], order="C")
+    interp.allocate_tensors()
+    for index, arr in stored.items():
+        interp.set_tensor(index, arr)
     interp.invoke()
     return interp
 
@@ -238,6 +256,10 @@ def _measure(expected: np.ndarray, actual: np.ndarray, scale, atol: float) -> di
         actual = actual.astype(expected.dtype)
     m = val.compare({"t": expected}, {"t": actual}, atol=atol)["t"]
     res = _json_metrics(m)
+    # The threshold this tensor is judged by (it scales with the tensor's magnitude): what
+    # the HTML chart draws next to each error.
+    tol = val.tolerance(expected.dtype, m.get("max_expected_abs", math.nan), atol)
+    res["tolerance"] = tol if tol is None or math.isfinite(tol) else str(tol)
     if scale is not None and m["shape_match"]:
         diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
         res["quant_steps"] = float(np.max(diff / scale)) if diff.size else 0.0
@@ -261,34 +283,27 @@ def _file_tables(tflite_bytes: bytes) -> tuple[list[dict], dict[int, str]]:
     """Main-subgraph tensor rows (index, name, constant, quantization) and, per tensor index,
     the opcode of the operator writing it: one lean pass over the FlatBuffer.
 
-    Why not ``inspect_tflite.tensor_table``: it also decodes shapes, dtypes and signatures,
+    Why not ``tflite_reader.tensor_table``: it also decodes shapes, dtypes and signatures,
     which the diagnostics never read, and the producers would need a second pass.
     """
-    from .inspect_tflite import _buffer_size, _enum_names, _quantization, _schema, _str
-
-    schema = _schema()
-    data = bytes(tflite_bytes)
-    model = schema.Model.GetRootAs(data, 0)
+    schema = R.schema()
+    model = R.root(bytes(tflite_bytes), schema)
     sg = model.Subgraphs(0)
     n_buffers = model.BuffersLength()
     rows = []
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
         b = t.Buffer()
-        constant = 0 < b < n_buffers and _buffer_size(model.Buffers(b)) > 0
+        constant = 0 < b < n_buffers and R.buffer_size(model.Buffers(b)) > 0
         rows.append(
             {
                 "index": i,
-                "name": _str(t.Name()),
+                "name": R.text(t.Name()),
                 "constant": constant,
-                "quantization": None if constant else _quantization(t),
+                "quantization": None if constant else R.quantization(t),
             }
         )
-    names = _enum_names(schema.BuiltinOperator)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        codes.append(names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?"))
+    codes = [name for name, _, _ in R.operator_codes(model, schema)]
     producers: dict[int, str] = {}
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
@@ -519,9 +534,10 @@ def validate_all_tensors(result, feeds=None, seed: int = 0, atol: float = 1e-4) 
     ``litert`` and the reading part of ``compare``, so ``total`` is less than the sum).
     """
     started = time.perf_counter()
-    model = result.model
     io_table = result.report.get("io") or []
-    feeds = dict(feeds) if feeds is not None else val.seeded_inputs(model, seed)
+    feeds = dict(feeds) if feeds is not None else val.seeded_inputs(result.model, seed)
+    # Dynamic dims symbolic again, so onnxruntime takes feeds of any size the file takes.
+    model = val.reference_model(result.model, result.report.get("dynamic_shapes"))
     notes: list[str] = []
 
     # Both runtimes release the GIL while they compute: run them side by side, and read the

@@ -13,8 +13,9 @@ report's ``io`` table says how each graph input/output is laid out in the TFLite
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import onnx
+
+log = logging.getLogger(__name__)
 
 _EXTRA_HINT = "pip install onnx2tflite_direct[validate]"
 
@@ -212,6 +215,140 @@ def iter_feed_batches(
         yield dict(zip(data, chunks, strict=True))
 
 
+# Samples per validation run when an input's first dim is dynamic: the file is resized to each
+# run, so every sample is used (the last run may be shorter) while memory stays bounded.
+DYNAMIC_BATCH_CHUNK = 32
+
+
+def reference_model(model: onnx.ModelProto, dynamic_shapes: Mapping | None) -> onnx.ModelProto:
+    """The model onnxruntime runs as the reference for a converted file.
+
+    Why: the converter's ``res.model`` is pinned at one sample size, but a file whose input dims
+    stayed dynamic (the report's ``dynamic_shapes`` section) is meant to run at any size, so its
+    reference must accept any size too: the same model with those dims symbolic again."""
+    if not dynamic_shapes:
+        return model
+    from .dynamic_shapes import unpin
+
+    return unpin(model, dynamic_shapes["input_dims"])
+
+
+def _input_dims(vi: onnx.ValueInfoProto) -> list[int | None] | None:
+    """Declared dims (None where unknown), or None for an unknown rank."""
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return [
+        int(d.dim_value) if d.HasField("dim_value") and d.dim_value >= 0 else None
+        for d in tt.shape.dim
+    ]
+
+
+def _conform_dtype(name: str, arr: np.ndarray, dtype: np.dtype, notes: list[str]) -> np.ndarray:
+    """``arr`` in the input's dtype when that loses nothing the user meant; ValueError else.
+
+    Floats of another width become the input's float dtype (numpy saves float64 by default;
+    the model's own precision is what it computes in); integers and bools become the input's
+    integer dtype when every value survives the cast."""
+    if arr.dtype == dtype:
+        return arr
+    have = f"{arr.dtype}"
+    if _is_float(dtype) and dtype.kind != "c" and (_is_float(arr.dtype) or arr.dtype.kind in "iub"):
+        if arr.dtype.kind == "c":
+            raise ValueError(f"test data {name!r} is {have}; the model input takes {dtype}")
+        notes.append(f"test data {name!r}: {have} samples cast to {dtype}, the input's dtype")
+        return arr.astype(dtype)
+    if dtype.kind in "iub" and arr.dtype.kind in "iub":
+        cast = arr.astype(dtype)
+        if np.array_equal(cast.astype(arr.dtype), arr):
+            notes.append(f"test data {name!r}: {have} samples cast to {dtype}, the input's dtype")
+            return cast
+        raise ValueError(f"test data {name!r}: {have} values do not fit the input's {dtype}")
+    raise ValueError(f"test data {name!r} is {have}; the model input takes {dtype}")
+
+
+def test_data_runs(
+    model: onnx.ModelProto, data: Mapping[str, np.ndarray]
+) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The feeds of the validation runs over stacked test samples, and notes for the user.
+
+    ``model`` is the reference model (:func:`reference_model`: dynamic dims symbolic). Per
+    input, samples are stacked on axis 0 in ONNX layout. A static first dim ``B`` takes runs
+    of exactly ``B`` samples; a dynamic one takes up to :data:`DYNAMIC_BATCH_CHUNK` samples
+    per run (the file is resized to each run; the last run may be shorter). Samples are cast
+    to the input's dtype where nothing is lost (:func:`_conform_dtype`), and a sample shape
+    that cannot fit the input, an unknown or missing input name, or too few samples raise
+    ``ValueError`` naming the input. Samples left over after the last full run are noted.
+    """
+    inputs = {vi.name: vi for vi in graph_inputs(model)}
+    unknown, missing = sorted(set(data) - set(inputs)), sorted(set(inputs) - set(data))
+    if unknown or missing:
+        raise ValueError(
+            f"test data must name every model input exactly: unknown {unknown}, missing {missing}"
+        )
+    notes: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    size: dict[str, int | None] = {}  # samples per run; None: dynamic first dim
+    for name, vi in inputs.items():
+        arr = np.asarray(data[name])
+        dims = _input_dims(vi)
+        dtype = _np_dtype(vi.type.tensor_type.elem_type)
+        if dims is not None and len(dims) == 0:  # a scalar input: one sample per run
+            dims, scalar = [1], True
+        else:
+            scalar = False
+        if dims is not None:
+            want = "x".join("?" if d is None else str(d) for d in dims)
+            fits = arr.ndim == len(dims) and all(
+                d is None or d == a for d, a in zip(dims[1:], arr.shape[1:], strict=True)
+            )
+            if not fits:
+                raise ValueError(
+                    f"test data {name!r} has shape {'x'.join(map(str, arr.shape))}; the model "
+                    f"input is {'scalar' if scalar else want} (samples stacked on axis 0)"
+                )
+        arrays[name] = _conform_dtype(name, arr, dtype, notes)
+        size[name] = None if dims is None or dims[0] is None else dims[0]
+        if scalar:
+            size[name] = 0  # marker: one scalar per run
+    counts = {name: arr.shape[0] for name, arr in arrays.items()}
+    static = [s for s in size.values() if s]
+    runs: list[dict[str, np.ndarray]] = []
+    if static or any(s == 0 for s in size.values()):
+        per_run = {n: (s if s else 1 if s == 0 else min(static or [1])) for n, s in size.items()}
+        n_runs = min(counts[n] // per_run[n] for n in arrays)
+        for name in arrays:
+            if counts[name] < per_run[name]:
+                raise ValueError(
+                    f"test data {name!r}: {counts[name]} samples, fewer than the model's batch "
+                    f"of {per_run[name]}"
+                )
+        for i in range(n_runs):
+            feeds = {}
+            for name, arr in arrays.items():
+                chunk = arr[i * per_run[name] : (i + 1) * per_run[name]]
+                feeds[name] = chunk[0] if size[name] == 0 else chunk
+            runs.append(feeds)
+        used = {n: n_runs * per_run[n] for n in arrays}
+        why = "each run takes the model's batch"
+    else:  # every first dim is dynamic: every sample is used
+        n = min(counts.values())
+        chunk = min(n, DYNAMIC_BATCH_CHUNK)
+        for start in range(0, n, chunk):
+            runs.append({name: arr[start : start + chunk] for name, arr in arrays.items()})
+        used = dict.fromkeys(arrays, n)
+        why = "the inputs hold different sample counts"
+    for name in arrays:
+        if counts[name] > used[name]:
+            notes.append(
+                f"test data {name!r}: {counts[name] - used[name]} of {counts[name]} samples "
+                f"not validated ({why})"
+            )
+    if not runs:
+        raise ValueError("test data holds no sample")
+    return runs, notes
+
+
 # --------------------------------------------------------------------------------------------
 # Runtimes
 # --------------------------------------------------------------------------------------------
@@ -301,17 +438,40 @@ def run_litert(
                 f"input {name!r}: feed shape {tuple(arr.shape)} (after perm {perm}) does not fit "
                 f"the TFLite input shape {tuple(int(d) for d in want)}"
             )
+        scale, zero = _io_quantization(detail)
+        if scale is not None and _is_float(arr.dtype):  # an integer-I/O (quantized) file
+            info = np.iinfo(detail["dtype"])
+            arr = np.clip(np.round(arr.astype(np.float64) / scale) + zero, info.min, info.max)
         kwargs[name] = np.array(arr, dtype=detail["dtype"], order="C")
     raw = runner(**kwargs)
+    out_details = runner.get_output_details()
+    float_out = {
+        row["name"] for row in _io_rows(io_table, "output") if _is_float(np.dtype(row["dtype"]))
+    }
 
     outputs = {}
     for name, arr in raw.items():
         arr = np.array(arr, copy=True)  # detach from interpreter-owned memory
+        scale, zero = _io_quantization(out_details.get(name, {}))
+        if scale is not None and (name in float_out or io_table is None):
+            arr = ((arr.astype(np.float64) - zero) * scale).astype(np.float32)
         perm = perms_out.get(name)
         if perm is not None:
             arr = np.transpose(arr, _inverse_perm(perm))
         outputs[name] = np.array(arr, order="C")  # (ascontiguousarray makes scalars 1-D)
     return outputs
+
+
+def _io_quantization(detail: Mapping[str, Any]) -> tuple[float | None, int]:
+    """(scale, zero point) of a quantized integer input/output (the full-integer variants);
+    (None, 0) for everything else. Per-channel I/O quantization does not occur at the I/O."""
+    q = detail.get("quantization_parameters") or {}
+    scales = q.get("scales")
+    dtype = detail.get("dtype")
+    if scales is None or len(scales) != 1 or dtype is None or np.dtype(dtype).kind not in "iu":
+        return None, 0
+    zeros = q.get("zero_points")
+    return float(scales[0]), int(zeros[0]) if zeros is not None and len(zeros) else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,6 +497,28 @@ def reference_ulp(expected: np.ndarray) -> np.ndarray | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         exponent = np.floor(np.log2(np.maximum(magnitude, np.float32(info.smallest_normal))))
     return np.exp2(exponent - info.nmant).astype(np.float32)
+
+
+def tolerance(dtype: np.dtype, max_expected_abs: float, atol: float) -> float | None:
+    """The largest absolute error :func:`compare` (``rtol`` None) accepts on a reference of
+    ``dtype`` whose largest magnitude is ``max_expected_abs``: ``atol * max(1, max|expected|)``
+    for floats (plus one step of a sub-float32 reference at that magnitude, the most
+    :func:`reference_ulp` adds), 0 for integers and bools (exact), None for strings.
+
+    Why: charts and tables must draw the threshold each tensor is judged by, which scales
+    with the tensor's magnitude, not the bare ``atol``."""
+    dtype = np.dtype(dtype)
+    if _kind(dtype) == "S":
+        return None
+    if not _is_float(dtype):
+        return 0.0
+    if math.isnan(max_expected_abs):  # nothing compared (shape or kind mismatch)
+        return None
+    if math.isinf(max_expected_abs):
+        return math.inf
+    tol = atol * max(1.0, max_expected_abs)
+    ulp = reference_ulp(np.array([max_expected_abs]).astype(dtype))
+    return tol + (float(ulp[0]) if ulp is not None else 0.0)
 
 
 def _compare_one(
@@ -534,7 +716,13 @@ def compare(
 
 @dataclass
 class ValidationResult:
-    """Outcome of :func:`validate`. ``outputs`` maps ONNX output name -> metrics dict."""
+    """Outcome of :func:`validate`. ``outputs`` maps ONNX output name -> metrics dict.
+
+    ``notes``: remarks for the user (test data cast, samples left over, outputs too constant
+    to prove anything); ``variants``: quantized files measured against the same reference
+    (``{kind: {"outputs": {name: metrics}, "error": None | str}}``, never judged);
+    ``skipped``: why nothing was compared (then ``outputs`` is empty); ``runs``: how many
+    input sets were compared (the metrics are those of the worst run)."""
 
     outputs: dict[str, dict[str, Any]]
     atol: float
@@ -543,6 +731,10 @@ class ValidationResult:
     feeds: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     expected: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     actual: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: str | None = None
+    runs: int = 1
 
     @property
     def ok(self) -> bool:
@@ -552,14 +744,29 @@ class ValidationResult:
             and all(m.get("ok") for m in self.outputs.values())
         )
 
+    @property
+    def mismatch(self) -> bool:
+        """True when the file was compared and differs: what fails a run (exit 4)."""
+        return self.skipped is None and not self.ok
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (no arrays)."""
         return {
-            "ok": self.ok,
+            "ok": None if self.skipped else self.ok,
+            "skipped": self.skipped,
             "atol": self.atol,
             "rtol": self.rtol,
+            "runs": self.runs,
             "extra_outputs": list(self.extra_outputs),
             "outputs": {k: _jsonable(v) for k, v in self.outputs.items()},
+            "notes": list(self.notes),
+            "variants": {
+                kind: {
+                    "error": v.get("error"),
+                    "outputs": {k: _jsonable(m) for k, m in v.get("outputs", {}).items()},
+                }
+                for kind, v in self.variants.items()
+            },
         }
 
 
@@ -585,20 +792,194 @@ def validate(
     atol: float = 1e-4,
     rtol: float | None = None,
     num_threads: int = 1,
+    variants: Mapping[str, bytes] | None = None,
 ) -> ValidationResult:
     """Run both runtimes on ``feeds`` (default: :func:`seeded_inputs`) and compare outputs.
 
-    ``model`` should be the converter's ``res.model`` (static shapes); ``io_table`` is
-    ``res.report["io"]``.
+    ``model`` should be the converter's ``res.model`` (static shapes, or
+    :func:`reference_model`); ``io_table`` is ``res.report["io"]``; ``variants`` (kind ->
+    .tflite bytes, e.g. ``res.variants``) are measured on the same feeds (:func:`validate_runs`).
     """
     model = _as_model(model)
     feeds = dict(feeds) if feeds is not None else seeded_inputs(model, seed)
-    expected = run_onnxruntime(model, feeds)
-    actual = run_litert(tflite_bytes, feeds, io_table, num_threads=num_threads)
-    counts = _trim_padded_outputs(expected, actual)
-    metrics = compare(expected, actual, atol=atol, rtol=rtol)
-    extra = sorted(set(actual) - set(expected) - counts)
-    return ValidationResult(metrics, atol, rtol, extra, feeds, expected, actual)
+    return validate_runs(
+        model, tflite_bytes, io_table, [feeds], atol, rtol, num_threads, variants=variants
+    )
+
+
+def validate_runs(
+    model: onnx.ModelProto,
+    tflite_bytes: bytes,
+    io_table: Sequence[Mapping[str, Any]] | None,
+    runs: Iterable[Mapping[str, np.ndarray]],
+    atol: float = 1e-4,
+    rtol: float | None = None,
+    num_threads: int = 1,
+    variants: Mapping[str, bytes] | None = None,
+    notes: Sequence[str] = (),
+) -> ValidationResult:
+    """Compare the file with onnxruntime on every feed set of ``runs``; keep the worst run.
+
+    Each variant file (``variants``: kind -> bytes) runs on the same feeds and is measured
+    against the same onnxruntime outputs (the float model's): SQNR, max and mean error and
+    cosine over all runs. Variants are never judged: quantization error is expected, the user
+    needs its size. A variant LiteRT cannot run gets its ``error`` instead of metrics.
+    An output whose reference varies by no more than the tolerance over all runs is flagged
+    ``constant_reference`` and noted: any constant would match it, so the match proves nothing.
+    """
+    variants = dict(variants or {})
+    worst: ValidationResult | None = None
+    ranges: dict[str, _Range] = {}
+    accuracy: dict[str, dict[str, _Accuracy]] = {kind: {} for kind in variants}
+    failed: dict[str, str] = {}
+    count = 0
+    for feeds in runs:
+        count += 1
+        expected = run_onnxruntime(model, feeds)
+        actual = run_litert(tflite_bytes, feeds, io_table, num_threads=num_threads)
+        counts = _trim_padded_outputs(expected, actual)
+        metrics = compare(expected, actual, atol=atol, rtol=rtol)
+        extra = sorted(set(actual) - set(expected) - counts)
+        res = ValidationResult(metrics, atol, rtol, extra, dict(feeds), expected, actual)
+        if worst is None or _badness(res) > _badness(worst):
+            worst = res
+        for name, e in expected.items():
+            ranges.setdefault(name, _Range()).add(e)
+        for kind, data in variants.items():
+            if kind in failed:
+                continue
+            try:
+                got = run_litert(data, feeds, io_table, num_threads=num_threads)
+            except Exception as exc:  # a measurement, not a verdict: report it and go on
+                failed[kind] = f"LiteRT could not run it: {type(exc).__name__}: {exc}"
+                continue
+            _trim_padded_outputs(expected, got)
+            for name, e in expected.items():
+                accuracy[kind].setdefault(name, _Accuracy()).add(e, got.get(name))
+    if worst is None:
+        raise ValueError("no inputs to validate on")
+    worst.runs = count
+    worst.notes = list(notes)
+    for name, m in worst.outputs.items():
+        rng = ranges.get(name)
+        if rng is None or m.get("missing"):
+            continue
+        spread = rng.spread()
+        tol = 0.0 if not rng.is_float else atol * max(1.0, rng.max_abs)
+        m["constant_reference"] = spread is not None and spread <= tol
+        if m["constant_reference"]:
+            worst.notes.append(
+                f"output {name!r} is constant on these inputs (it varies by {spread:.3g}, "
+                f"within the tolerance {tol:.3g}): a constant would match it too, so this "
+                "match proves nothing about the conversion; validate on real inputs"
+            )
+    worst.variants = {
+        kind: {"error": failed.get(kind), "outputs": {}}
+        if kind in failed
+        else {"error": None, "outputs": {n: a.metrics() for n, a in accuracy[kind].items()}}
+        for kind in variants
+    }
+    return worst
+
+
+def custom_ops_skip(ops: Sequence[str]) -> str:
+    """Why a file with CUSTOM ops is not validated (one line)."""
+    return (
+        f"validation skipped: the file has CUSTOM ops ({', '.join(ops)}) that neither "
+        "onnxruntime nor the stock LiteRT interpreter can run without your own kernels; "
+        "nothing was compared"
+    )
+
+
+def log_notes(result: ValidationResult) -> None:
+    """Each note (and a skip) as one warning line: they change what the verdict means."""
+    if result.skipped:
+        log.warning("warning: %s", result.skipped)
+    for note in result.notes:
+        log.warning("warning: %s", note)
+
+
+class _Range:
+    """Min/max of a reference output over every run (finite values; floats and ints)."""
+
+    def __init__(self):
+        self.lo, self.hi, self.max_abs = math.inf, -math.inf, 0.0
+        self.is_float, self.numeric = False, True
+
+    def add(self, arr: np.ndarray) -> None:
+        arr = np.asarray(arr)
+        if _kind(arr.dtype) not in "fiub" or arr.dtype.kind == "c":
+            self.numeric = False
+            return
+        self.is_float = self.is_float or _is_float(arr.dtype)
+        vals = arr.astype(np.float64).ravel()
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            self.lo, self.hi = min(self.lo, float(vals.min())), max(self.hi, float(vals.max()))
+            self.max_abs = max(self.max_abs, abs(self.lo), abs(self.hi))
+
+    def spread(self) -> float | None:
+        return self.hi - self.lo if self.numeric and self.hi >= self.lo else None
+
+
+class _Accuracy:
+    """Running error of a variant's output against the reference, over every run."""
+
+    def __init__(self):
+        self.signal = self.noise = self.dot = self.power = self.sum_abs = 0.0
+        self.max_abs = self.max_expected = 0.0
+        self.count = 0
+        self.problem: str | None = None
+
+    def add(self, expected: np.ndarray, actual: np.ndarray | None) -> None:
+        if self.problem is not None:
+            return
+        if actual is None:
+            self.problem = "missing from the variant's outputs"
+            return
+        e, a = np.asarray(expected), np.asarray(actual)
+        if e.shape != a.shape:
+            self.problem = f"shape {a.shape} != {e.shape}"
+            return
+        if _kind(e.dtype) == "S" or "c" in (e.dtype.kind, np.asarray(a).dtype.kind):
+            self.problem = "not a real-valued output"
+            return
+        e, a = e.astype(np.float64).ravel(), a.astype(np.float64).ravel()
+        both = np.isfinite(e) & np.isfinite(a)
+        if np.any(np.isfinite(e) != np.isfinite(a)) or np.any((~both) & (e != a)):
+            self.max_abs = math.inf
+        e, a = e[both], a[both]
+        d = e - a
+        self.signal += float(e @ e)
+        self.noise += float(d @ d)
+        self.dot += float(e @ a)
+        self.power += float(a @ a)
+        self.sum_abs += float(np.abs(d).sum())
+        self.count += d.size
+        if d.size:
+            self.max_abs = max(self.max_abs, float(np.abs(d).max()))
+            self.max_expected = max(self.max_expected, float(np.abs(e).max()))
+
+    def metrics(self) -> dict[str, Any]:
+        if self.problem is not None:
+            return {"error": self.problem}
+        if self.noise == 0.0:
+            sqnr = math.inf
+        elif self.signal == 0.0:
+            sqnr = -math.inf
+        else:
+            sqnr = 10.0 * math.log10(self.signal / self.noise)
+        if self.signal == 0.0 or self.power == 0.0:
+            cosine = 1.0 if self.signal == self.power else 0.0
+        else:
+            cosine = self.dot / math.sqrt(self.signal * self.power)
+        return {
+            "sqnr_db": sqnr,
+            "max_abs": self.max_abs,
+            "mean_abs": self.sum_abs / self.count if self.count else 0.0,
+            "cosine": cosine,
+            "max_expected_abs": self.max_expected,
+        }
 
 
 def _trim_padded_outputs(expected: Mapping, actual: dict) -> set[str]:
@@ -629,7 +1010,10 @@ def _fmt(v: Any) -> str:
 
 
 def format_table(result: ValidationResult) -> str:
-    """Human-readable per-output summary, one row per ONNX output."""
+    """Human-readable per-output summary, one row per ONNX output (or why nothing was
+    compared)."""
+    if result.skipped:
+        return result.skipped
     header = ["output", "status", "shape", "max_abs", "max_rel", "mean_abs", "cosine", "sqnr_db"]
     rows = [header]
     for name, m in result.outputs.items():
@@ -644,6 +1028,8 @@ def format_table(result: ValidationResult) -> str:
             status = f"NAN x{m['nan_mismatch']}"
         else:
             status = "ok" if m["ok"] else "FAIL"
+            if m.get("constant_reference"):
+                status += " (constant)"
         rows.append(
             [
                 name,
@@ -658,8 +1044,34 @@ def format_table(result: ValidationResult) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     tol = f"atol={result.atol:g}" + (f", rtol={result.rtol:g}" if result.rtol is not None else "")
+    runs = f", worst of {result.runs} runs" if result.runs > 1 else ""
     lines.append(
-        f"validation {'PASSED' if result.ok else 'FAILED'} ({tol}, atol scaled by max|ref|)"
+        f"validation {'PASSED' if result.ok else 'FAILED'} ({tol}, atol scaled by max|ref|{runs})"
+    )
+    if result.variants:
+        lines += ["", format_variants(result)]
+    return "\n".join(lines)
+
+
+def format_variants(result: ValidationResult) -> str:
+    """One row per (variant file, output): its error against onnxruntime's float model."""
+    header = ["variant", "output", "sqnr_db", "max_abs", "mean_abs", "cosine"]
+    rows = [header]
+    for kind, v in result.variants.items():
+        if v.get("error"):
+            rows.append([kind, "-", v["error"], "", "", ""])
+            continue
+        for name, m in v["outputs"].items():
+            if "error" in m:
+                rows.append([kind, name, m["error"], "", "", ""])
+            else:
+                keys = ("sqnr_db", "max_abs", "mean_abs", "cosine")
+                rows.append([kind, name, *(_fmt(m[k]) for k in keys)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(
+        "quantized variants vs onnxruntime's float model, same inputs (measured, not judged)"
     )
     return "\n".join(lines)
 
@@ -667,35 +1079,22 @@ def format_table(result: ValidationResult) -> str:
 def validate_samples(
     model: onnx.ModelProto,
     tflite_bytes: bytes,
-    io_table: Sequence[Mapping[str, Any]],
+    io_table: Sequence[Mapping[str, Any]] | None,
     data: Mapping[str, np.ndarray],
     atol: float = 1e-4,
     rtol: float | None = None,
+    variants: Mapping[str, bytes] | None = None,
 ) -> ValidationResult:
-    """Validate every model-sized batch of stacked samples; return the worst batch.
+    """Validate stacked samples (:func:`test_data_runs`) and return the worst run, with the
+    notes on casts and left-over samples.
 
-    ``data`` holds, per ONNX input, samples stacked on axis 0 in ONNX layout; each chunk fed is
-    as large as the model's own batch (its first input dim).
+    ``data`` holds, per ONNX input, samples stacked on axis 0 in ONNX layout. ``model`` is the
+    reference model (:func:`reference_model` for a file with dynamic dims).
     """
-    batches = {
-        r["name"]: (int(r["onnx_shape"][0]) if r["onnx_shape"] else 1)
-        for r in io_table
-        if r["kind"] == "input"
-    }
-    unknown = sorted(set(data) - set(batches))
-    missing = sorted(set(batches) - set(data))
-    if unknown or missing:
-        raise ValueError(
-            f"test data must name every model input exactly: unknown {unknown}, missing {missing}"
-        )
-    worst: ValidationResult | None = None
-    for feeds in iter_feed_batches(data, batches):
-        res = validate(model, tflite_bytes, io_table, feeds=feeds, atol=atol, rtol=rtol)
-        if worst is None or _badness(res) > _badness(worst):
-            worst = res
-    if worst is None:
-        raise ValueError("test data holds no complete batch")
-    return worst
+    runs, notes = test_data_runs(model, data)
+    return validate_runs(
+        model, tflite_bytes, io_table, runs, atol, rtol, variants=variants, notes=notes
+    )
 
 
 def _badness(res: ValidationResult) -> tuple[bool, float]:

@@ -100,6 +100,112 @@ def _parse(page: str) -> _Collector:
     return parser
 
 
+class _SvgTexts(HTMLParser):
+    """(attrs, text) of every SVG <text> element (its <title> tooltip excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.items: list[tuple[dict, str]] = []
+        self.depth: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "text":
+            self.items.append((dict(attrs), ""))
+        self.depth.append(tag)
+
+    def handle_endtag(self, tag):
+        while self.depth and self.depth.pop() != tag:
+            pass
+
+    def handle_data(self, data):
+        if self.depth and self.depth[-1] == "text" and self.items:
+            attrs, text = self.items[-1]
+            self.items[-1] = (attrs, text + data)
+
+
+def _svg_texts(page: str) -> list[tuple[dict, str]]:
+    parser = _SvgTexts()
+    parser.feed(page)
+    return parser.items
+
+
+def _rows(page: str) -> list[tuple[float, float | None]]:
+    """Per chart row, in order: (x where its bar ends, x of its tolerance tick or None)."""
+    doc = _parse(page)
+    bars = [a for t, a in doc.tags if t == "rect" and "bar" in a.get("class", "").split()]
+    ticks = {
+        int(a["data-row"]): float(a["x1"])
+        for t, a in doc.tags
+        if t == "line" and "tol" in a.get("class", "").split()
+    }
+    return [(float(b["x"]) + float(b["width"]), ticks.get(i)) for i, b in enumerate(bars)]
+
+
+def _node(index, name, max_abs, max_expected, ok, tolerance=None):
+    out = _out(f"t{index}", max_abs, ok=ok)
+    out["max_expected_abs"] = max_expected
+    if tolerance is not None:
+        out["tolerance"] = tolerance
+    return {
+        "index": index,
+        "name": name,
+        "op_type": "Conv",
+        "outputs": [out],
+        "measured": True,
+        "divergent": not ok,
+    }
+
+
+def test_each_row_is_drawn_against_the_tolerance_it_is_judged_by():
+    """Issue 19 item 9: tolerances scale with each tensor's magnitude (atol * max(1,
+    max|expected|)); an "ok" row with a large error on large values must not show a bar far
+    past the drawn line, and a small divergent row must show its bar past its own tick."""
+    atol = 1e-4
+    nodes = [
+        _node(0, "huge_ok", 1e3, 1e8, True),  # judged against 1e4: ok
+        _node(1, "tiny_bad", 1e-3, 0.5, False),  # judged against 1e-4: diverges
+        _node(2, "exact", 0.0, 3.0, True),
+        _node(3, "recorded", 2e-2, 250.0, True, tolerance=2.5e-2),  # diagnostics' own value
+    ]
+    diag = {"atol": atol, "nodes": nodes, "first_divergent_node": "tiny_bad", "outputs_ok": False}
+    rows = _rows(render_html(diag, "scaled"))
+    assert len(rows) == 4 and all(tick is not None for _, tick in rows)
+    for node, (bar_end, tick) in zip(nodes, rows, strict=True):
+        if node["outputs"][0]["ok"]:
+            assert bar_end <= tick + 0.5, node["name"]
+        else:
+            assert bar_end > tick + 0.5, node["name"]
+    # The ticks follow the magnitudes: the large tensor's tolerance is far right of atol's.
+    assert rows[0][1] > rows[1][1] + 100
+
+
+def test_labels_stay_readable_for_hundreds_of_rows():
+    """250 measured nodes over 28 decades of error: every node has its own label, one row
+    apart, and the error-axis labels do not overlap."""
+    nodes = [
+        _node(i, f"node_{i}", 10.0 ** (-12 + (i % 29)), 10.0 ** (i % 20), i % 7 != 3)
+        for i in range(250)
+    ]
+    page = render_html({"atol": 1e-4, "nodes": nodes, "first_divergent_node": None}, "big")
+    texts = _svg_texts(page)
+    node_labels = [(float(a["y"]), t) for a, t in texts if "node-label" in a.get("class", "")]
+    assert [t.split()[1] for _, t in node_labels] == [n["name"] for n in nodes]
+    ys = [y for y, _ in node_labels]
+    assert min(b - a for a, b in zip(ys, ys[1:], strict=False)) >= 12  # 11px font
+    axis = [(float(a["x"]), float(a["y"]), t) for a, t in texts if t.startswith("1e")]
+    assert len(axis) >= 4
+    for y in {y for _, y, _ in axis}:
+        xs = sorted(x for x, yy, _ in axis if yy == y)
+        assert min(b - a for a, b in zip(xs, xs[1:], strict=False)) >= 40
+    long = _node(0, "x" * 200, 1e-3, 1.0, False)
+    label = [
+        t
+        for a, t in _svg_texts(render_html({"nodes": [long]}, "l"))
+        if "node-label" in a.get("class", "")
+    ]
+    assert len(label[0]) < 60  # cut; the tooltip keeps the full name
+
+
 def test_page_structure():
     page = render_html(_diag(), "model <x>")
     doc = _parse(page)
@@ -113,7 +219,9 @@ def test_page_structure():
     first_rows = [a for a in body_rows if a.get("class") == "first-divergent"]
     assert len(first_rows) == 1 and first_rows[0].get("id") == "first-divergent"
     assert sum(a.get("class") == "divergent" for a in body_rows) == 1  # fc, downstream
-    assert "first divergent: bad_node" in page
+    labels = _svg_texts(page)
+    first_labels = [t for a, t in labels if "first" in a.get("class", "").split()]
+    assert len(first_labels) == 1 and "bad_node" in first_labels[0]
 
 
 def test_names_are_escaped_and_nothing_is_fetched():
@@ -158,7 +266,7 @@ def test_renders_in_headless_chromium(tmp_path):
             "--disable-gpu",
             "--disable-background-networking",
             f"--screenshot={shot}",
-            "--window-size=1100,900",
+            "--window-size=1400,3000",
             page.as_uri(),
         ],
         check=True,
