@@ -21,7 +21,6 @@ from .ir import Graph, Node
 FLOAT = ("float32",)
 FLOATS = ("float32", "float16")
 INTS = ("int32", "int64")
-NUMERIC = ("float32", "int32", "int64")
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,8 @@ class Registry:
         self._decompositions: dict[tuple[str, str], Callable] = {}
 
     def add_decomposition(self, domain: str, op_type: str, fn: Callable) -> None:
+        if (domain, op_type) in self._decompositions:
+            raise ValueError(f"{_op_name(domain, op_type)}: a decomposition is registered already")
         self._decompositions[(domain, op_type)] = fn
 
     def decomposition(self, key: tuple[str, str]) -> Callable | None:
@@ -94,7 +95,17 @@ class Registry:
         return sorted(op for _, op in self._decompositions)
 
     def add(self, spec: OpSpec) -> OpSpec:
-        self._specs.setdefault((spec.domain, spec.op_type), []).append(spec)
+        """Register ``spec``; refuses an opset range that overlaps one registered for the same
+        op and domain (lookup would then depend on the order modules are imported in)."""
+        specs = self._specs.setdefault((spec.domain, spec.op_type), [])
+        for other in specs:
+            if _overlap(spec, other):
+                raise ValueError(
+                    f"{_op_name(spec.domain, spec.op_type)}: opsets {_range(spec)} "
+                    f"({spec.lower.__module__}) overlap opsets {_range(other)} "
+                    f"({other.lower.__module__}) registered already"
+                )
+        specs.append(spec)
         return spec
 
     def lookup(self, domain: str, op_type: str, opset: int) -> OpSpec | None:
@@ -108,6 +119,20 @@ class Registry:
 
     def known_op(self, domain: str, op_type: str) -> bool:
         return (domain, op_type) in self._specs
+
+
+def _op_name(domain: str, op_type: str) -> str:
+    return f"{domain}::{op_type}" if domain else op_type
+
+
+def _range(spec: OpSpec) -> str:
+    return f"{spec.since}..{spec.until if spec.until is not None else ''}"
+
+
+def _overlap(a: OpSpec, b: OpSpec) -> bool:
+    a_until = a.until if a.until is not None else float("inf")
+    b_until = b.until if b.until is not None else float("inf")
+    return a.since <= b_until and b.since <= a_until
 
 
 REGISTRY = Registry()

@@ -103,6 +103,7 @@ LAZY_KNOTS = {
 SIZE_KNOTS = {
     "builder": H5B_7,
     "frontend*": H5A_2,
+    "lowering.ml_trees": LEAD,  # ai.onnx.ml tree ensembles, added past 800 lines meanwhile
     "lowering.resize": H5B_7,
     "options": H1_5,
     "quant.qdq_import": H5B_7,

@@ -1,5 +1,6 @@
 """Activations: builtins where exact, compositions otherwise; attributes, dtypes, Clip with
-constant and runtime bounds, PRelu with broadcast slopes."""
+constant and runtime bounds, PRelu with broadcast slopes, SwiGLU (against the ONNX reference
+evaluator: onnxruntime does not run it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 from harness import check_conversion, make_model, run_node
 from onnx import helper
+from test_ops_causal_conv import check_against_reference
 
 RNG = np.random.default_rng(2)
 
@@ -114,3 +116,19 @@ def test_prelu_dtypes(dtype):
     run_node(
         "PRelu", {"x": x_of(dtype=np.float32).astype(dtype), "s": np.array([2, -1, 3, 1, 0], dtype)}
     )
+
+
+@pytest.mark.parametrize("alpha", [None, 1.702])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(6,), (2, 3, 4)])
+def test_swiglu(alpha, dtype, shape):
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = make_model(
+        [helper.make_node("SwiGLU", ["a", "b"], ["y"], **attrs)],
+        [("a", dtype, shape), ("b", dtype, shape)],
+        [("y", dtype, shape)],
+        opset=28,
+    )
+    rng = np.random.default_rng(1)
+    feeds = {n: rng.standard_normal(shape).astype(dtype) for n in "ab"}
+    check_against_reference(model, feeds)

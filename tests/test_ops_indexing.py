@@ -1,4 +1,5 @@
-"""Gather/scatter family and OneHot against onnxruntime, with negative and runtime indices."""
+"""Gather/scatter family, OneHot and TensorScatter against onnxruntime, with negative and runtime
+indices."""
 
 import numpy as np
 import pytest
@@ -204,3 +205,46 @@ def test_one_hot(axis, idx_dtype, vdtype):
         opset=11,
     )
     check_conversion(model, feeds={"x": idx, "d": np.array(depth, np.int64), "v": values})
+
+
+def _scatter_model(cache, update, mode, axis, dtype, indices):
+    inputs = [("past", dtype, cache), ("update", dtype, update)]
+    inits, names = {}, ["past", "update"]
+    if indices == "runtime":
+        inputs.append(("idx", np.int64, (cache[0],)))
+        names.append("idx")
+    elif indices is not None:
+        inits["idx"] = np.asarray(indices, np.int64)
+        names.append("idx")
+    node = helper.make_node("TensorScatter", names, ["y"], mode=mode, axis=axis)
+    return make_model([node], inputs, [("y", dtype, cache)], initializers=inits, opset=24)
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+@pytest.mark.parametrize("indices", [None, [1, 0], "runtime"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_tensor_scatter_rank4(mode, indices, dtype):
+    cache, update = (2, 3, 5, 4), (2, 3, 3, 4)
+    model = _scatter_model(cache, update, mode, -2, dtype, indices)
+    rng = np.random.default_rng(4)
+    feeds = {
+        "past": rng.integers(-9, 9, cache).astype(dtype),
+        "update": rng.integers(-9, 9, update).astype(dtype),
+    }
+    if indices == "runtime":
+        feeds["idx"] = np.array([2, 0] if mode == "linear" else [4, 3], np.int64)
+    check_conversion(model, feeds=feeds)
+
+
+@pytest.mark.parametrize("axis", [1, 2])
+def test_tensor_scatter_axis(axis):
+    cache = [2, 6, 6]
+    update = list(cache)
+    update[axis] = 2
+    model = _scatter_model(tuple(cache), tuple(update), "circular", axis, np.float32, [5, 2])
+    check_conversion(model)
+
+
+def test_tensor_scatter_float64_refused():
+    model = _scatter_model((2, 4, 3), (2, 1, 3), "linear", 1, np.float64, None)
+    expect_refusal(model, "unsupported_dtype")

@@ -1,4 +1,4 @@
-"""Normalizations (normalization.py) and BatchNormalization / LRN (norm.py) against
+"""Normalizations (normalization.py) and BatchNormalization / LRN (batch_norm.py) against
 onnxruntime, with constant and runtime scale/bias/statistics."""
 
 from __future__ import annotations

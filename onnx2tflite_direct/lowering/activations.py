@@ -135,11 +135,30 @@ def _shrink(e, x):
     return e.op("SELECT_V2", high, e.op("SUB", x, e.const(bias)), low)
 
 
-@unary_lowering("Swish", since=24, tflite_ops=("MUL", "LOGISTIC"))
-def _swish(e, x):
-    alpha = float(e.ctx.attr("alpha", 1.0))
+def swish(e, x, alpha: float = 1.0):
+    """x * sigmoid(alpha * x)."""
     scaled = x if alpha == 1.0 else e.op("MUL", x, e.const(alpha))
     return e.op("MUL", x, e.op("LOGISTIC", scaled))
+
+
+@unary_lowering("Swish", since=24, tflite_ops=("MUL", "LOGISTIC"))
+def _swish(e, x):
+    return swish(e, x, float(e.ctx.attr("alpha", 1.0)))
+
+
+@lowering(
+    "SwiGLU",
+    broadcasting(),
+    since=28,
+    dtypes=FLOATS,
+    dtype_inputs=(0, 1),
+    tflite_ops=("LOGISTIC", "MUL", "CAST"),
+    notes="Swish_alpha(A) * B; float16/bfloat16 computed in float32",
+)
+def lower_swiglu(ctx):
+    e = Emit(ctx, np.float32)
+    gate = swish(e, e.input(0), float(ctx.attr("alpha", 1.0)))
+    e.result(e.op("MUL", gate, e.input(1)))
 
 
 # ---- Clip ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Gather / scatter family: Gather, GatherElements, GatherND, ScatterND, ScatterElements
-(and the deprecated Scatter), OneHot.
+(and the deprecated Scatter), OneHot, TensorScatter.
 
 All run in ONNX order (the index arithmetic addresses ONNX axes). ONNX allows negative
 indices, TFLite kernels do not: constant indices are normalized in numpy, runtime ones with
@@ -13,14 +13,20 @@ SCATTER_ND writes updates into zeros and *adds* duplicates. ``reduction="add"`` 
 is positive (ONNX leaves duplicate indices undefined for "none"; constant indices with
 duplicates are refused). ``mul``/``max``/``min`` have no parallel exact composition: they are
 unrolled per update row (gather, combine, write back), up to MAX_REDUCTION_ROWS rows.
+
+TensorScatter (opset 24, a KV-cache update) writes the update into the cache where a per-batch
+position mask says so: GATHER of the update at the relative position, then SELECT_V2 against
+the past cache, which is exact for every dtype.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import errors
 from ..policies import onnx_order
 from ..registry import attr_in, lowering
+from . import compose as C
 
 INDEX_TYPES = ("int32", "int64")
 # dtypes proven by tests/test_ops_indexing.py
@@ -342,3 +348,83 @@ def lower_one_hot(ctx):
             )
     depth_t = ctx.const_tensor(np.array(depth, np.int32), "depth_i32")
     ctx.emit("ONE_HOT", [fixed, depth_t, on, off], [ctx.output(0)], axis=axis)
+
+
+# ---- TensorScatter ----------------------------------------------------------------------------
+
+TENSOR_SCATTER_TYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
+
+
+def _scatter_positions(ctx, max_len: int, seq_len: int, circular: bool):
+    """(relative index into the update, written?) per (batch, cache position), int32 / bool.
+
+    Constant write indices give numpy constants; runtime ones are computed by the graph.
+    """
+    positions = np.arange(max_len, dtype=np.int64)[None, :]
+    batch = ctx.shape(0)[0]
+    written = ctx.const(2) if ctx.has_input(2) else np.zeros(batch, np.int64)
+    if written is not None:
+        rel = positions - np.asarray(written, np.int64).reshape(-1, 1)
+        if circular:
+            rel = np.mod(rel, max_len)
+        valid = (rel >= 0) & (rel < seq_len)
+        index = np.clip(rel, 0, seq_len - 1).astype(np.int32)
+        return C.const(ctx, index, np.int32, "index"), C.const(ctx, valid, np.bool_, "valid")
+    start = C.reshape(ctx, C.cast(ctx, ctx.input(2), np.int32, "start"), (batch, 1), "start2d")
+    rel = C.binary(ctx, "SUB", C.const(ctx, positions, np.int32, "pos"), start, "rel")
+    if circular:
+        rel = C.binary(ctx, "FLOOR_MOD", rel, C.const(ctx, max_len, np.int32, "m"), "wrapped")
+    lo = C.binary(ctx, "GREATER_EQUAL", rel, C.const(ctx, 0, np.int32, "zero"), dtype=np.bool_)
+    hi = C.binary(ctx, "LESS", rel, C.const(ctx, seq_len, np.int32, "s"), dtype=np.bool_)
+    valid = C.binary(ctx, "LOGICAL_AND", lo, hi, "valid")
+    clipped = C.binary(ctx, "MAXIMUM", rel, C.const(ctx, 0, np.int32, "zero"), "clip_lo")
+    index = C.binary(ctx, "MINIMUM", clipped, C.const(ctx, seq_len - 1, np.int32, "last"), "index")
+    return index, valid
+
+
+def _scatter_check(node, graph):
+    rank = len(graph.values[node.inputs[0]].shape)
+    axis = node.attrs.get("axis", -2)
+    if axis % rank == 0 or not -rank <= axis < rank:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: axis {axis} (must not be the batch axis)"
+    return None
+
+
+@lowering(
+    "TensorScatter",
+    onnx_order,
+    since=24,
+    dtypes=TENSOR_SCATTER_TYPES,
+    dtype_inputs=(0, 1),
+    attrs=(attr_in("mode", ("linear", "circular"), "linear"),),
+    tflite_ops=("GATHER", "SELECT_V2", "SUB", "FLOOR_MOD", "LESS", "GREATER_EQUAL"),
+    notes="runtime or constant write_indices; linear writes past the cache end are dropped",
+    extra_check=_scatter_check,
+)
+def lower_tensor_scatter(ctx):
+    past_shape, update_shape = ctx.shape(0), ctx.shape(1)
+    rank = len(past_shape)
+    axis = ctx.attr("axis", -2) % rank
+    max_len, seq_len = past_shape[axis], update_shape[axis]
+    if seq_len == 0:
+        ctx.alias_output(0, ctx.input(0), ctx.out_layout(0))
+        return
+    circular = ctx.attr("mode", "linear") == "circular"
+    index, valid = _scatter_positions(ctx, max_len, seq_len, circular)
+    update = ctx.input(1)
+    gathered_shape = list(update_shape)
+    gathered_shape[axis] = max_len
+    gathered = C.op(
+        ctx,
+        "GATHER",
+        [update, index],
+        gathered_shape,
+        update.dtype,
+        "gathered",
+        axis=axis,
+        batch_dims=1,
+    )
+    mask_shape = [past_shape[0]] + [1] * (rank - 1)
+    mask_shape[axis] = max_len
+    mask = C.reshape(ctx, valid, mask_shape, "mask")
+    C.select(ctx, mask, gathered, ctx.input(0), out=ctx.output(0))

@@ -43,7 +43,7 @@ import numpy as np
 
 from .. import errors
 from .. import layout as L
-from ..context import VALID_COUNT_SUFFIX
+from ..driver import VALID_COUNT_SUFFIX
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
 

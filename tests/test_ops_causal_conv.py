@@ -1,14 +1,15 @@
-"""SwiGLU, CausalConvWithState, TensorScatter: attributes, optional inputs, dtypes.
+"""CausalConvWithState: taps, optional bias and past state, activations, the state output.
 
-onnxruntime does not run SwiGLU (its Swish-24 body) or CausalConvWithState, so those are
-compared with the ONNX reference evaluator on the same feeds (same tolerance as the harness).
+onnxruntime does not run CausalConvWithState (nor SwiGLU, tests/test_ops_activations.py), so
+they are compared with the ONNX reference evaluator on the same feeds (same tolerance as the
+harness): :func:`check_against_reference`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import check_conversion, convert, expect_refusal, make_model
+from harness import convert, expect_refusal, make_model
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
@@ -30,22 +31,6 @@ def check_against_reference(model, feeds, atol=1e-5, rtol=1e-3):
         bound = bound if ulp is None else bound + ulp
         assert np.all(np.abs(a64 - e64) <= bound), (name, np.abs(a64 - e64).max())
     return res
-
-
-@pytest.mark.parametrize("alpha", [None, 1.702])
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("shape", [(6,), (2, 3, 4)])
-def test_swiglu(alpha, dtype, shape):
-    attrs = {} if alpha is None else {"alpha": alpha}
-    model = make_model(
-        [helper.make_node("SwiGLU", ["a", "b"], ["y"], **attrs)],
-        [("a", dtype, shape), ("b", dtype, shape)],
-        [("y", dtype, shape)],
-        opset=28,
-    )
-    rng = np.random.default_rng(1)
-    feeds = {n: rng.standard_normal(shape).astype(dtype) for n in "ab"}
-    check_against_reference(model, feeds)
 
 
 def _causal_model(batch, channels, length, taps, bias, past, activation, state_out=True):
@@ -88,46 +73,3 @@ def test_causal_conv_kernel_one_without_state_output():
 def test_causal_conv_kernel_one_state_output_refused():
     model, _, _ = _causal_model(1, 2, 4, 1, False, False, "none")
     expect_refusal(model, "unsupported_attribute_value")
-
-
-def _scatter_model(cache, update, mode, axis, dtype, indices):
-    inputs = [("past", dtype, cache), ("update", dtype, update)]
-    inits, names = {}, ["past", "update"]
-    if indices == "runtime":
-        inputs.append(("idx", np.int64, (cache[0],)))
-        names.append("idx")
-    elif indices is not None:
-        inits["idx"] = np.asarray(indices, np.int64)
-        names.append("idx")
-    node = helper.make_node("TensorScatter", names, ["y"], mode=mode, axis=axis)
-    return make_model([node], inputs, [("y", dtype, cache)], initializers=inits, opset=24)
-
-
-@pytest.mark.parametrize("mode", ["linear", "circular"])
-@pytest.mark.parametrize("indices", [None, [1, 0], "runtime"])
-@pytest.mark.parametrize("dtype", [np.float32, np.int64])
-def test_tensor_scatter_rank4(mode, indices, dtype):
-    cache, update = (2, 3, 5, 4), (2, 3, 3, 4)
-    model = _scatter_model(cache, update, mode, -2, dtype, indices)
-    rng = np.random.default_rng(4)
-    feeds = {
-        "past": rng.integers(-9, 9, cache).astype(dtype),
-        "update": rng.integers(-9, 9, update).astype(dtype),
-    }
-    if indices == "runtime":
-        feeds["idx"] = np.array([2, 0] if mode == "linear" else [4, 3], np.int64)
-    check_conversion(model, feeds=feeds)
-
-
-@pytest.mark.parametrize("axis", [1, 2])
-def test_tensor_scatter_axis(axis):
-    cache = [2, 6, 6]
-    update = list(cache)
-    update[axis] = 2
-    model = _scatter_model(tuple(cache), tuple(update), "circular", axis, np.float32, [5, 2])
-    check_conversion(model)
-
-
-def test_tensor_scatter_float64_refused():
-    model = _scatter_model((2, 4, 3), (2, 1, 3), "linear", 1, np.float64, None)
-    expect_refusal(model, "unsupported_dtype")
