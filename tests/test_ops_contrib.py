@@ -492,3 +492,94 @@ def test_dynamic_quantize_matmul(k, weights):
     node = ms_node("DynamicQuantizeMatMul", order, ["y"])
     model = ms_model([node], [("x", F, (2, 3, k))], [("y", F)], inits)
     check_conversion(model, feeds={"x": _rand(2, 3, k)}, atol=1e-5, rtol=1e-5)
+
+
+# ---- Attention (com.microsoft) ---------------------------------------------------------------
+
+B, S, D, N = 2, 5, 16, 2
+
+
+def _attention(
+    mask=None,
+    past=None,
+    attrs=None,
+    sizes=(16, 16, 16),
+    outputs=("y",),
+    attn_bias=False,
+    bias=True,
+    feeds_extra=None,
+):
+    attrs = {"num_heads": N, **(attrs or {})}
+    if sizes != (16, 16, 16):
+        attrs["qkv_hidden_sizes"] = list(sizes)
+    ins = [("x", F, (B, S, D))]
+    feeds = {"x": _rand(B, S, D)}
+    inits = {"w": _rand(D, sum(sizes), scale=0.5)}
+    order = ["x", "w", "b" if bias else ""]
+    if bias:
+        inits["b"] = _rand(sum(sizes), scale=0.2)
+    if mask is not None:
+        ins.append(("mask", np.int32, mask.shape))
+        feeds["mask"] = mask
+    order.append("mask" if mask is not None else "")
+    if past is not None:
+        ins.append(("past", F, past))
+        feeds["past"] = _rand(*past)
+    order.append("past" if past is not None else "")
+    if attn_bias:
+        total = S + (past[3] if past is not None else 0)
+        ins.append(("ab", F, (1, N, S, total)))
+        feeds["ab"] = _rand(1, N, S, total)
+        order.append("ab")
+    while order and not order[-1]:
+        order.pop()
+    node = ms_node("Attention", order, list(outputs), **attrs)
+    model = ms_model([node], ins, [(o, F) for o in outputs], inits)
+    return model, {**feeds, **(feeds_extra or {})}
+
+
+T_PAST = (2, B, N, 4, 8)
+ATTENTION_CASES = {
+    "plain": {},
+    "no_bias_scaled": {"bias": False, "attrs": {"scale": 0.3}},
+    "lengths": {"mask": np.array([3, 5], np.int32)},
+    "end_start": {"mask": np.array([4, 5, 1, 0], np.int32)},
+    "raw_2d": {"mask": np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.int32)},
+    "raw_3d": {"mask": (RNG.uniform(size=(B, S, S)) > 0.3).astype(np.int32)},
+    "raw_2d_filter": {
+        "mask": np.array([[1, 0, 1, 0, 1], [0, 1, 1, 1, 1]], np.int32),
+        "attrs": {"mask_filter_value": -1e4 * 3},
+    },
+    "fully_masked_row": {"mask": np.array([[0, 0, 0, 0, 0], [1, 1, 0, 0, 0]], np.int32)},
+    "causal": {"attrs": {"unidirectional": 1}},
+    "causal_lengths": {"attrs": {"unidirectional": 1}, "mask": np.array([2, 5], np.int32)},
+    "gpt2_past": {"attrs": {"unidirectional": 1}, "past": T_PAST, "outputs": ("y", "present")},
+    "gpt2_past_raw_mask": {
+        "attrs": {"unidirectional": 1},
+        "past": T_PAST,
+        "outputs": ("y", "present"),
+        "mask": np.array([[0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 9], np.int32),
+    },
+    "qkv_sizes": {"sizes": (16, 16, 8)},
+    "attention_bias": {"attn_bias": True},
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTENTION_CASES))
+def test_ms_attention(case):
+    model, feeds = _attention(**ATTENTION_CASES[case])
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,attr",
+    [
+        ({"mask": np.ones((B, 1, S, S), np.int32)}, "4-D mask_index"),
+        ({"attrs": {"do_rotary": 1}}, "do_rotary"),
+        ({"mask": np.ones(3 * B + 2, np.int32)}, "mask_index shape"),
+    ],
+)
+def test_ms_attention_refusals(kwargs, attr):
+    model, _ = _attention(**kwargs)
+    err = expect_refusal(model, "unsupported_attribute_value")
+    assert attr in str(err) and "Attention" in str(err)

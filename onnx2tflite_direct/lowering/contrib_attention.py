@@ -1,0 +1,237 @@
+"""onnxruntime's attention contrib ops: Attention (packed QKV projection, GPT-2/BERT) and
+MultiHeadAttention, composed from builtins like the opset-23 Attention.
+
+The contract is onnxruntime's CPU kernel: scores = scale * Q K^T (+ attention_bias), then
+every masked key position gets ``mask_filter_value`` (default -10000, not -inf: a fully
+masked row is a softmax over its raw scores, as in onnxruntime) from the union of the
+masks: mask_index as key lengths (B), end/start positions (2B), raw 0/1 masks (B, T) or
+(B, S, T) (0 = masked), and the causal mask of ``unidirectional`` (key j allowed for query i
+when j <= past + i, applied when S > 1). Past state is concatenated before the new keys and
+returned as ``present``. Forms the CPU kernel rejects or that need run-time buffer
+arithmetic are refused naming the node and the attribute or input: 4-D Megatron masks,
+(3B + 2) mask_index, past_present_share_buffer / past_sequence_length, do_rotary,
+cache_indirection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import onnx_order
+from ..registry import FLOAT, lowering
+from . import compose as C
+from .contrib import MS
+
+MASK_FILTER = -10000.0
+
+
+def _has(node, i) -> bool:
+    return i < len(node.inputs) and bool(node.inputs[i])
+
+
+def _used(ctx, i: int) -> bool:
+    return i < len(ctx.node.outputs) and bool(ctx.node.outputs[i])
+
+
+def _to_heads(ctx, x, heads: int, hint: str):
+    """[B, S, N*H] -> [B, N, S, H]."""
+    b, s, hidden = x.shape
+    split = C.reshape(ctx, x, (b, s, heads, hidden // heads), f"{hint}_split")
+    return C.transpose(ctx, split, (0, 2, 1, 3), f"{hint}_heads")
+
+
+def _mask_problem(node, graph, idx: int, batch: int, what: str) -> str | None:
+    if not _has(node, idx):
+        return None
+    v = graph.values[node.inputs[idx]]
+    dt = np.dtype(v.dtype).name
+    if dt != "int32":
+        return f"{errors.UNSUPPORTED_DTYPE}: {what} dtype {dt} (int32)"
+    if v.rank == 1 and v.shape[0] not in (batch, 2 * batch):
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {what} shape {list(v.shape)} "
+            "((3 * batch + 2) cumulative-length masks are not supported)"
+        )
+    if v.rank == 4:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: 4-D {what} (Megatron max-sequence masks)"
+    if v.rank not in (1, 2, 3):
+        return f"{errors.UNSUPPORTED_RANK}: {what} rank {v.rank}"
+    return None
+
+
+def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: int, causal: bool):
+    """The bool tensor 'key j may be attended by query i' broadcastable to [B, 1, S, T], or
+    None when everything is allowed."""
+    keep = None
+
+    def both(a, b):
+        return b if a is None else C.binary(ctx, "LOGICAL_AND", a, b, "keep")
+
+    if idx is not None and ctx.has_input(idx):
+        mask = ctx.input(idx)
+        shape = ctx.shape(idx)
+        zero = C.const(ctx, 0, np.int32, "zero_i")
+        if len(shape) == 1:
+            grid = C.const(ctx, np.arange(total, dtype=np.int32)[None, :], np.int32, "key_pos")
+            ends = C.reshape(ctx, mask, (shape[0], 1), "mask_cols")
+            if shape[0] == 2 * batch:
+                end, start = C.split_v(ctx, ends, [batch, batch], 0, "mask_bounds")
+                keep = C.op(ctx, "LESS", [grid, end], (batch, total), np.bool_, "before_end")
+                after = C.op(ctx, "GREATER_EQUAL", [grid, start], (batch, total), np.bool_, "after")
+                keep = both(keep, after)
+            else:
+                keep = C.op(ctx, "LESS", [grid, ends], (batch, total), np.bool_, "in_length")
+            keep = C.reshape(ctx, keep, (batch, 1, 1, total), "keep_rows")
+        else:
+            raw = C.op(ctx, "GREATER", [mask, zero], tuple(shape), np.bool_, "mask_keep")
+            target = (batch, 1, 1, total) if len(shape) == 2 else (batch, 1, q_len, total)
+            keep = C.reshape(ctx, raw, target, "keep_raw")
+    if causal and q_len > 1:
+        i = np.arange(q_len)[:, None]
+        j = np.arange(total)[None, :]
+        keep = both(keep, C.const(ctx, (j <= i + past)[None, None], np.bool_, "causal"))
+    return keep
+
+
+def attend(ctx, q, k, v, scale: float, keep, bias, mask_filter: float, qk_out=None):
+    """softmax(scale * q k^T + bias, masked with ``mask_filter``) v over [B, N, *, H] tensors;
+    returns [B, N, S, Hv]."""
+    b, n, s, _ = q.shape
+    t = k.shape[2]
+    scores = C.matmul(ctx, q, k, adj_y=True, hint="scores")
+    scores = C.binary(ctx, "MUL", scores, C.const(ctx, np.float32(scale)), "scaled")
+    if bias is not None:
+        scores = C.binary(ctx, "ADD", scores, bias, "biased")
+    if qk_out is not None:
+        C.reshape(ctx, scores, (b, n, s, t), out=qk_out)
+    if keep is not None:
+        zero, fill = C.const(ctx, 0.0, hint="zero"), C.const(ctx, mask_filter, hint="filter")
+        additive = C.select(ctx, keep, zero, fill, "mask_bias")
+        scores = C.binary(ctx, "ADD", scores, additive, "masked")
+    if tuple(scores.shape) != (b, n, s, t):
+        scores = C.op(
+            ctx,
+            "BROADCAST_TO",
+            [scores, C.const(ctx, [b, n, s, t], np.int32, "shape")],
+            (b, n, s, t),
+            hint="scores_full",
+        )
+    probs = C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
+    return C.matmul(ctx, probs, v, hint="context")
+
+
+def _merge_heads(ctx, y, out):
+    """[B, N, S, H] -> [B, S, N*H] into ``out``."""
+    b, n, s, h = y.shape
+    tokens = C.transpose(ctx, y, (0, 2, 1, 3), "tokens")
+    C.reshape(ctx, tokens, (b, s, n * h), out=out)
+
+
+# ---- Attention ---------------------------------------------------------------------------------
+
+
+def _attention_sizes(node, graph) -> tuple[int, int, int]:
+    sizes = node.attrs.get("qkv_hidden_sizes")
+    if sizes:
+        return int(sizes[0]), int(sizes[1]), int(sizes[2])
+    third = graph.values[node.inputs[1]].shape[1] // 3
+    return third, third, third
+
+
+def _attention_check(node, graph):
+    x = graph.values[node.inputs[0]]
+    if x.rank != 3:
+        return f"{errors.UNSUPPORTED_RANK}: input rank {x.rank} (batch, sequence, hidden)"
+    for name in ("do_rotary", "past_present_share_buffer"):
+        if node.attrs.get(name, 0):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {name}={node.attrs[name]}"
+    if _has(node, 6):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input past_sequence_length (shared buffers)"
+    heads = int(node.attrs.get("num_heads", 0))
+    qh, kh, vh = _attention_sizes(node, graph)
+    if heads <= 0 or qh % heads or vh % heads or qh != kh:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: num_heads={heads} with hidden sizes "
+            f"{[qh, kh, vh]}"
+        )
+    if _has(node, 4) and _has(node, 5):  # onnxruntime rejects the pair
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: inputs past and attention_bias together"
+    if _has(node, 4) and not (qh == vh):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past with v hidden size {vh} != {qh}"
+    return _mask_problem(node, graph, 3, x.shape[0], "mask_index")
+
+
+@lowering(
+    "Attention",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2, 4, 5),
+    tflite_ops=(
+        "FULLY_CONNECTED",
+        "SPLIT_V",
+        "TRANSPOSE",
+        "BATCH_MATMUL",
+        "MUL",
+        "ADD",
+        "SELECT_V2",
+        "SOFTMAX",
+        "CONCATENATION",
+        "LESS",
+        "GREATER",
+    ),
+    notes="packed QKV projection (qkv_hidden_sizes), mask_index (B) / (2B) / raw (B, T) / "
+    "(B, S, T), unidirectional, past/present, attention_bias, scale, mask_filter_value; "
+    "refused: 4-D and (3B+2) masks, do_rotary, past_present_share_buffer",
+    extra_check=_attention_check,
+)
+def lower_ms_attention(ctx):
+    x = ctx.input(0)
+    b, s, d_in = ctx.shape(0)
+    heads = int(ctx.attr("num_heads"))
+    qh, kh, vh = _attention_sizes(ctx.node, ctx.driver.graph)
+    w = ctx.const(1)
+    bias = ctx.const(2) if ctx.has_input(2) else None
+    if w is not None and (bias is not None or not ctx.has_input(2)):
+        weights = ctx.const_tensor(np.ascontiguousarray(np.asarray(w, np.float32).T), "qkv_w")
+        bias_t = None if bias is None else ctx.const_tensor(np.asarray(bias, np.float32), "qkv_b")
+        qkv = C.op(
+            ctx,
+            "FULLY_CONNECTED",
+            [x, weights, bias_t],
+            (b, s, qh + kh + vh),
+            hint="qkv",
+            fused_activation_function="NONE",
+            keep_num_dims=True,
+        )
+    else:
+        qkv = C.matmul(
+            ctx, x, C.reshape(ctx, ctx.input(1), (1, d_in, qh + kh + vh), "w3"), hint="qkv"
+        )
+        if ctx.has_input(2):
+            qkv = C.binary(ctx, "ADD", qkv, ctx.input(2), "qkv_biased")
+    q, k, v = C.split_v(ctx, qkv, [qh, kh, vh], 2, "qkv")
+    q, k, v = (_to_heads(ctx, t, heads, n) for t, n in ((q, "q"), (k, "k"), (v, "v")))
+    past_len = 0
+    if ctx.has_input(4):
+        past_len = ctx.shape(4)[3]
+        pk, pv = C.split_v(ctx, ctx.input(4), [1, 1], 0, "past")
+        head = qh // heads
+        pk = C.reshape(ctx, pk, (b, heads, past_len, head), "past_k")
+        pv = C.reshape(ctx, pv, (b, heads, past_len, head), "past_v")
+        k = C.concat(ctx, [pk, k], 2, "k_total")
+        v = C.concat(ctx, [pv, v], 2, "v_total")
+    total = k.shape[2]
+    if _used(ctx, 1):
+        k5 = C.reshape(ctx, k, (1, *k.shape), "present_k")
+        v5 = C.reshape(ctx, v, (1, *v.shape), "present_v")
+        C.concat(ctx, [k5, v5], 0, "present", out=ctx.output(1))
+    causal = bool(ctx.attr("unidirectional", 0))
+    keep = _keep_mask(ctx, 3, b, s, total, past_len, causal)
+    attn_bias = ctx.input(5) if ctx.has_input(5) else None
+    scale = ctx.attr("scale", None)
+    scale = 1.0 / np.sqrt(qh // heads) if not scale else float(scale)
+    filt = float(ctx.attr("mask_filter_value", MASK_FILTER))
+    y = attend(ctx, q, k, v, scale, keep, attn_bias, filt)
+    _merge_heads(ctx, y, ctx.output(0))
