@@ -98,12 +98,16 @@ CLI_ONLY: dict[str, Meta] = {
         (
             Flag(
                 ("--check-gpu", "--check-gpu-compatibility"),
-                "run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
+                "print the GPU delegate verdict ('fully delegable' or the ops that fall back and "
+                "why): a static check against the delegate's ported rules, nothing runs on a GPU",
                 "switch",
             ),
         ),
         "checking",
-        "run LiteRT's model analyzer for GPU delegate compatibility and report its verdict",
+        "print the GPU delegate verdict: `fully delegable`, or `N ops fall back` naming each "
+        "(op index, op, reason codes). A static check of the written model against the LiteRT "
+        "GPU delegate's own rules (gpu_rules.py); nothing runs on a GPU. See the report's `gpu` "
+        "section",
         "--check-gpu",
         show_default=False,
     ),
@@ -149,7 +153,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(errors.EXIT_BAD_INPUT, f"usage: {USAGE}\n{self.prog}: error: {message}\n")
 
 
-def _default_text(name: str) -> str | None:
+def default_text(name: str) -> str | None:
     meta = CLI_ONLY.get(name) or meta_of(name)
     if meta is None or not meta.show_default:
         return None
@@ -180,7 +184,7 @@ def _add_flag(group, name: str, flag: Flag) -> None:
             kwargs["action"] = "append"
         elif flag.kind == "list":
             kwargs.update(action="extend", nargs="+")
-    default = _default_text(name)
+    default = default_text(name)
     if default is not None:
         kwargs["help"] += f" (default: {default})"
     group.add_argument(*flag.names, **kwargs)
@@ -272,7 +276,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ConvertOptions, set[str
         if meta is None:
             continue
         parsed = [getattr(args, flag.dest) for flag in meta.flags]
-        given = [flag.name for flag, v in zip(meta.flags, parsed, strict=True) if v]
+        given = [f.name for f, v in zip(meta.flags, parsed, strict=True) if v is not None]
         if not given:
             continue
         used.update(given)
@@ -412,11 +416,12 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
     status = errors.EXIT_OK
     if diagnose:
         status = _diagnose(args, result, opts)
-    if args.check_gpu:
-        verdict = gpu_check.check_gpu_compatibility(result.tflite_bytes)
-        log.info("GPU delegate check: %s", verdict["message"])
-        for op in verdict.get("incompatible_ops", []):
-            log.info("  not delegated: %s (%s)", op.get("op"), op.get("message"))
+    if args.check_gpu:  # the verdict is in every report; the flag prints it (stdout: a result)
+        section = result.report["gpu"]
+        section["analyzer"] = gpu_check.analyzer_cross_check(
+            result.tflite_bytes, section["fall_back"]
+        )
+        print("\n".join(gpu_check.format_verdict(section)))
     rep = result.report
     log.info(
         "%d TFLite ops, %d TRANSPOSE",
@@ -458,14 +463,16 @@ def _log_details(rep: dict) -> None:
             row.get("tflite_shape"),
             f" (perm {row['perm']})" if row.get("perm") else "",
         )
-    for name, info in (rep.get("rewrites") or {}).items():
-        count = info.get("count") if isinstance(info, dict) else info
-        if count:
-            log.debug("rewrite %s: %s", name, count)
+    for row in rep.get("rewrites") or []:
+        if row.get("matched"):
+            nodes = ", ".join(row.get("nodes") or [])
+            log.debug(
+                "rewrite %s: %d%s", row.get("rule"), row["matched"], f" ({nodes})" * bool(nodes)
+            )
     for op, info in sorted(rep.get("tflite_ops", {}).items()):
         log.debug("op %s x%d", op, info["count"])
-    if rep.get("elapsed_s") is not None:
-        log.debug("converted in %.3f s", rep["elapsed_s"])
+    if rep.get("seconds") is not None:
+        log.debug("converted in %.3f s", rep["seconds"])
 
 
 def _diagnose(args, result, opts: ConvertOptions) -> int:

@@ -1,22 +1,33 @@
-"""Generate ``docs/ops.md`` from the registry, so the docs cannot drift from the code.
+"""Generate the docs that describe code, so they cannot drift from it.
 
-``python -m onnx2tflite_direct.docs_gen [--check]`` writes (or checks) the file; a test fails
-when the committed file is stale.
+* ``docs/ops.md`` from the op registry;
+* the README's command-line tables from the options' metadata (``options.ConvertOptions``
+  and the CLI-only flags of ``cli.py``: flag, README text, default, example);
+* the README's reason-code list from ``errors.REASON_CODES``.
+
+``python -m onnx2tflite_direct.docs_gen [--check]`` writes (or checks) them; a test fails when
+a committed file is stale. In the README, only the blocks between ``<!-- generated: NAME -->``
+and ``<!-- end generated -->`` are rewritten.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import onnx
 
-from . import lowering  # noqa: F401  (registers every lowering)
+from . import cli, errors, lowering  # noqa: F401  (lowering registers every lowering)
 from .registry import REGISTRY
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "ops.md"
+README_PATH = Path(__file__).resolve().parents[1] / "README.md"
+
+# Default-domain ops the front end consumes before lowering (no registry entry, yet converted).
+FRONT_END_OPS = {"Constant": "folded into a constant tensor by the front end"}
 
 
 def _opset_range(spec) -> str:
@@ -70,6 +81,11 @@ def render_ops_md() -> str:
     for domain, op in keys:
         specs = by_key.get((domain, op), [])
         cell = _tests_cell(tests.get(op if not domain else f"{domain}.{op}", tests.get(op)))
+        if not specs and op in FRONT_END_OPS and not domain:
+            lines.append(
+                f"| {op} | ai.onnx | | supported | {cell} | (none) | {FRONT_END_OPS[op]} |"
+            )
+            continue
         if not specs:
             lines.append(f"| {op} | {domain or 'ai.onnx'} | | not supported | {cell} | | |")
             continue
@@ -79,26 +95,89 @@ def render_ops_md() -> str:
                 f"| {op} | {domain or 'ai.onnx'} | {_opset_range(spec)} | supported | {cell} | "
                 f"{tfl_ops} | {spec.describe_constraints()} |"
             )
-    supported = sum(1 for op in onnx_ops if ("", op) in by_key)
+    supported = sum(1 for op in onnx_ops if ("", op) in by_key or op in FRONT_END_OPS)
     lines += ["", f"{supported} of {len(onnx_ops)} default-domain ops have a lowering.", ""]
     return "\n".join(lines)
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _default_note(name: str) -> str:
+    default = cli.default_text(name)
+    return f" (default: `{default}`)" if default is not None else ""
+
+
+def render_cli_table(group: str) -> str:
+    """The README table of one option group: flag(s), what it does, default, example."""
+    lines = ["| flag | effect |", "|---|---|"]
+    for name, meta in cli.described_options():
+        if meta.group != group:
+            continue
+        usage = " / ".join(f"`{_cell(f.usage())}`" for f in meta.flags)
+        effect = f"{meta.doc}{_default_note(name)}: `{_cell(meta.example)}`"
+        lines.append(f"| {usage} | {effect} |")
+    if group == "output":
+        lines.append("| `--version` | print the version: `--version` |")
+    return "\n".join(lines)
+
+
+# Refusals first, then bad input, mismatch, our bugs (the order the README explains them in).
+EXIT_ORDER = (
+    errors.EXIT_UNSUPPORTED,
+    errors.EXIT_BAD_INPUT,
+    errors.EXIT_VALIDATION,
+    errors.EXIT_INTERNAL,
+)
+
+
+def render_reason_codes() -> str:
+    """Every reason code, grouped by the exit code it leaves with."""
+    by_exit: dict[int, list[str]] = {}
+    for code, exit_code in errors.REASON_CODES.items():
+        by_exit.setdefault(exit_code, []).append(f"`{code}`")
+    parts = [
+        f"{', '.join(codes)} (exit {exit_code})"
+        for exit_code, codes in sorted(by_exit.items(), key=lambda kv: EXIT_ORDER.index(kv[0]))
+    ]
+    return "Reason codes: " + "; ".join(parts) + "."
+
+
+def readme_blocks() -> dict[str, str]:
+    blocks = {f"cli-{group}": render_cli_table(group) for group in cli.GROUP_TITLES}
+    blocks["reason-codes"] = render_reason_codes()
+    return blocks
+
+
+_BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def render_readme(current: str) -> str:
+    """``current`` with every generated block rewritten; a block the README lacks is an
+    error (the README must show every group)."""
+    blocks = readme_blocks()
+    missing = sorted(set(blocks) - set(m.group(2) for m in _BLOCK.finditer(current)))
+    if missing:
+        raise ValueError(f"README.md lacks the generated blocks {missing}")
+    return _BLOCK.sub(lambda m: m.group(1) + blocks[m.group(2)] + "\n" + m.group(4), current)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if docs/ops.md is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if docs/ops.md or the README is stale"
+    )
     args = parser.parse_args(argv)
-    text = render_ops_md()
+    targets = {DOC_PATH: render_ops_md(), README_PATH: render_readme(README_PATH.read_text())}
     if args.check:
-        current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
-        if current != text:
-            print(
-                f"{DOC_PATH} is stale; run python -m onnx2tflite_direct.docs_gen", file=sys.stderr
-            )
-            return 1
-        return 0
-    DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-    DOC_PATH.write_text(text)
+        stale = [p for p, text in targets.items() if not p.exists() or p.read_text() != text]
+        for path in stale:
+            print(f"{path} is stale; run python -m onnx2tflite_direct.docs_gen", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
 
 

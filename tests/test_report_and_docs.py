@@ -42,6 +42,52 @@ def test_ops_doc_is_generated_from_the_registry():
     assert current == docs_gen.render_ops_md(), "run: python -m onnx2tflite_direct.docs_gen"
 
 
+def test_readme_command_line_tables_and_reason_codes_are_generated():
+    """The README's flag tables and reason-code list are generated from the options and
+    errors: they cannot drift (issue 19 item 10)."""
+    current = (ROOT / "README.md").read_text()
+    assert current == docs_gen.render_readme(current), "run: python -m onnx2tflite_direct.docs_gen"
+    for code in ("missing_calibration_data", "integer_kernel_unavailable"):
+        assert f"`{code}`" in current
+
+
+def test_every_reason_code_has_an_exit_code():
+    from onnx2tflite_direct import errors
+
+    constants = {
+        v
+        for k, v in vars(errors).items()
+        if k.isupper() and isinstance(v, str) and not k.startswith("EXIT")
+    }
+    assert constants == set(errors.REASON_CODES)
+    for code, exit_code in errors.REASON_CODES.items():
+        assert exit_code in (1, 2, 3, 4), code
+
+
+def test_constant_is_documented_as_supported_and_converts():
+    """docs/ops.md said Constant was "not supported"; the front end folds it (issue 19 #10)."""
+    row = next(
+        ln
+        for ln in (ROOT / "docs" / "ops.md").read_text().splitlines()
+        if ln.startswith("| Constant |")
+    )
+    assert "| supported |" in row
+    model = make_model(
+        [
+            helper.make_node(
+                "Constant",
+                [],
+                ["c"],
+                value=helper.make_tensor("v", 1, [1, 3], [0.5, -1.5, 2.0]),
+            ),
+            helper.make_node("Mul", ["x", "c"], ["y"]),
+        ],
+        inputs=[("x", np.float32, (2, 3))],
+        outputs=[("y", np.float32, (2, 3))],
+    )
+    check_conversion(model)
+
+
 def test_every_rewrite_rule_is_documented():
     from onnx2tflite_direct.pipeline import REWRITE_RULES
 
