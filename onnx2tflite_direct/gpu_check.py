@@ -1,15 +1,17 @@
-"""GPU delegate compatibility verdict from LiteRT's model analyzer.
+"""GPU delegate verdict: the ported rules of ``gpu_rules`` applied to the in-memory model.
 
-Why: whether a converted model will run on the GPU delegate is decided op by op by LiteRT's own
-compatibility rules; the analyzer (``tf.lite.experimental.Analyzer`` in TensorFlow) prints them.
-ai-edge-litert ships only the native entry point ``_pywrap_analyzer_wrapper.ModelAnalyzer(model,
-input_is_filepath, gpu_compatibility) -> str`` (no Python wrapper module), so it is called
-directly and its text is parsed into a structured verdict.
+Why: a user choosing a converter wants to know, before deploying, whether the LiteRT GPU
+delegate takes the whole model or which operators fall back to the CPU (each fallback splits
+the graph and costs a GPU<->CPU copy; by default only the largest partition is delegated). The
+delegate decides op by op from static facts (builtin, operator-code version, operand types,
+ranks, attributes), so the verdict is computed from the same facts, on the ``tfl.Model`` the
+builder writes, with the versions it writes. Nothing is run on a GPU: a driver can still refuse
+a kernel at run time (memory, an unsupported GPU), which no static check sees.
 
-Trust: some ai-edge-litert builds compile the analyzer without the GPU rules and declare every
-model compatible. Before believing a "compatible", the analyzer is probed once with a model that
-cannot be GPU-compatible (a single CUSTOM op); if the probe passes too, the verdict is
-``compatible: None`` with ``checker_effective: False`` and a message saying so.
+LiteRT's own model analyzer (``_pywrap_analyzer_wrapper.ModelAnalyzer``) is a cross-check
+only: some ai-edge-litert builds compile it without the GPU rules and declare every model
+compatible. It is probed once with a model that cannot be GPU-compatible (a single CUSTOM op);
+its findings are attached only when the probe shows its rules are real (``effective``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,107 @@ from __future__ import annotations
 import functools
 import re
 from typing import Any
+
+import numpy as np
+
+from . import builder, gpu_rules, tfl, versioning
+
+# ----------------------------------------------------------------------------------------------
+# The verdict from the ported rules
+# ----------------------------------------------------------------------------------------------
+
+
+def written_versions(model: tfl.Model) -> dict[str, int]:
+    """Opcode -> the operator-code version the builder writes (the highest any operator of
+    that opcode needs: one OperatorCode per opcode, which is what the delegate reads)."""
+    versions: dict[str, int] = {}
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if op.opcode != "CUSTOM":
+                v = versioning.op_version(op)
+                if v > versions.get(op.opcode, 0):
+                    versions[op.opcode] = v
+    return versions
+
+
+def check_ops(model: tfl.Model, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """One record per operator the GPU delegate would not take: ``subgraph``, ``op_index``,
+    ``op``, ``version``, ``onnx_node``, ``outputs`` (tensor names), ``rules`` (reason codes,
+    see ``gpu_rules.REASONS``) and ``detail``. Every operator not listed is delegable."""
+    versions = written_versions(model) if versions is None else versions
+    fallbacks = []
+    for s, sub in enumerate(model.subgraphs):
+        ctx = gpu_rules.GraphContext(sub)
+        for i, op in enumerate(sub.operators):
+            version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
+            findings = gpu_rules.check_op(op, version, ctx)
+            if findings:
+                fallbacks.append(
+                    {
+                        "subgraph": s,
+                        "op_index": i,
+                        "op": op.custom_code if op.opcode == "CUSTOM" else op.opcode,
+                        "version": version,
+                        "onnx_node": op.onnx_node,
+                        "outputs": [t.name for t in op.outputs],
+                        "rules": [code for code, _ in findings],
+                        "detail": "; ".join(detail for _, detail in findings),
+                    }
+                )
+    return fallbacks
+
+
+def verdict_text(fallbacks: list[dict[str, Any]]) -> str:
+    """The verdict line: "fully delegable", "1 op falls back" or "N ops fall back"."""
+    n = len(fallbacks)
+    if n == 0:
+        return "fully delegable"
+    return "1 op falls back" if n == 1 else f"{n} ops fall back"
+
+
+def check_model(model: tfl.Model, versions: dict[str, int] | None = None) -> dict[str, Any]:
+    """The report's ``gpu`` section: ``verdict`` (text), ``fully_delegable``, ``operators``
+    (count checked), ``fall_back`` (see :func:`check_ops`), ``by_op`` (opcode -> {count,
+    fall_back}) and ``rules`` (what the verdict is judged by)."""
+    fallbacks = check_ops(model, versions)
+    by_op: dict[str, dict[str, int]] = {}
+    total = 0
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
+            entry = by_op.get(key)
+            if entry is None:
+                entry = by_op[key] = {"count": 0, "fall_back": 0}
+            entry["count"] += 1
+            total += 1
+    for f in fallbacks:
+        by_op[f["op"]]["fall_back"] += 1
+    return {
+        "verdict": verdict_text(fallbacks),
+        "fully_delegable": not fallbacks,
+        "operators": total,
+        "fall_back": fallbacks,
+        "by_op": dict(sorted(by_op.items())),
+        "rules": gpu_rules.SOURCE,
+    }
+
+
+def format_verdict(section: dict[str, Any]) -> list[str]:
+    """Console lines: the verdict, then one line per operator that falls back."""
+    lines = [f"GPU delegate (static rule check, nothing run on a GPU): {section['verdict']}"]
+    for f in section["fall_back"]:
+        where = f"#{f['op_index']}" if f["subgraph"] == 0 else f"{f['subgraph']}#{f['op_index']}"
+        node = f" (ONNX {f['onnx_node']})" if f.get("onnx_node") else ""
+        lines.append(f"  op {where} {f['op']}{node}: {', '.join(f['rules'])}: {f['detail']}")
+    cross = section.get("analyzer")
+    if cross and cross.get("effective") and cross.get("disagreements"):
+        lines.append(f"  LiteRT analyzer disagrees on {len(cross['disagreements'])} op(s)")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# LiteRT's analyzer, a cross-check where its GPU rules are compiled in
+# ----------------------------------------------------------------------------------------------
 
 _OP_LINE = re.compile(r"^\s*Op#(\d+)\s+([^(\s]+)\(")
 _SUBGRAPH_LINE = re.compile(r"^Subgraph#(\d+)")
@@ -76,70 +179,59 @@ def parse_analyzer_text(text: str) -> dict[str, Any]:
     }
 
 
+def _probe_bytes() -> bytes:
+    """A one-op model no GPU delegate can take: a CUSTOM op (built here, not converted, so
+    this module needs nothing above the builder)."""
+    x = tfl.Tensor("x", np.float32, (1, 4))
+    y = tfl.Tensor("y", np.float32, (1, 4))
+    sub = tfl.Subgraph(
+        operators=[tfl.Operator("CUSTOM", [x], [y], custom_code="GpuProbe")],
+        inputs=[x],
+        outputs=[y],
+        input_names=["x"],
+        output_names=["y"],
+    )
+    return builder.build_flatbuffer(tfl.Model([sub]))
+
+
 @functools.lru_cache(maxsize=1)
-def _checker_is_effective() -> bool:
+def analyzer_is_effective() -> bool:
     """True when the analyzer flags a model that cannot run on the GPU (one CUSTOM op)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from .pipeline import convert
-
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        [helper.make_node("GpuProbe", ["x"], ["y"], name="probe", domain="probe.domain")],
-        "gpu_probe",
-        [vi("x", TensorProto.FLOAT, [1, 4])],
-        [vi("y", TensorProto.FLOAT, [1, 4])],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("probe.domain", 1)]
-    )
-    onnx.checker.check_model(model)
     try:
-        probe = convert(model, allow_custom_ops=True, custom_op_allowlist=["GpuProbe"])
-        text = analyze_text(probe.tflite_bytes)
-    except Exception:  # no probe, no trust: the verdict is reported as unknown
+        text = analyze_text(_probe_bytes())
+    except Exception:  # no probe, no trust: the analyzer is not consulted
         return False
     return text is not None and not parse_analyzer_text(text)["compatible"]
 
 
-def check_gpu_compatibility(tflite_bytes: bytes) -> dict[str, Any]:
-    """Structured GPU delegate verdict for a .tflite model.
-
-    Keys: ``available`` (analyzer installed), ``checker_effective`` (its GPU rules are compiled
-    in, see module docstring), ``compatible`` (True/False, None when unknown),
-    ``incompatible_ops`` ([{subgraph, op_index, op, message}]), ``runtime_version``,
-    ``message`` and ``raw`` (the analyzer text).
-    """
-    text = analyze_text(tflite_bytes)
-    if text is None:
+def analyzer_cross_check(tflite_bytes: bytes, fallbacks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What LiteRT's analyzer says next to the ported rules: ``available``, ``effective`` and,
+    when effective, ``disagreements`` ([{subgraph, op_index, op, rules_say, analyzer_says}]).
+    The verdict never depends on it; an ineffective analyzer is not run on the model."""
+    if _analyzer() is None:
+        return {"available": False, "effective": False, "disagreements": []}
+    if not analyzer_is_effective():
         return {
-            "available": False,
-            "checker_effective": False,
-            "compatible": None,
-            "incompatible_ops": [],
-            "runtime_version": None,
-            "message": "LiteRT's model analyzer is not available: install ai-edge-litert "
-            "(pip install onnx2tflite_direct[validate])",
-            "raw": "",
+            "available": True,
+            "effective": False,
+            "disagreements": [],
+            "note": "this ai-edge-litert build's analyzer has no GPU rules (it declares even a "
+            "CUSTOM-op model compatible); not consulted",
         }
-    verdict = parse_analyzer_text(text)
-    effective = _checker_is_effective()
-    if verdict["incompatible_ops"]:
-        ops = ", ".join(f"#{e['op_index']} {e['op'] or '?'}" for e in verdict["incompatible_ops"])
-        message = f"not GPU-compatible: {len(verdict['incompatible_ops'])} op(s): {ops}"
-    elif effective:
-        message = "looks GPU-compatible (runtime incompatibilities are still possible)"
-    else:
-        verdict["compatible"] = None
-        message = (
-            "unknown: this ai-edge-litert build's analyzer has no GPU compatibility rules "
-            "(it declares even a CUSTOM-op model compatible), so its verdict is not trusted"
+    parsed = parse_analyzer_text(analyze_text(tflite_bytes) or "")
+    theirs = {(e["subgraph"], e["op_index"]): e for e in parsed["incompatible_ops"]}
+    ours = {(f["subgraph"], f["op_index"]): f for f in fallbacks}
+    disagreements = []
+    for key in sorted(set(theirs) ^ set(ours), key=lambda k: (k[0], k[1] or 0)):
+        entry = theirs.get(key) or {}
+        mine = ours.get(key) or {}
+        disagreements.append(
+            {
+                "subgraph": key[0],
+                "op_index": key[1],
+                "op": mine.get("op") or entry.get("op"),
+                "rules_say": "falls back" if mine else "delegable",
+                "analyzer_says": entry.get("message") or "compatible",
+            }
         )
-    return {
-        "available": True,
-        "checker_effective": effective,
-        **verdict,
-        "message": message,
-        "raw": text,
-    }
+    return {"available": True, "effective": True, "disagreements": disagreements}

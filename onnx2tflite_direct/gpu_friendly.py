@@ -1,31 +1,28 @@
-"""``--gpu-friendly``: rewrite a lowered float model towards what the LiteRT GPU delegate takes.
+"""``--gpu-friendly``: rewrite a lowered float model until the GPU delegate takes it whole.
 
-Why: the classic GPU delegate claims an operator only if it has a parser for the builtin, the
-operator-code version is at or below that parser's cap, every tensor is at most 4-D and the
-runtime tensors are float. Operators it rejects fall back to the CPU and split the graph into
-several delegate partitions, each paying a GPU<->CPU copy. Some rejections are avoidable with an
-exactly equivalent graph; :func:`apply` makes those rewrites and :func:`remaining_issues` lists
-what still would not be delegated.
+Why: the LiteRT GPU delegate claims an operator only if its own rules accept it (ported in
+``gpu_rules``: a parser for the builtin, the version at or below the parser's cap, at most 4-D
+tensors, float runtime tensors, attribute limits). Operators it rejects fall back to the CPU
+and split the graph; by default only the largest partition is delegated. Some rejections are
+avoidable with an exactly equivalent graph. :func:`apply` rewrites an operator only when the
+rules reject it and only into operators the same rules accept (one source of truth), repeating
+until nothing changes; the report section lists the rewrites and what still falls back.
 
 Rewrites (each bit-exact: data movement, an un-fused activation, or an identity of IEEE
 arithmetic):
 
-- ``gather_to_slices``: GATHER with constant indices becomes one STRIDED_SLICE when the
-  indices step evenly (e.g. a channel reversal), else one SLICE per contiguous run when there
-  are few (+ CONCATENATION); + RESHAPE for scalar or N-D indices.
-- ``transpose_rank_reduction``: a TRANSPOSE whose size-1 axes can be dropped and whose axes
-  that move together can be merged is done in at most 4-D between two RESHAPEs (or becomes a
-  single RESHAPE when only size-1 axes move); RESHAPE chains are then collapsed so >4-D
-  intermediates of channel-shuffle style patterns disappear.
+- ``gather_to_slices``: GATHER the delegate rejects (scalar or N-D constant indices, ...)
+  becomes one forward STRIDED_SLICE when the indices step evenly, else one SLICE per
+  contiguous run when there are few (+ CONCATENATION); + RESHAPE for scalar or N-D indices.
+- ``transpose_rank_reduction``: a >4-D TRANSPOSE whose size-1 axes can be dropped and whose
+  axes that move together can be merged is done in at most 4-D between two RESHAPEs (or
+  becomes a single RESHAPE when only size-1 axes move); RESHAPE chains are then collapsed so
+  >4-D intermediates of channel-shuffle style patterns disappear.
 - ``broadcast_to_tile``: BROADCAST_TO (no GPU parser) becomes TILE, after a RESHAPE when the
   rank grows.
 - ``ceil_by_floor``: CEIL (no GPU parser) becomes MUL(-1), FLOOR, MUL(-1).
 - ``unfuse_activation``: a fused activation that raises the version above the GPU cap
   (TRANSPOSE_CONV v4, cap 3) becomes a separate activation operator.
-
-The caps below are the "GPU max" column of LiteRT's ``model_builder.cc`` as recorded in the
-project's OP_VERSIONS.md: a number is the highest version the parser accepts, ``None`` a parser
-without a version gate; builtins missing from the table have no parser at all.
 """
 
 from __future__ import annotations
@@ -35,50 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from . import tfl, tfl_rewrites
+from . import gpu_check, gpu_rules, tfl, tfl_rewrites, versioning
 
-
-def _caps(cap: int | None, names: str) -> dict[str, int | None]:
-    return dict.fromkeys(names.split(), cap)
-
-
-GPU_MAX_VERSION: dict[str, int | None] = {
-    **_caps(
-        2,
-        """ADD SUB DIV POW MAXIMUM MINIMUM SQUARED_DIFFERENCE FLOOR_DIV FLOOR_MOD ADD_N ABS NEG EXP
-        LOG SQRT RSQRT SQUARE SIN COS FLOOR SIGN LOGISTIC TANH RELU RELU6 RELU_N1_TO_1
-        RELU_0_TO_1 LEAKY_RELU ELU GELU SOFTMAX AVERAGE_POOL_2D MAX_POOL_2D CONCATENATION SLICE
-        PAD PADV2 MIRROR_PAD SPACE_TO_DEPTH QUANTIZE EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER
-        GREATER_EQUAL LOGICAL_AND""",
-    ),
-    **_caps(1, "PRELU CUMSUM RESHAPE GATHER SELECT SELECT_V2 ONE_HOT DENSIFY"),
-    **_caps(3, "MUL TRANSPOSE_CONV DEQUANTIZE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR"),
-    **_caps(4, "TRANSPOSE STRIDED_SLICE LSTM"),
-    **_caps(6, "CONV_2D DEPTHWISE_CONV_2D"),
-    **_caps(9, "FULLY_CONNECTED"),
-    **_caps(
-        None,
-        """HARD_SWISH BATCH_MATMUL MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD PACK UNPACK SPLIT
-        SPLIT_V TILE DEPTH_TO_SPACE CAST""",
-    ),
-}
-
-# The delegate works on float tensors; bool/int32 runtime tensors only where an op produces or
-# consumes them as such (comparisons, logic, select, cast).
-FLOAT_TYPES = frozenset({"float32", "float16"})
-BOOL_INT_OPS = frozenset(
-    "CAST EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER GREATER_EQUAL LOGICAL_AND SELECT SELECT_V2".split()
-)
-MAX_GPU_RANK = 4
+MAX_GPU_RANK = gpu_rules.MAX_RANK
 
 # A GATHER becomes at most this many SLICEs; more runs are left to GATHER.
 MAX_GATHER_RUNS = 4
-SLICEABLE_DTYPES = frozenset({"float32"})  # integer data stays off the GPU either way
 
 # Fused activations some kernels take only at a version above the GPU cap, and the standalone
 # builtin that computes the same function.
 UNFUSED_ACTIVATION = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
-ACTIVATION_RAISES_VERSION = frozenset({"TRANSPOSE_CONV"})
+
+# Passes over the graph at most (a rewrite's output may enable another one).
+MAX_PASSES = 4
+
+
+def delegable(op: tfl.Operator) -> bool:
+    """Would the GPU rules take this new operator (at the version it needs by itself)?"""
+    version = 1 if op.opcode == "CUSTOM" else versioning.op_version(op)
+    return not gpu_rules.check_op(op, version)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +124,8 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _gather_to_slices(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
-    """GATHER of float data by constant in-range indices -> STRIDED_SLICE or SLICE runs."""
+    """GATHER by constant in-range indices -> a forward STRIDED_SLICE or SLICE runs, the first
+    of them the GPU rules take whole."""
     if op.opcode != "GATHER" or len(op.inputs) < 2:
         return None
     data, idx = op.inputs[0], op.inputs[1]
@@ -161,7 +134,6 @@ def _gather_to_slices(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | Non
         idx is None
         or idx.data is None
         or data.data is not None
-        or data.dtype.name not in SLICEABLE_DTYPES
         or op.options.get("batch_dims", 0) not in (0, None)
         or not _static(data, out)
         or not 1 <= data.rank <= MAX_GPU_RANK
@@ -183,17 +155,20 @@ def _gather_to_slices(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | Non
         if tuple(out.shape) == gathered
         else ed.temp(f"{out.name}/gathered", out.dtype, gathered)
     )
+    candidates = []
     step = _progression_step(flat)
-    if step is not None:
-        ops = [_strided_take(ed, op, data, joined, axis, int(flat[0]), step)]
-    else:
-        runs = _runs(flat)
-        if len(runs) > MAX_GATHER_RUNS:
-            return None
-        ops = _slice_runs(ed, op, data, joined, axis, runs)
-    if joined is not out:
-        ops.append(ed.reshape(joined, out, op))
-    return ops
+    if step is not None and step > 0:  # the delegate refuses reverse slices
+        candidates.append(lambda: [_strided_take(ed, op, data, joined, axis, int(flat[0]), step)])
+    runs = _runs(flat)
+    if len(runs) <= MAX_GATHER_RUNS:
+        candidates.append(lambda: _slice_runs(ed, op, data, joined, axis, runs))
+    for make in candidates:
+        ops = make()
+        if joined is not out:
+            ops.append(ed.reshape(joined, out, op))
+        if all(delegable(o) for o in ops):
+            return ops
+    return None
 
 
 def _progression_step(flat: np.ndarray) -> int | None:
@@ -317,7 +292,7 @@ def _reduce_transpose(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | Non
 def _unfuse_activation(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """Producer with a version-raising fused activation -> producer + activation operator."""
     act = op.options.get("fused_activation_function", "NONE")
-    if op.opcode not in ACTIVATION_RAISES_VERSION or act not in UNFUSED_ACTIVATION:
+    if act not in UNFUSED_ACTIVATION:
         return None
     out = op.outputs[0]
     pre = ed.temp(f"{out.name}/pre_activation", out.dtype, out.shape)
@@ -399,6 +374,93 @@ def _ceil_by_floor(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     ]
 
 
+def _slice_rank_lift(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """1-D/2-D SLICE or STRIDED_SLICE (the GPU slices only 3-D/4-D) -> the same slice on a
+    3-D view between two RESHAPEs: leading unit axes, begin 0, size 1 / end 1, stride 1, and
+    the begin/end masks shifted past them."""
+    if op.opcode not in ("SLICE", "STRIDED_SLICE"):
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    params = op.inputs[1:]
+    if (
+        src.data is not None
+        or not _static(src, out)
+        or not 1 <= src.rank <= 2
+        or out.rank != src.rank
+        or any(t is None or t.data is None for t in params)
+        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
+        or op.options.get("offset")
+    ):
+        return None
+    lift = 3 - src.rank
+    lifted_in = ed.temp(f"{src.name}/3d", src.dtype, (1,) * lift + tuple(src.shape))
+    lifted_out = ed.temp(f"{out.name}/3d", out.dtype, (1,) * lift + tuple(out.shape))
+    # What the new leading axes get: SLICE (begin, size), STRIDED_SLICE (begin, end, strides).
+    fills = (
+        (("begin", 0), ("size", 1))
+        if op.opcode == "SLICE"
+        else (("begin", 0), ("end", 1), ("strides", 1))
+    )
+    consts = [
+        ed.const(
+            f"{lifted_out.name}/{name}",
+            np.concatenate([np.full(lift, fill, t.data.dtype), t.data.reshape(-1)]),
+        )
+        for t, (name, fill) in zip(params, fills, strict=True)
+    ]
+    options = dict(op.options)
+    for mask in ("begin_mask", "end_mask"):
+        if options.get(mask):
+            options[mask] = int(options[mask]) << lift
+    sliced = tfl.Operator(
+        op.opcode, [lifted_in, *consts], [lifted_out], options, onnx_node=op.onnx_node
+    )
+    return [ed.reshape(src, lifted_in, op), sliced, ed.reshape(lifted_out, out, op)]
+
+
+def _lrn_by_conv(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """LOCAL_RESPONSE_NORMALIZATION (no GPU parser) -> x * pow(bias + alpha * window sum of
+    x^2, -beta): SQUARE, a 1x1 CONV_2D whose banded weights sum the channel window (its bias is
+    the LRN bias), POW and MUL. The same formula the CPU kernel evaluates; only the order of the
+    window sum differs (float rounding)."""
+    if op.opcode != "LOCAL_RESPONSE_NORMALIZATION":
+        return None
+    x, out = op.inputs[0], op.outputs[0]
+    if x.data is not None or x.dtype != np.float32 or x.rank != 4 or not _static(x, out):
+        return None
+    channels = x.shape[3]
+    radius = int(op.options.get("radius", 5))
+    alpha = float(op.options.get("alpha", 1.0))
+    bias = float(op.options.get("bias", 1.0))
+    beta = float(op.options.get("beta", 0.5))
+    idx = np.arange(channels)
+    band = (np.abs(idx[:, None] - idx[None, :]) <= radius).astype(np.float32) * np.float32(alpha)
+    weights = ed.const(f"{out.name}/lrn_window", band.reshape(channels, 1, 1, channels))
+    bias_t = ed.const(f"{out.name}/lrn_bias", np.full(channels, bias, np.float32))
+    square = ed.temp(f"{out.name}/square", x.dtype, x.shape)
+    scale = ed.temp(f"{out.name}/scale", x.dtype, x.shape)
+    power = ed.temp(f"{out.name}/power", x.dtype, x.shape)
+    exponent = ed.const(f"{out.name}/minus_beta", np.array(-beta, np.float32))
+    conv = ed.op(
+        "CONV_2D",
+        [square, weights, bias_t],
+        [scale],
+        op,
+        padding="VALID",
+        stride_w=1,
+        stride_h=1,
+        dilation_w_factor=1,
+        dilation_h_factor=1,
+        fused_activation_function="NONE",
+    )
+    return [
+        ed.op("SQUARE", [x], [square], op),
+        conv,
+        ed.op("POW", [scale, exponent], [power], op),
+        ed.op("MUL", [x, power], [out], op, fused_activation_function="NONE"),
+    ]
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
@@ -406,6 +468,8 @@ RULES: list[tuple[str, Rule]] = [
     ("unfuse_activation", _unfuse_activation),
     ("broadcast_to_tile", _broadcast_to_tile),
     ("ceil_by_floor", _ceil_by_floor),
+    ("slice_rank_lift", _slice_rank_lift),
+    ("lrn_by_conv", _lrn_by_conv),
 ]
 
 
@@ -420,145 +484,63 @@ def _describe(rule: str, op: tfl.Operator, new_ops: list[tfl.Operator]) -> dict[
     }
 
 
-def apply(model: tfl.Model) -> list[dict[str, Any]]:
-    """Rewrite ``model`` in place into GPU-delegate-friendly equivalents; one record per change.
+def _accepted(new_ops: list[tfl.Operator]) -> bool:
+    """A rewrite is kept only when the GPU rules take its new operators; its RESHAPEs are
+    judged after ``collapse_reshapes`` merged them with their neighbours (the rank rules'
+    own reason to exist), by the final verdict."""
+    return all(delegable(o) for o in new_ops if o.opcode != "RESHAPE")
 
-    Run after ``tfl_rewrites``; a final RESHAPE collapse merges the RESHAPEs the rules insert
-    with their neighbours (that is what removes >4-D intermediates around a TRANSPOSE).
-    """
-    records: list[dict[str, Any]] = []
+
+def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
+    """One pass over every subgraph: each operator the rules reject gets the first rewrite
+    that yields operators they accept. True when something changed."""
+    versions = gpu_check.written_versions(model)
+    changed = False
     for sub in model.subgraphs:
+        ctx = gpu_rules.GraphContext(sub)
         ed = _Editor(sub)
         rewritten: list[tfl.Operator] = []
+        touched = False
         for op in sub.operators:
-            for rule, fn in RULES:
-                new_ops = fn(ed, op)
-                if new_ops is not None:
-                    records.append(_describe(rule, op, new_ops))
-                    rewritten.extend(new_ops)
-                    break
+            version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
+            if gpu_rules.check_op(op, version, ctx):
+                for rule, fn in RULES:
+                    new_ops = fn(ed, op)
+                    if new_ops is not None and _accepted(new_ops):
+                        records.append(_describe(rule, op, new_ops))
+                        rewritten.extend(new_ops)
+                        touched = True
+                        break
+                else:
+                    rewritten.append(op)
             else:
                 rewritten.append(op)
-        sub.operators = rewritten
-        if records:
+        if touched:
+            sub.operators = rewritten
             tfl_rewrites.collapse_reshapes(sub)
-    return records
+            changed = True
+    return changed
 
 
-# ----------------------------------------------------------------------------------------------
-# What would still not be delegated
-# ----------------------------------------------------------------------------------------------
+def apply(model: tfl.Model) -> dict[str, Any]:
+    """Rewrite ``model`` in place towards what the GPU delegate takes whole.
 
-
-def _op_problems(opcode: str, version: int, tensors: list[dict]) -> list[dict[str, str]]:
-    """The static reasons the GPU delegate would reject one operator (empty: it takes it)."""
-    problems = []
-    if opcode not in GPU_MAX_VERSION:
-        problems.append({"rule": "no_gpu_kernel", "detail": f"the GPU delegate has no {opcode}"})
-    elif (cap := GPU_MAX_VERSION[opcode]) is not None and version > cap:
-        problems.append(
-            {"rule": "version_above_gpu_cap", "detail": f"{opcode} v{version} > GPU cap v{cap}"}
-        )
-    if opcode == "GATHER" and len(tensors) > 1 and not tensors[1]["constant"]:
-        problems.append(
-            {
-                "rule": "gather_runtime_indices",
-                "detail": "GATHER with runtime indices (the GPU parser takes one runtime input)",
-            }
-        )
-    big = sorted({len(t["shape"]) for t in tensors if len(t["shape"]) > MAX_GPU_RANK})
-    if big:
-        problems.append(
-            {"rule": "rank_above_4", "detail": f"{max(big)}-D tensor (the GPU delegate is 4-D)"}
-        )
-    allowed = FLOAT_TYPES | ({"bool", "int32"} if opcode in BOOL_INT_OPS else set())
-    bad = sorted(
-        {
-            t["dtype"]
-            for t in tensors
-            if not t["constant"] and t["dtype"] not in allowed and not t["quantization"]
-        }
-    )
-    if bad:
-        problems.append(
-            {"rule": "non_float_tensor", "detail": f"runtime {'/'.join(bad)} tensor(s)"}
-        )
-    return problems
-
-
-def static_issues(tflite_bytes: bytes) -> list[dict[str, Any]]:
-    """One record per operator the GPU delegate would reject by the caps table and its
-    tensor rules (rank <= 4, float runtime tensors): ``subgraph``, ``op_index``, ``op``,
-    ``version``, ``outputs`` (tensor names), ``rules`` and ``detail``."""
-    from .inspect_tflite import _enum_names, _schema, _tensor_rows
-
-    schema = _schema()
-    data = bytes(tflite_bytes)
-    model = schema.Model.GetRootAs(data, 0)
-    names = _enum_names(schema.BuiltinOperator)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        codes.append(
-            (names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?"), oc.Version())
-        )
-    issues = []
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        rows = _tensor_rows(schema, model, sg)
-        for o in range(sg.OperatorsLength()):
-            op = sg.Operators(o)
-            opcode, version = codes[op.OpcodeIndex()]
-            ins = [rows[i] for i in op.InputsAsNumpy() if i >= 0] if op.InputsLength() else []
-            outs = [rows[i] for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-            problems = _op_problems(opcode, version, ins + outs)
-            if problems:
-                issues.append(
-                    {
-                        "source": "caps",
-                        "subgraph": s,
-                        "op_index": o,
-                        "op": opcode,
-                        "version": int(version),
-                        "outputs": [t["name"] for t in outs],
-                        "rules": [p["rule"] for p in problems],
-                        "detail": "; ".join(p["detail"] for p in problems),
-                    }
-                )
-    return issues
-
-
-def remaining_issues(tflite_bytes: bytes) -> list[dict[str, Any]]:
-    """Operators that would still not run on the GPU delegate.
-
-    The static rules always apply; LiteRT's analyzer (``gpu_check``) is added when this
-    ai-edge-litert build really has its GPU rules (it flags ops the static rules miss, e.g.
-    parser-specific attribute limits). Analyzer-only findings have ``source: "analyzer"``.
+    Returns the report's ``gpu_friendly`` section: ``rewrites`` (one record per change:
+    ``{rule, op, onnx_node, detail}``), ``verdict_before`` and ``verdict_after`` (the
+    ``gpu_check`` verdict text) and ``not_delegated`` (the operators that still fall back, as in
+    ``gpu_check.check_ops``). Run after ``tfl_rewrites``; a RESHAPE collapse after each pass
+    merges the RESHAPEs the rules insert with their neighbours (that is what removes >4-D
+    intermediates around a TRANSPOSE).
     """
-    try:
-        issues = static_issues(tflite_bytes)
-    except ImportError as exc:  # the FlatBuffer reader comes with ai-edge-litert
-        return [{"source": "unchecked", "op": None, "rules": ["unchecked"], "detail": str(exc)}]
-    from .gpu_check import check_gpu_compatibility
-
-    verdict = check_gpu_compatibility(tflite_bytes)
-    if verdict.get("checker_effective"):
-        known = {(e["subgraph"], e["op_index"]): e for e in issues}
-        for entry in verdict["incompatible_ops"]:
-            key = (entry["subgraph"], entry["op_index"])
-            if key in known:
-                known[key]["analyzer"] = entry["message"]
-                continue
-            issues.append(
-                {
-                    "source": "analyzer",
-                    "subgraph": entry["subgraph"],
-                    "op_index": entry["op_index"],
-                    "op": entry["op"],
-                    "version": None,
-                    "outputs": [],
-                    "rules": ["analyzer"],
-                    "detail": entry["message"],
-                }
-            )
-    return issues
+    before = gpu_check.verdict_text(gpu_check.check_ops(model))
+    records: list[dict[str, Any]] = []
+    for _ in range(MAX_PASSES):
+        if not _rewrite_pass(model, records):
+            break
+    remaining = gpu_check.check_ops(model)
+    return {
+        "rewrites": records,
+        "verdict_before": before,
+        "verdict_after": gpu_check.verdict_text(remaining),
+        "not_delegated": remaining,
+    }

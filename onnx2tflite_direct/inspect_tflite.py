@@ -3,10 +3,9 @@
 Why: after a conversion one wants to check the I/O contract (names, dtypes, static and
 signature shapes), which ops and versions a runtime must provide, where the bytes go
 (constant weights vs. graph structure) and the metadata a loader checks
-(``min_runtime_version``). The file is parsed with the generated schema bindings shipped with
-ai-edge-litert (the ``validate`` extra); nothing is executed, so this works for files the local
-runtime cannot load. ``tensor_table`` is shared with the accuracy diagnostics, which need to know
-which tensors are constants.
+(``min_runtime_version``). The file is parsed by ``tflite_reader`` (the schema bindings shipped
+with ai-edge-litert, the ``validate`` extra); nothing is executed, so this works for files the
+local runtime cannot load.
 
 CLI: ``python -m onnx2tflite_direct inspect FILE [--json]`` dispatches to :func:`main`.
 """
@@ -21,90 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-_EXTRA_HINT = "pip install onnx2tflite_direct[validate]"
+from . import tflite_reader as R
+from .tflite_reader import tensor_table
 
-
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(f"inspect needs ai-edge-litert; install it with `{_EXTRA_HINT}`") from e
-    return schema_py_generated
-
-
-def _enum_names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _read_bytes(source: str | Path | bytes | bytearray) -> bytes:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return bytes(source)
-    return Path(source).read_bytes()
-
-
-def _str(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-
-
-def _buffer_size(buf) -> int:
-    """Bytes of a buffer, inline (``data``) or appended after the FlatBuffer (offset/size)."""
-    if buf is None:
-        return 0
-    if buf.Offset() > 1:
-        return int(buf.Size())
-    return int(buf.DataLength())
-
-
-def _buffer_bytes(data: bytes, buf) -> bytes:
-    if buf is None:
-        return b""
-    if buf.Offset() > 1:
-        return data[buf.Offset() : buf.Offset() + buf.Size()]
-    return buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
-
-
-def _quantization(tensor) -> dict | None:
-    q = tensor.Quantization()
-    if q is None or q.ScaleLength() == 0:
-        return None
-    return {
-        "scale": [float(s) for s in q.ScaleAsNumpy()],
-        "zero_point": [int(z) for z in q.ZeroPointAsNumpy()] if q.ZeroPointLength() else [],
-        "quantized_dimension": int(q.QuantizedDimension()),
-    }
-
-
-def tensor_table(source, subgraph: int = 0) -> list[dict[str, Any]]:
-    """One row per tensor of ``subgraph``: index, name, dtype, shape, shape_signature,
-    ``constant`` (backed by a non-empty buffer), ``buffer_bytes`` and ``quantization``."""
-    schema = _schema()
-    data = _read_bytes(source)
-    model = schema.Model.GetRootAs(data, 0)
-    return _tensor_rows(schema, model, model.Subgraphs(subgraph))
-
-
-def _tensor_rows(schema, model, sg) -> list[dict[str, Any]]:
-    dtypes = _enum_names(schema.TensorType)
-    rows = []
-    for i in range(sg.TensorsLength()):
-        t = sg.Tensors(i)
-        b = t.Buffer()
-        size = _buffer_size(model.Buffers(b)) if 0 < b < model.BuffersLength() else 0
-        rows.append(
-            {
-                "index": i,
-                "name": _str(t.Name()),
-                "dtype": dtypes.get(t.Type(), f"TYPE_{t.Type()}").lower(),
-                "shape": [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [],
-                "shape_signature": [int(d) for d in t.ShapeSignatureAsNumpy()]
-                if t.ShapeSignatureLength()
-                else None,
-                "constant": size > 0,
-                "buffer_bytes": size,
-                "quantization": _quantization(t),
-            }
-        )
-    return rows
+__all__ = ["format_inspect", "inspect", "main", "tensor_table"]
 
 
 def _io_row(row: dict) -> dict:
@@ -125,11 +44,11 @@ def _signature_defs(sg_model) -> list[dict]:
         s = sg_model.SignatureDefs(i)
 
         def maps(n, get):
-            return {_str(get(j).Name()): int(get(j).TensorIndex()) for j in range(n)}
+            return {R.text(get(j).Name()): int(get(j).TensorIndex()) for j in range(n)}
 
         sigs.append(
             {
-                "key": _str(s.SignatureKey()),
+                "key": R.text(s.SignatureKey()),
                 "subgraph": int(s.SubgraphIndex()),
                 "inputs": maps(s.InputsLength(), s.Inputs),
                 "outputs": maps(s.OutputsLength(), s.Outputs),
@@ -144,34 +63,28 @@ def _metadata(data: bytes, model) -> dict[str, Any]:
     for i in range(model.MetadataLength()):
         m = model.Metadata(i)
         b = m.Buffer()
-        raw = _buffer_bytes(data, model.Buffers(b)) if 0 <= b < model.BuffersLength() else b""
+        raw = R.buffer_bytes(data, model.Buffers(b)) if 0 <= b < model.BuffersLength() else b""
         text = raw.rstrip(b"\0")
         try:
             decoded = text.decode("ascii")
             printable = decoded.isprintable()
         except UnicodeDecodeError:
             printable = False
-        out[_str(m.Name())] = decoded if printable else f"<{len(raw)} bytes>"
+        out[R.text(m.Name())] = decoded if printable else f"<{len(raw)} bytes>"
     return out
 
 
 def inspect(source: str | Path | bytes) -> dict[str, Any]:
     """A JSON-friendly summary of a .tflite file (path or bytes); see the module docstring."""
-    schema = _schema()
-    data = _read_bytes(source)
+    schema = R.schema()
+    data = R.read_bytes(source)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError("not a TFLite FlatBuffer (file identifier 'TFL3' missing)")
     model = schema.Model.GetRootAs(data, 0)
-    op_names = _enum_names(schema.BuiltinOperator)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        name = op_names.get(code, f"UNKNOWN_{code}")
-        if name == "CUSTOM":
-            name = f"CUSTOM:{_str(oc.CustomCode())}"
-        codes.append((name, int(oc.Version())))
-
+    codes = [
+        (f"CUSTOM:{custom}" if name == "CUSTOM" else name, version)
+        for name, version, custom in R.operator_codes(model, schema)
+    ]
     histogram: dict[str, dict[str, int]] = {}
     subgraphs = []
     inputs: list[dict] = []
@@ -180,7 +93,7 @@ def inspect(source: str | Path | bytes) -> dict[str, Any]:
     tensor_count = 0
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
-        rows = _tensor_rows(schema, model, sg)
+        rows = R.tensor_rows(model, sg, schema)
         tensor_count += len(rows)
         const_bytes += sum(r["buffer_bytes"] for r in rows)
         for o in range(sg.OperatorsLength()):
@@ -195,7 +108,7 @@ def inspect(source: str | Path | bytes) -> dict[str, Any]:
         subgraphs.append(
             {
                 "index": s,
-                "name": _str(sg.Name()),
+                "name": R.text(sg.Name()),
                 "operators": int(sg.OperatorsLength()),
                 "tensors": len(rows),
                 "constant_tensors": sum(r["constant"] for r in rows),
@@ -204,7 +117,7 @@ def inspect(source: str | Path | bytes) -> dict[str, Any]:
     return {
         "file_bytes": len(data),
         "schema_version": int(model.Version()),
-        "description": _str(model.Description()),
+        "description": R.text(model.Description()),
         "inputs": inputs,
         "outputs": outputs,
         "signature_defs": _signature_defs(model),

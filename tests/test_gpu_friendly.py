@@ -1,6 +1,7 @@
-"""``--gpu-friendly``: every rewrite changes the graph as claimed (op histogram, tensor ranks,
-versions) and still agrees with onnxruntime; ``remaining_issues`` names what the GPU delegate
-would still reject."""
+"""``--gpu-friendly``: a rewrite happens only where the ported GPU rules (``gpu_rules``) reject
+an operator, changes the graph as claimed (op histogram, tensor ranks, versions), leaves
+operators the same rules accept, and still agrees with onnxruntime; the section names what
+still falls back."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from onnx2tflite_direct import gpu_friendly, tfl
-from onnx2tflite_direct.inspect_tflite import tensor_table
+from onnx2tflite_direct import gpu_friendly, gpu_rules, tfl
+from onnx2tflite_direct.tflite_reader import tensor_table
 
 
 def _max_rank(tflite_bytes: bytes) -> int:
@@ -50,54 +51,74 @@ def _gather_model(shape, indices, axis, dtype=np.float32):
     [
         (0, 1, {"SLICE": 1, "RESHAPE": 1}),  # ViT class token: scalar index
         (-1, 0, {"SLICE": 1, "RESHAPE": 1}),
-        ([1, 2, 3], 1, {"SLICE": 1}),
-        ([4, 5, 0, 1], -1, {"SLICE": 2, "CONCATENATION": 1}),
-        ([0, 0], 0, {"SLICE": 2, "CONCATENATION": 1}),
+        ([[1, 2, 3]], 1, {"SLICE": 1, "RESHAPE": 1}),
         ([[0, 1], [3, 4]], 1, {"SLICE": 2, "CONCATENATION": 1, "RESHAPE": 1}),
-        ([2, 1, 0], 2, {"STRIDED_SLICE": 1}),  # BGR -> RGB
-        ([5, 4, 3, 2, 1, 0], 2, {"STRIDED_SLICE": 1}),
-        ([4, 2, 0], -1, {"STRIDED_SLICE": 1}),
-        ([5, 3, 1], 2, {"STRIDED_SLICE": 1}),
-        ([1, 3, 5], 2, {"STRIDED_SLICE": 1}),
-        ([0, 2], 0, {"STRIDED_SLICE": 1}),
+        ([[0, 0]], 0, {"SLICE": 2, "CONCATENATION": 1, "RESHAPE": 1}),
         ([[0, 2], [4, 6]], 1, {"STRIDED_SLICE": 1, "RESHAPE": 1}),
+        ([[1, 3, 5]], 2, {"STRIDED_SLICE": 1, "RESHAPE": 1}),
+        # The delegate refuses reverse strided slices: a reversal becomes one SLICE per index.
+        ([[2, 1, 0]], 2, {"SLICE": 3, "CONCATENATION": 1, "RESHAPE": 1}),
     ],
 )
-def test_constant_gather_becomes_slices(indices, axis, expected):
+def test_rejected_gather_becomes_slices(indices, axis, expected):
+    """GATHER takes only 1-D indices on the GPU (gpu_compatibility.cc): others are sliced."""
     model = _gather_model((3, 7, 6), indices, axis)
     plain = check_conversion(model)
     assert plain.ops["GATHER"] == 1
+    assert plain.report["gpu"]["verdict"] == "1 op falls back"
     chk = check_conversion(model, gpu_friendly=True)
     assert dict(chk.ops) == expected
     assert [r["rule"] for r in _rewrites(chk)] == ["gather_to_slices"]
     assert np.array_equal(chk.actual["y"], plain.actual["y"])
+    assert chk.report["gpu_friendly"]["verdict_after"] == "fully delegable"
+    assert chk.report["gpu"]["fully_delegable"]
+
+
+@pytest.mark.parametrize("indices", [[0, 2, 5], [2, 1, 0], [4, 5, 0, 1]])
+def test_delegable_gather_left_alone(indices):
+    """1-D constant int32 indices are what the GPU GATHER takes: nothing to rewrite. (Built
+    as IR: the lowering already turns such gathers into slices where that is cheaper.)"""
+    data = tfl.Tensor("x", np.float32, (3, 7, 6))
+    idx = tfl.Tensor("i", np.int32, (len(indices),), data=np.array(indices, np.int32))
+    out = tfl.Tensor("y", np.float32, (3, 7, len(indices)))
+    sub = tfl.Subgraph(
+        operators=[tfl.Operator("GATHER", [data, idx], [out], {"axis": 2, "batch_dims": 0})],
+        inputs=[data],
+        outputs=[out],
+    )
+    section = gpu_friendly.apply(tfl.Model([sub]))
+    assert section["rewrites"] == [] and section["verdict_after"] == "fully delegable"
+    assert [op.opcode for op in sub.operators] == ["GATHER"]
 
 
 def test_integer_gather_left_alone():
     """Integer tensors stay off the GPU whatever op moves them: no point in more ops."""
-    chk = check_conversion(_gather_model((3, 7, 6), [1, 2], 1, np.int32), gpu_friendly=True)
+    chk = check_conversion(_gather_model((3, 7, 6), 1, 1, np.int32), gpu_friendly=True)
     assert chk.ops["GATHER"] == 1 and _rewrites(chk) == []
+    assert "non_float_tensor" in _not_delegated(chk)[0]["rules"]
 
 
 def test_gather_with_many_runs_left_alone():
-    chk = check_conversion(_gather_model((2, 6), [0, 2, 4, 1, 3], 1), gpu_friendly=True)
+    chk = check_conversion(_gather_model((1, 2, 6), [[0, 2, 4, 1, 3]], 2), gpu_friendly=True)
     assert chk.ops["GATHER"] == 1 and _rewrites(chk) == []
+    assert _not_delegated(chk)[0]["rules"] == ["tensor_rank"]
 
 
 def test_out_of_range_gather_left_for_the_kernel_to_reject():
-    data = tfl.Tensor("x", np.float32, (2, 6))
-    out = tfl.Tensor("y", np.float32, (2, 2))
-    idx = tfl.Tensor("i", np.int32, (2,), data=np.array([5, 7], np.int32))
+    data = tfl.Tensor("x", np.float32, (1, 2, 6))
+    out = tfl.Tensor("y", np.float32, (1, 2, 1, 2))
+    idx = tfl.Tensor("i", np.int32, (1, 2), data=np.array([[5, 7]], np.int32))
     sub = tfl.Subgraph(
-        operators=[tfl.Operator("GATHER", [data, idx], [out], {"axis": 1, "batch_dims": 0})],
+        operators=[tfl.Operator("GATHER", [data, idx], [out], {"axis": 2, "batch_dims": 0})],
         inputs=[data],
         outputs=[out],
     )
-    assert gpu_friendly.apply(tfl.Model([sub])) == []
+    assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
     assert [op.opcode for op in sub.operators] == ["GATHER"]
 
 
-def test_runtime_gather_is_reported():
+def test_runtime_gather_with_1d_indices_is_delegable():
+    """gpu_compatibility.cc: GATHER takes two runtime operands, int32 indices included."""
     model = make_model(
         [helper.make_node("Gather", ["x", "i"], ["y"], axis=0)],
         inputs=[("x", np.float32, (4, 3)), ("i", np.int32, (2,))],
@@ -105,9 +126,11 @@ def test_runtime_gather_is_reported():
     )
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(4, 3), "i": np.array([3, 0], np.int32)}
     chk = check_conversion(model, feeds=feeds, gpu_friendly=True)
-    issues = _not_delegated(chk)
-    gathers = [i for i in issues if i["op"] == "GATHER"]
-    assert gathers and "gather_runtime_indices" in gathers[0]["rules"]
+    # The GATHER is taken; the FLOOR_MOD that wraps negative indices works on int32 and is not.
+    assert chk.ops["GATHER"] == 1
+    assert [(f["op"], f["rules"]) for f in _not_delegated(chk)] == [
+        ("FLOOR_MOD", ["non_float_tensor"])
+    ]
 
 
 # ---- >4-D TRANSPOSE brought down to 4-D ------------------------------------------------------
@@ -130,7 +153,7 @@ def test_channel_shuffle_loses_its_5d_tensors():
     )
     plain = check_conversion(model)
     assert _max_rank(plain.tflite_bytes) == 5
-    assert gpu_friendly.remaining_issues(plain.tflite_bytes)
+    assert {r for f in plain.report["gpu"]["fall_back"] for r in f["rules"]} >= {"rank_above_4"}
     chk = check_conversion(model, gpu_friendly=True)
     assert _max_rank(chk.tflite_bytes) <= 4
     assert chk.ops["TRANSPOSE"] == 1 and chk.versions["TRANSPOSE"] == 1
@@ -171,7 +194,7 @@ def test_high_rank_transpose_runs_in_4d(case):
     table = tensor_table(chk.tflite_bytes)
     assert chk.ops["TRANSPOSE"] <= 1
     if chk.ops["TRANSPOSE"]:
-        assert chk.versions["TRANSPOSE"] <= gpu_friendly.GPU_MAX_VERSION["TRANSPOSE"]
+        assert chk.versions["TRANSPOSE"] <= gpu_rules.OPS["TRANSPOSE"].max_version
     # Only the graph input may stay >4-D (it is the user contract).
     assert all(len(r["shape"]) <= 4 for r in table if r["name"] != "x")
 
@@ -195,7 +218,7 @@ def test_transpose_of_unit_axes_becomes_reshape():
     sub = tfl.Subgraph(
         operators=[tfl.Operator("TRANSPOSE", [x, perm], [y])], inputs=[x], outputs=[y]
     )
-    records = gpu_friendly.apply(tfl.Model([sub]))
+    records = gpu_friendly.apply(tfl.Model([sub]))["rewrites"]
     assert [r["rule"] for r in records] == ["transpose_rank_reduction"]
     assert [op.opcode for op in sub.operators] == ["RESHAPE"]
     data = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
@@ -239,10 +262,10 @@ def test_transpose_conv_activation_unfused_below_gpu_cap():
         initializers={"w": w, "b": np.array([0.1, -0.2], np.float32)},
     )
     plain = check_conversion(model)
-    assert plain.versions["TRANSPOSE_CONV"] > gpu_friendly.GPU_MAX_VERSION["TRANSPOSE_CONV"]
+    assert plain.versions["TRANSPOSE_CONV"] > gpu_rules.OPS["TRANSPOSE_CONV"].max_version
     assert plain.ops["RELU"] == 0
     chk = check_conversion(model, gpu_friendly=True)
-    assert chk.versions["TRANSPOSE_CONV"] <= gpu_friendly.GPU_MAX_VERSION["TRANSPOSE_CONV"]
+    assert chk.versions["TRANSPOSE_CONV"] <= gpu_rules.OPS["TRANSPOSE_CONV"].max_version
     assert chk.ops["RELU"] == 1
     assert [r["rule"] for r in _rewrites(chk)] == ["unfuse_activation"]
     assert _not_delegated(chk) == []
@@ -296,13 +319,15 @@ def test_float_cnn_block_is_clean():
     assert _rewrites(chk) == [] and _not_delegated(chk) == []
 
 
-def test_caps_table_matches_version_cap_rule():
+def test_version_cap_alone_is_reported():
     """A cap violation alone is reported (v4 TRANSPOSE_CONV written without the rewrite)."""
-    problems = gpu_friendly._op_problems(
-        "TRANSPOSE_CONV", 4, [{"shape": [1, 4, 4, 2], "dtype": "float32", "constant": False,
-                               "quantization": None}],
-    )  # fmt: skip
-    assert [p["rule"] for p in problems] == ["version_above_gpu_cap"]
+    x = tfl.Tensor("x", np.float32, (1, 4, 4, 2))
+    w = tfl.Tensor("w", np.float32, (2, 3, 3, 2), data=np.ones((2, 3, 3, 2), np.float32))
+    shape = tfl.Tensor("s", np.int32, (4,), data=np.array([1, 4, 4, 2], np.int32))
+    y = tfl.Tensor("y", np.float32, (1, 4, 4, 2))
+    op = tfl.Operator("TRANSPOSE_CONV", [shape, w, x], [y], {"stride_h": 1, "stride_w": 1})
+    assert [code for code, _ in gpu_rules.check_op(op, 4)] == ["version_above_gpu_cap"]
+    assert gpu_rules.check_op(op, 3) == []
 
 
 # ---- ArgMax/ArgMin: fast kernel by default, slow paths named ----------------------------------
@@ -362,6 +387,8 @@ def test_argmax_slow_paths_are_noted(monkeypatch, dtype, last, expected):
     ],
 )
 def test_expand_becomes_tile(dtype, shape, target, reshapes):
+    """Float BROADCAST_TO becomes TILE; integer/bool data stays off the GPU either way, so it
+    is left alone (the replacement must be something the rules accept)."""
     model = make_model(
         [
             helper.make_node("Expand", ["x", "s"], ["e"]),
@@ -373,8 +400,12 @@ def test_expand_becomes_tile(dtype, shape, target, reshapes):
     )
     assert check_conversion(model).ops["BROADCAST_TO"] == 1
     chk = check_conversion(model, gpu_friendly=True)
-    assert dict(chk.ops) == {"TILE": 1, **({"RESHAPE": reshapes} if reshapes else {})}
-    assert [r["rule"] for r in _rewrites(chk)] == ["broadcast_to_tile"]
+    if dtype is np.float32:
+        assert dict(chk.ops) == {"TILE": 1, **({"RESHAPE": reshapes} if reshapes else {})}
+        assert [r["rule"] for r in _rewrites(chk)] == ["broadcast_to_tile"]
+        assert chk.report["gpu"]["verdict"] == "fully delegable"
+    else:
+        assert dict(chk.ops) == {"BROADCAST_TO": 1} and _rewrites(chk) == []
 
 
 @pytest.mark.parametrize("batch, kv_heads, rep", [(1, 2, 3), (2, 1, 2), (1, 3, 1)])
@@ -450,27 +481,68 @@ def test_ceil_becomes_floor_of_negation_bit_exactly():
     assert _not_delegated(chk) == []
 
 
-def test_analyzer_findings_are_merged_when_its_gpu_rules_are_real(monkeypatch):
-    """This ai-edge-litert build's analyzer lacks GPU rules; a build that has them adds its
-    per-op messages (to a static finding on the same op, or as its own record)."""
-    from onnx2tflite_direct import gpu_check
-
+@pytest.mark.parametrize(
+    "shape, starts, ends, steps",
+    [
+        ((2, 9), [0, 1], [2, 8], [1, 2]),  # 2-D strided
+        ((2, 9), [1], [2], [1]),  # 2-D, one axis: a SLICE
+        ((12,), [3], [11], [3]),  # 1-D strided
+        ((12,), [2], [7], [1]),  # 1-D SLICE
+    ],
+)
+def test_low_rank_slice_is_lifted_to_3d(shape, starts, ends, steps):
+    """The GPU slices only 3-D/4-D tensors: 1-D/2-D ones are sliced as a 3-D view."""
+    axes = list(range(len(starts))) if len(starts) == len(shape) else [0]
+    out = list(shape)
+    for a, b, e, st_ in zip(axes, starts, ends, steps, strict=True):
+        out[a] = len(range(b, e, st_))
     model = make_model(
-        [helper.make_node("Ceil", ["x"], ["c"]), helper.make_node("Floor", ["c"], ["y"])],
-        inputs=[("x", np.float32, (2, 3))],
-        outputs=[("y", np.float32, (2, 3))],
+        [helper.make_node("Slice", ["x", "b", "e", "a", "s"], ["y"])],
+        inputs=[("x", np.float32, shape)],
+        outputs=[("y", np.float32, tuple(out))],
+        initializers={
+            "b": np.array(starts, np.int64),
+            "e": np.array(ends, np.int64),
+            "a": np.array(axes, np.int64),
+            "s": np.array(steps, np.int64),
+        },
     )
-    tflite_bytes = check_conversion(model).tflite_bytes  # CEIL (op 0) has no GPU parser
-    verdict = {
-        "checker_effective": True,
-        "incompatible_ops": [
-            {"subgraph": 0, "op_index": 0, "op": "CEIL", "message": "Not supported op CEIL"},
-            {"subgraph": 0, "op_index": 1, "op": "FLOOR", "message": "made-up limit"},
-        ],
-    }
-    monkeypatch.setattr(gpu_check, "check_gpu_compatibility", lambda data: verdict)
-    issues = gpu_friendly.remaining_issues(tflite_bytes)
-    assert [(i["op"], i["source"], i.get("analyzer")) for i in issues] == [
-        ("CEIL", "caps", "Not supported op CEIL"),
-        ("FLOOR", "analyzer", None),
+    plain = check_conversion(model)
+    assert [f["rules"] for f in plain.report["gpu"]["fall_back"]] == [["tensor_rank"]]
+    chk = check_conversion(model, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["slice_rank_lift"]
+    assert chk.ops["RESHAPE"] == 2 and _not_delegated(chk) == []
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+@pytest.mark.parametrize("size, channels", [(5, 16), (3, 7), (1, 4)])
+def test_lrn_becomes_delegable_ops(size, channels):
+    """AlexNet/Inception LRN (no GPU parser) as SQUARE, a banded 1x1 CONV_2D, POW and MUL;
+    numerically the same normalization (onnxruntime agrees within float rounding)."""
+    model = make_model(
+        [helper.make_node("LRN", ["x"], ["y"], size=size, alpha=2e-3, beta=0.75, bias=1.5)],
+        inputs=[("x", np.float32, (1, channels, 5, 6))],
+        outputs=[("y", np.float32, (1, channels, 5, 6))],
+    )
+    plain = check_conversion(model)
+    assert plain.ops["LOCAL_RESPONSE_NORMALIZATION"] == 1
+    chk = check_conversion(model, gpu_friendly=True, atol=1e-6, rtol=1e-5)
+    assert [r["rule"] for r in _rewrites(chk)] == ["lrn_by_conv"]
+    assert chk.ops["LOCAL_RESPONSE_NORMALIZATION"] == 0 and chk.ops["CONV_2D"] == 1
+    assert chk.report["gpu"]["verdict"] == "fully delegable"
+
+
+def test_gpu_friendly_section_lists_before_and_after():
+    model = make_model(
+        [helper.make_node("Ceil", ["x"], ["c"]), helper.make_node("ArgMax", ["c"], ["y"], axis=1)],
+        inputs=[("x", np.float32, (2, 3))],
+        outputs=[("y", np.int64, (2, 1))],
+    )
+    section = check_conversion(model, gpu_friendly=True).report["gpu_friendly"]
+    assert section["verdict_before"] == "3 ops fall back"  # CEIL, ARG_MAX, its int RESHAPE
+    assert [r["rule"] for r in section["rewrites"]] == ["ceil_by_floor"]
+    assert section["verdict_after"] == "2 ops fall back"
+    assert [(f["op"], f["rules"]) for f in section["not_delegated"]] == [
+        ("ARG_MAX", ["no_gpu_kernel"]),
+        ("RESHAPE", ["non_float_tensor"]),
     ]

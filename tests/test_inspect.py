@@ -1,4 +1,5 @@
-"""``inspect`` (FlatBuffer summary) and the GPU compatibility verdict on converted models."""
+"""``inspect`` (FlatBuffer summary), the public ``tflite_reader`` it is built on, and LiteRT's
+model analyzer as the GPU verdict's cross-check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from harness import op_histogram
 
 import onnx2tflite_direct as o2t
-from onnx2tflite_direct import gpu_check
+from onnx2tflite_direct import gpu_check, tflite_reader
 from onnx2tflite_direct.inspect_tflite import format_inspect, inspect, main, tensor_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "small_cnn.onnx"
@@ -70,21 +71,30 @@ def test_format_and_cli(example, tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_gpu_check_structured_verdict(example):
-    verdict = gpu_check.check_gpu_compatibility(example.tflite_bytes)
-    assert set(verdict) >= {
-        "available",
-        "checker_effective",
-        "compatible",
-        "incompatible_ops",
-        "message",
-        "raw",
+def test_reader_tables_agree_with_inspect(example):
+    """inspect and the diagnostics read files through tflite_reader's public accessors."""
+    sch = tflite_reader.schema()
+    model = tflite_reader.root(bytes(example.tflite_bytes), sch)
+    codes = tflite_reader.operator_codes(model, sch)
+    assert {name for name, _, _ in codes} == set(example.report["tflite_ops"])
+    assert {name: v for name, v, _ in codes} == {
+        k: v["version"] for k, v in example.report["tflite_ops"].items()
     }
-    assert verdict["available"] and "Subgraph#0" in verdict["raw"]
-    assert verdict["incompatible_ops"] == []
-    # Builds without GPU rules must not claim compatibility they cannot know.
-    assert verdict["compatible"] is (True if verdict["checker_effective"] else None)
-    json.dumps(verdict)
+    rows = tflite_reader.tensor_rows(model, model.Subgraphs(0), sch)
+    assert rows == tensor_table(example.tflite_bytes)
+    assert tensor_table is tflite_reader.tensor_table
+
+
+def test_gpu_verdict_does_not_depend_on_the_analyzer(example):
+    """The verdict comes from the ported rules; the analyzer is consulted only when its GPU
+    rules are real (this ai-edge-litert build's are not: it passes a CUSTOM-op probe)."""
+    assert example.report["gpu"]["verdict"] == "fully delegable"
+    cross = gpu_check.analyzer_cross_check(example.tflite_bytes, example.report["gpu"]["fall_back"])
+    assert set(cross) >= {"available", "effective", "disagreements"}
+    assert cross["effective"] is (cross["available"] and gpu_check.analyzer_is_effective())
+    if cross["effective"]:
+        assert cross["disagreements"] == []
+    json.dumps(cross)
 
 
 def test_gpu_parser_reads_warnings():
@@ -111,8 +121,7 @@ def test_gpu_parser_reads_warnings():
     assert ok == {"compatible": True, "incompatible_ops": [], "runtime_version": "2.16.1"}
 
 
-def test_gpu_check_without_analyzer(monkeypatch, example):
+def test_gpu_cross_check_without_analyzer(monkeypatch, example):
     monkeypatch.setattr(gpu_check, "_analyzer", lambda: None)
-    verdict = gpu_check.check_gpu_compatibility(example.tflite_bytes)
-    assert verdict["available"] is False and verdict["compatible"] is None
-    assert "not available" in verdict["message"]
+    cross = gpu_check.analyzer_cross_check(example.tflite_bytes, [])
+    assert cross == {"available": False, "effective": False, "disagreements": []}
