@@ -16,6 +16,7 @@ from .. import contrib_schemas, errors
 from ..errors import BadInputError
 from ..folding import fold_node, is_foldable
 from ..sample_shapes import SampleValues
+from .ml_shapes import ml_output_hints
 from .passes import ProtoRules
 from .protos import dims_of, tensor_value_info
 from .sequences import resolve_static as resolve_static_sequences
@@ -96,6 +97,7 @@ def infer_and_fold(
             probe_inputs = _with_shapes(real_inputs, probe_shapes)
             probe = _infer_with(probe_samples, proto, nodes, consts, probe_inputs, hints)
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
+        new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         hints.update(new_hints)
         nodes, resolved = resolve_static_sequences(
             nodes, consts, infos, opsets.get("", 0), graph_outputs
@@ -163,13 +165,15 @@ def _skeleton(model, nodes, consts, real_inputs, hints=()) -> onnx.ModelProto:
             inputs.append(tensor_value_info(name, arr))
     known = {v.name for v in inputs} | {t.name for t in inits}
     hinted = {v.name for v in hints}
+    by_hint = {v.name: v for v in hints}
     value_info = [v for v in model.graph.value_info if v.name not in known | hinted]
     value_info += [v for v in hints if v.name not in known]
     graph = helper.make_graph(
         nodes,
         model.graph.name or "g",
         inputs,
-        _skeleton_outputs(model, nodes, consts, real_inputs),
+        # a hinted graph output takes the proved shape (ml_shapes: declared [None, C])
+        [by_hint.get(o.name, o) for o in _skeleton_outputs(model, nodes, consts, real_inputs)],
         inits,
         value_info=value_info,
     )
