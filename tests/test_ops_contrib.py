@@ -560,6 +560,10 @@ ATTENTION_CASES = {
         "outputs": ("y", "present"),
         "mask": np.array([[0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 9], np.int32),
     },
+    "left_padded_causal": {  # row 0 of batch 0 sees only padding: causal keys stay hidden
+        "attrs": {"unidirectional": 1},
+        "mask": np.array([[0, 0, 1, 1, 1], [1] * 5], np.int32),
+    },
     "qkv_sizes": {"sizes": (16, 16, 8)},
     "attention_bias": {"attn_bias": True},
 }
@@ -583,3 +587,122 @@ def test_ms_attention_refusals(kwargs, attr):
     model, _ = _attention(**kwargs)
     err = expect_refusal(model, "unsupported_attribute_value")
     assert attr in str(err) and "Attention" in str(err)
+
+
+# ---- MultiHeadAttention ----------------------------------------------------------------------
+
+L_KV, H = 6, 8
+
+
+def _mha(
+    q=(B, S, D),
+    k=(B, L_KV, D),
+    v=(B, L_KV, 12),
+    bias=False,
+    mask=None,
+    attn_bias=False,
+    past=0,
+    attrs=None,
+    outputs=("y",),
+):
+    ins, feeds, inits = [], {}, {}
+    order = []
+
+    def runtime(name, shape, value=None):
+        ins.append((name, F if value is None else value.dtype, shape))
+        feeds[name] = _rand(*shape) if value is None else value
+        order.append(name)
+
+    runtime("q", q)
+    if k is not None:
+        runtime("k", k)
+        if v is not None:
+            runtime("v", v)
+        else:
+            order.append("")
+    else:
+        order += ["", ""]
+    if bias:
+        inits["bias"] = _rand(q[2] + k[2] + v[2], scale=0.3)
+        order.append("bias")
+    else:
+        order.append("")
+    if mask is not None:
+        runtime("mask", mask.shape, mask)
+    else:
+        order.append("")
+    total = (k[1] if len(k) == 3 else k[2]) + past if k is not None else q[1] + past
+    if attn_bias:
+        runtime("ab", (B, 1, S, total))
+    else:
+        order.append("")
+    if past:
+        runtime("pk", (B, N, past, H))
+        runtime("pv", (B, N, past, v[2] // N))
+    while order and not order[-1]:
+        order.pop()
+    node = ms_node("MultiHeadAttention", order, list(outputs), num_heads=N, **(attrs or {}))
+    return ms_model([node], ins, [(o, F) for o in outputs if o], inits), feeds
+
+
+MHA_CASES = {
+    "cross": {},
+    "bias": {"bias": True},
+    "self_causal": {"k": (B, S, D), "v": (B, S, D), "attrs": {"unidirectional": 1}},
+    "lengths": {"mask": np.array([2, 6], np.int32)},
+    "raw_mask_2d": {"mask": np.array([[1, 1, 1, 1, 0, 0], [1] * 6], np.int32)},
+    "raw_mask_3d": {"mask": (RNG.uniform(size=(B, S, L_KV)) > 0.3).astype(np.int32)},
+    "attention_bias_scale": {"attn_bias": True, "attrs": {"scale": 0.2}},
+    "projected_kv": {"k": (B, N, L_KV, H), "v": (B, N, L_KV, H)},
+    "decoder_past": {
+        "k": (B, S, D),
+        "v": (B, S, D),
+        "bias": True,
+        "past": 4,
+        "attrs": {"unidirectional": 1},
+        "outputs": ("y", "present_k", "present_v", "qk"),
+    },
+    "left_padded_causal_qk": {
+        "k": (B, S, D),
+        "v": (B, S, D),
+        "attrs": {"unidirectional": 1},
+        "mask": np.array([[0, 0, 1, 1, 1], [1] * 5], np.int32),
+        "outputs": ("y", "", "", "qk"),
+    },
+    "past_mask": {
+        "k": (B, S, D),
+        "v": (B, S, D),
+        "past": 4,
+        "mask": np.array([[0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 9], np.int32),
+        "outputs": ("y", "present_k", "present_v"),
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(MHA_CASES))
+def test_multi_head_attention(case):
+    model, feeds = _mha(**MHA_CASES[case])
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+@pytest.mark.parametrize("packed", ["qkv", "kv"])
+def test_multi_head_attention_packed(packed):
+    """Packed QKV / KV have no CPU kernel: compared with onnxruntime on the unpacked inputs."""
+    length = S
+    packed_shape = (B, length, N, 3 if packed == "qkv" else 2, H)
+    if packed == "qkv":
+        model, _ = _mha(q=packed_shape, k=None, v=None)
+    else:
+        model, _ = _mha(k=packed_shape, v=None)
+    feeds = {"q": _rand(B, S, D)} if packed == "kv" else {}
+    feeds["k" if packed == "kv" else "q"] = _rand(*packed_shape)
+    src = "k" if packed == "kv" else "q"
+    names = ["pq", "pk", "pv"] if packed == "qkv" else ["pk", "pv"]
+    nodes = [helper.make_node("Split", [src], names, axis=3)]
+    for name in names:
+        nodes.append(helper.make_node("Reshape", [name, "flat"], [name + "_f"]))
+    q_name = "pq_f" if packed == "qkv" else "q"
+    nodes.append(ms_node("MultiHeadAttention", [q_name, "pk_f", "pv_f"], ["y"], num_heads=N))
+    inputs = [(n, F, a.shape) for n, a in feeds.items()]
+    ref = ms_model(nodes, inputs, [("y", F)], {"flat": np.array([B, length, N * H], np.int64)})
+    check_against(model, ref, feeds, atol=2e-5)

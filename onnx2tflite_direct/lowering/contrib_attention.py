@@ -1,12 +1,12 @@
 """onnxruntime's attention contrib ops: Attention (packed QKV projection, GPT-2/BERT) and
 MultiHeadAttention, composed from builtins like the opset-23 Attention.
 
-The contract is onnxruntime's CPU kernel: scores = scale * Q K^T (+ attention_bias), then
-every masked key position gets ``mask_filter_value`` (default -10000, not -inf: a fully
-masked row is a softmax over its raw scores, as in onnxruntime) from the union of the
-masks: mask_index as key lengths (B), end/start positions (2B), raw 0/1 masks (B, T) or
-(B, S, T) (0 = masked), and the causal mask of ``unidirectional`` (key j allowed for query i
-when j <= past + i, applied when S > 1). Past state is concatenated before the new keys and
+The contract is onnxruntime's CPU kernel: scores = scale * Q K^T (+ attention_bias); a key
+position the padding mask hides gets ``mask_filter_value`` added (default -10000, not -inf:
+a fully padded row is a softmax over its raw scores, as in onnxruntime), from mask_index as
+key lengths (B), end/start positions (2B), or raw 0/1 masks (B, T) / (B, S, T) (0 = masked);
+a position the causal mask of ``unidirectional`` hides (key j > past + i, when S > 1) is set
+to the lowest float, so a left-padded row still attends only to its own past. Past state is concatenated before the new keys and
 returned as ``present``. Forms the CPU kernel rejects or that need run-time buffer
 arithmetic are refused naming the node and the attribute or input: 4-D Megatron masks,
 (3B + 2) mask_index, past_present_share_buffer / past_sequence_length, do_rotary,
@@ -61,8 +61,9 @@ def _mask_problem(node, graph, idx: int, batch: int, what: str) -> str | None:
 
 
 def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: int, causal: bool):
-    """The bool tensor 'key j may be attended by query i' broadcastable to [B, 1, S, T], or
-    None when everything is allowed."""
+    """(padding, causal): bool tensors 'key j may be attended by query i' broadcastable to
+    [B, 1, S, T], each None when it allows everything. onnxruntime adds mask_filter_value
+    where the padding mask says no, and sets the causally hidden scores to the lowest float."""
     keep = None
 
     def both(a, b):
@@ -87,28 +88,33 @@ def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: i
             raw = C.op(ctx, "GREATER", [mask, zero], tuple(shape), np.bool_, "mask_keep")
             target = (batch, 1, 1, total) if len(shape) == 2 else (batch, 1, q_len, total)
             keep = C.reshape(ctx, raw, target, "keep_raw")
+    causal_keep = None
     if causal and q_len > 1:
         i = np.arange(q_len)[:, None]
         j = np.arange(total)[None, :]
-        keep = both(keep, C.const(ctx, (j <= i + past)[None, None], np.bool_, "causal"))
-    return keep
+        causal_keep = C.const(ctx, (j <= i + past)[None, None], np.bool_, "causal")
+    return keep, causal_keep
 
 
-def attend(ctx, q, k, v, scale: float, keep, bias, mask_filter: float, qk_out=None):
-    """softmax(scale * q k^T + bias, masked with ``mask_filter``) v over [B, N, *, H] tensors;
-    returns [B, N, S, Hv]."""
+def attend(ctx, q, k, v, scale: float, keeps, bias, mask_filter: float, qk_out=None):
+    """softmax(scale * q k^T + bias, masked as :func:`_keep_mask` says) v over [B, N, *, H]
+    tensors; returns [B, N, S, Hv]."""
+    keep, causal_keep = keeps
     b, n, s, _ = q.shape
     t = k.shape[2]
     scores = C.matmul(ctx, q, k, adj_y=True, hint="scores")
     scores = C.binary(ctx, "MUL", scores, C.const(ctx, np.float32(scale)), "scaled")
     if bias is not None:
         scores = C.binary(ctx, "ADD", scores, bias, "biased")
-    if qk_out is not None:
-        C.reshape(ctx, scores, (b, n, s, t), out=qk_out)
     if keep is not None:
         zero, fill = C.const(ctx, 0.0, hint="zero"), C.const(ctx, mask_filter, hint="filter")
         additive = C.select(ctx, keep, zero, fill, "mask_bias")
         scores = C.binary(ctx, "ADD", scores, additive, "masked")
+    if causal_keep is not None:
+        lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
+        scores = C.select(ctx, causal_keep, scores, lowest, "causal_masked")
+    if qk_out is not None:  # onnxruntime copies the scores with bias and mask added
+        C.reshape(ctx, scores, (b, n, s, t), out=qk_out)
     if tuple(scores.shape) != (b, n, s, t):
         scores = C.op(
             ctx,
@@ -234,4 +240,124 @@ def lower_ms_attention(ctx):
     scale = 1.0 / np.sqrt(qh // heads) if not scale else float(scale)
     filt = float(ctx.attr("mask_filter_value", MASK_FILTER))
     y = attend(ctx, q, k, v, scale, keep, attn_bias, filt)
+    _merge_heads(ctx, y, ctx.output(0))
+
+
+# ---- MultiHeadAttention ----------------------------------------------------------------------
+
+
+def _mha_check(node, graph):
+    vals = graph.values
+    q = vals[node.inputs[0]]
+    heads = int(node.attrs.get("num_heads", 0))
+    if heads <= 0:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: num_heads={heads}"
+    for i, name in ((8, "past_sequence_length"), (9, "cache_indirection")):
+        if _has(node, i):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {name} (shared/beam buffers)"
+    if q.rank == 5:
+        if _has(node, 1) or _has(node, 2):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: packed QKV query with key/value"
+    elif q.rank != 3:
+        return f"{errors.UNSUPPORTED_RANK}: query rank {q.rank}"
+    elif not _has(node, 1):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: 3-D query without key"
+    else:
+        k = vals[node.inputs[1]]
+        if k.rank == 5 and _has(node, 2):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: packed KV key with value"
+        if k.rank not in (3, 4, 5):
+            return f"{errors.UNSUPPORTED_RANK}: key rank {k.rank}"
+        if k.rank == 4 and (_has(node, 3) or _has(node, 6)):
+            return (
+                f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: bias or past_key with 4-D (already "
+                "projected) key/value"
+            )
+    if _has(node, 6) != _has(node, 7):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past_key and past_value must come together"
+    return _mask_problem(node, graph, 4, q.shape[0], "key_padding_mask")
+
+
+def _unpack(ctx, packed, parts: int, hint: str):
+    """(B, L, N, parts, H) -> ``parts`` tensors [B, N, L, H]."""
+    b, length, n, _, h = packed.shape
+    pieces = C.split_v(ctx, packed, [1] * parts, 3, hint)
+    out = []
+    for i, p in enumerate(pieces):
+        p = C.reshape(ctx, p, (b, length, n, h), f"{hint}{i}_blnh")
+        out.append(C.transpose(ctx, p, (0, 2, 1, 3), f"{hint}{i}_heads"))
+    return out
+
+
+@lowering(
+    "MultiHeadAttention",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2, 3, 5, 6, 7),
+    tflite_ops=(
+        "SPLIT_V",
+        "TRANSPOSE",
+        "BATCH_MATMUL",
+        "MUL",
+        "ADD",
+        "SELECT_V2",
+        "SOFTMAX",
+        "CONCATENATION",
+        "LESS",
+        "GREATER",
+    ),
+    notes="separate Q/K/V (+ bias), packed QKV (B, L, N, 3, H) and KV (B, L, N, 2, H), "
+    "projected 4-D key/value, key_padding_mask (B) / (B, T) / (B, S, T), attention_bias, "
+    "past/present key and value, unidirectional, qk output; refused: (3B+2) masks, "
+    "past_sequence_length, cache_indirection",
+    extra_check=_mha_check,
+)
+def lower_multi_head_attention(ctx):
+    heads = int(ctx.attr("num_heads"))
+    q_shape = ctx.shape(0)
+    b, s = q_shape[0], q_shape[1]
+    if len(q_shape) == 5:
+        q, k, v = _unpack(ctx, ctx.input(0), 3, "qkv")
+    else:
+        q_in = ctx.input(0)
+        k_shape = ctx.shape(1)
+        bias = None
+        if ctx.has_input(3):
+            d, dk = q_shape[2], k_shape[2] if len(k_shape) == 3 else heads * k_shape[4]
+            dv = ctx.shape(3)[0] - d - dk
+            bias = C.split_v(ctx, ctx.input(3), [d, dk, dv], 0, "bias")
+            q_in = C.binary(ctx, "ADD", q_in, bias[0], "q_biased")
+        q = _to_heads(ctx, q_in, heads, "q")
+        if len(k_shape) == 5:
+            k, v = _unpack(ctx, ctx.input(1), 2, "kv")
+        elif len(k_shape) == 4:
+            k, v = ctx.input(1), ctx.input(2)
+        else:
+            k_in, v_in = ctx.input(1), ctx.input(2)
+            if bias is not None:
+                k_in = C.binary(ctx, "ADD", k_in, bias[1], "k_biased")
+                v_in = C.binary(ctx, "ADD", v_in, bias[2], "v_biased")
+            k, v = _to_heads(ctx, k_in, heads, "k"), _to_heads(ctx, v_in, heads, "v")
+    past_len = 0
+    if ctx.has_input(6):
+        past_len = ctx.shape(6)[2]
+        k = C.concat(ctx, [ctx.input(6), k], 2, "k_total")
+        v = C.concat(ctx, [ctx.input(7), v], 2, "v_total")
+    for i, t in ((1, k), (2, v)):
+        if _used(ctx, i):
+            C.reshape(ctx, t, t.shape, out=ctx.output(i))
+    total = k.shape[2]
+    if ctx.has_input(4) and len(ctx.shape(4)) >= 2 and ctx.shape(4)[-1] != total:
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            f"key_padding_mask width {ctx.shape(4)[-1]} != total sequence length {total}",
+        )
+    keep = _keep_mask(ctx, 4, b, s, total, past_len, bool(ctx.attr("unidirectional", 0)))
+    attn_bias = ctx.input(5) if ctx.has_input(5) else None
+    scale = ctx.attr("scale", None)
+    scale = 1.0 / np.sqrt(q.shape[3]) if not scale else float(scale)
+    filt = float(ctx.attr("mask_filter_value", MASK_FILTER))
+    qk = ctx.output(3) if _used(ctx, 3) else None
+    y = attend(ctx, q, k, v, scale, keep, attn_bias, filt, qk)
     _merge_heads(ctx, y, ctx.output(0))
