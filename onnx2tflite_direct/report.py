@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections import Counter
 
 import onnx
 
 from . import __version__
 from .registry import REGISTRY
+
+log = logging.getLogger("onnx2tflite_direct")
 
 REPORT_FORMAT = 1
 
@@ -62,11 +65,15 @@ class ReportBuilder:
         self._graph = None
         # Optional sections added by options (gpu_friendly, quantization ...): name -> value.
         self.sections: dict[str, object] = {}
+        # Things the conversion tolerated that the user should know (also logged).
+        self.warnings: list[str] = []
 
     # collection -------------------------------------------------------------------------
     def model_info(self, fe) -> None:
         self._graph = fe.graph
         self._opsets = dict(fe.graph.opsets)
+        for line in fe.warnings:
+            self.warn(line)
         for name in fe.folded_nodes:
             self.rows[name] = {
                 "name": name,
@@ -173,6 +180,12 @@ class ReportBuilder:
         self.histogram = dict(sorted(hist.items()))
         self.size = size
 
+    def warn(self, line: str) -> None:
+        """Record a warning once (a model lowered at several sample sizes repeats them)."""
+        if line not in self.warnings:
+            self.warnings.append(line)
+            log.warning(line)
+
     def section(self, name: str, value) -> None:
         self.sections[name] = value
 
@@ -211,6 +224,7 @@ class ReportBuilder:
             "model": {"stem": self.stem, "opsets": self._opsets},
             "success": self._error is None,
             "error": self._error,
+            "warnings": list(self.warnings),
             "nodes": rows,
             "counts": {
                 "by_mode": dict(sorted(modes.items())),

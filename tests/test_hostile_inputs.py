@@ -183,7 +183,6 @@ CASES = [
     ),
     ("dim_overflows_int32", _relu((2**31, 2), (2**31, 2)), BAD, errors.INVALID_MODEL),
     ("declared_output_dtype_differs", _relu(y_type=TP.INT64), BAD, errors.SHAPE_INFERENCE_FAILED),
-    ("declared_output_rank_differs", _relu(y_shape=(3, 3)), BAD, errors.SHAPE_INFERENCE_FAILED),
     ("broadcast_impossible", _add([2, 3], [4, 5]), BAD, errors.SHAPE_INFERENCE_FAILED),
     ("reshape_to_2pow40", _huge_shape_op("Reshape"), BAD, errors.INVALID_MODEL),
     ("constant_of_shape_2pow40", _huge_shape_op("ConstantOfShape"), BAD, errors.INVALID_MODEL),

@@ -16,7 +16,7 @@ import onnx
 from .. import contrib_schemas, errors
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Value
-from .protos import dims_of, dtype_of
+from .protos import dims_compatible, dims_of, dtype_of
 
 MIN_DEFAULT_OPSET = 7
 # TFLite shapes are int32 and kernels index flat buffers with int: larger tensors are refused.
@@ -173,19 +173,24 @@ def check_output_types(outputs) -> None:
             )
 
 
-def check_declared_outputs(declared, infos) -> None:
-    """A graph output declared with static dims must match what inference computes."""
+def declared_output_warnings(declared, infos) -> list[str]:
+    """One line per graph output whose declared shape contradicts what the graph computes.
+
+    Why a warning, not a refusal: exporters declare shapes that the graph does not compute
+    (``[1, seq]`` for a ``[T, 1, C]`` result, rank 1 for rank 2, ``[]`` for a tensor) and
+    onnxruntime ignores the declaration; the computed shape is the output's shape.
+    """
+    lines = []
     for vi in declared:
         want, got = dims_of(vi), dims_of(infos[vi.name]) if vi.name in infos else None
         if want is None or got is None:
             continue
-        if len(want) != len(got) or any(
-            w is not None and g is not None and w != g for w, g in zip(want, got, strict=True)
-        ):
-            raise BadInputError(
-                errors.SHAPE_INFERENCE_FAILED,
-                f"graph output {vi.name!r} is declared {list(want)} but computes to {list(got)}",
+        if not dims_compatible(want, got):
+            lines.append(
+                f"graph output {vi.name!r} is declared {list(want)} but computes to "
+                f"{list(got)}; the computed shape is used"
             )
+    return lines
 
 
 def check_sizes(values: dict[str, Value]) -> None:

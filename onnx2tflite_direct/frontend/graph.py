@@ -45,6 +45,8 @@ class FrontEndResult:
     # (rule, count, removed node names) for the report's ``rewrites``: constant folding, then
     # the proto rules of ``passes.py``.
     rewrites: list[tuple[str, int, list[str]]] = field(default_factory=list)
+    # What the front end tolerated but the user should know (declared shapes it overrode).
+    warnings: list[str] = field(default_factory=list)
 
 
 def _topo_sort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
@@ -168,12 +170,13 @@ def load_graph(
     nodes = _topo_sort(nodes, available)
 
     rules = ProtoRules(disabled_rules)
+    warnings: list[str] = []
     nodes, infos, folded = infer_and_fold(
-        proto, nodes, consts, real_inputs, opsets, rules, probe_shapes
+        proto, nodes, consts, real_inputs, opsets, rules, probe_shapes, warnings
     )
 
     graph_outputs = [o.name for o in g.output]
-    checks.check_declared_outputs(g.output, infos)
+    warnings += checks.declared_output_warnings(g.output, infos)
     for vi in g.output:  # the declaration fills what inference left unknown (checked compatible)
         infos[vi.name] = merge_declared(vi, infos.get(vi.name))
     values: dict[str, Value] = {}
@@ -226,4 +229,4 @@ def load_graph(
     removed = set(rules.changed["inline_constant_ifs"])  # reported under their own rule
     folding = [name for name in folded if name not in removed]
     rewrites = [("constant_folding", len(folding), folding), *rules.entries()]
-    return FrontEndResult(graph, loader, folded, rewrites)
+    return FrontEndResult(graph, loader, folded, rewrites, warnings)

@@ -18,7 +18,7 @@ from ..folding import fold_node, is_foldable
 from ..sample_shapes import SampleValues
 from .ml_shapes import ml_output_hints
 from .passes import ProtoRules
-from .protos import dims_of, tensor_value_info
+from .protos import dims_compatible, dims_of, tensor_value_info
 from .sequences import resolve_static as resolve_static_sequences
 
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
@@ -76,14 +76,22 @@ def infer_and_fold(
     opsets: dict[str, int],
     rules: ProtoRules,
     probe_shapes: dict[str, tuple[int, ...]] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[list[onnx.NodeProto], dict[str, onnx.ValueInfoProto], list[str]]:
     """Rounds of (proto rules, shape inference, sequence resolution, folding) until nothing
     changes; returns the remaining nodes, the value infos and the names of removed nodes.
 
     ``consts`` grows with every folded value. ``probe_shapes``: the inputs' shapes at another
     sample; shape arithmetic whose value differs there is kept for run time instead of folded
-    (``sample_shapes.py``)."""
+    (``sample_shapes.py``).
+
+    The model's declared ``value_info`` shapes help inference where onnx leaves dims unknown,
+    but exporters also declare shapes that the graph does not compute, and onnxruntime ignores
+    them. When strict inference rejects a declaration, inference starts over without the
+    declarations and ``warnings`` gets one line per disagreeing tensor: the computed shape wins.
+    """
     folded: list[str] = []
+    declared = DeclaredValueInfo(proto)
     infos: dict[str, onnx.ValueInfoProto] = {}
     hints: dict[str, onnx.ValueInfoProto] = {}
     samples, probe_samples = SampleValues(), SampleValues()  # stay empty without a probe
@@ -91,11 +99,11 @@ def infer_and_fold(
     for _ in range(MAX_FOLD_ROUNDS):
         nodes, inlined = rules.run("inline_constant_ifs", (nodes, []), nodes, consts)
         folded.extend(inlined)
-        infos = _infer_with(samples, proto, nodes, consts, real_inputs, hints)
+        infos = declared.infer(_infer_with, samples, nodes, consts, real_inputs, hints)
         probe = None
         if probe_shapes:
             probe_inputs = _with_shapes(real_inputs, probe_shapes)
-            probe = _infer_with(probe_samples, proto, nodes, consts, probe_inputs, hints)
+            probe = declared.infer(_infer_with, probe_samples, nodes, consts, probe_inputs, hints)
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         hints.update(new_hints)
@@ -122,10 +130,52 @@ def infer_and_fold(
             changed |= probe_samples.evaluate(nodes, consts, probe, opsets) or found
         if not changed:
             break
+    if warnings is not None:
+        warnings.extend(declared.disagreements(infos))
     return nodes, infos, folded
 
 
-def _infer_with(samples: SampleValues, proto, nodes, consts, real_inputs, hints) -> dict:
+class DeclaredValueInfo:
+    """The model's declared intermediate shapes, trusted until strict inference rejects one."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        self.proto = proto
+        self.trusted = True
+
+    def infer(self, infer_with, samples, nodes, consts, real_inputs, hints) -> dict:
+        try:
+            return infer_with(samples, self.proto, nodes, consts, real_inputs, hints, self.trusted)
+        except BadInputError as exc:
+            if exc.reason_code != errors.SHAPE_INFERENCE_FAILED or not self.retry_without():
+                raise
+        return infer_with(samples, self.proto, nodes, consts, real_inputs, hints, self.trusted)
+
+    def retry_without(self) -> bool:
+        """Stop trusting the declarations; False when there were none to blame."""
+        if not self.trusted or not self.proto.graph.value_info:
+            return False
+        self.trusted = False
+        return True
+
+    def disagreements(self, infos) -> list[str]:
+        if self.trusted:
+            return []
+        lines = []
+        for vi in self.proto.graph.value_info:
+            want, inferred = dims_of(vi), infos.get(vi.name)
+            got = dims_of(inferred) if inferred is not None else None
+            if want is not None and got is not None and not dims_compatible(want, got):
+                lines.append(
+                    f"value_info {vi.name!r} is declared {list(want)} but computes to "
+                    f"{list(got)}; the computed shape is used"
+                )
+        return lines or ["declared value_info shapes contradict shape inference; ignored"]
+
+
+
+def _infer_with(
+    samples: SampleValues, proto, nodes, consts, real_inputs, hints, declared=True
+) -> dict:
     """Shape inference with run-time shape arithmetic stood in for by its sample values."""
     skeleton = _skeleton(
         proto,
@@ -133,6 +183,7 @@ def _infer_with(samples: SampleValues, proto, nodes, consts, real_inputs, hints)
         samples.known(consts),
         real_inputs,
         list(hints.values()),
+        declared,
     )
     infos = _infer(skeleton)
     samples.add_infos(infos)
@@ -151,10 +202,11 @@ def _with_shapes(inputs, shapes: dict[str, tuple[int, ...]]) -> list[onnx.ValueI
     return result
 
 
-def _skeleton(model, nodes, consts, real_inputs, hints=()) -> onnx.ModelProto:
+def _skeleton(model, nodes, consts, real_inputs, hints=(), declared=True) -> onnx.ModelProto:
     """A data-light copy for shape inference: big constants become typed inputs.
 
-    ``hints``: value infos the front end proved itself (see :func:`window_slice_hints`)."""
+    ``hints``: value infos the front end proved itself (see :func:`window_slice_hints`).
+    ``declared``: pass the model's own value_info declarations on to inference."""
     inputs = list(real_inputs)
     inits = []
     hidden = _huge_range_limits(nodes, consts)
@@ -167,6 +219,7 @@ def _skeleton(model, nodes, consts, real_inputs, hints=()) -> onnx.ModelProto:
     hinted = {v.name for v in hints}
     by_hint = {v.name: v for v in hints}
     value_info = [v for v in model.graph.value_info if v.name not in known | hinted]
+    value_info = value_info if declared else []
     value_info += [v for v in hints if v.name not in known]
     graph = helper.make_graph(
         nodes,
@@ -230,13 +283,16 @@ def _skeleton_outputs(model, nodes, consts, real_inputs) -> list[onnx.ValueInfoP
 
 
 def merge_declared(declared, inferred):
-    """Per dim: the inferred value, else the declared one (they never conflict here)."""
+    """Per dim: the inferred value, else the declared one; a declaration that contradicts
+    the computed shape is dropped (``checks.declared_output_warnings`` reports it)."""
     want = dims_of(declared)
     got = dims_of(inferred) if inferred is not None else None
     if want is None:
         return inferred if inferred is not None else declared
     if got is None:
         return declared
+    if not dims_compatible(want, got):
+        return inferred
     merged = onnx.ValueInfoProto()
     merged.CopyFrom(inferred)
     if not merged.type.tensor_type.elem_type:

@@ -148,3 +148,10 @@ def initializer_array(t: onnx.TensorProto) -> np.ndarray:
     ):
         return np.frombuffer(t.raw_data, dtype).reshape(tuple(t.dims))
     return numpy_helper.to_array(t)
+
+
+def dims_compatible(want, got) -> bool:
+    """Same rank, and every dim known on both sides equal (None is an unknown dim)."""
+    return len(want) == len(got) and all(
+        w is None or g is None or w == g for w, g in zip(want, got, strict=True)
+    )
