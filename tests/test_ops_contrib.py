@@ -706,3 +706,31 @@ def test_multi_head_attention_packed(packed):
     inputs = [(n, F, a.shape) for n, a in feeds.items()]
     ref = ms_model(nodes, inputs, [("y", F)], {"flat": np.array([B, length, N * H], np.int64)})
     check_against(model, ref, feeds, atol=2e-5)
+
+
+# ---- RotaryEmbedding (com.microsoft) ---------------------------------------------------------
+
+ROTARY_CASES = {
+    "3d_positions": ((2, 5, 32), (2, 5), {"num_heads": 2}),
+    "3d_offset": ((2, 5, 32), (1,), {}),  # heads from the cache width
+    "3d_interleaved": ((2, 5, 32), (2, 5), {"num_heads": 2, "interleaved": 1}),
+    "4d": ((2, 2, 5, 16), (2, 5), {}),
+    "4d_offset_interleaved": ((2, 2, 5, 16), (1,), {"interleaved": 1}),
+    "partial": ((2, 5, 32), (2, 5), {"num_heads": 2, "rotary_embedding_dim": 8}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROTARY_CASES))
+def test_ms_rotary_embedding(case):
+    x_shape, pos_shape, attrs = ROTARY_CASES[case]
+    half = attrs.get("rotary_embedding_dim", 16) // 2
+    max_len = 12
+    angles = np.arange(max_len)[:, None] * (1.0 / 100 ** (np.arange(half) / half))[None]
+    inits = {"cos": np.cos(angles).astype(F), "sin": np.sin(angles).astype(F)}
+    if pos_shape == (1,):
+        pos = np.array([4], np.int64)
+    else:
+        pos = RNG.integers(0, max_len, pos_shape).astype(np.int64)
+    node = ms_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], **attrs)
+    model = ms_model([node], [("x", F, x_shape), ("pos", np.int64, pos_shape)], [("y", F)], inits)
+    check_conversion(model, feeds={"x": _rand(*x_shape), "pos": pos}, atol=2e-5)

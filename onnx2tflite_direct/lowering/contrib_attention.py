@@ -21,6 +21,7 @@ from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
 from . import compose as C
+from .attention import lower_rotary
 from .contrib import MS
 
 MASK_FILTER = -10000.0
@@ -361,3 +362,94 @@ def lower_multi_head_attention(ctx):
     qk = ctx.output(3) if _used(ctx, 3) else None
     y = attend(ctx, q, k, v, scale, keep, attn_bias, filt, qk)
     _merge_heads(ctx, y, ctx.output(0))
+
+
+# ---- RotaryEmbedding -----------------------------------------------------------------------
+
+
+class _RotaryView:
+    """The com.microsoft RotaryEmbedding node seen as the opset-23 one (inputs X, cos, sin,
+    position_ids; num_heads known), so that ``attention.lower_rotary`` does the work."""
+
+    _ORDER = {0: 0, 1: 2, 2: 3, 3: 1}
+
+    def __init__(self, ctx, positions, heads: int):
+        self._ctx, self._positions, self._heads = ctx, positions, heads
+
+    def input(self, i: int, layout=None):
+        return self._positions if i == 3 else self._ctx.input(self._ORDER[i], layout)
+
+    def has_input(self, i: int) -> bool:
+        return self._ctx.has_input(self._ORDER.get(i, 99))
+
+    def shape(self, i: int):
+        return self._ctx.shape(self._ORDER[i])
+
+    def attr(self, name: str, default=None):
+        if name == "num_heads":
+            return self._heads
+        return self._ctx.attr(name, default)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+def _rotary_heads(node, graph) -> int:
+    x = graph.values[node.inputs[0]]
+    heads = int(node.attrs.get("num_heads", 0) or 0)
+    if x.rank == 4:
+        return x.shape[1]
+    if heads:
+        return heads
+    half = graph.values[node.inputs[2]].shape[1]
+    return x.shape[2] // (2 * half) if half else 0
+
+
+def _ms_rotary_check(node, graph):
+    x = graph.values[node.inputs[0]]
+    if x.rank not in (3, 4):
+        return f"{errors.UNSUPPORTED_RANK}: input rank {x.rank}"
+    if node.attrs.get("is_packed_batching", 0):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: is_packed_batching=1"
+    scale = node.attrs.get("scale", 1.0)
+    if scale not in (None, 1.0):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: scale={scale}"
+    heads = _rotary_heads(node, graph)
+    if heads <= 0 or (x.rank == 3 and x.shape[2] % heads):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: num_heads={heads} for input {list(x.shape)}"
+    pos = graph.values[node.inputs[1]]
+    seq = x.shape[1] if x.rank == 3 else x.shape[2]
+    if pos.rank == 2 and tuple(pos.shape) != (x.shape[0], seq):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: position_ids shape {list(pos.shape)}"
+    if pos.rank not in (1, 2) or (pos.rank == 1 and pos.shape[0] != 1):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: position_ids shape {list(pos.shape)}"
+    return None
+
+
+@lowering(
+    "RotaryEmbedding",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 2, 3),
+    tflite_ops=("GATHER", "SPLIT_V", "MUL", "SUB", "ADD", "CONCATENATION", "CAST"),
+    notes="3-D (num_heads, or derived from the cache width) and 4-D inputs; position_ids "
+    "(B, S) or (1) as a start offset; interleaved; partial rotary_embedding_dim; "
+    "is_packed_batching refused",
+    extra_check=_ms_rotary_check,
+)
+def lower_ms_rotary(ctx):
+    shape = ctx.shape(0)
+    b = shape[0]
+    seq = shape[1] if len(shape) == 3 else shape[2]
+    pos = C.cast(ctx, ctx.input(1), np.int32, "position_ids")
+    if len(ctx.shape(1)) == 1:  # a start offset shared by the batch
+        start = C.reshape(ctx, pos, (1, 1), "start")
+        grid = C.const(
+            ctx,
+            np.zeros((b, 1), np.int32) + np.arange(seq, dtype=np.int32),
+            np.int32,
+            "positions_grid",
+        )
+        pos = C.binary(ctx, "ADD", grid, start, "positions")
+    lower_rotary(_RotaryView(ctx, pos, _rotary_heads(ctx.node, ctx.driver.graph)))
