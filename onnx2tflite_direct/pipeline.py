@@ -19,15 +19,14 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, onnx_rewrites, report, tfl, tfl_rewrites
+from . import builder, errors, gpu_check, report, tfl
 from .atomic import publish, write_atomic, write_pending
 from .context import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
 from .errors import ConversionError, InternalError, OptionError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
-from .ir import Graph
-from .lowering import custom as custom_lowering
+from .graph_lowering import lower_graph
 from .options import (
     REWRITE_RULES,
     ConvertOptions,
@@ -36,7 +35,8 @@ from .options import (
     to_api_wording,
 )
 from .quant import variants as quant_variants
-from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
+from .quant.qoperator_expand import QUANTIZATION_OPS
+from .registry import decomposable_ops
 from .tensor_mapping import tensor_map
 
 
@@ -84,36 +84,6 @@ def _stem(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         return Path(model).stem
     return "model"
-
-
-def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> dict[int, OpSpec]:
-    """Pick a spec for every node and check its constraints; refuse with all problems known."""
-    specs: dict[int, OpSpec] = {}
-    problems: list[UnsupportedError] = []
-    tainted: set[str] = set()  # outputs of refused nodes: their consumers are not re-judged
-    for node in graph.nodes:
-        blocker = next((i for i in node.inputs if i in tainted), None) if tainted else None
-        if blocker is not None:
-            tainted.update(o for o in node.outputs if o)
-            rec.blocked(node, blocker)
-            continue
-        spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)
-        try:
-            if spec is None:
-                spec = custom_lowering.custom_spec(node, options)
-            check_node(spec, node, graph)
-            specs[id(node)] = spec
-        except UnsupportedError as exc:
-            problems.append(exc)
-            rec.refused(node, exc)
-            tainted.update(o for o in node.outputs if o)
-    if problems:
-        first = problems[0]
-        if len(problems) > 1:
-            others = "; ".join(sorted({p.reason_code for p in problems[1:]}))
-            first.message += f" (and {len(problems) - 1} more refused nodes: {others})"
-        raise first
-    return specs
 
 
 def _cyclic_gc_paused(fn):
@@ -266,23 +236,6 @@ def convert_checked(
     return result
 
 
-# ONNX ops that make a model "already quantized" (QDQ, QOperator, quantize_dynamic output).
-QUANTIZATION_OPS = frozenset(
-    {
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "DynamicQuantizeLinear",
-        "QLinearConv",
-        "QLinearMatMul",
-        "QGemm",
-        "QLinearAdd",
-        "QLinearMul",
-        "MatMulInteger",
-        "ConvInteger",
-    }
-)
-
-
 def _calibration_model(result: ConversionResult, rec: report.ReportBuilder) -> onnx.ModelProto:
     """The model onnxruntime calibrates: as converted, with dynamic dims left dynamic (the
     converted model is pinned at a sample size; calibration samples may have any size)."""
@@ -426,28 +379,12 @@ def _lower_static(
     rec.model_info(fe)
     for rule, count, removed in fe.rewrites:
         rec.rewrite(rule, count, removed)
-    graph = fe.graph
-    fuse, disabled = options.fuse, options.disabled_rewrites
-    for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
-        rec.rewrite(name, len(changed), changed)
-    specs = plan(graph, options, rec)
-    driver = Driver(graph, specs, options)
-    driver.setup_inputs()
-    for node in graph.nodes:
-        driver.run_node(node, specs[id(node)])
-    driver.finish_outputs()
-    subgraphs = [driver.sub, *driver.extra_subgraphs]
-    counts: dict[str, int] = {}
-    for sub in subgraphs:
-        for name, count in tfl_rewrites.apply(sub, enabled=fuse, disabled=disabled):
-            counts[name] = counts.get(name, 0) + count
-    for name, count in counts.items():
-        rec.rewrite(name, count, [])
+    driver = lower_graph(fe.graph, options, rec=rec)
     # The ONNX-order constants and the driver's copies of re-laid-out weights are no longer
     # needed: free them before the file is built (peak memory is the sum otherwise).
-    graph.values.clear()
+    fe.graph.values.clear()
     driver.release_constant_cache()
-    return driver, tfl.Model(subgraphs), fe.model_loader
+    return driver, tfl.Model([driver.sub, *driver.extra_subgraphs]), fe.model_loader
 
 
 def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=None):

@@ -1,7 +1,9 @@
 """Lower a nested ONNX graph (If branch, Loop/Scan body) into its own TFLite subgraph.
 
 Why a standalone model: the body then goes through the very same front end (shape inference,
-constant folding, nested control flow) and lowerings as a top-level model. Values the body
+constant folding, nested control flow) as a top-level model, and then through the very same
+``graph_lowering.lower_graph`` (ONNX rewrites, plan with aggregated refusals, driver walk),
+reached through the parent driver (``Driver.lower``). Values the body
 reads from the enclosing scope become graph inputs of that model when they are run-time
 tensors, or initializers when they are constants (so folding inside the body still sees them).
 The body is lowered with ONNX layout at its boundaries (``keep_io_layout``), so whatever
@@ -18,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from . import errors
-from .context import Driver
+from .driver import Driver
 from .errors import UnsupportedError
 from .frontend import load_graph
 from .ir import Value
@@ -131,10 +133,6 @@ def lower_body(
     the body may read. The subgraph's inputs are the formal inputs, then the run-time outer
     values (in ``LoweredBody.outer_feeds`` order); its outputs are the body outputs.
     """
-    from . import onnx_rewrites
-    from .lowering import custom as custom_lowering
-    from .registry import REGISTRY, check_node
-
     _check_tensor_outputs(body, label, path)
     for f in formal:
         if not all(isinstance(d, int) and d >= 0 for d in f.shape):
@@ -146,35 +144,12 @@ def lower_body(
     parent_of = dict(outer)
     values = [(b, parent.value(p)) for b, p in outer]
     model, runtime = body_model(body, formal, values, parent.graph.opsets)
+    options = dataclasses.replace(
+        parent.options, keep_io_layout=True, keep_layout=(), channel_last=()
+    )
     try:
-        fe = load_graph(model, disabled_rules=parent.options.disabled_rewrites)
-        graph = fe.graph
-        options = dataclasses.replace(
-            parent.options, keep_io_layout=True, keep_layout=(), channel_last=()
-        )
-        for _ in onnx_rewrites.apply(
-            graph, enabled=options.fuse, disabled=options.disabled_rewrites
-        ):
-            pass  # the same fusions as the main graph; counted there, not per body
-        specs = {}
-        for node in graph.nodes:
-            spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)
-            if spec is None:
-                spec = custom_lowering.custom_spec(node, options)
-            check_node(spec, node, graph)
-            specs[id(node)] = spec
-        for name in graph.outputs:
-            value = graph.values[name]
-            if not value.is_constant and not value.is_static:
-                raise UnsupportedError(
-                    errors.DYNAMIC_SHAPE_UNSUPPORTED,
-                    f"output {name!r} has no static shape ({value.shape})",
-                )
-        driver = Driver(graph, specs, options, parent=parent, path=path)
-        driver.setup_inputs()
-        for node in graph.nodes:
-            driver.run_node(node, specs[id(node)])
-        driver.finish_outputs()
+        fe = load_graph(model, disabled_rules=options.disabled_rewrites)
+        driver = parent.lower(fe.graph, options, parent, path=path)
     except UnsupportedError as exc:
         if exc.message.startswith(path):
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -10,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper as h
+
+from onnx2tflite_direct import ConversionError, convert
 
 RNG = np.random.default_rng(7)
 
@@ -730,6 +734,88 @@ def test_refusal_inside_a_branch_names_the_branch():
     )
     err = expect_refusal(model, "custom_op_candidate_disabled")
     assert "then_branch" in err.message
+
+
+def _two_refusals(tag: str):
+    """Body nodes: two ops without a lowering, each feeding a node that is then not judged."""
+    return [
+        h.make_node("Mystery", ["x"], ["a"], domain="com.example", name=f"{tag}_first"),
+        h.make_node("Neg", ["a"], ["b"], name=f"{tag}_after_first"),
+        h.make_node("Riddle", ["x"], ["r"], domain="com.example", name=f"{tag}_second"),
+        h.make_node("Add", ["b", "r"], [f"{tag}_out"], name=f"{tag}_join"),
+    ]
+
+
+def _if_with_two_refusals():
+    then_g = _graph(_two_refusals("t"), "then", [("t_out", T.FLOAT, [2, 3])])
+    else_g = _graph([h.make_node("Neg", ["x"], ["e"])], "else", [("e", T.FLOAT, [2, 3])])
+    node = h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g, name="pick")
+    return make_model(
+        [node],
+        [("c", np.bool_, []), ("x", np.float32, [2, 3])],
+        [("o", np.float32, [2, 3])],
+        opset={"": 17, "com.example": 1},
+        check=False,
+    ), "pick/then_branch"
+
+
+def _loop_with_two_refusals():
+    nodes = _two_refusals("l")
+    nodes += [
+        h.make_node("Add", ["v_in", "l_out"], ["v_out"]),
+        h.make_node("Identity", ["c"], ["c_out"]),
+    ]
+    body = _graph(
+        nodes,
+        "body",
+        [("c_out", T.BOOL, []), ("v_out", T.FLOAT, [2, 3])],
+        inputs=[("i", T.INT64, []), ("c", T.BOOL, []), ("v_in", T.FLOAT, [2, 3])],
+    )
+    loop = h.make_node("Loop", ["m", "", "v0"], ["v"], body=body, name="repeat")
+    return make_model(
+        [loop],
+        [("x", np.float32, [2, 3]), ("v0", np.float32, [2, 3])],
+        [("v", np.float32, [2, 3])],
+        initializers={"m": np.array(3, np.int64)},
+        opset={"": 17, "com.example": 1},
+        check=False,
+    ), "repeat/body"
+
+
+@pytest.mark.parametrize("build", [_if_with_two_refusals, _loop_with_two_refusals], ids=str)
+def test_refusals_in_a_body_aggregate_like_top_level_ones(build, tmp_path):
+    """A body is planned like the main graph: every refused node is known at once, the error
+    names the others, and each gets a report row named by its path (its consumers: blocked)."""
+    model, path = build()
+    tag = "t" if path.startswith("pick") else "l"
+    with pytest.raises(ConversionError) as info:
+        convert(model, tmp_path, report_op_coverage=True)
+    err = info.value
+    assert err.reason_code == "custom_op_candidate_disabled"
+    assert err.message.startswith(f"{path}: ") and "Mystery" in err.message
+    assert f"(and 1 more refused node: '{tag}_second' (custom_op_candidate_disabled))" in (
+        err.message
+    )
+    (report_file,) = tmp_path.glob("*_op_coverage_report.json")
+    rows = {r["name"]: r for r in json.loads(report_file.read_text())["nodes"]}
+    for name, mode in (("first", "unsupported"), ("second", "unsupported"), ("join", "blocked")):
+        row = rows[f"{path}/{tag}_{name}"]
+        assert row["mode"] == mode and row["subgraph"] == path, row
+    assert rows[f"{path}/{tag}_second"]["op_type"] == "Riddle"
+    assert rows[path.split("/")[0]]["mode"] == "unsupported"  # the If/Loop itself
+
+
+def test_top_level_refusals_name_the_other_nodes():
+    nodes = _two_refusals("g")
+    model = make_model(
+        nodes,
+        [("x", np.float32, [2, 3])],
+        [("g_out", np.float32, [2, 3])],
+        opset={"": 17, "com.example": 1},
+        check=False,
+    )
+    err = expect_refusal(model, "custom_op_candidate_disabled")
+    assert "(and 1 more refused node: 'g_second' (custom_op_candidate_disabled))" in err.message
 
 
 @pytest.mark.parametrize("cond_out", ["identity", "constant"])
