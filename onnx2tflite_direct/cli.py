@@ -438,15 +438,19 @@ def _warn_float_ops(rep: dict) -> None:
     """A full-integer file that still computes in float is said on the console, with counts
     (the report's ``quantization`` section names the ops)."""
     for summary in rep.get("quantization") or []:
+        if not summary.get("kind", "").startswith("full_integer"):
+            continue
         floats = summary.get("float_ops") or []
-        if not summary.get("kind", "").startswith("full_integer") or not floats:
+        float_io = [r for r in summary.get("io") or [] if r.get("dtype") == "float32"]
+        if not floats and not float_io:
             continue
         log.warning(
-            "warning: %s: %d op(s) still run in float (%d integer): see the report's "
-            "quantization section; --strict-integer refuses instead",
+            "warning: %s is not all-integer: %d op(s) still run in float (%d integer)%s; the "
+            "report's quantization section names them, --strict-integer refuses instead",
             summary["kind"],
             len(floats),
             summary.get("integer_ops", 0),
+            f", {len(float_io)} input/output(s) stay float32" if float_io else "",
         )
 
 

@@ -309,3 +309,284 @@ def test_every_flag_reaches_its_convert_option(monkeypatch, tmp_path):
     cli.main(["m.onnx", "-o", str(tmp_path)])
     assert not any(getattr(seen["opts"], n) for n in switches)
     assert seen["opts"].fuse is True
+
+
+# ---- issue 19: what a new user hits -------------------------------------------------------
+
+
+def _relu_model(tmp_path: Path, batch="N") -> Path:
+    """x [batch, 3] -> Relu -> y: a model whose first dim is dynamic."""
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        inputs=[("x", np.float32, (batch, 3))],
+        outputs=[("y", np.float32, (batch, 3))],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def _error_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("error")]
+
+
+def test_html_report_in_a_missing_folder_fails_before_anything_is_written(tmp_path, capsys):
+    """Item 4: was a raw FileNotFoundError (exit 1) after the .tflite was written."""
+    out = tmp_path / "out"
+    code, _, err = _main(capsys, EXAMPLE, "-o", out, "--html-report", tmp_path / "newdir/x.html")
+    assert code == errors.EXIT_BAD_INPUT
+    (line,) = _error_lines(err)
+    assert "--html-report" in line and "newdir" in line and "does not exist" in line
+    assert not out.exists()
+
+
+def test_test_data_not_a_multiple_of_batch_size_is_refused(tmp_path, capsys):
+    """Item 4: 5 samples at --batch-size 4 silently dropped the 5th; now exit 2 naming both."""
+    model = _relu_model(tmp_path)
+    np.save(tmp_path / "x.npy", np.ones((5, 3), np.float32))
+    code, _, err = _main(
+        capsys,
+        model,
+        "-o",
+        tmp_path / "out",
+        "--validate",
+        "--batch-size",
+        "4",
+        "--test-data",
+        f"x={tmp_path / 'x.npy'}",
+    )
+    assert code == errors.EXIT_BAD_INPUT
+    (line,) = _error_lines(err)
+    assert "--test-data" in line and "--batch-size" in line and "5 samples" in line
+    np.save(tmp_path / "x.npy", np.ones((8, 3), np.float32))  # two full batches: fine
+    code, _, err = _main(
+        capsys, model, "-o", tmp_path / "out", "--validate", "--batch-size", "4",
+        "--test-data", f"x={tmp_path / 'x.npy'}",
+    )  # fmt: skip
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("flag", ["--test-data", "--calibration-data"])
+def test_a_file_that_is_not_npy_says_so_not_pickle(tmp_path, capsys, flag):
+    """Items 4 and 11: numpy's "Cannot load file containing pickled data" reached the user."""
+    bad = tmp_path / "bad.npy"
+    bad.write_text("1,2,3\n")
+    extra = ["--quantize", "int8"] if flag == "--calibration-data" else ["--validate"]
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path / "o", *extra, flag, f"image={bad}")
+    assert code == errors.EXIT_BAD_INPUT
+    (line,) = _error_lines(err)
+    assert "pickle" not in line and "not a .npy file" in line and flag in line
+
+
+def test_full_integer_file_with_float_ops_warns_with_the_count(tmp_path, capsys):
+    """Item 5: an LSTM calibrated on random data gave a float "full_integer_quant" silently."""
+    rng = np.random.default_rng(0)
+    hidden, size, steps = 4, 3, 5
+    model = make_model(
+        [helper.make_node("LSTM", ["x", "W", "R"], ["", "y_h"], hidden_size=hidden)],
+        inputs=[("x", np.float32, (steps, 1, size))],
+        outputs=[("y_h", np.float32, (1, 1, hidden))],
+        initializers={
+            "W": (rng.standard_normal((1, 4 * hidden, size)) * 0.5).astype(np.float32),
+            "R": (rng.standard_normal((1, 4 * hidden, hidden)) * 0.5).astype(np.float32),
+        },
+    )
+    path = tmp_path / "lstm.onnx"
+    onnx.save(model, path)
+    args = [path, "-o", tmp_path, "--quantize", "int8", "--calibration-random", "-q"]
+    code, _, err = _main(capsys, *args)
+    assert code == 0, err
+    report = _report_of(path, tmp_path, args)
+    (full,) = [q for q in report["quantization"] if q["kind"] == "full_integer_quant"]
+    warning = [ln for ln in err.splitlines() if "full_integer_quant is not all-integer" in ln]
+    assert len(warning) == 1, err
+    assert f"{len(full['float_ops'])} op(s) still run in float" in warning[0]
+    assert len(full["float_ops"]) > 0
+    # The random-calibration warning is printed once (item 8), in one wording.
+    assert sum("random" in ln for ln in err.splitlines()) == 1, err
+
+
+def _report_of(model: Path, out: Path, args) -> dict:
+    cli.main([str(a) for a in args] + ["--report-op-coverage"])
+    return json.loads((out / f"{model.stem}_op_coverage_report.json").read_text())
+
+
+CONFLICTS = [
+    (["--input-shape", "x:4,3", "--batch-size", "2"], ["--input-shape", "--batch-size"]),
+    (["--keep-input-layout", "x", "--channel-last-input", "x"], ["--keep-input-layout", "--channel-last-input"]),
+    (["-q", "-v"], ["-q", "-v"]),
+    (["--quantize", "int8", "--calibration-data", "CALIB", "--calibration-random"], ["--calibration-data", "--calibration-random"]),
+    (["--atol", "-1"], ["--atol"]),
+    (["--seed", "-3"], ["--seed"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args,flags", CONFLICTS, ids=lambda v: " ".join(v))
+def test_conflicting_options_are_exit_2_naming_both_flags(tmp_path, capsys, args, flags):
+    """Item 7: conflicting options were accepted silently (one of them won)."""
+    np.save(tmp_path / "calib.npy", np.ones((4, 2, 3), np.float32))
+    args = [a.replace("CALIB", f"x={tmp_path / 'calib.npy'}") for a in args]
+    code, _, err = _main(capsys, _relu_model(tmp_path), "-o", tmp_path / "out", *args)
+    assert code == errors.EXIT_BAD_INPUT, err
+    (line,) = _error_lines(err)
+    assert all(f in line for f in flags), line
+    assert not (tmp_path / "out").exists()
+
+
+DEAD = [
+    (["--calibration-data", "CALIB"], ["--calibration-data", "--quantize"]),
+    (["--quantize", "int8", "--calibration-random", "--calibration-percentile", "99.9"], ["--calibration-percentile", "--calibration-method"]),
+    (["--custom-op-allowlist", "MyOp"], ["--custom-op-allowlist", "--allow-custom-ops"]),
+    (["--quantize", "fp16", "--strict-integer"], ["--strict-integer", "--quantize"]),
+    (["--atol", "1e-3"], ["--atol", "--validate"]),
+    (["--keep-io-layout", "--keep-output-layout", "y"], ["--keep-output-layout", "--keep-io-layout"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args,flags", DEAD, ids=lambda v: " ".join(v))
+def test_an_option_without_effect_gets_a_warning(tmp_path, capsys, args, flags):
+    """Item 7: a flag that has no effect was accepted silently."""
+    np.save(tmp_path / "calib.npy", np.ones((4, 2, 3), np.float32))
+    args = [a.replace("CALIB", f"x={tmp_path / 'calib.npy'}") for a in args]
+    code, _, err = _main(capsys, _relu_model(tmp_path, batch=2), "-o", tmp_path, *args)
+    assert code == 0, err
+    (line,) = [ln for ln in err.splitlines() if "has no effect" in ln]
+    assert all(f in line for f in flags), line
+
+
+def test_messages_name_the_options_of_the_interface_used(tmp_path, capsys):
+    """Item 8: CLI errors named the API's arguments and API errors the CLI's flags."""
+    from onnx2tflite_direct import convert
+    from onnx2tflite_direct.options import ConvertOptions
+
+    with pytest.raises(errors.BadInputError) as info:
+        convert(str(EXAMPLE), atol=-1)
+    assert "atol" in info.value.message and "--atol" not in info.value.message
+    with pytest.raises(errors.BadInputError) as info:
+        convert(str(EXAMPLE), options=ConvertOptions(input_shapes={"nope": (1, 2)}))
+    assert "--input-shape" not in info.value.message and "input_shapes" in info.value.message
+    with pytest.raises(errors.BadInputError) as info:
+        convert(str(EXAMPLE), quantize=["int8"])
+    assert "calibration_data" in info.value.message and "--" not in info.value.message
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path, "--quantize", "int8")
+    assert code == errors.EXIT_BAD_INPUT
+    assert "give --calibration-data" in err and "give calibration_data" not in err
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path, "--input-shape", "nope:1,2")
+    assert code == errors.EXIT_BAD_INPUT and "--input-shape" in err
+    # Messages written for Python callers are re-spelled for the command line.
+    from onnx2tflite_direct.options import to_cli_wording
+
+    said = to_cli_wording("pin it with input_shapes=... / batch_size=...")
+    assert said == "pin it with --input-shape NAME:d0,d1,... / --batch-size N"
+
+
+def test_convert_takes_an_options_object_and_keeps_its_keywords(tmp_path):
+    import inspect
+
+    from onnx2tflite_direct import convert
+    from onnx2tflite_direct.options import FIELDS, ConvertOptions
+
+    params = inspect.signature(convert).parameters
+    assert set(FIELDS) <= set(params) and params["atol"].default == 1e-4
+    a = convert(str(EXAMPLE), keep_io_layout=True).tflite_bytes
+    b = convert(str(EXAMPLE), options=ConvertOptions(keep_io_layout=True)).tflite_bytes
+    assert bytes(a) == bytes(b)
+    with pytest.raises(errors.BadInputError, match="not both"):
+        convert(str(EXAMPLE), options=ConvertOptions(), seed=1)
+    with pytest.raises(errors.BadInputError, match="unknown option"):
+        convert(str(EXAMPLE), keep_io_layuot=True)
+
+
+def test_help_states_defaults_choices_subcommand_and_logging_flags(capsys):
+    """Item 10: --help had no defaults, no decompose list, no inspect, no -v/-q help."""
+    from onnx2tflite_direct.registry import decomposable_ops
+
+    assert cli.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in (
+        "--atol X validation tolerance",
+        "(default: 0.0001)",
+        "(default: 0)",
+        "(default: minmax)",
+        "(default: int8)",
+        "(default: per-channel)",
+        "(default: 99.99)",
+        "inspect FILE.tflite",
+        "-v, --verbose also print",
+        "-q, --quiet print only",
+        "available: " + ", ".join(decomposable_ops()),
+    ):
+        assert needle in text, needle
+
+
+def test_verbose_prints_more_and_quiet_less(tmp_path, capsys):
+    """Item 10: -v printed nothing more than the default."""
+    lines = {}
+    for flag in ("-q", None, "-v"):
+        code, out, err = _main(capsys, EXAMPLE, "-o", tmp_path, *([flag] if flag else []))
+        assert code == 0
+        lines[flag] = len((out + err).splitlines())
+    assert lines["-q"] < lines[None] < lines["-v"]
+
+
+def test_quiet_hides_litert_xnnpack_banner(tmp_path):
+    """Item 11: LiteRT's "Created TensorFlow Lite XNNPACK delegate" line showed under -q."""
+    proc = run_cli(EXAMPLE, "-o", tmp_path, "--validate", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "XNNPACK" not in proc.stderr
+    assert "XNNPACK" in run_cli(EXAMPLE, "-o", tmp_path, "--validate").stderr
+
+
+def test_failed_run_leaves_no_empty_output_folder(tmp_path, capsys):
+    """Item 11: every failed run left an empty output folder, even for file_not_found."""
+    code, _, err = _main(capsys, tmp_path / "missing.onnx", "-o", tmp_path / "out")
+    assert code == errors.EXIT_BAD_INPUT and "file_not_found" in err
+    assert not (tmp_path / "out").exists()
+    code, _, _ = _main(capsys, _unsupported_model(tmp_path), "-o", tmp_path / "out2")
+    assert code == errors.EXIT_UNSUPPORTED
+    assert not (tmp_path / "out2").exists()
+
+
+def test_argument_error_is_short(capsys):
+    """Item 11: an argument error printed a 25-line usage block first."""
+    assert cli.main([str(EXAMPLE), "--batch-size", "x"]) == errors.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("usage:") and "--batch-size" in err[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "OUT", "--quantize", "fp16", "MODEL"],
+        ["--quantize", "fp16", "dynamic", "MODEL", "-o", "OUT"],
+        ["-o", "OUT", "--keep-output-layout", "probs", "MODEL"],
+    ],
+)
+def test_list_flags_do_not_swallow_the_model_path(tmp_path, capsys, args):
+    """Item 11: `-o out --quantize fp16 model.onnx` took the model path as a variant."""
+    args = [str(EXAMPLE) if a == "MODEL" else str(tmp_path) if a == "OUT" else a for a in args]
+    code, _, err = _main(capsys, *args)
+    assert code == 0, err
+    assert (tmp_path / "small_cnn_float32.tflite").exists()
+
+
+def test_output_dir_that_is_a_file_says_it_must_be_a_folder(tmp_path, capsys):
+    """Item 11: `-o` pointing at a file said only "File exists"."""
+    target = tmp_path / "out.tflite"
+    target.write_bytes(b"keep me")
+    code, _, err = _main(capsys, EXAMPLE, "-o", target)
+    assert code == errors.EXIT_BAD_INPUT
+    (line,) = _error_lines(err)
+    assert "-o" in line and "must be a folder" in line
+    assert target.read_bytes() == b"keep me"
+    with pytest.raises(errors.BadInputError, match="output_dir"):
+        from onnx2tflite_direct import convert
+
+        convert(str(EXAMPLE), target)
