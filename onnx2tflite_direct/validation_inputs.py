@@ -179,24 +179,24 @@ def _input_dims(vi: onnx.ValueInfoProto) -> list[int | None] | None:
 def _conform_dtype(name: str, arr: np.ndarray, dtype: np.dtype, notes: list[str]) -> np.ndarray:
     """``arr`` in the input's dtype when that loses nothing the user meant; ValueError else.
 
-    Floats of another width become the input's float dtype (numpy saves float64 by default;
-    the model's own precision is what it computes in); integers and bools become the input's
-    integer dtype when every value survives the cast."""
+    Real numbers become the input's float dtype (numpy saves float64 by default; the model's
+    own precision is what it computes in); integers and bools become the input's integer
+    dtype when every value survives the cast. Each cast is noted."""
     if arr.dtype == dtype:
         return arr
-    have = f"{arr.dtype}"
-    if _is_float(dtype) and dtype.kind != "c" and (_is_float(arr.dtype) or arr.dtype.kind in "iub"):
-        if arr.dtype.kind == "c":
-            raise ValueError(f"test data {name!r} is {have}; the model input takes {dtype}")
-        notes.append(f"test data {name!r}: {have} samples cast to {dtype}, the input's dtype")
-        return arr.astype(dtype)
-    if dtype.kind in "iub" and arr.dtype.kind in "iub":
+    real = _is_float(arr.dtype) or arr.dtype.kind in "iub"
+    if _is_float(dtype) and "c" not in (dtype.kind, arr.dtype.kind) and real:
         cast = arr.astype(dtype)
-        if np.array_equal(cast.astype(arr.dtype), arr):
-            notes.append(f"test data {name!r}: {have} samples cast to {dtype}, the input's dtype")
-            return cast
-        raise ValueError(f"test data {name!r}: {have} values do not fit the input's {dtype}")
-    raise ValueError(f"test data {name!r} is {have}; the model input takes {dtype}")
+    elif dtype.kind in "iub" and arr.dtype.kind in "iub":
+        cast = arr.astype(dtype)
+        if not np.array_equal(cast.astype(arr.dtype), arr):
+            raise ValueError(
+                f"test data {name!r}: {arr.dtype} values do not fit the input's {dtype}"
+            )
+    else:
+        raise ValueError(f"test data {name!r} is {arr.dtype}; the model input takes {dtype}")
+    notes.append(f"test data {name!r}: {arr.dtype} samples cast to {dtype}, the input's dtype")
+    return cast
 
 
 def test_data_runs(
@@ -205,12 +205,13 @@ def test_data_runs(
     """The feeds of the validation runs over stacked test samples, and notes for the user.
 
     ``model`` is the reference model (:func:`reference_model`: dynamic dims symbolic). Per
-    input, samples are stacked on axis 0 in ONNX layout. A static first dim ``B`` takes runs
-    of exactly ``B`` samples; a dynamic one takes up to :data:`DYNAMIC_BATCH_CHUNK` samples
-    per run (the file is resized to each run; the last run may be shorter). Samples are cast
-    to the input's dtype where nothing is lost (:func:`_conform_dtype`), and a sample shape
-    that cannot fit the input, an unknown or missing input name, or too few samples raise
-    ``ValueError`` naming the input. Samples left over after the last full run are noted.
+    input, samples are stacked on axis 0 in ONNX layout (a scalar input: one value per
+    sample). Where the model fixes the first dim ``B``, runs take exactly ``B`` samples;
+    where every first dim is dynamic, runs take up to :data:`DYNAMIC_BATCH_CHUNK` samples
+    (the file is resized to each run; the last run may be shorter), so no sample is dropped.
+    Samples are cast to the input's dtype where nothing is lost (:func:`_conform_dtype`); a
+    sample shape that cannot fit the input, an unknown or missing input name, or fewer
+    samples than one run raise ``ValueError`` naming the input. Left-over samples are noted.
     """
     inputs = {vi.name: vi for vi in graph_inputs(model)}
     unknown, missing = sorted(set(data) - set(inputs)), sorted(set(inputs) - set(data))
@@ -218,63 +219,63 @@ def test_data_runs(
         raise ValueError(
             f"test data must name every model input exactly: unknown {unknown}, missing {missing}"
         )
+    if not inputs:
+        raise ValueError("the model has no inputs to feed test data to")
     notes: list[str] = []
     arrays: dict[str, np.ndarray] = {}
-    size: dict[str, int | None] = {}  # samples per run; None: dynamic first dim
+    per_run: dict[str, int | None] = {}  # samples per run; None: the first dim is dynamic
+    scalars = set()
     for name, vi in inputs.items():
         arr = np.asarray(data[name])
         dims = _input_dims(vi)
-        dtype = _np_dtype(vi.type.tensor_type.elem_type)
-        if dims is not None and len(dims) == 0:  # a scalar input: one sample per run
-            dims, scalar = [1], True
-        else:
-            scalar = False
+        if dims == []:  # a scalar input: samples stacked into a vector, one per run
+            dims = [1]
+            scalars.add(name)
         if dims is not None:
-            want = "x".join("?" if d is None else str(d) for d in dims)
             fits = arr.ndim == len(dims) and all(
                 d is None or d == a for d, a in zip(dims[1:], arr.shape[1:], strict=True)
             )
             if not fits:
+                want = "x".join("?" if d is None else str(d) for d in dims)
                 raise ValueError(
                     f"test data {name!r} has shape {'x'.join(map(str, arr.shape))}; the model "
-                    f"input is {'scalar' if scalar else want} (samples stacked on axis 0)"
+                    f"input is {'scalar' if name in scalars else want} (samples stacked on "
+                    "axis 0)"
                 )
-        arrays[name] = _conform_dtype(name, arr, dtype, notes)
-        size[name] = None if dims is None or dims[0] is None else dims[0]
-        if scalar:
-            size[name] = 0  # marker: one scalar per run
+        arrays[name] = _conform_dtype(name, arr, _np_dtype(vi.type.tensor_type.elem_type), notes)
+        per_run[name] = None if dims is None else dims[0]
     counts = {name: arr.shape[0] for name, arr in arrays.items()}
-    static = [s for s in size.values() if s]
-    runs: list[dict[str, np.ndarray]] = []
-    if static or any(s == 0 for s in size.values()):
-        per_run = {n: (s if s else 1 if s == 0 else min(static or [1])) for n, s in size.items()}
-        n_runs = min(counts[n] // per_run[n] for n in arrays)
+    fixed = [n for n in per_run.values() if n is not None]
+    if fixed:  # the file fixes a batch (a dynamic-batch input beside it follows the smallest)
+        take = {name: n if n is not None else min(fixed) for name, n in per_run.items()}
         for name in arrays:
-            if counts[name] < per_run[name]:
+            if counts[name] < take[name]:
                 raise ValueError(
                     f"test data {name!r}: {counts[name]} samples, fewer than the model's batch "
-                    f"of {per_run[name]}"
+                    f"of {take[name]}"
                 )
-        for i in range(n_runs):
-            feeds = {}
-            for name, arr in arrays.items():
-                chunk = arr[i * per_run[name] : (i + 1) * per_run[name]]
-                feeds[name] = chunk[0] if size[name] == 0 else chunk
-            runs.append(feeds)
-        used = {n: n_runs * per_run[n] for n in arrays}
-        why = "each run takes the model's batch"
+        n_runs = min(counts[name] // take[name] for name in arrays)
+        starts = {name: [i * take[name] for i in range(n_runs)] for name in arrays}
+        used = {name: n_runs * take[name] for name in arrays}
+        why = {name: f"runs take {take[name]}, the model's batch" for name in arrays}
     else:  # every first dim is dynamic: every sample is used
         n = min(counts.values())
-        chunk = min(n, DYNAMIC_BATCH_CHUNK)
-        for start in range(0, n, chunk):
-            runs.append({name: arr[start : start + chunk] for name, arr in arrays.items()})
+        take = dict.fromkeys(arrays, min(n, DYNAMIC_BATCH_CHUNK))
+        starts = {name: list(range(0, n, take[name])) for name in arrays}
         used = dict.fromkeys(arrays, n)
-        why = "the inputs hold different sample counts"
+        why = dict.fromkeys(arrays, "the inputs hold different sample counts")
+    runs = []
+    for i in range(min(len(v) for v in starts.values())):
+        feeds = {}
+        for name, arr in arrays.items():
+            start = starts[name][i]
+            feeds[name] = arr[start] if name in scalars else arr[start : start + take[name]]
+        runs.append(feeds)
     for name in arrays:
         if counts[name] > used[name]:
             notes.append(
                 f"test data {name!r}: {counts[name] - used[name]} of {counts[name]} samples "
-                f"not validated ({why})"
+                f"not validated ({why[name]})"
             )
     if not runs:
         raise ValueError("test data holds no sample")

@@ -233,6 +233,43 @@ def test_run_onnxruntime_matches_numpy():
     np.testing.assert_array_equal(out["j"], out2["j"])
 
 
+def test_test_data_runs_cut_cast_and_check():
+    """Stacked samples become runs that fit the model; casts are noted; mistakes name the input."""
+    both_dynamic = make_model(
+        [helper.make_node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["x", "f"], ["y"])],
+        [("x", np.float32, ("n", 2)), ("ids", np.int32, ("n", 2))],
+        [("y", np.float32, ("n", 2))],
+    )  # fmt: skip
+    x, ids = np.ones((5, 2)), np.arange(10, dtype=np.int64).reshape(5, 2)
+    runs, notes = V.test_data_runs(both_dynamic, {"x": x, "ids": ids})
+    assert len(runs) == 1 and runs[0]["x"].dtype == np.float32 and runs[0]["ids"].dtype == np.int32
+    assert len(notes) == 2 and all("cast to" in n for n in notes)
+    with pytest.raises(ValueError, match="'ids': int64 values do not fit the input's int32"):
+        V.test_data_runs(both_dynamic, {"x": x, "ids": ids + 2**40})
+    with pytest.raises(ValueError, match="'ids' is float64"):
+        V.test_data_runs(both_dynamic, {"x": x, "ids": x})
+    with pytest.raises(ValueError, match="'x' has shape 5x3; the model input is \\?x2"):
+        V.test_data_runs(both_dynamic, {"x": np.ones((5, 3)), "ids": ids})
+    # A fixed batch of 2 beside a scalar input: runs of 2 samples and one scalar each.
+    fixed = make_model(
+        [helper.make_node("Mul", ["x", "s"], ["y"])],
+        [("x", np.float32, (2, 3)), ("s", np.float32, ())],
+        [("y", np.float32, (2, 3))],
+    )
+    runs, notes = V.test_data_runs(
+        fixed, {"x": np.ones((5, 3), np.float32), "s": np.arange(3, dtype=np.float32)}
+    )
+    assert [r["x"].shape for r in runs] == [(2, 3), (2, 3)]
+    assert [r["s"].shape for r in runs] == [(), ()] and runs[1]["s"] == 1
+    assert notes == [
+        "test data 'x': 1 of 5 samples not validated (runs take 2, the model's batch)",
+        "test data 's': 1 of 3 samples not validated (runs take 1, the model's batch)",
+    ]
+    with pytest.raises(ValueError, match="1 samples, fewer than the model's batch of 2"):
+        V.test_data_runs(fixed, {"x": np.ones((1, 3), np.float32), "s": np.ones(1, np.float32)})
+
+
 def test_load_test_data_and_iter_samples(tmp_path):
     arr = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
     np.save(tmp_path / "a.npy", arr)
