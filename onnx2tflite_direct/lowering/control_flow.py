@@ -1,9 +1,9 @@
 """If -> IF, Loop and Scan -> WHILE, each body lowered into its own TFLite subgraph.
 
 Why builtins and not unrolling: a run-time condition or a data-dependent trip count can only be
-reproduced by the interpreter's own control flow. Bodies are lowered by the same machinery as
-the main graph (``subgraphs.lower_body``) with ONNX layout at their boundaries; everything that
-crosses a boundary is passed in ONNX order. TFLite subgraphs only see their inputs, so
+reproduced by the interpreter's own control flow. Bodies are lowered by the same loop as the
+main graph (``subgraphs.lower_body`` -> ``graph_lowering.lower_graph``) with ONNX layout at
+their boundaries; everything that crosses a boundary is passed in ONNX order. TFLite subgraphs only see their inputs, so
 outer-scope values a body reads are passed explicitly (IF: as extra inputs to both branches;
 WHILE: as loop variables the body passes through unchanged).
 """
