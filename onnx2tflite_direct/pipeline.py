@@ -47,14 +47,19 @@ class ConversionResult:
     validation: object | None = None
     # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
     variants: dict[str, bytes] = field(default_factory=dict)
-    _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
-    # The lowering driver until the tensor map is first read (see ``tensor_map``).
-    _driver: Driver | None = field(default=None, repr=False)
-    _tensor_map: dict[str, dict] | None = field(default=None, repr=False)
-    _model: onnx.ModelProto | None = field(default=None, repr=False)
+    # Internal state, set by ``convert`` (not constructor arguments, not part of the API).
+    _model_loader: Callable[[], onnx.ModelProto] | None = field(
+        default=None, init=False, repr=False
+    )
+    # Builds the tensor map from the lowering until it is first read (see ``tensor_map``).
+    _map_builder: Callable[[], dict[str, dict]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _tensor_map: dict[str, dict] | None = field(default=None, init=False, repr=False)
+    _model: onnx.ModelProto | None = field(default=None, init=False, repr=False)
     # The float32 file: bytes, a memoryview of the written file (outputs >= 1 GiB), or the
     # builder's chunks, joined into bytes only when someone asks (writing needs no join).
-    _tflite: object = field(default=b"", repr=False)
+    _tflite: object = field(default=b"", init=False, repr=False)
 
     @property
     def tflite_bytes(self) -> bytes | memoryview:
@@ -68,8 +73,8 @@ class ConversionResult:
         "internal"} (``tensor_mapping.tensor_map``). Built on first use: only diagnostics and
         calibration read it, and on a large graph it costs as much as a lowering pass."""
         if self._tensor_map is None:
-            self._tensor_map = tensor_map(self._driver) if self._driver is not None else {}
-            self._driver = None
+            builder, self._map_builder = self._map_builder, None
+            self._tensor_map = builder() if builder is not None else {}
         return self._tensor_map
 
     @property
@@ -183,7 +188,7 @@ def convert_checked(
             model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
         )
         result._model_loader = loader
-        result._driver = driver
+        result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites
             result.tensor_map  # noqa: B018
             from . import gpu_friendly as gpu
@@ -215,9 +220,7 @@ def convert_checked(
         if _has_quantization_ops(rec):
             _prequantized_variant(result, rec, options, quant, build)
         if validate:  # before anything is published: a mismatch raises, nothing is written
-            result.validation = _validate(
-                result, rec, o.test_data, o.seed, o.atol, o.value_hints
-            )
+            result.validation = _validate(result, rec, o.test_data, o.seed, o.atol, o.value_hints)
     except ConversionError as exc:
         rec.error(exc)
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
@@ -398,13 +401,7 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=
     it was skipped and why, and the run goes on."""
     from . import validate as val
 
-    custom = sorted(
-        {
-            f"{row['domain'] + '.' if row['domain'] else ''}{row['op_type']}"
-            for row in rec.rows.values()
-            if row["mode"] == "custom"
-        }
-    )
+    custom = val.custom_ops(rec.rows.values())
     if custom:
         outcome = val.ValidationResult({}, atol, None, skipped=val.custom_ops_skip(custom))
     else:
