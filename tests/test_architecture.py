@@ -39,7 +39,6 @@ H1_5 = "issue 20 item 5 (H1: options object, cli.py)"
 H3_4 = "issue 20 item 4 (H3: tflite_reader, gpu_check without pipeline)"
 H5A_1 = "issue 20 item 1 (H5a: one lower_graph)"
 H5A_2 = "issue 20 item 2 (H5a: frontend/ package with sequence resolution)"
-H5B_6 = "issue 20 item 6 (H5b: registry and names)"
 H5B_7 = "issue 20 item 7 (H5b: split multi-job files, break circles)"
 LEAD = "issue 20, lead (no helper item)"
 
@@ -48,8 +47,6 @@ KNOT_EDGES = {
     ("frontend*", "lowering.sequence"): H5A_2,
     ("gpu_check", "pipeline"): H3_4,
     ("report", ""): LEAD,  # ``from . import __version__``: the package root imports report
-    ("lowering.pool", "lowering.pool3d"): H5B_7,
-    ("quant.qoperator_expand", "quant.qdq_import"): H5B_7,
 }
 # (importer, imported) package imports inside functions.
 FUNCTION_LEVEL_KNOTS = {
@@ -71,20 +68,11 @@ FUNCTION_LEVEL_KNOTS = {
     ("gpu_check", "pipeline"): H3_4,
     ("gpu_friendly", "gpu_check"): H3_4,
     ("gpu_friendly", "inspect_tflite"): H3_4,
-    ("lowering.elementwise", "registry"): H5B_6,
-    ("lowering.pool", "lowering.pool3d"): H5B_7,
     ("lowering.sequence", "frontend*"): H5A_2,
     ("onnx_rewrites", "registry"): LEAD,
     ("pipeline", "gpu_friendly"): LEAD,
     ("pipeline", "quant.qdq_import"): LEAD,
     ("pipeline", "validate"): LEAD,
-    ("quant.qdq_import", "quant.calibration"): H5B_7,
-    ("quant.qdq_import", "quant.dynamic_range"): H5B_7,
-    ("quant.qdq_import", "quant.integer"): H5B_7,
-    ("quant.qdq_import", "quant.op_rules"): H5B_7,
-    ("quant.qdq_import", "quant.qoperator_expand"): H5B_7,
-    ("quant.variants", "quant.calibration"): H5B_7,
-    ("quant.variants", "quant.integer"): H5B_7,
     ("report", "schema_gen.pin"): LEAD,
     ("report", "versioning"): LEAD,
     ("subgraphs", "frontend"): H5A_1,
@@ -106,7 +94,6 @@ SIZE_KNOTS = {
     "lowering.ml_trees": LEAD,  # ai.onnx.ml tree ensembles, added past 800 lines meanwhile
     "lowering.resize": H5B_7,
     "options": H1_5,
-    "quant.qdq_import": H5B_7,
     "validate": LEAD,  # grew past 800 lines with work in progress at the time of writing
 }
 

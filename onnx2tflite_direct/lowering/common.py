@@ -1,4 +1,4 @@
-"""Helpers shared by lowerings: padding arithmetic and small emit patterns."""
+"""Helpers shared by lowerings: padding and pool-window arithmetic, small emit patterns."""
 
 from __future__ import annotations
 
@@ -69,3 +69,31 @@ def conv2d_options(mode: str, strides, dilations) -> dict:
         dilation_w_factor=int(dilations[1]),
         fused_activation_function="NONE",
     )
+
+
+def pool_output_size(size, k, s, d, pb, pe, ceil_mode) -> int:
+    span = size + pb + pe - ((k - 1) * d + 1)
+    out = (math.ceil(span / s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + pb:
+        out -= 1  # the last window must start inside the input or the begin padding
+    return out
+
+
+def pool_window_geometry(ctx, spatial):
+    """(kernel, strides, dilations, ONNX pads, pads making a VALID pool exact, output sizes)
+    of a MaxPool/AveragePool/LpPool node over ``spatial`` input sizes."""
+    kernel = [int(k) for k in ctx.attr("kernel_shape")]
+    strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * len(kernel))]
+    pads = spatial_pads(ctx, spatial, kernel, strides, dilations)
+    ceil_mode = bool(ctx.attr("ceil_mode", 0))
+    outs = [
+        pool_output_size(n, k, s, d, pb, pe, ceil_mode)
+        for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
+    ]
+    # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
+    full = []
+    for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
+        need = (o - 1) * s + k - (n + pb)
+        full.append((pb, max(need, 0)))
+    return kernel, strides, dilations, pads, full, outs

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import errors
 from ..policies import broadcasting, same_as_input
-from ..registry import dtype_name, lowering
+from ..registry import decomposition, dtype_name, lowering
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SIGNED = ("int8", "int16", "int32", "int64")
@@ -397,7 +397,6 @@ def unary_lowering(
 
 def unary_decomposition(op_type: str, native=("float32",)):
     """Register ``fn(e, x) -> tensor`` as the ``--decompose`` lowering of a unary op."""
-    from ..registry import decomposition
 
     def wrap(fn):
         def lower(ctx):

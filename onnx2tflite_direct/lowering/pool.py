@@ -7,40 +7,13 @@ averages, a constant per-position divisor correction computed here in numpy.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import attr_in, lowering
-from .common import emit_pad, padding_mode, spatial_pads
-
-
-def _output_size(size, k, s, d, pb, pe, ceil_mode) -> int:
-    span = size + pb + pe - ((k - 1) * d + 1)
-    out = (math.ceil(span / s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= size + pb:
-        out -= 1  # the last window must start inside the input or the begin padding
-    return out
-
-
-def _geometry(ctx, spatial):
-    kernel = [int(k) for k in ctx.attr("kernel_shape")]
-    strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
-    dilations = [int(d) for d in ctx.attr("dilations", [1] * len(kernel))]
-    pads = spatial_pads(ctx, spatial, kernel, strides, dilations)
-    ceil_mode = bool(ctx.attr("ceil_mode", 0))
-    outs = [
-        _output_size(n, k, s, d, pb, pe, ceil_mode)
-        for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
-    ]
-    # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
-    full = []
-    for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
-        need = (o - 1) * s + k - (n + pb)
-        full.append((pb, max(need, 0)))
-    return kernel, strides, dilations, pads, full, outs
+from .common import emit_pad, padding_mode, pool_window_geometry
+from .pool3d import lower_pool_nd
 
 
 def _as_2d(ctx, x, shape):
@@ -52,11 +25,9 @@ def _pool(ctx, opcode: str):
     shape = ctx.shape(0)
     one_d = len(shape) == 3
     spatial = list(shape[2:])
-    kernel, strides, dilations, pads, full, outs = _geometry(ctx, spatial)
+    kernel, strides, dilations, pads, full, outs = pool_window_geometry(ctx, spatial)
     if len(shape) == 5 or any(d != 1 for d in dilations):
         # No 3-D or dilated pool builtin: exact composition from strided slices.
-        from .pool3d import lower_pool_nd  # (pool3d imports _geometry from here)
-
         lower_pool_nd(ctx, "max" if opcode == "MAX_POOL_2D" else "avg")
         return
     if list(outs) != list(ctx.out_shape(0)[2:]):

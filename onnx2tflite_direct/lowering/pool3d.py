@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compose as C
-from .common import emit_pad
-from .pool import _geometry
+from .common import emit_pad, pool_window_geometry
 
 COMBINE = {"max": "MAXIMUM", "sum": "ADD"}
 
@@ -27,7 +26,9 @@ MAX_TAPS = 256
 
 def pool_geometry(ctx):
     """kernel, strides, dilations, (begin, end) pads and output sizes per spatial axis."""
-    kernel, strides, dilations, pads, _full, outs = _geometry(ctx, list(ctx.shape(0)[2:]))
+    kernel, strides, dilations, pads, _full, outs = pool_window_geometry(
+        ctx, list(ctx.shape(0)[2:])
+    )
     return kernel, strides, dilations, pads, outs
 
 

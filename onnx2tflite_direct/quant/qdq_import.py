@@ -15,7 +15,10 @@ onnxruntime's symmetric weight quantization produces), and int32 biases with
 
 Q/DQ that do not form a pair stay in the graph (their exact float lowerings in
 ``lowering/quantize.py``); ops with no pair around them have no range and stay float islands.
-QOperator graphs are first rewritten into this QDQ form (``qoperator_expand.py``).
+QOperator graphs are first rewritten into this QDQ form (``qoperator_expand.py``); the
+stripping itself works on the ONNX proto (``qdq_strip.py``). This module holds the entry points
+and the TFLite side: the integer or hybrid model of the lowered float model, with the ONNX
+model's own lattices honoured.
 
 Use (what ``convert`` is meant to do when ``is_prequantized(model)``)::
 
@@ -28,209 +31,32 @@ Use (what ``convert`` is meant to do when ``is_prequantized(model)``)::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from .. import tfl
 from ..tfl_edit import Editor
+from .calibration import tflite_ranges
+from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
+from .integer import QParams, params_from_range, quantize_integer
+from .op_rules import TWO_POW_M15
+from .qdq_strip import WEIGHTED_ONNX_OPS, PairParams, StripInfo, strip_qdq
+from .qoperator_expand import QUANTIZATION_OPS, expand_qoperators
 
-# Integer lattices an activation pair can use (the integer quantizer takes 8- or 16-bit).
-Q_RANGES = {
-    TensorProto.INT8: (-128, 127),
-    TensorProto.UINT8: (0, 255),
-    TensorProto.INT16: (-32768, 32767),
-    TensorProto.UINT16: (0, 65535),
-}
-WEIGHTED_ONNX_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+__all__ = [  # PairParams and StripInfo are part of this module's interface
+    "PairParams",
+    "StripInfo",
+    "import_if_prequantized",
+    "import_quantized",
+    "is_prequantized",
+    "lowering_options",
+    "matmul_like_share",
+    "prequantized_variant",
+]
+
 MATMUL_LIKE_TFLITE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL")
-
-
-# ---- small graph helpers shared with qoperator_expand.py ---------------------------------
-
-
-class GraphView:
-    """Constants, producers and consumers of a GraphProto's top level (rebuilt on demand)."""
-
-    def __init__(self, graph: onnx.GraphProto):
-        self.graph = graph
-        self.consts: dict[str, np.ndarray] = {}
-        for init in graph.initializer:
-            self.consts[init.name] = numpy_helper.to_array(init)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                value = _constant_value(node)
-                if value is not None:
-                    self.consts[node.output[0]] = value
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-        for node in self.graph.node:
-            for o in node.output:
-                if o:
-                    self.producer[o] = node
-            for i, name in enumerate(node.input):
-                if name:
-                    self.consumers.setdefault(name, []).append((node, i))
-        self.subgraph_names = _names_used_in_subgraphs(self.graph)
-        self.graph_outputs = {o.name for o in self.graph.output}
-        self.graph_inputs = {i.name for i in self.graph.input}
-
-    def const(self, node: onnx.NodeProto, i: int) -> np.ndarray | None:
-        if i < len(node.input) and node.input[i]:
-            return self.consts.get(node.input[i])
-        return None
-
-    def has(self, node: onnx.NodeProto, i: int) -> bool:
-        return i < len(node.input) and bool(node.input[i])
-
-    def elem_type(self, name: str) -> int | None:
-        if name in self.consts:
-            return helper.np_dtype_to_tensor_dtype(self.consts[name].dtype)
-        for vi in [*self.graph.input, *self.graph.output, *self.graph.value_info]:
-            if vi.name == name and vi.type.HasField("tensor_type"):
-                return vi.type.tensor_type.elem_type
-        return None
-
-    def add_const(self, name: str, value: np.ndarray) -> str:
-        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        self.consts[name] = np.asarray(value)
-        return name
-
-    def fresh(self, hint: str) -> str:
-        taken = set(self.consts) | set(self.producer) | self.graph_inputs
-        name, k = hint, 0
-        while name in taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.producer[name] = None  # reserve
-        return name
-
-
-def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        if a.name == "value_float":
-            return np.array(a.f, np.float32)
-        if a.name == "value_int":
-            return np.array(a.i, np.int64)
-    return None
-
-
-def _names_used_in_subgraphs(graph: onnx.GraphProto) -> set[str]:
-    used: set[str] = set()
-    for node in graph.node:
-        for a in node.attribute:
-            for g in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
-                for n in g.node:
-                    used.update(n.input)
-                used |= _names_used_in_subgraphs(g)
-    return used
-
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def zero_point_type(view: GraphView, node: onnx.NodeProto, zp_index: int) -> int:
-    """The integer type of a Q/DQ: its zero point's type, else output_dtype, else uint8."""
-    zp = view.const(node, zp_index)
-    if zp is not None:
-        return helper.np_dtype_to_tensor_dtype(zp.dtype)
-    if view.has(node, zp_index):
-        return view.elem_type(node.input[zp_index]) or TensorProto.UINT8
-    return attr(node, "output_dtype", 0) or TensorProto.UINT8
-
-
-def dequantize_array(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int):
-    """onnxruntime's DequantizeLinear: float32(q - zp) * scale, scale/zp along ``axis``."""
-    shape = [1] * q.ndim
-    if scale.size > 1:
-        shape[axis % q.ndim] = -1
-    diff = q.astype(np.int64)
-    if zp is not None:
-        diff = diff - zp.astype(np.int64).reshape(shape if zp.size > 1 else [1] * q.ndim)
-    return diff.astype(np.float32) * scale.astype(np.float32).reshape(shape)
-
-
-def quantize_array(x, scale, zp, axis: int, elem_type: int) -> np.ndarray:
-    """onnxruntime's QuantizeLinear: saturate(round_half_even(x / scale) + zp)."""
-    lo, hi = Q_RANGES[elem_type]
-    shape = [1] * x.ndim
-    if scale.size > 1:
-        shape[axis % x.ndim] = -1
-    q = np.rint(x.astype(np.float32) / scale.astype(np.float32).reshape(shape))
-    if zp is not None:
-        q = q + zp.astype(np.float32).reshape(shape if zp.size > 1 else [1] * x.ndim)
-    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
-    return np.clip(q, lo, hi).astype(dtype)
-
-
-# ---- stripping ---------------------------------------------------------------------------
-
-
-@dataclass
-class PairParams:
-    """The lattice of one activation tensor, from its Q/DQ pair."""
-
-    scale: float
-    zero_point: int
-    elem_type: int
-
-    @property
-    def range(self) -> tuple[float, float]:
-        qmin, qmax = Q_RANGES[self.elem_type]
-        if self.elem_type == TensorProto.INT16:
-            # The 16x8 quantizer is symmetric: max(|lo|, hi) / 32767 must give back s (only
-            # zero point 0 is stripped, see _exact_in_tflite; -32768 * s is one step lost).
-            return (-self.scale * 32767, self.scale * 32767)
-        return (self.scale * (qmin - self.zero_point), self.scale * (qmax - self.zero_point))
-
-
-@dataclass
-class StripInfo:
-    """What ``strip_qdq`` found: lattices of activations, folded weights, kept Q/DQ."""
-
-    activations: dict[str, PairParams] = field(default_factory=dict)
-    weights: dict[str, dict] = field(default_factory=dict)  # float initializer -> origin
-    kept: list[dict] = field(default_factory=list)  # {"node", "op", "reason"}
-    expanded: list[dict] = field(default_factory=list)  # QOperator nodes rewritten
-    dynamic: list[str] = field(default_factory=list)  # nodes from quantize_dynamic
-    pairs: int = 0  # activation Q -> DQ pairs stripped
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ranges(self) -> dict[str, tuple[float, float]]:
-        return {name: p.range for name, p in self.activations.items()}
-
-    @property
-    def activation_bits(self) -> int:
-        wide = {TensorProto.INT16, TensorProto.UINT16}
-        types = {p.elem_type for p in self.activations.values()}
-        return 16 if types and types <= wide else 8
-
-    @property
-    def per_channel(self) -> bool:
-        """Per-channel weights when any folded matmul-like weight had per-axis scales."""
-        return any(w["per_axis"] for w in self.weights.values() if w.get("weight_of"))
-
-    @property
-    def mode(self) -> str:
-        """static: activation pairs (integer kernels); dynamic: only quantize_dynamic nodes
-        (hybrid kernels); a Q/DQ at the edge alone (a quantized embedding table's Gather ->
-        DequantizeLinear in a dynamic model) does not make a model static."""
-        if self.pairs:
-            return "static"
-        return "dynamic" if self.dynamic else "none"
 
 
 def is_prequantized(model: onnx.ModelProto) -> bool:
@@ -244,10 +70,8 @@ def is_prequantized(model: onnx.ModelProto) -> bool:
 def import_if_prequantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo] | None:
     """:func:`import_quantized` for a model that :func:`is_prequantized`, else None: the
     detection and the import are one pass (each copies the model's weights once)."""
-    types = {n.op_type for n in model.graph.node}
-    if not types & {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}:
-        if not types & {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul"}:
-            return None
+    if not {n.op_type for n in model.graph.node} & QUANTIZATION_OPS:
+        return None
     try:
         stripped, info = import_quantized(model)
     except Exception:  # malformed quantization: leave it to the exact lowerings to judge
@@ -257,8 +81,6 @@ def import_if_prequantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Str
 
 def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo]:
     """QOperator expansion then QDQ stripping: a float model plus the lattices to honour."""
-    from .qoperator_expand import expand_qoperators
-
     expanded, info = expand_qoperators(model)
     # The expansion already works on a copy when it changed anything: strip that in place.
     stripped, ranges, info = strip_qdq(expanded, info, in_place=expanded is not model)
@@ -285,345 +107,6 @@ def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
                 if a in info.activations:
                     return {"disable_rewrites": ("fuse_bias_add",)}
     return {}
-
-
-def strip_qdq(
-    model: onnx.ModelProto, info: StripInfo | None = None, in_place: bool = False
-) -> tuple[onnx.ModelProto, dict[str, tuple[float, float]], StripInfo]:
-    """Remove activation Q->DQ pairs and fold constant DQs; see the module docstring.
-
-    Returns (float model, {ONNX tensor: (min, max)}, info). The input model is not modified
-    unless ``in_place`` (the caller's own copy).
-    """
-    if not in_place:
-        model = copy.deepcopy(model)
-    info = info or StripInfo()
-    view = GraphView(model.graph)
-    _fold_constant_quantize(view, info)
-    _fold_constant_dequantize(view, info)
-    renames = _strip_pairs(view, info)
-    _keep_edge_lattices(view, info)
-    _rename_graph_outputs(view, info, renames)
-    prune_dead_nodes(model.graph)
-    _drop_unused(model.graph)
-    return model, info.ranges, info
-
-
-def _per_tensor_params(view: GraphView, node: onnx.NodeProto, s_idx: int, zp_idx: int):
-    """(scale, zp, elem type) when constant, per-tensor, unblocked and 8/16-bit; else why not."""
-    if attr(node, "block_size", 0):
-        return None, "blocked quantization (block_size) stays an exact float DequantizeLinear"
-    scale = view.const(node, s_idx)
-    if scale is None or (view.has(node, zp_idx) and view.const(node, zp_idx) is None):
-        return None, "runtime scale or zero point"
-    if scale.dtype != np.float32:
-        return None, f"{scale.dtype} scale"
-    if scale.size != 1:
-        return None, "per-axis activation quantization (TFLite activations are per-tensor)"
-    elem = zero_point_type(view, node, zp_idx)
-    if elem not in Q_RANGES:
-        return None, f"{TensorProto.DataType.Name(elem)} has no TFLite integer kernels"
-    zp = view.const(node, zp_idx)
-    zp_value = int(zp.reshape(-1)[0]) if zp is not None else 0
-    return PairParams(float(scale.reshape(-1)[0]), zp_value, elem), ""
-
-
-def _fold_constant_quantize(view: GraphView, info: StripInfo) -> None:
-    """QuantizeLinear of a constant (fake-quantized weights) -> a quantized initializer."""
-    keep = []
-    for node in view.graph.node:
-        scale, x = view.const(node, 1), view.const(node, 0)
-        elem = zero_point_type(view, node, 2) if node.op_type == "QuantizeLinear" else None
-        if (
-            node.op_type != "QuantizeLinear"
-            or x is None
-            or scale is None
-            or elem not in Q_RANGES
-            or attr(node, "block_size", 0)
-            or (view.has(node, 2) and view.const(node, 2) is None)
-            or x.dtype != np.float32
-        ):
-            keep.append(node)
-            continue
-        q = quantize_array(x, scale, view.const(node, 2), attr(node, "axis", 1), elem)
-        view.add_const(node.output[0], q)
-    _replace_nodes(view, keep)
-
-
-def _fold_constant_dequantize(view: GraphView, info: StripInfo) -> None:
-    keep = []
-    for node in view.graph.node:
-        q, scale = view.const(node, 0), view.const(node, 1)
-        if (
-            node.op_type != "DequantizeLinear"
-            or q is None
-            or scale is None
-            or scale.dtype != np.float32
-            or (view.has(node, 2) and view.const(node, 2) is None)
-            or node.output[0] in view.graph_outputs
-        ):
-            keep.append(node)
-            continue
-        if attr(node, "block_size", 0):
-            keep.append(node)
-            info.kept.append(
-                {
-                    "node": node.name,
-                    "op": node.op_type,
-                    "reason": "blocked quantization (block_size): the weights stay compressed "
-                    "behind an exact DEQUANTIZE and their consumer runs in float",
-                }
-            )
-            continue
-        axis = attr(node, "axis", 1)
-        view.add_const(node.output[0], dequantize_array(q, scale, view.const(node, 2), axis))
-        users = [n.op_type for n, _ in view.consumers.get(node.output[0], [])]
-        info.weights[node.output[0]] = {
-            "source": node.input[0],
-            "dtype": TensorProto.DataType.Name(helper.np_dtype_to_tensor_dtype(q.dtype)),
-            "per_axis": scale.size > 1,
-            "axis": axis if scale.size > 1 else None,
-            "weight_of": sorted({t for t in users if t in WEIGHTED_ONNX_OPS}),
-        }
-    _replace_nodes(view, keep)
-
-
-def _strip_pairs(view: GraphView, info: StripInfo) -> dict[str, str]:
-    """Activation pairs: consumers of DQ(Q(x)) read x; x gets the pair's lattice.
-
-    Returns {graph output name: x} for pairs whose DQ output was a graph output.
-    """
-    drop: set[int] = set()
-    rewire: dict[str, str] = {}  # DQ output -> x
-    outputs: dict[str, str] = {}
-    widths = _strippable_types(view)
-    for q in view.graph.node:
-        if q.op_type != "QuantizeLinear" or q.domain not in ("", "ai.onnx"):
-            continue
-        params, why = _per_tensor_params(view, q, 1, 2)
-        users = view.consumers.get(q.output[0], [])
-        if params is not None and not _exact_in_tflite(params, widths):
-            params, why = None, _INEXACT_LATTICE
-        if params is None:
-            info.kept.append({"node": q.name, "op": q.op_type, "reason": why})
-            continue
-        x = q.input[0]
-        for dq, _ in users:
-            if not _pairs_with(view, q, dq, params):
-                continue
-            value = _constant_subgraph_value(view, x)
-            if value is not None and value.dtype == np.float32:
-                _fold_fake_quantized(view, info, dq, value, params)
-                drop.add(id(dq))
-                continue
-            if dq.output[0] in view.subgraph_names:
-                info.kept.append(
-                    {"node": dq.name, "op": dq.op_type, "reason": "read by a subgraph"}
-                )
-                continue
-            known = info.activations.get(x)
-            if known is not None and known != params:
-                reason = f"{x!r} already carries another lattice: this pair stays fake-quant"
-                info.kept.append({"node": dq.name, "op": dq.op_type, "reason": reason})
-                continue
-            info.activations[x] = params
-            info.pairs += 1
-            rewire[dq.output[0]] = x
-            drop.add(id(dq))
-            if dq.output[0] in view.graph_outputs:
-                outputs[dq.output[0]] = x
-        remaining = [u for u, _ in users if id(u) not in drop]
-        if not remaining and q.output[0] not in view.graph_outputs:
-            drop.add(id(q))
-    for node in view.graph.node:
-        for i, name in enumerate(node.input):
-            if name in rewire:
-                node.input[i] = rewire[name]
-    _replace_nodes(view, [n for n in view.graph.node if id(n) not in drop])
-    for n in view.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(
-            k["node"] == n.name for k in info.kept
-        ):
-            info.kept.append({"node": n.name, "op": n.op_type, "reason": "not part of a pair"})
-    return outputs
-
-
-MAX_FOLDED_ANCESTORS = 16
-
-
-def _constant_subgraph_value(view: GraphView, name: str) -> np.ndarray | None:
-    """The value of ``name`` when only constants feed it (e.g. a Reshape of a weight that
-    onnxruntime quantized as an activation); None for run-time tensors."""
-    if name in view.consts:
-        return view.consts[name]
-    nodes, todo, seen = [], [name], set()
-    while todo:
-        t = todo.pop()
-        if t in seen or t in view.consts or not t:
-            continue
-        seen.add(t)
-        node = view.producer.get(t)
-        if node is None or node.domain not in ("", "ai.onnx") or len(nodes) > MAX_FOLDED_ANCESTORS:
-            return None
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or any(
-            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-            for a in node.attribute
-        ):
-            return None
-        if all(id(node) != id(n) for n in nodes):
-            nodes.append(node)
-        todo.extend(node.input)
-    try:
-        from onnx.reference import ReferenceEvaluator
-
-        order = [n for n in view.graph.node if any(n is m for m in nodes)]
-        needed = {i for n in order for i in n.input if i in view.consts}
-        graph = helper.make_graph(
-            order,
-            "constant",
-            [],
-            [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None)],
-            [numpy_helper.from_array(np.asarray(view.consts[i]), i) for i in sorted(needed)],
-        )
-        opset = helper.make_opsetid("", 21)
-        value = ReferenceEvaluator(helper.make_model(graph, opset_imports=[opset])).run(None, {})
-        return np.asarray(value[0])
-    except Exception:  # anything the reference evaluator cannot do stays a run-time tensor
-        return None
-
-
-def _fold_fake_quantized(view: GraphView, info: StripInfo, dq, value, params: PairParams):
-    """Q -> DQ around a constant-only value: the fake-quantized constant itself."""
-    scale = np.array(params.scale, np.float32)
-    zp = np.array(params.zero_point)
-    q = quantize_array(value, scale, zp, 0, params.elem_type)
-    view.add_const(dq.output[0], dequantize_array(q, scale, zp, 0))
-    users = [n.op_type for n, _ in view.consumers.get(dq.output[0], [])]
-    info.weights[dq.output[0]] = {
-        "source": dq.input[0],
-        "dtype": TensorProto.DataType.Name(params.elem_type),
-        "per_axis": False,
-        "axis": None,
-        "weight_of": sorted({t for t in users if t in WEIGHTED_ONNX_OPS}),
-        "activation_quantized_constant": True,
-    }
-
-
-_INEXACT_LATTICE = (
-    "its lattice has no exact TFLite twin (int16 needs zero point 0; 8- and 16-bit lattices "
-    "cannot mix): stays an exact float QuantizeLinear/DequantizeLinear, saturation included"
-)
-
-
-def _strippable_types(view: GraphView) -> set[int]:
-    """The integer quantizer uses one activation width: 8-bit lattices when the model has any
-    (int8 and uint8 map exactly onto int8), else symmetric int16 ones."""
-    found = set()
-    for node in view.graph.node:
-        if node.op_type == "QuantizeLinear":
-            params, _ = _per_tensor_params(view, node, 1, 2)
-            if params is not None:
-                found.add(params.elem_type)
-    eight = {TensorProto.INT8, TensorProto.UINT8}
-    return eight if found & eight or not found else {TensorProto.INT16}
-
-
-def _exact_in_tflite(params: PairParams, widths: set[int]) -> bool:
-    """A stripped pair must land on the very same lattice in TFLite: its saturation is part of
-    the ONNX semantics (onnxruntime drops a Relu/Clip whose clamp the Q already does)."""
-    if params.elem_type not in widths:
-        return False
-    return params.elem_type != TensorProto.INT16 or params.zero_point == 0
-
-
-def _pairs_with(view: GraphView, q, dq, params: PairParams) -> bool:
-    if dq.op_type != "DequantizeLinear" or dq.input[0] != q.output[0]:
-        return False
-    other, _ = _per_tensor_params(view, dq, 1, 2)
-    return other == params
-
-
-def _keep_edge_lattices(view: GraphView, info: StripInfo) -> None:
-    """Lone Q/DQ at integer graph I/O: a DQ output lies on its lattice exactly, and a Q's
-    input may use the Q's lattice when the Q is its only reader (clipping changes nothing)."""
-    widths = _strippable_types(view)
-    for node in view.graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        params, _ = _per_tensor_params(view, node, 1, 2)
-        if params is None or not _exact_in_tflite(params, widths):
-            continue
-        if node.op_type == "DequantizeLinear":
-            info.activations.setdefault(node.output[0], params)
-            continue
-        x = node.input[0]
-        readers = view.consumers.get(x, [])
-        if x not in view.graph_outputs and all(r is node for r, _ in readers):
-            info.activations.setdefault(x, params)
-
-
-def _rename_graph_outputs(view: GraphView, info: StripInfo, outputs: dict[str, str]) -> None:
-    """A stripped DQ that produced a graph output: its x takes the output's name (an Identity
-    when x is itself a graph input or output)."""
-    for out_name, x in outputs.items():
-        producer = view.producer.get(x)
-        if producer is None or x in view.graph_outputs or x in view.graph_inputs:
-            view.graph.node.append(helper.make_node("Identity", [x], [out_name]))
-            info.activations[out_name] = info.activations[x]
-            continue
-        for i, o in enumerate(producer.output):
-            if o == x:
-                producer.output[i] = out_name
-        for node in view.graph.node:
-            for i, name in enumerate(node.input):
-                if name == x:
-                    node.input[i] = out_name
-        info.activations[out_name] = info.activations.pop(x)
-        view.refresh()
-
-
-def prune_dead_nodes(graph: onnx.GraphProto) -> None:
-    """Drop nodes none of whose outputs is read (the leftovers of a rewritten chain)."""
-    while True:
-        used = {o.name for o in graph.output} | _names_used_in_subgraphs(graph)
-        for n in graph.node:
-            used.update(n.input)
-        alive = [n for n in graph.node if any(o in used for o in n.output if o)]
-        if len(alive) == len(graph.node):
-            return
-        del graph.node[:]
-        graph.node.extend(alive)
-
-
-def _replace_nodes(view: GraphView, nodes: list[onnx.NodeProto]) -> None:
-    kept = [copy.deepcopy(n) for n in nodes]
-    del view.graph.node[:]
-    view.graph.node.extend(kept)
-    view.refresh()
-
-
-def _drop_unused(graph: onnx.GraphProto) -> None:
-    """Initializers and value_info nothing reads any more (the int8 weights that were folded)."""
-    used = {o.name for o in graph.output} | _names_used_in_subgraphs(graph)
-    produced = set()
-    for node in graph.node:
-        used.update(node.input)
-        produced.update(node.output)
-    inits = [i for i in graph.initializer if i.name in used]
-    dropped = {i.name for i in graph.initializer} - {i.name for i in inits}
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    # IR-3 style models also list initializers as graph inputs: a dropped one must go too,
-    # or it would turn into a run-time input.
-    kept_inputs = [i for i in graph.input if i.name not in dropped]
-    del graph.input[:]
-    graph.input.extend(kept_inputs)
-    live = used | produced | {i.name for i in graph.input}
-    infos = [
-        v for v in graph.value_info if v.name in live and v.name not in {i.name for i in inits}
-    ]
-    del graph.value_info[:]
-    graph.value_info.extend(infos)
 
 
 # ---- the integer model ----------------------------------------------------------------------
@@ -666,9 +149,6 @@ def prequantized_variant(
     (``input_quant_dtype`` / ``output_quant_dtype`` when its ``full_integer`` attribute is
     true); scales come from the ONNX model, never from calibration.
     """
-    from .calibration import tflite_ranges
-    from .integer import quantize_integer
-
     model = lowered.model_ir
     notes = list(info.notes)
     requantized = 0
@@ -763,9 +243,6 @@ def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
     (2^-15) instead, and a QUANTIZE then lands exactly on the ONNX lattice, so the next op
     sees what onnxruntime sees (vit-like attention: the probabilities feed a MatMul). Only
     done when every reader rescales (no same-scale op inherited the fixed params)."""
-    from .integer import QParams, params_from_range
-    from .op_rules import TWO_POW_M15
-
     if bits != 8:
         return 0
     sub = model.subgraphs[0]
@@ -809,8 +286,6 @@ def _round_float_readers(model: tfl.Model, ranges: dict, int16: bool) -> int:
     the float tensor as computed, so the rounding is restored here (also for float graph
     outputs on a lattice). A tensor written by DEQUANTIZE is on its lattice already.
     """
-    from .integer import params_from_range
-
     sub = model.subgraphs[0]
     producer = sub.producers()
     readers = sub.consumers()
@@ -862,8 +337,6 @@ def _hybrid_weights(model: tfl.Model, nodes: set[str]) -> None:
     onnxruntime's dynamic model: squeezenet 24.4 dB (always per channel) -> 46.9 dB;
     mobilenetv2 (BatchNormalization folded) 29.8 dB (always per tensor) -> 33.7 dB.
     """
-    from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
-
     done: dict[int, tfl.Tensor] = {}
     for op in model.subgraphs[0].operators:
         axis = HYBRID_WEIGHT_AXIS.get(op.opcode)

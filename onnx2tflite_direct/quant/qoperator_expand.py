@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .qdq_import import GraphView, StripInfo, attr, dequantize_array, prune_dead_nodes
+from .qdq_strip import GraphView, StripInfo, attr, dequantize_array, prune_dead_nodes
 
 MS = "com.microsoft"
 
@@ -56,6 +56,9 @@ QOPERATOR_TYPES = (
     "MatMulInteger",
     "DynamicQuantizeLinear",
 )
+# The ONNX ops that mark a model as already quantized (QDQ, QOperator, quantize_dynamic): the
+# one list, asked before the pre-quantized import is tried (``pipeline``, ``qdq_import``).
+QUANTIZATION_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", *QOPERATOR_TYPES})
 # Ops that move quantized values without arithmetic (same lattice in and out).
 DATA_MOVING = {
     "MaxPool",

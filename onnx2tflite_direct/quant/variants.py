@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import errors, tfl
+from . import calibration as cal
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights, will_be_float16
+from .integer import quantize_integer
 
 # --quantize choices, in the order variants are produced.
 CHOICES = ("fp16", "dynamic", "int8", "int16x8")
@@ -154,8 +156,6 @@ def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOpt
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
-    from .integer import quantize_integer
-
     def run(ir: tfl.Model, ranges: _Ranges):
         return quantize_integer(
             ir,
@@ -193,8 +193,6 @@ class _Ranges:
         self._ranges: dict[int, dict[str, tuple[float, float]]] = {}
 
     def get(self, bits: int) -> dict[str, tuple[float, float]]:
-        from . import calibration as cal
-
         if bits not in self._ranges:
             config = self._config()
             onnx_ranges = cal.ranges_for_bits(self._statistics(config), bits, config)
@@ -203,20 +201,14 @@ class _Ranges:
 
     def channel_means(self) -> dict:
         """Calibrated per-channel means on TFLite tensors (for the weights' bias correction)."""
-        from . import calibration as cal
-
         return cal.tflite_channel_means(self._statistics(self._config()), self.tensor_map)
 
     def _config(self):
-        from . import calibration as cal
-
         return cal.CalibrationConfig(
             method=self.options.calibration_method, percentile=self.options.calibration_percentile
         )
 
     def _statistics(self, config):
-        from . import calibration as cal
-
         if self._stats is None:
             opts = self.options
             model = self.onnx_model()
