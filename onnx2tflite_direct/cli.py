@@ -481,11 +481,10 @@ def _log_details(rep: dict) -> None:
 
 def _diagnose(args, result, opts: ConvertOptions) -> int:
     """--validate-all-tensors / --html-report: per-tensor bisection, JSON (and HTML) output."""
-    custom = sorted(
-        {n["op_type"] for n in result.report.get("nodes", []) if n.get("mode") == "custom"}
-    )
+    custom = validate.custom_ops(result.report.get("nodes", []))
     if custom:  # neither runtime can run the CUSTOM ops: nothing to compare
-        log.warning("warning: --validate-all-tensors: %s", validate.custom_ops_skip(custom))
+        if result.validation is None:  # (else --validate said so already)
+            log.warning("warning: %s", validate.custom_ops_skip(custom, "tensor diagnostics"))
         return errors.EXIT_OK
     try:
         if opts.test_data:  # the first run --validate makes (same cut, same casts)

@@ -364,10 +364,21 @@ def validate_runs(
     return worst
 
 
-def custom_ops_skip(ops: Sequence[str]) -> str:
+def custom_ops(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ONNX ops (``domain.OpType``) a report's node rows turned into CUSTOM ops."""
+    return sorted(
+        {
+            f"{row['domain'] + '.' if row.get('domain') else ''}{row['op_type']}"
+            for row in rows
+            if row.get("mode") == "custom"
+        }
+    )
+
+
+def custom_ops_skip(ops: Sequence[str], what: str = "validation") -> str:
     """Why a file with CUSTOM ops is not validated (one line)."""
     return (
-        f"validation skipped: the file has CUSTOM ops ({', '.join(ops)}) that neither "
+        f"{what} skipped: the file has CUSTOM ops ({', '.join(ops)}) that neither "
         "onnxruntime nor the stock LiteRT interpreter can run without your own kernels; "
         "nothing was compared"
     )
