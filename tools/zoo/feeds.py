@@ -32,20 +32,8 @@ def _elem_dtype(vi: onnx.ValueInfoProto):
 def _picture(rng, h: int, w: int, channels: int, document: bool) -> np.ndarray:
     """An 8-bit picture [h, w, c]: gradient background, filled shapes and dark strokes."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    if document:  # light paper with text-like lines of dark marks
-        base = np.full((h, w), 235.0, np.float32) + 10 * np.sin(xx / (w / 3.0))
-        img = np.repeat(base[..., None], channels, axis=2)
-        line_h = max(4, h // 6)
-        for top in range(line_h // 2, h - line_h, int(line_h * 1.6)):
-            x = int(rng.integers(0, max(1, w // 10)))
-            while x < w - 4:
-                cw = int(rng.integers(max(2, line_h // 3), max(3, line_h)))
-                ink = rng.uniform(10, 80, size=channels)
-                mark = rng.random((line_h, cw)) < 0.45
-                region = img[top : top + line_h, x : x + cw]
-                region[mark[: region.shape[0], : region.shape[1]]] = ink
-                x += cw + int(rng.integers(1, max(2, line_h // 2)))
-        return np.clip(img, 0, 255)
+    if document:
+        return _text_page(rng, h, w, channels)
     c0, c1 = rng.uniform(40, 220, size=(2, channels))
     t = (xx / max(w - 1, 1) * 0.6 + yy / max(h - 1, 1) * 0.4)[..., None]
     img = c0 * (1 - t) + c1 * t
@@ -59,6 +47,33 @@ def _picture(rng, h: int, w: int, channels: int, document: bool) -> np.ndarray:
             mask = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
         img[mask] = 0.35 * img[mask] + 0.65 * color
     img += rng.normal(0, 6, size=img.shape)  # sensor noise
+    return np.clip(img, 0, 255)
+
+
+def _text_page(rng, h: int, w: int, channels: int) -> np.ndarray:
+    """Light paper with lines of dark glyphs: each glyph a few 2-pixel strokes in a square
+    cell, with word gaps (OCR detectors fire on this; blobs of random dots they ignore)."""
+    img = np.full((h, w, channels), 240.0, np.float32)
+    img += rng.normal(0, 3, size=img.shape)
+    cell_px = max(10, h // 8) if h > 64 else max(8, int(h * 0.6))
+    tops = range(cell_px // 2, h - cell_px, int(cell_px * 1.8)) if h > 64 else [(h - cell_px) // 2]
+    t = np.linspace(0, 1, 3 * cell_px)
+    for top in tops:
+        x = int(rng.integers(2, max(3, w // 8)))
+        end = int(w - rng.integers(2, max(3, w // 4)))
+        ink = rng.uniform(0, 60, size=channels)
+        while x < end - cell_px:
+            cell = np.zeros((cell_px, cell_px), bool)
+            for _ in range(int(rng.integers(2, 5))):
+                y0, x0, y1, x1 = rng.uniform(0.1, 0.9, 4) * (cell_px - 1)
+                py = np.round(y0 + (y1 - y0) * t).astype(int)
+                px = np.round(x0 + (x1 - x0) * t).astype(int)
+                for d in (0, 1):
+                    cell[np.clip(py + d, 0, cell_px - 1), px] = True
+            img[top : top + cell_px, x : x + cell_px][cell] = ink
+            x += int(cell_px * rng.uniform(0.8, 1.1))
+            if rng.random() < 0.15:
+                x += cell_px
     return np.clip(img, 0, 255)
 
 

@@ -612,7 +612,12 @@ def _tabular(rng, n=400, features=10, classes=3, regression=False):
         x, y = make_regression(n_samples=n, n_features=features, noise=5.0, random_state=seed)
     else:
         x, y = make_classification(
-            n_samples=n, n_features=features, n_informative=6, n_classes=classes, random_state=seed
+            n_samples=n,
+            n_features=features,
+            n_informative=min(6, features - 1),
+            n_redundant=0,
+            n_classes=classes,
+            random_state=seed,
         )
     # real features live on different scales
     scales = np.logspace(-1, 2, features)
@@ -694,7 +699,7 @@ def lightgbm_model(entry, out: Path, trees: int = 50):
         clf,
         initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
         zipmap=False,
-        target_opset={"": 15, "ai.onnx.ml": 3},
+        target_opset=15,
     )
     onnx.save(onx, str(out))
     _save_feeds(out, {"input": x[:16]})
@@ -711,7 +716,7 @@ def xgboost_model(entry, out: Path, trees: int = 50):
     onx = convert_xgboost(
         clf,
         initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
-        target_opset={"": 15, "ai.onnx.ml": 3},
+        target_opset=15,
     )
     onnx.save(onx, str(out))
     _save_feeds(out, {"input": x[:16]})

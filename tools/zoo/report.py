@@ -177,8 +177,9 @@ def write_reports(index: dict):
 
     rows = collect(index)
     summary = summarize(rows)
+    commits = sorted({r.get("converter_commit") for r in rows if r.get("converter_commit")})
     meta = {
-        "converter_commit": converter_commit(),
+        "converter_commit": ", ".join(commits) or converter_commit(),
         "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "versions": _versions(),
         "rtol": RTOL,

@@ -38,7 +38,7 @@ import onnx
 
 from . import manifest, paths
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2  # bump when feeds or the comparison change
 RTOL = 1e-3
 ATOL = 1e-5
 
@@ -223,6 +223,19 @@ def _refused_nodes(report_path: Path) -> list[dict]:
     ]
 
 
+def _refused_ops(report_path: Path) -> dict:
+    """'OpType reason_code' -> count over every refused node (the list above is cut at 20)."""
+    if not report_path.exists():
+        return {}
+    rep = json.loads(report_path.read_text())
+    counts: dict[str, int] = {}
+    for r in rep.get("nodes", []):
+        if r.get("mode") == "unsupported":
+            key = f"{r.get('domain') or ''}{':' if r.get('domain') else ''}{r.get('op_type')} {r.get('reason_code')}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _op_of(model: onnx.ModelProto, node_name: str | None) -> tuple[str | None, str | None]:
     if not node_name:
         return None, None
@@ -290,6 +303,7 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
                 domain=domain,
                 message=_short(exc.message),
                 refused_nodes=_refused_nodes(Path(tmp) / "m_op_coverage_report.json"),
+                refused_ops=_refused_ops(Path(tmp) / "m_op_coverage_report.json"),
                 exception=type(exc).__name__,
             )
             if not internal and not isinstance(exc, UnsupportedError):
@@ -385,6 +399,7 @@ def _worker(name: str, out: str, runs: int) -> int:
     import onnx2tflite_direct
 
     rec["converter_path"] = str(Path(onnx2tflite_direct.__file__).parent)
+    rec["converter_commit"] = converter_commit()
     Path(out).write_text(json.dumps(rec, indent=1, default=str))
     return 0
 
