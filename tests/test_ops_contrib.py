@@ -734,3 +734,78 @@ def test_ms_rotary_embedding(case):
     node = ms_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], **attrs)
     model = ms_model([node], [("x", F, x_shape), ("pos", np.int64, pos_shape)], [("y", F)], inits)
     check_conversion(model, feeds={"x": _rand(*x_shape), "pos": pos}, atol=2e-5)
+
+
+# ---- GroupQueryAttention -----------------------------------------------------------------------
+
+GQ_N, GQ_KV, GQ_H = 4, 2, 16  # onnxruntime's rotary needs head_size % 16 == 0
+
+
+def _gqa(b, s, past, total, seqlens, packed=False, rotary=False, attrs=None):
+    ins, feeds, inits = [], {}, {"total": np.array(total, np.int32)}
+    q_width = (GQ_N + 2 * GQ_KV) * GQ_H if packed else GQ_N * GQ_H
+    ins.append(("q", F, (b, s, q_width)))
+    feeds["q"] = _rand(b, s, q_width)
+    order = ["q"]
+    if packed:
+        order += ["", ""]
+    else:
+        for name in ("k", "v"):
+            ins.append((name, F, (b, s, GQ_KV * GQ_H)))
+            feeds[name] = _rand(b, s, GQ_KV * GQ_H)
+            order.append(name)
+    if past:
+        for name in ("pk", "pv"):
+            ins.append((name, F, (b, GQ_KV, past, GQ_H)))
+            feeds[name] = _rand(b, GQ_KV, past, GQ_H)
+            order.append(name)
+    else:
+        order += ["", ""]
+    ins.append(("seqlens", np.int32, (b,)))
+    feeds["seqlens"] = np.array(seqlens, np.int32)
+    order += ["seqlens", "total"]
+    if rotary:
+        half = GQ_H // 2
+        angles = np.arange(32)[:, None] * (1.0 / 50 ** (np.arange(half) / half))[None]
+        inits["cos"], inits["sin"] = np.cos(angles).astype(F), np.sin(angles).astype(F)
+        order += ["cos", "sin"]
+    attrs = {"num_heads": GQ_N, "kv_num_heads": GQ_KV, "do_rotary": int(rotary), **(attrs or {})}
+    node = ms_node("GroupQueryAttention", order, ["y", "present_k", "present_v"], **attrs)
+    model = ms_model([node], ins, [("y", F), ("present_k", F), ("present_v", F)], inits)
+    return model, feeds
+
+
+GQA_CASES = {
+    "prompt": dict(b=2, s=5, past=0, total=5, seqlens=[4, 4]),
+    "prompt_packed": dict(b=2, s=5, past=0, total=5, seqlens=[4, 4], packed=True),
+    "prompt_rotary": dict(b=2, s=5, past=0, total=5, seqlens=[4, 4], rotary=True),
+    "prompt_window_softcap": dict(
+        b=1, s=8, past=0, total=8, seqlens=[7], attrs={"local_window_size": 3, "softcap": 2.0}
+    ),
+    "decode": dict(b=2, s=1, past=6, total=7, seqlens=[6, 4]),
+    "decode_rotary_interleaved": dict(
+        b=2,
+        s=1,
+        past=6,
+        total=7,
+        seqlens=[6, 3],
+        rotary=True,
+        attrs={"rotary_interleaved": 1, "scale": 0.2},
+    ),
+    "decode_window": dict(
+        b=2, s=1, past=6, total=7, seqlens=[6, 5], attrs={"local_window_size": 2}
+    ),
+    "subsequent_prompt": dict(b=1, s=3, past=4, total=7, seqlens=[6], rotary=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GQA_CASES))
+def test_group_query_attention(case):
+    model, feeds = _gqa(**GQA_CASES[case])
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+def test_group_query_attention_refuses_quantized_cache_and_position_ids():
+    model, _ = _gqa(b=1, s=1, past=3, total=4, seqlens=[3], attrs={"smooth_softmax": 1})
+    err = expect_refusal(model, "unsupported_attribute_value")
+    assert "smooth_softmax" in str(err) and "GroupQueryAttention" in str(err)

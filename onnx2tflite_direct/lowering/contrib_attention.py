@@ -453,3 +453,215 @@ def lower_ms_rotary(ctx):
         )
         pos = C.binary(ctx, "ADD", grid, start, "positions")
     lower_rotary(_RotaryView(ctx, pos, _rotary_heads(ctx.node, ctx.driver.graph)))
+
+
+# ---- GroupQueryAttention -----------------------------------------------------------------------
+
+_GQA_UNSUPPORTED_INPUTS = {
+    9: "position_ids",
+    10: "attention_bias",
+    11: "head_sink",
+    12: "k_scale",
+    13: "v_scale",
+    14: "q_norm_weight",
+    15: "k_norm_weight",
+}
+
+
+def _gqa_check(node, graph):
+    vals = graph.values
+    q = vals[node.inputs[0]]
+    heads, kv_heads = int(node.attrs.get("num_heads", 0)), int(node.attrs.get("kv_num_heads", 0))
+    if heads <= 0 or kv_heads <= 0 or heads % kv_heads:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: num_heads={heads}, kv_num_heads={kv_heads}"
+    if q.rank != 3:
+        return f"{errors.UNSUPPORTED_RANK}: query rank {q.rank}"
+    for i, name in _GQA_UNSUPPORTED_INPUTS.items():
+        if _has(node, i):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {name}"
+    for name in ("smooth_softmax", "sliding_window_cache", "qk_output"):
+        if node.attrs.get(name, 0):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {name}={node.attrs[name]}"
+    if int(node.attrs.get("causal", 1)) != 1:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: causal=0"
+    for i in (3, 4):
+        if _has(node, i) and np.dtype(vals[node.inputs[i]].dtype).name != "float32":
+            return f"{errors.UNSUPPORTED_DTYPE}: quantized KV cache (input {i})"
+    if _has(node, 3) != _has(node, 4):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past_key and past_value must come together"
+    if node.attrs.get("do_rotary", 0) and not (_has(node, 7) and _has(node, 8)):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: do_rotary=1 without cos/sin caches"
+    return None
+
+
+class _TensorRotary(_RotaryView):
+    """lower_rotary applied to an intermediate [B, N, S, H] tensor (GQA's do_rotary)."""
+
+    def __init__(self, ctx, x, cos, sin, positions, interleaved: bool):
+        super().__init__(ctx, positions, x.shape[1])
+        self._x, self._cos, self._sin, self._interleaved = x, cos, sin, interleaved
+        self.rotated = ctx.temp(x.dtype, tuple(x.shape), "rotated")
+
+    def input(self, i: int, layout=None):
+        return {0: self._x, 1: self._cos, 2: self._sin, 3: self._positions}[i]
+
+    def has_input(self, i: int) -> bool:
+        return i in (0, 1, 2, 3)
+
+    def shape(self, i: int):
+        return tuple(self._x.shape) if i == 0 else tuple(self.input(i).shape)
+
+    def attr(self, name: str, default=None):
+        if name == "interleaved":
+            return int(self._interleaved)
+        if name == "rotary_embedding_dim":
+            return int(self._cos.shape[1]) * 2
+        return super().attr(name, default)
+
+    def output(self, i: int = 0, dtype=None):
+        return self.rotated
+
+
+def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str):
+    """The present cache [B, N_kv, length, H]: rows < p_b from past, p_b .. p_b + S - 1 the new
+    keys, zeros after (onnxruntime's layout), gathered per batch from [past, new, 0]."""
+    b, nkv, s, h = new.shape
+    parts = ([past] if past is not None else []) + [new]
+    parts.append(C.const(ctx, np.zeros((b, nkv, 1, h), np.float32), hint=f"{hint}_zero_row"))
+    source = C.concat(ctx, parts, 2, f"{hint}_source")
+    j = C.const(ctx, np.arange(length, dtype=np.int32)[None, :], np.int32, "cache_pos")
+    p = C.reshape(ctx, offsets, (b, 1), "offset_col")
+    before = C.op(ctx, "LESS", [j, p], (b, length), np.bool_, f"{hint}_is_past")
+    rel = C.binary(ctx, "SUB", j, p, f"{hint}_rel")
+    fresh = C.op(
+        ctx,
+        "LESS",
+        [rel, C.const(ctx, s, np.int32, "seq")],
+        (b, length),
+        np.bool_,
+        f"{hint}_is_new",
+    )
+    new_idx = C.binary(ctx, "ADD", rel, C.const(ctx, past_len, np.int32, "past_len"), "new_idx")
+    zero_idx = C.const(ctx, np.full((b, length), past_len + s, np.int32), np.int32, "zero_idx")
+    idx = C.select(ctx, fresh, new_idx, zero_idx, f"{hint}_idx_new")
+    idx = C.select(
+        ctx,
+        before,
+        C.op(
+            ctx,
+            "BROADCAST_TO",
+            [j, C.const(ctx, [b, length], np.int32, "bshape")],
+            (b, length),
+            np.int32,
+            "j_b",
+        ),
+        idx,
+        f"{hint}_idx",
+    )
+    return C.op(ctx, "GATHER", [source, idx], (b, nkv, length, h), hint=hint, axis=2, batch_dims=1)
+
+
+@lowering(
+    "GroupQueryAttention",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1, 2, 3, 4, 7, 8),
+    const_inputs=(6,),
+    tflite_ops=(
+        "SPLIT_V",
+        "TRANSPOSE",
+        "BATCH_MATMUL",
+        "MUL",
+        "SELECT_V2",
+        "SOFTMAX",
+        "GATHER",
+        "CONCATENATION",
+        "LESS",
+        "LESS_EQUAL",
+        "GREATER_EQUAL",
+        "TANH",
+    ),
+    notes="separate or packed QKV, past/present caches (BNSH; new keys written at "
+    "seqlens_k + 1 - S per batch, zeros after, as onnxruntime), causal + local_window_size, "
+    "do_rotary with cos/sin caches, softcap, scale; constant total_sequence_length; refused: "
+    "quantized caches, position_ids, attention_bias, head_sink, smooth_softmax, qk_output, "
+    "q/k norm weights, sliding_window_cache",
+    extra_check=_gqa_check,
+)
+def lower_group_query_attention(ctx):
+    heads, kv_heads = int(ctx.attr("num_heads")), int(ctx.attr("kv_num_heads"))
+    b, s, dq = ctx.shape(0)
+    if ctx.has_input(1):
+        head = dq // heads
+        q_in, k_in, v_in = ctx.input(0), ctx.input(1), ctx.input(2)
+    else:
+        head = dq // (heads + 2 * kv_heads)
+        sizes = [heads * head, kv_heads * head, kv_heads * head]
+        q_in, k_in, v_in = C.split_v(ctx, ctx.input(0), sizes, 2, "qkv")
+    q = _to_heads(ctx, q_in, heads, "q")
+    k = _to_heads(ctx, k_in, kv_heads, "k")
+    v = _to_heads(ctx, v_in, kv_heads, "v")
+    total = int(np.asarray(ctx.const(6)).reshape(-1)[0])
+    past_len = ctx.shape(3)[2] if ctx.has_input(3) else 0
+    length = max(total, past_len)
+    if s == total:  # first prompt: new keys at row 0
+        offsets = C.const(ctx, np.zeros(b, np.int32), np.int32, "offsets")
+    else:
+        seqlens = C.cast(ctx, ctx.input(5), np.int32, "seqlens_k")
+        offsets = C.binary(ctx, "SUB", seqlens, C.const(ctx, s - 1, np.int32, "s_1"), "offsets")
+    if ctx.attr("do_rotary", 0):
+        pos = C.binary(
+            ctx,
+            "ADD",
+            C.reshape(ctx, offsets, (b, 1), "offsets_col"),
+            C.const(ctx, np.arange(s, dtype=np.int32)[None], np.int32, "steps"),
+            "positions",
+        )
+        inter = bool(ctx.attr("rotary_interleaved", 0))
+        cos, sin = ctx.input(7), ctx.input(8)
+        for name in ("q", "k"):
+            view = _TensorRotary(ctx, q if name == "q" else k, cos, sin, pos, inter)
+            lower_rotary(view)
+            if name == "q":
+                q = view.rotated
+            else:
+                k = view.rotated
+    past_k = ctx.input(3) if ctx.has_input(3) else None
+    past_v = ctx.input(4) if ctx.has_input(4) else None
+    k_all = _gqa_present(ctx, past_k, k, offsets, past_len, length, "present_key")
+    v_all = _gqa_present(ctx, past_v, v, offsets, past_len, length, "present_value")
+    for i, t in ((1, k_all), (2, v_all)):
+        if _used(ctx, i):
+            C.reshape(ctx, t, t.shape, out=ctx.output(i))
+    # query i of batch b sees keys j <= p_b + i, and with a window the last ``window`` of them
+    # (j > p_b + i - window: measured against onnxruntime, whose window includes the query)
+    rel = np.arange(length)[None, :] - np.arange(s)[:, None]  # j - i
+    rel_t = C.const(ctx, rel[None, None], np.int32, "key_minus_query")
+    p4 = C.reshape(ctx, offsets, (b, 1, 1, 1), "offsets_4d")
+    keep = C.op(ctx, "LESS_EQUAL", [rel_t, p4], (b, 1, s, length), np.bool_, "causal")
+    window = int(ctx.attr("local_window_size", -1))
+    if window > 0:
+        lo = C.binary(ctx, "SUB", p4, C.const(ctx, window - 1, np.int32, "window"), "window_lo")
+        inside = C.op(ctx, "GREATER_EQUAL", [rel_t, lo], (b, 1, s, length), np.bool_, "inside")
+        keep = C.binary(ctx, "LOGICAL_AND", keep, inside, "keep")
+    scale = ctx.attr("scale", None)
+    scale = 1.0 / np.sqrt(head) if not scale else float(scale)
+    group = heads // kv_heads
+    qg = C.reshape(ctx, q, (b, kv_heads, group * s, head), "q_grouped")
+    scores = C.matmul(ctx, qg, k_all, adj_y=True, hint="scores_grouped")
+    scores = C.reshape(ctx, scores, (b, heads, s, length), "scores")
+    scores = C.binary(ctx, "MUL", scores, C.const(ctx, np.float32(scale)), "scaled")
+    softcap = float(ctx.attr("softcap", 0.0) or 0.0)
+    if softcap > 0:
+        cap = C.const(ctx, softcap, hint="softcap")
+        scores = C.binary(ctx, "DIV", scores, cap, "capped_in")
+        scores = C.op(ctx, "TANH", [scores], scores.shape, hint="capped_tanh")
+        scores = C.binary(ctx, "MUL", scores, cap, "capped")
+    lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
+    scores = C.select(ctx, keep, scores, lowest, "masked")
+    probs = C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
+    pg = C.reshape(ctx, probs, (b, kv_heads, group * s, length), "probs_grouped")
+    y = C.matmul(ctx, pg, v_all, hint="context_grouped")
+    y = C.reshape(ctx, y, (b, heads, s, head), "context")
+    _merge_heads(ctx, y, ctx.output(0))
