@@ -19,15 +19,14 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, onnx_rewrites, report, tfl, tfl_rewrites
+from . import builder, errors, gpu_check, report, tfl
 from .atomic import publish, write_atomic, write_pending
 from .context import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
 from .errors import ConversionError, InternalError, OptionError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
-from .ir import Graph
-from .lowering import custom as custom_lowering
+from .graph_lowering import lower_graph
 from .options import (
     REWRITE_RULES,
     ConvertOptions,
@@ -37,7 +36,7 @@ from .options import (
 )
 from .quant import variants as quant_variants
 from .quant.qoperator_expand import QUANTIZATION_OPS
-from .registry import REGISTRY, OpSpec, check_node, decomposable_ops
+from .registry import decomposable_ops
 from .tensor_mapping import tensor_map
 
 
@@ -48,14 +47,19 @@ class ConversionResult:
     validation: object | None = None
     # Further variants asked for with ``quantize``: kind ("float16") -> .tflite bytes.
     variants: dict[str, bytes] = field(default_factory=dict)
-    _model_loader: Callable[[], onnx.ModelProto] | None = field(default=None, repr=False)
-    # The lowering driver until the tensor map is first read (see ``tensor_map``).
-    _driver: Driver | None = field(default=None, repr=False)
-    _tensor_map: dict[str, dict] | None = field(default=None, repr=False)
-    _model: onnx.ModelProto | None = field(default=None, repr=False)
+    # Internal state, set by ``convert`` (not constructor arguments, not part of the API).
+    _model_loader: Callable[[], onnx.ModelProto] | None = field(
+        default=None, init=False, repr=False
+    )
+    # Builds the tensor map from the lowering until it is first read (see ``tensor_map``).
+    _map_builder: Callable[[], dict[str, dict]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _tensor_map: dict[str, dict] | None = field(default=None, init=False, repr=False)
+    _model: onnx.ModelProto | None = field(default=None, init=False, repr=False)
     # The float32 file: bytes, a memoryview of the written file (outputs >= 1 GiB), or the
     # builder's chunks, joined into bytes only when someone asks (writing needs no join).
-    _tflite: object = field(default=b"", repr=False)
+    _tflite: object = field(default=b"", init=False, repr=False)
 
     @property
     def tflite_bytes(self) -> bytes | memoryview:
@@ -69,8 +73,8 @@ class ConversionResult:
         "internal"} (``tensor_mapping.tensor_map``). Built on first use: only diagnostics and
         calibration read it, and on a large graph it costs as much as a lowering pass."""
         if self._tensor_map is None:
-            self._tensor_map = tensor_map(self._driver) if self._driver is not None else {}
-            self._driver = None
+            builder, self._map_builder = self._map_builder, None
+            self._tensor_map = builder() if builder is not None else {}
         return self._tensor_map
 
     @property
@@ -85,36 +89,6 @@ def _stem(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         return Path(model).stem
     return "model"
-
-
-def plan(graph: Graph, options: LoweringOptions, rec: report.ReportBuilder) -> dict[int, OpSpec]:
-    """Pick a spec for every node and check its constraints; refuse with all problems known."""
-    specs: dict[int, OpSpec] = {}
-    problems: list[UnsupportedError] = []
-    tainted: set[str] = set()  # outputs of refused nodes: their consumers are not re-judged
-    for node in graph.nodes:
-        blocker = next((i for i in node.inputs if i in tainted), None) if tainted else None
-        if blocker is not None:
-            tainted.update(o for o in node.outputs if o)
-            rec.blocked(node, blocker)
-            continue
-        spec = REGISTRY.lookup(node.domain, node.op_type, node.opset)
-        try:
-            if spec is None:
-                spec = custom_lowering.custom_spec(node, options)
-            check_node(spec, node, graph)
-            specs[id(node)] = spec
-        except UnsupportedError as exc:
-            problems.append(exc)
-            rec.refused(node, exc)
-            tainted.update(o for o in node.outputs if o)
-    if problems:
-        first = problems[0]
-        if len(problems) > 1:
-            others = "; ".join(sorted({p.reason_code for p in problems[1:]}))
-            first.message += f" (and {len(problems) - 1} more refused nodes: {others})"
-        raise first
-    return specs
 
 
 def _cyclic_gc_paused(fn):
@@ -214,7 +188,7 @@ def convert_checked(
             model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
         )
         result._model_loader = loader
-        result._driver = driver
+        result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites
             result.tensor_map  # noqa: B018
             from . import gpu_friendly as gpu
@@ -246,9 +220,7 @@ def convert_checked(
         if _has_quantization_ops(rec):
             _prequantized_variant(result, rec, options, quant, build)
         if validate:  # before anything is published: a mismatch raises, nothing is written
-            result.validation = _validate(
-                result, rec, o.test_data, o.seed, o.atol, o.value_hints
-            )
+            result.validation = _validate(result, rec, o.test_data, o.seed, o.atol, o.value_hints)
     except ConversionError as exc:
         rec.error(exc)
         _report_failure(rec, result, out_dir, stem, report_op_coverage, started)
@@ -410,28 +382,12 @@ def _lower_static(
     rec.model_info(fe)
     for rule, count, removed in fe.rewrites:
         rec.rewrite(rule, count, removed)
-    graph = fe.graph
-    fuse, disabled = options.fuse, options.disabled_rewrites
-    for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
-        rec.rewrite(name, len(changed), changed)
-    specs = plan(graph, options, rec)
-    driver = Driver(graph, specs, options)
-    driver.setup_inputs()
-    for node in graph.nodes:
-        driver.run_node(node, specs[id(node)])
-    driver.finish_outputs()
-    subgraphs = [driver.sub, *driver.extra_subgraphs]
-    counts: dict[str, int] = {}
-    for sub in subgraphs:
-        for name, count in tfl_rewrites.apply(sub, enabled=fuse, disabled=disabled):
-            counts[name] = counts.get(name, 0) + count
-    for name, count in counts.items():
-        rec.rewrite(name, count, [])
+    driver = lower_graph(fe.graph, options, rec=rec)
     # The ONNX-order constants and the driver's copies of re-laid-out weights are no longer
     # needed: free them before the file is built (peak memory is the sum otherwise).
-    graph.values.clear()
+    fe.graph.values.clear()
     driver.release_constant_cache()
-    return driver, tfl.Model(subgraphs), fe.model_loader
+    return driver, tfl.Model([driver.sub, *driver.extra_subgraphs]), fe.model_loader
 
 
 def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=None):
@@ -445,13 +401,7 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=
     it was skipped and why, and the run goes on."""
     from . import validate as val
 
-    custom = sorted(
-        {
-            f"{row['domain'] + '.' if row['domain'] else ''}{row['op_type']}"
-            for row in rec.rows.values()
-            if row["mode"] == "custom"
-        }
-    )
+    custom = val.custom_ops(rec.rows.values())
     if custom:
         outcome = val.ValidationResult({}, atol, None, skipped=val.custom_ops_skip(custom))
     else:
