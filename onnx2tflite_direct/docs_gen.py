@@ -77,10 +77,14 @@ def render_ops_md() -> str:
     by_key: dict[tuple[str, str], list] = {}
     for spec in REGISTRY.specs():
         by_key.setdefault((spec.domain, spec.op_type), []).append(spec)
-    keys = [("", op) for op in onnx_ops] + sorted(k for k in by_key if k[0] != "")
+    # then other domains, and default-domain ops onnx does not define (onnxruntime's own)
+    keys = [("", op) for op in onnx_ops] + sorted(
+        k for k in by_key if k[0] != "" or k[1] not in onnx_ops
+    )
     for domain, op in keys:
         specs = by_key.get((domain, op), [])
-        cell = _tests_cell(tests.get(op if not domain else f"{domain}.{op}", tests.get(op)))
+        fallback = tests.get(op) if not domain or domain.startswith("ai.onnx") else None
+        cell = _tests_cell(tests.get(op if not domain else f"{domain}.{op}", fallback))
         if not specs and op in FRONT_END_OPS and not domain:
             lines.append(
                 f"| {op} | ai.onnx | | supported | {cell} | (none) | {FRONT_END_OPS[op]} |"
