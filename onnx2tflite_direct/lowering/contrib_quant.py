@@ -52,7 +52,9 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     dtype_inputs=(0, 1, 4, 5),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
     notes="exact int32 accumulation (digit split beyond 2**24), then "
-    "float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, per-column B",
+    "float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, per-column B; "
+    "error bound vs onnxruntime: accumulator 0, output the same float32 roundings "
+    "(<= 1 ulp each for the int32->float conversion, the product and the bias add)",
     extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
 )
 def lower_matmul_integer_to_float(ctx):
@@ -129,7 +131,9 @@ def _dynamic_quantize(ctx, x):
         "MUL",
     ),
     notes="A quantized like DynamicQuantizeLinear (uint8), exact int32 accumulation (digit "
-    "split beyond 2**24), float(acc) * (a_scale * b_scale) + bias like onnxruntime",
+    "split beyond 2**24), float(acc) * (a_scale * b_scale) + bias like onnxruntime; error "
+    "bound vs onnxruntime: the float32 roundings of the output, plus one quantization step "
+    "of A (a_scale * |b|) where x / a_scale lands on a rounding tie",
     extra_check=_dqmm_check,
 )
 def lower_dynamic_quantize_matmul(ctx):
