@@ -21,6 +21,7 @@ from pathlib import Path
 import onnx
 
 from . import cli, errors, lowering  # noqa: F401  (lowering registers every lowering)
+from .options import FIELDS
 from .registry import REGISTRY
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "ops.md"
@@ -114,16 +115,21 @@ def _default_note(name: str) -> str:
 
 
 def render_cli_table(group: str) -> str:
-    """The README table of one option group: flag(s), what it does, default, example."""
-    lines = ["| flag | effect |", "|---|---|"]
+    """The README table of one option group: flag(s), the ``convert()`` keyword it sets, what
+    it does, its default and an example."""
+    lines = ["| flag | `convert()` keyword | effect |", "|---|---|---|"]
     for name, meta in cli.described_options():
         if meta.group != group:
             continue
         usage = " / ".join(f"`{_cell(f.usage())}`" for f in meta.flags)
+        if name in FIELDS:
+            keyword = f"`{_cell(meta.api_hint or name)}`"
+        else:
+            keyword = "`output_dir` (2nd argument)" if name == "output_dir" else "(CLI only)"
         effect = f"{meta.doc}{_default_note(name)}: `{_cell(meta.example)}`"
-        lines.append(f"| {usage} | {effect} |")
+        lines.append(f"| {usage} | {keyword} | {effect} |")
     if group == "output":
-        lines.append("| `--version` | print the version: `--version` |")
+        lines.append("| `--version` | (CLI only) | print the version: `--version` |")
     return "\n".join(lines)
 
 

@@ -92,6 +92,11 @@ def value_problems(o) -> Iterable[OptionError]:
                 problem = array_file_problem(path, "npy")
                 if problem:
                     yield _bad(f"{{0}} {spec}: {problem}", "calibration_data")
+    elif isinstance(o.calibration_data, (str, Path)) and Path(o.calibration_data).is_dir():
+        for path in sorted(Path(o.calibration_data).glob("*.npz")):
+            problem = array_file_problem(path, "npz")
+            if problem:
+                yield _bad(f"{{0}} {o.calibration_data}: {problem}", "calibration_data")
 
 
 def conflicts(o) -> Iterable[OptionError]:

@@ -385,6 +385,16 @@ def test_a_file_that_is_not_npy_says_so_not_pickle(tmp_path, capsys, flag):
     assert "pickle" not in line and "not a .npy file" in line and flag in line
 
 
+def test_a_calibration_folder_with_a_foreign_npz_says_so(tmp_path, capsys):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "0.npz").write_text("not a zip")
+    args = ["--quantize", "int8", "--calibration-data", tmp_path / "calib"]
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path / "o", *args)
+    assert code == errors.EXIT_BAD_INPUT
+    (line,) = _error_lines(err)
+    assert "pickle" not in line and "not a .npz file" in line and "--calibration-data" in line
+
+
 def test_full_integer_file_with_float_ops_warns_with_the_count(tmp_path, capsys):
     """Item 5: an LSTM calibrated on random data gave a float "full_integer_quant" silently."""
     rng = np.random.default_rng(0)
