@@ -92,7 +92,6 @@ SIZE_KNOTS = {
     "builder": H5B_7,
     "frontend*": H5A_2,
     "lowering.ml_trees": LEAD,  # ai.onnx.ml tree ensembles, added past 800 lines meanwhile
-    "lowering.resize": H5B_7,
     "options": H1_5,
     "validate": LEAD,  # grew past 800 lines with work in progress at the time of writing
 }
