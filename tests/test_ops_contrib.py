@@ -809,3 +809,107 @@ def test_group_query_attention_refuses_quantized_cache_and_position_ids():
     model, _ = _gqa(b=1, s=1, past=3, total=4, seqlens=[3], attrs={"smooth_softmax": 1})
     err = expect_refusal(model, "unsupported_attribute_value")
     assert "smooth_softmax" in str(err) and "GroupQueryAttention" in str(err)
+
+
+# ---- whole fused graphs, as onnxruntime's transformer optimizer writes them -------------------
+
+
+def _bert_block(hidden=32, heads=4, seq=7, vocab=50):
+    """Embeddings + one encoder layer: EmbedLayerNormalization -> Attention (mask_index from the
+    embedding op) -> SkipLayerNormalization -> MatMul -> BiasGelu -> MatMul ->
+    SkipLayerNormalization (with bias)."""
+    h = hidden
+    inits = {
+        "word": _rand(vocab, h),
+        "pos": _rand(16, h),
+        "seg": _rand(2, h),
+        "g0": _rand(h),
+        "b0": _rand(h),
+        "qkv_w": _rand(h, 3 * h, scale=0.2),
+        "qkv_b": _rand(3 * h, scale=0.1),
+        "o_w": _rand(h, h, scale=0.2),
+        "g1": _rand(h),
+        "b1": _rand(h),
+        "o_b": _rand(h),
+        "f1_w": _rand(h, 4 * h, scale=0.2),
+        "f1_b": _rand(4 * h),
+        "f2_w": _rand(4 * h, h, scale=0.1),
+        "f2_b": _rand(h),
+        "g2": _rand(h),
+        "b2": _rand(h),
+    }
+    nodes = [
+        ms_node(
+            "EmbedLayerNormalization",
+            ["ids", "segs", "word", "pos", "seg", "g0", "b0", "mask"],
+            ["emb", "mask_index"],
+            epsilon=1e-12,
+        ),
+        ms_node("Attention", ["emb", "qkv_w", "qkv_b", "mask_index"], ["att"], num_heads=heads),
+        helper.make_node("MatMul", ["att", "o_w"], ["att_o"]),
+        ms_node(
+            "SkipLayerNormalization", ["att_o", "emb", "g1", "b1", "o_b"], ["ln1"], epsilon=1e-12
+        ),
+        helper.make_node("MatMul", ["ln1", "f1_w"], ["f1"]),
+        ms_node("BiasGelu", ["f1", "f1_b"], ["gelu"]),
+        helper.make_node("MatMul", ["gelu", "f2_w"], ["f2"]),
+        ms_node("SkipLayerNormalization", ["f2", "ln1", "g2", "b2", "f2_b"], ["y"], epsilon=1e-12),
+    ]
+    ins = [("ids", np.int32, (2, seq)), ("segs", np.int32, (2, seq)), ("mask", np.int32, (2, seq))]
+    feeds = {
+        "ids": RNG.integers(0, vocab, (2, seq)).astype(np.int32),
+        "segs": (np.arange(seq)[None] >= 4).astype(np.int32).repeat(2, 0),
+        "mask": (np.arange(seq)[None] < np.array([[5], [7]])).astype(np.int32),
+    }
+    return ms_model(nodes, ins, [("y", F)], inits), feeds
+
+
+def test_bert_like_fused_graph():
+    model, feeds = _bert_block()
+    chk = check_conversion(model, feeds=feeds, atol=5e-5)
+    assert "CUSTOM" not in chk.ops
+
+
+def test_gpt2_like_fused_graph_with_past():
+    """opset-13 graph: onnxruntime's LayerNormalization (ONNX domain) -> unidirectional
+    Attention with past/present -> SkipLayerNormalization -> MatMul -> FastGelu(bias)."""
+    h, heads, seq, past = 32, 4, 3, 5
+    inits = {
+        "g0": _rand(h),
+        "b0": _rand(h),
+        "qkv_w": _rand(h, 3 * h, scale=0.2),
+        "qkv_b": _rand(3 * h, scale=0.1),
+        "o_w": _rand(h, h, scale=0.2),
+        "g1": _rand(h),
+        "b1": _rand(h),
+        "o_b": _rand(h),
+        "f_w": _rand(h, 4 * h, scale=0.2),
+        "f_b": _rand(4 * h),
+    }
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g0", "b0"], ["ln0"], epsilon=1e-5),
+        ms_node(
+            "Attention",
+            ["ln0", "qkv_w", "qkv_b", "mask", "past"],
+            ["att", "present"],
+            num_heads=heads,
+            unidirectional=1,
+        ),
+        helper.make_node("MatMul", ["att", "o_w"], ["att_o"]),
+        ms_node("SkipLayerNormalization", ["att_o", "x", "g1", "b1", "o_b"], ["ln1"], epsilon=1e-5),
+        helper.make_node("MatMul", ["ln1", "f_w"], ["f"]),
+        ms_node("FastGelu", ["f", "f_b"], ["y"]),
+    ]
+    ins = [
+        ("x", F, (2, seq, h)),
+        ("mask", np.int32, (2, past + seq)),
+        ("past", F, (2, 2, heads, past, h // heads)),
+    ]
+    feeds = {
+        "x": _rand(2, seq, h),
+        "mask": (np.arange(past + seq)[None] >= np.array([[2], [0]])).astype(np.int32),
+        "past": _rand(2, 2, heads, past, h // heads),
+    }
+    model = ms_model(nodes, ins, [("y", F), ("present", F)], inits, opset=13)
+    chk = check_conversion(model, feeds=feeds, atol=5e-5)
+    assert "CUSTOM" not in chk.ops
