@@ -27,6 +27,7 @@ import onnx
 # The comparison and the inputs live in their own modules; their public names (and the few
 # private helpers other modules and tools use) stay importable from here.
 from .comparison import _is_float, _kind, compare, reference_ulp, tolerance  # noqa: F401
+from .driver import VALID_COUNT_SUFFIX
 from .validation_inputs import (  # noqa: F401
     DYNAMIC_BATCH_CHUNK,
     _as_model,
@@ -479,8 +480,6 @@ def _trim_padded_outputs(expected: Mapping, actual: dict) -> set[str]:
     """Fixed-size outputs padded with -1 rows (``<name>_valid_count`` beside them) are cut to
     their valid rows for comparison; returns the count outputs. Padding that is not all -1 is
     left in place, so the comparison fails on it."""
-    from .context import VALID_COUNT_SUFFIX
-
     counts = set()
     for name in list(actual):
         base = name[: -len(VALID_COUNT_SUFFIX)]
