@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-import tempfile
+import threading
 from pathlib import Path
 
 from . import __version__, diagnostics, errors, gpu_check, pipeline, report, validate
@@ -309,29 +309,36 @@ def _setup_logging(args: argparse.Namespace) -> None:
 @contextlib.contextmanager
 def _native_noise_filtered(enabled: bool):
     """With -q, lines native runtimes print on the process's stderr (LiteRT's XNNPACK banner)
-    are dropped; everything else written meanwhile is passed on, in order."""
+    are dropped. The stderr descriptor feeds a pipe whose reader passes every other line on
+    as it comes, so warnings keep their order and timing."""
     try:
         fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # a captured, fd-less stderr
+    except (AttributeError, OSError, ValueError):  # a captured, descriptor-less stderr
         fd = None
     if not enabled or fd is None:
         yield
         return
     sys.stderr.flush()
     saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
-                if not NATIVE_NOISE.match(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src:
+            for line in src:
+                if not NATIVE_NOISE.match(line.decode(errors="replace")):
+                    os.write(saved, line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)  # closes the pipe's last write end: the reader sees the end
+        reader.join()
+        os.close(saved)
 
 
 def _cli_checks(args: argparse.Namespace) -> None:
