@@ -141,3 +141,52 @@ def test_failed_run_keeps_existing_files_and_writes_the_report(tmp_path, capsys)
     assert code in (errors.EXIT_BAD_INPUT, errors.EXIT_UNSUPPORTED), err
     assert old.read_bytes() == b"previous"
     assert (out_dir / "small_cnn_op_coverage_report.json").exists()
+
+
+def test_quantized_variants_have_the_documented_file_names(tmp_path, capsys):
+    """The README's --quantize row names the files each variant writes."""
+    code, _, err = run(
+        capsys,
+        EXAMPLE,
+        "-o",
+        tmp_path,
+        "--quantize",
+        "fp16",
+        "dynamic",
+        "int8",
+        "int16x8",
+        "--calibration-random",
+        "-q",
+    )
+    assert code == 0, err
+    written = sorted(p.name for p in tmp_path.glob("*.tflite"))
+    assert written == sorted(
+        f"small_cnn_{kind}.tflite"
+        for kind in (
+            "float32",
+            "float16",
+            "dynamic_range_quant",
+            "integer_quant",
+            "full_integer_quant",
+            "integer_quant_with_int16_act",
+            "full_integer_quant_with_int16_act",
+        )
+    )
+    readme = (ROOT / "README.md").read_text()
+    for name in written:
+        assert name.replace("small_cnn", "<stem>") in readme or "full_integer" in name
+
+
+def test_validate_all_tensors_writes_the_documented_file(tmp_path, capsys):
+    code, _, err = run(capsys, EXAMPLE, "-o", tmp_path, "--validate-all-tensors", "-q")
+    assert code == 0, err
+    assert (tmp_path / "small_cnn_tensor_diagnostics.json").exists()
+
+
+def test_inspect_prints_what_the_readme_promises(tmp_path, capsys):
+    assert run(capsys, EXAMPLE, "-o", tmp_path, "-q")[0] == 0
+    code, out, err = run(capsys, "inspect", tmp_path / "small_cnn_float32.tflite")
+    assert code == 0, err
+    text = out.lower()
+    for word in ("input", "output", "signature", "conv_2d", "tensor"):
+        assert word in text, word
