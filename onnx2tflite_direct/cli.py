@@ -505,11 +505,16 @@ def _diagnose(args, result, opts: ConvertOptions) -> int:
         return errors.EXIT_BAD_INPUT
     stem = opts.stem or Path(args.model).stem
     out = Path(args.output_dir) / f"{stem}_tensor_diagnostics.json"
-    write_atomic(out, report.dumps(diag))
-    log.info("wrote tensor diagnostics: %s", out)
-    if args.html_report:
-        write_atomic(Path(args.html_report), render_html(diag, title=stem))
-        log.info("wrote HTML report: %s", args.html_report)
+    try:  # also after a failed validation, which writes (and creates) nothing else
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, report.dumps(diag))
+        log.info("wrote tensor diagnostics: %s", out)
+        if args.html_report:
+            write_atomic(Path(args.html_report), render_html(diag, title=stem))
+            log.info("wrote HTML report: %s", args.html_report)
+    except OSError as exc:
+        log.error("error: [%s] cannot write the tensor diagnostics: %s", errors.INVALID_OPTION, exc)
+        return errors.EXIT_BAD_INPUT
     first = diag.get("first_divergent_node")
     log.info("first divergent node: %s", first or "none (every tensor within tolerance)")
     if first:

@@ -124,6 +124,18 @@ def test_failed_validation_writes_no_tflite_and_reports_failure(tmp_path, monkey
     assert "validation FAILED" in capsys.readouterr().out
 
 
+def test_failed_validation_still_writes_the_requested_diagnostics(tmp_path, monkeypatch):
+    """The bisection is what a failed validation is diagnosed with: it is written (its folder
+    created) although the run writes no model file."""
+    _wrong_relu(monkeypatch)
+    path = _save(_cnn(), tmp_path, "dyn")
+    out = tmp_path / "new" / "folder"
+    args = [str(path), "-o", str(out), "--validate", "--validate-all-tensors"]
+    assert cli.main(args) == errors.EXIT_VALIDATION
+    diag = json.loads((out / "dyn_tensor_diagnostics.json").read_text())
+    assert diag["first_divergent_node"] == "relu" and not list(out.glob("*.tflite"))
+
+
 def test_failed_validation_in_the_library_carries_both_results(tmp_path, monkeypatch):
     _wrong_relu(monkeypatch)
     with pytest.raises(o2t.ValidationMismatchError) as info:
