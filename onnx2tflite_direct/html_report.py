@@ -156,6 +156,12 @@ def _chart(nodes: list[dict], first: str | None, atol: float) -> str:
             f'<rect class="{cls}" x="{plot_x0}" y="{y + 2}" width="{max(end - plot_x0, 1.0):.1f}" '
             f'height="{ROW_H - 4}"><title>{escape(tip)}</title></rect>'
         )
+        raw = _num(out["max_abs"])
+        if not math.isfinite(raw):  # drawn to the right edge; say why
+            parts.append(
+                f'<text class="label" x="{plot_x1 - 4}" y="{y + ROW_H - 4}" '
+                f'text-anchor="end">{"NaN" if math.isnan(raw) else "inf"}</text>'
+            )
         if not math.isnan(tol):
             tx = x_of(tol)
             exact = " exact" if tol == 0 else ""

@@ -222,6 +222,7 @@ def test_page_structure():
     labels = _svg_texts(page)
     first_labels = [t for a, t in labels if "first" in a.get("class", "").split()]
     assert len(first_labels) == 1 and "bad_node" in first_labels[0]
+    assert [t for _, t in labels].count("inf") == 1  # fc's infinite error, at the right edge
 
 
 def test_names_are_escaped_and_nothing_is_fetched():
