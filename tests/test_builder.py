@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnx2tflite_direct import builder, tfl
+from onnx2tflite_direct import builder, flatbuffer_writer, tfl
 from onnx2tflite_direct.builder import (
     BuildError,
     UnknownOptionError,
@@ -490,7 +490,7 @@ _field = st.tuples(st.sampled_from([0, 1, 2, 4, 8]), st.integers(-100, 100))  # 
 )
 def test_table_frames_match_field_by_field_writer(fields, lead, repeat) -> None:
     """Any mix of scalar widths, offsets and start alignments: same bytes, same positions."""
-    writers = [builder._Writer(64), builder._Writer(64)]
+    writers = [flatbuffer_writer.Writer(64), flatbuffer_writer.Writer(64)]
     results = []
     for k, w in enumerate(writers):
         w.bytes_vector(bytes(lead), 1, 1)  # shifts the start phase
@@ -525,7 +525,7 @@ def _tensors() -> list[tfl.Tensor]:
 @pytest.mark.parametrize("buffer", [0, 7])
 @pytest.mark.parametrize("lead", [0, 1, 2, 3, 5])
 def test_tensor_fast_path_matches_generic_table(buffer: int, lead: int) -> None:
-    fast, generic = builder._Writer(64), builder._Writer(64)
+    fast, generic = flatbuffer_writer.Writer(64), flatbuffer_writer.Writer(64)
     for w in (fast, generic):
         w.bytes_vector(bytes(lead), 1, 1)
     for t in _tensors():
@@ -554,7 +554,7 @@ def _operators() -> list[tfl.Operator]:
 def test_operator_fast_path_matches_generic_table(opcode_index: int, lead: int) -> None:
     ops = _operators()
     index_of = {id(t): i for i, t in enumerate(t for op in ops for t in op.inputs + op.outputs)}
-    fast, generic = builder._Writer(64), builder._Writer(64)
+    fast, generic = flatbuffer_writer.Writer(64), flatbuffer_writer.Writer(64)
     for w in (fast, generic):
         w.bytes_vector(bytes(lead), 1, 1)
     for op in ops:
@@ -567,7 +567,7 @@ def test_operator_fast_path_matches_generic_table(opcode_index: int, lead: int) 
 def test_operator_fast_path_errors() -> None:
     x, z = act("x", (1, 4)), act("z", (1, 4))
     index_of = {id(x): 0, id(z): 1}
-    w = builder._Writer(64)
+    w = flatbuffer_writer.Writer(64)
     with pytest.raises(UnknownOptionError, match="no options table"):
         builder._operator_table(w, tfl.Operator("LOGISTIC", [x], [z], {"a": 1}), 0, index_of)
     with pytest.raises(UnknownOptionError, match="no field"):
