@@ -525,8 +525,9 @@ def _measure_all(arrays, tensor_map, reference, atol, workers: int = 2):
 def validate_all_tensors(result, feeds=None, seed: int = 0, atol: float = 1e-4) -> dict[str, Any]:
     """Compare every intermediate tensor of a :class:`ConversionResult` (JSON-friendly dict).
 
-    Keys: ``nodes`` (topological order: name, op_type, index, outputs with metrics and
-    ``divergent``), ``first_divergent_node``, ``suspects``, ``chain``, ``outputs_ok``,
+    Keys: ``nodes`` (topological order: name, op_type, index, outputs with metrics, among
+    them ``tolerance``, the threshold that output is judged by, and ``divergent``),
+    ``first_divergent_node``, ``suspects``, ``chain``, ``outputs_ok``,
     ``mapping`` (TFLite activation tensors mapped to ONNX tensors; its ``definition`` says what
     is counted), ``derived`` (TFLite-only copies of ONNX tensors compared on their own;
     ``derived_divergent`` names the ones off while their ONNX tensor is fine), ``measured``
