@@ -31,6 +31,7 @@ from .options import (
     Flag,
     Meta,
     cli_spelling,
+    describe,
     meta_of,
     to_cli_wording,
 )
@@ -57,86 +58,63 @@ exit codes:
 # Flags only the command line has (the Python API returns results instead), described like
 # the conversion options so the README's tables cover them too.
 CLI_ONLY: dict[str, Meta] = {
-    "output_dir": Meta(
-        (Flag(("-o", "--output-dir"), "folder for outputs (created if missing)", "value", "DIR"),),
-        "conversion",
+    "output_dir": describe(
+        ".",
+        ("-o", "--output-dir"),
         "where `<stem>_float32.tflite` (and reports) go; created if missing (not by a failed "
         "run); must not be a file",
         "-o out/",
+        group="conversion",
+        metavar="DIR",
     ),
-    "validate_all_tensors": Meta(
-        (
-            Flag(
-                ("--validate-all-tensors",),
-                "compare every intermediate tensor with onnxruntime and name the first "
-                "divergent node (writes <stem>_tensor_diagnostics.json)",
-                "switch",
-            ),
-        ),
-        "checking",
+    "validate_all_tensors": describe(
+        False,
+        "--validate-all-tensors",
         "compare every intermediate tensor with onnxruntime and name the first divergent node "
         "(writes `<stem>_tensor_diagnostics.json`)",
-        "--validate-all-tensors",
-        show_default=False,
+        group="checking",
+        kind="switch",
     ),
-    "html_report": Meta(
-        (
-            Flag(
-                ("--html-report",),
-                "write a self-contained HTML page of per-node errors (implies "
-                "--validate-all-tensors; its folder must exist)",
-                "value",
-                "PATH",
-            ),
-        ),
-        "checking",
+    "html_report": describe(
+        None,
+        "--html-report",
         "a self-contained HTML page with the per-node error chart (implies "
         "`--validate-all-tensors`; its folder must exist)",
         "--html-report out/diag.html",
+        group="checking",
+        metavar="PATH",
     ),
-    "check_gpu": Meta(
-        (
-            Flag(
-                ("--check-gpu", "--check-gpu-compatibility"),
-                "print the GPU delegate verdict ('fully delegable' or the ops that fall back and "
-                "why): a static check against the delegate's ported rules, nothing runs on a GPU",
-                "switch",
-            ),
-        ),
-        "checking",
+    "check_gpu": describe(
+        False,
+        ("--check-gpu", "--check-gpu-compatibility"),
         "print the GPU delegate verdict: `fully delegable`, or `N ops fall back` naming each "
         "(op index, op, reason codes). A static check of the written model against the LiteRT "
         "GPU delegate's own rules (gpu_rules.py); nothing runs on a GPU. See the report's `gpu` "
         "section",
         "--check-gpu",
-        show_default=False,
-    ),
-    "verbose": Meta(
-        (
-            Flag(
-                ("-v", "--verbose"),
-                "also print the I/O layouts, rewrites applied, op counts and timings",
-                "switch",
-            ),
+        group="checking",
+        kind="switch",
+        helps=(
+            "print the GPU delegate verdict ('fully delegable' or the ops that fall back and "
+            "why): a static check against the delegate's ported rules, nothing runs on a GPU",
         ),
-        "output",
+    ),
+    "verbose": describe(
+        False,
+        ("-v", "--verbose"),
         "also print the I/O layouts, the rewrites applied, the op histogram and timings",
         "-v",
-        show_default=False,
+        group="output",
+        kind="switch",
     ),
-    "quiet": Meta(
-        (
-            Flag(
-                ("-q", "--quiet"),
-                "print only warnings, errors and results (no progress lines, no runtime banners)",
-                "switch",
-            ),
-        ),
-        "output",
+    "quiet": describe(
+        False,
+        ("-q", "--quiet"),
         "print only warnings, errors and results (no progress lines, no runtime banners such "
         "as LiteRT's XNNPACK line)",
         "-q",
-        show_default=False,
+        group="output",
+        kind="switch",
     ),
 }
 CLI_DEFAULTS = {"output_dir": "."}

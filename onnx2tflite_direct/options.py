@@ -169,7 +169,7 @@ def plain(doc: str) -> str:
     return doc.replace("`", "")
 
 
-def _opt(
+def describe(
     default,
     flags,
     doc: str,
@@ -185,10 +185,11 @@ def _opt(
     api_hint=None,
     from_cli=None,
     show_default: bool | None = None,
-):
-    """A ConvertOptions field and its metadata. ``flags``: one flag's name(s) as a string or
-    tuple of aliases, or a list of flag names sharing ``kind`` and ``metavar`` (``helps``
-    gives each its own help)."""
+) -> Meta:
+    """An option's metadata. ``flags``: one flag's name(s) as a string or a tuple of aliases,
+    or a list of flag names sharing ``kind`` and ``metavar`` (``helps`` gives each its own
+    help; otherwise ``--help`` shows ``doc`` as plain text). The default is shown for options
+    that take a value."""
     names = [(f,) for f in flags] if isinstance(flags, list) else [(flags,)]
     names = [n[0] if isinstance(n[0], tuple) else n for n in names]
     built = tuple(
@@ -205,9 +206,12 @@ def _opt(
     )
     if show_default is None:
         show_default = kind == "value" and default is not None
-    meta = Meta(built, group, doc, example or names[0][-1], api_hint, from_cli, bool(show_default))
-    kwargs = {"metadata": {"option": meta}}
-    return field(default=default, **kwargs)
+    return Meta(built, group, doc, example or names[0][-1], api_hint, from_cli, bool(show_default))
+
+
+def _opt(default, flags, doc: str, example: str | None = None, **kw):
+    """A ConvertOptions field carrying its metadata (:func:`describe`)."""
+    return field(default=default, metadata={"option": describe(default, flags, doc, example, **kw)})
 
 
 def _switch(flag: str, doc: str, group: str, **kw):
