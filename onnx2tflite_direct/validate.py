@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +77,11 @@ def _import_litert_interpreter():
 # --------------------------------------------------------------------------------------------
 
 
-def run_onnxruntime(
-    model: onnx.ModelProto | bytes | str | Path, feeds: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Reference outputs from onnxruntime (CPU), keyed by ONNX output name.
+def onnxruntime_runner(
+    model: onnx.ModelProto | bytes | str | Path,
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """A function of feeds giving the reference outputs from onnxruntime (CPU), keyed by ONNX
+    output name; the session is built once, so many runs (test data) do not rebuild it.
 
     Basic graph optimizations only: the extended ones replace node patterns by fused kernels
     that round differently (QDQ groups by integer kernels that saturate on CPUs without VNNI,
@@ -98,8 +99,19 @@ def run_onnxruntime(
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     sess = ort.InferenceSession(content, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    outs = sess.run(names, dict(feeds))
-    return {n: np.asarray(v) for n, v in zip(names, outs, strict=True)}
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = sess.run(names, dict(feeds))
+        return {n: np.asarray(v) for n, v in zip(names, outs, strict=True)}
+
+    return run
+
+
+def run_onnxruntime(
+    model: onnx.ModelProto | bytes | str | Path, feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One onnxruntime run (:func:`onnxruntime_runner`)."""
+    return onnxruntime_runner(model)(feeds)
 
 
 def _inverse_perm(perm: Sequence[int]) -> list[int]:
@@ -121,6 +133,75 @@ def make_interpreter(tflite_bytes: bytes, num_threads: int = 1, use_xnnpack: boo
     return interp_mod.Interpreter(**kwargs)
 
 
+def litert_runner(
+    tflite_bytes: bytes,
+    io_table: Sequence[Mapping[str, Any]] | None,
+    num_threads: int = 1,
+    use_xnnpack: bool = True,
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """A function running the ``serving_default`` signature on ONNX-layout feeds and returning
+    ONNX-layout outputs; the interpreter is built once (the signature runner resizes dynamic
+    dims to each call's feeds).
+
+    Each input is transposed by its ``perm`` from ``io_table`` and cast to the TFLite input
+    dtype (quantized with the file's scale and zero point when the file takes integers for a
+    float ONNX input: the full-integer variants); each output is transposed back by the
+    inverse perm (and dequantized likewise). Without an ``io_table`` (or for names missing
+    from it) the layouts are taken to be identical.
+    """
+    interp = make_interpreter(tflite_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack)
+    runner = interp.get_signature_runner("serving_default")
+    in_details = runner.get_input_details()
+    out_details = runner.get_output_details()
+    perms_in = {row["name"]: row.get("perm") for row in _io_rows(io_table, "input")}
+    perms_out = {row["name"]: row.get("perm") for row in _io_rows(io_table, "output")}
+    float_out = {
+        row["name"] for row in _io_rows(io_table, "output") if _is_float(np.dtype(row["dtype"]))
+    }
+
+    def run(feeds_onnx_layout: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = set(in_details) - set(feeds_onnx_layout)
+        if missing:
+            raise ValueError(f"no feed for TFLite signature input(s) {sorted(missing)}")
+        kwargs = {}
+        for name, detail in in_details.items():
+            arr = np.asarray(feeds_onnx_layout[name])
+            perm = perms_in.get(name)
+            if perm is not None:
+                arr = np.transpose(arr, perm)
+            # The signature runner silently resizes inputs; a shape the file does not declare
+            # would hide a layout bug (or fail later with an obscure delegate error): refuse it.
+            want = detail.get("shape_signature")
+            want = detail["shape"] if want is None or len(want) == 0 else want
+            fits = len(want) == arr.ndim and all(
+                w in (-1, a) for w, a in zip(want, arr.shape, strict=False)
+            )
+            if not fits:
+                raise ValueError(
+                    f"input {name!r}: feed shape {tuple(arr.shape)} (after perm {perm}) does "
+                    f"not fit the TFLite input shape {tuple(int(d) for d in want)}"
+                )
+            scale, zero = _io_quantization(detail)
+            if scale is not None and _is_float(arr.dtype):  # an integer-I/O (quantized) file
+                info = np.iinfo(detail["dtype"])
+                arr = np.clip(np.round(arr.astype(np.float64) / scale) + zero, info.min, info.max)
+            kwargs[name] = np.array(arr, dtype=detail["dtype"], order="C")
+        raw = runner(**kwargs)
+        outputs = {}
+        for name, arr in raw.items():
+            arr = np.array(arr, copy=True)  # detach from interpreter-owned memory
+            scale, zero = _io_quantization(out_details.get(name, {}))
+            if scale is not None and (name in float_out or io_table is None):
+                arr = ((arr.astype(np.float64) - zero) * scale).astype(np.float32)
+            perm = perms_out.get(name)
+            if perm is not None:
+                arr = np.transpose(arr, _inverse_perm(perm))
+            outputs[name] = np.array(arr, order="C")  # (ascontiguousarray makes scalars 1-D)
+        return outputs
+
+    return run
+
+
 def run_litert(
     tflite_bytes: bytes,
     feeds_onnx_layout: Mapping[str, np.ndarray],
@@ -128,61 +209,8 @@ def run_litert(
     num_threads: int = 1,
     use_xnnpack: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Run the ``serving_default`` signature on ONNX-layout feeds; return ONNX-layout outputs.
-
-    Each input is transposed by its ``perm`` from ``io_table`` and cast to the TFLite input
-    dtype; each output is transposed back by the inverse perm. Without an ``io_table`` (or for
-    names missing from it) the layouts are taken to be identical.
-    """
-    interp = make_interpreter(tflite_bytes, num_threads=num_threads, use_xnnpack=use_xnnpack)
-    runner = interp.get_signature_runner("serving_default")
-    in_details = runner.get_input_details()
-    perms_in = {row["name"]: row.get("perm") for row in _io_rows(io_table, "input")}
-    perms_out = {row["name"]: row.get("perm") for row in _io_rows(io_table, "output")}
-
-    missing = set(in_details) - set(feeds_onnx_layout)
-    if missing:
-        raise ValueError(f"no feed for TFLite signature input(s) {sorted(missing)}")
-    kwargs = {}
-    for name, detail in in_details.items():
-        arr = np.asarray(feeds_onnx_layout[name])
-        perm = perms_in.get(name)
-        if perm is not None:
-            arr = np.transpose(arr, perm)
-        # The signature runner silently resizes inputs; a shape the file does not declare would
-        # hide a layout bug (or fail later with an obscure delegate error), so refuse it here.
-        want = detail.get("shape_signature")
-        want = detail["shape"] if want is None or len(want) == 0 else want
-        fits = len(want) == arr.ndim and all(
-            w in (-1, a) for w, a in zip(want, arr.shape, strict=False)
-        )
-        if not fits:
-            raise ValueError(
-                f"input {name!r}: feed shape {tuple(arr.shape)} (after perm {perm}) does not fit "
-                f"the TFLite input shape {tuple(int(d) for d in want)}"
-            )
-        scale, zero = _io_quantization(detail)
-        if scale is not None and _is_float(arr.dtype):  # an integer-I/O (quantized) file
-            info = np.iinfo(detail["dtype"])
-            arr = np.clip(np.round(arr.astype(np.float64) / scale) + zero, info.min, info.max)
-        kwargs[name] = np.array(arr, dtype=detail["dtype"], order="C")
-    raw = runner(**kwargs)
-    out_details = runner.get_output_details()
-    float_out = {
-        row["name"] for row in _io_rows(io_table, "output") if _is_float(np.dtype(row["dtype"]))
-    }
-
-    outputs = {}
-    for name, arr in raw.items():
-        arr = np.array(arr, copy=True)  # detach from interpreter-owned memory
-        scale, zero = _io_quantization(out_details.get(name, {}))
-        if scale is not None and (name in float_out or io_table is None):
-            arr = ((arr.astype(np.float64) - zero) * scale).astype(np.float32)
-        perm = perms_out.get(name)
-        if perm is not None:
-            arr = np.transpose(arr, _inverse_perm(perm))
-        outputs[name] = np.array(arr, order="C")  # (ascontiguousarray makes scalars 1-D)
-    return outputs
+    """One LiteRT run (:func:`litert_runner`)."""
+    return litert_runner(tflite_bytes, io_table, num_threads, use_xnnpack)(feeds_onnx_layout)
 
 
 def _io_quantization(detail: Mapping[str, Any]) -> tuple[float | None, int]:
@@ -311,6 +339,9 @@ def validate_runs(
     ``constant_reference`` and noted: any constant would match it, so the match proves nothing.
     """
     variants = dict(variants or {})
+    reference = onnxruntime_runner(model)
+    converted = litert_runner(tflite_bytes, io_table, num_threads)
+    variant_runners: dict[str, Callable] = {}
     worst: ValidationResult | None = None
     ranges: dict[str, _Range] = {}
     accuracy: dict[str, dict[str, _Accuracy]] = {kind: {} for kind in variants}
@@ -318,8 +349,8 @@ def validate_runs(
     count = 0
     for feeds in runs:
         count += 1
-        expected = run_onnxruntime(model, feeds)
-        actual = run_litert(tflite_bytes, feeds, io_table, num_threads=num_threads)
+        expected = reference(feeds)
+        actual = converted(feeds)
         counts = _trim_padded_outputs(expected, actual)
         metrics = compare(expected, actual, atol=atol, rtol=rtol)
         extra = sorted(set(actual) - set(expected) - counts)
@@ -332,7 +363,9 @@ def validate_runs(
             if kind in failed:
                 continue
             try:
-                got = run_litert(data, feeds, io_table, num_threads=num_threads)
+                if kind not in variant_runners:
+                    variant_runners[kind] = litert_runner(data, io_table, num_threads)
+                got = variant_runners[kind](feeds)
             except Exception as exc:  # a measurement, not a verdict: report it and go on
                 failed[kind] = f"LiteRT could not run it: {type(exc).__name__}: {exc}"
                 continue

@@ -187,6 +187,9 @@ def test_test_data_on_a_dynamic_batch_runs_every_sample(tmp_path):
         V.reference_model(res.model, res.report["dynamic_shapes"]), {"x": _samples(70)}
     )
     assert [r["x"].shape[0] for r in runs] == [32, 32, 6] and notes == []
+    # One interpreter serves every run, resized to each (32, 32, then 6 samples).
+    many = o2t.convert(_cnn(), validate=True, test_data={"x": _samples(70)}).validation
+    assert many.ok and many.runs == 3
 
 
 def test_left_over_samples_at_a_static_batch_are_noted():
