@@ -1,11 +1,14 @@
-"""GPU delegate verdict on the benchmark models and the onnx wheel's light_* models.
+"""GPU delegate verdict on the benchmark models, the onnx wheel's light_* models and (with
+``--zoo``) every real-model corpus model that converts (tools/zoo, built locally).
 
 For every model: convert with default options and with ``--gpu-friendly``, and record the
 static GPU verdict of each (``report["gpu"]``: the LiteRT GPU delegate's ported rules,
-``gpu_rules.py``), the operators that fall back (op, reason codes) and the rewrites made. No GPU
-is involved: this measures what the delegate's own rules say about the files we write.
+``gpu_rules.py``), the operators that fall back (op, reason codes) and the rewrites made. The
+``--gpu-friendly`` file is run in LiteRT and compared with onnxruntime (the rewrites must not
+change the answer; corpus: the corpus runner's feeds and tolerance). No GPU is involved: this
+measures what the delegate's own rules say about the files we write.
 
-    python benchmarks/bench_gpu_verdict.py [--out benchmarks/results/gpu_verdict.json]
+    python benchmarks/bench_gpu_verdict.py [--zoo] [--out benchmarks/results/gpu_verdict.json]
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tools")]
 
+import onnx  # noqa: E402
 from make_real_weight_light_models import light_model_paths  # noqa: E402
 from models import BENCHMARK_MODELS  # noqa: E402
 
 from onnx2tflite_direct import convert  # noqa: E402
+from onnx2tflite_direct import validate as V  # noqa: E402
 
 
 def _fallbacks(section: dict) -> dict[str, int]:
@@ -32,41 +37,116 @@ def _fallbacks(section: dict) -> dict[str, int]:
     )
 
 
-def verdicts(name: str, model) -> dict:
+def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> dict:
+    """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime."""
     row = {"model": name}
     for label, friendly in (("default", False), ("gpu_friendly", True)):
-        report = convert(model, gpu_friendly=friendly).report
-        gpu = report["gpu"]
+        res = convert(model, gpu_friendly=friendly, **options)
+        gpu = res.report["gpu"]
         row[label] = {
             "verdict": gpu["verdict"],
             "operators": gpu["operators"],
             "fall_back": _fallbacks(gpu),
         }
         if friendly:
-            rewrites = Counter(r["rule"] for r in report["gpu_friendly"]["rewrites"])
+            section = res.report["gpu_friendly"]
+            rewrites = Counter(r["rule"] for r in section["rewrites"])
             row[label]["rewrites"] = dict(sorted(rewrites.items()))
+            if rewrites:
+                ref = feeds if feeds is not None else V.seeded_inputs(res.model, 0)
+                val = V.validate(
+                    res.model, res.tflite_bytes, res.report["io"], ref, atol=atol, rtol=rtol
+                )
+                row[label]["matches_onnxruntime"] = bool(val.ok)
     return row
+
+
+def zoo_models():
+    """(name, path, feeds, options, domain) of every corpus model whose last corpus run
+    converted it (pass or mismatch), with the corpus runner's pins and options."""
+    from zoo import manifest, paths, run
+
+    for entry in manifest.all_models():
+        cached = paths.results_dir() / f"{entry['name']}.json"
+        if not cached.exists():
+            continue
+        if json.loads(cached.read_text()).get("status") not in ("pass", "mismatch"):
+            continue
+        path = run.model_path(entry["name"])
+        feeds = run.load_feeds(entry, onnx.load(str(path), load_external_data=False))
+        pins = None if entry.get("dynamic") else {k: tuple(v.shape) for k, v in feeds.items()}
+        options = {"keep_io_layout": True, "input_shapes": pins, **entry.get("convert_options", {})}
+        yield entry["name"], str(path), feeds, options, entry.get("domain")
+
+
+def _by_domain(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Corpus domain (``generated`` for the benchmark and light models) -> {models,
+    fully_delegable_default, fully_delegable_gpu_friendly}."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        entry = out.setdefault(
+            r.get("domain") or "generated",
+            {"models": 0, "fully_delegable_default": 0, "fully_delegable_gpu_friendly": 0},
+        )
+        entry["models"] += 1
+        entry["fully_delegable_default"] += r["default"]["verdict"] == "fully delegable"
+        entry["fully_delegable_gpu_friendly"] += r["gpu_friendly"]["verdict"] == "fully delegable"
+    return dict(sorted(out.items()))
+
+
+def _print(row: dict) -> None:
+    if "error" in row:
+        print(f"{row['model']:44s} error: {row['error'][:80]}")
+        return
+    match = row["gpu_friendly"].get("matches_onnxruntime")
+    note = (
+        ""
+        if match is None
+        else ("  (rewritten file matches onnxruntime)" if match else "  MISMATCH")
+    )
+    print(
+        f"{row['model']:44s} default: {row['default']['verdict']:18s} "
+        f"--gpu-friendly: {row['gpu_friendly']['verdict']}{note}"
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gpu_verdict.json")
+    ap.add_argument("--zoo", action="store_true", help="also every converting corpus model")
     args = ap.parse_args(argv)
     rows = []
     models = [(f"{name} (benchmarks/models.py)", fn()) for name, fn in BENCHMARK_MODELS.items()]
     models += [(f"light_{name} (onnx wheel)", str(p)) for name, p in light_model_paths().items()]
     for name, model in models:
-        row = verdicts(name, model)
-        rows.append(row)
-        print(
-            f"{name:40s} default: {row['default']['verdict']:22s} "
-            f"--gpu-friendly: {row['gpu_friendly']['verdict']}"
-        )
+        rows.append(verdicts(name, model))
+        _print(rows[-1])
+    if args.zoo:
+        for name, path, feeds, options, domain in zoo_models():
+            try:
+                row = verdicts(f"{name} (corpus)", path, feeds, atol=1e-5, rtol=1e-3, **options)
+            except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+                row = {"model": f"{name} (corpus)", "error": f"{type(exc).__name__}: {exc}"[:300]}
+            row["domain"] = domain
+            rows.append(row)
+            _print(row)
+    rows_ok = [r for r in rows if "error" not in r]
     full = {
-        label: sum(r[label]["verdict"] == "fully delegable" for r in rows)
+        label: sum(r[label]["verdict"] == "fully delegable" for r in rows_ok)
         for label in ("default", "gpu_friendly")
     }
-    summary = {"models": len(rows), "fully_delegable": full}
+    summary = {
+        "models": len(rows),
+        "with_verdict": len(rows_ok),
+        "fully_delegable": full,
+        "by_domain": _by_domain(rows_ok),
+        "gpu_friendly_rewritten_and_matching": sum(
+            r["gpu_friendly"].get("matches_onnxruntime") is True for r in rows_ok
+        ),
+        "gpu_friendly_rewritten_and_differing": sum(
+            r["gpu_friendly"].get("matches_onnxruntime") is False for r in rows_ok
+        ),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -80,8 +160,8 @@ def main(argv=None) -> int:
         + "\n"
     )
     print(
-        f"fully delegable: {full['default']}/{len(rows)} by default, "
-        f"{full['gpu_friendly']}/{len(rows)} with --gpu-friendly -> {args.out}"
+        f"fully delegable: {full['default']}/{len(rows_ok)} by default, "
+        f"{full['gpu_friendly']}/{len(rows_ok)} with --gpu-friendly -> {args.out}"
     )
     return 0
 

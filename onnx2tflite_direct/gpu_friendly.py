@@ -8,8 +8,8 @@ avoidable with an exactly equivalent graph. :func:`apply` rewrites an operator o
 rules reject it and only into operators the same rules accept (one source of truth), repeating
 until nothing changes; the report section lists the rewrites and what still falls back.
 
-Rewrites (each bit-exact: data movement, an un-fused activation, or an identity of IEEE
-arithmetic):
+Rewrites (bit-exact unless said: data movement, an un-fused activation, an identity of IEEE
+arithmetic, a constant computed once):
 
 - ``gather_to_slices``: GATHER the delegate rejects (scalar or N-D constant indices, ...)
   becomes one forward STRIDED_SLICE when the indices step evenly, else one SLICE per
@@ -23,6 +23,15 @@ arithmetic):
 - ``ceil_by_floor``: CEIL (no GPU parser) becomes MUL(-1), FLOOR, MUL(-1).
 - ``unfuse_activation``: a fused activation that raises the version above the GPU cap
   (TRANSPOSE_CONV v4, cap 3) becomes a separate activation operator.
+- ``gather_flat_indices``: GATHER by N-D constant indices with too many runs for slices
+  becomes GATHER by the flattened indices + RESHAPE.
+- ``fold_constant_reshape``: RESHAPE of a constant (a Conv1D filter) becomes the reshaped
+  constant.
+- ``reshape_static_shape``: RESHAPE whose target shape is computed at run time in a static
+  graph takes its static output shape as a constant (the shape arithmetic becomes dead).
+- ``slice_rank_lift``: a 1-D/2-D SLICE or STRIDED_SLICE runs on a 3-D view.
+- ``lrn_by_conv``: LOCAL_RESPONSE_NORMALIZATION becomes SQUARE, a banded 1x1 CONV_2D, POW and
+  MUL (same formula; the window sum is added in another order).
 """
 
 from __future__ import annotations
@@ -461,9 +470,71 @@ def _lrn_by_conv(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     ]
 
 
+def _gather_flat_indices(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """GATHER by N-D constant indices (the GPU takes 1-D ones) -> GATHER by the flattened
+    indices, then a RESHAPE to the N-D result (torch dynamo's ``as_strided`` pooling)."""
+    if op.opcode != "GATHER" or len(op.inputs) < 2:
+        return None
+    data, idx = op.inputs[0], op.inputs[1]
+    out = op.outputs[0]
+    if (
+        idx is None
+        or idx.data is None
+        or idx.rank == 1
+        or op.options.get("batch_dims", 0) not in (0, None)
+        or not _static(data, out)
+    ):
+        return None
+    axis = int(op.options.get("axis", 0) or 0)
+    axis = axis + data.rank if axis < 0 else axis
+    flat = np.ascontiguousarray(idx.data.reshape(-1)).astype(np.int32)
+    n = data.shape[axis]
+    if flat.size == 0 or flat.min() < -n or flat.max() >= n:
+        return None  # out-of-range indices are a runtime error for GATHER: leave it to say so
+    gathered = data.shape[:axis] + (flat.size,) + data.shape[axis + 1 :]
+    if int(np.prod(gathered)) != int(np.prod(out.shape)):
+        return None
+    flat_t = ed.const(f"{idx.name}/flat", flat)
+    joined = ed.temp(f"{out.name}/flat", out.dtype, gathered)
+    gather = ed.op("GATHER", [data, flat_t], [joined], op, axis=axis, batch_dims=0)
+    return [gather, ed.reshape(joined, out, op)]
+
+
+def _fold_constant_reshape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """RESHAPE of a constant (the GPU RESHAPE needs a runtime input) -> the reshaped constant
+    itself: its consumers read the same values from a constant tensor (a view, no copy)."""
+    if op.opcode != "RESHAPE":
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if src is None or src.data is None or not _static(out) or id(out) in ed.io:
+        return None
+    if src.quantization is not None or src.data.size != int(np.prod(out.shape)):
+        return None
+    out.data = src.data.reshape(out.shape)
+    return []
+
+
+def _reshape_static_shape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """RESHAPE whose target shape is computed at run time (the GPU RESHAPE takes one runtime
+    input) in a fully static graph -> the same RESHAPE with its static output shape as a
+    constant; the integer shape arithmetic feeding it becomes dead and is removed."""
+    if op.opcode != "RESHAPE" or len(op.inputs) < 2:
+        return None
+    src, shape, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    if src is None or src.data is not None or shape is None or shape.data is not None:
+        return None
+    if not _static(src, out, shape):
+        return None
+    target = ed.const(f"{out.name}/static_shape", np.array(out.shape, np.int32))
+    return [tfl.Operator("RESHAPE", [src, target], [out], dict(op.options), onnx_node=op.onnx_node)]
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
+    ("gather_flat_indices", _gather_flat_indices),
+    ("fold_constant_reshape", _fold_constant_reshape),
+    ("reshape_static_shape", _reshape_static_shape),
     ("transpose_rank_reduction", _reduce_transpose),
     ("unfuse_activation", _unfuse_activation),
     ("broadcast_to_tile", _broadcast_to_tile),
@@ -480,7 +551,7 @@ def _describe(rule: str, op: tfl.Operator, new_ops: list[tfl.Operator]) -> dict[
         "rule": rule,
         "op": op.opcode,
         "onnx_node": op.onnx_node,
-        "detail": f"{op.opcode}{shapes} -> {' + '.join(made)}",
+        "detail": f"{op.opcode}{shapes} -> {' + '.join(made) or 'a constant tensor'}",
     }
 
 
@@ -517,6 +588,7 @@ def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
                 rewritten.append(op)
         if touched:
             sub.operators = rewritten
+            tfl_rewrites.remove_dead_ops(sub)  # e.g. shape arithmetic a constant replaced
             tfl_rewrites.collapse_reshapes(sub)
             changed = True
     return changed

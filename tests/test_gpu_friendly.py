@@ -98,10 +98,17 @@ def test_integer_gather_left_alone():
     assert "non_float_tensor" in _not_delegated(chk)[0]["rules"]
 
 
-def test_gather_with_many_runs_left_alone():
-    chk = check_conversion(_gather_model((1, 2, 6), [[0, 2, 4, 1, 3]], 2), gpu_friendly=True)
-    assert chk.ops["GATHER"] == 1 and _rewrites(chk) == []
-    assert _not_delegated(chk)[0]["rules"] == ["tensor_rank"]
+def test_gather_with_many_runs_takes_flat_indices():
+    """Too many runs for slices: the N-D indices are flattened (the GPU GATHER takes 1-D
+    ones) and the result reshaped, as torch dynamo's ``as_strided`` pooling needs."""
+    model = _gather_model((1, 2, 6), [[0, 2, 4, 1, 3]], 2)
+    plain = check_conversion(model)
+    assert [f["rules"] for f in plain.report["gpu"]["fall_back"]] == [["tensor_rank"]]
+    chk = check_conversion(model, gpu_friendly=True)
+    assert dict(chk.ops) == {"GATHER": 1, "RESHAPE": 1}
+    assert [r["rule"] for r in _rewrites(chk)] == ["gather_flat_indices"]
+    assert _not_delegated(chk) == []
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
 
 
 def test_out_of_range_gather_left_for_the_kernel_to_reject():
@@ -546,3 +553,60 @@ def test_gpu_friendly_section_lists_before_and_after():
         ("ARG_MAX", ["no_gpu_kernel"]),
         ("RESHAPE", ["non_float_tensor"]),
     ]
+
+
+def test_conv1d_filter_reshape_is_folded():
+    """A 1-D convolution's filter is reshaped to 2-D by a RESHAPE of a constant, which the GPU
+    RESHAPE (one runtime input) does not take: the reshaped constant replaces it."""
+    w = np.random.default_rng(4).standard_normal((4, 3, 3)).astype(np.float32)
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1])],
+        inputs=[("x", np.float32, (1, 3, 10))],
+        outputs=[("y", np.float32, (1, 4, 10))],
+        initializers={"w": w},
+    )
+    plain = check_conversion(model)
+    assert [(f["op"], f["rules"]) for f in plain.report["gpu"]["fall_back"]] == [
+        ("RESHAPE", ["operands"])
+    ]
+    chk = check_conversion(model, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["fold_constant_reshape"]
+    assert chk.ops["RESHAPE"] == plain.ops["RESHAPE"] - 1
+    assert chk.report["gpu"]["verdict"] == "fully delegable"  # both match onnxruntime
+
+
+def test_runtime_shape_of_a_static_reshape_becomes_constant():
+    """SHAPE -> RESHAPE in a static graph: the target shape is known, the integer shape
+    computation goes away (the GPU RESHAPE takes one runtime input, SHAPE has no parser)."""
+    x = tfl.Tensor("x", np.float32, (2, 3, 4))
+    s = tfl.Tensor("s", np.int32, (2,))
+    two = tfl.Tensor("two", np.int32, (2,), data=np.array([1, 2], np.int32))
+    d = tfl.Tensor("d", np.int32, (2,))
+    y = tfl.Tensor("y", np.float32, (6, 4))
+    flat = tfl.Tensor("flat", np.int32, (2,), data=np.array([6, 4], np.int32))
+    shape_of = tfl.Tensor("shape_of", np.int32, (3,))
+    sub = tfl.Subgraph(
+        operators=[
+            tfl.Operator("SHAPE", [x], [shape_of], {"out_type": "INT32"}),
+            tfl.Operator(
+                "SLICE",
+                [shape_of, two, tfl.Tensor("n", np.int32, (1,), data=np.array([2], np.int32))],
+                [s],
+            ),
+            tfl.Operator(
+                "MUL", [s, tfl.Tensor("z", np.int32, (), data=np.array(0, np.int32))], [d]
+            ),
+            tfl.Operator("ADD", [d, flat], [tfl.Tensor("target", np.int32, (2,))]),
+        ],
+        inputs=[x],
+        outputs=[y],
+    )
+    target = sub.operators[-1].outputs[0]
+    sub.operators.append(tfl.Operator("RESHAPE", [x, target], [y]))
+    section = gpu_friendly.apply(tfl.Model([sub]))
+    assert [r["rule"] for r in section["rewrites"]] == ["reshape_static_shape"]
+    assert [op.opcode for op in sub.operators] == ["RESHAPE"]
+    assert section["verdict_before"] == "5 ops fall back"
+    assert section["verdict_after"] == "fully delegable"
+    data = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    assert np.array_equal(_run_ir(sub, {"x": data})["y"], data.reshape(6, 4))
