@@ -140,10 +140,19 @@ def classifier_model(a, w, labels, tracks=False, **extra):
 ALL_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 
 
+@pytest.fixture(params=["traverse", "all_splits"])
+def strategy(request, monkeypatch):
+    """Run a tree test with each walking strategy forced (the cost model picks one)."""
+    from onnx2tflite_direct.lowering import ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("aggregate", ["SUM", "AVERAGE", "MIN", "MAX"])
 @pytest.mark.parametrize("n_targets", [1, 3])
 @pytest.mark.parametrize("weights", ["dense", "sparse"])
-def test_tree_regressor_aggregates(aggregate, n_targets, weights):
+def test_tree_regressor_aggregates(aggregate, n_targets, weights, strategy):
     rng = np.random.default_rng(_seed(aggregate, n_targets, weights))
     a, w = random_trees(rng, 7, 4, n_out=n_targets, weights=weights)
     base = [0.5, -0.25, 1.0][:n_targets]
@@ -153,7 +162,7 @@ def test_tree_regressor_aggregates(aggregate, n_targets, weights):
 
 @pytest.mark.parametrize("mode", ALL_MODES)
 @pytest.mark.parametrize("tracks", [False, True])
-def test_tree_regressor_branch_modes_and_nan(mode, tracks):
+def test_tree_regressor_branch_modes_and_nan(mode, tracks, strategy):
     rng = np.random.default_rng(ALL_MODES.index(mode))
     ints = mode in ("BRANCH_EQ", "BRANCH_NEQ")
     a, w = random_trees(rng, 5, 4, modes=(mode,), tracks=tracks, ints=ints)
@@ -201,7 +210,7 @@ def test_tree_classifier_multiclass(transform, n_classes, weights, base):
 @pytest.mark.parametrize("weights", ["dense", "one_class", "one_class_positive"])
 @pytest.mark.parametrize("n_base", [0, 1, 2])
 @pytest.mark.parametrize("labels", [(0, 1), (4, 9)])
-def test_tree_classifier_binary_conventions(transform, weights, n_base, labels):
+def test_tree_classifier_binary_conventions(transform, weights, n_base, labels, strategy):
     rng = np.random.default_rng(n_base * 13 + len(weights))
     positive = weights == "one_class_positive"
     a, w = random_trees(rng, 5, 3, n_out=2, weights="dense", positive=positive)
@@ -217,7 +226,7 @@ def test_tree_classifier_binary_conventions(transform, weights, n_base, labels):
     check_conversion(model, feeds={"x": _features()})
 
 
-def test_tree_classifier_average_depth_and_int_input():
+def test_tree_classifier_deep_trees_and_int_input(strategy):
     rng = np.random.default_rng(3)
     a, w = random_trees(rng, 12, 8, n_out=3)
     node = helper.make_node(
@@ -297,7 +306,7 @@ def v5_from_legacy(a, w, n_targets, member_sets=None):
 
 @pytest.mark.parametrize("aggregate", [0, 1, 2, 3])
 @pytest.mark.parametrize("transform", [0, 1, 2, 3])
-def test_tree_ensemble_v5(aggregate, transform):
+def test_tree_ensemble_v5(aggregate, transform, strategy):
     rng = np.random.default_rng(aggregate * 5 + transform)
     a, w = random_trees(rng, 6, 4, n_out=3, weights="sparse")
     attrs = v5_from_legacy(a, w, 3)

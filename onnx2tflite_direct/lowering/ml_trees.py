@@ -1,22 +1,26 @@
 """Tree ensembles (ai.onnx.ml TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble v5).
 
-How the trees run (chosen by measurement, ``benchmarks/bench_trees.py``): every split of every
-tree is evaluated at once, then the trees are walked with one GATHER per level.
+How the trees run: two strategies, chosen per model by a cost model measured on LiteRT's CPU
+kernels (``choose_strategy``; ``benchmarks/bench_trees.py`` has the figures).
 
-1. ``GATHER`` the feature of every node from the ``[N, F]`` input and compare it with the
-   node's threshold (one comparison per branch mode present; BRANCH_MEMBER tests set
-   membership over a padded ``[nodes, slots]`` table; NaN follows
-   ``nodes_missing_value_tracks_true``). ``SELECT_V2`` of the true/false child tables then
-   gives ``next[N, node]``: the node each sample moves to from every node (a leaf moves to
-   itself).
-2. ``s = GATHER(next, roots)`` then ``depth - 1`` times ``s = GATHER(next, s, batch_dims=1)``:
-   ``[N, trees]`` reached nodes, one small op per tree level whatever the number of trees.
-3. ``GATHER`` the leaf weights and reduce over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then
-   base values, the aggregate's scaling and onnxruntime's post transform and label rules.
+* Traversal (the usual choice): level by level, one int32 record per node (feature,
+  threshold bits, children) is GATHERed for every tree, the feature value GATHERed from the
+  ``[N, F]`` input, compared, and the child picked with SELECT_V2. Trees sorted by depth leave
+  the working set once they reach their leaves, so the work is the sum of the tree depths.
+  NaN routing (``nodes_missing_value_tracks_true``) costs nothing per level: a tracking node
+  reads a copy of the input whose NaNs are replaced by the value its comparison sends true.
+  Needs one branch mode among LEQ/LT/GTE/GT and finite thresholds.
+* All splits at once (mixed modes, EQ/NEQ/MEMBER, or tiny trees): every node's comparison is
+  evaluated in one pass (GATHER of features, one comparison per mode, BRANCH_MEMBER as a padded
+  set comparison), SELECT_V2 gives ``next[N, node]``, then one batched GATHER per level walks
+  all trees.
 
-The alternative, the GEMM formulation (compare, path matrix, leaf selection as matmuls), costs
-``nodes x leaves`` multiply-adds per tree and sample: slower at batch 1 for the deep trees
-real exporters write, and its matrices grow quadratically with tree size.
+LiteRT has no pointer-chasing kernel: its GATHER copies element by element (about 4 ns per
+element), which bounds both strategies; the GEMM formulation (path matrices) needs
+``nodes x leaves`` multiply-adds per tree and loses on anything but tiny trees.
+
+Leaf weights are GATHERed and reduced over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then base
+values, the aggregate's scaling and onnxruntime's post transform and label rules apply.
 
 Thresholds: float32 inputs compared with float64 thresholds (``*_as_tensor``, TreeEnsemble
 with double splits) are exact after rounding each threshold in the direction its comparison
@@ -134,7 +138,11 @@ class Forest:
 
     def depth(self) -> int:
         """Splits on the longest root-to-leaf path (iterative: trees can be deep)."""
-        best = 0
+        return max(self.tree_depths())
+
+    def tree_depths(self) -> list[int]:
+        """Per tree (``roots`` order): splits on its longest root-to-leaf path."""
+        depths = []
         memo: dict[int, int] = {}
         for root in self.roots:
             stack = [(root, False)]
@@ -155,8 +163,8 @@ class Forest:
                         stack.append((c, False))
                 if len(stack) > 10 * len(self.nodes) + 10:
                     raise TreeError("the tree structure has a cycle")
-            best = max(best, memo[root])
-        return best
+            depths.append(memo[root])
+        return depths
 
     def reachable_leaves(self, root: int) -> list[int]:
         out, stack, seen = [], [root], set()
@@ -417,7 +425,8 @@ def _group_condition(ctx, x, forest, order, positions, mode):
 
 
 def walk(ctx, x, forest: Forest):
-    """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches."""
+    """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches,
+    trees in any order (the aggregation does not depend on it beyond float rounding)."""
     depth = forest.depth()
     if depth > MAX_DEPTH:
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"tree depth {depth} > {MAX_DEPTH}")
@@ -433,20 +442,18 @@ def walk(ctx, x, forest: Forest):
                 errors.UNSUPPORTED_ATTRIBUTE_VALUE,
                 f"feature id {forest.nodes[i].feature} outside the {n_feat} input features",
             )
-    true_tab = np.array(
-        [
-            pos[forest.nodes[i].true] if isinstance(forest.nodes[i], Split) else pos[i]
-            for i in order
-        ],
-        np.int32,
-    )
-    false_tab = np.array(
-        [
-            pos[forest.nodes[i].false] if isinstance(forest.nodes[i], Split) else pos[i]
-            for i in order
-        ],
-        np.int32,
-    )
+
+    def child_table(attr):
+        return np.array(
+            [pos[getattr(forest.nodes[i], attr)] if i in split_set else pos[i] for i in order],
+            np.int32,
+        )
+
+    split_set = set(splits)
+    true_tab, false_tab = child_table("true"), child_table("false")
+    strategy = choose_strategy(forest, x.shape[0], len(order))
+    if strategy == "traverse":
+        return _walk_levels(ctx, x, forest, order, pos, true_tab, false_tab), order
     n = x.shape[0]
     cond = _split_conditions(ctx, x, forest, order, n_feat)
     nxt = select(
@@ -471,6 +478,115 @@ def walk(ctx, x, forest: Forest):
     for level in range(2, depth + 1):
         s = op(ctx, "GATHER", [nxt, s], (n, t), np.int32, f"level{level}", axis=1, batch_dims=1)
     return s, order
+
+
+# Forced strategy for benchmarks ("all_splits" | "traverse"); None = choose.
+STRATEGY: str | None = None
+_NAN_TRUE = {"BRANCH_LEQ": -np.inf, "BRANCH_LT": -np.inf, "BRANCH_GTE": np.inf, "BRANCH_GT": np.inf}
+
+
+def traversable(forest: Forest) -> bool:
+    """One comparison mode, and NaN routing expressible by replacing NaN with -inf / +inf
+    (not EQ/NEQ/MEMBER, no infinite thresholds)."""
+    modes = {n.mode for n in forest.nodes if isinstance(n, Split)}
+    if len(modes) != 1 or next(iter(modes)) not in _NAN_TRUE:
+        return False
+    return all(np.isfinite(n.threshold) for n in forest.nodes if isinstance(n, Split))
+
+
+def choose_strategy(forest: Forest, rows: int, n_nodes: int) -> str:
+    """Per-sample cost, in ns, measured on LiteRT's CPU kernels (bench_trees.py): a traversal
+    level costs about 13 ns per active tree (two GATHERs, whose kernels copy element by
+    element, dominate); evaluating every split about 5 ns per node plus 4 ns per tree and
+    level for the one-GATHER walk."""
+    if STRATEGY is not None:
+        return STRATEGY if STRATEGY == "all_splits" or traversable(forest) else "all_splits"
+    if not traversable(forest):
+        return "all_splits"
+    depths = forest.tree_depths()
+    traverse = 13 * sum(depths)
+    all_splits = 5 * n_nodes + 4 * len(depths) * max(depths)
+    return "traverse" if traverse <= all_splits else "all_splits"
+
+
+def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
+    """Level by level: per tree, gather the node's feature and threshold, compare, pick the
+    child. Trees sorted by depth leave the working set once they reach their leaves, so the
+    work is the sum of the tree depths (as onnxruntime's), not trees x deepest tree."""
+    n, n_feat = x.shape
+    mode = next(n.mode for n in forest.nodes if isinstance(n, Split))
+    feat = np.zeros(len(order), np.int32)
+    thr = np.zeros(len(order), np.float32)
+    tracks = False
+    for p, i in enumerate(order):
+        node = forest.nodes[i]
+        if isinstance(node, Split):
+            feat[p] = node.feature + (n_feat if node.track_true else 0)
+            thr[p] = threshold32(mode, node.threshold)
+            tracks |= node.track_true
+    if tracks:
+        # NaN goes false by itself (every comparison with NaN is false); a node tracking NaN
+        # to its true branch reads a copy of x with NaN replaced by the value that is true.
+        nan = binary(ctx, "NOT_EQUAL", x, x, "isnan", dtype=np.bool_)
+        xt = select(ctx, nan, const(ctx, np.float32(_NAN_TRUE[mode])), x, "x_nan_true")
+        x = concat(ctx, [x, xt], 1, "x_routes")
+    depths = forest.tree_depths()
+    tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
+    sorted_depths = [depths[t] for t in tree_order]
+    roots = np.array([pos[forest.roots[t]] for t in tree_order], np.int32)
+    t_all = len(roots)
+    # level 1: the roots are known, so their features, thresholds and children are constants
+    v = op(
+        ctx,
+        "GATHER",
+        [x, const(ctx, feat[roots], np.int32, "f1")],
+        (n, t_all),
+        np.float32,
+        "v1",
+        axis=1,
+        batch_dims=0,
+    )
+    c = binary(ctx, _CMP[mode], v, const(ctx, thr[roots]), "c1", dtype=np.bool_)
+    s = select(
+        ctx,
+        c,
+        const(ctx, true_tab[roots], np.int32, "tc1"),
+        const(ctx, false_tab[roots], np.int32, "fc1"),
+        "s1",
+    )
+    done = []
+    start = 0
+    # one int32 record per node: (feature, threshold bits, true child, false child): one
+    # GATHER of 16-byte rows and an UNPACK instead of four element-wise GATHERs per level
+    record = np.stack([feat, thr.view(np.int32), true_tab, false_tab], axis=1)
+    record_c = const(ctx, record, np.int32, "record")
+    for level in range(2, max(depths) + 1):
+        first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
+        if first_active > start:  # trees that reached their leaves leave the working set
+            a = t_all - start
+            cut = first_active - start
+            head, s = _split_cols(ctx, s, [cut, a - cut], level)
+            done.append(head)
+            start = first_active
+        a = t_all - start
+        shape = (n, a)
+        rec = op(
+            ctx, "GATHER", [record_c, s], (n, a, 4), np.int32, f"rec{level}", axis=0, batch_dims=0
+        )
+        f, tbits, tc, fc = (ctx.temp(np.int32, shape, f"{k}{level}") for k in "ftab")
+        ctx.emit("UNPACK", [rec], [f, tbits, tc, fc], num=4, axis=2)
+        t = op(ctx, "BITCAST", [tbits], shape, np.float32, f"thr{level}")
+        v = op(ctx, "GATHER", [x, f], shape, np.float32, f"v{level}", axis=1, batch_dims=1)
+        c = binary(ctx, _CMP[mode], v, t, f"c{level}", dtype=np.bool_)
+        s = select(ctx, c, tc, fc, f"s{level}")
+    done.append(s)
+    return done[0] if len(done) == 1 else concat(ctx, done, 1, "reached")
+
+
+def _split_cols(ctx, s, sizes, level):
+    from .compose import split_v
+
+    return split_v(ctx, s, sizes, 1, f"part{level}_")
 
 
 def leaf_tables(forest: Forest, order, first_only: bool):

@@ -1,0 +1,169 @@
+"""Tree-ensemble latency: LiteRT (our .tflite) vs onnxruntime, 1 thread, batch 1 and 256.
+
+Models (built by ``tools/ml_models.py``, exported with skl2onnx / onnxmltools): a 100-tree
+depth-8 random forest (3 classes), a 500-tree LightGBM binary classifier and scikit-learn's
+GradientBoostingRegressor (100 trees, depth 3). Each is converted at the benchmark batch size,
+checked against onnxruntime on the benchmark rows (labels identical, scores within
+``1e-4 * max(1, max|expected|)``), then timed: median of ``--runs`` runs after ``--warmup``,
+interleaving the two runtimes run by run so machine load hits both alike. One run is a full
+inference as a caller sees it: LiteRT set_tensor + invoke + get_tensor of every output,
+onnxruntime ``session.run``. The target is LiteRT <= 2x onnxruntime at batch 1.
+
+Needs the exporters (not project dependencies); run it in the environment of
+``tools/ml_models.py``:
+
+    /work/ml-venv/bin/python benchmarks/bench_trees.py [--runs 300]
+
+Writes ``benchmarks/results/trees.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import ml_models  # noqa: E402
+
+from onnx2tflite_direct import convert  # noqa: E402
+from onnx2tflite_direct import validate as V  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "trees.json"
+MODELS = {
+    "random_forest_100x8": ml_models.random_forest,
+    "lightgbm_classifier_500": ml_models.lightgbm_classifier,
+    "gradient_boosting_regressor": ml_models.gradient_boosting_regressor,
+}
+BATCHES = (1, 256)
+TARGET_RATIO_BATCH1 = 2.0
+
+
+def _runners(onx, tflite_bytes, io_table, feeds):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    interp = V.make_interpreter(tflite_bytes, num_threads=1)
+    interp.allocate_tensors()
+    by_name = {d["name"]: d for d in interp.get_input_details()}
+    staged = [
+        (by_name[name]["index"], np.ascontiguousarray(arr, dtype=by_name[name]["dtype"]))
+        for name, arr in feeds.items()
+    ]
+    outs = [d["index"] for d in interp.get_output_details()]
+
+    def litert():
+        for index, arr in staged:
+            interp.set_tensor(index, arr)
+        interp.invoke()
+        return [interp.get_tensor(i) for i in outs]
+
+    return litert, lambda: sess.run(None, feeds)
+
+
+def _interleaved_medians(a, b, warmup: int, runs: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    for _ in range(runs):
+        s = time.perf_counter()
+        a()
+        ta.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        b()
+        tb.append(time.perf_counter() - s)
+    return 1e3 * statistics.median(ta), 1e3 * statistics.median(tb)
+
+
+def bench(name: str, batch: int, warmup: int, runs: int) -> dict:
+    import onnxruntime as ort
+    from harness import op_histogram
+
+    onx, data = MODELS[name]()
+    feeds = ml_models.feeds_for(onx, data, slice(0, batch))
+    started = time.perf_counter()
+    res = convert(onx, batch_size=batch)
+    row: dict = {"convert_seconds": round(time.perf_counter() - started, 3)}
+    ops = op_histogram(res.tflite_bytes)
+    row.update(tflite_ops=sum(ops.values()), op_histogram=dict(ops.most_common()))
+    row["tflite_bytes"] = len(res.tflite_bytes)
+    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    val = V.validate(res.model, res.tflite_bytes, res.report.get("io"), feeds)
+    match = True
+    for out, e in expected.items():
+        a = val.actual[out]
+        if e.dtype.kind in "iub":
+            row[f"{out}_agreement"] = float(np.mean(a == e))
+            match &= bool(np.array_equal(a, e))
+        else:
+            err = float(np.max(np.abs(a.astype(np.float64) - e)))
+            row[f"{out}_max_abs"] = err
+            match &= err <= ml_models.ATOL * max(1.0, float(np.max(np.abs(e))))
+    row["match"] = bool(match)
+    litert, onnxrt = _runners(onx, res.tflite_bytes, res.report["io"], feeds)
+    lt, ot = _interleaved_medians(litert, onnxrt, warmup, runs)
+    row.update(litert_ms=round(lt, 4), ort_ms=round(ot, 4), ratio=round(lt / ot, 3))
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    results: dict = {}
+    print(f"{'model':<30}{'batch':>6}{'litert ms':>11}{'ort ms':>9}{'ratio':>7}{'ops':>6}  match")
+    for name in args.models:
+        for batch in BATCHES:
+            r = bench(name, batch, args.warmup, args.runs)
+            results.setdefault(name, {})[f"batch_{batch}"] = r
+            print(
+                f"{name:<30}{batch:>6}{r['litert_ms']:>11.4f}{r['ort_ms']:>9.4f}"
+                f"{r['ratio']:>7.2f}{r['tflite_ops']:>6}  {r['match']}",
+                flush=True,
+            )
+    import ai_edge_litert
+    import onnxruntime
+
+    meta = {
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "threads": 1,
+        "statistic": "median ms, runtimes interleaved run by run",
+        "timed": "LiteRT set_tensor+invoke+get_tensor; onnxruntime session.run",
+        "litert": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
+        "onnxruntime": onnxruntime.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_1_5_15_at_end": list(os.getloadavg()),
+        "target": f"LiteRT <= {TARGET_RATIO_BATCH1}x onnxruntime at batch 1",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0 if all(r["match"] for m in results.values() for r in m.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
