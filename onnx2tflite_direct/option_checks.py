@@ -72,19 +72,8 @@ def value_problems(o) -> Iterable[OptionError]:
             yield _bad(f"{{0}} must be one of {', '.join(choices)}", name)
     if not 50.0 < float(o.calibration_percentile) <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
-    without = sorted(set(o.decompose) - set(decomposable_ops()))
-    if without:
-        yield _bad(
-            f"{{0}}: no primitive decomposition for {without}; available: "
-            f"{', '.join(decomposable_ops())}",
-            "decompose",
-        )
-    unknown = sorted(set(o.disable_rewrites) - set(REWRITE_RULES))
-    if unknown:
-        yield _bad(
-            f"{{0}}: unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
-            "disable_rewrites",
-        )
+    yield from decompose_problems(o.decompose)
+    yield from rewrite_problems(o.disable_rewrites)
     if isinstance(o.calibration_data, (list, tuple)):
         for spec in o.calibration_data:
             name, sep, path = str(spec).partition("=")
@@ -97,6 +86,28 @@ def value_problems(o) -> Iterable[OptionError]:
             problem = array_file_problem(path, "npz")
             if problem:
                 yield _bad(f"{{0}} {o.calibration_data}: {problem}", "calibration_data")
+
+
+def decompose_problems(ops) -> Iterable[OptionError]:
+    """``decompose`` names ops without a primitive decomposition (also checked by
+    ``pipeline.lower_model``)."""
+    without = sorted(set(ops or ()) - set(decomposable_ops()))
+    if without:
+        yield _bad(
+            f"{{0}}: no primitive decomposition for {without}; available: "
+            f"{', '.join(decomposable_ops())}",
+            "decompose",
+        )
+
+
+def rewrite_problems(rules) -> Iterable[OptionError]:
+    """``disable_rewrites`` names unknown rules (also checked by ``pipeline.lower_model``)."""
+    unknown = sorted(set(rules or ()) - set(REWRITE_RULES))
+    if unknown:
+        yield _bad(
+            f"{{0}}: unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
+            "disable_rewrites",
+        )
 
 
 def conflicts(o) -> Iterable[OptionError]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, report, tfl
+from . import builder, errors, gpu_check, option_checks, report, tfl
 from .atomic import publish, write_atomic, write_pending
 from .context import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
@@ -27,7 +27,7 @@ from .errors import ConversionError, InternalError, OptionError, UnsupportedErro
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
 from .graph_lowering import lower_graph
-from .options import (
+from .options import (  # noqa: F401  (REWRITE_RULES: re-exported)
     REWRITE_RULES,
     ConvertOptions,
     check_output_dir,
@@ -36,7 +36,6 @@ from .options import (
 )
 from .quant import variants as quant_variants
 from .quant.qoperator_expand import QUANTIZATION_OPS
-from .registry import decomposable_ops
 from .tensor_mapping import tensor_map
 
 
@@ -326,25 +325,15 @@ def _lowering_options(**fields) -> LoweringOptions:
         options = LoweringOptions(**fields)
     except TypeError as exc:  # an unknown keyword
         raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
-    without = sorted(set(options.decompose) - set(decomposable_ops()))
-    if without:
-        raise errors.BadInputError(
-            errors.INVALID_OPTION,
-            f"--decompose: no primitive decomposition for {without}; available: "
-            f"{', '.join(decomposable_ops())}",
-        )
+    for problem in option_checks.decompose_problems(options.decompose):
+        raise problem
     return options
 
 
 def _disabled_rewrites(disable_rewrites) -> frozenset[str]:
-    disabled = frozenset(disable_rewrites or ())
-    unknown = sorted(disabled - set(REWRITE_RULES))
-    if unknown:
-        raise errors.BadInputError(
-            errors.INVALID_OPTION,
-            f"unknown rewrite rule(s) {unknown}; known: {', '.join(REWRITE_RULES)}",
-        )
-    return disabled
+    for problem in option_checks.rewrite_problems(disable_rewrites):
+        raise problem
+    return frozenset(disable_rewrites or ())
 
 
 def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
