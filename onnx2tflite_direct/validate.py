@@ -427,11 +427,14 @@ def log_notes(result: ValidationResult) -> None:
 
 
 class _Range:
-    """Min/max of a reference output over every run (finite values; floats and ints)."""
+    """Min/max of a reference output over every run (finite values; floats and ints).
+
+    Only an output of several values can be called constant: a single value (a scalar, a
+    count, one class index at batch 1) says nothing either way."""
 
     def __init__(self):
         self.lo, self.hi, self.max_abs = math.inf, -math.inf, 0.0
-        self.is_float, self.numeric = False, True
+        self.is_float, self.numeric, self.count = False, True, 0
 
     def add(self, arr: np.ndarray) -> None:
         arr = np.asarray(arr)
@@ -441,12 +444,13 @@ class _Range:
         self.is_float = self.is_float or _is_float(arr.dtype)
         vals = arr.astype(np.float64).ravel()
         vals = vals[np.isfinite(vals)]
+        self.count += vals.size
         if vals.size:
             self.lo, self.hi = min(self.lo, float(vals.min())), max(self.hi, float(vals.max()))
             self.max_abs = max(self.max_abs, abs(self.lo), abs(self.hi))
 
     def spread(self) -> float | None:
-        return self.hi - self.lo if self.numeric and self.hi >= self.lo else None
+        return self.hi - self.lo if self.numeric and self.count > 1 else None
 
 
 class _Accuracy:

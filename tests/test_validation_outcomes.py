@@ -280,6 +280,14 @@ def test_constant_output_is_flagged(tmp_path, caplog):
     assert res.report["validation"]["outputs"]["y"]["constant_reference"] is True
     varied = o2t.convert(str(EXAMPLE), validate=True).validation
     assert not varied.notes and not varied.outputs["probs"]["constant_reference"]
+    # One value (a class index at batch 1) cannot vary: nothing to warn about.
+    argmax = make_model(
+        [helper.make_node("ArgMax", ["x"], ["y"], axis=1, keepdims=0)],
+        [("x", np.float32, (1, 8))],
+        [("y", np.int64, (1,))],
+    )
+    single = o2t.convert(argmax, validate=True).validation
+    assert single.ok and not single.notes and not single.outputs["y"]["constant_reference"]
 
 
 @pytest.mark.skipif(not (LIGHT / "light_bvlc_alexnet.onnx").exists(), reason="no light models")
