@@ -589,9 +589,6 @@ class ConvertOptions:
             raise OptionError(f"unknown option(s) {unknown}; known: {', '.join(sorted(names))}", ())
         return cls(**kwargs)
 
-    def replace(self, **changes) -> ConvertOptions:
-        return dataclasses.replace(self, **changes)
-
     def check(self, spell: Callable[[str], str] | None = None) -> ConvertOptions:
         """Normalize, check every value and every pair of options; warn about options that have
         no effect. Returns the normalized options; raises :class:`OptionError`.
@@ -619,14 +616,6 @@ class ConvertOptions:
         else:
             changes["quantize"] = tuple(self.quantize or ())
         return dataclasses.replace(self, **changes)
-
-    def given(self) -> list[str]:
-        """Options that differ from their defaults (for messages and the sweep test)."""
-        return [
-            f.name
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != _default(f) and getattr(self, f.name) is not None
-        ]
 
 
 def _default(f: dataclasses.Field):

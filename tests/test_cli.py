@@ -600,3 +600,15 @@ def test_output_dir_that_is_a_file_says_it_must_be_a_folder(tmp_path, capsys):
         from onnx2tflite_direct import convert
 
         convert(str(EXAMPLE), target)
+
+
+def test_api_warns_about_options_without_effect_in_its_own_names(caplog):
+    from onnx2tflite_direct import convert
+
+    with caplog.at_level("WARNING", logger="onnx2tflite_direct"):
+        convert(str(EXAMPLE), atol=1e-3, custom_op_allowlist=["MyOp"])
+    said = [r.getMessage() for r in caplog.records if "no effect" in r.getMessage()]
+    assert said == [
+        "warning: custom_op_allowlist has no effect without allow_custom_ops",
+        "warning: atol has no effect without validate",
+    ]
