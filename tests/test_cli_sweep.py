@@ -12,6 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from onnx2tflite_direct import cli, errors
@@ -76,6 +77,24 @@ MISTAKES = [
     [EX, "--quantize", "int8"],
     [EX, "--quantize", "int3"],
     [EX, "--input-shape", "nope:1,2"],
+    [EX, "--input-shape", "image:1,3,32"],
+    [EX, "--keep-input-layout", "nope"],
+    [EX, "--channel-last-input", "probs"],
+    [EX, "--validate", "--value-hint", "nope=1"],
+    [EX, "--validate", "--test-data", "image=SMALL.npy"],
+    [EX, "--validate", "--test-data", "nope=IMAGES.npy"],
+    [EX, "--quantize", "int8", "--calibration-data", "image=SMALL.npy"],
+    [
+        EX,
+        "--quantize",
+        "int8",
+        "--calibration-data",
+        "image=IMAGES.npy",
+        "--calibration-std",
+        "image=0",
+    ],
+    [EX, "--quantize", "int8", "--calibration-data", "no_such_folder"],
+    [EX, "--quantize", "int8", "--calibration-data", "EMPTY"],
     ["missing.onnx"],
     [str(ROOT / "README.md")],
     [str(ROOT / "examples")],
@@ -84,7 +103,13 @@ MISTAKES = [
 
 @pytest.mark.parametrize("args", MISTAKES, ids=" ".join)
 def test_user_mistakes_are_exit_2_never_1(capsys, tmp_path, args):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "SMALL.npy", rng.random((2, 3, 16, 16), dtype=np.float32))
+    np.save(tmp_path / "IMAGES.npy", rng.random((2, 3, 32, 32), dtype=np.float32))
+    (tmp_path / "EMPTY").mkdir()
     args = [str(EXAMPLE) if a == EX else a for a in args]
+    for name in ("SMALL.npy", "IMAGES.npy", "EMPTY"):
+        args = [a.replace(name, str(tmp_path / name)) for a in args]
     code, out, err = run(capsys, *args, "-o", tmp_path / "o")
     assert code in (errors.EXIT_BAD_INPUT, errors.EXIT_UNSUPPORTED), (code, err)
     assert len(err.strip().splitlines()) <= 2, err  # at most the short usage line and the error
