@@ -80,6 +80,16 @@ class _Editor:
                 if t is not None:
                     self.uses.setdefault(id(t), []).append(op)
         self.io = {id(t) for t in (*sub.inputs, *sub.outputs)}
+        # (id(tensor), shape) -> a reshaped view several rewrites share (one RESHAPE for all)
+        self.views: dict[tuple[int, tuple[int, ...]], tfl.Tensor] = {}
+
+    def shared_view(self, src: tfl.Tensor, shape: tuple[int, ...], like: tfl.Operator):
+        """``src`` reshaped to ``shape``: (view, [the RESHAPE making it, the first time])."""
+        key = (id(src), tuple(shape))
+        if key in self.views:
+            return self.views[key], []
+        view = self.views[key] = self.temp(f"{src.name}/view", src.dtype, shape)
+        return view, [self.reshape(src, view, like)]
 
     def sole_reshape_neighbours(self, src: tfl.Tensor, out: tfl.Tensor):
         """(RESHAPE producing ``src``, RESHAPE consuming ``out``) where ``collapse_reshapes``
@@ -529,6 +539,154 @@ def _reshape_static_shape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] |
     return [tfl.Operator("RESHAPE", [src, target], [out], dict(op.options), onnx_node=op.onnx_node)]
 
 
+def _slice_ranges(op: tfl.Operator, shape: tuple[int, ...]) -> list[range] | None:
+    """The indices a constant forward SLICE / STRIDED_SLICE takes along each axis."""
+    params = [t.data.reshape(-1).tolist() for t in op.inputs[1:]]
+    ranges = []
+    for a, n in enumerate(shape):
+        if op.opcode == "SLICE":
+            begin, size = params[0][a], params[1][a]
+            ranges.append(range(begin, n if size < 0 else begin + size))
+            continue
+        begin = None if op.options.get("begin_mask", 0) >> a & 1 else params[0][a]
+        end = None if op.options.get("end_mask", 0) >> a & 1 else params[1][a]
+        step = params[2][a]
+        if step <= 0:
+            return None
+        ranges.append(range(*slice(begin, end, step).indices(n)))
+    return ranges
+
+
+def _slice_rank_reduction(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """A >4-D SLICE / STRIDED_SLICE (the q/k/v split of a 5-D attention tensor) -> a 3-D/4-D
+    STRIDED_SLICE of a view whose untouched neighbouring axes are merged, between RESHAPEs.
+
+    Taken only where the RESHAPEs disappear into their neighbours: the sliced tensor comes from
+    a RESHAPE of a <=4-D tensor and is read only by slices (they share one view), and the
+    result goes to a single RESHAPE back to <=4-D."""
+    if op.opcode not in ("SLICE", "STRIDED_SLICE") or len(op.inputs) < 3:
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if (
+        src.rank <= MAX_GPU_RANK
+        or src.data is not None
+        or out.rank != src.rank
+        or not _static(src, out)
+        or any(t is None or t.data is None for t in op.inputs[1:])
+        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
+        or op.options.get("offset")
+    ):
+        return None
+    prev = ed.producer.get(id(src))
+    users = ed.uses.get(id(out), [])
+    if (
+        prev is None
+        or prev.opcode != "RESHAPE"
+        or prev.inputs[0].rank > MAX_GPU_RANK
+        or id(src) in ed.io
+        or id(out) in ed.io
+        or any(u.opcode not in ("SLICE", "STRIDED_SLICE") for u in ed.uses.get(id(src), []))
+        or len(users) != 1
+        or users[0].opcode != "RESHAPE"
+        or users[0].outputs[0].rank > MAX_GPU_RANK
+    ):
+        return None
+    ranges = _slice_ranges(op, src.shape)
+    if ranges is None or [len(r) for r in ranges] != list(out.shape):
+        return None
+    groups: list[list] = []  # [whole?, size, range]
+    for n, r in zip(src.shape, ranges, strict=True):
+        whole = r.start == 0 and r.step == 1 and len(r) == n
+        if whole and groups and groups[-1][0]:
+            groups[-1][1] *= n
+        elif whole:
+            groups.append([True, n, None])
+        else:
+            groups.append([False, n, r])
+    if len(groups) > MAX_GPU_RANK:
+        return None
+    groups = [[True, 1, None]] * (3 - len(groups)) + groups  # the GPU slices 3-D or 4-D
+    merged_in = tuple(g[1] for g in groups)
+    begin = np.array([0 if g[0] else g[2].start for g in groups], np.int32)
+    end = np.array([g[1] if g[0] else g[2].start + len(g[2]) * g[2].step for g in groups])
+    end = np.minimum(end, merged_in).astype(np.int32)
+    strides = np.array([1 if g[0] else g[2].step for g in groups], np.int32)
+    merged_out = tuple(g[1] if g[0] else len(g[2]) for g in groups)
+    view, ops = ed.shared_view(src, merged_in, op)
+    sliced = ed.temp(f"{out.name}/merged", out.dtype, merged_out)
+    consts = [
+        ed.const(f"{sliced.name}/{name}", arr)
+        for name, arr in (("begin", begin), ("end", end), ("strides", strides))
+    ]
+    ops.append(ed.op("STRIDED_SLICE", [view, *consts], [sliced], op, begin_mask=0, end_mask=0))
+    ops.append(ed.reshape(sliced, out, op))
+    return ops
+
+
+def _reverse_slice_to_gather(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """STRIDED_SLICE with a negative stride on one axis, all others whole (a flip, as
+    bidirectional RNN exports write it; the GPU refuses reverse slices) -> GATHER of that axis
+    by the constant indices it takes."""
+    if op.opcode != "STRIDED_SLICE" or len(op.inputs) != 4:
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if (
+        src.data is not None
+        or out.rank != src.rank
+        or not _static(src, out)
+        or any(t is None or t.data is None for t in op.inputs[1:])
+        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
+        or op.options.get("offset")
+    ):
+        return None
+    begin, end, strides = (t.data.reshape(-1).tolist() for t in op.inputs[1:])
+    taken = []
+    for a, n in enumerate(src.shape):
+        b = None if op.options.get("begin_mask", 0) >> a & 1 else begin[a]
+        e = None if op.options.get("end_mask", 0) >> a & 1 else end[a]
+        taken.append(range(*slice(b, e, strides[a]).indices(n)))
+    flipped = [a for a, r in enumerate(taken) if r.step < 0]
+    whole = [
+        r.start == 0 and r.step == 1 and len(r) == n for r, n in zip(taken, src.shape, strict=True)
+    ]
+    if len(flipped) != 1 or sum(whole) != src.rank - 1:
+        return None
+    axis = flipped[0]
+    if len(taken[axis]) != out.shape[axis]:
+        return None
+    indices = ed.const(f"{out.name}/indices", np.array(list(taken[axis]), np.int32))
+    return [ed.op("GATHER", [src, indices], [out], op, axis=axis, batch_dims=0)]
+
+
+def _pad_rank_lift(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """1-D/2-D PAD, PADV2 or MIRROR_PAD (the GPU pads 3-D/4-D tensors) -> the same padding of a
+    3-D view (no padding on the new leading unit axes), between two RESHAPEs."""
+    if op.opcode not in ("PAD", "PADV2", "MIRROR_PAD") or len(op.inputs) < 2:
+        return None
+    src, pads, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    if (
+        src.data is not None
+        or pads is None
+        or pads.data is None
+        or not 1 <= src.rank <= 2
+        or not _static(src, out)
+        or any(t is not None and t.data is None for t in op.inputs[2:])
+    ):
+        return None
+    lift = 3 - src.rank
+    lifted_in = ed.temp(f"{src.name}/3d", src.dtype, (1,) * lift + tuple(src.shape))
+    lifted_out = ed.temp(f"{out.name}/3d", out.dtype, (1,) * lift + tuple(out.shape))
+    rows = np.concatenate([np.zeros((lift, 2), pads.data.dtype), pads.data.reshape(-1, 2)])
+    padded = tfl.Operator(
+        op.opcode,
+        [lifted_in, ed.const(f"{lifted_out.name}/paddings", rows), *op.inputs[2:]],
+        [lifted_out],
+        dict(op.options),
+        onnx_node=op.onnx_node,
+    )
+    return [ed.reshape(src, lifted_in, op), padded, ed.reshape(lifted_out, out, op)]
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
@@ -540,6 +698,9 @@ RULES: list[tuple[str, Rule]] = [
     ("broadcast_to_tile", _broadcast_to_tile),
     ("ceil_by_floor", _ceil_by_floor),
     ("slice_rank_lift", _slice_rank_lift),
+    ("slice_rank_reduction", _slice_rank_reduction),
+    ("reverse_slice_to_gather", _reverse_slice_to_gather),
+    ("pad_rank_lift", _pad_rank_lift),
     ("lrn_by_conv", _lrn_by_conv),
 ]
 

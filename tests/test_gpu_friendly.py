@@ -610,3 +610,81 @@ def test_runtime_shape_of_a_static_reshape_becomes_constant():
     assert section["verdict_after"] == "fully delegable"
     data = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
     assert np.array_equal(_run_ir(sub, {"x": data})["y"], data.reshape(6, 4))
+
+
+def test_qkv_split_of_a_5d_tensor_runs_in_3d():
+    """SVTR/ViT-style q/k/v split: RESHAPE to [b, n, 3, heads, d] and three slices of axis 2
+    become slices of one shared [b*n, 3, heads*d] view; no 5-D tensor is left."""
+    nodes = [helper.make_node("Reshape", ["x", "s5"], ["r"])]
+    for k, name in enumerate("qkv"):
+        nodes += [
+            helper.make_node("Slice", ["r", f"b{k}", f"e{k}", "ax"], [f"{name}5"]),
+            helper.make_node("Reshape", [f"{name}5", "s4"], [name]),
+        ]
+    nodes += [
+        helper.make_node("Mul", ["q", "k"], ["qk"]),
+        helper.make_node("Add", ["qk", "v"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        inputs=[("x", np.float32, (1, 4, 24))],
+        outputs=[("y", np.float32, (1, 4, 2, 4))],
+        initializers={
+            "s5": np.array([1, 4, 3, 2, 4], np.int64),
+            "s4": np.array([1, 4, 2, 4], np.int64),
+            "ax": np.array([2], np.int64),
+            **{f"b{k}": np.array([k], np.int64) for k in range(3)},
+            **{f"e{k}": np.array([k + 1], np.int64) for k in range(3)},
+        },
+    )
+    plain = check_conversion(model)
+    assert _max_rank(plain.tflite_bytes) == 5 and not plain.report["gpu"]["fully_delegable"]
+    chk = check_conversion(model, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["slice_rank_reduction"] * 3
+    assert _max_rank(chk.tflite_bytes) <= 4
+    assert chk.report["gpu"]["verdict"] == "fully delegable"
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+@pytest.mark.parametrize("shape, axis", [((6, 1, 5), 0), ((2, 7, 3), 1), ((3, 4), 1)])
+def test_flip_becomes_gather(shape, axis):
+    """Slice with step -1 over a whole axis (bidirectional RNN exports): the GPU refuses
+    reverse slices, a GATHER by the reversed indices is taken."""
+    n = shape[axis]
+    model = make_model(
+        [helper.make_node("Slice", ["x", "b", "e", "a", "s"], ["y"])],
+        inputs=[("x", np.float32, shape)],
+        outputs=[("y", np.float32, shape)],
+        initializers={
+            "b": np.array([n - 1], np.int64),
+            "e": np.array([-(2**62)], np.int64),
+            "a": np.array([axis], np.int64),
+            "s": np.array([-1], np.int64),
+        },
+    )
+    plain = check_conversion(model)
+    chk = check_conversion(model, gpu_friendly=True)
+    if len(shape) >= 3:  # a 2-D one is also refused for its rank; GATHER takes any rank
+        assert any("parse" in f["rules"] for f in plain.report["gpu"]["fall_back"])
+    assert [r["rule"] for r in _rewrites(chk)] == ["reverse_slice_to_gather"]
+    assert dict(chk.ops) == {"GATHER": 1} and _not_delegated(chk) == []
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+@pytest.mark.parametrize("shape, pads", [((1, 12), [0, 0, 0, 4]), ((2, 9), [0, 2, 0, 3])])
+def test_low_rank_pad_is_lifted_to_3d(mode, shape, pads):
+    """STFT front ends reflect-pad [batch, samples]: the GPU pads 3-D/4-D tensors only."""
+    out = tuple(d + pads[i] + pads[i + len(shape)] for i, d in enumerate(shape))
+    model = make_model(
+        [helper.make_node("Pad", ["x", "p"], ["y"], mode=mode)],
+        inputs=[("x", np.float32, shape)],
+        outputs=[("y", np.float32, out)],
+        initializers={"p": np.array(pads, np.int64)},
+    )
+    plain = check_conversion(model)
+    assert [f["rules"] for f in plain.report["gpu"]["fall_back"]] == [["tensor_rank"]]
+    chk = check_conversion(model, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["pad_rank_lift"]
+    assert _not_delegated(chk) == []
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
