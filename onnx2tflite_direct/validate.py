@@ -367,7 +367,8 @@ def validate_runs(
                     variant_runners[kind] = litert_runner(data, io_table, num_threads)
                 got = variant_runners[kind](feeds)
             except Exception as exc:  # a measurement, not a verdict: report it and go on
-                failed[kind] = f"LiteRT could not run it: {type(exc).__name__}: {exc}"
+                first = (str(exc).strip().splitlines() or [""])[0]  # one line in the table
+                failed[kind] = f"LiteRT could not run it: {type(exc).__name__}: {first}"
                 continue
             _trim_padded_outputs(expected, got)
             for name, e in expected.items():

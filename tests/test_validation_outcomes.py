@@ -340,3 +340,13 @@ def test_a_poor_variant_does_not_fail_the_run():
     assert res.validation.ok
     m = res.validation.variants["full_integer_quant"]["outputs"]["probs"]
     assert m["max_abs"] > 1e-6 * max(1.0, m["max_expected_abs"])  # far beyond the tolerance
+
+
+def test_a_variant_litert_cannot_run_is_reported_not_raised():
+    res = o2t.convert(_cnn(batch=1))
+    out = V.validate(res.model, res.tflite_bytes, res.report["io"], variants={"broken": b"junk"})
+    assert out.ok and out.variants["broken"]["outputs"] == {}
+    error = out.variants["broken"]["error"]
+    assert error.startswith("LiteRT could not run it: ") and "\n" not in error
+    table = V.format_table(out)
+    assert any(ln.startswith("broken ") and "could not run" in ln for ln in table.splitlines())
