@@ -479,6 +479,13 @@ def normalize(
         arr = np.asarray(data[name], dtype=np.float32)
         m = _per_channel(mean.get(name, 0.0), arr.ndim, name)
         s = _per_channel(std.get(name, 1.0), arr.ndim, name)
+        for what, v in (("mean", m), ("std", s)):
+            if v.size not in (1, arr.shape[1]):
+                raise errors.BadInputError(
+                    errors.INVALID_OPTION,
+                    f"calibration {what} of {name!r}: {v.size} values for {arr.shape[1]} "
+                    "channels (axis 1); give one value or one per channel",
+                )
         if np.any(s == 0):
             raise errors.BadInputError(errors.INVALID_OPTION, f"calibration std of {name!r} is 0")
         out[name] = ((arr - m) / s).astype(np.float32)
