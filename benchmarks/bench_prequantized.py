@@ -220,7 +220,7 @@ def convert_quantized(path: Path):
     )
     model, summary = Q.prequantized_variant(lowered, info.ranges, info)
     only = set(info.dynamic) if summary.mode == "dynamic" else None
-    share = Q.matmul_like_share(summary.nodes, model, only)
+    share = Q.matmul_like_share(model, only)
     return builder.build_flatbuffer(model), summary, share, info
 
 

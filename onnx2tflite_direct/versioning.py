@@ -3,7 +3,8 @@
 Why: every ``OperatorCode.version`` in the file must fall inside the range the CPU resolver
 registers, or the interpreter refuses the model; matching the official rules also keeps the
 file loadable by the oldest runtime that supports it (``min_runtime_version``, Table B).
-Source: /work/shared/litert/OP_VERSIONS.md, Table A (rules, CPU ranges) and Table B.
+Sources (upstream LiteRT, not files of this repository): ``op_version.cc`` and the CPU op
+resolver's registrations for Table A (rules, version ranges), ``runtime_version.cc`` for Table B.
 
 Conventions: element types come from the numpy dtypes of the tfl tensors (short kinds such as
 ``"f32"``, ``"i8"``, ``"f8"``); "quantized" means the tensor carries a ``tfl.Quantization``

@@ -155,7 +155,7 @@ def convert(qmodel, **options):
     lowering = Q.lowering_options(stripped, info)
     lowered = pipeline.lower_model(stripped, keep_io_layout=True, **lowering)
     model, summary = Q.prequantized_variant(lowered, info.ranges, info, **options)
-    share = Q.matmul_like_share(summary.nodes, model)
+    share = Q.matmul_like_share(model)
     return builder.build_flatbuffer(model), summary, share
 
 

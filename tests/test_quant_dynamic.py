@@ -1,5 +1,5 @@
-"""The dynamic-range variant: int8 per-channel weights on the axes QUANT_SPEC names, LiteRT's
-hybrid kernels (float activations), versions from the hybrid rules, sensible accuracy."""
+"""The dynamic-range variant: int8 per-channel weights on the axes the quantization spec names,
+LiteRT's hybrid kernels (float activations), versions from the hybrid rules, sensible accuracy."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Full-integer quantization: int8 and int16x8 models load in LiteRT's CPU resolver, follow
-QUANT_SPEC.md (per-channel axes, bias dtype/scale, fixed and shared output params, I/O
-interface), and stay close to the float model (SQNR floors); float islands and strict mode.
+LiteRT's quantization spec (per-channel axes, bias dtype/scale, fixed and shared output params,
+I/O interface), and stay close to the float model (SQNR floors); float islands and strict mode.
 
 Ranges come from running the float .tflite over seeded samples with all tensors preserved (the
 calibration module is tested on its own)."""
@@ -100,7 +100,7 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return 200.0 if noise == 0 else 10.0 * np.log10(max(signal, 1e-30) / noise)
 
 
-# Weight operand index and output-channel axis of each weighted TFLite op (QUANT_SPEC §2).
+# Weight operand index and output-channel axis of each weighted TFLite op (the quantization spec).
 WEIGHT_AXES = {"CONV_2D": (1, 0), "DEPTHWISE_CONV_2D": (1, 3), "FULLY_CONNECTED": (1, 0)}
 WEIGHT_AXES["TRANSPOSE_CONV"] = (1, 0)
 
@@ -518,7 +518,7 @@ def test_single_ops_run_in_integer(name, activations):
 
 
 # ----------------------------------------------------------------------------------------------
-# What the file says: QUANT_SPEC.md rules
+# What the file says: the quantization spec's rules
 # ----------------------------------------------------------------------------------------------
 
 INT8, INT16, INT32, INT64, UINT8, FLOAT32 = 9, 7, 2, 4, 3, 0  # TensorType codes

@@ -1,4 +1,5 @@
-"""op_version follows OP_VERSIONS.md Table A and stays inside the CPU resolver ranges."""
+"""op_version follows LiteRT's versioning rules (Table A of versioning.py) and stays inside the CPU
+resolver ranges."""
 
 from __future__ import annotations
 

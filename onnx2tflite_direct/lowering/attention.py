@@ -76,7 +76,7 @@ def _structural_allowed(q_len, kv_len, offset, is_causal, left, right) -> np.nda
     return None if allowed.all() else allowed
 
 
-def _runtime_allowed(ctx, seqlen, q_len, kv_len, is_causal, left, right):
+def _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right):
     """Per-batch permission [B, 1, S, L] from ``nonpad_kv_seqlen`` (offset = n - S)."""
     n = C.cast(ctx, ctx.input(6), np.int32, "seqlen_i32")
     n = C.reshape(ctx, n, (n.shape[0], 1, 1, 1), "seqlen")
@@ -117,7 +117,7 @@ def _bias(ctx, q_len, kv_len, past_len):
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "attn_mask shorter than the KV length")
         terms.append(mask)
     if ctx.has_input(6) and not ctx.has_input(4):
-        allowed = _runtime_allowed(ctx, ctx.input(6), q_len, kv_len, is_causal, left, right)
+        allowed = _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right)
         terms.append(C.select(ctx, allowed, zero, ninf, "structural_bias"))
     else:
         static = _structural_allowed(q_len, kv_len, past_len, is_causal, left, right)

@@ -29,7 +29,7 @@ def _check(node, graph):
     return None
 
 
-def _begin_pads(ctx, in_sizes, kernel, strides, full):
+def _begin_pads(ctx, in_sizes, strides, full):
     """Start of the ONNX output window inside the full VALID result, per spatial axis."""
     n = len(in_sizes)
     auto = ctx.attr("auto_pad", "NOTSET")
@@ -85,7 +85,7 @@ def lower_conv_transpose(ctx):
     full = [
         s * (i - 1) + k + p for s, i, k, p in zip(strides, in_sizes, k_eff, out_pad, strict=False)
     ]
-    begin = _begin_pads(ctx, in_sizes, kernel, strides, full)
+    begin = _begin_pads(ctx, in_sizes, strides, full)
     out_sizes = list(ctx.out_shape(0)[2:])
     if any(b < 0 for b in begin):
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"negative begin padding {begin}")

@@ -223,7 +223,7 @@ def _no_duplicates(coords: np.ndarray) -> bool:
     return len({tuple(r) for r in flat.tolist()}) == len(flat)
 
 
-def _reduction_rows_check(node, graph, rows: int):
+def _reduction_rows_check(node, rows: int):
     if node.attrs.get("reduction", "none") in COMBINE and rows > MAX_REDUCTION_ROWS:
         return (
             f"unsupported_attribute_value: reduction={node.attrs['reduction']} is unrolled per "
@@ -234,7 +234,7 @@ def _reduction_rows_check(node, graph, rows: int):
 
 def _scatter_nd_check(node, graph):
     ishape = graph.values[node.inputs[1]].shape
-    refusal = _reduction_rows_check(node, graph, _update_rows(ishape))
+    refusal = _reduction_rows_check(node, _update_rows(ishape))
     if refusal:
         return refusal
     idx = graph.values[node.inputs[1]].const
@@ -268,7 +268,7 @@ def lower_scatter_nd(ctx):
 
 def _scatter_elements_check(node, graph):
     ishape = graph.values[node.inputs[1]].shape
-    refusal = _reduction_rows_check(node, graph, _update_rows((*ishape, 1)))
+    refusal = _reduction_rows_check(node, _update_rows((*ishape, 1)))
     if refusal:
         return refusal
     idx = graph.values[node.inputs[1]].const

@@ -1,6 +1,6 @@
 """The dynamic-range variant: int8 weights, float activations, LiteRT's hybrid kernels.
 
-Per QUANT_SPEC §6: CONV_2D and FULLY_CONNECTED take per-channel weights on axis 0,
+Per LiteRT's quantization spec (hybrid kernels): CONV_2D and FULLY_CONNECTED take per-channel weights on axis 0,
 DEPTHWISE_CONV_2D on axis 3 (one scale per output channel); weights are symmetric int8 in
 [-127, 127]; weights under 1,024 elements stay float (as the reference quantizer does); the
 asymmetric per-batch input scheme is used. A weight read by any other op stays float, so no

@@ -1,7 +1,7 @@
 """Full-integer quantization (int8, or int16 activations with int8 weights) of a lowered model.
 
 Why it works on the lowered TFLite graph: scales must follow the rules of the TFLite kernels
-(QUANT_SPEC.md), which are per TFLite op, and TFLite-only tensors (PAD/TRANSPOSE outputs,
+(LiteRT's quantization spec), which are per TFLite op, and TFLite-only tensors (PAD/TRANSPOSE outputs,
 decomposition temporaries) get their ranges derived from their source here.
 
 A float-exact preparation, then two passes over the (topologically ordered) operators of the

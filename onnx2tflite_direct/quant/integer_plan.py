@@ -1,13 +1,13 @@
 """Pass 1 of full-integer quantization: which ops run in integer, and the (scale, zero point)
 of every float activation they touch (see ``integer.py`` for the whole picture).
 
-The model is only read here, so a strict refusal leaves it untouched. Parameters follow
-QUANT_SPEC.md per op kind (``op_rules.py``); ranges the calibration could not see (TFLite-only
-tensors) are derived from the value they copy; a few choices maximize accuracy within the spec:
-ranges include 0, concat inputs adopt the concat's params, masked softmax logits are windowed,
-many-way int8 softmaxes detour through int16, a value read only by clamps (RELU ...) takes the
-clamp's range, and with float outputs the logits of a float softmax head stay float.
-"""
+The model is only read here, so a strict refusal leaves it untouched. Parameters follow LiteRT's
+quantization spec per op kind (``op_rules.py``); ranges the calibration could not see
+(TFLite-only tensors) are derived from the value they copy; a few choices maximize accuracy
+within the spec: ranges include 0, concat inputs adopt the concat's params, masked softmax
+logits are windowed, many-way int8 softmaxes detour through int16, a value read only by clamps
+(RELU ...) takes the clamp's range, and with float outputs the logits of a float softmax head
+stay float."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-op quantization rules for full-integer models (QUANT_SPEC.md §2-§4), as data.
+"""Per-op quantization rules for full-integer models (LiteRT's quantization spec), as data.
 
 Why a table: the integer rewrite (``integer.py``) is generic; what differs per TFLite op is
 only how its output scale is chosen, which inputs are weights/biases, and whether the CPU has an
@@ -7,10 +7,10 @@ unacceptable, e.g. RSQRT/DIV/LOG in normalization arithmetic) and run as float i
 
 Kinds of output parameters:
 - ``free``: the op rescales, its output gets its own calibrated (s, zp).
-- ``same``: a data-moving op; its outputs reuse the params of input ``sources[0]`` (spec §3.1).
+- ``same``: a data-moving op; its outputs reuse the params of input ``sources[0]`` (the spec's same-scale ops).
 - ``shared``: several inputs and the output must all carry identical params (CONCATENATION,
   PACK, MAXIMUM, ...): they come from the output's range, inputs are requantized if needed.
-- ``fixed``: the kernel dictates the output params (spec §3.3).
+- ``fixed``: the kernel dictates the output params (the spec's fixed-output-scale ops).
 - ``weighted``: conv/FC-like; like ``free`` plus a symmetric int8 weight and an int32/int64 bias.
 """
 

@@ -415,10 +415,9 @@ def _op_status(op: tfl.Operator) -> str | None:
     return "float"
 
 
-def matmul_like_share(
-    summary_nodes: list[dict], model: tfl.Model, only_nodes: set[str] | None = None
-) -> dict[str, int]:
-    """How many conv/matmul/fc ops run integer, hybrid, float (the issue's 95 % criterion);
+def matmul_like_share(model: tfl.Model, only_nodes: set[str] | None = None) -> dict[str, int]:
+    """How many conv/matmul/fc ops run integer, hybrid, float (the share of the model's
+    weighted compute a pre-quantized import keeps integer; ``bench_prequantized.py`` reports it);
     ``only_nodes`` limits the count to ops of those ONNX nodes (for a dynamic model: the
     nodes onnxruntime quantized; activation x activation MatMuls stay float there too)."""
     counts = {"integer": 0, "hybrid": 0, "float": 0}
