@@ -631,6 +631,20 @@ def meta_of(name: str) -> Meta | None:
 FIELDS = {f.name: f for f in dataclasses.fields(ConvertOptions)}
 
 
+def _field_docs() -> str:
+    """One paragraph per option for ``help(ConvertOptions)``, from the same metadata."""
+    lines = ["", "Options (keyword = default, command-line flag: what it does):", ""]
+    for name, f in FIELDS.items():
+        meta = meta_of(name)
+        flags = " / ".join(fl.name for fl in meta.flags) if meta else "(Python only)"
+        text = plain(meta.doc) if meta else "output file stem (default: the model file's stem)"
+        lines.append(f"{name} = {_default(f)!r}, {flags}: {text}")
+    return "\n".join(lines)
+
+
+ConvertOptions.__doc__ = (ConvertOptions.__doc__ or "") + "\n" + _field_docs()
+
+
 # --------------------------------------------------------------------------------------------
 # Spelling option names for the interface that reads the message
 # --------------------------------------------------------------------------------------------
