@@ -366,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _cli_checks(args)
         values, used = options_from_args(args)
-        opts = ConvertOptions(**values).check(spell=_spell(used))
+        diagnose = bool(args.validate_all_tensors or args.html_report)
+        opts = ConvertOptions(**values).check(spell=_spell(used), validating=diagnose)
         with _native_noise_filtered(args.quiet):
             return _run(args, opts)
     except OptionError as exc:

@@ -146,7 +146,9 @@ def conflicts(o) -> Iterable[OptionError]:
         )
 
 
-def dead_options(o, defaults: dict) -> Iterable[tuple[str, tuple[str, ...]]]:
+def dead_options(
+    o, defaults: dict, validating: bool = False
+) -> Iterable[tuple[str, tuple[str, ...]]]:
     """(message, option names) of options given where they change nothing."""
     if o.custom_op_allowlist and not o.allow_custom_ops:
         yield "{0} has no effect without {1}", ("custom_op_allowlist", "allow_custom_ops")
@@ -197,8 +199,8 @@ def dead_options(o, defaults: dict) -> Iterable[tuple[str, tuple[str, ...]]]:
         )
     if not o.fuse and o.disable_rewrites:
         yield "{0} has no effect with {1} (every rewrite is off)", ("disable_rewrites", "fuse")
-    if not o.validate:
-        for name in ("atol", "seed", "value_hints"):
+    if not (o.validate or validating):
+        for name in ("atol", "seed", "value_hints", "test_data"):
             if getattr(o, name) not in (None, defaults[name]):
                 yield "{0} has no effect without {1}", (name, "validate")
     if o.test_data and o.value_hints:

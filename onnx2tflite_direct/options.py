@@ -391,6 +391,12 @@ class ConvertOptions:
         "suppression (one NMS per batch instead of one per class)",
         "layout",
     )
+    drop_zipmap: bool = _switch(
+        "--drop-zipmap",
+        "replace an ai.onnx.ml ZipMap (a sequence of maps, which TFLite cannot hold) by its "
+        "input: the output keeps its name and becomes the `[N, C]` probability tensor",
+        "layout",
+    )
     unroll_rnn: bool = _switch(
         "--unroll-rnn",
         "unroll LSTM/GRU/RNN over their static time steps instead of one WHILE loop per "
@@ -589,12 +595,16 @@ class ConvertOptions:
             raise OptionError(f"unknown option(s) {unknown}; known: {', '.join(sorted(names))}", ())
         return cls(**kwargs)
 
-    def check(self, spell: Callable[[str], str] | None = None) -> ConvertOptions:
+    def check(
+        self, spell: Callable[[str], str] | None = None, validating: bool = False
+    ) -> ConvertOptions:
         """Normalize, check every value and every pair of options; warn about options that have
         no effect. Returns the normalized options; raises :class:`OptionError`.
 
         ``spell(name)`` gives an option's name as the reader's interface writes it (warnings
         are logged with it); errors carry the names and are spelled by whoever reports them.
+        ``validating``: the caller compares tensors itself (the CLI's --validate-all-tensors),
+        so the validation options have an effect without ``validate``.
         """
         spell = spell or api_spelling
         opts = self._normalized()
@@ -603,7 +613,7 @@ class ConvertOptions:
         for problem in conflicts(opts):
             raise problem
         defaults = {name: _default(f) for name, f in FIELDS.items()}
-        for message, names in dead_options(opts, defaults):
+        for message, names in dead_options(opts, defaults, validating):
             log.warning("warning: %s", _fill(message, names, spell))
         return opts
 

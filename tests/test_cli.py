@@ -456,6 +456,7 @@ DEAD = [
     (["--custom-op-allowlist", "MyOp"], ["--custom-op-allowlist", "--allow-custom-ops"]),
     (["--quantize", "fp16", "--strict-integer"], ["--strict-integer", "--quantize"]),
     (["--atol", "1e-3"], ["--atol", "--validate"]),
+    (["--test-data", "X"], ["--test-data", "--validate"]),
     (["--keep-io-layout", "--keep-output-layout", "y"], ["--keep-output-layout", "--keep-io-layout"]),
 ]  # fmt: skip
 
@@ -464,11 +465,20 @@ DEAD = [
 def test_an_option_without_effect_gets_a_warning(tmp_path, capsys, args, flags):
     """Item 7: a flag that has no effect was accepted silently."""
     np.save(tmp_path / "calib.npy", np.ones((4, 2, 3), np.float32))
+    np.save(tmp_path / "x.npy", np.ones((4, 3), np.float32))
     args = [a.replace("CALIB", f"x={tmp_path / 'calib.npy'}") for a in args]
+    args = [f"x={tmp_path / 'x.npy'}" if a == "X" else a for a in args]
     code, _, err = _main(capsys, _relu_model(tmp_path, batch=2), "-o", tmp_path, *args)
     assert code == 0, err
     (line,) = [ln for ln in err.splitlines() if "has no effect" in ln]
     assert all(f in line for f in flags), line
+
+
+def test_validation_options_have_an_effect_with_validate_all_tensors(tmp_path, capsys):
+    args = ["--validate-all-tensors", "--atol", "1e-3", "--seed", "3"]
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path, *args)
+    assert code == 0, err
+    assert "no effect" not in err
 
 
 def test_messages_name_the_options_of_the_interface_used(tmp_path, capsys):
