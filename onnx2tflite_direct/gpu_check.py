@@ -17,6 +17,7 @@ its findings are attached only when the probe shows its rules are real (``effect
 from __future__ import annotations
 
 import functools
+import heapq
 import re
 from typing import Any
 
@@ -69,6 +70,41 @@ def check_ops(model: tfl.Model, versions: dict[str, int] | None = None) -> list[
     return fallbacks
 
 
+def partitions(sub: tfl.Subgraph, falls_back: set[int]) -> list[tuple[bool, int]]:
+    """(delegable?, operator count) per node subset, as LiteRT's greedy partitioner
+    (``graph_info.cc`` PartitionGraphIntoIndependentNodeSubsets) splits ``sub``: a subset
+    grows with every operator of its kind whose inputs are ready; the next subset takes the
+    kind of the lowest-index ready operator. The delegate replaces the largest delegable
+    subset by default (one partition; ``delegate_options.cc``)."""
+    ops = sub.operators
+    producer_of: dict[int, int] = {id(t): i for i, op in enumerate(ops) for t in op.outputs}
+    waiting = [0] * len(ops)
+    users: dict[int, list[int]] = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            if t is not None and id(t) in producer_of:
+                waiting[i] += 1
+                users.setdefault(producer_of[id(t)], []).append(i)
+    ready: dict[bool, list[int]] = {True: [], False: []}
+    for i in range(len(ops)):
+        if waiting[i] == 0:
+            heapq.heappush(ready[i not in falls_back], i)
+    subsets: list[tuple[bool, int]] = []
+    while ready[True] or ready[False]:
+        first = min(q[0] for q in ready.values() if q)
+        kind = first not in falls_back
+        count = 0
+        while ready[kind]:
+            i = heapq.heappop(ready[kind])
+            count += 1
+            for j in users.get(i, ()):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    heapq.heappush(ready[j not in falls_back], j)
+        subsets.append((kind, count))
+    return subsets
+
+
 def verdict_text(fallbacks: list[dict[str, Any]]) -> str:
     """The verdict line: "fully delegable", "1 op falls back" or "N ops fall back"."""
     n = len(fallbacks)
@@ -79,7 +115,8 @@ def verdict_text(fallbacks: list[dict[str, Any]]) -> str:
 
 def check_model(model: tfl.Model, versions: dict[str, int] | None = None) -> dict[str, Any]:
     """The report's ``gpu`` section: ``verdict`` (text), ``fully_delegable``, ``operators``
-    (count checked), ``fall_back`` (see :func:`check_ops`), ``by_op`` (opcode -> {count,
+    (count checked), ``partitions`` and ``delegated_ops`` (main subgraph, see
+    :func:`partitions`), ``fall_back`` (see :func:`check_ops`), ``by_op`` (opcode -> {count,
     fall_back}) and ``rules`` (what the verdict is judged by)."""
     fallbacks = check_ops(model, versions)
     by_op: dict[str, dict[str, int]] = {}
@@ -94,10 +131,19 @@ def check_model(model: tfl.Model, versions: dict[str, int] | None = None) -> dic
             total += 1
     for f in fallbacks:
         by_op[f["op"]]["fall_back"] += 1
+    main_fallbacks = {f["op_index"] for f in fallbacks if f["subgraph"] == 0}
+    subsets = partitions(model.subgraphs[0], main_fallbacks) if fallbacks else []
+    delegable_sizes = [n for kind, n in subsets if kind]
     return {
         "verdict": verdict_text(fallbacks),
         "fully_delegable": not fallbacks,
         "operators": total,
+        # Main subgraph: delegable partitions and the ops the default delegate (one partition)
+        # takes; without fallbacks, one partition holding every operator.
+        "partitions": len(delegable_sizes) if fallbacks else 1,
+        "delegated_ops": max(delegable_sizes, default=0)
+        if fallbacks
+        else len(model.subgraphs[0].operators),
         "fall_back": fallbacks,
         "by_op": dict(sorted(by_op.items())),
         "rules": gpu_rules.SOURCE,
@@ -107,6 +153,11 @@ def check_model(model: tfl.Model, versions: dict[str, int] | None = None) -> dic
 def format_verdict(section: dict[str, Any]) -> list[str]:
     """Console lines: the verdict, then one line per operator that falls back."""
     lines = [f"GPU delegate (static rule check, nothing run on a GPU): {section['verdict']}"]
+    if not section["fully_delegable"]:
+        lines.append(
+            f"  {section['partitions']} delegable partition(s); the delegate (one partition by "
+            f"default) would take {section['delegated_ops']} ops of the main graph"
+        )
     for f in section["fall_back"]:
         where = f"#{f['op_index']}" if f["subgraph"] == 0 else f"{f['subgraph']}#{f['op_index']}"
         node = f" (ONNX {f['onnx_node']})" if f.get("onnx_node") else ""

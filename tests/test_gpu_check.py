@@ -130,6 +130,7 @@ def test_verdict_counts_every_fallback():
     gpu = _gpu(model)
     assert gpu["verdict"] == "2 ops fall back" and gpu["operators"] == 3
     assert [f["op_index"] for f in gpu["fall_back"]] == [0, 2]
+    assert gpu["partitions"] == 1 and gpu["delegated_ops"] == 1
     assert gpu["by_op"] == {
         "CEIL": {"count": 2, "fall_back": 2},
         "RELU": {"count": 1, "fall_back": 0},
@@ -318,3 +319,28 @@ def test_analyzer_is_a_cross_check_only(monkeypatch):
         (0, "delegable", "made-up limit"),
         (1, "falls back", "compatible"),
     ]
+
+
+def test_partitions_follow_the_greedy_partitioner():
+    """graph_info.cc: a subset takes every ready op of its kind; the next one starts from the
+    lowest-index ready op. Relu(x) and Ceil(x) are both ready; the second Relu joins the
+    first; the Add waits for the Ceil: partitions {0, 2} (delegable), {1}, {3} (delegable)."""
+    model = make_model(
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Ceil", ["x"], ["b"]),
+            helper.make_node("Relu", ["a"], ["c"]),
+            helper.make_node("Add", ["c", "b"], ["y"]),
+        ],
+        inputs=[("x", np.float32, (2, 5))],
+        outputs=[("y", np.float32, (2, 5))],
+    )
+    chk = check_conversion(model)
+    kinds = [op for op in chk.report["tflite_ops"]]
+    assert sorted(kinds) == ["ADD", "CEIL", "RELU"]
+    gpu = chk.report["gpu"]
+    assert gpu["verdict"] == "1 op falls back"
+    assert gpu["partitions"] == 2 and gpu["delegated_ops"] == 2
+    sub = tfl.Subgraph()
+    sub.operators = [tfl.Operator("RELU", [], [])]
+    assert gpu_check.partitions(sub, set()) == [(True, 1)]
