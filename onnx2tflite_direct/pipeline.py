@@ -26,6 +26,7 @@ from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
 from .errors import ConversionError, InternalError, OptionError, UnsupportedError
 from .extract import extract_subgraph
 from .frontend import load_graph, load_model
+from .frontend.zipmap import drop_zipmap
 from .graph_lowering import lower_graph
 from .options import (  # noqa: F401  (REWRITE_RULES: re-exported)
     REWRITE_RULES,
@@ -183,6 +184,8 @@ def convert_checked(
     started = time.perf_counter()
     result = ConversionResult()
     try:
+        if o.drop_zipmap:  # the [N, C] probabilities instead of ZipMap's maps
+            model = drop_zipmap(load_model(model))
         driver, model_ir, loader = _lower(
             model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
         )

@@ -229,16 +229,24 @@ def check(name: str, batch: int = 64) -> dict:
     from onnx2tflite_direct import ConversionError, convert
     from onnx2tflite_direct import validate as V
 
+    from onnx2tflite_direct.frontend.zipmap import drop_zipmap, zipmap_outputs
+
     onx, data = MODELS[name]()
     feeds = feeds_for(onx, data, slice(0, batch))
     ops = sorted({f"{n.domain or 'ai.onnx'}.{n.op_type}" for n in onx.graph.node})
     row: dict = {"onnx_ops": ops}
+    drop = bool(zipmap_outputs(onx.graph.node))  # exported with ZipMap: --drop-zipmap
+    if drop:
+        row["drop_zipmap"] = True
+        onx_ref = drop_zipmap(onx)
+    else:
+        onx_ref = onx
     try:
-        res = convert(onx, batch_size=batch)
+        res = convert(onx, batch_size=batch, drop_zipmap=drop)
     except ConversionError as err:
         row.update(status="refused", reason_code=err.reason_code, error=str(err))
         return row
-    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(onx_ref.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
     val = V.validate(res.model, res.tflite_bytes, res.report.get("io"), feeds, atol=ATOL)
     row["status"] = "converted"

@@ -161,9 +161,16 @@ def check_input_types(real_inputs) -> None:
             )
 
 
-def check_output_types(outputs) -> None:
+def check_output_types(outputs, nodes=()) -> None:
+    from .zipmap import ADVICE, zipmap_outputs
+
+    zipmaps = zipmap_outputs(nodes)
     for vi in outputs:
         kind = vi.type.WhichOneof("value")
+        if kind not in (None, "tensor_type") and vi.name in zipmaps:
+            raise UnsupportedError(
+                errors.UNSUPPORTED_DTYPE, f"graph output {vi.name!r}: {ADVICE}", zipmaps[vi.name]
+            )
         if kind not in (None, "tensor_type"):
             raise UnsupportedError(
                 errors.UNSUPPORTED_DTYPE,

@@ -159,7 +159,7 @@ def load_graph(
     real_inputs = [i for i in g.input if i.name not in consts]
     checks.check_initialized_inputs(g.input, consts)
     checks.check_input_types(real_inputs)
-    checks.check_output_types(g.output)
+    checks.check_output_types(g.output, g.node)
     nodes = []
     for n in g.node:
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):

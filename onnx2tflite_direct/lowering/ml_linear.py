@@ -1,0 +1,433 @@
+"""Linear and SVM models of ai.onnx.ml: LinearClassifier, LinearRegressor, SVMClassifier,
+SVMRegressor.
+
+Scores are one FULLY_CONNECTED (or a kernel over the support vectors followed by one) and the
+labels and post transforms follow onnxruntime's kernels (``linearclassifier.cc``,
+``svmclassifier.cc``, ``ml_common.h``), including their one-score conventions:
+
+* LinearClassifier with one coefficient row and two labels writes ``[1 - s, s]`` from the raw
+  score ``s`` (no transform but PROBIT, which onnxruntime applies to the first column only and
+  which is refused); the label is ``labels[1]`` when ``s > 0``. With one row and not two labels
+  the label is the literal 1 / 0.
+* A one-target LinearRegressor applies only PROBIT (onnxruntime skips the others there).
+* SVMClassifier, support-vector mode without probabilities: the scores are the pairwise
+  decision values ``[N, C(C-1)/2]``; labels come from the pairwise votes (first class with the
+  most votes); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - s, s]``. Linear
+  mode (no support vectors): ``x . coef + rho[0]`` per class. Platt probabilities (``prob_a``)
+  need onnxruntime's iterative pairwise coupling and are refused.
+* Kernels: LINEAR ``x.v``, POLY ``(gamma x.v + coef0)^degree``, RBF ``exp(-gamma |x - v|^2)``,
+  SIGMOID ``tanh(gamma x.v + coef0)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import onnx_order
+from ..registry import lowering
+from .compose import binary, concat, const, op, reduce, select, unary
+from .ml_common import ML_DOMAIN, TRANSFORMS, as_rows, as_text, float_input, post_transform, probit
+
+INPUT_DTYPES = ("float32", "int32", "int64")
+KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
+
+
+def _out(ctx, t, index: int):
+    """Output ``index`` is ``t`` (reshaped to the ONNX output shape when it differs)."""
+    shape = ctx.out_shape(index)
+    if tuple(t.shape) == tuple(shape):
+        ctx.alias_output(index, t, L.identity(len(shape)))
+    else:
+        ctx.driver.reshape(t, ctx.output(index))
+
+
+def _used(ctx, i: int) -> bool:
+    return (
+        i < len(ctx.node.outputs)
+        and bool(ctx.node.outputs[i])
+        and ctx.driver.graph.used(ctx.node.outputs[i])
+    )
+
+
+def fully_connected(ctx, x, weights: np.ndarray, bias: np.ndarray | None, hint="fc"):
+    """``x [N, F] @ weights[K, F]^T + bias`` with one FULLY_CONNECTED."""
+    w = const(ctx, np.ascontiguousarray(weights, np.float32), hint=f"{hint}_w")
+    b = None if bias is None else const(ctx, np.asarray(bias, np.float32), hint=f"{hint}_b")
+    return op(
+        ctx,
+        "FULLY_CONNECTED",
+        [x, w, b],
+        (x.shape[0], weights.shape[0]),
+        np.float32,
+        hint,
+        fused_activation_function="NONE",
+        keep_num_dims=False,
+    )
+
+
+def labels_of(attrs, int_key: str):
+    ints = attrs.get(int_key)
+    strings = attrs.get("classlabels_strings")
+    if ints is not None and len(ints):
+        return np.asarray(ints, np.int64), False
+    if strings is not None and len(strings):
+        return np.arange(len(strings), dtype=np.int64), True
+    return np.zeros(0, np.int64), False
+
+
+def _string_label_check(node, graph):
+    strings = node.attrs.get("classlabels_strings")
+    if strings is not None and len(strings) and graph.used(node.outputs[0]):
+        return (
+            "unsupported_dtype: string class labels: this converter writes no string tensors; "
+            "export with integer labels, or use only the score output"
+        )
+    return None
+
+
+def _labels_from_index(ctx, idx, labels: np.ndarray, index: int):
+    n = idx.shape[0]
+    if np.array_equal(labels, np.arange(len(labels))):
+        lab = op(ctx, "CAST", [idx], (n,), np.int64, "label") if idx.dtype != np.int64 else idx
+    else:
+        lab = op(
+            ctx,
+            "GATHER",
+            [const(ctx, labels, np.int64, "labels"), idx],
+            (n,),
+            np.int64,
+            "label",
+            axis=0,
+            batch_dims=0,
+        )
+    _out(ctx, lab, index)
+
+
+def _argmax(ctx, scores, hint="argmax"):
+    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
+    return op(
+        ctx, "ARG_MAX", [scores, axis], (scores.shape[0],), np.int32, hint, output_type="INT32"
+    )
+
+
+def _pick(ctx, cond, pos, neg, index: int):
+    """int64 ``cond ? pos : neg`` into output ``index`` (``cond`` [N] or [N, 1])."""
+    n = cond.shape[0]
+    if len(cond.shape) != 1:
+        cond = ctx.reshape(cond, (n,), "cond")
+    lab = select(
+        ctx,
+        cond,
+        const(ctx, np.array([pos], np.int64), np.int64, "pos"),
+        const(ctx, np.array([neg], np.int64), np.int64, "neg"),
+        "label",
+    )
+    _out(ctx, lab, index)
+
+
+def _check_transform(ctx, name):
+    if name not in TRANSFORMS:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"post_transform={name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# LinearClassifier / LinearRegressor
+# ---------------------------------------------------------------------------------------------
+
+
+@lowering(
+    "LinearClassifier",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=INPUT_DTYPES,
+    ranks=(1, 2),
+    tflite_ops=("FULLY_CONNECTED", "ARG_MAX", "GATHER", "SELECT_V2", "SOFTMAX", "LOGISTIC"),
+    notes="int64 labels; onnxruntime's one-score and two-label conventions; every post_transform",
+    extra_check=_string_label_check,
+)
+def lower_linear_classifier(ctx):
+    a = ctx.node.attrs
+    coef = np.asarray(a.get("coefficients", []), np.float32)
+    intercepts = np.asarray(a.get("intercepts", []) or [], np.float32)
+    labels, _ = labels_of(a, "classlabels_ints")
+    x = as_rows(ctx, float_input(ctx))
+    f = x.shape[1]
+    k = len(intercepts)
+    if k == 0 or coef.size != k * f:
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            f"{coef.size} coefficients for {k} intercepts and {f} features",
+        )
+    tr = as_text(a.get("post_transform"), "NONE")
+    _check_transform(ctx, tr)
+    scores = fully_connected(ctx, x, coef.reshape(k, f), intercepts, "scores")
+    n = x.shape[0]
+    if k == 1:
+        s = scores  # [N, 1]
+        binary_labels = len(labels) == 2
+        if _used(ctx, 0):
+            win = binary(ctx, "GREATER", s, const(ctx, 0.0), "win", dtype=np.bool_)
+            pos, neg = (labels[1], labels[0]) if binary_labels else (1, 0)
+            _pick(ctx, win, pos, neg, 0)
+        if _used(ctx, 1):
+            if tr == "PROBIT":
+                if binary_labels:
+                    ctx.refuse(
+                        errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                        "one coefficient row, two labels and post_transform=PROBIT: "
+                        "onnxruntime fills only part of the two-column output",
+                    )
+                s = probit(ctx, s)
+            if binary_labels:
+                one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
+                s = concat(ctx, [one_minus, s], 1, "z")
+            _out(ctx, s, 1)
+        return
+    if _used(ctx, 0):
+        if len(labels) < k:
+            ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(labels)} labels for {k} scores")
+        _labels_from_index(ctx, _argmax(ctx, scores), labels[:k], 0)
+    if _used(ctx, 1):
+        _out(ctx, post_transform(ctx, scores, tr), 1)
+    del n
+
+
+@lowering(
+    "LinearRegressor",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=INPUT_DTYPES,
+    ranks=(1, 2),
+    tflite_ops=("FULLY_CONNECTED", "SOFTMAX", "LOGISTIC"),
+    notes="one target: only PROBIT applies (as onnxruntime)",
+)
+def lower_linear_regressor(ctx):
+    a = ctx.node.attrs
+    coef = np.asarray(a.get("coefficients", []), np.float32)
+    targets = int(a.get("targets", 1) or 1)
+    intercepts = a.get("intercepts")
+    x = as_rows(ctx, float_input(ctx))
+    f = x.shape[1]
+    if coef.size != targets * f:
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            f"{coef.size} coefficients for {targets} targets and {f} features",
+        )
+    bias = None
+    if intercepts is not None and len(intercepts):
+        bias = np.asarray(intercepts, np.float32)
+        if bias.size != targets:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{bias.size} intercepts, {targets} targets"
+            )
+    tr = as_text(a.get("post_transform"), "NONE")
+    _check_transform(ctx, tr)
+    y = fully_connected(ctx, x, coef.reshape(targets, f), bias, "y")
+    if targets == 1:
+        if tr == "PROBIT":
+            y = probit(ctx, y)
+        elif tr != "NONE":
+            ctx.note(f"post_transform={tr} with one target: onnxruntime skips it, and so do we")
+    else:
+        y = post_transform(ctx, y, tr)
+    _out(ctx, y, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# SVM
+# ---------------------------------------------------------------------------------------------
+
+
+def _kernel_params(a):
+    params = list(a.get("kernel_params") or [])
+    gamma, coef0, degree = (params + [0.0, 0.0, 0.0])[:3] if params else (0.0, 0.0, 0.0)
+    return np.float32(gamma), np.float32(coef0), float(degree)
+
+
+def kernel(ctx, x, vectors: np.ndarray, kind: str, gamma, coef0, degree, hint="k"):
+    """[N, V]: the kernel between each row of ``x`` and each support vector."""
+    if kind == "RBF":
+        # |x - v|^2 = |x|^2 - 2 x.v + |v|^2 (the cross term by FULLY_CONNECTED)
+        xv = fully_connected(ctx, x, vectors, None, f"{hint}_xv")
+        xx = reduce(ctx, "SUM", binary(ctx, "MUL", x, x, f"{hint}_x2"), [1], True, f"{hint}_xx")
+        vv = np.sum(vectors.astype(np.float64) ** 2, axis=1).astype(np.float32)
+        d = binary(ctx, "SUB", xx, binary(ctx, "MUL", xv, const(ctx, 2.0), f"{hint}_2xv"))
+        d = binary(ctx, "ADD", d, const(ctx, vv), f"{hint}_d2")
+        d = binary(ctx, "MAXIMUM", d, const(ctx, 0.0), f"{hint}_d2pos")
+        return unary(ctx, "EXP", binary(ctx, "MUL", d, const(ctx, -gamma), f"{hint}_g"), hint)
+    if kind == "LINEAR":
+        return fully_connected(ctx, x, vectors, None, hint)
+    scaled = fully_connected(ctx, x, vectors * gamma, np.full(len(vectors), coef0), f"{hint}_lin")
+    if kind == "SIGMOID":
+        return unary(ctx, "TANH", scaled, hint)
+    if degree == 2:
+        return binary(ctx, "MUL", scaled, scaled, hint)
+    if degree == 3:
+        return binary(ctx, "MUL", binary(ctx, "MUL", scaled, scaled, f"{hint}_sq"), scaled, hint)
+    return binary(ctx, "POW", scaled, const(ctx, np.float32(degree)), hint)
+
+
+def _svm_check(node, graph):
+    kind = as_text(node.attrs.get("kernel_type"), "LINEAR")
+    if kind not in KERNELS:
+        return f"unsupported_attribute_value: kernel_type={kind!r}"
+    return None
+
+
+@lowering(
+    "SVMRegressor",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32",),
+    ranks=(1, 2),
+    tflite_ops=("FULLY_CONNECTED", "EXP", "TANH", "MUL", "POW", "SELECT_V2"),
+    notes="LINEAR/POLY/RBF/SIGMOID kernels, linear mode, one_class (+1/-1)",
+    extra_check=_svm_check,
+)
+def lower_svm_regressor(ctx):
+    a = ctx.node.attrs
+    x = as_rows(ctx, float_input(ctx))
+    f = x.shape[1]
+    coef = np.asarray(a.get("coefficients", []), np.float32)
+    rho = np.asarray(a.get("rho", [0.0]), np.float32)
+    n_sv = int(a.get("n_supports", 0) or 0)
+    kind = as_text(a.get("kernel_type"), "LINEAR")
+    gamma, coef0, degree = _kernel_params(a)
+    if n_sv > 0:
+        sv = np.asarray(a.get("support_vectors", []), np.float32)
+        if sv.size != n_sv * f or coef.size != n_sv:
+            ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "support_vectors / coefficients sizes")
+        k = kernel(ctx, x, sv.reshape(n_sv, f), kind, gamma, coef0, degree)
+        y = fully_connected(ctx, k, coef.reshape(1, n_sv), rho[:1], "y")
+    else:
+        if coef.size != f:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{coef.size} coefficients, {f} features"
+            )
+        y = fully_connected(ctx, x, coef.reshape(1, f), rho[:1], "y")
+    if int(a.get("one_class", 0) or 0):
+        pos = binary(ctx, "GREATER", y, const(ctx, 0.0), "pos", dtype=np.bool_)
+        y = select(ctx, pos, const(ctx, 1.0), const(ctx, -1.0), "one_class")
+    _out(ctx, y, 0)
+
+
+def _svc_check(node, graph):
+    problem = _svm_check(node, graph) or _string_label_check(node, graph)
+    if problem:
+        return problem
+    if node.attrs.get("prob_a") is not None and len(node.attrs["prob_a"]):
+        svc = sum(int(v) for v in node.attrs.get("vectors_per_class") or []) > 0
+        if svc:
+            return (
+                "unsupported_attribute_value: prob_a/prob_b (Platt probabilities): "
+                "onnxruntime couples them with an iterative solver; export the SVC without "
+                "probability=True, or use its decision scores"
+            )
+    return None
+
+
+@lowering(
+    "SVMClassifier",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=INPUT_DTYPES,
+    ranks=(1, 2),
+    tflite_ops=("FULLY_CONNECTED", "EXP", "TANH", "GREATER", "SELECT_V2", "SUM", "ARG_MAX"),
+    notes=(
+        "LINEAR/POLY/RBF/SIGMOID kernels, support-vector and linear modes, pairwise votes; "
+        "prob_a/prob_b refused"
+    ),
+    extra_check=_svc_check,
+)
+def lower_svm_classifier(ctx):
+    a = ctx.node.attrs
+    x = as_rows(ctx, float_input(ctx))
+    n, f = x.shape
+    labels, _ = labels_of(a, "classlabels_ints")
+    c = len(labels)
+    coef = np.asarray(a.get("coefficients", []), np.float32)
+    rho = np.asarray(a.get("rho", []), np.float32)
+    per_class = [int(v) for v in a.get("vectors_per_class") or []]
+    kind = as_text(a.get("kernel_type"), "LINEAR")
+    tr = as_text(a.get("post_transform"), "NONE")
+    _check_transform(ctx, tr)
+    gamma, coef0, degree = _kernel_params(a)
+    if c < 2:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "fewer than 2 class labels")
+    all_positive = bool(np.all(coef >= 0))
+    if sum(per_class) == 0:  # linear mode: one score per class
+        if coef.size != c * f or rho.size < 1:
+            ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "coefficients / rho sizes (linear mode)")
+        scores = fully_connected(ctx, x, coef.reshape(c, f), np.full(c, rho[0]), "scores")
+        if _used(ctx, 0):
+            idx = _argmax(ctx, scores)
+            if c == 2:  # ChooseClass: the max score decides with the weight-sign rule
+                top = reduce(ctx, "REDUCE_MAX", scores, [1], False, "top")
+                cut, strict = (0.5, False) if all_positive else (0.0, True)
+                win = binary(
+                    ctx,
+                    "GREATER" if strict else "GREATER_EQUAL",
+                    top,
+                    const(ctx, np.float32(cut)),
+                    "win",
+                    dtype=np.bool_,
+                )
+                second = const(ctx, np.array([1], np.int32), np.int32, "one")
+                idx = select(ctx, win, second, idx, "choice")
+            _labels_from_index(ctx, idx, labels, 0)
+        if _used(ctx, 1):
+            _out(ctx, post_transform(ctx, scores, tr), 1)
+        return
+    # support-vector mode: pairwise decision values
+    if len(per_class) != c:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "vectors_per_class does not match labels")
+    v = sum(per_class)
+    sv = np.asarray(a.get("support_vectors", []), np.float32)
+    pairs = [(i, j) for i in range(c - 1) for j in range(i + 1, c)]
+    if sv.size != v * f or coef.size < (c - 1) * v or rho.size < len(pairs):
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "support_vectors / coefficients / rho sizes")
+    coef = coef[: (c - 1) * v].reshape(c - 1, v)
+    start = np.concatenate([[0], np.cumsum(per_class)]).astype(int)
+    w = np.zeros((len(pairs), v), np.float32)
+    for p, (i, j) in enumerate(pairs):
+        w[p, start[i] : start[i + 1]] = coef[j - 1, start[i] : start[i + 1]]
+        w[p, start[j] : start[j + 1]] = coef[i, start[j] : start[j + 1]]
+    k = kernel(ctx, x, sv.reshape(v, f), kind, gamma, coef0, degree)
+    dec = fully_connected(ctx, k, w, rho[: len(pairs)], "decision")  # [N, pairs]
+    if _used(ctx, 0):
+        # votes: pair (i, j) votes i when its value is > 0, else j
+        positive = op(
+            ctx,
+            "CAST",
+            [binary(ctx, "GREATER", dec, const(ctx, 0.0), "gt", dtype=np.bool_)],
+            dec.shape,
+            np.float32,
+            "gtf",
+        )
+        vote_i = np.zeros((len(pairs), c), np.float32)
+        vote_j = np.zeros((len(pairs), c), np.float32)
+        for p, (i, j) in enumerate(pairs):
+            vote_i[p, i] = 1
+            vote_j[p, j] = 1
+        # votes = positive @ (vote_i - vote_j) + sum(vote_j)
+        votes = fully_connected(ctx, positive, (vote_i - vote_j).T, vote_j.sum(axis=0), "votes")
+        idx = _argmax(ctx, votes)
+        if c == 2:  # ChooseClass with max_weight 0: labels[maxclass]
+            pass
+        _labels_from_index(ctx, idx, labels, 0)
+    if _used(ctx, 1):
+        if c > 2:
+            _out(ctx, post_transform(ctx, dec, tr), 1)
+        elif tr == "PROBIT":
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                "two classes with post_transform=PROBIT: onnxruntime fills one of two columns",
+            )
+        elif tr == "NONE":
+            _out(ctx, concat(ctx, [unary(ctx, "NEG", dec, "neg"), dec], 1, "z"), 1)
+        else:
+            one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), dec, "1ms")
+            _out(ctx, concat(ctx, [one_minus, dec], 1, "z"), 1)
+    del n

@@ -1,0 +1,367 @@
+"""ai.onnx.ml feature preprocessing: Scaler, Normalizer, Binarizer, Imputer,
+ArrayFeatureExtractor, FeatureVectorizer, OneHotEncoder, LabelEncoder (numeric), and the
+refusals of CastMap (its input is a map, which no TFLite tensor can hold).
+
+Semantics are onnxruntime's (``core/providers/cpu/ml``): integer inputs are converted to
+float32 with ``static_cast`` (round to nearest); Normalizer leaves a row whose norm is 0
+unchanged; OneHotEncoder truncates float inputs to int64 and lets the last duplicate category
+win; LabelEncoder maps each value to the value of its first equal key (NaN keys match NaN from
+opset 4 on) and to the default otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from .. import layout as L
+from ..policies import onnx_order
+from ..registry import lowering
+from .compose import binary, concat, const, op, reduce, select, unary
+from .ml_common import ML_DOMAIN, as_rows, as_text, float_input
+
+NUMERIC_IN = ("float32", "int32", "int64")
+
+
+def _out(ctx, t, index: int = 0):
+    shape = ctx.out_shape(index)
+    if tuple(t.shape) == tuple(shape):
+        ctx.alias_output(index, t, L.identity(len(shape)))
+    else:
+        ctx.driver.reshape(t, ctx.output(index))
+
+
+def _per_column(values, columns: int, name: str, ctx) -> np.ndarray:
+    """A length-1 or length-C attribute as a [C] (or [1]) float32 vector."""
+    v = np.asarray(values, np.float32).ravel()
+    if v.size not in (1, columns):
+        ctx.refuse(
+            errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+            f"{name} has {v.size} values for {columns} columns (needs 1 or {columns})",
+        )
+    return v
+
+
+@lowering(
+    "Scaler",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=NUMERIC_IN,
+    tflite_ops=("CAST", "SUB", "MUL"),
+    notes="(x - offset) * scale over the last axis; float32 output",
+)
+def lower_scaler(ctx):
+    x = float_input(ctx)
+    c = x.shape[-1] if x.shape else 1
+    offset = _per_column(ctx.attr("offset", [0.0]) or [0.0], c, "offset", ctx)
+    scale = _per_column(ctx.attr("scale", [1.0]) or [1.0], c, "scale", ctx)
+    y = x
+    if np.any(offset != 0):
+        y = binary(ctx, "SUB", y, const(ctx, offset), "centered")
+    if np.any(scale != 1) or y is x:
+        y = binary(ctx, "MUL", y, const(ctx, scale), "scaled")
+    _out(ctx, y)
+
+
+@lowering(
+    "Normalizer",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=NUMERIC_IN,
+    ranks=(1, 2),
+    attrs=(),
+    tflite_ops=("CAST", "REDUCE_MAX", "SUM", "ABS", "MUL", "SQRT", "DIV", "SELECT_V2"),
+    notes="norm MAX / L1 / L2 per row; a row with norm 0 is left unchanged",
+)
+def lower_normalizer(ctx):
+    norm = as_text(ctx.attr("norm"), "MAX")
+    if norm not in ("MAX", "L1", "L2"):
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"norm={norm!r}")
+    x = as_rows(ctx, float_input(ctx))
+    if norm == "MAX":
+        d = reduce(ctx, "REDUCE_MAX", x, [1], True, "max")
+    elif norm == "L1":
+        d = reduce(ctx, "SUM", unary(ctx, "ABS", x, "abs"), [1], True, "l1")
+    else:
+        d = reduce(ctx, "SUM", binary(ctx, "MUL", x, x, "sq"), [1], True, "l2sq")
+    nonzero = binary(ctx, "NOT_EQUAL", d, const(ctx, 0.0), "nonzero", dtype=np.bool_)
+    d = select(ctx, nonzero, d, const(ctx, 1.0), "safe")
+    if norm == "L2":
+        d = unary(ctx, "SQRT", d, "l2")
+    _out(ctx, binary(ctx, "DIV", x, d, "normalized"))
+
+
+@lowering(
+    "Binarizer",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32",),
+    tflite_ops=("GREATER", "SELECT_V2"),
+    notes="x > threshold ? 1 : 0",
+)
+def lower_binarizer(ctx):
+    x = ctx.input(0)
+    thr = np.float32(ctx.attr("threshold", 0.0) or 0.0)
+    above = binary(ctx, "GREATER", x, const(ctx, thr), "above", dtype=np.bool_)
+    y = select(ctx, above, const(ctx, 1.0), const(ctx, 0.0), "binary")
+    if np.dtype(x.dtype) != np.float32:
+        y = op(ctx, "CAST", [y], y.shape, x.dtype, "cast")
+    _out(ctx, y)
+
+
+@lowering(
+    "Imputer",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32", "int64"),
+    tflite_ops=("EQUAL", "NOT_EQUAL", "SELECT_V2"),
+    notes="replaced value (NaN or a number) -> imputed value per column",
+)
+def lower_imputer(ctx):
+    x = ctx.input(0)
+    c = x.shape[-1] if x.shape else 1
+    if np.dtype(x.dtype) == np.float32:
+        imputed = _per_column(
+            ctx.attr("imputed_value_floats", []) or [], c, "imputed_value_floats", ctx
+        )
+        replaced = np.float32(ctx.attr("replaced_value_float", 0.0) or 0.0)
+        if np.isnan(replaced):
+            hit = binary(ctx, "NOT_EQUAL", x, x, "isnan", dtype=np.bool_)
+        else:
+            hit = binary(ctx, "EQUAL", x, const(ctx, replaced), "hit", dtype=np.bool_)
+        fill = const(ctx, imputed)
+    else:
+        imputed = np.asarray(ctx.attr("imputed_value_int64s", []) or [], np.int64).ravel()
+        if imputed.size not in (1, c):
+            ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{imputed.size} imputed values")
+        replaced = np.int64(ctx.attr("replaced_value_int64", 0) or 0)
+        hit = binary(ctx, "EQUAL", x, const(ctx, replaced, np.int64), "hit", dtype=np.bool_)
+        fill = const(ctx, imputed, np.int64)
+    _out(ctx, select(ctx, hit, fill, x, "imputed"))
+
+
+def _afe_check(node, graph):
+    idx = graph.values[node.inputs[1]]
+    if idx.is_constant:
+        x = graph.values[node.inputs[0]]
+        c = x.shape[-1] if x.shape else 0
+        bad = [int(i) for i in np.asarray(idx.const).ravel() if not 0 <= int(i) < c]
+        if bad:
+            return f"unsupported_attribute_value: indices {bad[:5]} outside [0, {c})"
+    return None
+
+
+@lowering(
+    "ArrayFeatureExtractor",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32", "int32", "int64"),
+    tflite_ops=("GATHER", "CAST"),
+    notes="GATHER on the last axis (constant or runtime indices)",
+    extra_check=_afe_check,
+)
+def lower_array_feature_extractor(ctx):
+    x = ctx.input(0)
+    if len(x.shape) == 1:
+        x = ctx.reshape(x, (1, x.shape[0]), "x2d")
+    idx_value = ctx.const(1)
+    if idx_value is not None:
+        idx = const(ctx, np.asarray(idx_value).ravel().astype(np.int32), np.int32, "indices")
+    else:
+        idx = ctx.input(1)
+        size = int(np.prod(idx.shape)) if idx.shape else 1
+        if tuple(idx.shape) != (size,):
+            idx = ctx.reshape(idx, (size,), "indices")
+        if np.dtype(idx.dtype) != np.int32:
+            idx = op(ctx, "CAST", [idx], idx.shape, np.int32, "indices32")
+    axis = len(x.shape) - 1
+    shape = tuple(x.shape[:-1]) + (idx.shape[0],)
+    y = op(ctx, "GATHER", [x, idx], shape, x.dtype, "features", axis=axis, batch_dims=0)
+    _out(ctx, y)
+
+
+@lowering(
+    "FeatureVectorizer",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=NUMERIC_IN,
+    dtype_inputs=tuple(range(64)),
+    tflite_ops=("CAST", "CONCATENATION", "SLICE", "PAD"),
+    notes="inputs cast to float32, each cut or zero-padded to its inputdimensions entry",
+)
+def lower_feature_vectorizer(ctx):
+    dims = [int(d) for d in ctx.attr("inputdimensions", []) or []]
+    k = len(ctx.node.inputs)
+    if len(dims) != k:
+        ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(dims)} inputdimensions, {k} inputs")
+    rows = ctx.out_shape(0)[0]
+    parts = []
+    for i, d in enumerate(dims):
+        x = as_rows(ctx, float_input(ctx, i, f"x{i}"), f"rows{i}")
+        if x.shape[0] != rows:
+            x = op(
+                ctx,
+                "BROADCAST_TO",
+                [x, const(ctx, np.array([rows, x.shape[1]], np.int32), np.int32, "shape")],
+                (rows, x.shape[1]),
+                np.float32,
+                f"rows{i}b",
+            )
+        c = x.shape[1]
+        if c > d:
+            x = op(
+                ctx,
+                "SLICE",
+                [
+                    x,
+                    const(ctx, np.array([0, 0], np.int32), np.int32, "begin"),
+                    const(ctx, np.array([rows, d], np.int32), np.int32, "size"),
+                ],
+                (rows, d),
+                np.float32,
+                f"cut{i}",
+            )
+        elif c < d:
+            pads = const(ctx, np.array([[0, 0], [0, d - c]], np.int32), np.int32, "pads")
+            x = op(ctx, "PAD", [x, pads], (rows, d), np.float32, f"pad{i}")
+        parts.append(x)
+    _out(ctx, parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "features"))
+
+
+def _onehot_check(node, graph):
+    if node.attrs.get("cats_strings") and not node.attrs.get("cats_int64s"):
+        return "unsupported_dtype: string categories (cats_strings): no string tensors in this converter"
+    if not node.attrs.get("cats_int64s"):
+        return "unsupported_attribute_value: no cats_int64s"
+    return None
+
+
+@lowering(
+    "OneHotEncoder",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32", "int32", "int64"),
+    tflite_ops=("CAST", "EQUAL"),
+    notes=(
+        "cats_int64s; float inputs truncated to int64 as onnxruntime; zeros=0 writes an "
+        "all-zero row for an unknown category where onnxruntime fails the run"
+    ),
+    extra_check=_onehot_check,
+)
+def lower_one_hot_encoder(ctx):
+    cats = np.asarray(ctx.attr("cats_int64s"), np.int64).ravel()
+    x = ctx.input(0)
+    if np.dtype(x.dtype) != np.int64:
+        x = op(ctx, "CAST", [x], x.shape, np.int64, "as_int64")
+    x3 = ctx.reshape(x, tuple(x.shape) + (1,), "expanded")
+    eq = binary(ctx, "EQUAL", x3, const(ctx, cats, np.int64, "cats"), "is_cat", dtype=np.bool_)
+    y = op(ctx, "CAST", [eq], eq.shape, np.float32, "onehot")
+    last = {int(v): i for i, v in enumerate(cats)}  # onnxruntime: the last duplicate wins
+    if len(last) != len(cats):
+        keep = np.zeros(len(cats), np.float32)
+        keep[list(last.values())] = 1
+        y = binary(ctx, "MUL", y, const(ctx, keep), "dedup")
+    if not int(ctx.attr("zeros", 1)):
+        ctx.note("zeros=0: an unknown category gives an all-zero row (onnxruntime fails the run)")
+    _out(ctx, y)
+
+
+_LE_KEYS = ("keys_int64s", "keys_floats", "keys_tensor")
+_LE_VALUES = ("values_int64s", "values_floats", "values_tensor")
+
+
+def _label_encoder_attrs(attrs):
+    keys = values = default = None
+    for k in _LE_KEYS:
+        if attrs.get(k) is not None and np.size(attrs[k]):
+            keys = np.asarray(attrs[k]).ravel()
+            if k == "keys_floats":
+                keys = keys.astype(np.float32)
+            elif k == "keys_int64s":
+                keys = keys.astype(np.int64)
+    for k in _LE_VALUES:
+        if attrs.get(k) is not None and np.size(attrs[k]):
+            values = np.asarray(attrs[k]).ravel()
+            if k == "values_floats":
+                values = values.astype(np.float32)
+            elif k == "values_int64s":
+                values = values.astype(np.int64)
+    if values is not None:
+        if attrs.get("default_tensor") is not None:
+            default = np.asarray(attrs["default_tensor"]).ravel()[:1].astype(values.dtype)
+        elif values.dtype == np.int64:
+            default = np.array([attrs.get("default_int64", -1)], np.int64)
+        elif values.dtype.kind == "f":
+            default = np.array([attrs.get("default_float", -0.0)], values.dtype)
+    return keys, values, default
+
+
+def _label_encoder_check(node, graph):
+    if node.attrs.get("classes_strings") is not None or any(
+        node.attrs.get(k) is not None for k in ("keys_strings", "values_strings")
+    ):
+        return "unsupported_dtype: string keys or values: no string tensors in this converter"
+    keys, values, _ = _label_encoder_attrs(node.attrs)
+    if keys is None or values is None or len(keys) != len(values):
+        return "unsupported_attribute_value: numeric keys_* and values_* of equal length needed"
+    if keys.dtype.kind not in "if" or values.dtype.kind not in "if":
+        return f"unsupported_dtype: keys {keys.dtype} / values {values.dtype}"
+    if keys.dtype == np.float64 or values.dtype == np.float64:
+        return "unsupported_dtype: float64 keys or values"
+    return None
+
+
+@lowering(
+    "LabelEncoder",
+    onnx_order,
+    domain=ML_DOMAIN,
+    since=2,
+    dtypes=("float32", "int32", "int64"),
+    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "GATHER", "SELECT_V2"),
+    notes="numeric keys and values; first equal key wins; NaN keys match NaN (opset 4)",
+    extra_check=_label_encoder_check,
+)
+def lower_label_encoder(ctx):
+    keys, values, default = _label_encoder_attrs(ctx.node.attrs)
+    x = ctx.input(0)
+    if np.dtype(x.dtype) != keys.dtype:
+        ctx.refuse(errors.UNSUPPORTED_DTYPE, f"input {x.dtype} for {keys.dtype} keys")
+    shape = tuple(x.shape)
+    x3 = ctx.reshape(x, shape + (1,), "expanded")
+    eq = binary(ctx, "EQUAL", x3, const(ctx, keys, keys.dtype, "keys"), "eq", dtype=np.bool_)
+    nan_keys = keys.dtype.kind == "f" and ctx.node.opset >= 4 and np.isnan(keys).any()
+    if nan_keys:
+        isnan = binary(ctx, "NOT_EQUAL", x3, x3, "isnan", dtype=np.bool_)
+        nan_eq = binary(ctx, "LOGICAL_AND", isnan, const(ctx, np.isnan(keys), np.bool_), "nan_eq")
+        eq = binary(ctx, "LOGICAL_OR", eq, nan_eq, "eq_nan")
+    found = reduce(ctx, "REDUCE_ANY", eq, [-1], False, "found")
+    eq_i = op(ctx, "CAST", [eq], eq.shape, np.int32, "eq_i")
+    axis = const(ctx, np.array([len(shape)], np.int32), np.int32, "axis")
+    idx = op(ctx, "ARG_MAX", [eq_i, axis], shape, np.int32, "first", output_type="INT32")
+    mapped = op(
+        ctx,
+        "GATHER",
+        [const(ctx, values, values.dtype, "values"), idx],
+        shape,
+        values.dtype,
+        "mapped",
+        axis=0,
+        batch_dims=0,
+    )
+    y = select(ctx, found, mapped, const(ctx, default, values.dtype, "default"), "encoded")
+    _out(ctx, y)
+
+
+@lowering(
+    "CastMap",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=(),
+    notes="refused: its input is a map, which no TFLite tensor can hold",
+    extra_check=lambda node, graph: (
+        "unsupported_dtype: CastMap reads a map; TFLite tensors cannot hold maps. Feed the "
+        "values as a dense tensor instead (e.g. export without DictVectorizer/CastMap)"
+    ),
+)
+def lower_cast_map(ctx):  # never reached: extra_check refuses first
+    ctx.refuse(errors.UNSUPPORTED_DTYPE, "CastMap reads a map")
