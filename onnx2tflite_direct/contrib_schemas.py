@@ -338,6 +338,21 @@ def _dynamic_matmul(ctx) -> None:
     _set(ctx, 0, elem, out)
 
 
+def _dynamic_quantize_lstm(ctx) -> None:
+    """Y (seq, dirs, batch, hidden); Y_h, Y_c (dirs, batch, hidden)."""
+    x = _dims(ctx, 0)
+    if x is None or len(x) != 3:
+        return
+    direction = _attr(ctx, "direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs = 2 if direction == "bidirectional" else 1
+    hidden = _attr(ctx, "hidden_size", None)
+    elem = _elem(ctx, 0)
+    _set(ctx, 0, elem, [x[0], dirs, x[1], hidden])
+    _set(ctx, 1, elem, [dirs, x[1], hidden])
+    _set(ctx, 2, elem, [dirs, x[1], hidden])
+
+
 def _matmul_integer_to_float(ctx) -> None:
     a, b = _dims(ctx, 0), _dims(ctx, 1)
     out = _matmul_dims(a, b) if a is not None and b is not None else None
@@ -391,6 +406,11 @@ _ATTR_TYPES = {
     "smooth_softmax": "i",
     "softcap": "f",
     "v_quant_type": "s",
+    "activations": "ss",
+    "clip": "f",
+    "direction": "s",
+    "hidden_size": "i",
+    "input_forget": "i",
 }
 _TYPE_CODES = {
     "f": defs.OpSchema.AttrType.FLOAT,
@@ -398,6 +418,7 @@ _TYPE_CODES = {
     "s": defs.OpSchema.AttrType.STRING,
     "fs": defs.OpSchema.AttrType.FLOATS,
     "is": defs.OpSchema.AttrType.INTS,
+    "ss": defs.OpSchema.AttrType.STRINGS,
 }
 
 # op -> (domain, since, inputs ("name" or "name?" for optional), outputs, attributes, shape fn)
@@ -587,6 +608,34 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         (),
         _dynamic_matmul,
     ),
+    (MS, "DynamicQuantizeLSTM"): (
+        1,
+        [
+            "X",
+            "W",
+            "R",
+            "B?",
+            "sequence_lens?",
+            "initial_h?",
+            "initial_c?",
+            "P?",
+            "W_scale",
+            "W_zero_point",
+            "R_scale",
+            "R_zero_point",
+        ],
+        ["Y?", "Y_h?", "Y_c?"],
+        (
+            "activation_alpha:fs",
+            "activation_beta:fs",
+            "activations",
+            "clip",
+            "direction",
+            "hidden_size",
+            "input_forget",
+        ),
+        _dynamic_quantize_lstm,
+    ),
     (MS, "MatMulIntegerToFloat"): (
         1,
         ["A", "B", "a_scale", "b_scale", "a_zero_point?", "b_zero_point?", "bias?"],
@@ -623,9 +672,11 @@ def _schema(domain: str, op: str, since: int, inputs, outputs, attrs, fn) -> def
 
     ins, in_types = params(inputs, "Tin")
     outs, out_types = params(outputs, "Tout")
-    attributes = [
-        defs.OpSchema.Attribute(a, _TYPE_CODES[_ATTR_TYPES[a]], "", required=False) for a in attrs
-    ]
+    attributes = []
+    for a in attrs:  # "name" (type from _ATTR_TYPES) or "name:code" (this op's own type)
+        name, _, code = a.partition(":")
+        kind = _TYPE_CODES[code or _ATTR_TYPES[name]]
+        attributes.append(defs.OpSchema.Attribute(name, kind, "", required=False))
     schema = defs.OpSchema(
         op,
         domain,
@@ -695,3 +746,8 @@ def infer_shapes(model: onnx.ModelProto, **kwargs) -> onnx.ModelProto:
     """``onnx.shape_inference.infer_shapes`` with the contrib schemas registered."""
     with registered():
         return onnx.shape_inference.infer_shapes(model, **kwargs)
+
+
+def has_schema(node: onnx.NodeProto) -> bool:
+    """A default-domain node, or a contrib node whose contract :data:`SCHEMAS` holds."""
+    return node.domain in ("", "ai.onnx") or (node.domain, node.op_type) in SCHEMAS

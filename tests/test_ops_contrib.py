@@ -913,3 +913,94 @@ def test_gpt2_like_fused_graph_with_past():
     model = ms_model(nodes, ins, [("y", F), ("present", F)], inits, opset=13)
     chk = check_conversion(model, feeds=feeds, atol=5e-5)
     assert "CUSTOM" not in chk.ops
+
+
+# ---- DynamicQuantizeLSTM -----------------------------------------------------------------------
+
+
+def _dq_lstm(
+    direction="forward",
+    per_channel=False,
+    states=False,
+    peepholes=False,
+    uint8=False,
+    seq=6,
+    batch=1,
+    inp=24,
+    hidden=16,
+    attrs=None,
+):
+    dirs = 2 if direction == "bidirectional" else 1
+    wdt = np.uint8 if uint8 else np.int8
+    lo, hi = (0, 256) if uint8 else (-128, 128)
+    sshape = (dirs, 4 * hidden) if per_channel else (dirs,)
+    inits = {
+        "W": RNG.integers(lo, hi, (dirs, inp, 4 * hidden)).astype(wdt),
+        "R": RNG.integers(lo, hi, (dirs, hidden, 4 * hidden)).astype(wdt),
+        "B": _rand(dirs, 8 * hidden, scale=0.1),
+        "ws": RNG.uniform(0.002, 0.01, sshape).astype(F),
+        "wz": (np.full(sshape, 128 if uint8 else 0)).astype(wdt),
+        "rs": RNG.uniform(0.002, 0.01, sshape).astype(F),
+        "rz": (RNG.integers(120, 136, sshape) if uint8 else np.zeros(sshape)).astype(wdt),
+    }
+    ins = [("x", F, (seq, batch, inp))]
+    feeds = {"x": _rand(seq, batch, inp)}
+    order = ["x", "W", "R", "B", ""]
+    if states:
+        for name in ("h0", "c0"):
+            ins.append((name, F, (dirs, batch, hidden)))
+            feeds[name] = _rand(dirs, batch, hidden, scale=0.5)
+        order += ["h0", "c0"]
+    else:
+        order += ["", ""]
+    if peepholes:
+        inits["P"] = _rand(dirs, 3 * hidden, scale=0.3)
+    order += ["P" if peepholes else "", "ws", "wz", "rs", "rz"]
+    node = ms_node(
+        "DynamicQuantizeLSTM",
+        order,
+        ["y", "yh", "yc"],
+        hidden_size=hidden,
+        direction=direction,
+        **(attrs or {}),
+    )
+    model = ms_model([node], ins, [("y", F), ("yh", F), ("yc", F)], inits)
+    return model, feeds
+
+
+DQ_LSTM_CASES = {
+    "forward": {},
+    "reverse_states": {"direction": "reverse", "states": True},
+    "bidirectional_per_channel": {"direction": "bidirectional", "per_channel": True},
+    "uint8_zero_points_peepholes": {"uint8": True, "peepholes": True},
+    "clip_activations": {
+        "attrs": {"clip": 1.5, "activations": ["HardSigmoid", "Tanh", "Tanh"]},
+    },
+    "long_reduction": {"inp": 768, "hidden": 32},  # K = 768: the exact digit split
+    # onnxruntime keeps the batch together (no batch parallelism) for 2-4 rows, hidden > 256
+    "batch2_hidden_272": {"batch": 2, "hidden": 272, "seq": 3},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DQ_LSTM_CASES))
+def test_dynamic_quantize_lstm(case):
+    model, feeds = _dq_lstm(**DQ_LSTM_CASES[case])
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+def test_dynamic_quantize_lstm_batch_parallel_rows():
+    """For 2+ rows with hidden <= 256 onnxruntime quantizes each thread's rows separately; with
+    one thread per row (pinned here so that the reference does not depend on the machine)
+    that is one scale per row, which the lowering reproduces."""
+    import onnxruntime as ort
+
+    model, feeds = _dq_lstm(direction="bidirectional", batch=3, hidden=16)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    res = convert(model)
+    actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    for name, e in expected.items():
+        np.testing.assert_allclose(actual[name], e, atol=2e-5, rtol=1e-4)

@@ -262,7 +262,7 @@ def _skeleton_outputs(model, nodes, consts, real_inputs) -> list[onnx.ValueInfoP
     onnx silently keeps a declared dim that contradicts the inferred one; inferring from
     scratch lets :func:`check_declared_outputs` compare the two.
     """
-    if not all(n.domain in ("", "ai.onnx") for n in nodes):
+    if not all(contrib_schemas.has_schema(n) for n in nodes):
         return list(model.graph.output)
     produced = {o for n in nodes for o in n.output}
     exact = {vi.name: vi for vi in real_inputs}

@@ -87,12 +87,15 @@ def _dqmm_check(node, graph):
     return None
 
 
-def _dynamic_quantize(ctx, x):
-    """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice."""
-    axes = list(range(len(x.shape)))
+def _dynamic_quantize(ctx, x, per_row: bool = False):
+    """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice, over
+    the whole tensor or (``per_row``) over each row of a 2-D tensor (scale shape [rows, 1])."""
+    axes = [1] if per_row else list(range(len(x.shape)))
     zero = C.const(ctx, 0.0, hint="zero")
-    hi = C.binary(ctx, "MAXIMUM", C.reduce(ctx, "REDUCE_MAX", x, axes, False, "max"), zero, "hi")
-    lo = C.binary(ctx, "MINIMUM", C.reduce(ctx, "REDUCE_MIN", x, axes, False, "min"), zero, "lo")
+    hi = C.reduce(ctx, "REDUCE_MAX", x, axes, per_row, "max")
+    lo = C.reduce(ctx, "REDUCE_MIN", x, axes, per_row, "min")
+    hi = C.binary(ctx, "MAXIMUM", hi, zero, "hi")
+    lo = C.binary(ctx, "MINIMUM", lo, zero, "lo")
     spread = C.binary(ctx, "SUB", hi, lo, "range")
     empty = C.binary(ctx, "EQUAL", spread, zero, "empty", dtype=np.bool_)
     spread = C.select(ctx, empty, C.const(ctx, 1.0, hint="one"), spread, "range_nz")
@@ -105,7 +108,7 @@ def _dynamic_quantize(ctx, x):
         C.const(ctx, 255.0, hint="zp_max"),
         "zp_hi",
     )
-    zp = C.op(ctx, "ROUND", [zp], (), hint="zp_round")
+    zp = C.op(ctx, "ROUND", [zp], zp.shape, hint="zp_round")
     q = C.op(ctx, "ROUND", [C.binary(ctx, "DIV", x, scale, "a_div")], x.shape, hint="a_round")
     q = C.binary(ctx, "ADD", q, zp, "a_zp")
     q = C.binary(ctx, "MAXIMUM", q, zero, "a_lo")

@@ -1,0 +1,222 @@
+"""com.microsoft DynamicQuantizeLSTM: an LSTM whose matmuls run on dynamically quantized inputs,
+reproduced as onnxruntime's CPU kernel computes it.
+
+onnxruntime quantizes the input X once for all time steps (one uint8 scale over the whole
+[seq, batch, input] tensor), multiplies it with the int8 W, and at every step quantizes the
+previous hidden state (one uint8 scale over [batch, hidden]) before multiplying it with the
+int8 R. Each product is ``float(int32 accumulator) * (a_scale * w_scale[column])``, then the
+biases and the ordinary LSTM gate arithmetic follow in float. A float LSTM with dequantized
+weights would differ from onnxruntime by the activations' quantization noise (~1e-2), so the
+same per-step quantization is written out here: the DynamicQuantizeLinear arithmetic of
+``contrib_quant`` and exact integer products (``qlinear.digit_plan``). The steps are unrolled:
+the gate arithmetic is ``recurrent_cells.lstm_step`` with a recurrent projection that
+quantizes (``_QuantizedRecurrence``).
+
+One caveat is onnxruntime's own: when its LSTM parallelizes over the batch (more than 4 rows,
+or 2+ rows with hidden <= 256) each thread quantizes the hidden state of its own rows, so its
+result depends on its thread count. The lowering quantizes each row separately there (what
+onnxruntime computes with at least one thread per row, e.g. its default on a machine with as
+many cores as rows), and the whole batch at once otherwise (batch 1 always agrees).
+
+Refused: sequence_lens (per-sequence lengths), rank != 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import onnx_order
+from ..registry import FLOAT, lowering
+from . import compose as C
+from .contrib import MS
+from .contrib_quant import _dynamic_quantize
+from .qlinear import combine_digits, digit_plan, split_digits
+from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
+
+X, W, R, B, SEQ_LENS, INITIAL_H, INITIAL_C, P = range(8)
+W_SCALE, W_ZP, R_SCALE, R_ZP = 8, 9, 10, 11
+DEFAULT_ACTS = ("Sigmoid", "Tanh", "Tanh")
+
+
+def _direction(node) -> str:
+    direction = node.attrs.get("direction", "forward")
+    return direction.decode() if isinstance(direction, bytes) else str(direction)
+
+
+def _dirs(node) -> int:
+    return 2 if _direction(node) == "bidirectional" else 1
+
+
+def _check(node, graph):
+    vals = graph.values
+    x = vals[node.inputs[X]]
+    if x.rank != 3:
+        return f"{errors.UNSUPPORTED_RANK}: X rank {x.rank} (seq, batch, input)"
+    if len(node.inputs) > SEQ_LENS and node.inputs[SEQ_LENS]:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input sequence_lens"
+    for i in (W, R):
+        dt = np.dtype(vals[node.inputs[i]].dtype).name
+        if dt not in ("int8", "uint8"):
+            return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {dt} (int8/uint8)"
+    try:
+        parse_activations(node.attrs, DEFAULT_ACTS, _dirs(node))
+    except ValueError as err:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {err}"
+    return None
+
+
+def _per_direction(value, d: int):
+    """Direction d's scale or zero point: a scalar (per tensor) or a [4 * hidden] vector."""
+    v = np.asarray(value, np.float64)
+    v = v.reshape(v.shape[0], -1) if v.ndim else v.reshape(1, 1)
+    row = v[d] if v.shape[0] > d else v[0]
+    return row[0] if row.size == 1 else row
+
+
+def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=False):
+    """float(DynamicQuantizeLinear(a) x (w - w_zp)) * (a_scale * w_scale) for a [rows, K] and
+    constant [K, N] shifted weights: onnxruntime's quantized GEMM, with an exact accumulator
+    (``per_row``: one quantization scale per row of a)."""
+    a_shift, a_scale = _dynamic_quantize(ctx, a, per_row)
+    k, n = w_shift.shape
+    weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T, np.float32), f"{hint}_w")
+    b_max = int(np.max(np.abs(w_shift), initial=0))
+    digits, bits = digit_plan(k, 255, b_max)
+
+    def fc(operand, tag):
+        return C.op(
+            ctx,
+            "FULLY_CONNECTED",
+            [operand, weights, None],
+            (operand.shape[0], n),
+            hint=f"{hint}_{tag}",
+            fused_activation_function="NONE",
+            keep_num_dims=False,
+        )
+
+    if digits == 1:
+        acc = fc(a_shift, "acc")
+    else:
+        parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a_shift, digits, bits))]
+        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, f"{hint}_acc_f")
+    scale = C.binary(
+        ctx, "MUL", a_scale, C.const(ctx, np.asarray(w_scale, np.float32)), f"{hint}_scale"
+    )
+    return C.binary(ctx, "MUL", acc, scale, f"{hint}_product")
+
+
+class _QuantizedRecurrence(Ops):
+    """``Ops`` whose recurrent projection (``linear``) quantizes the hidden state per step."""
+
+    def __init__(self, ctx, r_shift: np.ndarray, r_scale, hint: str, per_row: bool):
+        super().__init__(ctx)
+        self._r_shift, self._r_scale, self._hint = r_shift, r_scale, hint
+        self._per_row = per_row
+        self._step = 0
+
+    def linear(self, x, weight, bias, keep_num_dims: bool = False):
+        self._step += 1
+        hint = f"{self._hint}_h{self._step}"
+        x = self.tensor(x)
+        return _quantized_product(self.ctx, x, self._r_shift, self._r_scale, hint, self._per_row)
+
+
+def batch_parallel(batch: int, hidden: int) -> bool:
+    """onnxruntime's LSTM splits the batch across threads (``batch_parallel_``) for more than 4
+    rows, or 2+ rows of a hidden size <= 256; each thread then quantizes its own rows."""
+    return batch > 4 or (batch >= 2 and hidden <= 256)
+
+
+@lowering(
+    "DynamicQuantizeLSTM",
+    onnx_order,
+    domain=MS,
+    dtypes=FLOAT,
+    dtype_inputs=(X, B, INITIAL_H, INITIAL_C, P),
+    const_inputs=(W, R, B, P, W_SCALE, W_ZP, R_SCALE, R_ZP),
+    tflite_ops=(
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "DIV",
+        "ROUND",
+        "FULLY_CONNECTED",
+        "MUL",
+        "ADD",
+        "LOGISTIC",
+        "TANH",
+        "SPLIT",
+        "UNPACK",
+        "PACK",
+    ),
+    notes="onnxruntime's arithmetic: X quantized once (uint8, per tensor), the hidden state "
+    "quantized at every step, exact int32 products scaled by a_scale * w_scale; unrolled "
+    "over the time steps; forward/reverse/bidirectional, initial states, peepholes, clip, "
+    "activations, input_forget; sequence_lens refused",
+    extra_check=_check,
+)
+def lower_dynamic_quantize_lstm(ctx):
+    seq, batch, _ = ctx.shape(X)
+    hidden = int(ctx.attr("hidden_size"))
+    dirs = _dirs(ctx.node)
+    acts = parse_activations(ctx.node.attrs, DEFAULT_ACTS, dirs)
+    clip = ctx.attr("clip", None)
+    clip = None if clip is None else float(clip)
+    w_all, r_all = ctx.const(W).astype(np.int64), ctx.const(R).astype(np.int64)
+    bias = ctx.const(B) if ctx.has_input(B) else np.zeros((dirs, 8 * hidden), np.float32)
+    peep = ctx.const(P) if ctx.has_input(P) else None
+    x_rows = C.reshape(ctx, ctx.input(X), (seq * batch, ctx.shape(X)[2]), "x_rows")
+    o = Ops(ctx)
+    ys, last_h, last_c = [], [], []
+    for d in range(dirs):
+        w_shift = (w_all[d] - _per_direction(ctx.const(W_ZP), d)).astype(np.float32)
+        r_shift = (r_all[d] - _per_direction(ctx.const(R_ZP), d)).astype(np.float32)
+        w_scale = _per_direction(ctx.const(W_SCALE), d)
+        r_scale = _per_direction(ctx.const(R_SCALE), d)
+        projected = _quantized_product(ctx, x_rows, w_shift, w_scale, f"x{d}")
+        both = (bias[d, : 4 * hidden] + bias[d, 4 * hidden :]).astype(np.float32)
+        projected = C.binary(ctx, "ADD", projected, C.const(ctx, both), f"x{d}_biased")
+        steps = o.unstack(C.reshape(ctx, projected, (seq, batch, 4 * hidden), f"x{d}_steps"), 0)
+        state = []
+        for i in (INITIAL_H, INITIAL_C):
+            if ctx.has_input(i):
+                init = ctx.const(i)
+                t = (
+                    o.unstack(ctx.input(i), 0)[d]
+                    if init is None
+                    else np.asarray(init[d], np.float32)
+                )
+            else:
+                t = np.zeros((batch, hidden), np.float32)
+            state.append(t)
+        peepholes = None
+        if peep is not None:
+            p = np.asarray(peep[d], np.float32)
+            peepholes = (p[:hidden], p[hidden : 2 * hidden], p[2 * hidden :])
+        cfg = CellConfig(
+            hidden=hidden,
+            acts=acts[d],
+            clip=clip,
+            recurrent=None,
+            recurrent_bias=None,
+            peepholes=peepholes,
+            input_forget=bool(ctx.attr("input_forget", 0)),
+        )
+        rec = _QuantizedRecurrence(ctx, r_shift, r_scale, f"d{d}", batch_parallel(batch, hidden))
+        backward = d == 1 or _direction(ctx.node) == "reverse"
+        order = range(seq - 1, -1, -1) if backward else range(seq)
+        outs = [None] * seq
+        h, c = state
+        for t in order:
+            h, c = lstm_step(rec, cfg, steps[t], (h, c))
+            outs[t] = rec.tensor(h)
+        ys.append(o.stack(outs, 0))  # [seq, batch, hidden]
+        last_h.append(rec.tensor(h))
+        last_c.append(rec.tensor(c))
+    outputs = ctx.node.outputs
+    if len(outputs) > 0 and outputs[0]:
+        o.stack(ys, 1, out=ctx.output(0))
+    if len(outputs) > 1 and outputs[1]:
+        o.stack(last_h, 0, out=ctx.output(1))
+    if len(outputs) > 2 and outputs[2]:
+        o.stack(last_c, 0, out=ctx.output(2))
