@@ -30,6 +30,7 @@ from .options import (
     ConvertOptions,
     Flag,
     Meta,
+    check_output_dir,
     cli_spelling,
     describe,
     meta_of,
@@ -269,10 +270,6 @@ def options_from_args(args: argparse.Namespace) -> tuple[ConvertOptions, set[str
     return values, used
 
 
-def _spell(used: set[str]):
-    return lambda name: cli_spelling(name, used)
-
-
 def _setup_logging(args: argparse.Namespace) -> None:
     """The package logger prints to the current stderr at the level -q/-v ask for."""
     for handler in [h for h in log.handlers if getattr(h, "_o2t_cli", False)]:
@@ -330,21 +327,20 @@ def _cli_checks(args: argparse.Namespace) -> None:
                 f"{{0}} {args.html_report}: folder {str(folder)!r} does not exist",
                 ("html_report",),
             )
-    if args.output_dir is not None and Path(args.output_dir).exists():
-        if not Path(args.output_dir).is_dir():
-            raise OptionError(
-                f"{{0}} {args.output_dir!r} is a file; {{0}} must be a folder (outputs are named "
-                "<stem>_float32.tflite ... inside it)",
-                ("output_dir",),
-            )
+    check_output_dir(args.output_dir)
 
 
-def _cli_name(name: str, used: set[str]) -> str:
-    if name in CLI_ONLY:
-        flags = [f for f in CLI_ONLY[name].flags[0].names if f.startswith("--")]
-        short = [f for f in CLI_ONLY[name].flags[0].names if not f.startswith("--")]
-        return (short or flags)[0]
-    return cli_spelling(name, used)
+def _spell(used: set[str]):
+    """Option name -> how the command line writes it: the flag(s) the user gave, or the short
+    flag of a CLI-only option (``-o``, ``-q``)."""
+
+    def spell(name: str) -> str:
+        if name in CLI_ONLY:
+            names = CLI_ONLY[name].flags[0].names
+            return next((n for n in names if not n.startswith("--")), names[0])
+        return cli_spelling(name, used)
+
+    return spell
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         with _native_noise_filtered(args.quiet):
             return _run(args, opts)
     except OptionError as exc:
-        log.error("error: [%s] %s", exc.reason_code, exc.spelled(lambda n: _cli_name(n, used)))
+        log.error("error: [%s] %s", exc.reason_code, exc.spelled(_spell(used)))
         return exc.exit_code
     except ConversionError as exc:
         log.error("error: [%s]%s %s", exc.reason_code, _where(exc), to_cli_wording(exc.message))

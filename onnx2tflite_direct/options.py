@@ -668,14 +668,10 @@ def cli_spelling(name: str, used: Iterable[str] = ()) -> str:
     """The flag(s) of option ``name``; of several, the ones the user gave (``used``)."""
     meta = meta_of(name) if name in FIELDS else None
     if meta is None:
-        return CLI_ONLY_NAMES.get(name, name)
+        return name
     flags = [f.name for f in meta.flags]
     given = [f for f in flags if f in set(used)] or flags
     return "/".join(given)
-
-
-# Names of convert()'s non-option arguments and of CLI-only options, for messages.
-CLI_ONLY_NAMES = {"output_dir": "-o/--output-dir", "model": "MODEL.onnx"}
 
 
 def _fill(template: str, names: Iterable[str], spell: Callable[[str], str]) -> str:
