@@ -46,6 +46,8 @@ def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> d
         row[label] = {
             "verdict": gpu["verdict"],
             "operators": gpu["operators"],
+            "partitions": gpu["partitions"],
+            "delegated_ops": gpu["delegated_ops"],
             "fall_back": _fallbacks(gpu),
         }
         if friendly:

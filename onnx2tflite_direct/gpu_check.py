@@ -55,6 +55,7 @@ def check_ops(model: tfl.Model, versions: dict[str, int] | None = None) -> list[
             version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
             findings = gpu_rules.check_op(op, version, ctx)
             if findings:
+                findings = _explain_shared_version(op, version, findings)
                 fallbacks.append(
                     {
                         "subgraph": s,
@@ -103,6 +104,22 @@ def partitions(sub: tfl.Subgraph, falls_back: set[int]) -> list[tuple[bool, int]
                     heapq.heappush(ready[j not in falls_back], j)
         subsets.append((kind, count))
     return subsets
+
+
+def _explain_shared_version(op: tfl.Operator, version: int, findings):
+    """A version above the cap that this operator does not need itself: the file has one
+    operator code per builtin, at the highest version any of its operators needs."""
+    out = []
+    for code, detail in findings:
+        if code == "version_above_gpu_cap":
+            own = versioning.op_version(op)
+            if own < version:
+                detail += (
+                    f" (this operator alone needs v{own}; another {op.opcode} raises the "
+                    "file's operator code)"
+                )
+        out.append((code, detail))
+    return out
 
 
 def verdict_text(fallbacks: list[dict[str, Any]]) -> str:

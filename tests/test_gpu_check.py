@@ -344,3 +344,27 @@ def test_partitions_follow_the_greedy_partitioner():
     sub = tfl.Subgraph()
     sub.operators = [tfl.Operator("RELU", [], [])]
     assert gpu_check.partitions(sub, set()) == [(True, 1)]
+
+
+def test_version_raised_by_another_operator_is_explained():
+    """One operator code per builtin: a TRANSPOSE_CONV with a fused ReLU (v4) lifts the code
+    of a plain one (v1 alone) above the GPU cap too, and the detail says so."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
+    model = make_model(
+        [
+            helper.make_node("ConvTranspose", ["x", "w"], ["a"], strides=[2, 2]),
+            helper.make_node("Relu", ["a"], ["r"]),
+            helper.make_node("ConvTranspose", ["x", "w2"], ["b"], strides=[2, 2]),
+            helper.make_node("Add", ["r", "b"], ["y"]),
+        ],
+        inputs=[("x", np.float32, (1, 3, 4, 4))],
+        outputs=[("y", np.float32, (1, 3, 9, 9))],
+        initializers={"w": w, "w2": -w},
+    )
+    fall = _gpu(model)["fall_back"]
+    assert [(f["op"], f["rules"]) for f in fall] == [
+        ("TRANSPOSE_CONV", ["version_above_gpu_cap"])
+    ] * 2
+    notes = ["this operator alone needs v1;" in f["detail"] for f in fall]
+    assert sorted(notes) == [False, True]
