@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from . import errors
 from .driver import Driver
-from .errors import UnsupportedError
+from .errors import BadInputError, UnsupportedError
 from .frontend import load_graph
 from .ir import Value
 
@@ -148,10 +148,39 @@ def lower_body(
         parent.options, keep_io_layout=True, keep_layout=(), channel_last=()
     )
     try:
-        fe = load_graph(model, disabled_rules=options.disabled_rewrites)
+        fe = _load_body(model, options.disabled_rewrites)
         driver = parent.lower(fe.graph, options, parent, path=path)
     except UnsupportedError as exc:
         if exc.message.startswith(path):
             raise
         raise UnsupportedError(exc.reason_code, f"{path}: {exc.message}", label) from None
     return LoweredBody(driver, [parent_of[b] for b in runtime])
+
+
+def _load_body(model: onnx.ModelProto, disabled=frozenset()):
+    """The body through the front end. A body whose shapes do not infer at the outer values'
+    shapes cannot run there (onnxruntime fails the same way when it takes it): a branch
+    meant for other input sizes (one per sample rate, say). That is an unsupported
+    combination of the pins and the branch, not a broken model file."""
+    try:
+        return load_graph(model, disabled_rules=disabled)
+    except BadInputError as exc:
+        if exc.reason_code not in (errors.SHAPE_INFERENCE_FAILED, errors.INVALID_MODEL):
+            raise
+        raise UnsupportedError(
+            errors.DYNAMIC_SHAPE_UNSUPPORTED,
+            "cannot be computed at these input shapes (onnxruntime fails there too; a TFLite "
+            f"subgraph has one shape per tensor: pin the input shapes it needs): {exc.message}",
+        ) from None
+
+
+def branch_output_shape(
+    body: onnx.GraphProto, outer: list[tuple[str, Value]], opsets: dict[str, int], k: int
+) -> tuple | None:
+    """The shape ``body`` computes for its output ``k`` at the outer values' shapes (for a
+    refusal's message); raises the front end's error when it cannot be computed there."""
+    model, _ = body_model(body, [], outer, opsets)
+    graph = _load_body(model).graph
+    if k >= len(graph.outputs):
+        return None
+    return graph.values[graph.outputs[k]].shape

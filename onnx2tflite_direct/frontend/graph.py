@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from .. import errors
 from ..dynamic_shapes import DynamicShapeModel, find_symbols
@@ -122,6 +123,17 @@ def _stable_topo(nodes, produced_by, available, node_inputs) -> list[onnx.NodePr
     return out
 
 
+def _output_types(result: FrontEndResult) -> dict[str, tuple[int, tuple]]:
+    """(ONNX elem type, dims) of each graph output: an If branch's computed shapes."""
+    g = result.graph
+    out = {}
+    for name in g.outputs:
+        v = g.values[name]
+        if v.dtype is not None and v.shape is not None:
+            out[name] = (helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype)), tuple(v.shape))
+    return out
+
+
 def load_graph(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -172,7 +184,17 @@ def load_graph(
     rules = ProtoRules(disabled_rules)
     warnings: list[str] = []
     nodes, infos, folded = infer_and_fold(
-        proto, nodes, consts, real_inputs, opsets, rules, probe_shapes, warnings
+        proto,
+        nodes,
+        consts,
+        real_inputs,
+        opsets,
+        rules,
+        probe_shapes,
+        warnings,
+        infer_branch=lambda branch: _output_types(
+            load_graph(branch, disabled_rules=disabled_rules)
+        ),
     )
 
     graph_outputs = [o.name for o in g.output]

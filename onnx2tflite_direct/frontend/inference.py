@@ -77,6 +77,7 @@ def infer_and_fold(
     rules: ProtoRules,
     probe_shapes: dict[str, tuple[int, ...]] | None = None,
     warnings: list[str] | None = None,
+    infer_branch=None,
 ) -> tuple[list[onnx.NodeProto], dict[str, onnx.ValueInfoProto], list[str]]:
     """Rounds of (proto rules, shape inference, sequence resolution, folding) until nothing
     changes; returns the remaining nodes, the value infos and the names of removed nodes.
@@ -89,6 +90,9 @@ def infer_and_fold(
     but exporters also declare shapes that the graph does not compute, and onnxruntime ignores
     them. When strict inference rejects a declaration, inference starts over without the
     declarations and ``warnings`` gets one line per disagreeing tensor: the computed shape wins.
+
+    ``infer_branch``: the front end run on an If branch as a model of its own
+    (``branch_shapes``), given by ``graph.load_graph``.
     """
     folded: list[str] = []
     declared = DeclaredValueInfo(proto)
@@ -106,6 +110,18 @@ def infer_and_fold(
             probe = declared.infer(_infer_with, probe_samples, nodes, consts, probe_inputs, hints)
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
+        new_hints.update(
+            rules.run(
+                "if_branch_shapes",
+                {},
+                nodes,
+                consts,
+                infos,
+                hints,
+                proto.opset_import,
+                infer_branch,
+            )
+        )
         hints.update(new_hints)
         nodes, resolved = resolve_static_sequences(
             nodes, consts, infos, opsets.get("", 0), graph_outputs

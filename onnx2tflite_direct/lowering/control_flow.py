@@ -14,9 +14,10 @@ import numpy as np
 
 from .. import errors, tfl
 from .. import layout as L
+from ..errors import ConversionError
 from ..policies import onnx_order
 from ..registry import lowering
-from ..subgraphs import BodyInput, LoweredBody, lower_body
+from ..subgraphs import BodyInput, LoweredBody, branch_output_shape, lower_body
 
 ANY_DTYPE = ("bool", "float32", "float16", "int8", "uint8", "int16", "int32", "int64")
 
@@ -40,14 +41,61 @@ def _scalar_bool(ctx, tensor: tfl.Tensor, hint: str) -> tfl.Tensor:
     return tensor
 
 
-def _same_signature(a: list[tfl.Tensor], b: list[tfl.Tensor]) -> str | None:
+def _branch_mismatch(a: list[tfl.Tensor], b: list[tfl.Tensor], dynamic_ok) -> str | None:
+    """Why the branches' outputs cannot be one IF output: dtypes or ranks differ, or (for an
+    output that ``dynamic_ok(k)`` does not allow to take its shape at run time) the dims."""
     for k, (x, y) in enumerate(zip(a, b, strict=True)):
-        if x.shape != y.shape or x.dtype != y.dtype:
-            return (
-                f"output {k}: then-branch gives {x.dtype}{list(x.shape)}, else-branch gives "
-                f"{y.dtype}{list(y.shape)}; TFLite IF needs both branches to agree"
-            )
+        same = x.dtype == y.dtype and len(x.shape) == len(y.shape)
+        if same and (x.shape == y.shape or dynamic_ok(k)):
+            continue
+        return (
+            f"output {k}: then-branch gives {x.dtype}{list(x.shape)}, else-branch gives "
+            f"{y.dtype}{list(y.shape)}; TFLite IF needs the same dtype and rank, and the "
+            "same dims unless the output is a graph output (then it takes the dims of the "
+            "branch that runs)"
+        )
     return None
+
+
+def _graph_output_only(node, graph, k: int) -> bool:
+    """Output ``k`` is read by no node (a graph output): its shape may be known at run time
+    only (the IF kernel resizes it to the branch that ran)."""
+    name = node.outputs[k]
+    return not any(name in n.inputs for n in graph.nodes)
+
+
+def _if_check(node, graph) -> str | None:
+    """An If output without a static shape must be a graph output (nothing downstream can be
+    lowered at an unknown size); the message says which branch makes it unknown."""
+    for k, name in enumerate(node.outputs):
+        value = graph.values.get(name)
+        if not name or value is None or value.is_constant or value.is_static:
+            continue
+        if value.shape is not None and _graph_output_only(node, graph, k):
+            continue
+        where = "is read by other nodes" if value.shape is not None else "has no known rank"
+        return (
+            f"{errors.DYNAMIC_SHAPE_UNSUPPORTED}: output {name!r} has no static shape "
+            f"({value.shape}) and {where}: {_branch_shapes(node, graph, k)}; only a graph "
+            "output of one rank can take the shape of the branch that runs"
+        )
+    return None
+
+
+def _branch_shapes(node, graph, k: int) -> str:
+    """What each branch computes for output ``k`` at these input shapes (or why it cannot)."""
+    start = len(node.explicit_inputs)
+    pairs = zip(node.implicit_inputs, node.inputs[start:], strict=True)
+    outer = [(b, graph.values[p]) for b, p in pairs]
+    parts = []
+    for key in ("then_branch", "else_branch"):
+        body = node.attrs.get(key)
+        try:
+            shape = branch_output_shape(body, outer, graph.opsets, k)
+            parts.append(f"{key} gives {list(shape) if shape is not None else 'unknown'}")
+        except ConversionError as exc:
+            parts.append(f"{key} {exc.message}")
+    return "; ".join(parts)
 
 
 def _lower_branch(ctx, attr: str, outer) -> LoweredBody:
@@ -62,30 +110,42 @@ def _lower_branch(ctx, attr: str, outer) -> LoweredBody:
     onnx_order,
     dtypes=("bool",),
     tflite_ops=("IF",),
-    notes="branches lowered into IF subgraphs; branch outputs must agree in shape and dtype",
+    dynamic_outputs=True,
+    extra_check=_if_check,
+    notes="branches lowered into IF subgraphs; branch outputs must agree in dtype and rank, "
+    "and in shape unless the output is a graph output (it then has the shape of the branch "
+    "that runs: -1 in its shape signature)",
 )
 def lower_if(ctx):
     outer = _outer(ctx)
     then_b = _lower_branch(ctx, "then_branch", outer)
     else_b = _lower_branch(ctx, "else_branch", outer)
-    outs = len(ctx.node.outputs)
+    node, graph = ctx.node, ctx.driver.graph
+    outs = len(node.outputs)
     for branch in (then_b, else_b):
         if len(branch.sub.outputs) != outs:
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "branch output count differs")
-    problem = _same_signature(then_b.sub.outputs, else_b.sub.outputs)
+    then_o, else_o = then_b.sub.outputs, else_b.sub.outputs
+    problem = _branch_mismatch(then_o, else_o, lambda k: _graph_output_only(node, graph, k))
     if problem:
         ctx.refuse(errors.DYNAMIC_SHAPE_UNSUPPORTED, problem)
     feeds = list(dict.fromkeys(then_b.outer_feeds + else_b.outer_feeds))
     for branch in (then_b, else_b):
         _feed_parent_values(branch, feeds, ctx)
     cond = _scalar_bool(ctx, ctx.input(0), "cond")
-    outputs = [ctx.output(i) for i in range(outs)]
-    for t, b in zip(outputs, then_b.sub.outputs, strict=True):
-        if t.shape != b.shape:
+    outputs = []
+    for i, (a, b) in enumerate(zip(then_o, else_o, strict=True)):
+        value = ctx.driver.value(node.outputs[i])
+        if a.shape != b.shape or not value.is_static:
+            outputs.append(_run_time_shaped(ctx, i, a, b))
+            continue
+        t = ctx.output(i)
+        if t.shape != a.shape:
             ctx.refuse(
                 errors.DYNAMIC_SHAPE_UNSUPPORTED,
-                f"branch output shape {list(b.shape)} differs from the If output {list(t.shape)}",
+                f"branch output shape {list(a.shape)} differs from the If output {list(t.shape)}",
             )
+        outputs.append(t)
     ctx.emit(
         "IF",
         [cond, *(_feed(ctx, name) for name in feeds)],
@@ -93,6 +153,26 @@ def lower_if(ctx):
         then_subgraph_index=ctx.driver.add_subgraph(then_b.sub),
         else_subgraph_index=ctx.driver.add_subgraph(else_b.sub),
     )
+
+
+def _run_time_shaped(ctx, i: int, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
+    """Output ``i`` as the branches give it: dims where they differ are -1 in the shape
+    signature (LiteRT's IF kernel then makes the output dynamic and resizes it to the branch
+    that ran); stored at the then-branch's size. Only reached for graph outputs."""
+    name = ctx.node.outputs[i]
+    value = ctx.driver.value(name)
+    signature = tuple(x if x == y else -1 for x, y in zip(a.shape, b.shape, strict=True))
+    value.shape = a.shape  # (the io table's stored size; the signature says what varies)
+    if all(d != -1 for d in signature):
+        return ctx.output(i)
+    out = ctx.driver.new_tensor(name, a.dtype, a.shape)
+    out.shape_signature = signature
+    ctx.alias_output(i, out, L.identity(len(a.shape)))
+    ctx.note(
+        f"output {name!r}: then-branch {list(a.shape)}, else-branch {list(b.shape)}; its shape "
+        "is the running branch's (shape signature -1 where they differ)"
+    )
+    return out
 
 
 def _feed_parent_values(branch: LoweredBody, feeds: list[str], ctx) -> None:

@@ -1,0 +1,149 @@
+"""If nodes whose output shapes ONNX inference leaves unknown (issue 17: real exports).
+
+- Branches that compute the same shape through shape arithmetic (``Shape`` -> ``Reshape``)
+  with symbolic declared outputs: the front end infers each branch at the pinned shapes
+  (rule ``if_branch_shapes``) and the If output is static, so nodes downstream lower as usual.
+- Branches that compute different shapes: a graph output takes the running branch's shape
+  (LiteRT's IF kernel resizes it); a value read by other nodes is refused, naming what each
+  branch computes, and a branch that cannot run at the pinned shapes is named as such.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import check_conversion, expect_refusal, make_model
+from onnx import TensorProto as T
+from onnx import helper as h
+
+from onnx2tflite_direct import ConversionError, convert
+
+RNG = np.random.default_rng(17)
+
+
+def _branch(nodes, name, out, dims):
+    return h.make_graph(nodes, name, [], [h.make_tensor_value_info(out, T.FLOAT, dims)])
+
+
+def _reshape_branch(tag: str, op: str):
+    """``op(x, y)`` reshaped to [batch, -1] with batch read by Shape/Gather at run time;
+    declared output ``[batch, None]`` (what exporters write)."""
+    nodes = [
+        h.make_node(op, ["x", "y"], [f"{tag}_v"]),
+        h.make_node("Shape", ["x"], [f"{tag}_s"]),
+        h.make_node("Gather", [f"{tag}_s", "zero"], [f"{tag}_b"], axis=0),
+        h.make_node("Unsqueeze", [f"{tag}_b", "zero1"], [f"{tag}_b1"]),
+        h.make_node("Concat", [f"{tag}_b1", "minus1"], [f"{tag}_shape"], axis=0),
+        h.make_node("Reshape", [f"{tag}_v", f"{tag}_shape"], [f"{tag}_out"]),
+    ]
+    return _branch(nodes, tag, f"{tag}_out", ["batch", None])
+
+
+def _feeds(cond, shape=(2, 3, 4)):
+    return {
+        "c": np.array(cond),
+        "x": RNG.standard_normal(shape).astype(np.float32),
+        "y": (RNG.random(shape) + 0.5).astype(np.float32),
+    }
+
+
+def _inits():
+    return {
+        "zero": np.array(0, np.int64),
+        "zero1": np.array([0], np.int64),
+        "minus1": np.array([-1], np.int64),
+    }
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
+    """The If output is declared [batch, None]; each branch computes [2, 12]. Downstream
+    Tanh and the graph output then have static shapes."""
+    node = h.make_node(
+        "If",
+        ["c"],
+        ["o"],
+        then_branch=_reshape_branch("then", "Add"),
+        else_branch=_reshape_branch("else", "Div"),
+    )
+    model = make_model(
+        [node, h.make_node("Tanh", ["o"], ["z"])],
+        [("c", np.bool_, []), ("x", np.float32, [2, 3, 4]), ("y", np.float32, [2, 3, 4])],
+        [("z", np.float32, ["batch", None])],
+        initializers=_inits(),
+    )
+    res = check_conversion(model, feeds=_feeds(cond))
+    assert res.ops["IF"] == 1
+    assert {"rule": "if_branch_shapes", "matched": 1, "nodes": []} in res.report["rewrites"]
+
+
+def test_if_branch_shapes_rule_can_be_disabled():
+    """--disable-rewrite if_branch_shapes leaves the If output unknown: refused, by name."""
+    node = h.make_node(
+        "If",
+        ["c"],
+        ["o"],
+        then_branch=_reshape_branch("then", "Add"),
+        else_branch=_reshape_branch("else", "Div"),
+    )
+    model = make_model(
+        [node, h.make_node("Tanh", ["o"], ["z"])],
+        [("c", np.bool_, []), ("x", np.float32, [2, 3, 4]), ("y", np.float32, [2, 3, 4])],
+        [("z", np.float32, ["batch", None])],
+        initializers=_inits(),
+    )
+    err = expect_refusal(model, "dynamic_shape_unsupported", disable_rewrites=("if_branch_shapes",))
+    assert "then_branch gives [2, 12]" in err.message
+
+
+def _different_shapes_model(consumer: bool):
+    """then: x + y ([2, 3]); else: Concat(x, y) on axis 0 ([4, 3])."""
+    then_g = _branch([h.make_node("Add", ["x", "y"], ["t"])], "then", "t", [None, 3])
+    else_g = _branch([h.make_node("Concat", ["x", "y"], ["e"], axis=0)], "else", "e", [None, 3])
+    nodes = [h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g)]
+    out = "o"
+    if consumer:
+        nodes.append(h.make_node("Relu", ["o"], ["r"]))
+        out = "r"
+    return make_model(
+        nodes,
+        [("c", np.bool_, []), ("x", np.float32, [2, 3]), ("y", np.float32, [2, 3])],
+        [(out, np.float32, [None, 3])],
+    )
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_if_graph_output_takes_the_running_branch_shape(cond):
+    res = check_conversion(_different_shapes_model(False), feeds=_feeds(cond, (2, 3)))
+    assert res.ops["IF"] == 1
+    (row,) = [r for r in res.report["io"] if r["name"] == "o"]
+    assert row["shape_signature"] == [-1, 3]
+
+
+def test_if_output_of_branch_dependent_shape_read_by_a_node_is_refused():
+    with pytest.raises(ConversionError) as info:
+        convert(_different_shapes_model(True))
+    err = info.value
+    assert err.reason_code == "dynamic_shape_unsupported"
+    assert "then_branch gives [2, 3]" in err.message
+    assert "else_branch gives [4, 3]" in err.message
+
+
+def test_if_branch_that_cannot_run_at_the_pinned_shapes_is_named():
+    """else reshapes a [2, 3] input to [4, -1]: impossible at these shapes (onnxruntime
+    fails when it takes that branch), so the output cannot be typed."""
+    then_g = _branch([h.make_node("Relu", ["x"], ["t"])], "then", "t", [None, None])
+    else_g = _branch([h.make_node("Reshape", ["x", "four"], ["e"])], "else", "e", [None, None])
+    model = make_model(
+        [
+            h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g),
+            h.make_node("Relu", ["o"], ["r"]),
+        ],
+        [("c", np.bool_, []), ("x", np.float32, [2, 3])],
+        [("r", np.float32, [None, None])],
+        initializers={"four": np.array([4, 4], np.int64)},
+        check=False,
+    )
+    err = expect_refusal(model, "dynamic_shape_unsupported")
+    assert "then_branch gives [2, 3]" in err.message
+    assert "else_branch cannot be computed at these input shapes" in err.message
