@@ -30,6 +30,10 @@ arithmetic, a constant computed once):
 - ``reshape_static_shape``: RESHAPE whose target shape is computed at run time in a static
   graph takes its static output shape as a constant (the shape arithmetic becomes dead).
 - ``slice_rank_lift``: a 1-D/2-D SLICE or STRIDED_SLICE runs on a 3-D view.
+- ``slice_rank_reduction``: a >4-D slice (5-D q/k/v split) runs on one shared <=4-D view.
+- ``reverse_slice_to_gather``: a flip (negative stride) becomes GATHER by reversed indices.
+- ``pad_rank_lift``: a 1-D/2-D PAD/PADV2/MIRROR_PAD runs on a 3-D view.
+- ``select_scalar_branches``: a uniform constant SELECT_V2 branch becomes a scalar.
 - ``lrn_by_conv``: LOCAL_RESPONSE_NORMALIZATION becomes SQUARE, a banded 1x1 CONV_2D, POW and
   MUL (same formula; the window sum is added in another order).
 """
@@ -687,6 +691,30 @@ def _pad_rank_lift(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     return [ed.reshape(src, lifted_in, op), padded, ed.reshape(lifted_out, out, op)]
 
 
+def _select_scalar_branches(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """SELECT_V2 with a constant branch holding one value in a broadcast shape ([1, 1,
+    1, 1] masks of exported attention; the GPU takes branches of the output's shape or
+    scalars, and no 2-D constant) -> the same select with that branch as a scalar."""
+    if op.opcode != "SELECT_V2" or len(op.inputs) != 3:  # SELECT does not broadcast
+        return None
+    inputs = list(op.inputs)
+    changed = False
+    for k in (1, 2):
+        t = inputs[k]
+        if t is None or t.data is None or t.rank == 0 or t.data.size == 0:
+            continue
+        flat = t.data.reshape(-1)
+        if not (flat == flat[0]).all() or (t.dtype.kind == "f" and np.isnan(flat[0])):
+            continue
+        inputs[k] = ed.const(f"{t.name}/scalar", np.array(flat[0], t.dtype))
+        changed = True
+    if not changed:
+        return None
+    return [
+        tfl.Operator(op.opcode, inputs, list(op.outputs), dict(op.options), onnx_node=op.onnx_node)
+    ]
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
@@ -701,6 +729,7 @@ RULES: list[tuple[str, Rule]] = [
     ("slice_rank_reduction", _slice_rank_reduction),
     ("reverse_slice_to_gather", _reverse_slice_to_gather),
     ("pad_rank_lift", _pad_rank_lift),
+    ("select_scalar_branches", _select_scalar_branches),
     ("lrn_by_conv", _lrn_by_conv),
 ]
 

@@ -688,3 +688,27 @@ def test_low_rank_pad_is_lifted_to_3d(mode, shape, pads):
     assert [r["rule"] for r in _rewrites(chk)] == ["pad_rank_lift"]
     assert _not_delegated(chk) == []
     assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+def test_uniform_constant_select_branch_becomes_scalar():
+    """Exported attention masks select between the scores and a [1, 1, 1, 1] constant: the
+    GPU takes output-shaped or scalar branches, so the constant becomes a scalar."""
+    model = make_model(
+        [helper.make_node("Where", ["m", "fill", "x"], ["y"])],
+        inputs=[("m", np.bool_, (2, 1, 4, 4)), ("x", np.float32, (2, 1, 4, 4))],
+        outputs=[("y", np.float32, (2, 1, 4, 4))],
+        initializers={"fill": np.full((1, 1, 1, 1), -3.5, np.float32)},
+    )
+    rng = np.random.default_rng(7)
+    feeds = {
+        "m": rng.random((2, 1, 4, 4)) < 0.5,
+        "x": rng.standard_normal((2, 1, 4, 4)).astype(np.float32),
+    }
+    plain = check_conversion(model, feeds=feeds)
+    assert [(f["op"], f["rules"]) for f in plain.report["gpu"]["fall_back"]] == [
+        ("SELECT_V2", ["broadcast"])
+    ]
+    chk = check_conversion(model, feeds=feeds, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["select_scalar_branches"]
+    assert _not_delegated(chk) == []
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
