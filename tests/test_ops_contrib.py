@@ -336,6 +336,29 @@ def test_skip_simplified_layer_norm(with_bias, outs):
     check_conversion(model, atol=2e-5)
 
 
+def test_embed_layer_norm_position_ids():
+    b, s, hidden, vocab = 2, 6, 16, 30
+    inits = {
+        "word": _rand(vocab, hidden),
+        "pos": _rand(12, hidden),
+        "gamma": _rand(hidden),
+        "beta": _rand(hidden),
+    }
+    order = ["ids", "", "word", "pos", "", "gamma", "beta", "", "pos_ids"]
+    node = ms_node("EmbedLayerNormalization", order, ["y", "mask_index"], epsilon=1e-12)
+    model = ms_model(
+        [node],
+        [("ids", np.int32, (b, s)), ("pos_ids", np.int32, (b, s))],
+        [("y", F), ("mask_index", np.int32)],
+        inits,
+    )
+    feeds = {
+        "ids": RNG.integers(0, vocab, (b, s)).astype(np.int32),
+        "pos_ids": (np.arange(s)[None] + np.array([[0], [5]])).astype(np.int32),
+    }
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
 @pytest.mark.parametrize("segments", [False, True])
 @pytest.mark.parametrize("mask", [False, True])
 @pytest.mark.parametrize("emb_sum", [False, True])
@@ -567,6 +590,23 @@ ATTENTION_CASES = {
     "qkv_sizes": {"sizes": (16, 16, 8)},
     "attention_bias": {"attn_bias": True},
 }
+
+
+def test_ms_attention_runtime_weights():
+    """Weights and bias fed at run time: BATCH_MATMUL projection instead of FULLY_CONNECTED."""
+    node = ms_node("Attention", ["x", "w", "b", "mask"], ["y"], num_heads=N, unidirectional=1)
+    model = ms_model(
+        [node],
+        [("x", F, (B, S, D)), ("w", F, (D, 3 * D)), ("b", F, (3 * D,)), ("mask", np.int32, (B,))],
+        [("y", F)],
+    )
+    feeds = {
+        "x": _rand(B, S, D),
+        "w": _rand(D, 3 * D, scale=0.5),
+        "b": _rand(3 * D, scale=0.2),
+        "mask": np.array([4, 5], np.int32),
+    }
+    check_conversion(model, feeds=feeds, atol=2e-5)
 
 
 @pytest.mark.parametrize("case", sorted(ATTENTION_CASES))
