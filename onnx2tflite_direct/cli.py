@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import os
 import re
@@ -118,7 +117,6 @@ CLI_ONLY: dict[str, Meta] = {
         kind="switch",
     ),
 }
-CLI_DEFAULTS = {"output_dir": "."}
 GROUP_TITLES = {**GROUPS, "output": "Output"}
 
 # Native runtime lines hidden by -q (LiteRT prints them on the process's stderr).
@@ -133,20 +131,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def default_text(name: str) -> str | None:
+    """An option's default as --help and the README show it; None when there is nothing to
+    show (a switch, an empty list, no default)."""
     meta = CLI_ONLY.get(name) or meta_of(name)
     if meta is None or not meta.show_default:
         return None
-    value = CLI_DEFAULTS[name] if name in CLI_DEFAULTS else _field_default(name)
+    value = meta.default
     if value is None or value is False or value == ():
         return None
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _field_default(name: str):
-    f = FIELDS.get(name)
-    if f is None:
-        return None
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _add_flag(group, name: str, flag: Flag) -> None:
@@ -197,7 +190,8 @@ def described_options() -> list[tuple[str, Meta]]:
     return sorted(metas, key=lambda item: list(GROUP_TITLES).index(item[1].group))
 
 
-def _list_flags(parser: argparse.ArgumentParser) -> dict[str, Flag]:
+def _list_flags() -> dict[str, Flag]:
+    """Every flag taking one or more values, by each of its names."""
     flags = {}
     for name in FIELDS:
         meta = meta_of(name)
@@ -221,7 +215,7 @@ def _resolve(token: str, parser: argparse.ArgumentParser) -> str | None:
 def split_list_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """``--quantize fp16 model.onnx`` -> ``--quantize=fp16 model.onnx``: a flag taking several
     values keeps only the tokens it accepts, so the model path after it stays the model."""
-    lists = _list_flags(parser)
+    lists = _list_flags()
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -246,8 +240,9 @@ def split_list_values(argv: list[str], parser: argparse.ArgumentParser) -> list[
     return out
 
 
-def options_from_args(args: argparse.Namespace) -> tuple[ConvertOptions, set[str]]:
-    """The ConvertOptions the flags give, and the flags given (for messages)."""
+def options_from_args(args: argparse.Namespace) -> tuple[dict, set[str]]:
+    """The ConvertOptions values the flags give (only those given), and the flags given (for
+    messages)."""
     values: dict = {}
     used: set[str] = set()
     for name in FIELDS:
@@ -356,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version (0) or an argument error (2)
         return int(exc.code or 0)
     if args.output_dir is None:
-        args.output_dir = CLI_DEFAULTS["output_dir"]
+        args.output_dir = CLI_ONLY["output_dir"].default
     _setup_logging(args)
     used: set[str] = set()
     try:
@@ -371,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except ConversionError as exc:
         log.error("error: [%s]%s %s", exc.reason_code, _where(exc), to_cli_wording(exc.message))
+        if exc.exit_code == errors.EXIT_INTERNAL:
+            log.error("this is a bug: please report it with the model (-v prints the traceback)")
+            log.debug("traceback:", exc_info=exc)
         return exc.exit_code
     except ImportError as exc:  # an optional runtime (the validate extra) is missing
         log.error("error: %s", exc)

@@ -150,7 +150,8 @@ class Meta:
     """What one option looks like outside Python: its flags, group, README text (``doc``,
     markdown; ``--help`` shows it as plain text) and example, the API spelling used in
     messages (``api_hint``) and how flag values become the API value (``from_cli``: the
-    flags' parsed values, in ``flags`` order -> the value)."""
+    flags' parsed values, in ``flags`` order -> the value). ``default`` is the value without
+    the flag (a ConvertOptions field's own default)."""
 
     flags: tuple[Flag, ...]
     group: str
@@ -159,6 +160,7 @@ class Meta:
     api_hint: str | None = None
     from_cli: Callable[..., object] | None = None
     show_default: bool = True
+    default: object = None
 
 
 def plain(doc: str) -> str:
@@ -206,7 +208,9 @@ def describe(
     )
     if show_default is None:
         show_default = kind == "value" and default is not None
-    return Meta(built, group, doc, example or names[0][-1], api_hint, from_cli, bool(show_default))
+    return Meta(
+        built, group, doc, example or names[0][-1], api_hint, from_cli, bool(show_default), default
+    )
 
 
 def _opt(default, flags, doc: str, example: str | None = None, **kw):

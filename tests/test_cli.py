@@ -622,3 +622,20 @@ def test_api_warns_about_options_without_effect_in_its_own_names(caplog):
         "warning: custom_op_allowlist has no effect without allow_custom_ops",
         "warning: atol has no effect without validate",
     ]
+
+
+def test_our_bug_is_exit_1_with_a_report_hint_and_traceback_under_verbose(
+    tmp_path, capsys, monkeypatch
+):
+    from onnx2tflite_direct.registry import REGISTRY
+
+    def broken(ctx):
+        raise RuntimeError("deliberate")
+
+    monkeypatch.setattr(REGISTRY.lookup("", "Relu", 17), "lower", broken)
+    path = _relu_model(tmp_path, batch=2)
+    assert cli.main([str(path), "-o", str(tmp_path / "o")]) == errors.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal_error" in err and "please report" in err and "Traceback" not in err
+    assert cli.main([str(path), "-o", str(tmp_path / "o"), "-v"]) == errors.EXIT_INTERNAL
+    assert "RuntimeError: deliberate" in capsys.readouterr().err
