@@ -48,6 +48,7 @@ _INT32 = onnx.TensorProto.INT32
 _lock = threading.Lock()
 _depth = 0
 _added: list[tuple[str, int, str]] = []
+_built: list[defs.OpSchema] = []
 
 # ---- helpers over the inference context ------------------------------------------------------
 
@@ -691,9 +692,15 @@ def _schema(domain: str, op: str, since: int, inputs, outputs, attrs, fn) -> def
     return schema
 
 
+def needed(model: onnx.ModelProto) -> bool:
+    """Whether any top-level node of ``model`` is an op of :data:`SCHEMAS`."""
+    return any((n.domain, n.op_type) in SCHEMAS for n in model.graph.node)
+
+
 @contextlib.contextmanager
-def registered():
-    """The schemas of :data:`SCHEMAS` are registered in onnx while the block runs.
+def registered(model: onnx.ModelProto | None = None):
+    """The schemas of :data:`SCHEMAS` are registered in onnx while the block runs (not at all
+    when ``model`` is given and has none of these ops: registration costs about a millisecond).
 
     Scoped, not process-wide: onnx keeps one global registry, and a permanent entry would change
     onnx for everyone in the process (``onnx.reference`` refuses to import when two domains
@@ -702,6 +709,9 @@ def registered():
     somebody else registered under the same (name, domain, version) is left alone.
     """
     global _depth
+    if model is not None and not needed(model):
+        yield
+        return
     with _lock:
         if _depth == 0:
             _add_all()
@@ -716,11 +726,15 @@ def registered():
 
 
 def _add_all() -> None:
-    for (domain, op), (since, inputs, outputs, attrs, fn) in SCHEMAS.items():
+    if not _built:  # OpSchema objects are built once (the costly part), registered per use
+        for (domain, op), (since, inputs, outputs, attrs, fn) in SCHEMAS.items():
+            _built.append(_schema(domain, op, since, inputs, outputs, attrs, fn))
+    for schema in _built:
+        op, since, domain = schema.name, schema.since_version, schema.domain
         if _exists(op, domain, since):
             continue
         try:
-            defs.register_schema(_schema(domain, op, since, inputs, outputs, attrs, fn))
+            defs.register_schema(schema)
         except Exception:  # onnx refuses (a concurrent registration): keep theirs
             continue
         _added.append((op, since, domain))
@@ -744,7 +758,7 @@ def _exists(op: str, domain: str, since: int) -> bool:
 
 def infer_shapes(model: onnx.ModelProto, **kwargs) -> onnx.ModelProto:
     """``onnx.shape_inference.infer_shapes`` with the contrib schemas registered."""
-    with registered():
+    with registered(model):
         return onnx.shape_inference.infer_shapes(model, **kwargs)
 
 

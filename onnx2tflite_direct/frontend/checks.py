@@ -30,7 +30,7 @@ def check_structure(model: onnx.ModelProto) -> None:
         raise BadInputError(errors.INVALID_MODEL, "the graph has no outputs")
     _check_opsets(model)
     _check_unique_names(g)
-    with contrib_schemas.registered():  # onnxruntime's default-domain contrib ops
+    with contrib_schemas.registered(model):  # onnxruntime's default-domain contrib ops
         _check_node_schemas(model)
     for n in g.node:
         where = n.name or n.op_type or "<unnamed>"
