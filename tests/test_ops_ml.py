@@ -380,3 +380,392 @@ def test_tree_classifier_string_labels_refused_when_label_used():
         [("label", TensorProto.STRING, (N,)), ("probabilities", np.float32, (N, 2))],
     )
     expect_refusal(model, "unsupported_dtype")
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear models and SVMs
+# ---------------------------------------------------------------------------------------------
+
+TRANSFORMS = ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT"]
+
+
+def _linear_classifier(k, labels, transform, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    node = helper.make_node(
+        "LinearClassifier",
+        ["x"],
+        ["label", "scores"],
+        domain=ML,
+        coefficients=[float(v) for v in rng.standard_normal(k * F).astype(np.float32)],
+        intercepts=[float(v) for v in rng.standard_normal(k).astype(np.float32)],
+        classlabels_ints=list(labels),
+        post_transform=transform,
+    )
+    cols = 2 if k == 1 and len(labels) == 2 else k
+    return _ml_model(
+        [node],
+        [("x", dtype, (N, F))],
+        [("label", np.int64, (N,)), ("scores", np.float32, (N, cols))],
+    )
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("k,labels", [(3, (0, 1, 2)), (4, (7, 3, 9, 1)), (1, (4, 8))])
+def test_linear_classifier(transform, k, labels):
+    model = _linear_classifier(k, labels, transform)
+    x = _features() * 0.2 if transform == "PROBIT" else _features()
+    if transform == "PROBIT" and k == 1 and len(labels) == 2:
+        expect_refusal(model, "unsupported_attribute_value")
+        return
+    if transform == "PROBIT":
+        # probit needs scores in (0, 1); keep them there
+        node = model.graph.node[0]
+        for a in node.attribute:
+            if a.name in ("coefficients", "intercepts"):
+                vals = [abs(v) * 0.02 + (0.3 if a.name == "intercepts" else 0) for v in a.floats]
+                del a.floats[:]
+                a.floats.extend(vals)
+        x = np.abs(x)
+    check_conversion(model, feeds={"x": x}, atol=1e-4)
+
+
+def test_linear_classifier_int64_input():
+    model = _linear_classifier(3, (0, 1, 2), "SOFTMAX", dtype=np.int64)
+    x = np.random.default_rng(0).integers(-5, 6, (N, F)).astype(np.int64)
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("targets", [1, 3])
+@pytest.mark.parametrize("intercepts", [False, True])
+def test_linear_regressor(transform, targets, intercepts):
+    rng = np.random.default_rng(targets)
+    coef = rng.standard_normal(targets * F).astype(np.float32) * (
+        0.05 if transform == "PROBIT" else 1
+    )
+    extra = {}
+    if intercepts:
+        extra["intercepts"] = [float(v) for v in (rng.random(targets) * 0.2 + 0.4)]
+    node = helper.make_node(
+        "LinearRegressor",
+        ["x"],
+        ["y"],
+        domain=ML,
+        coefficients=[float(v) for v in coef],
+        targets=targets,
+        post_transform=transform,
+        **extra,
+    )
+    model = _ml_model([node], [("x", np.float32, (N, F))], [("y", np.float32, (N, targets))])
+    check_conversion(model, feeds={"x": _features()}, atol=1e-4)
+
+
+KERNEL_PARAMS = {
+    "LINEAR": [0.0, 0.0, 0.0],
+    "POLY": [0.3, 0.5, 3.0],
+    "RBF": [0.2, 0.0, 0.0],
+    "SIGMOID": [0.1, 0.2, 0.0],
+}
+
+
+@pytest.mark.parametrize("kernel", list(KERNEL_PARAMS))
+@pytest.mark.parametrize("one_class", [0, 1])
+@pytest.mark.parametrize("mode", ["svc", "linear"])
+def test_svm_regressor(kernel, one_class, mode):
+    rng = np.random.default_rng(len(kernel) + one_class)
+    if mode == "svc":
+        n_sv = 7
+        attrs = dict(
+            n_supports=n_sv,
+            support_vectors=[float(v) for v in rng.standard_normal(n_sv * F).astype(np.float32)],
+            coefficients=[float(v) for v in rng.standard_normal(n_sv).astype(np.float32)],
+            kernel_type=kernel,
+            kernel_params=KERNEL_PARAMS[kernel],
+        )
+    else:
+        if kernel != "LINEAR":
+            pytest.skip("linear mode has no kernel")
+        attrs = dict(
+            coefficients=[float(v) for v in rng.standard_normal(F).astype(np.float32)],
+            kernel_params=[0.0, 0.0, 0.0],
+        )
+    node = helper.make_node(
+        "SVMRegressor", ["x"], ["y"], domain=ML, rho=[0.25], one_class=one_class, **attrs
+    )
+    model = _ml_model([node], [("x", np.float32, (N, F))], [("y", np.float32, (N, 1))])
+    check_conversion(model, feeds={"x": _features()}, atol=1e-4)
+
+
+def _svc(kernel, c, transform, per_class=(3, 2, 4, 2), linear=False, labels=None, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = list(labels or [3 * k + 1 for k in range(c)])
+    attrs = dict(classlabels_ints=labels, post_transform=transform)
+    if linear:
+        attrs.update(
+            coefficients=[float(v) for v in rng.standard_normal(c * F).astype(np.float32)],
+            rho=[0.1],
+            kernel_type="LINEAR",
+            kernel_params=[0.0, 0.0, 0.0],
+        )
+        cols = c
+    else:
+        per_class = list(per_class[:c])
+        v = sum(per_class)
+        attrs.update(
+            vectors_per_class=per_class,
+            support_vectors=[float(x) for x in rng.standard_normal(v * F).astype(np.float32)],
+            coefficients=[float(x) for x in rng.standard_normal((c - 1) * v).astype(np.float32)],
+            rho=[float(x) for x in rng.standard_normal(c * (c - 1) // 2).astype(np.float32)],
+            kernel_type=kernel,
+            kernel_params=KERNEL_PARAMS[kernel],
+        )
+        cols = c * (c - 1) // 2 if c > 2 else 2
+    node = helper.make_node("SVMClassifier", ["x"], ["label", "scores"], domain=ML, **attrs)
+    return _ml_model(
+        [node],
+        [("x", np.float32, (N, F))],
+        [("label", np.int64, (N,)), ("scores", np.float32, (N, cols))],
+    )
+
+
+@pytest.mark.parametrize("kernel", list(KERNEL_PARAMS))
+@pytest.mark.parametrize("c", [2, 3, 4])
+@pytest.mark.parametrize("transform", ["NONE", "LOGISTIC", "SOFTMAX"])
+def test_svm_classifier_support_vectors(kernel, c, transform):
+    model = _svc(kernel, c, transform, seed=c)
+    check_conversion(model, feeds={"x": _features()}, atol=1e-4)
+
+
+@pytest.mark.parametrize("c", [2, 3])
+@pytest.mark.parametrize("transform", ["NONE", "LOGISTIC", "SOFTMAX_ZERO"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_svm_classifier_linear_mode(c, transform, seed):
+    check_conversion(
+        _svc("LINEAR", c, transform, linear=True, seed=seed), feeds={"x": _features()}, atol=1e-4
+    )
+
+
+def test_svm_classifier_probabilities_refused():
+    model = _svc("RBF", 3, "NONE")
+    node = model.graph.node[0]
+    node.attribute.extend(
+        [
+            helper.make_attribute("prob_a", [0.5, 0.4, 0.3]),
+            helper.make_attribute("prob_b", [0.1, 0.1, 0.1]),
+        ]
+    )
+    for o in model.graph.output:
+        if o.name == "scores":
+            o.type.tensor_type.shape.dim[1].dim_value = 3
+    expect_refusal(model, "unsupported_attribute_value")
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.int32])
+@pytest.mark.parametrize("per_column", [False, True])
+def test_scaler(dtype, per_column):
+    offset = [0.5, -1.0, 2.0, 0.0, 1.5, -0.5] if per_column else [0.25]
+    scale = [2.0, 0.5, -1.0, 3.0, 1.0, 0.1] if per_column else [1.5]
+    node = helper.make_node("Scaler", ["x"], ["y"], domain=ML, offset=offset, scale=scale)
+    model = _ml_model([node], [("x", dtype, (N, F))], [("y", np.float32, (N, F))])
+    x = (_features() * 4).astype(dtype)
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize("norm", ["MAX", "L1", "L2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_normalizer(norm, dtype):
+    node = helper.make_node("Normalizer", ["x"], ["y"], domain=ML, norm=norm)
+    model = _ml_model([node], [("x", dtype, (N, F))], [("y", np.float32, (N, F))])
+    x = (_features() * 4).astype(dtype)
+    x[2] = 0  # a zero row stays as it is
+    x[3] = -np.abs(x[3]) - 1  # all negative: MAX divides by a negative maximum
+    check_conversion(model, feeds={"x": x})
+
+
+def test_binarizer():
+    node = helper.make_node("Binarizer", ["x"], ["y"], domain=ML, threshold=0.3)
+    model = _ml_model([node], [("x", np.float32, (N, F))], [("y", np.float32, (N, F))])
+    x = _features()
+    x[0, 0] = 0.3
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize("replaced", [float("nan"), 0.0, 2.0])
+@pytest.mark.parametrize("per_column", [False, True])
+def test_imputer_float(replaced, per_column):
+    imputed = [float(v) for v in np.arange(F) * 1.5] if per_column else [-7.0]
+    node = helper.make_node(
+        "Imputer",
+        ["x"],
+        ["y"],
+        domain=ML,
+        imputed_value_floats=imputed,
+        replaced_value_float=replaced,
+    )
+    model = _ml_model([node], [("x", np.float32, (N, F))], [("y", np.float32, (N, F))])
+    x = np.round(_features())
+    x[np.random.default_rng(4).random(x.shape) < 0.2] = np.nan
+    check_conversion(model, feeds={"x": x})
+
+
+def test_imputer_int64():
+    node = helper.make_node(
+        "Imputer",
+        ["x"],
+        ["y"],
+        domain=ML,
+        imputed_value_int64s=list(range(10, 10 + F)),
+        replaced_value_int64=-1,
+    )
+    model = _ml_model([node], [("x", np.int64, (N, F))], [("y", np.int64, (N, F))])
+    x = np.random.default_rng(0).integers(-2, 3, (N, F)).astype(np.int64)
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize("form", ["const", "runtime"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_array_feature_extractor(form, dtype):
+    idx = np.array([4, 0, 0, 2], np.int64)
+    inputs = [("x", dtype, (N, F))]
+    inits = {}
+    if form == "const":
+        inits["idx"] = idx
+    else:
+        inputs.append(("idx", np.int64, (4,)))
+    node = helper.make_node("ArrayFeatureExtractor", ["x", "idx"], ["y"], domain=ML)
+    model = make_model([node], inputs, [("y", dtype, (N, 4))], opset=OPSETS, initializers=inits)
+    feeds = {"x": (_features() * 5).astype(dtype)}
+    if form == "runtime":
+        feeds["idx"] = idx
+    check_conversion(model, feeds=feeds)
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (4, 1), (3, 5)])
+def test_feature_vectorizer(dims):
+    """Inputs cut or zero-padded to inputdimensions, cast to float, concatenated."""
+    node = helper.make_node(
+        "FeatureVectorizer", ["a", "b"], ["y"], domain=ML, inputdimensions=list(dims)
+    )
+    model = _ml_model(
+        [node],
+        [("a", np.int64, (N, 3)), ("b", np.int64, (N, 2))],
+        [("y", np.float32, (N, sum(dims)))],
+    )
+    rng = np.random.default_rng(0)
+    feeds = {
+        "a": rng.integers(-9, 9, (N, 3)).astype(np.int64),
+        "b": rng.integers(-9, 9, (N, 2)).astype(np.int64),
+    }
+    check_conversion(model, feeds=feeds)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+@pytest.mark.parametrize("cats", [(1, 4, 7, 2), (3, 5, 3, 0)])
+def test_one_hot_encoder(dtype, cats):
+    node = helper.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, cats_int64s=list(cats))
+    model = _ml_model([node], [("x", dtype, (N, 2))], [("y", np.float32, (N, 2, len(cats)))])
+    x = np.random.default_rng(1).integers(0, 9, (N, 2)).astype(dtype)
+    if dtype == np.float32:
+        x = x + np.float32(0.5)  # truncated to int64 as onnxruntime does
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize(
+    "keys,values,ml_opset",
+    [
+        ("keys_int64s", "values_int64s", 2),
+        ("keys_int64s", "values_floats", 2),
+        ("keys_floats", "values_int64s", 2),
+        ("keys_floats", "values_floats", 2),
+        ("keys_floats", "values_floats", 4),
+    ],
+)
+def test_label_encoder(keys, values, ml_opset):
+    key_vals = [3, -1, 7, 3, 0]  # a duplicate key: the first wins
+    if keys == "keys_floats" and ml_opset >= 4:
+        key_vals = [3.0, float("nan"), 7.5, 3.0, 0.0]
+    out_vals = [10, 20, 30, 40, 50]
+    attrs = {keys: [float(k) for k in key_vals] if keys == "keys_floats" else key_vals}
+    attrs[values] = [float(v) for v in out_vals] if values == "values_floats" else out_vals
+    if values == "values_floats":
+        attrs["default_float"] = -2.5
+    else:
+        attrs["default_int64"] = -9
+    in_dtype = np.float32 if keys == "keys_floats" else np.int64
+    out_dtype = np.float32 if values == "values_floats" else np.int64
+    node = helper.make_node("LabelEncoder", ["x"], ["y"], domain=ML, **attrs)
+    model = _ml_model([node], [("x", in_dtype, (N, 3))], [("y", out_dtype, (N, 3))], ml_opset)
+    rng = np.random.default_rng(0)
+    x = rng.choice(np.array(key_vals + [5, 8], np.float64), (N, 3)).astype(in_dtype)
+    if in_dtype == np.float32:
+        x[0, 0] = np.nan
+    check_conversion(model, feeds={"x": x})
+
+
+# ---------------------------------------------------------------------------------------------
+# ZipMap
+# ---------------------------------------------------------------------------------------------
+
+
+def _zipmap_model():
+    rng = np.random.default_rng(0)
+    a, w = random_trees(rng, 3, 3, n_out=3)
+    attrs = _legacy_attrs(a, w, "class", False)
+    nodes = [
+        helper.make_node(
+            "TreeEnsembleClassifier",
+            ["x"],
+            ["label", "probabilities"],
+            domain=ML,
+            classlabels_int64s=[0, 1, 2],
+            **attrs,
+        ),
+        helper.make_node(
+            "ZipMap",
+            ["probabilities"],
+            ["output_probability"],
+            domain=ML,
+            classlabels_int64s=[0, 1, 2],
+        ),
+    ]
+    seq = (
+        helper.make_sequence_value_info(
+            "output_probability",
+            helper.make_map_type_proto(
+                TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+            ),
+        )
+        if False
+        else helper.make_value_info(
+            "output_probability",
+            helper.make_sequence_type_proto(
+                helper.make_map_type_proto(
+                    TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+                )
+            ),
+        )
+    )
+    return _ml_model(nodes, [("x", np.float32, (N, F))], [("label", np.int64, (N,)), seq])
+
+
+def test_zipmap_refused_with_the_exporter_option():
+    err = expect_refusal(_zipmap_model(), "unsupported_dtype")
+    assert "zipmap" in str(err) and "drop_zipmap=True" in str(err), str(err)
+
+
+def test_drop_zipmap_outputs_the_probabilities():
+    from onnx2tflite_direct.frontend.zipmap import drop_zipmap
+
+    model = _zipmap_model()
+    chk = check_conversion(drop_zipmap(model), feeds={"x": _features()})
+    res = chk.result
+    again = check_conversion(model, feeds={"x": _features()}, drop_zipmap=True)
+    assert again.tflite_bytes == res.tflite_bytes
+    assert list(model.graph.output[1].type.WhichOneof("value")) and (
+        model.graph.output[1].type.WhichOneof("value") == "sequence_type"
+    )  # the caller's model is untouched

@@ -5,14 +5,14 @@ Scores are one FULLY_CONNECTED (or a kernel over the support vectors followed by
 labels and post transforms follow onnxruntime's kernels (``linearclassifier.cc``,
 ``svmclassifier.cc``, ``ml_common.h``), including their one-score conventions:
 
-* LinearClassifier with one coefficient row and two labels writes ``[1 - s, s]`` from the raw
-  score ``s`` (no transform but PROBIT, which onnxruntime applies to the first column only and
-  which is refused); the label is ``labels[1]`` when ``s > 0``. With one row and not two labels
-  the label is the literal 1 / 0.
+* LinearClassifier with one coefficient row (two labels) writes ``[1 - p, p]`` with
+  ``p = sigmoid(s)`` for LOGISTIC and the raw score ``s`` otherwise (PROBIT, which onnxruntime
+  applies to the first column only, is refused); the label is ``labels[1]`` when ``s > 0``.
 * A one-target LinearRegressor applies only PROBIT (onnxruntime skips the others there).
 * SVMClassifier, support-vector mode without probabilities: the scores are the pairwise
   decision values ``[N, C(C-1)/2]``; labels come from the pairwise votes (first class with the
-  most votes); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - s, s]``. Linear
+  most votes); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - p, p]`` (``p`` the
+  sigmoid of ``s`` for LOGISTIC, else ``s``). Linear
   mode (no support vectors): ``x . coef + rho[0]`` per class. Platt probabilities (``prob_a``)
   need onnxruntime's iterative pairwise coupling and are refused.
 * Kernels: LINEAR ``x.v``, POLY ``(gamma x.v + coef0)^degree``, RBF ``exp(-gamma |x - v|^2)``,
@@ -167,6 +167,11 @@ def lower_linear_classifier(ctx):
     if k == 1:
         s = scores  # [N, 1]
         binary_labels = len(labels) == 2
+        if not binary_labels:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"one coefficient row with {len(labels)} labels (onnxruntime requires 2)",
+            )
         if _used(ctx, 0):
             win = binary(ctx, "GREATER", s, const(ctx, 0.0), "win", dtype=np.bool_)
             pos, neg = (labels[1], labels[0]) if binary_labels else (1, 0)
@@ -181,6 +186,8 @@ def lower_linear_classifier(ctx):
                     )
                 s = probit(ctx, s)
             if binary_labels:
+                if tr == "LOGISTIC":  # onnxruntime: [1 - sigmoid(s), sigmoid(s)]
+                    s = op(ctx, "LOGISTIC", [s], s.shape, np.float32, "sigmoid")
                 one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
                 s = concat(ctx, [one_minus, s], 1, "z")
             _out(ctx, s, 1)
@@ -427,7 +434,10 @@ def lower_svm_classifier(ctx):
             )
         elif tr == "NONE":
             _out(ctx, concat(ctx, [unary(ctx, "NEG", dec, "neg"), dec], 1, "z"), 1)
-        else:
-            one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), dec, "1ms")
-            _out(ctx, concat(ctx, [one_minus, dec], 1, "z"), 1)
+        else:  # [1 - s, s]; LOGISTIC first squashes s (as onnxruntime)
+            s = dec
+            if tr == "LOGISTIC":
+                s = op(ctx, "LOGISTIC", [dec], dec.shape, np.float32, "sigmoid")
+            one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
+            _out(ctx, concat(ctx, [one_minus, s], 1, "z"), 1)
     del n
