@@ -350,3 +350,14 @@ def test_a_variant_litert_cannot_run_is_reported_not_raised():
     assert error.startswith("LiteRT could not run it: ") and "\n" not in error
     table = V.format_table(out)
     assert any(ln.startswith("broken ") and "could not run" in ln for ln in table.splitlines())
+
+
+def test_an_already_quantized_models_integer_file_is_measured_too(tmp_path):
+    """The integer file built from a QDQ model's own scales is a variant like the others."""
+    from test_prequantized_convert import _quantize_static, float_cnn
+
+    qmodel = _quantize_static(float_cnn(), tmp_path, per_channel=True)
+    res = o2t.convert(qmodel, keep_io_layout=True, validate=True)
+    assert res.validation.ok
+    m = res.validation.variants["integer_quant"]["outputs"]["y"]
+    assert m["sqnr_db"] >= 30  # as test_prequantized_convert measures it by hand
