@@ -29,14 +29,30 @@ def run(capsys, *args) -> tuple[int, str, str]:
 
 
 def _flag_examples() -> list[tuple[str, list[str]]]:
-    """(flag, the README example's arguments) for every documented flag."""
+    """(flag, arguments) for every documented flag: its README example as written, and the
+    flag alone with the value(s) that example gives it (or its choices' first, or its
+    metavar taken literally)."""
     cases = []
     for _, meta in cli.described_options():
+        example = shlex.split(meta.example)
         for flag in meta.flags:
-            args = shlex.split(meta.example)
-            if flag.name not in args and not set(flag.names) & set(args):
-                args = [flag.name] + ([flag.metavar or "x"] if flag.kind != "switch" else [])
-            cases.append((flag.name, args))
+            names = set(flag.names)
+            if names & set(example):
+                cases.append((flag.name, example))
+            at = next((i for i, a in enumerate(example) if a in names), None)
+            if flag.kind in ("switch", "negate"):
+                alone = [flag.name]
+            elif at is not None:
+                values = []
+                for token in example[at + 1 :]:
+                    if token.startswith("-"):
+                        break
+                    values.append(token)
+                alone = [flag.name, *values]
+            else:
+                alone = [flag.name, flag.choices[0] if flag.choices else flag.metavar or "x"]
+            if (flag.name, alone) not in cases:
+                cases.append((flag.name, alone))
     return cases
 
 
