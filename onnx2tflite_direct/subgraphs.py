@@ -23,6 +23,7 @@ from . import errors
 from .driver import Driver
 from .errors import BadInputError, UnsupportedError
 from .frontend import load_graph
+from .frontend.branch_shapes import CANNOT_RUN
 from .ir import Value
 
 
@@ -149,12 +150,24 @@ def lower_body(
     )
     try:
         fe = _load_body(model, options.disabled_rewrites)
+    except BranchShapeError as exc:
+        raise BranchShapeError(exc.cause, exc.reason_code, f"{path} {exc.message}", label) from None
+    try:
         driver = parent.lower(fe.graph, options, parent, path=path)
     except UnsupportedError as exc:
         if exc.message.startswith(path):
             raise
         raise UnsupportedError(exc.reason_code, f"{path}: {exc.message}", label) from None
     return LoweredBody(driver, [parent_of[b] for b in runtime])
+
+
+class BranchShapeError(UnsupportedError):
+    """A body that cannot run at the outer values' shapes (see :func:`_load_body`);
+    ``cause``: the front end's message."""
+
+    def __init__(self, cause: str, *args):
+        super().__init__(*args)
+        self.cause = cause
 
 
 def _load_body(model: onnx.ModelProto, disabled=frozenset()):
@@ -165,9 +178,10 @@ def _load_body(model: onnx.ModelProto, disabled=frozenset()):
     try:
         return load_graph(model, disabled_rules=disabled)
     except BadInputError as exc:
-        if exc.reason_code not in (errors.SHAPE_INFERENCE_FAILED, errors.INVALID_MODEL):
+        if exc.reason_code not in CANNOT_RUN:
             raise
-        raise UnsupportedError(
+        raise BranchShapeError(
+            exc.message,
             errors.DYNAMIC_SHAPE_UNSUPPORTED,
             "cannot be computed at these input shapes (onnxruntime fails there too; a TFLite "
             f"subgraph has one shape per tensor: pin the input shapes it needs): {exc.message}",

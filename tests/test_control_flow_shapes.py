@@ -5,13 +5,17 @@
   (rule ``if_branch_shapes``) and the If output is static, so nodes downstream lower as usual.
 - Branches that compute different shapes: a graph output takes the running branch's shape
   (LiteRT's IF kernel resizes it); a value read by other nodes is refused, naming what each
-  branch computes, and a branch that cannot run at the pinned shapes is named as such.
+  branch computes.
+- A branch that cannot run at the pinned shapes (onnxruntime fails when it takes it): the IF
+  gets a branch that fails at run time too, and the If output has the other branch's shape.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 from harness import check_conversion, expect_refusal, make_model
 from onnx import TensorProto as T
 from onnx import helper as h
@@ -129,21 +133,50 @@ def test_if_output_of_branch_dependent_shape_read_by_a_node_is_refused():
     assert "else_branch gives [4, 3]" in err.message
 
 
-def test_if_branch_that_cannot_run_at_the_pinned_shapes_is_named():
-    """else reshapes a [2, 3] input to [4, -1]: impossible at these shapes (onnxruntime
-    fails when it takes that branch), so the output cannot be typed."""
+def _impossible_else_model():
+    """else reshapes the [2, 3] input to [4, 4]: impossible at these shapes (onnxruntime
+    fails when it takes that branch); then is a Relu. Declared output shapes are unknown."""
     then_g = _branch([h.make_node("Relu", ["x"], ["t"])], "then", "t", [None, None])
     else_g = _branch([h.make_node("Reshape", ["x", "four"], ["e"])], "else", "e", [None, None])
-    model = make_model(
+    return make_model(
         [
             h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g),
-            h.make_node("Relu", ["o"], ["r"]),
+            h.make_node("Tanh", ["o"], ["r"]),
         ],
         [("c", np.bool_, []), ("x", np.float32, [2, 3])],
         [("r", np.float32, [None, None])],
         initializers={"four": np.array([4, 4], np.int64)},
         check=False,
     )
+
+
+def test_if_branch_that_cannot_run_at_the_pinned_shapes_fails_at_run_time():
+    """The possible branch matches onnxruntime; the impossible one stops LiteRT's Invoke
+    with an error, as onnxruntime stops (no made-up values), and the report says so."""
+    model = _impossible_else_model()
+    feeds = {"c": np.array(True), "x": RNG.standard_normal((2, 3)).astype(np.float32)}
+    res = check_conversion(model, feeds=feeds)
+    (row,) = [r for r in res.report["nodes"] if r["op_type"] == "If"]
+    assert any("else_branch cannot be computed" in n for n in row["notes"])
+
+    feeds["c"] = np.array(False)
+    session = ort.InferenceSession(model.SerializeToString())
+    with pytest.raises(Exception, match="(?i)reshape|shape"):
+        session.run(None, feeds)
+    runner = Interpreter(model_content=bytes(res.tflite_bytes)).get_signature_runner()
+    with pytest.raises(Exception, match="RESHAPE"):
+        runner(**feeds)
+
+
+def test_if_with_both_branches_impossible_is_refused():
+    then_g = _branch([h.make_node("Reshape", ["x", "four"], ["t"])], "then", "t", [None, None])
+    else_g = _branch([h.make_node("Reshape", ["x", "four"], ["e"])], "else", "e", [None, None])
+    model = make_model(
+        [h.make_node("If", ["c"], ["o"], then_branch=then_g, else_branch=else_g)],
+        [("c", np.bool_, []), ("x", np.float32, [2, 3])],
+        [("o", np.float32, [None, None])],
+        initializers={"four": np.array([4, 4], np.int64)},
+        check=False,
+    )
     err = expect_refusal(model, "dynamic_shape_unsupported")
-    assert "then_branch gives [2, 3]" in err.message
-    assert "else_branch cannot be computed at these input shapes" in err.message
+    assert "cannot be computed at these input shapes" in err.message

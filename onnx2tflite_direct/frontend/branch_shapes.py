@@ -8,8 +8,10 @@ folds it like any model (``infer_branch``, handed down by ``graph.load_graph`` s
 needs no import of it), and when both branches compute the same static shape for an output,
 that shape is a fact about the If output whatever the condition: it becomes an inference hint.
 
-Branches that disagree are left alone (the If output keeps its unknown dims); the IF lowering
-decides what LiteRT can run then.
+A branch whose shapes contradict each other at these input shapes cannot produce a value
+(onnxruntime fails when it takes it; so does the lowered IF): the other branch's shapes are
+then the If's. Branches that disagree are left alone (the If output keeps its unknown dims);
+the IF lowering decides what LiteRT can run then.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ from collections.abc import Callable
 import onnx
 from onnx import helper, numpy_helper
 
+from .. import errors
+from ..errors import BadInputError, UnsupportedError
 from .protos import dims_of, outer_scope_reads
 
 # (branch model) -> {output name: (elem_type, dims)} of the branch's graph outputs
 InferBranch = Callable[[onnx.ModelProto], dict[str, tuple[int, tuple]]]
 
 BRANCHES = ("then_branch", "else_branch")
+# Front-end errors that mean "these shapes contradict each other": onnxruntime fails when it
+# takes that branch (the IF lowering makes the branch fail at run time too).
+CANNOT_RUN = (errors.SHAPE_INFERENCE_FAILED, errors.INVALID_MODEL)
 
 
 def branch_model(
@@ -78,18 +85,25 @@ def if_branch_hints(
         if len(branches) != 2:
             continue
         outer = outer_scope_reads(n)
-        shapes = []
+        shapes, failed = [], 0
         for key in BRANCHES:
             model = branch_model(branches[key], outer, consts, infos, opset_imports)
             if model is None:
                 break
             try:
                 result = infer_branch(model)
-            except Exception:  # noqa: BLE001 - the lowering reports a broken branch precisely
+            except BadInputError as exc:  # a branch that cannot run at these shapes
+                if exc.reason_code not in CANNOT_RUN:
+                    break
+                failed += 1
+                continue
+            except UnsupportedError:
                 break
             shapes.append([result.get(vi.name) for vi in branches[key].output])
-        if len(shapes) != 2:
+        if len(shapes) + failed != 2 or not shapes:
             continue
+        if failed:  # only the other branch can produce a value: its shapes are the If's
+            shapes.append(shapes[0])
         for k, name in enumerate(n.output):
             if name not in names or k >= len(shapes[0]) or k >= len(shapes[1]):
                 continue

@@ -10,6 +10,8 @@ WHILE: as loop variables the body passes through unchanged).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import errors, tfl
@@ -17,8 +19,15 @@ from .. import layout as L
 from ..errors import ConversionError
 from ..policies import onnx_order
 from ..registry import lowering
-from ..subgraphs import BodyInput, LoweredBody, branch_output_shape, lower_body
+from ..subgraphs import (
+    BodyInput,
+    BranchShapeError,
+    LoweredBody,
+    branch_output_shape,
+    lower_body,
+)
 
+BRANCHES = ("then_branch", "else_branch")
 ANY_DTYPE = ("bool", "float32", "float16", "int8", "uint8", "int16", "int32", "int64")
 
 
@@ -118,8 +127,18 @@ def _lower_branch(ctx, attr: str, outer) -> LoweredBody:
 )
 def lower_if(ctx):
     outer = _outer(ctx)
-    then_b = _lower_branch(ctx, "then_branch", outer)
-    else_b = _lower_branch(ctx, "else_branch", outer)
+    lowered, broken = {}, {}
+    for key in BRANCHES:
+        try:
+            lowered[key] = _lower_branch(ctx, key, outer)
+        except BranchShapeError as exc:
+            broken[key] = exc
+    if len(broken) == len(BRANCHES):
+        raise broken[BRANCHES[0]]
+    for key, exc in broken.items():
+        (other,) = lowered.values()
+        lowered[key] = _failing_branch(ctx, key, other.sub.outputs, exc)
+    then_b, else_b = lowered["then_branch"], lowered["else_branch"]
     node, graph = ctx.node, ctx.driver.graph
     outs = len(node.outputs)
     for branch in (then_b, else_b):
@@ -155,6 +174,53 @@ def lower_if(ctx):
     )
 
 
+@dataclass
+class _FailingBranch:
+    """Stands in for a branch that cannot run at the pinned shapes (``_failing_branch``)."""
+
+    driver: object  # the If's driver (names the subgraph's unused inputs)
+    sub: tfl.Subgraph
+    outer_feeds: list[str]
+
+
+def _failing_branch(ctx, key: str, like: list[tfl.Tensor], exc: BranchShapeError):
+    """A branch whose shapes contradict each other at the pinned input shapes: onnxruntime
+    fails when it takes it, so the IF's branch fails too, at run time, instead of refusing
+    the branch that can run. It RESHAPEs a 1-element tensor to a size computed at run time
+    (SHAPE + 1 = 2 elements): LiteRT's RESHAPE checks the element count when it runs and
+    stops ``Invoke`` with an error. Its outputs only give the IF the other branch's dtypes
+    and shapes (they depend on the failing op, so no rewrite removes it)."""
+    d, label = ctx.driver, f"{ctx.node.label}/{key}"
+    sub = tfl.Subgraph(name=label)
+    with d.emitting_into(sub):
+        probe = d.const_tensor(f"{label}/probe", np.zeros(1, np.float32))
+        dims = d.new_tensor(f"{label}/probe_dims", np.int32, (1,))
+        d.emit("SHAPE", [probe], [dims], out_type="INT32")
+        wrong = d.new_tensor(f"{label}/wrong_dims", np.int32, (1,))
+        one = d.const_tensor(f"{label}/one", np.array([1], np.int32))
+        d.emit("ADD", [dims, one], [wrong], fused_activation_function="NONE")
+        failed = d.new_tensor(f"{label}/fails_at_run_time", np.float32, (2,))
+        d.emit("RESHAPE", [probe, wrong], [failed])
+        total = d.new_tensor(f"{label}/poison", np.float32, ())
+        axis = d.const_tensor(f"{label}/axis", np.array([0], np.int32))
+        d.emit("SUM", [failed, axis], [total], keep_dims=False)
+        for k, t in enumerate(like):
+            zeros = d.const_tensor(f"{label}/zeros{k}", np.zeros(t.shape, np.float32))
+            out = d.new_tensor(f"{label}/out{k}", np.float32, t.shape)
+            d.emit("ADD", [zeros, total], [out], fused_activation_function="NONE")
+            if np.dtype(t.dtype) != np.float32:
+                typed = d.new_tensor(f"{label}/out{k}_typed", t.dtype, t.shape)
+                d.emit("CAST", [out], [typed])
+                out = typed
+            sub.outputs.append(out)
+    sub.output_names = [t.name for t in sub.outputs]
+    ctx.note(
+        f"{key} cannot be computed at these input shapes ({exc.cause[:240]}): it fails at run "
+        "time, as in onnxruntime"
+    )
+    return _FailingBranch(d, sub, [])
+
+
 def _run_time_shaped(ctx, i: int, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
     """Output ``i`` as the branches give it: dims where they differ are -1 in the shape
     signature (LiteRT's IF kernel then makes the output dynamic and resizes it to the branch
@@ -175,7 +241,7 @@ def _run_time_shaped(ctx, i: int, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
     return out
 
 
-def _feed_parent_values(branch: LoweredBody, feeds: list[str], ctx) -> None:
+def _feed_parent_values(branch: LoweredBody | _FailingBranch, feeds: list[str], ctx) -> None:
     by_name = dict(zip(branch.outer_feeds, branch.sub.inputs, strict=True))
     inputs = []
     for name in feeds:
