@@ -1,6 +1,6 @@
 """ai.onnx.ml feature preprocessing: Scaler, Normalizer, Binarizer, Imputer,
-ArrayFeatureExtractor, FeatureVectorizer, OneHotEncoder, LabelEncoder (numeric), and the
-refusals of CastMap (its input is a map, which no TFLite tensor can hold).
+ArrayFeatureExtractor, FeatureVectorizer, OneHotEncoder, LabelEncoder (numeric). CastMap has no
+lowering: its input is a map, which no TFLite tensor holds (the front end refuses map inputs).
 
 Semantics are onnxruntime's (``core/providers/cpu/ml``): integer inputs are converted to
 float32 with ``static_cast`` (round to nearest); Normalizer leaves a row whose norm is 0
@@ -350,18 +350,3 @@ def lower_label_encoder(ctx):
     )
     y = select(ctx, found, mapped, const(ctx, default, values.dtype, "default"), "encoded")
     _out(ctx, y)
-
-
-@lowering(
-    "CastMap",
-    onnx_order,
-    domain=ML_DOMAIN,
-    dtypes=(),
-    notes="refused: its input is a map, which no TFLite tensor can hold",
-    extra_check=lambda node, graph: (
-        "unsupported_dtype: CastMap reads a map; TFLite tensors cannot hold maps. Feed the "
-        "values as a dense tensor instead (e.g. export without DictVectorizer/CastMap)"
-    ),
-)
-def lower_cast_map(ctx):  # never reached: extra_check refuses first
-    ctx.refuse(errors.UNSUPPORTED_DTYPE, "CastMap reads a map")

@@ -71,6 +71,33 @@ _CMP = {
     "BRANCH_NEQ": "NOT_EQUAL",
 }
 INPUT_DTYPES = ("float32", "int32", "int64")
+TREE_OPS = (
+    "GATHER",
+    "UNPACK",
+    "BITCAST",
+    "LESS_EQUAL",
+    "SELECT_V2",
+    "SPLIT_V",
+    "CONCATENATION",
+    "NOT_EQUAL",
+    "REDUCE_ANY",
+    "SUM",
+    "REDUCE_MIN",
+    "REDUCE_MAX",
+    "CAST",
+)
+TREE_NOTES = (
+    "every aggregate_function, post_transform, branch mode, missing-value track and base "
+    "value; level-by-level traversal or all splits at once, chosen by a measured cost model"
+)
+V5_NOTES = TREE_NOTES + (
+    "; BRANCH_MEMBER as a padded set comparison; post_transform 1/2 read as onnxruntime does "
+    "(LOGISTIC/SOFTMAX, the spec swaps them)"
+)
+CLASSIFIER_NOTES = TREE_NOTES + (
+    "; int64 labels (string labels only when the label output is unused); onnxruntime's "
+    "two-class rules"
+)
 # A walk deeper than this would be a degenerate (chain) tree: refuse rather than emit thousands
 # of GATHERs.
 MAX_DEPTH = 256
@@ -722,11 +749,8 @@ def _emit_regression(ctx, forest: Forest, out_index: int = 0):
     dtypes=INPUT_DTYPES,
     ranks=(1, 2),
     attrs=(),
-    tflite_ops=("CAST", "GATHER", "LESS_EQUAL", "SELECT_V2", "SUM", "REDUCE_MIN", "REDUCE_MAX"),
-    notes=(
-        "every aggregate_function, post_transform, branch mode, missing-value track and base "
-        "value; splits evaluated at once, trees walked with one batched GATHER per level"
-    ),
+    tflite_ops=TREE_OPS,
+    notes=TREE_NOTES,
 )
 def lower_tree_regressor(ctx):
     attrs = ctx.node.attrs
@@ -747,21 +771,8 @@ def lower_tree_regressor(ctx):
     since=5,
     dtypes=INPUT_DTYPES,
     ranks=(2,),
-    tflite_ops=(
-        "CAST",
-        "GATHER",
-        "LESS_EQUAL",
-        "EQUAL",
-        "REDUCE_ANY",
-        "SELECT_V2",
-        "SUM",
-        "REDUCE_MIN",
-        "REDUCE_MAX",
-    ),
-    notes=(
-        "every aggregate_function, post_transform and branch mode (BRANCH_MEMBER as a padded "
-        "set comparison), missing-value tracks; double splits rounded exactly per comparison"
-    ),
+    tflite_ops=TREE_OPS,
+    notes=V5_NOTES,
 )
 def lower_tree_ensemble(ctx):
     forest = _parse_or_refuse(ctx, parse_v5, ctx.node.attrs)
@@ -880,21 +891,8 @@ def _col(ctx, x, j, hint):
     domain=ML_DOMAIN,
     dtypes=INPUT_DTYPES,
     ranks=(1, 2),
-    tflite_ops=(
-        "CAST",
-        "GATHER",
-        "LESS_EQUAL",
-        "SELECT_V2",
-        "SUM",
-        "ARG_MAX",
-        "LOGISTIC",
-        "SOFTMAX",
-    ),
-    notes=(
-        "int64 labels (string labels only when the label output is unused); onnxruntime's "
-        "two-class rules (binary case, second column) and every post_transform, branch mode, "
-        "missing-value track and base value"
-    ),
+    tflite_ops=TREE_OPS + ("ARG_MAX", "LOGISTIC", "SOFTMAX"),
+    notes=CLASSIFIER_NOTES,
     extra_check=_classifier_check,
 )
 def lower_tree_classifier(ctx):
