@@ -385,8 +385,15 @@ class ConvertOptions:
     )
     nms_dynamic_output: bool = _switch(
         "--nms-dynamic-output",
-        "NonMaxSuppression returns exactly ONNX's `[num_selected, 3]` (dynamic size) instead "
-        "of the default fixed-size padded output",
+        "NonMaxSuppression returns exactly ONNX's `[num_selected, 3]` (dynamic size): the "
+        "default since this release; still accepted, with no effect",
+        "layout",
+    )
+    nms_padded_output: bool = _switch(
+        "--nms-padded-output",
+        "NonMaxSuppression returns a fixed-size `[B*C*K, 3]` output padded with -1 rows plus "
+        "`<output>_valid_count`, for delegates that need static shapes (the default is ONNX's "
+        "exact `[num_selected, 3]`)",
         "layout",
     )
     nms_class_argmax: bool = _switch(
@@ -544,8 +551,9 @@ class ConvertOptions:
     test_data: dict | None = _opt(
         None,
         "--test-data",
-        "validation inputs in ONNX layout, samples stacked on axis 0, fed in the model's batch "
-        "size (repeatable); with `--batch-size`, the sample count must be a multiple of it",
+        "validation inputs in ONNX layout, samples stacked on axis 0 (repeatable): a dynamic "
+        "batch takes them in runs of up to 32, a static batch in runs of its size (samples "
+        "left over are reported); with `--batch-size`, the count must be a multiple of it",
         "--test-data images=val.npy",
         group="checking",
         kind="append",
