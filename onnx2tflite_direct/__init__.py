@@ -1,15 +1,14 @@
 """onnx2tflite_direct: ONNX to TFLite/LiteRT by writing the FlatBuffer directly."""
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402
+from .errors import (
     BadInputError,
     ConversionError,
     InternalError,
     UnsupportedError,
     ValidationMismatchError,
 )
-from .pipeline import ConversionResult, convert  # noqa: E402
+from .pipeline import ConversionResult, convert
+from .version import __version__
 
 __all__ = [
     "BadInputError",

@@ -12,8 +12,10 @@ from collections import Counter
 
 import onnx
 
-from . import __version__
 from .registry import REGISTRY
+from .schema_gen import pin
+from .version import __version__
+from .versioning import op_version
 
 log = logging.getLogger("onnx2tflite_direct")
 
@@ -155,8 +157,6 @@ class ReportBuilder:
 
     def lowered(self, driver, size: int, versions: dict[str, int] | None = None) -> None:
         """``versions``: the operator-code versions the builder wrote (recomputed if absent)."""
-        from .versioning import op_version
-
         self.io_table = driver.io_table
         for rec in driver.records:
             row = self._row(rec.node) if not rec.subgraph else self._nested_row(rec)
@@ -211,8 +211,6 @@ class ReportBuilder:
         return [dict(row) for row in _registry_policy(version)]
 
     def to_dict(self) -> dict:
-        from .schema_gen import pin
-
         rows = list(self.rows.values())
         modes = Counter(r["mode"] for r in rows)
         reasons = Counter(r["reason_code"] for r in rows if r.get("reason_code"))

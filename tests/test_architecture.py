@@ -45,7 +45,6 @@ LEAD = "issue 20, lead (no helper item)"
 KNOT_EDGES = {
     ("frontend*", "lowering.sequence"): H5A_2,
     ("gpu_check", "pipeline"): H3_4,
-    ("report", ""): LEAD,  # ``from . import __version__``: the package root imports report
 }
 # (importer, imported) package imports inside functions.
 FUNCTION_LEVEL_KNOTS = {
@@ -72,14 +71,16 @@ FUNCTION_LEVEL_KNOTS = {
     ("pipeline", "gpu_friendly"): LEAD,
     ("pipeline", "quant.qdq_import"): LEAD,
     ("pipeline", "validate"): LEAD,
-    ("report", "schema_gen.pin"): LEAD,
-    ("report", "versioning"): LEAD,
     ("subgraphs", "frontend"): H5A_1,
     ("subgraphs", "lowering.custom"): H5A_1,
     ("subgraphs", "onnx_rewrites"): H5A_1,
     ("subgraphs", "registry"): H5A_1,
     ("validate", "context"): LEAD,
     ("validate", "dynamic_shapes"): LEAD,  # work in progress in validate.py at the time of writing
+    # ai.onnx.ml work that landed meanwhile (not an issue-20 item):
+    ("frontend.checks", "frontend.zipmap"): LEAD,
+    ("lowering.ml_trees", "lowering.compose"): LEAD,
+    ("lowering.ml_zipmap", "frontend.zipmap"): LEAD,
 }
 # (importer, third-party module) imported inside a function without being optional.
 LAZY_KNOTS = {
@@ -89,6 +90,7 @@ LAZY_KNOTS = {
 }
 SIZE_KNOTS = {
     "frontend*": H5A_2,
+    "gpu_friendly": H3_4,  # 808 lines at the time of writing
     "lowering.ml_trees": LEAD,  # ai.onnx.ml tree ensembles, added past 800 lines meanwhile
     "options": H1_5,
     "validate": LEAD,  # grew past 800 lines with work in progress at the time of writing
