@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from . import contrib_schemas
 from . import tflite_reader as R
 from . import validate as val
 from .layout import Inner, Layout
@@ -59,7 +60,7 @@ def expose_intermediates(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[
     Types come from ONNX shape inference; outputs without a known tensor element type (and
     non-tensor values) are left out because onnxruntime cannot declare them as outputs.
     """
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = contrib_schemas.infer_shapes(model)
     typed = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:

@@ -9,15 +9,15 @@ the inputs, a cut that leaves a needed tensor outside) is a clear error.
 from __future__ import annotations
 
 import onnx
-from onnx import helper, shape_inference
+from onnx import helper
 
-from . import errors
+from . import contrib_schemas, errors
 from .errors import BadInputError
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = contrib_schemas.infer_shapes(model, strict_mode=False)
     except Exception as exc:
         raise BadInputError(errors.SHAPE_INFERENCE_FAILED, f"cannot type the cut: {exc}") from None
     g = inferred.graph

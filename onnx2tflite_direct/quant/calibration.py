@@ -54,7 +54,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .. import errors
+from .. import contrib_schemas, errors
 from .. import validate as V
 from ..layout import Inner
 
@@ -537,7 +537,7 @@ def float_tensors(model: onnx.ModelProto) -> tuple[list[str], list[str], dict[st
     graph output), as are non-float tensors and initializers.
     """
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = contrib_schemas.infer_shapes(model)
     except Exception:  # a model ORT runs may still defeat onnx's inference; use what is declared
         inferred = model
     g = inferred.graph
