@@ -9,7 +9,7 @@ each spell them their own way; an option without effect is a (template, names) w
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +45,20 @@ def _bad(template: str, *names: str, reason: str = errors.INVALID_OPTION) -> Opt
 
 
 def value_problems(o) -> Iterable[OptionError]:
+    """Each option's own value: types, ranges, choices, known names, readable array files."""
+    for name in ("input_shapes", "test_data", "value_hints", "calibration_mean", "calibration_std"):
+        if getattr(o, name) is not None and not isinstance(getattr(o, name), Mapping):
+            yield _bad(f"{{0}} must be a dict keyed by input name, got {getattr(o, name)!r}", name)
+            return
     unknown = sorted(set(o.quantize) - set(QUANTIZE_CHOICES))
     if unknown:
         yield _bad(
             f"{{0}}: unknown variant(s) {unknown}; available: {', '.join(QUANTIZE_CHOICES)}",
             "quantize",
         )
-    if o.batch_size is not None and (not isinstance(o.batch_size, int) or o.batch_size < 1):
+    if o.batch_size is not None and (
+        not isinstance(o.batch_size, (int, np.integer)) or o.batch_size < 1
+    ):
         yield _bad(f"{{0}} must be a positive integer, got {o.batch_size!r}", "batch_size")
     for name, dims in (o.input_shapes or {}).items():
         if any(not isinstance(d, (int, np.integer)) or d < 0 for d in dims):
@@ -70,7 +77,8 @@ def value_problems(o) -> Iterable[OptionError]:
     ):
         if getattr(o, name) not in choices:
             yield _bad(f"{{0}} must be one of {', '.join(choices)}", name)
-    if not 50.0 < float(o.calibration_percentile) <= 100.0:
+    percentile = o.calibration_percentile
+    if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
@@ -196,6 +204,12 @@ def dead_options(
                 "calibration_std",
                 "calibration_random",
             ),
+        )
+    if o.nms_dynamic_output:
+        yield (
+            "{0} has no effect: NonMaxSuppression's exact dynamic-size output is the default "
+            "({1} asks for the fixed-size padded one)",
+            ("nms_dynamic_output", "nms_padded_output"),
         )
     if not o.fuse and o.disable_rewrites:
         yield "{0} has no effect with {1} (every rewrite is off)", ("disable_rewrites", "fuse")

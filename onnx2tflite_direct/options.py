@@ -619,11 +619,14 @@ class ConvertOptions:
         so the validation options have an effect without ``validate``.
         """
         spell = spell or api_spelling
-        opts = self._normalized()
-        for problem in value_problems(opts):
-            raise problem
-        for problem in conflicts(opts):
-            raise problem
+        try:
+            opts = self._normalized()
+            for problem in value_problems(opts):
+                raise problem
+            for problem in conflicts(opts):
+                raise problem
+        except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong type
+            raise OptionError(f"an option has a value of the wrong type: {exc}") from None
         defaults = {name: _default(f) for name, f in FIELDS.items()}
         for message, names in dead_options(opts, defaults, validating):
             log.warning("warning: %s", _fill(message, names, spell))

@@ -639,3 +639,28 @@ def test_our_bug_is_exit_1_with_a_report_hint_and_traceback_under_verbose(
     assert "internal_error" in err and "please report" in err and "Traceback" not in err
     assert cli.main([str(path), "-o", str(tmp_path / "o"), "-v"]) == errors.EXIT_INTERNAL
     assert "RuntimeError: deliberate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_shapes": [1, 2]},
+        {"quantize": 5},
+        {"test_data": [1]},
+        {"decompose": 3},
+        {"calibration_percentile": "x"},
+        {"batch_size": 2.5},
+        {"seed": 1.5},
+        {"atol": "a"},
+    ],
+    ids=str,
+)
+def test_api_values_of_the_wrong_type_are_invalid_option(kwargs):
+    """convert()'s keywords are checked like the flags: a wrong type is invalid_option, never
+    a raw TypeError."""
+    from onnx2tflite_direct import convert
+
+    with pytest.raises(errors.BadInputError) as info:
+        convert(str(EXAMPLE), **kwargs)
+    assert info.value.reason_code == errors.INVALID_OPTION
+    assert next(iter(kwargs)) in info.value.message or "wrong type" in info.value.message
