@@ -41,6 +41,7 @@ from onnx2tflite_direct.validate import run_litert, run_onnxruntime  # noqa: E40
 
 ZOO = (
     "hf_bert_ts_qdyn",
+    "minilm_l6_ts_qdyn",
     "hf_gpt2_past_ts_qdyn",
     "hf_vit_ts_qdyn",
     "hf_wav2vec2_ts_qdyn",
