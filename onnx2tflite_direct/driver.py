@@ -38,9 +38,9 @@ class LoweringOptions:
     channel_last: tuple[str, ...] = ()
     # ONNX op types to lower with their primitive-builtin decomposition.
     decompose: tuple[str, ...] = ()
-    # NonMaxSuppression: dynamic-size output instead of the fixed-size padded one; reduce
+    # NonMaxSuppression: fixed-size padded output instead of ONNX's dynamic-size one; reduce
     # [B, C, N] class scores to their per-box maximum before suppression.
-    nms_dynamic_output: bool = False
+    nms_padded_output: bool = False
     nms_class_argmax: bool = False
     # LSTM/GRU/RNN: unroll over the static time steps instead of a WHILE loop.
     unroll_rnn: bool = False

@@ -157,7 +157,7 @@ def convert_checked(
         keep_layout=o.keep_layout,
         channel_last=o.channel_last,
         decompose=o.decompose,
-        nms_dynamic_output=o.nms_dynamic_output,
+        nms_padded_output=o.nms_padded_output,
         nms_class_argmax=o.nms_class_argmax,
         unroll_rnn=o.unroll_rnn,
         fuse=o.fuse,

@@ -1,5 +1,6 @@
-"""NonMaxSuppression: fixed-size (default) and dynamic outputs, ONNX tie and threshold rules,
-runtime inputs, class-argmax mode and a YOLO-style head, all compared with onnxruntime."""
+"""NonMaxSuppression: the exact dynamic-size output (default) and the fixed-size padded one
+(``nms_padded_output``), ONNX tie and threshold rules, runtime inputs, class-argmax mode and a
+YOLO-style head, all compared with onnxruntime."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _assert_fixed(actual, expected, name="selected"):
 
 def _check(model, feeds, dynamic, **options):
     expected = _onnxruntime(model, feeds)
-    res, actual = _litert(model, feeds, nms_dynamic_output=dynamic, **options)
+    res, actual = _litert(model, feeds, nms_padded_output=not dynamic, **options)
     if dynamic:
         assert set(actual) == {"selected"}
         assert actual["selected"].dtype == np.int64
@@ -111,7 +112,7 @@ def test_thresholds_and_limits(max_out, iou, score):
     assert res.report["io"], res.report
     kernels = 0 if iou >= 1 else b * c  # IoU threshold 1 never suppresses: no kernel
     assert op_histogram(res.tflite_bytes)["NON_MAX_SUPPRESSION_V4"] == kernels
-    assert _litert(model, feeds)[1]["selected"].shape == (b * c * k, 3)
+    assert _litert(model, feeds, nms_padded_output=True)[1]["selected"].shape == (b * c * k, 3)
 
 
 def _empty_dynamic_output_shape(tflite_bytes, feeds):
@@ -133,7 +134,7 @@ def test_all_inputs_at_runtime(dynamic):
     rng = np.random.default_rng(3)
     b, c, n = 2, 2, 9
     model = _nms_model(b, c, n, runtime=OPTIONAL)
-    res = convert(model, nms_dynamic_output=dynamic)
+    res = convert(model, nms_padded_output=not dynamic)
     boxes, scores = _boxes(rng, b, n), rng.random((b, c, n)).astype(np.float32)
     for max_out, iou, score in [(3, 0.4, 0.3), (100, 0.0, -1.0), (2, 1.0, 0.6), (-2, 0.5, 0.1)]:
         feeds = {
@@ -215,10 +216,29 @@ def test_negative_infinite_scores_without_threshold():
     _check(model, {"boxes": boxes, "scores": scores}, dynamic=True)
 
 
+def test_default_output_is_onnx_exact_and_nms_dynamic_output_is_a_no_op(caplog):
+    """The default keeps ONNX's [num_selected, 3] (no padding rows, no extra output); the
+    former opt-in flag is still accepted, changes nothing and says so."""
+    rng = np.random.default_rng(5)
+    model = _nms_model(2, 3, 9, max_out=4, iou=0.4, score=0.2)
+    feeds = {"boxes": _boxes(rng, 2, 9), "scores": rng.random((2, 3, 9)).astype(np.float32)}
+    expected = _onnxruntime(model, feeds)
+    res, actual = _litert(model, feeds)
+    assert list(actual) == ["selected"] and actual["selected"].shape == expected.shape
+    np.testing.assert_array_equal(actual["selected"], expected)
+    row = next(r for r in res.report["nodes"] if r["op_type"] == "NonMaxSuppression")
+    assert not any("fixed-size" in n for n in row.get("notes", []))
+    with caplog.at_level("WARNING"):
+        again = convert(model, nms_dynamic_output=True)
+    assert bytes(again.tflite_bytes) == bytes(res.tflite_bytes)
+    assert "nms_dynamic_output has no effect" in caplog.text
+
+
 def test_dynamic_output_shape_signature():
+    """The default output: shape signature [-1, 3] in the file and in the report."""
     from ai_edge_litert.interpreter import Interpreter
 
-    res = convert(_nms_model(1, 1, 5), nms_dynamic_output=True)
+    res = convert(_nms_model(1, 1, 5))
     details = Interpreter(model_content=res.tflite_bytes).get_output_details()
     assert [list(d["shape_signature"]) for d in details] == [[-1, 3]]
     # The report's I/O table says the same as the file.
@@ -255,7 +275,7 @@ def test_class_argmax(dynamic, b):
     classes = scores.argmax(axis=1)
     expected[:, 1] = classes[expected[:, 0], expected[:, 2]]
     model = _nms_model(b, c, n, max_out=5, iou=0.4, score=0.3)
-    res, actual = _litert(model, feeds, nms_dynamic_output=dynamic, nms_class_argmax=True)
+    res, actual = _litert(model, feeds, nms_padded_output=not dynamic, nms_class_argmax=True)
     assert op_histogram(res.tflite_bytes)["NON_MAX_SUPPRESSION_V4"] == b
     if dynamic:
         np.testing.assert_array_equal(actual["selected"], expected)
@@ -309,7 +329,7 @@ def test_yolo_style_head(dynamic):
     feeds = {"image": np.random.default_rng(9).normal(size=(1, 3, 4, 4)).astype(np.float32)}
     expected = _onnxruntime(model, feeds)
     assert len(expected) >= 3  # the test exercises real selections
-    _, actual = _litert(model, feeds, nms_dynamic_output=dynamic)
+    _, actual = _litert(model, feeds, nms_padded_output=not dynamic)
     if dynamic:
         np.testing.assert_array_equal(actual["selected"], expected)
     else:
@@ -357,22 +377,24 @@ def test_random_shapes_and_attributes(b, c, n, max_out, iou, score, center, seed
 def test_valid_count_output_follows_the_onnx_outputs_in_the_signature():
     from onnx2tflite_direct import convert as o2t_convert
 
-    res = o2t_convert(_nms_model(1, 2, 6, max_out=3))
+    res = o2t_convert(_nms_model(1, 2, 6, max_out=3), nms_padded_output=True)
     outputs = [r["name"] for r in res.report["io"] if r["kind"] == "output"]
     assert outputs == ["selected", "selected_valid_count"]
     row = next(r for r in res.report["nodes"] if r["op_type"] == "NonMaxSuppression")
-    assert any("fixed-size output" in n for n in row["notes"])
+    assert any("--nms-padded-output: fixed-size output" in n for n in row["notes"])
 
 
 def test_validate_compares_the_valid_rows_of_the_fixed_size_output():
-    """--validate on the default fixed-size output: the valid rows must equal onnxruntime's
+    """--validate on the fixed-size padded output: the valid rows must equal onnxruntime's
     exact-size output and the rest be -1 padding."""
     from onnx2tflite_direct import convert as o2t_convert
 
     rng = np.random.default_rng(4)
     model = _nms_model(1, 2, 8, max_out=3, iou=0.5, score=0.1)
     feeds = {"boxes": _boxes(rng, 1, 8), "scores": rng.random((1, 2, 8)).astype(np.float32)}
-    res = o2t_convert(model, validate=True, test_data={k: v for k, v in feeds.items()})
+    res = o2t_convert(
+        model, validate=True, test_data={k: v for k, v in feeds.items()}, nms_padded_output=True
+    )
     assert res.validation.ok and res.validation.extra_outputs == []
     (metrics,) = res.validation.outputs.values()
     assert metrics["shape_match"]

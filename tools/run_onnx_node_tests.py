@@ -4,9 +4,8 @@ Why: the ~1,900 node cases ship with reference inputs/outputs for every operator
 measure both how much of ONNX we convert and whether what we convert is right. Each case is
 converted with ``keep_io_layout=True`` (tensors fed as-is by their ONNX names), run in LiteRT and
 compared with the expected outputs (rtol 1e-3, atol 1e-5, exact shapes and dtypes, exact
-equality for non-float outputs, NaN positions must match). ONNX's own semantics are asked for
-where the converter's default deliberately departs from them: NonMaxSuppression cases use
-``nms_dynamic_output=True`` (the default is a fixed-size padded output, see lowering/nms.py).
+equality for non-float outputs, NaN positions must match), with the converter's defaults
+(which keep ONNX's semantics, NonMaxSuppression's exact dynamic-size output included).
 
 Statuses: ``pass``, ``mismatch``, ``refused`` (``ConversionError``, with its reason code),
 ``load_or_run_failed`` (converted, but LiteRT could not load or run the file -- a bug the project
@@ -154,7 +153,6 @@ def run_case(case, report_phase=lambda phase: None) -> dict:
             case.model,
             keep_io_layout=True,
             input_shapes=shapes or None,
-            nms_dynamic_output=True,
         )
     except ConversionError as err:
         return {

@@ -1,14 +1,16 @@
 """NonMaxSuppression -> one NON_MAX_SUPPRESSION_V4 per (batch, class), exact ONNX selection.
 
 Output modes (``LoweringOptions``)
-- default, fixed size: the output keeps the ONNX name but has the static shape
-  ``[B * C' * K, 3]`` int64 (``C'`` = C, or 1 with ``nms_class_argmax``; ``K`` =
-  min(max_output_boxes_per_class, N) when that input is constant, else N). Its first rows are
-  exactly ONNX's ``selected_indices`` (batch, then class, then descending score); every row after
-  them is ``[-1, -1, -1]``. When the NMS output is a graph output, a second graph output
-  ``<output>_valid_count`` (int32 scalar) holds the number of valid rows.
-- ``nms_dynamic_output``: the same rows sliced to the valid count, so the output is exactly
-  ONNX's ``[num_selected, 3]`` (TFLite shape signature ``[-1, 3]``).
+- default, exact: ONNX's ``selected_indices`` ``[num_selected, 3]`` int64 (batch, then class,
+  then descending score), a dynamic-size tensor (TFLite shape signature ``[-1, 3]``): the
+  fixed-size rows below sliced to the valid count at run time.
+- ``nms_padded_output`` (for delegates that need static shapes): the output keeps the ONNX
+  name but has the static shape ``[B * C' * K, 3]`` (``C'`` = C, or 1 with
+  ``nms_class_argmax``; ``K`` = min(max_output_boxes_per_class, N) when that input is
+  constant, else N). Its first rows are exactly ONNX's; every row after them is
+  ``[-1, -1, -1]``. When the NMS output is a graph output, a second graph output
+  ``<output>_valid_count`` (int32 scalar) holds the number of valid rows. A departure from
+  ONNX that the user asks for: a consumer that iterates over the rows reads padding.
 - ``nms_class_argmax``: scores ``[B, C, N]`` are first reduced to their per-box maximum over
   classes (class-agnostic NMS, one NMS per batch); the class column holds the argmax class.
   This is an opt-in change of semantics, not ONNX's per-class NMS.
@@ -32,7 +34,7 @@ Why the extra ops (all facts measured on LiteRT's NON_MAX_SUPPRESSION_V4 kernel)
   order, so its first k selections are the selections of a run limited to k); K is then N.
 
 Known limits: downstream consumers of the output are refused at planning time (the ONNX value
-has no static shape there); in dynamic mode an empty selection is a [0, 3] tensor, which
+has no static shape there); in the exact mode an empty selection is a [0, 3] tensor, which
 LiteRT's Python ``get_tensor`` cannot read (its shape is readable); an IoU of a box with itself
 must be exactly 1, which holds unless the box area overflows float32.
 """
@@ -107,10 +109,10 @@ class _NmsBuilder:
                 "--nms-class-argmax: one suppression per box over its best class (ONNX "
                 "suppresses per class)"
             )
-        if not ctx.driver.options.nms_dynamic_output:
+        if ctx.driver.options.nms_padded_output:
             ctx.note(
-                "fixed-size output: rows past the valid count are -1 (--nms-dynamic-output "
-                "gives ONNX's [num_selected, 3])"
+                "--nms-padded-output: fixed-size output, rows past the valid count are -1 "
+                "(the default gives ONNX's [num_selected, 3])"
             )
         self.rows = self.batches * self.rows_c  # one NMS kernel per row
         const_k = _const_max_output(ctx.node, ctx.driver.graph)
@@ -418,7 +420,7 @@ class _NmsBuilder:
             keep_dims=False,
         )
         size = rows.shape[0]
-        if drv.options.nms_dynamic_output:
+        if not drv.options.nms_padded_output:
             wide = self.op("CAST", [rows], np.int64, rows.shape, "selected_i64")
             extent = self.op(
                 "CONCATENATION",
@@ -530,9 +532,10 @@ class _NmsBuilder:
         "REDUCE_MAX",
     ),
     notes=(
-        "default: fixed-size [B*C*K, 3] output padded with -1 rows plus <output>_valid_count; "
-        "--nms-dynamic-output: exact [num_selected, 3]; --nms-class-argmax: class-agnostic NMS on "
-        f"per-box max scores; at most {MAX_NMS_KERNELS} batch x class kernels"
+        "default: ONNX's exact [num_selected, 3] (dynamic size); --nms-padded-output: fixed-size "
+        "[B*C*K, 3] padded with -1 rows plus <output>_valid_count; --nms-class-argmax: "
+        f"class-agnostic NMS on per-box max scores; at most {MAX_NMS_KERNELS} batch x class "
+        "kernels"
     ),
     extra_check=_check,
 )
