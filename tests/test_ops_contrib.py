@@ -845,10 +845,36 @@ def test_group_query_attention(case):
     check_conversion(model, feeds=feeds, atol=2e-5)
 
 
-def test_group_query_attention_refuses_quantized_cache_and_position_ids():
-    model, _ = _gqa(b=1, s=1, past=3, total=4, seqlens=[3], attrs={"smooth_softmax": 1})
+def _gqa_extra_input(model, feeds, index: int, name: str, value: np.ndarray):
+    node = model.graph.node[0]
+    while len(node.input) < index:
+        node.input.append("")
+    node.input.append(name)
+    model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape))
+    feeds[name] = value
+
+
+@pytest.mark.parametrize("extra", ["attention_bias", "head_sink", "smooth_softmax"])
+@pytest.mark.parametrize("decode", [False, True])
+def test_group_query_attention_bias_and_sinks(extra, decode):
+    kw = (
+        dict(b=2, s=1, past=5, total=6, seqlens=[5, 3])
+        if decode
+        else dict(b=2, s=5, past=0, total=5, seqlens=[4, 4])
+    )
+    attrs = {"smooth_softmax": 1} if extra == "smooth_softmax" else {}
+    model, feeds = _gqa(**kw, attrs=attrs)
+    if extra == "attention_bias":
+        _gqa_extra_input(model, feeds, 10, "ab", _rand(2, 1, kw["s"], kw["total"]))
+    elif extra == "head_sink":
+        _gqa_extra_input(model, feeds, 11, "sink", _rand(GQ_N))
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+def test_group_query_attention_refusals():
+    model, _ = _gqa(b=1, s=1, past=3, total=4, seqlens=[3], attrs={"qk_output": 1})
     err = expect_refusal(model, "unsupported_attribute_value")
-    assert "smooth_softmax" in str(err) and "GroupQueryAttention" in str(err)
+    assert "qk_output" in str(err) and "GroupQueryAttention" in str(err)
 
 
 # ---- whole fused graphs, as onnxruntime's transformer optimizer writes them -------------------

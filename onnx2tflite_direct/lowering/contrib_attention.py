@@ -459,8 +459,6 @@ def lower_ms_rotary(ctx):
 
 _GQA_UNSUPPORTED_INPUTS = {
     9: "position_ids",
-    10: "attention_bias",
-    11: "head_sink",
     12: "k_scale",
     13: "v_scale",
     14: "q_norm_weight",
@@ -479,7 +477,9 @@ def _gqa_check(node, graph):
     for i, name in _GQA_UNSUPPORTED_INPUTS.items():
         if _has(node, i):
             return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {name}"
-    for name in ("smooth_softmax", "sliding_window_cache", "qk_output"):
+    if _has(node, 11) and node.attrs.get("smooth_softmax", 0):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: head_sink with smooth_softmax=1"
+    for name in ("sliding_window_cache", "qk_output"):
         if node.attrs.get(name, 0):
             return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {name}={node.attrs[name]}"
     if int(node.attrs.get("causal", 1)) != 1:
@@ -561,12 +561,35 @@ def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str)
     return C.op(ctx, "GATHER", [source, idx], (b, nkv, length, h), hint=hint, axis=2, batch_dims=1)
 
 
+def _gqa_softmax(ctx, scores):
+    """SOFTMAX over the keys; with smooth_softmax an extra logit 0, with head_sink an extra
+    logit per head (onnxruntime's ``exp(x_i) / (exp(sink) + sum_j exp(x_j))``), written as one
+    more column that is dropped after the softmax."""
+    b, n, s, length = scores.shape
+    if ctx.has_input(11):
+        sink = C.reshape(ctx, ctx.input(11), (1, n, 1, 1), "sink")
+        extra = C.op(
+            ctx,
+            "BROADCAST_TO",
+            [sink, C.const(ctx, [b, n, s, 1], np.int32, "sink_shape")],
+            (b, n, s, 1),
+            hint="sink_column",
+        )
+    elif ctx.attr("smooth_softmax", 0):
+        extra = C.const(ctx, np.zeros((b, n, s, 1), np.float32), hint="smooth_column")
+    else:
+        return C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
+    wide = C.concat(ctx, [scores, extra], 3, "with_sink")
+    probs = C.op(ctx, "SOFTMAX", [wide], wide.shape, hint="probs_wide", beta=1.0)
+    return C.split_v(ctx, probs, [length, 1], 3, "probs")[0]
+
+
 @lowering(
     "GroupQueryAttention",
     onnx_order,
     domain=MS,
     dtypes=FLOAT,
-    dtype_inputs=(0, 1, 2, 3, 4, 7, 8),
+    dtype_inputs=(0, 1, 2, 3, 4, 7, 8, 10, 11),
     const_inputs=(6,),
     tflite_ops=(
         "SPLIT_V",
@@ -584,8 +607,8 @@ def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str)
     ),
     notes="separate or packed QKV, past/present caches (BNSH; new keys written at "
     "seqlens_k + 1 - S per batch, zeros after, as onnxruntime), causal + local_window_size, "
-    "do_rotary with cos/sin caches, softcap, scale; constant total_sequence_length; refused: "
-    "quantized caches, position_ids, attention_bias, head_sink, smooth_softmax, qk_output, "
+    "do_rotary with cos/sin caches, softcap, scale, attention_bias, smooth_softmax, head_sink; "
+    "constant total_sequence_length; refused: quantized caches, position_ids, qk_output, "
     "q/k norm weights, sliding_window_cache",
     extra_check=_gqa_check,
 )
@@ -658,9 +681,16 @@ def lower_group_query_attention(ctx):
         scores = C.binary(ctx, "DIV", scores, cap, "capped_in")
         scores = C.op(ctx, "TANH", [scores], scores.shape, hint="capped_tanh")
         scores = C.binary(ctx, "MUL", scores, cap, "capped")
+    if ctx.has_input(10):  # attention_bias (B or 1, N or 1, S, total_sequence_length)
+        if ctx.shape(10)[-1] != length:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"attention_bias width {ctx.shape(10)[-1]} != present length {length}",
+            )
+        scores = C.binary(ctx, "ADD", scores, ctx.input(10), "biased")
     lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
     scores = C.select(ctx, keep, scores, lowest, "masked")
-    probs = C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
+    probs = _gqa_softmax(ctx, scores)
     pg = C.reshape(ctx, probs, (b, kv_heads, group * s, length), "probs_grouped")
     y = C.matmul(ctx, pg, v_all, hint="context_grouped")
     y = C.reshape(ctx, y, (b, heads, s, head), "context")
