@@ -78,14 +78,17 @@ def partitions(sub: tfl.Subgraph, falls_back: set[int]) -> list[tuple[bool, int]
     kind of the lowest-index ready operator. The delegate replaces the largest delegable
     subset by default (one partition; ``delegate_options.cc``)."""
     ops = sub.operators
-    producer_of: dict[int, int] = {id(t): i for i, op in enumerate(ops) for t in op.outputs}
+    index = {id(op): i for i, op in enumerate(ops)}
+    producers = sub.producers()
     waiting = [0] * len(ops)
     users: dict[int, list[int]] = {}
-    for i, op in enumerate(ops):
-        for t in op.inputs:
-            if t is not None and id(t) in producer_of:
-                waiting[i] += 1
-                users.setdefault(producer_of[id(t)], []).append(i)
+    for key, readers in sub.consumers().items():
+        writer = producers.get(key)
+        if writer is None:
+            continue  # graph inputs and constants are always ready
+        for op, _ in readers:
+            waiting[index[id(op)]] += 1
+            users.setdefault(index[id(writer)], []).append(index[id(op)])
     ready: dict[bool, list[int]] = {True: [], False: []}
     for i in range(len(ops)):
         if waiting[i] == 0:

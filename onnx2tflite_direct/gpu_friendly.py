@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from . import gpu_check, gpu_rules, tfl, tfl_rewrites, versioning
+from . import gpu_check, gpu_rules, tfl, tfl_edit, tfl_rewrites, versioning
 
 MAX_GPU_RANK = gpu_rules.MAX_RANK
 
@@ -71,19 +71,15 @@ def delegable(op: tfl.Operator) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-class _Editor:
-    """Unique tensor names and operator replacement for one subgraph."""
+class _Editor(tfl_edit.Editor):
+    """The shared editor plus the snapshots the rules read: who writes and who reads each
+    tensor (taken once per pass) and the reshaped views several rewrites share."""
 
     def __init__(self, sub: tfl.Subgraph) -> None:
-        self.sub = sub
-        self.names = {t.name for t in sub.tensors()}
-        self.producer = {id(t): op for op in sub.operators for t in op.outputs}
-        self.uses: dict[int, list[tfl.Operator]] = {}
-        for op in sub.operators:
-            for t in op.inputs:
-                if t is not None:
-                    self.uses.setdefault(id(t), []).append(op)
-        self.io = {id(t) for t in (*sub.inputs, *sub.outputs)}
+        super().__init__(sub, fresh_names=True)
+        self.producer = sub.producers()
+        self.uses = {k: [op for op, _ in v] for k, v in sub.consumers().items()}
+        self.io = self.io_ids()
         # (id(tensor), shape) -> a reshaped view several rewrites share (one RESHAPE for all)
         self.views: dict[tuple[int, tuple[int, ...]], tfl.Tensor] = {}
 
@@ -108,27 +104,6 @@ class _Editor:
         if id(out) in self.io:
             after = None
         return prev, after
-
-    def _unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
-
-    def temp(self, base: str, dtype, shape) -> tfl.Tensor:
-        return tfl.Tensor(self._unique(base), dtype, tuple(shape))
-
-    def const(self, base: str, array: np.ndarray) -> tfl.Tensor:
-        array = np.asarray(array, order="C")
-        return tfl.Tensor(self._unique(base), array.dtype, array.shape, data=array)
-
-    def op(self, opcode: str, inputs, outputs, like: tfl.Operator, **options) -> tfl.Operator:
-        return tfl.Operator(opcode, list(inputs), list(outputs), options, onnx_node=like.onnx_node)
-
-    def reshape(self, src: tfl.Tensor, dst: tfl.Tensor, like: tfl.Operator) -> tfl.Operator:
-        shape = self.const(f"{dst.name}/shape", np.array(dst.shape, np.int32))
-        return self.op("RESHAPE", [src, shape], [dst], like)
 
 
 def _static(*tensors: tfl.Tensor | None) -> bool:
@@ -760,24 +735,17 @@ def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
     for sub in model.subgraphs:
         ctx = gpu_rules.GraphContext(sub)
         ed = _Editor(sub)
-        rewritten: list[tfl.Operator] = []
-        touched = False
-        for op in sub.operators:
+        for op in list(sub.operators):
             version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
-            if gpu_rules.check_op(op, version, ctx):
-                for rule, fn in RULES:
-                    new_ops = fn(ed, op)
-                    if new_ops is not None and _accepted(new_ops):
-                        records.append(_describe(rule, op, new_ops))
-                        rewritten.extend(new_ops)
-                        touched = True
-                        break
-                else:
-                    rewritten.append(op)
-            else:
-                rewritten.append(op)
-        if touched:
-            sub.operators = rewritten
+            if not gpu_rules.check_op(op, version, ctx):
+                continue
+            for rule, fn in RULES:
+                new_ops = fn(ed, op)
+                if new_ops is not None and _accepted(new_ops):
+                    records.append(_describe(rule, op, new_ops))
+                    ed.replace(op, new_ops)
+                    break
+        if ed.commit():
             tfl_rewrites.remove_dead_ops(sub)  # e.g. shape arithmetic a constant replaced
             tfl_rewrites.collapse_reshapes(sub)
             changed = True

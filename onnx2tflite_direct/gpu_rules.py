@@ -128,23 +128,14 @@ class GraphContext:
         self._producer: dict[int, tfl.Operator] | None = None
         self._consumers: dict[int, list[tfl.Operator]] | None = None
 
-    def _build(self) -> None:
-        self._producer, self._consumers = {}, {}
-        for op in self._sub.operators:
-            for t in op.outputs:
-                self._producer[id(t)] = op
-            for t in op.inputs:
-                if t is not None:
-                    self._consumers.setdefault(id(t), []).append(op)
-
     def producer(self, t: tfl.Tensor) -> tfl.Operator | None:
         if self._producer is None:
-            self._build()
+            self._producer = self._sub.producers()
         return self._producer.get(id(t))
 
     def consumers(self, t: tfl.Tensor) -> list[tfl.Operator]:
         if self._consumers is None:
-            self._build()
+            self._consumers = {k: [op for op, _ in v] for k, v in self._sub.consumers().items()}
         return self._consumers.get(id(t), [])
 
 
