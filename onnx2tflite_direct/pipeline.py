@@ -150,17 +150,12 @@ def convert_checked(
     """:func:`convert` with options already checked (``ConvertOptions.check``); messages keep
     naming options by their command-line flags (the CLI calls this)."""
     check_output_dir(output_dir)
-    options = _lowering_options(
-        keep_io_layout=o.keep_io_layout,
-        allow_custom_ops=o.allow_custom_ops,
-        custom_op_allowlist=o.custom_op_allowlist,
-        keep_layout=o.keep_layout,
-        channel_last=o.channel_last,
-        decompose=o.decompose,
-        nms_padded_output=o.nms_padded_output,
-        nms_class_argmax=o.nms_class_argmax,
-        unroll_rnn=o.unroll_rnn,
-        fuse=o.fuse,
+    options = _lowering_options(  # every LoweringOptions field is the option of its name
+        **{
+            f.name: getattr(o, f.name)
+            for f in dataclasses.fields(LoweringOptions)
+            if f.name != "disabled_rewrites"
+        },
         disabled_rewrites=_disabled_rewrites(o.disable_rewrites),
     )
     quant = quant_variants.QuantOptions(

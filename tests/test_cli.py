@@ -664,3 +664,15 @@ def test_api_values_of_the_wrong_type_are_invalid_option(kwargs):
         convert(str(EXAMPLE), **kwargs)
     assert info.value.reason_code == errors.INVALID_OPTION
     assert next(iter(kwargs)) in info.value.message or "wrong type" in info.value.message
+
+
+def test_every_lowering_option_is_a_convert_option():
+    """convert() fills LoweringOptions by name from ConvertOptions: a lowering option without
+    a ConvertOptions field (flag, docs, checks) could never be set."""
+    import dataclasses
+
+    from onnx2tflite_direct.driver import LoweringOptions
+    from onnx2tflite_direct.options import FIELDS
+
+    names = {f.name for f in dataclasses.fields(LoweringOptions)} - {"disabled_rewrites"}
+    assert names <= set(FIELDS)
