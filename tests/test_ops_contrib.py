@@ -1070,3 +1070,12 @@ def test_dynamic_quantize_lstm_batch_parallel_rows():
     actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
     for name, e in expected.items():
         np.testing.assert_allclose(actual[name], e, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "op,inits", [("Gelu", {}), ("FastGelu", {"b": _rand(16)}), ("BiasGelu", {"b": _rand(16)})]
+)
+def test_gelu_family_decompose(op, inits):
+    """--decompose Gelu (delegates without GELU) also covers the contrib GELUs."""
+    chk = check_conversion(one_node(op, {"x": (2, 5, 16)}, inits), decompose=("Gelu",))
+    assert "GELU" not in chk.ops

@@ -16,6 +16,8 @@ Softmax.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import contrib_schemas, errors
@@ -25,6 +27,8 @@ from ..registry import FLOAT, lowering
 from . import compose as C
 from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
 from .conv import _conv_check, lower_conv
+from .elementwise import Emit
+from .math import _erf
 from .matmul import lower_gemm
 
 MS = contrib_schemas.MS
@@ -51,7 +55,19 @@ class Redirect:
 
 
 def _gelu(ctx, x, approximate: bool):
-    C.op(ctx, "GELU", [x], x.shape, x.dtype, out=ctx.output(0), approximate=approximate)
+    """GELU into output 0; with ``--decompose Gelu`` the primitive-builtin form the
+    default-domain Gelu uses (for delegates without a GELU kernel)."""
+    if "Gelu" not in ctx.driver.options.decompose:
+        C.op(ctx, "GELU", [x], x.shape, x.dtype, out=ctx.output(0), approximate=approximate)
+        return
+    e = Emit(ctx)
+    if approximate:
+        cube = e.op("MUL", e.op("MUL", x, x), x)
+        inner = e.op("ADD", x, e.op("MUL", cube, e.const(0.044715)))
+        core = e.op("TANH", e.op("MUL", inner, e.const(math.sqrt(2.0 / math.pi))))
+    else:
+        core = _erf(e, e.op("MUL", x, e.const(1.0 / math.sqrt(2.0))))
+    e.result(e.op("MUL", e.op("MUL", x, e.const(0.5)), e.op("ADD", core, e.const(1.0))))
 
 
 @lowering(
@@ -60,7 +76,7 @@ def _gelu(ctx, x, approximate: bool):
     domain=MS,
     dtypes=FLOAT,
     tflite_ops=("GELU",),
-    notes="erf form (GELU approximate=false)",
+    notes="erf form (GELU approximate=false); --decompose Gelu applies",
 )
 def lower_ms_gelu(ctx):
     _gelu(ctx, ctx.input(0), False)
@@ -73,7 +89,7 @@ def lower_ms_gelu(ctx):
     dtypes=FLOAT,
     dtype_inputs=(0, 1),
     tflite_ops=("ADD", "GELU"),
-    notes="tanh form (GELU approximate=true); optional bias added first",
+    notes="tanh form (GELU approximate=true); optional bias added first; --decompose Gelu applies",
 )
 def lower_fast_gelu(ctx):
     x = ctx.input(0)
@@ -89,7 +105,7 @@ def lower_fast_gelu(ctx):
     dtypes=FLOAT,
     dtype_inputs=(0, 1),
     tflite_ops=("ADD", "GELU"),
-    notes="erf GELU of A + B",
+    notes="erf GELU of A + B; --decompose Gelu applies",
 )
 def lower_bias_gelu(ctx):
     _gelu(ctx, C.binary(ctx, "ADD", ctx.input(0), ctx.input(1), "biased"), False)
