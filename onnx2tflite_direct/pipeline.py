@@ -158,17 +158,8 @@ def convert_checked(
         },
         disabled_rewrites=_disabled_rewrites(o.disable_rewrites),
     )
-    quant = quant_variants.QuantOptions(
-        calibration_data=o.calibration_data,
-        calibration_method=o.calibration_method,
-        calibration_percentile=o.calibration_percentile,
-        calibration_random=o.calibration_random,
-        calibration_mean=o.calibration_mean,
-        calibration_std=o.calibration_std,
-        input_quant_dtype=o.input_quant_dtype,
-        output_quant_dtype=o.output_quant_dtype,
-        quant_type=o.quant_type,
-        strict_integer=o.strict_integer,
+    quant = quant_variants.QuantOptions(  # likewise by name
+        **{f.name: getattr(o, f.name) for f in dataclasses.fields(quant_variants.QuantOptions)}
     )
     stem, quantize, validate = o.stem, o.quantize, o.validate
     report_op_coverage, gpu_friendly = o.report_op_coverage, o.gpu_friendly

@@ -667,12 +667,14 @@ def test_api_values_of_the_wrong_type_are_invalid_option(kwargs):
 
 
 def test_every_lowering_option_is_a_convert_option():
-    """convert() fills LoweringOptions by name from ConvertOptions: a lowering option without
-    a ConvertOptions field (flag, docs, checks) could never be set."""
+    """convert() fills LoweringOptions and QuantOptions by name from ConvertOptions: an option
+    without a ConvertOptions field (flag, docs, checks) could never be set."""
     import dataclasses
 
     from onnx2tflite_direct.driver import LoweringOptions
     from onnx2tflite_direct.options import FIELDS
+    from onnx2tflite_direct.quant.variants import QuantOptions
 
     names = {f.name for f in dataclasses.fields(LoweringOptions)} - {"disabled_rewrites"}
     assert names <= set(FIELDS)
+    assert {f.name for f in dataclasses.fields(QuantOptions)} <= set(FIELDS)
