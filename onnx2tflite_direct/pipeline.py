@@ -52,9 +52,7 @@ class ConversionResult:
         default=None, init=False, repr=False
     )
     # Builds the tensor map from the lowering until it is first read (see ``tensor_map``).
-    _map_builder: Callable[[], dict[str, dict]] | None = field(
-        default=None, init=False, repr=False
-    )
+    _map_builder: Callable[[], dict[str, dict]] | None = field(default=None, init=False, repr=False)
     _tensor_map: dict[str, dict] | None = field(default=None, init=False, repr=False)
     _model: onnx.ModelProto | None = field(default=None, init=False, repr=False)
     # The float32 file: bytes, a memoryview of the written file (outputs >= 1 GiB), or the
