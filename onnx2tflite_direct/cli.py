@@ -322,6 +322,11 @@ def _cli_checks(args: argparse.Namespace) -> None:
                 f"{{0}} {args.html_report}: folder {str(folder)!r} does not exist",
                 ("html_report",),
             )
+        if Path(args.html_report).is_dir():
+            raise OptionError(
+                f"{{0}} {args.html_report} is a folder; give the path of the .html file to write",
+                ("html_report",),
+            )
     check_output_dir(args.output_dir)
 
 

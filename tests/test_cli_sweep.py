@@ -120,6 +120,8 @@ MISTAKES = [
     ],
     [EX, "--quantize", "int8", "--calibration-data", "no_such_folder"],
     [EX, "--quantize", "int8", "--calibration-data", "EMPTY"],
+    [EX, "--html-report", "EMPTY"],
+    [EX, "--html-report", "no_such_folder/x.html"],
     ["missing.onnx"],
     [str(ROOT / "README.md")],
     [str(ROOT / "examples")],
