@@ -5,11 +5,14 @@ Needs the exporters, which the project does not depend on; run it in a separate 
 
     python -m venv /work/ml-venv && /work/ml-venv/bin/pip install scikit-learn skl2onnx \\
         lightgbm onnxmltools xgboost && /work/ml-venv/bin/pip install -e ".[validate]"
-    /work/ml-venv/bin/python tools/ml_models.py [--only NAME ...] [--json out.json]
+    /work/ml-venv/bin/python tools/ml_models.py [--only NAME ...] \
+        [--json benchmarks/results/ml_models.json]
 
 Classifiers are exported without ZipMap (skl2onnx ``zipmap=False``), as a TFLite tensor cannot
 hold a sequence of maps. Every model is checked on held-out rows: labels must be identical,
-scores within ``1e-4 * max(1, max|expected|)``. ``benchmarks/bench_trees.py`` reuses the
+scores within ``1e-4 * max(1, max|expected|)``; then each model is converted again with the
+batch left dynamic and checked at batch 1, 5 and 64 with the one file. A model exported with
+ZipMap is converted with ``drop_zipmap=True``. ``benchmarks/bench_trees.py`` reuses the
 tree-model builders.
 """
 
@@ -228,7 +231,6 @@ def check(name: str, batch: int = 64) -> dict:
 
     from onnx2tflite_direct import ConversionError, convert
     from onnx2tflite_direct import validate as V
-
     from onnx2tflite_direct.frontend.zipmap import drop_zipmap, zipmap_outputs
 
     onx, data = MODELS[name]()
@@ -264,7 +266,37 @@ def check(name: str, batch: int = 64) -> dict:
             row["outputs"][out] = {"kind": "scores", "max_abs": err, "max_expected_abs": scale}
             ok &= err <= ATOL * scale
     row["match"] = bool(ok)
+    row["dynamic_batch"] = _check_dynamic(onx, onx_ref, data, drop)
     return row
+
+
+def _check_dynamic(onx, onx_ref, data, drop: bool, batches=(1, 5, 64)) -> dict:
+    """Converted with the batch left dynamic: one file, run at several batch sizes."""
+    import onnxruntime as ort
+
+    from onnx2tflite_direct import ConversionError, convert
+    from onnx2tflite_direct import validate as V
+
+    try:
+        res = convert(onx, drop_zipmap=drop)
+    except ConversionError as err:
+        return {"status": "refused", "reason_code": err.reason_code}
+    runner = V.make_interpreter(res.tflite_bytes, 1).get_signature_runner()
+    sess = ort.InferenceSession(onx_ref.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    ok = True
+    for b in batches:
+        feeds = feeds_for(onx, data, slice(0, b))
+        got = runner(**feeds)
+        for name, e in zip(names, sess.run(None, feeds), strict=True):
+            a = got[name]
+            if a.shape != e.shape:
+                ok = False
+            elif e.dtype.kind in "iub":
+                ok &= bool(np.array_equal(a, e))
+            else:
+                ok &= float(np.max(np.abs(a - e))) <= ATOL * max(1.0, float(np.max(np.abs(e))))
+    return {"status": "converted", "batches": list(batches), "match": bool(ok)}
 
 
 def main(argv=None) -> int:
@@ -280,13 +312,13 @@ def main(argv=None) -> int:
         except Exception as exc:  # an exporter failure is reported, not fatal
             results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
         r = results[name]
-        print(
-            f"{name:<30} {r['status']:<10} {r.get('match', r.get('reason_code', r.get('error', '')))}",
-            flush=True,
-        )
+        verdict = r.get("match", r.get("reason_code", r.get("error", "")))
+        dynamic = r.get("dynamic_batch", {}).get("match")
+        print(f"{name:<30} {r['status']:<10} {verdict}  dynamic batch: {dynamic}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if all(r.get("match") for r in results.values()) else 1
+    ok = all(r.get("match") and r["dynamic_batch"].get("match") for r in results.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
