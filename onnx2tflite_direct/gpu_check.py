@@ -174,14 +174,17 @@ def format_verdict(section: dict[str, Any]) -> list[str]:
     """Console lines: the verdict, then one line per operator that falls back."""
     lines = [f"GPU delegate (static rule check, nothing run on a GPU): {section['verdict']}"]
     if not section["fully_delegable"]:
+        n = section["delegated_ops"]
         lines.append(
             f"  {section['partitions']} delegable partition(s); the delegate (one partition by "
-            f"default) would take {section['delegated_ops']} ops of the main graph"
+            f"default) would take {n} op{'s' if n != 1 else ''} of the main graph"
         )
     for f in section["fall_back"]:
-        where = f"#{f['op_index']}" if f["subgraph"] == 0 else f"{f['subgraph']}#{f['op_index']}"
+        where = f"op #{f['op_index']}"
+        if f["subgraph"]:
+            where = f"subgraph {f['subgraph']} {where}"
         node = f" (ONNX {f['onnx_node']})" if f.get("onnx_node") else ""
-        lines.append(f"  op {where} {f['op']}{node}: {', '.join(f['rules'])}: {f['detail']}")
+        lines.append(f"  {where} {f['op']}{node}: {', '.join(f['rules'])}: {f['detail']}")
     cross = section.get("analyzer")
     if cross and cross.get("effective") and cross.get("disagreements"):
         lines.append(f"  LiteRT analyzer disagrees on {len(cross['disagreements'])} op(s)")

@@ -34,6 +34,7 @@ arithmetic, a constant computed once):
 - ``reverse_slice_to_gather``: a flip (negative stride) becomes GATHER by reversed indices.
 - ``pad_rank_lift``: a 1-D/2-D PAD/PADV2/MIRROR_PAD runs on a 3-D view.
 - ``select_scalar_branches``: a uniform constant SELECT_V2 branch becomes a scalar.
+- ``unit_axes_to_reshape``: SQUEEZE / EXPAND_DIMS become RESHAPE.
 - ``lrn_by_conv``: LOCAL_RESPONSE_NORMALIZATION becomes SQUARE, a banded 1x1 CONV_2D, POW and
   MUL (same formula; the window sum is added in another order).
 """
@@ -690,6 +691,18 @@ def _select_scalar_branches(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator]
     ]
 
 
+def _unit_axes_to_reshape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """SQUEEZE / EXPAND_DIMS (no GPU parser) with static shapes -> RESHAPE: dropping or adding
+    unit axes moves no element."""
+    if op.opcode not in ("SQUEEZE", "EXPAND_DIMS"):
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    if src is None or src.data is not None or not _static(src, out) or out.rank == 0:
+        return None  # (a RESHAPE to an empty shape yields [1] in LiteRT, not a scalar)
+    reshape = ed.reshape(src, out, op)
+    return [reshape] if delegable(reshape) else None  # integer data stays off the GPU
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
@@ -705,6 +718,7 @@ RULES: list[tuple[str, Rule]] = [
     ("reverse_slice_to_gather", _reverse_slice_to_gather),
     ("pad_rank_lift", _pad_rank_lift),
     ("select_scalar_branches", _select_scalar_branches),
+    ("unit_axes_to_reshape", _unit_axes_to_reshape),
     ("lrn_by_conv", _lrn_by_conv),
 ]
 

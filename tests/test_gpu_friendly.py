@@ -712,3 +712,34 @@ def test_uniform_constant_select_branch_becomes_scalar():
     assert [r["rule"] for r in _rewrites(chk)] == ["select_scalar_branches"]
     assert _not_delegated(chk) == []
     assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+@pytest.mark.parametrize(
+    "opcode, in_shape, out_shape",
+    [("SQUEEZE", (1, 3, 1, 4), (3, 4)), ("EXPAND_DIMS", (3, 4), (1, 3, 4))],
+)
+def test_squeeze_and_expand_dims_become_reshape(opcode, in_shape, out_shape):
+    """Built as IR (the lowering already writes RESHAPE for these): SQUEEZE/EXPAND_DIMS have
+    no GPU parser; a RESHAPE moves the same elements."""
+    x = tfl.Tensor("x", np.float32, in_shape)
+    y = tfl.Tensor("y", np.float32, out_shape)
+    if opcode == "SQUEEZE":
+        op = tfl.Operator(opcode, [x], [y], {"squeeze_dims": [0, 2]})
+    else:
+        axis = tfl.Tensor("a", np.int32, (), data=np.array(0, np.int32))
+        op = tfl.Operator(opcode, [x, axis], [y])
+    sub = tfl.Subgraph(operators=[op], inputs=[x], outputs=[y])
+    section = gpu_friendly.apply(tfl.Model([sub]))
+    assert section["verdict_before"] == "1 op falls back"
+    assert [r["rule"] for r in section["rewrites"]] == ["unit_axes_to_reshape"]
+    assert [o.opcode for o in sub.operators] == ["RESHAPE"]
+    assert section["verdict_after"] == "fully delegable"
+    data = np.random.default_rng(8).standard_normal(in_shape).astype(np.float32)
+    assert np.array_equal(_run_ir(sub, {"x": data})["y"], data.reshape(out_shape))
+
+
+def test_scalar_squeeze_is_kept():
+    x = tfl.Tensor("x", np.float32, (1,))
+    y = tfl.Tensor("y", np.float32, ())
+    sub = tfl.Subgraph(operators=[tfl.Operator("SQUEEZE", [x], [y])], inputs=[x], outputs=[y])
+    assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
