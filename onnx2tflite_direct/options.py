@@ -450,6 +450,7 @@ class ConvertOptions:
         kind="list",
         choices=QUANTIZE_CHOICES,
         accepts=_quantize_token,
+        api_hint='quantize=["fp16", "int8", ...]',
         from_cli=_tuple,
     )
     calibration_data: object = _opt(
@@ -496,6 +497,7 @@ class ConvertOptions:
         kind="append",
         metavar="NAME=v[,v...]",
         type=parse_named_values,
+        api_hint="calibration_mean={NAME: [v, ...]}",
         from_cli=_optional_dict,
     )
     calibration_std: dict | None = _opt(
@@ -507,6 +509,7 @@ class ConvertOptions:
         kind="append",
         metavar="NAME=v[,v...]",
         type=parse_named_values,
+        api_hint="calibration_std={NAME: [v, ...]}",
         from_cli=_optional_dict,
     )
     input_quant_dtype: str = _opt(
