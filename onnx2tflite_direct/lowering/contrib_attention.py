@@ -61,6 +61,29 @@ def _mask_problem(node, graph, idx: int, batch: int, what: str) -> str | None:
     return None
 
 
+def _batch_problem(node, graph, batch: int, checks) -> str | None:
+    """``checks``: (input index, axis, allowed sizes) for the batch axis of each optional input;
+    an input whose batch disagrees with the query's is refused (the model cannot run)."""
+    for idx, axis, allowed in checks:
+        if not _has(node, idx):
+            continue
+        shape = graph.values[node.inputs[idx]].shape
+        if len(shape) > axis and shape[axis] not in allowed(batch):
+            return (
+                f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {idx} has batch {shape[axis]} "
+                f"where the query has {batch}"
+            )
+    return None
+
+
+def _same(b):
+    return (b,)
+
+
+def _same_or_one(b):
+    return (1, b)
+
+
 def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: int, causal: bool):
     """(padding, causal): bool tensors 'key j may be attended by query i' broadcastable to
     [B, 1, S, T], each None when it allows everything. onnxruntime adds mask_filter_value
@@ -166,7 +189,8 @@ def _attention_check(node, graph):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: inputs past and attention_bias together"
     if _has(node, 4) and not (qh == vh):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past with v hidden size {vh} != {qh}"
-    return _mask_problem(node, graph, 3, x.shape[0], "mask_index")
+    batch = _batch_problem(node, graph, x.shape[0], ((4, 1, _same), (5, 0, _same_or_one)))
+    return batch or _mask_problem(node, graph, 3, x.shape[0], "mask_index")
 
 
 @lowering(
@@ -276,7 +300,9 @@ def _mha_check(node, graph):
             )
     if _has(node, 6) != _has(node, 7):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past_key and past_value must come together"
-    return _mask_problem(node, graph, 4, q.shape[0], "key_padding_mask")
+    checks = ((1, 0, _same), (2, 0, _same), (5, 0, _same_or_one), (6, 0, _same), (7, 0, _same))
+    batch = _batch_problem(node, graph, q.shape[0], checks)
+    return batch or _mask_problem(node, graph, 4, q.shape[0], "key_padding_mask")
 
 
 def _unpack(ctx, packed, parts: int, hint: str):
@@ -491,7 +517,8 @@ def _gqa_check(node, graph):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: past_key and past_value must come together"
     if node.attrs.get("do_rotary", 0) and not (_has(node, 7) and _has(node, 8)):
         return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: do_rotary=1 without cos/sin caches"
-    return None
+    checks = ((1, 0, _same), (2, 0, _same), (3, 0, _same), (4, 0, _same), (5, 0, _same))
+    return _batch_problem(node, graph, q.shape[0], checks + ((10, 0, _same_or_one),))
 
 
 class _TensorRotary(_RotaryView):

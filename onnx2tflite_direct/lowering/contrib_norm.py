@@ -159,6 +159,12 @@ def lower_embed_layer_norm(ctx):
         pos_ids = C.cast(ctx, ctx.input(8), np.int32, "position_ids")
         pos = C.gather(ctx, ctx.input(3), pos_ids, 0, "positions")
     else:
+        if s > ctx.shape(3)[0]:  # onnxruntime fails on such inputs (index out of range)
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"sequence length {s} exceeds the {ctx.shape(3)[0]} rows of position_embedding "
+                "(pin the sequence dim with input_shapes)",
+            )
         pos_table = ctx.const(3)
         if pos_table is not None:
             pos = C.const(ctx, np.asarray(pos_table, np.float32)[:s][None], hint="positions")
