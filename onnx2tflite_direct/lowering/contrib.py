@@ -367,6 +367,20 @@ def _fused_matmul_check(node, graph):
     a, b = (graph.values[n] for n in node.inputs[:2])
     if a.rank < 2 or b.rank < 2:
         return f"{errors.UNSUPPORTED_RANK}: 1-D operands (ranks {a.rank}, {b.rank})"
+    shapes = []
+    for v, which in ((a, "A"), (b, "B")):
+        dims = list(v.shape)
+        if node.attrs.get(f"transBatch{which}", 0) and len(dims) > 2:
+            dims = [dims[i] for i in _batch_perm(len(dims))]
+        if node.attrs.get(f"trans{which}", 0):
+            dims[-2], dims[-1] = dims[-1], dims[-2]
+        shapes.append(dims)
+    try:
+        np.broadcast_shapes(tuple(shapes[0][:-2]), tuple(shapes[1][:-2]))
+    except ValueError:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: batch dims {shapes[0]} x {shapes[1]} do not broadcast"
+    if shapes[0][-1] != shapes[1][-2]:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: inner dims {shapes[0]} x {shapes[1]} differ"
     return None
 
 
