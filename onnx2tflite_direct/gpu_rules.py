@@ -250,6 +250,42 @@ def identical_operands(op, ctx):
     return None
 
 
+def _linear(dims: tuple[int, ...]) -> bool:
+    """model_builder_helper.cc CheckIfLinearConvertible: every dim but the last is 1."""
+    return len(dims) > 0 and all(d == 1 for d in dims[:-1])
+
+
+def constant_operand(op, ctx):
+    """MB ParseInputsWithConstTensor (elementwise ops with one constant operand): the constant
+    is read as a scalar, a linear (per-channel) vector, an HxW plane or an HxWxC tensor; a 4-D
+    one must have batch 1."""
+    for t in op.inputs[:2]:
+        if t is None or t.data is None:
+            continue
+        dims = tuple(t.shape)
+        if len(dims) == 0 or int(np.prod(dims)) == 1 or _linear(dims) or len(dims) in (2, 3):
+            continue
+        if len(dims) == 4 and dims[0] == 1:
+            continue
+        return ("parse", f"constant operand of shape {list(dims)} (batch must be 1)")
+    return None
+
+
+def prelu_alpha(op, ctx):
+    """MB PReLUOperationParser::Parse: a constant alpha, either one value per channel or an
+    HxWxC tensor matching the input."""
+    x, alpha = _input(op, 0), _input(op, 1)
+    if alpha is None or alpha.data is None:
+        return ("operands", "alpha must be constant")
+    dims, shape = tuple(alpha.shape), tuple(x.shape) if x is not None else ()
+    if _linear(dims) and shape and dims[-1] == shape[-1]:
+        return None
+    hwc = dims[1:] if len(dims) == 4 and dims[0] == 1 else dims if len(dims) == 3 else None
+    if hwc is not None and len(shape) == 4 and hwc == shape[1:]:
+        return None
+    return ("parse", f"alpha of shape {list(dims)} for input {list(shape)}")
+
+
 def axes_int32_const(op, ctx):
     """GC CheckAxesAreInt32Const (MEAN, SUM, REDUCE_*): input 1 is a constant int32 tensor."""
     axes = _input(op, 1)
@@ -552,26 +588,26 @@ _PAD = (operands(1), paddings)
 
 OPS: dict[str, OpRule] = {
     # MB ElementwiseOperationParser: cap 3 for MUL, 2 for every other elementwise op.
-    "ADD": _rule(2, input_count(2), broadcast),  # GC ADD (ADD(a, a) is parsed as MUL by 2)
+    "ADD": _rule(2, input_count(2), broadcast, constant_operand),  # GC ADD; ADD(a, a) = MUL by 2
     "ADD_N": _rule(2, add_n_two),
-    "MUL": _rule(3, input_count(2), broadcast, activation),  # GC MUL
+    "MUL": _rule(3, input_count(2), broadcast, activation, constant_operand),  # GC MUL
     **{
         name: _rule(2, _UNARY)  # GC one-argument elementwise ops
         for name in """ABS COS ELU EXP FLOOR GELU LOG LOGISTIC NEG RSQRT SIGN SIN SQRT SQUARE
         TANH""".split()
     },
     **{
-        name: _rule(2, binary_operands, identical_operands)  # GC two-argument elementwise ops
+        name: _rule(2, binary_operands, identical_operands, constant_operand)  # GC binary ops
         for name in "FLOOR_DIV FLOOR_MOD MAXIMUM MINIMUM POW SQUARED_DIFFERENCE".split()
     },
-    "SUB": _rule(2, binary_operands, identical_operands, activation),
-    "DIV": _rule(2, binary_operands, identical_operands, activation),
+    "SUB": _rule(2, binary_operands, identical_operands, activation, constant_operand),
+    "DIV": _rule(2, binary_operands, identical_operands, activation, constant_operand),
     # Comparisons: bool out, only feeding a float CAST/SELECT (MB IsLogicalCode / IsLogicalOp).
     **{name: _rule(2, comparison_consumer, runtime_out={"bool"}) for name in sorted(COMPARISONS)},
     "LOGICAL_AND": _rule(2, binary_operands, runtime_in={"bool"}, runtime_out={"bool"}),
     # MB ReLUOperationParser (cap 2, no further check); MB PReLUOperationParser (cap 1).
     **{name: _rule(2) for name in "RELU RELU6 RELU_0_TO_1 RELU_N1_TO_1 LEAKY_RELU".split()},
-    "PRELU": _rule(1),
+    "PRELU": _rule(1, prelu_alpha),
     "HARD_SWISH": _rule(None, operands(1)),
     "AVERAGE_POOL_2D": _rule(2, *_POOL, activation),  # MB Pooling2DOperationParser
     "MAX_POOL_2D": _rule(2, *_POOL, activation),

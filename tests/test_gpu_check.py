@@ -368,3 +368,30 @@ def test_version_raised_by_another_operator_is_explained():
     ] * 2
     notes = ["this operator alone needs v1;" in f["detail"] for f in fall]
     assert sorted(notes) == [False, True]
+
+
+@pytest.mark.parametrize(
+    "const_shape, ok",
+    [((), True), ((1, 1, 1, 8), True), ((8,), True), ((4, 8), True), ((4, 4, 8), True),
+     ((1, 4, 4, 8), True), ((2, 4, 4, 8), False), ((2, 1, 1, 1), False)],
+)  # fmt: skip
+def test_constant_operand_shapes(const_shape, ok):
+    """model_builder.cc ParseInputsWithConstTensor: scalar, per-channel, HxW, HxWxC, or 4-D
+    with batch 1."""
+    data = np.ones(const_shape, np.float32) * 2
+    x = _t("x", (2, 4, 4, 8))
+    op = tfl.Operator("SUB", [x, _t("c", const_shape, data=data)], [_t("y", (2, 4, 4, 8))])
+    assert _codes(op) == ([] if ok else ["parse"])
+
+
+@pytest.mark.parametrize(
+    "alpha_shape, ok", [((8,), True), ((1, 1, 8), True), ((4, 4, 8), True), ((4, 1, 8), False)]
+)
+def test_prelu_alpha_shapes(alpha_shape, ok):
+    alpha = np.full(alpha_shape, 0.25, np.float32)
+    op = tfl.Operator(
+        "PRELU", [_t("x", (1, 4, 4, 8)), _t("a", alpha_shape, data=alpha)], [_t("y", (1, 4, 4, 8))]
+    )
+    assert _codes(op) == ([] if ok else ["parse"])
+    runtime = tfl.Operator("PRELU", [_t("x", (1, 4, 4, 8)), _t("a", (8,))], [_t("y", (1, 4, 4, 8))])
+    assert _codes(runtime) == ["operands"]
