@@ -21,7 +21,7 @@ import onnx
 
 from . import builder, errors, gpu_check, option_checks, report, tfl
 from .atomic import publish, write_atomic, write_pending
-from .context import Driver, LoweringOptions
+from .driver import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
 from .errors import ConversionError, InternalError, OptionError, UnsupportedError
 from .extract import extract_subgraph

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import tfl
-from .context import Driver
+from .driver import Driver
 
 # Ops whose output holds the same elements as input 0 in the same memory order.
 _SAME_ORDER = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
