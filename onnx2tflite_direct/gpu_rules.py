@@ -286,6 +286,19 @@ def prelu_alpha(op, ctx):
     return ("parse", f"alpha of shape {list(dims)} for input {list(shape)}")
 
 
+def split_axis_const(index: int) -> Check:
+    """MB SplitOperationParser / SplitVOperationParser::Parse: the axis is read from a
+    constant int32 tensor (input 0 of SPLIT, input 2 of SPLIT_V)."""
+
+    def check(op, ctx):
+        axis = _input(op, index)
+        if axis is None or axis.data is None or _dtype(axis) != "int32":
+            return ("parse", "split axis must be a constant int32")
+        return None
+
+    return check
+
+
 def axes_int32_const(op, ctx):
     """GC CheckAxesAreInt32Const (MEAN, SUM, REDUCE_*): input 1 is a constant int32 tensor."""
     axes = _input(op, 1)
@@ -629,8 +642,8 @@ OPS: dict[str, OpRule] = {
     "SOFTMAX": _rule(2, softmax_beta),
     "SPACE_TO_DEPTH": _rule(2, operands(1), block_size),
     "DEPTH_TO_SPACE": _rule(None, operands(1), block_size),
-    "SPLIT": _rule(None),
-    "SPLIT_V": _rule(None),
+    "SPLIT": _rule(None, split_axis_const(0)),
+    "SPLIT_V": _rule(None, split_axis_const(2)),
     "PACK": _rule(None),
     "UNPACK": _rule(None),
     "TILE": _rule(None, operands(1)),

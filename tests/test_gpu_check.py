@@ -395,3 +395,12 @@ def test_prelu_alpha_shapes(alpha_shape, ok):
     assert _codes(op) == ([] if ok else ["parse"])
     runtime = tfl.Operator("PRELU", [_t("x", (1, 4, 4, 8)), _t("a", (8,))], [_t("y", (1, 4, 4, 8))])
     assert _codes(runtime) == ["operands"]
+
+
+def test_split_axis_must_be_constant():
+    x = _t("x", (1, 4, 4, 8))
+    outs = [_t("a", (1, 4, 4, 4)), _t("b", (1, 4, 4, 4))]
+    const_axis = _t("ax", (), np.int32, np.array(3, np.int32))
+    assert _codes(tfl.Operator("SPLIT", [const_axis, x], outs, {"num_splits": 2})) == []
+    runtime_axis = tfl.Operator("SPLIT", [_t("ax", (), np.int32), x], outs, {"num_splits": 2})
+    assert _codes(runtime_axis) == ["parse", "non_float_tensor"]
