@@ -373,8 +373,9 @@ class ConvertOptions:
     )
     gpu_friendly: bool = _switch(
         "--gpu-friendly",
-        "prefer ops and versions the LiteRT GPU delegate accepts (see the report's "
-        "`gpu_friendly` section for what was rewritten and what still would not delegate)",
+        "rewrite operators the LiteRT GPU delegate's rules reject into equivalents they "
+        "accept, where one exists (docs/gpu_delegate.md); the report's `gpu_friendly` section "
+        "lists each rewrite, the verdict before and after, and what still falls back",
         "layout",
     )
     fp16_accumulation: bool = _switch(
