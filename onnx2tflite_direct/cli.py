@@ -89,8 +89,8 @@ CLI_ONLY: dict[str, Meta] = {
         ("--check-gpu", "--check-gpu-compatibility"),
         "print the GPU delegate verdict: `fully delegable`, or `N ops fall back` naming each "
         "(op index, op, reason codes). A static check of the written model against the LiteRT "
-        "GPU delegate's own rules (gpu_rules.py); nothing runs on a GPU. See the report's `gpu` "
-        "section",
+        "GPU delegate's own rules (gpu_rules.py); nothing runs on a GPU (docs/gpu_delegate.md). "
+        "The report's `gpu` section holds the same verdict",
         "--check-gpu",
         group="checking",
         kind="switch",
