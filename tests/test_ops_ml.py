@@ -363,23 +363,28 @@ def test_threshold32_gives_float32_inputs_the_float64_branch(mode):
         assert np.array_equal(cmp(xs, threshold32(mode, t)), expected), (mode, t)
 
 
-def test_tree_classifier_string_labels_refused_when_label_used():
-    rng = np.random.default_rng(0)
-    a, w = random_trees(rng, 2, 2, n_out=2)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_tree_classifier_string_labels(n_classes):
+    """String labels: a GATHER from a string constant (LiteRT's GATHER reads strings)."""
+    rng = np.random.default_rng(n_classes)
+    a, w = random_trees(rng, 4, 3, n_out=n_classes)
+    names = ["cat", "dog", "bird"][:n_classes]
     node = helper.make_node(
         "TreeEnsembleClassifier",
         ["x"],
         ["label", "probabilities"],
         domain=ML,
-        classlabels_strings=["a", "b"],
+        classlabels_strings=names,
         **_legacy_attrs(a, w, "class", False),
     )
     model = _ml_model(
         [node],
         [("x", np.float32, (N, F))],
-        [("label", TensorProto.STRING, (N,)), ("probabilities", np.float32, (N, 2))],
+        [("label", TensorProto.STRING, (N,)), ("probabilities", np.float32, (N, n_classes))],
     )
-    expect_refusal(model, "unsupported_dtype")
+    chk = check_conversion(model, feeds={"x": _features()})
+    got = {v.decode() if isinstance(v, bytes) else v for v in chk.actual["label"]}
+    assert got <= set(names), got  # strings out of LiteRT (compared with onnxruntime above)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,3 +774,19 @@ def test_drop_zipmap_outputs_the_probabilities():
     assert list(model.graph.output[1].type.WhichOneof("value")) and (
         model.graph.output[1].type.WhichOneof("value") == "sequence_type"
     )  # the caller's model is untouched
+
+
+@pytest.mark.parametrize("op", ["LinearClassifier", "SVMClassifier"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_linear_and_svm_string_labels(op, k):
+    names = ["no", "yes"] if k == 1 else ["a", "bb", "ccc"]
+    if op == "LinearClassifier":
+        model = _linear_classifier(k, range(len(names)), "NONE", seed=3)
+    else:
+        model = _svc("RBF", len(names), "NONE", seed=3)
+    node = model.graph.node[0]
+    keep = [a for a in node.attribute if a.name not in ("classlabels_ints",)]
+    del node.attribute[:]
+    node.attribute.extend(keep + [helper.make_attribute("classlabels_strings", names)])
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.STRING
+    check_conversion(model, feeds={"x": _features()}, atol=1e-4)

@@ -127,3 +127,50 @@ def neg(ctx, x, hint: str = "neg"):
 def columns(ctx, parts, hint: str = "cols"):
     """Concatenate ``[N, 1]`` / ``[N, k]`` column blocks along the last axis."""
     return concat(ctx, parts, -1, hint)
+
+
+def label_table(attrs: dict, int_key: str) -> np.ndarray | None:
+    """The class labels: int64, or strings (an object array, written as a TFLite STRING
+    constant: LiteRT's GATHER reads string tensors)."""
+    ints = attrs.get(int_key)
+    strings = attrs.get("classlabels_strings")
+    if ints is not None and len(ints):
+        return np.asarray(ints, np.int64)
+    if strings is not None and len(strings):
+        return np.array([str(s) for s in strings], dtype=object)
+    return None
+
+
+def labels_from_index(ctx, idx, table: np.ndarray, index: int):
+    """Output ``index`` of the node = ``table[idx]`` (``idx`` int32 ``[N]``)."""
+    from .. import layout as L
+
+    n = idx.shape[0]
+    if table.dtype == np.int64 and np.array_equal(table, np.arange(len(table))):
+        lab = op(ctx, "CAST", [idx], (n,), np.int64, "label")
+    else:
+        lab = op(
+            ctx,
+            "GATHER",
+            [ctx.const_tensor(table, "labels"), idx],
+            (n,),
+            table.dtype,
+            "label",
+            axis=0,
+            batch_dims=0,
+        )
+    shape = ctx.out_shape(index)
+    if tuple(lab.shape) == tuple(shape):
+        ctx.alias_output(index, lab, L.identity(len(shape)))
+    else:
+        ctx.driver.reshape(lab, ctx.output(index))
+
+
+def index_where(ctx, cond, hint: str = "index"):
+    """int32 ``[N]``: 1 where ``cond`` ([N] or [N, 1] bool) else 0."""
+    n = cond.shape[0]
+    if len(cond.shape) != 1:
+        cond = ctx.reshape(cond, (n,), f"{hint}_cond")
+    one = const(ctx, np.array([1], np.int32), np.int32, "one")
+    zero = const(ctx, np.array([0], np.int32), np.int32, "zero")
+    return select(ctx, cond, one, zero, hint)

@@ -28,7 +28,18 @@ from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 from .compose import binary, concat, const, op, reduce, select, unary
-from .ml_common import ML_DOMAIN, TRANSFORMS, as_rows, as_text, float_input, post_transform, probit
+from .ml_common import (
+    ML_DOMAIN,
+    TRANSFORMS,
+    as_rows,
+    as_text,
+    float_input,
+    index_where,
+    label_table,
+    labels_from_index,
+    post_transform,
+    probit,
+)
 
 INPUT_DTYPES = ("float32", "int32", "int64")
 KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
@@ -67,44 +78,6 @@ def fully_connected(ctx, x, weights: np.ndarray, bias: np.ndarray | None, hint="
     )
 
 
-def labels_of(attrs, int_key: str):
-    ints = attrs.get(int_key)
-    strings = attrs.get("classlabels_strings")
-    if ints is not None and len(ints):
-        return np.asarray(ints, np.int64), False
-    if strings is not None and len(strings):
-        return np.arange(len(strings), dtype=np.int64), True
-    return np.zeros(0, np.int64), False
-
-
-def _string_label_check(node, graph):
-    strings = node.attrs.get("classlabels_strings")
-    if strings is not None and len(strings) and graph.used(node.outputs[0]):
-        return (
-            "unsupported_dtype: string class labels: this converter writes no string tensors; "
-            "export with integer labels, or use only the score output"
-        )
-    return None
-
-
-def _labels_from_index(ctx, idx, labels: np.ndarray, index: int):
-    n = idx.shape[0]
-    if np.array_equal(labels, np.arange(len(labels))):
-        lab = op(ctx, "CAST", [idx], (n,), np.int64, "label") if idx.dtype != np.int64 else idx
-    else:
-        lab = op(
-            ctx,
-            "GATHER",
-            [const(ctx, labels, np.int64, "labels"), idx],
-            (n,),
-            np.int64,
-            "label",
-            axis=0,
-            batch_dims=0,
-        )
-    _out(ctx, lab, index)
-
-
 def _argmax(ctx, scores, hint="argmax"):
     axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
     return op(
@@ -112,19 +85,10 @@ def _argmax(ctx, scores, hint="argmax"):
     )
 
 
-def _pick(ctx, cond, pos, neg, index: int):
-    """int64 ``cond ? pos : neg`` into output ``index`` (``cond`` [N] or [N, 1])."""
-    n = cond.shape[0]
-    if len(cond.shape) != 1:
-        cond = ctx.reshape(cond, (n,), "cond")
-    lab = select(
-        ctx,
-        cond,
-        const(ctx, np.array([pos], np.int64), np.int64, "pos"),
-        const(ctx, np.array([neg], np.int64), np.int64, "neg"),
-        "label",
-    )
-    _out(ctx, lab, index)
+def _labels_check(node, graph):
+    if label_table(node.attrs, "classlabels_ints") is None:
+        return "unsupported_attribute_value: no classlabels_ints / classlabels_strings"
+    return None
 
 
 def _check_transform(ctx, name):
@@ -144,14 +108,14 @@ def _check_transform(ctx, name):
     dtypes=INPUT_DTYPES,
     ranks=(1, 2),
     tflite_ops=("FULLY_CONNECTED", "ARG_MAX", "GATHER", "SELECT_V2", "SOFTMAX", "LOGISTIC"),
-    notes="int64 labels; onnxruntime's one-score and two-label conventions; every post_transform",
-    extra_check=_string_label_check,
+    notes="int64 or string labels; onnxruntime's one-score conventions; every post_transform",
+    extra_check=_labels_check,
 )
 def lower_linear_classifier(ctx):
     a = ctx.node.attrs
     coef = np.asarray(a.get("coefficients", []), np.float32)
     intercepts = np.asarray(a.get("intercepts", []) or [], np.float32)
-    labels, _ = labels_of(a, "classlabels_ints")
+    labels = label_table(a, "classlabels_ints")
     x = as_rows(ctx, float_input(ctx))
     f = x.shape[1]
     k = len(intercepts)
@@ -174,8 +138,7 @@ def lower_linear_classifier(ctx):
             )
         if _used(ctx, 0):
             win = binary(ctx, "GREATER", s, const(ctx, 0.0), "win", dtype=np.bool_)
-            pos, neg = (labels[1], labels[0]) if binary_labels else (1, 0)
-            _pick(ctx, win, pos, neg, 0)
+            labels_from_index(ctx, index_where(ctx, win), labels, 0)
         if _used(ctx, 1):
             if tr == "PROBIT":
                 if binary_labels:
@@ -195,7 +158,7 @@ def lower_linear_classifier(ctx):
     if _used(ctx, 0):
         if len(labels) < k:
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(labels)} labels for {k} scores")
-        _labels_from_index(ctx, _argmax(ctx, scores), labels[:k], 0)
+        labels_from_index(ctx, _argmax(ctx, scores), labels[:k], 0)
     if _used(ctx, 1):
         _out(ctx, post_transform(ctx, scores, tr), 1)
     del n
@@ -321,7 +284,7 @@ def lower_svm_regressor(ctx):
 
 
 def _svc_check(node, graph):
-    problem = _svm_check(node, graph) or _string_label_check(node, graph)
+    problem = _svm_check(node, graph) or _labels_check(node, graph)
     if problem:
         return problem
     if node.attrs.get("prob_a") is not None and len(node.attrs["prob_a"]):
@@ -352,7 +315,7 @@ def lower_svm_classifier(ctx):
     a = ctx.node.attrs
     x = as_rows(ctx, float_input(ctx))
     n, f = x.shape
-    labels, _ = labels_of(a, "classlabels_ints")
+    labels = label_table(a, "classlabels_ints")
     c = len(labels)
     coef = np.asarray(a.get("coefficients", []), np.float32)
     rho = np.asarray(a.get("rho", []), np.float32)
@@ -383,7 +346,7 @@ def lower_svm_classifier(ctx):
                 )
                 second = const(ctx, np.array([1], np.int32), np.int32, "one")
                 idx = select(ctx, win, second, idx, "choice")
-            _labels_from_index(ctx, idx, labels, 0)
+            labels_from_index(ctx, idx, labels, 0)
         if _used(ctx, 1):
             _out(ctx, post_transform(ctx, scores, tr), 1)
         return
@@ -421,9 +384,7 @@ def lower_svm_classifier(ctx):
         # votes = positive @ (vote_i - vote_j) + sum(vote_j)
         votes = fully_connected(ctx, positive, (vote_i - vote_j).T, vote_j.sum(axis=0), "votes")
         idx = _argmax(ctx, votes)
-        if c == 2:  # ChooseClass with max_weight 0: labels[maxclass]
-            pass
-        _labels_from_index(ctx, idx, labels, 0)
+        labels_from_index(ctx, idx, labels, 0)  # ChooseClass with max_weight 0: maxclass
     if _used(ctx, 1):
         if c > 2:
             _out(ctx, post_transform(ctx, dec, tr), 1)

@@ -50,6 +50,9 @@ from .ml_common import (
     as_rows,
     as_text,
     float_input,
+    index_where,
+    label_table,
+    labels_from_index,
     logistic,
     post_transform,
     probit,
@@ -95,8 +98,7 @@ V5_NOTES = TREE_NOTES + (
     "(LOGISTIC/SOFTMAX, the spec swaps them)"
 )
 CLASSIFIER_NOTES = TREE_NOTES + (
-    "; int64 labels (string labels only when the label output is unused); onnxruntime's "
-    "two-class rules"
+    "; int64 or string labels (GATHER from a string constant); onnxruntime's two-class rules"
 )
 # A walk deeper than this would be a degenerate (chain) tree: refuse rather than emit thousands
 # of GATHERs.
@@ -789,53 +791,16 @@ def lower_tree_ensemble(ctx):
 # ---------------------------------------------------------------------------------------------
 
 
-def _class_labels(attrs):
-    ints = attrs.get("classlabels_int64s")
-    strings = attrs.get("classlabels_strings")
-    if ints is not None and len(ints):
-        return np.asarray(ints, np.int64), False
-    if strings is not None and len(strings):
-        return np.arange(len(strings), dtype=np.int64), True
-    return None, False
-
-
 def _classifier_check(node, graph):
-    ints = node.attrs.get("classlabels_int64s")
-    strings = node.attrs.get("classlabels_strings")
-    if not (ints is not None and len(ints)) and not (strings is not None and len(strings)):
+    if label_table(node.attrs, "classlabels_int64s") is None:
         return "unsupported_attribute_value: no classlabels_int64s / classlabels_strings"
-    if strings is not None and len(strings) and graph.used(node.outputs[0]):
-        return (
-            "unsupported_dtype: string class labels: LiteRT has no string tensors this converter "
-            "writes; export with integer labels (e.g. LabelEncoder before fitting), or use only "
-            "the probability output"
-        )
     return None
 
 
-def label_output(ctx, scores_for_argmax, labels: np.ndarray, out):
-    """``labels[argmax]`` (first maximum, as onnxruntime) into ``out`` (int64)."""
-    n = scores_for_argmax.shape[0]
+def _argmax(ctx, scores):
     axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
-    if np.array_equal(labels, np.arange(len(labels))):
-        idx = op(
-            ctx, "ARG_MAX", [scores_for_argmax, axis], (n,), np.int64, "argmax", output_type="INT64"
-        )
-        return _to_out(ctx, idx, out)
-    idx = op(
-        ctx, "ARG_MAX", [scores_for_argmax, axis], (n,), np.int32, "argmax", output_type="INT32"
-    )
-    lab = op(
-        ctx,
-        "GATHER",
-        [const(ctx, labels, np.int64, "labels"), idx],
-        (n,),
-        np.int64,
-        "label",
-        axis=0,
-        batch_dims=0,
-    )
-    return _to_out(ctx, lab, out)
+    n = scores.shape[0]
+    return op(ctx, "ARG_MAX", [scores, axis], (n,), np.int32, "argmax", output_type="INT32")
 
 
 def _to_out(ctx, t, index: int):
@@ -859,14 +824,6 @@ def _full(ctx, t, n):
         np.float32,
         "full",
     )
-
-
-def _pick_label(ctx, cond, labels_pair, n, out):
-    """``cond ? labels_pair[1] : labels_pair[0]`` (int64 [N])."""
-    a = const(ctx, np.array([labels_pair[1]], np.int64), np.int64, "pos_label")
-    b = const(ctx, np.array([labels_pair[0]], np.int64), np.int64, "neg_label")
-    lab = select(ctx, cond, a, b, "label")
-    return _to_out(ctx, lab, out)
 
 
 def _col(ctx, x, j, hint):
@@ -897,7 +854,7 @@ def _col(ctx, x, j, hint):
 )
 def lower_tree_classifier(ctx):
     attrs = ctx.node.attrs
-    labels, _ = _class_labels(attrs)
+    labels = label_table(attrs, "classlabels_int64s")
     c = len(labels)
     if c < 2:
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "a classifier with fewer than 2 classes")
@@ -933,7 +890,7 @@ def lower_tree_classifier(ctx):
                     scored = binary(ctx, "LOGICAL_OR", scored, const(ctx, covered, np.bool_))
                 lowest = const(ctx, np.float32(-np.finfo(np.float32).max))
                 ranked = select(ctx, scored, scores, lowest, "ranked")
-            label_output(ctx, ranked, labels, y_out)
+            labels_from_index(ctx, _argmax(ctx, ranked), labels, y_out)
         if z_out is not None:
             _to_out(ctx, post_transform(ctx, scores, forest.transform), z_out)
         return
@@ -979,15 +936,18 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
     if binary_case:
         cut = 0.5 if positive else 0.0
         win = binary(ctx, "GREATER", pos, const(ctx, np.float32(cut)), "win", dtype=np.bool_)
-        pair = (labels[0], labels[1])
+        literal = False
         add_rule = "01" if positive else "23"
     else:
         win = binary(ctx, "GREATER", pos, const(ctx, np.float32(0.0)), "win", dtype=np.bool_)
-        pair = (0, 1)  # onnxruntime returns the literal 1 / 0 here, not classlabels
+        literal = labels.dtype == np.int64  # onnxruntime: 1 / 0, not classlabels
         add_rule = str(add)
     if y_out is not None:
-        win_n = ctx.reshape(win, (n,), "win_n") if tuple(win.shape) != (n,) else win
-        _pick_label(ctx, win_n, pair, n, y_out)
+        idx = index_where(ctx, win, "win_index")
+        if literal:  # onnxruntime writes the literal 1 / 0 (for string labels: their index)
+            labels_from_index(ctx, idx, np.arange(2, dtype=np.int64), y_out)
+        else:
+            labels_from_index(ctx, idx, labels, y_out)
     if z_out is None:
         return
     tr = forest.transform
