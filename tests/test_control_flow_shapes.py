@@ -2,7 +2,7 @@
 
 - Branches that compute the same shape through shape arithmetic (``Shape`` -> ``Reshape``)
   with symbolic declared outputs: the front end infers each branch at the pinned shapes
-  (rule ``if_branch_shapes``) and the If output is static, so nodes downstream lower as usual.
+  (rule ``control_flow_shapes``) and the If output is static, so nodes downstream lower as usual.
 - Branches that compute different shapes: a graph output takes the running branch's shape
   (LiteRT's IF kernel resizes it); a value read by other nodes is refused, naming what each
   branch computes.
@@ -78,11 +78,11 @@ def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
     )
     res = check_conversion(model, feeds=_feeds(cond))
     assert res.ops["IF"] == 1
-    assert {"rule": "if_branch_shapes", "matched": 1, "nodes": []} in res.report["rewrites"]
+    assert {"rule": "control_flow_shapes", "matched": 1, "nodes": []} in res.report["rewrites"]
 
 
-def test_if_branch_shapes_rule_can_be_disabled():
-    """--disable-rewrite if_branch_shapes leaves the If output unknown: refused, by name."""
+def test_control_flow_shapes_rule_can_be_disabled():
+    """--disable-rewrite control_flow_shapes leaves the If output unknown: refused, by name."""
     node = h.make_node(
         "If",
         ["c"],
@@ -96,7 +96,9 @@ def test_if_branch_shapes_rule_can_be_disabled():
         [("z", np.float32, ["batch", None])],
         initializers=_inits(),
     )
-    err = expect_refusal(model, "dynamic_shape_unsupported", disable_rewrites=("if_branch_shapes",))
+    err = expect_refusal(
+        model, "dynamic_shape_unsupported", disable_rewrites=("control_flow_shapes",)
+    )
     assert "then_branch gives [2, 12]" in err.message
 
 
@@ -180,3 +182,60 @@ def test_if_with_both_branches_impossible_is_refused():
     )
     err = expect_refusal(model, "dynamic_shape_unsupported")
     assert "cannot be computed at these input shapes" in err.message
+
+
+# ---- Loop-carried values --------------------------------------------------------------------
+
+
+def _loop_model(grow: bool):
+    """A for-loop whose carried ``s`` is declared without a shape; the body computes it
+    through Shape -> Reshape (``grow``: Concat with x, a new shape every iteration)."""
+    if grow:
+        step = [h.make_node("Concat", ["s_in", "x"], ["s_out"], axis=0)]
+    else:
+        step = [
+            h.make_node("Tanh", ["s_in"], ["t"]),
+            h.make_node("Add", ["t", "x"], ["u"]),
+            h.make_node("Shape", ["s_in"], ["sh"]),
+            h.make_node("Reshape", ["u", "sh"], ["s_out"]),
+        ]
+    body = h.make_graph(
+        [*step, h.make_node("Identity", ["c_in"], ["c_out"])],
+        "body",
+        [
+            h.make_tensor_value_info("i", T.INT64, []),
+            h.make_tensor_value_info("c_in", T.BOOL, []),
+            h.make_tensor_value_info("s_in", T.FLOAT, None),
+        ],
+        [
+            h.make_tensor_value_info("c_out", T.BOOL, []),
+            h.make_tensor_value_info("s_out", T.FLOAT, None),
+        ],
+    )
+    return make_model(
+        [
+            h.make_node("Loop", ["n", "", "s0"], ["s"], body=body),
+            h.make_node("Relu", ["s"], ["y"]),
+        ],
+        [("n", np.int64, []), ("s0", np.float32, (2, 3)), ("x", np.float32, (2, 3))],
+        [("y", np.float32, None)],
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("trips", [0, 1, 4])
+def test_loop_carried_shape_kept_by_the_body_feeds_downstream_nodes(trips):
+    """The body gives ``s`` back at its initial [2, 3], so every iteration does: the Loop
+    output is [2, 3] and the Relu after it lowers."""
+    feeds = {
+        "n": np.array(trips, np.int64),
+        "s0": RNG.standard_normal((2, 3)).astype(np.float32),
+        "x": RNG.standard_normal((2, 3)).astype(np.float32),
+    }
+    res = check_conversion(_loop_model(grow=False), feeds=feeds)
+    assert res.ops["WHILE"] == 1
+    assert {"rule": "control_flow_shapes", "matched": 1, "nodes": []} in res.report["rewrites"]
+
+
+def test_loop_carried_value_growing_every_iteration_is_refused():
+    expect_refusal(_loop_model(grow=True), "dynamic_shape_unsupported")

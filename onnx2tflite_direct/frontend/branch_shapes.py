@@ -1,4 +1,4 @@
-"""If output shapes that ONNX inference leaves unknown, from the branches themselves.
+"""If and Loop output shapes that ONNX inference leaves unknown, from the bodies themselves.
 
 ONNX infers an If output as the union of what its branches declare, and exporters declare
 symbolic dims there (``batch``), or the branches compute their shapes through ``Shape`` /
@@ -35,12 +35,16 @@ CANNOT_RUN = (errors.SHAPE_INFERENCE_FAILED, errors.INVALID_MODEL)
 
 
 def branch_model(
-    branch: onnx.GraphProto, outer: list[str], consts, infos, opset_imports
+    branch: onnx.GraphProto, outer: list[str], consts, infos, opset_imports, formal=()
 ) -> onnx.ModelProto | None:
     """``branch`` as a standalone model reading ``outer`` (constants become initializers,
-    run-time values inputs); None when an outer value has no static shape."""
-    inputs, inits = [], list(branch.initializer)
+    run-time values inputs) after its ``formal`` inputs (value infos: a Loop body's);
+    None when an outer value has no static shape."""
+    inputs, inits = list(formal), list(branch.initializer)
+    taken = {vi.name for vi in formal}
     for name in outer:
+        if name in taken:
+            continue  # shadowed by a formal input
         if name in consts:
             inits.append(numpy_helper.from_array(consts[name], name))
             continue
@@ -111,6 +115,76 @@ def if_branch_hints(
             if a is None or a != b or any(not isinstance(d, int) for d in a[1]):
                 continue
             out[name] = helper.make_tensor_value_info(name, a[0], list(a[1]))
+    return out
+
+
+def loop_carried_hints(
+    nodes, consts, infos, hints, opset_imports, infer_branch: InferBranch | None
+) -> dict[str, onnx.ValueInfoProto]:
+    """Shapes of Loop-carried outputs that ONNX inference leaves unknown, by induction: the
+    body inferred with the carried values at their initial shapes gives them back with the
+    same shapes, so every iteration does, and so do the Loop's final values (whatever the
+    trip count, zero included: the initial values are returned then)."""
+    if infer_branch is None:
+        return {}
+    out: dict[str, onnx.ValueInfoProto] = {}
+    for n in nodes:
+        if n.op_type != "Loop" or n.domain not in ("", "ai.onnx") or len(n.input) < 2:
+            continue
+        carried = list(n.input[2:])
+        names = [o for o in n.output[: len(carried)] if o and o not in hints]
+        if not names or all(_static(infos.get(o)) for o in names):
+            continue
+        body = next((a.g for a in n.attribute if a.name == "body"), None)
+        if body is None or len(body.input) != 2 + len(carried):
+            continue
+        initial = [_value_info(c, consts, infos) for c in carried]
+        if any(vi is None or not _static(vi) for vi in initial):
+            continue
+        formal = [
+            helper.make_tensor_value_info(body.input[0].name, onnx.TensorProto.INT64, []),
+            helper.make_tensor_value_info(body.input[1].name, onnx.TensorProto.BOOL, []),
+        ]
+        formal += [_renamed(vi, b.name) for vi, b in zip(initial, body.input[2:], strict=True)]
+        model = branch_model(body, outer_scope_reads(n), consts, infos, opset_imports, formal)
+        if model is None:
+            continue
+        try:
+            result = infer_branch(model)
+        except (BadInputError, UnsupportedError):
+            continue
+        for k, name in enumerate(n.output[: len(carried)]):
+            if name not in names or 1 + k >= len(body.output):
+                continue
+            got = result.get(body.output[1 + k].name)
+            want = (initial[k].type.tensor_type.elem_type, dims_of(initial[k]))
+            if got is not None and (got[0], tuple(got[1])) == (want[0], tuple(want[1])):
+                out[name] = helper.make_tensor_value_info(name, want[0], list(want[1]))
+    return out
+
+
+def control_flow_hints(
+    nodes, consts, infos, hints, opset_imports, infer_branch: InferBranch | None
+) -> dict[str, onnx.ValueInfoProto]:
+    """The front-end rule ``control_flow_shapes``: If outputs and Loop-carried outputs."""
+    out = if_branch_hints(nodes, consts, infos, hints, opset_imports, infer_branch)
+    out.update(loop_carried_hints(nodes, consts, infos, hints, opset_imports, infer_branch))
+    return out
+
+
+def _value_info(name: str, consts, infos):
+    if name in consts:
+        arr = consts[name]
+        return helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)
+        )
+    return infos.get(name)
+
+
+def _renamed(vi: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(vi)
+    out.name = name
     return out
 
 

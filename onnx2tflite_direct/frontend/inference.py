@@ -91,7 +91,7 @@ def infer_and_fold(
     them. When strict inference rejects a declaration, inference starts over without the
     declarations and ``warnings`` gets one line per disagreeing tensor: the computed shape wins.
 
-    ``infer_branch``: the front end run on an If branch as a model of its own
+    ``infer_branch``: the front end run on an If branch or a Loop body as a model of its own
     (``branch_shapes``), given by ``graph.load_graph``.
     """
     folded: list[str] = []
@@ -112,7 +112,7 @@ def infer_and_fold(
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         new_hints.update(
             rules.run(
-                "if_branch_shapes",
+                "control_flow_shapes",
                 {},
                 nodes,
                 consts,

@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import UnsupportedError
 from ..ir import Value
-from .branch_shapes import if_branch_hints
+from .branch_shapes import control_flow_hints
 from .protos import constant_value, dims_of
 
 
@@ -150,7 +150,7 @@ def pin_loop_scan_lengths(nodes, values: dict[str, Value], consts) -> list[str]:
 RULES = (
     ("inline_constant_ifs", inline_constant_ifs),
     ("window_slice_hints", window_slice_hints),
-    ("if_branch_shapes", if_branch_hints),
+    ("control_flow_shapes", control_flow_hints),
     ("pin_loop_scan_lengths", pin_loop_scan_lengths),
 )
 
