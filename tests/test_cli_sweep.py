@@ -8,6 +8,7 @@ Runs in-process (``cli.main``) on the bundled example, so the whole sweep stays 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -242,3 +243,9 @@ def test_inspect_prints_what_the_readme_promises(tmp_path, capsys):
     text = out.lower()
     for word in ("input", "output", "signature", "conv_2d", "tensor"):
         assert word in text, word
+    # --json; the Library section: a SignatureDef serving_default keyed by the ONNX names.
+    code, out, err = run(capsys, "inspect", tmp_path / "small_cnn_float32.tflite", "--json")
+    assert code == 0, err
+    (signature,) = json.loads(out)["signature_defs"]
+    assert signature["key"] == "serving_default"
+    assert list(signature["inputs"]) == ["image"] and list(signature["outputs"]) == ["probs"]
