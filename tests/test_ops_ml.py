@@ -790,3 +790,21 @@ def test_linear_and_svm_string_labels(op, k):
     node.attribute.extend(keep + [helper.make_attribute("classlabels_strings", names)])
     model.graph.output[0].type.tensor_type.elem_type = TensorProto.STRING
     check_conversion(model, feeds={"x": _features()}, atol=1e-4)
+
+
+def test_cli_drop_zipmap(tmp_path, capsys):
+    """Without the flag: exit 3 naming the exporter option and --drop-zipmap; with it: the
+    file is written and validates against onnxruntime."""
+    import onnx
+
+    from onnx2tflite_direct import cli, errors
+
+    path = tmp_path / "clf.onnx"
+    onnx.save(_zipmap_model(), path)
+    out = tmp_path / "out"
+    assert cli.main([str(path), "-o", str(out)]) == errors.EXIT_UNSUPPORTED
+    err = capsys.readouterr().err
+    assert "--drop-zipmap" in err and "zipmap" in err, err
+    assert not (out / "clf_float32.tflite").exists()
+    code = cli.main([str(path), "-o", str(out), "--drop-zipmap", "--validate"])
+    assert code == 0 and (out / "clf_float32.tflite").exists()
