@@ -25,6 +25,7 @@ from onnx import defs, helper
 MS = "com.microsoft"
 _P = defs.OpSchema.FormalParameter
 _OPT = defs.OpSchema.FormalParameterOption.Optional
+_VARIADIC = defs.OpSchema.FormalParameterOption.Variadic
 _ALL_TENSORS = [
     f"tensor({t})"
     for t in (
@@ -354,6 +355,31 @@ def _dynamic_quantize_lstm(ctx) -> None:
     _set(ctx, 2, elem, [dirs, x[1], hidden])
 
 
+def _broadcast_inputs(a: int, b: int) -> Callable:
+    def infer(ctx) -> None:
+        x, y = _dims(ctx, a), _dims(ctx, b)
+        _set(ctx, 0, _elem(ctx, a), _broadcast(x, y) if x is not None and y is not None else None)
+
+    return infer
+
+
+def _qlinear_gap(ctx) -> None:
+    x = _dims(ctx, 0)
+    if x is not None and len(x) >= 3:
+        _set(ctx, 0, _elem(ctx, 0), [x[0], x[1], *[1] * (len(x) - 2)])
+
+
+def _qlinear_concat(ctx) -> None:
+    shapes = [_dims(ctx, i) for i in range(2, ctx.get_num_inputs(), 3)]
+    if not shapes or any(s is None for s in shapes):
+        return
+    axis = int(_attr(ctx, "axis", 0)) % len(shapes[0])
+    out = list(shapes[0])
+    sizes = [s[axis] for s in shapes]
+    out[axis] = sum(sizes) if all(isinstance(v, int) for v in sizes) else None
+    _set(ctx, 0, _elem(ctx, 2), out)
+
+
 def _matmul_integer_to_float(ctx) -> None:
     a, b = _dims(ctx, 0), _dims(ctx, 1)
     out = _matmul_dims(a, b) if a is not None and b is not None else None
@@ -412,6 +438,7 @@ _ATTR_TYPES = {
     "direction": "s",
     "hidden_size": "i",
     "input_forget": "i",
+    "channels_last": "i",
 }
 _TYPE_CODES = {
     "f": defs.OpSchema.AttrType.FLOAT,
@@ -637,6 +664,66 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         ),
         _dynamic_quantize_lstm,
     ),
+    (MS, "QLinearAdd"): (
+        1,
+        [
+            "A",
+            "A_scale",
+            "A_zero_point?",
+            "B",
+            "B_scale",
+            "B_zero_point?",
+            "C_scale",
+            "C_zero_point?",
+        ],
+        ["C"],
+        (),
+        _broadcast_inputs(0, 3),
+    ),
+    (MS, "QLinearMul"): (
+        1,
+        [
+            "A",
+            "A_scale",
+            "A_zero_point?",
+            "B",
+            "B_scale",
+            "B_zero_point?",
+            "C_scale",
+            "C_zero_point?",
+        ],
+        ["C"],
+        (),
+        _broadcast_inputs(0, 3),
+    ),
+    (MS, "QLinearGlobalAveragePool"): (
+        1,
+        ["X", "x_scale", "x_zero_point", "y_scale", "y_zero_point"],
+        ["Y"],
+        ("channels_last",),
+        _qlinear_gap,
+    ),
+    (MS, "QLinearConcat"): (
+        1,
+        ["Y_scale", "Y_zero_point", "inputs*"],
+        ["Y"],
+        ("axis",),
+        _qlinear_concat,
+    ),
+    (MS, "QLinearSigmoid"): (
+        1,
+        ["X", "X_scale", "X_zero_point?", "Y_scale", "Y_zero_point?"],
+        ["Y"],
+        (),
+        _same_as_input,
+    ),
+    (MS, "QLinearLeakyRelu"): (
+        1,
+        ["X", "X_scale", "X_zero_point?", "Y_scale", "Y_zero_point?"],
+        ["Y"],
+        ("alpha",),
+        _same_as_input,
+    ),
     (MS, "MatMulIntegerToFloat"): (
         1,
         ["A", "B", "a_scale", "b_scale", "a_zero_point?", "b_zero_point?", "bias?"],
@@ -663,11 +750,14 @@ def _guarded(fn: Callable) -> Callable:
 def _schema(domain: str, op: str, since: int, inputs, outputs, attrs, fn) -> defs.OpSchema:
     def params(names, prefix):
         out, constraints = [], []
-        for k, name in enumerate(names):
-            optional = name.endswith("?")
+        for k, name in enumerate(names):  # "name?" optional, "name*" variadic (mixed types)
             type_str = f"{prefix}{k}"
-            kwargs = {"param_option": _OPT} if optional else {}
-            out.append(_P(name.rstrip("?"), type_str, "", **kwargs))
+            kwargs = {}
+            if name.endswith("?"):
+                kwargs = {"param_option": _OPT}
+            elif name.endswith("*"):
+                kwargs = {"param_option": _VARIADIC, "is_homogeneous": False, "min_arity": 1}
+            out.append(_P(name.rstrip("?*"), type_str, "", **kwargs))
             constraints.append((type_str, _ALL_TENSORS, ""))
         return out, constraints
 

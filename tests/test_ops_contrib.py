@@ -1079,3 +1079,130 @@ def test_gelu_family_decompose(op, inits):
     """--decompose Gelu (delegates without GELU) also covers the contrib GELUs."""
     chk = check_conversion(one_node(op, {"x": (2, 5, 16)}, inits), decompose=("Gelu",))
     assert "GELU" not in chk.ops
+
+
+# ---- com.microsoft QOperator ops in the float32 file ------------------------------------------
+
+U8 = np.uint8
+
+
+def _q(dtype, shape):
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+
+
+def _qop_check(model, feeds, max_step: int = 0):
+    """LiteRT against onnxruntime on quantized outputs: equal, or (``max_step`` = 1, where
+    onnxruntime's own CPU kernels differ at rounding ties) one step apart on < 1% of values."""
+    res = convert(model)
+    expected = V.run_onnxruntime(model, feeds)
+    actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    for name, e in expected.items():
+        a = actual[name]
+        assert a.shape == e.shape and a.dtype == e.dtype, (a.shape, e.shape, a.dtype, e.dtype)
+        diff = np.abs(a.astype(np.int32) - e.astype(np.int32))
+        assert diff.max() <= max_step, (name, diff.max())
+        assert np.mean(diff > 0) < 0.01, (name, np.mean(diff > 0))
+    return res
+
+
+def _qparams(prefix, scale, zp, dtype=U8):
+    return {f"{prefix}s": np.array(scale, F), f"{prefix}z": np.array(zp, dtype)}
+
+
+@pytest.mark.parametrize("dtype", [U8, np.int8])
+@pytest.mark.parametrize("b_shape", [(2, 8, 6, 6), (1, 8, 1, 1), ()])
+def test_qlinear_add(dtype, b_shape):
+    zp = 0 if dtype == np.int8 else 128
+    inits = {
+        **_qparams("a", 0.05, zp - 3, dtype),
+        **_qparams("b", 0.03, zp + 5, dtype),
+        **_qparams("y", 0.07, zp + 1, dtype),
+    }
+    node = ms_node("QLinearAdd", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])
+    model = ms_model(
+        [node], [("a", dtype, (2, 8, 6, 6)), ("b", dtype, b_shape)], [("y", dtype)], inits
+    )
+    _qop_check(model, {"a": _q(dtype, (2, 8, 6, 6)), "b": _q(dtype, b_shape)}, max_step=1)
+
+
+@pytest.mark.parametrize("dtype", [U8, np.int8])
+def test_qlinear_mul(dtype):
+    zp = 0 if dtype == np.int8 else 128
+    inits = {
+        **_qparams("a", 0.05, zp - 3, dtype),
+        **_qparams("b", 0.03, zp + 5, dtype),
+        **_qparams("y", 0.2, zp + 1, dtype),
+    }
+    node = ms_node("QLinearMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])
+    model = ms_model(
+        [node], [("a", dtype, (2, 8, 6, 6)), ("b", dtype, (8, 1, 1))], [("y", dtype)], inits
+    )
+    _qop_check(model, {"a": _q(dtype, (2, 8, 6, 6)), "b": _q(dtype, (8, 1, 1))})
+
+
+@pytest.mark.parametrize("dtype", [U8, np.int8])
+def test_qlinear_global_average_pool(dtype):
+    zp = 0 if dtype == np.int8 else 128
+    inits = {**_qparams("x", 0.05, zp - 7, dtype), **_qparams("y", 0.01, zp + 2, dtype)}
+    node = ms_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"])
+    model = ms_model([node], [("x", dtype, (2, 16, 7, 7))], [("y", dtype)], inits)
+    _qop_check(model, {"x": _q(dtype, (2, 16, 7, 7))})
+
+
+def test_qlinear_concat():
+    inits = {**_qparams("y", 0.05, 128), **_qparams("a", 0.05, 128), **_qparams("b", 0.02, 100)}
+    node = ms_node("QLinearConcat", ["ys", "yz", "a", "as", "az", "b", "bs", "bz"], ["y"], axis=1)
+    model = ms_model([node], [("a", U8, (1, 4, 5, 5)), ("b", U8, (1, 6, 5, 5))], [("y", U8)], inits)
+    _qop_check(model, {"a": _q(U8, (1, 4, 5, 5)), "b": _q(U8, (1, 6, 5, 5))})
+
+
+@pytest.mark.parametrize(
+    "op,attrs,step", [("QLinearSigmoid", {}, 1), ("QLinearLeakyRelu", {"alpha": 0.1}, 0)]
+)
+def test_qlinear_lookup_ops(op, attrs, step):
+    inits = {**_qparams("x", 0.05, 120), **_qparams("y", 1 / 255 if "Sigmoid" in op else 0.04, 3)}
+    node = ms_node(op, ["x", "xs", "xz", "ys", "yz"], ["y"], **attrs)
+    model = ms_model([node], [("x", U8, (2, 8, 6, 6))], [("y", U8)], inits)
+    _qop_check(
+        model,
+        {"x": np.arange(2 * 8 * 36, dtype=np.int64).reshape(2, 8, 6, 6).astype(U8)},
+        max_step=step,
+    )
+
+
+def test_qoperator_cnn_block_float_io():
+    """Q -> QLinearConv -> QLinearAdd (residual) -> QLinearGlobalAveragePool -> DQ, as
+    quantize_static(QuantFormat.QOperator) writes a ResNet block: float32 file vs onnxruntime,
+    and the integer variant is built from the same model."""
+    w = _q(U8, (8, 8, 3, 3))
+    inits = {
+        **_qparams("x", 0.02, 128),
+        **_qparams("w", 0.01, 128),
+        **_qparams("c", 0.05, 120),
+        **_qparams("s", 0.06, 126),
+        **_qparams("g", 0.01, 120),
+        "w": w,
+        "bias": RNG.integers(-500, 500, 8).astype(np.int32),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node(
+            "QLinearConv",
+            ["xq", "xs", "xz", "w", "ws", "wz", "cs", "cz", "bias"],
+            ["cq"],
+            pads=[1, 1, 1, 1],
+        ),
+        ms_node("QLinearAdd", ["cq", "cs", "cz", "xq", "xs", "xz", "ss", "sz"], ["sq"]),
+        ms_node("QLinearGlobalAveragePool", ["sq", "ss", "sz", "gs", "gz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "gs", "gz"], ["y"]),
+    ]
+    model = ms_model(nodes, [("x", F, (1, 8, 10, 10))], [("y", F)], inits)
+    feeds = {"x": _rand(1, 8, 10, 10, scale=1.0)}
+    res = convert(model)
+    expected = V.run_onnxruntime(model, feeds)["y"]
+    actual = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))["y"]
+    # in output quantization steps: a QLinearAdd tie upstream may move an average by one
+    steps = np.abs(actual - expected) / 0.01
+    assert steps.max() <= 1.0001, steps.max()
+    assert "integer_quant" in res.variants

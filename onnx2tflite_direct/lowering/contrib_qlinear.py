@@ -1,0 +1,270 @@
+"""com.microsoft QOperator ops (QLinearAdd, QLinearMul, QLinearGlobalAveragePool, QLinearConcat,
+QLinearSigmoid, QLinearLeakyRelu) in the float32 file, with onnxruntime's arithmetic.
+
+A QOperator model (quantize_static with QuantFormat.QOperator, the int8 models of the ONNX
+model zoo) has these next to the default-domain QLinearConv/QLinearMatMul. The integer
+variant is built from the QDQ rewrite (``quant/qoperator_expand.py``); the float32 file
+computes each node on its uint8/int8 tensors as onnxruntime's MLAS kernels do, in exact
+float32 steps:
+
+* QLinearMul: ``round_half_even(((a - za) * (b - zb)) * (sa * sb / sc) + zc)``, saturated;
+* QLinearGlobalAveragePool: ``round_half_even((sum(x) - zx * N) * (sx / (sy * N))) + zy``;
+* QLinearConcat, QLinearSigmoid, QLinearLeakyRelu: onnxruntime's lookup tables, i.e.
+  ``quantize(f(dequantize(x)))`` with ``x / scale`` rounded half to even;
+* QLinearAdd: ``a * (sa / sc) + (b * (sb / sc) + (zc - (sa / sc * za + sb / sc * zb)))``.
+  onnxruntime's x86 AVX2 kernel fuses these multiply-adds (FMA), its SSE2 and NEON kernels use
+  fixed-point multipliers. A value within about 1e-6 of a rounding tie can therefore land one
+  step apart on different CPUs, in onnxruntime itself as against this lowering.
+
+Scales and zero points must be constant per-tensor scalars (what the quantizers write);
+``channels_last`` pooling is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import errors
+from ..policies import broadcasting, channel_last, keep_rank, same_as_input
+from ..registry import lowering
+from . import compose as C
+from .contrib import MS
+from .quantize import QUANT_RANGES
+
+Q8 = ("uint8", "int8")
+
+
+def _scalar(ctx, i: int, dtype=np.float32):
+    return np.asarray(ctx.const(i)).astype(dtype).reshape(())
+
+
+def _params_check(params, quantized):
+    """Constant per-tensor parameters (inputs ``params``) and 8-bit data (``quantized``)."""
+
+    def check(node, graph):
+        for i in params:
+            if i < len(node.inputs) and node.inputs[i]:
+                v = graph.values[node.inputs[i]]
+                if not v.is_constant or np.asarray(v.const).size != 1:
+                    return (
+                        f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {i} must be a constant "
+                        "per-tensor scale / zero point"
+                    )
+        for i in quantized:
+            if i < len(node.inputs) and node.inputs[i]:
+                dt = np.dtype(graph.values[node.inputs[i]].dtype).name
+                if dt not in Q8:
+                    return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {dt} (uint8/int8)"
+        if node.attrs.get("channels_last", 0):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: channels_last=1"
+        return None
+
+    return check
+
+
+def _as_float(ctx, i: int, hint: str):
+    return C.cast(ctx, ctx.input(i), np.float32, hint)
+
+
+def _saturate(ctx, value, out, already_rounded: bool = False):
+    """CAST(clamp(ROUND(value))) into ``out`` (round half to even)."""
+    lo, hi = QUANT_RANGES[np.dtype(out.dtype).name]
+    if not already_rounded:
+        value = C.op(ctx, "ROUND", [value], value.shape, hint="rounded")
+    value = C.binary(ctx, "MAXIMUM", value, C.const(ctx, float(lo), hint="qmin"), "lo")
+    value = C.binary(ctx, "MINIMUM", value, C.const(ctx, float(hi), hint="qmax"), "hi")
+    if tuple(value.shape) != tuple(out.shape):
+        value = C.reshape(ctx, value, out.shape, "shaped")
+    ctx.emit("CAST", [value], [out])
+
+
+def _requantize_float(ctx, real, scale: np.float32, zp: np.float32, out):
+    """onnxruntime's MlasQuantizeLinear: round_half_even(real / scale) + zp, saturated."""
+    q = C.op(
+        ctx,
+        "ROUND",
+        [C.binary(ctx, "DIV", real, C.const(ctx, scale), "scaled")],
+        real.shape,
+        hint="q_round",
+    )
+    _saturate(ctx, C.binary(ctx, "ADD", q, C.const(ctx, zp), "q_zp"), out, already_rounded=True)
+
+
+_BINARY_PARAMS = (1, 2, 4, 5, 6, 7)
+
+
+@lowering(
+    "QLinearAdd",
+    broadcasting(data_inputs=(0, 3)),
+    domain=MS,
+    dtypes=Q8,
+    dtype_inputs=(0, 3),
+    tflite_ops=("CAST", "MUL", "ADD", "ROUND", "MAXIMUM", "MINIMUM"),
+    notes="onnxruntime's float formula; within one quantization step of onnxruntime at "
+    "rounding ties (its own x86 FMA / SSE2 / NEON kernels differ there too)",
+    extra_check=_params_check(_BINARY_PARAMS, (0, 3)),
+)
+def lower_qlinear_add(ctx):
+    sa, za, sb, zb = (_scalar(ctx, i) for i in (1, 2, 4, 5))
+    sc, zc = _scalar(ctx, 6), _scalar(ctx, 7) if ctx.has_input(7) else np.float32(0)
+    r_ac, r_bc = np.float32(sa / sc), np.float32(sb / sc)
+    fixed = np.float32(zc - np.float32(np.float32(r_ac * za) + np.float32(r_bc * zb)))
+    b_part = C.binary(ctx, "MUL", _as_float(ctx, 3, "b_f"), C.const(ctx, r_bc), "b_scaled")
+    b_part = C.binary(ctx, "ADD", b_part, C.const(ctx, fixed), "b_fixed")
+    a_part = C.binary(ctx, "MUL", _as_float(ctx, 0, "a_f"), C.const(ctx, r_ac), "a_scaled")
+    _saturate(ctx, C.binary(ctx, "ADD", a_part, b_part, "sum"), ctx.output(0))
+
+
+@lowering(
+    "QLinearMul",
+    broadcasting(data_inputs=(0, 3)),
+    domain=MS,
+    dtypes=Q8,
+    dtype_inputs=(0, 3),
+    tflite_ops=("CAST", "SUB", "MUL", "ADD", "ROUND", "MAXIMUM", "MINIMUM"),
+    notes="round_half_even(((a - za) * (b - zb)) * (sa * sb / sc) + zc) like onnxruntime",
+    extra_check=_params_check(_BINARY_PARAMS, (0, 3)),
+)
+def lower_qlinear_mul(ctx):
+    sa, za, sb, zb = (_scalar(ctx, i) for i in (1, 2, 4, 5))
+    sc, zc = _scalar(ctx, 6), _scalar(ctx, 7) if ctx.has_input(7) else np.float32(0)
+    ratio = np.float32(np.float32(sa * sb) / sc)
+    a = C.binary(ctx, "SUB", _as_float(ctx, 0, "a_f"), C.const(ctx, za), "a_shift")
+    b = C.binary(ctx, "SUB", _as_float(ctx, 3, "b_f"), C.const(ctx, zb), "b_shift")
+    prod = C.binary(ctx, "MUL", C.binary(ctx, "MUL", a, b, "prod"), C.const(ctx, ratio), "scaled")
+    _saturate(ctx, C.binary(ctx, "ADD", prod, C.const(ctx, zc), "with_zp"), ctx.output(0))
+
+
+def _gap_check(node, graph):
+    problem = _params_check((1, 2, 3, 4), (0,))(node, graph)
+    if problem:
+        return problem
+    shape = graph.values[node.inputs[0]].shape
+    size = int(np.prod(shape[2:], dtype=np.int64))
+    if len(shape) < 3 or size * 255 >= 2**24:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: image size {size} (exact sums need < 65793)"
+    return None
+
+
+@lowering(
+    "QLinearGlobalAveragePool",
+    channel_last(),
+    domain=MS,
+    dtypes=Q8,
+    tflite_ops=("CAST", "SUM", "SUB", "MUL", "ROUND", "ADD", "MAXIMUM", "MINIMUM"),
+    notes="round_half_even((sum(x) - zx * N) * (sx / (sy * N))) + zy like onnxruntime; "
+    "NCHW only (channels_last refused)",
+    extra_check=_gap_check,
+)
+def lower_qlinear_global_average_pool(ctx):
+    shape = ctx.shape(0)
+    n = int(np.prod(shape[2:], dtype=np.int64))
+    sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
+    zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
+    x = _as_float(ctx, 0, "x_f")  # channel-last: spatial axes 1 .. rank-2
+    total = C.reduce(ctx, "SUM", x, list(range(1, len(shape) - 1)), True, "sum")
+    acc = C.binary(ctx, "SUB", total, C.const(ctx, np.float32(zx * n)), "acc")
+    scale = np.float32(sx / np.float32(sy * np.float32(n)))
+    q = C.op(
+        ctx,
+        "ROUND",
+        [C.binary(ctx, "MUL", acc, C.const(ctx, scale), "scaled")],
+        acc.shape,
+        hint="q_round",
+    )
+    _saturate(
+        ctx, C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp"), ctx.output(0), already_rounded=True
+    )
+
+
+def _concat_check(node, graph):
+    params = (
+        [0, 1]
+        + [i for i in range(3, len(node.inputs), 3)]
+        + [i for i in range(4, len(node.inputs), 3)]
+    )
+    data = tuple(range(2, len(node.inputs), 3))
+    return _params_check(tuple(params), data)(node, graph)
+
+
+@lowering(
+    "QLinearConcat",
+    keep_rank(data_inputs=tuple(range(2, 3 * 64, 3))),
+    domain=MS,
+    dtypes=Q8,
+    dtype_inputs=(2,),
+    tflite_ops=("CAST", "SUB", "MUL", "DIV", "ROUND", "ADD", "CONCATENATION"),
+    notes="inputs on the output's lattice are copied, others requantized as onnxruntime's "
+    "lookup table does: round_half_even((x - zx) * sx / sy) + zy",
+    extra_check=_concat_check,
+)
+def lower_qlinear_concat(ctx):
+    sy = _scalar(ctx, 0)
+    zy = _scalar(ctx, 1) if ctx.has_input(1) else np.float32(0)
+    out = ctx.output(0)
+    parts = []
+    for k, i in enumerate(range(2, len(ctx.node.inputs), 3)):
+        sx, zx = _scalar(ctx, i + 1), _scalar(ctx, i + 2)
+        x = ctx.input(i)
+        if sx == sy and zx == zy and np.dtype(x.dtype) == np.dtype(out.dtype):
+            parts.append(x)
+            continue
+        real = C.binary(
+            ctx,
+            "MUL",
+            C.binary(
+                ctx, "SUB", C.cast(ctx, x, np.float32, f"x{k}_f"), C.const(ctx, zx), f"x{k}_shift"
+            ),
+            C.const(ctx, sx),
+            f"x{k}_real",
+        )
+        q = ctx.temp(out.dtype, tuple(x.shape), f"x{k}_requantized")
+        _requantize_float(ctx, real, sy, zy, q)
+        parts.append(q)
+    rank = len(ctx.shape(2))
+    axis = ctx.in_layout(2).stored_axis(int(ctx.attr("axis")) % rank)
+    C.concat(ctx, parts, axis, out=out)
+
+
+def _table_lowering(op_type: str, fn, tflite_op: str, notes: str):
+    @lowering(
+        op_type,
+        same_as_input,
+        domain=MS,
+        dtypes=Q8,
+        tflite_ops=("CAST", "SUB", "MUL", tflite_op, "DIV", "ROUND", "ADD"),
+        notes=notes,
+        extra_check=_params_check((1, 2, 3, 4), (0,)),
+    )
+    def lower(ctx):
+        sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
+        zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
+        shifted = C.binary(ctx, "SUB", _as_float(ctx, 0, "x_f"), C.const(ctx, zx), "x_shift")
+        real = C.binary(ctx, "MUL", shifted, C.const(ctx, sx), "x_real")
+        _requantize_float(ctx, fn(ctx, real), sy, zy, ctx.output(0))
+
+    return lower
+
+
+def _sigmoid(ctx, x):
+    return C.unary(ctx, "LOGISTIC", x, "sigmoid")
+
+
+def _leaky(ctx, x):
+    alpha = float(ctx.attr("alpha", 0.01))
+    return C.op(ctx, "LEAKY_RELU", [x], x.shape, hint="leaky", alpha=alpha)
+
+
+_table_lowering(
+    "QLinearSigmoid",
+    _sigmoid,
+    "LOGISTIC",
+    "quantize(sigmoid(dequantize(x))) like onnxruntime's lookup table (TFLite's LOGISTIC: a "
+    "value within an ulp of a rounding tie may land one step apart)",
+)
+_table_lowering(
+    "QLinearLeakyRelu",
+    _leaky,
+    "LEAKY_RELU",
+    "quantize(leaky_relu(dequantize(x))) like onnxruntime's lookup table",
+)
