@@ -68,6 +68,19 @@ ANALYSIS = {
 }
 
 
+VARIANT_ANALYSIS = {
+    ("hf_bert_ts_qstatic", "integer_quant"): (
+        "LiteRT aborts (SIGABRT) in AllocateTensors: tflite::ops::builtin::add::Prepare -> "
+        "QuantizeMultiplierSmallerThanOneExp (gdb backtrace). The int8 ADD of the attention "
+        "scores and the additive mask (`/m/Where_1_output_0`, scale 1.33e36: quantize_static "
+        "calibrated the torch finfo.min mask) makes an input multiplier of ~3e-40, outside what "
+        "the kernel's fixed-point rescale can express, and the kernel CHECK-fails instead of "
+        "returning an error. The prequantized integer path must check ADD/SUB/MUL rescale "
+        "multipliers against the kernel's range and keep such an op in float (or clamp the "
+        "mask's range as the calibrated path does)."
+    ),
+}
+
 # Root causes shared by a family of models, matched on the name.
 GROUP_ANALYSIS = (
     (
@@ -181,6 +194,22 @@ def render() -> str:
             if why:
                 lines.append(f"- root cause: {why}")
             lines.append(f"- reproduce: `{_cli_command(r['name'])}`")
+            lines.append("")
+    broken = [
+        (r, k, v)
+        for r in rows
+        for k, v in (r.get("variants") or {}).items()
+        if v["status"] == "load_or_run_failed"
+    ]
+    if broken:
+        lines += ["## LiteRT load or run failures of quantized variants", ""]
+        for r, k, v in broken:
+            lines.append(f"### {r['name']} ({k} variant)")
+            lines.append(f"- {v.get('message', '')}")
+            why = VARIANT_ANALYSIS.get((r["name"], k))
+            if why:
+                lines.append(f"- root cause: {why}")
+            lines.append(f"- reproduce: `{_cli_command(r['name'])}` (see `variants` in the result)")
             lines.append("")
     missing = [r["name"] for r in rows if r["status"] == "not_built"]
     if missing:

@@ -84,8 +84,19 @@ def summarize(rows: list[dict]) -> dict:
         if ratios
         else None,
         "latency_ratio_models": len(ratios),
+        "variants_by_status": _variant_counts(ran),
         "transpose_total": sum(r.get("transpose_count", 0) for r in ran if r["status"] == "pass"),
     }
+
+
+def _variant_counts(rows: list[dict]) -> dict:
+    """Integer / dynamic-range files made from already-quantized models: status counts."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        for kind, v in (r.get("variants") or {}).items():
+            counts = out.setdefault(kind, {})
+            counts[v["status"]] = counts.get(v["status"], 0) + 1
+    return out
 
 
 def _family(exporter: str) -> str:
@@ -169,6 +180,28 @@ def _md(rows: list[dict], summary: dict, meta: dict) -> str:
             f"{r.get('transpose_count', '') if r['status'] == 'pass' else ''} | "
             f"{f(r.get('litert_ms'))} | {f(r.get('ort_ms'))} | {f(r.get('latency_ratio'))} |"
         )
+    variant_rows = [(r, k, v) for r in rows for k, v in (r.get("variants") or {}).items()]
+    if variant_rows:
+        lines += [
+            "",
+            "## Variants of already-quantized models",
+            "",
+            "Next to the float32 file (which keeps the exact Q/DQ or integer-op semantics), the "
+            "converter writes an integer or dynamic-range file from the model's own scales. "
+            "Compared with onnxruntime on the same feeds (status against the strict float "
+            "tolerance; SQNR of the worst output).",
+            "",
+            "| model | variant | status | min SQNR dB | max abs | note |",
+            "|---|---|---|---:|---:|---|",
+        ]
+        for r, k, v in variant_rows:
+            sq = v.get("min_sqnr_db")
+            sq = f"{sq:.1f}" if isinstance(sq, (int, float)) else str(sq or "")
+            ma = v.get("max_abs")
+            ma = f"{ma:.3g}" if isinstance(ma, (int, float)) else str(ma or "")
+            lines.append(
+                f"| {r['name']} | {k} | {v['status']} | {sq} | {ma} | {v.get('message', '')} |"
+            )
     return "\n".join(lines) + "\n"
 
 

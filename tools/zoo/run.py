@@ -322,6 +322,7 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
         rec["convert_seconds"] = round(time.perf_counter() - t0, 3)
         tflite = bytes(res.tflite_bytes)
         report = res.report
+        variants = {k: bytes(v) for k, v in (res.variants or {}).items()}
     rec["tflite_bytes"] = len(tflite)
     rec["transpose_count"] = report.get("transpose_count", 0)
     rec["tflite_ops"] = sum(v["count"] for v in report.get("tflite_ops", {}).values())
@@ -370,6 +371,12 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
     else:
         rec["status"] = "pass"
 
+    if variants:  # already-quantized models also get an integer / dynamic-range file
+        rec["variants"] = {
+            k: _in_child(_variant_agreement, v, feeds, report.get("io"), expected, sorted_names)
+            for k, v in variants.items()
+        }
+
     if latency:
         try:
             rec["ort_ms"] = round(_ort_latency(path, feeds, runs), 4)
@@ -378,6 +385,56 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
         except Exception as exc:  # noqa: BLE001
             rec["latency_error"] = _short(f"{type(exc).__name__}: {exc}")
     return rec
+
+
+def _in_child(fn, *args):
+    """``fn(*args)`` in a forked process: LiteRT aborts the whole process on some files
+    (a kernel's Prepare failing a CHECK), which must be recorded, not kill the worker."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def target():
+        child.send(fn(*args))
+
+    proc = ctx.Process(target=target)
+    proc.start()
+    child.close()  # so that the child's death reads as EOF here
+    try:
+        result = parent.recv() if parent.poll(600) else None
+    except EOFError:
+        result = None
+    proc.join(30)
+    if proc.is_alive():
+        proc.kill()
+    if result is None:
+        code = proc.exitcode
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        return {"status": "load_or_run_failed", "message": f"LiteRT process died ({why})"}
+    return result
+
+
+def _variant_agreement(blob: bytes, feeds, io_table, expected, sorted_names) -> dict:
+    """How close a quantized variant comes to onnxruntime on the same feeds: the worst
+    output's SQNR and max abs error, and whether it meets the strict float tolerance."""
+    from onnx2tflite_direct.validate import compare, run_litert
+
+    try:
+        actual = run_litert(blob, feeds, io_table)
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "load_or_run_failed", "message": _short(f"{type(exc).__name__}: {exc}")}
+    for k in sorted_names:
+        if k in actual:
+            actual[k] = np.sort(np.asarray(actual[k]), axis=None)
+    metrics = compare(expected, actual, atol=ATOL, rtol=RTOL)
+    sqnr = [m.get("sqnr_db") for m in metrics.values() if m.get("sqnr_db") is not None]
+    return {
+        "status": "pass" if all(m.get("ok") for m in metrics.values()) else "mismatch",
+        "min_sqnr_db": _num(min(sqnr)) if sqnr else None,
+        "max_abs": _num(max(float(m.get("max_abs", np.inf)) for m in metrics.values())),
+        "shapes_match": all(m.get("shape_match") for m in metrics.values()),
+    }
 
 
 def _num(v):
