@@ -808,3 +808,12 @@ def test_cli_drop_zipmap(tmp_path, capsys):
     assert not (out / "clf_float32.tflite").exists()
     code = cli.main([str(path), "-o", str(out), "--drop-zipmap", "--validate"])
     assert code == 0 and (out / "clf_float32.tflite").exists()
+
+
+def test_one_row_input_of_rank_1():
+    """A ``[F]`` input is one row (onnxruntime: N = 1)."""
+    model = _linear_classifier(3, (0, 1, 2), "SOFTMAX")
+    model.graph.input[0].type.tensor_type.shape.dim.pop(0)
+    for o in model.graph.output:
+        o.type.tensor_type.shape.dim[0].dim_value = 1
+    check_conversion(model, feeds={"x": _features()[0]})
