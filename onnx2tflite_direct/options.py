@@ -744,6 +744,8 @@ def to_cli_wording(message: str) -> str:
         flag = meta.flags[0]
 
         def repl(m, flag=flag):
+            if flag.kind in ("switch", "negate"):  # name=True / fuse=False: the flag itself
+                return flag.name
             if m.group("value"):
                 return f"{flag.name} {m.group('value')}"
             return f"{flag.name} {flag.metavar}" if flag.metavar else flag.name

@@ -505,6 +505,7 @@ def test_messages_name_the_options_of_the_interface_used(tmp_path, capsys):
 
     said = to_cli_wording("pin it with input_shapes=... / batch_size=...")
     assert said == "pin it with --input-shape NAME:d0,d1,... / --batch-size N"
+    assert to_cli_wording("try fuse=False or seed=3") == "try --no-fuse or --seed 3"
 
 
 def test_convert_takes_an_options_object_and_keeps_its_keywords(tmp_path):
