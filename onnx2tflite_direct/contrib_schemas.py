@@ -363,6 +363,16 @@ def _broadcast_inputs(a: int, b: int) -> Callable:
     return infer
 
 
+def _qgemm(ctx) -> None:
+    a, b = _dims(ctx, 0), _dims(ctx, 3)
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        return
+    m = a[1] if _attr(ctx, "transA", 0) else a[0]
+    n = b[0] if _attr(ctx, "transB", 0) else b[1]
+    quantized = ctx.get_num_inputs() > 7 and ctx.has_input(7)
+    _set(ctx, 0, _elem(ctx, 8) or _elem(ctx, 0) if quantized else _FLOAT, [m, n])
+
+
 def _qlinear_gap(ctx) -> None:
     x = _dims(ctx, 0)
     if x is not None and len(x) >= 3:
@@ -702,6 +712,23 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         ["Y"],
         ("channels_last",),
         _qlinear_gap,
+    ),
+    (MS, "QGemm"): (
+        1,
+        [
+            "A",
+            "a_scale",
+            "a_zero_point",
+            "B",
+            "b_scale",
+            "b_zero_point",
+            "C?",
+            "y_scale?",
+            "y_zero_point?",
+        ],
+        ["Y"],
+        ("alpha", "transA", "transB"),
+        _qgemm,
     ),
     (MS, "QLinearConcat"): (
         1,

@@ -1206,3 +1206,31 @@ def test_qoperator_cnn_block_float_io():
     steps = np.abs(actual - expected) / 0.01
     assert steps.max() <= 1.0001, steps.max()
     assert "integer_quant" in res.variants
+
+
+@pytest.mark.parametrize("out", ["quantized", "float"])
+@pytest.mark.parametrize("attrs", [{}, {"transB": 1, "alpha": 0.75}, {"transA": 1}])
+@pytest.mark.parametrize("per_column", [False, True])
+def test_qgemm(out, attrs, per_column):
+    m, k, n = 4, 300, 10  # K * 255 * 255 >= 2**24: the digit split
+    a_shape = (k, m) if attrs.get("transA") else (m, k)
+    b_shape = (n, k) if attrs.get("transB") else (k, n)
+    inits = {
+        "as": np.array(0.02, F),
+        "az": np.array(128, U8),
+        "b": _q(U8, b_shape),
+        "bs": (RNG.uniform(0.005, 0.02, n) if per_column else np.array(0.01)).astype(F),
+        "bz": (RNG.integers(120, 136, n) if per_column else np.array(128)).astype(U8),
+        "c": RNG.integers(-3000, 3000, n).astype(np.int32),
+    }
+    order = ["a", "as", "az", "b", "bs", "bz", "c"]
+    if out == "quantized":
+        inits.update(ys=np.array(0.3, F), yz=np.array(120, U8))
+        order += ["ys", "yz"]
+    node = ms_node("QGemm", order, ["y"], **attrs)
+    model = ms_model([node], [("a", U8, a_shape)], [("y", U8 if out == "quantized" else F)], inits)
+    feeds = {"a": _q(U8, a_shape)}
+    if out == "quantized":
+        _qop_check(model, feeds)
+    else:
+        check_conversion(model, feeds=feeds, atol=1e-6, rtol=1e-6)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from ..policies import broadcasting, channel_last, keep_rank, same_as_input
+from ..policies import broadcasting, channel_last, keep_rank, onnx_order, same_as_input
 from ..registry import lowering
 from . import compose as C
 from .contrib import MS
+from .qlinear import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES
 
 Q8 = ("uint8", "int8")
@@ -268,3 +269,120 @@ _table_lowering(
     "LEAKY_RELU",
     "quantize(leaky_relu(dequantize(x))) like onnxruntime's lookup table",
 )
+
+
+# ---- QGemm -------------------------------------------------------------------------------------
+
+
+def _qgemm_plan(node, graph, k: int):
+    """digit_plan for A - a_zp (its dtype's range) times the constant B - b_zp."""
+    vals = graph.values
+    lo, hi = QUANT_RANGES[np.dtype(vals[node.inputs[0]].dtype).name]
+    za = 0
+    if len(node.inputs) > 2 and node.inputs[2]:
+        za = int(np.asarray(vals[node.inputs[2]].const).reshape(-1)[0])
+    zb = 0
+    if len(node.inputs) > 5 and node.inputs[5]:
+        zb = np.asarray(vals[node.inputs[5]].const, np.int64).reshape(-1)
+        zb = zb[None, :] if node.attrs.get("transB", 0) == 0 else zb[:, None]
+    b = np.asarray(vals[node.inputs[3]].const, np.int64)
+    b_max = int(np.max(np.abs(b - zb), initial=0))
+    return digit_plan(k, max(abs(lo - za), abs(hi - za)), b_max)
+
+
+def _qgemm_check(node, graph):
+    vals = graph.values
+    a, b = vals[node.inputs[0]], vals[node.inputs[3]]
+    if a.rank != 2 or b.rank != 2:
+        return f"{errors.UNSUPPORTED_RANK}: QGemm operands must be 2-D"
+    if not b.is_constant:
+        return f"{errors.REQUIRES_CONSTANT_INPUT}: input 3 (B) must be constant"
+    n = b.shape[0] if node.attrs.get("transB", 0) else b.shape[1]
+    for i in (1, 2, 7, 8):
+        if i < len(node.inputs) and node.inputs[i]:
+            v = vals[node.inputs[i]]
+            if not v.is_constant or np.asarray(v.const).size != 1:
+                return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {i} must be a constant scalar"
+    for i in (4, 5):
+        if i < len(node.inputs) and node.inputs[i]:
+            v = vals[node.inputs[i]]
+            if not v.is_constant or np.asarray(v.const).size not in (1, n):
+                return (
+                    f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {i} must be constant [1] or [N]"
+                )
+    if len(node.inputs) > 6 and node.inputs[6] and not vals[node.inputs[6]].is_constant:
+        return f"{errors.REQUIRES_CONSTANT_INPUT}: input 6 (C) must be constant"
+    for i in (0, 3):
+        dt = np.dtype(vals[node.inputs[i]].dtype).name
+        if dt not in Q8:
+            return f"{errors.UNSUPPORTED_DTYPE}: input {i} has dtype {dt} (uint8/int8)"
+    k = a.shape[0] if node.attrs.get("transA", 0) else a.shape[1]
+    if _qgemm_plan(node, graph, k) is None:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: reduction of {k} products too long"
+    return None
+
+
+@lowering(
+    "QGemm",
+    onnx_order,
+    domain=MS,
+    dtypes=Q8,
+    dtype_inputs=(0, 3),
+    tflite_ops=("CAST", "SUB", "TRANSPOSE", "FULLY_CONNECTED", "FLOOR", "MUL", "ADD", "ROUND"),
+    notes="exact int32 accumulator (+ int32 C), then float(acc) * alpha * a_scale * b_scale "
+    "(/ y_scale, round half to even, + y_zp, saturated) like onnxruntime; float output "
+    "without y_scale; constant B and C",
+    extra_check=_qgemm_check,
+)
+def lower_qgemm(ctx):
+    za = _scalar(ctx, 2) if ctx.has_input(2) else np.float32(0)
+    a = C.binary(ctx, "SUB", _as_float(ctx, 0, "a_f"), C.const(ctx, za), "a_shift")
+    if ctx.attr("transA", 0):
+        a = C.transpose(ctx, a, (1, 0), "a_t")
+    b = np.asarray(ctx.const(3), np.float64)
+    b = b.T if ctx.attr("transB", 0) else b  # [K, N]
+    n = b.shape[1]
+    zb = np.asarray(ctx.const(5), np.float64).reshape(-1) if ctx.has_input(5) else np.zeros(1)
+    b_shift = (b - zb[None, :]).astype(np.float32)
+    digits, bits = _qgemm_plan(ctx.node, ctx.driver.graph, b_shift.shape[0])
+    weights = ctx.const_tensor(np.ascontiguousarray(b_shift.T), "b_shift")
+    rows = a.shape[0]
+
+    def fc(operand, tag):
+        return C.op(
+            ctx,
+            "FULLY_CONNECTED",
+            [operand, weights, None],
+            (rows, n),
+            hint=tag,
+            fused_activation_function="NONE",
+            keep_num_dims=False,
+        )
+
+    if digits == 1:
+        acc = C.cast(ctx, fc(a, "acc"), np.int32, "acc_i")
+    else:
+        parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a, digits, bits))]
+        acc = combine_digits(ctx, parts, bits)
+    if ctx.has_input(6):
+        bias = np.asarray(ctx.const(6), np.int32)
+        acc = C.binary(
+            ctx,
+            "ADD",
+            acc,
+            ctx.const_tensor(np.broadcast_to(bias, (rows, n)).copy(), "c_i32"),
+            "acc_c",
+        )
+    value = C.cast(ctx, acc, np.float32, "acc_f")
+    alpha = np.float32(ctx.attr("alpha", 1.0))
+    b_scale = np.asarray(ctx.const(4), np.float32).reshape(-1)
+    scale = np.float32(alpha * _scalar(ctx, 1)) * b_scale
+    out = ctx.output(0)
+    if ctx.has_input(7):
+        scale = (scale / _scalar(ctx, 7)).astype(np.float32)
+        zy = _scalar(ctx, 8) if ctx.has_input(8) else np.float32(0)
+        scaled = C.binary(ctx, "MUL", value, C.const(ctx, scale.reshape(-1)), "scaled")
+        q = C.op(ctx, "ROUND", [scaled], scaled.shape, hint="q_round")
+        _saturate(ctx, C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp"), out, already_rounded=True)
+    else:
+        C.binary(ctx, "MUL", value, C.const(ctx, scale.astype(np.float32).reshape(-1)), out=out)
