@@ -53,7 +53,10 @@ def check_ops(model: tfl.Model, versions: dict[str, int] | None = None) -> list[
         ctx = gpu_rules.GraphContext(sub)
         for i, op in enumerate(sub.operators):
             version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
-            findings = gpu_rules.check_op(op, version, ctx)
+            try:
+                findings = gpu_rules.check_op(op, version, ctx)
+            except Exception as exc:  # a checker gap must not fail the conversion: say so
+                findings = [("unchecked", f"the GPU rules could not judge it ({exc!r})")]
             if findings:
                 findings = _explain_shared_version(op, version, findings)
                 fallbacks.append(

@@ -51,6 +51,7 @@ REASONS = {
     "dtype": "an operand type the parser does not take",
     "graph_context": "comparison/cast pattern the delegate only takes next to a float consumer",
     "parse": "rejected when the delegate builds its graph (MB Parse)",
+    "unchecked": "the ported rules could not judge the operator (counted as falling back)",
 }
 
 FLOAT = frozenset({"float32", "float16"})
