@@ -13,6 +13,7 @@ import numpy as np
 
 from .folding import NONDETERMINISTIC_OPS
 from .ir import Graph, Node, Value
+from .qdq_merge import merge_double_qdq
 
 
 class Matcher:
@@ -394,6 +395,7 @@ def _constant_pads(graph: Graph, pad: Node) -> list[int] | None:
 RULES = [
     ("merge_common_subexpressions", merge_common_subexpressions),
     ("remove_noop_cast", remove_noop_cast),
+    ("merge_double_qdq", merge_double_qdq),
     ("fold_batchnorm_into_conv", fold_batchnorm_into_conv),
     ("merge_pad_into_conv", merge_pad_into_conv),
     ("fuse_gelu", fuse_gelu),
@@ -406,6 +408,7 @@ RULES = [
 # cannot match, so it is skipped without building its consumer/producer index.
 TRIGGERS = {
     "remove_noop_cast": {"Cast"},
+    "merge_double_qdq": {"DequantizeLinear"},
     "fold_batchnorm_into_conv": {"BatchNormalization"},
     "merge_pad_into_conv": {"Pad"},
     "fuse_gelu": {"Erf"},

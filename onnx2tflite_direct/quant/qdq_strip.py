@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..qdq_merge import MERGED_TYPES, merged_lattice
+
 # Integer lattices an activation pair can use (the integer quantizer takes 8- or 16-bit).
 Q_RANGES = {
     TensorProto.INT8: (-128, 127),
@@ -227,6 +229,7 @@ def strip_qdq(
     view = GraphView(model.graph)
     _fold_constant_quantize(view, info)
     _fold_constant_dequantize(view, info)
+    _merge_double_pairs(view, info)
     renames = _strip_pairs(view, info)
     _keep_edge_lattices(view, info)
     _rename_graph_outputs(view, info, renames)
@@ -374,6 +377,74 @@ def _strip_pairs(view: GraphView, info: StripInfo) -> dict[str, str]:
     return outputs
 
 
+def _merge_double_pairs(view: GraphView, info: StripInfo) -> None:
+    """``Q1 -> DQ1 -> [Identity | float Cast]* -> Q2 -> DQ2`` becomes ``Q1' -> DQ2'`` on the
+    merged lattice onnxruntime computes there (``qdq_merge.py``: its level-1
+    DoubleQDQPairsRemover), so the integer file follows onnxruntime as the float32 file does."""
+    while True:
+        found = next((m for n in view.graph.node if (m := _double_pair(view, n))), None)
+        if found is None:
+            return
+        q1, dq1, copies, q2, dq2, merged = found
+        label = q1.name or q1.output[0]
+        if merged is not None:
+            p = _per_tensor_params(view, q1, 1, 2)[0]
+            dtype = helper.tensor_dtype_to_np_dtype(p.elem_type)
+            scale = view.add_const(view.fresh(f"{label}/merged_scale"), np.float32(merged[0]))
+            zp = view.add_const(view.fresh(f"{label}/merged_zero_point"), dtype.type(merged[1]))
+            for node in (q1, dq2):
+                node.input[1], node.input[2] = scale, zp
+        dq2.input[0] = q1.output[0]
+        gone = {id(dq1), id(q2), *(id(c) for c in copies)}
+        _replace_nodes(view, [n for n in view.graph.node if id(n) not in gone])
+        info.notes.append(
+            f"{label}: a double Q/DQ pair runs on one merged lattice, as onnxruntime runs it"
+        )
+
+
+def _double_pair(view: GraphView, dq1: onnx.NodeProto):
+    """(q1, dq1, copies, q2, dq2, merged (scale, zp) or None for equal pairs), see
+    ``qdq_merge._match`` for the conditions (onnxruntime's)."""
+
+    def sole_reader(name):
+        users = view.consumers.get(name, [])
+        if len(users) != 1 or name in view.graph_outputs or name in view.subgraph_names:
+            return None
+        return users[0][0]
+
+    def params(node):
+        if len(node.input) < 3 or not node.input[2]:
+            return None
+        return _per_tensor_params(view, node, 1, 2)[0]
+
+    if dq1.op_type != "DequantizeLinear" or dq1.domain not in ("", "ai.onnx"):
+        return None
+    q1 = view.producer.get(dq1.input[0])
+    if q1 is None or q1.op_type != "QuantizeLinear" or sole_reader(q1.output[0]) is not dq1:
+        return None
+    copies, q2 = [], sole_reader(dq1.output[0])
+    while q2 is not None and (
+        q2.op_type == "Identity" or (q2.op_type == "Cast" and attr(q2, "to") == TensorProto.FLOAT)
+    ):
+        copies.append(q2)
+        q2 = sole_reader(q2.output[0])
+    if q2 is None or q2.op_type != "QuantizeLinear":
+        return None
+    dq2 = sole_reader(q2.output[0])
+    if dq2 is None or dq2.op_type != "DequantizeLinear":
+        return None
+    p1, p2 = params(q1), params(q2)
+    if p1 is None or p2 is None or params(dq1) != p1 or params(dq2) != p2:
+        return None
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(p1.elem_type))
+    if p1.elem_type != p2.elem_type or dtype not in MERGED_TYPES:
+        return None
+    if (p1.scale, p1.zero_point) == (p2.scale, p2.zero_point):
+        return q1, dq1, copies, q2, dq2, None
+    merged = merged_lattice(p1.scale, p1.zero_point, p2.scale, p2.zero_point, dtype)
+    return None if merged is None else (q1, dq1, copies, q2, dq2, merged)
+
+
 MAX_FOLDED_ANCESTORS = 16
 
 
@@ -437,7 +508,8 @@ def _fold_fake_quantized(view: GraphView, info: StripInfo, dq, value, params: Pa
 
 _INEXACT_LATTICE = (
     "its lattice has no exact TFLite twin (int16 needs zero point 0; 8- and 16-bit lattices "
-    "cannot mix): stays an exact float QuantizeLinear/DequantizeLinear, saturation included"
+    "cannot mix; a scale outside 2^-60..2^60 underflows TFLite's rescaling multipliers): "
+    "stays an exact float QuantizeLinear/DequantizeLinear, saturation included"
 )
 
 
@@ -454,10 +526,22 @@ def _strippable_types(view: GraphView) -> set[int]:
     return eight if found & eight or not found else {TensorProto.INT16}
 
 
+# Scales a stripped lattice may have. TFLite's integer kernels rescale with fixed-point
+# multipliers computed from scale ratios in float32 at Prepare time: a ratio that underflows
+# (quantize_static gives an attention mask of -3.4e38 the scale 1.3e36, next to scores of
+# scale 1e-3) makes ADD's Prepare abort the whole process (QuantizeMultiplierSmallerThanOneExp
+# CHECK, seen on a BERT export). Within 2^-60..2^60 any ratio of two scales (>= 2^-120) and
+# of a scale product stays a normal float32.
+STRIPPABLE_SCALE = (2.0**-60, 2.0**60)
+
+
 def _exact_in_tflite(params: PairParams, widths: set[int]) -> bool:
     """A stripped pair must land on the very same lattice in TFLite: its saturation is part of
-    the ONNX semantics (onnxruntime drops a Relu/Clip whose clamp the Q already does)."""
+    the ONNX semantics (onnxruntime drops a Relu/Clip whose clamp the Q already does), and its
+    scale must be one TFLite's fixed-point rescaling can express (``STRIPPABLE_SCALE``)."""
     if params.elem_type not in widths:
+        return False
+    if not STRIPPABLE_SCALE[0] <= params.scale <= STRIPPABLE_SCALE[1]:
         return False
     return params.elem_type != TensorProto.INT16 or params.zero_point == 0
 

@@ -1,0 +1,251 @@
+"""Idioms of real already-quantized exports (issue 17's ``quantize_static`` corpus models),
+each rebuilt in a small model and compared with onnxruntime.
+
+- A ViT's attention probabilities: ``Softmax -> Q -> DQ -> Cast(float) -> Q -> DQ``.
+  onnxruntime removes the no-op Cast and merges the two pairs into one on the intersected
+  range at every optimization level but ``ORT_DISABLE_ALL`` (``DoubleQDQPairsRemover``), so
+  that is what the float32 file computes (``qdq_merge.py``); with the rule disabled it keeps
+  the literal double rounding, which ``ORT_DISABLE_ALL`` computes.
+- A BERT's additive attention mask ``(1 - mask) * float32.min``: ``quantize_static`` gives it
+  the scale 1.3e36. Stripped into the integer file, LiteRT's ADD Prepare aborted the whole
+  process (a scale ratio underflowing its fixed-point multiplier); the pair now stays an exact
+  float Q/DQ and the integer file loads, runs and agrees with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from harness import check_conversion
+from harness import convert as harness_convert
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+from onnx2tflite_direct.qdq_merge import merged_lattice
+from onnx2tflite_direct.quant import qdq_import
+from onnx2tflite_direct.validate import run_litert
+
+BASIC = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+LITERAL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict, level) -> dict:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = level
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+
+
+def _params(prefix, scale, zp, dtype):
+    return [
+        numpy_helper.from_array(np.array(scale, np.float32), f"{prefix}_s"),
+        numpy_helper.from_array(np.array(zp, dtype), f"{prefix}_z"),
+    ]
+
+
+def _pair(prefix, x, out):
+    return [
+        helper.make_node("QuantizeLinear", [x, f"{prefix}_s", f"{prefix}_z"], [f"{prefix}_q"]),
+        helper.make_node("DequantizeLinear", [f"{prefix}_q", f"{prefix}_s", f"{prefix}_z"], [out]),
+    ]
+
+
+def double_pair_model(first, second, dtype, x_shape=(1, 2, 8, 8), softmax=False, copy="Cast"):
+    """x -> [Softmax] -> Q1/DQ1 -> Cast(float) (or Identity) -> Q2/DQ2 -> y."""
+    nodes, src = [], "x"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["x"], ["p"], axis=-1))
+        src = "p"
+    nodes += _pair("a", src, "a_dq")
+    if copy == "Cast":
+        nodes.append(helper.make_node("Cast", ["a_dq"], ["c"], to=TensorProto.FLOAT))
+    else:
+        nodes.append(helper.make_node("Identity", ["a_dq"], ["c"]))
+    nodes += _pair("b", "c", "y")
+    graph = helper.make_graph(
+        nodes,
+        "double_qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(x_shape))],
+        _params("a", *first, dtype) + _params("b", *second, dtype),
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _spanning_input(first, second, dtype, shape, seed):
+    """Values over both lattices' ranges (and a little beyond), with exact ties included."""
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    ends = [s * (q - z) for s, z in (first, second) for q in (lo, hi)]
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    x = rng.uniform(min(ends) * 1.1, max(ends) * 1.1, size).astype(np.float32)
+    x[: size // 4] = (first[0] * (rng.integers(lo, hi, size // 4) + 0.5)).astype(np.float32)
+    return x.reshape(shape)
+
+
+# (scale, zero point) of the two pairs: overlapping, nested, shifted, the ViT's softmax pair.
+PAIRS = [
+    ((0.02, 128), (0.05, 100), np.uint8),
+    ((0.004, 0), (0.0002, 0), np.uint8),
+    ((0.01, -3), (0.03, 17), np.int8),
+    ((0.1, 0), (0.013, -128), np.int8),
+    ((0.0039215, 0), (6.7e-05, 0), np.uint8),
+]
+
+
+@pytest.mark.parametrize("first,second,dtype", PAIRS)
+def test_double_pair_is_merged_as_onnxruntime_merges_it(first, second, dtype):
+    model = double_pair_model(first, second, dtype)
+    feeds = {"x": _spanning_input(first, second, dtype, (1, 2, 8, 8), seed=0)}
+    basic, literal = run_ort(model, feeds, BASIC)["y"], run_ort(model, feeds, LITERAL)["y"]
+    assert not np.array_equal(basic, literal)  # the idiom: onnxruntime's rewrite is visible
+    # Every step is exact (Q/DQ compositions): the merged chain agrees bit for bit.
+    check_conversion(model, feeds, atol=0.0, rtol=0.0, keep_io_layout=True)
+    res = harness_convert(model, disable_rewrites=("merge_double_qdq",), keep_io_layout=True)
+    actual = run_litert(res.tflite_bytes, feeds, res.report.get("io"))["y"]
+    np.testing.assert_array_equal(actual, literal)
+    rewrites = {r["rule"]: r for r in res.report.get("rewrites", [])}
+    assert "merge_double_qdq" not in rewrites or not rewrites["merge_double_qdq"].get("matched")
+
+
+def test_merged_lattice_arithmetic_is_onnxruntimes():
+    """The merged parameters onnxruntime writes into its optimized model, read back."""
+    import tempfile
+
+    for first, second, dtype in PAIRS:
+        model = double_pair_model(first, second, dtype, copy="Identity")
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = BASIC
+            opts.optimized_model_filepath = f"{tmp}/opt.onnx"
+            ort.InferenceSession(
+                model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+            )
+            opt = onnx.load(f"{tmp}/opt.onnx")
+        inits = {i.name: numpy_helper.to_array(i) for i in opt.graph.initializer}
+        (q,) = [n for n in opt.graph.node if n.op_type == "QuantizeLinear"]
+        want = (float(inits[q.input[1]]), int(inits[q.input[2]]))
+        assert merged_lattice(*first, *second, dtype) == want
+
+
+def test_vit_attention_probabilities_match_onnxruntime():
+    """Softmax probabilities through the double pair, then a MatMul: the strict tolerance."""
+    model = double_pair_model((0.0039215, 0), (6.7e-05, 0), np.uint8, softmax=True)
+    w = numpy_helper.from_array(
+        np.random.default_rng(1).standard_normal((8, 8)).astype(np.float32), "w"
+    )
+    graph = model.graph
+    graph.output[0].name = "probs"
+    for n in graph.node:
+        n.output[:] = ["probs" if o == "y" else o for o in n.output]
+    graph.node.append(helper.make_node("MatMul", ["probs", "w"], ["y"]))
+    graph.initializer.append(w)
+    graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8]))
+    feeds = {"x": np.random.default_rng(2).normal(0, 3, (1, 2, 8, 8)).astype(np.float32)}
+    literal = run_ort(model, feeds, LITERAL)["y"]
+    check = check_conversion(model, feeds, atol=1e-5, rtol=1e-4, keep_io_layout=True)
+    assert np.abs(check.expected["y"] - literal).max() > 1e-3  # the literal chain differs
+    # The integer file uses the merged lattice too: one pair on the probabilities.
+    stripped, info = qdq_import.import_quantized(model)
+    assert any("merged lattice" in n for n in info.notes)
+    assert info.pairs == 1 and list(info.activations) == ["probs"]
+
+
+# ---- the BERT additive attention mask ---------------------------------------------------------
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, samples):
+        self.it = iter(samples)
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def masked_attention_model():
+    """scores = x @ Wq; scores + (1 - mask) * float32.min; Softmax; @ Wv (a BERT layer's
+    attention mask idiom, float, to be quantized by quantize_static)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 16)) * 0.3).astype(np.float32), "wq"),
+        numpy_helper.from_array((rng.standard_normal((16, 16)) * 0.3).astype(np.float32), "wv"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(np.finfo(np.float32).min, np.float32), "big"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["scores"]),
+        helper.make_node("Sub", ["one", "mask"], ["inv"]),
+        helper.make_node("Mul", ["inv", "big"], ["bias"]),
+        helper.make_node("Add", ["scores", "bias"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "wv"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "masked_attention",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 16]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 1, 16]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 16])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _mask_feeds(seed):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((1, 1, 1, 16), np.float32)
+    mask[..., 12:] = 0.0
+    return {"x": rng.standard_normal((1, 2, 16, 16)).astype(np.float32), "mask": mask}
+
+
+RUN_IN_CHILD = """
+import sys, numpy as np
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1])
+it.allocate_tensors()
+print("ok")
+"""
+
+
+def test_mask_with_a_huge_scale_stays_float_and_the_integer_file_runs(tmp_path):
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(masked_attention_model(), str(src))
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader([_mask_feeds(s) for s in range(4)]),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    scales = [
+        float(numpy_helper.to_array(i))
+        for i in qmodel.graph.initializer
+        if i.name.endswith("_scale") and i.dims == []
+    ]
+    assert max(scales) > 1e30  # the idiom: quantize_static's scale for float32.min
+    _, info = qdq_import.import_quantized(qmodel)
+    assert any("2^-60..2^60" in k["reason"] for k in info.kept)
+
+    feeds = _mask_feeds(7)
+    check = check_conversion(qmodel, feeds, atol=1e-5, rtol=1e-4, keep_io_layout=True)
+    integer = check.result.variants["integer_quant"]
+    path = tmp_path / "integer.tflite"
+    path.write_bytes(bytes(integer))
+    # In a child process: an abort in a kernel's Prepare would kill the test runner.
+    child = subprocess.run(
+        [sys.executable, "-c", RUN_IN_CHILD, str(path)], capture_output=True, text=True
+    )
+    assert child.returncode == 0 and "ok" in child.stdout, child.stderr[-2000:]
+    actual = run_litert(bytes(integer), feeds, check.report.get("io"))["y"]
+    expected = check.expected["y"].astype(np.float64)
+    noise = np.sum((expected - actual) ** 2)
+    assert noise == 0 or 10 * np.log10(np.sum(expected**2) / noise) >= 25.0
