@@ -20,6 +20,8 @@ from pathlib import Path
 import onnx
 
 from . import builder, errors, gpu_check, option_checks, report, tfl
+from . import gpu_friendly as gpu
+from . import validate as val
 from .atomic import publish, write_atomic, write_pending
 from .driver import Driver, LoweringOptions
 from .dynamic_shapes import DynamicShapeModel, lower_with_dynamic_shapes, unpin
@@ -35,6 +37,7 @@ from .options import (  # noqa: F401  (REWRITE_RULES: re-exported)
     convert_signature,
     to_api_wording,
 )
+from .quant import qdq_import
 from .quant import variants as quant_variants
 from .quant.qoperator_expand import QUANTIZATION_OPS
 from .tensor_mapping import tensor_map
@@ -177,8 +180,6 @@ def convert_checked(
         result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites
             result.tensor_map  # noqa: B018
-            from . import gpu_friendly as gpu
-
             rec.section("gpu_friendly", gpu.apply(model_ir))
         if o.fp16_accumulation:
             model_ir.metadata[REDUCED_PRECISION_KEY] = FP16_ACCUMULATION
@@ -242,8 +243,6 @@ def _prequantized_variant(result, rec, options: LoweringOptions, quant, build) -
     same integer rewrite as calibrated models (``quant/qdq_import.py``). The float32 file
     keeps the exact Q/DQ semantics; the report's ``prequantized`` section says per node
     whether it runs integer, hybrid or float, and why."""
-    from .quant import qdq_import
-
     imported = qdq_import.import_if_prequantized(result.model)
     if imported is None:
         return
@@ -375,8 +374,6 @@ def _validate(result: ConversionResult, rec, test_data, seed, atol, value_hints=
     A file with CUSTOM ops is not compared: onnxruntime has no kernel for the op (that is why
     it became a custom op) and neither has the stock LiteRT interpreter; the validation says
     it was skipped and why, and the run goes on."""
-    from . import validate as val
-
     custom = val.custom_ops(rec.rows.values())
     if custom:
         outcome = val.ValidationResult({}, atol, None, skipped=val.custom_ops_skip(custom))
