@@ -175,7 +175,7 @@ def binary_operands(op, ctx):
 
 
 def input_count(n: int) -> Check:
-    """GC ADD/MUL/ADD_N/BATCH_MATMUL: exactly ``n`` input tensors (constants included)."""
+    """GC ADD/MUL/BATCH_MATMUL/DEQUANTIZE: exactly ``n`` input tensors (constants included)."""
 
     def check(op, ctx):
         got = sum(1 for t in op.inputs if t is not None)
@@ -429,6 +429,8 @@ def resize_bilinear_flags(op, ctx):
 
 def dequantize_type(op, ctx):
     """GC DEQUANTIZE: one input and one output, input not int16."""
+    if len(op.outputs) != 1:
+        return ("operands", f"{len(op.outputs)} outputs (takes 1)")
     if _dtype(_input(op, 0)) == "int16":
         return ("dtype", "int16 input")
     return None
@@ -661,7 +663,7 @@ OPS: dict[str, OpRule] = {
     "DENSIFY": _rule(1, operands(0)),
     "LSTM": _rule(4, lstm_rules),
     "QUANTIZE": _rule(2, operands(1)),  # only with quantized ops enabled (the default)
-    "DEQUANTIZE": _rule(3, operands(1), dequantize_type),
+    "DEQUANTIZE": _rule(3, input_count(1), dequantize_type),  # a constant input is fine
 }
 
 # CUSTOM ops the delegate has parsers for (MB NewOperationParser, GC custom ops).

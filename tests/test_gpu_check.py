@@ -404,3 +404,12 @@ def test_split_axis_must_be_constant():
     assert _codes(tfl.Operator("SPLIT", [const_axis, x], outs, {"num_splits": 2})) == []
     runtime_axis = tfl.Operator("SPLIT", [_t("ax", (), np.int32), x], outs, {"num_splits": 2})
     assert _codes(runtime_axis) == ["parse", "non_float_tensor"]
+
+
+def test_dequantize_of_a_constant_is_delegable():
+    """gpu_compatibility.cc DEQUANTIZE asks for one input and one output, not a runtime one:
+    float16 or int8 weights dequantized on the fly are taken (int16 is not)."""
+    for dtype, ok in ((np.float16, True), (np.int8, True), (np.int16, False)):
+        w = _t("w", (4, 8), dtype, np.ones((4, 8), dtype))
+        op = tfl.Operator("DEQUANTIZE", [w], [_t("y", (4, 8))])
+        assert _codes(op) == ([] if ok else ["dtype"])
