@@ -23,7 +23,7 @@ def test_real_model_matches_onnxruntime(name):
     path = model_path(name)
     if not path.exists():
         pytest.skip(f"zoo cache absent ({path}); fetch it with: python -m tools.zoo.ci_subset")
-    rec = run_one(manifest.by_name(name), latency=False)
+    rec = run_one(manifest.by_name(name), latency=False, unpinned=False)
     assert rec["status"] == "pass", (
         f"{name}: {rec['status']} {rec.get('reason_code', '')} {rec.get('node', '')}: "
         f"{rec.get('message', '')}"

@@ -211,6 +211,23 @@ def render() -> str:
                 lines.append(f"- root cause: {why}")
             lines.append(f"- reproduce: `{_cli_command(r['name'])}` (see `variants` in the result)")
             lines.append("")
+    unpinned = [r for r in rows if (r.get("unpinned") or {}).get("status", "pass") != "pass"]
+    if unpinned:
+        lines += [
+            "## Unpinned conversions that fail (dynamic dims left dynamic)",
+            "",
+            "The main status pins every input to the feed's shape. A user running "
+            "`--keep-io-layout` alone keeps unknown dims dynamic; these models then fail:",
+            "",
+        ]
+        for r in unpinned:
+            u = r["unpinned"]
+            code = f" `{u['reason_code']}`" if u.get("reason_code") else ""
+            lines.append(
+                f"- **{r['name']}** ({r.get('exporter')}): {u['status']}{code}: "
+                f"{u.get('message', '')}"
+            )
+        lines.append("")
     missing = [r["name"] for r in rows if r["status"] == "not_built"]
     if missing:
         lines += ["## Not built on this machine", "", ", ".join(missing), ""]

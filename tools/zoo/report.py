@@ -85,8 +85,19 @@ def summarize(rows: list[dict]) -> dict:
         else None,
         "latency_ratio_models": len(ratios),
         "variants_by_status": _variant_counts(ran),
+        "unpinned_by_status": dict(
+            sorted(Counter(r["unpinned"]["status"] for r in ran if r.get("unpinned")).items())
+        ),
+        "unpinned_applicable": sum(1 for r in ran if r.get("unpinned")),
         "transpose_total": sum(r.get("transpose_count", 0) for r in ran if r["status"] == "pass"),
     }
+
+
+def _unpinned_cell(r: dict) -> str:
+    u = r.get("unpinned")
+    if not u:
+        return "static" if r.get("status") not in ("not_run", "not_built") else ""
+    return u["status"] + (f" `{u['reason_code']}`" if u.get("reason_code") else "")
 
 
 def _variant_counts(rows: list[dict]) -> dict:
@@ -148,13 +159,16 @@ def _md(rows: list[dict], summary: dict, meta: dict) -> str:
         + (", ".join(f"{k} {v}" for k, v in summary["failures_by_category"].items()) or "none"),
         "- refusals by reason code: "
         + (", ".join(f"`{k}` {v}" for k, v in summary["refusals_by_reason"].items()) or "none"),
+        f"- unpinned (inputs' dynamic dims left dynamic, as `--keep-io-layout` alone does) on "
+        f"the {summary['unpinned_applicable']} models that have dynamic dims: "
+        + (", ".join(f"{k} {v}" for k, v in summary["unpinned_by_status"].items()) or "n/a"),
         f"- median LiteRT/onnxruntime latency ratio over {summary['latency_ratio_models']} "
         f"passing models: **{summary['median_latency_ratio_litert_over_ort']}**",
         "",
         "## Models",
         "",
-        "| model | source | exporter | status | reason / message | TRANSPOSE | LiteRT ms | ORT ms | ratio |",
-        "|---|---|---|---|---|---:|---:|---:|---:|",
+        "| model | source | exporter | status | reason / message | TRANSPOSE | LiteRT ms | ORT ms | ratio | unpinned |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         src = (
@@ -178,7 +192,8 @@ def _md(rows: list[dict], summary: dict, meta: dict) -> str:
         lines.append(
             f"| {r['name']} | {src} | {r.get('exporter', '')} | {r['status']} | {why} | "
             f"{r.get('transpose_count', '') if r['status'] == 'pass' else ''} | "
-            f"{f(r.get('litert_ms'))} | {f(r.get('ort_ms'))} | {f(r.get('latency_ratio'))} |"
+            f"{f(r.get('litert_ms'))} | {f(r.get('ort_ms'))} | {f(r.get('latency_ratio'))} | "
+            f"{_unpinned_cell(r)} |"
         )
     variant_rows = [(r, k, v) for r in rows for k, v in (r.get("variants") or {}).items()]
     if variant_rows:

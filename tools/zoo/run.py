@@ -256,8 +256,94 @@ def _op_of(model: onnx.ModelProto, node_name: str | None) -> tuple[str | None, s
     return (node.op_type, node.domain or "") if node is not None else (None, None)
 
 
-def run_one(entry: dict, runs: int = 20, latency: bool = True) -> dict:
-    """Everything for one model; returns the record (never raises)."""
+def run_one(entry: dict, runs: int = 20, latency: bool = True, unpinned: bool = True) -> dict:
+    """Everything for one model; returns the record (never raises).
+
+    With ``unpinned``, a model whose inputs have dynamic dims is also converted without pins
+    (what a user gets from ``--keep-io-layout`` alone: unknown dims stay dynamic) and run on
+    the same feeds; that outcome is recorded under ``unpinned`` (the main status is pinned)."""
+    rec = _run_pinned(entry, runs, latency)
+    if unpinned and rec.get("status") != "reference_failed":
+        try:
+            rec["unpinned"] = _run_unpinned(entry)
+        except Exception as exc:  # noqa: BLE001
+            rec["unpinned"] = {"status": "error", "message": _short(f"runner: {exc!r}")}
+    return rec
+
+
+def _has_dynamic_dims(model: onnx.ModelProto) -> bool:
+    inits = {i.name for i in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                return True
+    return False
+
+
+def _run_unpinned(entry: dict) -> dict | None:
+    from onnx2tflite_direct import ConversionError, InternalError, convert
+    from onnx2tflite_direct.validate import run_onnxruntime
+
+    path = model_path(entry["name"])
+    model = onnx.load(str(path), load_external_data=False)
+    if not _has_dynamic_dims(model):
+        return None  # the pinned run is the only one
+    feeds = load_feeds(entry, onnx.load(str(path)))
+    expected = run_onnxruntime(path, feeds)
+    try:
+        res = convert(str(path), keep_io_layout=True, **entry.get("convert_options", {}))
+    except ConversionError as exc:
+        op, _ = _op_of(model, exc.node_name)
+        return {
+            "status": "error" if isinstance(exc, InternalError) else "refused",
+            "reason_code": exc.reason_code,
+            "node": exc.node_name,
+            "op_type": op,
+            "message": _short(exc.message, 300),
+        }
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "error", "message": _short(f"untyped {type(exc).__name__}: {exc}", 300)}
+    out = _in_child(
+        _litert_agreement, bytes(res.tflite_bytes), feeds, res.report.get("io"), expected
+    )
+    out["dynamic_inputs"] = (
+        sorted(
+            r["name"]
+            for r in res.report.get("io") or []
+            if r.get("kind") == "input" and -1 in (r.get("shape_signature") or [])
+        )
+        or None
+    )
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _litert_agreement(blob: bytes, feeds, io_table, expected) -> dict:
+    from onnx2tflite_direct.validate import compare, run_litert
+
+    try:
+        actual = run_litert(blob, feeds, io_table)
+    except Exception as exc:  # noqa: BLE001
+        return {
+            "status": "load_or_run_failed",
+            "message": _short(f"{type(exc).__name__}: {exc}", 300),
+        }
+    metrics = compare(expected, actual, atol=ATOL, rtol=RTOL)
+    bad = {k: m for k, m in metrics.items() if not m.get("ok")}
+    if not bad:
+        return {"status": "pass"}
+    k, m = next(iter(bad.items()))
+    if m.get("missing"):
+        why = f"{k}: missing"
+    elif not m.get("shape_match"):
+        why = f"{k}: shape {list(m['actual_shape'])} vs ONNX {list(m['expected_shape'])}"
+    else:
+        why = f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}"
+    return {"status": "mismatch", "message": why}
+
+
+def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
     from onnx2tflite_direct import ConversionError, InternalError, UnsupportedError, convert
     from onnx2tflite_direct.validate import compare, run_litert, run_onnxruntime
 
@@ -452,7 +538,7 @@ def _num(v):
 def _worker(name: str, out: str, runs: int) -> int:
     entry = manifest.by_name(name)
     try:
-        rec = run_one(entry, runs=runs)
+        rec = run_one(entry, runs=runs, unpinned=True)
     except Exception as exc:  # noqa: BLE001 - the runner's own failure, recorded as such
         rec = {
             "name": name,
