@@ -550,19 +550,23 @@ def test_svm_classifier_linear_mode(c, transform, seed):
     )
 
 
-def test_svm_classifier_probabilities_refused():
-    model = _svc("RBF", 3, "NONE")
+@pytest.mark.parametrize("c", [2, 3, 4])
+@pytest.mark.parametrize("transform", ["NONE", "SOFTMAX"])
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_svm_classifier_probabilities(c, transform, scale):
+    """prob_a/prob_b: Platt sigmoids and onnxruntime's iterative pairwise coupling."""
+    model = _svc("RBF", c, transform, seed=c + 10)
     node = model.graph.node[0]
+    rng = np.random.default_rng(c)
+    pairs = c * (c - 1) // 2
+    prob_a = [float(v) for v in -scale * (0.5 + rng.random(pairs))]
+    prob_b = [float(v) for v in rng.normal(0, 0.3, pairs)]
     node.attribute.extend(
-        [
-            helper.make_attribute("prob_a", [0.5, 0.4, 0.3]),
-            helper.make_attribute("prob_b", [0.1, 0.1, 0.1]),
-        ]
+        [helper.make_attribute("prob_a", prob_a), helper.make_attribute("prob_b", prob_b)]
     )
-    for o in model.graph.output:
-        if o.name == "scores":
-            o.type.tensor_type.shape.dim[1].dim_value = 3
-    expect_refusal(model, "unsupported_attribute_value")
+    model.graph.output[1].type.tensor_type.shape.dim[1].dim_value = c
+    chk = check_conversion(model, feeds={"x": _features(n=64)[:N]}, atol=1e-4)
+    assert np.ptp(chk.expected["scores"]) > 0.05  # not a near-constant output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,6 +163,16 @@ def svm_classifier():
     return _skl(m), x
 
 
+def svm_classifier_probabilities():
+    """SVC(probability=True): Platt scaling + pairwise coupling (deprecated in sklearn 1.9,
+    common in models exported before)."""
+    from sklearn.svm import SVC
+
+    x, y = _data(n=600, classes=3)
+    m = SVC(kernel="rbf", gamma=0.05, probability=True, random_state=0).fit(x, y)
+    return _skl(m), x
+
+
 def svm_regressor():
     from sklearn.svm import SVR
 
@@ -210,6 +220,7 @@ MODELS: dict[str, Callable] = {
     "gradient_boosting_classifier": gradient_boosting_classifier,
     "gradient_boosting_regressor": gradient_boosting_regressor,
     "svm_classifier_rbf": svm_classifier,
+    "svm_classifier_probabilities": svm_classifier_probabilities,
     "svm_regressor_rbf": svm_regressor,
     "linear_svc": linear_svc,
     "lightgbm_classifier_500": lightgbm_classifier,

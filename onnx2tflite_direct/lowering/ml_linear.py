@@ -11,10 +11,10 @@ labels and post transforms follow onnxruntime's kernels (``linearclassifier.cc``
 * A one-target LinearRegressor applies only PROBIT (onnxruntime skips the others there).
 * SVMClassifier, support-vector mode without probabilities: the scores are the pairwise
   decision values ``[N, C(C-1)/2]``; labels come from the pairwise votes (first class with the
-  most votes); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - p, p]`` (``p`` the
+  most votes); with ``prob_a``/``prob_b`` the scores are onnxruntime's Platt probabilities
+  coupled by its iterative pairwise-coupling solver (unrolled, same per-row stopping rule); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - p, p]`` (``p`` the
   sigmoid of ``s`` for LOGISTIC, else ``s``). Linear
-  mode (no support vectors): ``x . coef + rho[0]`` per class. Platt probabilities (``prob_a``)
-  need onnxruntime's iterative pairwise coupling and are refused.
+  mode (no support vectors): ``x . coef + rho[0]`` per class.
 * Kernels: LINEAR ``x.v``, POLY ``(gamma x.v + coef0)^degree``, RBF ``exp(-gamma |x - v|^2)``,
   SIGMOID ``tanh(gamma x.v + coef0)``.
 """
@@ -287,14 +287,9 @@ def _svc_check(node, graph):
     problem = _svm_check(node, graph) or _labels_check(node, graph)
     if problem:
         return problem
-    if node.attrs.get("prob_a") is not None and len(node.attrs["prob_a"]):
-        svc = sum(int(v) for v in node.attrs.get("vectors_per_class") or []) > 0
-        if svc:
-            return (
-                "unsupported_attribute_value: prob_a/prob_b (Platt probabilities): "
-                "onnxruntime couples them with an iterative solver; export the SVC without "
-                "probability=True, or use its decision scores"
-            )
+    prob_a, prob_b = node.attrs.get("prob_a") or [], node.attrs.get("prob_b") or []
+    if len(prob_a) != len(prob_b):
+        return "unsupported_attribute_value: prob_a and prob_b differ in length"
     return None
 
 
@@ -307,7 +302,7 @@ def _svc_check(node, graph):
     tflite_ops=("FULLY_CONNECTED", "EXP", "TANH", "GREATER", "SELECT_V2", "SUM", "ARG_MAX"),
     notes=(
         "LINEAR/POLY/RBF/SIGMOID kernels, support-vector and linear modes, pairwise votes; "
-        "prob_a/prob_b refused"
+        "prob_a/prob_b: Platt probabilities with onnxruntime's pairwise coupling"
     ),
     extra_check=_svc_check,
 )
@@ -385,7 +380,20 @@ def lower_svm_classifier(ctx):
         votes = fully_connected(ctx, positive, (vote_i - vote_j).T, vote_j.sum(axis=0), "votes")
         idx = _argmax(ctx, votes)
         labels_from_index(ctx, idx, labels, 0)  # ChooseClass with max_weight 0: maxclass
-    if _used(ctx, 1):
+    prob_a = np.asarray(a.get("prob_a") or [], np.float32)
+    if _used(ctx, 1) and prob_a.size:
+        if prob_a.size < len(pairs):
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{prob_a.size} prob_a for {len(pairs)} pairs"
+            )
+        prob_b = np.asarray(a.get("prob_b"), np.float32)
+        ctx.note(
+            f"Platt probabilities: onnxruntime's pairwise coupling unrolled to {COUPLING_ITERS} "
+            "iterations with its per-row stopping rule (it stops within 5 on typical inputs)"
+        )
+        probs = pairwise_coupling(ctx, dec, prob_a[: len(pairs)], prob_b[: len(pairs)], c, pairs)
+        _out(ctx, post_transform(ctx, probs, tr), 1)
+    elif _used(ctx, 1):
         if c > 2:
             _out(ctx, post_transform(ctx, dec, tr), 1)
         elif tr == "PROBIT":
@@ -402,3 +410,127 @@ def lower_svm_classifier(ctx):
             one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
             _out(ctx, concat(ctx, [one_minus, s], 1, "z"), 1)
     del n
+
+
+COUPLING_ITERS = 10
+
+
+def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
+    """onnxruntime's SVM probabilities: Platt sigmoids of the pairwise decision values, then
+    ``multiclass_probability`` (libsvm's pairwise coupling, Wu, Lin and Weng 2004): a
+    coordinate-descent loop that each row leaves once ``max |Qp - pQp| < 0.005 / k``. The loop
+    is unrolled; a row that has stopped gets ``diff = 0``, which leaves it unchanged."""
+    n, npairs = dec.shape
+    one = const(ctx, 1.0)
+    # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
+    val = binary(ctx, "ADD", binary(ctx, "MUL", dec, const(ctx, prob_a), "pa"), const(ctx, prob_b))
+    q = op(ctx, "LOGISTIC", [unary(ctx, "NEG", val, "nval")], dec.shape, np.float32, "platt")
+    q = binary(ctx, "MAXIMUM", q, const(ctx, np.float32(1e-7)), "qlo")
+    q = binary(ctx, "MINIMUM", q, const(ctx, np.float32(1) - np.float32(1e-7)), "q")
+    omq = binary(ctx, "SUB", one, q, "omq")
+    feats = concat(
+        ctx,
+        [
+            binary(ctx, "MUL", q, omq, "qomq"),
+            binary(ctx, "MUL", omq, omq, "omq2"),
+            binary(ctx, "MUL", q, q, "q2"),
+        ],
+        1,
+        "qfeats",
+    )
+    # Q[i,j] = Q[j,i] = -q(1-q); Q[i,i] += (1-q)^2; Q[j,j] += q^2  (pair (i, j), i < j)
+    w = np.zeros((k * k, 3 * npairs), np.float32)
+    for p, (i, j) in enumerate(pairs):
+        w[i * k + j, p] = w[j * k + i, p] = -1
+        w[i * k + i, npairs + p] = 1
+        w[j * k + j, 2 * npairs + p] = 1
+    qflat = fully_connected(ctx, feats, w, None, "Q")  # [N, k*k]
+    q3 = ctx.reshape(qflat, (n, k, k), "Q3")
+    rows = [
+        op(
+            ctx,
+            "SLICE",
+            [
+                qflat,
+                const(ctx, np.array([0, i * k], np.int32), np.int32, "b"),
+                const(ctx, np.array([n, k], np.int32), np.int32, "s"),
+            ],
+            (n, k),
+            np.float32,
+            f"Qrow{i}",
+        )
+        for i in range(k)
+    ]
+    diag = [
+        op(
+            ctx,
+            "SLICE",
+            [
+                qflat,
+                const(ctx, np.array([0, i * k + i], np.int32), np.int32, "b"),
+                const(ctx, np.array([n, 1], np.int32), np.int32, "s"),
+            ],
+            (n, 1),
+            np.float32,
+            f"Qii{i}",
+        )
+        for i in range(k)
+    ]
+    p = op(
+        ctx,
+        "BROADCAST_TO",
+        [
+            const(ctx, np.full((1, k), np.float32(1) / np.float32(k))),
+            const(ctx, np.array([n, k], np.int32), np.int32, "shape"),
+        ],
+        (n, k),
+        np.float32,
+        "p0",
+    )
+    active = const(ctx, np.ones((1, 1), np.float32))
+    eps = const(ctx, np.float32(0.005) / np.float32(k))
+    two = const(ctx, 2.0)
+    for it in range(COUPLING_ITERS):
+        p3 = ctx.reshape(p, (n, 1, k), f"p3_{it}")
+        qp = reduce(ctx, "SUM", binary(ctx, "MUL", q3, p3, f"Qp3_{it}"), [2], False, f"Qp{it}")
+        pqp = reduce(ctx, "SUM", binary(ctx, "MUL", p, qp, f"pQp3_{it}"), [1], True, f"pQp{it}")
+        err = reduce(
+            ctx, "REDUCE_MAX", unary(ctx, "ABS", binary(ctx, "SUB", qp, pqp)), [1], True, f"err{it}"
+        )
+        going = op(
+            ctx,
+            "CAST",
+            [binary(ctx, "GREATER_EQUAL", err, eps, f"go{it}", dtype=np.bool_)],
+            (n, 1),
+            np.float32,
+            f"gof{it}",
+        )
+        active = binary(ctx, "MUL", active, going, f"active{it}")
+        for i in range(k):
+            qp_i = op(
+                ctx,
+                "SLICE",
+                [
+                    qp,
+                    const(ctx, np.array([0, i], np.int32), np.int32, "b"),
+                    const(ctx, np.array([n, 1], np.int32), np.int32, "s"),
+                ],
+                (n, 1),
+                np.float32,
+                f"Qp{it}_{i}",
+            )
+            diff = binary(ctx, "DIV", binary(ctx, "SUB", pqp, qp_i), diag[i], f"d{it}_{i}")
+            diff = binary(ctx, "MUL", diff, active, f"dm{it}_{i}")
+            e_i = np.zeros(k, np.float32)
+            e_i[i] = 1
+            p = binary(ctx, "ADD", p, binary(ctx, "MUL", diff, const(ctx, e_i)), f"pa{it}_{i}")
+            opd = binary(ctx, "ADD", diff, one, f"opd{it}_{i}")
+            inner = binary(
+                ctx, "ADD", binary(ctx, "MUL", diff, diag[i]), binary(ctx, "MUL", qp_i, two)
+            )
+            pqp = binary(ctx, "ADD", pqp, binary(ctx, "MUL", diff, inner))
+            pqp = binary(ctx, "DIV", binary(ctx, "DIV", pqp, opd), opd, f"pQp{it}_{i}")
+            qp = binary(ctx, "ADD", qp, binary(ctx, "MUL", diff, rows[i]))
+            qp = binary(ctx, "DIV", qp, opd, f"Qpu{it}_{i}")
+            p = binary(ctx, "DIV", p, opd, f"p{it}_{i}")
+    return p
