@@ -373,6 +373,35 @@ def _qgemm(ctx) -> None:
     _set(ctx, 0, _elem(ctx, 8) or _elem(ctx, 0) if quantized else _FLOAT, [m, n])
 
 
+def _qlinear_average_pool(ctx) -> None:
+    """NCHW average pool output (ceil_mode as onnxruntime: the last window must start inside
+    the input or its left padding)."""
+    x = _dims(ctx, 0)
+    kernel = _attr(ctx, "kernel_shape", None)
+    if x is None or kernel is None or len(x) < 3 or any(not isinstance(d, int) for d in x[2:]):
+        return
+    n = len(x) - 2
+    strides = _attr(ctx, "strides", None) or [1] * n
+    pads = _attr(ctx, "pads", None) or [0] * (2 * n)
+    auto = _attr(ctx, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    ceil = bool(_attr(ctx, "ceil_mode", 0))
+    out = []
+    for i in range(n):
+        size, k, s = x[2 + i], kernel[i], strides[i]
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(math.ceil(size / s))
+        elif auto == "VALID":
+            out.append((size - k) // s + 1)
+        else:
+            span = size + pads[i] + pads[i + n] - k
+            o = (math.ceil(span / s) if ceil else span // s) + 1
+            if ceil and (o - 1) * s >= size + pads[i]:
+                o -= 1
+            out.append(o)
+    _set(ctx, 0, _elem(ctx, 0), [x[0], x[1], *out])
+
+
 def _qlinear_gap(ctx) -> None:
     x = _dims(ctx, 0)
     if x is not None and len(x) >= 3:
@@ -449,6 +478,8 @@ _ATTR_TYPES = {
     "hidden_size": "i",
     "input_forget": "i",
     "channels_last": "i",
+    "ceil_mode": "i",
+    "count_include_pad": "i",
 }
 _TYPE_CODES = {
     "f": defs.OpSchema.AttrType.FLOAT,
@@ -736,6 +767,21 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         ["Y"],
         ("axis",),
         _qlinear_concat,
+    ),
+    (MS, "QLinearAveragePool"): (
+        1,
+        ["X", "x_scale", "x_zero_point?", "y_scale", "y_zero_point?"],
+        ["Y"],
+        (
+            "auto_pad",
+            "ceil_mode",
+            "channels_last",
+            "count_include_pad",
+            "kernel_shape",
+            "pads",
+            "strides",
+        ),
+        _qlinear_average_pool,
     ),
     (MS, "QLinearSigmoid"): (
         1,

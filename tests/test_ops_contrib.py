@@ -1234,3 +1234,20 @@ def test_qgemm(out, attrs, per_column):
         _qop_check(model, feeds)
     else:
         check_conversion(model, feeds=feeds, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2]},
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+        {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]},
+    ],
+)
+def test_qlinear_average_pool(attrs):
+    # scales like a calibration's (round ones put exact ties on the lattice, which float32
+    # resolves either way, as onnxruntime's own kernels may)
+    inits = {**_qparams("x", 0.0473, 120), **_qparams("y", 0.0391, 125)}
+    node = ms_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], **attrs)
+    model = ms_model([node], [("x", U8, (1, 8, 9, 9))], [("y", U8)], inits)
+    _qop_check(model, {"x": _q(U8, (1, 8, 9, 9))}, max_step=1)

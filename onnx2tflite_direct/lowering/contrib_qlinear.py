@@ -29,6 +29,7 @@ from ..policies import broadcasting, channel_last, keep_rank, onnx_order, same_a
 from ..registry import lowering
 from . import compose as C
 from .contrib import MS
+from .pool import _pool
 from .qlinear import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES
 
@@ -386,3 +387,47 @@ def lower_qgemm(ctx):
         _saturate(ctx, C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp"), out, already_rounded=True)
     else:
         C.binary(ctx, "MUL", value, C.const(ctx, scale.astype(np.float32).reshape(-1)), out=out)
+
+
+# ---- QLinearAveragePool ------------------------------------------------------------------------
+
+
+class _FloatPoolView:
+    """The node seen as a float AveragePool: input 0 is the dequantized tensor, output 0 a float
+    temporary (``pool._pool`` does the windowing, padding and divisor corrections)."""
+
+    def __init__(self, ctx, x_float):
+        self._ctx, self._x = ctx, x_float
+        real = ctx.output(0)
+        self.result = ctx.temp(np.float32, tuple(real.shape), "pooled")
+
+    def input(self, i: int, layout=None):
+        return self._x if i == 0 else self._ctx.input(i, layout)
+
+    def output(self, i: int = 0, dtype=None):
+        return self.result
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+@lowering(
+    "QLinearAveragePool",
+    channel_last(),
+    domain=MS,
+    nonempty=True,
+    ranks=(3, 4, 5),
+    dtypes=Q8,
+    tflite_ops=("CAST", "SUB", "MUL", "AVERAGE_POOL_2D", "PAD", "DIV", "ROUND", "ADD"),
+    notes="dequantize, the AveragePool lowering in float, quantize (round half to even) like "
+    "onnxruntime; a value within a float rounding of a tie may land one step apart; "
+    "channels_last refused",
+    extra_check=_params_check((1, 2, 3, 4), (0,)),
+)
+def lower_qlinear_average_pool(ctx):
+    sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
+    zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
+    shifted = C.binary(ctx, "SUB", _as_float(ctx, 0, "x_f"), C.const(ctx, zx), "x_shift")
+    view = _FloatPoolView(ctx, C.binary(ctx, "MUL", shifted, C.const(ctx, sx), "x_real"))
+    _pool(view, "AVERAGE_POOL_2D")
+    _requantize_float(ctx, view.result, sy, zy, ctx.output(0))
