@@ -478,6 +478,7 @@ _ATTR_TYPES = {
     "hidden_size": "i",
     "input_forget": "i",
     "channels_last": "i",
+    "opset": "i",
     "ceil_mode": "i",
     "count_include_pad": "i",
 }
@@ -782,6 +783,13 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
             "strides",
         ),
         _qlinear_average_pool,
+    ),
+    (MS, "QLinearSoftmax"): (
+        1,
+        ["X", "X_scale", "x_zero_point?", "y_scale", "y_zero_point"],
+        ["Y"],
+        ("axis", "opset"),
+        _same_as_input,
     ),
     (MS, "QLinearSigmoid"): (
         1,

@@ -1251,3 +1251,51 @@ def test_qlinear_average_pool(attrs):
     node = ms_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], **attrs)
     model = ms_model([node], [("x", U8, (1, 8, 9, 9))], [("y", U8)], inits)
     _qop_check(model, {"x": _q(U8, (1, 8, 9, 9))}, max_step=1)
+
+
+@pytest.mark.parametrize(
+    "opset,axis,shape", [(13, -1, (3, 10)), (12, 1, (2, 4, 5)), (13, 2, (2, 3, 7))]
+)
+def test_qlinear_softmax(opset, axis, shape):
+    inits = {**_qparams("x", 0.0731, 120), **_qparams("y", 1 / 256, 0)}
+    node = ms_node("QLinearSoftmax", ["x", "xs", "xz", "ys", "yz"], ["y"], opset=opset, axis=axis)
+    model = ms_model([node], [("x", U8, shape)], [("y", U8)], inits)
+    _qop_check(model, {"x": _q(U8, shape)}, max_step=1)
+
+
+@pytest.mark.parametrize("weights", ["QUInt8", "QInt8"])
+def test_quantize_static_qoperator_model(weights, tmp_path):
+    """A CNN as onnxruntime's quantize_static writes it in QOperator format (QLinearConv,
+    QLinearAdd, QLinearGlobalAveragePool, QLinearMatMul, QLinearSoftmax): the float32 file
+    matches onnxruntime and the integer variant is built."""
+    import onnx
+    from harness import small_cnn
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            samples = [np.random.default_rng(i).standard_normal((1, 3, 8, 8)) for i in range(8)]
+            self.it = iter([{"x": s.astype(F)} for s in samples])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(small_cnn(3), src)
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8,
+        weight_type=getattr(QuantType, weights),
+    )
+    model = onnx.load(dst)
+    assert any(n.op_type == "QLinearSoftmax" for n in model.graph.node)
+    chk = check_conversion(model, feeds={"x": _rand(1, 3, 8, 8)}, atol=1e-5)
+    assert "integer_quant" in chk.result.variants

@@ -431,3 +431,77 @@ def lower_qlinear_average_pool(ctx):
     view = _FloatPoolView(ctx, C.binary(ctx, "MUL", shifted, C.const(ctx, sx), "x_real"))
     _pool(view, "AVERAGE_POOL_2D")
     _requantize_float(ctx, view.result, sy, zy, ctx.output(0))
+
+
+# ---- QLinearSoftmax ----------------------------------------------------------------------------
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _softmax_rows(node, graph) -> tuple[int, int] | None:
+    """(rows, reduced length) of the softmax, or None when the axis is not the last one
+    (opset >= 13) / the trailing block (opset < 13)."""
+    shape = graph.values[node.inputs[0]].shape
+    rank = len(shape)
+    opset = int(node.attrs.get("opset", 13))
+    axis = node.attrs.get("axis", 1 if opset < 13 else -1) % rank
+    if opset >= 13 and axis != rank - 1:
+        return None
+    d = int(np.prod(shape[axis:], dtype=np.int64))
+    return int(np.prod(shape[:axis], dtype=np.int64)), d
+
+
+def _qsoftmax_check(node, graph):
+    problem = _params_check((1, 2, 3, 4), ())(node, graph)
+    if problem:
+        return problem
+    dt = np.dtype(graph.values[node.inputs[0]].dtype).name
+    if dt != "uint8":
+        return f"{errors.UNSUPPORTED_DTYPE}: input has dtype {dt} (uint8 only)"
+    if "opset" not in node.attrs:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: the opset attribute is required"
+    if _softmax_rows(node, graph) is None:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: axis={node.attrs.get('axis')} is not the last axis"
+    return None
+
+
+@lowering(
+    "QLinearSoftmax",
+    onnx_order,
+    domain=MS,
+    dtypes=Q8,
+    tflite_ops=("CAST", "REDUCE_MAX", "SUB", "GATHER", "SUM", "MUL", "DIV", "ROUND", "ADD"),
+    notes="uint8; onnxruntime's arithmetic: its exp lookup table (float32 values of "
+    "exp((x - max + shift) * x_scale), computed here in numpy as it does), the row sum, "
+    "round(e * floor(1 / y_scale) / sum) + y_zp; a sum rounded in another order may move a "
+    "tie by one step; last axis (opset >= 13) or trailing block (opset < 13)",
+    extra_check=_qsoftmax_check,
+)
+def lower_qlinear_softmax(ctx):
+    shape = ctx.shape(0)
+    rows, d = _softmax_rows(ctx.node, ctx.driver.graph)
+    x_scale = float(_scalar(ctx, 1))
+    shift = max(0.0, np.log(FLT_MAX / d) - 5.0) / x_scale
+    table = np.exp((np.arange(256, dtype=np.float64) - 255 + shift) * x_scale).astype(np.float32)
+    y_eff = np.float32(np.floor(np.float32(1.0) / _scalar(ctx, 3)))
+    zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
+    x = C.reshape(ctx, _as_float(ctx, 0, "x_f"), (rows, d), "rows")
+    xmax = C.reduce(ctx, "REDUCE_MAX", x, [1], True, "row_max")
+    index = C.binary(
+        ctx,
+        "ADD",
+        C.binary(ctx, "SUB", x, xmax, "x_minus_max"),
+        C.const(ctx, 255.0, hint="offset"),
+        "table_index",
+    )
+    index = C.cast(ctx, index, np.int32, "table_index_i")
+    e = C.gather(ctx, C.const(ctx, table, hint="exp_table"), index, 0, "exp")
+    total = C.reduce(ctx, "SUM", e, [1], True, "row_sum")
+    scaled = C.binary(ctx, "MUL", e, C.const(ctx, y_eff), "scaled")
+    q = C.op(
+        ctx, "ROUND", [C.binary(ctx, "DIV", scaled, total, "ratio")], (rows, d), hint="q_round"
+    )
+    q = C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp")
+    out = ctx.output(0)
+    q = C.reshape(ctx, q, shape, "q_shaped")
+    _saturate(ctx, q, out, already_rounded=True)
