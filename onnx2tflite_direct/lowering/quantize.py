@@ -222,7 +222,58 @@ def _dequantize_builtin(ctx) -> bool:
     axis = lay.stored_axis(int(ctx.attr("axis", 1)) % x.ndim) if scale.size > 1 else 0
     q = ctx.const_tensor(lay.apply(np.asarray(x)), "quantized")
     q.quantization = tfl.Quantization(scale, zp.copy(), axis)
-    ctx.emit("DEQUANTIZE", [q], [ctx.output(0)])
+    out = ctx.output(0)
+    ctx.emit("DEQUANTIZE", [q], [out])
+    # A reader wanting another layout (a Conv's weights) gets the constant stored permuted.
+    ctx.driver.dequantized_constants[id(out)] = q
+    return True
+
+
+# Constant DequantizeLinear outputs up to this size (and every int32 one: biases) are computed
+# at conversion time instead of by a run-time composition.
+FOLDED_DEQUANTIZE_ELEMENTS = 4096
+
+
+def _dequantize_folded(ctx) -> bool:
+    """A constant the DEQUANTIZE builtin cannot hold (an int32 bias, per-axis uint8) and that
+    is small (blocked weights excepted: they stay compressed) becomes a float constant, computed exactly as the run-time composition
+    would (``q - zp`` exact, one float32 product). Why: a convolution whose bias is computed
+    at run time has no static bias, and XNNPACK leaves it to the reference kernels
+    (resnet18 QDQ: every Conv's int32 bias)."""
+    x, scale = ctx.const(0), ctx.const(1)
+    zp = ctx.const(2) if ctx.has_input(2) else None
+    if x is None or scale is None or (ctx.has_input(2) and zp is None):
+        return False
+    x = np.asarray(x)
+    if x.ndim == 0 or ctx.node.outputs[0] in ctx.driver.graph.outputs:
+        return False
+    if dtype_name(x.dtype) != "int32" and x.size > FOLDED_DEQUANTIZE_ELEMENTS:
+        return False
+    axis = int(ctx.attr("axis", 1)) % x.ndim
+    block = int(ctx.attr("block_size", 0) or 0)
+    if block > 0 and dtype_name(x.dtype) != "int32":
+        return False  # blocked weights stay compressed behind their exact composition
+
+    def along_axis(p, dtype):
+        p = np.asarray(p).astype(dtype)
+        if block > 0:  # blocked: the parameter has x's rank, one entry per block
+            return np.repeat(p, block, axis=axis).take(np.arange(x.shape[axis]), axis=axis)
+        if p.size == 1:
+            return p.reshape(())
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        return p.reshape(shape)
+
+    if dtype_name(x.dtype) == "int32":
+        shifted = x if zp is None else x - along_axis(zp, np.int32)  # wraps as int32
+        shifted = shifted.astype(np.float32)
+    else:
+        shifted = x.astype(np.float32)
+        if zp is not None:
+            shifted = shifted - along_axis(zp, np.float32)
+    value = (shifted * along_axis(scale, np.float32)).astype(np.float32)
+    lay = ctx.outs[0]
+    ctx.alias_output(0, ctx.const_tensor(lay.apply(value), "dequantized"), lay)
     return True
 
 
@@ -237,7 +288,7 @@ def _dequantize_builtin(ctx) -> bool:
     extra_check=_dequantize_check,
 )
 def lower_dequantize_linear(ctx):
-    if _dequantize_builtin(ctx):
+    if _dequantize_builtin(ctx) or _dequantize_folded(ctx):
         return
     x = ctx.input(0)
     scale = broadcast_param(ctx, 1, 0)
