@@ -35,6 +35,8 @@ arithmetic, a constant computed once):
 - ``pad_rank_lift``: a 1-D/2-D PAD/PADV2/MIRROR_PAD runs on a 3-D view.
 - ``select_scalar_branches``: a uniform constant SELECT_V2 branch becomes a scalar.
 - ``unit_axes_to_reshape``: SQUEEZE / EXPAND_DIMS become RESHAPE.
+- ``elementwise_rank_reduction``: a >4-D elementwise op with single-value constants runs on
+  the <=4-D tensor it was reshaped from.
 - ``lrn_by_conv``: LOCAL_RESPONSE_NORMALIZATION becomes SQUARE, a banded 1x1 CONV_2D, POW and
   MUL (same formula; the window sum is added in another order).
 """
@@ -703,6 +705,56 @@ def _unit_axes_to_reshape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] |
     return [reshape] if delegable(reshape) else None  # integer data stays off the GPU
 
 
+# Elementwise builtins that compute each element alone: any shape of view gives the same values.
+_ELEMENTWISE = frozenset(
+    """ABS COS ELU EXP FLOOR GELU LOG LOGISTIC NEG RSQRT SIGN SIN SQRT SQUARE TANH RELU RELU6
+    RELU_N1_TO_1 RELU_0_TO_1 LEAKY_RELU HARD_SWISH ADD SUB MUL DIV MAXIMUM MINIMUM POW
+    SQUARED_DIFFERENCE""".split()
+)
+
+
+def _elementwise_rank_reduction(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """A >4-D elementwise op whose other operands are single constants (an exporter's
+    unsqueeze -> add scalar -> squeeze) -> the same op on the <=4-D tensor the 5-D one was
+    reshaped from, the constants as scalars; the RESHAPEs around it then cancel out."""
+    if op.opcode not in _ELEMENTWISE or not op.inputs or len(op.outputs) != 1:
+        return None
+    runtime = [t for t in op.inputs if t is not None and t.data is None]
+    if len(runtime) != 1 or runtime[0].rank <= MAX_GPU_RANK:
+        return None
+    src, out = runtime[0], op.outputs[0]
+    others = [t for t in op.inputs if t is not None and t is not src]
+    if any(t.data.size != 1 for t in others) or tuple(src.shape) != tuple(out.shape):
+        return None
+    if any(t.quantization is not None for t in (*others, src, out)):
+        return None  # float graphs only: the scalar constants carry no quantization
+    if not _static(src, out) or id(src) in ed.io or id(out) in ed.io:
+        return None
+    prev = ed.producer.get(id(src))
+    users = ed.uses.get(id(out), [])
+    if (
+        prev is None
+        or prev.opcode != "RESHAPE"
+        or prev.inputs[0].rank > MAX_GPU_RANK
+        or len(users) != 1
+        or users[0].opcode != "RESHAPE"
+        or users[0].outputs[0].rank > MAX_GPU_RANK
+    ):
+        return None
+    shape = tuple(prev.inputs[0].shape)  # the view the RESHAPE before it cancels into
+    view, ops = ed.shared_view(src, shape, op)
+    result = ed.temp(f"{out.name}/view", out.dtype, shape)
+    inputs = [
+        view
+        if t is src
+        else (None if t is None else ed.const(f"{t.name}/scalar", t.data.reshape(())))
+        for t in op.inputs
+    ]
+    ops.append(tfl.Operator(op.opcode, inputs, [result], dict(op.options), onnx_node=op.onnx_node))
+    ops.append(ed.reshape(result, out, op))
+    return ops
+
+
 Rule = Callable[[_Editor, tfl.Operator], "list[tfl.Operator] | None"]
 RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
@@ -719,6 +771,7 @@ RULES: list[tuple[str, Rule]] = [
     ("pad_rank_lift", _pad_rank_lift),
     ("select_scalar_branches", _select_scalar_branches),
     ("unit_axes_to_reshape", _unit_axes_to_reshape),
+    ("elementwise_rank_reduction", _elementwise_rank_reduction),
     ("lrn_by_conv", _lrn_by_conv),
 ]
 

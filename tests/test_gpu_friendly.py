@@ -743,3 +743,31 @@ def test_scalar_squeeze_is_kept():
     y = tfl.Tensor("y", np.float32, ())
     sub = tfl.Subgraph(operators=[tfl.Operator("SQUEEZE", [x], [y])], inputs=[x], outputs=[y])
     assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
+
+
+@pytest.mark.parametrize("op_type", ["Add", "Mul", "Sigmoid"])
+def test_5d_elementwise_between_reshapes_runs_in_4d(op_type):
+    """Paddle exports: unsqueeze to 5-D, add a [1,1,1,1,1] constant, squeeze back. The op runs
+    on the 4-D tensor and the RESHAPEs cancel out."""
+    operands = ["u", "c"] if op_type != "Sigmoid" else ["u"]
+    model = make_model(
+        [
+            helper.make_node("Unsqueeze", ["x", "ax"], ["u"]),
+            helper.make_node(op_type, operands, ["a"]),
+            helper.make_node("Squeeze", ["a", "ax"], ["s"]),
+            helper.make_node("Relu", ["s"], ["y"]),
+        ],
+        inputs=[("x", np.float32, (1, 3, 5, 6))],
+        outputs=[("y", np.float32, (1, 3, 5, 6))],
+        initializers={
+            "ax": np.array([4], np.int64),
+            "c": np.full((1, 1, 1, 1, 1), 0.75, np.float32),
+        },
+    )
+    plain = check_conversion(model)
+    assert _max_rank(plain.tflite_bytes) == 5
+    chk = check_conversion(model, gpu_friendly=True)
+    assert [r["rule"] for r in _rewrites(chk)] == ["elementwise_rank_reduction"]
+    assert _max_rank(chk.tflite_bytes) <= 4 and chk.ops["RESHAPE"] == 0
+    assert chk.report["gpu"]["verdict"] == "fully delegable"
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
