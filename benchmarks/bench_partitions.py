@@ -1,0 +1,342 @@
+"""XNNPACK partitions per model: how many DELEGATE nodes, and which ops stay outside XNNPACK.
+
+On CPU, LiteRT hands the ops XNNPACK accepts to it as partitions (one DELEGATE node each) and
+runs everything else on its reference kernels; every partition boundary costs a hand-over. For
+every model of the real-model corpus that converts (``coverage_reports/zoo.json`` status
+``pass`` or ``mismatch``; ``--all`` tries every built model) and for the generated benchmark
+models (``benchmarks/models.py``): convert the float32 file as the corpus runner does
+(``keep_io_layout=True``, the feed shapes as pins), build the interpreter with XNNPACK
+(``validate.make_interpreter``), ``allocate_tensors()``, and read ``_get_ops_details()``.
+
+Which original node a DELEGATE node replaced is not exposed, so it is recovered from the
+dataflow: a partition's node owns every node that produces one of its outputs, and, walking
+backwards, every producer of an input of an owned node unless that tensor is one of the
+partition's own inputs. Nodes owned by no partition are the ops left outside XNNPACK (named in
+the table). Only the primary subgraph is counted (XNNPACK does not enter WHILE/IF bodies;
+the control-flow op itself is listed as outside).
+
+    PYTHONPATH=. python benchmarks/bench_partitions.py [--only NAME ...] [--all] [--no-bench]
+        [--label after] [--out benchmarks/results/partitions.json]
+
+Each model runs in a forked child with a timeout (LiteRT aborts the process on a few files).
+Results are merged into the JSON under ``--label`` (``before`` / ``after``), so one file keeps
+both measurements; the .md table next to it is rewritten from the whole JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "partitions.json"
+ZOO_JSON = ROOT / "coverage_reports" / "zoo.json"
+CONVERTED = ("pass", "mismatch")
+RECURRENT_ONNX = {"LSTM", "GRU", "RNN", "Scan", "Loop", "If"}
+QUANT_ONNX = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearConv",
+    "QLinearMatMul",
+}
+
+
+def owned_nodes(ops: list[dict]) -> tuple[dict[int, int], list[int]]:
+    """(original node index -> delegate node index, delegate node indices) from the dataflow."""
+    producer: dict[int, int] = {}
+    originals = [o for o in ops if o["op_name"] != "DELEGATE"]
+    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+    for o in originals:
+        for t in o["outputs"]:
+            producer[int(t)] = o["index"]
+    by_index = {o["index"]: o for o in originals}
+    owner: dict[int, int] = {}
+    for d in delegates:
+        inputs = {int(t) for t in d["inputs"]}
+        stack = [producer[int(t)] for t in d["outputs"] if int(t) in producer]
+        while stack:
+            n = stack.pop()
+            if n in owner:
+                continue
+            owner[n] = d["index"]
+            for t in by_index[n]["inputs"]:
+                t = int(t)
+                if t >= 0 and t not in inputs and t in producer:
+                    stack.append(producer[t])
+    return owner, [d["index"] for d in delegates]
+
+
+def count_partitions(tflite: bytes) -> dict:
+    """Partitions and the ops outside XNNPACK for one .tflite file."""
+    from onnx2tflite_direct.validate import make_interpreter
+
+    interp = make_interpreter(tflite, num_threads=1)
+    interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    owner, delegates = owned_nodes(ops)
+    originals = [o for o in ops if o["op_name"] != "DELEGATE"]
+    outside = Counter(o["op_name"] for o in originals if o["index"] not in owner)
+    total = len(originals)
+    delegated = total - sum(outside.values())
+    return {
+        "tflite_ops": total,
+        "partitions": len(delegates),
+        "delegated_ops": delegated,
+        "delegated_share": round(delegated / total, 4) if total else 1.0,
+        "outside": dict(outside.most_common()),
+    }
+
+
+def family(model) -> str:
+    """cnn/transformer, recurrent (RNN or control flow), quantized, or ml (ai.onnx.ml)."""
+    ops = {n.op_type for n in model.graph.node}
+    domains = {n.domain for n in model.graph.node}
+    if "ai.onnx.ml" in domains:
+        return "ml"
+    if ops & QUANT_ONNX or any(op.startswith("QLinear") for op in ops):
+        return "quantized"
+    if ops & RECURRENT_ONNX:
+        return "recurrent"
+    return "cnn/transformer"
+
+
+def _zoo_one(name: str) -> dict:
+    import onnx
+
+    from onnx2tflite_direct import convert
+    from tools.zoo import manifest, run
+
+    entry = manifest.by_name(name)
+    path = run.model_path(name)
+    model = onnx.load(str(path))
+    feeds = run.load_feeds(entry, model)
+    pins = None if entry.get("dynamic") else {k: tuple(v.shape) for k, v in feeds.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        res = convert(
+            str(path),
+            tmp,
+            keep_io_layout=True,
+            input_shapes=pins,
+            stem="m",
+            **entry.get("convert_options", {}),
+        )
+        tflite = bytes(res.tflite_bytes)
+    row = {"source": "zoo", "domain": entry.get("domain"), "family": family(model)}
+    row.update(count_partitions(tflite))
+    return row
+
+
+def _bench_one(name: str) -> dict:
+    from benchmarks.models import BENCHMARK_MODELS
+    from onnx2tflite_direct import convert
+
+    model = BENCHMARK_MODELS[name]()
+    res = convert(model)
+    row = {"source": "benchmarks/models.py", "domain": "generated", "family": family(model)}
+    row.update(count_partitions(bytes(res.tflite_bytes)))
+    return row
+
+
+def _child(conn, fn, name):
+    try:
+        conn.send(fn(name))
+    except Exception as exc:  # noqa: BLE001 - recorded per model, not fatal
+        conn.send({"status": "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+
+
+def in_child(fn, name: str, timeout: float) -> dict:
+    """``fn(name)`` in a forked process: a LiteRT abort or a hang is recorded, not fatal."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, name))
+    proc.start()
+    child.close()
+    row = None
+    if parent.poll(timeout):
+        try:
+            row = parent.recv()
+        except EOFError:
+            row = None
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        return {"status": "failed", "error": f"timeout after {timeout:.0f} s"}
+    if row is None:
+        return {"status": "failed", "error": f"child died (exit code {proc.exitcode})"}
+    row.setdefault("status", "ok")
+    return row
+
+
+def zoo_names(all_models: bool) -> list[str]:
+    from tools.zoo import manifest, run
+
+    built = [m["name"] for m in manifest.all_models() if run.model_path(m["name"]).exists()]
+    if all_models or not ZOO_JSON.exists():
+        return built
+    status = {r["name"]: r.get("status") for r in json.loads(ZOO_JSON.read_text())["models"]}
+    return [n for n in built if status.get(n) in CONVERTED]
+
+
+def one_partition(r: dict) -> bool:
+    return r.get("partitions") == 1 and r.get("delegated_share", 0) >= 0.99
+
+
+def summarize(rows: dict[str, dict]) -> dict:
+    ok = {k: r for k, r in rows.items() if r.get("status") == "ok"}
+    out: dict = {"models": len(ok), "failed": sorted(k for k in rows if k not in ok)}
+    for fam in sorted({r["family"] for r in ok.values()}) + ["all"]:
+        sel = [r for r in ok.values() if fam == "all" or r["family"] == fam]
+        good = sum(one_partition(r) for r in sel)
+        out[fam] = {
+            "models": len(sel),
+            "one_partition_99pct": good,
+            "share": round(good / len(sel), 3) if sel else None,
+        }
+    splitters: Counter = Counter()
+    for r in ok.values():
+        if not one_partition(r):
+            splitters.update({op: 1 for op in r["outside"]})
+    out["ops_outside_by_models"] = dict(splitters.most_common())
+    return out
+
+
+def write_md(data: dict, path: Path) -> None:
+    labels = list(data["runs"])
+    names = sorted({n for lab in labels for n in data["runs"][lab]["models"]})
+    lines = [
+        "# XNNPACK partitions per model",
+        "",
+        "Written by `benchmarks/bench_partitions.py` (float32 files; a partition is a DELEGATE",
+        "node after `allocate_tensors()`; *outside* = ops XNNPACK did not take). Goal: one",
+        "partition with >= 99% of the ops delegated.",
+        "",
+    ]
+    for lab in labels:
+        s = data["runs"][lab]["summary"]
+        meta = data["runs"][lab]["meta"]
+        lines.append(f"**{lab}** (converter {meta.get('commit', '?')}, {meta.get('written')}): ")
+        parts = [
+            f"{k}: {v['one_partition_99pct']}/{v['models']} in one partition"
+            for k, v in s.items()
+            if isinstance(v, dict) and "models" in v
+        ]
+        lines.append("; ".join(parts) + ".")
+        lines.append("")
+    head = "| model | family | ops |"
+    sep = "|---|---|---:|"
+    for lab in labels:
+        head += f" partitions {lab} | delegated {lab} | outside {lab} |"
+        sep += "---:|---:|---|"
+    lines += [head, sep]
+    for n in names:
+        first = next(
+            data["runs"][lab]["models"][n] for lab in labels if n in data["runs"][lab]["models"]
+        )
+        row = f"| {n} | {first.get('family', '')} | {first.get('tflite_ops', '')} |"
+        for lab in labels:
+            r = data["runs"][lab]["models"].get(n)
+            if r is None:
+                row += " | | |"
+            elif r.get("status") != "ok":
+                row += f" failed | | {r.get('error', '')[:60]} |"
+            else:
+                outside = ", ".join(f"{k} {v}" for k, v in r["outside"].items())
+                row += f" {r['partitions']} | {100 * r['delegated_share']:.1f}% | {outside} |"
+        lines.append(row)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "onnx2tflite_direct"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.models import BENCHMARK_MODELS
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", help="model names (zoo or benchmark)")
+    p.add_argument(
+        "--all", action="store_true", help="every built zoo model, not only converted ones"
+    )
+    p.add_argument("--no-bench", action="store_true", help="skip the generated benchmark models")
+    p.add_argument("--no-zoo", action="store_true", help="skip the real-model corpus")
+    p.add_argument("--label", default="before")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    jobs = []
+    if not args.no_zoo:
+        jobs += [(n, _zoo_one) for n in zoo_names(args.all)]
+    if not args.no_bench:
+        jobs += [(n, _bench_one) for n in BENCHMARK_MODELS]
+    if args.only:
+        jobs = [j for j in jobs if j[0] in set(args.only)]
+
+    data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
+    run = data["runs"].setdefault(args.label, {"models": {}})
+    for name, fn in jobs:
+        t0 = time.perf_counter()
+        row = in_child(fn, name, args.timeout)
+        row["seconds"] = round(time.perf_counter() - t0, 2)
+        run["models"][name] = row
+        brief = (
+            f"{row['partitions']} partitions, {100 * row['delegated_share']:.1f}% delegated, "
+            f"outside {row['outside']}"
+            if row.get("status") == "ok"
+            else row.get("error")
+        )
+        print(f"{name}: {brief}", flush=True)
+    import ai_edge_litert
+
+    run["meta"] = {
+        "commit": _commit(),
+        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "litert": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
+        "machine": platform.machine(),
+        "rule": "one partition and >= 99% of the ops delegated",
+    }
+    run["summary"] = summarize(run["models"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1, default=_np_default) + "\n")
+    write_md(data, args.out.with_suffix(".md"))
+    print(json.dumps(run["summary"], indent=1))
+    return 0
+
+
+def _np_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
