@@ -329,6 +329,20 @@ def _broadcast_inputs(a: int, b: int) -> Callable:
     return infer
 
 
+def _qattention(ctx) -> None:
+    """QAttention: com.microsoft Attention's shapes with a float output (the bias's type)."""
+    x, w = _dims(ctx, 0), _dims(ctx, 1)
+    if x is None or w is None or len(x) != 3 or len(w) != 2:
+        return
+    heads = int(_attr(ctx, "num_heads", 1))
+    hidden = _div(w[1], 3)
+    elem = _elem(ctx, 2) or _FLOAT
+    _set(ctx, 0, elem, [x[0], x[1], hidden])
+    past = _dims(ctx, 8)
+    past_len = past[3] if past is not None and len(past) == 5 else 0
+    _set(ctx, 1, elem, [2, x[0], heads, _add(past_len, x[1]), _div(hidden, heads)])
+
+
 def _qgemm(ctx) -> None:
     a, b = _dims(ctx, 0), _dims(ctx, 3)
     if a is None or b is None or len(a) != 2 or len(b) != 2:
@@ -719,6 +733,30 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         ["Y"],
         ("alpha", "transA", "transB"),
         _qgemm,
+    ),
+    (MS, "QAttention"): (
+        1,
+        [
+            "input",
+            "weight",
+            "bias",
+            "input_scale",
+            "weight_scale",
+            "mask_index?",
+            "input_zero_point?",
+            "weight_zero_point?",
+            "past?",
+        ],
+        ["output", "present?"],
+        (
+            "do_rotary",
+            "mask_filter_value",
+            "num_heads",
+            "past_present_share_buffer",
+            "scale",
+            "unidirectional",
+        ),
+        _qattention,
     ),
     (MS, "QLinearConcat"): (
         1,

@@ -1299,3 +1299,46 @@ def test_quantize_static_qoperator_model(weights, tmp_path):
     assert any(n.op_type == "QLinearSoftmax" for n in model.graph.node)
     chk = check_conversion(model, feeds={"x": _rand(1, 3, 8, 8)}, atol=1e-5)
     assert "integer_quant" in chk.result.variants
+
+
+QATT_CASES = {
+    "plain": {},
+    "lengths_per_column": {"mask": np.array([3, 5], np.int32), "per_column": True},
+    "gpt2_past": {"attrs": {"unidirectional": 1}, "past": (2, B, N, 4, 8)},
+    "long_reduction": {"hidden": 768},  # K = 768 uint8 x int8: the exact digit split
+}
+
+
+@pytest.mark.parametrize("case", sorted(QATT_CASES))
+def test_qattention_after_dynamic_quantize(case):
+    """What quantize_dynamic makes of a fused Attention: DynamicQuantizeLinear(x) feeding
+    QAttention with a run-time input scale and zero point."""
+    kw = QATT_CASES[case]
+    hidden = kw.get("hidden", D)
+    heads = N
+    per_column = kw.get("per_column", False)
+    inits = {
+        "w": _int8_weights(hidden, 3 * hidden),
+        "b": _rand(3 * hidden, scale=0.1),
+        "ws": (RNG.uniform(0.002, 0.01, 3 * hidden) if per_column else np.array(0.005)).astype(F),
+    }
+    ins = [("x", F, (B, S, hidden))]
+    feeds = {"x": _rand(B, S, hidden)}
+    order = ["xq", "w", "b", "xs", "ws", "", "xz", "", ""]
+    if "mask" in kw:
+        ins.append(("mask", np.int32, kw["mask"].shape))
+        feeds["mask"] = kw["mask"]
+        order[5] = "mask"
+    if "past" in kw:
+        ins.append(("past", F, kw["past"]))
+        feeds["past"] = _rand(*kw["past"])
+        order[8] = "past"
+    while not order[-1]:
+        order.pop()
+    outs = ["y", "present"] if "past" in kw else ["y"]
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        ms_node("QAttention", order, outs, num_heads=heads, **kw.get("attrs", {})),
+    ]
+    model = ms_model(nodes, ins, [(o, F) for o in outs], inits)
+    check_conversion(model, feeds=feeds, atol=2e-5)

@@ -220,7 +220,6 @@ def _attention_check(node, graph):
 def lower_ms_attention(ctx):
     x = ctx.input(0)
     b, s, d_in = ctx.shape(0)
-    heads = int(ctx.attr("num_heads"))
     qh, kh, vh = _attention_sizes(ctx.node, ctx.driver.graph)
     w = ctx.const(1)
     bias = ctx.const(2) if ctx.has_input(2) else None
@@ -242,12 +241,21 @@ def lower_ms_attention(ctx):
         )
         if ctx.has_input(2):
             qkv = C.binary(ctx, "ADD", qkv, ctx.input(2), "qkv_biased")
+    attention_from_qkv(ctx, qkv, (qh, kh, vh), mask_idx=3, past_idx=4, bias_idx=5)
+
+
+def attention_from_qkv(ctx, qkv, sizes, mask_idx: int, past_idx: int, bias_idx: int | None):
+    """The rest of com.microsoft Attention once the packed [B, S, qh + kh + vh] projection is
+    computed (shared with QAttention, whose projection is quantized)."""
+    b, s = qkv.shape[0], qkv.shape[1]
+    heads = int(ctx.attr("num_heads"))
+    qh, kh, vh = sizes
     q, k, v = C.split_v(ctx, qkv, [qh, kh, vh], 2, "qkv")
     q, k, v = (_to_heads(ctx, t, heads, n) for t, n in ((q, "q"), (k, "k"), (v, "v")))
     past_len = 0
-    if ctx.has_input(4):
-        past_len = ctx.shape(4)[3]
-        pk, pv = C.split_v(ctx, ctx.input(4), [1, 1], 0, "past")
+    if ctx.has_input(past_idx):
+        past_len = ctx.shape(past_idx)[3]
+        pk, pv = C.split_v(ctx, ctx.input(past_idx), [1, 1], 0, "past")
         head = qh // heads
         pk = C.reshape(ctx, pk, (b, heads, past_len, head), "past_k")
         pv = C.reshape(ctx, pv, (b, heads, past_len, head), "past_v")
@@ -259,8 +267,9 @@ def lower_ms_attention(ctx):
         v5 = C.reshape(ctx, v, (1, *v.shape), "present_v")
         C.concat(ctx, [k5, v5], 0, "present", out=ctx.output(1))
     causal = bool(ctx.attr("unidirectional", 0))
-    keep = _keep_mask(ctx, 3, b, s, total, past_len, causal)
-    attn_bias = ctx.input(5) if ctx.has_input(5) else None
+    keep = _keep_mask(ctx, mask_idx, b, s, total, past_len, causal)
+    has_bias = bias_idx is not None and ctx.has_input(bias_idx)
+    attn_bias = ctx.input(bias_idx) if has_bias else None
     scale = ctx.attr("scale", None)
     scale = 1.0 / np.sqrt(qh // heads) if not scale else float(scale)
     filt = float(ctx.attr("mask_filter_value", MASK_FILTER))

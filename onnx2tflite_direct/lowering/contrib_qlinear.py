@@ -29,6 +29,7 @@ from ..policies import broadcasting, channel_last, keep_rank, onnx_order, same_a
 from ..registry import lowering
 from . import compose as C
 from .contrib import MS
+from .contrib_attention import _batch_problem, _mask_problem, attention_from_qkv
 from .pool import _pool
 from .qlinear import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES
@@ -505,3 +506,92 @@ def lower_qlinear_softmax(ctx):
     out = ctx.output(0)
     q = C.reshape(ctx, q, shape, "q_shaped")
     _saturate(ctx, q, out, already_rounded=True)
+
+
+# ---- QAttention ----------------------------------------------------------------------------------
+
+
+def _qattention_check(node, graph):
+    vals = graph.values
+    x, w = vals[node.inputs[0]], vals[node.inputs[1]]
+    if x.rank != 3 or w.rank != 2:
+        return f"{errors.UNSUPPORTED_RANK}: input rank {x.rank}, weight rank {w.rank}"
+    if not w.is_constant:
+        return f"{errors.REQUIRES_CONSTANT_INPUT}: input 1 (weight) must be constant"
+    for name in ("do_rotary", "past_present_share_buffer"):
+        if node.attrs.get(name, 0):
+            return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: {name}={node.attrs[name]}"
+    for i, allowed in ((4, (1, w.shape[1])), (7, (1, w.shape[1]))):
+        if i < len(node.inputs) and node.inputs[i]:
+            v = vals[node.inputs[i]]
+            if not v.is_constant or np.asarray(v.const).size not in allowed:
+                return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {i} must be constant {allowed}"
+    for i in (3, 6):  # input scale / zero point: scalars, run-time ones from DynamicQuantizeLinear
+        if i < len(node.inputs) and node.inputs[i]:
+            if int(np.prod(vals[node.inputs[i]].shape, dtype=np.int64)) != 1:
+                return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: input {i} must be a scalar"
+    heads = int(node.attrs.get("num_heads", 0))
+    if heads <= 0 or w.shape[1] % (3 * heads):
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: num_heads={heads}"
+    batch = _batch_problem(node, graph, x.shape[0], ((8, 1, lambda b: (b,)),))
+    return batch or _mask_problem(node, graph, 5, x.shape[0], "mask_index")
+
+
+@lowering(
+    "QAttention",
+    onnx_order,
+    domain=MS,
+    dtypes=Q8,
+    dtype_inputs=(0, 1),
+    tflite_ops=("CAST", "SUB", "FULLY_CONNECTED", "FLOOR", "MUL", "ADD", "BATCH_MATMUL", "SOFTMAX"),
+    notes="the quantized QKV projection with an exact int32 accumulator (digit split for long "
+    "K), float(acc) * input_scale * weight_scale + bias like onnxruntime, then the "
+    "com.microsoft Attention composition (masks, unidirectional, past/present)",
+    extra_check=_qattention_check,
+)
+def lower_qattention(ctx):
+    b, s, d_in = ctx.shape(0)
+    w = np.asarray(ctx.const(1), np.int64)
+    width = w.shape[1]
+    zw = np.asarray(ctx.const(7), np.int64).reshape(-1) if ctx.has_input(7) else np.zeros(1)
+    w_shift = (w - zw[None, :]).astype(np.float32)
+    lo, hi = QUANT_RANGES[np.dtype(ctx.value(0).dtype).name]
+    x = _as_float(ctx, 0, "x_f")
+    if not ctx.has_input(6):
+        a_max = max(abs(lo), abs(hi))
+    elif ctx.const(6) is not None:
+        zx = _scalar(ctx, 6)
+        a_max = int(max(abs(lo - zx), abs(hi - zx)))
+        x = C.binary(ctx, "SUB", x, C.const(ctx, zx), "x_shift")
+    else:
+        a_max = hi - lo
+        zx = C.reshape(ctx, C.cast(ctx, ctx.input(6), np.float32, "zx_f"), (), "zx")
+        x = C.binary(ctx, "SUB", x, zx, "x_shift")
+    x = C.reshape(ctx, x, (b * s, d_in), "x_rows")
+    digits, bits = digit_plan(d_in, a_max, int(np.max(np.abs(w_shift), initial=0)))
+    weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T), "w_shift")
+
+    def fc(operand, tag):
+        return C.op(
+            ctx,
+            "FULLY_CONNECTED",
+            [operand, weights, None],
+            (b * s, width),
+            hint=tag,
+            fused_activation_function="NONE",
+            keep_num_dims=False,
+        )
+
+    if digits == 1:
+        acc = fc(x, "acc")
+    else:
+        parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, x, digits, bits))]
+        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, "acc_f")
+    w_scale = C.const(ctx, np.asarray(ctx.const(4), np.float32).reshape(-1))
+    x_scale = C.reshape(ctx, ctx.input(3), (), "x_scale")
+    scale = C.binary(ctx, "MUL", x_scale, w_scale, "scale")
+    qkv = C.binary(ctx, "MUL", acc, scale, "qkv_scaled")
+    qkv = C.binary(ctx, "ADD", qkv, ctx.input(2), "qkv_biased")
+    qkv = C.reshape(ctx, qkv, (b, s, width), "qkv")
+    third = width // 3
+    attention_from_qkv(ctx, qkv, (third, third, third), mask_idx=5, past_idx=8, bias_idx=None)
