@@ -465,6 +465,12 @@ ATTR_TYPES = {
 
 # op -> (domain, since, inputs ("name" or "name?" for optional), outputs, attributes, shape fn)
 _CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+def _names(text: str) -> list[str]:
+    return text.split()
+
+
 SCHEMAS: dict[tuple[str, str], tuple] = {
     (MS, "Gelu"): (1, ["X"], ["Y"], (), _same_as_input),
     (MS, "FastGelu"): (1, ["X", "bias?"], ["Y"], (), _same_as_input),
@@ -489,15 +495,10 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         1,
         ["A", "B", "C?"],
         ["Y"],
-        (
-            "activation",
-            "activation_alpha",
-            "activation_beta",
-            "activation_gamma",
-            "alpha",
-            "beta",
-            "transA",
-            "transB",
+        tuple(
+            _names(
+                "activation activation_alpha activation_beta activation_gamma alpha beta transA transB"
+            )
         ),
         _fused_gemm,
     ),
@@ -539,59 +540,29 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
     ),
     (MS, "EmbedLayerNormalization"): (
         1,
-        [
-            "input_ids",
-            "segment_ids?",
-            "word_embedding",
-            "position_embedding",
-            "segment_embedding?",
-            "gamma",
-            "beta",
-            "mask?",
-            "position_ids?",
-        ],
+        _names(
+            "input_ids segment_ids? word_embedding position_embedding segment_embedding? gamma beta mask? position_ids?"
+        ),
         ["output", "mask_index?", "embedding_sum?"],
         ("epsilon", "mask_index_type"),
         _embed_layer_norm,
     ),
     (MS, "Attention"): (
         1,
-        [
-            "input",
-            "weights",
-            "bias?",
-            "mask_index?",
-            "past?",
-            "attention_bias?",
-            "past_sequence_length?",
-        ],
+        _names("input weights bias? mask_index? past? attention_bias? past_sequence_length?"),
         ["output", "present?"],
-        (
-            "do_rotary",
-            "mask_filter_value",
-            "num_heads",
-            "past_present_share_buffer",
-            "qkv_hidden_sizes",
-            "rotary_embedding_dim",
-            "scale",
-            "unidirectional",
+        tuple(
+            _names(
+                "do_rotary mask_filter_value num_heads past_present_share_buffer qkv_hidden_sizes rotary_embedding_dim scale unidirectional"
+            )
         ),
         _attention,
     ),
     (MS, "MultiHeadAttention"): (
         1,
-        [
-            "query",
-            "key?",
-            "value?",
-            "bias?",
-            "key_padding_mask?",
-            "attention_bias?",
-            "past_key?",
-            "past_value?",
-            "past_sequence_length?",
-            "cache_indirection?",
-        ],
+        _names(
+            "query key? value? bias? key_padding_mask? attention_bias? past_key? past_value? past_sequence_length? cache_indirection?"
+        ),
         ["output", "present_key?", "present_value?", "qk?"],
         ("mask_filter_value", "num_heads", "scale", "unidirectional"),
         _mha,
@@ -605,41 +576,14 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
     ),
     (MS, "GroupQueryAttention"): (
         1,
-        [
-            "query",
-            "key?",
-            "value?",
-            "past_key?",
-            "past_value?",
-            "seqlens_k",
-            "total_sequence_length",
-            "cos_cache?",
-            "sin_cache?",
-            "position_ids?",
-            "attention_bias?",
-            "head_sink?",
-            "k_scale?",
-            "v_scale?",
-            "q_norm_weight?",
-            "k_norm_weight?",
-        ],
+        _names(
+            "query key? value? past_key? past_value? seqlens_k total_sequence_length cos_cache? sin_cache? position_ids? attention_bias? head_sink? k_scale? v_scale? q_norm_weight? k_norm_weight?"
+        ),
         ["output", "present_key?", "present_value?", "output_qk?"],
-        (
-            "causal",
-            "do_rotary",
-            "k_quant_type",
-            "kv_cache_bit_width",
-            "kv_num_heads",
-            "local_window_size",
-            "num_heads",
-            "qk_norm_epsilon",
-            "qk_output",
-            "rotary_interleaved",
-            "scale",
-            "sliding_window_cache",
-            "smooth_softmax",
-            "softcap",
-            "v_quant_type",
+        tuple(
+            _names(
+                "causal do_rotary k_quant_type kv_cache_bit_width kv_num_heads local_window_size num_heads qk_norm_epsilon qk_output rotary_interleaved scale sliding_window_cache smooth_softmax softcap v_quant_type"
+            )
         ),
         _gqa,
     ),
@@ -652,60 +596,27 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
     ),
     (MS, "DynamicQuantizeLSTM"): (
         1,
-        [
-            "X",
-            "W",
-            "R",
-            "B?",
-            "sequence_lens?",
-            "initial_h?",
-            "initial_c?",
-            "P?",
-            "W_scale",
-            "W_zero_point",
-            "R_scale",
-            "R_zero_point",
-        ],
+        _names(
+            "X W R B? sequence_lens? initial_h? initial_c? P? W_scale W_zero_point R_scale R_zero_point"
+        ),
         ["Y?", "Y_h?", "Y_c?"],
-        (
-            "activation_alpha:fs",
-            "activation_beta:fs",
-            "activations",
-            "clip",
-            "direction",
-            "hidden_size",
-            "input_forget",
+        tuple(
+            _names(
+                "activation_alpha:fs activation_beta:fs activations clip direction hidden_size input_forget"
+            )
         ),
         _dynamic_quantize_lstm,
     ),
     (MS, "QLinearAdd"): (
         1,
-        [
-            "A",
-            "A_scale",
-            "A_zero_point?",
-            "B",
-            "B_scale",
-            "B_zero_point?",
-            "C_scale",
-            "C_zero_point?",
-        ],
+        _names("A A_scale A_zero_point? B B_scale B_zero_point? C_scale C_zero_point?"),
         ["C"],
         (),
         _broadcast_inputs(0, 3),
     ),
     (MS, "QLinearMul"): (
         1,
-        [
-            "A",
-            "A_scale",
-            "A_zero_point?",
-            "B",
-            "B_scale",
-            "B_zero_point?",
-            "C_scale",
-            "C_zero_point?",
-        ],
+        _names("A A_scale A_zero_point? B B_scale B_zero_point? C_scale C_zero_point?"),
         ["C"],
         (),
         _broadcast_inputs(0, 3),
@@ -719,42 +630,21 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
     ),
     (MS, "QGemm"): (
         1,
-        [
-            "A",
-            "a_scale",
-            "a_zero_point",
-            "B",
-            "b_scale",
-            "b_zero_point",
-            "C?",
-            "y_scale?",
-            "y_zero_point?",
-        ],
+        _names("A a_scale a_zero_point B b_scale b_zero_point C? y_scale? y_zero_point?"),
         ["Y"],
         ("alpha", "transA", "transB"),
         _qgemm,
     ),
     (MS, "QAttention"): (
         1,
-        [
-            "input",
-            "weight",
-            "bias",
-            "input_scale",
-            "weight_scale",
-            "mask_index?",
-            "input_zero_point?",
-            "weight_zero_point?",
-            "past?",
-        ],
+        _names(
+            "input weight bias input_scale weight_scale mask_index? input_zero_point? weight_zero_point? past?"
+        ),
         ["output", "present?"],
-        (
-            "do_rotary",
-            "mask_filter_value",
-            "num_heads",
-            "past_present_share_buffer",
-            "scale",
-            "unidirectional",
+        tuple(
+            _names(
+                "do_rotary mask_filter_value num_heads past_present_share_buffer scale unidirectional"
+            )
         ),
         _qattention,
     ),
@@ -769,14 +659,8 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
         1,
         ["X", "x_scale", "x_zero_point?", "y_scale", "y_zero_point?"],
         ["Y"],
-        (
-            "auto_pad",
-            "ceil_mode",
-            "channels_last",
-            "count_include_pad",
-            "kernel_shape",
-            "pads",
-            "strides",
+        tuple(
+            _names("auto_pad ceil_mode channels_last count_include_pad kernel_shape pads strides")
         ),
         _qlinear_average_pool,
     ),
