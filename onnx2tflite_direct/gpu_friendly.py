@@ -32,6 +32,7 @@ arithmetic, a constant computed once):
 - ``slice_rank_lift``: a 1-D/2-D SLICE or STRIDED_SLICE runs on a 3-D view.
 - ``slice_rank_reduction``: a >4-D slice (5-D q/k/v split) runs on one shared <=4-D view.
 - ``reverse_slice_to_gather``: a flip (negative stride) becomes GATHER by reversed indices.
+- ``reverse_to_gather``: REVERSE_V2 becomes one GATHER by reversed indices per axis.
 - ``pad_rank_lift``: a 1-D/2-D PAD/PADV2/MIRROR_PAD runs on a 3-D view.
 - ``select_scalar_branches``: a uniform constant SELECT_V2 branch becomes a scalar.
 - ``unit_axes_to_reshape``: SQUEEZE / EXPAND_DIMS become RESHAPE.
@@ -640,6 +641,26 @@ def _reverse_slice_to_gather(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator
     return [ed.op("GATHER", [src, indices], [out], op, axis=axis, batch_dims=0)]
 
 
+def _reverse_to_gather(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """REVERSE_V2 (no GPU parser) over constant axes -> one GATHER by reversed indices per
+    axis."""
+    if op.opcode != "REVERSE_V2" or len(op.inputs) != 2:
+        return None
+    src, axes, out = op.inputs[0], op.inputs[1], op.outputs[0]
+    if src.data is not None or axes is None or axes.data is None or not _static(src, out):
+        return None
+    dims = sorted({int(a) % src.rank for a in axes.data.reshape(-1)}) if src.rank else []
+    ops: list[tfl.Operator] = []
+    cur = src
+    for k, axis in enumerate(dims):
+        nxt = out if k == len(dims) - 1 else ed.temp(f"{out.name}/rev{axis}", out.dtype, out.shape)
+        n = src.shape[axis]
+        indices = ed.const(f"{nxt.name}/indices", np.arange(n - 1, -1, -1, dtype=np.int32))
+        ops.append(ed.op("GATHER", [cur, indices], [nxt], op, axis=axis, batch_dims=0))
+        cur = nxt
+    return ops or None
+
+
 def _pad_rank_lift(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """1-D/2-D PAD, PADV2 or MIRROR_PAD (the GPU pads 3-D/4-D tensors) -> the same padding of a
     3-D view (no padding on the new leading unit axes), between two RESHAPEs."""
@@ -768,6 +789,7 @@ RULES: list[tuple[str, Rule]] = [
     ("slice_rank_lift", _slice_rank_lift),
     ("slice_rank_reduction", _slice_rank_reduction),
     ("reverse_slice_to_gather", _reverse_slice_to_gather),
+    ("reverse_to_gather", _reverse_to_gather),
     ("pad_rank_lift", _pad_rank_lift),
     ("select_scalar_branches", _select_scalar_branches),
     ("unit_axes_to_reshape", _unit_axes_to_reshape),

@@ -771,3 +771,21 @@ def test_5d_elementwise_between_reshapes_runs_in_4d(op_type):
     assert _max_rank(chk.tflite_bytes) <= 4 and chk.ops["RESHAPE"] == 0
     assert chk.report["gpu"]["verdict"] == "fully delegable"
     assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+@pytest.mark.parametrize("axes", [[0], [2], [0, 2]])
+def test_reverse_becomes_gathers(axes):
+    """REVERSE_V2 (bidirectional RNN lowerings, select_last_index) has no GPU parser: one
+    GATHER by reversed indices per axis moves the same elements."""
+    x = tfl.Tensor("x", np.float32, (5, 1, 6))
+    y = tfl.Tensor("y", np.float32, (5, 1, 6))
+    axis_t = tfl.Tensor("ax", np.int32, (len(axes),), data=np.array(axes, np.int32))
+    sub = tfl.Subgraph(
+        operators=[tfl.Operator("REVERSE_V2", [x, axis_t], [y])], inputs=[x], outputs=[y]
+    )
+    section = gpu_friendly.apply(tfl.Model([sub]))
+    assert [r["rule"] for r in section["rewrites"]] == ["reverse_to_gather"]
+    assert [op.opcode for op in sub.operators] == ["GATHER"] * len(axes)
+    assert section["verdict_after"] == "fully delegable"
+    data = np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
+    assert np.array_equal(_run_ir(sub, {"x": data})["y"], np.flip(data, axes))
