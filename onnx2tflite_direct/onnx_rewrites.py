@@ -14,6 +14,7 @@ import numpy as np
 from .folding import NONDETERMINISTIC_OPS
 from .ir import Graph, Node, Value
 from .qdq_merge import merge_double_qdq
+from .registry import REGISTRY
 
 
 class Matcher:
@@ -68,8 +69,6 @@ def _replace(graph: Graph, remove: list[Node], new: Node) -> None:
 def _fuse_chains(graph: Graph, op_type: str, opset: int, attrs: dict, match) -> list[str]:
     """Replace every chain ``match(matcher, node) -> (x, out, nodes)`` by one ``op_type`` node,
     but only if that op is itself supported (a fusion must never create a refusal)."""
-    from .registry import REGISTRY
-
     if REGISTRY.lookup("", op_type, opset) is None:
         return []
     changed: list[str] = []

@@ -37,7 +37,6 @@ LAZY_OK = ("onnxruntime", "ai_edge_litert", "onnx.reference")
 # ---- Knots still to untie; each entry names who unties it. Tightened to what the tree still
 # needs after issue 20's helpers landed; the lead removes the rest. ----
 H3_4 = "issue 20 item 4 (H3: gpu_friendly / gpu_check)"
-LEAD = "issue 20, lead (no helper item)"
 ML = "ai.onnx.ml work that landed during issue 20 (not an issue-20 item): lead"
 
 # (importer, imported) edges excused from the layer order and from the circle check (fnmatch
@@ -45,7 +44,6 @@ ML = "ai.onnx.ml work that landed during issue 20 (not an issue-20 item): lead"
 KNOT_EDGES: dict[tuple[str, str], str] = {}
 # (importer, imported) package imports inside functions.
 FUNCTION_LEVEL_KNOTS = {
-    ("onnx_rewrites", "registry"): LEAD,
     ("frontend.checks", "frontend.zipmap"): ML,
     ("lowering.ml_common", "layout"): ML,
     ("lowering.ml_trees", "lowering.compose"): ML,
