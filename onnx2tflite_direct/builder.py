@@ -294,6 +294,8 @@ def _tensor_dict(t: tfl.Tensor, buffer: int, name: str) -> dict:
         if len(t.shape_signature) != t.rank:
             raise BuildError(f"tensor {t.name!r}: shape_signature rank != shape rank")
         values["shape_signature"] = [int(d) for d in t.shape_signature]
+    if t.is_variable:
+        values["is_variable"] = True
     return values
 
 
@@ -328,7 +330,7 @@ _TENSOR_SHAPES = {
 
 def _tensor_table(w: Writer, t: tfl.Tensor, buffer: int, name: str) -> int:
     """Same bytes as ``w.table("Tensor", _tensor_dict(...))``, minus the per-field dispatch."""
-    if t.quantization is not None or t.shape_signature is not None:
+    if t.quantization is not None or t.shape_signature is not None or t.is_variable:
         return w.table("Tensor", _tensor_dict(t, buffer, name))
     shape = w.int_vector(t.shape, "Tensor.shape")
     label = w.string(name)

@@ -44,6 +44,9 @@ class Tensor:
     data: np.ndarray | None = None
     quantization: Quantization | None = None
     shape_signature: tuple[int, ...] | None = None
+    # A persistent state tensor (schema ``is_variable``): the sequence LSTM/RNN kernels read
+    # their state from one and leave the final state in it.
+    is_variable: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.dtype, np.dtype):  # (a dtype converts to itself)

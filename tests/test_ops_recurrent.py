@@ -1,6 +1,9 @@
-"""LSTM / GRU / RNN: the unrolled lowering against onnxruntime.
+"""LSTM / GRU / RNN: every lowered form (LSTM sequence kernel, WHILE loop, unrolled) against
+onnxruntime.
 
-Covers directions, both layouts, constant and runtime weights/states, peepholes, clip,
+Covers the LSTM kernel's attribute space (directions, layouts, batch sizes, initial states,
+peepholes, stacked layers, repeated invocations with and without XNNPACK) and the constraints
+that send a node to the loop; then directions, both layouts, constant and runtime weights/states, peepholes, clip,
 input_forget, every recurrent activation, linear_before_reset, sequence_lens masking, output
 subsets, a stacked bidirectional model, and the refusals.
 """
@@ -136,9 +139,13 @@ def test_directions_and_layouts(op, direction, layout, unroll):
     optional = ("B", "initial_h") + (("initial_c",) if op == "LSTM" else ())
     chk = check(recurrent_model(op, direction, layout, optional=optional), unroll_rnn=unroll)
     assert "CUSTOM" not in chk.ops
+    dirs = 2 if direction == "bidirectional" else 1
+    if op == "LSTM" and not unroll:  # LiteRT's sequence kernel, one per direction
+        assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == dirs
+        assert "WHILE" not in chk.ops and "FULLY_CONNECTED" not in chk.ops
+        return
     # X . W for every step is one FULLY_CONNECTED per direction, plus one per step for R
     # (unrolled; layout=1 always unrolls) or one in each direction's WHILE body.
-    dirs = 2 if direction == "bidirectional" else 1
     looped = not unroll and layout == 0
     per_step = dirs * (2 if op == "GRU" else 1)
     assert chk.ops["FULLY_CONNECTED"] == dirs + (per_step if looped else 3 * per_step)
@@ -271,9 +278,12 @@ def test_sequence_lens_full_is_no_mask(layout):
 
 
 @pytest.mark.parametrize("outputs", [("Y",), ("Y_h",), ("Y_c",), ("Y", "Y_c"), ("Y_h", "Y_c")])
-def test_lstm_output_subsets(outputs):
-    chk = check(recurrent_model("LSTM", "bidirectional", layout=1, outputs=outputs))
-    assert ("PACK" in chk.ops) or outputs == ()
+@pytest.mark.parametrize("unroll", [False, True])
+def test_lstm_output_subsets(outputs, unroll):
+    model = recurrent_model("LSTM", "bidirectional", layout=1, outputs=outputs, seq=4)
+    chk = check(model, unroll_rnn=unroll)
+    assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == (0 if unroll else 2)
+    assert "PACK" in chk.ops
 
 
 @pytest.mark.parametrize("batch,seq", [(1, 1), (1, 5), (4, 2)])
@@ -324,7 +334,8 @@ def test_stacked_bidirectional_lstm():
         initializers=inits,
         opset=14,
     )
-    check_conversion(model, rtol=1e-3)
+    chk = check_conversion(model, rtol=1e-3)
+    assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 4 and "WHILE" not in chk.ops
 
 
 @pytest.mark.parametrize(
@@ -355,3 +366,95 @@ def test_float64_refused():
         opset=14,
     )
     expect_refusal(model, "unsupported_dtype")
+
+
+# ---- the LSTM sequence kernel (UNIDIRECTIONAL_SEQUENCE_LSTM) ----------------------------------
+# Realistic sizes: enough steps for the recurrence to compound errors, hidden states that stay
+# well away from constant (weights ~0.5/sqrt(fan-in) keep the gates out of saturation).
+
+
+def kernel_model(direction="forward", layout=0, batch=2, seq=12, initial="absent", peep=False):
+    optional = ("B",) + (("initial_h", "initial_c") if initial != "absent" else ())
+    optional += ("P",) if peep else ()
+    runtime = ("initial_h", "initial_c") if initial == "runtime" else ()
+    return recurrent_model(
+        "LSTM",
+        direction,
+        layout,
+        seq=seq,
+        batch=batch,
+        size=6,
+        hidden=5,
+        optional=optional,
+        runtime=runtime,
+        seed=seq + batch,
+    )
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("initial", ["absent", "constant", "runtime"])
+@pytest.mark.parametrize("peep", [False, True])
+def test_lstm_kernel_matches_onnxruntime(direction, layout, batch, initial, peep):
+    model, feeds = kernel_model(direction, layout, batch, initial=initial, peep=peep)
+    chk = check((model, feeds))
+    dirs = 2 if direction == "bidirectional" else 1
+    assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == dirs
+    assert "WHILE" not in chk.ops and "FULLY_CONNECTED" not in chk.ops
+    # one writer per state tensor and direction, every invocation (UNPACK or FILL)
+    writers = chk.ops["UNPACK"] if initial != "absent" else chk.ops["FILL"]
+    assert writers == (2 if initial != "absent" else 2 * dirs)
+
+
+@pytest.mark.parametrize("xnnpack", [True, False])
+@pytest.mark.parametrize("initial", ["absent", "runtime"])
+def test_lstm_kernel_state_does_not_leak_between_runs(xnnpack, initial):
+    """The kernel keeps its state in variable tensors that persist across invocations; ONNX
+    starts every run from initial_h/initial_c. Three runs of one interpreter on different
+    inputs each match onnxruntime (a leaked state would make runs 2 and 3 differ)."""
+    model, feeds = kernel_model("bidirectional", 0, batch=2, initial=initial, peep=True)
+    res = convert(model)
+    run = V.litert_runner(res.tflite_bytes, res.report.get("io"), use_xnnpack=xnnpack)
+    rng = np.random.default_rng(42)
+    for _ in range(3):
+        fresh = {n: rng.standard_normal(v.shape).astype(np.float32) for n, v in feeds.items()}
+        want = V.run_onnxruntime(model, fresh)
+        got = run(fresh)
+        for name, ref in want.items():
+            assert np.std(ref) > 0.05, name  # not a near-constant output
+            np.testing.assert_allclose(got[name], ref, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+def test_lstm_kernel_long_sequence():
+    """200 steps, hidden 32: rounding compounds through the recurrence."""
+    model, feeds = recurrent_model(
+        "LSTM", "bidirectional", seq=200, batch=2, size=16, hidden=32, optional=ALL_OPTIONAL
+    )
+    chk = check_conversion(model, feeds=feeds, atol=1e-4, rtol=1e-3)
+    assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 2
+
+
+def test_lstm_kernel_full_sequence_lens():
+    model = recurrent_model("LSTM", "reverse", seq=4, batch=3, lens=[4, 4, 4], runtime=())
+    assert check(model).ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,constraint",
+    [
+        ({"clip": 1.5}, "no clip"),
+        ({"input_forget": 1}, "input_forget=0"),
+        ({"activations": ["HardSigmoid", "Tanh", "Tanh"]}, "default activations"),
+        ({"runtime": ("W", "R")}, "constant W, R, B and P"),
+        ({"lens": [3, 1]}, "sequence_lens absent or constant full length"),
+        ({"lens": [3, 3], "runtime": ("sequence_lens",)}, "sequence_lens absent or constant"),
+    ],
+)
+def test_lstm_kernel_constraints_keep_the_loop(kwargs, constraint):
+    """Semantics the kernel cannot express keep the exact loop; the report names the
+    constraint that decided."""
+    chk = check_conversion(recurrent_model("LSTM", "forward", **kwargs)[0], rtol=1e-3)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in chk.ops and chk.ops["WHILE"] == 1
+    notes = [n for row in chk.report["nodes"] for n in row.get("notes", [])]
+    assert any(constraint in n for n in notes), notes

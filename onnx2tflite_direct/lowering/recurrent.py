@@ -1,10 +1,12 @@
-"""LSTM, GRU and RNN -> an exact WHILE loop (default) or unrolled composition of builtins.
+"""LSTM, GRU and RNN -> LiteRT's LSTM sequence kernel, or an exact WHILE loop (default) or
+unrolled composition of builtins.
 
-Why not UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN: those builtins keep their state in *variable*
-tensors that persist from one invocation to the next (ONNX starts every run from
-``initial_h``/``initial_c``), take no initial state as an ordinary input, have no per-batch
-``sequence_lens`` and only a fixed activation set: a file using them would give different
-numbers on its second run. The recurrence is therefore written with plain builtins:
+An LSTM whose semantics the UNIDIRECTIONAL_SEQUENCE_LSTM kernel expresses (constant weights,
+default activations, no clip or input_forget, full sequences: ``recurrent_kernels.CONSTRAINTS``)
+becomes one kernel per direction (``recurrent_kernels``): the whole recurrence in one op. The
+kernel keeps its state in variable tensors; an operator writing the initial state into them on
+every invocation keeps ONNX's "every run starts from initial_h/initial_c". Everything else
+(GRU, RNN, and LSTMs failing a constraint) is written with plain builtins:
 
 * one FULLY_CONNECTED per direction projects every time step at once (X . W^T + biases);
   UNPACK hands out the per-step rows;
@@ -35,6 +37,7 @@ from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
 from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
 from .recurrent_cells import CellConfig, Ops, gru_step, lstm_step, parse_activations, rnn_step
+from .recurrent_kernels import kernel_blocker, lower_lstm_kernel
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,17 @@ class Unroller:
                 o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
 
 
+LSTM_KERNEL_OPS = (
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "REVERSE_V2",
+    "STRIDED_SLICE",
+    "CONCATENATION",
+    "SLICE",
+    "FILL",
+    "UNPACK",
+    "PACK",
+    "RESHAPE",
+)
 CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 
 
@@ -371,6 +385,12 @@ def _register(op_type: str):
         attrs.append(attr_in("linear_before_reset", (0, 1), 0))
 
     def lower(ctx):
+        if op_type == "LSTM":
+            blocker = kernel_blocker(ctx)
+            if blocker is None:
+                lower_lstm_kernel(ctx)
+                return
+            ctx.note(f"loop form, not UNIDIRECTIONAL_SEQUENCE_LSTM: needs {blocker}")
         Unroller(ctx, kind).lower()
 
     lowering(
@@ -382,6 +402,7 @@ def _register(op_type: str):
         attrs=tuple(attrs),
         extra_check=_check,
         tflite_ops=(
+            *(LSTM_KERNEL_OPS if op_type == "LSTM" else ()),
             "WHILE",
             "GATHER",
             "DYNAMIC_UPDATE_SLICE",
@@ -405,7 +426,14 @@ def _register(op_type: str):
             "RELU_0_TO_1",
             "ELU",
         ),
-        notes="one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout "
+        notes=(
+            "LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel per direction when W/R/B/P are "
+            "constant, activations default, no clip/input_forget and sequence_lens absent or "
+            "full; otherwise "
+            if op_type == "LSTM"
+            else ""
+        )
+        + "one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout "
         "or a single step); W/R/B/states constant or runtime; "
         "activations Relu/Tanh/Sigmoid/Affine/LeakyRelu/ThresholdedRelu/ScaledTanh/"
         "HardSigmoid/Elu/Softsign/Softplus; clip; sequence_lens by masking (constant values "
