@@ -4,8 +4,9 @@ How the trees run: two strategies, chosen per model by a cost model measured on 
 kernels (``choose_strategy``; ``benchmarks/bench_trees.py`` has the figures).
 
 * Traversal (the usual choice): level by level, one int32 record per node (feature,
-  threshold bits, children) is GATHERed for every tree, the feature value GATHERed from the
-  ``[N, F]`` input, compared, and the child picked with SELECT_V2. Trees sorted by depth leave
+  threshold bits, children) is GATHERed for every tree (one 16-byte row, then TRANSPOSE and
+  UNPACK into four contiguous fields), the feature value GATHERed from the ``[N, F]`` input,
+  compared, and the child picked with SELECT_V2. Trees sorted by depth leave
   the working set once they reach their leaves, so the work is the sum of the tree depths.
   NaN routing (``nodes_missing_value_tracks_true``) costs nothing per level: a tracking node
   reads a copy of the input whose NaNs are replaced by the value its comparison sends true.
@@ -76,6 +77,7 @@ _CMP = {
 INPUT_DTYPES = ("float32", "int32", "int64")
 TREE_OPS = (
     "GATHER",
+    "TRANSPOSE",
     "UNPACK",
     "BITCAST",
     "LESS_EQUAL",
@@ -525,7 +527,7 @@ def traversable(forest: Forest) -> bool:
 
 def choose_strategy(forest: Forest, rows: int, n_nodes: int) -> str:
     """Per-sample cost, in ns, measured on LiteRT's CPU kernels (bench_trees.py): a traversal
-    level costs about 13 ns per active tree (two GATHERs, whose kernels copy element by
+    level costs about 8 ns per active tree (two GATHERs, whose kernels copy element by
     element, dominate); evaluating every split about 5 ns per node plus 4 ns per tree and
     level for the one-GATHER walk."""
     if STRATEGY is not None:
@@ -533,7 +535,7 @@ def choose_strategy(forest: Forest, rows: int, n_nodes: int) -> str:
     if not traversable(forest):
         return "all_splits"
     depths = forest.tree_depths()
-    traverse = 13 * sum(depths)
+    traverse = 8 * sum(depths)
     all_splits = 5 * n_nodes + 4 * len(depths) * max(depths)
     return "traverse" if traverse <= all_splits else "all_splits"
 
@@ -589,6 +591,7 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
     # GATHER of 16-byte rows and an UNPACK instead of four element-wise GATHERs per level
     record = np.stack([feat, thr.view(np.int32), true_tab, false_tab], axis=1)
     record_c = const(ctx, record, np.int32, "record")
+    perm = const(ctx, np.array([2, 0, 1], np.int32), np.int32, "perm")
     for level in range(2, max(depths) + 1):
         first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
         if first_active > start:  # trees that reached their leaves leave the working set
@@ -602,8 +605,11 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
         rec = op(
             ctx, "GATHER", [record_c, s], (n, a, 4), np.int32, f"rec{level}", axis=0, batch_dims=0
         )
+        # fields outermost first: UNPACK along the last axis copies element by element
+        # (about 20 ns a row), along the first it copies four contiguous blocks
+        fields = op(ctx, "TRANSPOSE", [rec, perm], (4, n, a), np.int32, f"fields{level}")
         f, tbits, tc, fc = (ctx.temp(np.int32, shape, f"{k}{level}") for k in "ftab")
-        ctx.emit("UNPACK", [rec], [f, tbits, tc, fc], num=4, axis=2)
+        ctx.emit("UNPACK", [fields], [f, tbits, tc, fc], num=4, axis=0)
         t = op(ctx, "BITCAST", [tbits], shape, np.float32, f"thr{level}")
         v = op(ctx, "GATHER", [x, f], shape, np.float32, f"v{level}", axis=1, batch_dims=1)
         c = binary(ctx, _CMP[mode], v, t, f"c{level}", dtype=np.bool_)
