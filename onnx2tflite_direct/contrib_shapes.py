@@ -343,6 +343,14 @@ def _qattention(ctx) -> None:
     _set(ctx, 1, elem, [2, x[0], heads, _add(past_len, x[1]), _div(hidden, heads)])
 
 
+def _qembed_layer_norm(ctx) -> None:
+    ids, word = _dims(ctx, 0), _dims(ctx, 2)
+    if ids is None or word is None or len(ids) != 2 or len(word) != 2:
+        return
+    _set(ctx, 0, _elem(ctx, 8) or _FLOAT, [ids[0], ids[1], word[1]])
+    _set(ctx, 1, _INT32, [ids[0]])
+
+
 def _qgemm(ctx) -> None:
     a, b = _dims(ctx, 0), _dims(ctx, 3)
     if a is None or b is None or len(a) != 2 or len(b) != 2:
@@ -647,6 +655,19 @@ SCHEMAS: dict[tuple[str, str], tuple] = {
             )
         ),
         _qattention,
+    ),
+    (MS, "QEmbedLayerNormalization"): (
+        1,
+        _names(
+            "input_ids segment_ids? word_embedding_quant position_embedding_quant "
+            "segment_embedding? gamma_quant beta_quant mask? word_embedding_scale "
+            "position_embedding_scale segment_embedding_scale? gamma_scale beta_scale "
+            "word_embedding_zero_point position_embedding_zero_point "
+            "segment_embedding_zero_point? gamma_zero_point beta_zero_point"
+        ),
+        ["layernorm_out", "mask_index_out?"],
+        ("epsilon",),
+        _qembed_layer_norm,
     ),
     (MS, "QLinearConcat"): (
         1,

@@ -1342,3 +1342,70 @@ def test_qattention_after_dynamic_quantize(case):
     ]
     model = ms_model(nodes, ins, [(o, F) for o in outs], inits)
     check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+def test_qembed_layer_norm():
+    b, s, hidden, vocab = 2, 7, 16, 30
+    inits = {}
+    for name, shape in (
+        ("word", (vocab, hidden)),
+        ("pos", (12, hidden)),
+        ("seg", (2, hidden)),
+        ("gamma", (hidden,)),
+        ("beta", (hidden,)),
+    ):
+        inits[name] = _q(U8, shape)
+        inits[name + "_s"] = np.array(RNG.uniform(0.005, 0.02), F)
+        inits[name + "_z"] = np.array(RNG.integers(100, 150), U8)
+    order = [
+        "ids",
+        "segs",
+        "word",
+        "pos",
+        "seg",
+        "gamma",
+        "beta",
+        "mask",
+        "word_s",
+        "pos_s",
+        "seg_s",
+        "gamma_s",
+        "beta_s",
+        "word_z",
+        "pos_z",
+        "seg_z",
+        "gamma_z",
+        "beta_z",
+    ]
+    node = ms_node("QEmbedLayerNormalization", order, ["y", "mask_index"], epsilon=1e-12)
+    ins = [("ids", np.int32, (b, s)), ("segs", np.int32, (b, s)), ("mask", np.int32, (b, s))]
+    feeds = {
+        "ids": RNG.integers(0, vocab, (b, s)).astype(np.int32),
+        "segs": (np.arange(s)[None] >= 3).astype(np.int32).repeat(b, 0),
+        "mask": (np.arange(s)[None] < np.array([[4], [7]])).astype(np.int32),
+    }
+    model = ms_model([node], ins, [("y", F), ("mask_index", np.int32)], inits)
+    check_conversion(model, feeds=feeds, atol=2e-5)
+
+
+def test_optimized_then_quantize_dynamic_bert(tmp_path):
+    """onnxruntime's documented BERT recipe: transformer optimizer (fused ops), then
+    quantize_dynamic, which turns EmbedLayerNormalization and Attention into
+    QEmbedLayerNormalization and QAttention and the MatMuls into DynamicQuantizeLinear +
+    MatMulInteger: the float32 file matches onnxruntime."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model, feeds = _bert_block(hidden=64, heads=4, seq=7)
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model, src)
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    quantized = onnx.load(dst)
+    ops = {n.op_type for n in quantized.graph.node}
+    assert {"QEmbedLayerNormalization", "QAttention", "MatMulInteger"} <= ops, ops
+    check_conversion(quantized, feeds=feeds, atol=5e-5)

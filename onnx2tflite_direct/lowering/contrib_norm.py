@@ -128,11 +128,11 @@ def lower_skip_simplified_layer_norm(ctx):
     _skip_norm(ctx, True)
 
 
-def _embed_check(node, graph):
+def _embed_check(node, graph, id_inputs=(0, 1, 7, 8)):
     ids = graph.values[node.inputs[0]]
     if ids.rank != 2:
         return f"{errors.UNSUPPORTED_RANK}: input_ids rank {ids.rank} (batch, sequence)"
-    for i in (0, 1, 7, 8):
+    for i in id_inputs:
         if i < len(node.inputs) and node.inputs[i]:
             dt = np.dtype(graph.values[node.inputs[i]].dtype).name
             if dt not in ("int32", "int64"):
@@ -193,3 +193,70 @@ def lower_embed_layer_norm(ctx):
             C.op(ctx, "CAST", [total], (b,), np.int32, out=out)
         else:
             ctx.emit("CAST", [C.const(ctx, np.zeros(b, np.float32), hint="no_mask")], [out])
+
+
+# ---- QEmbedLayerNormalization --------------------------------------------------------------------
+
+# quantized tables (inputs 2-6) -> (scale input, zero point input)
+_QEMBED_PARAMS = {2: (8, 13), 3: (9, 14), 4: (10, 15), 5: (11, 16), 6: (12, 17)}
+
+
+class _DequantizedEmbedView:
+    """A QEmbedLayerNormalization seen as EmbedLayerNormalization: its quantized tables and
+    gamma/beta dequantized in numpy (``(q - zp) * scale`` in float32, as onnxruntime does per
+    looked-up element), no position_ids (its input 8 is a scale)."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self._tables = {}
+        for i, (si, zi) in _QEMBED_PARAMS.items():
+            if not ctx.has_input(i):
+                continue
+            q = np.asarray(ctx.const(i)).astype(np.float32)
+            zp = (
+                np.asarray(ctx.const(zi)).astype(np.float32).reshape(()) if ctx.has_input(zi) else 0
+            )
+            scale = np.asarray(ctx.const(si), np.float32).reshape(())
+            self._tables[i] = ((q - np.float32(zp)) * scale).astype(np.float32)
+
+    def has_input(self, i: int) -> bool:
+        return i < 8 and self._ctx.has_input(i)
+
+    def const(self, i: int):
+        return self._tables.get(i) if i in _QEMBED_PARAMS else self._ctx.const(i)
+
+    def input(self, i: int, layout=None):
+        if i in self._tables:
+            return self._ctx.const_tensor(self._tables[i], f"dequantized{i}")
+        return self._ctx.input(i, layout)
+
+    def shape(self, i: int):
+        return tuple(self._tables[i].shape) if i in self._tables else self._ctx.shape(i)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+def _qembed_check(node, graph):
+    problem = _embed_check(node, graph, (0, 1, 7))
+    if problem:
+        return problem
+    for i in (*_QEMBED_PARAMS, *(p for pair in _QEMBED_PARAMS.values() for p in pair)):
+        if i < len(node.inputs) and node.inputs[i] and not graph.values[node.inputs[i]].is_constant:
+            return f"{errors.REQUIRES_CONSTANT_INPUT}: input {i} must be constant"
+    return None
+
+
+@lowering(
+    "QEmbedLayerNormalization",
+    onnx_order,
+    domain=MS,
+    dtypes=("uint8", "int8"),
+    dtype_inputs=(2, 3, 5, 6),
+    tflite_ops=("GATHER", "ADD", "MEAN", "SUB", "MUL", "RSQRT", "SUM", "CAST"),
+    notes="the EmbedLayerNormalization lowering on tables dequantized in numpy as onnxruntime "
+    "dequantizes them; constant quantized tables and parameters",
+    extra_check=_qembed_check,
+)
+def lower_qembed_layer_norm(ctx):
+    lower_embed_layer_norm(_DequantizedEmbedView(ctx))
