@@ -511,6 +511,8 @@ def walk(ctx, x, forest: Forest):
     return s, order
 
 
+# A SPLIT_V costs about as much as walking this many trees one level (bench_trees.py).
+MIN_SAVED_TREE_LEVELS = 24
 # Forced strategy for benchmarks ("all_splits" | "traverse"); None = choose.
 STRATEGY: str | None = None
 _NAN_TRUE = {"BRANCH_LEQ": -np.inf, "BRANCH_LT": -np.inf, "BRANCH_GTE": np.inf, "BRANCH_GT": np.inf}
@@ -594,7 +596,8 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
     perm = const(ctx, np.array([2, 0, 1], np.int32), np.int32, "perm")
     for level in range(2, max(depths) + 1):
         first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
-        if first_active > start:  # trees that reached their leaves leave the working set
+        saved = (first_active - start) * (max(depths) - level + 1)  # tree-levels not walked
+        if saved >= MIN_SAVED_TREE_LEVELS:  # finished trees leave the working set
             a = t_all - start
             cut = first_active - start
             head, s = _split_cols(ctx, s, [cut, a - cut], level)
