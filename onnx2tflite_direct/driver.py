@@ -211,7 +211,12 @@ class Driver:
             return self._materialized[key]
         shape = value.shape
         tensor = self.tensor_of[name]
-        if L.same_memory_order(src, target, shape):
+        quantized = self.dequantized_constants.get(id(tensor))
+        if quantized is not None and src.inner is None and target.inner is None:
+            out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
+            perm = np.array(L.transpose_perm(src, target), dtype=np.int32)
+            self._dequantize_permuted(quantized, perm, out)
+        elif L.same_memory_order(src, target, shape):
             out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
             self.reshape(tensor, out)
         elif src.inner is not None:
@@ -223,20 +228,16 @@ class Driver:
         else:
             out = self.new_tensor(f"{name}/{target}", value.dtype, target.stored_shape(shape))
             perm = np.array(L.transpose_perm(src, target), dtype=np.int32)
-            quantized = self.dequantized_constants.get(id(tensor))
-            if quantized is not None:
-                self._dequantize_permuted(quantized, perm, out)
-            else:
-                self.emit("TRANSPOSE", [tensor, self.const_tensor(f"{name}/perm", perm)], [out])
+            self.emit("TRANSPOSE", [tensor, self.const_tensor(f"{name}/perm", perm)], [out])
         self._materialized[key] = out
         return out
 
     def _dequantize_permuted(self, quantized: tfl.Tensor, perm: np.ndarray, out: tfl.Tensor):
         """Weights an ONNX DequantizeLinear computes from an int8 constant, wanted in another
         order (a Conv's OIHW -> OHWI): the constant is stored permuted and dequantized, not
-        transposed at run time. The kernel then reads static weights (a run-time TRANSPOSE
-        made them dynamic: XNNPACK leaves such convolutions to the slow reference kernels,
-        resnet18 QDQ 105 ms -> 20 ms). Same values: DEQUANTIZE is elementwise."""
+        transposed (or, same memory order, reshaped) at run time. The kernel then reads static
+        weights (a run-time TRANSPOSE or RESHAPE made them dynamic: XNNPACK leaves such
+        convolutions to the slow reference kernels). Same values: DEQUANTIZE is elementwise."""
         q = quantized.quantization
         axis = int(list(perm).index(q.axis)) if np.size(q.scale) > 1 else 0
         permuted = self.const_tensor(f"{quantized.name}/{out.name}", quantized.data.transpose(perm))
@@ -528,6 +529,11 @@ class LoweringContext:
         return self.driver.emit(opcode, inputs, outputs, onnx_node=self.node.label, **options)
 
     def reshape(self, src: tfl.Tensor, shape, hint: str = "reshaped") -> tfl.Tensor:
+        if src.data is not None and src.quantization is None and src.shape_signature is None:
+            # A constant stays a constant: XNNPACK takes CONV_2D / FULLY_CONNECTED only with
+            # static filters, so a run-time RESHAPE of the weights (1-D convs viewed as 2-D)
+            # left every such conv outside the delegate, one partition boundary each.
+            return self.const_tensor(np.asarray(src.data).reshape(tuple(shape)), hint)
         out = self.temp(src.dtype, shape, hint)
         self.driver.reshape(src, out)
         return out

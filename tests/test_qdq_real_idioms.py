@@ -255,11 +255,13 @@ def test_mask_with_a_huge_scale_stays_float_and_the_integer_file_runs(tmp_path):
 
 
 def conv_fc_model():
-    """Conv (bias) + Relu, then MatMul + bias Add: resnet's layers, small."""
+    """Conv (bias) + Relu, a 1x1 Conv, then MatMul + bias Add: resnet's layers, small."""
     rng = np.random.default_rng(4)
     inits = [
         numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
         numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b"),
+        numpy_helper.from_array((rng.standard_normal((8, 8, 1, 1)) * 0.3).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b1"),
         numpy_helper.from_array(
             (rng.standard_normal((8 * 6 * 6, 5)) * 0.1).astype(np.float32), "wf"
         ),
@@ -268,7 +270,8 @@ def conv_fc_model():
     ]
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Relu", ["c"], ["r0"]),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["r"]),  # 1x1: OIHW and OHWI share order
         helper.make_node("Reshape", ["r", "flat"], ["f"]),
         helper.make_node("MatMul", ["f", "wf"], ["m"]),
         helper.make_node("Add", ["m", "bf"], ["y"]),
