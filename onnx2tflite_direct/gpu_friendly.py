@@ -86,6 +86,7 @@ class _Editor(tfl_edit.Editor):
         self.io = self.io_ids()
         # (id(tensor), shape) -> a reshaped view several rewrites share (one RESHAPE for all)
         self.views: dict[tuple[int, tuple[int, ...]], tfl.Tensor] = {}
+        self._fixed: dict[int, bool] = {}  # id(tensor) -> fixed_value()
 
     def shared_view(self, src: tfl.Tensor, shape: tuple[int, ...], like: tfl.Operator):
         """``src`` reshaped to ``shape``: (view, [the RESHAPE making it, the first time])."""
@@ -94,6 +95,24 @@ class _Editor(tfl_edit.Editor):
             return self.views[key], []
         view = self.views[key] = self.temp(f"{src.name}/view", src.dtype, shape)
         return view, [self.reshape(src, view, like)]
+
+    def fixed_value(self, t: tfl.Tensor | None, depth: int = 64) -> bool:
+        """Is ``t`` the same on every run: a constant, the SHAPE of a static tensor, or
+        computed from such values only (not from what the model's inputs hold)?"""
+        if t is None or t.data is not None:
+            return True
+        known = self._fixed.get(id(t))
+        if known is not None:
+            return known
+        op = self.producer.get(id(t))
+        if op is None or depth == 0:
+            found = False  # a graph input (or too deep to tell)
+        elif op.opcode == "SHAPE":
+            found = _static(op.inputs[0])
+        else:
+            found = all(self.fixed_value(x, depth - 1) for x in op.inputs)
+        self._fixed[id(t)] = found
+        return found
 
     def sole_reshape_neighbours(self, src: tfl.Tensor, out: tfl.Tensor):
         """(RESHAPE producing ``src``, RESHAPE consuming ``out``) where ``collapse_reshapes``
@@ -334,6 +353,8 @@ def _broadcast_to_tile(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | No
     src, out = op.inputs[0], op.outputs[0]
     if src.data is not None or not _static(src, out) or out.rank == 0 or 0 in out.shape:
         return None
+    if len(op.inputs) > 1 and not ed.fixed_value(op.inputs[1]):
+        return None  # a target shape read from the model's inputs may differ at run time
     padded = (1,) * (out.rank - src.rank) + tuple(src.shape)
     if any(p not in (1, d) for p, d in zip(padded, out.shape, strict=True)):
         return None
@@ -516,8 +537,8 @@ def _reshape_static_shape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] |
     src, shape, out = op.inputs[0], op.inputs[1], op.outputs[0]
     if src is None or src.data is not None or shape is None or shape.data is not None:
         return None
-    if not _static(src, out, shape):
-        return None
+    if not _static(src, out, shape) or not ed.fixed_value(shape):
+        return None  # a shape read from the model's inputs may differ at run time
     target = ed.const(f"{out.name}/static_shape", np.array(out.shape, np.int32))
     return [tfl.Operator("RESHAPE", [src, target], [out], dict(op.options), onnx_node=op.onnx_node)]
 

@@ -555,24 +555,31 @@ def test_gpu_friendly_section_lists_before_and_after():
     ]
 
 
-def test_conv1d_filter_reshape_is_folded():
-    """A 1-D convolution's filter is reshaped to 2-D by a RESHAPE of a constant, which the GPU
-    RESHAPE (one runtime input) does not take: the reshaped constant replaces it."""
-    w = np.random.default_rng(4).standard_normal((4, 3, 3)).astype(np.float32)
-    model = make_model(
-        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1])],
-        inputs=[("x", np.float32, (1, 3, 10))],
-        outputs=[("y", np.float32, (1, 4, 10))],
-        initializers={"w": w},
+def test_constant_reshape_is_folded():
+    """A RESHAPE of a constant (Conv1D filters in some lowerings) is refused by the GPU RESHAPE
+    (one runtime input): the reshaped constant replaces it. Built as IR: the lowering folds
+    the common cases itself."""
+    w = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    const = tfl.Tensor("w", np.float32, (3, 4), data=w)
+    shape = tfl.Tensor("s", np.int32, (3,), data=np.array([1, 3, 4], np.int32))
+    folded = tfl.Tensor("w3", np.float32, (1, 3, 4))
+    x = tfl.Tensor("x", np.float32, (2, 3, 4))
+    y = tfl.Tensor("y", np.float32, (2, 3, 4))
+    sub = tfl.Subgraph(
+        operators=[
+            tfl.Operator("RESHAPE", [const, shape], [folded]),
+            tfl.Operator("ADD", [x, folded], [y], {"fused_activation_function": "NONE"}),
+        ],
+        inputs=[x],
+        outputs=[y],
     )
-    plain = check_conversion(model)
-    assert [(f["op"], f["rules"]) for f in plain.report["gpu"]["fall_back"]] == [
-        ("RESHAPE", ["operands"])
-    ]
-    chk = check_conversion(model, gpu_friendly=True)
-    assert [r["rule"] for r in _rewrites(chk)] == ["fold_constant_reshape"]
-    assert chk.ops["RESHAPE"] == plain.ops["RESHAPE"] - 1
-    assert chk.report["gpu"]["verdict"] == "fully delegable"  # both match onnxruntime
+    section = gpu_friendly.apply(tfl.Model([sub]))
+    assert section["verdict_before"] == "1 op falls back"
+    assert [r["rule"] for r in section["rewrites"]] == ["fold_constant_reshape"]
+    assert [op.opcode for op in sub.operators] == ["ADD"]
+    assert section["verdict_after"] == "fully delegable"
+    data = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    assert np.array_equal(_run_ir(sub, {"x": data})["y"], data + w[None])
 
 
 def test_runtime_shape_of_a_static_reshape_becomes_constant():
@@ -789,3 +796,20 @@ def test_reverse_becomes_gathers(axes):
     assert section["verdict_after"] == "fully delegable"
     data = np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
     assert np.array_equal(_run_ir(sub, {"x": data})["y"], np.flip(data, axes))
+
+
+def test_runtime_target_shape_from_the_inputs_is_not_frozen():
+    """A RESHAPE or BROADCAST_TO whose target shape is read from a model input may take
+    another shape at run time: neither becomes a constant-shape op."""
+    x = tfl.Tensor("x", np.float32, (2, 3, 4))
+    s = tfl.Tensor("s", np.int32, (2,))
+    y = tfl.Tensor("y", np.float32, (6, 4))
+    sub = tfl.Subgraph(operators=[tfl.Operator("RESHAPE", [x, s], [y])], inputs=[x, s], outputs=[y])
+    assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
+    b = tfl.Tensor("b", np.float32, (1, 4))
+    t = tfl.Tensor("t", np.int32, (2,))
+    z = tfl.Tensor("z", np.float32, (3, 4))
+    sub = tfl.Subgraph(
+        operators=[tfl.Operator("BROADCAST_TO", [b, t], [z])], inputs=[b, t], outputs=[z]
+    )
+    assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
