@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "partitions.json"
+CHECK = False  # --check: also compare every output with onnxruntime
 ZOO_JSON = ROOT / "coverage_reports" / "zoo.json"
 CONVERTED = ("pass", "mismatch")
 RECURRENT_ONNX = {"LSTM", "GRU", "RNN", "Scan", "Loop", "If"}
@@ -137,7 +138,25 @@ def _zoo_one(name: str) -> dict:
         tflite = bytes(res.tflite_bytes)
     row = {"source": "zoo", "domain": entry.get("domain"), "family": family(model)}
     row.update(count_partitions(tflite))
+    if CHECK:
+        row.update(_zoo_agreement(entry, path, feeds, tflite, res.report.get("io")))
     return row
+
+
+def _zoo_agreement(entry, path, feeds, tflite, io) -> dict:
+    """Outputs against onnxruntime with the corpus runner's rule (rtol 1e-3, atol 1e-5)."""
+    from onnx2tflite_direct.validate import compare, run_litert, run_onnxruntime
+    from tools.zoo import run
+
+    expected = run_onnxruntime(path, feeds)
+    actual = run_litert(tflite, feeds, io)
+    for k in entry.get("sorted_outputs", ()):
+        if k in expected and k in actual:
+            expected[k] = np.sort(np.asarray(expected[k]), axis=None)
+            actual[k] = np.sort(np.asarray(actual[k]), axis=None)
+    metrics = compare(expected, actual, atol=run.ATOL, rtol=run.RTOL)
+    worst = max((m.get("max_rel") or 0.0 for m in metrics.values()), default=0.0)
+    return {"match": all(bool(m.get("ok")) for m in metrics.values()), "max_rel": float(worst)}
 
 
 def _bench_one(name: str) -> dict:
@@ -148,6 +167,12 @@ def _bench_one(name: str) -> dict:
     res = convert(model)
     row = {"source": "benchmarks/models.py", "domain": "generated", "family": family(model)}
     row.update(count_partitions(bytes(res.tflite_bytes)))
+    if CHECK:
+        from onnx2tflite_direct import validate as V
+
+        feeds = V.seeded_inputs(res.model, seed=0)
+        val = V.validate(res.model, res.tflite_bytes, res.report["io"], feeds, atol=1e-4)
+        row["match"] = bool(val.ok)
     return row
 
 
@@ -212,6 +237,10 @@ def summarize(rows: dict[str, dict]) -> dict:
         if not one_partition(r):
             splitters.update({op: 1 for op in r["outside"]})
     out["ops_outside_by_models"] = dict(splitters.most_common())
+    checked = [k for k, r in ok.items() if "match" in r]
+    if checked:
+        out["outputs_checked"] = len(checked)
+        out["output_mismatches"] = sorted(k for k in checked if not ok[k]["match"])
     return out
 
 
@@ -256,6 +285,8 @@ def write_md(data: dict, path: Path) -> None:
                 row += f" failed | | {r.get('error', '')[:60]} |"
             else:
                 outside = ", ".join(f"{k} {v}" for k, v in r["outside"].items())
+                if r.get("match") is False:
+                    outside += " (outputs MISMATCH onnxruntime)"
                 row += f" {r['partitions']} | {100 * r['delegated_share']:.1f}% | {outside} |"
         lines.append(row)
     path.write_text("\n".join(lines) + "\n")
@@ -288,10 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-bench", action="store_true", help="skip the generated benchmark models")
     p.add_argument("--no-zoo", action="store_true", help="skip the real-model corpus")
+    p.add_argument("--check", action="store_true", help="compare outputs with onnxruntime")
     p.add_argument("--label", default="before")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    global CHECK
+    CHECK = args.check
 
     jobs = []
     if not args.no_zoo:
@@ -311,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         brief = (
             f"{row['partitions']} partitions, {100 * row['delegated_share']:.1f}% delegated, "
             f"outside {row['outside']}"
+            + ("" if "match" not in row else "" if row["match"] else "  OUTPUT MISMATCH")
             if row.get("status") == "ok"
             else row.get("error")
         )

@@ -15,6 +15,8 @@ from .folding import NONDETERMINISTIC_OPS
 from .ir import Graph, Node, Value
 from .qdq_merge import merge_double_qdq
 from .registry import REGISTRY
+from .strength_reduction import RULES as STRENGTH_RULES
+from .strength_reduction import TRIGGERS as STRENGTH_TRIGGERS
 
 
 class Matcher:
@@ -254,6 +256,15 @@ def _gelu_tail(m: Matcher, x: str, core: Node, nodes: list[Node]):
     if mul is None or mul.op_type != "Mul":
         return None
     other = mul.inputs[1] if mul.inputs[0] == add.outputs[0] else mul.inputs[0]
+    if _close(m.scalar(other), 0.5):  # x * (0.5 * (1 + core)) (torch dynamo)
+        if not m.private(mul.outputs[0]):
+            return None
+        outer = m.only_consumer(mul.outputs[0])
+        if outer is None or outer.op_type != "Mul" or len(outer.inputs) != 2:
+            return None
+        if sorted(outer.inputs) != sorted([x, mul.outputs[0]]):
+            return None
+        return x, outer.outputs[0], [*nodes, add, mul, outer]
     if other == x:  # (x * (1 + core)) * 0.5
         if not m.private(mul.outputs[0]):
             return None
@@ -400,6 +411,7 @@ RULES = [
     ("fuse_gelu", fuse_gelu),
     ("fuse_gelu_tanh", fuse_gelu_tanh),
     ("fuse_hardswish", fuse_hardswish),
+    *STRENGTH_RULES,  # after the fusions: they match Pow(x, 3), Div(x, sqrt 2), Div(x, 6)
 ]
 
 
@@ -413,6 +425,7 @@ TRIGGERS = {
     "fuse_gelu": {"Erf"},
     "fuse_gelu_tanh": {"Tanh"},
     "fuse_hardswish": {"HardSigmoid", "Clip"},
+    **STRENGTH_TRIGGERS,
 }
 
 

@@ -50,13 +50,20 @@ def _hardswish(e, x):
     return e.op("HARD_SWISH", x)
 
 
-@unary_lowering("HardSigmoid", tflite_ops=("MUL", "ADD", "RELU_0_TO_1"))
+def clamp_0_1(e, x):
+    """min(max(x, 0), 1) as RELU(RELU_N1_TO_1(x)), exact. Not RELU_0_TO_1: XNNPACK rejects
+    that builtin, so each one split the graph into another delegate partition (10 in a 169-op
+    mobile classifier). Not MAXIMUM/MINIMUM with constants: both activations take no operand,
+    fuse into a producer's clamp, and quantize without requantizing constants."""
+    return e.op("RELU", e.op("RELU_N1_TO_1", x))
+
+
+@unary_lowering("HardSigmoid", tflite_ops=("MUL", "ADD", "RELU_N1_TO_1", "RELU"))
 def _hardsigmoid(e, x):
     alpha, beta = e.ctx.attr("alpha", 0.2), e.ctx.attr("beta", 0.5)
-    x = e.cast(x, np.float32)  # RELU_0_TO_1 is float32 only
-    return e.op(
-        "RELU_0_TO_1",
-        e.op("ADD", e.op("MUL", x, e.const(alpha, np.float32)), e.const(beta, np.float32)),
+    x = e.cast(x, np.float32)
+    return clamp_0_1(
+        e, e.op("ADD", e.op("MUL", x, e.const(alpha, np.float32)), e.const(beta, np.float32))
     )
 
 
@@ -177,11 +184,12 @@ def _clip_bound(e, ctx, i: int, attr: str):
     return e.const(np.asarray(value).reshape(()))
 
 
+# Clip(0, 1) is not RELU_0_TO_1 (XNNPACK rejects it) but clamp_0_1.
 CLIP_ACTIVATIONS = {
     (0.0, 6.0): "RELU6",
     (0.0, None): "RELU",
     (-1.0, 1.0): "RELU_N1_TO_1",
-    (0.0, 1.0): "RELU_0_TO_1",
+    (0.0, 1.0): clamp_0_1,
 }
 
 
@@ -199,7 +207,7 @@ def _const_bounds(ctx):
     same_as_input,
     dtypes=FLOATS + INTEGER,
     dtype_inputs=(0, 1, 2),
-    tflite_ops=("RELU6", "RELU", "RELU_N1_TO_1", "RELU_0_TO_1", "MAXIMUM", "MINIMUM", "CAST"),
+    tflite_ops=("RELU6", "RELU", "RELU_N1_TO_1", "MAXIMUM", "MINIMUM", "CAST"),
     extra_check=native_check(MINMAX_NATIVE),
     notes="min/max constant or runtime; MAXIMUM then MINIMUM (min > max yields max)",
 )
@@ -208,7 +216,7 @@ def lower_clip(ctx):
     x = e.input(0)
     fused = CLIP_ACTIVATIONS.get(_const_bounds(ctx)) if x.dtype == np.float32 else None
     if fused is not None:
-        e.result(e.op(fused, x))
+        e.result(fused(e, x) if callable(fused) else e.op(fused, x))
         return
     out = x
     lo, hi = _clip_bound(e, ctx, 1, "min"), _clip_bound(e, ctx, 2, "max")
@@ -230,11 +238,26 @@ def lower_clip(ctx):
     broadcasting(),
     dtypes=FLOATS + ("int32", "int64"),
     dtype_inputs=(0, 1),
-    tflite_ops=("GREATER", "MUL", "SELECT_V2", "CAST"),
+    tflite_ops=("PRELU", "GREATER", "MUL", "SELECT_V2", "CAST"),
     extra_check=native_check(("float32", "int32", "int64")),
-    notes="slope broadcast to the input (select(x > 0, x, slope * x))",
+    notes="float32 up to rank 4: PRELU (XNNPACK takes it with a constant slope); otherwise "
+    "slope broadcast to the input (select(x > 0, x, slope * x))",
 )
 def lower_prelu(ctx):
+    e = Emit(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
+    x = e.input(0)
+    if x.dtype == np.float32 and len(ctx.shape(0)) <= PRELU_MAX_RANK:
+        e.result(e.op("PRELU", x, e.input(1)))
+    else:
+        e.result(_select_negative(e, x, e.op("MUL", x, e.input(1))))
+
+
+# LiteRT's float PRELU kernel broadcasts through its 4-D reference path.
+PRELU_MAX_RANK = 4
+
+
+def prelu_by_select(ctx):
+    """``--decompose``: PRelu with primitive builtins only (GREATER, MUL, SELECT_V2)."""
     e = Emit(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
     x = e.input(0)
     e.result(_select_negative(e, x, e.op("MUL", x, e.input(1))))

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 from ..registry import decomposition
-from .activations import _select_negative, lower_prelu
+from .activations import _select_negative, prelu_by_select
 from .elementwise import unary_decomposition
 from .math import _erf
 
-# PRelu's regular lowering already uses only GREATER / MUL / SELECT_V2.
-decomposition("PRelu")(lower_prelu)
+# PRelu's regular lowering is PRELU for float32; the decomposition keeps GREATER / MUL / SELECT_V2.
+decomposition("PRelu")(prelu_by_select)
 
 
 @unary_decomposition("LeakyRelu")

@@ -1,0 +1,165 @@
+"""Lowerings pick ops XNNPACK takes, so a float32 graph runs in one delegate partition.
+
+Each case converts, checks the numbers against onnxruntime (harness.check_conversion), and
+counts the DELEGATE nodes of a LiteRT interpreter with XNNPACK after allocate_tensors() with
+benchmarks/bench_partitions.py's counter (which the first test checks on a known split).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from harness import check_conversion, make_model
+from onnx import helper
+
+from benchmarks.bench_partitions import count_partitions
+
+RNG = np.random.default_rng(11)
+F = np.float32
+X = (1, 8, 6, 6)
+
+
+def _signed(shape=X, scale=3.0):
+    return {"x": (RNG.standard_normal(shape) * scale).astype(F)}
+
+
+def _one_partition(chk) -> dict:
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+    return parts
+
+
+def test_counter_finds_the_op_that_splits_a_graph():
+    # SIGN has no XNNPACK kernel: Relu -> Sign -> Relu is two partitions around it
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Sign", ["a"], ["s"]),
+        helper.make_node("Add", ["s", "x"], ["b"]),
+        helper.make_node("Tanh", ["b"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", F, X)], [("y", F, X)])
+    chk = check_conversion(model, feeds=_signed())
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["outside"] == {"SIGN": 1}
+    assert parts["partitions"] == 2
+    assert parts["tflite_ops"] == 4 and parts["delegated_ops"] == 3
+
+
+@pytest.mark.parametrize("slope_shape", [(8, 1, 1), (1,), (6,)])
+def test_prelu_is_the_prelu_builtin(slope_shape):
+    model = make_model(
+        [helper.make_node("PRelu", ["x", "s"], ["y"])],
+        [("x", F, X)],
+        [("y", F, X)],
+        {"s": RNG.uniform(-0.5, 0.5, slope_shape).astype(F)},
+    )
+    chk = check_conversion(model, feeds=_signed())
+    assert dict(chk.ops) == {"PRELU": 1}
+    _one_partition(chk)
+    decomposed = check_conversion(model, feeds=_signed(), decompose=("PRelu",))
+    assert {"GREATER", "SELECT_V2"} <= set(decomposed.ops) and "PRELU" not in decomposed.ops
+
+
+def test_prelu_with_a_runtime_slope_and_rank_5_input():
+    model = make_model(
+        [helper.make_node("PRelu", ["x", "s"], ["y"])],
+        [("x", F, (1, 2, 3, 4, 5)), ("s", F, (5,))],
+        [("y", F, (1, 2, 3, 4, 5))],
+    )
+    feeds = {"x": RNG.standard_normal((1, 2, 3, 4, 5)).astype(F), "s": RNG.uniform(-1, 1, 5)}
+    feeds["s"] = feeds["s"].astype(F)
+    chk = check_conversion(model, feeds=feeds)  # rank 5: the select form
+    assert "PRELU" not in chk.ops
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.2, 0.5), (1 / 6, 0.5), (0.25, 0.4)])
+def test_hard_sigmoid_stays_in_one_partition(alpha, beta):
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("HardSigmoid", ["c"], ["h"], alpha=alpha, beta=beta),
+        helper.make_node("Mul", ["h", "c"], ["y"]),
+    ]
+    model = make_model(
+        nodes, [("x", F, X)], [("y", F, X)], {"w": RNG.standard_normal((8, 8, 3, 3)).astype(F) / 8}
+    )
+    chk = check_conversion(model, feeds=_signed())
+    assert "RELU_0_TO_1" not in chk.ops
+    _one_partition(chk)
+
+
+def test_clip_0_1_stays_in_one_partition_and_is_exact():
+    nodes = [
+        helper.make_node("Mul", ["x", "k"], ["m"]),
+        helper.make_node("Clip", ["m", "lo", "hi"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, X)],
+        [("y", F, X)],
+        {"k": np.array(0.4, F), "lo": np.array(0, F), "hi": np.array(1, F)},
+    )
+    chk = check_conversion(model, feeds=_signed(), atol=0, rtol=0)
+    assert "RELU_0_TO_1" not in chk.ops
+    _one_partition(chk)
+
+
+def test_conv1d_filters_stay_constant():
+    # a 1-D conv runs as a 2-D one; its filter reshape is done at conversion time, since
+    # XNNPACK takes CONV_2D only with a static filter
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1], dilations=[1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], pads=[2, 2], dilations=[2]),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, (1, 4, 50))],
+        [("y", F, (1, 6, 50))],
+        {
+            "w1": RNG.standard_normal((8, 4, 3)).astype(F) / 4,
+            "b1": RNG.standard_normal(8).astype(F),
+            "w2": RNG.standard_normal((6, 8, 3)).astype(F) / 4,
+        },
+    )
+    chk = check_conversion(model, feeds=_signed((1, 4, 50)))
+    assert chk.ops["CONV_2D"] == 2
+    _one_partition(chk)
+
+
+def test_rms_norm_pow_2_stays_in_one_partition():
+    nodes = [
+        helper.make_node("Pow", ["x", "two"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq", "axes"], ["ms"], keepdims=1),
+        helper.make_node("Add", ["ms", "eps"], ["v"]),
+        helper.make_node("Sqrt", ["v"], ["rms"]),
+        helper.make_node("Div", ["x", "rms"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, (1, 7, 32))],
+        [("y", F, (1, 7, 32))],
+        {"two": np.array(2, F), "axes": np.array([-1], np.int64), "eps": np.array(1e-6, F)},
+        opset=18,
+    )
+    chk = check_conversion(model, feeds=_signed((1, 7, 32)))
+    assert "POW" not in chk.ops
+    _one_partition(chk)
+
+
+def test_dynamo_gelu_form_becomes_gelu():
+    # torch dynamo writes x * (0.5 * (1 + erf(x / sqrt 2))); lowered literally, Erf's SIGN
+    # split every transformer MLP out of the delegate
+    nodes = [
+        helper.make_node("Div", ["x", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["half", "a"], ["h"]),
+        helper.make_node("Mul", ["x", "h"], ["y"]),
+    ]
+    consts = {"sqrt2": np.array(math.sqrt(2), F), "one": np.array(1, F), "half": np.array(0.5, F)}
+    model = make_model(nodes, [("x", F, (2, 16))], [("y", F, (2, 16))], consts)
+    chk = check_conversion(model, feeds=_signed((2, 16)))
+    assert dict(chk.ops) == {"GELU": 1}
+    _one_partition(chk)
