@@ -821,3 +821,73 @@ def test_one_row_input_of_rank_1():
     for o in model.graph.output:
         o.type.tensor_type.shape.dim[0].dim_value = 1
     check_conversion(model, feeds={"x": _features()[0]})
+
+
+WORDS = np.array(["cat", "dog", "", "bird", "dog ", "Cat"], dtype=object)
+
+
+@pytest.mark.parametrize(
+    "keys,values",
+    [
+        ("keys_strings", "values_int64s"),
+        ("keys_strings", "values_floats"),
+        ("keys_int64s", "values_strings"),
+        ("keys_strings", "values_strings"),
+    ],
+)
+def test_label_encoder_strings(keys, values):
+    """String keys or values: EQUAL and GATHER on LiteRT string tensors."""
+    key_vals = ["cat", "dog", "bird", "cat"] if keys == "keys_strings" else [3, -1, 7, 3]
+    out_vals = {
+        "values_int64s": [10, 20, 30, 40],
+        "values_floats": [0.5, 1.5, 2.5, 3.5],
+        "values_strings": ["x", "y", "z", "w"],
+    }[values]
+    attrs = {keys: key_vals, values: out_vals}
+    default = {
+        "values_int64s": ("default_int64", -7),
+        "values_floats": ("default_float", -1.0),
+        "values_strings": ("default_string", "none"),
+    }[values]
+    attrs[default[0]] = default[1]
+    out_type = {
+        "values_int64s": np.int64,
+        "values_floats": np.float32,
+        "values_strings": TensorProto.STRING,
+    }[values]
+    in_type = TensorProto.STRING if keys == "keys_strings" else np.int64
+    node = helper.make_node("LabelEncoder", ["x"], ["y"], domain=ML, **attrs)
+    model = _ml_model([node], [("x", in_type, (N, 2))], [("y", out_type, (N, 2))], 2)
+    rng = np.random.default_rng(1)
+    if keys == "keys_strings":
+        x = rng.choice(WORDS, (N, 2))
+    else:
+        x = rng.choice(np.array([3, -1, 7, 5]), (N, 2)).astype(np.int64)
+    check_conversion(model, feeds={"x": x})
+
+
+@pytest.mark.parametrize("direction", ["string_to_int", "int_to_string"])
+def test_label_encoder_opset1_classes(direction):
+    classes = ["cat", "dog", "bird"]
+    if direction == "string_to_int":
+        node = helper.make_node(
+            "LabelEncoder", ["x"], ["y"], domain=ML, classes_strings=classes, default_int64=-5
+        )
+        io = (TensorProto.STRING, np.int64)
+        x = np.random.default_rng(2).choice(WORDS, (N, 2))
+    else:
+        node = helper.make_node(
+            "LabelEncoder", ["x"], ["y"], domain=ML, classes_strings=classes, default_string="?"
+        )
+        io = (np.int64, TensorProto.STRING)
+        x = np.random.default_rng(2).integers(-1, 5, (N, 2)).astype(np.int64)
+    model = _ml_model([node], [("x", io[0], (N, 2))], [("y", io[1], (N, 2))], 1)
+    check_conversion(model, feeds={"x": x})
+
+
+def test_one_hot_encoder_strings():
+    node = helper.make_node(
+        "OneHotEncoder", ["x"], ["y"], domain=ML, cats_strings=["cat", "dog", "bird", "cat"]
+    )
+    model = _ml_model([node], [("x", TensorProto.STRING, (N, 2))], [("y", np.float32, (N, 2, 4))])
+    check_conversion(model, feeds={"x": np.random.default_rng(3).choice(WORDS, (N, 2))})

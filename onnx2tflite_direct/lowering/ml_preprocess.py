@@ -229,10 +229,12 @@ def lower_feature_vectorizer(ctx):
 
 
 def _onehot_check(node, graph):
-    if node.attrs.get("cats_strings") and not node.attrs.get("cats_int64s"):
-        return "unsupported_dtype: string categories (cats_strings): no string tensors in this converter"
-    if not node.attrs.get("cats_int64s"):
-        return "unsupported_attribute_value: no cats_int64s"
+    if not node.attrs.get("cats_int64s") and not node.attrs.get("cats_strings"):
+        return "unsupported_attribute_value: no cats_int64s / cats_strings"
+    x = graph.values[node.inputs[0]]
+    strings = bool(node.attrs.get("cats_strings")) and not node.attrs.get("cats_int64s")
+    if strings != (np.dtype(x.dtype).kind == "O"):
+        return "unsupported_dtype: string categories need a string input, numeric ones a number"
     return None
 
 
@@ -240,7 +242,7 @@ def _onehot_check(node, graph):
     "OneHotEncoder",
     onnx_order,
     domain=ML_DOMAIN,
-    dtypes=("float32", "int32", "int64"),
+    dtypes=("float32", "int32", "int64", "object"),
     tflite_ops=("CAST", "EQUAL"),
     notes=(
         "cats_int64s; float inputs truncated to int64 as onnxruntime; zeros=0 writes an "
@@ -249,14 +251,17 @@ def _onehot_check(node, graph):
     extra_check=_onehot_check,
 )
 def lower_one_hot_encoder(ctx):
-    cats = np.asarray(ctx.attr("cats_int64s"), np.int64).ravel()
     x = ctx.input(0)
-    if np.dtype(x.dtype) != np.int64:
-        x = op(ctx, "CAST", [x], x.shape, np.int64, "as_int64")
+    if ctx.attr("cats_int64s"):
+        cats = np.asarray(ctx.attr("cats_int64s"), np.int64).ravel()
+        if np.dtype(x.dtype) != np.int64:
+            x = op(ctx, "CAST", [x], x.shape, np.int64, "as_int64")
+    else:  # string categories: EQUAL compares string tensors
+        cats = np.array([str(c) for c in ctx.attr("cats_strings")], dtype=object)
     x3 = ctx.reshape(x, tuple(x.shape) + (1,), "expanded")
-    eq = binary(ctx, "EQUAL", x3, const(ctx, cats, np.int64, "cats"), "is_cat", dtype=np.bool_)
+    eq = binary(ctx, "EQUAL", x3, ctx.const_tensor(cats, "cats"), "is_cat", dtype=np.bool_)
     y = op(ctx, "CAST", [eq], eq.shape, np.float32, "onehot")
-    last = {int(v): i for i, v in enumerate(cats)}  # onnxruntime: the last duplicate wins
+    last = {v: i for i, v in enumerate(cats.tolist())}  # onnxruntime: the last duplicate wins
     if len(last) != len(cats):
         keep = np.zeros(len(cats), np.float32)
         keep[list(last.values())] = 1
@@ -266,46 +271,55 @@ def lower_one_hot_encoder(ctx):
     _out(ctx, y)
 
 
-_LE_KEYS = ("keys_int64s", "keys_floats", "keys_tensor")
-_LE_VALUES = ("values_int64s", "values_floats", "values_tensor")
-
-
 def _label_encoder_attrs(attrs):
+    """(keys, values, default) as numpy arrays (object arrays for strings), or Nones.
+
+    Opset 1 (``classes_strings``) maps strings to their index and back; opset 2+ has typed
+    ``keys_*`` / ``values_*`` lists, opset 4 also tensors."""
+    if attrs.get("classes_strings") is not None:
+        return None, None, None  # opset 1: the input type decides the direction (lowering)
     keys = values = default = None
-    for k in _LE_KEYS:
+    for k, kind in (
+        ("keys_int64s", np.int64),
+        ("keys_floats", np.float32),
+        ("keys_strings", object),
+        ("keys_tensor", None),
+    ):
         if attrs.get(k) is not None and np.size(attrs[k]):
-            keys = np.asarray(attrs[k]).ravel()
-            if k == "keys_floats":
-                keys = keys.astype(np.float32)
-            elif k == "keys_int64s":
-                keys = keys.astype(np.int64)
-    for k in _LE_VALUES:
+            keys = _typed(attrs[k], kind)
+    for k, kind in (
+        ("values_int64s", np.int64),
+        ("values_floats", np.float32),
+        ("values_strings", object),
+        ("values_tensor", None),
+    ):
         if attrs.get(k) is not None and np.size(attrs[k]):
-            values = np.asarray(attrs[k]).ravel()
-            if k == "values_floats":
-                values = values.astype(np.float32)
-            elif k == "values_int64s":
-                values = values.astype(np.int64)
+            values = _typed(attrs[k], kind)
     if values is not None:
         if attrs.get("default_tensor") is not None:
-            default = np.asarray(attrs["default_tensor"]).ravel()[:1].astype(values.dtype)
+            default = _typed(attrs["default_tensor"], None).ravel()[:1].astype(values.dtype)
         elif values.dtype == np.int64:
             default = np.array([attrs.get("default_int64", -1)], np.int64)
         elif values.dtype.kind == "f":
             default = np.array([attrs.get("default_float", -0.0)], values.dtype)
+        else:
+            default = np.array([str(attrs.get("default_string", "_Unused"))], dtype=object)
     return keys, values, default
 
 
+def _typed(value, kind) -> np.ndarray:
+    arr = np.asarray(value).ravel()
+    if kind is object or arr.dtype.kind in "USO":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr], dtype=object)
+    return arr.astype(kind) if kind is not None else arr
+
+
 def _label_encoder_check(node, graph):
-    if node.attrs.get("classes_strings") is not None or any(
-        node.attrs.get(k) is not None for k in ("keys_strings", "values_strings")
-    ):
-        return "unsupported_dtype: string keys or values: no string tensors in this converter"
     keys, values, _ = _label_encoder_attrs(node.attrs)
+    if node.attrs.get("classes_strings") is not None and keys is None:
+        return None  # opset 1 int -> string: checked in the lowering
     if keys is None or values is None or len(keys) != len(values):
-        return "unsupported_attribute_value: numeric keys_* and values_* of equal length needed"
-    if keys.dtype.kind not in "if" or values.dtype.kind not in "if":
-        return f"unsupported_dtype: keys {keys.dtype} / values {values.dtype}"
+        return "unsupported_attribute_value: keys_* and values_* of equal length needed"
     if keys.dtype == np.float64 or values.dtype == np.float64:
         return "unsupported_dtype: float64 keys or values"
     return None
@@ -315,20 +329,33 @@ def _label_encoder_check(node, graph):
     "LabelEncoder",
     onnx_order,
     domain=ML_DOMAIN,
-    since=2,
-    dtypes=("float32", "int32", "int64"),
-    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "GATHER", "SELECT_V2"),
-    notes="numeric keys and values; first equal key wins; NaN keys match NaN (opset 4)",
+    dtypes=("float32", "int32", "int64", "object"),
+    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "SELECT_V2", "GATHER"),
+    notes=(
+        "numeric and string keys and values (string tensors: EQUAL and GATHER); first equal "
+        "key wins; NaN keys match NaN (opset 4)"
+    ),
     extra_check=_label_encoder_check,
 )
 def lower_label_encoder(ctx):
-    keys, values, default = _label_encoder_attrs(ctx.node.attrs)
     x = ctx.input(0)
-    if np.dtype(x.dtype) != keys.dtype:
+    keys, values, default = _label_encoder_attrs(ctx.node.attrs)
+    if keys is None:  # opset 1: strings <-> their index in classes_strings
+        classes = np.array([str(c) for c in ctx.attr("classes_strings")], dtype=object)
+        index = np.arange(len(classes), dtype=np.int64)
+        if np.dtype(x.dtype).kind == "O":
+            keys, values = classes, index
+            default = np.array([ctx.attr("default_int64", -1)], np.int64)
+        else:
+            keys, values = index, classes
+            default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
+    if (np.dtype(x.dtype).kind == "O") != (keys.dtype.kind == "O") or (
+        keys.dtype.kind != "O" and np.dtype(x.dtype) != keys.dtype
+    ):
         ctx.refuse(errors.UNSUPPORTED_DTYPE, f"input {x.dtype} for {keys.dtype} keys")
     shape = tuple(x.shape)
     x3 = ctx.reshape(x, shape + (1,), "expanded")
-    eq = binary(ctx, "EQUAL", x3, const(ctx, keys, keys.dtype, "keys"), "eq", dtype=np.bool_)
+    eq = binary(ctx, "EQUAL", x3, ctx.const_tensor(keys, "keys"), "eq", dtype=np.bool_)
     nan_keys = keys.dtype.kind == "f" and ctx.node.opset >= 4 and np.isnan(keys).any()
     if nan_keys:
         isnan = binary(ctx, "NOT_EQUAL", x3, x3, "isnan", dtype=np.bool_)
@@ -337,16 +364,18 @@ def lower_label_encoder(ctx):
     found = reduce(ctx, "REDUCE_ANY", eq, [-1], False, "found")
     eq_i = op(ctx, "CAST", [eq], eq.shape, np.int32, "eq_i")
     axis = const(ctx, np.array([len(shape)], np.int32), np.int32, "axis")
-    idx = op(ctx, "ARG_MAX", [eq_i, axis], shape, np.int32, "first", output_type="INT32")
-    mapped = op(
+    first = op(ctx, "ARG_MAX", [eq_i, axis], shape, np.int32, "first", output_type="INT32")
+    # the default is the table's last entry: the lookup never selects between values
+    idx = select(ctx, found, first, const(ctx, np.array([len(keys)], np.int32), np.int32), "idx")
+    table = np.concatenate([values, default]).astype(values.dtype)
+    y = op(
         ctx,
         "GATHER",
-        [const(ctx, values, values.dtype, "values"), idx],
+        [ctx.const_tensor(table, "values"), idx],
         shape,
-        values.dtype,
-        "mapped",
+        table.dtype,
+        "encoded",
         axis=0,
         batch_dims=0,
     )
-    y = select(ctx, found, mapped, const(ctx, default, values.dtype, "default"), "encoded")
     _out(ctx, y)
