@@ -352,10 +352,7 @@ def test_recurrent_loop_runs_any_sequence_length_and_batch(op, gates, direction)
     res = _check_at_sizes(
         model, lambda t, b: {"x": _w(t, b, feat, scale=1.0)}, [(1, 1), (7, 3), (20, 2)]
     )
-    # LSTM: one UNIDIRECTIONAL_SEQUENCE_LSTM kernel per direction (its state tensors follow the
-    # batch too); GRU: one WHILE loop per direction.
-    form = "UNIDIRECTIONAL_SEQUENCE_LSTM" if op == "LSTM" else "WHILE"
-    assert op_histogram(res.tflite_bytes)[form] == dirs
+    assert op_histogram(res.tflite_bytes)["WHILE"] == dirs
 
 
 def test_quantized_variants_of_a_dynamic_model_run_at_any_size():

@@ -1,12 +1,9 @@
-"""LSTM, GRU and RNN -> LiteRT's LSTM sequence kernel, or an exact WHILE loop (default) or
-unrolled composition of builtins.
+"""LSTM, GRU and RNN -> an exact WHILE loop (default) or unrolled composition of builtins.
 
-An LSTM whose semantics the UNIDIRECTIONAL_SEQUENCE_LSTM kernel expresses (constant weights,
-default activations, no clip or input_forget, full sequences: ``recurrent_kernels.CONSTRAINTS``)
-becomes one kernel per direction (``recurrent_kernels``): the whole recurrence in one op. The
-kernel keeps its state in variable tensors; an operator writing the initial state into them on
-every invocation keeps ONNX's "every run starts from initial_h/initial_c". Everything else
-(GRU, RNN, and LSTMs failing a constraint) is written with plain builtins:
+``recurrent_kernels`` can lower an LSTM whose semantics the UNIDIRECTIONAL_SEQUENCE_LSTM
+kernel expresses to one kernel per direction, but that kernel measured slower than the loop
+below (its matrix products run outside XNNPACK), so it is off by default
+(``recurrent_kernels.ENABLED``). The default is plain builtins:
 
 * one FULLY_CONNECTED per direction projects every time step at once (X . W^T + biases);
   UNPACK hands out the per-step rows;
@@ -14,10 +11,11 @@ every invocation keeps ONNX's "every run starts from initial_h/initial_c". Every
   (SPLIT, LOGISTIC/TANH/..., MUL, ADD) of the cell (``recurrent_cells``);
 * PACK assembles Y, Y_h and Y_c in the requested ``layout``.
 
-By default the per-step part is the body of one WHILE loop per direction (graph size does not
+The per-step part is either the body of one WHILE loop per direction (graph size does not
 grow with the sequence; the step reads its row of the projection with GATHER and writes Y with
-DYNAMIC_UPDATE_SLICE). ``--unroll-rnn`` (and batch-major ``layout=1``) emits every step
-instead: more ops, no loop overhead, friendlier to delegates for short sequences.
+DYNAMIC_UPDATE_SLICE) or every step emitted in turn: unrolled where measurement says it is the
+faster form (:func:`prefer_unrolled`: small cells, short sequences), with ``--unroll-rnn``, and
+for batch-major ``layout=1``.
 
 A ``sequence_lens`` other than "every sequence is full" is handled by masking: a step at
 t >= len[b] keeps the state and writes zeros to Y. Iterating reverse directions from the last
@@ -35,9 +33,9 @@ import numpy as np
 from .. import errors, tfl
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from . import recurrent_kernels
 from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
 from .recurrent_cells import CellConfig, Ops, gru_step, lstm_step, parse_activations, rnn_step
-from .recurrent_kernels import kernel_blocker, lower_lstm_kernel
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,30 @@ KINDS = {
 }
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 SEQUENCE_LENS, INITIAL_H, INITIAL_C, PEEPHOLES = 4, 5, 6, 7
+
+
+# Unrolled vs WHILE loop, by measurement (benchmarks/bench_recurrent.py --sweep, x86-64, 1
+# thread, batch 1). Unrolling removes the loop's per-step interpreter work (the body's ops, the
+# cond and body subgraph invocations), which dominates small cells: GRU/BiLSTM at hidden <= 32
+# run in 0.25-0.6x the loop's time, at hidden 64 in 0.4-0.8x. It loses when the recurrent
+# products are large, because every unrolled FULLY_CONNECTED keeps its own packed copy of R in
+# XNNPACK and the working set grows with the step count: at hidden 128 from 8-16
+# steps x directions, at hidden 256 from 4 (2-2.5x slower at 32-48 steps).
+# The step range also keeps the choice identical between the dynamic-shape samples
+# (dynamic_shapes.BATCH_SAMPLES 2, 3 for a leading sequence dim; SIZE_SAMPLES 64, 96): a
+# sequence length that changes at run time always gets the loop (tests check the bounds).
+UNROLL_STEPS = range(4, 49)  # 4..48
+UNROLL_HIDDEN = 64  # any step count in UNROLL_STEPS
+UNROLL_MEDIUM_HIDDEN, UNROLL_MEDIUM_WORK = 128, 8  # steps x directions at most
+
+
+def prefer_unrolled(seq: int, hidden: int, dirs: int) -> bool:
+    """Whether the unrolled form is the faster one for this recurrence (see above)."""
+    if seq not in UNROLL_STEPS:
+        return False
+    if hidden <= UNROLL_HIDDEN:
+        return True
+    return hidden <= UNROLL_MEDIUM_HIDDEN and seq * dirs <= UNROLL_MEDIUM_WORK
 
 
 def _num_directions(node) -> int:
@@ -288,7 +310,12 @@ class Unroller:
         recurrents = self.per_direction(2)
         biases = self.per_direction(3)
         peepholes = self.per_direction(PEEPHOLES) if ctx.node.op_type == "LSTM" else [None] * 2
-        looped = not (ctx.driver.options.unroll_rnn or self.batch_major or self.seq == 1)
+        looped = not (
+            ctx.driver.options.unroll_rnn
+            or self.batch_major
+            or self.seq == 1
+            or prefer_unrolled(self.seq, self.hidden, self.dirs)
+        )
         h0 = self.initial_states(INITIAL_H, looped)
         c0 = self.initial_states(INITIAL_C, looped) if self.kind.num_states == 2 else None
         masks = self.step_masks(stacked=looped)
@@ -330,17 +357,6 @@ class Unroller:
                 o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
 
 
-LSTM_KERNEL_OPS = (
-    "UNIDIRECTIONAL_SEQUENCE_LSTM",
-    "REVERSE_V2",
-    "STRIDED_SLICE",
-    "CONCATENATION",
-    "SLICE",
-    "FILL",
-    "UNPACK",
-    "PACK",
-    "RESHAPE",
-)
 CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 
 
@@ -385,10 +401,10 @@ def _register(op_type: str):
         attrs.append(attr_in("linear_before_reset", (0, 1), 0))
 
     def lower(ctx):
-        if op_type == "LSTM":
-            blocker = kernel_blocker(ctx)
+        if op_type == "LSTM" and recurrent_kernels.ENABLED:
+            blocker = recurrent_kernels.kernel_blocker(ctx)
             if blocker is None:
-                lower_lstm_kernel(ctx)
+                recurrent_kernels.lower_lstm_kernel(ctx)
                 return
             ctx.note(f"loop form, not UNIDIRECTIONAL_SEQUENCE_LSTM: needs {blocker}")
         Unroller(ctx, kind).lower()
@@ -402,7 +418,6 @@ def _register(op_type: str):
         attrs=tuple(attrs),
         extra_check=_check,
         tflite_ops=(
-            *(LSTM_KERNEL_OPS if op_type == "LSTM" else ()),
             "WHILE",
             "GATHER",
             "DYNAMIC_UPDATE_SLICE",
@@ -426,15 +441,9 @@ def _register(op_type: str):
             "RELU_0_TO_1",
             "ELU",
         ),
-        notes=(
-            "LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel per direction when W/R/B/P are "
-            "constant, activations default, no clip/input_forget and sequence_lens absent or "
-            "full; otherwise "
-            if op_type == "LSTM"
-            else ""
-        )
-        + "one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout "
-        "or a single step); W/R/B/states constant or runtime; "
+        notes="one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout, "
+        "a single step, or 4-48 steps of a small cell where that measured faster); "
+        "W/R/B/states constant or runtime; "
         "activations Relu/Tanh/Sigmoid/Affine/LeakyRelu/ThresholdedRelu/ScaledTanh/"
         "HardSigmoid/Elu/Softsign/Softplus; clip; sequence_lens by masking (constant values "
         "must lie in [1, seq_length])",

