@@ -104,6 +104,9 @@ class Driver:
         # id(DEQUANTIZE output) -> its quantized constant input (lowering/quantize.py): another
         # layout of such a tensor is a DEQUANTIZE of the constant stored in that layout.
         self.dequantized_constants: dict[int, tfl.Tensor] = {}
+        # id(QuantizeLinear output) -> (float value before the zero point, its layout, the
+        # lattice): a DequantizeLinear on the same lattice reads that (lowering/quantize.py).
+        self.lattice_twins: dict[int, tuple] = {}
         self._pref: dict[str, bool] = {}
         self.records: list[NodeRecord] = parent.records if parent is not None else []
         self.io_table: list[dict] = []

@@ -338,3 +338,49 @@ def test_quantized_weights_and_int32_bias_are_static_operands(tmp_path, per_chan
         assert details[weights["inputs"][0]]["dtype"] == np.int8
         if len(op["inputs"]) > 2 and op["inputs"][2] >= 0:
             assert op["inputs"][2] not in made_by  # the bias: a constant
+
+
+# ---- an activation pair is one clamp and one product ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype,zps", [(np.uint8, [0, 128, 250]), (np.int8, [-5, 0, 100]), (np.int16, [0, 0, 0])]
+)
+def test_activation_pairs_are_exact_and_cheap(dtype, zps):
+    """x -> Q -> DQ (per-axis along the channels, then per-tensor), also read with other
+    parameters by a second DQ, and the Q output itself a graph output: every value exact.
+    A pair with equal constant parameters is lowered as ``clamp(round(x / s)) * s`` (the
+    integer tensor only where something else reads it)."""
+    scales = np.array([0.05, 0.013, 0.2], np.float32)
+    inits = [
+        numpy_helper.from_array(scales, "s"),
+        numpy_helper.from_array(np.array(zps, dtype), "z"),
+        numpy_helper.from_array(np.array(0.07, np.float32), "t_s"),
+        numpy_helper.from_array(np.array(zps[1], dtype), "t_z"),
+        numpy_helper.from_array(np.array(0.09, np.float32), "u_s"),
+    ]
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1),
+        helper.make_node("QuantizeLinear", ["y", "t_s", "t_z"], ["tq"]),
+        helper.make_node("DequantizeLinear", ["tq", "t_s", "t_z"], ["t"]),
+        helper.make_node("DequantizeLinear", ["tq", "u_s", "t_z"], ["u"]),
+    ]
+    shape = [2, 3, 4, 5]
+    graph = helper.make_graph(
+        nodes,
+        "pairs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("y", "t", "u")]
+        + [helper.make_tensor_value_info("tq", elem, shape)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 8, shape).astype(np.float32)
+    x.reshape(-1)[:30] = (0.05 * (np.arange(30) - 15 + 0.5)).astype(np.float32)  # ties
+    check = check_conversion(model, {"x": x}, atol=0.0, rtol=0.0, keep_io_layout=True)
+    mul_count = check.ops["MUL"]
+    assert mul_count == 3, check.ops  # one product per DequantizeLinear, no SUB of a zero point
+    assert check.ops.get("SUB", 0) == 1  # only the DQ whose Q pairs with other parameters
