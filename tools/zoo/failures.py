@@ -228,6 +228,24 @@ def render() -> str:
                 f"{u.get('message', '')}"
             )
         lines.append("")
+    slow = sorted(
+        (r for r in rows if r["status"] == "pass" and (r.get("latency_ratio") or 0) > 2.0),
+        key=lambda r: -r["latency_ratio"],
+    )
+    if slow:
+        lines += [
+            "## Passing but slow: LiteRT more than 2x onnxruntime (1 thread, median)",
+            "",
+            "| model | exporter | LiteRT ms | ORT ms | ratio | TRANSPOSE |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in slow:
+            lines.append(
+                f"| {r['name']} | {r.get('exporter')} | {r['litert_ms']:.3f} | "
+                f"{r['ort_ms']:.3f} | {r['latency_ratio']:.2f} | "
+                f"{r.get('transpose_count', '')} |"
+            )
+        lines.append("")
     missing = [r["name"] for r in rows if r["status"] == "not_built"]
     if missing:
         lines += ["## Not built on this machine", "", ", ".join(missing), ""]

@@ -21,7 +21,9 @@ def downloads_dir() -> Path:
 
 
 def results_dir() -> Path:
-    return cache_dir() / "results"
+    """Per-model results; ``$ONNX2TFLITE_ZOO_RESULTS`` keeps one run's results apart (e.g.
+    the committed report's, while others run single models against their working tree)."""
+    return Path(os.environ.get("ONNX2TFLITE_ZOO_RESULTS") or cache_dir() / "results")
 
 
 REPO = Path(__file__).resolve().parents[2]
