@@ -213,6 +213,29 @@ def one_hot_pipeline():
     return _skl(m, n_features=6, zipmap_model=clf), x
 
 
+def one_hot_strings_pipeline():
+    """String categories (a StringTensorType input) one-hot encoded, then a classifier."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(1)
+    words = np.array(["red", "green", "blue", "cyan", "plum"], dtype=object)
+    x = rng.choice(words, (1500, 2))
+    y = ((x[:, 0] == "red") | (x[:, 1] == "plum")).astype(np.int64)
+    clf = LogisticRegression(max_iter=500)
+    m = make_pipeline(OneHotEncoder(handle_unknown="ignore"), clf).fit(x, y)
+    onx = to_onnx(
+        m,
+        initial_types=[("input", StringTensorType([None, 2]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    return onx, x
+
+
 MODELS: dict[str, Callable] = {
     "scaler_logistic_pipeline": scaler_logistic_pipeline,
     "logistic_regression_binary": logistic_regression_binary,
@@ -227,6 +250,7 @@ MODELS: dict[str, Callable] = {
     "lightgbm_regressor": lightgbm_regressor,
     "xgboost_classifier": xgboost_classifier,
     "one_hot_pipeline": one_hot_pipeline,
+    "one_hot_strings_pipeline": one_hot_strings_pipeline,
 }
 
 
