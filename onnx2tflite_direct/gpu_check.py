@@ -188,6 +188,11 @@ def format_verdict(section: dict[str, Any]) -> list[str]:
             where = f"subgraph {f['subgraph']} {where}"
         node = f" (ONNX {f['onnx_node']})" if f.get("onnx_node") else ""
         lines.append(f"  {where} {f['op']}{node}: {', '.join(f['rules'])}: {f['detail']}")
+    if any(f["op"] == "WHILE" for f in section["fall_back"]):
+        lines.append(
+            "  hint: WHILE loops (LSTM/GRU/RNN) have no GPU parser; --unroll-rnn writes their "
+            "time steps out as ordinary operators"
+        )
     cross = section.get("analyzer")
     if cross and cross.get("effective") and cross.get("disagreements"):
         lines.append(f"  LiteRT analyzer disagrees on {len(cross['disagreements'])} op(s)")

@@ -27,6 +27,8 @@ arithmetic, a constant computed once):
   becomes GATHER by the flattened indices + RESHAPE.
 - ``fold_constant_reshape``: RESHAPE of a constant (a Conv1D filter) becomes the reshaped
   constant.
+- ``fold_constant_fully_connected``: FULLY_CONNECTED of constants (an unrolled RNN's first
+  step from a zero state) becomes its result (float64 accumulation, rounded once).
 - ``reshape_static_shape``: RESHAPE whose target shape is computed at run time in a static
   graph takes its static output shape as a constant (the shape arithmetic becomes dead).
 - ``slice_rank_lift``: a 1-D/2-D SLICE or STRIDED_SLICE runs on a 3-D view.
@@ -528,6 +530,49 @@ def _fold_constant_reshape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] 
     return []
 
 
+_CLAMPS = {
+    "NONE": (None, None),
+    "RELU": (0.0, None),
+    "RELU6": (0.0, 6.0),
+    "RELU_N1_TO_1": (-1.0, 1.0),
+}
+
+
+def _fold_constant_fully_connected(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """FULLY_CONNECTED of constants only (an unrolled RNN's first step with a zero initial
+    state; the GPU takes a runtime data input only) -> its result as a constant, accumulated
+    in float64 and rounded once (at least as accurate as the kernel)."""
+    if op.opcode != "FULLY_CONNECTED" or len(op.outputs) != 1:
+        return None
+    x, w = op.inputs[0], op.inputs[1]
+    bias = op.inputs[2] if len(op.inputs) > 2 else None
+    out = op.outputs[0]
+    operands = [x, w] + ([bias] if bias is not None else [])
+    if any(t is None or t.data is None for t in operands):
+        return None
+    if any(t.dtype != np.float32 or t.quantization is not None for t in (*operands, out)):
+        return None
+    if (
+        op.options.get("weights_format", "DEFAULT") not in ("DEFAULT", 0)
+        or op.options.get("fused_activation_function", "NONE") not in _CLAMPS
+        or id(out) in ed.io
+        or not _static(out)
+    ):
+        return None
+    if w.rank != 2 or x.data.size % w.shape[1]:
+        return None
+    rows = x.data.astype(np.float64).reshape(-1, w.shape[1])
+    y = rows @ w.data.astype(np.float64).T
+    if bias is not None:
+        y = y + bias.data.astype(np.float64)
+    low, high = _CLAMPS[op.options.get("fused_activation_function", "NONE")]
+    y = np.clip(y, low, high) if low is not None else y
+    if y.size != int(np.prod(out.shape)):
+        return None
+    out.data = np.ascontiguousarray(y.astype(np.float32).reshape(out.shape))
+    return []
+
+
 def _reshape_static_shape(ed: _Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """RESHAPE whose target shape is computed at run time (the GPU RESHAPE takes one runtime
     input) in a fully static graph -> the same RESHAPE with its static output shape as a
@@ -802,6 +847,7 @@ RULES: list[tuple[str, Rule]] = [
     ("gather_to_slices", _gather_to_slices),
     ("gather_flat_indices", _gather_flat_indices),
     ("fold_constant_reshape", _fold_constant_reshape),
+    ("fold_constant_fully_connected", _fold_constant_fully_connected),
     ("reshape_static_shape", _reshape_static_shape),
     ("transpose_rank_reduction", _reduce_transpose),
     ("unfuse_activation", _unfuse_activation),

@@ -813,3 +813,42 @@ def test_runtime_target_shape_from_the_inputs_is_not_frozen():
         operators=[tfl.Operator("BROADCAST_TO", [b, t], [z])], inputs=[b, t], outputs=[z]
     )
     assert gpu_friendly.apply(tfl.Model([sub]))["rewrites"] == []
+
+
+@pytest.mark.parametrize("op_type", ["LSTM", "GRU"])
+def test_unrolled_rnn_first_step_is_folded(op_type):
+    """With --unroll-rnn the first step multiplies the zero initial state by R: a
+    FULLY_CONNECTED of constants, which the GPU refuses (its data input must be runtime). Its
+    result becomes a constant; the model stays equal to onnxruntime's."""
+    rng = np.random.default_rng(10)
+    hidden, gates = 4, 4 if op_type == "LSTM" else 3
+    w = (rng.standard_normal((1, gates * hidden, 3)) * 0.5).astype(np.float32)
+    r = (rng.standard_normal((1, gates * hidden, hidden)) * 0.5).astype(np.float32)
+    b = (rng.standard_normal((1, 2 * gates * hidden)) * 0.1).astype(np.float32)
+    model = make_model(
+        [helper.make_node(op_type, ["x", "W", "R", "B"], ["y"], hidden_size=hidden)],
+        inputs=[("x", np.float32, (5, 1, 3))],
+        outputs=[("y", np.float32, (5, 1, 1, hidden))],
+        initializers={"W": w, "R": r, "B": b},
+    )
+    plain = check_conversion(model, unroll_rnn=True)
+    assert ("FULLY_CONNECTED", ["operands"]) in [
+        (f["op"], f["rules"]) for f in plain.report["gpu"]["fall_back"]
+    ]
+    chk = check_conversion(model, unroll_rnn=True, gpu_friendly=True)
+    assert "fold_constant_fully_connected" in {r["rule"] for r in _rewrites(chk)}
+    assert "FULLY_CONNECTED" not in {f["op"] for f in _not_delegated(chk)}
+
+
+def test_while_fallback_gets_the_unroll_hint():
+    from onnx2tflite_direct import gpu_check
+
+    section = {
+        "verdict": "1 op falls back",
+        "fully_delegable": False,
+        "partitions": 0,
+        "delegated_ops": 0,
+        "fall_back": [{"subgraph": 0, "op_index": 3, "op": "WHILE", "rules": ["no_gpu_kernel"],
+                       "detail": "the GPU delegate has no WHILE", "onnx_node": "LSTM:y"}],
+    }  # fmt: skip
+    assert any("--unroll-rnn" in line for line in gpu_check.format_verdict(section))
