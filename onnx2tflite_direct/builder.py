@@ -12,7 +12,8 @@ File-level conventions (those of LiteRT's own exporter): buffer 0 is the empty s
 constants (dtype + shape + bytes) share one buffer; constant data is 16-byte aligned in the
 final file; one OperatorCode per builtin / custom code with the max version of its users
 (checked against the CPU resolver range); a ``min_runtime_version`` metadata entry; one
-SignatureDef for subgraph 0. Output depends only on the input (no ``id()`` or hash-seed order).
+SignatureDef for subgraph 0, or one per ``Model.signatures`` entry. Output depends only on the
+input (no ``id()`` or hash-seed order).
 
 Two layouts of constant data:
 
@@ -514,7 +515,11 @@ def _write(plan: _Plan, external: bool) -> TFLiteFile:
         force = ("deprecated_builtin_code", "builtin_code", "version")
         opcode_offsets.append(w.table("OperatorCode", values, force=force))
 
-    signature = _signature(model, plan.tensor_lists[0])
+    signatures = model.signatures or [tfl.Signature(model.signature_key, 0)]
+    keys = [s.key for s in signatures]
+    if len(set(keys)) != len(keys):
+        raise BuildError(f"signature keys must be unique, got {keys}")
+    signature_defs = [_signature(model, s, plan.tensor_lists[s.subgraph_index]) for s in signatures]
     root = w.table(
         "Model",
         {
@@ -524,7 +529,7 @@ def _write(plan: _Plan, external: bool) -> TFLiteFile:
             "description": model.description,
             "buffers": [Ref(o) for o in buffer_offsets],
             "metadata": [{"name": n, "buffer": i} for n, i in metadata_buffers.items()] or None,
-            "signature_defs": [signature],
+            "signature_defs": signature_defs,
         },
     )
     w.finish(root, S.FILE_IDENTIFIER.encode("ascii"))
@@ -600,9 +605,10 @@ def _write_subgraph(w: Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) -> 
     )
 
 
-def _signature(model: tfl.Model, tensors: list[tfl.Tensor]) -> dict:
-    """SignatureDef for subgraph 0, keyed by the ONNX I/O names in the given order."""
-    sg = model.subgraphs[0]
+def _signature(model: tfl.Model, signature: tfl.Signature, tensors: list[tfl.Tensor]) -> dict:
+    """SignatureDef of one signature's subgraph, keyed by the ONNX I/O names in the given
+    order."""
+    sg = model.subgraphs[signature.subgraph_index]
     index_of = {id(t): i for i, t in enumerate(tensors)}
 
     def maps(ts: list[tfl.Tensor], names: list[str], what: str) -> list[dict]:
@@ -616,6 +622,6 @@ def _signature(model: tfl.Model, tensors: list[tfl.Tensor]) -> dict:
     return {
         "inputs": maps(sg.inputs, sg.input_names, "input"),
         "outputs": maps(sg.outputs, sg.output_names, "output"),
-        "signature_key": model.signature_key,
-        "subgraph_index": 0,
+        "signature_key": signature.key,
+        "subgraph_index": signature.subgraph_index,
     }

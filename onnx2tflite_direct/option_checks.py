@@ -19,6 +19,7 @@ from .errors import OptionError
 from .quant import variants as quant_variants
 from .quant.calibration import METHODS as CALIBRATION_METHODS
 from .registry import decomposable_ops
+from .signatures import value_problems as signature_problems
 from .validate import load_test_data
 
 QUANTIZE_CHOICES = quant_variants.CHOICES
@@ -82,6 +83,14 @@ def value_problems(o) -> Iterable[OptionError]:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
+    for name in ("signatures", "merge"):
+        if getattr(o, name) is not None and not isinstance(getattr(o, name), Mapping):
+            yield _bad(
+                f"{{0}} must be a dict keyed by signature name, got {getattr(o, name)!r}", name
+            )
+            return
+    for problem in signature_problems(o.signatures, o.merge):
+        yield _bad(f"{{0}}/{{1}}: {problem}", "signatures", "merge")
     if isinstance(o.calibration_data, (list, tuple)):
         for spec in o.calibration_data:
             name, sep, path = str(spec).partition("=")
@@ -142,6 +151,16 @@ def conflicts(o) -> Iterable[OptionError]:
                     "(the last batch would be incomplete)",
                     "test_data",
                     "batch_size",
+                )
+    if o.signatures or o.merge:  # one float file, its signatures lowered one by one
+        for name in ("quantize", "validate"):
+            if getattr(o, name):
+                yield _bad(
+                    "{0} does not work with {1}/{2} yet: convert each signature's model on its "
+                    "own to quantize or validate it",
+                    name,
+                    "signatures",
+                    "merge",
                 )
     if _wants_integer(o) and o.calibration_data is None and not o.calibration_random:
         yield _bad(

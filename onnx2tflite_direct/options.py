@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import lowering  # noqa: F401  (registers every lowering: --decompose lists them)
+from . import signatures as sig
 from .errors import OptionError
 from .option_checks import (  # noqa: F401  (REWRITE_RULES, check_output_dir: re-exported)
     CALIBRATION_METHODS,
@@ -306,6 +307,30 @@ class ConvertOptions:
         "write the weights after the FlatBuffer, referenced by `Buffer.offset/size` (LiteRT's "
         "large-model layout; used automatically above 2 GB)",
         "conversion",
+    )
+    signatures: dict[str, dict[str, tuple]] | None = _opt(
+        None,
+        "--signature",
+        sig.SIGNATURE_DOC,
+        "--signature prefill:input_ids=1,128 --signature decode:input_ids=1,1",
+        group="conversion",
+        kind="append",
+        metavar="NAME:INPUT=d0,d1,...[;INPUT=...]",
+        type=sig.parse_signature,
+        api_hint="signatures={NAME: {INPUT: (d0, d1, ...)}}",
+        from_cli=sig.signatures_from_cli,
+    )
+    merge: dict[str, object] | None = _opt(
+        None,
+        "--merge",
+        sig.MERGE_DOC,
+        "--merge decoder=decoder.onnx",
+        group="conversion",
+        kind="append",
+        metavar="NAME=model.onnx",
+        type=sig.parse_merge,
+        api_hint="merge={NAME: model}",
+        from_cli=sig.merge_from_cli,
     )
     # ---- layout and graph ----
     keep_io_layout: bool = _switch(

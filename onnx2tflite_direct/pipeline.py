@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, option_checks, report, tfl
+from . import builder, errors, gpu_check, option_checks, report, signatures, tfl
 from . import gpu_friendly as gpu
 from . import validate as val
 from .atomic import publish, write_atomic, write_pending
@@ -173,9 +173,13 @@ def convert_checked(
     try:
         if o.drop_zipmap:  # the [N, C] probabilities instead of ZipMap's maps
             model = drop_zipmap(load_model(model))
-        driver, model_ir, loader = _lower(
-            model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
-        )
+        several = bool(o.signatures or o.merge)
+        if several:
+            driver, model_ir, loader = _lower_signatures(model, options, rec, o, stem)
+        else:
+            driver, model_ir, loader = _lower(
+                model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
+            )
         result._model_loader = loader
         result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites
@@ -189,7 +193,8 @@ def convert_checked(
 
         serialized = builder.serialize(model_ir, external_buffers=external_buffers)
         result._tflite = _model_file(serialized, out_dir, stem, result)
-        rec.lowered(driver, serialized.nbytes, serialized.versions)
+        subgraphs = model_ir.subgraphs if several else None  # the histogram counts them all
+        rec.lowered(driver, serialized.nbytes, serialized.versions, subgraphs)
         rec.section("gpu", gpu_check.check_model(model_ir, serialized.versions))
         del serialized
         if quantize:  # after the float32 file; each variant starts from it
@@ -204,7 +209,7 @@ def convert_checked(
             )
             rec.section("quantization", summaries)
         del model_ir
-        if _has_quantization_ops(rec):
+        if _has_quantization_ops(rec) and not several:
             _prequantized_variant(result, rec, options, quant, build)
         if validate:  # before anything is published: a mismatch raises, nothing is written
             result.validation = _validate(result, rec, o.test_data, o.seed, o.atol, o.value_hints)
@@ -341,6 +346,53 @@ def _lower(model, options, rec, input_shapes, batch_size, inputs, outputs):
         lowered = lower_with_dynamic_shapes(signal, at)
         rec.section("dynamic_shapes", signal.summary())
         return lowered
+
+
+def _lower_signatures(model, options, rec, o: ConvertOptions, stem: str):
+    """``signatures`` / ``merge``: each signature lowered as a model of its own (the main model
+    with its inputs declared at the signature's dims, or another model), then combined into
+    one ``tfl.Model`` whose subgraphs share the weights (``signatures.py``). Returns the first
+    signature's driver and loader with the combined model: the coverage rows, io table and
+    tensor map are the first signature's; the report's ``signatures`` section lists them all.
+
+    ``input_shapes``, ``inputs`` and ``outputs`` apply to the main model (a signature's own
+    dims win over a pin of the same input); ``batch_size`` and the lowering options to all."""
+    if o.signatures:
+        main = load_model(model)
+        plan = [
+            (key, signatures.with_input_dims(main, dims, key), dims, True)
+            for key, dims in o.signatures.items()
+        ]
+    else:
+        plan = [(stem, model, {}, True)]
+    plan += [(key, other, {}, False) for key, other in (o.merge or {}).items()]
+    parts, entries, first = [], [], None
+    for key, source, dims, is_main in plan:
+        scratch = rec if first is None else report.ReportBuilder(options, key)
+        pins = {k: v for k, v in (o.input_shapes or {}).items() if k not in dims and is_main}
+        try:
+            lowered = _lower(
+                source,
+                options,
+                scratch,
+                pins or None,
+                o.batch_size,
+                o.inputs if is_main else None,
+                o.outputs if is_main else None,
+            )
+        except ConversionError as exc:
+            raise exc.reworded(f"signature {key!r}: {exc.message}") from None
+        first = first or lowered
+        parts.append((key, lowered[1]))
+        source_text = "main model" if is_main else "merged model"
+        entries.append((key, source_text, lowered[0].io_table))
+        rec.warnings.extend(w for w in scratch.warnings if w not in rec.warnings)
+    model_ir = signatures.combine(parts)
+    index = {s.key: s.subgraph_index for s in model_ir.signatures}
+    rec.section(
+        "signatures", [signatures.summary(key, index[key], src, io) for key, src, io in entries]
+    )
+    return first[0], model_ir, first[2]
 
 
 def _lower_static(

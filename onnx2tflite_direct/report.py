@@ -155,8 +155,12 @@ class ReportBuilder:
             message=f"not judged: input {tensor!r} comes from a refused node",
         )
 
-    def lowered(self, driver, size: int, versions: dict[str, int] | None = None) -> None:
-        """``versions``: the operator-code versions the builder wrote (recomputed if absent)."""
+    def lowered(
+        self, driver, size: int, versions: dict[str, int] | None = None, subgraphs=None
+    ) -> None:
+        """``versions``: the operator-code versions the builder wrote (recomputed if absent);
+        ``subgraphs``: the histogram's subgraphs when the file holds more than the driver's
+        (several signatures)."""
         self.io_table = driver.io_table
         for rec in driver.records:
             row = self._row(rec.node) if not rec.subgraph else self._nested_row(rec)
@@ -165,7 +169,8 @@ class ReportBuilder:
             if rec.notes:
                 row["notes"] = list(rec.notes)
         hist: dict[str, dict] = {}
-        operators = [op for sub in (driver.sub, *driver.extra_subgraphs) for op in sub.operators]
+        subgraphs = subgraphs or (driver.sub, *driver.extra_subgraphs)
+        operators = [op for sub in subgraphs for op in sub.operators]
         for op in operators:
             key = op.custom_code if op.opcode == "CUSTOM" else op.opcode
             entry = hist.get(key)

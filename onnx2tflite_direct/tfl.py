@@ -132,10 +132,22 @@ class Subgraph:
         return out
 
 
+@dataclass(frozen=True)
+class Signature:
+    """One SignatureDef: ``key`` runs subgraph ``subgraph_index`` (its ``input_names`` /
+    ``output_names`` are the signature's keys)."""
+
+    key: str
+    subgraph_index: int
+
+
 @dataclass(eq=False)
 class Model:
     subgraphs: list[Subgraph]
     description: str = "onnx2tflite_direct"
     signature_key: str = "serving_default"
+    # Several signatures in one file (``signatures.py``); None: one, ``signature_key``, for
+    # subgraph 0.
+    signatures: list[Signature] | None = None
     # Extra metadata entries (name -> raw bytes); the builder adds min_runtime_version itself.
     metadata: dict[str, bytes] = field(default_factory=dict)
