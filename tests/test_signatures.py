@@ -246,3 +246,77 @@ def test_parse_signature():
         {"ids": (1, 1), "past": (1, 4, "?", 8)},
     )
     assert sig.parse_signature("d:x=-1,past_len") == ("d", {"x": ("?", "past_len")})
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures from several models
+# ---------------------------------------------------------------------------------------------
+
+
+def _encoder_decoder(shared: np.ndarray):
+    """An encoder and a decoder that both read ``shared`` (a tied embedding, say); the decoder
+    has a weight of its own and a different input name."""
+    k, n = shared.shape
+    encoder = _projection(shared, bias_seed=20)
+    decoder = make_model(
+        [
+            helper.make_node("MatMul", ["tokens", "W"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "W2"], ["logits"]),
+        ],
+        inputs=[("tokens", np.float32, ("n", k))],
+        outputs=[("logits", np.float32, ("n", 16))],
+        initializers={"W": shared, "W2": _weights((n, 16), 21)},
+    )
+    return encoder, decoder
+
+
+def test_merged_models_share_identical_weights_and_match_onnxruntime():
+    shared = _weights((128, 64), 22)
+    encoder, decoder = _encoder_decoder(shared)
+    res = convert(encoder, stem="encoder", merge={"decoder": decoder})
+    tflite = res.tflite_bytes
+    assert _signature_defs(tflite) == {"encoder": 0, "decoder": 1}
+    assert _buffers_of_size(tflite, shared.nbytes) == 1
+    separate = len(convert(encoder).tflite_bytes) + len(convert(decoder).tflite_bytes)
+    assert len(tflite) <= separate - shared.nbytes  # the shared weight once, not twice
+    rng = np.random.default_rng(24)
+    enc_feeds = {"x": rng.standard_normal((2, 5, 128)).astype(np.float32)}
+    dec_feeds = {"tokens": rng.standard_normal((3, 128)).astype(np.float32)}
+    _assert_close(_run_signature(tflite, "encoder", enc_feeds), _reference(encoder, enc_feeds))
+    _assert_close(_run_signature(tflite, "decoder", dec_feeds), _reference(decoder, dec_feeds))
+    rows = {r["name"]: r for r in res.report["signatures"]}
+    assert rows["decoder"]["source"] == "merged model"
+    assert [i["name"] for i in rows["decoder"]["inputs"]] == ["tokens"]
+    assert [o["name"] for o in rows["decoder"]["outputs"]] == ["logits"]
+
+
+def test_merge_renumbers_control_flow_of_a_later_model_and_combines_with_signatures():
+    model = _if_model()
+    other = _projection(_weights((8, 8), 25), dims=(2, 3))
+    res = convert(other, signatures={"proj": {}}, merge={"branchy": model})
+    defs = _signature_defs(res.tflite_bytes)
+    assert defs == {"proj": 0, "branchy": 1}
+    rng = np.random.default_rng(26)
+    for flag in (True, False):
+        feeds = {"x": rng.standard_normal((4, 8)).astype(np.float32), "flag": np.array(flag)}
+        _assert_close(_run_signature(res.tflite_bytes, "branchy", feeds), _reference(model, feeds))
+    feeds = {"x": rng.standard_normal((2, 3, 8)).astype(np.float32)}
+    _assert_close(_run_signature(res.tflite_bytes, "proj", feeds), _reference(other, feeds))
+
+
+def test_cli_merge(tmp_path):
+    encoder, decoder = _encoder_decoder(_weights((32, 24), 27))
+    onnx.save(encoder, tmp_path / "enc.onnx")
+    onnx.save(decoder, tmp_path / "dec.onnx")
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "enc.onnx"), "-o", str(out), "-q", "--report-op-coverage"]
+    assert cli_main([*argv, "--merge", f"dec={tmp_path / 'dec.onnx'}"]) == 0
+    tflite = (out / "enc_float32.tflite").read_bytes()
+    assert _signature_defs(tflite) == {"enc": 0, "dec": 1}
+    feeds = {"tokens": np.random.default_rng(28).standard_normal((2, 32)).astype(np.float32)}
+    _assert_close(_run_signature(tflite, "dec", feeds), _reference(decoder, feeds))
+    # a missing merged model: exit 2, nothing written
+    missing = tmp_path / "out2"
+    assert cli_main([*argv[:1], "-o", str(missing), "-q", "--merge", "d=nope.onnx"]) == 2
+    assert not (missing / "enc_float32.tflite").exists()
