@@ -44,24 +44,47 @@ from .tfl_edit import Editor
 
 BATCH_SAMPLES = (2, 3)
 SIZE_SAMPLES = (64, 96)
+# Key prefix of a sample pin on a data-dependent *output* (NonZero, Compress) among the input
+# shape pins: the front end gives that output the pinned shape instead of an unknown one.
+COUNT_PIN = "data-dependent:"
 
 
 @dataclass(frozen=True)
 class Symbol:
-    """One unknown input dimension (shared by every input dim with the same ``dim_param``)."""
+    """One unknown input dimension (shared by every input dim with the same ``dim_param``),
+    or the data-dependent size of an op's output (``data_dependent``: the occurrence names
+    that output; the size is known only when the op runs, e.g. WHERE's row count)."""
 
     name: str
-    occurrences: tuple[tuple[str, int], ...]  # (graph input, ONNX axis)
+    occurrences: tuple[tuple[str, int], ...]  # (graph input or data-dependent output, axis)
     samples: tuple[int, int]
+    data_dependent: bool = False
 
 
 class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end and pipeline
-    """Raised by the front end before any heavy work: these symbols are left unknown."""
+    """Raised by the front end before any heavy work: these symbols are left unknown (or by
+    the lowering, before it starts, for data-dependent output sizes: ``output_dims``)."""
 
-    def __init__(self, symbols: list[Symbol], input_dims: dict[str, list[int | str]]):
+    def __init__(
+        self,
+        symbols: list[Symbol],
+        input_dims: dict[str, list[int | str]],
+        output_dims: dict[str, list[int | str]] | None = None,
+    ):
         super().__init__(", ".join(s.name for s in symbols))
         self.symbols = symbols
         self.input_dims = input_dims  # per dynamic input: static dims and symbol names
+        self.output_dims = output_dims or {}  # per data-dependent output: the same
+
+    def merge(self, other: DynamicShapeModel) -> bool:
+        """Add the symbols ``other`` found (data-dependent sizes seen once the sizes before
+        them were pinned); False when it brings nothing new."""
+        known = {s.name for s in self.symbols}
+        new = [s for s in other.symbols if s.name not in known]
+        self.symbols.extend(new)
+        self.input_dims.update(other.input_dims)
+        self.output_dims.update(other.output_dims)
+        return bool(new)
 
     def summary(self) -> dict:
         """The report's ``dynamic_shapes`` section."""
@@ -75,14 +98,23 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
                 for s in self.symbols
             ],
             "input_dims": {k: list(v) for k, v in self.input_dims.items()},
+            **(
+                {"data_dependent": {k: list(v) for k, v in self.output_dims.items()}}
+                if self.output_dims
+                else {}
+            ),
         }
 
     def shapes(self, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
-        """Input shapes with every symbol at ``values[symbol]``."""
-        return {
+        """Input shapes with every symbol at ``values[symbol]``; data-dependent outputs get
+        theirs under ``COUNT_PIN + name``."""
+        pins = {
             name: tuple(values[d] if isinstance(d, str) else d for d in dims)
             for name, dims in self.input_dims.items()
         }
+        for name, dims in self.output_dims.items():
+            pins[COUNT_PIN + name] = tuple(values[d] if isinstance(d, str) else d for d in dims)
+        return pins
 
 
 def unpin(model: onnx.ModelProto, input_dims: dict[str, list]) -> onnx.ModelProto:
@@ -155,7 +187,12 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
     result with its size-dependent dimensions made dynamic (see the module docstring)."""
     symbols = signal.symbols
     try:
-        return _lower_and_compare(signal, lower)
+        while True:
+            try:
+                return _lower_and_compare(signal, lower)
+            except DynamicShapeModel as more:  # data-dependent sizes after the pinned ones
+                if not signal.merge(more):
+                    _refuse(f"the data-dependent sizes {more} are found again")
     except _Inexpressible as err:
         raise UnsupportedError(
             errors.DYNAMIC_SHAPE_UNSUPPORTED,
@@ -282,10 +319,15 @@ def _make_dynamic(tensor: tfl.Tensor, dims: list[bool], others, symbols) -> None
 
 
 def _symbol_sources(sub: tfl.Subgraph, pairings, symbols) -> dict[str, tuple[tfl.Tensor, int]]:
-    """Symbol -> (graph input tensor, stored axis) holding exactly the symbol's value."""
+    """Symbol -> (graph input tensor, stored axis) holding exactly the symbol's value; for a
+    data-dependent size, the op output of that name (WHERE's rows, sized when it runs)."""
     sources = {}
     for pairs, s in zip(pairings, symbols, strict=True):
-        for t in sub.inputs:
+        candidates = sub.inputs
+        if s.data_dependent:
+            names = {name for name, _ in s.occurrences}
+            candidates = [t for op in sub.operators for t in op.outputs if t.name in names]
+        for t in candidates:
             other = pairs.get(id(t))
             if other is None:
                 continue
@@ -390,6 +432,7 @@ class _RuntimeDims:
         self.sources = sources  # symbol name -> (graph input, stored axis)
         self.pending: list[tfl.Operator] = []
         self._cache: dict[tuple, tfl.Tensor] = {}
+        self._reader: tfl.Operator | None = None
 
     def _const(self, name: str, values) -> tfl.Tensor:
         return self.ed.const(f"dynamic_shape/{name}", values, np.int32)
@@ -438,11 +481,27 @@ class _RuntimeDims:
             prod(t.samples[s is t] for t in used) if s in used else sizes[0] for s in self.symbols
         ]
         factor = _common_factor(values, sizes)
-        if factor is None or any(s.name not in self.sources for s in used):
+        if factor is None or any(not self._available(s.name) for s in used):
             return None
         return self._product(factor, [self._dim(*self.sources[s.name]) for s in used])
 
+    def _available(self, symbol: str) -> bool:
+        """Is the symbol's source computed before the operator being given a shape? (A
+        data-dependent size exists only once its op has run.)"""
+        if symbol not in self.sources:
+            return False
+        source = self.sources[symbol][0]
+        if any(t is source for t in self.ed.sub.inputs):
+            return True
+        for op in self.ed.sub.operators:
+            if op is self._reader:
+                return False
+            if any(t is source for t in op.outputs):
+                return True
+        return False
+
     def shape_tensor(self, ops, k: int, follows: int | None, where: str) -> tfl.Tensor:
+        self._reader = ops[0]
         x = ops[0].inputs[k]
         data_inputs = None if follows is None else [o.inputs[follows] for o in ops]
         pieces, run = [], []

@@ -26,6 +26,7 @@ from .driver import Driver, LoweringOptions
 from .errors import UnsupportedError
 from .ir import Graph, Node
 from .lowering.custom import custom_spec
+from .lowering.dynamic import count_signal
 from .registry import REGISTRY, OpSpec, check_node
 
 
@@ -110,6 +111,10 @@ def lower_graph(
     could collide with the main graph's rows)."""
     if parent is not None:
         rec = parent.report
+    else:
+        signal = count_signal(graph)
+        if signal is not None:  # lowered again at sample sizes (dynamic_shapes.py)
+            raise signal
     fuse, disabled = options.fuse, options.disabled_rewrites
     for name, changed in onnx_rewrites.apply(graph, enabled=fuse, disabled=disabled):
         if parent is None:

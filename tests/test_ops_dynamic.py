@@ -1,7 +1,7 @@
 """Ops with data-dependent output sizes: NonZero and Compress lower to WHERE (a dynamic-size
 LiteRT tensor) and match onnxruntime exactly, shape included, when their output is a graph
-output; a node reading such an output is refused naming it; Unique stays refused with the
-precise reason (never the generic custom-op refusal or "pin your input shapes")."""
+output (nodes reading such an output: tests/test_data_dependent.py); Unique stays refused with
+the precise reason (never the generic custom-op refusal or "pin your input shapes")."""
 
 from __future__ import annotations
 
@@ -99,25 +99,6 @@ def test_compress_condition_longer_than_the_axis_is_refused():
         check=False,
     )
     expect_refusal(model, "unsupported_attribute_value")
-
-
-@pytest.mark.parametrize("op", ["NonZero", "Compress"])
-def test_data_dependent_output_read_by_a_node_is_refused(op):
-    """A declared static shape is not trusted either: the size depends on the data."""
-    ins = ["x", "c"] if op == "Compress" else ["x"]
-    attrs = {"axis": 0} if op == "Compress" else {}
-    dtype = np.float32 if op == "Compress" else np.int64
-    model = make_model(
-        [
-            helper.make_node(op, ins, ["y"], **attrs),
-            helper.make_node("Neg", ["y"], ["z"]),
-        ],
-        [("x", np.float32, (2, 3)), ("c", np.bool_, (2,))][: len(ins)],
-        [("z", dtype, (2, 3))],
-        opset=11,
-    )
-    err = expect_refusal(model, "dynamic_shape_unsupported")
-    assert "read by 'Neg" in err.message and "data-dependent size" in err.message
 
 
 def test_unique_refusal_names_the_data_dependent_size():

@@ -13,6 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .. import contrib_schemas, errors
+from ..dynamic_shapes import COUNT_PIN
 from ..errors import BadInputError
 from ..folding import fold_node, is_foldable
 from ..sample_shapes import SampleValues
@@ -38,7 +39,8 @@ def apply_shape_pins(
     pinned.CopyFrom(model)
     init_names = {t.name for t in pinned.graph.initializer}
     real_inputs = {i.name: i for i in pinned.graph.input if i.name not in init_names}
-    for name, dims in (input_shapes or {}).items():
+    input_shapes = _store_count_pins(pinned, input_shapes or {})
+    for name, dims in input_shapes.items():
         if name not in real_inputs:
             raise BadInputError(
                 errors.INVALID_OPTION,
@@ -66,6 +68,51 @@ def apply_shape_pins(
                 dims[0].Clear()
                 dims[0].dim_value = int(batch_size)
     return pinned
+
+
+def _store_count_pins(model: onnx.ModelProto, pins: dict) -> dict:
+    """Sample sizes of data-dependent outputs (``dynamic_shapes.COUNT_PIN`` keys) go into the
+    model's metadata, where :func:`infer_and_fold` finds them (not into ``value_info``: the
+    proto also feeds onnxruntime, which must not see a sample as the output's shape); returns
+    the input pins."""
+    for name, dims in pins.items():
+        if name.startswith(COUNT_PIN):
+            entry = model.metadata_props.add()
+            entry.key, entry.value = name, ",".join(str(int(d)) for d in dims)
+    return {k: v for k, v in pins.items() if not k.startswith(COUNT_PIN)}
+
+
+def _count_hints(pins: dict) -> dict[str, onnx.ValueInfoProto]:
+    """Value infos giving data-dependent outputs their sample shapes (dtype left to inference)."""
+    hints = {}
+    for key, dims in pins.items():
+        if key.startswith(COUNT_PIN):
+            name = key[len(COUNT_PIN) :]
+            hints[name] = helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, dims)
+    return hints
+
+
+# Ops whose output size depends on the input values (lowering/dynamic.py).
+DATA_DEPENDENT_OPS = ("NonZero", "Compress")
+
+
+def graph_outputs_of(proto: onnx.ModelProto) -> set[str]:
+    return {o.name for o in proto.graph.output}
+
+
+def _unpinned_counts(nodes, pinned: dict, outputs: set[str]) -> dict[str, onnx.ValueInfoProto]:
+    """Shapeless hints for data-dependent outputs without a sample pin: a declared value_info
+    shape is a guess of the exporter's, never trusted for a size only the data decides."""
+    return {
+        n.output[0]: helper.make_tensor_value_info(n.output[0], onnx.TensorProto.UNDEFINED, None)
+        for n in nodes
+        if n.op_type in DATA_DEPENDENT_OPS
+        and n.domain in ("", "ai.onnx")
+        and n.output
+        and n.output[0]
+        and n.output[0] not in pinned
+        and n.output[0] not in outputs
+    }
 
 
 def infer_and_fold(
@@ -97,7 +144,14 @@ def infer_and_fold(
     folded: list[str] = []
     declared = DeclaredValueInfo(proto)
     infos: dict[str, onnx.ValueInfoProto] = {}
-    hints: dict[str, onnx.ValueInfoProto] = {}
+    pinned = {
+        p.key: [int(d) for d in p.value.split(",") if d]
+        for p in proto.metadata_props
+        if p.key.startswith(COUNT_PIN)
+    }
+    hints: dict[str, onnx.ValueInfoProto] = _count_hints(pinned)  # data-dependent samples
+    hints.update(_unpinned_counts(nodes, hints, graph_outputs_of(proto)))
+    probe_hints = _count_hints(probe_shapes or {})
     samples, probe_samples = SampleValues(), SampleValues()  # stay empty without a probe
     graph_outputs = [o.name for o in proto.graph.output]
     for _ in range(MAX_FOLD_ROUNDS):
@@ -107,7 +161,14 @@ def infer_and_fold(
         probe = None
         if probe_shapes:
             probe_inputs = _with_shapes(real_inputs, probe_shapes)
-            probe = declared.infer(_infer_with, probe_samples, nodes, consts, probe_inputs, hints)
+            probe = declared.infer(
+                _infer_with,
+                probe_samples,
+                nodes,
+                consts,
+                probe_inputs,
+                {**hints, **probe_hints},
+            )
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         new_hints.update(

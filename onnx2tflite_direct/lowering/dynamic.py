@@ -9,12 +9,13 @@ and the ops after it (TRANSPOSE, GATHER) resize their outputs from it at run tim
   flattened first. ONNX allows a condition shorter than the axis (the rest is dropped), and
   WHERE's indices are then all in range.
 
-The data-dependent dimension is -1 in the tensor's shape signature (stored as 1). What this
-step does not do yet: lower the nodes that *read* such a value. Their shapes would have to be
-lowered at sample sizes and compared (``dynamic_shapes.py`` does this for input dims) so that
-every size-dependent constant is either relaxed or refused; until then a data-dependent
-output read by another node is refused, naming the node, so nothing is lowered at a guessed
-size. Unique stays refused: LiteRT's UNIQUE neither sorts (ONNX's default) nor counts.
+The data-dependent dimension is -1 in the tensor's shape signature (stored as 1). When other
+nodes read such an output, its size becomes a symbol of ``dynamic_shapes.py`` like an unknown
+input dim (:func:`count_signal`): the model is lowered with the output pinned at two sample
+sizes, the graphs are compared, dims that follow the size become -1 and size-dependent
+constants are computed at run time (SHAPE of the WHERE output), or the model is refused
+naming the operator. Shape arithmetic over the size is never folded at a sample. Unique stays
+refused: LiteRT's UNIQUE neither sorts (ONNX's default) nor counts.
 Constant inputs are folded by the front end before lowering.
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .. import errors
 from .. import layout as L
+from ..dynamic_shapes import DynamicShapeModel, Symbol
 from ..policies import onnx_order
 from ..registry import lowering
 
@@ -32,6 +34,9 @@ DATA_DEPENDENT = {
     "NonZero": "the number of non-zero elements",
     "Compress": "the number of true entries of the condition",
 }
+# Sample sizes of a data-dependent count (``count_signal``): small, and above 1 (at 1 some
+# lowering decisions legitimately differ, as for a batch).
+COUNT_SAMPLES = (2, 3)
 ANY_DTYPE = (
     "bool",
     "int8",
@@ -69,10 +74,11 @@ def _data_dependent(node, graph) -> str:
 
 
 def _read_by_nodes(node, graph) -> str | None:
-    """Outputs of a data-dependent size may only be graph outputs (see the module docstring)."""
+    """A data-dependent output read by other nodes needs its sample size pinned first (the
+    main graph gets one from :func:`count_signal`); until then, and in bodies, it is refused."""
     for name in node.outputs:
         reader = next((n for n in graph.nodes if name and name in n.inputs), None)
-        if reader is not None:
+        if reader is not None and not graph.values[name].is_static:
             return (
                 f"{errors.DYNAMIC_SHAPE_UNSUPPORTED}: {_size(node)}; the output {name!r} is "
                 f"read by {reader.label!r} ({reader.op_type}), and nodes after a "
@@ -95,21 +101,88 @@ def _compress_check(node, graph) -> str | None:
     return _read_by_nodes(node, graph)
 
 
-def _dynamic_output(ctx, dtype, shape, dynamic_axis: int):
-    """Output 0 stored at size 1 along ``dynamic_axis`` (-1 in its shape signature)."""
-    stored = tuple(1 if k == dynamic_axis else d for k, d in enumerate(shape))
-    out = ctx.driver.new_tensor(ctx.node.outputs[0], dtype, stored)
-    out.shape_signature = tuple(-1 if k == dynamic_axis else d for k, d in enumerate(shape))
+def _sample_count(ctx) -> int | None:
+    """The pinned sample size of the output (``count_signal``), or None: a graph output read by
+    nothing, sized only at run time."""
+    value = ctx.driver.graph.values[ctx.node.outputs[0]]
+    if not value.is_static:
+        return None
+    axis = 1 if ctx.node.op_type == "NonZero" else _compress_axis(ctx.node, ctx.driver.graph)
+    return value.shape[axis]
+
+
+def _compress_axis(node, graph) -> int:
+    axis = node.attrs.get("axis")
+    if axis is None:
+        return 0
+    return axis + len(graph.values[node.inputs[0]].shape) if axis < 0 else axis
+
+
+def _dynamic_output(ctx, dtype, shape, dynamic_axis: int, count: int | None):
+    """Output 0, ``count`` rows along ``dynamic_axis`` when lowered at a sample size (the
+    comparison of samples in ``dynamic_shapes`` makes that dim -1), else stored at size 1
+    with -1 in its shape signature."""
+    if count is not None:
+        stored = tuple(count if k == dynamic_axis else d for k, d in enumerate(shape))
+        out = ctx.driver.new_tensor(ctx.node.outputs[0], dtype, stored)
+    else:
+        stored = tuple(1 if k == dynamic_axis else d for k, d in enumerate(shape))
+        out = ctx.driver.new_tensor(ctx.node.outputs[0], dtype, stored)
+        out.shape_signature = tuple(-1 if k == dynamic_axis else d for k, d in enumerate(shape))
     ctx.alias_output(0, out, L.identity(len(shape)))
     return out
 
 
-def _true_positions(ctx, mask, hint: str):
+def _true_positions(ctx, mask, hint: str, count: int | None):
     """WHERE over a bool tensor: ``[n, rank]`` int64 coordinates of its true entries."""
-    rows = ctx.temp(np.int64, (1, len(mask.shape)), hint)
-    rows.shape_signature = (-1, len(mask.shape))
+    rows = ctx.temp(np.int64, (count or 1, len(mask.shape)), hint)
+    if count is None:
+        rows.shape_signature = (-1, len(mask.shape))
     ctx.emit("WHERE", [mask], [rows])
     return rows
+
+
+def _max_count(node, graph) -> tuple[int, list, int] | None:
+    """(largest possible size, output dims with None for the size, its axis), or None while
+    the input's own size is unknown."""
+    x = graph.values[node.inputs[0]].shape
+    if x is None or not all(isinstance(d, int) for d in x):
+        return None
+    if node.op_type == "NonZero":
+        return int(np.prod(x)), [len(x), None], 1
+    cond = graph.values[node.inputs[1]].shape
+    if cond is None or len(cond) != 1 or not isinstance(cond[0], int):
+        return None
+    axis = _compress_axis(node, graph)
+    if node.attrs.get("axis") is None:
+        return min(cond[0], int(np.prod(x))), [None], 0
+    dims = [None if k == axis else d for k, d in enumerate(x)]
+    return min(cond[0], x[axis]), dims, axis
+
+
+def count_signal(graph) -> DynamicShapeModel | None:
+    """The data-dependent sizes of NonZero/Compress outputs that other nodes read and that
+    have no sample size yet: each becomes a symbol of ``dynamic_shapes`` (sampled at 2 and 3,
+    never above the largest possible count), so the model is lowered at both sizes and what
+    follows the size is made dynamic or computed at run time, like an input dim. A size
+    whose op reads another unknown size is found once that one is pinned."""
+    symbols, dims = [], {}
+    read = {i for n in graph.nodes for i in n.inputs if i}
+    for node in graph.nodes:
+        if node.domain or node.op_type not in DATA_DEPENDENT or node.op_type == "Unique":
+            continue
+        name = node.outputs[0] if node.outputs else ""
+        if not name or name not in read or graph.values[name].is_static:
+            continue
+        found = _max_count(node, graph)
+        if found is None or found[0] < 2:
+            continue  # refused by the node's check (its size cannot be sampled twice)
+        most, out_dims, axis = found
+        symbol = f"{node.label}:rows"
+        samples = COUNT_SAMPLES if most >= COUNT_SAMPLES[1] else (most - 1, most)
+        symbols.append(Symbol(symbol, ((name, axis),), samples, data_dependent=True))
+        dims[name] = [symbol if d is None else d for d in out_dims]
+    return DynamicShapeModel(symbols, {}, dims) if symbols else None
 
 
 @lowering(
@@ -121,7 +194,7 @@ def _true_positions(ctx, mask, hint: str):
     extra_check=_nonzero_check,
     tflite_ops=("CAST", "NOT_EQUAL", "WHERE", "TRANSPOSE"),
     notes="WHERE then TRANSPOSE: [rank, n] with n known at run time (-1 in the shape "
-    "signature); the output must be a graph output (nodes reading it are not lowered yet)",
+    "signature); what reads it is lowered at sample sizes and made dynamic",
 )
 def lower_nonzero(ctx):
     x = ctx.input(0)
@@ -135,8 +208,9 @@ def lower_nonzero(ctx):
         mask = ctx.temp(np.bool_, x.shape, "nonzero_mask")
         ctx.emit("NOT_EQUAL", [x, zero], [mask])
     rank = len(x.shape)
-    rows = _true_positions(ctx, mask, "coordinates")
-    out = _dynamic_output(ctx, np.int64, (rank, 1), 1)
+    count = _sample_count(ctx)
+    rows = _true_positions(ctx, mask, "coordinates", count)
+    out = _dynamic_output(ctx, np.int64, (rank, 1), 1, count)
     ctx.emit("TRANSPOSE", [rows, ctx.const_tensor(np.array([1, 0], np.int32), "perm")], [out])
 
 
@@ -149,8 +223,8 @@ def lower_nonzero(ctx):
     extra_check=_compress_check,
     tflite_ops=("WHERE", "RESHAPE", "GATHER"),
     notes="WHERE over the condition, then GATHER along the axis (the flattened input without "
-    "one); the output size is known at run time (-1 in the shape signature); the output must "
-    "be a graph output (nodes reading it are not lowered yet)",
+    "one); the output size is known at run time (-1 in the shape signature); what reads it is "
+    "lowered at sample sizes and made dynamic",
 )
 def lower_compress(ctx):
     x = ctx.input(0)
@@ -167,11 +241,13 @@ def lower_compress(ctx):
             f"condition of length {ctx.shape(1)[0]} is longer than axis {axis} "
             f"({x.shape[axis]}); onnxruntime rejects it too",
         )
-    rows = _true_positions(ctx, ctx.input(1), "selected")
-    picks = ctx.temp(np.int64, (1,), "indices")
-    picks.shape_signature = (-1,)
+    count = _sample_count(ctx)
+    rows = _true_positions(ctx, ctx.input(1), "selected", count)
+    picks = ctx.temp(np.int64, (count or 1,), "indices")
+    if count is None:
+        picks.shape_signature = (-1,)
     ctx.emit("RESHAPE", [rows, ctx.const_tensor(np.array([-1], np.int32), "flat_shape")], [picks])
-    out = _dynamic_output(ctx, x.dtype, x.shape, axis)
+    out = _dynamic_output(ctx, x.dtype, x.shape, axis, count)
     ctx.emit("GATHER", [x, picks], [out], axis=axis, batch_dims=0)
 
 

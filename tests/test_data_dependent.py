@@ -1,0 +1,223 @@
+"""Nodes that read a data-dependent size (NonZero, Compress, boolean masks): the size is a
+symbol of ``dynamic_shapes`` (the model is lowered at two sample counts and compared), so what
+follows it runs at the size WHERE finds at run time. Every case runs one converted file on
+inputs with different counts and compares with onnxruntime, shapes included."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from harness import convert, make_model
+from onnx import helper
+
+from onnx2tflite_direct.validate import litert_runner
+
+RNG = np.random.default_rng(17)
+
+
+def _masked(shape, fill):
+    """About ``fill`` of the entries non-zero (never none: see test_zero_count)."""
+    x = (RNG.random(shape) < fill) * RNG.standard_normal(shape)
+    x.reshape(-1)[0] = 1.5
+    return x.astype(np.float32)
+
+
+def _agree(model, feeds_list, atol=0.0, key=lambda e: e.shape):
+    """Convert once; every feed's outputs equal onnxruntime's (shape and values); the counts
+    must differ between feeds, else the test proves nothing about the dynamic size."""
+    res = convert(model)
+    run = litert_runner(res.tflite_bytes, res.report["io"])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in model.graph.output]
+    shapes = set()
+    for feeds in feeds_list:
+        got = run(feeds)
+        expected = dict(zip(names, sess.run(None, feeds), strict=True))
+        for name in names:
+            e, a = expected[name], got[name]
+            assert a.shape == e.shape and a.dtype == e.dtype, (name, a.shape, e.shape)
+            np.testing.assert_allclose(a, e, rtol=0, atol=atol)
+        shapes.add(str(key(expected[names[0]])))
+    assert len(shapes) == len(feeds_list), shapes
+    return res
+
+
+FILLS = (0.15, 0.5, 0.95)
+
+
+def test_nonzero_read_by_elementwise_ops():
+    model = make_model(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Cast", ["nz"], ["f"], to=1),
+            helper.make_node("Mul", ["f", "s"], ["m"]),
+            helper.make_node("Add", ["m", "x0"], ["y"]),
+        ],
+        [("x", np.float32, (4, 5)), ("x0", np.float32, (2, 1))],
+        [("y", np.float32, (2, "n"))],
+        initializers={"s": np.array([[2.0], [3.0]], np.float32)},
+        opset=13,
+    )
+    x0 = np.array([[0.5], [-1.0]], np.float32)
+    res = _agree(model, [{"x": _masked((4, 5), f), "x0": x0} for f in FILLS])
+    (row,) = [r for r in res.report["io"] if r["kind"] == "output"]
+    assert row["shape_signature"] == [2, -1]
+    assert "data_dependent" in res.report["dynamic_shapes"]
+
+
+def test_boolean_mask_select():
+    """x[x > t] as torch exports it: NonZero, Transpose, GatherND; then a Reshape to -1 and a
+    reduction over the selected values."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["x", "t"], ["mask"]),
+            helper.make_node("NonZero", ["mask"], ["nz"]),
+            helper.make_node("Transpose", ["nz"], ["idx"], perm=[1, 0]),
+            helper.make_node("GatherND", ["x", "idx"], ["sel"]),
+            helper.make_node("Reshape", ["sel", "flat"], ["y"]),
+            helper.make_node("ReduceSum", ["y"], ["total"], keepdims=0),
+        ],
+        [("x", np.float32, (3, 4, 5))],
+        [("y", np.float32, ("n",)), ("total", np.float32, ())],
+        initializers={"t": np.array(0.3, np.float32), "flat": np.array([-1], np.int64)},
+        opset=13,
+    )
+    _agree(
+        model,
+        [{"x": RNG.standard_normal((3, 4, 5)).astype(np.float32) + b} for b in (-1.0, 0.0, 1.0)],
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_compress_then_gather_and_concat(axis):
+    """Compress along an axis (or flattened), then Gather of a table by the selected values'
+    positions, and a Concat along the data-dependent axis."""
+    shape = (6, 4)
+    attrs = {} if axis is None else {"axis": axis}
+    cond_len = 24 if axis is None else shape[axis]
+    cat_axis = 0 if axis is None else axis
+    extra = np.ones(
+        (2,) if axis is None else tuple(2 if k == axis else d for k, d in enumerate(shape)),
+        np.float32,
+    )
+    model = make_model(
+        [
+            helper.make_node("Compress", ["x", "c"], ["sel"], **attrs),
+            helper.make_node("Relu", ["sel"], ["r"]),
+            helper.make_node("Concat", ["r", "extra"], ["y"], axis=cat_axis),
+        ],
+        [("x", np.float32, shape), ("c", np.bool_, (cond_len,))],
+        [("y", np.float32, ["n"] if axis is None else ["d0", "d1"])],
+        initializers={"extra": extra},
+        opset=13,
+    )
+    feeds = []
+    for f in FILLS:
+        c = RNG.random(cond_len) < f
+        c[0] = True
+        feeds.append({"x": RNG.standard_normal(shape).astype(np.float32), "c": c})
+    feeds[1]["c"][:] = False
+    feeds[1]["c"][:2] = True
+    feeds[2]["c"][:] = True
+    _agree(model, feeds)
+
+
+def test_selected_indices_gather_rows():
+    """Indices from NonZero of a 1-D score mask pick rows of a box table (detection style)."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["scores", "t"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz"]),
+            helper.make_node("Squeeze", ["nz", "zero"], ["idx"]),
+            helper.make_node("Gather", ["boxes", "idx"], ["picked"], axis=0),
+            helper.make_node("Gather", ["scores", "idx"], ["picked_scores"], axis=0),
+            helper.make_node("Unsqueeze", ["picked_scores", "one"], ["col"]),
+            helper.make_node("Concat", ["picked", "col"], ["y"], axis=1),
+        ],
+        [("scores", np.float32, (20,)), ("boxes", np.float32, (20, 4))],
+        [("y", np.float32, ("n", 5))],
+        initializers={
+            "t": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "one": np.array([1], np.int64),
+        },
+        opset=13,
+    )
+    boxes = RNG.standard_normal((20, 4)).astype(np.float32)
+    _agree(
+        model,
+        [
+            {"scores": RNG.random(20).astype(np.float32) ** p, "boxes": boxes}
+            for p in (0.3, 1.0, 3.0)
+        ],
+    )
+
+
+def test_count_read_as_a_shape_value():
+    """Shape of the selection is run-time arithmetic (never folded at a sample count)."""
+    model = make_model(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Shape", ["nz"], ["shape"]),
+            helper.make_node("Mul", ["shape", "two"], ["y"]),
+        ],
+        [("x", np.float32, (4, 5))],
+        [("y", np.int64, (2,))],
+        initializers={"two": np.array(2, np.int64)},
+        opset=13,
+    )
+    _agree(model, [{"x": _masked((4, 5), f)} for f in FILLS], key=lambda e: e.tolist())
+
+
+def test_zero_count():
+    """No true entry: WHERE gives 0 rows and everything after it is empty. LiteRT's Python
+    ``get_tensor`` cannot read a zero-element tensor, so the output's shape is checked."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = make_model(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Cast", ["nz"], ["f"], to=1),
+            helper.make_node("Neg", ["f"], ["y"]),
+        ],
+        [("x", np.float32, (4, 5))],
+        [("y", np.float32, (2, "n"))],
+        opset=13,
+    )
+    res = convert(model)
+    interp = Interpreter(model_content=res.tflite_bytes)
+    interp.allocate_tensors()
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    for x, count in ((np.zeros((4, 5), np.float32), 0), (_masked((4, 5), 0.5), None)):
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        shape = tuple(interp.get_output_details()[0]["shape"])
+        assert shape == (2, count if count is not None else int(np.count_nonzero(x)))
+    assert out["shape_signature"].tolist() == [2, -1]
+
+
+@pytest.mark.parametrize("op", ["NonZero", "Compress"])
+def test_declared_static_shape_is_not_trusted(op):
+    """An exporter's static declaration of a data-dependent value is a guess: the file follows
+    the data (the declared 2 rows would be wrong for every other count)."""
+    ins = ["x", "c"] if op == "Compress" else ["x"]
+    attrs = {"axis": 0} if op == "Compress" else {}
+    dtype = np.float32 if op == "Compress" else np.int64
+    declared = (2, 3) if op == "Compress" else (2, 2)
+    model = make_model(
+        [helper.make_node(op, ins, ["y"], **attrs), helper.make_node("Neg", ["y"], ["z"])],
+        [("x", np.float32, (4, 3)), ("c", np.bool_, (4,))][: len(ins)],
+        [("z", dtype, ("a", "b"))],
+        opset=11,
+    )
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    model.graph.value_info.append(helper.make_tensor_value_info("y", elem, declared))
+    feeds = []
+    for n in (1, 3, 4):
+        x = np.zeros((4, 3), np.float32)
+        x.reshape(-1)[:n] = RNG.standard_normal(n) + 3
+        c = np.arange(4) < n
+        feeds.append({"x": x, "c": c} if op == "Compress" else {"x": x})
+    _agree(model, feeds)
