@@ -37,11 +37,21 @@ def _fallbacks(section: dict) -> dict[str, int]:
     )
 
 
+def _matches(model, res, feeds, atol, rtol) -> bool:
+    """The converted file against onnxruntime on the original model (same inputs)."""
+    ref = feeds if feeds is not None else V.seeded_inputs(res.model, 0)
+    expected = V.run_onnxruntime(model, ref)
+    actual = V.run_litert(res.tflite_bytes, ref, res.report["io"])
+    metrics = V.compare(expected, actual, atol=atol, rtol=rtol)
+    return all(m.get("ok") for m in metrics.values())
+
+
 def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> dict:
     """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime."""
     row = {"model": name}
-    for label, friendly in (("default", False), ("gpu_friendly", True)):
-        res = convert(model, gpu_friendly=friendly, **options)
+    runs = [("default", False, {}), ("gpu_friendly", True, {})]
+    for label, friendly, extra in runs:
+        res = convert(model, gpu_friendly=friendly, **{**options, **extra})
         gpu = res.report["gpu"]
         row[label] = {
             "verdict": gpu["verdict"],
@@ -50,16 +60,17 @@ def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> d
             "delegated_ops": gpu["delegated_ops"],
             "fall_back": _fallbacks(gpu),
         }
-        if friendly:
+        if friendly and label == "gpu_friendly_unroll_rnn":
+            row[label]["matches_onnxruntime"] = _matches(model, res, feeds, atol, rtol)
+        elif friendly:
             section = res.report["gpu_friendly"]
             rewrites = Counter(r["rule"] for r in section["rewrites"])
             row[label]["rewrites"] = dict(sorted(rewrites.items()))
             if rewrites:  # the rewritten file against onnxruntime on the original model
-                ref = feeds if feeds is not None else V.seeded_inputs(res.model, 0)
-                expected = V.run_onnxruntime(model, ref)
-                actual = V.run_litert(res.tflite_bytes, ref, res.report["io"])
-                metrics = V.compare(expected, actual, atol=atol, rtol=rtol)
-                row[label]["matches_onnxruntime"] = all(m.get("ok") for m in metrics.values())
+                row[label]["matches_onnxruntime"] = _matches(model, res, feeds, atol, rtol)
+            if "WHILE" in {f["op"] for f in gpu["fall_back"]} and label == "gpu_friendly":
+                # what --check-gpu suggests for recurrent loops
+                runs.append(("gpu_friendly_unroll_rnn", True, {"unroll_rnn": True}))
     return row
 
 
@@ -106,6 +117,9 @@ def _print(row: dict) -> None:
         if match is None
         else ("  (rewritten file matches onnxruntime)" if match else "  MISMATCH")
     )
+    unroll = row.get("gpu_friendly_unroll_rnn")
+    if unroll:
+        note += f"; with --unroll-rnn: {unroll['verdict']}"
     print(
         f"{row['model']:44s} default: {row['default']['verdict']:18s} "
         f"--gpu-friendly: {row['gpu_friendly']['verdict']}{note}"
@@ -142,6 +156,17 @@ def main(argv=None) -> int:
         "with_verdict": len(rows_ok),
         "fully_delegable": full,
         "by_domain": _by_domain(rows_ok),
+        "recurrent_gpu_friendly_unroll_rnn": {
+            "models": sum("gpu_friendly_unroll_rnn" in r for r in rows_ok),
+            "fully_delegable": sum(
+                r.get("gpu_friendly_unroll_rnn", {}).get("verdict") == "fully delegable"
+                for r in rows_ok
+            ),
+            "matching_onnxruntime": sum(
+                r.get("gpu_friendly_unroll_rnn", {}).get("matches_onnxruntime") is True
+                for r in rows_ok
+            ),
+        },
         "gpu_friendly_rewritten_and_matching": sum(
             r["gpu_friendly"].get("matches_onnxruntime") is True for r in rows_ok
         ),
