@@ -57,6 +57,22 @@ def _signature_defs(sg_model) -> list[dict]:
     return sigs
 
 
+def _signature_details(sigs: list[dict], tables: list[list[dict]]) -> list[dict]:
+    """Each signature's I/O tensors (dtype, shapes) under ``io``: a file with several
+    signatures (prefill/decode, encoder/decoder) has one subgraph's I/O per signature."""
+    for sig in sigs:
+        rows = tables[sig["subgraph"]] if 0 <= sig["subgraph"] < len(tables) else []
+        sig["io"] = {
+            kind: [
+                {"key": key, **_io_row(rows[i])}
+                for key, i in sig[kind].items()
+                if 0 <= i < len(rows)
+            ]
+            for kind in ("inputs", "outputs")
+        }
+    return sigs
+
+
 def _metadata(data: bytes, model) -> dict[str, Any]:
     """Metadata entries; printable ones (min_runtime_version...) as text, others by size."""
     out: dict[str, Any] = {}
@@ -91,9 +107,11 @@ def inspect(source: str | Path | bytes) -> dict[str, Any]:
     outputs: list[dict] = []
     const_bytes = 0
     tensor_count = 0
+    tables: list[list[dict]] = []  # each subgraph's tensor rows (signature I/O details)
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
         rows = R.tensor_rows(model, sg, schema)
+        tables.append(rows)
         tensor_count += len(rows)
         const_bytes += sum(r["buffer_bytes"] for r in rows)
         for o in range(sg.OperatorsLength()):
@@ -120,7 +138,7 @@ def inspect(source: str | Path | bytes) -> dict[str, Any]:
         "description": R.text(model.Description()),
         "inputs": inputs,
         "outputs": outputs,
-        "signature_defs": _signature_defs(model),
+        "signature_defs": _signature_details(_signature_defs(model), tables),
         "subgraphs": subgraphs,
         "op_histogram": dict(sorted(histogram.items())),
         "operator_count": sum(v["count"] for v in histogram.values()),
@@ -155,6 +173,10 @@ def format_inspect(info: dict[str, Any]) -> str:
             f"signature {sig['key']!r} (subgraph {sig['subgraph']}): "
             f"inputs {sorted(sig['inputs'])}, outputs {sorted(sig['outputs'])}"
         )
+        if len(info["signature_defs"]) > 1:  # each signature's own I/O contract
+            for kind, label in (("inputs", "in "), ("outputs", "out")):
+                for row in sig["io"][kind]:
+                    lines.append(f"  {label} {row['key']}  {row['dtype']}  {_shape_text(row)}")
     lines.append(
         f"{info['operator_count']} operators, {info['tensor_count']} tensors, "
         f"{len(info['subgraphs'])} subgraph(s)"

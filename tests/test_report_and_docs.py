@@ -28,6 +28,7 @@ def test_every_report_field_is_documented():
         "quantization",
         "prequantized",
         "dynamic_shapes",
+        "signatures",
     }  # present only when asked for (or when input dims stay dynamic)
     assert set(report) == documented - optional_sections
     row = report["nodes"][0]

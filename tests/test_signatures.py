@@ -320,3 +320,24 @@ def test_cli_merge(tmp_path):
     missing = tmp_path / "out2"
     assert cli_main([*argv[:1], "-o", str(missing), "-q", "--merge", "d=nope.onnx"]) == 2
     assert not (missing / "enc_float32.tflite").exists()
+
+
+def test_inspect_shows_each_signature(tmp_path, capsys):
+    from onnx2tflite_direct.inspect_tflite import format_inspect, inspect
+
+    model = _projection(_weights((16, 8), 29))
+    res = convert(model, signatures={"prefill": {"x": (1, 12, 16)}, "decode": {"x": (1, "?", 16)}})
+    info = inspect(bytes(res.tflite_bytes))
+    by_key = {s["key"]: s for s in info["signature_defs"]}
+    assert by_key["prefill"]["subgraph"] == 0 and by_key["decode"]["subgraph"] == 1
+    assert by_key["prefill"]["io"]["inputs"][0]["shape_signature"] == [1, 12, 16]
+    assert by_key["decode"]["io"]["inputs"][0]["shape_signature"] == [1, -1, 16]
+    assert by_key["decode"]["io"]["outputs"][0]["key"] == "y"
+    assert [s["name"] for s in info["subgraphs"]] == ["prefill", "decode"]
+    text = format_inspect(info)
+    assert "signature 'decode' (subgraph 1)" in text
+    assert "in  x  float32  1x1x16 (signature 1x-1x16)" in text
+    path = tmp_path / "m.tflite"
+    path.write_bytes(bytes(res.tflite_bytes))
+    assert cli_main(["inspect", str(path)]) == 0
+    assert "signature 'prefill' (subgraph 0)" in capsys.readouterr().out
