@@ -403,6 +403,13 @@ def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str) -> tfl.Tensor
         return _with_entries(x, differ, -1)
     if (op.opcode, k) in SHAPE_OPERANDS and x.dtype == np.int32 and x.data.ndim == 1:
         return runtime.shape_tensor(ops, k, SHAPE_OPERANDS[op.opcode, k], where)
+    if (
+        np.dtype(x.dtype) in (np.int32, np.int64)
+        and x.data.ndim <= 1
+        and x.data.size <= 8
+        and runtime.expressible_values(ops, k)  # multiples of data-dependent sizes only
+    ):
+        return runtime.value_tensor(ops, k, where)
     _refuse(f"{where}: operand {k} holds values that depend on the input sizes")
 
 
@@ -466,8 +473,11 @@ class _RuntimeDims:
             value = self._emit(("MUL", id(value), factor), "MUL", [value, k], "scaled", **NONE)
         return value
 
-    def _entry(self, values: list[int], follows: list[tfl.Tensor] | None) -> tfl.Tensor | None:
-        """``values``: the entry at the base and each bumped lowering."""
+    def _entry(
+        self, values: list[int], follows: list[tfl.Tensor] | None, counts_only: bool = False
+    ) -> tfl.Tensor | None:
+        """``values``: the entry at the base and each bumped lowering. ``counts_only``: only
+        data-dependent sizes may explain it (a value operand, not a shape)."""
         if follows is not None:
             rank = follows[0].rank
             for group in [(j,) for j in range(rank)] + list(combinations(range(rank), 2)):
@@ -475,6 +485,15 @@ class _RuntimeDims:
                 factor = _common_factor(values, sizes)
                 if factor is not None:
                     return self._product(factor, [self._dim(follows[0], j) for j in group])
+        found = self._explain(values, counts_only)
+        if found is None:
+            return None
+        factor, used = found
+        return self._product(factor, [self._dim(*self.sources[s.name]) for s in used])
+
+    def _explain(self, values: list[int], counts_only: bool = False):
+        """(c, symbols) with the entry = c x the product of those symbols at every sample
+        size, their sources available; else None (nothing is emitted)."""
         used = [s for s, v in zip(self.symbols, values[1:], strict=True) if v != values[0]]
         sizes = [prod(s.samples[0] for s in used)]
         sizes += [
@@ -483,7 +502,19 @@ class _RuntimeDims:
         factor = _common_factor(values, sizes)
         if factor is None or any(not self._available(s.name) for s in used):
             return None
-        return self._product(factor, [self._dim(*self.sources[s.name]) for s in used])
+        if counts_only and not all(s.data_dependent for s in used):
+            return None
+        return factor, used
+
+    def expressible_values(self, ops, k: int) -> bool:
+        """Can :meth:`value_tensor` compute operand ``k``?"""
+        self._reader = ops[0]
+        rows = [np.asarray(o.inputs[k].data).reshape(-1).tolist() for o in ops]
+        for e, v0 in enumerate(rows[0]):
+            values = [int(r[e]) for r in rows]
+            if any(v != v0 for v in values) and self._explain(values, True) is None:
+                return False
+        return True
 
     def _available(self, symbol: str) -> bool:
         """Is the symbol's source computed before the operator being given a shape? (A
@@ -501,16 +532,43 @@ class _RuntimeDims:
         return False
 
     def shape_tensor(self, ops, k: int, follows: int | None, where: str) -> tfl.Tensor:
+        out = self._vector(ops, k, follows, where)
+        self.ed.insert_before(ops[0], self.pending)
+        self.pending = []
+        return out
+
+    def value_tensor(self, ops, k: int, where: str) -> tfl.Tensor:
+        """A small integer operand (a scalar or vector: a modulus, a TOPK_V2 k) whose
+        differing entries are multiples of data-dependent sizes, computed at run time."""
+        x = ops[0].inputs[k]
+        out = self._vector(ops, k, None, where, counts_only=True)
+        if tuple(x.shape) != tuple(out.shape):
+            shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
+            target = self._const(f"{x.name}/shape", list(x.shape))
+            self.pending.append(self.ed.op("RESHAPE", [out, target], [shaped]))
+            out = shaped
+        if np.dtype(x.dtype) != np.int32:
+            wide = self.ed.temp(f"dynamic_shape/{x.name}/cast", x.dtype, x.shape)
+            self.pending.append(self.ed.op("CAST", [out], [wide]))
+            out = wide
+        self.ed.insert_before(ops[0], self.pending)
+        self.pending = []
+        return out
+
+    def _vector(self, ops, k: int, follows, where: str, counts_only: bool = False):
+        """[n] int32 entries of operand ``k``, run-time where they differ between lowerings
+        (the ops are left in ``pending``)."""
         self._reader = ops[0]
         x = ops[0].inputs[k]
         data_inputs = None if follows is None else [o.inputs[follows] for o in ops]
+        rows = [np.asarray(o.inputs[k].data).reshape(-1).tolist() for o in ops]
         pieces, run = [], []
-        for e, v0 in enumerate(x.data.tolist()):
-            values = [int(o.inputs[k].data[e]) for o in ops]
+        for e, v0 in enumerate(rows[0]):
+            values = [int(r[e]) for r in rows]
             if all(v == v0 for v in values):
                 run.append(v0)
                 continue
-            piece = self._entry(values, data_inputs)
+            piece = self._entry(values, data_inputs, counts_only)
             if piece is None:
                 _refuse(
                     f"{where}: a shape entry ({v0} at the base sizes) is not a multiple of "
@@ -522,10 +580,8 @@ class _RuntimeDims:
             pieces.append(piece)
         if run:
             pieces.append(self._const(f"{x.name}/part{len(pieces)}", run))
-        out = self.ed.temp(f"dynamic_shape/{x.name}/runtime", np.int32, x.shape)
+        out = self.ed.temp(f"dynamic_shape/{x.name}/runtime", np.int32, (len(rows[0]),))
         self.pending.append(self.ed.op("CONCATENATION", pieces, [out], axis=0, **NONE))
-        self.ed.insert_before(ops[0], self.pending)
-        self.pending = []
         return out
 
     def insert_ops(self) -> None:

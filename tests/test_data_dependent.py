@@ -221,3 +221,38 @@ def test_declared_static_shape_is_not_trusted(op):
         c = np.arange(4) < n
         feeds.append({"x": x, "c": c} if op == "Compress" else {"x": x})
     _agree(model, feeds)
+
+
+def _scores_with(count, size=30):
+    """``size`` scores in (0, 1), exactly ``count`` of them above 0.5, no ties."""
+    scores = RNG.permutation(size).astype(np.float32) / (4 * size)  # all below 0.25
+    scores[RNG.choice(size, count, replace=False)] += 0.5
+    return scores
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_with_k_from_the_count(largest):
+    """Detection post-processing: k = min(count, cap) computed from Shape of the selection
+    (run time: TOPK_V2 takes a k tensor), then the kept positions map back by Gather."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["scores", "t"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz"]),
+            helper.make_node("Squeeze", ["nz", "zero"], ["idx"]),
+            helper.make_node("Gather", ["scores", "idx"], ["sel"], axis=0),
+            helper.make_node("Shape", ["sel"], ["n"]),
+            helper.make_node("Concat", ["n", "cap"], ["both"], axis=0),
+            helper.make_node("ReduceMin", ["both"], ["k"], keepdims=1),
+            helper.make_node("TopK", ["sel", "k"], ["vals", "pos"], largest=largest),
+            helper.make_node("Gather", ["idx", "pos"], ["orig"], axis=0),
+        ],
+        [("scores", np.float32, (30,))],
+        [("vals", np.float32, ("k",)), ("orig", np.int64, ("k",))],
+        initializers={
+            "t": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "cap": np.array([6], np.int64),
+        },
+        opset=13,
+    )
+    _agree(model, [{"scores": _scores_with(c)} for c in (2, 4, 12)])
