@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compose import binary, concat, const, op, reduce, select, unary
+from .compose import binary, const, op, reduce, select, unary
 
 ML_DOMAIN = "ai.onnx.ml"
 TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
@@ -118,15 +118,6 @@ def post_transform(ctx, scores, name: str, hint: str = "post"):
     if name == "PROBIT":
         return probit(ctx, scores, hint)
     raise ValueError(name)
-
-
-def neg(ctx, x, hint: str = "neg"):
-    return unary(ctx, "NEG", x, hint)
-
-
-def columns(ctx, parts, hint: str = "cols"):
-    """Concatenate ``[N, 1]`` / ``[N, k]`` column blocks along the last axis."""
-    return concat(ctx, parts, -1, hint)
 
 
 def label_table(attrs: dict, int_key: str) -> np.ndarray | None:
