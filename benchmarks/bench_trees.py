@@ -12,9 +12,12 @@ onnxruntime ``session.run``. The target is LiteRT <= 2x onnxruntime at batch 1.
 Needs the exporters (not project dependencies); run it in the environment of
 ``tools/ml_models.py``:
 
-    /work/ml-venv/bin/python benchmarks/bench_trees.py [--runs 300]
+    /work/ml-venv/bin/python benchmarks/bench_trees.py [--runs 300] [--strategy all_splits \
+        --out benchmarks/results/trees_all_splits.json]
 
-Writes ``benchmarks/results/trees.json`` and prints a table.
+Writes ``benchmarks/results/trees.json`` and prints a table. ``--strategy`` forces one of the
+two tree-walking strategies (the default lets the converter's cost model choose), which is how
+the choice was measured.
 """
 
 from __future__ import annotations
@@ -131,7 +134,16 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "traverse", "all_splits"),
+        default="auto",
+        help="force one tree-walking strategy of lowering/ml_trees.py (default: its cost model)",
+    )
     args = parser.parse_args(argv)
+    from onnx2tflite_direct.lowering import ml_trees
+
+    ml_trees.STRATEGY = None if args.strategy == "auto" else args.strategy
     results: dict = {}
     print(f"{'model':<30}{'batch':>6}{'litert ms':>11}{'ort ms':>9}{'ratio':>7}{'ops':>6}  match")
     for name in args.models:
@@ -158,6 +170,7 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(),
         "loadavg_1_5_15_at_end": list(os.getloadavg()),
         "target": f"LiteRT <= {TARGET_RATIO_BATCH1}x onnxruntime at batch 1",
+        "strategy": args.strategy,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")
