@@ -25,10 +25,11 @@ import onnx
 from . import errors, tfl
 
 # A signature dim: an integer (fixed), ``?`` or -1 (dynamic, keeping the model's own dim name
-# when it has one) or a name (dynamic; inputs sharing a name share the size).
+# when it has one), a name (dynamic; inputs sharing a name share the size) or NAME+K (that
+# size plus K: a decoder's attention mask spans the past and the new token, ``past+1``).
 Dim = int | str
 DYNAMIC = "?"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(\+[0-9]+)?$")
 
 # The README / --help text of the two options (``options.py`` declares them).
 SIGNATURE_DOC = (
@@ -52,7 +53,7 @@ MERGE_DOC = (
 
 
 def parse_dim(text: str) -> Dim:
-    text = text.strip()
+    text = text.replace(" ", "")
     if text in (DYNAMIC, "-1"):
         return DYNAMIC
     if _NAME.match(text):
