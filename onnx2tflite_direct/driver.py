@@ -115,6 +115,10 @@ class Driver:
         # (tensor, signature name, io-table row), exposed after the ONNX outputs.
         self._extra_outputs: list[tuple[tfl.Tensor, str, dict]] = []
         self._names = Names()
+        # Values whose sizes may follow a data-dependent count (lowered at sample counts,
+        # lowering/dynamic.py): a lowering that builds constants from their sizes computes
+        # them at run time instead (lowering/nms.py). Set by graph_lowering for the main graph.
+        self.data_dependent: set[str] = set()
 
     @property
     def consumers(self) -> dict[str, list[tuple[Node, int]]]:

@@ -26,7 +26,7 @@ from .driver import Driver, LoweringOptions
 from .errors import UnsupportedError
 from .ir import Graph, Node
 from .lowering.custom import custom_spec
-from .lowering.dynamic import count_signal
+from .lowering.dynamic import count_signal, data_dependent_values
 from .registry import REGISTRY, OpSpec, check_node
 
 
@@ -112,7 +112,7 @@ def lower_graph(
     if parent is not None:
         rec = parent.report
     else:
-        signal = count_signal(graph)
+        signal = count_signal(graph, options.nms_padded_output)
         if signal is not None:  # lowered again at sample sizes (dynamic_shapes.py)
             raise signal
     fuse, disabled = options.fuse, options.disabled_rewrites
@@ -123,6 +123,8 @@ def lower_graph(
     if parent is not None:
         _require_static_outputs(graph)
     driver = Driver(graph, specs, options, parent=parent, path=path, report=rec, lower=lower_graph)
+    if parent is None:
+        driver.data_dependent = data_dependent_values(graph)
     driver.setup_inputs()
     for node in graph.nodes:
         driver.run_node(node, specs[id(node)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import convert, make_model
+from harness import convert, make_model, op_histogram
 from onnx import helper
 
 from onnx2tflite_direct.validate import litert_runner
@@ -256,3 +256,111 @@ def test_topk_with_k_from_the_count(largest):
         opset=13,
     )
     _agree(model, [{"scores": _scores_with(c)} for c in (2, 4, 12)])
+
+
+def _boxes(n, spread, center=False):
+    """``n`` boxes, overlapping more when ``spread`` is small; corners in either order."""
+    c = RNG.random((n, 2)) * spread
+    wh = RNG.random((n, 2)) + 0.5
+    if center:
+        return np.concatenate([c, wh], 1).astype(np.float32)
+    flip = RNG.random((n, 1)) < 0.3
+    low, high = np.where(flip, c + wh, c), np.where(flip, c, c + wh)
+    return np.concatenate([low, high], 1).astype(np.float32)
+
+
+def test_nms_selection_read_by_nodes():
+    """NonMaxSuppression's [num_selected, 3] read by Gathers (the box index column picks the
+    kept boxes): the selection count is a sample-pinned size like NonZero's."""
+    n = 12
+    model = make_model(
+        [
+            helper.make_node("NonMaxSuppression", ["boxes", "scores", "k", "iou", "t"], ["sel"]),
+            helper.make_node("Gather", ["sel", "two"], ["box"], axis=1),
+            helper.make_node("Gather", ["flat_boxes", "box"], ["kept"], axis=0),
+            helper.make_node("Add", ["kept", "kept"], ["y"]),
+        ],
+        [("boxes", np.float32, (2, n, 4)), ("scores", np.float32, (2, 3, n))],
+        [("sel", np.int64, ("m", 3)), ("y", np.float32, ("m", 4))],
+        initializers={
+            "k": np.array([4], np.int64),
+            "iou": np.array([0.4], np.float32),
+            "t": np.array([0.3], np.float32),
+            "two": np.array(2, np.int64),
+            "flat_boxes": RNG.standard_normal((n, 4)).astype(np.float32),
+        },
+        opset=13,
+    )
+    feeds = [
+        {
+            "boxes": np.stack([_boxes(n, spread), _boxes(n, spread)]),
+            "scores": RNG.random((2, 3, n)).astype(np.float32) ** p,
+        }
+        for spread, p in ((0.3, 3.0), (1.0, 6.0), (20.0, 0.2))
+    ]
+    _agree(model, feeds)
+
+
+def _scores_kept(classes, size, count):
+    """[1, classes, size] scores whose per-box maximum is above 0.5 for exactly ``count``."""
+    scores = RNG.random((1, classes, size)).astype(np.float32) * 0.45
+    keep = RNG.choice(size, count, replace=False)
+    scores[0, RNG.integers(0, classes, count), keep] = 0.55 + 0.4 * RNG.random(count)
+    return scores
+
+
+@pytest.mark.parametrize(
+    ("classes", "center", "threshold", "iou", "runtime_k"),
+    [
+        (1, 0, True, 0.4, False),
+        (3, 0, True, 0.4, False),
+        (1, 1, False, 0.5, True),
+        (3, 0, False, 0.0, True),
+        (2, 0, True, 1.0, False),
+    ],
+    ids=str,
+)
+def test_nms_over_a_data_dependent_box_count(classes, center, threshold, iou, runtime_k):
+    """Boxes kept by a score mask (NonZero), then NMS over them (torchvision's detection
+    post-processing): the box count is known at run time only, so the kernel's rank scores
+    N..1, the slot indices and every size built from N or K come from RANGE over SHAPE."""
+    n = 16
+    nms_inputs = ["sel_boxes", "sel_scores", "k" if runtime_k else "k_const", "iou"]
+    nms_inputs += ["t"] if threshold else []
+    model = make_model(
+        [
+            helper.make_node("ReduceMax", ["scores"], ["best"], axes=[0, 1], keepdims=0),
+            helper.make_node("Greater", ["best", "half"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz"]),
+            helper.make_node("Squeeze", ["nz", "zero"], ["idx"]),
+            helper.make_node("Gather", ["boxes", "idx"], ["sel_boxes"], axis=1),
+            helper.make_node("Gather", ["scores", "idx"], ["sel_scores"], axis=2),
+            helper.make_node("NonMaxSuppression", nms_inputs, ["sel"], center_point_box=center),
+            helper.make_node("Gather", ["sel", "two"], ["pick"], axis=1),
+            helper.make_node("Gather", ["idx", "pick"], ["orig"], axis=0),
+        ],
+        [("boxes", np.float32, (1, n, 4)), ("scores", np.float32, (1, classes, n))]
+        + ([("k", np.int64, (1,))] if runtime_k else []),
+        [("idx", np.int64, ("c",)), ("sel", np.int64, ("m", 3)), ("orig", np.int64, ("m",))],
+        initializers={
+            "half": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "two": np.array(2, np.int64),
+            "k_const": np.array([3], np.int64),
+            "iou": np.array([iou], np.float32),
+            "t": np.array([0.2], np.float32),
+        },
+        opset=13,
+    )
+    feeds = []
+    for count, spread in ((2, 0.5), (7, 2.0), (15, 6.0)):
+        feed = {
+            "boxes": _boxes(n, spread, center=bool(center))[None],
+            "scores": _scores_kept(classes, n, count),
+        }
+        if runtime_k:
+            feed["k"] = np.array([count // 2 + 1], np.int64)
+        feeds.append(feed)
+    res = _agree(model, feeds)
+    assert res.report["dynamic_shapes"]["data_dependent"]
+    assert op_histogram(res.tflite_bytes)["RANGE"] >= 2  # rank scores and slots at run time

@@ -93,7 +93,7 @@ def _count_hints(pins: dict) -> dict[str, onnx.ValueInfoProto]:
 
 
 # Ops whose output size depends on the input values (lowering/dynamic.py).
-DATA_DEPENDENT_OPS = ("NonZero", "Compress")
+DATA_DEPENDENT_OPS = ("NonZero", "Compress", "NonMaxSuppression")
 
 
 def graph_outputs_of(proto: onnx.ModelProto) -> set[str]:

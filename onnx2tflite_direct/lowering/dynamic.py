@@ -148,6 +148,11 @@ def _max_count(node, graph) -> tuple[int, list, int] | None:
     x = graph.values[node.inputs[0]].shape
     if x is None or not all(isinstance(d, int) for d in x):
         return None
+    if node.op_type == "NonMaxSuppression":  # at most every box of every (batch, class)
+        scores = graph.values[node.inputs[1]].shape
+        if scores is None or len(scores) != 3 or not all(isinstance(d, int) for d in scores):
+            return None
+        return int(np.prod(scores)), [None, 3], 0
     if node.op_type == "NonZero":
         return int(np.prod(x)), [len(x), None], 1
     cond = graph.values[node.inputs[1]].shape
@@ -160,16 +165,38 @@ def _max_count(node, graph) -> tuple[int, list, int] | None:
     return min(cond[0], x[axis]), dims, axis
 
 
-def count_signal(graph) -> DynamicShapeModel | None:
+def data_dependent_values(graph) -> set[str]:
+    """Values computed from a data-dependent output pinned at a sample size (everything
+    downstream of it, conservatively: their sizes may follow the count)."""
+    tainted = {
+        node.outputs[0]
+        for node in graph.nodes
+        if not node.domain
+        and node.op_type in ("NonZero", "Compress", "NonMaxSuppression")
+        and node.outputs
+        and node.outputs[0]
+        and graph.values[node.outputs[0]].is_static
+    }
+    if not tainted:
+        return tainted
+    for node in graph.nodes:  # topological order
+        if any(i in tainted for i in node.inputs):
+            tainted.update(o for o in node.outputs if o)
+    return tainted
+
+
+def count_signal(graph, padded_nms: bool = False) -> DynamicShapeModel | None:
     """The data-dependent sizes of NonZero/Compress outputs that other nodes read and that
     have no sample size yet: each becomes a symbol of ``dynamic_shapes`` (sampled at 2 and 3,
     never above the largest possible count), so the model is lowered at both sizes and what
     follows the size is made dynamic or computed at run time, like an input dim. A size
-    whose op reads another unknown size is found once that one is pinned."""
+    whose op reads another unknown size is found once that one is pinned. NonMaxSuppression's
+    selection counts too, unless ``padded_nms`` (--nms-padded-output: a fixed size)."""
     symbols, dims = [], {}
     read = {i for n in graph.nodes for i in n.inputs if i}
+    counted = ("NonZero", "Compress") + (() if padded_nms else ("NonMaxSuppression",))
     for node in graph.nodes:
-        if node.domain or node.op_type not in DATA_DEPENDENT or node.op_type == "Unique":
+        if node.domain or node.op_type not in counted:
             continue
         name = node.outputs[0] if node.outputs else ""
         if not name or name not in read or graph.values[name].is_static:

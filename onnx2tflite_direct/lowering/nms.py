@@ -117,7 +117,12 @@ class _NmsBuilder:
         self.rows = self.batches * self.rows_c  # one NMS kernel per row
         const_k = _const_max_output(ctx.node, ctx.driver.graph)
         self.runtime_k = const_k is None
+        self.const_k = const_k
         self.k = self.boxes_n if self.runtime_k else min(const_k, self.boxes_n)
+        # The box count follows a data-dependent size (lowered at sample counts): every
+        # constant built from N or K is computed at run time from SHAPE of the scores.
+        self.runtime_n = any(i in ctx.driver.data_dependent for i in ctx.node.inputs[:2])
+        self._cache = {}
 
     # ---- small emitters ---------------------------------------------------------------
     def const(self, array, hint):
@@ -156,6 +161,56 @@ class _NmsBuilder:
         """Optional scalar input ``i`` as a 0-d runtime tensor."""
         t = self.ctx.input(i)
         return t if t.shape == () else self.ctx.reshape(t, (), f"in{i}_scalar")
+
+    # ---- sizes (constants, or run-time tensors when N follows a data-dependent count) ----
+    def n_i32(self):
+        """N as an int32 scalar."""
+        if not self.runtime_n:
+            return self.const(np.int32(self.boxes_n), "box_count_k")
+        if "n" not in self._cache:
+            dims = self.op(
+                "SHAPE", [self.ctx.input(1)], np.int32, (3,), "score_dims", out_type="INT32"
+            )
+            begin, one = (
+                self.const(np.array([2], np.int32), "n_at"),
+                self.const(np.array([1], np.int32), "n_len"),
+            )
+            n = self.op("SLICE", [dims, begin, one], np.int32, (1,), "n_vec")
+            self._cache["n"] = self.ctx.reshape(n, (), "n")
+        return self._cache["n"]
+
+    def k_i32(self):
+        """K (selections per row) as an int32 scalar: N, or min(max_output, N)."""
+        if not self.runtime_n:
+            return self.const(np.int32(self.k), "k")
+        if "k" not in self._cache:
+            n = self.n_i32()
+            if self.runtime_k:
+                self._cache["k"] = n
+            else:
+                cap = self.const(np.int32(self.const_k), "k_const")
+                self._cache["k"] = self.binary("MINIMUM", n, cap, np.int32, (), "k_runtime")
+        return self._cache["k"]
+
+    def size_f32(self, value):
+        """``value`` (an int32 scalar tensor) as float32."""
+        return self.op("CAST", [value], np.float32, (), "size_f32")
+
+    def last_i32(self):
+        """N - 1 as an int32 scalar."""
+        if not self.runtime_n:
+            return self.const(np.int32(self.boxes_n - 1), "last")
+        if "last" not in self._cache:
+            one = self.const(np.int32(1), "one_i")
+            self._cache["last"] = self.binary("SUB", self.n_i32(), one, np.int32, (), "last_rt")
+        return self._cache["last"]
+
+    def arange(self, count, limit_t, hint, dtype=np.int32):
+        """[count] 0, 1, ...: a constant, or RANGE up to the run-time ``limit_t``."""
+        if not self.runtime_n:
+            return self.const(np.arange(count, dtype=dtype), hint)
+        zero, one = self.const(np.array(0, dtype), "range0"), self.const(np.array(1, dtype), "r1")
+        return self.op("RANGE", [zero, limit_t, one], dtype, (count,), hint)
 
     # ---- pieces -----------------------------------------------------------------------
     def corner_boxes(self):
@@ -214,7 +269,10 @@ class _NmsBuilder:
         if above is None:
             return None
         kept = self.count(above, np.float32, "kept")
-        total = self.const(np.float32(self.boxes_n), "box_count")
+        if self.runtime_n:
+            total = self.size_f32(self.n_i32())
+        else:
+            total = self.const(np.float32(self.boxes_n), "box_count")
         return self.binary("SUB", total, kept, np.float32, (self.rows,), "rank_threshold")
 
     def count(self, mask, dtype, hint):
@@ -249,7 +307,7 @@ class _NmsBuilder:
         1 or 0 for an empty box, reaches the threshold), so they bypass the kernel."""
         rows, n = self.rows, self.boxes_n
         iou = self.const_iou()
-        if iou is not None and not iou < 1:  # ONNX never suppresses (iou > t is impossible)
+        if iou is not None and not iou < 1 and not self.runtime_n:  # ONNX never suppresses
             return self.const(np.zeros((rows, n), np.bool_), "never_suppressed")
         half = (rows, n, 2)
         size = self.const(np.array(half, np.int32), "corner_size")
@@ -263,6 +321,9 @@ class _NmsBuilder:
         area = self.op("ABS", [area], np.float32, (rows, n), "abs_area")
         zero = self.const(np.float32(0), "zero_area")
         positive = self.binary("GREATER", area, zero, np.bool_, (rows, n), "positive_area")
+        if iou is not None and not iou < 1:  # (run-time N) all false, shaped like the boxes
+            never = self.const(np.False_, "never")
+            return self.binary("LOGICAL_AND", positive, never, np.bool_, (rows, n), "never_sup")
         if iou is not None:
             return positive
         below_one = self.binary(
@@ -274,12 +335,25 @@ class _NmsBuilder:
         """One NMS kernel per row over the suppressible boxes: ([rows, K] positions in sorted
         order, [rows] valid counts)."""
         n = self.boxes_n
-        rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
+        if self.runtime_n:  # N, N-1, ..., 1
+            rank_scores = self.op(
+                "RANGE",
+                [
+                    self.size_f32(self.n_i32()),
+                    self.const(np.float32(0), "rank_end"),
+                    self.const(np.float32(-1), "rank_step"),
+                ],
+                np.float32,
+                (n,),
+                "rank_scores",
+            )
+        else:
+            rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
         zero = self.const(np.float32(0), "excluded_score")
         scores = self.op(
             "SELECT_V2", [suppressible, rank_scores, zero], np.float32, (self.rows, n), "kscores"
         )
-        k = self.const(np.int32(self.k), "max_output")
+        k = self.k_i32()
         iou = self.kernel_iou()
         no_threshold = self.const(np.float32(0), "rank_threshold0")
         boxes = self.unpack(sorted_boxes, "row_boxes")
@@ -301,12 +375,17 @@ class _NmsBuilder:
         """The first K of (kernel picks) U (free boxes above the score threshold), ascending
         sorted positions: ONNX's greedy order, where free boxes are always selected."""
         rows, n, k = self.rows, self.boxes_n, self.k
-        last = n - 1
+        last = self.last_i32()
         none = self.const(np.int32(-1), "no_key")
         # Keys last - position: TOPK_V2 (largest first) then yields ascending positions.
+        if self.runtime_n:
+            positions_n = self.arange(n, self.n_i32(), "box_positions")
+            free_keys = self.binary("SUB", last, positions_n, np.int32, (n,), "free_keys")
+        else:
+            free_keys = self.const(n - 1 - np.arange(n, dtype=np.int32), "free_keys")
         free_key = self.op(
             "SELECT_V2",
-            [free, self.const(last - np.arange(n, dtype=np.int32), "free_keys"), none],
+            [free, free_keys, none],
             np.int32,
             (rows, n),
             "free_key",
@@ -315,9 +394,7 @@ class _NmsBuilder:
         n_free = self.count(free, np.int32, "free_count")
         if picks is not None:
             valid = self.valid(counts)
-            flipped = self.binary(
-                "SUB", self.const(np.int32(last), "last"), picks, np.int32, (rows, k), "pick_key0"
-            )
+            flipped = self.binary("SUB", last, picks, np.int32, (rows, k), "pick_key0")
             pick_key = self.op("SELECT_V2", [valid, flipped, none], np.int32, (rows, k), "pick_key")
             width = n + k
             keys = self.op(
@@ -332,21 +409,18 @@ class _NmsBuilder:
             n_free = self.binary("ADD", n_free, counts, np.int32, (rows,), "merged_count")
         top = self.ctx.temp(np.int32, (rows, k), "top_keys")
         where = self.ctx.temp(np.int32, (rows, k), "top_where")
-        self.ctx.emit("TOPK_V2", [keys, self.const(np.int32(k), "k")], [top, where])
+        self.ctx.emit("TOPK_V2", [keys, self.k_i32()], [top, where])
         clamped = self.binary(
             "MAXIMUM", top, self.const(np.int32(0), "zero_i"), np.int32, top.shape, "top_clamped"
         )
-        positions = self.binary(
-            "SUB", self.const(np.int32(last), "last_pos"), clamped, np.int32, top.shape, "positions"
-        )
-        merged = self.binary(
-            "MINIMUM", n_free, self.const(np.int32(k), "k_cap"), np.int32, (rows,), "merged_k"
-        )
+        positions = self.binary("SUB", last, clamped, np.int32, top.shape, "positions")
+        merged = self.binary("MINIMUM", n_free, self.k_i32(), np.int32, (rows,), "merged_k")
         return positions, merged
 
     def valid(self, counts):
         """[rows, K] slot < count."""
-        slots = self.const(np.arange(self.k, dtype=np.int32)[None, :], "slots")
+        slots = self.arange(self.k, self.k_i32(), "slot_range")
+        slots = self.ctx.reshape(slots, (1, self.k), "slots")
         col = self.ctx.reshape(counts, (self.rows, 1), "counts_col")
         return self.binary("LESS", slots, col, np.bool_, (self.rows, self.k), "valid")
 
@@ -354,7 +428,12 @@ class _NmsBuilder:
         """Valid counts capped by a runtime max_output_boxes_per_class (clamped to [0, N])."""
         limit = self.scalar(2)
         dtype = limit.dtype
-        n = self.const(np.array(self.boxes_n, dtype), "n")
+        if self.runtime_n:
+            n = self.n_i32()
+            if dtype != np.int32:
+                n = self.op("CAST", [n], dtype, (), "n_wide")
+        else:
+            n = self.const(np.array(self.boxes_n, dtype), "n")
         capped = self.binary("MINIMUM", limit, n, dtype, (), "limit_hi")
         zero = self.const(np.array(0, dtype), "zero_k")
         capped = self.binary("MAXIMUM", capped, zero, dtype, (), "limit")
@@ -367,10 +446,25 @@ class _NmsBuilder:
         rows, k = self.rows, self.k
         grid = (rows, k)
         batch_of_row = np.repeat(np.arange(self.batches, dtype=np.int32), self.rows_c)
-        batch_col = self.const(np.broadcast_to(batch_of_row[:, None], grid), "batch_col")
+        class_of_row = np.tile(np.arange(self.rows_c, dtype=np.int32), self.batches)
+        if self.runtime_n:  # per-row constants broadcast over the run-time K columns
+            blank = self.binary(
+                "MUL", box_index, self.const(np.int32(0), "zero_col"), np.int32, grid, "blank"
+            )
+
+            def column(values, hint):
+                return self.binary(
+                    "ADD", blank, self.const(values[:, None], f"{hint}_rows"), np.int32, grid, hint
+                )
+
+        else:
+
+            def column(values, hint):
+                return self.const(np.broadcast_to(values[:, None], grid), hint)
+
+        batch_col = column(batch_of_row, "batch_col")
         if classes is None:
-            class_of_row = np.tile(np.arange(self.rows_c, dtype=np.int32), self.batches)
-            class_col = self.const(np.broadcast_to(class_of_row[:, None], grid), "class_col")
+            class_col = column(class_of_row, "class_col")
         else:
             class_col = self.gather_rows(classes, box_index, grid, "class_col")
         cols = self.op(
@@ -391,18 +485,27 @@ class _NmsBuilder:
             return flat
         # Compact: TOPK_V2 over unique keys (valid slots first, each group in slot order).
         total = rows * k
-        slot = np.arange(total, dtype=np.int32)
         flat_valid = self.ctx.reshape(valid, (total,), "valid_flat")
+        if self.runtime_n:
+            total_t = self.binary(
+                "MUL", self.k_i32(), self.const(np.int32(rows), "row_count"), np.int32, (), "total"
+            )
+            slot = self.arange(total, total_t, "slot_all")
+            key_valid = self.op("NEG", [slot], np.int32, (total,), "key_valid")
+            key_pad = self.binary("SUB", key_valid, total_t, np.int32, (total,), "key_pad")
+        else:
+            total_t = self.const(np.int32(total), "all_slots")
+            slot = np.arange(total, dtype=np.int32)
+            key_valid, key_pad = (
+                self.const(-slot, "key_valid"),
+                self.const(-slot - total, "key_pad"),
+            )
         key = self.op(
-            "SELECT_V2",
-            [flat_valid, self.const(-slot, "key_valid"), self.const(-slot - total, "key_pad")],
-            np.int32,
-            (total,),
-            "order_key",
+            "SELECT_V2", [flat_valid, key_valid, key_pad], np.int32, (total,), "order_key"
         )
         top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
         order = self.ctx.temp(np.int32, (total,), "compact_order")
-        self.ctx.emit("TOPK_V2", [key, self.const(np.int32(total), "all_slots")], [top, order])
+        self.ctx.emit("TOPK_V2", [key, total_t], [top, order])
         return self.op(
             "GATHER", [flat, order], np.int32, (total, 3), "compacted", axis=0, batch_dims=0
         )
@@ -434,8 +537,12 @@ class _NmsBuilder:
                 axis=0,
                 fused_activation_function="NONE",
             )
-            out = drv.new_tensor(name, np.int64, (1, 3))
-            out.shape_signature = (-1, 3)
+            pinned = drv.graph.values[name]
+            if pinned.is_static:  # read by other nodes: lowered at sample counts (dynamic.py)
+                out = drv.new_tensor(name, np.int64, tuple(pinned.shape))
+            else:
+                out = drv.new_tensor(name, np.int64, (1, 3))
+                out.shape_signature = (-1, 3)
             ctx.emit(
                 "SLICE",
                 [wide, self.const(np.array([0, 0], np.int32), "slice_begin"), extent],
@@ -461,9 +568,7 @@ class _NmsBuilder:
         scores, classes = self.score_rows()
         sorted_scores = self.ctx.temp(np.float32, (rows, n), "sorted_scores")
         order = self.ctx.temp(np.int32, (rows, n), "score_order")
-        self.ctx.emit(
-            "TOPK_V2", [scores, self.const(np.int32(n), "box_count_k")], [sorted_scores, order]
-        )
+        self.ctx.emit("TOPK_V2", [scores, self.n_i32()], [sorted_scores, order])
         order3 = self.ctx.reshape(order, (self.batches, self.rows_c, n), "score_order3")
         sorted_boxes = self.op(
             "GATHER",
