@@ -142,7 +142,7 @@ def test_directions_and_layouts(op, direction, layout, unroll):
     chk = check(recurrent_model(op, direction, layout, optional=optional), unroll_rnn=unroll)
     assert "CUSTOM" not in chk.ops
     dirs = 2 if direction == "bidirectional" else 1
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in chk.ops  # measured slower: off by default
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in chk.ops  # 3 steps: the loop is faster
     # X . W for every step is one FULLY_CONNECTED per direction, plus one per step for R
     # (unrolled; layout=1 always unrolls) or one in each direction's WHILE body.
     looped = not unroll and layout == 0
@@ -280,7 +280,7 @@ def test_sequence_lens_full_is_no_mask(layout):
 @pytest.mark.parametrize("outputs", [("Y",), ("Y_h",), ("Y_c",), ("Y", "Y_c"), ("Y_h", "Y_c")])
 @pytest.mark.parametrize("kernel", [False, True])
 def test_lstm_output_subsets(outputs, kernel, monkeypatch):
-    monkeypatch.setattr(recurrent_kernels, "ENABLED", kernel)
+    monkeypatch.setattr(recurrent_kernels, "MODE", "always" if kernel else "never")
     model = recurrent_model("LSTM", "bidirectional", layout=1, outputs=outputs, seq=4)
     chk = check(model)
     assert chk.ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == (2 if kernel else 0)
@@ -373,14 +373,14 @@ def test_float64_refused():
 
 
 # ---- the LSTM sequence kernel (UNIDIRECTIONAL_SEQUENCE_LSTM) ----------------------------------
-# Off by default (measured slower than the loop, benchmarks/bench_recurrent.py); switched on
-# here so the lowering stays proven. Realistic sizes: enough steps for the recurrence to
+# Chosen only where measured faster (recurrent_kernels.kernel_is_faster); forced on here so
+# every attribute combination is proven. Realistic sizes: enough steps for the recurrence to
 # compound errors, hidden states that stay well away from constant.
 
 
 @pytest.fixture
 def kernel_on(monkeypatch):
-    monkeypatch.setattr(recurrent_kernels, "ENABLED", True)
+    monkeypatch.setattr(recurrent_kernels, "MODE", "always")
 
 
 def kernel_model(direction="forward", layout=0, batch=2, seq=12, initial="absent", peep=False):
@@ -504,3 +504,32 @@ def test_form_follows_the_measured_rule(op, hidden, seq, unrolled):
     model = recurrent_model(op, "forward", seq=seq, batch=2, size=8, hidden=hidden, seed=5)
     chk = check(model)
     assert ("WHILE" not in chk.ops) == unrolled
+
+
+@pytest.mark.parametrize(
+    "hidden,seq,batch,kernel",
+    [
+        (16, 64, 1, True),  # small cell, more steps than are worth unrolling
+        (16, 64, 2, False),  # measured at batch 1 only
+        (16, 20, 1, False),  # unrolled instead
+        (64, 96, 1, False),  # mid-size cell: the loop is faster up to ~256 steps
+        (64, 256, 1, True),
+    ],
+)
+def test_lstm_kernel_chosen_where_measured_faster(hidden, seq, batch, kernel):
+    model = recurrent_model(
+        "LSTM", "bidirectional", seq=seq, batch=batch, size=8, hidden=hidden, seed=9
+    )
+    chk = check(model)
+    assert ("UNIDIRECTIONAL_SEQUENCE_LSTM" in chk.ops) == kernel
+
+
+def test_kernel_rule_is_identical_at_the_dynamic_shape_samples():
+    for samples in (dynamic_shapes.BATCH_SAMPLES, dynamic_shapes.SIZE_SAMPLES):
+        for hidden in (1, 32, 64, 128, 256):
+            for batch in (1, *dynamic_shapes.BATCH_SAMPLES):
+                forms = {recurrent_kernels.kernel_is_faster(s, hidden, batch) for s in samples}
+                assert len(forms) == 1, (samples, hidden, batch)
+            # the sequence length as the leading (batch-sampled) dim of a batch-1 input
+            forms = {recurrent_kernels.kernel_is_faster(s, hidden, 1) for s in samples}
+            assert len(forms) == 1

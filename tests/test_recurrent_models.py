@@ -1,6 +1,7 @@
 """Realistic recurrent models end to end: a CNN + 2-layer bidirectional LSTM CTC recognizer
 and a GRU keyword-spotter, as exporters write them (Transpose/Reshape glue between the CNN's
-NCHW maps and the time-major recurrent layers). LiteRT must match onnxruntime."""
+NCHW maps and the time-major recurrent layers). LiteRT must match onnxruntime in every recurrent form (the default choice, the
+loop, unrolled, and the LSTM sequence kernel)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 from harness import check_conversion, make_model
 from onnx import helper
+
+from onnx2tflite_direct.lowering import recurrent, recurrent_kernels
 
 RNG = np.random.default_rng(11)
 
@@ -107,15 +110,36 @@ def gru_keyword_spotter(batch=1, frames=20, mfcc=10, hidden=16, keywords=4):
     )
 
 
+def _form(monkeypatch, form: str) -> dict:
+    """Conversion options (and switches) for one recurrent form; ``default`` is the converter's
+    own choice (unrolled for these small cells, ``recurrent.prefer_unrolled``)."""
+    if form == "kernel":
+        monkeypatch.setattr(recurrent_kernels, "MODE", "always")
+    if form == "loop":
+        monkeypatch.setattr(recurrent, "UNROLL_STEPS", range(0))
+    return {"unroll_rnn": form == "unrolled"}
+
+
+def _assert_form(ops, form: str, recurrent_ops: int) -> None:
+    assert ops["UNIDIRECTIONAL_SEQUENCE_LSTM"] == (recurrent_ops if form == "kernel" else 0)
+    assert ops["WHILE"] == (recurrent_ops if form == "loop" else 0)
+
+
+@pytest.mark.parametrize("form", ["default", "loop", "unrolled", "kernel"])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_cnn_bilstm_ctc_recognizer(batch):
-    chk = check_conversion(ctc_recognizer(batch=batch), atol=1e-4, rtol=0.0)
+def test_cnn_bilstm_ctc_recognizer(batch, form, monkeypatch):
+    options = _form(monkeypatch, form)
+    chk = check_conversion(ctc_recognizer(batch=batch), atol=1e-4, rtol=0.0, **options)
     assert chk.ops["CONV_2D"] == 2 and chk.ops["CUSTOM"] == 0
     # The CNN runs channel-last; the only layout changes are the CNN->sequence hand-off.
     assert chk.ops["TRANSPOSE"] <= 3
+    _assert_form(chk.ops, form, 4)  # 2 bidirectional layers
 
 
+@pytest.mark.parametrize("form", ["default", "loop", "unrolled"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_gru_keyword_spotter(batch):
-    chk = check_conversion(gru_keyword_spotter(batch=batch), atol=1e-4, rtol=0.0)
+def test_gru_keyword_spotter(batch, form, monkeypatch):
+    options = _form(monkeypatch, form)
+    chk = check_conversion(gru_keyword_spotter(batch=batch), atol=1e-4, rtol=0.0, **options)
     assert chk.ops["FULLY_CONNECTED"] >= 1 and chk.ops["CUSTOM"] == 0
+    _assert_form(chk.ops, form, 1)

