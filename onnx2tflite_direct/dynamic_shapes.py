@@ -30,6 +30,7 @@ of 32) and for sequence models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
@@ -109,12 +110,23 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
         """Input shapes with every symbol at ``values[symbol]``; data-dependent outputs get
         theirs under ``COUNT_PIN + name``."""
         pins = {
-            name: tuple(values[d] if isinstance(d, str) else d for d in dims)
-            for name, dims in self.input_dims.items()
+            name: tuple(_size(d, values) for d in dims) for name, dims in self.input_dims.items()
         }
         for name, dims in self.output_dims.items():
-            pins[COUNT_PIN + name] = tuple(values[d] if isinstance(d, str) else d for d in dims)
+            pins[COUNT_PIN + name] = tuple(_size(d, values) for d in dims)
         return pins
+
+
+# A declared dim ``NAME+K`` (a decoder's attention mask over the cached and the new tokens,
+# ``past+1``) is symbol NAME plus K: sampled with NAME, not a symbol of its own.
+_OFFSET = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*\+\s*(\d+)\s*$")
+
+
+def _size(d: int | str, values: dict[str, int]) -> int:
+    if not isinstance(d, str):
+        return d
+    offset = _OFFSET.match(d) if d not in values else None
+    return values[offset[1]] + int(offset[2]) if offset else values[d]
 
 
 def unpin(model: onnx.ModelProto, input_dims: dict[str, list]) -> onnx.ModelProto:
@@ -167,6 +179,7 @@ def find_symbols(
             BATCH_SAMPLES if all(axis == 0 for _, axis in places) else SIZE_SAMPLES,
         )
         for key, places in found.items()
+        if not ((offset := _OFFSET.match(key)) and offset[1] in found)  # NAME+K follows NAME
     ]
     return symbols, input_dims
 

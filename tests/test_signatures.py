@@ -392,3 +392,38 @@ def test_decoder_prefill_and_decode_generate_the_same_tokens_as_onnxruntime():
     # the position rows the static prefill folds (positions 0..15 of the position table)
     single = convert(model).tflite_bytes
     assert _weight_bytes(tflite) <= _weight_bytes(single) + prefill_len * 64 * 4
+
+
+def test_offset_dim_follows_its_symbol():
+    """``mask`` spans the cache and the new token (``past+1``): sampled with ``past``, so the
+    model lowers; a plain second name would be sampled on its own and not fit."""
+    model = make_model(
+        [
+            helper.make_node("ReduceSum", ["cache", "ax"], ["s"], keepdims=0),  # [1, past]
+            helper.make_node("Concat", ["s", "new"], ["all"], axis=1),  # [1, past + 1]
+            helper.make_node("Mul", ["all", "mask"], ["y"]),
+        ],
+        inputs=[
+            ("cache", np.float32, (1, "past", 8)),
+            ("new", np.float32, (1, 1)),
+            ("mask", np.float32, (1, "past+1")),
+        ],
+        outputs=[("y", np.float32, (1, "total"))],
+        initializers={"ax": np.array([2], np.int64)},
+    )
+    res = convert(
+        model, signatures={"decode": {}, "step": {"cache": (1, "p", 8), "mask": (1, "p+1")}}
+    )
+    rng = np.random.default_rng(31)
+    for key in ("decode", "step"):
+        for past in (0, 3, 40):
+            feeds = {
+                "cache": rng.standard_normal((1, past, 8)).astype(np.float32),
+                "new": rng.standard_normal((1, 1)).astype(np.float32),
+                "mask": rng.standard_normal((1, past + 1)).astype(np.float32),
+            }
+            got = _run_signature(res.tflite_bytes, key, feeds)
+            want = _reference(model, feeds)
+            np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
+    summary = res.report["signatures"][0]
+    assert [r["shape_signature"] for r in summary["inputs"]] == [[1, -1, 8], [1, 1], [1, -1]]
