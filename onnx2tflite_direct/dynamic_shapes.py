@@ -401,14 +401,18 @@ def _relax_constants(model: tfl.Model, variants, symbols, sources) -> None:
                 where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
                 if any(x.data.shape != y.data.shape for y in ys):
                     _refuse(f"{where}: operand {k} changes shape with the input sizes")
-                oa.inputs[k] = _relaxed([oa, *other_ops], k, runtime, where)
+                oa.inputs[k] = _relaxed([oa, *other_ops], k, runtime, where, [sa, *others])
         runtime.insert_ops()
 
 
-def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str) -> tfl.Tensor:
+def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str, subs=()) -> tfl.Tensor:
     """The replacement for operand ``k`` of ``ops[0]`` (``ops[1:]``: the same operator in the
-    lowerings at other sizes)."""
+    lowerings at other sizes; ``subs``: their subgraphs)."""
     op, x, ys = ops[0], ops[0].inputs[k], [o.inputs[k] for o in ops[1:]]
+    if op.opcode == "FLOOR_MOD" and k == 1 and x.data.size == 1:
+        gathered = _gathered(ops, subs)
+        if gathered is not None:  # a runtime GATHER index wrapped by its (dynamic) axis size
+            return runtime.value_tensor(ops, k, where, follows=gathered)
     differ = sorted({int(i) for y in ys for i in np.flatnonzero(x.data != y.data)})
     if op.opcode == "RESHAPE" and k == 1 and len(differ) == 1 and not np.any(x.data == -1):
         return _with_entries(x, differ, -1)
@@ -424,6 +428,26 @@ def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str) -> tfl.Tensor
     ):
         return runtime.value_tensor(ops, k, where)
     _refuse(f"{where}: operand {k} holds values that depend on the input sizes")
+
+
+def _gathered(ops: list[tfl.Operator], subs) -> list[tfl.Tensor] | None:
+    """Per lowering, the tensor a GATHER reads with the FLOOR_MOD ``ops`` output as its
+    indices (negative indices wrapped by the gathered axis' size: a dynamic axis makes the
+    modulus that axis' run-time size); None when the indices go elsewhere."""
+    found = []
+    for op, sub in zip(ops, subs, strict=False):
+        reader = next(
+            (
+                o
+                for o in sub.operators
+                if o.opcode == "GATHER" and len(o.inputs) > 1 and o.inputs[1] is op.outputs[0]
+            ),
+            None,
+        )
+        if reader is None:
+            return None
+        found.append(reader.inputs[0])
+    return found if len(found) == len(ops) else None
 
 
 def _with_entries(x: tfl.Tensor, entries: list[int], value: int) -> tfl.Tensor:
@@ -550,11 +574,12 @@ class _RuntimeDims:
         self.pending = []
         return out
 
-    def value_tensor(self, ops, k: int, where: str) -> tfl.Tensor:
+    def value_tensor(self, ops, k: int, where: str, follows=None) -> tfl.Tensor:
         """A small integer operand (a scalar or vector: a modulus, a TOPK_V2 k) whose
-        differing entries are multiples of data-dependent sizes, computed at run time."""
+        differing entries are multiples of data-dependent sizes (or of the dims of the
+        ``follows`` tensors, one per lowering), computed at run time."""
         x = ops[0].inputs[k]
-        out = self._vector(ops, k, None, where, counts_only=True)
+        out = self._vector(ops, k, follows, where, counts_only=True)
         if tuple(x.shape) != tuple(out.shape):
             shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
             target = self._const(f"{x.name}/shape", list(x.shape))
@@ -573,7 +598,9 @@ class _RuntimeDims:
         (the ops are left in ``pending``)."""
         self._reader = ops[0]
         x = ops[0].inputs[k]
-        data_inputs = None if follows is None else [o.inputs[follows] for o in ops]
+        data_inputs = follows if isinstance(follows, list) else None
+        if isinstance(follows, int):
+            data_inputs = [o.inputs[follows] for o in ops]
         rows = [np.asarray(o.inputs[k].data).reshape(-1).tolist() for o in ops]
         pieces, run = [], []
         for e, v0 in enumerate(rows[0]):

@@ -427,3 +427,24 @@ def test_offset_dim_follows_its_symbol():
             np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)
     summary = res.report["signatures"][0]
     assert [r["shape_signature"] for r in summary["inputs"]] == [[1, -1, 8], [1, 1], [1, -1]]
+
+
+def test_runtime_gather_on_a_dynamic_axis_wraps_by_its_runtime_size():
+    """Negative runtime indices are wrapped with FLOOR_MOD by the gathered axis' size; on a
+    dynamic axis (a decoder gathering its past+1 attention mask) that size is read at run
+    time, so one file serves every length."""
+    model = make_model(
+        [helper.make_node("Gather", ["x", "idx"], ["y"], axis=1)],
+        inputs=[("x", np.float32, (2, "n", 4)), ("idx", np.int64, (3,))],
+        outputs=[("y", np.float32, (2, 3, 4))],
+    )
+    res = convert(model)
+    assert res.report["dynamic_shapes"]["input_dims"]["x"] == [2, "n", 4]
+    rng = np.random.default_rng(32)
+    for n in (3, 7, 50):
+        feeds = {
+            "x": rng.standard_normal((2, n, 4)).astype(np.float32),
+            "idx": np.array([-1, 0, -n], np.int64),
+        }
+        got = _run_signature(res.tflite_bytes, "serving_default", feeds)
+        np.testing.assert_array_equal(got["y"], _reference(model, feeds)["y"])
