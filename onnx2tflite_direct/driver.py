@@ -44,6 +44,9 @@ class LoweringOptions:
     nms_class_argmax: bool = False
     # LSTM/GRU/RNN: unroll over the static time steps instead of a WHILE loop.
     unroll_rnn: bool = False
+    # --gpu-friendly: lowerings keep the forms the GPU rewrites expect (BROADCAST_TO,
+    # STRIDED_SLICE) instead of the ones chosen for XNNPACK (MUL by ones, 5-D SLICEs).
+    gpu_friendly: bool = False
     # ONNX-level rewrites (also applied inside If/Loop/Scan bodies).
     fuse: bool = True
     disabled_rewrites: frozenset[str] = frozenset()

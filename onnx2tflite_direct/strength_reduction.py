@@ -24,6 +24,8 @@ what onnxruntime computes, to the last bit or within the rounding of the origina
   is the chosen branch when that branch already has the output's shape and dtype.
 * ``gather_as_reshape``: a Gather whose constant indices list the axis in order exactly
   (0, 1, ..., n-1, in any index shape: torch's ``as_strided`` export) is a Reshape.
+* ``gather_as_slice``: a Gather whose constant indices are a shorter run k, k+1, ..., k+m-1
+  (a scalar k: an unrolled RNN's x[t]) is a Slice and a Reshape.
 
 Rules never touch a value that is a graph output or read by something else they would change.
 """
@@ -255,10 +257,57 @@ def gather_as_reshape(graph: Graph) -> list[str]:
         shape = [*src.shape[:axis], *idx.shape, *src.shape[axis + 1 :]]
         if 0 in shape:
             continue
-        name = _fresh(graph, f"{node.label}/shape")
-        arr = np.array(shape, np.int64)
-        graph.values[name] = Value(name, arr.dtype, arr.shape, arr)
-        rw.replace(node, [rw.node(node, "Reshape", [x, name], out, "reshape")])
+        rw.replace(
+            node,
+            [rw.node(node, "Reshape", [x, _ints(graph, node, "shape", shape)], out, "reshape")],
+        )
+    return rw.finish()
+
+
+def _ints(graph: Graph, node: Node, hint: str, values) -> str:
+    name = _fresh(graph, f"{node.label}/{hint}")
+    arr = np.array(values, np.int64)
+    graph.values[name] = Value(name, arr.dtype, arr.shape, arr)
+    return name
+
+
+def gather_as_slice(graph: Graph) -> list[str]:
+    """Gather(x, idx, axis) with constant idx = k, k+1, ..., k+m-1 (a scalar k included: an
+    unrolled RNN's x[t]) is Slice(x, k, k+m, axis) then Reshape to the output shape."""
+    rw = _Rewriter(graph)
+    for node in graph.nodes:
+        if not _default(node, "Gather") or node.opset < 10:
+            continue
+        x, out = node.inputs[0], node.outputs[0]
+        idx = _const(graph, node.inputs[1])
+        src, dst = graph.values.get(x), graph.values.get(out)
+        if idx is None or idx.dtype.kind not in "iu" or idx.size == 0 or src is None:
+            continue
+        if not _is_float(src.dtype):  # only float ops gain (XNNPACK); else 2 ops for 1
+            continue
+        if not src.is_static or not src.shape or dst is None or not dst.is_static:
+            continue
+        axis = int(node.attrs.get("axis", 0)) % len(src.shape)
+        n = src.shape[axis]
+        flat = idx.reshape(-1).astype(np.int64)
+        flat = np.where(flat < 0, flat + n, flat)
+        k, m = int(flat[0]), flat.size
+        if not np.array_equal(flat, np.arange(k, k + m)) or k < 0 or k + m > n or m == n:
+            continue
+        part = list(src.shape)
+        part[axis] = m
+        sliced = _fresh(graph, f"{node.label}/slice")
+        graph.values[sliced] = Value(sliced, src.dtype, tuple(part))
+        ends = _ints(graph, node, "ends", [k + m])
+        slice_in = [x, _ints(graph, node, "starts", [k]), ends, _ints(graph, node, "axes", [axis])]
+        shape = _ints(graph, node, "shape", list(dst.shape))
+        rw.replace(
+            node,
+            [
+                rw.node(node, "Slice", slice_in, sliced, "slice"),
+                rw.node(node, "Reshape", [sliced, shape], out, "reshape"),
+            ],
+        )
     return rw.finish()
 
 
@@ -268,6 +317,7 @@ RULES = [
     ("remove_identity_arith", remove_identity_arith),
     ("where_constant_condition", where_constant_condition),
     ("gather_as_reshape", gather_as_reshape),
+    ("gather_as_slice", gather_as_slice),
 ]
 
 TRIGGERS = {
@@ -276,4 +326,5 @@ TRIGGERS = {
     "remove_identity_arith": {"Add", "Sub", "Mul", "Div"},
     "where_constant_condition": {"Where"},
     "gather_as_reshape": {"Gather"},
+    "gather_as_slice": {"Gather"},
 }

@@ -15,6 +15,7 @@ RULE_NAMES = (
     "remove_identity_arith",
     "where_constant_condition",
     "gather_as_reshape",
+    "gather_as_slice",
 )
 F = np.float32
 X = (2, 3, 8, 8)
@@ -206,14 +207,42 @@ def test_gather_of_the_whole_axis_in_order_is_a_reshape():
     assert kept.ops["GATHER"] == 1
 
 
-@pytest.mark.parametrize("idx", [[0, 2, 1, 3], [0, 1, 2], [-4, -3, -2, -1]])
-def test_gather_that_permutes_or_drops_is_kept_unless_it_is_the_identity(idx):
+@pytest.mark.parametrize(
+    "idx, rule",
+    [
+        ([0, 2, 1, 3], None),  # a permutation stays a GATHER
+        ([3, 1], None),
+        ([0, 1, 2], "gather_as_slice"),
+        ([-3, -2], "gather_as_slice"),
+        (2, "gather_as_slice"),  # a scalar index: an unrolled RNN's x[t]
+        ([-4, -3, -2, -1], "gather_as_reshape"),
+    ],
+)
+def test_gather_of_a_run_is_a_slice_others_stay(idx, rule):
+    idx = np.array(idx, np.int64)
+    out = (2, *idx.shape, 5)
     model = make_model(
         [helper.make_node("Gather", ["x", "i"], ["y"], axis=1)],
         [("x", F, (2, 4, 5))],
-        [("y", F, (2, len(idx), 5))],
-        {"i": np.array(idx, np.int64)},
+        [("y", F, out)],
+        {"i": idx},
     )
-    chk = check_conversion(model, feeds={"x": RNG.standard_normal((2, 4, 5)).astype(F)})
-    identity = idx == [-4, -3, -2, -1]
-    assert (chk.ops["GATHER"] == 0) == identity
+    feeds = {"x": RNG.standard_normal((2, 4, 5)).astype(F)}
+    chk = check_conversion(model, feeds=feeds, atol=0, rtol=0)
+    assert (chk.ops["GATHER"] == 0) == (rule is not None)
+    if rule is not None:
+        assert _rules(chk)[rule] == 1
+        kept = check_conversion(model, feeds=feeds, disable_rewrites=(rule,))
+        assert kept.ops["GATHER"] == 1
+
+
+def test_gather_of_integer_data_is_left_alone():
+    # only float data gains from a slice (XNNPACK); an int64 run stays one GATHER
+    model = make_model(
+        [helper.make_node("Gather", ["x", "i"], ["y"], axis=0)],
+        [("x", np.int64, (6, 3))],
+        [("y", np.int64, (2, 3))],
+        {"i": np.array([1, 2], np.int64)},
+    )
+    chk = check_conversion(model, feeds={"x": np.arange(18, dtype=np.int64).reshape(6, 3)})
+    assert chk.ops["GATHER"] == 1

@@ -163,3 +163,149 @@ def test_dynamo_gelu_form_becomes_gelu():
     chk = check_conversion(model, feeds=_signed((2, 16)))
     assert dict(chk.ops) == {"GELU": 1}
     _one_partition(chk)
+
+
+@pytest.mark.parametrize(
+    "scale, coord, nearest_mode",
+    [
+        (2, "asymmetric", "floor"),
+        (2, "half_pixel", "round_prefer_floor"),
+        (4, "asymmetric", "floor"),
+        (8, "half_pixel", "round_prefer_floor"),
+    ],
+)
+def test_nearest_upsampling_by_powers_of_two_is_pixel_replication(scale, coord, nearest_mode):
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node(
+            "Resize",
+            ["r", "", "sc"],
+            ["y"],
+            mode="nearest",
+            coordinate_transformation_mode=coord,
+            nearest_mode=nearest_mode,
+        ),
+    ]
+    out = (1, 8, 5 * scale, 3 * scale)
+    model = make_model(
+        nodes,
+        [("x", F, (1, 8, 5, 3))],
+        [("y", F, out)],
+        {"sc": np.array([1, 1, scale, scale], F)},
+        opset=13,
+    )
+    chk = check_conversion(model, feeds=_signed((1, 8, 5, 3)), atol=0, rtol=0)
+    steps = int(math.log2(scale))
+    assert dict(chk.ops) == {"RELU": 1, "CONCATENATION": steps, "DEPTH_TO_SPACE": steps}
+    _one_partition(chk)
+
+
+def test_nearest_upsampling_by_3_keeps_the_builtin():
+    model = make_model(
+        [helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest", nearest_mode="floor")],
+        [("x", F, (1, 2, 4, 4))],
+        [("y", F, (1, 2, 12, 12))],
+        {"sc": np.array([1, 1, 3, 3], F)},
+        opset=13,
+    )
+    chk = check_conversion(model, feeds=_signed((1, 2, 4, 4)))
+    assert "DEPTH_TO_SPACE" not in chk.ops
+
+
+def test_unequal_split_is_slices():
+    nodes = [
+        helper.make_node("Split", ["x", "sizes"], ["a", "b", "c"], axis=1),
+        helper.make_node("Add", ["a", "c"], ["ac"]),
+        helper.make_node("Concat", ["ac", "b"], ["y"], axis=1),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, (1, 10, 4, 4))],
+        [("y", F, (1, 7, 4, 4))],
+        {"sizes": np.array([3, 4, 3], np.int64)},
+        opset=13,
+    )
+    chk = check_conversion(model, feeds=_signed((1, 10, 4, 4)), atol=0, rtol=0)
+    assert chk.ops["SLICE"] == 3 and "SPLIT_V" not in chk.ops
+    _one_partition(chk)
+
+
+@pytest.mark.parametrize(
+    "shape, starts, ends, axes, steps",
+    [
+        ((1, 3, 16, 16), [0, 0], [16, 16], [2, 3], [2, 2]),  # YOLOv5 Focus
+        ((1, 3, 16, 16), [1, 0], [16, 16], [2, 3], [2, 2]),
+        ((1, 3, 15, 16), [1], [15], [2], [2]),  # odd length: blocks end at the picked cell
+        ((2, 10, 7), [1], [9], [1], [3]),
+        ((1, 16, 16, 8), [0, 1], [16, 16], [1, 2], [2, 2]),  # Swin patch merging (NHWC)
+        ((12,), [2], [12], [0], [5]),
+    ],
+)
+def test_strided_slices_are_slices_of_blocks(shape, starts, ends, axes, steps):
+    out = list(shape)
+    for a, b, e, st in zip(axes, starts, ends, steps, strict=True):
+        out[a] = len(range(b, e, st))
+    nodes = [
+        helper.make_node("Slice", ["x", "b", "e", "a", "s"], ["sl"]),
+        helper.make_node("Tanh", ["sl"], ["y"]),
+    ]
+    consts = {
+        k: np.array(v, np.int64) for k, v in zip("beas", (starts, ends, axes, steps), strict=True)
+    }
+    model = make_model(nodes, [("x", F, shape)], [("y", F, tuple(out))], consts)
+    chk = check_conversion(model, feeds=_signed(shape))
+    assert "STRIDED_SLICE" not in chk.ops
+    _one_partition(chk)
+
+
+def test_float_expand_is_a_mul_by_ones():
+    # Llama's grouped-query K/V repeat: [1, 2, 1, 5, 8] -> [1, 2, 3, 5, 8]
+    nodes = [
+        helper.make_node("Expand", ["x", "shape"], ["e"]),
+        helper.make_node("Reshape", ["e", "flat"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, (1, 2, 1, 5, 8))],
+        [("y", F, (1, 6, 5, 8))],
+        {"shape": np.array([1, 2, 3, 5, 8], np.int64), "flat": np.array([1, 6, 5, 8], np.int64)},
+    )
+    x = _signed((1, 2, 1, 5, 8))
+    x["x"].flat[:3] = [-0.0, np.inf, -np.inf]
+    chk = check_conversion(model, feeds=x, atol=0, rtol=0)
+    assert chk.ops["MUL"] == 1 and "BROADCAST_TO" not in chk.ops
+    assert np.signbit(chk.validation.actual["y"].flat[0])  # -0 * 1 stays -0
+    _one_partition(chk)
+
+
+@pytest.mark.parametrize("count", [6, 12, 20])
+def test_long_float_concat_is_a_tree_of_at_most_5_inputs(count):
+    names = [f"x{i}" for i in range(count)]
+    nodes = [
+        helper.make_node("Concat", names, ["c"], axis=1),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    model = make_model(nodes, [(n, F, (1, 2, 3)) for n in names], [("y", F, (1, 2 * count, 3))])
+    feeds = {n: RNG.standard_normal((1, 2, 3)).astype(F) for n in names}
+    chk = check_conversion(model, feeds=feeds, atol=0, rtol=0)
+    assert chk.ops["CONCATENATION"] >= 2
+    _one_partition(chk)
+
+
+@pytest.mark.parametrize("act, zero_pad", [("Relu", True), ("Tanh", False)])
+def test_max_pool_after_relu_pads_with_zeros(act, zero_pad):
+    # ResNet's stem: Relu -> MaxPool 3x3 / 2, pads 1; zeros pad like -inf after a RELU
+    nodes = [
+        helper.make_node(act, ["x"], ["r"]),
+        helper.make_node(
+            "MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+    ]
+    model = make_model(nodes, [("x", F, (1, 4, 12, 12))], [("y", F, (1, 4, 6, 6))])
+    x = _signed((1, 4, 12, 12))
+    x["x"][:, :, :2, :2] = -5.0  # a corner window that sees only negative inputs
+    exact = {"atol": 0, "rtol": 0} if act == "Relu" else {}  # (TANH kernels differ by ulps)
+    chk = check_conversion(model, feeds=x, **exact)
+    assert ("PAD" in chk.ops) == zero_pad and ("PADV2" in chk.ops) != zero_pad
+    if zero_pad:
+        _one_partition(chk)

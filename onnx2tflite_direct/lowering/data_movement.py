@@ -104,13 +104,34 @@ def lower_concat(ctx):
     if len(inputs) == 1:
         ctx.alias_output(0, inputs[0], lay)
         return
+    stored = lay.stored_axis(axis)
+    if inputs[0].dtype == np.float32 and all(t.shape_signature is None for t in inputs):
+        while len(inputs) > MAX_XNNPACK_CONCAT:  # groups of at most 5, then their concat
+            groups = [
+                inputs[i : i + MAX_XNNPACK_CONCAT]
+                for i in range(0, len(inputs), MAX_XNNPACK_CONCAT)
+            ]
+            inputs = [_concat_group(ctx, g, stored) if len(g) > 1 else g[0] for g in groups]
     ctx.emit(
         "CONCATENATION",
         inputs,
         [ctx.output(0)],
-        axis=lay.stored_axis(axis),
+        axis=stored,
         fused_activation_function="NONE",
     )
+
+
+# XNNPACK's CONCATENATION takes at most 5 inputs (more stayed outside the delegate: an
+# unrolled 20-step RNN's output concat split its graph); a longer float32 concat is a tree.
+MAX_XNNPACK_CONCAT = 5
+
+
+def _concat_group(ctx, group, axis: int):
+    shape = list(group[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in group)
+    out = ctx.temp(group[0].dtype, tuple(shape), "concat_part")
+    ctx.emit("CONCATENATION", group, [out], axis=axis, fused_activation_function="NONE")
+    return out
 
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")

@@ -1,7 +1,8 @@
 """Expand and Tile.
 
 Expand: one BROADCAST_TO, to the static output shape when ``shape`` is a constant, else to the
-shape computed at run time (it changes with a dynamic input size). Tile keeps rank and follows its input's layout: constant repeats are
+shape computed at run time (it changes with a dynamic input size); a static float32 Expand is
+a MUL by ones instead (XNNPACK takes it). Tile keeps rank and follows its input's layout: constant repeats are
 permuted in numpy, runtime ones with one GATHER when the layout is not the identity.
 """
 
@@ -22,8 +23,9 @@ EXPAND_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
     onnx_order,
     since=8,
     dtypes=EXPAND_TYPES,
-    tflite_ops=("BROADCAST_TO",),
-    notes="target shape from the static output shape",
+    tflite_ops=("BROADCAST_TO", "MUL"),
+    notes="target shape from the static output shape; float32 as MUL by ones over the "
+    "broadcast axes (XNNPACK has no BROADCAST_TO)",
 )
 def lower_expand(ctx):
     x = ctx.input(0)
@@ -34,8 +36,35 @@ def lower_expand(ctx):
     if tuple(x.shape) == tuple(out_shape):
         ctx.alias_output(0, x, ctx.out_layout(0))
         return
+    ones = None if ctx.driver.options.gpu_friendly else _broadcast_ones(x, out_shape)
+    if ones is not None:
+        ctx.emit(
+            "MUL",
+            [x, ctx.const_tensor(ones, "ones")],
+            [ctx.output(0)],
+            fused_activation_function="NONE",
+        )
+        return
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "shape")
     ctx.emit("BROADCAST_TO", [x, shape_t], [ctx.output(0)])
+
+
+# Largest constant of ones a float Expand multiplies by (larger ones stay BROADCAST_TO).
+MAX_BROADCAST_ONES = 1 << 16
+
+
+def _broadcast_ones(x, out_shape) -> np.ndarray | None:
+    """For a static float32 Expand, the ones whose product with x broadcasts it to the output:
+    x * 1 is x exactly (-0, inf and NaN included) and XNNPACK takes MUL, while it has no
+    BROADCAST_TO (each one, e.g. Llama's grouped-query K/V repeat, cut the graph into another
+    delegate partition). The ones span only the broadcast axes, so the constant stays small."""
+    if x.dtype != np.float32 or x.shape_signature is not None or len(out_shape) > 6:
+        return None
+    have = (1,) * (len(out_shape) - len(x.shape)) + tuple(x.shape)
+    ones_shape = tuple(o if h != o else 1 for h, o in zip(have, out_shape, strict=True))
+    if int(np.prod(ones_shape)) > MAX_BROADCAST_ONES:
+        return None
+    return np.ones(ones_shape, np.float32)
 
 
 def _runtime_target(ctx, x, rank: int):

@@ -2,7 +2,10 @@
 
 Padding TFLite can express (VALID, SAME) maps directly; anything else (asymmetric pads,
 ceil_mode, count_include_pad with padding) is made exact with an explicit PAD and, for
-averages, a constant per-position divisor correction computed here in numpy.
+averages, a constant per-position divisor correction computed here in numpy. A max pool pads
+with -inf (PADV2), or with zeros (PAD) when its input comes from a RELU-like op and every
+window holds an input cell: the maximum is the same, and XNNPACK takes PAD but not PADV2
+(ResNet's stem max pool after a RELU cut the graph into two delegate partitions).
 """
 
 from __future__ import annotations
@@ -60,7 +63,12 @@ def _pool(ctx, opcode: str):
     if mode is not None:
         ctx.emit(opcode, [x], [out], padding=mode, **options)
     elif opcode == "MAX_POOL_2D":
-        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)], value=float("-inf"))
+        fill = (
+            0.0
+            if _non_negative(ctx, x) and _windows_overlap(spatial, full, kernel, strides, outs)
+            else float("-inf")
+        )
+        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)], value=fill)
         ctx.emit(opcode, [x], [out], padding="VALID", **options)
     else:
         x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)])
@@ -71,6 +79,30 @@ def _pool(ctx, opcode: str):
         ctx.emit("MUL", [pooled, fix_t], [out], fused_activation_function="NONE")
     if one_d:
         ctx.driver.reshape(out, final)
+
+
+# TFLite ops whose float output is never negative (a fused RELU/RELU6 counts as well).
+NON_NEGATIVE_OPS = {"RELU", "RELU6", "RELU_0_TO_1", "LOGISTIC"}
+
+
+def _non_negative(ctx, x) -> bool:
+    """Is ``x`` produced by an op whose output is >= 0 (checked on the ops emitted so far)?"""
+    for op in reversed(ctx.driver.sub.operators):
+        if any(t is x for t in op.outputs):
+            return op.opcode in NON_NEGATIVE_OPS or op.options.get("fused_activation_function") in (
+                "RELU",
+                "RELU6",
+            )
+    return False
+
+
+def _windows_overlap(spatial, full, kernel, strides, outs) -> bool:
+    """Does every pooling window hold at least one input cell (not only padding)?"""
+    for n, (pb, _), k, s, o in zip(spatial, full, kernel, strides, outs, strict=False):
+        start = np.arange(o) * s - pb
+        if np.any(start + k <= 0) or np.any(start >= n):
+            return False
+    return True
 
 
 def _average_correction(spatial, kernel, strides, pads, outs, count_include_pad) -> np.ndarray:
@@ -100,7 +132,7 @@ def _single_output(node, graph):
     nonempty=True,
     ranks=(3, 4, 5),
     attrs=POOL_ATTRS,
-    tflite_ops=("MAX_POOL_2D", "PADV2"),
+    tflite_ops=("MAX_POOL_2D", "PADV2", "PAD"),
     extra_check=_single_output,
 )
 def lower_maxpool(ctx):

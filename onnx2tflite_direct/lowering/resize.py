@@ -278,7 +278,7 @@ def lower_resize(ctx):
     stored = [lay.stored_axis(a) for a in axes]
     rank = len(spec.in_shape)
     if rank == 4 and sorted(stored) == [1, 2] and all(p[1].all() for p in plans.values()):
-        if _try_builtin(ctx, spec, x, plans, lay):
+        if _try_replicate(ctx, spec, x, plans, lay) or _try_builtin(ctx, spec, x, plans, lay):
             return
     outside = None
     if spec.extrapolation != 0.0 and not all(p[1].all() for p in plans.values()):
@@ -329,6 +329,42 @@ def _lower_runtime(ctx, spec, scales_index, runtime_roi):
         coords = axis.coords()
         mask = axis.inside(coords) if spec.coord == "tf_crop_and_resize" else None
         x = apply_runtime_taps(ctx, spec, x, stored, axis.taps(coords), mask, out)
+
+
+# Nearest upsampling by a power of two up to this factor becomes pixel replication.
+MAX_REPLICATE_FACTOR = 16
+
+
+def _try_replicate(ctx, spec, x, plans, lay) -> bool:
+    """Nearest upsampling of H and W by one factor s = 2^k that repeats every pixel s x s times
+    (out[i] = in[i // s]: asymmetric/floor, or half_pixel/round_prefer_floor) is k steps of
+    CONCATENATION of 4 copies along the channels and DEPTH_TO_SPACE(2) (i // 2 // 2 = i // 4):
+    exact copies, and both run in XNNPACK, which has no RESIZE_NEAREST_NEIGHBOR (each one cut
+    the graph into another delegate partition)."""
+    if spec.mode != "nearest" or x.dtype != np.float32 or x.shape_signature is not None:
+        return False
+    h, w = lay.perm[1], lay.perm[2]
+    if set(plans) != {h, w} or spec.out_shape[h] % spec.in_shape[h]:
+        return False
+    s = spec.out_shape[h] // spec.in_shape[h]
+    if s not in (2, 4, 8, 16) or s > MAX_REPLICATE_FACTOR:
+        return False
+    if spec.out_shape[w] != s * spec.in_shape[w]:
+        return False
+    for a in (h, w):
+        expected = np.zeros((spec.out_shape[a], spec.in_shape[a]))
+        expected[np.arange(spec.out_shape[a]), np.arange(spec.out_shape[a]) // s] = 1.0
+        if not np.array_equal(plans[a][0], expected):
+            return False
+    n, ih, iw, c = x.shape
+    while s > 1:
+        s //= 2
+        copies = ctx.temp(x.dtype, (n, ih, iw, 4 * c), "replicated")
+        ctx.emit("CONCATENATION", [x] * 4, [copies], axis=3, fused_activation_function="NONE")
+        ih, iw = 2 * ih, 2 * iw
+        x = ctx.output(0) if s == 1 else ctx.temp(x.dtype, (n, ih, iw, c), "upsampled")
+        ctx.emit("DEPTH_TO_SPACE", [copies], [x], block_size=2)
+    return True
 
 
 def _try_builtin(ctx, spec, x, plans, lay) -> bool:
@@ -410,6 +446,8 @@ _COMMON = dict(
     tflite_ops=(
         "RESIZE_NEAREST_NEIGHBOR",
         "RESIZE_BILINEAR",
+        "CONCATENATION",
+        "DEPTH_TO_SPACE",
         "GATHER",
         "MUL",
         "ADD",

@@ -193,12 +193,80 @@ def _runtime_axes(ctx):
     return (*operands, 0, 0)
 
 
+def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
+    """A float32 slice with steps > 1 (x[:, ::2], YOLOv5's Focus, Swin's patch merging) as
+    SLICE / RESHAPE only: XNNPACK takes STRIDED_SLICE only with unit strides, so each one cut
+    the graph into another delegate partition. Along a strided axis the m picked elements
+    b, b + s, ... are the element t of each of m consecutive blocks of s: a contiguous SLICE
+    of m * s elements, a RESHAPE to [m, s], a SLICE of column t. Exact (pure copies)."""
+    x = ctx.input(0)
+    shape = ctx.shape(0)
+    if x.dtype != np.float32 or x.shape_signature is not None or len(shape) > 4:
+        return False
+    if ctx.driver.options.gpu_friendly:  # the GPU takes 3-D/4-D STRIDED_SLICE, not 5-D views
+        return False
+    if any(int(st) <= 0 for st in steps) or all(int(st) == 1 for st in steps):
+        return False
+    per_axis = {a: (0, shape[a], 1) for a in range(len(shape))}
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        b, en, st = slice(int(s), int(e), int(st)).indices(shape[int(a)])
+        per_axis[int(a)] = (b, len(range(b, en, st)), st)
+    lay = ctx.in_layout(0)
+    begin, size, picks = [], [], []  # stored order
+    for k, a in enumerate(lay.perm):
+        b, m, st = per_axis[a]
+        if st == 1:
+            begin.append(b)
+            size.append(m)
+            continue
+        if b + m * st <= shape[a]:  # blocks start at b: take element 0 of each
+            start, t = b, 0
+        elif b - st + 1 >= 0:  # blocks end at the picked element: take element st - 1
+            start, t = b - st + 1, st - 1
+        else:
+            return False
+        begin.append(start)
+        size.append(m * st)
+        picks.append((k, m, st, t))
+    stored = list(x.shape)
+    if begin != [0] * len(stored) or size != stored:
+        x = _slice_op(ctx, x, begin, size, "range")
+    for j, (k, m, st, t) in enumerate(picks):
+        current = list(x.shape)
+        blocks = ctx.reshape(x, current[:k] + [m, st] + current[k + 1 :], f"blocks{j}")
+        begin = [0] * (len(current) + 1)
+        begin[k + 1] = t
+        cut = list(blocks.shape)
+        cut[k + 1] = 1
+        picked = _slice_op(ctx, blocks, begin, cut, f"picked{j}")
+        last = j == len(picks) - 1
+        out = ctx.output(0) if last else ctx.temp(x.dtype, current[:k] + [m] + current[k + 1 :])
+        ctx.driver.reshape(picked, out)
+        x = out
+    return True
+
+
+def _slice_op(ctx, x, begin, size, hint):
+    out = ctx.temp(x.dtype, tuple(size), hint)
+    ctx.emit(
+        "SLICE",
+        [
+            x,
+            ctx.const_tensor(np.array(begin, np.int32), f"{hint}_begin"),
+            ctx.const_tensor(np.array(size, np.int32), f"{hint}_size"),
+        ],
+        [out],
+    )
+    return out
+
+
 @lowering(
     "Slice",
     keep_rank(),
     dtypes=SLICE_TYPES,
-    tflite_ops=("STRIDED_SLICE",),
-    notes="starts/ends/axes/steps may be runtime",
+    tflite_ops=("STRIDED_SLICE", "SLICE", "RESHAPE"),
+    notes="starts/ends/axes/steps may be runtime; constant steps > 1 on float32 (rank <= 4) "
+    "are SLICE/RESHAPE (XNNPACK takes STRIDED_SLICE only with unit strides)",
     extra_check=_slice_check,
 )
 def lower_slice(ctx):
@@ -206,6 +274,8 @@ def lower_slice(ctx):
     if axes is None:
         begin, end, strides, begin_mask, end_mask = _runtime_axes(ctx)
     elif starts is not None and ends is not None and steps is not None:
+        if _strided_by_reshape(ctx, starts, ends, axes, steps):
+            return
         begin, end, strides, end_mask = _const_slice(ctx, starts, ends, axes, steps)
         begin_mask = 0
     else:
@@ -231,8 +301,9 @@ def _split_check(node, graph):
     "Split",
     keep_rank(),
     dtypes=SPLIT_TYPES,
-    tflite_ops=("SPLIT", "SPLIT_V"),
-    notes="chunk sizes come from the static output shapes",
+    tflite_ops=("SPLIT", "SPLIT_V", "SLICE"),
+    notes="chunk sizes come from the static output shapes; unequal float32 chunks are SLICEs "
+    "(XNNPACK has no SPLIT_V)",
     extra_check=_split_check,
 )
 def lower_split(ctx):
@@ -246,8 +317,27 @@ def lower_split(ctx):
         ctx.driver.reshape(ctx.input(0), outputs[0])
         return
     axis_t = ctx.const_tensor(np.array(stored_axis, np.int32), "axis")
+    x = ctx.input(0)
     if len(set(sizes)) == 1:
-        ctx.emit("SPLIT", [axis_t, ctx.input(0)], outputs, num_splits=len(outputs))
+        ctx.emit("SPLIT", [axis_t, x], outputs, num_splits=len(outputs))
+    elif x.dtype == np.float32 and x.shape_signature is None:
+        # Unequal float chunks: one SLICE each. XNNPACK has no SPLIT_V, so a SPLIT_V (YOLO
+        # heads, CSP blocks) cut the graph into another delegate partition; SLICE it takes.
+        begin = 0
+        for size, out in zip(sizes, outputs, strict=True):
+            start = [0] * len(x.shape)
+            extent = list(x.shape)
+            start[stored_axis], extent[stored_axis] = begin, size
+            begin += size
+            ctx.emit(
+                "SLICE",
+                [
+                    x,
+                    ctx.const_tensor(np.array(start, np.int32), "begin"),
+                    ctx.const_tensor(np.array(extent, np.int32), "size"),
+                ],
+                [out],
+            )
     else:
         size_t = ctx.const_tensor(np.array(sizes, np.int32), "size_splits")
-        ctx.emit("SPLIT_V", [ctx.input(0), size_t, axis_t], outputs, num_splits=len(outputs))
+        ctx.emit("SPLIT_V", [x, size_t, axis_t], outputs, num_splits=len(outputs))
