@@ -44,6 +44,7 @@ SIGNED = {"x": RNG.uniform(-4.0, 4.0, X).astype(F)}
     "exponent, ops, feeds",
     [
         (2.0, {"MUL": 1, "ADD": 1}, SIGNED),
+        (3.0, {"MUL": 2, "ADD": 1}, SIGNED),
         (0.5, {"SQRT": 1, "ADD": 1}, POSITIVE),
         (-0.5, {"SQRT": 1, "DIV": 1, "ADD": 1}, POSITIVE),
         (-1.0, {"DIV": 1, "ADD": 1}, POSITIVE),
@@ -63,7 +64,7 @@ def test_pow_with_a_constant_exponent_becomes_cheaper_ops(exponent, ops, feeds):
 def test_pow_with_an_integer_exponent_tensor_and_other_exponents():
     chk = check_conversion(_pow_model(2, np.int64), feeds=SIGNED)
     assert dict(chk.ops) == {"MUL": 1, "ADD": 1}
-    chk = check_conversion(_pow_model(3.0), feeds=SIGNED)  # not reduced: stays POW
+    chk = check_conversion(_pow_model(1.5), feeds=POSITIVE)  # not reduced: stays POW
     assert chk.ops["POW"] == 1 and _rules(chk)["pow_constant_exponent"] == 0
     # a per-element exponent is not one constant: stays POW
     model = make_model(
@@ -74,6 +75,17 @@ def test_pow_with_an_integer_exponent_tensor_and_other_exponents():
     )
     chk = check_conversion(model, feeds={"x": RNG.uniform(0.1, 3, (2, 3)).astype(F)})
     assert chk.ops["POW"] == 1
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0])
+def test_integer_powers_are_bit_exact_with_onnxruntime(exponent):
+    model = make_model(
+        [helper.make_node("Pow", ["x", "e"], ["y"])],
+        [("x", F, X)],
+        [("y", F, X)],
+        {"e": np.array(exponent, F)},
+    )
+    check_conversion(model, feeds={"x": RNG.uniform(-40, 40, X).astype(F)}, atol=0, rtol=0)
 
 
 def test_pow_whose_output_is_a_graph_output():
