@@ -136,6 +136,52 @@ def xgboost_classifier():
     return onx, x
 
 
+def _with_nans(x, fraction=0.1, seed=0):
+    x = x.copy()
+    x[np.random.default_rng(seed).random(x.shape) < fraction] = np.nan
+    return x
+
+
+def lightgbm_with_missing_values():
+    """10% NaN features: LightGBM's missing-value routing (nodes_missing_value_tracks_true)."""
+    import lightgbm
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    x, y = _data()
+    x = _with_nans(x)
+    m = lightgbm.LGBMClassifier(n_estimators=50, verbose=-1, random_state=0).fit(x, y)
+    onx = convert_lightgbm(
+        m,
+        initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+        zipmap=False,
+        target_opset=15,
+    )
+    return onx, x
+
+
+def xgboost_binary_with_missing_values():
+    import xgboost
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    x, y = _data()
+    x = _with_nans(x)
+    m = xgboost.XGBClassifier(n_estimators=50, max_depth=4, random_state=0).fit(x, y)
+    onx = convert_xgboost(
+        m, initial_types=[("input", FloatTensorType([None, N_FEATURES]))], target_opset=15
+    )
+    return onx, x
+
+
+def extra_trees_regressor():
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    x, y = _data(regression=True)
+    m = ExtraTreesRegressor(n_estimators=30, max_depth=6, random_state=0).fit(x, y)
+    return _skl(m), x
+
+
 def scaler_logistic_pipeline():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -249,6 +295,9 @@ MODELS: dict[str, Callable] = {
     "lightgbm_classifier_500": lightgbm_classifier,
     "lightgbm_regressor": lightgbm_regressor,
     "xgboost_classifier": xgboost_classifier,
+    "lightgbm_missing_values": lightgbm_with_missing_values,
+    "xgboost_binary_missing_values": xgboost_binary_with_missing_values,
+    "extra_trees_regressor": extra_trees_regressor,
     "one_hot_pipeline": one_hot_pipeline,
     "one_hot_strings_pipeline": one_hot_strings_pipeline,
 }
