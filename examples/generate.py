@@ -13,6 +13,7 @@ cache logic, and the tokens are compared one by one.
 
     python examples/generate.py                   # a random-initialised GPT-2-style decoder
     python examples/generate.py --model dec.onnx  # your export (inputs named as above)
+    python examples/generate.py --export-hf llama --model /tmp/llama_past.onnx  # needs torch
 
 The built-in decoder (:func:`build_decoder`) is plain ONNX written with ``onnx.helper``: token
 and position embeddings (positions from the cache length), pre-norm attention over the past
@@ -141,6 +142,81 @@ def build_decoder(
     return model
 
 
+def export_hf(arch: str, path: str, layers: int = 4, hidden: int = 256, vocab: int = 2048,
+              positions: int = 256, seed: int = 0) -> None:  # fmt: skip
+    """A random-initialised transformers ``GPT2`` or ``Llama`` decoder exported with
+    torch.onnx (TorchScript exporter) as one decoding step with past key values: inputs
+    ``input_ids`` [1, sequence], ``attention_mask`` [1, total], ``past_key_values.N.key/value``
+    [1, heads, past, head_dim]; outputs ``logits``, ``present.N.key/value``. Needs torch and
+    transformers (not dependencies of the converter)."""
+    import torch
+    import transformers
+    from transformers import DynamicCache
+
+    torch.manual_seed(seed)
+    heads = max(1, hidden // 64)
+    if arch == "gpt2":
+        config = transformers.GPT2Config(
+            vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=heads, n_positions=positions
+        )
+        model = transformers.GPT2LMHeadModel(config)
+    else:
+        config = transformers.LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=positions,
+        )
+        model = transformers.LlamaForCausalLM(config)
+    config._attn_implementation = "eager"
+    model.eval()
+
+    def kv(cache, i):
+        if hasattr(cache, "layers"):
+            return cache.layers[i].keys, cache.layers[i].values
+        return cache[i][0], cache[i][1]
+
+    class Step(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, *flat):
+            pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(layers)]
+            r = self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                past_key_values=DynamicCache(ddp_cache_data=pairs),
+                use_cache=True,
+            )
+            return (r.logits, *[t for i in range(layers) for t in kv(r.past_key_values, i)])
+
+    past, kv_heads = 5, model.config.num_key_value_heads if arch != "gpt2" else heads
+    with torch.no_grad():
+        ids = torch.randint(0, vocab, (1, past + 1))
+        cache = model(input_ids=ids[:, :past], use_cache=True).past_key_values
+        flat = [t for i in range(layers) for t in kv(cache, i)]
+    assert flat[0].shape[1] == kv_heads
+    names_past = [f"{PAST}{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    names_out = ["logits"] + [f"{PRESENT}{i}.{k}" for i in range(layers) for k in ("key", "value")]
+    axes = {"input_ids": {1: "sequence"}, "attention_mask": {1: "total"}}
+    axes.update({n: {2: "past"} for n in names_past})
+    torch.onnx.export(
+        Step(model),
+        (ids[:, past:], torch.ones(1, past + 1, dtype=torch.int64), *flat),
+        path,
+        input_names=["input_ids", "attention_mask", *names_past],
+        output_names=names_out,
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
+    onnx.save(onnx.load(path), path)  # one file, weights inline
+
+
 # ---------------------------------------------------------------------------------------------
 # Converting and generating
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +302,11 @@ def onnxruntime_step(model: onnx.ModelProto):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="an exported decoder (default: a built-in toy one)")
+    parser.add_argument(
+        "--export-hf",
+        choices=("gpt2", "llama"),
+        help="first export a random-initialised transformers decoder to --model (needs torch)",
+    )
     parser.add_argument("--prefill", type=int, default=128, help="prompt length (default 128)")
     parser.add_argument("--tokens", type=int, default=32, help="tokens to generate (default 32)")
     parser.add_argument("--seed", type=int, default=0)
@@ -238,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from onnx2tflite_direct import convert
 
+    if args.export_hf:
+        args.model = args.model or f"{args.export_hf}_past.onnx"
+        export_hf(args.export_hf, args.model, positions=2 * (args.prefill + args.tokens))
     model = (
         onnx.load(args.model)
         if args.model
@@ -247,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     signatures = decoder_signatures(model, args.prefill)
     both = convert(model, args.output_dir, stem="decoder", signatures=signatures)
-    # the single-signature file: every dim dynamic, one signature serving prompt and steps
-    size, size_single = len(both.tflite_bytes), len(convert(model).tflite_bytes)
+    # the single-signature file: decode alone (past dynamic), which holds every weight
+    single = convert(model, signatures={"decode": signatures["decode"]})
+    size, size_single = len(both.tflite_bytes), len(single.tflite_bytes)
     vocab = model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 256
     prompt = np.random.default_rng(args.seed).integers(0, vocab, args.prefill)
     ours, our_logits = generate(litert_step(both.tflite_bytes), model, prompt, args.tokens)
@@ -256,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     err = max(float(np.abs(a - b).max()) for a, b in zip(our_logits, ref_logits, strict=False))
     same = sum(a == b for a, b in zip(ours, ref, strict=True))
     print(
-        f"prefill+decode file: {size} bytes; single dynamic-signature file: {size_single} "
+        f"prefill+decode file: {size} bytes; decode-only file: {size_single} "
         f"bytes; ratio {size / size_single:.4f}"
     )
     print(f"LiteRT:      {ours}")
