@@ -891,3 +891,33 @@ def test_one_hot_encoder_strings():
     )
     model = _ml_model([node], [("x", TensorProto.STRING, (N, 2))], [("y", np.float32, (N, 2, 4))])
     check_conversion(model, feeds={"x": np.random.default_rng(3).choice(WORDS, (N, 2))})
+
+
+@pytest.mark.parametrize("direction", ["string_to_int", "int_to_string"])
+def test_category_mapper(direction):
+    """Duplicate categories: the last one wins (onnxruntime fills its maps with map[k] = v)."""
+    attrs = dict(cats_strings=["cat", "dog", "bird", "cat"], cats_int64s=[1, 2, 3, 2])
+    if direction == "string_to_int":
+        attrs["default_int64"] = -3
+        io = (TensorProto.STRING, np.int64)
+        x = np.random.default_rng(4).choice(WORDS, (N, 3))
+    else:
+        attrs["default_string"] = "none"
+        io = (np.int64, TensorProto.STRING)
+        x = np.random.default_rng(4).integers(0, 5, (N, 3)).astype(np.int64)
+    node = helper.make_node("CategoryMapper", ["x"], ["y"], domain=ML, **attrs)
+    model = _ml_model([node], [("x", io[0], (N, 3))], [("y", io[1], (N, 3))])
+    check_conversion(model, feeds={"x": x})
+
+
+def test_label_encoder_opset1_duplicate_classes_last_wins():
+    node = helper.make_node(
+        "LabelEncoder",
+        ["x"],
+        ["y"],
+        domain=ML,
+        classes_strings=["cat", "dog", "cat"],
+        default_int64=-1,
+    )
+    model = _ml_model([node], [("x", TensorProto.STRING, (N, 2))], [("y", np.int64, (N, 2))], 1)
+    check_conversion(model, feeds={"x": np.random.default_rng(5).choice(WORDS, (N, 2))})

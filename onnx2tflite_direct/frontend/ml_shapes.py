@@ -17,7 +17,7 @@ from onnx import helper
 from .protos import attributes, dims_of
 
 ML_DOMAIN = "ai.onnx.ml"
-SAME_SHAPE = ("Scaler", "Normalizer", "Binarizer", "Imputer", "LabelEncoder")
+SAME_SHAPE = ("Scaler", "Normalizer", "Binarizer", "Imputer", "LabelEncoder", "CategoryMapper")
 
 
 def _labels(a: dict) -> int:
@@ -86,6 +86,10 @@ def default_types(node: onnx.NodeProto, x_elem: int) -> list[int]:
         return [STR if a.get("classlabels_strings") else I64, F32]
     if op in ("Binarizer", "Imputer", "ArrayFeatureExtractor", "TreeEnsemble"):
         return [x_elem]
+    if op == "CategoryMapper":
+        return [I64 if x_elem == STR else STR]
+    if op == "LabelEncoder" and a.get("classes_strings") is not None:  # opset 1
+        return [I64 if x_elem == STR else STR]
     if op == "LabelEncoder":
         for key, elem in (("values_int64s", I64), ("values_floats", F32), ("values_strings", STR)):
             if a.get(key) is not None and len(a[key]):

@@ -325,30 +325,23 @@ def _label_encoder_check(node, graph):
     return None
 
 
-@lowering(
-    "LabelEncoder",
-    onnx_order,
-    domain=ML_DOMAIN,
-    dtypes=("float32", "int32", "int64", "object"),
-    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "SELECT_V2", "GATHER"),
-    notes=(
-        "numeric and string keys and values (string tensors: EQUAL and GATHER); first equal "
-        "key wins; NaN keys match NaN (opset 4)"
-    ),
-    extra_check=_label_encoder_check,
-)
-def lower_label_encoder(ctx):
-    x = ctx.input(0)
-    keys, values, default = _label_encoder_attrs(ctx.node.attrs)
-    if keys is None:  # opset 1: strings <-> their index in classes_strings
-        classes = np.array([str(c) for c in ctx.attr("classes_strings")], dtype=object)
-        index = np.arange(len(classes), dtype=np.int64)
-        if np.dtype(x.dtype).kind == "O":
-            keys, values = classes, index
-            default = np.array([ctx.attr("default_int64", -1)], np.int64)
-        else:
-            keys, values = index, classes
-            default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
+def unique_keys(keys: np.ndarray, values: np.ndarray, keep: str):
+    """Keys without duplicates: the ``first`` (``emplace``) or ``last`` (``map[k] = v``)
+    entry of a duplicated key wins, as the onnxruntime kernel builds its map (NaN keys are
+    one key)."""
+    seen: dict = {}
+    for i, k in enumerate(keys.tolist()):
+        key = "nan" if isinstance(k, float) and np.isnan(k) else k
+        if keep == "last" or key not in seen:
+            seen[key] = i
+    order = sorted(seen.values())
+    return keys[order], values[order]
+
+
+def lookup(ctx, x, keys: np.ndarray, values: np.ndarray, default: np.ndarray):
+    """``values[i]`` where ``keys[i] == x`` (keys unique) else ``default``, elementwise
+    (strings too: EQUAL and GATHER read LiteRT string tensors). The default is the table's last
+    entry, so the values are never SELECTed (SELECT_V2 has no string kernel)."""
     if (np.dtype(x.dtype).kind == "O") != (keys.dtype.kind == "O") or (
         keys.dtype.kind != "O" and np.dtype(x.dtype) != keys.dtype
     ):
@@ -378,4 +371,62 @@ def lower_label_encoder(ctx):
         axis=0,
         batch_dims=0,
     )
+    return y
+
+
+@lowering(
+    "LabelEncoder",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("float32", "int32", "int64", "object"),
+    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "SELECT_V2", "GATHER"),
+    notes=(
+        "numeric and string keys and values (string tensors: EQUAL and GATHER); duplicate "
+        "keys resolved as onnxruntime; NaN keys match NaN (opset 4)"
+    ),
+    extra_check=_label_encoder_check,
+)
+def lower_label_encoder(ctx):
+    x = ctx.input(0)
+    keys, values, default = _label_encoder_attrs(ctx.node.attrs)
+    if keys is None:  # opset 1: strings <-> their index in classes_strings
+        classes = np.array([str(c) for c in ctx.attr("classes_strings")], dtype=object)
+        index = np.arange(len(classes), dtype=np.int64)
+        if np.dtype(x.dtype).kind == "O":
+            keys, values = classes, index
+            default = np.array([ctx.attr("default_int64", -1)], np.int64)
+        else:
+            keys, values = index, classes
+            default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
+    keep = "last" if ctx.attr("classes_strings") is not None else "first"
+    keys, values = unique_keys(keys, values, keep)
+    _out(ctx, lookup(ctx, x, keys, values, default))
+
+
+def _category_mapper_check(node, graph):
+    strings, ints = node.attrs.get("cats_strings"), node.attrs.get("cats_int64s")
+    if not strings or not ints or len(strings) != len(ints):
+        return "unsupported_attribute_value: cats_strings and cats_int64s of equal length needed"
+    return None
+
+
+@lowering(
+    "CategoryMapper",
+    onnx_order,
+    domain=ML_DOMAIN,
+    dtypes=("int64", "object"),
+    tflite_ops=("EQUAL", "REDUCE_ANY", "CAST", "ARG_MAX", "SELECT_V2", "GATHER"),
+    notes="strings -> int64 or int64 -> strings through cats_strings / cats_int64s",
+    extra_check=_category_mapper_check,
+)
+def lower_category_mapper(ctx):
+    x = ctx.input(0)
+    strings = np.array([str(v) for v in ctx.attr("cats_strings")], dtype=object)
+    ints = np.asarray(ctx.attr("cats_int64s"), np.int64)
+    if np.dtype(x.dtype).kind == "O":
+        default = np.array([ctx.attr("default_int64", -1)], np.int64)
+        y = lookup(ctx, x, *unique_keys(strings, ints, "last"), default)
+    else:
+        default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
+        y = lookup(ctx, x, *unique_keys(ints, strings, "last"), default)
     _out(ctx, y)
