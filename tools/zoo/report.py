@@ -84,6 +84,10 @@ def summarize(rows: list[dict]) -> dict:
         if ratios
         else None,
         "latency_ratio_models": len(ratios),
+        # references whose every float output is nearly constant (a weak test of the model)
+        "near_constant_references": sorted(
+            r["name"] for r in ran if r.get("output_std") and max(r["output_std"].values()) < 1e-3
+        ),
         "variants_by_status": _variant_counts(ran),
         "unpinned_by_status": dict(
             sorted(Counter(r["unpinned"]["status"] for r in ran if r.get("unpinned")).items())
@@ -232,6 +236,10 @@ def write_reports(index: dict):
         "versions": _versions(),
         "rtol": RTOL,
         "atol": ATOL,
+        # what the generated models were exported with (tools/zoo/build.py's index)
+        "exporter_versions": next(
+            (v["library_versions"] for v in index.values() if v.get("library_versions")), {}
+        ),
     }
     paths.REPORT_JSON.parent.mkdir(parents=True, exist_ok=True)
     paths.REPORT_JSON.write_text(
