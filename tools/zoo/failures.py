@@ -81,6 +81,47 @@ VARIANT_ANALYSIS = {
     ),
 }
 
+# Unpinned refusals, grouped by a fragment of the converter's message.
+UNPINNED_GROUPS = (
+    (
+        "FLOOR_MOD",
+        "a Gather index computed from a Shape (negative-index normalisation idx + dim, i.e. "
+        "x[:, -1] or position ids sliced by the sequence length) is treated as a size-dependent "
+        "value the lowering cannot carry at run time",
+    ),
+    (
+        "GatherElements",
+        "BERT-style position/token-type ids (a buffer sliced to the sequence length and "
+        "expanded, through GatherElements) feed a CONCATENATION whose operand shape follows "
+        "the input size",
+    ),
+    (
+        "number of operators depends",
+        "the lowered graph at the two sample sizes differs in op count (size-dependent "
+        "rewrites or unrolling, e.g. rotary embeddings in Llama/Qwen2, LSTM over image width)",
+    ),
+    (
+        "does not accept the sample sizes",
+        "the sample sizes the converter tries (batch 2/3, other dims 64/96) are invalid for "
+        "the model: a fixed height (OCR rec at 48), a Reshape to constant dims, or several "
+        "symbols that are really one batch dim (tf2onnx's unk__N per input) given different "
+        "samples",
+    ),
+    (
+        "empty",
+        "at the sample sizes an op produces an empty tensor (silero's Slice of a context "
+        "longer than 64 samples; ConstantOfShape in the EEG model)",
+    ),
+    (
+        "ADD (from ONNX node 'EmbedLayerNormalization",
+        "a fused contrib op's lowering is not size-generic (EmbedLayerNormalization)",
+    ),
+    (
+        "LESS (from ONNX node 'Attention",
+        "a fused contrib op's lowering is not size-generic (Attention's mask)",
+    ),
+)
+
 # Root causes shared by a family of models, matched on the name.
 GROUP_ANALYSIS = (
     (
@@ -220,6 +261,15 @@ def render() -> str:
             "`--keep-io-layout` alone keeps unknown dims dynamic; these models then fail:",
             "",
         ]
+        groups: dict[str, list[str]] = defaultdict(list)
+        for r in unpinned:
+            msg = r["unpinned"].get("message", "")
+            key = next((label for pat, label in UNPINNED_GROUPS if pat in msg), "other")
+            groups[key].append(r["name"])
+        lines += ["Grouped by what stops them:", ""]
+        for label, names in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            lines.append(f"- {label} ({len(names)}): {', '.join(names)}")
+        lines += ["", "Each:", ""]
         for r in unpinned:
             u = r["unpinned"]
             code = f" `{u['reason_code']}`" if u.get("reason_code") else ""
