@@ -17,6 +17,7 @@ from .. import contrib_schemas, errors
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Value
 from .protos import dims_compatible, dims_of, dtype_of
+from .zipmap import ADVICE, zipmap_outputs
 
 MIN_DEFAULT_OPSET = 7
 # TFLite shapes are int32 and kernels index flat buffers with int: larger tensors are refused.
@@ -162,8 +163,6 @@ def check_input_types(real_inputs) -> None:
 
 
 def check_output_types(outputs, nodes=()) -> None:
-    from .zipmap import ADVICE, zipmap_outputs
-
     zipmaps = zipmap_outputs(nodes)
     for vi in outputs:
         kind = vi.type.WhichOneof("value")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layout as L
 from .compose import binary, const, op, reduce, select, unary
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -134,8 +135,6 @@ def label_table(attrs: dict, int_key: str) -> np.ndarray | None:
 
 def labels_from_index(ctx, idx, table: np.ndarray, index: int):
     """Output ``index`` of the node = ``table[idx]`` (``idx`` int32 ``[N]``)."""
-    from .. import layout as L
-
     n = idx.shape[0]
     if table.dtype == np.int64 and np.array_equal(table, np.arange(len(table))):
         lab = op(ctx, "CAST", [idx], (n,), np.int64, "label")
