@@ -38,7 +38,7 @@ import onnx
 
 from . import manifest, paths
 
-RUNNER_VERSION = 2  # bump when feeds or the comparison change
+RUNNER_VERSION = 3  # bump when feeds or the comparison change
 RTOL = 1e-3
 ATOL = 1e-5
 
@@ -142,21 +142,28 @@ def _short(text: str, n: int = 400) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def _median_latency(fn, runs: int, budget_s: float = 20.0) -> tuple[float, int]:
+def _paired_latency(fa, fb, runs: int, budget_s: float = 30.0) -> tuple[float, float, int]:
+    """Median ms of ``fa`` and ``fb`` timed alternately (a, b, a, b, ...) after warm-up, so
+    that both see the same load on a shared machine; >= ``runs`` pairs, more (up to 200)
+    while under a second."""
     for _ in range(3):
-        fn()
-    times = []
+        fa()
+        fb()
+    ta, tb = [], []
     start = time.perf_counter()
-    while len(times) < runs or (time.perf_counter() - start < 1.0 and len(times) < 200):
+    while len(ta) < runs or (time.perf_counter() - start < 1.0 and len(ta) < 200):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= runs and time.perf_counter() - start > budget_s:
+        fa()
+        t1 = time.perf_counter()
+        fb()
+        tb.append(time.perf_counter() - t1)
+        ta.append(t1 - t0)
+        if len(ta) >= runs and time.perf_counter() - start > budget_s:
             break
-    return statistics.median(times) * 1e3, len(times)
+    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3, len(ta)
 
 
-def _ort_latency(path: Path, feeds: dict, runs: int) -> float:
+def _ort_runner(path: Path, feeds: dict):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -164,11 +171,11 @@ def _ort_latency(path: Path, feeds: dict, runs: int) -> float:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return _median_latency(lambda: sess.run(None, feeds), runs)[0]
+    return lambda: sess.run(None, feeds)
 
 
-def _litert_latency(tflite: bytes, feeds: dict, io_table, runs: int) -> float:
-    """Times set_tensor + invoke + get_tensor (the signature runner's Python overhead would
+def _litert_runner(tflite: bytes, feeds: dict, io_table):
+    """A callable doing set_tensor + invoke + get_tensor (the signature runner's Python overhead would
     dominate small models); falls back to the signature runner if tensor names differ."""
     from onnx2tflite_direct.validate import make_interpreter
 
@@ -197,10 +204,10 @@ def _litert_latency(tflite: bytes, feeds: dict, io_table, runs: int) -> float:
             for idx in outs:
                 interp.get_tensor(idx)
 
-        return _median_latency(once, runs)[0]
+        return once
     runner = interp.get_signature_runner("serving_default")
     kwargs = {n: laid_out(n, d["dtype"]) for n, d in runner.get_input_details().items()}
-    return _median_latency(lambda: runner(**kwargs), runs)[0]
+    return lambda: runner(**kwargs)
 
 
 def _spread(expected: dict) -> dict:
@@ -465,9 +472,11 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
 
     if latency:
         try:
-            rec["ort_ms"] = round(_ort_latency(path, feeds, runs), 4)
-            rec["litert_ms"] = round(_litert_latency(tflite, feeds, report.get("io"), runs), 4)
-            rec["latency_ratio"] = round(rec["litert_ms"] / rec["ort_ms"], 3)
+            ort_ms, litert_ms, n = _paired_latency(
+                _ort_runner(path, feeds), _litert_runner(tflite, feeds, report.get("io")), runs
+            )
+            rec.update(ort_ms=round(ort_ms, 4), litert_ms=round(litert_ms, 4), latency_runs=n)
+            rec["latency_ratio"] = round(litert_ms / ort_ms, 3)
         except Exception as exc:  # noqa: BLE001
             rec["latency_error"] = _short(f"{type(exc).__name__}: {exc}")
     return rec
