@@ -444,6 +444,7 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
             "actual_shape": list(m.get("actual_shape", ())),
             "max_abs": _num(m.get("max_abs")),
             "max_rel": _num(m.get("max_rel")),
+            "sqnr_db": _num(m.get("sqnr_db")),
         }
         if m.get("missing"):
             outs[k]["missing"] = True
@@ -459,7 +460,9 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
             elif m["shape"] != m["actual_shape"]:
                 parts.append(f"{k}: shape {m['actual_shape']} vs ONNX {m['shape']}")
             else:
-                parts.append(f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}")
+                sq = m["sqnr_db"]
+                sq = f" SQNR {sq:.1f} dB" if isinstance(sq, float) else ""
+                parts.append(f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}{sq}")
         rec["message"] = _short("; ".join(parts))
     else:
         rec["status"] = "pass"
