@@ -448,3 +448,17 @@ def test_runtime_gather_on_a_dynamic_axis_wraps_by_its_runtime_size():
         }
         got = _run_signature(res.tflite_bytes, "serving_default", feeds)
         np.testing.assert_array_equal(got["y"], _reference(model, feeds)["y"])
+
+
+def test_signatures_with_external_buffers_share_the_weight():
+    w = _weights((64, 48), 33)
+    model = _projection(w)
+    res = convert(
+        model, external_buffers=True, signatures={"a": {"x": (1, 4, 64)}, "b": {"x": (2, "?", 64)}}
+    )
+    single = convert(model, external_buffers=True, input_shapes={"x": (1, 4, 64)}).tflite_bytes
+    assert len(res.tflite_bytes) < len(single) + w.nbytes // 4
+    rng = np.random.default_rng(34)
+    for key, shape in (("a", (1, 4, 64)), ("b", (2, 9, 64))):
+        feeds = {"x": rng.standard_normal(shape).astype(np.float32)}
+        _assert_close(_run_signature(res.tflite_bytes, key, feeds), _reference(model, feeds))
