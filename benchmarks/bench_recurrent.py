@@ -151,7 +151,8 @@ def bench(kind, seq, warmup, runs, hidden=HIDDEN, features=FEATURES, forms=None)
 
 
 SWEEP_HIDDEN = (16, 32, 64, 128, 256)
-SWEEP_SEQ = (2, 4, 8, 16, 32, 48)
+SWEEP_SEQ = (2, 4, 8, 16, 32, 48, 64, 128, 256, 512)
+SWEEP_UNROLLED_MAX = 64  # longer unrolled graphs: slow to convert, measured far slower
 
 
 def sweep(kinds, warmup, runs) -> dict:
@@ -162,19 +163,18 @@ def sweep(kinds, warmup, runs) -> dict:
         rows = []
         for hidden in SWEEP_HIDDEN:
             for seq in SWEEP_SEQ:
-                forms = FORMS[kind]
+                forms = [f for f in FORMS[kind] if f != "unrolled" or seq <= SWEEP_UNROLLED_MAX]
                 row = bench(kind, seq, warmup, runs, hidden, hidden, forms)
                 loop = row["loop"]["litert_ms"]
                 row.update(hidden=hidden, seq=seq)
-                row["unrolled_over_loop"] = round(row["unrolled"]["litert_ms"] / loop, 3)
-                if "kernel" in row:
-                    row["kernel_over_loop"] = round(row["kernel"]["litert_ms"] / loop, 3)
-                print(
-                    f"{kind:7} hidden={hidden:4} seq={seq:3} unrolled/loop="
-                    f"{row['unrolled_over_loop']:.2f}"
-                    + (f" kernel/loop={row['kernel_over_loop']:.2f}" if "kernel" in row else ""),
-                    flush=True,
-                )
+                ratios = {
+                    f"{f}_over_loop": round(row[f]["litert_ms"] / loop, 3)
+                    for f in forms
+                    if f != "loop"
+                }
+                row.update(ratios)
+                text = " ".join(f"{k}={v:.2f}" for k, v in ratios.items())
+                print(f"{kind:7} hidden={hidden:4} seq={seq:3} {text}", flush=True)
                 rows.append(row)
         out[kind] = rows
     return out
