@@ -19,8 +19,12 @@ times at sample sizes, and the TFLite graphs are compared element by element:
   a RESHAPE target with one differing entry gets -1 (LiteRT infers it from the element
   count); a SLICE size that runs to the end of its input gets -1; other differing shape entries
   of the form ``c x product of symbols`` are computed at run time from SHAPE of the inputs
-  that carry the symbols. Any other size-dependent constant cannot be expressed: the model is
+  that carry the symbols; the modulus wrapping a run-time GATHER index is the gathered axis'
+  run-time size. Any other size-dependent constant cannot be expressed: the model is
   refused with the operator named and the pinning flags suggested.
+
+A dim declared ``NAME+K`` (a decoder's attention mask over its cache and the new token,
+``past+1``) is symbol NAME plus K, sampled with it.
 
 Sample sizes: a symbol used only as a leading (batch) dimension is sampled at 2 and 3 (at 1
 some decisions legitimately differ, e.g. a transpose that only moves a unit axis is a
