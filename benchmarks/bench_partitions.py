@@ -260,12 +260,18 @@ def write_md(data: dict, path: Path) -> None:
         meta = data["runs"][lab]["meta"]
         lines.append(f"**{lab}** (converter {meta.get('commit', '?')}, {meta.get('written')}): ")
         parts = [
-            f"{k}: {v['one_partition_99pct']}/{v['models']} in one partition"
+            f"{k}: {v['one_partition_99pct']}/{v['models']}"
             for k, v in s.items()
             if isinstance(v, dict) and "models" in v
         ]
-        lines.append("; ".join(parts) + ".")
+        lines.append("one partition with >= 99% delegated: " + "; ".join(parts) + ".")
+        if s.get("outputs_checked"):
+            bad = ", ".join(s["output_mismatches"]) or "none"
+            lines.append(
+                f"Outputs against onnxruntime: {s['outputs_checked']} checked, mismatches: {bad}."
+            )
         lines.append("")
+    lines += _comparison(data)
     head = "| model | family | ops |"
     sep = "|---|---|---:|"
     for lab in labels:
@@ -290,6 +296,55 @@ def write_md(data: dict, path: Path) -> None:
                 row += f" {r['partitions']} | {100 * r['delegated_share']:.1f}% | {outside} |"
         lines.append(row)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _comparison(data: dict) -> list[str]:
+    """Before/after over the models both runs measured (per family), and what still splits
+    the float32 CNN/transformer models."""
+    runs = data["runs"]
+    if not {"before", "after"} <= set(runs):
+        return []
+    both = sorted(
+        n
+        for n in set(runs["before"]["models"]) & set(runs["after"]["models"])
+        if runs["before"]["models"][n].get("status") == "ok"
+        and runs["after"]["models"][n].get("status") == "ok"
+    )
+    lines = [f"**Before -> after** over the {len(both)} models measured in both runs:", ""]
+    lines += ["| family | models | one partition | one partition, >= 99% | partitions (sum) |"]
+    lines += ["|---|---:|---:|---:|---:|"]
+    fams = sorted({runs["after"]["models"][n]["family"] for n in both})
+    for fam in [*fams, "all"]:
+        sel = [n for n in both if fam == "all" or runs["after"]["models"][n]["family"] == fam]
+        b = [runs["before"]["models"][n] for n in sel]
+        a = [runs["after"]["models"][n] for n in sel]
+        one_b, one_a = (sum(r["partitions"] == 1 for r in x) for x in (b, a))
+        good_b, good_a = (sum(one_partition(r) for r in x) for x in (b, a))
+        part_b, part_a = (sum(r["partitions"] for r in x) for x in (b, a))
+        lines.append(
+            f"| {fam} | {len(sel)} | {one_b} -> {one_a} | {good_b} -> {good_a} | "
+            f"{part_b} -> {part_a} |"
+        )
+    lines.append("")
+    rest = [
+        (n, r)
+        for n, r in sorted(runs["after"]["models"].items())
+        if r.get("status") == "ok" and r["family"] == "cnn/transformer" and not one_partition(r)
+    ]
+    if rest:
+        lines.append(
+            "Float32 CNN/transformer models still short of one partition with >= 99% (after), "
+            "with the ops left outside XNNPACK:"
+        )
+        lines.append("")
+        for n, r in rest:
+            outside = ", ".join(f"{k} {v}" for k, v in r["outside"].items())
+            lines.append(
+                f"- {n}: {r['partitions']} partition(s), {100 * r['delegated_share']:.1f}% "
+                f"of {r['tflite_ops']} ops; outside: {outside}"
+            )
+        lines.append("")
+    return lines
 
 
 def _commit() -> str:
@@ -323,9 +378,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="before")
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
     args = p.parse_args(argv)
     global CHECK
     CHECK = args.check
+    if args.report_only:
+        data = json.loads(args.out.read_text())
+        for run in data["runs"].values():
+            run["summary"] = summarize(run["models"])
+        args.out.write_text(json.dumps(data, indent=1, default=_np_default) + "\n")
+        write_md(data, args.out.with_suffix(".md"))
+        return 0
 
     jobs = []
     if not args.no_zoo:
