@@ -364,3 +364,26 @@ def test_nms_over_a_data_dependent_box_count(classes, center, threshold, iou, ru
     res = _agree(model, feeds)
     assert res.report["dynamic_shapes"]["data_dependent"]
     assert op_histogram(res.tflite_bytes)["RANGE"] >= 2  # rank scores and slots at run time
+
+
+def test_slice_that_stops_short_of_the_count():
+    """``sel[:4]`` runs to the end at the sample counts 2 and 3 but stops at 4 rows when more
+    are selected (torchvision's ``keep[:detections_per_img]``): the end stays a run-time value."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["scores", "t"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz"]),
+            helper.make_node("Squeeze", ["nz", "zero"], ["idx"]),
+            helper.make_node("Slice", ["idx", "zero", "four"], ["first"]),
+            helper.make_node("Gather", ["scores", "first"], ["y"], axis=0),
+        ],
+        [("scores", np.float32, (30,))],
+        [("y", np.float32, ("k",))],
+        initializers={
+            "t": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "four": np.array([4], np.int64),
+        },
+        opset=13,
+    )
+    _agree(model, [{"scores": _scores_with(c)} for c in (2, 3, 9)])

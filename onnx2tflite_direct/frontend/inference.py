@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 from .. import contrib_schemas, errors
 from ..dynamic_shapes import COUNT_PIN
 from ..errors import BadInputError
-from ..folding import fold_node, is_foldable
+from ..folding import fold_node, is_foldable, static_shape
 from ..sample_shapes import SampleValues
 from .ml_shapes import ml_output_hints
 from .passes import ProtoRules
@@ -115,6 +115,58 @@ def _unpinned_counts(nodes, pinned: dict, outputs: set[str]) -> dict[str, onnx.V
     }
 
 
+# A Slice end at or above this is "to the end" (torch writes 2**63 - 1): right at any size.
+OPEN_END = 2**31 - 1
+
+
+def _runtime_slice_ends(nodes, consts, infos, probe) -> tuple[list, bool]:
+    """Slices of a size sampled at small counts (``x[:300]`` of a selection sampled at 2 and
+    3 rows) run to the end at both samples, yet stop at 300 when more rows come: their
+    constant ends become run-time values (``ends + 0 * Size(x)``, equal at every size), so the
+    lowering slices with the end itself instead of a size fixed at the sample."""
+    out, changed = [], False
+    for n in nodes:
+        if not (
+            n.op_type == "Slice"
+            and n.domain in ("", "ai.onnx")
+            and _clamps_a_sample(n, consts, infos, probe)
+        ):
+            out.append(n)
+            continue
+        prefix = f"{n.input[2]}/{n.name or n.output[0]}"
+        fixed, zero = f"{prefix}/fixed", f"{prefix}/zero"
+        consts[fixed] = consts[n.input[2]].astype(np.int64)  # Size is int64
+        consts[zero] = np.zeros((), np.int64)
+        out.append(helper.make_node("Size", [n.input[0]], [f"{prefix}/size"]))
+        out.append(helper.make_node("Mul", [f"{prefix}/size", zero], [f"{prefix}/scaled"]))
+        out.append(helper.make_node("Add", [fixed, f"{prefix}/scaled"], [f"{prefix}/runtime"]))
+        node = onnx.NodeProto()
+        node.CopyFrom(n)
+        node.input[2] = f"{prefix}/runtime"
+        out.append(node)
+        changed = True
+    return out, changed
+
+
+def _clamps_a_sample(n, consts, infos, probe) -> bool:
+    if len(n.input) < 3 or n.input[2] not in consts or n.input[0] in consts:
+        return False
+    a, b = static_shape(n.input[0], infos), static_shape(n.input[0], probe)
+    if a is None or b is None or len(a) != len(b):
+        return False
+    ends = consts[n.input[2]].reshape(-1)
+    if len(n.input) > 3 and n.input[3]:
+        if n.input[3] not in consts:
+            return False
+        axes = [int(x) + len(a) if x < 0 else int(x) for x in consts[n.input[3]].reshape(-1)]
+    else:
+        axes = list(range(len(ends)))
+    return any(
+        a[axis] != b[axis] and min(a[axis], b[axis]) <= end < OPEN_END
+        for axis, end in zip(axes, ends.tolist(), strict=False)
+    )
+
+
 def infer_and_fold(
     proto: onnx.ModelProto,
     nodes: list[onnx.NodeProto],
@@ -169,6 +221,9 @@ def infer_and_fold(
                 probe_inputs,
                 {**hints, **probe_hints},
             )
+        clamped = False
+        if probe is not None and pinned:  # slices that stop short of a data-dependent size
+            nodes, clamped = _runtime_slice_ends(nodes, consts, infos, probe)
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         new_hints.update(
@@ -189,7 +244,7 @@ def infer_and_fold(
         )
         folded.extend(resolved)
         remaining = []
-        changed = bool(inlined or resolved or new_hints)
+        changed = bool(inlined or resolved or new_hints or clamped)
         for n in nodes:
             out = None
             if is_foldable(n, consts, infos, probe):

@@ -188,7 +188,8 @@ class _NmsBuilder:
             if self.runtime_k:
                 self._cache["k"] = n
             else:
-                cap = self.const(np.int32(self.const_k), "k_const")
+                cap = min(self.const_k, MAX_RANK_SCORE)  # N never exceeds it (torch: 2**63-1)
+                cap = self.const(np.int32(cap), "k_const")
                 self._cache["k"] = self.binary("MINIMUM", n, cap, np.int32, (), "k_runtime")
         return self._cache["k"]
 
