@@ -265,6 +265,8 @@ def write_md(data: dict, path: Path) -> None:
             if isinstance(v, dict) and "models" in v
         ]
         lines.append("one partition with >= 99% delegated: " + "; ".join(parts) + ".")
+        if meta.get("note"):
+            lines.append(meta["note"])
         if s.get("outputs_checked"):
             bad = ", ".join(s["output_mismatches"]) or "none"
             lines.append(
