@@ -309,3 +309,44 @@ def test_max_pool_after_relu_pads_with_zeros(act, zero_pad):
     assert ("PAD" in chk.ops) == zero_pad and ("PADV2" in chk.ops) != zero_pad
     if zero_pad:
         _one_partition(chk)
+
+
+def test_optimized_encoder_layers_share_one_mask_and_split_qkv_evenly():
+    # onnxruntime's transformer optimizer: com.microsoft Attention per layer, all reading the
+    # same mask_index. The mask is built once and the packed QKV is a SPLIT, so everything
+    # after the mask runs in one partition.
+    b, s, d, heads, layers = 2, 6, 16, 2, 3
+    nodes, inits = [], {}
+    x = "x"
+    for i in range(layers):
+        inits[f"w{i}"] = (RNG.standard_normal((d, 3 * d)) * 0.3).astype(F)
+        inits[f"b{i}"] = (RNG.standard_normal(3 * d) * 0.1).astype(F)
+        att = f"att{i}"
+        nodes.append(
+            helper.make_node(
+                "Attention",
+                [x, f"w{i}", f"b{i}", "mask"],
+                [att],
+                domain="com.microsoft",
+                num_heads=heads,
+            )
+        )
+        nodes.append(helper.make_node("Add", [att, x], [f"res{i}"]))
+        x = f"res{i}"
+    nodes.append(helper.make_node("Identity", [x], ["y"]))
+    model = make_model(
+        nodes,
+        [("x", F, (b, s, d)), ("mask", np.int32, (b,))],
+        [("y", F, None)],
+        inits,
+        opset={"": 17, "com.microsoft": 1},
+        check=False,
+    )
+    feeds = {"x": RNG.standard_normal((b, s, d)).astype(F), "mask": np.array([4, 6], np.int32)}
+    chk = check_conversion(model, feeds=feeds, atol=2e-5)
+    assert chk.ops["SPLIT"] == layers and "SPLIT_V" not in chk.ops
+    assert chk.ops["LESS"] == 1  # one mask for every layer
+    parts = count_partitions(chk.tflite_bytes)
+    # the first layer's projection runs before the mask is built: 2 partitions, whatever
+    # the depth (one per layer before)
+    assert parts["partitions"] == 2, parts

@@ -84,10 +84,26 @@ def _same_or_one(b):
     return (1, b)
 
 
+def _shared(ctx, key, build):
+    """One tensor per key for the whole graph: every layer of an optimized encoder reads the
+    same mask_index, so its mask is built once. Rebuilt per layer, the integer mask ops sat
+    between the layers' float ops and cut the graph into one XNNPACK partition per layer."""
+    cache = ctx.driver.__dict__.setdefault("_attention_shared", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: int, causal: bool):
     """(padding, causal): bool tensors 'key j may be attended by query i' broadcastable to
     [B, 1, S, T], each None when it allows everything. onnxruntime adds mask_filter_value
     where the padding mask says no, and sets the causally hidden scores to the lowest float."""
+    mask = ctx.input(idx) if idx is not None and ctx.has_input(idx) else None
+    key = ("keep", id(mask), batch, q_len, total, past, causal)
+    return _shared(ctx, key, lambda: _build_keep_mask(ctx, idx, batch, q_len, total, past, causal))
+
+
+def _build_keep_mask(ctx, idx, batch: int, q_len: int, total: int, past: int, causal: bool):
     keep = None
 
     def both(a, b):
@@ -131,8 +147,12 @@ def attend(ctx, q, k, v, scale: float, keeps, bias, mask_filter: float, qk_out=N
     if bias is not None:
         scores = C.binary(ctx, "ADD", scores, bias, "biased")
     if keep is not None:
-        zero, fill = C.const(ctx, 0.0, hint="zero"), C.const(ctx, mask_filter, hint="filter")
-        additive = C.select(ctx, keep, zero, fill, "mask_bias")
+
+        def additive_mask():
+            zero, fill = C.const(ctx, 0.0, hint="zero"), C.const(ctx, mask_filter, hint="filter")
+            return C.select(ctx, keep, zero, fill, "mask_bias")
+
+        additive = _shared(ctx, ("additive", id(keep), mask_filter), additive_mask)
         scores = C.binary(ctx, "ADD", scores, additive, "masked")
     if causal_keep is not None:
         lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
@@ -244,13 +264,25 @@ def lower_ms_attention(ctx):
     attention_from_qkv(ctx, qkv, (qh, kh, vh), mask_idx=3, past_idx=4, bias_idx=5)
 
 
+def _split_last(ctx, x, sizes, hint: str):
+    """Equal float32 chunks along the last axis as SPLIT (XNNPACK takes it, not SPLIT_V: each
+    layer's packed-QKV split would cut the graph into another delegate partition)."""
+    if len(set(sizes)) > 1 or x.dtype != np.float32:
+        return C.split_v(ctx, x, sizes, len(x.shape) - 1, hint)
+    shape = (*x.shape[:-1], sizes[0])
+    outs = [ctx.temp(x.dtype, shape, f"{hint}{k}") for k in range(len(sizes))]
+    axis = C.const(ctx, len(x.shape) - 1, np.int32, "axis")
+    ctx.emit("SPLIT", [axis, x], outs, num_splits=len(sizes))
+    return outs
+
+
 def attention_from_qkv(ctx, qkv, sizes, mask_idx: int, past_idx: int, bias_idx: int | None):
     """The rest of com.microsoft Attention once the packed [B, S, qh + kh + vh] projection is
     computed (shared with QAttention, whose projection is quantized)."""
     b, s = qkv.shape[0], qkv.shape[1]
     heads = int(ctx.attr("num_heads"))
     qh, kh, vh = sizes
-    q, k, v = C.split_v(ctx, qkv, [qh, kh, vh], 2, "qkv")
+    q, k, v = _split_last(ctx, qkv, [qh, kh, vh], "qkv")
     q, k, v = (_to_heads(ctx, t, heads, n) for t, n in ((q, "q"), (k, "k"), (v, "v")))
     past_len = 0
     if ctx.has_input(past_idx):
