@@ -10,7 +10,7 @@ precomputed table shape (same bytes).
 
 File-level conventions (those of LiteRT's own exporter): buffer 0 is the empty sentinel; identical
 constants (dtype + shape + bytes) share one buffer; constant data is 16-byte aligned in the
-final file; one OperatorCode per builtin / custom code with the max version of its users
+final file; one OperatorCode per builtin / custom code and version in use
 (checked against the CPU resolver range); a ``min_runtime_version`` metadata entry; one
 SignatureDef for subgraph 0, or one per ``Model.signatures`` entry. Output depends only on the
 input (no ``id()`` or hash-seed order).
@@ -242,19 +242,24 @@ def _opcode_key(op: tfl.Operator) -> tuple[str, str]:
     return (op.opcode, "")
 
 
-def _operator_codes(model: tfl.Model) -> tuple[dict, list[tuple[str, int]]]:
-    """Opcode key -> [index, version], in first-use order; plus every (opcode, version)."""
-    codes: dict[tuple[str, str], list[int]] = {}
+def _operator_codes(model: tfl.Model) -> tuple[dict, dict[int, int], list[tuple[str, int]]]:
+    """(opcode key, version) -> OperatorCode index, in first-use order; the code index of each
+    operator (by id); every (opcode, version) used.
+
+    One OperatorCode per version in use, as LiteRT's own converter writes them: a delegate
+    reads the version of the code an operator points to, so one integer ADD that needs v4
+    must not lift every float ADD of the file to v4 (past the GPU delegate's cap, say)."""
+    codes: dict[tuple[str, str, int], int] = {}
+    op_code: dict[int, int] = {}
     per_op: list[tuple[str, int]] = []
     for sg in model.subgraphs:
         for op in sg.operators:
-            key = _opcode_key(op)
+            opcode, custom = _opcode_key(op)
             version = 1 if op.opcode == "CUSTOM" else versioning.op_version(op)
             versioning.check_cpu_range(op.opcode, version)
-            entry = codes.setdefault(key, [len(codes), version])
-            entry[1] = max(entry[1], version)
+            op_code[id(op)] = codes.setdefault((opcode, custom, version), len(codes))
             per_op.append((op.opcode, version))
-    return codes, per_op
+    return codes, op_code, per_op
 
 
 def _operator_dict(op: tfl.Operator, opcode_index: int, index_of: dict[int, int]) -> dict:
@@ -438,7 +443,8 @@ class _Plan:
     """Everything the writer needs, computed once for either layout."""
 
     model: tfl.Model
-    codes: dict
+    codes: dict  # (opcode, custom code, version) -> OperatorCode index
+    op_code: dict  # id(operator) -> its OperatorCode index
     buffers: _BufferTable
     tensor_lists: list[list[tfl.Tensor]]
     tensor_buffers: list[list[int]]
@@ -448,7 +454,7 @@ class _Plan:
 def _plan(model: tfl.Model) -> _Plan:
     if not model.subgraphs:
         raise BuildError("model has no subgraphs")
-    codes, per_op = _operator_codes(model)
+    codes, op_code, per_op = _operator_codes(model)
     buffers = _BufferTable()
     tensor_lists = [sg.tensors() for sg in model.subgraphs]
     tensor_buffers = [
@@ -459,7 +465,7 @@ def _plan(model: tfl.Model) -> _Plan:
     release = versioning.min_runtime_version(dict.fromkeys(per_op))  # distinct pairs
     if MIN_RUNTIME_VERSION_KEY not in metadata and 0 < len(release) < 16:
         metadata = {MIN_RUNTIME_VERSION_KEY: release.encode("ascii").ljust(16, b"\0"), **metadata}
-    return _Plan(model, codes, buffers, tensor_lists, tensor_buffers, metadata)
+    return _Plan(model, codes, op_code, buffers, tensor_lists, tensor_buffers, metadata)
 
 
 def serialize(model: tfl.Model, *, external_buffers: bool = False) -> TFLiteFile:
@@ -474,7 +480,9 @@ def serialize(model: tfl.Model, *, external_buffers: bool = False) -> TFLiteFile
         out = _write(plan, external=True)
     if out.flatbuffer_size >= FLATBUFFER_LIMIT:
         raise BuildError(f"the FlatBuffer part alone is {out.flatbuffer_size} bytes (> 2 GB)")
-    out.versions = {custom or op: v for (op, custom), (_, v) in plan.codes.items()}
+    for op, custom, version in plan.codes:  # the highest version of each code, for the report
+        key = custom or op
+        out.versions[key] = max(version, out.versions.get(key, 0))
     return out
 
 
@@ -505,7 +513,7 @@ def _write(plan: _Plan, external: bool) -> TFLiteFile:
     ]
     builtin = S.ENUMS["BuiltinOperator"]
     opcode_offsets = []
-    for (opcode, custom), (_, version) in plan.codes.items():
+    for opcode, custom, version in plan.codes:  # (insertion order = index order)
         values = {
             "deprecated_builtin_code": min(builtin[opcode], 127),
             "builtin_code": opcode,
@@ -586,10 +594,8 @@ def _write_subgraph(w: Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) -> 
         Ref(_tensor_table(w, t, buf, name))
         for t, buf, name in zip(tensors, bufs, unique_names(tensors), strict=True)
     ]
-    codes = plan.codes
-    op_offsets = [
-        Ref(_operator_table(w, op, codes[_opcode_key(op)][0], index_of)) for op in sg.operators
-    ]
+    op_code = plan.op_code
+    op_offsets = [Ref(_operator_table(w, op, op_code[id(op)], index_of)) for op in sg.operators]
     missing = [t.name for t in (*sg.inputs, *sg.outputs) if id(t) not in index_of]
     if missing:
         raise BuildError(f"subgraph {sg.name!r}: unknown I/O tensors {missing}")

@@ -30,35 +30,26 @@ from . import builder, gpu_rules, tfl, versioning
 # ----------------------------------------------------------------------------------------------
 
 
-def written_versions(model: tfl.Model) -> dict[str, int]:
-    """Opcode -> the operator-code version the builder writes (the highest any operator of
-    that opcode needs: one OperatorCode per opcode, which is what the delegate reads)."""
-    versions: dict[str, int] = {}
-    for sub in model.subgraphs:
-        for op in sub.operators:
-            if op.opcode != "CUSTOM":
-                v = versioning.op_version(op)
-                if v > versions.get(op.opcode, 0):
-                    versions[op.opcode] = v
-    return versions
+def operator_version(op: tfl.Operator) -> int:
+    """The version of the operator code this operator points to: the builder writes one code
+    per (opcode, version) in use, so it is the operator's own version."""
+    return 1 if op.opcode == "CUSTOM" else versioning.op_version(op)
 
 
-def check_ops(model: tfl.Model, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def check_ops(model: tfl.Model) -> list[dict[str, Any]]:
     """One record per operator the GPU delegate would not take: ``subgraph``, ``op_index``,
     ``op``, ``version``, ``onnx_node``, ``outputs`` (tensor names), ``rules`` (reason codes,
     see ``gpu_rules.REASONS``) and ``detail``. Every operator not listed is delegable."""
-    versions = written_versions(model) if versions is None else versions
     fallbacks = []
     for s, sub in enumerate(model.subgraphs):
         ctx = gpu_rules.GraphContext(sub)
         for i, op in enumerate(sub.operators):
-            version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
+            version = operator_version(op)
             try:
                 findings = gpu_rules.check_op(op, version, ctx)
             except Exception as exc:  # a checker gap must not fail the conversion: say so
                 findings = [("unchecked", f"the GPU rules could not judge it ({exc!r})")]
             if findings:
-                findings = _explain_shared_version(op, version, findings)
                 fallbacks.append(
                     {
                         "subgraph": s,
@@ -112,22 +103,6 @@ def partitions(sub: tfl.Subgraph, falls_back: set[int]) -> list[tuple[bool, int]
     return subsets
 
 
-def _explain_shared_version(op: tfl.Operator, version: int, findings):
-    """A version above the cap that this operator does not need itself: the file has one
-    operator code per builtin, at the highest version any of its operators needs."""
-    out = []
-    for code, detail in findings:
-        if code == "version_above_gpu_cap":
-            own = versioning.op_version(op)
-            if own < version:
-                detail += (
-                    f" (this operator alone needs v{own}; another {op.opcode} raises the "
-                    "file's operator code)"
-                )
-        out.append((code, detail))
-    return out
-
-
 def verdict_text(fallbacks: list[dict[str, Any]]) -> str:
     """The verdict line: "fully delegable", "1 op falls back" or "N ops fall back"."""
     n = len(fallbacks)
@@ -136,12 +111,12 @@ def verdict_text(fallbacks: list[dict[str, Any]]) -> str:
     return "1 op falls back" if n == 1 else f"{n} ops fall back"
 
 
-def check_model(model: tfl.Model, versions: dict[str, int] | None = None) -> dict[str, Any]:
+def check_model(model: tfl.Model) -> dict[str, Any]:
     """The report's ``gpu`` section: ``verdict`` (text), ``fully_delegable``, ``operators``
     (count checked), ``partitions`` and ``delegated_ops`` (main subgraph, see
     :func:`partitions`), ``fall_back`` (see :func:`check_ops`), ``by_op`` (opcode -> {count,
     fall_back}) and ``rules`` (what the verdict is judged by)."""
-    fallbacks = check_ops(model, versions)
+    fallbacks = check_ops(model)
     by_op: dict[str, dict[str, int]] = {}
     total = 0
     for sub in model.subgraphs:

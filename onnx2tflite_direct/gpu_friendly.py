@@ -70,14 +70,12 @@ def _accepted(new_ops: list[tfl.Operator]) -> bool:
 def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
     """One pass over every subgraph: each operator the rules reject gets the first rewrite
     that yields operators they accept. True when something changed."""
-    versions = gpu_check.written_versions(model)
     changed = False
     for sub in model.subgraphs:
         ctx = gpu_rules.GraphContext(sub)
         ed = Editor(sub)
         for op in list(sub.operators):
-            version = 1 if op.opcode == "CUSTOM" else versions.get(op.opcode, 1)
-            if not gpu_rules.check_op(op, version, ctx):
+            if not gpu_rules.check_op(op, gpu_check.operator_version(op), ctx):
                 continue
             for rule, fn in RULES:
                 new_ops = fn(ed, op)

@@ -195,7 +195,7 @@ def convert_checked(
         result._tflite = _model_file(serialized, out_dir, stem, result)
         subgraphs = model_ir.subgraphs if several else None  # the histogram counts them all
         rec.lowered(driver, serialized.nbytes, serialized.versions, subgraphs)
-        rec.section("gpu", gpu_check.check_model(model_ir, serialized.versions))
+        rec.section("gpu", gpu_check.check_model(model_ir))
         del serialized
         if quantize:  # after the float32 file; each variant starts from it
             result.variants, summaries = quant_variants.make_variants(

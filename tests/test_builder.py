@@ -321,14 +321,23 @@ def test_tensor_fields_written() -> None:
     assert opcodes(m)[9][1] == 12
 
 
-def test_opcode_version_is_max_and_shared() -> None:
+def test_one_opcode_per_version_in_use() -> None:
+    """A float ADD (v1) and an int8 ADD (v2) get one operator code each, as LiteRT's converter
+    writes them: the float ADD must not point at v2 (delegates read the code's version)."""
     xf, yf, of = act("xf", (4,)), act("yf", (4,)), act("of", (4,))
     q = tfl.Quantization(np.array([0.1], F32), np.array([0]))
     xi, yi, oi = (tfl.Tensor(n, np.int8, (4,), quantization=q) for n in ("xi", "yi", "oi"))
-    ops = [tfl.Operator("ADD", [xf, yf], [of]), tfl.Operator("ADD", [xi, yi], [oi])]
-    m = parse(build_flatbuffer(model_of(ops, [xf, yf, xi, yi], [of, oi])))
-    assert opcodes(m) == {0: (0, 2, 0)}
-    assert {m.Subgraphs(0).Operators(i).OpcodeIndex() for i in range(2)} == {0}
+    xf2, of2 = act("xf2", (4,)), act("of2", (4,))
+    ops = [
+        tfl.Operator("ADD", [xf, yf], [of]),
+        tfl.Operator("ADD", [xi, yi], [oi]),
+        tfl.Operator("ADD", [xf2, of], [of2]),
+    ]
+    m = parse(build_flatbuffer(model_of(ops, [xf, yf, xi, yi, xf2], [of2, oi])))
+    codes = [(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).Version()) for i in range(2)]
+    assert m.OperatorCodesLength() == 2 and codes == [(0, 1), (0, 2)]
+    sg = m.Subgraphs(0)
+    assert [sg.Operators(i).OpcodeIndex() for i in range(3)] == [0, 1, 0]
 
 
 def test_custom_op_entry() -> None:

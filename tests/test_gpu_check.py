@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import check_conversion, make_model
+from harness import _opcodes, check_conversion, make_model
 from onnx import helper
 
 from onnx2tflite_direct import cli, gpu_check, gpu_rules, tfl
@@ -339,9 +339,9 @@ def test_partitions_follow_the_greedy_partitioner():
     assert gpu_check.partitions(sub, set()) == [(True, 1)]
 
 
-def test_version_raised_by_another_operator_is_explained():
-    """One operator code per builtin: a TRANSPOSE_CONV with a fused ReLU (v4) lifts the code
-    of a plain one (v1 alone) above the GPU cap too, and the detail says so."""
+def test_each_operator_keeps_its_own_version():
+    """One operator code per (builtin, version): a TRANSPOSE_CONV with a fused ReLU (v4) does
+    not lift a plain one (v1) above the GPU cap, so only the fused one falls back."""
     rng = np.random.default_rng(6)
     w = rng.standard_normal((3, 3, 3, 3)).astype(np.float32)
     model = make_model(
@@ -356,11 +356,11 @@ def test_version_raised_by_another_operator_is_explained():
         initializers={"w": w, "w2": -w},
     )
     fall = _gpu(model)["fall_back"]
-    assert [(f["op"], f["rules"]) for f in fall] == [
-        ("TRANSPOSE_CONV", ["version_above_gpu_cap"])
-    ] * 2
-    notes = ["this operator alone needs v1;" in f["detail"] for f in fall]
-    assert sorted(notes) == [False, True]
+    assert [(f["op"], f["rules"], f["version"]) for f in fall] == [
+        ("TRANSPOSE_CONV", ["version_above_gpu_cap"], 4)
+    ]
+    codes = _opcodes(check_conversion(model).tflite_bytes)[1]
+    assert sorted(v for name, v in codes if name == "TRANSPOSE_CONV") == [1, 4]
 
 
 @pytest.mark.parametrize(
