@@ -350,3 +350,20 @@ def test_optimized_encoder_layers_share_one_mask_and_split_qkv_evenly():
     # the first layer's projection runs before the mask is built: 2 partitions, whatever
     # the depth (one per layer before)
     assert parts["partitions"] == 2, parts
+
+
+def test_erf_has_no_sign_op():
+    model = make_model(
+        [helper.make_node("Erf", ["x"], ["e"]), helper.make_node("Add", ["e", "x"], ["y"])],
+        [("x", F, (24,))],
+        [("y", F, (24,))],
+    )
+    x = np.concatenate(
+        [
+            np.array([np.inf, -np.inf, 0.0, -0.0, 1e-31, -1e-31, 1e-20, -3e-12], F),
+            RNG.standard_normal(16).astype(F) * 2,
+        ]
+    )
+    chk = check_conversion(model, feeds={"x": x})
+    assert "SIGN" not in chk.ops
+    _one_partition(chk)

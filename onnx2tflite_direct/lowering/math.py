@@ -150,13 +150,14 @@ def _atanh(e, x):
 
 
 ERF_P = 0.3275911
+ERF_SIGN_GAIN = 1e30
 ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 @unary_lowering(
     "Erf",
     F32,
-    tflite_ops=("ABS", "MUL", "ADD", "DIV", "EXP", "NEG", "SUB", "SIGN"),
+    tflite_ops=("ABS", "MUL", "ADD", "DIV", "EXP", "NEG", "SUB", "RELU_N1_TO_1"),
     notes="Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7); float64 refused",
 )
 def _erf(e, x):
@@ -168,7 +169,12 @@ def _erf(e, x):
     poly = e.op("MUL", poly, t)
     gauss = e.op("EXP", e.op("NEG", e.op("MUL", x, x)))
     magnitude = e.op("SUB", e.const(1), e.op("MUL", poly, gauss))
-    return e.op("MUL", e.op("SIGN", x), magnitude)
+    # sign(x) as clamp(x * 1e30, -1, 1): exactly +-1 from |x| = 1e-30 on, infinities
+    # included (below, the product stays within 1e-30 of erf(x); NaN stays NaN through the
+    # magnitude). Not SIGN: XNNPACK has no kernel for it, so an Erf (an unfused GELU in a
+    # quantized encoder) cut the graph into another delegate partition.
+    sign = e.op("RELU_N1_TO_1", e.op("MUL", x, e.const(ERF_SIGN_GAIN)))
+    return e.op("MUL", sign, magnitude)
 
 
 @unary_lowering("IsNaN", F32_F16, tflite_ops=("NOT_EQUAL",))
