@@ -6,10 +6,11 @@ inputs with different counts and compares with onnxruntime, shapes included."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
-from harness import convert, make_model, op_histogram
-from onnx import helper
+from harness import convert, expect_refusal, make_model, op_histogram
+from onnx import helper, numpy_helper
 
 from onnx2tflite_direct.validate import litert_runner
 
@@ -387,3 +388,72 @@ def test_slice_that_stops_short_of_the_count():
         opset=13,
     )
     _agree(model, [{"scores": _scores_with(c)} for c in (2, 3, 9)])
+
+
+def _empty_guarded_nms(then_value):
+    """torchvision's batched_nms: ``if boxes.numel() == 0: return empty`` else NMS."""
+    then = helper.make_graph(
+        [helper.make_node("Constant", [], ["empty"], value=then_value)],
+        "then",
+        [],
+        [helper.make_tensor_value_info("empty", onnx.TensorProto.INT64, None)],
+    )
+    orelse = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["sel_boxes", "zero"], ["b3"]),
+            helper.make_node("Unsqueeze", ["sel_scores", "zero_one"], ["s3"]),
+            helper.make_node("NonMaxSuppression", ["b3", "s3", "k", "iou"], ["nms"]),
+            helper.make_node("Gather", ["nms", "two"], ["col"], axis=1),
+        ],
+        "else",
+        [],
+        [helper.make_tensor_value_info("col", onnx.TensorProto.INT64, None)],
+    )
+    n = 16
+    return make_model(
+        [
+            helper.make_node("Greater", ["scores", "half"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz"]),
+            helper.make_node("Squeeze", ["nz", "zero"], ["idx"]),
+            helper.make_node("Gather", ["boxes", "idx"], ["sel_boxes"], axis=0),
+            helper.make_node("Gather", ["scores", "idx"], ["sel_scores"], axis=0),
+            helper.make_node("Shape", ["sel_boxes"], ["shape"]),
+            helper.make_node("ReduceProd", ["shape"], ["numel"], keepdims=0),
+            helper.make_node("Equal", ["numel", "zero_scalar"], ["is_empty"]),
+            helper.make_node("If", ["is_empty"], ["picked"], then_branch=then, else_branch=orelse),
+            helper.make_node("Gather", ["idx", "picked"], ["orig"], axis=0),
+        ],
+        [("boxes", np.float32, (n, 4)), ("scores", np.float32, (n,))],
+        [("orig", np.int64, ("m",))],
+        initializers={
+            "half": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "zero_one": np.array([0, 1], np.int64),
+            "zero_scalar": np.array(0, np.int64),
+            "two": np.array(2, np.int64),
+            "k": np.array([100], np.int64),
+            "iou": np.array([0.5], np.float32),
+        },
+        opset=13,
+    )
+
+
+def test_empty_guard_around_nms_is_the_computation():
+    """The guard's empty branch equals the NMS branch on no boxes: the file is the NMS
+    branch alone (an IF with data-dependent shapes in both branches is not needed)."""
+    model = _empty_guarded_nms(numpy_helper.from_array(np.zeros((0,), np.int64)))
+    feeds = [
+        {"boxes": _boxes(16, spread)[:, [0, 1, 2, 3]], "scores": _scores_kept(1, 16, c)[0, 0]}
+        for c, spread in ((2, 0.5), (6, 2.0), (14, 8.0))
+    ]
+    res = _agree(model, feeds)
+    assert "WHILE" not in op_histogram(res.tflite_bytes)
+    assert "IF" not in op_histogram(res.tflite_bytes)
+
+
+def test_guard_whose_branches_differ_is_not_inlined():
+    """A 'then' constant that the other branch does not give on empty inputs (here [-1]) keeps
+    the If: it is refused (naming it), never replaced by the else branch."""
+    model = _empty_guarded_nms(numpy_helper.from_array(np.array([-1], np.int64)))
+    err = expect_refusal(model)
+    assert "If" in err.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 from .. import contrib_schemas, errors
 from ..dynamic_shapes import COUNT_PIN
@@ -18,8 +19,8 @@ from ..errors import BadInputError
 from ..folding import fold_node, is_foldable, static_shape
 from ..sample_shapes import SampleValues
 from .ml_shapes import ml_output_hints
-from .passes import ProtoRules
-from .protos import dims_compatible, dims_of, tensor_value_info
+from .passes import ProtoRules, inline_constant_ifs
+from .protos import constant_value, dims_compatible, dims_of, tensor_value_info
 from .sequences import resolve_static as resolve_static_sequences
 
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
@@ -148,6 +149,108 @@ def _runtime_slice_ends(nodes, consts, infos, probe) -> tuple[list, bool]:
     return out, changed
 
 
+def _inline_empty_guards(nodes, consts, infos, probe, opset_import) -> tuple[list, list[str]]:
+    """``if x.numel() == 0: return <empty constant> else: <computation>`` (torchvision's
+    batched_nms) over a data-dependent size becomes the computation alone, when that
+    computation, run by onnx's reference evaluator on the empty inputs, gives exactly the
+    constant: then both branches agree whenever the condition holds. Every input the
+    computation reads from outside must be a constant or empty together with ``x`` (its
+    sampled dims are ``x``'s), so the evaluation at size 0 is exact."""
+    out, inlined = [], []
+    for n in nodes:
+        if n.op_type == "If" and n.domain in ("", "ai.onnx") and n.input[0] not in consts:
+            if _empty_guard_holds(n, nodes, consts, infos, probe, opset_import):
+                view = dict(consts)
+                view[n.input[0]] = np.array(False)
+                branch_nodes, _ = inline_constant_ifs([n], view)
+                consts.update(
+                    (k, v) for k, v in view.items() if k not in consts and k != n.input[0]
+                )
+                out.extend(branch_nodes)
+                inlined.append(n.name or n.op_type)
+                continue
+        out.append(n)
+    return out, inlined
+
+
+def _empty_tested(n, nodes, consts) -> str | None:
+    """The tensor x of a condition ``numel(x) == 0`` (Cast/Identity around it allowed)."""
+    producer = {o: m for m in nodes for o in m.output if o}
+    cond = producer.get(n.input[0])
+    while cond is not None and cond.op_type in ("Cast", "Identity"):
+        cond = producer.get(cond.input[0])
+    if cond is None or cond.op_type != "Equal":
+        return None
+    zero = [i for i in cond.input if i in consts and np.asarray(consts[i]).size == 1]
+    other = [i for i in cond.input if i not in consts]
+    if len(zero) != 1 or len(other) != 1 or np.asarray(consts[zero[0]]).reshape(-1)[0] != 0:
+        return None
+    size = producer.get(other[0])
+    if size is not None and size.op_type == "Size":
+        return size.input[0]
+    if size is not None and size.op_type == "ReduceProd" and len(size.input) == 1:
+        shape = producer.get(size.input[0])
+        if shape is not None and shape.op_type == "Shape" and not shape.attribute:
+            return shape.input[0]
+    return None
+
+
+def _sampled_dims(name, infos, probe) -> tuple | None:
+    """The (base, probe) sizes of the dims of ``name`` that differ between the samples."""
+    a, b = static_shape(name, infos), static_shape(name, probe)
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return tuple(sorted({(x, y) for x, y in zip(a, b, strict=True) if x != y}))
+
+
+def _empty_guard_holds(n, nodes, consts, infos, probe, opset_import) -> bool:
+    branches = {a.name: a.g for a in n.attribute}
+    then, other = branches.get("then_branch"), branches.get("else_branch")
+    tested = _empty_tested(n, nodes, consts)
+    if then is None or other is None or tested is None:
+        return False
+    if then.initializer or any(m.op_type != "Constant" for m in then.node):
+        return False
+    empty = {m.output[0]: constant_value(m) for m in then.node}
+    if any(o.name not in empty or empty[o.name].size for o in then.output):
+        return False
+    if any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+        for m in other.node
+        for a in m.attribute
+    ):
+        return False
+    sizes = _sampled_dims(tested, infos, probe)
+    if not sizes:
+        return False
+    local = {o for m in other.node for o in m.output} | {t.name for t in other.initializer}
+    feeds, inputs = {}, []
+    for name in dict.fromkeys(i for m in other.node for i in m.input if i and i not in local):
+        if name in consts:
+            feeds[name] = np.asarray(consts[name])
+        elif _sampled_dims(name, infos, probe) == sizes:
+            a, b = static_shape(name, infos), static_shape(name, probe)
+            vi = infos[name]
+            dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            feeds[name] = np.zeros([0 if x != y else x for x, y in zip(a, b, strict=True)], dtype)
+        else:
+            return False  # content that the evaluation at size 0 would have to guess
+        inputs.append(tensor_value_info(name, feeds[name]))
+    graph = helper.make_graph(
+        list(other.node), "else", inputs, list(other.output), list(other.initializer)
+    )
+    try:
+        model = helper.make_model(graph, opset_imports=list(opset_import))
+        got = ReferenceEvaluator(model).run(None, feeds)
+    except Exception:
+        return False
+    want = [empty[o.name] for o in then.output]
+    return all(
+        np.asarray(g).shape == w.shape and np.asarray(g).dtype == w.dtype
+        for g, w in zip(got, want, strict=True)
+    )
+
+
 def _clamps_a_sample(n, consts, infos, probe) -> bool:
     if len(n.input) < 3 or n.input[2] not in consts or n.input[0] in consts:
         return False
@@ -224,6 +327,9 @@ def infer_and_fold(
         clamped = False
         if probe is not None and pinned:  # slices that stop short of a data-dependent size
             nodes, clamped = _runtime_slice_ends(nodes, consts, infos, probe)
+            nodes, guards = _inline_empty_guards(nodes, consts, infos, probe, proto.opset_import)
+            folded.extend(guards)
+            clamped |= bool(guards)
         new_hints = rules.run("window_slice_hints", {}, nodes, consts, infos, hints)
         new_hints.update(ml_output_hints(nodes, consts, infos, hints))  # onnx leaves them unknown
         new_hints.update(
