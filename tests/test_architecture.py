@@ -36,22 +36,16 @@ LAZY_OK = ("onnxruntime", "ai_edge_litert", "onnx.reference")
 
 # ---- Knots still to untie; each entry names who unties it. Tightened to what the tree still
 # needs after issue 20's helpers landed; the lead removes the rest. ----
-H3_4 = "issue 20 item 4 (H3: gpu_friendly / gpu_check)"
 ML = "ai.onnx.ml work that landed during issue 20 (not an issue-20 item): lead"
 
 # (importer, imported) edges excused from the layer order and from the circle check (fnmatch
 # patterns, so a module being split keeps its entry).
 KNOT_EDGES: dict[tuple[str, str], str] = {}
 # (importer, imported) package imports inside functions.
-FUNCTION_LEVEL_KNOTS = {
-    ("frontend.checks", "frontend.zipmap"): ML,
-    ("lowering.ml_common", "layout"): ML,
-    ("lowering.ml_trees", "lowering.compose"): ML,
-}
+FUNCTION_LEVEL_KNOTS: dict[tuple[str, str], str] = {}
 # (importer, third-party module) imported inside a function without being optional.
 LAZY_KNOTS: dict[tuple[str, str], str] = {}
 SIZE_KNOTS = {
-    "gpu_friendly": H3_4,  # 843 lines at the time of writing
     "lowering.ml_trees": ML,  # tree ensembles, 985 lines
 }
 

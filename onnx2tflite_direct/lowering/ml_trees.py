@@ -45,7 +45,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
-from .compose import binary, concat, const, op, reduce, select, unary
+from .compose import binary, concat, const, op, reduce, select, split_v, unary
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
@@ -623,8 +623,6 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
 
 
 def _split_cols(ctx, s, sizes, level):
-    from .compose import split_v
-
     return split_v(ctx, s, sizes, 1, f"part{level}_")
 
 
