@@ -370,7 +370,7 @@ def test_argmax_reduces_over_the_last_stored_axis(dtype, axis, keepdims, last):
     ],
 )
 def test_argmax_slow_paths_are_noted(monkeypatch, dtype, last, expected):
-    from onnx2tflite_direct.context import LoweringContext
+    from onnx2tflite_direct.driver import LoweringContext
 
     seen: list[str] = []
     monkeypatch.setattr(LoweringContext, "note", lambda self, text: seen.append(text), False)
