@@ -1,0 +1,70 @@
+"""Run-time shape targets of a dynamic-shape model become prepare-time shapes
+(onnx2tflite_direct/static_shapes.py): torch.onnx's repeat_kv pattern (Shape -> Gather ->
+Concat -> Expand / Reshape over a tensor with a dynamic past axis) converts to RESHAPEs with
+constant targets and a MUL by ones, the shape arithmetic dropped, and still matches
+onnxruntime at every past length."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from ai_edge_litert.interpreter import Interpreter
+from harness import convert, make_model
+from onnx import helper
+
+
+def _repeat_kv_model(dtype=np.float32):
+    """x [1, 2, past, 8] -> the heads repeated twice [1, 4, past, 8] (Expand of an Unsqueeze,
+    then Reshape), every target computed from Shape(x) as torch.onnx writes it, plus a
+    Where(Equal(target, -1), 1, target) guard on the Expand target."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"])]
+    for i in range(4):
+        nodes += [
+            helper.make_node("Gather", ["s", f"i{i}"], [f"d{i}"], axis=0),
+            helper.make_node("Unsqueeze", [f"d{i}", "ax0"], [f"u{i}"]),
+        ]
+    nodes += [
+        helper.make_node("Unsqueeze", ["x", "ax2"], ["x5"]),
+        helper.make_node("Concat", ["u0", "u1", "two", "u2", "u3"], ["t5"], axis=0),
+        helper.make_node("Equal", ["t5", "minus1"], ["eq"]),
+        helper.make_node("Where", ["eq", "ones5", "t5"], ["t5g"]),
+        helper.make_node("Expand", ["x5", "t5g"], ["e"]),
+        helper.make_node("Mul", ["u1", "two"], ["heads"]),
+        helper.make_node("Concat", ["u0", "heads", "u2", "u3"], ["t4"], axis=0),
+        helper.make_node("Reshape", ["e", "t4"], ["r"]),
+        helper.make_node("Mul", ["r", "scale"], ["y"]),
+    ]
+    inits = {f"i{i}": np.array(i, np.int64) for i in range(4)}
+    inits.update(
+        ax0=np.array([0], np.int64),
+        ax2=np.array([2], np.int64),
+        two=np.array([2], np.int64),
+        minus1=np.array([-1], np.int64),
+        ones5=np.ones(5, np.int64),
+        scale=np.arange(1, 5, dtype=dtype).reshape(1, 4, 1, 1),
+    )
+    return make_model(
+        nodes,
+        inputs=[("x", dtype, (1, 2, "past", 8))],
+        outputs=[("y", dtype, (1, 4, "past", 8))],
+        initializers=inits,
+    )
+
+
+def test_repeat_kv_targets_are_static_and_match_onnxruntime():
+    model = _repeat_kv_model()
+    res = convert(model)
+    interp = Interpreter(model_content=bytes(res.tflite_bytes))
+    runner = interp.get_signature_runner("serving_default")
+    ops = {o["op_name"] for o in interp._get_ops_details()}
+    # no shape arithmetic left, and nothing whose output shape waits for run-time values
+    assert not ops & {"SHAPE", "GATHER", "CONCATENATION", "BROADCAST_TO", "SELECT_V2"}, ops
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(23)
+    for past in (1, 5, 129, 64):
+        x = rng.standard_normal((1, 2, past, 8)).astype(np.float32)
+        x[0, 0, 0, :3] = (-0.0, np.inf, np.nan)
+        got = runner(x=x)["y"]
+        want = sess.run(None, {"x": x})[0]
+        assert got.shape == (1, 4, past, 8)
+        np.testing.assert_array_equal(got, want)  # copies and a multiply by 1..4: exact
