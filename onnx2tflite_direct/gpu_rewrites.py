@@ -123,33 +123,56 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return runs
 
 
-def _gather_to_slices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
-    """GATHER by constant in-range indices -> a forward STRIDED_SLICE or SLICE runs, the first
-    of them the GPU rules take whole."""
+def _constant_gather(op: tfl.Operator) -> tuple[tfl.Tensor, tfl.Tensor, tfl.Tensor] | None:
+    """(data, indices, output) of a GATHER by constant indices without batch dims between
+    static shapes (what the GATHER rewrites below start from), else None."""
     if op.opcode != "GATHER" or len(op.inputs) < 2:
         return None
-    data, idx = op.inputs[0], op.inputs[1]
-    out = op.outputs[0]
+    data, idx, out = op.inputs[0], op.inputs[1], op.outputs[0]
     if (
         idx is None
         or idx.data is None
-        or data.data is not None
         or op.options.get("batch_dims", 0) not in (0, None)
         or not static(data, out)
+    ):
+        return None
+    return data, idx, out
+
+
+def _gather_axis_shape(op, data, out, flat: np.ndarray) -> tuple[int, tuple] | None:
+    """(axis, shape gathered along it) for the flat constant indices ``flat`` of GATHER ``op``,
+    or None when an index is out of range (a runtime error for GATHER: leave it to say so) or
+    the output holds another element count."""
+    axis = int(op.options.get("axis", 0) or 0)
+    axis = axis + data.rank if axis < 0 else axis
+    n = data.shape[axis]
+    if flat.size == 0 or flat.min() < -n or flat.max() >= n:
+        return None
+    gathered = data.shape[:axis] + (flat.size,) + data.shape[axis + 1 :]
+    if int(np.prod(gathered)) != int(np.prod(out.shape)):
+        return None
+    return axis, gathered
+
+
+def _gather_to_slices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """GATHER by constant in-range indices -> a forward STRIDED_SLICE or SLICE runs, the first
+    of them the GPU rules take whole."""
+    found = _constant_gather(op)
+    if found is None:
+        return None
+    data, idx, out = found
+    if (
+        data.data is not None
         or not 1 <= data.rank <= MAX_GPU_RANK
         or out.rank == 0  # a scalar result needs SQUEEZE, which the delegate lacks
     ):
         return None
-    axis = int(op.options.get("axis", 0) or 0)
-    axis = axis + data.rank if axis < 0 else axis
-    n = data.shape[axis]
     flat = idx.data.astype(np.int64).reshape(-1)
-    flat = np.where(flat < 0, flat + n, flat)
-    if flat.size == 0 or flat.min() < 0 or flat.max() >= n:
-        return None  # out-of-range indices are a runtime error for GATHER: leave it to say so
-    gathered = data.shape[:axis] + (flat.size,) + data.shape[axis + 1 :]
-    if int(np.prod(gathered)) != int(np.prod(out.shape)):
+    planned = _gather_axis_shape(op, data, out, flat)
+    if planned is None:
         return None
+    axis, gathered = planned
+    flat = np.where(flat < 0, flat + data.shape[axis], flat)
     joined = (
         out
         if tuple(out.shape) == gathered
@@ -413,27 +436,15 @@ def _slice_rank_lift(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
 def _gather_flat_indices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """GATHER by N-D constant indices (the GPU takes 1-D ones) -> GATHER by the flattened
     indices, then a RESHAPE to the N-D result (torch dynamo's ``as_strided`` pooling)."""
-    if op.opcode != "GATHER" or len(op.inputs) < 2:
+    found = _constant_gather(op)
+    if found is None or found[1].rank == 1:
         return None
-    data, idx = op.inputs[0], op.inputs[1]
-    out = op.outputs[0]
-    if (
-        idx is None
-        or idx.data is None
-        or idx.rank == 1
-        or op.options.get("batch_dims", 0) not in (0, None)
-        or not static(data, out)
-    ):
-        return None
-    axis = int(op.options.get("axis", 0) or 0)
-    axis = axis + data.rank if axis < 0 else axis
+    data, idx, out = found
     flat = np.ascontiguousarray(idx.data.reshape(-1)).astype(np.int32)
-    n = data.shape[axis]
-    if flat.size == 0 or flat.min() < -n or flat.max() >= n:
-        return None  # out-of-range indices are a runtime error for GATHER: leave it to say so
-    gathered = data.shape[:axis] + (flat.size,) + data.shape[axis + 1 :]
-    if int(np.prod(gathered)) != int(np.prod(out.shape)):
+    planned = _gather_axis_shape(op, data, out, flat)
+    if planned is None:
         return None
+    axis, gathered = planned
     flat_t = ed.const(f"{idx.name}/flat", flat)
     joined = ed.temp(f"{out.name}/flat", out.dtype, gathered)
     gather = ed.op("GATHER", [data, flat_t], [joined], op, axis=axis, batch_dims=0)
