@@ -59,10 +59,8 @@ def _inits():
     }
 
 
-@pytest.mark.parametrize("cond", [True, False])
-def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
-    """The If output is declared [batch, None]; each branch computes [2, 12]. Downstream
-    Tanh and the graph output then have static shapes."""
+def _reshape_if_model():
+    """If(c) over the two reshape branches (Add / Div), declared [batch, None], then Tanh."""
     node = h.make_node(
         "If",
         ["c"],
@@ -70,12 +68,19 @@ def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
         then_branch=_reshape_branch("then", "Add"),
         else_branch=_reshape_branch("else", "Div"),
     )
-    model = make_model(
+    return make_model(
         [node, h.make_node("Tanh", ["o"], ["z"])],
         [("c", np.bool_, []), ("x", np.float32, [2, 3, 4]), ("y", np.float32, [2, 3, 4])],
         [("z", np.float32, ["batch", None])],
         initializers=_inits(),
     )
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
+    """The If output is declared [batch, None]; each branch computes [2, 12]. Downstream
+    Tanh and the graph output then have static shapes."""
+    model = _reshape_if_model()
     res = check_conversion(model, feeds=_feeds(cond))
     assert res.ops["IF"] == 1
     assert {"rule": "control_flow_shapes", "matched": 1, "nodes": []} in res.report["rewrites"]
@@ -83,19 +88,7 @@ def test_if_output_shape_from_branches_feeds_downstream_nodes(cond):
 
 def test_control_flow_shapes_rule_can_be_disabled():
     """--disable-rewrite control_flow_shapes leaves the If output unknown: refused, by name."""
-    node = h.make_node(
-        "If",
-        ["c"],
-        ["o"],
-        then_branch=_reshape_branch("then", "Add"),
-        else_branch=_reshape_branch("else", "Div"),
-    )
-    model = make_model(
-        [node, h.make_node("Tanh", ["o"], ["z"])],
-        [("c", np.bool_, []), ("x", np.float32, [2, 3, 4]), ("y", np.float32, [2, 3, 4])],
-        [("z", np.float32, ["batch", None])],
-        initializers=_inits(),
-    )
+    model = _reshape_if_model()
     err = expect_refusal(
         model, "dynamic_shape_unsupported", disable_rewrites=("control_flow_shapes",)
     )
