@@ -149,11 +149,24 @@ def labels_from_index(ctx, idx, table: np.ndarray, index: int):
             axis=0,
             batch_dims=0,
         )
+    set_output(ctx, lab, index)
+
+
+def set_output(ctx, t, index: int = 0):
+    """Output ``index`` of the node is ``t``: the same tensor when the shapes agree (no copy),
+    else ``t`` reshaped to the ONNX output shape (the lowerings compute on [N, K] rows)."""
     shape = ctx.out_shape(index)
-    if tuple(lab.shape) == tuple(shape):
-        ctx.alias_output(index, lab, L.identity(len(shape)))
+    if tuple(t.shape) == tuple(shape):
+        ctx.alias_output(index, t, L.identity(len(shape)))
     else:
-        ctx.driver.reshape(lab, ctx.output(index))
+        ctx.driver.reshape(t, ctx.output(index))
+
+
+def argmax_rows(ctx, scores, hint: str = "argmax"):
+    """int32 ``[N]``: the column of each row's largest score (the first one on ties)."""
+    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
+    n = scores.shape[0]
+    return op(ctx, "ARG_MAX", [scores, axis], (n,), np.int32, hint, output_type="INT32")
 
 
 def index_where(ctx, cond, hint: str = "index"):

@@ -24,13 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 from .compose import binary, concat, const, op, reduce, select, unary
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
+    argmax_rows,
     as_rows,
     as_text,
     float_input,
@@ -39,19 +39,11 @@ from .ml_common import (
     labels_from_index,
     post_transform,
     probit,
+    set_output,
 )
 
 INPUT_DTYPES = ("float32", "int32", "int64")
 KERNELS = ("LINEAR", "POLY", "RBF", "SIGMOID")
-
-
-def _out(ctx, t, index: int):
-    """Output ``index`` is ``t`` (reshaped to the ONNX output shape when it differs)."""
-    shape = ctx.out_shape(index)
-    if tuple(t.shape) == tuple(shape):
-        ctx.alias_output(index, t, L.identity(len(shape)))
-    else:
-        ctx.driver.reshape(t, ctx.output(index))
 
 
 def _used(ctx, i: int) -> bool:
@@ -75,13 +67,6 @@ def fully_connected(ctx, x, weights: np.ndarray, bias: np.ndarray | None, hint="
         hint,
         fused_activation_function="NONE",
         keep_num_dims=False,
-    )
-
-
-def _argmax(ctx, scores, hint="argmax"):
-    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
-    return op(
-        ctx, "ARG_MAX", [scores, axis], (scores.shape[0],), np.int32, hint, output_type="INT32"
     )
 
 
@@ -153,14 +138,14 @@ def lower_linear_classifier(ctx):
                     s = op(ctx, "LOGISTIC", [s], s.shape, np.float32, "sigmoid")
                 one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
                 s = concat(ctx, [one_minus, s], 1, "z")
-            _out(ctx, s, 1)
+            set_output(ctx, s, 1)
         return
     if _used(ctx, 0):
         if len(labels) < k:
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{len(labels)} labels for {k} scores")
-        labels_from_index(ctx, _argmax(ctx, scores), labels[:k], 0)
+        labels_from_index(ctx, argmax_rows(ctx, scores), labels[:k], 0)
     if _used(ctx, 1):
-        _out(ctx, post_transform(ctx, scores, tr), 1)
+        set_output(ctx, post_transform(ctx, scores, tr), 1)
     del n
 
 
@@ -202,7 +187,7 @@ def lower_linear_regressor(ctx):
             ctx.note(f"post_transform={tr} with one target: onnxruntime skips it, and so do we")
     else:
         y = post_transform(ctx, y, tr)
-    _out(ctx, y, 0)
+    set_output(ctx, y, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +265,7 @@ def lower_svm_regressor(ctx):
     if int(a.get("one_class", 0) or 0):
         pos = binary(ctx, "GREATER", y, const(ctx, 0.0), "pos", dtype=np.bool_)
         y = select(ctx, pos, const(ctx, 1.0), const(ctx, -1.0), "one_class")
-    _out(ctx, y, 0)
+    set_output(ctx, y, 0)
 
 
 def _svc_check(node, graph):
@@ -327,7 +312,7 @@ def lower_svm_classifier(ctx):
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "coefficients / rho sizes (linear mode)")
         scores = fully_connected(ctx, x, coef.reshape(c, f), np.full(c, rho[0]), "scores")
         if _used(ctx, 0):
-            idx = _argmax(ctx, scores)
+            idx = argmax_rows(ctx, scores)
             if c == 2:  # ChooseClass: the max score decides with the weight-sign rule
                 top = reduce(ctx, "REDUCE_MAX", scores, [1], False, "top")
                 cut, strict = (0.5, False) if all_positive else (0.0, True)
@@ -343,7 +328,7 @@ def lower_svm_classifier(ctx):
                 idx = select(ctx, win, second, idx, "choice")
             labels_from_index(ctx, idx, labels, 0)
         if _used(ctx, 1):
-            _out(ctx, post_transform(ctx, scores, tr), 1)
+            set_output(ctx, post_transform(ctx, scores, tr), 1)
         return
     # support-vector mode: pairwise decision values
     if len(per_class) != c:
@@ -378,7 +363,7 @@ def lower_svm_classifier(ctx):
             vote_j[p, j] = 1
         # votes = positive @ (vote_i - vote_j) + sum(vote_j)
         votes = fully_connected(ctx, positive, (vote_i - vote_j).T, vote_j.sum(axis=0), "votes")
-        idx = _argmax(ctx, votes)
+        idx = argmax_rows(ctx, votes)
         labels_from_index(ctx, idx, labels, 0)  # ChooseClass with max_weight 0: maxclass
     prob_a = np.asarray(a.get("prob_a") or [], np.float32)
     if _used(ctx, 1) and prob_a.size:
@@ -392,23 +377,23 @@ def lower_svm_classifier(ctx):
             "iterations with its per-row stopping rule (it stops within 5 on typical inputs)"
         )
         probs = pairwise_coupling(ctx, dec, prob_a[: len(pairs)], prob_b[: len(pairs)], c, pairs)
-        _out(ctx, post_transform(ctx, probs, tr), 1)
+        set_output(ctx, post_transform(ctx, probs, tr), 1)
     elif _used(ctx, 1):
         if c > 2:
-            _out(ctx, post_transform(ctx, dec, tr), 1)
+            set_output(ctx, post_transform(ctx, dec, tr), 1)
         elif tr == "PROBIT":
             ctx.refuse(
                 errors.UNSUPPORTED_ATTRIBUTE_VALUE,
                 "two classes with post_transform=PROBIT: onnxruntime fills one of two columns",
             )
         elif tr == "NONE":
-            _out(ctx, concat(ctx, [unary(ctx, "NEG", dec, "neg"), dec], 1, "z"), 1)
+            set_output(ctx, concat(ctx, [unary(ctx, "NEG", dec, "neg"), dec], 1, "z"), 1)
         else:  # [1 - s, s]; LOGISTIC first squashes s (as onnxruntime)
             s = dec
             if tr == "LOGISTIC":
                 s = op(ctx, "LOGISTIC", [dec], dec.shape, np.float32, "sigmoid")
             one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
-            _out(ctx, concat(ctx, [one_minus, s], 1, "z"), 1)
+            set_output(ctx, concat(ctx, [one_minus, s], 1, "z"), 1)
     del n
 
 

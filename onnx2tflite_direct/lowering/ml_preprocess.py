@@ -14,21 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
-from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 from .compose import binary, concat, const, op, reduce, select, unary
-from .ml_common import ML_DOMAIN, as_rows, as_text, float_input
+from .ml_common import ML_DOMAIN, as_rows, as_text, float_input, set_output
 
 NUMERIC_IN = ("float32", "int32", "int64")
-
-
-def _out(ctx, t, index: int = 0):
-    shape = ctx.out_shape(index)
-    if tuple(t.shape) == tuple(shape):
-        ctx.alias_output(index, t, L.identity(len(shape)))
-    else:
-        ctx.driver.reshape(t, ctx.output(index))
 
 
 def _per_column(values, columns: int, name: str, ctx) -> np.ndarray:
@@ -60,7 +51,7 @@ def lower_scaler(ctx):
         y = binary(ctx, "SUB", y, const(ctx, offset), "centered")
     if np.any(scale != 1) or y is x:
         y = binary(ctx, "MUL", y, const(ctx, scale), "scaled")
-    _out(ctx, y)
+    set_output(ctx, y)
 
 
 @lowering(
@@ -88,7 +79,7 @@ def lower_normalizer(ctx):
     d = select(ctx, nonzero, d, const(ctx, 1.0), "safe")
     if norm == "L2":
         d = unary(ctx, "SQRT", d, "l2")
-    _out(ctx, binary(ctx, "DIV", x, d, "normalized"))
+    set_output(ctx, binary(ctx, "DIV", x, d, "normalized"))
 
 
 @lowering(
@@ -106,7 +97,7 @@ def lower_binarizer(ctx):
     y = select(ctx, above, const(ctx, 1.0), const(ctx, 0.0), "binary")
     if np.dtype(x.dtype) != np.float32:
         y = op(ctx, "CAST", [y], y.shape, x.dtype, "cast")
-    _out(ctx, y)
+    set_output(ctx, y)
 
 
 @lowering(
@@ -137,7 +128,7 @@ def lower_imputer(ctx):
         replaced = np.int64(ctx.attr("replaced_value_int64", 0) or 0)
         hit = binary(ctx, "EQUAL", x, const(ctx, replaced, np.int64), "hit", dtype=np.bool_)
         fill = const(ctx, imputed, np.int64)
-    _out(ctx, select(ctx, hit, fill, x, "imputed"))
+    set_output(ctx, select(ctx, hit, fill, x, "imputed"))
 
 
 def _afe_check(node, graph):
@@ -177,7 +168,7 @@ def lower_array_feature_extractor(ctx):
     axis = len(x.shape) - 1
     shape = tuple(x.shape[:-1]) + (idx.shape[0],)
     y = op(ctx, "GATHER", [x, idx], shape, x.dtype, "features", axis=axis, batch_dims=0)
-    _out(ctx, y)
+    set_output(ctx, y)
 
 
 @lowering(
@@ -225,7 +216,7 @@ def lower_feature_vectorizer(ctx):
             pads = const(ctx, np.array([[0, 0], [0, d - c]], np.int32), np.int32, "pads")
             x = op(ctx, "PAD", [x, pads], (rows, d), np.float32, f"pad{i}")
         parts.append(x)
-    _out(ctx, parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "features"))
+    set_output(ctx, parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "features"))
 
 
 def _onehot_check(node, graph):
@@ -268,7 +259,7 @@ def lower_one_hot_encoder(ctx):
         y = binary(ctx, "MUL", y, const(ctx, keep), "dedup")
     if not int(ctx.attr("zeros", 1)):
         ctx.note("zeros=0: an unknown category gives an all-zero row (onnxruntime fails the run)")
-    _out(ctx, y)
+    set_output(ctx, y)
 
 
 def _label_encoder_attrs(attrs):
@@ -400,7 +391,7 @@ def lower_label_encoder(ctx):
             default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
     keep = "last" if ctx.attr("classes_strings") is not None else "first"
     keys, values = unique_keys(keys, values, keep)
-    _out(ctx, lookup(ctx, x, keys, values, default))
+    set_output(ctx, lookup(ctx, x, keys, values, default))
 
 
 def _category_mapper_check(node, graph):
@@ -429,4 +420,4 @@ def lower_category_mapper(ctx):
     else:
         default = np.array([str(ctx.attr("default_string", "_Unused"))], dtype=object)
         y = lookup(ctx, x, *unique_keys(ints, strings, "last"), default)
-    _out(ctx, y)
+    set_output(ctx, y)

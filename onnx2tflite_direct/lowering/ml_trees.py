@@ -42,13 +42,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import errors
-from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 from .compose import binary, concat, const, op, reduce, select, split_v, unary
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
+    argmax_rows,
     as_rows,
     as_text,
     float_input,
@@ -58,6 +58,7 @@ from .ml_common import (
     logistic,
     post_transform,
     probit,
+    set_output,
 )
 
 MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
@@ -749,7 +750,7 @@ def _emit_regression(ctx, forest: Forest, out_index: int = 0):
             scores = binary(ctx, "ADD", scores, const(ctx, base), "base")
             scores = mask_unscored(ctx, scores, presence, has_t)
         scores = post_transform(ctx, scores, forest.transform)
-    _to_out(ctx, scores, out_index)
+    set_output(ctx, scores, out_index)
 
 
 @lowering(
@@ -803,21 +804,6 @@ def _classifier_check(node, graph):
     if label_table(node.attrs, "classlabels_int64s") is None:
         return "unsupported_attribute_value: no classlabels_int64s / classlabels_strings"
     return None
-
-
-def _argmax(ctx, scores):
-    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
-    n = scores.shape[0]
-    return op(ctx, "ARG_MAX", [scores, axis], (n,), np.int32, "argmax", output_type="INT32")
-
-
-def _to_out(ctx, t, index: int):
-    """Output ``index`` of the node is ``t`` (reshaped to the ONNX output shape if needed)."""
-    shape = ctx.out_shape(index)
-    if tuple(t.shape) == tuple(shape):
-        ctx.alias_output(index, t, L.identity(len(shape)))
-    else:
-        ctx.driver.reshape(t, ctx.output(index))
 
 
 def _full(ctx, t, n):
@@ -898,9 +884,9 @@ def lower_tree_classifier(ctx):
                     scored = binary(ctx, "LOGICAL_OR", scored, const(ctx, covered, np.bool_))
                 lowest = const(ctx, np.float32(-np.finfo(np.float32).max))
                 ranked = select(ctx, scored, scores, lowest, "ranked")
-            labels_from_index(ctx, _argmax(ctx, ranked), labels, y_out)
+            labels_from_index(ctx, argmax_rows(ctx, ranked), labels, y_out)
         if z_out is not None:
-            _to_out(ctx, post_transform(ctx, scores, forest.transform), z_out)
+            set_output(ctx, post_transform(ctx, scores, forest.transform), z_out)
         return
     _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_out)
 
@@ -965,7 +951,7 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
     if two:
         z1 = p1 if h1 else zero
         z = concat(ctx, [_full(ctx, z0, n), _full(ctx, z1, n)], 1, "z")
-        _to_out(ctx, post_transform(ctx, z, tr), z_out)
+        set_output(ctx, post_transform(ctx, z, tr), z_out)
         return
     s = _full(ctx, z0, n)  # one score: the second column is derived
     if tr == "PROBIT" or add_rule == "-1":
@@ -985,4 +971,4 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
         )
     else:  # mixed weights (2 / 3): [-s, s] whichever class wins
         z = concat(ctx, [unary(ctx, "NEG", s, "ns"), s], 1, "z")
-    _to_out(ctx, z, z_out)
+    set_output(ctx, z, z_out)
