@@ -4,11 +4,16 @@ A decoder with its KV cache as I/O (examples/generate.py: the built-in GPT-2-sty
 ``--model`` an export such as ``examples/generate.py --export-hf llama``) is converted with
 ``prefill`` and ``decode`` signatures. The cache is filled by a prefill of ``--past`` tokens
 (the same cache for both runtimes), then one decode step (one token, past ``--past``) is
-timed: median of ``--runs`` after ``--warmup``, at 1 thread (LiteRT with XNNPACK,
-``num_threads=1``; onnxruntime ``intra_op_num_threads=1``, sequential). The outputs of the
-timed step are compared first (max abs error <= 1e-4 * max(1, max|expected|)).
+timed: median of ``--runs`` after ``--warmup``, the two runtimes alternating step by step
+(paired timing), at 1 thread (LiteRT with XNNPACK, ``num_threads=1``; onnxruntime
+``intra_op_num_threads=1``, sequential). The outputs of the timed step are compared first
+(max abs error <= 1e-4 * max(1, max|expected|)).
 
     PYTHONPATH=. python benchmarks/bench_decode.py [--model dec.onnx] [--past 128]
+
+A second timing alternates past P and P+1 (the decode step's own cache), as generation grows
+the cache one token a step: each LiteRT call then resizes its inputs and re-prepares the
+graph (``growing_*`` keys).
 
 Writes ``benchmarks/results/decode.json`` (one entry per model label) and prints a line.
 """
@@ -42,15 +47,19 @@ def _generate_module():
     return module
 
 
-def median_ms(run, warmup: int, runs: int) -> float:
+def paired_median_ms(a, b, warmup: int, runs: int) -> tuple[float, float]:
+    """Median ms of ``a`` and of ``b``, timed alternately (a, b, a, b, ...): on a shared
+    machine a slow spell then slows both sides alike instead of only the one timed second."""
     for _ in range(warmup):
-        run()
-    times = []
+        a()
+        b()
+    times: tuple[list, list] = ([], [])
     for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for run, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            run()
+            out.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1])
 
 
 def main(argv=None) -> int:
@@ -58,8 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="a decoder export (default: the built-in one)")
     parser.add_argument("--label", help="result key (default: the model file's stem)")
     parser.add_argument("--past", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args(argv)
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
@@ -88,13 +97,32 @@ def main(argv=None) -> int:
         if err > 1e-4 * max(1.0, float(np.abs(want).max())):
             print(f"{label}: {name} differs from onnxruntime by {err}")
             return 1
-    litert_ms = median_ms(lambda: decode(**feeds), args.warmup, args.runs)
-    ort_ms = median_ms(lambda: sess.run(None, feeds), args.warmup, args.runs)
+    litert_ms, ort_ms = paired_median_ms(
+        lambda: decode(**feeds), lambda: sess.run(None, feeds), args.warmup, args.runs
+    )
+    # As in generation, where the cache grows by one every step: past P and P+1 alternate, so
+    # every LiteRT call resizes the inputs and re-prepares the graph (AllocateTensors).
+    grown = gen._feeds(inputs, np.array([[9]], np.int64), gen._next_past(ours))
+    both, turn = (feeds, grown), [0]
+
+    def alternate(run):
+        turn[0] ^= 1
+        return run(both[turn[0]])
+
+    litert_grow, ort_grow = paired_median_ms(
+        lambda: alternate(lambda f: decode(**f)),
+        lambda: alternate(lambda f: sess.run(None, f)),
+        args.warmup,
+        args.runs,
+    )
     entry = {
         "past": args.past,
         "litert_ms": round(litert_ms, 3),
         "onnxruntime_ms": round(ort_ms, 3),
         "ratio": round(litert_ms / ort_ms, 3),
+        "growing_litert_ms": round(litert_grow, 3),
+        "growing_onnxruntime_ms": round(ort_grow, 3),
+        "growing_ratio": round(litert_grow / ort_grow, 3),
         "file_bytes": len(res.tflite_bytes),
         "machine": platform.machine(),
     }
@@ -103,7 +131,9 @@ def main(argv=None) -> int:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"{label}: decode step at past {args.past}, 1 thread: LiteRT {litert_ms:.3f} ms, "
-        f"onnxruntime {ort_ms:.3f} ms ({entry['ratio']}x)"
+        f"onnxruntime {ort_ms:.3f} ms ({entry['ratio']}x); past growing (a resize every "
+        f"step): LiteRT {litert_grow:.3f} ms, onnxruntime {ort_grow:.3f} ms "
+        f"({entry['growing_ratio']}x)"
     )
     return 0
 
