@@ -49,6 +49,7 @@ from .static_shapes import keep_static
 from .tfl_edit import Editor
 
 BATCH_SAMPLES = (2, 3)
+PIN_HINT = "pin the dims with --input-shape NAME:d0,d1,... (or the batch with --batch-size N)"
 SIZE_SAMPLES = (64, 96)
 # Key prefix of a sample pin on a data-dependent *output* (NonZero, Compress) among the input
 # shape pins: the front end gives that output the pinned shape instead of an unknown one.
@@ -207,16 +208,105 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
     try:
         while True:
             try:
-                return _lower_and_compare(signal, lower)
+                return _with_sample_retries(signal, lower)
             except DynamicShapeModel as more:  # data-dependent sizes after the pinned ones
                 if not signal.merge(more):
                     _refuse(f"the data-dependent sizes {more} are found again")
     except _Inexpressible as err:
         raise UnsupportedError(
             errors.DYNAMIC_SHAPE_UNSUPPORTED,
-            f"dynamic shape ({_describe(symbols)}): {err}; pin the dims with "
-            "--input-shape NAME:d0,d1,... (or the batch with --batch-size N)",
+            f"dynamic shape ({_describe(symbols)}): {err}; {PIN_HINT}",
         ) from None
+
+
+# Sample retries. A model may reject the first sample sizes without its dims being fixed: an
+# audio front end needs a window's worth of samples (a slice past 64 is empty), and inputs
+# whose unnamed dims must agree (two batch dims concatenated) reject different values. The
+# sizes are then tried with the batch symbols merged, and larger (a step of 64 keeps them
+# multiples of 32 for strided backbones and inside the narrow range a one-frame model takes).
+SIZE_RETRY_SAMPLES = ((512, 576), (2048, 2112))
+# Refusals a sample size can cause (an empty slice or fill, a shape inference error).
+_SIZE_SENSITIVE = (errors.UNSUPPORTED_ATTRIBUTE_VALUE, errors.EMPTY_TENSOR_UNSUPPORTED)
+
+
+class _SampleRejected(Exception):  # noqa: N818 - internal: retry at other sample sizes
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
+    """The first sample plan the model accepts (see ``SIZE_RETRY_SAMPLES``); ``signal`` is
+    updated to it (the report lists the samples used). When none works, the error of the
+    first plan whose samples were accepted is raised, else the declared samples' error."""
+    first, accepted = None, None
+    for plan in _sample_plans(signal):
+        try:
+            result = _lower_and_compare(plan, lower)
+        except _SampleRejected as rejected:
+            first = first or rejected
+            continue
+        except (_Inexpressible, UnsupportedError) as err:
+            if first is None:
+                raise  # the declared samples were accepted: this is the answer
+            accepted = accepted or err  # samples accepted, graphs not comparable
+            continue
+        if plan is not signal:
+            signal.symbols[:] = plan.symbols
+            signal.input_dims.clear()
+            signal.input_dims.update(plan.input_dims)
+        return result
+    if accepted is None and isinstance(first.error, errors.ConversionError):
+        raise first.error.reworded(
+            f"{first.error.message} (at every sample size tried for the dynamic dims "
+            f"{_describe(signal.symbols)}); {PIN_HINT}"
+        )
+    raise accepted or first.error
+
+
+def _sample_plans(signal: DynamicShapeModel):
+    """The declared samples; then the batch symbols merged into one; then each size symbol
+    alone, and all of them, at each of ``SIZE_RETRY_SAMPLES``."""
+    yield signal
+    merged = _merged(signal)
+    if merged is not None:
+        yield merged
+    sizes = [s.name for s in signal.symbols if _scalable(s)]
+    groups = [{name} for name in sizes] + ([set(sizes)] if len(sizes) > 1 else [])
+    for samples in SIZE_RETRY_SAMPLES:
+        for group in groups:
+            yield _resampled(merged or signal, samples, group)
+
+
+def _scalable(s: Symbol) -> bool:
+    return not s.data_dependent and s.samples != BATCH_SAMPLES
+
+
+def _merged(signal: DynamicShapeModel) -> DynamicShapeModel | None:
+    """The batch symbols (leading dims only) as one symbol named by the first; None when
+    there are fewer than two."""
+    group = [s for s in signal.symbols if not s.data_dependent and s.samples == BATCH_SAMPLES]
+    if len(group) < 2:
+        return None
+    rename = {t.name: group[0].name for t in group}
+    places = tuple(p for t in group for p in t.occurrences)
+    symbols = [
+        Symbol(s.name, places, s.samples) if s is group[0] else s
+        for s in signal.symbols
+        if s.name not in rename or s is group[0]
+    ]
+    dims = {
+        k: [rename.get(d, d) if isinstance(d, str) else d for d in v]
+        for k, v in signal.input_dims.items()
+    }
+    return DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+
+
+def _resampled(signal: DynamicShapeModel, samples: tuple[int, int], names: set[str]):
+    symbols = [
+        Symbol(s.name, s.occurrences, samples) if s.name in names else s for s in signal.symbols
+    ]
+    return DynamicShapeModel(symbols, dict(signal.input_dims), dict(signal.output_dims))
 
 
 def _lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
@@ -232,7 +322,12 @@ def _lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             if err.reason_code not in (errors.INVALID_MODEL, errors.SHAPE_INFERENCE_FAILED):
                 raise
             sizes = ", ".join(f"{k}={v}" for k, v in values.items())
-            _refuse(f"the model does not accept the sample sizes {sizes} ({err.message})")
+            message = f"the model does not accept the sample sizes {sizes} ({err.message})"
+            raise _SampleRejected(_Inexpressible(message)) from None
+        except UnsupportedError as err:
+            if err.reason_code not in _SIZE_SENSITIVE:
+                raise
+            raise _SampleRejected(err) from None
 
     base = at(base_values, bumped_values, True)
     driver, model, _ = base

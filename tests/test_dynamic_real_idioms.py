@@ -1,0 +1,140 @@
+"""Idioms from real models that the default (unpinned) conversion used to refuse, each
+reproduced with onnx.helper, converted with every unknown dim left dynamic, run at several
+run-time sizes in LiteRT and compared with onnxruntime (dynamic_shapes.py sample plans).
+
+* two inputs whose batch dims have no shared name but are concatenated, so they must agree
+  (Keras/tf2onnx word segmenters: ``unk__330`` and ``unk__331``): the batch symbols are
+  sampled as one;
+* an audio front end that drops a warm-up of samples and frames the rest with a strided
+  Conv: nothing is left at the first sample sizes (64, 96), so larger ones are tried;
+* a model that accepts no sample size keeps its refusal, naming the node and the pin flags.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from harness import expect_refusal
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx2tflite_direct import convert
+from onnx2tflite_direct import validate as V
+
+RNG = np.random.default_rng(23)
+
+
+def _model(nodes, inputs, outputs, inits):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _check_at_sizes(model, feeds_list):
+    res = convert(model)
+    sess = ort.InferenceSession(model.SerializeToString())
+    names = [o.name for o in sess.get_outputs()]
+    for feeds in feeds_list:
+        expected = dict(zip(names, sess.run(None, feeds), strict=True))
+        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
+        sizes = {k: v.shape for k, v in feeds.items()}
+        for name, want in expected.items():
+            assert np.std(want) > 1e-3, name  # not a near-constant output
+            assert actual[name].shape == want.shape, (sizes, name)
+            tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(actual[name], want, rtol=0, atol=tol, err_msg=str(sizes))
+    return res
+
+
+def concatenated_unnamed_batches():
+    """tf2onnx style: every input's batch dim is its own unnamed symbol; the features of the
+    inputs are concatenated, which only works when those batches agree."""
+    w = (RNG.standard_normal((12, 5)) * 0.3).astype(np.float32)
+    nodes = [
+        helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),
+        helper.make_node("MatMul", ["ab", "w"], ["mm"]),
+        helper.make_node("Tanh", ["mm"], ["out"]),
+    ]
+    inputs = [("a", TensorProto.FLOAT, [None, 7]), ("b", TensorProto.FLOAT, [None, 5])]
+    return _model(nodes, inputs, [("out", TensorProto.FLOAT, [None, 5])], {"w": w})
+
+
+def test_unnamed_batch_dims_that_must_agree_are_one_dynamic_dim():
+    model = concatenated_unnamed_batches()
+    sizes = [1, 2, 7]
+    feeds = [
+        {
+            "a": RNG.standard_normal((n, 7)).astype(np.float32),
+            "b": RNG.standard_normal((n, 5)).astype(np.float32),
+        }
+        for n in sizes
+    ]
+    res = _check_at_sizes(model, feeds)
+    rows = {r["name"]: r for r in res.report["io"]}
+    assert rows["a"]["shape_signature"] == [-1, 7]
+    assert rows["b"]["shape_signature"] == [-1, 5]
+    symbols = res.report["dynamic_shapes"]["symbols"]
+    assert len(symbols) == 1 and sorted(map(tuple, symbols[0]["dims"])) == [("a", 0), ("b", 0)]
+
+
+WARMUP, KERNEL, STRIDE, CHANNELS = 100, 64, 32, 6
+
+
+def audio_front_end(warmup=WARMUP):
+    """silero-VAD style: [batch, samples] audio, a warm-up dropped with Slice, frames from a
+    strided Conv1d, a magnitude and a mean over the frames; both the framed features (their
+    count follows the length) and the pooled ones are outputs."""
+    w = (RNG.standard_normal((CHANNELS, 1, KERNEL)) * 0.2).astype(np.float32)
+    inits = {
+        "w": w,
+        "starts": np.array([warmup], np.int64),
+        "ends": np.array([np.iinfo(np.int64).max], np.int64),
+        "axes": np.array([1], np.int64),
+        "one": np.array([1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Slice", ["audio", "starts", "ends", "axes"], ["tail"]),
+        helper.make_node("Unsqueeze", ["tail", "one"], ["chan"]),
+        helper.make_node("Conv", ["chan", "w"], ["frames"], strides=[STRIDE]),
+        helper.make_node("Abs", ["frames"], ["features"]),
+        helper.make_node("ReduceMean", ["features"], ["pooled"], axes=[2], keepdims=0),
+    ]
+    return _model(
+        nodes,
+        [("audio", TensorProto.FLOAT, ["batch", "samples"])],
+        [
+            ("features", TensorProto.FLOAT, ["batch", CHANNELS, None]),
+            ("pooled", TensorProto.FLOAT, ["batch", CHANNELS]),
+        ],
+        inits,
+    )
+
+
+def test_front_end_needing_long_inputs_is_sampled_at_larger_sizes():
+    shapes = [(1, 512), (2, 400), (1, 1000), (3, 2048)]
+    feeds = [{"audio": RNG.standard_normal(s).astype(np.float32)} for s in shapes]
+    res = _check_at_sizes(audio_front_end(), feeds)
+    rows = {r["name"]: r for r in res.report["io"]}
+    assert rows["audio"]["shape_signature"] == [-1, -1]
+    assert sorted(rows["features"]["shape_signature"]) == [-1, -1, CHANNELS]  # batch, frames
+    samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
+    assert min(samples["samples"]) > WARMUP + KERNEL  # the declared 64/96 gave nothing
+
+
+def test_declared_samples_are_kept_when_the_model_accepts_them():
+    """Short enough to run at 64: no retry, the documented samples are reported."""
+    model = audio_front_end(warmup=0)
+    res = convert(model)
+    samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
+    assert samples["samples"] == [64, 96]
+
+
+def test_no_sample_size_accepted_keeps_the_refusal_with_the_pin_flags():
+    err = expect_refusal(audio_front_end(warmup=5000), "unsupported_attribute_value")
+    assert err.node_name  # the operator is named
+    assert "Slice" in err.message
+    assert "input_shapes=" in err.message  # the API spells the pin flags its own way
