@@ -59,6 +59,23 @@ def emit_pad(ctx, x, stored_pads, value: float = 0.0, hint: str = "padded"):
     return out
 
 
+def emit_crop(ctx, x, begin, end, hint: str = "cropped"):
+    """``x[begin:end]`` over the stored axes with one unit-stride STRIDED_SLICE (what negative
+    pads and a center crop cut off)."""
+    out = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], hint)
+    ctx.emit(
+        "STRIDED_SLICE",
+        [
+            x,
+            ctx.const_tensor(np.array(begin, np.int32), "begin"),
+            ctx.const_tensor(np.array(end, np.int32), "end"),
+            ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
+        ],
+        [out],
+    )
+    return out
+
+
 def conv2d_options(mode: str, strides, dilations) -> dict:
     """CONV_2D / DEPTHWISE_CONV_2D options for a 2-D window (activation fused later)."""
     return dict(

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..policies import keep_rank, reshaping, same_as_input, transpose_relabel
 from ..registry import attr_in, lowering
+from .common import emit_crop
 
 ANY_TYPE = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool", "int16")
 
@@ -192,18 +193,7 @@ def _stored_crop(ctx, x, per_axis):
     shape = ctx.shape(0)
     begin = [max(0, -per_axis[a][0]) for a in lay.perm]
     end = [shape[a] - max(0, -per_axis[a][1]) for a in lay.perm]
-    out = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], "cropped")
-    ctx.emit(
-        "STRIDED_SLICE",
-        [
-            x,
-            ctx.const_tensor(np.array(begin, np.int32), "begin"),
-            ctx.const_tensor(np.array(end, np.int32), "end"),
-            ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
-        ],
-        [out],
-    )
-    return out
+    return emit_crop(ctx, x, begin, end)
 
 
 def _index_table(mode: str, size: int, before: int, after: int) -> np.ndarray:

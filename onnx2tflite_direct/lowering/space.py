@@ -14,7 +14,7 @@ import numpy as np
 
 from ..policies import channel_last, keep_rank, onnx_order
 from ..registry import attr_in, lowering
-from .common import emit_pad
+from .common import emit_crop, emit_pad
 
 # dtypes proven by tests/test_ops_space.py
 SPACE_TYPES = ("float32", "int8", "uint8")
@@ -105,18 +105,7 @@ def lower_center_crop_pad(ctx):
     if any(o < i for i, o in zip(shape_in, shape_out, strict=True)):
         begin = [(i - o) // 2 if o < i else 0 for i, o in zip(shape_in, shape_out, strict=True)]
         end = [b + min(i, o) for b, i, o in zip(begin, shape_in, shape_out, strict=True)]
-        cropped = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], "cropped")
-        ctx.emit(
-            "STRIDED_SLICE",
-            [
-                x,
-                ctx.const_tensor(np.array(begin, np.int32), "begin"),
-                ctx.const_tensor(np.array(end, np.int32), "end"),
-                ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
-            ],
-            [cropped],
-        )
-        x = cropped
+        x = emit_crop(ctx, x, begin, end)
     pads = [((o - d) // 2, o - d - (o - d) // 2) for d, o in zip(x.shape, shape_out, strict=True)]
     if any(p != (0, 0) for p in pads):
         x = emit_pad(ctx, x, pads)
