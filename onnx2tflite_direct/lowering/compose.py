@@ -57,6 +57,21 @@ def matmul(ctx, a, b, adj_y: bool = False, hint: str = "matmul", out=None):
     return op(ctx, "BATCH_MATMUL", [a, b], shape, a.dtype, hint, out, adj_x=False, adj_y=adj_y)
 
 
+def dense(ctx, x, weights, bias, shape, hint: str = "fc"):
+    """FULLY_CONNECTED of rows ``x`` [N, K] with a weights tensor [M, K] (+ a bias tensor or
+    None) into a new float32 [N, M] ``shape``: no fused activation, no kept dims."""
+    return op(
+        ctx,
+        "FULLY_CONNECTED",
+        [x, weights, bias],
+        shape,
+        np.float32,
+        hint,
+        fused_activation_function="NONE",
+        keep_num_dims=False,
+    )
+
+
 def select(ctx, cond, a, b, hint: str = "select", out=None):
     shape = np.broadcast_shapes(tuple(cond.shape), tuple(a.shape), tuple(b.shape))
     return op(ctx, "SELECT_V2", [cond, a, b], shape, a.dtype, hint, out)

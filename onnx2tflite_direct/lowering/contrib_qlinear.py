@@ -351,15 +351,7 @@ def lower_qgemm(ctx):
     rows = a.shape[0]
 
     def fc(operand, tag):
-        return C.op(
-            ctx,
-            "FULLY_CONNECTED",
-            [operand, weights, None],
-            (rows, n),
-            hint=tag,
-            fused_activation_function="NONE",
-            keep_num_dims=False,
-        )
+        return C.dense(ctx, operand, weights, None, (rows, n), tag)
 
     if digits == 1:
         acc = C.cast(ctx, fc(a, "acc"), np.int32, "acc_i")
@@ -572,15 +564,7 @@ def lower_qattention(ctx):
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T), "w_shift")
 
     def fc(operand, tag):
-        return C.op(
-            ctx,
-            "FULLY_CONNECTED",
-            [operand, weights, None],
-            (b * s, width),
-            hint=tag,
-            fused_activation_function="NONE",
-            keep_num_dims=False,
-        )
+        return C.dense(ctx, operand, weights, None, (b * s, width), tag)
 
     if digits == 1:
         acc = fc(x, "acc")

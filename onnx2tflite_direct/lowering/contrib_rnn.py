@@ -85,15 +85,7 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
     digits, bits = digit_plan(k, 255, b_max)
 
     def fc(operand, tag):
-        return C.op(
-            ctx,
-            "FULLY_CONNECTED",
-            [operand, weights, None],
-            (operand.shape[0], n),
-            hint=f"{hint}_{tag}",
-            fused_activation_function="NONE",
-            keep_num_dims=False,
-        )
+        return C.dense(ctx, operand, weights, None, (operand.shape[0], n), f"{hint}_{tag}")
 
     if digits == 1:
         acc = fc(a_shift, "acc")

@@ -26,7 +26,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from .compose import binary, concat, const, op, reduce, select, unary
+from .compose import binary, concat, const, dense, op, reduce, select, unary
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
@@ -58,16 +58,7 @@ def fully_connected(ctx, x, weights: np.ndarray, bias: np.ndarray | None, hint="
     """``x [N, F] @ weights[K, F]^T + bias`` with one FULLY_CONNECTED."""
     w = const(ctx, np.ascontiguousarray(weights, np.float32), hint=f"{hint}_w")
     b = None if bias is None else const(ctx, np.asarray(bias, np.float32), hint=f"{hint}_b")
-    return op(
-        ctx,
-        "FULLY_CONNECTED",
-        [x, w, b],
-        (x.shape[0], weights.shape[0]),
-        np.float32,
-        hint,
-        fused_activation_function="NONE",
-        keep_num_dims=False,
-    )
+    return dense(ctx, x, w, b, (x.shape[0], weights.shape[0]), hint)
 
 
 def _labels_check(node, graph):

@@ -41,16 +41,7 @@ def dft_matrix(n_in: int, channels: int, length: int, inverse: bool, onesided: b
 def _apply_matrix(ctx, rows, matrix: np.ndarray, hint: str):
     """rows [B, P] times constant ``matrix`` [P, Q] -> [B, Q] (FULLY_CONNECTED)."""
     weights = C.const(ctx, matrix.T.astype(np.float32), np.float32, f"{hint}_matrix")
-    return C.op(
-        ctx,
-        "FULLY_CONNECTED",
-        [rows, weights, None],
-        (rows.shape[0], matrix.shape[1]),
-        np.float32,
-        hint,
-        fused_activation_function="NONE",
-        keep_num_dims=False,
-    )
+    return C.dense(ctx, rows, weights, None, (rows.shape[0], matrix.shape[1]), hint)
 
 
 def _scalar(value) -> int:
