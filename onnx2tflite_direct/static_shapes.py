@@ -35,8 +35,8 @@ from . import tfl
 from .tfl_edit import Editor
 from .tfl_rewrites import remove_dead_ops
 
-# dtypes whose MUL by one is the identity in LiteRT's MUL kernel
-_MUL_DTYPES = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)}
+# dtypes whose MUL by one (bool: LOGICAL_AND with true) is the identity in LiteRT's kernels
+_MUL_DTYPES = {np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.bool_)}
 
 
 def _signature(t: tfl.Tensor) -> tuple[int, ...]:
@@ -68,7 +68,8 @@ def keep_static(sub: tfl.Subgraph) -> int:
             if ones is None:
                 continue
             const = ed.const(f"{op.outputs[0].name}/ones", ones)
-            ed.replace(op, [ed.op("MUL", [op.inputs[0], const], op.outputs, op)])
+            opcode = "LOGICAL_AND" if ones.dtype == np.bool_ else "MUL"
+            ed.replace(op, [ed.op(opcode, [op.inputs[0], const], op.outputs, op)])
             done += 1
     if done:
         ed.commit()

@@ -68,3 +68,35 @@ def test_repeat_kv_targets_are_static_and_match_onnxruntime():
         want = sess.run(None, {"x": x})[0]
         assert got.shape == (1, 4, past, 8)
         np.testing.assert_array_equal(got, want)  # copies and a multiply by 1..4: exact
+
+
+def test_bool_mask_expand_is_static_and_exact():
+    """A bool mask [1, past] expanded to [3, past] by a target read from its own Shape: a
+    LOGICAL_AND with true, the same mask at every past length."""
+    nodes = [
+        helper.make_node("Shape", ["m"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["d1"], axis=0),
+        helper.make_node("Unsqueeze", ["d1", "ax0"], ["u1"]),
+        helper.make_node("Concat", ["three", "u1"], ["t"], axis=0),
+        helper.make_node("Expand", ["m", "t"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        inputs=[("m", np.bool_, (1, "past"))],
+        outputs=[("y", np.bool_, (3, "past"))],
+        initializers={
+            "one": np.array(1, np.int64),
+            "ax0": np.array([0], np.int64),
+            "three": np.array([3], np.int64),
+        },
+    )
+    res = convert(model)
+    interp = Interpreter(model_content=bytes(res.tflite_bytes))
+    runner = interp.get_signature_runner("serving_default")
+    ops = {o["op_name"] for o in interp._get_ops_details()}
+    assert "BROADCAST_TO" not in ops and "SHAPE" not in ops, ops
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(24)
+    for past in (1, 6, 130):
+        m = rng.random((1, past)) < 0.5
+        np.testing.assert_array_equal(runner(m=m)["y"], sess.run(None, {"m": m})[0])
