@@ -28,6 +28,7 @@ import onnx
 # private helpers other modules and tools use) stay importable from here.
 from .comparison import _is_float, _kind, compare, reference_ulp, tolerance  # noqa: F401
 from .driver import VALID_COUNT_SUFFIX
+from .tflite_reader import EXTRA_HINT
 from .validation_inputs import (  # noqa: F401
     DYNAMIC_BATCH_CHUNK,
     _as_model,
@@ -44,9 +45,6 @@ from .validation_inputs import (  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-_EXTRA_HINT = "pip install onnx2tflite_direct[validate]"
-
-
 # --------------------------------------------------------------------------------------------
 # Lazy runtime imports
 # --------------------------------------------------------------------------------------------
@@ -57,7 +55,7 @@ def _import_onnxruntime():
         import onnxruntime
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            f"onnxruntime is needed to validate conversions; install it with `{_EXTRA_HINT}`"
+            f"onnxruntime is needed to validate conversions; install it with `{EXTRA_HINT}`"
         ) from e
     return onnxruntime
 
@@ -67,7 +65,7 @@ def _import_litert_interpreter():
         from ai_edge_litert import interpreter
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            f"ai-edge-litert is needed to run .tflite files; install it with `{_EXTRA_HINT}`"
+            f"ai-edge-litert is needed to run .tflite files; install it with `{EXTRA_HINT}`"
         ) from e
     return interpreter
 
