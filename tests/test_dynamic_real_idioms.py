@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-from harness import expect_refusal
+import pytest
+from harness import expect_refusal, run_node
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2tflite_direct import convert
@@ -138,3 +139,85 @@ def test_no_sample_size_accepted_keeps_the_refusal_with_the_pin_flags():
     assert err.node_name  # the operator is named
     assert "Slice" in err.message
     assert "input_shapes=" in err.message  # the API spells the pin flags its own way
+
+
+MAX_POS, VOCAB, WIDTH = 128, 30, 8
+
+
+def token_type_gather(per_row_indices: bool):
+    """HF BERT/RoBERTa embeddings: the token-type buffer [1, MAX_POS] expanded to the batch
+    and read with torch.gather(dim=1) at the position ids: a Slice of the position buffer to
+    the run-time sequence length ([1, seq], BERT) or ids computed per row ([batch, seq],
+    RoBERTa). The type and word embeddings are added."""
+    inits = {
+        "types": RNG.integers(0, 2, (1, MAX_POS)).astype(np.int64),
+        "positions": np.arange(MAX_POS, dtype=np.int64)[None],
+        "type_emb": RNG.standard_normal((2, WIDTH)).astype(np.float32),
+        "word_emb": RNG.standard_normal((VOCAB, WIDTH)).astype(np.float32),
+        "zero": np.array([0], np.int64),
+        "one": np.array([1], np.int64),
+        "i0": np.array(0, np.int64),
+        "i1": np.array(1, np.int64),
+        "max_pos": np.array(MAX_POS, np.int64),
+    }
+    nodes = [
+        helper.make_node("Shape", ["input_ids"], ["shape"]),
+        helper.make_node("Gather", ["shape", "i0"], ["b"], axis=0),
+        helper.make_node("Gather", ["shape", "i1"], ["s"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "zero"], ["b1"]),
+        helper.make_node("Unsqueeze", ["s", "zero"], ["s1"]),
+        helper.make_node("Concat", ["b1", "one"], ["expand_to"], axis=0),
+        helper.make_node("Expand", ["types", "expand_to"], ["buffered"]),
+    ]
+    if per_row_indices:
+        nodes.append(helper.make_node("Mod", ["input_ids", "max_pos"], ["pos"]))
+    else:
+        nodes.append(helper.make_node("Slice", ["positions", "zero", "s1", "one"], ["pos"]))
+    nodes += [
+        helper.make_node("GatherElements", ["buffered", "pos"], ["type_ids"], axis=1),
+        helper.make_node("Gather", ["type_emb", "type_ids"], ["type_vec"], axis=0),
+        helper.make_node("Gather", ["word_emb", "input_ids"], ["word_vec"], axis=0),
+        helper.make_node("Add", ["word_vec", "type_vec"], ["out"]),
+    ]
+    return _model(
+        nodes,
+        [("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [("out", TensorProto.FLOAT, ["batch", "sequence", WIDTH])],
+        inits,
+    )
+
+
+def _ids(batch, seq):
+    return {"input_ids": RNG.integers(0, VOCAB, (batch, seq)).astype(np.int64)}
+
+
+def test_position_gather_from_a_buffer_follows_the_sequence_length():
+    """[1, seq] indices: a GATHER of the buffer's first row (was GATHER_ND over a coordinate
+    grid sized by the sequence, refused unpinned)."""
+    res = _check_at_sizes(
+        token_type_gather(per_row_indices=False), [_ids(1, 5), _ids(2, 17), _ids(3, 128)]
+    )
+    rows = {r["name"]: r for r in res.report["io"]}
+    assert rows["out"]["shape_signature"] == [-1, -1, WIDTH]
+
+
+def test_per_row_gather_along_the_last_axis_follows_batch_and_sequence():
+    """[batch, seq] indices into [batch, MAX_POS]: GATHER with batch dims."""
+    res = _check_at_sizes(
+        token_type_gather(per_row_indices=True), [_ids(1, 7), _ids(4, 12), _ids(2, 33)]
+    )
+    rows = {r["name"]: r for r in res.report["io"]}
+    assert rows["out"]["shape_signature"] == [-1, -1, WIDTH]
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int64, np.int8, np.bool_])
+def test_one_row_of_indices_is_exact_on_any_axis_and_dtype(axis, dtype):
+    """The one-row GatherElements (every non-axis index dim 1), static, negative indices too."""
+    data = RNG.standard_normal((3, 5, 4)) * 10
+    data = (data > 0) if dtype == np.bool_ else data.astype(dtype)
+    ishape = [1, 1, 1]
+    ishape[axis] = 6
+    n = data.shape[axis]
+    idx = RNG.integers(-n, n, ishape).astype(np.int64)
+    run_node("GatherElements", {"x": data, "i": idx}, out_shape=tuple(ishape), axis=axis)

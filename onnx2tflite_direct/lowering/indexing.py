@@ -103,11 +103,39 @@ def _elements_coords(ctx):
     "GatherElements",
     onnx_order,
     dtypes=GATHER_ND_TYPES,
-    tflite_ops=("GATHER_ND", "CONCATENATION", "FLOOR_MOD"),
-    notes="GATHER_ND over full coordinates",
+    tflite_ops=("GATHER_ND", "CONCATENATION", "FLOOR_MOD", "GATHER", "SLICE", "RESHAPE"),
+    notes="GATHER_ND over full coordinates; one row of indices is a GATHER",
 )
 def lower_gather_elements(ctx):
+    rank = len(ctx.shape(0))
+    axis = _axis(ctx, rank)
+    if all(n == 1 for d, n in enumerate(ctx.shape(1)) if d != axis):
+        _gather_one_row(ctx, axis)
+        return
+    if axis == rank - 1 and tuple(ctx.shape(0))[:-1] == tuple(ctx.shape(1))[:-1]:
+        # out[..., m] = data[..., idx[..., m]]: GATHER along the last axis with every other
+        # axis a batch dim (no coordinate grid sized by the input dims).
+        idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
+        ctx.emit("GATHER", [ctx.input(0), idx], [ctx.output(0)], axis=axis, batch_dims=axis)
+        return
     ctx.emit("GATHER_ND", [ctx.input(0), _elements_coords(ctx)], [ctx.output(0)])
+
+
+def _gather_one_row(ctx, axis):
+    """Indices that are one row along ``axis`` (every other dim 1: torch's gather of position
+    ids from a buffer) read only the first row of the data: GATHER of that row. No coordinate
+    grid sized by the row, so a row length that follows a dynamic input dim stays run-time."""
+    data, shape = ctx.input(0), tuple(ctx.shape(0))
+    row_shape = tuple(n if d == axis else 1 for d, n in enumerate(shape))
+    if row_shape != shape:
+        row = ctx.temp(data.dtype, row_shape, "row")
+        begin = ctx.const_tensor(np.zeros(len(shape), np.int32), "row_begin")
+        size = ctx.const_tensor(np.array(row_shape, np.int32), "row_size")
+        ctx.emit("SLICE", [data, begin, size], [row])
+        data = row
+    idx = normalized_indices(ctx, 1, shape[axis])
+    flat = ctx.reshape(idx, (int(np.prod(idx.shape)),), "index_row")
+    ctx.emit("GATHER", [data, flat], [ctx.output(0)], axis=axis, batch_dims=0)
 
 
 def _nd_coords(ctx):
