@@ -34,9 +34,8 @@ SIZE_EXEMPT = {
 # needed only by some runs.
 LAZY_OK = ("onnxruntime", "ai_edge_litert", "onnx.reference")
 
-# ---- Knots still to untie; each entry names who unties it. Tightened to what the tree still
-# needs after issue 20's helpers landed; the lead removes the rest. ----
-ML = "ai.onnx.ml work that landed during issue 20 (not an issue-20 item): lead"
+# ---- Knots still to untie; each entry names the work item that unties it. All are untied
+# now: keep these empty, or name the item with any entry added while a module is reshaped. ----
 
 # (importer, imported) edges excused from the layer order and from the circle check (fnmatch
 # patterns, so a module being split keeps its entry).
@@ -45,9 +44,7 @@ KNOT_EDGES: dict[tuple[str, str], str] = {}
 FUNCTION_LEVEL_KNOTS: dict[tuple[str, str], str] = {}
 # (importer, third-party module) imported inside a function without being optional.
 LAZY_KNOTS: dict[tuple[str, str], str] = {}
-SIZE_KNOTS = {
-    "lowering.ml_trees": ML,  # tree ensembles, 985 lines
-}
+SIZE_KNOTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
