@@ -319,3 +319,16 @@ def small_cnn(seed: int, residual_softmax: bool = True) -> onnx.ModelProto:
         initializers=inits,
         opset=17,
     )
+
+
+def load_script(relative_path: str, name: str):
+    """A repository script that is not a package module (``examples/``, ``tools/``), imported
+    from its path so tests can call its functions."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from harness import load_script
 
 from onnx2tflite_direct.schema_gen import generator, pin
 from onnx2tflite_direct.schema_gen import schema_generated as S
@@ -144,13 +145,7 @@ def test_table_field_ids_match_litert(table: str) -> None:
 
 
 def _fetch_tool():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "fetch_schema.py"
-    spec = importlib.util.spec_from_file_location("fetch_schema", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/fetch_schema.py", "fetch_schema")
 
 
 @needs_schema

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
-from harness import convert, make_model
+from harness import convert, load_script, make_model
 from onnx import helper
 
 from onnx2tflite_direct import errors
@@ -349,14 +349,7 @@ def test_inspect_shows_each_signature(tmp_path, capsys):
 
 
 def _generate_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "generate.py"
-    spec = importlib.util.spec_from_file_location("generate_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples/generate.py", "generate_example")
 
 
 def _weight_bytes(tflite: bytes, at_least: int = 4096) -> int:
