@@ -480,8 +480,26 @@ def _reshape_static_shape(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     return [tfl.Operator("RESHAPE", [src, target], [out], dict(op.options), onnx_node=op.onnx_node)]
 
 
-def _slice_ranges(op: tfl.Operator, shape: tuple[int, ...]) -> list[range] | None:
-    """The indices a constant forward SLICE / STRIDED_SLICE takes along each axis."""
+def _plain_slice(op: tfl.Operator) -> bool:
+    """A SLICE / STRIDED_SLICE of a runtime tensor by constant parameters between static
+    shapes of one rank, without ellipsis / new-axis / shrink masks or an offset: the slices
+    whose indices ``_slice_ranges`` can list."""
+    src, out = op.inputs[0], op.outputs[0]
+    return not (
+        src.data is not None
+        or out.rank != src.rank
+        or not static(src, out)
+        or any(t is None or t.data is None for t in op.inputs[1:])
+        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
+        or op.options.get("offset")
+    )
+
+
+def _slice_ranges(
+    op: tfl.Operator, shape: tuple[int, ...], backward: bool = False
+) -> list[range] | None:
+    """The indices a constant SLICE / STRIDED_SLICE takes along each axis; None for a
+    negative stride unless ``backward``."""
     params = [t.data.reshape(-1).tolist() for t in op.inputs[1:]]
     ranges = []
     for a, n in enumerate(shape):
@@ -492,7 +510,7 @@ def _slice_ranges(op: tfl.Operator, shape: tuple[int, ...]) -> list[range] | Non
         begin = None if op.options.get("begin_mask", 0) >> a & 1 else params[0][a]
         end = None if op.options.get("end_mask", 0) >> a & 1 else params[1][a]
         step = params[2][a]
-        if step <= 0:
+        if step == 0 or (step < 0 and not backward):
             return None
         ranges.append(range(*slice(begin, end, step).indices(n)))
     return ranges
@@ -508,15 +526,7 @@ def _slice_rank_reduction(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     if op.opcode not in ("SLICE", "STRIDED_SLICE") or len(op.inputs) < 3:
         return None
     src, out = op.inputs[0], op.outputs[0]
-    if (
-        src.rank <= MAX_GPU_RANK
-        or src.data is not None
-        or out.rank != src.rank
-        or not static(src, out)
-        or any(t is None or t.data is None for t in op.inputs[1:])
-        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
-        or op.options.get("offset")
-    ):
+    if src.rank <= MAX_GPU_RANK or not _plain_slice(op):
         return None
     prev = ed.producer.get(id(src))
     users = ed.uses.get(id(out), [])
@@ -571,21 +581,9 @@ def _reverse_slice_to_gather(ed: Editor, op: tfl.Operator) -> list[tfl.Operator]
     if op.opcode != "STRIDED_SLICE" or len(op.inputs) != 4:
         return None
     src, out = op.inputs[0], op.outputs[0]
-    if (
-        src.data is not None
-        or out.rank != src.rank
-        or not static(src, out)
-        or any(t is None or t.data is None for t in op.inputs[1:])
-        or any(op.options.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
-        or op.options.get("offset")
-    ):
+    taken = _slice_ranges(op, src.shape, backward=True) if _plain_slice(op) else None
+    if taken is None:
         return None
-    begin, end, strides = (t.data.reshape(-1).tolist() for t in op.inputs[1:])
-    taken = []
-    for a, n in enumerate(src.shape):
-        b = None if op.options.get("begin_mask", 0) >> a & 1 else begin[a]
-        e = None if op.options.get("end_mask", 0) >> a & 1 else end[a]
-        taken.append(range(*slice(b, e, strides[a]).indices(n)))
     flipped = [a for a, r in enumerate(taken) if r.step < 0]
     whole = [
         r.start == 0 and r.step == 1 and len(r) == n for r, n in zip(taken, src.shape, strict=True)
