@@ -457,3 +457,28 @@ def test_guard_whose_branches_differ_is_not_inlined():
     model = _empty_guarded_nms(numpy_helper.from_array(np.array([-1], np.int64)))
     err = expect_refusal(model)
     assert "If" in err.message
+
+
+def test_count_after_a_dynamic_input_dim():
+    """An input dim left unknown and a data-dependent count in one model: both are symbols
+    (the count is found once the input dim is pinned at its samples)."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["x", "t"], ["mask"]),
+            helper.make_node("NonZero", ["mask"], ["nz"]),
+            helper.make_node("Transpose", ["nz"], ["idx"], perm=[1, 0]),
+            helper.make_node("Cast", ["idx"], ["f"], to=1),
+            helper.make_node("Mul", ["f", "f"], ["y"]),
+        ],
+        [("x", np.float32, ("rows", 6))],
+        [("y", np.float32, ("n", 2))],
+        initializers={"t": np.array(0.5, np.float32)},
+        opset=13,
+    )
+    res = _agree(
+        model,
+        [{"x": RNG.standard_normal((r, 6)).astype(np.float32)} for r in (1, 4, 9)],
+        atol=1e-6,
+    )
+    names = {s["name"] for s in res.report["dynamic_shapes"]["symbols"]}
+    assert "rows" in names and len(names) == 2

@@ -33,8 +33,12 @@ Why the extra ops (all facts measured on LiteRT's NON_MAX_SUPPRESSION_V4 kernel)
 - A runtime max_output_boxes_per_class is applied after the kernel (greedy NMS selects in
   order, so its first k selections are the selections of a run limited to k); K is then N.
 
-Known limits: downstream consumers of the output are refused at planning time (the ONNX value
-has no static shape there); in the exact mode an empty selection is a [0, 3] tensor, which
+Data-dependent sizes (``lowering/dynamic.py``): nodes reading the exact output are lowered at
+two sample selection counts and made dynamic; when the boxes follow a data-dependent count
+(boxes kept by a score mask), every constant built from N or K is computed at run time from
+SHAPE of the scores (RANGE for the rank scores and slots).
+
+Known limits: in the exact mode an empty selection is a [0, 3] tensor, which
 LiteRT's Python ``get_tensor`` cannot read (its shape is readable); an IoU of a box with itself
 must be exactly 1, which holds unless the box area overflows float32.
 """
