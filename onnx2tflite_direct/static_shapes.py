@@ -23,8 +23,10 @@ uses it:
   shape) becomes a MUL by ones shaped like the static growth (x * 1 is exact for every
   value, -0, inf and NaN included), which also broadcasts at prepare time;
 
-and the shape arithmetic left without readers is dropped. Operators it cannot prove are left
-as they are.
+and the shape arithmetic left without readers is dropped. Only targets computed from SHAPE
+outputs and constants by dim-preserving operators are trusted (``_DIM_OPS``): a dim that a
+MINIMUM or an integer division makes equal at both samples, or a target read from an input's
+values, is not the same at every size, and its operator is left as it is.
 """
 
 from __future__ import annotations
@@ -47,13 +49,48 @@ def _runtime(t: tfl.Tensor | None) -> bool:
     return t is not None and t.data is None
 
 
+# Operators a target may be computed with for the signature to be trusted: reading dims
+# (SHAPE) and moving, joining, converting, scaling or -1-guarding them. Each keeps a dim that
+# is the same at both sample sizes the same at every size; a threshold (MINIMUM, LESS), an
+# integer division or a value read from a graph input does not, so such targets stay.
+_DIM_OPS = frozenset(
+    {"GATHER", "STRIDED_SLICE", "SLICE", "CONCATENATION", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
+     "CAST", "ADD", "SUB", "MUL", "EQUAL", "SELECT", "SELECT_V2", "PACK"}
+)  # fmt: skip
+# BROADCAST_TO's lowering of Expand takes the larger of the target and the input's dims.
+_BROADCAST_OPS = _DIM_OPS | {"MAXIMUM"}
+
+
+def _from_dims(t: tfl.Tensor, producers: dict, allowed: frozenset, seen: dict) -> bool:
+    """``t`` is computed from constants and SHAPE outputs by ``allowed`` operators only."""
+    if t.data is not None:
+        return True
+    key = id(t)
+    if key not in seen:
+        seen[key] = False  # (a cycle cannot occur; this also bounds the walk)
+        op = producers.get(key)
+        seen[key] = op is not None and (
+            op.opcode == "SHAPE"
+            or (
+                op.opcode in allowed
+                and all(i is None or _from_dims(i, producers, allowed, seen) for i in op.inputs)
+            )
+        )
+    return seen[key]
+
+
 def keep_static(sub: tfl.Subgraph) -> int:
     """Rewrite the run-time-shaped RESHAPE / BROADCAST_TO operators of ``sub`` (see the module
     docstring); returns how many were rewritten."""
     ed = Editor(sub)
     done = 0
+    producers = sub.producers()
+    dims: dict = {}
+    broadcast_dims: dict = {}
     for op in sub.operators:
         if op.opcode == "RESHAPE" and len(op.inputs) > 1 and _runtime(op.inputs[1]):
+            if not _from_dims(op.inputs[1], producers, _DIM_OPS, dims):
+                continue
             out = _signature(op.outputs[0])
             if sum(d < 0 for d in out) > 1:
                 continue
@@ -64,6 +101,8 @@ def keep_static(sub: tfl.Subgraph) -> int:
             ed.replace(op, [ed.op("RESHAPE", [op.inputs[0], target], op.outputs, op, **options)])
             done += 1
         elif op.opcode == "BROADCAST_TO" and _runtime(op.inputs[1]):
+            if not _from_dims(op.inputs[1], producers, _BROADCAST_OPS, broadcast_dims):
+                continue
             ones = _ones_for(op.inputs[0], op.outputs[0])
             if ones is None:
                 continue

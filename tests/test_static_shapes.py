@@ -12,6 +12,9 @@ from ai_edge_litert.interpreter import Interpreter
 from harness import convert, make_model
 from onnx import helper
 
+from onnx2tflite_direct import tfl
+from onnx2tflite_direct.static_shapes import keep_static
+
 
 def _repeat_kv_model(dtype=np.float32):
     """x [1, 2, past, 8] -> the heads repeated twice [1, 4, past, 8] (Expand of an Unsqueeze,
@@ -100,3 +103,53 @@ def test_bool_mask_expand_is_static_and_exact():
     for past in (1, 6, 130):
         m = rng.random((1, past)) < 0.5
         np.testing.assert_array_equal(runner(m=m)["y"], sess.run(None, {"m": m})[0])
+
+
+def _reshape_graph(cap: str | None):
+    """x [1, n, 8] -> y [1, n*2, 4] through RESHAPE with the target [1, 2*n, 4] computed from
+    SHAPE(x); with ``cap`` the dim goes through that operator with 40 first (a threshold)."""
+    x = tfl.Tensor("x", np.float32, (1, 1, 8), shape_signature=(1, -1, 8))
+    dims = tfl.Tensor("dims", np.int32, (3,))
+    n = tfl.Tensor("n", np.int32, (1,))
+    two_n = tfl.Tensor("two_n", np.int32, (1,))
+    one = tfl.Tensor("one", np.int32, (1,), data=np.array([1], np.int32))
+    four = tfl.Tensor("four", np.int32, (1,), data=np.array([4], np.int32))
+    target = tfl.Tensor("target", np.int32, (3,))
+    y = tfl.Tensor("y", np.float32, (1, 2, 4), shape_signature=(1, -1, 4))
+    ops = [
+        tfl.Operator("SHAPE", [x], [dims]),
+        tfl.Operator(
+            "GATHER", [dims, tfl.Tensor("i", np.int32, (1,), data=np.array([1], np.int32))], [n]
+        ),
+        tfl.Operator(
+            "MUL", [n, tfl.Tensor("k", np.int32, (1,), data=np.array([2], np.int32))], [two_n]
+        ),
+    ]
+    if cap:
+        capped = tfl.Tensor("capped", np.int32, (1,))
+        ops.append(
+            tfl.Operator(
+                cap,
+                [two_n, tfl.Tensor("c", np.int32, (1,), data=np.array([40], np.int32))],
+                [capped],
+            )
+        )
+        two_n = capped
+    ops += [
+        tfl.Operator("CONCATENATION", [one, two_n, four], [target], {"axis": 0}),
+        tfl.Operator("RESHAPE", [x, target], [y]),
+    ]
+    return tfl.Subgraph("main", ops, [x], [y], ["x"], ["y"])
+
+
+def test_only_dim_preserving_targets_are_trusted():
+    """A target computed by moving and scaling SHAPE entries becomes the signature; one that
+    passes through a threshold (MINIMUM) may be the same at both samples and not at every
+    size, so its RESHAPE keeps the run-time target."""
+    sub = _reshape_graph(None)
+    assert keep_static(sub) == 1
+    assert [op.opcode for op in sub.operators] == ["RESHAPE"]
+    assert sub.operators[0].inputs[1].data.tolist() == [1, -1, 4]
+    capped = _reshape_graph("MINIMUM")
+    assert keep_static(capped) == 0
+    assert capped.operators[-1].inputs[1].name == "target"
