@@ -29,7 +29,10 @@ A dim declared ``NAME+K`` (a decoder's attention mask over its cache and the new
 Sample sizes: a symbol used only as a leading (batch) dimension is sampled at 2 and 3 (at 1
 some decisions legitimately differ, e.g. a transpose that only moves a unit axis is a
 reshape); any other symbol at 64 and 96, sizes valid for strided image backbones (multiples
-of 32) and for sequence models.
+of 32) and for sequence models. When the model rejects those (shape inference fails, a slice
+is empty: an audio front end wants longer inputs; unnamed batch dims that must agree) or the
+graphs differ between them, other plans are tried before refusing: the batch symbols as one,
+then larger sizes (``SIZE_RETRY_SAMPLES``); the report lists the samples used.
 """
 
 from __future__ import annotations
@@ -88,10 +91,11 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
         them were pinned); False when it brings nothing new."""
         known = {s.name for s in self.symbols}
         new = [s for s in other.symbols if s.name not in known]
+        pinned = set(other.output_dims) - set(self.output_dims)  # (a repeat of a known one)
         self.symbols.extend(new)
         self.input_dims.update(other.input_dims)
         self.output_dims.update(other.output_dims)
-        return bool(new)
+        return bool(new or pinned)
 
     def summary(self) -> dict:
         """The report's ``dynamic_shapes`` section."""
@@ -236,26 +240,35 @@ class _SampleRejected(Exception):  # noqa: N818 - internal: retry at other sampl
 
 
 def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
-    """The first sample plan the model accepts (see ``SIZE_RETRY_SAMPLES``); ``signal`` is
-    updated to it (the report lists the samples used). When none works, the error of the
-    first plan whose samples were accepted is raised, else the declared samples' error."""
+    """The first sample plan that gives a dynamic model (see ``SIZE_RETRY_SAMPLES``);
+    ``signal`` is updated to it (the report lists the samples used). Retried when the
+    declared samples are rejected, or give graphs that differ between sizes (a decision a
+    small size changes, e.g. a pool over a 1x1 map). When none works: the declared samples'
+    refusal, or if the model rejected them, the first refusal at accepted sizes."""
     first, accepted = None, None
-    for plan in _sample_plans(signal):
+    for plan, whole in _sample_plans(signal):
+        if isinstance(first, _Inexpressible) and not whole:
+            continue
         try:
             result = _lower_and_compare(plan, lower)
-        except _SampleRejected as rejected:
-            first = first or rejected
-            continue
-        except (_Inexpressible, UnsupportedError) as err:
+        except DynamicShapeModel:
+            raise  # data-dependent sizes: handled by the caller
+        except Exception as err:
             if first is None:
-                raise  # the declared samples were accepted: this is the answer
-            accepted = accepted or err  # samples accepted, graphs not comparable
+                if not isinstance(err, (_SampleRejected, _Inexpressible)):
+                    raise  # the declared samples were accepted: this is the answer
+                first = err
+            elif isinstance(err, (_Inexpressible, UnsupportedError)):
+                accepted = accepted or err  # samples accepted, graphs not comparable
+            # else a failure only at retried sizes: the declared samples' answer stands
             continue
         if plan is not signal:
             signal.symbols[:] = plan.symbols
             signal.input_dims.clear()
             signal.input_dims.update(plan.input_dims)
         return result
+    if not isinstance(first, _SampleRejected):
+        raise first
     if accepted is None and isinstance(first.error, errors.ConversionError):
         raise first.error.reworded(
             f"{first.error.message} (at every sample size tried for the dynamic dims "
@@ -266,16 +279,18 @@ def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
 
 def _sample_plans(signal: DynamicShapeModel):
     """The declared samples; then the batch symbols merged into one; then each size symbol
-    alone, and all of them, at each of ``SIZE_RETRY_SAMPLES``."""
-    yield signal
+    alone, and all of them, at each of ``SIZE_RETRY_SAMPLES``. Each plan comes with whether
+    it changes every symbol it may (only those are tried when the declared samples were
+    accepted but gave differing graphs: each plan is a full lowering)."""
+    yield signal, True
     merged = _merged(signal)
     if merged is not None:
-        yield merged
+        yield merged, True
     sizes = [s.name for s in signal.symbols if _scalable(s)]
     groups = [{name} for name in sizes] + ([set(sizes)] if len(sizes) > 1 else [])
     for samples in SIZE_RETRY_SAMPLES:
         for group in groups:
-            yield _resampled(merged or signal, samples, group)
+            yield _resampled(merged or signal, samples, group), len(group) == len(sizes)
 
 
 def _scalable(s: Symbol) -> bool:
@@ -373,7 +388,9 @@ def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl
 
     for sa, sb in zip(a.subgraphs, b.subgraphs, strict=True):
         if len(sa.operators) != len(sb.operators):
-            _refuse("the number of operators depends on the input sizes")
+            _refuse(
+                f"the number of operators depends on the input sizes{_first_difference(sa, sb)}"
+            )
         for x, y in zip(sa.inputs + sa.outputs, sb.inputs + sb.outputs, strict=False):
             pair(x, y, f"subgraph {sa.name!r} I/O")
         for oa, ob in zip(sa.operators, sb.operators, strict=True):
@@ -388,6 +405,15 @@ def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl
             for x, y in zip(oa.inputs + oa.outputs, ob.inputs + ob.outputs, strict=True):
                 pair(x, y, where)
     return pairs
+
+
+def _first_difference(sa: tfl.Subgraph, sb: tfl.Subgraph) -> str:
+    """Where two lowerings' operator lists part: the ONNX node whose lowering differs."""
+    for oa, ob in zip(sa.operators, sb.operators, strict=False):
+        if oa.opcode != ob.opcode or oa.onnx_node != ob.onnx_node:
+            here, there = f"{oa.opcode} from {oa.onnx_node!r}", f"{ob.opcode} from {ob.onnx_node!r}"
+            return f" ({here} at one size, {there} at another)"
+    return ""
 
 
 def _same_options(x: dict, y: dict) -> bool:

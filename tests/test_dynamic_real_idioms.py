@@ -7,6 +7,10 @@ run-time sizes in LiteRT and compared with onnxruntime (dynamic_shapes.py sample
   sampled as one;
 * an audio front end that drops a warm-up of samples and frames the rest with a strided
   Conv: nothing is left at the first sample sizes (64, 96), so larger ones are tried;
+* a decision the size changes between the first samples (a mean over more values than
+  ``MAX_SEQUENTIAL_REDUCTION`` at one of them is split per axis): larger samples agree;
+* torch's gather of token-type ids at the position ids (GatherElements with one row of
+  indices, or per-row indices along the last axis): lowered without a size-dependent grid;
 * a model that accepts no sample size keeps its refusal, naming the node and the pin flags.
 """
 
@@ -221,3 +225,34 @@ def test_one_row_of_indices_is_exact_on_any_axis_and_dtype(axis, dtype):
     n = data.shape[axis]
     idx = RNG.integers(-n, n, ishape).astype(np.int64)
     run_node("GatherElements", {"x": data, "i": idx}, out_shape=tuple(ishape), axis=axis)
+
+
+def square_classifier():
+    """A square input (one symbol for height and width, as paddle2onnx's ``?`` gives) with an
+    anisotropic stride, then a global mean: 16x32 = 512 values at 64, 24x48 = 1152 at 96, on
+    either side of the split bound, so the first samples' graphs differ."""
+    inits = {
+        "w": (RNG.standard_normal((6, 3, 4, 2)) * 0.3).astype(np.float32),
+        "b": (RNG.standard_normal(6) * 0.1).astype(np.float32),
+        "fc": (RNG.standard_normal((6, 3)) * 0.5).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], strides=[4, 2]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["out"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, [1, 3, "S", "S"])],
+        [("out", TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+
+
+def test_graphs_that_differ_at_the_first_samples_are_sampled_larger():
+    feeds = [{"x": RNG.standard_normal((1, 3, n, n)).astype(np.float32)} for n in (32, 64, 100)]
+    res = _check_at_sizes(square_classifier(), feeds)
+    samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
+    assert samples["S"] != [64, 96]
