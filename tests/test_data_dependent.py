@@ -482,3 +482,34 @@ def test_count_after_a_dynamic_input_dim():
     )
     names = {s["name"] for s in res.report["dynamic_shapes"]["symbols"]}
     assert "rows" in names and len(names) == 2
+
+
+def test_repeated_nonzero_of_one_mask_is_one_count():
+    """torch repeats ``nonzero(mask)`` (RetinaNet: one for the values, one for k): equal
+    counts at run time, so one symbol; sampled apart, TopK's k would exceed its input."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["scores", "t"], ["keep"]),
+            helper.make_node("NonZero", ["keep"], ["nz_a"]),
+            helper.make_node("NonZero", ["keep"], ["nz_b"]),
+            helper.make_node("Transpose", ["nz_a"], ["idx"], perm=[1, 0]),
+            helper.make_node("GatherND", ["scores", "idx"], ["sel"]),
+            helper.make_node("Shape", ["nz_b"], ["shape"]),
+            helper.make_node("Gather", ["shape", "one_scalar"], ["n"], axis=0),
+            helper.make_node("Unsqueeze", ["n", "zero"], ["n1"]),
+            helper.make_node("Concat", ["n1", "cap"], ["both"], axis=0),
+            helper.make_node("ReduceMin", ["both"], ["k"], keepdims=1),
+            helper.make_node("TopK", ["sel", "k"], ["vals", "pos"]),
+        ],
+        [("scores", np.float32, (30,))],
+        [("vals", np.float32, ("k",)), ("pos", np.int64, ("k",))],
+        initializers={
+            "t": np.array(0.5, np.float32),
+            "zero": np.array([0], np.int64),
+            "one_scalar": np.array(1, np.int64),
+            "cap": np.array([5], np.int64),
+        },
+        opset=13,
+    )
+    res = _agree(model, [{"scores": _scores_with(c)} for c in (2, 4, 11)])
+    assert len(res.report["dynamic_shapes"]["symbols"]) == 1

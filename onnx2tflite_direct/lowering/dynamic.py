@@ -191,25 +191,41 @@ def count_signal(graph, padded_nms: bool = False) -> DynamicShapeModel | None:
     never above the largest possible count), so the model is lowered at both sizes and what
     follows the size is made dynamic or computed at run time, like an input dim. A size
     whose op reads another unknown size is found once that one is pinned. NonMaxSuppression's
-    selection counts too, unless ``padded_nms`` (--nms-padded-output: a fixed size)."""
-    symbols, dims = [], {}
+    selection counts too, unless ``padded_nms`` (--nms-padded-output: a fixed size).
+    Nodes computing the same op of the same inputs (exporters repeat ``nonzero(mask)``) share
+    one symbol: their counts are equal at run time, and sampled apart they would contradict
+    each other (a TopK k from one, its input from the other)."""
+    found_symbols: dict[str, tuple[list, tuple]] = {}  # symbol -> (occurrences, samples)
+    by_key: dict[tuple, str] = {}
+    dims = {}
     read = {i for n in graph.nodes for i in n.inputs if i}
     counted = ("NonZero", "Compress") + (() if padded_nms else ("NonMaxSuppression",))
     for node in graph.nodes:
-        if node.domain or node.op_type not in counted:
+        if node.domain or node.op_type not in counted or not node.outputs:
             continue
-        name = node.outputs[0] if node.outputs else ""
-        if not name or name not in read or graph.values[name].is_static:
+        name = node.outputs[0]
+        key = (node.op_type, tuple(node.inputs), repr(sorted(node.attrs.items())))
+        if name and graph.values[name].is_static:  # pinned in an earlier round
+            by_key.setdefault(key, f"{node.label}:rows")
+            continue
+        if not name or name not in read:
             continue
         found = _max_count(node, graph)
         if found is None or found[0] < 2:
             continue  # refused by the node's check (its size cannot be sampled twice)
         most, out_dims, axis = found
-        symbol = f"{node.label}:rows"
+        symbol = by_key.setdefault(key, f"{node.label}:rows")
         samples = COUNT_SAMPLES if most >= COUNT_SAMPLES[1] else (most - 1, most)
-        symbols.append(Symbol(symbol, ((name, axis),), samples, data_dependent=True))
+        places, _ = found_symbols.setdefault(symbol, ([], samples))
+        places.append((name, axis))
         dims[name] = [symbol if d is None else d for d in out_dims]
-    return DynamicShapeModel(symbols, {}, dims) if symbols else None
+    if not dims:
+        return None
+    symbols = [
+        Symbol(symbol, tuple(places), samples, data_dependent=True)
+        for symbol, (places, samples) in found_symbols.items()
+    ]
+    return DynamicShapeModel(symbols, {}, dims)
 
 
 @lowering(
