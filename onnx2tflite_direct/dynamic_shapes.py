@@ -517,6 +517,7 @@ def _relax_constants(model: tfl.Model, variants, symbols, sources) -> None:
     for index, sa in enumerate(model.subgraphs):
         runtime = _RuntimeDims(sa, symbols, sources if index == 0 else {})
         others = [v.subgraphs[index] for v in variants]
+        runtime.others = others
         for n, oa in enumerate(sa.operators):
             for k, x in enumerate(oa.inputs):
                 if x is None or x.data is None:
@@ -604,6 +605,7 @@ class _RuntimeDims:
         self.pending: list[tfl.Operator] = []
         self._cache: dict[tuple, tfl.Tensor] = {}
         self._reader: tfl.Operator | None = None
+        self.others: list[tfl.Subgraph] = []  # the same subgraph in the other lowerings
 
     def _const(self, name: str, values) -> tfl.Tensor:
         return self.ed.const(f"dynamic_shape/{name}", values, np.int32)
@@ -651,7 +653,7 @@ class _RuntimeDims:
                     return self._product(factor, [self._dim(follows[0], j) for j in group])
         found = self._explain(values, counts_only)
         if found is None:
-            return None
+            return None if counts_only else self._matching_dim(values)
         factor, used = found
         return self._product(factor, [self._dim(*self.sources[s.name]) for s in used])
 
@@ -669,6 +671,34 @@ class _RuntimeDims:
         if counts_only and not all(s.data_dependent for s in used):
             return None
         return factor, used
+
+    def _matching_dim(self, values: list[int]) -> tfl.Tensor | None:
+        """The run-time size of a dim that has the entry's value in every lowering, of the
+        nearest tensor computed before the reader (else a graph input): an entry that is no
+        multiple of the symbols (an LSTM state's batch that is a conv's width / 8) but is a
+        size the graph already has. None when no tensor has it."""
+        ops = self.ed.sub.operators
+        at = next((i for i, o in enumerate(ops) if o is self._reader), None)
+        if at is None or not self.others:
+            return None
+        candidates = [
+            (t, [o.operators[i].outputs[j] for o in self.others])
+            for i in range(at - 1, -1, -1)
+            for j, t in enumerate(ops[i].outputs)
+        ]
+        candidates += [
+            (t, [o.inputs[j] for o in self.others]) for j, t in enumerate(self.ed.sub.inputs)
+        ]
+        for t, counterparts in candidates:
+            if t is None or t.data is not None or any(c is None for c in counterparts):
+                continue
+            for k, n in enumerate(t.shape):
+                if n == values[0] and all(
+                    c.rank == t.rank and c.shape[k] == v
+                    for c, v in zip(counterparts, values[1:], strict=True)
+                ):
+                    return self._dim(t, k)
+        return None
 
     def expressible_values(self, ops, k: int) -> bool:
         """Can :meth:`value_tensor` compute operand ``k``?"""

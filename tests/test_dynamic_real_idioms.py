@@ -11,6 +11,8 @@ run-time sizes in LiteRT and compared with onnxruntime (dynamic_shapes.py sample
   ``MAX_SEQUENTIAL_REDUCTION`` at one of them is split per axis): larger samples agree;
 * torch's gather of token-type ids at the position ids (GatherElements with one row of
   indices, or per-row indices along the last axis): lowered without a size-dependent grid;
+* a CRNN whose LSTM runs the image columns as its batch: the zero initial state's FILL
+  shape is width / 8, no multiple of the width, but the conv's output has that size;
 * a model that accepts no sample size keeps its refusal, naming the node and the pin flags.
 """
 
@@ -256,3 +258,36 @@ def test_graphs_that_differ_at_the_first_samples_are_sampled_larger():
     res = _check_at_sizes(square_classifier(), feeds)
     samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
     assert samples["S"] != [64, 96]
+
+
+HIDDEN, STEPS = 5, 60  # more steps than the unrolled form takes: the LSTM is a loop
+
+
+def columns_as_lstm_batch():
+    """ddddocr style: a stride-8 conv over the width of STEPS rows, then [STEPS, columns,
+    channels] fed to an LSTM as (sequence, batch = columns): its zero initial state is
+    [columns, hidden]."""
+    inits = {
+        "w": (RNG.standard_normal((6, 2, 8)) * 0.3).astype(np.float32),
+        "W": (RNG.standard_normal((1, 4 * HIDDEN, 6)) * 0.4).astype(np.float32),
+        "R": (RNG.standard_normal((1, 4 * HIDDEN, HIDDEN)) * 0.4).astype(np.float32),
+        "B": (RNG.standard_normal((1, 8 * HIDDEN)) * 0.1).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], strides=[8]),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("LSTM", ["t", "W", "R", "B"], ["y"], hidden_size=HIDDEN),
+        helper.make_node("Flatten", ["y"], ["out"], axis=3),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, [STEPS, 2, "width"])],
+        [("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+
+
+def test_lstm_state_sized_by_a_conv_output_follows_the_width():
+    feeds = [{"x": RNG.standard_normal((STEPS, 2, w)).astype(np.float32)} for w in (40, 64, 203)]
+    res = _check_at_sizes(columns_as_lstm_batch(), feeds)
+    assert -1 in {r["name"]: r for r in res.report["io"]}["out"]["shape_signature"]
