@@ -41,6 +41,57 @@ def _geometry(ctx):
     return kernel, strides, dilations, pads
 
 
+# Drop kernel taps that read only padding (see _live_taps); benchmarks/bench_outliers.py turns it
+# off to time the untrimmed form.
+TRIM_DEAD_TAPS = True
+
+
+def _live_taps(size, out, k, s, d, pad):
+    """(first, last) kernel tap of one spatial axis that reads the input at some output position,
+    or None when every tap does (nothing to trim) or none does, or the trimmed pads would be
+    negative.
+
+    An atrous conv whose dilation reaches past the input (DeepLab's ASPP: dilation 24 and 36 on
+    a 14x14 map) multiplies most taps by zero padding only; dropping them gives the same sums
+    (the zero terms are exact zeros) with a smaller kernel, often 1x1, where the padded full
+    kernel costs up to 9x the arithmetic."""
+    live = [t for t in range(k) if any(0 <= o * s + t * d - pad[0] < size for o in range(out))]
+    if not live or (live[0] == 0 and live[-1] == k - 1):
+        return None
+    first, last = live[0], live[-1]
+    if pad[0] - first * d < 0 or pad[1] - (k - 1 - last) * d < 0:
+        return None
+    return first, last
+
+
+def _trim_dead_taps(ctx, kernel, dilations, pads):
+    """Constant-weight ONNX filter with the dead taps of every spatial axis cut off, with the
+    matching kernel, dilations and pads; None when no axis has dead taps."""
+    w = ctx.const(1)
+    if not TRIM_DEAD_TAPS or w is None or np.asarray(w).dtype != np.float32:
+        return None
+    spatial, out = list(ctx.shape(0)[2:]), list(ctx.out_shape(0)[2:])
+    strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
+    cut = [slice(None), slice(None)]
+    kernel, dilations, pads = list(kernel), list(dilations), list(pads)
+    trimmed = False
+    for ax in range(len(kernel)):
+        taps = _live_taps(spatial[ax], out[ax], kernel[ax], strides[ax], dilations[ax], pads[ax])
+        if taps is None:
+            cut.append(slice(None))
+            continue
+        first, last = taps
+        d = dilations[ax]
+        pads[ax] = (pads[ax][0] - first * d, pads[ax][1] - (kernel[ax] - 1 - last) * d)
+        kernel[ax] = last - first + 1
+        dilations[ax] = d if kernel[ax] > 1 else 1
+        cut.append(slice(first, last + 1))
+        trimmed = True
+    if not trimmed:
+        return None
+    return np.ascontiguousarray(np.asarray(w)[tuple(cut)]), kernel, dilations, pads
+
+
 def _bias(ctx, channels: int):
     if ctx.has_input(2):
         return ctx.input(2)
@@ -78,7 +129,12 @@ def _conv_2d(ctx):
     w_layout = DEPTHWISE_2D if depthwise else L.channel_last(len(w_shape))
     if depthwise and one_d:
         w_layout = L.Layout((1, 2, 0))
-    filt = ctx.input(1, w_layout)  # [O, (kH,) kW, I] or [1, (kH,) kW, O]
+    trim = _trim_dead_taps(ctx, kernel, dilations, pads)
+    if trim is not None:
+        w_trim, kernel, dilations, pads = trim
+        filt = ctx.const_tensor(np.ascontiguousarray(np.transpose(w_trim, w_layout.perm)), "taps")
+    else:
+        filt = ctx.input(1, w_layout)  # [O, (kH,) kW, I] or [1, (kH,) kW, O]
     x = ctx.input(0)  # channel-last: [N, W, C] or [N, H, W, C]
     if one_d:  # view as [N, 1, W, C]
         spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides

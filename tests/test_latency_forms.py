@@ -1,0 +1,104 @@
+"""Latency forms (issue 22): idioms from real models that ran far slower in LiteRT than in
+onnxruntime, lowered to an exact faster form. Each test checks the numbers against
+onnxruntime and the operator form that makes it fast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from onnx2tflite_direct import convert
+from onnx2tflite_direct.lowering import conv as conv_mod
+from onnx2tflite_direct.validate import make_interpreter
+from tests.harness import check_conversion
+
+
+def _conv_model(x_shape, w, dilations, pads, strides=None, group=1, auto_pad=None):
+    rng = np.random.default_rng(1)
+    o = w.shape[0]
+    attrs = {"dilations": dilations, "group": group}
+    if auto_pad:
+        attrs["auto_pad"] = auto_pad
+    else:
+        attrs["pads"] = pads
+    if strides:
+        attrs["strides"] = strides
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+            helper.make_tensor(
+                "b", TensorProto.FLOAT, [o], rng.standard_normal(o).astype(np.float32)
+            ),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _filter_shape(model):
+    res = convert(model, keep_io_layout=True)
+    interp = make_interpreter(bytes(res.tflite_bytes))
+    for d in interp._get_ops_details():
+        if d["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            return tuple(interp._get_tensor_details(d["inputs"][1], 0)["shape"]), [
+                d2["op_name"] for d2 in interp._get_ops_details()
+            ]
+    raise AssertionError("no conv")
+
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    ("dil", "expect_k"),
+    [(24, (1, 1)), (36, (1, 1)), (12, (3, 3)), (1, (3, 3))],
+)
+def test_aspp_dilated_conv_drops_padding_only_taps(dil, expect_k):
+    """DeepLab's ASPP 3x3 convs at dilation 24/36 on a 14x14 map: only the centre tap reads the
+    input, so the conv is a 1x1 conv without PAD (dilation 12 keeps all taps)."""
+    w = (RNG.standard_normal((16, 24, 3, 3)) * 0.2).astype(np.float32)
+    model = _conv_model((1, 24, 14, 14), w, [dil, dil], [dil] * 4)
+    x = RNG.standard_normal((1, 24, 14, 14)).astype(np.float32)
+    check_conversion(model, {"x": x})
+    shape, ops = _filter_shape(model)
+    assert shape[1:3] == expect_k
+    if expect_k == (1, 1):
+        assert "PAD" not in ops
+
+
+def test_dead_taps_one_axis_and_asymmetric():
+    """Dilation reaching past the map on one axis only (a wide, short feature map), uneven pads and
+    a stride: the height axis keeps its live taps, the numbers are unchanged."""
+    w = (RNG.standard_normal((8, 6, 3, 5)) * 0.3).astype(np.float32)
+    model = _conv_model((1, 6, 4, 20), w, [6, 2], [6, 3, 6, 5], strides=[1, 2])
+    x = RNG.standard_normal((1, 6, 4, 20)).astype(np.float32)
+    check_conversion(model, {"x": x})
+    shape, _ = _filter_shape(model)
+    assert shape[1:3] == (1, 5)
+
+
+def test_dead_taps_depthwise_and_1d():
+    """Depthwise 5x5 at dilation 8 on a 6x6 map (centre only) and a 1-D conv at dilation 9 on 7
+    steps."""
+    w = (RNG.standard_normal((12, 1, 5, 5)) * 0.3).astype(np.float32)
+    model = _conv_model((1, 12, 6, 6), w, [8, 8], [16] * 4, group=12)
+    x = RNG.standard_normal((1, 12, 6, 6)).astype(np.float32)
+    check_conversion(model, {"x": x})
+    shape, _ = _filter_shape(model)
+    assert shape[1:3] == (1, 1)
+    w1 = (RNG.standard_normal((5, 4, 3)) * 0.3).astype(np.float32)
+    m1 = _conv_model((1, 4, 7), w1, [9], [9, 9])
+    check_conversion(m1, {"x": RNG.standard_normal((1, 4, 7)).astype(np.float32)})
+
+
+def test_dead_taps_switch_off_keeps_full_kernel(monkeypatch):
+    w = (RNG.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+    model = _conv_model((1, 3, 5, 5), w, [6, 6], [6] * 4)
+    monkeypatch.setattr(conv_mod, "TRIM_DEAD_TAPS", False)
+    shape, _ = _filter_shape(model)
+    assert shape[1:3] == (3, 3)
