@@ -20,7 +20,10 @@ times at sample sizes, and the TFLite graphs are compared element by element:
   count); a SLICE size that runs to the end of its input gets -1; other differing shape entries
   of the form ``c x product of symbols`` are computed at run time from SHAPE of the inputs
   that carry the symbols; the modulus wrapping a run-time GATHER index is the gathered axis'
-  run-time size. Any other size-dependent constant cannot be expressed: the model is
+  run-time size; a GATHER index or STRIDED_SLICE bound at the same distance from the end of
+  its axis in every lowering (``x[:, -1]``) counts from the run-time end; an entry no multiple
+  of the symbols takes the size of an earlier tensor that has it in every lowering. Any
+  other size-dependent constant cannot be expressed: the model is
   refused with the operator named and the pinning flags suggested.
 
 A dim declared ``NAME+K`` (a decoder's attention mask over its cache and the new token,
@@ -541,11 +544,19 @@ def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str, subs=()) -> t
         gathered = _gathered(ops, subs)
         if gathered is not None:  # a runtime GATHER index wrapped by its (dynamic) axis size
             return runtime.value_tensor(ops, k, where, follows=gathered)
+    if op.opcode == "GATHER" and k == 1:
+        tail = _from_the_end(ops)
+        if tail is not None:  # a negative index (the last token) into a run-time axis
+            return runtime.from_the_end(ops, *tail)
     differ = sorted({int(i) for y in ys for i in np.flatnonzero(x.data != y.data)})
     if op.opcode == "RESHAPE" and k == 1 and len(differ) == 1 and not np.any(x.data == -1):
         return _with_entries(x, differ, -1)
     if op.opcode == "SLICE" and k == 2 and all(_slices_to_end(o, differ) for o in ops):
         return _with_entries(x, differ, -1)
+    if op.opcode == "STRIDED_SLICE" and k in (1, 2):
+        counted = _counted_from_end(ops, k, differ)
+        if counted is not None:  # x[:, -1] folded to length - 1: negative bounds instead
+            return counted
     if (op.opcode, k) in SHAPE_OPERANDS and x.dtype == np.int32 and x.data.ndim == 1:
         return runtime.shape_tensor(ops, k, SHAPE_OPERANDS[op.opcode, k], where)
     if (
@@ -556,6 +567,44 @@ def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str, subs=()) -> t
     ):
         return runtime.value_tensor(ops, k, where)
     _refuse(f"{where}: operand {k} holds values that depend on the input sizes")
+
+
+def _from_the_end(ops: list[tfl.Operator]) -> tuple[np.ndarray, int] | None:
+    """(offsets, axis) when GATHER's constant indices are the gathered axis' size minus the
+    same offsets in every lowering (``x[:, -1]`` folded at each sample size); else None."""
+    params = ops[0].inputs[0]
+    axis = int(ops[0].options.get("axis", 0)) % max(params.rank, 1)
+    offsets = [
+        np.asarray(o.inputs[1].data, np.int64) - o.inputs[0].shape[axis]
+        for o in ops
+        if o.inputs[0].rank == params.rank
+    ]
+    if len(offsets) != len(ops) or not np.all(offsets[0] < 0):
+        return None
+    if any(not np.array_equal(offsets[0], f) for f in offsets[1:]):
+        return None
+    return offsets[0], axis
+
+
+def _counted_from_end(ops: list[tfl.Operator], k: int, differ: list[int]) -> tfl.Tensor | None:
+    """STRIDED_SLICE begin (``k`` 1) or end (2) entries that are the input's size plus the
+    same offset in every lowering, with a positive stride: begins become that negative offset
+    (counted from the end at run time), ends the offset or, at 0, past the end (clamped)."""
+    op, x = ops[0], ops[0].inputs[k]
+    strides = op.inputs[3] if len(op.inputs) > 3 else None
+    if op.options.get("offset") or strides is None or strides.data is None or x.data.ndim != 1:
+        return None
+    data = x.data.copy()
+    for e in differ:
+        if strides.data[e] <= 0:
+            return None
+        offsets = {int(o.inputs[k].data[e]) - o.inputs[0].shape[e] for o in ops}
+        if len(offsets) != 1 or offsets.pop() > (-1 if k == 1 else 0):
+            return None
+    for e in differ:
+        off = int(x.data[e]) - op.inputs[0].shape[e]
+        data[e] = off if off < 0 else np.iinfo(np.int32).max
+    return tfl.Tensor(f"{x.name}/from_end", x.dtype, x.shape, data=data)
 
 
 def _gathered(ops: list[tfl.Operator], subs) -> list[tfl.Tensor] | None:
@@ -738,6 +787,27 @@ class _RuntimeDims:
         x = ops[0].inputs[k]
         out = self._vector(ops, k, follows, where, counts_only=True)
         if tuple(x.shape) != tuple(out.shape):
+            shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
+            target = self._const(f"{x.name}/shape", list(x.shape))
+            self.pending.append(self.ed.op("RESHAPE", [out, target], [shaped]))
+            out = shaped
+        if np.dtype(x.dtype) != np.int32:
+            wide = self.ed.temp(f"dynamic_shape/{x.name}/cast", x.dtype, x.shape)
+            self.pending.append(self.ed.op("CAST", [out], [wide]))
+            out = wide
+        self.ed.insert_before(ops[0], self.pending)
+        self.pending = []
+        return out
+
+    def from_the_end(self, ops, offsets: np.ndarray, axis: int) -> tfl.Tensor:
+        """GATHER's indices as the run-time size of the gathered axis plus ``offsets``."""
+        self._reader = ops[0]
+        x = ops[0].inputs[1]
+        size = self._dim(ops[0].inputs[0], axis)
+        offset = self._const(f"{x.name}/from_end", offsets.reshape(-1).tolist())
+        out = self.ed.temp(f"dynamic_shape/{x.name}/index", np.int32, (offsets.size,))
+        self.pending.append(self.ed.op("ADD", [offset, size], [out], **NONE))
+        if tuple(x.shape) != (offsets.size,):
             shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
             target = self._const(f"{x.name}/shape", list(x.shape))
             self.pending.append(self.ed.op("RESHAPE", [out, target], [shaped]))

@@ -13,6 +13,8 @@ run-time sizes in LiteRT and compared with onnxruntime (dynamic_shapes.py sample
   indices, or per-row indices along the last axis): lowered without a size-dependent grid;
 * a CRNN whose LSTM runs the image columns as its batch: the zero initial state's FILL
   shape is width / 8, no multiple of the width, but the conv's output has that size;
+* a decoder reading its last token (``Gather(prefix, -1, axis=1)``): the index, folded to
+  ``length - 1`` at each sample, is computed from the run-time length;
 * a model that accepts no sample size keeps its refusal, naming the node and the pin flags.
 """
 
@@ -291,3 +293,27 @@ def test_lstm_state_sized_by_a_conv_output_follows_the_width():
     feeds = [{"x": RNG.standard_normal((STEPS, 2, w)).astype(np.float32)} for w in (40, 64, 203)]
     res = _check_at_sizes(columns_as_lstm_batch(), feeds)
     assert -1 in {r["name"]: r for r in res.report["io"]}["out"]["shape_signature"]
+
+
+@pytest.mark.parametrize("index", [-1, [-1, -3]])
+def test_negative_gather_index_counts_from_the_run_time_end(index):
+    """The last token(s) of a [batch, length, 4] sequence, projected."""
+    inits = {
+        "at": np.array(index, np.int64),
+        "proj": (RNG.standard_normal((4, 3)) * 0.5).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gather", ["tokens", "at"], ["last"], axis=1),
+        helper.make_node("MatMul", ["last", "proj"], ["out"]),
+    ]
+    model = _model(
+        nodes,
+        [("tokens", TensorProto.FLOAT, ["batch", "length", 4])],
+        [("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    feeds = [
+        {"tokens": RNG.standard_normal((*s, 4)).astype(np.float32)}
+        for s in ((1, 3), (2, 64), (3, 150))
+    ]
+    _check_at_sizes(model, feeds)
