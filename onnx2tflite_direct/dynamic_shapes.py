@@ -266,6 +266,13 @@ def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             # else a failure only at retried sizes: the declared samples' answer stands
             continue
         if plan is not signal:
+            kept = {p for t in plan.symbols for p in t.occurrences}
+            fixed = [s for s in signal.symbols if not kept.intersection(s.occurrences)]
+            if fixed and getattr(result[0], "report", None) is not None:
+                result[0].report.warn(
+                    f"dynamic shape: the model takes no batch size but 1 ({_describe(fixed)}); "
+                    "it is converted with a batch of 1"
+                )
             signal.symbols[:] = plan.symbols
             signal.input_dims.clear()
             signal.input_dims.update(plan.input_dims)
@@ -294,6 +301,20 @@ def _sample_plans(signal: DynamicShapeModel):
     for samples in SIZE_RETRY_SAMPLES:
         for group in groups:
             yield _resampled(merged or signal, samples, group), len(group) == len(sizes)
+    single = _single_batch(merged or signal)
+    if single is not None:  # an exporter baked batch 1 into a Reshape: the model takes no other
+        yield single, False
+
+
+def _single_batch(signal: DynamicShapeModel) -> DynamicShapeModel | None:
+    """The batch symbols fixed at 1 (the report then shows a static batch of 1), the other
+    symbols still sampled; None when there is no batch symbol."""
+    batch = {s.name for s in signal.symbols if not s.data_dependent and s.samples == BATCH_SAMPLES}
+    if not batch:
+        return None
+    dims = {k: [1 if d in batch else d for d in v] for k, v in signal.input_dims.items()}
+    symbols = [s for s in signal.symbols if s.name not in batch]
+    return DynamicShapeModel(symbols, dims, dict(signal.output_dims))
 
 
 def _scalable(s: Symbol) -> bool:

@@ -15,6 +15,8 @@ run-time sizes in LiteRT and compared with onnxruntime (dynamic_shapes.py sample
   shape is width / 8, no multiple of the width, but the conv's output has that size;
 * a decoder reading its last token (``Gather(prefix, -1, axis=1)``): the index, folded to
   ``length - 1`` at each sample, is computed from the run-time length;
+* a batch dim declared dynamic but baked to 1 by the exporter (``x.view(1, seq, 2, 3)``):
+  converted with a batch of 1 and a warning, the sequence still dynamic;
 * a model that accepts no sample size keeps its refusal, naming the node and the pin flags.
 """
 
@@ -88,6 +90,7 @@ def test_unnamed_batch_dims_that_must_agree_are_one_dynamic_dim():
     assert rows["b"]["shape_signature"] == [-1, 5]
     symbols = res.report["dynamic_shapes"]["symbols"]
     assert len(symbols) == 1 and sorted(map(tuple, symbols[0]["dims"])) == [("a", 0), ("b", 0)]
+    assert not any("batch of 1" in w for w in res.report["warnings"])
 
 
 WARMUP, KERNEL, STRIDE, CHANNELS = 100, 64, 32, 6
@@ -317,3 +320,33 @@ def test_negative_gather_index_counts_from_the_run_time_end(index):
         for s in ((1, 3), (2, 64), (3, 150))
     ]
     _check_at_sizes(model, feeds)
+
+
+def test_batch_baked_to_one_is_converted_at_one_with_a_warning():
+    """Reshape to [1, seq, 2, 3] with seq from Shape: any batch but 1 fails in onnxruntime
+    too; the batch symbol alone is fixed, the sequence stays dynamic."""
+    inits = {
+        "head": np.array([1], np.int64),
+        "tail": np.array([2, 3], np.int64),
+        "i1": np.array(1, np.int64),
+        "zero": np.array([0], np.int64),
+        "w": (RNG.standard_normal((3, 4)) * 0.5).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "i1"], ["s"], axis=0),
+        helper.make_node("Unsqueeze", ["s", "zero"], ["s1"]),
+        helper.make_node("Concat", ["head", "s1", "tail"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["heads"]),
+        helper.make_node("MatMul", ["heads", "w"], ["out"]),
+    ]
+    model = _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", "seq", 6])],
+        [("out", TensorProto.FLOAT, None)],
+        inits,
+    )
+    feeds = [{"x": RNG.standard_normal((1, n, 6)).astype(np.float32)} for n in (3, 50, 130)]
+    res = _check_at_sizes(model, feeds)
+    assert {r["name"]: r for r in res.report["io"]}["x"]["shape_signature"] == [1, -1, 6]
+    assert any("batch of 1" in w and "x[0]" in w for w in res.report["warnings"])
