@@ -102,3 +102,53 @@ def test_dead_taps_switch_off_keeps_full_kernel(monkeypatch):
     monkeypatch.setattr(conv_mod, "TRIM_DEAD_TAPS", False)
     shape, _ = _filter_shape(model)
     assert shape[1:3] == (3, 3)
+
+
+def _depthwise_filters(model):
+    res = convert(model, keep_io_layout=True)
+    interp = make_interpreter(bytes(res.tflite_bytes))
+    shapes = []
+    for d in interp._get_ops_details():
+        if d["op_name"] == "DEPTHWISE_CONV_2D":
+            shapes.append(tuple(interp._get_tensor_details(d["inputs"][1], 0)["shape"]))
+    return shapes
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "dil", "stride", "pads", "mult"),
+    [
+        ((1, 16, 20, 20), (7, 7), 1, 1, [3, 3, 3, 3], 1),  # PP-OCRv5/v6 detector neck
+        ((1, 8, 15, 13), (7, 7), 1, 2, [3, 2, 1, 3], 1),  # stride, uneven pads
+        ((1, 8, 18, 18), (6, 5), 2, 1, [5, 4, 4, 4], 2),  # dilation, depth multiplier 2
+        ((1, 6, 9, 9), (9, 9), 1, 1, [0, 0, 0, 0], 1),  # VALID
+    ],
+)
+def test_wide_depthwise_runs_as_tiles_of_at_most_25_taps(x_shape, kernel, dil, stride, pads, mult):
+    """XNNPACK's depthwise conv of more than 25 taps is 30-70x slower than its 5x5: the conv is
+    a sum of depthwise convs over kernel row bands of <= 25 taps, each on its window of the
+    input; numbers equal onnxruntime's (addition order only)."""
+    c = x_shape[1]
+    w = (RNG.standard_normal((c * mult, 1, *kernel)) * 0.2).astype(np.float32)
+    model = _conv_model(x_shape, w, [dil, dil], pads, strides=[stride, stride], group=c)
+    check_conversion(model, {"x": RNG.standard_normal(x_shape).astype(np.float32)})
+    shapes = _depthwise_filters(model)
+    assert len(shapes) > 1
+    assert all(s[1] * s[2] <= conv_mod.MAX_DEPTHWISE_TAPS for s in shapes)
+    assert sum(s[1] * s[2] for s in shapes) == kernel[0] * kernel[1]
+
+
+def test_wide_depthwise_1d():
+    """A 1-D depthwise conv of 31 taps (audio/text models) runs as two bands."""
+    w = (RNG.standard_normal((10, 1, 31)) * 0.2).astype(np.float32)
+    model = _conv_model((1, 10, 50), w, [1], [15, 15], group=10)
+    check_conversion(model, {"x": RNG.standard_normal((1, 10, 50)).astype(np.float32)})
+    shapes = _depthwise_filters(model)
+    assert sorted(s[2] for s in shapes) == [15, 16]
+    assert len(shapes) == 2
+
+
+def test_wide_depthwise_switch_off(monkeypatch):
+    w = (RNG.standard_normal((4, 1, 7, 7)) * 0.2).astype(np.float32)
+    model = _conv_model((1, 4, 10, 10), w, [1, 1], [3] * 4, group=4)
+    monkeypatch.setattr(conv_mod, "SPLIT_WIDE_DEPTHWISE", False)
+    assert _depthwise_filters(model) == [(1, 7, 7, 4)]

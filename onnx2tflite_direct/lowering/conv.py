@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, emit_crop, emit_pad, padding_mode, spatial_pads
 
 DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]
 CONV_3D_FILTER = L.Layout((2, 3, 4, 1, 0))  # [O, I, kD, kH, kW] -> [kD, kH, kW, I, O]
@@ -104,7 +104,16 @@ def _bias(ctx, channels: int):
     nonempty=True,
     ranks=(3, 4, 5),
     dtype_inputs=(0, 1, 2),
-    tflite_ops=("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "PAD", "RESHAPE", "TRANSPOSE"),
+    tflite_ops=(
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "CONV_3D",
+        "PAD",
+        "RESHAPE",
+        "TRANSPOSE",
+        "STRIDED_SLICE",
+        "ADD",
+    ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
     "3-D only with group=1",
     extra_check=_conv_check,
@@ -141,13 +150,20 @@ def _conv_2d(ctx):
         dilations, pads = [1] + dilations, [(0, 0)] + pads
         x = ctx.reshape(x, (n, 1, x_shape[2], c), "as_2d")
         filt = ctx.reshape(filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
+    final = ctx.output(0)
+    out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
+    out = ctx.temp(np.float32, (n, *out_hw, o), "conv2d") if one_d else final
+    w_np = w_trim if trim is not None else ctx.const(1)
+    if depthwise and _wide_depthwise(w_np, kernel):
+        geometry = (kernel, strides, dilations, pads, out_hw)
+        _banded_depthwise(ctx, x, np.asarray(w_np).reshape(o, 1, *kernel), geometry, out)
+        if one_d:
+            ctx.driver.reshape(out, final)
+        return
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     if mode is None:
         x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
-    final = ctx.output(0)
-    out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
-    out = ctx.temp(np.float32, (n, *out_hw, o), "conv2d") if one_d else final
     options = conv2d_options(mode, strides, dilations)
     if depthwise:
         ctx.emit(
@@ -157,6 +173,79 @@ def _conv_2d(ctx):
         ctx.emit("CONV_2D", [x, filt, _bias(ctx, o)], [out], **options)
     if one_d:
         ctx.driver.reshape(out, final)
+
+
+# XNNPACK runs a depthwise conv of more than 25 taps (7x7, 6x5, 1x31, ...) through a path
+# 30-70x slower than the 5x5 one (measured on x86-64 with ai-edge-litert 2.3: 96 channels at
+# 80x80, 7x7 24.9 ms, 7x3 0.35 ms, 6x4 0.34 ms, 7x4 20.8 ms); PP-OCRv5/v6 detectors use 7x7.
+# benchmarks/bench_outliers.py turns SPLIT_WIDE_DEPTHWISE off to time the single-op form.
+MAX_DEPTHWISE_TAPS = 25
+SPLIT_WIDE_DEPTHWISE = True
+
+
+def _wide_depthwise(w, kernel) -> bool:
+    return (
+        SPLIT_WIDE_DEPTHWISE
+        and w is not None
+        and np.asarray(w).dtype == np.float32
+        and kernel[0] * kernel[1] > MAX_DEPTHWISE_TAPS
+    )
+
+
+def _bands(k: int, size: int) -> list[tuple[int, int]]:
+    """``range(k)`` cut into the fewest near-equal runs of at most ``size``."""
+    parts = -(-k // size)
+    edges = np.linspace(0, k, parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _banded_depthwise(ctx, x, w, geometry, out):
+    """A depthwise conv of more than MAX_DEPTHWISE_TAPS taps as the sum of depthwise convs over
+    kernel tiles of at most that many taps, each followed by an ADD (the bias on the first tile
+    only). A tile reads the window of the padded input that its taps reach: the input cropped
+    (STRIDED_SLICE) where the window starts or ends inside it, padded where it reaches into the
+    padding (SAME, or a PAD feeding only that conv, which XNNPACK folds into it; one PAD shared
+    by all tiles runs 5-25x slower there). Every output sums the same products as the single
+    conv, grouped by tile (float addition order only)."""
+    kernel, strides, dilations, pads, out_hw = geometry
+    o, c = out.shape[3], x.shape[3]
+    cols = min(kernel[1], MAX_DEPTHWISE_TAPS)  # bands of rows: a crop of rows is contiguous
+    rows = max(1, MAX_DEPTHWISE_TAPS // cols)
+    tiles = [(r, q) for r in _bands(kernel[0], rows) for q in _bands(kernel[1], cols)]
+    acc = None
+    for i, tile in enumerate(tiles):
+        begin, end, tile_pads = [0, 0, 0, 0], list(x.shape), []
+        for a, (lo, hi) in enumerate(tile):
+            size, (pb, _) = x.shape[1 + a], pads[a]
+            start = lo * dilations[a] - pb  # window in input coordinates
+            stop = start + (out_hw[a] - 1) * strides[a] + (hi - lo - 1) * dilations[a] + 1
+            begin[1 + a], end[1 + a] = max(0, start), min(size, stop)
+            tile_pads.append((max(0, -start), max(0, stop - size)))
+        window = x
+        if begin != [0, 0, 0, 0] or end != list(x.shape):
+            window = emit_crop(ctx, x, begin, end, "tile_window")
+        tile_k = [hi - lo for lo, hi in tile]
+        mode = padding_mode(tile_pads, list(window.shape[1:3]), tile_k, strides, dilations)
+        if mode is None:
+            window = emit_pad(ctx, window, [(0, 0), *tile_pads, (0, 0)])
+            mode = "VALID"
+        (r0, r1), (c0, c1) = tile
+        tile_w = np.ascontiguousarray(np.transpose(w[:, :, r0:r1, c0:c1], (1, 2, 3, 0)))
+        bias = _bias(ctx, o) if i == 0 else ctx.const_tensor(np.zeros(o, np.float32), "bias")
+        part = ctx.temp(np.float32, out.shape, "tile_conv")
+        ctx.emit(
+            "DEPTHWISE_CONV_2D",
+            [window, ctx.const_tensor(tile_w, "tile_filter"), bias],
+            [part],
+            depth_multiplier=o // c,
+            **conv2d_options(mode, strides, dilations),
+        )
+        if acc is None:
+            acc = part
+            continue
+        total = out if i == len(tiles) - 1 else ctx.temp(np.float32, out.shape, "tile_sum")
+        ctx.emit("ADD", [acc, part], [total], fused_activation_function="NONE")
+        acc = total
 
 
 def _conv_3d(ctx):
