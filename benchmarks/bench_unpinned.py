@@ -6,7 +6,9 @@ with ``keep_io_layout=True`` alone, run LiteRT on the corpus feeds, compare with
 one model per child process (a crash or a hang costs one row). The "before" column is the
 unpinned record of the last full corpus run (``coverage_reports/zoo.json``).
 
-    python benchmarks/bench_unpinned.py [--only NAME ...] [--out benchmarks/results/unpinned.json]
+    python benchmarks/bench_unpinned.py [--only NAME ...] [--update] [--out FILE]
+
+``--update`` re-measures the ``--only`` models in an existing results file, keeping the rest.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--child")
+    ap.add_argument("--update", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "unpinned.json"))
     args = ap.parse_args(argv)
     if args.child:
@@ -78,6 +81,10 @@ def main(argv=None) -> int:
         after = _in_child(name)
         rows.append({"name": name, "before": _brief(before.get(name)), "after": _brief(after)})
         print(name, (before.get(name) or {}).get("status"), "->", after.get("status"), flush=True)
+    if args.update and Path(args.out).exists():
+        fresh = {r["name"]: r for r in rows}
+        old = json.loads(Path(args.out).read_text())["models"]
+        rows = [fresh.pop(r["name"], r) for r in old] + list(fresh.values())
     summary = {
         "models": len(rows),
         "before": dict(Counter((r["before"] or {}).get("status", "n/a") for r in rows)),

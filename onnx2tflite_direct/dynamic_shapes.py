@@ -252,6 +252,8 @@ def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     for plan, whole in _sample_plans(signal):
         if isinstance(first, _Inexpressible) and not whole:
             continue
+        if getattr(plan, "single_batch", False) and not _model_rejected(first):
+            continue  # only when the model itself refused other batches, not our lowering
         try:
             result = _lower_and_compare(plan, lower)
         except DynamicShapeModel:
@@ -270,8 +272,8 @@ def _with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             fixed = [s for s in signal.symbols if not kept.intersection(s.occurrences)]
             if fixed and getattr(result[0], "report", None) is not None:
                 result[0].report.warn(
-                    f"dynamic shape: the model takes no batch size but 1 ({_describe(fixed)}); "
-                    "it is converted with a batch of 1"
+                    f"dynamic shape: the model rejects every batch size tried but 1 "
+                    f"({_describe(fixed)}); it is converted with a batch of 1"
                 )
             signal.symbols[:] = plan.symbols
             signal.input_dims.clear()
@@ -303,7 +305,14 @@ def _sample_plans(signal: DynamicShapeModel):
             yield _resampled(merged or signal, samples, group), len(group) == len(sizes)
     single = _single_batch(merged or signal)
     if single is not None:  # an exporter baked batch 1 into a Reshape: the model takes no other
+        single.single_batch = True
         yield single, False
+
+
+def _model_rejected(first) -> bool:
+    """Did the model itself (shape inference, a Reshape's element count) reject the declared
+    samples, rather than a lowering refusing them?"""
+    return isinstance(first, _SampleRejected) and isinstance(first.error, _Inexpressible)
 
 
 def _single_batch(signal: DynamicShapeModel) -> DynamicShapeModel | None:
