@@ -152,3 +152,49 @@ def test_wide_depthwise_switch_off(monkeypatch):
     model = _conv_model((1, 4, 10, 10), w, [1, 1], [3] * 4, group=4)
     monkeypatch.setattr(conv_mod, "SPLIT_WIDE_DEPTHWISE", False)
     assert _depthwise_filters(model) == [(1, 7, 7, 4)]
+
+
+def _deconv_model(c_in, c_out, k, s, hw, bias=True, pads=None):
+    w = (RNG.standard_normal((c_in, c_out, k, k)) * 0.3).astype(np.float32)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())]
+    ins = ["x", "w"]
+    if bias:
+        b = RNG.standard_normal(c_out).astype(np.float32)
+        inits.append(helper.make_tensor("b", TensorProto.FLOAT, [c_out], b))
+        ins.append("b")
+    attrs = {"kernel_shape": [k, k], "strides": [s, s]}
+    if pads:
+        attrs["pads"] = pads
+    node = helper.make_node("ConvTranspose", ins, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _op_names(model):
+    res = convert(model, keep_io_layout=True)
+    return [d["op_name"] for d in make_interpreter(bytes(res.tflite_bytes))._get_ops_details()]
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "k", "bias"), [(24, 1, 2, True), (16, 8, 2, False), (6, 5, 3, True)]
+)
+def test_non_overlapping_conv_transpose_is_conv_and_depth_to_space(c_in, c_out, k, bias):
+    """ConvTranspose with kernel == stride (DB text-detector head, U-Net upsampling): each
+    output reads one input pixel, so it is a 1x1 CONV_2D to k*k*C_out channels and
+    DEPTH_TO_SPACE (XNNPACK's deconvolution is 4-25x slower for it)."""
+    model = _deconv_model(c_in, c_out, k, k, 9, bias)
+    check_conversion(model, {"x": RNG.standard_normal((1, c_in, 9, 9)).astype(np.float32)})
+    ops = _op_names(model)
+    assert "DEPTH_TO_SPACE" in ops and "TRANSPOSE_CONV" not in ops
+
+
+def test_overlapping_or_padded_conv_transpose_keeps_transpose_conv():
+    for model in (_deconv_model(4, 3, 3, 2, 7), _deconv_model(4, 3, 2, 2, 7, pads=[1, 1, 1, 1])):
+        check_conversion(model, {"x": RNG.standard_normal((1, 4, 7, 7)).astype(np.float32)})
+        assert "TRANSPOSE_CONV" in _op_names(model)
