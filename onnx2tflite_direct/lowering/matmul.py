@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 
@@ -36,6 +37,115 @@ def _accepting_inner(accepts):
         return req, outs
 
     policy.hint = "onnx"
+    return policy
+
+
+def swapped(rank: int) -> L.Layout:
+    """The layout storing the last two axes exchanged (a matrix stored transposed)."""
+    return L.Layout((*range(rank - 2), rank - 1, rank - 2))
+
+
+# Ops the transpose-cost lookahead follows when their other inputs are constants: they relabel,
+# reshape or cut without touching values (a fused QKV projection is Split into q, k, v), or are
+# elementwise with a constant (a bias, a scale), so the layout flows through them.
+_FOLLOWED = {
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Dropout",
+    "Split",
+    "Slice",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+}
+_LOOKAHEAD_DEPTH = 8
+
+
+def _matmul_takes(node, idx: int, lay: L.Layout, graph) -> bool:
+    """Can a MatMul read operand ``idx`` stored as ``lay`` without a TRANSPOSE? B (idx 1) also
+    stored transposed, through BATCH_MATMUL's adj_y (XNNPACK refuses adj_x, so A only as is)."""
+    if lay.is_identity:
+        return True
+    rank = graph.values[node.inputs[idx]].rank
+    return idx == 1 and rank >= 3 and lay == swapped(rank)
+
+
+def transposes_ahead(drv, name: str, lay: L.Layout, depth: int = 0) -> int:
+    """How many TRANSPOSE ops the consumers of ``name`` need if it is stored as ``lay``.
+
+    Follows relabelings (Reshape, Transpose, Squeeze ...) and elementwise ops with constant
+    operands by asking their own layout policies, and ends at MatMul operands (free when
+    :func:`_matmul_takes` them) or at any other op (free only in ONNX order). An estimate used
+    to choose between candidate layouts of one output, so both are judged the same way."""
+    graph = drv.graph
+    shape = graph.values[name].shape
+    cost = 0 if lay.is_identity or name not in graph.outputs else 1
+    for node, idx in drv.consumers.get(name, []):
+        spec = drv.specs.get(id(node))
+        others_const = all(
+            k == idx or not n or graph.values[n].is_constant for k, n in enumerate(node.inputs)
+        )
+        follow = node.op_type in _FOLLOWED and others_const and node.domain in ("", "ai.onnx")
+        if node.op_type == "MatMul" and node.domain in ("", "ai.onnx"):
+            cost += 0 if _matmul_takes(node, idx, lay, graph) else 1
+        elif spec is None or not follow or depth >= _LOOKAHEAD_DEPTH:
+            cost += 0 if lay.is_identity else 1
+        else:
+            ins = [lay if k == idx else None for k in range(len(node.inputs))]  # rest constant
+            req, outs = spec.layout(node, ins, graph, drv)
+            if req[idx] is None or not L.same_memory_order(req[idx], lay, shape):
+                cost += 1
+            cost += sum(
+                transposes_ahead(drv, o, outs[k], depth + 1)
+                for k, o in enumerate(node.outputs)
+                if o and outs[k] is not None and graph.used(o)
+            )
+    return cost
+
+
+def _matmul_policy(base):
+    """ONNX order, except where BATCH_MATMUL saves a TRANSPOSE.
+
+    - B arriving stored transposed (a relabeled K^T) is read through adj_y.
+    - The product itself may be stored transposed, C^T = B^T A^T (lhs B^T: a constant stored
+      pre-transposed, or B arriving transposed; rhs A read through adj_y unless it arrives
+      transposed), when its consumers then need fewer TRANSPOSE ops (:func:`transposes_ahead`):
+      a projection whose heads are split and moved by Reshape/Transpose lands directly in the
+      order the attention BATCH_MATMUL reads, and splitting heads stays a RESHAPE.
+    XNNPACK takes BATCH_MATMUL only at rank >= 3 and without adj_x, so only those forms are used.
+    """
+
+    def policy(node, ins, graph, drv=None):
+        req, outs = base(node, ins, graph, drv)
+        if node.op_type != "MatMul" or drv is None or any(x is not None and x.inner for x in req):
+            return req, outs
+        a, b = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
+        out_rank = len(graph.values[node.outputs[0]].shape)
+        if a.rank < 2 or b.rank < 2 or out_rank < 3 or a.dtype != np.float32:
+            return req, outs
+        if ins[1] is not None and ins[1] == swapped(b.rank):
+            req[1] = ins[1]
+        b_transposable = b.is_constant or req[1] == swapped(b.rank)
+        a_ok = ins[0] is not None and ins[0] in (L.identity(a.rank), swapped(a.rank))
+        if not (b_transposable and a_ok and a.rank == out_rank):
+            return req, outs
+        out = node.outputs[0]
+        keep = transposes_ahead(drv, out, outs[0])
+        turned = transposes_ahead(drv, out, swapped(out_rank))
+        # Reading A stored as it arrives saves its TRANSPOSE too.
+        if ins[0] != req[0]:
+            turned -= 1
+        if turned < keep:
+            req[0] = ins[0]
+            outs = [swapped(out_rank)]
+        return req, outs
+
+    policy.hint = getattr(base, "hint", "onnx")
     return policy
 
 
@@ -125,7 +235,7 @@ def lower_gemm(ctx):
 
 @lowering(
     "MatMul",
-    _accepting_inner(_inner_ok_matmul),
+    _matmul_policy(_accepting_inner(_inner_ok_matmul)),
     dtype_inputs=(0, 1),
     tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "RESHAPE"),
     notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with batch broadcasting; "
@@ -141,6 +251,13 @@ def lower_matmul(ctx):
         y = ctx.reshape(y, (b_shape[0], 1), "b_col")
     b = ctx.const(1)
     squeeze = len(a_shape) == 1 or len(b_shape) == 1
+    out_rank = len(ctx.out_shape(0))
+    if not squeeze and ctx.out_layout(0) == swapped(out_rank):
+        _transposed_product(ctx, b, out_rank)
+        return
+    if not squeeze and ctx.in_layout(1) == swapped(len(b_shape)):
+        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=True)
+        return
     if b is not None and b.ndim == 2 and len(a_shape) >= 2:
         _fc(
             ctx, x, np.asarray(b, np.float32).T, None, ctx.output(0), keep_num_dims=len(a_shape) > 2
@@ -155,3 +272,15 @@ def lower_matmul(ctx):
     prod = ctx.temp(np.float32, (*batch, a2[-2], b2[-1]), "matmul")
     ctx.emit("BATCH_MATMUL", [x, y], [prod], adj_x=False, adj_y=False)
     ctx.driver.reshape(prod, ctx.output(0))
+
+
+def _transposed_product(ctx, b, out_rank: int) -> None:
+    """The product stored transposed: C^T = B^T A^T as one BATCH_MATMUL (see _matmul_policy)."""
+    if b is not None:
+        bt = np.swapaxes(np.asarray(b, np.float32), -1, -2)
+        bt = bt.reshape((1,) * (out_rank - bt.ndim) + bt.shape)
+        lhs = ctx.const_tensor(np.ascontiguousarray(bt), "weights_t")
+    else:
+        lhs = ctx.input(1)  # arrives stored transposed: B^T as is
+    a_turned = ctx.in_layout(0) == swapped(len(ctx.shape(0)))
+    ctx.emit("BATCH_MATMUL", [lhs, ctx.input(0)], [ctx.output(0)], adj_x=False, adj_y=not a_turned)
