@@ -513,3 +513,36 @@ def test_repeated_nonzero_of_one_mask_is_one_count():
     )
     res = _agree(model, [{"scores": _scores_with(c)} for c in (2, 4, 11)])
     assert len(res.report["dynamic_shapes"]["symbols"]) == 1
+
+
+def test_count_inside_a_loop_body_is_refused_naming_the_reader():
+    """A body's tensors cross a subgraph boundary: a count read there is refused, naming the
+    node that reads it (never lowered at a guessed size)."""
+    body = helper.make_graph(
+        [
+            helper.make_node("NonZero", ["x"], ["nz"]),
+            helper.make_node("Cast", ["nz"], ["f"], to=1),
+            helper.make_node("ReduceSum", ["f"], ["s"], keepdims=0),
+            helper.make_node("Add", ["acc", "s"], ["acc_out"]),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc", onnx.TensorProto.FLOAT, []),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", onnx.TensorProto.FLOAT, []),
+        ],
+    )
+    model = make_model(
+        [helper.make_node("Loop", ["trip", "", "acc0"], ["acc_final"], body=body)],
+        [("x", np.float32, (3, 4)), ("acc0", np.float32, ())],
+        [("acc_final", np.float32, ())],
+        initializers={"trip": np.array(2, np.int64)},
+        opset=13,
+    )
+    err = expect_refusal(model, "dynamic_shape_unsupported")
+    assert "read by 'Cast:f'" in err.message and "body" in err.message, err.message

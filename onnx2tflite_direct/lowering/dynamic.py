@@ -81,8 +81,9 @@ def _read_by_nodes(node, graph) -> str | None:
         if reader is not None and not graph.values[name].is_static:
             return (
                 f"{errors.DYNAMIC_SHAPE_UNSUPPORTED}: {_size(node)}; the output {name!r} is "
-                f"read by {reader.label!r} ({reader.op_type}), and nodes after a "
-                "data-dependent size are not lowered yet (only a graph output may have one)"
+                f"read by {reader.label!r} ({reader.op_type}); a size that follows the data "
+                "is lowered at sample sizes only in the main graph (not in an If/Loop body) "
+                "and when it can take at least two sizes"
             )
     return None
 
