@@ -816,6 +816,11 @@ class _RuntimeDims:
         ``follows`` tensors, one per lowering), computed at run time."""
         x = ops[0].inputs[k]
         out = self._vector(ops, k, follows, where, counts_only=True)
+        if ops[0].opcode == "FLOOR_MOD":  # an empty axis (a count of 0) has no valid index:
+            one = self._const("one", [1])  # any non-zero modulus, never LiteRT's division by 0
+            safe = self.ed.temp(f"dynamic_shape/{x.name}/nonzero", np.int32, out.shape)
+            self.pending.append(self.ed.op("MAXIMUM", [out, one], [safe]))
+            out = safe
         if tuple(x.shape) != tuple(out.shape):
             shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
             target = self._const(f"{x.name}/shape", list(x.shape))

@@ -546,3 +546,27 @@ def test_count_inside_a_loop_body_is_refused_naming_the_reader():
     )
     err = expect_refusal(model, "dynamic_shape_unsupported")
     assert "read by 'Cast:f'" in err.message and "body" in err.message, err.message
+
+
+def test_zero_boxes_through_the_guarded_nms():
+    """No box above the mask threshold: every op after the count runs on empty tensors (a
+    Gather's index wrap by an empty axis must not divide by 0). The output's shape is read
+    (LiteRT's Python API cannot read a zero-element tensor); other counts match onnxruntime."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = _empty_guarded_nms(numpy_helper.from_array(np.zeros((0,), np.int64)))
+    res = convert(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    interp = Interpreter(model_content=res.tflite_bytes)
+    interp.allocate_tensors()
+    for count in (0, 1, 5):
+        feeds = {"boxes": _boxes(16, 2.0), "scores": np.full(16, 0.1, np.float32)}
+        feeds["scores"][RNG.choice(16, count, replace=False)] = 0.6 + 0.3 * RNG.random(count)
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], feeds[d["name"]])
+        interp.invoke()
+        (out,) = interp.get_output_details()
+        (want,) = sess.run(None, feeds)
+        assert tuple(out["shape"]) == want.shape
+        if count:
+            np.testing.assert_array_equal(interp.get_tensor(out["index"]), want)
