@@ -99,16 +99,19 @@ def _with_before(row: dict, baselines) -> dict:
     return {"name": row["name"], "before": before, "after": row["after"]}
 
 
-def _summary(rows: list[dict]) -> dict:
+def _head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+
+
+def _summary(rows: list[dict], measured_on: str | None = None) -> dict:
     summary = {"models": len(rows), "baselines": BASELINES}
     for converter in BASELINES:
         olds = [(r["before"].get(converter) or {}) for r in rows]
         summary[f"before_{converter}"] = dict(Counter(o.get("status", "n/a") for o in olds))
         summary[f"causes_before_{converter}"] = dict(Counter(c for o in olds if (c := cause(o))))
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    summary["after_converter_commit"] = head  # (the working tree, others' edits included)
+    summary["after_converter_commit"] = measured_on or _head()  # (the working tree as it was)
     summary["after"] = dict(Counter(r["after"].get("status") for r in rows))
     summary["causes_after"] = dict(Counter(c for r in rows if (c := cause(r["after"]))))
     return summary
@@ -126,9 +129,10 @@ def main(argv=None) -> int:
         print(json.dumps(_one(args.child)))
         return 0
     baselines = _baselines()
-    if args.summarize:
-        rows = json.loads(Path(args.out).read_text())["models"]
-        _write(args.out, [_with_before(r, baselines) for r in rows])
+    if args.summarize:  # keeps the commit the rows were measured on
+        old = json.loads(Path(args.out).read_text())
+        rows = [_with_before(r, baselines) for r in old["models"]]
+        _write(args.out, rows, old["summary"].get("after_converter_commit"))
         return 0
     names = args.only or sorted({n for b in baselines.values() for n, rec in b.items() if rec})
     rows = []
@@ -146,8 +150,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def _write(out: str, rows: list[dict]) -> None:
-    summary = _summary(rows)
+def _write(out: str, rows: list[dict], measured_on: str | None = None) -> None:
+    summary = _summary(rows, measured_on)
     Path(out).write_text(json.dumps({"summary": summary, "models": rows}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
