@@ -624,6 +624,8 @@ def _counted_from_end(ops: list[tfl.Operator], k: int, differ: list[int]) -> tfl
     strides = op.inputs[3] if len(op.inputs) > 3 else None
     if op.options.get("offset") or strides is None or strides.data is None or x.data.ndim != 1:
         return None
+    if op.options.get("new_axis_mask") or op.options.get("ellipsis_mask"):
+        return None  # entries would not index the input's dims one to one
     data = x.data.copy()
     for e in differ:
         if strides.data[e] <= 0:
