@@ -326,3 +326,33 @@ def test_conv_mostly_on_input_stays_one_conv(monkeypatch):
     monkeypatch.setattr(conv_mod, "SPLIT_PADDING_REGIONS", False)
     shapes, ops = _conv_filters(_conv_model((1, 4, 14, 14), w, [12, 12], [12] * 4))
     assert shapes == [(8, 3, 3, 4)] and "CONCATENATION" not in ops
+
+
+@pytest.mark.parametrize(("k", "dil", "group"), [(3, 12, 1), (3, 24, 1), (7, 1, 4)])
+def test_size_dependent_forms_with_run_time_sizes(k, dil, group):
+    """Dead taps, live regions and depthwise bands depend on the map size: with H and W left
+    dynamic the file still matches onnxruntime at sizes the forms would split differently."""
+    import onnxruntime as ort
+
+    from onnx2tflite_direct.validate import litert_runner
+
+    w = (RNG.standard_normal((4, 4 // group, k, k)) * 0.3).astype(np.float32)
+    node = helper.make_node(
+        "Conv", ["x", "w"], ["y"], dilations=[dil] * 2, pads=[dil * (k // 2)] * 4, group=group
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "H", "W"])],
+        [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    res = convert(model, keep_io_layout=True)
+    run = litert_runner(bytes(res.tflite_bytes), res.report.get("io_table"))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for hw in [(14, 14), (30, 22), (9, 40)]:
+        x = RNG.standard_normal((1, 4, *hw)).astype(np.float32)
+        got, want = run({"x": x})["y"], sess.run(None, {"x": x})[0]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
