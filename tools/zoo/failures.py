@@ -55,8 +55,14 @@ ANALYSIS = {
         "LiteRT has dynamic tensors and WHERE with a data-dependent output size."
     ),
     "tv_retinanet_resnet50_fpn_v2_ts": (
-        "torchvision RetinaNet post-processing: NonZero per level + NonMaxSuppression; same "
-        "data-dependent-shape refusal as SSDlite."
+        "torchvision RetinaNet post-processing: per FPN level a score threshold (NonZero, 10 "
+        "of them), TopK(min(1000, n)) of the kept scores, then batched NMS. On 1f36c22 (SSDlite "
+        "passes there) the data-dependent row counts are sampled at 2 and 3, and ONNX shape "
+        "inference of the sampled graph fails at /m/TopK: 'Axis has less than the requested k "
+        "elements' (k is a constant min(1000, n) folded with the anchor count, while the "
+        "sample gives 2-3 rows), then everything after it is untyped. The TopK's k must "
+        "follow the run-time row count (k = min(K, rows)), or the sampling must keep rows "
+        ">= k for such a TopK."
     ),
     "tv_resnet18_ts_qstatic": (
         "Measured (SQNR of the output against onnxruntime basic): LiteRT+XNNPACK 36.1 dB, "
@@ -287,7 +293,10 @@ def render() -> str:
                     "- every refused node: "
                     + ", ".join(f"{k} x{v}" for k, v in r["refused_ops"].items())
                 )
-            lines.append(f"- message: {r.get('message', '')}")
+            full = r.get("message_full") or r.get("message", "")
+            if len(full) > 1200:  # keep the head (what) and the tail (why)
+                full = full[:500] + " [...] " + full[-600:]
+            lines.append(f"- message: {full}")
             why = _analysis(r["name"])
             if why:
                 lines.append(f"- root cause: {why}")

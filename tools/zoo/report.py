@@ -58,7 +58,11 @@ def collect(index: dict) -> list[dict]:
             "sha256": (built or {}).get("sha256"),
             **{k: v for k, v in rec.items() if k not in ("name", "key")},
         }
-        row["category"] = categorize(rec) if rec["status"] not in ("not_run", "not_built") else None
+        row["category"] = (
+            categorize({**rec, "exporter": entry.get("exporter")})
+            if rec["status"] not in ("not_run", "not_built")
+            else None
+        )
         rows.append({k: v for k, v in row.items() if v is not None})
     return rows
 

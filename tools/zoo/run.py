@@ -67,7 +67,7 @@ def categorize(rec: dict) -> str | None:
     op = rec.get("op_type") or ""
     domain = rec.get("domain") or ""
     reason = rec.get("reason_code") or ""
-    msg = (rec.get("message") or "").lower()
+    msg = (rec.get("message_full") or rec.get("message") or "").lower()
     ops = {n.get("op_type") for n in rec.get("refused_nodes", [])} | {op}
     if ops & DYNAMIC_QUANT_OPS:
         return "dynamic-quant"
@@ -83,10 +83,18 @@ def categorize(rec: dict) -> str | None:
         return "declared-shape disagreement"
     if ops & CONTROL_FLOW_OPS or "subgraph" in msg or "branch" in msg:
         return "control flow with changing shapes"
-    if ops & DATA_DEPENDENT_OPS or "data-dependent" in msg or "static shape" in msg:
+    if (
+        ops & DATA_DEPENDENT_OPS
+        or "data-dependent" in msg
+        or "static shape" in msg
+        or "nonzero" in msg
+        or "nonmaxsuppression" in msg
+    ):
         return "data-dependent shapes"
     if reason == "unsupported_dtype":
         return "dtype without kernel"
+    if status == "mismatch" and "quantize_static" in (rec.get("exporter") or ""):
+        return "other: QDQ rounding-boundary flips"
     return "other"
 
 
@@ -401,6 +409,7 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
                 op_type=op,
                 domain=domain,
                 message=_short(exc.message),
+                message_full=exc.message[:4000],
                 refused_nodes=_refused_nodes(Path(tmp) / "m_op_coverage_report.json"),
                 refused_ops=_refused_ops(Path(tmp) / "m_op_coverage_report.json"),
                 exception=type(exc).__name__,
