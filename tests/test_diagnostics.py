@@ -240,7 +240,8 @@ def test_transpose_materialization_is_a_permuted_copy():
 
 
 def test_conv_transpose_output_survives_reshape_collapse():
-    """No crop: the lowering's same-shape RESHAPE is collapsed; the result is still measured."""
+    """No crop: the lowering's same-shape RESHAPE is collapsed; the result is still measured.
+    (Kernel 3 over stride 2 keeps TRANSPOSE_CONV; kernel == stride is CONV_2D + DEPTH_TO_SPACE.)"""
     rng = np.random.default_rng(4)
     nodes = [
         helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], "up", strides=[2, 2]),
@@ -250,7 +251,7 @@ def test_conv_transpose_output_survives_reshape_collapse():
         nodes,
         [("x", np.float32, [1, 4, 3, 3])],
         [("y", np.float32, None)],
-        {"w": _w(rng, 4, 2, 2, 2), "b": _w(rng, 2)},
+        {"w": _w(rng, 4, 2, 3, 3), "b": _w(rng, 2)},
         check=False,
     )
     diag = diagnostics.validate_all_tensors(o2t.convert(model))
