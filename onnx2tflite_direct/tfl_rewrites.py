@@ -299,6 +299,8 @@ def batch_row_projections(sub: tfl.Subgraph) -> int:
             tuple(sorted(op.options.items())),
         )
         groups.setdefault(key, []).append((op, row[1], prod))
+    if not any(len(members) > 1 for members in groups.values()):
+        return 0
     ed = Editor(sub)
     first_reader = {}
     for op in sub.operators:  # where a source is first read: the batched ops go there
