@@ -20,6 +20,8 @@ The forms (module switches, each named here):
   ConvTranspose with kernel == stride as a 1x1 CONV_2D + DEPTH_TO_SPACE.
 - ``batch_row_projections``: the TFLite rewrite of that name (``--disable-rewrite``), per-row
   FULLY_CONNECTEDs with equal weights (an unrolled RNN's input projections) batched into one.
+- ``stacked_reduce_as_elementwise``: the TFLite rewrite of that name, REDUCE_MAX/MIN over a
+  CONCATENATION-made stack axis as a MAXIMUM/MINIMUM chain.
 
     PYTHONPATH=. python benchmarks/bench_outliers.py [--models NAME ...] [--runs 20]
 
@@ -59,7 +61,7 @@ FORMS = {
     "deconv_depth_to_space": (deconv_lowering, "NON_OVERLAPPING_AS_DEPTH_TO_SPACE"),
 }
 # TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
-REWRITES = ("batch_row_projections",)
+REWRITES = ("batch_row_projections", "stacked_reduce_as_elementwise")
 # The corpus models each form was written for (zoo.md ratio above 1.25 before it).
 MODELS = (
     "tv_deeplabv3_mobilenet_v3_large_ts",

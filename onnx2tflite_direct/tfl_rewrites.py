@@ -352,6 +352,67 @@ def batch_row_projections(sub: tfl.Subgraph) -> int:
     return ed.commit()
 
 
+ELEMENTWISE_OF_REDUCER = {"REDUCE_MAX": "MAXIMUM", "REDUCE_MIN": "MINIMUM"}
+
+
+def stacked_reduce_as_elementwise(sub: tfl.Subgraph) -> int:
+    """REDUCE_MAX/REDUCE_MIN over the one axis a CONCATENATION stacked its inputs along (each
+    of size 1 there: torch.stack(...).max(dim)) becomes a MAXIMUM/MINIMUM chain of the inputs.
+    Why: the concatenation interleaves single elements (XNNPACK copied a [1,32,196]x3 stack in
+    3x onnxruntime's time) only for the reduction to pull them apart again; the maximum of the
+    same values is the same value."""
+    reducers = [op for op in sub.operators if op.opcode in ELEMENTWISE_OF_REDUCER]
+    if not reducers:
+        return 0
+    wanted = {id(op.inputs[0]) for op in reducers}
+    producer = sub.producers(wanted, ("CONCATENATION",))
+    readers = sub.consumers(wanted)
+    outputs = {id(t) for t in sub.outputs}
+    ed = Editor(sub)
+    for op in reducers:
+        x, axes_t, out = op.inputs[0], op.inputs[1], op.outputs[0]
+        cat = producer.get(id(x))
+        if (
+            cat is None
+            or ed.removed(cat)
+            or axes_t is None
+            or axes_t.data is None
+            or np.asarray(axes_t.data).size != 1
+            or x.dtype != np.float32
+            or x.quantization is not None
+            or x.shape_signature is not None
+            or len(readers.get(id(x), ())) != 1
+            or id(x) in outputs
+            or cat.options.get("fused_activation_function", "NONE") != "NONE"
+            or len(cat.inputs) < 2
+        ):
+            continue
+        axis = int(np.asarray(axes_t.data).reshape(-1)[0]) % x.rank
+        if int(cat.options.get("axis", 0)) % x.rank != axis:
+            continue
+        if any(
+            t is None or t.shape != (*x.shape[:axis], 1, *x.shape[axis + 1 :]) for t in cat.inputs
+        ):
+            continue
+        kind = ELEMENTWISE_OF_REDUCER[op.opcode]
+        keep = tuple(out.shape) == cat.inputs[0].shape
+        steps, acc = [], cat.inputs[0]
+        for i, t in enumerate(cat.inputs[1:]):
+            last = i == len(cat.inputs) - 2
+            dst = (
+                out
+                if last and keep
+                else ed.temp(f"{out.name}/{kind.lower()}{i}", np.float32, acc.shape)
+            )
+            steps.append(ed.op(kind, [acc, t], [dst], op))
+            acc = dst
+        if acc is not out:
+            steps.append(ed.reshape(acc, out, op))
+        ed.remove(cat)
+        ed.replace(op, steps)
+    return ed.commit()
+
+
 def remove_dead_ops(sub: tfl.Subgraph) -> int:
     """Drop operators none of whose outputs reach a graph output."""
     live = {id(t) for t in sub.outputs}
@@ -375,6 +436,7 @@ RULES = [
     ("fuse_bias_add", fuse_bias_add),
     ("fuse_activation", fuse_activations),
     ("batch_row_projections", batch_row_projections),
+    ("stacked_reduce_as_elementwise", stacked_reduce_as_elementwise),
     ("remove_dead_ops", remove_dead_ops),
 ]
 ALWAYS = {"remove_dead_ops"}

@@ -356,3 +356,36 @@ def test_size_dependent_forms_with_run_time_sizes(k, dil, group):
         got, want = run({"x": x})["y"], sess.run(None, {"x": x})[0]
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+def _stack_reduce_model(op_type, keepdims, n_inputs=3):
+    names = [f"a{i}" for i in range(n_inputs)]
+    nodes = [helper.make_node("Unsqueeze", [n, "ax"], [f"{n}u"]) for n in names]
+    nodes.append(helper.make_node("Concat", [f"{n}u" for n in names], ["st"], axis=3))
+    nodes.append(helper.make_node(op_type, ["st", "ax"], ["y"], keepdims=keepdims))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 7, 12]) for n in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("ax", TensorProto.INT64, [1], [3])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize(
+    ("op_type", "keepdims", "kind"),
+    [("ReduceMax", 0, "MAXIMUM"), ("ReduceMin", 1, "MINIMUM"), ("ReduceMax", 1, "MAXIMUM")],
+)
+def test_stacked_max_is_an_elementwise_chain(op_type, keepdims, kind):
+    """torch.stack([a, b, c], -1).max(-1) (a dilated-conv tokenizer's branch merge): MAXIMUM of
+    the three, no CONCATENATION interleaving single elements; with the rule off, the stack."""
+    model = _stack_reduce_model(op_type, keepdims)
+    feeds = {f"a{i}": RNG.standard_normal((1, 7, 12)).astype(np.float32) for i in range(3)}
+    check_conversion(model, feeds)
+    ops = _op_names(model)
+    assert ops.count(kind) == 2 and "CONCATENATION" not in ops
+    assert not any(o.startswith("REDUCE") for o in ops)
+    res = convert(model, keep_io_layout=True, disable_rewrites=("stacked_reduce_as_elementwise",))
+    off = [d["op_name"] for d in make_interpreter(bytes(res.tflite_bytes))._get_ops_details()]
+    assert "CONCATENATION" in off
