@@ -715,7 +715,21 @@ def test_io_not_touching_integer_ops_stays_float():
     assert it.get_output_details()[0]["dtype"] == np.int8
 
 
-@pytest.mark.parametrize("model", [attention_net, conv_net])
+def flattened_projection_net(seed: int = 0):
+    """MatMul -> Reshape to [batch, features] -> MatMul: the first product exists only in its
+    TFLite shape ([10, 16]) before the RESHAPE that gives it the ONNX one."""
+    _w = _weights(seed)
+    inits = {"w1": _w(16, 16), "shape": np.array([2, 80], np.int64), "w2": _w(80, 8)}
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Reshape", ["h", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w2"], ["y"]),
+    ]
+    return make_model(nodes, [("x", F, (2, 5, 16))], [("y", F, (2, 8))], inits)
+
+
+# (attention_net no longer has a rearranging copy: K^T is read through adj_y.)
+@pytest.mark.parametrize("model", [flattened_projection_net, conv_net])
 def test_results_copied_by_reshape_or_transpose_take_the_copy_range(model):
     """A TFLite-only result (e.g. FULLY_CONNECTED before the RESHAPE to the ONNX shape) that
     calibration could not see takes the range of its rearranged copy."""
