@@ -1,0 +1,191 @@
+"""Graph comparison of the dynamic-shape lowering: lower at the base and bumped sample sizes,
+pair the TFLite graphs tensor by tensor, and mark the dims that change dynamic.
+
+The operators must match with the same options (else the sizes change a decision: refused);
+an activation dim that differs with a symbol becomes -1 in ``shape_signature`` with a size
+extrapolated to 1 where linear; differing constants go to ``dynamic_constants``. A sample
+size the model itself rejects raises :class:`SampleRejected` for the sample plans to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from . import errors, tfl
+from .dynamic_constants import relax_constants, same_constant
+from .dynamic_symbols import DynamicShapeModel, Inexpressible, refuse
+from .errors import UnsupportedError
+from .static_shapes import keep_static
+
+Lowering = Callable[[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]], bool], tuple]
+# Refusals a sample size can cause (an empty slice or fill, a shape inference error).
+_SIZE_SENSITIVE = (errors.UNSUPPORTED_ATTRIBUTE_VALUE, errors.EMPTY_TENSOR_UNSUPPORTED)
+
+
+class SampleRejected(Exception):  # noqa: N818 - internal: retry at other sample sizes
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
+    symbols = signal.symbols
+    base_values = {s.name: s.samples[0] for s in symbols}
+    bumped_values = {s.name: s.samples[1] for s in symbols}
+
+    def at(values: dict[str, int], probe: dict[str, int], is_base: bool) -> tuple:
+        shapes = signal.shapes(values)
+        try:
+            return lower(shapes, signal.shapes(probe), is_base)
+        except errors.BadInputError as err:
+            if err.reason_code not in (errors.INVALID_MODEL, errors.SHAPE_INFERENCE_FAILED):
+                raise
+            sizes = ", ".join(f"{k}={v}" for k, v in values.items())
+            message = f"the model does not accept the sample sizes {sizes} ({err.message})"
+            raise SampleRejected(Inexpressible(message)) from None
+        except UnsupportedError as err:
+            if err.reason_code not in _SIZE_SENSITIVE:
+                raise
+            raise SampleRejected(err) from None
+
+    base = at(base_values, bumped_values, True)
+    driver, model, _ = base
+    variants = []
+    for s in symbols:
+        values = {**base_values, s.name: s.samples[1]}
+        variants.append(at(values, {**bumped_values, s.name: s.samples[0]}, False)[1])
+    pairings = [_pair_tensors(model, other) for other in variants]
+    dynamic_dims = _dynamic_dims(pairings)
+    sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
+    relax_constants(model, variants, symbols, sources)
+    for tensor, dims in dynamic_dims.values():
+        _make_dynamic(tensor, dims, [p[id(tensor)][1] for p in pairings], symbols)
+    keep_static(model.subgraphs[0])  # run-time shape targets -> constants (static_shapes.py)
+    _finish_io_table(driver, model.subgraphs[0])
+    return base
+
+
+def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:
+    """Tensor of ``a`` -> its counterpart in ``b``, checking that the graphs match op by op."""
+    if len(a.subgraphs) != len(b.subgraphs):
+        refuse("the graph structure depends on the input sizes")
+    pairs: dict[int, tuple[tfl.Tensor, tfl.Tensor]] = {}
+
+    def pair(x: tfl.Tensor | None, y: tfl.Tensor | None, where: str) -> None:
+        if (x is None) != (y is None):
+            refuse(f"{where}: an operand exists at one input size only")
+        if x is None:
+            return
+        known = pairs.get(id(x))
+        if known is not None and known[1] is not y and not same_constant(known[1], y):
+            refuse(f"{where}: tensor {x.name!r} pairs inconsistently")
+        if x.dtype != y.dtype or x.rank != y.rank:
+            refuse(f"{where}: tensor {x.name!r} changes dtype or rank with the input sizes")
+        pairs[id(x)] = (x, y)
+
+    for sa, sb in zip(a.subgraphs, b.subgraphs, strict=True):
+        if len(sa.operators) != len(sb.operators):
+            refuse(f"the number of operators depends on the input sizes{_first_difference(sa, sb)}")
+        for x, y in zip(sa.inputs + sa.outputs, sb.inputs + sb.outputs, strict=False):
+            pair(x, y, f"subgraph {sa.name!r} I/O")
+        for oa, ob in zip(sa.operators, sb.operators, strict=True):
+            where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
+            if (
+                oa.opcode != ob.opcode
+                or len(oa.inputs) != len(ob.inputs)
+                or len(oa.outputs) != len(ob.outputs)
+                or not _same_options(oa.options, ob.options)
+            ):
+                refuse(f"{where}: the operator differs between input sizes")
+            for x, y in zip(oa.inputs + oa.outputs, ob.inputs + ob.outputs, strict=True):
+                pair(x, y, where)
+    return pairs
+
+
+def _first_difference(sa: tfl.Subgraph, sb: tfl.Subgraph) -> str:
+    """Where two lowerings' operator lists part: the ONNX node whose lowering differs."""
+    for oa, ob in zip(sa.operators, sb.operators, strict=False):
+        if oa.opcode != ob.opcode or oa.onnx_node != ob.onnx_node:
+            here, there = f"{oa.opcode} from {oa.onnx_node!r}", f"{ob.opcode} from {ob.onnx_node!r}"
+            return f" ({here} at one size, {there} at another)"
+    return ""
+
+
+def _same_options(x: dict, y: dict) -> bool:
+    if x.keys() != y.keys():
+        return False
+    return all(np.array_equal(np.asarray(x[k]), np.asarray(y[k])) for k in x)
+
+
+def _dynamic_dims(pairings) -> dict[int, tuple[tfl.Tensor, list[bool]]]:
+    """Activation tensor -> per dim, whether any symbol changes it."""
+    result: dict[int, tuple[tfl.Tensor, list[bool]]] = {}
+    for pairs in pairings:
+        for key, (a, b) in pairs.items():
+            if a.data is not None or a.shape == b.shape:
+                continue  # constants are judged by relax_constants
+            _, dims = result.setdefault(key, (a, [False] * a.rank))
+            for k, (da, db) in enumerate(zip(a.shape, b.shape, strict=True)):
+                dims[k] = dims[k] or da != db
+    return result
+
+
+def _make_dynamic(tensor: tfl.Tensor, dims: list[bool], others, symbols) -> None:
+    """Mark ``dims`` of ``tensor`` dynamic; store a size valid at every symbol = 1 if linear."""
+    shape, signature = list(tensor.shape), []
+    for k, dynamic in enumerate(dims):
+        if not dynamic:
+            signature.append(shape[k])
+            continue
+        signature.append(-1)
+        at_one = shape[k]
+        for other, s in zip(others, symbols, strict=True):
+            lo, hi = s.samples
+            delta = other.shape[k] - tensor.shape[k]
+            if delta and delta % (hi - lo) == 0:
+                at_one -= delta // (hi - lo) * (lo - 1)
+        shape[k] = at_one if at_one > 0 else shape[k]
+    tensor.shape = tuple(shape)
+    tensor.shape_signature = tuple(signature)
+
+
+def _symbol_sources(sub: tfl.Subgraph, pairings, symbols) -> dict[str, tuple[tfl.Tensor, int]]:
+    """Symbol -> (graph input tensor, stored axis) holding exactly the symbol's value; for a
+    data-dependent size, the op output of that name (WHERE's rows, sized when it runs)."""
+    sources = {}
+    for pairs, s in zip(pairings, symbols, strict=True):
+        candidates = sub.inputs
+        if s.data_dependent:
+            names = {name for name, _ in s.occurrences}
+            candidates = [t for op in sub.operators for t in op.outputs if t.name in names]
+        for t in candidates:
+            other = pairs.get(id(t))
+            if other is None:
+                continue
+            for k, (da, db) in enumerate(zip(t.shape, other[1].shape, strict=True)):
+                if (da, db) == s.samples and s.name not in sources:
+                    sources[s.name] = (t, k)
+    return sources
+
+
+def _finish_io_table(driver, sub: tfl.Subgraph) -> None:
+    """Report rows: dynamic dims are -1 in the signature and 1 in the stored shapes."""
+    tensors = dict(zip(sub.input_names, sub.inputs, strict=True))
+    tensors.update(zip(sub.output_names, sub.outputs, strict=True))
+    for t in sub.inputs:  # graph inputs store 1 in every dynamic dim (the TFLite convention)
+        if t.shape_signature:
+            t.shape = tuple(
+                1 if s == -1 else d for d, s in zip(t.shape, t.shape_signature, strict=True)
+            )
+    for row in driver.io_table:
+        t = tensors.get(row["name"])
+        if t is None or not t.shape_signature:
+            continue
+        row["shape_signature"] = list(t.shape_signature)
+        for k, s in enumerate(t.shape_signature):
+            if s == -1:
+                row["tflite_shape"][k] = 1
+                if row["onnx_shape"]:
+                    row["onnx_shape"][row["perm"][k] if row.get("perm") else k] = 1

@@ -1,0 +1,143 @@
+"""Sample plans of the dynamic-shape lowering: which sample sizes to try, and in what order,
+when the model rejects the declared ones or gives graphs that differ between them.
+
+The declared samples first; then the batch symbols merged into one; then larger sizes
+(``SIZE_RETRY_SAMPLES``); last the batch fixed at 1 when the model takes no other batch.
+The first plan whose lowerings compare (``dynamic_compare``) is the answer.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .dynamic_compare import Lowering, SampleRejected, lower_and_compare
+from .dynamic_symbols import (
+    BATCH_SAMPLES,
+    PIN_HINT,
+    DynamicShapeModel,
+    Inexpressible,
+    Symbol,
+    describe,
+)
+from .errors import UnsupportedError
+
+# Sample retries. A model may reject the first sample sizes without its dims being fixed: an
+# audio front end needs a window's worth of samples (a slice past 64 is empty), and inputs
+# whose unnamed dims must agree (two batch dims concatenated) reject different values. The
+# sizes are then tried with the batch symbols merged, and larger (a step of 64 keeps them
+# multiples of 32 for strided backbones and inside the narrow range a one-frame model takes).
+SIZE_RETRY_SAMPLES = ((512, 576), (2048, 2112))
+
+
+def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
+    """The first sample plan that gives a dynamic model (see ``SIZE_RETRY_SAMPLES``);
+    ``signal`` is updated to it (the report lists the samples used). Retried when the
+    declared samples are rejected, or give graphs that differ between sizes (a decision a
+    small size changes, e.g. a pool over a 1x1 map). When none works: the declared samples'
+    refusal, or if the model rejected them, the first refusal at accepted sizes."""
+    first, accepted = None, None
+    for plan, whole in _sample_plans(signal):
+        if isinstance(first, Inexpressible) and not whole:
+            continue
+        if getattr(plan, "single_batch", False) and not _model_rejected(first):
+            continue  # only when the model itself refused other batches, not our lowering
+        try:
+            result = lower_and_compare(plan, lower)
+        except DynamicShapeModel:
+            raise  # data-dependent sizes: handled by the caller
+        except Exception as err:
+            if first is None:
+                if not isinstance(err, (SampleRejected, Inexpressible)):
+                    raise  # the declared samples were accepted: this is the answer
+                first = err
+            elif isinstance(err, (Inexpressible, UnsupportedError)):
+                accepted = accepted or err  # samples accepted, graphs not comparable
+            # else a failure only at retried sizes: the declared samples' answer stands
+            continue
+        if plan is not signal:
+            kept = {p for t in plan.symbols for p in t.occurrences}
+            fixed = [s for s in signal.symbols if not kept.intersection(s.occurrences)]
+            if fixed and getattr(result[0], "report", None) is not None:
+                result[0].report.warn(
+                    f"dynamic shape: the model rejects every batch size tried but 1 "
+                    f"({describe(fixed)}); it is converted with a batch of 1"
+                )
+            signal.symbols[:] = plan.symbols
+            signal.input_dims.clear()
+            signal.input_dims.update(plan.input_dims)
+        return result
+    if not isinstance(first, SampleRejected):
+        raise first
+    if accepted is None and isinstance(first.error, errors.ConversionError):
+        raise first.error.reworded(
+            f"{first.error.message} (at every sample size tried for the dynamic dims "
+            f"{describe(signal.symbols)}); {PIN_HINT}"
+        )
+    raise accepted or first.error
+
+
+def _sample_plans(signal: DynamicShapeModel):
+    """The declared samples; then the batch symbols merged into one; then each size symbol
+    alone, and all of them, at each of ``SIZE_RETRY_SAMPLES``. Each plan comes with whether
+    it changes every symbol it may (only those are tried when the declared samples were
+    accepted but gave differing graphs: each plan is a full lowering)."""
+    yield signal, True
+    merged = _merged(signal)
+    if merged is not None:
+        yield merged, True
+    sizes = [s.name for s in signal.symbols if _scalable(s)]
+    groups = [{name} for name in sizes] + ([set(sizes)] if len(sizes) > 1 else [])
+    for samples in SIZE_RETRY_SAMPLES:
+        for group in groups:
+            yield _resampled(merged or signal, samples, group), len(group) == len(sizes)
+    single = _single_batch(merged or signal)
+    if single is not None:  # an exporter baked batch 1 into a Reshape: the model takes no other
+        single.single_batch = True
+        yield single, False
+
+
+def _model_rejected(first) -> bool:
+    """Did the model itself (shape inference, a Reshape's element count) reject the declared
+    samples, rather than a lowering refusing them?"""
+    return isinstance(first, SampleRejected) and isinstance(first.error, Inexpressible)
+
+
+def _single_batch(signal: DynamicShapeModel) -> DynamicShapeModel | None:
+    """The batch symbols fixed at 1 (the report then shows a static batch of 1), the other
+    symbols still sampled; None when there is no batch symbol."""
+    batch = {s.name for s in signal.symbols if not s.data_dependent and s.samples == BATCH_SAMPLES}
+    if not batch:
+        return None
+    dims = {k: [1 if d in batch else d for d in v] for k, v in signal.input_dims.items()}
+    symbols = [s for s in signal.symbols if s.name not in batch]
+    return DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+
+
+def _scalable(s: Symbol) -> bool:
+    return not s.data_dependent and s.samples != BATCH_SAMPLES
+
+
+def _merged(signal: DynamicShapeModel) -> DynamicShapeModel | None:
+    """The batch symbols (leading dims only) as one symbol named by the first; None when
+    there are fewer than two."""
+    group = [s for s in signal.symbols if not s.data_dependent and s.samples == BATCH_SAMPLES]
+    if len(group) < 2:
+        return None
+    rename = {t.name: group[0].name for t in group}
+    places = tuple(p for t in group for p in t.occurrences)
+    symbols = [
+        Symbol(s.name, places, s.samples) if s is group[0] else s
+        for s in signal.symbols
+        if s.name not in rename or s is group[0]
+    ]
+    dims = {
+        k: [rename.get(d, d) if isinstance(d, str) else d for d in v]
+        for k, v in signal.input_dims.items()
+    }
+    return DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+
+
+def _resampled(signal: DynamicShapeModel, samples: tuple[int, int], names: set[str]):
+    symbols = [
+        Symbol(s.name, s.occurrences, samples) if s.name in names else s for s in signal.symbols
+    ]
+    return DynamicShapeModel(symbols, dict(signal.input_dims), dict(signal.output_dims))
