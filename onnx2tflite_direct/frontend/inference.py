@@ -410,7 +410,6 @@ class DeclaredValueInfo:
         return lines or ["declared value_info shapes contradict shape inference; ignored"]
 
 
-
 def _infer_with(
     samples: SampleValues, proto, nodes, consts, real_inputs, hints, declared=True
 ) -> dict:
