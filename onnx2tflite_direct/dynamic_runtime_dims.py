@@ -169,18 +169,7 @@ class RuntimeDims:
             safe = self.ed.temp(f"dynamic_shape/{x.name}/nonzero", np.int32, out.shape)
             self.pending.append(self.ed.op("MAXIMUM", [out, one], [safe]))
             out = safe
-        if tuple(x.shape) != tuple(out.shape):
-            shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
-            target = self._const(f"{x.name}/shape", list(x.shape))
-            self.pending.append(self.ed.op("RESHAPE", [out, target], [shaped]))
-            out = shaped
-        if np.dtype(x.dtype) != np.int32:
-            wide = self.ed.temp(f"dynamic_shape/{x.name}/cast", x.dtype, x.shape)
-            self.pending.append(self.ed.op("CAST", [out], [wide]))
-            out = wide
-        self.ed.insert_before(ops[0], self.pending)
-        self.pending = []
-        return out
+        return self._finish_as(x, ops[0], out)
 
     def from_the_end(self, ops, offsets: np.ndarray, axis: int) -> tfl.Tensor:
         """GATHER's indices as the run-time size of the gathered axis plus ``offsets``."""
@@ -190,7 +179,12 @@ class RuntimeDims:
         offset = self._const(f"{x.name}/from_end", offsets.reshape(-1).tolist())
         out = self.ed.temp(f"dynamic_shape/{x.name}/index", np.int32, (offsets.size,))
         self.pending.append(self.ed.op("ADD", [offset, size], [out], **NONE))
-        if tuple(x.shape) != (offsets.size,):
+        return self._finish_as(x, ops[0], out)
+
+    def _finish_as(self, x: tfl.Tensor, reader: tfl.Operator, out: tfl.Tensor) -> tfl.Tensor:
+        """``out`` (int32 values) in the shape and dtype of the constant ``x`` it replaces;
+        the pending ops go in before ``reader``."""
+        if tuple(x.shape) != tuple(out.shape):
             shaped = self.ed.temp(f"dynamic_shape/{x.name}/shaped", np.int32, x.shape)
             target = self._const(f"{x.name}/shape", list(x.shape))
             self.pending.append(self.ed.op("RESHAPE", [out, target], [shaped]))
@@ -199,7 +193,7 @@ class RuntimeDims:
             wide = self.ed.temp(f"dynamic_shape/{x.name}/cast", x.dtype, x.shape)
             self.pending.append(self.ed.op("CAST", [out], [wide]))
             out = wide
-        self.ed.insert_before(ops[0], self.pending)
+        self.ed.insert_before(reader, self.pending)
         self.pending = []
         return out
 
