@@ -79,3 +79,16 @@ def test_warning_reaches_the_report_file(tmp_path):
     res = convert(_model([1]), tmp_path, report_op_coverage=True)
     assert res.report["success"] is True
     assert res.report["warnings"] and "declared [1]" in res.report["warnings"][0]
+
+
+def test_batch_size_on_a_model_with_a_fixed_batch_warns():
+    """A pin that changes nothing says so (issue 19: a flag with no effect gets a warning)."""
+    from onnx2tflite_direct import convert
+
+    res = convert(_model([4, 2, 3], value_info=[2, 3, 4]), batch_size=1)
+    assert any("batch-size pin (1) has no effect" in w for w in res.report["warnings"])
+    dynamic = _model([4, 2, 3])
+    dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    dynamic.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "n"
+    res = convert(dynamic, batch_size=2)
+    assert not any("batch-size" in w for w in res.report["warnings"])

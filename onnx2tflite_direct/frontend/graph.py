@@ -134,6 +134,16 @@ def _output_types(result: FrontEndResult) -> dict[str, tuple[int, tuple]]:
     return out
 
 
+def _has_unknown_first_dim(model: onnx.ModelProto) -> bool:
+    """Whether a batch-size pin reaches any input (it pins unknown first dims only)."""
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in inits and dims and not dims[0].HasField("dim_value"):
+            return True
+    return False
+
+
 def load_graph(
     model: str | os.PathLike | onnx.ModelProto,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
@@ -148,6 +158,12 @@ def load_graph(
     shape arithmetic whose value differs there is kept for run time instead of folded.
     ``disabled_rules``: ids of proto rules (``passes.RULES``) not to run."""
     loaded = load_model(model)
+    warnings: list[str] = []
+    if batch_size is not None and not _has_unknown_first_dim(loaded):
+        warnings.append(
+            f"the batch-size pin ({batch_size}) has no effect: the model fixes every input's "
+            "first dimension"
+        )
     proto = apply_shape_pins(loaded, input_shapes, batch_size)
     checks.check_structure(proto)
     if find_dynamic:
@@ -182,7 +198,6 @@ def load_graph(
     nodes = _topo_sort(nodes, available)
 
     rules = ProtoRules(disabled_rules)
-    warnings: list[str] = []
     nodes, infos, folded = infer_and_fold(
         proto,
         nodes,
