@@ -110,6 +110,9 @@ class Driver:
         # id(QuantizeLinear output) -> (float value before the zero point, its layout, the
         # lattice): a DequantizeLinear on the same lattice reads that (lowering/quantize.py).
         self.lattice_twins: dict[int, tuple] = {}
+        # id(Conv output) -> (its exact integer sums, the per-channel scale sx*sw, layout): a
+        # QuantizeLinear of it rescales the sums once, as QLinearConv (lowering/conv_lattice.py).
+        self.integer_sums: dict[int, tuple] = {}
         self._pref: dict[str, bool] = {}
         self.records: list[NodeRecord] = parent.records if parent is not None else []
         self.io_table: list[dict] = []

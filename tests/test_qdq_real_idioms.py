@@ -384,3 +384,73 @@ def test_activation_pairs_are_exact_and_cheap(dtype, zps):
     mul_count = check.ops["MUL"]
     assert mul_count == 3, check.ops  # one product per DequantizeLinear, no SUB of a zero point
     assert check.ops.get("SUB", 0) == 1  # only the DQ whose Q pairs with other parameters
+
+
+# ---- a lattice Conv is computed on integers (QLinearConv's sums) ----------------------------
+
+
+def tie_conv_model(depthwise: bool):
+    """x -> Q/DQ (uint8) -> Conv(DQ int8 per-channel weights, DQ int32 bias) -> Q/DQ, with the
+    output scale twice sx*sw: half the exact sums land on a rounding tie, which a float32 sum
+    in another order misses by an ulp (issue 17's tv_mobilenet_v3_small: 26 dB)."""
+    rng = np.random.default_rng(17)
+    c, o = (8, 8) if depthwise else (3, 8)
+    sx, s = np.float32(0.0173), np.float32(0.00213)
+    w = rng.integers(-6, 7, (o, 1 if depthwise else c, 3, 3)).astype(np.int8)
+    w[0, 0, 0, 0] = 127  # the weight scale spans the int8 range
+    bias = rng.integers(-40, 40, o).astype(np.int32)
+    sw = np.full(o, s, np.float32)
+    inits = [
+        *_params("x", sx, 131, np.uint8),
+        *_params("y", np.float32(sx * s) * 2, 121, np.uint8),
+        numpy_helper.from_array(w, "w_q"),
+        numpy_helper.from_array(sw, "w_s"),
+        numpy_helper.from_array(np.zeros(o, np.int8), "w_z"),
+        numpy_helper.from_array(bias, "b_q"),
+        numpy_helper.from_array((sx * sw).astype(np.float32), "b_s"),
+        numpy_helper.from_array(np.zeros(o, np.int32), "b_z"),
+    ]
+    nodes = [
+        *_pair("x", "x", "x_dq"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+        helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b"], axis=0),
+        helper.make_node(
+            "Conv",
+            ["x_dq", "w", "b"],
+            ["conv"],
+            pads=[1, 1, 1, 1],
+            strides=[2, 2] if not depthwise else [1, 1],
+            group=c if depthwise else 1,
+        ),
+        *_pair("y", "conv", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tie_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_lattice_conv_is_exact_on_rounding_ties(depthwise):
+    """The Conv reads the centred activation integers, int8 weight integers and int32 bias
+    integers (every sum exact in float32), then one product by sx*sw: the ties land where
+    onnxruntime's QLinearConv (its default optimization level) puts them, bit for bit, under
+    XNNPACK."""
+    from onnx2tflite_direct.validate import make_interpreter
+
+    model = tie_conv_model(depthwise)
+    channels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    x = np.random.default_rng(3).uniform(-0.2, 0.2, (1, channels, 16, 16)).astype(np.float32)
+    expected = run_ort(model, {"x": x}, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)["y"]
+    res = harness_convert(model, keep_io_layout=True)
+    interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=True)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    actual = interp.get_tensor(interp.get_output_details()[0]["index"])
+    assert len(np.unique(expected)) > 20  # not a near-constant output
+    np.testing.assert_array_equal(actual, expected)

@@ -16,6 +16,7 @@ from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
 from .common import conv2d_options, emit_crop, emit_pad, padding_mode, spatial_pads
+from .conv_lattice import integer_conv
 
 DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]
 CONV_3D_FILTER = L.Layout((2, 3, 4, 1, 0))  # [O, I, kD, kH, kW] -> [kD, kH, kW, I, O]
@@ -114,9 +115,11 @@ def _bias(ctx, channels: int):
         "STRIDED_SLICE",
         "ADD",
         "CONCATENATION",
+        "MUL",
+        "DEQUANTIZE",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
-    "3-D only with group=1",
+    "3-D only with group=1; on a Q/DQ lattice with int8 weights: integer sums, one MUL",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):
@@ -139,6 +142,13 @@ def _conv_2d(ctx):
     w_layout = DEPTHWISE_2D if depthwise else L.channel_last(len(w_shape))
     if depthwise and one_d:
         w_layout = L.Layout((1, 2, 0))
+    # 1-D (a run-time reshape of the filter) and wide depthwise (float taps) keep the float conv
+    lattice = None
+    if not one_d and not (depthwise and kernel[0] * kernel[1] > MAX_DEPTHWISE_TAPS):
+        lattice = integer_conv(ctx, o)
+    if lattice is not None:
+        _integer_conv_2d(ctx, lattice, w_layout, (kernel, strides, dilations, pads), depthwise)
+        return
     trim = _trim_dead_taps(ctx, kernel, dilations, pads)
     if trim is not None:
         w_trim, kernel, dilations, pads = trim
@@ -180,6 +190,32 @@ def _conv_2d(ctx):
         ctx.emit("CONV_2D", [x, filt, _bias(ctx, o)], [out], **options)
     if one_d:
         ctx.driver.reshape(out, final)
+
+
+def _integer_conv_2d(ctx, lattice, w_layout, geometry, depthwise):
+    """The conv on the lattice's integers (lowering/conv_lattice.py), then one MUL by sx*sw
+    per output channel. Zero padding is the centred value of the real zero: same sums."""
+    kernel, strides, dilations, pads = geometry
+    x_shape, o = ctx.shape(0), ctx.shape(1)[0]
+    n, c = x_shape[0], x_shape[1]
+    spatial = list(x_shape[2:])
+    filt = lattice.filter(ctx, w_layout)
+    x = lattice.centred
+    out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
+    mode = padding_mode(pads, spatial, kernel, strides, dilations)
+    if mode is None:
+        x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+        mode = "VALID"
+    options = conv2d_options(mode, strides, dilations)
+    acc = ctx.temp(np.float32, (n, *out_hw, o), "integer_sum")
+    inputs = [x, filt, lattice.bias_tensor(ctx)]
+    if depthwise:
+        ctx.emit("DEPTHWISE_CONV_2D", inputs, [acc], depth_multiplier=o // c, **options)
+    else:
+        ctx.emit("CONV_2D", inputs, [acc], **options)
+    final = ctx.output(0)
+    lattice.rescale(ctx, acc, final)
+    ctx.driver.integer_sums[id(final)] = (acc, lattice.scale, ctx.out_layout(0))
 
 
 # A conv whose taps mostly read zero padding (an atrous conv with a dilation close to the map

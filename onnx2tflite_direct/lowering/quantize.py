@@ -198,15 +198,17 @@ def _quantize_check(node, graph):
     since=10,
     dtypes=FLOAT,
     dtype_inputs=(0, 1),
-    tflite_ops=("DIV", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
+    tflite_ops=("DIV", "MUL", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
     notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 x and "
-    "scale; exact: x / scale rounded half to even, + zero point, saturated",
+    "scale; exact: x / scale rounded half to even, + zero point, saturated (after a Conv on "
+    "a Q/DQ lattice: its integer sums times QLinearConv's multiplier)",
     extra_check=_quantize_check,
 )
 def lower_quantize_linear(ctx):
-    scale = broadcast_param(ctx, 1, 0)
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
-    scaled = C.binary(ctx, "DIV", ctx.input(0), scale, "scaled")
+    scaled = _integer_sums_scaled(ctx)
+    if scaled is None:
+        scaled = C.binary(ctx, "DIV", ctx.input(0), broadcast_param(ctx, 1, 0), "scaled")
     if zp_value is None or ctx.const(1) is None:  # run-time parameters
         zp = broadcast_param(ctx, 2, 0) if ctx.has_input(2) else None
         requantize(ctx, scaled, zp, ctx.output(0), "q")
@@ -227,6 +229,22 @@ def lower_quantize_linear(ctx):
     ctx.emit("CAST", [t], [out])
     key = _params_key(ctx)
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
+
+
+def _integer_sums_scaled(ctx):
+    """x / y_scale of a Conv computed on integers (lowering/conv_lattice.py) as onnxruntime's
+    QLinearConv computes it: the exact integer sums times one multiplier fl(fl(sx*sw) / sy)
+    per output channel (a product then a quotient would round twice, off a tie)."""
+    src = ctx.driver.tensor_of.get(ctx.node.inputs[0])
+    sums = ctx.driver.integer_sums.get(id(src)) if src is not None else None
+    y_scale = ctx.const(1)
+    if sums is None or y_scale is None or np.size(y_scale) != 1:
+        return None
+    acc, sum_scale, layout = sums
+    if layout != ctx.in_layout(0) or tuple(acc.shape) != tuple(src.shape):
+        return None
+    multiplier = (sum_scale / np.asarray(y_scale, np.float32).reshape(())).astype(np.float32)
+    return C.binary(ctx, "MUL", acc, ctx.const_tensor(multiplier, "requant_scale"), "scaled")
 
 
 def _params_key(ctx) -> tuple:
