@@ -31,9 +31,9 @@ from . import compose as C
 from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
 from .conv import DEPTHWISE_2D
 from .elementwise import dtype_name
+from .integer_digits import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES, requantize
 
-EXACT_FLOAT_SUM = 2**24
 INT8_TYPES = ("uint8", "int8")
 SCALE_TYPES = ("float32", "float16")
 
@@ -82,53 +82,6 @@ def split_plan(node, graph, k: int, pairs, bias_idx: int | None = None) -> tuple
     if bias is not None:
         bias_max = int(np.max(np.abs(np.asarray(bias.const, np.int64)), initial=0))
     return digit_plan(k, a_max, b_max, bias_max)
-
-
-def digit_plan(k: int, a_max: int, b_max: int, bias_max: int = 0) -> tuple[int, int] | None:
-    """:func:`split_plan` from the bounds: K products of |a| <= a_max and |b| <= b_max."""
-    if k * a_max * b_max + bias_max < EXACT_FLOAT_SUM:
-        return 1, 0
-    for bits in range(7, 0, -1):
-        if k * (1 << bits) * b_max < EXACT_FLOAT_SUM:
-            digits = 1
-            while (1 << (bits * digits)) <= a_max:
-                digits += 1
-            return max(digits, 2), bits  # (a bias alone can push one reduction over)
-    return None
-
-
-def split_digits(ctx, a, digits: int, bits: int):
-    """Exact base-2**bits digits of the float32 integer tensor ``a`` (lowest first; the top
-    digit keeps the sign): ``a = sum_k d_k * 2**(bits * k)``."""
-    out = []
-    step = C.const(ctx, float(1 << bits), hint="digit_base")
-    inv = C.const(ctx, 1.0 / (1 << bits), hint="digit_inv")
-    for k in range(digits - 1):
-        high = C.op(
-            ctx, "FLOOR", [C.binary(ctx, "MUL", a, inv, f"a_div{k}")], a.shape, hint=f"a_high{k}"
-        )
-        out.append(
-            C.binary(ctx, "SUB", a, C.binary(ctx, "MUL", high, step, f"a_up{k}"), f"a_digit{k}")
-        )
-        a = high
-    out.append(a)
-    return out
-
-
-def combine_digits(ctx, partials, bits: int, bias=None):
-    """Exact int32 sum of ``partial_k * 2**(bits * k)`` (+ an int32 bias): each partial is an
-    exact float32 integer below 2**24."""
-    acc = None
-    for k, p in enumerate(partials):
-        t = C.cast(ctx, p, np.int32, f"partial{k}")
-        if k:
-            t = C.binary(
-                ctx, "MUL", t, C.const(ctx, 1 << (bits * k), np.int32, "weight"), f"partial{k}_w"
-            )
-        acc = t if acc is None else C.binary(ctx, "ADD", acc, t, f"acc{k}")
-    if bias is not None:
-        acc = C.binary(ctx, "ADD", acc, bias, "acc_bias")
-    return acc
 
 
 def _dtype_problem(node, graph, quantized, scales=()) -> str | None:

@@ -1,0 +1,64 @@
+"""Exact integer sums in float32 by digits (shared by the integer-op and Q/DQ-lattice lowerings).
+
+A float32 sum of integer products is exact while every partial sum stays below 2**24
+(EXACT_FLOAT_SUM). A reduction whose bound exceeds it splits one operand into base-2**s digits,
+``a = sum_k d_k 2**(s k)``, small enough that each digit's reduction is exact, and combines the
+per-digit sums exactly in int32. lowering/qlinear.py explains the bounds (MatMulInteger,
+QLinearConv ...); lowering/conv_lattice.py splits constant weights the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import compose as C
+
+EXACT_FLOAT_SUM = 2**24
+
+
+def digit_plan(k: int, a_max: int, b_max: int, bias_max: int = 0) -> tuple[int, int] | None:
+    """(digits, bits) from the bounds (qlinear.split_plan): K products of |a| <= a_max and
+    |b| <= b_max; (1, 0) when one float32 reduction is exact, None when 1-bit digits are not."""
+    if k * a_max * b_max + bias_max < EXACT_FLOAT_SUM:
+        return 1, 0
+    for bits in range(7, 0, -1):
+        if k * (1 << bits) * b_max < EXACT_FLOAT_SUM:
+            digits = 1
+            while (1 << (bits * digits)) <= a_max:
+                digits += 1
+            return max(digits, 2), bits  # (a bias alone can push one reduction over)
+    return None
+
+
+def split_digits(ctx, a, digits: int, bits: int):
+    """Exact base-2**bits digits of the float32 integer tensor ``a`` (lowest first; the top
+    digit keeps the sign): ``a = sum_k d_k * 2**(bits * k)``."""
+    out = []
+    step = C.const(ctx, float(1 << bits), hint="digit_base")
+    inv = C.const(ctx, 1.0 / (1 << bits), hint="digit_inv")
+    for k in range(digits - 1):
+        high = C.op(
+            ctx, "FLOOR", [C.binary(ctx, "MUL", a, inv, f"a_div{k}")], a.shape, hint=f"a_high{k}"
+        )
+        out.append(
+            C.binary(ctx, "SUB", a, C.binary(ctx, "MUL", high, step, f"a_up{k}"), f"a_digit{k}")
+        )
+        a = high
+    out.append(a)
+    return out
+
+
+def combine_digits(ctx, partials, bits: int, bias=None):
+    """Exact int32 sum of ``partial_k * 2**(bits * k)`` (+ an int32 bias): each partial is an
+    exact float32 integer below 2**24."""
+    acc = None
+    for k, p in enumerate(partials):
+        t = C.cast(ctx, p, np.int32, f"partial{k}")
+        if k:
+            t = C.binary(
+                ctx, "MUL", t, C.const(ctx, 1 << (bits * k), np.int32, "weight"), f"partial{k}_w"
+            )
+        acc = t if acc is None else C.binary(ctx, "ADD", acc, t, f"acc{k}")
+    if bias is not None:
+        acc = C.binary(ctx, "ADD", acc, bias, "acc_bias")
+    return acc
