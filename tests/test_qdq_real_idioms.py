@@ -28,7 +28,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from onnx2tflite_direct.qdq_merge import merged_lattice
 from onnx2tflite_direct.quant import qdq_import
-from onnx2tflite_direct.validate import run_litert
+from onnx2tflite_direct.validate import make_interpreter, run_litert
 
 BASIC = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 LITERAL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -454,3 +454,109 @@ def test_lattice_conv_is_exact_on_rounding_ties(depthwise):
     actual = interp.get_tensor(interp.get_output_details()[0]["index"])
     assert len(np.unique(expected)) > 20  # not a near-constant output
     np.testing.assert_array_equal(actual, expected)
+
+
+# ---- a lattice Conv over the 2**24 bound: weight digits, still exact ------------------------
+
+
+def wide_conv_model(cin: int, kernel: int):
+    """x (non-negative: uint8 with zero point 0, the reach of a ReLU output) -> Conv with K =
+    cin * kernel**2 products per output and Gaussian weights: per-channel int8 weights sum to
+    |w| * 255 > 2**24, the bound resnet18's layer3/layer4 convs exceed (issue 17)."""
+    rng = np.random.default_rng(11)
+    o = 8
+    w = rng.standard_normal((o, cin, kernel, kernel)).astype(np.float32) * 0.05
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array((rng.standard_normal(o) * 0.5).astype(np.float32), "b"),
+    ]
+    pad = kernel // 2
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[pad] * 4)],
+        "wide_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, o, 5, 5])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _init(model, name):
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == name))
+
+
+def _qlinear_conv_reference(qmodel, xq):
+    """onnxruntime's QLinearConv on the QDQ model's constants, in exact integers: the int64
+    sums of (x_q - x_zp) * w_q + bias, then round_half_even(float32(sum) * fl(fl(sx*sw)/sy))
+    + y_zp saturated, dequantized: the model's Q/DQ semantics as its integer kernel runs it."""
+    nodes = {n.output[0]: n for n in qmodel.graph.node}
+    conv = next(n for n in qmodel.graph.node if n.op_type == "Conv")
+    dq_x, dq_w, dq_b = (nodes[i] for i in conv.input)
+    q_y = next(
+        n
+        for n in qmodel.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0]
+    )
+    sx, zx = _init(qmodel, dq_x.input[1]), _init(qmodel, dq_x.input[2]).astype(np.int64)
+    wq, sw = _init(qmodel, dq_w.input[0]).astype(np.int64), _init(qmodel, dq_w.input[1])
+    bias = _init(qmodel, dq_b.input[0]).astype(np.int64)
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    o, _, k, _ = wq.shape
+    pad = k // 2
+    xc = np.pad(xq.astype(np.int64) - zx, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    h, w = xq.shape[2:]
+    acc = np.zeros((1, o, h, w), np.int64)
+    for i in range(k):
+        for j in range(k):
+            acc += np.einsum("nchw,oc->nohw", xc[:, :, i : i + h, j : j + w], wq[:, :, i, j])
+    acc += bias.reshape(1, o, 1, 1)
+    mult = ((sx * sw).astype(np.float32) / sy).astype(np.float32).reshape(1, o, 1, 1)
+    yq = np.clip(np.rint(acc.astype(np.float32) * mult) + zy, 0, 255)
+    return ((yq - zy).astype(np.float32) * sy).astype(np.float32)
+
+
+@pytest.mark.parametrize("cin, kernel, convs", [(512, 3, 2), (32768, 1, 3)])
+def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, convs):
+    """A per-channel QDQ Conv (onnxruntime quantize_static) whose integer sums can reach past
+    2**24: the int8 weights are split into base-2**bits digits (conversion time), one exact
+    conv per digit, combined exactly (two digits: lo + hi * 2**bits, one rounding as the int32
+    -> float32 conversion; three: int32). Bit-exact with the model's integer semantics
+    (QLinearConv's) under XNNPACK and the reference kernels, within one output step of
+    onnxruntime's float path."""
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(wide_conv_model(cin, kernel), str(src))
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.uniform(0, 1, (1, cin, 5, 5)).astype(np.float32)} for _ in range(2)]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    q_x = next(n for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
+    sx = _init(qmodel, q_x.input[1])
+    assert int(_init(qmodel, q_x.input[2])) == 0  # reach 255: the bound case
+    # inputs on the lattice (x / sx is an integer), realistic: mostly small, some saturating
+    xq = np.minimum(rng.exponential(60, (1, cin, 5, 5)), 255).round().astype(np.int64)
+    x = (xq * sx).astype(np.float32)
+    expected = _qlinear_conv_reference(qmodel, xq)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ops["CONV_2D"]["count"] == convs  # one per weight digit
+    assert ("CAST" in ops) == (convs > 2)
+    for xnnpack in (True, False):
+        interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        actual = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_array_equal(actual, expected)
+    assert len(np.unique(expected)) > 50
+    basic = run_ort(qmodel, {"x": x}, BASIC)["y"]
+    q_y = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step = float(_init(qmodel, q_y.input[1]))
+    assert np.abs(basic - expected).max() <= step * (1 + 1e-5)  # onnxruntime's float rounding

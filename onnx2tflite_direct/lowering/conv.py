@@ -117,9 +117,11 @@ def _bias(ctx, channels: int):
         "CONCATENATION",
         "MUL",
         "DEQUANTIZE",
+        "CAST",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
-    "3-D only with group=1; on a Q/DQ lattice with int8 weights: integer sums, one MUL",
+    "3-D only with group=1; on a Q/DQ lattice with int8 weights: exact integer sums (one "
+    "conv per weight digit past 2**24), one MUL",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):
@@ -199,7 +201,6 @@ def _integer_conv_2d(ctx, lattice, w_layout, geometry, depthwise):
     x_shape, o = ctx.shape(0), ctx.shape(1)[0]
     n, c = x_shape[0], x_shape[1]
     spatial = list(x_shape[2:])
-    filt = lattice.filter(ctx, w_layout)
     x = lattice.centred
     out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
@@ -207,12 +208,15 @@ def _integer_conv_2d(ctx, lattice, w_layout, geometry, depthwise):
         x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
     options = conv2d_options(mode, strides, dilations)
-    acc = ctx.temp(np.float32, (n, *out_hw, o), "integer_sum")
-    inputs = [x, filt, lattice.bias_tensor(ctx)]
     if depthwise:
-        ctx.emit("DEPTHWISE_CONV_2D", inputs, [acc], depth_multiplier=o // c, **options)
-    else:
-        ctx.emit("CONV_2D", inputs, [acc], **options)
+        options["depth_multiplier"] = o // c
+
+    def conv(filt, bias, hint):  # one exact reduction per weight digit
+        acc = ctx.temp(np.float32, (n, *out_hw, o), hint)
+        ctx.emit("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, filt, bias], [acc], **options)
+        return acc
+
+    acc = lattice.accumulate(ctx, w_layout, conv)
     final = ctx.output(0)
     lattice.rescale(ctx, acc, final)
     ctx.driver.integer_sums[id(final)] = (acc, lattice.scale, ctx.out_layout(0))

@@ -10,10 +10,13 @@ Here the conv reads the centred activation integers (x_q - x_zp, kept by the Qua
 lowering as ``lattice_twins``), the weight integers (int8 behind a DEQUANTIZE of scale 1, so
 the file keeps int8 weights and XNNPACK static filters) and the bias integers: every product
 and partial sum is an integer below 2**24 (bounded per output channel from the weights and the
-activation range), exact in float32 in any order. One MUL by sx*sw per output channel gives
-the dequantized sum, rounded once; a QuantizeLinear reading it instead multiplies the sums by
-QLinearConv's fl(fl(sx*sw) / sy) (lowering/quantize.py), so exact ties stay ties. Anything
-else (bound exceeded, other parameters, 1-D, depthwise over 25 taps) keeps the float form.
+activation range), exact in float32 in any order. Where the bound reaches 2**24 (resnet18's
+3x3 convs over 256-512 channels: K = 2304-4608, up to 3.8e7), the constant weights are split
+into base-2**bits digits (integer_digits.constant_digits), one exact conv per digit, combined
+into onnxruntime's float(int32 sum). One MUL by sx*sw per output channel gives the dequantized
+sum, rounded once; a QuantizeLinear reading it instead multiplies the sums by QLinearConv's
+fl(fl(sx*sw) / sy) (lowering/quantize.py), so exact ties stay ties. Anything else (other
+parameters, 1-D, depthwise over 25 taps) keeps the float form.
 """
 
 from __future__ import annotations
@@ -22,32 +25,55 @@ import numpy as np
 
 from .. import layout as L
 from .. import tfl
+from . import compose as C
 from .elementwise import dtype_name
+from .integer_digits import combine_digits, constant_digits
 from .quantize import QUANT_RANGES
-
-EXACT_FLOAT32_INTEGER = 2**24
 
 
 class IntegerConv:
-    """The integer operands of a lattice Conv: centred activation tensor, weights and bias as
-    integer arrays (ONNX layout), and the per-output-channel scale sx*sw."""
+    """The integer operands of a lattice Conv: centred activation tensor, the weights as
+    base-2**bits digits (one array when one exact reduction suffices; ONNX layout), the bias
+    integers and the per-output-channel scale sx*sw."""
 
-    def __init__(self, centred, weights, bias, scale):
+    def __init__(self, centred, digits, bits, bias, scale):
         self.centred = centred
-        self.weights = weights
+        self.digits = digits
+        self.bits = bits
         self.bias = bias
         self.scale = scale
 
-    def filter(self, ctx, layout) -> tfl.Tensor:
-        """The int8 weights stored in the conv's filter layout, DEQUANTIZE'd with scale 1."""
-        q = ctx.const_tensor(np.ascontiguousarray(np.transpose(self.weights, layout.perm)), "w_q")
+    def filter(self, ctx, layout, k: int = 0) -> tfl.Tensor:
+        """Weight digit k stored int8 in the conv's filter layout, DEQUANTIZE'd with scale 1."""
+        w = np.asarray(self.digits[k], np.int8)
+        q = ctx.const_tensor(np.ascontiguousarray(np.transpose(w, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
         out = ctx.temp(np.float32, q.shape, "w_integers")
         ctx.emit("DEQUANTIZE", [q], [out])
         return out
 
-    def bias_tensor(self, ctx) -> tfl.Tensor:
-        return ctx.const_tensor(self.bias.astype(np.float32), "bias_integers")
+    def accumulate(self, ctx, layout, conv) -> tfl.Tensor:
+        """The integer sums as float32, as onnxruntime's float(int32 accumulator): one
+        ``conv(filter, bias, hint)`` per weight digit, each exact; two digits combine as
+        lo + hi * 2**bits (the MUL is exact, the ADD rounds once, as the int32 -> float
+        conversion does), more through int32 (integer_digits.combine_digits)."""
+        zeros = np.zeros(len(self.bias), np.float32)
+        parts = [
+            conv(
+                self.filter(ctx, layout, k),
+                ctx.const_tensor(
+                    self.bias.astype(np.float32) if k == 0 else zeros, "bias_integers"
+                ),
+                f"integer_sum{k}",
+            )
+            for k in range(len(self.digits))
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        if len(parts) == 2:
+            high = C.binary(ctx, "MUL", parts[1], C.const(ctx, float(1 << self.bits)), "high_sum")
+            return C.binary(ctx, "ADD", parts[0], high, "integer_sum")
+        return C.cast(ctx, combine_digits(ctx, parts, self.bits), np.float32, "integer_sum")
 
     def rescale(self, ctx, acc: tfl.Tensor, out: tfl.Tensor) -> None:
         """acc (channel-last integer sums) times sx*sw per output channel into out."""
@@ -126,15 +152,17 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
         if not np.array_equal(np.broadcast_to(pb[1].reshape(-1), (channels,)), scale):
             return None
         bias = np.asarray(pb[0]).astype(np.int64)
-    bound = np.abs(w).reshape(channels, -1).sum(axis=1) * reach + np.abs(bias)
-    if np.any(bound >= EXACT_FLOAT32_INTEGER):
+    plan = constant_digits(w.reshape(channels, -1), reach, np.abs(bias))
+    if plan is None:
         return None
     if layout != target:  # the lattice lives in another layout (an NCHW model input)
         perm = np.array(L.transpose_perm(layout, target), np.int32)
         moved = ctx.temp(np.float32, target.stored_shape(ctx.shape(0)), "centred")
         ctx.emit("TRANSPOSE", [centred, ctx.const_tensor(perm, "centred_perm")], [moved])
         centred = moved
-    return IntegerConv(centred, np.asarray(pw[0]), bias, scale)
+    digits, bits = plan
+    shape = w.shape
+    return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale)
 
 
 def _lattice_key(params) -> tuple:

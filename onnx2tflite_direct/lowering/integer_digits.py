@@ -62,3 +62,41 @@ def combine_digits(ctx, partials, bits: int, bias=None):
     if bias is not None:
         acc = C.binary(ctx, "ADD", acc, bias, "acc_bias")
     return acc
+
+
+def constant_digits(rows: np.ndarray, reach: int, bias_max=0):
+    """Balanced base-2**bits digits of a constant integer matrix, for exact reductions.
+
+    ``rows`` is [channels, K] (one row per output channel's products), every product taken
+    with an operand of magnitude <= ``reach``; ``bias_max`` (scalar or per channel) is added
+    to digit 0's reduction. Returns ``(digits, bits)`` with ``rows = sum_k digits[k] *
+    2**(bits*k)`` and every digit's per-channel bound ``sum|d_k| * reach (+ |bias|)`` below
+    2**24, the fewest digits first (then the lowest peak bound); ``([rows], 0)`` when no split
+    is needed, None when 8 digits of 1 bit do not suffice. Splitting a constant (rather than
+    the run-time operand, :func:`split_digits`) costs nothing at run time but the extra
+    reductions, and the bound is the exact per-channel one rather than K * max|d|."""
+    rows = np.asarray(rows, np.int64)
+    bias_max = np.asarray(bias_max, np.int64)
+
+    def peak(digits):
+        sums = [np.abs(d).sum(axis=1) * reach for d in digits]
+        sums[0] = sums[0] + bias_max
+        return max(int(np.max(s, initial=0)) for s in sums)
+
+    if peak([rows]) < EXACT_FLOAT_SUM:
+        return [rows], 0
+    for count in range(2, 9):
+        best = None
+        for bits in range(1, 8):
+            digits, rest = [], rows
+            for _ in range(count - 1):
+                low = ((rest + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
+                digits.append(low)
+                rest = (rest - low) >> bits
+            digits.append(rest)
+            p = peak(digits)
+            if p < EXACT_FLOAT_SUM and (best is None or p < best[0]):
+                best = (p, digits, bits)
+        if best is not None:
+            return best[1], best[2]
+    return None
