@@ -16,6 +16,7 @@ import numpy as np
 
 from . import errors, frontend, onnx_rewrites, tfl_rewrites
 from .errors import OptionError
+from .quant import overrides as quant_overrides
 from .quant import variants as quant_variants
 from .quant.calibration import METHODS as CALIBRATION_METHODS
 from .registry import decomposable_ops
@@ -83,6 +84,10 @@ def value_problems(o) -> Iterable[OptionError]:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
+    try:
+        quant_overrides.parse(o.quant_overrides)
+    except ValueError as exc:
+        yield _bad(f"{{0}} {exc}", "quant_overrides")
     for name in ("signatures", "merge"):
         if getattr(o, name) is not None and not isinstance(getattr(o, name), Mapping):
             yield _bad(
@@ -162,6 +167,7 @@ def conflicts(o) -> Iterable[OptionError]:
                     "signatures",
                     "merge",
                 )
+    yield from override_conflicts(o)
     if _wants_integer(o) and o.calibration_data is None and not o.calibration_random:
         yield _bad(
             "integer quantization needs calibration samples: give {0} (per input, ONNX "
@@ -170,6 +176,26 @@ def conflicts(o) -> Iterable[OptionError]:
             "calibration_data",
             "calibration_random",
             reason=errors.MISSING_CALIBRATION_DATA,
+        )
+
+
+def override_conflicts(o) -> Iterable[OptionError]:
+    """An override whose precision none of the asked variants can give (int16x8 with only
+    ``fp16``): refused rather than silently ignored."""
+    if not o.quantize:
+        return
+    try:
+        overrides = quant_overrides.parse(o.quant_overrides)
+    except ValueError:
+        return  # (reported by value_problems)
+    for ov in quant_overrides.unhonoured(overrides, o.quantize):
+        able = [c for c, ps in quant_overrides.HONOURED_BY.items() if ov.precision in ps]
+        where = f"{{1}} {' or '.join(able)} can" if able else "no variant of this version can"
+        yield _bad(
+            f"{{0}} {ov.spec}: no file of {{1}} {' '.join(o.quantize)} can run a node at "
+            f"{ov.precision} ({where})",
+            "quant_overrides",
+            "quantize",
         )
 
 
@@ -194,8 +220,9 @@ def dead_options(
             "calibration_mean",
             "calibration_std",
             "strict_integer",
+            "quant_overrides",
         ):
-            if getattr(o, name) not in (None, False):
+            if getattr(o, name) not in (None, False, ()):
                 yield "{0} has no effect without {1}", (name, "quantize")
     elif not _wants_integer(o):
         for name in ("calibration_random", "strict_integer"):

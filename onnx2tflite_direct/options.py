@@ -38,6 +38,7 @@ from .option_checks import (  # noqa: F401  (REWRITE_RULES, check_output_dir: re
     load_arrays,
     value_problems,
 )
+from .quant import overrides as quant_overrides
 from .registry import decomposable_ops
 
 log = logging.getLogger("onnx2tflite_direct")
@@ -569,6 +570,25 @@ class ConvertOptions:
         "too (integer output, fixed 1/256 step) instead of computed in float",
         "quantization",
     )
+    quant_overrides: tuple[str, ...] = _opt(
+        (),
+        "--quant-override",
+        "run the ONNX nodes PATTERN names at PRECISION (`float`, `int16x8`, `int8` or "
+        "`int4-weights`) in every quantized file that can (repeatable; the last match wins). "
+        "PATTERN is a regular expression matching a whole node name, output tensor name or op "
+        "type. In the integer files `float` keeps the node a float island and `int8`/`int16x8` "
+        "set its activation width (requantized at the boundaries; also lifting the accuracy "
+        "heuristics that keep some ops float); in the `fp16`/`dynamic` files `float` keeps its "
+        "weights float32. The report's `quantization` section gives every node's precision and "
+        "why (`default`, `override`, or `forced` by a kernel constraint); a pattern matching "
+        "nothing is a warning",
+        "--quant-override 'Conv_0=int16x8' --quant-override '/head/.*=float'",
+        group="quantization",
+        kind="append",
+        metavar="PATTERN=PRECISION",
+        api_hint='quant_overrides=["PATTERN=PRECISION", ...]',
+        from_cli=_tuple,
+    )
     # ---- checking the result ----
     validate: bool = _switch(
         "--validate",
@@ -665,6 +685,7 @@ class ConvertOptions:
         seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
         changes = {n: tuple(getattr(self, n) or ()) for n in seqs}
         changes["disable_rewrites"] = tuple(self.disable_rewrites or ())
+        changes["quant_overrides"] = quant_overrides.normalize(self.quant_overrides)
         if isinstance(self.quantize, str):
             changes["quantize"] = (self.quantize,)
         else:

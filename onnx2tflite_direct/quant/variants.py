@@ -18,10 +18,12 @@ import numpy as np
 
 from .. import errors, tfl
 from . import calibration as cal
+from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights, will_be_float16
 from .integer import quantize_integer
+from .integer_plan import HEURISTIC_REASONS
 
 # --quantize choices, in the order variants are produced.
 CHOICES = ("fp16", "dynamic", "int8", "int16x8")
@@ -56,6 +58,7 @@ class QuantOptions:
     output_quant_dtype: str = "int8"
     quant_type: str = "per-channel"
     strict_integer: bool = False
+    quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
 
     @property
     def per_channel(self) -> bool:
@@ -77,6 +80,7 @@ def make_variants(
     afterwards, so the last variant may consume it instead of a copy).
     """
     ordered = [c for c in CHOICES if c in set(choices)]
+    overrides = _resolve_overrides(options, model_ir, tensor_map, onnx_model)
     jobs = []
     for choice in ordered:
         if choice == "fp16":
@@ -91,7 +95,7 @@ def make_variants(
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
-        outcome = job(ir, ranges)
+        outcome = job(ir, ranges, overrides)
         count = outcome if isinstance(outcome, int) else outcome.integer_ops
         record(f"quantize_{kind}", count, [])
         summary = {"kind": kind, "variant": choice}
@@ -99,6 +103,7 @@ def make_variants(
             summary.update(_summary_dict(outcome))
         else:
             summary["converted_tensors"] = outcome
+        summary.update(_precision_section(ir, outcome, overrides, choice, kind))
         summaries.append(summary)
         variants[kind] = build(ir)
     return variants, summaries
@@ -107,9 +112,10 @@ def make_variants(
 def _dynamic_job(options: QuantOptions):
     """int8 hybrid weights, biases corrected for their rounding (:func:`_correct_biases`)."""
 
-    def run(ir: tfl.Model, ranges: _Ranges) -> int:
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> int:
         floats = _weighted_ops(ir)
-        converted = quantize_weights_int8(ir, per_channel=options.per_channel)
+        keep = overrides.labels("float")
+        converted = quantize_weights_int8(ir, per_channel=options.per_channel, keep_nodes=keep)
         hybrid = [(op, w) for op, w in floats if op.inputs[1].dtype == np.int8]
         _correct_biases(ir, hybrid, lambda op, w: dequantized(op.inputs[1]), ranges, options)
         return converted
@@ -121,10 +127,15 @@ def _float16_job(options: QuantOptions):
     """float16 weights, biases corrected for their rounding (:func:`_correct_biases`); the
     biases stay float32 (vectors are not converted, see ``fp16``)."""
 
-    def run(ir: tfl.Model, ranges: _Ranges) -> int:
-        halves = [(op, w) for op, w in _weighted_ops(ir) if will_be_float16(w)]
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> int:
+        keep = overrides.labels("float")
+        halves = [
+            (op, w)
+            for op, w in _weighted_ops(ir)
+            if will_be_float16(w) and op.onnx_node not in keep
+        ]
         _correct_biases(ir, halves, lambda op, w: w.data.astype(np.float16), ranges, options)
-        return to_float16_weights(ir)
+        return to_float16_weights(ir, keep_nodes=keep)
 
     return run
 
@@ -156,7 +167,7 @@ def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOpt
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
-    def run(ir: tfl.Model, ranges: _Ranges):
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
         return quantize_integer(
             ir,
             ranges.get(bits=16 if activations == "int16" else 8),
@@ -171,9 +182,58 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             strict=options.strict_integer,
             channel_means=ranges.channel_means(),
             float_heads=True,  # only applies to float outputs: the file keeps float I/O there
+            overrides=overrides,
         )
 
     return run
+
+
+def _resolve_overrides(options: QuantOptions, model_ir, tensor_map, onnx_model) -> ov.Resolved:
+    """``--quant-override`` matched against the model's nodes once, for every variant; a
+    pattern that matches no node is a warning (also in each variant's report section)."""
+    overrides = ov.parse(options.quant_overrides)  # checked with the options: cannot fail
+    if not overrides:
+        return ov.Resolved()
+    catalog = ov.node_catalog(onnx_model(), model_ir, tensor_map)
+    resolved = ov.resolve(overrides, catalog)
+    for o in resolved.unmatched():
+        log.warning("warning: --quant-override %s matches no node of the model", o.spec)
+    return resolved
+
+
+def _precision_section(ir, outcome, overrides: ov.Resolved, choice: str, kind: str) -> dict:
+    """The report's per-node precisions of one variant (and, with ``--quant-override``, what
+    each override matched): integer variants from the plan's per-operator decisions, the
+    weight-only ones from the weights their operators read."""
+    rows = outcome.ops if hasattr(outcome, "ops") else _weight_rows(ir)
+    out = {"precision": ov.node_table(rows, overrides, choice, HEURISTIC_REASONS)}
+    if overrides:
+        out["overrides"] = ov.override_summary(overrides, choice)
+    return out
+
+
+def _weight_rows(ir: tfl.Model) -> list[dict]:
+    """Per-operator rows of a weight-only variant: the format of the weights it reads (int8
+    hybrid, or float16 through a DEQUANTIZE), else float."""
+    halves = {
+        id(op.outputs[0])
+        for sub in ir.subgraphs
+        for op in sub.operators
+        if op.opcode == "DEQUANTIZE" and op.inputs[0].dtype == np.float16
+    }
+    rows = []
+    for sub in ir.subgraphs:
+        for op in sub.operators:
+            if op.opcode == "DEQUANTIZE" and id(op.outputs[0]) in halves:
+                continue
+            precision = "float"
+            for t in op.inputs:
+                if t is not None and t.data is not None and t.dtype == np.int8:
+                    precision = "int8-weights"
+                elif t is not None and id(t) in halves:
+                    precision = "float16-weights"
+            rows.append({"node": op.onnx_node, "op": op.opcode, "precision": precision})
+    return rows
 
 
 def _summary_dict(outcome) -> dict:

@@ -1,0 +1,229 @@
+"""Selective precision: ``--quant-override PATTERN=PRECISION``, parsed, matched and reported.
+
+Why a module of its own: the override is one user request read by every variant (the integer
+plan decides an operator's activation width from it, the weight-only variants keep a weight
+float from it), and the report must say for every node which precision it got and why. The
+parsing (a user error is one line naming the flag), the matching (which ONNX nodes a pattern
+names) and the per-node table live here; the variants only ask :meth:`Resolved.get`.
+
+Matching: PATTERN is a Python regular expression that must match the whole of a node's name,
+one of its output tensor names, or its op type (``Conv`` names every Conv; ``/layer1/.*`` a
+name prefix). When several overrides match a node, the last one given wins. A node created by a
+front-end fusion (``<last node>/LayerNormalization``) is matched by its own label, the op type
+after the last ``/`` and its output tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# What a node may be asked to run in. int4-weights: 4-bit weights (the int4 weight variant).
+PRECISIONS = ("float", "int16x8", "int8", "int4-weights")
+
+# --quantize choice -> the precisions its files can give a node (others are reported as not
+# applicable in that file). Weight-only variants (fp16, dynamic) keep float activations: they
+# can only keep a node's weights float (``float``) or give them their own format.
+HONOURED_BY = {
+    "fp16": ("float",),
+    "dynamic": ("float", "int8"),
+    "int8": ("float", "int8", "int16x8"),
+    "int16x8": ("float", "int8", "int16x8"),
+}
+
+# Why a node did not get what it asked for, by kind of variant.
+NOT_APPLICABLE = {
+    "fp16": "the float16 file has float16 weights and float kernels only",
+    "dynamic": "the dynamic-range file has int8 hybrid weights and float activations only",
+    "int8": "the integer files have int8 weights",
+    "int16x8": "the integer files have int8 weights",
+}
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``PATTERN=PRECISION``, in the order given (its ``index``)."""
+
+    pattern: str
+    precision: str
+    index: int
+    regex: re.Pattern = field(compare=False, repr=False)
+
+    @property
+    def spec(self) -> str:
+        return f"{self.pattern}={self.precision}"
+
+    def matches(self, names) -> bool:
+        return any(n and self.regex.fullmatch(n) for n in names)
+
+
+def normalize(value) -> tuple[str, ...]:
+    """``PATTERN=PRECISION`` strings from what ``convert`` accepts: one string, a list of
+    them, or a dict {pattern: precision} (in its order)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Mapping):
+        return tuple(f"{k}={v}" for k, v in value.items())
+    return tuple(str(v) if not isinstance(v, str) else v for v in value)
+
+
+def parse(value) -> tuple[Override, ...]:
+    """The overrides, checked; a bad one raises ValueError with one line saying what is wrong
+    (the caller names the option)."""
+    out = []
+    for k, spec in enumerate(normalize(value)):
+        if not isinstance(spec, str):
+            raise ValueError(f"expected PATTERN=PRECISION strings, got {spec!r}")
+        pattern, sep, precision = spec.rpartition("=")
+        precision = precision.strip()
+        if not sep or not pattern:
+            raise ValueError(
+                f"{spec!r}: expected PATTERN=PRECISION (PRECISION one of {', '.join(PRECISIONS)})"
+            )
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"{spec!r}: unknown precision {precision!r}; one of {', '.join(PRECISIONS)}"
+            )
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{spec!r}: PATTERN is not a regular expression ({exc})") from None
+        out.append(Override(pattern, precision, k, regex))
+    return tuple(out)
+
+
+def unhonoured(overrides, choices) -> list[Override]:
+    """Overrides whose precision none of the asked variants (``choices``) can give."""
+    return [o for o in overrides if not any(o.precision in HONOURED_BY.get(c, ()) for c in choices)]
+
+
+@dataclass
+class NodeInfo:
+    """What a pattern is matched against: an ONNX node's label, op type and outputs."""
+
+    label: str
+    op_type: str
+    outputs: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        return (self.label, self.op_type, *self.outputs)
+
+
+def node_catalog(onnx_model, model_ir, tensor_map: Mapping[str, dict]) -> dict[str, NodeInfo]:
+    """Label -> NodeInfo for every ONNX node that has operators in the lowered model
+    (``tfl.Operator.onnx_node``): the ONNX node itself, or a node a fusion created."""
+    labels = {op.onnx_node for sub in model_ir.subgraphs for op in sub.operators}
+    labels.discard(None)
+    catalog: dict[str, NodeInfo] = {}
+    if onnx_model is not None:
+        for node in onnx_model.graph.node:
+            label = node.name or f"{node.op_type}:{node.output[0] if node.output else '?'}"
+            if label in labels:
+                catalog[label] = NodeInfo(label, node.op_type, tuple(node.output))
+    missing = labels - set(catalog)
+    if missing:  # fused nodes: op type after the last '/', outputs through the tensor map
+        held_by = {entry["tensor"]: name for name, entry in tensor_map.items()}
+        outputs: dict[str, list[str]] = {}
+        for sub in model_ir.subgraphs:
+            for op in sub.operators:
+                if op.onnx_node in missing:
+                    for t in op.outputs:
+                        if t.name in held_by:
+                            outputs.setdefault(op.onnx_node, []).append(held_by[t.name])
+        for label in missing:
+            op_type = label.rsplit("/", 1)[-1].partition(":")[0]
+            catalog[label] = NodeInfo(label, op_type, tuple(outputs.get(label, ())))
+    return catalog
+
+
+@dataclass
+class Resolved:
+    """The overrides matched against one model: label -> the override that applies."""
+
+    overrides: tuple[Override, ...] = ()
+    by_label: dict[str, Override] = field(default_factory=dict)
+    matched: dict[int, int] = field(default_factory=dict)  # Override.index -> nodes matched
+
+    def get(self, label: str | None) -> Override | None:
+        return self.by_label.get(label) if label is not None else None
+
+    def labels(self, precision: str) -> frozenset[str]:
+        return frozenset(k for k, o in self.by_label.items() if o.precision == precision)
+
+    def __bool__(self) -> bool:
+        return bool(self.overrides)
+
+    def unmatched(self) -> list[Override]:
+        return [o for o in self.overrides if not self.matched.get(o.index)]
+
+
+def resolve(overrides, catalog: Mapping[str, NodeInfo]) -> Resolved:
+    """Each node's override: the last one whose pattern matches it."""
+    out = Resolved(tuple(overrides))
+    for label, info in catalog.items():
+        names = info.names()
+        for o in overrides:
+            if o.matches(names):
+                out.by_label[label] = o  # later ones win
+                out.matched[o.index] = out.matched.get(o.index, 0) + 1
+    return out
+
+
+# -- the report's per-node table --------------------------------------------------------------
+
+
+def node_table(rows, resolved: Resolved, choice: str, heuristic_reasons=()) -> list[dict]:
+    """One entry per ONNX node from per-operator rows ``{"node", "op", "precision",
+    "reason"}``: the node's precision (``mixed`` when its operators differ) and why:
+    ``default`` (the variant's own rule, ``detail`` saying why an operator stays float when a
+    heuristic of the default rule keeps it there), ``override`` (the pattern given), or
+    ``forced`` (a kernel constraint: ``detail`` names it). An override this variant
+    (``choice``) cannot honour is named with ``not_applicable``; the node keeps the default."""
+    by_node: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("node"):
+            by_node.setdefault(row["node"], []).append(row)
+    table = []
+    for label, ops in by_node.items():
+        precisions = sorted({r["precision"] for r in ops})
+        precision = precisions[0] if len(precisions) == 1 else "mixed"
+        o = resolved.get(label)
+        entry = {"node": label, "precision": precision}
+        if precision == "mixed":
+            entry["ops"] = [f"{r['op']}:{r['precision']}" for r in ops]
+        reasons = sorted({r["reason"] for r in ops if r.get("reason")})
+        if o is not None and o.precision not in HONOURED_BY.get(choice, ()):
+            entry["override"] = o.spec
+            entry["not_applicable"] = NOT_APPLICABLE.get(choice, "not available in this file")
+            o = None
+        if o is not None:
+            entry["override"] = o.spec
+            honoured = all(r["precision"] == o.precision for r in ops)
+            entry["why"] = "override" if honoured else "forced"
+        else:
+            kernel = [r for r in reasons if not _is_heuristic(r, heuristic_reasons)]
+            entry["why"] = "forced" if kernel else "default"
+        if reasons:
+            entry["detail"] = "; ".join(reasons)
+        table.append(entry)
+    return table
+
+
+def _is_heuristic(reason: str, heuristic_reasons) -> bool:
+    return any(reason.startswith(h) for h in heuristic_reasons)
+
+
+def override_summary(resolved: Resolved, choice: str) -> list[dict]:
+    """Per override: how many nodes it matched, and whether this variant can honour it."""
+    out = []
+    for o in resolved.overrides:
+        entry = {"override": o.spec, "matched_nodes": resolved.matched.get(o.index, 0)}
+        if not entry["matched_nodes"]:
+            entry["warning"] = "matches no node of the model"
+        elif o.precision not in HONOURED_BY.get(choice, ()):
+            entry["not_applicable"] = NOT_APPLICABLE.get(choice, "not available in this file")
+        out.append(entry)
+    return out
