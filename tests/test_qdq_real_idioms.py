@@ -510,7 +510,13 @@ def _qlinear_conv_reference(qmodel, xq):
         for j in range(k):
             acc += np.einsum("nchw,oc->nohw", xc[:, :, i : i + h, j : j + w], wq[:, :, i, j])
     acc += bias.reshape(1, o, 1, 1)
-    mult = ((sx * sw).astype(np.float32) / sy).astype(np.float32).reshape(1, o, 1, 1)
+    return _requantized(acc, (sx * sw).astype(np.float32).reshape(1, o, 1, 1), sy, zy)
+
+
+def _requantized(acc, sum_scale, sy, zy):
+    """onnxruntime's requantization of int32 sums: round_half_even(float32(acc) * fl(sx*sw /
+    sy)) + y_zp, saturated to uint8, then the output DequantizeLinear."""
+    mult = (sum_scale / sy).astype(np.float32)
     yq = np.clip(np.rint(acc.astype(np.float32) * mult) + zy, 0, 255)
     return ((yq - zy).astype(np.float32) * sy).astype(np.float32)
 
@@ -556,6 +562,97 @@ def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, con
         actual = interp.get_tensor(interp.get_output_details()[0]["index"])
         np.testing.assert_array_equal(actual, expected)
     assert len(np.unique(expected)) > 50
+    basic = run_ort(qmodel, {"x": x}, BASIC)["y"]
+    q_y = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step = float(_init(qmodel, q_y.input[1]))
+    assert np.abs(basic - expected).max() <= step * (1 + 1e-5)  # onnxruntime's float rounding
+
+
+def dense_model(op: str, k: int, n: int):
+    """x -> MatMul(x, W [K, N]) (rank-3 x, as a transformer's projection) or Gemm(x, W [N, K],
+    b, transB=1) (resnet's classifier), Gaussian weights: the per-column bound of K products
+    reaches past 2**24 with a non-negative (zero point 0) activation."""
+    rng = np.random.default_rng(12)
+    x_shape = [2, 3, k] if op == "MatMul" else [4, k]
+    if op == "MatMul":
+        w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+        inits = [numpy_helper.from_array(w, "w")]
+    else:
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
+        b = (rng.standard_normal(n) * 0.5).astype(np.float32)
+        nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    graph = helper.make_graph(
+        nodes,
+        "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*x_shape[:-1], n])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _dense_reference(qmodel, xq):
+    """QLinearMatMul / QGemm on the QDQ model's constants in exact integers (int64 sums)."""
+    nodes = {n.output[0]: n for n in qmodel.graph.node}
+    op = next(n for n in qmodel.graph.node if n.op_type in ("MatMul", "Gemm"))
+    dq_x, dq_w = nodes[op.input[0]], nodes[op.input[1]]
+    q_y = next(
+        n for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == op.output[0]
+    )
+    sx, zx = _init(qmodel, dq_x.input[1]), _init(qmodel, dq_x.input[2]).astype(np.int64)
+    wq, sw = _init(qmodel, dq_w.input[0]).astype(np.int64), _init(qmodel, dq_w.input[1])
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    if op.op_type == "Gemm":
+        wq = wq.T
+    acc = (xq.astype(np.int64) - zx) @ wq
+    if len(op.input) > 2:
+        acc += _init(qmodel, nodes[op.input[2]].input[0]).astype(np.int64)
+    return _requantized(acc, (sx * sw).astype(np.float32), sy, zy)
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Gemm"])
+def test_lattice_dense_is_exact(tmp_path, op):
+    """QDQ MatMul / Gemm (onnxruntime quantize_static, per-column int8 weights) with a
+    K = 4096 reduction past the 2**24 bound: FULLY_CONNECTED over the centred activation
+    integers and two int8 weight digits, as onnxruntime's QLinearMatMul / QGemm compute it.
+    Bit-exact with the integer reference under XNNPACK and the reference kernels, within one
+    output step of onnxruntime's float path."""
+    k, n = 4096, 16
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    model = dense_model(op, k, n)
+    onnx.save(model, str(src))
+    x_shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0, 1, x_shape).astype(np.float32)} for _ in range(2)]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    q_x = next(n for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
+    sx = _init(qmodel, q_x.input[1])
+    assert int(_init(qmodel, q_x.input[2])) == 0
+    xq = np.minimum(rng.exponential(60, x_shape), 255).round().astype(np.int64)
+    x = (xq * sx).astype(np.float32)
+    expected = _dense_reference(qmodel, xq)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ops["FULLY_CONNECTED"]["count"] == 2 and "BATCH_MATMUL" not in ops  # two digits
+    for xnnpack in (True, False):
+        interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        actual = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_array_equal(actual, expected)
+    assert len(np.unique(expected)) > 30
     basic = run_ort(qmodel, {"x": x}, BASIC)["y"]
     q_y = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"][-1]
     step = float(_init(qmodel, q_y.input[1]))

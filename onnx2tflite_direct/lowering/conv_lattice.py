@@ -106,11 +106,11 @@ def _dq_params(drv, node):
     return x, np.asarray(scale, np.float32), np.asarray(zp)
 
 
-def integer_conv(ctx, channels: int) -> IntegerConv | None:
-    """The integer form of this Conv when its operands are a QDQ lattice (module docstring)."""
+def _activation(ctx, idx: int):
+    """(centred integers, their layout, sx, reach) of input ``idx`` when it is
+    DequantizeLinear(QuantizeLinear(...)) on one per-tensor constant lattice, else None."""
     drv = ctx.driver
-    # activation: DequantizeLinear(QuantizeLinear(...)) with the same constant parameters
-    dq_x = _producer(ctx, ctx.node.inputs[0])
+    dq_x = _producer(ctx, ctx.node.inputs[idx])
     px = _dq_params(drv, dq_x)
     if px is None or px[0] is not None or px[1].size != 1 or px[2].size > 1:
         return None
@@ -119,39 +119,66 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     if twin is None:
         return None
     centred, layout, key = twin
-    target = ctx.in_layout(0)
-    if tuple(centred.shape) != tuple(layout.stored_shape(ctx.shape(0))):
-        return None
-    if layout != target and (layout.inner is not None or target.inner is not None):
+    if tuple(centred.shape) != tuple(layout.stored_shape(ctx.shape(idx))):
         return None
     q_dtype = dtype_name(drv.value(dq_x.inputs[0]).dtype)
     if q_dtype not in QUANT_RANGES or key != _lattice_key(px):
         return None
     sx, zx = px[1].reshape(()), int(px[2].reshape(()))
     lo, hi = QUANT_RANGES[q_dtype]
-    reach = max(abs(lo - zx), abs(hi - zx))
-    # weights: constant int8, zero point 0, per-tensor or per-output-channel scale
-    pw = _dq_params(drv, _producer(ctx, ctx.node.inputs[1]))
+    return centred, layout, sx, max(abs(lo - zx), abs(hi - zx))
+
+
+def _weights(ctx, idx: int, channel_axis: int):
+    """(int64 weights, per-channel scale) of input ``idx`` = DequantizeLinear(constant int8,
+    zero point 0) with a per-tensor scale or one along ``channel_axis``, else None."""
+    dq_w = _producer(ctx, ctx.node.inputs[idx])
+    pw = _dq_params(ctx.driver, dq_w)
     if pw is None or pw[0] is None or dtype_name(pw[0].dtype) != "int8" or np.any(pw[2] != 0):
         return None
     w = np.asarray(pw[0]).astype(np.int64)
     sw = pw[1].reshape(-1)
-    if w.shape[0] != channels or sw.size not in (1, channels):
+    channels = w.shape[channel_axis]
+    if sw.size not in (1, channels):
         return None
-    dq_w = _producer(ctx, ctx.node.inputs[1])
-    if sw.size > 1 and int(dq_w.attrs.get("axis", 1)) % w.ndim != 0:
+    if sw.size > 1 and int(dq_w.attrs.get("axis", 1)) % w.ndim != channel_axis % w.ndim:
         return None
-    scale = (sx * np.broadcast_to(sw, (channels,))).astype(np.float32)
-    bias = np.zeros(channels, np.int64)
-    if ctx.has_input(2):
-        pb = _dq_params(drv, _producer(ctx, ctx.node.inputs[2]))
-        if pb is None or pb[0] is None or dtype_name(pb[0].dtype) != "int32":
-            return None
-        if np.any(pb[2] != 0) or pb[0].shape != (channels,):
-            return None
-        if not np.array_equal(np.broadcast_to(pb[1].reshape(-1), (channels,)), scale):
-            return None
-        bias = np.asarray(pb[0]).astype(np.int64)
+    return w, np.broadcast_to(sw, (channels,))
+
+
+def _bias(ctx, idx: int, scale: np.ndarray):
+    """The int32 bias integers of input ``idx`` (DequantizeLinear of scale sx*sw, zero point
+    0), zeros without one, None when it is something else."""
+    channels = scale.size
+    if not ctx.has_input(idx):
+        return np.zeros(channels, np.int64)
+    pb = _dq_params(ctx.driver, _producer(ctx, ctx.node.inputs[idx]))
+    if pb is None or pb[0] is None or dtype_name(pb[0].dtype) != "int32":
+        return None
+    if np.any(pb[2] != 0) or pb[0].shape != (channels,):
+        return None
+    if not np.array_equal(np.broadcast_to(pb[1].reshape(-1), (channels,)), scale):
+        return None
+    return np.asarray(pb[0]).astype(np.int64)
+
+
+def integer_conv(ctx, channels: int) -> IntegerConv | None:
+    """The integer form of this Conv when its operands are a QDQ lattice (module docstring)."""
+    act = _activation(ctx, 0)
+    if act is None:
+        return None
+    centred, layout, sx, reach = act
+    target = ctx.in_layout(0)
+    if layout != target and (layout.inner is not None or target.inner is not None):
+        return None
+    weights = _weights(ctx, 1, 0)
+    if weights is None or weights[0].shape[0] != channels:
+        return None
+    w, sw = weights
+    scale = (sx * sw).astype(np.float32)
+    bias = _bias(ctx, 2, scale)
+    if bias is None:
+        return None
     plan = constant_digits(w.reshape(channels, -1), reach, np.abs(bias))
     if plan is None:
         return None
@@ -163,6 +190,65 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     digits, bits = plan
     shape = w.shape
     return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale)
+
+
+def integer_dense(ctx) -> bool:
+    """MatMul(A, B) / Gemm(A, B, C) with A on a per-tensor Q/DQ lattice and B constant int8
+    weights (per-tensor or per-output-column scale), C an int32 bias of scale sx*sw: computed
+    as onnxruntime's QLinearMatMul / QGemm do, the exact integer sums (FULLY_CONNECTED over
+    the centred integers and the int8 weight digits), then one MUL by sx*sw per column; a
+    QuantizeLinear reading the result multiplies the sums by fl(fl(sx*sw) / sy). Returns
+    False (nothing emitted) for any other form."""
+    node = ctx.node
+    if node.op_type == "Gemm":
+        attrs = node.attrs
+        if attrs.get("transA", 0) or float(attrs.get("alpha", 1.0)) != 1.0:
+            return False
+        if ctx.has_input(2) and float(attrs.get("beta", 1.0)) != 1.0:
+            return False
+        trans_b = bool(attrs.get("transB", 0))
+    elif len(ctx.shape(0)) < 2 or len(ctx.shape(1)) != 2:
+        return False
+    else:
+        trans_b = False
+    act = _activation(ctx, 0)
+    if act is None or not act[1].is_identity or not ctx.in_layout(0).is_identity:
+        return False
+    if not ctx.out_layout(0).is_identity:
+        return False
+    centred, _, sx, reach = act
+    weights = _weights(ctx, 1, 0 if trans_b else 1)
+    if weights is None:
+        return False
+    w, sw = weights
+    rows = w if trans_b else w.T  # [N, K]
+    scale = (sx * sw).astype(np.float32)
+    bias = _bias(ctx, 2, scale) if node.op_type == "Gemm" else np.zeros(scale.size, np.int64)
+    if bias is None:
+        return False
+    plan = constant_digits(rows, reach, np.abs(bias))
+    if plan is None:
+        return False
+    digits, bits = plan
+    lattice = IntegerConv(centred, digits, bits, bias, scale)
+    final = ctx.output(0)
+    keep = len(ctx.shape(0)) > 2
+
+    def dense(filt, bias_t, hint):  # one exact reduction per weight digit
+        acc = ctx.temp(np.float32, final.shape, hint)
+        ctx.emit(
+            "FULLY_CONNECTED",
+            [centred, filt, bias_t],
+            [acc],
+            fused_activation_function="NONE",
+            keep_num_dims=keep,
+        )
+        return acc
+
+    acc = lattice.accumulate(ctx, L.identity(2), dense)
+    lattice.rescale(ctx, acc, final)
+    ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))
+    return True
 
 
 def _lattice_key(params) -> tuple:
