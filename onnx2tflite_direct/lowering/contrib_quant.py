@@ -9,6 +9,10 @@ int32 (``qlinear.split_plan``), so the only rounding is the conversion to float 
 scaling, which onnxruntime performs identically. DynamicQuantizeMatMul first quantizes A as
 DynamicQuantizeLinear does (uint8, scale over [min(0, min A), max(0, max A)] / 255,
 round-half-even).
+
+In a graph these run as float ops (rewrite ``float_carried_integers``, ``float_carried.py``):
+the same quantization, bit for bit, and a float32 accumulation of the exact integer products;
+the exact lowerings below remain for ``--disable-rewrite float_carried_integers``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .qlinear import (
     digit_plan,
     split_digits,
 )
+from .quantize import nonzero_range
 
 
 def _scaled(ctx, acc, scale, bias_idx: int):
@@ -51,10 +56,12 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     dtypes=INT8_TYPES,
     dtype_inputs=(0, 1, 4, 5),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
-    notes="exact int32 accumulation (digit split beyond 2**24), then "
-    "float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, per-column B; "
-    "error bound vs onnxruntime: accumulator 0, output the same float32 roundings "
-    "(<= 1 ulp each for the int32->float conversion, the product and the bias add)",
+    notes="float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, "
+    "per-column B; by default (rewrite float_carried_integers) a float32 accumulation of the "
+    "exact integer products: error vs onnxruntime <= K * 2**-24 * a_scale * b_scale * "
+    "sum |a - a_zp| |b - b_zp| (0 while partial sums stay below 2**24) plus the output's "
+    "float32 roundings; with the rewrite off: exact int32 accumulation (digit split beyond "
+    "2**24), accumulator error 0",
     extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
 )
 def lower_matmul_integer_to_float(ctx):
@@ -96,9 +103,7 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     lo = C.reduce(ctx, "REDUCE_MIN", x, axes, per_row, "min")
     hi = C.binary(ctx, "MAXIMUM", hi, zero, "hi")
     lo = C.binary(ctx, "MINIMUM", lo, zero, "lo")
-    spread = C.binary(ctx, "SUB", hi, lo, "range")
-    empty = C.binary(ctx, "EQUAL", spread, zero, "empty", dtype=np.bool_)
-    spread = C.select(ctx, empty, C.const(ctx, 1.0, hint="one"), spread, "range_nz")
+    spread = nonzero_range(ctx, C.binary(ctx, "SUB", hi, lo, "range"))
     scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "a_scale")
     initial = C.binary(ctx, "SUB", zero, C.binary(ctx, "DIV", lo, scale, "min_scaled"), "zp0")
     zp = C.binary(
@@ -133,10 +138,11 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
         "CAST",
         "MUL",
     ),
-    notes="A quantized like DynamicQuantizeLinear (uint8), exact int32 accumulation (digit "
-    "split beyond 2**24), float(acc) * (a_scale * b_scale) + bias like onnxruntime; error "
-    "bound vs onnxruntime: the float32 roundings of the output, plus one quantization step "
-    "of A (a_scale * |b|) where x / a_scale lands on a rounding tie",
+    notes="A quantized as onnxruntime does (uint8, bit-identical: x / scale rounded half to "
+    "even), float(acc) * (a_scale * b_scale) + bias; by default (rewrite "
+    "float_carried_integers) a float32 accumulation: error vs onnxruntime <= K * "
+    "2**-24 * a_scale * b_scale * sum |a - a_zp| |b - b_zp| plus the output's float32 "
+    "roundings; with the rewrite off: exact int32 accumulation (digit split beyond 2**24)",
     extra_check=_dqmm_check,
 )
 def lower_dynamic_quantize_matmul(ctx):

@@ -14,6 +14,12 @@ accumulator is therefore exact (bit-identical to onnxruntime's) for K up to 2**1
 weights, at the cost of one matmul/conv per digit (2 for K <= 8192 with int8 weights);
 beyond that the reduction is refused.
 
+This exact path is what an integer result needs (an int32 graph output, an integer reader).
+When the accumulator is only converted to float (quantize_dynamic's ``MatMulInteger -> Cast ->
+Mul``), the rewrite ``float_carried_integers`` (``float_carried.py``) runs the chain as float
+ops instead and these lowerings see no such node: "an int32 product that becomes float right
+after needs no bit-exact float32 accumulation" (error bound in ``docs/ops.md``).
+
 Requantization follows onnxruntime (MlasRequantizeOutput): ``multiplier = a_scale * b_scale /
 y_scale`` in float32 (float16 scales: each step rounded to float16, as the ONNX reference
 computes it), ``y = saturate(round_half_even(float(acc) * multiplier) + y_zp)``.
@@ -209,7 +215,11 @@ def _as_float(ctx, acc):
     dtype_inputs=(0, 1, 2, 3),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "RESHAPE", "FLOOR", "MUL", "ADD"),
     notes="exact (int32-identical) accumulation: float32 partial sums below 2**24, splitting a "
-    "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24",
+    "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24"
+    "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
+    "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
+    "K * 2**-24 * sum |a - a_zp| |b - b_zp|, "
+    "0 while partial sums stay below 2**24",
     extra_check=_matmul_check(0, 2, 1, 3, per_tensor=(2,), per_column=(3,)),
 )
 def lower_matmul_integer(ctx):
@@ -349,7 +359,11 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         "MUL",
         "ADD",
     ),
-    notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)",
+    notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)"
+    "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
+    "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
+    "K * 2**-24 * sum |a - a_zp| |b - b_zp| (K = C / group * kernel size), "
+    "0 while partial sums stay below 2**24",
     extra_check=_conv_check(0, 2, 1, 3, (), (2,), (3,)),
 )
 def lower_conv_integer(ctx):

@@ -407,6 +407,24 @@ def _dynamic_policy(node, ins, graph, drv=None):
 _dynamic_policy.hint = PASSTHROUGH
 
 
+# 2**127, the largest power of two in float32: ``r * 2**127 >= 1`` for every ``r >= 2**-127``.
+ZERO_RANGE_GAIN = float(2.0**127)
+
+
+def nonzero_range(ctx, spread: tfl.Tensor, hint: str = "range") -> tfl.Tensor:
+    """``spread``, or 255 where it is 0, so that ``spread / 255`` is onnxruntime's scale
+    (``GetQuantizationParameter``: 1.0 when max == min). Arithmetic instead of EQUAL +
+    SELECT_V2, which XNNPACK does not take (each cut the graph into another partition):
+    ``max(1 - spread * 2**127, 0)`` is 1 for 0 and 0 for every spread >= 2**-127 (a range
+    below that, ~5.9e-39, would get a scale between the two)."""
+    zero = C.const(ctx, 0.0, hint="zero")
+    lifted = C.binary(ctx, "MUL", spread, C.const(ctx, ZERO_RANGE_GAIN, hint="gain"), "lifted")
+    empty = C.binary(ctx, "SUB", C.const(ctx, 1.0, hint="one"), lifted, f"{hint}_empty_raw")
+    empty = C.binary(ctx, "MAXIMUM", empty, zero, f"{hint}_empty")
+    pad = C.binary(ctx, "MUL", empty, C.const(ctx, 255.0, hint="q_span"), f"{hint}_pad")
+    return C.binary(ctx, "ADD", spread, pad, f"{hint}_nz")
+
+
 @lowering(
     "DynamicQuantizeLinear",
     _dynamic_policy,
@@ -418,15 +436,16 @@ _dynamic_policy.hint = PASSTHROUGH
         "MAXIMUM",
         "MINIMUM",
         "SUB",
+        "MUL",
         "DIV",
-        "EQUAL",
-        "SELECT_V2",
         "ROUND",
         "ADD",
         "CAST",
     ),
-    notes="uint8; scale = (max(0, max x) - min(0, min x)) / 255 (1/255 when the range is 0, "
-    "as the ONNX reference)",
+    notes="uint8, computed as onnxruntime does: scale = (max(0, max x) - min(0, min x)) / 255 "
+    "(1.0 when the range is 0), zero point round(clamp(-min / scale, 0, 255)), "
+    "y = saturate(round_half_even(x / scale) + zp), bit-identical; read by MatMulInteger / "
+    "ConvInteger, y and the zero point are carried as float32 (rule float_carried_integers)",
 )
 def lower_dynamic_quantize_linear(ctx):
     x = ctx.input(0)
@@ -434,9 +453,7 @@ def lower_dynamic_quantize_linear(ctx):
     zero = C.const(ctx, 0.0, hint="zero")
     hi = C.binary(ctx, "MAXIMUM", C.reduce(ctx, "REDUCE_MAX", x, axes, False, "max"), zero, "hi")
     lo = C.binary(ctx, "MINIMUM", C.reduce(ctx, "REDUCE_MIN", x, axes, False, "min"), zero, "lo")
-    spread = C.binary(ctx, "SUB", hi, lo, "range")
-    empty = C.binary(ctx, "EQUAL", spread, zero, "empty", dtype=np.bool_)
-    spread = C.select(ctx, empty, C.const(ctx, 1.0, hint="one"), spread, "range_nz")
+    spread = nonzero_range(ctx, C.binary(ctx, "SUB", hi, lo, "range"))
     scale_out = ctx.output(1) if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] else None
     scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "scale", scale_out)
     # zero point = saturate(round(0 - min / scale)); min <= 0 so the clamp is [0, 255].
