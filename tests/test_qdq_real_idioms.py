@@ -521,14 +521,17 @@ def _requantized(acc, sum_scale, sy, zy):
     return ((yq - zy).astype(np.float32) * sy).astype(np.float32)
 
 
-@pytest.mark.parametrize("cin, kernel, convs", [(512, 3, 2), (32768, 1, 3)])
-def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, convs):
+@pytest.mark.parametrize(
+    "cin, kernel, convs, shifted", [(256, 3, 1, True), (512, 3, 2, False), (65536, 1, 3, True)]
+)
+def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, convs, shifted):
     """A per-channel QDQ Conv (onnxruntime quantize_static) whose integer sums can reach past
-    2**24: the int8 weights are split into base-2**bits digits (conversion time), one exact
-    conv per digit, combined exactly (two digits: lo + hi * 2**bits, one rounding as the int32
-    -> float32 conversion; three: int32). Bit-exact with the model's integer semantics
-    (QLinearConv's) under XNNPACK and the reference kernels, within one output step of
-    onnxruntime's float path."""
+    2**24: the conv reads x - 127 (reach 128 instead of 255, 127 * sum(w) in the bias) where
+    that saves a weight digit, and the int8 weights are split into base-2**bits digits
+    (conversion time), one exact conv per digit, combined exactly (two digits: lo + hi *
+    2**bits, one rounding as the int32 -> float32 conversion; three: int32). Bit-exact with
+    the model's integer semantics (QLinearConv's) under XNNPACK and the reference kernels,
+    within one output step of onnxruntime's float path."""
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(wide_conv_model(cin, kernel), str(src))
     rng = np.random.default_rng(0)
@@ -554,6 +557,7 @@ def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, con
     ops = res.report["tflite_ops"]
     assert ops["CONV_2D"]["count"] == convs  # one per weight digit
     assert ("CAST" in ops) == (convs > 2)
+    assert ("SUB" in ops) == shifted  # x - 127, padded first (the padding is the real zero)
     for xnnpack in (True, False):
         interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
         interp.allocate_tensors()

@@ -26,6 +26,7 @@ import numpy as np
 from .. import layout as L
 from .. import tfl
 from . import compose as C
+from .common import conv2d_options, emit_pad, padding_mode
 from .elementwise import dtype_name
 from .integer_digits import combine_digits, constant_digits
 from .quantize import QUANT_RANGES
@@ -36,12 +37,13 @@ class IntegerConv:
     base-2**bits digits (one array when one exact reduction suffices; ONNX layout), the bias
     integers and the per-output-channel scale sx*sw."""
 
-    def __init__(self, centred, digits, bits, bias, scale):
+    def __init__(self, centred, digits, bits, bias, scale, offset: int = 0):
         self.centred = centred
         self.digits = digits
         self.bits = bits
-        self.bias = bias
+        self.bias = bias  # includes offset * sum(w) per channel
         self.scale = scale
+        self.offset = offset  # the conv reads centred - offset (see integer_conv)
 
     def filter(self, ctx, layout, k: int = 0) -> tfl.Tensor:
         """Weight digit k stored int8 in the conv's filter layout, DEQUANTIZE'd with scale 1."""
@@ -75,6 +77,35 @@ class IntegerConv:
             return C.binary(ctx, "ADD", parts[0], high, "integer_sum")
         return C.cast(ctx, combine_digits(ctx, parts, self.bits), np.float32, "integer_sum")
 
+    def emit_2d(self, ctx, w_layout, geometry, depthwise: bool) -> None:
+        """The 2-D (depthwise) conv on the integers, then one MUL by sx*sw per output channel;
+        the sums are registered for a QuantizeLinear reading the output. Zero padding is the
+        centred value of the real zero; with an offset the input is padded first, then
+        shifted (its padding must stay the real zero)."""
+        kernel, strides, dilations, pads = geometry
+        x_shape, o = ctx.shape(0), ctx.shape(1)[0]
+        n, c = x_shape[0], x_shape[1]
+        x = self.centred
+        out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
+        mode = padding_mode(pads, list(x_shape[2:]), kernel, strides, dilations)
+        if mode is None or (self.offset and mode != "VALID"):
+            x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+            mode = "VALID"
+        if self.offset:
+            x = C.binary(ctx, "SUB", x, C.const(ctx, float(self.offset)), "shifted")
+        options = conv2d_options(mode, strides, dilations)
+        if depthwise:
+            options["depth_multiplier"] = o // c
+        opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+
+        def conv(filt, bias, hint):  # one exact reduction per weight digit
+            return C.op(ctx, opcode, [x, filt, bias], (n, *out_hw, o), hint=hint, **options)
+
+        acc = self.accumulate(ctx, w_layout, conv)
+        final = ctx.output(0)
+        self.rescale(ctx, acc, final)
+        ctx.driver.integer_sums[id(final)] = (acc, self.scale, ctx.out_layout(0))
+
     def rescale(self, ctx, acc: tfl.Tensor, out: tfl.Tensor) -> None:
         """acc (channel-last integer sums) times sx*sw per output channel into out."""
         ctx.emit(
@@ -107,7 +138,7 @@ def _dq_params(drv, node):
 
 
 def _activation(ctx, idx: int):
-    """(centred integers, their layout, sx, reach) of input ``idx`` when it is
+    """(centred integers, their layout, sx, their range (lo, hi)) of input ``idx`` when it is
     DequantizeLinear(QuantizeLinear(...)) on one per-tensor constant lattice, else None."""
     drv = ctx.driver
     dq_x = _producer(ctx, ctx.node.inputs[idx])
@@ -126,7 +157,7 @@ def _activation(ctx, idx: int):
         return None
     sx, zx = px[1].reshape(()), int(px[2].reshape(()))
     lo, hi = QUANT_RANGES[q_dtype]
-    return centred, layout, sx, max(abs(lo - zx), abs(hi - zx))
+    return centred, layout, sx, (lo - zx, hi - zx)
 
 
 def _weights(ctx, idx: int, channel_axis: int):
@@ -167,7 +198,7 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     act = _activation(ctx, 0)
     if act is None:
         return None
-    centred, layout, sx, reach = act
+    centred, layout, sx, (lo, hi) = act
     target = ctx.in_layout(0)
     if layout != target and (layout.inner is not None or target.inner is not None):
         return None
@@ -179,7 +210,16 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     bias = _bias(ctx, 2, scale)
     if bias is None:
         return None
-    plan = constant_digits(w.reshape(channels, -1), reach, np.abs(bias))
+    rows = w.reshape(channels, -1)
+    offset, plan = 0, constant_digits(rows, max(-lo, hi), np.abs(bias))
+    middle = (lo + hi) // 2
+    if (plan is None or len(plan[0]) > 1) and middle:
+        # Read x - middle (reach halved: uint8 after a ReLU spans 0..255), with middle *
+        # sum(w) moved into the bias: one exact reduction where the plain one needs digits.
+        shifted = bias + middle * rows.sum(axis=1)
+        alt = constant_digits(rows, max(middle - lo, hi - middle), np.abs(shifted))
+        if alt is not None and (plan is None or len(alt[0]) < len(plan[0])):
+            offset, plan, bias = middle, alt, shifted
     if plan is None:
         return None
     if layout != target:  # the lattice lives in another layout (an NCHW model input)
@@ -189,7 +229,7 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
         centred = moved
     digits, bits = plan
     shape = w.shape
-    return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale)
+    return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale, offset)
 
 
 def integer_dense(ctx) -> bool:
@@ -216,7 +256,8 @@ def integer_dense(ctx) -> bool:
         return False
     if not ctx.out_layout(0).is_identity:
         return False
-    centred, _, sx, reach = act
+    centred, _, sx, (lo, hi) = act
+    reach = max(-lo, hi)
     weights = _weights(ctx, 1, 0 if trans_b else 1)
     if weights is None:
         return False
