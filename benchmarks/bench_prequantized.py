@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from benchmarks.models import BENCHMARK_MODELS  # noqa: E402
+from tools.zoo.exact_reference import output_steps  # noqa: E402  (shared with the corpus)
 
 SQNR_TARGET_DB = 30.0
 INTEGER_SHARE_TARGET = 0.95
@@ -116,22 +117,6 @@ def at_least_opset13(model: onnx.ModelProto) -> onnx.ModelProto:
 
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     return model if version >= 13 else version_converter.convert_version(model, 13)
-
-
-def output_steps(path: Path) -> dict[str, float]:
-    """Graph output -> the step of the DequantizeLinear producing it (per-tensor), if any."""
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    steps = {}
-    outputs = {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.output[0] in outputs:
-            scale = consts.get(node.input[1])
-            if scale is not None and scale.size == 1:
-                steps[node.output[0]] = float(scale.reshape(-1)[0])
-    return steps
 
 
 def max_steps(reference: list[dict], actual: list[dict], steps: dict[str, float]) -> float | None:

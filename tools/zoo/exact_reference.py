@@ -1,0 +1,273 @@
+"""A float64 evaluation of an ONNX model: the reference that onnxruntime's own rounding is
+measured against.
+
+Why: onnxruntime computes in float32, and how it accumulates depends on its optimisation
+level (fused integer kernels for Q/DQ groups, NCHWc convolutions at ORT_ENABLE_ALL). Where
+LiteRT and onnxruntime disagree by more than the strict tolerance, the question is which of
+the two is off, and by how much compared with the other. The answer needs a third opinion
+that rounds far less than either: the model's own semantics evaluated in float64 (for a Q/DQ
+model: dequantize, compute in float64, quantize with round-half-to-even and saturation,
+exactly as the operators are specified).
+
+How: every float32 tensor of the model (initializers, Constant values, graph inputs, Casts to
+float) becomes float64, and ``onnx.reference`` evaluates the graph; DequantizeLinear and
+QuantizeLinear then compute in float64 from the float32 scales (which convert exactly). A
+float64 Conv replaces onnx.reference's slow one (im2col through strided views and einsum).
+
+Also here: :func:`output_steps`, the quantization step of graph outputs produced by a
+DequantizeLinear (the unit in which lattice-valued outputs are compared), shared with
+``benchmarks/bench_prequantized.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_F32 = TensorProto.FLOAT
+_F64 = TensorProto.DOUBLE
+
+
+def output_steps(model: onnx.ModelProto | str | Path) -> dict[str, float]:
+    """Graph output -> the step (scale) of the per-tensor DequantizeLinear producing it."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    steps = {}
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0] in outputs:
+            scale = consts.get(node.input[1])
+            if scale is not None and scale.size == 1:
+                steps[node.output[0]] = float(scale.reshape(-1)[0])
+    return steps
+
+
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """True when the graph quantizes activations (a QuantizeLinear node): a Q/DQ model."""
+    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+# --------------------------------------------------------------------------------------------
+# float32 -> float64
+# --------------------------------------------------------------------------------------------
+
+
+def _tensor64(t: onnx.TensorProto) -> onnx.TensorProto:
+    if t.data_type != _F32:
+        return t
+    arr = numpy_helper.to_array(t).astype(np.float64)
+    return numpy_helper.from_array(arr, t.name)
+
+
+def _graph64(graph: onnx.GraphProto) -> None:
+    for i, t in enumerate(graph.initializer):
+        if t.data_type == _F32:
+            graph.initializer[i].CopyFrom(_tensor64(t))
+    for vi in list(graph.input) + list(graph.output):
+        tt = vi.type.tensor_type
+        if tt.elem_type == _F32:
+            tt.elem_type = _F64
+    del graph.value_info[:]  # stale float32 declarations; onnx.reference does not need them
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == _F32:
+                a.t.CopyFrom(_tensor64(a.t))
+            elif a.type == onnx.AttributeProto.GRAPH:
+                _graph64(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    _graph64(g)
+        if node.op_type == "Constant" and any(a.name == "value_float" for a in node.attribute):
+            v = next(a.f for a in node.attribute if a.name == "value_float")
+            del node.attribute[:]
+            node.attribute.append(
+                helper.make_attribute("value", numpy_helper.from_array(np.array(v, np.float64)))
+            )
+        if node.op_type == "Constant" and any(a.name == "value_floats" for a in node.attribute):
+            v = list(next(a.floats for a in node.attribute if a.name == "value_floats"))
+            del node.attribute[:]
+            node.attribute.append(
+                helper.make_attribute("value", numpy_helper.from_array(np.array(v, np.float64)))
+            )
+        for a in node.attribute:  # Cast(to=FLOAT), EyeLike/Random*(dtype=FLOAT)
+            if a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i == _F32:
+                a.i = _F64
+
+
+def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose float32 tensors and computations are float64."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    _graph64(out.graph)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A float64 Conv fast enough for ResNet-50 at 320x320
+# --------------------------------------------------------------------------------------------
+
+
+def _conv(x, w, b, group, pads, strides, dilations):
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    nd = x.ndim - 2
+    x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
+    k = w.shape[2:]
+    eff = tuple((k[i] - 1) * dilations[i] + 1 for i in range(nd))
+    win = sliding_window_view(x, eff, axis=tuple(range(2, 2 + nd)))
+    pick = (slice(None), slice(None))
+    pick += tuple(slice(None, None, s) for s in strides)
+    pick += tuple(slice(None, None, d) for d in dilations)
+    win = win[pick]  # (N, C, out..., k...)
+    n, c = x.shape[:2]
+    m = w.shape[0]
+    out_sp = win.shape[2 : 2 + nd]
+    win = win.reshape(n, group, c // group, *out_sp, *k)
+    wg = w.reshape(group, m // group, c // group, *k)
+    sp = "HWDUV"[:nd]
+    kk = "ijklm"[:nd]
+    y = np.einsum(f"ngc{sp}{kk},gmc{kk}->ngm{sp}", win, wg, optimize=True)
+    y = y.reshape(n, m, *out_sp)
+    if b is not None:
+        y = y + b.reshape(1, m, *([1] * nd))
+    return y
+
+
+def _conv_op():
+    from onnx.reference.op_run import OpRun
+    from onnx.reference.ops.op_conv import _conv_implementation
+
+    class Conv(OpRun):
+        op_domain = ""
+
+        def _run(
+            self,
+            X,
+            W,
+            B=None,
+            auto_pad=None,
+            dilations=None,
+            group=None,
+            kernel_shape=None,
+            pads=None,
+            strides=None,
+        ):
+            nd = X.ndim - 2
+            pad_mode = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+            if pad_mode not in (None, "NOTSET", "VALID") or X.dtype != np.float64:
+                return (
+                    _conv_implementation(
+                        X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides
+                    ).astype(X.dtype),
+                )
+            pads = [0] * (2 * nd) if pad_mode == "VALID" or pads is None else list(pads)
+            y = _conv(
+                X,
+                W,
+                B,
+                int(group or 1),
+                pads,
+                list(strides or [1] * nd),
+                list(dilations or [1] * nd),
+            )
+            return (y,)
+
+    return Conv
+
+
+def _per_axis(v, ndim: int, axis: int):
+    v = np.asarray(v)
+    if v.size == 1 or ndim == 0:
+        return v.reshape(())
+    shape = [1] * ndim
+    shape[axis % ndim] = v.size
+    return v.reshape(shape)
+
+
+_RANGES = {
+    np.dtype(np.int8): (-128, 127),
+    np.dtype(np.uint8): (0, 255),
+    np.dtype(np.int16): (-32768, 32767),
+    np.dtype(np.uint16): (0, 65535),
+    np.dtype(np.int32): (-(2**31), 2**31 - 1),
+}
+
+
+def _qdq_ops():
+    """DequantizeLinear / QuantizeLinear for every opset (onnx.reference has none before 19),
+    per-tensor or per-axis, integer types: ``(q - zp) * scale`` and
+    ``saturate(round_half_even(x / scale) + zp)``, in float64 when the scale is float64."""
+    from onnx.reference.op_run import OpRun
+
+    class DequantizeLinear(OpRun):
+        op_domain = ""
+
+        def _run(self, x, scale, zero_point=None, axis=1, block_size=0, output_dtype=None):
+            if block_size:
+                raise NotImplementedError("blocked DequantizeLinear")
+            x = np.asarray(x)
+            dx = x.astype(np.float64)
+            if zero_point is not None:
+                dx = dx - _per_axis(zero_point, x.ndim, axis).astype(np.float64)
+            y = dx * _per_axis(scale, x.ndim, axis)
+            return (y.astype(np.result_type(scale, np.float32)),)
+
+    class QuantizeLinear(OpRun):
+        op_domain = ""
+
+        def _run(
+            self,
+            x,
+            scale,
+            zero_point=None,
+            axis=1,
+            saturate=1,
+            block_size=0,
+            output_dtype=None,
+            precision=None,
+        ):
+            if block_size:
+                raise NotImplementedError("blocked QuantizeLinear")
+            x = np.asarray(x)
+            dtype = np.dtype(zero_point.dtype) if zero_point is not None else np.dtype(np.uint8)
+            if output_dtype:
+                dtype = np.dtype(helper.tensor_dtype_to_np_dtype(output_dtype))
+            if dtype not in _RANGES:
+                raise NotImplementedError(f"QuantizeLinear to {dtype}")
+            q = np.rint(x / _per_axis(scale, x.ndim, axis))
+            if zero_point is not None:
+                q = q + _per_axis(zero_point, x.ndim, axis).astype(np.float64)
+            lo, hi = _RANGES[dtype]
+            return (np.clip(q, lo, hi).astype(dtype),)
+
+    return [DequantizeLinear, QuantizeLinear]
+
+
+def run_float64(
+    model: onnx.ModelProto | str | Path, feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The model's outputs computed in float64 (float feeds are widened; other dtypes kept).
+
+    Raises whatever ``onnx.reference`` raises on an op it lacks (contrib domains): the caller
+    records that the float64 reference is not available for the model."""
+    from onnx.reference import ReferenceEvaluator
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    m64 = to_float64(model)
+    sess = ReferenceEvaluator(m64, new_ops=[_conv_op(), *_qdq_ops()])
+    f64 = {
+        k: (np.asarray(v, np.float64) if np.asarray(v).dtype == np.float32 else np.asarray(v))
+        for k, v in feeds.items()
+    }
+    names = [o.name for o in m64.graph.output]
+    outs = sess.run(None, f64)
+    return {n: np.asarray(v) for n, v in zip(names, outs, strict=True)}
