@@ -522,14 +522,23 @@ def _requantized(acc, sum_scale, sy, zy):
 
 
 @pytest.mark.parametrize(
-    "cin, kernel, convs, shifted", [(256, 3, 1, True), (512, 3, 2, False), (65536, 1, 3, True)]
+    "cin, kernel, convs, shifted, placed",
+    [
+        (256, 3, 1, True, False),
+        (512, 3, 2, True, True),
+        (1024, 3, 2, False, False),
+        (65536, 1, 3, True, False),
+    ],
 )
-def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, convs, shifted):
+def test_lattice_conv_over_the_float32_bound_is_exact(
+    tmp_path, cin, kernel, convs, shifted, placed
+):
     """A per-channel QDQ Conv (onnxruntime quantize_static) whose integer sums can reach past
     2**24: the conv reads x - 127 (reach 128 instead of 255, 127 * sum(w) in the bias) where
-    that saves a weight digit, and the int8 weights are split into base-2**bits digits
-    (conversion time), one exact conv per digit, combined exactly (two digits: lo + hi *
-    2**bits, one rounding as the int32 -> float32 conversion; three: int32). Bit-exact with
+    that saves work, and the int8 weights are split into base-2**bits digits (conversion
+    time), one exact conv per digit (the high one over only the channels that need it),
+    combined exactly (two digits: lo + hi * 2**bits, one rounding as the int32 -> float32
+    conversion; three: int32). Bit-exact with
     the model's integer semantics (QLinearConv's) under XNNPACK and the reference kernels,
     within one output step of onnxruntime's float path."""
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
@@ -558,6 +567,8 @@ def test_lattice_conv_over_the_float32_bound_is_exact(tmp_path, cin, kernel, con
     assert ops["CONV_2D"]["count"] == convs  # one per weight digit
     assert ("CAST" in ops) == (convs > 2)
     assert ("SUB" in ops) == shifted  # x - 127, padded first (the padding is the real zero)
+    # only the channels that need the high digit reduce it, then are put in place
+    assert ("FULLY_CONNECTED" in ops) == placed
     for xnnpack in (True, False):
         interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
         interp.allocate_tensors()

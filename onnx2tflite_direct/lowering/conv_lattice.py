@@ -28,7 +28,7 @@ from .. import tfl
 from . import compose as C
 from .common import conv2d_options, emit_pad, padding_mode
 from .elementwise import dtype_name
-from .integer_digits import combine_digits, constant_digits
+from .integer_digits import combine_digits, constant_digits, split_rows
 from .quantize import QUANT_RANGES
 
 
@@ -45,36 +45,56 @@ class IntegerConv:
         self.scale = scale
         self.offset = offset  # the conv reads centred - offset (see integer_conv)
 
-    def filter(self, ctx, layout, k: int = 0) -> tfl.Tensor:
-        """Weight digit k stored int8 in the conv's filter layout, DEQUANTIZE'd with scale 1."""
-        w = np.asarray(self.digits[k], np.int8)
+    def filter(self, ctx, layout, k: int = 0, rows=None) -> tfl.Tensor:
+        """Weight digit k (only ``rows`` if given) stored int8 in the conv's filter layout,
+        DEQUANTIZE'd with scale 1."""
+        w = np.asarray(self.digits[k] if rows is None else self.digits[k][rows], np.int8)
         q = ctx.const_tensor(np.ascontiguousarray(np.transpose(w, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
         out = ctx.temp(np.float32, q.shape, "w_integers")
         ctx.emit("DEQUANTIZE", [q], [out])
         return out
 
-    def accumulate(self, ctx, layout, conv) -> tfl.Tensor:
+    def accumulate(self, ctx, layout, conv, subset: bool = True) -> tfl.Tensor:
         """The integer sums as float32, as onnxruntime's float(int32 accumulator): one
-        ``conv(filter, bias, hint)`` per weight digit, each exact; two digits combine as
-        lo + hi * 2**bits (the MUL is exact, the ADD rounds once, as the int32 -> float
-        conversion does), more through int32 (integer_digits.combine_digits)."""
-        zeros = np.zeros(len(self.bias), np.float32)
-        parts = [
-            conv(
-                self.filter(ctx, layout, k),
-                ctx.const_tensor(
-                    self.bias.astype(np.float32) if k == 0 else zeros, "bias_integers"
-                ),
-                f"integer_sum{k}",
-            )
-            for k in range(len(self.digits))
+        ``conv(filter, bias, hint, channels)`` per weight digit, each exact. Two digits
+        combine as lo + hi * 2**bits (the MUL is exact, the ADD rounds once, as the int32 ->
+        float conversion does); when only some channels need the high digit (``subset``: not
+        for a depthwise conv, whose channels are its inputs) it reduces those alone and one
+        FULLY_CONNECTED with a 0 / 2**bits matrix puts them in place (one nonzero product
+        per output: exact). More digits combine through int32 (combine_digits)."""
+        channels = len(self.bias)
+        bias = ctx.const_tensor(self.bias.astype(np.float32), "bias_integers")
+        low = conv(self.filter(ctx, layout), bias, "integer_sum0", channels)
+        if len(self.digits) == 1:
+            return low
+        if len(self.digits) == 2:
+            live = np.flatnonzero(np.any(self.digits[1].reshape(channels, -1) != 0, axis=1))
+            if not subset or live.size == channels:
+                live = np.arange(channels)
+            zeros = ctx.const_tensor(np.zeros(live.size, np.float32), "bias_zero")
+            high = conv(self.filter(ctx, layout, 1, live), zeros, "integer_sum1", live.size)
+            if live.size == channels:
+                step = C.const(ctx, float(1 << self.bits))
+                high = C.binary(ctx, "MUL", high, step, "high_sum")
+            else:
+                place = np.zeros((channels, live.size), np.float32)
+                place[live, np.arange(live.size)] = float(1 << self.bits)
+                high = C.op(
+                    ctx,
+                    "FULLY_CONNECTED",
+                    [high, ctx.const_tensor(place, "high_place"), None],
+                    (*high.shape[:-1], channels),
+                    hint="high_sum",
+                    fused_activation_function="NONE",
+                    keep_num_dims=True,
+                )
+            return C.binary(ctx, "ADD", low, high, "integer_sum")
+        zeros = ctx.const_tensor(np.zeros(channels, np.float32), "bias_zero")
+        parts = [low] + [
+            conv(self.filter(ctx, layout, k), zeros, f"integer_sum{k}", channels)
+            for k in range(1, len(self.digits))
         ]
-        if len(parts) == 1:
-            return parts[0]
-        if len(parts) == 2:
-            high = C.binary(ctx, "MUL", parts[1], C.const(ctx, float(1 << self.bits)), "high_sum")
-            return C.binary(ctx, "ADD", parts[0], high, "integer_sum")
         return C.cast(ctx, combine_digits(ctx, parts, self.bits), np.float32, "integer_sum")
 
     def emit_2d(self, ctx, w_layout, geometry, depthwise: bool) -> None:
@@ -98,10 +118,10 @@ class IntegerConv:
             options["depth_multiplier"] = o // c
         opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
 
-        def conv(filt, bias, hint):  # one exact reduction per weight digit
-            return C.op(ctx, opcode, [x, filt, bias], (n, *out_hw, o), hint=hint, **options)
+        def conv(filt, bias, hint, channels):  # one exact reduction per weight digit
+            return C.op(ctx, opcode, [x, filt, bias], (n, *out_hw, channels), hint=hint, **options)
 
-        acc = self.accumulate(ctx, w_layout, conv)
+        acc = self.accumulate(ctx, w_layout, conv, subset=not depthwise)
         final = ctx.output(0)
         self.rescale(ctx, acc, final)
         ctx.driver.integer_sums[id(final)] = (acc, self.scale, ctx.out_layout(0))
@@ -215,10 +235,10 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     middle = (lo + hi) // 2
     if (plan is None or len(plan[0]) > 1) and middle:
         # Read x - middle (reach halved: uint8 after a ReLU spans 0..255), with middle *
-        # sum(w) moved into the bias: one exact reduction where the plain one needs digits.
+        # sum(w) moved into the bias: fewer digits, or fewer channels needing the high one.
         shifted = bias + middle * rows.sum(axis=1)
         alt = constant_digits(rows, max(middle - lo, hi - middle), np.abs(shifted))
-        if alt is not None and (plan is None or len(alt[0]) < len(plan[0])):
+        if alt is not None and (plan is None or _cost(alt) < _cost(plan)):
             offset, plan, bias = middle, alt, shifted
     if plan is None:
         return None
@@ -230,6 +250,11 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     digits, bits = plan
     shape = w.shape
     return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale, offset)
+
+
+def _cost(plan) -> tuple:
+    """Digits, then row reductions beyond the first digit (integer_digits.split_rows)."""
+    return len(plan[0]), split_rows(plan[0])
 
 
 def integer_dense(ctx) -> bool:
@@ -275,8 +300,8 @@ def integer_dense(ctx) -> bool:
     final = ctx.output(0)
     keep = len(ctx.shape(0)) > 2
 
-    def dense(filt, bias_t, hint):  # one exact reduction per weight digit
-        acc = ctx.temp(np.float32, final.shape, hint)
+    def dense(filt, bias_t, hint, channels):  # one exact reduction per weight digit
+        acc = ctx.temp(np.float32, (*final.shape[:-1], channels), hint)
         ctx.emit(
             "FULLY_CONNECTED",
             [centred, filt, bias_t],

@@ -72,18 +72,21 @@ def constant_digits(rows: np.ndarray, reach: int, bias_max=0):
     to digit 0's reduction. Returns ``(digits, bits)`` with ``rows = sum_k digits[k] *
     2**(bits*k)`` and every digit's per-channel bound ``sum|d_k| * reach (+ |bias|)`` below
     2**24, the fewest digits first (then the lowest peak bound); ``([rows], 0)`` when no split
-    is needed, None when 8 digits of 1 bit do not suffice. Splitting a constant (rather than
-    the run-time operand, :func:`split_digits`) costs nothing at run time but the extra
-    reductions, and the bound is the exact per-channel one rather than K * max|d|."""
+    is needed, None when 8 digits of 1 bit do not suffice. A row whose own reduction is exact
+    stays whole in digit 0 (zeros in the others), so a caller can reduce only the rows a
+    higher digit needs (:func:`split_rows`). Splitting a constant (rather than the run-time
+    operand, :func:`split_digits`) costs nothing at run time but the extra reductions, and
+    the bound is the exact per-channel one rather than K * max|d|."""
     rows = np.asarray(rows, np.int64)
-    bias_max = np.asarray(bias_max, np.int64)
+    bias_max = np.broadcast_to(np.asarray(bias_max, np.int64), rows.shape[:1])
+    whole = np.abs(rows).sum(axis=1) * reach + bias_max < EXACT_FLOAT_SUM
 
     def peak(digits):
         sums = [np.abs(d).sum(axis=1) * reach for d in digits]
         sums[0] = sums[0] + bias_max
         return max(int(np.max(s, initial=0)) for s in sums)
 
-    if peak([rows]) < EXACT_FLOAT_SUM:
+    if whole.all():
         return [rows], 0
     for count in range(2, 9):
         best = None
@@ -91,12 +94,18 @@ def constant_digits(rows: np.ndarray, reach: int, bias_max=0):
             digits, rest = [], rows
             for _ in range(count - 1):
                 low = ((rest + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
-                digits.append(low)
-                rest = (rest - low) >> bits
-            digits.append(rest)
+                digits.append(np.where(whole[:, None], 0, low))
+                rest = (rest - digits[-1]) >> bits
+            digits[0] = np.where(whole[:, None], rows, digits[0])
+            digits.append(np.where(whole[:, None], 0, rest))
             p = peak(digits)
             if p < EXACT_FLOAT_SUM and (best is None or p < best[0]):
                 best = (p, digits, bits)
         if best is not None:
             return best[1], best[2]
     return None
+
+
+def split_rows(digits) -> int:
+    """How many row reductions the higher digits need (rows of zeros are skipped)."""
+    return sum(int(np.any(d.reshape(d.shape[0], -1) != 0, axis=1).sum()) for d in digits[1:])
