@@ -85,6 +85,7 @@ def quantize_integer(
     folded = 0
     if not ranges_are_exact:  # an imported model's lattices name the tensors they sit on
         keep = _float_only_nodes(sub, activations == "int16", overrides)
+        keep |= _other_width_nodes(sub, activations == "int16", overrides)
         folded = fold_affine_constants(sub, keep)
     float_heads = float_heads and output_dtype is None and not strict
     plan = IntegerPlan(
@@ -128,6 +129,24 @@ def _float_only_nodes(sub: tfl.Subgraph, int16: bool, overrides=None) -> frozens
         if rule_for(op.opcode, width)[0] is None and rule_for(op.opcode, int16)[0] is None:
             found.add(op.onnx_node)
     return frozenset(found)
+
+
+def _other_width_nodes(sub: tfl.Subgraph, int16: bool, overrides) -> frozenset[str]:
+    """Nodes overridden to the other activation width that are not weighted ops: a
+    per-channel MUL/ADD the user asked to run at int16 (say) must not vanish into the int8
+    convolution before it (a weighted op keeps its override when others fold into it)."""
+    if not overrides:
+        return frozenset()
+    other = "int8" if int16 else "int16x8"
+    weighted: set[str] = set()
+    found: set[str] = set()
+    for op in sub.operators:
+        o = overrides.get(op.onnx_node)
+        if o is None or o.precision != other:
+            continue
+        rule = rule_for(op.opcode, False)[0]
+        (weighted if rule is not None and rule.kind == "weighted" else found).add(op.onnx_node)
+    return frozenset(found - weighted)
 
 
 def _check_options(activations, input_dtype, output_dtype) -> None:

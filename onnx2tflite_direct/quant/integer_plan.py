@@ -51,6 +51,7 @@ PARTLY_FLOAT = "the rest of ONNX node"
 # Float reasons that are the default rule's accuracy choices, not kernel constraints: an
 # override to an integer precision lifts them (the report calls the others "forced").
 HEURISTIC_REASONS = (ISOLATED, FLOAT_HEAD, FLOAT_HEAD_INPUT, PARTLY_FLOAT)
+# (PARTLY_FLOAT is not lifted: a node whose other operators have no kernel stays whole.)
 INTEGER_PRECISIONS = ("int8", "int16x8")
 
 
@@ -139,6 +140,7 @@ class IntegerPlan:
         self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
         # (id(tensor), int16) -> params of the tensor as read by ops of the other width
         self.twins: dict[tuple[int, bool], QParams] = {}
+        self.widths: dict[int, bool] = {}  # id(op) -> int16?, fixed when the op is planned
         self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
         self.head_ops: set[int] = set()  # id(op) of float heads and the copies after them
         self.head_inputs: set[int] = set()  # id(op) computing a float head's input
@@ -158,7 +160,8 @@ class IntegerPlan:
                 continue  # integer/bool/shape arithmetic: not ours to judge
             rule, reason = self.rule(op)
             heuristics = rule is not None and not self.wants_integer(op)
-            if heuristics and op.onnx_node in float_nodes:
+            # (kept for overridden nodes too: their other operators have no kernel)
+            if rule is not None and op.onnx_node in float_nodes:
                 rule = None
                 reason = f"{PARTLY_FLOAT} {op.onnx_node!r} runs in float (for its "
                 reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
@@ -184,9 +187,10 @@ class IntegerPlan:
                 precision = "int16x8" if self.is16(op) else "int8"
                 if o is not None and o.precision == "int16x8" and precision == "int8":
                     reason = "no int16x8 kernel"
-            self.summary.ops.append(
-                {"node": op.onnx_node, "op": op.opcode, "precision": precision, "reason": reason}
-            )
+            row = {"node": op.onnx_node, "op": op.opcode, "precision": precision, "reason": reason}
+            if o is None and precision != "float" and self.is16(op) != self.int16:
+                row["follows"] = True  # a data-moving op at its input's width
+            self.summary.ops.append(row)
         # Integer interface (as the reference converter's modify_model_interface does): only
         # for inputs read by integer ops and outputs written by them; the others stay float.
         if self.input_dtype is not None:
@@ -214,8 +218,19 @@ class IntegerPlan:
 
     def is16(self, op: tfl.Operator) -> bool:
         """The activation width ``op`` runs at: the override's if it names one the op has a
-        kernel for, else the variant's."""
+        kernel for; else, for a data-moving op (RESHAPE, TRANSPOSE ...) reading a value stored
+        at the other width, that width (a copy never gains from a requantization); else the
+        variant's."""
+        if id(op) in self.widths:
+            return self.widths[id(op)]
         o = self.overrides.get(op.onnx_node)
+        if o is None and self.overrides:
+            rule = self._kernel_rule(op, self.int16)[0]
+            if rule is not None and rule.kind == "same" and rule.sources[0] < len(op.inputs):
+                home = self.params.get(id(op.inputs[rule.sources[0]]))
+                if home is not None and home.int16 != self.int16:
+                    if self._kernel_rule(op, home.int16)[0] is not None:
+                        return home.int16
         if o is None or o.precision not in INTEGER_PRECISIONS:
             return self.int16
         want = o.precision == "int16x8"
@@ -414,7 +429,7 @@ class IntegerPlan:
                 "the QUANTIZE into the sum clamps it exactly (an integer kernel's rescale "
                 "would overflow)"
             )
-        w16 = self.is16(op)
+        w16 = self.widths[id(op)] = self.is16(op)
         shared = self._shared_params(op, rule) if rule.kind == "shared" else None
         if rule.kind == "shared" and shared is None:
             return "no calibration range for the shared output scale"

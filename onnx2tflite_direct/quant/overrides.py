@@ -107,22 +107,31 @@ class NodeInfo:
     label: str
     op_type: str
     outputs: tuple[str, ...] = ()
+    # No operator of its own: the label of the node whose operator computes its output (a
+    # Relu fused into the Conv before it), "" when it was folded away entirely.
+    inside: str | None = None
 
     def names(self) -> tuple[str, ...]:
         return (self.label, self.op_type, *self.outputs)
 
 
 def node_catalog(onnx_model, model_ir, tensor_map: Mapping[str, dict]) -> dict[str, NodeInfo]:
-    """Label -> NodeInfo for every ONNX node that has operators in the lowered model
-    (``tfl.Operator.onnx_node``): the ONNX node itself, or a node a fusion created."""
+    """Label -> NodeInfo for every ONNX node with operators in the lowered model
+    (``tfl.Operator.onnx_node``): the ONNX node itself, or a node a fusion created; and for the
+    ONNX nodes without operators of their own, where their output is computed (``inside``)."""
     labels = {op.onnx_node for sub in model_ir.subgraphs for op in sub.operators}
     labels.discard(None)
+    writer = {t.name: op.onnx_node for sub in model_ir.subgraphs for op in sub.operators
+              for t in op.outputs}  # fmt: skip
     catalog: dict[str, NodeInfo] = {}
     if onnx_model is not None:
         for node in onnx_model.graph.node:
             label = node.name or f"{node.op_type}:{node.output[0] if node.output else '?'}"
-            if label in labels:
-                catalog[label] = NodeInfo(label, node.op_type, tuple(node.output))
+            info = NodeInfo(label, node.op_type, tuple(node.output))
+            if label not in labels:
+                held = [tensor_map.get(o, {}).get("tensor") for o in node.output]
+                info.inside = next((writer[t] for t in held if t in writer), None) or ""
+            catalog[label] = info
     missing = labels - set(catalog)
     if missing:  # fused nodes: op type after the last '/', outputs through the tensor map
         held_by = {entry["tensor"]: name for name, entry in tensor_map.items()}
@@ -166,10 +175,27 @@ def resolve(overrides, catalog: Mapping[str, NodeInfo]) -> Resolved:
     for label, info in catalog.items():
         names = info.names()
         for o in overrides:
-            if o.matches(names):
-                out.by_label[label] = o  # later ones win
-                out.matched[o.index] = out.matched.get(o.index, 0) + 1
+            if not o.matches(names):
+                continue
+            if info.inside is not None:
+                out.absent.setdefault(o.index, []).append((label, info.inside))
+                continue
+            out.by_label[label] = o  # later ones win
+            out.matched[o.index] = out.matched.get(o.index, 0) + 1
     return out
+
+
+def unmatched_message(resolved: Resolved, o: Override) -> str:
+    """Why ``o`` changes nothing: no such node, or only nodes computed inside others."""
+    absent = resolved.absent.get(o.index)
+    if not absent:
+        return "matches no node of the model"
+    parts = [
+        f"{label} (computed inside {inside})" if inside else f"{label} (folded away)"
+        for label, inside in absent[:5]
+    ]
+    more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+    return "matches only nodes without operators of their own: " + ", ".join(parts) + more
 
 
 # -- the report's per-node table --------------------------------------------------------------
@@ -186,6 +212,9 @@ def node_table(rows, resolved: Resolved, choice: str, heuristic_reasons=()) -> l
     for row in rows:
         if row.get("node"):
             by_node.setdefault(row["node"], []).append(row)
+    for label, ops in by_node.items():  # copies at their input's width do not make it mixed
+        own = [r for r in ops if not r.get("follows")]
+        by_node[label] = own or ops
     table = []
     for label, ops in by_node.items():
         precisions = sorted({r["precision"] for r in ops})
@@ -222,7 +251,7 @@ def override_summary(resolved: Resolved, choice: str) -> list[dict]:
     for o in resolved.overrides:
         entry = {"override": o.spec, "matched_nodes": resolved.matched.get(o.index, 0)}
         if not entry["matched_nodes"]:
-            entry["warning"] = "matches no node of the model"
+            entry["warning"] = unmatched_message(resolved, o)
         elif o.precision not in HONOURED_BY.get(choice, ()):
             entry["not_applicable"] = NOT_APPLICABLE.get(choice, "not available in this file")
         out.append(entry)

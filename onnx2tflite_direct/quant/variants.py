@@ -197,7 +197,7 @@ def _resolve_overrides(options: QuantOptions, model_ir, tensor_map, onnx_model) 
     catalog = ov.node_catalog(onnx_model(), model_ir, tensor_map)
     resolved = ov.resolve(overrides, catalog)
     for o in resolved.unmatched():
-        log.warning("warning: --quant-override %s matches no node of the model", o.spec)
+        log.warning("warning: --quant-override %s %s", o.spec, ov.unmatched_message(resolved, o))
     return resolved
 
 
@@ -233,7 +233,9 @@ def _weight_rows(ir: tfl.Model) -> list[dict]:
                 elif t is not None and id(t) in halves:
                     precision = "float16-weights"
             rows.append({"node": op.onnx_node, "op": op.opcode, "precision": precision})
-    return rows
+    weighted = {r["node"] for r in rows if r["precision"] != "float"}
+    # A node's other operators (the PAD before its CONV_2D) do not make it "mixed".
+    return [r for r in rows if r["precision"] != "float" or r["node"] not in weighted]
 
 
 def _summary_dict(outcome) -> dict:
