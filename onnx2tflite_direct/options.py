@@ -466,7 +466,10 @@ class ConvertOptions:
         "--quantize",
         "any of: `fp16` = `<stem>_float16.tflite` (float16 weights feeding DEQUANTIZE, "
         "float32 kernels and I/O: runs on the stock CPU interpreter); `dynamic` = "
-        "`<stem>_dynamic_range_quant.tflite` (int8 weights, LiteRT's hybrid kernels); `int8` = "
+        "`<stem>_dynamic_range_quant.tflite` (int8 weights, LiteRT's hybrid kernels); `int4` = "
+        "`<stem>_int4_weight_quant.tflite` (4-bit weights, blockwise where LiteRT's kernels "
+        "take them, int8 or float elsewhere: [docs/quantization_int4.md]"
+        "(docs/quantization_int4.md)); `int8` = "
         "`<stem>_integer_quant.tflite` + `<stem>_full_integer_quant.tflite` (int8 inside; "
         "float or integer I/O); `int16x8` = `<stem>_integer_quant_with_int16_act.tflite` + "
         "its full-integer variant (int16 activations, int8 weights). Ops without an acceptable "

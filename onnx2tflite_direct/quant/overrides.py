@@ -28,6 +28,7 @@ PRECISIONS = ("float", "int16x8", "int8", "int4-weights")
 HONOURED_BY = {
     "fp16": ("float",),
     "dynamic": ("float", "int8"),
+    "int4": ("float", "int8", "int4-weights"),
     "int8": ("float", "int8", "int16x8"),
     "int16x8": ("float", "int8", "int16x8"),
 }
@@ -36,6 +37,7 @@ HONOURED_BY = {
 NOT_APPLICABLE = {
     "fp16": "the float16 file has float16 weights and float kernels only",
     "dynamic": "the dynamic-range file has int8 hybrid weights and float activations only",
+    "int4": "the int4 weight file has int4 or int8 hybrid weights and float activations only",
     "int8": "the integer files have int8 weights",
     "int16x8": "the integer files have int8 weights",
 }

@@ -22,11 +22,12 @@ from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights, will_be_float16
+from .int4 import Int4Outcome, quantize_weights_int4
 from .integer import quantize_integer
 from .integer_plan import HEURISTIC_REASONS
 
 # --quantize choices, in the order variants are produced.
-CHOICES = ("fp16", "dynamic", "int8", "int16x8")
+CHOICES = ("fp16", "dynamic", "int4", "int8", "int16x8")
 
 # choice -> [(file kind, activation dtype, full-integer I/O?)] for the integer variants.
 INTEGER_FILES = {
@@ -87,6 +88,8 @@ def make_variants(
             jobs.append(("float16", choice, _float16_job(options)))
         elif choice == "dynamic":
             jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
+        elif choice == "int4":
+            jobs.append(("int4_weight_quant", choice, _int4_job(options)))
         else:
             for kind, activations, full in INTEGER_FILES[choice]:
                 jobs.append((kind, choice, _integer_job(activations, full, options)))
@@ -96,13 +99,17 @@ def make_variants(
     for k, (kind, choice, job) in enumerate(jobs):
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
         outcome = job(ir, ranges, overrides)
-        count = outcome if isinstance(outcome, int) else outcome.integer_ops
-        record(f"quantize_{kind}", count, [])
         summary = {"kind": kind, "variant": choice}
-        if not isinstance(outcome, int):
-            summary.update(_summary_dict(outcome))
-        else:
+        if isinstance(outcome, int):
+            count = outcome
             summary["converted_tensors"] = outcome
+        elif isinstance(outcome, Int4Outcome):  # weight-only, with per-operator rows
+            count = outcome.converted
+            summary.update(outcome.summary())
+        else:
+            count = outcome.integer_ops
+            summary.update(_summary_dict(outcome))
+        record(f"quantize_{kind}", count, [])
         summary.update(_precision_section(ir, outcome, overrides, choice, kind))
         summaries.append(summary)
         variants[kind] = build(ir)
@@ -119,6 +126,22 @@ def _dynamic_job(options: QuantOptions):
         hybrid = [(op, w) for op, w in floats if op.inputs[1].dtype == np.int8]
         _correct_biases(ir, hybrid, lambda op, w: dequantized(op.inputs[1]), ranges, options)
         return converted
+
+    return run
+
+
+def _int4_job(options: QuantOptions):
+    """int4 weights where LiteRT's hybrid kernels take them, int8 or float elsewhere
+    (``int4.py``), biases corrected for the rounding (:func:`_correct_biases`)."""
+
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> Int4Outcome:
+        outcome = quantize_weights_int4(
+            ir, keep_float=overrides.labels("float"), keep_int8=overrides.labels("int8")
+        )
+        values = {id(op): v for op, _, v in outcome.rounded}
+        weighted = [(op, w) for op, w, _ in outcome.rounded]
+        _correct_biases(ir, weighted, lambda op, w: values[id(op)], ranges, options)
+        return outcome
 
     return run
 
