@@ -27,10 +27,11 @@ What each op becomes (all float32):
   0)`` is 1 for r = 0 and 0 for every r >= 2**-127), zero point ``round(clamp(0 - lo /
   scale, 0, 255))``, ``y = clamp(round(x / scale) + zp, 0, 255)`` (a division, as MLAS does;
   ROUND is half-to-even in TFLite and XNNPACK). Bit-identical to onnxruntime.
-* MatMulInteger / ConvInteger: ``MatMul / Conv(a - a_zp, b - b_zp)``; a constant weight's
-  ``b - b_zp`` is folded into a float32 constant (exact integers), so FULLY_CONNECTED /
-  CONV_2D see static weights. ConvInteger pads with the zero point; after the shift that is
-  Conv's zero padding.
+* MatMulInteger / ConvInteger: ``MatMul / Conv(a - a_zp, b - b_zp)``. A constant weight's
+  ``b - b_zp`` is static for FULLY_CONNECTED / BATCH_MATMUL / CONV_2D: symmetric int8 weights
+  (zero point 0, quantize_dynamic's default) stay int8 in the file behind
+  ``DequantizeLinear(b, 1.0, 0)``, others become float32 constants (exact integers either
+  way). ConvInteger pads with the zero point; after the shift that is Conv's zero padding.
 * MatMulIntegerToFloat: ``MatMul(a - a_zp, b - b_zp) * (a_scale * b_scale) + bias``;
   DynamicQuantizeMatMul: the DynamicQuantizeLinear above on A, then the same.
 * Cast(int -> float32) of a carried value: its readers read the carried value.
@@ -68,6 +69,8 @@ MOVERS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 ROUNDERS = {"Floor", "Ceil", "Round"}
 # 2**127 (the largest power of two in float32): r * 2**127 >= 1 for every r >= 2**-127.
 ZERO_RANGE_GAIN = float(2.0**127)
+# Constant weights stored as 8-bit integers behind a DequantizeLinear (else float32).
+WEIGHTS_AS_INT8 = True
 
 
 def _dtype(graph: Graph, name: str):
@@ -255,12 +258,13 @@ class _Emitter:
         self.nodes: list[Node] = []
         self.like: Node | None = None
 
-    def fresh(self, base: str, shape) -> str:
+    def fresh(self, base: str, shape, dtype=F32, const=None) -> str:
         name, k = base, 1
         while name in self.graph.values:
             k += 1
             name = f"{base}_{k}"
-        self.graph.values[name] = Value(name, F32, None if shape is None else tuple(shape))
+        shape = None if shape is None else tuple(shape)
+        self.graph.values[name] = Value(name, np.dtype(dtype), shape, const)
         return name
 
     def const(self, value, hint: str) -> str:
@@ -299,11 +303,40 @@ class _Emitter:
         return self.carry(name)
 
 
-def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None) -> str:
-    """``q - zp`` as float32; a constant pair is folded (exact integers)."""
+def _int8_weight(em: _Emitter, q: np.ndarray, zp, axis: int, hint: str) -> str | None:
+    """A constant symmetric int8 weight (zero points 0, quantize_dynamic's default QInt8) as
+    ``DequantizeLinear(q, 1.0, 0)``: the same exact integers, stored as int8 in the file (a
+    DEQUANTIZE of a constant, which XNNPACK unpacks once) instead of 4x larger float32.
+    None for other weights: XNNPACK leaves a CONV_2D whose filter is a dequantized uint8
+    constant to the reference kernels (measured: every such conv of ddddocr_common_old,
+    hf_wav2vec2_ts_qdyn and hf_whisper_encoder_ts_qdyn), so those stay float32 constants."""
+    zp = np.zeros((), q.dtype) if zp is None else np.asarray(zp)
+    if q.dtype != np.dtype(np.int8) or zp.dtype != q.dtype or np.any(zp != 0):
+        return None
+    per_axis = zp.size > 1
+    if per_axis and zp.ndim != 1:
+        return None
+    if not _float_op_known(em.graph, "DequantizeLinear"):
+        return None
+    zp = zp.reshape(-1) if per_axis else zp.reshape(())
+    q_name = em.fresh(f"{em.like.label}/{hint}_q", q.shape, q.dtype, q)
+    z_name = em.fresh(f"{em.like.label}/{hint}_zp", zp.shape, zp.dtype, zp)
+    scale = em.const(np.ones(zp.shape, np.float32), f"{hint}_unit_scale")
+    attrs = {"axis": axis} if per_axis else {}
+    return em.op("DequantizeLinear", [q_name, scale, z_name], q.shape, f"{hint}_int", **attrs)
+
+
+def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None, axis=None) -> str:
+    """``q - zp`` as float32; a constant pair is folded (exact integers): stored as 8-bit
+    integers behind a DequantizeLinear where ``axis`` says which axis a zero-point vector
+    runs along, else as a float32 constant."""
     g = em.graph
     qc, zc = _const(g, q), (_const(g, zp) if zp else None)
     if qc is not None and (not zp or zc is not None):
+        if axis is not None and WEIGHTS_AS_INT8:
+            stored = _int8_weight(em, np.asarray(qc), zc, axis % np.ndim(qc), hint)
+            if stored is not None:
+                return stored
         value = np.asarray(qc).astype(np.float32)
         if zp:
             value = value - (param(np.asarray(zc).astype(np.float32)) if param else zc)
@@ -353,7 +386,8 @@ def _matmul(em: _Emitter, a, b, az, bz, out_shape, out=None) -> str:
     g = em.graph
     a_s = _shifted(em, a, az, "a")
     n = _shape(g, b)[-1]
-    b_s = _shifted(em, b, bz, "b", lambda z: z.reshape(-1) if z.size == n else z.reshape(()))
+    column = lambda z: z.reshape(-1) if z.size == n else z.reshape(())  # noqa: E731
+    b_s = _shifted(em, b, bz, "b", column, axis=-1)
     return em.op("MatMul", [a_s, b_s], out_shape, "matmul", out=out)
 
 
@@ -372,7 +406,10 @@ def _emit_conv(em: _Emitter, node: Node) -> None:
     def per_channel(z):
         return z.reshape((o,) + (1,) * (rank - 1)) if z.size == o and o != 1 else z.reshape(())
 
-    w_s = _shifted(em, node.inputs[1], _inp(node, 3), "w", per_channel)
+    # A 1-D conv's filter is reshaped to 2-D after the DEQUANTIZE, which XNNPACK then no
+    # longer sees as static (hf_wav2vec2_ts_qdyn's 4 convs stayed outside): float32 there.
+    axis = 0 if rank == 4 else None
+    w_s = _shifted(em, node.inputs[1], _inp(node, 3), "w", per_channel, axis=axis)
     out = node.outputs[0]
     em.op("Conv", [x_s, w_s], _shape(g, out), "conv", out=em.target(out), **dict(node.attrs))
 
@@ -403,7 +440,8 @@ def _emit_dqmm(em: _Emitter, node: Node) -> None:
     q, zp, a_scale = _dynamic_quantize(em, i[0], None, None, None)
     a_s = em.op("Sub", [q, zp], _shape(g, i[0]), "a_shifted")
     n = _shape(g, i[1])[-1]
-    b_s = _shifted(em, i[1], _inp(node, 3), "b", lambda z: z.reshape(-1) if z.size == n else z)
+    column = lambda z: z.reshape(-1) if z.size == n else z  # noqa: E731
+    b_s = _shifted(em, i[1], _inp(node, 3), "b", column, axis=-1)
     acc = em.op("MatMul", [a_s, b_s], _shape(g, out), "matmul")
     _scaled_output(em, acc, a_scale, i[2], _inp(node, 4), out)
 

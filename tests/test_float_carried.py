@@ -10,6 +10,9 @@ lowering stays where a value must remain an integer, and with the rule switched 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -20,6 +23,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
 
+ROOT = Path(__file__).resolve().parents[1]
 F = np.float32
 RULE = "float_carried_integers"
 # Ops the integer-exact path needs and XNNPACK does not take.
@@ -119,6 +123,46 @@ def test_quantize_dynamic_conv_matches_onnxruntime(tmp_path, per_channel, weight
     assert chk.ops["CONV_2D"] + chk.ops.get("DEPTHWISE_CONV_2D", 0) == 4
 
 
+def _partitions(tflite: bytes) -> tuple[int, dict]:
+    """(XNNPACK partitions, ops left outside) as benchmarks/bench_partitions.py counts them."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_partitions import count_partitions
+
+    counted = count_partitions(tflite)
+    return counted["partitions"], counted["outside"]
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn", "cnn1d"])
+@pytest.mark.parametrize("weight_type", [QuantType.QInt8, QuantType.QUInt8])
+def test_one_xnnpack_partition_and_int8_weights(tmp_path, net, weight_type):
+    """The whole float-carried graph is one XNNPACK partition. Symmetric int8 weights stay
+    int8 in the file (DEQUANTIZE of a constant, unpacked once) except a 1-D conv's, whose
+    reshaped filter XNNPACK would not see as static; uint8 weights with a zero point are
+    float32 constants (XNNPACK leaves a conv on a dequantized uint8 filter outside)."""
+    model = {"mlp": lambda: _mlp(256, seed=17), "cnn": lambda: _cnn(32, seed=18)}.get(net)
+    model = model() if model else _cnn1d(seed=19)
+    qmodel = _quantized(tmp_path, model, False, weight_type)
+    chk = check_conversion(qmodel, _feeds(qmodel, 20), atol=ATOL, rtol=RTOL)
+    _assert_float_path(chk)
+    assert _partitions(chk.tflite_bytes) == (1, {})
+    int8_weights = weight_type == QuantType.QInt8 and net != "cnn1d"
+    assert bool(chk.ops.get("DEQUANTIZE")) == int8_weights, chk.ops
+
+
+def _cnn1d(seed: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    inits = {
+        "w1": (rng.standard_normal((32, 4, 9)) * 0.3).astype(F),
+        "w2": (rng.standard_normal((32, 8, 5)) * 0.2).astype(F),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], group=4, pads=[2, 2]),
+    ]
+    return make_model(nodes, [("x", F, (1, 4, 200))], [("y", F, (1, 32, 96))], inits, opset=17)
+
+
 def test_switched_off_keeps_the_integer_exact_lowering(tmp_path):
     qmodel = _quantized(tmp_path, _mlp(768, seed=3), False, QuantType.QInt8)
     feeds = _feeds(qmodel, 4)
@@ -166,7 +210,7 @@ def test_hand_written_chain_long_reductions(k):
     model = _dql_matmul(k, 64)
     chk = check_conversion(model, _feeds(model, 7, spread=3.0), atol=ATOL, rtol=RTOL)
     _assert_float_path(chk, count=3)  # DQL, MatMulInteger and the Cast that disappears
-    assert chk.ops["FULLY_CONNECTED"] == 1
+    assert chk.ops.get("FULLY_CONNECTED", 0) + chk.ops.get("BATCH_MATMUL", 0) == 1
 
 
 def test_integer_outputs_keep_the_exact_path():
