@@ -414,10 +414,17 @@ def _emit_conv(em: _Emitter, node: Node) -> None:
     em.op("Conv", [x_s, w_s], _shape(g, out), "conv", out=em.target(out), **dict(node.attrs))
 
 
+def _broadcast(graph: Graph, a: str, b: str):
+    sa, sb = _shape(graph, a), _shape(graph, b)
+    if sa is None or sb is None or any(not isinstance(d, int) for d in (*sa, *sb)):
+        return None
+    return tuple(np.broadcast_shapes(tuple(sa), tuple(sb)))
+
+
 def _scaled_output(em: _Emitter, acc: str, a_scale: str, b_scale: str, bias: str, out: str):
     g = em.graph
     shape = _shape(g, out)
-    scale = em.op("Mul", [a_scale, b_scale], _shape(g, b_scale), "scale_ab")
+    scale = em.op("Mul", [a_scale, b_scale], _broadcast(g, a_scale, b_scale), "scale_ab")
     if not bias:
         em.op("Mul", [acc, scale], shape, "scaled", out=out)
         return

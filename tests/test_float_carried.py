@@ -311,6 +311,34 @@ def test_contrib_ops_per_column_uint8(op, bias):
     _assert_float_path(chk)
 
 
+def test_matmul_integer_to_float_on_a_uint8_graph_input():
+    """A not produced in the graph (a uint8 input, read through one exact CAST) with [1]-shaped
+    constant scale and zero point; K = 2048."""
+    rng = np.random.default_rng(22)
+    k, n = 2048, 40
+    inits = [
+        numpy_helper.from_array(rng.integers(-127, 128, (k, n)).astype(np.int8), "b"),
+        numpy_helper.from_array(np.array([0.02], F), "a_scale"),
+        numpy_helper.from_array((rng.random(n) * 0.01 + 0.001).astype(F), "b_scale"),
+        numpy_helper.from_array(np.array([121], np.uint8), "a_zp"),
+    ]
+    ins = ["a", "b", "a_scale", "b_scale", "a_zp"]
+    node = helper.make_node("MatMulIntegerToFloat", ins, ["y"], domain="com.microsoft")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, n])],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    feeds = {"a": rng.integers(0, 256, (3, k)).astype(np.uint8)}
+    chk = check_conversion(model, feeds, atol=ATOL, rtol=RTOL)
+    assert _rules(chk.result)[RULE] == 1
+    assert chk.ops["CAST"] == 1  # the uint8 input, once
+
+
 def _ddddocr_style_bias():
     """An older quantize_dynamic export: the float bias quantized at run time onto the
     accumulator's lattice (Floor(b / (x_scale * w_scale)) -> Cast int32), added in int32."""
