@@ -157,6 +157,9 @@ class Resolved:
     overrides: tuple[Override, ...] = ()
     by_label: dict[str, Override] = field(default_factory=dict)
     matched: dict[int, int] = field(default_factory=dict)  # Override.index -> nodes matched
+    # Override.index -> ONNX nodes it names that have no operator of their own, with the
+    # node computing their output ("" when folded away): said in the warning.
+    absent: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
 
     def get(self, label: str | None) -> Override | None:
         return self.by_label.get(label) if label is not None else None
