@@ -470,3 +470,21 @@ def test_no_override_changes_nothing(cnn, cnn_default):
     again = convert(cnn, quantize=["int8", "int16x8"], calibration_data=CALIB, quant_overrides=[])
     assert again.variants == cnn_default.variants
     assert "overrides" not in summary_of(again, "integer_quant")
+
+
+def test_weight_only_files_name_honoured_overrides_by_their_weight_formats():
+    """In the weight-only files a node asked for int8 reports ``int8-weights`` (honoured), one
+    asked for float keeps float weights; an activation width is not applicable there."""
+    model = transformer_block()
+    res = convert(
+        model,
+        quantize=["dynamic", "int4", "int8"],  # (int16x8 needs a file that can honour it)
+        calibration_data={"x": tokens(12, 1)},
+        quant_overrides=["matmul_1=float", "matmul_2=int8", "matmul_3=int16x8"],
+    )
+    for kind in ("dynamic_range_quant", "int4_weight_quant"):
+        summary = summary_of(res, kind)
+        one, two, three = (precision_of(summary, f"matmul_{k}") for k in (1, 2, 3))
+        assert (one["precision"], one["why"]) == ("float", "override"), one
+        assert (two["precision"], two["why"]) == ("int8-weights", "override"), two
+        assert three["why"] == "default" and "not_applicable" in three, three

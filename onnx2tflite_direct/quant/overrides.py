@@ -33,6 +33,15 @@ HONOURED_BY = {
     "int16x8": ("float", "int8", "int16x8"),
 }
 
+# Override precision -> the per-node precisions (report names) that honour it: the weight-only
+# files name what their weights became.
+SATISFIED_BY = {
+    "float": ("float",),
+    "int8": ("int8", "int8-weights"),
+    "int16x8": ("int16x8",),
+    "int4-weights": ("int4-weights",),
+}
+
 # Why a node did not get what it asked for, by kind of variant.
 NOT_APPLICABLE = {
     "fp16": "the float16 file has float16 weights and float kernels only",
@@ -228,14 +237,16 @@ def node_table(rows, resolved: Resolved, choice: str, heuristic_reasons=()) -> l
         entry = {"node": label, "precision": precision}
         if precision == "mixed":
             entry["ops"] = [f"{r['op']}:{r['precision']}" for r in ops]
-        reasons = sorted({r["reason"] for r in ops if r.get("reason")})
+        reasons = sorted(
+            {r["reason"] for r in ops if r.get("reason") and not r["reason"].startswith("override")}
+        )
         if o is not None and o.precision not in HONOURED_BY.get(choice, ()):
             entry["override"] = o.spec
             entry["not_applicable"] = NOT_APPLICABLE.get(choice, "not available in this file")
             o = None
         if o is not None:
             entry["override"] = o.spec
-            honoured = all(r["precision"] == o.precision for r in ops)
+            honoured = all(r["precision"] in SATISFIED_BY[o.precision] for r in ops)
             entry["why"] = "override" if honoured else "forced"
         else:
             kernel = [r for r in reasons if not _is_heuristic(r, heuristic_reasons)]
