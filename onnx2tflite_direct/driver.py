@@ -110,6 +110,9 @@ class Driver:
         # id(QuantizeLinear output) -> (float value before the zero point, its layout, the
         # lattice): a DequantizeLinear on the same lattice reads that (lowering/quantize.py).
         self.lattice_twins: dict[int, tuple] = {}
+        # id(QuantizeLinear output) -> its input tensor when that is already on the Q's lattice
+        # (lowering/lattice_moves.py): a DequantizeLinear on the same lattice is that tensor.
+        self.lattice_values: dict[int, object] = {}
         # id(Conv output) -> (its exact integer sums, the per-channel scale sx*sw, layout): a
         # QuantizeLinear of it rescales the sums once, as QLinearConv (lowering/conv_lattice.py).
         self.integer_sums: dict[int, tuple] = {}

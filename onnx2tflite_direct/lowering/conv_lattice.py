@@ -29,7 +29,24 @@ from . import compose as C
 from .common import conv2d_options, emit_pad, padding_mode
 from .elementwise import dtype_name
 from .integer_digits import combine_digits, constant_digits, split_rows
+from .lattice_moves import dq_params as _dq_params
+from .lattice_moves import lattice_key as _lattice_key
+from .lattice_moves import producer as _producer
 from .quantize import QUANT_RANGES
+
+# Switches (benchmarks/bench_qdq_lattice.py turns them off to time each form): weights split
+# into digits past 2**24 (off: such a conv keeps the float form), the x - middle shift, the
+# high digit over only the channels that need it, MatMul/Gemm on the integers.
+WEIGHT_DIGITS = True
+SHIFTED_INPUT = True
+HIGH_DIGIT_SUBSET = True
+INTEGER_DENSE = True
+
+
+def _plan(rows, reach, bias):
+    """constant_digits, or None when it needs digits and WEIGHT_DIGITS is off."""
+    plan = constant_digits(rows, reach, bias)
+    return plan if plan is None or WEIGHT_DIGITS or len(plan[0]) == 1 else None
 
 
 class IntegerConv:
@@ -70,7 +87,7 @@ class IntegerConv:
             return low
         if len(self.digits) == 2:
             live = np.flatnonzero(np.any(self.digits[1].reshape(channels, -1) != 0, axis=1))
-            if not subset or live.size == channels:
+            if not (subset and HIGH_DIGIT_SUBSET) or live.size == channels:
                 live = np.arange(channels)
             zeros = ctx.const_tensor(np.zeros(live.size, np.float32), "bias_zero")
             high = conv(self.filter(ctx, layout, 1, live), zeros, "integer_sum1", live.size)
@@ -134,27 +151,6 @@ class IntegerConv:
             [out],
             fused_activation_function="NONE",
         )
-
-
-def _producer(ctx, name):
-    drv = ctx.driver
-    cache = drv.__dict__.setdefault("_lattice_producers", {})
-    if not cache:
-        cache.update(drv.graph.producers())
-    return cache.get(name)
-
-
-def _dq_params(drv, node):
-    """(x, scale, zero point) constants of a DequantizeLinear, or None."""
-    if node is None or node.op_type != "DequantizeLinear" or node.attrs.get("block_size"):
-        return None
-    scale = drv.value(node.inputs[1]).const
-    zp_name = node.inputs[2] if len(node.inputs) > 2 else ""
-    zp = drv.value(zp_name).const if zp_name else np.zeros((), np.int64)
-    if scale is None or zp is None:
-        return None
-    x = drv.value(node.inputs[0]).const
-    return x, np.asarray(scale, np.float32), np.asarray(zp)
 
 
 def _activation(ctx, idx: int):
@@ -231,13 +227,13 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     if bias is None:
         return None
     rows = w.reshape(channels, -1)
-    offset, plan = 0, constant_digits(rows, max(-lo, hi), np.abs(bias))
+    offset, plan = 0, _plan(rows, max(-lo, hi), np.abs(bias))
     middle = (lo + hi) // 2
-    if (plan is None or len(plan[0]) > 1) and middle:
+    if (plan is None or len(plan[0]) > 1) and middle and SHIFTED_INPUT:
         # Read x - middle (reach halved: uint8 after a ReLU spans 0..255), with middle *
         # sum(w) moved into the bias: fewer digits, or fewer channels needing the high one.
         shifted = bias + middle * rows.sum(axis=1)
-        alt = constant_digits(rows, max(middle - lo, hi - middle), np.abs(shifted))
+        alt = _plan(rows, max(middle - lo, hi - middle), np.abs(shifted))
         if alt is not None and (plan is None or _cost(alt) < _cost(plan)):
             offset, plan, bias = middle, alt, shifted
     if plan is None:
@@ -265,6 +261,8 @@ def integer_dense(ctx) -> bool:
     QuantizeLinear reading the result multiplies the sums by fl(fl(sx*sw) / sy). Returns
     False (nothing emitted) for any other form."""
     node = ctx.node
+    if not INTEGER_DENSE:
+        return False
     if node.op_type == "Gemm":
         attrs = node.attrs
         if attrs.get("transA", 0) or float(attrs.get("alpha", 1.0)) != 1.0:
@@ -292,7 +290,7 @@ def integer_dense(ctx) -> bool:
     bias = _bias(ctx, 2, scale) if node.op_type == "Gemm" else np.zeros(scale.size, np.int64)
     if bias is None:
         return False
-    plan = constant_digits(rows, reach, np.abs(bias))
+    plan = _plan(rows, reach, np.abs(bias))
     if plan is None:
         return False
     digits, bits = plan
@@ -315,10 +313,3 @@ def integer_dense(ctx) -> bool:
     lattice.rescale(ctx, acc, final)
     ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))
     return True
-
-
-def _lattice_key(params) -> tuple:
-    """_params_key of a per-tensor DequantizeLinear's parameters (scale, zero point)."""
-    _, scale, zp = params
-    zp = zp.astype(np.int64)
-    return (scale.tobytes(), scale.shape, zp.tobytes(), zp.shape, None, 0)

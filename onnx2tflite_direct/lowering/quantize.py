@@ -36,6 +36,7 @@ from ..policies import PASSTHROUGH, keep_rank
 from ..registry import FLOAT, lowering
 from . import compose as C
 from .elementwise import dtype_name
+from .lattice_moves import on_lattice
 
 # Integer ranges of the quantized types TFLite can compute with.
 QUANT_RANGES = {
@@ -201,7 +202,9 @@ def _quantize_check(node, graph):
     tflite_ops=("DIV", "MUL", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
     notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 x and "
     "scale; exact: x / scale rounded half to even, + zero point, saturated (after a Conv on "
-    "a Q/DQ lattice: its integer sums times QLinearConv's multiplier)",
+    "a Q/DQ lattice: its integer sums times QLinearConv's multiplier; of a value already on "
+    "the lattice, moved by Reshape/Transpose/MaxPool...: no clamp, its DequantizeLinear is "
+    "that value)",
     extra_check=_quantize_check,
 )
 def lower_quantize_linear(ctx):
@@ -220,14 +223,20 @@ def lower_quantize_linear(ctx):
     out = ctx.output(0)
     lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
     zp = _param_array(ctx, zp_value, 0, np.float32)
+    key = _params_key(ctx)
     t = C.op(ctx, "ROUND", [scaled], scaled.shape, hint="q_round")
-    t = C.binary(ctx, "MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), "q_lo")
-    centred = C.binary(ctx, "MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), "q_hi")
+    if on_lattice(ctx, key, dtype_name(out.dtype)):
+        # x is already on this lattice (lowering/lattice_moves.py): nothing to saturate, and
+        # a DequantizeLinear on it gives x back
+        centred = t
+        ctx.driver.lattice_values[id(out)] = ctx.input(0)
+    else:
+        t = C.binary(ctx, "MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), "q_lo")
+        centred = C.binary(ctx, "MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), "q_hi")
     t = C.binary(ctx, "ADD", centred, ctx.const_tensor(zp, "zp"), "q_zp") if zp.any() else centred
     if tuple(t.shape) != tuple(out.shape):
         t = C.reshape(ctx, t, out.shape, "q_shaped")
     ctx.emit("CAST", [t], [out])
-    key = _params_key(ctx)
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
 
 
@@ -359,6 +368,10 @@ def _dequantize_twin(ctx) -> bool:
     centred, layout, key = twin
     if layout != ctx.in_layout(0) or key != _params_key(ctx):
         return False
+    value = ctx.driver.lattice_values.get(id(src))
+    if value is not None and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
+        ctx.alias_output(0, value, layout)  # the Q's input, already on the lattice
+        return True
     product = C.binary(ctx, "MUL", centred, broadcast_param(ctx, 1, 0), "dequantized")
     out = ctx.output(0)
     C.reshape(ctx, product, out.shape, out=out)
