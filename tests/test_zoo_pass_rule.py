@@ -208,17 +208,24 @@ def _conv64(x, w, b, pads, strides):
 
 
 def test_float64_reference_is_the_qdq_semantics():
+    """Each op in float64, each float32 tensor rounded to float32 (correctly rounded ops),
+    Q with round-half-to-even and saturation."""
     model = _qdq_conv_model()
     x = np.random.default_rng(8).normal(0, 1, (2, 3, 9, 8)).astype(np.float32)
     got = run_float64(model, {"x": x})["y"]
-    c = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    xq = np.clip(np.rint(x.astype(np.float64) / np.float64(c["xs"])) + 128, 0, 255)
-    xd = (xq - 128) * np.float64(c["xs"])
-    wd = c["wq"].astype(np.float64) * c["ws"].astype(np.float64).reshape(4, 1, 1, 1)
-    conv = _conv64(xd, wd, c["b"].astype(np.float64), [1, 1, 1, 1], [2, 1])
-    yq = np.clip(np.rint(conv / np.float64(c["ys"])) + 120, 0, 255)
-    want = (yq - 120) * np.float64(c["ys"])
+    c = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+
+    def f32(v):
+        return v.astype(np.float32).astype(np.float64)
+
+    xq = np.clip(np.rint(x.astype(np.float64) / c["xs"]) + 128, 0, 255)
+    xd = f32((xq - 128) * c["xs"])
+    wd = f32(c["wq"] * c["ws"].reshape(4, 1, 1, 1))
+    conv = f32(_conv64(xd, wd, c["b"], [1, 1, 1, 1], [2, 1]))
+    yq = np.clip(np.rint(conv / c["ys"]) + 120, 0, 255)
+    want = f32((yq - 120) * c["ys"])
     np.testing.assert_array_equal(got, want)
+    assert len(np.unique(yq)) > 20  # not a saturated, near-constant output
     assert output_steps(model) == {"y": pytest.approx(0.03)}
 
 
@@ -248,7 +255,7 @@ def test_fast_conv_matches_onnx_reference(group, strides, dilations, pads):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     feeds = {"x": x, "w": w, "b": b}
-    got = run_float64(model, feeds)["y"]
+    got = run_float64(model, feeds, round_to_float32=False)["y"]
     want = ReferenceEvaluator(model).run(None, feeds)[0]
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

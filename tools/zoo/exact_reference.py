@@ -10,9 +10,12 @@ model: dequantize, compute in float64, quantize with round-half-to-even and satu
 exactly as the operators are specified).
 
 How: every float32 tensor of the model (initializers, Constant values, graph inputs, Casts to
-float) becomes float64, and ``onnx.reference`` evaluates the graph; DequantizeLinear and
-QuantizeLinear then compute in float64 from the float32 scales (which convert exactly). A
-float64 Conv replaces onnx.reference's slow one (im2col through strided views and einsum).
+float) becomes float64, and ``onnx.reference`` evaluates the graph; each result that the model
+declares float32 is then rounded to the nearest float32 (every op correctly rounded: the
+correctly rounded reference of the developer guide, not a float32 accumulation).
+DequantizeLinear and QuantizeLinear compute in float64 from the float32 scales (which convert
+exactly). A float64 Conv replaces onnx.reference's slow one (im2col through strided views and
+einsum).
 
 Also here: :func:`output_steps`, the quantization step of graph outputs produced by a
 DequantizeLinear (the unit in which lattice-valued outputs are compared), shared with
@@ -183,6 +186,25 @@ def _conv_op():
     return Conv
 
 
+def _gather_elements_op():
+    """GatherElements through ``np.take_along_axis`` (onnx 1.23's reference implementation
+    fails on indices shorter than the data along the gathered axis, as BERT's position ids)."""
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        op_domain = ""
+
+        def _run(self, data, indices, axis=0):
+            axis = axis % data.ndim
+            idx = np.where(indices < 0, indices + data.shape[axis], indices)
+            data = data[
+                tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))
+            ]
+            return (np.take_along_axis(data, idx, axis),)
+
+    return GatherElements
+
+
 def _per_axis(v, ndim: int, axis: int):
     v = np.asarray(v)
     if v.size == 1 or ndim == 0:
@@ -251,10 +273,52 @@ def _qdq_ops():
     return [DequantizeLinear, QuantizeLinear]
 
 
+def _double_names(model: onnx.ModelProto) -> set[str]:
+    """Tensors the model itself declares float64 (not to be rounded to float32)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - large or odd models: assume nothing is float64
+        inferred = model
+    g = inferred.graph
+    return {
+        vi.name
+        for vi in [*g.value_info, *g.output, *g.input]
+        if vi.type.tensor_type.elem_type == _F64
+    }
+
+
+def _rounding(run, keep: list[bool]):
+    """``run`` whose float64 results are rounded to the nearest float32 (as a float64)."""
+
+    def wrapped(*args, **kwargs):
+        outs = run(*args, **kwargs)
+        rounded = []
+        for i, o in enumerate(outs):
+            if (
+                isinstance(o, np.ndarray)
+                and o.dtype == np.float64
+                and not (i < len(keep) and keep[i])
+            ):
+                with np.errstate(over="ignore"):
+                    o = o.astype(np.float32).astype(np.float64)
+            rounded.append(o)
+        return tuple(rounded)
+
+    return wrapped
+
+
 def run_float64(
-    model: onnx.ModelProto | str | Path, feeds: Mapping[str, np.ndarray]
+    model: onnx.ModelProto | str | Path,
+    feeds: Mapping[str, np.ndarray],
+    round_to_float32: bool = True,
 ) -> dict[str, np.ndarray]:
     """The model's outputs computed in float64 (float feeds are widened; other dtypes kept).
+
+    With ``round_to_float32`` (the default) every float32 tensor of the model is rounded to
+    the nearest float32 after the node computing it: each op correctly rounded, which is what
+    the model's float32 declarations mean (a Q/DQ model quantizes float32 values: ``1 + erf``
+    that is 2.0 in float32 but 2 - 1e-10 in float64 can sit on the other side of a rounding
+    boundary). Without it, the real-valued function in float64 throughout.
 
     Raises whatever ``onnx.reference`` raises on an op it lacks (contrib domains): the caller
     records that the float64 reference is not available for the model."""
@@ -263,7 +327,11 @@ def run_float64(
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     m64 = to_float64(model)
-    sess = ReferenceEvaluator(m64, new_ops=[_conv_op(), *_qdq_ops()])
+    sess = ReferenceEvaluator(m64, new_ops=[_conv_op(), _gather_elements_op(), *_qdq_ops()])
+    if round_to_float32:
+        keep = _double_names(model)
+        for node in sess.rt_nodes_:
+            node.run = _rounding(node.run, [o in keep for o in node.output])
     f64 = {
         k: (np.asarray(v, np.float64) if np.asarray(v).dtype == np.float32 else np.asarray(v))
         for k, v in feeds.items()
