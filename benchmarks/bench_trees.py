@@ -5,7 +5,7 @@ depth-8 random forest (3 classes), a 500-tree LightGBM binary classifier and sci
 GradientBoostingRegressor (100 trees, depth 3). Each is converted at the benchmark batch size,
 checked against onnxruntime on the benchmark rows (labels identical, scores within
 ``1e-4 * max(1, max|expected|)``), then timed: median of ``--runs`` runs after ``--warmup``,
-interleaving the two runtimes run by run so machine load hits both alike. One run is a full
+the runtimes taking turns in blocks of 10 runs so machine load hits all alike. One run is a full
 inference as a caller sees it: LiteRT set_tensor + invoke + get_tensor of every output,
 onnxruntime ``session.run``. The target is LiteRT <= 2x onnxruntime at batch 1.
 
@@ -16,8 +16,15 @@ Needs the exporters (not project dependencies); run it in the environment of
         --out benchmarks/results/trees_all_splits.json]
 
 Writes ``benchmarks/results/trees.json`` and prints a table. ``--strategy`` forces one of the
-two tree-walking strategies (the default lets the converter's cost model choose), which is how
-the choice was measured.
+tree-walking strategies of ``lowering/ml_trees.py`` (``grid``, ``traverse``, ``all_splits``;
+the default lets the converter's cost model choose), which is how the choice was measured:
+``--strategy all`` converts each model with every strategy and times them all interleaved
+with onnxruntime in one run (rows ``strategies``).
+
+Before/after in one run: ``--save DIR`` writes each converted file as
+``DIR/<model>_b<batch>.tflite``; ``--baseline DIR`` times such files (made by an earlier
+converter, e.g. this script run with ``--save`` from a ``git archive`` of an older commit)
+interleaved with the current conversion and onnxruntime (``baseline_ms``, ``baseline_ratio``).
 """
 
 from __future__ import annotations
@@ -50,10 +57,11 @@ MODELS = {
     "gradient_boosting_regressor": ml_models.gradient_boosting_regressor,
 }
 BATCHES = (1, 256)
+STRATEGIES = ("grid", "traverse", "all_splits")
 TARGET_RATIO_BATCH1 = 2.0
 
 
-def _runners(onx, tflite_bytes, io_table, feeds):
+def _ort_runner(onx, feeds):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -62,7 +70,10 @@ def _runners(onx, tflite_bytes, io_table, feeds):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
     sess = ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, feeds)
 
+
+def _litert_runner(tflite_bytes, feeds):
     interp = V.make_interpreter(tflite_bytes, num_threads=1)
     interp.allocate_tensors()
     by_name = {d["name"]: d for d in interp.get_input_details()}
@@ -78,33 +89,41 @@ def _runners(onx, tflite_bytes, io_table, feeds):
         interp.invoke()
         return [interp.get_tensor(i) for i in outs]
 
-    return litert, lambda: sess.run(None, feeds)
+    return litert
 
 
-def _interleaved_medians(a, b, warmup: int, runs: int) -> tuple[float, float]:
+def _interleaved_medians(fns, warmup: int, runs: int, block: int = 10) -> list[float]:
+    """Median ms of each callable over ``runs`` runs, the callables taking turns in blocks of
+    ``block`` runs (so machine load hits all alike, and each runs with its own data in cache,
+    as it would in an application: one callable's tables do not evict the next one's)."""
     for _ in range(warmup):
-        a()
-        b()
-    ta, tb = [], []
-    for _ in range(runs):
-        s = time.perf_counter()
-        a()
-        ta.append(time.perf_counter() - s)
-        s = time.perf_counter()
-        b()
-        tb.append(time.perf_counter() - s)
-    return 1e3 * statistics.median(ta), 1e3 * statistics.median(tb)
+        for f in fns:
+            f()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(-(-runs // block)):
+        for f, t in zip(fns, times, strict=True):
+            for _ in range(block):
+                s = time.perf_counter()
+                f()
+                t.append(time.perf_counter() - s)
+    return [1e3 * statistics.median(t) for t in times]
 
 
-def bench(name: str, batch: int, warmup: int, runs: int) -> dict:
+def _convert(onx, data, feeds, batch: int, strategy: str | None) -> tuple[dict, bytes]:
+    """Convert with ``strategy`` forced (None: the cost model), check against onnxruntime."""
     import onnxruntime as ort
     from harness import op_histogram
 
-    onx, data = MODELS[name]()
-    feeds = ml_models.feeds_for(onx, data, slice(0, batch))
+    from onnx2tflite_direct.lowering import ml_trees
+
+    ml_trees.STRATEGY = strategy
     started = time.perf_counter()
     res = convert(onx, batch_size=batch)
     row: dict = {"convert_seconds": round(time.perf_counter() - started, 3)}
+    notes = [n for r in res.report.get("nodes", []) for n in r.get("notes", [])]
+    walked = [n.split("by the ")[1].split(" ")[0] for n in notes if "trees walked by" in n]
+    if walked:
+        row["strategy"] = walked[0]
     ops = op_histogram(res.tflite_bytes)
     row.update(tflite_ops=sum(ops.values()), op_histogram=dict(ops.most_common()))
     row["tflite_bytes"] = len(res.tflite_bytes)
@@ -122,9 +141,47 @@ def bench(name: str, batch: int, warmup: int, runs: int) -> dict:
             row[f"{out}_max_abs"] = err
             match &= err <= ml_models.ATOL * max(1.0, float(np.max(np.abs(e))))
     row["match"] = bool(match)
-    litert, onnxrt = _runners(onx, res.tflite_bytes, res.report["io"], feeds)
-    lt, ot = _interleaved_medians(litert, onnxrt, warmup, runs)
-    row.update(litert_ms=round(lt, 4), ort_ms=round(ot, 4), ratio=round(lt / ot, 3))
+    return row, res.tflite_bytes
+
+
+def bench(
+    name: str,
+    batch: int,
+    warmup: int,
+    runs: int,
+    strategies: list[str | None],
+    save: Path | None = None,
+    baseline: Path | None = None,
+) -> dict:
+    """One model at one batch: the first of ``strategies`` is the row, the others (``--strategy
+    all``) go under ``strategies``; all timed in one interleaved loop with onnxruntime and the
+    ``baseline`` file if given."""
+    onx, data = MODELS[name]()
+    feeds = ml_models.feeds_for(onx, data, slice(0, batch))
+    converted = [_convert(onx, data, feeds, batch, st) for st in strategies]
+    row, tflite = converted[0]
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        (save / f"{name}_b{batch}.tflite").write_bytes(tflite)
+    fns = [_ort_runner(onx, feeds)] + [_litert_runner(b, feeds) for _, b in converted]
+    base_file = baseline / f"{name}_b{batch}.tflite" if baseline is not None else None
+    if base_file is not None:
+        fns.append(_litert_runner(base_file.read_bytes(), feeds))
+    ms = _interleaved_medians(fns, warmup, runs)
+    ot = ms[0]
+    row.update(litert_ms=round(ms[1], 4), ort_ms=round(ot, 4), ratio=round(ms[1] / ot, 3))
+    if len(strategies) > 1:
+        row["strategies"] = {
+            str(st): {
+                "litert_ms": round(t, 4),
+                "ratio": round(t / ot, 3),
+                "tflite_ops": r["tflite_ops"],
+                "match": r["match"],
+            }
+            for st, (r, _), t in zip(strategies, converted, ms[1:], strict=False)
+        }
+    if base_file is not None:
+        row.update(baseline_ms=round(ms[-1], 4), baseline_ratio=round(ms[-1] / ot, 3))
     return row
 
 
@@ -136,25 +193,36 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--strategy",
-        choices=("auto", "traverse", "all_splits"),
+        choices=("auto", "all", *STRATEGIES),
         default="auto",
-        help="force one tree-walking strategy of lowering/ml_trees.py (default: its cost model)",
+        help="force one tree-walking strategy of lowering/ml_trees.py (default: its cost "
+        "model); 'all': the cost model's file plus each strategy forced, timed together",
+    )
+    parser.add_argument("--save", type=Path, help="write each converted file into this folder")
+    parser.add_argument(
+        "--baseline", type=Path, help="time the files a --save run wrote here alongside"
     )
     args = parser.parse_args(argv)
-    from onnx2tflite_direct.lowering import ml_trees
-
-    ml_trees.STRATEGY = None if args.strategy == "auto" else args.strategy
+    if args.strategy == "all":
+        strategies: list[str | None] = [None, *STRATEGIES]
+    else:
+        strategies = [None if args.strategy == "auto" else args.strategy]
     results: dict = {}
-    print(f"{'model':<30}{'batch':>6}{'litert ms':>11}{'ort ms':>9}{'ratio':>7}{'ops':>6}  match")
+    head = f"{'model':<30}{'batch':>6}{'litert ms':>11}{'ort ms':>9}{'ratio':>7}{'ops':>6}"
+    print(head + ("  before" if args.baseline else "") + "  strategy  match")
     for name in args.models:
         for batch in BATCHES:
-            r = bench(name, batch, args.warmup, args.runs)
+            r = bench(name, batch, args.warmup, args.runs, strategies, args.save, args.baseline)
             results.setdefault(name, {})[f"batch_{batch}"] = r
+            before = f"{r['baseline_ratio']:>8.2f}" if "baseline_ratio" in r else ""
             print(
                 f"{name:<30}{batch:>6}{r['litert_ms']:>11.4f}{r['ort_ms']:>9.4f}"
-                f"{r['ratio']:>7.2f}{r['tflite_ops']:>6}  {r['match']}",
+                f"{r['ratio']:>7.2f}{r['tflite_ops']:>6}{before}  {r.get('strategy', '?'):<9} "
+                f"{r['match']}",
                 flush=True,
             )
+            for st, sr in r.get("strategies", {}).items():
+                print(f"{'  forced ' + st:<36}{sr['litert_ms']:>11.4f}{'':>9}{sr['ratio']:>7.2f}")
     import ai_edge_litert
     import onnxruntime
 
@@ -162,7 +230,7 @@ def main(argv=None) -> int:
         "runs": args.runs,
         "warmup": args.warmup,
         "threads": 1,
-        "statistic": "median ms, runtimes interleaved run by run",
+        "statistic": "median ms, runtimes taking turns in blocks of 10 runs",
         "timed": "LiteRT set_tensor+invoke+get_tensor; onnxruntime session.run",
         "litert": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
         "onnxruntime": onnxruntime.__version__,
@@ -171,6 +239,7 @@ def main(argv=None) -> int:
         "loadavg_1_5_15_at_end": list(os.getloadavg()),
         "target": f"LiteRT <= {TARGET_RATIO_BATCH1}x onnxruntime at batch 1",
         "strategy": args.strategy,
+        "baseline": str(args.baseline) if args.baseline else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "models": results}, indent=2) + "\n")

@@ -1,0 +1,302 @@
+"""Tree ensembles as one comparison grid and a walk of one GATHER per level: the ``grid``
+strategy of ``ml_trees`` (which chooses between its strategies by a measured cost model).
+
+Why this shape: LiteRT's GATHER copies element by element (about 2 ns an element on x86-64,
+``benchmarks/bench_trees.py``), while a broadcast LESS_EQUAL or a SELECT_V2 costs a tenth of
+that per element. So the splits are all decided with element-wise ops, and the walk is left
+with the one GATHER per tree and level that pointer chasing needs (``s = next[s]``), where the
+level-by-level traversal GATHERs a node record and a feature value per tree and level.
+
+* One comparison for four branch modes, exactly: every split becomes ``v <= t`` on one of four
+  views of its feature: ``x`` or ``-x``, with NaN kept or replaced by ``-inf``. BRANCH_GTE reads
+  ``-x <= -t``; BRANCH_GT and BRANCH_LT take their children swapped (``x > t`` is "not
+  ``x <= t``", ``x < t`` is "not ``-x <= -t``"). Negation is exact, so no threshold moves.
+  NaN: every comparison with NaN is false, and the ``-inf`` view makes it true; a node reads the
+  view that sends NaN where onnxruntime does (its missing-value track: true branch or not).
+* The grid ``[R, M]``: row ``r`` compares one view of one feature (``x_rows [N, R, 1]`` against
+  the thresholds ``[R, M]``, broadcast); a feature with many splits takes several rows. Leaves
+  fill the free slots (both children of a leaf slot are the slot itself, so its comparison is
+  ignored). ``SELECT_V2(cond, true_child, false_child)`` gives ``next [N, R * M]``.
+* The walk: roots are constants, then ``s = GATHER(next, s)`` per level; trees sorted by depth
+  leave the working set once they reach their leaves (``SPLIT_V``) when that saves enough.
+
+The result is the slot each tree reaches (``[N, trees]``) and the node in each slot, which is
+what ``ml_trees.aggregate`` reads leaf weights by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compose import binary, concat, const, op, select, split_v, unary
+from .ml_forest import Forest, Split, threshold32
+
+# mode -> (reads -x, children swapped)
+_FORM = {
+    "BRANCH_LEQ": (False, False),
+    "BRANCH_GT": (False, True),
+    "BRANCH_GTE": (True, False),
+    "BRANCH_LT": (True, True),
+}
+# Relative costs (bench_trees.py): a grid slot (broadcast LESS_EQUAL + SELECT_V2) and a row
+# (its share of the feature GATHER and of the broadcast), in the same unit.
+SLOT_COST = 1.0
+ROW_COST = 6.0
+TAIL_COST = 0.1
+MIN_WIDTH = 8
+# A SPLIT_V (and its share of the final CONCATENATION) costs about as much as this many
+# GATHERed tree-levels of the walk.
+MIN_SAVED_TREE_LEVELS = 24
+# Row blocks (``block_rows``): the per-sample tables of one block stay within this many bytes.
+BLOCK_BYTES = 1024 * 1024
+MIN_BLOCK = 4
+BLOCK: int | None = None  # forced rows per block (benchmarks); None = BLOCK_BYTES
+
+
+def grid_supported(forest: Forest) -> bool:
+    """Every split is LEQ/LT/GTE/GT with a non-NaN threshold (a NaN threshold would need the
+    missing-value track applied after the comparison)."""
+    return all(
+        n.mode in _FORM and not np.isnan(n.threshold) for n in forest.nodes if isinstance(n, Split)
+    )
+
+
+@dataclass
+class GridPlan:
+    """Where every node sits in the grid and what the grid's constants are."""
+
+    views: list[tuple[bool, bool]]  # (negated, NaN -> -inf) views, in concatenation order
+    row_src: np.ndarray  # int32 [R]: the column of the concatenated views a row compares
+    thresholds: np.ndarray  # float32 [R, M]
+    true_child: np.ndarray  # int32 [R * M]
+    false_child: np.ndarray  # int32 [R * M]
+    slot_node: list  # node index in each slot, None where empty
+    pos: dict  # node index -> slot
+    leaf_slots: int = 0  # leaves after the grid (self loops, not compared)
+
+    @property
+    def slots(self) -> int:
+        """Compared slots (the grid)."""
+        return int(self.thresholds.size)
+
+    @property
+    def rows(self) -> int:
+        return int(self.thresholds.shape[0])
+
+
+def _view(node: Split) -> tuple[bool, bool, bool]:
+    """(negated, NaN -> -inf, swapped) for a split: NaN must make the LESS_EQUAL true when it
+    should take the branch the comparison's true result takes."""
+    neg, swap = _FORM[node.mode]
+    # unswapped: true result -> true child; swapped: true result -> false child
+    nan_low = node.track_true != swap
+    return neg, nan_low, swap
+
+
+def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
+    """Row width M minimising SLOT_COST * slots + ROW_COST * rows + TAIL_COST * tail slots
+    (leaves fill free slots, then extra rows or the tail)."""
+    if not counts:
+        return max(MIN_WIDTH, min(leaves, 64))
+    c = np.asarray(counts)
+    best, best_m = None, MIN_WIDTH
+    for m in range(MIN_WIDTH, max(MIN_WIDTH, int(c.max())) + 1):
+        rows = int(np.sum(-(-c // m)))
+        over = max(0, leaves - (rows * m - int(c.sum())))
+        tail = 0
+        if leaves_in_grid:
+            rows += -(-over // m)
+        else:
+            tail = over
+        cost = SLOT_COST * rows * m + ROW_COST * rows + TAIL_COST * tail
+        if best is None or cost < best:
+            best, best_m = cost, m
+    return best_m
+
+
+def plan_grid(forest: Forest, n_features: int, leaves_in_grid: bool = True) -> GridPlan:
+    """``leaves_in_grid=False`` puts the leaves after the grid (``leaf_slots``): at batch 1 their
+    self loops are one constant that a CONCATENATION copies."""
+    splits = [i for i, n in enumerate(forest.nodes) if isinstance(n, Split)]
+    leaves = [i for i, n in enumerate(forest.nodes) if not isinstance(n, Split)]
+    tail: list[int] = []
+    forms = {i: _view(forest.nodes[i]) for i in splits}
+    views = sorted({f[:2] for f in forms.values()}) or [(False, False)]
+    view_index = {v: k for k, v in enumerate(views)}
+    by_src: dict[int, list[int]] = {}
+    for i in splits:
+        src = view_index[forms[i][:2]] * n_features + forest.nodes[i].feature
+        by_src.setdefault(src, []).append(i)
+    sources = sorted(by_src)
+    m = _width([len(by_src[s]) for s in sources], len(leaves), leaves_in_grid)
+    row_src: list[int] = []
+    slot_node: list = []
+    for src in sources:
+        nodes = by_src[src]
+        for r in range(0, len(nodes), m):
+            chunk = nodes[r : r + m]
+            row_src.append(src)
+            slot_node += chunk + [None] * (m - len(chunk))
+    free = [p for p, i in enumerate(slot_node) if i is None]
+    for p, i in zip(free, leaves, strict=False):
+        slot_node[p] = i
+    rest = leaves[len(free) :]
+    if not leaves_in_grid:
+        tail, rest = rest, []
+    for r in range(0, len(rest), m):
+        chunk = rest[r : r + m]
+        row_src.append(sources[0] if sources else 0)
+        slot_node += chunk + [None] * (m - len(chunk))
+    if not row_src:  # no splits and no leaves in the grid: one empty row
+        row_src, slot_node = [0], [None] * m
+    grid = len(slot_node)
+    slot_node += tail
+    pos = {i: p for p, i in enumerate(slot_node) if i is not None}
+    g = len(slot_node)
+    thr = np.zeros(g, np.float32)
+    tc = np.arange(g, dtype=np.int32)
+    fc = np.arange(g, dtype=np.int32)
+    for i in splits:
+        node, p = forest.nodes[i], pos[i]
+        neg, _, swap = forms[i]
+        t = threshold32(node.mode, node.threshold)
+        thr[p] = -t if neg else t
+        a, b = pos[node.true], pos[node.false]
+        tc[p], fc[p] = (b, a) if swap else (a, b)
+    return GridPlan(
+        views,
+        np.asarray(row_src, np.int32),
+        thr[:grid].reshape(len(row_src), m),
+        tc,
+        fc,
+        slot_node,
+        pos,
+        len(tail),
+    )
+
+
+# Nanoseconds per element on LiteRT's CPU kernels at 1 thread (x86-64, bench_trees.py and the
+# per-op timings behind it): a GATHERed element, a grid slot (broadcast LESS_EQUAL + SELECT_V2),
+# a tail slot (CONCATENATION copy), and the fixed cost of one operator.
+GATHER_NS = 2.1
+SLOT_NS = 0.42
+TAIL_NS = 0.05
+OP_NS = 60.0
+
+
+def cost_rows(rows: int) -> int:
+    """The batch size the cost estimates assume: 1, or a typical batch for any other (so a
+    dynamic batch, lowered at two sample sizes, gets the same decisions at both)."""
+    return 1 if rows == 1 else 16
+
+
+def grid_ns(plan: GridPlan, depths: list[int], rows: int) -> float:
+    """Estimated LiteRT time of ``walk_grid`` for ``rows`` samples."""
+    per_row = (
+        SLOT_NS * plan.slots
+        + TAIL_NS * plan.leaf_slots
+        + GATHER_NS * (plan.rows + len(depths) + sum(max(0, d - 1) for d in depths))
+    )
+    return rows * per_row + OP_NS * (8 + max(depths))
+
+
+def _views(ctx, x, views):
+    """The concatenated feature views ``[N, len(views) * F]``."""
+    made = {}
+    isnan = None
+    for neg, low in views:
+        v = x
+        if neg:
+            if "neg" not in made:
+                made["neg"] = unary(ctx, "NEG", x, "x_neg")
+            v = made["neg"]
+        if low:
+            if isnan is None:
+                isnan = binary(ctx, "NOT_EQUAL", x, x, "x_isnan", dtype=np.bool_)
+            v = select(ctx, isnan, const(ctx, np.float32(-np.inf)), v, "x_nan_low")
+        made[(neg, low)] = v
+    parts = [made[v] for v in views]
+    return parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "x_views")
+
+
+def block_rows(plan: GridPlan | None, rows: int) -> int:
+    """Rows per block: the per-sample tables (decisions and next slots, 5 bytes a slot) of one
+    block stay within ``BLOCK_BYTES``, so the walk's GATHERs hit the cache; at least
+    ``MIN_BLOCK`` rows (a dynamic batch, lowered at 2 and 3 rows, then makes one block at both)
+    unless the batch is 1. Without a plan: 1 if blocks are of one row (the leaves then go after
+    the grid, one constant row of self loops), else some larger number."""
+    if rows == 1 or BLOCK is not None:
+        return min(rows, BLOCK or 1)
+    if plan is None:
+        return MIN_BLOCK
+    per_row = 5 * (plan.slots + plan.leaf_slots)
+    return min(rows, max(MIN_BLOCK, BLOCK_BYTES // per_row))
+
+
+def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
+    """int32 ``[N, trees]``: the slot each tree reaches (trees in depth order), and the node in
+    each slot (``plan.slot_node``). Batches beyond ``block_rows`` run block by block (SPLIT_V of
+    the feature rows, one grid and walk per block, CONCATENATION of the reached slots)."""
+    n, n_feat = x.shape
+    if plan is None:
+        plan = plan_grid(forest, n_feat, leaves_in_grid=block_rows(None, n) != 1)
+    xv = _views(ctx, x, plan.views)
+    r, m = plan.thresholds.shape
+    if list(plan.row_src) != list(range(xv.shape[1])):
+        src = const(ctx, plan.row_src, np.int32, "row_src")
+        xv = op(ctx, "GATHER", [xv, src], (n, r), np.float32, "x_rows", axis=1, batch_dims=0)
+    g = r * m
+    depths = forest.tree_depths()
+    tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
+    shared = {
+        "thr": const(ctx, plan.thresholds),
+        "tc": const(ctx, plan.true_child[:g], np.int32, "true_slot"),
+        "fc": const(ctx, plan.false_child[:g], np.int32, "false_slot"),
+        "roots": const(
+            ctx, np.array([plan.pos[forest.roots[t]] for t in tree_order], np.int32), np.int32
+        ),
+    }
+    b = block_rows(plan, n)
+    sizes = [b] * (n // b) + ([n % b] if n % b else [])
+    parts = split_v(ctx, xv, sizes, 0, "x_block") if len(sizes) > 1 else [xv]
+    reached = []
+    for k, part in enumerate(parts):
+        rows = part.shape[0]
+        x3 = ctx.reshape(part, (rows, r, 1), f"x_rows3_{k}")
+        cond = binary(ctx, "LESS_EQUAL", x3, shared["thr"], f"decide{k}", dtype=np.bool_)
+        cond = ctx.reshape(cond, (rows, g), f"decisions{k}")
+        nxt = select(ctx, cond, shared["tc"], shared["fc"], f"next{k}")
+        if plan.leaf_slots:
+            key = f"loops{rows}"
+            if key not in shared:
+                loops = np.tile(plan.true_child[g:], (rows, 1))
+                shared[key] = const(ctx, loops, np.int32, "leaf_slot")
+            nxt = concat(ctx, [nxt, shared[key]], 1, f"next_all{k}")
+        reached.append(walk_next(ctx, nxt, [depths[t] for t in tree_order], shared["roots"]))
+    s = reached[0] if len(reached) == 1 else concat(ctx, reached, 0, "reached_rows")
+    return s, plan.slot_node
+
+
+def walk_next(ctx, nxt, sorted_depths: list[int], roots):
+    """Follow ``next [N, slots]`` from every root (``roots``: their slots, trees sorted by
+    depth) for as many levels as the tree is deep."""
+    n = nxt.shape[0]
+    t_all = roots.shape[0]
+    deepest = max(sorted_depths)
+    s = op(ctx, "GATHER", [nxt, roots], (n, t_all), np.int32, "level1", axis=1, batch_dims=0)
+    done, start = [], 0
+    for level in range(2, deepest + 1):
+        first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
+        saved = (first_active - start) * (deepest - level + 1)
+        if first_active > start and saved * cost_rows(n) >= MIN_SAVED_TREE_LEVELS:
+            a = t_all - start
+            cut = first_active - start
+            head, s = split_v(ctx, s, [cut, a - cut], 1, f"part{level}_")
+            done.append(head)
+            start = first_active
+        a = t_all - start
+        s = op(ctx, "GATHER", [nxt, s], (n, a), np.int32, f"level{level}", axis=1, batch_dims=1)
+    done.append(s)
+    return done[0] if len(done) == 1 else concat(ctx, done, 1, "reached")
