@@ -288,3 +288,76 @@ def test_reference_error_catches_a_planted_error(tmp_path):
     verdict = _reference_error(path, feeds, expected, planted, bad, set(), True)
     assert verdict["rule"] == "qdq_semantics" and not verdict["passed"], verdict
     assert "y:" in verdict["why"]
+
+
+def test_each_float32_result_is_rounded_before_it_is_quantized():
+    """1 + erf(x) is 2 - 1e-11 in float64 but exactly 2.0 in float32, the model's declared
+    type. Shifted by c = 2 - 1.5 * step, the float32 value sits on a rounding tie (1.5 steps:
+    to even, 2) and the float64 one just below it (1). The exact answer is the float32 one:
+    each op correctly rounded to the type the model declares."""
+    step = 2.0**-7
+    inits = [
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.array(2.0 - 1.5 * step, np.float32), "c"),
+        numpy_helper.from_array(np.array(step, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "z"),
+    ]
+    nodes = [
+        helper.make_node("Erf", ["x"], ["e"]),
+        helper.make_node("Add", ["one", "e"], ["a"]),
+        helper.make_node("Sub", ["a", "c"], ["d"]),
+        helper.make_node("QuantizeLinear", ["d", "s", "z"], ["q"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("q", TensorProto.UINT8, [2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([4.6, 5.0], np.float32)
+    got = run_float64(model, {"x": x})["q"]
+    real = run_float64(model, {"x": x}, round_to_float32=False)["q"]
+    np.testing.assert_array_equal(got, [2, 2])
+    np.testing.assert_array_equal(real, [1, 1])
+
+
+def test_report_names_the_rule_of_every_pass():
+    """A pass by a rule beyond strict is never shown as a bare pass: the status column names
+    the rule, the summary counts passes by rule, and the figures table shows the verdict."""
+    from tools.zoo.report import _md, summarize
+
+    judged = {
+        "rule": "qdq_semantics",
+        "passed": True,
+        "outputs": {
+            "y": {
+                "litert_vs_exact": {"sqnr_db": 37.4, "max_abs": 0.05, "max_quanta": 1.0},
+                "ort_vs_exact": {"ORT_ENABLE_BASIC": {"sqnr_db": 25.2, "max_quanta": 3.0}},
+                "step": 0.05,
+                "ok": True,
+            }
+        },
+    }
+    rows = [
+        {"name": "a", "source": "generator", "status": "pass", "pass_rule": "strict"},
+        {
+            "name": "b",
+            "source": "generator",
+            "status": "pass",
+            "pass_rule": "qdq_semantics",
+            "strict_message": "y: max_abs 0.151",
+            "outputs": {"y": {"ok": False, "sqnr_db": 25.2, "max_quanta": 3.0}},
+            "reference_error": judged,
+        },
+    ]
+    summary = summarize(rows)
+    assert summary["pass_by_rule"] == {"qdq_semantics": 1, "strict": 1}
+    meta = {"converter_commit": "x", "written": "now", "versions": {}, "rtol": 1e-3, "atol": 1e-5}
+    md = _md(rows, summary, meta)
+    row_b = next(line for line in md.splitlines() if line.startswith("| b |"))
+    assert "pass (Q/DQ semantics)" in row_b and "strict: y: max_abs 0.151" in row_b
+    assert "passes by rule: qdq_semantics 1, strict 1" in md
+    figures = next(line for line in md.splitlines() if line.startswith("| b | y |"))
+    assert "37.4 dB / 1" in figures and figures.endswith("| ok |")

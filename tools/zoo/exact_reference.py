@@ -205,6 +205,23 @@ def _gather_elements_op():
     return GatherElements
 
 
+def _erf_op():
+    """Erf in float64 (onnx.reference's returns float32 whatever its input)."""
+    import math
+
+    from onnx.reference.op_run import OpRun
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+
+    class Erf(OpRun):
+        op_domain = ""
+
+        def _run(self, x):
+            return (erf(x).astype(x.dtype) if x.size else x.copy(),)
+
+    return Erf
+
+
 def _per_axis(v, ndim: int, axis: int):
     v = np.asarray(v)
     if v.size == 1 or ndim == 0:
@@ -327,7 +344,9 @@ def run_float64(
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     m64 = to_float64(model)
-    sess = ReferenceEvaluator(m64, new_ops=[_conv_op(), _gather_elements_op(), *_qdq_ops()])
+    sess = ReferenceEvaluator(
+        m64, new_ops=[_conv_op(), _gather_elements_op(), _erf_op(), *_qdq_ops()]
+    )
     if round_to_float32:
         keep = _double_names(model)
         for node in sess.rt_nodes_:
