@@ -28,10 +28,11 @@ What each op becomes (all float32):
   scale, 0, 255))``, ``y = clamp(round(x / scale) + zp, 0, 255)`` (a division, as MLAS does;
   ROUND is half-to-even in TFLite and XNNPACK). Bit-identical to onnxruntime.
 * MatMulInteger / ConvInteger: ``MatMul / Conv(a - a_zp, b - b_zp)``. A constant weight's
-  ``b - b_zp`` is static for FULLY_CONNECTED / BATCH_MATMUL / CONV_2D: symmetric int8 weights
-  (zero point 0, quantize_dynamic's default) stay int8 in the file behind
-  ``DequantizeLinear(b, 1.0, 0)``, others become float32 constants (exact integers either
-  way). ConvInteger pads with the zero point; after the shift that is Conv's zero padding.
+  ``b - b_zp`` is static for FULLY_CONNECTED / BATCH_MATMUL / CONV_2D: 8-bit weights stay
+  8-bit in the file behind ``DequantizeLinear(b, 1.0, b_zp)`` (int8; uint8 moved to int8),
+  per-channel uint8 or nonzero per-channel zero points and 1-D conv filters become float32
+  constants (exact integers either way). ConvInteger pads with the zero point; after the
+  shift that is Conv's zero padding.
 * MatMulIntegerToFloat: ``MatMul(a - a_zp, b - b_zp) * (a_scale * b_scale) + bias``;
   DynamicQuantizeMatMul: the DynamicQuantizeLinear above on A, then the same.
 * Cast(int -> float32) of a carried value: its readers read the carried value.
@@ -304,17 +305,23 @@ class _Emitter:
 
 
 def _int8_weight(em: _Emitter, q: np.ndarray, zp, axis: int, hint: str) -> str | None:
-    """A constant symmetric int8 weight (zero points 0, quantize_dynamic's default QInt8) as
-    ``DequantizeLinear(q, 1.0, 0)``: the same exact integers, stored as int8 in the file (a
-    DEQUANTIZE of a constant, which XNNPACK unpacks once) instead of 4x larger float32.
-    None for other weights: XNNPACK leaves a CONV_2D whose filter is a dequantized uint8
-    constant to the reference kernels (measured: every such conv of ddddocr_common_old,
-    hf_wav2vec2_ts_qdyn and hf_whisper_encoder_ts_qdyn), so those stay float32 constants."""
+    """A constant 8-bit weight as ``DequantizeLinear(q, 1.0, zp)`` with int8 ``q``: the same
+    exact integers ``q - zp``, stored as int8 in the file (a DEQUANTIZE of a constant, which
+    XNNPACK unpacks once) instead of 4x larger float32. uint8 with one zero point is moved to
+    int8 (``q - 128``, ``zp - 128``: the same differences), because XNNPACK leaves a CONV_2D
+    whose filter is a dequantized *uint8* constant to the reference kernels (measured: every
+    conv of ddddocr_common_old). Per-axis zero points must be 0 (int8: TFLite's per-channel
+    rule; uint8 per-axis is no TFLite quantization): None otherwise, a float32 constant."""
     zp = np.zeros((), q.dtype) if zp is None else np.asarray(zp)
-    if q.dtype != np.dtype(np.int8) or zp.dtype != q.dtype or np.any(zp != 0):
+    if zp.dtype != q.dtype:
+        return None
+    if q.dtype == np.dtype(np.uint8) and zp.size == 1:
+        q = (q.astype(np.int16) - 128).astype(np.int8)
+        zp = (zp.astype(np.int16) - 128).astype(np.int8)
+    if q.dtype != np.dtype(np.int8):
         return None
     per_axis = zp.size > 1
-    if per_axis and zp.ndim != 1:
+    if per_axis and (zp.ndim != 1 or np.any(zp != 0)):
         return None
     if not _float_op_known(em.graph, "DequantizeLinear"):
         return None

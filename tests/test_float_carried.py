@@ -135,18 +135,34 @@ def _partitions(tflite: bytes) -> tuple[int, dict]:
 @pytest.mark.parametrize("net", ["mlp", "cnn", "cnn1d"])
 @pytest.mark.parametrize("weight_type", [QuantType.QInt8, QuantType.QUInt8])
 def test_one_xnnpack_partition_and_int8_weights(tmp_path, net, weight_type):
-    """The whole float-carried graph is one XNNPACK partition. Symmetric int8 weights stay
-    int8 in the file (DEQUANTIZE of a constant, unpacked once) except a 1-D conv's, whose
-    reshaped filter XNNPACK would not see as static; uint8 weights with a zero point are
-    float32 constants (XNNPACK leaves a conv on a dequantized uint8 filter outside)."""
+    """The whole float-carried graph is one XNNPACK partition. 8-bit weights stay 8-bit in
+    the file (an int8 DEQUANTIZE of a constant, unpacked once; uint8 moved to int8, since
+    XNNPACK leaves a conv on a dequantized uint8 filter outside) except a 1-D conv's, whose
+    reshaped filter XNNPACK would not see as static."""
     model = {"mlp": lambda: _mlp(256, seed=17), "cnn": lambda: _cnn(32, seed=18)}.get(net)
     model = model() if model else _cnn1d(seed=19)
     qmodel = _quantized(tmp_path, model, False, weight_type)
     chk = check_conversion(qmodel, _feeds(qmodel, 20), atol=ATOL, rtol=RTOL)
     _assert_float_path(chk)
     assert _partitions(chk.tflite_bytes) == (1, {})
-    int8_weights = weight_type == QuantType.QInt8 and net != "cnn1d"
-    assert bool(chk.ops.get("DEQUANTIZE")) == int8_weights, chk.ops
+    assert bool(chk.ops.get("DEQUANTIZE")) == (net != "cnn1d"), chk.ops
+    stored = [t for t in _constant_types(chk.tflite_bytes) if t in ("INT8", "UINT8")]
+    assert stored == (["INT8"] * len(stored)) and bool(stored) == (net != "cnn1d"), stored
+
+
+def _constant_types(tflite: bytes) -> list[str]:
+    """The element type of every constant tensor of the main subgraph."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    sg = schema.Model.GetRootAs(tflite, 0).Subgraphs(0)
+    model = schema.Model.GetRootAs(tflite, 0)
+    out = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        if t.Buffer() and model.Buffers(t.Buffer()).DataLength():
+            out.append(names[t.Type()])
+    return out
 
 
 def _cnn1d(seed: int) -> onnx.ModelProto:
