@@ -28,11 +28,11 @@ What each op becomes (all float32):
   scale, 0, 255))``, ``y = clamp(round(x / scale) + zp, 0, 255)`` (a division, as MLAS does;
   ROUND is half-to-even in TFLite and XNNPACK). Bit-identical to onnxruntime.
 * MatMulInteger / ConvInteger: ``MatMul / Conv(a - a_zp, b - b_zp)``. A constant weight's
-  ``b - b_zp`` is static for FULLY_CONNECTED / BATCH_MATMUL / CONV_2D: 8-bit weights stay
-  8-bit in the file behind ``DequantizeLinear(b, 1.0, b_zp)`` (int8; uint8 moved to int8),
-  per-channel uint8 or nonzero per-channel zero points and 1-D conv filters become float32
-  constants (exact integers either way). ConvInteger pads with the zero point; after the
-  shift that is Conv's zero padding.
+  ``b - b_zp`` is static for FULLY_CONNECTED / CONV_2D: a 2-D conv's 8-bit filter stays
+  8-bit in the file behind ``DequantizeLinear(w, 1.0, w_zp)`` (int8; uint8 moved to int8);
+  MatMul weights, per-channel uint8 or nonzero per-channel zero points and 1-D conv filters
+  become float32 constants (exact integers either way; why: ``WEIGHTS_AS_INT8``).
+  ConvInteger pads with the zero point; after the shift that is Conv's zero padding.
 * MatMulIntegerToFloat: ``MatMul(a - a_zp, b - b_zp) * (a_scale * b_scale) + bias``;
   DynamicQuantizeMatMul: the DynamicQuantizeLinear above on A, then the same.
 * Cast(int -> float32) of a carried value: its readers read the carried value.
@@ -70,7 +70,11 @@ MOVERS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 ROUNDERS = {"Floor", "Ceil", "Round"}
 # 2**127 (the largest power of two in float32): r * 2**127 >= 1 for every r >= 2**-127.
 ZERO_RANGE_GAIN = float(2.0**127)
-# Constant weights stored as 8-bit integers behind a DequantizeLinear (else float32).
+# Constant conv filters stored as 8-bit integers behind a DequantizeLinear (else float32).
+# MatMul weights stay float32 constants: a MatMul on a DEQUANTIZE output lowers to
+# BATCH_MATMUL, not FULLY_CONNECTED, and ran 30% slower on minilm_l6_ts_qdyn (paired
+# LiteRT timing, 8.8 vs 11.6 ms) for a 2.4x smaller file; a conv filter's DEQUANTIZE is
+# free (tv_resnet18_ts_qdyn, ddddocr_common_old: equal latency, 4x smaller files).
 WEIGHTS_AS_INT8 = True
 
 
@@ -394,7 +398,7 @@ def _matmul(em: _Emitter, a, b, az, bz, out_shape, out=None) -> str:
     a_s = _shifted(em, a, az, "a")
     n = _shape(g, b)[-1]
     column = lambda z: z.reshape(-1) if z.size == n else z.reshape(())  # noqa: E731
-    b_s = _shifted(em, b, bz, "b", column, axis=-1)
+    b_s = _shifted(em, b, bz, "b", column)  # float32: see MATMUL_WEIGHTS_AS_FLOAT
     return em.op("MatMul", [a_s, b_s], out_shape, "matmul", out=out)
 
 
@@ -455,7 +459,7 @@ def _emit_dqmm(em: _Emitter, node: Node) -> None:
     a_s = em.op("Sub", [q, zp], _shape(g, i[0]), "a_shifted")
     n = _shape(g, i[1])[-1]
     column = lambda z: z.reshape(-1) if z.size == n else z  # noqa: E731
-    b_s = _shifted(em, i[1], _inp(node, 3), "b", column, axis=-1)
+    b_s = _shifted(em, i[1], _inp(node, 3), "b", column)
     acc = em.op("MatMul", [a_s, b_s], _shape(g, out), "matmul")
     _scaled_output(em, acc, a_scale, i[2], _inp(node, 4), out)
 

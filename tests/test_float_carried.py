@@ -135,19 +135,22 @@ def _partitions(tflite: bytes) -> tuple[int, dict]:
 @pytest.mark.parametrize("net", ["mlp", "cnn", "cnn1d"])
 @pytest.mark.parametrize("weight_type", [QuantType.QInt8, QuantType.QUInt8])
 def test_one_xnnpack_partition_and_int8_weights(tmp_path, net, weight_type):
-    """The whole float-carried graph is one XNNPACK partition. 8-bit weights stay 8-bit in
-    the file (an int8 DEQUANTIZE of a constant, unpacked once; uint8 moved to int8, since
-    XNNPACK leaves a conv on a dequantized uint8 filter outside) except a 1-D conv's, whose
-    reshaped filter XNNPACK would not see as static."""
+    """The whole float-carried graph is one XNNPACK partition. A 2-D conv's 8-bit filter
+    stays 8-bit in the file (an int8 DEQUANTIZE of a constant, unpacked once; uint8 moved to
+    int8, since XNNPACK leaves a conv on a dequantized uint8 filter outside); a 1-D conv's
+    (reshaped: XNNPACK would not see it as static) and MatMul weights (FULLY_CONNECTED) are
+    float32 constants."""
     model = {"mlp": lambda: _mlp(256, seed=17), "cnn": lambda: _cnn(32, seed=18)}.get(net)
     model = model() if model else _cnn1d(seed=19)
     qmodel = _quantized(tmp_path, model, False, weight_type)
     chk = check_conversion(qmodel, _feeds(qmodel, 20), atol=ATOL, rtol=RTOL)
     _assert_float_path(chk)
     assert _partitions(chk.tflite_bytes) == (1, {})
-    assert bool(chk.ops.get("DEQUANTIZE")) == (net != "cnn1d"), chk.ops
+    assert bool(chk.ops.get("DEQUANTIZE")) == (net == "cnn"), chk.ops
     stored = [t for t in _constant_types(chk.tflite_bytes) if t in ("INT8", "UINT8")]
-    assert stored == (["INT8"] * len(stored)) and bool(stored) == (net != "cnn1d"), stored
+    assert stored == (["INT8"] * len(stored)) and bool(stored) == (net == "cnn"), stored
+    if net == "mlp":
+        assert chk.ops["FULLY_CONNECTED"] == 2
 
 
 def _constant_types(tflite: bytes) -> list[str]:
@@ -226,7 +229,7 @@ def test_hand_written_chain_long_reductions(k):
     model = _dql_matmul(k, 64)
     chk = check_conversion(model, _feeds(model, 7, spread=3.0), atol=ATOL, rtol=RTOL)
     _assert_float_path(chk, count=3)  # DQL, MatMulInteger and the Cast that disappears
-    assert chk.ops.get("FULLY_CONNECTED", 0) + chk.ops.get("BATCH_MATMUL", 0) == 1
+    assert chk.ops["FULLY_CONNECTED"] == 1
 
 
 def test_integer_outputs_keep_the_exact_path():
