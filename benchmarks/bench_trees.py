@@ -185,6 +185,184 @@ def bench(
     return row
 
 
+# ---------------------------------------------------------------------------------------------
+# --kernels: per-element costs of the LiteRT kernels the tree cost model is built from
+# ---------------------------------------------------------------------------------------------
+
+KERNELS_RESULTS = ROOT / "benchmarks" / "results" / "trees_kernels.json"
+
+
+def _kernel_model(k: int, build):
+    """A one-subgraph model: ``build(k)`` returns (operators, inputs, outputs) with the
+    measured unit repeated ``k`` times."""
+    from onnx2tflite_direct import tfl
+    from onnx2tflite_direct.builder import build_flatbuffer
+
+    ops, inputs, outputs = build(k)
+    sg = tfl.Subgraph(
+        operators=ops,
+        inputs=inputs,
+        outputs=outputs,
+        input_names=[t.name for t in inputs],
+        output_names=[t.name for t in outputs],
+    )
+    return build_flatbuffer(tfl.Model([sg]))
+
+
+def _kernel_units(rng):
+    """name -> (elements per unit, build(k), feeds): each unit is what one tree strategy pays
+    per element (a tree and level, a grid slot, a multiply-add)."""
+    from onnx2tflite_direct import tfl
+
+    i32, f32 = np.dtype(np.int32), np.dtype(np.float32)
+
+    def t(name, dtype, shape):
+        return tfl.Tensor(name, dtype, tuple(shape))
+
+    def c(name, data):
+        return tfl.Tensor(name, data.dtype, data.shape, data=data)
+
+    slots, trees, rows, width = 27000, 500, 40, 340
+
+    def walk(k):  # s = GATHER(next, s): one element per tree and level
+        nxt = t("next", i32, (1, slots))
+        s = c("s0", rng.integers(0, slots, (1, trees)).astype(np.int32))
+        ops = []
+        for j in range(k):
+            o = t(f"s{j + 1}", i32, (1, trees))
+            ops.append(tfl.Operator("GATHER", [nxt, s], [o], {"axis": 1, "batch_dims": 1}))
+            s = o
+        return ops, [nxt], [s]
+
+    def traverse(k):  # one traversal level: record GATHER, TRANSPOSE, UNPACK, feature GATHER,
+        # BITCAST, LESS_EQUAL, SELECT_V2 (per tree)
+        x = t("x", f32, (1, 20))
+        rec = np.stack(
+            [
+                rng.integers(0, 20, slots),
+                rng.standard_normal(slots).astype(np.float32).view(np.int32),
+                rng.integers(0, slots, slots),
+                rng.integers(0, slots, slots),
+            ],
+            1,
+        ).astype(np.int32)
+        rec_c, perm = c("rec", rec), c("perm", np.array([2, 0, 1], np.int32))
+        s = c("s0", rng.integers(0, slots, (1, trees)).astype(np.int32))
+        ops = []
+        for j in range(k):
+            r = t(f"r{j}", i32, (1, trees, 4))
+            fl = t(f"fl{j}", i32, (4, 1, trees))
+            f, tb, tc, fc = (t(f"{n}{j}", i32, (1, trees)) for n in "ftab")
+            thr, v = t(f"thr{j}", f32, (1, trees)), t(f"v{j}", f32, (1, trees))
+            cond, o = t(f"c{j}", np.dtype(np.bool_), (1, trees)), t(f"s{j + 1}", i32, (1, trees))
+            ops += [
+                tfl.Operator("GATHER", [rec_c, s], [r], {"axis": 0, "batch_dims": 0}),
+                tfl.Operator("TRANSPOSE", [r, perm], [fl]),
+                tfl.Operator("UNPACK", [fl], [f, tb, tc, fc], {"num": 4, "axis": 0}),
+                tfl.Operator("BITCAST", [tb], [thr]),
+                tfl.Operator("GATHER", [x, f], [v], {"axis": 1, "batch_dims": 1}),
+                tfl.Operator("LESS_EQUAL", [v, thr], [cond]),
+                tfl.Operator("SELECT_V2", [cond, tc, fc], [o]),
+            ]
+            s = o
+        return ops, [x], [s]
+
+    def grid(k):  # one grid slot: broadcast LESS_EQUAL, RESHAPE, SELECT_V2
+        x3 = t("x3", f32, (1, rows, 1))
+        shape = c("shape", np.array([1, rows * width], np.int32))
+        tc = c("tc", rng.integers(0, slots, rows * width).astype(np.int32))
+        fc = c("fc", rng.integers(0, slots, rows * width).astype(np.int32))
+        ops, outs = [], []
+        for j in range(k):
+            thr = c(f"thr{j}", rng.standard_normal((rows, width)).astype(np.float32))
+            cond = t(f"c{j}", np.dtype(np.bool_), (1, rows, width))
+            flat = t(f"cf{j}", np.dtype(np.bool_), (1, rows * width))
+            o = t(f"n{j}", i32, (1, rows * width))
+            ops += [
+                tfl.Operator("LESS_EQUAL", [x3, thr], [cond]),
+                tfl.Operator("RESHAPE", [cond, shape], [flat]),
+                tfl.Operator("SELECT_V2", [flat, tc, fc], [o]),
+            ]
+            outs.append(o)
+        return ops, [x3], outs[-1:]
+
+    def tail(k):  # a leaf slot after the grid: CONCATENATION copy
+        a = t("a", i32, (1, slots // 2))
+        loops = c("loops", np.arange(slots // 2, dtype=np.int32).reshape(1, -1))
+        ops, o = [], None
+        for j in range(k):
+            o = t(f"o{j}", i32, (1, slots))
+            ops.append(
+                tfl.Operator(
+                    "CONCATENATION",
+                    [a, loops],
+                    [o],
+                    {"axis": 1, "fused_activation_function": "NONE"},
+                )
+            )
+        return ops, [a], [o]
+
+    def bmm(k):  # the GEMM formulation's path-matrix product: 500 trees [1, 30] x [30, 30]
+        a = t("a", f32, (trees, 1, 30))
+        ops = []
+        for j in range(k):
+            w = c(f"w{j}", (rng.random((trees, 30, 30)) < 0.1).astype(np.float32))
+            o = t(f"o{j}", f32, (trees, 1, 30))
+            ops.append(tfl.Operator("BATCH_MATMUL", [a, w], [o], {"adj_x": False, "adj_y": False}))
+            a = o
+        return ops, [ops[0].inputs[0]], [a]
+
+    def op_cost(k):  # the fixed cost of an operator: an int32 ADD of one element
+        a = t("a", i32, (1, 1))
+        one = c("one", np.ones((1, 1), np.int32))
+        ops = []
+        for j in range(k):
+            o = t(f"o{j}", i32, (1, 1))
+            ops.append(tfl.Operator("ADD", [a, one], [o], {"fused_activation_function": "NONE"}))
+            a = o
+        return ops, [ops[0].inputs[0]], [a]
+
+    feeds = {
+        "walk": {"next": rng.integers(0, slots, (1, slots)).astype(np.int32)},
+        "traverse": {"x": rng.standard_normal((1, 20)).astype(np.float32)},
+        "grid": {"x3": rng.standard_normal((1, rows, 1)).astype(np.float32)},
+        "tail": {"a": np.zeros((1, slots // 2), np.int32)},
+        "bmm": {"a": rng.standard_normal((trees, 1, 30)).astype(np.float32)},
+        "op": {"a": np.zeros((1, 1), np.int32)},
+    }
+    return {
+        "walk": (trees, walk, feeds["walk"]),
+        "traverse": (trees, traverse, feeds["traverse"]),
+        "grid": (rows * width, grid, feeds["grid"]),
+        "tail": (slots // 2, tail, feeds["tail"]),
+        "bmm": (trees * 30 * 30, bmm, feeds["bmm"]),
+        "op": (1, op_cost, feeds["op"]),
+    }
+
+
+def kernels(runs: int, reps: int = 11) -> dict:
+    """ns per element of each unit: (time with ``reps`` units - time with 1) / (reps - 1)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (elements, build, feed) in _kernel_units(rng).items():
+        runners = []
+        for k in (1, reps):
+            interp = V.make_interpreter(_kernel_model(k, build), num_threads=1)
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], feed[d["name"]])
+            runners.append(interp.invoke)
+        one, many = _interleaved_medians(runners, 20, runs)
+        per_unit_us = 1e3 * (many - one) / (reps - 1)
+        out[name] = {
+            "elements_per_unit": elements,
+            "us_per_unit": round(per_unit_us, 4),
+            "ns_per_element": round(1e3 * per_unit_us / elements, 4),
+        }
+        print(f"{name:<10}{out[name]['ns_per_element']:>10.4f} ns/element", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
@@ -202,7 +380,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--baseline", type=Path, help="time the files a --save run wrote here alongside"
     )
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="measure the per-element kernel costs behind the cost model instead "
+        "(writes benchmarks/results/trees_kernels.json)",
+    )
     args = parser.parse_args(argv)
+    if args.kernels:
+        table = kernels(args.runs)
+        meta = {"runs": args.runs, "threads": 1, "machine": platform.machine()}
+        meta["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+        KERNELS_RESULTS.write_text(json.dumps({"meta": meta, "kernels": table}, indent=2) + "\n")
+        print(f"wrote {KERNELS_RESULTS}")
+        return 0
     if args.strategy == "all":
         strategies: list[str | None] = [None, *STRATEGIES]
     else:

@@ -2,8 +2,8 @@
 strategy of ``ml_trees`` (which chooses between its strategies by a measured cost model).
 
 Why this shape: LiteRT's GATHER copies element by element (about 2 ns an element on x86-64,
-``benchmarks/bench_trees.py``), while a broadcast LESS_EQUAL or a SELECT_V2 costs a tenth of
-that per element. So the splits are all decided with element-wise ops, and the walk is left
+``benchmarks/bench_trees.py --kernels``), while deciding a split with a broadcast LESS_EQUAL
+and a SELECT_V2 costs a sixth of that. So the splits are all decided with element-wise ops, and the walk is left
 with the one GATHER per tree and level that pointer chasing needs (``s = next[s]``), where the
 level-by-level traversal GATHERs a node record and a feature value per tree and level.
 
@@ -177,12 +177,12 @@ def plan_grid(forest: Forest, n_features: int, leaves_in_grid: bool = True) -> G
     )
 
 
-# Nanoseconds per element on LiteRT's CPU kernels at 1 thread (x86-64, bench_trees.py and the
-# per-op timings behind it): a GATHERed element, a grid slot (broadcast LESS_EQUAL + SELECT_V2),
-# a tail slot (CONCATENATION copy), and the fixed cost of one operator.
-GATHER_NS = 2.1
-SLOT_NS = 0.42
-TAIL_NS = 0.05
+# Nanoseconds on LiteRT's CPU kernels at 1 thread (x86-64; ``bench_trees.py --kernels``,
+# benchmarks/results/trees_kernels.json): a walk GATHER per element, a grid slot (broadcast
+# LESS_EQUAL + SELECT_V2), a tail slot (CONCATENATION copy), and the fixed cost of an operator.
+GATHER_NS = 2.2
+SLOT_NS = 0.36
+TAIL_NS = 0.08
 OP_NS = 60.0
 
 

@@ -2,9 +2,11 @@
 
 How the trees run: three strategies, chosen per model by a cost model of LiteRT's CPU kernels
 (``choose_strategy``: the estimated time of each, from per-element costs measured on LiteRT;
-``benchmarks/bench_trees.py`` has the figures, ``--strategy`` forces one). LiteRT has no
-pointer-chasing kernel: its GATHER copies element by element (about 2 ns an element), while a
-comparison or SELECT_V2 costs a tenth of that, so the rule is to GATHER as little as possible.
+``benchmarks/bench_trees.py`` has the figures: ``--kernels`` the per-element costs,
+``--strategy all`` every strategy on the benchmark models). LiteRT has no pointer-chasing
+kernel: its GATHER copies element by element (about 2.2 ns an element), while deciding a split
+with a comparison and a SELECT_V2 costs a sixth of that, so the rule is to GATHER as little as
+possible.
 
 * Grid (``ml_tree_grid``; LEQ/LT/GTE/GT in any mix, any thresholds but NaN): every split is
   decided at once by one broadcast LESS_EQUAL of feature views against a threshold grid, a
@@ -28,8 +30,10 @@ In the grid and the traversal, trees sorted by depth leave the working set once 
 their leaves, so the walk costs the sum of the tree depths, not trees x deepest tree. The GEMM
 formulation (node comparisons, path matrix, leaf selection) is not used: its multiply-adds grow
 as ``nodes x leaves`` per tree (a depth-8 tree: about 65,000 per sample, 6.5 million for 100
-trees; a 31-leaf LightGBM tree about 900, 450,000 for 500 trees), and its node values would
-still need one GATHER per split to line them up tree by tree.
+trees; a 31-leaf LightGBM tree about 900, 450,000 for 500 trees, where LiteRT's BATCH_MATMUL
+of 500 small matrices costs about 0.11 ns a multiply-add: about 50 us, twice the whole grid
+walk of that model), and its node values would still need one GATHER per split to line them
+up tree by tree.
 
 Leaf weights are GATHERed and reduced over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then base
 values, the aggregate's scaling and onnxruntime's post transform and label rules apply.
@@ -277,8 +281,8 @@ def traversable(forest: Forest) -> bool:
 
 # Nanoseconds per tree and level of the traversal on LiteRT's CPU kernels (a 16-byte record
 # GATHER, TRANSPOSE and UNPACK, a feature GATHER, a comparison and a SELECT_V2), and its
-# operators per level (bench_trees.py).
-TRAVERSE_LEVEL_NS = 6.5
+# operators per level (bench_trees.py --kernels: benchmarks/results/trees_kernels.json).
+TRAVERSE_LEVEL_NS = 6.3
 TRAVERSE_LEVEL_OPS = 7
 
 
