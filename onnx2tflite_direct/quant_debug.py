@@ -9,12 +9,14 @@ power minus that of its noisiest input. The node that adds the most is where the
 a node whose SQNR drops by a lot relative to its inputs (an activation with a huge range, a
 layer whose int8 weights are coarse) is the one to override (``--quant-override``).
 
-A tensor's noise level is the worse of two SQNRs: over the whole tensor, and the median over
-its channels of each channel's own SQNR (axis 1 of a 4-D/5-D tensor, the last axis otherwise;
-channels without signal left out). Why both: the whole-tensor figure is dominated by the
-channels with the most energy, so an activation whose range one loud channel widened shows a
-fine SQNR while every other channel was crushed onto a few int8 steps; the per-channel median
-sees that where it happens instead of one layer later.
+A tensor's noise level is the worst of three SQNRs: over the whole tensor; the median over its
+channels of each channel's own SQNR (axis 1 of a 4-D/5-D tensor, the last axis otherwise;
+channels without signal left out); and for a [B, T, D] tensor the worst token's
+(:func:`token_sqnr`). Why: the whole-tensor figure is dominated by what has the most energy, so
+an activation whose range one loud channel widened shows a fine SQNR while every other channel
+was crushed onto a few int8 steps, and a ViT's class token, small next to the patch tokens, is
+crushed by the range they set without moving the whole-tensor figure; the per-channel and
+per-token figures see that where it happens instead of layers later.
 
 Measured, never judged (quantization error is expected): the exit code is not affected.
 
@@ -40,12 +42,13 @@ TWIN_SUFFIXES = ("", "/int8", "/int16", "/float")
 # ONNX ops whose output elements are copies of input elements: in an integer file they copy
 # integers exactly, so they add no noise; a selection can still show a lower SQNR than its
 # whole input (the class token of a ViT is noisier than the average token), which is noise
-# from upstream, not added here. They are listed but never charged.
+# from upstream, not added here. They are listed but never charged. (Concat is not among them:
+# it requantizes its inputs onto one shared scale and quantizes constant inputs.)
 MOVES_DATA = frozenset(
     {
         "Gather", "GatherElements", "GatherND", "Slice", "Reshape", "Transpose", "Squeeze",
-        "Unsqueeze", "Flatten", "Identity", "Split", "Concat", "Expand", "Tile",
-        "DepthToSpace", "SpaceToDepth", "MaxPool",
+        "Unsqueeze", "Flatten", "Identity", "Split", "Expand", "Tile", "DepthToSpace",
+        "SpaceToDepth", "MaxPool",
     }
 )  # fmt: skip
 LARGEST_LISTED = 10  # largest drops listed per variant (the JSON also has every tensor)
@@ -92,17 +95,19 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
         for name, m in metrics.items()
         if m.get("shape_match", True)
     }
-    channel = {}
+    channel, token = {}, {}
     for name in sqnr:
         got = arrays.get((name, vmap[name]["tensor"]))
         actual = None if got is None else D._onnx_order(got, vmap[name], reference[name])
         if actual is not None:
             channel[name] = channel_sqnr(reference[name], actual[0])
-    level = {n: min(v, channel.get(n, math.inf)) for n, v in sqnr.items()}
+            token[name] = token_sqnr(reference[name], actual[0])
+    level = {n: min(v, channel.get(n, math.inf), token.get(n, math.inf)) for n, v in sqnr.items()}
     tensors = attribute(model.graph, level)
     for row in tensors:
         row["sqnr_db"] = sqnr[row["tensor"]]
         row["channel_sqnr_db"] = channel.get(row["tensor"])
+        row["token_sqnr_db"] = token.get(row["tensor"])
     ranked = sorted(
         (t for t in tensors if t["added_noise"] > 0),
         key=lambda t: (-t["added_noise"], t["index"]),
@@ -157,6 +162,27 @@ def channel_sqnr(expected: np.ndarray, actual: np.ndarray) -> float:
     with np.errstate(divide="ignore"):
         per = np.where(noise[live] > 0, 10.0 * np.log10(signal[live] / noise[live]), np.inf)
     return float(np.median(per))
+
+
+TOKEN_ENERGY_FLOOR = 1e-6  # tokens below this share of the mean token energy are not judged
+
+
+def token_sqnr(expected: np.ndarray, actual: np.ndarray) -> float:
+    """The worst token's SQNR (dB) of a [B, T, D] tensor (axis 1), inf for other ranks. Why
+    the worst and not a median: one token can carry the result (a ViT's class token, small
+    next to the patch tokens, crushed by a range they set, then rescaled by a LayerNorm), and
+    transformer tokens do not go dead as CNN channels do; tokens with next to no energy
+    (``TOKEN_ENERGY_FLOOR`` of the mean) are left out."""
+    ref = np.asarray(expected, np.float64)
+    if ref.dtype.kind != "f" or ref.ndim != 3 or ref.shape[1] < 2:
+        return math.inf
+    act = np.asarray(actual, np.float64).reshape(ref.shape)
+    signal = np.sum(ref**2, axis=(0, 2))
+    noise = np.sum((ref - act) ** 2, axis=(0, 2))
+    live = signal > TOKEN_ENERGY_FLOOR * max(float(np.mean(signal)), 1e-300)
+    if not np.any(live & (noise > 0)):
+        return math.inf
+    return float(np.min(10.0 * np.log10(signal[live] / np.maximum(noise[live], 1e-300))))
 
 
 def _held(name: str, names) -> str | None:
@@ -276,8 +302,8 @@ def format_table(sections: Mapping[str, Mapping[str, Any]]) -> str:
                 f"{_fmt(entry['level_db'])} dB from inputs at {_fmt(entry['input_level_db'])} dB"
             )
         header = (
-            "node", "op_type", "tensor", "sqnr_db", "channel_sqnr_db", "level_db",
-            "input_level_db", "drop_db",
+            "node", "op_type", "tensor", "sqnr_db", "channel_sqnr_db", "token_sqnr_db",
+            "level_db", "input_level_db", "drop_db",
         )  # fmt: skip
         table = [header] + [
             (r["node"], r["op_type"], r["tensor"], *(_fmt(r[k]) for k in header[3:]))

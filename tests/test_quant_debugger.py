@@ -156,3 +156,48 @@ def test_channel_sqnr_sees_crushed_channels():
     got[:, 1:] = np.round(got[:, 1:] / 5.0) * 5.0  # the others on a step of 5
     whole = 10 * math.log10(np.sum(ref**2) / np.sum((ref - got) ** 2))
     assert QD.channel_sqnr(ref, got) <= 0.0 and whole > 30.0
+
+
+def tiny_vit() -> onnx.ModelProto:
+    """benchmarks/models.vit_small_like at toy size: 4x4 patches of a 16x16 image (16 tokens
+    of width 32) after a class token drawn at 0.02 (as ViT initializes it), one pre-norm
+    block, the class token's row into the classifier."""
+    import math as m
+
+    from benchmarks.models import GraphBuilder, conv, layer_norm, transformer_layer
+
+    b = GraphBuilder("tiny_vit", seed=16)
+    dim = 32
+    x = b.input("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    x = conv(b, x, 3, dim, 4, stride=4, pad=0, gain=1.0)
+    x = b.op("Transpose", [b.op("Reshape", [x, b.ints([1, dim, 16])])], perm=[0, 2, 1])
+    x = b.op("Concat", [b.const(b.normal((1, 1, dim), 0.02), "cls_token"), x], axis=1)
+    x = b.op("Add", [x, b.const(b.normal((1, 17, dim), 0.02), "pos_embed")])
+    x = layer_norm(b, transformer_layer(b, x, 17, dim, 2, 64, pre_norm=True), dim)
+    cls = b.op("Gather", [x, b.const(0, "cls_index", dtype=np.int64)], axis=1)
+    w = b.const(b.normal((10, dim), m.sqrt(1.0 / dim)), "head_w")
+    y = b.op("Gemm", [cls, w, b.const(b.normal((10,), 0.01), "head_b")], transB=1)
+    return b.build([y], ["y"])
+
+
+def test_a_crushed_class_token_is_named_where_it_is_crushed():
+    """The class token's row is ~100x smaller than the patch tokens: the int8 scale their range
+    sets crushes it to zero at the Concat, and again at the position-embedding Add; the
+    LayerNorms rescale it and the logits read only it. The whole-tensor SQNR there is fine,
+    the worst token's is not: the debugger names the Concat, then (once it runs at 16x8 as
+    told) the Add, and the logits' SQNR rises from next to nothing."""
+    model = tiny_vit()
+    res = convert(model, quantize=["int8"], calibration_data=CALIB)
+    io = res.report["io"]
+    before = sqnr(model, res.variants["integer_quant"], io, EVALS)
+    overrides, named = [], []
+    for _ in range(2):
+        section = QD.debug_variants(res, feeds=_feeds(0), kinds=["integer_quant"])
+        entry = section["integer_quant"]["error_enters_at"]
+        assert entry["token_sqnr_db"] <= entry["sqnr_db"] - 10.0, entry
+        named.append(entry["node"])
+        overrides.append(f"{entry['node']}=int16x8")
+        res = convert(model, quantize=["int8"], calibration_data=CALIB, quant_overrides=overrides)
+    assert named == ["concat_1", "add_1"]
+    after = sqnr(model, res.variants["integer_quant"], io, EVALS)
+    assert before < 5.0 and after >= before + 10.0, (before, after)  # measured 1.4 -> 18.0

@@ -458,12 +458,29 @@ def test_pattern_matching_nothing_warns(cnn, caplog):
             cnn,
             quantize=["int8"],
             calibration_data=CALIB,
-            quant_overrides=["nothing_here=float", "relu2=float"],
+            quant_overrides=["nothing_here=float", "bn3=int16x8"],
         )
     entries = summary_of(res, "integer_quant")["overrides"]
     assert entries[0]["warning"] == "matches no node of the model"
-    assert "relu2 (computed inside conv2)" in entries[1]["warning"]  # fused into the conv
+    assert "bn3 (folded away)" in entries[1]["warning"]  # folded into conv3's weights
     assert any("nothing_here=float matches no node" in r.message for r in caplog.records)
+
+
+def test_a_fused_node_passes_its_override_to_the_node_computing_it(cnn):
+    """relu2 is computed by conv2's kernel (fused activation): its override is conv2's."""
+    res = convert(cnn, quantize=["int8"], calibration_data=CALIB, quant_overrides=["relu2=float"])
+    summary = summary_of(res, "integer_quant")
+    assert "relu2 (computed inside conv2)" in summary["overrides"][0]["via"]
+    row = precision_of(summary, "conv2")
+    assert (row["precision"], row["why"], row["override"]) == ("float", "override", "relu2=float")
+    assert [d[0] for d in convs(res.variants["integer_quant"])] == ["int8", "float32", "int8"]
+    named = convert(
+        cnn,
+        quantize=["int8"],
+        calibration_data=CALIB,
+        quant_overrides=["conv2=int16x8", "relu2=float"],  # the host named itself wins
+    )
+    assert [d[0] for d in convs(named.variants["integer_quant"])] == ["int8", "int16", "int8"]
 
 
 def test_no_override_changes_nothing(cnn, cnn_default):

@@ -184,32 +184,46 @@ class Resolved:
 
 
 def resolve(overrides, catalog: Mapping[str, NodeInfo]) -> Resolved:
-    """Each node's override: the last one whose pattern matches it."""
+    """Each node's override: the last one whose pattern matches it. A node computed inside
+    another's operator (a Relu fused into its Conv) passes its override to that node, unless
+    the host is named itself: its computation runs at the host's precision. A node folded
+    away entirely has nothing to apply it to (the warning names it)."""
     out = Resolved(tuple(overrides))
+    via: dict[str, Override] = {}
     for label, info in catalog.items():
         names = info.names()
         for o in overrides:
             if not o.matches(names):
                 continue
+            out.matched[o.index] = out.matched.get(o.index, 0) + (1 if info.inside else 0)
             if info.inside is not None:
                 out.absent.setdefault(o.index, []).append((label, info.inside))
+                if info.inside:
+                    via[info.inside] = o  # later ones win
                 continue
             out.by_label[label] = o  # later ones win
-            out.matched[o.index] = out.matched.get(o.index, 0) + 1
+            out.matched[o.index] += 1
+    for host, o in via.items():
+        out.by_label.setdefault(host, o)
     return out
 
 
 def unmatched_message(resolved: Resolved, o: Override) -> str:
-    """Why ``o`` changes nothing: no such node, or only nodes computed inside others."""
+    """Why ``o`` changes nothing: no such node, or only nodes folded away."""
     absent = resolved.absent.get(o.index)
     if not absent:
         return "matches no node of the model"
+    if any(inside for _, inside in absent):
+        return "applies through the nodes computing the nodes it names: " + _via(absent)
+    return "matches only nodes without operators of their own: " + _via(absent)
+
+
+def _via(absent: list[tuple[str, str]]) -> str:
     parts = [
         f"{label} (computed inside {inside})" if inside else f"{label} (folded away)"
         for label, inside in absent[:5]
     ]
-    more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-    return "matches only nodes without operators of their own: " + ", ".join(parts) + more
+    return ", ".join(parts) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
 
 
 # -- the report's per-node table --------------------------------------------------------------
@@ -268,6 +282,8 @@ def override_summary(resolved: Resolved, choice: str) -> list[dict]:
         entry = {"override": o.spec, "matched_nodes": resolved.matched.get(o.index, 0)}
         if not entry["matched_nodes"]:
             entry["warning"] = unmatched_message(resolved, o)
+        elif any(inside for _, inside in resolved.absent.get(o.index, ())):
+            entry["via"] = unmatched_message(resolved, o)
         elif o.precision not in HONOURED_BY.get(choice, ()):
             entry["not_applicable"] = NOT_APPLICABLE.get(choice, "not available in this file")
         out.append(entry)
