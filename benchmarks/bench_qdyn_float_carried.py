@@ -18,7 +18,10 @@ same feeds (``tools.zoo.run._paired_latency``: median of >= 20 pairs after warm-
         [--out benchmarks/results/qdyn_float_carried.json]
 
 Each model runs in a forked child (LiteRT aborts the process on a few files). The .md next
-to the JSON is written from it.
+to the JSON is written from it. ``--baseline-zoo ZOO_JSON --baseline-partitions JSON LABEL``
+(also with ``--report-only``) records an earlier converter's corpus status, latency ratio
+and partitions (``tools.zoo.run`` / ``bench_partitions.py`` output) as a ``baseline``
+column, e.g. the commit before the rule existed.
 """
 
 from __future__ import annotations
@@ -140,6 +143,25 @@ def write_md(data: dict, path: Path) -> None:
         "match | min SQNR dB | file MB | outside XNNPACK (float_carried) |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
+    base = data.get("baseline")
+    if base:
+        head = [
+            "",
+            f"Baseline ({base['source']}): status, latency ratio, partitions -> this run's "
+            "float_carried file.",
+            "",
+            "| model | status | latency ratio | partitions |",
+            "|---|---|---:|---:|",
+        ]
+        for name, row in sorted(data["models"].items()):
+            b, f = base["models"].get(name, {}), row.get("float_carried", {})
+            status = "pass" if f.get("match") else "mismatch"
+            head.append(
+                f"| {name} | {b.get('status', '?')} -> {status} | "
+                f"{b.get('latency_ratio', '?')} -> {f.get('latency_ratio', '?')} | "
+                f"{b.get('partitions', '?')} -> {f.get('partitions', '?')} |"
+            )
+        lines[3:3] = head
     ratios = {"integer": [], "float_carried": []}
     for name, row in sorted(data["models"].items()):
         if "integer" not in row:
@@ -172,6 +194,23 @@ def write_md(data: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _baseline(args) -> dict:
+    models: dict[str, dict] = {}
+    if args.baseline_zoo:
+        for rec in json.loads(args.baseline_zoo.read_text())["models"]:
+            if rec.get("exporter") == EXPORTER:
+                models.setdefault(rec["name"], {}).update(
+                    status=rec.get("status"), latency_ratio=rec.get("latency_ratio")
+                )
+    if args.baseline_partitions:
+        path, label = args.baseline_partitions
+        rows = json.loads(Path(path).read_text())["runs"][label]["models"]
+        for name, row in rows.items():
+            if "partitions" in row:
+                models.setdefault(name, {})["partitions"] = row["partitions"]
+    return {"source": args.baseline_source, "models": models}
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench_partitions import in_child
 
@@ -181,9 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
+    p.add_argument("--baseline-zoo", type=Path, help="an earlier zoo.json (status, ratio)")
+    p.add_argument(
+        "--baseline-partitions", nargs=2, metavar=("JSON", "LABEL"), help="bench_partitions"
+    )
+    p.add_argument("--baseline-source", default="earlier converter", help="its description")
     args = p.parse_args(argv)
     if args.report_only:
-        write_md(json.loads(args.out.read_text()), args.out.with_suffix(".md"))
+        data = json.loads(args.out.read_text())
+        if args.baseline_zoo or args.baseline_partitions:
+            data["baseline"] = _baseline(args)
+            args.out.write_text(json.dumps(data, indent=1) + "\n")
+        write_md(data, args.out.with_suffix(".md"))
         return 0
     import ai_edge_litert
 
@@ -196,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "litert": f"ai-edge-litert {litert_version}",
         "machine": platform.machine(),
     }
+    if args.baseline_zoo or args.baseline_partitions:
+        data["baseline"] = _baseline(args)
     for name in names:
         row = in_child(lambda n: _measure(n, args.runs), name, args.timeout)
         data["models"][name] = row
