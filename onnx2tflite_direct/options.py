@@ -531,10 +531,12 @@ class ConvertOptions:
         "PATTERN is a regular expression matching a whole node name, output tensor name or op "
         "type. In the integer files `float` keeps the node a float island and `int8`/`int16x8` "
         "set its activation width (requantized at the boundaries; also lifting the accuracy "
-        "heuristics that keep some ops float); in the `fp16`/`dynamic` files `float` keeps its "
-        "weights float32. The report's `quantization` section gives every node's precision and "
-        "why (`default`, `override`, or `forced` by a kernel constraint); a pattern matching "
-        "nothing is a warning",
+        "heuristics that keep some ops float); in the weight-only files (`fp16`, `dynamic`, "
+        "`int4`) `float` keeps its weights float32 and `int8`/`int4-weights` pick their format. "
+        "The report's `quantization` section gives every node's precision and why (`default`, "
+        "`override`, or `forced` by a kernel constraint); a pattern matching nothing is a "
+        "warning. Not applied to an already-quantized model's own integer file (its Q/DQ "
+        "decide)",
         "--quant-override 'Conv_0=int16x8' --quant-override '/head/.*=float'",
         group="quantization",
         kind="append",

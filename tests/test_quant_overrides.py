@@ -505,3 +505,12 @@ def test_weight_only_files_name_honoured_overrides_by_their_weight_formats():
         assert (one["precision"], one["why"]) == ("float", "override"), one
         assert (two["precision"], two["why"]) == ("int8-weights", "override"), two
         assert three["why"] == "default" and "not_applicable" in three, three
+
+
+def test_override_without_quantize_has_no_effect_and_says_so(cnn, caplog):
+    with caplog.at_level(logging.WARNING, logger="onnx2tflite_direct"):
+        res = convert(cnn, quant_overrides=["conv1=float"])
+    assert not res.variants
+    assert any(
+        "quant_overrides has no effect without quantize" in r.message for r in caplog.records
+    )
