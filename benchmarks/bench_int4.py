@@ -9,6 +9,7 @@ in onnxruntime on the same inputs, a model's figure being its worst float output
   XNNPACK delegate, and the built-in kernels alone: both must run it);
 * ``ours_gather_int8``: the same with ``--quant-override Gather=int8`` (embedding tables int8
   per row, everything else int4);
+* ``ours_without_offsets``: ours with plain symmetric blocks only (no per-block offsets);
 * ``ort_matmul``: onnxruntime's ``MatMulNBitsQuantizer`` (4 bits, block size 32, its defaults
   otherwise: asymmetric, MatMul nodes only) run in onnxruntime: the anchor;
 * ``ort_matmul_gather``: the same quantizer also given ``Gather`` (``GatherBlockQuantized``):
@@ -32,6 +33,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnx2tflite_direct import convert  # noqa: E402
+from onnx2tflite_direct.quant import int4  # noqa: E402
 from onnx2tflite_direct.validate import run_litert, run_onnxruntime  # noqa: E402
 from tools.zoo import paths  # noqa: E402
 
@@ -67,7 +70,40 @@ def worst(actual: dict, expected: dict) -> float:
     return min(sqnr(actual[k], v) for k, v in expected.items() if v.dtype.kind == "f")
 
 
-def ort_4bit(path: Path, feeds: dict, expected: dict, ops: tuple[str, ...]) -> dict:
+EXTRA_INPUTS = 7
+
+
+def extra_feeds(path: Path, feeds: dict, count: int = EXTRA_INPUTS) -> list[dict]:
+    """More inputs like the stored ones (the stored GPT-2 feed is one token: one figure is
+    noisy): token ids drawn over the largest embedding table, float inputs (past keys and
+    values) drawn with the stored ones' spread, masks kept."""
+    model = onnx.load(str(path), load_external_data=False)
+    sizes = {i.name: i.dims[0] for i in model.graph.initializer if len(i.dims) == 2}
+    vocab = max(
+        (sizes.get(n.input[0], 0) for n in model.graph.node if n.op_type == "Gather"), default=0
+    )
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(count):
+        f = {}
+        for name, v in feeds.items():
+            if name.endswith("input_ids") and v.dtype.kind in "iu" and vocab:
+                f[name] = rng.integers(0, vocab, v.shape).astype(v.dtype)
+            elif v.dtype.kind == "f":
+                f[name] = (rng.standard_normal(v.shape) * v.std()).astype(v.dtype)
+            else:
+                f[name] = v
+        out.append(f)
+    return out
+
+
+def mean_worst(run, inputs: list[dict], references: list[dict]) -> float:
+    return round(
+        float(np.mean([worst(run(f), r) for f, r in zip(inputs, references, strict=True)])), 2
+    )
+
+
+def ort_4bit(path: Path, feeds: dict, expected: dict, ops: tuple[str, ...], more=()) -> dict:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     logging.disable(logging.WARNING)  # (its per-node INFO lines)
@@ -83,18 +119,21 @@ def ort_4bit(path: Path, feeds: dict, expected: dict, ops: tuple[str, ...]) -> d
         qpath = Path(tmp) / "q.onnx"
         qpath.write_bytes(blob)
         got = run_onnxruntime(qpath, feeds)
+        inputs, refs = more or ([], [])
+        mean = mean_worst(lambda f: run_onnxruntime(qpath, f), [feeds, *inputs], [expected, *refs])
     kinds = {}
     for n in model.graph.node:
         if n.op_type in ("MatMulNBits", "GatherBlockQuantized"):
             kinds[n.op_type] = kinds.get(n.op_type, 0) + 1
     return {
         "sqnr_db": worst(got, expected),
+        "sqnr_db_mean_8_inputs": mean,
         "size_ratio": round(len(blob) / path.stat().st_size, 3),
         "quantized_nodes": kinds,
     }
 
 
-def ours(path: Path, feeds: dict, expected: dict, overrides=()) -> dict:
+def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=()) -> dict:
     pins = {k: tuple(v.shape) for k, v in feeds.items()}
     with tempfile.TemporaryDirectory() as tmp:
         res = convert(
@@ -116,9 +155,12 @@ def ours(path: Path, feeds: dict, expected: dict, overrides=()) -> dict:
                 runs[label] = worst(run_litert(blob, feeds, io, use_xnnpack=xnnpack), expected)
             except Exception as exc:  # noqa: BLE001  (a file the interpreter refuses: recorded)
                 runs[label] = f"error: {type(exc).__name__}: {exc}"[:300]
+        inputs, refs = more or ([], [])
+        mean = mean_worst(lambda f: run_litert(blob, f, io), [feeds, *inputs], [expected, *refs])
     return {
         "sqnr_db": runs["xnnpack"],
         "sqnr_db_builtin_kernels": runs["builtin_kernels"],
+        "sqnr_db_mean_8_inputs": mean,
         "runs_in_stock_litert": all(isinstance(v, float) for v in runs.values()),
         "size_ratio": round(len(blob) / f32, 3),
         "bytes": len(blob),
@@ -136,12 +178,17 @@ def measure(name: str, anchors: bool = True) -> dict | None:
     feeds = dict(np.load(folder / "feeds.npz"))
     expected = run_onnxruntime(path, feeds)
     row = {"name": name}
-    row["ours"] = ours(path, feeds, expected)
     if not anchors:
+        row["ours"] = ours(path, feeds, expected)
         return row
-    row["ours_gather_int8"] = ours(path, feeds, expected, ["Gather=int8"])
-    row["ort_matmul"] = ort_4bit(path, feeds, expected, ("MatMul",))
-    row["ort_matmul_gather"] = ort_4bit(path, feeds, expected, ("MatMul", "Gather"))
+    inputs = extra_feeds(path, feeds)
+    more = (inputs, [run_onnxruntime(path, f) for f in inputs])
+    row["ours"] = ours(path, feeds, expected, more=more)
+    row["ours_gather_int8"] = ours(path, feeds, expected, ["Gather=int8"], more=more)
+    with mock.patch.object(int4, "OFFSET_GAIN_DB", float("inf")):  # plain blocks only
+        row["ours_without_offsets"] = ours(path, feeds, expected, more=more)
+    row["ort_matmul"] = ort_4bit(path, feeds, expected, ("MatMul",), more=more)
+    row["ort_matmul_gather"] = ort_4bit(path, feeds, expected, ("MatMul", "Gather"), more=more)
     o, anchor = row["ours"], row["ort_matmul"]["sqnr_db"]
     row["done"] = {
         "size_ok": o["size_ratio"] <= SIZE_TARGET,
@@ -151,6 +198,9 @@ def measure(name: str, anchors: bool = True) -> dict | None:
             o["sqnr_db"] - row["ort_matmul_gather"]["sqnr_db"], 2
         ),
         "runs_ok": o["runs_in_stock_litert"],
+        "mean_8_inputs_vs_ort_matmul_db": round(
+            o["sqnr_db_mean_8_inputs"] - row["ort_matmul"]["sqnr_db_mean_8_inputs"], 2
+        ),
     }
     return row
 
@@ -160,21 +210,32 @@ def markdown(rows: list[dict]) -> str:
         "# int4 weights vs onnxruntime's 4-bit MatMul quantizer",
         "",
         "Written by `benchmarks/bench_int4.py`. SQNR (dB, worst float output) against the",
-        "float ONNX model in onnxruntime on the corpus's stored feeds; sizes relative to each",
+        "float ONNX model in onnxruntime on the corpus's stored feeds, then (after the `|`) the",
+        f"mean over those and {EXTRA_INPUTS} more inputs like them; sizes relative to each",
         "tool's float file. `ort MatMul`: MatMulNBitsQuantizer, 4 bits, block 32, asymmetric,",
         "MatMul only (its default); `ort +Gather`: also the embedding tables.",
         "",
-        "| model | ours: size | ours: SQNR (XNNPACK / built-in) | ours, Gather=int8: size / SQNR "
-        "| ort MatMul: size / SQNR | ort +Gather: size / SQNR | ours - ort MatMul |",
+        "| model | ours: size | ours: SQNR XNNPACK / built-in \\| mean | ours, Gather=int8: "
+        "size / SQNR \\| mean | ort MatMul: size / SQNR \\| mean | ort +Gather: size / SQNR "
+        "\\| mean | ours - ort MatMul |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         o, g, a, b = r["ours"], r["ours_gather_int8"], r["ort_matmul"], r["ort_matmul_gather"]
         lines.append(
             f"| {r['name']} | {o['size_ratio']:.3f} | {o['sqnr_db']} / "
-            f"{o['sqnr_db_builtin_kernels']} | {g['size_ratio']:.3f} / {g['sqnr_db']} | "
-            f"{a['size_ratio']:.3f} / {a['sqnr_db']} | {b['size_ratio']:.3f} / {b['sqnr_db']} | "
-            f"{r['done']['sqnr_vs_ort_matmul_db']:+.2f} |"
+            f"{o['sqnr_db_builtin_kernels']} \\| {o['sqnr_db_mean_8_inputs']} | "
+            f"{g['size_ratio']:.3f} / {g['sqnr_db']} \\| {g['sqnr_db_mean_8_inputs']} | "
+            f"{a['size_ratio']:.3f} / {a['sqnr_db']} \\| {a['sqnr_db_mean_8_inputs']} | "
+            f"{b['size_ratio']:.3f} / {b['sqnr_db']} \\| {b['sqnr_db_mean_8_inputs']} | "
+            f"{r['done']['sqnr_vs_ort_matmul_db']:+.2f} \\| "
+            f"{r['done']['mean_8_inputs_vs_ort_matmul_db']:+.2f} |"
+        )
+    lines += ["", "Ours with plain blocks only (no per-block offsets): size / SQNR \\| mean:", ""]
+    for r in rows:
+        n = r["ours_without_offsets"]
+        lines.append(
+            f"- {r['name']}: {n['size_ratio']:.3f} / {n['sqnr_db']} \\| {n['sqnr_db_mean_8_inputs']}"
         )
     return "\n".join(lines) + "\n"
 

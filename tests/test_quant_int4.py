@@ -26,7 +26,8 @@ KERNELS = [pytest.param(True, id="xnnpack"), pytest.param(False, id="builtin")]
 
 # -- decoding what the file stores -------------------------------------------------------------
 def _weights(blob: bytes) -> dict[str, dict]:
-    """name -> {"type", "values" (dequantized float64), "block"} of every quantized constant."""
+    """name -> {"type", "codes", "values" (dequantized float64, per-block offsets added),
+    "block"} of every quantized constant."""
     from ai_edge_litert import schema_py_generated as S
 
     model = S.ModelT.InitFromObj(S.Model.GetRootAs(blob, 0))
@@ -64,6 +65,18 @@ def _weights(blob: bytes) -> dict[str, dict]:
                 bshape[q.quantizedDimension] = -1
             entry["values"] = codes * scale.reshape(bshape)
         out[t.name.decode()] = entry
+    floats = {
+        t.name.decode(): np.asarray(model.buffers[t.buffer].data, np.uint8).view(np.float32)
+        for t in sg.tensors
+        if t.type == S.TensorType.FLOAT32 and t.buffer and model.buffers[t.buffer].data is not None
+    }
+    for name, entry in out.items():  # per-block offsets: a float [rows, blocks] tensor beside
+        offsets = floats.get(name.removesuffix("/int4") + "/int4_offsets")
+        if offsets is not None:
+            rows = entry["values"].shape[0]
+            per_block = offsets.astype(np.float64).reshape(rows, -1)
+            entry["main"] = entry["values"]
+            entry["values"] = entry["values"] + np.repeat(per_block, entry["block"], axis=1)
     return out
 
 
@@ -133,13 +146,14 @@ def test_fully_connected(k, n, form, xnnpack):
     model, inits = _matmul_model(k, n)
     res, blob = _int4_file(model)
     (entry,) = res.report["quantization"]
-    assert entry["weights"] == {form: 1}
+    (written,) = entry["weights"]  # blockwise weights may come with per-block offsets
+    assert written.split("+")[0] == form and entry["weights"][written] == 1
     (w,) = [v for v in _weights(blob).values() if v["values"].shape == (n, k)]
     assert w["block"] == (32 if form == "int4-block" else 0)
     x = RNG.standard_normal((1, 5, k)).astype(F)
     got = run_litert(blob, {"x": x}, res.report["io"], use_xnnpack=xnnpack)["y"]
     ref = x.reshape(5, k) @ w["values"].T + inits["b"]
-    bound = _hybrid_bound(x, w["values"])
+    bound = _hybrid_bound(x, w.get("main", w["values"]))  # (offsets: a float FC, exact)
     assert np.all(np.abs(got.reshape(5, n) - ref) <= bound), np.max(
         np.abs(got.reshape(5, n) - ref) / bound
     )
@@ -165,7 +179,7 @@ def test_batch_matmul_with_a_constant_operand_runs_as_fully_connected(xnnpack):
     x = RNG.standard_normal((2, 3, 4, k)).astype(F)
     got = run_litert(blob, {"x": x}, res.report["io"], use_xnnpack=xnnpack)["y"]
     ref = x.reshape(-1, k) @ q["values"].T
-    assert np.all(np.abs(got.reshape(-1, n) - ref) <= _hybrid_bound(x, q["values"]))
+    assert np.all(np.abs(got.reshape(-1, n) - ref) <= _hybrid_bound(x, q.get("main", q["values"])))
 
 
 @pytest.mark.parametrize("xnnpack", KERNELS)
@@ -266,7 +280,8 @@ def test_encoder_block_against_onnxruntime(xnnpack):
     model, inits = _encoder()
     res, blob = _int4_file(model)
     (entry,) = res.report["quantization"]
-    assert entry["kind"] == "int4_weight_quant" and entry["weights"] == {"int4-block": 3}
+    assert entry["kind"] == "int4_weight_quant" and sum(entry["weights"].values()) == 3
+    assert all(k.startswith("int4-block") for k in entry["weights"])
     assert entry["ops"] == {"int4-weights": 3}  # (the 512-element weight is not counted: float)
     assert len(blob) < 0.3 * len(res.tflite_bytes)
     ids = RNG.integers(0, 200, (1, 12)).astype(np.int64)
@@ -316,3 +331,43 @@ def test_blockwise_scales_are_written_next_to_their_weight():
         outputs=[y],
     )
     assert q.quantization.block_scales in sub.tensors()
+
+
+@pytest.mark.parametrize("xnnpack", KERNELS)
+def test_skewed_blocks_get_offsets_and_the_activation_follows_them(xnnpack):
+    """A skewed weight (all positive): per-block offsets, added by a float FULLY_CONNECTED on
+    the input's block sums (shared by the two layers reading the input); the fused RELU
+    comes after the offsets are added."""
+    k, n = 96, 40
+    w1 = np.abs(RNG.standard_normal((k, n))).astype(F) * 0.05
+    w2 = (np.abs(RNG.standard_normal((k, n))) * 0.05 - 0.02).astype(F)
+    model = make_model(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["m"]),
+            helper.make_node("Relu", ["m"], ["y"]),
+            helper.make_node("MatMul", ["x", "w2"], ["z"]),
+        ],
+        [("x", F, (1, 6, k))],
+        [("y", F, (1, 6, n)), ("z", F, (1, 6, n))],
+        {"w1": w1, "w2": w2},
+    )
+    res, blob = _int4_file(model)
+    (entry,) = res.report["quantization"]
+    assert entry["weights"] == {"int4-block+offsets": 2}
+    from harness import op_histogram
+
+    hist = op_histogram(blob)
+    assert hist["SUM"] == 1 and hist["FULLY_CONNECTED"] == 4 and hist["ADD"] == 2
+    stored = [v for v in _weights(blob).values() if v["values"].shape == (n, k)]
+    x = RNG.standard_normal((1, 6, k)).astype(F)
+    got = run_litert(blob, {"x": x}, res.report["io"], use_xnnpack=xnnpack)
+    plain = {}
+    for name, w in (("y", w1), ("z", w2)):
+        (q,) = [v for v in stored if np.corrcoef(v["values"].ravel(), w.T.ravel())[0, 1] > 0.95]
+        ref = x.reshape(6, k) @ q["values"].T
+        ref = np.maximum(ref, 0) if name == "y" else ref
+        # (a ReLU can only shrink the difference)
+        assert np.all(np.abs(got[name].reshape(6, n) - ref) <= _hybrid_bound(x, q["main"]))
+        codes, scales = int4.blockwise_int4(w.T.copy(), 32)
+        plain[name] = (codes.reshape(n, -1, 32) * scales.astype(F)[..., None]).reshape(n, k)
+        assert _sqnr(q["values"], w.T) > _sqnr(plain[name], w.T) + 1.0  # what the offsets buy

@@ -13,7 +13,9 @@ XNNPACK (``tests/test_quant_int4.py``; ``docs/quantization_int4.md`` has the tab
   instead. Blockwise codes use all of [-8, 7]; per-channel codes stay in [-7, 7] because the
   CPU's 4-bit per-channel path reads -8 as +8. The blockwise path also ignores a fused
   activation, so a blockwise FULLY_CONNECTED gets its activation as an operator of its own.
-  Scales must be positive (XNNPACK refuses the model otherwise) and zero points are not read. XNNPACK (the interpreter's default delegate)
+  Scales must be positive (XNNPACK refuses the model otherwise) and zero points are not read,
+  so a skewed block would waste levels: where it pays, each block also gets a float offset,
+  added by a small float FULLY_CONNECTED on the input's block sums (:func:`_with_offsets`). XNNPACK (the interpreter's default delegate)
   runs both forms, and blockwise only with blocks that are multiples of 32.
 - BATCH_MATMUL: no int4 kernel (it refuses int4). A constant 2-D right-hand side becomes a
   FULLY_CONNECTED (``keep_num_dims``) on the transposed weight, then as above.
@@ -58,6 +60,8 @@ FC4_MIN_DEPTH = 32
 # value then maps to exactly ``top``).
 _CANDIDATES = 12
 _CHUNK = 1 << 20  # elements quantized at a time (bounds the search's temporaries)
+# A blockwise weight gets per-block offsets when they gain this much weight SQNR (dB).
+OFFSET_GAIN_DB = 0.25
 
 INT4_WEIGHTS, INT8_WEIGHTS, FLOAT = "int4-weights", "int8-weights", "float"
 # Fused activations a blockwise FULLY_CONNECTED gets as operators of their own.
@@ -71,6 +75,7 @@ class Int4Outcome:
     ops: list[dict] = field(default_factory=list)  # {"node", "op", "precision", "reason"?}
     rounded: list = field(default_factory=list)  # (op, float weight in op layout, values)
     tensors: dict = field(default_factory=dict)  # format -> count of weight tensors written
+    last_format: str = ""  # (the format the last rewritten operator got)
 
     @property
     def converted(self) -> int:
@@ -125,6 +130,48 @@ def blockwise_int4(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     return codes.reshape(rows, cols), scales.reshape(rows, cols // block)
 
 
+def blockwise_int4_offsets(w: np.ndarray, block: int):
+    """2-D ``w`` [rows, cols] as ``codes * scale + offset`` per block: int4 codes in [-8, 7],
+    float16 scales and float32 offsets, both [rows, cols/block]; None when the offsets gain
+    under ``OFFSET_GAIN_DB`` of weight SQNR over :func:`blockwise_int4` (symmetric blocks).
+
+    Per block, the best of the symmetric codes (offset 0) and 12 spreads of the block's
+    [min, max] over the 16 codes, each with the least-squares offset for its codes. The
+    kernels read no zero point; the offsets are added by a small float FULLY_CONNECTED on the
+    input's block sums (see :func:`_with_offsets`)."""
+    rows = w.reshape(-1, block).astype(np.float32)
+    sym_codes, sym_scales = blockwise_int4(w, block)
+    codes = sym_codes.reshape(rows.shape).copy()
+    scales = sym_scales.reshape(-1).copy()
+    offsets = np.zeros(rows.shape[0], np.float32)
+    sym_err = np.square(rows - codes * scales.astype(np.float32)[:, None]).sum(axis=1)
+    err_all = sym_err.copy()
+    step = max(1, _CHUNK // block)
+    for a in range(0, rows.shape[0], step):
+        r = rows[a : a + step]
+        lo, hi = r.min(axis=1, keepdims=True), r.max(axis=1, keepdims=True)
+        best = err_all[a : a + step]
+        for f in np.linspace(0.8, 1.1, _CANDIDATES):
+            sc = ((hi - lo) / 15.0 * f).astype(np.float16).astype(np.float32)
+            sc = np.where(sc > 0, sc, np.float32(1.0))
+            m = (hi + lo) / 2 + sc / 2  # codes -8..7 centred on the range
+            q = np.clip(np.rint((r - m) / sc), -8, 7)
+            m = (r - sc * q).mean(axis=1, keepdims=True)
+            q = np.clip(np.rint((r - m) / sc), -8, 7)
+            err = np.square(r - (sc * q + m)).sum(axis=1)
+            better = err < best
+            best = np.where(better, err, best)
+            codes[a : a + step][better] = q[better]
+            scales[a : a + step][better] = sc[better, 0]
+            offsets[a : a + step][better] = m[better, 0]
+        err_all[a : a + step] = best
+    gain = 10 * np.log10(max(float(sym_err.sum()), 1e-30) / max(float(err_all.sum()), 1e-30))
+    if gain < OFFSET_GAIN_DB:
+        return None
+    shape = (w.shape[0], w.shape[1] // block)
+    return codes.reshape(w.shape), scales.reshape(shape), offsets.reshape(shape)
+
+
 def per_channel_int4(w: np.ndarray, axis: int, bottom: int = -7) -> tuple[np.ndarray, np.ndarray]:
     """``w`` as int4 codes in [``bottom``, 7] with one float32 scale per slice along ``axis``
     (-7 for FULLY_CONNECTED, whose CPU 4-bit path reads -8 as +8; -8 for the others)."""
@@ -146,8 +193,8 @@ def dequantize(t: tfl.Tensor) -> np.ndarray:
     return codes * np.asarray(q.scale, np.float32).reshape(shape)
 
 
-def _blockwise_tensor(w: np.ndarray, name: str, block: int) -> tfl.Tensor:
-    codes, scales = blockwise_int4(w, block)
+def _blockwise_tensor(w: np.ndarray, name: str, block: int, quantized=None) -> tfl.Tensor:
+    codes, scales = quantized if quantized is not None else blockwise_int4(w, block)
     scale_t = tfl.Tensor(f"{name}/int4_scales", np.float16, scales.shape, data=scales)
     quant = tfl.Quantization(
         scale=np.zeros(0, np.float32),
@@ -176,9 +223,10 @@ class _Form:
     transpose: bool = False
     reason: str = ""  # why not int4 blockwise (a kernel constraint), for the report
     note: str = ""  # how it is run, when not the op itself (for the report)
+    offsets: bool = False  # blockwise with per-block offsets (FULLY_CONNECTED, static shapes)
 
 
-def _fc_form(rows: int, cols: int, block: int, transpose=False, note="") -> _Form:
+def _fc_form(rows: int, cols: int, block: int, transpose=False, note="", x=None) -> _Form:
     if (
         block
         and cols % block == 0
@@ -186,7 +234,8 @@ def _fc_form(rows: int, cols: int, block: int, transpose=False, note="") -> _For
         and rows >= FC4_MIN_ROWS
         and cols >= FC4_MIN_DEPTH
     ):
-        return _Form("int4-block", block, transpose, note=note)
+        static = x is not None and x.rank >= 2 and _static(x)
+        return _Form("int4-block", block, transpose, note=note, offsets=static)
     why = (
         f"int4 per-channel: blockwise needs >= {FC4_MIN_ROWS} rows, >= {FC4_MIN_DEPTH} input "
         f"channels and blocks of {block} dividing them (CPU 4-bit kernel)"
@@ -205,7 +254,8 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
             if w.rank != 2:
                 return "weight is not 2-D"
             act = op.options.get("fused_activation_function", "NONE")
-            return _fc_form(w.shape[0], w.shape[1], block if act in UNFUSED or act == "NONE" else 0)
+            fits = act in UNFUSED or act == "NONE"
+            return _fc_form(w.shape[0], w.shape[1], block if fits else 0, x=x)
         if op.opcode == "CONV_2D":
             return _Form(
                 "int4-channel", -7, reason="int4 per-channel: CONV_2D has no blockwise kernel"
@@ -222,7 +272,7 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
         if tuple(op.outputs[0].shape) != tuple(x.shape[:-1]) + (n,) or x.shape[-1] != k:
             return "output shape is not the left-hand side's with the last dimension replaced"
         note = "FULLY_CONNECTED on the transposed weight (BATCH_MATMUL has no int4 kernel)"
-        return _fc_form(n, k, block, transpose=not op.options.get("adj_y"), note=note)
+        return _fc_form(n, k, block, transpose=not op.options.get("adj_y"), note=note, x=x)
     if op.opcode == "GATHER" and index == 0:
         if op.options.get("axis", 0) != 0 or op.options.get("batch_dims", 0) != 0:
             return "GATHER not along axis 0 of the table"
@@ -289,7 +339,7 @@ def quantize_weights_int4(
                     form = _Form("int8", axis, note=form.note)
                 new_ops.extend(_rewrite(op, index, w, form, made, out))
                 row["precision"] = INT8_WEIGHTS if form.kind == "int8" else INT4_WEIGHTS
-                row["format"] = form.kind + (f" ({form.note})" if form.note else "")
+                row["format"] = out.last_format + (f" ({form.note})" if form.note else "")
                 if form.reason:
                     row["reason"] = form.reason
                 out.ops.append(row)
@@ -318,11 +368,14 @@ def _shared_blocker(w: tfl.Tensor, readers, block: int) -> str:
 
 def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tfl.Operator]:
     """The operators replacing ``op`` with its weight in ``form`` (one per format)."""
-    key = (id(w), form.kind, form.arg, form.transpose)  # (readers of one format share it)
+    key = (id(w), form.kind, form.arg, form.transpose, form.offsets)  # (readers share it)
     data = w.data.T if form.transpose else w.data
     data = data.reshape(data.shape[-2:]) if op.opcode == "BATCH_MATMUL" else data
     if key not in made:
-        if form.kind == "int4-block":
+        offsets = None
+        if form.kind == "int4-block" and form.offsets:
+            q, offsets = _offset_blockwise_tensors(np.ascontiguousarray(data), w.name, form.arg)
+        elif form.kind == "int4-block":
             q = _blockwise_tensor(np.ascontiguousarray(data), w.name, form.arg)
         elif form.kind == "int4-channel":
             q = _per_channel_tensor(data, w.name, 0, bottom=form.arg)
@@ -334,9 +387,14 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
         else:
             float_w = tfl.Tensor(w.name, np.float32, data.shape, data=data)
             q = hybrid_weight(float_w, op.opcode, per_channel=True)
-        made[key] = q
-        out.tensors[form.kind] = out.tensors.get(form.kind, 0) + 1
-    q = made[key]
+        made[key] = (q, offsets)
+        kind = form.kind + ("+offsets" if offsets is not None else "")
+        out.tensors[kind] = out.tensors.get(kind, 0) + 1
+    q, offsets = made[key]
+    out.last_format = form.kind + ("+offsets" if offsets is not None else "")
+    values = dequantize(q)
+    if offsets is not None:
+        values = values + np.repeat(offsets.data, form.arg, axis=1)
     if op.opcode == "GATHER":
         return _embedding_lookup(op, q)
     if op.opcode == "BATCH_MATMUL":
@@ -348,15 +406,82 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
             {"keep_num_dims": True, "asymmetric_quantize_inputs": True},
             onnx_node=op.onnx_node,
         )
-        out.rounded.append((fc, float_w, dequantize(q)))
-        return [fc]
-    out.rounded.append((op, tfl.Tensor(w.name, np.float32, w.shape, data=w.data), dequantize(q)))
+        out.rounded.append((fc, float_w, values))
+        return _with_offsets(fc, offsets, form.arg, made) if offsets is not None else [fc]
+    out.rounded.append((op, tfl.Tensor(w.name, np.float32, w.shape, data=w.data), values))
     op.inputs[index] = q
     if op.opcode == "FULLY_CONNECTED":
         op.options["asymmetric_quantize_inputs"] = True
+        if offsets is not None:
+            return _with_offsets(op, offsets, form.arg, made)
         if form.kind == "int4-block":
             return _unfused(op)
     return [op]
+
+
+def _offset_blockwise_tensors(w: np.ndarray, name: str, block: int):
+    """(int4 blockwise weight, its offsets or None when they gain too little)."""
+    quantized = blockwise_int4_offsets(w, block)
+    if quantized is None:
+        return _blockwise_tensor(w, name, block), None
+    codes, scales, offsets = quantized
+    q = _blockwise_tensor(w, name, block, (codes, scales))
+    return q, tfl.Tensor(f"{name}/int4_offsets", np.float32, offsets.shape, data=offsets)
+
+
+def _with_offsets(fc: tfl.Operator, offsets: tfl.Tensor, block: int, made: dict):
+    """``fc`` (blockwise int4) plus its per-block offsets: ``y = fc(x) + FC(block sums of x,
+    offsets)``, the block sums (RESHAPE, SUM) made once per input. The fused activation moves
+    after the ADD (the blockwise kernel ignores it)."""
+    x, y = fc.inputs[0], fc.outputs[0]
+    node = fc.onnx_node
+    ops = []
+    sums = made.get(("sums", id(x), block))
+    if sums is None:
+        blocks = tuple(x.shape[:-1]) + (x.shape[-1] // block, block)
+        split = tfl.Tensor(f"{x.name}/blocks{block}", np.float32, blocks)
+        shape = tfl.Tensor(
+            f"{split.name}/shape", np.int32, (len(blocks),), data=np.array(blocks, np.int32)
+        )
+        axis = tfl.Tensor(
+            f"{split.name}/axis", np.int32, (1,), data=np.array([len(blocks) - 1], np.int32)
+        )
+        sums = tfl.Tensor(f"{x.name}/block_sums{block}", np.float32, blocks[:-1])
+        ops.append(
+            tfl.Operator(
+                "RESHAPE", [x, shape], [split], {"new_shape": list(blocks)}, onnx_node=node
+            )
+        )
+        ops.append(tfl.Operator("SUM", [split, axis], [sums], {"keep_dims": False}, onnx_node=node))
+        made[("sums", id(x), block)] = sums
+    act = fc.options.get("fused_activation_function", "NONE") or "NONE"
+    fc.options["fused_activation_function"] = "NONE"
+    main = tfl.Tensor(f"{y.name}/int4", np.float32, y.shape)
+    shifted = tfl.Tensor(f"{y.name}/offsets", np.float32, y.shape)
+    fc.outputs[0] = main
+    keep = {"keep_num_dims": bool(fc.options.get("keep_num_dims", False))}
+    ops.append(fc)
+    ops.append(
+        tfl.Operator("FULLY_CONNECTED", [sums, offsets, None], [shifted], keep, onnx_node=node)
+    )
+    fused = act if act in ("RELU", "RELU6", "RELU_N1_TO_1") else "NONE"
+    added = (
+        y
+        if fused == act or act == "NONE"
+        else tfl.Tensor(f"{y.name}/pre_{act.lower()}", np.float32, y.shape)
+    )
+    ops.append(
+        tfl.Operator(
+            "ADD", [main, shifted], [added], {"fused_activation_function": fused}, onnx_node=node
+        )
+    )
+    if added is not y:
+        ops.append(tfl.Operator(UNFUSED[act], [added], [y], onnx_node=node))
+    return ops
+
+
+def _static(t: tfl.Tensor) -> bool:
+    return t.shape_signature is None or all(d >= 0 for d in t.shape_signature)
 
 
 def _unfused(op: tfl.Operator) -> list[tfl.Operator]:
