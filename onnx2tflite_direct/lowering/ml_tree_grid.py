@@ -40,11 +40,6 @@ _FORM = {
     "BRANCH_GTE": (True, False),
     "BRANCH_LT": (True, True),
 }
-# Relative costs (bench_trees.py): a grid slot (broadcast LESS_EQUAL + SELECT_V2) and a row
-# (its share of the feature GATHER and of the broadcast), in the same unit.
-SLOT_COST = 1.0
-ROW_COST = 6.0
-TAIL_COST = 0.1
 MIN_WIDTH = 8
 # A SPLIT_V (and its share of the final CONCATENATION) costs about as much as this many
 # GATHERed tree-levels of the walk.
@@ -96,8 +91,8 @@ def _view(node: Split) -> tuple[bool, bool, bool]:
 
 
 def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
-    """Row width M minimising SLOT_COST * slots + ROW_COST * rows + TAIL_COST * tail slots
-    (leaves fill free slots, then extra rows or the tail)."""
+    """Row width M minimising the estimated time of the grid: SLOT_NS a slot, GATHER_NS a row
+    (its feature view), TAIL_NS a leaf after the grid (leaves fill the free slots first)."""
     if not counts:
         return max(MIN_WIDTH, min(leaves, 64))
     c = np.asarray(counts)
@@ -110,7 +105,7 @@ def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
             rows += -(-over // m)
         else:
             tail = over
-        cost = SLOT_COST * rows * m + ROW_COST * rows + TAIL_COST * tail
+        cost = SLOT_NS * rows * m + GATHER_NS * rows + TAIL_NS * tail
         if best is None or cost < best:
             best, best_m = cost, m
     return best_m
