@@ -371,3 +371,25 @@ def test_skewed_blocks_get_offsets_and_the_activation_follows_them(xnnpack):
         codes, scales = int4.blockwise_int4(w.T.copy(), 32)
         plain[name] = (codes.reshape(n, -1, 32) * scales.astype(F)[..., None]).reshape(n, k)
         assert _sqnr(q["values"], w.T) > _sqnr(plain[name], w.T) + 1.0  # what the offsets buy
+
+
+def test_dynamic_sequence_length():
+    """Indices and activations of a dynamic length: the EMBEDDING_LOOKUP output and the block
+    sums are reshaped with shapes computed at run time."""
+    model, inits = _encoder()
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[1].dim_param = "n"
+    res, blob = _int4_file(model)
+    (entry,) = res.report["quantization"]
+    assert entry["ops"] == {"int4-weights": 3}
+    assert "int4-block+offsets" in entry["weights"]
+    shapes = {"emb": (200, 64), "w1": (128, 64), "w2": (64, 128)}
+    stored = {k: _stored(blob, s) for k, s in shapes.items()}
+    fake = {"emb": stored["emb"], "w1": stored["w1"].T, "w2": stored["w2"].T}
+    for length in (5, 12):
+        ids = RNG.integers(0, 200, (1, length)).astype(np.int64)
+        got = run_litert(blob, {"ids": ids}, res.report["io"])
+        same_weights = run_onnxruntime(_with_weights(model, fake), {"ids": ids})
+        for name in ("y", "z"):
+            assert got[name].shape == same_weights[name].shape
+            assert _sqnr(got[name], same_weights[name]) > 35.0

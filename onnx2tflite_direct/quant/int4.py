@@ -234,8 +234,8 @@ def _fc_form(rows: int, cols: int, block: int, transpose=False, note="", x=None)
         and rows >= FC4_MIN_ROWS
         and cols >= FC4_MIN_DEPTH
     ):
-        static = x is not None and x.rank >= 2 and _static(x)
-        return _Form("int4-block", block, transpose, note=note, offsets=static)
+        offsets = x is not None and x.rank >= 2
+        return _Form("int4-block", block, transpose, note=note, offsets=offsets)
     why = (
         f"int4 per-channel: blockwise needs >= {FC4_MIN_ROWS} rows, >= {FC4_MIN_DEPTH} input "
         f"channels and blocks of {block} dividing them (CPU 4-bit kernel)"
@@ -278,8 +278,6 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
             return "GATHER not along axis 0 of the table"
         if w.rank != 2 or x.dtype not in (np.int32, np.int64):
             return "table not 2-D or indices not integer"
-        if x.shape_signature is not None and any(d < 0 for d in x.shape_signature):
-            return "indices with a dynamic shape"
         rows, cols = w.shape
         if block and cols % block == 0 and block % 2 == 0:
             return _Form("int4-block", block, note="EMBEDDING_LOOKUP")
@@ -438,26 +436,13 @@ def _with_offsets(fc: tfl.Operator, offsets: tfl.Tensor, block: int, made: dict)
     ops = []
     sums = made.get(("sums", id(x), block))
     if sums is None:
-        blocks = tuple(x.shape[:-1]) + (x.shape[-1] // block, block)
-        split = tfl.Tensor(f"{x.name}/blocks{block}", np.float32, blocks)
-        shape = tfl.Tensor(
-            f"{split.name}/shape", np.int32, (len(blocks),), data=np.array(blocks, np.int32)
-        )
-        axis = tfl.Tensor(
-            f"{split.name}/axis", np.int32, (1,), data=np.array([len(blocks) - 1], np.int32)
-        )
-        sums = tfl.Tensor(f"{x.name}/block_sums{block}", np.float32, blocks[:-1])
-        ops.append(
-            tfl.Operator(
-                "RESHAPE", [x, shape], [split], {"new_shape": list(blocks)}, onnx_node=node
-            )
-        )
-        ops.append(tfl.Operator("SUM", [split, axis], [sums], {"keep_dims": False}, onnx_node=node))
+        sums = _block_sums(x, block, node, ops)
         made[("sums", id(x), block)] = sums
     act = fc.options.get("fused_activation_function", "NONE") or "NONE"
     fc.options["fused_activation_function"] = "NONE"
-    main = tfl.Tensor(f"{y.name}/int4", np.float32, y.shape)
-    shifted = tfl.Tensor(f"{y.name}/offsets", np.float32, y.shape)
+    sig = y.shape_signature
+    main = tfl.Tensor(f"{y.name}/int4", np.float32, y.shape, shape_signature=sig)
+    shifted = tfl.Tensor(f"{y.name}/offsets", np.float32, y.shape, shape_signature=sig)
     fc.outputs[0] = main
     keep = {"keep_num_dims": bool(fc.options.get("keep_num_dims", False))}
     ops.append(fc)
@@ -468,7 +453,7 @@ def _with_offsets(fc: tfl.Operator, offsets: tfl.Tensor, block: int, made: dict)
     added = (
         y
         if fused == act or act == "NONE"
-        else tfl.Tensor(f"{y.name}/pre_{act.lower()}", np.float32, y.shape)
+        else tfl.Tensor(f"{y.name}/pre_{act.lower()}", np.float32, y.shape, shape_signature=sig)
     )
     ops.append(
         tfl.Operator(
@@ -478,6 +463,49 @@ def _with_offsets(fc: tfl.Operator, offsets: tfl.Tensor, block: int, made: dict)
     if added is not y:
         ops.append(tfl.Operator(UNFUSED[act], [added], [y], onnx_node=node))
     return ops
+
+
+def _block_sums(x: tfl.Tensor, block: int, node, ops: list) -> tfl.Tensor:
+    """The sums of ``x`` over each block of ``block`` channels of its last axis: RESHAPE to
+    [..., blocks, block] (the shape computed at run time, SHAPE + SLICE + CONCATENATION, when
+    ``x``'s is dynamic), then SUM over the last axis."""
+    lead, count = tuple(x.shape[:-1]), x.shape[-1] // block
+    blocks = lead + (count, block)
+    sig = None if _static(x) else tuple(x.shape_signature[:-1]) + (count, block)
+    split = tfl.Tensor(f"{x.name}/blocks{block}", np.float32, blocks, shape_signature=sig)
+    axis = tfl.Tensor(
+        f"{split.name}/axis", np.int32, (1,), data=np.array([len(lead) + 1], np.int32)
+    )
+    if sig is None:
+        shape = tfl.Tensor(
+            f"{split.name}/shape", np.int32, (len(blocks),), data=np.array(blocks, np.int32)
+        )
+        ops.append(
+            tfl.Operator(
+                "RESHAPE", [x, shape], [split], {"new_shape": list(blocks)}, onnx_node=node
+            )
+        )
+    else:
+        full = tfl.Tensor(f"{x.name}/shape", np.int32, (x.rank,))
+        head = tfl.Tensor(f"{x.name}/lead_shape", np.int32, (len(lead),))
+        begin = tfl.Tensor(f"{head.name}/begin", np.int32, (1,), data=np.array([0], np.int32))
+        size = tfl.Tensor(f"{head.name}/size", np.int32, (1,), data=np.array([len(lead)], np.int32))
+        tail = tfl.Tensor(
+            f"{split.name}/tail", np.int32, (2,), data=np.array([count, block], np.int32)
+        )
+        shape = tfl.Tensor(f"{split.name}/shape", np.int32, (len(blocks),))
+        ops.append(tfl.Operator("SHAPE", [x], [full], {"out_type": "INT32"}, onnx_node=node))
+        ops.append(tfl.Operator("SLICE", [full, begin, size], [head], onnx_node=node))
+        ops.append(
+            tfl.Operator("CONCATENATION", [head, tail], [shape], {"axis": 0}, onnx_node=node)
+        )
+        ops.append(tfl.Operator("RESHAPE", [x, shape], [split], onnx_node=node))
+    sums_sig = None if sig is None else sig[:-1]
+    sums = tfl.Tensor(
+        f"{x.name}/block_sums{block}", np.float32, blocks[:-1], shape_signature=sums_sig
+    )
+    ops.append(tfl.Operator("SUM", [split, axis], [sums], {"keep_dims": False}, onnx_node=node))
+    return sums
 
 
 def _static(t: tfl.Tensor) -> bool:
@@ -500,41 +528,55 @@ def _unfused(op: tfl.Operator) -> list[tfl.Operator]:
 
 def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor) -> list[tfl.Operator]:
     """GATHER(table, indices) on axis 0 as EMBEDDING_LOOKUP, whose hybrid kernel reads an int4
-    table: indices cast to int32 and flattened, the rows reshaped to GATHER's output."""
+    table: indices cast to int32 and flattened, the rows reshaped to GATHER's output (its
+    shape computed at run time, SHAPE + CONCATENATION, when the indices' shape is dynamic)."""
     ids, y = op.inputs[1], op.outputs[0]
+    node = op.onnx_node
+    dynamic = not _static(ids)
     ops = []
     count = int(np.prod(ids.shape))
     flat = ids
     if ids.dtype != np.int32:
-        flat = tfl.Tensor(f"{ids.name}/int32", np.int32, ids.shape)
-        ops.append(tfl.Operator("CAST", [ids], [flat], onnx_node=op.onnx_node))
-    if ids.rank != 1:
-        src = flat
-        flat = tfl.Tensor(f"{ids.name}/flat", np.int32, (count,))
-        shape = tfl.Tensor(
-            f"{ids.name}/flat_shape", np.int32, (1,), data=np.array([count], np.int32)
+        flat = tfl.Tensor(
+            f"{ids.name}/int32", np.int32, ids.shape, shape_signature=ids.shape_signature
         )
+        ops.append(tfl.Operator("CAST", [ids], [flat], onnx_node=node))
+    if ids.rank != 1:
+        src, n = flat, -1 if dynamic else count
+        flat = tfl.Tensor(
+            f"{ids.name}/flat", np.int32, (count,), shape_signature=(n,) if dynamic else None
+        )
+        shape = tfl.Tensor(f"{ids.name}/flat_shape", np.int32, (1,), data=np.array([n], np.int32))
         ops.append(
-            tfl.Operator(
-                "RESHAPE", [src, shape], [flat], {"new_shape": [count]}, onnx_node=op.onnx_node
-            )
+            tfl.Operator("RESHAPE", [src, shape], [flat], {"new_shape": [n]}, onnx_node=node)
         )
     rows_shape = (count, table.shape[1])
-    rows = (
-        y if tuple(y.shape) == rows_shape else tfl.Tensor(f"{y.name}/rows", np.float32, rows_shape)
-    )
-    ops.append(tfl.Operator("EMBEDDING_LOOKUP", [flat, table], [rows], onnx_node=op.onnx_node))
-    if rows is not y:
+    if tuple(y.shape) == rows_shape and (y.rank == 1 or not dynamic or ids.rank == 1):
+        rows = y
+    else:
+        sig = (-1, table.shape[1]) if dynamic else None
+        rows = tfl.Tensor(f"{y.name}/rows", np.float32, rows_shape, shape_signature=sig)
+    ops.append(tfl.Operator("EMBEDDING_LOOKUP", [flat, table], [rows], onnx_node=node))
+    if rows is y:
+        return ops
+    if not dynamic:
         out_shape = tfl.Tensor(
             f"{y.name}/shape", np.int32, (y.rank,), data=np.array(y.shape, np.int32)
         )
         ops.append(
             tfl.Operator(
-                "RESHAPE",
-                [rows, out_shape],
-                [y],
-                {"new_shape": list(y.shape)},
-                onnx_node=op.onnx_node,
+                "RESHAPE", [rows, out_shape], [y], {"new_shape": list(y.shape)}, onnx_node=node
             )
         )
+        return ops
+    ids_shape = tfl.Tensor(f"{ids.name}/shape", np.int32, (ids.rank,))
+    width = tfl.Tensor(
+        f"{y.name}/row_width", np.int32, (1,), data=np.array([table.shape[1]], np.int32)
+    )
+    out_shape = tfl.Tensor(f"{y.name}/shape", np.int32, (ids.rank + 1,))
+    ops.append(tfl.Operator("SHAPE", [ids], [ids_shape], {"out_type": "INT32"}, onnx_node=node))
+    ops.append(
+        tfl.Operator("CONCATENATION", [ids_shape, width], [out_shape], {"axis": 0}, onnx_node=node)
+    )
+    ops.append(tfl.Operator("RESHAPE", [rows, out_shape], [y], onnx_node=node))
     return ops
