@@ -745,3 +745,33 @@ def test_pairs_after_moves_cost_nothing_and_stay_exact(tmp_path):
     step = float(_init(qmodel, q_m.input[1]))
     assert np.abs(got["m"] - expected["m"]).max() <= step * (1 + 1e-5)
     assert len(np.unique(expected["y2"])) > 20
+
+
+def test_quantized_constant_is_computed_at_conversion_time():
+    """Constant -> Q -> DQ (quantize_static quantizes Constant-node scalars as activations:
+    MiniLM's attention scale, Erf's constants) is a constant in the file, computed with the
+    run-time form's float32 steps: bit-exact with onnxruntime, no run-time rounding for it.
+    A value that saturates (2.0 on a lattice up to 1.0) is checked too."""
+    c = helper.make_tensor("c", TensorProto.FLOAT, [3], [0.70710677, -0.3, 2.0])
+    nodes = [
+        helper.make_node("Constant", [], ["cv"], value=c),
+        *_pair("c", "cv", "c_dq"),
+        *_pair("x", "x", "x_dq"),
+        helper.make_node("Mul", ["x_dq", "c_dq"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "const_q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [*_params("c", np.float32(1.0 / 127), 0, np.int8), *_params("x", 0.0173, 131, np.uint8)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(4).uniform(-2, 2, (2, 3)).astype(np.float32)
+    expected = run_ort(model, {"x": x}, BASIC)["y"]
+    res = harness_convert(model, keep_io_layout=True)
+    assert res.report["tflite_ops"]["ROUND"]["count"] == 1  # x's Q only
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    assert len(np.unique(expected)) == 6

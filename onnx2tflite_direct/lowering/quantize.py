@@ -209,6 +209,10 @@ def _quantize_check(node, graph):
 )
 def lower_quantize_linear(ctx):
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
+    known = ctx.const(0) is not None and zp_value is not None and ctx.const(1) is not None
+    if known and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
+        _quantize_constant(ctx, zp_value)
+        return
     scaled = _integer_sums_scaled(ctx)
     if scaled is None:
         scaled = C.binary(ctx, "DIV", ctx.input(0), broadcast_param(ctx, 1, 0), "scaled")
@@ -238,6 +242,28 @@ def lower_quantize_linear(ctx):
         t = C.reshape(ctx, t, out.shape, "q_shaped")
     ctx.emit("CAST", [t], [out])
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
+
+
+def _quantize_constant(ctx, zp_value) -> None:
+    """A constant x (quantize_static quantizes Constant-node scalars as activations: MiniLM's
+    attention scale and Erf constants, 18 of them, 7 run-time ops each) quantized at conversion
+    time with the same float32 steps as the run-time form (x / scale correctly rounded,
+    rounded half to even, saturated); its DequantizeLinear on the same lattice is a constant
+    too (lattice_values), as is the integer twin a lattice Conv/MatMul would read."""
+    lay = ctx.in_layout(0)
+    out_dtype = ctx.driver.value(ctx.node.outputs[0]).dtype
+    lo, hi = QUANT_RANGES[dtype_name(out_dtype)]
+    scale = _param_array(ctx, ctx.const(1), 0, np.float32)
+    zp = _param_array(ctx, zp_value, 0, np.float32)
+    x = lay.apply(np.asarray(ctx.const(0), np.float32))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        centred = np.clip(np.rint(x / scale), lo - zp, hi - zp).astype(np.float32)
+    quantized = ctx.const_tensor((centred + zp).astype(out_dtype), "quantized")
+    ctx.alias_output(0, quantized, lay)
+    twin = ctx.const_tensor(centred, "centred")
+    ctx.driver.lattice_twins[id(quantized)] = (twin, lay, _params_key(ctx))
+    value = (centred * scale).astype(np.float32)
+    ctx.driver.lattice_values[id(quantized)] = ctx.const_tensor(value, "dequantized")
 
 
 def _integer_sums_scaled(ctx):
