@@ -8,7 +8,13 @@ ORT_ENABLE_BASIC (the model's Q/DQ written out: float Conv/MatMul between Q/DQ p
 corpus reference) and at ORT_ENABLE_ALL (onnxruntime's default: QLinearConv / QLinearMatMul /
 QGemm integer kernels, plus its QLinearAdd/Mul/Softmax/... approximations). Then every file and
 onnxruntime's default session are timed in rotation at 1 thread (median of >= ``--runs``
-rounds after 3 warm-up rounds), so all see the same load on a shared machine.
+rounds after 3 warm-up rounds), so all see the same load on a shared machine. Both runtimes
+compute on the calling thread at 1 thread, so its CPU time (``time.thread_time``) is recorded
+next to the wall time: on a loaded machine (other processes preempting this one) the CPU-time
+ratio is the stable figure, and the one printed. The float model the QDQ file was quantized
+from (the corpus name without ``_qstatic``) is timed in the same rotation, in onnxruntime and
+as our float32 file: onnxruntime's QDQ speed-up over its own float model is what its integer
+(VNNI) kernels bring, which a float32 file cannot.
 
 Configurations (cumulative):
 - ``float_over_bound``: 67bfb4f's state: a lattice Conv whose sum bound reaches 2**24 keeps the
@@ -17,7 +23,9 @@ Configurations (cumulative):
 - ``shift_subset``: + the x - middle shift and the high digit over only the channels needing it.
 - ``dense``: + MatMul/Gemm on the integers (FULLY_CONNECTED).
 - ``moves``: + a Q/DQ pair after Reshape/Transpose/MaxPool... of a value already on its lattice
-  costs nothing (lowering/lattice_moves.py): what the converter ships.
+  costs nothing (lowering/lattice_moves.py).
+- ``constants``: + a QuantizeLinear of a constant computed at conversion time
+  (lowering/quantize.py): what the converter ships.
 
     PYTHONPATH=. python benchmarks/bench_qdq_lattice.py [--models NAME ...] [--runs 20]
 
@@ -30,7 +38,9 @@ import argparse
 import contextlib
 import json
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +49,8 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_outliers import rotate  # noqa: E402
 from onnx2tflite_direct import convert  # noqa: E402
-from onnx2tflite_direct.lowering import conv_lattice, lattice_moves  # noqa: E402
+from onnx2tflite_direct.lowering import conv_lattice, lattice_moves, quantize  # noqa: E402
 from onnx2tflite_direct.validate import run_litert  # noqa: E402
 from tools.zoo import manifest  # noqa: E402
 from tools.zoo import run as zoo  # noqa: E402
@@ -62,13 +71,15 @@ SWITCHES = {
     "HIGH_DIGIT_SUBSET": conv_lattice,
     "INTEGER_DENSE": conv_lattice,
     "SKIP_MOVED_PAIRS": lattice_moves,
+    "QUANTIZE_CONSTANTS": quantize,
 }
 CONFIGS = {
     "float_over_bound": (),
     "digits": ("WEIGHT_DIGITS",),
     "shift_subset": ("WEIGHT_DIGITS", "SHIFTED_INPUT", "HIGH_DIGIT_SUBSET"),
     "dense": ("WEIGHT_DIGITS", "SHIFTED_INPUT", "HIGH_DIGIT_SUBSET", "INTEGER_DENSE"),
-    "moves": tuple(SWITCHES),
+    "moves": tuple(s for s in SWITCHES if s != "QUANTIZE_CONSTANTS"),
+    "constants": tuple(SWITCHES),
 }
 
 
@@ -82,6 +93,26 @@ def switches(on):
     finally:
         for s, v in saved.items():
             setattr(SWITCHES[s], s, v)
+
+
+def rotate(fns, runs: int, budget_s: float = 60.0):
+    """Median wall and thread-CPU milliseconds of each of ``fns``, called in rotation."""
+    for _ in range(3):
+        for f in fns:
+            f()
+    wall = [[] for _ in fns]
+    cpu = [[] for _ in fns]
+    start = time.perf_counter()
+    while len(wall[0]) < runs or (time.perf_counter() - start < 1.0 and len(wall[0]) < 200):
+        for f, w, c in zip(fns, wall, cpu, strict=True):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            f()
+            c.append(time.thread_time() - c0)
+            w.append(time.perf_counter() - t0)
+        if len(wall[0]) >= runs and time.perf_counter() - start > budget_s:
+            break
+    med = [statistics.median(t) * 1e3 for t in wall]
+    return med, [statistics.median(t) * 1e3 for t in cpu], len(wall[0])
 
 
 def sqnr_db(ref, x) -> float:
@@ -138,12 +169,30 @@ def bench(name: str, runs: int, configs) -> dict:
             },
         }
         runners.append(zoo._litert_runner(blob, feeds, io))
+    float_name = name.removesuffix("_qstatic")
+    float_path = zoo.model_path(float_name)
+    timed_float = float_path.exists()
+    if timed_float:
+        res = convert(str(float_path), keep_io_layout=True, input_shapes=pins, stem="m")
+        runners.append(zoo._litert_runner(bytes(res.tflite_bytes), feeds, res.report.get("io")))
+        runners.append(zoo._ort_runner(float_path, feeds))
     runners.append(zoo._ort_runner(path, feeds))
-    times, n = rotate(runners, runs)
-    ort_ms = times[-1]
-    row.update(ort_ms=round(ort_ms, 3), rounds=n)
-    for config, ms in zip(configs, times[:-1], strict=True):
-        row[config].update(litert_ms=round(ms, 3), ratio=round(ms / ort_ms, 3))
+    wall, cpu, n = rotate(runners, runs)
+    row.update(ort_ms=round(wall[-1], 3), ort_cpu_ms=round(cpu[-1], 3), rounds=n)
+    if timed_float:
+        row["float_model"] = {
+            "name": float_name,
+            "litert_cpu_ms": round(cpu[-3], 3),
+            "ort_cpu_ms": round(cpu[-2], 3),
+            "ort_float_over_ort_qdq": round(cpu[-2] / cpu[-1], 3),
+        }
+    for config, ms, cms in zip(configs, wall, cpu, strict=False):  # the files come first
+        row[config].update(
+            litert_ms=round(ms, 3),
+            ratio_wall=round(ms / wall[-1], 3),
+            litert_cpu_ms=round(cms, 3),
+            ratio=round(cms / cpu[-1], 3),
+        )
     return row
 
 
@@ -164,7 +213,8 @@ def main(argv=None) -> int:
             for c in args.configs
         )
         print(
-            f"{name:42s} ort {row['ort_ms']:.2f} ms (basic/all {row['ort_basic_vs_all_db']} dB)  {cells}",
+            f"{name:42s} ort {row['ort_cpu_ms']:.2f} ms cpu (basic/all "
+            f"{row['ort_basic_vs_all_db']} dB)  {cells}",
             flush=True,
         )
     import ai_edge_litert
@@ -174,7 +224,8 @@ def main(argv=None) -> int:
         "description": "quantize_static corpus models: SQNR of the float32 file (XNNPACK and "
         "reference kernels) against onnxruntime ORT_ENABLE_BASIC and ORT_ENABLE_ALL, and "
         "LiteRT/onnxruntime latency at 1 thread, per conv_lattice configuration (issue 17); "
-        "files and onnxruntime timed in rotation in one process",
+        "files and onnxruntime timed in rotation in one process; ratio = thread CPU time "
+        "ratio (ratio_wall: wall time)",
         "configs": {k: list(v) for k, v in CONFIGS.items()},
         "machine": platform.machine(),
         "onnxruntime": onnxruntime.__version__,

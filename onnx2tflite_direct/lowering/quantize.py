@@ -46,6 +46,9 @@ QUANT_RANGES = {
     "int16": (-32768, 32767),
 }
 DEQUANT_INPUTS = (*QUANT_RANGES, "int32")
+# A QuantizeLinear of a constant is computed at conversion time (_quantize_constant); the
+# switch is for benchmarks/bench_qdq_lattice.py.
+QUANTIZE_CONSTANTS = True
 # DEQUANTIZE builtin input types (int16 needs zero point 0).
 DEQUANTIZE_BUILTIN = ("uint8", "int8", "int16")
 
@@ -210,6 +213,7 @@ def _quantize_check(node, graph):
 def lower_quantize_linear(ctx):
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
     known = ctx.const(0) is not None and zp_value is not None and ctx.const(1) is not None
+    known = known and QUANTIZE_CONSTANTS
     if known and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
         _quantize_constant(ctx, zp_value)
         return
