@@ -242,6 +242,17 @@ def test_integer_outputs_keep_the_exact_path():
         assert chk.validation.actual[name].dtype == chk.validation.expected[name].dtype
 
 
+def test_quantized_activation_as_output_and_as_matmul_operand():
+    """y is a uint8 graph output (kept an integer, compared exactly) and also read by the
+    MatMulInteger, which still runs in float on an exact CAST of it; the accumulator is only
+    read as float, so the Cast after it disappears."""
+    model = _dql_matmul(1024, 32, extra_outputs=("xq",))
+    chk = check_conversion(model, _feeds(model, 23), atol=ATOL, rtol=RTOL)
+    assert _rules(chk.result)[RULE] == 2  # MatMulInteger and its Cast; not the DQL
+    assert chk.ops["FULLY_CONNECTED"] == 1 and not chk.ops.get("FLOOR")
+    np.testing.assert_array_equal(chk.validation.actual["xq"], chk.validation.expected["xq"])
+
+
 @pytest.mark.parametrize("disabled", [(), (RULE,)])
 def test_scale_output_and_all_zero_input(disabled):
     """y_scale is 1.0 when the input range is empty (onnxruntime's GetQuantizationParameter),
