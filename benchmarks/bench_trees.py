@@ -312,13 +312,15 @@ def _kernel_units(rng):
             a = o
         return ops, [ops[0].inputs[0]], [a]
 
-    def op_cost(k):  # the fixed cost of an operator: an int32 ADD of one element
+    def op_cost(k):  # the fixed cost of an operator: a one-element GATHER and SELECT_V2
         a = t("a", i32, (1, 1))
-        one = c("one", np.ones((1, 1), np.int32))
+        zero = c("zero", np.zeros((1, 1), np.int32))
+        yes = c("yes", np.ones((1, 1), np.bool_))
         ops = []
         for j in range(k):
-            o = t(f"o{j}", i32, (1, 1))
-            ops.append(tfl.Operator("ADD", [a, one], [o], {"fused_activation_function": "NONE"}))
+            g, o = t(f"g{j}", i32, (1, 1)), t(f"o{j}", i32, (1, 1))
+            ops.append(tfl.Operator("GATHER", [a, zero], [g], {"axis": 1, "batch_dims": 1}))
+            ops.append(tfl.Operator("SELECT_V2", [yes, g, zero], [o]))
             a = o
         return ops, [ops[0].inputs[0]], [a]
 
@@ -336,7 +338,7 @@ def _kernel_units(rng):
         "grid": (rows * width, grid, feeds["grid"]),
         "tail": (slots // 2, tail, feeds["tail"]),
         "bmm": (trees * 30 * 30, bmm, feeds["bmm"]),
-        "op": (1, op_cost, feeds["op"]),
+        "op": (2, op_cost, feeds["op"]),
     }
 
 

@@ -26,7 +26,7 @@ what ``ml_trees.aggregate`` reads leaf weights by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class GridPlan:
     slot_node: list  # node index in each slot, None where empty
     pos: dict  # node index -> slot
     leaf_slots: int = 0  # leaves after the grid (self loops, not compared)
+    cuts: list = field(default_factory=list)  # walk_schedule: where finished trees leave
 
     @property
     def slots(self) -> int:
@@ -111,11 +112,62 @@ def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
     return best_m
 
 
-def plan_grid(forest: Forest, n_features: int, leaves_in_grid: bool = True) -> GridPlan:
-    """``leaves_in_grid=False`` puts the leaves after the grid (``leaf_slots``): at batch 1 their
-    self loops are one constant that a CONCATENATION copies."""
+def walk_schedule(sorted_depths: list[int], rows: int) -> list[tuple[int, int]]:
+    """The levels where finished trees leave the walk: (level, first tree still walking), trees
+    sorted by depth. They leave when that saves at least MIN_SAVED_TREE_LEVELS GATHERed
+    elements (at the batch ``cost_rows`` assumes)."""
+    cuts, start = [], 0
+    deepest = max(sorted_depths)
+    for level in range(2, deepest + 1):
+        first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
+        saved = (first_active - start) * (deepest - level + 1)
+        if first_active > start and saved * cost_rows(rows) >= MIN_SAVED_TREE_LEVELS:
+            cuts.append((level, first_active))
+            start = first_active
+    return cuts
+
+
+def walked_levels(sorted_depths: list[int], cuts) -> list[int]:
+    """Levels each tree (sorted by depth) is walked: up to the cut it leaves at, else all."""
+    walked = [max(sorted_depths)] * len(sorted_depths)
+    start = 0
+    for level, first_active in cuts:
+        walked[start:first_active] = [level - 1] * (first_active - start)
+        start = first_active
+    return walked
+
+
+def _leaf_depths(forest: Forest) -> dict[int, tuple[int, int]]:
+    """leaf node -> (tree, depth)."""
+    out = {}
+    for t, root in enumerate(forest.roots):
+        stack = [(root, 0)]
+        while stack:
+            i, d = stack.pop()
+            node = forest.nodes[i]
+            if isinstance(node, Split):
+                stack += [(node.true, d + 1), (node.false, d + 1)]
+            else:
+                out[i] = (t, d)
+    return out
+
+
+def plan_grid(forest: Forest, n_features: int, rows: int = 1) -> GridPlan:
+    """The grid for ``rows`` samples. Leaves need a slot in the next-node table (a self loop)
+    only when the walk goes on after reaching them: a leaf at its tree's walked depth is read
+    by the leaf tables only and goes after every table. The others fill the rows' free slots,
+    then extra rows, or at batch 1 the tail (``leaf_slots``: one constant row of self loops
+    that a CONCATENATION copies, a fifth of a compared slot's cost)."""
     splits = [i for i, n in enumerate(forest.nodes) if isinstance(n, Split)]
-    leaves = [i for i, n in enumerate(forest.nodes) if not isinstance(n, Split)]
+    depths = forest.tree_depths()
+    tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
+    sorted_depths = [depths[t] for t in tree_order]
+    cuts = walk_schedule(sorted_depths, rows)
+    walked = dict(zip(tree_order, walked_levels(sorted_depths, cuts), strict=True))
+    leaf_at = _leaf_depths(forest)
+    leaves = [i for i, (t, d) in leaf_at.items() if d < walked[t]]
+    final = [i for i, (t, d) in leaf_at.items() if d >= walked[t]]
+    leaves_in_grid = rows != 1
     tail: list[int] = []
     forms = {i: _view(forest.nodes[i]) for i in splits}
     views = sorted({f[:2] for f in forms.values()}) or [(False, False)]
@@ -148,9 +200,10 @@ def plan_grid(forest: Forest, n_features: int, leaves_in_grid: bool = True) -> G
         row_src, slot_node = [0], [None] * m
     grid = len(slot_node)
     slot_node += tail
-    pos = {i: p for p, i in enumerate(slot_node) if i is not None}
     g = len(slot_node)
-    thr = np.zeros(g, np.float32)
+    slot_node += final
+    pos = {i: p for p, i in enumerate(slot_node) if i is not None}
+    thr = np.zeros(grid, np.float32)
     tc = np.arange(g, dtype=np.int32)
     fc = np.arange(g, dtype=np.int32)
     for i in splits:
@@ -163,22 +216,23 @@ def plan_grid(forest: Forest, n_features: int, leaves_in_grid: bool = True) -> G
     return GridPlan(
         views,
         np.asarray(row_src, np.int32),
-        thr[:grid].reshape(len(row_src), m),
+        thr.reshape(len(row_src), m),
         tc,
         fc,
         slot_node,
         pos,
         len(tail),
+        cuts,
     )
 
 
 # Nanoseconds on LiteRT's CPU kernels at 1 thread (x86-64; ``bench_trees.py --kernels``,
 # benchmarks/results/trees_kernels.json): a walk GATHER per element, a grid slot (broadcast
 # LESS_EQUAL + SELECT_V2), a tail slot (CONCATENATION copy), and the fixed cost of an operator.
-GATHER_NS = 2.2
-SLOT_NS = 0.36
+GATHER_NS = 2.1
+SLOT_NS = 0.34
 TAIL_NS = 0.08
-OP_NS = 60.0
+OP_NS = 40.0
 
 
 def cost_rows(rows: int) -> int:
@@ -216,16 +270,13 @@ def _views(ctx, x, views):
     return parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "x_views")
 
 
-def block_rows(plan: GridPlan | None, rows: int) -> int:
+def block_rows(plan: GridPlan, rows: int) -> int:
     """Rows per block: the per-sample tables (decisions and next slots, 5 bytes a slot) of one
     block stay within ``BLOCK_BYTES``, so the walk's GATHERs hit the cache; at least
     ``MIN_BLOCK`` rows (a dynamic batch, lowered at 2 and 3 rows, then makes one block at both)
-    unless the batch is 1. Without a plan: 1 if blocks are of one row (the leaves then go after
-    the grid, one constant row of self loops), else some larger number."""
+    unless the batch is 1."""
     if rows == 1 or BLOCK is not None:
         return min(rows, BLOCK or 1)
-    if plan is None:
-        return MIN_BLOCK
     per_row = 5 * (plan.slots + plan.leaf_slots)
     return min(rows, max(MIN_BLOCK, BLOCK_BYTES // per_row))
 
@@ -269,28 +320,28 @@ def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
                 loops = np.tile(plan.true_child[g:], (rows, 1))
                 shared[key] = const(ctx, loops, np.int32, "leaf_slot")
             nxt = concat(ctx, [nxt, shared[key]], 1, f"next_all{k}")
-        reached.append(walk_next(ctx, nxt, [depths[t] for t in tree_order], shared["roots"]))
+        sorted_depths = [depths[t] for t in tree_order]
+        reached.append(walk_next(ctx, nxt, sorted_depths, shared["roots"], plan.cuts))
     s = reached[0] if len(reached) == 1 else concat(ctx, reached, 0, "reached_rows")
     return s, plan.slot_node
 
 
-def walk_next(ctx, nxt, sorted_depths: list[int], roots):
+def walk_next(ctx, nxt, sorted_depths: list[int], roots, cuts):
     """Follow ``next [N, slots]`` from every root (``roots``: their slots, trees sorted by
-    depth) for as many levels as the tree is deep."""
+    depth) for as many levels as the tree is deep, finished trees leaving at ``cuts``
+    (``walk_schedule``; the plan counted on them: leaves past a tree's last level have no
+    slot in ``next``)."""
     n = nxt.shape[0]
     t_all = roots.shape[0]
-    deepest = max(sorted_depths)
     s = op(ctx, "GATHER", [nxt, roots], (n, t_all), np.int32, "level1", axis=1, batch_dims=0)
+    cuts = dict(cuts)
     done, start = [], 0
-    for level in range(2, deepest + 1):
-        first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
-        saved = (first_active - start) * (deepest - level + 1)
-        if first_active > start and saved * cost_rows(n) >= MIN_SAVED_TREE_LEVELS:
-            a = t_all - start
-            cut = first_active - start
+    for level in range(2, max(sorted_depths) + 1):
+        if level in cuts:
+            a, cut = t_all - start, cuts[level] - start
             head, s = split_v(ctx, s, [cut, a - cut], 1, f"part{level}_")
             done.append(head)
-            start = first_active
+            start = cuts[level]
         a = t_all - start
         s = op(ctx, "GATHER", [nxt, s], (n, a), np.int32, f"level{level}", axis=1, batch_dims=1)
     done.append(s)

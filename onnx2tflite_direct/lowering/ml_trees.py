@@ -4,7 +4,7 @@ How the trees run: three strategies, chosen per model by a cost model of LiteRT'
 (``choose_strategy``: the estimated time of each, from per-element costs measured on LiteRT;
 ``benchmarks/bench_trees.py`` has the figures: ``--kernels`` the per-element costs,
 ``--strategy all`` every strategy on the benchmark models). LiteRT has no pointer-chasing
-kernel: its GATHER copies element by element (about 2.2 ns an element), while deciding a split
+kernel: its GATHER copies element by element (about 2.1 ns an element), while deciding a split
 with a comparison and a SELECT_V2 costs a sixth of that, so the rule is to GATHER as little as
 possible.
 
@@ -31,9 +31,9 @@ their leaves, so the walk costs the sum of the tree depths, not trees x deepest 
 formulation (node comparisons, path matrix, leaf selection) is not used: its multiply-adds grow
 as ``nodes x leaves`` per tree (a depth-8 tree: about 65,000 per sample, 6.5 million for 100
 trees; a 31-leaf LightGBM tree about 900, 450,000 for 500 trees, where LiteRT's BATCH_MATMUL
-of 500 small matrices costs about 0.11 ns a multiply-add: about 50 us, twice the whole grid
-walk of that model), and its node values would still need one GATHER per split to line them
-up tree by tree.
+of 500 small matrices costs 0.08 to 0.11 ns a multiply-add: 40 to 50 us, more than the whole
+grid strategy's time for that model), and its node values would still need one GATHER per
+split to line them up tree by tree.
 
 Leaf weights are GATHERed and reduced over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then base
 values, the aggregate's scaling and onnxruntime's post transform and label rules apply.
@@ -85,7 +85,6 @@ from .ml_forest import (
 )
 from .ml_tree_grid import (
     OP_NS,
-    block_rows,
     cost_rows,
     grid_ns,
     grid_supported,
@@ -282,7 +281,7 @@ def traversable(forest: Forest) -> bool:
 # Nanoseconds per tree and level of the traversal on LiteRT's CPU kernels (a 16-byte record
 # GATHER, TRANSPOSE and UNPACK, a feature GATHER, a comparison and a SELECT_V2), and its
 # operators per level (bench_trees.py --kernels: benchmarks/results/trees_kernels.json).
-TRAVERSE_LEVEL_NS = 6.3
+TRAVERSE_LEVEL_NS = 6.2
 TRAVERSE_LEVEL_OPS = 7
 
 
@@ -301,7 +300,7 @@ def choose_strategy(forest: Forest, rows: int, n_features: int):
         return ("traverse" if traverse_ok and STRATEGY != "all_splits" else "all_splits"), None
     if STRATEGY == "traverse" and traverse_ok:
         return "traverse", None
-    plan = plan_grid(forest, n_features, leaves_in_grid=block_rows(None, rows) != 1)
+    plan = plan_grid(forest, n_features, rows)
     if STRATEGY is None and traverse_ok:
         depths, r = forest.tree_depths(), cost_rows(rows)
         if traverse_ns(depths, r) < grid_ns(plan, depths, r):
