@@ -37,18 +37,19 @@ What each op becomes (all float32):
   DynamicQuantizeMatMul: the DynamicQuantizeLinear above on A, then the same.
 * Cast(int -> float32) of a carried value: its readers read the carried value.
 
-Error bound (``docs/ops.md``): the only departure from onnxruntime is the accumulation. Each
-product ``(a - a_zp) (b - b_zp)`` is an exact integer below 2**16 in magnitude; float32 sums
-of integers are exact while every partial sum stays below 2**24, which holds whenever
-``K * max|a - a_zp| * max|b - b_zp| < 2**24`` and in practice far beyond (partial sums of
-realistic activations grow like sqrt(K)). Past that, the float32 sum differs from the exact
-int32 sum by at most ``(K - 1) * 2**-24 * sum_k |a_k - a_zp| |b_k - b_zp|`` (standard
-recursive-summation bound, any order, FMA or not), and onnxruntime's own int32 -> float
-conversion rounds by 2**-24 relative: after the scale multiply the output error is at most
-``K * 2**-24 * scale_a * scale_b * sum_k |a_k - a_zp| |b_k - b_zp|``, i.e. K float32 ulps of
-the sum of absolute products, typically ~sqrt(K) ulps. An int32 bias add or other int32
-arithmetic on the accumulator adds one rounding of its operands' magnitude. The activation
-quantization itself is bit-identical, so no value moves to another quantization step.
+Error bound (``docs/ops.md``, ``docs/dynamic_range.md``): the only departure from onnxruntime
+is the accumulation. Each product ``(a - a_zp) (b - b_zp)`` is an exact integer below 2**16
+in magnitude; float32 sums of integers are exact while every partial sum stays below 2**24,
+which holds whenever ``K * max|a - a_zp| * max|b - b_zp| < 2**24`` and in practice far beyond
+(partial sums of realistic activations grow like sqrt(K)). Past that, with u = 2**-24 and
+``S = sum_k |a_k - a_zp| |b_k - b_zp|``, the float32 sum differs from the exact int32 sum by
+at most ``gamma_(K-1) * S`` (``gamma_n = n u / (1 - n u)``: the recursive-summation bound, any
+order, FMA or not), and onnxruntime's own int32 -> float conversion rounds by at most ``u *
+S``: together at most ``gamma_K * S`` (about K float32 ulps of S, typically ~sqrt(K)), times
+``scale_a * scale_b`` in the output. An int32 bias add or other int32 arithmetic on the
+accumulator adds one rounding of its operands' magnitude. The activation quantization is
+bit-identical; a value that feeds the next DynamicQuantizeLinear and lands within the error
+above of a rounding tie can move one quantization step there.
 
 ``--disable-rewrite float_carried_integers`` (or ``--no-fuse``) keeps the int32-exact lowering.
 """

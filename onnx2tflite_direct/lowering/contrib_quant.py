@@ -58,8 +58,9 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
     notes="float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, "
     "per-column B; by default (rewrite float_carried_integers) a float32 accumulation of the "
-    "exact integer products: error vs onnxruntime <= K * 2**-24 * a_scale * b_scale * "
-    "sum |a - a_zp| |b - b_zp| (0 while partial sums stay below 2**24) plus the output's "
+    "exact integer products: error vs onnxruntime <= gamma_K * a_scale * b_scale * "
+    "sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24; 0 while partial sums "
+    "stay below 2**24) plus the output's "
     "float32 roundings; with the rewrite off: exact int32 accumulation (digit split beyond "
     "2**24), accumulator error 0",
     extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
@@ -140,8 +141,9 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     ),
     notes="A quantized as onnxruntime does (uint8, bit-identical: x / scale rounded half to "
     "even), float(acc) * (a_scale * b_scale) + bias; by default (rewrite "
-    "float_carried_integers) a float32 accumulation: error vs onnxruntime <= K * "
-    "2**-24 * a_scale * b_scale * sum |a - a_zp| |b - b_zp| plus the output's float32 "
+    "float_carried_integers) a float32 accumulation: error vs onnxruntime <= gamma_K * "
+    "a_scale * b_scale * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24) "
+    "plus the output's float32 "
     "roundings; with the rewrite off: exact int32 accumulation (digit split beyond 2**24)",
     extra_check=_dqmm_check,
 )

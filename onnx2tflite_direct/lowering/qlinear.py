@@ -218,7 +218,7 @@ def _as_float(ctx, acc):
     "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24"
     "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
     "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
-    "K * 2**-24 * sum |a - a_zp| |b - b_zp|, "
+    "gamma_K * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24), "
     "0 while partial sums stay below 2**24",
     extra_check=_matmul_check(0, 2, 1, 3, per_tensor=(2,), per_column=(3,)),
 )
@@ -362,7 +362,8 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
     notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)"
     "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
     "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
-    "K * 2**-24 * sum |a - a_zp| |b - b_zp| (K = C / group * kernel size), "
+    "gamma_K * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24, "
+    "K = C / group * kernel size), "
     "0 while partial sums stay below 2**24",
     extra_check=_conv_check(0, 2, 1, 3, (), (2,), (3,)),
 )
