@@ -14,7 +14,8 @@ float) becomes float64, and ``onnx.reference`` evaluates the graph; each result 
 declares float32 is then rounded to the nearest float32 (every op correctly rounded: the
 correctly rounded reference of the developer guide, not a float32 accumulation).
 DequantizeLinear and QuantizeLinear compute in float64 from the float32 scales (which convert
-exactly). A float64 Conv replaces onnx.reference's slow one (im2col through strided views and
+exactly): QuantizeLinear rounds the (nearly) real quotient ``x / scale``, as its formula reads,
+not a float32 quotient. A float64 Conv replaces onnx.reference's slow one (im2col through strided views and
 einsum).
 
 Also here: :func:`output_steps`, the quantization step of graph outputs produced by a
