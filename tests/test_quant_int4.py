@@ -393,3 +393,24 @@ def test_dynamic_sequence_length():
         for name in ("y", "z"):
             assert got[name].shape == same_weights[name].shape
             assert _sqnr(got[name], same_weights[name]) > 35.0
+
+
+def test_weights_beyond_float16_scales_stay_per_channel():
+    """Blockwise scales are float16: a weight whose max|w| / 7 overflows it gets float32
+    per-channel scales (reported), not infinite block scales."""
+    w = (RNG.standard_normal((64, 48)) * 1e6).astype(F)
+    model = make_model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [("x", F, (1, 3, 64))],
+        [("y", F, (1, 3, 48))],
+        {"w": w},
+    )
+    res, blob = _int4_file(model)
+    (entry,) = res.report["quantization"]
+    assert entry["weights"] == {"int4-channel": 1}
+    assert "float16" in entry["precision"][0]["detail"]
+    (q,) = _weights(blob).values()
+    x = RNG.standard_normal((1, 3, 64)).astype(F)
+    got = run_litert(blob, {"x": x}, res.report["io"])["y"]
+    ref = x.reshape(3, 64) @ q["values"].T
+    assert np.all(np.abs(got.reshape(3, 48) - ref) <= _hybrid_bound(x, q["values"]))

@@ -226,20 +226,28 @@ class _Form:
     offsets: bool = False  # blockwise with per-block offsets (FULLY_CONNECTED, static shapes)
 
 
-def _fc_form(rows: int, cols: int, block: int, transpose=False, note="", x=None) -> _Form:
-    if (
-        block
-        and cols % block == 0
-        and block % 2 == 0
-        and rows >= FC4_MIN_ROWS
-        and cols >= FC4_MIN_DEPTH
-    ):
+def _half_scales_fit(w: tfl.Tensor) -> bool:
+    """Blockwise scales are float16: max|w| / 7 must stay finite there."""
+    return float(np.abs(w.data).max()) / 7.0 < float(np.finfo(np.float16).max)
+
+
+def _fc_form(rows, cols, block, transpose=False, note="", x=None, w=None, act="NONE") -> _Form:
+    """Blockwise where the CPU 4-bit kernel takes it, else per-channel (and why)."""
+    why = ""
+    if not block:
+        why = "int4 per-channel: blockwise not asked for (block size 0)"
+    elif act not in UNFUSED and act not in (None, "NONE"):
+        why = f"int4 per-channel: the blockwise kernel ignores a fused {act}"
+    elif w is not None and not _half_scales_fit(w):
+        why = "int4 per-channel: weights too large for float16 block scales"
+    elif cols % block or block % 2 or rows < FC4_MIN_ROWS or cols < FC4_MIN_DEPTH:
+        why = (
+            f"int4 per-channel: blockwise needs >= {FC4_MIN_ROWS} rows, >= {FC4_MIN_DEPTH} "
+            f"input channels and blocks of {block} dividing them (CPU 4-bit kernel)"
+        )
+    if not why:
         offsets = x is not None and x.rank >= 2
         return _Form("int4-block", block, transpose, note=note, offsets=offsets)
-    why = (
-        f"int4 per-channel: blockwise needs >= {FC4_MIN_ROWS} rows, >= {FC4_MIN_DEPTH} input "
-        f"channels and blocks of {block} dividing them (CPU 4-bit kernel)"
-    )
     return _Form("int4-channel", -7, transpose, why, note)  # (-8 is misread: codes -7..7)
 
 
@@ -254,8 +262,7 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
             if w.rank != 2:
                 return "weight is not 2-D"
             act = op.options.get("fused_activation_function", "NONE")
-            fits = act in UNFUSED or act == "NONE"
-            return _fc_form(w.shape[0], w.shape[1], block if fits else 0, x=x)
+            return _fc_form(w.shape[0], w.shape[1], block, x=x, w=w, act=act)
         if op.opcode == "CONV_2D":
             return _Form(
                 "int4-channel", -7, reason="int4 per-channel: CONV_2D has no blockwise kernel"
@@ -272,14 +279,14 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
         if tuple(op.outputs[0].shape) != tuple(x.shape[:-1]) + (n,) or x.shape[-1] != k:
             return "output shape is not the left-hand side's with the last dimension replaced"
         note = "FULLY_CONNECTED on the transposed weight (BATCH_MATMUL has no int4 kernel)"
-        return _fc_form(n, k, block, transpose=not op.options.get("adj_y"), note=note, x=x)
+        return _fc_form(n, k, block, transpose=not op.options.get("adj_y"), note=note, x=x, w=w)
     if op.opcode == "GATHER" and index == 0:
         if op.options.get("axis", 0) != 0 or op.options.get("batch_dims", 0) != 0:
             return "GATHER not along axis 0 of the table"
         if w.rank != 2 or x.dtype not in (np.int32, np.int64):
             return "table not 2-D or indices not integer"
         rows, cols = w.shape
-        if block and cols % block == 0 and block % 2 == 0:
+        if block and cols % block == 0 and block % 2 == 0 and _half_scales_fit(w):
             return _Form("int4-block", block, note="EMBEDDING_LOOKUP")
         if cols % 2 == 0:
             why = f"int4 per-row: blocks of {block} do not divide the row"
@@ -312,7 +319,7 @@ def quantize_weights_int4(
     out = Int4Outcome()
     for sub in model.subgraphs:
         readers = sub.consumers()
-        made: dict[tuple, tfl.Tensor] = {}
+        made: dict[tuple, object] = {}  # weights per format, block sums per input
         new_ops: list[tfl.Operator] = []
         for op in sub.operators:
             row = {"node": op.onnx_node, "op": op.opcode, "precision": FLOAT}
