@@ -361,3 +361,40 @@ def test_report_names_the_rule_of_every_pass():
     assert "passes by rule: qdq_semantics 1, strict 1" in md
     figures = next(line for line in md.splitlines() if line.startswith("| b | y |"))
     assert "37.4 dB / 1" in figures and figures.endswith("| ok |")
+
+
+def test_runner_records_the_rule_and_keeps_a_planted_error_a_mismatch(tmp_path, monkeypatch):
+    """The whole runner on a small Q/DQ model: the honest conversion passes strictly with the
+    reference-error figures recorded; LiteRT's outputs with one element moved by 3 quanta
+    stay a mismatch, and the message names the rule that refused it."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    import onnx2tflite_direct.validate as V
+    from tools.zoo.run import run_one
+
+    monkeypatch.setenv("ONNX2TFLITE_ZOO_CACHE", str(tmp_path))
+    folder = tmp_path / "models" / "qdq_conv"
+    folder.mkdir(parents=True)
+    onnx.save(_qdq_conv_model(), str(folder / "model.onnx"))
+    x = np.random.default_rng(11).normal(0, 1, (2, 3, 9, 8)).astype(np.float32)
+    np.savez(folder / "feeds.npz", x=x)
+    entry = {"name": "qdq_conv", "feeds": "stored"}
+
+    rec = run_one(entry, latency=False, unpinned=False)
+    assert rec["status"] == "pass" and rec["pass_rule"] == "strict", rec
+    figures = rec["reference_error"]["outputs"]["y"]
+    assert figures["step"] == pytest.approx(0.03) and "litert_vs_exact" in figures
+
+    honest = V.run_litert
+
+    def planted(*args, **kwargs):
+        out = honest(*args, **kwargs)
+        out["y"] = out["y"].copy()
+        out["y"].ravel()[5] += 3 * 0.03
+        return out
+
+    monkeypatch.setattr(V, "run_litert", planted)
+    rec = run_one(entry, latency=False, unpinned=False)
+    assert rec["status"] == "mismatch" and "pass_rule" not in rec, rec
+    assert "qdq_semantics rule: y:" in rec["message"], rec["message"]
+    assert rec["reference_error"]["passed"] is False
