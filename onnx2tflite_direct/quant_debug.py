@@ -71,7 +71,12 @@ def debug_variants(
     reference = {**{k: np.asarray(v) for k, v in feeds.items()}, **reference}
     out = {}
     for kind, data in variants.items():
-        section = debug_variant(data, model, feeds, io_table, result.tensor_map, reference, atol)
+        try:
+            section = debug_variant(
+                data, model, feeds, io_table, result.tensor_map, reference, atol
+            )
+        except (RuntimeError, ValueError) as exc:  # LiteRT refused to run it tensor by tensor
+            section = {"error": f"{type(exc).__name__}: {exc}", "notes": []}
         if note:
             section["notes"].append(note)
         out[kind] = section
@@ -294,8 +299,11 @@ def format_table(sections: Mapping[str, Mapping[str, Any]]) -> str:
     for kind, s in sections.items():
         lines.append(f"quantized file {kind}: per-tensor SQNR vs onnxruntime's float model")
         entry = s.get("error_enters_at")
+        if s.get("error"):
+            lines.append(f"  not measured: {s['error']}")
+            continue
         if entry is None:
-            lines.append("  every compared tensor is exact")
+            lines.append("  no compared tensor adds noise")
         else:
             lines.append(
                 f"  error enters at {entry['node']} ({entry['op_type']}): noise level "
@@ -310,7 +318,7 @@ def format_table(sections: Mapping[str, Mapping[str, Any]]) -> str:
             for r in s.get("largest_drops") or []
         ]
         widths = [max(len(str(row[c])) for row in table) for c in range(len(header))]
-        for row in table:
+        for row in table if len(table) > 1 else ():
             cells = (str(v).ljust(w) for v, w in zip(row, widths, strict=True))
             lines.append(("  " + "  ".join(cells)).rstrip())
         outs = ", ".join(f"{k} {_fmt(v)} dB" for k, v in (s.get("outputs") or {}).items())
