@@ -85,9 +85,12 @@ def debug_variants(
 
 def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> dict[str, Any]:
     """One file: ``tensors`` (every measured ONNX node output in topological order with its
-    SQNR, its inputs' SQNR and the drop), ``error_enters_at`` (the node adding the most
-    noise), ``largest_drops``, ``outputs`` (SQNR per graph output), ``measured`` and
-    ``notes``."""
+    SQNRs, its noise level, its inputs' level and the drop), ``error_enters_at`` (the node
+    adding the most noise power: the biggest contributor to the outputs' error, what to
+    override first), ``steepest_drop`` (the node whose level falls the most in dB below its
+    inputs', among nodes whose inputs already carry noise: a first layer after an exact
+    float input always "drops" infinitely), ``largest_drops`` (by noise added), ``outputs``
+    (SQNR per graph output), ``measured`` and ``notes``."""
     interp = D._run_litert_all(data, _integer_feeds(data, feeds), io_table)
     rows, _ = D._file_tables(data)
     names = {r["name"] for r in rows if not r["constant"]}
@@ -119,8 +122,15 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
     )
     outputs = {o.name: _json(sqnr.get(o.name)) for o in model.graph.output}
     node_outputs = [o for n in model.graph.node for o in n.output if o]
+    steep = [
+        t
+        for t in tensors
+        if t["added_noise"] > 0 and t["drop_db"] is not None and math.isfinite(t["drop_db"])
+    ]
+    steepest = max(steep, key=lambda t: (t["drop_db"], -t["index"]), default=None)
     return {
         "error_enters_at": _public(ranked[0]) if ranked else None,
+        "steepest_drop": _public(steepest) if steepest else None,
         "largest_drops": [_public(t) for t in ranked[:LARGEST_LISTED]],
         "outputs": outputs,
         "tensors": [_public(t) for t in tensors],
@@ -308,6 +318,12 @@ def format_table(sections: Mapping[str, Mapping[str, Any]]) -> str:
             lines.append(
                 f"  error enters at {entry['node']} ({entry['op_type']}): noise level "
                 f"{_fmt(entry['level_db'])} dB from inputs at {_fmt(entry['input_level_db'])} dB"
+            )
+        steep = s.get("steepest_drop")
+        if steep is not None and steep["node"] != (entry or {}).get("node"):
+            lines.append(
+                f"  steepest drop at {steep['node']} ({steep['op_type']}): "
+                f"{_fmt(steep['drop_db'])} dB below its inputs"
             )
         header = (
             "node", "op_type", "tensor", "sqnr_db", "channel_sqnr_db", "token_sqnr_db",

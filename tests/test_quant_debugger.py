@@ -201,3 +201,9 @@ def test_a_crushed_class_token_is_named_where_it_is_crushed():
     assert named == ["concat_1", "add_1"]
     after = sqnr(model, res.variants["integer_quant"], io, EVALS)
     assert before < 5.0 and after >= before + 10.0, (before, after)  # measured 1.4 -> 18.0
+
+
+def test_steepest_drop_is_the_planted_range_too(planted):
+    _, res = planted
+    section = QD.debug_variants(res, feeds=_feeds(1), kinds=["integer_quant"])["integer_quant"]
+    assert section["steepest_drop"]["node"] == "blowup", section["steepest_drop"]
