@@ -398,3 +398,33 @@ def test_runner_records_the_rule_and_keeps_a_planted_error_a_mismatch(tmp_path, 
     assert rec["status"] == "mismatch" and "pass_rule" not in rec, rec
     assert "qdq_semantics rule: y:" in rec["message"], rec["message"]
     assert rec["reference_error"]["passed"] is False
+
+
+def test_batch_norm_uses_the_running_statistics():
+    """Inference BatchNormalization (paddle2onnx writes a momentum attribute at opset 12; the
+    reference must not take it as training mode and normalise by the batch's own statistics)."""
+    rng = np.random.default_rng(12)
+    c = 5
+    params = {
+        "s": rng.uniform(0.5, 2, c),
+        "b": rng.normal(size=c),
+        "mean": rng.normal(size=c),
+        "var": rng.uniform(0.5, 2, c),
+    }
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in params.items()]
+    node = helper.make_node(
+        "BatchNormalization", ["x", "s", "b", "mean", "var"], ["y"], epsilon=1e-3, momentum=0.9
+    )
+    graph = helper.make_graph(
+        [node],
+        "bn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    x = rng.normal(size=(2, c, 3, 4)).astype(np.float32)
+    got = run_float64(model, {"x": x}, round_to_float32=False)["y"]
+    p = {k: v.astype(np.float32).astype(np.float64).reshape(1, c, 1, 1) for k, v in params.items()}
+    want = (x - p["mean"]) / np.sqrt(p["var"] + np.float64(np.float32(1e-3))) * p["s"] + p["b"]
+    np.testing.assert_allclose(got, want, rtol=1e-12)

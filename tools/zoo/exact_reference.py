@@ -223,6 +223,37 @@ def _erf_op():
     return Erf
 
 
+def _batch_norm_op():
+    """BatchNormalization with the running statistics (onnx 1.23's opset-9 implementation
+    takes a ``momentum`` attribute as training mode, which inference never is)."""
+    from onnx.reference.op_run import OpRun
+
+    class BatchNormalization(OpRun):
+        op_domain = ""
+
+        def _run(
+            self,
+            x,
+            scale,
+            bias,
+            mean,
+            var,
+            epsilon=1e-5,
+            momentum=None,
+            training_mode=0,
+            is_test=None,
+            spatial=None,
+        ):
+            if training_mode:
+                raise NotImplementedError("BatchNormalization in training mode")
+            shape = (-1,) + (1,) * (x.ndim - 2)
+            eps = 1e-5 if epsilon is None else epsilon
+            y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+            return ((y * scale.reshape(shape) + bias.reshape(shape)).astype(x.dtype),)
+
+    return BatchNormalization
+
+
 def _per_axis(v, ndim: int, axis: int):
     v = np.asarray(v)
     if v.size == 1 or ndim == 0:
@@ -346,7 +377,14 @@ def run_float64(
         model = onnx.load(str(model))
     m64 = to_float64(model)
     sess = ReferenceEvaluator(
-        m64, new_ops=[_conv_op(), _gather_elements_op(), _erf_op(), *_qdq_ops()]
+        m64,
+        new_ops=[
+            _conv_op(),
+            _gather_elements_op(),
+            _erf_op(),
+            _batch_norm_op(),
+            *_qdq_ops(),
+        ],
     )
     if round_to_float32:
         keep = _double_names(model)
