@@ -98,10 +98,11 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
     arrays = D._read_litert(interp, rows, vmap)
     del interp
     metrics, _ = D._measure_all(arrays, vmap, reference, atol)
+    masked = sorted(n for n in metrics if _holds_mask(reference[n]))
     sqnr = {
         name: _finite_or_inf(m.get("sqnr_db"))
         for name, m in metrics.items()
-        if m.get("shape_match", True)
+        if m.get("shape_match", True) and name not in masked
     }
     channel, token = {}, {}
     for name in sqnr:
@@ -128,6 +129,13 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
         if t["added_noise"] > 0 and t["drop_db"] is not None and math.isfinite(t["drop_db"])
     ]
     steepest = max(steep, key=lambda t: (t["drop_db"], -t["index"]), default=None)
+    notes = []
+    if masked:
+        notes.append(
+            f"not judged, {len(masked)} tensor(s) holding mask values (<= {MASK_VALUE:g}, e.g. "
+            "attention logits plus an additive mask: a softmax weighs them 0 however they are "
+            f"clamped): {', '.join(masked[:5])}" + (" ..." if len(masked) > 5 else "")
+        )
     return {
         "error_enters_at": _public(ranked[0]) if ranked else None,
         "steepest_drop": _public(steepest) if steepest else None,
@@ -138,7 +146,7 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
             "onnx_node_outputs": len(node_outputs),
             "compared": sum(1 for o in node_outputs if o in sqnr),
         },
-        "notes": [],
+        "notes": notes,
     }
 
 
@@ -177,6 +185,17 @@ def channel_sqnr(expected: np.ndarray, actual: np.ndarray) -> float:
     with np.errstate(divide="ignore"):
         per = np.where(noise[live] > 0, 10.0 * np.log10(signal[live] / noise[live]), np.inf)
     return float(np.median(per))
+
+
+MASK_VALUE = -1e9  # a reference at or below this holds mask sentinels (finfo.min, -1e9, -inf)
+
+
+def _holds_mask(ref) -> bool:
+    """Does this reference hold additive-mask sentinels? The integer files clamp them to a
+    window below the row's logits (``integer_plan``: exact after the softmax), so their
+    SQNR would blame a node that changes nothing."""
+    arr = np.asarray(ref)
+    return arr.dtype.kind == "f" and arr.size > 0 and float(np.min(arr)) <= MASK_VALUE
 
 
 TOKEN_ENERGY_FLOOR = 1e-6  # tokens below this share of the mean token energy are not judged

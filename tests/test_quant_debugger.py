@@ -207,3 +207,30 @@ def test_steepest_drop_is_the_planted_range_too(planted):
     _, res = planted
     section = QD.debug_variants(res, feeds=_feeds(1), kinds=["integer_quant"])["integer_quant"]
     assert section["steepest_drop"]["node"] == "blowup", section["steepest_drop"]
+
+
+def test_masked_logits_are_not_blamed():
+    """An additive attention mask (-1e9 on padded keys): the integer file clamps the masked
+    logits to a window below the row (exact after the softmax), so their SQNR means nothing;
+    the debugger leaves them out, says so, and names another node."""
+    from benchmarks.models import GraphBuilder, transformer_layer
+
+    b = GraphBuilder("masked", seed=5)
+    x = b.input("x", TensorProto.FLOAT, [1, 16, 32])
+    mask = b.input("mask", TensorProto.FLOAT, [1, 1, 1, 16])
+    y = transformer_layer(b, x, 16, 32, 2, 64, pre_norm=False, mask=mask)
+    model = b.build([y], ["y"])
+    rng = np.random.default_rng(0)
+    keep = np.where(np.arange(16) < 11, 0.0, -1e9).astype(np.float32).reshape(1, 1, 1, 16)
+    calib = {
+        "x": rng.standard_normal((8, 16, 32)).astype(np.float32),
+        "mask": np.repeat(keep, 8, axis=0),
+    }
+    res = convert(model, quantize=["int8"], calibration_data=calib)
+    feeds = {"x": rng.standard_normal((1, 16, 32)).astype(np.float32), "mask": keep}
+    section = QD.debug_variants(res, feeds=feeds, kinds=["integer_quant"])["integer_quant"]
+    masked = [t for t in section["tensors"] if t["op_type"] == "Add" and "add_" in t["node"]]
+    assert section["notes"] and "mask values" in section["notes"][0]
+    entry = section["error_enters_at"]
+    assert entry is not None and entry["level_db"] > 10.0, entry
+    assert all(t["level_db"] > 10.0 for t in masked), masked
