@@ -10,7 +10,9 @@ Matching: PATTERN is a Python regular expression that must match the whole of a 
 one of its output tensor names, or its op type (``Conv`` names every Conv; ``/layer1/.*`` a
 name prefix). When several overrides match a node, the last one given wins. A node created by a
 front-end fusion (``<last node>/LayerNormalization``) is matched by its own label, the op type
-after the last ``/`` and its output tensors.
+after the last ``/`` and its output tensors. A node without operators of its own (a Relu fused
+into its Conv) passes its override to the node computing it, unless that node is named itself;
+one folded away entirely (a BatchNormalization in its Conv's weights) is a warning.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from dataclasses import dataclass, field
 PRECISIONS = ("float", "int16x8", "int8", "int4-weights")
 
 # --quantize choice -> the precisions its files can give a node (others are reported as not
-# applicable in that file). Weight-only variants (fp16, dynamic) keep float activations: they
-# can only keep a node's weights float (``float``) or give them their own format.
+# applicable in that file). Weight-only variants (fp16, dynamic, int4) keep float activations:
+# they can only keep a node's weights float (``float``) or give them one of their formats.
 HONOURED_BY = {
     "fp16": ("float",),
     "dynamic": ("float", "int8"),
