@@ -65,7 +65,6 @@ MS = "com.microsoft"
 F32 = np.dtype(np.float32)
 SMALL_INTS = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)}
 INT32 = np.dtype(np.int32)
-INTEGER_OPS = {"MatMulInteger", "ConvInteger"}
 INT32_ARITH = {"Add", "Sub", "Mul"}
 MOVERS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 ROUNDERS = {"Floor", "Ceil", "Round"}
@@ -73,9 +72,9 @@ ROUNDERS = {"Floor", "Ceil", "Round"}
 ZERO_RANGE_GAIN = float(2.0**127)
 # Constant conv filters stored as 8-bit integers behind a DequantizeLinear (else float32).
 # MatMul weights stay float32 constants: a MatMul on a DEQUANTIZE output lowers to
-# BATCH_MATMUL, not FULLY_CONNECTED, and ran 30% slower on minilm_l6_ts_qdyn (paired
-# LiteRT timing, 8.8 vs 11.6 ms) for a 2.4x smaller file; a conv filter's DEQUANTIZE is
-# free (tv_resnet18_ts_qdyn, ddddocr_common_old: equal latency, 4x smaller files).
+# BATCH_MATMUL (+ reshapes), not FULLY_CONNECTED, which ran slower on minilm_l6_ts_qdyn
+# (paired LiteRT timings) for a 2.4x smaller file; a conv filter's DEQUANTIZE timed the same
+# as a float32 filter (tv_resnet18_ts_qdyn, ddddocr_common_old) in a 4x smaller file.
 WEIGHTS_AS_INT8 = True
 
 
