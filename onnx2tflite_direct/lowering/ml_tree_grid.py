@@ -93,7 +93,8 @@ def _view(node: Split) -> tuple[bool, bool, bool]:
 
 def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
     """Row width M minimising the estimated time of the grid: SLOT_NS a slot, GATHER_NS a row
-    (its feature view), TAIL_NS a leaf after the grid (leaves fill the free slots first)."""
+    (its feature view), and with a tail (leaves beyond the free slots, at batch 1) TAIL_NS
+    for every slot the CONCATENATION copies."""
     if not counts:
         return max(MIN_WIDTH, min(leaves, 64))
     c = np.asarray(counts)
@@ -106,7 +107,7 @@ def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
             rows += -(-over // m)
         else:
             tail = over
-        cost = SLOT_NS * rows * m + GATHER_NS * rows + TAIL_NS * tail
+        cost = SLOT_NS * rows * m + GATHER_NS * rows + (TAIL_NS * (rows * m + tail) if tail else 0)
         if best is None or cost < best:
             best, best_m = cost, m
     return best_m
@@ -242,13 +243,18 @@ def cost_rows(rows: int) -> int:
 
 
 def grid_ns(plan: GridPlan, depths: list[int], rows: int) -> float:
-    """Estimated LiteRT time of ``walk_grid`` for ``rows`` samples."""
+    """Estimated LiteRT time of ``walk_grid`` for ``rows`` samples: the grid, the copy that
+    appends the tail (grid and tail), the GATHERs (row features, then per tree one per level
+    it is walked, and its leaf), and the operators."""
+    walked = walked_levels(sorted(depths), plan.cuts)
+    copied = plan.slots + plan.leaf_slots if plan.leaf_slots else 0
     per_row = (
         SLOT_NS * plan.slots
-        + TAIL_NS * plan.leaf_slots
-        + GATHER_NS * (plan.rows + len(depths) + sum(max(0, d - 1) for d in depths))
+        + TAIL_NS * copied
+        + GATHER_NS * (plan.rows + sum(walked) + len(depths))
     )
-    return rows * per_row + OP_NS * (8 + max(depths))
+    ops = 8 + max(depths) + 2 * len(plan.cuts)
+    return rows * per_row + OP_NS * ops
 
 
 def _views(ctx, x, views):

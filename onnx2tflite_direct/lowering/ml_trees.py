@@ -84,6 +84,7 @@ from .ml_forest import (
     threshold32,
 )
 from .ml_tree_grid import (
+    GATHER_NS,
     OP_NS,
     cost_rows,
     grid_ns,
@@ -286,7 +287,10 @@ TRAVERSE_LEVEL_OPS = 7
 
 
 def traverse_ns(depths: list[int], rows: int) -> float:
-    return rows * TRAVERSE_LEVEL_NS * sum(depths) + OP_NS * TRAVERSE_LEVEL_OPS * max(depths)
+    """Estimated LiteRT time of the traversal for ``rows`` samples (its levels, its leaf
+    GATHER, its operators)."""
+    per_row = TRAVERSE_LEVEL_NS * sum(depths) + GATHER_NS * len(depths)
+    return rows * per_row + OP_NS * TRAVERSE_LEVEL_OPS * max(depths)
 
 
 def choose_strategy(forest: Forest, rows: int, n_features: int):
