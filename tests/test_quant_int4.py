@@ -185,8 +185,9 @@ def test_batch_matmul_with_a_constant_operand_runs_as_fully_connected(xnnpack):
 @pytest.mark.parametrize("xnnpack", KERNELS)
 @pytest.mark.parametrize("dim, block", [(64, 32), (50, 0)])
 def test_gather_rows_of_a_table_are_dequantized_exactly(dim, block, xnnpack):
-    """GATHER on axis 0 of a constant table -> EMBEDDING_LOOKUP with an int4 table (blockwise,
-    or per row when blocks do not divide the row); int64 indices of any shape."""
+    """GATHER on axis 0 of a constant table -> EMBEDDING_LOOKUP with an int4 table (blockwise
+    with per-block offsets gathered by the same indices, or per row when blocks do not divide
+    the row); int64 indices of any shape. One float32 rounding (the offset's ADD) at most."""
     table = RNG.standard_normal((40, dim)).astype(F)
     ids = np.array([[3, 0, 39, 7], [7, 1, 2, 38]], np.int64)
     model = make_model(
@@ -198,6 +199,8 @@ def test_gather_rows_of_a_table_are_dequantized_exactly(dim, block, xnnpack):
     res, blob = _int4_file(model)
     (q,) = _weights(blob).values()
     assert q["block"] == block and q["codes"].min() >= -8
+    (entry,) = res.report["quantization"]
+    assert entry["weights"] == {"int4-block+offsets" if block else "int4-channel": 1}
     got = run_litert(blob, {"ids": ids}, res.report["io"], use_xnnpack=xnnpack)["y"]
     np.testing.assert_allclose(got, q["values"][ids], rtol=1e-6, atol=0)
     assert _sqnr(got, table[ids]) > 15.0  # the rows are the table's, not other rows

@@ -28,7 +28,8 @@ XNNPACK (``tests/test_quant_int4.py``; ``docs/quantization_int4.md`` has the tab
 - GATHER of rows of a constant 2-D table (axis 0): EMBEDDING_LOOKUP, whose hybrid kernel
   dequantizes int4 rows to float: blockwise when blocks divide the row, else per-row (an even
   row length: the kernel reads an odd-length row from the wrong nibble). The indices are cast
-  to int32 and flattened (EMBEDDING_LOOKUP takes 1-D int32), the output reshaped back.
+  to int32 and flattened (EMBEDDING_LOOKUP takes 1-D int32), the output reshaped back;
+  per-block offsets, where they pay, are gathered by the same indices and added.
 
 Scales: per block (or channel), the scale with the least squared error among 12 candidates
 from ``max|w| / 7`` down to ``0.7 max|w| / 8`` (clipping the largest values a little often
@@ -287,7 +288,7 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
             return "table not 2-D or indices not integer"
         rows, cols = w.shape
         if block and cols % block == 0 and block % 2 == 0 and _half_scales_fit(w):
-            return _Form("int4-block", block, note="EMBEDDING_LOOKUP")
+            return _Form("int4-block", block, note="EMBEDDING_LOOKUP", offsets=True)
         if cols % 2 == 0:
             why = f"int4 per-row: blocks of {block} do not divide the row"
             return _Form("int4-channel", -8, reason=why, note="EMBEDDING_LOOKUP")
@@ -401,7 +402,7 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
     if offsets is not None:
         values = values + np.repeat(offsets.data, form.arg, axis=1)
     if op.opcode == "GATHER":
-        return _embedding_lookup(op, q)
+        return _embedding_lookup(op, q, offsets)
     if op.opcode == "BATCH_MATMUL":
         float_w = tfl.Tensor(f"{w.name}/fc", np.float32, q.shape, data=np.ascontiguousarray(data))
         fc = tfl.Operator(
@@ -533,10 +534,39 @@ def _unfused(op: tfl.Operator) -> list[tfl.Operator]:
     return [op, tfl.Operator(UNFUSED[act], [pre], [y], onnx_node=op.onnx_node)]
 
 
-def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor) -> list[tfl.Operator]:
+def _add_row_offsets(rows, flat, offsets, count, dynamic, node, ops) -> tfl.Tensor:
+    """``rows`` [n, width] plus, per block, the offsets of its table row (GATHER of the
+    offsets table by the same indices, broadcast over the block): [n, blocks, block]."""
+    blocks = offsets.shape[1]
+    block = rows.shape[1] // blocks
+    n = -1 if dynamic else count
+
+    def tensor(name, shape):
+        sig = (-1,) + tuple(shape[1:]) if dynamic else None
+        return tfl.Tensor(f"{rows.name}/{name}", np.float32, shape, shape_signature=sig)
+
+    def reshape(src, dst, dims):
+        new = tfl.Tensor(f"{dst.name}/shape", np.int32, (len(dims),), data=np.array(dims, np.int32))
+        ops.append(
+            tfl.Operator("RESHAPE", [src, new], [dst], {"new_shape": list(dims)}, onnx_node=node)
+        )
+
+    picked = tensor("offsets", (count, blocks))
+    ops.append(tfl.Operator("GATHER", [offsets, flat], [picked], {"axis": 0}, onnx_node=node))
+    split, column = tensor("blocks", (count, blocks, block)), tensor("offsets3", (count, blocks, 1))
+    reshape(rows, split, (n, blocks, block))
+    reshape(picked, column, (n, blocks, 1))
+    shifted = tensor("shifted", (count, blocks, block))
+    ops.append(tfl.Operator("ADD", [split, column], [shifted], onnx_node=node))
+    return shifted
+
+
+def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor, offsets=None) -> list[tfl.Operator]:
     """GATHER(table, indices) on axis 0 as EMBEDDING_LOOKUP, whose hybrid kernel reads an int4
     table: indices cast to int32 and flattened, the rows reshaped to GATHER's output (its
-    shape computed at run time, SHAPE + CONCATENATION, when the indices' shape is dynamic)."""
+    shape computed at run time, SHAPE + CONCATENATION, when the indices' shape is dynamic).
+    With per-block ``offsets`` ([rows, blocks], float32), their rows are gathered by the same
+    indices and added to each block of the looked-up rows."""
     ids, y = op.inputs[1], op.outputs[0]
     node = op.onnx_node
     dynamic = not _static(ids)
@@ -558,12 +588,15 @@ def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor) -> list[tfl.Operator]
             tfl.Operator("RESHAPE", [src, shape], [flat], {"new_shape": [n]}, onnx_node=node)
         )
     rows_shape = (count, table.shape[1])
-    if tuple(y.shape) == rows_shape and (y.rank == 1 or not dynamic or ids.rank == 1):
+    direct = tuple(y.shape) == rows_shape and (not dynamic or ids.rank == 1)
+    if direct and offsets is None:
         rows = y
     else:
         sig = (-1, table.shape[1]) if dynamic else None
         rows = tfl.Tensor(f"{y.name}/rows", np.float32, rows_shape, shape_signature=sig)
     ops.append(tfl.Operator("EMBEDDING_LOOKUP", [flat, table], [rows], onnx_node=node))
+    if offsets is not None:
+        rows = _add_row_offsets(rows, flat, offsets, count, dynamic, node, ops)
     if rows is y:
         return ops
     if not dynamic:
