@@ -21,7 +21,8 @@ Configurations (cumulative):
   float form; MatMul/Gemm float (BATCH_MATMUL on DEQUANTIZE'd weights).
 - ``digits``: such a Conv splits its int8 weights into two digits (two convs, all channels).
 - ``shift_subset``: + the x - middle shift and the high digit over only the channels needing it.
-- ``dense``: + MatMul/Gemm on the integers (FULLY_CONNECTED).
+- ``dense``: + MatMul/Gemm on the integers (FULLY_CONNECTED for constant weights,
+  BATCH_MATMUL of two activations).
 - ``moves``: + a Q/DQ pair after Reshape/Transpose/MaxPool... of a value already on its lattice
   costs nothing (lowering/lattice_moves.py).
 - ``constants``: + a QuantizeLinear of a constant computed at conversion time
@@ -70,6 +71,7 @@ SWITCHES = {
     "SHIFTED_INPUT": conv_lattice,
     "HIGH_DIGIT_SUBSET": conv_lattice,
     "INTEGER_DENSE": conv_lattice,
+    "INTEGER_PRODUCT": conv_lattice,
     "SKIP_MOVED_PAIRS": lattice_moves,
     "QUANTIZE_CONSTANTS": quantize,
 }
@@ -77,7 +79,13 @@ CONFIGS = {
     "float_over_bound": (),
     "digits": ("WEIGHT_DIGITS",),
     "shift_subset": ("WEIGHT_DIGITS", "SHIFTED_INPUT", "HIGH_DIGIT_SUBSET"),
-    "dense": ("WEIGHT_DIGITS", "SHIFTED_INPUT", "HIGH_DIGIT_SUBSET", "INTEGER_DENSE"),
+    "dense": (
+        "WEIGHT_DIGITS",
+        "SHIFTED_INPUT",
+        "HIGH_DIGIT_SUBSET",
+        "INTEGER_DENSE",
+        "INTEGER_PRODUCT",
+    ),
     "moves": tuple(s for s in SWITCHES if s != "QUANTIZE_CONSTANTS"),
     "constants": tuple(SWITCHES),
 }

@@ -775,3 +775,117 @@ def test_quantized_constant_is_computed_at_conversion_time():
         got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
         np.testing.assert_array_equal(got["y"], expected)
     assert len(np.unique(expected)) == 6
+
+
+def product_model(k: int, transposed: bool):
+    """a [2, 3, 4, K] x b -> MatMul -> y: attention's Q K^T / P V, two activations. With
+    ``transposed`` b arrives [2, 3, 5, K] and a Transpose makes it [2, 3, K, 5] (K^T)."""
+    b_shape = [2, 3, 5, k] if transposed else [2, 3, k, 5]
+    nodes = [helper.make_node("MatMul", ["a", "bt" if transposed else "b"], ["y"])]
+    if transposed:
+        nodes.insert(0, helper.make_node("Transpose", ["b"], ["bt"], perm=[0, 1, 3, 2]))
+    graph = helper.make_graph(
+        nodes,
+        "product",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3, 4, k]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 5])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "k, transposed, signed", [(32, True, True), (16, False, False), (300, False, False)]
+)
+def test_lattice_product_of_two_activations_is_exact(tmp_path, k, transposed, signed):
+    """MatMul of two Q/DQ activations (onnxruntime quantize_static) computed as its
+    QLinearMatMul: BATCH_MATMUL over the centred integers (B read stored transposed through
+    adj_y), one MUL by sa * sb; K = 300 with two uint8 zero-point-0 operands reaches past
+    2**24 and splits A into run-time digits combined in int32. Bit-exact with the integer
+    reference on XNNPACK and the reference kernels, within one output step of onnxruntime's
+    float path."""
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    model = product_model(k, transposed)
+    onnx.save(model, str(src))
+    shapes = {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
+    }
+    rng = np.random.default_rng(5)
+    low = -1.0 if signed else 0.0
+    samples = [
+        {n: rng.uniform(low, 1, s).astype(np.float32) for n, s in shapes.items()} for _ in range(2)
+    ]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    made = {n.output[0]: n for n in qmodel.graph.node}
+    matmul = next(n for n in qmodel.graph.node if n.op_type == "MatMul")
+    params = {}  # the lattices the MatMul reads (b's is after its Transpose)
+    for name, dq in zip(("a", "b"), (made[i] for i in matmul.input), strict=True):
+        params[name] = (_init(qmodel, dq.input[1]), _init(qmodel, dq.input[2]).astype(np.int64))
+    ints = {n: rng.integers(0, 256, s) for n, s in shapes.items()}  # on the lattice, full range
+    feeds = {n: ((ints[n] - params[n][1]) * params[n][0]).astype(np.float32) for n in ints}
+    q_y = next(
+        n for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0].startswith("y")
+    )
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    b_int = ints["b"] - params["b"][1]
+    if transposed:
+        b_int = np.swapaxes(b_int, -1, -2)
+    acc = (ints["a"] - params["a"][1]) @ b_int
+    expected = _requantized(acc, np.float32(params["a"][0] * params["b"][0]), sy, zy)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ("CAST" in ops) == (k == 300)  # the digit split's int32 combination
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=xnnpack)["y"]
+        np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 20
+    basic = run_ort(qmodel, feeds, BASIC)["y"]
+    assert np.abs(basic - expected).max() <= float(sy) * (1 + 1e-5)
+
+
+def test_lattice_product_lands_ties_as_qlinearmatmul():
+    """Two Q/DQ activations -> MatMul -> Q with the output scale twice sa * sb: half the
+    exact sums are rounding ties, which a float32 sum of dequantized products misses by an
+    ulp either way (onnxruntime's float path does, below). The integer form lands every tie
+    as QLinearMatMul's round_half_even(float(acc) * fl(fl(sa*sb)/sy)), bit for bit."""
+    sa, sb = np.float32(0.0173), np.float32(0.0213)
+    sy = np.float32(np.float32(sa * sb) * 2)
+    nodes = [
+        *_pair("a", "a", "a_dq"),
+        *_pair("b", "b", "b_dq"),
+        helper.make_node("MatMul", ["a_dq", "b_dq"], ["m"]),
+        *_pair("y", "m", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tie_product",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 8, 16]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2, 16, 8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [*_params("a", sa, 131, np.uint8), *_params("b", sb, 121, np.uint8)]
+        + _params("y", sy, 128, np.uint8),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    rng = np.random.default_rng(8)
+    qa, qb = rng.integers(100, 160, (1, 2, 8, 16)), rng.integers(95, 150, (1, 2, 16, 8))
+    feeds = {"a": ((qa - 131) * sa).astype(np.float32), "b": ((qb - 121) * sb).astype(np.float32)}
+    expected = _requantized((qa - 131) @ (qb - 121), np.float32(sa * sb), sy, 128)
+    res = harness_convert(model, keep_io_layout=True)
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=xnnpack)["y"]
+        np.testing.assert_array_equal(got, expected)
+    basic = run_ort(model, feeds, BASIC)["y"]
+    assert np.any(basic != expected)  # the float path misses ties (what this form fixes)
+    assert len(np.unique(expected)) > 20

@@ -28,7 +28,7 @@ from .. import tfl
 from . import compose as C
 from .common import conv2d_options, emit_pad, padding_mode
 from .elementwise import dtype_name
-from .integer_digits import combine_digits, constant_digits, split_rows
+from .integer_digits import combine_digits, constant_digits, digit_plan, split_digits, split_rows
 from .lattice_moves import dq_params as _dq_params
 from .lattice_moves import lattice_key as _lattice_key
 from .lattice_moves import producer as _producer
@@ -36,11 +36,13 @@ from .quantize import QUANT_RANGES
 
 # Switches (benchmarks/bench_qdq_lattice.py turns them off to time each form): weights split
 # into digits past 2**24 (off: such a conv keeps the float form), the x - middle shift, the
-# high digit over only the channels that need it, MatMul/Gemm on the integers.
+# high digit over only the channels that need it, MatMul/Gemm on the integers (constant
+# weights; two activations).
 WEIGHT_DIGITS = True
 SHIFTED_INPUT = True
 HIGH_DIGIT_SUBSET = True
 INTEGER_DENSE = True
+INTEGER_PRODUCT = True
 
 
 def _plan(rows, reach, bias):
@@ -209,6 +211,17 @@ def _bias(ctx, idx: int, scale: np.ndarray):
     return np.asarray(pb[0]).astype(np.int64)
 
 
+def _relaid(ctx, centred, layout, target, shape):
+    """The centred integers stored as ``target`` (one TRANSPOSE when the lattice lives in
+    another layout than its reader wants)."""
+    if layout == target:
+        return centred
+    perm = np.array(L.transpose_perm(layout, target), np.int32)
+    moved = ctx.temp(np.float32, target.stored_shape(shape), "centred")
+    ctx.emit("TRANSPOSE", [centred, ctx.const_tensor(perm, "centred_perm")], [moved])
+    return moved
+
+
 def integer_conv(ctx, channels: int) -> IntegerConv | None:
     """The integer form of this Conv when its operands are a QDQ lattice (module docstring)."""
     act = _activation(ctx, 0)
@@ -238,11 +251,7 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
             offset, plan, bias = middle, alt, shifted
     if plan is None:
         return None
-    if layout != target:  # the lattice lives in another layout (an NCHW model input)
-        perm = np.array(L.transpose_perm(layout, target), np.int32)
-        moved = ctx.temp(np.float32, target.stored_shape(ctx.shape(0)), "centred")
-        ctx.emit("TRANSPOSE", [centred, ctx.const_tensor(perm, "centred_perm")], [moved])
-        centred = moved
+    centred = _relaid(ctx, centred, layout, target, ctx.shape(0))  # e.g. an NCHW model input
     digits, bits = plan
     shape = w.shape
     return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale, offset)
@@ -311,5 +320,49 @@ def integer_dense(ctx) -> bool:
 
     acc = lattice.accumulate(ctx, L.identity(2), dense)
     lattice.rescale(ctx, acc, final)
+    ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))
+    return True
+
+
+def integer_product(ctx) -> bool:
+    """MatMul(A, B) of two activations on per-tensor Q/DQ lattices (attention's Q K^T and
+    P V in a QDQ transformer), computed as onnxruntime's QLinearMatMul does: BATCH_MATMUL over
+    the centred integers, exact in any summation order while K * reach_a * reach_b < 2**24
+    (else A is split into run-time digits, integer_digits.split_digits, and the per-digit
+    products combined in int32), then one MUL by sa * sb. B may arrive stored transposed
+    (read through adj_y). Returns False (nothing emitted) for any other form."""
+    if not INTEGER_PRODUCT or ctx.node.op_type != "MatMul":
+        return False
+    a_shape, b_shape = ctx.shape(0), ctx.shape(1)
+    rank = len(ctx.out_shape(0))
+    if len(a_shape) < 3 or len(a_shape) != len(b_shape) or not ctx.out_layout(0).is_identity:
+        return False
+    a, b = _activation(ctx, 0), _activation(ctx, 1)
+    if a is None or b is None or any(t[1].inner is not None for t in (a, b)):
+        return False
+    plan = digit_plan(a_shape[-1], max(-a[3][0], a[3][1]), max(-b[3][0], b[3][1]))
+    if plan is None:
+        return False
+    turned = L.Layout((*range(rank - 2), rank - 1, rank - 2))
+    adj_y = b[1] == turned  # B stored transposed: read through adj_y, as the float form does
+    a_int = _relaid(ctx, a[0], a[1], L.identity(rank), a_shape)
+    b_int = _relaid(ctx, b[0], b[1], turned if adj_y else L.identity(rank), b_shape)
+    if plan[0] == 1:
+        acc = C.matmul(ctx, a_int, b_int, adj_y=adj_y, hint="integer_sum")
+    else:
+        digits, bits = plan
+        parts = [
+            C.matmul(ctx, d, b_int, adj_y=adj_y, hint=f"integer_sum{k}")
+            for k, d in enumerate(split_digits(ctx, a_int, digits, bits))
+        ]
+        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, "integer_sum")
+    scale = np.asarray(a[2] * b[2], np.float32).reshape(1)
+    final = ctx.output(0)
+    ctx.emit(
+        "MUL",
+        [acc, ctx.const_tensor(scale, "sum_scale")],
+        [final],
+        fused_activation_function="NONE",
+    )
     ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))
     return True

@@ -11,7 +11,7 @@ import numpy as np
 from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
-from .conv_lattice import integer_dense
+from .conv_lattice import integer_dense, integer_product
 
 
 def _inner_ok_gemm(node, idx, graph):
@@ -242,14 +242,25 @@ def lower_gemm(ctx):
     "MatMul",
     _matmul_policy(_accepting_inner(_inner_ok_matmul)),
     dtype_inputs=(0, 1),
-    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "RESHAPE", "DEQUANTIZE", "MUL", "ADD", "CAST"),
+    tflite_ops=(
+        "FULLY_CONNECTED",
+        "BATCH_MATMUL",
+        "RESHAPE",
+        "DEQUANTIZE",
+        "MUL",
+        "ADD",
+        "CAST",
+        "FLOOR",
+        "SUB",
+        "TRANSPOSE",
+    ),
     notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with batch broadcasting; "
-    "1-D operands are promoted and squeezed as numpy.matmul does; on a Q/DQ lattice with int8 "
-    "weights: exact integer sums (QLinearMatMul's), one MUL",
+    "1-D operands are promoted and squeezed as numpy.matmul does; on Q/DQ lattices (int8 "
+    "weights, or two activations): exact integer sums (QLinearMatMul's), one MUL",
     accepts_inner=_inner_ok_matmul,
 )
 def lower_matmul(ctx):
-    if integer_dense(ctx):  # Q/DQ lattice operands (lowering/conv_lattice.py)
+    if integer_dense(ctx) or integer_product(ctx):  # Q/DQ lattices (lowering/conv_lattice.py)
         return
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
     x, y = ctx.input(0), ctx.input(1)
