@@ -314,6 +314,25 @@ def test_tree_grid_row_blocks(block, monkeypatch):
     assert chk.ops["LESS_EQUAL"] == -(-N // block), chk.ops
 
 
+@pytest.mark.parametrize("rows", [1, 16])
+@pytest.mark.parametrize("only_leaves", [False, True])
+def test_tree_single_leaf_trees(rows, only_leaves, strategy):
+    """Trees that are one leaf (depth 0) next to deep ones, or a forest of nothing else: the
+    walk's first level reads the leaf's self loop."""
+    rng = np.random.default_rng(_seed("stumps", rows, only_leaves))
+    a, w = random_trees(rng, 0 if only_leaves else 4, 4, modes=ORDER_MODES, n_out=2)
+    first = max(a["tree"], default=-1) + 1
+    for t in range(first, first + 3):  # single-leaf trees
+        for k in a:
+            a[k].append(0)
+        a["tree"][-1], a["node"][-1], a["mode"][-1], a["val"][-1] = t, 0, "LEAF", 0.0
+        for k in range(2):
+            w["tree"].append(t), w["node"].append(0), w["id"].append(k)
+            w["w"].append(float(np.float32(rng.standard_normal())))
+    x = _features(rows, seed=rows, nan=0.1)
+    check_conversion(_rows_regressor(a, w, 2, rows, tracks=False), feeds={"x": x})
+
+
 def test_tree_grid_runs_at_any_batch():
     """A dynamic batch: the strategy and layout decided at the two sample sizes agree, and the
     file runs at 1, 3 and 8 rows."""

@@ -129,8 +129,9 @@ def walk_schedule(sorted_depths: list[int], rows: int) -> list[tuple[int, int]]:
 
 
 def walked_levels(sorted_depths: list[int], cuts) -> list[int]:
-    """Levels each tree (sorted by depth) is walked: up to the cut it leaves at, else all."""
-    walked = [max(sorted_depths)] * len(sorted_depths)
+    """Levels each tree (sorted by depth) is walked: up to the cut it leaves at, else all (and
+    at least the first, which every tree takes, even a single leaf)."""
+    walked = [max(1, *sorted_depths)] * len(sorted_depths)
     start = 0
     for level, first_active in cuts:
         walked[start:first_active] = [level - 1] * (first_active - start)
