@@ -889,3 +889,35 @@ def test_lattice_product_lands_ties_as_qlinearmatmul():
     basic = run_ort(model, feeds, BASIC)["y"]
     assert np.any(basic != expected)  # the float path misses ties (what this form fixes)
     assert len(np.unique(expected)) > 20
+
+
+@pytest.mark.parametrize("zp, pad_op", [(0, "PAD"), (128, "PADV2")])
+def test_max_pool_of_a_lattice_from_zero_pads_with_zeros(zp, pad_op):
+    """ReLU -> Q/DQ (uint8, zero point 0) -> MaxPool with ONNX pads TFLite's SAME cannot
+    express (resnet's stem): the values are >= 0, so the pool pads with zeros (PAD, which
+    XNNPACK takes) instead of -inf (PADV2, which it does not: two partitions); a lattice
+    reaching below 0 keeps -inf. Bit-exact with onnxruntime either way."""
+    nodes = [
+        helper.make_node("Relu" if zp == 0 else "Identity", ["x"], ["r"]),
+        *_pair("r", "r", "r_dq"),
+        helper.make_node(
+            "MaxPool", ["r_dq"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        _params("r", 0.011, zp, np.uint8),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(9).uniform(-1.5, 1.5, (1, 4, 8, 8)).astype(np.float32)
+    res = harness_convert(model, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert pad_op in ops and ({"PAD", "PADV2"} - {pad_op}).isdisjoint(ops)
+    expected = run_ort(model, {"x": x}, BASIC)["y"]
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    assert len(np.unique(expected)) > 20

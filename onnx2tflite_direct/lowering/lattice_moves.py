@@ -73,3 +73,19 @@ def on_lattice(ctx, key: tuple, dtype: str) -> bool:
     if dtype_name(ctx.driver.value(node.inputs[0]).dtype) != dtype:
         return False
     return lattice_key(params) == key
+
+
+def dequantized_non_negative(ctx, name: str) -> bool:
+    """Is ``name`` a DequantizeLinear output (seen through MOVES) whose lattice starts at 0:
+    constant zero point equal to its integer type's minimum, positive scales (a ReLU's
+    quantize_static output: uint8, zero point 0)? Its values are then >= 0."""
+    node = producer(ctx, name)
+    while node is not None and node.op_type in MOVES and node.domain in ("", "ai.onnx"):
+        node = producer(ctx, node.inputs[0])
+    params = dq_params(ctx.driver, node)
+    if params is None:
+        return False
+    dtype = np.dtype(ctx.driver.value(node.inputs[0]).dtype)
+    if dtype.kind not in "iu" or not np.all(params[1] > 0):
+        return False
+    return bool(np.all(params[2].astype(np.int64) == np.iinfo(dtype).min))
