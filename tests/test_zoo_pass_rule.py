@@ -428,3 +428,17 @@ def test_batch_norm_uses_the_running_statistics():
     p = {k: v.astype(np.float32).astype(np.float64).reshape(1, c, 1, 1) for k, v in params.items()}
     want = (x - p["mean"]) / np.sqrt(p["var"] + np.float64(np.float32(1e-3))) * p["s"] + p["b"]
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7), (2, 3, 4, 5), (1, 2, 3, 4, 2)])
+def test_global_max_pool_reduces_the_spatial_axes(shape):
+    graph = helper.make_graph(
+        [helper.make_node("GlobalMaxPool", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    x = np.random.default_rng(13).normal(size=shape).astype(np.float32)
+    got = run_float64(model, {"x": x})["y"]
+    np.testing.assert_array_equal(got, x.max(axis=tuple(range(2, x.ndim)), keepdims=True))

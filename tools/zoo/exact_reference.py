@@ -254,6 +254,20 @@ def _batch_norm_op():
     return BatchNormalization
 
 
+def _global_max_pool_op():
+    """GlobalMaxPool over every spatial axis (onnx 1.23's reduces the wrong axes unless the
+    input is 4-D: Magika's 1-D convolutions)."""
+    from onnx.reference.op_run import OpRun
+
+    class GlobalMaxPool(OpRun):
+        op_domain = ""
+
+        def _run(self, x):
+            return (x.max(axis=tuple(range(2, x.ndim)), keepdims=True),)
+
+    return GlobalMaxPool
+
+
 def _per_axis(v, ndim: int, axis: int):
     v = np.asarray(v)
     if v.size == 1 or ndim == 0:
@@ -383,6 +397,7 @@ def run_float64(
             _gather_elements_op(),
             _erf_op(),
             _batch_norm_op(),
+            _global_max_pool_op(),
             *_qdq_ops(),
         ],
     )
