@@ -417,3 +417,33 @@ def test_weights_beyond_float16_scales_stay_per_channel():
     got = run_litert(blob, {"x": x}, res.report["io"])["y"]
     ref = x.reshape(3, 64) @ q["values"].T
     assert np.all(np.abs(got.reshape(3, 48) - ref) <= _hybrid_bound(x, q["values"]))
+
+
+@pytest.mark.parametrize("xnnpack", KERNELS)
+def test_pointwise_conv_runs_as_a_blockwise_fully_connected(xnnpack):
+    """A 1x1 stride-1 CONV_2D is a FULLY_CONNECTED over the NHWC channels (keep_num_dims),
+    which has a blockwise int4 kernel; its fused RELU follows the offsets."""
+    w = (RNG.standard_normal((48, 64, 1, 1)) * 0.1).astype(F)
+    b = (RNG.standard_normal(48) * 0.1).astype(F)
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        [("x", F, (1, 64, 6, 6))],
+        [("y", F, (1, 48, 6, 6))],
+        {"w": w, "b": b},
+    )
+    res, blob = _int4_file(model)
+    (entry,) = res.report["quantization"]
+    assert list(entry["weights"]) == ["int4-block+offsets"]
+    from harness import op_histogram
+
+    assert "CONV_2D" not in op_histogram(blob)
+    (q,) = [v for v in _weights(blob).values() if v["values"].shape == (48, 64)]
+    x = RNG.standard_normal((1, 64, 6, 6)).astype(F)
+    got = run_litert(blob, {"x": x}, res.report["io"], use_xnnpack=xnnpack)["y"]
+    rows = x.transpose(0, 2, 3, 1).reshape(36, 64)
+    ref = np.maximum(rows @ q["values"].T + b, 0)
+    got_rows = got.transpose(0, 2, 3, 1).reshape(36, 48)
+    assert np.all(np.abs(got_rows - ref) <= _hybrid_bound(rows, q["main"]))

@@ -19,7 +19,8 @@ XNNPACK (``tests/test_quant_int4.py``; ``docs/quantization_int4.md`` has the tab
   runs both forms, and blockwise only with blocks that are multiples of 32.
 - BATCH_MATMUL: no int4 kernel (it refuses int4). A constant 2-D right-hand side becomes a
   FULLY_CONNECTED (``keep_num_dims``) on the transposed weight, then as above.
-- CONV_2D: int4 per-channel (axis 0), codes in [-7, 7]: the kernel reads -8 right, but
+- CONV_2D 1x1, stride 1, ungrouped: a FULLY_CONNECTED on the NHWC channels, as above.
+- Other CONV_2D: int4 per-channel (axis 0), codes in [-7, 7]: the kernel reads -8 right, but
   ResNet-18 measured 7.8 dB with [-8, 7] against 11.7 (likely: the least-squares scales
   then clip a channel's positive side more than its negative one, a bias per channel that
   non-negative activations accumulate). The kernel has no blockwise form.
@@ -44,6 +45,7 @@ operator that cannot take it quantized stays float for all of them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import ml_dtypes
@@ -224,7 +226,21 @@ class _Form:
     transpose: bool = False
     reason: str = ""  # why not int4 blockwise (a kernel constraint), for the report
     note: str = ""  # how it is run, when not the op itself (for the report)
-    offsets: bool = False  # blockwise with per-block offsets (FULLY_CONNECTED, static shapes)
+    offsets: bool = False  # blockwise with per-block offsets
+    as_fc: bool = False  # a 1x1 CONV_2D run as a FULLY_CONNECTED (which has a blockwise kernel)
+
+
+def _pointwise(op: tfl.Operator, w: tfl.Tensor, x: tfl.Tensor) -> bool:
+    """A 1x1, stride-1, ungrouped CONV_2D on NHWC: a FULLY_CONNECTED over the channels."""
+    o = op.options
+    return (
+        w.rank == 4
+        and w.shape[1:3] == (1, 1)
+        and o.get("stride_h", 1) == 1
+        and o.get("stride_w", 1) == 1
+        and x.rank == 4
+        and x.shape[-1] == w.shape[3]
+    )
 
 
 def _half_scales_fit(w: tfl.Tensor) -> bool:
@@ -265,6 +281,13 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
             act = op.options.get("fused_activation_function", "NONE")
             return _fc_form(w.shape[0], w.shape[1], block, x=x, w=w, act=act)
         if op.opcode == "CONV_2D":
+            if _pointwise(op, w, x):
+                act = op.options.get("fused_activation_function", "NONE")
+                note = "FULLY_CONNECTED (a 1x1 CONV_2D: blockwise)"
+                rows, cols = w.shape[0], w.shape[3]
+                form = _fc_form(rows, cols, block, x=x, w=w, act=act, note=note)
+                if form.kind == "int4-block":
+                    return dataclasses.replace(form, as_fc=True)
             return _Form(
                 "int4-channel", -7, reason="int4 per-channel: CONV_2D has no blockwise kernel"
             )
@@ -374,9 +397,10 @@ def _shared_blocker(w: tfl.Tensor, readers, block: int) -> str:
 
 def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tfl.Operator]:
     """The operators replacing ``op`` with its weight in ``form`` (one per format)."""
-    key = (id(w), form.kind, form.arg, form.transpose, form.offsets)  # (readers share it)
+    key = (id(w), form.kind, form.arg, form.transpose, form.offsets, form.as_fc)  # (shared)
     data = w.data.T if form.transpose else w.data
     data = data.reshape(data.shape[-2:]) if op.opcode == "BATCH_MATMUL" else data
+    data = data.reshape(w.shape[0], w.shape[3]) if form.as_fc else data
     if key not in made:
         offsets = None
         if form.kind == "int4-block" and form.offsets:
@@ -414,6 +438,20 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
         )
         out.rounded.append((fc, float_w, values))
         return _with_offsets(fc, offsets, form.arg, made) if offsets is not None else [fc]
+    if form.as_fc:  # CONV_2D 1x1 -> FULLY_CONNECTED on the NHWC channels
+        bias = op.inputs[2] if len(op.inputs) > 2 else None
+        options = {"keep_num_dims": True, "asymmetric_quantize_inputs": True}
+        options["fused_activation_function"] = op.options.get("fused_activation_function", "NONE")
+        fc = tfl.Operator(
+            "FULLY_CONNECTED",
+            [op.inputs[0], q, bias],
+            list(op.outputs),
+            options,
+            onnx_node=op.onnx_node,
+        )
+        float_w = tfl.Tensor(f"{w.name}/fc", np.float32, q.shape, data=np.ascontiguousarray(data))
+        out.rounded.append((fc, float_w, values))
+        return _with_offsets(fc, offsets, form.arg, made) if offsets is not None else _unfused(fc)
     out.rounded.append((op, tfl.Tensor(w.name, np.float32, w.shape, data=w.data), values))
     op.inputs[index] = q
     if op.opcode == "FULLY_CONNECTED":
