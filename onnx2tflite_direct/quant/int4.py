@@ -15,8 +15,9 @@ XNNPACK (``tests/test_quant_int4.py``; ``docs/quantization_int4.md`` has the tab
   activation, so a blockwise FULLY_CONNECTED gets its activation as an operator of its own.
   Scales must be positive (XNNPACK refuses the model otherwise) and zero points are not read,
   so a skewed block would waste levels: where it pays, each block also gets a float offset,
-  added by a small float FULLY_CONNECTED on the input's block sums (:func:`_with_offsets`). XNNPACK (the interpreter's default delegate)
-  runs both forms, and blockwise only with blocks that are multiples of 32.
+  added by a small float FULLY_CONNECTED on the input's block sums (:func:`_with_offsets`).
+  XNNPACK (the interpreter's default delegate) runs both forms, and blockwise only with
+  blocks that are multiples of 32.
 - BATCH_MATMUL: no int4 kernel (it refuses int4). A constant 2-D right-hand side becomes a
   FULLY_CONNECTED (``keep_num_dims``) on the transposed weight, then as above.
 - CONV_2D 1x1, stride 1, ungrouped: a FULLY_CONNECTED on the NHWC channels, as above.
