@@ -98,7 +98,8 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
     arrays = D._read_litert(interp, rows, vmap)
     del interp
     metrics, _ = D._measure_all(arrays, vmap, reference, atol)
-    masked = sorted(n for n in metrics if _holds_mask(reference[n]))
+    logit_side = softmax_logit_side(model.graph)
+    masked = sorted(n for n in metrics if _holds_mask(reference[n], n in logit_side))
     sqnr = {
         name: _finite_or_inf(m.get("sqnr_db"))
         for name, m in metrics.items()
@@ -132,9 +133,10 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
     notes = []
     if masked:
         notes.append(
-            f"not judged, {len(masked)} tensor(s) holding mask values (<= {MASK_VALUE:g}, e.g. "
-            "attention logits plus an additive mask: a softmax weighs them 0 however they are "
-            f"clamped): {', '.join(masked[:5])}" + (" ..." if len(masked) > 5 else "")
+            f"not judged, {len(masked)} tensor(s) holding additive-mask values (<= "
+            f"{MASK_VALUE:g}, or {MASK_GAP:g} below their row on a softmax's logit side: a "
+            "softmax weighs them 0 however they are clamped): "
+            f"{', '.join(masked[:5])}" + (" ..." if len(masked) > 5 else "")
         )
     return {
         "error_enters_at": _public(ranked[0]) if ranked else None,
@@ -188,14 +190,45 @@ def channel_sqnr(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 MASK_VALUE = -1e9  # a reference at or below this holds mask sentinels (finfo.min, -1e9, -inf)
+MASK_GAP = 1e3  # on a softmax's logit side: this far below the row's maximum is a mask
+# Ops through which an additive mask reaches a softmax's logits ((1 - m) * -10000 + scores).
+_MASK_PATH = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Reshape", "Transpose", "Unsqueeze",
+     "Squeeze", "Expand"}
+)  # fmt: skip
 
 
-def _holds_mask(ref) -> bool:
-    """Does this reference hold additive-mask sentinels? The integer files clamp them to a
-    window below the row's logits (``integer_plan``: exact after the softmax), so their
-    SQNR would blame a node that changes nothing."""
+def softmax_logit_side(graph) -> set[str]:
+    """Tensors that reach a Softmax's input through ``_MASK_PATH`` ops: the logits, the mask
+    and what the mask is computed from."""
+    producer = {o: n for n in graph.node for o in n.output if o}
+    stack = [n.input[0] for n in graph.node if n.op_type == "Softmax" and n.input]
+    seen: set[str] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        node = producer.get(t)
+        if node is not None and node.op_type in _MASK_PATH:
+            stack.extend(x for x in node.input if x)
+    return seen
+
+
+def _holds_mask(ref, logit_side: bool = False) -> bool:
+    """Does this reference hold additive-mask values: sentinels (<= ``MASK_VALUE``), or on a
+    softmax's logit side, entries ``MASK_GAP`` below their row's maximum (BERT's -10000)? The
+    integer files clamp them to a window below the row's logits (``integer_plan``: exact after
+    the softmax), so their SQNR would blame a node that changes nothing."""
     arr = np.asarray(ref)
-    return arr.dtype.kind == "f" and arr.size > 0 and float(np.min(arr)) <= MASK_VALUE
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return False
+    if float(np.min(arr)) <= MASK_VALUE:
+        return True
+    if not logit_side or arr.ndim == 0:
+        return False
+    finite = np.where(np.isfinite(arr), arr, 0.0)
+    return float(np.max(np.max(finite, axis=-1, keepdims=True) - finite)) >= MASK_GAP
 
 
 TOKEN_ENERGY_FLOOR = 1e-6  # tokens below this share of the mean token energy are not judged

@@ -209,8 +209,9 @@ def test_steepest_drop_is_the_planted_range_too(planted):
     assert section["steepest_drop"]["node"] == "blowup", section["steepest_drop"]
 
 
-def test_masked_logits_are_not_blamed():
-    """An additive attention mask (-1e9 on padded keys): the integer file clamps the masked
+@pytest.mark.parametrize("drop", [-1e9, -1e4])  # a sentinel; BERT's -10000
+def test_masked_logits_are_not_blamed(drop):
+    """An additive attention mask on padded keys: the integer file clamps the masked
     logits to a window below the row (exact after the softmax), so their SQNR means nothing;
     the debugger leaves them out, says so, and names another node."""
     from benchmarks.models import GraphBuilder, transformer_layer
@@ -221,7 +222,7 @@ def test_masked_logits_are_not_blamed():
     y = transformer_layer(b, x, 16, 32, 2, 64, pre_norm=False, mask=mask)
     model = b.build([y], ["y"])
     rng = np.random.default_rng(0)
-    keep = np.where(np.arange(16) < 11, 0.0, -1e9).astype(np.float32).reshape(1, 1, 1, 16)
+    keep = np.where(np.arange(16) < 11, 0.0, drop).astype(np.float32).reshape(1, 1, 1, 16)
     calib = {
         "x": rng.standard_normal((8, 16, 32)).astype(np.float32),
         "mask": np.repeat(keep, 8, axis=0),
