@@ -235,3 +235,18 @@ def test_masked_logits_are_not_blamed(drop):
     entry = section["error_enters_at"]
     assert entry is not None and entry["level_db"] > 10.0, entry
     assert all(t["level_db"] > 10.0 for t in masked), masked
+
+
+def test_weight_only_files_are_measured_too(plain):
+    model, _ = plain
+    res = convert(model, quantize=["fp16", "dynamic"], calibration_data=CALIB)
+    sections = QD.debug_variants(res, feeds=_feeds(0))
+    assert set(sections) == {"float16", "dynamic_range_quant"}
+    assert sections["float16"]["outputs"]["y"] >= 50.0  # float16 weights: tiny error
+    assert (
+        15.0
+        <= sections["dynamic_range_quant"]["outputs"]["y"]
+        < sections["float16"]["outputs"]["y"]
+    )
+    for section in sections.values():
+        assert section["measured"]["compared"] >= 6 and section["error_enters_at"] is not None
