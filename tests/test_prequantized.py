@@ -629,3 +629,62 @@ def test_dynamic_model_with_quantized_embedding_stays_dynamic(tmp_path):
     feeds = [{"ids": rng.integers(0, 20, (2, 5)).astype(np.int64)} for _ in range(3)]
     ref = [ort.InferenceSession(model.SerializeToString()).run(["y"], f)[0] for f in feeds]
     assert sqnr(ref, run_litert(tflite, feeds)) >= 30.0
+
+
+def conv_bn_model():
+    """Conv -> BatchNormalization (gammas over a 30x spread) -> Relu -> Conv -> BN, as the
+    exporters write a ResNet; quantize_static puts a Q/DQ pair between each Conv and its BN."""
+    rng = np.random.default_rng(7)
+    nodes, inits = [], []
+    x = "x"
+    for k, (cin, cout) in enumerate(((3, 8), (8, 8))):
+        nodes.append(helper.make_node("Conv", [x, f"w{k}"], [f"c{k}"], pads=[1, 1, 1, 1]))
+        bn_out = "y" if k == 1 else f"n{k}"
+        names = [f"s{k}", f"b{k}", f"m{k}", f"v{k}"]
+        nodes.append(helper.make_node("BatchNormalization", [f"c{k}", *names], [bn_out]))
+        inits.append(_init(rng, f"w{k}", [cout, cin, 3, 3], 0.4))
+        stats = (
+            np.geomspace(0.05, 1.5, cout),
+            rng.normal(0, 0.1, cout),
+            rng.normal(0, 0.1, cout),
+            rng.uniform(0.5, 1.5, cout),
+        )
+        inits += [
+            numpy_helper.from_array(v.astype(np.float32), n)
+            for v, n in zip(stats, names, strict=True)
+        ]
+        if k == 0:
+            nodes.append(helper.make_node("Relu", ["n0"], ["r0"]))
+            x = "r0"
+    return _model(nodes, [1, 3, 8, 8], [1, 8, 8, 8], inits)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_batchnorm_after_a_conv_pair_keeps_the_conv_rounding(tmp_path, per_channel):
+    """The BN runs as a 1x1 depthwise conv from the Conv's lattice (not folded into the
+    Conv, which would drop the Conv output's rounding): the per-tensor Conv weights keep the
+    ONNX scale exactly, the BN factors are per channel, and the output is within one
+    quantization step of the ONNX semantics everywhere."""
+    qmodel = quantized(conv_bn_model(), tmp_path, "qdq", per_channel, QuantType.QUInt8)
+    consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
+    tflite, summary, share = convert(qmodel)
+    assert share["integer"] == sum(share.values()) == 4
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, _ = Q.prequantized_variant(lowered, info.ranges, info)
+    ops = model.subgraphs[0].operators
+    dw = [op for op in ops if op.opcode == "DEPTHWISE_CONV_2D"]
+    convs = [op for op in ops if op.opcode == "CONV_2D"]
+    assert len(dw) == len(convs) == 2
+    for conv, bn in zip(convs, dw, strict=True):
+        assert bn.inputs[0] is conv.outputs[0]
+        assert bn.inputs[1].quantization.scale.size == 8
+    if not per_channel:
+        w_scale = convs[0].inputs[1].quantization.scale
+        assert w_scale.size == 1 and np.float32(w_scale[0]) == np.float32(consts["w0_scale"])
+    c_scale = float(convs[0].outputs[0].quantization.scale[0])
+    assert np.float32(c_scale) == np.float32(consts["c0_scale"])
+    feeds = _samples(qmodel, 4, seed=3)
+    step = float(consts["y_scale"])
+    for ref, act in zip(run_ort(qmodel, feeds), run_litert(tflite, feeds), strict=True):
+        assert np.max(np.abs(ref - act)) <= step * 1.01

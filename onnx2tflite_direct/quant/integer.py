@@ -220,7 +220,8 @@ class _Rewrite:
                 continue
             if not (is_float_activation(op.inputs[0]) and np.all(np.isfinite(w.data))):
                 continue
-            op.inputs[1] = hybrid_weight(w, op.opcode, self.per_channel)
+            per_channel = self.per_channel(w) if callable(self.per_channel) else self.per_channel
+            op.inputs[1] = hybrid_weight(w, op.opcode, per_channel)
             if op.opcode == "FULLY_CONNECTED":
                 op.options["asymmetric_quantize_inputs"] = True
             correct_bias(op, w, dequantized(op.inputs[1]), self.channel_means, self.plan.producer)
@@ -397,7 +398,10 @@ class _Rewrite:
         if rule.kind != "weighted":
             return {}
         w_float = op.inputs[rule.weight]
-        w, w_scale = self._weight(w_float, rule.weight_axis, self.per_channel)
+        # (``per_channel`` may be a predicate on the weight: a pre-quantized model keeps each
+        # weight on its own lattice, ``qdq_import._per_channel_weight``.)
+        per_channel = self.per_channel(w_float) if callable(self.per_channel) else self.per_channel
+        w, w_scale = self._weight(w_float, rule.weight_axis, per_channel)
         out = {rule.weight: w}
         correct_bias(op, w_float, dequantized(w), self.channel_means, self.plan.producer)
         if (

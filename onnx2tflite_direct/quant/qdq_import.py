@@ -165,7 +165,7 @@ def prequantized_variant(
             model,
             tfl_ranges,
             activations="int16" if bits == 16 else "int8",
-            per_channel=info.per_channel or not _weights_on_tensor_lattice(model),
+            per_channel=_per_channel_weight if not info.per_channel else True,
             input_dtype=io_in,
             output_dtype=io_out,
             ranges_are_exact=True,
@@ -204,30 +204,15 @@ def requantized_nodes(model: tfl.Model) -> list[str]:
     return found
 
 
-OFF_LATTICE_SHARE_FOR_PER_CHANNEL = 0.25
-
-
-def _weights_on_tensor_lattice(model: tfl.Model) -> bool:
-    """Whether the conv/FC weights are (mostly) still on a per-tensor symmetric lattice.
-
-    Per-tensor ONNX weights stay exact with per-tensor TFLite weights, unless the lowering
-    changed them (a BatchNormalization folded into the convolution scales each output channel):
-    those must be quantized per channel, or small-gamma channels lose most of their precision
-    (mobilenetv2-like, per-tensor: 27.6 dB -> 30.4 dB against the ONNX semantics). The choice
-    is global in ``quantize_integer``, and per channel re-rounds every exact per-tensor
-    weight, so it is only taken when a good share of the weights is off the lattice (one
-    Gemm whose weight onnxruntime quantized as an activation does not count).
-    """
-    total = off = 0
-    for op in model.subgraphs[0].operators:
-        if op.opcode not in MATMUL_LIKE_TFLITE or len(op.inputs) < 2:
-            continue
-        w = op.inputs[1]
-        if w is None or w.data is None or w.dtype != np.float32 or not w.data.size:
-            continue
-        total += 1
-        off += not _on_tensor_lattice(w.data)
-    return off <= OFF_LATTICE_SHARE_FOR_PER_CHANNEL * total
+def _per_channel_weight(w: tfl.Tensor) -> bool:
+    """Per-tensor ONNX weights stay exact with per-tensor TFLite weights; a weight the
+    lowering moved off that lattice (a BatchNormalization folded into the convolution scales
+    each output channel) or a per-channel quantity (a BatchNormalization run as a depthwise
+    convolution, ``qdq_strip._batchnorm_on_lattice_as_depthwise``) is quantized per channel,
+    or small-gamma channels lose most of their precision (mobilenetv2-like, per-tensor:
+    27.6 dB -> 30.4 dB against the ONNX semantics). Decided per weight: per channel would
+    re-round every exact per-tensor weight (why the choice is not global)."""
+    return w.data is not None and not _on_tensor_lattice(w.data)
 
 
 # Ops whose output params are independent of their input params (they rescale).
