@@ -497,6 +497,9 @@ class LoweringContext:
         plain = self.driver.materialize(name, L.identity(len(value.shape)))
         if target.inner is not None:
             raise errors.InternalError(errors.INTERNAL_ERROR, "broadcast into inner layout")
+        if plain.data is not None and plain.quantization is None and plain.shape_signature is None:
+            # a lowering made it a constant (a Q/DQ of a constant): expanded here, stays static
+            return self.const_tensor(target.apply(np.asarray(plain.data).reshape(full_shape)))
         stored = target.stored_shape(full_shape)
         if L.same_memory_order(L.identity(target.rank), target, full_shape):
             out = self.driver.new_tensor(f"{name}/expanded", value.dtype, stored)

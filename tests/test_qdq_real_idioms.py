@@ -771,6 +771,7 @@ def test_quantized_constant_is_computed_at_conversion_time():
     expected = run_ort(model, {"x": x}, BASIC)["y"]
     res = harness_convert(model, keep_io_layout=True)
     assert res.report["tflite_ops"]["ROUND"]["count"] == 1  # x's Q only
+    assert "RESHAPE" not in res.report["tflite_ops"]  # its rank expansion is a constant too
     for xnnpack in (True, False):
         got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
         np.testing.assert_array_equal(got["y"], expected)
