@@ -27,6 +27,9 @@ Configurations (cumulative):
   costs nothing (lowering/lattice_moves.py).
 - ``constants``: + a QuantizeLinear of a constant computed at conversion time
   (lowering/quantize.py): what the converter ships.
+Changes without a switch are in every configuration: a MaxPool of a lattice starting at 0
+pads with zeros (PAD, not PADV2: resnet18's stem), lattice Conv sums not mapped as the conv's
+value by diagnostics, constants rank-expanded at conversion time.
 
     PYTHONPATH=. python benchmarks/bench_qdq_lattice.py [--models NAME ...] [--runs 20]
 

@@ -17,6 +17,15 @@ into onnxruntime's float(int32 sum). One MUL by sx*sw per output channel gives t
 sum, rounded once; a QuantizeLinear reading it instead multiplies the sums by QLinearConv's
 fl(fl(sx*sw) / sy) (lowering/quantize.py), so exact ties stay ties. Anything else (other
 parameters, 1-D, depthwise over 25 taps) keeps the float form.
+
+Where a sum bound reaches 2**24 with uint8 activations after a ReLU (0..255), the conv reads
+x - 127 instead (reach 128, 127 * sum(w) moved into the bias) when that saves weight digits or
+high-digit channels; the high digit is reduced only over the channels whose bound needs it.
+
+MatMul/Gemm take the same route (:func:`integer_dense`: FULLY_CONNECTED over the centred
+integers and the int8 weight digits, as QLinearMatMul / QGemm), and so does a MatMul of two
+quantized activations (:func:`integer_product`: BATCH_MATMUL over both integer twins, the
+run-time operand split into digits by integer_digits.split_digits past the bound).
 """
 
 from __future__ import annotations
