@@ -79,6 +79,10 @@ def value_problems(o) -> Iterable[OptionError]:
     ):
         if getattr(o, name) not in choices:
             yield _bad(f"{{0}} must be one of {', '.join(choices)}", name)
+    block = o.int4_block_size
+    integer = isinstance(block, (int, np.integer)) and not isinstance(block, bool)
+    if not integer or block < 0 or block % 32:
+        yield _bad(f"{{0}} must be 0 or a multiple of 32, got {block!r}", "int4_block_size")
     percentile = o.calibration_percentile
     if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
@@ -240,8 +244,10 @@ def dead_options(
         for name in ("input_quant_dtype", "output_quant_dtype"):
             if getattr(o, name) != "int8":
                 yield "{0} has no effect without {1} int8", (name, "quantize")
-    if o.quant_type != "per-channel" and not set(o.quantize) - {"fp16"}:
+    if o.quant_type != "per-channel" and not set(o.quantize) - {"fp16", "int4"}:
         yield "{0} has no effect without {1} dynamic, int8 or int16x8", ("quant_type", "quantize")
+    if o.int4_block_size != 32 and "int4" not in o.quantize:
+        yield "{0} has no effect without {1} int4", ("int4_block_size", "quantize")
     if (o.calibration_mean or o.calibration_std) and o.calibration_random:
         yield (
             "{0}/{1} have no effect on {2}",

@@ -516,6 +516,18 @@ class ConvertOptions:
         group="quantization",
         choices=QUANT_TYPES,
     )
+    int4_block_size: int = _opt(
+        32,
+        "--int4-block-size",
+        "input channels sharing one scale in the `int4` file's blockwise weights (a multiple "
+        "of 32: XNNPACK's int4 kernels need it; larger blocks make smaller files, with more "
+        "error); 0 = one scale per output channel ([docs/quantization_int4.md]"
+        "(docs/quantization_int4.md))",
+        "--quantize int4 --int4-block-size 64",
+        group="quantization",
+        metavar="N",
+        type=int,
+    )
     strict_integer: bool = _switch(
         "--strict-integer",
         "refuse (exit 3, `integer_kernel_unavailable`, naming the ops) instead of keeping ops "

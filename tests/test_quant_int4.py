@@ -447,3 +447,34 @@ def test_pointwise_conv_runs_as_a_blockwise_fully_connected(xnnpack):
     ref = np.maximum(rows @ q["values"].T + b, 0)
     got_rows = got.transpose(0, 2, 3, 1).reshape(36, 48)
     assert np.all(np.abs(got_rows - ref) <= _hybrid_bound(rows, q["main"]))
+
+
+@pytest.mark.parametrize("block, form", [(64, "int4-block"), (0, "int4-channel")])
+def test_block_size_option(block, form):
+    model, inits = _matmul_model(256, 48)
+    res, blob = _int4_file(model, int4_block_size=block)
+    (entry,) = res.report["quantization"]
+    (written,) = entry["weights"]
+    assert written.split("+")[0] == form
+    (w,) = [v for v in _weights(blob).values() if v["values"].shape == (48, 256)]
+    assert w["block"] == block
+    x = RNG.standard_normal((1, 5, 256)).astype(F)
+    got = run_litert(blob, {"x": x}, res.report["io"])["y"].reshape(5, 48)
+    ref = x.reshape(5, 256) @ w["values"].T + inits["b"]
+    assert np.all(np.abs(got - ref) <= _hybrid_bound(x, w.get("main", w["values"])))
+
+
+def test_block_size_must_suit_xnnpack(tmp_path):
+    """A block size XNNPACK's int4 kernels cannot take is a bad option (exit 2), named."""
+    from onnx2tflite_direct import errors
+
+    model, _ = _matmul_model(64, 48)
+    with pytest.raises(errors.OptionError, match="multiple of 32"):
+        convert(model, quantize=("int4",), int4_block_size=48)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    code = cli.main(
+        [str(path), "-o", str(tmp_path), "--quantize", "int4", "--int4-block-size", "16"]
+    )
+    assert code == errors.EXIT_BAD_INPUT
+    assert not list(tmp_path.glob("*.tflite"))

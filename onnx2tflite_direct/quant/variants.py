@@ -60,6 +60,7 @@ class QuantOptions:
     quant_type: str = "per-channel"
     strict_integer: bool = False
     quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
+    int4_block_size: int = 32  # (0: per-channel int4 only)
 
     @property
     def per_channel(self) -> bool:
@@ -136,7 +137,10 @@ def _int4_job(options: QuantOptions):
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> Int4Outcome:
         outcome = quantize_weights_int4(
-            ir, keep_float=overrides.labels("float"), keep_int8=overrides.labels("int8")
+            ir,
+            block_size=options.int4_block_size,
+            keep_float=overrides.labels("float"),
+            keep_int8=overrides.labels("int8"),
         )
         values = {id(op): v for op, _, v in outcome.rounded}
         weighted = [(op, w) for op, w, _ in outcome.rounded]
