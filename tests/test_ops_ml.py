@@ -333,6 +333,45 @@ def test_tree_single_leaf_trees(rows, only_leaves, strategy):
     check_conversion(_rows_regressor(a, w, 2, rows, tracks=False), feeds={"x": x})
 
 
+def _full_trees(rng, n_trees, depth, n_out=1):
+    """Complete binary trees (every leaf at ``depth``), BRANCH_LEQ."""
+    a = {k: [] for k in ("tree", "node", "feat", "mode", "val", "true", "false", "track")}
+    w = {k: [] for k in ("tree", "node", "id", "w")}
+    for t in range(n_trees):
+        for i in range(2 ** (depth + 1) - 1):
+            leaf = i >= 2**depth - 1
+            vals = (t, i, int(rng.integers(F)), "LEAF" if leaf else "BRANCH_LEQ")
+            for k, v in zip(("tree", "node", "feat", "mode"), vals, strict=True):
+                a[k].append(v)
+            a["val"].append(0.0 if leaf else float(np.float32(rng.standard_normal())))
+            a["true"].append(0 if leaf else 2 * i + 1)
+            a["false"].append(0 if leaf else 2 * i + 2)
+            a["track"].append(0)
+            if leaf:
+                for k in range(n_out):
+                    w["tree"].append(t), w["node"].append(i), w["id"].append(k)
+                    w["w"].append(float(np.float32(rng.standard_normal())))
+    return a, w
+
+
+@pytest.mark.parametrize(
+    ("n_trees", "depth", "expected"),
+    [(12, 8, "traverse"), (40, 3, "grid"), (200, 2, "grid")],
+)
+def test_tree_strategy_rule(n_trees, depth, expected):
+    """The cost model's rule: deep full trees (many nodes for their depth: 511 at depth 8) are
+    traversed, shallow boosted-style trees go through the grid. Checked on the written ops
+    (the traversal UNPACKs node records, the grid makes one LESS_EQUAL) and against
+    onnxruntime."""
+    rng = np.random.default_rng(_seed("rule", n_trees, depth))
+    a, w = _full_trees(rng, n_trees, depth, n_out=2)
+    chk = check_conversion(regressor_model(a, w, 2), feeds={"x": _features(seed=depth)})
+    if expected == "traverse":
+        assert chk.ops["UNPACK"] == depth - 1, chk.ops
+    else:
+        assert "UNPACK" not in chk.ops and chk.ops["LESS_EQUAL"] == 1, chk.ops
+
+
 def test_tree_grid_runs_at_any_batch():
     """A dynamic batch: the strategy and layout decided at the two sample sizes agree, and the
     file runs at 1, 3 and 8 rows."""
