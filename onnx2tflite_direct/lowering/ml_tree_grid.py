@@ -1,11 +1,12 @@
 """Tree ensembles as one comparison grid and a walk of one GATHER per level: the ``grid``
 strategy of ``ml_trees`` (which chooses between its strategies by a measured cost model).
 
-Why this shape: LiteRT's GATHER copies element by element (about 2 ns an element on x86-64,
+Why this shape: LiteRT's GATHER copies element by element (about 2.1 ns an element on x86-64,
 ``benchmarks/bench_trees.py --kernels``), while deciding a split with a broadcast LESS_EQUAL
-and a SELECT_V2 costs a sixth of that. So the splits are all decided with element-wise ops, and the walk is left
-with the one GATHER per tree and level that pointer chasing needs (``s = next[s]``), where the
-level-by-level traversal GATHERs a node record and a feature value per tree and level.
+and a SELECT_V2 costs a sixth of that. So the splits are all decided with element-wise ops,
+and the walk is left with the one GATHER per tree and level that pointer chasing needs
+(``s = next[s]``), where the level-by-level traversal GATHERs a node record and a feature
+value per tree and level.
 
 * One comparison for four branch modes, exactly: every split becomes ``v <= t`` on one of four
   views of its feature: ``x`` or ``-x``, with NaN kept or replaced by ``-inf``. BRANCH_GTE reads
@@ -14,14 +15,20 @@ level-by-level traversal GATHERs a node record and a feature value per tree and 
   NaN: every comparison with NaN is false, and the ``-inf`` view makes it true; a node reads the
   view that sends NaN where onnxruntime does (its missing-value track: true branch or not).
 * The grid ``[R, M]``: row ``r`` compares one view of one feature (``x_rows [N, R, 1]`` against
-  the thresholds ``[R, M]``, broadcast); a feature with many splits takes several rows. Leaves
-  fill the free slots (both children of a leaf slot are the slot itself, so its comparison is
-  ignored). ``SELECT_V2(cond, true_child, false_child)`` gives ``next [N, R * M]``.
+  the thresholds ``[R, M]``, broadcast); a feature with many splits takes several rows.
+  ``SELECT_V2(cond, true_child, false_child)`` gives ``next [N, R * M]``.
+* Leaves: a leaf the walk goes on from (its tree is walked deeper than the leaf) needs a self
+  loop in ``next``: it fills a free grid slot (both children of a leaf slot are the slot itself,
+  so its comparison is ignored), else an extra row, or at batch 1 the tail (one constant row of
+  self loops after the grid, a CONCATENATION). A leaf at its tree's last walked level has no
+  slot in ``next``: only the leaf tables read it.
 * The walk: roots are constants, then ``s = GATHER(next, s)`` per level; trees sorted by depth
-  leave the working set once they reach their leaves (``SPLIT_V``) when that saves enough.
+  leave the working set once they reach their leaves (``SPLIT_V``) when that saves enough
+  (``walk_schedule``). Batches beyond ``block_rows`` run block by block, so the per-sample
+  tables the walk reads stay in cache.
 
 The result is the slot each tree reaches (``[N, trees]``) and the node in each slot, which is
-what ``ml_trees.aggregate`` reads leaf weights by.
+what ``ml_trees.aggregate`` reads leaf weights by. ``grid_ns`` estimates its LiteRT time.
 """
 
 from __future__ import annotations
@@ -65,8 +72,8 @@ class GridPlan:
     views: list[tuple[bool, bool]]  # (negated, NaN -> -inf) views, in concatenation order
     row_src: np.ndarray  # int32 [R]: the column of the concatenated views a row compares
     thresholds: np.ndarray  # float32 [R, M]
-    true_child: np.ndarray  # int32 [R * M]
-    false_child: np.ndarray  # int32 [R * M]
+    true_child: np.ndarray  # int32 [R * M + leaf_slots]: the next slot if the split holds
+    false_child: np.ndarray  # int32 [R * M + leaf_slots]
     slot_node: list  # node index in each slot, None where empty
     pos: dict  # node index -> slot
     leaf_slots: int = 0  # leaves after the grid (self loops, not compared)
@@ -139,9 +146,10 @@ def walked_levels(sorted_depths: list[int], cuts) -> list[int]:
     return walked
 
 
-def _leaf_depths(forest: Forest) -> dict[int, tuple[int, int]]:
-    """leaf node -> (tree, depth)."""
-    out = {}
+def _revisited_leaves(forest: Forest, walked: dict[int, int]) -> set[int]:
+    """Leaves some path reaches before its tree's last walked level (``walked``: tree ->
+    levels); a leaf shared by several paths or trees counts if any of them does."""
+    out: set[int] = set()
     for t, root in enumerate(forest.roots):
         stack = [(root, 0)]
         while stack:
@@ -149,8 +157,8 @@ def _leaf_depths(forest: Forest) -> dict[int, tuple[int, int]]:
             node = forest.nodes[i]
             if isinstance(node, Split):
                 stack += [(node.true, d + 1), (node.false, d + 1)]
-            else:
-                out[i] = (t, d)
+            elif d < walked[t]:
+                out.add(i)
     return out
 
 
@@ -166,9 +174,10 @@ def plan_grid(forest: Forest, n_features: int, rows: int = 1) -> GridPlan:
     sorted_depths = [depths[t] for t in tree_order]
     cuts = walk_schedule(sorted_depths, rows)
     walked = dict(zip(tree_order, walked_levels(sorted_depths, cuts), strict=True))
-    leaf_at = _leaf_depths(forest)
-    leaves = [i for i, (t, d) in leaf_at.items() if d < walked[t]]
-    final = [i for i, (t, d) in leaf_at.items() if d >= walked[t]]
+    revisited = _revisited_leaves(forest, walked)
+    all_leaves = [i for i, n in enumerate(forest.nodes) if not isinstance(n, Split)]
+    leaves = [i for i in all_leaves if i in revisited]
+    final = [i for i in all_leaves if i not in revisited]
     leaves_in_grid = rows != 1
     tail: list[int] = []
     forms = {i: _view(forest.nodes[i]) for i in splits}
