@@ -136,7 +136,7 @@ def ort_4bit(path: Path, feeds: dict, expected: dict, ops: tuple[str, ...], more
     }
 
 
-def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=()) -> dict:
+def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=(), block=BLOCK) -> dict:
     pins = {k: tuple(v.shape) for k, v in feeds.items()}
     with tempfile.TemporaryDirectory() as tmp:
         res = convert(
@@ -146,6 +146,7 @@ def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=()) -> dict
             input_shapes=pins,
             quantize=("int4",),
             quant_overrides=list(overrides),
+            int4_block_size=block,
             stem="m",
         )
         f32 = len(res.tflite_bytes)
@@ -193,6 +194,7 @@ def measure(name: str, anchors: bool = True) -> dict | None:
     row["ours_gather_int8"] = ours(path, feeds, expected, ["Gather=int8"], more=more)
     with mock.patch.object(int4, "OFFSET_GAIN_DB", float("inf")):  # plain blocks only
         row["ours_without_offsets"] = ours(path, feeds, expected, more=more)
+    row["ours_block128"] = ours(path, feeds, expected, more=more, block=128)
     if name in RECIPES:
         row["ours_recipe"] = {"overrides": RECIPES[name]}
         row["ours_recipe"].update(ours(path, feeds, expected, RECIPES[name], more=more))
@@ -252,6 +254,12 @@ def markdown(rows: list[dict]) -> str:
                 + ", ".join(f"{k} {v}" for k, v in sorted(o["weights"].items()))
                 + ")",
             ]
+    lines += ["", "Ours with `--int4-block-size 128`: size / SQNR \\| mean:", ""]
+    for r in rows:
+        n = r["ours_block128"]
+        lines.append(
+            f"- {r['name']}: {n['size_ratio']:.3f} / {n['sqnr_db']} \\| {n['sqnr_db_mean_8_inputs']}"
+        )
     lines += ["", "Ours with plain blocks only (no per-block offsets): size / SQNR \\| mean:", ""]
     for r in rows:
         n = r["ours_without_offsets"]
