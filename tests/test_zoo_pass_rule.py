@@ -442,3 +442,71 @@ def test_global_max_pool_reduces_the_spatial_axes(shape):
     x = np.random.default_rng(13).normal(size=shape).astype(np.float32)
     got = run_float64(model, {"x": x})["y"]
     np.testing.assert_array_equal(got, x.max(axis=tuple(range(2, x.ndim)), keepdims=True))
+
+
+def _float_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(14)
+    w = numpy_helper.from_array(rng.normal(size=(6, 5)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 5])],
+        [w],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _judge_float(tmp_path, actual_of):
+    from onnx2tflite_direct.validate import run_onnxruntime
+    from tools.zoo.run import _reference_error
+
+    path = tmp_path / "f.onnx"
+    onnx.save(_float_model(), str(path))
+    feeds = {"x": np.random.default_rng(15).normal(size=(4, 6)).astype(np.float32)}
+    expected = run_onnxruntime(path, feeds)
+    actual = {"y": actual_of(expected["y"])}
+    outs = {"y": {"ok": False, "shape": [4, 5], "actual_shape": [4, 5]}}
+    return _reference_error(path, feeds, expected, actual, outs, set(), False)
+
+
+def test_a_wrong_float64_answer_is_not_trusted(tmp_path, monkeypatch):
+    """If the "exact" answer were itself wrong (onnx.reference has computed something else),
+    LiteRT's equally wrong answer would look as close to it as onnxruntime: a float model's
+    float64 answer is used only where onnxruntime agrees with it to 60 dB."""
+    pytest.importorskip("onnxruntime")
+    import tools.zoo.exact_reference as ER
+
+    def wrong(model, feeds, **kw):
+        return {"y": feeds["x"].astype(np.float64) @ _w() * 1.1}
+
+    def _w():
+        return numpy_helper.to_array(_float_model().graph.initializer[0]).astype(np.float64)
+
+    verdict = _judge_float(tmp_path, lambda y: y * 1.1)  # 10% off: the true exact refuses it
+    assert verdict["rule"] == "float64" and not verdict["passed"], verdict
+    monkeypatch.setattr(ER, "run_float64", wrong)
+    verdict = _judge_float(tmp_path, lambda y: y * 1.1)
+    assert "untrusted" in verdict["float64"], verdict
+    assert verdict["rule"] == "reference_spread" and not verdict["passed"], verdict
+
+
+def test_a_slow_float64_evaluation_falls_back_to_the_spread_rule(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import time
+
+    import tools.zoo.exact_reference as ER
+    import tools.zoo.run as R
+
+    def slow(model, feeds, **kw):
+        end = time.time() + 5
+        while time.time() < end:
+            pass
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(ER, "run_float64", slow)
+    monkeypatch.setattr(R, "FLOAT64_SECONDS", 1)
+    verdict = _judge_float(tmp_path, lambda y: y + 1e-3)
+    assert "TimeoutError" in verdict["float64"]["unavailable"], verdict
+    assert verdict["rule"] == "reference_spread" and not verdict["passed"], verdict
+    assert "ORT_ENABLE_ALL" in verdict["ort_levels_vs_reference"]

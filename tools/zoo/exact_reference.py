@@ -15,8 +15,11 @@ declares float32 is then rounded to the nearest float32 (every op correctly roun
 correctly rounded reference of the developer guide, not a float32 accumulation).
 DequantizeLinear and QuantizeLinear compute in float64 from the float32 scales (which convert
 exactly): QuantizeLinear rounds the (nearly) real quotient ``x / scale``, as its formula reads,
-not a float32 quotient. A float64 Conv replaces onnx.reference's slow one (im2col through strided views and
-einsum).
+not a float32 quotient. A float64 Conv replaces onnx.reference's slow one (im2col through
+strided views and einsum); GatherElements, Erf, BatchNormalization and GlobalMaxPool replace
+onnx 1.23's, which fail or compute something else on real models (each found by comparing
+this reference with onnxruntime over the corpus: every float model agrees to >= 82 dB, most
+to > 110 dB).
 
 Also here: :func:`output_steps`, the quantization step of graph outputs produced by a
 DequantizeLinear (the unit in which lattice-valued outputs are compared), shared with
