@@ -661,24 +661,23 @@ def conv_bn_model():
 
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_batchnorm_after_a_conv_pair_keeps_the_conv_rounding(tmp_path, per_channel):
-    """The BN runs as a 1x1 depthwise conv from the Conv's lattice (not folded into the
-    Conv, which would drop the Conv output's rounding): the per-tensor Conv weights keep the
-    ONNX scale exactly, the BN factors are per channel, and the output is within one
-    quantization step of the ONNX semantics everywhere."""
+    """The BN is not folded into the Conv (that would drop the Conv output's rounding): the
+    Conv writes its own int8 lattice with the ONNX weight scale, the BN runs in float32 as
+    onnxruntime's kernel computes it (MUL then ADD, no fused multiply-add) and is rounded by
+    DIV + ROUND before the QUANTIZE; the output then agrees with the ONNX semantics except
+    where a convolution's exact integer sum and onnxruntime's float32 sum round a near-tie
+    differently (one step, rare)."""
     qmodel = quantized(conv_bn_model(), tmp_path, "qdq", per_channel, QuantType.QUInt8)
     consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
     tflite, summary, share = convert(qmodel)
-    assert share["integer"] == sum(share.values()) == 4
+    assert share["integer"] == sum(share.values()) == 2
     stripped, info = Q.import_quantized(qmodel)
     lowered = pipeline.lower_model(stripped, keep_io_layout=True)
     model, _ = Q.prequantized_variant(lowered, info.ranges, info)
     ops = model.subgraphs[0].operators
-    dw = [op for op in ops if op.opcode == "DEPTHWISE_CONV_2D"]
     convs = [op for op in ops if op.opcode == "CONV_2D"]
-    assert len(dw) == len(convs) == 2
-    for conv, bn in zip(convs, dw, strict=True):
-        assert bn.inputs[0] is conv.outputs[0]
-        assert bn.inputs[1].quantization.scale.size == 8
+    assert len(convs) == 2 and not any(op.opcode == "DEPTHWISE_CONV_2D" for op in ops)
+    assert [op.opcode for op in ops].count("ROUND") == 2
     if not per_channel:
         w_scale = convs[0].inputs[1].quantization.scale
         assert w_scale.size == 1 and np.float32(w_scale[0]) == np.float32(consts["w0_scale"])
@@ -686,5 +685,7 @@ def test_batchnorm_after_a_conv_pair_keeps_the_conv_rounding(tmp_path, per_chann
     assert np.float32(c_scale) == np.float32(consts["c0_scale"])
     feeds = _samples(qmodel, 4, seed=3)
     step = float(consts["y_scale"])
-    for ref, act in zip(run_ort(qmodel, feeds), run_litert(tflite, feeds), strict=True):
-        assert np.max(np.abs(ref - act)) <= step * 1.01
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.002

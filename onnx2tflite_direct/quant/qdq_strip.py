@@ -187,6 +187,8 @@ class StripInfo:
     kept: list[dict] = field(default_factory=list)  # {"node", "op", "reason"}
     expanded: list[dict] = field(default_factory=list)  # QOperator nodes rewritten
     dynamic: list[str] = field(default_factory=list)  # nodes from quantize_dynamic
+    # BatchNormalizations run as 1x1 depthwise convs: node -> (factor, bias), float32
+    affine: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     pairs: int = 0  # activation Q -> DQ pairs stripped
     notes: list[str] = field(default_factory=list)
 
@@ -406,14 +408,17 @@ def _batchnorm_on_lattice_as_depthwise(view: GraphView, info: StripInfo) -> None
         stats = [view.const(bn, k) for k in range(1, 5)]
         if w is None or w.ndim != 4 or any(s is None or s.ndim != 1 for s in stats):
             continue
-        gamma, beta, mean, var = (s.astype(np.float64) for s in stats)
-        factor = gamma / np.sqrt(var + float(attr(bn, "epsilon", 1e-5)))
+        # float32 as onnxruntime's BatchNormalization kernel computes them (1 / sqrt, times
+        # gamma; beta - mean * factor): the float path below reproduces its outputs bit for bit
+        gamma, beta, mean, var = (s.astype(np.float32) for s in stats)
+        eps = np.float32(attr(bn, "epsilon", 1e-5))
+        factor = (np.float32(1) / np.sqrt(var + eps)) * gamma
         channels = factor.size
         hint = bn.name or bn.output[0]
-        weight = view.add_const(
-            view.fresh(f"{hint}_dw_w"), factor.astype(np.float32).reshape(channels, 1, 1, 1)
-        )
-        bias = view.add_const(view.fresh(f"{hint}_dw_b"), (beta - mean * factor).astype(np.float32))
+        weight = view.add_const(view.fresh(f"{hint}_dw_w"), factor.reshape(channels, 1, 1, 1))
+        shift = beta - mean * factor
+        bias = view.add_const(view.fresh(f"{hint}_dw_b"), shift)
+        info.affine[hint] = (factor, shift)
         view.graph.node[i].CopyFrom(
             helper.make_node(
                 "Conv",
