@@ -12,9 +12,9 @@ onnxruntime's answer is exact to well within that tolerance. Two kinds of model 
   decoded through ``exp`` of regression deltas).
 
 So an output that misses the strict rule is judged against a reference that rounds far less
-than either runtime: the model's own semantics evaluated in float64
-(:mod:`tools.zoo.exact_reference`; for a Q/DQ model: dequantize, compute, quantize with
-round-half-to-even, as the operators are specified). Rule ``exact`` (recorded as
+than either runtime: the model's own semantics evaluated in float64, each op's float32 result
+correctly rounded (:mod:`tools.zoo.exact_reference`; for a Q/DQ model: dequantize, compute,
+quantize with round-half-to-even, as the operators are specified). Rule ``exact`` (recorded as
 ``qdq_semantics`` for Q/DQ models, ``float64`` for float models): LiteRT is at least as close
 to that reference as onnxruntime is, at its closest optimisation level:
 
@@ -29,8 +29,7 @@ with it to ``EXACT_TRUST_DB`` (60 dB): the corpus' float models agree to 82-158 
 wrong "exact" answer (onnx.reference has computed something else) would widen the bar.
 
 Where no trusted float64 evaluation exists (an op ``onnx.reference`` lacks, over its time
-budget, or untrusted), a float model may pass by
-rule ``reference_spread``: onnxruntime's optimisation levels disagree with each other by
+budget, or untrusted), a float model may pass by rule ``reference_spread``: onnxruntime's optimisation levels disagree with each other by
 ``s = max_level max|ort_level - ort_ref|``; since two runtimes that each err by up to E can
 differ by up to 2E, and ``s`` is our only (lower-bound) estimate of E, LiteRT may differ from
 ``ort_ref`` by ``max(strict, K * s)`` element-wise with K = 2, and its SQNR against ``ort_ref``
