@@ -932,3 +932,53 @@ def test_lattice_conv_sums_are_not_mapped_as_its_value():
     entry = res.tensor_map.get("conv")
     assert entry is None or "integer_sum" not in entry["tensor"]
     assert "y" in res.tensor_map  # the mapping itself still works
+
+
+def test_lattice_resize_rounds_exact_ties():
+    """x -> Q/DQ -> Resize (linear, half_pixel, 2x) -> Q/DQ on the same lattice (quantize_static
+    gives a Resize its input's parameters; LRASPP's classifier): the 1/4, 3/4 weights of
+    integers are exact, so the RESIZE_BILINEAR of the lattice integers puts every exact tie
+    where round-half-to-even puts it, and XNNPACK and the reference kernels agree bit for bit
+    (a resize of the dequantized floats misses such ties by an ulp, each kernel its own way:
+    LRASPP 37.9 dB between the two). Within one output step of onnxruntime's float path."""
+    s, zp = np.float32(0.0449), 3
+    nodes = [
+        *_pair("x", "x", "x_dq"),
+        helper.make_node("Resize", ["x_dq", "", "scales"], ["r"], mode="linear"),
+        *_pair("y", "r", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lattice_resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 7, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 14, 18])],
+        [
+            *_params("x", s, zp, np.uint8),
+            *_params("y", s, zp, np.uint8),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    q = np.random.default_rng(10).integers(0, 256, (1, 3, 7, 9))
+    x = ((q - zp) * s).astype(np.float32)
+
+    # the exact bilinear of the integers (ONNX half_pixel, edges clamped), rounded half to even
+    def taps(n):
+        src = np.clip((np.arange(2 * n) + 0.5) / 2 - 0.5, 0, n - 1)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n - 1), src - i0
+
+    (y0, y1, fy), (x0, x1, fx) = taps(7), taps(9)
+    c = (q - zp).astype(np.float64)
+    top = c[:, :, y0][..., x0] * (1 - fx) + c[:, :, y0][..., x1] * fx
+    bottom = c[:, :, y1][..., x0] * (1 - fx) + c[:, :, y1][..., x1] * fx
+    exact = top * (1 - fy)[:, None] + bottom * fy[:, None]
+    assert np.sum(exact % 1 == 0.5) > 20  # tie-dense
+    expected = ((np.clip(np.rint(exact) + zp, 0, 255) - zp) * s).astype(np.float32)
+    res = harness_convert(model, keep_io_layout=True)
+    assert "RESIZE_BILINEAR" in res.report["tflite_ops"]
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    basic = run_ort(model, {"x": x}, BASIC)["y"]
+    assert np.abs(basic - expected).max() <= s * (1 + 1e-5)

@@ -22,6 +22,7 @@ from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
 from . import compose as C
+from .conv_lattice import integer_resize_operand, rescale_integer_sums
 from .resize_builtins import builtin_flags
 from .resize_reference import (
     COORD_MODES,
@@ -278,6 +279,14 @@ def lower_resize(ctx):
     stored = [lay.stored_axis(a) for a in axes]
     rank = len(spec.in_shape)
     if rank == 4 and sorted(stored) == [1, 2] and all(p[1].all() for p in plans.values()):
+        lattice = None
+        if spec.mode == "linear":  # on a Q/DQ lattice: resize the integers (conv_lattice.py)
+            lattice = integer_resize_operand(ctx, [p[0] for p in plans.values()])
+        if lattice is not None:
+            acc = ctx.temp(np.float32, ctx.output(0).shape, "integer_resized")
+            if _try_builtin(ctx, spec, lattice[0], plans, lay, out=acc):
+                rescale_integer_sums(ctx, acc, lattice[1])
+                return
         if _try_replicate(ctx, spec, x, plans, lay) or _try_builtin(ctx, spec, x, plans, lay):
             return
     outside = None
@@ -367,7 +376,7 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     return True
 
 
-def _try_builtin(ctx, spec, x, plans, lay) -> bool:
+def _try_builtin(ctx, spec, x, plans, lay, out=None) -> bool:
     if spec.mode == "cubic":
         return False
     opcode = "RESIZE_NEAREST_NEIGHBOR" if spec.mode == "nearest" else "RESIZE_BILINEAR"
@@ -380,9 +389,8 @@ def _try_builtin(ctx, spec, x, plans, lay) -> bool:
     if flags is None:
         return False
     size = ctx.const_tensor(np.array([spec.out_shape[h], spec.out_shape[w]], np.int32), "size")
-    ctx.emit(
-        opcode, [x, size], [ctx.output(0)], align_corners=flags[0], half_pixel_centers=flags[1]
-    )
+    out = ctx.output(0) if out is None else out
+    ctx.emit(opcode, [x, size], [out], align_corners=flags[0], half_pixel_centers=flags[1])
     return True
 
 
