@@ -42,7 +42,7 @@ from ..tfl_edit import Editor
 from .calibration import tflite_ranges
 from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
 from .integer import QParams, params_from_range, quantize_integer
-from .op_rules import TWO_POW_M15
+from .op_rules import RULES, TWO_POW_M15
 from .overrides import Override, Resolved
 from .qdq_strip import WEIGHTED_ONNX_OPS, PairParams, StripInfo, strip_qdq
 from .qoperator_expand import QUANTIZATION_OPS, expand_qoperators
@@ -155,6 +155,7 @@ def prequantized_variant(
     notes = list(info.notes)
     requantized = 0
     float_reasons: dict[str, str] = {}
+    rounding: set[int] = set()  # id() of the float ops computing ONNX's exact rounding
     if info.mode == "static":
         bits = info.activation_bits
         full = bool(getattr(options, "full_integer", False))
@@ -163,6 +164,7 @@ def prequantized_variant(
         if bits == 16 and full:
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
+        fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
         outcome = quantize_integer(
             model,
             tfl_ranges,
@@ -171,11 +173,15 @@ def prequantized_variant(
             input_dtype=io_in,
             output_dtype=io_out,
             ranges_are_exact=True,
-            overrides=_float_affines(info),
+            overrides=_float_like_onnxruntime(info, fixed),
         )
         requantized = outcome.requantized + _softmax_on_onnx_lattice(model, tfl_ranges, bits)
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
         _affines_as_onnxruntime(model, info.affine)
+        _exact_quantize_after(model, rounding)  # (every float -> integer QUANTIZE)
+        requantized_at = requantized_nodes(model)
+        if bits == 8:
+            _requantize_through_float(model, rounding)
         if rounded:
             notes.append(
                 f"{rounded} tensor(s) on a Q/DQ lattice are read by float ops: a QUANTIZE + "
@@ -190,37 +196,159 @@ def prequantized_variant(
             )
     if info.dynamic:  # (also the dynamic part of a mixed model: still float after the above)
         _hybrid_weights(model, set(info.dynamic))
-    nodes = node_statuses(model, float_reasons, info.mode)
+    nodes = node_statuses(model, float_reasons, info.mode, rounding)
     summary = PrequantizedSummary(info.mode, nodes, requantized, info.kept, notes)
-    summary.requantized_at = requantized_nodes(model)
+    summary.requantized_at = requantized_at if info.mode == "static" else []
     return model, summary
 
 
-def _float_affines(info: StripInfo):
-    """An override keeping the BatchNormalizations run as depthwise convs
-    (``qdq_strip._batchnorm_on_lattice_as_depthwise``) float: see :func:`_affines_as_onnxruntime`."""
-    if not info.affine:
+FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
+AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
+
+
+def _float_like_onnxruntime(info: StripInfo, fixed: set[str]):
+    """An override keeping float the nodes onnxruntime itself runs in float between Q/DQ
+    (BatchNormalizations run as depthwise convs, ``qdq_strip._batchnorm_on_lattice_as_depthwise``)
+    and the nodes whose integer kernel writes a fixed lattice other than the ONNX model's
+    (:func:`_fixed_lattice_nodes`): see :func:`_affines_as_onnxruntime` and
+    :func:`_exact_quantize_after`."""
+    if not info.affine and not fixed:
         return None
-    o = Override("<BatchNormalization between Q/DQ pairs>", "float", 0, re.compile(r"(?!)"))
-    return Resolved((o,), {name: o for name in info.affine})
+    never = re.compile(r"(?!)")
+    affine = Override(AFFINE_NOTE, "float", 0, never)
+    lattice = Override(FIXED_OUTPUT_NOTE, "float", 1, never)
+    labels = {name: lattice for name in fixed} | {name: affine for name in info.affine}
+    return Resolved((affine, lattice), labels)
+
+
+def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
+    """ONNX nodes computed by an int8 kernel whose output lattice is fixed (LOGISTIC writes
+    1/256 from -128, TANH 1/128) while the model's Q after it chose another lattice.
+
+    Why float: the fixed lattice rounds once, the QUANTIZE onto the ONNX lattice a second
+    time, and the two steps are about the same size, so a third of the outputs land one or
+    more steps away from ``Q(sigmoid(DQ(x)))`` (yolov8n-like SiLU: 33 % of the first
+    sigmoid's outputs, up to 4 steps). onnxruntime's QLinearSigmoid is a table of that exact
+    expression; here the float LOGISTIC between the DEQUANTIZE and the exactly rounded
+    QUANTIZE (:func:`_exact_quantize_after`) computes it up to the float sigmoid's last bit.
+    SOFTMAX has its own route to the ONNX lattice (:func:`_softmax_on_onnx_lattice`)."""
+    if bits != 8:
+        return set()
+    found = set()
+    for op in model.subgraphs[0].operators:
+        rule = RULES.get(op.opcode)
+        if rule is None or rule.kind != "fixed" or op.opcode == "SOFTMAX" or not op.onnx_node:
+            continue
+        out = op.outputs[0] if op.outputs else None
+        rng = ranges.get(out.name) if out is not None else None
+        if rng is None or rule.fixed8 is None:
+            continue
+        want = params_from_range(*rng, False)
+        scale, zero_point = rule.fixed8
+        if np.float32(want.scale) != np.float32(scale) or want.zero_point != zero_point:
+            found.add(op.onnx_node)
+    return found
+
+
+def _requantize_through_float(model: tfl.Model, rounding: set[int]) -> int:
+    """Each 8-bit -> 8-bit QUANTIZE (a rescale onto another lattice: CONCATENATION inputs,
+    integer I/O) becomes DEQUANTIZE, ``round(x / s) * s`` and a float -> int8 QUANTIZE: the
+    ONNX ``Q(DQ(q))`` exactly.
+
+    Why: XNNPACK's 8-bit -> 8-bit conversion applies the scale ratio as a multiplier with 8
+    fractional bits (yolov8n-like: a ratio of 0.90003 ran as 230 / 256 = 0.8984, 7 % of a
+    concatenation's outputs one step off, amplified downstream), and the builtin's reference
+    kernel rounds its fixed-point product differently from ONNX's half-to-even division.
+    Returns the count."""
+    sub = model.subgraphs[0]
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "QUANTIZE" or len(op.inputs) != 1:
+            continue
+        x, q = op.inputs[0], op.outputs[0]
+        if x.dtype not in (np.int8, np.uint8) or q.dtype not in (np.int8, np.uint8):
+            continue
+        if not (_is_int(x) and _is_int(q)) or np.size(q.quantization.scale) != 1:
+            continue
+        if np.size(x.quantization.scale) != 1:
+            continue
+        real = ed.temp(f"{x.name}/dequantized", np.float32, x.shape)
+        s = ed.const(f"{q.name}/lattice_scale", np.array([q.quantization.scale[0]], np.float32))
+        steps = ed.temp(f"{q.name}/steps", np.float32, x.shape)
+        whole = ed.temp(f"{q.name}/whole_steps", np.float32, x.shape)
+        on_lattice = ed.temp(f"{q.name}/on_lattice", np.float32, x.shape)
+        exact = [
+            ed.op("DIV", [real, s], [steps], like=op),
+            ed.op("ROUND", [steps], [whole], like=op),
+            ed.op("MUL", [whole, s], [on_lattice], like=op),
+        ]
+        rounding.update(id(o) for o in exact)
+        ed.replace(
+            op,
+            [
+                ed.op("DEQUANTIZE", [x], [real], like=op),
+                *exact,
+                ed.op("QUANTIZE", [on_lattice], [q], like=op),
+            ],
+        )
+        count += 1
+    ed.commit()
+    return count
+
+
+def _exact_quantize_after(model: tfl.Model, rounding: set[int]) -> int:
+    """Every QUANTIZE of a float value gets ``round(x / s) * s`` as its input (DIV, ROUND half
+    to even, MUL): the QUANTIZE builtin multiplies by the reciprocal scale, which can decide a
+    near-tie differently from ONNX's division, and a value computed from a lattice input
+    repeats its near-ties over every element with the same input value (graph inputs too:
+    yolov8n-like, the first flipped elements were the input's). ``round(x / s) * s`` is a
+    few float32 ulps from a lattice point, which the builtin maps to that point whatever its
+    rounding. Returns the count."""
+    sub = model.subgraphs[0]
+    producer = sub.producers()
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "QUANTIZE" or op.inputs[0].dtype != np.float32:
+            continue
+        made_by = producer.get(id(op.inputs[0]))
+        q = op.outputs[0]
+        if q.quantization is None:
+            continue
+        if np.size(q.quantization.scale) != 1:
+            continue
+        x = op.inputs[0]
+        s = ed.const(f"{x.name}/lattice_scale", np.array([q.quantization.scale[0]], np.float32))
+        steps = ed.temp(f"{x.name}/steps", np.float32, x.shape)
+        whole = ed.temp(f"{x.name}/whole_steps", np.float32, x.shape)
+        on_lattice = ed.temp(f"{x.name}/on_lattice", np.float32, x.shape)
+        exact = [
+            ed.op("DIV", [x, s], [steps], like=made_by or op),
+            ed.op("ROUND", [steps], [whole], like=made_by or op),
+            ed.op("MUL", [whole, s], [on_lattice], like=made_by or op),
+        ]
+        rounding.update(id(o) for o in exact)
+        ed.insert_before(op, exact)
+        op.inputs[0] = on_lattice
+        count += 1
+    ed.commit()
+    return count
 
 
 def _affines_as_onnxruntime(model: tfl.Model, affine: dict) -> int:
     """Each BatchNormalization between two Q/DQ pairs runs as onnxruntime runs it: the
     integer input dequantized, ``x * factor`` then ``+ shift`` in float32 (two roundings, no
     fused multiply-add: onnxruntime's kernel, with the factor and shift it computes), then
-    ``round(y / s)`` (DIV and ROUND, half to even) before the QUANTIZE to the output lattice.
+    ``round(y / s)`` before the QUANTIZE to the output lattice (:func:`_exact_quantize_after`).
 
     Why not an integer depthwise convolution: its int32 bias sits on a lattice of ``s_in *
     |factor| / 127``, and the BN's input is itself on a lattice, so every element with the
     same input value lands at the same distance from a rounding boundary: a bias error of a
     hundredth of a step moved whole value classes across it (mobilenetv2-like: 0.25 % of the
     first BN's outputs off by one step, amplified to several steps downstream; with the
-    float32 BN as onnxruntime computes it, none). The QUANTIZE builtin multiplies by the
-    reciprocal scale, which can decide a near-tie differently from ONNX's division.
-    Returns the number of BatchNormalizations rewritten."""
+    float32 BN as onnxruntime computes it, none). Returns the number rewritten."""
     sub = model.subgraphs[0]
-    readers = sub.consumers()
     ed = Editor(sub)
     count = 0
     for op in sub.operators:
@@ -247,26 +375,6 @@ def _affines_as_onnxruntime(model: tfl.Model, affine: dict) -> int:
                 ),
             ],
         )
-        for reader, i in readers.get(id(out), []):
-            q = reader.outputs[0]
-            if reader.opcode != "QUANTIZE" or q.quantization is None:
-                continue
-            if np.size(q.quantization.scale) != 1:
-                continue
-            scale = np.float32(q.quantization.scale[0])
-            steps = ed.temp(f"{out.name}/steps", np.float32, out.shape)
-            whole = ed.temp(f"{out.name}/whole_steps", np.float32, out.shape)
-            on_lattice = ed.temp(f"{out.name}/on_lattice", np.float32, out.shape)
-            s_const = ed.const(f"{out.name}/lattice_scale", np.array([scale], np.float32))
-            ed.insert_before(
-                reader,
-                [
-                    ed.op("DIV", [out, s_const], [steps], like=op),
-                    ed.op("ROUND", [steps], [whole], like=op),
-                    ed.op("MUL", [whole, s_const], [on_lattice], like=op),
-                ],
-            )
-            reader.inputs[i] = on_lattice
         count += 1
     ed.commit()
     return count
@@ -431,18 +539,26 @@ def _is_int(t) -> bool:
     return t is not None and t.dtype.kind in "iu" and t.quantization is not None
 
 
-def node_statuses(model: tfl.Model, float_reasons: dict[str, str], mode: str) -> list[dict]:
+def node_statuses(
+    model: tfl.Model, float_reasons: dict[str, str], mode: str, rounding: set[int] = frozenset()
+) -> list[dict]:
     """Per ONNX node: integer (all its float-domain ops read/write quantized tensors), hybrid
     (float activations with int8 weights), float, or other (integer shape arithmetic), and
-    why. TFLite-only ops (layout transposes of graph I/O) are listed under node ""."""
+    why. TFLite-only ops (layout transposes of graph I/O) are listed under node "". The float
+    ops of ``rounding`` (``round(x / s) * s`` before a QUANTIZE: ONNX's rounding, part of the
+    quantization like QUANTIZE itself) do not make a node float."""
     by_node: dict[str, list[tfl.Operator]] = {}
     for op in model.subgraphs[0].operators:
-        if op.opcode in ("QUANTIZE", "DEQUANTIZE") and not op.onnx_node:
+        if (op.opcode in ("QUANTIZE", "DEQUANTIZE") or id(op) in rounding) and not op.onnx_node:
             continue
         by_node.setdefault(op.onnx_node or "", []).append(op)
     out = []
     for node, ops in by_node.items():
-        statuses = {_op_status(op) for op in ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE")}
+        statuses = {
+            _op_status(op)
+            for op in ops
+            if op.opcode not in ("QUANTIZE", "DEQUANTIZE") and id(op) not in rounding
+        }
         statuses.discard(None)
         if not statuses:
             statuses = {_op_status(op) for op in ops} - {None}
