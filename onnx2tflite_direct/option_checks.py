@@ -39,7 +39,7 @@ REWRITE_RULES = tuple(
 
 
 def _wants_integer(o) -> bool:
-    return any(c in quant_variants.INTEGER_FILES for c in o.quantize)
+    return any(c in quant_variants.INTEGER_FILES or c == "auto" for c in o.quantize)
 
 
 def _bad(template: str, *names: str, reason: str = errors.INVALID_OPTION) -> OptionError:
@@ -83,6 +83,17 @@ def value_problems(o) -> Iterable[OptionError]:
     integer = isinstance(block, (int, np.integer)) and not isinstance(block, bool)
     if not integer or block < 0 or block % 32:
         yield _bad(f"{{0}} must be 0 or a multiple of 32, got {block!r}", "int4_block_size")
+    target = o.target_sqnr
+    if target is not None and (
+        isinstance(target, bool)
+        or not isinstance(target, (int, float, np.number))
+        or not 0.0 < float(target) <= 200.0
+    ):
+        yield _bad(f"{{0}} must be a number of dB in (0, 200], got {target!r}", "target_sqnr")
+    if "auto" in o.quantize and target is None:
+        yield _bad("{0} auto needs {1} DB (the output SQNR to meet)", "quantize", "target_sqnr")
+    if target is not None and "auto" not in o.quantize:
+        yield _bad("{0} only applies to {1} auto", "target_sqnr", "quantize")
     percentile = o.calibration_percentile
     if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")

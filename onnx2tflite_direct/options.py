@@ -422,7 +422,9 @@ class ConvertOptions:
         "(docs/quantization_int4.md)); `int8` = "
         "`<stem>_integer_quant.tflite` + `<stem>_full_integer_quant.tflite` (int8 inside; "
         "float or integer I/O); `int16x8` = `<stem>_integer_quant_with_int16_act.tflite` + "
-        "its full-integer variant (int16 activations, int8 weights). Ops without an acceptable "
+        "its full-integer variant (int16 activations, int8 weights); `auto` = "
+        "`<stem>_auto_quant.tflite` (float I/O, each node int8, int16x8 or float, chosen by "
+        "measurement to meet `--target-sqnr`). Ops without an acceptable "
         "integer kernel stay float: the console warns with their count when a full-integer "
         "file is not all-integer, and the report's `quantization` section names them",
         "--quantize fp16 int8 --calibration-data images=calib.npy",
@@ -527,6 +529,21 @@ class ConvertOptions:
         group="quantization",
         metavar="N",
         type=int,
+    )
+    target_sqnr: float | None = _opt(
+        None,
+        "--target-sqnr",
+        "the output SQNR (dB, against the float ONNX model) the `auto` file must reach: each "
+        "node's sensitivity is measured (the output SQNR lost when it alone is quantized), the "
+        "cheapest assignment (int8 first, then int16 activations, then float) that meets the "
+        "target is verified on held-back calibration samples (the last quarter); the report's "
+        "`quantization` section gives the assignment, the SQNR reached and the int8 share of "
+        "multiply-accumulates. A target the float model itself misses is refused "
+        "(`target_sqnr_unreachable`, exit 2). Required with `--quantize auto`, refused without",
+        "--quantize auto --target-sqnr 40 --calibration-data images=calib.npy",
+        group="quantization",
+        metavar="DB",
+        type=_finite_float,
     )
     strict_integer: bool = _switch(
         "--strict-integer",

@@ -33,6 +33,7 @@ HONOURED_BY = {
     "int4": ("float", "int8", "int4-weights"),
     "int8": ("float", "int8", "int16x8"),
     "int16x8": ("float", "int8", "int16x8"),
+    "auto": ("float", "int8", "int16x8"),  # fixed; the search assigns the other nodes
 }
 
 # Override precision -> the per-node precisions (report names) that honour it: the weight-only
@@ -51,6 +52,7 @@ NOT_APPLICABLE = {
     "int4": "the int4 weight file has int4 or int8 hybrid weights and float activations only",
     "int8": "the integer files have int8 weights",
     "int16x8": "the integer files have int8 weights",
+    "auto": "the integer files have int8 weights",
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import errors, tfl
+from . import auto as auto_quant
 from . import calibration as cal
 from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
@@ -27,7 +28,7 @@ from .integer import quantize_integer
 from .integer_plan import HEURISTIC_REASONS
 
 # --quantize choices, in the order variants are produced.
-CHOICES = ("fp16", "dynamic", "int4", "int8", "int16x8")
+CHOICES = ("fp16", "dynamic", "int4", "int8", "int16x8", "auto")
 
 # choice -> [(file kind, activation dtype, full-integer I/O?)] for the integer variants.
 INTEGER_FILES = {
@@ -61,6 +62,7 @@ class QuantOptions:
     strict_integer: bool = False
     quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
     int4_block_size: int = 32  # (0: per-channel int4 only)
+    target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
 
     @property
     def per_channel(self) -> bool:
@@ -75,8 +77,10 @@ def make_variants(
     onnx_model: Callable[[], object],
     build: Callable[[tfl.Model], bytes],
     record: Callable[[str, int, list], None],
+    io_table=None,
 ) -> tuple[dict[str, bytes], list[dict]]:
     """Produce every asked variant; returns ({file kind: bytes}, per-variant summaries).
+    ``io_table`` (the report's ``io``) lets ``auto`` run its candidate files in LiteRT.
 
     ``model_ir`` is left untouched unless it is the only variant's input (it is not reused
     afterwards, so the last variant may consume it instead of a copy).
@@ -91,6 +95,8 @@ def make_variants(
             jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
         elif choice == "int4":
             jobs.append(("int4_weight_quant", choice, _int4_job(options)))
+        elif choice == "auto":
+            jobs.append((auto_quant.KIND, choice, None))
         else:
             for kind, activations, full in INTEGER_FILES[choice]:
                 jobs.append((kind, choice, _integer_job(activations, full, options)))
@@ -98,9 +104,22 @@ def make_variants(
     variants: dict[str, bytes] = {}
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
+        summary = {"kind": kind, "variant": choice}
+        if job is None:  # auto: many integer files from the float model, one kept
+            data, found = auto_quant.auto_variant(
+                model_ir, options, tensor_map, onnx_model, build, io_table, overrides,
+                lambda opts: _Ranges(opts, tensor_map, onnx_model),
+            )  # fmt: skip
+            outcome = found.pop("_outcome")
+            record(f"quantize_{kind}", outcome.integer_ops, [])
+            summary.update(_summary_dict(outcome))
+            summary["auto"] = found
+            summary.update(_precision_section(None, outcome, overrides, "int8", kind))
+            summaries.append(summary)
+            variants[kind] = data
+            continue
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
         outcome = job(ir, ranges, overrides)
-        summary = {"kind": kind, "variant": choice}
         if isinstance(outcome, int):
             count = outcome
             summary["converted_tensors"] = outcome
