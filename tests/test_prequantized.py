@@ -740,3 +740,58 @@ def test_fixed_lattice_kernels_and_requantizations_follow_the_onnx_rounding(tmp_
     act = np.stack(run_litert(tflite, feeds))
     assert np.max(np.abs(ref - act)) <= step * 1.01
     assert np.mean(np.abs(ref - act) > step / 2) < 0.002
+
+
+def fire_model():
+    """SqueezeNet's fire module: a squeeze conv, then 1x1 and 3x3 expand convs (+ Relu) whose
+    outputs only the concatenation reads."""
+    rng = np.random.default_rng(13)
+    nodes = [
+        helper.make_node("Conv", ["x", "ws", "bs"], ["s"]),
+        helper.make_node("Relu", ["s"], ["rs"]),
+        helper.make_node("Conv", ["rs", "w1", "b1"], ["e1"]),
+        helper.make_node("Relu", ["e1"], ["r1"]),
+        helper.make_node("Conv", ["rs", "w3", "b3"], ["e3"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["e3"], ["r3"]),
+        helper.make_node("Concat", ["r1", "r3"], ["y"], axis=1),
+    ]
+    inits = [
+        _init(rng, "ws", [4, 6, 1, 1], 0.5),
+        _init(rng, "bs", [4], 0.1),
+        _init(rng, "w1", [8, 4, 1, 1], 0.3),
+        _init(rng, "b1", [8], 0.1),
+        _init(rng, "w3", [8, 4, 3, 3], 0.4),
+        _init(rng, "b3", [8], 0.1),
+    ]
+    return _model(nodes, [1, 6, 8, 8], [1, 16, 8, 8], inits)
+
+
+@pytest.mark.parametrize("make", [fire_model, silu_concat_model])
+def test_every_tensor_keeps_its_own_onnx_lattice(tmp_path, make):
+    """A tensor with its own Q/DQ pair is written on that lattice, even when it feeds a
+    concatenation whose lattice differs (writing the concatenation's lattice directly would
+    skip the model's rounding onto its own: squeezenet's fire modules, 10 % of an expand
+    convolution's outputs one step off); the rescale onto the shared lattice follows."""
+    qmodel = quantized(make(), tmp_path, "qdq", False, QuantType.QUInt8)
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, _ = Q.prequantized_variant(lowered, info.ranges, info)
+    checked = 0
+    for op in model.subgraphs[0].operators:
+        for t in op.outputs:
+            name = t.name.removesuffix("/int8")
+            if name in info.ranges and t.dtype == np.int8 and op.opcode != "QUANTIZE":
+                want = params_from_range(*info.ranges[name], False)
+                assert np.float32(t.quantization.scale[0]) == np.float32(want.scale), name
+                assert int(t.quantization.zero_point[0]) == want.zero_point, name
+                checked += 1
+    assert checked >= 4
+    tflite = builder.build_flatbuffer(model)
+    feeds = _samples(qmodel, 4, seed=6)
+    step = float(
+        numpy_helper.to_array(next(i for i in qmodel.graph.initializer if i.name == "y_scale"))
+    )
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.002

@@ -507,8 +507,11 @@ class IntegerPlan:
                 return lookup[id(src)]
             rng = self.range_of(src)  # constant source
             return None if rng is None else params_from_range(*rng, int16)
-        # free / weighted: adopt the params of a sole shared-scale consumer (saves a requantize)
-        adopted = self._consumer_shared_params(t)
+        # free / weighted: adopt the params of a sole shared-scale consumer (saves a requantize),
+        # unless the tensor has an exact lattice of its own (an imported Q/DQ pair: writing the
+        # consumer's lattice directly would skip the model's rounding onto it)
+        own = self.exact and self.range_of(t) is not None
+        adopted = None if own else self._consumer_shared_params(t)
         if adopted is not None and adopted.int16 == int16:
             return adopted
         rng = self.range_of(t)

@@ -41,8 +41,8 @@ from .. import tfl
 from ..tfl_edit import Editor
 from .calibration import tflite_ranges
 from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
-from .integer import QParams, params_from_range, quantize_integer
-from .op_rules import RULES, TWO_POW_M15
+from .integer import params_from_range, quantize_integer
+from .op_rules import RULES
 from .overrides import Override, Resolved
 from .qdq_strip import WEIGHTED_ONNX_OPS, PairParams, StripInfo, strip_qdq
 from .qoperator_expand import QUANTIZATION_OPS, expand_qoperators
@@ -175,7 +175,7 @@ def prequantized_variant(
             ranges_are_exact=True,
             overrides=_float_like_onnxruntime(info, fixed),
         )
-        requantized = outcome.requantized + _softmax_on_onnx_lattice(model, tfl_ranges, bits)
+        requantized = outcome.requantized
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
         _affines_as_onnxruntime(model, info.affine)
         _exact_quantize_after(model, rounding)  # (every float -> integer QUANTIZE)
@@ -222,8 +222,8 @@ def _float_like_onnxruntime(info: StripInfo, fixed: set[str]):
 
 
 def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
-    """ONNX nodes computed by an int8 kernel whose output lattice is fixed (LOGISTIC writes
-    1/256 from -128, TANH 1/128) while the model's Q after it chose another lattice.
+    """ONNX nodes computed by an int8 kernel whose output lattice is fixed (LOGISTIC and
+    SOFTMAX write 1/256 from -128, TANH 1/128) while the model's Q after it chose another.
 
     Why float: the fixed lattice rounds once, the QUANTIZE onto the ONNX lattice a second
     time, and the two steps are about the same size, so a third of the outputs land one or
@@ -231,13 +231,15 @@ def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
     sigmoid's outputs, up to 4 steps). onnxruntime's QLinearSigmoid is a table of that exact
     expression; here the float LOGISTIC between the DEQUANTIZE and the exactly rounded
     QUANTIZE (:func:`_exact_quantize_after`) computes it up to the float sigmoid's last bit.
-    SOFTMAX has its own route to the ONNX lattice (:func:`_softmax_on_onnx_lattice`)."""
+    SOFTMAX too (its int8 kernel writes 1/256; a detour through its int16 output, 2^-15, then
+    a QUANTIZE still rounded twice: vit-like per-tensor 20.2 -> 21.7 dB against the ONNX
+    semantics in float, onnxruntime's kernels 21.2)."""
     if bits != 8:
         return set()
     found = set()
     for op in model.subgraphs[0].operators:
         rule = RULES.get(op.opcode)
-        if rule is None or rule.kind != "fixed" or op.opcode == "SOFTMAX" or not op.onnx_node:
+        if rule is None or rule.kind != "fixed" or not op.onnx_node:
             continue
         out = op.outputs[0] if op.outputs else None
         rng = ranges.get(out.name) if out is not None else None
@@ -401,54 +403,6 @@ def _per_channel_weight(w: tfl.Tensor) -> bool:
     27.6 dB -> 30.4 dB against the ONNX semantics). Decided per weight: per channel would
     re-round every exact per-tensor weight (why the choice is not global)."""
     return w.data is not None and not _on_tensor_lattice(w.data)
-
-
-# Ops whose output params are independent of their input params (they rescale).
-_RESCALING = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "ADD", "SUB", "MUL"}
-    | {"MEAN", "SUM", "QUANTIZE", "DEQUANTIZE"}
-)
-
-
-def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
-    """An int8 SOFTMAX writes the kernel's fixed 1/256 lattice; the ONNX model's Q after the
-    Softmax usually chose another (e.g. max p / 255). The int8 kernel may write int16
-    (2^-15) instead, and a QUANTIZE then lands exactly on the ONNX lattice, so the next op
-    sees what onnxruntime sees (vit-like attention: the probabilities feed a MatMul). Only
-    done when every reader rescales (no same-scale op inherited the fixed params)."""
-    if bits != 8:
-        return 0
-    sub = model.subgraphs[0]
-    readers = sub.consumers()
-    outputs = {id(t) for t in sub.outputs}
-    ed = Editor(sub, fresh_names=False)
-    count = 0
-    for op in sub.operators:
-        out = op.outputs[0] if op.outputs else None
-        if op.opcode != "SOFTMAX" or out is None or out.dtype != np.int8:
-            continue
-        name = out.name.removesuffix("/int8")
-        rng = ranges.get(name)
-        if rng is None or id(out) in outputs:
-            continue
-        if not all(r.opcode in _RESCALING for r, _ in readers.get(id(out), [])):
-            continue
-        want = params_from_range(*rng, False)
-        have = QParams(float(out.quantization.scale[0]), int(out.quantization.zero_point[0]))
-        if want == have:
-            continue
-        wide = ed.temp(
-            f"{out.name}/int16",
-            np.int16,
-            out.shape,
-            quantization=QParams(TWO_POW_M15, 0).quantization(),
-        )
-        out.quantization = want.quantization()
-        op.outputs[0] = wide
-        ed.insert_after(op, [ed.op("QUANTIZE", [wide], [out], like=op)])
-        count += 1
-    ed.commit()
-    return count
 
 
 def _round_float_readers(model: tfl.Model, ranges: dict, int16: bool) -> int:
