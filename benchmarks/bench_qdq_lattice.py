@@ -22,7 +22,7 @@ Configurations (cumulative):
 - ``digits``: such a Conv splits its int8 weights into two digits (two convs, all channels).
 - ``shift_subset``: + the x - middle shift and the high digit over only the channels needing it.
 - ``dense``: + MatMul/Gemm on the integers (FULLY_CONNECTED for constant weights,
-  BATCH_MATMUL of two activations).
+  BATCH_MATMUL of two activations) and linear Resize with dyadic weights on the integers.
 - ``moves``: + a Q/DQ pair after Reshape/Transpose/MaxPool... of a value already on its lattice
   costs nothing (lowering/lattice_moves.py).
 - ``constants``: + a QuantizeLinear of a constant computed at conversion time
@@ -75,6 +75,7 @@ SWITCHES = {
     "HIGH_DIGIT_SUBSET": conv_lattice,
     "INTEGER_DENSE": conv_lattice,
     "INTEGER_PRODUCT": conv_lattice,
+    "INTEGER_RESIZE": conv_lattice,
     "SKIP_MOVED_PAIRS": lattice_moves,
     "QUANTIZE_CONSTANTS": quantize,
 }
@@ -88,6 +89,7 @@ CONFIGS = {
         "HIGH_DIGIT_SUBSET",
         "INTEGER_DENSE",
         "INTEGER_PRODUCT",
+        "INTEGER_RESIZE",
     ),
     "moves": tuple(s for s in SWITCHES if s != "QUANTIZE_CONSTANTS"),
     "constants": tuple(SWITCHES),
