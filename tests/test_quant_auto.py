@@ -234,3 +234,29 @@ def test_user_overrides_are_kept_and_not_candidates(cnn, cnn_int8):
     assert a["fixed_by_quant_override"] == ["conv1"]
     conv_inputs = [d[0] for name, d in op_dtypes(res.variants["auto_quant"]) if name == "CONV_2D"]
     assert conv_inputs[0] == "float32"
+
+
+def fc_weights(tflite: bytes) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=tflite)
+    interp.allocate_tensors()
+    op = next(o for o in interp._get_ops_details() if o["op_name"] == "FULLY_CONNECTED")
+    return interp.get_tensor(op["inputs"][1])
+
+
+def test_float_override_of_a_softmax_heads_logits_keeps_float_weights(cnn):
+    """The FULLY_CONNECTED computing a float softmax head's logits keeps int8 hybrid weights
+    by default; overridden to float (what ``auto`` assigns when their noise does not fit) it
+    keeps the model's float32 weights exactly."""
+    model = onnx.ModelProto()
+    model.CopyFrom(cnn)
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(onnx.helper.make_node("Softmax", ["logits"], ["y"], name="head"))
+    base = convert(model, quantize=["int8"], calibration_data=CALIB)
+    kept = convert(model, quantize=["int8"], calibration_data=CALIB, quant_overrides=["fc=float"])
+    assert fc_weights(base.variants["integer_quant"]).dtype == np.int8
+    wf = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "wf")
+    np.testing.assert_array_equal(fc_weights(kept.variants["integer_quant"]), wf)
+    # and the file still computes the model (its softmax within 30 dB of onnxruntime's)
+    assert sqnr(model, kept.variants["integer_quant"], kept.report["io"], held_back(CALIB)) > 30

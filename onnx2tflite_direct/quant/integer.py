@@ -210,10 +210,14 @@ class _Rewrite:
         """The float ops computing a float head's input (``IntegerPlan.head_inputs``) keep
         int8 weights as LiteRT's hybrid kernels read them (float activations, per-channel
         int8 weights, the dynamic-range variant's scheme): the file stays as small as an
-        integer one, and the bias is corrected as the integer ops' biases are."""
+        integer one, and the bias is corrected as the integer ops' biases are. A node
+        overridden to ``float`` keeps its float weights (asked for: a float island)."""
         readers = self.sub.consumers()
         for op in self.sub.operators:
             if id(op) not in self.plan.head_inputs or op.opcode not in HYBRID_WEIGHT_AXIS:
+                continue
+            o = self.plan.overrides.get(op.onnx_node)
+            if o is not None and o.precision == "float":
                 continue
             w = op.inputs[1]
             if not is_float_constant(w) or w.data.size < MIN_ELEMENTS or len(readers[id(w)]) != 1:
