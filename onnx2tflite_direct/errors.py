@@ -36,8 +36,6 @@ SHAPE_INFERENCE_FAILED = "shape_inference_failed"
 MISSING_CALIBRATION_DATA = "missing_calibration_data"
 # --quantize auto: the float model itself misses --target-sqnr on the held-back samples.
 TARGET_SQNR_UNREACHABLE = "target_sqnr_unreachable"
-# --quantize auto: the float model itself misses --target-sqnr on the held-back samples.
-TARGET_SQNR_UNREACHABLE = "target_sqnr_unreachable"
 
 VALIDATION_MISMATCH = "validation_mismatch"
 INTERNAL_ERROR = "internal_error"
@@ -141,7 +139,6 @@ REASON_CODES = {
     INVALID_OPTION: EXIT_BAD_INPUT,
     SHAPE_INFERENCE_FAILED: EXIT_BAD_INPUT,
     MISSING_CALIBRATION_DATA: EXIT_BAD_INPUT,
-    TARGET_SQNR_UNREACHABLE: EXIT_BAD_INPUT,
     TARGET_SQNR_UNREACHABLE: EXIT_BAD_INPUT,
     VALIDATION_MISMATCH: EXIT_VALIDATION,
     INTERNAL_ERROR: EXIT_INTERNAL,

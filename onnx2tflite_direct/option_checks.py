@@ -94,17 +94,6 @@ def value_problems(o) -> Iterable[OptionError]:
         yield _bad("{0} auto needs {1} DB (the output SQNR to meet)", "quantize", "target_sqnr")
     if target is not None and "auto" not in o.quantize:
         yield _bad("{0} only applies to {1} auto", "target_sqnr", "quantize")
-    target = o.target_sqnr
-    if target is not None and (
-        isinstance(target, bool)
-        or not isinstance(target, (int, float, np.number))
-        or not 0.0 < float(target) <= 200.0
-    ):
-        yield _bad(f"{{0}} must be a number of dB in (0, 200], got {target!r}", "target_sqnr")
-    if "auto" in o.quantize and target is None:
-        yield _bad("{0} auto needs {1} DB (the output SQNR to meet)", "quantize", "target_sqnr")
-    if target is not None and "auto" not in o.quantize:
-        yield _bad("{0} only applies to {1} auto", "target_sqnr", "quantize")
     percentile = o.calibration_percentile
     if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")

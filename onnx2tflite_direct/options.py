@@ -545,21 +545,6 @@ class ConvertOptions:
         metavar="DB",
         type=_finite_float,
     )
-    target_sqnr: float | None = _opt(
-        None,
-        "--target-sqnr",
-        "the output SQNR (dB, against the float ONNX model) the `auto` file must reach: each "
-        "node's sensitivity is measured (the output SQNR lost when it alone is quantized), the "
-        "cheapest assignment (int8 first, then int16 activations, then float) that meets the "
-        "target is verified on held-back calibration samples (the last quarter); the report's "
-        "`quantization` section gives the assignment, the SQNR reached and the int8 share of "
-        "multiply-accumulates. A target the float model itself misses is refused "
-        "(`target_sqnr_unreachable`, exit 2). Required with `--quantize auto`, refused without",
-        "--quantize auto --target-sqnr 40 --calibration-data images=calib.npy",
-        group="quantization",
-        metavar="DB",
-        type=_finite_float,
-    )
     strict_integer: bool = _switch(
         "--strict-integer",
         "refuse (exit 3, `integer_kernel_unavailable`, naming the ops) instead of keeping ops "

@@ -18,7 +18,6 @@ import numpy as np
 
 from .. import errors, tfl
 from . import auto as auto_quant
-from . import auto as auto_quant
 from . import calibration as cal
 from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
@@ -64,7 +63,6 @@ class QuantOptions:
     quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
     int4_block_size: int = 32  # (0: per-channel int4 only)
     target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
-    target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
 
     @property
     def per_channel(self) -> bool:
@@ -97,8 +95,6 @@ def make_variants(
             jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
         elif choice == "int4":
             jobs.append(("int4_weight_quant", choice, _int4_job(options)))
-        elif choice == "auto":
-            jobs.append((auto_quant.KIND, choice, None))
         elif choice == "auto":
             jobs.append((auto_quant.KIND, choice, None))
         else:
