@@ -434,7 +434,7 @@ def _warn_float_ops(rep: dict) -> None:
             continue
         log.warning(
             "warning: %s is not all-integer: %d op(s) still run in float (%d integer)%s; the "
-            "report's quantization section names them, --strict-integer refuses instead",
+            "report's quantization section names them (written so by --allow-float-ops)",
             summary["kind"],
             len(floats),
             summary.get("integer_ops", 0),

@@ -235,12 +235,13 @@ def dead_options(
             "calibration_mean",
             "calibration_std",
             "strict_integer",
+            "allow_float_ops",
             "quant_overrides",
         ):
             if getattr(o, name) not in (None, False, ()):
                 yield "{0} has no effect without {1}", (name, "quantize")
     elif not _wants_integer(o):
-        for name in ("calibration_random", "strict_integer"):
+        for name in ("calibration_random", "strict_integer", "allow_float_ops"):
             if getattr(o, name):
                 yield "{0} has no effect without {1} int8 or int16x8", (name, "quantize")
     if o.calibration_percentile != 99.99 and o.calibration_method != "percentile":
@@ -251,6 +252,8 @@ def dead_options(
                 "calibration_method",
             ),
         )
+    if o.strict_integer and o.allow_float_ops:
+        yield "{0} has no effect with {1}", ("allow_float_ops", "strict_integer")
     if "int8" not in o.quantize:
         for name in ("input_quant_dtype", "output_quant_dtype"):
             if getattr(o, name) != "int8":

@@ -45,6 +45,7 @@ from .option_values import (
     parse_shape_pin,
 )
 from .quant import overrides as quant_overrides
+from .quant.strict import ALLOW_FLOAT_OPS_HELP, STRICT_INTEGER_HELP
 from .registry import decomposable_ops
 
 log = logging.getLogger("onnx2tflite_direct")
@@ -425,8 +426,8 @@ class ConvertOptions:
         "its full-integer variant (int16 activations, int8 weights); `auto` = "
         "`<stem>_auto_quant.tflite` (float I/O, each node int8, int16x8 or float, chosen by "
         "measurement to meet `--target-sqnr`). Ops without an acceptable "
-        "integer kernel stay float: the console warns with their count when a full-integer "
-        "file is not all-integer, and the report's `quantization` section names them",
+        "integer kernel stay float in the float-I/O files; a full-integer file needing them is "
+        "refused, naming them (the report's `quantization` section; see `--allow-float-ops`)",
         "--quantize fp16 int8 --calibration-data images=calib.npy",
         group="quantization",
         kind="list",
@@ -545,13 +546,8 @@ class ConvertOptions:
         metavar="DB",
         type=_finite_float,
     )
-    strict_integer: bool = _switch(
-        "--strict-integer",
-        "refuse (exit 3, `integer_kernel_unavailable`, naming the ops) instead of keeping ops "
-        "without an acceptable integer kernel in float; a softmax-like head is then quantized "
-        "too (integer output, fixed 1/256 step) instead of computed in float",
-        "quantization",
-    )
+    strict_integer: bool = _switch("--strict-integer", STRICT_INTEGER_HELP, "quantization")
+    allow_float_ops: bool = _switch("--allow-float-ops", ALLOW_FLOAT_OPS_HELP, "quantization")
     quant_overrides: tuple[str, ...] = _opt(
         (),
         "--quant-override",

@@ -398,7 +398,7 @@ def test_a_calibration_folder_with_a_foreign_npz_says_so(tmp_path, capsys):
 def test_full_integer_file_with_float_ops_warns_with_the_count(tmp_path, capsys):
     """Item 5: an LSTM calibrated on random data gave a float "full_integer_quant" silently."""
     rng = np.random.default_rng(0)
-    hidden, size, steps = 4, 3, 5
+    hidden, size, steps = 4, 3, 60  # a WHILE loop (short ones are unrolled: integer cells)
     model = make_model(
         [helper.make_node("LSTM", ["x", "W", "R"], ["", "y_h"], hidden_size=hidden)],
         inputs=[("x", np.float32, (steps, 1, size))],
@@ -411,6 +411,7 @@ def test_full_integer_file_with_float_ops_warns_with_the_count(tmp_path, capsys)
     path = tmp_path / "lstm.onnx"
     onnx.save(model, path)
     args = [path, "-o", tmp_path, "--quantize", "int8", "--calibration-random", "-q"]
+    args.append("--allow-float-ops")  # (without it the file is refused: test_full_integer.py)
     code, _, err = _main(capsys, *args)
     assert code == 0, err
     report = _report_of(path, tmp_path, args)

@@ -34,7 +34,6 @@ from .integer_fold import fold_affine_constants
 from .integer_plan import (
     FLOAT,
     INTEGER_PRECISIONS,
-    ISOLATED,
     IntegerPlan,
     IntegerQuantSummary,
     QParams,
@@ -46,6 +45,7 @@ from .integer_plan import (
     touches_float,
 )
 from .op_rules import TWO_POW_M15, OpRule, rule_for
+from .strict import refusal, refused_ops
 
 __all__ = ["IntegerQuantSummary", "params_from_range", "quantize_integer"]
 
@@ -100,15 +100,9 @@ def quantize_integer(
     )
     plan.run()
     plan.summary.folded = folded
-    refused = [
-        f for f in plan.summary.float_ops if f["reason"] != ISOLATED and not f.get("override")
-    ]
+    refused = refused_ops(plan.summary.float_ops)
     if strict and refused:
-        names = ", ".join(sorted({f"{f['op']} ({f['onnx_node']})" for f in refused}))
-        raise errors.UnsupportedError(
-            errors.INTEGER_KERNEL_UNAVAILABLE,
-            f"no acceptable integer kernel for: {names}",
-        )
+        raise refusal(refused)  # names each node, op and reason, and what to do instead
     _Rewrite(plan, per_channel, None if ranges_are_exact else channel_means).run()
     return plan.summary
 

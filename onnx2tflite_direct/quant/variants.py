@@ -26,6 +26,9 @@ from .fp16 import to_float16_weights, will_be_float16
 from .int4 import Int4Outcome, quantize_weights_int4
 from .integer import quantize_integer
 from .integer_plan import HEURISTIC_REASONS
+from .integer_widths import with_wide_normalizations
+from .strict import is_strict
+from .temporaries import temporary_ranges
 
 # --quantize choices, in the order variants are produced.
 CHOICES = ("fp16", "dynamic", "int4", "int8", "int16x8", "auto")
@@ -60,6 +63,7 @@ class QuantOptions:
     output_quant_dtype: str = "int8"
     quant_type: str = "per-channel"
     strict_integer: bool = False
+    allow_float_ops: bool = False  # full-integer files may keep float islands (strict.py)
     quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
     int4_block_size: int = 32  # (0: per-channel int4 only)
     target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
@@ -101,6 +105,7 @@ def make_variants(
             for kind, activations, full in INTEGER_FILES[choice]:
                 jobs.append((kind, choice, _integer_job(activations, full, options)))
     ranges = _Ranges(options, tensor_map, onnx_model)
+    ranges.float_model = (model_ir, build)  # measured before any job changes it
     variants: dict[str, bytes] = {}
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
@@ -120,6 +125,13 @@ def make_variants(
             continue
         ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
         outcome = job(ir, ranges, overrides)
+        if isinstance(outcome, errors.UnsupportedError):  # a full-integer file left out
+            log.warning(
+                "warning: %s not written [%s]: %s", kind, outcome.reason_code, outcome.message
+            )
+            summary["refused"] = {"reason_code": outcome.reason_code, "message": outcome.message}
+            summaries.append(summary)
+            continue
         if isinstance(outcome, int):
             count = outcome
             summary["converted_tensors"] = outcome
@@ -213,7 +225,19 @@ def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOpt
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
+    """One integer file. A full-integer file that would keep float ops is refused alone
+    (returned as the error, see ``strict``) unless ``--strict-integer`` refuses the whole
+    conversion or ``--allow-float-ops`` accepts the float islands."""
+
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
+        try:
+            return _quantize(ir, ranges, overrides)
+        except errors.UnsupportedError as exc:
+            if options.strict_integer or exc.reason_code != errors.INTEGER_KERNEL_UNAVAILABLE:
+                raise
+            return exc
+
+    def _quantize(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
         return quantize_integer(
             ir,
             ranges.get(bits=16 if activations == "int16" else 8),
@@ -225,10 +249,10 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             output_dtype=(options.output_quant_dtype if activations == "int8" else "int16")
             if full
             else None,
-            strict=options.strict_integer,
+            strict=is_strict(options, full),
             channel_means=ranges.channel_means(),
             float_heads=True,  # only applies to float outputs: the file keeps float I/O there
-            overrides=overrides,
+            overrides=with_wide_normalizations(ir.subgraphs[0], overrides, activations),
         )
 
     return run
@@ -299,13 +323,31 @@ class _Ranges:
         self.onnx_model = onnx_model
         self._stats = None
         self._ranges: dict[int, dict[str, tuple[float, float]]] = {}
+        self._data = None  # the calibration samples (ONNX layout)
+        self.float_model = None  # (lowered float model, build): measures its temporaries
+        self._temporaries = None
 
     def get(self, bits: int) -> dict[str, tuple[float, float]]:
         if bits not in self._ranges:
             config = self._config()
             onnx_ranges = cal.ranges_for_bits(self._statistics(config), bits, config)
             self._ranges[bits] = cal.tflite_ranges(onnx_ranges, self.tensor_map)
+            for name, rng in self.temporaries(self._ranges[bits]).items():
+                self._ranges[bits].setdefault(name, rng)
         return self._ranges[bits]
+
+    def temporaries(self, known) -> dict[str, tuple[float, float]]:
+        """Ranges of the lowering's TFLite-only temporaries, measured once in LiteRT on the
+        float model (``temporaries.py``); {} without the float model."""
+        if self._temporaries is None:
+            self._temporaries = {}
+            if self.float_model is not None and self._data is not None:
+                model_ir, build = self.float_model
+                data, batches = cal._fit_inputs(self.onnx_model(), self._data)
+                self._temporaries = temporary_ranges(
+                    model_ir, build, data, batches, self.tensor_map, known
+                )
+        return self._temporaries
 
     def channel_means(self) -> dict:
         """Calibrated per-channel means on TFLite tensors (for the weights' bias correction)."""
@@ -332,4 +374,5 @@ class _Ranges:
             else:  # warns once (calibration.random_calibration_data)
                 data = cal.random_calibration_data(model)
             self._stats = cal.collect_statistics(model, data, config)
+            self._data = data
         return self._stats

@@ -1,0 +1,266 @@
+"""How integer the ``*_full_integer_quant.tflite`` files are, and how accurate (issue 21 item 1).
+
+For the 16 models of ``benchmarks/bench_quant.py`` plus a 2-layer LSTM, a GRU (from
+``benchmarks/bench_recurrent.py``) and a 2-layer BERT-like encoder:
+
+1. ``convert(model, quantize=["int8"], calibration_data=calib)`` with ``bench_quant``'s seeded
+   calibration samples (16) and separate evaluation samples;
+2. the full-integer file is read back (every subgraph, WHILE bodies included) and each operator
+   counted as *integer* when none of its tensors is float (float32/float16), else as float, by
+   opcode: the integer share is integer ops / all ops;
+3. SQNR (dB, worst output) of the full-integer file run in LiteRT against the float ONNX model in
+   onnxruntime, beside onnxruntime's own ``quantize_static`` QDQ model (per-channel int8, MinMax,
+   the same calibration samples), as ``bench_quant`` computes both.
+
+A conversion refused because the full-integer file cannot be all-integer (``--strict-integer``,
+the full-integer file's default) is recorded with its message (the refusal names the ops); the
+figures are then measured with ``allow_float_ops`` (the opt-out) so the gap stays visible.
+
+    PYTHONPATH=. python benchmarks/bench_full_integer.py [--models lstm2 gru] [--merge]
+
+Writes ``benchmarks/results/full_integer.json`` and ``benchmarks/results/full_integer.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from benchmarks import bench_quant as BQ  # noqa: E402
+from benchmarks.bench_recurrent import build as recurrent_model  # noqa: E402
+from benchmarks.models import bert_base_like  # noqa: E402
+from onnx2tflite_direct import ConversionError, convert  # noqa: E402
+from onnx2tflite_direct import tflite_reader as R  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "full_integer.json"
+TABLE = ROOT / "benchmarks" / "results" / "full_integer.md"
+FLOAT_TYPES = frozenset({"float32", "float16", "float64"})
+SEQ = 16  # time steps of the recurrent models
+
+
+def extra_models() -> dict:
+    return {
+        "lstm2": lambda: recurrent_model("lstm2", SEQ),
+        "gru": lambda: recurrent_model("gru", SEQ),
+        "lstm2_unrolled": lambda: recurrent_model("lstm2", SEQ),
+        "gru_unrolled": lambda: recurrent_model("gru", SEQ),
+        "bert_2layer": lambda: bert_base_like(layers=2),
+    }
+
+
+# Conversion options of some rows (the recurrent models' unrolled form: --unroll-rnn).
+OPTIONS = {"lstm2_unrolled": {"unroll_rnn": True}, "gru_unrolled": {"unroll_rnn": True}}
+
+
+def op_census(tflite: bytes) -> dict:
+    """Integer and float operators of a file, over every subgraph (a WHILE body included)."""
+    sch = R.schema()
+    model = R.root(tflite, sch)
+    codes = R.operator_codes(model, sch)
+    integer, floats = 0, Counter()
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        rows = R.tensor_rows(model, sg, sch)
+        for k in range(sg.OperatorsLength()):
+            op = sg.Operators(k)
+            name = codes[op.OpcodeIndex()][0]
+            idx = [*op.InputsAsNumpy().tolist(), *op.OutputsAsNumpy().tolist()]
+            idx = [i for i in idx if i >= 0]
+            if any(rows[i]["dtype"] in FLOAT_TYPES for i in idx):
+                floats[name] += 1
+            else:
+                integer += 1
+    total = integer + sum(floats.values())
+    return {
+        "ops": total,
+        "integer_ops": integer,
+        "float_ops": dict(sorted(floats.items())),
+        "integer_share": integer / total if total else math.nan,
+    }
+
+
+def _convert(model, calib, **extra):
+    return convert(model, quantize=["int8"], calibration_data=calib, **extra)
+
+
+def _file_refusal(res) -> dict | None:
+    for s in res.report.get("quantization") or []:
+        if s.get("kind") == "full_integer_quant" and "refused" in s:
+            return s["refused"]
+    return None
+
+
+def bench_model(model: onnx.ModelProto, args, options=None) -> dict:
+    calib = BQ.make_samples(model, args.calibration_samples, seed=0)
+    evals = BQ.make_samples(model, args.eval_samples, seed=1)
+    row: dict = {}
+    started = time.perf_counter()
+    try:
+        res = _convert(model, calib, **(options or {}))
+    except ConversionError as err:
+        row["refusal"] = {"reason_code": err.reason_code, "message": str(err)[:2000]}
+        try:
+            res = _convert(model, calib, allow_float_ops=True, **(options or {}))
+        except (ConversionError, TypeError) as err2:
+            row["status"] = "conversion_failed"
+            row["error"] = str(err2)[:500]
+            return row
+    refused = _file_refusal(res)
+    if refused is not None:  # the default: the full-integer file alone is left out
+        row["refusal"] = refused
+        res = _convert(model, calib, allow_float_ops=True, **(options or {}))
+    row["convert_seconds"] = time.perf_counter() - started
+    row["status"] = "converted"
+    data = res.variants.get("full_integer_quant")
+    if data is None:
+        row["status"] = "no_full_integer_file"
+        return row
+    row.update(op_census(data))
+    summary = next(
+        (s for s in res.report.get("quantization") or [] if s.get("kind") == "full_integer_quant"),
+        {},
+    )
+    row["plan_float_ops"] = [
+        {k: f.get(k) for k in ("op", "onnx_node", "reason")} for f in summary.get("float_ops", [])
+    ][:40]
+    front = res.model
+    eval_feeds = list(BQ.feed_batches(front, evals))
+    reference = [BQ.run_ort(BQ.ort_session(front), f) for f in eval_feeds]
+    row["sqnr_db"] = {}
+    try:
+        outs = [BQ.run_variant(data, f, res.report["io"]) for f in eval_feeds]
+        row["sqnr_db"]["full_integer_quant"] = BQ.worst(BQ.sqnr_db(reference, outs))
+    except Exception as exc:  # a file that fails to run is a finding
+        row["run_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    if "integer_quant" in res.variants:
+        outs = [
+            BQ.run_variant(res.variants["integer_quant"], f, res.report["io"]) for f in eval_feeds
+        ]
+        row["sqnr_db"]["integer_quant"] = BQ.worst(BQ.sqnr_db(reference, outs))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path, _ = BQ.ort_reference(front, calib, "minmax", Path(tmp))
+            sess = BQ.ort_session(path)
+            outs = [BQ.run_ort(sess, f) for f in eval_feeds]
+            row["sqnr_db"]["ort_qdq_int8"] = BQ.worst(BQ.sqnr_db(reference, outs))
+        except Exception as exc:
+            row["ort_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return row
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.1f}"
+
+
+def verdict(r: dict) -> str:
+    s = r.get("sqnr_db", {})
+    full, ref = s.get("full_integer_quant"), s.get("ort_qdq_int8")
+    integer = r.get("integer_share") == 1.0
+    accurate = full is not None and ref is not None and full >= ref - 1.0
+    if integer and accurate:
+        return "PASS"
+    if "refusal" in r:
+        return "refused (documented)"
+    return "FAIL"
+
+
+def format_table(results: dict, before: dict) -> str:
+    head = (
+        "| model | ops | integer share | float ops (by op) | full-int dB | ORT QDQ dB | "
+        "float-I/O int8 dB | before: share / dB | verdict |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for name, r in results.items():
+        if r.get("status") != "converted":
+            lines.append(f"| {name} | {r.get('status')}: {r.get('error', '')[:80]} |")
+            continue
+        floats = ", ".join(f"{k} {v}" for k, v in r["float_ops"].items()) or "-"
+        s = r.get("sqnr_db", {})
+        b = before.get(name, {})
+        was = (
+            f"{b['integer_share'] * 100:.1f}% / {_cell(b.get('sqnr_db', {}).get('full_integer_quant'))}"
+            if "integer_share" in b
+            else "-"
+        )
+        lines.append(
+            f"| {name} | {r['ops']} | {r['integer_share'] * 100:.1f}% | {floats} | "
+            f"{_cell(s.get('full_integer_quant'))} | {_cell(s.get('ort_qdq_int8'))} | "
+            f"{_cell(s.get('integer_quant'))} | {was} | {verdict(r)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None, help="default: all")
+    parser.add_argument("--calibration-samples", type=int, default=16)
+    parser.add_argument("--eval-samples", type=int, default=8)
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--before", type=Path, default=None, help="an earlier --out to compare")
+    parser.add_argument("--merge", action="store_true", help="update these models in --out")
+    args = parser.parse_args(argv)
+    loaders = {**BQ.model_loaders(args.cache_dir), **extra_models()}
+    names = args.models or list(loaders)
+    unknown = sorted(set(names) - set(loaders))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {sorted(loaders)}")
+    results = BQ._load_results(args.out) if args.merge else {}
+    for name in names:
+        started = time.perf_counter()
+        results[name] = bench_model(loaders[name](), args, OPTIONS.get(name))
+        r = results[name]
+        print(
+            f"{name}: {time.perf_counter() - started:.0f}s share={r.get('integer_share')} "
+            f"float={r.get('float_ops')} sqnr={r.get('sqnr_db')} refusal={'refusal' in r}",
+            file=sys.stderr,
+            flush=True,
+        )
+        args.out.write_text(json.dumps(BQ._jsonable({"models": results}), indent=2) + "\n")
+    before = BQ._load_results(args.before) if args.before and args.before.exists() else {}
+    table = format_table(results, before)
+    print(table)
+    import ai_edge_litert
+    import onnxruntime
+
+    meta = {
+        "calibration_samples": args.calibration_samples,
+        "eval_samples": args.eval_samples,
+        "integer_op": "an operator none of whose tensors is float32/float16 (all subgraphs)",
+        "sqnr": "10*log10(sum ref^2 / sum err^2) over all eval samples vs float ONNX (ORT); "
+        "worst output",
+        "reference": "onnxruntime.quantization.quantize_static QDQ per_channel int8 MinMax",
+        "litert": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
+        "onnxruntime": onnxruntime.__version__,
+    }
+    payload = {"meta": meta, "models": results}
+    args.out.write_text(json.dumps(BQ._jsonable(payload), indent=2) + "\n")
+    args.table.write_text(
+        "# Full-integer files: integer share and accuracy (issue 21 item 1)\n\n"
+        f"{args.calibration_samples} calibration / {args.eval_samples} evaluation samples "
+        "(bench_quant's seeded generators). An op is integer when none of its tensors is "
+        "float; `float-I/O int8` is the `*_integer_quant` file (may keep float islands). "
+        "`verdict`: PASS = 100% integer and SQNR >= ORT QDQ - 1 dB.\n\n"
+        f"{table}\n"
+    )
+    print(f"wrote {args.out} and {args.table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
