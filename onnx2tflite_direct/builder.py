@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from onnx2tflite_direct import tfl, versioning
+from onnx2tflite_direct import inplace_guard, tfl, versioning
 from onnx2tflite_direct.flatbuffer_writer import (
     UTYPE,
     BuildError,
@@ -458,6 +458,8 @@ class _Plan:
 def _plan(model: tfl.Model) -> _Plan:
     if not model.subgraphs:
         raise BuildError("model has no subgraphs")
+    for sg in model.subgraphs:  # (in place, idempotent: the report counts what is written)
+        inplace_guard.protect(sg)
     codes, op_code, per_op = _operator_codes(model)
     buffers = _BufferTable()
     tensor_lists = [sg.tensors() for sg in model.subgraphs]
