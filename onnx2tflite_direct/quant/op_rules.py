@@ -64,6 +64,7 @@ RULES: dict[str, OpRule] = {
     # int8 and int16 LUT kernels; its input is a variance-like value whose range the
     # temporaries' calibration (``temporaries.py``) measures (a LayerNorm in integer).
     "RSQRT": FREE,
+    "SQRT": FREE,  # (int8 and int16 LUT kernels; in integer_compose's LRN)
     "ABS": FREE,
     "ARG_MAX": FREE_INT8,
     # int8 comparisons rescale both sides; int16 ones compare raw integers (same scale needed)

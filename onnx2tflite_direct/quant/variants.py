@@ -25,6 +25,7 @@ from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights, will_be_float16
 from .int4 import Int4Outcome, quantize_weights_int4
 from .integer import quantize_integer
+from .integer_compose import compose_for_integer, needs_composition
 from .integer_plan import HEURISTIC_REASONS
 from .integer_widths import with_wide_normalizations
 from .strict import is_strict
@@ -230,6 +231,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
     conversion or ``--allow-float-ops`` accepts the float islands."""
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
+        compose_for_integer(ir.subgraphs[0])  # e.g. an LRN as integer-kernel ops
         try:
             return _quantize(ir, ranges, overrides)
         except errors.UnsupportedError as exc:
@@ -343,6 +345,9 @@ class _Ranges:
             self._temporaries = {}
             if self.float_model is not None and self._data is not None:
                 model_ir, build = self.float_model
+                if needs_composition(model_ir.subgraphs[0]):  # as the integer jobs see it
+                    model_ir = copy.deepcopy(model_ir)
+                    compose_for_integer(model_ir.subgraphs[0])
                 data, batches = cal._fit_inputs(self.onnx_model(), self._data)
                 self._temporaries = temporary_ranges(
                     model_ir, build, data, batches, self.tensor_map, known
