@@ -6,11 +6,12 @@ temporaries of a lowering get calibrated ranges from a LiteRT run of the float m
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from harness import make_model
 from onnx import helper, numpy_helper
 
-from onnx2tflite_direct import UnsupportedError, convert, errors
+from onnx2tflite_direct import UnsupportedError, cli, convert, errors
 from onnx2tflite_direct import tflite_reader as R
 from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.lowering import recurrent
@@ -286,3 +287,20 @@ def test_lrn_runs_as_an_integer_composition(beta):
     integer, floating = sqnr(full), sqnr(island.variants["full_integer_quant"])
     assert integer >= floating - 1.0, (integer, floating)
     assert integer > 30.0, integer
+
+
+def test_cli_writes_the_other_files_and_says_why_the_full_integer_file_is_missing(tmp_path, capsys):
+    model = with_sin()
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", _samples(model, 8, seed=1)["x"])
+    args = [str(tmp_path / "m.onnx"), "-o", str(tmp_path / "out"), "--quantize", "int8"]
+    code = cli.main([*args, "--calibration-data", f"x={tmp_path / 'x.npy'}"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.tflite"))
+    assert written == ["m_float32.tflite", "m_integer_quant.tflite"]
+    (line,) = [ln for ln in err.splitlines() if "full_integer_quant not written" in ln]
+    assert "[integer_kernel_unavailable]" in line and "'wave'" in line and "SIN" in line
+    code = cli.main([*args, "--calibration-data", f"x={tmp_path / 'x.npy'}", "--allow-float-ops"])
+    assert code == 0
+    assert (tmp_path / "out" / "m_full_integer_quant.tflite").exists()
