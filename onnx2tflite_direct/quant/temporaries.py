@@ -80,13 +80,16 @@ def temporary_ranges(
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     for feeds in V.iter_feed_batches(data, batches):
+        arrays = []
         for detail, onnx_name, perm in inputs:
             arr = np.asarray(feeds[onnx_name])
             if perm is not None and arr.ndim == len(perm):
                 arr = np.transpose(arr, perm)
-            arr = np.ascontiguousarray(arr.reshape(detail["shape"]), dtype=detail["dtype"])
-            interp.set_tensor(detail["index"], arr)
-        interp.invoke()
+            if arr.size == int(np.prod(detail["shape"])):
+                arr = arr.reshape(detail["shape"])
+            arrays.append((detail, np.ascontiguousarray(arr, dtype=detail["dtype"])))
+        if not _run(interp, arrays):
+            return {}  # the float file did not run on these samples: measure nothing
         for index, name in wanted_index.items():
             try:  # a tensor a control-flow op resized or released has no data to read
                 value = np.asarray(interp.get_tensor(index))
@@ -97,3 +100,21 @@ def temporary_ranges(
                 lo[name] = min(lo.get(name, np.inf), float(finite.min()))
                 hi[name] = max(hi.get(name, -np.inf), float(finite.max()))
     return {name: (lo[name], hi[name]) for name in lo}
+
+
+def _run(interp, arrays) -> bool:
+    """One invocation; a run-time dimension (dynamic shapes) is resized to the sample's."""
+    try:
+        resized = False
+        for detail, arr in arrays:
+            if tuple(interp.get_tensor(detail["index"]).shape) != arr.shape:
+                interp.resize_tensor_input(detail["index"], list(arr.shape))
+                resized = True
+        if resized:
+            interp.allocate_tensors()
+        for detail, arr in arrays:
+            interp.set_tensor(detail["index"], arr)
+        interp.invoke()
+    except (RuntimeError, ValueError):
+        return False
+    return True
