@@ -622,23 +622,39 @@ def test_io_interface(activations, io):
     assert measured_sqnr(fb, qb, fir) >= INT8_FLOOR
 
 
+def sin_net(seed: int = 0, last: bool = False):
+    """FC -> Sin (no LiteRT integer kernel: a float island) [-> FC]. (A LayerNormalization
+    runs integer since issue 21: tests/test_full_integer.py.)"""
+    _w = _weights(seed)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Sin", ["h"], ["y" if last else "n"]),
+    ]
+    inits = {"w1": _w(12, 12)}
+    if not last:
+        nodes.append(helper.make_node("MatMul", ["n", "w2"], ["y"]))
+        inits["w2"] = _w(12, 8)
+    out = (3, 12) if last else (3, 8)
+    return make_model(nodes, [("x", F, (3, 12))], [("y", F, out)], inits, opset=17)
+
+
 def test_float_islands_are_listed_and_strict_refuses():
-    fb, qb, summary, fir = quantized_variant(layernorm_net())
+    fb, qb, summary, fir = quantized_variant(sin_net())
     islands = summary.float_ops
     assert islands and all(set(f) == {"op", "onnx_node", "reason"} for f in islands)
-    # RSQRT has no acceptable integer kernel: the whole LayerNormalization stays float
-    assert "RSQRT" in {f["op"] for f in islands} and len(islands) > 1
-    assert all(f["onnx_node"] == "LayerNormalization:n" for f in islands)
+    # SIN has no integer kernel: the node stays float
+    assert {f["op"] for f in islands} == {"SIN"}
+    assert all(f["onnx_node"] == "Sin:n" for f in islands)
     assert op_histogram(qb)["FULLY_CONNECTED"] == 2 and summary.integer_ops == 2
     ops = op_histogram(qb)
-    assert ops["RSQRT"] == 1 and ops["DEQUANTIZE"] >= 2  # island boundary + output
-    float_ir = lower_model(layernorm_net()).model_ir
+    assert ops["SIN"] == 1 and ops["DEQUANTIZE"] >= 2  # island boundary + output
+    float_ir = lower_model(sin_net()).model_ir
     ranges = calibrate(build_flatbuffer(float_ir), _samples(float_ir, 2))
     before = build_flatbuffer(float_ir)
     with pytest.raises(errors.UnsupportedError) as exc:
         quantize_integer(float_ir, ranges, strict=True)
     assert exc.value.reason_code == errors.INTEGER_KERNEL_UNAVAILABLE
-    assert "RSQRT" in exc.value.message
+    assert "SIN" in exc.value.message
     assert build_flatbuffer(float_ir) == before  # refused before touching the model
 
 
@@ -780,21 +796,11 @@ def test_additive_attention_mask_keeps_score_resolution(activations):
     assert measured_sqnr(fb, qb, fir) >= (INT8_FLOOR if activations == "int8" else 45.0)
 
 
-def layernorm_last_net(seed: int = 0):
-    _w = _weights(seed)
-    inits = {"w1": _w(12, 12), "g": (1 + _w(12, scale=0.1)).astype(F), "b": _w(12, scale=0.1)}
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"]),
-        helper.make_node("LayerNormalization", ["h", "g", "b"], ["y"], axis=-1, epsilon=1e-5),
-    ]
-    return make_model(nodes, [("x", F, (3, 12))], [("y", F, (3, 12))], inits, opset=17)
-
-
 @pytest.mark.parametrize("io", ["int8", "uint8"])
 def test_integer_output_of_a_float_island(io):
     """The model output comes from a float island: like the reference converter, it stays
     float (only outputs written by integer ops change type); the input becomes integer."""
-    fb, qb, summary, fir = quantized_variant(layernorm_last_net(), input_dtype=io, output_dtype=io)
+    fb, qb, summary, fir = quantized_variant(sin_net(last=True), input_dtype=io, output_dtype=io)
     assert summary.float_ops
     it = _interpreter(qb)
     (inp,), (out,) = it.get_input_details(), it.get_output_details()

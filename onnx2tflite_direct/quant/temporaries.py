@@ -14,6 +14,7 @@ to are measured, so files without such temporaries are unchanged.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -60,12 +61,14 @@ def temporary_ranges(
     if not names:
         return {}
     interp_mod = V._import_litert_interpreter()
-    interp = interp_mod.Interpreter(
-        model_content=bytes(build(model_ir)),
-        num_threads=1,
-        experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=True,
-    )
+    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging
+        warnings.simplefilter("ignore", UserWarning)
+        interp = interp_mod.Interpreter(
+            model_content=bytes(build(model_ir)),
+            num_threads=1,
+            experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            experimental_preserve_all_tensors=True,
+        )
     by_tensor = {entry["tensor"]: (onnx, entry) for onnx, entry in tensor_map.items()}
     inputs = []
     for detail in interp.get_input_details():
