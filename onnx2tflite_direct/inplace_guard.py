@@ -74,9 +74,12 @@ def hazards(sub: tfl.Subgraph) -> list[tuple[tfl.Operator, int]]:
     operator further down its chain would overwrite while another reader still needs it.
 
     Mirrors IdentifyInPlaceTensors: operators in execution order; a renaming operator shares
-    its input unconditionally, a modifying one the first flagged input with one reader, the
-    same byte size (above a scalar's) and a chain root with one reader; never a graph input,
-    into a graph output, a constant or a variable."""
+    its input unconditionally, a modifying one the first flagged input with one reader and the
+    same byte size (above a scalar's); never a graph input, into a graph output, a constant or
+    a variable. Conservative where the planner's outcome depends on what a delegate takes: the
+    chain root's own reader count is not required (see below), so a chain may be cut that the
+    interpreter without delegates would have left alone; the chain's first tensor is never
+    flagged (it is a root in every partition, and the planner checks roots)."""
     refs = _refcounts(sub)
     graph_in = {id(t) for t in sub.inputs}
     graph_out = {id(t) for t in sub.outputs}
@@ -113,9 +116,9 @@ def hazards(sub: tfl.Subgraph) -> list[tuple[tfl.Operator, int]]:
         src = op.inputs[chosen]
         top = root.get(id(src), src)
         if not renaming:
-            if refs.get(id(top), 0) > 1:
-                continue
-            # The planner's checks passed: this operator overwrites every tensor of the chain.
+            # The planner would also ask the chain's root for one reader; that check is not
+            # made here: with a delegate the root may be a delegate node's output further down
+            # the chain (with one reader), so any alias in between that others read is at risk.
             t = src
             while id(t) in link:
                 parent, via, slot = link[id(t)]

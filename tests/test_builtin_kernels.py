@@ -101,9 +101,8 @@ def _mul(a, out, k=2.0):
 
 
 def test_guard_leaves_safe_graphs_alone_and_is_idempotent():
-    """A reshape whose input has one reader, or whose in-place reader is refused anyway (the
-    alias has another reader: the planner checks that one), gets no copy; the hazardous one
-    gets exactly one, and a second pass adds nothing."""
+    """A reshape whose input has one reader gets no copy; the hazardous one gets exactly one,
+    and a second pass adds nothing."""
     x, a, r, d, y = _t("x"), _t("a"), _t("r", (24,)), _t("d", (24,)), _t("y", (24,))
     safe = tfl.Subgraph(
         operators=[_mul(x, a), _reshape(a, r), _mul(r, d), _mul(d, y)], inputs=[x], outputs=[y]
