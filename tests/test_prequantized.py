@@ -795,3 +795,29 @@ def test_every_tensor_keeps_its_own_onnx_lattice(tmp_path, make):
     act = np.stack(run_litert(tflite, feeds))
     assert np.max(np.abs(ref - act)) <= step * 1.01
     assert np.mean(np.abs(ref - act) > step / 2) < 0.002
+
+
+def test_sum_of_two_activations_runs_float_between_the_lattices(tmp_path):
+    """An Add of two quantized activations runs as onnxruntime computes Q(DQ(a) + DQ(b)):
+    float between the DEQUANTIZEs and an exactly rounded QUANTIZE (XNNPACK's int8 ADD
+    rescales each input with a coarse fixed-point multiplier); an Add of a constant (a bias)
+    and the convolutions stay integer."""
+    qmodel = quantized(cnn_model(), tmp_path, "qdq", False, QuantType.QUInt8)
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, summary = Q.prequantized_variant(lowered, info.ranges, info)
+    adds = [op for op in model.subgraphs[0].operators if op.opcode == "ADD"]
+    assert adds and all(t.dtype == np.float32 for op in adds for t in op.inputs)
+    status = {n["onnx_node"]: n for n in summary.nodes}
+    add = next(n for n in status.values() if "ADD" in n["ops"])
+    assert add["status"] == "float" and "sum of two activations" in add["reason"]
+    assert all(n["status"] == "integer" for n in status.values() if "CONV_2D" in n["ops"])
+    tflite = builder.build_flatbuffer(model)
+    feeds = _samples(qmodel, 4, seed=8)
+    step = float(
+        numpy_helper.to_array(next(i for i in qmodel.graph.initializer if i.name == "y_scale"))
+    )
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.01

@@ -165,6 +165,7 @@ def prequantized_variant(
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
         fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
+        sums = _activation_sums(model, bits)
         outcome = quantize_integer(
             model,
             tfl_ranges,
@@ -173,7 +174,7 @@ def prequantized_variant(
             input_dtype=io_in,
             output_dtype=io_out,
             ranges_are_exact=True,
-            overrides=_float_like_onnxruntime(info, fixed),
+            overrides=_float_like_onnxruntime(info, fixed, sums),
         )
         requantized = outcome.requantized
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
@@ -204,21 +205,24 @@ def prequantized_variant(
 
 FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
 AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
+SUM_NOTE = "(sum of two activations: XNNPACK's int8 ADD rescales coarsely: float)"
 
 
-def _float_like_onnxruntime(info: StripInfo, fixed: set[str]):
+def _float_like_onnxruntime(info: StripInfo, fixed: set[str], sums: set[str]):
     """An override keeping float the nodes onnxruntime itself runs in float between Q/DQ
     (BatchNormalizations run as depthwise convs, ``qdq_strip._batchnorm_on_lattice_as_depthwise``)
-    and the nodes whose integer kernel writes a fixed lattice other than the ONNX model's
-    (:func:`_fixed_lattice_nodes`): see :func:`_affines_as_onnxruntime` and
-    :func:`_exact_quantize_after`."""
-    if not info.affine and not fixed:
+    the nodes whose integer kernel writes a fixed lattice other than the ONNX model's
+    (:func:`_fixed_lattice_nodes`) and the sums of two activations (:func:`_activation_sums`):
+    see :func:`_affines_as_onnxruntime` and :func:`_exact_quantize_after`."""
+    if not info.affine and not fixed and not sums:
         return None
     never = re.compile(r"(?!)")
     affine = Override(AFFINE_NOTE, "float", 0, never)
     lattice = Override(FIXED_OUTPUT_NOTE, "float", 1, never)
-    labels = {name: lattice for name in fixed} | {name: affine for name in info.affine}
-    return Resolved((affine, lattice), labels)
+    summed = Override(SUM_NOTE, "float", 2, never)
+    labels = {name: summed for name in sums} | {name: lattice for name in fixed}
+    labels |= {name: affine for name in info.affine}
+    return Resolved((affine, lattice, summed), labels)
 
 
 def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
@@ -297,6 +301,26 @@ def _requantize_through_float(model: tfl.Model, rounding: set[int]) -> int:
         count += 1
     ed.commit()
     return count
+
+
+def _activation_sums(model: tfl.Model, bits: int) -> set[str]:
+    """ONNX nodes lowered to an ADD or SUB of two run-time tensors: float between the
+    DEQUANTIZEs and an exactly rounded QUANTIZE, as onnxruntime computes ``Q(DQ(a) + DQ(b))``.
+
+    Why: XNNPACK's int8 addition rescales each input with a fixed-point multiplier of limited
+    precision, which moves outputs across rounding boundaries that the float sum does not
+    cross; each moved step is amplified downstream (mobilenetv2-like s8 per-tensor, 10
+    residual Adds: 35.9 dB against the float64 semantics, onnxruntime's kernels 39.3; with the
+    Adds float the file is bit-identical to onnxruntime's fused session)."""
+    if bits != 8:
+        return set()
+    found = set()
+    for op in model.subgraphs[0].operators:
+        if op.opcode not in ("ADD", "SUB") or not op.onnx_node or len(op.inputs) != 2:
+            continue
+        if all(t is not None and t.data is None for t in op.inputs):
+            found.add(op.onnx_node)
+    return found
 
 
 def _exact_quantize_after(model: tfl.Model, rounding: set[int]) -> int:
