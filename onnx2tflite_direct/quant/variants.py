@@ -27,7 +27,7 @@ from .int4 import Int4Outcome, quantize_weights_int4
 from .integer import quantize_integer
 from .integer_compose import compose_for_integer, needs_composition
 from .integer_plan import HEURISTIC_REASONS
-from .integer_widths import with_wide_normalizations
+from .integer_widths import recurrent_nodes, with_wide_nodes
 from .strict import is_strict
 from .temporaries import temporary_ranges
 
@@ -254,7 +254,9 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             strict=is_strict(options, full),
             channel_means=ranges.channel_means(),
             float_heads=True,  # only applies to float outputs: the file keeps float I/O there
-            overrides=with_wide_normalizations(ir.subgraphs[0], overrides, activations),
+            overrides=with_wide_nodes(
+                ir.subgraphs[0], overrides, activations, recurrent_nodes(ranges.onnx_model())
+            ),
         )
 
     return run
