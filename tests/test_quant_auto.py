@@ -260,3 +260,20 @@ def test_float_override_of_a_softmax_heads_logits_keeps_float_weights(cnn):
     np.testing.assert_array_equal(fc_weights(kept.variants["integer_quant"]), wf)
     # and the file still computes the model (its softmax within 30 dB of onnxruntime's)
     assert sqnr(model, kept.variants["integer_quant"], kept.report["io"], held_back(CALIB)) > 30
+
+
+def test_a_softmax_heads_logits_never_get_an_integer_output(cnn, cnn_int8):
+    """The logits of a float softmax head stay float activations in the auto file (int8
+    hybrid weights or float ones): an integer output would clip logits beyond the calibrated
+    range on unseen inputs, which the head turns into large probability errors."""
+    model = onnx.ModelProto()
+    model.CopyFrom(cnn)
+    model.graph.node[-1].output[0] = "logits"
+    model.graph.node.append(onnx.helper.make_node("Softmax", ["logits"], ["y"], name="head"))
+    res = convert(model, quantize=["auto"], target_sqnr=45, calibration_data=CALIB)
+    a = auto_section(res)["auto"]
+    fc = next(r for r in a["assignment"] if r["node"] == "fc")
+    assert fc["precision"] in ("int8-weights", "float")
+    ops = op_dtypes(res.variants["auto_quant"])
+    assert next(d for name, d in ops if name == "FULLY_CONNECTED")[0] == "float32"
+    assert sqnr(model, res.variants["auto_quant"], res.report["io"], held_back(CALIB)) >= 45

@@ -140,6 +140,17 @@ class _Node:
     precision: str = "int8"
     why: str = ""
     refined: bool = False  # sent back to int8 by the refinement
+    # Computes a float softmax head's logits: its "int8" is the default plan's (int8 hybrid
+    # weights, float activations); no int16x8 (an integer output's clipped range would cost
+    # the head more on unseen inputs than its rounding saves).
+    head: bool = False
+
+    def asked(self, precision: str) -> str:
+        """The override an assignment gives (``default``: none, the default plan's)."""
+        return "default" if self.head and precision == "int8" else precision
+
+    def shown(self) -> str:
+        return "int8-weights" if self.head and self.precision == "int8" else self.precision
 
 
 class _Bench:
@@ -183,7 +194,7 @@ class _Bench:
         made = []
         base = len(self.fixed.overrides)
         for k, (label, precision) in enumerate(assignment.items()):
-            if label in by_label:
+            if label in by_label or precision == "default":
                 continue
             o = ov.Override(re.escape(label), precision, base + k, re.compile(re.escape(label)))
             by_label[label] = o
@@ -299,8 +310,8 @@ def auto_variant(
     summary["all_int8_sqnr_db"] = all_int8
     macs = macs_by_node(model_ir)
     op_types = _op_types(model_ir)
-    candidates = _candidates(outcome8, fixed)
-    nodes = {c: _Node(c, macs.get(c, 0), op_types.get(c, "")) for c in candidates}
+    candidates, heads = _candidates(outcome8, fixed)
+    nodes = {c: _Node(c, macs.get(c, 0), op_types.get(c, ""), head=c in heads) for c in candidates}
     if all_int8 >= target:
         chosen = (data8, outcome8, ir8, all_int8)
         for n in nodes.values():
@@ -322,7 +333,7 @@ def auto_variant(
                 {
                     "node": n.label,
                     "op": n.op_type,
-                    "precision": n.precision,
+                    "precision": n.shown(),
                     "macs": n.macs,
                     **{f"{p}_alone_sqnr_db": round(v, 2) for p, v in n.alone_db.items()},
                     "why": n.why,
@@ -380,18 +391,22 @@ def _op_types(model_ir: tfl.Model) -> dict[str, str]:
     return out
 
 
-def _candidates(outcome, fixed: ov.Resolved) -> list[str]:
+def _candidates(outcome, fixed: ov.Resolved) -> tuple[list[str], set[str]]:
     """Nodes the all-int8 plan runs in integer (wholly or partly), or keeps float computing a
     float head's logits (with int8 hybrid weights: noise a float assignment removes), not
     fixed by the user."""
     seen: dict[str, None] = {}
+    heads: set[str] = set()
     for row in outcome.ops:
         label = row.get("node")
         if not label or row.get("follows") or fixed.get(label) is not None:
             continue
-        if row.get("precision") in ("int8", "int16x8") or row.get("reason") == FLOAT_HEAD_INPUT:
+        if row.get("precision") in ("int8", "int16x8"):
             seen[label] = None
-    return list(seen)
+        elif row.get("reason") == FLOAT_HEAD_INPUT:
+            seen[label] = None
+            heads.add(label)
+    return list(seen), heads - {r.get("node") for r in outcome.ops if r["precision"] != "float"}
 
 
 def _mac_shares(ir: tfl.Model, macs: Mapping[str, int]) -> dict:
@@ -428,7 +443,7 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_ref
     state = {"scale": 1.0}
 
     def alone(label: str, precision: str) -> None:
-        data = bench.file({**everything_float, label: precision})[0]
+        data = bench.file({**everything_float, label: nodes[label].asked(precision)})[0]
         m = bench.measure(data, sens_feeds, sens_refs)
         node = nodes[label]
         node.noise[precision] = state["scale"] * max(
@@ -461,7 +476,10 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_ref
             n.precision = "float"
     for n in nodes.values():
         if n.precision == "float":
-            alone(n.label, "int16x8")
+            if n.head:
+                n.noise["int16x8"] = math.inf
+            else:
+                alone(n.label, "int16x8")
     for n in sorted(
         (n for n in nodes.values() if n.precision == "float"), key=lambda n: n.noise["int16x8"]
     ):
@@ -479,7 +497,7 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_ref
             )
     rounds: list[dict] = [{"noise_sum_scale": round(scale, 3)}]
     for k in range(MAX_ROUNDS + 1):
-        assignment = {c: n.precision for c, n in nodes.items()}
+        assignment = {c: n.asked(n.precision) for c, n in nodes.items()}
         data, outcome, ir = bench.file(assignment)
         db = bench.measure(data, held, refs).sqnr_db()
         rounds.append({"sqnr_db": db, "promoted": []})
@@ -517,7 +535,7 @@ def _refine(bench: _Bench, nodes: dict[str, _Node], target, held, refs, found):
         if n.noise["int8"] * 10 ** (-MARGIN_DB / 10) > 2 * headroom:
             continue
         tries += 1
-        data, outcome, ir = bench.file({c: m.precision if c != n.label else "int8"
+        data, outcome, ir = bench.file({c: m.asked(m.precision if c != n.label else "int8")
                                         for c, m in nodes.items()})  # fmt: skip
         db = bench.measure(data, held, refs).sqnr_db()
         if db >= target:
@@ -542,9 +560,10 @@ def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]
     removed, promoted = 0.0, []
     for label in sorted(est, key=est.get, reverse=True):
         n = nodes[label]
-        if n.precision == "int8" and "int16x8" not in n.noise:
+        if n.precision == "int8" and "int16x8" not in n.noise and not n.head:
             alone(label, "int16x8")
-        up = "int16x8" if n.precision == "int8" and n.noise["int16x8"] < est[label] / 4 else "float"
+        quieter = n.noise.get("int16x8", math.inf) < est[label] / 4
+        up = "int16x8" if n.precision == "int8" and quieter else "float"
         removed += est[label] - (n.noise.get(up, 0.0) if up != "float" else 0.0)
         n.precision = up
         n.why = f"{up}: promoted at verification round {round_no} (held-back SQNR {db:.1f} dB)"

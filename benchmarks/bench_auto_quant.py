@@ -1,0 +1,149 @@
+"""``--quantize auto --target-sqnr DB`` on the quantization benchmark models.
+
+For each model (``benchmarks/bench_quant.py``'s models and samples: seeded calibration samples,
+and separate evaluation samples from the same distribution):
+
+1. ``convert(model, quantize=["auto"], target_sqnr=DB, calibration_data=calib)`` (timed: the
+   whole conversion, float file included). The auto file holds back the last quarter of the
+   calibration samples for its own verification (``quant/auto.py``).
+2. From the report: the SQNR on those held-back samples, the all-int8 figure, the float file's
+   figure (the ceiling), the int8 / int16x8 / float shares of multiply-accumulates and the nodes
+   not left at int8 (promoted), the number of candidate files built.
+3. Independently: the written file in LiteRT on the evaluation samples against the float ONNX
+   model in onnxruntime (worst output), as bench_quant measures every variant.
+
+    PYTHONPATH=. python benchmarks/bench_auto_quant.py [--models mobilenetv2 vit_small]
+
+Writes ``benchmarks/results/auto_quant.json`` and ``.md`` (models measured earlier are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from benchmarks.bench_quant import (  # noqa: E402
+    feed_batches,
+    make_samples,
+    model_loaders,
+    ort_session,
+    run_ort,
+    run_variant,
+    sqnr_db,
+    worst,
+)
+from onnx2tflite_direct import ConversionError, convert  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "auto_quant.json"
+TABLE = ROOT / "benchmarks" / "results" / "auto_quant.md"
+KIND = "auto_quant"
+CNNS = {
+    "resnet50", "mobilenetv2", "efficientnet_lite", "yolov8n", "unet", "light_bvlc_alexnet",
+    "light_densenet121", "light_inception_v1", "light_inception_v2", "light_resnet50",
+    "light_shufflenet", "light_squeezenet", "light_vgg19", "light_zfnet512",
+}  # fmt: skip
+
+
+def bench_model(model, args) -> dict:
+    calib = make_samples(model, args.calibration_samples, seed=0)
+    evals = make_samples(model, args.eval_samples, seed=1)
+    started = time.perf_counter()
+    try:
+        res = convert(model, quantize=["auto"], target_sqnr=args.target, calibration_data=calib)
+    except ConversionError as exc:
+        return {"refused": exc.reason_code, "message": exc.message}
+    seconds = time.perf_counter() - started
+    auto = next(s for s in res.report["quantization"] if s["kind"] == KIND)["auto"]
+    feeds = list(feed_batches(res.model, evals))
+    sess = ort_session(res.model)
+    reference = [run_ort(sess, f) for f in feeds]
+    outs = [run_variant(res.variants[KIND], f, res.report["io"]) for f in feeds]
+    promoted = {a["node"]: a["precision"] for a in auto["assignment"] if a["precision"] != "int8"}
+    return {
+        "target_sqnr_db": args.target,
+        "held_back_sqnr_db": auto["sqnr_db"],
+        "eval_sqnr_db": worst(sqnr_db(reference, outs)),
+        "target_met": auto["target_met"],
+        "all_int8_held_back_sqnr_db": auto["all_int8_sqnr_db"],
+        "float_held_back_sqnr_db": auto["float_sqnr_db"],
+        "int8_mac_share": auto["int8_mac_share"],
+        "int16x8_mac_share": auto["int16x8_mac_share"],
+        "float_mac_share": auto["float_mac_share"],
+        "candidates": auto["candidates"],
+        "conversions": auto["conversions"],
+        "auto_seconds": auto["seconds"],
+        "convert_seconds": round(seconds, 2),
+        "promoted": promoted,
+        "rounds": auto["verification_rounds"],
+    }
+
+
+def markdown(results: dict, args) -> str:
+    lines = [
+        f"# `--quantize auto --target-sqnr {args.target:g}`",
+        "",
+        f"{args.calibration_samples} calibration samples (the last quarter held back by the "
+        f"auto search for its verification) / {args.eval_samples} separate evaluation samples "
+        "(bench_quant.py's). SQNR (dB) against the float ONNX model in onnxruntime, worst "
+        "output. `held back` = the figure the search verified; `eval` = the written file on "
+        "the evaluation samples; `all int8` = the default int8 plan on the held-back samples; "
+        "`int8 MACs` = share of multiply-accumulates running int8 (`16x8` / `float` the rest); "
+        "`files` = candidate integer files built; `s` = whole conversion time (float file "
+        "included) on this shared 2-core machine.",
+        "",
+        "| model | all int8 | held back | eval | met | int8 MACs | 16x8 | float | files | s | "
+        "not int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        if "refused" in r:
+            lines.append(f"| {name} | refused: `{r['refused']}` {r['message']} |")
+            continue
+        promoted = ", ".join(f"{k}={v}" for k, v in list(r["promoted"].items())[:8])
+        more = len(r["promoted"]) - 8
+        if more > 0:
+            promoted += f" (+{more} more)"
+        lines.append(
+            f"| {name} | {r['all_int8_held_back_sqnr_db']:.1f} | {r['held_back_sqnr_db']:.1f} "
+            f"| {r['eval_sqnr_db']:.1f} | {'yes' if r['target_met'] else 'NO'} "
+            f"| {r['int8_mac_share']:.0%} | {r['int16x8_mac_share']:.0%} "
+            f"| {r['float_mac_share']:.0%} | {r['conversions']} | {r['convert_seconds']:.0f} "
+            f"| {promoted or '-'} |"
+        )
+    cnn = [r for n, r in results.items() if n in CNNS and "refused" not in r]
+    if cnn:
+        at80 = sum(r["int8_mac_share"] >= 0.8 for r in cnn)
+        lines += ["", f"CNNs with int8 MAC share >= 80%: {at80} of {len(cnn)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--target", type=float, default=40.0)
+    parser.add_argument("--calibration-samples", type=int, default=16)
+    parser.add_argument("--eval-samples", type=int, default=16)
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
+    args = parser.parse_args(argv)
+    loaders = model_loaders(args.cache_dir)
+    results = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.exists() else {}
+    for name in args.models or list(loaders):
+        print(name, flush=True)
+        results[name] = bench_model(loaders[name](), args)
+        print(f"  {json.dumps({k: v for k, v in results[name].items() if k != 'promoted'})}")
+        RESULTS.write_text(json.dumps({"models": results}, indent=2) + "\n")
+        TABLE.write_text(markdown(results, args))
+    print(TABLE.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
