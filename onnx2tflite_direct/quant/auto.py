@@ -553,10 +553,11 @@ def _int8_again(nodes: dict[str, _Node]) -> list[str]:
 
 def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]:
     """Move the nodes with the largest estimated noise one step up until the estimate drops
-    by the shortfall (at least one node)."""
+    by the shortfall, doubled at each further round (at least one node)."""
     est = {c: n.noise.get(n.precision, 0.0) for c, n in nodes.items() if n.precision != "float"}
     total = sum(est.values())
-    need = total * (1 - 10 ** ((db - target - MARGIN_DB) / 10))
+    # The estimate can be optimistic (noise that interacts): each round asks for more.
+    need = total * min(1.0, (1 - 10 ** ((db - target - MARGIN_DB) / 10)) * 2 ** (round_no - 1))
     removed, promoted = 0.0, []
     for label in sorted(est, key=est.get, reverse=True):
         n = nodes[label]
