@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import errors, tfl
+from .. import validate as V
 from . import calibration as cal
 from . import overrides as ov
 from .integer import quantize_integer
@@ -203,8 +204,6 @@ class _Bench:
         return ov.Resolved((*self.fixed.overrides, *made), by_label, matched)
 
     def measure(self, data: bytes, feeds, references) -> _Measured:
-        from .. import validate as V  # lazily: the runtimes are optional
-
         run = V.litert_runner(data, self.io_table)
         signal: dict[str, float] = {}
         noise: dict[str, float] = {}
@@ -222,8 +221,6 @@ class _Bench:
 
 def _split(model, data: Mapping[str, np.ndarray]) -> tuple[list[dict], list[dict]]:
     """(calibration feeds, held-back feeds), one model batch each, in the data's order."""
-    from .. import validate as V
-
     fitted, batches = cal._fit_inputs(model, data)
     ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in V.graph_inputs(model)}
     feeds = [
@@ -260,8 +257,6 @@ def auto_variant(
     """The ``auto_quant`` file and its report section (module doc). ``make_ranges(options)``
     gives the variants' range source (``variants._Ranges``) for options whose calibration
     data are the non-held-back samples."""
-    from .. import validate as V
-
     started = time.perf_counter()
     target = float(options.target_sqnr)
     model = onnx_model()
