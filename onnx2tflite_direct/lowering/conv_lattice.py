@@ -23,6 +23,7 @@ import numpy as np
 from .. import layout as L
 from .. import tfl
 from .elementwise import dtype_name
+from .emit import Emitter
 from .quantize import QUANT_RANGES
 
 EXACT_FLOAT32_INTEGER = 2**24
@@ -40,10 +41,11 @@ class IntegerConv:
 
     def filter(self, ctx, layout) -> tfl.Tensor:
         """The int8 weights stored in the conv's filter layout, DEQUANTIZE'd with scale 1."""
+        e = Emitter(ctx)
         q = ctx.const_tensor(np.ascontiguousarray(np.transpose(self.weights, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
         out = ctx.temp(np.float32, q.shape, "w_integers")
-        ctx.emit("DEQUANTIZE", [q], [out])
+        e.op("DEQUANTIZE", q, out=out)
         return out
 
     def bias_tensor(self, ctx) -> tfl.Tensor:
@@ -51,10 +53,12 @@ class IntegerConv:
 
     def rescale(self, ctx, acc: tfl.Tensor, out: tfl.Tensor) -> None:
         """acc (channel-last integer sums) times sx*sw per output channel into out."""
-        ctx.emit(
+        e = Emitter(ctx)
+        e.op(
             "MUL",
-            [acc, ctx.const_tensor(self.scale, "sum_scale")],
-            [out],
+            acc,
+            ctx.const_tensor(self.scale, "sum_scale"),
+            out=out,
             fused_activation_function="NONE",
         )
 
@@ -82,6 +86,7 @@ def _dq_params(drv, node):
 
 def integer_conv(ctx, channels: int) -> IntegerConv | None:
     """The integer form of this Conv when its operands are a QDQ lattice (module docstring)."""
+    e = Emitter(ctx)
     drv = ctx.driver
     # activation: DequantizeLinear(QuantizeLinear(...)) with the same constant parameters
     dq_x = _producer(ctx, ctx.node.inputs[0])
@@ -132,7 +137,7 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     if layout != target:  # the lattice lives in another layout (an NCHW model input)
         perm = np.array(L.transpose_perm(layout, target), np.int32)
         moved = ctx.temp(np.float32, target.stored_shape(ctx.shape(0)), "centred")
-        ctx.emit("TRANSPOSE", [centred, ctx.const_tensor(perm, "centred_perm")], [moved])
+        e.op("TRANSPOSE", centred, ctx.const_tensor(perm, "centred_perm"), out=moved)
         centred = moved
     return IntegerConv(centred, np.asarray(pw[0]), bias, scale)
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
+from .emit import Emitter
 
 
 def _inner_ok_gemm(node, idx, graph):
@@ -151,6 +152,7 @@ def _matmul_policy(base):
 
 
 def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_num_dims=False):
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     if lay.inner is not None:
         order = lay.inner.element_order()
@@ -164,33 +166,35 @@ def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_nu
     weights = np.asarray(weight_out_in, dtype=np.float32, order="C")
     inputs = [x, ctx.const_tensor(weights, "weights")]
     inputs.append(ctx.const_tensor(bias.astype(np.float32), "bias") if bias is not None else None)
-    ctx.emit(
+    e.op(
         "FULLY_CONNECTED",
-        inputs,
-        [out],
+        *inputs,
+        out=out,
         fused_activation_function="NONE",
         keep_num_dims=keep_num_dims,
     )
 
 
 def _scale(ctx, t, factor: float, hint: str):
+    e = Emitter(ctx)
     if factor == 1.0:
         return t
     out = ctx.temp(np.float32, t.shape, hint)
     k = ctx.const_tensor(np.array(factor, np.float32), hint)
-    ctx.emit("MUL", [t, k], [out], fused_activation_function="NONE")
+    e.op("MUL", t, k, out=out, fused_activation_function="NONE")
     return out
 
 
 def _add_c(ctx, product, beta: float):
     """product + beta * C, with C constant (folded in numpy) or runtime."""
+    e = Emitter(ctx)
     c = ctx.const(2)
     if c is not None:
         full = np.broadcast_to(c.astype(np.float64) * beta, ctx.out_shape(0)).astype(np.float32)
         c_t = ctx.const_tensor(full, "c")
     else:
         c_t = _scale(ctx, ctx.input(2), beta, "beta_c")
-    ctx.emit("ADD", [product, c_t], [ctx.output(0)], fused_activation_function="NONE")
+    e.op("ADD", product, c_t, out=ctx.output(0), fused_activation_function="NONE")
 
 
 @lowering(
@@ -202,6 +206,7 @@ def _add_c(ctx, product, beta: float):
     accepts_inner=_inner_ok_gemm,
 )
 def lower_gemm(ctx):
+    e = Emitter(ctx)
     alpha = float(ctx.attr("alpha", 1.0))
     beta = float(ctx.attr("beta", 1.0))
     trans_a, trans_b = bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0))
@@ -210,10 +215,10 @@ def lower_gemm(ctx):
     if b is None or trans_a:
         prod_shape = ctx.output(0).shape
         prod = ctx.temp(np.float32, prod_shape, "matmul")
-        ctx.emit("BATCH_MATMUL", [ctx.input(0), ctx.input(1)], [prod], adj_x=trans_a, adj_y=trans_b)
+        e.op("BATCH_MATMUL", ctx.input(0), ctx.input(1), out=prod, adj_x=trans_a, adj_y=trans_b)
         if not has_c:
             scaled = _scale(ctx, prod, alpha, "alpha")
-            ctx.driver.reshape(scaled, ctx.output(0))
+            e.reshape(scaled, out=ctx.output(0))
             return
         _add_c(ctx, _scale(ctx, prod, alpha, "alpha"), beta)
         return
@@ -244,6 +249,7 @@ def lower_gemm(ctx):
     accepts_inner=_inner_ok_matmul,
 )
 def lower_matmul(ctx):
+    e = Emitter(ctx)
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
     x, y = ctx.input(0), ctx.input(1)
     if len(a_shape) == 1:
@@ -257,7 +263,7 @@ def lower_matmul(ctx):
         _transposed_product(ctx)
         return
     if not squeeze and ctx.in_layout(1) == swapped(len(b_shape)):
-        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=True)
+        e.op("BATCH_MATMUL", x, y, out=ctx.output(0), adj_x=False, adj_y=True)
         return
     if b is not None and b.ndim == 2 and len(a_shape) >= 2:
         _fc(
@@ -265,24 +271,26 @@ def lower_matmul(ctx):
         )
         return
     if not squeeze:
-        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=False)
+        e.op("BATCH_MATMUL", x, y, out=ctx.output(0), adj_x=False, adj_y=False)
         return
     a2 = (1, a_shape[0]) if len(a_shape) == 1 else a_shape
     b2 = (b_shape[0], 1) if len(b_shape) == 1 else b_shape
     batch = np.broadcast_shapes(a2[:-2], b2[:-2])
     prod = ctx.temp(np.float32, (*batch, a2[-2], b2[-1]), "matmul")
-    ctx.emit("BATCH_MATMUL", [x, y], [prod], adj_x=False, adj_y=False)
-    ctx.driver.reshape(prod, ctx.output(0))
+    e.op("BATCH_MATMUL", x, y, out=prod, adj_x=False, adj_y=False)
+    e.reshape(prod, out=ctx.output(0))
 
 
 def _transposed_product(ctx) -> None:
     """The product stored transposed: C^T = B^T A^T as one BATCH_MATMUL, B arriving stored
     transposed (see _matmul_policy)."""
+    e = Emitter(ctx)
     a_turned = ctx.in_layout(0) == swapped(len(ctx.shape(0)))
-    ctx.emit(
+    e.op(
         "BATCH_MATMUL",
-        [ctx.input(1), ctx.input(0)],
-        [ctx.output(0)],
+        ctx.input(1),
+        ctx.input(0),
+        out=ctx.output(0),
         adj_x=False,
         adj_y=not a_turned,
     )

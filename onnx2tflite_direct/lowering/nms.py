@@ -52,6 +52,7 @@ from .. import layout as L
 from ..driver import VALID_COUNT_SUFFIX
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from .emit import Emitter
 
 # B * C NMS kernels are unrolled; beyond this the graph would be unreasonably large.
 MAX_NMS_KERNELS = 4096
@@ -104,6 +105,7 @@ class _NmsBuilder:
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.e = Emitter(ctx)
         self.batches, self.boxes_n, _ = ctx.shape(0)
         self.classes = ctx.shape(1)[1]
         self.argmax = ctx.driver.options.nms_class_argmax and self.classes > 1
@@ -134,7 +136,7 @@ class _NmsBuilder:
 
     def op(self, opcode, inputs, dtype, shape, hint, **options):
         out = self.ctx.temp(dtype, shape, hint)
-        self.ctx.emit(opcode, inputs, [out], **options)
+        self.e.op(opcode, *inputs, out=out, **options)
         return out
 
     def binary(self, opcode, a, b, dtype, shape, hint):
@@ -152,7 +154,7 @@ class _NmsBuilder:
         parts = [
             self.ctx.temp(tensor.dtype, tensor.shape[1:], f"{hint}{r}") for r in range(self.rows)
         ]
-        self.ctx.emit("UNPACK", [tensor], parts, num=self.rows, axis=0)
+        self.e.op("UNPACK", tensor, out=parts, num=self.rows, axis=0)
         return parts
 
     def pack(self, parts, hint):
@@ -369,8 +371,8 @@ class _NmsBuilder:
             pick = self.ctx.temp(np.int32, (self.k,), f"picked{r}")
             count = self.ctx.temp(np.int32, (), f"count{r}")
             thr = limits[r] if limits is not None else no_threshold
-            self.ctx.emit(
-                "NON_MAX_SUPPRESSION_V4", [boxes[r], row_scores[r], k, iou, thr], [pick, count]
+            self.e.op(
+                "NON_MAX_SUPPRESSION_V4", boxes[r], row_scores[r], k, iou, thr, out=[pick, count]
             )
             picks.append(pick)
             counts.append(count)
@@ -414,7 +416,7 @@ class _NmsBuilder:
             n_free = self.binary("ADD", n_free, counts, np.int32, (rows,), "merged_count")
         top = self.ctx.temp(np.int32, (rows, k), "top_keys")
         where = self.ctx.temp(np.int32, (rows, k), "top_where")
-        self.ctx.emit("TOPK_V2", [keys, self.k_i32()], [top, where])
+        self.e.op("TOPK_V2", keys, self.k_i32(), out=[top, where])
         clamped = self.binary(
             "MAXIMUM", top, self.const(np.int32(0), "zero_i"), np.int32, top.shape, "top_clamped"
         )
@@ -510,14 +512,14 @@ class _NmsBuilder:
         )
         top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
         order = self.ctx.temp(np.int32, (total,), "compact_order")
-        self.ctx.emit("TOPK_V2", [key, total_t], [top, order])
+        self.e.op("TOPK_V2", key, total_t, out=[top, order])
         return self.op(
             "GATHER", [flat, order], np.int32, (total, 3), "compacted", axis=0, batch_dims=0
         )
 
     # ---- outputs ----------------------------------------------------------------------
     def output(self, rows, counts):
-        ctx, drv = self.ctx, self.ctx.driver
+        ctx, drv, e = self.ctx, self.ctx.driver, self.e
         name = ctx.node.outputs[0]
         total = self.op(
             "SUM",
@@ -548,15 +550,17 @@ class _NmsBuilder:
             else:
                 out = drv.new_tensor(name, np.int64, (1, 3))
                 out.shape_signature = (-1, 3)
-            ctx.emit(
+            e.op(
                 "SLICE",
-                [wide, self.const(np.array([0, 0], np.int32), "slice_begin"), extent],
-                [out],
+                wide,
+                self.const(np.array([0, 0], np.int32), "slice_begin"),
+                extent,
+                out=out,
             )
         else:
             drv.value(name).shape = (size, 3)
             out = drv.new_tensor(name, np.int64, (size, 3))
-            ctx.emit("CAST", [rows], [out])
+            e.op("CAST", rows, out=out)
             if name in drv.graph.outputs:
                 self.expose_valid_count(f"{name}{VALID_COUNT_SUFFIX}", total)
         ctx.alias_output(0, out, L.identity(2))
@@ -565,7 +569,7 @@ class _NmsBuilder:
         """An extra graph output next to the fixed-size rows (the ONNX node has one output)."""
         drv = self.ctx.driver
         out = drv.new_tensor(name, np.int32, ())
-        self.ctx.emit("RESHAPE", [total, self.const(np.array([], np.int32), "scalar_shape")], [out])
+        self.e.op("RESHAPE", total, self.const(np.array([], np.int32), "scalar_shape"), out=out)
         drv.add_extra_output(out, name)
 
     def lower(self):
@@ -573,7 +577,7 @@ class _NmsBuilder:
         scores, classes = self.score_rows()
         sorted_scores = self.ctx.temp(np.float32, (rows, n), "sorted_scores")
         order = self.ctx.temp(np.int32, (rows, n), "score_order")
-        self.ctx.emit("TOPK_V2", [scores, self.n_i32()], [sorted_scores, order])
+        self.e.op("TOPK_V2", scores, self.n_i32(), out=[sorted_scores, order])
         order3 = self.ctx.reshape(order, (self.batches, self.rows_c, n), "score_order3")
         sorted_boxes = self.op(
             "GATHER",
