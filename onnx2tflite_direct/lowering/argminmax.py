@@ -71,8 +71,7 @@ def _lower_arg(opcode: str):
         for text in slow_path_notes(x.dtype, last):
             ctx.note(text)
         if last:
-            rev = ctx.temp(x.dtype, x.shape, "reversed")
-            e.op("REVERSE_V2", x, axis_t, out=rev)
+            rev = e.op("REVERSE_V2", x, axis_t, shape=x.shape, hint="reversed")
             x = rev
         dropped = tuple(d for i, d in enumerate(x.shape) if i != stored)
         if keep or last:

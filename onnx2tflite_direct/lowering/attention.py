@@ -100,7 +100,6 @@ def _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right):
             "LESS_EQUAL",
             a,
             b,
-            shape=np.broadcast_shapes(a.shape, b.shape),
             dtype=np.bool_,
             hint="ok",
         )

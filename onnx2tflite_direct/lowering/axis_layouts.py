@@ -75,8 +75,7 @@ def runtime_int32(ctx, i: int = 1, scalar: bool = False):
     e = Emitter(ctx)
     t = ctx.input(i)
     if np.dtype(t.dtype) != np.int32:
-        cast = ctx.temp(np.int32, t.shape, "as_i32")
-        e.op("CAST", t, out=cast)
+        cast = e.op("CAST", t, dtype=np.int32, hint="as_i32")
         t = cast
     return ctx.reshape(t, (), "scalar") if scalar and t.shape != () else t
 

@@ -33,8 +33,16 @@ def _per_channel_tensor(ctx, tensor, hint: str):
     inner = ctx.in_layout(0).inner
     if inner is not None and rank == 2:
         order = ctx.const_tensor(inner.element_order().astype(np.int32), "inner_order")
-        gathered = ctx.temp(tensor.dtype, tensor.shape, f"{hint}_ordered")
-        e.op("GATHER", tensor, order, out=gathered, axis=0, batch_dims=0)
+        gathered = e.op(
+            "GATHER",
+            tensor,
+            order,
+            shape=tensor.shape,
+            dtype=tensor.dtype,
+            hint=f"{hint}_ordered",
+            axis=0,
+            batch_dims=0,
+        )
         tensor = gathered
     onnx_shape = (1, tensor.shape[0]) + (1,) * (rank - 2)
     return ctx.reshape(tensor, ctx.in_layout(0).stored_shape(onnx_shape), hint)

@@ -71,8 +71,7 @@ def _cast(ctx, x, out):
     e = Emitter(ctx)
     via_f32 = {dtype_name(x.dtype), dtype_name(out.dtype)} & set(SUB_BYTE)
     if via_f32 and "float32" not in (dtype_name(x.dtype), dtype_name(out.dtype)):
-        mid = ctx.temp(np_dtype("float32"), x.shape, "as_f32")
-        e.op("CAST", x, out=mid)
+        mid = e.op("CAST", x, dtype=np_dtype("float32"), hint="as_f32")
         x = mid
     e.op("CAST", x, out=out)
 

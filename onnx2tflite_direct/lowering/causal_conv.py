@@ -41,7 +41,7 @@ def _slice_length(ctx, x, begin: int, size: int, hint: str, out=None):
     b, c, _ = x.shape
     begins = e.const([0, 0, begin], np.int32, "begin")
     sizes = e.const([b, c, size], np.int32, "size")
-    return e.op("SLICE", x, begins, sizes, shape=(b, c, size), dtype=x.dtype, hint=hint, out=out)
+    return e.op("SLICE", x, begins, sizes, shape=(b, c, size), hint=hint, out=out)
 
 
 @lowering(
@@ -75,7 +75,6 @@ def lower_causal_conv_with_state(ctx):
             e.const([0, j], np.int32, "wb"),
             e.const([channels, 1], np.int32, "ws"),
             shape=(channels, 1),
-            dtype=np.float32,
             hint="tap",
         )
         term = e.op("MUL", _slice_length(ctx, padded, j, length, "shifted"), column)

@@ -120,20 +120,14 @@ def _build_keep_mask(ctx, idx, batch: int, q_len: int, total: int, past: int, ca
             ends = e.reshape(mask, (shape[0], 1), "mask_cols")
             if shape[0] == 2 * batch:
                 end, start = e.split(ends, [batch, batch], 0, "mask_bounds")
-                keep = e.op(
-                    "LESS", grid, end, shape=(batch, total), dtype=np.bool_, hint="before_end"
-                )
-                after = e.op(
-                    "GREATER_EQUAL", grid, start, shape=(batch, total), dtype=np.bool_, hint="after"
-                )
+                keep = e.op("LESS", grid, end, dtype=np.bool_, hint="before_end")
+                after = e.op("GREATER_EQUAL", grid, start, dtype=np.bool_, hint="after")
                 keep = both(keep, after)
             else:
-                keep = e.op(
-                    "LESS", grid, ends, shape=(batch, total), dtype=np.bool_, hint="in_length"
-                )
+                keep = e.op("LESS", grid, ends, dtype=np.bool_, hint="in_length")
             keep = e.reshape(keep, (batch, 1, 1, total), "keep_rows")
         else:
-            raw = e.op("GREATER", mask, zero, shape=tuple(shape), dtype=np.bool_, hint="mask_keep")
+            raw = e.op("GREATER", mask, zero, dtype=np.bool_, hint="mask_keep")
             target = (batch, 1, 1, total) if len(shape) == 2 else (batch, 1, q_len, total)
             keep = e.reshape(raw, target, "keep_raw")
     causal_keep = None
@@ -612,13 +606,12 @@ def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str)
     source = e.concat(parts, 2, f"{hint}_source")
     j = e.const(np.arange(length, dtype=np.int32)[None, :], np.int32, "cache_pos")
     p = e.reshape(offsets, (b, 1), "offset_col")
-    before = e.op("LESS", j, p, shape=(b, length), dtype=np.bool_, hint=f"{hint}_is_past")
+    before = e.op("LESS", j, p, dtype=np.bool_, hint=f"{hint}_is_past")
     rel = e.op("SUB", j, p, hint=f"{hint}_rel")
     fresh = e.op(
         "LESS",
         rel,
         e.const(s, np.int32, "seq"),
-        shape=(b, length),
         dtype=np.bool_,
         hint=f"{hint}_is_new",
     )
@@ -633,7 +626,6 @@ def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str)
             j,
             e.const([b, length], np.int32, "bshape"),
             shape=(b, length),
-            dtype=np.int32,
             hint="j_b",
         ),
         idx,
@@ -744,13 +736,11 @@ def lower_group_query_attention(ctx):
     rel = np.arange(length)[None, :] - np.arange(s)[:, None]  # j - i
     rel_t = e.const(rel[None, None], np.int32, "key_minus_query")
     p4 = e.reshape(offsets, (b, 1, 1, 1), "offsets_4d")
-    keep = e.op("LESS_EQUAL", rel_t, p4, shape=(b, 1, s, length), dtype=np.bool_, hint="causal")
+    keep = e.op("LESS_EQUAL", rel_t, p4, dtype=np.bool_, hint="causal")
     window = int(ctx.attr("local_window_size", -1))
     if window > 0:
         lo = e.op("SUB", p4, e.const(window - 1, np.int32, "window"), hint="window_lo")
-        inside = e.op(
-            "GREATER_EQUAL", rel_t, lo, shape=(b, 1, s, length), dtype=np.bool_, hint="inside"
-        )
+        inside = e.op("GREATER_EQUAL", rel_t, lo, dtype=np.bool_, hint="inside")
         keep = e.op("LOGICAL_AND", keep, inside, hint="keep")
     scale = ctx.attr("scale", None)
     scale = 1.0 / np.sqrt(head) if not scale else float(scale)

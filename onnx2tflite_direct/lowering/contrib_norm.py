@@ -188,9 +188,7 @@ def lower_embed_layer_norm(ctx):
         out = ctx.output(1)
         if ctx.has_input(7):
             mask = e.cast(ctx.input(7), np.int32, "mask")
-            ones = e.op(
-                "EQUAL", mask, e.const(1, np.int32), shape=mask.shape, dtype=np.bool_, hint="ones"
-            )
+            ones = e.op("EQUAL", mask, e.const(1, np.int32), dtype=np.bool_, hint="ones")
             count = e.cast(e.cast(ones, np.int32, "ones_i"), np.float32, "ones_f")
             total = e.reduce("SUM", count, [1], False, "count")
             e.op("CAST", total, shape=(b,), dtype=np.int32, hint="t", out=out)

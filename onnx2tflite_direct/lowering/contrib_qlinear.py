@@ -86,9 +86,7 @@ def _saturate(ctx, value, out, already_rounded: bool = False):
 def _requantize_float(ctx, real, scale: np.float32, zp: np.float32, out):
     """onnxruntime's MlasQuantizeLinear: round_half_even(real / scale) + zp, saturated."""
     e = Emitter(ctx)
-    q = e.op(
-        "ROUND", e.op("DIV", real, e.const(scale), hint="scaled"), shape=real.shape, hint="q_round"
-    )
+    q = e.op("ROUND", e.op("DIV", real, e.const(scale), hint="scaled"), hint="q_round")
     _saturate(ctx, e.op("ADD", q, e.const(zp), hint="q_zp"), out, already_rounded=True)
 
 
@@ -170,9 +168,7 @@ def lower_qlinear_global_average_pool(ctx):
     total = e.reduce("SUM", x, list(range(1, len(shape) - 1)), True, "sum")
     acc = e.op("SUB", total, e.const(np.float32(zx * n)), hint="acc")
     scale = np.float32(sx / np.float32(sy * np.float32(n)))
-    q = e.op(
-        "ROUND", e.op("MUL", acc, e.const(scale), hint="scaled"), shape=acc.shape, hint="q_round"
-    )
+    q = e.op("ROUND", e.op("MUL", acc, e.const(scale), hint="scaled"), hint="q_round")
     _saturate(ctx, e.op("ADD", q, e.const(zy), hint="q_zp"), ctx.output(0), already_rounded=True)
 
 
@@ -489,7 +485,7 @@ def lower_qlinear_softmax(ctx):
     exps = e.gather(e.const(table, hint="exp_table"), index, 0, "exp")
     total = e.reduce("SUM", exps, [1], True, "row_sum")
     scaled = e.op("MUL", exps, e.const(y_eff), hint="scaled")
-    q = e.op("ROUND", e.op("DIV", scaled, total, hint="ratio"), shape=(rows, d), hint="q_round")
+    q = e.op("ROUND", e.op("DIV", scaled, total, hint="ratio"), hint="q_round")
     q = e.op("ADD", q, e.const(zy), hint="q_zp")
     out = ctx.output(0)
     q = e.reshape(q, shape, "q_shaped")

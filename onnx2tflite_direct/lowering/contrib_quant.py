@@ -111,7 +111,7 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
         hint="zp_hi",
     )
     zp = e.op("ROUND", zp, hint="zp_round")
-    q = e.op("ROUND", e.op("DIV", x, scale, hint="a_div"), shape=x.shape, hint="a_round")
+    q = e.op("ROUND", e.op("DIV", x, scale, hint="a_div"), hint="a_round")
     q = e.op("ADD", q, zp, hint="a_zp")
     q = e.op("MAXIMUM", q, zero, hint="a_lo")
     q = e.op("MINIMUM", q, e.const(255.0, hint="qmax"), hint="a_hi")

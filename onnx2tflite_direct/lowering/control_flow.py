@@ -427,14 +427,20 @@ def _trimmed_scan(ctx, j: int, buf: tfl.Tensor, count: tfl.Tensor) -> None:
     """Output ``j`` = the first ``count`` rows of ``buf`` (a run-time length: dynamic shape)."""
     e = Emitter(ctx)
     rank = buf.rank
-    n32 = ctx.temp(np.int32, (), "count32")
-    e.op("CAST", count, out=n32)
+    n32 = e.op("CAST", count, dtype=np.int32, hint="count32")
     n1 = ctx.reshape(n32, (1,), "count1")
     rest = ctx.const_tensor(np.full(rank - 1, -1, np.int32), "rest")
     size = n1
     if rank > 1:
-        size = ctx.temp(np.int32, (rank,), "size")
-        e.op("CONCATENATION", n1, rest, out=size, axis=0, fused_activation_function="NONE")
+        size = e.op(
+            "CONCATENATION",
+            n1,
+            rest,
+            shape=(rank,),
+            hint="size",
+            axis=0,
+            fused_activation_function="NONE",
+        )
     begin = ctx.const_tensor(np.zeros(rank, np.int32), "begin")
     out = ctx.output(j)
     out.shape_signature = (-1, *out.shape[1:])

@@ -377,13 +377,14 @@ def _banded_depthwise(ctx, x, w, geometry, out):
         (r0, r1), (c0, c1) = tile
         tile_w = np.ascontiguousarray(np.transpose(w[:, :, r0:r1, c0:c1], (1, 2, 3, 0)))
         bias = _bias(ctx, o) if i == 0 else ctx.const_tensor(np.zeros(o, np.float32), "bias")
-        part = ctx.temp(np.float32, out.shape, "tile_conv")
-        e.op(
+        part = e.op(
             "DEPTHWISE_CONV_2D",
             window,
             ctx.const_tensor(tile_w, "tile_filter"),
             bias,
-            out=part,
+            shape=out.shape,
+            dtype=np.float32,
+            hint="tile_conv",
             depth_multiplier=o // c,
             **conv2d_options(mode, strides, dilations),
         )

@@ -44,8 +44,7 @@ class IntegerConv:
         e = Emitter(ctx)
         q = ctx.const_tensor(np.ascontiguousarray(np.transpose(self.weights, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
-        out = ctx.temp(np.float32, q.shape, "w_integers")
-        e.op("DEQUANTIZE", q, out=out)
+        out = e.op("DEQUANTIZE", q, dtype=np.float32, hint="w_integers")
         return out
 
     def bias_tensor(self, ctx) -> tfl.Tensor:
@@ -136,8 +135,13 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
         return None
     if layout != target:  # the lattice lives in another layout (an NCHW model input)
         perm = np.array(L.transpose_perm(layout, target), np.int32)
-        moved = ctx.temp(np.float32, target.stored_shape(ctx.shape(0)), "centred")
-        e.op("TRANSPOSE", centred, ctx.const_tensor(perm, "centred_perm"), out=moved)
+        moved = e.op(
+            "TRANSPOSE",
+            centred,
+            ctx.const_tensor(perm, "centred_perm"),
+            shape=target.stored_shape(ctx.shape(0)),
+            hint="centred",
+        )
         centred = moved
     return IntegerConv(centred, np.asarray(pw[0]), bias, scale)
 

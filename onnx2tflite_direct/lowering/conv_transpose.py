@@ -164,13 +164,14 @@ def _as_depth_to_space(ctx, kernel, strides, dilations, group, begin, full, out_
     n, h, wd = ctx.shape(0)[0], ctx.shape(0)[2], ctx.shape(0)[3]
     filt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(s * s * c_out, 1, 1, c_in))
     b = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias, np.float32)
-    deep = ctx.temp(np.float32, (n, h, wd, s * s * c_out), "depth")
-    e.op(
+    deep = e.op(
         "CONV_2D",
         ctx.input(0),
         ctx.const_tensor(filt, "filter"),
         ctx.const_tensor(np.tile(b, s * s)),
-        out=deep,
+        shape=(n, h, wd, s * s * c_out),
+        dtype=np.float32,
+        hint="depth",
         padding="VALID",
         stride_h=1,
         stride_w=1,
@@ -208,8 +209,17 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
     )
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
     if group == 1:
-        out = ctx.temp(np.float32, out_shape, "full")
-        e.op("TRANSPOSE_CONV", shape_t, filt, x, bias, out=out, **options)
+        out = e.op(
+            "TRANSPOSE_CONV",
+            shape_t,
+            filt,
+            x,
+            bias,
+            shape=out_shape,
+            dtype=np.float32,
+            hint="full",
+            **options,
+        )
         return out
     xs = _split(ctx, x, group, "x_group")
     fs = _split(ctx, filt, group, "filter_group")
@@ -217,11 +227,26 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
     part_shape_t = ctx.const_tensor(np.array(part_shape, np.int32), "part_shape")
     parts = []
     for k, (xg, fg) in enumerate(zip(xs, fs, strict=False)):
-        part = ctx.temp(np.float32, part_shape, f"group{k}")
-        e.op("TRANSPOSE_CONV", part_shape_t, fg, xg, None, out=part, **options)
+        part = e.op(
+            "TRANSPOSE_CONV",
+            part_shape_t,
+            fg,
+            xg,
+            None,
+            shape=part_shape,
+            dtype=np.float32,
+            hint=f"group{k}",
+            **options,
+        )
         parts.append(part)
-    joined = ctx.temp(np.float32, out_shape, "joined")
-    e.op("CONCATENATION", *parts, out=joined, axis=3, fused_activation_function="NONE")
+    joined = e.op(
+        "CONCATENATION",
+        *parts,
+        shape=out_shape,
+        hint="joined",
+        axis=3,
+        fused_activation_function="NONE",
+    )
     return joined if bias is None else e.op("ADD", joined, bias, hint="biased")
 
 

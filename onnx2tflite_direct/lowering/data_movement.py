@@ -129,8 +129,14 @@ def _concat_group(ctx, group, axis: int):
     e = Emitter(ctx)
     shape = list(group[0].shape)
     shape[axis] = sum(t.shape[axis] for t in group)
-    out = ctx.temp(group[0].dtype, tuple(shape), "concat_part")
-    e.op("CONCATENATION", *group, out=out, axis=axis, fused_activation_function="NONE")
+    out = e.op(
+        "CONCATENATION",
+        *group,
+        shape=tuple(shape),
+        hint="concat_part",
+        axis=axis,
+        fused_activation_function="NONE",
+    )
     return out
 
 
@@ -234,11 +240,25 @@ def _runtime_paddings(ctx):
         table[lay.stored_axis(a)] = (j, j + n)
     if len(axes) < rank:
         zero = ctx.const_tensor(np.zeros(1, pads.dtype), "zero")
-        padded = ctx.temp(pads.dtype, (2 * n + 1,), "pads_ext")
-        e.op("CONCATENATION", pads, zero, out=padded, axis=0, fused_activation_function="NONE")
+        padded = e.op(
+            "CONCATENATION",
+            pads,
+            zero,
+            shape=(2 * n + 1,),
+            hint="pads_ext",
+            axis=0,
+            fused_activation_function="NONE",
+        )
         pads = padded
-    out = ctx.temp(pads.dtype, (rank, 2), "paddings")
-    e.op("GATHER", pads, ctx.const_tensor(table, "pads_index"), out=out, axis=0, batch_dims=0)
+    out = e.op(
+        "GATHER",
+        pads,
+        ctx.const_tensor(table, "pads_index"),
+        shape=(rank, 2),
+        hint="paddings",
+        axis=0,
+        batch_dims=0,
+    )
     return out
 
 

@@ -246,14 +246,12 @@ def lower_nonzero(ctx):
     e = Emitter(ctx)
     x = ctx.input(0)
     if np.dtype(x.dtype).name in WIDENED:
-        wide = ctx.temp(np.int32, x.shape, "widened")
-        e.op("CAST", x, out=wide)
+        wide = e.op("CAST", x, dtype=np.int32, hint="widened")
         x = wide
     mask = x
     if np.dtype(x.dtype) != np.bool_:
         zero = ctx.const_tensor(np.zeros((), x.dtype), "zero")
-        mask = ctx.temp(np.bool_, x.shape, "nonzero_mask")
-        e.op("NOT_EQUAL", x, zero, out=mask)
+        mask = e.op("NOT_EQUAL", x, zero, dtype=np.bool_, hint="nonzero_mask")
     rank = len(x.shape)
     count = _sample_count(ctx)
     rows = _true_positions(ctx, mask, "coordinates", count)

@@ -214,7 +214,6 @@ def lower_gridsample(ctx):
             data,
             indices,
             shape=(n_batch, *out_sp, channels),
-            dtype=np.float32,
             hint="picked",
         )
         weight = None

@@ -50,8 +50,12 @@ def normalized_indices(ctx, i, dims, hint="indices"):
     if const is not None:
         return ctx.const_tensor(np.where(const < 0, const + dims, const).astype(const.dtype), hint)
     idx = ctx.input(i)
-    out = ctx.temp(idx.dtype, idx.shape, f"{hint}_wrapped")
-    e.op("FLOOR_MOD", idx, ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims"), out=out)
+    out = e.op(
+        "FLOOR_MOD",
+        idx,
+        ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims"),
+        hint=f"{hint}_wrapped",
+    )
     return out
 
 
@@ -90,8 +94,14 @@ def _full_coordinates(ctx, idx, shape, axis):
         column if d == axis else ctx.const_tensor(_grid(shape, d, idx.dtype), f"grid{d}")
         for d in range(rank)
     ]
-    coords = ctx.temp(idx.dtype, (*shape, rank), "coords")
-    e.op("CONCATENATION", *parts, out=coords, axis=rank, fused_activation_function="NONE")
+    coords = e.op(
+        "CONCATENATION",
+        *parts,
+        shape=(*shape, rank),
+        hint="coords",
+        axis=rank,
+        fused_activation_function="NONE",
+    )
     return coords
 
 
@@ -155,8 +165,15 @@ def _nd_coords(ctx):
         return idx
     lead = ishape[:-1]
     parts = [ctx.const_tensor(_grid(lead, d, idx.dtype), f"batch{d}") for d in range(b)]
-    coords = ctx.temp(idx.dtype, (*lead, b + k), "coords")
-    e.op("CONCATENATION", *parts, idx, out=coords, axis=len(lead), fused_activation_function="NONE")
+    coords = e.op(
+        "CONCATENATION",
+        *parts,
+        idx,
+        shape=(*lead, b + k),
+        hint="coords",
+        axis=len(lead),
+        fused_activation_function="NONE",
+    )
     return coords
 
 
@@ -176,8 +193,7 @@ def _int32_coords(ctx, coords):
     e = Emitter(ctx)
     if coords.dtype == np.int32:
         return coords
-    cast = ctx.temp(np.int32, coords.shape, "coords_i32")
-    e.op("CAST", coords, out=cast)
+    cast = e.op("CAST", coords, dtype=np.int32, hint="coords_i32")
     return cast
 
 
@@ -187,13 +203,18 @@ def _write(ctx, base, coords, values, out=None):
     e = Emitter(ctx)
     shape = tuple(base.shape)
     shape_t = ctx.const_tensor(np.array(shape, np.int32), "shape")
-    scattered = ctx.temp(base.dtype, shape, "scattered")
-    e.op("SCATTER_ND", coords, values, shape_t, out=scattered)
+    scattered = e.op(
+        "SCATTER_ND", coords, values, shape_t, shape=shape, dtype=base.dtype, hint="scattered"
+    )
     ones = ctx.const_tensor(np.ones(values.shape, np.int32), "ones")
-    count = ctx.temp(np.int32, shape, "count")
-    e.op("SCATTER_ND", coords, ones, shape_t, out=count)
-    hit = ctx.temp(np.bool_, shape, "hit")
-    e.op("GREATER", count, ctx.const_tensor(np.array(0, np.int32), "zero"), out=hit)
+    count = e.op("SCATTER_ND", coords, ones, shape_t, shape=shape, dtype=np.int32, hint="count")
+    hit = e.op(
+        "GREATER",
+        count,
+        ctx.const_tensor(np.array(0, np.int32), "zero"),
+        dtype=np.bool_,
+        hint="hit",
+    )
     out = out if out is not None else ctx.temp(base.dtype, shape, "written")
     e.op("SELECT_V2", hit, scattered, base, out=out)
     return out
@@ -222,12 +243,25 @@ def _scatter_reduce(ctx, coords, updates):
     dtype = acc.dtype
     for j in range(n):
         pick = ctx.const_tensor(np.array(j, np.int32), f"row{j}")
-        coord = ctx.temp(np.int32, (1, k), f"coord{j}")
-        e.op("GATHER", rows, pick, out=coord, axis=0, batch_dims=0)
-        update = ctx.temp(dtype, (1, *row_shape), f"update{j}")
-        e.op("GATHER", upd_rows, pick, out=update, axis=0, batch_dims=0)
-        current = ctx.temp(dtype, (1, *row_shape), f"current{j}")
-        e.op("GATHER_ND", acc, coord, out=current)
+        coord = e.op(
+            "GATHER",
+            rows,
+            pick,
+            shape=(1, k),
+            hint=f"coord{j}",
+            axis=0,
+            batch_dims=0,
+        )
+        update = e.op(
+            "GATHER",
+            upd_rows,
+            pick,
+            shape=(1, *row_shape),
+            hint=f"update{j}",
+            axis=0,
+            batch_dims=0,
+        )
+        current = e.op("GATHER_ND", acc, coord, shape=(1, *row_shape), hint=f"current{j}")
         combined = ctx.temp(dtype, (1, *row_shape), f"combined{j}")
         opcode = COMBINE[ctx.attr("reduction")]
         options = {"fused_activation_function": "NONE"} if opcode == "MUL" else {}
@@ -248,8 +282,15 @@ def _scatter(ctx, coords, updates):
     data = ctx.input(0)
     if reduction == "add":
         shape_t = ctx.const_tensor(np.array(ctx.shape(0), np.int32), "shape")
-        scattered = ctx.temp(data.dtype, ctx.shape(0), "scattered")
-        e.op("SCATTER_ND", coords, updates, shape_t, out=scattered)
+        scattered = e.op(
+            "SCATTER_ND",
+            coords,
+            updates,
+            shape_t,
+            shape=ctx.shape(0),
+            dtype=data.dtype,
+            hint="scattered",
+        )
         e.op("ADD", data, scattered, out=ctx.output(0), fused_activation_function="NONE")
         return
     _write(ctx, data, coords, updates, ctx.output(0))
@@ -355,21 +396,23 @@ def lower_one_hot(ctx):
     depth = ctx.out_shape(0)[axis]
     idx = ctx.input(0)
     if idx.dtype.kind == "f":
-        as_int = ctx.temp(np.int64, idx.shape, "indices_int")
-        e.op("CAST", idx, out=as_int)
+        as_int = e.op("CAST", idx, dtype=np.int64, hint="indices_int")
         idx = as_int
-    negative = ctx.temp(np.bool_, idx.shape, "negative")
-    e.op("LESS", idx, ctx.const_tensor(np.array(0, idx.dtype), "zero"), out=negative)
-    shifted = ctx.temp(idx.dtype, idx.shape, "shifted")
-    e.op(
+    negative = e.op(
+        "LESS",
+        idx,
+        ctx.const_tensor(np.array(0, idx.dtype), "zero"),
+        dtype=np.bool_,
+        hint="negative",
+    )
+    shifted = e.op(
         "ADD",
         idx,
         ctx.const_tensor(np.array(depth, idx.dtype), "depth"),
-        out=shifted,
+        hint="shifted",
         fused_activation_function="NONE",
     )
-    fixed = ctx.temp(idx.dtype, idx.shape, "indices_fixed")
-    e.op("SELECT_V2", negative, shifted, idx, out=fixed)
+    fixed = e.op("SELECT_V2", negative, shifted, idx, hint="indices_fixed")
     values = ctx.const(2)
     if values is not None:
         off = ctx.const_tensor(np.array(values.reshape(-1)[0]), "off")
@@ -461,7 +504,6 @@ def lower_tensor_scatter(ctx):
         update,
         index,
         shape=gathered_shape,
-        dtype=update.dtype,
         hint="gathered",
         axis=axis,
         batch_dims=1,

@@ -19,7 +19,7 @@ def _abs_pow(ctx, x, p: float):
     e = Emitter(ctx)
     if p == 2:
         return e.op("MUL", x, x, hint="squared")
-    mag = e.op("ABS", x, dtype=x.dtype, hint="abs")
+    mag = e.op("ABS", x, hint="abs")
     if p == 1:
         return mag
     return e.op("POW", mag, e.const(p), hint="powered")

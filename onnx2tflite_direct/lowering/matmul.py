@@ -214,8 +214,16 @@ def lower_gemm(ctx):
     b = ctx.const(1)
     if b is None or trans_a:
         prod_shape = ctx.output(0).shape
-        prod = ctx.temp(np.float32, prod_shape, "matmul")
-        e.op("BATCH_MATMUL", ctx.input(0), ctx.input(1), out=prod, adj_x=trans_a, adj_y=trans_b)
+        prod = e.op(
+            "BATCH_MATMUL",
+            ctx.input(0),
+            ctx.input(1),
+            shape=prod_shape,
+            dtype=np.float32,
+            hint="matmul",
+            adj_x=trans_a,
+            adj_y=trans_b,
+        )
         if not has_c:
             scaled = _scale(ctx, prod, alpha, "alpha")
             e.reshape(scaled, out=ctx.output(0))
@@ -276,8 +284,16 @@ def lower_matmul(ctx):
     a2 = (1, a_shape[0]) if len(a_shape) == 1 else a_shape
     b2 = (b_shape[0], 1) if len(b_shape) == 1 else b_shape
     batch = np.broadcast_shapes(a2[:-2], b2[:-2])
-    prod = ctx.temp(np.float32, (*batch, a2[-2], b2[-1]), "matmul")
-    e.op("BATCH_MATMUL", x, y, out=prod, adj_x=False, adj_y=False)
+    prod = e.op(
+        "BATCH_MATMUL",
+        x,
+        y,
+        shape=(*batch, a2[-2], b2[-1]),
+        dtype=np.float32,
+        hint="matmul",
+        adj_x=False,
+        adj_y=False,
+    )
     e.reshape(prod, out=ctx.output(0))
 
 

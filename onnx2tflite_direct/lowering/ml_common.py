@@ -53,7 +53,7 @@ def as_rows(ctx, x, hint: str = "rows"):
 
 def logistic(ctx, x, hint: str = "logistic"):
     e = Emitter(ctx)
-    return e.op("LOGISTIC", x, dtype=np.float32, hint=hint)
+    return e.op("LOGISTIC", x, hint=hint)
 
 
 def softmax(ctx, x, hint: str = "softmax"):
@@ -62,7 +62,7 @@ def softmax(ctx, x, hint: str = "softmax"):
         x2 = ctx.reshape(x, (1, x.shape[0]), f"{hint}_2d")
         y = e.op("SOFTMAX", x2, dtype=np.float32, hint=hint, beta=1.0)
         return ctx.reshape(y, x.shape, f"{hint}_1d")
-    return e.op("SOFTMAX", x, dtype=np.float32, hint=hint, beta=1.0)
+    return e.op("SOFTMAX", x, hint=hint, beta=1.0)
 
 
 def softmax_zero(ctx, x, hint: str = "softmax_zero"):
@@ -141,14 +141,13 @@ def labels_from_index(ctx, idx, table: np.ndarray, index: int):
     e = Emitter(ctx)
     n = idx.shape[0]
     if table.dtype == np.int64 and np.array_equal(table, np.arange(len(table))):
-        lab = e.op("CAST", idx, shape=(n,), dtype=np.int64, hint="label")
+        lab = e.op("CAST", idx, dtype=np.int64, hint="label")
     else:
         lab = e.op(
             "GATHER",
             ctx.const_tensor(table, "labels"),
             idx,
             shape=(n,),
-            dtype=table.dtype,
             hint="label",
             axis=0,
             batch_dims=0,

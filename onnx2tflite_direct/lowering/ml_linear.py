@@ -128,7 +128,7 @@ def lower_linear_classifier(ctx):
                 s = probit(ctx, s)
             if binary_labels:
                 if tr == "LOGISTIC":  # onnxruntime: [1 - sigmoid(s), sigmoid(s)]
-                    s = e.op("LOGISTIC", s, dtype=np.float32, hint="sigmoid")
+                    s = e.op("LOGISTIC", s, hint="sigmoid")
                 one_minus = e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms")
                 s = e.concat([one_minus, s], 1, "z")
             set_output(ctx, s, 1)
@@ -346,7 +346,6 @@ def lower_svm_classifier(ctx):
         positive = e.op(
             "CAST",
             e.op("GREATER", dec, e.const(0.0), hint="gt", dtype=np.bool_),
-            shape=dec.shape,
             dtype=np.float32,
             hint="gtf",
         )
@@ -385,7 +384,7 @@ def lower_svm_classifier(ctx):
         else:  # [1 - s, s]; LOGISTIC first squashes s (as onnxruntime)
             s = dec
             if tr == "LOGISTIC":
-                s = e.op("LOGISTIC", dec, dtype=np.float32, hint="sigmoid")
+                s = e.op("LOGISTIC", dec, hint="sigmoid")
             one_minus = e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms")
             set_output(ctx, e.concat([one_minus, s], 1, "z"), 1)
     del n
@@ -404,9 +403,7 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
     one = e.const(1.0)
     # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
     val = e.op("ADD", e.op("MUL", dec, e.const(prob_a), hint="pa"), e.const(prob_b), hint="t")
-    q = e.op(
-        "LOGISTIC", e.op("NEG", val, hint="nval"), shape=dec.shape, dtype=np.float32, hint="platt"
-    )
+    q = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
     q = e.op("MAXIMUM", q, e.const(np.float32(1e-7)), hint="qlo")
     q = e.op("MINIMUM", q, e.const(np.float32(1) - np.float32(1e-7)), hint="q")
     omq = e.op("SUB", one, q, hint="omq")
@@ -434,7 +431,6 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
             e.const(np.array([0, i * k], np.int32), np.int32, "b"),
             e.const(np.array([n, k], np.int32), np.int32, "s"),
             shape=(n, k),
-            dtype=np.float32,
             hint=f"Qrow{i}",
         )
         for i in range(k)
@@ -446,7 +442,6 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
             e.const(np.array([0, i * k + i], np.int32), np.int32, "b"),
             e.const(np.array([n, 1], np.int32), np.int32, "s"),
             shape=(n, 1),
-            dtype=np.float32,
             hint=f"Qii{i}",
         )
         for i in range(k)
@@ -456,7 +451,6 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
         e.const(np.full((1, k), np.float32(1) / np.float32(k))),
         e.const(np.array([n, k], np.int32), np.int32, "shape"),
         shape=(n, k),
-        dtype=np.float32,
         hint="p0",
     )
     active = e.const(np.ones((1, 1), np.float32))
@@ -476,7 +470,6 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
         going = e.op(
             "CAST",
             e.op("GREATER_EQUAL", err, eps, hint=f"go{it}", dtype=np.bool_),
-            shape=(n, 1),
             dtype=np.float32,
             hint=f"gof{it}",
         )
@@ -488,7 +481,6 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
                 e.const(np.array([0, i], np.int32), np.int32, "b"),
                 e.const(np.array([n, 1], np.int32), np.int32, "s"),
                 shape=(n, 1),
-                dtype=np.float32,
                 hint=f"Qp{it}_{i}",
             )
             diff = e.op("DIV", e.op("SUB", pqp, qp_i, hint="t"), diag[i], hint=f"d{it}_{i}")

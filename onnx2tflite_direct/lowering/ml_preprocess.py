@@ -172,7 +172,7 @@ def lower_array_feature_extractor(ctx):
             idx = e.op("CAST", idx, dtype=np.int32, hint="indices32")
     axis = len(x.shape) - 1
     shape = tuple(x.shape[:-1]) + (idx.shape[0],)
-    y = e.op("GATHER", x, idx, shape=shape, dtype=x.dtype, hint="features", axis=axis, batch_dims=0)
+    y = e.op("GATHER", x, idx, shape=shape, hint="features", axis=axis, batch_dims=0)
     set_output(ctx, y)
 
 
@@ -212,12 +212,11 @@ def lower_feature_vectorizer(ctx):
                 e.const(np.array([0, 0], np.int32), np.int32, "begin"),
                 e.const(np.array([rows, d], np.int32), np.int32, "size"),
                 shape=(rows, d),
-                dtype=np.float32,
                 hint=f"cut{i}",
             )
         elif c < d:
             pads = e.const(np.array([[0, 0], [0, d - c]], np.int32), np.int32, "pads")
-            x = e.op("PAD", x, pads, shape=(rows, d), dtype=np.float32, hint=f"pad{i}")
+            x = e.op("PAD", x, pads, shape=(rows, d), hint=f"pad{i}")
         parts.append(x)
     set_output(ctx, parts[0] if len(parts) == 1 else e.concat(parts, 1, "features"))
 
@@ -366,7 +365,6 @@ def lookup(ctx, x, keys: np.ndarray, values: np.ndarray, default: np.ndarray):
         ctx.const_tensor(table, "values"),
         idx,
         shape=shape,
-        dtype=table.dtype,
         hint="encoded",
         axis=0,
         batch_dims=0,

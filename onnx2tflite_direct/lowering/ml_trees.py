@@ -151,7 +151,6 @@ def _group_condition(ctx, x, forest, order, positions, mode):
         x,
         e.const(feats, np.int32, "feat"),
         shape=(x.shape[0], len(nodes)),
-        dtype=np.float32,
         hint="xg",
         axis=1,
         batch_dims=0,
@@ -226,7 +225,6 @@ def walk(ctx, x, forest: Forest):
         nxt,
         e.const(roots, np.int32, "roots"),
         shape=(n, t),
-        dtype=np.int32,
         hint="level1",
         axis=1,
         batch_dims=0,
@@ -237,7 +235,6 @@ def walk(ctx, x, forest: Forest):
             nxt,
             s,
             shape=(n, t),
-            dtype=np.int32,
             hint=f"level{level}",
             axis=1,
             batch_dims=1,
@@ -308,7 +305,6 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
         x,
         e.const(feat[roots], np.int32, "f1"),
         shape=(n, t_all),
-        dtype=np.float32,
         hint="v1",
         axis=1,
         batch_dims=0,
@@ -344,7 +340,6 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
             record_c,
             s,
             shape=(n, a, 4),
-            dtype=np.int32,
             hint=f"rec{level}",
             axis=0,
             batch_dims=0,
@@ -352,15 +347,11 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
         # fields outermost first: UNPACK along the last axis copies element by element, along
         # the first it copies four contiguous blocks (bench_trees.py: RF batch 1 1.97x ->
         # 1.41x onnxruntime, LightGBM 5.9x -> 3.5x)
-        fields = e.op(
-            "TRANSPOSE", rec, perm, shape=(4, n, a), dtype=np.int32, hint=f"fields{level}"
-        )
+        fields = e.op("TRANSPOSE", rec, perm, shape=(4, n, a), hint=f"fields{level}")
         f, tbits, tc, fc = (ctx.temp(np.int32, shape, f"{k}{level}") for k in "ftab")
         e.op("UNPACK", fields, out=[f, tbits, tc, fc], num=4, axis=0)
-        t = e.op("BITCAST", tbits, shape=shape, dtype=np.float32, hint=f"thr{level}")
-        v = e.op(
-            "GATHER", x, f, shape=shape, dtype=np.float32, hint=f"v{level}", axis=1, batch_dims=1
-        )
+        t = e.op("BITCAST", tbits, dtype=np.float32, hint=f"thr{level}")
+        v = e.op("GATHER", x, f, shape=shape, hint=f"v{level}", axis=1, batch_dims=1)
         c = e.op(_CMP[mode], v, t, hint=f"c{level}", dtype=np.bool_)
         s = e.op("SELECT_V2", c, tc, fc, hint=f"s{level}")
     done.append(s)
@@ -409,7 +400,6 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
             e.const(has.astype(np.float32)),
             s,
             shape=(n, t, k),
-            dtype=np.float32,
             hint="leaf_has",
             axis=0,
             batch_dims=0,
@@ -433,7 +423,6 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
         e.const(table.astype(np.float32)),
         s,
         shape=(n, t, k),
-        dtype=np.float32,
         hint="leaf_w",
         axis=0,
         batch_dims=0,
@@ -563,7 +552,6 @@ def _full(ctx, t, n):
         t,
         e.const(np.array([n, 1], np.int32), np.int32, "shape"),
         shape=(n, 1),
-        dtype=np.float32,
         hint="full",
     )
 
@@ -577,7 +565,6 @@ def _col(ctx, x, j, hint):
         e.const(np.array([0, j], np.int32), np.int32, "begin"),
         e.const(np.array([n, 1], np.int32), np.int32, "size"),
         shape=(n, 1),
-        dtype=np.float32,
         hint=hint,
     )
 

@@ -74,8 +74,15 @@ def _pool(ctx, opcode: str):
         e.op(opcode, x, out=out, padding="VALID", **options)
     else:
         x = e.pad(x, [(0, 0), full[0], full[1], (0, 0)])
-        pooled = ctx.temp(np.float32, out.shape, "avg_padded")
-        e.op(opcode, x, out=pooled, padding="VALID", **options)
+        pooled = e.op(
+            opcode,
+            x,
+            shape=out.shape,
+            dtype=np.float32,
+            hint="avg_padded",
+            padding="VALID",
+            **options,
+        )
         fix = _average_correction(spatial, kernel, strides, pads, outs, count_include_pad)
         fix_t = ctx.const_tensor(fix.reshape(1, outs[0], outs[1], 1), "divisor_fix")
         e.op("MUL", pooled, fix_t, out=out, fused_activation_function="NONE")

@@ -47,7 +47,7 @@ def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str)
         shape = list(x.shape)
         shape[axis] = o
         inputs = [x] + [e.const(v, np.int32, n) for v, n in ((begin, "b"), (end, "e"), (step, "s"))]
-        tap = e.op("STRIDED_SLICE", *inputs, shape=shape, dtype=x.dtype, hint="tap")
+        tap = e.op("STRIDED_SLICE", *inputs, shape=shape, hint="tap")
         acc = tap if acc is None else e.op(COMBINE[combine], acc, tap, hint="acc")
     return acc
 

@@ -105,9 +105,7 @@ def split_digits(ctx, a, digits: int, bits: int):
     step = e.const(float(1 << bits), hint="digit_base")
     inv = e.const(1.0 / (1 << bits), hint="digit_inv")
     for k in range(digits - 1):
-        high = e.op(
-            "FLOOR", e.op("MUL", a, inv, hint=f"a_div{k}"), shape=a.shape, hint=f"a_high{k}"
-        )
+        high = e.op("FLOOR", e.op("MUL", a, inv, hint=f"a_div{k}"), hint=f"a_high{k}")
         out.append(e.op("SUB", a, e.op("MUL", high, step, hint=f"a_up{k}"), hint=f"a_digit{k}"))
         a = high
     out.append(a)

@@ -455,7 +455,7 @@ def lower_dynamic_quantize_linear(ctx):
         e.const(255.0, hint="zp_max"),
         hint="zp_hi",
     )
-    zp_f = e.op("ROUND", zp_f, shape=(), hint="zp_round")
+    zp_f = e.op("ROUND", zp_f, hint="zp_round")
     if len(ctx.node.outputs) > 2 and ctx.node.outputs[2]:
         e.op("CAST", zp_f, out=ctx.output(2))
     scaled = e.op("DIV", x, scale, hint="scaled")

@@ -161,8 +161,14 @@ class Unroller:
         """The sequence length as an int32 scalar read from ``projected`` at run time, so the
         loop also runs a sequence length that changes with a dynamic input size."""
         ctx, e = self.ctx, self.e
-        dims = ctx.temp(np.int32, (len(projected.shape),), "dims")
-        e.op("SHAPE", projected, out=dims, out_type="INT32")
+        dims = e.op(
+            "SHAPE",
+            projected,
+            shape=(len(projected.shape),),
+            dtype=np.int32,
+            hint="dims",
+            out_type="INT32",
+        )
         first = ctx.temp(np.int32, (1,), "seq")
         one = ctx.const_tensor(np.array([1], np.int32), "one")
         e.op("SLICE", dims, ctx.const_tensor(np.array([0], np.int32), "zero"), one, out=first)
@@ -282,25 +288,40 @@ class Unroller:
             one = ctx.const_tensor(np.array(1, np.int32), "one")
             if self.direction == "reverse" or d == 1:  # t = steps - 1 - k
                 t = _int_op(ctx, "SUB", _int_op(ctx, "SUB", steps, one, "last"), k, "t")
-            x_t = ctx.temp(np.float32, xw.shape[1:], "x_t")
-            e.op("GATHER", xw, t, out=x_t, axis=0, batch_dims=0)
+            x_t = e.op(
+                "GATHER",
+                xw,
+                t,
+                shape=xw.shape[1:],
+                hint="x_t",
+                axis=0,
+                batch_dims=0,
+            )
             new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
             y = new[0]
             if mask_all is not None:
-                m_t = ctx.temp(np.bool_, mask_all.shape[1:], "mask_t")
-                e.op("GATHER", mask_all, t, out=m_t, axis=0, batch_dims=0)
+                m_t = e.op(
+                    "GATHER",
+                    mask_all,
+                    t,
+                    shape=mask_all.shape[1:],
+                    hint="mask_t",
+                    axis=0,
+                    batch_dims=0,
+                )
                 new = tuple(o.op("SELECT_V2", m_t, a, b) for a, b in zip(new, st, strict=True))
                 y = o.op("SELECT_V2", m_t, new[0], np.zeros((), np.float32))
             start = ctx.temp(np.int32, (3,), "start")
             zero = ctx.const_tensor(np.array(0, np.int32), "zero")
             e.op("PACK", t, zero, zero, out=start, values_count=3, axis=0)
-            y_next = ctx.temp(np.float32, y_buf.shape, "y")
-            e.op(
+            y_next = e.op(
                 "DYNAMIC_UPDATE_SLICE",
                 y_buf,
                 ctx.reshape(y, (1, *y.shape), "y_t"),
                 start,
-                out=y_next,
+                shape=y_buf.shape,
+                dtype=np.float32,
+                hint="y",
             )
             k_next = _int_op(ctx, "ADD", k, one, "next_step")
         body.outputs = [k_next, *new, y_next, *body.inputs[2 + n :]]
@@ -375,8 +396,7 @@ CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 def _int_op(ctx, opcode: str, a: tfl.Tensor, b: tfl.Tensor, hint: str) -> tfl.Tensor:
     """int32 scalar arithmetic of the loop counter."""
     e = Emitter(ctx)
-    out = ctx.temp(np.int32, (), hint)
-    e.op(opcode, a, b, out=out, fused_activation_function="NONE")
+    out = e.op(opcode, a, b, shape=(), dtype=np.int32, hint=hint, fused_activation_function="NONE")
     return out
 
 

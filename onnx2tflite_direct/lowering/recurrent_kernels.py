@@ -140,8 +140,7 @@ def lower_lstm_kernel(ctx) -> None:
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
         x_d = _reverse(ctx, x, time_axis) if reverse else x
-        y = ctx.temp(np.float32, out_shape, f"d{d}/lstm_y")
-        e.op(
+        y = e.op(
             "UNIDIRECTIONAL_SEQUENCE_LSTM",
             x_d,
             *_kernel_weights(ctx, d, hidden),
@@ -151,7 +150,9 @@ def lower_lstm_kernel(ctx) -> None:
             None,
             None,
             None,
-            out=y,
+            shape=out_shape,
+            dtype=np.float32,
+            hint=f"d{d}/lstm_y",
             fused_activation_function="TANH",
             cell_clip=0.0,
             proj_clip=0.0,
@@ -219,8 +220,13 @@ def _initial_states(ctx, i, dirs, batch, hidden, batch_major, which) -> list[tfl
 
 def _reverse(ctx, t: tfl.Tensor, axis: int) -> tfl.Tensor:
     e = Emitter(ctx)
-    out = ctx.temp(t.dtype, t.shape, "reversed")
-    e.op("REVERSE_V2", t, ctx.const_tensor(np.array([axis], np.int32), "time_axis"), out=out)
+    out = e.op(
+        "REVERSE_V2",
+        t,
+        ctx.const_tensor(np.array([axis], np.int32), "time_axis"),
+        shape=t.shape,
+        hint="reversed",
+    )
     return out
 
 
@@ -248,8 +254,15 @@ def _final_cell(ctx, last_h, cell_var, batch: int, hidden: int) -> tfl.Tensor:
     """The final cell state the kernel left in ``cell_var``, read after the kernel: the
     CONCATENATION also reads ``last_h`` (the kernel's output), which orders it after."""
     e = Emitter(ctx)
-    pair = ctx.temp(np.float32, (batch, 2 * hidden), "h_and_c")
-    e.op("CONCATENATION", last_h, cell_var, out=pair, axis=1, fused_activation_function="NONE")
+    pair = e.op(
+        "CONCATENATION",
+        last_h,
+        cell_var,
+        shape=(batch, 2 * hidden),
+        hint="h_and_c",
+        axis=1,
+        fused_activation_function="NONE",
+    )
     out = ctx.temp(np.float32, (batch, hidden), "final_cell")
     begin = ctx.const_tensor(np.array([0, hidden], np.int32), "cell_begin")
     size = ctx.const_tensor(np.array([-1, hidden], np.int32), "cell_size")

@@ -158,18 +158,27 @@ def _log_sum_exp(ctx, x, axes_t, out, keep):
     """log(sum(exp(x - max))) + max, as onnxruntime computes it (no overflow for large x)."""
     e = Emitter(ctx)
     kept_shape = out.shape if keep else _keepdims_stored_shape(ctx)
-    peak = ctx.temp(x.dtype, kept_shape, "max")
-    e.op("REDUCE_MAX", x, axes_t, out=peak, keep_dims=True)
-    shifted = ctx.temp(x.dtype, x.shape, "shifted")
-    e.op("SUB", x, peak, out=shifted, fused_activation_function="NONE")
-    total = ctx.temp(x.dtype, kept_shape, "sum")
-    e.op("SUM", _unary(ctx, "EXP", shifted, hint="exp"), axes_t, out=total, keep_dims=True)
+    peak = e.op("REDUCE_MAX", x, axes_t, shape=kept_shape, hint="max", keep_dims=True)
+    shifted = e.op("SUB", x, peak, hint="shifted", fused_activation_function="NONE")
+    total = e.op(
+        "SUM",
+        _unary(ctx, "EXP", shifted, hint="exp"),
+        axes_t,
+        shape=kept_shape,
+        hint="sum",
+        keep_dims=True,
+    )
     logged = _unary(ctx, "LOG", total, hint="log")
     if keep:
         e.op("ADD", logged, peak, out=out, fused_activation_function="NONE")
         return
-    summed = ctx.temp(x.dtype, kept_shape, "lse")
-    e.op("ADD", logged, peak, out=summed, fused_activation_function="NONE")
+    summed = e.op(
+        "ADD",
+        logged,
+        peak,
+        hint="lse",
+        fused_activation_function="NONE",
+    )
     e.reshape(summed, out=out)
 
 

@@ -361,8 +361,14 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     n, ih, iw, c = x.shape
     while s > 1:
         s //= 2
-        copies = ctx.temp(x.dtype, (n, ih, iw, 4 * c), "replicated")
-        e.op("CONCATENATION", *[x] * 4, out=copies, axis=3, fused_activation_function="NONE")
+        copies = e.op(
+            "CONCATENATION",
+            *[x] * 4,
+            shape=(n, ih, iw, 4 * c),
+            hint="replicated",
+            axis=3,
+            fused_activation_function="NONE",
+        )
         ih, iw = 2 * ih, 2 * iw
         x = ctx.output(0) if s == 1 else ctx.temp(x.dtype, (n, ih, iw, c), "upsampled")
         e.op("DEPTH_TO_SPACE", copies, out=x, block_size=2)

@@ -101,8 +101,7 @@ class RuntimeAxis:
         boundary = self.op("ADD", k, self.const([d]), "boundary")
         remainder = self._exact_remainder(p, boundary)
         beyond = self._compare("GREATER" if use_ceil else "LESS", remainder, self.const([0.0]))
-        step = self.ctx.temp(np.float32, k.shape, "step")
-        self.e.op("CAST", beyond, out=step)
+        step = self.e.op("CAST", beyond, dtype=np.float32, hint="step")
         k = self.op("ADD" if use_ceil else "SUB", k, step, "k")
         return [(self._index(k), None)]
 
@@ -126,16 +125,16 @@ class RuntimeAxis:
         return hi, self.op("SUB", a, hi, "lo")
 
     def _compare(self, opcode, a, b):
-        out = self.ctx.temp(np.bool_, np.broadcast_shapes(a.shape, b.shape), "cmp")
-        self.e.op(opcode, a, b, out=out)
+        out = self.e.op(
+            opcode, a, b, shape=np.broadcast_shapes(a.shape, b.shape), dtype=np.bool_, hint="cmp"
+        )
         return out
 
     def _index(self, k):
         clamped = self.op(
             "MINIMUM", self.op("MAXIMUM", k, self.const([0.0])), self.const([self.n_in - 1])
         )
-        idx = self.ctx.temp(np.int32, clamped.shape, "idx")
-        self.e.op("CAST", clamped, out=idx)
+        idx = self.e.op("CAST", clamped, dtype=np.int32, hint="idx")
         return idx
 
     def taps(self, x):
@@ -173,15 +172,13 @@ class RuntimeAxis:
             weights = [self.op("DIV", w, total, "w") for w in weights]
         indices = []
         for c in clamped:
-            idx = self.ctx.temp(np.int32, c.shape, "idx")
-            self.e.op("CAST", c, out=idx)
+            idx = self.e.op("CAST", c, dtype=np.int32, hint="idx")
             indices.append(idx)
         return list(zip(indices, weights, strict=True))
 
     def _equal(self, a, b):
         same = self._compare("EQUAL", a, b)
-        out = self.ctx.temp(np.float32, a.shape, "mask")
-        self.e.op("CAST", same, out=out)
+        out = self.e.op("CAST", same, dtype=np.float32, hint="mask")
         return out
 
     def _cubic_near(self, t):  # ((a + 2) t - (a + 3)) t^2 + 1 for 0 <= t <= 1
@@ -247,8 +244,15 @@ def apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
         if idx is None:
             term = w_b
         else:
-            gathered = ctx.temp(x.dtype, shape, f"gather{k}")
-            e.op("GATHER", x, idx, out=gathered, axis=stored, batch_dims=0)
+            gathered = e.op(
+                "GATHER",
+                x,
+                idx,
+                shape=shape,
+                hint=f"gather{k}",
+                axis=stored,
+                batch_dims=0,
+            )
             term = e.op("MUL", gathered, w_b, hint=f"tap{k}")
         if acc is None:
             acc = term

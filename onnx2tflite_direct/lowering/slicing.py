@@ -101,8 +101,15 @@ def _scatter_runtime(ctx, i, axes, fill, hint):
         pad = ctx.const_tensor(np.array([fill], values.dtype), f"{hint}_fill")
         e.op("CONCATENATION", values, pad, out=ext, axis=0, fused_activation_function="NONE")
         values = ext
-    out = ctx.temp(values.dtype, (len(table),), hint)
-    e.op("GATHER", values, ctx.const_tensor(table, f"{hint}_index"), out=out, axis=0, batch_dims=0)
+    out = e.op(
+        "GATHER",
+        values,
+        ctx.const_tensor(table, f"{hint}_index"),
+        shape=(len(table),),
+        hint=hint,
+        axis=0,
+        batch_dims=0,
+    )
     return out
 
 
@@ -119,12 +126,16 @@ def _as_int32(ctx, t, hint):
     e = Emitter(ctx)
     if t.dtype == np.int32:
         return t
-    lo = ctx.temp(t.dtype, t.shape, f"{hint}_lo")
-    e.op("MAXIMUM", t, ctx.const_tensor(np.array(INT32_MIN, t.dtype), "int32_min"), out=lo)
-    hi = ctx.temp(t.dtype, t.shape, f"{hint}_hi")
-    e.op("MINIMUM", lo, ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max"), out=hi)
-    out = ctx.temp(np.int32, t.shape, f"{hint}_i32")
-    e.op("CAST", hi, out=out)
+    lo = e.op(
+        "MAXIMUM", t, ctx.const_tensor(np.array(INT32_MIN, t.dtype), "int32_min"), hint=f"{hint}_lo"
+    )
+    hi = e.op(
+        "MINIMUM",
+        lo,
+        ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max"),
+        hint=f"{hint}_hi",
+    )
+    out = e.op("CAST", hi, dtype=np.int32, hint=f"{hint}_i32")
     return out
 
 
@@ -166,8 +177,14 @@ def _runtime_axes(ctx):
     e.op("EQUAL", axes, ctx.const_tensor(stored_onnx - rank, "stored_axes_neg"), out=eq_neg)
     e.op("LOGICAL_OR", eq_pos, eq_neg, out=match)
     zero_axis = ctx.const_tensor(np.array([0], np.int32), "reduce_axis")
-    present = ctx.temp(np.bool_, (rank,), "axis_present")
-    e.op("REDUCE_ANY", match, zero_axis, out=present, keep_dims=False)
+    present = e.op(
+        "REDUCE_ANY",
+        match,
+        zero_axis,
+        shape=(rank,),
+        hint="axis_present",
+        keep_dims=False,
+    )
     dims = np.array([shape[a] for a in lay.perm], np.int64)
     operands = []
     for i, absent, hint in (
@@ -181,17 +198,21 @@ def _runtime_axes(ctx):
         src = ctx.input(i)
         col = ctx.reshape(src, (n, 1), f"{hint}_col")
         zeros = ctx.const_tensor(np.zeros((1, 1), src.dtype), "zero")
-        picked = ctx.temp(src.dtype, (n, rank), f"{hint}_picked")
-        e.op("SELECT_V2", match, col, zeros, out=picked)
-        summed = ctx.temp(src.dtype, (rank,), f"{hint}_sum")
-        e.op("SUM", picked, zero_axis, out=summed, keep_dims=False)
-        full = ctx.temp(src.dtype, (rank,), hint)
-        e.op(
+        picked = e.op("SELECT_V2", match, col, zeros, hint=f"{hint}_picked")
+        summed = e.op(
+            "SUM",
+            picked,
+            zero_axis,
+            shape=(rank,),
+            hint=f"{hint}_sum",
+            keep_dims=False,
+        )
+        full = e.op(
             "SELECT_V2",
             present,
             summed,
             ctx.const_tensor(absent.astype(src.dtype), f"{hint}_absent"),
-            out=full,
+            hint=hint,
         )
         operands.append(_as_int32(ctx, full, hint))
     return (*operands, 0, 0)
@@ -253,13 +274,13 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
 
 def _slice_op(ctx, x, begin, size, hint):
     e = Emitter(ctx)
-    out = ctx.temp(x.dtype, tuple(size), hint)
-    e.op(
+    out = e.op(
         "SLICE",
         x,
         ctx.const_tensor(np.array(begin, np.int32), f"{hint}_begin"),
         ctx.const_tensor(np.array(size, np.int32), f"{hint}_size"),
-        out=out,
+        shape=tuple(size),
+        hint=hint,
     )
     return out
 

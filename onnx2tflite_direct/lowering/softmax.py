@@ -88,8 +88,7 @@ def _lower_normalizer(opcode: str, log: bool):
         flat = ctx.reshape(
             x, (int(np.prod(x.shape, dtype=np.int64)) // max(inner, 1), inner), "as_2d"
         )
-        y = ctx.temp(x.dtype, flat.shape, "normalized")
-        e.op(opcode, flat, out=y, **options)
+        y = e.op(opcode, flat, shape=flat.shape, dtype=x.dtype, hint="normalized", **options)
         e.reshape(y, out=out)
 
     return lower
@@ -155,12 +154,13 @@ def lower_hardmax(ctx):
     else:
         axis = stored[0]
         depth = x.shape[axis]
-    idx = ctx.temp(np.int32, tuple(d for i, d in enumerate(x.shape) if i != axis), "argmax")
-    e.op(
+    idx = e.op(
         "ARG_MAX",
         x,
         ctx.const_tensor(np.array([axis], np.int32), "axis"),
-        out=idx,
+        shape=tuple(d for i, d in enumerate(x.shape) if i != axis),
+        dtype=np.int32,
+        hint="argmax",
         output_type="INT32",
     )
     hot = out if len(stored) == 1 else ctx.temp(x.dtype, x.shape, "one_hot")

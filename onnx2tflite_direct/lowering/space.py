@@ -69,8 +69,14 @@ def lower_space_to_depth(ctx):
     if ctx.attr("mode", "DCR") != "CRD":
         e.op("SPACE_TO_DEPTH", ctx.input(0), out=out, block_size=block)
         return
-    dcr = ctx.temp(out.dtype, out.shape, "dcr")
-    e.op("SPACE_TO_DEPTH", ctx.input(0), out=dcr, block_size=block)
+    dcr = e.op(
+        "SPACE_TO_DEPTH",
+        ctx.input(0),
+        shape=out.shape,
+        dtype=out.dtype,
+        hint="dcr",
+        block_size=block,
+    )
     table = np.argsort(_crd_to_dcr(out.shape[3], block)).astype(np.int32)
     _channel_gather(ctx, dcr, table, out, "dcr_to_crd")
 

@@ -171,9 +171,7 @@ def _dft_along(ctx, axis: int, out_shape, out=None):
     unmoved = e.reshape(spectrum, [out_shape[d] for d in perm], "unrows")
     back = [perm.index(d) for d in range(rank)]
     perm_t = e.const(back, np.int32, "perm")
-    return e.op(
-        "TRANSPOSE", unmoved, perm_t, shape=out_shape, dtype=np.float32, hint="spectrum", out=out
-    )
+    return e.op("TRANSPOSE", unmoved, perm_t, shape=out_shape, hint="spectrum", out=out)
 
 
 def lower_dft(ctx):
