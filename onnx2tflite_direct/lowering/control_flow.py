@@ -432,15 +432,7 @@ def _trimmed_scan(ctx, j: int, buf: tfl.Tensor, count: tfl.Tensor) -> None:
     rest = ctx.const_tensor(np.full(rank - 1, -1, np.int32), "rest")
     size = n1
     if rank > 1:
-        size = e.op(
-            "CONCATENATION",
-            n1,
-            rest,
-            shape=(rank,),
-            hint="size",
-            axis=0,
-            fused_activation_function="NONE",
-        )
+        size = e.concat([n1, rest], 0, hint="size")
     begin = ctx.const_tensor(np.zeros(rank, np.int32), "begin")
     out = ctx.output(j)
     out.shape_signature = (-1, *out.shape[1:])

@@ -310,10 +310,10 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
                 if len(runs[0]) == 1
                 else ctx.temp(np.float32, (n, b0 - f0, out_hw[1], o), "live_band")
             )
-            e.op("CONCATENATION", *cells, out=band, axis=2, fused_activation_function="NONE")
+            e.concat(cells, 2, out=band)
         bands.append(band)
     if len(bands) > 1:
-        e.op("CONCATENATION", *bands, out=out, axis=1, fused_activation_function="NONE")
+        e.concat(bands, 1, out=out)
     elif bands[0] is not out:
         e.reshape(bands[0], out=out)
     return True

@@ -239,14 +239,7 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
             **options,
         )
         parts.append(part)
-    joined = e.op(
-        "CONCATENATION",
-        *parts,
-        shape=out_shape,
-        hint="joined",
-        axis=3,
-        fused_activation_function="NONE",
-    )
+    joined = e.concat(parts, 3, hint="joined")
     return joined if bias is None else e.op("ADD", joined, bias, hint="biased")
 
 

@@ -117,7 +117,7 @@ def lower_concat(ctx):
                 for i in range(0, len(inputs), MAX_XNNPACK_CONCAT)
             ]
             inputs = [_concat_group(ctx, g, stored) if len(g) > 1 else g[0] for g in groups]
-    e.op("CONCATENATION", *inputs, out=ctx.output(0), axis=stored, fused_activation_function="NONE")
+    e.concat(inputs, stored, out=ctx.output(0))
 
 
 # XNNPACK's CONCATENATION takes at most 5 inputs (more stayed outside the delegate: an
@@ -129,14 +129,7 @@ def _concat_group(ctx, group, axis: int):
     e = Emitter(ctx)
     shape = list(group[0].shape)
     shape[axis] = sum(t.shape[axis] for t in group)
-    out = e.op(
-        "CONCATENATION",
-        *group,
-        shape=tuple(shape),
-        hint="concat_part",
-        axis=axis,
-        fused_activation_function="NONE",
-    )
+    out = e.concat(group, axis, hint="concat_part")
     return out
 
 
@@ -223,7 +216,7 @@ def _gather_pad(ctx, x, per_axis, mode):
         shape = list(cur.shape)
         shape[k] = len(table)
         out = ctx.output(0) if last else ctx.temp(x.dtype, shape, f"pad{a}")
-        e.op("GATHER", cur, ctx.const_tensor(table, f"pad_index{a}"), out=out, axis=k, batch_dims=0)
+        e.gather(cur, ctx.const_tensor(table, f"pad_index{a}"), k, out=out)
         cur = out
 
 
@@ -240,25 +233,9 @@ def _runtime_paddings(ctx):
         table[lay.stored_axis(a)] = (j, j + n)
     if len(axes) < rank:
         zero = ctx.const_tensor(np.zeros(1, pads.dtype), "zero")
-        padded = e.op(
-            "CONCATENATION",
-            pads,
-            zero,
-            shape=(2 * n + 1,),
-            hint="pads_ext",
-            axis=0,
-            fused_activation_function="NONE",
-        )
+        padded = e.concat([pads, zero], 0, hint="pads_ext")
         pads = padded
-    out = e.op(
-        "GATHER",
-        pads,
-        ctx.const_tensor(table, "pads_index"),
-        shape=(rank, 2),
-        hint="paddings",
-        axis=0,
-        batch_dims=0,
-    )
+    out = e.gather(pads, ctx.const_tensor(table, "pads_index"), 0, hint="paddings")
     return out
 
 

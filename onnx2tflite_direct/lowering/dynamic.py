@@ -294,7 +294,7 @@ def lower_compress(ctx):
         picks.shape_signature = (-1,)
     e.op("RESHAPE", rows, ctx.const_tensor(np.array([-1], np.int32), "flat_shape"), out=picks)
     out = _dynamic_output(ctx, x.dtype, x.shape, axis, count)
-    e.op("GATHER", x, picks, out=out, axis=axis, batch_dims=0)
+    e.gather(x, picks, axis, out=out)
 
 
 @lowering(

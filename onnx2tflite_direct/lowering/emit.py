@@ -189,14 +189,14 @@ class Emitter:
         axis_t = self.const(axis, np.int32, "axis")
         return self.op("SPLIT_V", x, sizes_t, axis_t, out=outs, num_splits=len(sizes))
 
-    def gather(self, x, indices, axis: int, hint: str = "gathered"):
+    def gather(self, x, indices, axis: int, hint: str = "gathered", out=None):
         """GATHER along ``axis`` with constant (numpy) or run-time indices."""
         axis = axis % len(x.shape)
         idx = (
             self.const(indices, np.int32, "indices") if isinstance(indices, np.ndarray) else indices
         )
         shape = list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :])
-        return self.op("GATHER", x, idx, shape=shape, hint=hint, axis=axis, batch_dims=0)
+        return self.op("GATHER", x, idx, shape=shape, hint=hint, out=out, axis=axis, batch_dims=0)
 
     def pad(self, x, stored_pads, value: float = 0.0, hint: str = "padded"):
         """PAD (PADV2 for a nonzero ``value``) by a (rank, 2) array of stored-axis pads."""

@@ -110,6 +110,6 @@ def lower_tile(ctx):
         if not lay.is_identity:
             stored = ctx.temp(multiples.dtype, multiples.shape, "multiples")
             perm = ctx.const_tensor(np.array(lay.perm, np.int32), "perm")
-            e.op("GATHER", multiples, perm, out=stored, axis=0, batch_dims=0)
+            e.gather(multiples, perm, 0, out=stored)
             multiples = stored
     e.op("TILE", ctx.input(0), multiples, out=ctx.output(0))

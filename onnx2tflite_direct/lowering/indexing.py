@@ -76,7 +76,7 @@ def lower_gather(ctx):
     rank = len(ctx.shape(0))
     axis = _axis(ctx, rank)
     idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
-    e.op("GATHER", ctx.input(0), idx, out=ctx.output(0), axis=axis, batch_dims=0)
+    e.gather(ctx.input(0), idx, axis, out=ctx.output(0))
 
 
 def _grid(shape, axis, dtype):
@@ -94,14 +94,7 @@ def _full_coordinates(ctx, idx, shape, axis):
         column if d == axis else ctx.const_tensor(_grid(shape, d, idx.dtype), f"grid{d}")
         for d in range(rank)
     ]
-    coords = e.op(
-        "CONCATENATION",
-        *parts,
-        shape=(*shape, rank),
-        hint="coords",
-        axis=rank,
-        fused_activation_function="NONE",
-    )
+    coords = e.concat(parts, rank, hint="coords")
     return coords
 
 
@@ -150,7 +143,7 @@ def _gather_one_row(ctx, axis):
         data = row
     idx = normalized_indices(ctx, 1, shape[axis])
     flat = ctx.reshape(idx, (int(np.prod(idx.shape)),), "index_row")
-    e.op("GATHER", data, flat, out=ctx.output(0), axis=axis, batch_dims=0)
+    e.gather(data, flat, axis, out=ctx.output(0))
 
 
 def _nd_coords(ctx):
@@ -165,15 +158,7 @@ def _nd_coords(ctx):
         return idx
     lead = ishape[:-1]
     parts = [ctx.const_tensor(_grid(lead, d, idx.dtype), f"batch{d}") for d in range(b)]
-    coords = e.op(
-        "CONCATENATION",
-        *parts,
-        idx,
-        shape=(*lead, b + k),
-        hint="coords",
-        axis=len(lead),
-        fused_activation_function="NONE",
-    )
+    coords = e.concat([*parts, idx], len(lead), hint="coords")
     return coords
 
 
@@ -243,24 +228,8 @@ def _scatter_reduce(ctx, coords, updates):
     dtype = acc.dtype
     for j in range(n):
         pick = ctx.const_tensor(np.array(j, np.int32), f"row{j}")
-        coord = e.op(
-            "GATHER",
-            rows,
-            pick,
-            shape=(1, k),
-            hint=f"coord{j}",
-            axis=0,
-            batch_dims=0,
-        )
-        update = e.op(
-            "GATHER",
-            upd_rows,
-            pick,
-            shape=(1, *row_shape),
-            hint=f"update{j}",
-            axis=0,
-            batch_dims=0,
-        )
+        coord = e.gather(rows, pick, 0, hint=f"coord{j}")
+        update = e.gather(upd_rows, pick, 0, hint=f"update{j}")
         current = e.op("GATHER_ND", acc, coord, shape=(1, *row_shape), hint=f"current{j}")
         combined = ctx.temp(dtype, (1, *row_shape), f"combined{j}")
         opcode = COMBINE[ctx.attr("reduction")]
@@ -421,14 +390,7 @@ def lower_one_hot(ctx):
         vals = ctx.input(2)
         off, on = (ctx.temp(vals.dtype, (), n) for n in ("off", "on"))
         for k, t in enumerate((off, on)):
-            e.op(
-                "GATHER",
-                vals,
-                ctx.const_tensor(np.array(k, np.int32), f"pick{k}"),
-                out=t,
-                axis=0,
-                batch_dims=0,
-            )
+            e.gather(vals, ctx.const_tensor(np.array(k, np.int32), f"pick{k}"), 0, out=t)
     depth_t = ctx.const_tensor(np.array(depth, np.int32), "depth_i32")
     e.op("ONE_HOT", fixed, depth_t, on, off, out=ctx.output(0), axis=axis)
 

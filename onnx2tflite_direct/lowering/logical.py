@@ -238,7 +238,7 @@ def _int64_operands(e: Emitter, name: str):
 def _lookup(e: Emitter, table: np.ndarray, index):
     """``table[index]`` (elementwise GATHER from a constant table)."""
     out = e.ctx.temp(table.dtype, index.shape, "table_value")
-    e.op("GATHER", e.const(table, table.dtype), index, out=out, axis=0, batch_dims=0)
+    e.gather(e.const(table, table.dtype), index, 0, out=out)
     return out
 
 

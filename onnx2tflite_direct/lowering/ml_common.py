@@ -139,19 +139,10 @@ def label_table(attrs: dict, int_key: str) -> np.ndarray | None:
 def labels_from_index(ctx, idx, table: np.ndarray, index: int):
     """Output ``index`` of the node = ``table[idx]`` (``idx`` int32 ``[N]``)."""
     e = Emitter(ctx)
-    n = idx.shape[0]
     if table.dtype == np.int64 and np.array_equal(table, np.arange(len(table))):
         lab = e.op("CAST", idx, dtype=np.int64, hint="label")
     else:
-        lab = e.op(
-            "GATHER",
-            ctx.const_tensor(table, "labels"),
-            idx,
-            shape=(n,),
-            hint="label",
-            axis=0,
-            batch_dims=0,
-        )
+        lab = e.gather(ctx.const_tensor(table, "labels"), idx, 0, hint="label")
     set_output(ctx, lab, index)
 
 

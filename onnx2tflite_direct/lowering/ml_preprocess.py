@@ -170,9 +170,7 @@ def lower_array_feature_extractor(ctx):
             idx = ctx.reshape(idx, (size,), "indices")
         if np.dtype(idx.dtype) != np.int32:
             idx = e.op("CAST", idx, dtype=np.int32, hint="indices32")
-    axis = len(x.shape) - 1
-    shape = tuple(x.shape[:-1]) + (idx.shape[0],)
-    y = e.op("GATHER", x, idx, shape=shape, hint="features", axis=axis, batch_dims=0)
+    y = e.gather(x, idx, len(x.shape) - 1, hint="features")
     set_output(ctx, y)
 
 
@@ -360,15 +358,7 @@ def lookup(ctx, x, keys: np.ndarray, values: np.ndarray, default: np.ndarray):
         "SELECT_V2", found, first, e.const(np.array([len(keys)], np.int32), np.int32), hint="idx"
     )
     table = np.concatenate([values, default]).astype(values.dtype)
-    y = e.op(
-        "GATHER",
-        ctx.const_tensor(table, "values"),
-        idx,
-        shape=shape,
-        hint="encoded",
-        axis=0,
-        batch_dims=0,
-    )
+    y = e.gather(ctx.const_tensor(table, "values"), idx, 0, hint="encoded")
     return y
 
 

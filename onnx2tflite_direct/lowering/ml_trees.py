@@ -146,15 +146,7 @@ def _group_condition(ctx, x, forest, order, positions, mode):
     nodes = [forest.nodes[order[p]] for p in positions]
     feats = np.array([n.feature if isinstance(n, Split) else 0 for n in nodes], np.int32)
     tracks = np.array([isinstance(n, Split) and n.track_true for n in nodes], bool)
-    xg = e.op(
-        "GATHER",
-        x,
-        e.const(feats, np.int32, "feat"),
-        shape=(x.shape[0], len(nodes)),
-        hint="xg",
-        axis=1,
-        batch_dims=0,
-    )
+    xg = e.gather(x, e.const(feats, np.int32, "feat"), 1, hint="xg")
     if mode == "BRANCH_MEMBER":
         slots = max(1, max(len(n.members) for n in nodes if isinstance(n, Split)))
         table = np.full((len(nodes), slots), np.nan, np.float32)
@@ -220,15 +212,7 @@ def walk(ctx, x, forest: Forest):
     )
     roots = np.array([pos[r] for r in forest.roots], np.int32)
     t = len(roots)
-    s = e.op(
-        "GATHER",
-        nxt,
-        e.const(roots, np.int32, "roots"),
-        shape=(n, t),
-        hint="level1",
-        axis=1,
-        batch_dims=0,
-    )
+    s = e.gather(nxt, e.const(roots, np.int32, "roots"), 1, hint="level1")
     for level in range(2, depth + 1):
         s = e.op(
             "GATHER",
@@ -300,15 +284,7 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
     roots = np.array([pos[forest.roots[t]] for t in tree_order], np.int32)
     t_all = len(roots)
     # level 1: the roots are known, so their features, thresholds and children are constants
-    v = e.op(
-        "GATHER",
-        x,
-        e.const(feat[roots], np.int32, "f1"),
-        shape=(n, t_all),
-        hint="v1",
-        axis=1,
-        batch_dims=0,
-    )
+    v = e.gather(x, e.const(feat[roots], np.int32, "f1"), 1, hint="v1")
     c = e.op(_CMP[mode], v, e.const(thr[roots]), hint="c1", dtype=np.bool_)
     s = e.op(
         "SELECT_V2",
@@ -335,15 +311,7 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
             start = first_active
         a = t_all - start
         shape = (n, a)
-        rec = e.op(
-            "GATHER",
-            record_c,
-            s,
-            shape=(n, a, 4),
-            hint=f"rec{level}",
-            axis=0,
-            batch_dims=0,
-        )
+        rec = e.gather(record_c, s, 0, hint=f"rec{level}")
         # fields outermost first: UNPACK along the last axis copies element by element, along
         # the first it copies four contiguous blocks (bench_trees.py: RF batch 1 1.97x ->
         # 1.41x onnxruntime, LightGBM 5.9x -> 3.5x)
@@ -395,15 +363,7 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
     need_has = any(p == "dynamic" for p in presence)
     has_t = None
     if need_has:
-        hg = e.op(
-            "GATHER",
-            e.const(has.astype(np.float32)),
-            s,
-            shape=(n, t, k),
-            hint="leaf_has",
-            axis=0,
-            batch_dims=0,
-        )
+        hg = e.gather(e.const(has.astype(np.float32)), s, 0, hint="leaf_has")
         has_t = e.op(
             "GREATER",
             e.reduce("REDUCE_MAX", hg, [1], False, "has_any"),
@@ -418,15 +378,7 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
         table = np.where(
             has, table, np.float32(np.finfo(np.float32).max * (1 if agg == "MIN" else -1))
         )
-    g = e.op(
-        "GATHER",
-        e.const(table.astype(np.float32)),
-        s,
-        shape=(n, t, k),
-        hint="leaf_w",
-        axis=0,
-        batch_dims=0,
-    )
+    g = e.gather(e.const(table.astype(np.float32)), s, 0, hint="leaf_w")
     opcode = {"SUM": "SUM", "AVERAGE": "SUM", "MIN": "REDUCE_MIN", "MAX": "REDUCE_MAX"}[agg]
     scores = e.reduce(opcode, g, [1], False, "agg")
     if agg == "AVERAGE":

@@ -288,27 +288,11 @@ class Unroller:
             one = ctx.const_tensor(np.array(1, np.int32), "one")
             if self.direction == "reverse" or d == 1:  # t = steps - 1 - k
                 t = _int_op(ctx, "SUB", _int_op(ctx, "SUB", steps, one, "last"), k, "t")
-            x_t = e.op(
-                "GATHER",
-                xw,
-                t,
-                shape=xw.shape[1:],
-                hint="x_t",
-                axis=0,
-                batch_dims=0,
-            )
+            x_t = e.gather(xw, t, 0, hint="x_t")
             new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
             y = new[0]
             if mask_all is not None:
-                m_t = e.op(
-                    "GATHER",
-                    mask_all,
-                    t,
-                    shape=mask_all.shape[1:],
-                    hint="mask_t",
-                    axis=0,
-                    batch_dims=0,
-                )
+                m_t = e.gather(mask_all, t, 0, hint="mask_t")
                 new = tuple(o.op("SELECT_V2", m_t, a, b) for a, b in zip(new, st, strict=True))
                 y = o.op("SELECT_V2", m_t, new[0], np.zeros((), np.float32))
             start = ctx.temp(np.int32, (3,), "start")

@@ -254,15 +254,7 @@ def _final_cell(ctx, last_h, cell_var, batch: int, hidden: int) -> tfl.Tensor:
     """The final cell state the kernel left in ``cell_var``, read after the kernel: the
     CONCATENATION also reads ``last_h`` (the kernel's output), which orders it after."""
     e = Emitter(ctx)
-    pair = e.op(
-        "CONCATENATION",
-        last_h,
-        cell_var,
-        shape=(batch, 2 * hidden),
-        hint="h_and_c",
-        axis=1,
-        fused_activation_function="NONE",
-    )
+    pair = e.concat([last_h, cell_var], 1, hint="h_and_c")
     out = ctx.temp(np.float32, (batch, hidden), "final_cell")
     begin = ctx.const_tensor(np.array([0, hidden], np.int32), "cell_begin")
     size = ctx.const_tensor(np.array([-1, hidden], np.int32), "cell_size")

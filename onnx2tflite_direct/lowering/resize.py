@@ -361,14 +361,7 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     n, ih, iw, c = x.shape
     while s > 1:
         s //= 2
-        copies = e.op(
-            "CONCATENATION",
-            *[x] * 4,
-            shape=(n, ih, iw, 4 * c),
-            hint="replicated",
-            axis=3,
-            fused_activation_function="NONE",
-        )
+        copies = e.concat([x] * 4, 3, hint="replicated")
         ih, iw = 2 * ih, 2 * iw
         x = ctx.output(0) if s == 1 else ctx.temp(x.dtype, (n, ih, iw, c), "upsampled")
         e.op("DEPTH_TO_SPACE", copies, out=x, block_size=2)
@@ -417,14 +410,7 @@ def _resize_axis(ctx, x, axis, m, out=None):
         unit = np.all(w == 1.0)
         g_out = out if last and unit and acc is None and out is not None else None
         gathered = g_out or ctx.temp(x.dtype, shape, f"gather{k}")
-        e.op(
-            "GATHER",
-            x,
-            ctx.const_tensor(idx.astype(np.int32), "indices"),
-            out=gathered,
-            axis=axis,
-            batch_dims=0,
-        )
+        e.gather(x, ctx.const_tensor(idx.astype(np.int32), "indices"), axis, out=gathered)
         term = gathered
         if not unit:
             weights = ctx.const_tensor(w.astype(np.float32).reshape(bshape), "weights")

@@ -211,7 +211,7 @@ def runtime_vector(ctx, i, rank, axes, halves=1):
         j = (a if per == rank else list(axes).index(a)) + half * per
         out = ctx.temp(np.float32, (1,), "elem")
         idx = ctx.const_tensor(np.array([j], np.int32), "elem_idx")
-        e.op("GATHER", vec, idx, out=out, axis=0, batch_dims=0)
+        e.gather(vec, idx, 0, out=out)
         return out
 
     return element
@@ -235,7 +235,7 @@ def apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
         taps.append((None, fill))
     if len(taps) == 1 and taps[0][1] is None:  # nearest: a single unweighted GATHER
         gathered = out if out is not None else ctx.temp(x.dtype, shape, "gather")
-        e.op("GATHER", x, taps[0][0], out=gathered, axis=stored, batch_dims=0)
+        e.gather(x, taps[0][0], stored, out=gathered)
         return gathered
     acc = None
     for k, (idx, w) in enumerate(taps):
@@ -244,15 +244,7 @@ def apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
         if idx is None:
             term = w_b
         else:
-            gathered = e.op(
-                "GATHER",
-                x,
-                idx,
-                shape=shape,
-                hint=f"gather{k}",
-                axis=stored,
-                batch_dims=0,
-            )
+            gathered = e.gather(x, idx, stored, hint=f"gather{k}")
             term = e.op("MUL", gathered, w_b, hint=f"tap{k}")
         if acc is None:
             acc = term

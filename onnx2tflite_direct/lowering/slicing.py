@@ -99,17 +99,9 @@ def _scatter_runtime(ctx, i, axes, fill, hint):
     if n < len(lay.perm):
         ext = ctx.temp(values.dtype, (n + 1,), f"{hint}_ext")
         pad = ctx.const_tensor(np.array([fill], values.dtype), f"{hint}_fill")
-        e.op("CONCATENATION", values, pad, out=ext, axis=0, fused_activation_function="NONE")
+        e.concat([values, pad], 0, out=ext)
         values = ext
-    out = e.op(
-        "GATHER",
-        values,
-        ctx.const_tensor(table, f"{hint}_index"),
-        shape=(len(table),),
-        hint=hint,
-        axis=0,
-        batch_dims=0,
-    )
+    out = e.gather(values, ctx.const_tensor(table, f"{hint}_index"), 0, hint=hint)
     return out
 
 

@@ -30,7 +30,7 @@ def _crd_to_dcr(channels: int, block: int) -> np.ndarray:
 
 def _channel_gather(ctx, x, table, out, hint):
     e = Emitter(ctx)
-    e.op("GATHER", x, ctx.const_tensor(table, hint), out=out, axis=3, batch_dims=0)
+    e.gather(x, ctx.const_tensor(table, hint), 3, out=out)
 
 
 @lowering(
