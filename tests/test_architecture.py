@@ -3,7 +3,8 @@
 Read with ``ast`` over every module (imports inside functions included, ``TYPE_CHECKING``
 blocks excluded): every module has a layer, imports never go to a later layer, there is no
 import circle, the package never imports itself inside a function (only optional third-party
-dependencies are imported lazily), and no module grows past 800 lines.
+dependencies are imported lazily), no module grows past 800 lines, and every lowering emits
+through the one ``lowering/emit.Emitter``.
 
 Knots that other work items are still untying are listed below, each edge or module by name
 with the item that removes it; nothing else is excused.

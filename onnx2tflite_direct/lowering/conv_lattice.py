@@ -44,8 +44,7 @@ class IntegerConv:
         e = Emitter(ctx)
         q = ctx.const_tensor(np.ascontiguousarray(np.transpose(self.weights, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
-        out = e.op("DEQUANTIZE", q, dtype=np.float32, hint="w_integers")
-        return out
+        return e.op("DEQUANTIZE", q, dtype=np.float32, hint="w_integers")
 
     def bias_tensor(self, ctx) -> tfl.Tensor:
         return ctx.const_tensor(self.bias.astype(np.float32), "bias_integers")

@@ -209,7 +209,7 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
     )
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
     if group == 1:
-        out = e.op(
+        return e.op(
             "TRANSPOSE_CONV",
             shape_t,
             filt,
@@ -220,7 +220,6 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
             hint="full",
             **options,
         )
-        return out
     xs = _split(ctx, x, group, "x_group")
     fs = _split(ctx, filt, group, "filter_group")
     part_shape = (*out_shape[:-1], out_shape[-1] // group)

@@ -129,8 +129,7 @@ def _concat_group(ctx, group, axis: int):
     e = Emitter(ctx)
     shape = list(group[0].shape)
     shape[axis] = sum(t.shape[axis] for t in group)
-    out = e.concat(group, axis, hint="concat_part")
-    return out
+    return e.concat(group, axis, hint="concat_part")
 
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
@@ -235,8 +234,7 @@ def _runtime_paddings(ctx):
         zero = ctx.const_tensor(np.zeros(1, pads.dtype), "zero")
         padded = e.concat([pads, zero], 0, hint="pads_ext")
         pads = padded
-    out = e.gather(pads, ctx.const_tensor(table, "pads_index"), 0, hint="paddings")
-    return out
+    return e.gather(pads, ctx.const_tensor(table, "pads_index"), 0, hint="paddings")
 
 
 @lowering(

@@ -5,7 +5,7 @@ and chains values: each method emits one builtin, infers its result's shape and 
 returns the new tensor, so the op logic reads as arithmetic and never books temp shapes:
 
     scaled = e.op("MUL", x, e.const(0.5))                 # broadcast shape, x's dtype
-    rows = e.reshape(e.transpose(scaled, [0, 2, 1]), (n, -1))
+    rows = e.reshape(e.transpose(scaled, [0, 2, 1]), (n, w * h))
     e.result(e.reduce("SUM", rows, [1], keep_dims=False))  # into the node's output
 
 Why one class and not free functions: the node's compute dtype (the dtype constants get by
@@ -18,6 +18,9 @@ matmul, dense, reduce, concat, split, gather, pad, crop, cast) infer their resul
 opcode needs an explicit ``shape=`` (a missing one is an internal error, never a guessed
 shape). ``out=`` writes into a given tensor (or list of tensors, for multi-output ops) instead
 of a new temp. Temps are named ``<node>/<hint>``; the default hint is the opcode in lower case.
+
+No lowering calls ``ctx.emit`` itself (tests/test_architecture.py checks it); only
+``control_flow`` builds loop and branch bodies op by op in a body's own Driver, below any node.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class Emitter:
 
     def result(self, t, i: int = 0, copy: bool = False) -> None:
         """Make ``t`` output ``i``: retarget the op that produced it, or CAST (RESHAPE) into the
-        output; ``copy`` always does the latter (``t`` keeps its producer)."""
+        output. ``copy`` always does the latter: ``t`` keeps its producer (a value other ops
+        read too must not be retargeted away from them)."""
         out = self.ctx.output(i)
         if t.dtype != out.dtype:
             self.ctx.emit("CAST", [t], [out])

@@ -50,13 +50,12 @@ def normalized_indices(ctx, i, dims, hint="indices"):
     if const is not None:
         return ctx.const_tensor(np.where(const < 0, const + dims, const).astype(const.dtype), hint)
     idx = ctx.input(i)
-    out = e.op(
+    return e.op(
         "FLOOR_MOD",
         idx,
         ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims"),
         hint=f"{hint}_wrapped",
     )
-    return out
 
 
 @lowering(
@@ -94,8 +93,7 @@ def _full_coordinates(ctx, idx, shape, axis):
         column if d == axis else ctx.const_tensor(_grid(shape, d, idx.dtype), f"grid{d}")
         for d in range(rank)
     ]
-    coords = e.concat(parts, rank, hint="coords")
-    return coords
+    return e.concat(parts, rank, hint="coords")
 
 
 def _elements_coords(ctx):
@@ -158,8 +156,7 @@ def _nd_coords(ctx):
         return idx
     lead = ishape[:-1]
     parts = [ctx.const_tensor(_grid(lead, d, idx.dtype), f"batch{d}") for d in range(b)]
-    coords = e.concat([*parts, idx], len(lead), hint="coords")
-    return coords
+    return e.concat([*parts, idx], len(lead), hint="coords")
 
 
 @lowering(
@@ -178,8 +175,7 @@ def _int32_coords(ctx, coords):
     e = Emitter(ctx)
     if coords.dtype == np.int32:
         return coords
-    cast = e.op("CAST", coords, dtype=np.int32, hint="coords_i32")
-    return cast
+    return e.op("CAST", coords, dtype=np.int32, hint="coords_i32")
 
 
 def _write(ctx, base, coords, values, out=None):

@@ -147,8 +147,7 @@ def to_lanes(ctx, t, lane_dtype):
     lines up across broadcast operands (every operand gets the same lane count)."""
     e = Emitter(ctx)
     ratio = t.dtype.itemsize // np.dtype(lane_dtype).itemsize
-    out = e.op("BITCAST", t, shape=(*t.shape, ratio), dtype=lane_dtype, hint="lanes")
-    return out
+    return e.op("BITCAST", t, shape=(*t.shape, ratio), dtype=lane_dtype, hint="lanes")
 
 
 def from_lanes(ctx, lanes) -> None:

@@ -358,8 +358,7 @@ def lookup(ctx, x, keys: np.ndarray, values: np.ndarray, default: np.ndarray):
         "SELECT_V2", found, first, e.const(np.array([len(keys)], np.int32), np.int32), hint="idx"
     )
     table = np.concatenate([values, default]).astype(values.dtype)
-    y = e.gather(ctx.const_tensor(table, "values"), idx, 0, hint="encoded")
-    return y
+    return e.gather(ctx.const_tensor(table, "values"), idx, 0, hint="encoded")
 
 
 @lowering(

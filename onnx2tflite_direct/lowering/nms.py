@@ -154,7 +154,6 @@ class _NmsBuilder:
             "PACK",
             *parts,
             shape=shape,
-            dtype=parts[0].dtype,
             hint=hint,
             values_count=self.rows,
             axis=0,
@@ -183,7 +182,7 @@ class _NmsBuilder:
                 self.const(np.array([2], np.int32), "n_at"),
                 self.const(np.array([1], np.int32), "n_len"),
             )
-            n = self.e.op("SLICE", dims, begin, one, shape=(1,), dtype=np.int32, hint="n_vec")
+            n = self.e.op("SLICE", dims, begin, one, shape=(1,), hint="n_vec")
             self._cache["n"] = self.ctx.reshape(n, (), "n")
         return self._cache["n"]
 
@@ -198,14 +197,12 @@ class _NmsBuilder:
             else:
                 cap = min(self.const_k, MAX_RANK_SCORE)  # N never exceeds it (torch: 2**63-1)
                 cap = self.const(np.int32(cap), "k_const")
-                self._cache["k"] = self.e.op(
-                    "MINIMUM", n, cap, shape=(), dtype=np.int32, hint="k_runtime"
-                )
+                self._cache["k"] = self.e.op("MINIMUM", n, cap, hint="k_runtime")
         return self._cache["k"]
 
     def size_f32(self, value):
         """``value`` (an int32 scalar tensor) as float32."""
-        return self.e.op("CAST", value, shape=(), dtype=np.float32, hint="size_f32")
+        return self.e.op("CAST", value, dtype=np.float32, hint="size_f32")
 
     def last_i32(self):
         """N - 1 as an int32 scalar."""
@@ -213,9 +210,7 @@ class _NmsBuilder:
             return self.const(np.int32(self.boxes_n - 1), "last")
         if "last" not in self._cache:
             one = self.const(np.int32(1), "one_i")
-            self._cache["last"] = self.e.op(
-                "SUB", self.n_i32(), one, shape=(), dtype=np.int32, hint="last_rt"
-            )
+            self._cache["last"] = self.e.op("SUB", self.n_i32(), one, hint="last_rt")
         return self._cache["last"]
 
     def arange(self, count, limit_t, hint, dtype=np.int32):
@@ -236,29 +231,22 @@ class _NmsBuilder:
         halves = (b, n, 2)
         begin = self.const(np.array([0, 0, 0], np.int32), "center_begin")
         size = self.const(np.array([b, n, 2], np.int32), "half_size")
-        centers = self.e.op(
-            "SLICE", boxes, begin, size, shape=halves, dtype=np.float32, hint="centers"
-        )
+        centers = self.e.op("SLICE", boxes, begin, size, shape=halves, hint="centers")
         begin2 = self.const(np.array([0, 0, 2], np.int32), "extent_begin")
-        extents = self.e.op(
-            "SLICE", boxes, begin2, size, shape=halves, dtype=np.float32, hint="extents"
-        )
+        extents = self.e.op("SLICE", boxes, begin2, size, shape=halves, hint="extents")
         half = self.e.op(
             "MUL",
             extents,
             self.const(np.float32(0.5), "half"),
-            shape=halves,
-            dtype=np.float32,
             hint="half_extents",
         )
-        low = self.e.op("SUB", centers, half, shape=halves, dtype=np.float32, hint="low_corner")
-        high = self.e.op("ADD", centers, half, shape=halves, dtype=np.float32, hint="high_corner")
+        low = self.e.op("SUB", centers, half, hint="low_corner")
+        high = self.e.op("ADD", centers, half, hint="high_corner")
         return self.e.op(
             "CONCATENATION",
             low,
             high,
             shape=(b, n, 4),
-            dtype=np.float32,
             hint="corners",
             axis=2,
             fused_activation_function="NONE",
@@ -285,7 +273,6 @@ class _NmsBuilder:
             scores,
             axis,
             shape=(b, n),
-            dtype=np.float32,
             hint="best_scores",
             keep_dims=False,
         )
@@ -295,9 +282,8 @@ class _NmsBuilder:
         """[rows, N] score > score_threshold (None without a threshold: every box counts)."""
         if not self.ctx.has_input(4):
             return None
-        shape = (self.rows, self.boxes_n)
         thr = self.scalar(4)
-        return self.e.op("GREATER", sorted_scores, thr, shape=shape, dtype=np.bool_, hint="above")
+        return self.e.op("GREATER", sorted_scores, thr, dtype=np.bool_, hint="above")
 
     def rank_thresholds(self, above):
         """Per row, the rank-score threshold N - count(score > score_threshold) as [rows]."""
@@ -308,17 +294,13 @@ class _NmsBuilder:
             total = self.size_f32(self.n_i32())
         else:
             total = self.const(np.float32(self.boxes_n), "box_count")
-        return self.e.op(
-            "SUB", total, kept, shape=(self.rows,), dtype=np.float32, hint="rank_threshold"
-        )
+        return self.e.op("SUB", total, kept, hint="rank_threshold")
 
     def count(self, mask, dtype, hint):
         """Per row, the number of true entries of a [rows, N] mask."""
-        ones = self.e.op("CAST", mask, shape=mask.shape, dtype=dtype, hint=f"{hint}_ones")
+        ones = self.e.op("CAST", mask, dtype=dtype, hint=f"{hint}_ones")
         axis = self.const(np.array([1], np.int32), "box_axis")
-        return self.e.op(
-            "SUM", ones, axis, shape=(self.rows,), dtype=dtype, hint=hint, keep_dims=False
-        )
+        return self.e.op("SUM", ones, axis, shape=(self.rows,), hint=hint, keep_dims=False)
 
     def const_iou(self) -> float | None:
         """The IoU threshold when it is constant (ONNX's default 0 when absent), else None."""
@@ -334,19 +316,15 @@ class _NmsBuilder:
             t = np.maximum(np.float32(value), np.float32(0))
             return self.const(np.nextafter(t, np.float32(np.inf)), "iou_threshold")
         zero = self.const(np.float32(0), "zero")
-        t = self.e.op(
-            "MAXIMUM", self.scalar(3), zero, shape=(), dtype=np.float32, hint="iou_nonneg"
-        )
-        bits = self.e.op("BITCAST", t, shape=(), dtype=np.int32, hint="iou_bits")
+        t = self.e.op("MAXIMUM", self.scalar(3), zero, hint="iou_nonneg")
+        bits = self.e.op("BITCAST", t, dtype=np.int32, hint="iou_bits")
         up = self.e.op(
             "ADD",
             bits,
             self.const(np.int32(1), "one"),
-            shape=(),
-            dtype=np.int32,
             hint="iou_next_bits",
         )
-        return self.e.op("BITCAST", up, shape=(), dtype=np.float32, hint="iou_threshold")
+        return self.e.op("BITCAST", up, dtype=np.float32, hint="iou_threshold")
 
     def suppressible(self, sorted_boxes):
         """[rows, N]: boxes that can suppress or be suppressed (positive area, IoU threshold
@@ -361,46 +339,34 @@ class _NmsBuilder:
         size = self.const(np.array(half, np.int32), "corner_size")
         first = self.const(np.array([0, 0, 0], np.int32), "first_corner")
         second = self.const(np.array([0, 0, 2], np.int32), "second_corner")
-        low = self.e.op(
-            "SLICE", sorted_boxes, first, size, shape=half, dtype=np.float32, hint="corner_a"
-        )
-        high = self.e.op(
-            "SLICE", sorted_boxes, second, size, shape=half, dtype=np.float32, hint="corner_b"
-        )
-        sides = self.e.op("SUB", high, low, shape=half, dtype=np.float32, hint="sides")
+        low = self.e.op("SLICE", sorted_boxes, first, size, shape=half, hint="corner_a")
+        high = self.e.op("SLICE", sorted_boxes, second, size, shape=half, hint="corner_b")
+        sides = self.e.op("SUB", high, low, hint="sides")
         axis = self.const(np.array([2], np.int32), "side_axis")
         area = self.e.op(
             "REDUCE_PROD",
             sides,
             axis,
             shape=(rows, n),
-            dtype=np.float32,
             hint="area",
             keep_dims=False,
         )
-        area = self.e.op("ABS", area, shape=(rows, n), dtype=np.float32, hint="abs_area")
+        area = self.e.op("ABS", area, hint="abs_area")
         zero = self.const(np.float32(0), "zero_area")
-        positive = self.e.op(
-            "GREATER", area, zero, shape=(rows, n), dtype=np.bool_, hint="positive_area"
-        )
+        positive = self.e.op("GREATER", area, zero, dtype=np.bool_, hint="positive_area")
         if iou is not None and not iou < 1:  # (run-time N) all false, shaped like the boxes
             never = self.const(np.False_, "never")
-            return self.e.op(
-                "LOGICAL_AND", positive, never, shape=(rows, n), dtype=np.bool_, hint="never_sup"
-            )
+            return self.e.op("LOGICAL_AND", positive, never, hint="never_sup")
         if iou is not None:
             return positive
         below_one = self.e.op(
             "LESS",
             self.scalar(3),
             self.const(np.float32(1), "one_f"),
-            shape=(),
             dtype=np.bool_,
             hint="iou_lt1",
         )
-        return self.e.op(
-            "LOGICAL_AND", positive, below_one, shape=(rows, n), dtype=np.bool_, hint="suppressible"
-        )
+        return self.e.op("LOGICAL_AND", positive, below_one, hint="suppressible")
 
     def select(self, sorted_boxes, suppressible, thresholds):
         """One NMS kernel per row over the suppressible boxes: ([rows, K] positions in sorted
@@ -424,8 +390,6 @@ class _NmsBuilder:
             suppressible,
             rank_scores,
             zero,
-            shape=(self.rows, n),
-            dtype=np.float32,
             hint="kscores",
         )
         k = self.k_i32()
@@ -455,38 +419,27 @@ class _NmsBuilder:
         # Keys last - position: TOPK_V2 (largest first) then yields ascending positions.
         if self.runtime_n:
             positions_n = self.arange(n, self.n_i32(), "box_positions")
-            free_keys = self.e.op(
-                "SUB", last, positions_n, shape=(n,), dtype=np.int32, hint="free_keys"
-            )
+            free_keys = self.e.op("SUB", last, positions_n, hint="free_keys")
         else:
             free_keys = self.const(n - 1 - np.arange(n, dtype=np.int32), "free_keys")
-        free_key = self.e.op(
-            "SELECT_V2", free, free_keys, none, shape=(rows, n), dtype=np.int32, hint="free_key"
-        )
+        free_key = self.e.op("SELECT_V2", free, free_keys, none, hint="free_key")
         keys, width = free_key, n
         n_free = self.count(free, np.int32, "free_count")
         if picks is not None:
             valid = self.valid(counts)
-            flipped = self.e.op(
-                "SUB", last, picks, shape=(rows, k), dtype=np.int32, hint="pick_key0"
-            )
-            pick_key = self.e.op(
-                "SELECT_V2", valid, flipped, none, shape=(rows, k), dtype=np.int32, hint="pick_key"
-            )
+            flipped = self.e.op("SUB", last, picks, hint="pick_key0")
+            pick_key = self.e.op("SELECT_V2", valid, flipped, none, hint="pick_key")
             width = n + k
             keys = self.e.op(
                 "CONCATENATION",
                 pick_key,
                 free_key,
                 shape=(rows, width),
-                dtype=np.int32,
                 hint="keys",
                 axis=1,
                 fused_activation_function="NONE",
             )
-            n_free = self.e.op(
-                "ADD", n_free, counts, shape=(rows,), dtype=np.int32, hint="merged_count"
-            )
+            n_free = self.e.op("ADD", n_free, counts, hint="merged_count")
         top = self.ctx.temp(np.int32, (rows, k), "top_keys")
         where = self.ctx.temp(np.int32, (rows, k), "top_where")
         self.e.op("TOPK_V2", keys, self.k_i32(), out=[top, where])
@@ -494,16 +447,10 @@ class _NmsBuilder:
             "MAXIMUM",
             top,
             self.const(np.int32(0), "zero_i"),
-            shape=top.shape,
-            dtype=np.int32,
             hint="top_clamped",
         )
-        positions = self.e.op(
-            "SUB", last, clamped, shape=top.shape, dtype=np.int32, hint="positions"
-        )
-        merged = self.e.op(
-            "MINIMUM", n_free, self.k_i32(), shape=(rows,), dtype=np.int32, hint="merged_k"
-        )
+        positions = self.e.op("SUB", last, clamped, hint="positions")
+        merged = self.e.op("MINIMUM", n_free, self.k_i32(), hint="merged_k")
         return positions, merged
 
     def valid(self, counts):
@@ -511,9 +458,7 @@ class _NmsBuilder:
         slots = self.arange(self.k, self.k_i32(), "slot_range")
         slots = self.ctx.reshape(slots, (1, self.k), "slots")
         col = self.ctx.reshape(counts, (self.rows, 1), "counts_col")
-        return self.e.op(
-            "LESS", slots, col, shape=(self.rows, self.k), dtype=np.bool_, hint="valid"
-        )
+        return self.e.op("LESS", slots, col, dtype=np.bool_, hint="valid")
 
     def runtime_limit(self, counts):
         """Valid counts capped by a runtime max_output_boxes_per_class (clamped to [0, N])."""
@@ -522,17 +467,15 @@ class _NmsBuilder:
         if self.runtime_n:
             n = self.n_i32()
             if dtype != np.int32:
-                n = self.e.op("CAST", n, shape=(), dtype=dtype, hint="n_wide")
+                n = self.e.op("CAST", n, dtype=dtype, hint="n_wide")
         else:
             n = self.const(np.array(self.boxes_n, dtype), "n")
-        capped = self.e.op("MINIMUM", limit, n, shape=(), dtype=dtype, hint="limit_hi")
+        capped = self.e.op("MINIMUM", limit, n, hint="limit_hi")
         zero = self.const(np.array(0, dtype), "zero_k")
-        capped = self.e.op("MAXIMUM", capped, zero, shape=(), dtype=dtype, hint="limit")
+        capped = self.e.op("MAXIMUM", capped, zero, hint="limit")
         if dtype != np.int32:
-            capped = self.e.op("CAST", capped, shape=(), dtype=np.int32, hint="limit_i32")
-        return self.e.op(
-            "MINIMUM", counts, capped, shape=counts.shape, dtype=np.int32, hint="valid_counts"
-        )
+            capped = self.e.op("CAST", capped, dtype=np.int32, hint="limit_i32")
+        return self.e.op("MINIMUM", counts, capped, hint="valid_counts")
 
     def triples(self, box_index, classes, counts):
         """[rows * K, 3] int32 rows (batch, class, box), padding rows -1, valid rows first."""
@@ -545,8 +488,6 @@ class _NmsBuilder:
                 "MUL",
                 box_index,
                 self.const(np.int32(0), "zero_col"),
-                shape=grid,
-                dtype=np.int32,
                 hint="blank",
             )
 
@@ -555,8 +496,6 @@ class _NmsBuilder:
                     "ADD",
                     blank,
                     self.const(values[:, None], f"{hint}_rows"),
-                    shape=grid,
-                    dtype=np.int32,
                     hint=hint,
                 )
 
@@ -576,7 +515,6 @@ class _NmsBuilder:
             class_col,
             box_index,
             shape=grid + (3,),
-            dtype=np.int32,
             hint="triples",
             values_count=3,
             axis=2,
@@ -584,9 +522,7 @@ class _NmsBuilder:
         valid = self.valid(counts)
         valid3 = self.ctx.reshape(valid, grid + (1,), "valid3")
         pad = self.const(np.int32(-1), "pad")
-        padded = self.e.op(
-            "SELECT_V2", valid3, cols, pad, shape=grid + (3,), dtype=np.int32, hint="padded"
-        )
+        padded = self.e.op("SELECT_V2", valid3, cols, pad, hint="padded")
         flat = self.ctx.reshape(padded, (rows * k, 3), "flat")
         if rows == 1:
             return flat
@@ -598,15 +534,11 @@ class _NmsBuilder:
                 "MUL",
                 self.k_i32(),
                 self.const(np.int32(rows), "row_count"),
-                shape=(),
-                dtype=np.int32,
                 hint="total",
             )
             slot = self.arange(total, total_t, "slot_all")
-            key_valid = self.e.op("NEG", slot, shape=(total,), dtype=np.int32, hint="key_valid")
-            key_pad = self.e.op(
-                "SUB", key_valid, total_t, shape=(total,), dtype=np.int32, hint="key_pad"
-            )
+            key_valid = self.e.op("NEG", slot, hint="key_valid")
+            key_pad = self.e.op("SUB", key_valid, total_t, hint="key_pad")
         else:
             total_t = self.const(np.int32(total), "all_slots")
             slot = np.arange(total, dtype=np.int32)
@@ -619,8 +551,6 @@ class _NmsBuilder:
             flat_valid,
             key_valid,
             key_pad,
-            shape=(total,),
-            dtype=np.int32,
             hint="order_key",
         )
         top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
@@ -631,7 +561,6 @@ class _NmsBuilder:
             flat,
             order,
             shape=(total, 3),
-            dtype=np.int32,
             hint="compacted",
             axis=0,
             batch_dims=0,
@@ -646,19 +575,17 @@ class _NmsBuilder:
             counts,
             self.const(np.array([0], np.int32), "row_axis"),
             shape=(),
-            dtype=np.int32,
             hint="valid_count",
             keep_dims=False,
         )
         size = rows.shape[0]
         if not drv.options.nms_padded_output:
-            wide = self.e.op("CAST", rows, shape=rows.shape, dtype=np.int64, hint="selected_i64")
+            wide = self.e.op("CAST", rows, dtype=np.int64, hint="selected_i64")
             extent = self.e.op(
                 "CONCATENATION",
                 ctx.reshape(total, (1,), "valid_count_1"),
                 self.const(np.array([3], np.int32), "three"),
                 shape=(2,),
-                dtype=np.int32,
                 hint="slice_size",
                 axis=0,
                 fused_activation_function="NONE",
@@ -703,7 +630,6 @@ class _NmsBuilder:
             self.corner_boxes(),
             order3,
             shape=(self.batches, self.rows_c, n, 4),
-            dtype=np.float32,
             hint="sorted_boxes",
             axis=1,
             batch_dims=1,
@@ -711,13 +637,9 @@ class _NmsBuilder:
         sorted_boxes = self.ctx.reshape(sorted_boxes, (rows, n, 4), "sorted_box_rows")
         above = self.above_threshold(sorted_scores)
         suppressible = self.suppressible(sorted_boxes)
-        free = self.e.op(
-            "LOGICAL_NOT", suppressible, shape=(rows, n), dtype=np.bool_, hint="unsuppressible"
-        )
+        free = self.e.op("LOGICAL_NOT", suppressible, hint="unsuppressible")
         if above is not None:
-            free = self.e.op(
-                "LOGICAL_AND", free, above, shape=(rows, n), dtype=np.bool_, hint="free"
-            )
+            free = self.e.op("LOGICAL_AND", free, above, hint="free")
         iou = self.const_iou()
         if iou is not None and not iou < 1:  # nothing is ever suppressed: no kernel
             picks = counts = None

@@ -380,8 +380,7 @@ CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 def _int_op(ctx, opcode: str, a: tfl.Tensor, b: tfl.Tensor, hint: str) -> tfl.Tensor:
     """int32 scalar arithmetic of the loop counter."""
     e = Emitter(ctx)
-    out = e.op(opcode, a, b, shape=(), dtype=np.int32, hint=hint, fused_activation_function="NONE")
-    return out
+    return e.op(opcode, a, b, shape=(), dtype=np.int32, hint=hint, fused_activation_function="NONE")
 
 
 def _runtime_operands(cfg: CellConfig) -> list[tfl.Tensor]:

@@ -220,14 +220,13 @@ def _initial_states(ctx, i, dirs, batch, hidden, batch_major, which) -> list[tfl
 
 def _reverse(ctx, t: tfl.Tensor, axis: int) -> tfl.Tensor:
     e = Emitter(ctx)
-    out = e.op(
+    return e.op(
         "REVERSE_V2",
         t,
         ctx.const_tensor(np.array([axis], np.int32), "time_axis"),
         shape=t.shape,
         hint="reversed",
     )
-    return out
 
 
 def _last_step(ctx, y: tfl.Tensor, time_axis: int, batch: int, hidden: int) -> tfl.Tensor:

@@ -125,17 +125,15 @@ class RuntimeAxis:
         return hi, self.op("SUB", a, hi, "lo")
 
     def _compare(self, opcode, a, b):
-        out = self.e.op(
+        return self.e.op(
             opcode, a, b, shape=np.broadcast_shapes(a.shape, b.shape), dtype=np.bool_, hint="cmp"
         )
-        return out
 
     def _index(self, k):
         clamped = self.op(
             "MINIMUM", self.op("MAXIMUM", k, self.const([0.0])), self.const([self.n_in - 1])
         )
-        idx = self.e.op("CAST", clamped, dtype=np.int32, hint="idx")
-        return idx
+        return self.e.op("CAST", clamped, dtype=np.int32, hint="idx")
 
     def taps(self, x):
         """[(int32 indices [n_out], float32 weights [n_out])] of the interpolation kernel."""
@@ -178,8 +176,7 @@ class RuntimeAxis:
 
     def _equal(self, a, b):
         same = self._compare("EQUAL", a, b)
-        out = self.e.op("CAST", same, dtype=np.float32, hint="mask")
-        return out
+        return self.e.op("CAST", same, dtype=np.float32, hint="mask")
 
     def _cubic_near(self, t):  # ((a + 2) t - (a + 3)) t^2 + 1 for 0 <= t <= 1
         a = self.spec.cubic_a

@@ -101,8 +101,7 @@ def _scatter_runtime(ctx, i, axes, fill, hint):
         pad = ctx.const_tensor(np.array([fill], values.dtype), f"{hint}_fill")
         e.concat([values, pad], 0, out=ext)
         values = ext
-    out = e.gather(values, ctx.const_tensor(table, f"{hint}_index"), 0, hint=hint)
-    return out
+    return e.gather(values, ctx.const_tensor(table, f"{hint}_index"), 0, hint=hint)
 
 
 def _const_full(ctx, values, axes, fill, hint):
@@ -127,8 +126,7 @@ def _as_int32(ctx, t, hint):
         ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max"),
         hint=f"{hint}_hi",
     )
-    out = e.op("CAST", hi, dtype=np.int32, hint=f"{hint}_i32")
-    return out
+    return e.op("CAST", hi, dtype=np.int32, hint=f"{hint}_i32")
 
 
 def _runtime_values(ctx, starts, ends, axes, steps):
@@ -266,7 +264,7 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
 
 def _slice_op(ctx, x, begin, size, hint):
     e = Emitter(ctx)
-    out = e.op(
+    return e.op(
         "SLICE",
         x,
         ctx.const_tensor(np.array(begin, np.int32), f"{hint}_begin"),
@@ -274,7 +272,6 @@ def _slice_op(ctx, x, begin, size, hint):
         shape=tuple(size),
         hint=hint,
     )
-    return out
 
 
 @lowering(
