@@ -220,7 +220,11 @@ class _BufferTable:
 
 
 # -- model ------------------------------------------------------------------------------------
-def _quantization(q: tfl.Quantization) -> dict | None:
+def _quantization(q: tfl.Quantization, index_of: dict[int, int] | None = None) -> dict | None:
+    if q.block_scales is not None:  # BlockwiseQuantization: the scales are a tensor
+        details = {"scales": (index_of or {})[id(q.block_scales)], "zero_points": -1}
+        details["block_size"] = int(q.block_size)
+        return {"details": ("BlockwiseQuantization", details), "quantized_dimension": q.axis}
     scale = np.asarray(q.scale, np.float32).ravel()
     if scale.size == 0:
         return None
@@ -286,7 +290,7 @@ def _operator_dict(op: tfl.Operator, opcode_index: int, index_of: dict[int, int]
     return values
 
 
-def _tensor_dict(t: tfl.Tensor, buffer: int, name: str) -> dict:
+def _tensor_dict(t: tfl.Tensor, buffer: int, name: str, index_of: dict | None = None) -> dict:
     values = {
         "shape": list(t.shape),
         "type": versioning.tensor_type(t.dtype),
@@ -295,7 +299,7 @@ def _tensor_dict(t: tfl.Tensor, buffer: int, name: str) -> dict:
         "has_rank": True,
     }
     if t.quantization is not None:
-        values["quantization"] = _quantization(t.quantization)
+        values["quantization"] = _quantization(t.quantization, index_of)
     if t.shape_signature is not None:
         if len(t.shape_signature) != t.rank:
             raise BuildError(f"tensor {t.name!r}: shape_signature rank != shape rank")
@@ -334,10 +338,10 @@ _TENSOR_SHAPES = {
 }
 
 
-def _tensor_table(w: Writer, t: tfl.Tensor, buffer: int, name: str) -> int:
+def _tensor_table(w: Writer, t: tfl.Tensor, buffer: int, name: str, index_of=None) -> int:
     """Same bytes as ``w.table("Tensor", _tensor_dict(...))``, minus the per-field dispatch."""
     if t.quantization is not None or t.shape_signature is not None or t.is_variable:
-        return w.table("Tensor", _tensor_dict(t, buffer, name))
+        return w.table("Tensor", _tensor_dict(t, buffer, name, index_of))
     shape = w.int_vector(t.shape, "Tensor.shape")
     label = w.string(name)
     ttype = _TENSOR_TYPE_IDS[versioning.tensor_type(t.dtype)]
@@ -591,7 +595,7 @@ def _append_external(w: Writer, chunks: list, size: int, constants, placeholders
 def _write_subgraph(w: Writer, plan: _Plan, sg: tfl.Subgraph, tensors, bufs) -> int:
     index_of = {id(t): i for i, t in enumerate(tensors)}
     tensor_offsets = [
-        Ref(_tensor_table(w, t, buf, name))
+        Ref(_tensor_table(w, t, buf, name, index_of))
         for t, buf, name in zip(tensors, bufs, unique_names(tensors), strict=True)
     ]
     op_code = plan.op_code

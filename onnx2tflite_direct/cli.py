@@ -18,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__, diagnostics, errors, gpu_check, pipeline, report, validate
+from . import __version__, diagnostics, errors, gpu_check, pipeline, quant_debug, report, validate
 from .atomic import write_atomic
 from .errors import ConversionError, OptionError
 from .html_report import render_html
@@ -71,7 +71,10 @@ CLI_ONLY: dict[str, Meta] = {
         False,
         "--validate-all-tensors",
         "compare every intermediate tensor with onnxruntime and name the first divergent node "
-        "(writes `<stem>_tensor_diagnostics.json`)",
+        "(writes `<stem>_tensor_diagnostics.json`); with `--quantize`, also every quantized "
+        "file's per-tensor SQNR against the float model and the node where its error enters "
+        "(the one adding the most noise relative to its inputs; section `quantized_variants`, "
+        "and a table per file on stdout; measured, never judged)",
         group="checking",
         kind="switch",
     ),
@@ -478,6 +481,10 @@ def _diagnose(args, result, opts: ConvertOptions) -> int:
         else:
             feeds = validate.seeded_inputs(result.model, opts.seed, opts.value_hints)
         diag = diagnostics.validate_all_tensors(result, feeds=feeds, seed=opts.seed, atol=opts.atol)
+        if result.variants:  # the per-layer quantization debugger (quant_debug.py)
+            diag["quantized_variants"] = quant_debug.debug_variants(
+                result, feeds=feeds, seed=opts.seed, atol=opts.atol
+            )
     except ValueError as exc:
         log.error("error: [%s] --validate-all-tensors input: %s", errors.INVALID_OPTION, exc)
         return errors.EXIT_BAD_INPUT
@@ -493,6 +500,8 @@ def _diagnose(args, result, opts: ConvertOptions) -> int:
     except OSError as exc:
         log.error("error: [%s] cannot write the tensor diagnostics: %s", errors.INVALID_OPTION, exc)
         return errors.EXIT_BAD_INPUT
+    if diag.get("quantized_variants"):
+        print(quant_debug.format_table(diag["quantized_variants"]))
     first = diag.get("first_divergent_node")
     log.info("first divergent node: %s", first or "none (every tensor within tolerance)")
     if first:

@@ -110,6 +110,9 @@ class Driver:
         # id(QuantizeLinear output) -> (float value before the zero point, its layout, the
         # lattice): a DequantizeLinear on the same lattice reads that (lowering/quantize.py).
         self.lattice_twins: dict[int, tuple] = {}
+        # id(QuantizeLinear output) -> its input tensor when that is already on the Q's lattice
+        # (lowering/lattice_moves.py): a DequantizeLinear on the same lattice is that tensor.
+        self.lattice_values: dict[int, object] = {}
         # id(Conv output) -> (its exact integer sums, the per-channel scale sx*sw, layout): a
         # QuantizeLinear of it rescales the sums once, as QLinearConv (lowering/conv_lattice.py).
         self.integer_sums: dict[int, tuple] = {}
@@ -494,6 +497,9 @@ class LoweringContext:
         plain = self.driver.materialize(name, L.identity(len(value.shape)))
         if target.inner is not None:
             raise errors.InternalError(errors.INTERNAL_ERROR, "broadcast into inner layout")
+        if plain.data is not None and plain.quantization is None and plain.shape_signature is None:
+            # a lowering made it a constant (a Q/DQ of a constant): expanded here, stays static
+            return self.const_tensor(target.apply(np.asarray(plain.data).reshape(full_shape)))
         stored = target.stored_shape(full_shape)
         if L.same_memory_order(L.identity(target.rank), target, full_shape):
             out = self.driver.new_tensor(f"{name}/expanded", value.dtype, stored)

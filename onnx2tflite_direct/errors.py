@@ -34,6 +34,8 @@ MISSING_EXTERNAL_DATA = "missing_external_data"
 INVALID_OPTION = "invalid_option"
 SHAPE_INFERENCE_FAILED = "shape_inference_failed"
 MISSING_CALIBRATION_DATA = "missing_calibration_data"
+# --quantize auto: the float model itself misses --target-sqnr on the held-back samples.
+TARGET_SQNR_UNREACHABLE = "target_sqnr_unreachable"
 
 VALIDATION_MISMATCH = "validation_mismatch"
 INTERNAL_ERROR = "internal_error"
@@ -137,6 +139,7 @@ REASON_CODES = {
     INVALID_OPTION: EXIT_BAD_INPUT,
     SHAPE_INFERENCE_FAILED: EXIT_BAD_INPUT,
     MISSING_CALIBRATION_DATA: EXIT_BAD_INPUT,
+    TARGET_SQNR_UNREACHABLE: EXIT_BAD_INPUT,
     VALIDATION_MISMATCH: EXIT_VALIDATION,
     INTERNAL_ERROR: EXIT_INTERNAL,
 }

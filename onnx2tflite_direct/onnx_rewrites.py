@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
+from .float_carried import float_carried_integers
 from .folding import NONDETERMINISTIC_OPS
 from .ir import Graph, Node, Value
 from .qdq_merge import merge_double_qdq
@@ -406,6 +408,7 @@ RULES = [
     ("merge_common_subexpressions", merge_common_subexpressions),
     ("remove_noop_cast", remove_noop_cast),
     ("merge_double_qdq", merge_double_qdq),
+    ("float_carried_integers", float_carried_integers),
     ("fold_batchnorm_into_conv", fold_batchnorm_into_conv),
     ("merge_pad_into_conv", merge_pad_into_conv),
     ("fuse_gelu", fuse_gelu),
@@ -420,6 +423,7 @@ RULES = [
 TRIGGERS = {
     "remove_noop_cast": {"Cast"},
     "merge_double_qdq": {"DequantizeLinear"},
+    "float_carried_integers": FLOAT_CARRIED_TRIGGERS,
     "fold_batchnorm_into_conv": {"BatchNormalization"},
     "merge_pad_into_conv": {"Pad"},
     "fuse_gelu": {"Erf"},

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import errors, frontend, onnx_rewrites, tfl_rewrites
 from .errors import OptionError
+from .quant import overrides as quant_overrides
 from .quant import variants as quant_variants
 from .quant.calibration import METHODS as CALIBRATION_METHODS
 from .registry import decomposable_ops
@@ -38,7 +39,7 @@ REWRITE_RULES = tuple(
 
 
 def _wants_integer(o) -> bool:
-    return any(c in quant_variants.INTEGER_FILES for c in o.quantize)
+    return any(c in quant_variants.INTEGER_FILES or c == "auto" for c in o.quantize)
 
 
 def _bad(template: str, *names: str, reason: str = errors.INVALID_OPTION) -> OptionError:
@@ -78,11 +79,30 @@ def value_problems(o) -> Iterable[OptionError]:
     ):
         if getattr(o, name) not in choices:
             yield _bad(f"{{0}} must be one of {', '.join(choices)}", name)
+    block = o.int4_block_size
+    integer = isinstance(block, (int, np.integer)) and not isinstance(block, bool)
+    if not integer or block < 0 or block % 32:
+        yield _bad(f"{{0}} must be 0 or a multiple of 32, got {block!r}", "int4_block_size")
+    target = o.target_sqnr
+    if target is not None and (
+        isinstance(target, bool)
+        or not isinstance(target, (int, float, np.number))
+        or not 0.0 < float(target) <= 200.0
+    ):
+        yield _bad(f"{{0}} must be a number of dB in (0, 200], got {target!r}", "target_sqnr")
+    if "auto" in o.quantize and target is None:
+        yield _bad("{0} auto needs {1} DB (the output SQNR to meet)", "quantize", "target_sqnr")
+    if target is not None and "auto" not in o.quantize:
+        yield _bad("{0} only applies to {1} auto", "target_sqnr", "quantize")
     percentile = o.calibration_percentile
     if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
+    try:
+        quant_overrides.parse(o.quant_overrides)
+    except ValueError as exc:
+        yield _bad(f"{{0}} {exc}", "quant_overrides")
     for name in ("signatures", "merge"):
         if getattr(o, name) is not None and not isinstance(getattr(o, name), Mapping):
             yield _bad(
@@ -162,6 +182,7 @@ def conflicts(o) -> Iterable[OptionError]:
                     "signatures",
                     "merge",
                 )
+    yield from override_conflicts(o)
     if _wants_integer(o) and o.calibration_data is None and not o.calibration_random:
         yield _bad(
             "integer quantization needs calibration samples: give {0} (per input, ONNX "
@@ -170,6 +191,26 @@ def conflicts(o) -> Iterable[OptionError]:
             "calibration_data",
             "calibration_random",
             reason=errors.MISSING_CALIBRATION_DATA,
+        )
+
+
+def override_conflicts(o) -> Iterable[OptionError]:
+    """An override whose precision none of the asked variants can give (int16x8 with only
+    ``fp16``): refused rather than silently ignored."""
+    if not o.quantize:
+        return
+    try:
+        overrides = quant_overrides.parse(o.quant_overrides)
+    except ValueError:
+        return  # (reported by value_problems)
+    for ov in quant_overrides.unhonoured(overrides, o.quantize):
+        able = [c for c, ps in quant_overrides.HONOURED_BY.items() if ov.precision in ps]
+        where = f"{{1}} {' or '.join(able)} can" if able else "no variant of this version can"
+        yield _bad(
+            f"{{0}} {ov.spec}: no file of {{1}} {' '.join(o.quantize)} can run a node at "
+            f"{ov.precision} ({where})",
+            "quant_overrides",
+            "quantize",
         )
 
 
@@ -194,8 +235,9 @@ def dead_options(
             "calibration_mean",
             "calibration_std",
             "strict_integer",
+            "quant_overrides",
         ):
-            if getattr(o, name) not in (None, False):
+            if getattr(o, name) not in (None, False, ()):
                 yield "{0} has no effect without {1}", (name, "quantize")
     elif not _wants_integer(o):
         for name in ("calibration_random", "strict_integer"):
@@ -213,8 +255,10 @@ def dead_options(
         for name in ("input_quant_dtype", "output_quant_dtype"):
             if getattr(o, name) != "int8":
                 yield "{0} has no effect without {1} int8", (name, "quantize")
-    if o.quant_type != "per-channel" and not set(o.quantize) - {"fp16"}:
+    if o.quant_type != "per-channel" and not set(o.quantize) - {"fp16", "int4"}:
         yield "{0} has no effect without {1} dynamic, int8 or int16x8", ("quant_type", "quantize")
+    if o.int4_block_size != 32 and "int4" not in o.quantize:
+        yield "{0} has no effect without {1} int4", ("int4_block_size", "quantize")
     if (o.calibration_mean or o.calibration_std) and o.calibration_random:
         yield (
             "{0}/{1} have no effect on {2}",

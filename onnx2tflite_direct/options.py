@@ -14,11 +14,9 @@ names them its own way; an option that has no effect is a warning, spelled the s
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,65 +36,18 @@ from .option_checks import (  # noqa: F401  (REWRITE_RULES, check_output_dir: re
     load_arrays,
     value_problems,
 )
+from .option_values import (
+    _finite_float,
+    parse_named_path,
+    parse_named_value,
+    parse_named_values,
+    parse_names,
+    parse_shape_pin,
+)
+from .quant import overrides as quant_overrides
 from .registry import decomposable_ops
 
 log = logging.getLogger("onnx2tflite_direct")
-
-# --------------------------------------------------------------------------------------------
-# Command-line parsers of option values (text -> value); argparse reports their errors
-# --------------------------------------------------------------------------------------------
-
-
-def parse_shape_pin(text: str) -> tuple[str, tuple[int, ...]]:
-    name, sep, dims = text.rpartition(":")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME:d0,d1,... got {text!r}")
-    try:
-        return name, tuple(int(d) for d in dims.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"dims must be integers in {text!r}") from None
-
-
-def parse_names(text: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated names")
-    return names
-
-
-def parse_named_values(text: str) -> tuple[str, list[float]]:
-    name, sep, values = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=v[,v...], got {text!r}")
-    try:
-        return name, [float(v) for v in values.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"values must be numbers in {text!r}") from None
-
-
-def parse_named_value(text: str) -> tuple[str, float]:
-    name, values = parse_named_values(text)
-    if len(values) != 1:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (one value), got {text!r}")
-    return name, values[0]
-
-
-def parse_named_path(text: str) -> str:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=file.npy, got {text!r}")
-    return text
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
 
 # --------------------------------------------------------------------------------------------
 # Metadata
@@ -465,10 +416,15 @@ class ConvertOptions:
         "--quantize",
         "any of: `fp16` = `<stem>_float16.tflite` (float16 weights feeding DEQUANTIZE, "
         "float32 kernels and I/O: runs on the stock CPU interpreter); `dynamic` = "
-        "`<stem>_dynamic_range_quant.tflite` (int8 weights, LiteRT's hybrid kernels); `int8` = "
+        "`<stem>_dynamic_range_quant.tflite` (int8 weights, LiteRT's hybrid kernels); `int4` = "
+        "`<stem>_int4_weight_quant.tflite` (4-bit weights, blockwise where LiteRT's kernels "
+        "take them, int8 or float elsewhere: [docs/quantization_int4.md]"
+        "(docs/quantization_int4.md)); `int8` = "
         "`<stem>_integer_quant.tflite` + `<stem>_full_integer_quant.tflite` (int8 inside; "
         "float or integer I/O); `int16x8` = `<stem>_integer_quant_with_int16_act.tflite` + "
-        "its full-integer variant (int16 activations, int8 weights). Ops without an acceptable "
+        "its full-integer variant (int16 activations, int8 weights); `auto` = "
+        "`<stem>_auto_quant.tflite` (float I/O, each node int8, int16x8 or float, chosen by "
+        "measurement to meet `--target-sqnr`). Ops without an acceptable "
         "integer kernel stay float: the console warns with their count when a full-integer "
         "file is not all-integer, and the report's `quantization` section names them",
         "--quantize fp16 int8 --calibration-data images=calib.npy",
@@ -562,12 +518,60 @@ class ConvertOptions:
         group="quantization",
         choices=QUANT_TYPES,
     )
+    int4_block_size: int = _opt(
+        32,
+        "--int4-block-size",
+        "input channels sharing one scale in the `int4` file's blockwise weights (a multiple "
+        "of 32: XNNPACK's int4 kernels need it; larger blocks make smaller files, with more "
+        "error); 0 = one scale per output channel ([docs/quantization_int4.md]"
+        "(docs/quantization_int4.md))",
+        "--quantize int4 --int4-block-size 64",
+        group="quantization",
+        metavar="N",
+        type=int,
+    )
+    target_sqnr: float | None = _opt(
+        None,
+        "--target-sqnr",
+        "the output SQNR (dB, against the float ONNX model) the `auto` file must reach: each "
+        "node's sensitivity is measured (the output SQNR lost when it alone is quantized), the "
+        "cheapest assignment (int8 first, then int16 activations, then float) that meets the "
+        "target is verified on held-back calibration samples (the last quarter); the report's "
+        "`quantization` section gives the assignment, the SQNR reached and the int8 share of "
+        "multiply-accumulates. A target the float model itself misses is refused "
+        "(`target_sqnr_unreachable`, exit 2). Required with `--quantize auto`, refused without",
+        "--quantize auto --target-sqnr 40 --calibration-data images=calib.npy",
+        group="quantization",
+        metavar="DB",
+        type=_finite_float,
+    )
     strict_integer: bool = _switch(
         "--strict-integer",
         "refuse (exit 3, `integer_kernel_unavailable`, naming the ops) instead of keeping ops "
         "without an acceptable integer kernel in float; a softmax-like head is then quantized "
         "too (integer output, fixed 1/256 step) instead of computed in float",
         "quantization",
+    )
+    quant_overrides: tuple[str, ...] = _opt(
+        (),
+        "--quant-override",
+        "run the ONNX nodes PATTERN names at PRECISION (`float`, `int16x8`, `int8` or "
+        "`int4-weights`) in every quantized file that can (repeatable; the last match wins). "
+        "PATTERN is a regular expression matching a whole node name, output tensor name or op "
+        "type. In the integer files `float` keeps the node a float island and `int8`/`int16x8` "
+        "set its activation width (requantized at the boundaries; also lifting the accuracy "
+        "heuristics that keep some ops float); in the weight-only files (`fp16`, `dynamic`, "
+        "`int4`) `float` keeps its weights float32 and `int8`/`int4-weights` pick their format. "
+        "The report's `quantization` section gives every node's precision and why (`default`, "
+        "`override`, or `forced` by a kernel constraint); a pattern matching nothing is a "
+        "warning. Not applied to an already-quantized model's own integer file (its Q/DQ "
+        "decide)",
+        "--quant-override 'Conv_0=int16x8' --quant-override '/head/.*=float'",
+        group="quantization",
+        kind="append",
+        metavar="PATTERN=PRECISION",
+        api_hint='quant_overrides=["PATTERN=PRECISION", ...]',
+        from_cli=_tuple,
     )
     # ---- checking the result ----
     validate: bool = _switch(
@@ -665,6 +669,7 @@ class ConvertOptions:
         seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
         changes = {n: tuple(getattr(self, n) or ()) for n in seqs}
         changes["disable_rewrites"] = tuple(self.disable_rewrites or ())
+        changes["quant_overrides"] = quant_overrides.normalize(self.quant_overrides)
         if isinstance(self.quantize, str):
             changes["quantize"] = (self.quantize,)
         else:

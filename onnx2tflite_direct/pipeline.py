@@ -206,6 +206,7 @@ def convert_checked(
                 lambda: _calibration_model(result, rec),
                 build,
                 rec.rewrite,
+                io_table=rec.io_table,
             )
             rec.section("quantization", summaries)
         del model_ir

@@ -123,6 +123,9 @@ def _holders(driver: Driver, alive: set[int]) -> dict[str, tfl.Tensor]:
     for op in driver.sub.operators:  # in order: the last write of each node wins
         if op.onnx_node in labels and len(op.outputs) == 1:
             last_write[op.onnx_node] = op.outputs[0]
+    # A Conv/MatMul on Q/DQ lattices keeps its integer sums; its value (sums * scale) is dead
+    # when only a QuantizeLinear reads it (lowering/conv_lattice.py): the sums are not it.
+    taken.update(id(sums[0]) for sums in driver.integer_sums.values())
     for name, tensor in dead.items():
         survivor = last_write.get(producer_label.get(name, ""))
         if (

@@ -27,11 +27,18 @@ import numpy as np
 
 @dataclass(eq=False, slots=True)
 class Quantization:
-    """Per-tensor (one scale) or per-axis (scales along ``axis``) affine quantization."""
+    """Per-tensor (one scale) or per-axis (scales along ``axis``) affine quantization.
+
+    Blockwise (the schema's ``BlockwiseQuantization``, written by ``--quantize int4``):
+    ``block_scales`` is a constant FLOAT16 tensor ``[rows, cols / block_size]`` with one scale
+    per ``block_size`` consecutive elements of each row of a 2-D weight, zero point 0;
+    ``scale`` and ``zero_point`` are then empty. It is written next to the weight."""
 
     scale: np.ndarray
     zero_point: np.ndarray
     axis: int = 0
+    block_size: int = 0
+    block_scales: Tensor | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -95,6 +102,9 @@ class Subgraph:
             for t in op.inputs:
                 if t is not None:
                     seen.setdefault(id(t), t)
+                    scales = t.quantization.block_scales if t.quantization else None
+                    if scales is not None:  # (written next to its blockwise weight)
+                        seen.setdefault(id(scales), scales)
             for t in op.outputs:
                 seen.setdefault(id(t), t)
         for t in self.outputs:

@@ -140,9 +140,10 @@ def classifier_model(a, w, labels, tracks=False, **extra):
 ALL_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 
 
-@pytest.fixture(params=["traverse", "all_splits"])
+@pytest.fixture(params=["traverse", "grid", "all_splits"])
 def strategy(request, monkeypatch):
-    """Run a tree test with each walking strategy forced (the cost model picks one)."""
+    """Run a tree test with each walking strategy forced (the cost model picks one; a strategy
+    that does not apply to the forest falls back to one that does)."""
     from onnx2tflite_direct.lowering import ml_trees
 
     monkeypatch.setattr(ml_trees, "STRATEGY", request.param)
@@ -244,6 +245,165 @@ def test_tree_classifier_deep_trees_and_int_input(strategy):
     )
     x = np.random.default_rng(0).integers(-3, 4, (N, F)).astype(np.int64)
     check_conversion(model, feeds={"x": x})
+
+
+ORDER_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT")
+
+
+def _tie_features(n, seed):
+    """Integer features (ties with the integer thresholds) with NaN, +-inf and -0.0 mixed in."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-4, 5, (n, F)).astype(np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, -0.0], np.float32)
+    mask = rng.random(x.shape) < 0.2
+    x[mask] = rng.choice(special, int(mask.sum()))
+    return x
+
+
+def _rows_regressor(a, w, n_targets, rows, tracks=True):
+    attrs = _legacy_attrs(a, w, "target", tracks)
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["x"], ["y"], domain=ML, n_targets=n_targets, **attrs
+    )
+    return _ml_model([node], [("x", np.float32, (rows, F))], [("y", np.float32, (rows, n_targets))])
+
+
+@pytest.mark.parametrize("rows", [1, 16])
+@pytest.mark.parametrize("infinite_thresholds", [False, True])
+def test_tree_mixed_order_modes_ties_nan_inf(rows, infinite_thresholds, strategy):
+    """LEQ/LT/GTE/GT mixed in one forest, inputs equal to thresholds, NaN with and without
+    missing-value tracks, +-inf and -0.0 inputs, +-inf thresholds: the grid's one LESS_EQUAL on
+    x / -x views (children swapped for LT/GT) decides exactly as onnxruntime. At batch 1 the
+    leaves that do not fit the grid go after it (a CONCATENATION), at 16 into extra rows."""
+    rng = np.random.default_rng(_seed(rows, infinite_thresholds))
+    a, w = random_trees(rng, 9, 5, modes=ORDER_MODES, tracks=True, ints=True, n_out=2)
+    if infinite_thresholds:
+        splits = [i for i, m in enumerate(a["mode"]) if m != "LEAF"]
+        for i in splits[::4]:
+            a["val"][i] = float(rng.choice([np.inf, -np.inf]))
+    x = np.concatenate([_tie_features(16, rows) for _ in range(1)])[:rows]
+    chk = check_conversion(_rows_regressor(a, w, 2, rows), feeds={"x": x})
+    if strategy == "grid" or (strategy == "traverse" and infinite_thresholds):
+        assert chk.ops["LESS_EQUAL"] == 1 and "UNPACK" not in chk.ops, chk.ops
+
+
+@pytest.mark.parametrize("mode", ORDER_MODES)
+@pytest.mark.parametrize("tracks", [False, True])
+def test_tree_grid_each_order_mode_on_ties(mode, tracks):
+    """One mode per forest on integer inputs and thresholds (every comparison meets ties), NaN
+    and infinities in the input, every row a different sample: the grid strategy."""
+    rng = np.random.default_rng(_seed(mode, tracks))
+    a, w = random_trees(rng, 6, 4, modes=(mode,), tracks=tracks, ints=True)
+    x = _tie_features(N, ORDER_MODES.index(mode))
+    chk = check_conversion(regressor_model(a, w, 1, tracks=tracks), feeds={"x": x})
+    assert chk.ops.get("GATHER", 0) >= 2 and "UNPACK" not in chk.ops, chk.ops
+
+
+@pytest.mark.parametrize("block", [1, 5])
+def test_tree_grid_row_blocks(block, monkeypatch):
+    """A batch in row blocks (5, 5, 5, 1 rows; or 16 blocks of one row, whose leaves go after
+    the grid): one grid and walk per block, the reached slots concatenated in row order."""
+    from onnx2tflite_direct.lowering import ml_tree_grid, ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", "grid")
+    monkeypatch.setattr(ml_tree_grid, "BLOCK", block)
+    rng = np.random.default_rng(_seed("blocks", block))
+    a, w = random_trees(rng, 8, 5, modes=ORDER_MODES, tracks=True, ints=True, n_out=3)
+    x = _tie_features(N, block)
+    chk = check_conversion(classifier_model(a, w, [0, 1, 2], tracks=True), feeds={"x": x})
+    assert chk.ops["LESS_EQUAL"] == -(-N // block), chk.ops
+
+
+@pytest.mark.parametrize("rows", [1, 16])
+@pytest.mark.parametrize("only_leaves", [False, True])
+def test_tree_single_leaf_trees(rows, only_leaves, strategy):
+    """Trees that are one leaf (depth 0) next to deep ones, or a forest of nothing else: the
+    walk's first level reads the leaf's self loop."""
+    rng = np.random.default_rng(_seed("stumps", rows, only_leaves))
+    a, w = random_trees(rng, 0 if only_leaves else 4, 4, modes=ORDER_MODES, n_out=2)
+    first = max(a["tree"], default=-1) + 1
+    for t in range(first, first + 3):  # single-leaf trees
+        for k in a:
+            a[k].append(0)
+        a["tree"][-1], a["node"][-1], a["mode"][-1], a["val"][-1] = t, 0, "LEAF", 0.0
+        for k in range(2):
+            w["tree"].append(t), w["node"].append(0), w["id"].append(k)
+            w["w"].append(float(np.float32(rng.standard_normal())))
+    x = _features(rows, seed=rows, nan=0.1)
+    check_conversion(_rows_regressor(a, w, 2, rows, tracks=False), feeds={"x": x})
+
+
+def _full_trees(rng, n_trees, depth, n_out=1):
+    """Complete binary trees (every leaf at ``depth``), BRANCH_LEQ."""
+    a = {k: [] for k in ("tree", "node", "feat", "mode", "val", "true", "false", "track")}
+    w = {k: [] for k in ("tree", "node", "id", "w")}
+    for t in range(n_trees):
+        for i in range(2 ** (depth + 1) - 1):
+            leaf = i >= 2**depth - 1
+            vals = (t, i, int(rng.integers(F)), "LEAF" if leaf else "BRANCH_LEQ")
+            for k, v in zip(("tree", "node", "feat", "mode"), vals, strict=True):
+                a[k].append(v)
+            a["val"].append(0.0 if leaf else float(np.float32(rng.standard_normal())))
+            a["true"].append(0 if leaf else 2 * i + 1)
+            a["false"].append(0 if leaf else 2 * i + 2)
+            a["track"].append(0)
+            if leaf:
+                for k in range(n_out):
+                    w["tree"].append(t), w["node"].append(i), w["id"].append(k)
+                    w["w"].append(float(np.float32(rng.standard_normal())))
+    return a, w
+
+
+@pytest.mark.parametrize(
+    ("n_trees", "depth", "expected"),
+    [(12, 8, "traverse"), (40, 3, "grid"), (200, 2, "grid")],
+)
+def test_tree_strategy_rule(n_trees, depth, expected):
+    """The cost model's rule: deep full trees (many nodes for their depth: 511 at depth 8) are
+    traversed, shallow boosted-style trees go through the grid. Checked on the written ops
+    (the traversal UNPACKs node records, the grid makes one LESS_EQUAL) and against
+    onnxruntime."""
+    rng = np.random.default_rng(_seed("rule", n_trees, depth))
+    a, w = _full_trees(rng, n_trees, depth, n_out=2)
+    chk = check_conversion(regressor_model(a, w, 2), feeds={"x": _features(seed=depth)})
+    if expected == "traverse":
+        assert chk.ops["UNPACK"] == depth - 1, chk.ops
+    else:
+        assert "UNPACK" not in chk.ops and chk.ops["LESS_EQUAL"] == 1, chk.ops
+
+
+def test_tree_grid_runs_at_any_batch():
+    """A dynamic batch: the strategy and layout decided at the two sample sizes agree, and the
+    file runs at 1, 3 and 8 rows."""
+    import onnxruntime as ort
+
+    from onnx2tflite_direct import convert
+    from onnx2tflite_direct import validate as V
+
+    rng = np.random.default_rng(9)
+    a, w = random_trees(rng, 20, 6, modes=("BRANCH_LEQ",), tracks=True, n_out=3)
+    attrs = _legacy_attrs(a, w, "class", True)
+    node = helper.make_node(
+        "TreeEnsembleClassifier",
+        ["x"],
+        ["label", "probabilities"],
+        domain=ML,
+        classlabels_int64s=[0, 1, 2],
+        **attrs,
+    )
+    model = _ml_model(
+        [node],
+        [("x", np.float32, ("n", F))],
+        [("label", np.int64, ("n",)), ("probabilities", np.float32, ("n", 3))],
+    )
+    res = convert(model)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for batch in (1, 3, 8):
+        x = _features(batch, seed=batch, nan=0.1)
+        expected = sess.run(None, {"x": x})
+        actual = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])
+        np.testing.assert_array_equal(actual["label"], expected[0])
+        np.testing.assert_allclose(actual["probabilities"], expected[1], rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

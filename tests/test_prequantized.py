@@ -629,3 +629,169 @@ def test_dynamic_model_with_quantized_embedding_stays_dynamic(tmp_path):
     feeds = [{"ids": rng.integers(0, 20, (2, 5)).astype(np.int64)} for _ in range(3)]
     ref = [ort.InferenceSession(model.SerializeToString()).run(["y"], f)[0] for f in feeds]
     assert sqnr(ref, run_litert(tflite, feeds)) >= 30.0
+
+
+def conv_bn_model():
+    """Conv -> BatchNormalization (gammas over a 30x spread) -> Relu -> Conv -> BN, as the
+    exporters write a ResNet; quantize_static puts a Q/DQ pair between each Conv and its BN."""
+    rng = np.random.default_rng(7)
+    nodes, inits = [], []
+    x = "x"
+    for k, (cin, cout) in enumerate(((3, 8), (8, 8))):
+        nodes.append(helper.make_node("Conv", [x, f"w{k}"], [f"c{k}"], pads=[1, 1, 1, 1]))
+        bn_out = "y" if k == 1 else f"n{k}"
+        names = [f"s{k}", f"b{k}", f"m{k}", f"v{k}"]
+        nodes.append(helper.make_node("BatchNormalization", [f"c{k}", *names], [bn_out]))
+        inits.append(_init(rng, f"w{k}", [cout, cin, 3, 3], 0.4))
+        stats = (
+            np.geomspace(0.05, 1.5, cout),
+            rng.normal(0, 0.1, cout),
+            rng.normal(0, 0.1, cout),
+            rng.uniform(0.5, 1.5, cout),
+        )
+        inits += [
+            numpy_helper.from_array(v.astype(np.float32), n)
+            for v, n in zip(stats, names, strict=True)
+        ]
+        if k == 0:
+            nodes.append(helper.make_node("Relu", ["n0"], ["r0"]))
+            x = "r0"
+    return _model(nodes, [1, 3, 8, 8], [1, 8, 8, 8], inits)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_batchnorm_after_a_conv_pair_keeps_the_conv_rounding(tmp_path, per_channel):
+    """The BN is not folded into the Conv (that would drop the Conv output's rounding): the
+    Conv writes its own int8 lattice with the ONNX weight scale, the BN runs in float32 as
+    onnxruntime's kernel computes it (MUL then ADD, no fused multiply-add) and is rounded by
+    DIV + ROUND before the QUANTIZE; the output then agrees with the ONNX semantics except
+    where a convolution's exact integer sum and onnxruntime's float32 sum round a near-tie
+    differently (one step, rare)."""
+    qmodel = quantized(conv_bn_model(), tmp_path, "qdq", per_channel, QuantType.QUInt8)
+    consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
+    tflite, summary, share = convert(qmodel)
+    assert share["integer"] == sum(share.values()) == 2
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, _ = Q.prequantized_variant(lowered, info.ranges, info)
+    ops = model.subgraphs[0].operators
+    convs = [op for op in ops if op.opcode == "CONV_2D"]
+    assert len(convs) == 2 and not any(op.opcode == "DEPTHWISE_CONV_2D" for op in ops)
+    bn_ops = [op.opcode for op in ops if op.onnx_node in info.affine]
+    assert len(info.affine) == 2 and bn_ops.count("ROUND") == bn_ops.count("MUL") - 2 == 2
+    if not per_channel:
+        w_scale = convs[0].inputs[1].quantization.scale
+        assert w_scale.size == 1 and np.float32(w_scale[0]) == np.float32(consts["w0_scale"])
+    c_scale = float(convs[0].outputs[0].quantization.scale[0])
+    assert np.float32(c_scale) == np.float32(consts["c0_scale"])
+    feeds = _samples(qmodel, 4, seed=3)
+    step = float(consts["y_scale"])
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.002
+
+
+def silu_concat_model():
+    """Conv -> SiLU (x * sigmoid(x)) twice, the two branches concatenated (different
+    lattices), as a YOLO C2f block writes it."""
+    rng = np.random.default_rng(11)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c0"], ["s0"]),
+        helper.make_node("Mul", ["c0", "s0"], ["m0"]),
+        helper.make_node("Conv", ["m0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c1"], ["s1"]),
+        helper.make_node("Mul", ["c1", "s1"], ["m1"]),
+        helper.make_node("Concat", ["m0", "m1"], ["y"], axis=1),
+    ]
+    inits = [
+        _init(rng, "w0", [8, 3, 3, 3], 0.5),
+        _init(rng, "b0", [8], 0.1),
+        _init(rng, "w1", [8, 8, 3, 3], 0.3),
+        _init(rng, "b1", [8], 0.1),
+    ]
+    return _model(nodes, [1, 3, 10, 10], [1, 16, 10, 10], inits)
+
+
+@pytest.mark.parametrize("activation", [QuantType.QInt8, QuantType.QUInt8])
+def test_fixed_lattice_kernels_and_requantizations_follow_the_onnx_rounding(tmp_path, activation):
+    """A Sigmoid whose Q chose another lattice than the int8 LOGISTIC's fixed 1/256 runs
+    float between the DEQUANTIZE and an exactly rounded QUANTIZE (not rounded twice), and the
+    concatenation's rescales go through float (XNNPACK's int8 -> int8 conversion applies the
+    scale ratio with 8 fractional bits): the output agrees with the ONNX semantics except at
+    rare near-ties, one step at most."""
+    qmodel = quantized(silu_concat_model(), tmp_path, "qdq", False, activation)
+    consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
+    assert not np.isclose(float(consts["s0_scale"]), 1 / 256)
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, summary = Q.prequantized_variant(lowered, info.ranges, info)
+    ops = model.subgraphs[0].operators
+    logistic = [op for op in ops if op.opcode == "LOGISTIC"]
+    assert len(logistic) == 2 and all(op.inputs[0].dtype == np.float32 for op in logistic)
+    quantize = [op for op in ops if op.opcode == "QUANTIZE"]
+    assert all(op.inputs[0].dtype == np.float32 for op in quantize)  # no int8 -> int8
+    assert summary.requantized_at  # the concatenation rescales one input at least
+    tflite = builder.build_flatbuffer(model)
+    feeds = _samples(qmodel, 4, seed=5)
+    step = float(consts["y_scale"])
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.002
+
+
+def fire_model():
+    """SqueezeNet's fire module: a squeeze conv, then 1x1 and 3x3 expand convs (+ Relu) whose
+    outputs only the concatenation reads."""
+    rng = np.random.default_rng(13)
+    nodes = [
+        helper.make_node("Conv", ["x", "ws", "bs"], ["s"]),
+        helper.make_node("Relu", ["s"], ["rs"]),
+        helper.make_node("Conv", ["rs", "w1", "b1"], ["e1"]),
+        helper.make_node("Relu", ["e1"], ["r1"]),
+        helper.make_node("Conv", ["rs", "w3", "b3"], ["e3"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["e3"], ["r3"]),
+        helper.make_node("Concat", ["r1", "r3"], ["y"], axis=1),
+    ]
+    inits = [
+        _init(rng, "ws", [4, 6, 1, 1], 0.5),
+        _init(rng, "bs", [4], 0.1),
+        _init(rng, "w1", [8, 4, 1, 1], 0.3),
+        _init(rng, "b1", [8], 0.1),
+        _init(rng, "w3", [8, 4, 3, 3], 0.4),
+        _init(rng, "b3", [8], 0.1),
+    ]
+    return _model(nodes, [1, 6, 8, 8], [1, 16, 8, 8], inits)
+
+
+@pytest.mark.parametrize("make", [fire_model, silu_concat_model])
+def test_every_tensor_keeps_its_own_onnx_lattice(tmp_path, make):
+    """A tensor with its own Q/DQ pair is written on that lattice, even when it feeds a
+    concatenation whose lattice differs (writing the concatenation's lattice directly would
+    skip the model's rounding onto its own: squeezenet's fire modules, 10 % of an expand
+    convolution's outputs one step off); the rescale onto the shared lattice follows."""
+    qmodel = quantized(make(), tmp_path, "qdq", False, QuantType.QUInt8)
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, _ = Q.prequantized_variant(lowered, info.ranges, info)
+    checked = 0
+    for op in model.subgraphs[0].operators:
+        for t in op.outputs:
+            name = t.name.removesuffix("/int8")
+            if name in info.ranges and t.dtype == np.int8 and op.opcode != "QUANTIZE":
+                want = params_from_range(*info.ranges[name], False)
+                assert np.float32(t.quantization.scale[0]) == np.float32(want.scale), name
+                assert int(t.quantization.zero_point[0]) == want.zero_point, name
+                checked += 1
+    assert checked >= 4
+    tflite = builder.build_flatbuffer(model)
+    feeds = _samples(qmodel, 4, seed=6)
+    step = float(
+        numpy_helper.to_array(next(i for i in qmodel.graph.initializer if i.name == "y_scale"))
+    )
+    ref = np.stack(run_ort(qmodel, feeds))
+    act = np.stack(run_litert(tflite, feeds))
+    assert np.max(np.abs(ref - act)) <= step * 1.01
+    assert np.mean(np.abs(ref - act) > step / 2) < 0.002

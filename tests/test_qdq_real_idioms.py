@@ -28,7 +28,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from onnx2tflite_direct.qdq_merge import merged_lattice
 from onnx2tflite_direct.quant import qdq_import
-from onnx2tflite_direct.validate import run_litert
+from onnx2tflite_direct.validate import make_interpreter, run_litert
 
 BASIC = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 LITERAL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -454,3 +454,531 @@ def test_lattice_conv_is_exact_on_rounding_ties(depthwise):
     actual = interp.get_tensor(interp.get_output_details()[0]["index"])
     assert len(np.unique(expected)) > 20  # not a near-constant output
     np.testing.assert_array_equal(actual, expected)
+
+
+# ---- a lattice Conv over the 2**24 bound: weight digits, still exact ------------------------
+
+
+def wide_conv_model(cin: int, kernel: int):
+    """x (non-negative: uint8 with zero point 0, the reach of a ReLU output) -> Conv with K =
+    cin * kernel**2 products per output and Gaussian weights: per-channel int8 weights sum to
+    |w| * 255 > 2**24, the bound resnet18's layer3/layer4 convs exceed (issue 17)."""
+    rng = np.random.default_rng(11)
+    o = 8
+    w = rng.standard_normal((o, cin, kernel, kernel)).astype(np.float32) * 0.05
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array((rng.standard_normal(o) * 0.5).astype(np.float32), "b"),
+    ]
+    pad = kernel // 2
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[pad] * 4)],
+        "wide_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, o, 5, 5])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _init(model, name):
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == name))
+
+
+def _qlinear_conv_reference(qmodel, xq):
+    """onnxruntime's QLinearConv on the QDQ model's constants, in exact integers: the int64
+    sums of (x_q - x_zp) * w_q + bias, then round_half_even(float32(sum) * fl(fl(sx*sw)/sy))
+    + y_zp saturated, dequantized: the model's Q/DQ semantics as its integer kernel runs it."""
+    nodes = {n.output[0]: n for n in qmodel.graph.node}
+    conv = next(n for n in qmodel.graph.node if n.op_type == "Conv")
+    dq_x, dq_w, dq_b = (nodes[i] for i in conv.input)
+    q_y = next(
+        n
+        for n in qmodel.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0]
+    )
+    sx, zx = _init(qmodel, dq_x.input[1]), _init(qmodel, dq_x.input[2]).astype(np.int64)
+    wq, sw = _init(qmodel, dq_w.input[0]).astype(np.int64), _init(qmodel, dq_w.input[1])
+    bias = _init(qmodel, dq_b.input[0]).astype(np.int64)
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    o, _, k, _ = wq.shape
+    pad = k // 2
+    xc = np.pad(xq.astype(np.int64) - zx, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    h, w = xq.shape[2:]
+    acc = np.zeros((1, o, h, w), np.int64)
+    for i in range(k):
+        for j in range(k):
+            acc += np.einsum("nchw,oc->nohw", xc[:, :, i : i + h, j : j + w], wq[:, :, i, j])
+    acc += bias.reshape(1, o, 1, 1)
+    return _requantized(acc, (sx * sw).astype(np.float32).reshape(1, o, 1, 1), sy, zy)
+
+
+def _requantized(acc, sum_scale, sy, zy):
+    """onnxruntime's requantization of int32 sums: round_half_even(float32(acc) * fl(sx*sw /
+    sy)) + y_zp, saturated to uint8, then the output DequantizeLinear."""
+    mult = (sum_scale / sy).astype(np.float32)
+    yq = np.clip(np.rint(acc.astype(np.float32) * mult) + zy, 0, 255)
+    return ((yq - zy).astype(np.float32) * sy).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "cin, kernel, convs, shifted, placed",
+    [
+        (256, 3, 1, True, False),
+        (512, 3, 2, True, True),
+        (1024, 3, 2, False, False),
+        (65536, 1, 3, True, False),
+    ],
+)
+def test_lattice_conv_over_the_float32_bound_is_exact(
+    tmp_path, cin, kernel, convs, shifted, placed
+):
+    """A per-channel QDQ Conv (onnxruntime quantize_static) whose integer sums can reach past
+    2**24: the conv reads x - 127 (reach 128 instead of 255, 127 * sum(w) in the bias) where
+    that saves work, and the int8 weights are split into base-2**bits digits (conversion
+    time), one exact conv per digit (the high one over only the channels that need it),
+    combined exactly (two digits: lo + hi * 2**bits, one rounding as the int32 -> float32
+    conversion; three: int32). Bit-exact with
+    the model's integer semantics (QLinearConv's) under XNNPACK and the reference kernels,
+    within one output step of onnxruntime's float path."""
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(wide_conv_model(cin, kernel), str(src))
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.uniform(0, 1, (1, cin, 5, 5)).astype(np.float32)} for _ in range(2)]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    q_x = next(n for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
+    sx = _init(qmodel, q_x.input[1])
+    assert int(_init(qmodel, q_x.input[2])) == 0  # reach 255: the bound case
+    # inputs on the lattice (x / sx is an integer), realistic: mostly small, some saturating
+    xq = np.minimum(rng.exponential(60, (1, cin, 5, 5)), 255).round().astype(np.int64)
+    x = (xq * sx).astype(np.float32)
+    expected = _qlinear_conv_reference(qmodel, xq)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ops["CONV_2D"]["count"] == convs  # one per weight digit
+    assert ("CAST" in ops) == (convs > 2)
+    assert ("SUB" in ops) == shifted  # x - 127, padded first (the padding is the real zero)
+    # only the channels that need the high digit reduce it, then are put in place
+    assert ("FULLY_CONNECTED" in ops) == placed
+    for xnnpack in (True, False):
+        interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        actual = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_array_equal(actual, expected)
+    assert len(np.unique(expected)) > 50
+    basic = run_ort(qmodel, {"x": x}, BASIC)["y"]
+    q_y = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step = float(_init(qmodel, q_y.input[1]))
+    assert np.abs(basic - expected).max() <= step * (1 + 1e-5)  # onnxruntime's float rounding
+
+
+def dense_model(op: str, k: int, n: int):
+    """x -> MatMul(x, W [K, N]) (rank-3 x, as a transformer's projection) or Gemm(x, W [N, K],
+    b, transB=1) (resnet's classifier), Gaussian weights: the per-column bound of K products
+    reaches past 2**24 with a non-negative (zero point 0) activation."""
+    rng = np.random.default_rng(12)
+    x_shape = [2, 3, k] if op == "MatMul" else [4, k]
+    if op == "MatMul":
+        w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+        inits = [numpy_helper.from_array(w, "w")]
+    else:
+        w = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
+        b = (rng.standard_normal(n) * 0.5).astype(np.float32)
+        nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    graph = helper.make_graph(
+        nodes,
+        "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*x_shape[:-1], n])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _dense_reference(qmodel, xq):
+    """QLinearMatMul / QGemm on the QDQ model's constants in exact integers (int64 sums)."""
+    nodes = {n.output[0]: n for n in qmodel.graph.node}
+    op = next(n for n in qmodel.graph.node if n.op_type in ("MatMul", "Gemm"))
+    dq_x, dq_w = nodes[op.input[0]], nodes[op.input[1]]
+    q_y = next(
+        n for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == op.output[0]
+    )
+    sx, zx = _init(qmodel, dq_x.input[1]), _init(qmodel, dq_x.input[2]).astype(np.int64)
+    wq, sw = _init(qmodel, dq_w.input[0]).astype(np.int64), _init(qmodel, dq_w.input[1])
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    if op.op_type == "Gemm":
+        wq = wq.T
+    acc = (xq.astype(np.int64) - zx) @ wq
+    if len(op.input) > 2:
+        acc += _init(qmodel, nodes[op.input[2]].input[0]).astype(np.int64)
+    return _requantized(acc, (sx * sw).astype(np.float32), sy, zy)
+
+
+@pytest.mark.parametrize("op", ["MatMul", "Gemm"])
+def test_lattice_dense_is_exact(tmp_path, op):
+    """QDQ MatMul / Gemm (onnxruntime quantize_static, per-column int8 weights) with a
+    K = 4096 reduction past the 2**24 bound: FULLY_CONNECTED over the centred activation
+    integers and two int8 weight digits, as onnxruntime's QLinearMatMul / QGemm compute it.
+    Bit-exact with the integer reference under XNNPACK and the reference kernels, within one
+    output step of onnxruntime's float path."""
+    k, n = 4096, 16
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    model = dense_model(op, k, n)
+    onnx.save(model, str(src))
+    x_shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0, 1, x_shape).astype(np.float32)} for _ in range(2)]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    q_x = next(n for n in qmodel.graph.node if n.op_type == "QuantizeLinear")
+    sx = _init(qmodel, q_x.input[1])
+    assert int(_init(qmodel, q_x.input[2])) == 0
+    xq = np.minimum(rng.exponential(60, x_shape), 255).round().astype(np.int64)
+    x = (xq * sx).astype(np.float32)
+    expected = _dense_reference(qmodel, xq)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ops["FULLY_CONNECTED"]["count"] == 2 and "BATCH_MATMUL" not in ops  # two digits
+    for xnnpack in (True, False):
+        interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        actual = interp.get_tensor(interp.get_output_details()[0]["index"])
+        np.testing.assert_array_equal(actual, expected)
+    assert len(np.unique(expected)) > 30
+    basic = run_ort(qmodel, {"x": x}, BASIC)["y"]
+    q_y = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step = float(_init(qmodel, q_y.input[1]))
+    assert np.abs(basic - expected).max() <= step * (1 + 1e-5)  # onnxruntime's float rounding
+
+
+# ---- a Q/DQ pair after a Reshape/Transpose/MaxPool of a lattice value costs nothing ---------
+
+
+def moved_pairs_model():
+    """x + c -> Q/DQ, then Reshape -> MatMul, Transpose -> Mul, MaxPool -> Add: quantize_static
+    gives each moved tensor a Q/DQ pair with its input's parameters (MiniLM: 8 per layer)."""
+    rng = np.random.default_rng(21)
+    inits = [
+        numpy_helper.from_array(np.array([2, 24], np.int64), "shape"),
+        numpy_helper.from_array((rng.standard_normal((24, 8)) * 0.2).astype(np.float32), "w"),
+        numpy_helper.from_array((rng.standard_normal(6) * 0.3).astype(np.float32), "c"),
+        numpy_helper.from_array(np.float32(1.7), "k"),
+        numpy_helper.from_array(np.float32(0.3), "k2"),
+    ]
+    nodes = [
+        helper.make_node("Add", ["x", "c"], ["a"]),
+        helper.make_node("Reshape", ["a", "shape"], ["r"]),
+        helper.make_node("MatMul", ["r", "w"], ["m"]),
+        helper.make_node("Transpose", ["a"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Mul", ["t", "k"], ["y2"]),
+        helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2], strides=[2]),
+        helper.make_node("Add", ["p", "k2"], ["y3"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "moved_pairs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 6])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("m", "y2", "y3")],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_pairs_after_moves_cost_nothing_and_stay_exact(tmp_path):
+    """DQ(P) -> Reshape / Transpose / MaxPool -> Q(P) -> DQ(P) gives back the moved values bit
+    for bit (they are (q - zp) * s already), so the converter emits no rounding, clamp or
+    product for such a pair (lowering/lattice_moves.py); a lattice MatMul after it still reads
+    exact integers. Bit-exact with onnxruntime (float ops) and within one output step on the
+    MatMul (integer sums vs onnxruntime's float sum)."""
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(moved_pairs_model(), str(src))
+    rng = np.random.default_rng(2)
+    samples = [{"x": rng.uniform(-1, 1, (2, 4, 6)).astype(np.float32)} for _ in range(3)]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    quantizers = [n for n in qmodel.graph.node if n.op_type == "QuantizeLinear"]
+    moved = [n for n in quantizers if n.input[0] in ("r", "t", "p")]
+    assert len(moved) == 3 and len(quantizers) == 8  # x, a, r, t, p, m, y2, y3
+    feeds = {"x": rng.uniform(-1.2, 1.2, (2, 4, 6)).astype(np.float32)}  # some saturate
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ops["MAXIMUM"]["count"] == 5  # one clamp per Q that can saturate: not the moved 3
+    assert ops["FULLY_CONNECTED"]["count"] == 1  # the MatMul still on the integers
+    expected = run_ort(qmodel, feeds, BASIC)
+    # XNNPACK only: LiteRT's reference kernels give a wrong y2 for this graph with or without
+    # the skipped pairs (right with experimental_preserve_all_tensors: their memory plan)
+    got = run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    np.testing.assert_array_equal(got["y2"], expected["y2"])
+    np.testing.assert_array_equal(got["y3"], expected["y3"])
+    (q_m,) = [n for n in quantizers if n.input[0].startswith("m")]
+    step = float(_init(qmodel, q_m.input[1]))
+    assert np.abs(got["m"] - expected["m"]).max() <= step * (1 + 1e-5)
+    assert len(np.unique(expected["y2"])) > 20
+
+
+def test_quantized_constant_is_computed_at_conversion_time():
+    """Constant -> Q -> DQ (quantize_static quantizes Constant-node scalars as activations:
+    MiniLM's attention scale, Erf's constants) is a constant in the file, computed with the
+    run-time form's float32 steps: bit-exact with onnxruntime, no run-time rounding for it.
+    A value that saturates (2.0 on a lattice up to 1.0) is checked too."""
+    c = helper.make_tensor("c", TensorProto.FLOAT, [3], [0.70710677, -0.3, 2.0])
+    nodes = [
+        helper.make_node("Constant", [], ["cv"], value=c),
+        *_pair("c", "cv", "c_dq"),
+        *_pair("x", "x", "x_dq"),
+        helper.make_node("Mul", ["x_dq", "c_dq"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "const_q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [*_params("c", np.float32(1.0 / 127), 0, np.int8), *_params("x", 0.0173, 131, np.uint8)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(4).uniform(-2, 2, (2, 3)).astype(np.float32)
+    expected = run_ort(model, {"x": x}, BASIC)["y"]
+    res = harness_convert(model, keep_io_layout=True)
+    assert res.report["tflite_ops"]["ROUND"]["count"] == 1  # x's Q only
+    assert "RESHAPE" not in res.report["tflite_ops"]  # its rank expansion is a constant too
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    assert len(np.unique(expected)) == 6
+
+
+def product_model(k: int, transposed: bool):
+    """a [2, 3, 4, K] x b -> MatMul -> y: attention's Q K^T / P V, two activations. With
+    ``transposed`` b arrives [2, 3, 5, K] and a Transpose makes it [2, 3, K, 5] (K^T)."""
+    b_shape = [2, 3, 5, k] if transposed else [2, 3, k, 5]
+    nodes = [helper.make_node("MatMul", ["a", "bt" if transposed else "b"], ["y"])]
+    if transposed:
+        nodes.insert(0, helper.make_node("Transpose", ["b"], ["bt"], perm=[0, 1, 3, 2]))
+    graph = helper.make_graph(
+        nodes,
+        "product",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3, 4, k]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, b_shape),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 5])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "k, transposed, signed", [(32, True, True), (16, False, False), (300, False, False)]
+)
+def test_lattice_product_of_two_activations_is_exact(tmp_path, k, transposed, signed):
+    """MatMul of two Q/DQ activations (onnxruntime quantize_static) computed as its
+    QLinearMatMul: BATCH_MATMUL over the centred integers (B read stored transposed through
+    adj_y), one MUL by sa * sb; K = 300 with two uint8 zero-point-0 operands reaches past
+    2**24 and splits A into run-time digits combined in int32. Bit-exact with the integer
+    reference on XNNPACK and the reference kernels, within one output step of onnxruntime's
+    float path."""
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    model = product_model(k, transposed)
+    onnx.save(model, str(src))
+    shapes = {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
+    }
+    rng = np.random.default_rng(5)
+    low = -1.0 if signed else 0.0
+    samples = [
+        {n: rng.uniform(low, 1, s).astype(np.float32) for n, s in shapes.items()} for _ in range(2)
+    ]
+    quantize_static(
+        str(src),
+        str(dst),
+        _Reader(samples),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    qmodel = onnx.load(str(dst))
+    made = {n.output[0]: n for n in qmodel.graph.node}
+    matmul = next(n for n in qmodel.graph.node if n.op_type == "MatMul")
+    params = {}  # the lattices the MatMul reads (b's is after its Transpose)
+    for name, dq in zip(("a", "b"), (made[i] for i in matmul.input), strict=True):
+        params[name] = (_init(qmodel, dq.input[1]), _init(qmodel, dq.input[2]).astype(np.int64))
+    ints = {n: rng.integers(0, 256, s) for n, s in shapes.items()}  # on the lattice, full range
+    feeds = {n: ((ints[n] - params[n][1]) * params[n][0]).astype(np.float32) for n in ints}
+    q_y = next(
+        n for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0].startswith("y")
+    )
+    sy, zy = _init(qmodel, q_y.input[1]), _init(qmodel, q_y.input[2]).astype(np.int64)
+    b_int = ints["b"] - params["b"][1]
+    if transposed:
+        b_int = np.swapaxes(b_int, -1, -2)
+    acc = (ints["a"] - params["a"][1]) @ b_int
+    expected = _requantized(acc, np.float32(params["a"][0] * params["b"][0]), sy, zy)
+    res = harness_convert(qmodel, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert ("CAST" in ops) == (k == 300)  # the digit split's int32 combination
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=xnnpack)["y"]
+        np.testing.assert_array_equal(got, expected)
+    assert len(np.unique(expected)) > 20
+    basic = run_ort(qmodel, feeds, BASIC)["y"]
+    assert np.abs(basic - expected).max() <= float(sy) * (1 + 1e-5)
+
+
+def test_lattice_product_lands_ties_as_qlinearmatmul():
+    """Two Q/DQ activations -> MatMul -> Q with the output scale twice sa * sb: half the
+    exact sums are rounding ties, which a float32 sum of dequantized products misses by an
+    ulp either way (onnxruntime's float path does, below). The integer form lands every tie
+    as QLinearMatMul's round_half_even(float(acc) * fl(fl(sa*sb)/sy)), bit for bit."""
+    sa, sb = np.float32(0.0173), np.float32(0.0213)
+    sy = np.float32(np.float32(sa * sb) * 2)
+    nodes = [
+        *_pair("a", "a", "a_dq"),
+        *_pair("b", "b", "b_dq"),
+        helper.make_node("MatMul", ["a_dq", "b_dq"], ["m"]),
+        *_pair("y", "m", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tie_product",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 8, 16]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2, 16, 8]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [*_params("a", sa, 131, np.uint8), *_params("b", sb, 121, np.uint8)]
+        + _params("y", sy, 128, np.uint8),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    rng = np.random.default_rng(8)
+    qa, qb = rng.integers(100, 160, (1, 2, 8, 16)), rng.integers(95, 150, (1, 2, 16, 8))
+    feeds = {"a": ((qa - 131) * sa).astype(np.float32), "b": ((qb - 121) * sb).astype(np.float32)}
+    expected = _requantized((qa - 131) @ (qb - 121), np.float32(sa * sb), sy, 128)
+    res = harness_convert(model, keep_io_layout=True)
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=xnnpack)["y"]
+        np.testing.assert_array_equal(got, expected)
+    basic = run_ort(model, feeds, BASIC)["y"]
+    assert np.any(basic != expected)  # the float path misses ties (what this form fixes)
+    assert len(np.unique(expected)) > 20
+
+
+@pytest.mark.parametrize("zp, pad_op", [(0, "PAD"), (128, "PADV2")])
+def test_max_pool_of_a_lattice_from_zero_pads_with_zeros(zp, pad_op):
+    """ReLU -> Q/DQ (uint8, zero point 0) -> MaxPool with ONNX pads TFLite's SAME cannot
+    express (resnet's stem): the values are >= 0, so the pool pads with zeros (PAD, which
+    XNNPACK takes) instead of -inf (PADV2, which it does not: two partitions); a lattice
+    reaching below 0 keeps -inf. Bit-exact with onnxruntime either way."""
+    nodes = [
+        helper.make_node("Relu" if zp == 0 else "Identity", ["x"], ["r"]),
+        *_pair("r", "r", "r_dq"),
+        helper.make_node(
+            "MaxPool", ["r_dq"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        _params("r", 0.011, zp, np.uint8),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(9).uniform(-1.5, 1.5, (1, 4, 8, 8)).astype(np.float32)
+    res = harness_convert(model, keep_io_layout=True)
+    ops = res.report["tflite_ops"]
+    assert pad_op in ops and ({"PAD", "PADV2"} - {pad_op}).isdisjoint(ops)
+    expected = run_ort(model, {"x": x}, BASIC)["y"]
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    assert len(np.unique(expected)) > 20
+
+
+def test_lattice_conv_sums_are_not_mapped_as_its_value():
+    """When only a QuantizeLinear reads a lattice Conv, its value (sums * sx*sw) is dead and
+    the integer sums stay: per-tensor diagnostics must not compare the sums as the Conv's
+    output (they named the first such Conv as the divergent node, -80 dB)."""
+    res = harness_convert(tie_conv_model(False), keep_io_layout=True)
+    entry = res.tensor_map.get("conv")
+    assert entry is None or "integer_sum" not in entry["tensor"]
+    assert "y" in res.tensor_map  # the mapping itself still works
+
+
+def test_lattice_resize_rounds_exact_ties():
+    """x -> Q/DQ -> Resize (linear, half_pixel, 2x) -> Q/DQ on the same lattice (quantize_static
+    gives a Resize its input's parameters; LRASPP's classifier): the 1/4, 3/4 weights of
+    integers are exact, so the RESIZE_BILINEAR of the lattice integers puts every exact tie
+    where round-half-to-even puts it, and XNNPACK and the reference kernels agree bit for bit
+    (a resize of the dequantized floats misses such ties by an ulp, each kernel its own way:
+    LRASPP 37.9 dB between the two). Within one output step of onnxruntime's float path."""
+    s, zp = np.float32(0.0449), 3
+    nodes = [
+        *_pair("x", "x", "x_dq"),
+        helper.make_node("Resize", ["x_dq", "", "scales"], ["r"], mode="linear"),
+        *_pair("y", "r", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lattice_resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 7, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 14, 18])],
+        [
+            *_params("x", s, zp, np.uint8),
+            *_params("y", s, zp, np.uint8),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    q = np.random.default_rng(10).integers(0, 256, (1, 3, 7, 9))
+    x = ((q - zp) * s).astype(np.float32)
+
+    # the exact bilinear of the integers (ONNX half_pixel, edges clamped), rounded half to even
+    def taps(n):
+        src = np.clip((np.arange(2 * n) + 0.5) / 2 - 0.5, 0, n - 1)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n - 1), src - i0
+
+    (y0, y1, fy), (x0, x1, fx) = taps(7), taps(9)
+    c = (q - zp).astype(np.float64)
+    top = c[:, :, y0][..., x0] * (1 - fx) + c[:, :, y0][..., x1] * fx
+    bottom = c[:, :, y1][..., x0] * (1 - fx) + c[:, :, y1][..., x1] * fx
+    exact = top * (1 - fy)[:, None] + bottom * fy[:, None]
+    assert np.sum(exact % 1 == 0.5) > 20  # tie-dense
+    expected = ((np.clip(np.rint(exact) + zp, 0, 255) - zp) * s).astype(np.float32)
+    res = harness_convert(model, keep_io_layout=True)
+    assert "RESIZE_BILINEAR" in res.report["tflite_ops"]
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["y"], expected)
+    basic = run_ort(model, {"x": x}, BASIC)["y"]
+    assert np.abs(basic - expected).max() <= s * (1 + 1e-5)

@@ -9,6 +9,10 @@ int32 (``qlinear.split_plan``), so the only rounding is the conversion to float 
 scaling, which onnxruntime performs identically. DynamicQuantizeMatMul first quantizes A as
 DynamicQuantizeLinear does (uint8, scale over [min(0, min A), max(0, max A)] / 255,
 round-half-even).
+
+In a graph these run as float ops (rewrite ``float_carried_integers``, ``float_carried.py``):
+the same quantization, bit for bit, and a float32 accumulation of the exact integer products;
+the exact lowerings below remain for ``--disable-rewrite float_carried_integers``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .qlinear import (
     digit_plan,
     split_digits,
 )
+from .quantize import nonzero_range
 
 
 def _scaled(ctx, acc, scale, bias_idx: int):
@@ -52,10 +57,13 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     dtypes=INT8_TYPES,
     dtype_inputs=(0, 1, 4, 5),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
-    notes="exact int32 accumulation (digit split beyond 2**24), then "
-    "float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, per-column B; "
-    "error bound vs onnxruntime: accumulator 0, output the same float32 roundings "
-    "(<= 1 ulp each for the int32->float conversion, the product and the bias add)",
+    notes="float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, "
+    "per-column B; by default (rewrite float_carried_integers) a float32 accumulation of the "
+    "exact integer products: error vs onnxruntime <= gamma_K * a_scale * b_scale * "
+    "sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24; 0 while partial sums "
+    "stay below 2**24) plus the output's "
+    "float32 roundings; with the rewrite off: exact int32 accumulation (digit split beyond "
+    "2**24), accumulator error 0",
     extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
 )
 def lower_matmul_integer_to_float(ctx):
@@ -99,9 +107,7 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     lo = e.reduce("REDUCE_MIN", x, axes, per_row, "min")
     hi = e.op("MAXIMUM", hi, zero, hint="hi")
     lo = e.op("MINIMUM", lo, zero, hint="lo")
-    spread = e.op("SUB", hi, lo, hint="range")
-    empty = e.op("EQUAL", spread, zero, hint="empty", dtype=np.bool_)
-    spread = e.op("SELECT_V2", empty, e.const(1.0, hint="one"), spread, hint="range_nz")
+    spread = nonzero_range(ctx, e.op("SUB", hi, lo, hint="range"))
     scale = e.op("DIV", spread, e.const(255.0, hint="q_span"), hint="a_scale")
     initial = e.op("SUB", zero, e.op("DIV", lo, scale, hint="min_scaled"), hint="zp0")
     zp = e.op(
@@ -110,8 +116,14 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
         e.const(255.0, hint="zp_max"),
         hint="zp_hi",
     )
-    zp = e.op("ROUND", zp, hint="zp_round")
-    q = e.op("ROUND", e.op("DIV", x, scale, hint="a_div"), hint="a_round")
+    zp = e.op("ROUND", zp, dtype=np.float32, hint="zp_round")
+    q = e.op(
+        "ROUND",
+        e.op("DIV", x, scale, hint="a_div"),
+        shape=x.shape,
+        dtype=np.float32,
+        hint="a_round",
+    )
     q = e.op("ADD", q, zp, hint="a_zp")
     q = e.op("MAXIMUM", q, zero, hint="a_lo")
     q = e.op("MINIMUM", q, e.const(255.0, hint="qmax"), hint="a_hi")
@@ -135,10 +147,12 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
         "CAST",
         "MUL",
     ),
-    notes="A quantized like DynamicQuantizeLinear (uint8), exact int32 accumulation (digit "
-    "split beyond 2**24), float(acc) * (a_scale * b_scale) + bias like onnxruntime; error "
-    "bound vs onnxruntime: the float32 roundings of the output, plus one quantization step "
-    "of A (a_scale * |b|) where x / a_scale lands on a rounding tie",
+    notes="A quantized as onnxruntime does (uint8, bit-identical: x / scale rounded half to "
+    "even), float(acc) * (a_scale * b_scale) + bias; by default (rewrite "
+    "float_carried_integers) a float32 accumulation: error vs onnxruntime <= gamma_K * "
+    "a_scale * b_scale * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24) "
+    "plus the output's float32 "
+    "roundings; with the rewrite off: exact int32 accumulation (digit split beyond 2**24)",
     extra_check=_dqmm_check,
 )
 def lower_dynamic_quantize_matmul(ctx):

@@ -118,9 +118,11 @@ def _bias(ctx, channels: int):
         "CONCATENATION",
         "MUL",
         "DEQUANTIZE",
+        "CAST",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
-    "3-D only with group=1; on a Q/DQ lattice with int8 weights: integer sums, one MUL",
+    "3-D only with group=1; on a Q/DQ lattice with int8 weights: exact integer sums (one "
+    "conv per weight digit past 2**24), one MUL",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):
@@ -149,7 +151,7 @@ def _conv_2d(ctx):
     if not one_d and not (depthwise and kernel[0] * kernel[1] > MAX_DEPTHWISE_TAPS):
         lattice = integer_conv(ctx, o)
     if lattice is not None:
-        _integer_conv_2d(ctx, lattice, w_layout, (kernel, strides, dilations, pads), depthwise)
+        lattice.emit_2d(ctx, w_layout, (kernel, strides, dilations, pads), depthwise)
         return
     trim = _trim_dead_taps(ctx, kernel, dilations, pads)
     if trim is not None:
@@ -192,33 +194,6 @@ def _conv_2d(ctx):
         e.op("CONV_2D", x, filt, _bias(ctx, o), out=out, **options)
     if one_d:
         e.reshape(out, out=final)
-
-
-def _integer_conv_2d(ctx, lattice, w_layout, geometry, depthwise):
-    """The conv on the lattice's integers (lowering/conv_lattice.py), then one MUL by sx*sw
-    per output channel. Zero padding is the centred value of the real zero: same sums."""
-    e = Emitter(ctx)
-    kernel, strides, dilations, pads = geometry
-    x_shape, o = ctx.shape(0), ctx.shape(1)[0]
-    n, c = x_shape[0], x_shape[1]
-    spatial = list(x_shape[2:])
-    filt = lattice.filter(ctx, w_layout)
-    x = lattice.centred
-    out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
-    mode = padding_mode(pads, spatial, kernel, strides, dilations)
-    if mode is None:
-        x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
-        mode = "VALID"
-    options = conv2d_options(mode, strides, dilations)
-    acc = ctx.temp(np.float32, (n, *out_hw, o), "integer_sum")
-    inputs = [x, filt, lattice.bias_tensor(ctx)]
-    if depthwise:
-        e.op("DEPTHWISE_CONV_2D", *inputs, out=acc, depth_multiplier=o // c, **options)
-    else:
-        e.op("CONV_2D", *inputs, out=acc, **options)
-    final = ctx.output(0)
-    lattice.rescale(ctx, acc, final)
-    ctx.driver.integer_sums[id(final)] = (acc, lattice.scale, ctx.out_layout(0))
 
 
 # A conv whose taps mostly read zero padding (an atrous conv with a dilation close to the map

@@ -11,6 +11,7 @@ import numpy as np
 from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
+from .conv_lattice import integer_dense, integer_product
 from .emit import Emitter
 
 
@@ -201,12 +202,15 @@ def _add_c(ctx, product, beta: float):
     "Gemm",
     _accepting_inner(_inner_ok_gemm),
     dtype_inputs=(0, 1),
-    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "MUL", "ADD"),
-    notes="constant B -> FULLY_CONNECTED (alpha, beta*C folded); runtime B -> BATCH_MATMUL",
+    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "MUL", "ADD", "DEQUANTIZE", "CAST"),
+    notes="constant B -> FULLY_CONNECTED (alpha, beta*C folded); runtime B -> BATCH_MATMUL; "
+    "on a Q/DQ lattice with int8 weights: exact integer sums (QGemm's), one MUL",
     accepts_inner=_inner_ok_gemm,
 )
 def lower_gemm(ctx):
     e = Emitter(ctx)
+    if integer_dense(ctx):  # Q/DQ lattice operands (lowering/conv_lattice.py)
+        return
     alpha = float(ctx.attr("alpha", 1.0))
     beta = float(ctx.attr("beta", 1.0))
     trans_a, trans_b = bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0))
@@ -251,13 +255,27 @@ def lower_gemm(ctx):
     "MatMul",
     _matmul_policy(_accepting_inner(_inner_ok_matmul)),
     dtype_inputs=(0, 1),
-    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "RESHAPE"),
+    tflite_ops=(
+        "FULLY_CONNECTED",
+        "BATCH_MATMUL",
+        "RESHAPE",
+        "DEQUANTIZE",
+        "MUL",
+        "ADD",
+        "CAST",
+        "FLOOR",
+        "SUB",
+        "TRANSPOSE",
+    ),
     notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with batch broadcasting; "
-    "1-D operands are promoted and squeezed as numpy.matmul does",
+    "1-D operands are promoted and squeezed as numpy.matmul does; on Q/DQ lattices (int8 "
+    "weights, or two activations): exact integer sums (QLinearMatMul's), one MUL",
     accepts_inner=_inner_ok_matmul,
 )
 def lower_matmul(ctx):
     e = Emitter(ctx)
+    if integer_dense(ctx) or integer_product(ctx):  # Q/DQ lattices (lowering/conv_lattice.py)
+        return
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
     x, y = ctx.input(0), ctx.input(1)
     if len(a_shape) == 1:

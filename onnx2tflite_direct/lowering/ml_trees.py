@@ -1,25 +1,39 @@
 """Tree ensembles (ai.onnx.ml TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble v5).
 
-How the trees run: two strategies, chosen per model by a cost model measured on LiteRT's CPU
-kernels (``choose_strategy``; ``benchmarks/bench_trees.py`` has the figures).
+How the trees run: three strategies, chosen per model by a cost model of LiteRT's CPU kernels
+(``choose_strategy``: the estimated time of each, from per-element costs measured on LiteRT;
+``benchmarks/bench_trees.py`` has the figures: ``--kernels`` the per-element costs,
+``--strategy all`` every strategy on the benchmark models). LiteRT has no pointer-chasing
+kernel: its GATHER copies element by element (about 2.1 ns an element), while deciding a split
+with a comparison and a SELECT_V2 costs a sixth of that, so the rule is to GATHER as little as
+possible.
 
-* Traversal (the usual choice): level by level, one int32 record per node (feature,
-  threshold bits, children) is GATHERed for every tree (one 16-byte row, then TRANSPOSE and
-  UNPACK into four contiguous fields), the feature value GATHERed from the ``[N, F]`` input,
-  compared, and the child picked with SELECT_V2. Trees sorted by depth leave
-  the working set once they reach their leaves, so the work is the sum of the tree depths.
-  NaN routing (``nodes_missing_value_tracks_true``) costs nothing per level: a tracking node
-  reads a copy of the input whose NaNs are replaced by the value its comparison sends true.
-  Needs one branch mode among LEQ/LT/GTE/GT and finite thresholds.
-* All splits at once (mixed modes, EQ/NEQ/MEMBER, or tiny trees): every node's comparison is
-  evaluated in one pass (GATHER of features, one comparison per mode, BRANCH_MEMBER as a padded
-  set comparison), SELECT_V2 gives ``next[N, node]``, then one batched GATHER per level walks
-  all trees.
+* Grid (``ml_tree_grid``; LEQ/LT/GTE/GT in any mix, any thresholds but NaN): every split is
+  decided at once by one broadcast LESS_EQUAL of feature views against a threshold grid, a
+  SELECT_V2 gives every node's next node, and the walk is one GATHER per tree and level. Its
+  cost grows with the node count: the choice for boosted trees (LightGBM, XGBoost, sklearn
+  gradient boosting), whose trees have few nodes for their depth.
+* Traversal (one mode among LEQ/LT/GTE/GT, finite thresholds): level by level, one int32 record
+  per node (feature, threshold bits, children) is GATHERed for every tree (one 16-byte row,
+  then TRANSPOSE and UNPACK into four contiguous fields), the feature value GATHERed from the
+  ``[N, F]`` input, compared, and the child picked with SELECT_V2: about three times the grid's
+  cost per tree and level, but nothing per node, so the choice for deep full trees (random
+  forests of depth 8: 200+ nodes a tree against 8 levels). NaN routing
+  (``nodes_missing_value_tracks_true``) costs nothing per level: a tracking node reads a copy
+  of the input whose NaNs are replaced by the value its comparison sends true.
+* All splits at once (EQ/NEQ/MEMBER, NaN thresholds): every node's comparison is evaluated in
+  one pass (GATHER of features, one comparison per mode, BRANCH_MEMBER as a padded set
+  comparison), SELECT_V2 gives ``next[N, node]``, then one batched GATHER per level walks all
+  trees.
 
-LiteRT has no pointer-chasing kernel: its GATHER copies element by element, which bounds both
-strategies (two GATHERed elements per tree and level). The GEMM formulation (node comparisons,
-path matrix, leaf selection) is not used: its multiply-adds grow as ``nodes x leaves`` per tree
-(a depth-8 tree: about 65,000 per sample, 6.5 million for 100 trees).
+In the grid and the traversal, trees sorted by depth leave the working set once they reach
+their leaves, so the walk costs the sum of the tree depths, not trees x deepest tree. The GEMM
+formulation (node comparisons, path matrix, leaf selection) is not used: its multiply-adds grow
+as ``nodes x leaves`` per tree (a depth-8 tree: about 65,000 per sample, 6.5 million for 100
+trees; a 31-leaf LightGBM tree about 900, 450,000 for 500 trees, where LiteRT's BATCH_MATMUL
+of 500 small matrices costs 0.08 to 0.11 ns a multiply-add: 40 to 50 us, more than the whole
+grid strategy's time for that model), and its node values would still need one GATHER per
+split to line them up tree by tree.
 
 Leaf weights are GATHERed and reduced over the trees (SUM / REDUCE_MIN / REDUCE_MAX), then base
 values, the aggregate's scaling and onnxruntime's post transform and label rules apply.
@@ -69,6 +83,15 @@ from .ml_forest import (
     parse_v5,
     threshold32,
 )
+from .ml_tree_grid import (
+    GATHER_NS,
+    OP_NS,
+    cost_rows,
+    grid_ns,
+    grid_supported,
+    plan_grid,
+    walk_grid,
+)
 
 _CMP = {
     "BRANCH_LEQ": "LESS_EQUAL",
@@ -81,6 +104,8 @@ _CMP = {
 INPUT_DTYPES = ("float32", "int32", "int64")
 TREE_OPS = (
     "GATHER",
+    "NEG",
+    "RESHAPE",
     "TRANSPOSE",
     "UNPACK",
     "BITCAST",
@@ -97,7 +122,8 @@ TREE_OPS = (
 )
 TREE_NOTES = (
     "every aggregate_function, post_transform, branch mode, missing-value track and base "
-    "value; level-by-level traversal or all splits at once, chosen by a measured cost model"
+    "value; a comparison grid + one GATHER per tree level, a level-by-level traversal, or all "
+    "splits at once, chosen by a cost model measured on LiteRT (benchmarks/bench_trees.py)"
 )
 V5_NOTES = TREE_NOTES + (
     "; BRANCH_MEMBER as a padded set comparison; post_transform 1/2 read as onnxruntime does "
@@ -198,7 +224,10 @@ def walk(ctx, x, forest: Forest):
 
     split_set = set(splits)
     true_tab, false_tab = child_table("true"), child_table("false")
-    strategy = choose_strategy(forest, x.shape[0], len(order))
+    strategy, plan = choose_strategy(forest, x.shape[0], n_feat)
+    ctx.note(f"trees walked by the {strategy} strategy (lowering/ml_trees.py)")
+    if strategy == "grid":
+        return walk_grid(ctx, x, forest, plan)
     if strategy == "traverse":
         return _walk_levels(ctx, x, forest, order, pos, true_tab, false_tab), order
     n = x.shape[0]
@@ -228,7 +257,8 @@ def walk(ctx, x, forest: Forest):
 
 # A SPLIT_V costs about as much as walking this many trees one level (bench_trees.py).
 MIN_SAVED_TREE_LEVELS = 24
-# Forced strategy for benchmarks ("all_splits" | "traverse"); None = choose.
+# Forced strategy for benchmarks and tests ("grid" | "traverse" | "all_splits", each where it
+# applies, else the next that does); None = choose.
 STRATEGY: str | None = None
 _NAN_TRUE = {"BRANCH_LEQ": -np.inf, "BRANCH_LT": -np.inf, "BRANCH_GTE": np.inf, "BRANCH_GT": np.inf}
 
@@ -242,18 +272,37 @@ def traversable(forest: Forest) -> bool:
     return all(np.isfinite(n.threshold) for n in forest.nodes if isinstance(n, Split))
 
 
-def choose_strategy(forest: Forest, rows: int, n_nodes: int) -> str:
-    """Relative per-sample cost of the two strategies, fitted to bench_trees.py runs: a
-    traversal level costs about 8 units per active tree (two element-wise GATHERs dominate);
-    evaluating every split about 5 per node plus 4 per tree and level for the walk."""
-    if STRATEGY is not None:
-        return STRATEGY if STRATEGY == "all_splits" or traversable(forest) else "all_splits"
-    if not traversable(forest):
-        return "all_splits"
-    depths = forest.tree_depths()
-    traverse = 8 * sum(depths)
-    all_splits = 5 * n_nodes + 4 * len(depths) * max(depths)
-    return "traverse" if traverse <= all_splits else "all_splits"
+# Nanoseconds per tree and level of the traversal on LiteRT's CPU kernels (a 16-byte record
+# GATHER, TRANSPOSE and UNPACK, a feature GATHER, a comparison and a SELECT_V2), and its
+# operators per level (bench_trees.py --kernels: benchmarks/results/trees_kernels.json).
+TRAVERSE_LEVEL_NS = 6.2
+TRAVERSE_LEVEL_OPS = 7
+
+
+def traverse_ns(depths: list[int], rows: int) -> float:
+    """Estimated LiteRT time of the traversal for ``rows`` samples (its levels, its leaf
+    GATHER, its operators)."""
+    per_row = TRAVERSE_LEVEL_NS * sum(depths) + GATHER_NS * len(depths)
+    return rows * per_row + OP_NS * TRAVERSE_LEVEL_OPS * max(depths)
+
+
+def choose_strategy(forest: Forest, rows: int, n_features: int):
+    """(strategy, grid plan or None): the cheaper of ``grid`` and ``traverse`` by their
+    estimated LiteRT time (``grid_ns`` / ``traverse_ns``: per-element costs measured on
+    LiteRT's kernels); ``all_splits`` where neither applies (EQ/NEQ/MEMBER, NaN thresholds).
+    The estimate sees only whether ``rows`` is 1 (``cost_rows``), so a model lowered at two
+    sample batch sizes (a dynamic batch) makes the same choice at both."""
+    grid_ok, traverse_ok = grid_supported(forest), traversable(forest)
+    if STRATEGY == "all_splits" or not grid_ok:
+        return ("traverse" if traverse_ok and STRATEGY != "all_splits" else "all_splits"), None
+    if STRATEGY == "traverse" and traverse_ok:
+        return "traverse", None
+    plan = plan_grid(forest, n_features, rows)
+    if STRATEGY is None and traverse_ok:
+        depths, r = forest.tree_depths(), cost_rows(rows)
+        if traverse_ns(depths, r) < grid_ns(plan, depths, r):
+            return "traverse", None
+    return "grid", plan
 
 
 def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
@@ -340,7 +389,7 @@ def leaf_tables(forest: Forest, order, first_only: bool):
     tmax = np.full(shape, -np.inf)
     has = np.zeros(shape, bool)
     for p, i in enumerate(order):
-        node = forest.nodes[i]
+        node = forest.nodes[i] if i is not None else None
         if not isinstance(node, Leaf):
             continue
         entries = node.weights[:1] if first_only else node.weights

@@ -17,6 +17,7 @@ from ..policies import channel_last
 from ..registry import attr_in, lowering
 from .common import padding_mode, pool_window_geometry
 from .emit import Emitter
+from .lattice_moves import dequantized_non_negative
 from .pool3d import lower_pool_nd
 
 
@@ -95,7 +96,10 @@ NON_NEGATIVE_OPS = {"RELU", "RELU6", "RELU_0_TO_1", "LOGISTIC"}
 
 
 def _non_negative(ctx, x) -> bool:
-    """Is ``x`` produced by an op whose output is >= 0 (checked on the ops emitted so far)?"""
+    """Is ``x`` produced by an op whose output is >= 0 (checked on the ops emitted so far), or
+    dequantized from a lattice that starts at 0 (a ReLU's Q/DQ pair: lattice_moves.py)?"""
+    if dequantized_non_negative(ctx, ctx.node.inputs[0]):
+        return True
     for op in reversed(ctx.driver.sub.operators):
         if any(t is x for t in op.outputs):
             return op.opcode in NON_NEGATIVE_OPS or op.options.get("fused_activation_function") in (

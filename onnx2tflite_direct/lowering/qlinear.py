@@ -14,6 +14,12 @@ accumulator is therefore exact (bit-identical to onnxruntime's) for K up to 2**1
 weights, at the cost of one matmul/conv per digit (2 for K <= 8192 with int8 weights);
 beyond that the reduction is refused.
 
+This exact path is what an integer result needs (an int32 graph output, an integer reader).
+When the accumulator is only converted to float (quantize_dynamic's ``MatMulInteger -> Cast ->
+Mul``), the rewrite ``float_carried_integers`` (``float_carried.py``) runs the chain as float
+ops instead and these lowerings see no such node: "an int32 product that becomes float right
+after needs no bit-exact float32 accumulation" (error bound in ``docs/ops.md``).
+
 Requantization follows onnxruntime (MlasRequantizeOutput): ``multiplier = a_scale * b_scale /
 y_scale`` in float32 (float16 scales: each step rounded to float16, as the ONNX reference
 computes it), ``y = saturate(round_half_even(float(acc) * multiplier) + y_zp)``.
@@ -31,9 +37,9 @@ from .common import conv2d_options, padding_mode, spatial_pads
 from .conv import DEPTHWISE_2D
 from .elementwise import dtype_name
 from .emit import Emitter
+from .integer_digits import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES, requantize
 
-EXACT_FLOAT_SUM = 2**24
 INT8_TYPES = ("uint8", "int8")
 SCALE_TYPES = ("float32", "float16")
 
@@ -82,49 +88,6 @@ def split_plan(node, graph, k: int, pairs, bias_idx: int | None = None) -> tuple
     if bias is not None:
         bias_max = int(np.max(np.abs(np.asarray(bias.const, np.int64)), initial=0))
     return digit_plan(k, a_max, b_max, bias_max)
-
-
-def digit_plan(k: int, a_max: int, b_max: int, bias_max: int = 0) -> tuple[int, int] | None:
-    """:func:`split_plan` from the bounds: K products of |a| <= a_max and |b| <= b_max."""
-    if k * a_max * b_max + bias_max < EXACT_FLOAT_SUM:
-        return 1, 0
-    for bits in range(7, 0, -1):
-        if k * (1 << bits) * b_max < EXACT_FLOAT_SUM:
-            digits = 1
-            while (1 << (bits * digits)) <= a_max:
-                digits += 1
-            return max(digits, 2), bits  # (a bias alone can push one reduction over)
-    return None
-
-
-def split_digits(ctx, a, digits: int, bits: int):
-    """Exact base-2**bits digits of the float32 integer tensor ``a`` (lowest first; the top
-    digit keeps the sign): ``a = sum_k d_k * 2**(bits * k)``."""
-    e = Emitter(ctx)
-    out = []
-    step = e.const(float(1 << bits), hint="digit_base")
-    inv = e.const(1.0 / (1 << bits), hint="digit_inv")
-    for k in range(digits - 1):
-        high = e.op("FLOOR", e.op("MUL", a, inv, hint=f"a_div{k}"), hint=f"a_high{k}")
-        out.append(e.op("SUB", a, e.op("MUL", high, step, hint=f"a_up{k}"), hint=f"a_digit{k}"))
-        a = high
-    out.append(a)
-    return out
-
-
-def combine_digits(ctx, partials, bits: int, bias=None):
-    """Exact int32 sum of ``partial_k * 2**(bits * k)`` (+ an int32 bias): each partial is an
-    exact float32 integer below 2**24."""
-    e = Emitter(ctx)
-    acc = None
-    for k, p in enumerate(partials):
-        t = e.cast(p, np.int32, f"partial{k}")
-        if k:
-            t = e.op("MUL", t, e.const(1 << (bits * k), np.int32, "weight"), hint=f"partial{k}_w")
-        acc = t if acc is None else e.op("ADD", acc, t, hint=f"acc{k}")
-    if bias is not None:
-        acc = e.op("ADD", acc, bias, hint="acc_bias")
-    return acc
 
 
 def _dtype_problem(node, graph, quantized, scales=()) -> str | None:
@@ -259,7 +222,11 @@ def _as_float(ctx, acc):
     dtype_inputs=(0, 1, 2, 3),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "RESHAPE", "FLOOR", "MUL", "ADD"),
     notes="exact (int32-identical) accumulation: float32 partial sums below 2**24, splitting a "
-    "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24",
+    "into digits when K * max|a - a_zp| * max|b - b_zp| >= 2**24"
+    "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
+    "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
+    "gamma_K * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24), "
+    "0 while partial sums stay below 2**24",
     extra_check=_matmul_check(0, 2, 1, 3, per_tensor=(2,), per_column=(3,)),
 )
 def lower_matmul_integer(ctx):
@@ -368,7 +335,16 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         if mode is None:
             operand = e.pad(operand, [(0, 0), pads[0], pads[1], (0, 0)])
         bias_t = ctx.const_tensor(np.asarray(bias_values, np.float32).reshape(o), "bias")
-        return e.op(opcode, operand, filt, bias_t, shape=(n, *out_hw, o), hint=hint, **options)
+        return e.op(
+            opcode,
+            operand,
+            filt,
+            bias_t,
+            shape=(n, *out_hw, o),
+            dtype=np.float32,
+            hint=hint,
+            **options,
+        )
 
     if digits == 1:
         return conv(x, np.zeros(o) if bias is None else bias, "acc")
@@ -402,7 +378,12 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         "MUL",
         "ADD",
     ),
-    notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)",
+    notes="1-D/2-D; exact accumulation (digit split when the reduction can reach 2**24)"
+    "; read only as float (a Cast to float32: quantize_dynamic's chains), float32 "
+    "accumulation by the rewrite float_carried_integers: error vs onnxruntime <= "
+    "gamma_K * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24, "
+    "K = C / group * kernel size), "
+    "0 while partial sums stay below 2**24",
     extra_check=_conv_check(0, 2, 1, 3, (), (2,), (3,)),
 )
 def lower_conv_integer(ctx):

@@ -36,6 +36,7 @@ from ..policies import PASSTHROUGH, keep_rank
 from ..registry import FLOAT, lowering
 from .elementwise import dtype_name
 from .emit import Emitter
+from .lattice_moves import on_lattice
 
 # Integer ranges of the quantized types TFLite can compute with.
 QUANT_RANGES = {
@@ -45,6 +46,9 @@ QUANT_RANGES = {
     "int16": (-32768, 32767),
 }
 DEQUANT_INPUTS = (*QUANT_RANGES, "int32")
+# A QuantizeLinear of a constant is computed at conversion time (_quantize_constant); the
+# switch is for benchmarks/bench_qdq_lattice.py.
+QUANTIZE_CONSTANTS = True
 # DEQUANTIZE builtin input types (int16 needs zero point 0).
 DEQUANTIZE_BUILTIN = ("uint8", "int8", "int16")
 
@@ -146,7 +150,7 @@ def requantize(ctx, value: tfl.Tensor, zp: tfl.Tensor | None, out: tfl.Tensor, s
     divided or multiplied by the scale)."""
     e = Emitter(ctx)
     lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
-    t = e.op("ROUND", value, hint=f"{scale_hint}_round")
+    t = e.op("ROUND", value, dtype=np.float32, hint=f"{scale_hint}_round")
     if zp is not None:
         t = e.op("ADD", t, zp, hint=f"{scale_hint}_zp")
     t = e.op("MAXIMUM", t, e.const(lo, hint="qmin"), hint=f"{scale_hint}_lo")
@@ -203,12 +207,19 @@ def _quantize_check(node, graph):
     tflite_ops=("DIV", "MUL", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
     notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 x and "
     "scale; exact: x / scale rounded half to even, + zero point, saturated (after a Conv on "
-    "a Q/DQ lattice: its integer sums times QLinearConv's multiplier)",
+    "a Q/DQ lattice: its integer sums times QLinearConv's multiplier; of a value already on "
+    "the lattice, moved by Reshape/Transpose/MaxPool...: no clamp, its DequantizeLinear is "
+    "that value)",
     extra_check=_quantize_check,
 )
 def lower_quantize_linear(ctx):
     e = Emitter(ctx)
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
+    known = ctx.const(0) is not None and zp_value is not None and ctx.const(1) is not None
+    known = known and QUANTIZE_CONSTANTS
+    if known and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
+        _quantize_constant(ctx, zp_value)
+        return
     scaled = _integer_sums_scaled(ctx)
     if scaled is None:
         scaled = e.op("DIV", ctx.input(0), broadcast_param(ctx, 1, 0), hint="scaled")
@@ -223,15 +234,43 @@ def lower_quantize_linear(ctx):
     out = ctx.output(0)
     lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
     zp = _param_array(ctx, zp_value, 0, np.float32)
-    t = e.op("ROUND", scaled, hint="q_round")
-    t = e.op("MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), hint="q_lo")
-    centred = e.op("MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), hint="q_hi")
+    key = _params_key(ctx)
+    t = e.op("ROUND", scaled, dtype=np.float32, hint="q_round")
+    if on_lattice(ctx, key, dtype_name(out.dtype)):
+        # x is already on this lattice (lowering/lattice_moves.py): nothing to saturate, and
+        # a DequantizeLinear on it gives x back
+        centred = t
+        ctx.driver.lattice_values[id(out)] = ctx.input(0)
+    else:
+        t = e.op("MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), hint="q_lo")
+        centred = e.op("MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), hint="q_hi")
     t = e.op("ADD", centred, ctx.const_tensor(zp, "zp"), hint="q_zp") if zp.any() else centred
     if tuple(t.shape) != tuple(out.shape):
         t = e.reshape(t, out.shape, "q_shaped")
     e.op("CAST", t, out=out)
-    key = _params_key(ctx)
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
+
+
+def _quantize_constant(ctx, zp_value) -> None:
+    """A constant x (quantize_static quantizes Constant-node scalars as activations: MiniLM's
+    attention scale and Erf constants, 18 of them, 7 run-time ops each) quantized at conversion
+    time with the same float32 steps as the run-time form (x / scale correctly rounded,
+    rounded half to even, saturated); its DequantizeLinear on the same lattice is a constant
+    too (lattice_values), as is the integer twin a lattice Conv/MatMul would read."""
+    lay = ctx.in_layout(0)
+    out_dtype = ctx.driver.value(ctx.node.outputs[0]).dtype
+    lo, hi = QUANT_RANGES[dtype_name(out_dtype)]
+    scale = _param_array(ctx, ctx.const(1), 0, np.float32)
+    zp = _param_array(ctx, zp_value, 0, np.float32)
+    x = lay.apply(np.asarray(ctx.const(0), np.float32))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        centred = np.clip(np.rint(x / scale), lo - zp, hi - zp).astype(np.float32)
+    quantized = ctx.const_tensor((centred + zp).astype(out_dtype), "quantized")
+    ctx.alias_output(0, quantized, lay)
+    twin = ctx.const_tensor(centred, "centred")
+    ctx.driver.lattice_twins[id(quantized)] = (twin, lay, _params_key(ctx))
+    value = (centred * scale).astype(np.float32)
+    ctx.driver.lattice_values[id(quantized)] = ctx.const_tensor(value, "dequantized")
 
 
 def _integer_sums_scaled(ctx):
@@ -365,6 +404,10 @@ def _dequantize_twin(ctx) -> bool:
     centred, layout, key = twin
     if layout != ctx.in_layout(0) or key != _params_key(ctx):
         return False
+    value = ctx.driver.lattice_values.get(id(src))
+    if value is not None and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
+        ctx.alias_output(0, value, layout)  # the Q's input, already on the lattice
+        return True
     product = e.op("MUL", centred, broadcast_param(ctx, 1, 0), hint="dequantized")
     out = ctx.output(0)
     e.reshape(product, out.shape, out=out)
@@ -414,6 +457,25 @@ def _dynamic_policy(node, ins, graph, drv=None):
 _dynamic_policy.hint = PASSTHROUGH
 
 
+# 2**127, the largest power of two in float32: ``r * 2**127 >= 1`` for every ``r >= 2**-127``.
+ZERO_RANGE_GAIN = float(2.0**127)
+
+
+def nonzero_range(ctx, spread: tfl.Tensor, hint: str = "range") -> tfl.Tensor:
+    """``spread``, or 255 where it is 0, so that ``spread / 255`` is onnxruntime's scale
+    (``GetQuantizationParameter``: 1.0 when max == min). Arithmetic instead of EQUAL +
+    SELECT_V2, which XNNPACK does not take (each cut the graph into another partition):
+    ``max(1 - spread * 2**127, 0)`` is 1 for 0 and 0 for every spread >= 2**-127 (a range
+    below that, ~5.9e-39, would get a scale between the two)."""
+    e = Emitter(ctx)
+    zero = e.const(0.0, hint="zero")
+    lifted = e.op("MUL", spread, e.const(ZERO_RANGE_GAIN, hint="gain"), hint="lifted")
+    empty = e.op("SUB", e.const(1.0, hint="one"), lifted, hint=f"{hint}_empty_raw")
+    empty = e.op("MAXIMUM", empty, zero, hint=f"{hint}_empty")
+    pad = e.op("MUL", empty, e.const(255.0, hint="q_span"), hint=f"{hint}_pad")
+    return e.op("ADD", spread, pad, hint=f"{hint}_nz")
+
+
 @lowering(
     "DynamicQuantizeLinear",
     _dynamic_policy,
@@ -425,15 +487,16 @@ _dynamic_policy.hint = PASSTHROUGH
         "MAXIMUM",
         "MINIMUM",
         "SUB",
+        "MUL",
         "DIV",
-        "EQUAL",
-        "SELECT_V2",
         "ROUND",
         "ADD",
         "CAST",
     ),
-    notes="uint8; scale = (max(0, max x) - min(0, min x)) / 255 (1/255 when the range is 0, "
-    "as the ONNX reference)",
+    notes="uint8, computed as onnxruntime does: scale = (max(0, max x) - min(0, min x)) / 255 "
+    "(1.0 when the range is 0), zero point round(clamp(-min / scale, 0, 255)), "
+    "y = saturate(round_half_even(x / scale) + zp), bit-identical; read by MatMulInteger / "
+    "ConvInteger, y and the zero point are carried as float32 (rule float_carried_integers)",
 )
 def lower_dynamic_quantize_linear(ctx):
     e = Emitter(ctx)
@@ -442,9 +505,7 @@ def lower_dynamic_quantize_linear(ctx):
     zero = e.const(0.0, hint="zero")
     hi = e.op("MAXIMUM", e.reduce("REDUCE_MAX", x, axes, False, "max"), zero, hint="hi")
     lo = e.op("MINIMUM", e.reduce("REDUCE_MIN", x, axes, False, "min"), zero, hint="lo")
-    spread = e.op("SUB", hi, lo, hint="range")
-    empty = e.op("EQUAL", spread, zero, hint="empty", dtype=np.bool_)
-    spread = e.op("SELECT_V2", empty, e.const(1.0, hint="one"), spread, hint="range_nz")
+    spread = nonzero_range(ctx, e.op("SUB", hi, lo, hint="range"))
     scale_out = ctx.output(1) if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] else None
     scale = e.op("DIV", spread, e.const(255.0, hint="q_span"), hint="scale", out=scale_out)
     # zero point = saturate(round(0 - min / scale)); min <= 0 so the clamp is [0, 255].
@@ -455,7 +516,7 @@ def lower_dynamic_quantize_linear(ctx):
         e.const(255.0, hint="zp_max"),
         hint="zp_hi",
     )
-    zp_f = e.op("ROUND", zp_f, hint="zp_round")
+    zp_f = e.op("ROUND", zp_f, shape=(), dtype=np.float32, hint="zp_round")
     if len(ctx.node.outputs) > 2 and ctx.node.outputs[2]:
         e.op("CAST", zp_f, out=ctx.output(2))
     scaled = e.op("DIV", x, scale, hint="scaled")

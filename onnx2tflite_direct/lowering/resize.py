@@ -21,6 +21,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
+from .conv_lattice import integer_resize_operand, rescale_integer_sums
 from .emit import Emitter
 from .resize_builtins import builtin_flags
 from .resize_reference import (
@@ -279,6 +280,14 @@ def lower_resize(ctx):
     stored = [lay.stored_axis(a) for a in axes]
     rank = len(spec.in_shape)
     if rank == 4 and sorted(stored) == [1, 2] and all(p[1].all() for p in plans.values()):
+        lattice = None
+        if spec.mode == "linear":  # on a Q/DQ lattice: resize the integers (conv_lattice.py)
+            lattice = integer_resize_operand(ctx, [p[0] for p in plans.values()])
+        if lattice is not None:
+            acc = ctx.temp(np.float32, ctx.output(0).shape, "integer_resized")
+            if _try_builtin(ctx, spec, lattice[0], plans, lay, out=acc):
+                rescale_integer_sums(ctx, acc, lattice[1])
+                return
         if _try_replicate(ctx, spec, x, plans, lay) or _try_builtin(ctx, spec, x, plans, lay):
             return
     outside = None
@@ -361,14 +370,22 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     n, ih, iw, c = x.shape
     while s > 1:
         s //= 2
-        copies = e.concat([x] * 4, 3, hint="replicated")
+        copies = e.op(
+            "CONCATENATION",
+            *[x] * 4,
+            shape=(n, ih, iw, 4 * c),
+            dtype=x.dtype,
+            hint="replicated",
+            axis=3,
+            fused_activation_function="NONE",
+        )
         ih, iw = 2 * ih, 2 * iw
         x = ctx.output(0) if s == 1 else ctx.temp(x.dtype, (n, ih, iw, c), "upsampled")
         e.op("DEPTH_TO_SPACE", copies, out=x, block_size=2)
     return True
 
 
-def _try_builtin(ctx, spec, x, plans, lay) -> bool:
+def _try_builtin(ctx, spec, x, plans, lay, out=None) -> bool:
     e = Emitter(ctx)
     if spec.mode == "cubic":
         return False
@@ -382,7 +399,8 @@ def _try_builtin(ctx, spec, x, plans, lay) -> bool:
     if flags is None:
         return False
     size = ctx.const_tensor(np.array([spec.out_shape[h], spec.out_shape[w]], np.int32), "size")
-    e.op(opcode, x, size, out=ctx.output(0), align_corners=flags[0], half_pixel_centers=flags[1])
+    out = ctx.output(0) if out is None else out
+    e.op(opcode, x, size, out=out, align_corners=flags[0], half_pixel_centers=flags[1])
     return True
 
 

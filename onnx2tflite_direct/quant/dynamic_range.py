@@ -19,10 +19,13 @@ HYBRID_WEIGHT_AXIS = {"CONV_2D": 0, "FULLY_CONNECTED": 0, "DEPTHWISE_CONV_2D": 3
 PER_CHANNEL_SCALES_ONLY = {"DEPTHWISE_CONV_2D"}
 
 
-def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
+def quantize_weights_int8(
+    model: tfl.Model, per_channel: bool = True, keep_nodes=frozenset()
+) -> int:
     """Rewrite ``model`` in place; returns how many weight tensors became int8.
 
-    ``per_channel=False`` gives one scale per weight tensor (``--quant-type per-tensor``)."""
+    ``per_channel=False`` gives one scale per weight tensor (``--quant-type per-tensor``);
+    operators of the ONNX nodes in ``keep_nodes`` keep float weights (``--quant-override``)."""
     converted = 0
     for sub in model.subgraphs:
         readers = sub.consumers()  # (only constants' readers are asked for)
@@ -30,7 +33,7 @@ def quantize_weights_int8(model: tfl.Model, per_channel: bool = True) -> int:
         for op in sub.operators:
             axis = HYBRID_WEIGHT_AXIS.get(op.opcode)
             w = op.inputs[1] if axis is not None and len(op.inputs) > 1 else None
-            if not _eligible(w, op, readers):
+            if op.onnx_node in keep_nodes or not _eligible(w, op, readers):
                 continue
             if id(w) not in done:
                 done[id(w)] = hybrid_weight(w, op.opcode, per_channel)

@@ -18,13 +18,16 @@ from .. import tfl
 MIN_ELEMENTS = 64  # smaller constants stay float32 (an extra op would cost more than it saves)
 
 
-def to_float16_weights(model: tfl.Model) -> int:
-    """Rewrite ``model`` in place; returns how many constants became float16."""
+def to_float16_weights(model: tfl.Model, keep_nodes=frozenset()) -> int:
+    """Rewrite ``model`` in place; returns how many constants became float16. Operators of
+    the ONNX nodes in ``keep_nodes`` keep float32 constants (``--quant-override``)."""
     converted = 0
     for sub in model.subgraphs:
         replacement: dict[int, tfl.Tensor] = {}
         dequantize_ops = []
         for op in sub.operators:
+            if op.onnx_node in keep_nodes:
+                continue
             for i, t in enumerate(op.inputs):
                 if not will_be_float16(t):
                     continue

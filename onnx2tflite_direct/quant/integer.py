@@ -33,6 +33,7 @@ from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
 from .integer_fold import fold_affine_constants
 from .integer_plan import (
     FLOAT,
+    INTEGER_PRECISIONS,
     ISOLATED,
     IntegerPlan,
     IntegerQuantSummary,
@@ -61,6 +62,7 @@ def quantize_integer(
     float_heads: bool = False,
     ranges_are_exact: bool = False,
     channel_means: dict[str, np.ndarray] | None = None,
+    overrides=None,
 ) -> IntegerQuantSummary:
     """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
 
@@ -75,12 +77,16 @@ def quantize_integer(
     scales), honoured as given rather than improved like calibrated ranges.
     ``channel_means``: TFLite tensor name -> calibrated mean per channel (last axis); the
     weighted ops reading such a tensor get their bias corrected for the weights' rounding.
+    ``overrides``: ``overrides.Resolved`` (``--quant-override``): nodes kept float, or run at
+    int8 / int16x8 activations whatever ``activations`` says (``IntegerPlan.is16``).
     """
     _check_options(activations, input_dtype, output_dtype)
     sub = model.subgraphs[0]
     folded = 0
     if not ranges_are_exact:  # an imported model's lattices name the tensors they sit on
-        folded = fold_affine_constants(sub, _float_only_nodes(sub, activations == "int16"))
+        keep = _float_only_nodes(sub, activations == "int16", overrides)
+        keep |= _other_width_nodes(sub, activations == "int16", overrides)
+        folded = fold_affine_constants(sub, keep)
     float_heads = float_heads and output_dtype is None and not strict
     plan = IntegerPlan(
         sub,
@@ -90,10 +96,13 @@ def quantize_integer(
         output_dtype,
         float_heads,
         exact=ranges_are_exact,
+        overrides=overrides,
     )
     plan.run()
     plan.summary.folded = folded
-    refused = [f for f in plan.summary.float_ops if f["reason"] != ISOLATED]
+    refused = [
+        f for f in plan.summary.float_ops if f["reason"] != ISOLATED and not f.get("override")
+    ]
     if strict and refused:
         names = ", ".join(sorted({f"{f['op']} ({f['onnx_node']})" for f in refused}))
         raise errors.UnsupportedError(
@@ -104,14 +113,40 @@ def quantize_integer(
     return plan.summary
 
 
-def _float_only_nodes(sub: tfl.Subgraph, int16: bool) -> frozenset[str]:
-    """ONNX nodes with an operator that has no integer kernel: the planner keeps them whole
-    in float, so their operators are not reshaped for integer either."""
-    return frozenset(
-        op.onnx_node
-        for op in sub.operators
-        if op.onnx_node and touches_float(op) and rule_for(op.opcode, int16)[0] is None
-    )
+def _float_only_nodes(sub: tfl.Subgraph, int16: bool, overrides=None) -> frozenset[str]:
+    """ONNX nodes with an operator that has no integer kernel (at the width it runs at), or
+    overridden to float: the planner keeps them whole in float, so their operators are not
+    reshaped for integer either."""
+    found = set()
+    for op in sub.operators:
+        if not (op.onnx_node and touches_float(op)):
+            continue
+        o = overrides.get(op.onnx_node) if overrides else None
+        if o is not None and o.precision == "float":
+            found.add(op.onnx_node)
+            continue
+        width = o.precision == "int16x8" if o and o.precision in INTEGER_PRECISIONS else int16
+        if rule_for(op.opcode, width)[0] is None and rule_for(op.opcode, int16)[0] is None:
+            found.add(op.onnx_node)
+    return frozenset(found)
+
+
+def _other_width_nodes(sub: tfl.Subgraph, int16: bool, overrides) -> frozenset[str]:
+    """Nodes overridden to the other activation width that are not weighted ops: a
+    per-channel MUL/ADD the user asked to run at int16 (say) must not vanish into the int8
+    convolution before it (a weighted op keeps its override when others fold into it)."""
+    if not overrides:
+        return frozenset()
+    other = "int8" if int16 else "int16x8"
+    weighted: set[str] = set()
+    found: set[str] = set()
+    for op in sub.operators:
+        o = overrides.get(op.onnx_node)
+        if o is None or o.precision != other:
+            continue
+        rule = rule_for(op.opcode, False)[0]
+        (weighted if rule is not None and rule.kind == "weighted" else found).add(op.onnx_node)
+    return frozenset(found - weighted)
 
 
 def _check_options(activations, input_dtype, output_dtype) -> None:
@@ -136,8 +171,6 @@ class _Rewrite:
         self.plan, self.per_channel = plan, per_channel
         self.channel_means: dict[str, np.ndarray] = dict(channel_means or {})
         self.sub = plan.sub
-        self.int_dtype = np.dtype(np.int16 if plan.int16 else np.int8)
-        self.int_name = self.int_dtype.name
         self.quantized: dict[int, tfl.Tensor] = {}  # id(float tensor) -> integer twin
         self.requantized: dict[tuple[int, QParams], tfl.Tensor] = {}
         self.constants: dict[tuple, tfl.Tensor] = {}
@@ -150,10 +183,10 @@ class _Rewrite:
             if id(t) in plan.params:
                 q = plan.params[id(t)]
                 keeps_name = not float_users.get(id(t)) and id(plan.producer.get(id(t))) in integer
-                name = t.name if keeps_name else f"{t.name}/{self.int_name}"
+                name = t.name if keeps_name else f"{t.name}/{_dtype(q.int16).name}"
                 self.quantized[id(t)] = tfl.Tensor(
                     name,
-                    self.int_dtype,
+                    _dtype(q.int16),
                     t.shape,
                     quantization=q.quantization(),
                     shape_signature=t.shape_signature,
@@ -187,7 +220,8 @@ class _Rewrite:
                 continue
             if not (is_float_activation(op.inputs[0]) and np.all(np.isfinite(w.data))):
                 continue
-            op.inputs[1] = hybrid_weight(w, op.opcode, self.per_channel)
+            per_channel = self.per_channel(w) if callable(self.per_channel) else self.per_channel
+            op.inputs[1] = hybrid_weight(w, op.opcode, per_channel)
             if op.opcode == "FULLY_CONNECTED":
                 op.options["asymmetric_quantize_inputs"] = True
             correct_bias(op, w, dequantized(op.inputs[1]), self.channel_means, self.plan.producer)
@@ -253,10 +287,14 @@ class _Rewrite:
                 summary.io.append(_io_entry(name, t))
                 continue
             exit_ = tq
+            if tq.dtype != _dtype(plan.int16):  # an overridden op's output: the file's width
+                if tq.name == t.name:
+                    tq.name = f"{t.name}/{tq.dtype.name}"
+                exit_ = self._requantize(t, tq, plan.twins[(id(t), plan.int16)], None, None)
             if plan.output_dtype == "uint8":
-                exit_ = _uint8_twin(tq)
-                tq.name = f"{t.name}/int8"
-                self.sub.operators.append(tfl.Operator("QUANTIZE", [tq], [exit_]))
+                src, exit_ = exit_, _uint8_twin(exit_)
+                src.name = f"{t.name}/int8"
+                self.sub.operators.append(tfl.Operator("QUANTIZE", [src], [exit_]))
                 summary.requantized += 1
             if exit_.name != t.name:  # the interface tensor keeps the model's name
                 exit_.name, t.name = t.name, f"{t.name}/float"
@@ -276,24 +314,26 @@ class _Rewrite:
             )
         shared = shared_inputs(op, rule) if rule.kind == "shared" else ()
         out_q = self.plan.params.get(id(op.outputs[0]))
+        w16 = self.plan.is16(op)
         special = self._weight_and_bias(op, rule)
         for i, t in enumerate(op.inputs):
             if i in special:
                 op.inputs[i] = special[i]
             elif is_float_activation(t):
                 tq = self.quantized[id(t)]
-                if i in shared and self.plan.params[id(t)] != out_q:
-                    tq = self._requantize(t, tq, out_q, op, before)
+                want = out_q if i in shared else self.plan.read_params(op, t)
+                if self.plan.params[id(t)] != want:  # shared scale, or another width
+                    tq = self._requantize(t, tq, want, op, before)
                 op.inputs[i] = tq
             elif is_float_constant(t):
                 q = out_q if (i in shared or rule.kind == "same") else None
-                op.inputs[i] = self._constant(t, q)
+                op.inputs[i] = self._constant(t, q, w16)
         op.outputs[:] = [self.quantized.get(id(t), t) for t in op.outputs]
         if op.opcode == "CONV_2D" and (len(op.inputs) < 3 or op.inputs[2] is None):
             op.inputs[2:] = [self._zero_bias(op, rule)]
         if op.opcode == "DEPTHWISE_CONV_2D" and len(op.inputs) == 3 and op.inputs[2] is None:
             del op.inputs[2]
-        if self.plan.int16:
+        if w16:
             op.options.update(rule.options16)
         after = []
         if id(op) in self.plan.softmax_detours:
@@ -302,7 +342,7 @@ class _Rewrite:
                 f"{final.name}/int16",
                 np.int16,
                 final.shape,
-                quantization=QParams(TWO_POW_M15, 0).quantization(),
+                quantization=QParams(TWO_POW_M15, 0, True).quantization(),
             )
             op.outputs[0] = wide
             after.append(tfl.Operator("QUANTIZE", [wide], [final], onnx_node=op.onnx_node))
@@ -310,29 +350,37 @@ class _Rewrite:
         return [*before, op, *after]
 
     def _requantize(self, t, tq, q: QParams, op, before) -> tfl.Tensor:
+        """``tq`` requantized to ``q`` (another scale, or the other width) by a QUANTIZE
+        before ``op`` (in ``before``), or at the end of the graph (``op`` None: an output)."""
         key = (id(t), q)
         if key not in self.requantized:
             out = tfl.Tensor(
-                f"{tq.name}/requantized", self.int_dtype, t.shape, quantization=q.quantization()
+                f"{tq.name}/requantized", _dtype(q.int16), t.shape, quantization=q.quantization()
             )
-            before.append(tfl.Operator("QUANTIZE", [tq], [out], onnx_node=op.onnx_node))
+            requantize = tfl.Operator("QUANTIZE", [tq], [out], onnx_node=self._node_of(t))
+            if op is None:
+                self.sub.operators.append(requantize)
+            else:
+                requantize.onnx_node = op.onnx_node
+                before.append(requantize)
             self.requantized[key] = out
             self.plan.summary.requantized += 1
         return self.requantized[key]
 
-    def _constant(self, t: tfl.Tensor, q: QParams | None) -> tfl.Tensor:
+    def _constant(self, t: tfl.Tensor, q: QParams | None, int16: bool) -> tfl.Tensor:
         """A float constant read by an integer op as an activation-like operand."""
         if q is None:
-            q = params_from_range(*data_range(t.data), self.plan.int16)
+            q = params_from_range(*data_range(t.data), int16)
         key = (id(t), q)
         if key not in self.constants:
-            info = np.iinfo(self.int_dtype)
+            dtype = _dtype(q.int16)
+            info = np.iinfo(dtype)
             values = np.clip(np.rint(t.data / q.scale) + q.zero_point, info.min, info.max)
             self.constants[key] = tfl.Tensor(
-                f"{t.name}/{self.int_name}",
-                self.int_dtype,
+                f"{t.name}/{dtype.name}",
+                dtype,
                 t.shape,
-                data=np.ascontiguousarray(values.astype(self.int_dtype)),
+                data=np.ascontiguousarray(values.astype(dtype)),
                 quantization=q.quantization(),
             )
         return self.constants[key]
@@ -344,12 +392,16 @@ class _Rewrite:
             t = op.inputs[1]
             if not is_float_constant(t):
                 return {}
-            w, _ = self._weight(t, axis=0, per_channel=False, narrow_dtype=self.int_dtype)
+            narrow = _dtype(self.plan.is16(op))
+            w, _ = self._weight(t, axis=0, per_channel=False, narrow_dtype=narrow)
             return {1: w}
         if rule.kind != "weighted":
             return {}
         w_float = op.inputs[rule.weight]
-        w, w_scale = self._weight(w_float, rule.weight_axis, self.per_channel)
+        # (``per_channel`` may be a predicate on the weight: a pre-quantized model keeps each
+        # weight on its own lattice, ``qdq_import._per_channel_weight``.)
+        per_channel = self.per_channel(w_float) if callable(self.per_channel) else self.per_channel
+        w, w_scale = self._weight(w_float, rule.weight_axis, per_channel)
         out = {rule.weight: w}
         correct_bias(op, w_float, dequantized(w), self.channel_means, self.plan.producer)
         if (
@@ -357,8 +409,8 @@ class _Rewrite:
             and rule.bias < len(op.inputs)
             and op.inputs[rule.bias] is not None
         ):
-            in_scale = self.plan.params[id(op.inputs[rule.activation])].scale
-            out[rule.bias] = self._bias(op.inputs[rule.bias], in_scale * w_scale)
+            in_scale = self.plan.read_params(op, op.inputs[rule.activation]).scale
+            out[rule.bias] = self._bias(op.inputs[rule.bias], in_scale * w_scale, op)
         return out
 
     def _weight(self, t, axis, per_channel, narrow_dtype=np.int8):
@@ -385,8 +437,8 @@ class _Rewrite:
             )
         return self.constants[key], scale.astype(np.float64)
 
-    def _bias(self, t: tfl.Tensor, scale: np.ndarray) -> tfl.Tensor:
-        dtype = np.int64 if self.plan.int16 else np.int32
+    def _bias(self, t: tfl.Tensor, scale: np.ndarray, op: tfl.Operator) -> tfl.Tensor:
+        dtype = np.int64 if self.plan.is16(op) else np.int32
         info = np.iinfo(dtype)
         scale = np.atleast_1d(np.asarray(scale, np.float64))  # one scale per weight scale
         q = np.rint(t.data.astype(np.float64) / np.broadcast_to(scale, t.shape))
@@ -405,7 +457,11 @@ class _Rewrite:
         zeros = tfl.Tensor(name, FLOAT, (channels,), data=np.zeros(channels, np.float32))
         w_scale = op.inputs[rule.weight].quantization.scale.astype(np.float64)
         act_scale = float(op.inputs[rule.activation].quantization.scale[0])
-        return self._bias(zeros, act_scale * w_scale)
+        return self._bias(zeros, act_scale * w_scale, op)
+
+
+def _dtype(int16: bool) -> np.dtype:
+    return np.dtype(np.int16 if int16 else np.int8)
 
 
 def weight_scales(data: np.ndarray, axis: int | None, qmax: float) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import tfl
 from .op_rules import OpRule, rule_for
+from .overrides import Resolved
 
 SOFTMAX_WINDOW = 20.0  # exp(-20) = 2e-9: a logit that far below another weighs nothing
 
@@ -46,6 +47,12 @@ FIXED_SCALE_HEADS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC", "TANH"})
 # Ops for which a -inf/+inf constant (max-pool padding, clamp bounds) may be clamped to the
 # range the output params cover: they only select/compare-and-keep, never test for equality.
 CLAMPS_INFINITY = frozenset({"PADV2", "MAXIMUM", "MINIMUM"})
+PARTLY_FLOAT = "the rest of ONNX node"
+# Float reasons that are the default rule's accuracy choices, not kernel constraints: an
+# override to an integer precision lifts them (the report calls the others "forced").
+HEURISTIC_REASONS = (ISOLATED, FLOAT_HEAD, FLOAT_HEAD_INPUT, PARTLY_FLOAT)
+# (PARTLY_FLOAT is not lifted: a node whose other operators have no kernel stays whole.)
+INTEGER_PRECISIONS = ("int8", "int16x8")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class QParams:
 
     scale: float
     zero_point: int
+    int16: bool = False  # the integer type it is stored in (int16, else int8)
 
     def quantization(self) -> tfl.Quantization:
         return tfl.Quantization(
@@ -71,6 +79,9 @@ class IntegerQuantSummary:
     requantized: int = 0
     folded: int = 0  # per-channel MUL/ADD/SUB folded into a weighted op (see integer.py)
     io: list[dict] = field(default_factory=list)  # {"name", "dtype", "scale", "zero_point"}
+    # One row per operator touching float values: {"node", "op", "precision", "reason"}
+    # (``overrides.node_table`` turns them into the report's per-node precisions).
+    ops: list[dict] = field(default_factory=list)
 
 
 def params_from_range(lo: float, hi: float, int16: bool) -> QParams:
@@ -80,7 +91,7 @@ def params_from_range(lo: float, hi: float, int16: bool) -> QParams:
     if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo <= 1e-30:
         lo, hi = (-1.0, 1.0) if int16 else (0.0, 1.0)  # constant zero: any scale is exact
     if int16:
-        return QParams(float(np.float32(max(-lo, hi) / 32767.0)), 0)
+        return QParams(float(np.float32(max(-lo, hi) / 32767.0)), 0, True)
     scale = float(np.float32((hi - lo) / 255.0))
     zp = int(np.clip(np.rint(-128.0 - lo / scale), -128, 127))
     return QParams(scale, zp)
@@ -102,9 +113,21 @@ class IntegerPlan:
     """Pass 1: which ops run in integer and the params of every float activation they touch."""
 
     def __init__(
-        self, sub, ranges, int16, input_dtype, output_dtype, float_heads=False, exact=False
+        self,
+        sub,
+        ranges,
+        int16,
+        input_dtype,
+        output_dtype,
+        float_heads=False,
+        exact=False,
+        overrides: Resolved | None = None,
     ):
         self.sub, self.ranges, self.int16 = sub, ranges, int16
+        # ``--quant-override``: per ONNX node, float (a float island), or int8 / int16x8 (the
+        # op's activation width, whatever the variant's; the accuracy heuristics that would
+        # keep it float are lifted). Tensors crossing widths are requantized (``twins``).
+        self.overrides = overrides or Resolved()
         self.input_dtype, self.output_dtype = input_dtype, output_dtype
         # ``exact``: the ranges are an already-quantized model's own lattices, to be honoured
         # as given: no masked-softmax narrowing, and ops between float ops still go integer
@@ -115,6 +138,9 @@ class IntegerPlan:
         self.float_heads = float_heads
         self.summary = IntegerQuantSummary()
         self.params: dict[int, QParams] = {}  # id(activation tensor) -> its integer params
+        # (id(tensor), int16) -> params of the tensor as read by ops of the other width
+        self.twins: dict[tuple[int, bool], QParams] = {}
+        self.widths: dict[int, bool] = {}  # id(op) -> int16?, fixed when the op is planned
         self.integer_ops: dict[int, OpRule] = {}  # id(op) -> rule
         self.head_ops: set[int] = set()  # id(op) of float heads and the copies after them
         self.head_inputs: set[int] = set()  # id(op) computing a float head's input
@@ -133,24 +159,38 @@ class IntegerPlan:
             if not touches_float(op):
                 continue  # integer/bool/shape arithmetic: not ours to judge
             rule, reason = self.rule(op)
+            heuristics = rule is not None and not self.wants_integer(op)
+            # (kept for overridden nodes too: their other operators have no kernel)
             if rule is not None and op.onnx_node in float_nodes:
                 rule = None
-                reason = f"the rest of ONNX node {op.onnx_node!r} runs in float (for its "
+                reason = f"{PARTLY_FLOAT} {op.onnx_node!r} runs in float (for its "
                 reason += f"{float_nodes[op.onnx_node]}): a partly integer node is less exact"
-            if rule is not None and not self.exact and self._isolated(op, float_nodes):
-                rule, reason = None, ISOLATED
-            if rule is not None and id(op) in self.head_ops:
+            if heuristics and rule is not None and not self.exact:
+                if self._isolated(op, float_nodes):
+                    rule, reason = None, ISOLATED
+            if heuristics and rule is not None and id(op) in self.head_ops:
                 rule, reason = None, FLOAT_HEAD
-            if rule is not None and id(op) in head_inputs:
+            if heuristics and rule is not None and id(op) in head_inputs:
                 rule, reason = None, FLOAT_HEAD_INPUT
             if rule is not None:
                 reason = self._try_integer(op, rule)
+            o = self.overrides.get(op.onnx_node)
             if reason:
                 entry = {"op": op.opcode, "onnx_node": op.onnx_node, "reason": reason}
+                if o is not None and o.precision == "float":
+                    entry["override"] = o.spec  # asked for: never a strict refusal
                 self.summary.float_ops.append(entry)
+                precision = "float"
             else:
                 self.integer_ops[id(op)] = rule
                 self.summary.integer_ops += 1
+                precision = "int16x8" if self.is16(op) else "int8"
+                if o is not None and o.precision == "int16x8" and precision == "int8":
+                    reason = "no int16x8 kernel"
+            row = {"node": op.onnx_node, "op": op.opcode, "precision": precision, "reason": reason}
+            if o is None and precision != "float" and self.is16(op) != self.int16:
+                row["follows"] = True  # a data-moving op at its input's width
+            self.summary.ops.append(row)
         # Integer interface (as the reference converter's modify_model_interface does): only
         # for inputs read by integer ops and outputs written by them; the others stay float.
         if self.input_dtype is not None:
@@ -161,6 +201,49 @@ class IntegerPlan:
                 for t in self.sub.outputs
                 if id(t) in self.params and id(self.producer.get(id(t))) in self.integer_ops
             }
+            for t in self.sub.outputs:  # an overridden op's output: the interface's width
+                if id(t) in self.int_outputs and self.params[id(t)].int16 != self.int16:
+                    rng = self.range_of(t)
+                    if rng is None:
+                        self.int_outputs.discard(id(t))
+                    else:
+                        self.twins[(id(t), self.int16)] = params_from_range(*rng, self.int16)
+
+    # -- per-op precision (--quant-override) ----------------------------------------------------
+
+    def wants_integer(self, op: tfl.Operator) -> bool:
+        """Is ``op`` overridden to an integer precision (int8 / int16x8)?"""
+        o = self.overrides.get(op.onnx_node)
+        return o is not None and o.precision in INTEGER_PRECISIONS
+
+    def is16(self, op: tfl.Operator) -> bool:
+        """The activation width ``op`` runs at: the override's if it names one the op has a
+        kernel for; else, for a data-moving op (RESHAPE, TRANSPOSE ...) reading a value stored
+        at the other width, that width (a copy never gains from a requantization); else the
+        variant's."""
+        if id(op) in self.widths:
+            return self.widths[id(op)]
+        o = self.overrides.get(op.onnx_node)
+        if o is None and self.overrides:
+            rule = self._kernel_rule(op, self.int16)[0]
+            if rule is not None and rule.kind == "same" and rule.sources[0] < len(op.inputs):
+                home = self.params.get(id(op.inputs[rule.sources[0]]))
+                if home is not None and home.int16 != self.int16:
+                    if self._kernel_rule(op, home.int16)[0] is not None:
+                        return home.int16
+        if o is None or o.precision not in INTEGER_PRECISIONS:
+            return self.int16
+        want = o.precision == "int16x8"
+        if want and self._kernel_rule(op, True)[0] is None:
+            return self.int16  # no 16x8 kernel: a kernel constraint, reported
+        return want
+
+    def read_params(self, op: tfl.Operator, t: tfl.Tensor) -> QParams:
+        """The params integer ``op`` reads activation ``t`` with: its own, or its twin at the
+        op's width when ``t`` is stored at the other width."""
+        home = self.params[id(t)]
+        w16 = self.is16(op)
+        return home if home.int16 == w16 else self.twins[(id(t), w16)]
 
     def _float_head_inputs(self) -> set[int]:
         """id() of the ops computing a float head's input (its logits), through copies such as
@@ -196,6 +279,8 @@ class IntegerPlan:
             return found
         for op in self.sub.operators:
             if op.opcode not in FIXED_SCALE_HEADS or len(op.outputs) != 1:
+                continue
+            if self.wants_integer(op):
                 continue
             copies, end = self._copies_downstream(op.outputs[0])
             if id(end) in self.graph_outputs:
@@ -236,13 +321,21 @@ class IntegerPlan:
         return True
 
     def rule(self, op: tfl.Operator) -> tuple[OpRule | None, str]:
+        """The rule ``op`` runs integer by at its width (:meth:`is16`), or (None, why not):
+        an override to float, or no kernel (:meth:`_kernel_rule`)."""
+        o = self.overrides.get(op.onnx_node)
+        if o is not None and o.precision == "float":
+            return None, f"override {o.spec}"
+        return self._kernel_rule(op, self.is16(op))
+
+    def _kernel_rule(self, op: tfl.Operator, int16: bool) -> tuple[OpRule | None, str]:
         """``op_rules.rule_for``, plus DIV by a constant, which runs as MUL by its reciprocal
         (the CPU has no int8/int16 DIV kernel)."""
         if op.opcode == "DIV" and is_float_constant(op.inputs[1]):
             d = op.inputs[1].data
             if d.size and np.all(np.isfinite(d)) and np.all(d != 0):
-                return rule_for("MUL", self.int16)
-        return rule_for(op.opcode, self.int16)
+                return rule_for("MUL", int16)
+        return rule_for(op.opcode, int16)
 
     def _float_nodes(self) -> dict[str, str]:
         """ONNX node -> an opcode of its lowering that has no integer kernel: a node is kept
@@ -266,7 +359,7 @@ class IntegerPlan:
             if t.data is not None:
                 return _finite(data_range(t.data))
             op = self.producer.get(id(t))
-            rule = self.rule(op)[0] if op is not None else None
+            rule = self._kernel_rule(op, self.is16(op))[0] if op is not None else None
             if rule is None or rule.kind != "same":
                 return self._range_downstream(t)
             t = op.inputs[rule.sources[0]]
@@ -336,34 +429,52 @@ class IntegerPlan:
                 "the QUANTIZE into the sum clamps it exactly (an integer kernel's rescale "
                 "would overflow)"
             )
+        w16 = self.widths[id(op)] = self.is16(op)
         shared = self._shared_params(op, rule) if rule.kind == "shared" else None
         if rule.kind == "shared" and shared is None:
             return "no calibration range for the shared output scale"
+        sharing = shared_inputs(op, rule) if rule.kind == "shared" else ()
         new: dict[int, QParams] = {}
-        for t in op.inputs:
-            if is_float_activation(t) and id(t) not in self.params and id(t) not in new:
+        twins: dict[tuple[int, bool], QParams] = {}
+        for i, t in enumerate(op.inputs):
+            if not is_float_activation(t):
+                continue
+            home = self.params.get(id(t), new.get(id(t)))
+            if home is None or (home.int16 != w16 and i not in sharing):
                 rng = self.range_of(t)
                 if rng is None:
                     return f"no calibration range for input {t.name!r}"
-                new[id(t)] = self._activation_params(t, rng)
-        lookup = {**self.params, **new}
+                if home is None:  # a graph input of an integer interface: the file's width
+                    at16 = self.int16 if self._integer_entry(t) else w16
+                    home = new[id(t)] = self._activation_params(t, rng, at16)
+                if home.int16 != w16 and i not in sharing:
+                    twins[(id(t), w16)] = self._activation_params(t, rng, w16)
+        lookup = {**self.params, **new}  # params as this op reads them: twins at its width
+        for (k, at16), p in [*self.twins.items(), *twins.items()]:
+            if at16 == w16 and k in lookup and lookup[k].int16 != w16:
+                lookup[k] = p
         for t in op.outputs:
             if not is_float_activation(t):
                 continue
-            p = self._output_params(op, rule, t, lookup, shared)
+            p = self._output_params(op, rule, t, lookup, shared, w16)
             if p is None:
                 return f"no calibration range for output {t.name!r}"
             new[id(t)] = p
         if op.opcode in ("ADD", "SUB"):
-            self._floor_add_output_scale(op, lookup, new)
+            self._floor_add_output_scale(op, lookup, new, w16)
         if op.opcode == "HARD_SWISH":  # the int8 kernel needs s_in / 128 < s_out
             s_in, s_out = lookup[id(op.inputs[0])].scale, new[id(op.outputs[0])].scale
             if not s_in / 128.0 < s_out:
                 return "HARD_SWISH output scale too small for the int8 kernel"
         self.params.update(new)
+        self.twins.update(twins)
         return ""
 
-    def _floor_add_output_scale(self, op, lookup, new) -> None:
+    def _integer_entry(self, t: tfl.Tensor) -> bool:
+        """Is ``t`` a graph input given an integer type (its width is the file's)?"""
+        return self.input_dtype is not None and id(t) not in self.producer
+
+    def _floor_add_output_scale(self, op, lookup, new, int16: bool) -> None:
         """ADD/SUB kernels rescale inputs to 2 * max input scale with 20 (int8) / 15 (int16)
         spare bits and need the output multiplier below 1 (else LiteRT aborts at Prepare): an
         output range that collapsed (cancellation, x - x) is widened to 4x that bound."""
@@ -372,22 +483,22 @@ class IntegerPlan:
             if id(t) in lookup:
                 scales.append(lookup[id(t)].scale)
             elif is_float_constant(t):
-                scales.append(params_from_range(*data_range(t.data), self.int16).scale)
+                scales.append(params_from_range(*data_range(t.data), int16).scale)
         out = op.outputs[0]
         if not scales or id(out) not in new:
             return
-        spare_bits = 15 if self.int16 else 20
+        spare_bits = 15 if int16 else 20
         floor = float(np.float32(2.0 * max(scales) * 2.0 ** (2 - spare_bits)))
         if new[id(out)].scale < floor:
-            new[id(out)] = QParams(floor, new[id(out)].zero_point)
+            new[id(out)] = QParams(floor, new[id(out)].zero_point, int16)
 
-    def _output_params(self, op, rule, t, lookup, shared) -> QParams | None:
+    def _output_params(self, op, rule, t, lookup, shared, int16: bool) -> QParams | None:
         if rule.kind == "fixed":
-            detour = self._softmax_detour(op, t)
+            detour = self._softmax_detour(op, t, int16)
             if detour is not None:
                 return detour
-            scale, zp = rule.fixed16 if self.int16 else rule.fixed8
-            return QParams(float(np.float32(scale)), zp)
+            scale, zp = rule.fixed16 if int16 else rule.fixed8
+            return QParams(float(np.float32(scale)), zp, int16)
         if rule.kind == "shared":
             return shared
         if rule.kind == "same":
@@ -395,15 +506,18 @@ class IntegerPlan:
             if id(src) in lookup:
                 return lookup[id(src)]
             rng = self.range_of(src)  # constant source
-            return None if rng is None else params_from_range(*rng, self.int16)
-        # free / weighted: adopt the params of a sole shared-scale consumer (saves a requantize)
-        adopted = self._consumer_shared_params(t)
-        if adopted is not None:
+            return None if rng is None else params_from_range(*rng, int16)
+        # free / weighted: adopt the params of a sole shared-scale consumer (saves a requantize),
+        # unless the tensor has an exact lattice of its own (an imported Q/DQ pair: writing the
+        # consumer's lattice directly would skip the model's rounding onto it)
+        own = self.exact and self.range_of(t) is not None
+        adopted = None if own else self._consumer_shared_params(t)
+        if adopted is not None and adopted.int16 == int16:
             return adopted
         rng = self.range_of(t)
-        return None if rng is None else self._activation_params(t, rng)
+        return None if rng is None else self._activation_params(t, rng, int16)
 
-    def _activation_params(self, t: tfl.Tensor, rng: tuple[float, float]) -> QParams:
+    def _activation_params(self, t: tfl.Tensor, rng: tuple[float, float], int16: bool) -> QParams:
         """Params from the range, except for masked SOFTMAX logits: ``scores + mask`` with an
         additive mask (-1e4) would take the whole integer range and leave no resolution for
         the scores. Logits more than ``SOFTMAX_WINDOW / beta`` below the scores' own minimum
@@ -419,7 +533,7 @@ class IntegerPlan:
         floor = None if self.exact else self._mask_floor(t)
         if floor is not None and lo < floor < hi:
             lo = floor
-        return params_from_range(lo, hi, self.int16)
+        return params_from_range(lo, hi, int16)
 
     def _clamped_mask(self, t: tfl.Tensor | None) -> bool:
         """Is ``t`` a mask whose calibrated range reaches far below its floor (by more than an
@@ -460,12 +574,12 @@ class IntegerPlan:
             return None
         return float(users[0][0].options.get("beta", 1.0))
 
-    def _softmax_detour(self, op, t) -> QParams | None:
+    def _softmax_detour(self, op, t, int16: bool) -> QParams | None:
         """int8 SOFTMAX's fixed 1/256 output step is coarse for many-way softmaxes (attention
         rows, 1000 classes) whose probabilities stay far below 1. The int8 kernel may instead
         write int16 (2^-15); a QUANTIZE then brings it to int8 with the calibrated range, a
         step up to 1/(255 * max p). Used when that gains at least 2x."""
-        if self.int16 or op.opcode != "SOFTMAX":
+        if int16 or op.opcode != "SOFTMAX":
             return None
         rng = self.range_of(t)
         if rng is None or not 0 < rng[1] <= 0.5:
@@ -482,6 +596,8 @@ class IntegerPlan:
             rule = self.rule(op)[0]
             if rule is None or rule.kind != "shared" or i not in shared_inputs(op, rule):
                 return None
+            if self.is16(op) != self.is16(self.producer[id(t)]):
+                return None  # read at another width: requantized anyway
             found.add(self._shared_params(op, rule))
         return found.pop() if len(found) == 1 and None not in found else None
 
@@ -498,7 +614,7 @@ class IntegerPlan:
             if not parts or any(p is None for p in parts):
                 return None
             rng = (min(p[0] for p in parts), max(p[1] for p in parts))
-        return params_from_range(*rng, self.int16)
+        return params_from_range(*rng, self.is16(op))
 
 
 def _finite(rng) -> tuple[float, float] | None:

@@ -31,6 +31,7 @@ Use (what ``convert`` is meant to do when ``is_prequantized(model)``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,8 +41,9 @@ from .. import tfl
 from ..tfl_edit import Editor
 from .calibration import tflite_ranges
 from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
-from .integer import QParams, params_from_range, quantize_integer
-from .op_rules import TWO_POW_M15
+from .integer import params_from_range, quantize_integer
+from .op_rules import RULES
+from .overrides import Override, Resolved
 from .qdq_strip import WEIGHTED_ONNX_OPS, PairParams, StripInfo, strip_qdq
 from .qoperator_expand import QUANTIZATION_OPS, expand_qoperators
 
@@ -153,6 +155,7 @@ def prequantized_variant(
     notes = list(info.notes)
     requantized = 0
     float_reasons: dict[str, str] = {}
+    rounding: set[int] = set()  # id() of the float ops computing ONNX's exact rounding
     if info.mode == "static":
         bits = info.activation_bits
         full = bool(getattr(options, "full_integer", False))
@@ -161,17 +164,24 @@ def prequantized_variant(
         if bits == 16 and full:
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
+        fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
         outcome = quantize_integer(
             model,
             tfl_ranges,
             activations="int16" if bits == 16 else "int8",
-            per_channel=info.per_channel or not _weights_on_tensor_lattice(model),
+            per_channel=_per_channel_weight if not info.per_channel else True,
             input_dtype=io_in,
             output_dtype=io_out,
             ranges_are_exact=True,
+            overrides=_float_like_onnxruntime(info, fixed),
         )
-        requantized = outcome.requantized + _softmax_on_onnx_lattice(model, tfl_ranges, bits)
+        requantized = outcome.requantized
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
+        _affines_as_onnxruntime(model, info.affine)
+        _exact_quantize_after(model, rounding)  # (every float -> integer QUANTIZE)
+        requantized_at = requantized_nodes(model)
+        if bits == 8:
+            _requantize_through_float(model, rounding)
         if rounded:
             notes.append(
                 f"{rounded} tensor(s) on a Q/DQ lattice are read by float ops: a QUANTIZE + "
@@ -186,10 +196,190 @@ def prequantized_variant(
             )
     if info.dynamic:  # (also the dynamic part of a mixed model: still float after the above)
         _hybrid_weights(model, set(info.dynamic))
-    nodes = node_statuses(model, float_reasons, info.mode)
+    nodes = node_statuses(model, float_reasons, info.mode, rounding)
     summary = PrequantizedSummary(info.mode, nodes, requantized, info.kept, notes)
-    summary.requantized_at = requantized_nodes(model)
+    summary.requantized_at = requantized_at if info.mode == "static" else []
     return model, summary
+
+
+FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
+AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
+
+
+def _float_like_onnxruntime(info: StripInfo, fixed: set[str]):
+    """An override keeping float the nodes onnxruntime itself runs in float between Q/DQ
+    (BatchNormalizations run as depthwise convs, ``qdq_strip._batchnorm_on_lattice_as_depthwise``)
+    and the nodes whose integer kernel writes a fixed lattice other than the ONNX model's
+    (:func:`_fixed_lattice_nodes`): see :func:`_affines_as_onnxruntime` and
+    :func:`_exact_quantize_after`."""
+    if not info.affine and not fixed:
+        return None
+    never = re.compile(r"(?!)")
+    affine = Override(AFFINE_NOTE, "float", 0, never)
+    lattice = Override(FIXED_OUTPUT_NOTE, "float", 1, never)
+    labels = {name: lattice for name in fixed} | {name: affine for name in info.affine}
+    return Resolved((affine, lattice), labels)
+
+
+def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
+    """ONNX nodes computed by an int8 kernel whose output lattice is fixed (LOGISTIC and
+    SOFTMAX write 1/256 from -128, TANH 1/128) while the model's Q after it chose another.
+
+    Why float: the fixed lattice rounds once, the QUANTIZE onto the ONNX lattice a second
+    time, and the two steps are about the same size, so a third of the outputs land one or
+    more steps away from ``Q(sigmoid(DQ(x)))`` (yolov8n-like SiLU: 33 % of the first
+    sigmoid's outputs, up to 4 steps). onnxruntime's QLinearSigmoid is a table of that exact
+    expression; here the float LOGISTIC between the DEQUANTIZE and the exactly rounded
+    QUANTIZE (:func:`_exact_quantize_after`) computes it up to the float sigmoid's last bit.
+    SOFTMAX too (its int8 kernel writes 1/256; a detour through its int16 output, 2^-15, then
+    a QUANTIZE still rounded twice: vit-like per-tensor 20.2 -> 21.7 dB against the ONNX
+    semantics in float, onnxruntime's kernels 21.2)."""
+    if bits != 8:
+        return set()
+    found = set()
+    for op in model.subgraphs[0].operators:
+        rule = RULES.get(op.opcode)
+        if rule is None or rule.kind != "fixed" or not op.onnx_node:
+            continue
+        out = op.outputs[0] if op.outputs else None
+        rng = ranges.get(out.name) if out is not None else None
+        if rng is None or rule.fixed8 is None:
+            continue
+        want = params_from_range(*rng, False)
+        scale, zero_point = rule.fixed8
+        if np.float32(want.scale) != np.float32(scale) or want.zero_point != zero_point:
+            found.add(op.onnx_node)
+    return found
+
+
+def _requantize_through_float(model: tfl.Model, rounding: set[int]) -> int:
+    """Each 8-bit -> 8-bit QUANTIZE (a rescale onto another lattice: CONCATENATION inputs,
+    integer I/O) becomes DEQUANTIZE, ``round(x / s) * s`` and a float -> int8 QUANTIZE: the
+    ONNX ``Q(DQ(q))`` exactly.
+
+    Why: XNNPACK's 8-bit -> 8-bit conversion applies the scale ratio as a multiplier with 8
+    fractional bits (yolov8n-like: a ratio of 0.90003 ran as 230 / 256 = 0.8984, 7 % of a
+    concatenation's outputs one step off, amplified downstream), and the builtin's reference
+    kernel rounds its fixed-point product differently from ONNX's half-to-even division.
+    Returns the count."""
+    sub = model.subgraphs[0]
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "QUANTIZE" or len(op.inputs) != 1:
+            continue
+        x, q = op.inputs[0], op.outputs[0]
+        if x.dtype not in (np.int8, np.uint8) or q.dtype not in (np.int8, np.uint8):
+            continue
+        if not (_is_int(x) and _is_int(q)) or np.size(q.quantization.scale) != 1:
+            continue
+        if np.size(x.quantization.scale) != 1:
+            continue
+        real = ed.temp(f"{x.name}/dequantized", np.float32, x.shape)
+        s = ed.const(f"{q.name}/lattice_scale", np.array([q.quantization.scale[0]], np.float32))
+        steps = ed.temp(f"{q.name}/steps", np.float32, x.shape)
+        whole = ed.temp(f"{q.name}/whole_steps", np.float32, x.shape)
+        on_lattice = ed.temp(f"{q.name}/on_lattice", np.float32, x.shape)
+        exact = [
+            ed.op("DIV", [real, s], [steps], like=op),
+            ed.op("ROUND", [steps], [whole], like=op),
+            ed.op("MUL", [whole, s], [on_lattice], like=op),
+        ]
+        rounding.update(id(o) for o in exact)
+        ed.replace(
+            op,
+            [
+                ed.op("DEQUANTIZE", [x], [real], like=op),
+                *exact,
+                ed.op("QUANTIZE", [on_lattice], [q], like=op),
+            ],
+        )
+        count += 1
+    ed.commit()
+    return count
+
+
+def _exact_quantize_after(model: tfl.Model, rounding: set[int]) -> int:
+    """Every QUANTIZE of a float value gets ``round(x / s) * s`` as its input (DIV, ROUND half
+    to even, MUL): the QUANTIZE builtin multiplies by the reciprocal scale, which can decide a
+    near-tie differently from ONNX's division, and a value computed from a lattice input
+    repeats its near-ties over every element with the same input value (graph inputs too:
+    yolov8n-like, the first flipped elements were the input's). ``round(x / s) * s`` is a
+    few float32 ulps from a lattice point, which the builtin maps to that point whatever its
+    rounding. Returns the count."""
+    sub = model.subgraphs[0]
+    producer = sub.producers()
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "QUANTIZE" or op.inputs[0].dtype != np.float32:
+            continue
+        made_by = producer.get(id(op.inputs[0]))
+        q = op.outputs[0]
+        if q.quantization is None:
+            continue
+        if np.size(q.quantization.scale) != 1:
+            continue
+        x = op.inputs[0]
+        s = ed.const(f"{x.name}/lattice_scale", np.array([q.quantization.scale[0]], np.float32))
+        steps = ed.temp(f"{x.name}/steps", np.float32, x.shape)
+        whole = ed.temp(f"{x.name}/whole_steps", np.float32, x.shape)
+        on_lattice = ed.temp(f"{x.name}/on_lattice", np.float32, x.shape)
+        exact = [
+            ed.op("DIV", [x, s], [steps], like=made_by or op),
+            ed.op("ROUND", [steps], [whole], like=made_by or op),
+            ed.op("MUL", [whole, s], [on_lattice], like=made_by or op),
+        ]
+        rounding.update(id(o) for o in exact)
+        ed.insert_before(op, exact)
+        op.inputs[0] = on_lattice
+        count += 1
+    ed.commit()
+    return count
+
+
+def _affines_as_onnxruntime(model: tfl.Model, affine: dict) -> int:
+    """Each BatchNormalization between two Q/DQ pairs runs as onnxruntime runs it: the
+    integer input dequantized, ``x * factor`` then ``+ shift`` in float32 (two roundings, no
+    fused multiply-add: onnxruntime's kernel, with the factor and shift it computes), then
+    ``round(y / s)`` before the QUANTIZE to the output lattice (:func:`_exact_quantize_after`).
+
+    Why not an integer depthwise convolution: its int32 bias sits on a lattice of ``s_in *
+    |factor| / 127``, and the BN's input is itself on a lattice, so every element with the
+    same input value lands at the same distance from a rounding boundary: a bias error of a
+    hundredth of a step moved whole value classes across it (mobilenetv2-like: 0.25 % of the
+    first BN's outputs off by one step, amplified to several steps downstream; with the
+    float32 BN as onnxruntime computes it, none). Returns the number rewritten."""
+    sub = model.subgraphs[0]
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "DEPTHWISE_CONV_2D" or op.onnx_node not in affine:
+            continue
+        x, out = op.inputs[0], op.outputs[0]
+        if x.dtype != np.float32 or out.dtype != np.float32 or op.inputs[1].quantization:
+            continue
+        factor, shift = affine[op.onnx_node]
+        if x.shape[-1:] != (factor.size,):
+            continue
+        scaled = ed.temp(f"{out.name}/scaled", np.float32, out.shape)
+        act = op.options.get("fused_activation_function", "NONE")
+        ed.replace(
+            op,
+            [
+                ed.op("MUL", [x, ed.const(f"{out.name}/factor", factor)], [scaled], like=op),
+                ed.op(
+                    "ADD",
+                    [scaled, ed.const(f"{out.name}/shift", shift)],
+                    [out],
+                    like=op,
+                    fused_activation_function=act,
+                ),
+            ],
+        )
+        count += 1
+    ed.commit()
+    return count
 
 
 def requantized_nodes(model: tfl.Model) -> list[str]:
@@ -204,78 +394,15 @@ def requantized_nodes(model: tfl.Model) -> list[str]:
     return found
 
 
-OFF_LATTICE_SHARE_FOR_PER_CHANNEL = 0.25
-
-
-def _weights_on_tensor_lattice(model: tfl.Model) -> bool:
-    """Whether the conv/FC weights are (mostly) still on a per-tensor symmetric lattice.
-
-    Per-tensor ONNX weights stay exact with per-tensor TFLite weights, unless the lowering
-    changed them (a BatchNormalization folded into the convolution scales each output channel):
-    those must be quantized per channel, or small-gamma channels lose most of their precision
-    (mobilenetv2-like, per-tensor: 27.6 dB -> 30.4 dB against the ONNX semantics). The choice
-    is global in ``quantize_integer``, and per channel re-rounds every exact per-tensor
-    weight, so it is only taken when a good share of the weights is off the lattice (one
-    Gemm whose weight onnxruntime quantized as an activation does not count).
-    """
-    total = off = 0
-    for op in model.subgraphs[0].operators:
-        if op.opcode not in MATMUL_LIKE_TFLITE or len(op.inputs) < 2:
-            continue
-        w = op.inputs[1]
-        if w is None or w.data is None or w.dtype != np.float32 or not w.data.size:
-            continue
-        total += 1
-        off += not _on_tensor_lattice(w.data)
-    return off <= OFF_LATTICE_SHARE_FOR_PER_CHANNEL * total
-
-
-# Ops whose output params are independent of their input params (they rescale).
-_RESCALING = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "ADD", "SUB", "MUL"}
-    | {"MEAN", "SUM", "QUANTIZE", "DEQUANTIZE"}
-)
-
-
-def _softmax_on_onnx_lattice(model: tfl.Model, ranges: dict, bits: int) -> int:
-    """An int8 SOFTMAX writes the kernel's fixed 1/256 lattice; the ONNX model's Q after the
-    Softmax usually chose another (e.g. max p / 255). The int8 kernel may write int16
-    (2^-15) instead, and a QUANTIZE then lands exactly on the ONNX lattice, so the next op
-    sees what onnxruntime sees (vit-like attention: the probabilities feed a MatMul). Only
-    done when every reader rescales (no same-scale op inherited the fixed params)."""
-    if bits != 8:
-        return 0
-    sub = model.subgraphs[0]
-    readers = sub.consumers()
-    outputs = {id(t) for t in sub.outputs}
-    ed = Editor(sub, fresh_names=False)
-    count = 0
-    for op in sub.operators:
-        out = op.outputs[0] if op.outputs else None
-        if op.opcode != "SOFTMAX" or out is None or out.dtype != np.int8:
-            continue
-        name = out.name.removesuffix("/int8")
-        rng = ranges.get(name)
-        if rng is None or id(out) in outputs:
-            continue
-        if not all(r.opcode in _RESCALING for r, _ in readers.get(id(out), [])):
-            continue
-        want = params_from_range(*rng, False)
-        have = QParams(float(out.quantization.scale[0]), int(out.quantization.zero_point[0]))
-        if want == have:
-            continue
-        wide = ed.temp(
-            f"{out.name}/int16",
-            np.int16,
-            out.shape,
-            quantization=QParams(TWO_POW_M15, 0).quantization(),
-        )
-        out.quantization = want.quantization()
-        op.outputs[0] = wide
-        ed.insert_after(op, [ed.op("QUANTIZE", [wide], [out], like=op)])
-        count += 1
-    ed.commit()
-    return count
+def _per_channel_weight(w: tfl.Tensor) -> bool:
+    """Per-tensor ONNX weights stay exact with per-tensor TFLite weights; a weight the
+    lowering moved off that lattice (a BatchNormalization folded into the convolution scales
+    each output channel) or a per-channel quantity (a BatchNormalization run as a depthwise
+    convolution, ``qdq_strip._batchnorm_on_lattice_as_depthwise``) is quantized per channel,
+    or small-gamma channels lose most of their precision (mobilenetv2-like, per-tensor:
+    27.6 dB -> 30.4 dB against the ONNX semantics). Decided per weight: per channel would
+    re-round every exact per-tensor weight (why the choice is not global)."""
+    return w.data is not None and not _on_tensor_lattice(w.data)
 
 
 def _round_float_readers(model: tfl.Model, ranges: dict, int16: bool) -> int:
@@ -366,18 +493,26 @@ def _is_int(t) -> bool:
     return t is not None and t.dtype.kind in "iu" and t.quantization is not None
 
 
-def node_statuses(model: tfl.Model, float_reasons: dict[str, str], mode: str) -> list[dict]:
+def node_statuses(
+    model: tfl.Model, float_reasons: dict[str, str], mode: str, rounding: set[int] = frozenset()
+) -> list[dict]:
     """Per ONNX node: integer (all its float-domain ops read/write quantized tensors), hybrid
     (float activations with int8 weights), float, or other (integer shape arithmetic), and
-    why. TFLite-only ops (layout transposes of graph I/O) are listed under node ""."""
+    why. TFLite-only ops (layout transposes of graph I/O) are listed under node "". The float
+    ops of ``rounding`` (``round(x / s) * s`` before a QUANTIZE: ONNX's rounding, part of the
+    quantization like QUANTIZE itself) do not make a node float."""
     by_node: dict[str, list[tfl.Operator]] = {}
     for op in model.subgraphs[0].operators:
-        if op.opcode in ("QUANTIZE", "DEQUANTIZE") and not op.onnx_node:
+        if (op.opcode in ("QUANTIZE", "DEQUANTIZE") or id(op) in rounding) and not op.onnx_node:
             continue
         by_node.setdefault(op.onnx_node or "", []).append(op)
     out = []
     for node, ops in by_node.items():
-        statuses = {_op_status(op) for op in ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE")}
+        statuses = {
+            _op_status(op)
+            for op in ops
+            if op.opcode not in ("QUANTIZE", "DEQUANTIZE") and id(op) not in rounding
+        }
         statuses.discard(None)
         if not statuses:
             statuses = {_op_status(op) for op in ops} - {None}

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import errors, tfl
+from . import auto as auto_quant
 from . import calibration as cal
+from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
 from .fp16 import to_float16_weights, will_be_float16
+from .int4 import Int4Outcome, quantize_weights_int4
 from .integer import quantize_integer
+from .integer_plan import HEURISTIC_REASONS
 
 # --quantize choices, in the order variants are produced.
-CHOICES = ("fp16", "dynamic", "int8", "int16x8")
+CHOICES = ("fp16", "dynamic", "int4", "int8", "int16x8", "auto")
 
 # choice -> [(file kind, activation dtype, full-integer I/O?)] for the integer variants.
 INTEGER_FILES = {
@@ -56,6 +60,9 @@ class QuantOptions:
     output_quant_dtype: str = "int8"
     quant_type: str = "per-channel"
     strict_integer: bool = False
+    quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
+    int4_block_size: int = 32  # (0: per-channel int4 only)
+    target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
 
     @property
     def per_channel(self) -> bool:
@@ -70,19 +77,26 @@ def make_variants(
     onnx_model: Callable[[], object],
     build: Callable[[tfl.Model], bytes],
     record: Callable[[str, int, list], None],
+    io_table=None,
 ) -> tuple[dict[str, bytes], list[dict]]:
     """Produce every asked variant; returns ({file kind: bytes}, per-variant summaries).
+    ``io_table`` (the report's ``io``) lets ``auto`` run its candidate files in LiteRT.
 
     ``model_ir`` is left untouched unless it is the only variant's input (it is not reused
     afterwards, so the last variant may consume it instead of a copy).
     """
     ordered = [c for c in CHOICES if c in set(choices)]
+    overrides = _resolve_overrides(options, model_ir, tensor_map, onnx_model)
     jobs = []
     for choice in ordered:
         if choice == "fp16":
             jobs.append(("float16", choice, _float16_job(options)))
         elif choice == "dynamic":
             jobs.append(("dynamic_range_quant", choice, _dynamic_job(options)))
+        elif choice == "int4":
+            jobs.append(("int4_weight_quant", choice, _int4_job(options)))
+        elif choice == "auto":
+            jobs.append((auto_quant.KIND, choice, None))
         else:
             for kind, activations, full in INTEGER_FILES[choice]:
                 jobs.append((kind, choice, _integer_job(activations, full, options)))
@@ -90,15 +104,33 @@ def make_variants(
     variants: dict[str, bytes] = {}
     summaries: list[dict] = []
     for k, (kind, choice, job) in enumerate(jobs):
-        ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
-        outcome = job(ir, ranges)
-        count = outcome if isinstance(outcome, int) else outcome.integer_ops
-        record(f"quantize_{kind}", count, [])
         summary = {"kind": kind, "variant": choice}
-        if not isinstance(outcome, int):
+        if job is None:  # auto: many integer files from the float model, one kept
+            data, found = auto_quant.auto_variant(
+                model_ir, options, tensor_map, onnx_model, build, io_table, overrides,
+                lambda opts: _Ranges(opts, tensor_map, onnx_model),
+            )  # fmt: skip
+            outcome = found.pop("_outcome")
+            record(f"quantize_{kind}", outcome.integer_ops, [])
             summary.update(_summary_dict(outcome))
-        else:
+            summary["auto"] = found
+            summary.update(_precision_section(None, outcome, overrides, "int8", kind))
+            summaries.append(summary)
+            variants[kind] = data
+            continue
+        ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
+        outcome = job(ir, ranges, overrides)
+        if isinstance(outcome, int):
+            count = outcome
             summary["converted_tensors"] = outcome
+        elif isinstance(outcome, Int4Outcome):  # weight-only, with per-operator rows
+            count = outcome.converted
+            summary.update(outcome.summary())
+        else:
+            count = outcome.integer_ops
+            summary.update(_summary_dict(outcome))
+        record(f"quantize_{kind}", count, [])
+        summary.update(_precision_section(ir, outcome, overrides, choice, kind))
         summaries.append(summary)
         variants[kind] = build(ir)
     return variants, summaries
@@ -107,12 +139,32 @@ def make_variants(
 def _dynamic_job(options: QuantOptions):
     """int8 hybrid weights, biases corrected for their rounding (:func:`_correct_biases`)."""
 
-    def run(ir: tfl.Model, ranges: _Ranges) -> int:
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> int:
         floats = _weighted_ops(ir)
-        converted = quantize_weights_int8(ir, per_channel=options.per_channel)
+        keep = overrides.labels("float")
+        converted = quantize_weights_int8(ir, per_channel=options.per_channel, keep_nodes=keep)
         hybrid = [(op, w) for op, w in floats if op.inputs[1].dtype == np.int8]
         _correct_biases(ir, hybrid, lambda op, w: dequantized(op.inputs[1]), ranges, options)
         return converted
+
+    return run
+
+
+def _int4_job(options: QuantOptions):
+    """int4 weights where LiteRT's hybrid kernels take them, int8 or float elsewhere
+    (``int4.py``), biases corrected for the rounding (:func:`_correct_biases`)."""
+
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> Int4Outcome:
+        outcome = quantize_weights_int4(
+            ir,
+            block_size=options.int4_block_size,
+            keep_float=overrides.labels("float"),
+            keep_int8=overrides.labels("int8"),
+        )
+        values = {id(op): v for op, _, v in outcome.rounded}
+        weighted = [(op, w) for op, w, _ in outcome.rounded]
+        _correct_biases(ir, weighted, lambda op, w: values[id(op)], ranges, options)
+        return outcome
 
     return run
 
@@ -121,10 +173,15 @@ def _float16_job(options: QuantOptions):
     """float16 weights, biases corrected for their rounding (:func:`_correct_biases`); the
     biases stay float32 (vectors are not converted, see ``fp16``)."""
 
-    def run(ir: tfl.Model, ranges: _Ranges) -> int:
-        halves = [(op, w) for op, w in _weighted_ops(ir) if will_be_float16(w)]
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> int:
+        keep = overrides.labels("float")
+        halves = [
+            (op, w)
+            for op, w in _weighted_ops(ir)
+            if will_be_float16(w) and op.onnx_node not in keep
+        ]
         _correct_biases(ir, halves, lambda op, w: w.data.astype(np.float16), ranges, options)
-        return to_float16_weights(ir)
+        return to_float16_weights(ir, keep_nodes=keep)
 
     return run
 
@@ -156,7 +213,7 @@ def _correct_biases(ir, weighted, rounded_of, ranges: _Ranges, options: QuantOpt
 
 
 def _integer_job(activations: str, full: bool, options: QuantOptions):
-    def run(ir: tfl.Model, ranges: _Ranges):
+    def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
         return quantize_integer(
             ir,
             ranges.get(bits=16 if activations == "int16" else 8),
@@ -171,9 +228,60 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
             strict=options.strict_integer,
             channel_means=ranges.channel_means(),
             float_heads=True,  # only applies to float outputs: the file keeps float I/O there
+            overrides=overrides,
         )
 
     return run
+
+
+def _resolve_overrides(options: QuantOptions, model_ir, tensor_map, onnx_model) -> ov.Resolved:
+    """``--quant-override`` matched against the model's nodes once, for every variant; a
+    pattern that matches no node is a warning (also in each variant's report section)."""
+    overrides = ov.parse(options.quant_overrides)  # checked with the options: cannot fail
+    if not overrides:
+        return ov.Resolved()
+    catalog = ov.node_catalog(onnx_model(), model_ir, tensor_map)
+    resolved = ov.resolve(overrides, catalog)
+    for o in resolved.unmatched():
+        log.warning("warning: --quant-override %s %s", o.spec, ov.unmatched_message(resolved, o))
+    return resolved
+
+
+def _precision_section(ir, outcome, overrides: ov.Resolved, choice: str, kind: str) -> dict:
+    """The report's per-node precisions of one variant (and, with ``--quant-override``, what
+    each override matched): integer variants from the plan's per-operator decisions, the
+    weight-only ones from the weights their operators read."""
+    rows = outcome.ops if hasattr(outcome, "ops") else _weight_rows(ir)
+    out = {"precision": ov.node_table(rows, overrides, choice, HEURISTIC_REASONS)}
+    if overrides:
+        out["overrides"] = ov.override_summary(overrides, choice)
+    return out
+
+
+def _weight_rows(ir: tfl.Model) -> list[dict]:
+    """Per-operator rows of a weight-only variant: the format of the weights it reads (int8
+    hybrid, or float16 through a DEQUANTIZE), else float."""
+    halves = {
+        id(op.outputs[0])
+        for sub in ir.subgraphs
+        for op in sub.operators
+        if op.opcode == "DEQUANTIZE" and op.inputs[0].dtype == np.float16
+    }
+    rows = []
+    for sub in ir.subgraphs:
+        for op in sub.operators:
+            if op.opcode == "DEQUANTIZE" and id(op.outputs[0]) in halves:
+                continue
+            precision = "float"
+            for t in op.inputs:
+                if t is not None and t.data is not None and t.dtype == np.int8:
+                    precision = "int8-weights"
+                elif t is not None and id(t) in halves:
+                    precision = "float16-weights"
+            rows.append({"node": op.onnx_node, "op": op.opcode, "precision": precision})
+    weighted = {r["node"] for r in rows if r["precision"] != "float"}
+    # A node's other operators (the PAD before its CONV_2D) do not make it "mixed".
+    return [r for r in rows if r["precision"] != "float" or r["node"] not in weighted]
 
 
 def _summary_dict(outcome) -> dict:

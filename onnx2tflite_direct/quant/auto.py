@@ -1,0 +1,498 @@
+"""``--quantize auto --target-sqnr DB``: per-node precisions chosen by measurement.
+
+Why: the int8 file loses accuracy in a few nodes (a wide-range activation, a Concat that
+crushes one input, a softmax), and which ones depends on the model and its data. Rather than
+asking the user to find them (``--quant-override``, ``--validate-all-tensors``), this measures
+every node and writes ``<stem>_auto_quant.tflite``: the float-I/O integer file whose nodes run
+int8, int16x8 or float, the cheapest assignment (as many multiply-accumulates in int8 as
+possible, then int16 activations, float last) that meets the target SQNR against the float ONNX
+model on calibration samples held back from every choice.
+
+How (every file below is an ordinary ``quantize_integer`` file with per-node overrides, the
+``--quant-override`` mechanism, run in LiteRT):
+
+1. The calibration samples are split: the last quarter (at least one) is *held back*; the
+   activation ranges and every sensitivity come from the rest. The float reference (onnxruntime
+   on the float ONNX model) is computed once per sample.
+2. The all-int8 file (the default plan) is measured on the held-back samples; when it meets the
+   target it is the answer (no cheaper assignment exists).
+3. Sensitivity: for each candidate node (one the default plan runs in integer), a file with that
+   node alone in int8 (every other candidate float) gives the output noise it adds on its own;
+   where the int8 assignment cannot fit, the same with int16x8. Noise powers of independent
+   rounding errors add, so the noise of an assignment is estimated as the sum of its nodes'.
+4. Choice: a greedy knapsack over the measured noise: nodes in order of noise per
+   multiply-accumulate go to int8 while the estimate stays within 90% of the noise budget the
+   target allows (with a 0.5 dB margin); the rest get int16x8 in order of their noise while the
+   whole budget holds; the remainder stays float.
+5. Verification on the held-back samples: while the file misses the target, the nodes with the
+   largest estimated noise move up one step (int8 -> int16x8 -> float) until the removed share
+   covers the shortfall; the file written is the first that meets the target.
+
+When even the float model misses the target on the held-back samples (its own difference from
+onnxruntime), no assignment can meet it: the conversion refuses with
+``target_sqnr_unreachable`` (exit 2), naming the best figure the float model reaches, rather than
+writing an ``_auto_quant`` file that silently misses what was asked.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import errors, tfl
+from . import calibration as cal
+from . import overrides as ov
+from .integer import quantize_integer
+
+log = logging.getLogger("onnx2tflite_direct")
+
+KIND = "auto_quant"
+HELD_BACK_SHARE = 0.25  # of the calibration samples, kept for the final verification only
+MAX_HELD_BACK = 16
+SENSITIVITY_SAMPLES = 4  # calibration samples each sensitivity file is run on
+MARGIN_DB = 0.5  # the choice aims this far above the target (the estimate is not exact)
+INT8_BUDGET = 0.9  # share of the noise budget int8 nodes may take; int16x8 nodes the rest
+MAX_ROUNDS = 8  # verification rounds before every candidate is float
+# Ops whose multiply-accumulates the int8 share counts.
+MAC_OPS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV",
+     "CONV_3D"}
+)  # fmt: skip
+STEPS = ("int8", "int16x8", "float")
+
+
+def macs_by_node(model: tfl.Model) -> dict[str, int]:
+    """Multiply-accumulates per ONNX node label (per inference; dynamic dims count as 1)."""
+    out: dict[str, int] = {}
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            n = op_macs(op)
+            if n and op.onnx_node:
+                out[op.onnx_node] = out.get(op.onnx_node, 0) + n
+    return out
+
+
+def op_macs(op: tfl.Operator) -> int:
+    if op.opcode not in MAC_OPS or not op.outputs or len(op.inputs) < 2:
+        return 0
+
+    def size(shape) -> int:
+        return int(np.prod([max(int(d), 1) for d in shape])) if shape is not None else 0
+
+    out = size(op.outputs[0].shape)
+    w = op.inputs[1]
+    if w is None or w.shape is None:
+        return 0
+    ws = [max(int(d), 1) for d in w.shape]
+    if op.opcode == "CONV_2D":  # filter [O, kh, kw, I/groups]
+        return out * int(np.prod(ws[1:]))
+    if op.opcode == "CONV_3D":  # filter [kd, kh, kw, I, O]
+        return out * int(np.prod(ws[:-1]))
+    if op.opcode == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, C*m]
+        return out * ws[1] * ws[2]
+    if op.opcode == "FULLY_CONNECTED":  # weights [O, I]
+        return out * ws[-1]
+    if op.opcode == "TRANSPOSE_CONV":  # inputs: shape, filter [O, kh, kw, I], x
+        x = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] is not None else None
+        return size(x.shape) * int(np.prod(ws[:3])) if x is not None else 0
+    a = op.inputs[0]  # BATCH_MATMUL: reduction is a's last dim (or -2 with adj_x)
+    if a is None or a.shape is None or len(a.shape) < 2:
+        return 0
+    k = a.shape[-2] if op.options.get("adj_x") else a.shape[-1]
+    return out * max(int(k), 1)
+
+
+@dataclass
+class _Measured:
+    """Per float output: summed squared reference and squared error over the samples."""
+
+    signal: dict[str, float]
+    noise: dict[str, float]
+
+    def sqnr_db(self) -> float:
+        worst = math.inf
+        for name, s in self.signal.items():
+            n = self.noise[name]
+            db = math.inf if n <= 0 else 10 * math.log10(max(s, 1e-300) / n)
+            worst = min(worst, db)
+        return worst
+
+
+@dataclass
+class _Node:
+    label: str
+    macs: int
+    op_type: str = ""
+    noise: dict[str, float] = field(default_factory=dict)  # precision -> budget share alone
+    alone_db: dict[str, float] = field(default_factory=dict)  # precision -> output SQNR alone
+    precision: str = "int8"
+    why: str = ""
+
+
+class _Bench:
+    """Builds integer files for assignments and scores them in LiteRT against onnxruntime."""
+
+    def __init__(self, model_ir, ranges, means, options, build, io_table, fixed: ov.Resolved):
+        self.model_ir = model_ir
+        self.ranges = ranges
+        self.means = means
+        self.options = options
+        self.build = build
+        self.io_table = io_table
+        self.fixed = fixed
+        self.conversions = 0
+
+    def file(self, assignment: Mapping[str, str]) -> tuple[bytes, object, tfl.Model]:
+        ir = copy.deepcopy(self.model_ir)
+        outcome = quantize_integer(
+            ir,
+            self.ranges,
+            activations="int8",
+            per_channel=self.options.per_channel,
+            strict=False,
+            channel_means=self.means,
+            float_heads=True,
+            overrides=self.resolved(assignment),
+        )
+        self.conversions += 1
+        return self.build(ir), outcome, ir
+
+    def resolved(self, assignment: Mapping[str, str]) -> ov.Resolved:
+        """The user's own overrides, then the assignment's (the user's win: not candidates)."""
+        by_label = dict(self.fixed.by_label)
+        made = []
+        base = len(self.fixed.overrides)
+        for k, (label, precision) in enumerate(assignment.items()):
+            if label in by_label:
+                continue
+            o = ov.Override(re.escape(label), precision, base + k, re.compile(re.escape(label)))
+            by_label[label] = o
+            made.append(o)
+        matched = {**self.fixed.matched, **{o.index: 1 for o in made}}
+        return ov.Resolved((*self.fixed.overrides, *made), by_label, matched)
+
+    def measure(self, data: bytes, feeds, references) -> _Measured:
+        from .. import validate as V  # lazily: the runtimes are optional
+
+        run = V.litert_runner(data, self.io_table)
+        signal: dict[str, float] = {}
+        noise: dict[str, float] = {}
+        for feed, ref in zip(feeds, references, strict=True):
+            got = run(feed)
+            for name, r in ref.items():
+                if np.asarray(r).dtype.kind != "f" or name not in got:
+                    continue
+                r64 = np.asarray(r, np.float64)
+                g64 = np.asarray(got[name], np.float64).reshape(r64.shape)
+                signal[name] = signal.get(name, 0.0) + float(np.sum(r64 * r64))
+                noise[name] = noise.get(name, 0.0) + float(np.sum((r64 - g64) ** 2))
+        return _Measured(signal, noise)
+
+
+def _split(model, data: Mapping[str, np.ndarray]) -> tuple[list[dict], list[dict]]:
+    """(calibration feeds, held-back feeds), one model batch each, in the data's order."""
+    from .. import validate as V
+
+    fitted, batches = cal._fit_inputs(model, data)
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in V.graph_inputs(model)}
+    feeds = [
+        {n: (a[0] if ranks[n] == 0 else a) for n, a in f.items()}
+        for f in V.iter_feed_batches(fitted, batches)
+    ]
+    if len(feeds) < 2:
+        raise errors.OptionError(
+            "{0} auto needs at least 2 calibration samples (one is held back to verify the "
+            f"target), got {len(feeds)}",
+            ("quantize",),
+        )
+    held = min(MAX_HELD_BACK, max(1, round(len(feeds) * HELD_BACK_SHARE)))
+    return feeds[:-held], feeds[-held:]
+
+
+def _stack(feeds: list[dict], batches_of_one) -> dict[str, np.ndarray]:
+    return {
+        n: np.concatenate([f[n][None] if batches_of_one[n] else f[n] for f in feeds])
+        for n in feeds[0]
+    }
+
+
+def auto_variant(
+    model_ir: tfl.Model,
+    options,
+    tensor_map,
+    onnx_model: Callable[[], object],
+    build: Callable[[tfl.Model], bytes],
+    io_table,
+    fixed: ov.Resolved,
+    make_ranges: Callable[[object], object],
+) -> tuple[bytes, dict]:
+    """The ``auto_quant`` file and its report section (module doc). ``make_ranges(options)``
+    gives the variants' range source (``variants._Ranges``) for options whose calibration
+    data are the non-held-back samples."""
+    from .. import validate as V
+
+    started = time.perf_counter()
+    target = float(options.target_sqnr)
+    model = onnx_model()
+    if options.calibration_data is not None:
+        data = cal.load_calibration_data(
+            options.calibration_data, mean=options.calibration_mean, std=options.calibration_std
+        )
+    else:
+        data = cal.random_calibration_data(model)
+    calib, held = _split(model, data)
+    ranks0 = {vi.name: len(vi.type.tensor_type.shape.dim) == 0 for vi in V.graph_inputs(model)}
+    calib_opts = dataclasses.replace(
+        options,
+        calibration_data=_stack(calib, ranks0),
+        calibration_mean=None,
+        calibration_std=None,
+    )
+    ranges = make_ranges(calib_opts)
+    reference = V.onnxruntime_runner(model)
+    step = max(1, len(calib) // SENSITIVITY_SAMPLES)
+    sens_feeds = calib[::step][:SENSITIVITY_SAMPLES]
+    sens_refs = [reference(f) for f in sens_feeds]
+    held_refs = [reference(f) for f in held]
+    model_ir = _label_orphans(model_ir)
+    bench = _Bench(
+        model_ir, ranges.get(bits=8), ranges.channel_means(), options, build, io_table, fixed
+    )
+    ceiling = bench.measure(build(model_ir), held, held_refs).sqnr_db()
+    summary: dict = {
+        "target_sqnr_db": target,
+        "calibration_samples": len(calib),
+        "held_back_samples": len(held),
+        "sensitivity_samples": len(sens_feeds),
+        "float_sqnr_db": ceiling,
+    }
+    if ceiling < target:
+        raise errors.OptionError(
+            f"{{0}} {target:g}: the float model itself reaches {ceiling:.1f} dB against "
+            f"onnxruntime on the {len(held)} held-back calibration samples, so no precision "
+            f"assignment can meet the target; give at most {math.floor(ceiling)}",
+            ("target_sqnr",),
+            errors.TARGET_SQNR_UNREACHABLE,
+        )
+    data8, outcome8, ir8 = bench.file({})
+    all_int8 = bench.measure(data8, held, held_refs).sqnr_db()
+    summary["all_int8_sqnr_db"] = all_int8
+    macs = macs_by_node(model_ir)
+    op_types = _op_types(model_ir)
+    candidates = _candidates(outcome8, fixed)
+    nodes = {c: _Node(c, macs.get(c, 0), op_types.get(c, "")) for c in candidates}
+    if all_int8 >= target:
+        chosen = (data8, outcome8, ir8, all_int8)
+        for n in nodes.values():
+            n.why = "int8: the all-int8 file meets the target"
+        rounds = []
+    else:
+        chosen, rounds = _search(bench, nodes, target, sens_feeds, sens_refs, held, held_refs)
+    data, outcome, ir, achieved = chosen
+    summary.update(
+        {
+            "sqnr_db": achieved,
+            "target_met": achieved >= target,
+            **_mac_shares(ir, macs),
+            "candidates": len(nodes),
+            "conversions": bench.conversions,
+            "verification_rounds": rounds,
+            "seconds": round(time.perf_counter() - started, 2),
+            "assignment": [
+                {
+                    "node": n.label,
+                    "op": n.op_type,
+                    "precision": n.precision,
+                    "macs": n.macs,
+                    **{f"{p}_alone_sqnr_db": round(v, 2) for p, v in n.alone_db.items()},
+                    "why": n.why,
+                }
+                for n in nodes.values()
+            ],
+        }
+    )
+    if fixed:
+        summary["fixed_by_quant_override"] = sorted(fixed.by_label)
+    summary["_outcome"] = outcome
+    return data, summary
+
+
+def _label_orphans(model_ir: tfl.Model) -> tfl.Model:
+    """A copy whose operators without an ONNX node (a rewrite's RESHAPE/TRANSPOSE of a channel
+    shuffle) carry the label of the node computing their input (else of their reader). Why:
+    an assignment is a set of per-node overrides; an unlabelled copy between two float nodes
+    would stay integer (each of its integer-capable neighbours keeps the other integer) and
+    no assignment could make the file float there."""
+    ir = copy.deepcopy(model_ir)
+    for sub in ir.subgraphs:
+        producers = sub.producers()
+        consumers = sub.consumers()
+        for op in sub.operators:
+            if op.onnx_node is None:
+                for t in op.inputs:
+                    p = producers.get(id(t)) if t is not None else None
+                    if p is not None and p.onnx_node is not None:
+                        op.onnx_node = p.onnx_node
+                        break
+        for op in reversed(sub.operators):
+            if op.onnx_node is None:
+                for t in op.outputs:
+                    users = [u for u, _ in consumers.get(id(t), []) if u.onnx_node is not None]
+                    if users:
+                        op.onnx_node = users[0].onnx_node
+                        break
+    return ir
+
+
+def _op_types(model_ir: tfl.Model) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for sub in model_ir.subgraphs:
+        for op in sub.operators:
+            if op.onnx_node and (op.onnx_node not in out or op.opcode in MAC_OPS):
+                out[op.onnx_node] = op.opcode
+    return out
+
+
+def _candidates(outcome, fixed: ov.Resolved) -> list[str]:
+    """Nodes the all-int8 plan runs in integer (wholly or partly), not fixed by the user."""
+    seen: dict[str, None] = {}
+    for row in outcome.ops:
+        label = row.get("node")
+        if label and row.get("precision") in ("int8", "int16x8") and not row.get("follows"):
+            if fixed.get(label) is None:
+                seen[label] = None
+    return list(seen)
+
+
+def _mac_shares(ir: tfl.Model, macs: Mapping[str, int]) -> dict:
+    """Share of the model's multiply-accumulates per precision in the written file (an op
+    counts as int8 when its weights are int8 and its activations are int8)."""
+    total = {"int8": 0, "int16x8": 0, "float": 0}
+    for sub in ir.subgraphs:
+        for op in sub.operators:
+            n = op_macs(op)
+            if not n:
+                continue
+            a = op.inputs[0]
+            dtype = np.dtype(a.dtype) if a is not None else np.dtype(np.float32)
+            key = "int8" if dtype == np.int8 else "int16x8" if dtype == np.int16 else "float"
+            total[key] += n
+    whole = sum(total.values())
+    return {
+        "macs": whole,
+        "int8_mac_share": total["int8"] / whole if whole else 1.0,
+        "int16x8_mac_share": total["int16x8"] / whole if whole else 0.0,
+        "float_mac_share": total["float"] / whole if whole else 0.0,
+    }
+
+
+def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_refs, held, refs):
+    """Steps 3-5 of the module doc; returns ((bytes, outcome, ir, held-back dB), rounds)."""
+    everything_float = {c: "float" for c in nodes}
+    base = bench.measure(bench.file(everything_float)[0], sens_feeds, sens_refs)
+    budget = {
+        k: max(s * 10 ** (-(target + MARGIN_DB) / 10) - base.noise[k], 1e-300)
+        for k, s in base.signal.items()
+    }
+
+    state = {"scale": 1.0}
+
+    def alone(label: str, precision: str) -> None:
+        data = bench.file({**everything_float, label: precision})[0]
+        m = bench.measure(data, sens_feeds, sens_refs)
+        node = nodes[label]
+        node.noise[precision] = state["scale"] * max(
+            max(m.noise[k] - base.noise[k], 0.0) / budget[k] for k in budget
+        )
+        node.alone_db[precision] = m.sqnr_db()
+
+    for label in nodes:
+        alone(label, "int8")
+    # Calibrate the sum: adjacent nodes share the tensor between them, which each one's
+    # measurement quantized on its own, so the plain sum over-counts activation noise.
+    m8 = bench.measure(bench.file({})[0], sens_feeds, sens_refs)
+    whole = max(max(m8.noise[k] - base.noise[k], 0.0) / budget[k] for k in budget)
+    summed = sum(n.noise["int8"] for n in nodes.values())
+    scale = min(max(whole / summed, 0.25), 4.0) if summed > 0 else 1.0
+    for n in nodes.values():
+        n.noise["int8"] *= scale
+    state["scale"] = scale  # the int16x8 measurements to come are scaled alike
+    total_macs = sum(n.macs for n in nodes.values())
+    floor = max(1.0, 1e-4 * total_macs)  # a node without MACs still costs its float island
+    used = 0.0
+    for n in sorted(nodes.values(), key=lambda n: n.noise["int8"] / (n.macs + floor)):
+        if used + n.noise["int8"] <= INT8_BUDGET:
+            used += n.noise["int8"]
+            n.precision = "int8"
+            n.why = (
+                f"int8: alone it takes {n.noise['int8']:.1%} of the noise budget ({n.macs} MACs)"
+            )
+        else:
+            n.precision = "float"
+    for n in nodes.values():
+        if n.precision == "float":
+            alone(n.label, "int16x8")
+    for n in sorted(
+        (n for n in nodes.values() if n.precision == "float"), key=lambda n: n.noise["int16x8"]
+    ):
+        if used + n.noise["int16x8"] <= 1.0:
+            used += n.noise["int16x8"]
+            n.precision = "int16x8"
+            n.why = (
+                f"int16x8: int8 alone would take {n.noise['int8']:.1%} of the noise budget, "
+                f"int16x8 {n.noise['int16x8']:.1%}"
+            )
+        else:
+            n.why = (
+                f"float: int8 alone would take {n.noise['int8']:.1%} of the noise budget, "
+                f"int16x8 {n.noise['int16x8']:.1%}"
+            )
+    rounds: list[dict] = [{"noise_sum_scale": round(scale, 3)}]
+    for k in range(MAX_ROUNDS + 1):
+        assignment = {c: n.precision for c, n in nodes.items()}
+        data, outcome, ir = bench.file(assignment)
+        db = bench.measure(data, held, refs).sqnr_db()
+        rounds.append({"sqnr_db": db, "promoted": []})
+        if db >= target:
+            return (data, outcome, ir, db), rounds
+        if k == MAX_ROUNDS or all(n.precision == "float" for n in nodes.values()):
+            break
+        rounds[-1]["promoted"] = _back_off(nodes, db, target, alone, k + 1)
+    # Not met after the rounds: every candidate float (the float model met the target).
+    for n in nodes.values():
+        if n.precision != "float":
+            n.precision = "float"
+            n.why = "float: the verification rounds did not meet the target"
+    data, outcome, ir = bench.file(everything_float)
+    db = bench.measure(data, held, refs).sqnr_db()
+    rounds.append({"sqnr_db": db, "promoted": sorted(nodes)})
+    return (data, outcome, ir, db), rounds
+
+
+def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]:
+    """Move the nodes with the largest estimated noise one step up until the estimate drops
+    by the shortfall (at least one node)."""
+    est = {c: n.noise.get(n.precision, 0.0) for c, n in nodes.items() if n.precision != "float"}
+    total = sum(est.values())
+    need = total * (1 - 10 ** ((db - target - MARGIN_DB) / 10))
+    removed, promoted = 0.0, []
+    for label in sorted(est, key=est.get, reverse=True):
+        n = nodes[label]
+        if n.precision == "int8" and "int16x8" not in n.noise:
+            alone(label, "int16x8")
+        up = "int16x8" if n.precision == "int8" and n.noise["int16x8"] < est[label] / 4 else "float"
+        removed += est[label] - (n.noise.get(up, 0.0) if up != "float" else 0.0)
+        n.precision = up
+        n.why = f"{up}: promoted at verification round {round_no} (held-back SQNR {db:.1f} dB)"
+        promoted.append(f"{label}={up}")
+        if removed >= need:
+            break
+    return promoted
