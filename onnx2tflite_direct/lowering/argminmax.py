@@ -82,7 +82,7 @@ def _lower_arg(opcode: str):
         if last:
             flipped = ctx.temp(np.int64, dropped, "last_index") if keep else out
             n_minus_1 = ctx.const_tensor(np.array(x.shape[stored] - 1, np.int64), "n_minus_1")
-            e.op("SUB", n_minus_1, idx, out=flipped, fused_activation_function="NONE")
+            e.op("SUB", n_minus_1, idx, out=flipped)
             idx = flipped
         if keep:
             e.reshape(idx, out=out)

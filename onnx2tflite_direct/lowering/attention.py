@@ -96,13 +96,7 @@ def _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right):
     for grid, kind in rules:
         g = e.const(grid[None, None], np.int32, "grid")
         a, b = (g, n) if kind == "le" else (n, g)
-        term = e.op(
-            "LESS_EQUAL",
-            a,
-            b,
-            dtype=np.bool_,
-            hint="ok",
-        )
+        term = e.op("LESS_EQUAL", a, b, dtype=np.bool_, hint="ok")
         allowed = term if allowed is None else e.op("LOGICAL_AND", allowed, term, hint="ok")
     return allowed
 

@@ -608,13 +608,7 @@ def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str)
     p = e.reshape(offsets, (b, 1), "offset_col")
     before = e.op("LESS", j, p, dtype=np.bool_, hint=f"{hint}_is_past")
     rel = e.op("SUB", j, p, hint=f"{hint}_rel")
-    fresh = e.op(
-        "LESS",
-        rel,
-        e.const(s, np.int32, "seq"),
-        dtype=np.bool_,
-        hint=f"{hint}_is_new",
-    )
+    fresh = e.op("LESS", rel, e.const(s, np.int32, "seq"), dtype=np.bool_, hint=f"{hint}_is_new")
     new_idx = e.op("ADD", rel, e.const(past_len, np.int32, "past_len"), hint="new_idx")
     zero_idx = e.const(np.full((b, length), past_len + s, np.int32), np.int32, "zero_idx")
     idx = e.op("SELECT_V2", fresh, new_idx, zero_idx, hint=f"{hint}_idx_new")

@@ -367,7 +367,7 @@ def _banded_depthwise(ctx, x, w, geometry, out):
             acc = part
             continue
         total = out if i == len(tiles) - 1 else ctx.temp(np.float32, out.shape, "tile_sum")
-        e.op("ADD", acc, part, out=total, fused_activation_function="NONE")
+        e.op("ADD", acc, part, out=total)
         acc = total
 
 

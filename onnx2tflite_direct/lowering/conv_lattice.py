@@ -171,13 +171,7 @@ class IntegerConv:
     def rescale(self, ctx, acc: tfl.Tensor, out: tfl.Tensor) -> None:
         """acc (channel-last integer sums) times sx*sw per output channel into out."""
         e = Emitter(ctx)
-        e.op(
-            "MUL",
-            acc,
-            ctx.const_tensor(self.scale, "sum_scale"),
-            out=out,
-            fused_activation_function="NONE",
-        )
+        e.op("MUL", acc, ctx.const_tensor(self.scale, "sum_scale"), out=out)
 
 
 def _activation(ctx, idx: int):
@@ -421,11 +415,5 @@ def rescale_integer_sums(ctx, acc, scale) -> None:
     e = Emitter(ctx)
     scale = np.asarray(scale, np.float32).reshape(1)
     final = ctx.output(0)
-    e.op(
-        "MUL",
-        acc,
-        ctx.const_tensor(scale, "sum_scale"),
-        out=final,
-        fused_activation_function="NONE",
-    )
+    e.op("MUL", acc, ctx.const_tensor(scale, "sum_scale"), out=final)
     ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))

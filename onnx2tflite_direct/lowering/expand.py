@@ -39,13 +39,7 @@ def lower_expand(ctx):
         return
     ones = None if ctx.driver.options.gpu_friendly else _broadcast_ones(x, out_shape)
     if ones is not None:
-        e.op(
-            "MUL",
-            x,
-            ctx.const_tensor(ones, "ones"),
-            out=ctx.output(0),
-            fused_activation_function="NONE",
-        )
+        e.op("MUL", x, ctx.const_tensor(ones, "ones"), out=ctx.output(0))
         return
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "shape")
     e.op("BROADCAST_TO", x, shape_t, out=ctx.output(0))

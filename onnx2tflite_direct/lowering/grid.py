@@ -209,13 +209,7 @@ def lower_gridsample(ctx):
     for k, corner in enumerate(corners):
         parts = [batch_t] + [e.reshape(idx, (n_batch, *out_sp, 1), "idx") for idx, _w in corner]
         indices = e.concat(parts, axis=-1, hint="indices")
-        picked = e.op(
-            "GATHER_ND",
-            data,
-            indices,
-            shape=(n_batch, *out_sp, channels),
-            hint="picked",
-        )
+        picked = e.op("GATHER_ND", data, indices, shape=(n_batch, *out_sp, channels), hint="picked")
         weight = None
         for _idx, w in corner:
             if w is not None:

@@ -256,7 +256,7 @@ def _scatter(ctx, coords, updates):
             dtype=data.dtype,
             hint="scattered",
         )
-        e.op("ADD", data, scattered, out=ctx.output(0), fused_activation_function="NONE")
+        e.op("ADD", data, scattered, out=ctx.output(0))
         return
     _write(ctx, data, coords, updates, ctx.output(0))
 
@@ -371,11 +371,7 @@ def lower_one_hot(ctx):
         hint="negative",
     )
     shifted = e.op(
-        "ADD",
-        idx,
-        ctx.const_tensor(np.array(depth, idx.dtype), "depth"),
-        hint="shifted",
-        fused_activation_function="NONE",
+        "ADD", idx, ctx.const_tensor(np.array(depth, idx.dtype), "depth"), hint="shifted"
     )
     fixed = e.op("SELECT_V2", negative, shifted, idx, hint="indices_fixed")
     values = ctx.const(2)
@@ -458,13 +454,7 @@ def lower_tensor_scatter(ctx):
     gathered_shape = list(update_shape)
     gathered_shape[axis] = max_len
     gathered = e.op(
-        "GATHER",
-        update,
-        index,
-        shape=gathered_shape,
-        hint="gathered",
-        axis=axis,
-        batch_dims=1,
+        "GATHER", update, index, shape=gathered_shape, hint="gathered", axis=axis, batch_dims=1
     )
     mask_shape = [past_shape[0]] + [1] * (rank - 1)
     mask_shape[axis] = max_len

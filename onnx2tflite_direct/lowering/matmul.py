@@ -182,7 +182,7 @@ def _scale(ctx, t, factor: float, hint: str):
         return t
     out = ctx.temp(np.float32, t.shape, hint)
     k = ctx.const_tensor(np.array(factor, np.float32), hint)
-    e.op("MUL", t, k, out=out, fused_activation_function="NONE")
+    e.op("MUL", t, k, out=out)
     return out
 
 
@@ -195,7 +195,7 @@ def _add_c(ctx, product, beta: float):
         c_t = ctx.const_tensor(full, "c")
     else:
         c_t = _scale(ctx, ctx.input(2), beta, "beta_c")
-    e.op("ADD", product, c_t, out=ctx.output(0), fused_activation_function="NONE")
+    e.op("ADD", product, c_t, out=ctx.output(0))
 
 
 @lowering(

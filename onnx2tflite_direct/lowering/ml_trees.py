@@ -243,15 +243,7 @@ def walk(ctx, x, forest: Forest):
     t = len(roots)
     s = e.gather(nxt, e.const(roots, np.int32, "roots"), 1, hint="level1")
     for level in range(2, depth + 1):
-        s = e.op(
-            "GATHER",
-            nxt,
-            s,
-            shape=(n, t),
-            hint=f"level{level}",
-            axis=1,
-            batch_dims=1,
-        )
+        s = e.op("GATHER", nxt, s, shape=(n, t), hint=f"level{level}", axis=1, batch_dims=1)
     return s, order
 
 

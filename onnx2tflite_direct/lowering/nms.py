@@ -150,14 +150,7 @@ class _NmsBuilder:
         shape = (self.rows,) + tuple(parts[0].shape)
         if self.rows == 1:
             return self.ctx.reshape(parts[0], shape, hint)
-        return self.e.op(
-            "PACK",
-            *parts,
-            shape=shape,
-            hint=hint,
-            values_count=self.rows,
-            axis=0,
-        )
+        return self.e.op("PACK", *parts, shape=shape, hint=hint, values_count=self.rows, axis=0)
 
     def scalar(self, i):
         """Optional scalar input ``i`` as a 0-d runtime tensor."""
@@ -234,12 +227,7 @@ class _NmsBuilder:
         centers = self.e.op("SLICE", boxes, begin, size, shape=halves, hint="centers")
         begin2 = self.const(np.array([0, 0, 2], np.int32), "extent_begin")
         extents = self.e.op("SLICE", boxes, begin2, size, shape=halves, hint="extents")
-        half = self.e.op(
-            "MUL",
-            extents,
-            self.const(np.float32(0.5), "half"),
-            hint="half_extents",
-        )
+        half = self.e.op("MUL", extents, self.const(np.float32(0.5), "half"), hint="half_extents")
         low = self.e.op("SUB", centers, half, hint="low_corner")
         high = self.e.op("ADD", centers, half, hint="high_corner")
         return self.e.op(
@@ -269,12 +257,7 @@ class _NmsBuilder:
             output_type="INT32",
         )
         best = self.e.op(
-            "REDUCE_MAX",
-            scores,
-            axis,
-            shape=(b, n),
-            hint="best_scores",
-            keep_dims=False,
+            "REDUCE_MAX", scores, axis, shape=(b, n), hint="best_scores", keep_dims=False
         )
         return best, classes
 
@@ -318,12 +301,7 @@ class _NmsBuilder:
         zero = self.const(np.float32(0), "zero")
         t = self.e.op("MAXIMUM", self.scalar(3), zero, hint="iou_nonneg")
         bits = self.e.op("BITCAST", t, dtype=np.int32, hint="iou_bits")
-        up = self.e.op(
-            "ADD",
-            bits,
-            self.const(np.int32(1), "one"),
-            hint="iou_next_bits",
-        )
+        up = self.e.op("ADD", bits, self.const(np.int32(1), "one"), hint="iou_next_bits")
         return self.e.op("BITCAST", up, dtype=np.float32, hint="iou_threshold")
 
     def suppressible(self, sorted_boxes):
@@ -343,14 +321,7 @@ class _NmsBuilder:
         high = self.e.op("SLICE", sorted_boxes, second, size, shape=half, hint="corner_b")
         sides = self.e.op("SUB", high, low, hint="sides")
         axis = self.const(np.array([2], np.int32), "side_axis")
-        area = self.e.op(
-            "REDUCE_PROD",
-            sides,
-            axis,
-            shape=(rows, n),
-            hint="area",
-            keep_dims=False,
-        )
+        area = self.e.op("REDUCE_PROD", sides, axis, shape=(rows, n), hint="area", keep_dims=False)
         area = self.e.op("ABS", area, hint="abs_area")
         zero = self.const(np.float32(0), "zero_area")
         positive = self.e.op("GREATER", area, zero, dtype=np.bool_, hint="positive_area")
@@ -385,13 +356,7 @@ class _NmsBuilder:
         else:
             rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
         zero = self.const(np.float32(0), "excluded_score")
-        scores = self.e.op(
-            "SELECT_V2",
-            suppressible,
-            rank_scores,
-            zero,
-            hint="kscores",
-        )
+        scores = self.e.op("SELECT_V2", suppressible, rank_scores, zero, hint="kscores")
         k = self.k_i32()
         iou = self.kernel_iou()
         no_threshold = self.const(np.float32(0), "rank_threshold0")
@@ -443,12 +408,7 @@ class _NmsBuilder:
         top = self.ctx.temp(np.int32, (rows, k), "top_keys")
         where = self.ctx.temp(np.int32, (rows, k), "top_where")
         self.e.op("TOPK_V2", keys, self.k_i32(), out=[top, where])
-        clamped = self.e.op(
-            "MAXIMUM",
-            top,
-            self.const(np.int32(0), "zero_i"),
-            hint="top_clamped",
-        )
+        clamped = self.e.op("MAXIMUM", top, self.const(np.int32(0), "zero_i"), hint="top_clamped")
         positions = self.e.op("SUB", last, clamped, hint="positions")
         merged = self.e.op("MINIMUM", n_free, self.k_i32(), hint="merged_k")
         return positions, merged
@@ -484,19 +444,11 @@ class _NmsBuilder:
         batch_of_row = np.repeat(np.arange(self.batches, dtype=np.int32), self.rows_c)
         class_of_row = np.tile(np.arange(self.rows_c, dtype=np.int32), self.batches)
         if self.runtime_n:  # per-row constants broadcast over the run-time K columns
-            blank = self.e.op(
-                "MUL",
-                box_index,
-                self.const(np.int32(0), "zero_col"),
-                hint="blank",
-            )
+            blank = self.e.op("MUL", box_index, self.const(np.int32(0), "zero_col"), hint="blank")
 
             def column(values, hint):
                 return self.e.op(
-                    "ADD",
-                    blank,
-                    self.const(values[:, None], f"{hint}_rows"),
-                    hint=hint,
+                    "ADD", blank, self.const(values[:, None], f"{hint}_rows"), hint=hint
                 )
 
         else:
@@ -531,10 +483,7 @@ class _NmsBuilder:
         flat_valid = self.ctx.reshape(valid, (total,), "valid_flat")
         if self.runtime_n:
             total_t = self.e.op(
-                "MUL",
-                self.k_i32(),
-                self.const(np.int32(rows), "row_count"),
-                hint="total",
+                "MUL", self.k_i32(), self.const(np.int32(rows), "row_count"), hint="total"
             )
             slot = self.arange(total, total_t, "slot_all")
             key_valid = self.e.op("NEG", slot, hint="key_valid")
@@ -546,24 +495,12 @@ class _NmsBuilder:
                 self.const(-slot, "key_valid"),
                 self.const(-slot - total, "key_pad"),
             )
-        key = self.e.op(
-            "SELECT_V2",
-            flat_valid,
-            key_valid,
-            key_pad,
-            hint="order_key",
-        )
+        key = self.e.op("SELECT_V2", flat_valid, key_valid, key_pad, hint="order_key")
         top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
         order = self.ctx.temp(np.int32, (total,), "compact_order")
         self.e.op("TOPK_V2", key, total_t, out=[top, order])
         return self.e.op(
-            "GATHER",
-            flat,
-            order,
-            shape=(total, 3),
-            hint="compacted",
-            axis=0,
-            batch_dims=0,
+            "GATHER", flat, order, shape=(total, 3), hint="compacted", axis=0, batch_dims=0
         )
 
     # ---- outputs ----------------------------------------------------------------------

@@ -86,7 +86,7 @@ def _pool(ctx, opcode: str):
         )
         fix = _average_correction(spatial, kernel, strides, pads, outs, count_include_pad)
         fix_t = ctx.const_tensor(fix.reshape(1, outs[0], outs[1], 1), "divisor_fix")
-        e.op("MUL", pooled, fix_t, out=out, fused_activation_function="NONE")
+        e.op("MUL", pooled, fix_t, out=out)
     if one_d:
         e.reshape(out, out=final)
 

@@ -108,7 +108,7 @@ def _unary(ctx, opcode, x, out=None, hint="y"):
     e = Emitter(ctx)
     out = out if out is not None else ctx.temp(x.dtype, x.shape, hint)
     if opcode == "SQUARE" and np.dtype(x.dtype).kind != "f":
-        e.op("MUL", x, x, out=out, fused_activation_function="NONE")
+        e.op("MUL", x, x, out=out)
     else:
         e.op(opcode, x, out=out)
     return out
@@ -159,7 +159,7 @@ def _log_sum_exp(ctx, x, axes_t, out, keep):
     e = Emitter(ctx)
     kept_shape = out.shape if keep else _keepdims_stored_shape(ctx)
     peak = e.op("REDUCE_MAX", x, axes_t, shape=kept_shape, hint="max", keep_dims=True)
-    shifted = e.op("SUB", x, peak, hint="shifted", fused_activation_function="NONE")
+    shifted = e.op("SUB", x, peak, hint="shifted")
     total = e.op(
         "SUM",
         _unary(ctx, "EXP", shifted, hint="exp"),
@@ -170,15 +170,9 @@ def _log_sum_exp(ctx, x, axes_t, out, keep):
     )
     logged = _unary(ctx, "LOG", total, hint="log")
     if keep:
-        e.op("ADD", logged, peak, out=out, fused_activation_function="NONE")
+        e.op("ADD", logged, peak, out=out)
         return
-    summed = e.op(
-        "ADD",
-        logged,
-        peak,
-        hint="lse",
-        fused_activation_function="NONE",
-    )
+    summed = e.op("ADD", logged, peak, hint="lse")
     e.reshape(summed, out=out)
 
 

@@ -168,12 +168,7 @@ def _runtime_axes(ctx):
     e.op("LOGICAL_OR", eq_pos, eq_neg, out=match)
     zero_axis = ctx.const_tensor(np.array([0], np.int32), "reduce_axis")
     present = e.op(
-        "REDUCE_ANY",
-        match,
-        zero_axis,
-        shape=(rank,),
-        hint="axis_present",
-        keep_dims=False,
+        "REDUCE_ANY", match, zero_axis, shape=(rank,), hint="axis_present", keep_dims=False
     )
     dims = np.array([shape[a] for a in lay.perm], np.int64)
     operands = []
@@ -189,14 +184,7 @@ def _runtime_axes(ctx):
         col = ctx.reshape(src, (n, 1), f"{hint}_col")
         zeros = ctx.const_tensor(np.zeros((1, 1), src.dtype), "zero")
         picked = e.op("SELECT_V2", match, col, zeros, hint=f"{hint}_picked")
-        summed = e.op(
-            "SUM",
-            picked,
-            zero_axis,
-            shape=(rank,),
-            hint=f"{hint}_sum",
-            keep_dims=False,
-        )
+        summed = e.op("SUM", picked, zero_axis, shape=(rank,), hint=f"{hint}_sum", keep_dims=False)
         full = e.op(
             "SELECT_V2",
             present,

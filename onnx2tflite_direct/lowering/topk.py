@@ -49,7 +49,7 @@ def _mirror(ctx, x, out=None):
         e.op("NEG", x, out=out)
     else:
         minus_one = ctx.const_tensor(np.array(-1, x.dtype), "minus_one")
-        e.op("SUB", minus_one, x, out=out, fused_activation_function="NONE")
+        e.op("SUB", minus_one, x, out=out)
     return out
 
 
