@@ -3,7 +3,8 @@
 Read with ``ast`` over every module (imports inside functions included, ``TYPE_CHECKING``
 blocks excluded): every module has a layer, imports never go to a later layer, there is no
 import circle, the package never imports itself inside a function (only optional third-party
-dependencies are imported lazily), and no module grows past 800 lines.
+dependencies are imported lazily), no module grows past 800 lines, and every lowering emits
+through the one ``lowering/emit.Emitter``.
 
 Knots that other work items are still untying are listed below, each edge or module by name
 with the item that removes it; nothing else is excused.
@@ -275,3 +276,55 @@ def test_module_size(module):
         return
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{_label(module)} has {lines} lines (> {MAX_LINES}): split it"
+
+
+# ---- One emitter style: lowerings emit through lowering/emit.Emitter only -------------------
+EMITTER = "lowering.emit"
+# Lowering code that emits below any node: loop and branch bodies built op by op in a body's own
+# Driver (their ops belong to no ONNX node and their tensors carry the body's names).
+DRIVER_LEVEL_EMIT = {"lowering.control_flow": "WHILE/IF bodies built in the body's own Driver"}
+# The emit helpers the Emitter replaced; importing them again would bring a second style back.
+REMOVED_EMIT_HELPERS = {"compose", "Emit", "emit_pad", "emit_crop"}
+
+
+def _emit_style_breaks(source: str, driver_level: bool = False) -> list[str]:
+    """Where ``source`` (a lowering module) emits around the Emitter: ``ctx.emit``,
+    ``ctx.driver.reshape``, a removed helper, or (outside driver-level code) any ``.emit``
+    or a hand-made ``tfl.Operator``."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = {a.name for a in node.names} | {node.module or ""}
+            out += [f"{node.lineno}: imports {n}" for n in sorted(names & REMOVED_EMIT_HELPERS)]
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver, attr = ast.unparse(node.func.value), node.func.attr
+        if attr == "emit" and (receiver.endswith("ctx") or not driver_level):
+            out.append(f"{node.lineno}: {receiver}.emit")
+        elif attr == "reshape" and receiver.endswith("ctx.driver"):
+            out.append(f"{node.lineno}: {receiver}.reshape (use e.reshape(x, out=...))")
+        elif attr == "Operator" and receiver == "tfl" and not driver_level:
+            out.append(f"{node.lineno}: tfl.Operator")
+    return out
+
+
+def test_lowerings_emit_through_the_emitter_only():
+    breaks = [
+        f"{_label(module)}:{where}"
+        for module, path in MODULES.items()
+        if module.startswith("lowering.") and module != EMITTER
+        for where in _emit_style_breaks(path.read_text(), module in DRIVER_LEVEL_EMIT)
+    ]
+    assert not breaks, "emit through lowering/emit.Emitter (e.op, e.reshape ...):\n" + "\n".join(
+        breaks
+    )
+
+
+def test_emit_style_check_finds_each_break():
+    source = (
+        "from . import compose as C\nfrom .elementwise import Emit\n"
+        "def f(ctx, e):\n    ctx.emit('ADD', [], [])\n    e.ctx.emit('ADD', [], [])\n"
+        "    ctx.driver.reshape(a, b)\n    d.emit('ADD', [], [])\n    tfl.Operator('ADD', [], [])\n"
+    )
+    assert len(_emit_style_breaks(source)) == 7
+    assert len(_emit_style_breaks(source, driver_level=True)) == 5

@@ -16,12 +16,12 @@ from .elementwise import (
     FLOATS,
     INTEGER,
     SIGNED,
-    Emit,
     dtype_name,
     native_check,
     node_compute_dtype,
     unary_lowering,
 )
+from .emit import Emitter
 
 F32_F16 = ("float32", "float16")
 MINMAX_NATIVE = ("float32", "float16", "int8", "int16", "int32", "int64", "uint8")
@@ -163,7 +163,7 @@ def _swish(e, x):
     notes="Swish_alpha(A) * B; float16/bfloat16 computed in float32",
 )
 def lower_swiglu(ctx):
-    e = Emit(ctx, np.float32)
+    e = Emitter(ctx, np.float32)
     gate = swish(e, e.input(0), float(ctx.attr("alpha", 1.0)))
     e.result(e.op("MUL", gate, e.input(1)))
 
@@ -212,7 +212,7 @@ def _const_bounds(ctx):
     notes="min/max constant or runtime; MAXIMUM then MINIMUM (min > max yields max)",
 )
 def lower_clip(ctx):
-    e = Emit(ctx, node_compute_dtype(ctx, MINMAX_NATIVE))
+    e = Emitter(ctx, node_compute_dtype(ctx, MINMAX_NATIVE))
     x = e.input(0)
     fused = CLIP_ACTIVATIONS.get(_const_bounds(ctx)) if x.dtype == np.float32 else None
     if fused is not None:
@@ -244,7 +244,7 @@ def lower_clip(ctx):
     "slope broadcast to the input (select(x > 0, x, slope * x))",
 )
 def lower_prelu(ctx):
-    e = Emit(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
+    e = Emitter(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
     x = e.input(0)
     if x.dtype == np.float32 and len(ctx.shape(0)) <= PRELU_MAX_RANK:
         e.result(e.op("PRELU", x, e.input(1)))
@@ -258,6 +258,6 @@ PRELU_MAX_RANK = 4
 
 def prelu_by_select(ctx):
     """``--decompose``: PRelu with primitive builtins only (GREATER, MUL, SELECT_V2)."""
-    e = Emit(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
+    e = Emitter(ctx, node_compute_dtype(ctx, ("float32", "int32", "int64")))
     x = e.input(0)
     e.result(_select_negative(e, x, e.op("MUL", x, e.input(1))))

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..registry import lowering
 from .axis_layouts import reduction_policy
+from .emit import Emitter
 
 ARG_DTYPES = ("float32", "int32", "uint8", "int8")  # ARG_MAX has no int64-input kernel
 
@@ -25,10 +26,11 @@ TRANSPOSE_FIRST_DTYPES = ("float32", "uint8", "int8")
 
 def _axis_last(ctx, x, stored):
     """``x`` with stored axis ``stored`` moved last (the other axes keep their order)."""
+    e = Emitter(ctx)
     perm = [a for a in range(len(x.shape)) if a != stored] + [stored]
     moved = ctx.temp(x.dtype, tuple(x.shape[a] for a in perm), "axis_last")
     moved.quantization = x.quantization
-    ctx.emit("TRANSPOSE", [x, ctx.const_tensor(np.array(perm, np.int32), "perm")], [moved])
+    e.op("TRANSPOSE", x, ctx.const_tensor(np.array(perm, np.int32), "perm"), out=moved)
     return moved, len(x.shape) - 1
 
 
@@ -56,6 +58,7 @@ def arg_axis(node, graph):
 
 def _lower_arg(opcode: str):
     def lower(ctx):
+        e = Emitter(ctx)
         (axis,) = arg_axis(ctx.node, ctx.driver.graph)
         stored = ctx.in_layout(0).stored_axis(axis)
         x = ctx.input(0)
@@ -68,22 +71,21 @@ def _lower_arg(opcode: str):
         for text in slow_path_notes(x.dtype, last):
             ctx.note(text)
         if last:
-            rev = ctx.temp(x.dtype, x.shape, "reversed")
-            ctx.emit("REVERSE_V2", [x, axis_t], [rev])
+            rev = e.op("REVERSE_V2", x, axis_t, shape=x.shape, hint="reversed")
             x = rev
         dropped = tuple(d for i, d in enumerate(x.shape) if i != stored)
         if keep or last:
             idx = ctx.temp(np.int64, dropped, "index")
         else:
             idx = out
-        ctx.emit(opcode, [x, axis_t], [idx], output_type="INT64")
+        e.op(opcode, x, axis_t, out=idx, output_type="INT64")
         if last:
             flipped = ctx.temp(np.int64, dropped, "last_index") if keep else out
             n_minus_1 = ctx.const_tensor(np.array(x.shape[stored] - 1, np.int64), "n_minus_1")
-            ctx.emit("SUB", [n_minus_1, idx], [flipped], fused_activation_function="NONE")
+            e.op("SUB", n_minus_1, idx, out=flipped)
             idx = flipped
         if keep:
-            ctx.driver.reshape(idx, out)
+            e.reshape(idx, out=out)
 
     return lower
 

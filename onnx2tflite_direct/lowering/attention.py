@@ -14,7 +14,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from . import compose as C
+from .emit import Emitter
 
 NEG_INF = -np.inf
 
@@ -54,11 +54,12 @@ def _attention_check(node, graph):
 
 def _to_heads(ctx, x, heads: int, hint: str):
     """[B, S, H*D] -> [B, H, S, D]; 4-D inputs pass through."""
+    e = Emitter(ctx)
     if len(x.shape) == 4:
         return x
     b, s, hidden = x.shape
-    split = C.reshape(ctx, x, (b, s, heads, hidden // heads), f"{hint}_split")
-    return C.transpose(ctx, split, (0, 2, 1, 3), f"{hint}_heads")
+    split = e.reshape(x, (b, s, heads, hidden // heads), f"{hint}_split")
+    return e.transpose(split, (0, 2, 1, 3), f"{hint}_heads")
 
 
 def _structural_allowed(q_len, kv_len, offset, is_causal, left, right) -> np.ndarray | None:
@@ -78,8 +79,9 @@ def _structural_allowed(q_len, kv_len, offset, is_causal, left, right) -> np.nda
 
 def _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right):
     """Per-batch permission [B, 1, S, L] from ``nonpad_kv_seqlen`` (offset = n - S)."""
-    n = C.cast(ctx, ctx.input(6), np.int32, "seqlen_i32")
-    n = C.reshape(ctx, n, (n.shape[0], 1, 1, 1), "seqlen")
+    e = Emitter(ctx)
+    n = e.cast(ctx.input(6), np.int32, "seqlen_i32")
+    n = e.reshape(n, (n.shape[0], 1, 1, 1), "seqlen")
     i = np.arange(q_len)[:, None]
     j = np.arange(kv_len)[None, :]
     # Each rule is "grid <= n" or "n <= grid" with an integer grid built from i and j.
@@ -92,56 +94,56 @@ def _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right):
         rules.append((j - i + q_len - right, "le"))  # j - (i + n - S) <= right
     allowed = None
     for grid, kind in rules:
-        g = C.const(ctx, grid[None, None], np.int32, "grid")
+        g = e.const(grid[None, None], np.int32, "grid")
         a, b = (g, n) if kind == "le" else (n, g)
-        term = C.op(
-            ctx, "LESS_EQUAL", [a, b], np.broadcast_shapes(a.shape, b.shape), np.bool_, "ok"
-        )
-        allowed = term if allowed is None else C.binary(ctx, "LOGICAL_AND", allowed, term, "ok")
+        term = e.op("LESS_EQUAL", a, b, dtype=np.bool_, hint="ok")
+        allowed = term if allowed is None else e.op("LOGICAL_AND", allowed, term, hint="ok")
     return allowed
 
 
 def _bias(ctx, q_len, kv_len, past_len):
     """The additive bias (a tensor, or None) and the static fully-masked-row flags."""
+    e = Emitter(ctx)
     is_causal = bool(ctx.attr("is_causal", 0))
     left = int(ctx.attr("left_window_size", -1))
     right = int(ctx.attr("right_window_size", -1))
-    zero, ninf = C.const(ctx, 0.0, hint="zero"), C.const(ctx, NEG_INF, hint="neg_inf")
+    zero, ninf = e.const(0.0, hint="zero"), e.const(NEG_INF, hint="neg_inf")
     terms = []
     if ctx.has_input(3):
         mask = ctx.input(3)
         if np.dtype(mask.dtype) == np.bool_:
-            mask = C.select(ctx, mask, zero, ninf, "mask_bias")
+            mask = e.op("SELECT_V2", mask, zero, ninf, hint="mask_bias")
         if mask.shape[-1] != kv_len:
             # The reference pads short masks with -inf; onnxruntime rejects them. Ambiguous.
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, "attn_mask shorter than the KV length")
         terms.append(mask)
     if ctx.has_input(6) and not ctx.has_input(4):
         allowed = _runtime_allowed(ctx, q_len, kv_len, is_causal, left, right)
-        terms.append(C.select(ctx, allowed, zero, ninf, "structural_bias"))
+        terms.append(e.op("SELECT_V2", allowed, zero, ninf, hint="structural_bias"))
     else:
         static = _structural_allowed(q_len, kv_len, past_len, is_causal, left, right)
         if static is not None:
-            terms.append(C.const(ctx, np.where(static, 0.0, NEG_INF), hint="structural_bias"))
+            terms.append(e.const(np.where(static, 0.0, NEG_INF), hint="structural_bias"))
     bias = None
     for t in terms:
-        bias = t if bias is None else C.binary(ctx, "ADD", bias, t, "bias")
+        bias = t if bias is None else e.op("ADD", bias, t, hint="bias")
     return bias
 
 
 def _guard_fully_masked(ctx, probs, bias):
     """Rows whose bias is all -inf attend nothing: their probabilities are 0 (not NaN)."""
+    e = Emitter(ctx)
     if bias is None:
         return probs
     if bias.data is not None:
         dead = np.isneginf(np.max(np.asarray(bias.data), axis=-1, keepdims=True))
         if not dead.any():
             return probs
-        cond = C.const(ctx, dead, np.bool_, "dead_rows")
+        cond = e.const(dead, np.bool_, "dead_rows")
     else:
-        row_max = C.reduce(ctx, "REDUCE_MAX", bias, [-1], True, "bias_row_max")
-        cond = C.binary(ctx, "EQUAL", row_max, C.const(ctx, NEG_INF), "dead_rows", dtype=np.bool_)
-    return C.select(ctx, cond, C.const(ctx, 0.0, hint="zero"), probs, "guarded")
+        row_max = e.reduce("REDUCE_MAX", bias, [-1], True, "bias_row_max")
+        cond = e.op("EQUAL", row_max, e.const(NEG_INF), hint="dead_rows", dtype=np.bool_)
+    return e.op("SELECT_V2", cond, e.const(0.0, hint="zero"), probs, hint="guarded")
 
 
 @lowering(
@@ -156,6 +158,7 @@ def _guard_fully_masked(ctx, probs, bias):
     extra_check=_attention_check,
 )
 def lower_attention(ctx):
+    e = Emitter(ctx)
     q_in = ctx.input(0)
     three_d = len(q_in.shape) == 3
     q = _to_heads(ctx, q_in, int(ctx.attr("q_num_heads", 0) or 1), "q")
@@ -171,49 +174,47 @@ def lower_attention(ctx):
     wants = [i < len(ctx.node.outputs) and bool(ctx.node.outputs[i]) for i in range(4)]
     if ctx.has_input(4):
         past_len = ctx.shape(4)[2]
-        k = C.concat(ctx, [ctx.input(4), k], 2, "present_key", ctx.output(1) if wants[1] else None)
-        v = C.concat(
-            ctx, [ctx.input(5), v], 2, "present_value", ctx.output(2) if wants[2] else None
-        )
+        k = e.concat([ctx.input(4), k], 2, "present_key", ctx.output(1) if wants[1] else None)
+        v = e.concat([ctx.input(5), v], 2, "present_value", ctx.output(2) if wants[2] else None)
     else:
         for i, t in ((1, k), (2, v)):
             if wants[i]:
-                C.reshape(ctx, t, t.shape, out=ctx.output(i))
+                e.reshape(t, t.shape, out=ctx.output(i))
     kv_len = k.shape[2]
 
     scale = ctx.attr("scale", None)
     scale = 1.0 / np.sqrt(head) if scale is None else float(scale)
-    root = C.const(ctx, np.float32(np.sqrt(scale)), hint="sqrt_scale")
-    qs = C.binary(ctx, "MUL", q, root, "q_scaled")
-    ks = C.binary(ctx, "MUL", k, root, "k_scaled")
+    root = e.const(np.float32(np.sqrt(scale)), hint="sqrt_scale")
+    qs = e.op("MUL", q, root, hint="q_scaled")
+    ks = e.op("MUL", k, root, hint="k_scaled")
     group = hq // hkv
     # GQA: query heads h*group..h*group+group-1 share KV head h -> fold them into the rows.
-    qg = C.reshape(ctx, qs, (batch, hkv, group * q_len, head), "q_grouped")
-    scores = C.matmul(ctx, qg, ks, adj_y=True, hint="scores_grouped")
-    scores = C.reshape(ctx, scores, (batch, hq, q_len, kv_len), "scores")
+    qg = e.reshape(qs, (batch, hkv, group * q_len, head), "q_grouped")
+    scores = e.matmul(qg, ks, adj_y=True, hint="scores_grouped")
+    scores = e.reshape(scores, (batch, hq, q_len, kv_len), "scores")
     softcap = float(ctx.attr("softcap", 0.0))
     if softcap > 0:
-        cap = C.const(ctx, softcap, hint="softcap")
-        scores = C.binary(ctx, "DIV", scores, cap, "capped_in")
-        scores = C.op(ctx, "TANH", [scores], scores.shape, hint="capped_tanh")
-        scores = C.binary(ctx, "MUL", scores, cap, "capped")
+        cap = e.const(softcap, hint="softcap")
+        scores = e.op("DIV", scores, cap, hint="capped_in")
+        scores = e.op("TANH", scores, hint="capped_tanh")
+        scores = e.op("MUL", scores, cap, hint="capped")
     bias = _bias(ctx, q_len, kv_len, past_len)
     mode = int(ctx.attr("qk_matmul_output_mode", 0))
     if wants[3] and mode in (0, 1):
-        C.reshape(ctx, scores, scores.shape, out=ctx.output(3))
-    logits = scores if bias is None else C.binary(ctx, "ADD", scores, bias, "logits")
+        e.reshape(scores, scores.shape, out=ctx.output(3))
+    logits = scores if bias is None else e.op("ADD", scores, bias, hint="logits")
     if wants[3] and mode == 2:
-        C.reshape(ctx, logits, logits.shape, out=ctx.output(3))
-    probs = C.op(ctx, "SOFTMAX", [logits], logits.shape, hint="probs", beta=1.0)
+        e.reshape(logits, logits.shape, out=ctx.output(3))
+    probs = e.op("SOFTMAX", logits, hint="probs", beta=1.0)
     probs = _guard_fully_masked(ctx, probs, bias)
     if wants[3] and mode == 3:
-        C.reshape(ctx, probs, probs.shape, out=ctx.output(3))
-    pg = C.reshape(ctx, probs, (batch, hkv, group * q_len, kv_len), "probs_grouped")
-    y = C.matmul(ctx, pg, v, hint="y_grouped")
-    y = C.reshape(ctx, y, (batch, hq, q_len, v.shape[3]), "y_heads")
+        e.reshape(probs, probs.shape, out=ctx.output(3))
+    pg = e.reshape(probs, (batch, hkv, group * q_len, kv_len), "probs_grouped")
+    y = e.matmul(pg, v, hint="y_grouped")
+    y = e.reshape(y, (batch, hq, q_len, v.shape[3]), "y_heads")
     if three_d:
-        y = C.transpose(ctx, y, (0, 2, 1, 3), "y_tokens")
-    C.reshape(ctx, y, ctx.out_shape(0), out=ctx.output(0))
+        y = e.transpose(y, (0, 2, 1, 3), "y_tokens")
+    e.reshape(y, ctx.out_shape(0), out=ctx.output(0))
 
 
 def _rotary_check(node, graph):
@@ -236,6 +237,7 @@ def _rotary_check(node, graph):
     extra_check=_rotary_check,
 )
 def lower_rotary(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     shape = ctx.shape(0)
     if len(shape) == 4:  # [B, H, S, D]: caches broadcast as [B, 1, S, R/2]
@@ -246,7 +248,7 @@ def lower_rotary(ctx):
         batch, seq, hidden = shape
         heads = int(ctx.attr("num_heads"))
         head = hidden // heads
-        work = C.reshape(ctx, x, (batch, seq, heads, head), "x_heads")
+        work = e.reshape(x, (batch, seq, heads, head), "x_heads")
         cache_shape = (batch, seq, 1, -1)
     rot = int(ctx.attr("rotary_embedding_dim", 0) or head)
     half = rot // 2
@@ -254,37 +256,29 @@ def lower_rotary(ctx):
     for i, name in ((1, "cos"), (2, "sin")):
         cache = ctx.input(i)
         if ctx.has_input(3):
-            cache = C.gather(ctx, cache, ctx.input(3), 0, f"{name}_at_pos")
+            cache = e.gather(cache, ctx.input(3), 0, f"{name}_at_pos")
         if cache.shape[-1] != half:
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{name} cache last dim != rotary_dim/2")
-        caches.append(C.reshape(ctx, cache, cache_shape[:3] + (half,), name))
+        caches.append(e.reshape(cache, cache_shape[:3] + (half,), name))
     cos, sin = caches
     interleaved = bool(ctx.attr("interleaved", 0))
     order = np.concatenate([np.arange(0, rot, 2), np.arange(1, rot, 2), np.arange(rot, head)])
     if interleaved:
-        work = C.gather(ctx, work, order, -1, "deinterleaved")
+        work = e.gather(work, order, -1, "deinterleaved")
     sizes = [half, half] + ([head - rot] if head > rot else [])
-    parts = C.split_v(ctx, work, sizes, -1, "x")
+    parts = e.split(work, sizes, -1, "x")
     x1, x2 = parts[0], parts[1]
-    real = C.binary(
-        ctx,
-        "SUB",
-        C.binary(ctx, "MUL", cos, x1, "cx1"),
-        C.binary(ctx, "MUL", sin, x2, "sx2"),
-        "real",
+    real = e.op(
+        "SUB", e.op("MUL", cos, x1, hint="cx1"), e.op("MUL", sin, x2, hint="sx2"), hint="real"
     )
-    imag = C.binary(
-        ctx,
-        "ADD",
-        C.binary(ctx, "MUL", sin, x1, "sx1"),
-        C.binary(ctx, "MUL", cos, x2, "cx2"),
-        "imag",
+    imag = e.op(
+        "ADD", e.op("MUL", sin, x1, hint="sx1"), e.op("MUL", cos, x2, hint="cx2"), hint="imag"
     )
     pieces = [real, imag] + parts[2:]
     direct = not interleaved and len(shape) == 4
-    out = C.concat(ctx, pieces, -1, "rotated", ctx.output(0) if direct else None)
+    out = e.concat(pieces, -1, "rotated", ctx.output(0) if direct else None)
     if direct:
         return
     if interleaved:
-        out = C.gather(ctx, out, np.argsort(order), -1, "reinterleaved")
-    C.reshape(ctx, out, shape, out=ctx.output(0))
+        out = e.gather(out, np.argsort(order), -1, "reinterleaved")
+    e.reshape(out, shape, out=ctx.output(0))

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import layout as L
 from ..policies import PASSTHROUGH, onnx_order
+from .emit import Emitter
 
 # LiteRT's default XNNPACK delegate fails to *prepare* SUM/MEAN/SOFTMAX on tensors of rank > 6
 # (the model does not load), so ops built from them declare this rank limit.
@@ -71,10 +72,10 @@ def stored_axes(ctx, axes) -> np.ndarray:
 
 def runtime_int32(ctx, i: int = 1, scalar: bool = False):
     """A runtime axes/axis/k input as the int32 tensor TFLite kernels take."""
+    e = Emitter(ctx)
     t = ctx.input(i)
     if np.dtype(t.dtype) != np.int32:
-        cast = ctx.temp(np.int32, t.shape, "as_i32")
-        ctx.emit("CAST", [t], [cast])
+        cast = e.op("CAST", t, dtype=np.int32, hint="as_i32")
         t = cast
     return ctx.reshape(t, (), "scalar") if scalar and t.shape != () else t
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..policies import channel_last, same_as_input
 from ..registry import AttrRule, attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 
 def _per_channel(ctx, vec: np.ndarray, hint: str):
@@ -28,12 +28,21 @@ def _bn_check(node, graph):
 def _per_channel_tensor(ctx, tensor, hint: str):
     """A runtime [C] tensor reshaped to broadcast against input 0 in its stored layout (an
     inner element order on the channel axis, as a flattened feature map has, is gathered)."""
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     inner = ctx.in_layout(0).inner
     if inner is not None and rank == 2:
         order = ctx.const_tensor(inner.element_order().astype(np.int32), "inner_order")
-        gathered = ctx.temp(tensor.dtype, tensor.shape, f"{hint}_ordered")
-        ctx.emit("GATHER", [tensor, order], [gathered], axis=0, batch_dims=0)
+        gathered = e.op(
+            "GATHER",
+            tensor,
+            order,
+            shape=tensor.shape,
+            dtype=tensor.dtype,
+            hint=f"{hint}_ordered",
+            axis=0,
+            batch_dims=0,
+        )
         tensor = gathered
     onnx_shape = (1, tensor.shape[0]) + (1,) * (rank - 2)
     return ctx.reshape(tensor, ctx.in_layout(0).stored_shape(onnx_shape), hint)
@@ -51,6 +60,7 @@ def _per_channel_tensor(ctx, tensor, hint: str):
     accepts_inner=None,
 )
 def lower_batchnorm(ctx):
+    e = Emitter(ctx)
     eps = float(ctx.attr("epsilon", 1e-5))
     x = ctx.input(0)
     consts = [ctx.const(i) for i in range(1, 5)]
@@ -61,12 +71,12 @@ def lower_batchnorm(ctx):
         add = _per_channel(ctx, (bias - mean * a).astype(np.float32), "bn_add")
     else:
         scale, bias, mean, var = (ctx.input(i) for i in range(1, 5))
-        var_eps = C.binary(ctx, "ADD", var, C.const(ctx, eps, hint="epsilon"), "var_eps")
-        a = C.binary(ctx, "MUL", scale, C.unary(ctx, "RSQRT", var_eps, "inv_std"), "a")
-        b = C.binary(ctx, "SUB", bias, C.binary(ctx, "MUL", mean, a, "mean_a"), "b")
+        var_eps = e.op("ADD", var, e.const(eps, hint="epsilon"), hint="var_eps")
+        a = e.op("MUL", scale, e.op("RSQRT", var_eps, hint="inv_std"), hint="a")
+        b = e.op("SUB", bias, e.op("MUL", mean, a, hint="mean_a"), hint="b")
         mul, add = _per_channel_tensor(ctx, a, "bn_mul"), _per_channel_tensor(ctx, b, "bn_add")
-    mid = C.binary(ctx, "MUL", x, mul, "scaled")
-    C.binary(ctx, "ADD", mid, add, out=ctx.output(0))
+    mid = e.op("MUL", x, mul, hint="scaled")
+    e.op("ADD", mid, add, out=ctx.output(0))
 
 
 @lowering(
@@ -77,11 +87,12 @@ def lower_batchnorm(ctx):
     tflite_ops=("LOCAL_RESPONSE_NORMALIZATION",),
 )
 def lower_lrn(ctx):
+    e = Emitter(ctx)
     size = int(ctx.attr("size"))
-    ctx.emit(
+    e.op(
         "LOCAL_RESPONSE_NORMALIZATION",
-        [ctx.input(0)],
-        [ctx.output(0)],
+        ctx.input(0),
+        out=ctx.output(0),
         radius=(size - 1) // 2,
         bias=float(ctx.attr("bias", 1.0)),
         alpha=float(ctx.attr("alpha", 1e-4)) / size,

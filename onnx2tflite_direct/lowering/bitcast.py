@@ -11,6 +11,7 @@ from onnx import helper
 from .. import errors
 from ..policies import same_as_input
 from ..registry import lowering
+from .emit import Emitter
 
 BITCAST_DTYPES = (
     "bool",
@@ -59,4 +60,5 @@ def _check(node, graph):
     extra_check=_check,
 )
 def lower_bitcast(ctx):
-    ctx.emit("BITCAST", [ctx.input(0)], [ctx.output(0, dtype=_target(ctx.node))])
+    e = Emitter(ctx)
+    e.op("BITCAST", ctx.input(0), out=ctx.output(0, dtype=_target(ctx.node)))

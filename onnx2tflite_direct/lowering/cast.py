@@ -23,7 +23,8 @@ from onnx import helper
 from .. import errors
 from ..policies import same_as_input
 from ..registry import lowering
-from .elementwise import dtype_name, np_dtype
+from .elementwise import dtype_name
+from .emit import Emitter, np_dtype
 
 FULL_WIDTH = (
     "float32",
@@ -67,12 +68,12 @@ def _check(node, graph):
 
 def _cast(ctx, x, out):
     """CAST ``x`` into ``out``, through float32 when a sub-byte type is on either side."""
+    e = Emitter(ctx)
     via_f32 = {dtype_name(x.dtype), dtype_name(out.dtype)} & set(SUB_BYTE)
     if via_f32 and "float32" not in (dtype_name(x.dtype), dtype_name(out.dtype)):
-        mid = ctx.temp(np_dtype("float32"), x.shape, "as_f32")
-        ctx.emit("CAST", [x], [mid])
+        mid = e.op("CAST", x, dtype=np_dtype("float32"), hint="as_f32")
         x = mid
-    ctx.emit("CAST", [x], [out])
+    e.op("CAST", x, out=out)
 
 
 def lower_cast(ctx):

@@ -13,9 +13,9 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import attr_in, lowering
-from . import compose as C
 from .activations import swish
-from .elementwise import FLOATS, Emit
+from .elementwise import FLOATS
+from .emit import Emitter
 
 # CausalConvWithState unrolls one MUL+ADD per kernel tap.
 MAX_KERNEL_TAPS = 64
@@ -37,10 +37,11 @@ def _causal_conv_check(node, graph):
 
 def _slice_length(ctx, x, begin: int, size: int, hint: str, out=None):
     """x[:, :, begin:begin+size] of a (B, C, L) tensor."""
+    e = Emitter(ctx)
     b, c, _ = x.shape
-    begins = C.const(ctx, [0, 0, begin], np.int32, "begin")
-    sizes = C.const(ctx, [b, c, size], np.int32, "size")
-    return C.op(ctx, "SLICE", [x, begins, sizes], (b, c, size), x.dtype, hint, out)
+    begins = e.const([0, 0, begin], np.int32, "begin")
+    sizes = e.const([b, c, size], np.int32, "size")
+    return e.op("SLICE", x, begins, sizes, shape=(b, c, size), hint=hint, out=out)
 
 
 @lowering(
@@ -56,34 +57,30 @@ def _slice_length(ctx, x, begin: int, size: int, hint: str, out=None):
     extra_check=_causal_conv_check,
 )
 def lower_causal_conv_with_state(ctx):
-    e = Emit(ctx, np.float32)
+    e = Emitter(ctx, np.float32)
     x = e.input(0)
     batch, channels, length = ctx.shape(0)
     taps = ctx.shape(1)[2]
-    weight = C.reshape(ctx, e.input(1), (channels, taps), "weight2d")
+    weight = e.reshape(e.input(1), (channels, taps), "weight2d")
     if ctx.has_input(3):
         past = e.input(3)
     else:
         past = e.const(np.zeros((batch, channels, taps - 1), np.float32))
-    padded = C.concat(ctx, [past, x], axis=2, hint="padded") if taps > 1 else x
+    padded = e.concat([past, x], axis=2, hint="padded") if taps > 1 else x
     acc = None
     for j in range(taps):
-        column = C.op(
-            ctx,
+        column = e.op(
             "SLICE",
-            [
-                weight,
-                C.const(ctx, [0, j], np.int32, "wb"),
-                C.const(ctx, [channels, 1], np.int32, "ws"),
-            ],
-            (channels, 1),
-            np.float32,
-            "tap",
+            weight,
+            e.const([0, j], np.int32, "wb"),
+            e.const([channels, 1], np.int32, "ws"),
+            shape=(channels, 1),
+            hint="tap",
         )
         term = e.op("MUL", _slice_length(ctx, padded, j, length, "shifted"), column)
         acc = term if acc is None else e.op("ADD", acc, term)
     if ctx.has_input(2):
-        acc = e.op("ADD", acc, C.reshape(ctx, e.input(2), (channels, 1), "bias"))
+        acc = e.op("ADD", acc, e.reshape(e.input(2), (channels, 1), "bias"))
     if ctx.attr("activation", "none") != "none":
         acc = swish(e, acc)
     e.result(acc, 0)

@@ -1,10 +1,8 @@
-"""Helpers shared by lowerings: padding and pool-window arithmetic, small emit patterns."""
+"""Arithmetic shared by lowerings: padding and pool-window geometry, conv options."""
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 
 def spatial_pads(ctx, in_spatial, kernel, strides, dilations) -> list[tuple[int, int]]:
@@ -40,40 +38,6 @@ def padding_mode(pads, in_spatial, kernel, strides, dilations) -> str | None:
     if list(pads) == tf_same_pads(in_spatial, kernel, strides, dilations):
         return "SAME"
     return None
-
-
-def emit_pad(ctx, x, stored_pads, value: float = 0.0, hint: str = "padded"):
-    """PAD/PADV2 on a stored tensor; ``stored_pads`` is a (rank, 2) array in stored axes."""
-    stored_pads = np.asarray(stored_pads, dtype=np.int32)
-    shape = tuple(int(d + b + e) for d, (b, e) in zip(x.shape, stored_pads, strict=False))
-    out = ctx.temp(x.dtype, shape, hint)
-    pads_t = ctx.const_tensor(stored_pads, "paddings")
-    if value == 0.0:
-        ctx.emit("PAD", [x, pads_t], [out])
-    else:
-        ctx.emit(
-            "PADV2",
-            [x, pads_t, ctx.const_tensor(np.array(value, dtype=x.dtype), "pad_value")],
-            [out],
-        )
-    return out
-
-
-def emit_crop(ctx, x, begin, end, hint: str = "cropped"):
-    """``x[begin:end]`` over the stored axes with one unit-stride STRIDED_SLICE (what negative
-    pads and a center crop cut off)."""
-    out = ctx.temp(x.dtype, [e - b for b, e in zip(begin, end, strict=True)], hint)
-    ctx.emit(
-        "STRIDED_SLICE",
-        [
-            x,
-            ctx.const_tensor(np.array(begin, np.int32), "begin"),
-            ctx.const_tensor(np.array(end, np.int32), "end"),
-            ctx.const_tensor(np.ones(len(begin), np.int32), "strides"),
-        ],
-        [out],
-    )
-    return out
 
 
 def conv2d_options(mode: str, strides, dilations) -> dict:

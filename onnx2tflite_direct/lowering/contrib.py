@@ -24,10 +24,9 @@ from .. import contrib_schemas, errors
 from .. import layout as L
 from ..policies import broadcasting, channel_last, onnx_order, same_as_input
 from ..registry import FLOAT, lowering
-from . import compose as C
-from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv import _conv_check, lower_conv
-from .elementwise import Emit
+from .emit import Emitter
 from .math import _erf
 from .matmul import lower_gemm
 
@@ -57,10 +56,10 @@ class Redirect:
 def _gelu(ctx, x, approximate: bool):
     """GELU into output 0; with ``--decompose Gelu`` the primitive-builtin form the
     default-domain Gelu uses (for delegates without a GELU kernel)."""
+    e = Emitter(ctx)
     if "Gelu" not in ctx.driver.options.decompose:
-        C.op(ctx, "GELU", [x], x.shape, x.dtype, out=ctx.output(0), approximate=approximate)
+        e.op("GELU", x, out=ctx.output(0), approximate=approximate)
         return
-    e = Emit(ctx)
     if approximate:
         cube = e.op("MUL", e.op("MUL", x, x), x)
         inner = e.op("ADD", x, e.op("MUL", cube, e.const(0.044715)))
@@ -92,9 +91,10 @@ def lower_ms_gelu(ctx):
     notes="tanh form (GELU approximate=true); optional bias added first; --decompose Gelu applies",
 )
 def lower_fast_gelu(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     if ctx.has_input(1):
-        x = C.binary(ctx, "ADD", x, ctx.input(1), "biased")
+        x = e.op("ADD", x, ctx.input(1), hint="biased")
     _gelu(ctx, x, True)
 
 
@@ -108,7 +108,8 @@ def lower_fast_gelu(ctx):
     notes="erf GELU of A + B; --decompose Gelu applies",
 )
 def lower_bias_gelu(ctx):
-    _gelu(ctx, C.binary(ctx, "ADD", ctx.input(0), ctx.input(1), "biased"), False)
+    e = Emitter(ctx)
+    _gelu(ctx, e.op("ADD", ctx.input(0), ctx.input(1), hint="biased"), False)
 
 
 @lowering(
@@ -120,11 +121,12 @@ def lower_bias_gelu(ctx):
     notes="x * sigmoid(alpha * x), alpha default 1.702",
 )
 def lower_quick_gelu(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     alpha = float(ctx.attr("alpha", QUICK_GELU_ALPHA))
-    scaled = x if alpha == 1.0 else C.binary(ctx, "MUL", x, C.const(ctx, alpha), "scaled")
-    gate = C.unary(ctx, "LOGISTIC", scaled, "gate")
-    C.binary(ctx, "MUL", x, gate, out=ctx.output(0))
+    scaled = x if alpha == 1.0 else e.op("MUL", x, e.const(alpha), hint="scaled")
+    gate = e.op("LOGISTIC", scaled, hint="gate")
+    e.op("MUL", x, gate, out=ctx.output(0))
 
 
 @lowering(
@@ -137,8 +139,9 @@ def lower_quick_gelu(ctx):
     notes="X + bias + skip",
 )
 def lower_bias_add(ctx):
-    biased = C.binary(ctx, "ADD", ctx.input(0), ctx.input(1), "biased")
-    C.binary(ctx, "ADD", biased, ctx.input(2), out=ctx.output(0))
+    e = Emitter(ctx)
+    biased = e.op("ADD", ctx.input(0), ctx.input(1), hint="biased")
+    e.op("ADD", biased, ctx.input(2), out=ctx.output(0))
 
 
 def _bias_softmax_check(node, graph):
@@ -189,15 +192,16 @@ def _bias_shape(data, bias, axis: int, inner) -> tuple | None:
     extra_check=_bias_softmax_check,
 )
 def lower_bias_softmax(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     axis = int(ctx.attr("axis", 1)) % len(shape)
     full = _bias_shape(shape, ctx.shape(1), axis, ctx.attr("is_inner_broadcast", 0))
-    bias = C.reshape(ctx, ctx.input(1), full, "bias_full")
-    logits = C.binary(ctx, "ADD", ctx.input(0), bias, "logits")
+    bias = e.reshape(ctx.input(1), full, "bias_full")
+    logits = e.op("ADD", ctx.input(0), bias, hint="logits")
     rows = int(np.prod(shape[:axis], dtype=np.int64))
-    flat = C.reshape(ctx, logits, (rows, int(np.prod(shape[axis:], dtype=np.int64))), "flat")
-    probs = C.op(ctx, "SOFTMAX", [flat], flat.shape, hint="probs", beta=1.0)
-    C.reshape(ctx, probs, shape, out=ctx.output(0))
+    flat = e.reshape(logits, (rows, int(np.prod(shape[axis:], dtype=np.int64))), "flat")
+    probs = e.op("SOFTMAX", flat, hint="probs", beta=1.0)
+    e.reshape(probs, shape, out=ctx.output(0))
 
 
 # ---- fused linear ops ------------------------------------------------------------------------
@@ -205,30 +209,31 @@ def lower_bias_softmax(ctx):
 
 def _activation(ctx, x, name: str, params: list[float]):
     """``name`` (onnxruntime's fused activation) applied to ``x``, written into output 0."""
+    e = Emitter(ctx)
     out = ctx.output(0)
 
     def param(i, default):
         return float(params[i]) if len(params) > i else default
 
     if name in ("", "Identity"):
-        C.reshape(ctx, x, out.shape, out=out)
+        e.reshape(x, out.shape, out=out)
     elif name == "Relu":
-        C.unary(ctx, "RELU", x, out=out)
+        e.op("RELU", x, out=out, hint="t")
     elif name == "Tanh":
-        C.unary(ctx, "TANH", x, out=out)
+        e.op("TANH", x, out=out, hint="t")
     elif name == "Sigmoid":
-        C.unary(ctx, "LOGISTIC", x, out=out)
+        e.op("LOGISTIC", x, out=out, hint="t")
     elif name == "LeakyRelu":
-        C.op(ctx, "LEAKY_RELU", [x], x.shape, out=out, alpha=param(0, 0.01))
+        e.op("LEAKY_RELU", x, hint="t", out=out, alpha=param(0, 0.01))
     elif name == "Clip":
         lo = param(0, float(np.finfo(np.float32).min))
         hi = param(1, float(np.finfo(np.float32).max))
-        low = C.binary(ctx, "MAXIMUM", x, C.const(ctx, lo), "clip_low")
-        C.binary(ctx, "MINIMUM", low, C.const(ctx, hi), out=out)
+        low = e.op("MAXIMUM", x, e.const(lo), hint="clip_low")
+        e.op("MINIMUM", low, e.const(hi), out=out, hint="t")
     elif name == "HardSigmoid":
-        scaled = C.binary(ctx, "MUL", x, C.const(ctx, param(0, 0.2)), "hs_scaled")
-        shifted = C.binary(ctx, "ADD", scaled, C.const(ctx, param(1, 0.5)), "hs_shifted")
-        C.unary(ctx, "RELU_0_TO_1", shifted, out=out)
+        scaled = e.op("MUL", x, e.const(param(0, 0.2)), hint="hs_scaled")
+        shifted = e.op("ADD", scaled, e.const(param(1, 0.5)), hint="hs_shifted")
+        e.op("RELU_0_TO_1", shifted, out=out, hint="t")
     else:  # the declared constraints keep other names out
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"activation={name!r}")
 
@@ -302,11 +307,12 @@ def _fused_conv_check(node, graph):
     extra_check=_fused_conv_check,
 )
 def lower_fused_conv(ctx):
+    e = Emitter(ctx)
     inner = Redirect(ctx, "conv")
     lower_conv(inner)
     y = inner.product
     if ctx.has_input(3):
-        y = C.binary(ctx, "ADD", y, ctx.input(3), "with_z")
+        y = e.op("ADD", y, ctx.input(3), hint="with_z")
     params = [float(p) for p in ctx.attr("activation_params", []) or []]
     _activation(ctx, y, _activation_name(ctx.node), params)
 
@@ -330,6 +336,7 @@ def _nhwc_conv_check(node, graph):
     extra_check=_nhwc_conv_check,
 )
 def lower_nhwc_conv(ctx):
+    e = Emitter(ctx)
     x_shape, w_shape = ctx.shape(0), ctx.shape(1)
     c = x_shape[3]
     o = w_shape[0]
@@ -345,14 +352,14 @@ def lower_nhwc_conv(ctx):
     x = ctx.input(0)
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     if mode is None:
-        x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+        x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
     bias = ctx.input(2) if ctx.has_input(2) else ctx.const_tensor(np.zeros(o, np.float32), "bias")
     options = conv2d_options(mode, strides, dilations)
     if depthwise:
         options["depth_multiplier"] = o // c
     opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
-    ctx.emit(opcode, [x, filt, bias], [ctx.output(0)], **options)
+    e.op(opcode, x, filt, bias, out=ctx.output(0), **options)
 
 
 # ---- FusedMatMul -----------------------------------------------------------------------------
@@ -396,6 +403,7 @@ def _fused_matmul_check(node, graph):
     extra_check=_fused_matmul_check,
 )
 def lower_fused_matmul(ctx):
+    e = Emitter(ctx)
     alpha = float(ctx.attr("alpha", 1.0))
     ta, tb = bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0))
     tba, tbb = bool(ctx.attr("transBatchA", 0)), bool(ctx.attr("transBatchB", 0))
@@ -406,17 +414,19 @@ def lower_fused_matmul(ctx):
         w = np.asarray(b_const, np.float32)
         w = (w if tb else w.T) * np.float32(alpha)  # FULLY_CONNECTED weights are [N, K]
         weights = ctx.const_tensor(np.ascontiguousarray(w, np.float32), "weights")
-        ctx.emit(
+        e.op(
             "FULLY_CONNECTED",
-            [ctx.input(0), weights, None],
-            [out],
+            ctx.input(0),
+            weights,
+            None,
+            out=out,
             fused_activation_function="NONE",
             keep_num_dims=a_rank > 2,
         )
         return
     a = ctx.input(0)
     if tba and a_rank > 2:
-        a = C.transpose(ctx, a, _batch_perm(a_rank), "a_batch_first")
+        a = e.transpose(a, _batch_perm(a_rank), "a_batch_first")
     if b_const is not None:
         w = np.asarray(b_const, np.float32)
         if tbb and b_rank > 2:
@@ -426,11 +436,11 @@ def lower_fused_matmul(ctx):
     else:
         b = ctx.input(1)
         if tbb and b_rank > 2:
-            b = C.transpose(ctx, b, _batch_perm(b_rank), "b_batch_first")
+            b = e.transpose(b, _batch_perm(b_rank), "b_batch_first")
     batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
     m = a.shape[-1] if ta else a.shape[-2]
     n = b.shape[-2] if tb else b.shape[-1]
-    prod = C.op(ctx, "BATCH_MATMUL", [a, b], (*batch, m, n), hint="product", adj_x=ta, adj_y=tb)
+    prod = e.op("BATCH_MATMUL", a, b, shape=(*batch, m, n), hint="product", adj_x=ta, adj_y=tb)
     if alpha != 1.0:
-        prod = C.binary(ctx, "MUL", prod, C.const(ctx, alpha), "scaled")
-    C.reshape(ctx, prod, out.shape, out=out)
+        prod = e.op("MUL", prod, e.const(alpha), hint="scaled")
+    e.reshape(prod, out.shape, out=out)

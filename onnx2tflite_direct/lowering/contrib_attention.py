@@ -20,9 +20,9 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from . import compose as C
 from .attention import lower_rotary
 from .contrib import MS
+from .emit import Emitter
 
 MASK_FILTER = -10000.0
 
@@ -37,9 +37,10 @@ def _used(ctx, i: int) -> bool:
 
 def _to_heads(ctx, x, heads: int, hint: str):
     """[B, S, N*H] -> [B, N, S, H]."""
+    e = Emitter(ctx)
     b, s, hidden = x.shape
-    split = C.reshape(ctx, x, (b, s, heads, hidden // heads), f"{hint}_split")
-    return C.transpose(ctx, split, (0, 2, 1, 3), f"{hint}_heads")
+    split = e.reshape(x, (b, s, heads, hidden // heads), f"{hint}_split")
+    return e.transpose(split, (0, 2, 1, 3), f"{hint}_heads")
 
 
 def _mask_problem(node, graph, idx: int, batch: int, what: str) -> str | None:
@@ -104,78 +105,81 @@ def _keep_mask(ctx, idx: int | None, batch: int, q_len: int, total: int, past: i
 
 
 def _build_keep_mask(ctx, idx, batch: int, q_len: int, total: int, past: int, causal: bool):
+    e = Emitter(ctx)
     keep = None
 
     def both(a, b):
-        return b if a is None else C.binary(ctx, "LOGICAL_AND", a, b, "keep")
+        return b if a is None else e.op("LOGICAL_AND", a, b, hint="keep")
 
     if idx is not None and ctx.has_input(idx):
         mask = ctx.input(idx)
         shape = ctx.shape(idx)
-        zero = C.const(ctx, 0, np.int32, "zero_i")
+        zero = e.const(0, np.int32, "zero_i")
         if len(shape) == 1:
-            grid = C.const(ctx, np.arange(total, dtype=np.int32)[None, :], np.int32, "key_pos")
-            ends = C.reshape(ctx, mask, (shape[0], 1), "mask_cols")
+            grid = e.const(np.arange(total, dtype=np.int32)[None, :], np.int32, "key_pos")
+            ends = e.reshape(mask, (shape[0], 1), "mask_cols")
             if shape[0] == 2 * batch:
-                end, start = C.split_v(ctx, ends, [batch, batch], 0, "mask_bounds")
-                keep = C.op(ctx, "LESS", [grid, end], (batch, total), np.bool_, "before_end")
-                after = C.op(ctx, "GREATER_EQUAL", [grid, start], (batch, total), np.bool_, "after")
+                end, start = e.split(ends, [batch, batch], 0, "mask_bounds")
+                keep = e.op("LESS", grid, end, dtype=np.bool_, hint="before_end")
+                after = e.op("GREATER_EQUAL", grid, start, dtype=np.bool_, hint="after")
                 keep = both(keep, after)
             else:
-                keep = C.op(ctx, "LESS", [grid, ends], (batch, total), np.bool_, "in_length")
-            keep = C.reshape(ctx, keep, (batch, 1, 1, total), "keep_rows")
+                keep = e.op("LESS", grid, ends, dtype=np.bool_, hint="in_length")
+            keep = e.reshape(keep, (batch, 1, 1, total), "keep_rows")
         else:
-            raw = C.op(ctx, "GREATER", [mask, zero], tuple(shape), np.bool_, "mask_keep")
+            raw = e.op("GREATER", mask, zero, dtype=np.bool_, hint="mask_keep")
             target = (batch, 1, 1, total) if len(shape) == 2 else (batch, 1, q_len, total)
-            keep = C.reshape(ctx, raw, target, "keep_raw")
+            keep = e.reshape(raw, target, "keep_raw")
     causal_keep = None
     if causal and q_len > 1:
         i = np.arange(q_len)[:, None]
         j = np.arange(total)[None, :]
-        causal_keep = C.const(ctx, (j <= i + past)[None, None], np.bool_, "causal")
+        causal_keep = e.const((j <= i + past)[None, None], np.bool_, "causal")
     return keep, causal_keep
 
 
 def attend(ctx, q, k, v, scale: float, keeps, bias, mask_filter: float, qk_out=None):
     """softmax(scale * q k^T + bias, masked as :func:`_keep_mask` says) v over [B, N, *, H]
     tensors; returns [B, N, S, Hv]."""
+    e = Emitter(ctx)
     keep, causal_keep = keeps
     b, n, s, _ = q.shape
     t = k.shape[2]
-    scores = C.matmul(ctx, q, k, adj_y=True, hint="scores")
-    scores = C.binary(ctx, "MUL", scores, C.const(ctx, np.float32(scale)), "scaled")
+    scores = e.matmul(q, k, adj_y=True, hint="scores")
+    scores = e.op("MUL", scores, e.const(np.float32(scale)), hint="scaled")
     if bias is not None:
-        scores = C.binary(ctx, "ADD", scores, bias, "biased")
+        scores = e.op("ADD", scores, bias, hint="biased")
     if keep is not None:
 
         def additive_mask():
-            zero, fill = C.const(ctx, 0.0, hint="zero"), C.const(ctx, mask_filter, hint="filter")
-            return C.select(ctx, keep, zero, fill, "mask_bias")
+            zero, fill = e.const(0.0, hint="zero"), e.const(mask_filter, hint="filter")
+            return e.op("SELECT_V2", keep, zero, fill, hint="mask_bias")
 
         additive = _shared(ctx, ("additive", id(keep), mask_filter), additive_mask)
-        scores = C.binary(ctx, "ADD", scores, additive, "masked")
+        scores = e.op("ADD", scores, additive, hint="masked")
     if causal_keep is not None:
-        lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
-        scores = C.select(ctx, causal_keep, scores, lowest, "causal_masked")
+        lowest = e.const(np.finfo(np.float32).min, hint="lowest")
+        scores = e.op("SELECT_V2", causal_keep, scores, lowest, hint="causal_masked")
     if qk_out is not None:  # onnxruntime copies the scores with bias and mask added
-        C.reshape(ctx, scores, (b, n, s, t), out=qk_out)
+        e.reshape(scores, (b, n, s, t), out=qk_out)
     if tuple(scores.shape) != (b, n, s, t):
-        scores = C.op(
-            ctx,
+        scores = e.op(
             "BROADCAST_TO",
-            [scores, C.const(ctx, [b, n, s, t], np.int32, "shape")],
-            (b, n, s, t),
+            scores,
+            e.const([b, n, s, t], np.int32, "shape"),
+            shape=(b, n, s, t),
             hint="scores_full",
         )
-    probs = C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
-    return C.matmul(ctx, probs, v, hint="context")
+    probs = e.op("SOFTMAX", scores, hint="probs", beta=1.0)
+    return e.matmul(probs, v, hint="context")
 
 
 def _merge_heads(ctx, y, out):
     """[B, N, S, H] -> [B, S, N*H] into ``out``."""
+    e = Emitter(ctx)
     b, n, s, h = y.shape
-    tokens = C.transpose(ctx, y, (0, 2, 1, 3), "tokens")
-    C.reshape(ctx, tokens, (b, s, n * h), out=out)
+    tokens = e.transpose(y, (0, 2, 1, 3), "tokens")
+    e.reshape(tokens, (b, s, n * h), out=out)
 
 
 # ---- Attention ---------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ def _attention_check(node, graph):
     extra_check=_attention_check,
 )
 def lower_ms_attention(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     b, s, d_in = ctx.shape(0)
     qh, kh, vh = _attention_sizes(ctx.node, ctx.driver.graph)
@@ -246,39 +251,40 @@ def lower_ms_attention(ctx):
     if w is not None and (bias is not None or not ctx.has_input(2)):
         weights = ctx.const_tensor(np.ascontiguousarray(np.asarray(w, np.float32).T), "qkv_w")
         bias_t = None if bias is None else ctx.const_tensor(np.asarray(bias, np.float32), "qkv_b")
-        qkv = C.op(
-            ctx,
+        qkv = e.op(
             "FULLY_CONNECTED",
-            [x, weights, bias_t],
-            (b, s, qh + kh + vh),
+            x,
+            weights,
+            bias_t,
+            shape=(b, s, qh + kh + vh),
             hint="qkv",
             fused_activation_function="NONE",
             keep_num_dims=True,
         )
     else:
-        qkv = C.matmul(
-            ctx, x, C.reshape(ctx, ctx.input(1), (1, d_in, qh + kh + vh), "w3"), hint="qkv"
-        )
+        qkv = e.matmul(x, e.reshape(ctx.input(1), (1, d_in, qh + kh + vh), "w3"), hint="qkv")
         if ctx.has_input(2):
-            qkv = C.binary(ctx, "ADD", qkv, ctx.input(2), "qkv_biased")
+            qkv = e.op("ADD", qkv, ctx.input(2), hint="qkv_biased")
     attention_from_qkv(ctx, qkv, (qh, kh, vh), mask_idx=3, past_idx=4, bias_idx=5)
 
 
 def _split_last(ctx, x, sizes, hint: str):
     """Equal float32 chunks along the last axis as SPLIT (XNNPACK takes it, not SPLIT_V: each
     layer's packed-QKV split would cut the graph into another delegate partition)."""
+    e = Emitter(ctx)
     if len(set(sizes)) > 1 or x.dtype != np.float32:
-        return C.split_v(ctx, x, sizes, len(x.shape) - 1, hint)
+        return e.split(x, sizes, len(x.shape) - 1, hint)
     shape = (*x.shape[:-1], sizes[0])
     outs = [ctx.temp(x.dtype, shape, f"{hint}{k}") for k in range(len(sizes))]
-    axis = C.const(ctx, len(x.shape) - 1, np.int32, "axis")
-    ctx.emit("SPLIT", [axis, x], outs, num_splits=len(sizes))
+    axis = e.const(len(x.shape) - 1, np.int32, "axis")
+    e.op("SPLIT", axis, x, out=outs, num_splits=len(sizes))
     return outs
 
 
 def attention_from_qkv(ctx, qkv, sizes, mask_idx: int, past_idx: int, bias_idx: int | None):
     """The rest of com.microsoft Attention once the packed [B, S, qh + kh + vh] projection is
     computed (shared with QAttention, whose projection is quantized)."""
+    e = Emitter(ctx)
     b, s = qkv.shape[0], qkv.shape[1]
     heads = int(ctx.attr("num_heads"))
     qh, kh, vh = sizes
@@ -287,17 +293,17 @@ def attention_from_qkv(ctx, qkv, sizes, mask_idx: int, past_idx: int, bias_idx: 
     past_len = 0
     if ctx.has_input(past_idx):
         past_len = ctx.shape(past_idx)[3]
-        pk, pv = C.split_v(ctx, ctx.input(past_idx), [1, 1], 0, "past")
+        pk, pv = e.split(ctx.input(past_idx), [1, 1], 0, "past")
         head = qh // heads
-        pk = C.reshape(ctx, pk, (b, heads, past_len, head), "past_k")
-        pv = C.reshape(ctx, pv, (b, heads, past_len, head), "past_v")
-        k = C.concat(ctx, [pk, k], 2, "k_total")
-        v = C.concat(ctx, [pv, v], 2, "v_total")
+        pk = e.reshape(pk, (b, heads, past_len, head), "past_k")
+        pv = e.reshape(pv, (b, heads, past_len, head), "past_v")
+        k = e.concat([pk, k], 2, "k_total")
+        v = e.concat([pv, v], 2, "v_total")
     total = k.shape[2]
     if _used(ctx, 1):
-        k5 = C.reshape(ctx, k, (1, *k.shape), "present_k")
-        v5 = C.reshape(ctx, v, (1, *v.shape), "present_v")
-        C.concat(ctx, [k5, v5], 0, "present", out=ctx.output(1))
+        k5 = e.reshape(k, (1, *k.shape), "present_k")
+        v5 = e.reshape(v, (1, *v.shape), "present_v")
+        e.concat([k5, v5], 0, "present", out=ctx.output(1))
     causal = bool(ctx.attr("unidirectional", 0))
     keep = _keep_mask(ctx, mask_idx, b, s, total, past_len, causal)
     has_bias = bias_idx is not None and ctx.has_input(bias_idx)
@@ -348,12 +354,13 @@ def _mha_check(node, graph):
 
 def _unpack(ctx, packed, parts: int, hint: str):
     """(B, L, N, parts, H) -> ``parts`` tensors [B, N, L, H]."""
+    e = Emitter(ctx)
     b, length, n, _, h = packed.shape
-    pieces = C.split_v(ctx, packed, [1] * parts, 3, hint)
+    pieces = e.split(packed, [1] * parts, 3, hint)
     out = []
     for i, p in enumerate(pieces):
-        p = C.reshape(ctx, p, (b, length, n, h), f"{hint}{i}_blnh")
-        out.append(C.transpose(ctx, p, (0, 2, 1, 3), f"{hint}{i}_heads"))
+        p = e.reshape(p, (b, length, n, h), f"{hint}{i}_blnh")
+        out.append(e.transpose(p, (0, 2, 1, 3), f"{hint}{i}_heads"))
     return out
 
 
@@ -382,6 +389,7 @@ def _unpack(ctx, packed, parts: int, hint: str):
     extra_check=_mha_check,
 )
 def lower_multi_head_attention(ctx):
+    e = Emitter(ctx)
     heads = int(ctx.attr("num_heads"))
     q_shape = ctx.shape(0)
     b, s = q_shape[0], q_shape[1]
@@ -394,8 +402,8 @@ def lower_multi_head_attention(ctx):
         if ctx.has_input(3):
             d, dk = q_shape[2], k_shape[2] if len(k_shape) == 3 else heads * k_shape[4]
             dv = ctx.shape(3)[0] - d - dk
-            bias = C.split_v(ctx, ctx.input(3), [d, dk, dv], 0, "bias")
-            q_in = C.binary(ctx, "ADD", q_in, bias[0], "q_biased")
+            bias = e.split(ctx.input(3), [d, dk, dv], 0, "bias")
+            q_in = e.op("ADD", q_in, bias[0], hint="q_biased")
         q = _to_heads(ctx, q_in, heads, "q")
         if len(k_shape) == 5:
             k, v = _unpack(ctx, ctx.input(1), 2, "kv")
@@ -404,17 +412,17 @@ def lower_multi_head_attention(ctx):
         else:
             k_in, v_in = ctx.input(1), ctx.input(2)
             if bias is not None:
-                k_in = C.binary(ctx, "ADD", k_in, bias[1], "k_biased")
-                v_in = C.binary(ctx, "ADD", v_in, bias[2], "v_biased")
+                k_in = e.op("ADD", k_in, bias[1], hint="k_biased")
+                v_in = e.op("ADD", v_in, bias[2], hint="v_biased")
             k, v = _to_heads(ctx, k_in, heads, "k"), _to_heads(ctx, v_in, heads, "v")
     past_len = 0
     if ctx.has_input(6):
         past_len = ctx.shape(6)[2]
-        k = C.concat(ctx, [ctx.input(6), k], 2, "k_total")
-        v = C.concat(ctx, [ctx.input(7), v], 2, "v_total")
+        k = e.concat([ctx.input(6), k], 2, "k_total")
+        v = e.concat([ctx.input(7), v], 2, "v_total")
     for i, t in ((1, k), (2, v)):
         if _used(ctx, i):
-            C.reshape(ctx, t, t.shape, out=ctx.output(i))
+            e.reshape(t, t.shape, out=ctx.output(i))
     total = k.shape[2]
     if ctx.has_input(4) and len(ctx.shape(4)) >= 2 and ctx.shape(4)[-1] != total:
         ctx.refuse(
@@ -506,19 +514,17 @@ def _ms_rotary_check(node, graph):
     extra_check=_ms_rotary_check,
 )
 def lower_ms_rotary(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     b = shape[0]
     seq = shape[1] if len(shape) == 3 else shape[2]
-    pos = C.cast(ctx, ctx.input(1), np.int32, "position_ids")
+    pos = e.cast(ctx.input(1), np.int32, "position_ids")
     if len(ctx.shape(1)) == 1:  # a start offset shared by the batch
-        start = C.reshape(ctx, pos, (1, 1), "start")
-        grid = C.const(
-            ctx,
-            np.zeros((b, 1), np.int32) + np.arange(seq, dtype=np.int32),
-            np.int32,
-            "positions_grid",
+        start = e.reshape(pos, (1, 1), "start")
+        grid = e.const(
+            np.zeros((b, 1), np.int32) + np.arange(seq, dtype=np.int32), np.int32, "positions_grid"
         )
-        pos = C.binary(ctx, "ADD", grid, start, "positions")
+        pos = e.op("ADD", grid, start, hint="positions")
     lower_rotary(_RotaryView(ctx, pos, _rotary_heads(ctx.node, ctx.driver.graph)))
 
 
@@ -593,63 +599,57 @@ class _TensorRotary(_RotaryView):
 def _gqa_present(ctx, past, new, offsets, past_len: int, length: int, hint: str):
     """The present cache [B, N_kv, length, H]: rows < p_b from past, p_b .. p_b + S - 1 the new
     keys, zeros after (onnxruntime's layout), gathered per batch from [past, new, 0]."""
+    e = Emitter(ctx)
     b, nkv, s, h = new.shape
     parts = ([past] if past is not None else []) + [new]
-    parts.append(C.const(ctx, np.zeros((b, nkv, 1, h), np.float32), hint=f"{hint}_zero_row"))
-    source = C.concat(ctx, parts, 2, f"{hint}_source")
-    j = C.const(ctx, np.arange(length, dtype=np.int32)[None, :], np.int32, "cache_pos")
-    p = C.reshape(ctx, offsets, (b, 1), "offset_col")
-    before = C.op(ctx, "LESS", [j, p], (b, length), np.bool_, f"{hint}_is_past")
-    rel = C.binary(ctx, "SUB", j, p, f"{hint}_rel")
-    fresh = C.op(
-        ctx,
-        "LESS",
-        [rel, C.const(ctx, s, np.int32, "seq")],
-        (b, length),
-        np.bool_,
-        f"{hint}_is_new",
-    )
-    new_idx = C.binary(ctx, "ADD", rel, C.const(ctx, past_len, np.int32, "past_len"), "new_idx")
-    zero_idx = C.const(ctx, np.full((b, length), past_len + s, np.int32), np.int32, "zero_idx")
-    idx = C.select(ctx, fresh, new_idx, zero_idx, f"{hint}_idx_new")
-    idx = C.select(
-        ctx,
+    parts.append(e.const(np.zeros((b, nkv, 1, h), np.float32), hint=f"{hint}_zero_row"))
+    source = e.concat(parts, 2, f"{hint}_source")
+    j = e.const(np.arange(length, dtype=np.int32)[None, :], np.int32, "cache_pos")
+    p = e.reshape(offsets, (b, 1), "offset_col")
+    before = e.op("LESS", j, p, dtype=np.bool_, hint=f"{hint}_is_past")
+    rel = e.op("SUB", j, p, hint=f"{hint}_rel")
+    fresh = e.op("LESS", rel, e.const(s, np.int32, "seq"), dtype=np.bool_, hint=f"{hint}_is_new")
+    new_idx = e.op("ADD", rel, e.const(past_len, np.int32, "past_len"), hint="new_idx")
+    zero_idx = e.const(np.full((b, length), past_len + s, np.int32), np.int32, "zero_idx")
+    idx = e.op("SELECT_V2", fresh, new_idx, zero_idx, hint=f"{hint}_idx_new")
+    idx = e.op(
+        "SELECT_V2",
         before,
-        C.op(
-            ctx,
+        e.op(
             "BROADCAST_TO",
-            [j, C.const(ctx, [b, length], np.int32, "bshape")],
-            (b, length),
-            np.int32,
-            "j_b",
+            j,
+            e.const([b, length], np.int32, "bshape"),
+            shape=(b, length),
+            hint="j_b",
         ),
         idx,
-        f"{hint}_idx",
+        hint=f"{hint}_idx",
     )
-    return C.op(ctx, "GATHER", [source, idx], (b, nkv, length, h), hint=hint, axis=2, batch_dims=1)
+    return e.op("GATHER", source, idx, shape=(b, nkv, length, h), hint=hint, axis=2, batch_dims=1)
 
 
 def _gqa_softmax(ctx, scores):
     """SOFTMAX over the keys; with smooth_softmax an extra logit 0, with head_sink an extra
     logit per head (onnxruntime's ``exp(x_i) / (exp(sink) + sum_j exp(x_j))``), written as one
     more column that is dropped after the softmax."""
+    e = Emitter(ctx)
     b, n, s, length = scores.shape
     if ctx.has_input(11):
-        sink = C.reshape(ctx, ctx.input(11), (1, n, 1, 1), "sink")
-        extra = C.op(
-            ctx,
+        sink = e.reshape(ctx.input(11), (1, n, 1, 1), "sink")
+        extra = e.op(
             "BROADCAST_TO",
-            [sink, C.const(ctx, [b, n, s, 1], np.int32, "sink_shape")],
-            (b, n, s, 1),
+            sink,
+            e.const([b, n, s, 1], np.int32, "sink_shape"),
+            shape=(b, n, s, 1),
             hint="sink_column",
         )
     elif ctx.attr("smooth_softmax", 0):
-        extra = C.const(ctx, np.zeros((b, n, s, 1), np.float32), hint="smooth_column")
+        extra = e.const(np.zeros((b, n, s, 1), np.float32), hint="smooth_column")
     else:
-        return C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
-    wide = C.concat(ctx, [scores, extra], 3, "with_sink")
-    probs = C.op(ctx, "SOFTMAX", [wide], wide.shape, hint="probs_wide", beta=1.0)
-    return C.split_v(ctx, probs, [length, 1], 3, "probs")[0]
+        return e.op("SOFTMAX", scores, hint="probs", beta=1.0)
+    wide = e.concat([scores, extra], 3, "with_sink")
+    probs = e.op("SOFTMAX", wide, hint="probs_wide", beta=1.0)
+    return e.split(probs, [length, 1], 3, "probs")[0]
 
 
 @lowering(
@@ -681,6 +681,7 @@ def _gqa_softmax(ctx, scores):
     extra_check=_gqa_check,
 )
 def lower_group_query_attention(ctx):
+    e = Emitter(ctx)
     heads, kv_heads = int(ctx.attr("num_heads")), int(ctx.attr("kv_num_heads"))
     b, s, dq = ctx.shape(0)
     if ctx.has_input(1):
@@ -689,7 +690,7 @@ def lower_group_query_attention(ctx):
     else:
         head = dq // (heads + 2 * kv_heads)
         sizes = [heads * head, kv_heads * head, kv_heads * head]
-        q_in, k_in, v_in = C.split_v(ctx, ctx.input(0), sizes, 2, "qkv")
+        q_in, k_in, v_in = e.split(ctx.input(0), sizes, 2, "qkv")
     q = _to_heads(ctx, q_in, heads, "q")
     k = _to_heads(ctx, k_in, kv_heads, "k")
     v = _to_heads(ctx, v_in, kv_heads, "v")
@@ -697,17 +698,16 @@ def lower_group_query_attention(ctx):
     past_len = ctx.shape(3)[2] if ctx.has_input(3) else 0
     length = max(total, past_len)
     if s == total:  # first prompt: new keys at row 0
-        offsets = C.const(ctx, np.zeros(b, np.int32), np.int32, "offsets")
+        offsets = e.const(np.zeros(b, np.int32), np.int32, "offsets")
     else:
-        seqlens = C.cast(ctx, ctx.input(5), np.int32, "seqlens_k")
-        offsets = C.binary(ctx, "SUB", seqlens, C.const(ctx, s - 1, np.int32, "s_1"), "offsets")
+        seqlens = e.cast(ctx.input(5), np.int32, "seqlens_k")
+        offsets = e.op("SUB", seqlens, e.const(s - 1, np.int32, "s_1"), hint="offsets")
     if ctx.attr("do_rotary", 0):
-        pos = C.binary(
-            ctx,
+        pos = e.op(
             "ADD",
-            C.reshape(ctx, offsets, (b, 1), "offsets_col"),
-            C.const(ctx, np.arange(s, dtype=np.int32)[None], np.int32, "steps"),
-            "positions",
+            e.reshape(offsets, (b, 1), "offsets_col"),
+            e.const(np.arange(s, dtype=np.int32)[None], np.int32, "steps"),
+            hint="positions",
         )
         inter = bool(ctx.attr("rotary_interleaved", 0))
         cos, sin = ctx.input(7), ctx.input(8)
@@ -724,42 +724,42 @@ def lower_group_query_attention(ctx):
     v_all = _gqa_present(ctx, past_v, v, offsets, past_len, length, "present_value")
     for i, t in ((1, k_all), (2, v_all)):
         if _used(ctx, i):
-            C.reshape(ctx, t, t.shape, out=ctx.output(i))
+            e.reshape(t, t.shape, out=ctx.output(i))
     # query i of batch b sees keys j <= p_b + i, and with a window the last ``window`` of them
     # (j > p_b + i - window: measured against onnxruntime, whose window includes the query)
     rel = np.arange(length)[None, :] - np.arange(s)[:, None]  # j - i
-    rel_t = C.const(ctx, rel[None, None], np.int32, "key_minus_query")
-    p4 = C.reshape(ctx, offsets, (b, 1, 1, 1), "offsets_4d")
-    keep = C.op(ctx, "LESS_EQUAL", [rel_t, p4], (b, 1, s, length), np.bool_, "causal")
+    rel_t = e.const(rel[None, None], np.int32, "key_minus_query")
+    p4 = e.reshape(offsets, (b, 1, 1, 1), "offsets_4d")
+    keep = e.op("LESS_EQUAL", rel_t, p4, dtype=np.bool_, hint="causal")
     window = int(ctx.attr("local_window_size", -1))
     if window > 0:
-        lo = C.binary(ctx, "SUB", p4, C.const(ctx, window - 1, np.int32, "window"), "window_lo")
-        inside = C.op(ctx, "GREATER_EQUAL", [rel_t, lo], (b, 1, s, length), np.bool_, "inside")
-        keep = C.binary(ctx, "LOGICAL_AND", keep, inside, "keep")
+        lo = e.op("SUB", p4, e.const(window - 1, np.int32, "window"), hint="window_lo")
+        inside = e.op("GREATER_EQUAL", rel_t, lo, dtype=np.bool_, hint="inside")
+        keep = e.op("LOGICAL_AND", keep, inside, hint="keep")
     scale = ctx.attr("scale", None)
     scale = 1.0 / np.sqrt(head) if not scale else float(scale)
     group = heads // kv_heads
-    qg = C.reshape(ctx, q, (b, kv_heads, group * s, head), "q_grouped")
-    scores = C.matmul(ctx, qg, k_all, adj_y=True, hint="scores_grouped")
-    scores = C.reshape(ctx, scores, (b, heads, s, length), "scores")
-    scores = C.binary(ctx, "MUL", scores, C.const(ctx, np.float32(scale)), "scaled")
+    qg = e.reshape(q, (b, kv_heads, group * s, head), "q_grouped")
+    scores = e.matmul(qg, k_all, adj_y=True, hint="scores_grouped")
+    scores = e.reshape(scores, (b, heads, s, length), "scores")
+    scores = e.op("MUL", scores, e.const(np.float32(scale)), hint="scaled")
     softcap = float(ctx.attr("softcap", 0.0) or 0.0)
     if softcap > 0:
-        cap = C.const(ctx, softcap, hint="softcap")
-        scores = C.binary(ctx, "DIV", scores, cap, "capped_in")
-        scores = C.op(ctx, "TANH", [scores], scores.shape, hint="capped_tanh")
-        scores = C.binary(ctx, "MUL", scores, cap, "capped")
+        cap = e.const(softcap, hint="softcap")
+        scores = e.op("DIV", scores, cap, hint="capped_in")
+        scores = e.op("TANH", scores, hint="capped_tanh")
+        scores = e.op("MUL", scores, cap, hint="capped")
     if ctx.has_input(10):  # attention_bias (B or 1, N or 1, S, total_sequence_length)
         if ctx.shape(10)[-1] != length:
             ctx.refuse(
                 errors.UNSUPPORTED_ATTRIBUTE_VALUE,
                 f"attention_bias width {ctx.shape(10)[-1]} != present length {length}",
             )
-        scores = C.binary(ctx, "ADD", scores, ctx.input(10), "biased")
-    lowest = C.const(ctx, np.finfo(np.float32).min, hint="lowest")
-    scores = C.select(ctx, keep, scores, lowest, "masked")
+        scores = e.op("ADD", scores, ctx.input(10), hint="biased")
+    lowest = e.const(np.finfo(np.float32).min, hint="lowest")
+    scores = e.op("SELECT_V2", keep, scores, lowest, hint="masked")
     probs = _gqa_softmax(ctx, scores)
-    pg = C.reshape(ctx, probs, (b, kv_heads, group * s, length), "probs_grouped")
-    y = C.matmul(ctx, pg, v_all, hint="context_grouped")
-    y = C.reshape(ctx, y, (b, heads, s, head), "context")
+    pg = e.reshape(probs, (b, kv_heads, group * s, length), "probs_grouped")
+    y = e.matmul(pg, v_all, hint="context_grouped")
+    y = e.reshape(y, (b, heads, s, head), "context")
     _merge_heads(ctx, y, ctx.output(0))

@@ -16,8 +16,8 @@ import numpy as np
 from .. import errors
 from ..policies import keep_rank, onnx_order
 from ..registry import FLOAT, attr_in, lowering
-from . import compose as C
 from .contrib import MS
+from .emit import Emitter
 from .normalization import _stored_axes, lower_layer_norm, normalize
 
 SKIP_EPSILON = 1e-12  # onnxruntime's kDefaultSkipLayerNormEpsilon / EmbedLayerNorm default
@@ -53,13 +53,14 @@ lowering(
     "inv_std_var output supported",
 )
 def lower_simplified_layer_norm(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     axis = int(ctx.attr("axis", -1)) % rank
     axes = _stored_axes(ctx, range(axis, rank))
     inv = ctx.output(1) if _used(ctx, 1) else None
     eps = float(ctx.attr("epsilon", 1e-5))
     y = normalize(ctx, ctx.input(0), axes, eps, center=False, inv_out=inv)
-    C.binary(ctx, "MUL", y, ctx.input(1, ctx.in_layout(0)), out=ctx.output(0))
+    e.op("MUL", y, ctx.input(1, ctx.in_layout(0)), out=ctx.output(0))
 
 
 def _skip_check(simplified: bool):
@@ -81,21 +82,22 @@ def _skip_check(simplified: bool):
 
 
 def _skip_norm(ctx, simplified: bool):
-    x = C.binary(ctx, "ADD", ctx.input(0), ctx.input(1), "with_skip")
+    e = Emitter(ctx)
+    x = e.op("ADD", ctx.input(0), ctx.input(1), hint="with_skip")
     bias_idx = 3 if simplified else 4
     if ctx.has_input(bias_idx):
-        x = C.binary(ctx, "ADD", x, ctx.input(bias_idx), "with_bias")
+        x = e.op("ADD", x, ctx.input(bias_idx), hint="with_bias")
     if _used(ctx, 3):
-        C.reshape(ctx, x, x.shape, out=ctx.output(3))
+        e.reshape(x, x.shape, out=ctx.output(3))
     last = [len(x.shape) - 1]
     mean_out = ctx.output(1) if _used(ctx, 1) and not simplified else None
     inv_out = ctx.output(2) if _used(ctx, 2) else None
     eps = float(ctx.attr("epsilon", SKIP_EPSILON))
     y = normalize(ctx, x, last, eps, not simplified, mean_out, inv_out)
     has_beta = not simplified and ctx.has_input(3)
-    scaled = C.binary(ctx, "MUL", y, ctx.input(2), out=None if has_beta else ctx.output(0))
+    scaled = e.op("MUL", y, ctx.input(2), hint="t", out=None if has_beta else ctx.output(0))
     if has_beta:
-        C.binary(ctx, "ADD", scaled, ctx.input(3), out=ctx.output(0))
+        e.op("ADD", scaled, ctx.input(3), out=ctx.output(0))
 
 
 @lowering(
@@ -152,12 +154,13 @@ def _embed_check(node, graph, id_inputs=(0, 1, 7, 8)):
     extra_check=_embed_check,
 )
 def lower_embed_layer_norm(ctx):
+    e = Emitter(ctx)
     b, s = ctx.shape(0)
     hidden = ctx.shape(2)[1]
-    x = C.gather(ctx, ctx.input(2), C.cast(ctx, ctx.input(0), np.int32, "ids"), 0, "words")
+    x = e.gather(ctx.input(2), e.cast(ctx.input(0), np.int32, "ids"), 0, "words")
     if ctx.has_input(8):
-        pos_ids = C.cast(ctx, ctx.input(8), np.int32, "position_ids")
-        pos = C.gather(ctx, ctx.input(3), pos_ids, 0, "positions")
+        pos_ids = e.cast(ctx.input(8), np.int32, "position_ids")
+        pos = e.gather(ctx.input(3), pos_ids, 0, "positions")
     else:
         if s > ctx.shape(3)[0]:  # onnxruntime fails on such inputs (index out of range)
             ctx.refuse(
@@ -167,32 +170,30 @@ def lower_embed_layer_norm(ctx):
             )
         pos_table = ctx.const(3)
         if pos_table is not None:
-            pos = C.const(ctx, np.asarray(pos_table, np.float32)[:s][None], hint="positions")
+            pos = e.const(np.asarray(pos_table, np.float32)[:s][None], hint="positions")
         else:
-            pos = C.gather(ctx, ctx.input(3), np.arange(s, dtype=np.int32), 0, "positions")
-            pos = C.reshape(ctx, pos, (1, s, hidden), "positions_b")
-    x = C.binary(ctx, "ADD", x, pos, "with_positions")
+            pos = e.gather(ctx.input(3), np.arange(s, dtype=np.int32), 0, "positions")
+            pos = e.reshape(pos, (1, s, hidden), "positions_b")
+    x = e.op("ADD", x, pos, hint="with_positions")
     if ctx.has_input(1) and ctx.has_input(4):
-        seg_ids = C.cast(ctx, ctx.input(1), np.int32, "segment_ids")
-        seg = C.gather(ctx, ctx.input(4), seg_ids, 0, "segments")
-        x = C.binary(ctx, "ADD", x, seg, "with_segments")
+        seg_ids = e.cast(ctx.input(1), np.int32, "segment_ids")
+        seg = e.gather(ctx.input(4), seg_ids, 0, "segments")
+        x = e.op("ADD", x, seg, hint="with_segments")
     if _used(ctx, 2):
-        C.reshape(ctx, x, x.shape, out=ctx.output(2))
+        e.reshape(x, x.shape, out=ctx.output(2))
     y = normalize(ctx, x, [2], float(ctx.attr("epsilon", SKIP_EPSILON)))
-    scaled = C.binary(ctx, "MUL", y, ctx.input(5), "scaled")
-    C.binary(ctx, "ADD", scaled, ctx.input(6), out=ctx.output(0))
+    scaled = e.op("MUL", y, ctx.input(5), hint="scaled")
+    e.op("ADD", scaled, ctx.input(6), out=ctx.output(0))
     if _used(ctx, 1):
         out = ctx.output(1)
         if ctx.has_input(7):
-            mask = C.cast(ctx, ctx.input(7), np.int32, "mask")
-            ones = C.op(
-                ctx, "EQUAL", [mask, C.const(ctx, 1, np.int32)], mask.shape, np.bool_, "ones"
-            )
-            count = C.cast(ctx, C.cast(ctx, ones, np.int32, "ones_i"), np.float32, "ones_f")
-            total = C.reduce(ctx, "SUM", count, [1], False, "count")
-            C.op(ctx, "CAST", [total], (b,), np.int32, out=out)
+            mask = e.cast(ctx.input(7), np.int32, "mask")
+            ones = e.op("EQUAL", mask, e.const(1, np.int32), dtype=np.bool_, hint="ones")
+            count = e.cast(e.cast(ones, np.int32, "ones_i"), np.float32, "ones_f")
+            total = e.reduce("SUM", count, [1], False, "count")
+            e.op("CAST", total, shape=(b,), dtype=np.int32, hint="t", out=out)
         else:
-            ctx.emit("CAST", [C.const(ctx, np.zeros(b, np.float32), hint="no_mask")], [out])
+            e.op("CAST", e.const(np.zeros(b, np.float32), hint="no_mask"), out=out)
 
 
 # ---- QEmbedLayerNormalization --------------------------------------------------------------------

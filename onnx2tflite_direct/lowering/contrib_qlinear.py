@@ -27,9 +27,9 @@ import numpy as np
 from .. import errors
 from ..policies import broadcasting, channel_last, keep_rank, onnx_order, same_as_input
 from ..registry import lowering
-from . import compose as C
 from .contrib import MS
 from .contrib_attention import _batch_problem, _mask_problem, attention_from_qkv
+from .emit import Emitter
 from .pool import _pool
 from .qlinear import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES
@@ -66,31 +66,28 @@ def _params_check(params, quantized):
 
 
 def _as_float(ctx, i: int, hint: str):
-    return C.cast(ctx, ctx.input(i), np.float32, hint)
+    e = Emitter(ctx)
+    return e.cast(ctx.input(i), np.float32, hint)
 
 
 def _saturate(ctx, value, out, already_rounded: bool = False):
     """CAST(clamp(ROUND(value))) into ``out`` (round half to even)."""
+    e = Emitter(ctx)
     lo, hi = QUANT_RANGES[np.dtype(out.dtype).name]
     if not already_rounded:
-        value = C.op(ctx, "ROUND", [value], value.shape, hint="rounded")
-    value = C.binary(ctx, "MAXIMUM", value, C.const(ctx, float(lo), hint="qmin"), "lo")
-    value = C.binary(ctx, "MINIMUM", value, C.const(ctx, float(hi), hint="qmax"), "hi")
+        value = e.op("ROUND", value, hint="rounded")
+    value = e.op("MAXIMUM", value, e.const(float(lo), hint="qmin"), hint="lo")
+    value = e.op("MINIMUM", value, e.const(float(hi), hint="qmax"), hint="hi")
     if tuple(value.shape) != tuple(out.shape):
-        value = C.reshape(ctx, value, out.shape, "shaped")
-    ctx.emit("CAST", [value], [out])
+        value = e.reshape(value, out.shape, "shaped")
+    e.op("CAST", value, out=out)
 
 
 def _requantize_float(ctx, real, scale: np.float32, zp: np.float32, out):
     """onnxruntime's MlasQuantizeLinear: round_half_even(real / scale) + zp, saturated."""
-    q = C.op(
-        ctx,
-        "ROUND",
-        [C.binary(ctx, "DIV", real, C.const(ctx, scale), "scaled")],
-        real.shape,
-        hint="q_round",
-    )
-    _saturate(ctx, C.binary(ctx, "ADD", q, C.const(ctx, zp), "q_zp"), out, already_rounded=True)
+    e = Emitter(ctx)
+    q = e.op("ROUND", e.op("DIV", real, e.const(scale), hint="scaled"), hint="q_round")
+    _saturate(ctx, e.op("ADD", q, e.const(zp), hint="q_zp"), out, already_rounded=True)
 
 
 _BINARY_PARAMS = (1, 2, 4, 5, 6, 7)
@@ -108,14 +105,15 @@ _BINARY_PARAMS = (1, 2, 4, 5, 6, 7)
     extra_check=_params_check(_BINARY_PARAMS, (0, 3)),
 )
 def lower_qlinear_add(ctx):
+    e = Emitter(ctx)
     sa, za, sb, zb = (_scalar(ctx, i) for i in (1, 2, 4, 5))
     sc, zc = _scalar(ctx, 6), _scalar(ctx, 7) if ctx.has_input(7) else np.float32(0)
     r_ac, r_bc = np.float32(sa / sc), np.float32(sb / sc)
     fixed = np.float32(zc - np.float32(np.float32(r_ac * za) + np.float32(r_bc * zb)))
-    b_part = C.binary(ctx, "MUL", _as_float(ctx, 3, "b_f"), C.const(ctx, r_bc), "b_scaled")
-    b_part = C.binary(ctx, "ADD", b_part, C.const(ctx, fixed), "b_fixed")
-    a_part = C.binary(ctx, "MUL", _as_float(ctx, 0, "a_f"), C.const(ctx, r_ac), "a_scaled")
-    _saturate(ctx, C.binary(ctx, "ADD", a_part, b_part, "sum"), ctx.output(0))
+    b_part = e.op("MUL", _as_float(ctx, 3, "b_f"), e.const(r_bc), hint="b_scaled")
+    b_part = e.op("ADD", b_part, e.const(fixed), hint="b_fixed")
+    a_part = e.op("MUL", _as_float(ctx, 0, "a_f"), e.const(r_ac), hint="a_scaled")
+    _saturate(ctx, e.op("ADD", a_part, b_part, hint="sum"), ctx.output(0))
 
 
 @lowering(
@@ -129,13 +127,14 @@ def lower_qlinear_add(ctx):
     extra_check=_params_check(_BINARY_PARAMS, (0, 3)),
 )
 def lower_qlinear_mul(ctx):
+    e = Emitter(ctx)
     sa, za, sb, zb = (_scalar(ctx, i) for i in (1, 2, 4, 5))
     sc, zc = _scalar(ctx, 6), _scalar(ctx, 7) if ctx.has_input(7) else np.float32(0)
     ratio = np.float32(np.float32(sa * sb) / sc)
-    a = C.binary(ctx, "SUB", _as_float(ctx, 0, "a_f"), C.const(ctx, za), "a_shift")
-    b = C.binary(ctx, "SUB", _as_float(ctx, 3, "b_f"), C.const(ctx, zb), "b_shift")
-    prod = C.binary(ctx, "MUL", C.binary(ctx, "MUL", a, b, "prod"), C.const(ctx, ratio), "scaled")
-    _saturate(ctx, C.binary(ctx, "ADD", prod, C.const(ctx, zc), "with_zp"), ctx.output(0))
+    a = e.op("SUB", _as_float(ctx, 0, "a_f"), e.const(za), hint="a_shift")
+    b = e.op("SUB", _as_float(ctx, 3, "b_f"), e.const(zb), hint="b_shift")
+    prod = e.op("MUL", e.op("MUL", a, b, hint="prod"), e.const(ratio), hint="scaled")
+    _saturate(ctx, e.op("ADD", prod, e.const(zc), hint="with_zp"), ctx.output(0))
 
 
 def _gap_check(node, graph):
@@ -160,24 +159,17 @@ def _gap_check(node, graph):
     extra_check=_gap_check,
 )
 def lower_qlinear_global_average_pool(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     n = int(np.prod(shape[2:], dtype=np.int64))
     sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
     zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
     x = _as_float(ctx, 0, "x_f")  # channel-last: spatial axes 1 .. rank-2
-    total = C.reduce(ctx, "SUM", x, list(range(1, len(shape) - 1)), True, "sum")
-    acc = C.binary(ctx, "SUB", total, C.const(ctx, np.float32(zx * n)), "acc")
+    total = e.reduce("SUM", x, list(range(1, len(shape) - 1)), True, "sum")
+    acc = e.op("SUB", total, e.const(np.float32(zx * n)), hint="acc")
     scale = np.float32(sx / np.float32(sy * np.float32(n)))
-    q = C.op(
-        ctx,
-        "ROUND",
-        [C.binary(ctx, "MUL", acc, C.const(ctx, scale), "scaled")],
-        acc.shape,
-        hint="q_round",
-    )
-    _saturate(
-        ctx, C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp"), ctx.output(0), already_rounded=True
-    )
+    q = e.op("ROUND", e.op("MUL", acc, e.const(scale), hint="scaled"), hint="q_round")
+    _saturate(ctx, e.op("ADD", q, e.const(zy), hint="q_zp"), ctx.output(0), already_rounded=True)
 
 
 def _concat_check(node, graph):
@@ -202,6 +194,7 @@ def _concat_check(node, graph):
     extra_check=_concat_check,
 )
 def lower_qlinear_concat(ctx):
+    e = Emitter(ctx)
     sy = _scalar(ctx, 0)
     zy = _scalar(ctx, 1) if ctx.has_input(1) else np.float32(0)
     out = ctx.output(0)
@@ -212,21 +205,18 @@ def lower_qlinear_concat(ctx):
         if sx == sy and zx == zy and np.dtype(x.dtype) == np.dtype(out.dtype):
             parts.append(x)
             continue
-        real = C.binary(
-            ctx,
+        real = e.op(
             "MUL",
-            C.binary(
-                ctx, "SUB", C.cast(ctx, x, np.float32, f"x{k}_f"), C.const(ctx, zx), f"x{k}_shift"
-            ),
-            C.const(ctx, sx),
-            f"x{k}_real",
+            e.op("SUB", e.cast(x, np.float32, f"x{k}_f"), e.const(zx), hint=f"x{k}_shift"),
+            e.const(sx),
+            hint=f"x{k}_real",
         )
         q = ctx.temp(out.dtype, tuple(x.shape), f"x{k}_requantized")
         _requantize_float(ctx, real, sy, zy, q)
         parts.append(q)
     rank = len(ctx.shape(2))
     axis = ctx.in_layout(2).stored_axis(int(ctx.attr("axis")) % rank)
-    C.concat(ctx, parts, axis, out=out)
+    e.concat(parts, axis, out=out)
 
 
 def _table_lowering(op_type: str, fn, tflite_op: str, notes: str):
@@ -240,22 +230,25 @@ def _table_lowering(op_type: str, fn, tflite_op: str, notes: str):
         extra_check=_params_check((1, 2, 3, 4), (0,)),
     )
     def lower(ctx):
+        e = Emitter(ctx)
         sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
         zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
-        shifted = C.binary(ctx, "SUB", _as_float(ctx, 0, "x_f"), C.const(ctx, zx), "x_shift")
-        real = C.binary(ctx, "MUL", shifted, C.const(ctx, sx), "x_real")
+        shifted = e.op("SUB", _as_float(ctx, 0, "x_f"), e.const(zx), hint="x_shift")
+        real = e.op("MUL", shifted, e.const(sx), hint="x_real")
         _requantize_float(ctx, fn(ctx, real), sy, zy, ctx.output(0))
 
     return lower
 
 
 def _sigmoid(ctx, x):
-    return C.unary(ctx, "LOGISTIC", x, "sigmoid")
+    e = Emitter(ctx)
+    return e.op("LOGISTIC", x, hint="sigmoid")
 
 
 def _leaky(ctx, x):
+    e = Emitter(ctx)
     alpha = float(ctx.attr("alpha", 0.01))
-    return C.op(ctx, "LEAKY_RELU", [x], x.shape, hint="leaky", alpha=alpha)
+    return e.op("LEAKY_RELU", x, hint="leaky", alpha=alpha)
 
 
 _table_lowering(
@@ -337,10 +330,11 @@ def _qgemm_check(node, graph):
     extra_check=_qgemm_check,
 )
 def lower_qgemm(ctx):
+    e = Emitter(ctx)
     za = _scalar(ctx, 2) if ctx.has_input(2) else np.float32(0)
-    a = C.binary(ctx, "SUB", _as_float(ctx, 0, "a_f"), C.const(ctx, za), "a_shift")
+    a = e.op("SUB", _as_float(ctx, 0, "a_f"), e.const(za), hint="a_shift")
     if ctx.attr("transA", 0):
-        a = C.transpose(ctx, a, (1, 0), "a_t")
+        a = e.transpose(a, (1, 0), "a_t")
     b = np.asarray(ctx.const(3), np.float64)
     b = b.T if ctx.attr("transB", 0) else b  # [K, N]
     n = b.shape[1]
@@ -351,23 +345,22 @@ def lower_qgemm(ctx):
     rows = a.shape[0]
 
     def fc(operand, tag):
-        return C.dense(ctx, operand, weights, None, (rows, n), tag)
+        return e.dense(operand, weights, None, tag)
 
     if digits == 1:
-        acc = C.cast(ctx, fc(a, "acc"), np.int32, "acc_i")
+        acc = e.cast(fc(a, "acc"), np.int32, "acc_i")
     else:
         parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a, digits, bits))]
         acc = combine_digits(ctx, parts, bits)
     if ctx.has_input(6):
         bias = np.asarray(ctx.const(6), np.int32)
-        acc = C.binary(
-            ctx,
+        acc = e.op(
             "ADD",
             acc,
             ctx.const_tensor(np.broadcast_to(bias, (rows, n)).copy(), "c_i32"),
-            "acc_c",
+            hint="acc_c",
         )
-    value = C.cast(ctx, acc, np.float32, "acc_f")
+    value = e.cast(acc, np.float32, "acc_f")
     alpha = np.float32(ctx.attr("alpha", 1.0))
     b_scale = np.asarray(ctx.const(4), np.float32).reshape(-1)
     scale = np.float32(alpha * _scalar(ctx, 1)) * b_scale
@@ -375,11 +368,11 @@ def lower_qgemm(ctx):
     if ctx.has_input(7):
         scale = (scale / _scalar(ctx, 7)).astype(np.float32)
         zy = _scalar(ctx, 8) if ctx.has_input(8) else np.float32(0)
-        scaled = C.binary(ctx, "MUL", value, C.const(ctx, scale.reshape(-1)), "scaled")
-        q = C.op(ctx, "ROUND", [scaled], scaled.shape, hint="q_round")
-        _saturate(ctx, C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp"), out, already_rounded=True)
+        scaled = e.op("MUL", value, e.const(scale.reshape(-1)), hint="scaled")
+        q = e.op("ROUND", scaled, hint="q_round")
+        _saturate(ctx, e.op("ADD", q, e.const(zy), hint="q_zp"), out, already_rounded=True)
     else:
-        C.binary(ctx, "MUL", value, C.const(ctx, scale.astype(np.float32).reshape(-1)), out=out)
+        e.op("MUL", value, e.const(scale.astype(np.float32).reshape(-1)), out=out, hint="t")
 
 
 # ---- QLinearAveragePool ------------------------------------------------------------------------
@@ -418,10 +411,11 @@ class _FloatPoolView:
     extra_check=_params_check((1, 2, 3, 4), (0,)),
 )
 def lower_qlinear_average_pool(ctx):
+    e = Emitter(ctx)
     sx, zx, sy = _scalar(ctx, 1), _scalar(ctx, 2), _scalar(ctx, 3)
     zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
-    shifted = C.binary(ctx, "SUB", _as_float(ctx, 0, "x_f"), C.const(ctx, zx), "x_shift")
-    view = _FloatPoolView(ctx, C.binary(ctx, "MUL", shifted, C.const(ctx, sx), "x_real"))
+    shifted = e.op("SUB", _as_float(ctx, 0, "x_f"), e.const(zx), hint="x_shift")
+    view = _FloatPoolView(ctx, e.op("MUL", shifted, e.const(sx), hint="x_real"))
     _pool(view, "AVERAGE_POOL_2D")
     _requantize_float(ctx, view.result, sy, zy, ctx.output(0))
 
@@ -471,6 +465,7 @@ def _qsoftmax_check(node, graph):
     extra_check=_qsoftmax_check,
 )
 def lower_qlinear_softmax(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     rows, d = _softmax_rows(ctx.node, ctx.driver.graph)
     x_scale = float(_scalar(ctx, 1))
@@ -478,25 +473,22 @@ def lower_qlinear_softmax(ctx):
     table = np.exp((np.arange(256, dtype=np.float64) - 255 + shift) * x_scale).astype(np.float32)
     y_eff = np.float32(np.floor(np.float32(1.0) / _scalar(ctx, 3)))
     zy = _scalar(ctx, 4) if ctx.has_input(4) else np.float32(0)
-    x = C.reshape(ctx, _as_float(ctx, 0, "x_f"), (rows, d), "rows")
-    xmax = C.reduce(ctx, "REDUCE_MAX", x, [1], True, "row_max")
-    index = C.binary(
-        ctx,
+    x = e.reshape(_as_float(ctx, 0, "x_f"), (rows, d), "rows")
+    xmax = e.reduce("REDUCE_MAX", x, [1], True, "row_max")
+    index = e.op(
         "ADD",
-        C.binary(ctx, "SUB", x, xmax, "x_minus_max"),
-        C.const(ctx, 255.0, hint="offset"),
-        "table_index",
+        e.op("SUB", x, xmax, hint="x_minus_max"),
+        e.const(255.0, hint="offset"),
+        hint="table_index",
     )
-    index = C.cast(ctx, index, np.int32, "table_index_i")
-    e = C.gather(ctx, C.const(ctx, table, hint="exp_table"), index, 0, "exp")
-    total = C.reduce(ctx, "SUM", e, [1], True, "row_sum")
-    scaled = C.binary(ctx, "MUL", e, C.const(ctx, y_eff), "scaled")
-    q = C.op(
-        ctx, "ROUND", [C.binary(ctx, "DIV", scaled, total, "ratio")], (rows, d), hint="q_round"
-    )
-    q = C.binary(ctx, "ADD", q, C.const(ctx, zy), "q_zp")
+    index = e.cast(index, np.int32, "table_index_i")
+    exps = e.gather(e.const(table, hint="exp_table"), index, 0, "exp")
+    total = e.reduce("SUM", exps, [1], True, "row_sum")
+    scaled = e.op("MUL", exps, e.const(y_eff), hint="scaled")
+    q = e.op("ROUND", e.op("DIV", scaled, total, hint="ratio"), hint="q_round")
+    q = e.op("ADD", q, e.const(zy), hint="q_zp")
     out = ctx.output(0)
-    q = C.reshape(ctx, q, shape, "q_shaped")
+    q = e.reshape(q, shape, "q_shaped")
     _saturate(ctx, q, out, already_rounded=True)
 
 
@@ -542,6 +534,7 @@ def _qattention_check(node, graph):
     extra_check=_qattention_check,
 )
 def lower_qattention(ctx):
+    e = Emitter(ctx)
     b, s, d_in = ctx.shape(0)
     w = np.asarray(ctx.const(1), np.int64)
     width = w.shape[1]
@@ -554,28 +547,28 @@ def lower_qattention(ctx):
     elif ctx.const(6) is not None:
         zx = _scalar(ctx, 6)
         a_max = int(max(abs(lo - zx), abs(hi - zx)))
-        x = C.binary(ctx, "SUB", x, C.const(ctx, zx), "x_shift")
+        x = e.op("SUB", x, e.const(zx), hint="x_shift")
     else:
         a_max = hi - lo
-        zx = C.reshape(ctx, C.cast(ctx, ctx.input(6), np.float32, "zx_f"), (), "zx")
-        x = C.binary(ctx, "SUB", x, zx, "x_shift")
-    x = C.reshape(ctx, x, (b * s, d_in), "x_rows")
+        zx = e.reshape(e.cast(ctx.input(6), np.float32, "zx_f"), (), "zx")
+        x = e.op("SUB", x, zx, hint="x_shift")
+    x = e.reshape(x, (b * s, d_in), "x_rows")
     digits, bits = digit_plan(d_in, a_max, int(np.max(np.abs(w_shift), initial=0)))
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T), "w_shift")
 
     def fc(operand, tag):
-        return C.dense(ctx, operand, weights, None, (b * s, width), tag)
+        return e.dense(operand, weights, None, tag)
 
     if digits == 1:
         acc = fc(x, "acc")
     else:
         parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, x, digits, bits))]
-        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, "acc_f")
-    w_scale = C.const(ctx, np.asarray(ctx.const(4), np.float32).reshape(-1))
-    x_scale = C.reshape(ctx, ctx.input(3), (), "x_scale")
-    scale = C.binary(ctx, "MUL", x_scale, w_scale, "scale")
-    qkv = C.binary(ctx, "MUL", acc, scale, "qkv_scaled")
-    qkv = C.binary(ctx, "ADD", qkv, ctx.input(2), "qkv_biased")
-    qkv = C.reshape(ctx, qkv, (b, s, width), "qkv")
+        acc = e.cast(combine_digits(ctx, parts, bits), np.float32, "acc_f")
+    w_scale = e.const(np.asarray(ctx.const(4), np.float32).reshape(-1))
+    x_scale = e.reshape(ctx.input(3), (), "x_scale")
+    scale = e.op("MUL", x_scale, w_scale, hint="scale")
+    qkv = e.op("MUL", acc, scale, hint="qkv_scaled")
+    qkv = e.op("ADD", qkv, ctx.input(2), hint="qkv_biased")
+    qkv = e.reshape(qkv, (b, s, width), "qkv")
     third = width // 3
     attention_from_qkv(ctx, qkv, (third, third, third), mask_idx=5, past_idx=8, bias_idx=None)

@@ -22,8 +22,8 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from . import compose as C
 from .contrib import MS
+from .emit import Emitter
 from .qlinear import (
     INT8_TYPES,
     _as_float,
@@ -42,11 +42,12 @@ from .quantize import nonzero_range
 
 def _scaled(ctx, acc, scale, bias_idx: int):
     """float(acc) * scale (+ bias) written into output 0."""
+    e = Emitter(ctx)
     out = ctx.output(0)
-    value = C.binary(ctx, "MUL", _as_float(ctx, acc), scale, "scaled")
+    value = e.op("MUL", _as_float(ctx, acc), scale, hint="scaled")
     if ctx.has_input(bias_idx):
-        value = C.binary(ctx, "ADD", value, ctx.input(bias_idx), "biased")
-    C.reshape(ctx, value, out.shape, out=out)
+        value = e.op("ADD", value, ctx.input(bias_idx), hint="biased")
+    e.reshape(value, out.shape, out=out)
 
 
 @lowering(
@@ -66,9 +67,10 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     extra_check=_matmul_check(0, 4, 1, 5, per_tensor=(2, 4), per_column=(3, 5), scales=(2, 3)),
 )
 def lower_matmul_integer_to_float(ctx):
+    e = Emitter(ctx)
     acc = _integer_matmul(ctx, 0, 4, 1, 5)
     n = ctx.shape(1)[-1]
-    scale = C.binary(ctx, "MUL", _param(ctx, 2, ()), _param(ctx, 3, (n,)), "scale_ab")
+    scale = e.op("MUL", _param(ctx, 2, ()), _param(ctx, 3, (n,)), hint="scale_ab")
     _scaled(ctx, acc, scale, 6)
 
 
@@ -98,28 +100,34 @@ def _dqmm_check(node, graph):
 def _dynamic_quantize(ctx, x, per_row: bool = False):
     """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice, over
     the whole tensor or (``per_row``) over each row of a 2-D tensor (scale shape [rows, 1])."""
+    e = Emitter(ctx)
     axes = [1] if per_row else list(range(len(x.shape)))
-    zero = C.const(ctx, 0.0, hint="zero")
-    hi = C.reduce(ctx, "REDUCE_MAX", x, axes, per_row, "max")
-    lo = C.reduce(ctx, "REDUCE_MIN", x, axes, per_row, "min")
-    hi = C.binary(ctx, "MAXIMUM", hi, zero, "hi")
-    lo = C.binary(ctx, "MINIMUM", lo, zero, "lo")
-    spread = nonzero_range(ctx, C.binary(ctx, "SUB", hi, lo, "range"))
-    scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "a_scale")
-    initial = C.binary(ctx, "SUB", zero, C.binary(ctx, "DIV", lo, scale, "min_scaled"), "zp0")
-    zp = C.binary(
-        ctx,
+    zero = e.const(0.0, hint="zero")
+    hi = e.reduce("REDUCE_MAX", x, axes, per_row, "max")
+    lo = e.reduce("REDUCE_MIN", x, axes, per_row, "min")
+    hi = e.op("MAXIMUM", hi, zero, hint="hi")
+    lo = e.op("MINIMUM", lo, zero, hint="lo")
+    spread = nonzero_range(ctx, e.op("SUB", hi, lo, hint="range"))
+    scale = e.op("DIV", spread, e.const(255.0, hint="q_span"), hint="a_scale")
+    initial = e.op("SUB", zero, e.op("DIV", lo, scale, hint="min_scaled"), hint="zp0")
+    zp = e.op(
         "MINIMUM",
-        C.binary(ctx, "MAXIMUM", initial, zero, "zp_lo"),
-        C.const(ctx, 255.0, hint="zp_max"),
-        "zp_hi",
+        e.op("MAXIMUM", initial, zero, hint="zp_lo"),
+        e.const(255.0, hint="zp_max"),
+        hint="zp_hi",
     )
-    zp = C.op(ctx, "ROUND", [zp], zp.shape, hint="zp_round")
-    q = C.op(ctx, "ROUND", [C.binary(ctx, "DIV", x, scale, "a_div")], x.shape, hint="a_round")
-    q = C.binary(ctx, "ADD", q, zp, "a_zp")
-    q = C.binary(ctx, "MAXIMUM", q, zero, "a_lo")
-    q = C.binary(ctx, "MINIMUM", q, C.const(ctx, 255.0, hint="qmax"), "a_hi")
-    return C.binary(ctx, "SUB", q, zp, "a_shifted"), scale
+    zp = e.op("ROUND", zp, dtype=np.float32, hint="zp_round")
+    q = e.op(
+        "ROUND",
+        e.op("DIV", x, scale, hint="a_div"),
+        shape=x.shape,
+        dtype=np.float32,
+        hint="a_round",
+    )
+    q = e.op("ADD", q, zp, hint="a_zp")
+    q = e.op("MAXIMUM", q, zero, hint="a_lo")
+    q = e.op("MINIMUM", q, e.const(255.0, hint="qmax"), hint="a_hi")
+    return e.op("SUB", q, zp, hint="a_shifted"), scale
 
 
 @lowering(
@@ -148,18 +156,19 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     extra_check=_dqmm_check,
 )
 def lower_dynamic_quantize_matmul(ctx):
+    e = Emitter(ctx)
     a, a_scale = _dynamic_quantize(ctx, ctx.input(0))
     n = ctx.shape(1)[-1]
     b = _shifted(ctx, 1, _param(ctx, 3, (n,)), hint="b_shifted")
     k = ctx.shape(0)[-1]
     digits, bits = digit_plan(k, 255, _max_shift(ctx.node, ctx.driver.graph, 1, 3))
     if digits == 1:
-        acc = C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+        acc = e.matmul(*_same_rank(ctx, a, b), hint="acc")
     else:
         parts = [
-            C.matmul(ctx, *_same_rank(ctx, d, b), hint=f"acc_digit{i}")
+            e.matmul(*_same_rank(ctx, d, b), hint=f"acc_digit{i}")
             for i, d in enumerate(split_digits(ctx, a, digits, bits))
         ]
         acc = combine_digits(ctx, parts, bits)
-    scale = C.binary(ctx, "MUL", a_scale, _param(ctx, 2, (n,)), "scale_ab")
+    scale = e.op("MUL", a_scale, _param(ctx, 2, (n,)), hint="scale_ab")
     _scaled(ctx, acc, scale, 4)

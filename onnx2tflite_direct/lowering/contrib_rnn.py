@@ -28,9 +28,9 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from . import compose as C
 from .contrib import MS
 from .contrib_quant import _dynamic_quantize
+from .emit import Emitter
 from .qlinear import combine_digits, digit_plan, split_digits
 from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
 
@@ -78,6 +78,7 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
     """float(DynamicQuantizeLinear(a) x (w - w_zp)) * (a_scale * w_scale) for a [rows, K] and
     constant [K, N] shifted weights: onnxruntime's quantized GEMM, with an exact accumulator
     (``per_row``: one quantization scale per row of a)."""
+    e = Emitter(ctx)
     a_shift, a_scale = _dynamic_quantize(ctx, a, per_row)
     k, n = w_shift.shape
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T, np.float32), f"{hint}_w")
@@ -85,17 +86,15 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
     digits, bits = digit_plan(k, 255, b_max)
 
     def fc(operand, tag):
-        return C.dense(ctx, operand, weights, None, (operand.shape[0], n), f"{hint}_{tag}")
+        return e.dense(operand, weights, None, f"{hint}_{tag}")
 
     if digits == 1:
         acc = fc(a_shift, "acc")
     else:
         parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a_shift, digits, bits))]
-        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, f"{hint}_acc_f")
-    scale = C.binary(
-        ctx, "MUL", a_scale, C.const(ctx, np.asarray(w_scale, np.float32)), f"{hint}_scale"
-    )
-    return C.binary(ctx, "MUL", acc, scale, f"{hint}_product")
+        acc = e.cast(combine_digits(ctx, parts, bits), np.float32, f"{hint}_acc_f")
+    scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
+    return e.op("MUL", acc, scale, hint=f"{hint}_product")
 
 
 class _QuantizedRecurrence(Ops):
@@ -148,6 +147,7 @@ def batch_parallel(batch: int, hidden: int) -> bool:
     extra_check=_check,
 )
 def lower_dynamic_quantize_lstm(ctx):
+    e = Emitter(ctx)
     seq, batch, _ = ctx.shape(X)
     hidden = int(ctx.attr("hidden_size"))
     dirs = _dirs(ctx.node)
@@ -157,7 +157,7 @@ def lower_dynamic_quantize_lstm(ctx):
     w_all, r_all = ctx.const(W).astype(np.int64), ctx.const(R).astype(np.int64)
     bias = ctx.const(B) if ctx.has_input(B) else np.zeros((dirs, 8 * hidden), np.float32)
     peep = ctx.const(P) if ctx.has_input(P) else None
-    x_rows = C.reshape(ctx, ctx.input(X), (seq * batch, ctx.shape(X)[2]), "x_rows")
+    x_rows = e.reshape(ctx.input(X), (seq * batch, ctx.shape(X)[2]), "x_rows")
     o = Ops(ctx)
     ys, last_h, last_c = [], [], []
     for d in range(dirs):
@@ -167,8 +167,8 @@ def lower_dynamic_quantize_lstm(ctx):
         r_scale = _per_direction(ctx.const(R_SCALE), d)
         projected = _quantized_product(ctx, x_rows, w_shift, w_scale, f"x{d}")
         both = (bias[d, : 4 * hidden] + bias[d, 4 * hidden :]).astype(np.float32)
-        projected = C.binary(ctx, "ADD", projected, C.const(ctx, both), f"x{d}_biased")
-        steps = o.unstack(C.reshape(ctx, projected, (seq, batch, 4 * hidden), f"x{d}_steps"), 0)
+        projected = e.op("ADD", projected, e.const(both), hint=f"x{d}_biased")
+        steps = o.unstack(e.reshape(projected, (seq, batch, 4 * hidden), f"x{d}_steps"), 0)
         state = []
         for i in (INITIAL_H, INITIAL_C):
             if ctx.has_input(i):

@@ -26,6 +26,7 @@ from ..subgraphs import (
     branch_output_shape,
     lower_body,
 )
+from .emit import Emitter
 
 BRANCHES = ("then_branch", "else_branch")
 ANY_DTYPE = ("bool", "float32", "float16", "int8", "uint8", "int16", "int32", "int64")
@@ -126,6 +127,7 @@ def _lower_branch(ctx, attr: str, outer) -> LoweredBody:
     "that runs: -1 in its shape signature)",
 )
 def lower_if(ctx):
+    e = Emitter(ctx)
     outer = _outer(ctx)
     lowered, broken = {}, {}
     for key in BRANCHES:
@@ -165,10 +167,11 @@ def lower_if(ctx):
                 f"branch output shape {list(a.shape)} differs from the If output {list(t.shape)}",
             )
         outputs.append(t)
-    ctx.emit(
+    e.op(
         "IF",
-        [cond, *(_feed(ctx, name) for name in feeds)],
-        outputs,
+        cond,
+        *(_feed(ctx, name) for name in feeds),
+        out=outputs,
         then_subgraph_index=ctx.driver.add_subgraph(then_b.sub),
         else_subgraph_index=ctx.driver.add_subgraph(else_b.sub),
     )
@@ -296,13 +299,14 @@ def less_than(ctx, emit, a: tfl.Tensor, b: tfl.Tensor) -> tfl.Tensor:
 
 def emit_while(ctx, init: list[tfl.Tensor], cond_sub, body_sub) -> list[tfl.Tensor]:
     """Emit WHILE over ``init``; returns its outputs (fresh tensors, one per loop variable)."""
+    e = Emitter(ctx)
     finals = [ctx.temp(t.dtype, t.shape, f"while_out{k}") for k, t in enumerate(init)]
     body_sub.input_names = [t.name for t in body_sub.inputs]
     body_sub.output_names = [t.name for t in body_sub.outputs]
-    ctx.emit(
+    e.op(
         "WHILE",
-        init,
-        finals,
+        *init,
+        out=finals,
         cond_subgraph_index=ctx.driver.add_subgraph(cond_sub),
         body_subgraph_index=ctx.driver.add_subgraph(body_sub),
     )
@@ -421,19 +425,18 @@ def _loop_formal_inputs(ctx, body_g, n_carried: int) -> list[BodyInput]:
 
 def _trimmed_scan(ctx, j: int, buf: tfl.Tensor, count: tfl.Tensor) -> None:
     """Output ``j`` = the first ``count`` rows of ``buf`` (a run-time length: dynamic shape)."""
+    e = Emitter(ctx)
     rank = buf.rank
-    n32 = ctx.temp(np.int32, (), "count32")
-    ctx.emit("CAST", [count], [n32])
+    n32 = e.op("CAST", count, dtype=np.int32, hint="count32")
     n1 = ctx.reshape(n32, (1,), "count1")
     rest = ctx.const_tensor(np.full(rank - 1, -1, np.int32), "rest")
     size = n1
     if rank > 1:
-        size = ctx.temp(np.int32, (rank,), "size")
-        ctx.emit("CONCATENATION", [n1, rest], [size], axis=0, fused_activation_function="NONE")
+        size = e.concat([n1, rest], 0, hint="size")
     begin = ctx.const_tensor(np.zeros(rank, np.int32), "begin")
     out = ctx.output(j)
     out.shape_signature = (-1, *out.shape[1:])
-    ctx.emit("SLICE", [buf, begin, size], [out])
+    e.op("SLICE", buf, begin, size, out=out)
 
 
 @lowering(
@@ -689,6 +692,7 @@ def _scan8_check(node, graph) -> str | None:
     **_SCAN,
 )
 def lower_scan8(ctx):
+    e = Emitter(ctx)
     node = ctx.node
     n_in = len(node.explicit_inputs)
     n_scan = int(ctx.attr("num_scan_inputs"))
@@ -706,4 +710,4 @@ def lower_scan8(ctx):
         ctx, states, scans, [0] * n_scan, dirs, [0] * n_out, [0] * n_out
     )
     for k, t in enumerate([*final_states, *stacked]):
-        ctx.driver.reshape(t, ctx.output(k))
+        e.reshape(t, out=ctx.output(k))

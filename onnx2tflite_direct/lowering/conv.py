@@ -15,8 +15,9 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import conv2d_options, emit_crop, emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv_lattice import integer_conv
+from .emit import Emitter
 
 DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]
 CONV_3D_FILTER = L.Layout((2, 3, 4, 1, 0))  # [O, I, kD, kH, kW] -> [kD, kH, kW, I, O]
@@ -132,6 +133,7 @@ def lower_conv(ctx):
 
 
 def _conv_2d(ctx):
+    e = Emitter(ctx)
     x_shape = ctx.shape(0)
     w_shape = ctx.shape(1)
     one_d = len(x_shape) == 3
@@ -171,27 +173,27 @@ def _conv_2d(ctx):
         geometry = (kernel, strides, dilations, pads, out_hw)
         _banded_depthwise(ctx, x, np.asarray(w_np).reshape(o, 1, *kernel), geometry, out)
         if one_d:
-            ctx.driver.reshape(out, final)
+            e.reshape(out, out=final)
         return
     if (group == 1 or depthwise) and _padding_regions(
         ctx, x, w_np, (kernel, strides, dilations, pads, out_hw), out, depthwise
     ):
         if one_d:
-            ctx.driver.reshape(out, final)
+            e.reshape(out, out=final)
         return
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     if mode is None:
-        x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+        x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
     options = conv2d_options(mode, strides, dilations)
     if depthwise:
-        ctx.emit(
-            "DEPTHWISE_CONV_2D", [x, filt, _bias(ctx, o)], [out], depth_multiplier=o // c, **options
+        e.op(
+            "DEPTHWISE_CONV_2D", x, filt, _bias(ctx, o), out=out, depth_multiplier=o // c, **options
         )
     else:  # group > 1 is a grouped CONV_2D (input channels = group * filter channels)
-        ctx.emit("CONV_2D", [x, filt, _bias(ctx, o)], [out], **options)
+        e.op("CONV_2D", x, filt, _bias(ctx, o), out=out, **options)
     if one_d:
-        ctx.driver.reshape(out, final)
+        e.reshape(out, out=final)
 
 
 # A conv whose taps mostly read zero padding (an atrous conv with a dilation close to the map
@@ -226,6 +228,7 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
     the input window those taps read (a STRIDED_SLICE), joined by CONCATENATION (width, then
     height). Each output sums exactly its non-padding products, as the padded conv does, so
     only the addition order of the dropped zero products differs. False when not worth it."""
+    e = Emitter(ctx)
     kernel, strides, dilations, pads, out_hw = geometry
     if not SPLIT_PADDING_REGIONS or w is None or np.asarray(w).dtype != np.float32:
         return False
@@ -261,7 +264,7 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
             begin, end = [0, first[0], first[1], 0], [n, last[0] + 1, last[1] + 1, c]
             window = x
             if begin != [0, 0, 0, 0] or end != list(x.shape):
-                window = emit_crop(ctx, x, begin, end, "live_window")
+                window = e.crop(x, begin, end, "live_window")
             taps = np.ascontiguousarray(np.transpose(w[:, :, ta : tb + 1, ua : ub + 1], perm))
             dil = [
                 d if k > 1 else 1
@@ -271,9 +274,9 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
             inputs = [window, ctx.const_tensor(taps, "live_taps"), _bias(ctx, o)]
             options = conv2d_options("VALID", strides, dil)
             if depthwise:
-                ctx.emit("DEPTHWISE_CONV_2D", inputs, [cell], depth_multiplier=o // c, **options)
+                e.op("DEPTHWISE_CONV_2D", *inputs, out=cell, depth_multiplier=o // c, **options)
             else:
-                ctx.emit("CONV_2D", inputs, [cell], **options)
+                e.op("CONV_2D", *inputs, out=cell, **options)
             cells.append(cell)
         band = cells[0]
         if len(cells) > 1:
@@ -282,12 +285,12 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
                 if len(runs[0]) == 1
                 else ctx.temp(np.float32, (n, b0 - f0, out_hw[1], o), "live_band")
             )
-            ctx.emit("CONCATENATION", cells, [band], axis=2, fused_activation_function="NONE")
+            e.concat(cells, 2, out=band)
         bands.append(band)
     if len(bands) > 1:
-        ctx.emit("CONCATENATION", bands, [out], axis=1, fused_activation_function="NONE")
+        e.concat(bands, 1, out=out)
     elif bands[0] is not out:
-        ctx.driver.reshape(bands[0], out)
+        e.reshape(bands[0], out=out)
     return True
 
 
@@ -323,6 +326,7 @@ def _banded_depthwise(ctx, x, w, geometry, out):
     padding (SAME, or a PAD feeding only that conv, which XNNPACK folds into it; one PAD shared
     by all tiles runs 5-25x slower there). Every output sums the same products as the single
     conv, grouped by tile (float addition order only)."""
+    e = Emitter(ctx)
     kernel, strides, dilations, pads, out_hw = geometry
     o, c = out.shape[3], x.shape[3]
     cols = min(kernel[1], MAX_DEPTHWISE_TAPS)  # bands of rows: a crop of rows is contiguous
@@ -339,20 +343,23 @@ def _banded_depthwise(ctx, x, w, geometry, out):
             tile_pads.append((max(0, -start), max(0, stop - size)))
         window = x
         if begin != [0, 0, 0, 0] or end != list(x.shape):
-            window = emit_crop(ctx, x, begin, end, "tile_window")
+            window = e.crop(x, begin, end, "tile_window")
         tile_k = [hi - lo for lo, hi in tile]
         mode = padding_mode(tile_pads, list(window.shape[1:3]), tile_k, strides, dilations)
         if mode is None:
-            window = emit_pad(ctx, window, [(0, 0), *tile_pads, (0, 0)])
+            window = e.pad(window, [(0, 0), *tile_pads, (0, 0)])
             mode = "VALID"
         (r0, r1), (c0, c1) = tile
         tile_w = np.ascontiguousarray(np.transpose(w[:, :, r0:r1, c0:c1], (1, 2, 3, 0)))
         bias = _bias(ctx, o) if i == 0 else ctx.const_tensor(np.zeros(o, np.float32), "bias")
-        part = ctx.temp(np.float32, out.shape, "tile_conv")
-        ctx.emit(
+        part = e.op(
             "DEPTHWISE_CONV_2D",
-            [window, ctx.const_tensor(tile_w, "tile_filter"), bias],
-            [part],
+            window,
+            ctx.const_tensor(tile_w, "tile_filter"),
+            bias,
+            shape=out.shape,
+            dtype=np.float32,
+            hint="tile_conv",
             depth_multiplier=o // c,
             **conv2d_options(mode, strides, dilations),
         )
@@ -360,23 +367,26 @@ def _banded_depthwise(ctx, x, w, geometry, out):
             acc = part
             continue
         total = out if i == len(tiles) - 1 else ctx.temp(np.float32, out.shape, "tile_sum")
-        ctx.emit("ADD", [acc, part], [total], fused_activation_function="NONE")
+        e.op("ADD", acc, part, out=total)
         acc = total
 
 
 def _conv_3d(ctx):
+    e = Emitter(ctx)
     kernel, strides, dilations, pads = _geometry(ctx)
     x = ctx.input(0)  # [N, D, H, W, C]
     mode = padding_mode(pads, list(ctx.shape(0)[2:]), kernel, strides, dilations)
     if mode is None:
-        x = emit_pad(ctx, x, [(0, 0), *pads, (0, 0)])
+        x = e.pad(x, [(0, 0), *pads, (0, 0)])
         mode = "VALID"
     o = ctx.shape(1)[0]
     bias = _bias(ctx, o)
-    ctx.emit(
+    e.op(
         "CONV_3D",
-        [x, ctx.input(1, CONV_3D_FILTER), bias],
-        [ctx.output(0)],
+        x,
+        ctx.input(1, CONV_3D_FILTER),
+        bias,
+        out=ctx.output(0),
         padding=mode,
         stride_d=strides[0],
         stride_h=strides[1],

@@ -34,9 +34,9 @@ import numpy as np
 
 from .. import layout as L
 from .. import tfl
-from . import compose as C
-from .common import conv2d_options, emit_pad, padding_mode
+from .common import conv2d_options, padding_mode
 from .elementwise import dtype_name
+from .emit import Emitter
 from .integer_digits import combine_digits, constant_digits, digit_plan, split_digits, split_rows
 from .lattice_moves import dq_params as _dq_params
 from .lattice_moves import lattice_key as _lattice_key
@@ -77,11 +77,11 @@ class IntegerConv:
     def filter(self, ctx, layout, k: int = 0, rows=None) -> tfl.Tensor:
         """Weight digit k (only ``rows`` if given) stored int8 in the conv's filter layout,
         DEQUANTIZE'd with scale 1."""
+        e = Emitter(ctx)
         w = np.asarray(self.digits[k] if rows is None else self.digits[k][rows], np.int8)
         q = ctx.const_tensor(np.ascontiguousarray(np.transpose(w, layout.perm)), "w_q")
         q.quantization = tfl.Quantization(np.ones(1, np.float32), np.zeros(1, np.int64), 0)
-        out = ctx.temp(np.float32, q.shape, "w_integers")
-        ctx.emit("DEQUANTIZE", [q], [out])
+        out = e.op("DEQUANTIZE", q, dtype=np.float32, hint="w_integers")
         return out
 
     def accumulate(self, ctx, layout, conv, subset: bool = True) -> tfl.Tensor:
@@ -92,6 +92,7 @@ class IntegerConv:
         for a depthwise conv, whose channels are its inputs) it reduces those alone and one
         FULLY_CONNECTED with a 0 / 2**bits matrix puts them in place (one nonzero product
         per output: exact). More digits combine through int32 (combine_digits)."""
+        e = Emitter(ctx)
         channels = len(self.bias)
         bias = ctx.const_tensor(self.bias.astype(np.float32), "bias_integers")
         low = conv(self.filter(ctx, layout), bias, "integer_sum0", channels)
@@ -104,33 +105,36 @@ class IntegerConv:
             zeros = ctx.const_tensor(np.zeros(live.size, np.float32), "bias_zero")
             high = conv(self.filter(ctx, layout, 1, live), zeros, "integer_sum1", live.size)
             if live.size == channels:
-                step = C.const(ctx, float(1 << self.bits))
-                high = C.binary(ctx, "MUL", high, step, "high_sum")
+                step = e.const(float(1 << self.bits))
+                high = e.op("MUL", high, step, hint="high_sum")
             else:
                 place = np.zeros((channels, live.size), np.float32)
                 place[live, np.arange(live.size)] = float(1 << self.bits)
-                high = C.op(
-                    ctx,
+                high = e.op(
                     "FULLY_CONNECTED",
-                    [high, ctx.const_tensor(place, "high_place"), None],
-                    (*high.shape[:-1], channels),
+                    high,
+                    ctx.const_tensor(place, "high_place"),
+                    None,
+                    shape=(*high.shape[:-1], channels),
+                    dtype=np.float32,
                     hint="high_sum",
                     fused_activation_function="NONE",
                     keep_num_dims=True,
                 )
-            return C.binary(ctx, "ADD", low, high, "integer_sum")
+            return e.op("ADD", low, high, hint="integer_sum")
         zeros = ctx.const_tensor(np.zeros(channels, np.float32), "bias_zero")
         parts = [low] + [
             conv(self.filter(ctx, layout, k), zeros, f"integer_sum{k}", channels)
             for k in range(1, len(self.digits))
         ]
-        return C.cast(ctx, combine_digits(ctx, parts, self.bits), np.float32, "integer_sum")
+        return e.cast(combine_digits(ctx, parts, self.bits), np.float32, "integer_sum")
 
     def emit_2d(self, ctx, w_layout, geometry, depthwise: bool) -> None:
         """The 2-D (depthwise) conv on the integers, then one MUL by sx*sw per output channel;
         the sums are registered for a QuantizeLinear reading the output. Zero padding is the
         centred value of the real zero; with an offset the input is padded first, then
         shifted (its padding must stay the real zero)."""
+        e = Emitter(ctx)
         kernel, strides, dilations, pads = geometry
         x_shape, o = ctx.shape(0), ctx.shape(1)[0]
         n, c = x_shape[0], x_shape[1]
@@ -138,17 +142,26 @@ class IntegerConv:
         out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
         mode = padding_mode(pads, list(x_shape[2:]), kernel, strides, dilations)
         if mode is None or (self.offset and mode != "VALID"):
-            x = emit_pad(ctx, x, [(0, 0), pads[0], pads[1], (0, 0)])
+            x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
             mode = "VALID"
         if self.offset:
-            x = C.binary(ctx, "SUB", x, C.const(ctx, float(self.offset)), "shifted")
+            x = e.op("SUB", x, e.const(float(self.offset)), hint="shifted")
         options = conv2d_options(mode, strides, dilations)
         if depthwise:
             options["depth_multiplier"] = o // c
         opcode = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
 
         def conv(filt, bias, hint, channels):  # one exact reduction per weight digit
-            return C.op(ctx, opcode, [x, filt, bias], (n, *out_hw, channels), hint=hint, **options)
+            return e.op(
+                opcode,
+                x,
+                filt,
+                bias,
+                shape=(n, *out_hw, channels),
+                dtype=np.float32,
+                hint=hint,
+                **options,
+            )
 
         acc = self.accumulate(ctx, w_layout, conv, subset=not depthwise)
         final = ctx.output(0)
@@ -157,12 +170,8 @@ class IntegerConv:
 
     def rescale(self, ctx, acc: tfl.Tensor, out: tfl.Tensor) -> None:
         """acc (channel-last integer sums) times sx*sw per output channel into out."""
-        ctx.emit(
-            "MUL",
-            [acc, ctx.const_tensor(self.scale, "sum_scale")],
-            [out],
-            fused_activation_function="NONE",
-        )
+        e = Emitter(ctx)
+        e.op("MUL", acc, ctx.const_tensor(self.scale, "sum_scale"), out=out)
 
 
 def _activation(ctx, idx: int):
@@ -224,11 +233,18 @@ def _bias(ctx, idx: int, scale: np.ndarray):
 def _relaid(ctx, centred, layout, target, shape):
     """The centred integers stored as ``target`` (one TRANSPOSE when the lattice lives in
     another layout than its reader wants)."""
+    e = Emitter(ctx)
     if layout == target:
         return centred
     perm = np.array(L.transpose_perm(layout, target), np.int32)
-    moved = ctx.temp(np.float32, target.stored_shape(shape), "centred")
-    ctx.emit("TRANSPOSE", [centred, ctx.const_tensor(perm, "centred_perm")], [moved])
+    moved = e.op(
+        "TRANSPOSE",
+        centred,
+        ctx.const_tensor(perm, "centred_perm"),
+        shape=target.stored_shape(shape),
+        dtype=np.float32,
+        hint="centred",
+    )
     return moved
 
 
@@ -279,6 +295,7 @@ def integer_dense(ctx) -> bool:
     the centred integers and the int8 weight digits), then one MUL by sx*sw per column; a
     QuantizeLinear reading the result multiplies the sums by fl(fl(sx*sw) / sy). Returns
     False (nothing emitted) for any other form."""
+    e = Emitter(ctx)
     node = ctx.node
     if not INTEGER_DENSE:
         return False
@@ -318,11 +335,14 @@ def integer_dense(ctx) -> bool:
     keep = len(ctx.shape(0)) > 2
 
     def dense(filt, bias_t, hint, channels):  # one exact reduction per weight digit
-        acc = ctx.temp(np.float32, (*final.shape[:-1], channels), hint)
-        ctx.emit(
+        acc = e.op(
             "FULLY_CONNECTED",
-            [centred, filt, bias_t],
-            [acc],
+            centred,
+            filt,
+            bias_t,
+            shape=(*final.shape[:-1], channels),
+            dtype=np.float32,
+            hint=hint,
             fused_activation_function="NONE",
             keep_num_dims=keep,
         )
@@ -341,6 +361,7 @@ def integer_product(ctx) -> bool:
     (else A is split into run-time digits, integer_digits.split_digits, and the per-digit
     products combined in int32), then one MUL by sa * sb. B may arrive stored transposed
     (read through adj_y). Returns False (nothing emitted) for any other form."""
+    e = Emitter(ctx)
     if not INTEGER_PRODUCT or ctx.node.op_type != "MatMul":
         return False
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
@@ -358,14 +379,14 @@ def integer_product(ctx) -> bool:
     a_int = _relaid(ctx, a[0], a[1], L.identity(rank), a_shape)
     b_int = _relaid(ctx, b[0], b[1], turned if adj_y else L.identity(rank), b_shape)
     if plan[0] == 1:
-        acc = C.matmul(ctx, a_int, b_int, adj_y=adj_y, hint="integer_sum")
+        acc = e.matmul(a_int, b_int, adj_y=adj_y, hint="integer_sum")
     else:
         digits, bits = plan
         parts = [
-            C.matmul(ctx, d, b_int, adj_y=adj_y, hint=f"integer_sum{k}")
+            e.matmul(d, b_int, adj_y=adj_y, hint=f"integer_sum{k}")
             for k, d in enumerate(split_digits(ctx, a_int, digits, bits))
         ]
-        acc = C.cast(ctx, combine_digits(ctx, parts, bits), np.float32, "integer_sum")
+        acc = e.cast(combine_digits(ctx, parts, bits), np.float32, "integer_sum")
     rescale_integer_sums(ctx, acc, a[2] * b[2])
     return True
 
@@ -391,12 +412,8 @@ def integer_resize_operand(ctx, matrices):
 
 def rescale_integer_sums(ctx, acc, scale) -> None:
     """The output ``acc`` * scale (one MUL), registered so a QuantizeLinear reads the sums."""
+    e = Emitter(ctx)
     scale = np.asarray(scale, np.float32).reshape(1)
     final = ctx.output(0)
-    ctx.emit(
-        "MUL",
-        [acc, ctx.const_tensor(scale, "sum_scale")],
-        [final],
-        fused_activation_function="NONE",
-    )
+    e.op("MUL", acc, ctx.const_tensor(scale, "sum_scale"), out=final)
     ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))

@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import FLOAT, lowering
-from . import compose as C
+from .emit import Emitter
 
 FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]
 FILTER_1D = L.Layout((1, 2, 0))
@@ -80,6 +80,7 @@ def _begin_pads(ctx, in_sizes, strides, full):
     extra_check=_check,
 )
 def lower_conv_transpose(ctx):
+    e = Emitter(ctx)
     x_shape, w_shape = ctx.shape(0), ctx.shape(1)
     one_d = len(x_shape) == 3
     n, c_in = x_shape[0], x_shape[1]
@@ -122,11 +123,11 @@ def lower_conv_transpose(ctx):
     if needs_crop:
         begin_t = ctx.const_tensor(np.array(crop[0], np.int32), "begin")
         size_t = ctx.const_tensor(np.array(crop[1], np.int32), "size")
-        ctx.emit("SLICE", [full_t, begin_t, size_t], [target])
+        e.op("SLICE", full_t, begin_t, size_t, out=target)
     else:
-        ctx.driver.reshape(full_t, target)
+        e.reshape(full_t, out=target)
     if one_d:
-        ctx.driver.reshape(target, final)
+        e.reshape(target, out=final)
 
 
 # benchmarks/bench_outliers.py turns this off to time the TRANSPOSE_CONV form.
@@ -140,6 +141,7 @@ def _as_depth_to_space(ctx, kernel, strides, dilations, group, begin, full, out_
     W[:, o, a, b], the conv's channel (a*s+b)*C_out+o. XNNPACK's deconvolution runs this 4-25x
     slower (24->1 channels at 160x160: 3.8 ms against onnxruntime's 0.16 ms). Needs constant
     weights and bias, no groups, dilations, pads or output padding; False otherwise."""
+    e = Emitter(ctx)
     w = ctx.const(1)
     bias = ctx.const(2) if ctx.has_input(2) else None
     if (
@@ -162,11 +164,14 @@ def _as_depth_to_space(ctx, kernel, strides, dilations, group, begin, full, out_
     n, h, wd = ctx.shape(0)[0], ctx.shape(0)[2], ctx.shape(0)[3]
     filt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(s * s * c_out, 1, 1, c_in))
     b = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias, np.float32)
-    deep = ctx.temp(np.float32, (n, h, wd, s * s * c_out), "depth")
-    ctx.emit(
+    deep = e.op(
         "CONV_2D",
-        [ctx.input(0), ctx.const_tensor(filt, "filter"), ctx.const_tensor(np.tile(b, s * s))],
-        [deep],
+        ctx.input(0),
+        ctx.const_tensor(filt, "filter"),
+        ctx.const_tensor(np.tile(b, s * s)),
+        shape=(n, h, wd, s * s * c_out),
+        dtype=np.float32,
+        hint="depth",
         padding="VALID",
         stride_h=1,
         stride_w=1,
@@ -174,7 +179,7 @@ def _as_depth_to_space(ctx, kernel, strides, dilations, group, begin, full, out_
         dilation_w_factor=1,
         fused_activation_function="NONE",
     )
-    ctx.emit("DEPTH_TO_SPACE", [deep], [ctx.output(0)], block_size=s)
+    e.op("DEPTH_TO_SPACE", deep, out=ctx.output(0), block_size=s)
     return True
 
 
@@ -198,32 +203,50 @@ def _filter(ctx, dilations, one_d):
 
 
 def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
+    e = Emitter(ctx)
     options = dict(
         padding="VALID", stride_h=strides[0], stride_w=strides[1], fused_activation_function="NONE"
     )
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
     if group == 1:
-        out = ctx.temp(np.float32, out_shape, "full")
-        ctx.emit("TRANSPOSE_CONV", [shape_t, filt, x, bias], [out], **options)
-        return out
+        return e.op(
+            "TRANSPOSE_CONV",
+            shape_t,
+            filt,
+            x,
+            bias,
+            shape=out_shape,
+            dtype=np.float32,
+            hint="full",
+            **options,
+        )
     xs = _split(ctx, x, group, "x_group")
     fs = _split(ctx, filt, group, "filter_group")
     part_shape = (*out_shape[:-1], out_shape[-1] // group)
     part_shape_t = ctx.const_tensor(np.array(part_shape, np.int32), "part_shape")
     parts = []
     for k, (xg, fg) in enumerate(zip(xs, fs, strict=False)):
-        part = ctx.temp(np.float32, part_shape, f"group{k}")
-        ctx.emit("TRANSPOSE_CONV", [part_shape_t, fg, xg, None], [part], **options)
+        part = e.op(
+            "TRANSPOSE_CONV",
+            part_shape_t,
+            fg,
+            xg,
+            None,
+            shape=part_shape,
+            dtype=np.float32,
+            hint=f"group{k}",
+            **options,
+        )
         parts.append(part)
-    joined = ctx.temp(np.float32, out_shape, "joined")
-    ctx.emit("CONCATENATION", parts, [joined], axis=3, fused_activation_function="NONE")
-    return joined if bias is None else C.binary(ctx, "ADD", joined, bias, "biased")
+    joined = e.concat(parts, 3, hint="joined")
+    return joined if bias is None else e.op("ADD", joined, bias, hint="biased")
 
 
 def _split(ctx, t, group, hint):
     """SPLIT along the last (channel) axis into ``group`` equal parts."""
+    e = Emitter(ctx)
     shape = (*t.shape[:-1], t.shape[-1] // group)
     outs = [ctx.temp(t.dtype, shape, f"{hint}{k}") for k in range(group)]
     axis = ctx.const_tensor(np.array(3, np.int32), "split_axis")
-    ctx.emit("SPLIT", [axis, t], outs, num_splits=group)
+    e.op("SPLIT", axis, t, out=outs, num_splits=group)
     return outs

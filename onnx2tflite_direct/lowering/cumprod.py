@@ -13,9 +13,9 @@ import numpy as np
 
 from .. import errors
 from ..registry import lowering
-from . import compose as C
 from .axis_layouts import axis_input_policy, constant_axis, runtime_int32
-from .elementwise import Emit, compute_dtype, dtype_name, native_check
+from .elementwise import compute_dtype, dtype_name, native_check
+from .emit import Emitter
 
 MUL_NATIVE = ("float32", "int32", "int64")
 CUMPROD_DTYPES = ("float32", "float16", "bfloat16", "int32", "int64", "uint32")
@@ -34,11 +34,10 @@ def _check(node, graph):
     return native_check(MUL_NATIVE)(node, graph)
 
 
-def _scan(e: Emit, x, axis: int, exclusive: bool, reverse: bool):
+def _scan(e: Emitter, x, axis: int, exclusive: bool, reverse: bool):
     """Cumulative product of ``x`` along stored ``axis``."""
-    ctx = e.ctx
     n = x.shape[axis]
-    parts = C.split_v(ctx, x, [1] * n, axis, "slice") if n > 1 else [x]
+    parts = e.split(x, [1] * n, axis, "slice") if n > 1 else [x]
     order = list(reversed(range(n))) if reverse else list(range(n))
     running, result = None, [None] * n
     for k in order:
@@ -51,10 +50,9 @@ def _scan(e: Emit, x, axis: int, exclusive: bool, reverse: bool):
     if exclusive and n > 0:
         shape = parts[0].shape
         result = [
-            r if tuple(r.shape) == tuple(shape) else C.reshape(ctx, r, shape, "ones")
-            for r in result
+            r if tuple(r.shape) == tuple(shape) else e.reshape(r, shape, "ones") for r in result
         ]
-    return C.concat(ctx, result, axis, "scan") if n > 1 else result[0]
+    return e.concat(result, axis, "scan") if n > 1 else result[0]
 
 
 @lowering(
@@ -68,22 +66,24 @@ def _scan(e: Emit, x, axis: int, exclusive: bool, reverse: bool):
     extra_check=_check,
 )
 def lower_cumprod(ctx):
-    e = Emit(ctx, compute_dtype(dtype_name(ctx.value(0).dtype), MUL_NATIVE))
+    e = Emitter(ctx, compute_dtype(dtype_name(ctx.value(0).dtype), MUL_NATIVE))
     x = e.input(0)
     exclusive, reverse = bool(ctx.attr("exclusive", 0)), bool(ctx.attr("reverse", 0))
     axis = constant_axis(ctx.node, ctx.driver.graph)
     if axis is not None:
-        e.result(_scan(e, x, ctx.in_layout(0).stored_axis(axis), exclusive, reverse))
+        # copy=True: the output is a copy of the scan, as it was before the emitters merged
+        # (retargeting the last op would save a RESHAPE, but change the converted bytes).
+        e.result(_scan(e, x, ctx.in_layout(0).stored_axis(axis), exclusive, reverse), copy=True)
         return
     rank = len(ctx.shape(0))
     axis_t = runtime_int32(ctx, scalar=True)
-    wrapped = C.binary(ctx, "FLOOR_MOD", axis_t, C.const(ctx, rank, np.int32, "rank"), "axis")
+    wrapped = e.op("FLOOR_MOD", axis_t, e.const(rank, np.int32, "rank"), hint="axis")
     chosen = None
     for k in range(rank):
         scanned = _scan(e, x, k, exclusive, reverse)
         if chosen is None:
             chosen = scanned
             continue
-        is_k = C.binary(ctx, "EQUAL", wrapped, C.const(ctx, k, np.int32, "k"), dtype=np.bool_)
-        chosen = C.select(ctx, is_k, scanned, chosen)
-    e.result(chosen)
+        is_k = e.op("EQUAL", wrapped, e.const(k, np.int32, "k"), dtype=np.bool_, hint="t")
+        chosen = e.op("SELECT_V2", is_k, scanned, chosen, hint="select")
+    e.result(chosen, copy=True)

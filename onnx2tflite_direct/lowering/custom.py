@@ -14,6 +14,7 @@ from .. import errors
 from ..errors import UnsupportedError
 from ..policies import onnx_order
 from ..registry import REGISTRY, OpSpec
+from .emit import Emitter
 
 
 def custom_code(node) -> str:
@@ -41,12 +42,11 @@ def custom_options(node) -> bytes:
 
 
 def lower_custom(ctx):
+    e = Emitter(ctx)
     node = ctx.node
     inputs = [ctx.input(i) if ctx.has_input(i) else None for i in range(len(node.inputs))]
     outputs = [ctx.output(i) for i, o in enumerate(node.outputs) if o]
-    op = ctx.emit("CUSTOM", inputs, outputs)
-    op.custom_code = custom_code(node)
-    op.custom_options = custom_options(node)
+    e.custom(custom_code(node), custom_options(node), inputs, outputs)
 
 
 def custom_spec(node, options) -> OpSpec:

@@ -11,19 +11,20 @@ import numpy as np
 
 from ..policies import keep_rank, reshaping, same_as_input, transpose_relabel
 from ..registry import attr_in, lowering
-from .common import emit_crop
+from .emit import Emitter
 
 ANY_TYPE = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool", "int16")
 
 
 def _reshape_like(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     out_layout = ctx.out_layout(0)
     stored = out_layout.stored_shape(ctx.out_shape(0))
     if tuple(stored) == tuple(x.shape):
         ctx.alias_output(0, x, out_layout)
         return
-    ctx.driver.reshape(x, ctx.output(0))
+    e.reshape(x, out=ctx.output(0))
 
 
 # The output shape is static, so a runtime ``shape``/``axes`` input cannot change the result:
@@ -47,13 +48,14 @@ for _op, _since in (("Reshape", 1), ("Flatten", 1), ("Squeeze", 1), ("Unsqueeze"
     notes="a relabeling of stored axes",
 )
 def lower_transpose(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     out_layout = ctx.out_layout(0)
     stored = out_layout.stored_shape(ctx.out_shape(0))
     if tuple(stored) == tuple(x.shape):
         ctx.alias_output(0, x, out_layout)
     else:
-        ctx.driver.reshape(x, ctx.output(0))
+        e.reshape(x, out=ctx.output(0))
 
 
 def _identity(ctx):
@@ -73,11 +75,12 @@ def _dropout_check(node, graph):
 
 def _dropout(ctx):
     """Inference Dropout: identity; the mask (if used) is all true, one FILL."""
+    e = Emitter(ctx)
     _identity(ctx)
     if len(ctx.node.outputs) > 1 and ctx.driver.graph.used(ctx.node.outputs[1]):
         mask = ctx.output(1)
         dims = ctx.const_tensor(np.array(mask.shape, np.int32), "mask_shape")
-        ctx.emit("FILL", [dims, ctx.const_tensor(np.array(True), "true")], [mask])
+        e.op("FILL", dims, ctx.const_tensor(np.array(True), "true"), out=mask)
 
 
 lowering(
@@ -97,6 +100,7 @@ lowering(
     tflite_ops=("CONCATENATION",),
 )
 def lower_concat(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.out_shape(0))
     axis = int(ctx.attr("axis", 1))
     axis = axis + rank if axis < 0 else axis
@@ -113,13 +117,7 @@ def lower_concat(ctx):
                 for i in range(0, len(inputs), MAX_XNNPACK_CONCAT)
             ]
             inputs = [_concat_group(ctx, g, stored) if len(g) > 1 else g[0] for g in groups]
-    ctx.emit(
-        "CONCATENATION",
-        inputs,
-        [ctx.output(0)],
-        axis=stored,
-        fused_activation_function="NONE",
-    )
+    e.concat(inputs, stored, out=ctx.output(0))
 
 
 # XNNPACK's CONCATENATION takes at most 5 inputs (more stayed outside the delegate: an
@@ -128,11 +126,10 @@ MAX_XNNPACK_CONCAT = 5
 
 
 def _concat_group(ctx, group, axis: int):
+    e = Emitter(ctx)
     shape = list(group[0].shape)
     shape[axis] = sum(t.shape[axis] for t in group)
-    out = ctx.temp(group[0].dtype, tuple(shape), "concat_part")
-    ctx.emit("CONCATENATION", group, [out], axis=axis, fused_activation_function="NONE")
-    return out
+    return e.concat(group, axis, hint="concat_part")
 
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
@@ -189,11 +186,12 @@ def _pad_check(node, graph):
 
 def _stored_crop(ctx, x, per_axis):
     """Negative pads crop: one STRIDED_SLICE over the stored axes."""
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     shape = ctx.shape(0)
     begin = [max(0, -per_axis[a][0]) for a in lay.perm]
     end = [shape[a] - max(0, -per_axis[a][1]) for a in lay.perm]
-    return emit_crop(ctx, x, begin, end)
+    return e.crop(x, begin, end)
 
 
 def _index_table(mode: str, size: int, before: int, after: int) -> np.ndarray:
@@ -206,6 +204,7 @@ def _index_table(mode: str, size: int, before: int, after: int) -> np.ndarray:
 
 def _gather_pad(ctx, x, per_axis, mode):
     """Edge/wrap padding has no builtin: one GATHER per padded axis with a constant table."""
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     cur = x
     padded = [a for a in lay.perm if per_axis[a] != (0, 0)]
@@ -216,14 +215,13 @@ def _gather_pad(ctx, x, per_axis, mode):
         shape = list(cur.shape)
         shape[k] = len(table)
         out = ctx.output(0) if last else ctx.temp(x.dtype, shape, f"pad{a}")
-        ctx.emit(
-            "GATHER", [cur, ctx.const_tensor(table, f"pad_index{a}")], [out], axis=k, batch_dims=0
-        )
+        e.gather(cur, ctx.const_tensor(table, f"pad_index{a}"), k, out=out)
         cur = out
 
 
 def _runtime_paddings(ctx):
     """ONNX pads [b0..bn-1, e0..en-1] -> stored (rank, 2) paddings with one GATHER."""
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     lay = ctx.in_layout(0)
     axes = _pad_axes(ctx, rank)
@@ -234,12 +232,9 @@ def _runtime_paddings(ctx):
         table[lay.stored_axis(a)] = (j, j + n)
     if len(axes) < rank:
         zero = ctx.const_tensor(np.zeros(1, pads.dtype), "zero")
-        padded = ctx.temp(pads.dtype, (2 * n + 1,), "pads_ext")
-        ctx.emit("CONCATENATION", [pads, zero], [padded], axis=0, fused_activation_function="NONE")
+        padded = e.concat([pads, zero], 0, hint="pads_ext")
         pads = padded
-    out = ctx.temp(pads.dtype, (rank, 2), "paddings")
-    ctx.emit("GATHER", [pads, ctx.const_tensor(table, "pads_index")], [out], axis=0, batch_dims=0)
-    return out
+    return e.gather(pads, ctx.const_tensor(table, "pads_index"), 0, hint="paddings")
 
 
 @lowering(
@@ -255,6 +250,7 @@ def _runtime_paddings(ctx):
     extra_check=_pad_check,
 )
 def lower_pad(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     mode = ctx.attr("mode", "constant")
     lay = ctx.in_layout(0)
@@ -263,24 +259,24 @@ def lower_pad(ctx):
         paddings = _runtime_paddings(ctx)
     else:
         per_axis = _const_pads(ctx, rank)
-        if any(b < 0 or e < 0 for b, e in per_axis):
+        if any(b < 0 or end < 0 for b, end in per_axis):
             x = _stored_crop(ctx, x, per_axis)
-            per_axis = [(max(b, 0), max(e, 0)) for b, e in per_axis]
+            per_axis = [(max(b, 0), max(end, 0)) for b, end in per_axis]
         if all(p == (0, 0) for p in per_axis):
             if x is ctx.input(0):
                 ctx.alias_output(0, x, lay)
             else:
-                ctx.driver.reshape(x, ctx.output(0))
+                e.reshape(x, out=ctx.output(0))
             return
         if mode in ("edge", "wrap"):
             _gather_pad(ctx, x, per_axis, mode)
             return
         paddings = ctx.const_tensor(np.array([per_axis[a] for a in lay.perm], np.int32), "paddings")
     if mode == "reflect":
-        ctx.emit("MIRROR_PAD", [x, paddings], [ctx.output(0)], mode="REFLECT")
+        e.op("MIRROR_PAD", x, paddings, out=ctx.output(0), mode="REFLECT")
         return
     value = _pad_value(ctx, x.dtype)
     if value is None:
-        ctx.emit("PAD", [x, paddings], [ctx.output(0)])
+        e.op("PAD", x, paddings, out=ctx.output(0))
     else:
-        ctx.emit("PADV2", [x, paddings, value], [ctx.output(0)])
+        e.op("PADV2", x, paddings, value, out=ctx.output(0))

@@ -28,6 +28,7 @@ from .. import layout as L
 from ..dynamic_shapes import DynamicShapeModel, Symbol
 from ..policies import onnx_order
 from ..registry import lowering
+from .emit import Emitter
 
 DATA_DEPENDENT = {
     "Unique": "the number of unique elements",
@@ -136,10 +137,11 @@ def _dynamic_output(ctx, dtype, shape, dynamic_axis: int, count: int | None):
 
 def _true_positions(ctx, mask, hint: str, count: int | None):
     """WHERE over a bool tensor: ``[n, rank]`` int64 coordinates of its true entries."""
+    e = Emitter(ctx)
     rows = ctx.temp(np.int64, (count or 1, len(mask.shape)), hint)
     if count is None:
         rows.shape_signature = (-1, len(mask.shape))
-    ctx.emit("WHERE", [mask], [rows])
+    e.op("WHERE", mask, out=rows)
     return rows
 
 
@@ -241,21 +243,20 @@ def count_signal(graph, padded_nms: bool = False) -> DynamicShapeModel | None:
     "signature); what reads it is lowered at sample sizes and made dynamic",
 )
 def lower_nonzero(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     if np.dtype(x.dtype).name in WIDENED:
-        wide = ctx.temp(np.int32, x.shape, "widened")
-        ctx.emit("CAST", [x], [wide])
+        wide = e.op("CAST", x, dtype=np.int32, hint="widened")
         x = wide
     mask = x
     if np.dtype(x.dtype) != np.bool_:
         zero = ctx.const_tensor(np.zeros((), x.dtype), "zero")
-        mask = ctx.temp(np.bool_, x.shape, "nonzero_mask")
-        ctx.emit("NOT_EQUAL", [x, zero], [mask])
+        mask = e.op("NOT_EQUAL", x, zero, dtype=np.bool_, hint="nonzero_mask")
     rank = len(x.shape)
     count = _sample_count(ctx)
     rows = _true_positions(ctx, mask, "coordinates", count)
     out = _dynamic_output(ctx, np.int64, (rank, 1), 1, count)
-    ctx.emit("TRANSPOSE", [rows, ctx.const_tensor(np.array([1, 0], np.int32), "perm")], [out])
+    e.op("TRANSPOSE", rows, ctx.const_tensor(np.array([1, 0], np.int32), "perm"), out=out)
 
 
 @lowering(
@@ -271,6 +272,7 @@ def lower_nonzero(ctx):
     "lowered at sample sizes and made dynamic",
 )
 def lower_compress(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     axis = ctx.attr("axis")
     if axis is None:
@@ -290,9 +292,9 @@ def lower_compress(ctx):
     picks = ctx.temp(np.int64, (count or 1,), "indices")
     if count is None:
         picks.shape_signature = (-1,)
-    ctx.emit("RESHAPE", [rows, ctx.const_tensor(np.array([-1], np.int32), "flat_shape")], [picks])
+    e.op("RESHAPE", rows, ctx.const_tensor(np.array([-1], np.int32), "flat_shape"), out=picks)
     out = _dynamic_output(ctx, x.dtype, x.shape, axis, count)
-    ctx.emit("GATHER", [x, picks], [out], axis=axis, batch_dims=0)
+    e.gather(x, picks, axis, out=out)
 
 
 @lowering(

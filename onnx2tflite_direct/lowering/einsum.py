@@ -14,7 +14,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from . import compose as C
+from .emit import Emitter
 
 ELLIPSIS_BASE = 0x100  # private letters for ellipsis axes, never valid in an equation
 
@@ -70,14 +70,16 @@ class _Operand:
 
 
 def _sum_away(ctx, a: _Operand, keep: set[str]) -> _Operand:
+    e = Emitter(ctx)
     drop = [i for i, c in enumerate(a.letters) if c not in keep]
     if not drop:
         return a
-    t = C.reduce(ctx, "SUM", a.t, drop, False, "summed")
+    t = e.reduce("SUM", a.t, drop, False, "summed")
     return _Operand(t, "".join(c for c in a.letters if c in keep))
 
 
 def _contract(ctx, a: _Operand, b: _Operand, keep: set[str]) -> _Operand:
+    e = Emitter(ctx)
     a = _sum_away(ctx, a, keep | set(b.letters))
     b = _sum_away(ctx, b, keep | set(a.letters))
     batch = [c for c in a.letters if c in b.letters and c in keep]
@@ -94,14 +96,14 @@ def _contract(ctx, a: _Operand, b: _Operand, keep: set[str]) -> _Operand:
     elif len(batch) > 4:
         ctx.refuse(errors.UNSUPPORTED_RANK, "more than 4 broadcasting batch indices")
     prod = lambda op, cs: int(np.prod([op.size(c) for c in cs], dtype=np.int64))  # noqa: E731
-    at = C.transpose(ctx, a.t, [a.letters.index(c) for c in batch + rows + summed], "a_t")
-    at = C.reshape(ctx, at, (*a_batch, prod(a, rows), prod(a, summed)), "a_mat")
-    bt = C.transpose(ctx, b.t, [b.letters.index(c) for c in batch + summed + cols], "b_t")
-    bt = C.reshape(ctx, bt, (*b_batch, prod(b, summed), prod(b, cols)), "b_mat")
-    y = C.matmul(ctx, at, bt, hint="product")
+    at = e.transpose(a.t, [a.letters.index(c) for c in batch + rows + summed], "a_t")
+    at = e.reshape(at, (*a_batch, prod(a, rows), prod(a, summed)), "a_mat")
+    bt = e.transpose(b.t, [b.letters.index(c) for c in batch + summed + cols], "b_t")
+    bt = e.reshape(bt, (*b_batch, prod(b, summed), prod(b, cols)), "b_mat")
+    y = e.matmul(at, bt, hint="product")
     out_batch = [max(a.size(c), b.size(c)) for c in batch]
     shape = (*out_batch, *[a.size(c) for c in rows], *[b.size(c) for c in cols])
-    return _Operand(C.reshape(ctx, y, shape, "product_nd"), "".join(batch + rows + cols))
+    return _Operand(e.reshape(y, shape, "product_nd"), "".join(batch + rows + cols))
 
 
 @lowering(
@@ -115,6 +117,7 @@ def _contract(ctx, a: _Operand, b: _Operand, keep: set[str]) -> _Operand:
     extra_check=_einsum_check,
 )
 def lower_einsum(ctx):
+    e = Emitter(ctx)
     n = len(ctx.node.inputs)
     terms, out = parse_equation(ctx.attr("equation"), [len(ctx.shape(i)) for i in range(n)])
     ops = [_Operand(ctx.input(i), t) for i, t in enumerate(terms)]
@@ -123,5 +126,5 @@ def lower_einsum(ctx):
         later = set(out).union(*(o.letters for o in ops[k + 1 :]))
         acc = _contract(ctx, acc, ops[k], later)
     acc = _sum_away(ctx, acc, set(out))
-    y = C.transpose(ctx, acc.t, [acc.letters.index(c) for c in out], "y")
-    C.reshape(ctx, y, ctx.out_shape(0), out=ctx.output(0))
+    y = e.transpose(acc.t, [acc.letters.index(c) for c in out], "y")
+    e.reshape(y, ctx.out_shape(0), out=ctx.output(0))

@@ -3,7 +3,7 @@ dtype machinery the other elementwise families share.
 
 TFLite kernels accept fewer dtypes than ONNX, and some accept a dtype only as a *quantized*
 type (int8/uint8/int16 ADD, MUL, DIV, ABS): feeding them plain integers gives wrong numbers. So
-every lowering here names the dtypes its kernel handles natively and :class:`Emit` widens any
+every lowering here names the dtypes its kernel handles natively and :class:`~.emit.Emitter` widens any
 other input exactly (int8/int16/uint8/uint16 -> int32, uint32 -> int64, float16/bfloat16 ->
 float32) with CAST, computes, and CASTs the result back (TFLite CAST wraps like C, which is
 what ONNX integer arithmetic does on overflow). float64 has no TFLite kernels; ops whose result
@@ -17,14 +17,13 @@ top bit), which maps unsigned order onto signed order; the flip is its own inver
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 from .. import errors
 from ..policies import broadcasting, same_as_input
 from ..registry import decomposition, dtype_name, lowering
+from .emit import Emitter
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
 SIGNED = ("int8", "int16", "int32", "int64")
 UNSIGNED = ("uint8", "uint16", "uint32")
 INTEGER = SIGNED + UNSIGNED
@@ -41,11 +40,6 @@ WIDER = {
     "float16": "float32",
     "bfloat16": "float32",
 }
-ARITH = {"ADD", "SUB", "MUL", "DIV"}
-
-
-def np_dtype(name: str) -> np.dtype:
-    return BF16 if name == "bfloat16" else np.dtype(name)
 
 
 def compute_dtype(name: str, native, f64_as_f32: bool = False) -> str | None:
@@ -55,48 +49,6 @@ def compute_dtype(name: str, native, f64_as_f32: bool = False) -> str | None:
     while name is not None and name not in native:
         name = WIDER.get(name)
     return name
-
-
-class Emit:
-    """Emits a chain of TFLite ops for one node: temps get broadcast shapes, constants get the
-    compute dtype, and :meth:`result` routes the last value into the node's output."""
-
-    def __init__(self, ctx, dtype=np.float32):
-        self.ctx = ctx
-        self.dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
-        self._producer: dict[int, object] = {}
-
-    def const(self, value, dtype=None):
-        return self.ctx.const_tensor(np.asarray(value, dtype=dtype or self.dtype), "c")
-
-    def op(self, opcode: str, *inputs, dtype=None, **options):
-        if opcode in ARITH:
-            options.setdefault("fused_activation_function", "NONE")
-        shape = np.broadcast_shapes(*[tuple(t.shape) for t in inputs if t is not None])
-        data = inputs[1] if opcode == "SELECT_V2" else inputs[0]  # SELECT_V2: 0 is the condition
-        out = self.ctx.temp(dtype or data.dtype, shape, opcode.lower())
-        self._producer[id(out)] = self.ctx.emit(opcode, list(inputs), [out], **options)
-        return out
-
-    def cast(self, t, dtype):
-        dtype = np_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
-        return t if t.dtype == dtype else self.op("CAST", t, dtype=dtype)
-
-    def input(self, i: int, dtype=None):
-        """Input ``i`` cast to ``dtype`` (default: the compute dtype)."""
-        return self.cast(self.ctx.input(i), dtype or self.dtype)
-
-    def result(self, t, i: int = 0) -> None:
-        """Make ``t`` output ``i``: retarget the op that produced it, or CAST into the output."""
-        out = self.ctx.output(i)
-        if t.dtype != out.dtype:
-            self.ctx.emit("CAST", [t], [out])
-            return
-        op = self._producer.get(id(t))
-        if op is not None and tuple(t.shape) == tuple(out.shape):
-            op.outputs[op.outputs.index(t)] = out
-            return
-        self.ctx.emit("RESHAPE", [t, self.const(np.array(out.shape, np.int32), np.int32)], [out])
 
 
 def native_check(native, inputs=(0,), f64_as_f32: bool = False, uint64: bool = False):
@@ -123,14 +75,14 @@ def is_uint64(ctx) -> bool:
     return dtype_name(ctx.value(0).dtype) == "uint64"
 
 
-def as_int64(e: Emit, t, ordered: bool = False):
+def as_int64(e: Emitter, t, ordered: bool = False):
     """The int64 bit pattern of a uint64 tensor; ``ordered`` also flips the top bit so that
     signed comparisons of the results order the unsigned inputs."""
     t = e.op("BITCAST", t, dtype=np.int64)
     return e.op("ADD", t, e.const(UINT64_SIGN_FLIP, np.int64)) if ordered else t
 
 
-def from_int64(e: Emit, t, ordered: bool = False):
+def from_int64(e: Emitter, t, ordered: bool = False):
     """Inverse of :func:`as_int64`: back to uint64."""
     if ordered:
         t = e.op("ADD", t, e.const(UINT64_SIGN_FLIP, np.int64))
@@ -143,11 +95,11 @@ def node_compute_dtype(ctx, native, f64_as_f32: bool = False) -> str:
 
 def lower_binary_native(ctx, opcode: str, native, f64_as_f32: bool = False) -> None:
     if is_uint64(ctx):  # only reached for the wrapping ops (Add/Sub/Mul)
-        e = Emit(ctx, "int64")
+        e = Emitter(ctx, "int64")
         a, b = (as_int64(e, ctx.input(i)) for i in (0, 1))
         e.result(from_int64(e, e.op(opcode, a, b)))
         return
-    e = Emit(ctx, node_compute_dtype(ctx, native, f64_as_f32))
+    e = Emitter(ctx, node_compute_dtype(ctx, native, f64_as_f32))
     e.result(e.op(opcode, e.input(0), e.input(1)))
 
 
@@ -164,7 +116,7 @@ BINARY["Div"] = ("DIV", DIV_EXACT)
 QUOTIENT_CORRECTIONS = 2
 
 
-def int64_floor_div(e: Emit, a, b):
+def int64_floor_div(e: Emitter, a, b):
     """(floor(a / b), FLOOR_MOD(a, b)) for int64, exactly. TFLite has no int64 DIV/FLOOR_DIV
     but has int64 FLOOR_MOD: ``a - FLOOR_MOD(a, b)`` is an exact multiple of b, whose quotient
     a float32 estimate plus wrapping int64 residual corrections finds exactly."""
@@ -183,7 +135,7 @@ def int64_floor_div(e: Emit, a, b):
     return quotient, remainder
 
 
-def int64_truncating_div(e: Emit, a, b):
+def int64_truncating_div(e: Emitter, a, b):
     """a / b for int64 rounded toward zero (ONNX integer Div), exactly: the floor quotient
     bumped by one where the remainder is nonzero and the signs differ."""
     i64 = np.dtype(np.int64)
@@ -198,7 +150,7 @@ def int64_truncating_div(e: Emit, a, b):
 def _binary(opcode: str, native):
     def lower(ctx):
         if opcode == "DIV" and node_compute_dtype(ctx, native) == "int64":
-            e = Emit(ctx, "int64")
+            e = Emitter(ctx, "int64")
             e.result(int64_truncating_div(e, e.input(0), e.input(1)))
             return
         lower_binary_native(ctx, opcode, native)
@@ -240,7 +192,7 @@ VARIADIC = {
 
 def _variadic_uint64(ctx, opcode: str) -> None:
     """Max/Min of uint64 on order-preserving int64 images."""
-    e = Emit(ctx, "int64")
+    e = Emitter(ctx, "int64")
     acc = as_int64(e, ctx.input(0), ordered=True)
     for i in range(1, len(ctx.node.inputs)):
         acc = e.op(opcode, acc, as_int64(e, ctx.input(i), ordered=True))
@@ -252,7 +204,7 @@ def _variadic(op_type: str, opcode: str, native, f64: bool):
         if f64 and is_uint64(ctx) and len(ctx.node.inputs) > 1:
             _variadic_uint64(ctx, opcode)
             return
-        e = Emit(ctx, node_compute_dtype(ctx, native, f64))
+        e = Emitter(ctx, node_compute_dtype(ctx, native, f64))
         acc = e.input(0)
         for i in range(1, len(ctx.node.inputs)):
             acc = e.op(opcode, acc, e.input(i))
@@ -307,7 +259,7 @@ def lower_mod(ctx):
     dtype = node_compute_dtype(ctx, MOD_NATIVE)
     if ctx.attr("fmod", 0) and dtype in ("int8", "int16"):
         dtype = "int32"  # |x| of the most negative value must not overflow
-    e = Emit(ctx, dtype)
+    e = Emitter(ctx, dtype)
     a, b = e.input(0), e.input(1)
     if not ctx.attr("fmod", 0) or dtype_name(ctx.value(0).dtype) in UNSIGNED:
         e.result(e.op("FLOOR_MOD", a, b))
@@ -317,7 +269,7 @@ def lower_mod(ctx):
     e.result(e.op("SELECT_V2", negative, e.op("NEG", magnitude), magnitude))
 
 
-def _abs(e: Emit, x):
+def _abs(e: Emitter, x):
     """|x| for the dtypes ABS lacks (int8 is quantized-only, int64 is missing)."""
     if dtype_name(x.dtype) in ("float32", "float16", "int16", "int32"):
         return e.op("ABS", x)
@@ -353,14 +305,14 @@ def lower_pow(ctx):
     base = dtype_name(ctx.value(0).dtype)
     exp = dtype_name(ctx.value(1).dtype)
     if base in FLOATS or exp in FLOATS:
-        e = Emit(ctx, "float32")
+        e = Emitter(ctx, "float32")
     else:
-        e = Emit(ctx, "int32")
+        e = Emitter(ctx, "int32")
     exponent = _uint64_as_float(e, ctx.input(1)) if exp == "uint64" else e.input(1)
     e.result(e.op("POW", e.input(0), exponent))
 
 
-def _uint64_as_float(e: Emit, t):
+def _uint64_as_float(e: Emitter, t):
     """float32 of a uint64 tensor (CAST lacks uint64): the int64 image, plus 2^64 where it is
     negative (the value was >= 2^63)."""
     signed = e.op("BITCAST", t, dtype=np.int64)
@@ -374,11 +326,11 @@ def unary_lowering(
     op_type: str, native=("float32",), dtypes=FLOATS, tflite_ops=(), notes: str = "", **kw
 ):
     """Register ``fn(e, x) -> tensor`` as the lowering of a unary op: inputs whose dtype has no
-    native kernel are computed in ``compute_dtype`` and cast back by :class:`Emit`."""
+    native kernel are computed in ``compute_dtype`` and cast back by :class:`~.emit.Emitter`."""
 
     def wrap(fn):
         def lower(ctx):
-            e = Emit(ctx, node_compute_dtype(ctx, native))
+            e = Emitter(ctx, node_compute_dtype(ctx, native))
             e.result(fn(e, e.input(0)))
 
         lowering(
@@ -400,7 +352,7 @@ def unary_decomposition(op_type: str, native=("float32",)):
 
     def wrap(fn):
         def lower(ctx):
-            e = Emit(ctx, node_compute_dtype(ctx, native))
+            e = Emitter(ctx, node_compute_dtype(ctx, native))
             e.result(fn(e, e.input(0)))
 
         decomposition(op_type)(lower)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..policies import keep_rank, onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 # dtypes proven by tests/test_ops_generators.py
 EXPAND_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
@@ -28,25 +28,21 @@ EXPAND_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
     "broadcast axes (XNNPACK has no BROADCAST_TO)",
 )
 def lower_expand(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     out_shape = ctx.out_shape(0)
     if ctx.const(1) is None:
-        ctx.emit("BROADCAST_TO", [x, _runtime_target(ctx, x, len(out_shape))], [ctx.output(0)])
+        e.op("BROADCAST_TO", x, _runtime_target(ctx, x, len(out_shape)), out=ctx.output(0))
         return
     if tuple(x.shape) == tuple(out_shape):
         ctx.alias_output(0, x, ctx.out_layout(0))
         return
     ones = None if ctx.driver.options.gpu_friendly else _broadcast_ones(x, out_shape)
     if ones is not None:
-        ctx.emit(
-            "MUL",
-            [x, ctx.const_tensor(ones, "ones")],
-            [ctx.output(0)],
-            fused_activation_function="NONE",
-        )
+        e.op("MUL", x, ctx.const_tensor(ones, "ones"), out=ctx.output(0))
         return
     shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "shape")
-    ctx.emit("BROADCAST_TO", [x, shape_t], [ctx.output(0)])
+    e.op("BROADCAST_TO", x, shape_t, out=ctx.output(0))
 
 
 # Largest constant of ones a float Expand multiplies by (larger ones stay BROADCAST_TO).
@@ -72,16 +68,19 @@ def _runtime_target(ctx, x, rank: int):
     input's dims and ``shape`` (both left-padded with 1s to the output rank), which is the
     broadcast of the two for every valid pair. Used when the shape changes with a dynamic
     input size, so the static output shape cannot be baked in."""
+    e = Emitter(ctx)
 
     def padded(dims, hint):
         if dims.shape[0] == rank:
             return dims
-        ones = C.const(ctx, np.ones(rank - dims.shape[0]), np.int32, f"{hint}_ones")
-        return C.concat(ctx, [ones, dims], 0, f"{hint}_padded")
+        ones = e.const(np.ones(rank - dims.shape[0]), np.int32, f"{hint}_ones")
+        return e.concat([ones, dims], 0, f"{hint}_padded")
 
-    wanted = C.cast(ctx, ctx.input(1), np.int32, "shape_i32")
-    have = C.op(ctx, "SHAPE", [x], (len(x.shape),), np.int32, "input_dims", out_type="INT32")
-    return C.binary(ctx, "MAXIMUM", padded(wanted, "shape"), padded(have, "input"), "target")
+    wanted = e.cast(ctx.input(1), np.int32, "shape_i32")
+    have = e.op(
+        "SHAPE", x, shape=(len(x.shape),), dtype=np.int32, hint="input_dims", out_type="INT32"
+    )
+    return e.op("MAXIMUM", padded(wanted, "shape"), padded(have, "input"), hint="target")
 
 
 @lowering(
@@ -93,6 +92,7 @@ def _runtime_target(ctx, x, rank: int):
     notes="repeats may be runtime",
 )
 def lower_tile(ctx):
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     repeats = ctx.const(1)
     if repeats is not None:
@@ -104,6 +104,6 @@ def lower_tile(ctx):
         if not lay.is_identity:
             stored = ctx.temp(multiples.dtype, multiples.shape, "multiples")
             perm = ctx.const_tensor(np.array(lay.perm, np.int32), "perm")
-            ctx.emit("GATHER", [multiples, perm], [stored], axis=0, batch_dims=0)
+            e.gather(multiples, perm, 0, out=stored)
             multiples = stored
-    ctx.emit("TILE", [ctx.input(0), multiples], [ctx.output(0)])
+    e.op("TILE", ctx.input(0), multiples, out=ctx.output(0))

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from ..policies import onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 # dtypes proven by tests/test_ops_generators.py
 TRILU_TYPES = ("float32", "int32", "int64", "bool")
@@ -22,8 +22,9 @@ TRILU_TYPES = ("float32", "int32", "int64", "bool")
 
 def emit_constant_output(ctx, i, array, hint="value"):
     """Output ``i`` is the constant ``array``: one RESHAPE of it (outputs need a producer)."""
+    e = Emitter(ctx)
     out = ctx.output(i)
-    ctx.driver.reshape(ctx.const_tensor(np.asarray(array, out.dtype), hint), out)
+    e.reshape(ctx.const_tensor(np.asarray(array, out.dtype), hint), out=out)
 
 
 def _nonempty_output(node, graph):
@@ -43,7 +44,8 @@ def _nonempty_output(node, graph):
     extra_check=_nonempty_output,
 )
 def lower_range(ctx):
-    ctx.emit("RANGE", [ctx.input(0), ctx.input(1), ctx.input(2)], [ctx.output(0)])
+    e = Emitter(ctx)
+    e.op("RANGE", ctx.input(0), ctx.input(1), ctx.input(2), out=ctx.output(0))
 
 
 @lowering(
@@ -56,6 +58,7 @@ def lower_range(ctx):
     extra_check=_nonempty_output,
 )
 def lower_constant_of_shape(ctx):
+    e = Emitter(ctx)
     value = ctx.attr("value")
     if value is None:
         value = np.zeros(1, np.float32)
@@ -63,11 +66,11 @@ def lower_constant_of_shape(ctx):
         value = numpy_helper.to_array(value)
     out = ctx.output(0)
     if ctx.const(0) is None:  # a run-time shape (it follows a dynamic input size)
-        dims = C.cast(ctx, ctx.input(0), np.int32, "dims")
+        dims = e.cast(ctx.input(0), np.int32, "dims")
     else:
         dims = ctx.const_tensor(np.array(out.shape, np.int32), "dims")
     fill = ctx.const_tensor(np.array(value.reshape(-1)[0], out.dtype), "value")
-    ctx.emit("FILL", [dims, fill], [out])
+    e.op("FILL", dims, fill, out=out)
 
 
 @lowering(
@@ -94,6 +97,7 @@ def lower_eye_like(ctx):
     extra_check=_nonempty_output,
 )
 def lower_trilu(ctx):
+    e = Emitter(ctx)
     rows, cols = ctx.shape(0)[-2:]
     x = ctx.input(0)
     upper = bool(ctx.attr("upper", 1))
@@ -107,5 +111,5 @@ def lower_trilu(ctx):
         k_t = ctx.input(1)
         mask = ctx.temp(np.bool_, (rows, cols), "mask")
         grid = ctx.const_tensor(offset.astype(k_t.dtype), "offset")
-        ctx.emit("GREATER_EQUAL" if upper else "LESS_EQUAL", [grid, k_t], [mask])
-    ctx.emit("SELECT_V2", [mask, x, zeros], [ctx.output(0)])
+        e.op("GREATER_EQUAL" if upper else "LESS_EQUAL", grid, k_t, out=mask)
+    e.op("SELECT_V2", mask, x, zeros, out=ctx.output(0))

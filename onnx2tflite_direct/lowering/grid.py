@@ -21,7 +21,7 @@ import numpy as np
 
 from ..policies import channel_last, onnx_order
 from ..registry import attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 MODES = {
     "bilinear": "linear",
@@ -39,16 +39,17 @@ class _Arith:
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.e = Emitter(ctx)
 
     def k(self, value):
-        return C.const(self.ctx, value, np.float32, "k")
+        return self.e.const(value, np.float32, "k")
 
     def _operand(self, v):
         return v if hasattr(v, "shape") and not isinstance(v, np.ndarray) else self.k(v)
 
     def bin(self, opcode, a, b, dtype=None):
-        return C.binary(
-            self.ctx, opcode, self._operand(a), self._operand(b), opcode.lower(), dtype=dtype
+        return self.e.op(
+            opcode, self._operand(a), self._operand(b), hint=opcode.lower(), dtype=dtype
         )
 
     def add(self, a, b):
@@ -64,7 +65,7 @@ class _Arith:
         return self.bin("DIV", a, b)
 
     def unary(self, opcode, x, dtype=None):
-        return C.op(self.ctx, opcode, [x], x.shape, dtype or x.dtype, opcode.lower())
+        return self.e.op(opcode, x, dtype=dtype or x.dtype, hint=opcode.lower())
 
     def cmp(self, opcode, a, b):
         return self.bin(opcode, a, b, dtype=np.bool_)
@@ -73,7 +74,7 @@ class _Arith:
         return self.bin("MINIMUM", self.bin("MAXIMUM", x, lo), hi)
 
     def select(self, cond, a, b):
-        return C.select(self.ctx, cond, self._operand(a), self._operand(b))
+        return self.e.op("SELECT_V2", cond, self._operand(a), self._operand(b), hint="select")
 
 
 def _unnormalize(m: _Arith, g, size: int, align: bool):
@@ -179,6 +180,7 @@ def _grid_check(node, graph):
     notes="modes nearest/linear/cubic (bilinear/bicubic); runtime grid; exact composition",
 )
 def lower_gridsample(ctx):
+    e = Emitter(ctx)
     mode = MODES[ctx.attr("mode", "bilinear")]
     padding = ctx.attr("padding_mode", "zeros")
     align = bool(ctx.attr("align_corners", 0))
@@ -188,8 +190,8 @@ def lower_gridsample(ctx):
     n_batch, out_sp = g_shape[0], tuple(g_shape[1:-1])
     m = _Arith(ctx)
     grid = ctx.input(1)
-    coords = C.split_v(ctx, grid, [1] * rank, axis=-1, hint="coord")
-    coords = [C.reshape(ctx, c, (n_batch, *out_sp), "coord") for c in coords]
+    coords = e.split(grid, [1] * rank, axis=-1, hint="coord")
+    coords = [e.reshape(c, (n_batch, *out_sp), "coord") for c in coords]
     # grid[..., 0] addresses the last spatial axis (x = W), grid[..., rank-1] the first.
     per_axis = [
         _axis_taps(m, coords[rank - 1 - i], spatial[i], mode, padding, align) for i in range(rank)
@@ -198,36 +200,32 @@ def lower_gridsample(ctx):
         np.arange(n_batch, dtype=np.int32).reshape((n_batch,) + (1,) * (len(out_sp) + 1)),
         (n_batch, *out_sp, 1),
     )
-    batch_t = C.const(ctx, batch_idx, np.int32, "batch_index")
+    batch_t = e.const(batch_idx, np.int32, "batch_index")
     data = ctx.input(0)
     channels = x_shape[1]
     out = ctx.output(0)
     corners = list(itertools.product(*per_axis))
     acc = None
     for k, corner in enumerate(corners):
-        parts = [batch_t] + [
-            C.reshape(ctx, idx, (n_batch, *out_sp, 1), "idx") for idx, _w in corner
-        ]
-        indices = C.concat(ctx, parts, axis=-1, hint="indices")
-        picked = C.op(
-            ctx, "GATHER_ND", [data, indices], (n_batch, *out_sp, channels), np.float32, "picked"
-        )
+        parts = [batch_t] + [e.reshape(idx, (n_batch, *out_sp, 1), "idx") for idx, _w in corner]
+        indices = e.concat(parts, axis=-1, hint="indices")
+        picked = e.op("GATHER_ND", data, indices, shape=(n_batch, *out_sp, channels), hint="picked")
         weight = None
         for _idx, w in corner:
             if w is not None:
                 weight = w if weight is None else m.mul(weight, w)
         last = k == len(corners) - 1
         if weight is not None:
-            weight = C.reshape(ctx, weight, (n_batch, *out_sp, 1), "weight")
-            picked = C.binary(
-                ctx, "MUL", picked, weight, "weighted", out=out if last and acc is None else None
+            weight = e.reshape(weight, (n_batch, *out_sp, 1), "weight")
+            picked = e.op(
+                "MUL", picked, weight, hint="weighted", out=out if last and acc is None else None
             )
         if acc is None:
             acc = picked
         else:
-            acc = C.binary(ctx, "ADD", acc, picked, "acc", out=out if last else None)
+            acc = e.op("ADD", acc, picked, hint="acc", out=out if last else None)
     if acc is not out:
-        ctx.driver.reshape(acc, out)
+        e.reshape(acc, out=out)
 
 
 # ---- AffineGrid --------------------------------------------------------------------------------
@@ -265,11 +263,10 @@ def _affine_check(node, graph):
     notes="output size from static shape inference; theta may be runtime",
 )
 def lower_affine_grid(ctx):
+    e = Emitter(ctx)
     out_shape = ctx.out_shape(0)
     n_batch, sizes, rank = out_shape[0], out_shape[1:-1], out_shape[-1]
     base = _base_grid(sizes, bool(ctx.attr("align_corners", 0)))
-    base_t = C.const(
-        ctx, np.broadcast_to(base, (n_batch, *base.shape)).copy(), np.float32, "base_grid"
-    )
-    flat = C.matmul(ctx, base_t, ctx.input(0), adj_y=True, hint="grid_flat")
-    C.reshape(ctx, flat, (n_batch, *sizes, rank), out=ctx.output(0))
+    base_t = e.const(np.broadcast_to(base, (n_batch, *base.shape)).copy(), np.float32, "base_grid")
+    flat = e.matmul(base_t, ctx.input(0), adj_y=True, hint="grid_flat")
+    e.reshape(flat, (n_batch, *sizes, rank), out=ctx.output(0))

@@ -26,7 +26,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 INDEX_TYPES = ("int32", "int64")
 # dtypes proven by tests/test_ops_indexing.py
@@ -44,14 +44,18 @@ def _axis(ctx, rank, default=0):
 
 def normalized_indices(ctx, i, dims, hint="indices"):
     """Input ``i`` with negative indices wrapped; ``dims`` broadcasts against it."""
+    e = Emitter(ctx)
     const = ctx.const(i)
     dims = np.asarray(dims, np.int64)
     if const is not None:
         return ctx.const_tensor(np.where(const < 0, const + dims, const).astype(const.dtype), hint)
     idx = ctx.input(i)
-    out = ctx.temp(idx.dtype, idx.shape, f"{hint}_wrapped")
-    ctx.emit("FLOOR_MOD", [idx, ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims")], [out])
-    return out
+    return e.op(
+        "FLOOR_MOD",
+        idx,
+        ctx.const_tensor(dims.astype(idx.dtype), f"{hint}_dims"),
+        hint=f"{hint}_wrapped",
+    )
 
 
 @lowering(
@@ -67,10 +71,11 @@ def normalized_indices(ctx, i, dims, hint="indices"):
     ),
 )
 def lower_gather(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     axis = _axis(ctx, rank)
     idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
-    ctx.emit("GATHER", [ctx.input(0), idx], [ctx.output(0)], axis=axis, batch_dims=0)
+    e.gather(ctx.input(0), idx, axis, out=ctx.output(0))
 
 
 def _grid(shape, axis, dtype):
@@ -81,15 +86,14 @@ def _grid(shape, axis, dtype):
 
 def _full_coordinates(ctx, idx, shape, axis):
     """Concatenate coordinate grids of the other axes with ``idx`` into (shape..., rank)."""
+    e = Emitter(ctx)
     rank = len(shape)
     column = ctx.reshape(idx, (*shape, 1), "index_col")
     parts = [
         column if d == axis else ctx.const_tensor(_grid(shape, d, idx.dtype), f"grid{d}")
         for d in range(rank)
     ]
-    coords = ctx.temp(idx.dtype, (*shape, rank), "coords")
-    ctx.emit("CONCATENATION", parts, [coords], axis=rank, fused_activation_function="NONE")
-    return coords
+    return e.concat(parts, rank, hint="coords")
 
 
 def _elements_coords(ctx):
@@ -107,6 +111,7 @@ def _elements_coords(ctx):
     notes="GATHER_ND over full coordinates; one row of indices is a GATHER",
 )
 def lower_gather_elements(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     axis = _axis(ctx, rank)
     if all(n == 1 for d, n in enumerate(ctx.shape(1)) if d != axis):
@@ -116,30 +121,32 @@ def lower_gather_elements(ctx):
         # out[..., m] = data[..., idx[..., m]]: GATHER along the last axis with every other
         # axis a batch dim (no coordinate grid sized by the input dims).
         idx = normalized_indices(ctx, 1, ctx.shape(0)[axis])
-        ctx.emit("GATHER", [ctx.input(0), idx], [ctx.output(0)], axis=axis, batch_dims=axis)
+        e.op("GATHER", ctx.input(0), idx, out=ctx.output(0), axis=axis, batch_dims=axis)
         return
-    ctx.emit("GATHER_ND", [ctx.input(0), _elements_coords(ctx)], [ctx.output(0)])
+    e.op("GATHER_ND", ctx.input(0), _elements_coords(ctx), out=ctx.output(0))
 
 
 def _gather_one_row(ctx, axis):
     """Indices that are one row along ``axis`` (every other dim 1: torch's gather of position
     ids from a buffer) read only the first row of the data: GATHER of that row. No coordinate
     grid sized by the row, so a row length that follows a dynamic input dim stays run-time."""
+    e = Emitter(ctx)
     data, shape = ctx.input(0), tuple(ctx.shape(0))
     row_shape = tuple(n if d == axis else 1 for d, n in enumerate(shape))
     if row_shape != shape:
         row = ctx.temp(data.dtype, row_shape, "row")
         begin = ctx.const_tensor(np.zeros(len(shape), np.int32), "row_begin")
         size = ctx.const_tensor(np.array(row_shape, np.int32), "row_size")
-        ctx.emit("SLICE", [data, begin, size], [row])
+        e.op("SLICE", data, begin, size, out=row)
         data = row
     idx = normalized_indices(ctx, 1, shape[axis])
     flat = ctx.reshape(idx, (int(np.prod(idx.shape)),), "index_row")
-    ctx.emit("GATHER", [data, flat], [ctx.output(0)], axis=axis, batch_dims=0)
+    e.gather(data, flat, axis, out=ctx.output(0))
 
 
 def _nd_coords(ctx):
     """GatherND/ScatterND indices, normalized, with batch coordinates prepended."""
+    e = Emitter(ctx)
     data_shape = ctx.shape(0)
     ishape = ctx.shape(1)
     b = int(ctx.attr("batch_dims", 0))
@@ -149,11 +156,7 @@ def _nd_coords(ctx):
         return idx
     lead = ishape[:-1]
     parts = [ctx.const_tensor(_grid(lead, d, idx.dtype), f"batch{d}") for d in range(b)]
-    coords = ctx.temp(idx.dtype, (*lead, b + k), "coords")
-    ctx.emit(
-        "CONCATENATION", [*parts, idx], [coords], axis=len(lead), fused_activation_function="NONE"
-    )
-    return coords
+    return e.concat([*parts, idx], len(lead), hint="coords")
 
 
 @lowering(
@@ -164,31 +167,37 @@ def _nd_coords(ctx):
     notes="batch_dims via prepended batch coordinates",
 )
 def lower_gather_nd(ctx):
-    ctx.emit("GATHER_ND", [ctx.input(0), _nd_coords(ctx)], [ctx.output(0)])
+    e = Emitter(ctx)
+    e.op("GATHER_ND", ctx.input(0), _nd_coords(ctx), out=ctx.output(0))
 
 
 def _int32_coords(ctx, coords):
+    e = Emitter(ctx)
     if coords.dtype == np.int32:
         return coords
-    cast = ctx.temp(np.int32, coords.shape, "coords_i32")
-    ctx.emit("CAST", [coords], [cast])
-    return cast
+    return e.op("CAST", coords, dtype=np.int32, hint="coords_i32")
 
 
 def _write(ctx, base, coords, values, out=None):
     """``base`` with ``values`` written at ``coords`` ("none"): SCATTER_ND adds duplicates,
     so the written positions are selected by a scattered hit count rather than added."""
+    e = Emitter(ctx)
     shape = tuple(base.shape)
     shape_t = ctx.const_tensor(np.array(shape, np.int32), "shape")
-    scattered = ctx.temp(base.dtype, shape, "scattered")
-    ctx.emit("SCATTER_ND", [coords, values, shape_t], [scattered])
+    scattered = e.op(
+        "SCATTER_ND", coords, values, shape_t, shape=shape, dtype=base.dtype, hint="scattered"
+    )
     ones = ctx.const_tensor(np.ones(values.shape, np.int32), "ones")
-    count = ctx.temp(np.int32, shape, "count")
-    ctx.emit("SCATTER_ND", [coords, ones, shape_t], [count])
-    hit = ctx.temp(np.bool_, shape, "hit")
-    ctx.emit("GREATER", [count, ctx.const_tensor(np.array(0, np.int32), "zero")], [hit])
+    count = e.op("SCATTER_ND", coords, ones, shape_t, shape=shape, dtype=np.int32, hint="count")
+    hit = e.op(
+        "GREATER",
+        count,
+        ctx.const_tensor(np.array(0, np.int32), "zero"),
+        dtype=np.bool_,
+        hint="hit",
+    )
     out = out if out is not None else ctx.temp(base.dtype, shape, "written")
-    ctx.emit("SELECT_V2", [hit, scattered, base], [out])
+    e.op("SELECT_V2", hit, scattered, base, out=out)
     return out
 
 
@@ -205,6 +214,7 @@ def _update_rows(coords_shape) -> int:
 def _scatter_reduce(ctx, coords, updates):
     """mul/max/min: apply each update row in index order (gather the current value, combine,
     write back), which is exact for duplicate indices too."""
+    e = Emitter(ctx)
     k = coords.shape[-1]
     n = _update_rows(coords.shape)
     row_shape = tuple(updates.shape[len(coords.shape) - 1 :])
@@ -214,16 +224,13 @@ def _scatter_reduce(ctx, coords, updates):
     dtype = acc.dtype
     for j in range(n):
         pick = ctx.const_tensor(np.array(j, np.int32), f"row{j}")
-        coord = ctx.temp(np.int32, (1, k), f"coord{j}")
-        ctx.emit("GATHER", [rows, pick], [coord], axis=0, batch_dims=0)
-        update = ctx.temp(dtype, (1, *row_shape), f"update{j}")
-        ctx.emit("GATHER", [upd_rows, pick], [update], axis=0, batch_dims=0)
-        current = ctx.temp(dtype, (1, *row_shape), f"current{j}")
-        ctx.emit("GATHER_ND", [acc, coord], [current])
+        coord = e.gather(rows, pick, 0, hint=f"coord{j}")
+        update = e.gather(upd_rows, pick, 0, hint=f"update{j}")
+        current = e.op("GATHER_ND", acc, coord, shape=(1, *row_shape), hint=f"current{j}")
         combined = ctx.temp(dtype, (1, *row_shape), f"combined{j}")
         opcode = COMBINE[ctx.attr("reduction")]
         options = {"fused_activation_function": "NONE"} if opcode == "MUL" else {}
-        ctx.emit(opcode, [current, update], [combined], **options)
+        e.op(opcode, current, update, out=combined, **options)
         acc = _write(ctx, acc, coord, combined, ctx.output(0) if j == n - 1 else None)
     if n == 0:
         ctx.alias_output(0, acc, ctx.in_layout(0))
@@ -231,6 +238,7 @@ def _scatter_reduce(ctx, coords, updates):
 
 def _scatter(ctx, coords, updates):
     """``data`` with ``updates`` scattered at ``coords`` per the reduction attribute."""
+    e = Emitter(ctx)
     coords = _int32_coords(ctx, coords)
     reduction = ctx.attr("reduction", "none")
     if reduction in COMBINE:
@@ -239,9 +247,16 @@ def _scatter(ctx, coords, updates):
     data = ctx.input(0)
     if reduction == "add":
         shape_t = ctx.const_tensor(np.array(ctx.shape(0), np.int32), "shape")
-        scattered = ctx.temp(data.dtype, ctx.shape(0), "scattered")
-        ctx.emit("SCATTER_ND", [coords, updates, shape_t], [scattered])
-        ctx.emit("ADD", [data, scattered], [ctx.output(0)], fused_activation_function="NONE")
+        scattered = e.op(
+            "SCATTER_ND",
+            coords,
+            updates,
+            shape_t,
+            shape=ctx.shape(0),
+            dtype=data.dtype,
+            hint="scattered",
+        )
+        e.op("ADD", data, scattered, out=ctx.output(0))
         return
     _write(ctx, data, coords, updates, ctx.output(0))
 
@@ -340,25 +355,25 @@ def _one_hot_check(node, graph):
     extra_check=_one_hot_check,
 )
 def lower_one_hot(ctx):
+    e = Emitter(ctx)
     rank_out = len(ctx.out_shape(0))
     axis = _axis(ctx, rank_out, -1)
     depth = ctx.out_shape(0)[axis]
     idx = ctx.input(0)
     if idx.dtype.kind == "f":
-        as_int = ctx.temp(np.int64, idx.shape, "indices_int")
-        ctx.emit("CAST", [idx], [as_int])
+        as_int = e.op("CAST", idx, dtype=np.int64, hint="indices_int")
         idx = as_int
-    negative = ctx.temp(np.bool_, idx.shape, "negative")
-    ctx.emit("LESS", [idx, ctx.const_tensor(np.array(0, idx.dtype), "zero")], [negative])
-    shifted = ctx.temp(idx.dtype, idx.shape, "shifted")
-    ctx.emit(
-        "ADD",
-        [idx, ctx.const_tensor(np.array(depth, idx.dtype), "depth")],
-        [shifted],
-        fused_activation_function="NONE",
+    negative = e.op(
+        "LESS",
+        idx,
+        ctx.const_tensor(np.array(0, idx.dtype), "zero"),
+        dtype=np.bool_,
+        hint="negative",
     )
-    fixed = ctx.temp(idx.dtype, idx.shape, "indices_fixed")
-    ctx.emit("SELECT_V2", [negative, shifted, idx], [fixed])
+    shifted = e.op(
+        "ADD", idx, ctx.const_tensor(np.array(depth, idx.dtype), "depth"), hint="shifted"
+    )
+    fixed = e.op("SELECT_V2", negative, shifted, idx, hint="indices_fixed")
     values = ctx.const(2)
     if values is not None:
         off = ctx.const_tensor(np.array(values.reshape(-1)[0]), "off")
@@ -367,15 +382,9 @@ def lower_one_hot(ctx):
         vals = ctx.input(2)
         off, on = (ctx.temp(vals.dtype, (), n) for n in ("off", "on"))
         for k, t in enumerate((off, on)):
-            ctx.emit(
-                "GATHER",
-                [vals, ctx.const_tensor(np.array(k, np.int32), f"pick{k}")],
-                [t],
-                axis=0,
-                batch_dims=0,
-            )
+            e.gather(vals, ctx.const_tensor(np.array(k, np.int32), f"pick{k}"), 0, out=t)
     depth_t = ctx.const_tensor(np.array(depth, np.int32), "depth_i32")
-    ctx.emit("ONE_HOT", [fixed, depth_t, on, off], [ctx.output(0)], axis=axis)
+    e.op("ONE_HOT", fixed, depth_t, on, off, out=ctx.output(0), axis=axis)
 
 
 # ---- TensorScatter ----------------------------------------------------------------------------
@@ -388,6 +397,7 @@ def _scatter_positions(ctx, max_len: int, seq_len: int, circular: bool):
 
     Constant write indices give numpy constants; runtime ones are computed by the graph.
     """
+    e = Emitter(ctx)
     positions = np.arange(max_len, dtype=np.int64)[None, :]
     batch = ctx.shape(0)[0]
     written = ctx.const(2) if ctx.has_input(2) else np.zeros(batch, np.int64)
@@ -397,16 +407,16 @@ def _scatter_positions(ctx, max_len: int, seq_len: int, circular: bool):
             rel = np.mod(rel, max_len)
         valid = (rel >= 0) & (rel < seq_len)
         index = np.clip(rel, 0, seq_len - 1).astype(np.int32)
-        return C.const(ctx, index, np.int32, "index"), C.const(ctx, valid, np.bool_, "valid")
-    start = C.reshape(ctx, C.cast(ctx, ctx.input(2), np.int32, "start"), (batch, 1), "start2d")
-    rel = C.binary(ctx, "SUB", C.const(ctx, positions, np.int32, "pos"), start, "rel")
+        return e.const(index, np.int32, "index"), e.const(valid, np.bool_, "valid")
+    start = e.reshape(e.cast(ctx.input(2), np.int32, "start"), (batch, 1), "start2d")
+    rel = e.op("SUB", e.const(positions, np.int32, "pos"), start, hint="rel")
     if circular:
-        rel = C.binary(ctx, "FLOOR_MOD", rel, C.const(ctx, max_len, np.int32, "m"), "wrapped")
-    lo = C.binary(ctx, "GREATER_EQUAL", rel, C.const(ctx, 0, np.int32, "zero"), dtype=np.bool_)
-    hi = C.binary(ctx, "LESS", rel, C.const(ctx, seq_len, np.int32, "s"), dtype=np.bool_)
-    valid = C.binary(ctx, "LOGICAL_AND", lo, hi, "valid")
-    clipped = C.binary(ctx, "MAXIMUM", rel, C.const(ctx, 0, np.int32, "zero"), "clip_lo")
-    index = C.binary(ctx, "MINIMUM", clipped, C.const(ctx, seq_len - 1, np.int32, "last"), "index")
+        rel = e.op("FLOOR_MOD", rel, e.const(max_len, np.int32, "m"), hint="wrapped")
+    lo = e.op("GREATER_EQUAL", rel, e.const(0, np.int32, "zero"), dtype=np.bool_, hint="t")
+    hi = e.op("LESS", rel, e.const(seq_len, np.int32, "s"), dtype=np.bool_, hint="t")
+    valid = e.op("LOGICAL_AND", lo, hi, hint="valid")
+    clipped = e.op("MAXIMUM", rel, e.const(0, np.int32, "zero"), hint="clip_lo")
+    index = e.op("MINIMUM", clipped, e.const(seq_len - 1, np.int32, "last"), hint="index")
     return index, valid
 
 
@@ -430,6 +440,7 @@ def _scatter_check(node, graph):
     extra_check=_scatter_check,
 )
 def lower_tensor_scatter(ctx):
+    e = Emitter(ctx)
     past_shape, update_shape = ctx.shape(0), ctx.shape(1)
     rank = len(past_shape)
     axis = ctx.attr("axis", -2) % rank
@@ -442,17 +453,10 @@ def lower_tensor_scatter(ctx):
     update = ctx.input(1)
     gathered_shape = list(update_shape)
     gathered_shape[axis] = max_len
-    gathered = C.op(
-        ctx,
-        "GATHER",
-        [update, index],
-        gathered_shape,
-        update.dtype,
-        "gathered",
-        axis=axis,
-        batch_dims=1,
+    gathered = e.op(
+        "GATHER", update, index, shape=gathered_shape, hint="gathered", axis=axis, batch_dims=1
     )
     mask_shape = [past_shape[0]] + [1] * (rank - 1)
     mask_shape[axis] = max_len
-    mask = C.reshape(ctx, valid, mask_shape, "mask")
-    C.select(ctx, mask, gathered, ctx.input(0), out=ctx.output(0))
+    mask = e.reshape(valid, mask_shape, "mask")
+    e.op("SELECT_V2", mask, gathered, ctx.input(0), out=ctx.output(0))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compose as C
+from .emit import Emitter
 
 EXACT_FLOAT_SUM = 2**24
 
@@ -33,16 +33,19 @@ def digit_plan(k: int, a_max: int, b_max: int, bias_max: int = 0) -> tuple[int, 
 def split_digits(ctx, a, digits: int, bits: int):
     """Exact base-2**bits digits of the float32 integer tensor ``a`` (lowest first; the top
     digit keeps the sign): ``a = sum_k d_k * 2**(bits * k)``."""
+    e = Emitter(ctx)
     out = []
-    step = C.const(ctx, float(1 << bits), hint="digit_base")
-    inv = C.const(ctx, 1.0 / (1 << bits), hint="digit_inv")
+    step = e.const(float(1 << bits), hint="digit_base")
+    inv = e.const(1.0 / (1 << bits), hint="digit_inv")
     for k in range(digits - 1):
-        high = C.op(
-            ctx, "FLOOR", [C.binary(ctx, "MUL", a, inv, f"a_div{k}")], a.shape, hint=f"a_high{k}"
+        high = e.op(
+            "FLOOR",
+            e.op("MUL", a, inv, hint=f"a_div{k}"),
+            shape=a.shape,
+            dtype=np.float32,
+            hint=f"a_high{k}",
         )
-        out.append(
-            C.binary(ctx, "SUB", a, C.binary(ctx, "MUL", high, step, f"a_up{k}"), f"a_digit{k}")
-        )
+        out.append(e.op("SUB", a, e.op("MUL", high, step, hint=f"a_up{k}"), hint=f"a_digit{k}"))
         a = high
     out.append(a)
     return out
@@ -51,16 +54,15 @@ def split_digits(ctx, a, digits: int, bits: int):
 def combine_digits(ctx, partials, bits: int, bias=None):
     """Exact int32 sum of ``partial_k * 2**(bits * k)`` (+ an int32 bias): each partial is an
     exact float32 integer below 2**24."""
+    e = Emitter(ctx)
     acc = None
     for k, p in enumerate(partials):
-        t = C.cast(ctx, p, np.int32, f"partial{k}")
+        t = e.cast(p, np.int32, f"partial{k}")
         if k:
-            t = C.binary(
-                ctx, "MUL", t, C.const(ctx, 1 << (bits * k), np.int32, "weight"), f"partial{k}_w"
-            )
-        acc = t if acc is None else C.binary(ctx, "ADD", acc, t, f"acc{k}")
+            t = e.op("MUL", t, e.const(1 << (bits * k), np.int32, "weight"), hint=f"partial{k}_w")
+        acc = t if acc is None else e.op("ADD", acc, t, hint=f"acc{k}")
     if bias is not None:
-        acc = C.binary(ctx, "ADD", acc, bias, "acc_bias")
+        acc = e.op("ADD", acc, bias, hint="acc_bias")
     return acc
 
 

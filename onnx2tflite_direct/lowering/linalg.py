@@ -16,7 +16,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 MAX_ORDER = 4
 
@@ -54,16 +54,17 @@ def _check(node, graph):
     extra_check=_check,
 )
 def lower_det(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     order = shape[-1]
     batch = tuple(shape[:-2])
     out = ctx.output(0)
-    flat = C.reshape(ctx, ctx.input(0), (*batch, order * order) if batch else (order * order,))
+    flat = e.reshape(ctx.input(0), (*batch, order * order) if batch else (order * order,))
     if order == 1:
-        C.reshape(ctx, flat, out.shape, out=out)
+        e.reshape(flat, out.shape, out=out)
         return
     index, signs = leibniz_tables(order)
-    factors = C.gather(ctx, flat, index, axis=-1, hint="factors")
-    terms = C.reduce(ctx, "REDUCE_PROD", factors, [-1], keep_dims=False, hint="terms")
-    signed = C.binary(ctx, "MUL", terms, C.const(ctx, signs, np.float32, "signs"), "signed")
-    C.reduce(ctx, "SUM", signed, [-1], keep_dims=False, out=out)
+    factors = e.gather(flat, index, axis=-1, hint="factors")
+    terms = e.reduce("REDUCE_PROD", factors, [-1], keep_dims=False, hint="terms")
+    signed = e.op("MUL", terms, e.const(signs, np.float32, "signs"), hint="signed")
+    e.reduce("SUM", signed, [-1], keep_dims=False, out=out)

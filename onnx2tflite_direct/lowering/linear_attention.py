@@ -23,7 +23,7 @@ from onnx.reference import ReferenceEvaluator
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 F32_F16 = ("float32", "float16")
 RULES = ("linear", "gated", "delta", "gated_delta")
@@ -56,21 +56,23 @@ def _linear_attention_check(node, graph):
 
 def _steps(ctx, i, per_step_shape, hint):
     """Input ``i`` ([B, T, X], as float32) split along T, each step reshaped to a 4-D shape."""
-    x = C.cast(ctx, ctx.input(i), np.float32, f"{hint}_f32")
+    e = Emitter(ctx)
+    x = e.cast(ctx.input(i), np.float32, f"{hint}_f32")
     if hint == "decay":
-        x = C.op(ctx, "EXP", [x], x.shape, hint="decay_exp")
+        x = e.op("EXP", x, hint="decay_exp")
     t = x.shape[1]
-    parts = [x] if t == 1 else C.split_v(ctx, x, [1] * t, 1, hint)
-    return [C.reshape(ctx, p, per_step_shape, f"{hint}{s}") for s, p in enumerate(parts)]
+    parts = [x] if t == 1 else e.split(x, [1] * t, 1, hint)
+    return [e.reshape(p, per_step_shape, f"{hint}{s}") for s, p in enumerate(parts)]
 
 
 def _emit_result(ctx, i, value):
     """Write ``value`` (float32) into output ``i``, casting to the output's dtype."""
+    e = Emitter(ctx)
     out = ctx.output(i)
     if np.dtype(out.dtype) == np.float32:
-        C.reshape(ctx, value, value.shape, out=out)
+        e.reshape(value, value.shape, out=out)
     else:
-        C.op(ctx, "CAST", [value], value.shape, out.dtype, out=out)
+        e.op("CAST", value, dtype=out.dtype, hint="t", out=out)
 
 
 @lowering(
@@ -85,6 +87,7 @@ def _emit_result(ctx, i, value):
     extra_check=_linear_attention_check,
 )
 def lower_linear_attention(ctx):
+    e = Emitter(ctx)
     hq, hkv = int(ctx.attr("q_num_heads")), int(ctx.attr("kv_num_heads"))
     batch, steps, q_width = ctx.shape(0)
     dk = q_width // hq
@@ -97,7 +100,7 @@ def lower_linear_attention(ctx):
 
     q = _steps(ctx, 0, (batch, hkv, group, dk), "q")
     k_row = _steps(ctx, 1, (batch, hkv, 1, dk), "k")
-    k_col = [C.reshape(ctx, k, (batch, hkv, dk, 1), "k_col") for k in k_row]
+    k_col = [e.reshape(k, (batch, hkv, dk, 1), "k_col") for k in k_row]
     v = _steps(ctx, 2, (batch, hkv, 1, dv), "v")
     decay = beta = None
     if ctx.has_input(4):
@@ -114,26 +117,26 @@ def lower_linear_attention(ctx):
     if ctx.has_input(3):
         if ctx.shape(3) != (batch, hkv, dk, dv):
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"past_state shape {ctx.shape(3)}")
-        state = C.cast(ctx, ctx.input(3), np.float32, "past_f32")
+        state = e.cast(ctx.input(3), np.float32, "past_f32")
     else:
         # A real zero state (not a skipped first step): exp(g) * 0 keeps the reference's NaNs.
-        state = C.const(ctx, np.zeros((batch, hkv, dk, dv)), hint="zero_state")
-    scale_c = C.const(ctx, scale, hint="scale")
+        state = e.const(np.zeros((batch, hkv, dk, dv)), hint="zero_state")
+    scale_c = e.const(scale, hint="scale")
     outs = []
     for t in range(steps):
         if decay is not None:
-            state = C.binary(ctx, "MUL", state, decay[t], f"decayed{t}")
+            state = e.op("MUL", state, decay[t], hint=f"decayed{t}")
         v_t = v[t]
         if beta is not None:
-            retrieved = C.matmul(ctx, k_row[t], state, hint=f"retrieved{t}")
-            v_t = C.binary(ctx, "SUB", v_t, retrieved, f"residual{t}")
-            v_t = C.binary(ctx, "MUL", beta[t], v_t, f"delta{t}")
-        write = C.binary(ctx, "MUL", k_col[t], v_t, f"write{t}")
-        state = C.binary(ctx, "ADD", state, write, f"state{t}")
-        read = C.matmul(ctx, q[t], state, hint=f"read{t}")
-        read = C.binary(ctx, "MUL", scale_c, read, f"out{t}")
-        outs.append(C.reshape(ctx, read, (batch, 1, hq * dv), f"out_row{t}"))
-    y = outs[0] if steps == 1 else C.concat(ctx, outs, 1, "y")
+            retrieved = e.matmul(k_row[t], state, hint=f"retrieved{t}")
+            v_t = e.op("SUB", v_t, retrieved, hint=f"residual{t}")
+            v_t = e.op("MUL", beta[t], v_t, hint=f"delta{t}")
+        write = e.op("MUL", k_col[t], v_t, hint=f"write{t}")
+        state = e.op("ADD", state, write, hint=f"state{t}")
+        read = e.matmul(q[t], state, hint=f"read{t}")
+        read = e.op("MUL", scale_c, read, hint=f"out{t}")
+        outs.append(e.reshape(read, (batch, 1, hq * dv), f"out_row{t}"))
+    y = outs[0] if steps == 1 else e.concat(outs, 1, "y")
     _emit_result(ctx, 0, y)
     if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
         _emit_result(ctx, 1, state)
@@ -217,27 +220,29 @@ def _inline_mod(ctx, graph: onnx.GraphProto, x, hint: str):
 
 
 def _emit_mod_node(ctx, node, tensors, consts, hint):
+    e = Emitter(ctx)
+
     def operand(name, dtype=np.float32):
         if name in tensors:
             return tensors[name]
         value = consts[name]
         if np.dtype(value.dtype) != np.dtype(dtype):
             raise _Unsupported(f"{node.op_type} operand {name!r} is {value.dtype}")
-        return C.const(ctx, value, dtype, f"{hint}_const")
+        return e.const(value, dtype, f"{hint}_const")
 
     op = node.op_type
     if op == "Identity":
         return tensors[node.input[0]]
     if op in MOD_UNARY:
         x = operand(node.input[0])
-        return C.op(ctx, MOD_UNARY[op], [x], x.shape, hint=f"{hint}_{op}")
+        return e.op(MOD_UNARY[op], x, hint=f"{hint}_{op}")
     if op in MOD_BINARY and len(node.input) == 2:
         a, b = operand(node.input[0]), operand(node.input[1])
-        return C.binary(ctx, MOD_BINARY[op], a, b, f"{hint}_{op}")
+        return e.op(MOD_BINARY[op], a, b, hint=f"{hint}_{op}")
     if op == "Where":
         cond = operand(node.input[0], np.bool_)
         a, b = operand(node.input[1]), operand(node.input[2])
-        return C.select(ctx, cond, a, b, f"{hint}_where")
+        return e.op("SELECT_V2", cond, a, b, hint=f"{hint}_where")
     raise _Unsupported(f"{op} applied to the scores")
 
 
@@ -266,7 +271,8 @@ def _apply_mod(ctx, name: str, x):
 
 def _round_trip_f16(ctx, x, hint):
     """Round a float32 tensor to float16 precision (the reference computes this in float16)."""
-    return C.cast(ctx, C.cast(ctx, x, np.float16, f"{hint}_f16"), np.float32, f"{hint}_f32")
+    e = Emitter(ctx)
+    return e.cast(e.cast(x, np.float16, f"{hint}_f16"), np.float32, f"{hint}_f32")
 
 
 @lowering(
@@ -282,6 +288,7 @@ def _round_trip_f16(ctx, x, hint):
     extra_check=_flex_check,
 )
 def lower_flex_attention(ctx):
+    e = Emitter(ctx)
     half = np.dtype(ctx.value(0).dtype) == np.float16
     batch, hq, q_len, head = ctx.shape(0)
     hkv, kv_len = ctx.shape(1)[1], ctx.shape(1)[2]
@@ -293,22 +300,22 @@ def lower_flex_attention(ctx):
     root = np.sqrt(np.float32(scale))
     if half:
         root = np.float16(root)
-    root = C.const(ctx, np.float32(root), hint="sqrt_scale")
-    q = C.binary(ctx, "MUL", C.cast(ctx, ctx.input(0), np.float32, "q_f32"), root, "q_scaled")
-    k = C.binary(ctx, "MUL", C.cast(ctx, ctx.input(1), np.float32, "k_f32"), root, "k_scaled")
+    root = e.const(np.float32(root), hint="sqrt_scale")
+    q = e.op("MUL", e.cast(ctx.input(0), np.float32, "q_f32"), root, hint="q_scaled")
+    k = e.op("MUL", e.cast(ctx.input(1), np.float32, "k_f32"), root, hint="k_scaled")
     if half:
         q, k = _round_trip_f16(ctx, q, "q_scaled"), _round_trip_f16(ctx, k, "k_scaled")
     group = hq // hkv
-    qg = C.reshape(ctx, q, (batch, hkv, group * q_len, head), "q_grouped")
-    scores = C.matmul(ctx, qg, k, adj_y=True, hint="scores_grouped")
-    scores = C.reshape(ctx, scores, (batch, hq, q_len, kv_len), "scores")
+    qg = e.reshape(q, (batch, hkv, group * q_len, head), "q_grouped")
+    scores = e.matmul(qg, k, adj_y=True, hint="scores_grouped")
+    scores = e.reshape(scores, (batch, hq, q_len, kv_len), "scores")
     if half:
         scores = _round_trip_f16(ctx, scores, "scores")
     scores = _apply_mod(ctx, "score_mod", scores)
-    probs = C.op(ctx, "SOFTMAX", [scores], scores.shape, hint="probs", beta=1.0)
+    probs = e.op("SOFTMAX", scores, hint="probs", beta=1.0)
     probs = _apply_mod(ctx, "prob_mod", probs)
-    pg = C.reshape(ctx, probs, (batch, hkv, group * q_len, kv_len), "probs_grouped")
-    v = C.cast(ctx, ctx.input(2), np.float32, "v_f32")
-    y = C.matmul(ctx, pg, v, hint="y_grouped")
-    y = C.reshape(ctx, y, (batch, hq, q_len, dv), "y")
+    pg = e.reshape(probs, (batch, hkv, group * q_len, kv_len), "probs_grouped")
+    v = e.cast(ctx.input(2), np.float32, "v_f32")
+    y = e.matmul(pg, v, hint="y_grouped")
+    y = e.reshape(y, (batch, hq, q_len, dv), "y")
     _emit_result(ctx, 0, y)

@@ -19,7 +19,6 @@ from .elementwise import (
     FLOATS,
     INTEGER,
     SIGNED,
-    Emit,
     as_int64,
     dtype_name,
     int64_floor_div,
@@ -27,6 +26,7 @@ from .elementwise import (
     native_check,
     node_compute_dtype,
 )
+from .emit import Emitter
 
 BOOL = ("bool",)
 EQ_NATIVE = ("bool", "float32", "float16", "int16", "int32", "int64")
@@ -43,12 +43,12 @@ COMPARISONS = {
 def _comparison(opcode: str, native):
     def lower(ctx):
         if is_uint64(ctx):
-            e = Emit(ctx, "int64")
+            e = Emitter(ctx, "int64")
             ordered = opcode != "EQUAL"
             a, b = (as_int64(e, ctx.input(i), ordered) for i in (0, 1))
             e.result(e.op(opcode, a, b, dtype=np.bool_))
             return
-        e = Emit(ctx, node_compute_dtype(ctx, native))
+        e = Emitter(ctx, node_compute_dtype(ctx, native))
         e.result(e.op(opcode, e.input(0), e.input(1), dtype=np.bool_))
 
     return lower
@@ -73,7 +73,7 @@ LOGICAL = {"And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Xor": "NOT_EQUAL"}
 
 def _logical(opcode: str):
     def lower(ctx):
-        e = Emit(ctx, np.bool_)
+        e = Emitter(ctx, np.bool_)
         e.result(e.op(opcode, ctx.input(0), ctx.input(1)))
 
     return lower
@@ -87,7 +87,8 @@ for _onnx, _tfl in LOGICAL.items():
 
 @lowering("Not", same_as_input, dtypes=BOOL, tflite_ops=("LOGICAL_NOT",))
 def lower_not(ctx):
-    ctx.emit("LOGICAL_NOT", [ctx.input(0)], [ctx.output(0)])
+    e = Emitter(ctx)
+    e.op("LOGICAL_NOT", ctx.input(0), out=ctx.output(0))
 
 
 # ---- bitwise ------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ WIDE_64 = ("int64", "uint64")  # BITWISE_XOR lacks them: run on uint32 lanes
 def _xor_with(ctx, other) -> None:
     """Output 0 = input 0 ^ ``other`` (a tensor of input 0's dtype, or an all-ones marker)."""
     name = dtype_name(ctx.value(0).dtype)
-    e = Emit(ctx, name)
+    e = Emitter(ctx, name)
     if name in WIDE_64:
         a = to_lanes(ctx, ctx.input(0), np.uint32)
         b = e.const(np.iinfo(np.uint32).max, np.uint32) if other is None else other(e, True)
@@ -144,15 +145,15 @@ WIDE_INTS = ("int32", "uint32", "int64", "uint64")  # AND/OR through 16-bit lane
 def to_lanes(ctx, t, lane_dtype):
     """BITCAST ``t`` to narrower ``lane_dtype``: TFLite appends a trailing lanes axis, which
     lines up across broadcast operands (every operand gets the same lane count)."""
+    e = Emitter(ctx)
     ratio = t.dtype.itemsize // np.dtype(lane_dtype).itemsize
-    out = ctx.temp(lane_dtype, (*t.shape, ratio), "lanes")
-    ctx.emit("BITCAST", [t], [out])
-    return out
+    return e.op("BITCAST", t, shape=(*t.shape, ratio), dtype=lane_dtype, hint="lanes")
 
 
 def from_lanes(ctx, lanes) -> None:
     """BITCAST lanes back into output 0 (dropping the trailing lanes axis)."""
-    ctx.emit("BITCAST", [lanes], [ctx.output(0)])
+    e = Emitter(ctx)
+    e.op("BITCAST", lanes, out=ctx.output(0))
 
 
 def _and_or(sign: str):
@@ -160,7 +161,7 @@ def _and_or(sign: str):
     16-bit operands; wider types run on their uint16 lanes."""
 
     def lower(ctx):
-        e = Emit(ctx, "int32")
+        e = Emitter(ctx, "int32")
         wide = dtype_name(ctx.value(0).dtype) in WIDE_INTS
         a, b = (
             e.cast(to_lanes(ctx, ctx.input(i), np.uint16), "int32") if wide else e.input(i)
@@ -209,10 +210,10 @@ def lower_bitshift(ctx):
     name = dtype_name(ctx.value(0).dtype)
     right = ctx.attr("direction", b"LEFT") in (b"RIGHT", "RIGHT")
     if name in ("int64", "uint64"):
-        (_right_shift_64 if right else _left_shift_64)(Emit(ctx, "int64"), name)
+        (_right_shift_64 if right else _left_shift_64)(Emitter(ctx, "int64"), name)
         return
     width = np.dtype(name).itemsize * 8
-    e = Emit(ctx, "int32")
+    e = Emitter(ctx, "int32")
     shift = e.input(1)
     negative = e.op("LESS", shift, e.const(0), dtype=np.bool_)
     if right:
@@ -225,7 +226,7 @@ def lower_bitshift(ctx):
 POWERS_64 = np.array([(1 << s) % (1 << 64) for s in range(65)], np.uint64).view(np.int64)
 
 
-def _int64_operands(e: Emit, name: str):
+def _int64_operands(e: Emitter, name: str):
     """Both inputs as int64 bit patterns; a uint64 shift >= 2^63 becomes negative, which the
     callers treat as out of range, as they do negative int64 shifts."""
     if name == "uint64":
@@ -233,25 +234,25 @@ def _int64_operands(e: Emit, name: str):
     return e.input(0), e.input(1)
 
 
-def _lookup(e: Emit, table: np.ndarray, index):
+def _lookup(e: Emitter, table: np.ndarray, index):
     """``table[index]`` (elementwise GATHER from a constant table)."""
     out = e.ctx.temp(table.dtype, index.shape, "table_value")
-    e.ctx.emit("GATHER", [e.const(table, table.dtype), index], [out], axis=0, batch_dims=0)
+    e.gather(e.const(table, table.dtype), index, 0, out=out)
     return out
 
 
-def _finish_64(e: Emit, name: str, t) -> None:
+def _finish_64(e: Emitter, name: str, t) -> None:
     e.result(e.op("BITCAST", t, dtype=np.uint64) if name == "uint64" else t)
 
 
-def _left_shift_64(e: Emit, name: str) -> None:
+def _left_shift_64(e: Emitter, name: str) -> None:
     x, shift = _int64_operands(e, name)
     out_of_range = e.op("LESS", shift, e.const(0), dtype=np.bool_)
     amount = e.op("SELECT_V2", out_of_range, e.const(64), e.op("MINIMUM", shift, e.const(64)))
     _finish_64(e, name, e.op("MUL", x, _lookup(e, POWERS_64, amount)))
 
 
-def _right_shift_64(e: Emit, name: str) -> None:
+def _right_shift_64(e: Emitter, name: str) -> None:
     """floor(x / 2^s) for s <= 62 (2^63 is no positive int64); s = 63 is the top bit alone.
     uint64 adds back the 2^(64-s) that the signed image's sign fill subtracted."""
     x, shift = _int64_operands(e, name)
@@ -314,4 +315,5 @@ WHERE_TYPES = FLOATS + INTEGER + BOOL + ("float64", "uint64")
     notes="SELECT_V2 broadcasts all three operands",
 )
 def lower_where(ctx):
-    ctx.emit("SELECT_V2", [ctx.input(0), ctx.input(1), ctx.input(2)], [ctx.output(0)])
+    e = Emitter(ctx)
+    e.op("SELECT_V2", ctx.input(0), ctx.input(1), ctx.input(2), out=ctx.output(0))

@@ -12,7 +12,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 REDUCTIONS = attr_in("reduction", ("none", "sum", "mean"), "mean")
 
@@ -28,73 +28,68 @@ def _loss_check(node, graph):
 
 def _class_last(ctx, x):
     """[N, C, d1..dk] -> [N, d1*..*dk, C]: spatial axes flattened so every op stays rank <= 3."""
+    e = Emitter(ctx)
     n, classes = x.shape[:2]
     if len(x.shape) == 2:
         return x
     spatial = int(np.prod(x.shape[2:], dtype=np.int64))
-    flat = C.reshape(ctx, x, (n, classes, spatial), "flat")
-    return C.transpose(ctx, flat, [0, 2, 1], "class_last")
+    flat = e.reshape(x, (n, classes, spatial), "flat")
+    return e.transpose(flat, [0, 2, 1], "class_last")
 
 
 def _nll(ctx, logp_last, out):
     """Loss from class-last log-probabilities ``[N, d..., C]`` into ``out``."""
+    e = Emitter(ctx)
     classes = logp_last.shape[-1]
-    target = C.reshape(ctx, ctx.input(1), logp_last.shape[:-1], "target_flat")
-    t = C.reshape(ctx, target, (*target.shape, 1), "target_col")
-    hit = C.binary(
-        ctx,
-        "EQUAL",
-        t,
-        C.const(ctx, np.arange(classes), target.dtype, "classes"),
-        "hit",
-        dtype=np.bool_,
+    target = e.reshape(ctx.input(1), logp_last.shape[:-1], "target_flat")
+    t = e.reshape(target, (*target.shape, 1), "target_col")
+    hit = e.op(
+        "EQUAL", t, e.const(np.arange(classes), target.dtype, "classes"), hint="hit", dtype=np.bool_
     )
-    zero = C.const(ctx, 0.0, hint="zero")
-    picked = C.reduce(
-        ctx, "SUM", C.select(ctx, hit, logp_last, zero, "picked_all"), [-1], False, "picked"
+    zero = e.const(0.0, hint="zero")
+    picked = e.reduce(
+        "SUM", e.op("SELECT_V2", hit, logp_last, zero, hint="picked_all"), [-1], False, "picked"
     )
     ignore = ctx.attr("ignore_index", None)
     weight = None
     if ctx.has_input(2):
-        w = C.select(ctx, hit, C.reshape(ctx, ctx.input(2), (classes,), "w"), zero, "w_all")
-        weight = C.reduce(ctx, "SUM", w, [-1], False, "w_t")
+        w = e.op("SELECT_V2", hit, e.reshape(ctx.input(2), (classes,), "w"), zero, hint="w_all")
+        weight = e.reduce("SUM", w, [-1], False, "w_t")
     if ignore is not None:
-        keep = C.binary(
-            ctx,
+        keep = e.op(
             "NOT_EQUAL",
             target,
-            C.const(ctx, ignore, target.dtype, "ignore"),
-            "keep",
+            e.const(ignore, target.dtype, "ignore"),
+            hint="keep",
             dtype=np.bool_,
         )
-        keep_f = C.select(ctx, keep, C.const(ctx, 1.0, hint="one"), zero, "keep_f")
-        weight = keep_f if weight is None else C.binary(ctx, "MUL", weight, keep_f, "w_kept")
-    neg = C.const(ctx, -1.0, hint="minus_one")
-    per_item = C.binary(
-        ctx,
+        keep_f = e.op("SELECT_V2", keep, e.const(1.0, hint="one"), zero, hint="keep_f")
+        weight = keep_f if weight is None else e.op("MUL", weight, keep_f, hint="w_kept")
+    neg = e.const(-1.0, hint="minus_one")
+    per_item = e.op(
         "MUL",
         picked,
-        neg if weight is None else C.binary(ctx, "MUL", weight, neg, "neg_w"),
-        "loss_items",
+        neg if weight is None else e.op("MUL", weight, neg, hint="neg_w"),
+        hint="loss_items",
     )
     if weight is not None and ignore is not None:
         # -(x * 0) is -0.0 where the reference has +0.0; SELECT restores the sign.
-        per_item = C.select(ctx, keep, per_item, zero, "loss_kept")
+        per_item = e.op("SELECT_V2", keep, per_item, zero, hint="loss_kept")
     reduction = ctx.attr("reduction", "mean")
     if reduction == "none":
-        C.reshape(ctx, per_item, out.shape, out=out)
+        e.reshape(per_item, out.shape, out=out)
         return
     axes = list(range(len(per_item.shape)))
     if reduction == "sum":
-        C.reduce(ctx, "SUM", per_item, axes, False, out=out)
+        e.reduce("SUM", per_item, axes, False, out=out)
         return
-    total = C.reduce(ctx, "SUM", per_item, axes, False, "loss_sum")
+    total = e.reduce("SUM", per_item, axes, False, "loss_sum")
     if weight is None:
         count = int(np.prod(per_item.shape, dtype=np.int64))
-        C.binary(ctx, "DIV", total, C.const(ctx, float(count), hint="count"), out=out)
+        e.op("DIV", total, e.const(float(count), hint="count"), out=out, hint="t")
         return
-    denom = C.reduce(ctx, "SUM", weight, axes, False, "weight_sum")
-    C.binary(ctx, "DIV", total, denom, out=out)
+    denom = e.reduce("SUM", weight, axes, False, "weight_sum")
+    e.op("DIV", total, denom, out=out, hint="t")
 
 
 @lowering(
@@ -126,11 +121,12 @@ def lower_nll(ctx):
     extra_check=_loss_check,
 )
 def lower_sce(ctx):
+    e = Emitter(ctx)
     if ctx.has_input(2) and np.dtype(ctx.value(2).dtype).name != "float32":
         ctx.refuse(errors.UNSUPPORTED_DTYPE, "weights must be float32")
     scores = _class_last(ctx, ctx.input(0))
-    logp = C.op(ctx, "LOG_SOFTMAX", [scores], scores.shape, hint="log_prob")
+    logp = e.op("LOG_SOFTMAX", scores, hint="log_prob")
     _nll(ctx, logp, ctx.output(0))
     if len(ctx.node.outputs) > 1 and ctx.node.outputs[1]:
-        back = logp if len(logp.shape) == 2 else C.transpose(ctx, logp, [0, 2, 1], "log_prob_nc")
-        C.reshape(ctx, back, ctx.out_shape(1), out=ctx.output(1))
+        back = logp if len(logp.shape) == 2 else e.transpose(logp, [0, 2, 1], "log_prob_nc")
+        e.reshape(back, ctx.out_shape(1), out=ctx.output(1))

@@ -9,28 +9,30 @@ from __future__ import annotations
 
 from ..policies import channel_last
 from ..registry import AttrRule, lowering
-from . import compose as C
+from .emit import Emitter
 from .pool3d import finish, pooled_sum_or_max
 
 P_RULE = AttrRule("p", lambda v: v is None or float(v) > 0, "p > 0", 2)
 
 
 def _abs_pow(ctx, x, p: float):
+    e = Emitter(ctx)
     if p == 2:
-        return C.binary(ctx, "MUL", x, x, "squared")
-    mag = C.op(ctx, "ABS", [x], x.shape, x.dtype, "abs")
+        return e.op("MUL", x, x, hint="squared")
+    mag = e.op("ABS", x, hint="abs")
     if p == 1:
         return mag
-    return C.binary(ctx, "POW", mag, C.const(ctx, p), "powered")
+    return e.op("POW", mag, e.const(p), hint="powered")
 
 
 def _root(ctx, summed, p: float, out):
+    e = Emitter(ctx)
     if p == 1:
         finish(ctx, summed, out)
     elif p == 2:
-        C.op(ctx, "SQRT", [summed], summed.shape, summed.dtype, out=out)
+        e.op("SQRT", summed, dtype=summed.dtype, hint="t", out=out)
     else:
-        C.binary(ctx, "POW", summed, C.const(ctx, 1.0 / p), out=out)
+        e.op("POW", summed, e.const(1.0 / p), out=out, hint="t")
 
 
 def _p(ctx) -> float:
@@ -61,10 +63,11 @@ def lower_lppool(ctx):
     tflite_ops=("ABS", "MUL", "POW", "SUM", "SQRT"),
 )
 def lower_global_lppool(ctx):
+    e = Emitter(ctx)
     p = _p(ctx)
     rank = len(ctx.shape(0))
     lay = ctx.in_layout(0)
     axes = [lay.stored_axis(a) for a in range(2, rank)]
     powered = _abs_pow(ctx, ctx.input(0), p)
-    summed = C.reduce(ctx, "SUM", powered, axes, keep_dims=True, hint="summed")
+    summed = e.reduce("SUM", powered, axes, keep_dims=True, hint="summed")
     _root(ctx, summed, p, ctx.output(0))

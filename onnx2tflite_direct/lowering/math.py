@@ -19,12 +19,12 @@ from .elementwise import (
     FLOATS,
     INTEGER,
     SIGNED,
-    Emit,
     dtype_name,
     native_check,
     node_compute_dtype,
     unary_lowering,
 )
+from .emit import Emitter
 
 F32 = ("float32",)
 F32_F16 = ("float32", "float16")
@@ -32,7 +32,7 @@ F32_F16 = ("float32", "float16")
 
 def _direct(opcode: str, native):
     def lower(ctx):
-        e = Emit(ctx, node_compute_dtype(ctx, native))
+        e = Emitter(ctx, node_compute_dtype(ctx, native))
         e.result(e.op(opcode, e.input(0)))
 
     return lower

@@ -12,6 +12,7 @@ from .. import layout as L
 from ..policies import onnx_order
 from ..registry import lowering
 from .conv_lattice import integer_dense, integer_product
+from .emit import Emitter
 
 
 def _inner_ok_gemm(node, idx, graph):
@@ -152,6 +153,7 @@ def _matmul_policy(base):
 
 
 def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_num_dims=False):
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     if lay.inner is not None:
         order = lay.inner.element_order()
@@ -165,33 +167,35 @@ def _fc(ctx, x, weight_out_in: np.ndarray, bias: np.ndarray | None, out, keep_nu
     weights = np.asarray(weight_out_in, dtype=np.float32, order="C")
     inputs = [x, ctx.const_tensor(weights, "weights")]
     inputs.append(ctx.const_tensor(bias.astype(np.float32), "bias") if bias is not None else None)
-    ctx.emit(
+    e.op(
         "FULLY_CONNECTED",
-        inputs,
-        [out],
+        *inputs,
+        out=out,
         fused_activation_function="NONE",
         keep_num_dims=keep_num_dims,
     )
 
 
 def _scale(ctx, t, factor: float, hint: str):
+    e = Emitter(ctx)
     if factor == 1.0:
         return t
     out = ctx.temp(np.float32, t.shape, hint)
     k = ctx.const_tensor(np.array(factor, np.float32), hint)
-    ctx.emit("MUL", [t, k], [out], fused_activation_function="NONE")
+    e.op("MUL", t, k, out=out)
     return out
 
 
 def _add_c(ctx, product, beta: float):
     """product + beta * C, with C constant (folded in numpy) or runtime."""
+    e = Emitter(ctx)
     c = ctx.const(2)
     if c is not None:
         full = np.broadcast_to(c.astype(np.float64) * beta, ctx.out_shape(0)).astype(np.float32)
         c_t = ctx.const_tensor(full, "c")
     else:
         c_t = _scale(ctx, ctx.input(2), beta, "beta_c")
-    ctx.emit("ADD", [product, c_t], [ctx.output(0)], fused_activation_function="NONE")
+    e.op("ADD", product, c_t, out=ctx.output(0))
 
 
 @lowering(
@@ -204,6 +208,7 @@ def _add_c(ctx, product, beta: float):
     accepts_inner=_inner_ok_gemm,
 )
 def lower_gemm(ctx):
+    e = Emitter(ctx)
     if integer_dense(ctx):  # Q/DQ lattice operands (lowering/conv_lattice.py)
         return
     alpha = float(ctx.attr("alpha", 1.0))
@@ -213,11 +218,19 @@ def lower_gemm(ctx):
     b = ctx.const(1)
     if b is None or trans_a:
         prod_shape = ctx.output(0).shape
-        prod = ctx.temp(np.float32, prod_shape, "matmul")
-        ctx.emit("BATCH_MATMUL", [ctx.input(0), ctx.input(1)], [prod], adj_x=trans_a, adj_y=trans_b)
+        prod = e.op(
+            "BATCH_MATMUL",
+            ctx.input(0),
+            ctx.input(1),
+            shape=prod_shape,
+            dtype=np.float32,
+            hint="matmul",
+            adj_x=trans_a,
+            adj_y=trans_b,
+        )
         if not has_c:
             scaled = _scale(ctx, prod, alpha, "alpha")
-            ctx.driver.reshape(scaled, ctx.output(0))
+            e.reshape(scaled, out=ctx.output(0))
             return
         _add_c(ctx, _scale(ctx, prod, alpha, "alpha"), beta)
         return
@@ -260,6 +273,7 @@ def lower_gemm(ctx):
     accepts_inner=_inner_ok_matmul,
 )
 def lower_matmul(ctx):
+    e = Emitter(ctx)
     if integer_dense(ctx) or integer_product(ctx):  # Q/DQ lattices (lowering/conv_lattice.py)
         return
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
@@ -275,7 +289,7 @@ def lower_matmul(ctx):
         _transposed_product(ctx)
         return
     if not squeeze and ctx.in_layout(1) == swapped(len(b_shape)):
-        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=True)
+        e.op("BATCH_MATMUL", x, y, out=ctx.output(0), adj_x=False, adj_y=True)
         return
     if b is not None and b.ndim == 2 and len(a_shape) >= 2:
         _fc(
@@ -283,24 +297,34 @@ def lower_matmul(ctx):
         )
         return
     if not squeeze:
-        ctx.emit("BATCH_MATMUL", [x, y], [ctx.output(0)], adj_x=False, adj_y=False)
+        e.op("BATCH_MATMUL", x, y, out=ctx.output(0), adj_x=False, adj_y=False)
         return
     a2 = (1, a_shape[0]) if len(a_shape) == 1 else a_shape
     b2 = (b_shape[0], 1) if len(b_shape) == 1 else b_shape
     batch = np.broadcast_shapes(a2[:-2], b2[:-2])
-    prod = ctx.temp(np.float32, (*batch, a2[-2], b2[-1]), "matmul")
-    ctx.emit("BATCH_MATMUL", [x, y], [prod], adj_x=False, adj_y=False)
-    ctx.driver.reshape(prod, ctx.output(0))
+    prod = e.op(
+        "BATCH_MATMUL",
+        x,
+        y,
+        shape=(*batch, a2[-2], b2[-1]),
+        dtype=np.float32,
+        hint="matmul",
+        adj_x=False,
+        adj_y=False,
+    )
+    e.reshape(prod, out=ctx.output(0))
 
 
 def _transposed_product(ctx) -> None:
     """The product stored transposed: C^T = B^T A^T as one BATCH_MATMUL, B arriving stored
     transposed (see _matmul_policy)."""
+    e = Emitter(ctx)
     a_turned = ctx.in_layout(0) == swapped(len(ctx.shape(0)))
-    ctx.emit(
+    e.op(
         "BATCH_MATMUL",
-        [ctx.input(1), ctx.input(0)],
-        [ctx.output(0)],
+        ctx.input(1),
+        ctx.input(0),
+        out=ctx.output(0),
         adj_x=False,
         adj_y=not a_turned,
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import layout as L
-from .compose import binary, const, op, reduce, select, unary
+from .emit import Emitter
 
 ML_DOMAIN = "ai.onnx.ml"
 TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
@@ -34,9 +34,10 @@ def as_text(value, default: str) -> str:
 def float_input(ctx, i: int = 0, hint: str = "x"):
     """Input ``i`` as float32 (int32/int64 features are converted as onnxruntime does:
     ``static_cast<float>``, round to nearest)."""
+    e = Emitter(ctx)
     x = ctx.input(i)
     if np.dtype(x.dtype) != np.float32:
-        x = op(ctx, "CAST", [x], x.shape, np.float32, hint)
+        x = e.op("CAST", x, dtype=np.float32, hint=hint)
     return x
 
 
@@ -51,59 +52,61 @@ def as_rows(ctx, x, hint: str = "rows"):
 
 
 def logistic(ctx, x, hint: str = "logistic"):
-    return op(ctx, "LOGISTIC", [x], x.shape, np.float32, hint)
+    e = Emitter(ctx)
+    return e.op("LOGISTIC", x, hint=hint)
 
 
 def softmax(ctx, x, hint: str = "softmax"):
+    e = Emitter(ctx)
     if len(x.shape) == 1:
         x2 = ctx.reshape(x, (1, x.shape[0]), f"{hint}_2d")
-        y = op(ctx, "SOFTMAX", [x2], x2.shape, np.float32, hint, beta=1.0)
+        y = e.op("SOFTMAX", x2, dtype=np.float32, hint=hint, beta=1.0)
         return ctx.reshape(y, x.shape, f"{hint}_1d")
-    return op(ctx, "SOFTMAX", [x], x.shape, np.float32, hint, beta=1.0)
+    return e.op("SOFTMAX", x, hint=hint, beta=1.0)
 
 
 def softmax_zero(ctx, x, hint: str = "softmax_zero"):
     """onnxruntime's ComputeSoftmaxZero over the last axis."""
-    m = reduce(ctx, "REDUCE_MAX", x, [-1], True, f"{hint}_max")
-    e = unary(ctx, "EXP", binary(ctx, "SUB", x, m, f"{hint}_shift"), f"{hint}_exp")
-    a = unary(ctx, "ABS", x, f"{hint}_abs")
-    nonzero = binary(ctx, "GREATER", a, const(ctx, 1e-7), f"{hint}_nz", dtype=np.bool_)
-    zero = const(ctx, 0.0)
-    kept = select(ctx, nonzero, e, zero, f"{hint}_kept")
-    total = reduce(ctx, "SUM", kept, [-1], True, f"{hint}_sum")
-    neg_m = unary(ctx, "NEG", m, f"{hint}_negmax")
-    small = binary(ctx, "MUL", x, unary(ctx, "EXP", neg_m, f"{hint}_expneg"), f"{hint}_small")
-    num = select(ctx, nonzero, e, small, f"{hint}_num")
-    return binary(ctx, "DIV", num, total, hint)
+    e = Emitter(ctx)
+    m = e.reduce("REDUCE_MAX", x, [-1], True, f"{hint}_max")
+    exps = e.op("EXP", e.op("SUB", x, m, hint=f"{hint}_shift"), hint=f"{hint}_exp")
+    a = e.op("ABS", x, hint=f"{hint}_abs")
+    nonzero = e.op("GREATER", a, e.const(1e-7), hint=f"{hint}_nz", dtype=np.bool_)
+    zero = e.const(0.0)
+    kept = e.op("SELECT_V2", nonzero, exps, zero, hint=f"{hint}_kept")
+    total = e.reduce("SUM", kept, [-1], True, f"{hint}_sum")
+    neg_m = e.op("NEG", m, hint=f"{hint}_negmax")
+    small = e.op("MUL", x, e.op("EXP", neg_m, hint=f"{hint}_expneg"), hint=f"{hint}_small")
+    num = e.op("SELECT_V2", nonzero, exps, small, hint=f"{hint}_num")
+    return e.op("DIV", num, total, hint=hint)
 
 
 def probit(ctx, x, hint: str = "probit"):
     """``sqrt(2) * ErfInv(2x - 1)`` with onnxruntime's ErfInv approximation."""
-    t = binary(ctx, "SUB", binary(ctx, "MUL", x, const(ctx, 2.0), f"{hint}_2x"), const(ctx, 1.0))
-    sgn = unary(ctx, "SIGN", t, f"{hint}_sgn")
-    one = const(ctx, 1.0)
-    u = binary(
-        ctx,
+    e = Emitter(ctx)
+    t = e.op("SUB", e.op("MUL", x, e.const(2.0), hint=f"{hint}_2x"), e.const(1.0), hint="t")
+    sgn = e.op("SIGN", t, hint=f"{hint}_sgn")
+    one = e.const(1.0)
+    u = e.op(
         "MUL",
-        binary(ctx, "SUB", one, t, f"{hint}_1mt"),
-        binary(ctx, "ADD", one, t, f"{hint}_1pt"),
-        f"{hint}_u",
+        e.op("SUB", one, t, hint=f"{hint}_1mt"),
+        e.op("ADD", one, t, hint=f"{hint}_1pt"),
+        hint=f"{hint}_u",
     )
-    lg = unary(ctx, "LOG", u, f"{hint}_log")
-    v = binary(
-        ctx,
+    lg = e.op("LOG", u, hint=f"{hint}_log")
+    v = e.op(
         "ADD",
-        binary(ctx, "MUL", lg, const(ctx, 0.5), f"{hint}_half"),
-        const(ctx, np.float32(2) / (np.float32(3.14159) * np.float32(0.147))),
-        f"{hint}_v",
+        e.op("MUL", lg, e.const(0.5), hint=f"{hint}_half"),
+        e.const(np.float32(2) / (np.float32(3.14159) * np.float32(0.147))),
+        hint=f"{hint}_v",
     )
-    v2 = binary(ctx, "MUL", lg, const(ctx, np.float32(1) / np.float32(0.147)), f"{hint}_v2")
-    disc = binary(ctx, "SUB", binary(ctx, "MUL", v, v, f"{hint}_vv"), v2, f"{hint}_disc")
-    v3 = binary(ctx, "SUB", unary(ctx, "SQRT", disc, f"{hint}_sq"), v, f"{hint}_v3")
-    r = unary(ctx, "SQRT", v3, f"{hint}_root")
+    v2 = e.op("MUL", lg, e.const(np.float32(1) / np.float32(0.147)), hint=f"{hint}_v2")
+    disc = e.op("SUB", e.op("MUL", v, v, hint=f"{hint}_vv"), v2, hint=f"{hint}_disc")
+    v3 = e.op("SUB", e.op("SQRT", disc, hint=f"{hint}_sq"), v, hint=f"{hint}_v3")
+    r = e.op("SQRT", v3, hint=f"{hint}_root")
     # SIGN(0) is 0 where onnxruntime uses +1; the root is 0 there anyway.
-    e = binary(ctx, "MUL", sgn, r, f"{hint}_erfinv")
-    return binary(ctx, "MUL", e, const(ctx, np.float32(1.41421356)), hint)
+    erfinv = e.op("MUL", sgn, r, hint=f"{hint}_erfinv")
+    return e.op("MUL", erfinv, e.const(np.float32(1.41421356)), hint=hint)
 
 
 def post_transform(ctx, scores, name: str, hint: str = "post"):
@@ -135,45 +138,39 @@ def label_table(attrs: dict, int_key: str) -> np.ndarray | None:
 
 def labels_from_index(ctx, idx, table: np.ndarray, index: int):
     """Output ``index`` of the node = ``table[idx]`` (``idx`` int32 ``[N]``)."""
-    n = idx.shape[0]
+    e = Emitter(ctx)
     if table.dtype == np.int64 and np.array_equal(table, np.arange(len(table))):
-        lab = op(ctx, "CAST", [idx], (n,), np.int64, "label")
+        lab = e.op("CAST", idx, dtype=np.int64, hint="label")
     else:
-        lab = op(
-            ctx,
-            "GATHER",
-            [ctx.const_tensor(table, "labels"), idx],
-            (n,),
-            table.dtype,
-            "label",
-            axis=0,
-            batch_dims=0,
-        )
+        lab = e.gather(ctx.const_tensor(table, "labels"), idx, 0, hint="label")
     set_output(ctx, lab, index)
 
 
 def set_output(ctx, t, index: int = 0):
     """Output ``index`` of the node is ``t``: the same tensor when the shapes agree (no copy),
     else ``t`` reshaped to the ONNX output shape (the lowerings compute on [N, K] rows)."""
+    e = Emitter(ctx)
     shape = ctx.out_shape(index)
     if tuple(t.shape) == tuple(shape):
         ctx.alias_output(index, t, L.identity(len(shape)))
     else:
-        ctx.driver.reshape(t, ctx.output(index))
+        e.reshape(t, out=ctx.output(index))
 
 
 def argmax_rows(ctx, scores, hint: str = "argmax"):
     """int32 ``[N]``: the column of each row's largest score (the first one on ties)."""
-    axis = const(ctx, np.array([1], np.int32), np.int32, "axis")
+    e = Emitter(ctx)
+    axis = e.const(np.array([1], np.int32), np.int32, "axis")
     n = scores.shape[0]
-    return op(ctx, "ARG_MAX", [scores, axis], (n,), np.int32, hint, output_type="INT32")
+    return e.op("ARG_MAX", scores, axis, shape=(n,), dtype=np.int32, hint=hint, output_type="INT32")
 
 
 def index_where(ctx, cond, hint: str = "index"):
     """int32 ``[N]``: 1 where ``cond`` ([N] or [N, 1] bool) else 0."""
+    e = Emitter(ctx)
     n = cond.shape[0]
     if len(cond.shape) != 1:
         cond = ctx.reshape(cond, (n,), f"{hint}_cond")
-    one = const(ctx, np.array([1], np.int32), np.int32, "one")
-    zero = const(ctx, np.array([0], np.int32), np.int32, "zero")
-    return select(ctx, cond, one, zero, hint)
+    one = e.const(np.array([1], np.int32), np.int32, "one")
+    zero = e.const(np.array([0], np.int32), np.int32, "zero")
+    return e.op("SELECT_V2", cond, one, zero, hint=hint)

@@ -26,7 +26,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from .compose import binary, concat, const, dense, op, reduce, select, unary
+from .emit import Emitter
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
@@ -56,9 +56,10 @@ def _used(ctx, i: int) -> bool:
 
 def fully_connected(ctx, x, weights: np.ndarray, bias: np.ndarray | None, hint="fc"):
     """``x [N, F] @ weights[K, F]^T + bias`` with one FULLY_CONNECTED."""
-    w = const(ctx, np.ascontiguousarray(weights, np.float32), hint=f"{hint}_w")
-    b = None if bias is None else const(ctx, np.asarray(bias, np.float32), hint=f"{hint}_b")
-    return dense(ctx, x, w, b, (x.shape[0], weights.shape[0]), hint)
+    e = Emitter(ctx)
+    w = e.const(np.ascontiguousarray(weights, np.float32), hint=f"{hint}_w")
+    b = None if bias is None else e.const(np.asarray(bias, np.float32), hint=f"{hint}_b")
+    return e.dense(x, w, b, hint)
 
 
 def _labels_check(node, graph):
@@ -88,6 +89,7 @@ def _check_transform(ctx, name):
     extra_check=_labels_check,
 )
 def lower_linear_classifier(ctx):
+    e = Emitter(ctx)
     a = ctx.node.attrs
     coef = np.asarray(a.get("coefficients", []), np.float32)
     intercepts = np.asarray(a.get("intercepts", []) or [], np.float32)
@@ -113,7 +115,7 @@ def lower_linear_classifier(ctx):
                 f"one coefficient row with {len(labels)} labels (onnxruntime requires 2)",
             )
         if _used(ctx, 0):
-            win = binary(ctx, "GREATER", s, const(ctx, 0.0), "win", dtype=np.bool_)
+            win = e.op("GREATER", s, e.const(0.0), hint="win", dtype=np.bool_)
             labels_from_index(ctx, index_where(ctx, win), labels, 0)
         if _used(ctx, 1):
             if tr == "PROBIT":
@@ -126,9 +128,9 @@ def lower_linear_classifier(ctx):
                 s = probit(ctx, s)
             if binary_labels:
                 if tr == "LOGISTIC":  # onnxruntime: [1 - sigmoid(s), sigmoid(s)]
-                    s = op(ctx, "LOGISTIC", [s], s.shape, np.float32, "sigmoid")
-                one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
-                s = concat(ctx, [one_minus, s], 1, "z")
+                    s = e.op("LOGISTIC", s, hint="sigmoid")
+                one_minus = e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms")
+                s = e.concat([one_minus, s], 1, "z")
             set_output(ctx, s, 1)
         return
     if _used(ctx, 0):
@@ -194,25 +196,26 @@ def _kernel_params(a):
 
 def kernel(ctx, x, vectors: np.ndarray, kind: str, gamma, coef0, degree, hint="k"):
     """[N, V]: the kernel between each row of ``x`` and each support vector."""
+    e = Emitter(ctx)
     if kind == "RBF":
         # |x - v|^2 = |x|^2 - 2 x.v + |v|^2 (the cross term by FULLY_CONNECTED)
         xv = fully_connected(ctx, x, vectors, None, f"{hint}_xv")
-        xx = reduce(ctx, "SUM", binary(ctx, "MUL", x, x, f"{hint}_x2"), [1], True, f"{hint}_xx")
+        xx = e.reduce("SUM", e.op("MUL", x, x, hint=f"{hint}_x2"), [1], True, f"{hint}_xx")
         vv = np.sum(vectors.astype(np.float64) ** 2, axis=1).astype(np.float32)
-        d = binary(ctx, "SUB", xx, binary(ctx, "MUL", xv, const(ctx, 2.0), f"{hint}_2xv"))
-        d = binary(ctx, "ADD", d, const(ctx, vv), f"{hint}_d2")
-        d = binary(ctx, "MAXIMUM", d, const(ctx, 0.0), f"{hint}_d2pos")
-        return unary(ctx, "EXP", binary(ctx, "MUL", d, const(ctx, -gamma), f"{hint}_g"), hint)
+        d = e.op("SUB", xx, e.op("MUL", xv, e.const(2.0), hint=f"{hint}_2xv"), hint="t")
+        d = e.op("ADD", d, e.const(vv), hint=f"{hint}_d2")
+        d = e.op("MAXIMUM", d, e.const(0.0), hint=f"{hint}_d2pos")
+        return e.op("EXP", e.op("MUL", d, e.const(-gamma), hint=f"{hint}_g"), hint=hint)
     if kind == "LINEAR":
         return fully_connected(ctx, x, vectors, None, hint)
     scaled = fully_connected(ctx, x, vectors * gamma, np.full(len(vectors), coef0), f"{hint}_lin")
     if kind == "SIGMOID":
-        return unary(ctx, "TANH", scaled, hint)
+        return e.op("TANH", scaled, hint=hint)
     if degree == 2:
-        return binary(ctx, "MUL", scaled, scaled, hint)
+        return e.op("MUL", scaled, scaled, hint=hint)
     if degree == 3:
-        return binary(ctx, "MUL", binary(ctx, "MUL", scaled, scaled, f"{hint}_sq"), scaled, hint)
-    return binary(ctx, "POW", scaled, const(ctx, np.float32(degree)), hint)
+        return e.op("MUL", e.op("MUL", scaled, scaled, hint=f"{hint}_sq"), scaled, hint=hint)
+    return e.op("POW", scaled, e.const(np.float32(degree)), hint=hint)
 
 
 def _svm_check(node, graph):
@@ -233,6 +236,7 @@ def _svm_check(node, graph):
     extra_check=_svm_check,
 )
 def lower_svm_regressor(ctx):
+    e = Emitter(ctx)
     a = ctx.node.attrs
     x = as_rows(ctx, float_input(ctx))
     f = x.shape[1]
@@ -254,8 +258,8 @@ def lower_svm_regressor(ctx):
             )
         y = fully_connected(ctx, x, coef.reshape(1, f), rho[:1], "y")
     if int(a.get("one_class", 0) or 0):
-        pos = binary(ctx, "GREATER", y, const(ctx, 0.0), "pos", dtype=np.bool_)
-        y = select(ctx, pos, const(ctx, 1.0), const(ctx, -1.0), "one_class")
+        pos = e.op("GREATER", y, e.const(0.0), hint="pos", dtype=np.bool_)
+        y = e.op("SELECT_V2", pos, e.const(1.0), e.const(-1.0), hint="one_class")
     set_output(ctx, y, 0)
 
 
@@ -283,6 +287,7 @@ def _svc_check(node, graph):
     extra_check=_svc_check,
 )
 def lower_svm_classifier(ctx):
+    e = Emitter(ctx)
     a = ctx.node.attrs
     x = as_rows(ctx, float_input(ctx))
     n, f = x.shape
@@ -305,18 +310,17 @@ def lower_svm_classifier(ctx):
         if _used(ctx, 0):
             idx = argmax_rows(ctx, scores)
             if c == 2:  # ChooseClass: the max score decides with the weight-sign rule
-                top = reduce(ctx, "REDUCE_MAX", scores, [1], False, "top")
+                top = e.reduce("REDUCE_MAX", scores, [1], False, "top")
                 cut, strict = (0.5, False) if all_positive else (0.0, True)
-                win = binary(
-                    ctx,
+                win = e.op(
                     "GREATER" if strict else "GREATER_EQUAL",
                     top,
-                    const(ctx, np.float32(cut)),
-                    "win",
+                    e.const(np.float32(cut)),
+                    hint="win",
                     dtype=np.bool_,
                 )
-                second = const(ctx, np.array([1], np.int32), np.int32, "one")
-                idx = select(ctx, win, second, idx, "choice")
+                second = e.const(np.array([1], np.int32), np.int32, "one")
+                idx = e.op("SELECT_V2", win, second, idx, hint="choice")
             labels_from_index(ctx, idx, labels, 0)
         if _used(ctx, 1):
             set_output(ctx, post_transform(ctx, scores, tr), 1)
@@ -339,13 +343,11 @@ def lower_svm_classifier(ctx):
     dec = fully_connected(ctx, k, w, rho[: len(pairs)], "decision")  # [N, pairs]
     if _used(ctx, 0):
         # votes: pair (i, j) votes i when its value is > 0, else j
-        positive = op(
-            ctx,
+        positive = e.op(
             "CAST",
-            [binary(ctx, "GREATER", dec, const(ctx, 0.0), "gt", dtype=np.bool_)],
-            dec.shape,
-            np.float32,
-            "gtf",
+            e.op("GREATER", dec, e.const(0.0), hint="gt", dtype=np.bool_),
+            dtype=np.float32,
+            hint="gtf",
         )
         vote_i = np.zeros((len(pairs), c), np.float32)
         vote_j = np.zeros((len(pairs), c), np.float32)
@@ -378,13 +380,13 @@ def lower_svm_classifier(ctx):
                 "two classes with post_transform=PROBIT: onnxruntime fills one of two columns",
             )
         elif tr == "NONE":
-            set_output(ctx, concat(ctx, [unary(ctx, "NEG", dec, "neg"), dec], 1, "z"), 1)
+            set_output(ctx, e.concat([e.op("NEG", dec, hint="neg"), dec], 1, "z"), 1)
         else:  # [1 - s, s]; LOGISTIC first squashes s (as onnxruntime)
             s = dec
             if tr == "LOGISTIC":
-                s = op(ctx, "LOGISTIC", [dec], dec.shape, np.float32, "sigmoid")
-            one_minus = binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms")
-            set_output(ctx, concat(ctx, [one_minus, s], 1, "z"), 1)
+                s = e.op("LOGISTIC", dec, hint="sigmoid")
+            one_minus = e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms")
+            set_output(ctx, e.concat([one_minus, s], 1, "z"), 1)
     del n
 
 
@@ -396,20 +398,20 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
     ``multiclass_probability`` (libsvm's pairwise coupling, Wu, Lin and Weng 2004): a
     coordinate-descent loop that each row leaves once ``max |Qp - pQp| < 0.005 / k``. The loop
     is unrolled; a row that has stopped gets ``diff = 0``, which leaves it unchanged."""
+    e = Emitter(ctx)
     n, npairs = dec.shape
-    one = const(ctx, 1.0)
+    one = e.const(1.0)
     # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
-    val = binary(ctx, "ADD", binary(ctx, "MUL", dec, const(ctx, prob_a), "pa"), const(ctx, prob_b))
-    q = op(ctx, "LOGISTIC", [unary(ctx, "NEG", val, "nval")], dec.shape, np.float32, "platt")
-    q = binary(ctx, "MAXIMUM", q, const(ctx, np.float32(1e-7)), "qlo")
-    q = binary(ctx, "MINIMUM", q, const(ctx, np.float32(1) - np.float32(1e-7)), "q")
-    omq = binary(ctx, "SUB", one, q, "omq")
-    feats = concat(
-        ctx,
+    val = e.op("ADD", e.op("MUL", dec, e.const(prob_a), hint="pa"), e.const(prob_b), hint="t")
+    q = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
+    q = e.op("MAXIMUM", q, e.const(np.float32(1e-7)), hint="qlo")
+    q = e.op("MINIMUM", q, e.const(np.float32(1) - np.float32(1e-7)), hint="q")
+    omq = e.op("SUB", one, q, hint="omq")
+    feats = e.concat(
         [
-            binary(ctx, "MUL", q, omq, "qomq"),
-            binary(ctx, "MUL", omq, omq, "omq2"),
-            binary(ctx, "MUL", q, q, "q2"),
+            e.op("MUL", q, omq, hint="qomq"),
+            e.op("MUL", omq, omq, hint="omq2"),
+            e.op("MUL", q, q, hint="q2"),
         ],
         1,
         "qfeats",
@@ -423,90 +425,79 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
     qflat = fully_connected(ctx, feats, w, None, "Q")  # [N, k*k]
     q3 = ctx.reshape(qflat, (n, k, k), "Q3")
     rows = [
-        op(
-            ctx,
+        e.op(
             "SLICE",
-            [
-                qflat,
-                const(ctx, np.array([0, i * k], np.int32), np.int32, "b"),
-                const(ctx, np.array([n, k], np.int32), np.int32, "s"),
-            ],
-            (n, k),
-            np.float32,
-            f"Qrow{i}",
+            qflat,
+            e.const(np.array([0, i * k], np.int32), np.int32, "b"),
+            e.const(np.array([n, k], np.int32), np.int32, "s"),
+            shape=(n, k),
+            hint=f"Qrow{i}",
         )
         for i in range(k)
     ]
     diag = [
-        op(
-            ctx,
+        e.op(
             "SLICE",
-            [
-                qflat,
-                const(ctx, np.array([0, i * k + i], np.int32), np.int32, "b"),
-                const(ctx, np.array([n, 1], np.int32), np.int32, "s"),
-            ],
-            (n, 1),
-            np.float32,
-            f"Qii{i}",
+            qflat,
+            e.const(np.array([0, i * k + i], np.int32), np.int32, "b"),
+            e.const(np.array([n, 1], np.int32), np.int32, "s"),
+            shape=(n, 1),
+            hint=f"Qii{i}",
         )
         for i in range(k)
     ]
-    p = op(
-        ctx,
+    p = e.op(
         "BROADCAST_TO",
-        [
-            const(ctx, np.full((1, k), np.float32(1) / np.float32(k))),
-            const(ctx, np.array([n, k], np.int32), np.int32, "shape"),
-        ],
-        (n, k),
-        np.float32,
-        "p0",
+        e.const(np.full((1, k), np.float32(1) / np.float32(k))),
+        e.const(np.array([n, k], np.int32), np.int32, "shape"),
+        shape=(n, k),
+        hint="p0",
     )
-    active = const(ctx, np.ones((1, 1), np.float32))
-    eps = const(ctx, np.float32(0.005) / np.float32(k))
-    two = const(ctx, 2.0)
+    active = e.const(np.ones((1, 1), np.float32))
+    eps = e.const(np.float32(0.005) / np.float32(k))
+    two = e.const(2.0)
     for it in range(COUPLING_ITERS):
         p3 = ctx.reshape(p, (n, 1, k), f"p3_{it}")
-        qp = reduce(ctx, "SUM", binary(ctx, "MUL", q3, p3, f"Qp3_{it}"), [2], False, f"Qp{it}")
-        pqp = reduce(ctx, "SUM", binary(ctx, "MUL", p, qp, f"pQp3_{it}"), [1], True, f"pQp{it}")
-        err = reduce(
-            ctx, "REDUCE_MAX", unary(ctx, "ABS", binary(ctx, "SUB", qp, pqp)), [1], True, f"err{it}"
+        qp = e.reduce("SUM", e.op("MUL", q3, p3, hint=f"Qp3_{it}"), [2], False, f"Qp{it}")
+        pqp = e.reduce("SUM", e.op("MUL", p, qp, hint=f"pQp3_{it}"), [1], True, f"pQp{it}")
+        err = e.reduce(
+            "REDUCE_MAX",
+            e.op("ABS", e.op("SUB", qp, pqp, hint="t"), hint="t"),
+            [1],
+            True,
+            f"err{it}",
         )
-        going = op(
-            ctx,
+        going = e.op(
             "CAST",
-            [binary(ctx, "GREATER_EQUAL", err, eps, f"go{it}", dtype=np.bool_)],
-            (n, 1),
-            np.float32,
-            f"gof{it}",
+            e.op("GREATER_EQUAL", err, eps, hint=f"go{it}", dtype=np.bool_),
+            dtype=np.float32,
+            hint=f"gof{it}",
         )
-        active = binary(ctx, "MUL", active, going, f"active{it}")
+        active = e.op("MUL", active, going, hint=f"active{it}")
         for i in range(k):
-            qp_i = op(
-                ctx,
+            qp_i = e.op(
                 "SLICE",
-                [
-                    qp,
-                    const(ctx, np.array([0, i], np.int32), np.int32, "b"),
-                    const(ctx, np.array([n, 1], np.int32), np.int32, "s"),
-                ],
-                (n, 1),
-                np.float32,
-                f"Qp{it}_{i}",
+                qp,
+                e.const(np.array([0, i], np.int32), np.int32, "b"),
+                e.const(np.array([n, 1], np.int32), np.int32, "s"),
+                shape=(n, 1),
+                hint=f"Qp{it}_{i}",
             )
-            diff = binary(ctx, "DIV", binary(ctx, "SUB", pqp, qp_i), diag[i], f"d{it}_{i}")
-            diff = binary(ctx, "MUL", diff, active, f"dm{it}_{i}")
+            diff = e.op("DIV", e.op("SUB", pqp, qp_i, hint="t"), diag[i], hint=f"d{it}_{i}")
+            diff = e.op("MUL", diff, active, hint=f"dm{it}_{i}")
             e_i = np.zeros(k, np.float32)
             e_i[i] = 1
-            p = binary(ctx, "ADD", p, binary(ctx, "MUL", diff, const(ctx, e_i)), f"pa{it}_{i}")
-            opd = binary(ctx, "ADD", diff, one, f"opd{it}_{i}")
-            inner = binary(
-                ctx, "ADD", binary(ctx, "MUL", diff, diag[i]), binary(ctx, "MUL", qp_i, two)
+            p = e.op("ADD", p, e.op("MUL", diff, e.const(e_i), hint="t"), hint=f"pa{it}_{i}")
+            opd = e.op("ADD", diff, one, hint=f"opd{it}_{i}")
+            inner = e.op(
+                "ADD",
+                e.op("MUL", diff, diag[i], hint="t"),
+                e.op("MUL", qp_i, two, hint="t"),
+                hint="t",
             )
-            pqp = binary(ctx, "ADD", pqp, binary(ctx, "MUL", diff, inner))
-            pqp = binary(ctx, "DIV", binary(ctx, "DIV", pqp, opd), opd, f"pQp{it}_{i}")
-            qp = binary(ctx, "ADD", qp, binary(ctx, "MUL", diff, rows[i]))
-            qp = binary(ctx, "DIV", qp, opd, f"Qpu{it}_{i}")
-            p = binary(ctx, "DIV", p, opd, f"p{it}_{i}")
+            pqp = e.op("ADD", pqp, e.op("MUL", diff, inner, hint="t"), hint="t")
+            pqp = e.op("DIV", e.op("DIV", pqp, opd, hint="t"), opd, hint=f"pQp{it}_{i}")
+            qp = e.op("ADD", qp, e.op("MUL", diff, rows[i], hint="t"), hint="t")
+            qp = e.op("DIV", qp, opd, hint=f"Qpu{it}_{i}")
+            p = e.op("DIV", p, opd, hint=f"p{it}_{i}")
     return p

@@ -16,7 +16,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from .compose import binary, concat, const, op, reduce, select, unary
+from .emit import Emitter
 from .ml_common import ML_DOMAIN, as_rows, as_text, float_input, set_output
 
 NUMERIC_IN = ("float32", "int32", "int64")
@@ -42,15 +42,16 @@ def _per_column(values, columns: int, name: str, ctx) -> np.ndarray:
     notes="(x - offset) * scale over the last axis; float32 output",
 )
 def lower_scaler(ctx):
+    e = Emitter(ctx)
     x = float_input(ctx)
     c = x.shape[-1] if x.shape else 1
     offset = _per_column(ctx.attr("offset", [0.0]) or [0.0], c, "offset", ctx)
     scale = _per_column(ctx.attr("scale", [1.0]) or [1.0], c, "scale", ctx)
     y = x
     if np.any(offset != 0):
-        y = binary(ctx, "SUB", y, const(ctx, offset), "centered")
+        y = e.op("SUB", y, e.const(offset), hint="centered")
     if np.any(scale != 1) or y is x:
-        y = binary(ctx, "MUL", y, const(ctx, scale), "scaled")
+        y = e.op("MUL", y, e.const(scale), hint="scaled")
     set_output(ctx, y)
 
 
@@ -65,21 +66,22 @@ def lower_scaler(ctx):
     notes="norm MAX / L1 / L2 per row; a row with norm 0 is left unchanged",
 )
 def lower_normalizer(ctx):
+    e = Emitter(ctx)
     norm = as_text(ctx.attr("norm"), "MAX")
     if norm not in ("MAX", "L1", "L2"):
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"norm={norm!r}")
     x = as_rows(ctx, float_input(ctx))
     if norm == "MAX":
-        d = reduce(ctx, "REDUCE_MAX", x, [1], True, "max")
+        d = e.reduce("REDUCE_MAX", x, [1], True, "max")
     elif norm == "L1":
-        d = reduce(ctx, "SUM", unary(ctx, "ABS", x, "abs"), [1], True, "l1")
+        d = e.reduce("SUM", e.op("ABS", x, hint="abs"), [1], True, "l1")
     else:
-        d = reduce(ctx, "SUM", binary(ctx, "MUL", x, x, "sq"), [1], True, "l2sq")
-    nonzero = binary(ctx, "NOT_EQUAL", d, const(ctx, 0.0), "nonzero", dtype=np.bool_)
-    d = select(ctx, nonzero, d, const(ctx, 1.0), "safe")
+        d = e.reduce("SUM", e.op("MUL", x, x, hint="sq"), [1], True, "l2sq")
+    nonzero = e.op("NOT_EQUAL", d, e.const(0.0), hint="nonzero", dtype=np.bool_)
+    d = e.op("SELECT_V2", nonzero, d, e.const(1.0), hint="safe")
     if norm == "L2":
-        d = unary(ctx, "SQRT", d, "l2")
-    set_output(ctx, binary(ctx, "DIV", x, d, "normalized"))
+        d = e.op("SQRT", d, hint="l2")
+    set_output(ctx, e.op("DIV", x, d, hint="normalized"))
 
 
 @lowering(
@@ -91,12 +93,13 @@ def lower_normalizer(ctx):
     notes="x > threshold ? 1 : 0",
 )
 def lower_binarizer(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     thr = np.float32(ctx.attr("threshold", 0.0) or 0.0)
-    above = binary(ctx, "GREATER", x, const(ctx, thr), "above", dtype=np.bool_)
-    y = select(ctx, above, const(ctx, 1.0), const(ctx, 0.0), "binary")
+    above = e.op("GREATER", x, e.const(thr), hint="above", dtype=np.bool_)
+    y = e.op("SELECT_V2", above, e.const(1.0), e.const(0.0), hint="binary")
     if np.dtype(x.dtype) != np.float32:
-        y = op(ctx, "CAST", [y], y.shape, x.dtype, "cast")
+        y = e.op("CAST", y, dtype=x.dtype, hint="cast")
     set_output(ctx, y)
 
 
@@ -109,6 +112,7 @@ def lower_binarizer(ctx):
     notes="replaced value (NaN or a number) -> imputed value per column",
 )
 def lower_imputer(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     c = x.shape[-1] if x.shape else 1
     if np.dtype(x.dtype) == np.float32:
@@ -117,18 +121,18 @@ def lower_imputer(ctx):
         )
         replaced = np.float32(ctx.attr("replaced_value_float", 0.0) or 0.0)
         if np.isnan(replaced):
-            hit = binary(ctx, "NOT_EQUAL", x, x, "isnan", dtype=np.bool_)
+            hit = e.op("NOT_EQUAL", x, x, hint="isnan", dtype=np.bool_)
         else:
-            hit = binary(ctx, "EQUAL", x, const(ctx, replaced), "hit", dtype=np.bool_)
-        fill = const(ctx, imputed)
+            hit = e.op("EQUAL", x, e.const(replaced), hint="hit", dtype=np.bool_)
+        fill = e.const(imputed)
     else:
         imputed = np.asarray(ctx.attr("imputed_value_int64s", []) or [], np.int64).ravel()
         if imputed.size not in (1, c):
             ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"{imputed.size} imputed values")
         replaced = np.int64(ctx.attr("replaced_value_int64", 0) or 0)
-        hit = binary(ctx, "EQUAL", x, const(ctx, replaced, np.int64), "hit", dtype=np.bool_)
-        fill = const(ctx, imputed, np.int64)
-    set_output(ctx, select(ctx, hit, fill, x, "imputed"))
+        hit = e.op("EQUAL", x, e.const(replaced, np.int64), hint="hit", dtype=np.bool_)
+        fill = e.const(imputed, np.int64)
+    set_output(ctx, e.op("SELECT_V2", hit, fill, x, hint="imputed"))
 
 
 def _afe_check(node, graph):
@@ -152,22 +156,21 @@ def _afe_check(node, graph):
     extra_check=_afe_check,
 )
 def lower_array_feature_extractor(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     if len(x.shape) == 1:
         x = ctx.reshape(x, (1, x.shape[0]), "x2d")
     idx_value = ctx.const(1)
     if idx_value is not None:
-        idx = const(ctx, np.asarray(idx_value).ravel().astype(np.int32), np.int32, "indices")
+        idx = e.const(np.asarray(idx_value).ravel().astype(np.int32), np.int32, "indices")
     else:
         idx = ctx.input(1)
         size = int(np.prod(idx.shape)) if idx.shape else 1
         if tuple(idx.shape) != (size,):
             idx = ctx.reshape(idx, (size,), "indices")
         if np.dtype(idx.dtype) != np.int32:
-            idx = op(ctx, "CAST", [idx], idx.shape, np.int32, "indices32")
-    axis = len(x.shape) - 1
-    shape = tuple(x.shape[:-1]) + (idx.shape[0],)
-    y = op(ctx, "GATHER", [x, idx], shape, x.dtype, "features", axis=axis, batch_dims=0)
+            idx = e.op("CAST", idx, dtype=np.int32, hint="indices32")
+    y = e.gather(x, idx, len(x.shape) - 1, hint="features")
     set_output(ctx, y)
 
 
@@ -181,6 +184,7 @@ def lower_array_feature_extractor(ctx):
     notes="inputs cast to float32, each cut or zero-padded to its inputdimensions entry",
 )
 def lower_feature_vectorizer(ctx):
+    e = Emitter(ctx)
     dims = [int(d) for d in ctx.attr("inputdimensions", []) or []]
     k = len(ctx.node.inputs)
     if len(dims) != k:
@@ -190,33 +194,29 @@ def lower_feature_vectorizer(ctx):
     for i, d in enumerate(dims):
         x = as_rows(ctx, float_input(ctx, i, f"x{i}"), f"rows{i}")
         if x.shape[0] != rows:
-            x = op(
-                ctx,
+            x = e.op(
                 "BROADCAST_TO",
-                [x, const(ctx, np.array([rows, x.shape[1]], np.int32), np.int32, "shape")],
-                (rows, x.shape[1]),
-                np.float32,
-                f"rows{i}b",
+                x,
+                e.const(np.array([rows, x.shape[1]], np.int32), np.int32, "shape"),
+                shape=(rows, x.shape[1]),
+                dtype=np.float32,
+                hint=f"rows{i}b",
             )
         c = x.shape[1]
         if c > d:
-            x = op(
-                ctx,
+            x = e.op(
                 "SLICE",
-                [
-                    x,
-                    const(ctx, np.array([0, 0], np.int32), np.int32, "begin"),
-                    const(ctx, np.array([rows, d], np.int32), np.int32, "size"),
-                ],
-                (rows, d),
-                np.float32,
-                f"cut{i}",
+                x,
+                e.const(np.array([0, 0], np.int32), np.int32, "begin"),
+                e.const(np.array([rows, d], np.int32), np.int32, "size"),
+                shape=(rows, d),
+                hint=f"cut{i}",
             )
         elif c < d:
-            pads = const(ctx, np.array([[0, 0], [0, d - c]], np.int32), np.int32, "pads")
-            x = op(ctx, "PAD", [x, pads], (rows, d), np.float32, f"pad{i}")
+            pads = e.const(np.array([[0, 0], [0, d - c]], np.int32), np.int32, "pads")
+            x = e.op("PAD", x, pads, shape=(rows, d), hint=f"pad{i}")
         parts.append(x)
-    set_output(ctx, parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "features"))
+    set_output(ctx, parts[0] if len(parts) == 1 else e.concat(parts, 1, "features"))
 
 
 def _onehot_check(node, graph):
@@ -242,21 +242,22 @@ def _onehot_check(node, graph):
     extra_check=_onehot_check,
 )
 def lower_one_hot_encoder(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     if ctx.attr("cats_int64s"):
         cats = np.asarray(ctx.attr("cats_int64s"), np.int64).ravel()
         if np.dtype(x.dtype) != np.int64:
-            x = op(ctx, "CAST", [x], x.shape, np.int64, "as_int64")
+            x = e.op("CAST", x, dtype=np.int64, hint="as_int64")
     else:  # string categories: EQUAL compares string tensors
         cats = np.array([str(c) for c in ctx.attr("cats_strings")], dtype=object)
     x3 = ctx.reshape(x, tuple(x.shape) + (1,), "expanded")
-    eq = binary(ctx, "EQUAL", x3, ctx.const_tensor(cats, "cats"), "is_cat", dtype=np.bool_)
-    y = op(ctx, "CAST", [eq], eq.shape, np.float32, "onehot")
+    eq = e.op("EQUAL", x3, ctx.const_tensor(cats, "cats"), hint="is_cat", dtype=np.bool_)
+    y = e.op("CAST", eq, dtype=np.float32, hint="onehot")
     last = {v: i for i, v in enumerate(cats.tolist())}  # onnxruntime: the last duplicate wins
     if len(last) != len(cats):
         keep = np.zeros(len(cats), np.float32)
         keep[list(last.values())] = 1
-        y = binary(ctx, "MUL", y, const(ctx, keep), "dedup")
+        y = e.op("MUL", y, e.const(keep), hint="dedup")
     if not int(ctx.attr("zeros", 1)):
         ctx.note("zeros=0: an unknown category gives an all-zero row (onnxruntime fails the run)")
     set_output(ctx, y)
@@ -333,36 +334,31 @@ def lookup(ctx, x, keys: np.ndarray, values: np.ndarray, default: np.ndarray):
     """``values[i]`` where ``keys[i] == x`` (keys unique) else ``default``, elementwise
     (strings too: EQUAL and GATHER read LiteRT string tensors). The default is the table's last
     entry, so the values are never SELECTed (SELECT_V2 has no string kernel)."""
+    e = Emitter(ctx)
     if (np.dtype(x.dtype).kind == "O") != (keys.dtype.kind == "O") or (
         keys.dtype.kind != "O" and np.dtype(x.dtype) != keys.dtype
     ):
         ctx.refuse(errors.UNSUPPORTED_DTYPE, f"input {x.dtype} for {keys.dtype} keys")
     shape = tuple(x.shape)
     x3 = ctx.reshape(x, shape + (1,), "expanded")
-    eq = binary(ctx, "EQUAL", x3, ctx.const_tensor(keys, "keys"), "eq", dtype=np.bool_)
+    eq = e.op("EQUAL", x3, ctx.const_tensor(keys, "keys"), hint="eq", dtype=np.bool_)
     nan_keys = keys.dtype.kind == "f" and ctx.node.opset >= 4 and np.isnan(keys).any()
     if nan_keys:
-        isnan = binary(ctx, "NOT_EQUAL", x3, x3, "isnan", dtype=np.bool_)
-        nan_eq = binary(ctx, "LOGICAL_AND", isnan, const(ctx, np.isnan(keys), np.bool_), "nan_eq")
-        eq = binary(ctx, "LOGICAL_OR", eq, nan_eq, "eq_nan")
-    found = reduce(ctx, "REDUCE_ANY", eq, [-1], False, "found")
-    eq_i = op(ctx, "CAST", [eq], eq.shape, np.int32, "eq_i")
-    axis = const(ctx, np.array([len(shape)], np.int32), np.int32, "axis")
-    first = op(ctx, "ARG_MAX", [eq_i, axis], shape, np.int32, "first", output_type="INT32")
-    # the default is the table's last entry: the lookup never selects between values
-    idx = select(ctx, found, first, const(ctx, np.array([len(keys)], np.int32), np.int32), "idx")
-    table = np.concatenate([values, default]).astype(values.dtype)
-    y = op(
-        ctx,
-        "GATHER",
-        [ctx.const_tensor(table, "values"), idx],
-        shape,
-        table.dtype,
-        "encoded",
-        axis=0,
-        batch_dims=0,
+        isnan = e.op("NOT_EQUAL", x3, x3, hint="isnan", dtype=np.bool_)
+        nan_eq = e.op("LOGICAL_AND", isnan, e.const(np.isnan(keys), np.bool_), hint="nan_eq")
+        eq = e.op("LOGICAL_OR", eq, nan_eq, hint="eq_nan")
+    found = e.reduce("REDUCE_ANY", eq, [-1], False, "found")
+    eq_i = e.op("CAST", eq, dtype=np.int32, hint="eq_i")
+    axis = e.const(np.array([len(shape)], np.int32), np.int32, "axis")
+    first = e.op(
+        "ARG_MAX", eq_i, axis, shape=shape, dtype=np.int32, hint="first", output_type="INT32"
     )
-    return y
+    # the default is the table's last entry: the lookup never selects between values
+    idx = e.op(
+        "SELECT_V2", found, first, e.const(np.array([len(keys)], np.int32), np.int32), hint="idx"
+    )
+    table = np.concatenate([values, default]).astype(values.dtype)
+    return e.gather(ctx.const_tensor(table, "values"), idx, 0, hint="encoded")
 
 
 @lowering(

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compose import binary, concat, const, op, select, split_v, unary
+from .emit import Emitter
 from .ml_forest import Forest, Split, threshold32
 
 # mode -> (reads -x, children swapped)
@@ -269,21 +269,22 @@ def grid_ns(plan: GridPlan, depths: list[int], rows: int) -> float:
 
 def _views(ctx, x, views):
     """The concatenated feature views ``[N, len(views) * F]``."""
+    e = Emitter(ctx)
     made = {}
     isnan = None
     for neg, low in views:
         v = x
         if neg:
             if "neg" not in made:
-                made["neg"] = unary(ctx, "NEG", x, "x_neg")
+                made["neg"] = e.op("NEG", x, hint="x_neg")
             v = made["neg"]
         if low:
             if isnan is None:
-                isnan = binary(ctx, "NOT_EQUAL", x, x, "x_isnan", dtype=np.bool_)
-            v = select(ctx, isnan, const(ctx, np.float32(-np.inf)), v, "x_nan_low")
+                isnan = e.op("NOT_EQUAL", x, x, hint="x_isnan", dtype=np.bool_)
+            v = e.op("SELECT_V2", isnan, e.const(np.float32(-np.inf)), v, hint="x_nan_low")
         made[(neg, low)] = v
     parts = [made[v] for v in views]
-    return parts[0] if len(parts) == 1 else concat(ctx, parts, 1, "x_views")
+    return parts[0] if len(parts) == 1 else e.concat(parts, 1, "x_views")
 
 
 def block_rows(plan: GridPlan, rows: int) -> int:
@@ -301,44 +302,47 @@ def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
     """int32 ``[N, trees]``: the slot each tree reaches (trees in depth order), and the node in
     each slot (``plan.slot_node``). Batches beyond ``block_rows`` run block by block (SPLIT_V of
     the feature rows, one grid and walk per block, CONCATENATION of the reached slots)."""
+    e = Emitter(ctx)
     n, n_feat = x.shape
     if plan is None:
         plan = plan_grid(forest, n_feat, leaves_in_grid=block_rows(None, n) != 1)
     xv = _views(ctx, x, plan.views)
     r, m = plan.thresholds.shape
     if list(plan.row_src) != list(range(xv.shape[1])):
-        src = const(ctx, plan.row_src, np.int32, "row_src")
-        xv = op(ctx, "GATHER", [xv, src], (n, r), np.float32, "x_rows", axis=1, batch_dims=0)
+        src = e.const(plan.row_src, np.int32, "row_src")
+        xv = e.op(
+            "GATHER", xv, src, shape=(n, r), dtype=np.float32, hint="x_rows", axis=1, batch_dims=0
+        )
     g = r * m
     depths = forest.tree_depths()
     tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
     shared = {
-        "thr": const(ctx, plan.thresholds),
-        "tc": const(ctx, plan.true_child[:g], np.int32, "true_slot"),
-        "fc": const(ctx, plan.false_child[:g], np.int32, "false_slot"),
-        "roots": const(
-            ctx, np.array([plan.pos[forest.roots[t]] for t in tree_order], np.int32), np.int32
+        "thr": e.const(plan.thresholds),
+        "tc": e.const(plan.true_child[:g], np.int32, "true_slot"),
+        "fc": e.const(plan.false_child[:g], np.int32, "false_slot"),
+        "roots": e.const(
+            np.array([plan.pos[forest.roots[t]] for t in tree_order], np.int32), np.int32
         ),
     }
     b = block_rows(plan, n)
     sizes = [b] * (n // b) + ([n % b] if n % b else [])
-    parts = split_v(ctx, xv, sizes, 0, "x_block") if len(sizes) > 1 else [xv]
+    parts = e.split(xv, sizes, 0, "x_block") if len(sizes) > 1 else [xv]
     reached = []
     for k, part in enumerate(parts):
         rows = part.shape[0]
         x3 = ctx.reshape(part, (rows, r, 1), f"x_rows3_{k}")
-        cond = binary(ctx, "LESS_EQUAL", x3, shared["thr"], f"decide{k}", dtype=np.bool_)
+        cond = e.op("LESS_EQUAL", x3, shared["thr"], hint=f"decide{k}", dtype=np.bool_)
         cond = ctx.reshape(cond, (rows, g), f"decisions{k}")
-        nxt = select(ctx, cond, shared["tc"], shared["fc"], f"next{k}")
+        nxt = e.op("SELECT_V2", cond, shared["tc"], shared["fc"], hint=f"next{k}")
         if plan.leaf_slots:
             key = f"loops{rows}"
             if key not in shared:
                 loops = np.tile(plan.true_child[g:], (rows, 1))
-                shared[key] = const(ctx, loops, np.int32, "leaf_slot")
-            nxt = concat(ctx, [nxt, shared[key]], 1, f"next_all{k}")
+                shared[key] = e.const(loops, np.int32, "leaf_slot")
+            nxt = e.concat([nxt, shared[key]], 1, f"next_all{k}")
         sorted_depths = [depths[t] for t in tree_order]
         reached.append(walk_next(ctx, nxt, sorted_depths, shared["roots"], plan.cuts))
-    s = reached[0] if len(reached) == 1 else concat(ctx, reached, 0, "reached_rows")
+    s = reached[0] if len(reached) == 1 else e.concat(reached, 0, "reached_rows")
     return s, plan.slot_node
 
 
@@ -347,18 +351,30 @@ def walk_next(ctx, nxt, sorted_depths: list[int], roots, cuts):
     depth) for as many levels as the tree is deep, finished trees leaving at ``cuts``
     (``walk_schedule``; the plan counted on them: leaves past a tree's last level have no
     slot in ``next``)."""
+    e = Emitter(ctx)
     n = nxt.shape[0]
     t_all = roots.shape[0]
-    s = op(ctx, "GATHER", [nxt, roots], (n, t_all), np.int32, "level1", axis=1, batch_dims=0)
+    s = e.op(
+        "GATHER", nxt, roots, shape=(n, t_all), dtype=np.int32, hint="level1", axis=1, batch_dims=0
+    )
     cuts = dict(cuts)
     done, start = [], 0
     for level in range(2, max(sorted_depths) + 1):
         if level in cuts:
             a, cut = t_all - start, cuts[level] - start
-            head, s = split_v(ctx, s, [cut, a - cut], 1, f"part{level}_")
+            head, s = e.split(s, [cut, a - cut], 1, f"part{level}_")
             done.append(head)
             start = cuts[level]
         a = t_all - start
-        s = op(ctx, "GATHER", [nxt, s], (n, a), np.int32, f"level{level}", axis=1, batch_dims=1)
+        s = e.op(
+            "GATHER",
+            nxt,
+            s,
+            shape=(n, a),
+            dtype=np.int32,
+            hint=f"level{level}",
+            axis=1,
+            batch_dims=1,
+        )
     done.append(s)
-    return done[0] if len(done) == 1 else concat(ctx, done, 1, "reached")
+    return done[0] if len(done) == 1 else e.concat(done, 1, "reached")

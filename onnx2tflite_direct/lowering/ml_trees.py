@@ -56,7 +56,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
-from .compose import binary, concat, const, op, reduce, select, split_v, unary
+from .emit import Emitter
 from .ml_common import (
     ML_DOMAIN,
     TRANSFORMS,
@@ -146,6 +146,7 @@ def _split_conditions(ctx, x, forest: Forest, order: list[int], n_features: int)
     """bool [N, len(order)]: does each node (in ``order``) send the sample to its true child.
 
     Leaves (at the end of ``order``) ride along in the first group with a dummy comparison."""
+    e = Emitter(ctx)
     groups: dict[str, list[int]] = {}
     for pos, i in enumerate(order):
         node = forest.nodes[i]
@@ -163,23 +164,15 @@ def _split_conditions(ctx, x, forest: Forest, order: list[int], n_features: int)
     flat = [p for positions, _ in parts for p in positions]
     assert flat == list(range(len(order))), "groups must follow the node order"
     conds = [c for _, c in parts]
-    return conds[0] if len(conds) == 1 else concat(ctx, conds, 1, "cond")
+    return conds[0] if len(conds) == 1 else e.concat(conds, 1, "cond")
 
 
 def _group_condition(ctx, x, forest, order, positions, mode):
+    e = Emitter(ctx)
     nodes = [forest.nodes[order[p]] for p in positions]
     feats = np.array([n.feature if isinstance(n, Split) else 0 for n in nodes], np.int32)
     tracks = np.array([isinstance(n, Split) and n.track_true for n in nodes], bool)
-    xg = op(
-        ctx,
-        "GATHER",
-        [x, const(ctx, feats, np.int32, "feat")],
-        (x.shape[0], len(nodes)),
-        np.float32,
-        "xg",
-        axis=1,
-        batch_dims=0,
-    )
+    xg = e.gather(x, e.const(feats, np.int32, "feat"), 1, hint="xg")
     if mode == "BRANCH_MEMBER":
         slots = max(1, max(len(n.members) for n in nodes if isinstance(n, Split)))
         table = np.full((len(nodes), slots), np.nan, np.float32)
@@ -187,25 +180,26 @@ def _group_condition(ctx, x, forest, order, positions, mode):
             for c, v in enumerate(n.members if isinstance(n, Split) else ()):
                 table[r, c] = threshold32(mode, v)
         x3 = ctx.reshape(xg, (x.shape[0], len(nodes), 1), "xg3")
-        eq = binary(ctx, "EQUAL", x3, const(ctx, table), "member_eq", dtype=np.bool_)
-        cond = reduce(ctx, "REDUCE_ANY", eq, [2], False, "member")
+        eq = e.op("EQUAL", x3, e.const(table), hint="member_eq", dtype=np.bool_)
+        cond = e.reduce("REDUCE_ANY", eq, [2], False, "member")
     else:
         thr = np.array(
             [threshold32(mode, n.threshold) if isinstance(n, Split) else 0.0 for n in nodes],
             np.float32,
         )
-        cond = binary(ctx, _CMP[mode], xg, const(ctx, thr), "cmp", dtype=np.bool_)
+        cond = e.op(_CMP[mode], xg, e.const(thr), hint="cmp", dtype=np.bool_)
     if tracks.any():
-        nan = binary(ctx, "NOT_EQUAL", xg, xg, "isnan", dtype=np.bool_)
+        nan = e.op("NOT_EQUAL", xg, xg, hint="isnan", dtype=np.bool_)
         if not tracks.all():
-            nan = binary(ctx, "LOGICAL_AND", nan, const(ctx, tracks, np.bool_), "nan_track")
-        cond = binary(ctx, "LOGICAL_OR", cond, nan, "cond_nan")
+            nan = e.op("LOGICAL_AND", nan, e.const(tracks, np.bool_), hint="nan_track")
+        cond = e.op("LOGICAL_OR", cond, nan, hint="cond_nan")
     return cond
 
 
 def walk(ctx, x, forest: Forest):
     """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches,
     trees in any order (the aggregation does not depend on it beyond float rounding)."""
+    e = Emitter(ctx)
     depth = forest.depth()
     if depth > MAX_DEPTH:
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"tree depth {depth} > {MAX_DEPTH}")
@@ -238,27 +232,18 @@ def walk(ctx, x, forest: Forest):
         return _walk_levels(ctx, x, forest, order, pos, true_tab, false_tab), order
     n = x.shape[0]
     cond = _split_conditions(ctx, x, forest, order, n_feat)
-    nxt = select(
-        ctx,
+    nxt = e.op(
+        "SELECT_V2",
         cond,
-        const(ctx, true_tab, np.int32, "true"),
-        const(ctx, false_tab, np.int32, "false"),
-        "next",
+        e.const(true_tab, np.int32, "true"),
+        e.const(false_tab, np.int32, "false"),
+        hint="next",
     )
     roots = np.array([pos[r] for r in forest.roots], np.int32)
     t = len(roots)
-    s = op(
-        ctx,
-        "GATHER",
-        [nxt, const(ctx, roots, np.int32, "roots")],
-        (n, t),
-        np.int32,
-        "level1",
-        axis=1,
-        batch_dims=0,
-    )
+    s = e.gather(nxt, e.const(roots, np.int32, "roots"), 1, hint="level1")
     for level in range(2, depth + 1):
-        s = op(ctx, "GATHER", [nxt, s], (n, t), np.int32, f"level{level}", axis=1, batch_dims=1)
+        s = e.op("GATHER", nxt, s, shape=(n, t), hint=f"level{level}", axis=1, batch_dims=1)
     return s, order
 
 
@@ -316,6 +301,7 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
     """Level by level: per tree, gather the node's feature and threshold, compare, pick the
     child. Trees sorted by depth leave the working set once they reach their leaves, so the
     work is the sum of the tree depths (as onnxruntime's), not trees x deepest tree."""
+    e = Emitter(ctx)
     n, n_feat = x.shape
     mode = next(n.mode for n in forest.nodes if isinstance(n, Split))
     feat = np.zeros(len(order), np.int32)
@@ -330,40 +316,31 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
     if tracks:
         # NaN goes false by itself (every comparison with NaN is false); a node tracking NaN
         # to its true branch reads a copy of x with NaN replaced by the value that is true.
-        nan = binary(ctx, "NOT_EQUAL", x, x, "isnan", dtype=np.bool_)
-        xt = select(ctx, nan, const(ctx, np.float32(_NAN_TRUE[mode])), x, "x_nan_true")
-        x = concat(ctx, [x, xt], 1, "x_routes")
+        nan = e.op("NOT_EQUAL", x, x, hint="isnan", dtype=np.bool_)
+        xt = e.op("SELECT_V2", nan, e.const(np.float32(_NAN_TRUE[mode])), x, hint="x_nan_true")
+        x = e.concat([x, xt], 1, "x_routes")
     depths = forest.tree_depths()
     tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
     sorted_depths = [depths[t] for t in tree_order]
     roots = np.array([pos[forest.roots[t]] for t in tree_order], np.int32)
     t_all = len(roots)
     # level 1: the roots are known, so their features, thresholds and children are constants
-    v = op(
-        ctx,
-        "GATHER",
-        [x, const(ctx, feat[roots], np.int32, "f1")],
-        (n, t_all),
-        np.float32,
-        "v1",
-        axis=1,
-        batch_dims=0,
-    )
-    c = binary(ctx, _CMP[mode], v, const(ctx, thr[roots]), "c1", dtype=np.bool_)
-    s = select(
-        ctx,
+    v = e.gather(x, e.const(feat[roots], np.int32, "f1"), 1, hint="v1")
+    c = e.op(_CMP[mode], v, e.const(thr[roots]), hint="c1", dtype=np.bool_)
+    s = e.op(
+        "SELECT_V2",
         c,
-        const(ctx, true_tab[roots], np.int32, "tc1"),
-        const(ctx, false_tab[roots], np.int32, "fc1"),
-        "s1",
+        e.const(true_tab[roots], np.int32, "tc1"),
+        e.const(false_tab[roots], np.int32, "fc1"),
+        hint="s1",
     )
     done = []
     start = 0
     # one int32 record per node: (feature, threshold bits, true child, false child): one
     # GATHER of 16-byte rows and an UNPACK instead of four element-wise GATHERs per level
     record = np.stack([feat, thr.view(np.int32), true_tab, false_tab], axis=1)
-    record_c = const(ctx, record, np.int32, "record")
-    perm = const(ctx, np.array([2, 0, 1], np.int32), np.int32, "perm")
+    record_c = e.const(record, np.int32, "record")
+    perm = e.const(np.array([2, 0, 1], np.int32), np.int32, "perm")
     for level in range(2, max(depths) + 1):
         first_active = next(k for k, d in enumerate(sorted_depths) if d >= level)
         saved = (first_active - start) * (max(depths) - level + 1)  # tree-levels not walked
@@ -375,25 +352,24 @@ def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
             start = first_active
         a = t_all - start
         shape = (n, a)
-        rec = op(
-            ctx, "GATHER", [record_c, s], (n, a, 4), np.int32, f"rec{level}", axis=0, batch_dims=0
-        )
+        rec = e.gather(record_c, s, 0, hint=f"rec{level}")
         # fields outermost first: UNPACK along the last axis copies element by element, along
         # the first it copies four contiguous blocks (bench_trees.py: RF batch 1 1.97x ->
         # 1.41x onnxruntime, LightGBM 5.9x -> 3.5x)
-        fields = op(ctx, "TRANSPOSE", [rec, perm], (4, n, a), np.int32, f"fields{level}")
+        fields = e.op("TRANSPOSE", rec, perm, shape=(4, n, a), hint=f"fields{level}")
         f, tbits, tc, fc = (ctx.temp(np.int32, shape, f"{k}{level}") for k in "ftab")
-        ctx.emit("UNPACK", [fields], [f, tbits, tc, fc], num=4, axis=0)
-        t = op(ctx, "BITCAST", [tbits], shape, np.float32, f"thr{level}")
-        v = op(ctx, "GATHER", [x, f], shape, np.float32, f"v{level}", axis=1, batch_dims=1)
-        c = binary(ctx, _CMP[mode], v, t, f"c{level}", dtype=np.bool_)
-        s = select(ctx, c, tc, fc, f"s{level}")
+        e.op("UNPACK", fields, out=[f, tbits, tc, fc], num=4, axis=0)
+        t = e.op("BITCAST", tbits, dtype=np.float32, hint=f"thr{level}")
+        v = e.op("GATHER", x, f, shape=shape, hint=f"v{level}", axis=1, batch_dims=1)
+        c = e.op(_CMP[mode], v, t, hint=f"c{level}", dtype=np.bool_)
+        s = e.op("SELECT_V2", c, tc, fc, hint=f"s{level}")
     done.append(s)
-    return done[0] if len(done) == 1 else concat(ctx, done, 1, "reached")
+    return done[0] if len(done) == 1 else e.concat(done, 1, "reached")
 
 
 def _split_cols(ctx, s, sizes, level):
-    return split_v(ctx, s, sizes, 1, f"part{level}_")
+    e = Emitter(ctx)
+    return e.split(s, sizes, 1, f"part{level}_")
 
 
 def leaf_tables(forest: Forest, order, first_only: bool):
@@ -420,6 +396,7 @@ def leaf_tables(forest: Forest, order, first_only: bool):
 def aggregate(ctx, s, forest: Forest, order, first_only: bool):
     """[N, K] raw aggregate over trees (no base values) and a per-target presence description:
     (scores, presence) where presence[k] is 'always' | 'never' | a bool [N, K] tensor."""
+    e = Emitter(ctx)
     n, t = s.shape
     k = forest.n_targets
     tsum, tmin, tmax, has = leaf_tables(forest, order, first_only)
@@ -427,22 +404,12 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
     need_has = any(p == "dynamic" for p in presence)
     has_t = None
     if need_has:
-        hg = op(
-            ctx,
-            "GATHER",
-            [const(ctx, has.astype(np.float32)), s],
-            (n, t, k),
-            np.float32,
-            "leaf_has",
-            axis=0,
-            batch_dims=0,
-        )
-        has_t = binary(
-            ctx,
+        hg = e.gather(e.const(has.astype(np.float32)), s, 0, hint="leaf_has")
+        has_t = e.op(
             "GREATER",
-            reduce(ctx, "REDUCE_MAX", hg, [1], False, "has_any"),
-            const(ctx, 0.0),
-            "has",
+            e.reduce("REDUCE_MAX", hg, [1], False, "has_any"),
+            e.const(0.0),
+            hint="has",
             dtype=np.bool_,
         )
     agg = forest.aggregate
@@ -452,20 +419,11 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
         table = np.where(
             has, table, np.float32(np.finfo(np.float32).max * (1 if agg == "MIN" else -1))
         )
-    g = op(
-        ctx,
-        "GATHER",
-        [const(ctx, table.astype(np.float32)), s],
-        (n, t, k),
-        np.float32,
-        "leaf_w",
-        axis=0,
-        batch_dims=0,
-    )
+    g = e.gather(e.const(table.astype(np.float32)), s, 0, hint="leaf_w")
     opcode = {"SUM": "SUM", "AVERAGE": "SUM", "MIN": "REDUCE_MIN", "MAX": "REDUCE_MAX"}[agg]
-    scores = reduce(ctx, opcode, g, [1], False, "agg")
+    scores = e.reduce(opcode, g, [1], False, "agg")
     if agg == "AVERAGE":
-        scores = binary(ctx, "DIV", scores, const(ctx, np.float32(len(forest.roots))), "avg")
+        scores = e.op("DIV", scores, e.const(np.float32(len(forest.roots))), hint="avg")
     if agg in ("MIN", "MAX"):
         scores = mask_unscored(ctx, scores, presence, has_t)
     return scores, presence, has_t
@@ -474,13 +432,14 @@ def aggregate(ctx, s, forest: Forest, order, first_only: bool):
 def mask_unscored(ctx, scores, presence, has_t):
     """0 where a target received no weight (onnxruntime writes a score without a weight as 0,
     base value or not)."""
+    e = Emitter(ctx)
     if has_t is not None:
-        scores = select(ctx, has_t, scores, const(ctx, 0.0), "scored")
+        scores = e.op("SELECT_V2", has_t, scores, e.const(0.0), hint="scored")
     never = [j for j, p in enumerate(presence) if p == "never"]
     if never:
         mask = np.ones(len(presence), np.float32)
         mask[never] = 0
-        scores = binary(ctx, "MUL", scores, const(ctx, mask), "unscored")
+        scores = e.op("MUL", scores, e.const(mask), hint="unscored")
     return scores
 
 
@@ -497,6 +456,7 @@ def _parse_or_refuse(ctx, fn, *args):
 
 
 def _emit_regression(ctx, forest: Forest, out_index: int = 0):
+    e = Emitter(ctx)
     x = _rows_input(ctx)
     s, order = walk(ctx, x, forest)
     k = forest.n_targets
@@ -506,7 +466,7 @@ def _emit_regression(ctx, forest: Forest, out_index: int = 0):
     if k == 1:
         origin = base[0] if len(base) == 1 else np.float32(0)
         if origin != 0:
-            scores = binary(ctx, "ADD", scores, const(ctx, np.array([origin], np.float32)), "base")
+            scores = e.op("ADD", scores, e.const(np.array([origin], np.float32)), hint="base")
         if forest.transform == "PROBIT":
             scores = probit(ctx, scores)
         elif forest.transform != "NONE":
@@ -516,7 +476,7 @@ def _emit_regression(ctx, forest: Forest, out_index: int = 0):
             )
     else:
         if len(base) == k and np.any(base != 0):
-            scores = binary(ctx, "ADD", scores, const(ctx, base), "base")
+            scores = e.op("ADD", scores, e.const(base), hint="base")
             scores = mask_unscored(ctx, scores, presence, has_t)
         scores = post_transform(ctx, scores, forest.transform)
     set_output(ctx, scores, out_index)
@@ -577,31 +537,28 @@ def _classifier_check(node, graph):
 
 def _full(ctx, t, n):
     """``t`` broadcast to ``[n, 1]`` (a constant stand-in is ``[1, 1]``)."""
+    e = Emitter(ctx)
     if tuple(t.shape) == (n, 1):
         return t
-    return op(
-        ctx,
+    return e.op(
         "BROADCAST_TO",
-        [t, const(ctx, np.array([n, 1], np.int32), np.int32, "shape")],
-        (n, 1),
-        np.float32,
-        "full",
+        t,
+        e.const(np.array([n, 1], np.int32), np.int32, "shape"),
+        shape=(n, 1),
+        hint="full",
     )
 
 
 def _col(ctx, x, j, hint):
+    e = Emitter(ctx)
     n = x.shape[0]
-    return op(
-        ctx,
+    return e.op(
         "SLICE",
-        [
-            x,
-            const(ctx, np.array([0, j], np.int32), np.int32, "begin"),
-            const(ctx, np.array([n, 1], np.int32), np.int32, "size"),
-        ],
-        (n, 1),
-        np.float32,
-        hint,
+        x,
+        e.const(np.array([0, j], np.int32), np.int32, "begin"),
+        e.const(np.array([n, 1], np.int32), np.int32, "size"),
+        shape=(n, 1),
+        hint=hint,
     )
 
 
@@ -616,6 +573,7 @@ def _col(ctx, x, j, hint):
     extra_check=_classifier_check,
 )
 def lower_tree_classifier(ctx):
+    e = Emitter(ctx)
     attrs = ctx.node.attrs
     labels = label_table(attrs, "classlabels_int64s")
     c = len(labels)
@@ -640,19 +598,19 @@ def lower_tree_classifier(ctx):
         if len(base):
             b = np.zeros(c, np.float32)
             b[: len(base)] = base
-            scores = binary(ctx, "ADD", scores, const(ctx, b), "base")
+            scores = e.op("ADD", scores, e.const(b), hint="base")
         if y_out is not None:
             ranked = scores
             if has_t is not None or any(p == "never" for p in presence[len(base) :]):
                 scored = has_t
                 if scored is None:
-                    scored = const(ctx, np.array([p != "never" for p in presence], bool), np.bool_)
+                    scored = e.const(np.array([p != "never" for p in presence], bool), np.bool_)
                 elif len(base):
                     covered = np.zeros(c, bool)
                     covered[: len(base)] = True
-                    scored = binary(ctx, "LOGICAL_OR", scored, const(ctx, covered, np.bool_))
-                lowest = const(ctx, np.float32(-np.finfo(np.float32).max))
-                ranked = select(ctx, scored, scores, lowest, "ranked")
+                    scored = e.op("LOGICAL_OR", scored, e.const(covered, np.bool_), hint="t")
+                lowest = e.const(np.float32(-np.finfo(np.float32).max))
+                ranked = e.op("SELECT_V2", scored, scores, lowest, hint="ranked")
             labels_from_index(ctx, argmax_rows(ctx, ranked), labels, y_out)
         if z_out is not None:
             set_output(ctx, post_transform(ctx, scores, forest.transform), z_out)
@@ -662,6 +620,7 @@ def lower_tree_classifier(ctx):
 
 def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_out):
     """onnxruntime's two-class FinalizeScores + _set_score_binary + write_scores."""
+    e = Emitter(ctx)
     if any(p == "dynamic" for p in presence):
         ctx.refuse(
             errors.UNSUPPORTED_ATTRIBUTE_VALUE,
@@ -673,16 +632,16 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
     add = -1
     if len(base) == 2:
         if h1:
-            p1 = binary(ctx, "ADD", p0, const(ctx, np.array([base[1]], np.float32)), "p1b")
-            p0 = unary(ctx, "NEG", p1, "p0b")
+            p1 = e.op("ADD", p0, e.const(np.array([base[1]], np.float32)), hint="p1b")
+            p0 = e.op("NEG", p1, hint="p0b")
             two = True
         else:
-            p1 = binary(ctx, "ADD", p1, const(ctx, np.array([base[1]], np.float32)), "p1b")
-            p0 = binary(ctx, "ADD", p0, const(ctx, np.array([base[0]], np.float32)), "p0b")
+            p1 = e.op("ADD", p1, e.const(np.array([base[1]], np.float32)), hint="p1b")
+            p0 = e.op("ADD", p0, e.const(np.array([base[0]], np.float32)), hint="p0b")
             two = True
             h1 = False
     elif len(base) == 1:
-        p0 = binary(ctx, "ADD", p0, const(ctx, np.array([base[0]], np.float32)), "p0b")
+        p0 = e.op("ADD", p0, e.const(np.array([base[0]], np.float32)), hint="p0b")
         two = h1
     elif len(base) == 0:
         add = 3
@@ -693,16 +652,16 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
     if two and h1:
         pos = p1
     else:
-        pos = p0 if h0 else const(ctx, np.zeros((1, 1), np.float32))
+        pos = p0 if h0 else e.const(np.zeros((1, 1), np.float32))
     binary_case = len(forest.class_ids) == 1
     positive = all(w >= 0 for nd in forest.nodes if hasattr(nd, "weights") for _, w in nd.weights)
     if binary_case:
         cut = 0.5 if positive else 0.0
-        win = binary(ctx, "GREATER", pos, const(ctx, np.float32(cut)), "win", dtype=np.bool_)
+        win = e.op("GREATER", pos, e.const(np.float32(cut)), hint="win", dtype=np.bool_)
         literal = False
         add_rule = "01" if positive else "23"
     else:
-        win = binary(ctx, "GREATER", pos, const(ctx, np.float32(0.0)), "win", dtype=np.bool_)
+        win = e.op("GREATER", pos, e.const(np.float32(0.0)), hint="win", dtype=np.bool_)
         literal = labels.dtype == np.int64  # onnxruntime: 1 / 0, not classlabels
         add_rule = str(add)
     if y_out is not None:
@@ -714,12 +673,12 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
     if z_out is None:
         return
     tr = forest.transform
-    zero = const(ctx, np.zeros((1, 1), np.float32))
+    zero = e.const(np.zeros((1, 1), np.float32))
     # write_scores reads a score without a weight as 0
     z0 = p0 if h0 else zero
     if two:
         z1 = p1 if h1 else zero
-        z = concat(ctx, [_full(ctx, z0, n), _full(ctx, z1, n)], 1, "z")
+        z = e.concat([_full(ctx, z0, n), _full(ctx, z1, n)], 1, "z")
         set_output(ctx, post_transform(ctx, z, tr), z_out)
         return
     s = _full(ctx, z0, n)  # one score: the second column is derived
@@ -731,13 +690,9 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
             + ": onnxruntime writes only the first probability column",
         )
     if add_rule == "01":
-        z = concat(
-            ctx, [binary(ctx, "SUB", const(ctx, np.ones((1, 1), np.float32)), s, "1ms"), s], 1, "z"
-        )
+        z = e.concat([e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms"), s], 1, "z")
     elif tr == "LOGISTIC":
-        z = concat(
-            ctx, [logistic(ctx, unary(ctx, "NEG", s, "ns"), "lneg"), logistic(ctx, s)], 1, "z"
-        )
+        z = e.concat([logistic(ctx, e.op("NEG", s, hint="ns"), "lneg"), logistic(ctx, s)], 1, "z")
     else:  # mixed weights (2 / 3): [-s, s] whichever class wins
-        z = concat(ctx, [unary(ctx, "NEG", s, "ns"), s], 1, "z")
+        z = e.concat([e.op("NEG", s, hint="ns"), s], 1, "z")
     set_output(ctx, z, z_out)

@@ -52,13 +52,12 @@ from .. import layout as L
 from ..driver import VALID_COUNT_SUFFIX
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from .emit import Emitter
 
 # B * C NMS kernels are unrolled; beyond this the graph would be unreasonably large.
 MAX_NMS_KERNELS = 4096
 # The kernel gets the rank scores N..1 as float32: exact up to 2**24.
 MAX_RANK_SCORE = 2**24
-# Binary ops whose options table has a fused activation.
-ARITHMETIC = ("ADD", "SUB", "MUL")
 
 
 def _const_max_output(node, graph) -> int | None:
@@ -104,6 +103,7 @@ class _NmsBuilder:
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.e = Emitter(ctx)
         self.batches, self.boxes_n, _ = ctx.shape(0)
         self.classes = ctx.shape(1)[1]
         self.argmax = ctx.driver.options.nms_class_argmax and self.classes > 1
@@ -132,18 +132,9 @@ class _NmsBuilder:
     def const(self, array, hint):
         return self.ctx.const_tensor(np.asarray(array), hint)
 
-    def op(self, opcode, inputs, dtype, shape, hint, **options):
-        out = self.ctx.temp(dtype, shape, hint)
-        self.ctx.emit(opcode, inputs, [out], **options)
-        return out
-
-    def binary(self, opcode, a, b, dtype, shape, hint):
-        fused = {"fused_activation_function": "NONE"} if opcode in ARITHMETIC else {}
-        return self.op(opcode, [a, b], dtype, shape, hint, **fused)
-
     def gather_rows(self, params, indices, shape, hint):
         """params[r, indices[r, j], ...]: GATHER along axis 1 with one batch dim."""
-        return self.op("GATHER", [params, indices], params.dtype, shape, hint, axis=1, batch_dims=1)
+        return self.e.op("GATHER", params, indices, shape=shape, hint=hint, axis=1, batch_dims=1)
 
     def unpack(self, tensor, hint):
         """Split axis 0 into ``self.rows`` tensors (a RESHAPE when there is one row)."""
@@ -152,14 +143,14 @@ class _NmsBuilder:
         parts = [
             self.ctx.temp(tensor.dtype, tensor.shape[1:], f"{hint}{r}") for r in range(self.rows)
         ]
-        self.ctx.emit("UNPACK", [tensor], parts, num=self.rows, axis=0)
+        self.e.op("UNPACK", tensor, out=parts, num=self.rows, axis=0)
         return parts
 
     def pack(self, parts, hint):
         shape = (self.rows,) + tuple(parts[0].shape)
         if self.rows == 1:
             return self.ctx.reshape(parts[0], shape, hint)
-        return self.op("PACK", parts, parts[0].dtype, shape, hint, values_count=self.rows, axis=0)
+        return self.e.op("PACK", *parts, shape=shape, hint=hint, values_count=self.rows, axis=0)
 
     def scalar(self, i):
         """Optional scalar input ``i`` as a 0-d runtime tensor."""
@@ -172,14 +163,19 @@ class _NmsBuilder:
         if not self.runtime_n:
             return self.const(np.int32(self.boxes_n), "box_count_k")
         if "n" not in self._cache:
-            dims = self.op(
-                "SHAPE", [self.ctx.input(1)], np.int32, (3,), "score_dims", out_type="INT32"
+            dims = self.e.op(
+                "SHAPE",
+                self.ctx.input(1),
+                shape=(3,),
+                dtype=np.int32,
+                hint="score_dims",
+                out_type="INT32",
             )
             begin, one = (
                 self.const(np.array([2], np.int32), "n_at"),
                 self.const(np.array([1], np.int32), "n_len"),
             )
-            n = self.op("SLICE", [dims, begin, one], np.int32, (1,), "n_vec")
+            n = self.e.op("SLICE", dims, begin, one, shape=(1,), hint="n_vec")
             self._cache["n"] = self.ctx.reshape(n, (), "n")
         return self._cache["n"]
 
@@ -194,12 +190,12 @@ class _NmsBuilder:
             else:
                 cap = min(self.const_k, MAX_RANK_SCORE)  # N never exceeds it (torch: 2**63-1)
                 cap = self.const(np.int32(cap), "k_const")
-                self._cache["k"] = self.binary("MINIMUM", n, cap, np.int32, (), "k_runtime")
+                self._cache["k"] = self.e.op("MINIMUM", n, cap, hint="k_runtime")
         return self._cache["k"]
 
     def size_f32(self, value):
         """``value`` (an int32 scalar tensor) as float32."""
-        return self.op("CAST", [value], np.float32, (), "size_f32")
+        return self.e.op("CAST", value, dtype=np.float32, hint="size_f32")
 
     def last_i32(self):
         """N - 1 as an int32 scalar."""
@@ -207,7 +203,7 @@ class _NmsBuilder:
             return self.const(np.int32(self.boxes_n - 1), "last")
         if "last" not in self._cache:
             one = self.const(np.int32(1), "one_i")
-            self._cache["last"] = self.binary("SUB", self.n_i32(), one, np.int32, (), "last_rt")
+            self._cache["last"] = self.e.op("SUB", self.n_i32(), one, hint="last_rt")
         return self._cache["last"]
 
     def arange(self, count, limit_t, hint, dtype=np.int32):
@@ -215,7 +211,7 @@ class _NmsBuilder:
         if not self.runtime_n:
             return self.const(np.arange(count, dtype=dtype), hint)
         zero, one = self.const(np.array(0, dtype), "range0"), self.const(np.array(1, dtype), "r1")
-        return self.op("RANGE", [zero, limit_t, one], dtype, (count,), hint)
+        return self.e.op("RANGE", zero, limit_t, one, shape=(count,), dtype=dtype, hint=hint)
 
     # ---- pieces -----------------------------------------------------------------------
     def corner_boxes(self):
@@ -228,20 +224,18 @@ class _NmsBuilder:
         halves = (b, n, 2)
         begin = self.const(np.array([0, 0, 0], np.int32), "center_begin")
         size = self.const(np.array([b, n, 2], np.int32), "half_size")
-        centers = self.op("SLICE", [boxes, begin, size], np.float32, halves, "centers")
+        centers = self.e.op("SLICE", boxes, begin, size, shape=halves, hint="centers")
         begin2 = self.const(np.array([0, 0, 2], np.int32), "extent_begin")
-        extents = self.op("SLICE", [boxes, begin2, size], np.float32, halves, "extents")
-        half = self.binary(
-            "MUL", extents, self.const(np.float32(0.5), "half"), np.float32, halves, "half_extents"
-        )
-        low = self.binary("SUB", centers, half, np.float32, halves, "low_corner")
-        high = self.binary("ADD", centers, half, np.float32, halves, "high_corner")
-        return self.op(
+        extents = self.e.op("SLICE", boxes, begin2, size, shape=halves, hint="extents")
+        half = self.e.op("MUL", extents, self.const(np.float32(0.5), "half"), hint="half_extents")
+        low = self.e.op("SUB", centers, half, hint="low_corner")
+        high = self.e.op("ADD", centers, half, hint="high_corner")
+        return self.e.op(
             "CONCATENATION",
-            [low, high],
-            np.float32,
-            (b, n, 4),
-            "corners",
+            low,
+            high,
+            shape=(b, n, 4),
+            hint="corners",
             axis=2,
             fused_activation_function="NONE",
         )
@@ -253,11 +247,17 @@ class _NmsBuilder:
         if not self.argmax:
             return self.ctx.reshape(scores, (self.rows, n), "score_rows"), None
         axis = self.const(np.array([1], np.int32), "class_axis")
-        classes = self.op(
-            "ARG_MAX", [scores, axis], np.int32, (b, n), "classes", output_type="INT32"
+        classes = self.e.op(
+            "ARG_MAX",
+            scores,
+            axis,
+            shape=(b, n),
+            dtype=np.int32,
+            hint="classes",
+            output_type="INT32",
         )
-        best = self.op(
-            "REDUCE_MAX", [scores, axis], np.float32, (b, n), "best_scores", keep_dims=False
+        best = self.e.op(
+            "REDUCE_MAX", scores, axis, shape=(b, n), hint="best_scores", keep_dims=False
         )
         return best, classes
 
@@ -265,9 +265,8 @@ class _NmsBuilder:
         """[rows, N] score > score_threshold (None without a threshold: every box counts)."""
         if not self.ctx.has_input(4):
             return None
-        shape = (self.rows, self.boxes_n)
         thr = self.scalar(4)
-        return self.binary("GREATER", sorted_scores, thr, np.bool_, shape, "above")
+        return self.e.op("GREATER", sorted_scores, thr, dtype=np.bool_, hint="above")
 
     def rank_thresholds(self, above):
         """Per row, the rank-score threshold N - count(score > score_threshold) as [rows]."""
@@ -278,13 +277,13 @@ class _NmsBuilder:
             total = self.size_f32(self.n_i32())
         else:
             total = self.const(np.float32(self.boxes_n), "box_count")
-        return self.binary("SUB", total, kept, np.float32, (self.rows,), "rank_threshold")
+        return self.e.op("SUB", total, kept, hint="rank_threshold")
 
     def count(self, mask, dtype, hint):
         """Per row, the number of true entries of a [rows, N] mask."""
-        ones = self.op("CAST", [mask], dtype, mask.shape, f"{hint}_ones")
+        ones = self.e.op("CAST", mask, dtype=dtype, hint=f"{hint}_ones")
         axis = self.const(np.array([1], np.int32), "box_axis")
-        return self.op("SUM", [ones, axis], dtype, (self.rows,), hint, keep_dims=False)
+        return self.e.op("SUM", ones, axis, shape=(self.rows,), hint=hint, keep_dims=False)
 
     def const_iou(self) -> float | None:
         """The IoU threshold when it is constant (ONNX's default 0 when absent), else None."""
@@ -300,10 +299,10 @@ class _NmsBuilder:
             t = np.maximum(np.float32(value), np.float32(0))
             return self.const(np.nextafter(t, np.float32(np.inf)), "iou_threshold")
         zero = self.const(np.float32(0), "zero")
-        t = self.binary("MAXIMUM", self.scalar(3), zero, np.float32, (), "iou_nonneg")
-        bits = self.op("BITCAST", [t], np.int32, (), "iou_bits")
-        up = self.binary("ADD", bits, self.const(np.int32(1), "one"), np.int32, (), "iou_next_bits")
-        return self.op("BITCAST", [up], np.float32, (), "iou_threshold")
+        t = self.e.op("MAXIMUM", self.scalar(3), zero, hint="iou_nonneg")
+        bits = self.e.op("BITCAST", t, dtype=np.int32, hint="iou_bits")
+        up = self.e.op("ADD", bits, self.const(np.int32(1), "one"), hint="iou_next_bits")
+        return self.e.op("BITCAST", up, dtype=np.float32, hint="iou_threshold")
 
     def suppressible(self, sorted_boxes):
         """[rows, N]: boxes that can suppress or be suppressed (positive area, IoU threshold
@@ -318,46 +317,46 @@ class _NmsBuilder:
         size = self.const(np.array(half, np.int32), "corner_size")
         first = self.const(np.array([0, 0, 0], np.int32), "first_corner")
         second = self.const(np.array([0, 0, 2], np.int32), "second_corner")
-        low = self.op("SLICE", [sorted_boxes, first, size], np.float32, half, "corner_a")
-        high = self.op("SLICE", [sorted_boxes, second, size], np.float32, half, "corner_b")
-        sides = self.binary("SUB", high, low, np.float32, half, "sides")
+        low = self.e.op("SLICE", sorted_boxes, first, size, shape=half, hint="corner_a")
+        high = self.e.op("SLICE", sorted_boxes, second, size, shape=half, hint="corner_b")
+        sides = self.e.op("SUB", high, low, hint="sides")
         axis = self.const(np.array([2], np.int32), "side_axis")
-        area = self.op("REDUCE_PROD", [sides, axis], np.float32, (rows, n), "area", keep_dims=False)
-        area = self.op("ABS", [area], np.float32, (rows, n), "abs_area")
+        area = self.e.op("REDUCE_PROD", sides, axis, shape=(rows, n), hint="area", keep_dims=False)
+        area = self.e.op("ABS", area, hint="abs_area")
         zero = self.const(np.float32(0), "zero_area")
-        positive = self.binary("GREATER", area, zero, np.bool_, (rows, n), "positive_area")
+        positive = self.e.op("GREATER", area, zero, dtype=np.bool_, hint="positive_area")
         if iou is not None and not iou < 1:  # (run-time N) all false, shaped like the boxes
             never = self.const(np.False_, "never")
-            return self.binary("LOGICAL_AND", positive, never, np.bool_, (rows, n), "never_sup")
+            return self.e.op("LOGICAL_AND", positive, never, hint="never_sup")
         if iou is not None:
             return positive
-        below_one = self.binary(
-            "LESS", self.scalar(3), self.const(np.float32(1), "one_f"), np.bool_, (), "iou_lt1"
+        below_one = self.e.op(
+            "LESS",
+            self.scalar(3),
+            self.const(np.float32(1), "one_f"),
+            dtype=np.bool_,
+            hint="iou_lt1",
         )
-        return self.binary("LOGICAL_AND", positive, below_one, np.bool_, (rows, n), "suppressible")
+        return self.e.op("LOGICAL_AND", positive, below_one, hint="suppressible")
 
     def select(self, sorted_boxes, suppressible, thresholds):
         """One NMS kernel per row over the suppressible boxes: ([rows, K] positions in sorted
         order, [rows] valid counts)."""
         n = self.boxes_n
         if self.runtime_n:  # N, N-1, ..., 1
-            rank_scores = self.op(
+            rank_scores = self.e.op(
                 "RANGE",
-                [
-                    self.size_f32(self.n_i32()),
-                    self.const(np.float32(0), "rank_end"),
-                    self.const(np.float32(-1), "rank_step"),
-                ],
-                np.float32,
-                (n,),
-                "rank_scores",
+                self.size_f32(self.n_i32()),
+                self.const(np.float32(0), "rank_end"),
+                self.const(np.float32(-1), "rank_step"),
+                shape=(n,),
+                dtype=np.float32,
+                hint="rank_scores",
             )
         else:
             rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
         zero = self.const(np.float32(0), "excluded_score")
-        scores = self.op(
-            "SELECT_V2", [suppressible, rank_scores, zero], np.float32, (self.rows, n), "kscores"
-        )
+        scores = self.e.op("SELECT_V2", suppressible, rank_scores, zero, hint="kscores")
         k = self.k_i32()
         iou = self.kernel_iou()
         no_threshold = self.const(np.float32(0), "rank_threshold0")
@@ -369,8 +368,8 @@ class _NmsBuilder:
             pick = self.ctx.temp(np.int32, (self.k,), f"picked{r}")
             count = self.ctx.temp(np.int32, (), f"count{r}")
             thr = limits[r] if limits is not None else no_threshold
-            self.ctx.emit(
-                "NON_MAX_SUPPRESSION_V4", [boxes[r], row_scores[r], k, iou, thr], [pick, count]
+            self.e.op(
+                "NON_MAX_SUPPRESSION_V4", boxes[r], row_scores[r], k, iou, thr, out=[pick, count]
             )
             picks.append(pick)
             counts.append(count)
@@ -385,41 +384,33 @@ class _NmsBuilder:
         # Keys last - position: TOPK_V2 (largest first) then yields ascending positions.
         if self.runtime_n:
             positions_n = self.arange(n, self.n_i32(), "box_positions")
-            free_keys = self.binary("SUB", last, positions_n, np.int32, (n,), "free_keys")
+            free_keys = self.e.op("SUB", last, positions_n, hint="free_keys")
         else:
             free_keys = self.const(n - 1 - np.arange(n, dtype=np.int32), "free_keys")
-        free_key = self.op(
-            "SELECT_V2",
-            [free, free_keys, none],
-            np.int32,
-            (rows, n),
-            "free_key",
-        )
+        free_key = self.e.op("SELECT_V2", free, free_keys, none, hint="free_key")
         keys, width = free_key, n
         n_free = self.count(free, np.int32, "free_count")
         if picks is not None:
             valid = self.valid(counts)
-            flipped = self.binary("SUB", last, picks, np.int32, (rows, k), "pick_key0")
-            pick_key = self.op("SELECT_V2", [valid, flipped, none], np.int32, (rows, k), "pick_key")
+            flipped = self.e.op("SUB", last, picks, hint="pick_key0")
+            pick_key = self.e.op("SELECT_V2", valid, flipped, none, hint="pick_key")
             width = n + k
-            keys = self.op(
+            keys = self.e.op(
                 "CONCATENATION",
-                [pick_key, free_key],
-                np.int32,
-                (rows, width),
-                "keys",
+                pick_key,
+                free_key,
+                shape=(rows, width),
+                hint="keys",
                 axis=1,
                 fused_activation_function="NONE",
             )
-            n_free = self.binary("ADD", n_free, counts, np.int32, (rows,), "merged_count")
+            n_free = self.e.op("ADD", n_free, counts, hint="merged_count")
         top = self.ctx.temp(np.int32, (rows, k), "top_keys")
         where = self.ctx.temp(np.int32, (rows, k), "top_where")
-        self.ctx.emit("TOPK_V2", [keys, self.k_i32()], [top, where])
-        clamped = self.binary(
-            "MAXIMUM", top, self.const(np.int32(0), "zero_i"), np.int32, top.shape, "top_clamped"
-        )
-        positions = self.binary("SUB", last, clamped, np.int32, top.shape, "positions")
-        merged = self.binary("MINIMUM", n_free, self.k_i32(), np.int32, (rows,), "merged_k")
+        self.e.op("TOPK_V2", keys, self.k_i32(), out=[top, where])
+        clamped = self.e.op("MAXIMUM", top, self.const(np.int32(0), "zero_i"), hint="top_clamped")
+        positions = self.e.op("SUB", last, clamped, hint="positions")
+        merged = self.e.op("MINIMUM", n_free, self.k_i32(), hint="merged_k")
         return positions, merged
 
     def valid(self, counts):
@@ -427,7 +418,7 @@ class _NmsBuilder:
         slots = self.arange(self.k, self.k_i32(), "slot_range")
         slots = self.ctx.reshape(slots, (1, self.k), "slots")
         col = self.ctx.reshape(counts, (self.rows, 1), "counts_col")
-        return self.binary("LESS", slots, col, np.bool_, (self.rows, self.k), "valid")
+        return self.e.op("LESS", slots, col, dtype=np.bool_, hint="valid")
 
     def runtime_limit(self, counts):
         """Valid counts capped by a runtime max_output_boxes_per_class (clamped to [0, N])."""
@@ -436,15 +427,15 @@ class _NmsBuilder:
         if self.runtime_n:
             n = self.n_i32()
             if dtype != np.int32:
-                n = self.op("CAST", [n], dtype, (), "n_wide")
+                n = self.e.op("CAST", n, dtype=dtype, hint="n_wide")
         else:
             n = self.const(np.array(self.boxes_n, dtype), "n")
-        capped = self.binary("MINIMUM", limit, n, dtype, (), "limit_hi")
+        capped = self.e.op("MINIMUM", limit, n, hint="limit_hi")
         zero = self.const(np.array(0, dtype), "zero_k")
-        capped = self.binary("MAXIMUM", capped, zero, dtype, (), "limit")
+        capped = self.e.op("MAXIMUM", capped, zero, hint="limit")
         if dtype != np.int32:
-            capped = self.op("CAST", [capped], np.int32, (), "limit_i32")
-        return self.binary("MINIMUM", counts, capped, np.int32, counts.shape, "valid_counts")
+            capped = self.e.op("CAST", capped, dtype=np.int32, hint="limit_i32")
+        return self.e.op("MINIMUM", counts, capped, hint="valid_counts")
 
     def triples(self, box_index, classes, counts):
         """[rows * K, 3] int32 rows (batch, class, box), padding rows -1, valid rows first."""
@@ -453,13 +444,11 @@ class _NmsBuilder:
         batch_of_row = np.repeat(np.arange(self.batches, dtype=np.int32), self.rows_c)
         class_of_row = np.tile(np.arange(self.rows_c, dtype=np.int32), self.batches)
         if self.runtime_n:  # per-row constants broadcast over the run-time K columns
-            blank = self.binary(
-                "MUL", box_index, self.const(np.int32(0), "zero_col"), np.int32, grid, "blank"
-            )
+            blank = self.e.op("MUL", box_index, self.const(np.int32(0), "zero_col"), hint="blank")
 
             def column(values, hint):
-                return self.binary(
-                    "ADD", blank, self.const(values[:, None], f"{hint}_rows"), np.int32, grid, hint
+                return self.e.op(
+                    "ADD", blank, self.const(values[:, None], f"{hint}_rows"), hint=hint
                 )
 
         else:
@@ -472,19 +461,20 @@ class _NmsBuilder:
             class_col = column(class_of_row, "class_col")
         else:
             class_col = self.gather_rows(classes, box_index, grid, "class_col")
-        cols = self.op(
+        cols = self.e.op(
             "PACK",
-            [batch_col, class_col, box_index],
-            np.int32,
-            grid + (3,),
-            "triples",
+            batch_col,
+            class_col,
+            box_index,
+            shape=grid + (3,),
+            hint="triples",
             values_count=3,
             axis=2,
         )
         valid = self.valid(counts)
         valid3 = self.ctx.reshape(valid, grid + (1,), "valid3")
         pad = self.const(np.int32(-1), "pad")
-        padded = self.op("SELECT_V2", [valid3, cols, pad], np.int32, grid + (3,), "padded")
+        padded = self.e.op("SELECT_V2", valid3, cols, pad, hint="padded")
         flat = self.ctx.reshape(padded, (rows * k, 3), "flat")
         if rows == 1:
             return flat
@@ -492,12 +482,12 @@ class _NmsBuilder:
         total = rows * k
         flat_valid = self.ctx.reshape(valid, (total,), "valid_flat")
         if self.runtime_n:
-            total_t = self.binary(
-                "MUL", self.k_i32(), self.const(np.int32(rows), "row_count"), np.int32, (), "total"
+            total_t = self.e.op(
+                "MUL", self.k_i32(), self.const(np.int32(rows), "row_count"), hint="total"
             )
             slot = self.arange(total, total_t, "slot_all")
-            key_valid = self.op("NEG", [slot], np.int32, (total,), "key_valid")
-            key_pad = self.binary("SUB", key_valid, total_t, np.int32, (total,), "key_pad")
+            key_valid = self.e.op("NEG", slot, hint="key_valid")
+            key_pad = self.e.op("SUB", key_valid, total_t, hint="key_pad")
         else:
             total_t = self.const(np.int32(total), "all_slots")
             slot = np.arange(total, dtype=np.int32)
@@ -505,40 +495,35 @@ class _NmsBuilder:
                 self.const(-slot, "key_valid"),
                 self.const(-slot - total, "key_pad"),
             )
-        key = self.op(
-            "SELECT_V2", [flat_valid, key_valid, key_pad], np.int32, (total,), "order_key"
-        )
+        key = self.e.op("SELECT_V2", flat_valid, key_valid, key_pad, hint="order_key")
         top = self.ctx.temp(np.int32, (total,), "order_key_sorted")
         order = self.ctx.temp(np.int32, (total,), "compact_order")
-        self.ctx.emit("TOPK_V2", [key, total_t], [top, order])
-        return self.op(
-            "GATHER", [flat, order], np.int32, (total, 3), "compacted", axis=0, batch_dims=0
+        self.e.op("TOPK_V2", key, total_t, out=[top, order])
+        return self.e.op(
+            "GATHER", flat, order, shape=(total, 3), hint="compacted", axis=0, batch_dims=0
         )
 
     # ---- outputs ----------------------------------------------------------------------
     def output(self, rows, counts):
-        ctx, drv = self.ctx, self.ctx.driver
+        ctx, drv, e = self.ctx, self.ctx.driver, self.e
         name = ctx.node.outputs[0]
-        total = self.op(
+        total = self.e.op(
             "SUM",
-            [counts, self.const(np.array([0], np.int32), "row_axis")],
-            np.int32,
-            (),
-            "valid_count",
+            counts,
+            self.const(np.array([0], np.int32), "row_axis"),
+            shape=(),
+            hint="valid_count",
             keep_dims=False,
         )
         size = rows.shape[0]
         if not drv.options.nms_padded_output:
-            wide = self.op("CAST", [rows], np.int64, rows.shape, "selected_i64")
-            extent = self.op(
+            wide = self.e.op("CAST", rows, dtype=np.int64, hint="selected_i64")
+            extent = self.e.op(
                 "CONCATENATION",
-                [
-                    ctx.reshape(total, (1,), "valid_count_1"),
-                    self.const(np.array([3], np.int32), "three"),
-                ],
-                np.int32,
-                (2,),
-                "slice_size",
+                ctx.reshape(total, (1,), "valid_count_1"),
+                self.const(np.array([3], np.int32), "three"),
+                shape=(2,),
+                hint="slice_size",
                 axis=0,
                 fused_activation_function="NONE",
             )
@@ -548,15 +533,17 @@ class _NmsBuilder:
             else:
                 out = drv.new_tensor(name, np.int64, (1, 3))
                 out.shape_signature = (-1, 3)
-            ctx.emit(
+            e.op(
                 "SLICE",
-                [wide, self.const(np.array([0, 0], np.int32), "slice_begin"), extent],
-                [out],
+                wide,
+                self.const(np.array([0, 0], np.int32), "slice_begin"),
+                extent,
+                out=out,
             )
         else:
             drv.value(name).shape = (size, 3)
             out = drv.new_tensor(name, np.int64, (size, 3))
-            ctx.emit("CAST", [rows], [out])
+            e.op("CAST", rows, out=out)
             if name in drv.graph.outputs:
                 self.expose_valid_count(f"{name}{VALID_COUNT_SUFFIX}", total)
         ctx.alias_output(0, out, L.identity(2))
@@ -565,7 +552,7 @@ class _NmsBuilder:
         """An extra graph output next to the fixed-size rows (the ONNX node has one output)."""
         drv = self.ctx.driver
         out = drv.new_tensor(name, np.int32, ())
-        self.ctx.emit("RESHAPE", [total, self.const(np.array([], np.int32), "scalar_shape")], [out])
+        self.e.op("RESHAPE", total, self.const(np.array([], np.int32), "scalar_shape"), out=out)
         drv.add_extra_output(out, name)
 
     def lower(self):
@@ -573,23 +560,23 @@ class _NmsBuilder:
         scores, classes = self.score_rows()
         sorted_scores = self.ctx.temp(np.float32, (rows, n), "sorted_scores")
         order = self.ctx.temp(np.int32, (rows, n), "score_order")
-        self.ctx.emit("TOPK_V2", [scores, self.n_i32()], [sorted_scores, order])
+        self.e.op("TOPK_V2", scores, self.n_i32(), out=[sorted_scores, order])
         order3 = self.ctx.reshape(order, (self.batches, self.rows_c, n), "score_order3")
-        sorted_boxes = self.op(
+        sorted_boxes = self.e.op(
             "GATHER",
-            [self.corner_boxes(), order3],
-            np.float32,
-            (self.batches, self.rows_c, n, 4),
-            "sorted_boxes",
+            self.corner_boxes(),
+            order3,
+            shape=(self.batches, self.rows_c, n, 4),
+            hint="sorted_boxes",
             axis=1,
             batch_dims=1,
         )
         sorted_boxes = self.ctx.reshape(sorted_boxes, (rows, n, 4), "sorted_box_rows")
         above = self.above_threshold(sorted_scores)
         suppressible = self.suppressible(sorted_boxes)
-        free = self.op("LOGICAL_NOT", [suppressible], np.bool_, (rows, n), "unsuppressible")
+        free = self.e.op("LOGICAL_NOT", suppressible, hint="unsuppressible")
         if above is not None:
-            free = self.binary("LOGICAL_AND", free, above, np.bool_, (rows, n), "free")
+            free = self.e.op("LOGICAL_AND", free, above, hint="free")
         iou = self.const_iou()
         if iou is not None and not iou < 1:  # nothing is ever suppressed: no kernel
             picks = counts = None

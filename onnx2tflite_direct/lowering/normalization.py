@@ -13,7 +13,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last, keep_rank
 from ..registry import FLOAT, attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -26,23 +26,25 @@ def _stored_axes(ctx, onnx_axes) -> list[int]:
 
 def normalize(ctx, x, axes, eps: float, center=True, mean_out=None, inv_out=None, out=None):
     """(x - mean) * rsqrt(var + eps) over stored ``axes``; without ``center`` the RMS form."""
+    e = Emitter(ctx)
     if center:
-        mean = C.reduce(ctx, "MEAN", x, axes, True, "mean", out=mean_out)
-        x = C.binary(ctx, "SUB", x, mean, "centered")
-    square = C.binary(ctx, "MUL", x, x, "square")
-    var = C.reduce(ctx, "MEAN", square, axes, True, "variance")
-    var_eps = C.binary(ctx, "ADD", var, C.const(ctx, eps, hint="epsilon"), "var_eps")
-    inv = C.unary(ctx, "RSQRT", var_eps, "inv_std", out=inv_out)
-    return C.binary(ctx, "MUL", x, inv, "normalized", out=out)
+        mean = e.reduce("MEAN", x, axes, True, "mean", out=mean_out)
+        x = e.op("SUB", x, mean, hint="centered")
+    square = e.op("MUL", x, x, hint="square")
+    var = e.reduce("MEAN", square, axes, True, "variance")
+    var_eps = e.op("ADD", var, e.const(eps, hint="epsilon"), hint="var_eps")
+    inv = e.op("RSQRT", var_eps, hint="inv_std", out=inv_out)
+    return e.op("MUL", x, inv, hint="normalized", out=out)
 
 
 def _affine(ctx, y, scale, bias):
     """y * scale (+ bias), the last op writing output 0."""
+    e = Emitter(ctx)
     out = ctx.output(0)
     if bias is None:
-        return C.binary(ctx, "MUL", y, scale, out=out)
-    scaled = C.binary(ctx, "MUL", y, scale, "scaled")
-    return C.binary(ctx, "ADD", scaled, bias, out=out)
+        return e.op("MUL", y, scale, out=out, hint="t")
+    scaled = e.op("MUL", y, scale, hint="scaled")
+    return e.op("ADD", scaled, bias, out=out, hint="t")
 
 
 def _trailing_input(ctx, i):
@@ -143,6 +145,7 @@ def _group_check(node, graph):
     extra_check=_group_check,
 )
 def lower_group_norm(ctx):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     n, c = shape[0], shape[1]
     g = int(ctx.attr("num_groups"))
@@ -153,9 +156,9 @@ def lower_group_norm(ctx):
     affine_shape = (g, 1) if per_group else (g, c // g)
     scale = ctx.reshape(ctx.input(1), affine_shape, "scale")
     bias = ctx.reshape(ctx.input(2), affine_shape, "bias")
-    scaled = C.binary(ctx, "MUL", y, scale, "scaled")
-    shifted = C.binary(ctx, "ADD", scaled, bias, "shifted")
-    ctx.driver.reshape(shifted, ctx.output(0))
+    scaled = e.op("MUL", y, scale, hint="scaled")
+    shifted = e.op("ADD", scaled, bias, hint="shifted")
+    e.reshape(shifted, out=ctx.output(0))
 
 
 @lowering(
@@ -167,12 +170,13 @@ def lower_group_norm(ctx):
     notes="x / max(norm, FLT_MIN): zero vectors give 0 like the ONNX reference",
 )
 def lower_lp_norm(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     axes = _stored_axes(ctx, [ctx.attr("axis", -1)])
     if int(ctx.attr("p", 2)) == 2:
-        sumsq = C.reduce(ctx, "SUM", C.binary(ctx, "MUL", x, x, "square"), axes, True, "sumsq")
-        norm = C.unary(ctx, "SQRT", sumsq, "norm")
+        sumsq = e.reduce("SUM", e.op("MUL", x, x, hint="square"), axes, True, "sumsq")
+        norm = e.op("SQRT", sumsq, hint="norm")
     else:
-        norm = C.reduce(ctx, "SUM", C.unary(ctx, "ABS", x, "abs"), axes, True, "norm")
-    safe = C.binary(ctx, "MAXIMUM", norm, C.const(ctx, FLT_MIN, hint="flt_min"), "safe_norm")
-    C.binary(ctx, "DIV", x, safe, out=ctx.output(0))
+        norm = e.reduce("SUM", e.op("ABS", x, hint="abs"), axes, True, "norm")
+    safe = e.op("MAXIMUM", norm, e.const(FLT_MIN, hint="flt_min"), hint="safe_norm")
+    e.op("DIV", x, safe, out=ctx.output(0))

@@ -15,7 +15,8 @@ import numpy as np
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import attr_in, lowering
-from .common import emit_pad, padding_mode, pool_window_geometry
+from .common import padding_mode, pool_window_geometry
+from .emit import Emitter
 from .lattice_moves import dequantized_non_negative
 from .pool3d import lower_pool_nd
 
@@ -26,6 +27,7 @@ def _as_2d(ctx, x, shape):
 
 
 def _pool(ctx, opcode: str):
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     one_d = len(shape) == 3
     spatial = list(shape[2:])
@@ -62,24 +64,31 @@ def _pool(ctx, opcode: str):
         fused_activation_function="NONE",
     )
     if mode is not None:
-        ctx.emit(opcode, [x], [out], padding=mode, **options)
+        e.op(opcode, x, out=out, padding=mode, **options)
     elif opcode == "MAX_POOL_2D":
         fill = (
             0.0
             if _non_negative(ctx, x) and _windows_overlap(spatial, full, kernel, strides, outs)
             else float("-inf")
         )
-        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)], value=fill)
-        ctx.emit(opcode, [x], [out], padding="VALID", **options)
+        x = e.pad(x, [(0, 0), full[0], full[1], (0, 0)], value=fill)
+        e.op(opcode, x, out=out, padding="VALID", **options)
     else:
-        x = emit_pad(ctx, x, [(0, 0), full[0], full[1], (0, 0)])
-        pooled = ctx.temp(np.float32, out.shape, "avg_padded")
-        ctx.emit(opcode, [x], [pooled], padding="VALID", **options)
+        x = e.pad(x, [(0, 0), full[0], full[1], (0, 0)])
+        pooled = e.op(
+            opcode,
+            x,
+            shape=out.shape,
+            dtype=np.float32,
+            hint="avg_padded",
+            padding="VALID",
+            **options,
+        )
         fix = _average_correction(spatial, kernel, strides, pads, outs, count_include_pad)
         fix_t = ctx.const_tensor(fix.reshape(1, outs[0], outs[1], 1), "divisor_fix")
-        ctx.emit("MUL", [pooled, fix_t], [out], fused_activation_function="NONE")
+        e.op("MUL", pooled, fix_t, out=out)
     if one_d:
-        ctx.driver.reshape(out, final)
+        e.reshape(out, out=final)
 
 
 # TFLite ops whose float output is never negative (a fused RELU/RELU6 counts as well).
@@ -155,12 +164,11 @@ def lower_avgpool(ctx):
 
 
 def _global(ctx, opcode: str):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     lay = L.channel_last(rank)
     axes = np.array([lay.stored_axis(a) for a in range(2, rank)], dtype=np.int32)
-    ctx.emit(
-        opcode, [ctx.input(0), ctx.const_tensor(axes, "axes")], [ctx.output(0)], keep_dims=True
-    )
+    e.op(opcode, ctx.input(0), ctx.const_tensor(axes, "axes"), out=ctx.output(0), keep_dims=True)
 
 
 @lowering("GlobalAveragePool", channel_last(), nonempty=True, ranks=(3, 4, 5), tflite_ops=("MEAN",))

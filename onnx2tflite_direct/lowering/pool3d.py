@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compose as C
-from .common import emit_pad, pool_window_geometry
+from .common import pool_window_geometry
+from .emit import Emitter
 
 COMBINE = {"max": "MAXIMUM", "sum": "ADD"}
 
@@ -34,6 +34,7 @@ def pool_geometry(ctx):
 
 def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str):
     """1-D pool of stored ``axis``: combine the ``k`` strided slices ``x[j*d :: s][:o]``."""
+    e = Emitter(ctx)
     if k == 1 and s == 1 and x.shape[axis] == o:
         return x
     rank = len(x.shape)
@@ -45,11 +46,9 @@ def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str)
         begin[axis], end[axis], step[axis] = j * d, j * d + (o - 1) * s + 1, s
         shape = list(x.shape)
         shape[axis] = o
-        inputs = [x] + [
-            C.const(ctx, v, np.int32, n) for v, n in ((begin, "b"), (end, "e"), (step, "s"))
-        ]
-        tap = C.op(ctx, "STRIDED_SLICE", inputs, shape, x.dtype, "tap")
-        acc = tap if acc is None else C.binary(ctx, COMBINE[combine], acc, tap, "acc")
+        inputs = [x] + [e.const(v, np.int32, n) for v, n in ((begin, "b"), (end, "e"), (step, "s"))]
+        tap = e.op("STRIDED_SLICE", *inputs, shape=shape, hint="tap")
+        acc = tap if acc is None else e.op(COMBINE[combine], acc, tap, hint="acc")
     return acc
 
 
@@ -70,6 +69,7 @@ def window_counts(spatial, kernel, strides, dilations, pads, outs, include_pad: 
 
 def pooled_sum_or_max(ctx, x, combine: str):
     """Pool the stored tensor ``x`` (ONNX shape ``ctx.shape(0)``) with ``combine`` per window."""
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     lay = ctx.in_layout(0)
     kernel, strides, dilations, pads, outs = pool_geometry(ctx)
@@ -96,7 +96,7 @@ def pooled_sum_or_max(ctx, x, combine: str):
         stored_pads[lay.stored_axis(2 + a)] = (pb, max(need, 0))
     if any(p != (0, 0) for p in stored_pads):
         value = float("-inf") if combine == "max" else 0.0
-        x = emit_pad(ctx, x, stored_pads, value=value)
+        x = e.pad(x, stored_pads, value=value)
     for a, (k, s, d, o) in enumerate(zip(kernel, strides, dilations, outs, strict=True)):
         x = _slice_taps(ctx, x, lay.stored_axis(2 + a), k, s, d, o, combine)
     return x
@@ -104,12 +104,13 @@ def pooled_sum_or_max(ctx, x, combine: str):
 
 def finish(ctx, result, out) -> None:
     """Make ``out`` the graph tensor holding ``result`` (retarget the producing op if we can)."""
+    e = Emitter(ctx)
     ops = ctx.driver.sub.operators
     if ops and ops[-1].outputs == [result] and result.data is None and result is not out:
         if tuple(result.shape) == tuple(out.shape) and result.name.startswith(ctx.node.label):
             ops[-1].outputs[0] = out
             return
-    ctx.driver.reshape(result, out)
+    e.reshape(result, out=out)
 
 
 def average_divisor(ctx):
@@ -123,6 +124,7 @@ def average_divisor(ctx):
 
 def lower_pool_nd(ctx, kind: str) -> None:
     """MaxPool (``kind="max"``) or AveragePool (``"avg"``) of any spatial rank and dilation."""
+    e = Emitter(ctx)
     x = ctx.input(0)
     out = ctx.output(0)
     if kind == "max":
@@ -130,4 +132,4 @@ def lower_pool_nd(ctx, kind: str) -> None:
         return
     summed = pooled_sum_or_max(ctx, x, "sum")
     inv = ctx.const_tensor(average_divisor(ctx), "inv_count")
-    C.binary(ctx, "MUL", summed, inv, out=out)
+    e.op("MUL", summed, inv, out=out, hint="t")

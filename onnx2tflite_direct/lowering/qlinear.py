@@ -33,10 +33,10 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last, onnx_order
 from ..registry import lowering
-from . import compose as C
-from .common import conv2d_options, emit_pad, padding_mode, spatial_pads
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv import DEPTHWISE_2D
 from .elementwise import dtype_name
+from .emit import Emitter
 from .integer_digits import combine_digits, digit_plan, split_digits
 from .quantize import QUANT_RANGES, requantize
 
@@ -107,13 +107,15 @@ def _dtype_problem(node, graph, quantized, scales=()) -> str | None:
 
 def _shifted(ctx, q_idx: int, zp, layout=None, hint: str = "shifted"):
     """float32(q) - zp (zp a broadcastable float32 tensor or None)."""
-    q = C.cast(ctx, ctx.input(q_idx, layout), np.float32, f"{hint}_f")
-    return q if zp is None else C.binary(ctx, "SUB", q, zp, hint)
+    e = Emitter(ctx)
+    q = e.cast(ctx.input(q_idx, layout), np.float32, f"{hint}_f")
+    return q if zp is None else e.op("SUB", q, zp, hint=hint)
 
 
 def _param(ctx, i: int, vector_shape, dtype=np.float32):
     """Input ``i`` as float32: a scalar if it has one element, ``vector_shape`` if 1-D, else
     as is (an N-D parameter already broadcastable in ONNX order)."""
+    e = Emitter(ctx)
     if not ctx.has_input(i):
         return None
     shape = ctx.shape(i)
@@ -122,22 +124,24 @@ def _param(ctx, i: int, vector_shape, dtype=np.float32):
     value = ctx.const(i)
     if value is not None:
         return ctx.const_tensor(np.asarray(value).astype(dtype).reshape(target), f"param{i}")
-    t = C.cast(ctx, ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
-    return C.reshape(ctx, t, target, f"param{i}_b")
+    t = e.cast(ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
+    return e.reshape(t, target, f"param{i}_b")
 
 
 def _f16_round(ctx, t, is_f16: bool):
     """Round a float32 value to float16 precision (exact emulation of one float16 op)."""
+    e = Emitter(ctx)
     if not is_f16:
         return t
-    half = C.cast(ctx, t, np.float16, "as_f16")
-    return C.cast(ctx, half, np.float32, "from_f16")
+    half = e.cast(t, np.float16, "as_f16")
+    return e.cast(half, np.float32, "from_f16")
 
 
 def _multiplier(ctx, a_scale, b_scale, y_scale, is_f16: bool):
     """a_scale * b_scale / y_scale, evaluated like the ONNX reference / onnxruntime."""
-    prod = _f16_round(ctx, C.binary(ctx, "MUL", a_scale, b_scale, "scale_ab"), is_f16)
-    return _f16_round(ctx, C.binary(ctx, "DIV", prod, y_scale, "multiplier"), is_f16)
+    e = Emitter(ctx)
+    prod = _f16_round(ctx, e.op("MUL", a_scale, b_scale, hint="scale_ab"), is_f16)
+    return _f16_round(ctx, e.op("DIV", prod, y_scale, hint="multiplier"), is_f16)
 
 
 def _is_f16(ctx, i: int) -> bool:
@@ -179,24 +183,26 @@ def _matmul_check(a, az, b, bz, per_tensor, per_column, scales=()):
 
 
 def _same_rank(ctx, a, b):
+    e = Emitter(ctx)
     rank = max(len(a.shape), len(b.shape))
-    a = C.reshape(ctx, a, (1,) * (rank - len(a.shape)) + tuple(a.shape), "a_ranked")
-    b = C.reshape(ctx, b, (1,) * (rank - len(b.shape)) + tuple(b.shape), "b_ranked")
+    a = e.reshape(a, (1,) * (rank - len(a.shape)) + tuple(a.shape), "a_ranked")
+    b = e.reshape(b, (1,) * (rank - len(b.shape)) + tuple(b.shape), "b_ranked")
     return a, b
 
 
 def _integer_matmul(ctx, a_idx, az_idx, b_idx, bz_idx):
     """Exact matmul of (a - a_zp) and (b - b_zp), ONNX order: a float32 tensor when one float32
     reduction is exact, else the int32 sum of the per-digit reductions."""
+    e = Emitter(ctx)
     n = ctx.shape(b_idx)[-1]
     a = _shifted(ctx, a_idx, _param(ctx, az_idx, ()), hint="a_shifted")
     b = _shifted(ctx, b_idx, _param(ctx, bz_idx, (n,)), hint="b_shifted")
     k = ctx.shape(a_idx)[-1]
     digits, bits = split_plan(ctx.node, ctx.driver.graph, k, ((a_idx, az_idx), (b_idx, bz_idx)))
     if digits == 1:
-        return C.matmul(ctx, *_same_rank(ctx, a, b), hint="acc")
+        return e.matmul(*_same_rank(ctx, a, b), hint="acc")
     parts = [
-        C.matmul(ctx, *_same_rank(ctx, d, b), hint=f"acc_digit{i}")
+        e.matmul(*_same_rank(ctx, d, b), hint=f"acc_digit{i}")
         for i, d in enumerate(split_digits(ctx, a, digits, bits))
     ]
     return combine_digits(ctx, parts, bits)
@@ -204,7 +210,8 @@ def _integer_matmul(ctx, a_idx, az_idx, b_idx, bz_idx):
 
 def _as_float(ctx, acc):
     """The accumulator as float32 (onnxruntime converts its int32 accumulator the same way)."""
-    return C.cast(ctx, acc, np.float32, "acc_f")
+    e = Emitter(ctx)
+    return e.cast(acc, np.float32, "acc_f")
 
 
 @lowering(
@@ -229,11 +236,12 @@ def lower_matmul_integer(ctx):
 
 def _write_int32(ctx, acc):
     """The accumulator (float32 exact integers, or already int32) into the int32 output."""
+    e = Emitter(ctx)
     out = ctx.output(0)
     if np.dtype(acc.dtype) == np.dtype(out.dtype):
-        C.reshape(ctx, acc, out.shape, out=out)
+        e.reshape(acc, out.shape, out=out)
         return
-    ctx.emit("CAST", [C.reshape(ctx, acc, out.shape, "acc_shaped")], [out])
+    e.op("CAST", e.reshape(acc, out.shape, "acc_shaped"), out=out)
 
 
 @lowering(
@@ -248,11 +256,12 @@ def _write_int32(ctx, acc):
     extra_check=_matmul_check(0, 2, 3, 5, (1, 2, 6, 7), (4, 5), scales=(1, 4, 6)),
 )
 def lower_qlinear_matmul(ctx):
+    e = Emitter(ctx)
     acc = _as_float(ctx, _integer_matmul(ctx, 0, 2, 3, 5))
     n = ctx.shape(3)[-1]
     scales = (_param(ctx, 1, ()), _param(ctx, 4, (n,)), _param(ctx, 6, ()))
     mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))
-    value = C.binary(ctx, "MUL", acc, mult, "rescaled")
+    value = e.op("MUL", acc, mult, hint="rescaled")
     requantize(ctx, value, _param(ctx, 7, ()), ctx.output(0), "y")
 
 
@@ -285,6 +294,7 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
     Padding after the shift pads with real zero, which is ONNX's pad-with-zero-point.
     Returns the stored [N, (1,) W(, H), O] result (1-D convs run as 2-D with unit height).
     """
+    e = Emitter(ctx)
     x_shape, w_shape = ctx.shape(x_idx), ctx.shape(w_idx)
     one_d = len(x_shape) == 3
     n, c, o = x_shape[0], x_shape[1], w_shape[0]
@@ -311,7 +321,7 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
     if one_d:
         spatial, kernel, strides = [1] + spatial, [1] + kernel, [1] + strides
         dilations, pads = [1] + dilations, [(0, 0)] + pads
-        filt = C.reshape(ctx, filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
+        filt = e.reshape(filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
     mode = padding_mode(pads, spatial, kernel, strides, dilations)
     out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
     options = conv2d_options(mode or "VALID", strides, dilations)
@@ -321,11 +331,20 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
 
     def conv(operand, bias_values, hint):
         if one_d:
-            operand = C.reshape(ctx, operand, (n, 1, x_shape[2], c), f"{hint}_2d")
+            operand = e.reshape(operand, (n, 1, x_shape[2], c), f"{hint}_2d")
         if mode is None:
-            operand = emit_pad(ctx, operand, [(0, 0), pads[0], pads[1], (0, 0)])
+            operand = e.pad(operand, [(0, 0), pads[0], pads[1], (0, 0)])
         bias_t = ctx.const_tensor(np.asarray(bias_values, np.float32).reshape(o), "bias")
-        return C.op(ctx, opcode, [operand, filt, bias_t], (n, *out_hw, o), hint=hint, **options)
+        return e.op(
+            opcode,
+            operand,
+            filt,
+            bias_t,
+            shape=(n, *out_hw, o),
+            dtype=np.float32,
+            hint=hint,
+            **options,
+        )
 
     if digits == 1:
         return conv(x, np.zeros(o) if bias is None else bias, "acc")
@@ -396,9 +415,10 @@ def lower_conv_integer(ctx):
     extra_check=_conv_check(0, 2, 3, 5, (1, 4, 6), (1, 2, 6, 7), (4, 5), 8),
 )
 def lower_qlinear_conv(ctx):
+    e = Emitter(ctx)
     acc = _as_float(ctx, _integer_conv(ctx, 0, 2, 3, 5, ctx.const(8) if ctx.has_input(8) else None))
     o = ctx.shape(3)[0]
     scales = (_param(ctx, 1, ()), _param(ctx, 4, (o,)), _param(ctx, 6, ()))
     mult = _multiplier(ctx, *scales, _is_f16(ctx, 1))
-    value = C.binary(ctx, "MUL", acc, mult, "rescaled")
+    value = e.op("MUL", acc, mult, hint="rescaled")
     requantize(ctx, value, _param(ctx, 7, ()), ctx.output(0), "y")

@@ -34,8 +34,8 @@ from .. import errors, tfl
 from .. import layout as L
 from ..policies import PASSTHROUGH, keep_rank
 from ..registry import FLOAT, lowering
-from . import compose as C
 from .elementwise import dtype_name
+from .emit import Emitter
 from .lattice_moves import on_lattice
 
 # Integer ranges of the quantized types TFLite can compute with.
@@ -102,6 +102,7 @@ def broadcast_param(ctx, i: int, x_idx: int, dtype=np.float32) -> tfl.Tensor:
     Per-tensor -> a scalar; per-axis -> unit dims except the stored axis; blocked -> repeated
     along the axis to x's shape, then stored in x's layout.
     """
+    e = Emitter(ctx)
     lay = ctx.in_layout(x_idx)
     x_shape = ctx.shape(x_idx)
     rank = len(x_shape)
@@ -120,11 +121,11 @@ def broadcast_param(ctx, i: int, x_idx: int, dtype=np.float32) -> tfl.Tensor:
     value = ctx.const(i)
     if value is not None:
         return ctx.const_tensor(_param_array(ctx, np.asarray(value), x_idx, dtype), f"param{i}")
-    t = C.cast(ctx, ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
+    t = e.cast(ctx.input(i, L.identity(len(shape))), dtype, f"param{i}_f")
     if block > 0:
-        t = C.gather(ctx, t, index.astype(np.int32), axis, f"param{i}_blocks")
-        return C.transpose(ctx, t, lay.perm, f"param{i}_stored")
-    return C.reshape(ctx, t, tuple(target), f"param{i}_b")
+        t = e.gather(t, index.astype(np.int32), axis, f"param{i}_blocks")
+        return e.transpose(t, lay.perm, f"param{i}_stored")
+    return e.reshape(t, tuple(target), f"param{i}_b")
 
 
 def _param_array(ctx, value: np.ndarray, x_idx: int, dtype) -> np.ndarray:
@@ -147,15 +148,16 @@ def _param_array(ctx, value: np.ndarray, x_idx: int, dtype) -> np.ndarray:
 def requantize(ctx, value: tfl.Tensor, zp: tfl.Tensor | None, out: tfl.Tensor, scale_hint: str):
     """out = saturate(ROUND(value) + zp) cast to out.dtype; ``value`` is float32 (already
     divided or multiplied by the scale)."""
+    e = Emitter(ctx)
     lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
-    t = C.op(ctx, "ROUND", [value], value.shape, hint=f"{scale_hint}_round")
+    t = e.op("ROUND", value, dtype=np.float32, hint=f"{scale_hint}_round")
     if zp is not None:
-        t = C.binary(ctx, "ADD", t, zp, f"{scale_hint}_zp")
-    t = C.binary(ctx, "MAXIMUM", t, C.const(ctx, lo, hint="qmin"), f"{scale_hint}_lo")
-    t = C.binary(ctx, "MINIMUM", t, C.const(ctx, hi, hint="qmax"), f"{scale_hint}_hi")
+        t = e.op("ADD", t, zp, hint=f"{scale_hint}_zp")
+    t = e.op("MAXIMUM", t, e.const(lo, hint="qmin"), hint=f"{scale_hint}_lo")
+    t = e.op("MINIMUM", t, e.const(hi, hint="qmax"), hint=f"{scale_hint}_hi")
     if tuple(t.shape) != tuple(out.shape):
-        t = C.reshape(ctx, t, out.shape, f"{scale_hint}_shaped")
-    ctx.emit("CAST", [t], [out])
+        t = e.reshape(t, out.shape, f"{scale_hint}_shaped")
+    e.op("CAST", t, out=out)
 
 
 # ---- QuantizeLinear ----------------------------------------------------------------------
@@ -211,6 +213,7 @@ def _quantize_check(node, graph):
     extra_check=_quantize_check,
 )
 def lower_quantize_linear(ctx):
+    e = Emitter(ctx)
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
     known = ctx.const(0) is not None and zp_value is not None and ctx.const(1) is not None
     known = known and QUANTIZE_CONSTANTS
@@ -219,7 +222,7 @@ def lower_quantize_linear(ctx):
         return
     scaled = _integer_sums_scaled(ctx)
     if scaled is None:
-        scaled = C.binary(ctx, "DIV", ctx.input(0), broadcast_param(ctx, 1, 0), "scaled")
+        scaled = e.op("DIV", ctx.input(0), broadcast_param(ctx, 1, 0), hint="scaled")
     if zp_value is None or ctx.const(1) is None:  # run-time parameters
         zp = broadcast_param(ctx, 2, 0) if ctx.has_input(2) else None
         requantize(ctx, scaled, zp, ctx.output(0), "q")
@@ -232,19 +235,19 @@ def lower_quantize_linear(ctx):
     lo, hi = QUANT_RANGES[dtype_name(out.dtype)]
     zp = _param_array(ctx, zp_value, 0, np.float32)
     key = _params_key(ctx)
-    t = C.op(ctx, "ROUND", [scaled], scaled.shape, hint="q_round")
+    t = e.op("ROUND", scaled, dtype=np.float32, hint="q_round")
     if on_lattice(ctx, key, dtype_name(out.dtype)):
         # x is already on this lattice (lowering/lattice_moves.py): nothing to saturate, and
         # a DequantizeLinear on it gives x back
         centred = t
         ctx.driver.lattice_values[id(out)] = ctx.input(0)
     else:
-        t = C.binary(ctx, "MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), "q_lo")
-        centred = C.binary(ctx, "MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), "q_hi")
-    t = C.binary(ctx, "ADD", centred, ctx.const_tensor(zp, "zp"), "q_zp") if zp.any() else centred
+        t = e.op("MAXIMUM", t, ctx.const_tensor(lo - zp, "qmin_centred"), hint="q_lo")
+        centred = e.op("MINIMUM", t, ctx.const_tensor(hi - zp, "qmax_centred"), hint="q_hi")
+    t = e.op("ADD", centred, ctx.const_tensor(zp, "zp"), hint="q_zp") if zp.any() else centred
     if tuple(t.shape) != tuple(out.shape):
-        t = C.reshape(ctx, t, out.shape, "q_shaped")
-    ctx.emit("CAST", [t], [out])
+        t = e.reshape(t, out.shape, "q_shaped")
+    e.op("CAST", t, out=out)
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
 
 
@@ -274,6 +277,7 @@ def _integer_sums_scaled(ctx):
     """x / y_scale of a Conv computed on integers (lowering/conv_lattice.py) as onnxruntime's
     QLinearConv computes it: the exact integer sums times one multiplier fl(fl(sx*sw) / sy)
     per output channel (a product then a quotient would round twice, off a tie)."""
+    e = Emitter(ctx)
     src = ctx.driver.tensor_of.get(ctx.node.inputs[0])
     sums = ctx.driver.integer_sums.get(id(src)) if src is not None else None
     y_scale = ctx.const(1)
@@ -283,7 +287,7 @@ def _integer_sums_scaled(ctx):
     if layout != ctx.in_layout(0) or tuple(acc.shape) != tuple(src.shape):
         return None
     multiplier = (sum_scale / np.asarray(y_scale, np.float32).reshape(())).astype(np.float32)
-    return C.binary(ctx, "MUL", acc, ctx.const_tensor(multiplier, "requant_scale"), "scaled")
+    return e.op("MUL", acc, ctx.const_tensor(multiplier, "requant_scale"), hint="scaled")
 
 
 def _params_key(ctx) -> tuple:
@@ -314,6 +318,7 @@ def _dequantize_check(node, graph):
 
 def _dequantize_builtin(ctx) -> bool:
     """Constant x and parameters of a DEQUANTIZE-able type: a quantized constant + DEQUANTIZE."""
+    e = Emitter(ctx)
     x, scale = ctx.const(0), ctx.const(1)
     zp = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
     if x is None or scale is None or zp is None or int(ctx.attr("block_size", 0) or 0) > 0:
@@ -333,7 +338,7 @@ def _dequantize_builtin(ctx) -> bool:
     q = ctx.const_tensor(lay.apply(np.asarray(x)), "quantized")
     q.quantization = tfl.Quantization(scale, zp.copy(), axis)
     out = ctx.output(0)
-    ctx.emit("DEQUANTIZE", [q], [out])
+    e.op("DEQUANTIZE", q, out=out)
     # A reader wanting another layout (a Conv's weights) gets the constant stored permuted.
     ctx.driver.dequantized_constants[id(out)] = q
     return True
@@ -391,6 +396,7 @@ def _dequantize_twin(ctx) -> bool:
     """DequantizeLinear(QuantizeLinear(x)) with the same constant parameters: the Q's clamped
     value before its zero point (``q - zp`` exactly) times the scale, one MUL (9 elementwise
     ops per activation pair -> 5: a QDQ model's float32 file spends most of its time there)."""
+    e = Emitter(ctx)
     src = ctx.driver.tensor_of.get(ctx.node.inputs[0])
     twin = ctx.driver.lattice_twins.get(id(src)) if src is not None else None
     if twin is None or ctx.const(1) is None or (ctx.has_input(2) and ctx.const(2) is None):
@@ -402,9 +408,9 @@ def _dequantize_twin(ctx) -> bool:
     if value is not None and ctx.node.outputs[0] not in ctx.driver.graph.outputs:
         ctx.alias_output(0, value, layout)  # the Q's input, already on the lattice
         return True
-    product = C.binary(ctx, "MUL", centred, broadcast_param(ctx, 1, 0), "dequantized")
+    product = e.op("MUL", centred, broadcast_param(ctx, 1, 0), hint="dequantized")
     out = ctx.output(0)
-    C.reshape(ctx, product, out.shape, out=out)
+    e.reshape(product, out.shape, out=out)
     return True
 
 
@@ -419,6 +425,7 @@ def _dequantize_twin(ctx) -> bool:
     extra_check=_dequantize_check,
 )
 def lower_dequantize_linear(ctx):
+    e = Emitter(ctx)
     if _dequantize_builtin(ctx) or _dequantize_folded(ctx) or _dequantize_twin(ctx):
         return
     x = ctx.input(0)
@@ -426,15 +433,15 @@ def lower_dequantize_linear(ctx):
     if dtype_name(x.dtype) == "int32":
         shifted = x
         if ctx.has_input(2):
-            shifted = C.binary(ctx, "SUB", x, broadcast_param(ctx, 2, 0, np.int32), "shifted")
-        shifted = C.cast(ctx, shifted, np.float32, "shifted_f")
+            shifted = e.op("SUB", x, broadcast_param(ctx, 2, 0, np.int32), hint="shifted")
+        shifted = e.cast(shifted, np.float32, "shifted_f")
     else:
-        shifted = C.cast(ctx, x, np.float32, "x_f")
+        shifted = e.cast(x, np.float32, "x_f")
         if ctx.has_input(2):
-            shifted = C.binary(ctx, "SUB", shifted, broadcast_param(ctx, 2, 0), "shifted")
-    product = C.binary(ctx, "MUL", shifted, scale, "dequantized")
+            shifted = e.op("SUB", shifted, broadcast_param(ctx, 2, 0), hint="shifted")
+    product = e.op("MUL", shifted, scale, hint="dequantized")
     out = ctx.output(0)
-    C.reshape(ctx, product, out.shape, out=out)
+    e.reshape(product, out.shape, out=out)
 
 
 # ---- DynamicQuantizeLinear ---------------------------------------------------------------
@@ -460,12 +467,13 @@ def nonzero_range(ctx, spread: tfl.Tensor, hint: str = "range") -> tfl.Tensor:
     SELECT_V2, which XNNPACK does not take (each cut the graph into another partition):
     ``max(1 - spread * 2**127, 0)`` is 1 for 0 and 0 for every spread >= 2**-127 (a range
     below that, ~5.9e-39, would get a scale between the two)."""
-    zero = C.const(ctx, 0.0, hint="zero")
-    lifted = C.binary(ctx, "MUL", spread, C.const(ctx, ZERO_RANGE_GAIN, hint="gain"), "lifted")
-    empty = C.binary(ctx, "SUB", C.const(ctx, 1.0, hint="one"), lifted, f"{hint}_empty_raw")
-    empty = C.binary(ctx, "MAXIMUM", empty, zero, f"{hint}_empty")
-    pad = C.binary(ctx, "MUL", empty, C.const(ctx, 255.0, hint="q_span"), f"{hint}_pad")
-    return C.binary(ctx, "ADD", spread, pad, f"{hint}_nz")
+    e = Emitter(ctx)
+    zero = e.const(0.0, hint="zero")
+    lifted = e.op("MUL", spread, e.const(ZERO_RANGE_GAIN, hint="gain"), hint="lifted")
+    empty = e.op("SUB", e.const(1.0, hint="one"), lifted, hint=f"{hint}_empty_raw")
+    empty = e.op("MAXIMUM", empty, zero, hint=f"{hint}_empty")
+    pad = e.op("MUL", empty, e.const(255.0, hint="q_span"), hint=f"{hint}_pad")
+    return e.op("ADD", spread, pad, hint=f"{hint}_nz")
 
 
 @lowering(
@@ -491,25 +499,25 @@ def nonzero_range(ctx, spread: tfl.Tensor, hint: str = "range") -> tfl.Tensor:
     "ConvInteger, y and the zero point are carried as float32 (rule float_carried_integers)",
 )
 def lower_dynamic_quantize_linear(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     axes = list(range(len(x.shape)))
-    zero = C.const(ctx, 0.0, hint="zero")
-    hi = C.binary(ctx, "MAXIMUM", C.reduce(ctx, "REDUCE_MAX", x, axes, False, "max"), zero, "hi")
-    lo = C.binary(ctx, "MINIMUM", C.reduce(ctx, "REDUCE_MIN", x, axes, False, "min"), zero, "lo")
-    spread = nonzero_range(ctx, C.binary(ctx, "SUB", hi, lo, "range"))
+    zero = e.const(0.0, hint="zero")
+    hi = e.op("MAXIMUM", e.reduce("REDUCE_MAX", x, axes, False, "max"), zero, hint="hi")
+    lo = e.op("MINIMUM", e.reduce("REDUCE_MIN", x, axes, False, "min"), zero, hint="lo")
+    spread = nonzero_range(ctx, e.op("SUB", hi, lo, hint="range"))
     scale_out = ctx.output(1) if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] else None
-    scale = C.binary(ctx, "DIV", spread, C.const(ctx, 255.0, hint="q_span"), "scale", scale_out)
+    scale = e.op("DIV", spread, e.const(255.0, hint="q_span"), hint="scale", out=scale_out)
     # zero point = saturate(round(0 - min / scale)); min <= 0 so the clamp is [0, 255].
-    initial = C.binary(ctx, "SUB", zero, C.binary(ctx, "DIV", lo, scale, "min_scaled"), "zp0")
-    zp_f = C.binary(
-        ctx,
+    initial = e.op("SUB", zero, e.op("DIV", lo, scale, hint="min_scaled"), hint="zp0")
+    zp_f = e.op(
         "MINIMUM",
-        C.binary(ctx, "MAXIMUM", initial, zero, "zp_lo"),
-        C.const(ctx, 255.0, hint="zp_max"),
-        "zp_hi",
+        e.op("MAXIMUM", initial, zero, hint="zp_lo"),
+        e.const(255.0, hint="zp_max"),
+        hint="zp_hi",
     )
-    zp_f = C.op(ctx, "ROUND", [zp_f], (), hint="zp_round")
+    zp_f = e.op("ROUND", zp_f, shape=(), dtype=np.float32, hint="zp_round")
     if len(ctx.node.outputs) > 2 and ctx.node.outputs[2]:
-        ctx.emit("CAST", [zp_f], [ctx.output(2)])
-    scaled = C.binary(ctx, "DIV", x, scale, "scaled")
+        e.op("CAST", zp_f, out=ctx.output(2))
+    scaled = e.op("DIV", x, scale, hint="scaled")
     requantize(ctx, scaled, zp_f, ctx.output(0), "y")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..policies import onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 ANY = ("float32", "float16", "float64", "int32", "int64", "int8", "uint8", "bool", "int16")
 
@@ -37,27 +37,27 @@ def _dtype_check(node, graph):
 
 def _affine(ctx, x, scale: float, shift: float):
     """x * scale + shift, skipping identities; writes the op output."""
+    e = Emitter(ctx)
     out = ctx.output(0)
     if scale != 1.0:
         last = shift == 0.0
-        x = C.binary(
-            ctx, "MUL", x, C.const(ctx, scale, hint="scale"), "scaled", out=out if last else None
-        )
+        x = e.op("MUL", x, e.const(scale, hint="scale"), hint="scaled", out=out if last else None)
         if last:
             return
     if shift != 0.0:
-        C.binary(ctx, "ADD", x, C.const(ctx, shift, hint="shift"), out=out)
+        e.op("ADD", x, e.const(shift, hint="shift"), out=out, hint="t")
         return
-    C.reshape(ctx, x, out.shape, out=out)
+    e.reshape(x, out.shape, out=out)
 
 
 def _random(ctx, opcode: str):
+    e = Emitter(ctx)
     shape = ctx.out_shape(0)
-    sample = C.op(
-        ctx,
+    sample = e.op(
         opcode,
-        [C.const(ctx, shape, np.int32, "shape")],
-        shape,
+        e.const(shape, np.int32, "shape"),
+        shape=shape,
+        dtype=np.float32,
         hint="sample",
         **_seed_options(ctx),
     )
@@ -95,15 +95,16 @@ for _op, _code, _n_in in (
     extra_check=_dtype_check,
 )
 def lower_bernoulli(ctx):
+    e = Emitter(ctx)
     p = ctx.input(0)
     shape = ctx.shape(0)
-    u = C.op(
-        ctx,
+    u = e.op(
         "RANDOM_UNIFORM",
-        [C.const(ctx, shape, np.int32, "shape")],
-        shape,
+        e.const(shape, np.int32, "shape"),
+        shape=shape,
+        dtype=np.float32,
         hint="u",
         **_seed_options(ctx),
     )
-    hit = C.binary(ctx, "LESS", u, p, "hit", dtype=np.bool_)
-    C.op(ctx, "CAST", [hit], shape, out=ctx.output(0))
+    hit = e.op("LESS", u, p, hint="hit", dtype=np.bool_)
+    e.op("CAST", hit, out=ctx.output(0))

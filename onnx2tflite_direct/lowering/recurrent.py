@@ -35,6 +35,7 @@ from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
 from . import recurrent_kernels
 from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
+from .emit import Emitter
 from .recurrent_cells import CellConfig, Ops, gru_step, lstm_step, parse_activations, rnn_step
 
 
@@ -116,6 +117,7 @@ class Unroller:
 
     def __init__(self, ctx, kind: CellKind):
         self.ctx = ctx
+        self.e = Emitter(ctx)
         self.kind = kind
         self.o = Ops(ctx)
         self.batch_major = int(ctx.attr("layout", 0)) == 1
@@ -152,18 +154,24 @@ class Unroller:
         out = self.ctx.temp(np.float32, shape, hint)
         dims = self.ctx.const_tensor(np.array(shape, np.int32), f"{hint}_dims")
         zero = self.ctx.const_tensor(np.array(0, np.float32), "zero")
-        self.ctx.emit("FILL", [dims, zero], [out])
+        self.e.op("FILL", dims, zero, out=out)
         return out
 
     def runtime_steps(self, projected: tfl.Tensor) -> tfl.Tensor:
         """The sequence length as an int32 scalar read from ``projected`` at run time, so the
         loop also runs a sequence length that changes with a dynamic input size."""
-        ctx = self.ctx
-        dims = ctx.temp(np.int32, (len(projected.shape),), "dims")
-        ctx.emit("SHAPE", [projected], [dims], out_type="INT32")
+        ctx, e = self.ctx, self.e
+        dims = e.op(
+            "SHAPE",
+            projected,
+            shape=(len(projected.shape),),
+            dtype=np.int32,
+            hint="dims",
+            out_type="INT32",
+        )
         first = ctx.temp(np.int32, (1,), "seq")
         one = ctx.const_tensor(np.array([1], np.int32), "one")
-        ctx.emit("SLICE", [dims, ctx.const_tensor(np.array([0], np.int32), "zero"), one], [first])
+        e.op("SLICE", dims, ctx.const_tensor(np.array([0], np.int32), "zero"), one, out=first)
         return ctx.reshape(first, (), "steps")
 
     def step_masks(self, stacked: bool = False):
@@ -248,7 +256,7 @@ class Unroller:
 
         Loop variables: step counter, states, the Y buffer, the input projection, the masks
         (if any) and every run-time operand the step reads (they pass through unchanged)."""
-        ctx, o, drv = self.ctx, self.o, self.ctx.driver
+        ctx, o, drv, e = self.ctx, self.o, self.ctx.driver, self.e
         label = f"{ctx.node.label}/d{d}"
         projected = o.linear(ctx.input(0), w_d, x_bias, keep_num_dims=True)
         y0 = self.zeros((self.seq, self.batch, self.hidden), "y0")
@@ -280,23 +288,24 @@ class Unroller:
             one = ctx.const_tensor(np.array(1, np.int32), "one")
             if self.direction == "reverse" or d == 1:  # t = steps - 1 - k
                 t = _int_op(ctx, "SUB", _int_op(ctx, "SUB", steps, one, "last"), k, "t")
-            x_t = ctx.temp(np.float32, xw.shape[1:], "x_t")
-            ctx.emit("GATHER", [xw, t], [x_t], axis=0, batch_dims=0)
+            x_t = e.gather(xw, t, 0, hint="x_t")
             new = self.kind.step(o, _with_operands(cfg, inner), x_t, tuple(st))
             y = new[0]
             if mask_all is not None:
-                m_t = ctx.temp(np.bool_, mask_all.shape[1:], "mask_t")
-                ctx.emit("GATHER", [mask_all, t], [m_t], axis=0, batch_dims=0)
+                m_t = e.gather(mask_all, t, 0, hint="mask_t")
                 new = tuple(o.op("SELECT_V2", m_t, a, b) for a, b in zip(new, st, strict=True))
                 y = o.op("SELECT_V2", m_t, new[0], np.zeros((), np.float32))
             start = ctx.temp(np.int32, (3,), "start")
             zero = ctx.const_tensor(np.array(0, np.int32), "zero")
-            ctx.emit("PACK", [t, zero, zero], [start], values_count=3, axis=0)
-            y_next = ctx.temp(np.float32, y_buf.shape, "y")
-            ctx.emit(
+            e.op("PACK", t, zero, zero, out=start, values_count=3, axis=0)
+            y_next = e.op(
                 "DYNAMIC_UPDATE_SLICE",
-                [y_buf, ctx.reshape(y, (1, *y.shape), "y_t"), start],
-                [y_next],
+                y_buf,
+                ctx.reshape(y, (1, *y.shape), "y_t"),
+                start,
+                shape=y_buf.shape,
+                dtype=np.float32,
+                hint="y",
             )
             k_next = _int_op(ctx, "ADD", k, one, "next_step")
         body.outputs = [k_next, *new, y_next, *body.inputs[2 + n :]]
@@ -370,9 +379,8 @@ CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
 
 def _int_op(ctx, opcode: str, a: tfl.Tensor, b: tfl.Tensor, hint: str) -> tfl.Tensor:
     """int32 scalar arithmetic of the loop counter."""
-    out = ctx.temp(np.int32, (), hint)
-    ctx.emit(opcode, [a, b], [out], fused_activation_function="NONE")
-    return out
+    e = Emitter(ctx)
+    return e.op(opcode, a, b, shape=(), dtype=np.int32, hint=hint, fused_activation_function="NONE")
 
 
 def _runtime_operands(cfg: CellConfig) -> list[tfl.Tensor]:

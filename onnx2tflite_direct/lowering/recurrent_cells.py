@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elementwise import Emit
+from .emit import Emitter
 
 # name (lower case) -> (alpha default, beta default): None = unused, REQUIRED = must be given.
 # onnxruntime defaults Affine/ScaledTanh alpha (and beta) and ThresholdedRelu alpha to 0, the
@@ -81,7 +81,7 @@ class Ops:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.e = Emit(ctx, np.float32)
+        self.e = Emitter(ctx, np.float32)
 
     def tensor(self, v):
         if isinstance(v, np.ndarray):
@@ -120,10 +120,10 @@ class Ops:
             outs.append(self.ctx.temp(np.float32, shape, "split"))
         axis_t = self.ctx.const_tensor(np.array(axis, np.int32), "axis")
         if len(set(sizes)) == 1:
-            self.ctx.emit("SPLIT", [axis_t, v], outs, num_splits=len(sizes))
+            self.e.op("SPLIT", axis_t, v, out=outs, num_splits=len(sizes))
         else:
             size_t = self.ctx.const_tensor(np.array(sizes, np.int32), "sizes")
-            self.ctx.emit("SPLIT_V", [v, size_t, axis_t], outs, num_splits=len(sizes))
+            self.e.op("SPLIT_V", v, size_t, axis_t, out=outs, num_splits=len(sizes))
         return outs
 
     def unstack(self, v, axis: int):
@@ -135,7 +135,7 @@ class Ops:
         if count == 1:
             return [self.ctx.reshape(v, shape, "unstacked")]
         outs = [self.ctx.temp(v.dtype, shape, "unstacked") for _ in range(count)]
-        self.ctx.emit("UNPACK", [v], outs, num=count, axis=axis)
+        self.e.op("UNPACK", v, out=outs, num=count, axis=axis)
         return outs
 
     def stack(self, items, axis: int, out=None):
@@ -146,9 +146,9 @@ class Ops:
         if out is None:
             out = self.ctx.temp(np.float32, shape, "stacked")
         if len(items) == 1:
-            self.ctx.driver.reshape(items[0], out)
+            self.e.reshape(items[0], out=out)
         else:
-            self.ctx.emit("PACK", items, [out], values_count=len(items), axis=axis)
+            self.e.op("PACK", *items, out=out, values_count=len(items), axis=axis)
         return out
 
     def linear(self, x, weight, bias, keep_num_dims: bool = False):
@@ -163,10 +163,10 @@ class Ops:
         )
         out = self.ctx.temp(np.float32, out_shape, "fc")
         inputs = [x, self.tensor(weight), None if bias is None else self.tensor(bias)]
-        self.ctx.emit(
+        self.e.op(
             "FULLY_CONNECTED",
-            inputs,
-            [out],
+            *inputs,
+            out=out,
             fused_activation_function="NONE",
             keep_num_dims=keep_num_dims,
         )

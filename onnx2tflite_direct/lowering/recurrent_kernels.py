@@ -45,6 +45,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import tfl
+from .emit import Emitter
 from .recurrent_cells import parse_activations
 
 # "measured" (default): the kernel where kernel_is_faster; "always" / "never": forced.
@@ -123,6 +124,7 @@ def kernel_blocker(ctx) -> str | None:
 
 def lower_lstm_kernel(ctx) -> None:
     """One UNIDIRECTIONAL_SEQUENCE_LSTM per direction; Y and Y_h in the node's layout."""
+    e = Emitter(ctx)
     batch_major = bool(ctx.attr("layout", 0))
     time_axis = 1 if batch_major else 0
     x = ctx.input(0)
@@ -138,11 +140,19 @@ def lower_lstm_kernel(ctx) -> None:
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
         x_d = _reverse(ctx, x, time_axis) if reverse else x
-        y = ctx.temp(np.float32, out_shape, f"d{d}/lstm_y")
-        ctx.emit(
+        y = e.op(
             "UNIDIRECTIONAL_SEQUENCE_LSTM",
-            [x_d, *_kernel_weights(ctx, d, hidden), h0[d], c0[d], None, None, None, None],
-            [y],
+            x_d,
+            *_kernel_weights(ctx, d, hidden),
+            h0[d],
+            c0[d],
+            None,
+            None,
+            None,
+            None,
+            shape=out_shape,
+            dtype=np.float32,
+            hint=f"d{d}/lstm_y",
             fused_activation_function="TANH",
             cell_clip=0.0,
             proj_clip=0.0,
@@ -195,38 +205,43 @@ def _state_tensor(ctx, batch: int, hidden: int, hint: str) -> tfl.Tensor:
 def _initial_states(ctx, i, dirs, batch, hidden, batch_major, which) -> list[tfl.Tensor]:
     """Per direction a variable [batch, hidden] state tensor, written on every invocation with
     the initial state (UNPACK of input ``i``) or zeros (FILL)."""
+    e = Emitter(ctx)
     states = [_state_tensor(ctx, batch, hidden, f"d{d}/{which}_state") for d in range(dirs)]
     if ctx.has_input(i):
         axis = 1 if batch_major else 0
-        ctx.emit("UNPACK", [ctx.input(i)], states, num=dirs, axis=axis)
+        e.op("UNPACK", ctx.input(i), out=states, num=dirs, axis=axis)
         return states
     dims = ctx.const_tensor(np.array([batch, hidden], np.int32), f"{which}_dims")
     zero = ctx.const_tensor(np.array(0, np.float32), "zero")
     for s in states:
-        ctx.emit("FILL", [dims, zero], [s])
+        e.op("FILL", dims, zero, out=s)
     return states
 
 
 def _reverse(ctx, t: tfl.Tensor, axis: int) -> tfl.Tensor:
-    out = ctx.temp(t.dtype, t.shape, "reversed")
-    ctx.emit("REVERSE_V2", [t, ctx.const_tensor(np.array([axis], np.int32), "time_axis")], [out])
-    return out
+    e = Emitter(ctx)
+    return e.op(
+        "REVERSE_V2",
+        t,
+        ctx.const_tensor(np.array([axis], np.int32), "time_axis"),
+        shape=t.shape,
+        hint="reversed",
+    )
 
 
 def _last_step(ctx, y: tfl.Tensor, time_axis: int, batch: int, hidden: int) -> tfl.Tensor:
     """y's last time step [batch, hidden]: the final hidden state."""
+    e = Emitter(ctx)
     out = ctx.temp(np.float32, (batch, hidden), "last_step")
     begin = np.zeros(3, np.int32)
     begin[time_axis] = -1
-    ctx.emit(
+    e.op(
         "STRIDED_SLICE",
-        [
-            y,
-            ctx.const_tensor(begin, "begin"),
-            ctx.const_tensor(np.zeros(3, np.int32), "end"),
-            ctx.const_tensor(np.ones(3, np.int32), "strides"),
-        ],
-        [out],
+        y,
+        ctx.const_tensor(begin, "begin"),
+        ctx.const_tensor(np.zeros(3, np.int32), "end"),
+        ctx.const_tensor(np.ones(3, np.int32), "strides"),
+        out=out,
         begin_mask=0b111 & ~(1 << time_axis),
         end_mask=0b111 & ~(1 << time_axis),
         shrink_axis_mask=1 << time_axis,
@@ -237,12 +252,12 @@ def _last_step(ctx, y: tfl.Tensor, time_axis: int, batch: int, hidden: int) -> t
 def _final_cell(ctx, last_h, cell_var, batch: int, hidden: int) -> tfl.Tensor:
     """The final cell state the kernel left in ``cell_var``, read after the kernel: the
     CONCATENATION also reads ``last_h`` (the kernel's output), which orders it after."""
-    pair = ctx.temp(np.float32, (batch, 2 * hidden), "h_and_c")
-    ctx.emit("CONCATENATION", [last_h, cell_var], [pair], axis=1, fused_activation_function="NONE")
+    e = Emitter(ctx)
+    pair = e.concat([last_h, cell_var], 1, hint="h_and_c")
     out = ctx.temp(np.float32, (batch, hidden), "final_cell")
     begin = ctx.const_tensor(np.array([0, hidden], np.int32), "cell_begin")
     size = ctx.const_tensor(np.array([-1, hidden], np.int32), "cell_size")
-    ctx.emit("SLICE", [pair, begin, size], [out])
+    e.op("SLICE", pair, begin, size, out=out)
     return out
 
 
@@ -252,10 +267,11 @@ def _used(ctx, i: int) -> bool:
 
 
 def _stack(ctx, items, axis: int, out: tfl.Tensor) -> None:
+    e = Emitter(ctx)
     if len(items) == 1:
-        ctx.driver.reshape(items[0], out)
+        e.reshape(items[0], out=out)
     else:
-        ctx.emit("PACK", items, [out], values_count=len(items), axis=axis)
+        e.op("PACK", *items, out=out, values_count=len(items), axis=axis)
 
 
 def _write_outputs(ctx, ys, lasts, cells, batch_major: bool) -> None:

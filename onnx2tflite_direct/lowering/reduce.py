@@ -16,6 +16,7 @@ import numpy as np
 from .. import errors
 from ..registry import FLOAT, lowering
 from .axis_layouts import XNNPACK_RANKS, rank_of, reduction_policy, runtime_int32, stored_axes
+from .emit import Emitter
 
 FLOAT_INT = ("float32", "int32", "int64")
 
@@ -104,22 +105,25 @@ def _reduce_check(node, graph) -> str | None:
 
 def _unary(ctx, opcode, x, out=None, hint="y"):
     """One elementwise op; SQUARE of integers is MUL (TFLite's SQUARE is float-only)."""
+    e = Emitter(ctx)
     out = out if out is not None else ctx.temp(x.dtype, x.shape, hint)
     if opcode == "SQUARE" and np.dtype(x.dtype).kind != "f":
-        ctx.emit("MUL", [x, x], [out], fused_activation_function="NONE")
+        e.op("MUL", x, x, out=out)
     else:
-        ctx.emit(opcode, [x], [out])
+        e.op(opcode, x, out=out)
     return out
 
 
 def _reduce_nothing(ctx, spec: Reduction, x, out):
     """No axes reduced: each element is reduced alone (|x| for L1/L2, x*x, log x, or x)."""
+    e = Emitter(ctx)
     y = x if spec.each is None else _unary(ctx, spec.each, x, hint=spec.each.lower())
-    ctx.driver.reshape(y, out)
+    e.reshape(y, out=out)
 
 
 def _lower_reduction(spec: Reduction):
     def lower(ctx):
+        e = Emitter(ctx)
         axes = static_axes(ctx.node, ctx.driver.graph)
         x = ctx.input(0)
         out = ctx.output(0)
@@ -129,7 +133,7 @@ def _lower_reduction(spec: Reduction):
             return
         if 0 in ctx.shape(0):  # every output element reduces zero elements: a constant
             dims = ctx.const_tensor(np.array(out.shape, np.int32), "dims")
-            ctx.emit("FILL", [dims, ctx.const_tensor(_empty_value(spec, x.dtype), "empty")], [out])
+            e.op("FILL", dims, ctx.const_tensor(_empty_value(spec, x.dtype), "empty"), out=out)
             return
         axes_t = (
             runtime_int32(ctx) if axes is None else ctx.const_tensor(stored_axes(ctx, axes), "axes")
@@ -143,7 +147,7 @@ def _lower_reduction(spec: Reduction):
         if spec.pre:
             x = _unary(ctx, spec.pre, x, hint=spec.pre.lower())
         red = out if spec.post is None else ctx.temp(out.dtype, out.shape, "reduced")
-        ctx.emit(reducer, [x, axes_t], [red], keep_dims=keep)
+        e.op(reducer, x, axes_t, out=red, keep_dims=keep)
         if spec.post:
             _unary(ctx, spec.post, red, out)
 
@@ -152,20 +156,24 @@ def _lower_reduction(spec: Reduction):
 
 def _log_sum_exp(ctx, x, axes_t, out, keep):
     """log(sum(exp(x - max))) + max, as onnxruntime computes it (no overflow for large x)."""
+    e = Emitter(ctx)
     kept_shape = out.shape if keep else _keepdims_stored_shape(ctx)
-    peak = ctx.temp(x.dtype, kept_shape, "max")
-    ctx.emit("REDUCE_MAX", [x, axes_t], [peak], keep_dims=True)
-    shifted = ctx.temp(x.dtype, x.shape, "shifted")
-    ctx.emit("SUB", [x, peak], [shifted], fused_activation_function="NONE")
-    total = ctx.temp(x.dtype, kept_shape, "sum")
-    ctx.emit("SUM", [_unary(ctx, "EXP", shifted, hint="exp"), axes_t], [total], keep_dims=True)
+    peak = e.op("REDUCE_MAX", x, axes_t, shape=kept_shape, hint="max", keep_dims=True)
+    shifted = e.op("SUB", x, peak, hint="shifted")
+    total = e.op(
+        "SUM",
+        _unary(ctx, "EXP", shifted, hint="exp"),
+        axes_t,
+        shape=kept_shape,
+        hint="sum",
+        keep_dims=True,
+    )
     logged = _unary(ctx, "LOG", total, hint="log")
     if keep:
-        ctx.emit("ADD", [logged, peak], [out], fused_activation_function="NONE")
+        e.op("ADD", logged, peak, out=out)
         return
-    summed = ctx.temp(x.dtype, kept_shape, "lse")
-    ctx.emit("ADD", [logged, peak], [summed], fused_activation_function="NONE")
-    ctx.driver.reshape(summed, out)
+    summed = e.op("ADD", logged, peak, hint="lse")
+    e.reshape(summed, out=out)
 
 
 def _keepdims_stored_shape(ctx):

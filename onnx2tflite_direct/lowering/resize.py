@@ -21,8 +21,8 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
-from . import compose as C
 from .conv_lattice import integer_resize_operand, rescale_integer_sums
+from .emit import Emitter
 from .resize_builtins import builtin_flags
 from .resize_reference import (
     COORD_MODES,
@@ -262,6 +262,7 @@ def _scales_index(ctx):
 
 
 def lower_resize(ctx):
+    e = Emitter(ctx)
     spec = _Spec(ctx)
     scales_index = _scales_index(ctx)
     runtime_scales = scales_index is not None and ctx.const(scales_index) is None
@@ -298,7 +299,7 @@ def lower_resize(ctx):
         last = k == len(order) - 1 and outside is None
         x = _resize_axis(ctx, x, lay.stored_axis(a), plans[a][0], final if last else None)
     if outside is not None:
-        C.binary(ctx, "ADD", x, outside, out=final)
+        e.op("ADD", x, outside, out=final, hint="t")
 
 
 def _lower_runtime(ctx, spec, scales_index, runtime_roi):
@@ -350,6 +351,7 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     CONCATENATION of 4 copies along the channels and DEPTH_TO_SPACE(2) (i // 2 // 2 = i // 4):
     exact copies, and both run in XNNPACK, which has no RESIZE_NEAREST_NEIGHBOR (each one cut
     the graph into another delegate partition)."""
+    e = Emitter(ctx)
     if spec.mode != "nearest" or x.dtype != np.float32 or x.shape_signature is not None:
         return False
     h, w = lay.perm[1], lay.perm[2]
@@ -368,15 +370,23 @@ def _try_replicate(ctx, spec, x, plans, lay) -> bool:
     n, ih, iw, c = x.shape
     while s > 1:
         s //= 2
-        copies = ctx.temp(x.dtype, (n, ih, iw, 4 * c), "replicated")
-        ctx.emit("CONCATENATION", [x] * 4, [copies], axis=3, fused_activation_function="NONE")
+        copies = e.op(
+            "CONCATENATION",
+            *[x] * 4,
+            shape=(n, ih, iw, 4 * c),
+            dtype=x.dtype,
+            hint="replicated",
+            axis=3,
+            fused_activation_function="NONE",
+        )
         ih, iw = 2 * ih, 2 * iw
         x = ctx.output(0) if s == 1 else ctx.temp(x.dtype, (n, ih, iw, c), "upsampled")
-        ctx.emit("DEPTH_TO_SPACE", [copies], [x], block_size=2)
+        e.op("DEPTH_TO_SPACE", copies, out=x, block_size=2)
     return True
 
 
 def _try_builtin(ctx, spec, x, plans, lay, out=None) -> bool:
+    e = Emitter(ctx)
     if spec.mode == "cubic":
         return False
     opcode = "RESIZE_NEAREST_NEIGHBOR" if spec.mode == "nearest" else "RESIZE_BILINEAR"
@@ -390,12 +400,13 @@ def _try_builtin(ctx, spec, x, plans, lay, out=None) -> bool:
         return False
     size = ctx.const_tensor(np.array([spec.out_shape[h], spec.out_shape[w]], np.int32), "size")
     out = ctx.output(0) if out is None else out
-    ctx.emit(opcode, [x, size], [out], align_corners=flags[0], half_pixel_centers=flags[1])
+    e.op(opcode, x, size, out=out, align_corners=flags[0], half_pixel_centers=flags[1])
     return True
 
 
 def _resize_axis(ctx, x, axis, m, out=None):
     """Apply the [out, in] matrix ``m`` along stored ``axis`` as GATHER taps."""
+    e = Emitter(ctx)
     n_out = m.shape[0]
     shape = list(x.shape)
     shape[axis] = n_out
@@ -417,23 +428,17 @@ def _resize_axis(ctx, x, axis, m, out=None):
         unit = np.all(w == 1.0)
         g_out = out if last and unit and acc is None and out is not None else None
         gathered = g_out or ctx.temp(x.dtype, shape, f"gather{k}")
-        ctx.emit(
-            "GATHER",
-            [x, ctx.const_tensor(idx.astype(np.int32), "indices")],
-            [gathered],
-            axis=axis,
-            batch_dims=0,
-        )
+        e.gather(x, ctx.const_tensor(idx.astype(np.int32), "indices"), axis, out=gathered)
         term = gathered
         if not unit:
             weights = ctx.const_tensor(w.astype(np.float32).reshape(bshape), "weights")
-            term = C.binary(
-                ctx, "MUL", gathered, weights, f"tap{k}", out=out if last and acc is None else None
+            term = e.op(
+                "MUL", gathered, weights, hint=f"tap{k}", out=out if last and acc is None else None
             )
         if acc is None:
             acc = term
         else:
-            acc = C.binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
+            acc = e.op("ADD", acc, term, hint=f"sum{k}", out=out if last else None)
     return acc
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compose as C
+from .emit import Emitter
 
 EXACT_NEAREST_COORDS = ("asymmetric", "half_pixel", "pytorch_half_pixel")
 
@@ -42,6 +42,7 @@ class RuntimeAxis:
 
     def __init__(self, ctx, spec, axis, scale, roi):
         self.ctx, self.spec, self.axis = ctx, spec, axis
+        self.e = Emitter(ctx)
         self.scale, self.roi = scale, roi  # [1] float32 tensors (runtime or constant)
         self.n_in, self.n_out = spec.in_shape[axis], spec.out_shape[axis]
 
@@ -49,7 +50,7 @@ class RuntimeAxis:
         return self.ctx.const_tensor(np.asarray(value, np.float32), hint)
 
     def op(self, opcode, a, b, hint="t"):
-        return C.binary(self.ctx, opcode, a, b, hint)
+        return self.e.op(opcode, a, b, hint=hint)
 
     def coords(self):
         mode, n_in, n_out = self.spec.coord, self.n_in, self.n_out
@@ -96,12 +97,11 @@ class RuntimeAxis:
         }[spec.nearest_mode]
         p = self.const(np.arange(self.n_out, dtype=np.float32) + np.float32(c), "p")
         u = self.op("SUB", self.op("DIV", p, self.scale, "q"), self.const([d]), "u")
-        k = C.unary(self.ctx, "CEIL" if use_ceil else "FLOOR", u, "k")
+        k = self.e.op("CEIL" if use_ceil else "FLOOR", u, hint="k")
         boundary = self.op("ADD", k, self.const([d]), "boundary")
         remainder = self._exact_remainder(p, boundary)
         beyond = self._compare("GREATER" if use_ceil else "LESS", remainder, self.const([0.0]))
-        step = self.ctx.temp(np.float32, k.shape, "step")
-        self.ctx.emit("CAST", [beyond], [step])
+        step = self.e.op("CAST", beyond, dtype=np.float32, hint="step")
         k = self.op("ADD" if use_ceil else "SUB", k, step, "k")
         return [(self._index(k), None)]
 
@@ -125,22 +125,20 @@ class RuntimeAxis:
         return hi, self.op("SUB", a, hi, "lo")
 
     def _compare(self, opcode, a, b):
-        out = self.ctx.temp(np.bool_, np.broadcast_shapes(a.shape, b.shape), "cmp")
-        self.ctx.emit(opcode, [a, b], [out])
-        return out
+        return self.e.op(
+            opcode, a, b, shape=np.broadcast_shapes(a.shape, b.shape), dtype=np.bool_, hint="cmp"
+        )
 
     def _index(self, k):
         clamped = self.op(
             "MINIMUM", self.op("MAXIMUM", k, self.const([0.0])), self.const([self.n_in - 1])
         )
-        idx = self.ctx.temp(np.int32, clamped.shape, "idx")
-        self.ctx.emit("CAST", [clamped], [idx])
-        return idx
+        return self.e.op("CAST", clamped, dtype=np.int32, hint="idx")
 
     def taps(self, x):
         """[(int32 indices [n_out], float32 weights [n_out])] of the interpolation kernel."""
         spec = self.spec
-        base = C.unary(self.ctx, "FLOOR", x, "base")
+        base = self.e.op("FLOOR", x, hint="base")
         frac = self.op("SUB", x, base, "frac")
         if spec.mode == "linear":
             offsets = (0, 1)
@@ -172,16 +170,13 @@ class RuntimeAxis:
             weights = [self.op("DIV", w, total, "w") for w in weights]
         indices = []
         for c in clamped:
-            idx = self.ctx.temp(np.int32, c.shape, "idx")
-            self.ctx.emit("CAST", [c], [idx])
+            idx = self.e.op("CAST", c, dtype=np.int32, hint="idx")
             indices.append(idx)
         return list(zip(indices, weights, strict=True))
 
     def _equal(self, a, b):
         same = self._compare("EQUAL", a, b)
-        out = self.ctx.temp(np.float32, a.shape, "mask")
-        self.ctx.emit("CAST", [same], [out])
-        return out
+        return self.e.op("CAST", same, dtype=np.float32, hint="mask")
 
     def _cubic_near(self, t):  # ((a + 2) t - (a + 3)) t^2 + 1 for 0 <= t <= 1
         a = self.spec.cubic_a
@@ -205,6 +200,7 @@ class RuntimeAxis:
 def runtime_vector(ctx, i, rank, axes, halves=1):
     """element(a, half): the entry of input ``i`` (scales, or roi with 2 halves) for ONNX axis
     ``a`` as a [1] tensor; the vector covers either all axes or the ``axes`` attribute."""
+    e = Emitter(ctx)
     vec = ctx.input(i)
     per = ctx.shape(i)[0] // halves
 
@@ -212,7 +208,7 @@ def runtime_vector(ctx, i, rank, axes, halves=1):
         j = (a if per == rank else list(axes).index(a)) + half * per
         out = ctx.temp(np.float32, (1,), "elem")
         idx = ctx.const_tensor(np.array([j], np.int32), "elem_idx")
-        ctx.emit("GATHER", [vec, idx], [out], axis=0, batch_dims=0)
+        e.gather(vec, idx, 0, out=out)
         return out
 
     return element
@@ -221,21 +217,22 @@ def runtime_vector(ctx, i, rank, axes, halves=1):
 def apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
     """sum_k GATHER(x, idx_k) * w_k along ``stored``; tf_crop_and_resize extrapolates where
     ``mask`` is 0 (axis by axis, as the ONNX reference does)."""
+    e = Emitter(ctx)
     shape = list(x.shape)
     n_out = taps[0][0].shape[0]
     shape[stored] = n_out
     bshape = [1] * len(shape)
     bshape[stored] = n_out
     if mask is not None:
-        fill = C.binary(ctx, "SUB", ctx.const_tensor(np.float32([1.0]), "one"), mask, "fill")
-        fill = C.binary(
-            ctx, "MUL", fill, ctx.const_tensor(np.float32([spec.extrapolation]), "ev"), "fill"
+        fill = e.op("SUB", ctx.const_tensor(np.float32([1.0]), "one"), mask, hint="fill")
+        fill = e.op(
+            "MUL", fill, ctx.const_tensor(np.float32([spec.extrapolation]), "ev"), hint="fill"
         )
-        taps = [(i, C.binary(ctx, "MUL", w, mask, "w")) for i, w in taps]
+        taps = [(i, e.op("MUL", w, mask, hint="w")) for i, w in taps]
         taps.append((None, fill))
     if len(taps) == 1 and taps[0][1] is None:  # nearest: a single unweighted GATHER
         gathered = out if out is not None else ctx.temp(x.dtype, shape, "gather")
-        ctx.emit("GATHER", [x, taps[0][0]], [gathered], axis=stored, batch_dims=0)
+        e.gather(x, taps[0][0], stored, out=gathered)
         return gathered
     acc = None
     for k, (idx, w) in enumerate(taps):
@@ -244,11 +241,10 @@ def apply_runtime_taps(ctx, spec, x, stored, taps, mask, out):
         if idx is None:
             term = w_b
         else:
-            gathered = ctx.temp(x.dtype, shape, f"gather{k}")
-            ctx.emit("GATHER", [x, idx], [gathered], axis=stored, batch_dims=0)
-            term = C.binary(ctx, "MUL", gathered, w_b, f"tap{k}")
+            gathered = e.gather(x, idx, stored, hint=f"gather{k}")
+            term = e.op("MUL", gathered, w_b, hint=f"tap{k}")
         if acc is None:
             acc = term
         else:
-            acc = C.binary(ctx, "ADD", acc, term, f"sum{k}", out=out if last else None)
+            acc = e.op("ADD", acc, term, hint=f"sum{k}", out=out if last else None)
     return acc

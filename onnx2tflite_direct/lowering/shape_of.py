@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import layout as L
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 ANY_TYPE = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool", "int16")
 
@@ -26,8 +26,9 @@ def any_layout_in(node, ins, graph, drv=None):
 
 def _stored_dims(ctx):
     """int64 [rank] SHAPE of input 0 in stored order, and the ONNX axis of each entry."""
+    e = Emitter(ctx)
     x = ctx.input(0)
-    dims = C.op(ctx, "SHAPE", [x], (len(x.shape),), np.int64, "dims", out_type="INT64")
+    dims = e.op("SHAPE", x, shape=(len(x.shape),), dtype=np.int64, hint="dims", out_type="INT64")
     return dims, ctx.in_layout(0).perm
 
 
@@ -46,6 +47,7 @@ _RUNTIME_ONLY = {
 
 @lowering("Shape", any_layout_in, tflite_ops=("SHAPE", "GATHER"), **_RUNTIME_ONLY)
 def lower_shape(ctx):
+    e = Emitter(ctx)
     dims, perm = _stored_dims(ctx)
     rank = len(perm)
     start, end = ctx.attr("start", 0), ctx.attr("end", rank)
@@ -53,13 +55,14 @@ def lower_shape(ctx):
     end = max(0, min(rank, end + rank if end < 0 else end))
     wanted = [perm.index(axis) for axis in range(start, end)]
     if wanted == list(range(rank)):
-        ctx.driver.reshape(dims, ctx.output(0))
+        e.reshape(dims, out=ctx.output(0))
         return
-    picked = C.gather(ctx, dims, np.asarray(wanted, np.int32), 0, "onnx_order_dims")
-    ctx.driver.reshape(picked, ctx.output(0))
+    picked = e.gather(dims, np.asarray(wanted, np.int32), 0, "onnx_order_dims")
+    e.reshape(picked, out=ctx.output(0))
 
 
 @lowering("Size", any_layout_in, tflite_ops=("SHAPE", "REDUCE_PROD"), **_RUNTIME_ONLY)
 def lower_size(ctx):
+    e = Emitter(ctx)
     dims, _ = _stored_dims(ctx)
-    C.reduce(ctx, "REDUCE_PROD", dims, [0], False, "size", out=ctx.output(0))
+    e.reduce("REDUCE_PROD", dims, [0], False, "size", out=ctx.output(0))

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..policies import keep_rank
 from ..registry import lowering
+from .emit import Emitter
 
 # dtypes proven by tests/test_ops_slicing.py (SPLIT/SPLIT_V reject bool)
 SLICE_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
@@ -88,6 +89,7 @@ def _const_slice(ctx, starts, ends, axes, steps):
 
 def _scatter_runtime(ctx, i, axes, fill, hint):
     """Runtime per-``axes`` values -> stored full-rank vector (``fill`` elsewhere), one GATHER."""
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     values = ctx.input(i)
     n = len(axes)
@@ -97,13 +99,9 @@ def _scatter_runtime(ctx, i, axes, fill, hint):
     if n < len(lay.perm):
         ext = ctx.temp(values.dtype, (n + 1,), f"{hint}_ext")
         pad = ctx.const_tensor(np.array([fill], values.dtype), f"{hint}_fill")
-        ctx.emit("CONCATENATION", [values, pad], [ext], axis=0, fused_activation_function="NONE")
+        e.concat([values, pad], 0, out=ext)
         values = ext
-    out = ctx.temp(values.dtype, (len(table),), hint)
-    ctx.emit(
-        "GATHER", [values, ctx.const_tensor(table, f"{hint}_index")], [out], axis=0, batch_dims=0
-    )
-    return out
+    return e.gather(values, ctx.const_tensor(table, f"{hint}_index"), 0, hint=hint)
 
 
 def _const_full(ctx, values, axes, fill, hint):
@@ -116,15 +114,19 @@ def _const_full(ctx, values, axes, fill, hint):
 
 def _as_int32(ctx, t, hint):
     """STRIDED_SLICE takes int32 operands: saturate int64 (dims fit in int32, so exact)."""
+    e = Emitter(ctx)
     if t.dtype == np.int32:
         return t
-    lo = ctx.temp(t.dtype, t.shape, f"{hint}_lo")
-    ctx.emit("MAXIMUM", [t, ctx.const_tensor(np.array(INT32_MIN, t.dtype), "int32_min")], [lo])
-    hi = ctx.temp(t.dtype, t.shape, f"{hint}_hi")
-    ctx.emit("MINIMUM", [lo, ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max")], [hi])
-    out = ctx.temp(np.int32, t.shape, f"{hint}_i32")
-    ctx.emit("CAST", [hi], [out])
-    return out
+    lo = e.op(
+        "MAXIMUM", t, ctx.const_tensor(np.array(INT32_MIN, t.dtype), "int32_min"), hint=f"{hint}_lo"
+    )
+    hi = e.op(
+        "MINIMUM",
+        lo,
+        ctx.const_tensor(np.array(INT32_MAX, t.dtype), "int32_max"),
+        hint=f"{hint}_hi",
+    )
+    return e.op("CAST", hi, dtype=np.int32, hint=f"{hint}_i32")
 
 
 def _runtime_values(ctx, starts, ends, axes, steps):
@@ -151,6 +153,7 @@ def _runtime_axes(ctx):
 
     Axes not named keep begin 0, end = dim, stride 1; negative axes match ``axis - rank``.
     """
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     shape = ctx.shape(0)
     rank = len(shape)
@@ -160,12 +163,13 @@ def _runtime_axes(ctx):
     match = ctx.temp(np.bool_, (n, rank), "axis_match")
     eq_pos = ctx.temp(np.bool_, (n, rank), "axis_eq")
     eq_neg = ctx.temp(np.bool_, (n, rank), "axis_eq_neg")
-    ctx.emit("EQUAL", [axes, ctx.const_tensor(stored_onnx, "stored_axes")], [eq_pos])
-    ctx.emit("EQUAL", [axes, ctx.const_tensor(stored_onnx - rank, "stored_axes_neg")], [eq_neg])
-    ctx.emit("LOGICAL_OR", [eq_pos, eq_neg], [match])
+    e.op("EQUAL", axes, ctx.const_tensor(stored_onnx, "stored_axes"), out=eq_pos)
+    e.op("EQUAL", axes, ctx.const_tensor(stored_onnx - rank, "stored_axes_neg"), out=eq_neg)
+    e.op("LOGICAL_OR", eq_pos, eq_neg, out=match)
     zero_axis = ctx.const_tensor(np.array([0], np.int32), "reduce_axis")
-    present = ctx.temp(np.bool_, (rank,), "axis_present")
-    ctx.emit("REDUCE_ANY", [match, zero_axis], [present], keep_dims=False)
+    present = e.op(
+        "REDUCE_ANY", match, zero_axis, shape=(rank,), hint="axis_present", keep_dims=False
+    )
     dims = np.array([shape[a] for a in lay.perm], np.int64)
     operands = []
     for i, absent, hint in (
@@ -179,15 +183,14 @@ def _runtime_axes(ctx):
         src = ctx.input(i)
         col = ctx.reshape(src, (n, 1), f"{hint}_col")
         zeros = ctx.const_tensor(np.zeros((1, 1), src.dtype), "zero")
-        picked = ctx.temp(src.dtype, (n, rank), f"{hint}_picked")
-        ctx.emit("SELECT_V2", [match, col, zeros], [picked])
-        summed = ctx.temp(src.dtype, (rank,), f"{hint}_sum")
-        ctx.emit("SUM", [picked, zero_axis], [summed], keep_dims=False)
-        full = ctx.temp(src.dtype, (rank,), hint)
-        ctx.emit(
+        picked = e.op("SELECT_V2", match, col, zeros, hint=f"{hint}_picked")
+        summed = e.op("SUM", picked, zero_axis, shape=(rank,), hint=f"{hint}_sum", keep_dims=False)
+        full = e.op(
             "SELECT_V2",
-            [present, summed, ctx.const_tensor(absent.astype(src.dtype), f"{hint}_absent")],
-            [full],
+            present,
+            summed,
+            ctx.const_tensor(absent.astype(src.dtype), f"{hint}_absent"),
+            hint=hint,
         )
         operands.append(_as_int32(ctx, full, hint))
     return (*operands, 0, 0)
@@ -199,6 +202,7 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
     the graph into another delegate partition. Along a strided axis the m picked elements
     b, b + s, ... are the element t of each of m consecutive blocks of s: a contiguous SLICE
     of m * s elements, a RESHAPE to [m, s], a SLICE of column t. Exact (pure copies)."""
+    e = Emitter(ctx)
     x = ctx.input(0)
     shape = ctx.shape(0)
     if x.dtype != np.float32 or x.shape_signature is not None or len(shape) > 4:
@@ -208,8 +212,8 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
     if any(int(st) <= 0 for st in steps) or all(int(st) == 1 for st in steps):
         return False
     per_axis = {a: (0, shape[a], 1) for a in range(len(shape))}
-    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
-        b, en, st = slice(int(s), int(e), int(st)).indices(shape[int(a)])
+    for s, end, a, st in zip(starts, ends, axes, steps, strict=True):
+        b, en, st = slice(int(s), int(end), int(st)).indices(shape[int(a)])
         per_axis[int(a)] = (b, len(range(b, en, st)), st)
     lay = ctx.in_layout(0)
     begin, size, picks = [], [], []  # stored order
@@ -241,23 +245,21 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
         picked = _slice_op(ctx, blocks, begin, cut, f"picked{j}")
         last = j == len(picks) - 1
         out = ctx.output(0) if last else ctx.temp(x.dtype, current[:k] + [m] + current[k + 1 :])
-        ctx.driver.reshape(picked, out)
+        e.reshape(picked, out=out)
         x = out
     return True
 
 
 def _slice_op(ctx, x, begin, size, hint):
-    out = ctx.temp(x.dtype, tuple(size), hint)
-    ctx.emit(
+    e = Emitter(ctx)
+    return e.op(
         "SLICE",
-        [
-            x,
-            ctx.const_tensor(np.array(begin, np.int32), f"{hint}_begin"),
-            ctx.const_tensor(np.array(size, np.int32), f"{hint}_size"),
-        ],
-        [out],
+        x,
+        ctx.const_tensor(np.array(begin, np.int32), f"{hint}_begin"),
+        ctx.const_tensor(np.array(size, np.int32), f"{hint}_size"),
+        shape=tuple(size),
+        hint=hint,
     )
-    return out
 
 
 @lowering(
@@ -270,6 +272,7 @@ def _slice_op(ctx, x, begin, size, hint):
     extra_check=_slice_check,
 )
 def lower_slice(ctx):
+    e = Emitter(ctx)
     starts, ends, axes, steps = _slice_operands(ctx)
     if axes is None:
         begin, end, strides, begin_mask, end_mask = _runtime_axes(ctx)
@@ -280,10 +283,13 @@ def lower_slice(ctx):
         begin_mask = 0
     else:
         begin, end, strides, begin_mask, end_mask = _runtime_values(ctx, starts, ends, axes, steps)
-    ctx.emit(
+    e.op(
         "STRIDED_SLICE",
-        [ctx.input(0), begin, end, strides],
-        [ctx.output(0)],
+        ctx.input(0),
+        begin,
+        end,
+        strides,
+        out=ctx.output(0),
         begin_mask=begin_mask,
         end_mask=end_mask,
     )
@@ -307,6 +313,7 @@ def _split_check(node, graph):
     extra_check=_split_check,
 )
 def lower_split(ctx):
+    e = Emitter(ctx)
     rank = len(ctx.shape(0))
     axis = int(ctx.attr("axis", 0))
     axis = axis + rank if axis < 0 else axis
@@ -314,12 +321,12 @@ def lower_split(ctx):
     sizes = [ctx.out_shape(i)[axis] for i in range(len(ctx.node.outputs))]
     outputs = [ctx.output(i) for i in range(len(ctx.node.outputs))]
     if len(outputs) == 1:
-        ctx.driver.reshape(ctx.input(0), outputs[0])
+        e.reshape(ctx.input(0), out=outputs[0])
         return
     axis_t = ctx.const_tensor(np.array(stored_axis, np.int32), "axis")
     x = ctx.input(0)
     if len(set(sizes)) == 1:
-        ctx.emit("SPLIT", [axis_t, x], outputs, num_splits=len(outputs))
+        e.op("SPLIT", axis_t, x, out=outputs, num_splits=len(outputs))
     elif x.dtype == np.float32 and x.shape_signature is None:
         # Unequal float chunks: one SLICE each. XNNPACK has no SPLIT_V, so a SPLIT_V (YOLO
         # heads, CSP blocks) cut the graph into another delegate partition; SLICE it takes.
@@ -329,15 +336,13 @@ def lower_split(ctx):
             extent = list(x.shape)
             start[stored_axis], extent[stored_axis] = begin, size
             begin += size
-            ctx.emit(
+            e.op(
                 "SLICE",
-                [
-                    x,
-                    ctx.const_tensor(np.array(start, np.int32), "begin"),
-                    ctx.const_tensor(np.array(extent, np.int32), "size"),
-                ],
-                [out],
+                x,
+                ctx.const_tensor(np.array(start, np.int32), "begin"),
+                ctx.const_tensor(np.array(extent, np.int32), "size"),
+                out=out,
             )
     else:
         size_t = ctx.const_tensor(np.array(sizes, np.int32), "size_splits")
-        ctx.emit("SPLIT_V", [x, size_t, axis_t], outputs, num_splits=len(outputs))
+        e.op("SPLIT_V", x, size_t, axis_t, out=outputs, num_splits=len(outputs))

@@ -20,6 +20,7 @@ import numpy as np
 from ..policies import PASSTHROUGH, onnx_order
 from ..registry import lowering
 from .axis_layouts import XNNPACK_RANKS
+from .emit import Emitter
 
 
 def _norm_axes(node, graph) -> tuple[int, ...]:
@@ -73,6 +74,7 @@ def _lower_normalizer(opcode: str, log: bool):
     options = {} if log else {"beta": 1.0}
 
     def lower(ctx):
+        e = Emitter(ctx)
         x = ctx.input(0)
         out = ctx.output(0)
         stored = _stored_norm_axes(ctx)
@@ -80,27 +82,27 @@ def _lower_normalizer(opcode: str, log: bool):
             _composed(ctx, x, stored, out, log)
             return
         if len(stored) == 1:
-            ctx.emit(opcode, [x], [out], **options)
+            e.op(opcode, x, out=out, **options)
             return
         inner = int(np.prod([x.shape[a] for a in stored], dtype=np.int64))
         flat = ctx.reshape(
             x, (int(np.prod(x.shape, dtype=np.int64)) // max(inner, 1), inner), "as_2d"
         )
-        y = ctx.temp(x.dtype, flat.shape, "normalized")
-        ctx.emit(opcode, [flat], [y], **options)
-        ctx.driver.reshape(y, out)
+        y = e.op(opcode, flat, shape=flat.shape, dtype=x.dtype, hint="normalized", **options)
+        e.reshape(y, out=out)
 
     return lower
 
 
 def _composed(ctx, x, stored, out, log: bool):
     """exp(x - max) / sum(exp(x - max)), or its log, reducing over ``stored`` axes."""
+    e = Emitter(ctx)
     axes = ctx.const_tensor(np.array(stored, np.int32), "axes")
     kept = tuple(1 if i in stored else d for i, d in enumerate(x.shape))
 
     def step(opcode, inputs, shape, hint, **opts):
         t = out if hint == "out" else ctx.temp(x.dtype, shape, hint)
-        ctx.emit(opcode, inputs, [t], **opts)
+        e.op(opcode, *inputs, out=t, **opts)
         return t
 
     none = {"fused_activation_function": "NONE"}
@@ -141,6 +143,7 @@ lowering(
     notes="first maximum wins, as in ONNX; opset < 13 flattens in ONNX order",
 )
 def lower_hardmax(ctx):
+    e = Emitter(ctx)
     x = ctx.input(0)
     out = ctx.output(0)
     stored = _stored_norm_axes(ctx)
@@ -151,24 +154,24 @@ def lower_hardmax(ctx):
     else:
         axis = stored[0]
         depth = x.shape[axis]
-    idx = ctx.temp(np.int32, tuple(d for i, d in enumerate(x.shape) if i != axis), "argmax")
-    ctx.emit(
+    idx = e.op(
         "ARG_MAX",
-        [x, ctx.const_tensor(np.array([axis], np.int32), "axis")],
-        [idx],
+        x,
+        ctx.const_tensor(np.array([axis], np.int32), "axis"),
+        shape=tuple(d for i, d in enumerate(x.shape) if i != axis),
+        dtype=np.int32,
+        hint="argmax",
         output_type="INT32",
     )
     hot = out if len(stored) == 1 else ctx.temp(x.dtype, x.shape, "one_hot")
-    ctx.emit(
+    e.op(
         "ONE_HOT",
-        [
-            idx,
-            ctx.const_tensor(np.array(depth, np.int32), "depth"),
-            ctx.const_tensor(np.array(1, x.dtype), "on"),
-            ctx.const_tensor(np.array(0, x.dtype), "off"),
-        ],
-        [hot],
+        idx,
+        ctx.const_tensor(np.array(depth, np.int32), "depth"),
+        ctx.const_tensor(np.array(1, x.dtype), "on"),
+        ctx.const_tensor(np.array(0, x.dtype), "off"),
+        out=hot,
         axis=axis,
     )
     if hot is not out:
-        ctx.driver.reshape(hot, out)
+        e.reshape(hot, out=out)

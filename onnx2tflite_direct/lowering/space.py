@@ -14,7 +14,7 @@ import numpy as np
 
 from ..policies import channel_last, keep_rank, onnx_order
 from ..registry import attr_in, lowering
-from .common import emit_crop, emit_pad
+from .emit import Emitter
 
 # dtypes proven by tests/test_ops_space.py
 SPACE_TYPES = ("float32", "int8", "uint8")
@@ -29,7 +29,8 @@ def _crd_to_dcr(channels: int, block: int) -> np.ndarray:
 
 
 def _channel_gather(ctx, x, table, out, hint):
-    ctx.emit("GATHER", [x, ctx.const_tensor(table, hint)], [out], axis=3, batch_dims=0)
+    e = Emitter(ctx)
+    e.gather(x, ctx.const_tensor(table, hint), 3, out=out)
 
 
 @lowering(
@@ -42,13 +43,14 @@ def _channel_gather(ctx, x, table, out, hint):
     notes="CRD: channel permutation by GATHER first",
 )
 def lower_depth_to_space(ctx):
+    e = Emitter(ctx)
     block = int(ctx.attr("blocksize"))
     x = ctx.input(0)
     if ctx.attr("mode", "DCR") == "CRD":
         permuted = ctx.temp(x.dtype, x.shape, "dcr")
         _channel_gather(ctx, x, _crd_to_dcr(x.shape[3], block), permuted, "crd_to_dcr")
         x = permuted
-    ctx.emit("DEPTH_TO_SPACE", [x], [ctx.output(0)], block_size=block)
+    e.op("DEPTH_TO_SPACE", x, out=ctx.output(0), block_size=block)
 
 
 @lowering(
@@ -61,13 +63,20 @@ def lower_depth_to_space(ctx):
     notes="CRD: channel permutation by GATHER after",
 )
 def lower_space_to_depth(ctx):
+    e = Emitter(ctx)
     block = int(ctx.attr("blocksize"))
     out = ctx.output(0)
     if ctx.attr("mode", "DCR") != "CRD":
-        ctx.emit("SPACE_TO_DEPTH", [ctx.input(0)], [out], block_size=block)
+        e.op("SPACE_TO_DEPTH", ctx.input(0), out=out, block_size=block)
         return
-    dcr = ctx.temp(out.dtype, out.shape, "dcr")
-    ctx.emit("SPACE_TO_DEPTH", [ctx.input(0)], [dcr], block_size=block)
+    dcr = e.op(
+        "SPACE_TO_DEPTH",
+        ctx.input(0),
+        shape=out.shape,
+        dtype=out.dtype,
+        hint="dcr",
+        block_size=block,
+    )
     table = np.argsort(_crd_to_dcr(out.shape[3], block)).astype(np.int32)
     _channel_gather(ctx, dcr, table, out, "dcr_to_crd")
 
@@ -80,10 +89,12 @@ def lower_space_to_depth(ctx):
     tflite_ops=("REVERSE_SEQUENCE",),
 )
 def lower_reverse_sequence(ctx):
-    ctx.emit(
+    e = Emitter(ctx)
+    e.op(
         "REVERSE_SEQUENCE",
-        [ctx.input(0), ctx.input(1)],
-        [ctx.output(0)],
+        ctx.input(0),
+        ctx.input(1),
+        out=ctx.output(0),
         seq_dim=int(ctx.attr("time_axis", 0)),
         batch_dim=int(ctx.attr("batch_axis", 1)),
     )
@@ -98,6 +109,7 @@ def lower_reverse_sequence(ctx):
     notes="offsets from the static shapes",
 )
 def lower_center_crop_pad(ctx):
+    e = Emitter(ctx)
     lay = ctx.in_layout(0)
     shape_in = [ctx.shape(0)[a] for a in lay.perm]
     shape_out = [ctx.out_shape(0)[a] for a in lay.perm]
@@ -105,8 +117,8 @@ def lower_center_crop_pad(ctx):
     if any(o < i for i, o in zip(shape_in, shape_out, strict=True)):
         begin = [(i - o) // 2 if o < i else 0 for i, o in zip(shape_in, shape_out, strict=True)]
         end = [b + min(i, o) for b, i, o in zip(begin, shape_in, shape_out, strict=True)]
-        x = emit_crop(ctx, x, begin, end)
+        x = e.crop(x, begin, end)
     pads = [((o - d) // 2, o - d - (o - d) // 2) for d, o in zip(x.shape, shape_out, strict=True)]
     if any(p != (0, 0) for p in pads):
-        x = emit_pad(ctx, x, pads)
-    ctx.driver.reshape(x, ctx.output(0))
+        x = e.pad(x, pads)
+    e.reshape(x, out=ctx.output(0))

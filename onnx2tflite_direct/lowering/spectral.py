@@ -17,7 +17,7 @@ from onnx import helper
 from .. import errors
 from ..policies import onnx_order
 from ..registry import attr_in, lowering
-from . import compose as C
+from .emit import Emitter
 
 MAX_MATRIX_ELEMENTS = 1 << 22  # 16 MiB of float32 weights
 
@@ -40,8 +40,9 @@ def dft_matrix(n_in: int, channels: int, length: int, inverse: bool, onesided: b
 
 def _apply_matrix(ctx, rows, matrix: np.ndarray, hint: str):
     """rows [B, P] times constant ``matrix`` [P, Q] -> [B, Q] (FULLY_CONNECTED)."""
-    weights = C.const(ctx, matrix.T.astype(np.float32), np.float32, f"{hint}_matrix")
-    return C.dense(ctx, rows, weights, None, (rows.shape[0], matrix.shape[1]), hint)
+    e = Emitter(ctx)
+    weights = e.const(matrix.T.astype(np.float32), np.float32, f"{hint}_matrix")
+    return e.dense(rows, weights, None, hint)
 
 
 def _scalar(value) -> int:
@@ -67,15 +68,16 @@ def _select_by_value(ctx, i: int, candidates, wrap: int | None = None):
     shape pins it to a few values; each candidate is computed and the matching one is
     selected (a value outside the candidates contradicts the model's own output shape).
     """
+    e = Emitter(ctx)
     (_, chosen), rest = candidates[0], candidates[1:]
     if not rest:
         return chosen
-    value = C.reshape(ctx, C.cast(ctx, ctx.input(i), np.int32, "as_i32"), (), "scalar")
+    value = e.reshape(e.cast(ctx.input(i), np.int32, "as_i32"), (), "scalar")
     if wrap is not None:
-        value = C.binary(ctx, "FLOOR_MOD", value, C.const(ctx, wrap, np.int32, "rank"), "wrapped")
+        value = e.op("FLOOR_MOD", value, e.const(wrap, np.int32, "rank"), hint="wrapped")
     for v, tensor in rest:
-        hit = C.binary(ctx, "EQUAL", value, C.const(ctx, v, np.int32, "v"), "hit", dtype=np.bool_)
-        chosen = C.select(ctx, hit, tensor, chosen)
+        hit = e.op("EQUAL", value, e.const(v, np.int32, "v"), hint="hit", dtype=np.bool_)
+        chosen = e.op("SELECT_V2", hit, tensor, chosen, hint="select")
     return chosen
 
 
@@ -153,6 +155,7 @@ def _dft_check(node, graph):
 
 def _dft_along(ctx, axis: int, out_shape, out=None):
     """The DFT of input 0 along ``axis`` (moved next to the complex axis if needed)."""
+    e = Emitter(ctx)
     shape = ctx.shape(0)
     rank = len(shape)
     inverse, onesided = bool(ctx.attr("inverse", 0)), bool(ctx.attr("onesided", 0))
@@ -160,18 +163,19 @@ def _dft_along(ctx, axis: int, out_shape, out=None):
     matrix = dft_matrix(shape[axis], shape[-1], length, inverse, onesided)
     perm = [d for d in range(rank - 1) if d != axis] + [axis, rank - 1]
     outer = [shape[d] for d in perm[:-2]]
-    moved = C.transpose(ctx, ctx.input(0), perm, "moved")
-    rows = C.reshape(ctx, moved, (int(np.prod(outer)), shape[axis] * shape[-1]), "rows")
+    moved = e.transpose(ctx.input(0), perm, "moved")
+    rows = e.reshape(moved, (int(np.prod(outer)), shape[axis] * shape[-1]), "rows")
     spectrum = _apply_matrix(ctx, rows, matrix, "dft")
     if perm == list(range(rank)):
-        return C.reshape(ctx, spectrum, out_shape, "spectrum", out=out)
-    unmoved = C.reshape(ctx, spectrum, [out_shape[d] for d in perm], "unrows")
+        return e.reshape(spectrum, out_shape, "spectrum", out=out)
+    unmoved = e.reshape(spectrum, [out_shape[d] for d in perm], "unrows")
     back = [perm.index(d) for d in range(rank)]
-    perm_t = C.const(ctx, back, np.int32, "perm")
-    return C.op(ctx, "TRANSPOSE", [unmoved, perm_t], out_shape, np.float32, "spectrum", out)
+    perm_t = e.const(back, np.int32, "perm")
+    return e.op("TRANSPOSE", unmoved, perm_t, shape=out_shape, hint="spectrum", out=out)
 
 
 def lower_dft(ctx):
+    e = Emitter(ctx)
     graph = ctx.driver.graph
     axes = _dft_candidates(ctx.node, graph)
     out = ctx.output(0)
@@ -180,7 +184,7 @@ def lower_dft(ctx):
         return
     results = [(a, _dft_along(ctx, a, out.shape)) for a in axes]
     chosen = _select_by_value(ctx, 2, results, wrap=len(ctx.shape(0)))
-    C.reshape(ctx, chosen, out.shape, out=out)
+    e.reshape(chosen, out.shape, out=out)
 
 
 for _since, _until, _consts in ((17, 19, (1,)), (20, None, (1,))):
@@ -250,19 +254,20 @@ def _stft_check(node, graph):
 
 
 def _stft_one(ctx, step: int, frame: int, out_shape, out=None):
+    e = Emitter(ctx)
     batch, length, channels = ctx.shape(0)
     frames = (length - frame) // step + 1
     matrix = dft_matrix(frame, channels, frame, False, bool(ctx.attr("onesided", 1)))
     index = np.arange(frames)[:, None] * step + np.arange(frame)[None, :]
-    framed = C.gather(ctx, ctx.input(0), index.astype(np.int32), axis=1, hint="frames")
+    framed = e.gather(ctx.input(0), index.astype(np.int32), axis=1, hint="frames")
     window = ctx.const(2) if ctx.has_input(2) else None
     if window is not None:
         matrix = matrix * np.repeat(np.asarray(window, np.float64), channels)[:, None]
     elif ctx.has_input(2):
-        shaped = C.reshape(ctx, ctx.input(2), (1, 1, frame, 1), "window")
-        framed = C.binary(ctx, "MUL", framed, shaped, "windowed")
-    rows = C.reshape(ctx, framed, (batch * frames, frame * channels), "rows")
-    return C.reshape(ctx, _apply_matrix(ctx, rows, matrix, "dft"), out_shape, "stft", out=out)
+        shaped = e.reshape(ctx.input(2), (1, 1, frame, 1), "window")
+        framed = e.op("MUL", framed, shaped, hint="windowed")
+    rows = e.reshape(framed, (batch * frames, frame * channels), "rows")
+    return e.reshape(_apply_matrix(ctx, rows, matrix, "dft"), out_shape, "stft", out=out)
 
 
 @lowering(
@@ -278,6 +283,7 @@ def _stft_one(ctx, step: int, frame: int, out_shape, out=None):
     extra_check=_stft_check,
 )
 def lower_stft(ctx):
+    e = Emitter(ctx)
     found = _stft_candidates(ctx.node, ctx.driver.graph)
     out = ctx.output(0)
     if len(found) == 1:
@@ -295,7 +301,7 @@ def lower_stft(ctx):
             errors.REQUIRES_CONSTANT_INPUT,
             "frame_step and frame_length are both ambiguous; make one of them constant",
         )
-    C.reshape(ctx, chosen, out.shape, out=out)
+    e.reshape(chosen, out.shape, out=out)
 
 
 # ---- MelWeightMatrix --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .. import layout as L
 from ..policies import PASSTHROUGH
 from ..registry import attr_in, lowering
 from .axis_layouts import runtime_int32, with_data_layout
+from .emit import Emitter
 
 TOPK_DTYPES = ("float32", "int32", "int64")
 
@@ -42,12 +43,13 @@ _policy.hint = PASSTHROUGH
 
 def _mirror(ctx, x, out=None):
     """A decreasing bijection of ``x`` (its own inverse): -x, or -1 - x for integers."""
+    e = Emitter(ctx)
     out = out if out is not None else ctx.temp(x.dtype, x.shape, "mirrored")
     if np.dtype(x.dtype).kind == "f":
-        ctx.emit("NEG", [x], [out])
+        e.op("NEG", x, out=out)
     else:
         minus_one = ctx.const_tensor(np.array(-1, x.dtype), "minus_one")
-        ctx.emit("SUB", [minus_one, x], [out], fused_activation_function="NONE")
+        e.op("SUB", minus_one, x, out=out)
     return out
 
 
@@ -60,6 +62,7 @@ def _mirror(ctx, x, out=None):
     notes="k constant or runtime; largest 0/1; sorted=1 only (sorted=0 order is unspecified)",
 )
 def lower_topk(ctx):
+    e = Emitter(ctx)
     largest = bool(ctx.attr("largest", 1))
     if ctx.node.opset < 10:
         k_t = ctx.const_tensor(np.array(int(ctx.attr("k")), np.int32), "k")
@@ -76,8 +79,8 @@ def lower_topk(ctx):
     ranked = values if largest else ctx.temp(x.dtype, values.shape, "top_mirrored")
     want_indices = len(ctx.node.outputs) > 1 and ctx.node.outputs[1]
     idx = ctx.temp(np.int32, values.shape, "indices_i32")
-    ctx.emit("TOPK_V2", [x, k_t], [ranked, idx])
+    e.op("TOPK_V2", x, k_t, out=[ranked, idx])
     if not largest:
         _mirror(ctx, ranked, values)
     if want_indices:
-        ctx.emit("CAST", [idx], [ctx.output(1)])
+        e.op("CAST", idx, out=ctx.output(1))

@@ -12,12 +12,15 @@ import numpy as np
 
 from ..policies import onnx_order
 from ..registry import lowering
-from . import compose as C
+from .emit import Emitter
 
 
 def _scatter_flat(ctx, indices, updates, total: int, hint: str):
-    shape_t = C.const(ctx, [total], np.int32, "shape")
-    return C.op(ctx, "SCATTER_ND", [indices, updates, shape_t], (total,), updates.dtype, hint)
+    e = Emitter(ctx)
+    shape_t = e.const([total], np.int32, "shape")
+    return e.op(
+        "SCATTER_ND", indices, updates, shape_t, shape=(total,), dtype=updates.dtype, hint=hint
+    )
 
 
 def _inferred_shape(ctx) -> tuple[int, ...]:
@@ -42,6 +45,7 @@ def _inferred_shape(ctx) -> tuple[int, ...]:
     notes="indices may be runtime; values at repeated indices must be equal (as from MaxPool)",
 )
 def lower_maxunpool(ctx):
+    e = Emitter(ctx)
     if tuple(ctx.out_shape(0)) != _inferred_shape(ctx):
         ctx.refuse(
             "unsupported_attribute_value",
@@ -51,12 +55,12 @@ def lower_maxunpool(ctx):
     count = int(np.prod(ctx.shape(0)))
     out_shape = ctx.out_shape(0)
     total = int(np.prod(out_shape))
-    flat_idx = C.reshape(ctx, ctx.input(1), (count, 1), "flat_indices")
-    flat_idx = C.cast(ctx, flat_idx, np.int32, "indices_i32")
-    values = C.reshape(ctx, ctx.input(0), (count,), "flat_values")
+    flat_idx = e.reshape(ctx.input(1), (count, 1), "flat_indices")
+    flat_idx = e.cast(flat_idx, np.int32, "indices_i32")
+    values = e.reshape(ctx.input(0), (count,), "flat_values")
     summed = _scatter_flat(ctx, flat_idx, values, total, "scattered")
-    ones = C.const(ctx, np.ones(count, np.float32), np.float32, "ones")
+    ones = e.const(np.ones(count, np.float32), np.float32, "ones")
     hits = _scatter_flat(ctx, flat_idx, ones, total, "hits")
-    hits = C.binary(ctx, "MAXIMUM", hits, C.const(ctx, 1.0), "hits_at_least_1")
-    mean = C.binary(ctx, "DIV", summed, hits, "unpooled")
-    C.reshape(ctx, mean, out_shape, out=ctx.output(0))
+    hits = e.op("MAXIMUM", hits, e.const(1.0), hint="hits_at_least_1")
+    mean = e.op("DIV", summed, hits, hint="unpooled")
+    e.reshape(mean, out_shape, out=ctx.output(0))
