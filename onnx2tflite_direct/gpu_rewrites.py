@@ -528,18 +528,11 @@ def _slice_rank_reduction(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     src, out = op.inputs[0], op.outputs[0]
     if src.rank <= MAX_GPU_RANK or not _plain_slice(op):
         return None
-    prev = ed.producer.get(id(src))
-    users = ed.uses.get(id(out), [])
     if (
-        prev is None
-        or prev.opcode != "RESHAPE"
-        or prev.inputs[0].rank > MAX_GPU_RANK
-        or id(src) in ed.io
+        id(src) in ed.io
         or id(out) in ed.io
         or any(u.opcode not in ("SLICE", "STRIDED_SLICE") for u in ed.uses.get(id(src), []))
-        or len(users) != 1
-        or users[0].opcode != "RESHAPE"
-        or users[0].outputs[0].rank > MAX_GPU_RANK
+        or not _between_low_rank_reshapes(ed, src, out)
     ):
         return None
     ranges = _slice_ranges(op, src.shape)
@@ -683,17 +676,9 @@ def _elementwise_rank_reduction(ed: Editor, op: tfl.Operator) -> list[tfl.Operat
         return None  # float graphs only: the scalar constants carry no quantization
     if not static(src, out) or id(src) in ed.io or id(out) in ed.io:
         return None
-    prev = ed.producer.get(id(src))
-    users = ed.uses.get(id(out), [])
-    if (
-        prev is None
-        or prev.opcode != "RESHAPE"
-        or prev.inputs[0].rank > MAX_GPU_RANK
-        or len(users) != 1
-        or users[0].opcode != "RESHAPE"
-        or users[0].outputs[0].rank > MAX_GPU_RANK
-    ):
+    if not _between_low_rank_reshapes(ed, src, out):
         return None
+    prev = ed.producer[id(src)]
     shape = tuple(prev.inputs[0].shape)  # the view the RESHAPE before it cancels into
     view, ops = ed.shared_view(src, shape, op)
     result = ed.temp(f"{out.name}/view", out.dtype, shape)
@@ -725,3 +710,18 @@ RULES: dict[str, Rule] = {
     "unit_axes_to_reshape": _unit_axes_to_reshape,
     "elementwise_rank_reduction": _elementwise_rank_reduction,
 }
+
+
+def _between_low_rank_reshapes(ed, src, out) -> bool:
+    """``src`` comes from a RESHAPE of a <=4-D tensor and ``out`` goes only to a RESHAPE back
+    to <=4-D: an op between them can run on the low-rank view, and both RESHAPEs cancel."""
+    prev = ed.producer.get(id(src))
+    users = ed.uses.get(id(out), [])
+    return (
+        prev is not None
+        and prev.opcode == "RESHAPE"
+        and prev.inputs[0].rank <= MAX_GPU_RANK
+        and len(users) == 1
+        and users[0].opcode == "RESHAPE"
+        and users[0].outputs[0].rank <= MAX_GPU_RANK
+    )
