@@ -44,10 +44,21 @@ def quantize_weights_int8(
     return converted
 
 
+def quantizable_weight(w: tfl.Tensor | None) -> bool:
+    """A constant float32 weight, not yet quantized, large enough to pay for a quantized form
+    (``MIN_ELEMENTS``) and finite: what the weight-only variants (dynamic, int4) may store."""
+    return (
+        w is not None
+        and w.data is not None
+        and w.dtype == np.float32
+        and w.quantization is None
+        and w.data.size >= MIN_ELEMENTS
+        and bool(np.all(np.isfinite(w.data)))
+    )
+
+
 def _eligible(w: tfl.Tensor | None, op: tfl.Operator, readers) -> bool:
-    if w is None or w.data is None or w.dtype != np.float32 or w.quantization is not None:
-        return False
-    if w.data.size < MIN_ELEMENTS or not np.all(np.isfinite(w.data)):
+    if not quantizable_weight(w):
         return False
     if op.inputs[0] is None or op.inputs[0].dtype != np.float32:
         return False

@@ -53,7 +53,7 @@ import ml_dtypes
 import numpy as np
 
 from .. import tfl
-from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
+from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight, quantizable_weight
 
 INT4 = np.dtype(ml_dtypes.int4)
 DEFAULT_BLOCK = 32
@@ -320,17 +320,6 @@ def _reader_form(op: tfl.Operator, index: int, block: int) -> _Form | str:
     return f"{op.opcode} reads it (no quantized kernel for this input)"
 
 
-def _weight_ok(w: tfl.Tensor | None) -> bool:
-    return (
-        w is not None
-        and w.data is not None
-        and w.dtype == np.float32
-        and w.quantization is None
-        and w.data.size >= MIN_ELEMENTS
-        and bool(np.all(np.isfinite(w.data)))
-    )
-
-
 # -- the rewrite ------------------------------------------------------------------------------
 def quantize_weights_int4(
     model: tfl.Model,
@@ -350,7 +339,7 @@ def quantize_weights_int4(
             row = {"node": op.onnx_node, "op": op.opcode, "precision": FLOAT}
             index = _weight_index(op)
             w = op.inputs[index] if index is not None else None
-            if not _weight_ok(w):
+            if not quantizable_weight(w):
                 new_ops.append(op)
                 out.ops.append(row)
                 continue
