@@ -22,6 +22,7 @@ import numpy as np
 
 from ..policies import keep_rank
 from ..registry import lowering
+from .data_movement import MAX_XNNPACK_CONCAT
 from .emit import Emitter
 
 # dtypes proven by tests/test_ops_slicing.py (SPLIT/SPLIT_V reject bool)
@@ -250,6 +251,57 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
     return True
 
 
+# A negative-step float32 slice is one SLICE per picked element and a CONCATENATION tree up
+# to this many elements (XNNPACK takes no STRIDED_SLICE with a negative stride); a longer one
+# stays one STRIDED_SLICE (outside XNNPACK) rather than growing the graph without bound.
+MAX_REVERSED_ELEMENTS = 64
+
+
+def _reversed_by_slices(ctx, starts, ends, axes, steps) -> bool:
+    """A float32 slice with one negative step (``x[::-1]``: a backward LSTM's time reversal in
+    CRNN exports) as SLICEs of one element each along that axis, concatenated in the picked
+    order (a tree of at most ``data_movement.MAX_XNNPACK_CONCAT`` inputs per CONCATENATION).
+    XNNPACK takes STRIDED_SLICE only with positive unit strides, so the reversal cut a CRNN
+    into three delegate partitions; SLICE and CONCATENATION are pure copies (exact)."""
+    e = Emitter(ctx)
+    x = ctx.input(0)
+    shape = ctx.shape(0)
+    if x.dtype != np.float32 or x.shape_signature is not None or len(shape) > 4:
+        return False
+    if ctx.driver.options.gpu_friendly:  # the GPU rewrites take it as one GATHER instead
+        return False
+    negative = [k for k, st in enumerate(steps) if int(st) < 0]
+    if len(negative) != 1 or any(int(st) == 0 for st in steps):
+        return False
+    per_axis = {a: range(shape[a]) for a in range(len(shape))}
+    for s, end, a, st in zip(starts, ends, axes, steps, strict=True):
+        per_axis[int(a)] = range(*slice(int(s), int(end), int(st)).indices(shape[int(a)]))
+    rev_axis = int(axes[negative[0]])
+    picked = per_axis[rev_axis]
+    if not 0 < len(picked) <= MAX_REVERSED_ELEMENTS:
+        return False
+    if any(len(r) == 0 or (r.step != 1 and a != rev_axis) for a, r in per_axis.items()):
+        return False
+    lay = ctx.in_layout(0)
+    k_rev = lay.stored_axis(rev_axis)
+    begin = [per_axis[a].start for a in lay.perm]
+    size = [len(per_axis[a]) for a in lay.perm]
+    parts = []
+    for j, i in enumerate(picked):
+        begin[k_rev], size[k_rev] = i, 1
+        parts.append(_slice_op(ctx, x, list(begin), list(size), f"element{j}"))
+    if len(parts) == 1:
+        e.reshape(parts[0], out=ctx.output(0))
+        return True
+    while len(parts) > MAX_XNNPACK_CONCAT:
+        groups = [
+            parts[i : i + MAX_XNNPACK_CONCAT] for i in range(0, len(parts), MAX_XNNPACK_CONCAT)
+        ]
+        parts = [e.concat(g, k_rev, hint="reversed_part") if len(g) > 1 else g[0] for g in groups]
+    e.concat(parts, k_rev, out=ctx.output(0))
+    return True
+
+
 def _slice_op(ctx, x, begin, size, hint):
     e = Emitter(ctx)
     return e.op(
@@ -278,6 +330,8 @@ def lower_slice(ctx):
         begin, end, strides, begin_mask, end_mask = _runtime_axes(ctx)
     elif starts is not None and ends is not None and steps is not None:
         if _strided_by_reshape(ctx, starts, ends, axes, steps):
+            return
+        if _reversed_by_slices(ctx, starts, ends, axes, steps):
             return
         begin, end, strides, end_mask = _const_slice(ctx, starts, ends, axes, steps)
         begin_mask = 0
