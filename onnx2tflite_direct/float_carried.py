@@ -76,6 +76,43 @@ ZERO_RANGE_GAIN = float(2.0**127)
 # (paired LiteRT timings) for a 2.4x smaller file; a conv filter's DEQUANTIZE timed the same
 # as a float32 filter (tv_resnet18_ts_qdyn, ddddocr_common_old) in a 4x smaller file.
 WEIGHTS_AS_INT8 = True
+# A MatMul of a carried 8-bit activation and constant weights as the converter's
+# ExactIntegerDense (lowering/contrib_quant.exact_dense): LiteRT's dynamically quantized
+# FULLY_CONNECTED made to compute onnxruntime's exact int32 accumulator (int8 weights; on
+# XNNPACK an int8 GEMM, 3-16x faster than the float32 FULLY_CONNECTED at MiniLM's and
+# ddddocr_common_old's classifier shapes). Off: the float32 MatMul of the shifted integers.
+MATMUL_ON_INT8_KERNEL = True
+# The converter's own op that form is written as (lowered by lowering/contrib_quant.py; never
+# read from a model file): inputs (q, zp, w_shift int32 constant [K, N]), attribute ``low``.
+INTERNAL = "onnx2tflite_direct.internal"
+EXACT_DENSE = "ExactIntegerDense"
+INT8_MAX = 127  # TFLite's symmetric int8 weights: [-127, 127]
+# LiteRT's builtin hybrid FULLY_CONNECTED on x86 (sse_tensor_utils SseReductionSumVector) sums
+# each weight row for the input offset in 8 int16 lanes (lane j: columns 16 b + 2 j, 16 b + 2 j
+# + 1 of the 16-column blocks; wrap-around arithmetic, the tail in int32): a lane's total must
+# fit int16 or the row sum, and every output of that row, is wrong (measured: a 3072-column row
+# of 127s). NEON sums in int32 and XNNPACK packs its own sums; the codes are checked for the SSE
+# lanes so that the file is exact on every kernel set.
+ROW_SUM_LANE_MAX = 32767
+
+
+def int8_codes(w_shift: np.ndarray) -> np.ndarray | None:
+    """The int8 weight codes [N, parts * K + 2] of ``exact_dense`` for integer weights
+    ``w_shift`` [K, N]: ``w_shift = w_1 + w_2 + ...`` (each clipped to +-127, stacked along K,
+    the input repeated per part), then two zero columns for the lattice ends. None when a
+    kernel could not sum a code row exactly (``ROW_SUM_LANE_MAX``)."""
+    w = np.asarray(w_shift, np.int64)
+    parts, rest = [], w
+    while not parts or np.any(rest):
+        part = np.clip(rest, -INT8_MAX, INT8_MAX)
+        parts.append(part)
+        rest = rest - part
+    codes = np.concatenate([*parts, np.zeros((2, w.shape[1]), np.int64)], 0).T
+    blocked = codes.shape[1] // 16 * 16
+    lanes = codes[:, :blocked].reshape(codes.shape[0], -1, 8, 2).sum(axis=(1, 3))
+    if lanes.size and np.max(np.abs(lanes)) > ROW_SUM_LANE_MAX:
+        return None
+    return np.ascontiguousarray(codes.astype(np.int8))
 
 
 def _dtype(graph: Graph, name: str):
@@ -395,11 +432,54 @@ def _emit_dql(em: _Emitter, node: Node) -> None:
 
 def _matmul(em: _Emitter, a, b, az, bz, out_shape, out=None) -> str:
     g = em.graph
+    exact = _exact_dense(em, a, b, az, bz, out_shape, out)
+    if exact is not None:
+        return exact
     a_s = _shifted(em, a, az, "a")
     n = _shape(g, b)[-1]
     column = lambda z: z.reshape(-1) if z.size == n else z.reshape(())  # noqa: E731
     b_s = _shifted(em, b, bz, "b", column)  # float32: see MATMUL_WEIGHTS_AS_FLOAT
     return em.op("MatMul", [a_s, b_s], out_shape, "matmul", out=out)
+
+
+def _lattice_low(graph: Graph, name: str) -> int | None:
+    """The lowest code of the 8-bit lattice a value lives on (0 uint8, -128 int8)."""
+    dt = _dtype(graph, name)
+    return {np.dtype(np.uint8): 0, np.dtype(np.int8): -128}.get(dt)
+
+
+def _const_shift(graph: Graph, b: str, bz: str) -> np.ndarray | None:
+    """``b - b_zp`` of a constant 2-D weight with per-tensor or per-column zero point."""
+    bc = _const(graph, b)
+    zc = _const(graph, bz) if bz else np.zeros((), np.int64)
+    if bc is None or zc is None or np.ndim(bc) != 2:
+        return None
+    zc = np.asarray(zc, np.int64)
+    zc = zc.reshape(-1) if zc.size > 1 else zc.reshape(())
+    return np.asarray(bc, np.int64) - zc
+
+
+def _exact_dense(em: _Emitter, a, b, az, bz, out_shape, out=None, low=None) -> str | None:
+    """``a x (b - bz)`` as an ExactIntegerDense node when ``a`` is a carried (or given, with
+    its lattice's ``low``) 8-bit activation and ``b`` a constant 2-D weight; else None."""
+    g = em.graph
+    if not MATMUL_ON_INT8_KERNEL or not _float_op_known(g, "MatMul"):
+        return None
+    if low is None:
+        if a not in em.carried:
+            return None
+        low = _lattice_low(g, a)
+        a = em.carried[a]
+    w = _const_shift(g, b, bz)
+    if low is None or w is None or int8_codes(w) is None:
+        return None
+    zp = em.as_float(az, "a_zp") if az else em.const(0.0, "a_zp")
+    w_name = em.fresh(f"{em.like.label}/b_shifted", w.shape, np.int32, w.astype(np.int32))
+    if out is None:
+        out = em.fresh(f"{em.like.label}/acc", out_shape)
+    label = f"{em.like.label}/exact_dense"
+    em.nodes.append(Node(label, EXACT_DENSE, INTERNAL, [a, zp, w_name], [out], {"low": low}, 1))
+    return out
 
 
 def _emit_matmul(em: _Emitter, node: Node) -> None:
@@ -456,11 +536,13 @@ def _emit_dqmm(em: _Emitter, node: Node) -> None:
     i = node.inputs
     out = node.outputs[0]
     q, zp, a_scale = _dynamic_quantize(em, i[0], None, None, None)
-    a_s = em.op("Sub", [q, zp], _shape(g, i[0]), "a_shifted")
-    n = _shape(g, i[1])[-1]
-    column = lambda z: z.reshape(-1) if z.size == n else z  # noqa: E731
-    b_s = _shifted(em, i[1], _inp(node, 3), "b", column)
-    acc = em.op("MatMul", [a_s, b_s], _shape(g, out), "matmul")
+    acc = _exact_dense(em, q, i[1], zp, _inp(node, 3), _shape(g, out), low=0)
+    if acc is None:
+        a_s = em.op("Sub", [q, zp], _shape(g, i[0]), "a_shifted")
+        n = _shape(g, i[1])[-1]
+        column = lambda z: z.reshape(-1) if z.size == n else z  # noqa: E731
+        b_s = _shifted(em, i[1], _inp(node, 3), "b", column)
+        acc = em.op("MatMul", [a_s, b_s], _shape(g, out), "matmul")
     _scaled_output(em, acc, a_scale, i[2], _inp(node, 4), out)
 
 

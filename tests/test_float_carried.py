@@ -138,8 +138,8 @@ def test_one_xnnpack_partition_and_int8_weights(tmp_path, net, weight_type):
     """The whole float-carried graph is one XNNPACK partition. A 2-D conv's 8-bit filter
     stays 8-bit in the file (an int8 DEQUANTIZE of a constant, unpacked once; uint8 moved to
     int8, since XNNPACK leaves a conv on a dequantized uint8 filter outside); a 1-D conv's
-    (reshaped: XNNPACK would not see it as static) and MatMul weights (FULLY_CONNECTED) are
-    float32 constants."""
+    (reshaped: XNNPACK would not see it as static) is a float32 constant; MatMul weights are
+    int8 constants of the exact dynamically quantized FULLY_CONNECTED (no DEQUANTIZE)."""
     model = {"mlp": lambda: _mlp(256, seed=17), "cnn": lambda: _cnn(32, seed=18)}.get(net)
     model = model() if model else _cnn1d(seed=19)
     qmodel = _quantized(tmp_path, model, False, weight_type)
@@ -148,7 +148,7 @@ def test_one_xnnpack_partition_and_int8_weights(tmp_path, net, weight_type):
     assert _partitions(chk.tflite_bytes) == (1, {})
     assert bool(chk.ops.get("DEQUANTIZE")) == (net == "cnn"), chk.ops
     stored = [t for t in _constant_types(chk.tflite_bytes) if t in ("INT8", "UINT8")]
-    assert stored == (["INT8"] * len(stored)) and bool(stored) == (net == "cnn"), stored
+    assert stored == (["INT8"] * len(stored)) and bool(stored) == (net != "cnn1d"), stored
     if net == "mlp":
         assert chk.ops["FULLY_CONNECTED"] == 2
 

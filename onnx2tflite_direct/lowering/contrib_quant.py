@@ -17,9 +17,12 @@ the exact lowerings below remain for ``--disable-rewrite float_carried_integers`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .. import errors
+from .. import errors, tfl
+from ..float_carried import EXACT_DENSE, INTERNAL, int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
@@ -100,6 +103,13 @@ def _dqmm_check(node, graph):
 def _dynamic_quantize(ctx, x, per_row: bool = False):
     """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice, over
     the whole tensor or (``per_row``) over each row of a 2-D tensor (scale shape [rows, 1])."""
+    q, zp, scale = dynamic_quantize_parts(ctx, x, per_row)
+    return Emitter(ctx).op("SUB", q, zp, hint="a_shifted"), scale
+
+
+def dynamic_quantize_parts(ctx, x, per_row: bool = False):
+    """(q, zp, scale) of DynamicQuantizeLinear as float32 tensors (q and zp exact integers in
+    [0, 255]); see :func:`_dynamic_quantize`."""
     e = Emitter(ctx)
     axes = [1] if per_row else list(range(len(x.shape)))
     zero = e.const(0.0, hint="zero")
@@ -127,7 +137,7 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     q = e.op("ADD", q, zp, hint="a_zp")
     q = e.op("MAXIMUM", q, zero, hint="a_lo")
     q = e.op("MINIMUM", q, e.const(255.0, hint="qmax"), hint="a_hi")
-    return e.op("SUB", q, zp, hint="a_shifted"), scale
+    return q, zp, scale
 
 
 @lowering(
@@ -172,3 +182,89 @@ def lower_dynamic_quantize_matmul(ctx):
         acc = combine_digits(ctx, parts, bits)
     scale = e.op("MUL", a_scale, _param(ctx, 2, (n,)), hint="scale_ab")
     _scaled(ctx, acc, scale, 4)
+
+
+# ---- the exact integer product on LiteRT's dynamically quantized FULLY_CONNECTED -------------
+
+
+def exact_dense(ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exact", ends=None):
+    """``float(sum_k (q[r, k] - zp) * w_shift[k, n])`` for float32 ``q`` holding integers on an
+    8-bit lattice ``[low, low + 255]`` (``zp`` one value, or one per row: [rows, 1]) and a
+    constant integer ``w_shift`` [K, N]: the exact int32 accumulator, converted to float32 once,
+    as onnxruntime's MatMulInteger / DynamicQuantizeMatMul and its quantized LSTM compute it.
+
+    How: FULLY_CONNECTED with float32 input and int8 per-channel weights of scale 1 (a hybrid
+    FC; XNNPACK runs it as its dynamically quantized GEMM, int8 x int8 -> int32). Such a kernel
+    re-quantizes each input row over the row's own [min(0, min), max(0, max)] range, which would
+    not reproduce onnxruntime's per-tensor lattice -- so each row gets two more columns holding
+    the lattice's ends ``low - zp`` and ``low + 255 - zp`` (weight 0): every row's range is then
+    exactly 255 wide and contains 0, the kernel's scale is 255 / 255 = 1 and its zero point
+    ``zp - low - 128`` an integer, and the int8 codes are ``q - low - 128``, exact. The int32
+    sum is exact and scaled by 1 * 1. Checked bit-exact under XNNPACK (asymmetric_quantize_inputs
+    ignored) and on the builtin hybrid kernel (which needs ``asymmetric_quantize_inputs``; its
+    symmetric mode would quantize by max|x| / 127): tests/test_exact_dense.py.
+
+    Weights beyond [-127, 127] (uint8 weights with a zero point reach [-255, 255]) are split
+    into int8 parts ``w = w_1 + w_2 + ...`` (each clipped to +-127) stacked along K, with the
+    input repeated: one FC whose int32 sum is the same exact accumulator
+    (``float_carried.int8_codes``). None (nothing emitted) where a kernel could not sum the
+    weight codes exactly (``float_carried.ROW_SUM_LANE_MAX``): the caller keeps a float form.
+    ``ends``: the two end columns' codes (default ``(low, low + 255)``; tests plant others)."""
+    e = Emitter(ctx)
+    k, n = w_shift.shape
+    rows = math.prod(q.shape) // k
+    codes = int8_codes(w_shift)
+    if codes is None:
+        return None
+    copies = (codes.shape[1] - 2) // k
+    q2 = e.reshape(q, (rows, k), f"{hint}_rows")
+    ends = np.tile(np.asarray([ends or (low, low + 255)], np.float32), (rows, 1))
+    wide = e.concat([q2] * copies + [e.const(ends, hint=f"{hint}_lattice_ends")], 1, hint)
+    shifted = e.op("SUB", wide, zp, hint=f"{hint}_shifted")
+    weights = ctx.const_tensor(codes, f"{hint}_w_int8")
+    weights.quantization = tfl.Quantization(
+        scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
+    )
+    return e.op(
+        "FULLY_CONNECTED",
+        shifted,
+        weights,
+        None,
+        shape=(rows, n),
+        dtype=np.float32,
+        hint=f"{hint}_acc",
+        fused_activation_function="NONE",
+        keep_num_dims=False,
+        asymmetric_quantize_inputs=True,
+    )
+
+
+def _exact_dense_check(node, graph):
+    w = graph.values[node.inputs[2]]
+    if w.const is None or len(w.shape) != 2:
+        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: weights must be a constant 2-D integer"
+    return None
+
+
+@lowering(
+    EXACT_DENSE,
+    onnx_order,
+    domain=INTERNAL,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1),
+    const_inputs=(2,),
+    tflite_ops=("RESHAPE", "CONCATENATION", "SUB", "FULLY_CONNECTED"),
+    notes="internal (written by the float_carried_integers rewrite): an 8-bit lattice "
+    "activation times constant integer weights, the exact int32 accumulator converted to "
+    "float32 once, on LiteRT's dynamically quantized FULLY_CONNECTED (int8 weights, scale 1)",
+    extra_check=_exact_dense_check,
+)
+def lower_exact_integer_dense(ctx):
+    e = Emitter(ctx)
+    w = np.asarray(ctx.const(2))
+    acc = exact_dense(ctx, ctx.input(0), ctx.input(1), w, int(ctx.attr("low", 0)), "exact")
+    if acc is None:  # the rewrite checked int8_codes before writing the node
+        raise errors.InternalError(
+            errors.INTERNAL_ERROR, "weights the int8 kernel cannot sum", ctx.node.label
+        )
+    e.reshape(acc, ctx.output(0).shape, out=ctx.output(0))

@@ -26,10 +26,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..float_carried import int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
-from .contrib_quant import _dynamic_quantize
+from .contrib_quant import dynamic_quantize_parts, exact_dense
 from .emit import Emitter
 from .qlinear import combine_digits, digit_plan, split_digits
 from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
@@ -37,6 +38,11 @@ from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
 X, W, R, B, SEQ_LENS, INITIAL_H, INITIAL_C, P = range(8)
 W_SCALE, W_ZP, R_SCALE, R_ZP = 8, 9, 10, 11
 DEFAULT_ACTS = ("Sigmoid", "Tanh", "Tanh")
+# The products on LiteRT's dynamically quantized FULLY_CONNECTED (``contrib_quant.exact_dense``:
+# int8 weights, the exact int32 accumulator) instead of float32 FULLY_CONNECTEDs of the shifted
+# integers split into digits (4x the weight bytes per step; ddddocr_common_old's 2 x 20 steps
+# of 512 x 2048). Both are exact; the switch is for benchmarks/bench_outliers.py's "before".
+INT8_PRODUCTS = True
 
 
 def _direction(node) -> str:
@@ -79,7 +85,21 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
     constant [K, N] shifted weights: onnxruntime's quantized GEMM, with an exact accumulator
     (``per_row``: one quantization scale per row of a)."""
     e = Emitter(ctx)
-    a_shift, a_scale = _dynamic_quantize(ctx, a, per_row)
+    if INT8_PRODUCTS and int8_codes(w_shift) is not None:
+        q, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
+        acc = exact_dense(ctx, q, zp, w_shift, 0, hint)
+    else:
+        acc, a_scale = _digit_product(ctx, a, w_shift, hint, per_row)
+    scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
+    return e.op("MUL", acc, scale, hint=f"{hint}_product")
+
+
+def _digit_product(ctx, a, w_shift: np.ndarray, hint: str, per_row: bool):
+    """(exact accumulator, a_scale) by float32 FULLY_CONNECTEDs of the shifted integers, split
+    into digits where a float32 sum could round."""
+    e = Emitter(ctx)
+    q, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
+    a_shift = e.op("SUB", q, zp, hint=f"{hint}_a_shifted")
     k, n = w_shift.shape
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T, np.float32), f"{hint}_w")
     b_max = int(np.max(np.abs(w_shift), initial=0))
@@ -89,12 +109,9 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
         return e.dense(operand, weights, None, f"{hint}_{tag}")
 
     if digits == 1:
-        acc = fc(a_shift, "acc")
-    else:
-        parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a_shift, digits, bits))]
-        acc = e.cast(combine_digits(ctx, parts, bits), np.float32, f"{hint}_acc_f")
-    scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
-    return e.op("MUL", acc, scale, hint=f"{hint}_product")
+        return fc(a_shift, "acc"), a_scale
+    parts = [fc(d, f"acc{i}") for i, d in enumerate(split_digits(ctx, a_shift, digits, bits))]
+    return e.cast(combine_digits(ctx, parts, bits), np.float32, f"{hint}_acc_f"), a_scale
 
 
 class _QuantizedRecurrence(Ops):
