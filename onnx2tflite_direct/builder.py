@@ -272,6 +272,8 @@ def _operator_dict(op: tfl.Operator, opcode_index: int, index_of: dict[int, int]
         "inputs": [-1 if t is None else index_of[id(t)] for t in op.inputs],
         "outputs": [index_of[id(t)] for t in op.outputs],
     }
+    if op.intermediates:
+        values["intermediates"] = [index_of[id(t)] for t in op.intermediates]
     if op.opcode == "CUSTOM":
         if op.options:
             raise BuildError(f"CUSTOM op {op.custom_code!r}: use custom_options, not options")
@@ -369,7 +371,7 @@ _OPERATOR_SHAPES = {
 
 def _operator_table(w: Writer, op: tfl.Operator, opcode_index: int, index_of: dict) -> int:
     """Same bytes as ``w.table("Operator", _operator_dict(...))`` for builtin operators."""
-    if op.opcode == "CUSTOM":
+    if op.opcode == "CUSTOM" or op.intermediates:
         return w.table("Operator", _operator_dict(op, opcode_index, index_of))
     inputs = w.int_vector(
         [-1 if t is None else index_of[id(t)] for t in op.inputs], "Operator.inputs"

@@ -79,6 +79,9 @@ class Operator:
     custom_options: bytes | None = None
     # Which ONNX node this operator came from (report and tensor-name mapping only).
     onnx_node: str | None = None
+    # Schema ``intermediates``: tensors only carrying quantization params a kernel reads
+    # (the integer sequence LSTM's 5, ``quant/integer_lstm.py``).
+    intermediates: list[Tensor] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -92,6 +95,9 @@ class Subgraph:
     output_names: list[str] = field(default_factory=list)
     # id(tensor a rewrite removed) -> the tensor now holding its values (for the tensor map).
     renamed: dict[int, Tensor] = field(default_factory=dict)
+    # Other lowerings of some ONNX nodes, not in the graph: {"node", "form", "ops", "inputs"}
+    # (a recurrent layer's forms with integer kernels, ``quant/recurrent_forms.py``).
+    alternatives: list[dict] = field(default_factory=list)
 
     def tensors(self) -> list[Tensor]:
         """Every tensor reachable from the graph, in a deterministic first-use order."""
@@ -106,6 +112,8 @@ class Subgraph:
                     if scales is not None:  # (written next to its blockwise weight)
                         seen.setdefault(id(scales), scales)
             for t in op.outputs:
+                seen.setdefault(id(t), t)
+            for t in op.intermediates:
                 seen.setdefault(id(t), t)
         for t in self.outputs:
             seen.setdefault(id(t), t)

@@ -212,12 +212,14 @@ def lstm_model(steps=6, hidden=8, size=4):
     )
 
 
-def test_recurrent_loop_is_refused_with_its_reason(monkeypatch):
+def test_recurrent_loop_is_replaced_by_an_integer_form(monkeypatch):
+    """The float file's WHILE loop has no integer kernel: the full-integer file swaps in a form
+    that has (tests/test_full_integer_recurrent.py; a dynamic sequence length is refused)."""
     monkeypatch.setattr(recurrent, "UNROLL_STEPS", range(0))  # the WHILE loop form
     model = lstm_model()
     res = convert(model, quantize=["int8"], calibration_data=_samples(model, 8, seed=6))
-    message = _summary(res, "full_integer_quant")["refused"]["message"]
-    assert "'lstm'" in message and "WHILE" in message and "--unroll-rnn" in message
+    assert "refused" not in _summary(res, "full_integer_quant")
+    assert _float_ops(res.variants["full_integer_quant"]) == []
 
 
 def test_unrolled_lstm_runs_in_integer():

@@ -312,19 +312,24 @@ class Unroller:
         finals = emit_while(ctx, init, cond, body)
         return finals[1 + n], tuple(finals[1 : 1 + n])
 
-    def lower(self):
+    def is_looped(self) -> bool:
+        """The WHILE-loop form (else unrolled) for this node; see the module docstring."""
+        return not (
+            self.ctx.driver.options.unroll_rnn
+            or self.batch_major
+            or self.seq == 1
+            or prefer_unrolled(self.seq, self.hidden, self.dirs)
+        )
+
+    def lower(self, unrolled: bool = False):
+        """Emit the node; ``unrolled`` forces the unrolled form (an integer alternative)."""
         ctx, o = self.ctx, self.o
         acts = parse_activations(ctx.node.attrs, self.kind.default_activations, self.dirs)
         weights = self.per_direction(1)
         recurrents = self.per_direction(2)
         biases = self.per_direction(3)
         peepholes = self.per_direction(PEEPHOLES) if ctx.node.op_type == "LSTM" else [None] * 2
-        looped = not (
-            ctx.driver.options.unroll_rnn
-            or self.batch_major
-            or self.seq == 1
-            or prefer_unrolled(self.seq, self.hidden, self.dirs)
-        )
+        looped = not unrolled and self.is_looped()
         h0 = self.initial_states(INITIAL_H, looped)
         c0 = self.initial_states(INITIAL_C, looped) if self.kind.num_states == 2 else None
         masks = self.step_masks(stacked=looped)
@@ -344,7 +349,7 @@ class Unroller:
                 last = tuple(o.op("SELECT_V2", nonempty, s, zero) for s in last)
             all_ys.append(ys)
             finals.append(last)
-        self.write_outputs(all_ys, finals)
+        return self.write_outputs(all_ys, finals)
 
     def write_outputs(self, all_ys, finals):
         ctx, o = self.ctx, self.o
@@ -355,15 +360,21 @@ class Unroller:
             for i in range(3)
         ]
         time_axis, dir_axis = (1, 2) if self.batch_major else (0, 1)
+        sources = {}  # output index -> the one tensor its values are a reshape of
         if used[0]:
             per_dir = [
                 ys if isinstance(ys, tfl.Tensor) else o.stack(ys, time_axis) for ys in all_ys
             ]
             o.stack(per_dir, dir_axis, out=ctx.output(0))
+            if len(per_dir) == 1:
+                sources[0] = per_dir[0]
         state_dir_axis = 1 if self.batch_major else 0
         for i in (1, 2):
             if used[i]:
                 o.stack([f[i - 1] for f in finals], state_dir_axis, out=ctx.output(i))
+                if len(finals) == 1:
+                    sources[i] = finals[0][i - 1]
+        return sources
 
 
 LSTM_KERNEL_OPS = (
@@ -375,6 +386,60 @@ LSTM_KERNEL_OPS = (
     "FILL",
 )
 CFG_OPERANDS = ("recurrent", "recurrent_bias", "peepholes", "recurrent_parts")
+
+
+# The unrolled alternative of a loop (or kernel) form is kept up to this many steps x
+# directions: an integer file then has integer kernels for the cell (past it, the graph would
+# grow by thousands of ops per layer; the integer file is refused, naming the loop).
+ALTERNATIVE_UNROLL_STEPS = 256
+
+
+def _record_alternatives(ctx, kind: CellKind, form: str, sources: dict) -> None:
+    """The node's other forms that have integer kernels, emitted beside the graph (not in it)
+    into ``sub.alternatives``: the integer files swap them in (``quant/recurrent_forms.py``).
+
+    Why at lowering time: choosing a form needs the ONNX node (its attributes, constants and
+    outputs), which only the lowering sees. An LSTM gets the UNIDIRECTIONAL_SEQUENCE_LSTM kernel
+    where its integer 8x8->16 form fits (:func:`recurrent_kernels.integer_kernel_blocker`; int8
+    files), and every loop or kernel form the unrolled cell (integer at any width) up to
+    :data:`ALTERNATIVE_UNROLL_STEPS`. Only for the main graph; a node already unrolled needs
+    none. The report's row keeps the float file's operators. ``sources``: output index ->
+    the float form's tensor that output is a reshape of (a rewrite may have made readers read
+    it directly)."""
+    drv = ctx.driver
+    if drv.path or form == "unrolled":
+        return
+    seq = ctx.shape(0)[1 if ctx.attr("layout", 0) else 0]
+    forms = []
+    if form == "loop" and ctx.node.op_type == "LSTM":
+        if recurrent_kernels.integer_kernel_blocker(ctx) is None:
+            forms.append("kernel")
+    elif form == "kernel" and recurrent_kernels.integer_kernel_blocker(ctx) is not None:
+        form = "float_kernel"  # the float file's kernel has no integer form for this node
+    if seq * _num_directions(ctx.node) <= ALTERNATIVE_UNROLL_STEPS:
+        forms.append("unrolled")
+    record = drv._current
+    saved_ops = list(record.tflite_ops) if record is not None else None
+    for name in forms:
+        scratch = tfl.Subgraph(name=f"{ctx.node.label}/{name}")
+        with drv.emitting_into(scratch):
+            if name == "kernel":
+                recurrent_kernels.lower_lstm_kernel(ctx)
+            else:
+                Unroller(ctx, kind).lower(unrolled=True)
+        drv.sub.alternatives.append(
+            {
+                "node": ctx.node.label,
+                "form": name,
+                "current": form,
+                "ops": scratch.operators,
+                "inputs": [ctx.input(0)],
+                "outputs": {i: ctx.output(i) for i in sources},
+                "sources": sources,
+            }
+        )
+    if record is not None:
+        record.tflite_ops[:] = saved_ops
 
 
 def _int_op(ctx, opcode: str, a: tfl.Tensor, b: tfl.Tensor, hint: str) -> tfl.Tensor:
@@ -418,9 +483,13 @@ def _register(op_type: str):
 
     def lower(ctx):
         if op_type == "LSTM" and recurrent_kernels.use_kernel(ctx):
-            recurrent_kernels.lower_lstm_kernel(ctx)
-            return
-        Unroller(ctx, kind).lower()
+            sources = recurrent_kernels.lower_lstm_kernel(ctx)
+            form = "kernel"
+        else:
+            unroller = Unroller(ctx, kind)
+            form = "loop" if unroller.is_looped() else "unrolled"
+            sources = unroller.lower()
+        _record_alternatives(ctx, kind, form, sources)
 
     lowering(
         op_type,

@@ -92,6 +92,32 @@ CONSTRAINTS: tuple[tuple[str, Callable], ...] = (
 )
 
 
+def _zero_or_absent(ctx, i: int) -> bool:
+    if not ctx.has_input(i):
+        return True
+    value = ctx.const(i)
+    return value is not None and not np.any(np.asarray(value))
+
+
+# What LiteRT's integer (8x8->16) kernel adds to :data:`CONSTRAINTS` as this lowering feeds
+# it (``quant/integer_lstm.py``): the states start from zeros written by an integer FILL, and
+# the final cell state (int16, read back through a CONCATENATION with Y_h) is not an output.
+INTEGER_CONSTRAINTS: tuple[tuple[str, Callable], ...] = (
+    ("initial_h and initial_c absent or constant zeros", lambda ctx: all(
+        _zero_or_absent(ctx, i) for i in (INITIAL_H, INITIAL_C))),
+    ("Y_c unused", lambda ctx: not _used(ctx, 2)),
+)  # fmt: skip
+
+
+def integer_kernel_blocker(ctx) -> str | None:
+    """The first constraint of the integer kernel this LSTM node fails (None: it fits);
+    ``--unroll-rnn`` does not apply (it chooses the float file's form)."""
+    for name, test in (*CONSTRAINTS[1:], *INTEGER_CONSTRAINTS):
+        if not test(ctx):
+            return name
+    return None
+
+
 def kernel_is_faster(seq: int, hidden: int, batch: int) -> bool:
     """Whether the measurements favour the kernel over the loop (module docstring)."""
     return batch == 1 and any(hidden <= h and seq >= steps for h, steps in KERNEL_FASTER)
@@ -122,8 +148,9 @@ def kernel_blocker(ctx) -> str | None:
     return None
 
 
-def lower_lstm_kernel(ctx) -> None:
-    """One UNIDIRECTIONAL_SEQUENCE_LSTM per direction; Y and Y_h in the node's layout."""
+def lower_lstm_kernel(ctx) -> dict:
+    """One UNIDIRECTIONAL_SEQUENCE_LSTM per direction; Y and Y_h in the node's layout.
+    Returns {output index: the one tensor it is a reshape of} (one direction)."""
     e = Emitter(ctx)
     batch_major = bool(ctx.attr("layout", 0))
     time_axis = 1 if batch_major else 0
@@ -159,11 +186,16 @@ def lower_lstm_kernel(ctx) -> None:
             time_major=not batch_major,
             asymmetric_quantize_inputs=False,
         )
-        lasts.append(_last_step(ctx, y, time_axis, batch, hidden))
+        if _used(ctx, 1) or _used(ctx, 2):
+            lasts.append(_last_step(ctx, y, time_axis, batch, hidden))
         if _used(ctx, 2):
             cells.append(_final_cell(ctx, lasts[-1], c0[d], batch, hidden))
         ys.append(_reverse(ctx, y, time_axis) if reverse else y)
     _write_outputs(ctx, ys, lasts, cells, batch_major)
+    if dirs != 1:
+        return {}
+    found = {0: ys[0], 1: lasts[0] if lasts else None, 2: cells[0] if cells else None}
+    return {i: t for i, t in found.items() if t is not None and _used(ctx, i)}
 
 
 def _kernel_weights(ctx, d: int, hidden: int) -> list:
@@ -207,7 +239,7 @@ def _initial_states(ctx, i, dirs, batch, hidden, batch_major, which) -> list[tfl
     the initial state (UNPACK of input ``i``) or zeros (FILL)."""
     e = Emitter(ctx)
     states = [_state_tensor(ctx, batch, hidden, f"d{d}/{which}_state") for d in range(dirs)]
-    if ctx.has_input(i):
+    if ctx.has_input(i) and not _zero_or_absent(ctx, i):
         axis = 1 if batch_major else 0
         e.op("UNPACK", ctx.input(i), out=states, num=dirs, axis=axis)
         return states

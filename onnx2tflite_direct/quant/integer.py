@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import errors, tfl
 from ..tfl_edit import Editor
+from . import integer_lstm
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import HYBRID_WEIGHT_AXIS, MIN_ELEMENTS, hybrid_weight
 from .integer_fold import fold_affine_constants
@@ -97,6 +98,7 @@ def quantize_integer(
         float_heads,
         exact=ranges_are_exact,
         overrides=overrides,
+        special=integer_lstm,
     )
     plan.run()
     plan.summary.folded = folded
@@ -302,6 +304,8 @@ class _Rewrite:
     # -- integer operators --------------------------------------------------------------------
 
     def _integer_operator(self, op: tfl.Operator, rule: OpRule) -> list[tfl.Operator]:
+        if rule.kind in integer_lstm.KINDS:  # a contract of its own (integer_lstm.py)
+            return integer_lstm.rewrite_op(self, op, rule)
         before: list[tfl.Operator] = []
         if op.opcode == "DIV":  # by a constant (see IntegerPlan.rule): multiply by 1 / c
             c = op.inputs[1]

@@ -122,8 +122,12 @@ class IntegerPlan:
         float_heads=False,
         exact=False,
         overrides: Resolved | None = None,
+        special=None,
     ):
         self.sub, self.ranges, self.int16 = sub, ranges, int16
+        # Ops whose quantization contract the rule table cannot state (``integer_lstm``): a
+        # module with ``rule(op, consumers, int16)``, ``KINDS`` and ``plan_op(plan, op, rule)``.
+        self.special = special
         # ``--quant-override``: per ONNX node, float (a float island), or int8 / int16x8 (the
         # op's activation width, whatever the variant's; the accuracy heuristics that would
         # keep it float are lifted). Tensors crossing widths are requantized (``twins``).
@@ -330,7 +334,11 @@ class IntegerPlan:
 
     def _kernel_rule(self, op: tfl.Operator, int16: bool) -> tuple[OpRule | None, str]:
         """``op_rules.rule_for``, plus DIV by a constant, which runs as MUL by its reciprocal
-        (the CPU has no int8/int16 DIV kernel)."""
+        (the CPU has no int8/int16 DIV kernel), plus the ops of :attr:`special`."""
+        if self.special is not None:
+            found = self.special.rule(op, self.consumers, int16)
+            if found is not None:
+                return found, ""
         if op.opcode == "DIV" and is_float_constant(op.inputs[1]):
             d = op.inputs[1].data
             if d.size and np.all(np.isfinite(d)) and np.all(d != 0):
@@ -401,6 +409,8 @@ class IntegerPlan:
 
     def _try_integer(self, op: tfl.Operator, rule: OpRule) -> str:
         """'' and params assigned if ``op`` can run in integer, else the reason it cannot."""
+        if self.special is not None and rule.kind in self.special.KINDS:
+            return self.special.plan_op(self, op, rule)
         for t in [*op.inputs, *op.outputs]:
             if t is not None and t.dtype.kind == "f" and t.dtype != FLOAT:
                 return f"{t.dtype} tensor {t.name!r}"

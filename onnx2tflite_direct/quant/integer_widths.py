@@ -51,12 +51,15 @@ def with_wide_nodes(
     ``recurrent`` the user did not override, in the int8 files (the int16x8 ones are wide)."""
     if activations != "int8":
         return overrides
+    # (an LSTM run by LiteRT's integer sequence kernel is int8 by that kernel's contract)
+    kernels = {op.onnx_node for op in sub.operators if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM"}
     nodes = {
         op.onnx_node
         for op in sub.operators
         if op.onnx_node
         and (op.opcode in NORMALIZING_OPS or op.onnx_node in recurrent)
         and overrides.get(op.onnx_node) is None
+        and op.onnx_node not in kernels
     }
     if not nodes:
         return overrides

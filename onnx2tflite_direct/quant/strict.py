@@ -13,14 +13,18 @@ and reason, and the other files (whose float islands are reported) are still wri
 from __future__ import annotations
 
 from .. import errors
+from ..lowering.recurrent import ALTERNATIVE_UNROLL_STEPS
 from .integer_plan import ISOLATED, PARTLY_FLOAT
 
 MAX_LISTED = 12  # ops named in a refusal message (all are in the report)
 # Why LiteRT cannot run these in integer (said instead of the generic "no integer kernel").
 KNOWN_GAPS = {
-    "WHILE": "a recurrent layer (LSTM/GRU/RNN) runs as a WHILE loop whose body is not "
-    "quantized; convert with --unroll-rnn (static sequence length) and its unrolled cells run "
-    "integer kernels (LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM is not written yet)",
+    "WHILE": "a recurrent layer (LSTM/GRU/RNN) keeps its WHILE loop, whose body is not "
+    "quantized: the integer files swap in a form with integer kernels (an LSTM that fits "
+    "LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM in the int8 files, else the unrolled cell) "
+    "only where the sequence length and batch are static (pin them with --input-shape) and "
+    f"the sequence x directions is at most {ALTERNATIVE_UNROLL_STEPS} steps for the unrolled "
+    "cell",
     "LOCAL_RESPONSE_NORMALIZATION": "LiteRT has no int8/int16 LOCAL_RESPONSE_NORMALIZATION kernel",
 }
 

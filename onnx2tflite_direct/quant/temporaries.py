@@ -22,6 +22,7 @@ import numpy as np
 from .. import tfl
 from .. import validate as V
 from .integer_fold import _is_global_average_pool
+from .integer_lstm import kernels, state_ranges
 from .integer_plan import REARRANGING, is_float_activation
 from .op_rules import RULES
 
@@ -58,7 +59,8 @@ def temporary_ranges(
     """{TFLite tensor name: (min, max)} of the main subgraph's uncovered temporaries over the
     calibration samples (``data`` in ONNX layout, ``batches`` its per-input batch size)."""
     names = wanted(model_ir.subgraphs[0], known)
-    if not names:
+    lstms = kernels(model_ir.subgraphs[0])  # their cell state over every step: replayed
+    if not names and not lstms:
         return {}
     interp_mod = V._import_litert_interpreter()
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging
@@ -76,9 +78,10 @@ def temporary_ranges(
         if onnx_name not in data:
             return {}  # an input the samples do not cover (not expected): measure nothing
         inputs.append((detail, onnx_name, entry.get("perm")))
-    wanted_index = {
-        d["index"]: d["name"] for d in interp.get_tensor_details() if d["name"] in names
-    }
+    details = interp.get_tensor_details()
+    wanted_index = {d["index"]: d["name"] for d in details if d["name"] in names}
+    lstm_inputs = {op.inputs[0].name for op in lstms}
+    lstm_index = {d["name"]: d["index"] for d in details if d["name"] in lstm_inputs}
     interp.allocate_tensors()
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
@@ -102,6 +105,13 @@ def temporary_ranges(
             if finite.size:
                 lo[name] = min(lo.get(name, np.inf), float(finite.min()))
                 hi[name] = max(hi.get(name, -np.inf), float(finite.max()))
+        for op in lstms:
+            if op.inputs[0].name not in lstm_index:
+                continue
+            x = np.asarray(interp.get_tensor(lstm_index[op.inputs[0].name]))
+            for name, (a, b) in state_ranges(op, x).items():
+                lo[name] = min(lo.get(name, np.inf), a)  # (the state variable's last value,
+                hi[name] = max(hi.get(name, -np.inf), b)  # measured above, is within)
     return {name: (lo[name], hi[name]) for name in lo}
 
 

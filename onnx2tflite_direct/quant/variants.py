@@ -9,7 +9,6 @@ integer variants are asked for.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from .integer import quantize_integer
 from .integer_compose import compose_for_integer, needs_composition
 from .integer_plan import HEURISTIC_REASONS
 from .integer_widths import recurrent_nodes, with_wide_nodes
+from .recurrent_forms import copy_model, has_alternatives, use_integer_forms
 from .strict import is_strict
 from .temporaries import temporary_ranges
 
@@ -124,7 +124,7 @@ def make_variants(
             summaries.append(summary)
             variants[kind] = data
             continue
-        ir = model_ir if k == len(jobs) - 1 else copy.deepcopy(model_ir)
+        ir = model_ir if k == len(jobs) - 1 else copy_model(model_ir)
         outcome = job(ir, ranges, overrides)
         if isinstance(outcome, errors.UnsupportedError):  # a full-integer file left out
             log.warning(
@@ -231,6 +231,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
     conversion or ``--allow-float-ops`` accepts the float islands."""
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
+        use_integer_forms(ir, activations == "int16")  # recurrent layers: integer-kernel forms
         compose_for_integer(ir.subgraphs[0])  # e.g. an LRN as integer-kernel ops
         try:
             return _quantize(ir, ranges, overrides)
@@ -336,25 +337,31 @@ class _Ranges:
             config = self._config()
             onnx_ranges = cal.ranges_for_bits(self._statistics(config), bits, config)
             self._ranges[bits] = cal.tflite_ranges(onnx_ranges, self.tensor_map)
-            for name, rng in self.temporaries(self._ranges[bits]).items():
+            for name, rng in self.temporaries(self._ranges[bits], bits).items():
                 self._ranges[bits].setdefault(name, rng)
         return self._ranges[bits]
 
-    def temporaries(self, known) -> dict[str, tuple[float, float]]:
+    def temporaries(self, known, bits: int = 8) -> dict[str, tuple[float, float]]:
         """Ranges of the lowering's TFLite-only temporaries, measured once in LiteRT on the
-        float model (``temporaries.py``); {} without the float model."""
+        float model (``temporaries.py``), per activation width (the recurrent layers' integer
+        forms differ by width, ``recurrent_forms``); {} without the float model."""
+        key = bits
         if self._temporaries is None:
             self._temporaries = {}
+        if key not in self._temporaries:
+            self._temporaries[key] = {}
             if self.float_model is not None and self._data is not None:
                 model_ir, build = self.float_model
-                if needs_composition(model_ir.subgraphs[0]):  # as the integer jobs see it
-                    model_ir = copy.deepcopy(model_ir)
+                alternatives = has_alternatives(model_ir)
+                if alternatives or needs_composition(model_ir.subgraphs[0]):
+                    model_ir = copy_model(model_ir)  # as the integer jobs see it
+                    use_integer_forms(model_ir, bits == 16)
                     compose_for_integer(model_ir.subgraphs[0])
                 data, batches = cal._fit_inputs(self.onnx_model(), self._data)
-                self._temporaries = temporary_ranges(
+                self._temporaries[key] = temporary_ranges(
                     model_ir, build, data, batches, self.tensor_map, known
                 )
-        return self._temporaries
+        return self._temporaries[key]
 
     def channel_means(self) -> dict:
         """Calibrated per-channel means on TFLite tensors (for the weights' bias correction)."""
