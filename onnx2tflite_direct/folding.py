@@ -148,7 +148,20 @@ def _numpy_fold(node, args, attrs):
         return [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
     if op == "Concat" and all(a.ndim >= 1 for a in args):
         return [np.concatenate(args, axis=attrs.get("axis", 0))]
+    if op == "GatherElements":
+        # onnx.reference fails when the indices are shorter than the data on another axis
+        # (torch's token_type_ids buffer gathered by position ids), so that stayed run-time
+        return [_gather_elements(args[0], args[1], int(attrs.get("axis", 0)))]
     return None
+
+
+def _gather_elements(data: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    axis = axis % data.ndim
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    if idx.min(initial=0) < 0 or idx.max(initial=0) >= data.shape[axis]:
+        raise IndexError("GatherElements index out of range")
+    window = tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(idx.shape))
+    return np.take_along_axis(data[window], idx, axis=axis)
 
 
 def fold_node(node: onnx.NodeProto, consts: dict, infos: dict, opset: int):

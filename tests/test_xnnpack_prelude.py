@@ -48,3 +48,140 @@ def test_reverse_slice_is_slices_and_concat(shape, axis, start, end):
     assert "STRIDED_SLICE" not in chk.ops
     parts = _parts(chk)
     assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+
+
+FMIN = float(np.finfo(np.float32).min)
+
+
+def _mask_model(where_then, where_else, cmp=None, extra_not=False):
+    """mask (int64) -> Cast(bool) [or a comparison] -> Reshape -> And(constant causal) [-> Not]
+    -> Expand -> Where(then, else) -> + scores (the BERT/GPT-2 attention-mask prelude)."""
+    causal = np.tril(np.ones((6, 6), bool)).reshape(1, 1, 6, 6)
+    inits = {
+        "shape": np.array([1, 1, 1, 6], I64),
+        "causal": causal,
+        "full": np.array([1, 2, 6, 6], I64),
+        "a": np.array(where_then, F),
+        "b": np.array(where_else, F),
+    }
+    if cmp is None:
+        first = helper.make_node("Cast", ["mask"], ["m"], to=9)
+    else:
+        op, c = cmp
+        inits["c"] = np.array(c, I64)
+        first = helper.make_node(op, ["mask", "c"], ["m"])
+    nodes = [
+        first,
+        helper.make_node("Reshape", ["m", "shape"], ["m4"]),
+        helper.make_node("And", ["causal", "m4"], ["both"]),
+    ]
+    last = "both"
+    if extra_not:
+        nodes.append(helper.make_node("Not", ["both"], ["nb"]))
+        last = "nb"
+    nodes += [
+        helper.make_node("Expand", [last, "full"], ["e"]),
+        helper.make_node("Where", ["e", "a", "b"], ["bias"]),
+        helper.make_node("Add", ["scores", "bias"], ["y"]),
+    ]
+    return make_model(
+        nodes,
+        [("mask", I64, (1, 6)), ("scores", F, (1, 2, 6, 6))],
+        [("y", F, (1, 2, 6, 6))],
+        inits,
+    )
+
+
+MASKS = [
+    np.array([[1, 1, 1, 0, 0, 1]], I64),
+    np.array([[0, 3, -2, 2**40, -(2**40) + 1, 2**24 + 1]], I64),
+]
+
+
+@pytest.mark.parametrize(
+    "then,other,cmp,extra_not",
+    [
+        (0.0, FMIN, None, False),  # HF: where(mask, 0, finfo.min)
+        (0.0, -np.inf, None, False),  # -inf masks: never 0 * inf
+        ([[[[1.5, -2.0, 0.0, 3.0, 4.0, 5.0]]]], -7.25, None, True),
+        (np.inf, 0.5, ("Equal", 0), False),
+        (2.0, -3.0, ("Less", 2**24 - 2), False),
+        (2.0, -3.0, ("GreaterOrEqual", 2), True),
+        (-1.0, 1.0, ("LessOrEqual", -2), False),
+        (-1.0, 1.0, ("Greater", 0), False),
+    ],
+)
+@pytest.mark.parametrize("mask", MASKS, ids=["padding", "odd_values"])
+def test_mask_logic_is_float_arithmetic(then, other, cmp, extra_not, mask):
+    """The mask prelude runs as 0/1 float arithmetic: only the CAST of the integer input stays
+    outside XNNPACK, and the answer is exactly onnxruntime's (infinities included)."""
+    model = _mask_model(then, other, cmp, extra_not)
+    scores = RNG.standard_normal((1, 2, 6, 6)).astype(F)
+    feeds = {"mask": mask, "scores": scores}
+    chk = check_conversion(model, feeds=feeds, atol=0, rtol=0)
+    assert not {"LOGICAL_AND", "LOGICAL_NOT", "SELECT_V2", "EQUAL", "LESS"} & set(chk.ops), chk.ops
+    parts = _parts(chk)
+    assert parts["partitions"] == 1 and parts["outside"] == {"CAST": 1}, parts
+    assert "float_mask_logic" in {r["rule"] for r in chk.report["rewrites"] if r["matched"]}
+    off = check_conversion(
+        model, feeds=feeds, atol=0, rtol=0, disable_rewrites=("float_mask_logic",)
+    )
+    assert "SELECT_V2" in off.ops  # the rule is switchable
+
+
+def test_bool_input_mask():
+    """A bool input (khmersm's mask): one CAST to float, then Not/Where as arithmetic."""
+    nodes = [
+        helper.make_node("Not", ["mask"], ["nm"]),
+        helper.make_node("Where", ["nm", "fill", "zeros"], ["bias"]),
+        helper.make_node("Add", ["x", "bias"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("mask", np.bool_, (1, 24)), ("x", F, (1, 24))],
+        [("y", F, (1, 24))],
+        {"fill": np.full((1, 1), -1e4, F), "zeros": np.zeros((1, 24), F)},
+    )
+    feeds = {"mask": RNG.random((1, 24)) > 0.5, "x": RNG.standard_normal((1, 24)).astype(F)}
+    chk = check_conversion(model, feeds=feeds, atol=0, rtol=0)
+    assert _parts(chk)["outside"] == {"CAST": 1}
+
+
+def test_gathernd_of_every_element_in_order_is_a_reshape():
+    """torch.export's mask[:, None, None, :] as GatherND with constant full coordinates."""
+    idx = np.stack(np.meshgrid([0], np.arange(7), indexing="ij"), -1).reshape(1, 1, 1, 7, 2)
+    nodes = [
+        helper.make_node("GatherND", ["x", "idx"], ["g"]),
+        helper.make_node("Relu", ["g"], ["y"]),
+    ]
+    model = make_model(
+        nodes, [("x", F, (1, 7))], [("y", F, (1, 1, 1, 7))], {"idx": idx.astype(I64)}
+    )
+    chk = check_conversion(model, feeds={"x": RNG.standard_normal((1, 7)).astype(F)})
+    assert "GATHER_ND" not in chk.ops
+    rev = make_model(  # not in order: stays a GATHER_ND
+        nodes, [("x", F, (1, 7))], [("y", F, (1, 1, 1, 7))], {"idx": idx[..., ::-1, :].astype(I64)}
+    )
+    assert "GATHER_ND" in check_conversion(rev, feeds={"x": np.ones((1, 7), F)}).ops
+
+
+def test_constant_gather_elements_folds():
+    """torch's token_type_ids buffer [1, 128] gathered by position ids [1, 16]: a constant
+    (onnx.reference cannot fold it), so the token-type embedding lookup folds too."""
+    nodes = [
+        helper.make_node("GatherElements", ["buf", "pos"], ["tt"], axis=1),
+        helper.make_node("Gather", ["table", "tt"], ["emb"]),
+        helper.make_node("Add", ["x", "emb"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("x", F, (1, 16, 4))],
+        [("y", F, (1, 16, 4))],
+        {
+            "buf": (np.arange(128) % 2).reshape(1, 128).astype(I64),
+            "pos": np.arange(3, 19).reshape(1, 16).astype(I64),
+            "table": RNG.standard_normal((2, 4)).astype(F),
+        },
+    )
+    chk = check_conversion(model, feeds={"x": RNG.standard_normal((1, 16, 4)).astype(F)})
+    assert "GATHER" not in chk.ops and _parts(chk)["outside"] == {}

@@ -1,0 +1,424 @@
+"""Boolean mask logic carried as float32 0/1, so the attention-mask prelude runs in XNNPACK.
+
+Why: text models build their attention and padding masks from an integer ``attention_mask``
+input with ``Cast(to=bool)``, ``And``/``Or``/``Not``, comparisons against constants and a
+``Where`` between two constants (0 and the dtype's minimum). Lowered literally these are CAST,
+LOGICAL_AND/OR/NOT, EQUAL/LESS, bool RESHAPEs and SELECT_V2: XNNPACK takes no bool or integer
+tensor, so every one of them ran on the reference kernels beside the delegate partition. The
+same truth values as float32 0.0/1.0 need only SUB, MUL, MAXIMUM, MINIMUM, ABS and RELU, which
+XNNPACK takes; the one op that must stay outside is the CAST that reads the integer input.
+
+Rule ``float_mask_logic`` (of ``onnx_rewrites.RULES``; ``--disable-rewrite float_mask_logic``
+keeps the bool lowering). A bool value is *carried* as a float32 twin holding 0/1 when it is
+produced by one of the forms below and every reader is one too (the largest such set, a
+fixpoint; graph outputs keep their bool lowering):
+
+* ``Cast(x -> bool)`` of a run-time integer ``x``: ``min(|float(x)|, 1)``. A nonzero integer
+  converts to a float of magnitude >= 1 whatever the rounding, so this is exact.
+* a bool graph input: ``Cast(to=float)`` (the op that must stay outside); a bool constant: a
+  0/1 constant.
+* ``Equal/Less/Greater/LessOrEqual/GreaterOrEqual(x, c)`` of a run-time integer ``x`` and an
+  integer constant with ``|c| < 2**24``: ``1 - min(|xf - c|, 1)``, ``min(relu(c - xf), 1)``
+  and the mirrored forms (``<= c`` is ``< c + 1``). Exact: ``c`` and ``c +- 1`` are float32
+  integers, rounding ``x`` to float32 keeps its order against them and no other integer
+  rounds onto them, and a difference of two distinct integer-valued floats is at least 1.
+* ``Not``: ``1 - a``; ``And``: ``a * b``; ``Or``: ``max(a, b)``; ``Xor``: ``|a - b|`` (exact
+  on 0/1).
+* data movement (Reshape, Unsqueeze, Squeeze, Flatten, Transpose, Expand, Identity) of a
+  carried value: the same op on the twin.
+
+Readers that end a chain: ``Cast(bool -> float32)`` (its readers read the twin) and
+``Where(c, A, B)`` with constant float32 ``A``/``B``: ``c * A + (1 - c) * B`` (a term with a
+zero constant is left out). Exact for finite constants: each product is the constant or a
+zero, and adding a zero changes nothing (only the sign of a zero result can differ). An
+infinite constant (``-inf`` masks) is written ``(c * +-FLT_MAX) * 2``, which overflows to the
+infinity for ``c = 1`` and is ``+-0`` for ``c = 0`` (never ``0 * inf = NaN``); NaN constants
+keep the SELECT_V2. The integer value a comparison or cast reads is converted once, at the
+start of its chain of integer data movement (the movement is repeated on the float twin).
+
+Rule ``gathernd_as_reshape``: a GatherND whose constant indices read every element of the
+data once in order (``batch_dims`` 0, full-depth indices: torch.export's ``mask[:, None, None,
+:]``) is a Reshape; GATHER_ND has no XNNPACK kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node, Value
+
+F32 = np.dtype(np.float32)
+BOOL = np.dtype(np.bool_)
+FLT_MAX = float(np.finfo(np.float32).max)
+EXACT_INT = 2**24  # float32 holds every integer of smaller magnitude
+MOVERS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Expand", "Identity"}
+LOGIC = {"Not", "And", "Or", "Xor"}
+COMPARE = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"}
+MIRROR = {
+    "Equal": "Equal",
+    "Less": "Greater",
+    "Greater": "Less",
+    "LessOrEqual": "GreaterOrEqual",
+    "GreaterOrEqual": "LessOrEqual",
+}
+TRIGGERS = {"float_mask_logic": {"Cast", "Where"}, "gathernd_as_reshape": {"GatherND"}}
+
+
+def _value(graph: Graph, name: str) -> Value | None:
+    return graph.values.get(name) if name else None
+
+
+def _dtype(graph: Graph, name: str):
+    v = _value(graph, name)
+    return None if v is None or v.dtype is None else np.dtype(v.dtype)
+
+
+def _const(graph: Graph, name: str):
+    v = _value(graph, name)
+    return None if v is None else v.const
+
+
+def _runtime_int(graph: Graph, name: str) -> bool:
+    dt = _dtype(graph, name)
+    return dt is not None and dt.kind in "iu" and _const(graph, name) is None
+
+
+def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | None:
+    """(op as ``x OP c``, x, c) for a comparison of a run-time integer with a small integer
+    constant, else None."""
+    a, b = node.inputs[0], node.inputs[1]
+    op = node.op_type
+    ca, cb = _const(graph, a), _const(graph, b)
+    if cb is not None and ca is None:
+        x, c = a, cb
+    elif ca is not None and cb is None:
+        x, c, op = b, ca, MIRROR[op]
+    else:
+        return None
+    c = np.asarray(c)
+    if not _runtime_int(graph, x) or c.dtype.kind not in "iu":
+        return None
+    if c.size and int(np.abs(c.astype(np.int64)).max()) >= EXACT_INT - 1:
+        return None
+    return op, x, c.astype(np.int64)
+
+
+def _select_constants(graph: Graph, node: Node) -> bool:
+    if len(node.inputs) != 3 or _dtype(graph, node.outputs[0]) != F32:
+        return False
+    for name in node.inputs[1:]:
+        c = _const(graph, name)
+        if c is None or np.asarray(c).dtype != F32 or np.isnan(c).any():
+            return False
+        c = np.asarray(c)
+        if np.isinf(c).any() and not (c.size and np.all(c == c.reshape(-1)[0])):
+            return False  # mixed finite/infinite constants: keep SELECT_V2
+    return True
+
+
+def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
+    """What a node does in the float form (None: it keeps its lowering)."""
+    if node.domain != "" or not node.outputs:
+        return None
+    op = node.op_type
+    out = _dtype(graph, node.outputs[0])
+    if op == "Cast":
+        src = _dtype(graph, node.inputs[0])
+        if out == BOOL and _runtime_int(graph, node.inputs[0]):
+            return "nonzero"
+        if src == BOOL and out == F32:
+            return "sink"
+        return None
+    if op == "Where":
+        return "select" if _select_constants(graph, node) else None
+    if out != BOOL:
+        return None
+    if op in LOGIC:
+        return op.lower()
+    if op in COMPARE and len(node.inputs) == 2:
+        return "compare" if _compare_const(graph, node) is not None else None
+    if op in MOVERS and _dtype(graph, node.inputs[0]) == BOOL:
+        return "mover"
+    return None
+
+
+def _bool_reads(role: str, node: Node) -> tuple[int, ...]:
+    """Input positions a role reads as carried 0/1 values."""
+    if role in ("not", "mover", "sink", "select"):
+        return (0,)
+    if role in ("and", "or", "xor"):
+        return (0, 1)
+    return ()
+
+
+def _plan(graph: Graph) -> dict[int, str]:
+    bool_inputs = {i for i in graph.inputs if _dtype(graph, i) == BOOL and _const(graph, i) is None}
+    producers = graph.producers()
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    roles = {}
+    for node in graph.nodes:
+        r = _role(graph, node, bool_inputs)
+        if r is not None:
+            roles[id(node)] = r
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            r = roles.get(id(node))
+            if r is None:
+                continue
+            ok = True
+            for i in _bool_reads(r, node):
+                name = node.inputs[i]
+                p = producers.get(name)
+                if name in bool_inputs or _const(graph, name) is not None:
+                    continue
+                if p is None or id(p) not in roles or roles[id(p)] in ("sink", "select"):
+                    ok = False
+            if ok and r not in ("sink", "select"):
+                name = node.outputs[0]
+                if name in outputs:
+                    ok = False
+                for reader, idx in consumers.get(name, []):
+                    rr = roles.get(id(reader))
+                    if rr is None or idx not in _bool_reads(rr, reader):
+                        ok = False
+            if not ok:
+                del roles[id(node)]
+                changed = True
+    # a chain that only converts (no logic removed) is not worth a change: keep the plan only
+    # where some SELECT_V2 / logical op / comparison disappears
+    if not any(r not in ("sink", "nonzero", "mover") for r in roles.values()):
+        return {}
+    return roles
+
+
+class _Builder:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.opset = graph.opsets.get("", 13)
+        self.twin: dict[str, str] = {}  # bool or integer value -> float32 twin
+        self.nodes: list[Node] = []
+        self.label = ""
+        self.producers = graph.producers()
+
+    def fresh(self, base: str, shape, const=None) -> str:
+        name, k = base, 1
+        while name in self.graph.values:
+            k += 1
+            name = f"{base}_{k}"
+        shape = None if shape is None else tuple(shape)
+        self.graph.values[name] = Value(name, F32, shape, const)
+        return name
+
+    def const(self, value, hint: str) -> str:
+        arr = np.asarray(value, np.float32)
+        return self.fresh(f"{self.label}/{hint}", arr.shape, arr)
+
+    def op(self, op_type, inputs, shape, hint, out=None, **attrs) -> str:
+        if out is None:
+            out = self.fresh(f"{self.label}/{hint}", shape)
+        node = Node(f"{self.label}/{hint}", op_type, "", list(inputs), [out], attrs, self.opset)
+        self.nodes.append(node)
+        return out
+
+    def shape(self, name: str):
+        v = _value(self.graph, name)
+        return None if v is None else v.shape
+
+    def carried(self, name: str) -> str:
+        """The 0/1 twin of a carried value, a bool constant or a bool graph input."""
+        if name in self.twin:
+            return self.twin[name]
+        c = _const(self.graph, name)
+        if c is not None:
+            out = self.const(np.asarray(c).astype(np.float32), "mask")
+        else:  # a bool graph input: the one CAST that reads it
+            out = self.op("Cast", [name], self.shape(name), "mask_f", to=1)
+        self.twin[name] = out
+        return out
+
+    def integer(self, name: str) -> str:
+        """float32 of a run-time integer, converted at the start of its integer data movement
+        (so the movement runs on floats, inside XNNPACK)."""
+        if name in self.twin:
+            return self.twin[name]
+        p = self.producers.get(name)
+        if (
+            p is not None
+            and p.domain == ""
+            and p.op_type in MOVERS
+            and p.outputs[0] == name
+            and _runtime_int(self.graph, p.inputs[0])
+        ):
+            src = self.integer(p.inputs[0])
+            out = self.op(
+                p.op_type, [src, *p.inputs[1:]], self.shape(name), "float_move", **p.attrs
+            )
+        else:
+            out = self.op("Cast", [name], self.shape(name), "as_float", to=1)
+        self.twin[name] = out
+        return out
+
+    def clamp01(self, x: str, shape) -> str:
+        """min(relu(x), 1): 1 for x >= 1, 0 for x <= 0 (integer-valued x)."""
+        r = self.op("Relu", [x], shape, "relu")
+        return self.op("Min", [r, self.const(1.0, "one")], shape, "clamp")
+
+
+def _emit(b: _Builder, node: Node, role: str) -> None:
+    g = b.graph
+    out = node.outputs[0]
+    shape = b.shape(out)
+    b.label = node.label
+    if role == "sink":
+        b.twin[out] = b.carried(node.inputs[0])
+        return
+    if role == "select":
+        _emit_select(b, node, shape)
+        return
+    if role == "nonzero":
+        xf = b.integer(node.inputs[0])
+        mag = b.op("Abs", [xf], shape, "abs")
+        b.twin[out] = b.op("Min", [mag, b.const(1.0, "one")], shape, "nonzero")
+        return
+    if role == "mover":
+        src = b.carried(node.inputs[0])
+        b.twin[out] = b.op(node.op_type, [src, *node.inputs[1:]], shape, "mask_move", **node.attrs)
+        return
+    if role == "not":
+        b.twin[out] = b.op("Sub", [b.const(1.0, "one"), b.carried(node.inputs[0])], shape, "not")
+        return
+    if role in ("and", "or", "xor"):
+        x, y = b.carried(node.inputs[0]), b.carried(node.inputs[1])
+        if role == "xor":
+            d = b.op("Sub", [x, y], shape, "diff")
+            b.twin[out] = b.op("Abs", [d], shape, "xor")
+        else:
+            b.twin[out] = b.op("Mul" if role == "and" else "Max", [x, y], shape, role)
+        return
+    op, x, c = _compare_const(g, node)
+    xf = b.integer(x)
+    if op == "Equal":
+        d = b.op("Sub", [xf, b.const(c, "c")], shape, "diff")
+        a = b.op("Abs", [d], shape, "dist")
+        m = b.op("Min", [a, b.const(1.0, "one")], shape, "differs")
+        b.twin[out] = b.op("Sub", [b.const(1.0, "one"), m], shape, "equal")
+        return
+    if op in ("Less", "LessOrEqual"):  # x < c  <=>  c - x >= 1
+        bound = c if op == "Less" else c + 1
+        d = b.op("Sub", [b.const(bound, "c"), xf], shape, "gap")
+    else:  # x > c  <=>  x - c >= 1
+        bound = c if op == "Greater" else c - 1
+        d = b.op("Sub", [xf, b.const(bound, "c")], shape, "gap")
+    b.twin[out] = b.clamp01(d, shape)
+
+
+def _term(b: _Builder, cond: str, const: np.ndarray, shape, hint: str) -> str | None:
+    """cond * const (cond in {0, 1}), exact for finite and infinite constants; None for 0."""
+    if not np.any(const):
+        return None
+    if np.isinf(const).any():
+        sign = float(np.sign(const.reshape(-1)[0]))
+        big = b.op("Mul", [cond, b.const(sign * FLT_MAX, f"{hint}_max")], shape, f"{hint}_big")
+        return b.op("Mul", [big, b.const(2.0, "two")], shape, f"{hint}_inf")
+    return b.op("Mul", [cond, b.const(const, hint)], shape, f"{hint}_term")
+
+
+def _broadcast(*shapes):
+    known = [tuple(s) for s in shapes if s is not None]
+    try:
+        return tuple(np.broadcast_shapes(*known)) if len(known) == len(shapes) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _emit_select(b: _Builder, node: Node, shape) -> None:
+    g = b.graph
+    c = b.carried(node.inputs[0])
+    a = np.asarray(_const(g, node.inputs[1]), np.float32)
+    z = np.asarray(_const(g, node.inputs[2]), np.float32)
+    out = node.outputs[0]
+    cshape = b.shape(node.inputs[0])
+    ta = _term(b, c, a, _broadcast(cshape, a.shape), "then")
+    nc = b.op("Sub", [b.const(1.0, "one"), c], cshape, "not") if np.any(z) else None
+    tz = None if nc is None else _term(b, nc, z, _broadcast(cshape, z.shape), "else")
+    if ta is not None and tz is not None:
+        b.op("Add", [ta, tz], shape, "select", out=out)
+        return
+    # one term (or none) left: adding the other branch's zeros gives the output its
+    # broadcast shape (Where broadcasts all three operands)
+    part = ta if ta is not None else tz
+    if part is None:
+        part = b.op(
+            "Mul", [c, b.const(np.zeros_like(a), "zero")], _broadcast(cshape, a.shape), "zero"
+        )
+    other = z if ta is not None else a
+    b.op("Add", [part, b.const(np.zeros_like(other), "zero")], shape, "select", out=out)
+
+
+def float_mask_logic(graph: Graph) -> list[str]:
+    roles = _plan(graph)
+    if not roles:
+        return []
+    b = _Builder(graph)
+    changed = []
+    kept: list[Node] = []
+    for node in graph.nodes:
+        role = roles.get(id(node))
+        if role is None:
+            if b.nodes:
+                kept.extend(b.nodes)
+                b.nodes = []
+            kept.append(node)
+            continue
+        _emit(b, node, role)
+        kept.extend(b.nodes)
+        b.nodes = []
+        changed.append(node.label)
+    # readers of a removed Cast(bool -> float) read the twin
+    rename = {n.outputs[0]: b.twin[n.outputs[0]] for n in graph.nodes if roles.get(id(n)) == "sink"}
+    for n in kept:
+        n.inputs = [rename.get(i, i) for i in n.inputs]
+    graph.nodes = kept
+    graph.invalidate()
+    return changed
+
+
+def gathernd_as_reshape(graph: Graph) -> list[str]:
+    changed = []
+    opset = graph.opsets.get("", 13)
+    for k, node in enumerate(graph.nodes):
+        if node.op_type != "GatherND" or node.domain != "" or node.attrs.get("batch_dims", 0):
+            continue
+        data, idx = _value(graph, node.inputs[0]), _const(graph, node.inputs[1])
+        out = _value(graph, node.outputs[0])
+        if data is None or idx is None or out is None or not data.is_static or not out.is_static:
+            continue
+        idx = np.asarray(idx).astype(np.int64)
+        dims = np.array(data.shape, np.int64)
+        if idx.ndim < 1 or idx.shape[-1] != len(dims) or idx.size == 0:
+            continue
+        idx = np.where(idx < 0, idx + dims, idx).reshape(-1, len(dims))
+        if (idx < 0).any() or (idx >= dims).any():
+            continue
+        flat = np.ravel_multi_index(tuple(idx.T), tuple(dims))
+        if flat.size != int(np.prod(dims)) or not np.array_equal(flat, np.arange(flat.size)):
+            continue
+        shape_name, j = f"{node.label}/shape", 1
+        while shape_name in graph.values:
+            j += 1
+            shape_name = f"{node.label}/shape_{j}"
+        target = np.array(out.shape, np.int64)
+        graph.values[shape_name] = Value(shape_name, np.dtype(np.int64), target.shape, target)
+        graph.nodes[k] = Node(
+            node.name, "Reshape", "", [node.inputs[0], shape_name], list(node.outputs), {}, opset
+        )
+        changed.append(node.label)
+    if changed:
+        graph.invalidate()
+    return changed
+
+
+RULES = [("gathernd_as_reshape", gathernd_as_reshape), ("float_mask_logic", float_mask_logic)]
