@@ -9,10 +9,14 @@ and separate evaluation samples from the same distribution):
 2. From the report: the SQNR on those held-back samples, the all-int8 figure, the float file's
    figure (the ceiling), the int8 / int16x8 / float shares of multiply-accumulates and the nodes
    not left at int8 (promoted), the number of candidate files built.
-3. Independently: the written file in LiteRT on the evaluation samples against the float ONNX
+3. Independently: the written file in LiteRT on fresh samples (bench_quant's evaluation
+   samples: seed 1, the calibration and held-back samples are seed 0) against the float ONNX
    model in onnxruntime (worst output), as bench_quant measures every variant.
+4. ``--baseline OLD.json`` (an earlier results file) adds its int8 MAC share as the `before`
+   column.
 
-    PYTHONPATH=. python benchmarks/bench_auto_quant.py [--models mobilenetv2 vit_small]
+    PYTHONPATH=. python benchmarks/bench_auto_quant.py [--models mobilenetv2 vit_small] \
+        [--baseline /tmp/auto_quant_before.json]
 
 Writes ``benchmarks/results/auto_quant.json`` and ``.md`` (models measured earlier are kept).
 """
@@ -71,6 +75,7 @@ def bench_model(model, args) -> dict:
     return {
         "target_sqnr_db": args.target,
         "held_back_sqnr_db": auto["sqnr_db"],
+        "margin_db": auto["margin_db"],
         "eval_sqnr_db": worst(sqnr_db(reference, outs)),
         "target_met": auto["target_met"],
         "all_int8_held_back_sqnr_db": auto["all_int8_sqnr_db"],
@@ -78,6 +83,7 @@ def bench_model(model, args) -> dict:
         "int8_mac_share": auto["int8_mac_share"],
         "int16x8_mac_share": auto["int16x8_mac_share"],
         "float_mac_share": auto["float_mac_share"],
+        "int8_mac_share_bound": auto["int8_mac_share_bound"],
         "candidates": auto["candidates"],
         "conversions": auto["conversions"],
         "auto_seconds": auto["seconds"],
@@ -93,19 +99,27 @@ def markdown(results: dict, args) -> str:
         "",
         f"{args.calibration_samples} calibration samples (the last quarter held back by the "
         f"auto search for its verification) / {args.eval_samples} separate evaluation samples "
-        "(bench_quant.py's). SQNR (dB) against the float ONNX model in onnxruntime, worst "
-        "output. `held back` = the figure the search verified; `eval` = the written file on "
-        "the evaluation samples; `all int8` = the default int8 plan on the held-back samples; "
-        "`int8 MACs` = share of multiply-accumulates running int8 (`16x8` / `float` the rest); "
-        "`files` = candidate integer files built; `s` = whole conversion time (float file "
-        "included) on this shared 2-core machine. `w8 bound` = bench_quant's "
+        "(bench_quant.py's, seed 1: fresh, the calibration samples are seed 0). SQNR (dB) "
+        "against the float ONNX model in onnxruntime, worst output. `held back` = the figure "
+        "the search verified; `margin` = the verification margin measured on those samples "
+        "(1.645 jackknife standard errors of the figure: the search requires `held back` - "
+        "`margin` >= target); `fresh` = the written file on the fresh samples (`fresh met`: "
+        ">= target there); `all int8` = the default int8 plan on the held-back samples; "
+        "`int8 MACs` = share of multiply-accumulates running int8 activations and weights, "
+        "`16x8` = int16 activations with int8 weights, `float` the rest; `integer` = int8 + "
+        "16x8; `before` = the int8 share of the previous search (`--baseline`); `est. max` = "
+        "what the sensitivities allow at best: the largest int8 share whose calibrated "
+        "one-node-int8 noise fits the target's noise budget with every other node float "
+        "(fractional knapsack of the additive noise model, 100% when all-int8 meets the "
+        "target); `files` = candidate integer files built; `s` = whole conversion time (float "
+        "file included) on this shared 2-core machine. `w8 bound` = bench_quant's "
         "`w8 corrected`: the float model with every weight int8 (bias-corrected) and exact "
         "activations, i.e. what int8 weights alone allow (an int8 or int16x8 node carries "
         "them; below the target, most MACs must stay float).",
         "",
-        "| model | w8 bound | all int8 | held back | eval | met | int8 MACs | 16x8 | float | "
-        "files | s | not int8 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | w8 bound | all int8 | held back | margin | met | fresh | fresh met | before | "
+        "int8 MACs | est. max | 16x8 | integer | float | files | s | not int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bounds = {}
     if QUANT.exists():
@@ -119,11 +133,16 @@ def markdown(results: dict, args) -> str:
         more = len(r["promoted"]) - 8
         if more > 0:
             promoted += f" (+{more} more)"
+        before = r.get("int8_mac_share_before")
         lines.append(
             f"| {name} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
-            f"| {r['held_back_sqnr_db']:.1f} "
-            f"| {r['eval_sqnr_db']:.1f} | {'yes' if r['target_met'] else 'NO'} "
-            f"| {r['int8_mac_share']:.0%} | {r['int16x8_mac_share']:.0%} "
+            f"| {r['held_back_sqnr_db']:.1f} | {r.get('margin_db', 0.0):.1f} "
+            f"| {'yes' if r['target_met'] else 'NO'} | {r['eval_sqnr_db']:.1f} "
+            f"| {'yes' if r['eval_sqnr_db'] >= args.target else 'no'} "
+            f"| {'-' if before is None else f'{before:.0%}'} "
+            f"| {r['int8_mac_share']:.0%} | {r.get('int8_mac_share_bound', 1.0):.0%} "
+            f"| {r['int16x8_mac_share']:.0%} "
+            f"| {r['int8_mac_share'] + r['int16x8_mac_share']:.0%} "
             f"| {r['float_mac_share']:.0%} | {r['conversions']} | {r['convert_seconds']:.0f} "
             f"| {promoted or '-'} |"
         )
@@ -131,12 +150,20 @@ def markdown(results: dict, args) -> str:
     if cnn:
         at80 = [n for n, r in cnn.items() if r["int8_mac_share"] >= 0.8]
         room = [n for n in cnn if (bounds.get(n) or 0) >= args.target]
+        allow = [n for n in cnn if cnn[n].get("int8_mac_share_bound", 1.0) >= 0.8]
+        fresh = [n for n, r in results.items() if "refused" not in r]
         lines += [
             "",
             f"CNNs with int8 MAC share >= 80%: {len(at80)} of {len(cnn)} ({', '.join(at80)}); "
             f"of the {len(room)} whose int8 weights allow the target (w8 bound >= "
             f"{args.target:g} dB: {', '.join(room)}): "
-            f"{sum(n in at80 for n in room)}.",
+            f"{sum(n in at80 for n in room)}; of the {len(allow)} whose sensitivities allow "
+            f">= 80% (est. max: {', '.join(allow)}): {sum(n in at80 for n in allow)}.",
+            "",
+            f"Target met on the held-back samples: "
+            f"{sum(results[n]['target_met'] for n in fresh)} of {len(fresh)}; on the fresh "
+            f"samples: {sum(results[n]['eval_sqnr_db'] >= args.target for n in fresh)} of "
+            f"{len(fresh)}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -151,13 +178,18 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=40.0)
     parser.add_argument("--calibration-samples", type=int, default=16)
     parser.add_argument("--eval-samples", type=int, default=16)
+    parser.add_argument("--baseline", type=Path, default=None, help="earlier results JSON")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
     args = parser.parse_args(argv)
     loaders = model_loaders(args.cache_dir)
     results = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.exists() else {}
+    baseline = json.loads(args.baseline.read_text())["models"] if args.baseline else {}
     for name in args.models or list(loaders):
         print(name, flush=True)
         results[name] = bench_model(loaders[name](), args)
+        old = baseline.get(name, {}).get("int8_mac_share")
+        if old is not None:
+            results[name]["int8_mac_share_before"] = old
         print(f"  {json.dumps({k: v for k, v in results[name].items() if k != 'promoted'})}")
         RESULTS.write_text(json.dumps({"models": results}, indent=2) + "\n")
         TABLE.write_text(markdown(results, args))

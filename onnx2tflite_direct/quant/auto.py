@@ -65,7 +65,14 @@ SENSITIVITY_SAMPLES = 4  # calibration samples each sensitivity file is run on
 MARGIN_DB = 0.5  # the choice aims this far above the target (the estimate is not exact)
 INT8_BUDGET = 0.9  # share of the noise budget int8 nodes may take; int16x8 nodes the rest
 MAX_ROUNDS = 8  # verification rounds before every candidate is float
-MAX_REFINE = 16  # tries to send promoted nodes back to int8 once the target is met
+MIN_REFINE = 16  # tries to send promoted nodes back down once the target is met, at least
+REFINE_SHARE = 0.5  # ... or this share of the files built before the refinement
+# Verification margin: the one-sided 95% Student t quantile (degrees of freedom = held-back
+# samples - 1) times the jackknife standard error of the held-back figure.
+T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860,
+       9: 1.833, 10: 1.812, 12: 1.782, 15: 1.753, 20: 1.725, 30: 1.697}  # fmt: skip
+MIN_MARGIN_DB = 0.0
+MAX_MARGIN_DB = 6.0
 # Ops whose multiply-accumulates the int8 share counts.
 MAC_OPS = frozenset(
     {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV",
@@ -117,18 +124,62 @@ def op_macs(op: tfl.Operator) -> int:
 
 @dataclass
 class _Measured:
-    """Per float output: summed squared reference and squared error over the samples."""
+    """Per float output: summed squared reference and squared error over the samples, and
+    the same per sample (for the verification margin)."""
 
     signal: dict[str, float]
     noise: dict[str, float]
+    samples: list[tuple[dict[str, float], dict[str, float]]] = field(default_factory=list)
 
     def sqnr_db(self) -> float:
-        worst = math.inf
-        for name, s in self.signal.items():
-            n = self.noise[name]
-            db = math.inf if n <= 0 else 10 * math.log10(max(s, 1e-300) / n)
-            worst = min(worst, db)
-        return worst
+        return _worst_db(self.signal, self.noise)
+
+    def margin_db(self) -> float:
+        """How far the SQNR measured on these samples may stand above what unseen samples
+        of the same distribution give: :func:`margin_z` jackknife standard errors of the
+        figure (leave one sample out), at least ``MIN_MARGIN_DB``. Why measured: a model whose error
+        varies much from sample to sample (a real-weight net on a few inputs) needs more than
+        one whose error is steady, and a fixed margin tuned on one model fits neither."""
+        k = len(self.samples)
+        if k < 2:
+            return MIN_MARGIN_DB
+        full = self.sqnr_db()
+        if not math.isfinite(full):
+            return MIN_MARGIN_DB
+        loo = []
+        for s_i, n_i in self.samples:
+            signal = {o: self.signal[o] - s_i.get(o, 0.0) for o in self.signal}
+            noise = {o: self.noise[o] - n_i.get(o, 0.0) for o in self.noise}
+            loo.append(_worst_db(signal, noise))
+        if not all(math.isfinite(v) for v in loo):
+            return MAX_MARGIN_DB
+        mean = sum(loo) / k
+        se = math.sqrt((k - 1) / k * sum((v - mean) ** 2 for v in loo))
+        return min(max(margin_z(k) * se, MIN_MARGIN_DB), MAX_MARGIN_DB)
+
+    def lower_db(self) -> float:
+        """The figure less its margin: what the verification compares with the target."""
+        return self.sqnr_db() - self.margin_db()
+
+
+def margin_z(samples: int) -> float:
+    """The one-sided 95% Student t quantile for ``samples - 1`` degrees of freedom (the
+    nearest tabulated one below: conservative); 1.645 beyond the table."""
+    df = samples - 1
+    if df < 1:
+        return T95[1]
+    if df > max(T95):
+        return 1.645
+    return T95[max(d for d in T95 if d <= df)]
+
+
+def _worst_db(signal: Mapping[str, float], noise: Mapping[str, float]) -> float:
+    worst = math.inf
+    for name, s in signal.items():
+        n = noise[name]
+        db = math.inf if n <= 0 else 10 * math.log10(max(s, 1e-300) / n)
+        worst = min(worst, db)
+    return worst
 
 
 @dataclass
@@ -207,16 +258,22 @@ class _Bench:
         run = V.litert_runner(data, self.io_table)
         signal: dict[str, float] = {}
         noise: dict[str, float] = {}
+        samples = []
         for feed, ref in zip(feeds, references, strict=True):
             got = run(feed)
+            s_i: dict[str, float] = {}
+            n_i: dict[str, float] = {}
             for name, r in ref.items():
                 if np.asarray(r).dtype.kind != "f" or name not in got:
                     continue
                 r64 = np.asarray(r, np.float64)
                 g64 = np.asarray(got[name], np.float64).reshape(r64.shape)
-                signal[name] = signal.get(name, 0.0) + float(np.sum(r64 * r64))
-                noise[name] = noise.get(name, 0.0) + float(np.sum((r64 - g64) ** 2))
-        return _Measured(signal, noise)
+                s_i[name] = float(np.sum(r64 * r64))
+                n_i[name] = float(np.sum((r64 - g64) ** 2))
+                signal[name] = signal.get(name, 0.0) + s_i[name]
+                noise[name] = noise.get(name, 0.0) + n_i[name]
+            samples.append((s_i, n_i))
+        return _Measured(signal, noise, samples)
 
 
 def _split(model, data: Mapping[str, np.ndarray]) -> tuple[list[dict], list[dict]]:
@@ -301,24 +358,31 @@ def auto_variant(
             errors.TARGET_SQNR_UNREACHABLE,
         )
     data8, outcome8, ir8 = bench.file({})
-    all_int8 = bench.measure(data8, held, held_refs).sqnr_db()
+    m8 = bench.measure(data8, held, held_refs)
+    all_int8 = m8.sqnr_db()
     summary["all_int8_sqnr_db"] = all_int8
+    summary["all_int8_margin_db"] = m8.margin_db()
     macs = macs_by_node(model_ir)
     op_types = _op_types(model_ir)
     candidates, heads = _candidates(outcome8, fixed)
     nodes = {c: _Node(c, macs.get(c, 0), op_types.get(c, ""), head=c in heads) for c in candidates}
-    if all_int8 >= target:
-        chosen = (data8, outcome8, ir8, all_int8)
+    bound = None
+    if m8.lower_db() >= target:
+        chosen = (data8, outcome8, ir8, m8)
         for n in nodes.values():
             n.why = "int8: the all-int8 file meets the target"
         rounds = []
     else:
         chosen, rounds = _search(bench, nodes, target, sens_feeds, sens_refs, held, held_refs)
-    data, outcome, ir, achieved = chosen
+        bound = _int8_share_bound(nodes, target)
+    data, outcome, ir, measured = chosen
+    achieved = measured.sqnr_db()
     summary.update(
         {
             "sqnr_db": achieved,
+            "margin_db": measured.margin_db(),
             "target_met": achieved >= target,
+            "int8_mac_share_bound": 1.0 if bound is None else bound,
             **_mac_shares(ir, macs),
             "candidates": len(nodes),
             "conversions": bench.conversions,
@@ -494,52 +558,93 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_ref
     for k in range(MAX_ROUNDS + 1):
         assignment = {c: n.asked(n.precision) for c, n in nodes.items()}
         data, outcome, ir = bench.file(assignment)
-        db = bench.measure(data, held, refs).sqnr_db()
-        rounds.append({"sqnr_db": db, "promoted": []})
-        if db >= target:
-            found = _refine(bench, nodes, target, held, refs, (data, outcome, ir, db))
-            rounds.append({"sqnr_db": found[3], "back_to_int8": _int8_again(nodes)})
+        m = bench.measure(data, held, refs)
+        db, lower = m.sqnr_db(), m.lower_db()
+        rounds.append({"sqnr_db": db, "margin_db": round(db - lower, 2), "promoted": []})
+        if lower >= target:
+            found = _refine(bench, nodes, target, held, refs, (data, outcome, ir, m))
+            rounds.append(
+                {
+                    "sqnr_db": found[3].sqnr_db(),
+                    "margin_db": round(found[3].margin_db(), 2),
+                    "back_down": _int8_again(nodes),
+                }
+            )
             return found, rounds
         if k == MAX_ROUNDS or all(n.precision == "float" for n in nodes.values()):
             break
-        rounds[-1]["promoted"] = _back_off(nodes, db, target, alone, k + 1)
+        rounds[-1]["promoted"] = _back_off(nodes, lower, target, alone, k + 1)
     # Not met after the rounds: every candidate float (the float model met the target).
     for n in nodes.values():
         if n.precision != "float":
             n.precision = "float"
             n.why = "float: the verification rounds did not meet the target"
     data, outcome, ir = bench.file(everything_float)
-    db = bench.measure(data, held, refs).sqnr_db()
-    rounds.append({"sqnr_db": db, "promoted": sorted(nodes)})
-    return (data, outcome, ir, db), rounds
+    m = bench.measure(data, held, refs)
+    rounds.append({"sqnr_db": m.sqnr_db(), "promoted": sorted(nodes)})
+    return (data, outcome, ir, m), rounds
 
 
 def _refine(bench: _Bench, nodes: dict[str, _Node], target, held, refs, found):
-    """Once the target is met, the promoted nodes with multiply-accumulates go back to int8
-    one at a time, the most MACs per unit of estimated noise first, while the held-back
-    SQNR stays at the target (at most ``MAX_REFINE`` tries, only nodes whose estimated int8
-    noise fits twice the headroom left)."""
-    tries = 0
-    for n in sorted(
+    """Once the target is met, each promoted node with multiply-accumulates is tried one step
+    down, the most MACs per unit of estimated int8 noise first: int8 for the int16x8 and
+    float nodes, then int16x8 for the float nodes still left (integer MACs at least), each
+    kept only while the held-back SQNR less its margin stays at the target. Why tried by
+    measurement, not by the estimate: noise of neighbouring int8 nodes interacts (shared
+    tensors, errors that cancel or compound), so a node the estimate says cannot fit often
+    does. Budget: ``MIN_REFINE`` tries, or ``REFINE_SHARE`` of the files built so far."""
+    budget = max(MIN_REFINE, int(REFINE_SHARE * bench.conversions))
+    order = sorted(
         (n for n in nodes.values() if n.precision != "int8" and n.macs > 0),
         key=lambda n: n.noise["int8"] / n.macs,
-    ):
-        if tries >= MAX_REFINE:
-            break
-        headroom = 1 - 10 ** ((target - found[3]) / 10)
-        if n.noise["int8"] * 10 ** (-MARGIN_DB / 10) > 2 * headroom:
+    )
+    tries = [(n, "int8") for n in order]
+    tries += [(n, "int16x8") for n in order if not n.head]
+    for n, down in tries:
+        was = n.precision
+        if was == down or (down == "int16x8" and was != "float"):
             continue
-        tries += 1
-        data, outcome, ir = bench.file({c: m.asked(m.precision if c != n.label else "int8")
+        if budget <= 0:
+            break
+        budget -= 1
+        data, outcome, ir = bench.file({c: m.asked(m.precision if c != n.label else down)
                                         for c, m in nodes.items()})  # fmt: skip
-        db = bench.measure(data, held, refs).sqnr_db()
-        if db >= target:
-            was = n.precision
-            n.precision = "int8"
-            n.why = f"int8: back from {was}, the held-back SQNR stays {db:.1f} dB"
+        m = bench.measure(data, held, refs)
+        if m.lower_db() >= target:
+            n.precision = down
+            n.why = (
+                f"{down}: back from {was}, the held-back SQNR stays {m.sqnr_db():.1f} dB "
+                f"(margin {m.margin_db():.1f})"
+            )
             n.refined = True
-            found = (data, outcome, ir, db)
+            found = (data, outcome, ir, m)
     return found
+
+
+def _int8_share_bound(nodes: dict[str, _Node], target: float) -> float:
+    """What the sensitivities allow at best: the largest int8 share of the candidates'
+    multiply-accumulates whose int8 noise (each node's alone, calibrated by the all-int8
+    file as the search uses it) fits the target's whole noise budget with every other node
+    exactly float, as a fractional knapsack (a node may go in partly): an upper bound of
+    what the additive noise model admits. The noise is not exactly additive, so this is
+    evidence, not a proof; the search's own best is measured."""
+    total = sum(n.macs for n in nodes.values())
+    if not total:
+        return 1.0
+    room = 10 ** (MARGIN_DB / 10)  # the budget was set MARGIN_DB above the target
+    got = 0.0
+    for n in sorted(
+        (n for n in nodes.values() if n.macs > 0),
+        key=lambda n: n.noise["int8"] / n.macs,
+    ):
+        cost = n.noise["int8"]
+        if cost <= room:
+            room -= cost
+            got += n.macs
+        else:
+            got += n.macs * room / cost
+            break
+    return got / total
 
 
 def _int8_again(nodes: dict[str, _Node]) -> list[str]:
