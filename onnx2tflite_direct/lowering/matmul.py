@@ -110,6 +110,60 @@ def transposes_ahead(drv, name: str, lay: L.Layout, depth: int = 0) -> int:
     return cost
 
 
+# Relabelings a head split passes through on its way to the attention products.
+_RELABELS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
+_LOOKING_AHEAD: list = []
+
+
+def _feeds_matmuls(drv, name: str, depth: int = 0) -> bool:
+    """Does every reader of ``name`` (through relabelings) multiply it in a MatMul?"""
+    readers = drv.consumers.get(name, [])
+    if not readers or name in drv.graph.outputs or depth >= _LOOKAHEAD_DEPTH:
+        return False
+    for node, _idx in readers:
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type == "MatMul":
+            continue
+        if node.op_type not in _RELABELS or not all(
+            _feeds_matmuls(drv, o, depth + 1) for o in node.outputs if o
+        ):
+            return False
+    return True
+
+
+def split_heads_policy(base):
+    """``base`` (keep_rank), except a Split whose parts all feed MatMuls and would each need
+    their own TRANSPOSE in the layout its input arrives in takes that input in ONNX order: one
+    TRANSPOSE before the Split instead of one per part (a fused Q/K/V projection moved to
+    head-major order, head_projection.fused_head_projection). Judged by
+    :func:`transposes_ahead`, which is exact where the parts end at MatMul operands; a Split
+    feeding anything else (a channel-last feature map's channel split) keeps ``base``."""
+
+    def policy(node, ins, graph, drv=None):
+        req, outs = base(node, ins, graph, drv)
+        lay = req[0] if req else None
+        if drv is None or lay is None or lay.is_identity or lay.inner is not None:
+            return req, outs
+        used = [(k, o) for k, o in enumerate(node.outputs) if o and graph.used(o)]
+        if len(used) < 2 or _LOOKING_AHEAD or not all(_feeds_matmuls(drv, o) for _, o in used):
+            return req, outs
+        ident = L.identity(lay.rank)
+        _LOOKING_AHEAD.append(node)  # a lookahead asking this policy does not start another
+        try:
+            keep = sum(transposes_ahead(drv, o, outs[k]) for k, o in used)
+            turned = 1 + sum(transposes_ahead(drv, o, ident) for _, o in used)
+        finally:
+            _LOOKING_AHEAD.pop()
+        if turned < keep:
+            req[0] = ident
+            outs = [ident if o else None for o in node.outputs]
+        return req, outs
+
+    policy.hint = getattr(base, "hint", "onnx")
+    return policy
+
+
 def _matmul_policy(base):
     """ONNX order, except where BATCH_MATMUL saves a TRANSPOSE.
 

@@ -24,6 +24,7 @@ from ..policies import keep_rank
 from ..registry import lowering
 from .data_movement import MAX_XNNPACK_CONCAT
 from .emit import Emitter
+from .matmul import split_heads_policy
 
 # dtypes proven by tests/test_ops_slicing.py (SPLIT/SPLIT_V reject bool)
 SLICE_TYPES = ("float32", "int32", "int64", "bool", "int8", "uint8")
@@ -359,7 +360,7 @@ def _split_check(node, graph):
 
 @lowering(
     "Split",
-    keep_rank(),
+    split_heads_policy(keep_rank()),
     dtypes=SPLIT_TYPES,
     tflite_ops=("SPLIT", "SPLIT_V", "SLICE"),
     notes="chunk sizes come from the static output shapes; unequal float32 chunks are SLICEs "

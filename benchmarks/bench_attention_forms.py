@@ -1,0 +1,272 @@
+"""Attention head layouts side by side: TRANSPOSE count, partitions, numerics and 1-thread latency.
+
+Issue 22 item 5 asks for <= 2 TRANSPOSE per attention layer, but only in a form that is not
+slower. This script converts each attention model of the real-model corpus (``tools/zoo``,
+files in the zoo cache) in every form below, in one run, and records per form:
+
+- ``transposes`` and ``per_layer`` (attention layers counted as in bench_transposes.py);
+- ``partitions``, ``delegated_share`` and ``outside_xnnpack`` (bench_partitions.count_partitions);
+- ``max_abs`` error of every output against onnxruntime (1 thread) on the corpus's stored feeds
+  (seeded ones for the generated encoders), and ``max_abs_vs_default`` between the forms;
+- latency (``cpu``: thread CPU time, which leaves out waiting for a core on a shared machine;
+  ``wall``: wall time): ``rounds`` rounds, each timing every file interleaved (one call each
+  per pass, the order rotating per round) for ``pairs`` passes after warm-up, on one thread;
+  per round the ratio of each form to ``default``, then its median and min..max over rounds.
+  ``default_again`` is the default file in a second interpreter: its ratio is the A/A noise
+  floor of the same procedure on this machine.
+
+Forms (onnx2tflite_direct/head_projection.py; the two candidates are opt-in rules):
+
+- ``default``: a FULLY_CONNECTED and a TRANSPOSE per Q/K/V projection (K^T stored by its
+  TRANSPOSE), one TRANSPOSE for the merge: 4 per layer on BERT/ViT/MiniLM;
+- ``fused_qkv`` (``fused_head_projection``): one FULLY_CONNECTED for Q/K/V, one TRANSPOSE to
+  head-major, one SPLIT, K^T read through adj_y, the merge: 2 per layer;
+- ``head_major`` (``head_major_projection``): Q/K/V each a BATCH_MATMUL of the rows by per-head
+  constant weights [1, H, K, d] writing [B, H, S, d], the merge: 1 per layer.
+
+A form would become the default only with <= 2 TRANSPOSE per layer and a ratio <= 1.0 within
+the A/A noise on every model.
+
+    PYTHONPATH=. python benchmarks/bench_attention_forms.py [--only NAME ...] [--rounds 7]
+
+Writes ``benchmarks/results/attention_forms.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RESULTS = ROOT / "benchmarks" / "results" / "attention_forms.json"
+# Larger generated encoders (benchmarks/models.py, 2 layers each to keep the run short): the
+# corpus's are small (hidden 64-384, sequence 16-65); these show how the forms scale.
+SYNTHETIC = {
+    "bench_bert_base_2l": ("bert_base_like", 2),
+    "bench_vit_small_2l": ("vit_small_like", 2),
+}
+
+
+MODELS = [
+    "hf_bert_ts",
+    "hf_bert_dynamo",
+    "hf_distilbert_ts",
+    "hf_roberta_ts",
+    "hf_vit_ts",
+    "hf_vit_dynamo",
+    "minilm_l6_ts",
+    "minilm_l6_dynamo",
+    "hf_gpt2_past_ts",
+    *SYNTHETIC,
+]
+# form -> opt-in rules of head_projection.OPT_IN it enables
+FORMS = {
+    "default": (),
+    "fused_qkv": ("fused_head_projection",),
+    "head_major": ("head_major_projection",),
+}
+
+
+def load(name: str):
+    """(model, path or serialized model for onnxruntime, feeds, convert options)."""
+    if name in SYNTHETIC:
+        import models as bench_models
+
+        from onnx2tflite_direct import validate
+
+        fn, layers = SYNTHETIC[name]
+        model = getattr(bench_models, fn)(layers)
+        return model, model.SerializeToString(), validate.seeded_inputs(model, 0), {}
+    from tools.zoo import manifest
+    from tools.zoo.run import load_feeds, model_path
+
+    entry = manifest.by_name(name)
+    path = model_path(name)
+    model = onnx.load(str(path))
+    feeds = load_feeds(entry, model)
+    pins = {k: tuple(np.asarray(v).shape) for k, v in feeds.items()}
+    opts = dict(entry.get("convert_options", {}))
+    return model, str(path), feeds, {"keep_io_layout": True, "input_shapes": pins, **opts}
+
+
+def convert_form(name: str, form: str):
+    from onnx2tflite_direct import convert
+
+    model, source, feeds, opts = load(name)
+    from onnx2tflite_direct.head_projection import opt_in
+
+    with opt_in(*FORMS[form]):
+        res = convert(model, **opts)
+    return bytes(res.tflite_bytes), res.report.get("io"), model, source, feeds
+
+
+def structure(blob: bytes) -> dict:
+    from bench_partitions import count_partitions
+
+    from onnx2tflite_direct.validate import make_interpreter
+
+    plain = make_interpreter(blob, num_threads=1, use_xnnpack=False)
+    plain.allocate_tensors()
+    ops = Counter(d["op_name"] for d in plain._get_ops_details())
+    parts = count_partitions(blob)
+    return {
+        "ops": sum(ops.values()),
+        "transposes": ops.get("TRANSPOSE", 0),
+        "batch_matmul": ops.get("BATCH_MATMUL", 0),
+        "fully_connected": ops.get("FULLY_CONNECTED", 0),
+        "split": ops.get("SPLIT", 0),
+        "partitions": parts["partitions"],
+        "delegated_share": parts["delegated_share"],
+        "outside_xnnpack": parts["outside"],
+    }
+
+
+def outputs(blob: bytes, io_table, feeds) -> dict[str, np.ndarray]:
+    from onnx2tflite_direct.validate import run_litert
+
+    return run_litert(blob, feeds, io_table)
+
+
+def ort_outputs(source, feeds) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, feeds), strict=True))
+
+
+def max_abs(a: dict, b: dict) -> float:
+    worst = 0.0
+    for k, v in b.items():
+        x, y = np.asarray(a[k], np.float64), np.asarray(v, np.float64)
+        if x.shape != y.shape:
+            return float("inf")
+        if x.size:
+            worst = max(worst, float(np.max(np.abs(x - y))))
+    return worst
+
+
+def interleaved(runners: dict, pairs: int, order: list[str], clock) -> dict[str, float]:
+    """Median ms of each runner by ``clock``, timed in turn (one call each per pass) after
+    warm-up."""
+    for _ in range(5):
+        for k in order:
+            runners[k]()
+    times: dict[str, list[float]] = {k: [] for k in order}
+    for _ in range(pairs):
+        for k in order:
+            t0 = clock()
+            runners[k]()
+            times[k].append(clock() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def summarize(per_round: list[dict], keys: list[str]) -> dict:
+    out = {"ms": {k: round(statistics.median(m[k] for m in per_round), 4) for k in keys}}
+    ratios = {}
+    for k in keys:
+        if k == "default":
+            continue
+        rs = [m[k] / m["default"] for m in per_round]
+        ratios[k] = {
+            "median": round(statistics.median(rs), 3),
+            "min": round(min(rs), 3),
+            "max": round(max(rs), 3),
+        }
+    out["ratio_vs_default"] = ratios
+    return out
+
+
+def bench(name: str, rounds: int, pairs: int) -> dict:
+    from bench_transposes import attention_layers
+
+    from tools.zoo.run import _litert_runner
+
+    rec: dict = {"forms": {}}
+    files = {}
+    model = path = feeds = None
+    for form in FORMS:
+        blob, io_table, model, path, feeds = convert_form(name, form)
+        files[form] = (blob, io_table)
+    layers = attention_layers(model)
+    rec["attention_layers"] = layers
+    expected = ort_outputs(path, feeds)
+    got = {form: outputs(blob, io, feeds) for form, (blob, io) in files.items()}
+    for form, (blob, _io) in files.items():
+        row = structure(blob)
+        row["per_layer"] = round(row["transposes"] / layers, 2) if layers else None
+        row["max_abs_vs_onnxruntime"] = max_abs(got[form], expected)
+        row["max_abs_vs_default"] = max_abs(got[form], got["default"])
+        rec["forms"][form] = row
+    rec["max_abs_expected"] = max(float(np.max(np.abs(v))) for v in expected.values() if v.size)
+    runners = {form: _litert_runner(blob, feeds, io) for form, (blob, io) in files.items()}
+    blob, io = files["default"]
+    runners["default_again"] = _litert_runner(blob, feeds, io)
+    keys = list(runners)
+    # Thread CPU time (the interpreter runs on this thread at num_threads=1) leaves out the
+    # time the process waits for a core on a shared machine; wall time is recorded too.
+    clocks = {"cpu": time.thread_time, "wall": time.perf_counter}
+    per_round: dict[str, list] = {c: [] for c in clocks}
+    for r in range(rounds):
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
+        for c, clock in clocks.items():
+            per_round[c].append(interleaved(runners, pairs, order, clock))
+    rec["latency"] = {c: summarize(per_round[c], keys) for c in clocks}
+    rec["rounds"], rec["pairs"] = rounds, pairs
+    return rec
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    data.setdefault("models", {})
+    for name in args.only or MODELS:
+        try:
+            rec = bench(name, args.rounds, args.pairs)
+        except Exception as exc:  # noqa: BLE001 - one model's failure is recorded, not fatal
+            rec = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        data["models"][name] = rec
+        forms = rec.get("forms", {})
+        print(
+            name,
+            {f: (r["transposes"], r["per_layer"], r["partitions"]) for f, r in forms.items()},
+            rec.get("latency", {}).get("cpu"),
+            rec.get("latency", {}).get("wall", {}).get("ratio_vs_default"),
+            {f: r["max_abs_vs_onnxruntime"] for f, r in forms.items()},
+            rec.get("error", ""),
+            flush=True,
+        )
+    data["note"] = (
+        "Per model and head-layout form: TRANSPOSE count and per attention layer, XNNPACK "
+        "partitions, max abs error vs onnxruntime, and 1-thread LiteRT latency interleaved, by "
+        "thread CPU time and wall time "
+        "(median over rounds of per-round medians; ratio form/default per round, median and "
+        "min..max; default_again is the A/A noise floor). Written by "
+        "benchmarks/bench_attention_forms.py."
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
