@@ -19,6 +19,17 @@ figures are then measured with ``allow_float_ops`` (the opt-out) so the gap stay
     PYTHONPATH=. python benchmarks/bench_full_integer.py [--models lstm2 gru] [--merge]
 
 Writes ``benchmarks/results/full_integer.json`` and ``benchmarks/results/full_integer.md``.
+The rows ``lstm2`` and ``gru`` are the converter's default form (a WHILE loop in the float
+file at these sizes): their full-integer files swap in the integer forms by themselves (the
+LSTM: LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM; the GRU: the unrolled cell);
+``*_unrolled`` convert with ``--unroll-rnn``.
+
+    PYTHONPATH=. python benchmarks/bench_full_integer.py --lstm-forms
+
+compares, in one run, the 2-layer LSTM's two full-integer forms: the integer sequence kernel
+(default) against the unrolled cells (``--unroll-rnn``): integer share, SQNR against the float
+ONNX model, and LiteRT latency (median, 1 thread, with XNNPACK and with the builtin kernels
+only); writes ``benchmarks/results/full_integer_lstm_forms.{json,md}``.
 """
 
 from __future__ import annotations
@@ -219,7 +230,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite --table from --out (and --before)"
     )
+    parser.add_argument(
+        "--lstm-forms",
+        action="store_true",
+        help="only compare the LSTM's integer-kernel and unrolled full-integer files",
+    )
     args = parser.parse_args(argv)
+    if args.lstm_forms:
+        write_lstm_forms(lstm_forms(args), args)
+        print(f"wrote {LSTM_FORMS} and {LSTM_FORMS.with_suffix('.md')}")
+        return 0
     if args.render:
         results = BQ._load_results(args.out)
         before = BQ._load_results(args.before) if args.before else {}
@@ -266,6 +286,110 @@ def main(argv=None) -> int:
     write_table(args, table)
     print(f"wrote {args.out} and {args.table}")
     return 0
+
+
+LSTM_FORMS = ROOT / "benchmarks" / "results" / "full_integer_lstm_forms.json"
+LSTM_FORM_OPTIONS = {"kernel": {}, "unrolled": {"unroll_rnn": True}}
+
+
+def lstm_forms(args, seqs=(16, 64), warmup=20, runs=200) -> dict:
+    """The 2-layer LSTM's full-integer file as the integer sequence kernel and as unrolled
+    cells, side by side: share, SQNR vs float ONNX, LiteRT latency and the kernel/unrolled
+    latency ratio, per sequence length."""
+    from benchmarks.bench_latency import median_ms
+
+    rows = {}
+    for seq in seqs:
+        model = recurrent_model("lstm2", seq)
+        calib = BQ.make_samples(model, args.calibration_samples, seed=0)
+        evals = BQ.make_samples(model, args.eval_samples, seed=1)
+        row: dict = {}
+        for form, options in LSTM_FORM_OPTIONS.items():
+            res = _convert(model, calib, **options)
+            data = res.variants["full_integer_quant"]
+            feeds = list(BQ.feed_batches(res.model, evals))
+            reference = [BQ.run_ort(BQ.ort_session(res.model), f) for f in feeds]
+            outs = [BQ.run_variant(data, f, res.report["io"]) for f in feeds]
+            census = op_census(data)
+            entry = {
+                "ops": census["ops"],
+                "integer_share": census["integer_share"],
+                "sequence_kernels": sum(
+                    1 for n in _opcodes(data) if n == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+                ),
+                "sqnr_db": BQ.worst(BQ.sqnr_db(reference, outs)),
+            }
+            for label, xnnpack in (("xnnpack", True), ("builtin", False)):
+                run = _timed_runner(data, feeds[0], res.report["io"], xnnpack)
+                entry[f"litert_ms_{label}"] = round(median_ms(run, warmup, runs), 4)
+            row[form] = entry
+        for label in ("xnnpack", "builtin"):
+            k, u = row["kernel"][f"litert_ms_{label}"], row["unrolled"][f"litert_ms_{label}"]
+            row[f"kernel_over_unrolled_{label}"] = round(k / u, 3)
+        rows[f"lstm2_seq{seq}"] = row
+        print(f"seq {seq}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _opcodes(data: bytes) -> list[str]:
+    sch = R.schema()
+    model = R.root(data, sch)
+    codes = R.operator_codes(model, sch)
+    return [
+        codes[model.Subgraphs(s).Operators(k).OpcodeIndex()][0]
+        for s in range(model.SubgraphsLength())
+        for k in range(model.Subgraphs(s).OperatorsLength())
+    ]
+
+
+def _timed_runner(data, feeds, io, xnnpack: bool):
+    """One inference of ``data`` (with XNNPACK, or LiteRT's builtin kernels only), feeds
+    quantized and outputs dequantized as for the SQNR (the same for both forms)."""
+    from onnx2tflite_direct import validate as V
+
+    run = V.litert_runner(data, io, 1, use_xnnpack=xnnpack)
+    return lambda: run(feeds)
+
+
+def write_lstm_forms(rows: dict, args) -> None:
+    import ai_edge_litert
+
+    meta = {
+        "calibration_samples": args.calibration_samples,
+        "eval_samples": args.eval_samples,
+        "latency": "median of 200 runs after 20, 1 thread, batch 1; XNNPACK = the default "
+        "delegate; builtin = BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+        "litert": f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')}",
+    }
+    LSTM_FORMS.write_text(json.dumps(BQ._jsonable({"meta": meta, "rows": rows}), indent=2) + "\n")
+    lines = [
+        "| model | form | ops | integer share | sequence kernels | full-int dB | "
+        "LiteRT ms (XNNPACK) | LiteRT ms (builtin) |",
+        "|" + "---|" * 8,
+    ]
+    for name, row in rows.items():
+        for form in LSTM_FORM_OPTIONS:
+            e = row[form]
+            lines.append(
+                f"| {name} | {form} | {e['ops']} | {e['integer_share'] * 100:.1f}% | "
+                f"{e['sequence_kernels']} | {_cell(e['sqnr_db'])} | {e['litert_ms_xnnpack']} | "
+                f"{e['litert_ms_builtin']} |"
+            )
+        lines.append(
+            f"| {name} | kernel / unrolled latency | | | | | "
+            f"{row['kernel_over_unrolled_xnnpack']} | {row['kernel_over_unrolled_builtin']} |"
+        )
+    LSTM_FORMS.with_suffix(".md").write_text(
+        "# 2-layer LSTM full-integer file: integer sequence kernel vs unrolled cells\n\n"
+        "`kernel`: the default conversion (the float file loops; the int8 full-integer file "
+        "runs LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM, 8x8->16). `unrolled`: "
+        "`--unroll-rnn` (int16x8 cells inside the int8 file). SQNR of the full-integer file "
+        f"against the float ONNX model (worst output, {args.eval_samples} evaluation samples, "
+        f"{args.calibration_samples} calibration samples); {meta['latency']}; "
+        f"{meta['litert']}. Written by `benchmarks/bench_full_integer.py --lstm-forms`.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def write_table(args, table: str) -> None:

@@ -187,6 +187,8 @@ def test_gru_and_rnn_loops_run_unrolled_in_the_integer_file(loop_form, op):
     ops = _ops(full)
     assert not [o for o, floating in ops if floating]
     assert "WHILE" not in [o for o, _ in ops]
+    summary = next(s for s in res.report["quantization"] if s["kind"] == "full_integer_quant")
+    assert summary["recurrent_forms"] == [{"node": f"{op}0", "from": "loop", "to": "unrolled"}]
     sqnr = _sqnr_vs_onnx(model, full, res.report["io"])
     assert sqnr > {"GRU": 27.0, "RNN": 33.0}[op]
     unrolled = convert(model, quantize=["int8"], calibration_data=_calibration(), unroll_rnn=True)
@@ -261,6 +263,9 @@ def test_dynamic_sequence_length_is_refused_naming_the_loop(op):
     message = refused["message"]
     assert f"'{op}0'" in message and "WHILE" in message and "--input-shape" in message
     assert "integer_quant" in res.variants
+    kept = next(s for s in res.report["quantization"] if s["kind"] == "integer_quant")
+    [row] = kept["recurrent_forms"]
+    assert row["to"] is None and "dynamic" in row["why"]
 
 
 def test_cell_scale_is_a_power_of_two_within_the_kernel_bounds():

@@ -231,10 +231,13 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
     conversion or ``--allow-float-ops`` accepts the float islands."""
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
-        use_integer_forms(ir, activations == "int16")  # recurrent layers: integer-kernel forms
+        forms = use_integer_forms(ir, activations == "int16")  # recurrent: integer forms
         compose_for_integer(ir.subgraphs[0])  # e.g. an LRN as integer-kernel ops
         try:
-            return _quantize(ir, ranges, overrides)
+            outcome = _quantize(ir, ranges, overrides)
+            if forms:  # the report says which form each recurrent node runs as
+                outcome.recurrent_forms = forms
+            return outcome
         except errors.UnsupportedError as exc:
             if options.strict_integer or exc.reason_code != errors.INTEGER_KERNEL_UNAVAILABLE:
                 raise
@@ -314,7 +317,7 @@ def _weight_rows(ir: tfl.Model) -> list[dict]:
 
 
 def _summary_dict(outcome) -> dict:
-    fields = ("integer_ops", "float_ops", "requantized", "folded", "io")
+    fields = ("integer_ops", "float_ops", "requantized", "folded", "io", "recurrent_forms")
     return {f: getattr(outcome, f) for f in fields if hasattr(outcome, f)}
 
 
