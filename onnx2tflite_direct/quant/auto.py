@@ -15,7 +15,7 @@ How (every file below is an ordinary ``quantize_integer`` file with per-node ove
    activation ranges and every sensitivity come from the rest. The float reference (onnxruntime
    on the float ONNX model) is computed once per sample.
 2. The all-int8 file (the default plan) is measured on the held-back samples; when it meets the
-   target it is the answer (no cheaper assignment exists).
+   target less its margin (step 5) it is the answer (no cheaper assignment exists).
 3. Sensitivity: for each candidate node (one the default plan runs in integer), a file with that
    node alone in int8 (every other candidate float) gives the output noise it adds on its own;
    where the int8 assignment cannot fit, the same with int16x8. Noise powers of independent
@@ -24,11 +24,22 @@ How (every file below is an ordinary ``quantize_integer`` file with per-node ove
    multiply-accumulate go to int8 while the estimate stays within 90% of the noise budget the
    target allows (with a 0.5 dB margin); the rest get int16x8 in order of their noise while the
    whole budget holds; the remainder stays float.
-5. Verification on the held-back samples: while the file misses the target, the nodes with the
-   largest estimated noise move up one step (int8 -> int16x8 -> float) until the removed share
-   covers the shortfall. Once it meets the target, a few promoted nodes with the most
-   multiply-accumulates per unit of noise are tried at int8 again, one at a time, each kept
-   only while the held-back SQNR stays at the target: the file written meets it.
+5. Verification on the held-back samples, with a margin measured on them: the file's SQNR
+   less the one-sided 95% Student t quantile times the jackknife standard error of that
+   figure (leave one sample out) must reach the target, so a model whose error varies much
+   from sample to sample needs more headroom than a steady one (``_Measured.margin_db``).
+   While the file misses, the nodes with the largest estimated noise move up one step
+   (int8 -> int16x8 -> float) until the removed share covers the shortfall (doubled at each
+   further round). Once it meets the target, every promoted node with multiply-accumulates
+   is tried one step down by measurement (int8, then int16x8 for a float one), the most
+   MACs per unit of estimated noise first, each kept only while the margin-adjusted
+   held-back SQNR stays at the target: the file written meets it. Why by measurement: an
+   int16x8 node between int8 neighbours removes little (the tensors it shares with them
+   stay int8 where they read or write them), so single-node noise does not add up and a
+   node the estimate rejects often fits.
+6. The report gives ``int8_mac_share_bound``, what the sensitivities allow at best (the
+   largest int8 share whose calibrated one-node noise fits the target's budget with every
+   other node float, as a fractional knapsack), beside the share the search reached.
 
 When even the float model misses the target on the held-back samples (its own difference from
 onnxruntime), no assignment can meet it: the conversion refuses with
@@ -567,7 +578,8 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens_feeds, sens_ref
                 {
                     "sqnr_db": found[3].sqnr_db(),
                     "margin_db": round(found[3].margin_db(), 2),
-                    "back_down": _int8_again(nodes),
+                    "back_to_int8": _refined(nodes, "int8"),
+                    "back_to_int16x8": _refined(nodes, "int16x8"),
                 }
             )
             return found, rounds
@@ -647,8 +659,8 @@ def _int8_share_bound(nodes: dict[str, _Node], target: float) -> float:
     return got / total
 
 
-def _int8_again(nodes: dict[str, _Node]) -> list[str]:
-    return [c for c, n in nodes.items() if n.refined]
+def _refined(nodes: dict[str, _Node], precision: str) -> list[str]:
+    return [c for c, n in nodes.items() if n.refined and n.precision == precision]
 
 
 def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]:
