@@ -240,6 +240,18 @@ def test_float_kernel_file_keeps_its_form_and_the_integer_file_uses_it(monkeypat
     assert not [o for o, floating in _ops(full) if floating]
 
 
+def test_float_io_integer_file_keeps_the_loop_as_a_float_island(loop_form):
+    """The float-I/O ``*_integer_quant`` file may keep float islands: the loop stays (float,
+    reported), more accurate than an integer cell."""
+    model = rnn_model("GRU", layers=1)
+    res = convert(model, quantize=["int8"], calibration_data=_calibration())
+    ops = [o for o, _ in _ops(res.variants["integer_quant"])]
+    assert "WHILE" in ops
+    summary = next(s for s in res.report["quantization"] if s["kind"] == "integer_quant")
+    assert "recurrent_forms" not in summary
+    assert any(f["op"] == "WHILE" for f in summary["float_ops"])
+
+
 def test_unroll_rnn_float_file_is_unchanged(loop_form):
     """``--unroll-rnn`` still unrolls the float file (no loop, no kernel) and the integer
     file keeps that form."""
@@ -263,9 +275,6 @@ def test_dynamic_sequence_length_is_refused_naming_the_loop(op):
     message = refused["message"]
     assert f"'{op}0'" in message and "WHILE" in message and "--input-shape" in message
     assert "integer_quant" in res.variants
-    kept = next(s for s in res.report["quantization"] if s["kind"] == "integer_quant")
-    [row] = kept["recurrent_forms"]
-    assert row["to"] is None and "dynamic" in row["why"]
 
 
 def test_cell_scale_is_a_power_of_two_within_the_kernel_bounds():

@@ -396,7 +396,7 @@ ALTERNATIVE_UNROLL_STEPS = 256
 
 def _record_alternatives(ctx, kind: CellKind, form: str, sources: dict) -> None:
     """The node's other forms that have integer kernels, emitted beside the graph (not in it)
-    into ``sub.alternatives``: the integer files swap them in (``quant/recurrent_forms.py``).
+    into ``sub.alternatives``: the full-integer files swap them in (``quant/recurrent_forms.py``).
 
     Why at lowering time: choosing a form needs the ONNX node (its attributes, constants and
     outputs), which only the lowering sees. An LSTM gets the UNIDIRECTIONAL_SEQUENCE_LSTM kernel

@@ -1,11 +1,12 @@
-"""Integer files choose the form of each recurrent layer that has integer kernels.
+"""Full-integer files choose the form of each recurrent layer that has integer kernels.
 
 Why: the float file lowers an LSTM/GRU/RNN to the form measured fastest in float (a WHILE loop,
 LiteRT's float UNIDIRECTIONAL_SEQUENCE_LSTM kernel, or unrolled cells). A WHILE loop has no
 integer kernel (its body is not quantized), and LiteRT runs the sequence-LSTM kernel in integer
 only with int8 activations (8x8->16; its 16x8 version is not registered on CPU). So the lowering
 also emits, beside the graph, the node's forms that do have integer kernels
-(``lowering/recurrent.py``, ``tfl.Subgraph.alternatives``), and an integer variant swaps in:
+(``lowering/recurrent.py``, ``tfl.Subgraph.alternatives``), and a full-integer variant swaps
+in:
 
 * int8 files: the integer sequence-LSTM kernel where the LSTM fits it (``quant/integer_lstm``),
   else the unrolled cell (int16x8 inside the int8 file, ``integer_widths``);
@@ -13,8 +14,9 @@ also emits, beside the graph, the node's forms that do have integer kernels
 
 The unrolled cell has a fixed step count, so it is only swapped in where the sequence length
 (and batch) of the node's input are static; a node with a dynamic one keeps its loop and the
-strict full-integer file is refused naming it (``strict.KNOWN_GAPS``). The float file and
-``--unroll-rnn`` are untouched (with ``--unroll-rnn`` every cell is unrolled already).
+strict full-integer file is refused naming it (``strict.KNOWN_GAPS``). The float file, the
+float-I/O integer files (a float loop is the more accurate island where floats are allowed)
+and ``--unroll-rnn`` are untouched (with ``--unroll-rnn`` every cell is unrolled already).
 """
 
 from __future__ import annotations

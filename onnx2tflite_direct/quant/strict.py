@@ -20,7 +20,7 @@ MAX_LISTED = 12  # ops named in a refusal message (all are in the report)
 # Why LiteRT cannot run these in integer (said instead of the generic "no integer kernel").
 KNOWN_GAPS = {
     "WHILE": "a recurrent layer (LSTM/GRU/RNN) keeps its WHILE loop, whose body is not "
-    "quantized: the integer files swap in a form with integer kernels (an LSTM that fits "
+    "quantized: the full-integer files swap in a form with integer kernels (an LSTM that fits "
     "LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM in the int8 files, else the unrolled cell) "
     "only where the sequence length and batch are static (pin them with --input-shape) and "
     f"the sequence x directions is at most {ALTERNATIVE_UNROLL_STEPS} steps for the unrolled "

@@ -231,7 +231,9 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
     conversion or ``--allow-float-ops`` accepts the float islands."""
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved):
-        forms = use_integer_forms(ir, activations == "int16")  # recurrent: integer forms
+        # recurrent layers: the forms with integer kernels (the float-I/O file keeps the
+        # float file's form, a more accurate float island where that is a loop)
+        forms = use_integer_forms(ir, activations == "int16") if full else []
         compose_for_integer(ir.subgraphs[0])  # e.g. an LRN as integer-kernel ops
         try:
             outcome = _quantize(ir, ranges, overrides)
