@@ -13,6 +13,8 @@ import numpy as np
 
 from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
 from .float_carried import float_carried_integers
+from .float_indices import RULES as INDEX_RULES
+from .float_indices import TRIGGERS as INDEX_TRIGGERS
 from .float_masks import RULES as MASK_RULES
 from .float_masks import TRIGGERS as MASK_TRIGGERS
 from .folding import NONDETERMINISTIC_OPS
@@ -418,6 +420,7 @@ RULES = [
     ("fuse_hardswish", fuse_hardswish),
     *STRENGTH_RULES,  # after the fusions: they match Pow(x, 3), Div(x, sqrt 2), Div(x, 6)
     *MASK_RULES,  # after gather_as_reshape: a bool Gather of arange indices is then a Reshape
+    *INDEX_RULES,
 ]
 
 
@@ -434,6 +437,7 @@ TRIGGERS = {
     "fuse_hardswish": {"HardSigmoid", "Clip"},
     **STRENGTH_TRIGGERS,
     **MASK_TRIGGERS,
+    **INDEX_TRIGGERS,
 }
 
 

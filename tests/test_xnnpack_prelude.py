@@ -185,3 +185,54 @@ def test_constant_gather_elements_folds():
     )
     chk = check_conversion(model, feeds={"x": RNG.standard_normal((1, 16, 4)).astype(F)})
     assert "GATHER" not in chk.ops and _parts(chk)["outside"] == {}
+
+
+def _float_id_model(tf_wrap: bool, v=12, d=5, shape=(4, 6)):
+    """Ids fed as floats (a Keras export): Cast(int32) [-> TF's where(i < 0, i + V, i) as
+    tf2onnx writes it] -> Gather(table) -> + x."""
+    inits = {"table": RNG.standard_normal((v, d)).astype(F), "V": np.array(v, np.int32)}
+    nodes = [helper.make_node("Cast", ["ids"], ["i"], to=6)]
+    idx = "i"
+    if tf_wrap:
+        inits["zero"] = np.array(0.0, F)
+        nodes += [
+            helper.make_node("Add", ["i", "V"], ["iv"]),
+            helper.make_node("Cast", ["i"], ["fi"], to=1),
+            helper.make_node("Less", ["fi", "zero"], ["neg"]),
+            helper.make_node("Cast", ["neg"], ["neg_i"], to=6),
+            helper.make_node("Mul", ["neg_i", "iv"], ["a"]),
+            helper.make_node("Not", ["neg"], ["pos"]),
+            helper.make_node("Cast", ["pos"], ["pos_i"], to=6),
+            helper.make_node("Mul", ["i", "pos_i"], ["b"]),
+            helper.make_node("Add", ["a", "b"], ["wrapped"]),
+        ]
+        idx = "wrapped"
+    nodes += [
+        helper.make_node("Gather", ["table", idx], ["emb"], axis=0),
+        helper.make_node("Add", ["emb", "x"], ["y"]),
+    ]
+    return make_model(
+        nodes,
+        [("ids", F, shape), ("x", F, (*shape, d))],
+        [("y", F, (*shape, d))],
+        inits,
+    )
+
+
+@pytest.mark.parametrize("tf_wrap", [False, True])
+def test_float_ids_lookup_is_one_hot_product(tf_wrap):
+    """Float ids -> Cast -> (wrap) -> Gather of a small table: trunc, wrap and one-hot
+    product in float32, all in XNNPACK, the rows exactly onnxruntime's (negative ids and
+    fractional ids included: Cast truncates toward zero)."""
+    ids = np.array([[0, 1, 11, -1, -12, 5.9], [-5.9, 3.5, -0.5, 0.5, 10.999, -11.5]] * 2, F)
+    x = np.zeros((4, 6, 5), F)  # y is the looked-up rows themselves
+    model = _float_id_model(tf_wrap)
+    chk = check_conversion(model, feeds={"ids": ids, "x": x}, atol=0, rtol=0)
+    assert not {"GATHER", "CAST", "FLOOR_MOD"} & set(chk.ops), chk.ops
+    parts = _parts(chk)
+    assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+    assert "gather_one_hot" in {r["rule"] for r in chk.report["rewrites"] if r["matched"]}
+    off = check_conversion(
+        model, feeds={"ids": ids, "x": x}, atol=0, rtol=0, disable_rewrites=("gather_one_hot",)
+    )
+    assert "GATHER" in off.ops
