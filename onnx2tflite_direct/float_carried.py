@@ -83,7 +83,8 @@ WEIGHTS_AS_INT8 = True
 # ddddocr_common_old's classifier shapes). Off: the float32 MatMul of the shifted integers.
 MATMUL_ON_INT8_KERNEL = True
 # The converter's own op that form is written as (lowered by lowering/contrib_quant.py; never
-# read from a model file): inputs (q, zp, w_shift int32 constant [K, N]), attribute ``low``.
+# read from a model file): inputs (q, zp, w_shift int32 constant [K, N]), attributes ``low``
+# and ``shifted`` (1: input 0 is ``q - zp`` already).
 INTERNAL = "onnx2tflite_direct.internal"
 EXACT_DENSE = "ExactIntegerDense"
 INT8_MAX = 127  # TFLite's symmetric int8 weights: [-127, 127]
@@ -296,6 +297,9 @@ class _Emitter:
         self.graph = graph
         self.opset = graph.opsets.get("", 13)
         self.carried: dict[str, str] = {}  # integer value -> its float32 twin
+        # carried DynamicQuantizeLinear y -> (float32 y - zp, zp's ONNX name): the form its
+        # products read, computed without y itself (which is dropped when nothing else reads it)
+        self.shifted: dict[str, tuple[str, str]] = {}
         self.rename: dict[str, str] = {}
         self.nodes: list[Node] = []
         self.like: Node | None = None
@@ -379,6 +383,9 @@ def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None, axis=None) ->
     integers behind a DequantizeLinear where ``axis`` says which axis a zero-point vector
     runs along, else as a float32 constant."""
     g = em.graph
+    twin = em.shifted.get(q)
+    if twin is not None and zp and twin[1] == zp:
+        return twin[0]
     qc, zc = _const(g, q), (_const(g, zp) if zp else None)
     if qc is not None and (not zp or zc is not None):
         if axis is not None and WEIGHTS_AS_INT8:
@@ -398,7 +405,10 @@ def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None, axis=None) ->
 
 def _dynamic_quantize(em: _Emitter, x: str, scale_out: str | None, q_out, zp_out):
     """DynamicQuantizeLinear in float32, as onnxruntime computes it (see the docstring).
-    Returns (q, zp, scale) names; ``*_out`` name the results when given."""
+    Returns (q, zp, scale, shifted) names, ``shifted`` = ``q - zp`` computed directly as
+    ``clamp(round(x / scale), -zp, 255 - zp)`` (the same integers: ``clamp(r + zp, 0, 255) - zp``
+    with integral r and zp, all exact in float32; two full-tensor passes fewer for the products,
+    which read only this); ``*_out`` name the results when given."""
     shape = _shape(em.graph, x)
     zero, one = em.const(0.0, "zero"), em.const(1.0, "one")
     span = em.const(255.0, "q_span")
@@ -415,11 +425,12 @@ def _dynamic_quantize(em: _Emitter, x: str, scale_out: str | None, q_out, zp_out
     zp = em.op("Max", [initial, zero], (), "zp_lo")
     zp = em.op("Min", [zp, span], (), "zp_hi")
     zp = em.op("Round", [zp], (), "zp", out=zp_out)
-    q = em.op("Round", [em.op("Div", [x, scale], shape, "x_scaled")], shape, "x_round")
-    q = em.op("Add", [q, zp], shape, "x_zp")
-    q = em.op("Max", [q, zero], shape, "q_lo")
-    q = em.op("Min", [q, span], shape, "q", out=q_out)
-    return q, zp, scale
+    rounded = em.op("Round", [em.op("Div", [x, scale], shape, "x_scaled")], shape, "x_round")
+    shifted = em.op("Max", [rounded, em.op("Sub", [zero, zp], (), "q_lo_shifted")], shape, "s_lo")
+    hi_s = em.op("Sub", [span, zp], (), "q_hi_shifted")
+    shifted = em.op("Min", [shifted, hi_s], shape, "shifted")
+    q = em.op("Add", [shifted, zp], shape, "q", out=q_out)
+    return q, zp, scale, shifted
 
 
 def _emit_dql(em: _Emitter, node: Node) -> None:
@@ -427,7 +438,9 @@ def _emit_dql(em: _Emitter, node: Node) -> None:
     q_out = em.carry(outs[0]) if outs[0] else None
     zp_out = em.carry(outs[2]) if len(outs) > 2 and outs[2] else None
     scale_out = outs[1] if len(outs) > 1 and outs[1] else None
-    _dynamic_quantize(em, node.inputs[0], scale_out, q_out, zp_out)
+    *_, shifted = _dynamic_quantize(em, node.inputs[0], scale_out, q_out, zp_out)
+    if outs[0] and zp_out:
+        em.shifted[outs[0]] = (shifted, outs[2])
 
 
 def _matmul(em: _Emitter, a, b, az, bz, out_shape, out=None) -> str:
@@ -459,9 +472,12 @@ def _const_shift(graph: Graph, b: str, bz: str) -> np.ndarray | None:
     return np.asarray(bc, np.int64) - zc
 
 
-def _exact_dense(em: _Emitter, a, b, az, bz, out_shape, out=None, low=None) -> str | None:
-    """``a x (b - bz)`` as an ExactIntegerDense node when ``a`` is a carried (or given, with
-    its lattice's ``low``) 8-bit activation and ``b`` a constant 2-D weight; else None."""
+def _exact_dense(
+    em: _Emitter, a, b, az, bz, out_shape, out=None, low=None, shifted=False
+) -> str | None:
+    """``(a - az) x (b - bz)`` as an ExactIntegerDense node when ``a`` is a carried (or given,
+    with its lattice's ``low``; ``shifted``: given as ``a - az`` already) 8-bit activation and
+    ``b`` a constant 2-D weight; else None."""
     g = em.graph
     if not MATMUL_ON_INT8_KERNEL or not _float_op_known(g, "MatMul"):
         return None
@@ -469,7 +485,11 @@ def _exact_dense(em: _Emitter, a, b, az, bz, out_shape, out=None, low=None) -> s
         if a not in em.carried:
             return None
         low = _lattice_low(g, a)
-        a = em.carried[a]
+        twin = em.shifted.get(a)
+        if twin is not None and az and twin[1] == az:
+            a, shifted = twin[0], True
+        else:
+            a = em.carried[a]
     w = _const_shift(g, b, bz)
     if low is None or w is None or int8_codes(w) is None:
         return None
@@ -478,7 +498,8 @@ def _exact_dense(em: _Emitter, a, b, az, bz, out_shape, out=None, low=None) -> s
     if out is None:
         out = em.fresh(f"{em.like.label}/acc", out_shape)
     label = f"{em.like.label}/exact_dense"
-    em.nodes.append(Node(label, EXACT_DENSE, INTERNAL, [a, zp, w_name], [out], {"low": low}, 1))
+    attrs = {"low": low, "shifted": int(shifted)}
+    em.nodes.append(Node(label, EXACT_DENSE, INTERNAL, [a, zp, w_name], [out], attrs, 1))
     return out
 
 
@@ -535,10 +556,9 @@ def _emit_dqmm(em: _Emitter, node: Node) -> None:
     g = em.graph
     i = node.inputs
     out = node.outputs[0]
-    q, zp, a_scale = _dynamic_quantize(em, i[0], None, None, None)
-    acc = _exact_dense(em, q, i[1], zp, _inp(node, 3), _shape(g, out), low=0)
+    _, zp, a_scale, a_s = _dynamic_quantize(em, i[0], None, None, None)
+    acc = _exact_dense(em, a_s, i[1], zp, _inp(node, 3), _shape(g, out), low=0, shifted=True)
     if acc is None:
-        a_s = em.op("Sub", [q, zp], _shape(g, i[0]), "a_shifted")
         n = _shape(g, i[1])[-1]
         column = lambda z: z.reshape(-1) if z.size == n else z  # noqa: E731
         b_s = _shifted(em, i[1], _inp(node, 3), "b", column)

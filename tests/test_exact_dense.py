@@ -122,8 +122,8 @@ def test_row_ranges_matter(monkeypatch):
     expected = V.run_onnxruntime(model, feeds)
     real = contrib_quant.exact_dense
 
-    def narrow(ctx, q, zp, w_shift, low=0, hint="exact"):
-        return real(ctx, q, zp, w_shift, low, hint, ends=(low + 100, low + 100))
+    def narrow(ctx, q, zp, w_shift, low=0, hint="exact", ends=None, shifted=False):
+        return real(ctx, q, zp, w_shift, low, hint, ends=(low + 100, low + 100), shifted=shifted)
 
     monkeypatch.setattr(contrib_quant, "exact_dense", narrow)
     res = convert(model)

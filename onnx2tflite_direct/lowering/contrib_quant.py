@@ -103,13 +103,14 @@ def _dqmm_check(node, graph):
 def _dynamic_quantize(ctx, x, per_row: bool = False):
     """(q - zp as exact float32 integers, scale): DynamicQuantizeLinear's uint8 lattice, over
     the whole tensor or (``per_row``) over each row of a 2-D tensor (scale shape [rows, 1])."""
-    q, zp, scale = dynamic_quantize_parts(ctx, x, per_row)
-    return Emitter(ctx).op("SUB", q, zp, hint="a_shifted"), scale
+    shifted, _, scale = dynamic_quantize_parts(ctx, x, per_row)
+    return shifted, scale
 
 
 def dynamic_quantize_parts(ctx, x, per_row: bool = False):
-    """(q, zp, scale) of DynamicQuantizeLinear as float32 tensors (q and zp exact integers in
-    [0, 255]); see :func:`_dynamic_quantize`."""
+    """(q - zp, zp, scale) of DynamicQuantizeLinear as float32 tensors (exact integers; zp in
+    [0, 255]); see :func:`_dynamic_quantize`. ``q - zp`` is ``clamp(round(x / scale), -zp,
+    255 - zp)``, the same integers as ``clamp(round(x / scale) + zp, 0, 255) - zp``."""
     e = Emitter(ctx)
     axes = [1] if per_row else list(range(len(x.shape)))
     zero = e.const(0.0, hint="zero")
@@ -134,9 +135,8 @@ def dynamic_quantize_parts(ctx, x, per_row: bool = False):
         dtype=np.float32,
         hint="a_round",
     )
-    q = e.op("ADD", q, zp, hint="a_zp")
-    q = e.op("MAXIMUM", q, zero, hint="a_lo")
-    q = e.op("MINIMUM", q, e.const(255.0, hint="qmax"), hint="a_hi")
+    q = e.op("MAXIMUM", q, e.op("SUB", zero, zp, hint="lo_shifted"), hint="a_lo")
+    q = e.op("MINIMUM", q, e.op("SUB", e.const(255.0, hint="qmax"), zp, hint="hi_shifted"))
     return q, zp, scale
 
 
@@ -187,7 +187,9 @@ def lower_dynamic_quantize_matmul(ctx):
 # ---- the exact integer product on LiteRT's dynamically quantized FULLY_CONNECTED -------------
 
 
-def exact_dense(ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exact", ends=None):
+def exact_dense(
+    ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exact", ends=None, shifted=False
+):
     """``float(sum_k (q[r, k] - zp) * w_shift[k, n])`` for float32 ``q`` holding integers on an
     8-bit lattice ``[low, low + 255]`` (``zp`` one value, or one per row: [rows, 1]) and a
     constant integer ``w_shift`` [K, N]: the exact int32 accumulator, converted to float32 once,
@@ -209,7 +211,8 @@ def exact_dense(ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exac
     input repeated: one FC whose int32 sum is the same exact accumulator
     (``float_carried.int8_codes``). None (nothing emitted) where a kernel could not sum the
     weight codes exactly (``float_carried.ROW_SUM_LANE_MAX``): the caller keeps a float form.
-    ``ends``: the two end columns' codes (default ``(low, low + 255)``; tests plant others)."""
+    ``ends``: the two end columns' codes (default ``(low, low + 255)``; tests plant others).
+    ``shifted``: ``q`` is given as ``q - zp`` already (only the end columns are shifted)."""
     e = Emitter(ctx)
     k, n = w_shift.shape
     rows = math.prod(q.shape) // k
@@ -219,15 +222,19 @@ def exact_dense(ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exac
     copies = (codes.shape[1] - 2) // k
     q2 = e.reshape(q, (rows, k), f"{hint}_rows")
     ends = np.tile(np.asarray([ends or (low, low + 255)], np.float32), (rows, 1))
-    wide = e.concat([q2] * copies + [e.const(ends, hint=f"{hint}_lattice_ends")], 1, hint)
-    shifted = e.op("SUB", wide, zp, hint=f"{hint}_shifted")
+    ends = e.const(ends, hint=f"{hint}_lattice_ends")
+    if shifted:
+        ends = e.op("SUB", ends, zp, hint=f"{hint}_ends_shifted")
+        wide = e.concat([q2] * copies + [ends], 1, hint)
+    else:
+        wide = e.op("SUB", e.concat([q2] * copies + [ends], 1, hint), zp, hint=f"{hint}_shifted")
     weights = ctx.const_tensor(codes, f"{hint}_w_int8")
     weights.quantization = tfl.Quantization(
         scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
     )
     return e.op(
         "FULLY_CONNECTED",
-        shifted,
+        wide,
         weights,
         None,
         shape=(rows, n),
@@ -262,7 +269,8 @@ def _exact_dense_check(node, graph):
 def lower_exact_integer_dense(ctx):
     e = Emitter(ctx)
     w = np.asarray(ctx.const(2))
-    acc = exact_dense(ctx, ctx.input(0), ctx.input(1), w, int(ctx.attr("low", 0)), "exact")
+    low, shifted = int(ctx.attr("low", 0)), bool(ctx.attr("shifted", 0))
+    acc = exact_dense(ctx, ctx.input(0), ctx.input(1), w, low, "exact", shifted=shifted)
     if acc is None:  # the rewrite checked int8_codes before writing the node
         raise errors.InternalError(
             errors.INTERNAL_ERROR, "weights the int8 kernel cannot sum", ctx.node.label

@@ -86,8 +86,8 @@ def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=
     (``per_row``: one quantization scale per row of a)."""
     e = Emitter(ctx)
     if INT8_PRODUCTS and int8_codes(w_shift) is not None:
-        q, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
-        acc = exact_dense(ctx, q, zp, w_shift, 0, hint)
+        a_shift, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
+        acc = exact_dense(ctx, a_shift, zp, w_shift, 0, hint, shifted=True)
     else:
         acc, a_scale = _digit_product(ctx, a, w_shift, hint, per_row)
     scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
@@ -98,8 +98,7 @@ def _digit_product(ctx, a, w_shift: np.ndarray, hint: str, per_row: bool):
     """(exact accumulator, a_scale) by float32 FULLY_CONNECTEDs of the shifted integers, split
     into digits where a float32 sum could round."""
     e = Emitter(ctx)
-    q, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
-    a_shift = e.op("SUB", q, zp, hint=f"{hint}_a_shifted")
+    a_shift, _, a_scale = dynamic_quantize_parts(ctx, a, per_row)
     k, n = w_shift.shape
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T, np.float32), f"{hint}_w")
     b_max = int(np.max(np.abs(w_shift), initial=0))
