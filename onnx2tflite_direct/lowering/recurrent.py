@@ -422,11 +422,14 @@ def _record_alternatives(ctx, kind: CellKind, form: str, sources: dict) -> None:
     saved_ops = list(record.tflite_ops) if record is not None else None
     for name in forms:
         scratch = tfl.Subgraph(name=f"{ctx.node.label}/{name}")
-        with drv.emitting_into(scratch):
-            if name == "kernel":
-                recurrent_kernels.lower_lstm_kernel(ctx)
-            else:
-                Unroller(ctx, kind).lower(unrolled=True)
+        try:
+            with drv.emitting_into(scratch):
+                if name == "kernel":
+                    recurrent_kernels.lower_lstm_kernel(ctx)
+                else:
+                    Unroller(ctx, kind).lower(unrolled=True)
+        except errors.ConversionError:  # a form this node cannot take: the others remain
+            continue
         drv.sub.alternatives.append(
             {
                 "node": ctx.node.label,
