@@ -225,3 +225,32 @@ def _drop_unreferenced_subgraphs(model: tfl.Model, dropped: list[tfl.Operator]) 
     for sig in getattr(model, "signatures", None) or []:
         if hasattr(sig, "subgraph_index"):
             sig.subgraph_index = new_index.get(sig.subgraph_index, sig.subgraph_index)
+
+
+def fold_constant_products(sub: tfl.Subgraph) -> int:
+    """FULLY_CONNECTED ops reading only constants (an unrolled cell's first recurrent product
+    of a constant initial state) become their constant result, IN PLACE; returns how many.
+    Why here: the integer rewrite gives params to activations, and such an op's activation is
+    a constant (a bidirectional GRU's full-integer file failed on it); the float file keeps
+    the op (LiteRT computes it once per run at the same float32 precision)."""
+    folded = []
+    for op in sub.operators:
+        if (
+            op.opcode != "FULLY_CONNECTED"
+            or op.options.get("fused_activation_function", "NONE") != "NONE"
+        ):
+            continue
+        x, w = op.inputs[0], op.inputs[1]
+        b = op.inputs[2] if len(op.inputs) > 2 else None
+        operands = [t for t in (x, w, b) if t is not None]
+        if any(t.data is None or t.dtype != np.float32 for t in operands):
+            continue
+        out = x.data.astype(np.float64).reshape(-1, w.shape[1]) @ w.data.astype(np.float64).T
+        if b is not None:
+            out = out + b.data.astype(np.float64)
+        result = op.outputs[0]
+        result.data = out.astype(np.float32).reshape(result.shape)
+        folded.append(op)
+    if folded:
+        sub.operators = [op for op in sub.operators if all(op is not f for f in folded)]
+    return len(folded)

@@ -27,7 +27,12 @@ from .integer import quantize_integer
 from .integer_compose import compose_for_integer, needs_composition
 from .integer_plan import HEURISTIC_REASONS
 from .integer_widths import recurrent_nodes, with_wide_nodes
-from .recurrent_forms import copy_model, has_alternatives, use_integer_forms
+from .recurrent_forms import (
+    copy_model,
+    fold_constant_products,
+    has_alternatives,
+    use_integer_forms,
+)
 from .strict import is_strict
 from .temporaries import temporary_ranges
 
@@ -234,6 +239,7 @@ def _integer_job(activations: str, full: bool, options: QuantOptions):
         # recurrent layers: the forms with integer kernels (the float-I/O file keeps the
         # float file's form, a more accurate float island where that is a loop)
         forms = use_integer_forms(ir, activations == "int16") if full else []
+        fold_constant_products(ir.subgraphs[0])  # (an unrolled cell's constant first step)
         compose_for_integer(ir.subgraphs[0])  # e.g. an LRN as integer-kernel ops
         try:
             outcome = _quantize(ir, ranges, overrides)
@@ -361,6 +367,7 @@ class _Ranges:
                 if alternatives or needs_composition(model_ir.subgraphs[0]):
                     model_ir = copy_model(model_ir)  # as the integer jobs see it
                     use_integer_forms(model_ir, bits == 16)
+                    fold_constant_products(model_ir.subgraphs[0])
                     compose_for_integer(model_ir.subgraphs[0])
                 data, batches = cal._fit_inputs(self.onnx_model(), self._data)
                 self._temporaries[key] = temporary_ranges(
