@@ -17,9 +17,12 @@ reads ``_get_ops_details()`` of the primary subgraph. It records:
   so a transpose that stays is listed with the consumer that needs it.
 
     PYTHONPATH=. python benchmarks/bench_transposes.py [--only NAME ...] [--label after]
+        [--opt-in fused_head_projection]
 
 Results merge into ``benchmarks/results/transposes.json`` under ``--label`` (``before`` /
-``after``), so one file carries both measurements. Counts only; no timing.
+``after``; ``opt_in_fused_qkv`` / ``opt_in_head_major`` for the opt-in attention head forms of
+head_projection.py, which are not the default: see bench_attention_forms.py for why), so one
+file carries every measurement. Counts only; no timing.
 """
 
 from __future__ import annotations
@@ -114,8 +117,9 @@ def op_table(blob: bytes) -> list[dict]:
     return details, tensors, perms
 
 
-def measure(name: str, keep_io_layout: bool) -> dict:
+def measure(name: str, keep_io_layout: bool, opt_in_rules: tuple[str, ...] = ()) -> dict:
     from onnx2tflite_direct import convert
+    from onnx2tflite_direct.head_projection import opt_in
     from tools.zoo import manifest
     from tools.zoo.run import load_feeds, model_path
 
@@ -125,7 +129,8 @@ def measure(name: str, keep_io_layout: bool) -> dict:
     feeds = load_feeds(entry, model)
     pins = {k: tuple(np.asarray(v).shape) for k, v in feeds.items()}
     opts = dict(entry.get("convert_options", {}))
-    res = convert(str(path), keep_io_layout=keep_io_layout, input_shapes=pins, **opts)
+    with opt_in(*opt_in_rules):
+        res = convert(str(path), keep_io_layout=keep_io_layout, input_shapes=pins, **opts)
     details, tensors, perms = op_table(bytes(res.tflite_bytes))
     readers: dict[int, list[str]] = {}
     for d in details:
@@ -158,17 +163,17 @@ def measure(name: str, keep_io_layout: bool) -> dict:
     }
 
 
-def _child(q, name, keep):
+def _child(q, name, keep, rules):
     try:
-        q.put(measure(name, keep))
+        q.put(measure(name, keep, rules))
     except Exception as exc:  # noqa: BLE001
         q.put({"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
 
 
-def run(name: str, keep: bool, timeout: float = 600) -> dict:
+def run(name: str, keep: bool, rules: tuple[str, ...] = (), timeout: float = 600) -> dict:
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(q, name, keep))
+    p = ctx.Process(target=_child, args=(q, name, keep, rules))
     p.start()
     try:
         out = q.get(timeout=timeout)
@@ -185,6 +190,12 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--label", default="after")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--opt-in",
+        nargs="*",
+        default=[],
+        help="opt-in ONNX rules of head_projection.OPT_IN to run (the attention head forms)",
+    )
     args = ap.parse_args(argv)
     names = args.only or ATTENTION + HEADS
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -192,7 +203,7 @@ def main(argv=None) -> int:
     for name in names:
         rec = data["models"].setdefault(name, {"kind": "heads" if name in HEADS else "attention"})
         for keep, key in ((True, "keep_io_layout"), (False, "default")):
-            m = run(name, keep)
+            m = run(name, keep, tuple(args.opt_in))
             rec.setdefault(args.label, {})[key] = m
             print(
                 f"{name:24s} {key:15s} T={m.get('transposes')} layers={m.get('attention_layers')}"
