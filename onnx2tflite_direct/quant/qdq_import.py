@@ -166,6 +166,7 @@ def prequantized_variant(
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
         fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
         sums = _activation_sums(model, bits)
+        pools = _inexact_average_pools(model, tfl_ranges, bits)
         outcome = quantize_integer(
             model,
             tfl_ranges,
@@ -174,7 +175,7 @@ def prequantized_variant(
             input_dtype=io_in,
             output_dtype=io_out,
             ranges_are_exact=True,
-            overrides=_float_like_onnxruntime(info, fixed, sums),
+            overrides=_float_like_onnxruntime(info, fixed, sums, pools),
         )
         requantized = outcome.requantized
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
@@ -206,23 +207,68 @@ def prequantized_variant(
 FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
 AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
 SUM_NOTE = "(sum of two activations: XNNPACK's int8 ADD rescales coarsely: float)"
+POOL_NOTE = "(average pool whose int8 kernel rounds otherwise than ONNX: float)"
 
 
-def _float_like_onnxruntime(info: StripInfo, fixed: set[str], sums: set[str]):
+def _float_like_onnxruntime(
+    info: StripInfo, fixed: set[str], sums: set[str], pools: set[str] = frozenset()
+):
     """An override keeping float the nodes onnxruntime itself runs in float between Q/DQ
     (BatchNormalizations run as depthwise convs, ``qdq_strip._batchnorm_on_lattice_as_depthwise``)
     the nodes whose integer kernel writes a fixed lattice other than the ONNX model's
-    (:func:`_fixed_lattice_nodes`) and the sums of two activations (:func:`_activation_sums`):
-    see :func:`_affines_as_onnxruntime` and :func:`_exact_quantize_after`."""
-    if not info.affine and not fixed and not sums:
+    (:func:`_fixed_lattice_nodes`), the sums of two activations (:func:`_activation_sums`)
+    and the average pools the int8 kernel cannot round as ONNX does
+    (:func:`_inexact_average_pools`): see :func:`_affines_as_onnxruntime` and
+    :func:`_exact_quantize_after`."""
+    if not info.affine and not fixed and not sums and not pools:
         return None
     never = re.compile(r"(?!)")
     affine = Override(AFFINE_NOTE, "float", 0, never)
     lattice = Override(FIXED_OUTPUT_NOTE, "float", 1, never)
     summed = Override(SUM_NOTE, "float", 2, never)
-    labels = {name: summed for name in sums} | {name: lattice for name in fixed}
+    pooled = Override(POOL_NOTE, "float", 3, never)
+    labels = {name: pooled for name in pools} | {name: summed for name in sums}
+    labels |= {name: lattice for name in fixed}
     labels |= {name: affine for name in info.affine}
-    return Resolved((affine, lattice, summed), labels)
+    return Resolved((affine, lattice, summed, pooled), labels)
+
+
+def _inexact_average_pools(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
+    """ONNX nodes lowered to an int8 AVERAGE_POOL_2D whose result is rounded twice: float
+    between the DEQUANTIZE and an exactly rounded QUANTIZE, ``Q(mean(DQ(x)))`` as ONNX
+    computes it.
+
+    The int8 kernel rounds the window's mean onto the input's own lattice. A second rounding
+    follows when the lowering corrects the divisor with a MUL (pads excluded from the count
+    where TFLite's VALID padding would include them: an int8 MUL rounds again) or when the
+    output lattice is not the input's (a QUANTIZE rescales the rounded mean). Each moves
+    outputs by a step where the mean lies near a half step: inception-v1-like 7x7 pool with
+    end pads, 25 % of its outputs (530 of 2048 against onnxruntime's QLinearAveragePool,
+    14 with the float pool); shufflenet-like 3x3 stride-2 pool with pads, 3 %.
+
+    A single rounding on the same lattice stays integer: it differs from ONNX only at an
+    exact tie of the real mean (border windows of SAME padding, even window counts), which
+    ONNX's own float evaluation decides by the float32 noise of the dequantized values
+    (inception-v2-like: the same 1 % of such outputs differ with a float pool)."""
+    if bits != 8:
+        return set()
+    by_node: dict[str, list[tfl.Operator]] = {}
+    for op in model.subgraphs[0].operators:
+        if op.onnx_node:
+            by_node.setdefault(op.onnx_node, []).append(op)
+    moves = {"AVERAGE_POOL_2D", "PAD", "PADV2", "RESHAPE", "TRANSPOSE"}
+    found = set()
+    for node, ops in by_node.items():
+        if not any(op.opcode == "AVERAGE_POOL_2D" for op in ops):
+            continue
+        if {op.opcode for op in ops} - moves:  # a divisor correction (MUL) or more
+            found.add(node)
+            continue
+        first, last = ranges.get(ops[0].inputs[0].name), ranges.get(ops[-1].outputs[0].name)
+        if first is not None and last is not None:
+            if params_from_range(*first, False) != params_from_range(*last, False):
+                found.add(node)
+    return found
 
 
 def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
