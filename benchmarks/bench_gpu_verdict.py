@@ -92,6 +92,80 @@ def zoo_models():
         yield entry["name"], str(path), feeds, options, entry.get("domain")
 
 
+# Graph-input types some ported GPU rule takes as a run-time tensor (gpu_rules: float, the
+# quantized int8/uint8, int32 for CAST/GATHER/ONE_HOT, bool for CAST/SELECT).
+GPU_INPUT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.BOOL,
+}
+
+
+def gpu_floor(model) -> list[str]:
+    """The graph inputs that keep a model from being fully delegable whatever is emitted.
+
+    The GPU delegate refuses an operator with any run-time tensor of a type its rules do not
+    list (MB IsAllAllowedTensors; gpu_rules ``non_float_tensor``): no rule takes int64, so the
+    op that reads an int64 input (token ids, attention masks) falls back in every form the
+    converter could write (the file's inputs keep the model's dtypes). Returns
+    ``"name (type)"`` for each such input some node reads."""
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    read = {i for n in model.graph.node for i in n.input}
+    return [
+        f"{i.name} ({onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type).lower()})"
+        for i in model.graph.input
+        if i.name not in inits
+        and i.name in read
+        and i.type.tensor_type.elem_type not in GPU_INPUT_TYPES
+    ]
+
+
+def _model_source(row: dict):
+    """The ONNX model (proto or path) a result row was measured on."""
+    name = row["model"]
+    base = name.split(" (")[0]
+    if name.endswith("(corpus)"):
+        from zoo import run
+
+        return run.model_path(base)
+    if name.endswith("(benchmarks/models.py)"):
+        return BENCHMARK_MODELS[base]()
+    return light_model_paths()[base.removeprefix("light_")]
+
+
+def add_floors(data: dict) -> dict:
+    """Per row ``gpu_floor`` and, per domain and overall, how many models could be fully
+    delegable at all and how many of those ``--gpu-friendly`` makes so."""
+    rows = [r for r in data["rows"] if "error" not in r]
+    for r in rows:
+        r["gpu_floor"] = gpu_floor(_model_source(r))
+    possible = [r for r in rows if not r["gpu_floor"]]
+    data["summary"]["floor"] = {
+        "rule": "an input of a type no GPU rule takes (int64) is read: that op falls back "
+        "whatever is emitted",
+        "blocked_models": len(rows) - len(possible),
+        "possible_models": len(possible),
+        "possible_fully_delegable_gpu_friendly": sum(
+            r["gpu_friendly"]["verdict"] == "fully delegable" for r in possible
+        ),
+        "by_domain": {
+            dom: {
+                "models": sum(1 for r in rows if (r.get("domain") or "generated") == dom),
+                "blocked_by_floor": sum(
+                    1 for r in rows if (r.get("domain") or "generated") == dom and r["gpu_floor"]
+                ),
+            }
+            for dom in sorted({r.get("domain") or "generated" for r in rows})
+        },
+    }
+    return data
+
+
 def _by_domain(rows: list[dict]) -> dict[str, dict[str, int]]:
     """Corpus domain (``generated`` for the benchmark and light models) -> {models,
     fully_delegable_default, fully_delegable_gpu_friendly}."""
@@ -130,7 +204,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gpu_verdict.json")
     ap.add_argument("--zoo", action="store_true", help="also every converting corpus model")
+    ap.add_argument(
+        "--floors-only", action="store_true", help="add gpu_floor to an existing --out file"
+    )
     args = ap.parse_args(argv)
+    if args.floors_only:
+        data = add_floors(json.loads(args.out.read_text()))
+        args.out.write_text(json.dumps(data, indent=2) + "\n")
+        print(json.dumps(data["summary"]["floor"], indent=1))
+        return 0
     rows = []
     models = [(f"{name} (benchmarks/models.py)", fn()) for name, fn in BENCHMARK_MODELS.items()]
     models += [(f"light_{name} (onnx wheel)", str(p)) for name, p in light_model_paths().items()]
@@ -175,17 +257,12 @@ def main(argv=None) -> int:
         ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "what": "static GPU delegate verdict (ported LiteRT rules, nothing run on a GPU)",
-                "summary": summary,
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    data = {
+        "what": "static GPU delegate verdict (ported LiteRT rules, nothing run on a GPU)",
+        "summary": summary,
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(add_floors(data), indent=2) + "\n")
     print(
         f"fully delegable: {full['default']}/{len(rows_ok)} by default, "
         f"{full['gpu_friendly']}/{len(rows_ok)} with --gpu-friendly -> {args.out}"

@@ -236,3 +236,29 @@ def test_float_ids_lookup_is_one_hot_product(tf_wrap):
         model, feeds={"ids": ids, "x": x}, atol=0, rtol=0, disable_rewrites=("gather_one_hot",)
     )
     assert "GATHER" in off.ops
+
+
+@pytest.mark.parametrize("const_first", [True, False])
+@pytest.mark.parametrize("fill", [FMIN, -np.inf, 0.0, 2.5])
+def test_where_constant_and_runtime_branch(const_first, fill):
+    """Where(mask, K, S) / Where(mask, S, K) with run-time S (DeBERTa's masked_fill):
+    max(min(S, U), L) in float, exact for every S but NaN (infinities in S included)."""
+    branches = ["k", "s"] if const_first else ["s", "k"]
+    nodes = [
+        helper.make_node("Cast", ["mask"], ["m"], to=9),
+        helper.make_node("Not", ["m"], ["nm"]),
+        helper.make_node("Where", ["nm", *branches], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("mask", I64, (2, 1, 8)), ("s", F, (2, 3, 8))],
+        [("y", F, (2, 3, 8))],
+        {"k": np.array(fill, F)},
+    )
+    s = RNG.standard_normal((2, 3, 8)).astype(F) * 10
+    s[0, 0, :3] = [np.inf, -np.inf, FMIN]
+    s[1, 2, 5:] = [-np.inf, np.inf, 0.0]
+    mask = np.array([[[1, 0, 1, 1, 0, 0, 1, 7]], [[0, 0, 1, -3, 1, 0, 1, 1]]], I64)
+    chk = check_conversion(model, feeds={"mask": mask, "s": s}, atol=0, rtol=0)
+    parts = _parts(chk)
+    assert parts["partitions"] == 1 and parts["outside"] == {"CAST": 1}, parts
