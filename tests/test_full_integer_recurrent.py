@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from harness import make_model
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from onnx2tflite_direct import convert, errors
 from onnx2tflite_direct import tflite_reader as R
@@ -48,7 +48,9 @@ def _sqnr_db(expected, actual) -> float:
     return float(10 * np.log10(np.sum(expected.astype(np.float64) ** 2) / max(noise, 1e-30)))
 
 
-def rnn_model(op="LSTM", layers=2, steps=STEPS, seq_dim=None, peepholes=False, y_c=False):
+def rnn_model(
+    op="LSTM", layers=2, steps=STEPS, seq_dim=None, peepholes=False, y_c=False, hidden=HIDDEN
+):
     """``layers`` stacked forward layers (Y squeezed into the next layer's X); output Y of the
     last layer (and its Y_c with ``y_c``). Weights scaled so the gates are not saturated."""
     rng = np.random.default_rng(11)
@@ -56,23 +58,23 @@ def rnn_model(op="LSTM", layers=2, steps=STEPS, seq_dim=None, peepholes=False, y
     nodes, inits, x, size = [], {"axes": np.array([1], np.int64)}, "x", SIZE
     for k in range(layers):
         names = [x, f"W{k}", f"R{k}", f"B{k}"]
-        inits[f"W{k}"] = (rng.standard_normal((1, gates * HIDDEN, size)) * 0.4).astype(np.float32)
-        inits[f"R{k}"] = (rng.standard_normal((1, gates * HIDDEN, HIDDEN)) * 0.3).astype(np.float32)
-        inits[f"B{k}"] = (rng.standard_normal((1, 2 * gates * HIDDEN)) * 0.2).astype(np.float32)
+        inits[f"W{k}"] = (rng.standard_normal((1, gates * hidden, size)) * 0.4).astype(np.float32)
+        inits[f"R{k}"] = (rng.standard_normal((1, gates * hidden, hidden)) * 0.3).astype(np.float32)
+        inits[f"B{k}"] = (rng.standard_normal((1, 2 * gates * hidden)) * 0.2).astype(np.float32)
         if peepholes:
             names += ["", "", ""]
             names.append(f"P{k}")
-            inits[f"P{k}"] = (rng.standard_normal((1, 3 * HIDDEN)) * 0.3).astype(np.float32)
+            inits[f"P{k}"] = (rng.standard_normal((1, 3 * hidden)) * 0.3).astype(np.float32)
         last = k == layers - 1
         outs = [f"y{k}", "", "yc"] if (last and y_c) else [f"y{k}"]
-        nodes.append(helper.make_node(op, names, outs, hidden_size=HIDDEN, name=f"{op}{k}"))
+        nodes.append(helper.make_node(op, names, outs, hidden_size=hidden, name=f"{op}{k}"))
         if not last:
             nodes.append(helper.make_node("Squeeze", [f"y{k}", "axes"], [f"x{k + 1}"]))
-            x, size = f"x{k + 1}", HIDDEN
+            x, size = f"x{k + 1}", hidden
     seq = seq_dim or steps
-    outputs = [(f"y{layers - 1}", np.float32, (seq, 1, 1, HIDDEN))]
+    outputs = [(f"y{layers - 1}", np.float32, (seq, 1, 1, hidden))]
     if y_c:
-        outputs.append(("yc", np.float32, (1, 1, HIDDEN)))
+        outputs.append(("yc", np.float32, (1, 1, hidden)))
     return make_model(
         nodes, inputs=[("x", np.float32, (seq, 1, SIZE))], outputs=outputs, initializers=inits
     )
@@ -263,10 +265,50 @@ def test_unroll_rnn_float_file_is_unchanged(loop_form):
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in full_ops
 
 
-@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def batch_first(layers=2, hidden=48):
+    """x [1, T, SIZE] (T dynamic) -> Transpose -> ``layers`` LSTMs: at the dynamic-shape
+    samples (64, 96 steps) a hidden-48 cell is a WHILE loop in the float file."""
+    base = rnn_model("LSTM", layers=layers, seq_dim="T", hidden=hidden)
+    inits = {i.name: numpy_helper.to_array(i) for i in base.graph.initializer}
+    nodes = [helper.make_node("Transpose", ["xb"], ["x"], perm=[1, 0, 2]), *base.graph.node]
+    out = base.graph.output[0].name
+    return make_model(
+        nodes,
+        inputs=[("xb", np.float32, (1, "T", SIZE))],
+        outputs=[(out, np.float32, ("T", 1, 1, hidden))],
+        initializers=inits,
+    )
+
+
+@pytest.mark.parametrize("use_xnnpack", XNNPACK)
+def test_dynamic_length_lstm_runs_the_integer_kernel_at_any_length(use_xnnpack):
+    """The sequence kernel takes a run-time length: a dynamic-length 2-layer LSTM's loops
+    become integer kernels, and the file runs 5, 12 and 30 steps (calibrated on 12-step
+    sequences; measured 32.8, 32.0, 32.0 dB)."""
+    model = batch_first()
+    rng = np.random.default_rng(1)
+    calib = {"xb": rng.standard_normal((16, STEPS, SIZE)).astype(np.float32)}
+    res = convert(model, quantize=["int8"], calibration_data=calib)
+    summary = next(s for s in res.report["quantization"] if s["kind"] == "full_integer_quant")
+    assert [r["to"] for r in summary["recurrent_forms"]] == ["kernel", "kernel"]
+    full = res.variants["full_integer_quant"]
+    assert not [o for o, floating in _ops(full) if floating]
+    out = model.graph.output[0].name
+    for steps in (5, 12, 30):
+        feeds = [{"xb": rng.standard_normal((1, steps, SIZE)).astype(np.float32)} for _ in range(8)]
+        expected = np.concatenate([V.run_onnxruntime(model, f)[out] for f in feeds])
+        got = np.concatenate(
+            [V.run_litert(full, f, res.report["io"], use_xnnpack=use_xnnpack)[out] for f in feeds]
+        )
+        assert got.shape == expected.shape
+        assert _sqnr_db(expected, got) > 29.0, steps
+
+
+@pytest.mark.parametrize("op", ["GRU"])
 def test_dynamic_sequence_length_is_refused_naming_the_loop(op):
-    """A sequence length known only at run time keeps the WHILE loop: the full-integer file
-    is refused (the other files are written) naming the node, WHILE and how to pin it."""
+    """A GRU's sequence length known only at run time keeps the WHILE loop (the unrolled
+    cell has a fixed step count): the full-integer file is refused (the other files are
+    written) naming the node, WHILE and how to pin it."""
     model = rnn_model(op, layers=1, seq_dim="T")
     res = convert(model, quantize=["int8"], calibration_data=_calibration())
     full = next(s for s in res.report["quantization"] if s["kind"] == "full_integer_quant")

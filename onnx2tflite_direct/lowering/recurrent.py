@@ -437,6 +437,7 @@ def _record_alternatives(ctx, kind: CellKind, form: str, sources: dict) -> None:
                 "current": form,
                 "ops": scratch.operators,
                 "inputs": [ctx.input(0)],
+                "time_axis": 1 if ctx.attr("layout", 0) else 0,
                 "outputs": {i: ctx.output(i) for i in sources},
                 "sources": sources,
             }

@@ -13,7 +13,8 @@ in:
 * int16x8 files: the unrolled cell.
 
 The unrolled cell has a fixed step count, so it is only swapped in where the sequence length
-(and batch) of the node's input are static; a node with a dynamic one keeps its loop and the
+(and batch) of the node's input are static; the kernel takes a run-time sequence length (its
+time axis is made resizable, :func:`_dynamic_time`). A node with neither keeps its loop and the
 strict full-integer file is refused naming it (``strict.KNOWN_GAPS``). The float file, the
 float-I/O integer files (a float loop is the more accurate island where floats are allowed)
 and ``--unroll-rnn`` are untouched (with ``--unroll-rnn`` every cell is unrolled already).
@@ -54,6 +55,8 @@ def use_integer_forms(model: tfl.Model, int16: bool) -> list[dict]:
     by_node: dict[str, list[dict]] = {}
     for alt in sub.alternatives:
         by_node.setdefault(alt["node"], []).append(alt)
+        # an input a rewrite removed: judge the dims of the tensor now holding its values
+        alt["inputs"] = [_renamed(sub, t) or t for t in alt["inputs"]]
     rows = []
     for node, alts in by_node.items():
         current = alts[0]["current"]
@@ -63,6 +66,8 @@ def use_integer_forms(model: tfl.Model, int16: bool) -> list[dict]:
         if chosen is None:
             rows.append({"node": node, "from": current, "to": None, "why": _why_not(alts)})
             continue
+        if not _static(chosen):
+            _dynamic_time(chosen)
         if not _swap(model, node, chosen):
             why = "the graph around it was rewritten in a way the alternative cannot follow"
             rows.append({"node": node, "from": current, "to": None, "why": why})
@@ -72,20 +77,58 @@ def use_integer_forms(model: tfl.Model, int16: bool) -> list[dict]:
     return rows
 
 
+def _dynamic_axes(alt: dict) -> set[int]:
+    """Axes of the node's input a dynamic-shape model marks -1 (run-time sizes)."""
+    return {
+        axis
+        for t in alt["inputs"]
+        if t.shape_signature is not None
+        for axis, d in enumerate(t.shape_signature)
+        if d < 0
+    }
+
+
+def _usable(alt: dict) -> bool:
+    """Static input dims, or (the sequence kernel) only the time axis dynamic: the kernel
+    runs any length, the unrolled cell has a fixed step count."""
+    axes = _dynamic_axes(alt)
+    return not axes or (alt["form"] == "kernel" and axes == {alt["time_axis"]})
+
+
 def _static(alt: dict) -> bool:
-    """The node's input has static dims (a dynamic-shape model marks run-time dims -1)."""
-    return all(
-        t.shape_signature is None or all(d >= 0 for d in t.shape_signature) for t in alt["inputs"]
-    )
+    return not _dynamic_axes(alt)
 
 
 def _choose(alts: list[dict], int16: bool) -> dict | None:
-    forms = {a["form"]: a for a in alts if _static(a)}
+    forms = {a["form"]: a for a in alts if _usable(a)}
     return next((forms[f] for f in PREFERRED[int16] if f in forms), None)
 
 
+def _dynamic_time(alt: dict) -> None:
+    """The kernel form lowered at a sample length, made resizable along time: its tensors
+    carrying the time axis (rank 3: [T, B, H] or [B, T, H]; rank 4: Y) get -1 there in
+    ``shape_signature`` and its RESHAPE targets -1 at that entry (LiteRT infers it)."""
+    t_axis = alt["time_axis"]
+    for op in alt["ops"]:
+        for t in op.outputs:
+            if t.rank in (3, 4):
+                signature = list(t.shape)
+                signature[t_axis] = -1
+                t.shape_signature = tuple(signature)
+        if op.opcode == "RESHAPE" and op.outputs[0].rank in (3, 4):
+            target = list(op.outputs[0].shape_signature)
+            op.options["new_shape"] = target
+            if len(op.inputs) > 1 and op.inputs[1] is not None:
+                op.inputs[1] = tfl.Tensor(
+                    f"{op.outputs[0].name}/dynamic_shape",
+                    np.int32,
+                    (len(target),),
+                    data=np.array(target, np.int32),
+                )
+
+
 def _why_not(alts: list[dict]) -> str:
-    if any(not _static(a) for a in alts):
+    if any(not _usable(a) for a in alts):
         return "the sequence length or batch is dynamic"
     return "no form with integer kernels fits"
 
@@ -102,6 +145,7 @@ def _swap(model: tfl.Model, node: str, alt: dict) -> bool:
     whose output the new ones read (a layout copy of the input) stay. The WHILE bodies no
     operator references any more are dropped (other subgraph references renumbered)."""
     sub = model.subgraphs[0]
+    time_axis = None if _static(alt) else alt["time_axis"]
     head, new_ops = [], list(alt["ops"])
     for op in new_ops:  # an input a rewrite removed: its values are in the renamed tensor
         for k, t in enumerate(op.inputs):
@@ -111,16 +155,16 @@ def _swap(model: tfl.Model, node: str, alt: dict) -> bool:
             if target.shape == t.shape:
                 op.inputs[k] = target
             elif all(r.outputs[0] is not t for r in head):
-                head.append(_reshape(target, t))
+                head.append(_reshape(target, t, time_axis))
     for op in list(new_ops):
         for t in op.outputs:
             target = _renamed(sub, t)
             if target is not None:
-                new_ops.append(_reshape(t, target))
+                new_ops.append(_reshape(t, target, time_axis))
     for i, src in alt["sources"].items():  # the float form's tensor readers may now read
         out = alt["outputs"][i]
         if src is not out:
-            new_ops.append(_reshape(out, src))
+            new_ops.append(_reshape(out, src, time_axis))
     new_ops = head + new_ops
     written = {id(t) for op in new_ops for t in op.outputs}
     read = {id(t) for op in new_ops for t in op.inputs if t is not None}
@@ -155,26 +199,33 @@ def _renamed(sub: tfl.Subgraph, t: tfl.Tensor) -> tfl.Tensor | None:
     return target
 
 
-def _reshape(src: tfl.Tensor, dst: tfl.Tensor) -> tfl.Operator:
-    shape = tfl.Tensor(
-        f"{dst.name}/alt_shape", np.int32, (len(dst.shape),), data=np.array(dst.shape, np.int32)
-    )
-    return tfl.Operator("RESHAPE", [src, shape], [dst], {"new_shape": list(dst.shape)})
+def _reshape(src: tfl.Tensor, dst: tfl.Tensor, time_axis: int | None) -> tfl.Operator:
+    """RESHAPE src -> dst; with a run-time sequence length (``time_axis``), the time entry
+    of a [T, B, H] / [T, D, B, H] target is -1 (LiteRT infers it)."""
+    target = list(dst.shape)
+    if time_axis is not None and dst.rank in (3, 4):
+        target[time_axis] = -1
+        dst.shape_signature = tuple(target)
+    data = np.array(target, np.int32)
+    shape = tfl.Tensor(f"{dst.name}/alt_shape", np.int32, (len(target),), data=data)
+    return tfl.Operator("RESHAPE", [src, shape], [dst], {"new_shape": target})
 
 
 def _without_dead_dangling(sub, operators):
-    """``operators`` without the ones reading a value nothing writes any more whose results
-    nobody reads (a rewrite's op that only fed the removed loop); None if a live op still
-    reads such a value (the alternative cannot be wired in)."""
+    """``operators`` without the ones the swap left dead: reading a value nothing writes any
+    more, or whose results were read before and are not now (a rewrite's op that only fed
+    the removed loop, a run-time shape computed for a removed RESHAPE); None if a live op
+    still reads a value nothing writes (the alternative cannot be wired in)."""
     graph_inputs = {id(t) for t in sub.inputs}
     outputs = {id(t) for t in sub.outputs}
+    read_before = {id(t) for op in sub.operators for t in op.inputs if t is not None}
     while True:
         produced = graph_inputs | {id(t) for op in operators for t in op.outputs}
-        readers: dict[int, int] = {}
-        for op in operators:
-            for t in op.inputs:
-                if t is not None:
-                    readers[id(t)] = readers.get(id(t), 0) + 1
+        readers = {id(t) for op in operators for t in op.inputs if t is not None}
+
+        def unread(op, readers=readers):
+            return not any(id(t) in readers or id(t) in outputs for t in op.outputs)
+
         dangling = [
             op
             for op in operators
@@ -183,15 +234,19 @@ def _without_dead_dangling(sub, operators):
                 for t in op.inputs
             )
         ]
-        if not dangling:
-            return operators
-        dead = [
-            op
-            for op in dangling
-            if not any(readers.get(id(t)) or id(t) in outputs for t in op.outputs)
-        ]
-        if not dead:
+        if any(not unread(op) for op in dangling):
             return None
+        orphaned = [
+            op
+            for op in operators
+            if op.outputs
+            and unread(op)
+            and any(id(t) in read_before for t in op.outputs)
+            and not any(t.is_variable for t in op.outputs)
+        ]
+        dead = dangling + orphaned
+        if not dead:
+            return operators
         operators = [op for op in operators if all(op is not d for d in dead)]
 
 

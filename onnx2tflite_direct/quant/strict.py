@@ -20,11 +20,10 @@ MAX_LISTED = 12  # ops named in a refusal message (all are in the report)
 # Why LiteRT cannot run these in integer (said instead of the generic "no integer kernel").
 KNOWN_GAPS = {
     "WHILE": "a recurrent layer (LSTM/GRU/RNN) keeps its WHILE loop, whose body is not "
-    "quantized: the full-integer files swap in a form with integer kernels (an LSTM that fits "
-    "LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM in the int8 files, else the unrolled cell) "
-    "only where the sequence length and batch are static (pin them with --input-shape) and "
-    f"the sequence x directions is at most {ALTERNATIVE_UNROLL_STEPS} steps for the unrolled "
-    "cell",
+    "quantized: the full-integer files swap in a form with integer kernels, an LSTM that fits "
+    "LiteRT's integer UNIDIRECTIONAL_SEQUENCE_LSTM (int8 files; any sequence length), else the "
+    "unrolled cell, which needs a static sequence length and batch (pin them with "
+    f"--input-shape) and at most {ALTERNATIVE_UNROLL_STEPS} steps x directions",
     "LOCAL_RESPONSE_NORMALIZATION": "LiteRT has no int8/int16 LOCAL_RESPONSE_NORMALIZATION kernel",
 }
 
