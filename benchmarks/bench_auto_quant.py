@@ -16,9 +16,11 @@ and separate evaluation samples from the same distribution):
    column.
 
     PYTHONPATH=. python benchmarks/bench_auto_quant.py [--models mobilenetv2 vit_small] \
-        [--baseline /tmp/auto_quant_before.json]
+        [--baseline /tmp/auto_quant_before.json] [--results /tmp/part1.json]
+    PYTHONPATH=. python benchmarks/bench_auto_quant.py --merge /tmp/part1.json /tmp/part2.json
 
-Writes ``benchmarks/results/auto_quant.json`` and ``.md`` (models measured earlier are kept).
+Writes ``benchmarks/results/auto_quant.json`` and ``.md`` (models measured earlier are kept), or
+``--results PATH`` and the ``.md`` beside it; ``--merge`` folds such files into the results.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from onnx2tflite_direct import ConversionError, convert  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "auto_quant.json"
 QUANT = ROOT / "benchmarks" / "results" / "quant.json"  # bench_quant's: the int8-weight bound
-TABLE = ROOT / "benchmarks" / "results" / "auto_quant.md"
 KIND = "auto_quant"
 CNNS = {
     "resnet50", "mobilenetv2", "efficientnet_lite", "yolov8n", "unet", "light_bvlc_alexnet",
@@ -179,10 +180,24 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration-samples", type=int, default=16)
     parser.add_argument("--eval-samples", type=int, default=16)
     parser.add_argument("--baseline", type=Path, default=None, help="earlier results JSON")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="results JSON (the table beside it, .md)"
+    )
+    parser.add_argument(
+        "--merge", type=Path, nargs="*", default=(), help="results JSONs to fold in, then exit"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
     args = parser.parse_args(argv)
+    out, table = args.results, args.results.with_suffix(".md")
+    results = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
+    if args.merge:  # runs split over processes, folded into one file
+        for path in args.merge:
+            results.update(json.loads(path.read_text())["models"])
+        out.write_text(json.dumps({"models": results}, indent=2) + "\n")
+        table.write_text(markdown(results, args))
+        print(table.read_text())
+        return 0
     loaders = model_loaders(args.cache_dir)
-    results = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.exists() else {}
     baseline = json.loads(args.baseline.read_text())["models"] if args.baseline else {}
     for name in args.models or list(loaders):
         print(name, flush=True)
@@ -191,9 +206,9 @@ def main(argv=None) -> int:
         if old is not None:
             results[name]["int8_mac_share_before"] = old
         print(f"  {json.dumps({k: v for k, v in results[name].items() if k != 'promoted'})}")
-        RESULTS.write_text(json.dumps({"models": results}, indent=2) + "\n")
-        TABLE.write_text(markdown(results, args))
-    print(TABLE.read_text())
+        out.write_text(json.dumps({"models": results}, indent=2) + "\n")
+        table.write_text(markdown(results, args))
+    print(table.read_text())
     return 0
 
 

@@ -664,14 +664,17 @@ def _refined(nodes: dict[str, _Node], precision: str) -> list[str]:
 
 
 def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]:
-    """Move the nodes with the largest estimated noise one step up until the estimate drops
-    by the shortfall, doubled at each further round (at least one node)."""
+    """Move nodes one step up, the most estimated noise per multiply-accumulate first (the
+    cheapest in int8 share per unit of noise removed: nodes without MACs before any conv),
+    until the estimate drops by the shortfall, doubled at each further round (at least one
+    node)."""
     est = {c: n.noise.get(n.precision, 0.0) for c, n in nodes.items() if n.precision != "float"}
     total = sum(est.values())
+    floor = max(1.0, 1e-4 * sum(n.macs for n in nodes.values()))
     # The estimate can be optimistic (noise that interacts): each round asks for more.
     need = total * min(1.0, (1 - 10 ** ((db - target - MARGIN_DB) / 10)) * 2 ** (round_no - 1))
     removed, promoted = 0.0, []
-    for label in sorted(est, key=est.get, reverse=True):
+    for label in sorted(est, key=lambda c: est[c] / (nodes[c].macs + floor), reverse=True):
         n = nodes[label]
         if n.precision == "int8" and "int16x8" not in n.noise and not n.head:
             alone(label, "int16x8")
