@@ -7,8 +7,9 @@ For each model (from the corpus cache of tools/zoo, ``python -m tools.zoo.build
 (``before``) and once as the converter ships (``after``); check both against onnxruntime (rtol
 1e-3, atol 1e-5, the corpus tolerance); then time the three runners in rotation (before, after,
 onnxruntime, before, ...) at 1 thread, so that all see the same load on a shared machine:
-median of >= ``--runs`` rounds after 3 warm-up rounds. Per model it also records the XNNPACK
-partitions (DELEGATE nodes after ``allocate_tensors()``) of both files.
+median of >= ``--runs`` rounds after 3 warm-up rounds, in wall time and in the thread's CPU
+time (``cpu_*``: robust to other processes on a shared machine). Per model it also records the
+XNNPACK partitions (DELEGATE nodes after ``allocate_tensors()``) of both files.
 
 The forms (module switches, each named here):
 - ``conv_dead_taps``: lowering/conv.TRIM_DEAD_TAPS, kernel taps that read only padding dropped.
@@ -139,19 +140,25 @@ def _agrees(blob, io_table, feeds, expected) -> bool:
 
 
 def rotate(fns, runs: int, budget_s: float = 40.0):
+    """Median wall and thread-CPU milliseconds per runner, timed in rotation. Both runtimes
+    compute in the calling thread at 1 thread, so the CPU time leaves out the time the thread
+    waits for a core on a loaded machine (the wall time includes it)."""
     for _ in range(3):
         for f in fns:
             f()
     times = [[] for _ in fns]
+    cpu = [[] for _ in fns]
     start = time.perf_counter()
     while len(times[0]) < runs or (time.perf_counter() - start < 1.0 and len(times[0]) < 200):
-        for f, t in zip(fns, times, strict=True):
-            t0 = time.perf_counter()
+        for f, t, c in zip(fns, times, cpu, strict=True):
+            c0, t0 = time.thread_time(), time.perf_counter()
             f()
             t.append(time.perf_counter() - t0)
+            c.append(time.thread_time() - c0)
         if len(times[0]) >= runs and time.perf_counter() - start > budget_s:
             break
-    return [statistics.median(t) * 1e3 for t in times], len(times[0])
+    wall = [statistics.median(t) * 1e3 for t in times]
+    return wall, [statistics.median(c) * 1e3 for c in cpu], len(times[0])
 
 
 def bench(name: str, runs: int, forms=None) -> dict:
@@ -178,13 +185,18 @@ def bench(name: str, runs: int, forms=None) -> dict:
         zoo._litert_runner(after, feeds, io_after),
         zoo._ort_runner(path, feeds),
     ]
-    (b_ms, a_ms, o_ms), n = rotate(fns, runs)
+    (b_ms, a_ms, o_ms), (b_cpu, a_cpu, o_cpu), n = rotate(fns, runs)
     row.update(
         litert_before_ms=round(b_ms, 3),
         litert_after_ms=round(a_ms, 3),
         ort_ms=round(o_ms, 3),
         ratio_before=round(b_ms / o_ms, 3),
         ratio_after=round(a_ms / o_ms, 3),
+        cpu_litert_before_ms=round(b_cpu, 3),
+        cpu_litert_after_ms=round(a_cpu, 3),
+        cpu_ort_ms=round(o_cpu, 3),
+        cpu_ratio_before=round(b_cpu / o_cpu, 3),
+        cpu_ratio_after=round(a_cpu / o_cpu, 3),
         rounds=n,
     )
     return row
@@ -217,7 +229,8 @@ def main(argv=None) -> int:
         print(
             f"{name:42s} before {row['ratio_before']:.3f}x ({row['litert_before_ms']:.2f} ms) "
             f"after {row['ratio_after']:.3f}x ({row['litert_after_ms']:.2f} ms) "
-            f"ort {row['ort_ms']:.2f} ms  partitions {row['partitions_before']}->"
+            f"ort {row['ort_ms']:.2f} ms  cpu-time ratio {row['cpu_ratio_before']:.3f}x -> "
+            f"{row['cpu_ratio_after']:.3f}x  partitions {row['partitions_before']}->"
             f"{row['partitions_after']}  match {row['match_before']}/{row['match_after']}",
             flush=True,
         )

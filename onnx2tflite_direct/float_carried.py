@@ -87,6 +87,15 @@ MATMUL_ON_INT8_KERNEL = True
 # and ``shifted`` (1: input 0 is ``q - zp`` already).
 INTERNAL = "onnx2tflite_direct.internal"
 EXACT_DENSE = "ExactIntegerDense"
+EXACT_CONV = "ExactIntegerConv"
+# A ConvInteger (2-D, group 1, stride and dilation 1) as im2col rows (PAD, one SLICE per tap,
+# CONCATENATION) on the same int8 kernel: ~2x faster than XNNPACK's float32 CONV_2D from 48
+# input channels (ddddocr_common_old's 48->192 and 64->256 3x3 convs), ~2x slower at 24 (the
+# copies cost more than the GEMM saves): benchmarks/bench_outliers.py. LiteRT's own hybrid
+# CONV_2D is not exact (its builtin kernel quantizes symmetrically; XNNPACK's per image).
+CONV_ON_INT8_KERNEL = True
+CONV_MIN_CHANNELS = 48
+CONV_MIN_CHANNELS_1X1 = 48
 INT8_MAX = 127  # TFLite's symmetric int8 weights: [-127, 127]
 # LiteRT's builtin hybrid FULLY_CONNECTED on x86 (sse_tensor_utils SseReductionSumVector) sums
 # each weight row for the input offset in 8 int16 lanes (lane j: columns 16 b + 2 j, 16 b + 2 j
@@ -509,8 +518,66 @@ def _emit_matmul(em: _Emitter, node: Node) -> None:
     _matmul(em, i[0], i[1], _inp(node, 2), _inp(node, 3), _shape(em.graph, out), em.target(out))
 
 
+def _conv_geometry(em: _Emitter, node: Node):
+    """(pads [top, left, bottom, right], w_shift [O, C, kh, kw]) of a ConvInteger the int8
+    kernel can take as im2col rows (``CONV_ON_INT8_KERNEL``), else None."""
+    g = em.graph
+    x, w_name = node.inputs[0], node.inputs[1]
+    sx = _shape(g, x)
+    wc = _const(g, w_name)
+    if not CONV_ON_INT8_KERNEL or wc is None or np.ndim(wc) != 4 or x not in em.carried:
+        return None
+    if _lattice_low(g, x) is None or sx is None or any(not isinstance(d, int) for d in sx):
+        return None
+    a = node.attrs
+    kh, kw = np.shape(wc)[2:]
+    if int(a.get("group", 1)) != 1 or any(int(v) != 1 for v in a.get("dilations", [1, 1])):
+        return None
+    if any(int(v) != 1 for v in a.get("strides", [1, 1])):
+        return None
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)) != "NOTSET":
+        return None
+    if sx[1] < (CONV_MIN_CHANNELS_1X1 if kh * kw == 1 else CONV_MIN_CHANNELS):
+        return None
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    zc = _const(g, _inp(node, 3)) if _inp(node, 3) else np.zeros((), np.int64)
+    if zc is None:
+        return None
+    zc = np.asarray(zc, np.int64)
+    zc = zc.reshape(-1, 1, 1, 1) if zc.size > 1 else zc.reshape(())
+    w = np.asarray(wc, np.int64) - zc
+    if int8_codes(conv_rows_weights(w)) is None:
+        return None
+    return pads, w
+
+
+def conv_rows_weights(w: np.ndarray) -> np.ndarray:
+    """[O, C, kh, kw] filter as the [kh * kw * C, O] weights of im2col rows (tap-major)."""
+    o, c, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o))
+
+
 def _emit_conv(em: _Emitter, node: Node) -> None:
     g = em.graph
+    geometry = _conv_geometry(em, node)
+    if geometry is not None:
+        pads, w = geometry
+        x, az = node.inputs[0], _inp(node, 2)
+        twin = em.shifted.get(x)
+        shifted = twin is not None and bool(az) and twin[1] == az
+        a = twin[0] if shifted else em.carried[x]
+        zp = em.as_float(az, "x_zp") if az else em.const(0.0, "x_zp")
+        w_name = em.fresh(f"{node.label}/w_shifted", w.shape, np.int32, w.astype(np.int32))
+        out = node.outputs[0]
+        attrs = {"low": _lattice_low(g, x), "shifted": int(shifted), "pads": pads}
+        inputs = [a, zp, w_name]
+        em.nodes.append(
+            Node(
+                f"{node.label}/exact_conv", EXACT_CONV, INTERNAL, inputs, [em.target(out)], attrs, 1
+            )
+        )
+        return
     w_shape = _shape(g, node.inputs[1])
     o, rank = w_shape[0], len(w_shape)
     x_s = _shifted(em, node.inputs[0], _inp(node, 2), "x")

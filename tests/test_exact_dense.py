@@ -149,3 +149,80 @@ def test_weights_the_builtin_kernel_cannot_sum_keep_the_float_form():
     for use_xnnpack in (True, False):
         got = _run(res.tflite_bytes, res.report.get("io"), feeds, use_xnnpack)
         np.testing.assert_allclose(got["acc"], expected["acc"], rtol=1e-6, atol=1.0)
+
+
+# ---- DynamicQuantizeLSTM on the int8 kernel, both directions in one set of ops ---------------
+
+JOINT_CASES = {
+    "states_peepholes_uint8": {"states": True, "peepholes": True, "uint8": True},
+    "per_channel_clip": {"per_channel": True, "attrs": {"clip": 1.5}},
+    "hidden_96_long_input": {"inp": 768, "hidden": 96, "seq": 5},
+}
+
+
+@pytest.mark.parametrize("case", sorted(JOINT_CASES))
+def test_bidirectional_lstm_joint_directions(case, monkeypatch):
+    """A bidirectional batch-1 layer runs both directions in [2, ...] ops (one FC for the input
+    projection of both, two recurrent FCs per step); against onnxruntime as tightly as the
+    per-direction form, which needs twice the ops per step."""
+    from test_ops_contrib import _dq_lstm
+
+    from onnx2tflite_direct.lowering import contrib_rnn
+
+    model, feeds = _dq_lstm(direction="bidirectional", **JOINT_CASES[case])
+    expected = V.run_onnxruntime(model, feeds)
+    counts = {}
+    for joint in (True, False):
+        monkeypatch.setattr(contrib_rnn, "JOINT_DIRECTIONS", joint)
+        res = convert(model)
+        counts[joint] = sum(op_histogram(res.tflite_bytes).values())
+        got = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+        for name, e in expected.items():
+            np.testing.assert_allclose(got[name], e, atol=2e-5, rtol=1e-4, err_msg=name)
+    assert counts[True] < 0.75 * counts[False], counts
+
+
+# ---- ConvInteger as im2col rows on the int8 kernel ---------------------------------------------
+
+CONV_CASES = {
+    # (input channels, output channels, kernel, pads, weight dtype)
+    "3x3_pad1_int8": (64, 40, 3, [1, 1, 1, 1], "int8"),
+    "3x3_uneven_pads_uint8_zp": (48, 24, 3, [1, 0, 0, 2], "uint8"),
+    "1x1_uint8_zp": (96, 32, 1, [0, 0, 0, 0], "uint8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_conv_integer_as_im2col_rows_bit_identical(case):
+    """DynamicQuantizeLinear -> ConvInteger -> Cast: the accumulator equals onnxruntime's bit for
+    bit (padding with the zero point included), on XNNPACK and on the builtin kernels."""
+    c, o, k, pads, wtype = CONV_CASES[case]
+    rng = np.random.default_rng(c + o + k)
+    if wtype == "int8":
+        w = rng.integers(-127, 128, (o, c, k, k)).astype(np.int8)
+        w_zp = np.asarray(0, np.int8)
+    else:
+        w = rng.integers(0, 256, (o, c, k, k)).astype(np.uint8)
+        w_zp = np.asarray(131, np.uint8)
+    h, wd = 9, 13
+    ho, wo = h + pads[0] + pads[2] - k + 1, wd + pads[1] + pads[3] - k + 1
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "zp"]),
+        helper.make_node("ConvInteger", ["q", "w", "zp", "w_zp"], ["acc_i"], pads=pads),
+        helper.make_node("Cast", ["acc_i"], ["acc"], to=TensorProto.FLOAT),
+    ]
+    model = make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [1, c, h, wd])],
+        [("acc", TensorProto.FLOAT, [1, o, ho, wo])],
+        {"w": w, "w_zp": w_zp},
+    )
+    x = (rng.standard_normal((1, c, h, wd)) + 0.8).astype(F)
+    feeds = {"x": x}
+    expected = V.run_onnxruntime(model, feeds)
+    res = convert(model)
+    ops = op_histogram(res.tflite_bytes)
+    assert ops["FULLY_CONNECTED"] == 1 and "CONV_2D" not in ops, ops
+    for use_xnnpack in (True, False):
+        got = _run(res.tflite_bytes, res.report.get("io"), feeds, use_xnnpack)
+        np.testing.assert_array_equal(got["acc"], expected["acc"])

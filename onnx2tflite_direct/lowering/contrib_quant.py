@@ -22,8 +22,8 @@ import math
 import numpy as np
 
 from .. import errors, tfl
-from ..float_carried import EXACT_DENSE, INTERNAL, int8_codes
-from ..policies import onnx_order
+from ..float_carried import EXACT_CONV, EXACT_DENSE, INTERNAL, conv_rows_weights, int8_codes
+from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
 from .emit import Emitter
@@ -221,23 +221,37 @@ def exact_dense(
         return None
     copies = (codes.shape[1] - 2) // k
     q2 = e.reshape(q, (rows, k), f"{hint}_rows")
+    wide = lattice_rows(ctx, q2, zp, copies, low, hint, ends=ends, shifted=shifted)
+    return int8_dense(ctx, wide, codes, hint)
+
+
+def lattice_rows(ctx, q2, zp, copies: int, low: int, hint: str, ends=None, shifted=False):
+    """``[q2 - zp] * copies`` followed by the lattice's two ends ``low - zp``, ``low + 255 -
+    zp`` in every row: the input of :func:`int8_dense` (see :func:`exact_dense`)."""
+    e = Emitter(ctx)
+    rows = q2.shape[0]
     ends = np.tile(np.asarray([ends or (low, low + 255)], np.float32), (rows, 1))
     ends = e.const(ends, hint=f"{hint}_lattice_ends")
     if shifted:
         ends = e.op("SUB", ends, zp, hint=f"{hint}_ends_shifted")
-        wide = e.concat([q2] * copies + [ends], 1, hint)
-    else:
-        wide = e.op("SUB", e.concat([q2] * copies + [ends], 1, hint), zp, hint=f"{hint}_shifted")
+        return e.concat([q2] * copies + [ends], 1, hint)
+    return e.op("SUB", e.concat([q2] * copies + [ends], 1, hint), zp, hint=f"{hint}_shifted")
+
+
+def int8_dense(ctx, wide, codes: np.ndarray, hint: str):
+    """FULLY_CONNECTED of float32 ``wide`` rows with int8 ``codes`` [N, K'] of scale 1 (the
+    dynamically quantized kernel; exact on :func:`lattice_rows` input)."""
+    n = codes.shape[0]
     weights = ctx.const_tensor(codes, f"{hint}_w_int8")
     weights.quantization = tfl.Quantization(
         scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
     )
-    return e.op(
+    return Emitter(ctx).op(
         "FULLY_CONNECTED",
         wide,
         weights,
         None,
-        shape=(rows, n),
+        shape=(wide.shape[0], n),
         dtype=np.float32,
         hint=f"{hint}_acc",
         fused_activation_function="NONE",
@@ -275,4 +289,63 @@ def lower_exact_integer_dense(ctx):
         raise errors.InternalError(
             errors.INTERNAL_ERROR, "weights the int8 kernel cannot sum", ctx.node.label
         )
+    e.reshape(acc, ctx.output(0).shape, out=ctx.output(0))
+
+
+@lowering(
+    EXACT_CONV,
+    channel_last(data_inputs=(0,)),
+    domain=INTERNAL,
+    dtypes=FLOAT,
+    dtype_inputs=(0, 1),
+    const_inputs=(2,),
+    tflite_ops=("PAD", "SLICE", "CONCATENATION", "RESHAPE", "SUB", "FULLY_CONNECTED"),
+    notes="internal (written by the float_carried_integers rewrite): a ConvInteger (2-D, "
+    "group 1, stride and dilation 1) on an 8-bit lattice activation as im2col rows times the "
+    "int8 filter on LiteRT's dynamically quantized FULLY_CONNECTED: the exact int32 "
+    "accumulator, converted to float32 once",
+)
+def lower_exact_integer_conv(ctx):
+    """im2col: the zero-padded (shifted: ConvInteger's zero-point padding) input, one SLICE per
+    filter tap, CONCATENATIONs of at most 3 inputs (XNNPACK's limit), rows times the filter."""
+    e = Emitter(ctx)
+    x = ctx.input(0)  # NHWC
+    n, h, w, c = x.shape
+    w_shift = np.asarray(ctx.const(2), np.int64)
+    o, _, kh, kw = w_shift.shape
+    top, left, bottom, right = (int(v) for v in ctx.attr("pads", [0, 0, 0, 0]))
+    if top or left or bottom or right:
+        pads = np.asarray([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32)
+        x = e.op(
+            "PAD",
+            x,
+            e.const(pads, np.int32, "pads"),
+            shape=(n, h + top + bottom, w + left + right, c),
+            hint="padded",
+        )
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            if (kh, kw) == (1, 1) and (ho, wo) == tuple(x.shape[1:3]):
+                taps.append(x)
+                continue
+            begin = e.const(np.asarray([0, ky, kx, 0], np.int32), np.int32, "begin")
+            size = e.const(np.asarray([n, ho, wo, c], np.int32), np.int32, "size")
+            taps.append(e.op("SLICE", x, begin, size, shape=(n, ho, wo, c), hint="tap"))
+    while len(taps) > 1:
+        taps = [
+            e.concat(taps[i : i + 3], 3, "taps") if len(taps[i : i + 3]) > 1 else taps[i]
+            for i in range(0, len(taps), 3)
+        ]
+    rows = e.reshape(taps[0], (n * ho * wo, kh * kw * c), "rows")
+    codes = int8_codes(conv_rows_weights(w_shift))
+    if codes is None:  # the rewrite checked int8_codes before writing the node
+        raise errors.InternalError(
+            errors.INTERNAL_ERROR, "weights the int8 kernel cannot sum", ctx.node.label
+        )
+    copies = (codes.shape[1] - 2) // (kh * kw * c)
+    low, shifted = int(ctx.attr("low", 0)), bool(ctx.attr("shifted", 0))
+    wide = lattice_rows(ctx, rows, ctx.input(1), copies, low, "exact", shifted=shifted)
+    acc = int8_dense(ctx, wide, codes, "exact")
     e.reshape(acc, ctx.output(0).shape, out=ctx.output(0))

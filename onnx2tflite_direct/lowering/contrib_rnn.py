@@ -30,7 +30,7 @@ from ..float_carried import int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
-from .contrib_quant import dynamic_quantize_parts, exact_dense
+from .contrib_quant import dynamic_quantize_parts, exact_dense, int8_dense, lattice_rows
 from .emit import Emitter
 from .qlinear import combine_digits, digit_plan, split_digits
 from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
@@ -43,6 +43,11 @@ DEFAULT_ACTS = ("Sigmoid", "Tanh", "Tanh")
 # integers split into digits (4x the weight bytes per step; ddddocr_common_old's 2 x 20 steps
 # of 512 x 2048). Both are exact; the switch is for benchmarks/bench_outliers.py's "before".
 INT8_PRODUCTS = True
+# A bidirectional layer of batch 1 runs both directions in the same ops, one [2, ...] row per
+# direction (each row quantized on its own, as onnxruntime quantizes each direction's state):
+# half the ops per time step, which at hidden 512 cost more than the arithmetic
+# (ddddocr_common_old: ~40 ops per direction and step). Switch for bench_outliers' "before".
+JOINT_DIRECTIONS = True
 
 
 def _direction(node) -> str:
@@ -163,6 +168,9 @@ def batch_parallel(batch: int, hidden: int) -> bool:
     extra_check=_check,
 )
 def lower_dynamic_quantize_lstm(ctx):
+    if _joint_plan(ctx) is not None:
+        _lower_joint(ctx, *_joint_plan(ctx))
+        return
     e = Emitter(ctx)
     seq, batch, _ = ctx.shape(X)
     hidden = int(ctx.attr("hidden_size"))
@@ -228,3 +236,119 @@ def lower_dynamic_quantize_lstm(ctx):
         o.stack(last_h, 0, out=ctx.output(1))
     if len(outputs) > 2 and outputs[2]:
         o.stack(last_c, 0, out=ctx.output(2))
+
+
+# ---- both directions in one set of ops (bidirectional, batch 1) -------------------------------
+
+
+def _shifts(ctx, d: int):
+    w = ctx.const(W).astype(np.int64)[d] - _per_direction(ctx.const(W_ZP), d)
+    r = ctx.const(R).astype(np.int64)[d] - _per_direction(ctx.const(R_ZP), d)
+    return np.asarray(w, np.int64), np.asarray(r, np.int64)
+
+
+def _joint_plan(ctx):
+    """(input codes, [recurrent codes per direction]) when both directions can share ops:
+    bidirectional, batch 1, the same activations, every product on the int8 kernel; else None.
+    The recurrent codes of both directions get the same number of int8 parts (zero parts
+    added), so that one set of input rows serves both."""
+    if not (JOINT_DIRECTIONS and INT8_PRODUCTS) or _dirs(ctx.node) != 2 or ctx.shape(X)[1] != 1:
+        return None
+    acts = parse_activations(ctx.node.attrs, DEFAULT_ACTS, 2)
+    if acts[0] != acts[1]:
+        return None
+    (w0, r0), (w1, r1) = _shifts(ctx, 0), _shifts(ctx, 1)
+    w_codes = int8_codes(np.concatenate([w0, w1], 1))
+    r_codes = [int8_codes(r0), int8_codes(r1)]
+    if w_codes is None or any(c is None for c in r_codes):
+        return None
+    width = max(c.shape[1] for c in r_codes)
+    r_codes = [np.insert(c, [c.shape[1] - 2] * (width - c.shape[1]), 0, axis=1) for c in r_codes]
+    return w_codes, r_codes
+
+
+def _scale_row(value, width: int) -> np.ndarray:
+    """A direction's w_scale (scalar or per column) as a [width] row."""
+    return np.broadcast_to(np.asarray(value, np.float32), (width,)).astype(np.float32)
+
+
+class _JointRecurrence(Ops):
+    """``Ops`` whose recurrent projection quantizes each direction's row of the [2, hidden]
+    state on its own and multiplies it with that direction's R on the int8 kernel."""
+
+    def __init__(self, ctx, r_codes, r_scales: np.ndarray):
+        super().__init__(ctx)
+        self._codes, self._scales = r_codes, r_scales  # r_scales: [2, 4 * hidden]
+        self._step = 0
+
+    def linear(self, x, weight, bias, keep_num_dims: bool = False):
+        self._step += 1
+        hint = f"h{self._step}"
+        a_shift, zp, a_scale = dynamic_quantize_parts(self.ctx, self.tensor(x), per_row=True)
+        copies = (self._codes[0].shape[1] - 2) // a_shift.shape[1]
+        wide = lattice_rows(self.ctx, a_shift, zp, copies, 0, hint, shifted=True)
+        rows = self.split(wide, [1, 1], axis=0)
+        accs = [
+            int8_dense(self.ctx, r, c, f"{hint}_d{d}")
+            for d, (r, c) in enumerate(zip(rows, self._codes, strict=True))
+        ]
+        acc = self.e.concat(accs, 0, f"{hint}_acc")
+        return self.mul(acc, self.mul(a_scale, self._scales))
+
+
+def _lower_joint(ctx, w_codes, r_codes):
+    e = Emitter(ctx)
+    o = Ops(ctx)
+    seq, _, k = ctx.shape(X)
+    hidden = int(ctx.attr("hidden_size"))
+    g = 4 * hidden
+    clip = ctx.attr("clip", None)
+    acts = parse_activations(ctx.node.attrs, DEFAULT_ACTS, 2)
+    bias = ctx.const(B) if ctx.has_input(B) else np.zeros((2, 8 * hidden), np.float32)
+    both = (bias[:, :g] + bias[:, g:]).astype(np.float32).reshape(-1)  # [2 * g]
+    w_scale = np.concatenate([_scale_row(_per_direction(ctx.const(W_SCALE), d), g) for d in (0, 1)])
+    r_scales = np.stack([_scale_row(_per_direction(ctx.const(R_SCALE), d), g) for d in (0, 1)])
+    # X is quantized once for both directions (onnxruntime quantizes it once per direction,
+    # over the same tensor: the same lattice), one FC over both directions' weights.
+    x_rows = e.reshape(ctx.input(X), (seq, k), "x_rows")
+    a_shift, zp, a_scale = dynamic_quantize_parts(ctx, x_rows)
+    wide = lattice_rows(ctx, a_shift, zp, (w_codes.shape[1] - 2) // k, 0, "x", shifted=True)
+    acc = int8_dense(ctx, wide, w_codes, "x")
+    projected = e.op("MUL", acc, e.op("MUL", a_scale, e.const(w_scale), hint="x_scale"))
+    projected = e.op("ADD", projected, e.const(both), hint="x_biased")
+    fwd, bwd = o.split(e.reshape(projected, (seq, 1, 2 * g), "x_steps"), [g, g], axis=2)
+    fwd, bwd = o.unstack(fwd, 0), o.unstack(bwd, 0)  # seq x [1, g]
+    state = []
+    for i in (INITIAL_H, INITIAL_C):
+        init = ctx.const(i) if ctx.has_input(i) else np.zeros((2, 1, hidden), np.float32)
+        if init is None:
+            state.append(e.reshape(ctx.input(i), (2, hidden), "initial"))
+        else:
+            state.append(np.asarray(init, np.float32).reshape(2, hidden))
+    peepholes = None
+    if ctx.has_input(P):
+        p = np.asarray(ctx.const(P), np.float32).reshape(2, 3 * hidden)
+        peepholes = (p[:, :hidden], p[:, hidden : 2 * hidden], p[:, 2 * hidden :])
+    cfg = CellConfig(
+        hidden=hidden,
+        acts=acts[0],
+        clip=None if clip is None else float(clip),
+        recurrent=None,
+        recurrent_bias=None,
+        peepholes=peepholes,
+        input_forget=bool(ctx.attr("input_forget", 0)),
+    )
+    rec = _JointRecurrence(ctx, r_codes, r_scales)
+    outs_f, outs_b = [None] * seq, [None] * seq
+    h, c = state
+    for t in range(seq):
+        x_t = e.concat([fwd[t], bwd[seq - 1 - t]], 0, f"x_t{t}")
+        h, c = lstm_step(rec, cfg, x_t, (h, c))
+        outs_f[t], outs_b[seq - 1 - t] = rec.split(rec.tensor(h), [1, 1], axis=0)
+    outputs = ctx.node.outputs
+    if len(outputs) > 0 and outputs[0]:
+        ys = [o.stack(outs, 0) for outs in (outs_f, outs_b)]  # [seq, 1, hidden] each
+        o.stack(ys, 1, out=ctx.output(0))
+    for i, value in ((1, h), (2, c)):
+        if len(outputs) > i and outputs[i]:
+            e.reshape(rec.tensor(value), ctx.output(i).shape, out=ctx.output(i))
