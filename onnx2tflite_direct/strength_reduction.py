@@ -254,7 +254,8 @@ def gather_as_reshape(graph: Graph) -> list[str]:
         x, out = node.inputs[0], node.outputs[0]
         idx = _const(graph, node.inputs[1])
         src = graph.values.get(x)
-        if idx is None or idx.dtype.kind not in "iu" or idx.ndim == 0 or src is None:
+        # a scalar index qualifies on a length-1 axis (x[:, -1] of a one-step decoder output)
+        if idx is None or idx.dtype.kind not in "iu" or src is None:
             continue
         if not src.is_static or not src.shape:
             continue

@@ -262,3 +262,16 @@ def test_where_constant_and_runtime_branch(const_first, fill):
     chk = check_conversion(model, feeds={"mask": mask, "s": s}, atol=0, rtol=0)
     parts = _parts(chk)
     assert parts["partitions"] == 1 and parts["outside"] == {"CAST": 1}, parts
+
+
+def test_scalar_gather_of_a_length_one_axis_is_a_reshape():
+    """x[:, -1] of a one-step decoder output [1, 1, D]: a Reshape (gather_as_reshape), not a
+    GATHER that splits the partition."""
+    nodes = [
+        helper.make_node("Tanh", ["x"], ["t"]),
+        helper.make_node("Gather", ["t", "i"], ["g"], axis=1),
+        helper.make_node("Relu", ["g"], ["y"]),
+    ]
+    model = make_model(nodes, [("x", F, (1, 1, 8))], [("y", F, (1, 8))], {"i": np.array(-1, I64)})
+    chk = check_conversion(model, feeds={"x": RNG.standard_normal((1, 1, 8)).astype(F)})
+    assert "GATHER" not in chk.ops and _parts(chk)["partitions"] == 1
