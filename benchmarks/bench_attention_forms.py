@@ -9,11 +9,12 @@ files in the zoo cache) in every form below, in one run, and records per form:
 - ``max_abs`` error of every output against onnxruntime (1 thread) on the corpus's stored feeds
   (seeded ones for the generated encoders), and ``max_abs_vs_default`` between the forms;
 - latency (``cpu``: thread CPU time, which leaves out waiting for a core on a shared machine;
-  ``wall``: wall time): ``rounds`` rounds, each timing every file interleaved (one call each
-  per pass, the order rotating per round) for ``pairs`` passes after warm-up, on one thread;
-  per round the ratio of each form to ``default``, then its median and min..max over rounds.
-  ``default_again`` is the default file in a second interpreter: its ratio is the A/A noise
-  floor of the same procedure on this machine.
+  ``wall``: wall time): every file is loaded in ``--copies`` interpreters (two interpreters of
+  one file differ by a few %: memory placement); ``rounds`` rounds each time every
+  interpreter in turn (one call each per pass, the order rotating per round) for ``pairs``
+  passes after warm-up, on one thread. Per round a form's time is the mean over its
+  interpreters and its ratio is taken to the default's; reported: median and min..max over
+  rounds. ``default_again`` (default copy 1 / copy 0) is the A/A noise floor.
 
 Forms (onnx2tflite_direct/head_projection.py; the two candidates are opt-in rules):
 
@@ -23,6 +24,14 @@ Forms (onnx2tflite_direct/head_projection.py; the two candidates are opt-in rule
   head-major, one SPLIT, K^T read through adj_y, the merge: 2 per layer;
 - ``head_major`` (``head_major_projection``): Q/K/V each a BATCH_MATMUL of the rows by per-head
   constant weights [1, H, K, d] writing [B, H, S, d], the merge: 1 per layer.
+
+onnxruntime-optimized exports (``*_ortopt``: one com.microsoft Attention per layer, its QKV
+projection already one FULLY_CONNECTED) are measured in two forms of contrib_attention:
+
+- ``default``: SPLIT of the packed projection first, then a TRANSPOSE per part, plus the
+  merge: 4 per layer;
+- ``one_transpose`` (``contrib_attention.head_major_heads``): the packed projection moved to
+  head-major with one TRANSPOSE and SPLIT there, plus the merge: 2 per layer.
 
 A form would become the default only with <= 2 TRANSPOSE per layer and a ratio <= 1.0 within
 the A/A noise on every model.
@@ -35,6 +44,7 @@ Writes ``benchmarks/results/attention_forms.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -58,6 +68,16 @@ SYNTHETIC = {
 }
 
 
+# onnxruntime-optimized exports: one com.microsoft Attention per layer (packed QKV weights)
+ORT_FUSED = [
+    "hf_bert_ts_ortopt",
+    "hf_distilbert_ts_ortopt",
+    "hf_vit_ts_ortopt",
+    "minilm_l6_ts_ortopt",
+    "hf_gpt2_past_ts_ortopt",
+]
+
+
 MODELS = [
     "hf_bert_ts",
     "hf_bert_dynamo",
@@ -69,13 +89,42 @@ MODELS = [
     "minilm_l6_dynamo",
     "hf_gpt2_past_ts",
     *SYNTHETIC,
+    *ORT_FUSED,
 ]
-# form -> opt-in rules of head_projection.OPT_IN it enables
+
+
+@contextlib.contextmanager
+def one_transpose():
+    """contrib_attention's packed Q/K/V moved to head-major at once (head_major_heads)."""
+    from onnx2tflite_direct.lowering import contrib_attention as ca
+
+    saved = ca.packed_heads
+    ca.packed_heads = ca.head_major_heads
+    try:
+        yield
+    finally:
+        ca.packed_heads = saved
+
+
+def _rules(*names):
+    from onnx2tflite_direct.head_projection import opt_in
+
+    return lambda: opt_in(*names)
+
+
+# form -> the context its conversion runs in
 FORMS = {
-    "default": (),
-    "fused_qkv": ("fused_head_projection",),
-    "head_major": ("head_major_projection",),
+    "default": contextlib.nullcontext,
+    "fused_qkv": _rules("fused_head_projection"),
+    "head_major": _rules("head_major_projection"),
+    "one_transpose": one_transpose,
 }
+
+
+def forms_of(name: str) -> list[str]:
+    if name in ORT_FUSED:
+        return ["default", "one_transpose"]
+    return ["default", "fused_qkv", "head_major"]
 
 
 def load(name: str):
@@ -104,9 +153,7 @@ def convert_form(name: str, form: str):
     from onnx2tflite_direct import convert
 
     model, source, feeds, opts = load(name)
-    from onnx2tflite_direct.head_projection import opt_in
-
-    with opt_in(*FORMS[form]):
+    with FORMS[form]():
         res = convert(model, **opts)
     return bytes(res.tflite_bytes), res.report.get("io"), model, source, feeds
 
@@ -160,7 +207,7 @@ def max_abs(a: dict, b: dict) -> float:
     return worst
 
 
-def interleaved(runners: dict, pairs: int, order: list[str], clock) -> dict[str, float]:
+def interleaved(runners: dict, pairs: int, order: list, clock) -> dict:
     """Median ms of each runner by ``clock``, timed in turn (one call each per pass) after
     warm-up."""
     for _ in range(5):
@@ -175,13 +222,21 @@ def interleaved(runners: dict, pairs: int, order: list[str], clock) -> dict[str,
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
-def summarize(per_round: list[dict], keys: list[str]) -> dict:
-    out = {"ms": {k: round(statistics.median(m[k] for m in per_round), 4) for k in keys}}
+def summarize(per_round: list[dict], forms: list[str], copies: int) -> dict:
+    """Per form: median ms (copy 0) and the ratio to ``default`` per round, each form timed as
+    the mean of its ``copies`` interpreters (two interpreters of one file differ by a few %:
+    memory placement), median and min..max over rounds; ``default_again`` is copy 1 of the
+    default against copy 0 (the A/A floor, not averaged)."""
+
+    def mean(m, form):
+        return statistics.fmean(m[(form, c)] for c in range(copies))
+
+    out = {"ms": {f: round(statistics.median(mean(m, f) for m in per_round), 4) for f in forms}}
     ratios = {}
-    for k in keys:
-        if k == "default":
-            continue
-        rs = [m[k] / m["default"] for m in per_round]
+    series = {f: [mean(m, f) / mean(m, "default") for m in per_round] for f in forms[1:]}
+    if copies > 1:
+        series["default_again"] = [m[("default", 1)] / m[("default", 0)] for m in per_round]
+    for k, rs in series.items():
         ratios[k] = {
             "median": round(statistics.median(rs), 3),
             "min": round(min(rs), 3),
@@ -191,7 +246,7 @@ def summarize(per_round: list[dict], keys: list[str]) -> dict:
     return out
 
 
-def bench(name: str, rounds: int, pairs: int) -> dict:
+def bench(name: str, rounds: int, pairs: int, copies: int = 2) -> dict:
     from bench_transposes import attention_layers
 
     from tools.zoo.run import _litert_runner
@@ -199,7 +254,7 @@ def bench(name: str, rounds: int, pairs: int) -> dict:
     rec: dict = {"forms": {}}
     files = {}
     model = path = feeds = None
-    for form in FORMS:
+    for form in forms_of(name):
         blob, io_table, model, path, feeds = convert_form(name, form)
         files[form] = (blob, io_table)
     layers = attention_layers(model)
@@ -213,9 +268,11 @@ def bench(name: str, rounds: int, pairs: int) -> dict:
         row["max_abs_vs_default"] = max_abs(got[form], got["default"])
         rec["forms"][form] = row
     rec["max_abs_expected"] = max(float(np.max(np.abs(v))) for v in expected.values() if v.size)
-    runners = {form: _litert_runner(blob, feeds, io) for form, (blob, io) in files.items()}
-    blob, io = files["default"]
-    runners["default_again"] = _litert_runner(blob, feeds, io)
+    runners = {
+        (form, c): _litert_runner(blob, feeds, io)
+        for form, (blob, io) in files.items()
+        for c in range(copies)
+    }
     keys = list(runners)
     # Thread CPU time (the interpreter runs on this thread at num_threads=1) leaves out the
     # time the process waits for a core on a shared machine; wall time is recorded too.
@@ -225,8 +282,9 @@ def bench(name: str, rounds: int, pairs: int) -> dict:
         order = keys[r % len(keys) :] + keys[: r % len(keys)]
         for c, clock in clocks.items():
             per_round[c].append(interleaved(runners, pairs, order, clock))
-    rec["latency"] = {c: summarize(per_round[c], keys) for c in clocks}
-    rec["rounds"], rec["pairs"] = rounds, pairs
+    forms = list(files)
+    rec["latency"] = {c: summarize(per_round[c], forms, copies) for c in clocks}
+    rec["rounds"], rec["pairs"], rec["interpreters_per_form"] = rounds, pairs, copies
     return rec
 
 
@@ -234,14 +292,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--pairs", type=int, default=30)
+    ap.add_argument("--copies", type=int, default=2, help="interpreters per form")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
     data.setdefault("models", {})
     for name in args.only or MODELS:
         try:
-            rec = bench(name, args.rounds, args.pairs)
+            rec = bench(name, args.rounds, args.pairs, args.copies)
         except Exception as exc:  # noqa: BLE001 - one model's failure is recorded, not fatal
             rec = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         data["models"][name] = rec
@@ -259,8 +318,9 @@ def main(argv=None) -> int:
         "Per model and head-layout form: TRANSPOSE count and per attention layer, XNNPACK "
         "partitions, max abs error vs onnxruntime, and 1-thread LiteRT latency interleaved, by "
         "thread CPU time and wall time "
-        "(median over rounds of per-round medians; ratio form/default per round, median and "
-        "min..max; default_again is the A/A noise floor). Written by "
+        "(per round: median per interpreter, mean over a form's interpreters, ratio to default; "
+        "median and min..max over rounds; default_again = default copy 1 / copy 0, the A/A "
+        "noise floor). Written by "
         "benchmarks/bench_attention_forms.py."
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ reads ``_get_ops_details()`` of the primary subgraph. It records:
 
 - ``transposes``: the number of TRANSPOSE ops;
 - ``attention_layers``: Softmax nodes of the ONNX graph whose input comes (through
-  shape-only ops) from a MatMul and whose output feeds a MatMul -- one per attention layer;
+  shape-only ops) from a MatMul and whose output feeds a MatMul, and fused attention nodes
+  (Attention, MultiHeadAttention, GroupQueryAttention) -- one per attention layer;
 - ``per_layer``: transposes / attention layers;
 - ``consumers``: for every TRANSPOSE, its perm, input shape and the op(s) that read its output,
   so a transpose that stays is listed with the consumer that needs it.
@@ -92,10 +93,11 @@ def attention_layers(model: onnx.ModelProto) -> int:
                 return True
         return False
 
+    fused = {"Attention", "MultiHeadAttention", "GroupQueryAttention"}  # one layer each
     return sum(
         1
         for n in model.graph.node
-        if n.op_type == "Softmax" and up(n.input[0]) and down(n.output[0])
+        if (n.op_type == "Softmax" and up(n.input[0]) and down(n.output[0])) or n.op_type in fused
     )
 
 

@@ -13,8 +13,10 @@ import pytest
 from harness import check_conversion, make_model
 from onnx import helper
 from test_attention_layout import _gpt2
+from test_ops_contrib import ATTENTION_CASES, _attention
 
 from onnx2tflite_direct.head_projection import OPT_IN, opt_in
+from onnx2tflite_direct.lowering import contrib_attention
 
 F = np.float32
 H, D = 4, 8
@@ -195,3 +197,20 @@ def test_opt_in_names_are_checked():
     with pytest.raises(ValueError, match="unknown opt-in"):
         with opt_in("no_such_rule"):
             pass
+
+
+@pytest.mark.parametrize(
+    "case,transposes",
+    [("plain", 2), ("lengths", 2), ("gpt2_past", 2), ("attention_bias", 2), ("qkv_sizes", 4)],
+)
+@pytest.mark.parametrize("one_transpose", [False, True])
+def test_ms_attention_packed_heads(case, transposes, one_transpose, monkeypatch):
+    """com.microsoft Attention (onnxruntime's fused export). The default splits the packed
+    projection and moves each part to head-major: 3 TRANSPOSE + the merge. The alternative
+    contrib_attention.head_major_heads moves it at once and splits there: 1 + the merge for
+    equal Q/K/V sizes (unequal sizes fall back to the default's 4)."""
+    if one_transpose:
+        monkeypatch.setattr(contrib_attention, "packed_heads", contrib_attention.head_major_heads)
+    model, feeds = _attention(**ATTENTION_CASES[case])
+    chk = check_conversion(model, feeds=feeds, atol=2e-5)
+    assert chk.ops["TRANSPOSE"] == (transposes if one_transpose else 4), chk.ops
