@@ -73,6 +73,20 @@ def _only_reader(consumers, graph: Graph, name: str) -> Node | None:
     return users[0][0]
 
 
+def _keeps_rows(vals, reshape: Node, in_shape, out_shape) -> bool:
+    """Does the Reshape keep [B, S] and only split the last axis? Known when both dims are
+    static and equal, or when its constant shape copies them (0, with allowzero off)."""
+    if all(isinstance(d, int) for d in (*in_shape[:2], *out_shape[:2])):
+        return tuple(in_shape[:2]) == tuple(out_shape[:2])
+    shape = vals[reshape.inputs[1]].const if len(reshape.inputs) > 1 else None
+    return (
+        shape is not None
+        and shape.size == 4
+        and not reshape.attrs.get("allowzero", 0)
+        and [int(v) for v in shape.reshape(-1)[:2]] == [0, 0]
+    )
+
+
 def _match(graph: Graph, consumers, matmul: Node):
     """(x, weight [K, N], bias [N] | None, reshape, transpose, nodes) or None."""
     if matmul.op_type != "MatMul" or matmul.domain != "" or len(matmul.inputs) != 2:
@@ -110,7 +124,7 @@ def _match(graph: Graph, consumers, matmul: Node):
     heads, depth = out_shape[2], out_shape[3]
     if not (isinstance(heads, int) and isinstance(depth, int) and heads * depth == n_out):
         return None
-    if heads == 1 or out_shape[0] != in_shape[0] or out_shape[1] != in_shape[1]:
+    if heads == 1 or not _keeps_rows(vals, reshape, in_shape, out_shape):
         return None
     nodes.append(reshape)
     transpose = _only_reader(consumers, graph, reshape.outputs[0])
