@@ -134,3 +134,30 @@ def test_refinement_tries_are_budgeted(cnn, cnn_int8, monkeypatch):
     refined = [r for r in a1["assignment"] if r["why"].startswith(("int8: back", "int16x8: back"))]
     assert len(refined) == len(last1["back_to_int8"]) + len(last1["back_to_int16x8"])
     assert np.isfinite(a1["sqnr_db"])
+
+
+def test_back_off_promotes_the_most_noise_per_mac_first():
+    """A node without MACs (an ADD) goes up before a conv with more noise: it removes noise
+    without costing int8 MACs. The conv follows only when the ADD alone cannot cover the
+    shortfall; an int16x8 step is taken where it is 4x quieter than int8."""
+
+    def fresh():
+        return {
+            "conv": auto._Node("conv", 1_000_000, noise={"int8": 0.6, "int16x8": 0.01}),
+            "add": auto._Node("add", 0, noise={"int8": 0.4, "int16x8": 0.001}),
+            "dw": auto._Node("dw", 10_000, noise={"int8": 0.3, "int16x8": 0.2}),
+        }
+
+    def alone(label, precision):  # every int16x8 noise is known here
+        raise AssertionError(label)
+
+    nodes = fresh()
+    # shortfall: 1.3 estimated, need ~25% less -> the ADD alone (0.399 removed) covers it
+    promoted = auto._back_off(nodes, 40.0 + auto.MARGIN_DB - 1.25, 40.0, alone, 1)
+    assert promoted == ["add=int16x8"]
+    assert nodes["conv"].precision == "int8" and nodes["dw"].precision == "int8"
+    nodes = fresh()
+    # a 6 dB shortfall (75% of 1.3 = 0.975): ADD (0.399), then dw (30 per MAC-unit: 0.3 /
+    # 10k beats 0.6 / 1M): float (int16x8 not 4x quieter), then the conv
+    promoted = auto._back_off(nodes, 40.0 + auto.MARGIN_DB - 6.0, 40.0, alone, 1)
+    assert promoted == ["add=int16x8", "dw=float", "conv=int16x8"]
