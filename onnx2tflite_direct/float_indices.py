@@ -96,6 +96,8 @@ def _lookup_ok(graph: Graph, node: Node) -> bool:
 def _role(graph: Graph, node: Node) -> str | None:
     if node.domain != "" or not node.outputs:
         return None
+    if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
+        return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
     out = _dtype(graph, node.outputs[0])
     src = _dtype(graph, node.inputs[0]) if node.inputs else None

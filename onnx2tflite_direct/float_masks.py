@@ -132,6 +132,8 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
     """What a node does in the float form (None: it keeps its lowering)."""
     if node.domain != "" or not node.outputs:
         return None
+    if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
+        return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
     out = _dtype(graph, node.outputs[0])
     if op == "Cast":
