@@ -194,9 +194,8 @@ def test_gru_and_rnn_loops_run_unrolled_in_the_integer_file(loop_form, op):
     sqnr = _sqnr_vs_onnx(model, full, res.report["io"])
     assert sqnr > {"GRU": 27.0, "RNN": 33.0}[op]
     unrolled = convert(model, quantize=["int8"], calibration_data=_calibration(), unroll_rnn=True)
-    assert sqnr == _sqnr_vs_onnx(
-        model, unrolled.variants["full_integer_quant"], unrolled.report["io"]
-    )
+    same = _sqnr_vs_onnx(model, unrolled.variants["full_integer_quant"], unrolled.report["io"])
+    assert sqnr == pytest.approx(same, abs=0.5)  # (equal here; a margin for other CPUs)
 
 
 def test_lstm_the_kernel_cannot_express_runs_unrolled(loop_form):
@@ -227,7 +226,8 @@ def test_int16x8_file_runs_the_lstm_unrolled(loop_form):
     unrolled = convert(
         model, quantize=["int16x8"], calibration_data=_calibration(), unroll_rnn=True
     )
-    assert sqnr == _sqnr_vs_onnx(model, unrolled.variants[kind], unrolled.report["io"])
+    same = _sqnr_vs_onnx(model, unrolled.variants[kind], unrolled.report["io"])
+    assert sqnr == pytest.approx(same, abs=0.5)  # (equal here; a margin for other CPUs)
 
 
 def test_float_kernel_file_keeps_its_form_and_the_integer_file_uses_it(monkeypatch):

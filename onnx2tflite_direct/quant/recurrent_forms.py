@@ -134,8 +134,9 @@ def _why_not(alts: list[dict]) -> str:
 
 
 def _swap(model: tfl.Model, node: str, alt: dict) -> bool:
-    """Replace the operators of ``node`` in the main subgraph by ``new_ops`` (placed where the
-    node's first operator was); False (graph unchanged) when it cannot be wired in.
+    """Replace the operators of ``node`` in the main subgraph by the alternative's (placed
+    where the node's first operator was); False (graph unchanged) when they cannot be wired
+    in.
 
     The graph was rewritten after lowering (``tfl_rewrites``) and the alternatives were not:
     an output the alternative writes may have been removed, its readers reading the float
