@@ -28,6 +28,12 @@ The forms (module switches, each named here):
   FULLY_CONNECTED made exact (lowering/contrib_quant.exact_dense) instead of a float32 one.
 - ``int8_lstm_products``: lowering/contrib_rnn.INT8_PRODUCTS, DynamicQuantizeLSTM's input and
   recurrent products on the same kernel instead of float32 FULLY_CONNECTEDs.
+- ``lstm_joint_directions``: lowering/contrib_rnn.JOINT_DIRECTIONS, a bidirectional batch-1
+  DynamicQuantizeLSTM's two directions in one set of [2, ...] ops.
+- ``lstm_joint_loop``: lowering/contrib_rnn.JOINT_LOOP, those joint steps as one WHILE loop
+  (one packed copy of each direction's recurrent weights instead of one per unrolled step).
+- ``int8_im2col_conv``: float_carried.CONV_ON_INT8_KERNEL, a ConvInteger as im2col rows on
+  the exact int8 FULLY_CONNECTED instead of a float32 CONV_2D.
 
 ``--forms NAME ...`` switches only those forms (and rewrites) off for "before", so that one
 form's effect is measured alone.
@@ -72,6 +78,9 @@ FORMS = {
     "deconv_depth_to_space": (deconv_lowering, "NON_OVERLAPPING_AS_DEPTH_TO_SPACE"),
     "int8_exact_matmul": (float_carried, "MATMUL_ON_INT8_KERNEL"),
     "int8_lstm_products": (contrib_rnn, "INT8_PRODUCTS"),
+    "lstm_joint_directions": (contrib_rnn, "JOINT_DIRECTIONS"),
+    "lstm_joint_loop": (contrib_rnn, "JOINT_LOOP"),
+    "int8_im2col_conv": (float_carried, "CONV_ON_INT8_KERNEL"),
 }
 # TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
 REWRITES = ("batch_row_projections", "stacked_reduce_as_elementwise")

@@ -163,8 +163,9 @@ JOINT_CASES = {
 @pytest.mark.parametrize("case", sorted(JOINT_CASES))
 def test_bidirectional_lstm_joint_directions(case, monkeypatch):
     """A bidirectional batch-1 layer runs both directions in [2, ...] ops (one FC for the input
-    projection of both, two recurrent FCs per step); against onnxruntime as tightly as the
-    per-direction form, which needs twice the ops per step."""
+    projection of both, two recurrent FCs per step, the steps in one WHILE loop); against
+    onnxruntime as tightly as the per-direction unrolled form, on XNNPACK and the builtin
+    kernels."""
     from test_ops_contrib import _dq_lstm
 
     from onnx2tflite_direct.lowering import contrib_rnn
@@ -176,9 +177,10 @@ def test_bidirectional_lstm_joint_directions(case, monkeypatch):
         monkeypatch.setattr(contrib_rnn, "JOINT_DIRECTIONS", joint)
         res = convert(model)
         counts[joint] = sum(op_histogram(res.tflite_bytes).values())
-        got = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))
-        for name, e in expected.items():
-            np.testing.assert_allclose(got[name], e, atol=2e-5, rtol=1e-4, err_msg=name)
+        for use_xnnpack in (True, False):
+            got = _run(res.tflite_bytes, res.report.get("io"), feeds, use_xnnpack)
+            for name, e in expected.items():
+                np.testing.assert_allclose(got[name], e, atol=2e-5, rtol=1e-4, err_msg=name)
     assert counts[True] < 0.75 * counts[False], counts
 
 

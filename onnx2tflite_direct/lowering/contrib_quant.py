@@ -187,8 +187,52 @@ def lower_dynamic_quantize_matmul(ctx):
 # ---- the exact integer product on LiteRT's dynamically quantized FULLY_CONNECTED -------------
 
 
+# 255 * FLT_MIN: the smallest range product_quantize keeps as it is (see there)
+MIN_PRODUCT_RANGE = float(255 * np.finfo(np.float32).tiny)
+
+
+def product_quantize(ctx, x, per_row: bool = False):
+    """(q - zp, -zp, scale) of DynamicQuantizeLinear for a value that only feeds a quantized
+    product (the scale only multiplies the product's accumulator): :func:`dynamic_quantize_parts`
+    in 15 ops instead of 22, the same numbers.
+
+    * ``-zp = round(max(lo / scale, -255))``: lo <= 0, so onnxruntime's ``clamp(0 - lo / scale,
+      0, 255)`` needs only the upper bound, and rounding half to even is odd-symmetric; the
+      clamp bounds of ``q - zp`` are then ``-zp`` itself and ``-zp + 255``.
+    * ``scale = max(range, 255 * FLT_MIN) / 255``: onnxruntime uses 1.0 for an empty range (all
+      values 0); any positive scale quantizes zeros to the same codes (0) and zero point (0),
+      and the accumulator is then 0 whatever it is multiplied by. A nonzero range below 3e-36
+      (float32's subnormal territory) would get scale FLT_MIN instead of range / 255: a
+      difference far below the product's own rounding."""
+    e = Emitter(ctx)
+    axes = [1] if per_row else list(range(len(x.shape)))
+    zero = e.const(0.0, hint="zero")
+    span = e.const(255.0, hint="q_span")
+    hi = e.op("MAXIMUM", e.reduce("REDUCE_MAX", x, axes, per_row, "max"), zero, hint="hi")
+    lo = e.op("MINIMUM", e.reduce("REDUCE_MIN", x, axes, per_row, "min"), zero, hint="lo")
+    spread = e.op("SUB", hi, lo, hint="range")
+    spread = e.op("MAXIMUM", spread, e.const(MIN_PRODUCT_RANGE, hint="min_range"), hint="range_nz")
+    scale = e.op("DIV", spread, span, hint="a_scale")
+    lo_q = e.op("DIV", lo, scale, hint="min_scaled")
+    neg_zp = e.op("MAXIMUM", lo_q, e.const(-255.0, hint="neg_span"), hint="neg_zp_lo")
+    neg_zp = e.op("ROUND", neg_zp, dtype=np.float32, hint="neg_zp")
+    r = e.op("ROUND", e.op("DIV", x, scale, hint="a_div"), shape=x.shape, dtype=np.float32)
+    shifted = e.op("MAXIMUM", r, neg_zp, hint="a_lo")
+    shifted = e.op("MINIMUM", shifted, e.op("ADD", neg_zp, span, hint="hi_shifted"), hint="a_hi")
+    return shifted, neg_zp, scale
+
+
 def exact_dense(
-    ctx, q, zp, w_shift: np.ndarray, low: int = 0, hint: str = "exact", ends=None, shifted=False
+    ctx,
+    q,
+    zp,
+    w_shift: np.ndarray,
+    low: int = 0,
+    hint: str = "exact",
+    ends=None,
+    shifted=False,
+    negated=False,
+    weights=None,
 ):
     """``float(sum_k (q[r, k] - zp) * w_shift[k, n])`` for float32 ``q`` holding integers on an
     8-bit lattice ``[low, low + 255]`` (``zp`` one value, or one per row: [rows, 1]) and a
@@ -212,7 +256,9 @@ def exact_dense(
     (``float_carried.int8_codes``). None (nothing emitted) where a kernel could not sum the
     weight codes exactly (``float_carried.ROW_SUM_LANE_MAX``): the caller keeps a float form.
     ``ends``: the two end columns' codes (default ``(low, low + 255)``; tests plant others).
-    ``shifted``: ``q`` is given as ``q - zp`` already (only the end columns are shifted)."""
+    ``shifted``: ``q`` is given as ``q - zp`` already (only the end columns are shifted);
+    ``negated``: that, and ``zp`` is given as ``-zp`` (:func:`product_quantize`). ``weights``:
+    the :func:`int8_weights` tensor of these codes, made once for repeated products."""
     e = Emitter(ctx)
     k, n = w_shift.shape
     rows = math.prod(q.shape) // k
@@ -221,31 +267,47 @@ def exact_dense(
         return None
     copies = (codes.shape[1] - 2) // k
     q2 = e.reshape(q, (rows, k), f"{hint}_rows")
-    wide = lattice_rows(ctx, q2, zp, copies, low, hint, ends=ends, shifted=shifted)
-    return int8_dense(ctx, wide, codes, hint)
+    wide = lattice_rows(ctx, q2, zp, copies, low, hint, ends, shifted, negated)
+    return int8_dense(ctx, wide, codes if weights is None else weights, hint)
 
 
-def lattice_rows(ctx, q2, zp, copies: int, low: int, hint: str, ends=None, shifted=False):
+def lattice_rows(
+    ctx, q2, zp, copies: int, low: int, hint: str, ends=None, shifted=False, negated=False
+):
     """``[q2 - zp] * copies`` followed by the lattice's two ends ``low - zp``, ``low + 255 -
-    zp`` in every row: the input of :func:`int8_dense` (see :func:`exact_dense`)."""
+    zp`` in every row: the input of :func:`int8_dense` (see :func:`exact_dense`).
+    ``shifted``: q2 is ``q - zp`` already; ``negated``: ``zp`` is given as ``-zp``."""
     e = Emitter(ctx)
     rows = q2.shape[0]
     ends = np.tile(np.asarray([ends or (low, low + 255)], np.float32), (rows, 1))
     ends = e.const(ends, hint=f"{hint}_lattice_ends")
+    if negated:
+        ends = e.op("ADD", ends, zp, hint=f"{hint}_ends_shifted")
+        return e.concat([q2] * copies + [ends], 1, hint)
     if shifted:
         ends = e.op("SUB", ends, zp, hint=f"{hint}_ends_shifted")
         return e.concat([q2] * copies + [ends], 1, hint)
     return e.op("SUB", e.concat([q2] * copies + [ends], 1, hint), zp, hint=f"{hint}_shifted")
 
 
-def int8_dense(ctx, wide, codes: np.ndarray, hint: str):
-    """FULLY_CONNECTED of float32 ``wide`` rows with int8 ``codes`` [N, K'] of scale 1 (the
-    dynamically quantized kernel; exact on :func:`lattice_rows` input)."""
+def int8_weights(ctx, codes: np.ndarray, hint: str) -> tfl.Tensor:
+    """The int8 per-channel weight tensor (scale 1, zero point 0) of ``codes`` [N, K']."""
     n = codes.shape[0]
     weights = ctx.const_tensor(codes, f"{hint}_w_int8")
     weights.quantization = tfl.Quantization(
         scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
     )
+    return weights
+
+
+def int8_dense(ctx, wide, weights, hint: str):
+    """FULLY_CONNECTED of float32 ``wide`` rows with int8 weights (codes [N, K'] or the tensor
+    :func:`int8_weights` made of them; an unrolled recurrence passes one tensor to every step,
+    so that the kernel packs and streams one copy) of scale 1: the dynamically quantized kernel,
+    exact on :func:`lattice_rows` input."""
+    if isinstance(weights, np.ndarray):
+        weights = int8_weights(ctx, weights, hint)
+    n = weights.shape[0]
     return Emitter(ctx).op(
         "FULLY_CONNECTED",
         wide,

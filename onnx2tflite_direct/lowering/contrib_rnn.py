@@ -25,12 +25,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import errors
+from .. import errors, tfl
 from ..float_carried import int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
-from .contrib_quant import dynamic_quantize_parts, exact_dense, int8_dense, lattice_rows
+from .contrib_quant import (
+    dynamic_quantize_parts,
+    exact_dense,
+    int8_dense,
+    int8_weights,
+    lattice_rows,
+    product_quantize,
+)
+from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
 from .emit import Emitter
 from .qlinear import combine_digits, digit_plan, split_digits
 from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
@@ -48,6 +56,10 @@ INT8_PRODUCTS = True
 # half the ops per time step, which at hidden 512 cost more than the arithmetic
 # (ddddocr_common_old: ~40 ops per direction and step). Switch for bench_outliers' "before".
 JOINT_DIRECTIONS = True
+# ... and the steps as one WHILE loop: XNNPACK packs a FULLY_CONNECTED's weights per operator,
+# so unrolled steps stream one copy of R per step (2 x 20 x 1 MB for ddddocr_common_old: out of
+# cache, ~25 us per product); in a loop body there is one copy per direction.
+JOINT_LOOP = True
 
 
 def _direction(node) -> str:
@@ -85,14 +97,17 @@ def _per_direction(value, d: int):
     return row[0] if row.size == 1 else row
 
 
-def _quantized_product(ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=False):
+def _quantized_product(
+    ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=False, weights=None
+):
     """float(DynamicQuantizeLinear(a) x (w - w_zp)) * (a_scale * w_scale) for a [rows, K] and
     constant [K, N] shifted weights: onnxruntime's quantized GEMM, with an exact accumulator
-    (``per_row``: one quantization scale per row of a)."""
+    (``per_row``: one quantization scale per row of a; ``weights``: the int8 weight tensor of
+    ``w_shift``, shared by the steps of a recurrence)."""
     e = Emitter(ctx)
     if INT8_PRODUCTS and int8_codes(w_shift) is not None:
-        a_shift, zp, a_scale = dynamic_quantize_parts(ctx, a, per_row)
-        acc = exact_dense(ctx, a_shift, zp, w_shift, 0, hint, shifted=True)
+        a_shift, neg_zp, a_scale = product_quantize(ctx, a, per_row)
+        acc = exact_dense(ctx, a_shift, neg_zp, w_shift, 0, hint, negated=True, weights=weights)
     else:
         acc, a_scale = _digit_product(ctx, a, w_shift, hint, per_row)
     scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
@@ -126,12 +141,16 @@ class _QuantizedRecurrence(Ops):
         self._r_shift, self._r_scale, self._hint = r_shift, r_scale, hint
         self._per_row = per_row
         self._step = 0
+        codes = int8_codes(r_shift) if INT8_PRODUCTS else None
+        self._weights = None if codes is None else int8_weights(ctx, codes, hint)
 
     def linear(self, x, weight, bias, keep_num_dims: bool = False):
         self._step += 1
         hint = f"{self._hint}_h{self._step}"
         x = self.tensor(x)
-        return _quantized_product(self.ctx, x, self._r_shift, self._r_scale, hint, self._per_row)
+        return _quantized_product(
+            self.ctx, x, self._r_shift, self._r_scale, hint, self._per_row, self._weights
+        )
 
 
 def batch_parallel(batch: int, hidden: int) -> bool:
@@ -267,6 +286,13 @@ def _joint_plan(ctx):
     return w_codes, r_codes
 
 
+def _joint_order(seq: int) -> np.ndarray:
+    """Row order of [seq, 2] (direction-minor) pairs that puts the forward direction's step t
+    next to the backward direction's step seq - 1 - t; it is its own inverse."""
+    t = np.arange(seq)
+    return np.stack([2 * t, 2 * (seq - 1 - t) + 1], 1).reshape(-1).astype(np.int32)
+
+
 def _scale_row(value, width: int) -> np.ndarray:
     """A direction's w_scale (scalar or per column) as a [width] row."""
     return np.broadcast_to(np.asarray(value, np.float32), (width,)).astype(np.float32)
@@ -279,18 +305,19 @@ class _JointRecurrence(Ops):
     def __init__(self, ctx, r_codes, r_scales: np.ndarray):
         super().__init__(ctx)
         self._codes, self._scales = r_codes, r_scales  # r_scales: [2, 4 * hidden]
+        self._weights = [int8_weights(ctx, c, f"r{d}") for d, c in enumerate(r_codes)]
         self._step = 0
 
     def linear(self, x, weight, bias, keep_num_dims: bool = False):
         self._step += 1
         hint = f"h{self._step}"
-        a_shift, zp, a_scale = dynamic_quantize_parts(self.ctx, self.tensor(x), per_row=True)
+        a_shift, neg_zp, a_scale = product_quantize(self.ctx, self.tensor(x), per_row=True)
         copies = (self._codes[0].shape[1] - 2) // a_shift.shape[1]
-        wide = lattice_rows(self.ctx, a_shift, zp, copies, 0, hint, shifted=True)
+        wide = lattice_rows(self.ctx, a_shift, neg_zp, copies, 0, hint, negated=True)
         rows = self.split(wide, [1, 1], axis=0)
         accs = [
-            int8_dense(self.ctx, r, c, f"{hint}_d{d}")
-            for d, (r, c) in enumerate(zip(rows, self._codes, strict=True))
+            int8_dense(self.ctx, r, w, f"{hint}_d{d}")
+            for d, (r, w) in enumerate(zip(rows, self._weights, strict=True))
         ]
         acc = self.e.concat(accs, 0, f"{hint}_acc")
         return self.mul(acc, self.mul(a_scale, self._scales))
@@ -311,13 +338,16 @@ def _lower_joint(ctx, w_codes, r_codes):
     # X is quantized once for both directions (onnxruntime quantizes it once per direction,
     # over the same tensor: the same lattice), one FC over both directions' weights.
     x_rows = e.reshape(ctx.input(X), (seq, k), "x_rows")
-    a_shift, zp, a_scale = dynamic_quantize_parts(ctx, x_rows)
-    wide = lattice_rows(ctx, a_shift, zp, (w_codes.shape[1] - 2) // k, 0, "x", shifted=True)
+    a_shift, neg_zp, a_scale = product_quantize(ctx, x_rows)
+    wide = lattice_rows(ctx, a_shift, neg_zp, (w_codes.shape[1] - 2) // k, 0, "x", negated=True)
     acc = int8_dense(ctx, wide, w_codes, "x")
     projected = e.op("MUL", acc, e.op("MUL", a_scale, e.const(w_scale), hint="x_scale"))
     projected = e.op("ADD", projected, e.const(both), hint="x_biased")
-    fwd, bwd = o.split(e.reshape(projected, (seq, 1, 2 * g), "x_steps"), [g, g], axis=2)
-    fwd, bwd = o.unstack(fwd, 0), o.unstack(bwd, 0)  # seq x [1, g]
+    # row t of the steps: [forward at t, backward at seq - 1 - t] (one GATHER, not a
+    # CONCATENATION per step); the outputs are put back in time order the same way
+    order = _joint_order(seq)
+    steps = e.gather(e.reshape(projected, (2 * seq, g), "x_pairs"), order, 0, "x_joint")
+    steps = e.reshape(steps, (seq, 2, g), "x_steps")
     state = []
     for i in (INITIAL_H, INITIAL_C):
         init = ctx.const(i) if ctx.has_input(i) else np.zeros((2, 1, hidden), np.float32)
@@ -339,16 +369,62 @@ def _lower_joint(ctx, w_codes, r_codes):
         input_forget=bool(ctx.attr("input_forget", 0)),
     )
     rec = _JointRecurrence(ctx, r_codes, r_scales)
-    outs_f, outs_b = [None] * seq, [None] * seq
-    h, c = state
-    for t in range(seq):
-        x_t = e.concat([fwd[t], bwd[seq - 1 - t]], 0, f"x_t{t}")
-        h, c = lstm_step(rec, cfg, x_t, (h, c))
-        outs_f[t], outs_b[seq - 1 - t] = rec.split(rec.tensor(h), [1, 1], axis=0)
+    if JOINT_LOOP and seq > 1:
+        h, c, pairs = _joint_loop(ctx, rec, cfg, steps, state)
+    else:
+        hs = []
+        h, c = state
+        for x_t in o.unstack(steps, 0):  # seq x [2, g]
+            h, c = lstm_step(rec, cfg, x_t, (h, c))
+            hs.append(rec.tensor(h))
+        pairs = o.stack(hs, 0)
     outputs = ctx.node.outputs
     if len(outputs) > 0 and outputs[0]:
-        ys = [o.stack(outs, 0) for outs in (outs_f, outs_b)]  # [seq, 1, hidden] each
-        o.stack(ys, 1, out=ctx.output(0))
+        pairs = e.reshape(pairs, (2 * seq, hidden), "h_pairs")
+        e.reshape(e.gather(pairs, order, 0, "y"), ctx.output(0).shape, out=ctx.output(0))
     for i, value in ((1, h), (2, c)):
         if len(outputs) > i and outputs[i]:
             e.reshape(rec.tensor(value), ctx.output(i).shape, out=ctx.output(i))
+
+
+def _joint_loop(ctx, rec, cfg, steps, state):
+    """The joint steps as a WHILE loop over k: loop variables (k, h, c, y buffer [seq, 2,
+    hidden], steps [seq, 2, 4 hidden], seq); returns (h, c, y buffer) after the last step."""
+    e, drv = Emitter(ctx), ctx.driver
+    seq, _, _ = steps.shape
+    hidden = cfg.hidden
+    y0 = e.op(
+        "FILL",
+        e.const(np.asarray((seq, 2, hidden), np.int32), np.int32, "y0_dims"),
+        e.const(0.0, hint="zero"),
+        shape=(seq, 2, hidden),
+        dtype=np.float32,
+        hint="y0",
+    )
+    init = [
+        ctx.const_tensor(np.array(0, np.int32), "step0"),
+        *[rec.tensor(v) for v in state],
+        y0,
+        steps,
+        ctx.const_tensor(np.array(seq, np.int32), "steps"),
+    ]
+    cond = cond_subgraph(ctx, init, lambda emit, ins: less_than(ctx, emit, ins[0], ins[5]))
+    label = f"{ctx.node.label}/joint"
+    body = tfl.Subgraph(name=f"{label}/step")
+    body.inputs = mirror_tensors(drv, init, f"{label}/step/in")
+    k, h, c, y_buf, xs, _ = body.inputs
+    with drv.emitting_into(body):
+        x_t = e.gather(xs, k, 0, hint="x_t")  # [2, 4 hidden]
+        h_new, c_new = lstm_step(rec, cfg, x_t, (h, c))
+        h_new, c_new = rec.tensor(h_new), rec.tensor(c_new)
+        zero = ctx.const_tensor(np.array(0, np.int32), "zero_i")
+        start = e.op(
+            "PACK", k, zero, zero, shape=(3,), dtype=np.int32, hint="start", values_count=3, axis=0
+        )
+        row = e.reshape(h_new, (1, 2, hidden), "y_t")
+        y_next = e.op("DYNAMIC_UPDATE_SLICE", y_buf, row, start, shape=y_buf.shape, hint="y")
+        one = ctx.const_tensor(np.array(1, np.int32), "one")
+        k_next = e.op("ADD", k, one, hint="next_step")
+    body.outputs = [k_next, h_new, c_new, y_next, xs, body.inputs[5]]
+    finals = emit_while(ctx, init, cond, body)
+    return finals[1], finals[2], finals[3]
