@@ -427,3 +427,12 @@ def test_unrolled_first_step_of_a_constant_state_is_computed_at_conversion():
     full = res.variants["full_integer_quant"]
     assert not [o for o, floating in _ops(full) if floating]
     assert _sqnr_vs_onnx(model, full, res.report["io"]) > 20.0
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_float_file_is_the_same_with_or_without_the_integer_forms(loop_form, monkeypatch, op):
+    """The integer forms are emitted beside the graph: the float file's bytes do not change."""
+    model = rnn_model(op)
+    with_forms = convert(model).tflite_bytes
+    monkeypatch.setattr(recurrent, "_record_alternatives", lambda *args: None)
+    assert bytes(convert(model).tflite_bytes) == bytes(with_forms)
