@@ -11,8 +11,10 @@ DynamicQuantizeLinear does (uint8, scale over [min(0, min A), max(0, max A)] / 2
 round-half-even).
 
 In a graph these run as float ops (rewrite ``float_carried_integers``, ``float_carried.py``):
-the same quantization, bit for bit, and a float32 accumulation of the exact integer products;
-the exact lowerings below remain for ``--disable-rewrite float_carried_integers``.
+the same quantization, bit for bit, and, with constant weights, the exact int32 accumulator on
+LiteRT's int8 FULLY_CONNECTED (:func:`exact_dense`, the converter's ExactIntegerDense /
+ExactIntegerConv), else a float32 accumulation of the exact integer products; the exact
+lowerings below remain for ``--disable-rewrite float_carried_integers``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def _scaled(ctx, acc, scale, bias_idx: int):
     dtype_inputs=(0, 1, 4, 5),
     tflite_ops=("CAST", "SUB", "BATCH_MATMUL", "FLOOR", "MUL", "ADD"),
     notes="float(acc) * (a_scale * b_scale) + bias like onnxruntime; per-tensor A, "
-    "per-column B; by default (rewrite float_carried_integers) a float32 accumulation of the "
+    "per-column B; by default (rewrite float_carried_integers) with constant B the exact int32 "
+    "accumulator on LiteRT's int8 FULLY_CONNECTED (error 0), else a float32 accumulation of the "
     "exact integer products: error vs onnxruntime <= gamma_K * a_scale * b_scale * "
     "sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24; 0 while partial sums "
     "stay below 2**24) plus the output's "
@@ -159,7 +162,8 @@ def dynamic_quantize_parts(ctx, x, per_row: bool = False):
     ),
     notes="A quantized as onnxruntime does (uint8, bit-identical: x / scale rounded half to "
     "even), float(acc) * (a_scale * b_scale) + bias; by default (rewrite "
-    "float_carried_integers) a float32 accumulation: error vs onnxruntime <= gamma_K * "
+    "float_carried_integers) the exact int32 accumulator on LiteRT's int8 FULLY_CONNECTED "
+    "(error 0) where B fits it, else a float32 accumulation: error vs onnxruntime <= gamma_K * "
     "a_scale * b_scale * sum |a - a_zp| |b - b_zp| (gamma_K = K u / (1 - K u), u = 2**-24) "
     "plus the output's float32 "
     "roundings; with the rewrite off: exact int32 accumulation (digit split beyond 2**24)",

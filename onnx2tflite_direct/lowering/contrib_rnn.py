@@ -8,9 +8,12 @@ int8 R. Each product is ``float(int32 accumulator) * (a_scale * w_scale[column])
 biases and the ordinary LSTM gate arithmetic follow in float. A float LSTM with dequantized
 weights would differ from onnxruntime by the activations' quantization noise (~1e-2), so the
 same per-step quantization is written out here: the DynamicQuantizeLinear arithmetic of
-``contrib_quant`` and exact integer products (``qlinear.digit_plan``). The steps are unrolled:
-the gate arithmetic is ``recurrent_cells.lstm_step`` with a recurrent projection that
-quantizes (``_QuantizedRecurrence``).
+``contrib_quant`` and exact integer products on LiteRT's int8 FULLY_CONNECTED
+(``contrib_quant.exact_dense``; float32 digit-split products, ``qlinear.digit_plan``, where the
+weights do not fit it). The gate arithmetic is ``recurrent_cells.lstm_step`` with a recurrent
+projection that quantizes (``_QuantizedRecurrence``). A bidirectional layer of batch 1 runs
+both directions in one set of [2, ...] ops and its steps in one WHILE loop
+(``JOINT_DIRECTIONS``, ``JOINT_LOOP``); other layers are unrolled.
 
 One caveat is onnxruntime's own: when its LSTM parallelizes over the batch (more than 4 rows,
 or 2+ rows with hidden <= 256) each thread quantizes the hidden state of its own rows, so its
@@ -181,9 +184,10 @@ def batch_parallel(batch: int, hidden: int) -> bool:
         "PACK",
     ),
     notes="onnxruntime's arithmetic: X quantized once (uint8, per tensor), the hidden state "
-    "quantized at every step, exact int32 products scaled by a_scale * w_scale; unrolled "
-    "over the time steps; forward/reverse/bidirectional, initial states, peepholes, clip, "
-    "activations, input_forget; sequence_lens refused",
+    "quantized at every step, exact int32 products (on the int8 FULLY_CONNECTED) scaled by "
+    "a_scale * w_scale; a bidirectional batch-1 layer runs both directions in one WHILE loop, "
+    "others unrolled over the time steps; forward/reverse/bidirectional, initial states, "
+    "peepholes, clip, activations, input_forget; sequence_lens refused",
     extra_check=_check,
 )
 def lower_dynamic_quantize_lstm(ctx):
