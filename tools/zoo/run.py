@@ -1,7 +1,8 @@
 """Run the real-model corpus: onnxruntime reference, conversion, LiteRT, strict comparison.
 
     python -m tools.zoo.run                  # every built model; cached results are reused
-    python -m tools.zoo.run --only NAME      # one model (repeatable), always re-run
+    python -m tools.zoo.run --only NAME      # one model (repeatable), always re-run; the
+                                             # report is left alone (--report-only writes it)
     python -m tools.zoo.run --failed         # re-run only models whose last result is not pass
     python -m tools.zoo.run --force          # re-run everything
     python -m tools.zoo.run --report-only    # rewrite coverage_reports/zoo.{json,md}
@@ -883,6 +884,11 @@ def main(argv=None) -> int:
             )
             ratio = rec.get("latency_ratio", "")
             print(f"{rec['status']:20s} {name:38s} {ratio!s:7s} {extra}", flush=True)
+    if args.only and not args.report_only:
+        # One model's run must not rewrite the committed corpus report: with a separate
+        # results folder it would hold that model alone.
+        print("report not rewritten for an --only run (python -m tools.zoo.run --report-only)")
+        return 0
     from .report import write_reports
 
     j, m = write_reports(index)
