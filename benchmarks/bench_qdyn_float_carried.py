@@ -7,7 +7,9 @@ file is converted twice on the same converter, as the corpus runner converts it
 
 * ``integer``: ``--disable-rewrite float_carried_integers``, the int32-exact lowering
   (uint8/int32 tensors, CASTs, digit-split accumulations);
-* ``float_carried``: the default, rule ``float_carried_integers`` (``float_carried.py``).
+* ``float_carried``: the default, rule ``float_carried_integers`` (``float_carried.py``), whose
+  products with constant weights run on LiteRT's int8 FULLY_CONNECTED made exact
+  (``lowering/contrib_quant.exact_dense``; kernel-level figures: bench_exact_int8_kernel.py).
 
 Each file is compared with onnxruntime under the corpus rule (rtol 1e-3, atol 1e-5 of the
 output's scale), its XNNPACK partitions are counted (``bench_partitions.count_partitions``)
@@ -136,7 +138,8 @@ def write_md(data: dict, path: Path) -> None:
         "Written by `benchmarks/bench_qdyn_float_carried.py` (converter "
         f"{meta['commit']}, {meta['written']}, {meta['litert']}, {meta['machine']}). "
         "`integer` = `--disable-rewrite float_carried_integers` (the int32-exact lowering); "
-        "`float_carried` = the default. Latency: LiteRT (XNNPACK, 1 thread) over onnxruntime "
+        "`float_carried` = the default (products with constant weights on the exact int8 "
+        "FULLY_CONNECTED). Latency: LiteRT (XNNPACK, 1 thread) over onnxruntime "
         "(1 thread), timed alternately, median. Match: the corpus rule (rtol 1e-3, atol 1e-5).",
         "",
         "| model | partitions | delegated | latency ratio | LiteRT ms | onnxruntime ms | "
