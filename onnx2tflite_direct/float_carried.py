@@ -425,9 +425,9 @@ def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None, axis=None) ->
 def _dynamic_quantize(em: _Emitter, x: str, scale_out: str | None, q_out, zp_out):
     """DynamicQuantizeLinear in float32, as onnxruntime computes it (see the docstring).
     Returns (q, zp, scale, shifted) names, ``shifted`` = ``q - zp`` computed directly as
-    ``clamp(round(x / scale), -zp, 255 - zp)`` (the same integers: ``clamp(r + zp, 0, 255) - zp``
-    with integral r and zp, all exact in float32; two full-tensor passes fewer for the products,
-    which read only this); ``*_out`` name the results when given."""
+    ``min(round(x / scale), 255 - zp)`` (the same integers: ``clamp(r + zp, 0, 255) - zp`` with
+    integral r and zp, all exact in float32, and ``r >= -zp`` always; three full-tensor passes
+    fewer for the products, which read only this); ``*_out`` name the results when given."""
     shape = _shape(em.graph, x)
     zero, one = em.const(0.0, "zero"), em.const(1.0, "one")
     span = em.const(255.0, "q_span")
@@ -445,7 +445,9 @@ def _dynamic_quantize(em: _Emitter, x: str, scale_out: str | None, q_out, zp_out
     zp = em.op("Min", [zp, span], (), "zp_hi")
     zp = em.op("Round", [zp], (), "zp", out=zp_out)
     rounded = em.op("Round", [em.op("Div", [x, scale], shape, "x_scaled")], shape, "x_round")
-    shifted = em.op("Max", [rounded, em.op("Sub", [zero, zp], (), "q_lo_shifted")], shape, "s_lo")
+    # no lower clamp: x >= lo, so round(x / scale) >= round(lo / scale) = -zp (zp is
+    # round(0 - lo / scale), or 255 when that exceeds 255, and rounding half to even is odd)
+    shifted = rounded
     hi_s = em.op("Sub", [span, zp], (), "q_hi_shifted")
     shifted = em.op("Min", [shifted, hi_s], shape, "shifted")
     q = em.op("Add", [shifted, zp], shape, "q", out=q_out)

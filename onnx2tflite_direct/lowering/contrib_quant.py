@@ -138,7 +138,7 @@ def dynamic_quantize_parts(ctx, x, per_row: bool = False):
         dtype=np.float32,
         hint="a_round",
     )
-    q = e.op("MAXIMUM", q, e.op("SUB", zero, zp, hint="lo_shifted"), hint="a_lo")
+    # (no lower clamp: round(x / scale) >= round(lo / scale) = -zp, see product_quantize)
     q = e.op("MINIMUM", q, e.op("SUB", e.const(255.0, hint="qmax"), zp, hint="hi_shifted"))
     return q, zp, scale
 
@@ -198,11 +198,13 @@ MIN_PRODUCT_RANGE = float(255 * np.finfo(np.float32).tiny)
 def product_quantize(ctx, x, per_row: bool = False):
     """(q - zp, -zp, scale) of DynamicQuantizeLinear for a value that only feeds a quantized
     product (the scale only multiplies the product's accumulator): :func:`dynamic_quantize_parts`
-    in 15 ops instead of 22, the same numbers.
+    in 14 ops instead of 21, the same numbers.
 
     * ``-zp = round(max(lo / scale, -255))``: lo <= 0, so onnxruntime's ``clamp(0 - lo / scale,
       0, 255)`` needs only the upper bound, and rounding half to even is odd-symmetric; the
-      clamp bounds of ``q - zp`` are then ``-zp`` itself and ``-zp + 255``.
+      clamp bounds of ``q - zp`` are then ``-zp`` itself and ``-zp + 255``, and the lower one
+      never binds: x >= lo, so ``round(x / scale) >= round(lo / scale) >= -zp`` (division by a
+      positive scale and rounding are monotonic).
     * ``scale = max(range, 255 * FLT_MIN) / 255``: onnxruntime uses 1.0 for an empty range (all
       values 0); any positive scale quantizes zeros to the same codes (0) and zero point (0),
       and the accumulator is then 0 whatever it is multiplied by. A nonzero range below 3e-36
@@ -221,8 +223,7 @@ def product_quantize(ctx, x, per_row: bool = False):
     neg_zp = e.op("MAXIMUM", lo_q, e.const(-255.0, hint="neg_span"), hint="neg_zp_lo")
     neg_zp = e.op("ROUND", neg_zp, dtype=np.float32, hint="neg_zp")
     r = e.op("ROUND", e.op("DIV", x, scale, hint="a_div"), shape=x.shape, dtype=np.float32)
-    shifted = e.op("MAXIMUM", r, neg_zp, hint="a_lo")
-    shifted = e.op("MINIMUM", shifted, e.op("ADD", neg_zp, span, hint="hi_shifted"), hint="a_hi")
+    shifted = e.op("MINIMUM", r, e.op("ADD", neg_zp, span, hint="hi_shifted"), hint="a_hi")
     return shifted, neg_zp, scale
 
 
