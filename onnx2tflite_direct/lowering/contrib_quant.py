@@ -281,18 +281,28 @@ def lattice_rows(
 ):
     """``[q2 - zp] * copies`` followed by the lattice's two ends ``low - zp``, ``low + 255 -
     zp`` in every row: the input of :func:`int8_dense` (see :func:`exact_dense`).
-    ``shifted``: q2 is ``q - zp`` already; ``negated``: ``zp`` is given as ``-zp``."""
+    ``shifted``: q2 is ``q - zp`` already; ``negated``: ``zp`` is given as ``-zp``.
+
+    The end columns get their row count from the data (``0 * q2[:, :2]`` plus the ends, or a
+    per-row ``zp``), not from a [rows, 2] constant: a file with a dynamic batch or sequence
+    (``dynamic_shapes.py``) then resizes them with the input (a constant sized by the rows was
+    refused as size-dependent)."""
     e = Emitter(ctx)
     rows = q2.shape[0]
-    ends = np.tile(np.asarray([ends or (low, low + 255)], np.float32), (rows, 1))
-    ends = e.const(ends, hint=f"{hint}_lattice_ends")
+    row = e.const(np.asarray([ends or (low, low + 255)], np.float32), hint=f"{hint}_lattice_ends")
     if negated:
-        ends = e.op("ADD", ends, zp, hint=f"{hint}_ends_shifted")
-        return e.concat([q2] * copies + [ends], 1, hint)
-    if shifted:
-        ends = e.op("SUB", ends, zp, hint=f"{hint}_ends_shifted")
-        return e.concat([q2] * copies + [ends], 1, hint)
-    return e.op("SUB", e.concat([q2] * copies + [ends], 1, hint), zp, hint=f"{hint}_shifted")
+        row = e.op("ADD", row, zp, hint=f"{hint}_ends_shifted")
+    elif shifted:
+        row = e.op("SUB", row, zp, hint=f"{hint}_ends_shifted")
+    if tuple(row.shape) != (rows, 2):  # one zero point: rows from the data
+        begin = e.const(np.zeros(2, np.int32), np.int32, "begin")
+        size = e.const(np.asarray([rows, 2], np.int32), np.int32, "size")
+        first = e.op("SLICE", q2, begin, size, shape=(rows, 2), hint=f"{hint}_first")
+        row = e.op("ADD", e.op("MUL", first, e.const(0.0, hint="zero")), row, hint=f"{hint}_ends")
+    wide = e.concat([q2] * copies + [row], 1, hint)
+    if shifted or negated:
+        return wide
+    return e.op("SUB", wide, zp, hint=f"{hint}_shifted")
 
 
 def int8_weights(ctx, codes: np.ndarray, hint: str) -> tfl.Tensor:
