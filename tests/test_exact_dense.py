@@ -228,3 +228,21 @@ def test_conv_integer_as_im2col_rows_bit_identical(case):
     for use_xnnpack in (True, False):
         got = _run(res.tflite_bytes, res.report.get("io"), feeds, use_xnnpack)
         np.testing.assert_array_equal(got["acc"], expected["acc"])
+
+
+def test_dynamic_rows_resize_with_the_input():
+    """With the batch left dynamic (no pins) the file still takes the int8 path and resizes:
+    the lattice-end columns follow the run-time rows; bit-identical at two batch sizes."""
+    k, n = 384, 64
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    model = _chain(k, n, w, np.asarray(0, np.int8), 4)
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_param = "batch"
+    res = convert(model)
+    assert op_histogram(res.tflite_bytes)["FULLY_CONNECTED"] == 1
+    for rows in (3, 7):
+        feeds = {"x": _rows_of_different_ranges(rng, rows, k)}
+        expected = V.run_onnxruntime(model, feeds)
+        got = _run(res.tflite_bytes, res.report.get("io"), feeds, True)
+        np.testing.assert_array_equal(got["acc"], expected["acc"])
