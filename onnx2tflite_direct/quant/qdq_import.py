@@ -89,6 +89,15 @@ def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo
     return stripped, info
 
 
+# ONNX fusions whose pattern has an interior op (the trigger) that can carry its own Q/DQ
+# pair: fused, the interior tensor's rounding would be skipped.
+ROUNDING_FUSIONS = {
+    "fuse_gelu": ("Erf",),
+    "fuse_gelu_tanh": ("Tanh",),
+    "fuse_hardswish": ("HardSigmoid",),
+}
+
+
 def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
     """``lower_model`` keyword arguments that keep the ONNX roundings of a stripped model.
 
@@ -97,7 +106,14 @@ def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
     rounded twice in ONNX; ``fuse_bias_add`` would merge the Add into FULLY_CONNECTED's bias
     and round once, drifting from onnxruntime layer after layer (vit-like: 18.5 dB -> 20.5 dB
     against the ONNX semantics, where onnxruntime's own kernels reach 19-21 dB).
+
+    Likewise a GELU (``x * 0.5 * (1 + erf(x / sqrt 2))``) or HardSwish (``x * HardSigmoid(x)``)
+    whose interior tensors have their own Q/DQ pairs is rounded at each of them in ONNX; the
+    fusion into one GELU / HARD_SWISH op would round once (BERT-like: 57 of 2048 outputs of
+    the GELU's product one step off): :data:`ROUNDING_FUSIONS` are disabled when a trigger
+    op's output carries a lattice.
     """
+    disabled = []
     consts = {i.name for i in stripped.graph.initializer}
     producer = {o: n for n in stripped.graph.node for o in n.output}
     for node in stripped.graph.node:
@@ -106,9 +122,15 @@ def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
         for a, b in (node.input, reversed(node.input)):
             made = producer.get(a)
             if made is not None and made.op_type in WEIGHTED_ONNX_OPS and b in consts:
-                if a in info.activations:
-                    return {"disable_rewrites": ("fuse_bias_add",)}
-    return {}
+                if a in info.activations and "fuse_bias_add" not in disabled:
+                    disabled.append("fuse_bias_add")
+    for rule, triggers in ROUNDING_FUSIONS.items():
+        if any(
+            n.op_type in triggers and n.output and n.output[0] in info.activations
+            for n in stripped.graph.node
+        ):
+            disabled.append(rule)
+    return {"disable_rewrites": tuple(disabled)} if disabled else {}
 
 
 # ---- the integer model ----------------------------------------------------------------------
@@ -165,7 +187,8 @@ def prequantized_variant(
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
         fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
-        sums = _activation_sums(model, bits)
+        sums = _activation_sums(model, bits) | _constant_sums(model, bits)
+        fixed |= _fixed_point_activations(model, bits)
         pools = _inexact_average_pools(model, tfl_ranges, bits)
         outcome = quantize_integer(
             model,
@@ -184,6 +207,8 @@ def prequantized_variant(
         requantized_at = requantized_nodes(model)
         if bits == 8:
             _requantize_through_float(model, rounding)
+            if not full:
+                _exact_activation_matmuls(model, rounding)
         if rounded:
             notes.append(
                 f"{rounded} tensor(s) on a Q/DQ lattice are read by float ops: a QUANTIZE + "
@@ -302,6 +327,29 @@ def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
     return found
 
 
+FIXED_POINT_KERNELS = ("HARD_SWISH", "RESIZE_BILINEAR")
+
+
+def _fixed_point_activations(model: tfl.Model, bits: int) -> set[str]:
+    """ONNX nodes lowered to an int8 kernel that evaluates its function in fixed point
+    (:data:`FIXED_POINT_KERNELS`): float between the DEQUANTIZE and the exactly rounded
+    QUANTIZE, as ``Q(f(DQ(x)))`` reads (labelled like :func:`_fixed_lattice_nodes`).
+
+    Why: LiteRT's int8 HARD_SWISH computes ``x * relu6(x + 3) / 6`` with 16-bit fixed-point
+    intermediates and rounds their products on the way, which moves outputs lying near a half
+    step (LRASPP-MobileNetV3-like: 41 of 200704 outputs of the first HardSwish one step off
+    the Q/DQ semantics, amplified to 5 steps in the blocks after it; float: none); its int8
+    RESIZE_BILINEAR interpolates with fixed-point weights and rounds the same way (the same
+    model's classifier: 3638 of 100352 outputs one step off onnxruntime's)."""
+    if bits != 8:
+        return set()
+    return {
+        op.onnx_node
+        for op in model.subgraphs[0].operators
+        if op.opcode in FIXED_POINT_KERNELS and op.onnx_node
+    }
+
+
 def _requantize_through_float(model: tfl.Model, rounding: set[int]) -> int:
     """Each 8-bit -> 8-bit QUANTIZE (a rescale onto another lattice: CONCATENATION inputs,
     integer I/O) becomes DEQUANTIZE, ``round(x / s) * s`` and a float -> int8 QUANTIZE: the
@@ -349,6 +397,99 @@ def _requantize_through_float(model: tfl.Model, rounding: set[int]) -> int:
     return count
 
 
+def _exact_activation_matmuls(model: tfl.Model, rounding: set[int]) -> int:
+    """Each int8 x int8 BATCH_MATMUL of two run-time tensors (attention's scores and
+    context) keeps an integer kernel for its products, and is requantized as onnxruntime's
+    QLinearMatMul requantizes: the exact integer sum ``sum (a - za)(b - zb)`` as float32
+    times ``fl(fl(sa * sb) / sy)``, rounded half to even, then ``* sy`` and the QUANTIZE
+    (which maps a lattice point to itself).
+
+    Why: LiteRT runs this op with its builtin kernel (XNNPACK takes no int8 BATCH_MATMUL of
+    two run-time operands), whose fixed-point requantization first rounds ``acc * m`` to an
+    integer (``m`` the multiplier's 31-bit mantissa) and then divides by ``2**shift``, rounding
+    again: ``shift`` fractional bits survive to the last rounding, so a value within
+    ``2**-shift`` of a half step lands on the tie and rounds away from zero (BERT-like scores,
+    shift 7: 8 of 1024 outputs one step off, 27.4987 -> 28; requantized here: none).
+
+    How: the kernel's int32 output ignores both zero points (measured), so the sums are
+    completed in float32, exactly while every partial sum stays below 2**24:
+    ``sum a b - zb * rowsum(a) - za * colsum(b) + K za zb`` (transposed operands, adj_x /
+    adj_y, sum along their own K axis); larger sums keep the builtin requantization.
+    Returns the count."""
+    sub = model.subgraphs[0]
+    ed = Editor(sub)
+    count = 0
+    for op in sub.operators:
+        if op.opcode != "BATCH_MATMUL" or len(op.inputs) != 2:
+            continue
+        adj_x, adj_y = bool(op.options.get("adj_x")), bool(op.options.get("adj_y"))
+        a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+        if not all(_is_int(t) and t.data is None for t in (a, b)) or not _is_int(y):
+            continue
+        if any(t.dtype != np.int8 or np.size(t.quantization.scale) != 1 for t in (a, b, y)):
+            continue
+        if a.rank < 2 or b.rank < 2 or a.shape[-1] < 1:
+            continue
+        za, zb = (int(t.quantization.zero_point[0]) for t in (a, b))
+        k = a.shape[-2] if adj_x else a.shape[-1]
+        if k * (128 + abs(za)) * (128 + abs(zb)) >= 2**24:
+            continue
+        sa, sb, sy = (np.float32(t.quantization.scale[0]) for t in (a, b, y))
+        multiplier = np.float32(np.float32(sa * sb) / sy)
+        acc = ed.temp(f"{y.name}/raw_products", np.int32, y.shape)
+        ops = [ed.op("BATCH_MATMUL", [a, b], [acc], like=op, **op.options)]
+        real = ed.temp(f"{y.name}/raw_sums", np.float32, y.shape)
+        exact = [ed.op("CAST", [acc], [real], like=op)]
+        # (operand, its K axis, the axis its sums must lie along, the other zero point)
+        terms = ((a, -2 if adj_x else -1, -1, zb), (b, -1 if adj_y else -2, -2, za))
+        for x, axis, keep, other_zp in terms:
+            if other_zp == 0:
+                continue
+            as_float = ed.temp(f"{x.name}/as_float", np.float32, x.shape)
+            shape = list(x.shape)
+            shape[axis] = 1
+            total = ed.temp(f"{x.name}/sum_k", np.float32, tuple(shape))
+            axes = ed.const(f"{x.name}/k_axis", np.array([x.rank + axis], np.int32))
+            exact += [
+                ed.op("CAST", [x], [as_float], like=op),
+                ed.op("SUM", [as_float, axes], [total], like=op, keep_dims=True),
+            ]
+            if axis != keep:  # a transposed operand: move the size-1 axis where it broadcasts
+                shape[axis], shape[keep] = shape[keep], shape[axis]
+                moved = ed.temp(f"{x.name}/sum_k_moved", np.float32, tuple(shape))
+                exact.append(ed.reshape(total, moved, like=op))
+                total = moved
+            scaled = ed.temp(f"{x.name}/sum_k_scaled", np.float32, tuple(shape))
+            summed = ed.temp(f"{y.name}/sums", np.float32, y.shape)
+            factor = ed.const(f"{x.name}/minus_zp", np.array([-other_zp], np.float32))
+            exact += [
+                ed.op("MUL", [total, factor], [scaled], like=op),
+                ed.op("ADD", [real, scaled], [summed], like=op),
+            ]
+            real = summed
+        steps = ed.temp(f"{y.name}/steps", np.float32, y.shape)
+        whole = ed.temp(f"{y.name}/whole_steps", np.float32, y.shape)
+        on_lattice = ed.temp(f"{y.name}/on_lattice", np.float32, y.shape)
+        if za and zb:
+            offset = ed.const(f"{y.name}/zero_point_term", np.array([k * za * zb], np.float32))
+            summed = ed.temp(f"{y.name}/sums", np.float32, y.shape)
+            exact.append(ed.op("ADD", [real, offset], [summed], like=op))
+            real = summed
+        m = ed.const(f"{y.name}/multiplier", np.array([multiplier], np.float32))
+        s = ed.const(f"{y.name}/lattice_scale", np.array([sy], np.float32))
+        exact += [
+            ed.op("MUL", [real, m], [steps], like=op),
+            ed.op("ROUND", [steps], [whole], like=op),
+            ed.op("MUL", [whole, s], [on_lattice], like=op),
+            ed.op("QUANTIZE", [on_lattice], [y], like=op),
+        ]
+        rounding.update(id(o) for o in exact)
+        ed.replace(op, [*ops, *exact])
+        count += 1
+    ed.commit()
+    return count
+
+
 def _activation_sums(model: tfl.Model, bits: int) -> set[str]:
     """ONNX nodes lowered to an ADD or SUB of two run-time tensors: float between the
     DEQUANTIZEs and an exactly rounded QUANTIZE, as onnxruntime computes ``Q(DQ(a) + DQ(b))``.
@@ -365,6 +506,32 @@ def _activation_sums(model: tfl.Model, bits: int) -> set[str]:
         if op.opcode not in ("ADD", "SUB") or not op.onnx_node or len(op.inputs) != 2:
             continue
         if all(t is not None and t.data is None for t in op.inputs):
+            found.add(op.onnx_node)
+    return found
+
+
+def _constant_sums(model: tfl.Model, bits: int) -> set[str]:
+    """ONNX nodes lowered to an ADD or SUB of a run-time tensor and a nonzero constant: float
+    like :func:`_activation_sums`, as ``Q(DQ(x) + c)`` reads.
+
+    Why: the int8 ADD rescales its input and the constant (itself re-quantized onto the
+    lattice of its own value range) with fixed-point multipliers, then rounds its own way. It
+    is exact only without any rescale, and a Q/DQ model gives the sum its own lattice:
+    - GELU's ``1 + erf(x)``: the output lattice is about twice the input's, so most sums
+      are exact ties that ONNX rounds half to even (88 % of the outputs one step off);
+    - rows of an embedding table gathered at constant positions span less than the table,
+      so the constant's int8 lattice is not the table's (BERT-like token-type and position
+      embeddings: 13 % and 21 % of the two sums' outputs one step off, every later layer
+      inheriting them).
+    In float: none."""
+    if bits != 8:
+        return set()
+    found = set()
+    for op in model.subgraphs[0].operators:
+        if op.opcode not in ("ADD", "SUB") or not op.onnx_node or len(op.inputs) != 2:
+            continue
+        consts = [t for t in op.inputs if t is not None and t.data is not None]
+        if len(consts) == 1 and np.any(np.asarray(consts[0].data) != 0):
             found.add(op.onnx_node)
     return found
 
