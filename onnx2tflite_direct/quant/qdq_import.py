@@ -187,9 +187,12 @@ def prequantized_variant(
             io_in = io_out = "int16"
         tfl_ranges = tflite_ranges(ranges, lowered.tensor_map)
         fixed = _fixed_lattice_nodes(model, tfl_ranges, bits)
-        sums = _activation_sums(model, bits) | _constant_sums(model, bits)
-        fixed |= _fixed_point_activations(model, bits)
-        pools = _inexact_average_pools(model, tfl_ranges, bits)
+        sums = _activation_sums(model, bits)
+        pools: set[str] = set()
+        if not full:  # (the full-integer file keeps every integer kernel it can)
+            sums |= _constant_sums(model, bits)
+            fixed |= _fixed_point_activations(model, bits)
+            pools = _inexact_average_pools(model, tfl_ranges, bits)
         outcome = quantize_integer(
             model,
             tfl_ranges,
