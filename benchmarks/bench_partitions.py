@@ -146,10 +146,25 @@ def floor_ops(model) -> dict:
         if i.name not in inits and i.type.tensor_type.elem_type not in floats
     }
     nodes = _live_nodes(model)
+    uniform = set()  # constant tables whose elements are all equal (torch's zero buffers)
+    tensors = [(t.name, t) for t in model.graph.initializer] + [
+        (n.output[0], a.t)
+        for n in nodes
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    for name, t in tensors:
+        arr = onnx.numpy_helper.to_array(t)
+        if arr.size and arr.size < 1 << 20 and np.all(arr == arr.reshape(-1)[0]):
+            uniform.add(name)
     consts = set(inits)  # values known at conversion time (constants, shapes and their math)
     for node in nodes:
         if node.op_type in SHAPE_ONLY or all(i in consts for i in node.input if i):
             consts.update(o for o in node.output if o)
+            copies = node.op_type in INT_MOVERS | {"Tile", "Slice"} and node.input[0] in uniform
+            if copies or node.op_type == "ConstantOfShape":
+                uniform.update(node.output)
     raw = {n: n for n in ints}  # value -> the input it moves unchanged
     derived = set(ints)  # values computed from an integer input
     lookups: Counter = Counter()
@@ -165,6 +180,9 @@ def floor_ops(model) -> dict:
             for idx in node.input[7:8]:
                 if idx in raw:
                     other_use.add(raw[idx])
+            continue
+        if node.op_type in LOOKUPS and len(node.input) > 1 and node.input[0] in uniform:
+            consts.update(node.output)  # every element of the table is one value
             continue
         if node.op_type in LOOKUPS and len(node.input) > 1 and node.input[0] in consts:
             idx = node.input[1]
@@ -189,17 +207,19 @@ def floor_ops(model) -> dict:
         else:
             other_use.update(raw[i] for i in ins if i in raw)
     count = sum(2 * lookups[n] + (n in other_use) for n in ints) + 2 * computed
-    return {"floor_ops": count, "integer_inputs": len(ints)}
+    return {"floor_ops": count, "integer_input_count": len(ints)}
 
 
 def _live_nodes(model) -> list:
-    """The nodes some graph output depends on (exporters leave dead lookups behind)."""
+    """The nodes some graph output depends on by value (exporters leave lookups behind whose
+    output only a Shape reads: the shapes are pinned, the lookup is dead)."""
     needed = {o.name for o in model.graph.output}
     live = []
     for node in reversed(model.graph.node):
         if any(o in needed for o in node.output):
             live.append(node)
-            needed.update(i for i in node.input if i)
+            if node.op_type not in SHAPE_ONLY:
+                needed.update(i for i in node.input if i)
     return live[::-1]
 
 
@@ -214,6 +234,17 @@ def family(model) -> str:
     if ops & RECURRENT_ONNX:
         return "recurrent"
     return "cnn/transformer"
+
+
+def _source_model(name: str, row: dict):
+    """The ONNX model a row was measured on (corpus file or generated benchmark model)."""
+    if row.get("source") == "zoo":
+        from tools.zoo import run
+
+        return onnx.load(str(run.model_path(name)), load_external_data=False)
+    from benchmarks.models import BENCHMARK_MODELS
+
+    return BENCHMARK_MODELS[name]()
 
 
 def _zoo_one(name: str) -> dict:
@@ -240,7 +271,7 @@ def _zoo_one(name: str) -> dict:
     row = {"source": "zoo", "domain": entry.get("domain"), "family": family(model)}
     row["integer_inputs"] = integer_inputs(model)
     row.update(count_partitions(tflite))
-    row.update(floor_ops(res.model if isinstance(res.model, onnx.ModelProto) else model))
+    row.update(floor_ops(model))
     if CHECK:
         row.update(_zoo_agreement(entry, path, feeds, tflite, res.report.get("io")))
     return row
@@ -391,6 +422,8 @@ def write_md(data: dict, path: Path) -> None:
             )
         lines.append("")
     lines += _comparison(data)
+    if "previous" in data["runs"]:
+        lines += _comparison(data, first="previous", listing=False)
     head = "| model | family | ops |"
     sep = "|---|---|---:|"
     for lab in labels:
@@ -417,19 +450,22 @@ def write_md(data: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _comparison(data: dict) -> list[str]:
-    """Before/after over the models both runs measured (per family), and what still splits
-    the float32 CNN/transformer models."""
+def _comparison(data: dict, first: str = "before", listing: bool = True) -> list[str]:
+    """``first`` -> after over the models both runs measured (per family), and (``rest``)
+    what still splits the float32 CNN/transformer models, with each one's floor."""
     runs = data["runs"]
-    if not {"before", "after"} <= set(runs):
+    if not {first, "after"} <= set(runs):
         return []
     both = sorted(
         n
-        for n in set(runs["before"]["models"]) & set(runs["after"]["models"])
-        if runs["before"]["models"][n].get("status") == "ok"
+        for n in set(runs[first]["models"]) & set(runs["after"]["models"])
+        if runs[first]["models"][n].get("status") == "ok"
         and runs["after"]["models"][n].get("status") == "ok"
     )
-    lines = [f"**Before -> after** over the {len(both)} models measured in both runs:", ""]
+    lines = [
+        f"**{first.capitalize()} -> after** over the {len(both)} models measured in both runs:",
+        "",
+    ]
     lines += ["| family | models | one partition | one partition, >= 99% | partitions (sum) |"]
     lines += ["|---|---:|---:|---:|---:|"]
     fams = sorted({runs["after"]["models"][n]["family"] for n in both})
@@ -443,7 +479,7 @@ def _comparison(data: dict) -> list[str]:
 
     for fam in [*fams, floats, "all"]:
         sel = [n for n in both if member(n, fam)]
-        b = [runs["before"]["models"][n] for n in sel]
+        b = [runs[first]["models"][n] for n in sel]
         a = [runs["after"]["models"][n] for n in sel]
         one_b, one_a = (sum(r["partitions"] == 1 for r in x) for x in (b, a))
         good_b, good_a = (sum(one_partition(r) for r in x) for x in (b, a))
@@ -453,6 +489,8 @@ def _comparison(data: dict) -> list[str]:
             f"{part_b} -> {part_a} |"
         )
     lines.append("")
+    if not listing:
+        return lines
     rest = [
         (n, r)
         for n, r in sorted(runs["after"]["models"].items())
@@ -532,9 +570,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true", help="rewrite the .md from the JSON")
+    p.add_argument(
+        "--floors",
+        action="store_true",
+        help="recompute floor_ops of --label's rows (no conversion)",
+    )
     args = p.parse_args(argv)
     global CHECK
     CHECK = args.check
+    if args.floors:
+        data = json.loads(args.out.read_text())
+        for name, row in data["runs"][args.label]["models"].items():
+            if row.get("status") == "ok":
+                row.update(floor_ops(_source_model(name, row)))
+                row["integer_inputs"] = bool(row["integer_input_count"])
+        args.out.write_text(json.dumps(data, indent=1, default=_np_default) + "\n")
+        args.report_only = True
     if args.report_only:
         data = json.loads(args.out.read_text())
         for run in data["runs"].values():
