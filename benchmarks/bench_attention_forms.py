@@ -7,38 +7,46 @@ files in the zoo cache) in every form below, in one run, and records per form:
 - ``transposes`` and ``per_layer`` (attention layers counted as in bench_transposes.py);
 - ``partitions``, ``delegated_share`` and ``outside_xnnpack`` (bench_partitions.count_partitions);
 - ``max_abs`` error of every output against onnxruntime (1 thread) on the corpus's stored feeds
-  (seeded ones for the generated encoders), and ``max_abs_vs_default`` between the forms;
+  (seeded ones for the generated encoders), and ``max_abs_vs_baseline`` between the forms;
 - latency (``cpu``: thread CPU time, which leaves out waiting for a core on a shared machine;
   ``wall``: wall time): every file is loaded in ``--copies`` interpreters (two interpreters of
-  one file differ by a few %: memory placement); ``rounds`` rounds each time every
+  one file differ by a few %, the later-created one faster), created in mirrored order so
+  that every form has the same mean creation position; ``rounds`` rounds each time every
   interpreter in turn (one call each per pass, the order rotating per round) for ``pairs``
   passes after warm-up, on one thread. Per round a form's time is the mean over its
-  interpreters and its ratio is taken to the default's; reported: median and min..max over
-  rounds. ``default_again`` (default copy 1 / copy 0) is the A/A noise floor.
+  interpreters and its ratio is taken to the baseline's; reported: median and min..max over
+  rounds. ``baseline_again`` (baseline copy 1 / copy 0: the first and the last interpreter
+  created) bounds the creation-order bias; on hf_gpt2_past_ts and the GPT-2/ViT ortopt files,
+  where no form changes the file, the forms' ratios are the A/A floor of the averaged
+  procedure.
 
-Forms (onnx2tflite_direct/head_projection.py; the two candidates are opt-in rules):
+Forms (onnx2tflite_direct/head_projection.py, lowering/contrib_attention.py), the baseline
+first:
 
-- ``default``: a FULLY_CONNECTED and a TRANSPOSE per Q/K/V projection (K^T stored by its
-  TRANSPOSE), one TRANSPOSE for the merge: 4 per layer on BERT/ViT/MiniLM;
-- ``fused_qkv`` (``fused_head_projection``): one FULLY_CONNECTED for Q/K/V, one TRANSPOSE to
-  head-major, one SPLIT, K^T read through adj_y, the merge: 2 per layer;
-- ``head_major`` (``head_major_projection``): Q/K/V each a BATCH_MATMUL of the rows by per-head
-  constant weights [1, H, K, d] writing [B, H, S, d], the merge: 1 per layer.
+- ``four_transposes`` (``--disable-rewrite fused_head_projection``): a FULLY_CONNECTED and a
+  TRANSPOSE per Q/K/V projection (K^T stored by its TRANSPOSE), one TRANSPOSE for the merge: 4
+  per layer on BERT/ViT/MiniLM (the default before the rule);
+- ``fused_qkv`` (the default, rule ``fused_head_projection``): one FULLY_CONNECTED for Q/K/V,
+  one TRANSPOSE to head-major, one SPLIT, K^T read through adj_y, the merge: 2 per layer;
+- ``head_major`` (opt-in rule ``head_major_projection``, the fused rule off): Q/K/V each a
+  BATCH_MATMUL of the rows by per-head constant weights [1, H, K, d] writing [B, H, S, d], the
+  merge: 1 per layer.
 
 onnxruntime-optimized exports (``*_ortopt``: one com.microsoft Attention per layer, its QKV
-projection already one FULLY_CONNECTED) are measured in two forms of contrib_attention:
+projection already one FULLY_CONNECTED):
 
-- ``default``: SPLIT of the packed projection first, then a TRANSPOSE per part, plus the
-  merge: 4 per layer;
-- ``one_transpose`` (``contrib_attention.head_major_heads``): the packed projection moved to
+- ``split_first`` (``contrib_attention.split_first_heads``): SPLIT of the packed projection,
+  then a TRANSPOSE per part, plus the merge: 4 per layer;
+- ``one_transpose`` (the default, ``head_major_heads``): the packed projection moved to
   head-major with one TRANSPOSE and SPLIT there, plus the merge: 2 per layer.
 
-A form would become the default only with <= 2 TRANSPOSE per layer and a ratio <= 1.0 within
-the A/A noise on every model.
+A form became the default only with <= 2 TRANSPOSE per layer and a ratio <= 1.0 within the
+noise of the procedure on every corpus model.
 
     PYTHONPATH=. python benchmarks/bench_attention_forms.py [--only NAME ...] [--rounds 7]
 
-Writes ``benchmarks/results/attention_forms.json``.
+Writes ``benchmarks/results/attention_forms.json`` and ``.md`` (``--table-only`` rewrites the
+table from the json).
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from onnx2tflite_direct.lowering import contrib_attention  # noqa: E402
+from onnx2tflite_direct.onnx_rewrites import opt_in  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "attention_forms.json"
 # Larger generated encoders (benchmarks/models.py, 2 layers each to keep the run short): the
@@ -94,37 +105,31 @@ MODELS = [
 
 
 @contextlib.contextmanager
-def one_transpose():
-    """contrib_attention's packed Q/K/V moved to head-major at once (head_major_heads)."""
-    from onnx2tflite_direct.lowering import contrib_attention as ca
-
-    saved = ca.packed_heads
-    ca.packed_heads = ca.head_major_heads
+def split_first():
+    """contrib_attention's packed Q/K/V split first, then a TRANSPOSE per part."""
+    saved = contrib_attention.packed_heads
+    contrib_attention.packed_heads = contrib_attention.split_first_heads
     try:
         yield
     finally:
-        ca.packed_heads = saved
+        contrib_attention.packed_heads = saved
 
 
-def _rules(*names):
-    from onnx2tflite_direct.head_projection import opt_in
-
-    return lambda: opt_in(*names)
-
-
-# form -> the context its conversion runs in
+# form -> (context its conversion runs in, rewrite rules disabled)
 FORMS = {
-    "default": contextlib.nullcontext,
-    "fused_qkv": _rules("fused_head_projection"),
-    "head_major": _rules("head_major_projection"),
-    "one_transpose": one_transpose,
+    "four_transposes": (contextlib.nullcontext, ("fused_head_projection",)),
+    "fused_qkv": (contextlib.nullcontext, ()),
+    "head_major": (lambda: opt_in("head_major_projection"), ("fused_head_projection",)),
+    "split_first": (split_first, ()),
+    "one_transpose": (contextlib.nullcontext, ()),
 }
 
 
 def forms_of(name: str) -> list[str]:
+    """The forms measured for a model, the baseline (the exporter's 4-TRANSPOSE form) first."""
     if name in ORT_FUSED:
-        return ["default", "one_transpose"]
-    return ["default", "fused_qkv", "head_major"]
+        return ["split_first", "one_transpose"]
+    return ["four_transposes", "fused_qkv", "head_major"]
 
 
 def load(name: str):
@@ -153,8 +158,10 @@ def convert_form(name: str, form: str):
     from onnx2tflite_direct import convert
 
     model, source, feeds, opts = load(name)
-    with FORMS[form]():
-        res = convert(model, **opts)
+    context, disabled = FORMS[form]
+    disabled = tuple(opts.pop("disable_rewrites", ())) + disabled
+    with context():
+        res = convert(model, disable_rewrites=disabled, **opts)
     return bytes(res.tflite_bytes), res.report.get("io"), model, source, feeds
 
 
@@ -223,26 +230,27 @@ def interleaved(runners: dict, pairs: int, order: list, clock) -> dict:
 
 
 def summarize(per_round: list[dict], forms: list[str], copies: int) -> dict:
-    """Per form: median ms (copy 0) and the ratio to ``default`` per round, each form timed as
+    """Per form: median ms (copy 0) and the ratio to the baseline per round, each form timed as
     the mean of its ``copies`` interpreters (two interpreters of one file differ by a few %:
-    memory placement), median and min..max over rounds; ``default_again`` is copy 1 of the
-    default against copy 0 (the A/A floor, not averaged)."""
+    memory placement), median and min..max over rounds; ``baseline_again`` is copy 1 of the
+    baseline against copy 0 (the creation-order extreme, not averaged)."""
 
     def mean(m, form):
         return statistics.fmean(m[(form, c)] for c in range(copies))
 
     out = {"ms": {f: round(statistics.median(mean(m, f) for m in per_round), 4) for f in forms}}
     ratios = {}
-    series = {f: [mean(m, f) / mean(m, "default") for m in per_round] for f in forms[1:]}
+    base = forms[0]
+    series = {f: [mean(m, f) / mean(m, base) for m in per_round] for f in forms[1:]}
     if copies > 1:
-        series["default_again"] = [m[("default", 1)] / m[("default", 0)] for m in per_round]
+        series["baseline_again"] = [m[(base, 1)] / m[(base, 0)] for m in per_round]
     for k, rs in series.items():
         ratios[k] = {
             "median": round(statistics.median(rs), 3),
             "min": round(min(rs), 3),
             "max": round(max(rs), 3),
         }
-    out["ratio_vs_default"] = ratios
+    out["ratio_vs_baseline"] = ratios
     return out
 
 
@@ -265,14 +273,18 @@ def bench(name: str, rounds: int, pairs: int, copies: int = 2) -> dict:
         row = structure(blob)
         row["per_layer"] = round(row["transposes"] / layers, 2) if layers else None
         row["max_abs_vs_onnxruntime"] = max_abs(got[form], expected)
-        row["max_abs_vs_default"] = max_abs(got[form], got["default"])
+        row["max_abs_vs_baseline"] = max_abs(got[form], got[next(iter(files))])
         rec["forms"][form] = row
     rec["max_abs_expected"] = max(float(np.max(np.abs(v))) for v in expected.values() if v.size)
-    runners = {
-        (form, c): _litert_runner(blob, feeds, io)
-        for form, (blob, io) in files.items()
+    # Interpreters created later ran a few % faster (two copies of one file: baseline_again;
+    # identical files of different forms on GPT-2), so the copies are created in mirrored order
+    # (forms a b c, then c b a, ...): every form gets the same mean creation position.
+    created = [
+        (form, c)
         for c in range(copies)
-    }
+        for form in (list(files) if c % 2 == 0 else list(reversed(files)))
+    ]
+    runners = {key: _litert_runner(files[key[0]][0], feeds, files[key[0]][1]) for key in created}
     keys = list(runners)
     # Thread CPU time (the interpreter runs on this thread at num_threads=1) leaves out the
     # time the process waits for a core on a shared machine; wall time is recorded too.
@@ -288,6 +300,35 @@ def bench(name: str, rounds: int, pairs: int, copies: int = 2) -> dict:
     return rec
 
 
+def table(data: dict) -> str:
+    """Markdown: per model and form, TRANSPOSE per layer, partitions, error, CPU-time ratio."""
+    lines = [
+        "# Attention head forms: TRANSPOSE per layer, partitions, numerics, 1-thread latency",
+        "",
+        data.get("note", ""),
+        "",
+        "| model | form | TRANSPOSE (per layer) | partitions | max abs vs onnxruntime "
+        "| CPU-time ratio to the 4-TRANSPOSE form (min..max) | A/A |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, rec in data["models"].items():
+        if "error" in rec:
+            lines.append(f"| {name} | error | {rec['error']} | | | | |")
+            continue
+        cpu = rec["latency"]["cpu"]["ratio_vs_baseline"]
+        aa = cpu.get("baseline_again", {})
+        base = next(iter(rec["forms"]))
+        for form, row in rec["forms"].items():
+            r = cpu.get(form)
+            ratio = "1" if form == base else f"{r['median']} ({r['min']}..{r['max']})"
+            lines.append(
+                f"| {name} | {form} | {row['transposes']} ({row['per_layer']}) "
+                f"| {row['partitions']} | {row['max_abs_vs_onnxruntime']:.2g} | {ratio} "
+                f"| {aa.get('median', '')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*")
@@ -295,8 +336,12 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--copies", type=int, default=2, help="interpreters per form")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args(argv)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.table_only:
+        args.out.with_suffix(".md").write_text(table(data))
+        return 0
     data.setdefault("models", {})
     for name in args.only or MODELS:
         try:
@@ -309,7 +354,7 @@ def main(argv=None) -> int:
             name,
             {f: (r["transposes"], r["per_layer"], r["partitions"]) for f, r in forms.items()},
             rec.get("latency", {}).get("cpu"),
-            rec.get("latency", {}).get("wall", {}).get("ratio_vs_default"),
+            rec.get("latency", {}).get("wall", {}).get("ratio_vs_baseline"),
             {f: r["max_abs_vs_onnxruntime"] for f, r in forms.items()},
             rec.get("error", ""),
             flush=True,
@@ -318,13 +363,14 @@ def main(argv=None) -> int:
         "Per model and head-layout form: TRANSPOSE count and per attention layer, XNNPACK "
         "partitions, max abs error vs onnxruntime, and 1-thread LiteRT latency interleaved, by "
         "thread CPU time and wall time "
-        "(per round: median per interpreter, mean over a form's interpreters, ratio to default; "
-        "median and min..max over rounds; default_again = default copy 1 / copy 0, the A/A "
+        "(per round: median per interpreter, mean over a form's interpreters, ratio to the baseline; "
+        "median and min..max over rounds; baseline_again = baseline copy 1 / copy 0, the A/A "
         "noise floor). Written by "
         "benchmarks/bench_attention_forms.py."
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    args.out.with_suffix(".md").write_text(table(data))
     return 0
 
 

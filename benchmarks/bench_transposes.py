@@ -18,12 +18,12 @@ reads ``_get_ops_details()`` of the primary subgraph. It records:
   so a transpose that stays is listed with the consumer that needs it.
 
     PYTHONPATH=. python benchmarks/bench_transposes.py [--only NAME ...] [--label after]
-        [--opt-in fused_head_projection]
+        [--opt-in head_major_projection]
 
 Results merge into ``benchmarks/results/transposes.json`` under ``--label`` (``before`` /
-``after``; ``opt_in_fused_qkv`` / ``opt_in_head_major`` for the opt-in attention head forms of
-head_projection.py, which are not the default: see bench_attention_forms.py for why), so one
-file carries every measurement. Counts only; no timing.
+``after``; ``opt_in_fused_qkv`` / ``opt_in_head_major`` for the attention head forms of
+head_projection.py, counted while both were opt-in; ``fused_default`` once the fused form
+became the default), so one file carries every measurement. Counts only; no timing.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def op_table(blob: bytes) -> list[dict]:
 
 def measure(name: str, keep_io_layout: bool, opt_in_rules: tuple[str, ...] = ()) -> dict:
     from onnx2tflite_direct import convert
-    from onnx2tflite_direct.head_projection import opt_in
+    from onnx2tflite_direct.onnx_rewrites import opt_in
     from tools.zoo import manifest
     from tools.zoo.run import load_feeds, model_path
 
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         "--opt-in",
         nargs="*",
         default=[],
-        help="opt-in ONNX rules of head_projection.OPT_IN to run (the attention head forms)",
+        help="opt-in ONNX rules of onnx_rewrites.OPT_IN to run (the attention head forms)",
     )
     args = ap.parse_args(argv)
     names = args.only or ATTENTION + HEADS

@@ -5,26 +5,27 @@ Why: exporters write each multi-head projection as ``MatMul(x, W) [+ b] -> Resha
 a FULLY_CONNECTED and a TRANSPOSE per projection, plus the context merge: 4 TRANSPOSE per
 attention layer. Two ONNX rules regroup the same arithmetic:
 
-* ``fused_head_projection``: the projections of one activation that each split heads with one
-  head size d become one MatMul by the concatenated weights [K, N_q + N_k + N_v] (+ the
+* ``fused_head_projection`` (on by default; ``--disable-rewrite fused_head_projection`` keeps
+  the exporter's form): the projections of one activation that each split heads with one head
+  size d become one MatMul by the concatenated weights [K, N_q + N_k + N_v] (+ the
   concatenated biases), one Reshape to [B, S, H_q + H_k + H_v, d], one Transpose to head-major
   [B, H, S, d] and one Split along the heads. K^T is ``Transpose(0, 1, 3, 2)`` of its part,
   which the layout engine folds into the score BATCH_MATMUL's ``adj_y`` (lowering/matmul.py);
   the Split takes its input in ONNX order (matmul.split_heads_policy), so the head split is one
   TRANSPOSE per layer and the merge another: 2 per layer. Each output element is the same dot
   product over K (one FULLY_CONNECTED instead of three); the Split is a copy.
-* ``head_major_projection``: each projection becomes ``MatMul(Unsqueeze(x, 1) [B, 1, S, K],
-  W_h [1, H, K, d])`` (+ ``b_h [1, H, 1, d]``), a BATCH_MATMUL with constant per-head weights
-  broadcast over the heads that writes [B, H, S, d] directly: 1 TRANSPOSE per layer (the
-  merge). Per head it is a GEMM of d columns, and the bias is a separate ADD.
+* ``head_major_projection`` (opt-in: ``onnx_rewrites.opt_in``): each projection becomes
+  ``MatMul(Unsqueeze(x, 1) [B, 1, S, K], W_h [1, H, K, d])`` (+ ``b_h [1, H, 1, d]``), a
+  BATCH_MATMUL with constant per-head weights broadcast over the heads that writes [B, H, S, d]
+  directly: 1 TRANSPOSE per layer (the merge). Per head it is a GEMM of d columns, and the bias
+  is a separate ADD.
 
-Both are opt-in (:data:`OPT_IN`, not in ``onnx_rewrites.RULES``): measured side by side with
-the default 4-TRANSPOSE form (benchmarks/bench_attention_forms.py, results/attention_forms.json)
-neither is faster at 1 thread on XNNPACK, and both are slower on the corpus's MiniLM-L6 (hidden
-384, sequence 16), where the TRANSPOSE ops they remove move only 48 KB each. Likely causes,
-not isolated: the fused 1152-column weight (1.7 MB) no longer fits a 1 MiB L2 as each 384-column
-one does, and 12 per-head GEMMs of 32 columns run below one 384-column GEMM. They stay here, proven numerically
-(tests/test_attention_forms.py), to be measured again on other cores and sizes.
+Measured side by side at 1 thread on XNNPACK (benchmarks/bench_attention_forms.py,
+results/attention_forms.json; thread CPU time, two interpreters per form): the fused form is
+0.96-0.99x the 4-TRANSPOSE form on the corpus's BERT/DistilBERT/RoBERTa/ViT exports and
+0.99-1.01x on MiniLM-L6, within the +-1.5% the same procedure shows between identical files;
+the per-head form is 1.04-1.14x on the corpus (narrow GEMMs, the separate bias ADD), so it
+stays opt-in.
 
 Constraints (checked, otherwise a chain is left alone): a default-domain float32 MatMul of a
 rank-3 activation by a constant 2-D weight [K, N]; an optional Add of a float32 constant with N
@@ -36,11 +37,8 @@ needs at least two such chains on one activation with equal d.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-from . import onnx_rewrites
 from .ir import Graph, Node, Value
 
 _SPLIT_PERMS = ((0, 2, 1, 3), (0, 2, 3, 1))
@@ -301,23 +299,5 @@ def fused_head_projection(graph: Graph) -> list[str]:
     return changed
 
 
-# Opt-in rules of this module, by name: not in onnx_rewrites.RULES (not faster, see above).
-OPT_IN = {
-    "fused_head_projection": fused_head_projection,
-    "head_major_projection": head_major_projection,
-}
-
-
-@contextlib.contextmanager
-def opt_in(*names: str):
-    """Run the named :data:`OPT_IN` rules after ``onnx_rewrites.RULES`` during the conversions
-    inside the block (benchmarks and tests; not thread-safe)."""
-    unknown = sorted(set(names) - set(OPT_IN))
-    if unknown:
-        raise ValueError(f"unknown opt-in rule(s) {unknown}; known: {sorted(OPT_IN)}")
-    saved = list(onnx_rewrites.RULES)
-    onnx_rewrites.RULES.extend((n, OPT_IN[n]) for n in names)
-    try:
-        yield
-    finally:
-        onnx_rewrites.RULES[:] = saved
+# Opt-in rules of this module, by name (onnx_rewrites.OPT_IN / opt_in): measured, not default.
+OPT_IN = {"head_major_projection": head_major_projection}

@@ -7,6 +7,7 @@ the tensors they make disappear are read by nothing else and are not graph outpu
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -18,6 +19,8 @@ from .float_indices import TRIGGERS as INDEX_TRIGGERS
 from .float_masks import RULES as MASK_RULES
 from .float_masks import TRIGGERS as MASK_TRIGGERS
 from .folding import NONDETERMINISTIC_OPS
+from .head_projection import OPT_IN as HEAD_OPT_IN
+from .head_projection import fused_head_projection
 from .ir import Graph, Node, Value
 from .qdq_merge import merge_double_qdq
 from .registry import REGISTRY
@@ -421,7 +424,16 @@ RULES = [
     *STRENGTH_RULES,  # after the fusions: they match Pow(x, 3), Div(x, sqrt 2), Div(x, 6)
     *MASK_RULES,  # after gather_as_reshape: a bool Gather of arange indices is then a Reshape
     *INDEX_RULES,
+    ("fused_head_projection", fused_head_projection),  # after remove_identity_arith (bias 0)
 ]
+
+# Rules measured and kept, but not run unless asked for (benchmarks, tests): see opt_in.
+OPT_IN = dict(HEAD_OPT_IN)
+
+# Rules that create activations no ONNX tensor holds (one projection computing three), so
+# calibration, which ranges ONNX tensors, has no range for them: the pipeline turns them off
+# when it builds a file with integer activations, so that those projections stay integer.
+RANGELESS_RULES = frozenset({"fused_head_projection"})
 
 
 # Op types a rule's pattern must contain (None: any graph). A rule whose trigger is absent
@@ -438,7 +450,23 @@ TRIGGERS = {
     **STRENGTH_TRIGGERS,
     **MASK_TRIGGERS,
     **INDEX_TRIGGERS,
+    "fused_head_projection": {"Transpose"},
 }
+
+
+@contextlib.contextmanager
+def opt_in(*names: str):
+    """Run the named :data:`OPT_IN` rules after :data:`RULES` during the conversions inside
+    the block (benchmarks and tests measure them against the default; not thread-safe)."""
+    unknown = sorted(set(names) - set(OPT_IN))
+    if unknown:
+        raise ValueError(f"unknown opt-in rule(s) {unknown}; known: {sorted(OPT_IN)}")
+    saved = list(RULES)
+    RULES.extend((n, OPT_IN[n]) for n in names)
+    try:
+        yield
+    finally:
+        RULES[:] = saved
 
 
 def apply(graph: Graph, enabled: bool = True, disabled: frozenset[str] = frozenset()):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, option_checks, report, signatures, tfl
+from . import builder, errors, gpu_check, onnx_rewrites, option_checks, report, signatures, tfl
 from . import gpu_friendly as gpu
 from . import validate as val
 from .atomic import publish, write_atomic, write_pending
@@ -157,7 +157,7 @@ def convert_checked(
             for f in dataclasses.fields(LoweringOptions)
             if f.name != "disabled_rewrites"
         },
-        disabled_rewrites=_disabled_rewrites(o.disable_rewrites),
+        disabled_rewrites=_disabled_rewrites(o.disable_rewrites) | _rangeless_rules(o.quantize),
     )
     quant = quant_variants.QuantOptions(  # likewise by name
         **{f.name: getattr(o, f.name) for f in dataclasses.fields(quant_variants.QuantOptions)}
@@ -255,6 +255,7 @@ def _prequantized_variant(result, rec, options: LoweringOptions, quant, build) -
     stripped, info = imported
     extra = qdq_import.lowering_options(stripped, info)
     disabled = options.disabled_rewrites | frozenset(extra.get("disable_rewrites", ()))
+    disabled |= onnx_rewrites.RANGELESS_RULES  # its ranges come from the model's Q/DQ pairs
     fields = {
         f.name: getattr(options, f.name)
         for f in dataclasses.fields(options)
@@ -320,6 +321,12 @@ def _lowering_options(**fields) -> LoweringOptions:
     for problem in option_checks.decompose_problems(options.decompose):
         raise problem
     return options
+
+
+def _rangeless_rules(quantize) -> frozenset[str]:
+    """The rewrite rules to turn off because a requested file quantizes activations."""
+    integer = any(c in quant_variants.INTEGER_FILES or c == "auto" for c in quantize or ())
+    return onnx_rewrites.RANGELESS_RULES if integer else frozenset()
 
 
 def _disabled_rewrites(disable_rewrites) -> frozenset[str]:

@@ -1,11 +1,12 @@
-"""The opt-in attention head forms of head_projection.py: numbers against onnxruntime and
-TRANSPOSE counts, and the default form they are measured against.
+"""The attention head forms of head_projection.py and contrib_attention: numbers against
+onnxruntime and TRANSPOSE counts.
 
-Issue 22 item 5 asks for <= 2 TRANSPOSE per attention layer. ``fused_head_projection`` reaches 2
-(one FULLY_CONNECTED for Q/K/V, one TRANSPOSE to head-major, a SPLIT; the merge) and
-``head_major_projection`` 1 (per-head BATCH_MATMUL projections; the merge), but neither is
-faster than the default's 4 on the corpus (benchmarks/results/attention_forms.json), so the
-default keeps 4 and the forms stay opt-in (``head_projection.opt_in``).
+Issue 22 item 5 asks for <= 2 TRANSPOSE per attention layer. By default ``fused_head_projection``
+reaches 2 (one FULLY_CONNECTED for Q/K/V, one TRANSPOSE to head-major, a SPLIT; the merge), and
+com.microsoft Attention's packed projection is moved to head-major at once (2). The exporter's
+4-TRANSPOSE form (``--disable-rewrite fused_head_projection``) and the opt-in per-head
+``head_major_projection`` (1) are proven too (benchmarks/results/attention_forms.json measures
+them side by side).
 """
 
 import numpy as np
@@ -15,8 +16,8 @@ from onnx import helper
 from test_attention_layout import _gpt2
 from test_ops_contrib import ATTENTION_CASES, _attention
 
-from onnx2tflite_direct.head_projection import OPT_IN, opt_in
 from onnx2tflite_direct.lowering import contrib_attention
+from onnx2tflite_direct.onnx_rewrites import opt_in
 
 F = np.float32
 H, D = 4, 8
@@ -104,8 +105,8 @@ def _check(model, forms=(), feeds=None, **options):
 
 @pytest.mark.parametrize("keep_io_layout", [True, False])
 @pytest.mark.parametrize("layers,mask,batch", [(1, False, 1), (2, True, 2)])
-def test_default_form_keeps_four_transposes_per_layer(layers, mask, batch, keep_io_layout):
-    """The rules are opt-in: the default conversion keeps the exporter's head split/merge."""
+def test_rule_disabled_keeps_four_transposes_per_layer(layers, mask, batch, keep_io_layout):
+    """--disable-rewrite fused_head_projection: the exporter's head split/merge as it is."""
     model = _encoder(layers, batch, mask=mask)
     feeds = None
     if mask:
@@ -114,21 +115,27 @@ def test_default_form_keeps_four_transposes_per_layer(layers, mask, batch, keep_
             "x": rng.standard_normal((batch, 7, C)).astype(F),
             "mask": _mask_feed(batch, 7, rng),
         }
-    chk = _check(model, feeds=feeds, keep_io_layout=keep_io_layout)
+    chk = _check(
+        model,
+        feeds=feeds,
+        keep_io_layout=keep_io_layout,
+        disable_rewrites=("fused_head_projection",),
+    )
     assert chk.ops["TRANSPOSE"] == 4 * layers, chk.ops
     assert "SPLIT" not in chk.ops and chk.ops["FULLY_CONNECTED"] == 4 * layers, chk.ops
 
 
 @pytest.mark.parametrize("keep_io_layout", [True, False])
 @pytest.mark.parametrize("layers,mask,batch", [(1, False, 1), (2, True, 2), (3, True, 1)])
-def test_fused_form_two_transposes_per_layer(layers, mask, batch, keep_io_layout):
-    """fused_head_projection: Q/K/V one FULLY_CONNECTED, one TRANSPOSE + SPLIT, K^T by adj_y."""
+def test_default_fused_form_two_transposes_per_layer(layers, mask, batch, keep_io_layout):
+    """fused_head_projection (default): Q/K/V one FULLY_CONNECTED, one TRANSPOSE + SPLIT, K^T
+    read through adj_y, the merge."""
     model = _encoder(layers, batch, mask=mask)
     rng = np.random.default_rng(2)
     feeds = {"x": rng.standard_normal((batch, 7, C)).astype(F)}
     if mask:
         feeds["mask"] = _mask_feed(batch, 7, rng)
-    chk = _check(model, ("fused_head_projection",), feeds, keep_io_layout=keep_io_layout)
+    chk = _check(model, (), feeds, keep_io_layout=keep_io_layout)
     assert chk.ops["TRANSPOSE"] == 2 * layers, chk.ops
     assert chk.ops["SPLIT"] == layers and chk.ops["FULLY_CONNECTED"] == 2 * layers, chk.ops
     assert chk.ops["BATCH_MATMUL"] == 2 * layers, chk.ops
@@ -136,39 +143,54 @@ def test_fused_form_two_transposes_per_layer(layers, mask, batch, keep_io_layout
 
 @pytest.mark.parametrize("layers,batch,k_bias", [(1, 1, True), (2, 2, False)])
 def test_head_major_form_one_transpose_per_layer(layers, batch, k_bias):
-    """head_major_projection: per-head BATCH_MATMUL projections write [B, H, S, d]."""
+    """head_major_projection (opt-in, the fused rule off): per-head BATCH_MATMUL projections
+    write [B, H, S, d]."""
     model = _encoder(layers, batch, k_bias=k_bias)
-    chk = _check(model, ("head_major_projection",), keep_io_layout=True)
+    chk = _check(
+        model,
+        ("head_major_projection",),
+        keep_io_layout=True,
+        disable_rewrites=("fused_head_projection",),
+    )
     assert chk.ops["TRANSPOSE"] == layers, chk.ops
     assert chk.ops["BATCH_MATMUL"] == 5 * layers and chk.ops["FULLY_CONNECTED"] == layers, chk.ops
 
 
-@pytest.mark.parametrize("form", sorted(OPT_IN))
+FORMS = {  # form -> (opt-in rules, disabled rules, TRANSPOSE per layer)
+    "fused_head_projection": ((), (), 2),
+    "head_major_projection": (("head_major_projection",), ("fused_head_projection",), 1),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
 def test_forms_with_runtime_batch_and_sequence(form):
     """Symbolic batch/sequence pinned at conversion; the rules keep Reshape's 0 (copy) dims."""
     model = _encoder(2, mask=True, dynamic=True)
     rng = np.random.default_rng(4)
     feeds = {"x": rng.standard_normal((2, 9, C)).astype(F), "mask": _mask_feed(2, 9, rng)}
     pins = {"x": (2, 9, C), "mask": (2, 1, 1, 9)}
-    chk = _check(model, (form,), feeds, keep_io_layout=True, input_shapes=pins)
-    assert chk.ops["TRANSPOSE"] == (2 if form == "fused_head_projection" else 1) * 2, chk.ops
+    on, off, per_layer = FORMS[form]
+    chk = _check(model, on, feeds, keep_io_layout=True, input_shapes=pins, disable_rewrites=off)
+    assert chk.ops["TRANSPOSE"] == per_layer * 2, chk.ops
 
 
-@pytest.mark.parametrize("form", sorted(OPT_IN))
+@pytest.mark.parametrize("form", sorted(FORMS))
 def test_shared_projection_is_left_alone(form):
     """K's product is also read by the residual: its chain is not private, so K keeps its own
     FULLY_CONNECTED and TRANSPOSE; Q and V are still regrouped (fused: 2 chains suffice)."""
-    chk = _check(_encoder(1, k_shared=True), (form,), keep_io_layout=True)
+    on, off, _ = FORMS[form]
+    chk = _check(_encoder(1, k_shared=True), on, keep_io_layout=True, disable_rewrites=off)
     # fused: Q/V one TRANSPOSE, K one, merge one; head_major: K one, merge one
     assert chk.ops["TRANSPOSE"] == (3 if form == "fused_head_projection" else 2), chk.ops
 
 
 def test_gpt2_fused_projection_unchanged():
     """A projection already fused by the exporter (GPT-2's c_attn + Split) matches neither
-    rule: the opt-in forms convert it to the same ops as the default."""
-    default = _check(_gpt2(2), keep_io_layout=True).ops
-    for form in sorted(OPT_IN):
-        assert _check(_gpt2(2), (form,), keep_io_layout=True).ops == default, form
+    rule: every form converts it to the same ops as the exporter's form."""
+    plain = _check(_gpt2(2), keep_io_layout=True, disable_rewrites=("fused_head_projection",))
+    for on, off, _ in FORMS.values():
+        chk = _check(_gpt2(2), on, keep_io_layout=True, disable_rewrites=off)
+        assert chk.ops == plain.ops, (on, off)
 
 
 def test_channel_last_split_keeps_its_layout():
@@ -203,14 +225,35 @@ def test_opt_in_names_are_checked():
     "case,transposes",
     [("plain", 2), ("lengths", 2), ("gpt2_past", 2), ("attention_bias", 2), ("qkv_sizes", 4)],
 )
-@pytest.mark.parametrize("one_transpose", [False, True])
+@pytest.mark.parametrize("one_transpose", [True, False])
 def test_ms_attention_packed_heads(case, transposes, one_transpose, monkeypatch):
-    """com.microsoft Attention (onnxruntime's fused export). The default splits the packed
-    projection and moves each part to head-major: 3 TRANSPOSE + the merge. The alternative
-    contrib_attention.head_major_heads moves it at once and splits there: 1 + the merge for
-    equal Q/K/V sizes (unequal sizes fall back to the default's 4)."""
-    if one_transpose:
-        monkeypatch.setattr(contrib_attention, "packed_heads", contrib_attention.head_major_heads)
+    """com.microsoft Attention (onnxruntime's fused export). By default
+    (contrib_attention.head_major_heads) the packed projection moves to head-major at once and
+    is split there: 1 TRANSPOSE + the merge for equal Q/K/V sizes (unequal sizes: 4). The
+    alternative split_first_heads splits first and moves each part: 3 + the merge."""
+    assert contrib_attention.packed_heads is contrib_attention.head_major_heads
+    if not one_transpose:
+        monkeypatch.setattr(contrib_attention, "packed_heads", contrib_attention.split_first_heads)
     model, feeds = _attention(**ATTENTION_CASES[case])
     chk = check_conversion(model, feeds=feeds, atol=2e-5)
     assert chk.ops["TRANSPOSE"] == (transposes if one_transpose else 4), chk.ops
+
+
+def test_fused_rule_off_when_activations_are_quantized():
+    """Calibration ranges ONNX tensors, and the fused projection's output is none of them: a
+    conversion that builds integer files keeps the exporter's form (its projections integer)."""
+    from onnx2tflite_direct import convert
+
+    model = _encoder(1)
+    calib = {"x": np.random.default_rng(6).standard_normal((4, 1, 7, C)).astype(F)[:, 0]}
+
+    def matched(res):
+        rows = {r["rule"]: r["matched"] for r in res.report["rewrites"]}
+        return rows.get("fused_head_projection", 0)
+
+    assert matched(convert(model)) == 3  # q, k, v regrouped
+    res = convert(model, quantize=["int8"], calibration_data=calib)
+    assert matched(res) == 0
+    kinds = {s["kind"]: s for s in res.report["quantization"]}
+    floats = [r for r in kinds["integer_quant"]["precision"] if r["precision"] == "float"]
+    assert not floats, floats

@@ -5,8 +5,9 @@ two activations whose heads are split by Reshape and moved by Transpose may be s
 transposed (C^T = B^T A^T). A projection by constant weights stays FULLY_CONNECTED: storing its
 product transposed as a BATCH_MATMUL saves two TRANSPOSE per attention layer but measured
 7-18% slower end to end on the corpus's MiniLM/BERT/ViT (XNNPACK prepacks FULLY_CONNECTED
-weights, not BATCH_MATMUL's), so these blocks keep the ONNX graph's 4 TRANSPOSE per layer (the
-q, k, v head splits and the context merge): at most 4, never more.
+weights, not BATCH_MATMUL's). The q, k, v projections of one activation become one
+FULLY_CONNECTED moved to head-major by one TRANSPOSE (rule fused_head_projection,
+tests/test_attention_forms.py): with the context merge, at most 4 per layer, never more.
 """
 
 import numpy as np
@@ -123,7 +124,7 @@ def _gpt2(layers: int):
 def test_bert_like_attention(layers, with_mask, keep_io_layout):
     chk = check_conversion(_bert(layers, with_mask), keep_io_layout=keep_io_layout)
     assert chk.ops["TRANSPOSE"] <= 4 * layers, chk.ops
-    assert chk.ops["FULLY_CONNECTED"] >= 4 * layers, chk.ops  # projections keep their kernel
+    assert chk.ops["FULLY_CONNECTED"] >= 2 * layers, chk.ops  # projections keep their kernel
     assert chk.ops["BATCH_MATMUL"] >= 2 * layers
 
 

@@ -303,11 +303,11 @@ def head_major_heads(ctx, qkv, sizes, heads: int):
     return outs
 
 
-# The head split attention_from_qkv uses. head_major_heads saves 2 TRANSPOSE per layer but
-# measured 2-3% slower on the corpus's MiniLM-L6 (hidden 384, sequence 16) and no faster on
-# its BERT/DistilBERT (benchmarks/bench_attention_forms.py, results/attention_forms.json,
-# the *_ortopt rows), so the default stays; the benchmark and tests swap it in.
-packed_heads = split_first_heads
+# The head split attention_from_qkv uses: head_major_heads, 2 TRANSPOSE per layer instead of
+# 4, measured 0.97-1.00x the split-first form on the corpus's onnxruntime-fused BERT,
+# DistilBERT and MiniLM-L6 (benchmarks/bench_attention_forms.py, the *_ortopt rows); the
+# benchmark and tests swap split_first_heads in to compare.
+packed_heads = head_major_heads
 
 
 def attention_from_qkv(ctx, qkv, sizes, mask_idx: int, past_idx: int, bias_idx: int | None):
