@@ -5,11 +5,14 @@ Per model (``tools/zoo``: the BERT-like ``hf_bert_ts``, the GPT-2-like ``hf_gpt2
 ``minilm_l6_ts``; their stored feeds are the inputs), SQNR (dB) against the float ONNX model run
 in onnxruntime on the same inputs, a model's figure being its worst float output:
 
-* ``ours``: ``<stem>_int4_weight_quant.tflite`` in the stock LiteRT CPU interpreter (its default
-  XNNPACK delegate, and the built-in kernels alone: both must run it);
-* ``ours_gather_int8``: the same with ``--quant-override Gather=int8`` (embedding tables int8
-  per row, everything else int4);
-* ``ours_without_offsets``: ours with plain symmetric blocks only (no per-block offsets);
+* ``ours``: ``<stem>_int4_weight_quant.tflite`` (default ``--int4-size-budget 0.3``) in the
+  stock LiteRT CPU interpreter (its default XNNPACK delegate, and the built-in kernels alone:
+  both must run it);
+* ``ours_budgets``: the same at other budgets (0: 4-bit wherever a kernel takes it);
+* ``tables_alone``: per int8 embedding table of the default file, the SQNR with only it
+  rounded (4-bit blocks, int8 rows), every other weight float;
+* ``ours_without_offsets``, ``ours_block128``: the 4-bit forms (budget 0) with plain symmetric
+  blocks only, or blocks of 128;
 * ``ort_matmul``: onnxruntime's ``MatMulNBitsQuantizer`` (4 bits, block size 32, its defaults
   otherwise: asymmetric, MatMul nodes only) run in onnxruntime: the anchor;
 * ``ort_matmul_gather``: the same quantizer also given ``Gather`` (``GatherBlockQuantized``):
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -47,9 +51,9 @@ from onnx2tflite_direct.validate import run_litert, run_onnxruntime  # noqa: E40
 from tools.zoo import paths  # noqa: E402
 
 MODELS = ("hf_bert_ts", "hf_gpt2_past_ts", "minilm_l6_ts")
-# Overrides matching what onnxruntime's default leaves at 8 bits or more: GPT-2's layers are
-# Gemm nodes, which it does not quantize; int8 there, int4 for the embedding and lm_head.
-RECIPES = {"hf_gpt2_past_ts": ["Gemm=int8"]}
+# The size/SQNR frontier: the file at other ``--int4-size-budget`` values (0: 4-bit wherever
+# a kernel takes it, the file before the budget existed).
+BUDGETS = (0.0, 0.2, 0.25, 0.35)
 # Beyond the done-when models: ours only (does it run, what does 4-bit cost elsewhere).
 OTHER_MODELS = (
     "hf_distilbert_ts",
@@ -136,7 +140,9 @@ def ort_4bit(path: Path, feeds: dict, expected: dict, ops: tuple[str, ...], more
     }
 
 
-def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=(), block=BLOCK) -> dict:
+def ours(
+    path: Path, feeds: dict, expected: dict, overrides=(), more=(), block=BLOCK, budget=0.3
+) -> dict:
     pins = {k: tuple(v.shape) for k, v in feeds.items()}
     with tempfile.TemporaryDirectory() as tmp:
         res = convert(
@@ -147,6 +153,7 @@ def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=(), block=B
             quantize=("int4",),
             quant_overrides=list(overrides),
             int4_block_size=block,
+            int4_size_budget=budget,
             stem="m",
         )
         f32 = len(res.tflite_bytes)
@@ -174,7 +181,23 @@ def ours(path: Path, feeds: dict, expected: dict, overrides=(), more=(), block=B
         "float32_bytes": f32,
         "weights": entry["weights"],
         "ops": entry["ops"],
+        "weight_formats": entry["weight_formats"],
+        "int8_chooser": entry.get("int8_chooser"),
     }
+
+
+def tables_alone(path: Path, feeds: dict, expected: dict, formats: dict) -> dict:
+    """Per embedding table (and tied output projection) of the default file: the SQNR with
+    only it rounded, as 4-bit blocks and as int8, every other weight float."""
+    out = {}
+    for node, form in formats.items():
+        if not form.startswith(("int8-rows", "int8-tied")):
+            continue
+        pattern = re.escape(node)
+        four = ours(path, feeds, expected, [".*=float", f"{pattern}=int4-weights"])
+        eight = ours(path, feeds, expected, [".*=float", f"{pattern}=int8"])
+        out[node] = {"int4": four["sqnr_db"], "int8": eight["sqnr_db"]}
+    return out
 
 
 def measure(name: str, anchors: bool = True) -> dict | None:
@@ -191,13 +214,13 @@ def measure(name: str, anchors: bool = True) -> dict | None:
     inputs = extra_feeds(path, feeds)
     more = (inputs, [run_onnxruntime(path, f) for f in inputs])
     row["ours"] = ours(path, feeds, expected, more=more)
-    row["ours_gather_int8"] = ours(path, feeds, expected, ["Gather=int8"], more=more)
+    row["ours_budgets"] = {
+        str(b): ours(path, feeds, expected, more=more, budget=b) for b in BUDGETS
+    }
     with mock.patch.object(int4, "OFFSET_GAIN_DB", float("inf")):  # plain blocks only
-        row["ours_without_offsets"] = ours(path, feeds, expected, more=more)
-    row["ours_block128"] = ours(path, feeds, expected, more=more, block=128)
-    if name in RECIPES:
-        row["ours_recipe"] = {"overrides": RECIPES[name]}
-        row["ours_recipe"].update(ours(path, feeds, expected, RECIPES[name], more=more))
+        row["ours_without_offsets"] = ours(path, feeds, expected, more=more, budget=0.0)
+    row["ours_block128"] = ours(path, feeds, expected, more=more, block=128, budget=0.0)
+    row["tables_alone"] = tables_alone(path, feeds, expected, row["ours"]["weight_formats"])
     row["ort_matmul"] = ort_4bit(path, feeds, expected, ("MatMul",), more=more)
     row["ort_matmul_gather"] = ort_4bit(path, feeds, expected, ("MatMul", "Gather"), more=more)
     o, anchor = row["ours"], row["ort_matmul"]["sqnr_db"]
@@ -226,13 +249,14 @@ def markdown(rows: list[dict]) -> str:
         "tool's float file. `ort MatMul`: MatMulNBitsQuantizer, 4 bits, block 32, asymmetric,",
         "MatMul only (its default); `ort +Gather`: also the embedding tables.",
         "",
-        "| model | ours: size | ours: SQNR XNNPACK / built-in \\| means | ours, Gather=int8: "
+        "| model | ours: size | ours: SQNR XNNPACK / built-in \\| means | ours, budget 0: "
         "size / SQNR \\| mean | ort MatMul: size / SQNR \\| mean | ort +Gather: size / SQNR "
         "\\| mean | ours - ort MatMul |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        o, g, a, b = r["ours"], r["ours_gather_int8"], r["ort_matmul"], r["ort_matmul_gather"]
+        o, g = r["ours"], r["ours_budgets"]["0.0"]
+        a, b = r["ort_matmul"], r["ort_matmul_gather"]
         lines.append(
             f"| {r['name']} | {o['size_ratio']:.3f} | {o['sqnr_db']} / "
             f"{o['sqnr_db_builtin_kernels']} \\| {o['sqnr_db_mean_8_inputs']} / "
@@ -243,24 +267,57 @@ def markdown(rows: list[dict]) -> str:
             f"{r['done']['sqnr_vs_ort_matmul_db']:+.2f} \\| "
             f"{r['done']['mean_8_inputs_vs_ort_matmul_db']:+.2f} |"
         )
+    lines += [
+        "",
+        "Ours by `--int4-size-budget` (the default 0.3 above): size / SQNR \\| mean; "
+        "0 = 4-bit wherever a kernel takes it:",
+        "",
+        "| model | " + " | ".join(str(b) for b in BUDGETS) + " |",
+        "|---|" + "---:|" * len(BUDGETS),
+    ]
     for r in rows:
-        if "ours_recipe" in r:
-            o = r["ours_recipe"]
-            flags = " ".join(f"--quant-override {x}" for x in o["overrides"])
-            lines += [
-                "",
-                f"{r['name']} with `{flags}`: {o['size_ratio']:.3f} / {o['sqnr_db']} \\| "
-                f"{o['sqnr_db_mean_8_inputs']} (weights: "
-                + ", ".join(f"{k} {v}" for k, v in sorted(o["weights"].items()))
-                + ")",
-            ]
-    lines += ["", "Ours with `--int4-block-size 128`: size / SQNR \\| mean:", ""]
+        cells = [
+            f"{o['size_ratio']:.3f} / {o['sqnr_db']} \\| {o['sqnr_db_mean_8_inputs']}"
+            for o in (r["ours_budgets"][str(b)] for b in BUDGETS)
+        ]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Default file's weights, and the chooser's measurement (output SQNR, dB, with "
+        "only that weight 4-bit, on seeded random inputs):",
+        "",
+    ]
+    for r in rows:
+        o = r["ours"]
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(o["weights"].items()))
+        chooser = o.get("int8_chooser") or {}
+        heard = chooser.get("output_sqnr_db_one_weight_int4", {})
+        picked = {n for n, f in o["weight_formats"].items() if f.startswith("int8-channel")}
+        shown = ", ".join(
+            f"{n.strip('/').replace('/MatMul', '')} {v}{' (int8)' if n in picked else ''}"
+            for n, v in heard.items()
+        )
+        lines.append(f"- {r['name']}: {kinds}; room {chooser.get('room_bytes', 0)} B; {shown}")
+    lines += [
+        "",
+        "Tables alone (only that weight rounded, every other float; SQNR on the stored "
+        "feed): 4-bit blocks / int8 rows:",
+        "",
+    ]
+    for r in rows:
+        for node, t in r["tables_alone"].items():
+            lines.append(f"- {r['name']} {node}: {t['int4']} / {t['int8']}")
+    lines += ["", "Ours with `--int4-block-size 128` (budget 0): size / SQNR \\| mean:", ""]
     for r in rows:
         n = r["ours_block128"]
         lines.append(
             f"- {r['name']}: {n['size_ratio']:.3f} / {n['sqnr_db']} \\| {n['sqnr_db_mean_8_inputs']}"
         )
-    lines += ["", "Ours with plain blocks only (no per-block offsets): size / SQNR \\| mean:", ""]
+    lines += [
+        "",
+        "Ours with plain blocks only (no per-block offsets; budget 0): size / SQNR \\| mean:",
+        "",
+    ]
     for r in rows:
         n = r["ours_without_offsets"]
         lines.append(

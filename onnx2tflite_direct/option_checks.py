@@ -83,6 +83,13 @@ def value_problems(o) -> Iterable[OptionError]:
     integer = isinstance(block, (int, np.integer)) and not isinstance(block, bool)
     if not integer or block < 0 or block % 32:
         yield _bad(f"{{0}} must be 0 or a multiple of 32, got {block!r}", "int4_block_size")
+    budget = o.int4_size_budget
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, (int, float, np.number))
+        or not 0.0 <= float(budget) <= 1.0
+    ):
+        yield _bad(f"{{0}} must be a number in [0, 1], got {budget!r}", "int4_size_budget")
     target = o.target_sqnr
     if target is not None and (
         isinstance(target, bool)
@@ -262,6 +269,8 @@ def dead_options(
         yield "{0} has no effect without {1} dynamic, int8 or int16x8", ("quant_type", "quantize")
     if o.int4_block_size != 32 and "int4" not in o.quantize:
         yield "{0} has no effect without {1} int4", ("int4_block_size", "quantize")
+    if o.int4_size_budget != 0.3 and "int4" not in o.quantize:
+        yield "{0} has no effect without {1} int4", ("int4_size_budget", "quantize")
     if (o.calibration_mean or o.calibration_std) and o.calibration_random:
         yield (
             "{0}/{1} have no effect on {2}",

@@ -531,6 +531,19 @@ class ConvertOptions:
         metavar="N",
         type=int,
     )
+    int4_size_budget: float = _opt(
+        0.3,
+        "--int4-size-budget",
+        "the `int4` file's size, as a share of the float32 file's, that precision may spend: "
+        "what the 4-bit weights leave buys int8 rows for the embedding tables, then int8 for "
+        "the weights whose measured 4-bit output noise per byte is largest (on the "
+        "calibration samples, else seeded random inputs); 0 = 4-bit wherever a kernel takes "
+        "it ([docs/quantization_int4.md](docs/quantization_int4.md))",
+        "--quantize int4 --int4-size-budget 0.25",
+        group="quantization",
+        metavar="R",
+        type=float,
+    )
     target_sqnr: float | None = _opt(
         None,
         "--target-sqnr",

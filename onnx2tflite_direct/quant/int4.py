@@ -39,6 +39,14 @@ rounds the rest better): 0.8 dB of weight SQNR above a fixed ``max|w| / 7.5`` on
 The 4-bit packing (two values a byte, the even element in the low nibble) is the builder's
 (``_pack_nibbles``).
 
+Precision within a size budget (``--int4-size-budget R``, default 0.3 of the float32 file):
+what the 4-bit weights leave of it buys, first, int8 rows for every embedding table (and
+the same codes for a tied output projection; :func:`_int8_tables`), then int8 for the weights
+whose measured 4-bit output noise per extra byte is largest (:func:`_measured_int8`, measured
+by ``int4_noise``). An int8 table is an EMBEDDING_LOOKUP of codes at one scale times its rows'
+scales gathered apart (:func:`int8_rows`). ``R = 0`` keeps every weight 4-bit where a kernel
+takes it; ``--quant-override`` wins over both choices.
+
 Weights under 1,024 elements stay float, as in the dynamic-range file. A weight shared by
 several operators is rewritten once per format its readers need; a weight also read by an
 operator that cannot take it quantized stays float for all of them.
@@ -47,6 +55,7 @@ operator that cannot take it quantized stays float for all of them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 
 import ml_dtypes
@@ -66,6 +75,21 @@ _CANDIDATES = 12
 _CHUNK = 1 << 20  # elements quantized at a time (bounds the search's temporaries)
 # A blockwise weight gets per-block offsets when they gain this much weight SQNR (dB).
 OFFSET_GAIN_DB = 0.25
+# Embedding tables get int8 rows while the file's constants stay within this share of the
+# float32 file's (issue 21: an int4 file <= 0.3x float32); see :func:`_int8_tables`.
+TABLE_SIZE_BUDGET = 0.3
+# Stored bits per weight of the forms, for that estimate: int4 codes + a float16 scale and a
+# float32 offset per block of 32 (an upper bound: offsets only where they pay); int8 codes.
+_INT4_BITS = 4 + 16 / 32 + 32 / 32
+# Bytes of file structure a 4-bit weight adds (its scales' and offsets' tensors, the block
+# sums and offset operators): measured 1.23-1.28 KB a weight on BERT-tiny's and MiniLM's
+# all-4-bit files against their float files; an int8 weight adds about 256 (one tensor; its
+# per-row scales and zero points are counted apart).
+STRUCTURE_BYTES = 1280
+INT8_STRUCTURE_BYTES = 256
+# The measured chooser skips a weight whose 4-bit output noise is under this share of the
+# candidates' total (making it int8 would gain under 0.05 dB).
+MIN_NOISE_SHARE = 0.01
 
 INT4_WEIGHTS, INT8_WEIGHTS, FLOAT = "int4-weights", "int8-weights", "float"
 # Fused activations a blockwise FULLY_CONNECTED gets as operators of their own.
@@ -80,6 +104,7 @@ class Int4Outcome:
     rounded: list = field(default_factory=list)  # (op, float weight in op layout, values)
     tensors: dict = field(default_factory=dict)  # format -> count of weight tensors written
     last_format: str = ""  # (the format the last rewritten operator got)
+    chooser: dict = field(default_factory=dict)  # what the measured int8 choice saw
 
     @property
     def converted(self) -> int:
@@ -98,6 +123,7 @@ class Int4Outcome:
             "weights": dict(self.tensors),
             "ops": counts,
             "weight_formats": formats,
+            **({"int8_chooser": self.chooser} if self.chooser else {}),
         }
 
 
@@ -216,6 +242,222 @@ def _per_channel_tensor(w: np.ndarray, name: str, axis: int, bottom: int) -> tfl
     return tfl.Tensor(f"{name}/int4", INT4, w.shape, data=codes.astype(INT4), quantization=quant)
 
 
+def int8_rows(w: np.ndarray, name: str) -> tuple[tfl.Tensor, tfl.Tensor]:
+    """2-D ``w`` [rows, cols] as int8 codes in [-127, 127] stored at one scale of 1 (the
+    hybrid EMBEDDING_LOOKUP then returns the codes themselves) and the rows' least-squares
+    scales as a float32 tensor [rows, 1], gathered and multiplied apart. Why not per-row
+    quantization parameters: LiteRT reads one int64 zero point per scale, 12 bytes a row
+    against 4 (1.5 bits a value on a 64-wide table: 8 KB of BERT's 0.3x budget)."""
+    codes, scales = _search(w.astype(np.float32), 127, -127, np.float32)
+    one = tfl.Quantization(scale=np.ones(1, np.float32), zero_point=np.zeros(1, np.int64))
+    q = tfl.Tensor(f"{name}/int8", np.int8, w.shape, data=codes, quantization=one)
+    s = scales.reshape(-1, 1)
+    return q, tfl.Tensor(f"{name}/int8_row_scales", np.float32, s.shape, data=s)
+
+
+# -- which precision: int8 tables within the size budget --------------------------------------
+TABLE_REASON = (
+    "int8: an embedding table (a token's row is its whole signal where the model starts), "
+    "within the int4 file's size budget"
+)
+TIED_REASON = "int8: the same values as an int8 embedding table (one stored copy of the codes)"
+
+
+def _stored(consts: dict[int, tfl.Tensor]) -> set[int]:
+    """ids of one tensor per distinct (dtype, shape, bytes) among ``consts``."""
+    seen: dict[tuple, int] = {}
+    for key, t in consts.items():
+        digest = hashlib.blake2b(np.ascontiguousarray(t.data).tobytes(), digest_size=16).digest()
+        seen.setdefault((t.data.dtype.str, t.data.shape, digest), key)
+    return set(seen.values())
+
+
+def _fc_layout(op: tfl.Operator, index: int, block: int) -> np.ndarray | None:
+    """The [outputs, inputs] values a FULLY_CONNECTED (or BATCH_MATMUL run as one) would store
+    for its weight, or None for other readers."""
+    if op.opcode not in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+        return None
+    form = _reader_form(op, index, block)
+    if isinstance(form, str):
+        return None
+    data = op.inputs[index].data
+    data = data.T if form.transpose else data
+    return data.reshape(data.shape[-2:]) if op.opcode == "BATCH_MATMUL" else data
+
+
+def _int8_tables(model: tfl.Model, block, keep_float, keep_int4, budget: float, float_bytes=None):
+    """(ids of the embedding tables to store as int8 rows, ids of the weights holding the same
+    values in a FULLY_CONNECTED's layout: a tied output projection, whose codes then share the
+    table's stored copy).
+
+    Why tables: a GATHER's row is a token's whole signal where the model starts, and every
+    layer reads it through the residual stream; a weight's rounding inside a matmul is one
+    branch's share of that stream. Measured with only one weight rounded (4-bit, float
+    elsewhere; ``benchmarks/results/int4.md``): BERT-tiny's word table 28 dB against 57-100
+    dB for each of its matmuls; GPT-2's table 26 dB and its tied output projection 23 dB
+    against 28-38 for its layers. int8 rows gain about 22 dB on those.
+
+    Why a budget: int8 rows cost 2.5 bits a value more than int4 blocks with offsets, and the
+    tables are half the weights of small-vocabulary models. They get int8 only when the
+    estimated constants of the file (int4 weights at their upper-bound bits, the tables at
+    8 bits plus a float32 scale a row, a tied weight's per-row quantization parameters) stay
+    within ``budget`` of the float32 file's constants; all tables or none. The third value is
+    the bytes the budget leaves (for :func:`_measured_int8`)."""
+    if budget <= 0:
+        return set(), set(), 0.0
+    consts: dict[int, tfl.Tensor] = {}
+    weights: dict[int, tfl.Tensor] = {}
+    tables: dict[int, tfl.Tensor] = {}
+    layouts: list[tuple[tfl.Tensor, np.ndarray]] = []
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            for t in op.inputs:
+                if t is not None and t.data is not None:
+                    consts[id(t)] = t
+            index = _weight_index(op)
+            w = op.inputs[index] if index is not None else None
+            if not quantizable_weight(w) or op.onnx_node in keep_float:
+                continue
+            weights[id(w)] = w
+            if op.onnx_node in keep_int4:
+                continue
+            if op.opcode == "GATHER":
+                if not isinstance(_reader_form(op, index, block), str):
+                    tables[id(w)] = w
+                continue
+            layout = _fc_layout(op, index, block)
+            if layout is not None:
+                layouts.append((w, layout))
+    stored = _stored(consts)  # (the builder stores equal constants once)
+    total = sum(t.data.nbytes for t in consts.values() if id(t) in stored)
+    base = total - sum(
+        w.data.nbytes - w.data.size * _INT4_BITS / 8 for w in weights.values() if id(w) in stored
+    )
+    # The file's own structure (the float file's, when built: ``float_bytes``) and what each
+    # rewritten weight adds to it (operators, tensors, quantization parameters).
+    structure = max(0, (float_bytes or 0) - total)
+    total += structure
+    base += structure + STRUCTURE_BYTES * len(weights)
+    if not tables:
+        return set(), set(), budget * total - base
+    estimate = base + sum(
+        t.data.size * (8 - _INT4_BITS) / 8 + 4 * t.shape[0] for t in tables.values()
+    )
+    tied = set()
+    for w, layout in layouts:
+        for t in tables.values():
+            if layout.shape == t.shape and np.array_equal(layout, t.data):
+                tied.add(id(w))
+                estimate += 12 * t.shape[0]  # (its scales and int64 zero points)
+                break
+    if estimate > budget * total:
+        return set(), set(), budget * total - base
+    return set(tables), tied, budget * total - estimate
+
+
+# How many weights the chooser measures at most (one build and run of the model each).
+MAX_MEASURED = 96
+
+
+def _int4_values(op: tfl.Operator, index: int, form: _Form) -> np.ndarray:
+    """The values ``op``'s weight stands for in ``form`` (int4), in the weight's own layout."""
+    w = op.inputs[index]
+    data = w.data.T if form.transpose else w.data
+    fc = data.reshape(data.shape[-2:]) if op.opcode == "BATCH_MATMUL" else data
+    fc = w.data.reshape(w.shape[0], w.shape[3]) if form.as_fc else fc
+    fc = np.ascontiguousarray(fc)
+    if form.kind == "int4-block":
+        found = blockwise_int4_offsets(fc, form.arg) if form.offsets else None
+        if found is None:
+            codes, scales = blockwise_int4(fc, form.arg)
+            values = codes.reshape(scales.shape + (-1,)) * scales[..., None].astype(np.float32)
+        else:
+            codes, scales, offsets = found
+            shaped = codes.reshape(scales.shape + (-1,)).astype(np.float32)
+            values = shaped * scales[..., None].astype(np.float32) + offsets[..., None]
+        values = values.reshape(fc.shape)
+    else:
+        codes, scales = per_channel_int4(fc, 0, form.arg)
+        values = codes.astype(np.float32) * scales.reshape((-1,) + (1,) * (fc.ndim - 1))
+    values = values.reshape(w.shape if form.as_fc else data.shape)
+    return values.T if form.transpose else values
+
+
+def _int8_cost(w: tfl.Tensor, form: _Form) -> float:
+    """Bytes more for ``w`` as int8 per channel than in ``form`` (12 bytes of quantization
+    parameters a row: a float32 scale and an int64 zero point; less the 4-bit form's extra
+    structure)."""
+    bits = _INT4_BITS if form.kind == "int4-block" else 4.0
+    rows = w.shape[0] if not form.transpose else w.shape[-1]
+    return w.data.size * (8 - bits) / 8 + 12 * rows - (STRUCTURE_BYTES - INT8_STRUCTURE_BYTES)
+
+
+def _int8_form(op: tfl.Operator, form: _Form, why: str) -> _Form:
+    """The int8 form of a chosen weight: per channel, in the FULLY_CONNECTED layout (the
+    same quantizer as a tied table's) or the hybrid CONV_2D's."""
+    if op.opcode == "CONV_2D" and not form.as_fc:
+        return _Form("int8", 0, reason=why, note=form.note)
+    return dataclasses.replace(form, kind="int8-channel", arg=0, reason=why, offsets=False)
+
+
+def _measured_int8(model, block, keep, fixed, room: float, noise, out) -> dict[int, str]:
+    """{id(weight): why} for the weights to store as int8 instead of int4: the ones whose
+    measured output noise at 4 bits (``noise``, the others float) per extra byte is the
+    largest, while their extra bytes fit in ``room`` (greedy). int8's own noise is taken as
+    nothing (about 24 dB under int4's). Nothing when ``noise`` is None or cannot run the
+    model, or there are more than ``MAX_MEASURED`` candidates (recorded in ``out``)."""
+    if noise is None or room <= 0:
+        return {}
+    candidates = {}
+    for sub in model.subgraphs:
+        readers = sub.consumers()
+        for op in sub.operators:
+            index = _weight_index(op)
+            w = op.inputs[index] if index is not None else None
+            if op.opcode == "GATHER" or not quantizable_weight(w) or op.onnx_node in keep:
+                continue
+            if id(w) in fixed or id(w) in candidates:
+                continue
+            form = _reader_form(op, index, block)
+            if isinstance(form, str) or not form.kind.startswith("int4"):
+                continue
+            if _shared_blocker(w, readers, block):
+                continue
+            candidates[id(w)] = (op, index, form)
+    if not candidates:
+        return {}
+    if len(candidates) > MAX_MEASURED or not noise.usable:
+        out.chooser = {"measured": 0, "candidates": len(candidates), "room_bytes": int(room)}
+        return {}
+    scored = []
+    for key, (op, index, form) in candidates.items():
+        n4 = noise({key: _int4_values(op, index, form)})
+        cost = _int8_cost(op.inputs[index], form)
+        scored.append((n4 / cost, n4, cost, key, op.onnx_node or op.opcode))
+    scored.sort(key=lambda s: -s[0])
+    chosen = {}
+    left = room
+    floor = MIN_NOISE_SHARE * sum(s[1] for s in scored)
+    for _, n4, cost, key, _node in scored:
+        if cost <= left and n4 > floor:
+            chosen[key] = (
+                f"int8: its 4-bit rounding alone measured {_db(n4)} dB at the outputs, "
+                "among the most per byte; within the int4 file's size budget"
+            )
+            left -= cost
+    out.chooser = {
+        "measured": len(scored),
+        "room_bytes": int(room),
+        "int8": len(chosen),
+        "output_sqnr_db_one_weight_int4": {node: _db(n4) for _, n4, _, _, node in scored},
+    }
+    return chosen
+
+
+def _db(noise: float) -> float:
+    return round(float(10 * np.log10(1.0 / max(noise, 1e-30))), 2)
+
+
 # -- which format each reader takes -----------------------------------------------------------
 @dataclass(frozen=True)
 class _Form:
@@ -326,11 +568,26 @@ def quantize_weights_int4(
     block_size: int = DEFAULT_BLOCK,
     keep_float=frozenset(),
     keep_int8=frozenset(),
+    keep_int4=frozenset(),
+    table_budget: float = TABLE_SIZE_BUDGET,
+    noise=None,
 ) -> Int4Outcome:
     """Rewrite ``model`` in place (see the module docstring); ``block_size`` 0 means
     per-channel only. Operators of the ONNX nodes in ``keep_float`` keep float weights, those
-    in ``keep_int8`` get int8 hybrid weights (``--quant-override``)."""
+    in ``keep_int8`` get int8 hybrid weights, those in ``keep_int4`` int4 even where the
+    default would choose int8 (``--quant-override``). Embedding tables (and weights holding
+    the same values: a tied output projection) get int8 rows while the file stays within
+    ``table_budget`` of the float32 file's constants (:func:`_int8_tables`; 0: never); what
+    the budget leaves buys int8 for the weights whose measured 4-bit output noise per byte is
+    the largest, when ``noise`` (an ``int4_noise.OutputNoise``) can measure it
+    (:func:`_measured_int8`)."""
     out = Int4Outcome()
+    float_bytes = getattr(noise, "float_bytes", None)
+    tables, tied, room = _int8_tables(
+        model, block_size, keep_float, keep_int4, table_budget, float_bytes
+    )
+    keep = keep_float | keep_int8 | keep_int4
+    chosen = _measured_int8(model, block_size, keep, tables | tied, room, noise, out)
     for sub in model.subgraphs:
         readers = sub.consumers()
         made: dict[tuple, object] = {}  # weights per format, block sums per input
@@ -353,11 +610,18 @@ def quantize_weights_int4(
             elif op.onnx_node in keep_int8 and op.opcode == "BATCH_MATMUL":
                 row["reason"] = "override: int8 (BATCH_MATMUL hybrid is per-tensor only: float)"
             else:
-                if op.onnx_node in keep_int8:
+                if op.opcode == "GATHER" and (op.onnx_node in keep_int8 or id(w) in tables):
+                    why = "override: int8" if op.onnx_node in keep_int8 else TABLE_REASON
+                    form = _Form("int8-rows", 0, reason=why, note="EMBEDDING_LOOKUP")
+                elif id(w) in tied and op.onnx_node not in keep_int8:
+                    form = dataclasses.replace(form, kind="int8-tied", arg=0, reason=TIED_REASON)
+                elif id(w) in chosen:
+                    form = _int8_form(op, form, chosen[id(w)])
+                elif op.onnx_node in keep_int8:
                     axis = HYBRID_WEIGHT_AXIS.get(op.opcode, 0)
                     form = _Form("int8", axis, note=form.note)
                 new_ops.extend(_rewrite(op, index, w, form, made, out))
-                row["precision"] = INT8_WEIGHTS if form.kind == "int8" else INT4_WEIGHTS
+                row["precision"] = INT8_WEIGHTS if form.kind.startswith("int8") else INT4_WEIGHTS
                 row["format"] = out.last_format + (f" ({form.note})" if form.note else "")
                 if form.reason:
                     row["reason"] = form.reason
@@ -399,11 +663,14 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
             q = _blockwise_tensor(np.ascontiguousarray(data), w.name, form.arg)
         elif form.kind == "int4-channel":
             q = _per_channel_tensor(data, w.name, 0, bottom=form.arg)
-        elif op.opcode == "GATHER":  # EMBEDDING_LOOKUP: int8 rows, one scale each
-            codes, scales = _search(data.astype(np.float32), 127, -127, np.float32)
-            zero = np.zeros(scales.size, np.int64)
-            quant = tfl.Quantization(scale=scales, zero_point=zero, axis=0)
-            q = tfl.Tensor(f"{w.name}/int8", np.int8, data.shape, data=codes, quantization=quant)
+        elif form.kind in ("int8-rows", "int8-tied", "int8-channel"):
+            q, row_scales = int8_rows(np.ascontiguousarray(data), w.name)
+            if form.kind == "int8-rows":  # codes at scale 1; the row scales gathered apart
+                made[("row_scales", id(w))] = row_scales
+            else:  # per-channel: the same codes as the table's (one stored copy)
+                zero = np.zeros(row_scales.shape[0], np.int64)
+                scales = row_scales.data[:, 0].copy()
+                q.quantization = tfl.Quantization(scale=scales, zero_point=zero, axis=0)
         else:
             float_w = tfl.Tensor(w.name, np.float32, data.shape, data=data)
             q = hybrid_weight(float_w, op.opcode, per_channel=True)
@@ -413,10 +680,13 @@ def _rewrite(op, index, w, form: _Form, made: dict, out: Int4Outcome) -> list[tf
     q, offsets = made[key]
     out.last_format = form.kind + ("+offsets" if offsets is not None else "")
     values = dequantize(q)
+    row_scales = made.get(("row_scales", id(w))) if form.kind == "int8-rows" else None
+    if row_scales is not None:
+        values = values * row_scales.data
     if offsets is not None:
         values = values + np.repeat(offsets.data, form.arg, axis=1)
     if op.opcode == "GATHER":
-        return _embedding_lookup(op, q, offsets)
+        return _embedding_lookup(op, q, offsets, row_scales)
     if op.opcode == "BATCH_MATMUL":
         float_w = tfl.Tensor(f"{w.name}/fc", np.float32, q.shape, data=np.ascontiguousarray(data))
         fc = tfl.Operator(
@@ -589,12 +859,15 @@ def _add_row_offsets(rows, flat, offsets, count, dynamic, node, ops) -> tfl.Tens
     return shifted
 
 
-def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor, offsets=None) -> list[tfl.Operator]:
+def _embedding_lookup(
+    op: tfl.Operator, table: tfl.Tensor, offsets=None, row_scales=None
+) -> list[tfl.Operator]:
     """GATHER(table, indices) on axis 0 as EMBEDDING_LOOKUP, whose hybrid kernel reads an int4
     table: indices cast to int32 and flattened, the rows reshaped to GATHER's output (its
     shape computed at run time, SHAPE + CONCATENATION, when the indices' shape is dynamic).
     With per-block ``offsets`` ([rows, blocks], float32), their rows are gathered by the same
-    indices and added to each block of the looked-up rows."""
+    indices and added to each block of the looked-up rows; with ``row_scales`` ([rows, 1],
+    float32: an int8 table of codes at scale 1), the rows are multiplied by theirs."""
     ids, y = op.inputs[1], op.outputs[0]
     node = op.onnx_node
     dynamic = not _static(ids)
@@ -617,12 +890,26 @@ def _embedding_lookup(op: tfl.Operator, table: tfl.Tensor, offsets=None) -> list
         )
     rows_shape = (count, table.shape[1])
     direct = tuple(y.shape) == rows_shape and (not dynamic or ids.rank == 1)
-    if direct and offsets is None:
+    sig = (-1, table.shape[1]) if dynamic else None
+    if direct and offsets is None and row_scales is None:
         rows = y
     else:
-        sig = (-1, table.shape[1]) if dynamic else None
         rows = tfl.Tensor(f"{y.name}/rows", np.float32, rows_shape, shape_signature=sig)
     ops.append(tfl.Operator("EMBEDDING_LOOKUP", [flat, table], [rows], onnx_node=node))
+    if row_scales is not None:
+        picked = tfl.Tensor(
+            f"{y.name}/row_scales", np.float32, (count, 1), shape_signature=sig and (-1, 1)
+        )
+        ops.append(
+            tfl.Operator("GATHER", [row_scales, flat], [picked], {"axis": 0}, onnx_node=node)
+        )
+        scaled = (
+            y
+            if direct
+            else tfl.Tensor(f"{y.name}/scaled", np.float32, rows_shape, shape_signature=sig)
+        )
+        ops.append(tfl.Operator("MUL", [rows, picked], [scaled], onnx_node=node))
+        rows = scaled
     if offsets is not None:
         rows = _add_row_offsets(rows, flat, offsets, count, dynamic, node, ops)
     if rows is y:

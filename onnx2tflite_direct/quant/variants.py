@@ -18,6 +18,7 @@ import numpy as np
 from .. import errors, tfl
 from . import auto as auto_quant
 from . import calibration as cal
+from . import int4_noise
 from . import overrides as ov
 from .bias_correction import correct_bias, dequantized
 from .dynamic_range import quantize_weights_int8
@@ -72,6 +73,7 @@ class QuantOptions:
     allow_float_ops: bool = False  # full-integer files may keep float islands (strict.py)
     quant_overrides: object = ()  # PATTERN=PRECISION strings or {pattern: precision}
     int4_block_size: int = 32  # (0: per-channel int4 only)
+    int4_size_budget: float = 0.3  # (int4.py: int8 tables and measured int8 weights within it)
     target_sqnr: float | None = None  # dB, for --quantize auto (``auto.py``)
 
     @property
@@ -173,11 +175,18 @@ def _int4_job(options: QuantOptions):
     (``int4.py``), biases corrected for the rounding (:func:`_correct_biases`)."""
 
     def run(ir: tfl.Model, ranges: _Ranges, overrides: ov.Resolved) -> Int4Outcome:
+        build = ranges.float_model[1] if ranges.float_model else None
+        noise = None
+        if build is not None and options.int4_size_budget > 0:
+            noise = int4_noise.for_model(ir, build, options, ranges.onnx_model, ranges.tensor_map)
         outcome = quantize_weights_int4(
             ir,
             block_size=options.int4_block_size,
             keep_float=overrides.labels("float"),
             keep_int8=overrides.labels("int8"),
+            keep_int4=overrides.labels("int4-weights"),
+            table_budget=options.int4_size_budget,
+            noise=noise,
         )
         values = {id(op): v for op, _, v in outcome.rounded}
         weighted = [(op, w) for op, w, _ in outcome.rounded]
