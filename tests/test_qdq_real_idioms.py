@@ -627,13 +627,19 @@ def _dense_reference(qmodel, xq):
     return _requantized(acc, (sx * sw).astype(np.float32), sy, zy)
 
 
+@pytest.mark.parametrize("int8_kernel", [False, True], ids=["float_digits", "int8_kernel"])
 @pytest.mark.parametrize("op", ["MatMul", "Gemm"])
-def test_lattice_dense_is_exact(tmp_path, op):
+def test_lattice_dense_is_exact(tmp_path, monkeypatch, op, int8_kernel):
     """QDQ MatMul / Gemm (onnxruntime quantize_static, per-column int8 weights) with a
     K = 4096 reduction past the 2**24 bound: FULLY_CONNECTED over the centred activation
-    integers and two int8 weight digits, as onnxruntime's QLinearMatMul / QGemm compute it.
+    integers and two int8 weight digits (or, lattice_int8.py, one exact int8 FULLY_CONNECTED),
+    as onnxruntime's QLinearMatMul / QGemm compute it.
     Bit-exact with the integer reference under XNNPACK and the reference kernels, within one
     output step of onnxruntime's float path."""
+    from onnx2tflite_direct.lowering import lattice_int8
+
+    monkeypatch.setattr(lattice_int8, "LATTICE_ON_INT8_KERNEL", int8_kernel)
+    monkeypatch.setattr(lattice_int8, "int8_pays", lambda *a, **k: True)
     k, n = 4096, 16
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     model = dense_model(op, k, n)
@@ -659,7 +665,8 @@ def test_lattice_dense_is_exact(tmp_path, op):
     expected = _dense_reference(qmodel, xq)
     res = harness_convert(qmodel, keep_io_layout=True)
     ops = res.report["tflite_ops"]
-    assert ops["FULLY_CONNECTED"]["count"] == 2 and "BATCH_MATMUL" not in ops  # two digits
+    fcs = 1 if int8_kernel else 2  # one int8 GEMM, or two float digits
+    assert ops["FULLY_CONNECTED"]["count"] == fcs and "BATCH_MATMUL" not in ops
     for xnnpack in (True, False):
         interp = make_interpreter(bytes(res.tflite_bytes), use_xnnpack=xnnpack)
         interp.allocate_tensors()

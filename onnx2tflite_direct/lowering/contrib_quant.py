@@ -23,12 +23,13 @@ import math
 
 import numpy as np
 
-from .. import errors, tfl
+from .. import errors
 from ..float_carried import EXACT_CONV, EXACT_DENSE, INTERNAL, conv_rows_weights, int8_codes
 from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
 from .emit import Emitter
+from .int8_kernel import int8_dense, int8_weights  # noqa: F401 (contrib_rnn imports both here)
 from .qlinear import (
     INT8_TYPES,
     _as_float,
@@ -303,38 +304,6 @@ def lattice_rows(
     if shifted or negated:
         return wide
     return e.op("SUB", wide, zp, hint=f"{hint}_shifted")
-
-
-def int8_weights(ctx, codes: np.ndarray, hint: str) -> tfl.Tensor:
-    """The int8 per-channel weight tensor (scale 1, zero point 0) of ``codes`` [N, K']."""
-    n = codes.shape[0]
-    weights = ctx.const_tensor(codes, f"{hint}_w_int8")
-    weights.quantization = tfl.Quantization(
-        scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
-    )
-    return weights
-
-
-def int8_dense(ctx, wide, weights, hint: str):
-    """FULLY_CONNECTED of float32 ``wide`` rows with int8 weights (codes [N, K'] or the tensor
-    :func:`int8_weights` made of them; an unrolled recurrence passes one tensor to every step,
-    so that the kernel packs and streams one copy) of scale 1: the dynamically quantized kernel,
-    exact on :func:`lattice_rows` input."""
-    if isinstance(weights, np.ndarray):
-        weights = int8_weights(ctx, weights, hint)
-    n = weights.shape[0]
-    return Emitter(ctx).op(
-        "FULLY_CONNECTED",
-        wide,
-        weights,
-        None,
-        shape=(wide.shape[0], n),
-        dtype=np.float32,
-        hint=f"{hint}_acc",
-        fused_activation_function="NONE",
-        keep_num_dims=False,
-        asymmetric_quantize_inputs=True,
-    )
 
 
 def _exact_dense_check(node, graph):

@@ -119,10 +119,13 @@ def _bias(ctx, channels: int):
         "MUL",
         "DEQUANTIZE",
         "CAST",
+        "SLICE",
+        "FULLY_CONNECTED",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
     "3-D only with group=1; on a Q/DQ lattice with int8 weights: exact integer sums (one "
-    "conv per weight digit past 2**24), one MUL",
+    "conv per weight digit past 2**24, or im2col rows on the exact int8 FULLY_CONNECTED "
+    "where cheaper, lowering/lattice_int8.py), one MUL",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import layout as L
 from .. import tfl
+from . import lattice_int8
 from .common import conv2d_options, padding_mode
 from .elementwise import dtype_name
 from .emit import Emitter
@@ -140,6 +141,11 @@ class IntegerConv:
         n, c = x_shape[0], x_shape[1]
         x = self.centred
         out_hw = tuple(ctx.out_shape(0)[2:])  # 2-D only: a 1-D view would reshape the filter
+        acc = None if depthwise else lattice_int8.conv_sums(ctx, self, geometry, out_hw)
+        if acc is not None:  # one exact int8 GEMM where it costs less (lattice_int8.py)
+            self.rescale(ctx, acc, ctx.output(0))
+            ctx.driver.integer_sums[id(ctx.output(0))] = (acc, self.scale, ctx.out_layout(0))
+            return
         mode = padding_mode(pads, list(x_shape[2:]), kernel, strides, dilations)
         if mode is None or (self.offset and mode != "VALID"):
             x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
@@ -280,7 +286,9 @@ def integer_conv(ctx, channels: int) -> IntegerConv | None:
     centred = _relaid(ctx, centred, layout, target, ctx.shape(0))  # e.g. an NCHW model input
     digits, bits = plan
     shape = w.shape
-    return IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale, offset)
+    lattice = IntegerConv(centred, [d.reshape(shape) for d in digits], bits, bias, scale, offset)
+    lattice.span = (lo, hi)  # the unshifted integers' range (lattice_int8.conv_sums)
+    return lattice
 
 
 def _cost(plan) -> tuple:
@@ -348,7 +356,9 @@ def integer_dense(ctx) -> bool:
         )
         return acc
 
-    acc = lattice.accumulate(ctx, L.identity(2), dense)
+    acc = lattice_int8.dense_sums(ctx, lattice, (lo, hi), (*final.shape[:-1], scale.size))
+    if acc is None:  # the float form (lattice_int8.py: int8 GEMM where it costs less)
+        acc = lattice.accumulate(ctx, L.identity(2), dense)
     lattice.rescale(ctx, acc, final)
     ctx.driver.integer_sums[id(final)] = (acc, scale, ctx.out_layout(0))
     return True

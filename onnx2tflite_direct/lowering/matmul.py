@@ -256,9 +256,20 @@ def _add_c(ctx, product, beta: float):
     "Gemm",
     _accepting_inner(_inner_ok_gemm),
     dtype_inputs=(0, 1),
-    tflite_ops=("FULLY_CONNECTED", "BATCH_MATMUL", "MUL", "ADD", "DEQUANTIZE", "CAST"),
+    tflite_ops=(
+        "FULLY_CONNECTED",
+        "BATCH_MATMUL",
+        "MUL",
+        "ADD",
+        "DEQUANTIZE",
+        "CAST",
+        "RESHAPE",
+        "SLICE",
+        "CONCATENATION",
+    ),
     notes="constant B -> FULLY_CONNECTED (alpha, beta*C folded); runtime B -> BATCH_MATMUL; "
-    "on a Q/DQ lattice with int8 weights: exact integer sums (QGemm's), one MUL",
+    "on a Q/DQ lattice with int8 weights: exact integer sums (QGemm's; on the int8 "
+    "FULLY_CONNECTED where cheaper, lowering/lattice_int8.py), one MUL",
     accepts_inner=_inner_ok_gemm,
 )
 def lower_gemm(ctx):
@@ -320,6 +331,8 @@ def lower_gemm(ctx):
         "FLOOR",
         "SUB",
         "TRANSPOSE",
+        "SLICE",
+        "CONCATENATION",
     ),
     notes="constant 2-D B -> FULLY_CONNECTED; otherwise BATCH_MATMUL with batch broadcasting; "
     "1-D operands are promoted and squeezed as numpy.matmul does; on Q/DQ lattices (int8 "

@@ -1,0 +1,44 @@
+"""LiteRT's dynamically quantized FULLY_CONNECTED with int8 weights of scale 1: the kernel
+that ``contrib_quant.exact_dense`` (quantize_dynamic products) and ``lattice_int8`` (static
+Q/DQ lattice products) make compute an exact int32 accumulator. A module of its own so that
+both reach it without an import circle (contrib_quant imports the contrib lowerings, which
+import conv_lattice)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tfl
+from .emit import Emitter
+
+
+def int8_weights(ctx, codes: np.ndarray, hint: str) -> tfl.Tensor:
+    """The int8 per-channel weight tensor (scale 1, zero point 0) of ``codes`` [N, K']."""
+    n = codes.shape[0]
+    weights = ctx.const_tensor(codes, f"{hint}_w_int8")
+    weights.quantization = tfl.Quantization(
+        scale=np.ones(n, np.float32), zero_point=np.zeros(n, np.int64), axis=0
+    )
+    return weights
+
+
+def int8_dense(ctx, wide, weights, hint: str):
+    """FULLY_CONNECTED of float32 ``wide`` rows with int8 weights (codes [N, K'] or the tensor
+    :func:`int8_weights` made of them; an unrolled recurrence passes one tensor to every step,
+    so that the kernel packs and streams one copy) of scale 1: the dynamically quantized kernel,
+    exact on :func:`lattice_rows` input."""
+    if isinstance(weights, np.ndarray):
+        weights = int8_weights(ctx, weights, hint)
+    n = weights.shape[0]
+    return Emitter(ctx).op(
+        "FULLY_CONNECTED",
+        wide,
+        weights,
+        None,
+        shape=(wide.shape[0], n),
+        dtype=np.float32,
+        hint=f"{hint}_acc",
+        fused_activation_function="NONE",
+        keep_num_dims=False,
+        asymmetric_quantize_inputs=True,
+    )
