@@ -21,8 +21,8 @@ from onnx2tflite_direct.validate import litert_runner
 
 def _cnn(channels=128, seed=5):
     """Conv(3 -> C, 3x3) + Relu, Conv(C -> C, 3x3, pad 1) + Relu (K = 9 C codes of +-127: its
-    channel bounds pass 2**24, two weight digits in the float form), Conv 1x1, global pool,
-    Gemm: lattice convs and a Gemm."""
+    channel bounds pass 2**24, two weight digits in the float form), the same with stride 2 (an
+    odd size: the stride blocks pad one more row and column), Conv 1x1, global pool, Gemm."""
     rng = np.random.default_rng(seed)
 
     def init(name, shape, scale):
@@ -34,7 +34,9 @@ def _cnn(channels=128, seed=5):
         helper.make_node("Relu", ["c0"], ["r0"]),
         helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
+        helper.make_node("Conv", ["r1", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Conv", ["r3", "w2", "b2"], ["c2"]),
         helper.make_node("GlobalAveragePool", ["c2"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
         helper.make_node("Gemm", ["f", "wg", "bg"], ["y"], transB=1),
@@ -44,6 +46,8 @@ def _cnn(channels=128, seed=5):
         init("b0", [c], 0.2),
         numpy_helper.from_array(rng.choice([-0.05, 0.05], [c, c, 3, 3]).astype(np.float32), "w1"),
         init("b1", [c], 3.0),  # large biases: they join the int32 sum
+        numpy_helper.from_array(rng.choice([-0.05, 0.05], [c, c, 3, 3]).astype(np.float32), "w3"),
+        init("b3", [c], 3.0),
         init("w2", [c, c, 1, 1], 0.1),
         init("b2", [c], 0.1),
         init("wg", [10, c], 0.2),
@@ -52,7 +56,7 @@ def _cnn(channels=128, seed=5):
     graph = helper.make_graph(
         nodes,
         "m",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 13, 13])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
         inits,
     )
@@ -69,7 +73,7 @@ class _Reader(CalibrationDataReader):
 
 def _samples(count, seed):
     rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(count)]
+    return [{"x": rng.standard_normal((1, 3, 13, 13)).astype(np.float32)} for _ in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +146,9 @@ def test_int8_form_gives_the_float_forms_sums(qdq_cnn, monkeypatch, delegate):
     blob_off, off = _run(qdq_cnn, feeds, monkeypatch, False, delegate)
     cols = _fc_inputs(blob_on)
     assert not _fc_inputs(blob_off)
-    assert _op_count(blob_off, "CONV_2D") == 4  # the 3 -> C conv, two digits, the 1x1 conv
-    # int8: the two C -> C convs (bias columns: K + 2 ends + 3 or more), not the 3 -> C conv
-    assert len(cols) == 2 and cols[0] > 9 * 128 + 5 and 128 + 5 <= cols[1] < 9 * 128
+    assert _op_count(blob_off, "CONV_2D") == 6  # 3 -> C, two digits twice, the 1x1 conv
+    # int8: the three C -> C convs (bias columns: K + 2 ends + 3 or more), not the 3 -> C one
+    assert len(cols) == 3 and min(cols[:2]) > 9 * 128 + 5 and 128 + 5 <= cols[2] < 9 * 128
     assert _op_count(blob_on, "CONV_2D") == 1
     for a, b in zip(on, off, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -15,9 +15,9 @@ FULLY_CONNECTED would be added after the conversion: a second rounding past 2**2
 columns holding the lattice end ``E`` of largest magnitude (>= 128) with weights ``W_n``
 (``bias = W_n * E + r_n``, ``W_n`` split into parts of at most 127) and two holding a unit
 ``u = +-1`` with weights ``r_n * u`` (|r_n| < 256). Every such value lies on the row's
-lattice, so its code is exact. A Conv (2-D, group 1, stride and dilation 1) first becomes
-im2col rows (PAD with the real zero, i.e. centred 0; one SLICE per tap; CONCATENATIONs of at
-most 3) -- the ExactIntegerConv form.
+lattice, so its code is exact. A Conv (2-D, group 1, dilation 1) first becomes im2col rows
+(PAD with the real zero, i.e. centred 0; one SLICE per tap, of a stride-block view when
+strided; CONCATENATIONs of at most 3) -- the ExactIntegerConv form.
 
 Which form runs is a cost choice (:func:`int8_pays`), not a per-model rule: the float form
 costs one float MAC per weight per reduced digit row, the int8 form ``INT8_MAC`` per weight
@@ -154,7 +154,7 @@ def dense_sums(ctx, lattice, span, out_shape):
 
 
 def conv_sums(ctx, lattice, geometry, out_hw):
-    """The exact sums [N, Ho, Wo, O] of a lattice Conv (2-D, group 1, stride and dilation 1;
+    """The exact sums [N, Ho, Wo, O] of a lattice Conv (2-D, group 1, dilation 1;
     ``lattice`` the conv_lattice.IntegerConv: NHWC centred integers on ``lattice.span``,
     [O, C, kh, kw] weight digits) as im2col rows on the int8 kernel; None when the float form
     is kept. The rows read the unshifted integers (padding is the real zero, centred 0), so an
@@ -168,7 +168,7 @@ def conv_sums(ctx, lattice, geometry, out_hw):
         return None  # grouped, or not channel-last 2-D
     bias = lattice.bias - lattice.offset * w.reshape(w.shape[0], -1).sum(axis=1)
     kernel, strides, dilations, pads = geometry
-    if any(s != 1 for s in strides) or any(d != 1 for d in dilations) or len(kernel) != 2:
+    if any(d != 1 for d in dilations) or len(kernel) != 2:
         return None
     o, c, kh, kw = w.shape
     n = x.shape[0]
@@ -179,11 +179,15 @@ def conv_sums(ctx, lattice, geometry, out_hw):
     if plan is None:
         return None
     copied, taps = plan[2] * k + len(plan[1]), kh * kw
-    if (kh, kw) == (1, 1) and not any(p for pair in pads for p in pair) and plan[2] == 1:
-        copied, taps = len(plan[1]), 0  # the input is the rows
+    strided = any(s != 1 for s in strides)
+    if (kh, kw) == (1, 1) and not any(p for pair in pads for p in pair) and not strided:
+        copied, taps = (plan[2] - 1) * k + len(plan[1]), 0  # the input is the rows
     if not int8_pays(n * ho * wo, c * kh * kw, o, float_rows, copied, taps):
         return None
     e = Emitter(ctx)
+    if strided:
+        x2 = _strided_rows(e, x, (kh, kw), strides, pads, out_hw)
+        return e.reshape(lattice_sums(ctx, x2, plan), (n, ho, wo, o), "integer_sum")
     if any(p for pair in pads for p in pair):
         x = e.pad(x, [(0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)])
     taps = []
@@ -203,3 +207,32 @@ def conv_sums(ctx, lattice, geometry, out_hw):
     x2 = e.reshape(taps[0], (n * ho * wo, k), "im2col_rows")
     acc = lattice_sums(ctx, x2, plan)
     return e.reshape(acc, (n, ho, wo, o), "integer_sum")
+
+
+def _strided_rows(e, x, kernel, strides, pads, out_hw):
+    """im2col rows [N * Ho * Wo, kh * kw * C] (tap-major) of a strided conv: the padded input
+    (also padded at the end to whole stride blocks, never read) viewed as [N, H / sy, sy,
+    W / sx, sx * C], so that each tap is one unit-stride SLICE of a phase (rank 5: the builtin
+    SLICE's limit; XNNPACK takes it) -- no STRIDED_SLICE."""
+    n, h, w, c = x.shape
+    (kh, kw), (sy, sx), (ho, wo) = kernel, strides, out_hw
+    (top, bottom), (left, right) = pads
+    hp, wp = h + top + bottom, w + left + right
+    bottom, right = bottom + (-hp) % sy, right + (-wp) % sx
+    if top or bottom or left or right:
+        x = e.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    hb, wb = x.shape[1] // sy, x.shape[2] // sx
+    blocks = e.reshape(x, (n, hb, sy, wb, sx * c), "stride_blocks")
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            begin = [0, ky // sy, ky % sy, kx // sx, (kx % sx) * c]
+            begin = e.const(np.asarray(begin, np.int32), np.int32, "begin")
+            size = e.const(np.asarray([n, ho, 1, wo, c], np.int32), np.int32, "size")
+            taps.append(e.op("SLICE", blocks, begin, size, shape=(n, ho, 1, wo, c), hint="tap"))
+    while len(taps) > 1:
+        taps = [
+            e.concat(taps[i : i + 3], 4, "taps") if len(taps[i : i + 3]) > 1 else taps[i]
+            for i in range(0, len(taps), 3)
+        ]
+    return e.reshape(taps[0], (n * ho * wo, kh * kw * c), "im2col_rows")
