@@ -406,7 +406,10 @@ def _measured_int8(model, block, keep, fixed, room: float, noise, out) -> dict[i
     largest, while their extra bytes fit in ``room`` (greedy). int8's own noise is taken as
     nothing (about 24 dB under int4's). Nothing when ``noise`` is None or cannot run the
     model, or there are more than ``MAX_MEASURED`` candidates (recorded in ``out``)."""
-    if noise is None or room <= 0:
+    if room <= 0:
+        return {}
+    if noise is None:
+        out.chooser = {"measured": 0, "room_bytes": int(room), "why": "no samples it runs on"}
         return {}
     candidates = {}
     for sub in model.subgraphs:
