@@ -154,3 +154,40 @@ def test_budget_option_is_checked(tmp_path, value):
     )
     assert code == 2
     assert not list(tmp_path.glob("*.tflite"))
+
+
+# -- the issue's done-when on the corpus's transformers (when the corpus cache is present) -------
+def _zoo_model(name: str):
+    from tools.zoo import paths
+
+    folder = paths.models_dir() / name
+    if not (folder / "model.onnx").exists() or not (folder / "feeds.npz").exists():
+        pytest.skip(f"{name} is not in the corpus cache (tools/zoo)")
+    return folder / "model.onnx", dict(np.load(folder / "feeds.npz"))
+
+
+def _anchor(name: str) -> float:
+    """onnxruntime's MatMulNBits 4-bit file's SQNR on the stored feed, as the benchmark
+    measured it (``benchmarks/results/int4.json``; the quantizer needs ``onnx-ir``)."""
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "int4.json"
+    (row,) = [r for r in json.loads(results.read_text())["models"] if r["name"] == name]
+    return row["ort_matmul"]["sqnr_db"]
+
+
+@pytest.mark.parametrize("xnnpack", KERNELS)
+@pytest.mark.parametrize("name", ["hf_bert_ts", "hf_gpt2_past_ts"])
+def test_corpus_transformers_meet_the_int4_targets(name, xnnpack):
+    """Issue 21: <= 0.3x the float32 file, SQNR >= onnxruntime's MatMulNBits 4-bit file
+    - 1 dB, runs in the stock LiteRT CPU interpreter (with and without XNNPACK)."""
+    path, feeds = _zoo_model(name)
+    pins = {k: tuple(v.shape) for k, v in feeds.items()}
+    res = convert(str(path), quantize=("int4",), keep_io_layout=True, input_shapes=pins)
+    blob = res.variants["int4_weight_quant"]
+    assert len(blob) <= 0.3 * len(res.tflite_bytes)
+    got = run_litert(blob, feeds, res.report["io"], use_xnnpack=xnnpack)
+    ref = run_onnxruntime(path, feeds)
+    worst = min(_sqnr(got[k], v) for k, v in ref.items() if v.dtype.kind == "f")
+    assert worst >= _anchor(name) - 1.0
