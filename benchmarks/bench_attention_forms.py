@@ -35,9 +35,10 @@ first:
 onnxruntime-optimized exports (``*_ortopt``: one com.microsoft Attention per layer, its QKV
 projection already one FULLY_CONNECTED):
 
-- ``split_first`` (``contrib_attention.split_first_heads``): SPLIT of the packed projection,
-  then a TRANSPOSE per part, plus the merge: 4 per layer;
-- ``one_transpose`` (the default, ``head_major_heads``): the packed projection moved to
+- ``split_first`` (``contrib_attention.split_first_heads``, rule ``fused_head_projection``
+  off): SPLIT of the packed projection, then a TRANSPOSE per part, plus the merge: 4 per layer;
+- ``one_transpose`` (the default: ``head_major_heads``, and the fused rule for onnxruntime's
+  Reshape -> Gemm -> Reshape projections, hf_vit_ts_ortopt): the packed projection moved to
   head-major with one TRANSPOSE and SPLIT there, plus the merge: 2 per layer.
 
 A form became the default only with <= 2 TRANSPOSE per layer and a ratio <= 1.0 within the
@@ -120,7 +121,7 @@ FORMS = {
     "four_transposes": (contextlib.nullcontext, ("fused_head_projection",)),
     "fused_qkv": (contextlib.nullcontext, ()),
     "head_major": (lambda: opt_in("head_major_projection"), ("fused_head_projection",)),
-    "split_first": (split_first, ()),
+    "split_first": (split_first, ("fused_head_projection",)),
     "one_transpose": (contextlib.nullcontext, ()),
 }
 

@@ -28,11 +28,12 @@ the per-head form is 1.04-1.14x on the corpus (narrow GEMMs, the separate bias A
 stays opt-in.
 
 Constraints (checked, otherwise a chain is left alone): a default-domain float32 MatMul of a
-rank-3 activation by a constant 2-D weight [K, N]; an optional Add of a float32 constant with N
-elements broadcast along the last axis; a Reshape whose output is [B, S, H, d] with H * d = N
-(only the last axis split, H > 1); a Transpose with perm (0, 2, 1, 3) or (0, 2, 3, 1); every
-intermediate read only by the next node of the chain and none a graph output. The fused rule
-needs at least two such chains on one activation with equal d.
+rank-3 activation by a constant 2-D weight [K, N], or onnxruntime's optimized form of it,
+Reshape [B*S, K] -> Gemm (constant W, C; alpha = beta = 1, no transA); an optional Add of a
+float32 constant with N elements broadcast along the last axis; a Reshape whose output is
+[B, S, H, d] with H * d = N (only the last axis split, H > 1); a Transpose with perm (0, 2, 1,
+3) or (0, 2, 3, 1); every intermediate read only by the next node of the chain and none a graph
+output. The fused rule needs at least two such chains on one activation with equal d.
 """
 
 from __future__ import annotations
@@ -72,35 +73,76 @@ def _only_reader(consumers, graph: Graph, name: str) -> Node | None:
 
 
 def _keeps_rows(vals, reshape: Node, in_shape, out_shape) -> bool:
-    """Does the Reshape keep [B, S] and only split the last axis? Known when both dims are
-    static and equal, or when its constant shape copies them (0, with allowzero off)."""
+    """Does the Reshape give [B, S] of the projected activation ``in_shape`` (and only split
+    the last axis)? Known when the dims are static and equal, or when its constant shape
+    copies them (0, with allowzero off) from a [B, S, N] input."""
     if all(isinstance(d, int) for d in (*in_shape[:2], *out_shape[:2])):
         return tuple(in_shape[:2]) == tuple(out_shape[:2])
     shape = vals[reshape.inputs[1]].const if len(reshape.inputs) > 1 else None
     return (
-        shape is not None
+        vals[reshape.inputs[0]].rank == 3
+        and shape is not None
         and shape.size == 4
         and not reshape.attrs.get("allowzero", 0)
         and [int(v) for v in shape.reshape(-1)[:2]] == [0, 0]
     )
 
 
-def _match(graph: Graph, consumers, matmul: Node):
-    """(x, weight [K, N], bias [N] | None, reshape, transpose, nodes) or None."""
-    if matmul.op_type != "MatMul" or matmul.domain != "" or len(matmul.inputs) != 2:
-        return None
+def _gemm_rows(graph: Graph, consumers, producers, gemm: Node):
+    """onnxruntime's optimized form of a projection, ``Reshape(x [B, S, K] -> [B*S, K]) ->
+    Gemm(W, C)``: (x, weight [K, N], bias [N] | None) or None. The flattening Reshape may be
+    shared by the Q/K/V Gemms; it stays (dead once they are regrouped, removed after
+    lowering)."""
     vals = graph.values
-    x, w = vals[matmul.inputs[0]], vals[matmul.inputs[1]]
-    if w.const is None or w.const.ndim != 2 or w.const.dtype != np.float32:
+    a = vals[gemm.inputs[0]]
+    w = vals[gemm.inputs[1]].const
+    if gemm.attrs.get("transA", 0) or w is None or w.ndim != 2 or w.dtype != np.float32:
+        return None
+    if gemm.attrs.get("alpha", 1.0) != 1.0 or a.rank != 2:
+        return None
+    w = w.T if gemm.attrs.get("transB", 0) else w
+    bias = None
+    if len(gemm.inputs) > 2 and gemm.inputs[2]:
+        c = vals[gemm.inputs[2]].const
+        if c is None or c.dtype != np.float32 or c.size != w.shape[1] or c.shape[-1] != w.shape[1]:
+            return None
+        if gemm.attrs.get("beta", 1.0) != 1.0:
+            return None
+        bias = c.reshape(-1)
+    flat = producers.get(gemm.inputs[0])
+    if flat is None or flat.op_type != "Reshape" or flat.domain != "":
+        return None
+    x = vals[flat.inputs[0]]
+    if x.rank != 3 or not all(isinstance(d, int) for d in (*x.shape, *a.shape)):
+        return None
+    if a.shape != (x.shape[0] * x.shape[1], x.shape[2]):
+        return None
+    return flat.inputs[0], w, bias
+
+
+def _match(graph: Graph, consumers, producers, matmul: Node):
+    """(x, weight [K, N], bias [N] | None, heads, d, perm, nodes) or None."""
+    vals = graph.values
+    if matmul.op_type == "Gemm" and matmul.domain == "":
+        rows = _gemm_rows(graph, consumers, producers, matmul)
+        if rows is None:
+            return None
+        x_name, weight, bias = rows
+        nodes = [matmul]
+    elif matmul.op_type == "MatMul" and matmul.domain == "" and len(matmul.inputs) == 2:
+        x_name, weight, bias = matmul.inputs[0], vals[matmul.inputs[1]].const, None
+        nodes = [matmul]
+    else:
+        return None
+    x = vals[x_name]
+    if weight is None or weight.ndim != 2 or weight.dtype != np.float32:
         return None
     if x.is_constant or x.rank != 3 or x.dtype != np.float32:
         return None
-    n_out = w.const.shape[1]
-    nodes = [matmul]
+    n_out = weight.shape[1]
     cur = matmul.outputs[0]
     nxt = _only_reader(consumers, graph, cur)
-    bias = None
-    if nxt is not None and nxt.op_type == "Add" and nxt.domain == "":
+    if nxt is not None and nxt.op_type == "Add" and nxt.domain == "" and bias is None:
         other = [i for i in nxt.inputs if i != cur]
         if len(other) != 1 or vals[other[0]].const is None:
             return None
@@ -122,7 +164,7 @@ def _match(graph: Graph, consumers, matmul: Node):
     heads, depth = out_shape[2], out_shape[3]
     if not (isinstance(heads, int) and isinstance(depth, int) and heads * depth == n_out):
         return None
-    if heads == 1 or not _keeps_rows(vals, reshape, in_shape, out_shape):
+    if heads == 1 or not _keeps_rows(vals, reshape, x.shape, out_shape):
         return None
     nodes.append(reshape)
     transpose = _only_reader(consumers, graph, reshape.outputs[0])
@@ -132,17 +174,17 @@ def _match(graph: Graph, consumers, matmul: Node):
     if perm not in _SPLIT_PERMS:
         return None
     nodes.append(transpose)
-    return matmul.inputs[0], w.const, bias, heads, depth, perm, nodes
+    return x_name, weight, bias, heads, depth, perm, nodes
 
 
 def head_major_projection(graph: Graph) -> list[str]:
     """Each matched projection chain becomes Unsqueeze -> MatMul(W_h) [-> Add(b_h)]
     [-> Transpose(0, 1, 3, 2) for K^T]; see the module docstring."""
-    consumers = graph.consumers()
+    consumers, producers = graph.consumers(), graph.producers()
     replaced: dict[int, list[Node]] = {}
     changed: list[str] = []
     for node in graph.nodes:
-        m = _match(graph, consumers, node)
+        m = _match(graph, consumers, producers, node)
         if m is None or any(id(n) in replaced for n in m[-1]):
             continue
         x, w, bias, heads, depth, perm, nodes = m
@@ -202,10 +244,10 @@ def fused_head_projection(graph: Graph) -> list[str]:
     """The projections of one activation that each split heads (Q, K, V) become one MatMul by
     the concatenated weights, one Transpose to head-major [B, H_q + H_k + H_v, S, d] and one
     Split along the heads; K^T is a ``Transpose(0, 1, 3, 2)`` of its part (adj_y)."""
-    consumers = graph.consumers()
+    consumers, producers = graph.consumers(), graph.producers()
     groups: dict[str, list] = {}
     for node in graph.nodes:
-        m = _match(graph, consumers, node)
+        m = _match(graph, consumers, producers, node)
         if m is not None:
             groups.setdefault(m[0], []).append(m)
     replaced: dict[int, list[Node]] = {}

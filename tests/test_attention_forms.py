@@ -28,7 +28,9 @@ def _w(rng, *shape, scale=0.3):
     return (rng.standard_normal(shape) * scale).astype(F)
 
 
-def _encoder(layers=1, batch=1, seq=7, mask=False, k_bias=True, k_shared=False, dynamic=False):
+def _encoder(
+    layers=1, batch=1, seq=7, mask=False, k_bias=True, k_shared=False, dynamic=False, gemm=False
+):
     """BERT-style post-norm self-attention layers as torch exports them: Q/K/V each MatMul +
     Add(bias) -> Reshape [B, S, H, d] -> Transpose (0,2,1,3), K^T by (0,2,3,1); scores scaled
     by a Div, optional additive mask, Softmax, context merge Transpose + Reshape, output
@@ -60,7 +62,23 @@ def _encoder(layers=1, batch=1, seq=7, mask=False, k_bias=True, k_shared=False, 
             nodes.append(helper.make_node("Add", [p + name + "_b", p + name + "_mm"], [p + name]))
             return p + name
 
-        q, k, v = proj("q", x), proj("k", x, k_bias), proj("v", x)
+        def gemm_proj(name, src, p=p, nodes=nodes):
+            inits[p + name + "_w"] = _w(rng, C, C)
+            inits[p + name + "_b"] = _w(rng, C)
+            nodes.append(helper.make_node("Reshape", [src, "rows"], [p + name + "_rows"]))
+            nodes.append(
+                helper.make_node(
+                    "Gemm", [p + name + "_rows", p + name + "_w", p + name + "_b"], [p + name]
+                )
+            )
+            return p + name
+
+        if gemm:
+            inits["rows"] = np.array([batch * seq, C], np.int64)
+            inits["split"] = np.array([batch, seq, H, D], np.int64)
+            q, k, v = (gemm_proj(n, x) for n in "qkv")
+        else:
+            q, k, v = proj("q", x), proj("k", x, k_bias), proj("v", x)
         for t in (q, k, v):
             nodes.append(helper.make_node("Reshape", [t, "split"], [t + "_h"]))
         nodes += [
@@ -182,6 +200,16 @@ def test_shared_projection_is_left_alone(form):
     chk = _check(_encoder(1, k_shared=True), on, keep_io_layout=True, disable_rewrites=off)
     # fused: Q/V one TRANSPOSE, K one, merge one; head_major: K one, merge one
     assert chk.ops["TRANSPOSE"] == (3 if form == "fused_head_projection" else 2), chk.ops
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_onnxruntime_gemm_projections(form):
+    """onnxruntime's optimized export: Reshape [B*S, C] -> Gemm(W, b) -> Reshape [B, S, H, d]
+    per projection (hf_vit_ts_ortopt) is regrouped like MatMul + Add."""
+    on, off, per_layer = FORMS[form]
+    model = _encoder(2, batch=2, gemm=True)
+    chk = _check(model, on, keep_io_layout=True, disable_rewrites=off)
+    assert chk.ops["TRANSPOSE"] == per_layer * 2, chk.ops
 
 
 def test_gpt2_fused_projection_unchanged():
