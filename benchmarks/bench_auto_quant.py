@@ -103,8 +103,9 @@ def markdown(results: dict, args) -> str:
         "(bench_quant.py's, seed 1: fresh, the calibration samples are seed 0). SQNR (dB) "
         "against the float ONNX model in onnxruntime, worst output. `held back` = the figure "
         "the search verified; `margin` = the verification margin measured on those samples "
-        "(1.645 jackknife standard errors of the figure: the search requires `held back` - "
-        "`margin` >= target); `fresh` = the written file on the fresh samples (`fresh met`: "
+        "(the one-sided 95% Student t quantile, 2.35 for 4 samples, times the jackknife "
+        "standard error of the figure: the search requires `held back` - `margin` >= "
+        "target); `fresh` = the written file on the fresh samples (`fresh met`: "
         ">= target there); `all int8` = the default int8 plan on the held-back samples; "
         "`int8 MACs` = share of multiply-accumulates running int8 activations and weights, "
         "`16x8` = int16 activations with int8 weights, `float` the rest; `integer` = int8 + "
@@ -135,13 +136,14 @@ def markdown(results: dict, args) -> str:
         if more > 0:
             promoted += f" (+{more} more)"
         before = r.get("int8_mac_share_before")
+        old = "" if "margin_db" in r else " (previous search, not re-run)"
         lines.append(
-            f"| {name} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
-            f"| {r['held_back_sqnr_db']:.1f} | {r.get('margin_db', 0.0):.1f} "
+            f"| {name}{old} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
+            f"| {r['held_back_sqnr_db']:.1f} | {_db(r.get('margin_db'))} "
             f"| {'yes' if r['target_met'] else 'NO'} | {r['eval_sqnr_db']:.1f} "
             f"| {'yes' if r['eval_sqnr_db'] >= args.target else 'no'} "
             f"| {'-' if before is None else f'{before:.0%}'} "
-            f"| {r['int8_mac_share']:.0%} | {r.get('int8_mac_share_bound', 1.0):.0%} "
+            f"| {r['int8_mac_share']:.0%} | {_share(r.get('int8_mac_share_bound'))} "
             f"| {r['int16x8_mac_share']:.0%} "
             f"| {r['int8_mac_share'] + r['int16x8_mac_share']:.0%} "
             f"| {r['float_mac_share']:.0%} | {r['conversions']} | {r['convert_seconds']:.0f} "
@@ -151,7 +153,7 @@ def markdown(results: dict, args) -> str:
     if cnn:
         at80 = [n for n, r in cnn.items() if r["int8_mac_share"] >= 0.8]
         room = [n for n in cnn if (bounds.get(n) or 0) >= args.target]
-        allow = [n for n in cnn if cnn[n].get("int8_mac_share_bound", 1.0) >= 0.8]
+        allow = [n for n in cnn if (cnn[n].get("int8_mac_share_bound") or 0.0) >= 0.8]
         fresh = [n for n, r in results.items() if "refused" not in r]
         lines += [
             "",
@@ -171,6 +173,10 @@ def markdown(results: dict, args) -> str:
 
 def _db(v) -> str:
     return "-" if v is None else f"{v:.1f}"
+
+
+def _share(v) -> str:
+    return "-" if v is None else f"{v:.0%}"
 
 
 def main(argv=None) -> int:
