@@ -155,6 +155,8 @@ def floor_ops(model) -> dict:
         if a.name == "value"
     ]
     for name, t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # weights (the model was read without its external data)
         arr = onnx.numpy_helper.to_array(t)
         if arr.size and arr.size < 1 << 20 and np.all(arr == arr.reshape(-1)[0]):
             uniform.add(name)
