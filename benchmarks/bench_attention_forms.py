@@ -318,7 +318,7 @@ def table(data: dict) -> str:
             continue
         cpu = rec["latency"]["cpu"]["ratio_vs_baseline"]
         aa = cpu.get("baseline_again", {})
-        base = next(iter(rec["forms"]))
+        base = next(f for f in rec["forms"] if f not in cpu)  # the one without a ratio
         for form, row in rec["forms"].items():
             r = cpu.get(form)
             ratio = "1" if form == base else f"{r['median']} ({r['min']}..{r['max']})"
@@ -327,6 +327,8 @@ def table(data: dict) -> str:
                 f"| {row['partitions']} | {row['max_abs_vs_onnxruntime']:.2g} | {ratio} "
                 f"| {aa.get('median', '')} |"
             )
+    if data.get("decision"):
+        lines += ["", data["decision"]]
     return "\n".join(lines) + "\n"
 
 
