@@ -24,6 +24,7 @@ import numpy as np
 from .. import tfl
 from .. import validate as V
 from ..validation_inputs import iter_feed_batches
+from . import calibration as cal
 
 
 class OutputNoise:
@@ -131,8 +132,6 @@ def for_model(model_ir: tfl.Model, build, options, onnx_model, tensor_map) -> Ou
     """An :class:`OutputNoise` for ``model_ir`` on the calibration samples (``options``'
     ``--calibration-data``), or on seeded random inputs (``validate.seeded_inputs``) without
     them; None when there are no usable samples (the chooser then measures nothing)."""
-    from . import calibration as cal  # (heavy: onnxruntime; only when the int4 file is made)
-
     model = onnx_model()
     try:
         if options.calibration_data is not None:
