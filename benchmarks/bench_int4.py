@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnx2tflite_direct import convert  # noqa: E402
-from onnx2tflite_direct.quant import int4  # noqa: E402
+from onnx2tflite_direct.quant import int4_codes  # noqa: E402
 from onnx2tflite_direct.validate import run_litert, run_onnxruntime  # noqa: E402
 from tools.zoo import paths  # noqa: E402
 
@@ -217,7 +217,7 @@ def measure(name: str, anchors: bool = True) -> dict | None:
     row["ours_budgets"] = {
         str(b): ours(path, feeds, expected, more=more, budget=b) for b in BUDGETS
     }
-    with mock.patch.object(int4, "OFFSET_GAIN_DB", float("inf")):  # plain blocks only
+    with mock.patch.object(int4_codes, "OFFSET_GAIN_DB", float("inf")):  # plain blocks only
         row["ours_without_offsets"] = ours(path, feeds, expected, more=more, budget=0.0)
     row["ours_block128"] = ours(path, feeds, expected, more=more, block=128, budget=0.0)
     row["tables_alone"] = tables_alone(path, feeds, expected, row["ours"]["weight_formats"])

@@ -16,7 +16,7 @@ from harness import make_model
 from onnx import helper
 
 from onnx2tflite_direct import cli, convert, tfl
-from onnx2tflite_direct.quant import int4
+from onnx2tflite_direct.quant import int4, int4_codes
 from onnx2tflite_direct.validate import run_litert, run_onnxruntime
 
 RNG = np.random.default_rng(21)
@@ -106,7 +106,7 @@ def _int4_file(model, **kw):
 # -- the quantizers ------------------------------------------------------------------------------
 def test_blockwise_codes_use_the_full_int4_range_and_beat_a_fixed_scale():
     w = RNG.standard_normal((64, 128)).astype(F)
-    codes, scales = int4.blockwise_int4(w, 32)
+    codes, scales = int4_codes.blockwise_int4(w, 32)
     assert codes.min() >= -8 and codes.max() <= 7 and (codes == -8).any()
     assert scales.dtype == np.float16 and scales.shape == (64, 4)
     deq = (codes.reshape(64, 4, 32) * scales.astype(F)[..., None]).reshape(64, 128)
@@ -118,7 +118,7 @@ def test_blockwise_codes_use_the_full_int4_range_and_beat_a_fixed_scale():
 def test_per_channel_codes_avoid_minus_eight():
     """The CPU kernel's 4-bit per-channel FULLY_CONNECTED path reads -8 as +8."""
     w = RNG.standard_normal((10, 3, 3, 16)).astype(F)
-    codes, scales = int4.per_channel_int4(w, 0)
+    codes, scales = int4_codes.per_channel_int4(w, 0)
     assert codes.min() >= -7 and codes.max() <= 7 and scales.shape == (10,)
 
 
@@ -374,7 +374,7 @@ def test_skewed_blocks_get_offsets_and_the_activation_follows_them(xnnpack):
         ref = np.maximum(ref, 0) if name == "y" else ref
         # (a ReLU can only shrink the difference)
         assert np.all(np.abs(got[name].reshape(6, n) - ref) <= _hybrid_bound(x, q["main"]))
-        codes, scales = int4.blockwise_int4(w.T.copy(), 32)
+        codes, scales = int4_codes.blockwise_int4(w.T.copy(), 32)
         plain[name] = (codes.reshape(n, -1, 32) * scales.astype(F)[..., None]).reshape(n, k)
         assert _sqnr(q["values"], w.T) > _sqnr(plain[name], w.T) + 1.0  # what the offsets buy
 

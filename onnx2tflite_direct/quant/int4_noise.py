@@ -1,6 +1,6 @@
 """Output noise of the float model with some weights replaced: what the int4 file's precision
-chooser measures (``int4.py``: the size budget left after the embedding tables buys int8 for
-the weights whose 4-bit rounding costs the most output SQNR per byte).
+chooser measures (``int4_budget.py``: the size budget left after the embedding tables buys
+int8 for the weights whose 4-bit rounding costs the most output SQNR per byte).
 
 Why measured and not read off the weights: a weight's rounding error is about the same share
 of itself everywhere (4-bit blocks: ~20 dB of weight SQNR), but how much of it reaches the
