@@ -23,15 +23,12 @@ from .atomic import write_atomic
 from .errors import ConversionError, OptionError
 from .html_report import render_html
 from .inspect_tflite import main as inspect_main
+from .option_meta import GROUPS, Flag, Meta, describe
 from .options import (
     FIELDS,
-    GROUPS,
     ConvertOptions,
-    Flag,
-    Meta,
     check_output_dir,
     cli_spelling,
-    describe,
     meta_of,
     to_cli_wording,
 )
