@@ -396,19 +396,15 @@ def test_a_calibration_folder_with_a_foreign_npz_says_so(tmp_path, capsys):
 
 
 def test_full_integer_file_with_float_ops_warns_with_the_count(tmp_path, capsys):
-    """Item 5: an LSTM calibrated on random data gave a float "full_integer_quant" silently."""
-    rng = np.random.default_rng(0)
-    hidden, size, steps = 4, 3, 60  # a WHILE loop (short ones are unrolled: integer cells)
+    """Item 5: a model with an op that has no integer kernel gave a float "full_integer_quant"
+    silently (it was an LSTM loop; recurrent layers now swap in integer forms, SIN has none)."""
     model = make_model(
-        [helper.make_node("LSTM", ["x", "W", "R"], ["", "y_h"], hidden_size=hidden)],
-        inputs=[("x", np.float32, (steps, 1, size))],
-        outputs=[("y_h", np.float32, (1, 1, hidden))],
-        initializers={
-            "W": (rng.standard_normal((1, 4 * hidden, size)) * 0.5).astype(np.float32),
-            "R": (rng.standard_normal((1, 4 * hidden, hidden)) * 0.5).astype(np.float32),
-        },
+        [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Sin", ["m"], ["y"])],
+        inputs=[("x", np.float32, (2, 8))],
+        outputs=[("y", np.float32, (2, 4))],
+        initializers={"W": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)},
     )
-    path = tmp_path / "lstm.onnx"
+    path = tmp_path / "sin.onnx"
     onnx.save(model, path)
     args = [path, "-o", tmp_path, "--quantize", "int8", "--calibration-random", "-q"]
     args.append("--allow-float-ops")  # (without it the file is refused: test_full_integer.py)
