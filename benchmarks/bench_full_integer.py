@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=None, help="default: all")
     parser.add_argument("--calibration-samples", type=int, default=16)
-    parser.add_argument("--eval-samples", type=int, default=8)
+    parser.add_argument("--eval-samples", type=int, default=32)  # at 8 one sample set a row
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", type=Path, default=TABLE)
