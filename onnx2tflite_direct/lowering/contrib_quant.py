@@ -29,7 +29,7 @@ from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
 from .emit import Emitter
-from .int8_kernel import int8_dense, int8_weights  # noqa: F401 (contrib_rnn imports both here)
+from .int8_kernel import im2col_rows, int8_dense, int8_weights  # noqa: F401 (contrib_rnn imports the last two here)
 from .qlinear import (
     INT8_TYPES,
     _as_float,
@@ -369,22 +369,7 @@ def lower_exact_integer_conv(ctx):
             shape=(n, h + top + bottom, w + left + right, c),
             hint="padded",
         )
-    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-    taps = []
-    for ky in range(kh):
-        for kx in range(kw):
-            if (kh, kw) == (1, 1) and (ho, wo) == tuple(x.shape[1:3]):
-                taps.append(x)
-                continue
-            begin = e.const(np.asarray([0, ky, kx, 0], np.int32), np.int32, "begin")
-            size = e.const(np.asarray([n, ho, wo, c], np.int32), np.int32, "size")
-            taps.append(e.op("SLICE", x, begin, size, shape=(n, ho, wo, c), hint="tap"))
-    while len(taps) > 1:
-        taps = [
-            e.concat(taps[i : i + 3], 3, "taps") if len(taps[i : i + 3]) > 1 else taps[i]
-            for i in range(0, len(taps), 3)
-        ]
-    rows = e.reshape(taps[0], (n * ho * wo, kh * kw * c), "rows")
+    rows = im2col_rows(e, x, (kh, kw), "rows")
     codes = int8_codes(conv_rows_weights(w_shift))
     if codes is None:  # the rewrite checked int8_codes before writing the node
         raise errors.InternalError(

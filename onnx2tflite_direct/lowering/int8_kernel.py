@@ -42,3 +42,27 @@ def int8_dense(ctx, wide, weights, hint: str):
         keep_num_dims=False,
         asymmetric_quantize_inputs=True,
     )
+
+
+def im2col_rows(e: Emitter, x: tfl.Tensor, kernel: tuple[int, int], hint: str) -> tfl.Tensor:
+    """The im2col rows [N * Ho * Wo, kh * kw * C] of an NHWC ``x`` already padded, stride 1:
+    one SLICE per tap (XNNPACK takes SLICE, and a tap is a contiguous window) joined by
+    CONCATENATIONs of at most three inputs (XNNPACK's limit)."""
+    kh, kw = kernel
+    n, _, _, c = x.shape
+    ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            if (kh, kw) == (1, 1) and (ho, wo) == tuple(x.shape[1:3]):
+                taps.append(x)
+                continue
+            begin = e.const(np.asarray([0, ky, kx, 0], np.int32), np.int32, "begin")
+            size = e.const(np.asarray([n, ho, wo, c], np.int32), np.int32, "size")
+            taps.append(e.op("SLICE", x, begin, size, shape=(n, ho, wo, c), hint="tap"))
+    while len(taps) > 1:
+        taps = [
+            e.concat(taps[i : i + 3], 3, "taps") if len(taps[i : i + 3]) > 1 else taps[i]
+            for i in range(0, len(taps), 3)
+        ]
+    return e.reshape(taps[0], (n * ho * wo, kh * kw * c), hint)

@@ -36,7 +36,7 @@ import numpy as np
 from .. import tfl
 from ..float_carried import INT8_MAX, ROW_SUM_LANE_MAX, conv_rows_weights
 from .emit import Emitter
-from .int8_kernel import int8_dense, int8_weights
+from .int8_kernel import im2col_rows, int8_dense, int8_weights
 from .integer_digits import split_rows
 
 # Switch (benchmarks/bench_outliers.py's ``int8_lattice_products`` turns it off for "before").
@@ -190,21 +190,7 @@ def conv_sums(ctx, lattice, geometry, out_hw):
         return e.reshape(lattice_sums(ctx, x2, plan), (n, ho, wo, o), "integer_sum")
     if any(p for pair in pads for p in pair):
         x = e.pad(x, [(0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)])
-    taps = []
-    for ky in range(kh):
-        for kx in range(kw):
-            if (kh, kw) == (1, 1) and (ho, wo) == tuple(x.shape[1:3]):
-                taps.append(x)
-                continue
-            begin = e.const(np.asarray([0, ky, kx, 0], np.int32), np.int32, "begin")
-            size = e.const(np.asarray([n, ho, wo, c], np.int32), np.int32, "size")
-            taps.append(e.op("SLICE", x, begin, size, shape=(n, ho, wo, c), hint="tap"))
-    while len(taps) > 1:
-        taps = [
-            e.concat(taps[i : i + 3], 3, "taps") if len(taps[i : i + 3]) > 1 else taps[i]
-            for i in range(0, len(taps), 3)
-        ]
-    x2 = e.reshape(taps[0], (n * ho * wo, k), "im2col_rows")
+    x2 = im2col_rows(e, x, (kh, kw), "im2col_rows")
     acc = lattice_sums(ctx, x2, plan)
     return e.reshape(acc, (n, ho, wo, o), "integer_sum")
 
