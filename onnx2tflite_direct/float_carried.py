@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, value_const, value_dtype
 from .registry import REGISTRY
 
 MS = "com.microsoft"
@@ -135,16 +135,6 @@ def int8_codes(w_shift: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(codes.astype(np.int8))
 
 
-def _dtype(graph: Graph, name: str):
-    v = graph.values.get(name) if name else None
-    return None if v is None or v.dtype is None else np.dtype(v.dtype)
-
-
-def _const(graph: Graph, name: str):
-    v = graph.values.get(name) if name else None
-    return None if v is None else v.const
-
-
 def _inp(node: Node, i: int) -> str:
     return node.inputs[i] if i < len(node.inputs) else ""
 
@@ -187,7 +177,7 @@ def _conv_ok(graph: Graph, node: Node) -> bool:
     sx, sw = _shape(graph, node.inputs[0]), _shape(graph, node.inputs[1])
     if sx is None or sw is None or len(sx) not in (3, 4) or len(sw) != len(sx):
         return False
-    if _const(graph, node.inputs[1]) is None:
+    if value_const(graph, node.inputs[1]) is None:
         return False  # CONV_2D needs static weights
     return _per_tensor(graph, _inp(node, 2)) and _along(graph, _inp(node, 3), sw[0])
 
@@ -200,7 +190,7 @@ def _candidate(graph: Graph, node: Node, producers: dict[str, Node]) -> str | No
     """The role a node can play in float form (None: it stays as it is)."""
     op, dom = node.op_type, node.domain
     if dom == "" and op == "DynamicQuantizeLinear":
-        return "dql" if _dtype(graph, node.inputs[0]) == F32 else None
+        return "dql" if value_dtype(graph, node.inputs[0]) == F32 else None
     if dom == "" and op == "MatMulInteger":
         ok = _matmul_ok(graph, node.inputs[0], node.inputs[1], _inp(node, 2), _inp(node, 3))
         return "matmul" if ok and _float_op_known(graph, "MatMul") else None
@@ -212,14 +202,14 @@ def _candidate(graph: Graph, node: Node, producers: dict[str, Node]) -> str | No
         ok = ok and _along(graph, node.inputs[3], _shape(graph, node.inputs[1])[-1])
         return "mm_to_float" if ok else None
     if dom == MS and op == "DynamicQuantizeMatMul":
-        ok = _dtype(graph, node.inputs[0]) == F32
+        ok = value_dtype(graph, node.inputs[0]) == F32
         ok = ok and _matmul_ok(graph, node.inputs[0], node.inputs[1], "", _inp(node, 3))
         ok = ok and _along(graph, node.inputs[2], _shape(graph, node.inputs[1])[-1])
         return "dqmm" if ok else None
     if dom != "":
         return None
     if op == "Cast":
-        to, src = _dtype(graph, node.outputs[0]), _dtype(graph, node.inputs[0])
+        to, src = value_dtype(graph, node.outputs[0]), value_dtype(graph, node.inputs[0])
         if to == F32 and src is not None and src.kind in "iu":
             return "sink"
         p = producers.get(node.inputs[0])
@@ -227,10 +217,10 @@ def _candidate(graph: Graph, node: Node, producers: dict[str, Node]) -> str | No
             return "rounded"
         return None
     if op in INT32_ARITH and len(node.inputs) == 2:
-        if all(_dtype(graph, i) == INT32 for i in (*node.inputs, node.outputs[0])):
+        if all(value_dtype(graph, i) == INT32 for i in (*node.inputs, node.outputs[0])):
             return "arith"
         return None
-    if op in MOVERS and _dtype(graph, node.inputs[0]) in (SMALL_INTS | {INT32}):
+    if op in MOVERS and value_dtype(graph, node.inputs[0]) in (SMALL_INTS | {INT32}):
         return "mover"
     return None
 
@@ -284,12 +274,12 @@ def _plan(graph: Graph) -> dict[int, str]:
 def _fits(graph, node, role, roles, producers, consumers, outputs) -> bool:
     for i in _int_inputs(role, node):
         name = node.inputs[i]
-        if not name or _const(graph, name) is not None:
+        if not name or value_const(graph, name) is not None:
             continue
         p = producers.get(name)
         if p is not None and id(p) in roles and name in _carried_names(p, roles[id(p)]):
             continue
-        if role == "sink" or _dtype(graph, name) not in SMALL_INTS:
+        if role == "sink" or value_dtype(graph, name) not in SMALL_INTS:
             return False  # an int32 from elsewhere would round when cast; a sink is pointless
     useful = role in ("sink", "mm_to_float", "dqmm")
     for o in _int_outputs(role, node):
@@ -349,7 +339,7 @@ class _Emitter:
         """A carried, constant or small-integer value as float32 (exact in every case)."""
         if name in self.carried:
             return self.carried[name]
-        c = _const(self.graph, name)
+        c = value_const(self.graph, name)
         if c is not None:
             arr = np.asarray(c).astype(np.float32)
             return self.const(arr if param is None else param(arr), hint)
@@ -363,7 +353,7 @@ class _Emitter:
     def target(self, name: str) -> str:
         """Where a float result that replaces ``name`` goes: its carried twin, or ``name``
         itself when the node's output already is float (a graph output keeps its name)."""
-        if _dtype(self.graph, name) == F32:
+        if value_dtype(self.graph, name) == F32:
             return name
         return self.carry(name)
 
@@ -405,7 +395,7 @@ def _shifted(em: _Emitter, q: str, zp: str, hint: str, param=None, axis=None) ->
     twin = em.shifted.get(q)
     if twin is not None and zp and twin[1] == zp:
         return twin[0]
-    qc, zc = _const(g, q), (_const(g, zp) if zp else None)
+    qc, zc = value_const(g, q), (value_const(g, zp) if zp else None)
     if qc is not None and (not zp or zc is not None):
         if axis is not None and WEIGHTS_AS_INT8:
             stored = _int8_weight(em, np.asarray(qc), zc, axis % np.ndim(qc), hint)
@@ -478,14 +468,14 @@ def _matmul(em: _Emitter, a, b, az, bz, out_shape, out=None) -> str:
 
 def _lattice_low(graph: Graph, name: str) -> int | None:
     """The lowest code of the 8-bit lattice a value lives on (0 uint8, -128 int8)."""
-    dt = _dtype(graph, name)
+    dt = value_dtype(graph, name)
     return {np.dtype(np.uint8): 0, np.dtype(np.int8): -128}.get(dt)
 
 
 def _const_shift(graph: Graph, b: str, bz: str) -> np.ndarray | None:
     """``b - b_zp`` of a constant 2-D weight with per-tensor or per-column zero point."""
-    bc = _const(graph, b)
-    zc = _const(graph, bz) if bz else np.zeros((), np.int64)
+    bc = value_const(graph, b)
+    zc = value_const(graph, bz) if bz else np.zeros((), np.int64)
     if bc is None or zc is None or np.ndim(bc) != 2:
         return None
     zc = np.asarray(zc, np.int64)
@@ -536,7 +526,7 @@ def _conv_geometry(em: _Emitter, node: Node):
     g = em.graph
     x, w_name = node.inputs[0], node.inputs[1]
     sx = _shape(g, x)
-    wc = _const(g, w_name)
+    wc = value_const(g, w_name)
     if not CONV_ON_INT8_KERNEL or wc is None or np.ndim(wc) != 4 or x not in em.carried:
         return None
     if _lattice_low(g, x) is None or sx is None or any(not isinstance(d, int) for d in sx):
@@ -553,7 +543,7 @@ def _conv_geometry(em: _Emitter, node: Node):
     if sx[1] < (CONV_MIN_CHANNELS_1X1 if kh * kw == 1 else CONV_MIN_CHANNELS):
         return None
     pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
-    zc = _const(g, _inp(node, 3)) if _inp(node, 3) else np.zeros((), np.int64)
+    zc = value_const(g, _inp(node, 3)) if _inp(node, 3) else np.zeros((), np.int64)
     if zc is None:
         return None
     zc = np.asarray(zc, np.int64)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .float_masks import EXACT_INT, MIRROR, _Builder
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
@@ -47,18 +47,8 @@ COMPARE = set(MIRROR)
 TRIGGERS = {"gather_one_hot": {"Gather"}}
 
 
-def _dtype(graph: Graph, name: str):
-    v = graph.values.get(name) if name else None
-    return None if v is None or v.dtype is None else np.dtype(v.dtype)
-
-
-def _const(graph: Graph, name: str):
-    v = graph.values.get(name) if name else None
-    return None if v is None else v.const
-
-
 def _small_int_const(graph: Graph, name: str) -> bool:
-    c = _const(graph, name)
+    c = value_const(graph, name)
     if c is None:
         return False
     c = np.asarray(c)
@@ -68,7 +58,7 @@ def _small_int_const(graph: Graph, name: str) -> bool:
 
 
 def _float_const(graph: Graph, name: str) -> np.ndarray | None:
-    c = _const(graph, name)
+    c = value_const(graph, name)
     if c is None or np.asarray(c).dtype != F32:
         return None
     c = np.asarray(c)
@@ -80,7 +70,7 @@ def _float_const(graph: Graph, name: str) -> np.ndarray | None:
 def _lookup_ok(graph: Graph, node: Node) -> bool:
     if len(node.inputs) != 2 or node.attrs.get("axis", 0) != 0:
         return False
-    table = _const(graph, node.inputs[0])
+    table = value_const(graph, node.inputs[0])
     if table is None or np.asarray(table).dtype != F32 or np.asarray(table).ndim != 2:
         return False
     if not np.isfinite(table).all():
@@ -99,14 +89,14 @@ def _role(graph: Graph, node: Node) -> str | None:
     if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
         return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
-    out = _dtype(graph, node.outputs[0])
-    src = _dtype(graph, node.inputs[0]) if node.inputs else None
+    out = value_dtype(graph, node.outputs[0])
+    src = value_dtype(graph, node.inputs[0]) if node.inputs else None
     if op == "Cast":
         if (
             src == F32
             and out is not None
             and out.kind == "i"
-            and _const(graph, node.inputs[0]) is None
+            and value_const(graph, node.inputs[0]) is None
         ):
             return "trunc"
         if src is not None and src.kind == "i" and out == F32:
@@ -139,9 +129,9 @@ def _reads(role: str, node: Node, graph: Graph) -> tuple[int, ...]:
     if role == "lookup":
         return (1,)
     if role in ("add", "sub", "mul"):
-        return tuple(i for i in (0, 1) if _const(graph, node.inputs[i]) is None)
+        return tuple(i for i in (0, 1) if value_const(graph, node.inputs[i]) is None)
     if role == "compare":
-        return tuple(i for i in (0, 1) if _const(graph, node.inputs[i]) is None)
+        return tuple(i for i in (0, 1) if value_const(graph, node.inputs[i]) is None)
     return ()
 
 
@@ -181,7 +171,8 @@ def _plan(graph: Graph) -> dict[int, str]:
             if ok and r == "mul":  # a selection: one operand is a cast 0/1 value
                 sel = [producers.get(node.inputs[i]) for i in _reads(r, node, graph)]
                 ok = any(p is not None and roles.get(id(p)) == "from_bool" for p in sel) or any(
-                    _const(graph, n) is not None and set(np.unique(_const(graph, n))) <= {0, 1}
+                    value_const(graph, n) is not None
+                    and set(np.unique(value_const(graph, n))) <= {0, 1}
                     for n in node.inputs
                 )
             if ok and r == "to_float" and node.outputs[0] in outputs:
@@ -217,7 +208,7 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         b.twin[out] = b.twin[x]
     elif role in ("add", "sub", "mul"):
         args = [
-            b.twin[n] if _const(g, n) is None else b.const(np.asarray(_const(g, n)), "c")
+            b.twin[n] if value_const(g, n) is None else b.const(np.asarray(value_const(g, n)), "c")
             for n in node.inputs
         ]
         b.twin[out] = b.op(node.op_type, args, shape, role)
@@ -233,10 +224,10 @@ def _emit_compare(b: _Builder, node: Node, shape) -> None:
     g = b.graph
     a, c_name = node.inputs
     op = node.op_type
-    if _const(g, a) is not None:
+    if value_const(g, a) is not None:
         a, c_name, op = c_name, a, MIRROR[op]
     f = b.twin[a]
-    c = np.asarray(_const(g, c_name), np.float64)
+    c = np.asarray(value_const(g, c_name), np.float64)
     out = node.outputs[0]
     if op == "Equal":  # an integer-valued f equals c only when c is an integer
         ok = (c == np.floor(c)).astype(np.float32)
@@ -256,7 +247,7 @@ def _emit_compare(b: _Builder, node: Node, shape) -> None:
 
 def _emit_lookup(b: _Builder, node: Node, shape) -> None:
     g = b.graph
-    table = np.asarray(_const(g, node.inputs[0]), np.float32)
+    table = np.asarray(value_const(g, node.inputs[0]), np.float32)
     v = table.shape[0]
     i = b.twin[node.inputs[1]]
     ishape = b.shape(node.inputs[1])

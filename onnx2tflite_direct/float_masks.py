@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
@@ -72,19 +72,9 @@ def _value(graph: Graph, name: str) -> Value | None:
     return graph.values.get(name) if name else None
 
 
-def _dtype(graph: Graph, name: str):
-    v = _value(graph, name)
-    return None if v is None or v.dtype is None else np.dtype(v.dtype)
-
-
-def _const(graph: Graph, name: str):
-    v = _value(graph, name)
-    return None if v is None else v.const
-
-
 def _runtime_int(graph: Graph, name: str) -> bool:
-    dt = _dtype(graph, name)
-    return dt is not None and dt.kind in "iu" and _const(graph, name) is None
+    dt = value_dtype(graph, name)
+    return dt is not None and dt.kind in "iu" and value_const(graph, name) is None
 
 
 def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | None:
@@ -92,7 +82,7 @@ def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | No
     constant, else None."""
     a, b = node.inputs[0], node.inputs[1]
     op = node.op_type
-    ca, cb = _const(graph, a), _const(graph, b)
+    ca, cb = value_const(graph, a), value_const(graph, b)
     if cb is not None and ca is None:
         x, c = a, cb
     elif ca is not None and cb is None:
@@ -110,13 +100,13 @@ def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | No
 def _select_constants(graph: Graph, node: Node) -> bool:
     """A Where on float32 whose branches are constants (no NaN; an infinity only as a
     uniform constant) or run-time float32 values, at least one of them constant."""
-    if len(node.inputs) != 3 or _dtype(graph, node.outputs[0]) != F32:
+    if len(node.inputs) != 3 or value_dtype(graph, node.outputs[0]) != F32:
         return False
     constants = 0
     for name in node.inputs[1:]:
-        c = _const(graph, name)
+        c = value_const(graph, name)
         if c is None:
-            if _dtype(graph, name) != F32:
+            if value_dtype(graph, name) != F32:
                 return False
             continue
         c = np.asarray(c)
@@ -135,9 +125,9 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
     if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
         return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
-    out = _dtype(graph, node.outputs[0])
+    out = value_dtype(graph, node.outputs[0])
     if op == "Cast":
-        src = _dtype(graph, node.inputs[0])
+        src = value_dtype(graph, node.inputs[0])
         if out == BOOL and _runtime_int(graph, node.inputs[0]):
             return "nonzero"
         if src == BOOL and out == F32:
@@ -151,7 +141,7 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
         return op.lower()
     if op in COMPARE and len(node.inputs) == 2:
         return "compare" if _compare_const(graph, node) is not None else None
-    if op in MOVERS and _dtype(graph, node.inputs[0]) == BOOL:
+    if op in MOVERS and value_dtype(graph, node.inputs[0]) == BOOL:
         return "mover"
     return None
 
@@ -166,7 +156,9 @@ def _bool_reads(role: str, node: Node) -> tuple[int, ...]:
 
 
 def _plan(graph: Graph) -> dict[int, str]:
-    bool_inputs = {i for i in graph.inputs if _dtype(graph, i) == BOOL and _const(graph, i) is None}
+    bool_inputs = {
+        i for i in graph.inputs if value_dtype(graph, i) == BOOL and value_const(graph, i) is None
+    }
     producers = graph.producers()
     consumers = graph.consumers()
     outputs = set(graph.outputs)
@@ -186,7 +178,7 @@ def _plan(graph: Graph) -> dict[int, str]:
             for i in _bool_reads(r, node):
                 name = node.inputs[i]
                 p = producers.get(name)
-                if name in bool_inputs or _const(graph, name) is not None:
+                if name in bool_inputs or value_const(graph, name) is not None:
                     continue
                 if p is None or id(p) not in roles or roles[id(p)] in ("sink", "select"):
                     ok = False
@@ -245,7 +237,7 @@ class _Builder:
         """The 0/1 twin of a carried value, a bool constant or a bool graph input."""
         if name in self.twin:
             return self.twin[name]
-        c = _const(self.graph, name)
+        c = value_const(self.graph, name)
         if c is not None:
             out = self.const(np.asarray(c).astype(np.float32), "mask")
         else:  # a bool graph input: the one CAST that reads it
@@ -355,13 +347,13 @@ def _emit_select_runtime(b: _Builder, node: Node, shape) -> None:
     g = b.graph
     c = b.carried(node.inputs[0])
     cshape = b.shape(node.inputs[0])
-    if _const(g, node.inputs[1]) is not None:
+    if value_const(g, node.inputs[1]) is not None:
         k_name, s_name = node.inputs[1], node.inputs[2]
         pick = c  # 1 where the constant is taken
     else:
         k_name, s_name = node.inputs[2], node.inputs[1]
         pick = b.op("Sub", [b.const(1.0, "one"), c], cshape, "not")
-    k = np.asarray(_const(g, k_name), np.float32)
+    k = np.asarray(value_const(g, k_name), np.float32)
     other = b.op("Sub", [b.const(1.0, "one"), pick], cshape, "other")
     kshape = _broadcast(cshape, k.shape)
     bounds = []
@@ -376,12 +368,12 @@ def _emit_select_runtime(b: _Builder, node: Node, shape) -> None:
 
 def _emit_select(b: _Builder, node: Node, shape) -> None:
     g = b.graph
-    if any(_const(g, n) is None for n in node.inputs[1:]):
+    if any(value_const(g, n) is None for n in node.inputs[1:]):
         _emit_select_runtime(b, node, shape)
         return
     c = b.carried(node.inputs[0])
-    a = np.asarray(_const(g, node.inputs[1]), np.float32)
-    z = np.asarray(_const(g, node.inputs[2]), np.float32)
+    a = np.asarray(value_const(g, node.inputs[1]), np.float32)
+    z = np.asarray(value_const(g, node.inputs[2]), np.float32)
     out = node.outputs[0]
     cshape = b.shape(node.inputs[0])
     ta = _term(b, c, a, _broadcast(cshape, a.shape), "then")
@@ -435,7 +427,7 @@ def gathernd_as_reshape(graph: Graph) -> list[str]:
     for k, node in enumerate(graph.nodes):
         if node.op_type != "GatherND" or node.domain != "" or node.attrs.get("batch_dims", 0):
             continue
-        data, idx = _value(graph, node.inputs[0]), _const(graph, node.inputs[1])
+        data, idx = _value(graph, node.inputs[0]), value_const(graph, node.inputs[1])
         out = _value(graph, node.outputs[0])
         if data is None or idx is None or out is None or not data.is_static or not out.is_static:
             continue

@@ -40,27 +40,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, fresh_value_name
 
 _SPLIT_PERMS = ((0, 2, 1, 3), (0, 2, 3, 1))
 
 
-def _fresh(graph: Graph, base: str) -> str:
-    name, k = base, 1
-    while name in graph.values:
-        k += 1
-        name = f"{base}_{k}"
-    return name
-
-
 def _const_value(graph: Graph, base: str, data: np.ndarray) -> str:
-    name = _fresh(graph, base)
+    name = fresh_value_name(graph, base)
     graph.values[name] = Value(name, data.dtype, tuple(data.shape), data)
     return name
 
 
 def _temp(graph: Graph, base: str, dtype, shape) -> str:
-    name = _fresh(graph, base)
+    name = fresh_value_name(graph, base)
     graph.values[name] = Value(name, dtype, tuple(shape))
     return name
 

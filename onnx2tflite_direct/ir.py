@@ -61,6 +61,28 @@ class Node:
         return self.name or f"{self.op_type}:{self.outputs[0] if self.outputs else '?'}"
 
 
+def value_dtype(graph: Graph, name: str) -> np.dtype | None:
+    """The dtype of value ``name`` (None: no such value, or its dtype is unknown)."""
+    v = graph.values.get(name) if name else None
+    return None if v is None or v.dtype is None else np.dtype(v.dtype)
+
+
+def value_const(graph: Graph, name: str) -> np.ndarray | None:
+    """The constant array of value ``name`` (None: not a constant, or no such value)."""
+    v = graph.values.get(name) if name else None
+    return None if v is None else v.const
+
+
+def fresh_value_name(graph: Graph, base: str) -> str:
+    """``base``, or ``base_2``, ``base_3`` ...: the first name no value of ``graph`` has yet
+    (graph rewrites add values without clobbering the model's own names)."""
+    name, k = base, 1
+    while name in graph.values:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 @dataclass(eq=False)
 class Graph:
     nodes: list[Node]

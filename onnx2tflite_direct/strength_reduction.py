@@ -35,26 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value
+from .ir import Graph, Node, Value, fresh_value_name, value_const
 
 FLOAT_DTYPES = {np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)}
 
 
-def _const(graph: Graph, name: str) -> np.ndarray | None:
-    v = graph.values.get(name) if name else None
-    return None if v is None else v.const
-
-
 def _is_float(dtype) -> bool:
     return dtype is not None and (np.dtype(dtype) in FLOAT_DTYPES or "bfloat16" in str(dtype))
-
-
-def _fresh(graph: Graph, base: str) -> str:
-    name, k = base, 1
-    while name in graph.values:
-        k += 1
-        name = f"{base}_{k}"
-    return name
 
 
 def _same_value_shape(graph: Graph, a: str, b: str) -> bool:
@@ -94,7 +81,7 @@ class _Rewriter:
 
     def temp(self, node: Node, hint: str, like: str) -> str:
         src = self.graph.values[like]
-        name = _fresh(self.graph, f"{node.label}/{hint}")
+        name = fresh_value_name(self.graph, f"{node.label}/{hint}")
         self.graph.values[name] = Value(name, src.dtype, src.shape)
         return name
 
@@ -133,7 +120,7 @@ def pow_constant_exponent(graph: Graph) -> list[str]:
         if not _default(node, "Pow"):
             continue
         x, out = node.inputs[0], node.outputs[0]
-        c = _scalar(_const(graph, node.inputs[1]))
+        c = _scalar(value_const(graph, node.inputs[1]))
         if (
             c is None
             or not _is_float(graph.values[x].dtype)
@@ -188,14 +175,14 @@ def div_by_constant(graph: Graph) -> list[str]:
     for node in graph.nodes:
         if not _default(node, "Div"):
             continue
-        c = _const(graph, node.inputs[1])
+        c = value_const(graph, node.inputs[1])
         x = node.inputs[0]
         if c is None or not _is_float(graph.values[x].dtype) or c.dtype == np.float64:
             continue
         inv = _power_of_two_reciprocal(c)
         if inv is None:
             continue
-        name = _fresh(graph, f"{node.label}/reciprocal")
+        name = fresh_value_name(graph, f"{node.label}/reciprocal")
         graph.values[name] = Value(name, inv.dtype, tuple(inv.shape), inv)
         rw.replace(node, [rw.node(node, "Mul", [x, name], node.outputs[0], "mul")])
     return rw.finish()
@@ -215,7 +202,7 @@ def remove_identity_arith(graph: Graph) -> list[str]:
         neutral, positions = rule
         out = node.outputs[0]
         for pos in positions:
-            c = _const(graph, node.inputs[pos])
+            c = value_const(graph, node.inputs[pos])
             other = node.inputs[1 - pos]
             if c is None or c.size == 0 or not np.all(c == neutral):
                 continue
@@ -230,7 +217,7 @@ def where_constant_condition(graph: Graph) -> list[str]:
     for node in graph.nodes:
         if node.op_type != "Where" or node.domain != "" or len(node.inputs) != 3:
             continue
-        cond = _const(graph, node.inputs[0])
+        cond = value_const(graph, node.inputs[0])
         if cond is None or cond.size == 0:
             continue
         if np.all(cond):
@@ -252,7 +239,7 @@ def gather_as_reshape(graph: Graph) -> list[str]:
         if not _default(node, "Gather"):
             continue
         x, out = node.inputs[0], node.outputs[0]
-        idx = _const(graph, node.inputs[1])
+        idx = value_const(graph, node.inputs[1])
         src = graph.values.get(x)
         # a scalar index qualifies on a length-1 axis (x[:, -1] of a one-step decoder output)
         if idx is None or idx.dtype.kind not in "iu" or src is None:
@@ -276,7 +263,7 @@ def gather_as_reshape(graph: Graph) -> list[str]:
 
 
 def _ints(graph: Graph, node: Node, hint: str, values) -> str:
-    name = _fresh(graph, f"{node.label}/{hint}")
+    name = fresh_value_name(graph, f"{node.label}/{hint}")
     arr = np.array(values, np.int64)
     graph.values[name] = Value(name, arr.dtype, arr.shape, arr)
     return name
@@ -290,7 +277,7 @@ def gather_as_slice(graph: Graph) -> list[str]:
         if not _default(node, "Gather") or node.opset < 10:
             continue
         x, out = node.inputs[0], node.outputs[0]
-        idx = _const(graph, node.inputs[1])
+        idx = value_const(graph, node.inputs[1])
         src, dst = graph.values.get(x), graph.values.get(out)
         if idx is None or idx.dtype.kind not in "iu" or idx.size == 0 or src is None:
             continue
@@ -307,7 +294,7 @@ def gather_as_slice(graph: Graph) -> list[str]:
             continue
         part = list(src.shape)
         part[axis] = m
-        sliced = _fresh(graph, f"{node.label}/slice")
+        sliced = fresh_value_name(graph, f"{node.label}/slice")
         graph.values[sliced] = Value(sliced, src.dtype, tuple(part))
         ends = _ints(graph, node, "ends", [k + m])
         slice_in = [x, _ints(graph, node, "starts", [k]), ends, _ints(graph, node, "axes", [axis])]
