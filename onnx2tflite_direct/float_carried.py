@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value, value_const, value_dtype
+from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
 from .registry import REGISTRY
 
 MS = "com.microsoft"
@@ -259,16 +259,11 @@ def _plan(graph: Graph) -> dict[int, str]:
         role = _candidate(graph, node, producers)
         if role is not None:
             roles[id(node)] = role
-    changed = True
-    while changed:
-        changed = False
-        for node in graph.nodes:
-            role = roles.get(id(node))
-            if role is None or _fits(graph, node, role, roles, producers, consumers, outputs):
-                continue
-            del roles[id(node)]
-            changed = True
-    return roles
+    return prune_to_fixpoint(
+        graph,
+        roles,
+        lambda node, role: _fits(graph, node, role, roles, producers, consumers, outputs),
+    )
 
 
 def _fits(graph, node, role, roles, producers, consumers, outputs) -> bool:

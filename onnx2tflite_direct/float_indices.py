@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .float_masks import EXACT_INT, MIRROR, _Builder
-from .ir import Graph, Node, Value, value_const, value_dtype
+from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
@@ -140,54 +140,49 @@ def _plan(graph: Graph) -> dict[int, str]:
     consumers = graph.consumers()
     outputs = set(graph.outputs)
     roles = {id(n): r for n in graph.nodes if (r := _role(graph, n)) is not None}
-    changed = True
-    while changed:
-        changed = False
-        for node in graph.nodes:
-            r = roles.get(id(node))
-            if r is None:
-                continue
-            ok = len(_reads(r, node, graph)) >= (1 if r != "trunc" else 0)
-            for i, name in enumerate(node.inputs):
-                if i in _reads(r, node, graph):
-                    p = producers.get(name)
-                    pr = roles.get(id(p)) if p is not None else None
-                    if pr is None or pr == "lookup":
-                        ok = False
-                    elif r == "compare" and pr != "to_float":
-                        ok = False
-                    elif r == "not" and pr not in ("compare", "not"):
-                        ok = False
-                    elif r == "from_bool" and pr not in ("compare", "not"):
-                        ok = False
-                    elif r in ("add", "sub", "mul", "lookup", "to_float") and pr in (
-                        "compare",
-                        "not",
-                        "to_float",
-                    ):
-                        ok = False
-                elif name and r in ("add", "sub", "mul") and not _small_int_const(graph, name):
+
+    def fits(node: Node, r: str) -> bool:
+        ok = len(_reads(r, node, graph)) >= (1 if r != "trunc" else 0)
+        for i, name in enumerate(node.inputs):
+            if i in _reads(r, node, graph):
+                p = producers.get(name)
+                pr = roles.get(id(p)) if p is not None else None
+                if pr is None or pr == "lookup":
                     ok = False
-            if ok and r == "mul":  # a selection: one operand is a cast 0/1 value
-                sel = [producers.get(node.inputs[i]) for i in _reads(r, node, graph)]
-                ok = any(p is not None and roles.get(id(p)) == "from_bool" for p in sel) or any(
-                    value_const(graph, n) is not None
-                    and set(np.unique(value_const(graph, n))) <= {0, 1}
-                    for n in node.inputs
-                )
-            if ok and r == "to_float" and node.outputs[0] in outputs:
-                ok = False  # a graph output keeps its name and its Cast
-            if ok and r not in ("lookup", "to_float"):
-                name = node.outputs[0]
-                if name in outputs:
+                elif r == "compare" and pr != "to_float":
                     ok = False
-                for reader, idx in consumers.get(name, []):
-                    rr = roles.get(id(reader))
-                    if rr is None or idx not in _reads(rr, reader, graph):
-                        ok = False
-            if not ok:
-                del roles[id(node)]
-                changed = True
+                elif r == "not" and pr not in ("compare", "not"):
+                    ok = False
+                elif r == "from_bool" and pr not in ("compare", "not"):
+                    ok = False
+                elif r in ("add", "sub", "mul", "lookup", "to_float") and pr in (
+                    "compare",
+                    "not",
+                    "to_float",
+                ):
+                    ok = False
+            elif name and r in ("add", "sub", "mul") and not _small_int_const(graph, name):
+                ok = False
+        if ok and r == "mul":  # a selection: one operand is a cast 0/1 value
+            sel = [producers.get(node.inputs[i]) for i in _reads(r, node, graph)]
+            ok = any(p is not None and roles.get(id(p)) == "from_bool" for p in sel) or any(
+                value_const(graph, n) is not None
+                and set(np.unique(value_const(graph, n))) <= {0, 1}
+                for n in node.inputs
+            )
+        if ok and r == "to_float" and node.outputs[0] in outputs:
+            ok = False  # a graph output keeps its name and its Cast
+        if ok and r not in ("lookup", "to_float"):
+            name = node.outputs[0]
+            if name in outputs:
+                ok = False
+            for reader, idx in consumers.get(name, []):
+                rr = roles.get(id(reader))
+                if rr is None or idx not in _reads(rr, reader, graph):
+                    ok = False
+        return ok
+
+    prune_to_fixpoint(graph, roles, fits)
     return roles if "lookup" in roles.values() else {}
 
 

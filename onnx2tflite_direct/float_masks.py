@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph, Node, Value, value_const, value_dtype
+from .ir import Graph, Node, Value, fresh_value_name, prune_to_fixpoint, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
@@ -167,32 +167,26 @@ def _plan(graph: Graph) -> dict[int, str]:
         r = _role(graph, node, bool_inputs)
         if r is not None:
             roles[id(node)] = r
-    changed = True
-    while changed:
-        changed = False
-        for node in graph.nodes:
-            r = roles.get(id(node))
-            if r is None:
+
+    def fits(node: Node, r: str) -> bool:
+        for i in _bool_reads(r, node):
+            name = node.inputs[i]
+            p = producers.get(name)
+            if name in bool_inputs or value_const(graph, name) is not None:
                 continue
-            ok = True
-            for i in _bool_reads(r, node):
-                name = node.inputs[i]
-                p = producers.get(name)
-                if name in bool_inputs or value_const(graph, name) is not None:
-                    continue
-                if p is None or id(p) not in roles or roles[id(p)] in ("sink", "select"):
-                    ok = False
-            if ok and r not in ("sink", "select"):
-                name = node.outputs[0]
-                if name in outputs:
-                    ok = False
-                for reader, idx in consumers.get(name, []):
-                    rr = roles.get(id(reader))
-                    if rr is None or idx not in _bool_reads(rr, reader):
-                        ok = False
-            if not ok:
-                del roles[id(node)]
-                changed = True
+            if p is None or id(p) not in roles or roles[id(p)] in ("sink", "select"):
+                return False
+        if r not in ("sink", "select"):
+            name = node.outputs[0]
+            if name in outputs:
+                return False
+            for reader, idx in consumers.get(name, []):
+                rr = roles.get(id(reader))
+                if rr is None or idx not in _bool_reads(rr, reader):
+                    return False
+        return True
+
+    prune_to_fixpoint(graph, roles, fits)
     # a chain that only converts (no logic removed) is not worth a change: keep the plan only
     # where some SELECT_V2 / logical op / comparison disappears
     if not any(r not in ("sink", "nonzero", "mover") for r in roles.values()):
@@ -210,10 +204,7 @@ class _Builder:
         self.producers = graph.producers()
 
     def fresh(self, base: str, shape, const=None) -> str:
-        name, k = base, 1
-        while name in self.graph.values:
-            k += 1
-            name = f"{base}_{k}"
+        name = fresh_value_name(self.graph, base)
         shape = None if shape is None else tuple(shape)
         self.graph.values[name] = Value(name, F32, shape, const)
         return name

@@ -7,6 +7,7 @@ sorted by the front end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,24 @@ def fresh_value_name(graph: Graph, base: str) -> str:
         k += 1
         name = f"{base}_{k}"
     return name
+
+
+def prune_to_fixpoint(
+    graph: Graph, roles: dict[int, str], fits: Callable[[Node, str], bool]
+) -> dict[int, str]:
+    """Drop from ``roles`` ({id(node): role}) every node that ``fits`` rejects, until all that
+    remain fit: a rewrite region whose members each need their neighbours to be members, so
+    dropping one member can unfit another."""
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            role = roles.get(id(node))
+            if role is None or fits(node, role):
+                continue
+            del roles[id(node)]
+            changed = True
+    return roles
 
 
 @dataclass(eq=False)
