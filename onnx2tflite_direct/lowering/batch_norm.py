@@ -65,10 +65,15 @@ def lower_batchnorm(ctx):
     x = ctx.input(0)
     consts = [ctx.const(i) for i in range(1, 5)]
     if all(c is not None for c in consts):
-        scale, bias, mean, var = (c.astype(np.float64) for c in consts)
-        a = scale / np.sqrt(var + eps)
-        mul = _per_channel(ctx, a.astype(np.float32), "bn_mul")
-        add = _per_channel(ctx, (bias - mean * a).astype(np.float32), "bn_add")
+        # The constants as onnxruntime's CPU kernel rounds them, each step in float32:
+        # 1/sqrt(var+eps), times scale, bias - mean*that; then x*a + b rounded twice. Bit
+        # for bit onnxruntime's outputs (float64 constants differ by an ulp in a third of
+        # them, which a DynamicQuantizeLinear downstream turns into whole steps).
+        f32 = np.float32
+        scale, bias, mean, var = (np.asarray(c, f32) for c in consts)
+        a = (f32(1) / np.sqrt(var + f32(eps))).astype(f32) * scale
+        mul = _per_channel(ctx, a, "bn_mul")
+        add = _per_channel(ctx, (bias - mean * a).astype(f32), "bn_add")
     else:
         scale, bias, mean, var = (ctx.input(i) for i in range(1, 5))
         var_eps = e.op("ADD", var, e.const(eps, hint="epsilon"), hint="var_eps")
