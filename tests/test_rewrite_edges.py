@@ -455,3 +455,51 @@ def test_where_infinities_on_the_builtin_kernels():
     got = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=False)
     np.testing.assert_array_equal(got["y"], ref[0])
     np.testing.assert_array_equal(got["y2"], ref[1])
+
+
+@pytest.mark.parametrize("index", [0, -1])
+def test_gather_scalar_on_a_length_1_axis(index):
+    x = np.random.default_rng(13).standard_normal((2, 1, 5)).astype(F)
+    model = make_model(
+        [node("Gather", ["x", "i"], ["y"], axis=1)],
+        [("x", F, [2, 1, 5])],
+        [("y", F, [2, 5])],
+        {"i": np.array(index, I64)},
+    )
+    chk = _exact(model, {"x": x})
+    assert "GATHER" not in chk.ops, chk.ops
+
+
+@pytest.mark.parametrize("order", ["in_order", "reversed", "repeated"])
+def test_gathernd_reads_every_element_only_when_in_order(order):
+    """Full-depth constant GatherND indices: in order it is a Reshape; reversed or repeated
+    element lists must keep their meaning."""
+    x = np.random.default_rng(14).standard_normal((2, 3)).astype(F)
+    idx = np.stack(np.meshgrid(np.arange(2), np.arange(3), indexing="ij"), -1).reshape(1, 6, 2)
+    if order == "reversed":
+        idx = idx[:, ::-1]
+    elif order == "repeated":
+        idx = np.concatenate([idx[:, :3], idx[:, :3]], 1)
+    model = make_model(
+        [node("GatherND", ["x", "i"], ["y"])],
+        [("x", F, [2, 3])],
+        [("y", F, [1, 6])],
+        {"i": np.ascontiguousarray(idx).astype(I64)},
+    )
+    chk = _exact(model, {"x": x})
+    if order == "in_order":
+        assert "GATHER_ND" not in chk.ops, chk.ops
+
+
+def test_gather_elements_folds_with_negative_indices():
+    """GatherElements of constants (folded with numpy), indices shorter than the data and
+    negative, added to a run-time input."""
+    data = np.arange(12, dtype=F).reshape(3, 4)
+    idx = np.array([[-1, 0, 2], [1, -3, 0]], I64)
+    model = make_model(
+        [node("GatherElements", ["d", "i"], ["g"], axis=1), node("Add", ["g", "x"], ["y"])],
+        [("x", F, [2, 3])],
+        [("y", F, [2, 3])],
+        {"d": data, "i": idx},
+    )
+    _exact(model, {"x": np.random.default_rng(15).standard_normal((2, 3)).astype(F)})
