@@ -503,3 +503,36 @@ def test_gather_elements_folds_with_negative_indices():
         {"d": data, "i": idx},
     )
     _exact(model, {"x": np.random.default_rng(15).standard_normal((2, 3)).astype(F)})
+
+
+def test_mirrored_array_comparisons_after_integer_movement():
+    """Constant-first comparisons (c < x, c >= x) with a broadcast constant array, on an
+    int32 input moved by Unsqueeze/Expand before the comparison (the movement runs on the
+    float twin), uint8 Cast to bool, batch 2."""
+    x = np.array([[-3, 0, 7, 2**24 + 5], [5, -(2**30), 1, 2]], np.int32)
+    u = np.array([[0, 255, 1, 0], [2, 0, 0, 128]], np.uint8)
+    model = make_model(
+        [
+            node("Unsqueeze", ["x", "ax"], ["xu"]),
+            node("Expand", ["xu", "shp"], ["xe"]),
+            node("Less", ["c", "xe"], ["gt"]),
+            node("GreaterOrEqual", ["c", "xe"], ["le"]),
+            node("Cast", ["u"], ["ub"], to=TensorProto.BOOL),
+            node("Unsqueeze", ["ub", "ax"], ["ubu"]),
+            node("And", ["gt", "ubu"], ["a"]),
+            node("Or", ["a", "le"], ["o"]),
+            node("Where", ["o", "one", "ninf"], ["y"]),
+            node("Where", ["a", "one", "ninf"], ["y2"]),
+        ],
+        [("x", np.int32, [2, 4]), ("u", np.uint8, [2, 4])],
+        [("y", F, [2, 3, 4]), ("y2", F, [2, 3, 4])],
+        {
+            "ax": np.array([1], I64),
+            "shp": np.array([2, 3, 4], I64),
+            "c": np.array([[[0]], [[2]], [[-3]]], np.int32).reshape(1, 3, 1),
+            "one": np.array(1.0, F),
+            "ninf": np.array(-np.inf, F),
+        },
+    )
+    chk = _exact(model, {"x": x, "u": u})
+    assert "SELECT_V2" not in chk.ops, chk.ops
