@@ -31,14 +31,13 @@ Readers that end a chain: ``Cast(bool -> float32)`` (its readers read the twin) 
 ``Where(c, A, B)`` with constant float32 ``A``/``B``: ``c * A + (1 - c) * B`` (a term with a
 zero constant is left out). Exact for finite constants: each product is the constant or a
 zero, and adding a zero changes nothing (only the sign of a zero result can differ). An
-infinite constant (``-inf`` masks) is written ``(c * +-FLT_MAX) * 2``, which overflows to the
-infinity for ``c = 1`` and is ``+-0`` for ``c = 0`` (never ``0 * inf = NaN``); NaN constants
-keep the SELECT_V2. ``Where(c, K, S)`` with one constant branch ``K`` and a run-time float32
-``S`` (DeBERTa's ``masked_fill(~mask, min)``) is ``max(min(S, U), L)`` with ``U = c ? K :
-+inf`` and ``L = c ? K : -inf`` built from the twin as above: exact for every ``S`` but NaN
-(``c = 1``: ``max(min(S, K), K) = K``; ``c = 0``: ``max(min(S, inf), -inf) = S``, infinities
-included). The integer value a comparison or cast reads is converted once, at the
-start of its chain of integer data movement (the movement is repeated on the float twin).
+infinite or NaN constant, or a run-time branch, keeps the SELECT_V2: an infinity cannot be made
+by arithmetic in every kernel set (LiteRT's builtin float MUL/ADD clamp their results to
++-FLT_MAX, so ``-inf`` masks came out -3.4e38 there; tests/test_rewrite_edges.py), and a
+run-time branch ``S`` would need infinite bounds (``max(min(S, c ? K : +inf), c ? K : -inf)``)
+to pass its own infinities through. The integer value a comparison or cast reads is
+converted once, at the start of its chain of integer data movement (the movement is repeated
+on the float twin).
 
 Rule ``gathernd_as_reshape``: a GatherND whose constant indices read every element of the
 data once in order (``batch_dims`` 0, full-depth indices: torch.export's ``mask[:, None, None,
@@ -53,7 +52,6 @@ from .ir import Graph, Node, Value, fresh_value_name, prune_to_fixpoint, value_c
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
-FLT_MAX = float(np.finfo(np.float32).max)
 EXACT_INT = 2**24  # float32 holds every integer of smaller magnitude
 MOVERS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Expand", "Identity"}
 LOGIC = {"Not", "And", "Or", "Xor"}
@@ -98,24 +96,18 @@ def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | No
 
 
 def _select_constants(graph: Graph, node: Node) -> bool:
-    """A Where on float32 whose branches are constants (no NaN; an infinity only as a
-    uniform constant) or run-time float32 values, at least one of them constant."""
+    """A Where on float32 whose two branches are finite float32 constants (see the module
+    docstring for why an infinity or a run-time branch keeps the SELECT_V2)."""
     if len(node.inputs) != 3 or value_dtype(graph, node.outputs[0]) != F32:
         return False
-    constants = 0
     for name in node.inputs[1:]:
         c = value_const(graph, name)
         if c is None:
-            if value_dtype(graph, name) != F32:
-                return False
-            continue
-        c = np.asarray(c)
-        if c.dtype != F32 or np.isnan(c).any():
             return False
-        if np.isinf(c).any() and not (c.size and np.all(c == c.reshape(-1)[0])):
-            return False  # mixed finite/infinite constants: keep SELECT_V2
-        constants += 1
-    return constants > 0
+        c = np.asarray(c)
+        if c.dtype != F32 or not np.isfinite(c).all():
+            return False
+    return True
 
 
 def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
@@ -313,13 +305,9 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
 
 
 def _term(b: _Builder, cond: str, const: np.ndarray, shape, hint: str) -> str | None:
-    """cond * const (cond in {0, 1}), exact for finite and infinite constants; None for 0."""
+    """cond * const (cond in {0, 1}, const finite): exact; None for an all-zero const."""
     if not np.any(const):
         return None
-    if np.isinf(const).any():
-        sign = float(np.sign(const.reshape(-1)[0]))
-        big = b.op("Mul", [cond, b.const(sign * FLT_MAX, f"{hint}_max")], shape, f"{hint}_big")
-        return b.op("Mul", [big, b.const(2.0, "two")], shape, f"{hint}_inf")
     return b.op("Mul", [cond, b.const(const, hint)], shape, f"{hint}_term")
 
 
@@ -331,37 +319,8 @@ def _broadcast(*shapes):
         return None
 
 
-def _emit_select_runtime(b: _Builder, node: Node, shape) -> None:
-    """Where(c, K, S) with a constant K and a run-time S as max(min(S, U), L), U = c ? K : +inf,
-    L = c ? K : -inf (both from the 0/1 twin by _term, infinities included): c = 1 gives
-    max(min(S, K), K) = K and c = 0 gives S, for every S but NaN."""
-    g = b.graph
-    c = b.carried(node.inputs[0])
-    cshape = b.shape(node.inputs[0])
-    if value_const(g, node.inputs[1]) is not None:
-        k_name, s_name = node.inputs[1], node.inputs[2]
-        pick = c  # 1 where the constant is taken
-    else:
-        k_name, s_name = node.inputs[2], node.inputs[1]
-        pick = b.op("Sub", [b.const(1.0, "one"), c], cshape, "not")
-    k = np.asarray(value_const(g, k_name), np.float32)
-    other = b.op("Sub", [b.const(1.0, "one"), pick], cshape, "other")
-    kshape = _broadcast(cshape, k.shape)
-    bounds = []
-    for sign, hint in ((1.0, "upper"), (-1.0, "lower")):
-        inf = np.full((), sign * np.inf, np.float32)
-        t_k = _term(b, pick, k, kshape, f"{hint}_k")
-        t_inf = _term(b, other, inf, cshape, f"{hint}_inf")
-        bounds.append(t_inf if t_k is None else b.op("Add", [t_k, t_inf], kshape, hint))
-    low = b.op("Min", [s_name, bounds[0]], _broadcast(b.shape(s_name), kshape), "below")
-    b.op("Max", [low, bounds[1]], shape, "select", out=node.outputs[0])
-
-
 def _emit_select(b: _Builder, node: Node, shape) -> None:
     g = b.graph
-    if any(value_const(g, n) is None for n in node.inputs[1:]):
-        _emit_select_runtime(b, node, shape)
-        return
     c = b.carried(node.inputs[0])
     a = np.asarray(value_const(g, node.inputs[1]), np.float32)
     z = np.asarray(value_const(g, node.inputs[2]), np.float32)
