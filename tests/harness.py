@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnx2tflite_direct import tflite_reader as R
 from onnx2tflite_direct import validate as V
 
 # ----------------------------------------------------------------------------------------------
@@ -114,6 +115,24 @@ def _opcodes(tflite_bytes: bytes) -> tuple[Any, list[tuple[str, int]]]:
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
         codes.append((names.get(code, f"UNKNOWN_{code}"), oc.Version()))
     return model, codes
+
+
+def operators_with_float_flag(tflite_bytes: bytes) -> list[tuple[str, bool]]:
+    """(opcode, reads or writes a float32/float16 tensor) of every operator of every subgraph:
+    what the full-integer tests count as float ops."""
+    sch = R.schema()
+    model = R.root(tflite_bytes, sch)
+    codes = R.operator_codes(model, sch)
+    found = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        rows = R.tensor_rows(model, sg, sch)
+        for k in range(sg.OperatorsLength()):
+            op = sg.Operators(k)
+            idx = [i for i in [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if i >= 0]
+            floating = any(rows[i]["dtype"] in ("float32", "float16") for i in idx)
+            found.append((codes[op.OpcodeIndex()][0], floating))
+    return found
 
 
 def op_histogram(tflite_bytes: bytes) -> collections.Counter:

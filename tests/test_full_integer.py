@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from harness import make_model
+from harness import make_model, operators_with_float_flag
 from onnx import helper, numpy_helper
 
 from onnx2tflite_direct import UnsupportedError, cli, convert, errors
@@ -16,8 +16,6 @@ from onnx2tflite_direct import tflite_reader as R
 from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.lowering import recurrent
 from onnx2tflite_direct.quant import variants
-
-FLOAT_TYPES = {"float32", "float16"}
 
 
 def _samples(model, count, seed):
@@ -31,19 +29,7 @@ def _samples(model, count, seed):
 
 def _float_ops(tflite: bytes) -> list[str]:
     """Opcodes of the operators (every subgraph) reading or writing a float tensor."""
-    sch = R.schema()
-    model = R.root(tflite, sch)
-    codes = R.operator_codes(model, sch)
-    found = []
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        rows = R.tensor_rows(model, sg, sch)
-        for k in range(sg.OperatorsLength()):
-            op = sg.Operators(k)
-            idx = [i for i in [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if i >= 0]
-            if any(rows[i]["dtype"] in FLOAT_TYPES for i in idx):
-                found.append(codes[op.OpcodeIndex()][0])
-    return found
+    return [code for code, floating in operators_with_float_flag(tflite) if floating]
 
 
 def _sqnr_db(expected, actual) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import make_model
+from harness import make_model, operators_with_float_flag
 from onnx import helper, numpy_helper
 
 from onnx2tflite_direct import convert, errors
@@ -20,7 +20,6 @@ from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.lowering import recurrent, recurrent_kernels
 from onnx2tflite_direct.quant import integer_lstm, recurrent_forms
 
-FLOAT_TYPES = {"float32", "float16"}
 # LiteRT op resolvers: BUILTIN (XNNPACK delegate applied), BUILTIN_WITHOUT_DEFAULT_DELEGATES.
 XNNPACK = (True, False)
 STEPS, SIZE, HIDDEN = 12, 6, 16
@@ -28,19 +27,7 @@ STEPS, SIZE, HIDDEN = 12, 6, 16
 
 def _ops(tflite: bytes) -> list[tuple[str, bool]]:
     """(opcode, reads or writes a float tensor) of every operator of every subgraph."""
-    sch = R.schema()
-    model = R.root(tflite, sch)
-    codes = R.operator_codes(model, sch)
-    found = []
-    for s in range(model.SubgraphsLength()):
-        sg = model.Subgraphs(s)
-        rows = R.tensor_rows(model, sg, sch)
-        for k in range(sg.OperatorsLength()):
-            op = sg.Operators(k)
-            idx = [i for i in [*op.InputsAsNumpy(), *op.OutputsAsNumpy()] if i >= 0]
-            floating = any(rows[i]["dtype"] in FLOAT_TYPES for i in idx)
-            found.append((codes[op.OpcodeIndex()][0], floating))
-    return found
+    return operators_with_float_flag(tflite)
 
 
 def _sqnr_db(expected, actual) -> float:
