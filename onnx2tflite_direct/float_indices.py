@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .float_masks import EXACT_INT, MIRROR, _Builder
+from .float_masks import EXACT_INT, MIRROR, _Builder, static_default_node
 from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
@@ -84,10 +84,8 @@ def _lookup_ok(graph: Graph, node: Node) -> bool:
 
 
 def _role(graph: Graph, node: Node) -> str | None:
-    if node.domain != "" or not node.outputs:
+    if not static_default_node(graph, node):
         return None
-    if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
-        return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
     out = value_dtype(graph, node.outputs[0])
     src = value_dtype(graph, node.inputs[0]) if node.inputs else None

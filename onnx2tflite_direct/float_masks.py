@@ -110,12 +110,18 @@ def _select_constants(graph: Graph, node: Node) -> bool:
     return True
 
 
+def static_default_node(graph: Graph, node: Node) -> bool:
+    """A default-domain node whose values all have static shapes: the float forms' new values
+    need them (pinned models)."""
+    if node.domain != "" or not node.outputs:
+        return False
+    return all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n)
+
+
 def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
     """What a node does in the float form (None: it keeps its lowering)."""
-    if node.domain != "" or not node.outputs:
+    if not static_default_node(graph, node):
         return None
-    if not all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n):
-        return None  # the float form's new values need static shapes (pinned models)
     op = node.op_type
     out = value_dtype(graph, node.outputs[0])
     if op == "Cast":

@@ -29,7 +29,7 @@ from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
 from .contrib import MS
 from .emit import Emitter
-from .int8_kernel import im2col_rows, int8_dense, int8_weights  # noqa: F401 (contrib_rnn imports the last two here)
+from .int8_kernel import im2col_rows, int8_dense
 from .qlinear import (
     INT8_TYPES,
     _as_float,

@@ -36,13 +36,12 @@ from .contrib import MS
 from .contrib_quant import (
     dynamic_quantize_parts,
     exact_dense,
-    int8_dense,
-    int8_weights,
     lattice_rows,
     product_quantize,
 )
 from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
 from .emit import Emitter
+from .int8_kernel import int8_dense, int8_weights
 from .qlinear import combine_digits, digit_plan, split_digits
 from .recurrent_cells import CellConfig, Ops, lstm_step, parse_activations
 
