@@ -11,12 +11,13 @@ For every model of ``benchmarks/models.py`` and the real-weight light models:
    semantics (graph optimizations at BASIC: Q/DQ evaluated as written) and against
    onnxruntime's default session (which fuses QDQ into its own integer kernels; on x86
    without VNNI those u8s8 kernels may saturate, so this figure can be lower), and the share
-   of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL ops running integer (or
-   hybrid for dynamic models).
+   of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL ops running integer (for
+   dynamic models: the products with a constant weight, ``integer`` where they keep the
+   model's own quantization, ``dynamic_range.product_counts``).
 
 Done when (checked, stored under ``targets``): conversion succeeds, >= 95 % of those ops run in
-integer (hybrid for dynamic; counted over the ops onnxruntime quantized), and SQNR >= 30 dB
-against the ONNX semantics or, for outputs produced by a DequantizeLinear, at most two
+integer (dynamic models: integer or hybrid, over the products with a constant weight), and
+SQNR >= 30 dB against the ONNX semantics or, for outputs produced by a DequantizeLinear, at most two
 quantization steps of difference. ``below_target_like_onnxruntime_kernels`` marks a model that
 misses it while staying within 1 dB of onnxruntime's own kernels.
 ``sqnr_ort_default_vs_semantics_db`` shows how far onnxruntime's own fused kernels are from
@@ -200,6 +201,7 @@ def sqnr_db(reference: list[dict], actual: list[dict]) -> float:
 
 def convert_quantized(path: Path):
     from onnx2tflite_direct import builder, pipeline
+    from onnx2tflite_direct.quant import dynamic_range as D
     from onnx2tflite_direct.quant import qdq_import as Q
 
     stripped, info = Q.import_quantized(onnx.load(str(path)))
@@ -207,8 +209,10 @@ def convert_quantized(path: Path):
         stripped, keep_io_layout=True, **Q.lowering_options(stripped, info)
     )
     model, summary = Q.prequantized_variant(lowered, info.ranges, info)
-    only = set(info.dynamic) if summary.mode == "dynamic" else None
-    share = Q.matmul_like_share(model, only)
+    if summary.mode == "dynamic":  # products keeping the model's quantization count integer
+        share = D.product_counts(model)
+    else:
+        share = Q.matmul_like_share(model)
     return builder.build_flatbuffer(model), summary, share, info
 
 

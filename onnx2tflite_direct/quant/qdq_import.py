@@ -41,7 +41,8 @@ from .. import tfl
 from ..onnx_rewrites import RANGELESS_RULES
 from ..tfl_edit import Editor
 from .calibration import tflite_ranges
-from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
+from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight, quantize_weights_int8
+from .dynamic_range import node_rows as dynamic_node_rows
 from .integer import params_from_range, quantize_integer
 from .op_rules import RULES
 from .overrides import Override, Resolved
@@ -86,10 +87,18 @@ def import_if_prequantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Str
 
 
 def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo]:
-    """QOperator expansion then QDQ stripping: a float model plus the lattices to honour."""
+    """QOperator expansion then QDQ stripping: a float model plus the lattices to honour.
+
+    A model quantized only dynamically (``quantize_dynamic``: no Q/DQ pair) is returned as it
+    is, with ``info.dynamic`` naming its quantized products: lowered, its products are already
+    on onnxruntime's int8 lattice (the exact int8 path of ``float_carried.py``), and its
+    dynamic-range file keeps them (``dynamic_range.lattice_products``) instead of letting
+    LiteRT's hybrid kernels quantize their inputs again (``docs/dynamic_range.md``)."""
     expanded, info = expand_qoperators(model)
     # The expansion already works on a copy when it changed anything: strip that in place.
     stripped, ranges, info = strip_qdq(expanded, info, in_place=expanded is not model)
+    if info.mode == "dynamic":  # its products keep the model's own quantization (see below)
+        return model, info
     return stripped, info
 
 
@@ -233,7 +242,14 @@ def prequantized_variant(
                 f"{requantized} QUANTIZE requantization(s) inserted where TFLite needs equal "
                 "input/output scales (CONCATENATION, shared-scale ops) or at integer I/O"
             )
-    if info.dynamic:  # (also the dynamic part of a mixed model: still float after the above)
+    if info.mode == "dynamic":  # the model itself (import_quantized): its quantization kept
+        quantize_weights_int8(model, per_channel=getattr(options, "per_channel", True))
+        notes.append(KEPT_NOTE)
+        graph = lowered.onnx_model.graph
+        names = {n.name or f"{n.op_type}:{n.output[0] if n.output else '?'}" for n in graph.node}
+        rows = dynamic_node_rows(model, names)
+        return model, PrequantizedSummary(info.mode, rows, 0, info.kept, notes)
+    if info.dynamic:  # the dynamic part of a mixed model: still float after the above
         _hybrid_weights(model, set(info.dynamic))
     nodes = node_statuses(model, float_reasons, info.mode, rounding)
     summary = PrequantizedSummary(info.mode, nodes, requantized, info.kept, notes)
@@ -241,6 +257,11 @@ def prequantized_variant(
     return model, summary
 
 
+KEPT_NOTE = (
+    "dynamically quantized model: its products keep the model's own quantization "
+    "(onnxruntime's DynamicQuantizeLinear, exact int8 products); float weights it left "
+    "unquantized are int8 by the dynamic-range rules"
+)
 FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
 AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
 SUM_NOTE = "(sum of two activations: XNNPACK's int8 ADD rescales coarsely: float)"

@@ -1,0 +1,211 @@
+"""The dynamic-range file of an already dynamically quantized model keeps the model's own
+quantization (issue 21 item 6; ``quant/dynamic_range.lattice_products``, docs/dynamic_range.md).
+
+onnxruntime's ``quantize_dynamic`` writes ``DynamicQuantizeLinear -> MatMulInteger/ConvInteger
+-> Cast -> Mul(scales)``. The converter's float32 file already computes that chain exactly
+(codes carried as float32 into LiteRT's int8 FULLY_CONNECTED with scale-1 weights and
+lattice-end columns, or a float32 product of exact integers). The dynamic-range file must keep
+those products -- not hand them to LiteRT's hybrid kernels, whose own per-row input
+quantization is another quantization -- and give only the float weights the model left
+unquantized the usual dynamic-range rules. Checked against onnxruntime running the quantized
+model as written (graph optimizations at BASIC), bit for bit where every float op between the
+integer chains is one correctly rounded IEEE operation on both sides (any CPU), on both LiteRT
+kernel sets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from harness import convert, make_model
+from onnx import TensorProto, helper
+
+from onnx2tflite_direct import validate as V
+from onnx2tflite_direct.quant import dynamic_range as D
+
+ort = pytest.importorskip("onnxruntime")
+quantization = pytest.importorskip("onnxruntime.quantization")
+
+F = np.float32
+KEPT = "own dynamic quantization"
+
+
+def _weights(rng, shape, scale=0.05):
+    return (rng.standard_normal(shape) * scale).astype(F)
+
+
+def _mlp(rng) -> onnx.ModelProto:
+    """x [2, 24, 256] -> MatMul 256x384 + bias -> Relu (h) -> MatMul 384x160 -> y."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"], name="fc1"),
+        helper.make_node("Add", ["m1", "b1"], ["a1"], name="fc1_bias"),
+        helper.make_node("Relu", ["a1"], ["h"], name="act"),
+        helper.make_node("MatMul", ["h", "w2"], ["y"], name="fc2"),
+    ]
+    inits = {
+        "w1": _weights(rng, (256, 384)),
+        "b1": _weights(rng, (384,)),
+        "w2": _weights(rng, (384, 160)),
+    }
+    return make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [2, 24, 256])],
+        [("h", TensorProto.FLOAT, [2, 24, 384]), ("y", TensorProto.FLOAT, [2, 24, 160])],
+        inits,
+        opset=13,
+    )
+
+
+def _convs(rng) -> onnx.ModelProto:
+    """A stride-2 3x3 conv of 8 channels (the float32 form of ConvInteger) and a 3x3 conv of
+    64 channels (im2col rows on the int8 kernel), both with biases."""
+    nodes = [
+        helper.make_node(
+            "Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1] * 4, strides=[2, 2]
+        ),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], name="conv2", pads=[1] * 4),
+    ]
+    inits = {
+        "w1": _weights(rng, (64, 8, 3, 3), 0.3),
+        "b1": _weights(rng, (64,), 0.1),
+        "w2": _weights(rng, (32, 64, 3, 3), 0.1),
+        "b2": _weights(rng, (32,), 0.1),
+    }
+    return make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [1, 8, 20, 20])],
+        [("r1", TensorProto.FLOAT, [1, 64, 10, 10]), ("y", TensorProto.FLOAT, [1, 32, 10, 10])],
+        inits,
+        opset=13,
+    )
+
+
+def _quantize_dynamic(model, tmp_path, **kw) -> onnx.ModelProto:
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model, str(src))
+    quantization.quantize_dynamic(
+        str(src), str(dst), weight_type=quantization.QuantType.QInt8, **kw
+    )
+    return onnx.load(str(dst))
+
+
+def _semantics(qmodel, feeds) -> dict:
+    """onnxruntime running the quantized model as written (no fusion into its own kernels)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(
+        qmodel.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds), strict=True))
+
+
+def _feeds(model, rng) -> dict:
+    (vi,) = model.graph.input
+    shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    x = rng.standard_normal(shape).astype(F)
+    x.reshape(-1)[:3] = (4.0, -2.5, 3.0)  # a range of its own, not symmetric
+    return {vi.name: x}
+
+
+def _rows(res) -> dict[str, dict]:
+    return {r["onnx_node"]: r for r in res.report["prequantized"]["nodes"]}
+
+
+def _weight_scales(tflite: bytes) -> dict[str, list]:
+    """opcode -> the scales of the int8 weights its operators read."""
+    interp = V.make_interpreter(tflite)
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    found: dict[str, list] = {}
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL"):
+            w = details[op["inputs"][1]]
+            if np.dtype(w["dtype"]) == np.int8:
+                found.setdefault(op["op_name"], []).append(w["quantization_parameters"]["scales"])
+    return found
+
+
+@pytest.mark.parametrize("use_xnnpack", [True, False])
+def test_dynamic_matmuls_bit_identical_to_onnxruntime(tmp_path, use_xnnpack):
+    rng = np.random.default_rng(21)
+    qmodel = _quantize_dynamic(_mlp(rng), tmp_path)
+    assert sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node) == 2
+    res = convert(qmodel)
+    dyn = res.variants["dynamic_range_quant"]
+    assert res.report["prequantized"]["mode"] == "dynamic"
+    # the model's int8 weights, as codes of scale 1 (not re-quantized to max|w| / 127)
+    scales = _weight_scales(dyn)
+    assert len(scales["FULLY_CONNECTED"]) == 2
+    assert all(np.all(s == 1.0) for s in scales["FULLY_CONNECTED"])
+    rows = _rows(res)
+    products = [r for r in rows.values() if "FULLY_CONNECTED" in r["ops"]]
+    assert len(products) == 2 and all(
+        r["status"] == "integer" and KEPT in r["reason"] for r in products
+    )
+    for _ in range(3):
+        feeds = _feeds(qmodel, rng)
+        expected = _semantics(qmodel, feeds)
+        got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
+        for name in ("h", "y"):
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_dynamic_convs_bit_identical_to_onnxruntime(tmp_path):
+    rng = np.random.default_rng(22)
+    qmodel = _quantize_dynamic(_convs(rng), tmp_path)
+    assert sum(n.op_type == "ConvInteger" for n in qmodel.graph.node) == 2
+    res = convert(qmodel)
+    dyn = res.variants["dynamic_range_quant"]
+    rows = _rows(res)
+    products = [r for r in rows.values() if {"CONV_2D", "FULLY_CONNECTED"} & set(r["ops"])]
+    assert len(products) == 2 and all(
+        r["status"] == "integer" and KEPT in r["reason"] for r in products
+    )
+    for use_xnnpack in (True, False):
+        feeds = _feeds(qmodel, rng)
+        expected = _semantics(qmodel, feeds)
+        got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
+        for name in ("r1", "y"):
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_weights_the_model_left_float_get_the_usual_rules(tmp_path):
+    """fc2 excluded from quantize_dynamic: its float weight (61440 elements) becomes a hybrid
+    int8 weight by the dynamic-range rules, reported so; fc1 keeps the model's quantization
+    (h still bit-identical), and y carries the hybrid kernel's own quantization noise."""
+    rng = np.random.default_rng(23)
+    qmodel = _quantize_dynamic(_mlp(rng), tmp_path, nodes_to_exclude=["fc2"])
+    assert sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node) == 1
+    res = convert(qmodel)
+    dyn = res.variants["dynamic_range_quant"]
+    rows = _rows(res)
+    assert rows["fc2"]["status"] == "hybrid" and "left unquantized" in rows["fc2"]["reason"]
+    kept = [r for n, r in rows.items() if "FULLY_CONNECTED" in r["ops"] and n != "fc2"]
+    assert len(kept) == 1 and kept[0]["status"] == "integer" and KEPT in kept[0]["reason"]
+    scales = sorted(_weight_scales(dyn)["FULLY_CONNECTED"], key=len)
+    assert np.all(scales[0] == 1.0) or np.all(scales[-1] == 1.0)
+    assert any(np.all(s != 1.0) for s in scales)  # fc2: per-channel max|w| / 127
+    feeds = _feeds(qmodel, rng)
+    expected = _semantics(qmodel, feeds)
+    got = V.run_litert(dyn, feeds, res.report["io"])
+    np.testing.assert_array_equal(got["h"], expected["h"])
+    noise = np.sum((got["y"].astype(np.float64) - expected["y"]) ** 2)
+    assert 0 < noise and 10 * np.log10(np.sum(expected["y"].astype(np.float64) ** 2) / noise) >= 30
+
+
+def test_lattice_products_need_integer_operands(tmp_path):
+    """The recognition is structural: a float model's products are not on a lattice (all
+    quantized by the usual rules), the quantize_dynamic model's all are."""
+    from onnx2tflite_direct import pipeline
+
+    rng = np.random.default_rng(24)
+    float_model = _mlp(rng)
+    lowered = pipeline.lower_model(float_model)
+    assert not D.lattice_products(lowered.model_ir)
+    assert D.quantize_weights_int8(lowered.model_ir) == 2
+    qmodel = _quantize_dynamic(float_model, tmp_path)
+    lowered = pipeline.lower_model(qmodel)
+    assert len(D.lattice_products(lowered.model_ir)) == 2
+    assert D.quantize_weights_int8(lowered.model_ir) == 0
