@@ -21,6 +21,12 @@ figures under ``reference_error`` (also computed for every Q/DQ model). Latency:
 median of >= 20 timed runs after warm-up, 1 thread, LiteRT (XNNPACK) and onnxruntime (its
 default optimisation level).
 
+The record's top-level status and latency describe the float32 file. For a model that is
+already statically quantized (decided from its graph, tools/zoo/deploy.py) the integer file
+(``<stem>_integer_quant.tflite``) is judged by the same rules, timed in the same interleaved
+loop, and is the record's ``headline`` (the file a user deploys; the float32 file if the
+integer file is absent or fails its check).
+
 A result is cached in the cache folder's ``results/`` under a key made of the model's sha256,
 the converter's source hash and this runner's version: a re-run after a fix recomputes only
 what changed (``--keep-stale`` keeps results whose converter hash differs).
@@ -29,6 +35,7 @@ what changed (``--keep-stale`` keeps results whose converter hash differs).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -42,10 +49,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import manifest, paths
+from . import deploy, manifest, paths
 from .exact_reference import has_qdq
 
-RUNNER_VERSION = 5  # bump when feeds or the comparison change (4: pass rules; 5: also unpinned)
+# bump when feeds or the comparison change (4: pass rules; 5: also unpinned; 6: the headline
+# file, tools/zoo/deploy.py: a statically quantized model's integer file, judged and timed)
+RUNNER_VERSION = 6
 RTOL = 1e-3
 ATOL = 1e-5
 
@@ -161,21 +170,27 @@ def _paired_latency(fa, fb, runs: int, budget_s: float = 30.0) -> tuple[float, f
     """Median ms of ``fa`` and ``fb`` timed alternately (a, b, a, b, ...) after warm-up, so
     that both see the same load on a shared machine; >= ``runs`` pairs, more (up to 200)
     while under a second."""
+    (ta, tb), n = _interleaved_latency([fa, fb], runs, budget_s)
+    return ta, tb, n
+
+
+def _interleaved_latency(fns, runs: int, budget_s: float = 30.0) -> tuple[list[float], int]:
+    """Median ms of each of ``fns`` timed in turn (a, b, c, a, b, c, ...) after warm-up: the
+    float32 file, the integer file and onnxruntime of one model see the same load on a
+    shared machine; >= ``runs`` rounds, more (up to 200) while under a second."""
     for _ in range(3):
-        fa()
-        fb()
-    ta, tb = [], []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     start = time.perf_counter()
-    while len(ta) < runs or (time.perf_counter() - start < 1.0 and len(ta) < 200):
-        t0 = time.perf_counter()
-        fa()
-        t1 = time.perf_counter()
-        fb()
-        tb.append(time.perf_counter() - t1)
-        ta.append(t1 - t0)
-        if len(ta) >= runs and time.perf_counter() - start > budget_s:
+    while len(times[0]) < runs or (time.perf_counter() - start < 1.0 and len(times[0]) < 200):
+        for fn, t in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+        if len(times[0]) >= runs and time.perf_counter() - start > budget_s:
             break
-    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3, len(ta)
+    return [statistics.median(t) * 1e3 for t in times], len(times[0])
 
 
 def _ort_runner(path: Path, feeds: dict):
@@ -474,7 +489,85 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
             if k in expected and k in actual:
                 expected[k] = np.sort(np.asarray(expected[k]), axis=None)
                 actual[k] = np.sort(np.asarray(actual[k]), axis=None)
-    metrics = compare(expected, actual, atol=ATOL, rtol=RTOL)
+    outs = _output_table(compare(expected, actual, atol=ATOL, rtol=RTOL))
+    rec["outputs"] = outs
+    qdq = has_qdq(model)
+    io_table = report.get("io")
+    # Already statically quantized (decided from the graph, tools/zoo/deploy.py): the integer
+    # file is what a user deploys; it is judged by the same pass rules as the float32 file.
+    static = deploy.static_quantization(model)
+    integer = None
+    if static:
+        rec["static_quantization"] = static
+        if deploy.INTEGER_FILE in variants:
+            integer = _in_child(
+                _variant_outputs, variants[deploy.INTEGER_FILE], feeds, io_table, sorted_names
+            )
+    others = {}
+    if integer is not None and "actual" in integer:
+        int_outs = _output_table(compare(expected, integer["actual"], atol=ATOL, rtol=RTOL))
+        others[deploy.INTEGER_FILE] = (integer["actual"], int_outs)
+    bad = [k for k, m in outs.items() if not m["ok"]]
+    others_bad = any(not m["ok"] for _, o in others.values() for m in o.values())
+    if bad or qdq or others_bad:  # how far onnxruntime is from the exact answer (pass_rules.py)
+        judged = _in_child(
+            _reference_error,
+            path,
+            feeds,
+            expected,
+            actual,
+            outs,
+            sorted_names,
+            qdq,
+            others,
+            timeout=420 + 120 * len(others),
+        )
+        if "status" in judged:  # the child died or timed out: no figures, strict rule only
+            judged = {"unavailable": "reference-error child: " + judged.get("message", "")}
+        judged_others = judged.pop("others", {})
+        rec["reference_error"] = judged
+        _apply_verdict(rec, outs, judged)
+    else:
+        judged_others = {}
+        _apply_verdict(rec, outs, None)
+
+    if variants:  # already-quantized models also get an integer / dynamic-range file
+        rec["variants"] = {
+            k: _in_child(_variant_agreement, v, feeds, io_table, expected, sorted_names)
+            for k, v in variants.items()
+            if not (static and k == deploy.INTEGER_FILE)
+        }
+        if integer is not None:
+            rec["variants"][deploy.INTEGER_FILE] = _judged_variant(
+                integer, others.get(deploy.INTEGER_FILE), judged_others.get(deploy.INTEGER_FILE)
+            )
+
+    if latency:
+        timed_integer = (rec.get("variants") or {}).get(deploy.INTEGER_FILE, {})
+        if not (integer is not None and "actual" in integer):
+            timed_integer = None  # not run, or LiteRT failed on it: never timed
+        try:
+            fns = [_ort_runner(path, feeds), _litert_runner(tflite, feeds, io_table)]
+            if timed_integer is not None:
+                fns.append(_litert_runner(variants[deploy.INTEGER_FILE], feeds, io_table))
+            ms, n = _interleaved_latency(fns, runs)
+            ort_ms = ms[0]
+            rec.update(ort_ms=round(ort_ms, 4), litert_ms=round(ms[1], 4), latency_runs=n)
+            rec["latency_ratio"] = round(ms[1] / ort_ms, 3)
+            if timed_integer is not None:
+                timed_integer.update(
+                    ort_ms=round(ort_ms, 4),
+                    litert_ms=round(ms[2], 4),
+                    latency_ratio=round(ms[2] / ort_ms, 3),
+                )
+        except Exception as exc:  # noqa: BLE001
+            rec["latency_error"] = _short(f"{type(exc).__name__}: {exc}")
+    rec["headline"] = deploy.headline(rec)
+    return rec
+
+
+def _output_table(metrics: dict) -> dict:
+    """validate.compare's metrics as the record's per-output table."""
     outs = {}
     for k, m in metrics.items():
         outs[k] = {
@@ -487,59 +580,71 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
         }
         if m.get("missing"):
             outs[k]["missing"] = True
-    rec["outputs"] = outs
+    return outs
+
+
+def _apply_verdict(rec: dict, outs: dict, judged: dict | None) -> None:
+    """``rec``'s status from the strict comparison (``outs``) and, for outputs that missed
+    it, the verdict of the rule beyond strict (``judged``: _reference_error's answer)."""
+    for k, q in ((judged or {}).get("lattice_quanta") or {}).items():
+        outs[k]["max_quanta"] = q
     bad = [k for k, m in outs.items() if not m["ok"]]
-    qdq = has_qdq(model)
-    if bad or qdq:  # how far onnxruntime itself is from the exact answer (pass_rules.py)
-        judged = _in_child(
-            _reference_error, path, feeds, expected, actual, outs, sorted_names, qdq, timeout=420
-        )
-        if "status" in judged:  # the child died or timed out: no figures, strict rule only
-            judged = {"unavailable": "reference-error child: " + judged.get("message", "")}
+    if not bad:
+        rec.update(status="pass", pass_rule="strict")
+        return
+    rec["status"] = "mismatch"
+    parts = []
+    for k in bad:
+        m = outs[k]
+        if m.get("missing"):
+            parts.append(f"{k}: missing from LiteRT outputs")
+        elif m["shape"] != m["actual_shape"]:
+            parts.append(f"{k}: shape {m['actual_shape']} vs ONNX {m['shape']}")
+        else:
+            sq = m["sqnr_db"]
+            sq = f" SQNR {sq:.1f} dB" if isinstance(sq, float) else ""
+            parts.append(f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}{sq}")
+    rec["message"] = _short("; ".join(parts))
+    rule = (judged or {}).get("rule")
+    if (judged or {}).get("passed"):
+        rec.update(status="pass", pass_rule=rule, strict_message=rec.pop("message"))
+    elif rule:
+        rec["message"] = _short(f"{rec['message']}; {rule} rule: {judged['why']}")
+
+
+def _variant_outputs(blob: bytes, feeds, io_table, sorted_names) -> dict:
+    """A variant file's outputs on the feeds (``{"actual": ...}``), or how LiteRT failed."""
+    from onnx2tflite_direct.validate import run_litert
+
+    try:
+        actual = run_litert(blob, feeds, io_table)
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "load_or_run_failed", "message": _short(f"{type(exc).__name__}: {exc}")}
+    for k in sorted_names:
+        if k in actual:
+            actual[k] = np.sort(np.asarray(actual[k]), axis=None)
+    return {"actual": actual}
+
+
+def _judged_variant(ran: dict, compared, judged: dict | None) -> dict:
+    """The record of the integer file of a statically quantized model: status by the pass
+    rules (as the float32 file's), the rule's figures, and _variant_agreement's summary."""
+    if compared is None:  # LiteRT failed on it
+        return {k: v for k, v in ran.items() if k != "actual"}
+    _, outs = compared
+    rec: dict = {}
+    _apply_verdict(rec, outs, judged)
+    sqnr = [float(m["sqnr_db"]) for m in outs.values() if m.get("sqnr_db") is not None]
+    err = [float(m["max_abs"]) for m in outs.values() if m.get("max_abs") is not None]
+    rec.update(
+        min_sqnr_db=_num(min(sqnr)) if sqnr else None,
+        max_abs=_num(max(err)) if err else None,
+        shapes_match=all(m["shape"] == m["actual_shape"] for m in outs.values()),
+        outputs=outs,
+    )
+    if judged:
         rec["reference_error"] = judged
-        for k, q in (judged.get("lattice_quanta") or {}).items():
-            outs[k]["max_quanta"] = q
-    if bad:
-        rec["status"] = "mismatch"
-        parts = []
-        for k in bad:
-            m = outs[k]
-            if m.get("missing"):
-                parts.append(f"{k}: missing from LiteRT outputs")
-            elif m["shape"] != m["actual_shape"]:
-                parts.append(f"{k}: shape {m['actual_shape']} vs ONNX {m['shape']}")
-            else:
-                sq = m["sqnr_db"]
-                sq = f" SQNR {sq:.1f} dB" if isinstance(sq, float) else ""
-                parts.append(f"{k}: max_abs {m['max_abs']:.3g} max_rel {m['max_rel']:.3g}{sq}")
-        rec["message"] = _short("; ".join(parts))
-        rule = rec["reference_error"].get("rule")
-        if rec["reference_error"].get("passed"):
-            rec.update(status="pass", pass_rule=rule, strict_message=rec.pop("message"))
-        elif rule:
-            rec["message"] = _short(
-                f"{rec['message']}; {rule} rule: {rec['reference_error']['why']}"
-            )
-    else:
-        rec["status"] = "pass"
-        rec["pass_rule"] = "strict"
-
-    if variants:  # already-quantized models also get an integer / dynamic-range file
-        rec["variants"] = {
-            k: _in_child(_variant_agreement, v, feeds, report.get("io"), expected, sorted_names)
-            for k, v in variants.items()
-        }
-
-    if latency:
-        try:
-            ort_ms, litert_ms, n = _paired_latency(
-                _ort_runner(path, feeds), _litert_runner(tflite, feeds, report.get("io")), runs
-            )
-            rec.update(ort_ms=round(ort_ms, 4), litert_ms=round(litert_ms, 4), latency_runs=n)
-            rec["latency_ratio"] = round(litert_ms / ort_ms, 3)
-        except Exception as exc:  # noqa: BLE001
-            rec["latency_error"] = _short(f"{type(exc).__name__}: {exc}")
-    return rec
+    return {k: v for k, v in rec.items() if v is not None}
 
 
 def _ort_at(path: Path, feeds: dict, level: str) -> dict[str, np.ndarray]:
@@ -581,13 +686,15 @@ class _time_limit:
         return False
 
 
-def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq) -> dict:
+def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq, others=None) -> dict:
     """The reference's own error and the verdict of the rule beyond strict (pass_rules.py).
 
     onnxruntime at ORT_DISABLE_ALL and ORT_ENABLE_ALL next to the reference (ORT_ENABLE_BASIC),
     and the model's semantics in float64 (tools/zoo/exact_reference.py). For a Q/DQ model the
     figures are recorded even when the strict rule passes (how far each runtime is from the
-    exact Q/DQ semantics); the verdict concerns only outputs that missed the strict rule."""
+    exact Q/DQ semantics); the verdict concerns only outputs that missed the strict rule.
+    ``others`` (kind -> (actual, outs)): further files of the same model (the integer file of
+    a statically quantized model), judged against the same answers, under ``others``."""
     from . import pass_rules as PR
     from .exact_reference import output_steps, run_float64
 
@@ -608,11 +715,6 @@ def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq) -> 
             for lv, v in levels.items()
             if lv != "ORT_ENABLE_BASIC"
         },
-        "lattice_quanta": {
-            k: round(float(np.max(np.abs(actual[k].astype(np.float64) - expected[k]))) / s, 4)
-            for k, s in steps.items()
-            if k in actual and k in expected and actual[k].shape == expected[k].shape
-        },
     }
     started = time.perf_counter()
     try:
@@ -622,12 +724,8 @@ def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq) -> 
     except Exception as exc:  # noqa: BLE001 - an op onnx.reference lacks, or too slow
         exact = None
         out["float64"] = {"unavailable": _short(f"{type(exc).__name__}: {exc}", 200)}
-    candidates = [
-        k
-        for k, m in outs.items()
-        if k in actual and m["shape"] == m["actual_shape"] and PR.is_float_output(expected[k])
-    ]
     if exact is not None and not qdq:
+        candidates = _rule_candidates(actual, outs, expected)
         closest = PR.closest_level_sqnr(
             {k: {lv: v[k] for lv, v in levels.items()} for k in candidates if k in exact}, exact
         )
@@ -637,6 +735,38 @@ def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq) -> 
                 f"(< {PR.EXACT_TRUST_DB:g} dB): judged by the spread rule"
             )
             exact = None
+    verdict = functools.partial(
+        _file_verdict, expected=expected, levels=levels, exact=exact, steps=steps, qdq=qdq
+    )
+    out.update(verdict(actual, outs))
+    if others:
+        out["others"] = {kind: _plain(verdict(a, o)) for kind, (a, o) in others.items()}
+    return _plain(out)
+
+
+def _rule_candidates(actual, outs, expected) -> list[str]:
+    """Outputs a rule beyond strict may judge: float, present, of the right shape."""
+    from .pass_rules import is_float_output
+
+    return [
+        k
+        for k, m in outs.items()
+        if k in actual and m["shape"] == m["actual_shape"] and is_float_output(expected[k])
+    ]
+
+
+def _file_verdict(actual, outs, *, expected, levels, exact, steps, qdq) -> dict:
+    """One converted file's figures and verdict against the answers _reference_error made."""
+    from . import pass_rules as PR
+
+    out: dict = {
+        "lattice_quanta": {
+            k: round(float(np.max(np.abs(actual[k].astype(np.float64) - expected[k]))) / s, 4)
+            for k, s in steps.items()
+            if k in actual and k in expected and actual[k].shape == expected[k].shape
+        },
+    }
+    candidates = _rule_candidates(actual, outs, expected)
     per_output = {}
     if exact is not None:
         rule = "qdq_semantics" if qdq else "float64"
@@ -672,7 +802,7 @@ def _reference_error(path, feeds, expected, actual, outs, sorted_names, qdq) -> 
             out["why"] = f"{k}: " + per_output.get(k, {}).get(
                 "why", "no verdict (not a float output)"
             )
-    return _plain(out)
+    return out
 
 
 def _plain(v):
@@ -868,22 +998,30 @@ def main(argv=None) -> int:
                 same = old.get("key") == key or (
                     args.keep_stale and old.get("key", {}).get("model_sha256") == built["sha256"]
                 )
-                if same and not (args.failed and old.get("status") != "pass"):
+                passed = deploy.passed_everywhere(old)
+                if same and not (args.failed and not passed):
                     continue
-                if args.failed and old.get("status") == "pass" and same:
+                if args.failed and passed and same:
                     continue
             rec = run_in_subprocess(entry, args.timeout, args.runs)
             rec["key"] = key
             (paths.results_dir() / f"{name}.json").write_text(
                 json.dumps(rec, indent=1, default=str)
             )
+            head = deploy.headline(rec)
             extra = (
                 rec.get("reason_code") or rec.get("message", "")[:100]
                 if rec["status"] != "pass"
                 else ""
             )
-            ratio = rec.get("latency_ratio", "")
-            print(f"{rec['status']:20s} {name:38s} {ratio!s:7s} {extra}", flush=True)
+            if head["file"] != deploy.FLOAT32_FILE or head.get("note"):
+                extra = (
+                    f"[{head['file']} file; float32 file {rec['status']} "
+                    f"{rec.get('latency_ratio', '')}{'; ' + head['note'] if head.get('note') else ''}] "
+                    + extra
+                )
+            ratio = head.get("latency_ratio", "")
+            print(f"{head['status']:20s} {name:38s} {ratio!s:7s} {extra}", flush=True)
     if args.only and not args.report_only:
         # One model's run must not rewrite the committed corpus report: with a separate
         # results folder it would hold that model alone.
