@@ -134,6 +134,14 @@ def test_a_failing_or_missing_integer_file_falls_back_and_says_so(variants, said
     assert head["status"] == "pass" and said in head["note"], head
 
 
+def test_a_refused_conversion_is_the_headline_and_says_no_integer_file_was_judged():
+    rec = {"status": "refused", "reason_code": "x", "static_quantization": "3 pairs"}
+    head = deploy.headline(rec)
+    assert head["file"] == "float32" and head["status"] == "refused"
+    assert "no integer file was judged (the float32 file: refused)" in head["note"]
+    assert not deploy.passed_everywhere(rec)
+
+
 def test_a_float_model_with_a_faster_variant_keeps_its_float32_file():
     rec = {**F32, "variants": {"integer_quant": _integer(ratio=0.3)}}
     assert deploy.headline(rec) == {"file": "float32", **F32}

@@ -84,9 +84,9 @@ def headline(rec: dict) -> dict:
     integer = (rec.get("variants") or {}).get(INTEGER_FILE)
     if integer is None:
         why = (
-            "the float32 file did not pass, no integer file to judge"
-            if rec.get("status") != "pass" and not rec.get("variants")
-            else "the converter wrote no integer file"
+            "the converter wrote no integer file"
+            if rec.get("status") in ("pass", "mismatch")
+            else f"no integer file was judged (the float32 file: {rec.get('status')})"
         )
         return {"file": FLOAT32_FILE, **f32, "note": f"statically quantized, but {why}"}
     if integer.get("status") != "pass":

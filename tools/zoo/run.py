@@ -300,6 +300,7 @@ def run_one(entry: dict, runs: int = 20, latency: bool = True, unpinned: bool = 
     (what a user gets from ``--keep-io-layout`` alone: unknown dims stay dynamic) and run on
     the same feeds; that outcome is recorded under ``unpinned`` (the main status is pinned)."""
     rec = _run_pinned(entry, runs, latency)
+    rec.setdefault("headline", deploy.headline(rec))  # also for a refusal or a load failure
     if unpinned and rec.get("status") != "reference_failed":
         try:
             rec["unpinned"] = _run_unpinned(entry)
@@ -411,6 +412,11 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
     rec: dict = {"name": entry["name"]}
     model = onnx.load(str(path))
     rec["onnx_nodes"] = len(model.graph.node)
+    # Already statically quantized (decided from the graph, tools/zoo/deploy.py): the integer
+    # file is what a user deploys; it is judged by the same pass rules as the float32 file.
+    static = deploy.static_quantization(model)
+    if static:
+        rec["static_quantization"] = static
     domain_ops: dict[str, int] = {}
     for n in model.graph.node:  # ops outside the default domain (contrib, ai.onnx.ml)
         if n.domain not in ("", "ai.onnx"):
@@ -493,16 +499,11 @@ def _run_pinned(entry: dict, runs: int, latency: bool) -> dict:
     rec["outputs"] = outs
     qdq = has_qdq(model)
     io_table = report.get("io")
-    # Already statically quantized (decided from the graph, tools/zoo/deploy.py): the integer
-    # file is what a user deploys; it is judged by the same pass rules as the float32 file.
-    static = deploy.static_quantization(model)
     integer = None
-    if static:
-        rec["static_quantization"] = static
-        if deploy.INTEGER_FILE in variants:
-            integer = _in_child(
-                _variant_outputs, variants[deploy.INTEGER_FILE], feeds, io_table, sorted_names
-            )
+    if static and deploy.INTEGER_FILE in variants:
+        integer = _in_child(
+            _variant_outputs, variants[deploy.INTEGER_FILE], feeds, io_table, sorted_names
+        )
     others = {}
     if integer is not None and "actual" in integer:
         int_outs = _output_table(compare(expected, integer["actual"], atol=ATOL, rtol=RTOL))
