@@ -28,7 +28,8 @@ interleaved with the current conversion and onnxruntime (``baseline_ms``, ``base
 
 ``--kernels`` measures instead the per-element costs of the LiteRT kernels the cost model is
 built from (a walk GATHER, a traversal level, a grid slot, a tail copy, a BATCH_MATMUL
-multiply-add, an operator): ``benchmarks/results/trees_kernels.json``.
+multiply-add, an operator; the path strategy's decision row, indicator level and leaf-sum
+multiply-add): ``benchmarks/results/trees_kernels.json``.
 """
 
 from __future__ import annotations
@@ -328,6 +329,64 @@ def _kernel_units(rng):
             a = o
         return ops, [ops[0].inputs[0]], [a]
 
+    p_rows, p_samples, p_views = 420, 16, 20
+
+    def path_decide(k, samples=p_samples):  # the path strategy's decisions: feature-row
+        # GATHER (samples innermost), broadcast LESS_EQUAL against a threshold column, CAST
+        x = t("xv", f32, (p_views, samples))
+        ops, outs = [], []
+        for j in range(k):
+            idx = c(f"src{j}", rng.integers(0, p_views, p_rows).astype(np.int32))
+            thr = c(f"thr{j}", rng.standard_normal((p_rows, 1)).astype(np.float32))
+            rows_t = t(f"r{j}", f32, (p_rows, samples))
+            holds = t(f"h{j}", np.dtype(np.bool_), (p_rows, samples))
+            o = t(f"d{j}", f32, (p_rows, samples))
+            ops += [
+                tfl.Operator("GATHER", [x, idx], [rows_t], {"axis": 0, "batch_dims": 0}),
+                tfl.Operator("LESS_EQUAL", [rows_t, thr], [holds]),
+                tfl.Operator("CAST", [holds], [o]),
+            ]
+            outs.append(o)
+        return ops, [x], outs
+
+    def path_decide1(k):
+        return path_decide(k, 1)
+
+    p_trees, p_half = 30, 4
+
+    def path_level(k):  # one indicator level: a = I * c, b = I - a, CONCATENATION(a, b)
+        # (XNNPACK takes all three and drops unused results: every level is an output)
+        ind = t("ind", f32, (p_trees * p_half, p_samples))
+        ops, outs = [], []
+        for j in range(k):
+            d = c(f"dk{j}", (rng.random((p_trees * p_half, p_samples)) < 0.5).astype(np.float32))
+            a = t(f"a{j}", f32, (p_trees * p_half, p_samples))
+            b = t(f"b{j}", f32, (p_trees * p_half, p_samples))
+            o = t(f"i{j}", f32, (p_trees * p_half * 2, p_samples))
+            ops += [
+                tfl.Operator("MUL", [ind, d], [a], {"fused_activation_function": "NONE"}),
+                tfl.Operator("SUB", [ind, a], [b], {"fused_activation_function": "NONE"}),
+                tfl.Operator(
+                    "CONCATENATION", [a, b], [o], {"axis": 0, "fused_activation_function": "NONE"}
+                ),
+            ]
+            outs.append(o)
+        return ops, [ind], outs
+
+    p_leaves = p_trees * 2 * p_half * 2
+
+    def path_mac(k):  # the leaf sums: BATCH_MATMUL [K, leaves] x [leaves, N]
+        ind = t("leaf_ind", f32, (p_leaves, p_samples))
+        ops, outs = [], []
+        for j in range(k):
+            w = c(f"lw{j}", rng.standard_normal((3, p_leaves)).astype(np.float32))
+            o = t(f"s{j}", f32, (3, p_samples))
+            ops.append(
+                tfl.Operator("BATCH_MATMUL", [w, ind], [o], {"adj_x": False, "adj_y": False})
+            )
+            outs.append(o)
+        return ops, [ind], outs
+
     feeds = {
         "walk": {"next": rng.integers(0, slots, (1, slots)).astype(np.int32)},
         "traverse": {"x": rng.standard_normal((1, 20)).astype(np.float32)},
@@ -343,6 +402,26 @@ def _kernel_units(rng):
         "tail": (slots // 2, tail, feeds["tail"]),
         "bmm": (trees * 30 * 30, bmm, feeds["bmm"]),
         "op": (2, op_cost, feeds["op"]),
+        "path_decide": (
+            p_rows * p_samples,
+            path_decide,
+            {"xv": rng.standard_normal((p_views, p_samples)).astype(np.float32)},
+        ),
+        "path_decide1": (
+            p_rows,
+            path_decide1,
+            {"xv": rng.standard_normal((p_views, 1)).astype(np.float32)},
+        ),
+        "path_level": (
+            p_trees * p_half * p_samples,
+            path_level,
+            {"ind": (rng.random((p_trees * p_half, p_samples)) < 0.5).astype(np.float32)},
+        ),
+        "path_mac": (
+            3 * p_leaves * p_samples,
+            path_mac,
+            {"leaf_ind": (rng.random((p_leaves, p_samples)) < 0.1).astype(np.float32)},
+        ),
     }
 
 
@@ -365,7 +444,20 @@ def kernels(runs: int, reps: int = 11) -> dict:
             "us_per_unit": round(per_unit_us, 4),
             "ns_per_element": round(1e3 * per_unit_us / elements, 4),
         }
-        print(f"{name:<10}{out[name]['ns_per_element']:>10.4f} ns/element", flush=True)
+        print(f"{name:<13}{out[name]['ns_per_element']:>10.4f} ns/element", flush=True)
+    # the path strategy's decision row: a per-row part (the GATHER's per-index cost, seen at
+    # one sample) and a per-sample part (16 samples against 1)
+    one, many = out["path_decide1"]["us_per_unit"], out["path_decide"]["us_per_unit"]
+    rows = out["path_decide1"]["elements_per_unit"]
+    per_sample = 1e3 * (many - one) / (rows * 15)
+    out["path_row"] = {
+        "derived": "path_decide1 - path_decide's per-sample cost, per row",
+        "ns_per_element": round(1e3 * one / rows - per_sample, 4),
+    }
+    out["path_decision"] = {
+        "derived": "(path_decide - path_decide1) per row and added sample",
+        "ns_per_element": round(per_sample, 4),
+    }
     return out
 
 

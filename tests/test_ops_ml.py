@@ -140,7 +140,7 @@ def classifier_model(a, w, labels, tracks=False, **extra):
 ALL_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 
 
-@pytest.fixture(params=["traverse", "grid", "all_splits"])
+@pytest.fixture(params=["traverse", "grid", "all_splits", "path"])
 def strategy(request, monkeypatch):
     """Run a tree test with each walking strategy forced (the cost model picks one; a strategy
     that does not apply to the forest falls back to one that does)."""
@@ -289,9 +289,12 @@ def test_tree_mixed_order_modes_ties_nan_inf(rows, infinite_thresholds, strategy
 
 @pytest.mark.parametrize("mode", ORDER_MODES)
 @pytest.mark.parametrize("tracks", [False, True])
-def test_tree_grid_each_order_mode_on_ties(mode, tracks):
+def test_tree_grid_each_order_mode_on_ties(mode, tracks, monkeypatch):
     """One mode per forest on integer inputs and thresholds (every comparison meets ties), NaN
     and infinities in the input, every row a different sample: the grid strategy."""
+    from onnx2tflite_direct.lowering import ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", "grid")
     rng = np.random.default_rng(_seed(mode, tracks))
     a, w = random_trees(rng, 6, 4, modes=(mode,), tracks=tracks, ints=True)
     x = _tie_features(N, ORDER_MODES.index(mode))
@@ -356,20 +359,21 @@ def _full_trees(rng, n_trees, depth, n_out=1):
 
 @pytest.mark.parametrize(
     ("n_trees", "depth", "expected"),
-    [(12, 8, "traverse"), (40, 3, "grid"), (200, 2, "grid")],
+    [(12, 8, "traverse"), (40, 3, "path"), (200, 2, "path")],
 )
 def test_tree_strategy_rule(n_trees, depth, expected):
     """The cost model's rule: deep full trees (many nodes for their depth: 511 at depth 8) are
-    traversed, shallow boosted-style trees go through the grid. Checked on the written ops
-    (the traversal UNPACKs node records, the grid makes one LESS_EQUAL) and against
-    onnxruntime."""
+    traversed, shallow boosted-style trees (16 rows) take the path strategy. Checked on the
+    written ops (the traversal UNPACKs node records, the path strategy sums leaves with a
+    BATCH_MATMUL) and against onnxruntime; the grid's choice: test_tree_grid_* and
+    test_ml_tree_path.py."""
     rng = np.random.default_rng(_seed("rule", n_trees, depth))
     a, w = _full_trees(rng, n_trees, depth, n_out=2)
     chk = check_conversion(regressor_model(a, w, 2), feeds={"x": _features(seed=depth)})
     if expected == "traverse":
         assert chk.ops["UNPACK"] == depth - 1, chk.ops
     else:
-        assert "UNPACK" not in chk.ops and chk.ops["LESS_EQUAL"] == 1, chk.ops
+        assert "UNPACK" not in chk.ops and chk.ops["BATCH_MATMUL"] == 1, chk.ops
 
 
 def test_tree_grid_runs_at_any_batch():

@@ -92,6 +92,7 @@ from .ml_tree_grid import (
     plan_grid,
     walk_grid,
 )
+from .ml_tree_path import emit_path, path_ns, path_supported, plan_path
 
 _CMP = {
     "BRANCH_LEQ": "LESS_EQUAL",
@@ -119,11 +120,17 @@ TREE_OPS = (
     "REDUCE_MIN",
     "REDUCE_MAX",
     "CAST",
+    "MAXIMUM",
+    "MINIMUM",
+    "MUL",
+    "SUB",
+    "BATCH_MATMUL",
 )
 TREE_NOTES = (
     "every aggregate_function, post_transform, branch mode, missing-value track and base "
-    "value; a comparison grid + one GATHER per tree level, a level-by-level traversal, or all "
-    "splits at once, chosen by a cost model measured on LiteRT (benchmarks/bench_trees.py)"
+    "value; 0/1 path products without a walk (shallow trees), a comparison grid + one GATHER "
+    "per tree level, a level-by-level traversal, or all splits at once, chosen by a cost model "
+    "measured on LiteRT (benchmarks/bench_trees.py)"
 )
 V5_NOTES = TREE_NOTES + (
     "; BRANCH_MEMBER as a padded set comparison; post_transform 1/2 read as onnxruntime does "
@@ -196,25 +203,51 @@ def _group_condition(ctx, x, forest, order, positions, mode):
     return cond
 
 
-def walk(ctx, x, forest: Forest):
-    """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches,
-    trees in any order (the aggregation does not depend on it beyond float rounding)."""
-    e = Emitter(ctx)
+def _check_forest(ctx, forest: Forest, n_feat: int) -> None:
+    """Refuse a degenerate depth or a feature id outside the input."""
     depth = forest.depth()
     if depth > MAX_DEPTH:
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"tree depth {depth} > {MAX_DEPTH}")
+    for node in forest.nodes:
+        if isinstance(node, Split) and not 0 <= node.feature < n_feat:
+            ctx.refuse(
+                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
+                f"feature id {node.feature} outside the {n_feat} input features",
+            )
+
+
+def forest_scores(ctx, x, forest: Forest, first_only: bool):
+    """(scores [N, K], presence, has_t) as ``aggregate`` returns them, by the strategy the cost
+    model chooses: the ``path`` strategy (``ml_tree_path``) sums leaf weights itself, the
+    others walk the trees (``walk``) and ``aggregate`` reads the leaves reached."""
+    _check_forest(ctx, forest, x.shape[1])
+    presence = [forest.score_presence(j, first_only) for j in range(forest.n_targets)]
+    choice = choose_strategy(forest, x.shape[0], x.shape[1])
+    if choice[0] != "path":
+        s, order = walk(ctx, x, forest, choice)
+        return aggregate(ctx, s, forest, order, first_only)
+    ctx.note("trees walked by the path strategy (lowering/ml_tree_path.py)")
+    need_has = any(p == "dynamic" for p in presence)
+    scores, has_t = emit_path(ctx, x, forest, choice[1], first_only, need_has)
+    if forest.aggregate == "AVERAGE":
+        e = Emitter(ctx)
+        scores = e.op("DIV", scores, e.const(np.float32(len(forest.roots))), hint="avg")
+    return scores, presence, has_t
+
+
+def walk(ctx, x, forest: Forest, choice=None):
+    """int32 [N, trees]: the node (in the returned ``order``'s numbering) each tree reaches,
+    trees in any order (the aggregation does not depend on it beyond float rounding);
+    ``choice``: ``choose_strategy``'s (a walking strategy), None to choose here."""
+    e = Emitter(ctx)
+    depth = forest.depth()
+    _check_forest(ctx, forest, x.shape[1])
     splits = [i for i, n in enumerate(forest.nodes) if isinstance(n, Split)]
     mode_rank = {m: r for r, m in enumerate(V5_MODES)}
     splits.sort(key=lambda i: mode_rank[forest.nodes[i].mode])
     order = splits + [i for i, n in enumerate(forest.nodes) if isinstance(n, Leaf)]
     pos = {i: p for p, i in enumerate(order)}
     n_feat = x.shape[1]
-    for i in splits:
-        if not 0 <= forest.nodes[i].feature < n_feat:
-            ctx.refuse(
-                errors.UNSUPPORTED_ATTRIBUTE_VALUE,
-                f"feature id {forest.nodes[i].feature} outside the {n_feat} input features",
-            )
 
     def child_table(attr):
         return np.array(
@@ -224,7 +257,9 @@ def walk(ctx, x, forest: Forest):
 
     split_set = set(splits)
     true_tab, false_tab = child_table("true"), child_table("false")
-    strategy, plan = choose_strategy(forest, x.shape[0], n_feat)
+    if choice is None:
+        choice = choose_strategy(forest, x.shape[0], n_feat, with_path=False)
+    strategy, plan = choice
     ctx.note(f"trees walked by the {strategy} strategy (lowering/ml_trees.py)")
     if strategy == "grid":
         return walk_grid(ctx, x, forest, plan)
@@ -249,8 +284,8 @@ def walk(ctx, x, forest: Forest):
 
 # A SPLIT_V costs about as much as walking this many trees one level (bench_trees.py).
 MIN_SAVED_TREE_LEVELS = 24
-# Forced strategy for benchmarks and tests ("grid" | "traverse" | "all_splits", each where it
-# applies, else the next that does); None = choose.
+# Forced strategy for benchmarks and tests ("path" | "grid" | "traverse" | "all_splits", each
+# where it applies, else the next that does); None = choose.
 STRATEGY: str | None = None
 _NAN_TRUE = {"BRANCH_LEQ": -np.inf, "BRANCH_LT": -np.inf, "BRANCH_GTE": np.inf, "BRANCH_GT": np.inf}
 
@@ -278,12 +313,35 @@ def traverse_ns(depths: list[int], rows: int) -> float:
     return rows * per_row + OP_NS * TRAVERSE_LEVEL_OPS * max(depths)
 
 
-def choose_strategy(forest: Forest, rows: int, n_features: int):
-    """(strategy, grid plan or None): the cheaper of ``grid`` and ``traverse`` by their
-    estimated LiteRT time (``grid_ns`` / ``traverse_ns``: per-element costs measured on
-    LiteRT's kernels); ``all_splits`` where neither applies (EQ/NEQ/MEMBER, NaN thresholds).
+def choose_strategy(forest: Forest, rows: int, n_features: int, with_path: bool = True):
+    """(strategy, plan or None): the cheapest of ``path``, ``grid`` and ``traverse`` by their
+    estimated LiteRT time (``path_ns`` / ``grid_ns`` / ``traverse_ns``: per-element costs
+    measured on LiteRT's kernels); ``all_splits`` where none applies (EQ/NEQ/MEMBER, NaN
+    thresholds). ``with_path``: consider the path strategy (``walk`` cannot run it: it sums
+    the leaf weights itself, so only SUM/AVERAGE).
     The estimate sees only whether ``rows`` is 1 (``cost_rows``), so a model lowered at two
     sample batch sizes (a dynamic batch) makes the same choice at both."""
+    path_ok = with_path and path_supported(forest) and STRATEGY in (None, "path")
+    if path_ok:
+        path_plan = plan_path(forest, n_features)
+        if STRATEGY == "path":
+            return "path", path_plan
+        r = cost_rows(rows)
+        best = choose_strategy(forest, rows, n_features, with_path=False)
+        depths = forest.tree_depths()
+        if best[0] == "grid":
+            other = grid_ns(best[1], depths, r)
+        elif best[0] == "traverse":
+            other = traverse_ns(depths, r)
+        else:
+            other = float("inf")
+        need_has = any(
+            forest.score_presence(j, forest.n_targets == 1) == "dynamic"
+            for j in range(forest.n_targets)
+        )
+        if path_ns(path_plan, forest.n_targets, r, need_has) < other:
+            return "path", path_plan
+        return best
     grid_ok, traverse_ok = grid_supported(forest), traversable(forest)
     if STRATEGY == "all_splits" or not grid_ok:
         return ("traverse" if traverse_ok and STRATEGY != "all_splits" else "all_splits"), None
@@ -458,10 +516,9 @@ def _parse_or_refuse(ctx, fn, *args):
 def _emit_regression(ctx, forest: Forest, out_index: int = 0):
     e = Emitter(ctx)
     x = _rows_input(ctx)
-    s, order = walk(ctx, x, forest)
     k = forest.n_targets
     first_only = k == 1
-    scores, presence, has_t = aggregate(ctx, s, forest, order, first_only)
+    scores, presence, has_t = forest_scores(ctx, x, forest, first_only)
     base = np.asarray(forest.base_values, np.float32)
     if k == 1:
         origin = base[0] if len(base) == 1 else np.float32(0)
@@ -584,8 +641,7 @@ def lower_tree_classifier(ctx):
         ctx.refuse(errors.UNSUPPORTED_ATTRIBUTE_VALUE, f"post_transform={forest.transform!r}")
     x = _rows_input(ctx)
     n = x.shape[0]
-    s, order = walk(ctx, x, forest)
-    scores, presence, has_t = aggregate(ctx, s, forest, order, False)
+    scores, presence, has_t = forest_scores(ctx, x, forest, False)
     base = np.asarray(forest.base_values, np.float32)
     y_out = 0 if ctx.driver.graph.used(ctx.node.outputs[0]) else None
     z_name = ctx.node.outputs[1] if len(ctx.node.outputs) > 1 else ""

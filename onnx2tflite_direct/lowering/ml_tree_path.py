@@ -1,0 +1,251 @@
+"""Tree ensembles without a walk: the ``path`` strategy of ``ml_trees`` (which chooses between
+its strategies by a measured cost model), for shallow trees.
+
+Why: every other strategy follows each tree with one GATHER per level (``s = next[s]``), and
+LiteRT's GATHER copies element by element (about 2.1 ns an element). Here no GATHER depends on
+the sample: each tree is padded to a complete tree of its depth, every split is decided at
+once, and the leaf each sample reaches is found as a product of 0/1 decisions, level by level,
+with element-wise MUL. Its work grows as ``2 ** depth`` a tree, so the cost model picks it for
+shallow trees (scikit-learn gradient boosting at depth 3, XGBoost at depth 4 to 6).
+
+* Layout: samples are the innermost axis (``[rows, N]``), so the one GATHER, which picks each
+  node's feature row from the transposed input, copies ``N`` contiguous values an index.
+* Feature views, exactly: ``x`` is clamped to ``[-FLT_MAX, FLT_MAX]`` and NaN replaced by
+  ``FLT_MAX`` (``x_hi``) or ``-FLT_MAX`` (``x_lo``); ``-x_hi`` and ``-x_lo`` are the negated
+  views. A split reads the view that decides as onnxruntime does (``ml_tree_grid``'s forms:
+  ``x <= t`` or ``-x <= -t``, children swapped for LT/GT, NaN sent where its missing-value
+  track says). Every threshold is
+  finite with ``|t| < FLT_MAX`` (else this strategy does not apply), so clamping changes no
+  decision: ``+inf <= t`` and ``FLT_MAX <= t`` are both false, ``-inf <= t`` and
+  ``-FLT_MAX <= t`` both true.
+* Decisions: one LESS_EQUAL of the GATHERed rows against a constant threshold column and a
+  CAST give each node's 0/1 "comparison holds" ``c [rows, N]``.
+* Level by level: ``I_k [T * 2^k, N]`` is the indicator of the node each sample is at on
+  level ``k`` (one 1 per tree and sample); ``a = I_k * c_k`` and ``b = I_k - a`` are the
+  indicators of its two children, and ``I_{k+1} = CONCATENATION(a, b)``: node ``j`` of level
+  ``k`` has children ``j`` and ``j + T * 2^k``. Products and differences of 0/1 are exact. A
+  leaf above its tree's last level is padded: its threshold ``FLT_MAX`` always holds, so it
+  carries its indicator down its first branch unchanged.
+* Leaf values: ``scores [K, N] = W [K, T * 2^d] x I_d``, one BATCH_MATMUL. Every product but
+  one per tree is an exact zero, so the sum is that of the reached leaves (in another order
+  than onnxruntime's, as every strategy's SUM is). Trees of different depths form groups, each
+  padded to its own depth only.
+
+``path_ns`` estimates its LiteRT time for the cost model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .emit import Emitter
+from .ml_forest import Forest, Leaf, Split, threshold32
+from .ml_tree_grid import _FORM, _view
+
+F32_MAX = np.float32(np.finfo(np.float32).max)
+# Deepest tree this strategy pads: 2 ** depth leaves a tree (the cost model decides long before)
+MAX_PATH_DEPTH = 10
+# view rows: (negated, NaN -> -FLT_MAX); the order of the concatenated views
+_VIEWS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def path_supported(forest: Forest) -> bool:
+    """LEQ/LT/GTE/GT splits with finite thresholds below FLT_MAX in magnitude (clamping the
+    input must not change a decision), finite leaf weights (a padded leaf's 0 times its
+    weight must be 0), trees at most MAX_PATH_DEPTH deep, an aggregate that sums."""
+    if forest.aggregate not in ("SUM", "AVERAGE"):
+        return False
+    for n in forest.nodes:
+        if isinstance(n, Split):
+            if n.mode not in _FORM:
+                return False
+            t = threshold32(n.mode, n.threshold)
+            if not (np.isfinite(t) and abs(t) < F32_MAX):
+                return False
+        elif not all(np.isfinite(w) and abs(w) <= F32_MAX for _, w in n.weights):
+            return False
+    return max(forest.tree_depths()) <= MAX_PATH_DEPTH
+
+
+@dataclass
+class PathGroup:
+    """Trees of one depth: their decision rows and their leaf table."""
+
+    depth: int
+    trees: list[int]
+    row_src: np.ndarray  # int32 [2 * T * (2^d - 1)]: the view row each decision row reads
+    thresholds: np.ndarray  # float32 [same]
+    leaves: list  # node index at each of the T * 2^d leaf positions (None: never reached)
+
+    @property
+    def decisions(self) -> int:
+        return int(self.row_src.size)
+
+
+@dataclass
+class PathPlan:
+    groups: list[PathGroup]
+    views: list[tuple[bool, bool]]  # the views the rows read, in concatenation order
+
+    @property
+    def decisions(self) -> int:
+        return sum(g.decisions for g in self.groups)
+
+    @property
+    def leaf_slots(self) -> int:
+        return sum(len(g.leaves) for g in self.groups)
+
+
+def _below(forest: Forest, level: list) -> list:
+    """The next level of padded trees: every node's "comparison holds" child, then every
+    node's other child (a leaf goes on as itself down the first; None: a copy no sample
+    reaches)."""
+    first, second = [], []
+    for i in level:
+        node = forest.nodes[i] if i is not None else None
+        if isinstance(node, Split):
+            swap = _view(node)[2]
+            holds, fails = (node.false, node.true) if swap else (node.true, node.false)
+            first.append(holds)
+            second.append(fails)
+        else:
+            first.append(i)
+            second.append(None)
+    return first + second
+
+
+def plan_path(forest: Forest, n_features: int) -> PathPlan:
+    depths = forest.tree_depths()
+    by_depth: dict[int, list[int]] = {}
+    for t, d in enumerate(depths):
+        by_depth.setdefault(max(1, d), []).append(t)
+    used = {_view(n)[:2] for n in forest.nodes if isinstance(n, Split)} or {(False, False)}
+    views = [v for v in _VIEWS if v in used]
+    index = {v: k for k, v in enumerate(views)}
+    groups = []
+    for d in sorted(by_depth):
+        trees = by_depth[d]
+        level = [forest.roots[t] for t in trees]
+        src: list[int] = []
+        thr: list[np.float32] = []
+        for _ in range(d):
+            for i in level:
+                node = forest.nodes[i] if i is not None else None
+                if isinstance(node, Split):
+                    neg, low, _ = _view(node)
+                    t32 = threshold32(node.mode, node.threshold)
+                    src.append(index[(neg, low)] * n_features + node.feature)
+                    thr.append(np.float32(-t32 if neg else t32))
+                else:  # padded: always the first branch (every view value is <= FLT_MAX)
+                    src.append(0)
+                    thr.append(F32_MAX)
+            level = _below(forest, level)
+        groups.append(
+            PathGroup(d, trees, np.asarray(src, np.int32), np.asarray(thr, np.float32), level)
+        )
+    return PathPlan(groups, views)
+
+
+def leaf_weight_table(forest: Forest, plan: PathPlan, first_only: bool):
+    """float32 [K, leaf slots]: the summed weights of the leaf at each slot (0 where none),
+    and [K, leaf slots] 1 where that leaf gives the target a weight."""
+    k = forest.n_targets
+    slots = [i for g in plan.groups for i in g.leaves]
+    table = np.zeros((k, len(slots)), np.float64)
+    has = np.zeros((k, len(slots)), np.float32)
+    for p, i in enumerate(slots):
+        node = forest.nodes[i] if i is not None else None
+        if isinstance(node, Leaf):
+            for tgt, w in node.weights[:1] if first_only else node.weights:
+                table[tgt, p] += w
+                has[tgt, p] = 1
+    return table.astype(np.float32), has
+
+
+# Nanoseconds on LiteRT's CPU kernels at 1 thread (``bench_trees.py --kernels``,
+# benchmarks/results/trees_kernels.json): a decision per row and sample (the row GATHER's copy,
+# LESS_EQUAL, CAST), the row GATHER's per-index cost, an indicator element per level (MUL, SUB
+# and the CONCATENATION of both branches), a multiply-add of the leaf sums.
+PATH_DECISION_NS = 0.33
+PATH_ROW_NS = 2.3
+PATH_LEVEL_NS = 0.15
+PATH_MAC_NS = 0.08
+
+
+def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
+    """Estimated LiteRT time of ``emit_path`` for ``rows`` samples and ``k`` targets (``2k``
+    sums with the presence counts)."""
+    from .ml_tree_grid import OP_NS
+
+    decisions = plan.decisions  # one a node of the padded trees, = indicator elements
+    per_row = (PATH_DECISION_NS + PATH_LEVEL_NS) * decisions
+    per_row += PATH_MAC_NS * k * (2 if need_has else 1) * plan.leaf_slots
+    ops = 12 + 2 * len(plan.groups) + sum(3 * g.depth for g in plan.groups)
+    return rows * per_row + PATH_ROW_NS * decisions + OP_NS * ops
+
+
+def _views(ctx, xt, views):
+    """``[len(views) * F, N]``: the clamped, NaN-replaced views of the transposed input."""
+    e = Emitter(ctx)
+    isnan = e.op("NOT_EQUAL", xt, xt, hint="x_isnan", dtype=np.bool_)
+    clamped = e.op(
+        "MINIMUM",
+        e.op("MAXIMUM", xt, e.const(np.float32(-F32_MAX)), hint="x_above"),
+        e.const(F32_MAX),
+        hint="x_clamped",
+    )
+    made = {}
+    for neg, low in views:
+        nan_value = F32_MAX if neg == low else -F32_MAX  # NaN in x before the negation
+        key = ("base", nan_value)
+        if key not in made:
+            made[key] = e.op(
+                "SELECT_V2", isnan, e.const(np.float32(nan_value)), clamped, hint="x_view"
+            )
+        v = made[key]
+        made[(neg, low)] = e.op("NEG", v, hint="x_view_neg") if neg else v
+    parts = [made[v] for v in views]
+    return parts[0] if len(parts) == 1 else e.concat(parts, 0, "x_views")
+
+
+def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has: bool):
+    """float32 ``[N, K]``: the leaf weights summed over the trees (no base values, no
+    averaging), and with ``need_has`` a bool ``[N, K]``: does some reached leaf give the
+    target a weight (``ml_trees.aggregate``'s ``has_t``; counted by the same BATCH_MATMUL,
+    sums of 0/1 are exact)."""
+    e = Emitter(ctx)
+    n, _ = x.shape
+    xt = e.transpose(x, [1, 0], hint="x_t")
+    table = _views(ctx, xt, plan.views)
+    src = np.concatenate([g.row_src for g in plan.groups])
+    thr = np.concatenate([g.thresholds for g in plan.groups]).reshape(-1, 1)
+    rows = e.gather(table, src, 0, hint="x_rows")
+    holds = e.op("LESS_EQUAL", rows, e.const(thr), hint="decide", dtype=np.bool_)
+    dec = e.cast(holds, np.float32, hint="decisions")
+    sizes = [len(g.trees) * 2**k for g in plan.groups for k in range(g.depth)]
+    parts = e.split(dec, sizes, 0, "level") if len(sizes) > 1 else [dec]
+    one = e.const(np.float32(1))
+    reached = []
+    p = 0
+    for g in plan.groups:
+        ind = None
+        for k in range(g.depth):
+            holds = parts[p]
+            p += 1
+            first = holds if ind is None else e.op("MUL", ind, holds, hint=f"i{g.depth}_{k}")
+            other = e.op("SUB", one if ind is None else ind, first, hint=f"o{g.depth}_{k}")
+            ind = e.concat([first, other], 0, f"ind{g.depth}_{k + 1}")
+        reached.append(ind)
+    ind = reached[0] if len(reached) == 1 else e.concat(reached, 0, "leaf_ind")
+    table, has = leaf_weight_table(forest, plan, first_only)
+    k = forest.n_targets
+    if need_has:
+        table = np.concatenate([table, has])
+    sums = e.transpose(e.matmul(e.const(table), ind, hint="leaf_sum"), [1, 0], hint="sums")
+    if not need_has:
+        return sums, None
+    scores, counts = e.split(sums, [k, k], 1, "sum_part")
+    has_t = e.op("GREATER", counts, e.const(np.float32(0)), hint="has", dtype=np.bool_)
+    return scores, has_t
