@@ -37,14 +37,25 @@ from __future__ import annotations
 import numpy as np
 
 from .float_masks import EXACT_INT, MIRROR, _Builder, static_default_node
-from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
+from .ir import (
+    Graph,
+    Node,
+    Value,
+    fresh_value_name,
+    prune_to_fixpoint,
+    value_const,
+    value_dtype,
+)
+from .strength_reduction import gather_as_slice
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
 MAX_ROWS = 4096  # one-hot width
 MAX_MACS = 1 << 26  # per lookup: rows x V x D
 COMPARE = set(MIRROR)
-TRIGGERS = {"gather_one_hot": {"Gather"}}
+MAX_EXTRA_ROWS = 8  # lookup_before_select: rows looked up per row kept
+SMALL_LOOKUP = 1 << 16  # ... or elements looked up in all
+TRIGGERS = {"gather_one_hot": {"Gather"}, "lookup_before_select": {"Gather"}}
 
 
 def _small_int_const(graph: Graph, name: str) -> bool:
@@ -288,4 +299,80 @@ def gather_one_hot(graph: Graph) -> list[str]:
     return changed
 
 
-RULES = [("gather_one_hot", gather_one_hot)]
+def lookup_before_select(graph: Graph) -> list[str]:
+    """``Gather(T, Gather(ids, k, axis=a))`` with a constant float32 table T, run-time integer
+    ids and constant k: the same rows as ``Gather(Gather(T, ids), k, axis=a)``, the lookup of
+    every id first and the selection on the float rows (a Slice, by ``gather_as_slice``, run
+    here again). Selecting among integers was a GATHER outside XNNPACK (no integer tensors);
+    the lookup's own GATHER stays. Only where the first lookup reads at most
+    ``MAX_EXTRA_ROWS`` times the rows it keeps (or at most ``SMALL_LOOKUP`` elements); the ids
+    it reads besides are not checked against the table (onnxruntime would not read them)."""
+    producers = graph.producers()
+    consumers = graph.consumers()
+    changed = []
+    new_nodes: list[Node] = []
+    for node in graph.nodes:
+        sel = producers.get(node.inputs[1]) if len(node.inputs) == 2 else None
+        if not _select_lookup(graph, node, sel, consumers):
+            new_nodes.append(node)
+            continue
+        ids, k = sel.inputs
+        table = graph.values[node.inputs[0]]
+        rows_name = fresh_value_name(graph, f"{node.label}/all_rows")
+        id_shape = graph.values[ids].shape
+        graph.values[rows_name] = Value(rows_name, F32, (*id_shape, table.shape[1]))
+        new_nodes.append(
+            Node(
+                f"{node.name}/all_rows",
+                "Gather",
+                "",
+                [node.inputs[0], ids],
+                [rows_name],
+                {"axis": 0},
+                node.opset,
+            )
+        )
+        new_nodes.append(
+            Node(
+                node.name,
+                "Gather",
+                "",
+                [rows_name, k],
+                list(node.outputs),
+                {"axis": sel.attrs.get("axis", 0)},
+                node.opset,
+            )
+        )
+        changed.append(node.label)
+    if not changed:
+        return []
+    graph.nodes = new_nodes
+    graph.invalidate()
+    gather_as_slice(graph)
+    return changed
+
+
+def _select_lookup(graph: Graph, node: Node, sel: Node | None, consumers) -> bool:
+    if node.op_type != "Gather" or node.domain != "" or node.attrs.get("axis", 0) != 0:
+        return False
+    if sel is None or sel.op_type != "Gather" or sel.domain != "" or len(sel.inputs) != 2:
+        return False
+    table = value_const(graph, node.inputs[0])
+    if table is None or np.asarray(table).dtype != F32 or np.asarray(table).ndim != 2:
+        return False
+    ids, k = sel.inputs
+    if value_const(graph, ids) is not None or value_const(graph, k) is None:
+        return False
+    if value_dtype(graph, ids) is None or value_dtype(graph, ids).kind not in "iu":
+        return False
+    if len(consumers.get(sel.outputs[0], [])) != 1 or sel.outputs[0] in graph.outputs:
+        return False
+    vals = [graph.values.get(n) for n in (ids, sel.outputs[0], node.outputs[0])]
+    if any(v is None or not v.is_static for v in vals):
+        return False
+    every, kept = (int(np.prod(v.shape, dtype=np.int64)) for v in vals[:2])
+    d = np.asarray(table).shape[1]
+    return every <= MAX_EXTRA_ROWS * max(kept, 1) or every * d <= SMALL_LOOKUP
+
+
+RULES = [("lookup_before_select", lookup_before_select), ("gather_one_hot", gather_one_hot)]

@@ -63,6 +63,13 @@ MIRROR = {
     "LessOrEqual": "GreaterOrEqual",
     "GreaterOrEqual": "LessOrEqual",
 }
+ENDS = (
+    "sink",
+    "select",
+    "select_inf",
+    "select_runtime",
+    "to_float",
+)  # roles whose output is not a carried bool
 TRIGGERS = {"float_mask_logic": {"Cast", "Where"}, "gathernd_as_reshape": {"GatherND"}}
 
 
@@ -110,6 +117,26 @@ def _select_constants(graph: Graph, node: Node) -> bool:
     return True
 
 
+def _infinite_fill(graph: Graph, node: Node) -> tuple[int, float] | None:
+    """(branch holding the infinity, its sign) for ``Where(c, A, B)`` on float32 where one
+    branch is a constant all ``+-inf`` and the other a constant all zeros, and the output has
+    the condition's shape (torch's ``masked_fill(mask, -inf)``), else None."""
+    if len(node.inputs) != 3 or value_dtype(graph, node.outputs[0]) != F32:
+        return None
+    consts = [value_const(graph, n) for n in node.inputs[1:]]
+    if any(c is None or np.asarray(c).dtype != F32 or np.asarray(c).size == 0 for c in consts):
+        return None
+    out_shape = _value(graph, node.outputs[0])
+    cond = _value(graph, node.inputs[0])
+    if out_shape is None or cond is None or out_shape.shape != cond.shape:
+        return None
+    a, z = (np.asarray(c) for c in consts)
+    for k, (inf, zero) in enumerate(((a, z), (z, a))):
+        if np.isinf(inf).all() and (inf == inf.reshape(-1)[0]).all() and not np.any(zero):
+            return k + 1, float(np.sign(inf.reshape(-1)[0]))
+    return None
+
+
 def static_default_node(graph: Graph, node: Node) -> bool:
     """A default-domain node whose values all have static shapes: the float forms' new values
     need them (pinned models)."""
@@ -118,7 +145,26 @@ def static_default_node(graph: Graph, node: Node) -> bool:
     return all(graph.values[n].is_static for n in (*node.inputs, *node.outputs) if n)
 
 
-def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
+def _runtime_branch(graph: Graph, node: Node) -> int | None:
+    """Input position of the run-time float32 branch of ``Where(c, K, S)`` / ``Where(c, S,
+    K)`` with K a finite float32 constant, else None."""
+    if len(node.inputs) != 3 or value_dtype(graph, node.outputs[0]) != F32:
+        return None
+    kinds = []
+    for name in node.inputs[1:]:
+        c = value_const(graph, name)
+        if c is None:
+            kinds.append("run" if value_dtype(graph, name) == F32 else None)
+        elif np.asarray(c).dtype == F32 and np.isfinite(c).all():
+            kinds.append("const")
+        else:
+            kinds.append(None)
+    if sorted(map(str, kinds)) != ["const", "run"]:
+        return None
+    return 1 + kinds.index("run")
+
+
+def _role(graph: Graph, node: Node, bool_inputs: set[str], runtime: bool = False) -> str | None:
     """What a node does in the float form (None: it keeps its lowering)."""
     if not static_default_node(graph, node):
         return None
@@ -130,9 +176,17 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
             return "nonzero"
         if src == BOOL and out == F32:
             return "sink"
+        if src == BOOL and out == BOOL:
+            return "mover"
+        if out == F32 and _runtime_int(graph, node.inputs[0]):
+            return "to_float"
         return None
     if op == "Where":
-        return "select" if _select_constants(graph, node) else None
+        if _select_constants(graph, node):
+            return "select"
+        if _infinite_fill(graph, node) is not None:
+            return "select_inf"
+        return "select_runtime" if runtime and _runtime_branch(graph, node) else None
     if out != BOOL:
         return None
     if op in LOGIC:
@@ -146,14 +200,14 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str]) -> str | None:
 
 def _bool_reads(role: str, node: Node) -> tuple[int, ...]:
     """Input positions a role reads as carried 0/1 values."""
-    if role in ("not", "mover", "sink", "select"):
+    if role in ("not", "mover", "sink", "select", "select_inf", "select_runtime"):
         return (0,)
     if role in ("and", "or", "xor"):
         return (0, 1)
     return ()
 
 
-def _plan(graph: Graph) -> dict[int, str]:
+def _plan(graph: Graph, runtime: bool = False) -> dict[int, str]:
     bool_inputs = {
         i for i in graph.inputs if value_dtype(graph, i) == BOOL and value_const(graph, i) is None
     }
@@ -162,7 +216,7 @@ def _plan(graph: Graph) -> dict[int, str]:
     outputs = set(graph.outputs)
     roles = {}
     for node in graph.nodes:
-        r = _role(graph, node, bool_inputs)
+        r = _role(graph, node, bool_inputs, runtime)
         if r is not None:
             roles[id(node)] = r
 
@@ -172,9 +226,9 @@ def _plan(graph: Graph) -> dict[int, str]:
             p = producers.get(name)
             if name in bool_inputs or value_const(graph, name) is not None:
                 continue
-            if p is None or id(p) not in roles or roles[id(p)] in ("sink", "select"):
+            if p is None or id(p) not in roles or roles[id(p)] in ENDS:
                 return False
-        if r not in ("sink", "select"):
+        if r not in ENDS:
             name = node.outputs[0]
             if name in outputs:
                 return False
@@ -185,9 +239,18 @@ def _plan(graph: Graph) -> dict[int, str]:
         return True
 
     prune_to_fixpoint(graph, roles, fits)
+
     # a chain that only converts (no logic removed) is not worth a change: keep the plan only
-    # where some SELECT_V2 / logical op / comparison disappears
-    if not any(r not in ("sink", "nonzero", "mover") for r in roles.values()):
+    # where some SELECT_V2 / logical op / comparison / bool or integer data movement disappears
+    def moves_integers(node: Node) -> bool:
+        p = producers.get(node.inputs[0])
+        return p is not None and p.domain == "" and p.op_type in MOVERS
+
+    if not any(
+        r not in ("sink", "nonzero", "to_float") or (r != "sink" and moves_integers(n))
+        for n in graph.nodes
+        if (r := roles.get(id(n))) is not None
+    ):
         return {}
     return roles
 
@@ -256,6 +319,25 @@ class _Builder:
         self.twin[name] = out
         return out
 
+    def nonzero(self, name: str, shape) -> str:
+        """0/1: is the run-time integer ``name`` nonzero. A product of run-time integers
+        (DeBERTa's ``mask[:, None] * mask[..., None]``) is nonzero when both factors are
+        (the factors' 0/1 values multiplied), which holds unless the integer product wraps
+        around to exactly 0 (factors whose powers of two add up to the integer width, such as
+        two mask values of 2**32 in int64)."""
+        p = self.producers.get(name)
+        if (
+            p is not None
+            and p.domain == ""
+            and p.op_type == "Mul"
+            and p.outputs[0] == name
+            and all(_runtime_int(self.graph, i) for i in p.inputs)
+        ):
+            x, y = (self.nonzero(i, self.shape(i)) for i in p.inputs)
+            return self.op("Mul", [x, y], shape, "both_nonzero")
+        mag = self.op("Abs", [self.integer(name)], shape, "abs")
+        return self.op("Min", [mag, self.const(1.0, "one")], shape, "nonzero")
+
     def clamp01(self, x: str, shape) -> str:
         """min(relu(x), 1): 1 for x >= 1, 0 for x <= 0 (integer-valued x)."""
         r = self.op("Relu", [x], shape, "relu")
@@ -274,12 +356,19 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         _emit_select(b, node, shape)
         return
     if role == "nonzero":
-        xf = b.integer(node.inputs[0])
-        mag = b.op("Abs", [xf], shape, "abs")
-        b.twin[out] = b.op("Min", [mag, b.const(1.0, "one")], shape, "nonzero")
+        b.twin[out] = b.nonzero(node.inputs[0], shape)
+        return
+    if role == "to_float":
+        b.twin[out] = b.integer(node.inputs[0])
+        return
+    if role == "select_inf":
+        _emit_select_inf(b, node, shape)
         return
     if role == "mover":
         src = b.carried(node.inputs[0])
+        if node.op_type == "Cast":  # bool -> bool
+            b.twin[out] = src
+            return
         b.twin[out] = b.op(node.op_type, [src, *node.inputs[1:]], shape, "mask_move", **node.attrs)
         return
     if role == "not":
@@ -308,6 +397,21 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         bound = c if op == "Greater" else c - 1
         d = b.op("Sub", [xf, b.const(bound, "c")], shape, "gap")
     b.twin[out] = b.clamp01(d, shape)
+
+
+def _emit_select_inf(b: _Builder, node: Node, shape) -> None:
+    """``Where(c, -inf, 0)`` as ``log(1 - c)``, ``Where(c, 0, -inf)`` as ``log(c)`` (negated
+    for +inf): LOG maps 0 to -inf and 1 to 0 exactly (XNNPACK's vlog special-cases 0 and its
+    reduction makes 1 exact; the builtin kernel is std::log), and no MUL/ADD ever sees the
+    infinity (LiteRT's builtin MUL/ADD clamp results to +-FLT_MAX)."""
+    branch, sign = _infinite_fill(b.graph, node)
+    c = b.carried(node.inputs[0])
+    k = b.op("Sub", [b.const(1.0, "one"), c], shape, "not") if branch == 1 else c
+    if sign > 0:
+        log = b.op("Log", [k], shape, "log")
+        b.op("Neg", [log], shape, "select", out=node.outputs[0])
+    else:
+        b.op("Log", [k], shape, "select", out=node.outputs[0])
 
 
 def _term(b: _Builder, cond: str, const: np.ndarray, shape, hint: str) -> str | None:
@@ -369,7 +473,11 @@ def float_mask_logic(graph: Graph) -> list[str]:
         b.nodes = []
         changed.append(node.label)
     # readers of a removed Cast(bool -> float) read the twin
-    rename = {n.outputs[0]: b.twin[n.outputs[0]] for n in graph.nodes if roles.get(id(n)) == "sink"}
+    rename = {
+        n.outputs[0]: b.twin[n.outputs[0]]
+        for n in graph.nodes
+        if roles.get(id(n)) in ("sink", "to_float")
+    }
     for n in kept:
         n.inputs = [rename.get(i, i) for i in n.inputs]
     graph.nodes = kept
@@ -412,4 +520,58 @@ def gathernd_as_reshape(graph: Graph) -> list[str]:
     return changed
 
 
+def where_runtime_branch(graph: Graph) -> list[str]:
+    """``Where(c, K, S)`` (or ``Where(c, S, K)``) with a finite constant K and a run-time S,
+    whose condition ``float_mask_logic`` carries, as float arithmetic on ``m`` (1 where K is
+    chosen): ``min(-log m, max(log m, S)) + m * K``. log m is 0 / -inf, so the clamp passes
+    every S where m = 0 and gives +-0 where m = 1; adding ``m * K`` (K or a zero) gives K
+    there and leaves S unchanged elsewhere. The condition becomes ``Cast(c -> float)``, a
+    sink of float_mask_logic, which runs again at the end. Exact on XNNPACK for every S but NaN (a
+    NaN score stays NaN where K was chosen); on LiteRT's builtin kernels an infinite S where
+    it is kept comes out +-FLT_MAX (their ADD clamps its result; their MUL/ADD/
+    FULLY_CONNECTED clamp every score they compute, so only an input can be infinite there).
+    """
+    roles = _plan(graph, runtime=True)
+    selects = [n for n in graph.nodes if roles.get(id(n)) == "select_runtime"]
+    if not selects:
+        return []
+    b = _Builder(graph)
+    shared: dict[tuple[str, int], tuple[str, str, str]] = {}
+    kept: list[Node] = []
+    changed = []
+    for node in graph.nodes:
+        if roles.get(id(node)) != "select_runtime":
+            kept.append(node)
+            continue
+        b.label = node.label
+        run = _runtime_branch(graph, node)
+        cond, s_name, k_name = node.inputs[0], node.inputs[run], node.inputs[3 - run]
+        cshape = b.shape(cond)
+        key = (cond, run)
+        if key not in shared:
+            cf = b.op("Cast", [cond], cshape, "mask_f", to=1)
+            # m = 1 where the constant is chosen: c itself when K is the then-branch
+            m = cf if run == 2 else b.op("Sub", [b.const(1.0, "one"), cf], cshape, "masked")
+            lo = b.op("Log", [m], cshape, "lo")
+            shared[key] = (m, lo, b.op("Neg", [lo], cshape, "hi"))
+        m, lo, hi = shared[key]
+        shape = b.shape(node.outputs[0])
+        k = np.asarray(value_const(graph, k_name), np.float32)
+        v = b.op("Max", [lo, s_name], b.shape(s_name), "kept_lo")
+        v = b.op("Min", [hi, v], shape, "kept")
+        fill = b.op("Mul", [m, b.const(k, "fill")], _broadcast(cshape, k.shape), "fill")
+        b.op("Add", [v, fill], shape, "select", out=node.outputs[0])
+        kept.extend(b.nodes)
+        b.nodes = []
+        changed.append(node.label)
+    graph.nodes = kept
+    graph.invalidate()
+    # opt-in rules run after RULES: carry the conditions now that their Where reads a float
+    return changed + float_mask_logic(graph)
+
+
 RULES = [("gathernd_as_reshape", gathernd_as_reshape), ("float_mask_logic", float_mask_logic)]
+
+# Opt-in (onnx_rewrites.OPT_IN / opt_in): not exact on LiteRT's builtin kernels for an infinite
+# kept S (see where_runtime_branch), so not run by default.
+OPT_IN = {"where_runtime_branch": where_runtime_branch}

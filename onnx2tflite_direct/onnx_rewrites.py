@@ -16,12 +16,15 @@ from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
 from .float_carried import float_carried_integers
 from .float_indices import RULES as INDEX_RULES
 from .float_indices import TRIGGERS as INDEX_TRIGGERS
+from .float_masks import OPT_IN as MASK_OPT_IN
 from .float_masks import RULES as MASK_RULES
 from .float_masks import TRIGGERS as MASK_TRIGGERS
 from .folding import NONDETERMINISTIC_OPS
 from .head_projection import OPT_IN as HEAD_OPT_IN
 from .head_projection import fused_head_projection
 from .ir import Graph, Node, Value
+from .log_softmax_parts import RULES as LOG_SOFTMAX_RULES
+from .log_softmax_parts import TRIGGERS as LOG_SOFTMAX_TRIGGERS
 from .qdq_merge import merge_double_qdq
 from .registry import REGISTRY
 from .strength_reduction import RULES as STRENGTH_RULES
@@ -424,11 +427,12 @@ RULES = [
     *STRENGTH_RULES,  # after the fusions: they match Pow(x, 3), Div(x, sqrt 2), Div(x, 6)
     *MASK_RULES,  # after gather_as_reshape: a bool Gather of arange indices is then a Reshape
     *INDEX_RULES,
+    *LOG_SOFTMAX_RULES,
     ("fused_head_projection", fused_head_projection),  # after remove_identity_arith (bias 0)
 ]
 
 # Rules measured and kept, but not run unless asked for (benchmarks, tests): see opt_in.
-OPT_IN = dict(HEAD_OPT_IN)
+OPT_IN = dict(HEAD_OPT_IN, **MASK_OPT_IN)
 
 # Rules that create activations no ONNX tensor holds (one projection computing three), so
 # calibration, which ranges ONNX tensors, has no range for them: the pipeline turns them off
@@ -450,6 +454,7 @@ TRIGGERS = {
     **STRENGTH_TRIGGERS,
     **MASK_TRIGGERS,
     **INDEX_TRIGGERS,
+    **LOG_SOFTMAX_TRIGGERS,
     "fused_head_projection": {"Transpose"},
 }
 

