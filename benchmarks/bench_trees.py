@@ -16,7 +16,7 @@ Needs the exporters (not project dependencies); run it in the environment of
         [--baseline DIR --baseline-label COMMIT] [--kernels]
 
 Writes ``benchmarks/results/trees.json`` and prints a table. ``--strategy`` forces one of the
-tree-walking strategies of ``lowering/ml_trees.py`` (``grid``, ``traverse``, ``all_splits``;
+tree strategies of ``lowering/ml_trees.py`` (``path``, ``grid``, ``traverse``, ``all_splits``;
 the default lets the converter's cost model choose), which is how the choice was measured:
 ``--strategy all`` converts each model with every strategy and times them all interleaved
 with onnxruntime in one run (rows ``strategies``).
@@ -62,7 +62,7 @@ MODELS = {
     "gradient_boosting_regressor": ml_models.gradient_boosting_regressor,
 }
 BATCHES = (1, 256)
-STRATEGIES = ("grid", "traverse", "all_splits")
+STRATEGIES = ("path", "grid", "traverse", "all_splits")
 TARGET_RATIO_BATCH1 = 2.0
 
 

@@ -1,6 +1,6 @@
 """Tree ensembles (ai.onnx.ml TreeEnsembleClassifier, TreeEnsembleRegressor, TreeEnsemble v5).
 
-How the trees run: three strategies, chosen per model by a cost model of LiteRT's CPU kernels
+How the trees run: four strategies, chosen per model by a cost model of LiteRT's CPU kernels
 (``choose_strategy``: the estimated time of each, from per-element costs measured on LiteRT;
 ``benchmarks/bench_trees.py`` has the figures: ``--kernels`` the per-element costs,
 ``--strategy all`` every strategy on the benchmark models). LiteRT has no pointer-chasing
@@ -8,6 +8,11 @@ kernel: its GATHER copies element by element (about 2.1 ns an element), while de
 with a comparison and a SELECT_V2 costs a sixth of that, so the rule is to GATHER as little as
 possible.
 
+* Path (``ml_tree_path``; LEQ/LT/GTE/GT, finite thresholds, SUM/AVERAGE): no walk at all.
+  Trees padded to complete trees, every split decided at once as 0/1, the reached leaf's
+  indicator built level by level with element-wise MUL/SUB (exact for 0/1), the leaf weights
+  summed by one BATCH_MATMUL (``forest_scores`` then skips ``aggregate``). Its work grows as
+  ``2 ** depth`` a tree: the choice for shallow trees at batches above 1.
 * Grid (``ml_tree_grid``; LEQ/LT/GTE/GT in any mix, any thresholds but NaN): every split is
   decided at once by one broadcast LESS_EQUAL of feature views against a threshold grid, a
   SELECT_V2 gives every node's next node, and the walk is one GATHER per tree and level. Its
