@@ -156,6 +156,8 @@ def _add_flag(group, name: str, flag: Flag) -> None:
             kwargs["action"] = "append"
         elif flag.kind == "list":
             kwargs.update(action="extend", nargs="+")
+        elif flag.kind == "optional_list":  # split_list_values gives it `--flag=` when bare
+            kwargs.update(action="extend", nargs="*")
     default = default_text(name)
     if default is not None:
         kwargs["help"] += f" (default: {default})"
@@ -196,7 +198,7 @@ def _list_flags() -> dict[str, Flag]:
     for name in FIELDS:
         meta = meta_of(name)
         for flag in meta.flags if meta else ():
-            if flag.kind == "list":
+            if flag.kind in ("list", "optional_list"):
                 flags.update({n: flag for n in flag.names})
     return flags
 
@@ -237,6 +239,8 @@ def split_list_values(argv: list[str], parser: argparse.ArgumentParser) -> list[
         if taken:
             out.pop()
             out.extend(f"{flag.name}={value}" for value in taken)
+        elif flag.kind == "optional_list":  # bare: argparse must not take the next token
+            out[-1] = f"{flag.name}="
     return out
 
 

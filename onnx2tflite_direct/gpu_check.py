@@ -132,6 +132,17 @@ def check_model(model: tfl.Model) -> dict[str, Any]:
     main_fallbacks = {f["op_index"] for f in fallbacks if f["subgraph"] == 0}
     subsets = partitions(model.subgraphs[0], main_fallbacks) if fallbacks else []
     delegable_sizes = [n for kind, n in subsets if kind]
+    mains = [s.subgraph_index for s in model.signatures] if model.signatures else [0]
+    int64_inputs = sorted(
+        {
+            name
+            for i in mains
+            for name, t in zip(
+                model.subgraphs[i].input_names, model.subgraphs[i].inputs, strict=False
+            )
+            if t.dtype == np.int64
+        }
+    )
     return {
         "verdict": verdict_text(fallbacks),
         "fully_delegable": not fallbacks,
@@ -143,6 +154,8 @@ def check_model(model: tfl.Model) -> dict[str, Any]:
         if fallbacks
         else len(model.subgraphs[0].operators),
         "fall_back": fallbacks,
+        # int64 graph inputs (no GPU rule takes int64; --int32-inputs declares them int32)
+        "int64_inputs": int64_inputs,
         "by_op": dict(sorted(by_op.items())),
         "rules": gpu_rules.SOURCE,
     }
@@ -167,6 +180,12 @@ def format_verdict(section: dict[str, Any]) -> list[str]:
         lines.append(
             "  hint: WHILE loops (LSTM/GRU/RNN) have no GPU parser; --unroll-rnn writes their "
             "time steps out as ordinary operators"
+        )
+    if section.get("int64_inputs"):
+        lines.append(
+            f"  hint: int64 input(s) {', '.join(section['int64_inputs'])}: no GPU rule takes an "
+            "int64 tensor; --int32-inputs declares them int32 (feed int32 values), and with "
+            "--gpu-friendly the lookups and masks they feed are rewritten for the GPU"
         )
     cross = section.get("analyzer")
     if cross and cross.get("effective") and cross.get("disagreements"):

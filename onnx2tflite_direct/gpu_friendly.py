@@ -9,7 +9,8 @@ reject it and only into operators the same rules accept (one source of truth), r
 nothing changes; the report section lists the rewrites and what still falls back.
 
 The rules live in ``gpu_rewrites`` (data movement: ranks, layouts, gathers, slices, shapes)
-and ``gpu_rewrites_math`` (computation: activations, CEIL, LRN, constant folding, selects);
+``gpu_rewrites_math`` (computation: activations, CEIL, LRN, constant folding, selects) and
+``gpu_rewrites_int`` (int32 index arithmetic: embedding lookups by ``--int32-inputs`` ids);
 :data:`ORDER` is the order they are tried in (the first that applies wins).
 """
 
@@ -17,7 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import gpu_check, gpu_rewrites, gpu_rewrites_math, gpu_rules, tfl, tfl_rewrites
+from . import (
+    gpu_check,
+    gpu_rewrites,
+    gpu_rewrites_int,
+    gpu_rewrites_math,
+    gpu_rules,
+    tfl,
+    tfl_rewrites,
+)
 from .gpu_rewrites import Editor, Rule, delegable
 
 # Passes over the graph at most (a rewrite's output may enable another one).
@@ -43,8 +52,17 @@ ORDER = (
     "unit_axes_to_reshape",
     "elementwise_rank_reduction",
     "lrn_by_conv",
+    "gather_int32_indices",
+    "index_wrap_in_float",
+    "int32_moves_in_float",
+    "fold_constant_gather",
+    "not_into_select",
 )
-_BY_NAME: dict[str, Rule] = {**gpu_rewrites.RULES, **gpu_rewrites_math.RULES}
+_BY_NAME: dict[str, Rule] = {
+    **gpu_rewrites.RULES,
+    **gpu_rewrites_math.RULES,
+    **gpu_rewrites_int.RULES,
+}
 RULES: list[tuple[str, Rule]] = [(name, _BY_NAME[name]) for name in ORDER]
 assert set(ORDER) == set(_BY_NAME), "every rule is tried, in one stated order"
 

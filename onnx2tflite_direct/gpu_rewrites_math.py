@@ -13,6 +13,8 @@ accept it. Bit-exact unless said:
 - ``select_scalar_branches``: a uniform constant SELECT_V2 branch becomes a scalar.
 - ``lrn_by_conv``: LOCAL_RESPONSE_NORMALIZATION becomes SQUARE, a banded 1x1 CONV_2D, POW and
   MUL (same formula; the window sum is added in another order).
+- ``not_into_select``: LOGICAL_NOT read only as select conditions disappears; the selects
+  read the mask with their branches swapped.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tfl
-from .gpu_rewrites import Editor, Rule, static
+from .gpu_rewrites import Editor, Rule, delegable, static
 
 UNFUSED_ACTIVATION = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
 
@@ -171,10 +173,39 @@ def _select_scalar_branches(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] 
     ]
 
 
+def _not_into_select(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """LOGICAL_NOT (no GPU parser) read only as the condition of SELECT / SELECT_V2 ops the
+    GPU takes (a padding mask's ``masked_fill(~mask, ...)``) -> nothing: each select reads the
+    mask itself with its branches swapped (``not c ? a : b`` is ``c ? b : a``, bit for bit)."""
+    if op.opcode != "LOGICAL_NOT" or id(op.outputs[0]) in ed.io:
+        return None
+    src, out = op.inputs[0], op.outputs[0]
+    users = ed.uses.get(id(out), [])
+    if not users:
+        return None
+    for user in users:
+        if user.opcode not in ("SELECT", "SELECT_V2") or len(user.inputs) != 3:
+            return None
+        if user.inputs[0] is not out or out in user.inputs[1:] or not delegable(user):
+            return None
+    for user in users:  # delegable: the driver leaves them alone in this pass
+        _, a, b = user.inputs
+        swapped = tfl.Operator(
+            user.opcode,
+            [src, b, a],
+            list(user.outputs),
+            dict(user.options),
+            onnx_node=user.onnx_node,
+        )
+        ed.replace(user, [swapped])
+    return []
+
+
 RULES: dict[str, Rule] = {
     "fold_constant_fully_connected": _fold_constant_fully_connected,
     "unfuse_activation": _unfuse_activation,
     "ceil_by_floor": _ceil_by_floor,
     "select_scalar_branches": _select_scalar_branches,
     "lrn_by_conv": _lrn_by_conv,
+    "not_into_select": _not_into_select,
 }

@@ -104,6 +104,9 @@ def value_problems(o) -> Iterable[OptionError]:
     percentile = o.calibration_percentile
     if not isinstance(percentile, (int, float, np.floating)) or not 50.0 < percentile <= 100.0:
         yield _bad("{0} must be in (50, 100]", "calibration_percentile")
+    names = o.int32_inputs
+    if not isinstance(names, bool) and not all(isinstance(n, str) and n for n in names):
+        yield _bad(f"{{0}} must be True or input names, got {names!r}", "int32_inputs")
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
     try:

@@ -21,7 +21,8 @@ class Flag:
     """One command-line flag.
 
     ``kind``: ``switch`` (present = True), ``negate`` (present = False), ``value`` (one value),
-    ``append`` (repeatable, one value each), ``list`` (one or more values after the flag).
+    ``append`` (repeatable, one value each), ``list`` (one or more values after the flag),
+    ``optional_list`` (like ``list``, or no value at all: the flag alone means "every one").
     ``accepts`` says whether a token after a ``list`` flag is one of its values (the CLI stops
     there, so ``--quantize fp16 model.onnx`` leaves the model path alone)."""
 
@@ -48,6 +49,8 @@ class Flag:
             return ", ".join(self.names)
         meta = self.metavar or "|".join(self.choices or ()) or self.dest.upper()
         tail = "..." if self.kind == "list" else ""
+        if self.kind == "optional_list":
+            return f"{', '.join(self.names)} [{meta}...]"
         return f"{', '.join(self.names)} {meta}{tail}"
 
 

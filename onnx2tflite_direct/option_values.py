@@ -25,6 +25,11 @@ def parse_names(text: str) -> list[str]:
     return names
 
 
+def parse_optional_names(text: str) -> list[str]:
+    """Comma-separated names; empty text (a bare optional-list flag) gives none."""
+    return [n for n in text.split(",") if n]
+
+
 def parse_named_values(text: str) -> tuple[str, list[float]]:
     name, sep, values = text.partition("=")
     if not sep or not name:

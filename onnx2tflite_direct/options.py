@@ -45,6 +45,7 @@ from .option_values import (
     parse_named_value,
     parse_named_values,
     parse_names,
+    parse_optional_names,
     parse_shape_pin,
 )
 from .quant import overrides as quant_overrides
@@ -78,6 +79,12 @@ def _calibration_source(entries):
     if len(entries) == 1 and "=" not in entries[0]:
         return entries[0]
     return list(entries)
+
+
+def _every_or_names(*lists) -> bool | tuple[str, ...]:
+    """A bare optional-list flag: True (every one); else the names given (each flag value is
+    the list of one comma-separated token)."""
+    return tuple(n for values in lists for names in values or () for n in names) or True
 
 
 def _not_a_model_path(token: str) -> bool:
@@ -242,6 +249,23 @@ class ConvertOptions:
         "accept, where one exists (docs/gpu_delegate.md); the report's `gpu_friendly` section "
         "lists each rewrite, the verdict before and after, and what still falls back",
         "layout",
+    )
+    int32_inputs: bool | tuple[str, ...] = _opt(
+        False,
+        "--int32-inputs",
+        "declare these int64 inputs (all int64 inputs when no name is given) int32 in the "
+        "file, e.g. token ids and attention masks for the GPU delegate, which takes no int64 "
+        "tensor; feed int32 values, which must fit in int32: the file computes what the model "
+        "computes on them (the report's `int32_inputs` section lists each input; "
+        "[docs/gpu_delegate.md](docs/gpu_delegate.md))",
+        "--gpu-friendly --int32-inputs",
+        group="layout",
+        kind="optional_list",
+        metavar="NAME",
+        type=parse_optional_names,
+        accepts=_not_a_model_path,
+        api_hint="int32_inputs=True or int32_inputs=[NAME, ...]",
+        from_cli=_every_or_names,
     )
     fp16_accumulation: bool = _switch(
         "--fp16-accumulation",
@@ -566,6 +590,9 @@ class ConvertOptions:
         seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
         changes = {n: tuple(getattr(self, n) or ()) for n in seqs}
         changes["disable_rewrites"] = tuple(self.disable_rewrites or ())
+        if not isinstance(self.int32_inputs, bool):  # names: a tuple (str: one name)
+            names = self.int32_inputs
+            changes["int32_inputs"] = (names,) if isinstance(names, str) else tuple(names or ())
         changes["quant_overrides"] = quant_overrides.normalize(self.quant_overrides)
         if isinstance(self.quantize, str):
             changes["quantize"] = (self.quantize,)

@@ -19,7 +19,17 @@ from pathlib import Path
 
 import onnx
 
-from . import builder, errors, gpu_check, onnx_rewrites, option_checks, report, signatures, tfl
+from . import (
+    builder,
+    errors,
+    gpu_check,
+    int32_inputs,
+    onnx_rewrites,
+    option_checks,
+    report,
+    signatures,
+    tfl,
+)
 from . import gpu_friendly as gpu
 from . import validate as val
 from .atomic import publish, write_atomic, write_pending
@@ -180,6 +190,10 @@ def convert_checked(
             driver, model_ir, loader = _lower(
                 model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
             )
+        if o.int32_inputs:  # before the map and the GPU rewrites: they see the int32 inputs
+            rows = [*driver.io_table]  # and each signature's input rows
+            rows += [r for s in rec.sections.get("signatures", ()) for r in s["inputs"]]
+            rec.section("int32_inputs", int32_inputs.apply(model_ir, o.int32_inputs, rows))
         result._model_loader = loader
         result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites

@@ -130,12 +130,16 @@ def test_runtime_gather_with_1d_indices_is_delegable():
         outputs=[("y", np.float32, (2, 3))],
     )
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(4, 3), "i": np.array([3, 0], np.int32)}
-    chk = check_conversion(model, feeds=feeds, gpu_friendly=True)
-    # The GATHER is taken; the FLOOR_MOD that wraps negative indices works on int32 and is not.
-    assert chk.ops["GATHER"] == 1
-    assert [(f["op"], f["rules"]) for f in _not_delegated(chk)] == [
+    plain = check_conversion(model, feeds=feeds)
+    # The GATHER is taken; the FLOOR_MOD that wraps negative indices works on int32 and is not,
+    assert [(f["op"], f["rules"]) for f in plain.report["gpu"]["fall_back"]] == [
         ("FLOOR_MOD", ["non_float_tensor"])
     ]
+    # so --gpu-friendly wraps them in float32 between CASTs (index_wrap_in_float).
+    chk = check_conversion(model, feeds=feeds, gpu_friendly=True)
+    assert chk.ops["GATHER"] == 1
+    assert [r["rule"] for r in _rewrites(chk)] == ["index_wrap_in_float"]
+    assert _not_delegated(chk) == []
 
 
 # ---- >4-D TRANSPOSE brought down to 4-D ------------------------------------------------------

@@ -25,6 +25,7 @@ def test_every_report_field_is_documented():
     documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.M))
     optional_sections = {
         "gpu_friendly",
+        "int32_inputs",
         "quantization",
         "prequantized",
         "dynamic_shapes",
