@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .batched_nms import RULES as BATCHED_NMS_RULES
+from .batched_nms import TRIGGERS as BATCHED_NMS_TRIGGERS
 from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
 from .float_carried import float_carried_integers
 from .float_indices import RULES as INDEX_RULES
@@ -429,6 +431,7 @@ RULES = [
     *INDEX_RULES,
     *LOG_SOFTMAX_RULES,
     ("fused_head_projection", fused_head_projection),  # after remove_identity_arith (bias 0)
+    *BATCHED_NMS_RULES,  # after remove_noop_cast: it follows the boxes up to the offset Add
 ]
 
 # Rules measured and kept, but not run unless asked for (benchmarks, tests): see opt_in.
@@ -456,6 +459,7 @@ TRIGGERS = {
     **INDEX_TRIGGERS,
     **LOG_SOFTMAX_TRIGGERS,
     "fused_head_projection": {"Transpose"},
+    **BATCHED_NMS_TRIGGERS,
 }
 
 

@@ -52,6 +52,7 @@ from .. import layout as L
 from ..driver import VALID_COUNT_SUFFIX
 from ..policies import onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from . import nms_groups
 from .emit import Emitter
 
 # B * C NMS kernels are unrolled; beyond this the graph would be unreasonably large.
@@ -119,6 +120,8 @@ class _NmsBuilder:
                 "(the default gives ONNX's [num_selected, 3])"
             )
         self.rows = self.batches * self.rows_c  # one NMS kernel per row
+        # Marked by rule batched_nms_groups: one kernel per group of one row (nms_groups.py).
+        self.grouped = self.rows == 1 and nms_groups.groups_of(ctx) is not None
         const_k = _const_max_output(ctx.node, ctx.driver.graph)
         self.runtime_k = const_k is None
         self.const_k = const_k
@@ -281,9 +284,28 @@ class _NmsBuilder:
 
     def count(self, mask, dtype, hint):
         """Per row, the number of true entries of a [rows, N] mask."""
+        return self.count_rows(mask, self.rows, hint, dtype)
+
+    def count_rows(self, mask, rows, hint, dtype=np.int32):
+        """Per row, the number of true entries of a [rows, N] mask."""
         ones = self.e.op("CAST", mask, dtype=dtype, hint=f"{hint}_ones")
         axis = self.const(np.array([1], np.int32), "box_axis")
-        return self.e.op("SUM", ones, axis, shape=(self.rows,), hint=hint, keep_dims=False)
+        return self.e.op("SUM", ones, axis, shape=(rows,), hint=hint, keep_dims=False)
+
+    def rank_scores(self):
+        """[N] float32 N, N-1, ..., 1: the kernel's scores in sorted order (exact to 2**24)."""
+        n = self.boxes_n
+        if not self.runtime_n:
+            return self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
+        return self.e.op(
+            "RANGE",
+            self.size_f32(self.n_i32()),
+            self.const(np.float32(0), "rank_end"),
+            self.const(np.float32(-1), "rank_step"),
+            shape=(n,),
+            dtype=np.float32,
+            hint="rank_scores",
+        )
 
     def const_iou(self) -> float | None:
         """The IoU threshold when it is constant (ONNX's default 0 when absent), else None."""
@@ -342,21 +364,8 @@ class _NmsBuilder:
     def select(self, sorted_boxes, suppressible, thresholds):
         """One NMS kernel per row over the suppressible boxes: ([rows, K] positions in sorted
         order, [rows] valid counts)."""
-        n = self.boxes_n
-        if self.runtime_n:  # N, N-1, ..., 1
-            rank_scores = self.e.op(
-                "RANGE",
-                self.size_f32(self.n_i32()),
-                self.const(np.float32(0), "rank_end"),
-                self.const(np.float32(-1), "rank_step"),
-                shape=(n,),
-                dtype=np.float32,
-                hint="rank_scores",
-            )
-        else:
-            rank_scores = self.const(np.arange(n, 0, -1, dtype=np.float32), "rank_scores")
         zero = self.const(np.float32(0), "excluded_score")
-        scores = self.e.op("SELECT_V2", suppressible, rank_scores, zero, hint="kscores")
+        scores = self.e.op("SELECT_V2", suppressible, self.rank_scores(), zero, hint="kscores")
         k = self.k_i32()
         iou = self.kernel_iou()
         no_threshold = self.const(np.float32(0), "rank_threshold0")
@@ -412,6 +421,26 @@ class _NmsBuilder:
         positions = self.e.op("SUB", last, clamped, hint="positions")
         merged = self.e.op("MINIMUM", n_free, self.k_i32(), hint="merged_k")
         return positions, merged
+
+    def first_k_positions(self, chosen):
+        """The first K true positions of a [1, N] mask, ascending (TOPK_V2 over keys
+        last - position), and their count: a selection merged in ONNX's order."""
+        n = self.boxes_n
+        last = self.last_i32()
+        if self.runtime_n:
+            positions_n = self.arange(n, self.n_i32(), "box_positions")
+            all_keys = self.e.op("SUB", last, positions_n, hint="chosen_keys0")
+        else:
+            all_keys = self.const(n - 1 - np.arange(n, dtype=np.int32), "chosen_keys0")
+        none = self.const(np.int32(-1), "no_key")
+        keys = self.e.op("SELECT_V2", chosen, all_keys, none, hint="chosen_keys")
+        top = self.ctx.temp(np.int32, (self.rows, self.k), "top_keys")
+        where = self.ctx.temp(np.int32, (self.rows, self.k), "top_where")
+        self.e.op("TOPK_V2", keys, self.k_i32(), out=[top, where])
+        clamped = self.e.op("MAXIMUM", top, self.const(np.int32(0), "zero_i"), hint="top_clamped")
+        positions = self.e.op("SUB", last, clamped, hint="positions")
+        total = self.count(chosen, np.int32, "chosen_count")
+        return positions, self.e.op("MINIMUM", total, self.k_i32(), hint="merged_k")
 
     def valid(self, counts):
         """[rows, K] slot < count."""
@@ -579,10 +608,14 @@ class _NmsBuilder:
             free = self.e.op("LOGICAL_AND", free, above, hint="free")
         iou = self.const_iou()
         if iou is not None and not iou < 1:  # nothing is ever suppressed: no kernel
-            picks = counts = None
+            positions, counts = self.merge(None, None, free)
+        elif self.grouped:
+            positions, counts = nms_groups.select_and_merge(
+                self, order, sorted_boxes, suppressible, above, free
+            )
         else:
             picks, counts = self.select(sorted_boxes, suppressible, self.rank_thresholds(above))
-        positions, counts = self.merge(picks, counts, free)
+            positions, counts = self.merge(picks, counts, free)
         if self.runtime_k:
             counts = self.runtime_limit(counts)
         box_index = self.gather_rows(order, positions, (rows, self.k), "box_index")
@@ -627,12 +660,20 @@ class _NmsBuilder:
         "BITCAST",
         "ARG_MAX",
         "REDUCE_MAX",
+        "REDUCE_MIN",
+        "REDUCE_ANY",
+        "EQUAL",
+        "LOGICAL_OR",
+        "SCATTER_ND",
+        "RANGE",
     ),
     notes=(
         "default: ONNX's exact [num_selected, 3] (dynamic size); --nms-padded-output: fixed-size "
         "[B*C*K, 3] padded with -1 rows plus <output>_valid_count; --nms-class-argmax: "
         f"class-agnostic NMS on per-box max scores; at most {MAX_NMS_KERNELS} batch x class "
-        "kernels"
+        "kernels; torchvision batched_nms boxes (boxes + label * (max + 1)): one kernel per "
+        "label group (rule batched_nms_groups), a run-time separation check falling back to one "
+        "kernel"
     ),
     extra_check=_check,
 )
