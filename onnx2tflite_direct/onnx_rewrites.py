@@ -14,6 +14,8 @@ import numpy as np
 
 from .batched_nms import RULES as BATCHED_NMS_RULES
 from .batched_nms import TRIGGERS as BATCHED_NMS_TRIGGERS
+from .contrib_masks import RULES as CONTRIB_MASK_RULES
+from .contrib_masks import TRIGGERS as CONTRIB_MASK_TRIGGERS
 from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
 from .float_carried import float_carried_integers
 from .float_indices import RULES as INDEX_RULES
@@ -430,6 +432,7 @@ RULES = [
     *MASK_RULES,  # after gather_as_reshape: a bool Gather of arange indices is then a Reshape
     *INDEX_RULES,
     *LOG_SOFTMAX_RULES,
+    *CONTRIB_MASK_RULES,
     ("fused_head_projection", fused_head_projection),  # after remove_identity_arith (bias 0)
     *BATCHED_NMS_RULES,  # after remove_noop_cast: it follows the boxes up to the offset Add
 ]
@@ -458,6 +461,7 @@ TRIGGERS = {
     **MASK_TRIGGERS,
     **INDEX_TRIGGERS,
     **LOG_SOFTMAX_TRIGGERS,
+    **CONTRIB_MASK_TRIGGERS,
     "fused_head_projection": {"Transpose"},
     **BATCHED_NMS_TRIGGERS,
 }

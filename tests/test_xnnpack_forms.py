@@ -235,3 +235,70 @@ def test_log_softmax_of_a_graph_input_keeps_its_kernel():
     x = np.array([[0.0, -np.inf, 3.0, 1.0, 2.0], [1.0, 2.0, -np.inf, -np.inf, 0.5]], F)
     chk = check_conversion(model, feeds={"x": x}, atol=1e-6, rtol=1e-6)
     assert "LOG_SOFTMAX" in chk.ops
+
+
+# ------------------------------------------------- mask_index_as_bias
+
+
+def _eln_two_layers(filt2: float):
+    """EmbedLayerNormalization (mask count) -> Attention -> Attention (the second with its own
+    mask_filter_value): onnxruntime's transformer-optimizer form of a BERT encoder."""
+    h, heads, vocab = 16, 2, 40
+    rnd = np.random.default_rng(7)
+    inits = {
+        "word": rnd.standard_normal((vocab, h)).astype(F),
+        "pos": rnd.standard_normal((16, h)).astype(F),
+        "g": rnd.standard_normal(h).astype(F),
+        "b": rnd.standard_normal(h).astype(F),
+        "w": (rnd.standard_normal((h, 3 * h)) * 0.3).astype(F),
+        "wb": (rnd.standard_normal(3 * h) * 0.1).astype(F),
+    }
+    ms = "com.microsoft"
+    nodes = [
+        node(
+            "EmbedLayerNormalization",
+            ["ids", "", "word", "pos", "", "g", "b", "mask"],
+            ["emb", "count"],
+            domain=ms,
+            epsilon=1e-12,
+        ),
+        node("Attention", ["emb", "w", "wb", "count"], ["a1"], domain=ms, num_heads=heads),
+        node(
+            "Attention",
+            ["a1", "w", "wb", "count"],
+            ["y"],
+            domain=ms,
+            num_heads=heads,
+            mask_filter_value=filt2,
+        ),
+    ]
+    return make_model(
+        nodes,
+        inputs=[("ids", np.int32, [2, 6]), ("mask", np.int32, [2, 6])],
+        outputs=[("y", F, [2, 6, h])],
+        initializers=inits,
+        opset={"": 17, ms: 1},
+        check=False,  # no onnx schema for contrib ops; onnxruntime judges the model
+    )
+
+
+@pytest.mark.parametrize("filt2", [-10000.0, -3.0e38, -np.inf])
+def test_mask_index_as_attention_bias(filt2):
+    """The mask count (ones of each row: values 2, -1 and a zero mid-row do not count, the
+    count is a key length) as a float attention_bias: bit-identical to the integer form, one
+    partition, only the CASTs of the integer inputs and the word GATHER outside; an infinite
+    mask_filter_value keeps the integer form for its layer."""
+    model = _eln_two_layers(filt2)
+    feeds = {
+        "ids": np.array([[1, 5, 39, 0, 7, 7], [3, 3, 2, 1, 0, 9]], np.int32),
+        "mask": np.array([[1, 1, 0, 1, 2, -1], [1, 1, 1, 1, 1, 0]], np.int32),
+    }
+    chk = check_conversion(model, feeds=feeds, atol=5e-5)
+    off = check_conversion(model, feeds=feeds, atol=5e-5, disable_rewrites=("mask_index_as_bias",))
+    np.testing.assert_array_equal(chk.actual["y"], off.actual["y"])
+    assert "mask_index_as_bias" in _matched(chk)
+    parts = count_partitions(chk.tflite_bytes)
+    if np.isfinite(filt2):
+        assert parts["partitions"] == 1 and parts["outside"] == {"CAST": 1, "GATHER": 1}, parts
+    else:
+        assert "SELECT_V2" in chk.ops

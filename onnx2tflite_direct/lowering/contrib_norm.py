@@ -142,6 +142,19 @@ def _embed_check(node, graph, id_inputs=(0, 1, 7, 8)):
     return None
 
 
+def _lookup(ctx, e, table: int, ids: int, hint: str):
+    """Rows of table input ``table`` for the ids of input ``ids``; constant ids of a constant
+    table (an exporter's position or token-type buffer) are looked up here, in numpy, instead
+    of by a GATHER, which XNNPACK does not take (ids outside the table fall back to GATHER)."""
+    rows, idx = ctx.const(table), ctx.const(ids)
+    if rows is not None and idx is not None:
+        idx = np.asarray(idx, np.int64)
+        n = np.asarray(rows).shape[0]
+        if ((idx >= -n) & (idx < n)).all():
+            return e.const(np.take(np.asarray(rows, np.float32), idx, axis=0), hint=hint)
+    return e.gather(ctx.input(table), e.cast(ctx.input(ids), np.int32, f"{hint}_ids"), 0, hint)
+
+
 @lowering(
     "EmbedLayerNormalization",
     onnx_order,
@@ -159,8 +172,7 @@ def lower_embed_layer_norm(ctx):
     hidden = ctx.shape(2)[1]
     x = e.gather(ctx.input(2), e.cast(ctx.input(0), np.int32, "ids"), 0, "words")
     if ctx.has_input(8):
-        pos_ids = e.cast(ctx.input(8), np.int32, "position_ids")
-        pos = e.gather(ctx.input(3), pos_ids, 0, "positions")
+        pos = _lookup(ctx, e, 3, 8, "positions")
     else:
         if s > ctx.shape(3)[0]:  # onnxruntime fails on such inputs (index out of range)
             ctx.refuse(
@@ -176,8 +188,7 @@ def lower_embed_layer_norm(ctx):
             pos = e.reshape(pos, (1, s, hidden), "positions_b")
     x = e.op("ADD", x, pos, hint="with_positions")
     if ctx.has_input(1) and ctx.has_input(4):
-        seg_ids = e.cast(ctx.input(1), np.int32, "segment_ids")
-        seg = e.gather(ctx.input(4), seg_ids, 0, "segments")
+        seg = _lookup(ctx, e, 4, 1, "segments")
         x = e.op("ADD", x, seg, hint="with_segments")
     if _used(ctx, 2):
         e.reshape(x, x.shape, out=ctx.output(2))
