@@ -9,6 +9,12 @@ change the answer; corpus: the corpus runner's feeds and tolerance). No GPU is i
 measures what the delegate's own rules say about the files we write.
 
     python benchmarks/bench_gpu_verdict.py [--zoo] [--out benchmarks/results/gpu_verdict.json]
+
+A model with an int64 input (token ids, attention masks) is also converted with
+``--gpu-friendly --int32-inputs`` (column ``gpu_friendly_int32_inputs``; its file run on the same
+int64 feeds, which the runner casts to int32); the summary's ``corpus_cnn_transformer`` counts
+the corpus CNN/transformer models (``bench_partitions.family``) fully delegable per run and
+lists what still falls back with both flags. ``--out X.json`` also writes ``X.md``.
 """
 
 from __future__ import annotations
@@ -47,9 +53,13 @@ def _matches(model, res, feeds, atol, rtol) -> bool:
 
 
 def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> dict:
-    """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime."""
+    """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime. A model
+    with an int64 input is also converted with --gpu-friendly --int32-inputs (its file run
+    on the same int64 feeds, which LiteRT receives as int32)."""
     row = {"model": name}
     runs = [("default", False, {}), ("gpu_friendly", True, {})]
+    if int64_inputs(model):
+        runs.append(("gpu_friendly_int32_inputs", True, {"int32_inputs": True}))
     for label, friendly, extra in runs:
         res = convert(model, gpu_friendly=friendly, **{**options, **extra})
         gpu = res.report["gpu"]
@@ -60,8 +70,14 @@ def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> d
             "delegated_ops": gpu["delegated_ops"],
             "fall_back": _fallbacks(gpu),
         }
-        if friendly and label == "gpu_friendly_unroll_rnn":
+        if friendly and label in ("gpu_friendly_unroll_rnn", "gpu_friendly_int32_inputs"):
             row[label]["matches_onnxruntime"] = _matches(model, res, feeds, atol, rtol)
+            if "int32_inputs" in extra:
+                section = res.report["gpu_friendly"]
+                rewrites = Counter(r["rule"] for r in section["rewrites"])
+                row[label]["rewrites"] = dict(sorted(rewrites.items()))
+                row[label]["int32_inputs"] = res.report["int32_inputs"]["inputs"]
+                row[label]["kept_int64"] = res.report["int32_inputs"]["kept_int64"]
         elif friendly:
             section = res.report["gpu_friendly"]
             rewrites = Counter(r["rule"] for r in section["rewrites"])
@@ -72,6 +88,24 @@ def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> d
                 # what --check-gpu suggests for recurrent loops
                 runs.append(("gpu_friendly_unroll_rnn", True, {"unroll_rnn": True}))
     return row
+
+
+def int64_inputs(model) -> list[str]:
+    """The model's int64 graph inputs (what --int32-inputs declares int32)."""
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return [
+        i.name
+        for i in model.graph.input
+        if i.name not in inits and i.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    ]
+
+
+def with_int32(row: dict) -> dict:
+    """The row's best verdict section for a GPU user: --gpu-friendly --int32-inputs when the
+    model has an int64 input, else --gpu-friendly."""
+    return row.get("gpu_friendly_int32_inputs") or row["gpu_friendly"]
 
 
 def zoo_models():
@@ -181,6 +215,98 @@ def _by_domain(rows: list[dict]) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items()))
 
 
+def _commit() -> str:
+    """The converter measured: ROOT/COMMIT of a clean export (``git archive``), else the
+    working tree's HEAD (plus ``+dirty`` when it has changes)."""
+    import subprocess
+
+    stamp = ROOT / "COMMIT"
+    if stamp.exists():
+        return stamp.read_text().strip()
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + "+dirty"
+
+
+def _cnn_transformer(rows: list[dict]) -> dict:
+    """Corpus models of the CNN/transformer family (``bench_partitions.family``: not
+    recurrent, quantized or ai.onnx.ml): how many are fully delegable per run, and what still
+    falls back with both flags (model -> "OP: reasons" counts)."""
+    from bench_partitions import family
+
+    sel = [
+        r
+        for r in rows
+        if r["model"].endswith("(corpus)")
+        and family(onnx.load(str(_model_source(r)), load_external_data=False)) == "cnn/transformer"
+    ]
+    return {
+        "models": len(sel),
+        "fully_delegable_default": sum(r["default"]["verdict"] == "fully delegable" for r in sel),
+        "fully_delegable_gpu_friendly": sum(
+            r["gpu_friendly"]["verdict"] == "fully delegable" for r in sel
+        ),
+        "fully_delegable_gpu_friendly_int32_inputs": sum(
+            with_int32(r)["verdict"] == "fully delegable" for r in sel
+        ),
+        "still_falling_back": {
+            r["model"]: with_int32(r)["fall_back"]
+            for r in sel
+            if with_int32(r)["verdict"] != "fully delegable"
+        },
+    }
+
+
+def write_md(data: dict, path: Path) -> None:
+    """The summary and the per-model verdicts as a table."""
+    s = data["summary"]
+    full = s["fully_delegable"]
+    ct = s["corpus_cnn_transformer"]
+    lines = [
+        "# GPU delegate verdict (static rule check, nothing run on a GPU)",
+        "",
+        "Written by `benchmarks/bench_gpu_verdict.py` on converter "
+        f"`{data.get('converter', 'unknown')}`; the rules: `onnx2tflite_direct/gpu_rules.py` "
+        "(docs/gpu_delegate.md).",
+        "",
+        f"Models with a verdict: {s['with_verdict']} of {s['models']}. Fully delegable: "
+        f"{full['default']} by default, {full['gpu_friendly']} with `--gpu-friendly`, "
+        f"{full['gpu_friendly_int32_inputs']} with `--gpu-friendly --int32-inputs`.",
+        "",
+        f"Corpus CNN/transformer models: {ct['models']}; fully delegable "
+        f"{ct['fully_delegable_default']} by default, {ct['fully_delegable_gpu_friendly']} with "
+        f"`--gpu-friendly`, {ct['fully_delegable_gpu_friendly_int32_inputs']} with "
+        "`--gpu-friendly --int32-inputs`.",
+        "",
+        f"Models with an int64 input: {s['int32_inputs']['models']}; with both flags "
+        f"{s['int32_inputs']['fully_delegable']} fully delegable, "
+        f"{s['int32_inputs']['matching_onnxruntime']} matching onnxruntime on int64 feeds.",
+        "",
+        "| model | default | --gpu-friendly | --gpu-friendly --int32-inputs | matches onnxruntime "
+        "(int32 inputs) | still falls back (both flags) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | error: {r['error'][:60]} | | | | |")
+            continue
+        both = r.get("gpu_friendly_int32_inputs")
+        match = "" if both is None else ("yes" if both.get("matches_onnxruntime") else "NO")
+        left = "" if both is None else "; ".join(f"{k} x{v}" for k, v in both["fall_back"].items())
+        lines.append(
+            f"| {r['model']} | {r['default']['verdict']} | {r['gpu_friendly']['verdict']} | "
+            f"{both['verdict'] if both else '(no int64 input)'} | {match} | {left} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _print(row: dict) -> None:
     if "error" in row:
         print(f"{row['model']:44s} error: {row['error'][:80]}")
@@ -194,6 +320,10 @@ def _print(row: dict) -> None:
     unroll = row.get("gpu_friendly_unroll_rnn")
     if unroll:
         note += f"; with --unroll-rnn: {unroll['verdict']}"
+    both = row.get("gpu_friendly_int32_inputs")
+    if both:
+        ok = "" if both.get("matches_onnxruntime") else " MISMATCH"
+        note += f"; with --int32-inputs: {both['verdict']}{ok}"
     print(
         f"{row['model']:44s} default: {row['default']['verdict']:18s} "
         f"--gpu-friendly: {row['gpu_friendly']['verdict']}{note}"
@@ -233,6 +363,9 @@ def main(argv=None) -> int:
         label: sum(r[label]["verdict"] == "fully delegable" for r in rows_ok)
         for label in ("default", "gpu_friendly")
     }
+    full["gpu_friendly_int32_inputs"] = sum(
+        with_int32(r)["verdict"] == "fully delegable" for r in rows_ok
+    )
     summary = {
         "models": len(rows),
         "with_verdict": len(rows_ok),
@@ -249,6 +382,18 @@ def main(argv=None) -> int:
                 for r in rows_ok
             ),
         },
+        "corpus_cnn_transformer": _cnn_transformer(rows_ok),
+        "int32_inputs": {
+            "models": sum("gpu_friendly_int32_inputs" in r for r in rows_ok),
+            "fully_delegable": sum(
+                r.get("gpu_friendly_int32_inputs", {}).get("verdict") == "fully delegable"
+                for r in rows_ok
+            ),
+            "matching_onnxruntime": sum(
+                r.get("gpu_friendly_int32_inputs", {}).get("matches_onnxruntime") is True
+                for r in rows_ok
+            ),
+        },
         "gpu_friendly_rewritten_and_matching": sum(
             r["gpu_friendly"].get("matches_onnxruntime") is True for r in rows_ok
         ),
@@ -259,13 +404,17 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = {
         "what": "static GPU delegate verdict (ported LiteRT rules, nothing run on a GPU)",
+        "converter": _commit(),
         "summary": summary,
         "rows": rows,
     }
     args.out.write_text(json.dumps(add_floors(data), indent=2) + "\n")
+    write_md(data, args.out.with_suffix(".md"))
     print(
         f"fully delegable: {full['default']}/{len(rows_ok)} by default, "
-        f"{full['gpu_friendly']}/{len(rows_ok)} with --gpu-friendly -> {args.out}"
+        f"{full['gpu_friendly']}/{len(rows_ok)} with --gpu-friendly, "
+        f"{full['gpu_friendly_int32_inputs']}/{len(rows_ok)} with --gpu-friendly "
+        f"--int32-inputs -> {args.out}"
     )
     return 0
 
