@@ -375,17 +375,20 @@ def _kernel_units(rng):
 
     p_leaves = p_trees * 2 * p_half * 2
 
-    def path_mac(k):  # the leaf sums: BATCH_MATMUL [K, leaves] x [leaves, N]
+    def path_mac(k, targets=3):  # the leaf sums: BATCH_MATMUL [K, leaves] x [leaves, N]
         ind = t("leaf_ind", f32, (p_leaves, p_samples))
         ops, outs = [], []
         for j in range(k):
-            w = c(f"lw{j}", rng.standard_normal((3, p_leaves)).astype(np.float32))
-            o = t(f"s{j}", f32, (3, p_samples))
+            w = c(f"lw{j}", rng.standard_normal((targets, p_leaves)).astype(np.float32))
+            o = t(f"s{j}", f32, (targets, p_samples))
             ops.append(
                 tfl.Operator("BATCH_MATMUL", [w, ind], [o], {"adj_x": False, "adj_y": False})
             )
             outs.append(o)
         return ops, [ind], outs
+
+    def path_mac1(k):
+        return path_mac(k, 1)
 
     feeds = {
         "walk": {"next": rng.integers(0, slots, (1, slots)).astype(np.int32)},
@@ -420,6 +423,11 @@ def _kernel_units(rng):
         "path_mac": (
             3 * p_leaves * p_samples,
             path_mac,
+            {"leaf_ind": (rng.random((p_leaves, p_samples)) < 0.1).astype(np.float32)},
+        ),
+        "path_mac1": (
+            p_leaves * p_samples,
+            path_mac1,
             {"leaf_ind": (rng.random((p_leaves, p_samples)) < 0.1).astype(np.float32)},
         ),
     }
@@ -457,6 +465,19 @@ def kernels(runs: int, reps: int = 11) -> dict:
     out["path_decision"] = {
         "derived": "(path_decide - path_decide1) per row and added sample",
         "ns_per_element": round(per_sample, 4),
+    }
+    # the leaf sums: a part per leaf slot and sample (reading the indicator), whatever the
+    # number of targets, and a part per target (the multiply-add)
+    one_t, three_t = out["path_mac1"]["us_per_unit"], out["path_mac"]["us_per_unit"]
+    slots = out["path_mac1"]["elements_per_unit"]
+    per_target = 1e3 * (three_t - one_t) / (2 * slots)
+    out["path_leaf"] = {
+        "derived": "path_mac1 minus one target's multiply-add, per leaf slot and sample",
+        "ns_per_element": round(1e3 * one_t / slots - per_target, 4),
+    }
+    out["path_target_mac"] = {
+        "derived": "(path_mac - path_mac1) per added target, leaf slot and sample",
+        "ns_per_element": round(per_target, 4),
     }
     return out
 

@@ -71,13 +71,15 @@ def path_supported(forest: Forest) -> bool:
 
 @dataclass
 class PathGroup:
-    """Trees of one depth: their decision rows and their leaf table."""
+    """Trees of one depth (and, split by target, one target): their decision rows and their
+    leaves."""
 
     depth: int
     trees: list[int]
-    row_src: np.ndarray  # int32 [2 * T * (2^d - 1)]: the view row each decision row reads
+    row_src: np.ndarray  # int32 [T * (2^d - 1)]: the view row each decision row reads
     thresholds: np.ndarray  # float32 [same]
     leaves: list  # node index at each of the T * 2^d leaf positions (None: never reached)
+    targets: list[int]  # the targets its leaves give weights to (its leaf table's rows)
 
     @property
     def decisions(self) -> int:
@@ -116,17 +118,38 @@ def _below(forest: Forest, level: list) -> list:
     return first + second
 
 
-def plan_path(forest: Forest, n_features: int) -> PathPlan:
+def _tree_targets(forest: Forest, first_only: bool) -> list[tuple[int, ...]]:
+    """Per tree, the targets its leaves give a weight to."""
+    out = []
+    for root in forest.roots:
+        seen: set[int] = set()
+        for i in forest.reachable_leaves(root):
+            weights = forest.nodes[i].weights
+            seen.update(k for k, _ in (weights[:1] if first_only else weights))
+        out.append(tuple(sorted(seen)))
+    return out
+
+
+def plan_path(
+    forest: Forest, n_features: int, first_only: bool = False, by_target: bool = False
+) -> PathPlan:
+    """The decision rows and leaves of every group of trees: one group per depth, or with
+    ``by_target`` per depth and target for trees that score one target only (gradient
+    boosting's one tree per class and round): each group's leaf sums then multiply only its
+    own target's weights, ``1 / K`` of the multiply-adds, at the price of more operators."""
     depths = forest.tree_depths()
-    by_depth: dict[int, list[int]] = {}
+    tree_targets = _tree_targets(forest, first_only)
+    by_depth: dict[tuple, list[int]] = {}
     for t, d in enumerate(depths):
-        by_depth.setdefault(max(1, d), []).append(t)
+        key = tree_targets[t] if by_target and len(tree_targets[t]) == 1 else None
+        by_depth.setdefault((max(1, d), key), []).append(t)
     used = {_view(n)[:2] for n in forest.nodes if isinstance(n, Split)} or {(False, False)}
     views = [v for v in _VIEWS if v in used]
     index = {v: k for k, v in enumerate(views)}
     groups = []
-    for d in sorted(by_depth):
-        trees = by_depth[d]
+    for d, key in sorted(by_depth, key=lambda dk: (dk[0], dk[1] or ())):
+        trees = by_depth[(d, key)]
+        targets = sorted({k for t in trees for k in tree_targets[t]}) or [0]
         level = [forest.roots[t] for t in trees]
         src: list[int] = []
         thr: list[np.float32] = []
@@ -143,35 +166,48 @@ def plan_path(forest: Forest, n_features: int) -> PathPlan:
                     thr.append(F32_MAX)
             level = _below(forest, level)
         groups.append(
-            PathGroup(d, trees, np.asarray(src, np.int32), np.asarray(thr, np.float32), level)
+            PathGroup(
+                d, trees, np.asarray(src, np.int32), np.asarray(thr, np.float32), level, targets
+            )
         )
     return PathPlan(groups, views)
 
 
-def leaf_weight_table(forest: Forest, plan: PathPlan, first_only: bool):
-    """float32 [K, leaf slots]: the summed weights of the leaf at each slot (0 where none),
-    and [K, leaf slots] 1 where that leaf gives the target a weight."""
-    k = forest.n_targets
-    slots = [i for g in plan.groups for i in g.leaves]
-    table = np.zeros((k, len(slots)), np.float64)
-    has = np.zeros((k, len(slots)), np.float32)
-    for p, i in enumerate(slots):
+def best_path_plan(forest: Forest, n_features: int, rows: int, first_only: bool, need_has):
+    """The cheaper (``path_ns``) of the plans with and without groups per target."""
+    plans = [plan_path(forest, n_features, first_only, False)]
+    if forest.n_targets > 1:
+        plans.append(plan_path(forest, n_features, first_only, True))
+    return min(plans, key=lambda p: path_ns(p, forest.n_targets, rows, need_has))
+
+
+def leaf_weight_table(forest: Forest, group: PathGroup, first_only: bool):
+    """float32 [targets, leaf slots] of ``group``: the summed weights of the leaf at each slot
+    for each of ``group.targets`` (0 where none), and 1 where that leaf gives the target a
+    weight."""
+    row = {k: r for r, k in enumerate(group.targets)}
+    table = np.zeros((len(row), len(group.leaves)), np.float64)
+    has = np.zeros((len(row), len(group.leaves)), np.float32)
+    for p, i in enumerate(group.leaves):
         node = forest.nodes[i] if i is not None else None
         if isinstance(node, Leaf):
             for tgt, w in node.weights[:1] if first_only else node.weights:
-                table[tgt, p] += w
-                has[tgt, p] = 1
+                table[row[tgt], p] += w
+                has[row[tgt], p] = 1
     return table.astype(np.float32), has
 
 
 # Nanoseconds on LiteRT's CPU kernels at 1 thread (``bench_trees.py --kernels``,
 # benchmarks/results/trees_kernels.json): a decision per row and sample (the row GATHER's copy,
-# LESS_EQUAL, CAST), the row GATHER's per-index cost, an indicator element per level (MUL, SUB
-# and the CONCATENATION of both branches), a multiply-add of the leaf sums.
-PATH_DECISION_NS = 0.33
-PATH_ROW_NS = 2.3
-PATH_LEVEL_NS = 0.15
-PATH_MAC_NS = 0.08
+# LESS_EQUAL, CAST: ``path_decision``), the row GATHER's per-index cost (``path_row``), an
+# indicator element per level (MUL, SUB and the CONCATENATION of both branches:
+# ``path_level``), the leaf sums' BATCH_MATMUL per leaf slot and sample, whatever the number of
+# targets (it reads the indicator: ``path_leaf``), and per target (``path_target_mac``).
+PATH_DECISION_NS = 0.32
+PATH_ROW_NS = 2.4
+PATH_LEVEL_NS = 0.16
+PATH_LEAF_NS = 0.145
+PATH_MAC_NS = 0.025
 
 
 def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
@@ -181,7 +217,9 @@ def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
 
     decisions = plan.decisions  # one a node of the padded trees, = indicator elements
     per_row = (PATH_DECISION_NS + PATH_LEVEL_NS) * decisions
-    per_row += PATH_MAC_NS * k * (2 if need_has else 1) * plan.leaf_slots
+    for g in plan.groups:
+        sums = len(g.targets) * (2 if need_has else 1)
+        per_row += (PATH_LEAF_NS + PATH_MAC_NS * sums) * len(g.leaves)
     ops = 12 + 2 * len(plan.groups) + sum(3 * g.depth for g in plan.groups)
     return rows * per_row + PATH_ROW_NS * decisions + OP_NS * ops
 
@@ -227,25 +265,36 @@ def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has
     sizes = [len(g.trees) * 2**k for g in plan.groups for k in range(g.depth)]
     parts = e.split(dec, sizes, 0, "level") if len(sizes) > 1 else [dec]
     one = e.const(np.float32(1))
-    reached = []
+    sums, rows_of = [], []  # per group its [targets (+ presence counts), N] sums
     p = 0
+    k = forest.n_targets
     for g in plan.groups:
         ind = None
-        for k in range(g.depth):
+        for level in range(g.depth):
             holds = parts[p]
             p += 1
-            first = holds if ind is None else e.op("MUL", ind, holds, hint=f"i{g.depth}_{k}")
-            other = e.op("SUB", one if ind is None else ind, first, hint=f"o{g.depth}_{k}")
-            ind = e.concat([first, other], 0, f"ind{g.depth}_{k + 1}")
-        reached.append(ind)
-    ind = reached[0] if len(reached) == 1 else e.concat(reached, 0, "leaf_ind")
-    table, has = leaf_weight_table(forest, plan, first_only)
-    k = forest.n_targets
-    if need_has:
-        table = np.concatenate([table, has])
-    sums = e.transpose(e.matmul(e.const(table), ind, hint="leaf_sum"), [1, 0], hint="sums")
+            tag = f"{g.depth}_{len(sums)}_{level}"
+            first = holds if ind is None else e.op("MUL", ind, holds, hint=f"i{tag}")
+            other = e.op("SUB", one if ind is None else ind, first, hint=f"o{tag}")
+            ind = e.concat([first, other], 0, f"ind{tag}")
+        table, has = leaf_weight_table(forest, g, first_only)
+        rows = list(g.targets)
+        if need_has:
+            table = np.concatenate([table, has])
+            rows += [k + j for j in g.targets]
+        sums.append(e.matmul(e.const(table), ind, hint="leaf_sum"))
+        rows_of += rows
+    width = 2 * k if need_has else k
+    stacked = sums[0] if len(sums) == 1 else e.concat(sums, 0, "group_sums")
+    if rows_of == list(range(width)):  # every target's sum in its own row already
+        total = stacked
+    else:  # add each group's sums into their targets' rows (one 0/1 product)
+        place = np.zeros((width, len(rows_of)), np.float32)
+        place[rows_of, np.arange(len(rows_of))] = 1
+        total = e.matmul(e.const(place), stacked, hint="target_sums")
+    total = e.transpose(total, [1, 0], hint="sums")
     if not need_has:
-        return sums, None
-    scores, counts = e.split(sums, [k, k], 1, "sum_part")
+        return total, None
+    scores, counts = e.split(total, [k, k], 1, "sum_part")
     has_t = e.op("GREATER", counts, e.const(np.float32(0)), hint="has", dtype=np.bool_)
     return scores, has_t

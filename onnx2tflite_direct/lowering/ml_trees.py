@@ -97,7 +97,7 @@ from .ml_tree_grid import (
     plan_grid,
     walk_grid,
 )
-from .ml_tree_path import emit_path, path_ns, path_supported, plan_path
+from .ml_tree_path import best_path_plan, emit_path, path_ns, path_supported
 
 _CMP = {
     "BRANCH_LEQ": "LESS_EQUAL",
@@ -328,10 +328,14 @@ def choose_strategy(forest: Forest, rows: int, n_features: int, with_path: bool 
     sample batch sizes (a dynamic batch) makes the same choice at both."""
     path_ok = with_path and path_supported(forest) and STRATEGY in (None, "path")
     if path_ok:
-        path_plan = plan_path(forest, n_features)
+        r = cost_rows(rows)
+        first_only = forest.n_targets == 1  # as the lowerings read the leaf weights
+        need_has = any(
+            forest.score_presence(j, first_only) == "dynamic" for j in range(forest.n_targets)
+        )
+        path_plan = best_path_plan(forest, n_features, r, first_only, need_has)
         if STRATEGY == "path":
             return "path", path_plan
-        r = cost_rows(rows)
         best = choose_strategy(forest, rows, n_features, with_path=False)
         depths = forest.tree_depths()
         if best[0] == "grid":
@@ -340,10 +344,6 @@ def choose_strategy(forest: Forest, rows: int, n_features: int, with_path: bool 
             other = traverse_ns(depths, r)
         else:
             other = float("inf")
-        need_has = any(
-            forest.score_presence(j, forest.n_targets == 1) == "dynamic"
-            for j in range(forest.n_targets)
-        )
         if path_ns(path_plan, forest.n_targets, r, need_has) < other:
             return "path", path_plan
         return best
