@@ -161,3 +161,28 @@ def test_back_off_promotes_the_most_noise_per_mac_first():
     # 10k beats 0.6 / 1M): float (int16x8 not 4x quieter), then the conv
     promoted = auto._back_off(nodes, 40.0 + auto.MARGIN_DB - 6.0, 40.0, alone, 1)
     assert promoted == ["add=int16x8", "dw=float", "conv=int16x8"]
+
+
+def test_refinement_keeps_a_step_only_when_both_sample_sets_accept_it():
+    """``_refine``: a step down that the held-back samples accept but the sensitivity
+    samples reject (a figure their noise happened to favour) is not kept."""
+
+    class Bench:
+        conversions = 0
+
+        def file(self, assignment):
+            self.conversions += 1
+            return tuple(sorted(assignment.items())), None, None
+
+        def measure(self, data, feeds, refs):
+            db = 39.0 if feeds == "sens" and dict(data)["b"] == "int8" else 45.0
+            return measured([(10 ** (db / 10), 1.0)] * 4)  # identical samples: no margin
+
+    nodes = {
+        label: auto._Node(label, 1000, noise={"int8": 0.1}, precision="int16x8")
+        for label in ("a", "b")
+    }
+    start = (None, None, None, measured([(10**4.5, 1.0)] * 4))
+    auto._refine(Bench(), nodes, 40.0, ("held", None), ("sens", None), start)
+    assert nodes["a"].precision == "int8" and nodes["a"].refined
+    assert nodes["b"].precision == "int16x8" and not nodes["b"].refined
