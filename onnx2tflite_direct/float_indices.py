@@ -46,6 +46,7 @@ from .ir import (
     value_const,
     value_dtype,
 )
+from .mask_integers import one_hot_rows
 from .strength_reduction import gather_as_slice
 
 F32 = np.dtype(np.float32)
@@ -250,27 +251,9 @@ def _emit_compare(b: _Builder, node: Node, shape) -> None:
 
 
 def _emit_lookup(b: _Builder, node: Node, shape) -> None:
-    g = b.graph
-    table = np.asarray(value_const(g, node.inputs[0]), np.float32)
-    v = table.shape[0]
-    i = b.twin[node.inputs[1]]
-    ishape = b.shape(node.inputs[1])
-    # w = i + V * [i < 0]: [i < 0] = min(relu(-i), 1) for integer-valued i
-    neg = b.clamp01(b.op("Neg", [i], ishape, "minus"), ishape)
-    w = b.op("Add", [i, b.op("Mul", [neg, b.const(float(v), "rows")], ishape, "wrap")], ishape, "w")
-    col = b.op("Reshape", [w, _int64_const(b, (*ishape, 1), "col_shape")], (*ishape, 1), "col")
-    hot_shape = (*ishape, v)
-    d = b.op("Sub", [col, b.const(np.arange(v, dtype=np.float32), "rows_j")], hot_shape, "d")
-    m = b.op("Min", [b.op("Abs", [d], hot_shape, "dist"), b.const(1.0, "one")], hot_shape, "far")
-    hot = b.op("Sub", [b.const(1.0, "one"), m], hot_shape, "one_hot")
-    b.op("MatMul", [hot, node.inputs[0]], shape, "rows", out=node.outputs[0])
-
-
-def _int64_const(b: _Builder, values, hint: str) -> str:
-    arr = np.asarray(values, np.int64)
-    name = b.fresh(f"{b.label}/{hint}", arr.shape)
-    b.graph.values[name] = Value(name, np.dtype(np.int64), arr.shape, arr)
-    return name
+    """onehot(i + V * [i < 0]) @ T (mask_integers.one_hot_rows: exact rows)."""
+    idx = node.inputs[1]
+    one_hot_rows(b, node.inputs[0], b.twin[idx], b.shape(idx), node.outputs[0], wrap=True)
 
 
 def gather_one_hot(graph: Graph) -> list[str]:

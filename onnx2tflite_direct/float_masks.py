@@ -26,16 +26,28 @@ fixpoint; graph outputs keep their bool lowering):
   on 0/1).
 * data movement (Reshape, Unsqueeze, Squeeze, Flatten, Transpose, Expand, Identity) of a
   carried value: the same op on the twin.
+* ``Cast(bool -> bool)``: the twin itself; ``Cast(x -> bool)`` of a product of run-time
+  integers (DeBERTa's ``mask[:, None] * mask[..., None]``): the factors' 0/1 values multiplied
+  (exact unless the integer product wraps around to exactly 0, as two int64 values of 2**32).
+* small integers computed from carried values (Cast(bool -> int), CumSum, Add/Sub/Mul with
+  constants, integer lookups): integer-valued float32 twins with proven bounds below 2**24,
+  see ``mask_integers`` (RoBERTa's position ids).
+
+``Cast(int -> float32)`` of a run-time integer reads the float conversion made at the start of
+the integer's data movement (one CAST per input, the movement on floats).
 
 Readers that end a chain: ``Cast(bool -> float32)`` (its readers read the twin) and
 ``Where(c, A, B)`` with constant float32 ``A``/``B``: ``c * A + (1 - c) * B`` (a term with a
 zero constant is left out). Exact for finite constants: each product is the constant or a
 zero, and adding a zero changes nothing (only the sign of a zero result can differ). An
-infinite or NaN constant, or a run-time branch, keeps the SELECT_V2: an infinity cannot be made
+infinite constant against zeros (torch's ``masked_fill(mask, -inf)``) is ``log(0/1)``: LOG
+gives -inf and 0 exactly on both kernel sets, and nothing adds to it. Any other infinite or NaN
+constant, or a run-time branch, keeps the SELECT_V2: an infinity cannot be made
 by arithmetic in every kernel set (LiteRT's builtin float MUL/ADD clamp their results to
 +-FLT_MAX, so ``-inf`` masks came out -3.4e38 there; tests/test_rewrite_edges.py), and a
 run-time branch ``S`` would need infinite bounds (``max(min(S, c ? K : +inf), c ? K : -inf)``)
-to pass its own infinities through. The integer value a comparison or cast reads is
+to pass its own infinities through: LOG makes ``c ? 0 : -inf`` but no exact ``c ? K : +inf``
+for K < 0 (the opt-in ``where_runtime_branch`` below is exact on XNNPACK only). The integer value a comparison or cast reads is
 converted once, at the start of its chain of integer data movement (the movement is repeated
 on the float twin).
 
@@ -49,6 +61,15 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph, Node, Value, fresh_value_name, prune_to_fixpoint, value_const, value_dtype
+from .mask_integers import (
+    END_ROLES,
+    INT_ROLES,
+    emit_int,
+    fold_constant_gathers,
+    int_reads,
+    int_role,
+    intervals,
+)
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
@@ -69,7 +90,9 @@ ENDS = (
     "select_inf",
     "select_runtime",
     "to_float",
-)  # roles whose output is not a carried bool
+    *END_ROLES,
+)  # roles whose output is not carried
+INT_READERS = ("to_float", "nonzero", "compare")  # read an integer: raw or carried (twin)
 TRIGGERS = {"float_mask_logic": {"Cast", "Where"}, "gathernd_as_reshape": {"GatherND"}}
 
 
@@ -170,6 +193,9 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str], runtime: bool = False
         return None
     op = node.op_type
     out = value_dtype(graph, node.outputs[0])
+    carried_int = int_role(graph, node)
+    if carried_int is not None:
+        return carried_int
     if op == "Cast":
         src = value_dtype(graph, node.inputs[0])
         if out == BOOL and _runtime_int(graph, node.inputs[0]):
@@ -198,8 +224,10 @@ def _role(graph: Graph, node: Node, bool_inputs: set[str], runtime: bool = False
     return None
 
 
-def _bool_reads(role: str, node: Node) -> tuple[int, ...]:
-    """Input positions a role reads as carried 0/1 values."""
+def _bool_reads(role: str, node: Node, graph: Graph) -> tuple[int, ...]:
+    """Input positions a role reads as carried values (0/1, or integers: mask_integers)."""
+    if role in INT_ROLES or role in END_ROLES:
+        return int_reads(role, node, graph)
     if role in ("not", "mover", "sink", "select", "select_inf", "select_runtime"):
         return (0,)
     if role in ("and", "or", "xor"):
@@ -220,8 +248,10 @@ def _plan(graph: Graph, runtime: bool = False) -> dict[int, str]:
         if r is not None:
             roles[id(node)] = r
 
+    intervals(graph, roles)
+
     def fits(node: Node, r: str) -> bool:
-        for i in _bool_reads(r, node):
+        for i in _bool_reads(r, node, graph):
             name = node.inputs[i]
             p = producers.get(name)
             if name in bool_inputs or value_const(graph, name) is not None:
@@ -234,7 +264,9 @@ def _plan(graph: Graph, runtime: bool = False) -> dict[int, str]:
                 return False
             for reader, idx in consumers.get(name, []):
                 rr = roles.get(id(reader))
-                if rr is None or idx not in _bool_reads(rr, reader):
+                if r in INT_ROLES and rr in INT_READERS:
+                    continue
+                if rr is None or idx not in _bool_reads(rr, reader, graph):
                     return False
         return True
 
@@ -263,6 +295,7 @@ class _Builder:
         self.nodes: list[Node] = []
         self.label = ""
         self.producers = graph.producers()
+        self.iv: dict[str, tuple[int, int]] = {}  # bounds of carried integers
 
     def fresh(self, base: str, shape, const=None) -> str:
         name = fresh_value_name(self.graph, base)
@@ -326,7 +359,7 @@ class _Builder:
         around to exactly 0 (factors whose powers of two add up to the integer width, such as
         two mask values of 2**32 in int64)."""
         p = self.producers.get(name)
-        if (
+        if name not in self.twin and (
             p is not None
             and p.domain == ""
             and p.op_type == "Mul"
@@ -349,6 +382,9 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
     out = node.outputs[0]
     shape = b.shape(out)
     b.label = node.label
+    if role in INT_ROLES or role in END_ROLES:
+        emit_int(b, node, role, b.iv)
+        return
     if role == "sink":
         b.twin[out] = b.carried(node.inputs[0])
         return
@@ -458,6 +494,7 @@ def float_mask_logic(graph: Graph) -> list[str]:
     if not roles:
         return []
     b = _Builder(graph)
+    b.iv = intervals(graph, dict(roles))
     changed = []
     kept: list[Node] = []
     for node in graph.nodes:
@@ -480,7 +517,10 @@ def float_mask_logic(graph: Graph) -> list[str]:
     }
     for n in kept:
         n.inputs = [rename.get(i, i) for i in n.inputs]
+    constant = {n.outputs[0] for n in graph.nodes if roles.get(id(n)) == "uniform_lookup"}
     graph.nodes = kept
+    if constant:
+        fold_constant_gathers(graph, constant)
     graph.invalidate()
     return changed
 

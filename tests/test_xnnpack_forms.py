@@ -302,3 +302,101 @@ def test_mask_index_as_attention_bias(filt2):
         assert parts["partitions"] == 1 and parts["outside"] == {"CAST": 1, "GATHER": 1}, parts
     else:
         assert "SELECT_V2" in chk.ops
+
+
+# ------------------------------------------------- float_mask_logic: carried small integers
+
+
+def _position_ids_model(dynamo: bool, table_rows: int, cumsum_attrs=None, scale=None):
+    """RoBERTa's create_position_ids_from_input_ids (pad = 1): ne(ids, pad) -> Cast(int) ->
+    CumSum -> * mask -> + pad -> position table lookup, plus torch's zero token-type buffer
+    read by GatherElements with the same ids (-> token-type table), added to the words."""
+    rnd = np.random.default_rng(5)
+    it = TensorProto.INT32
+    cast_chain = [node("Cast", ["ne"], ["m32"], to=it)]
+    if dynamo:  # torch.export: int32 -> int64 -> CumSum -> int32
+        cast_chain += [node("Cast", ["m32"], ["m64"], to=TensorProto.INT64)]
+        summed = [node("CumSum", ["m64", "ax"], ["cs64"], **(cumsum_attrs or {}))]
+        summed += [node("Cast", ["cs64"], ["cs"], to=it)]
+    else:
+        summed = [node("CumSum", ["m32", "ax"], ["cs"], **(cumsum_attrs or {}))]
+    scaled = [node("Mul", ["cs", "k"], ["csk"])] if scale is not None else []
+    nodes = [
+        node("Equal", ["ids", "pad"], ["eq"]),
+        node("Not", ["eq"], ["ne"]),
+        *cast_chain,
+        *summed,
+        *scaled,
+        node("Mul", ["csk" if scale is not None else "cs", "m32"], ["pm"]),
+        node("Cast", ["pm"], ["pm64"], to=TensorProto.INT64),
+        node("Add", ["pm64", "pad"], ["pos"]),
+        node("GatherElements", ["buffer", "pos"], ["tt"], axis=1),
+        node("Gather", ["tt_table", "tt"], ["tte"]),
+        node("Gather", ["pos_table", "pos"], ["pe"]),
+        node("Gather", ["word", "ids"], ["we"]),
+        node("Add", ["we", "pe"], ["s"]),
+        node("Add", ["s", "tte"], ["y"]),
+    ]
+    inits = {
+        "pad": np.array(1, I64),
+        "ax": np.array(-1, I64),
+        "buffer": np.zeros((1, table_rows), I64),
+        "tt_table": rnd.standard_normal((2, 4)).astype(F),
+        "pos_table": rnd.standard_normal((table_rows, 4)).astype(F),
+        "word": rnd.standard_normal((30, 4)).astype(F),
+    }
+    if scale is not None:
+        inits["k"] = np.array(scale, np.int32)
+    return make_model(nodes, [("ids", I64, [1, 9])], [("y", F, [1, 9, 4])], inits)
+
+
+ROBERTA_IDS = np.array([[0, 5, 1, 7, 29, 1, 1, 3, 1]], I64)  # pads at the start, middle, end
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("table_rows", [40, 5000])
+def test_position_ids_from_the_padding_mask(dynamo, table_rows):
+    """The position-id chain on integer-valued floats (CumSum as a triangular MatMul), the
+    position lookup one-hot (40 rows) or a Cast back to int32 + GATHER (5000 rows: past
+    MAX_ROWS), the token-type buffer lookup a constant: exact on both kernel sets; outside
+    XNNPACK only the ids' CAST, the word lookup (and the large table's lookup)."""
+    chk = check_conversion(
+        _position_ids_model(dynamo, table_rows), feeds={"ids": ROBERTA_IDS}, atol=0, rtol=0
+    )
+    _both_kernels(chk)
+    assert "CUMSUM" not in chk.ops and "EQUAL" not in chk.ops, chk.ops
+    outside = count_partitions(chk.tflite_bytes)["outside"]
+    want = {"CAST": 1, "FLOOR_MOD": 1, "GATHER": 1}
+    if table_rows > 4096:
+        want = {"CAST": 2, "FLOOR_MOD": 2, "GATHER": 2}
+    assert outside == want, outside
+
+
+@pytest.mark.parametrize("exclusive,reverse", [(1, 0), (0, 1), (1, 1)])
+def test_position_ids_exclusive_and_reverse_cumsum(exclusive, reverse):
+    model = _position_ids_model(False, 40, {"exclusive": exclusive, "reverse": reverse})
+    chk = check_conversion(model, feeds={"ids": ROBERTA_IDS}, atol=0, rtol=0)
+    _both_kernels(chk)
+    assert "CUMSUM" not in chk.ops, chk.ops
+
+
+def test_carried_integers_past_2_24_keep_the_integer_form():
+    """cumsum(mask) * 2**21 reaches 9 * 2**21 > 2**24 for 9 positions: the interval check
+    keeps the integer lowering (CUMSUM, integer MUL) and the answer exact."""
+    model = make_model(
+        [
+            node("Equal", ["ids", "pad"], ["eq"]),
+            node("Not", ["eq"], ["ne"]),
+            node("Cast", ["ne"], ["m"], to=TensorProto.INT32),
+            node("CumSum", ["m", "ax"], ["cs"]),
+            node("Mul", ["cs", "k"], ["big"]),
+            node("Cast", ["big"], ["y"], to=TensorProto.FLOAT),
+        ],
+        [("ids", I64, [1, 9])],
+        [("y", F, [1, 9])],
+        {"pad": np.array(1, I64), "ax": np.array(1, I64), "k": np.array(2**21, np.int32)},
+    )
+    ids = np.array([[0, 5, 3, 7, 29, 2, 4, 3, 8]], I64)
+    chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
+    assert "CUMSUM" in chk.ops, chk.ops
+    _both_kernels(chk)
