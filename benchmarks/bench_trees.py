@@ -28,8 +28,8 @@ interleaved with the current conversion and onnxruntime (``baseline_ms``, ``base
 
 ``--kernels`` measures instead the per-element costs of the LiteRT kernels the cost model is
 built from (a walk GATHER, a traversal level, a grid slot, a tail copy, a BATCH_MATMUL
-multiply-add, an operator; the path strategy's decision row, indicator level and leaf-sum
-multiply-add): ``benchmarks/results/trees_kernels.json``.
+multiply-add, an operator; the path strategy's decision row, level row pick, indicator level
+and leaf-sum multiply-add): ``benchmarks/results/trees_kernels.json``.
 """
 
 from __future__ import annotations
@@ -352,6 +352,19 @@ def _kernel_units(rng):
     def path_decide1(k):
         return path_decide(k, 1)
 
+    def path_pick(k, samples=p_samples):  # a level's rows GATHERed from the distinct decisions
+        dec = t("dec", f32, (p_rows, samples))
+        ops, outs = [], []
+        for j in range(k):
+            idx = c(f"pick{j}", rng.integers(0, p_rows, p_rows).astype(np.int32))
+            o = t(f"l{j}", f32, (p_rows, samples))
+            ops.append(tfl.Operator("GATHER", [dec, idx], [o], {"axis": 0, "batch_dims": 0}))
+            outs.append(o)
+        return ops, [dec], outs
+
+    def path_pick1(k):
+        return path_pick(k, 1)
+
     p_trees, p_half = 30, 4
 
     def path_level(k):  # one indicator level: a = I * c, b = I - a, CONCATENATION(a, b)
@@ -415,6 +428,16 @@ def _kernel_units(rng):
             path_decide1,
             {"xv": rng.standard_normal((p_views, 1)).astype(np.float32)},
         ),
+        "path_pick": (
+            p_rows * p_samples,
+            path_pick,
+            {"dec": (rng.random((p_rows, p_samples)) < 0.5).astype(np.float32)},
+        ),
+        "path_pick1": (
+            p_rows,
+            path_pick1,
+            {"dec": (rng.random((p_rows, 1)) < 0.5).astype(np.float32)},
+        ),
         "path_level": (
             p_trees * p_half * p_samples,
             path_level,
@@ -464,6 +487,16 @@ def kernels(runs: int, reps: int = 11) -> dict:
     }
     out["path_decision"] = {
         "derived": "(path_decide - path_decide1) per row and added sample",
+        "ns_per_element": round(per_sample, 4),
+    }
+    one, many = out["path_pick1"]["us_per_unit"], out["path_pick"]["us_per_unit"]
+    per_sample = 1e3 * (many - one) / (rows * 15)
+    out["path_pick_row"] = {
+        "derived": "path_pick1 - path_pick's per-sample cost, per row",
+        "ns_per_element": round(1e3 * one / rows - per_sample, 4),
+    }
+    out["path_pick_sample"] = {
+        "derived": "(path_pick - path_pick1) per row and added sample",
         "ns_per_element": round(per_sample, 4),
     }
     # the leaf sums: a part per leaf slot and sample (reading the indicator), whatever the

@@ -2,14 +2,15 @@
 decided at once, the reached leaf found as a product of 0/1 decisions, no walk.
 
 Each test forces the strategy (``ml_trees.STRATEGY = "path"``) and checks from the written ops
-that it ran (its report note; one GATHER, which picks feature rows, besides a label lookup,
-and a BATCH_MATMUL of the leaf weights),
+that it ran (its report note and a BATCH_MATMUL of the leaf weights),
 then compares with onnxruntime: labels exactly, scores within the harness tolerance. Inputs
 sit on the thresholds (ties), carry NaN, +-inf and -0.0; every order mode with and without
 missing-value tracks; classifier and regressor; batch 1, 16 and a dynamic batch.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -43,7 +44,6 @@ def _ran_path(chk):
     notes = [n for r in chk.result.report["nodes"] for n in r.get("notes", [])]
     assert any("walked by the path strategy" in n for n in notes), notes
     assert chk.ops.get("BATCH_MATMUL", 0) >= 1 and "UNPACK" not in chk.ops, chk.ops
-    assert chk.ops["GATHER"] <= 2, chk.ops  # the feature rows (and a label lookup)
 
 
 def _model(kind, a, w, k, rows, tracks, **extra):
@@ -135,15 +135,19 @@ def test_path_regressor_aggregates_and_base(aggregate, weights, path):
 @pytest.mark.parametrize("rows", [1, 16])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("by_target", [False, True])
-def test_path_trees_per_class(rows, sparse, by_target, path, monkeypatch):
+@pytest.mark.parametrize("shared", [False, True])
+def test_path_trees_per_class(rows, sparse, by_target, shared, path, monkeypatch):
     """Gradient-boosting-style classifiers (each tree scores one class), trees in one group
     or split by class (``by_target``, which the cost model picks for many trees: one leaf sum
     per class, concatenated in class order, or placed by a 0/1 product with presence counts),
-    also with a class some samples get no weight for."""
+    also with a class some samples get no weight for; every decision row decided, or the
+    distinct ones decided once and GATHERed by each level (``shared``)."""
     from onnx2tflite_direct.lowering import ml_tree_path, ml_trees
 
     def plan(forest, n_features, rows, first_only, need_has):
-        return ml_tree_path.plan_path(forest, n_features, first_only, by_target)
+        return replace(
+            ml_tree_path.plan_path(forest, n_features, first_only, by_target), shared=shared
+        )
 
     monkeypatch.setattr(ml_trees, "best_path_plan", plan)
     rng = np.random.default_rng(_seed("per_class", rows, sparse))
@@ -210,8 +214,11 @@ def _path_numpy(forest, plan, x):
         views.append(-base if neg else base)
     table = np.concatenate(views).astype(np.float32)
     total = np.zeros((len(x), forest.n_targets))
-    for g in plan.groups:
+    distinct = (table[plan.unique_src] <= plan.unique_thr[:, None]).astype(np.float32)
+    for g, pick in zip(plan.groups, plan.pick, strict=True):
         dec = (table[g.row_src] <= g.thresholds[:, None]).astype(np.float32)
+        if plan.shared:
+            dec = distinct[pick]
         ind = np.ones((len(g.trees), len(x)), np.float32)
         for _ in range(g.depth):
             first = ind * dec[: len(ind)]
@@ -248,8 +255,10 @@ def test_path_float64_thresholds_decide_as_float64():
     x = np.nextafter(base, base + side)
     x[rng.random(x.shape) < 0.1] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32))
     for by_target in (False, True):
-        got = _path_numpy(forest, plan_path(forest, F, by_target=by_target), x)
-        np.testing.assert_allclose(got, _walk_float64(forest, x), rtol=1e-12, atol=1e-12)
+        for shared in (False, True):
+            plan = replace(plan_path(forest, F, by_target=by_target), shared=shared)
+            got = _path_numpy(forest, plan, x)
+            np.testing.assert_allclose(got, _walk_float64(forest, x), rtol=1e-12, atol=1e-12)
 
 
 def test_path_runs_at_any_batch(path):

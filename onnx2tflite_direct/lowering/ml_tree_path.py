@@ -36,7 +36,7 @@ shallow trees (scikit-learn gradient boosting at depth 3, XGBoost at depth 4 to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -90,10 +90,22 @@ class PathGroup:
 class PathPlan:
     groups: list[PathGroup]
     views: list[tuple[bool, bool]]  # the views the rows read, in concatenation order
+    # Distinct decisions: with ``shared``, each distinct (view row, threshold) is decided once
+    # (``unique_src`` / ``unique_thr``) and every level GATHERs its rows from them (``pick``:
+    # per group, per decision row, in level order).
+    unique_src: np.ndarray
+    unique_thr: np.ndarray
+    pick: list[np.ndarray]
+    shared: bool = False
 
     @property
     def decisions(self) -> int:
         return sum(g.decisions for g in self.groups)
+
+    @property
+    def decided(self) -> int:
+        """Rows the LESS_EQUAL decides."""
+        return int(self.unique_src.size) if self.shared else self.decisions
 
     @property
     def leaf_slots(self) -> int:
@@ -170,14 +182,22 @@ def plan_path(
                 d, trees, np.asarray(src, np.int32), np.asarray(thr, np.float32), level, targets
             )
         )
-    return PathPlan(groups, views)
+    index: dict[tuple[int, int], int] = {}
+    pick = []
+    for g in groups:
+        keys = zip(g.row_src.tolist(), g.thresholds.view(np.int32).tolist(), strict=True)
+        pick.append(np.array([index.setdefault(key, len(index)) for key in keys], np.int32))
+    unique = np.array(list(index), np.int32).reshape(-1, 2)
+    return PathPlan(groups, views, unique[:, 0], unique[:, 1].view(np.float32), pick)
 
 
 def best_path_plan(forest: Forest, n_features: int, rows: int, first_only: bool, need_has):
-    """The cheaper (``path_ns``) of the plans with and without groups per target."""
-    plans = [plan_path(forest, n_features, first_only, False)]
-    if forest.n_targets > 1:
-        plans.append(plan_path(forest, n_features, first_only, True))
+    """The cheapest (``path_ns``) of the plans with and without groups per target, each with
+    every decision row decided or the distinct ones decided once (``shared``)."""
+    plans = []
+    for by_target in (False, True) if forest.n_targets > 1 else (False,):
+        plan = plan_path(forest, n_features, first_only, by_target)
+        plans += [plan, replace(plan, shared=True)]
     return min(plans, key=lambda p: path_ns(p, forest.n_targets, rows, need_has))
 
 
@@ -208,6 +228,10 @@ PATH_ROW_NS = 2.4
 PATH_LEVEL_NS = 0.16
 PATH_LEAF_NS = 0.145
 PATH_MAC_NS = 0.025
+# A level's row GATHER from the distinct decisions: per row and per row and sample
+# (``path_pick``).
+PATH_PICK_ROW_NS = 2.3
+PATH_PICK_NS = 0.01
 
 
 def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
@@ -216,12 +240,19 @@ def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
     from .ml_tree_grid import OP_NS
 
     decisions = plan.decisions  # one a node of the padded trees, = indicator elements
-    per_row = (PATH_DECISION_NS + PATH_LEVEL_NS) * decisions
+    decided = plan.decided
+    per_row = PATH_DECISION_NS * decided + PATH_LEVEL_NS * decisions
+    fixed = PATH_ROW_NS * decided
+    if plan.shared:  # the levels' row GATHERs
+        per_row += PATH_PICK_NS * decisions
+        fixed += PATH_PICK_ROW_NS * decisions
     for g in plan.groups:
         sums = len(g.targets) * (2 if need_has else 1)
         per_row += (PATH_LEAF_NS + PATH_MAC_NS * sums) * len(g.leaves)
     ops = 12 + 2 * len(plan.groups) + sum(3 * g.depth for g in plan.groups)
-    return rows * per_row + PATH_ROW_NS * decisions + OP_NS * ops
+    if plan.shared:
+        ops += sum(g.depth for g in plan.groups)
+    return rows * per_row + fixed + OP_NS * ops
 
 
 def _views(ctx, xt, views):
@@ -257,13 +288,24 @@ def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has
     n, _ = x.shape
     xt = e.transpose(x, [1, 0], hint="x_t")
     table = _views(ctx, xt, plan.views)
-    src = np.concatenate([g.row_src for g in plan.groups])
-    thr = np.concatenate([g.thresholds for g in plan.groups]).reshape(-1, 1)
+    if plan.shared:
+        src, thr = plan.unique_src, plan.unique_thr
+    else:
+        src = np.concatenate([g.row_src for g in plan.groups])
+        thr = np.concatenate([g.thresholds for g in plan.groups])
     rows = e.gather(table, src, 0, hint="x_rows")
-    holds = e.op("LESS_EQUAL", rows, e.const(thr), hint="decide", dtype=np.bool_)
+    holds = e.op("LESS_EQUAL", rows, e.const(thr.reshape(-1, 1)), hint="decide", dtype=np.bool_)
     dec = e.cast(holds, np.float32, hint="decisions")
     sizes = [len(g.trees) * 2**k for g in plan.groups for k in range(g.depth)]
-    parts = e.split(dec, sizes, 0, "level") if len(sizes) > 1 else [dec]
+    if plan.shared:  # each level's rows GATHERed from the distinct decisions
+        picks = np.concatenate(plan.pick)
+        bounds = np.cumsum([0, *sizes])
+        parts = [
+            e.gather(dec, picks[a:b], 0, hint="level")
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+    else:
+        parts = e.split(dec, sizes, 0, "level") if len(sizes) > 1 else [dec]
     one = e.const(np.float32(1))
     sums, rows_of = [], []  # per group its [targets (+ presence counts), N] sums
     p = 0
