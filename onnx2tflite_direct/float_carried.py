@@ -36,6 +36,8 @@ What each op becomes (all float32):
 * MatMulIntegerToFloat: ``MatMul(a - a_zp, b - b_zp) * (a_scale * b_scale) + bias``;
   DynamicQuantizeMatMul: the DynamicQuantizeLinear above on A, then the same.
 * Cast(int -> float32) of a carried value: its readers read the carried value.
+* A float GlobalAveragePool of the same graph sums in onnxruntime's order (``mlas_pool.py``):
+  one ulp there can move the next DynamicQuantizeLinear's scale.
 
 Where the weights are constant, the products run on LiteRT's int8 kernel instead
 (``MATMUL_ON_INT8_KERNEL``, ``CONV_ON_INT8_KERNEL``; the converter's ExactIntegerDense /
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import mlas_pool
 from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
 from .registry import REGISTRY
 
@@ -674,6 +677,7 @@ EMIT = {
     "mover": _emit_mover,
     "rounded": _emit_rounded,
     "sink": _emit_sink,
+    "mlas_pool": mlas_pool.emit,  # a float GlobalAveragePool as onnxruntime sums it
 }
 
 
@@ -688,6 +692,8 @@ def float_carried_integers(graph: Graph) -> list[str]:
     for node in graph.nodes:
         node.inputs = [em.rename.get(i, i) for i in node.inputs]
         role = roles.get(id(node))
+        if role is None and mlas_pool.applies(graph, node):  # (its rounding feeds the scales)
+            role = "mlas_pool"
         if role is None:
             nodes.append(node)
             continue
