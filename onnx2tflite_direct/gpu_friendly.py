@@ -57,6 +57,8 @@ ORDER = (
     "int32_moves_in_float",
     "fold_constant_gather",
     "not_into_select",
+    "bool_moves_in_float",
+    "log_softmax_decomposed",
 )
 _BY_NAME: dict[str, Rule] = {
     **gpu_rewrites.RULES,

@@ -25,6 +25,8 @@ valid index (``MAX_EXACT_ROWS``):
   above).
 - ``fold_constant_gather``: GATHER of a constant table by constant indices -> the gathered
   constant.
+- ``bool_moves_in_float``: bool data movement (a mask's RESHAPE) -> CAST to float32, the same
+  movement, CAST to bool (the GPU takes bool only in CAST and SELECT).
 """
 
 from __future__ import annotations
@@ -222,6 +224,27 @@ def _int32_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     return _to_int32(ed, [*ops, *moves], moved, out, op)
 
 
+def _bool_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """bool data movement (a mask's RESHAPE/unsqueeze; the GPU takes bool only in CAST and
+    SELECT) -> CAST to float32 (0/1), the same movement, CAST back to bool: exact."""
+    if MOVES.get(op.opcode) != 0 or not _constant_params(op):
+        return None
+    x, out = op.inputs[0], op.outputs[0]
+    if x is None or x.data is not None or x.dtype != np.bool_ or out.dtype != np.bool_:
+        return None
+    if not static(x, out) or id(out) in ed.io:
+        return None
+    xf = ed.temp(f"{x.name}/as_float", F32, x.shape)
+    moved = ed.temp(f"{out.name}/float", F32, out.shape)
+    move = tfl.Operator(
+        op.opcode, [xf, *op.inputs[1:]], [moved], dict(op.options), onnx_node=op.onnx_node
+    )
+    moves = [move] if delegable(move) else _delegable_move(ed, move)
+    if moves is None:
+        return None
+    return [ed.op("CAST", [x], [xf], op), *moves, ed.op("CAST", [moved], [out], op)]
+
+
 def _delegable_move(ed: Editor, move: tfl.Operator) -> list[tfl.Operator] | None:
     """The float move as the data-movement rules write it for the GPU (a GATHER by a scalar
     constant -> STRIDED_SLICE + RESHAPE, a 2-D slice on a 3-D view ...), or None."""
@@ -260,4 +283,5 @@ RULES: dict[str, Rule] = {
     "index_wrap_in_float": _index_wrap_in_float,
     "int32_moves_in_float": _int32_moves_in_float,
     "fold_constant_gather": _fold_constant_gather,
+    "bool_moves_in_float": _bool_moves_in_float,
 }

@@ -15,6 +15,8 @@ accept it. Bit-exact unless said:
   MUL (same formula; the window sum is added in another order).
 - ``not_into_select``: LOGICAL_NOT read only as select conditions disappears; the selects
   read the mask with their branches swapped.
+- ``log_softmax_decomposed``: LOG_SOFTMAX becomes REDUCE_MAX, SUB, EXP, SUM, LOG, SUB (the
+  kernel's formula; the exp sum is added in another order).
 """
 
 from __future__ import annotations
@@ -173,6 +175,32 @@ def _select_scalar_branches(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] 
     ]
 
 
+def _log_softmax_decomposed(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """LOG_SOFTMAX (no GPU parser) over the last axis -> (x - max) - log(sum(exp(x - max))):
+    REDUCE_MAX, SUB, EXP, SUM, LOG, SUB. The formula LiteRT's kernel evaluates, in the same
+    association; only the order of the exp sum differs (float rounding)."""
+    if op.opcode != "LOG_SOFTMAX":
+        return None
+    x, out = op.inputs[0], op.outputs[0]
+    if x.data is not None or x.dtype != np.float32 or not 1 <= x.rank <= 4 or not static(x, out):
+        return None
+    kept = (*x.shape[:-1], 1)
+    axis = ed.const(f"{out.name}/last_axis", np.array([x.rank - 1], np.int32))
+    peak = ed.temp(f"{out.name}/max", x.dtype, kept)
+    shifted = ed.temp(f"{out.name}/shifted", x.dtype, x.shape)
+    exps = ed.temp(f"{out.name}/exp", x.dtype, x.shape)
+    total = ed.temp(f"{out.name}/sum", x.dtype, kept)
+    log_total = ed.temp(f"{out.name}/log_sum", x.dtype, kept)
+    return [
+        ed.op("REDUCE_MAX", [x, axis], [peak], op, keep_dims=True),
+        ed.op("SUB", [x, peak], [shifted], op, fused_activation_function="NONE"),
+        ed.op("EXP", [shifted], [exps], op),
+        ed.op("SUM", [exps, axis], [total], op, keep_dims=True),
+        ed.op("LOG", [total], [log_total], op),
+        ed.op("SUB", [shifted, log_total], [out], op, fused_activation_function="NONE"),
+    ]
+
+
 def _not_into_select(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """LOGICAL_NOT (no GPU parser) read only as the condition of SELECT / SELECT_V2 ops the
     GPU takes (a padding mask's ``masked_fill(~mask, ...)``) -> nothing: each select reads the
@@ -208,4 +236,5 @@ RULES: dict[str, Rule] = {
     "select_scalar_branches": _select_scalar_branches,
     "lrn_by_conv": _lrn_by_conv,
     "not_into_select": _not_into_select,
+    "log_softmax_decomposed": _log_softmax_decomposed,
 }

@@ -325,10 +325,51 @@ def test_not_into_select():
 
 
 def test_every_rule_is_ordered():
-    assert {
+    new = {
         "gather_int32_indices",
         "index_wrap_in_float",
         "int32_moves_in_float",
         "fold_constant_gather",
         "not_into_select",
-    } <= set(gpu_friendly.ORDER)
+        "bool_moves_in_float",
+        "log_softmax_decomposed",
+    }
+    assert new <= set(gpu_friendly.ORDER)
+
+
+def test_bool_moves_in_float():
+    """A bool mask unsqueezed for a select (the GPU takes no bool RESHAPE): moved as 0/1 floats
+    between CASTs, exact."""
+    rng = np.random.default_rng(5)
+    model = make_model(
+        [
+            helper.make_node("Unsqueeze", ["mask", "ax"], ["m3"]),
+            helper.make_node("Where", ["m3", "fill", "x"], ["y"]),
+        ],
+        [("mask", np.bool_, [1, 12]), ("x", np.float32, [1, 1, 12])],
+        [("y", np.float32, [1, 1, 12])],
+        {"ax": np.array([1], np.int64), "fill": np.array(-1e9, np.float32)},
+    )
+    feeds = {"mask": rng.integers(0, 2, (1, 12)).astype(bool), "x": rng.standard_normal((1, 1, 12))}
+    feeds["x"] = feeds["x"].astype(np.float32)
+    plain = check_conversion(model, feeds, disable_rewrites=["float_mask_logic"])
+    chk = check_conversion(model, feeds, gpu_friendly=True, disable_rewrites=["float_mask_logic"])
+    if "RESHAPE" in {f["op"] for f in plain.report["gpu"]["fall_back"]}:
+        assert "bool_moves_in_float" in _rules(chk)
+    assert chk.report["gpu"]["fully_delegable"], chk.report["gpu"]["fall_back"]
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+def test_log_softmax_decomposed():
+    """LOG_SOFTMAX (no GPU parser): the kernel's formula in delegable ops; within float32
+    rounding of onnxruntime (the exp sum is added in another order)."""
+    x = (np.random.default_rng(6).standard_normal((2, 160)) * 4).astype(np.float32)
+    model = make_model(
+        [helper.make_node("LogSoftmax", ["x"], ["y"], axis=-1)],
+        [("x", np.float32, [2, 160])],
+        [("y", np.float32, [2, 160])],
+    )
+    chk = check_conversion(model, {"x": x}, gpu_friendly=True)
+    assert "log_softmax_decomposed" in _rules(chk)
+    assert "LOG_SOFTMAX" not in chk.ops
+    assert chk.report["gpu"]["fully_delegable"], chk.report["gpu"]["fall_back"]
