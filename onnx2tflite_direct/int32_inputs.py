@@ -16,7 +16,7 @@ computes the same values on int32 operands for every value the operand can hold:
 * comparisons, data movement (RESHAPE, SLICE, CONCATENATION, GATHER of the values ...),
   MAXIMUM/MINIMUM and SELECT produce only values of their operands: their int64 outputs
   become int32 (an int64 constant operand becomes an int32 copy when its values fit);
-* integer arithmetic (ADD, SUB, MUL, FLOOR_DIV, FLOOR_MOD, NEG, ABS, CUMSUM, SUM) is narrowed
+* integer arithmetic (ADD, SUB, MUL, FLOOR_DIV, FLOOR_MOD, NEG, CUMSUM, SUM) is narrowed
   only when interval arithmetic proves every result fits in int32 (the input spans all of
   int32; a FLOOR_MOD by the vocabulary size V spans [0, V-1], a cast bool [0, 1] ...), so
   mask sums and position ids stay exact;
@@ -71,7 +71,7 @@ MOVES: dict[str, tuple[int, ...] | None] = {
 # Inputs read as indices, int32 as readily as int64 (output type unchanged).
 INDICES = {"GATHER": (1,), "GATHER_ND": (1,), "ONE_HOT": (0,)}
 COMPARISONS = {"EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL"}
-ARITHMETIC = {"ADD", "SUB", "MUL", "FLOOR_DIV", "FLOOR_MOD", "NEG", "ABS", "CUMSUM", "SUM"}
+ARITHMETIC = {"ADD", "SUB", "MUL", "FLOOR_DIV", "FLOOR_MOD", "NEG", "CUMSUM", "SUM"}
 SHAPE_ONLY = {"SHAPE", "RANK"}  # read only the shape
 
 
@@ -203,7 +203,7 @@ def _judge(
     elif code in MOVES:
         values = MOVES[code] or range(len(op.inputs))
     elif code in ARITHMETIC:
-        values = (0,) if code in ("CUMSUM", "SUM", "NEG", "ABS") else (0, 1)
+        values = (0,) if code in ("CUMSUM", "SUM", "NEG") else (0, 1)
     else:
         return f"{code} is not known to compute the same on int32"
     stray = set(hits) - set(values) - set(INDICES.get(code, ()))
@@ -266,8 +266,6 @@ def _arith_span(op: tfl.Operator, spans: list[tuple[int, int]]) -> tuple[int, in
         return min(0, lo, n * lo), max(0, hi, n * hi)  # every partial sum of <= n terms
     if code == "NEG":
         return -hi, -lo
-    if code == "ABS":
-        return (0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
     if not rest:
         return None
     lo2, hi2 = rest[0]
