@@ -91,6 +91,9 @@ def bench_model(model, args) -> dict:
         "convert_seconds": round(seconds, 2),
         "promoted": promoted,
         "rounds": auto["verification_rounds"],
+        "activation_ranges": (auto.get("activation_ranges") or {}).get("method"),
+        "equalized": (auto.get("equalization") or {}).get("used", False),
+        "improved_all_int8_held_back_sqnr_db": auto.get("improved_all_int8_sqnr_db"),
     }
 
 
@@ -117,11 +120,15 @@ def markdown(results: dict, args) -> str:
         "file included) on this shared 2-core machine. `w8 bound` = bench_quant's "
         "`w8 corrected`: the float model with every weight int8 (bias-corrected) and exact "
         "activations, i.e. what int8 weights alone allow (an int8 or int16x8 node carries "
-        "them; below the target, most MACs must stay float).",
+        "them; below the target, most MACs must stay float). `less int8 noise` = what the "
+        "search starts from when the all-int8 file misses the target (each kept only when it "
+        "raises the all-int8 SQNR on the sensitivity samples, quant/auto.py): the activation "
+        "ranges (`minmax` or `mse`), `eq` = channel equalization (quant/equalize.py), and the "
+        "resulting all-int8 figure on the held-back samples.",
         "",
         "| model | w8 bound | all int8 | held back | margin | met | fresh | fresh met | before | "
-        "int8 MACs | est. max | 16x8 | integer | float | files | s | not int8 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "int8 MACs | est. max | 16x8 | integer | float | less int8 noise | files | s | not int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bounds = {}
     if QUANT.exists():
@@ -136,7 +143,9 @@ def markdown(results: dict, args) -> str:
         if more > 0:
             promoted += f" (+{more} more)"
         before = r.get("int8_mac_share_before")
-        old = "" if "margin_db" in r else " (previous search, not re-run)"
+        # Rows measured before the search lowered the int8 noise first have no
+        # ``activation_ranges``: shown as the previous search's, not re-run.
+        old = "" if "activation_ranges" in r else " (previous search, not re-run)"
         lines.append(
             f"| {name}{old} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
             f"| {r['held_back_sqnr_db']:.1f} | {_db(r.get('margin_db'))} "
@@ -146,7 +155,8 @@ def markdown(results: dict, args) -> str:
             f"| {r['int8_mac_share']:.0%} | {_share(r.get('int8_mac_share_bound'))} "
             f"| {r['int16x8_mac_share']:.0%} "
             f"| {r['int8_mac_share'] + r['int16x8_mac_share']:.0%} "
-            f"| {r['float_mac_share']:.0%} | {r['conversions']} | {r['convert_seconds']:.0f} "
+            f"| {r['float_mac_share']:.0%} | {_less_noise(r)} | {r['conversions']} "
+            f"| {r['convert_seconds']:.0f} "
             f"| {promoted or '-'} |"
         )
     cnn = {n: r for n, r in results.items() if n in CNNS and "refused" not in r}
@@ -169,6 +179,13 @@ def markdown(results: dict, args) -> str:
             f"{len(fresh)}.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _less_noise(r: dict) -> str:
+    if r.get("activation_ranges") is None:
+        return "-"
+    eq = ", eq" if r.get("equalized") else ""
+    return f"{r['activation_ranges']}{eq}: {_db(r.get('improved_all_int8_held_back_sqnr_db'))}"
 
 
 def _db(v) -> str:
