@@ -491,7 +491,8 @@ def _equalized(bench: _Bench, rest, sens_feeds, sens_refs) -> tuple[_Bench, dict
     MobileNetV2 the depthwise outputs) and can lose where they are not."""
     pairs = EQ.pairs(bench.model_ir)
     report: dict = {"pairs": len(pairs), "used": False}
-    if not pairs or not rest:
+    # Per-tensor weights would take the widened channels' range for every channel.
+    if not pairs or not rest or not bench.options.per_channel:
         return bench, report
     names = {chain[0].name for _, chain, _ in pairs}
     extremes = EQ.channel_extremes(bench.build(bench.model_ir), rest, bench.io_table, names)

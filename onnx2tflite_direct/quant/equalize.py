@@ -152,6 +152,9 @@ def equalize(
         if t.name not in ranges or t.name not in extremes:
             continue
         s = scales(extremes[t.name], *ranges[t.name])
+        out_axis = 0 if p.opcode == "CONV_2D" else -1
+        if s.size != p.inputs[1].shape[out_axis] or s.size != c.inputs[1].shape[-1]:
+            continue  # a tensor stored in another shape than the one measured
         if c.opcode != "DEPTHWISE_CONV_2D":
             s = s**CONV_READER_POWER
         if np.all(s == 1.0):
