@@ -10,12 +10,27 @@ classes never overlap, all passed to ONE class-agnostic NMS with ``max_output = 
 and score threshold 0 (the SSDlite call: 90 classes x 300 boxes = 27,000 boxes, about half of
 them kept).
 
-The ONNX model is one NonMaxSuppression node; the .tflite is our conversion of it (the exact
-mode of ``lowering/nms.py``: one TOPK_V2 to fix ONNX's tie order, the kernel, and the index
-bookkeeping around it). Outputs are compared exactly (selected indices), then both are timed,
-interleaved run by run, median of ``--runs``.
+Two workloads:
 
-    python benchmarks/bench_nms.py [--classes 90 --per-class 300 --runs 9]
+- ``kernel`` (rows ``CxP``): the ONNX model is one NonMaxSuppression node fed the already
+  shifted boxes; the .tflite is our conversion of it (the exact mode of ``lowering/nms.py``:
+  one TOPK_V2 to fix ONNX's tie order, ONE kernel over all boxes, the index bookkeeping).
+- ``batched`` (rows ``batched_CxP``): the graph torchvision exports, which computes the shift
+  itself: ``NMS(boxes + Cast(labels) * (ReduceMax(boxes) + 1), scores)`` with labels 1..C in
+  runs (the corpus model's layout), boxes clipped to the 320 x 320 image as torchvision's
+  detectors clip them. Rule ``batched_nms_groups`` then runs one kernel per label
+  (``lowering/nms_groups.py``); ``litert_single_ms`` is the same file converted with
+  ``disable_rewrites=["batched_nms_groups"]`` (one kernel), ``ratio`` is the grouped file
+  against onnxruntime, ``speedup`` single / grouped.
+- ``fallback`` (row ``batched_unclipped_CxP``, largest C): the same boxes unclipped, reaching
+  below 0: the offsets no longer separate the labels, the run-time check sees it and the file
+  runs its one-kernel fallback (exact; ``speedup`` ~1 is the expected figure).
+
+Outputs are compared exactly (selected indices), then every runtime is timed, interleaved run
+by run, median of ``--runs``.
+
+    python benchmarks/bench_nms.py [--classes 10 30 90 --per-class 300 --runs 9]
+        [--workload kernel batched]
 
 Writes ``benchmarks/results/nms.json``.
 """
@@ -81,6 +96,108 @@ def nms_model(n: int, iou: float) -> onnx.ModelProto:
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
+def batched_model(n: int, labels: np.ndarray, iou: float) -> onnx.ModelProto:
+    """torchvision's batched_nms as exported: the per-label shift is computed in the graph."""
+    nodes = [
+        h.make_node("ReduceMax", ["boxes"], ["max_coordinate"], keepdims=0),
+        h.make_node("Add", ["max_coordinate", "one"], ["span"]),
+        h.make_node("Cast", ["labels"], ["labels_f"], to=T.FLOAT),
+        h.make_node("Mul", ["labels_f", "span"], ["offsets"]),
+        h.make_node("Unsqueeze", ["offsets", "axis1"], ["offsets_col"]),
+        h.make_node("Add", ["boxes", "offsets_col"], ["boxes_for_nms"]),
+        h.make_node("Unsqueeze", ["boxes_for_nms", "axis0"], ["nms_boxes"]),
+        h.make_node("Unsqueeze", ["scores", "axes01"], ["nms_scores"]),
+        h.make_node("NonMaxSuppression", ["nms_boxes", "nms_scores", "k", "iou"], ["selected"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "batched_nms",
+        [
+            h.make_tensor_value_info("boxes", T.FLOAT, [n, 4]),
+            h.make_tensor_value_info("scores", T.FLOAT, [n]),
+        ],
+        [h.make_tensor_value_info("selected", T.INT64, None)],
+        [
+            h.make_tensor("one", T.FLOAT, [], [1.0]),
+            h.make_tensor("axis0", T.INT64, [1], [0]),
+            h.make_tensor("axis1", T.INT64, [1], [1]),
+            h.make_tensor("axes01", T.INT64, [2], [0, 1]),
+            h.make_tensor("k", T.INT64, [1], [n]),
+            h.make_tensor("iou", T.FLOAT, [1], [iou]),
+            onnx.numpy_helper.from_array(labels.astype(np.int64), "labels"),
+        ],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def _interpreter(model, **options):
+    with tempfile.TemporaryDirectory() as tmp:
+        res = convert(model, output_dir=tmp, keep_io_layout=True, **options)
+    interp = V.make_interpreter(res.tflite_bytes, num_threads=1)
+    interp.allocate_tensors()
+    inputs = {d["name"]: d["index"] for d in interp.get_input_details()}
+    out = interp.get_output_details()[0]["index"]
+
+    def run(feeds):
+        for name, arr in feeds.items():
+            interp.set_tensor(inputs[name], arr)
+        interp.invoke()
+        return interp.get_tensor(out)
+
+    return run
+
+
+def bench_batched(classes: int, per_class: int, iou: float, runs: int, clip: bool = True) -> dict:
+    """``clip``: boxes clipped to the 320 x 320 image, as torchvision's detectors do before
+    batched_nms (the groups are then separated); unclipped boxes reach below 0, the offsets
+    (max + 1) no longer separate the labels and the file takes its one-kernel fallback."""
+    import onnxruntime as ort
+
+    shifted, scores = workload(classes, per_class)
+    offsets = np.repeat(np.arange(classes) * 321.0, per_class)[:, None]
+    boxes = (shifted[0] - offsets).astype(np.float32)
+    if clip:
+        boxes = np.clip(boxes, 0, 320).astype(np.float32)
+    labels = np.repeat(np.arange(1, classes + 1), per_class)
+    model = batched_model(boxes.shape[0], labels, iou)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = {"boxes": boxes, "scores": scores.reshape(-1)}
+    expected = sess.run(None, feeds)[0]
+    runners = {
+        "litert": _interpreter(model),
+        "litert_single": _interpreter(model, disable_rewrites=["batched_nms_groups"]),
+    }
+    match = True
+    for run in runners.values():
+        actual = run(feeds)
+        match = match and actual.shape == expected.shape and bool(np.array_equal(actual, expected))
+    times = {name: [] for name in ("ort", *runners)}
+    for _ in range(runs):
+        s = time.perf_counter()
+        sess.run(None, feeds)
+        times["ort"].append(time.perf_counter() - s)
+        for name, run in runners.items():
+            s = time.perf_counter()
+            run(feeds)
+            times[name].append(time.perf_counter() - s)
+    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return {
+        "boxes": int(boxes.shape[0]),
+        "groups": classes,
+        "selected": int(expected.shape[0]),
+        "match": match,
+        "litert_ms": round(ms["litert"], 2),
+        "litert_single_ms": round(ms["litert_single"], 2),
+        "ort_ms": round(ms["ort"], 2),
+        "ratio": round(ms["litert"] / ms["ort"], 3),
+        "single_ratio": round(ms["litert_single"] / ms["ort"], 3),
+        "speedup": round(ms["litert_single"] / ms["litert"], 2),
+    }
+
+
 def bench(classes: int, per_class: int, iou: float, runs: int) -> dict:
     import onnxruntime as ort
 
@@ -132,6 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=300)
     p.add_argument("--iou", type=float, default=0.55)
     p.add_argument("--runs", type=int, default=9)
+    p.add_argument("--workload", nargs="*", default=["kernel", "batched", "fallback"])
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     import ai_edge_litert
@@ -139,11 +257,23 @@ def main(argv=None) -> int:
 
     rows = {}
     for c in args.classes:
-        rows[f"{c}x{args.per_class}"] = row = bench(c, args.per_class, args.iou, args.runs)
-        print(f"{c:>3} classes x {args.per_class}: {row}", flush=True)
+        if "kernel" in args.workload:
+            rows[f"{c}x{args.per_class}"] = row = bench(c, args.per_class, args.iou, args.runs)
+            print(f"{c:>3} classes x {args.per_class}: {row}", flush=True)
+        if "batched" in args.workload:
+            key = f"batched_{c}x{args.per_class}"
+            rows[key] = row = bench_batched(c, args.per_class, args.iou, args.runs)
+            print(f"{c:>3} classes x {args.per_class} batched: {row}", flush=True)
+    if "fallback" in args.workload:
+        c = max(args.classes)
+        key = f"batched_unclipped_{c}x{args.per_class}"
+        rows[key] = row = bench_batched(c, args.per_class, args.iou, args.runs, clip=False)
+        print(f"{c:>3} classes x {args.per_class} unclipped (fallback): {row}", flush=True)
     data = {
         "meta": {
-            "what": "one NonMaxSuppression node, batched_nms workload; median ms, interleaved",
+            "what": "NonMaxSuppression, batched_nms workload: one node on shifted boxes (CxP) "
+            "and the exported batched_nms graph (batched_CxP, rule batched_nms_groups vs one "
+            "kernel); median ms, interleaved",
             "runs": args.runs,
             "threads": 1,
             "iou_threshold": args.iou,

@@ -162,7 +162,8 @@ def test_constant_labels_from_one():
     _check(model, feeds, classes)
 
 
-def test_boxes_touching_at_the_group_border():
+@pytest.mark.parametrize("iou", [0.0, 0.5])
+def test_boxes_touching_at_the_group_border(iou):
     """M = 2**25 - 4: M + 1 rounds back to M in float32, so label 1's box at 0 lands exactly
     on label 0's box edge at M. Touching boxes never suppress in ONNX (empty intersection):
     the groups still count as separated, and the answer is exact."""
@@ -173,7 +174,7 @@ def test_boxes_touching_at_the_group_border():
     )
     scores = np.array([[0.9, 0.1], [0.8, 0.1], [0.1, 0.7], [0.1, 0.6]], np.float32)
     feeds = {"boxes": boxes, "class_scores": scores}
-    expected = _check(_batched_model(4, 2, max_out=4, iou=0.5), feeds, 2)
+    expected = _check(_batched_model(4, 2, max_out=4, iou=iou), feeds, 2)
     np.testing.assert_array_equal(expected[:, 2], [0, 2])  # one per group: no cross-group
 
 
@@ -289,3 +290,21 @@ def test_data_dependent_box_count():
         np.testing.assert_array_equal(actual, expected)
         counts.add(len(expected))
     assert len(counts) > 1  # different selection sizes, one file
+
+
+def test_run_time_thresholds():
+    """IoU and score thresholds fed at run time (the kernel's IoU threshold is computed)."""
+    n, classes = 50, 3
+    model = _batched_model(n, classes, max_out=n, iou=0.5, score=0.2)
+    for name in ("iou", "score"):
+        init = next(i for i in model.graph.initializer if i.name == name)
+        model.graph.initializer.remove(init)
+        model.graph.input.append(helper.make_tensor_value_info(name, 1, [1]))
+    res = convert(model)
+    for seed, iou, score in ((15, 0.0, 0.1), (16, 0.3, 0.5), (17, 1.0, 0.0)):
+        feeds = _feeds(np.random.default_rng(seed), n, classes)
+        feeds["iou"] = np.array([iou], np.float32)
+        feeds["score"] = np.array([score], np.float32)
+        expected = _onnxruntime(model, feeds)
+        actual = run_litert(res.tflite_bytes, feeds, res.report.get("io"))["selected"]
+        np.testing.assert_array_equal(actual, expected)

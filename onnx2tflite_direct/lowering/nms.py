@@ -666,6 +666,9 @@ class _NmsBuilder:
         "LOGICAL_OR",
         "SCATTER_ND",
         "RANGE",
+        "UNSORTED_SEGMENT_MIN",
+        "UNSORTED_SEGMENT_MAX",
+        "UNSORTED_SEGMENT_SUM",
     ),
     notes=(
         "default: ONNX's exact [num_selected, 3] (dynamic size); --nms-padded-output: fixed-size "

@@ -19,21 +19,25 @@ score order, ONNX's tie order):
 1. Candidates: boxes that can suppress (positive area, IoU threshold below 1) and pass the
    score threshold. Boxes that cannot take part are merged back at the end, as in nms.py.
 2. Separation check at run time: per group, the min and max coordinate of its candidates
-   ([G, N] masked REDUCE_MIN / REDUCE_MAX); groups a != b overlap when ``hi_a > lo_b and hi_b >
-   lo_a``. If any pair overlaps (negative coordinates, a wrong offset, a huge box, NaN never
-   reaches here: a NaN box has no positive area), every candidate goes to group 0: the
+   (UNSORTED_SEGMENT_MIN / _MAX over the boxes' own min / max coordinate; non-candidates go
+   to an extra segment that is dropped; an empty group gets +-FLT_MAX, which overlaps nothing
+   finite); groups a != b overlap when ``hi_a > lo_b and hi_b > lo_a`` (a G x G comparison,
+   REDUCE_ANY). If any pair overlaps (negative coordinates, a wrong offset, an infinite box;
+   a NaN box never takes part: it has no positive area), every candidate goes to group 0: the
    single-kernel selection of nms.py, exact, at its old cost.
 3. One NON_MAX_SUPPRESSION_V4 per group over all N (+1) boxes, the other groups' scores 0
-   (below the kernel's threshold 0), max_output_size = max(min(K, group size), 1). A dummy
-   box at position 0 (score 0, never selected) absorbs the kernel's zero padding, so every
-   real pick is a position >= 1.
+   (below the kernel's threshold 0), max_output_size = max(min(K, group size), 1) (group
+   sizes by UNSORTED_SEGMENT_SUM). A dummy box at position 0 (score 0, never selected)
+   absorbs the kernel's zero padding, so every real pick is a position >= 1.
 4. Merge: SCATTER_ND of all picks into [N + 1] (positions are unique across groups; SCATTER_ND
    adds, the dummy collects the padding), a mask of selected positions, or'ed with the boxes
    that bypass the kernel; TOPK_V2 over keys ``N - 1 - position`` lists them in ascending sorted
    position: ONNX's order; the first K are kept.
 
 Cost: the kernels' IoU work is the sum over groups of (candidates x selected), plus O(G * N)
-for the masks and the kernels' score scans (measured: benchmarks/bench_nms.py).
+for the [G, N + 1] score rows and the kernels' score scans, O(N + G^2) for the check
+(measured, benchmarks/bench_nms.py: 15-23x faster than one kernel on 3,000-27,000 boxes in
+10-90 groups, 0.08-0.15x onnxruntime's time; docs/nms.md).
 """
 
 from __future__ import annotations
@@ -75,32 +79,18 @@ def select_and_merge(b, order, sorted_boxes, suppressible, above, free):
     cand = suppressible
     if above is not None:
         cand = e.op("LOGICAL_AND", suppressible, above, hint="candidates")
-    # [G, N] membership
-    group_col = b.const(np.arange(groups, dtype=np.int32).reshape(groups, 1), "group_index")
-    member = e.op(
-        "EQUAL",
-        ctx.reshape(sorted_gid, (1, n), "group_row"),
-        group_col,
-        shape=(groups, n),
-        dtype=np.bool_,
-        hint="member",
-    )
-    member = e.op("LOGICAL_AND", member, cand, shape=(groups, n), hint="member_cand")
-    # 2. separation check
+    cand = ctx.reshape(cand, (n,), "candidates_flat")
+    # Segment of each sorted box: its group, or G for boxes outside every kernel.
+    outside = b.const(np.int32(groups), "outside")
+    seg = e.op("SELECT_V2", cand, sorted_gid, outside, hint="segment")
+    # 2. separation check: per group the min / max coordinate of its candidates (empty
+    # groups: +-FLT_MAX, which overlap nothing finite)
     boxes2 = ctx.reshape(sorted_boxes, (n, 4), "boxes2")
     axis1 = b.const(np.array([1], np.int32), "coord_axis")
     box_lo = e.op("REDUCE_MIN", boxes2, axis1, shape=(n,), hint="box_lo", keep_dims=False)
     box_hi = e.op("REDUCE_MAX", boxes2, axis1, shape=(n,), hint="box_hi", keep_dims=False)
-    inf = b.const(np.float32(np.inf), "inf")
-    ninf = b.const(np.float32(-np.inf), "ninf")
-    lo_masked = e.op("SELECT_V2", member, ctx.reshape(box_lo, (1, n), "box_lo_row"), inf,
-                     shape=(groups, n), hint="lo_masked")  # fmt: skip
-    hi_masked = e.op("SELECT_V2", member, ctx.reshape(box_hi, (1, n), "box_hi_row"), ninf,
-                     shape=(groups, n), hint="hi_masked")  # fmt: skip
-    group_lo = e.op("REDUCE_MIN", lo_masked, axis1, shape=(groups,), hint="group_lo_coord",
-                    keep_dims=False)  # fmt: skip
-    group_hi = e.op("REDUCE_MAX", hi_masked, axis1, shape=(groups,), hint="group_hi_coord",
-                    keep_dims=False)  # fmt: skip
+    group_lo = _per_group(b, "UNSORTED_SEGMENT_MIN", box_lo, seg, groups, "group_lo_coord")
+    group_hi = _per_group(b, "UNSORTED_SEGMENT_MAX", box_hi, seg, groups, "group_hi_coord")
     hi_col = ctx.reshape(group_hi, (groups, 1), "hi_col")
     lo_row = ctx.reshape(group_lo, (1, groups), "lo_row")
     hi_row = ctx.reshape(group_hi, (1, groups), "hi_row")
@@ -113,17 +103,18 @@ def select_and_merge(b, order, sorted_boxes, suppressible, above, free):
     both_axes = b.const(np.array([0, 1], np.int32), "pair_axes")
     any_overlap = e.op("REDUCE_ANY", overlap, both_axes, shape=(), hint="any_overlap",
                        keep_dims=False)  # fmt: skip
-    # Fallback membership: every candidate in group 0 (the single-kernel selection).
-    first = b.const((np.arange(groups) == 0).reshape(groups, 1), "first_group")
-    single = e.op("LOGICAL_AND", first, cand, shape=(groups, n), hint="single_group")
-    member = e.op("SELECT_V2", any_overlap, single, member, shape=(groups, n), hint="kernel_rows")
-    # 3. one kernel per group
-    kscores = _kernel_scores(b, member, groups)
-    sizes = b.count_rows(member, groups, "group_size")
+    # Fallback: every candidate in group 0 (the single-kernel selection of nms.py).
+    single = e.op("SELECT_V2", cand, b.const(np.int32(0), "first_group"), outside,
+                  hint="single_segment")  # fmt: skip
+    seg = e.op("SELECT_V2", any_overlap, single, seg, shape=(n,), hint="kernel_segment")
+    # 3. one kernel per group: [G, N + 1] scores (the dummy box 0 is in no group)
+    counted = e.op("CAST", cand, dtype=np.int32, hint="candidate_ones")
+    sizes = _per_group(b, "UNSORTED_SEGMENT_SUM", counted, seg, groups, "group_size")
     sizes = e.op("MINIMUM", sizes, b.k_i32(), hint="group_k")
     sizes = e.op("MAXIMUM", sizes, b.const(np.int32(1), "one_slot"), hint="group_slots")
     size_parts = [ctx.temp(np.int32, (), f"group_slots{g}") for g in range(groups)]
     e.op("UNPACK", sizes, out=size_parts, num=groups, axis=0)
+    kscores = _kernel_scores(b, seg, groups, outside)
     score_parts = [ctx.temp(np.float32, (n + 1,), f"group_scores{g}") for g in range(groups)]
     e.op("UNPACK", kscores, out=score_parts, num=groups, axis=0)
     dummy = b.const(np.zeros((1, 4), np.float32), "dummy_box")
@@ -160,13 +151,29 @@ def select_and_merge(b, order, sorted_boxes, suppressible, above, free):
     return b.first_k_positions(chosen)
 
 
-def _kernel_scores(b, member, groups):
-    """[G, N + 1]: the rank scores N..1 of each group's boxes, 0 elsewhere and at the dummy."""
-    e, n = b.e, b.boxes_n
-    ranks = b.rank_scores()
-    ranks = b.ctx.reshape(ranks, (1, n), "rank_row")
+def _per_group(b, opcode, values, seg, groups, hint):
+    """[G] per-group reduction of [N] ``values`` by segment ``seg`` (segment G dropped)."""
+    e = b.e
+    total = b.const(np.array(groups + 1, np.int32), "segments")
+    out = e.op(opcode, values, seg, total, shape=(groups + 1,), hint=f"{hint}_all")
+    begin = b.const(np.array([0], np.int32), "first_segment")
+    size = b.const(np.array([groups], np.int32), "group_segments")
+    return e.op("SLICE", out, begin, size, shape=(groups,), hint=hint)
+
+
+def _kernel_scores(b, seg, groups, outside):
+    """[G, N + 1]: row g holds the rank scores N..1 of group g's boxes, 0 elsewhere; column 0
+    is the dummy box, in no group."""
+    e, ctx, n = b.e, b.ctx, b.boxes_n
+    seg1 = e.op("CONCATENATION", ctx.reshape(outside, (1,), "dummy_segment"), seg,
+                shape=(n + 1,), hint="kernel_segment1", axis=0,
+                fused_activation_function="NONE")  # fmt: skip
+    zero1 = b.const(np.zeros(1, np.float32), "dummy_rank")
+    ranks1 = e.op("CONCATENATION", zero1, b.rank_scores(), shape=(n + 1,), hint="rank_scores1",
+                  axis=0, fused_activation_function="NONE")  # fmt: skip
+    group_col = b.const(np.arange(groups, dtype=np.int32).reshape(groups, 1), "group_index")
+    member = e.op("EQUAL", ctx.reshape(seg1, (1, n + 1), "segment_row"), group_col,
+                  shape=(groups, n + 1), dtype=np.bool_, hint="member")  # fmt: skip
     zero = b.const(np.float32(0), "other_score")
-    scores = e.op("SELECT_V2", member, ranks, zero, shape=(groups, n), hint="group_rank")
-    dummy = b.const(np.zeros((groups, 1), np.float32), "dummy_score")
-    return e.op("CONCATENATION", dummy, scores, shape=(groups, n + 1), hint="group_scores",
-                axis=1, fused_activation_function="NONE")  # fmt: skip
+    ranks_row = ctx.reshape(ranks1, (1, n + 1), "rank_row")
+    return e.op("SELECT_V2", member, ranks_row, zero, shape=(groups, n + 1), hint="group_rank")
