@@ -293,18 +293,52 @@ def test_data_dependent_box_count():
 
 
 def test_run_time_thresholds():
-    """IoU and score thresholds fed at run time (the kernel's IoU threshold is computed)."""
+    """Output limit, IoU and score thresholds fed at run time."""
     n, classes = 50, 3
     model = _batched_model(n, classes, max_out=n, iou=0.5, score=0.2)
-    for name in ("iou", "score"):
+    for name in ("max_out", "iou", "score"):
         init = next(i for i in model.graph.initializer if i.name == name)
         model.graph.initializer.remove(init)
-        model.graph.input.append(helper.make_tensor_value_info(name, 1, [1]))
+        elem = 7 if name == "max_out" else 1
+        model.graph.input.append(helper.make_tensor_value_info(name, elem, [1]))
     res = convert(model)
-    for seed, iou, score in ((15, 0.0, 0.1), (16, 0.3, 0.5), (17, 1.0, 0.0)):
+    for seed, k, iou, score in ((15, 100, 0.0, 0.1), (16, 4, 0.3, 0.5), (17, 7, 1.0, 0.0)):
         feeds = _feeds(np.random.default_rng(seed), n, classes)
+        feeds["max_out"] = np.array([k], np.int64)
         feeds["iou"] = np.array([iou], np.float32)
         feeds["score"] = np.array([score], np.float32)
         expected = _onnxruntime(model, feeds)
         actual = run_litert(res.tflite_bytes, feeds, res.report.get("io"))["selected"]
         np.testing.assert_array_equal(actual, expected)
+
+
+def test_padded_output():
+    """--nms-padded-output: ONNX's rows first, then -1 rows; the valid count agrees."""
+    rng = np.random.default_rng(18)
+    n, classes = 50, 4
+    feeds = _feeds(rng, n, classes)
+    model = _batched_model(n, classes, max_out=n, iou=0.4)
+    expected = _onnxruntime(model, feeds)
+    res = convert(model, nms_padded_output=True)
+    actual = run_litert(res.tflite_bytes, feeds, res.report.get("io"))
+    rows, count = actual["selected"], actual["selected_valid_count"]
+    assert int(count) == len(expected)
+    np.testing.assert_array_equal(rows[: len(expected)], expected)
+    assert (rows[len(expected) :] == -1).all()
+    assert op_histogram(res.tflite_bytes)["NON_MAX_SUPPRESSION_V4"] == classes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_configurations(seed):
+    """Random sizes, labels, thresholds and box positions; about half the seeds shift boxes
+    below 0, so both the per-group path and the fallback are exercised."""
+    rng = np.random.default_rng(100 + seed)
+    n, classes = int(rng.integers(5, 70)), int(rng.integers(2, 9))
+    boxes = _clustered(rng, n, extent=float(rng.uniform(5, 200)))
+    boxes = boxes + np.float32(rng.uniform(-30, 30))
+    feeds = _feeds(rng, n, classes, boxes=boxes, score_levels=int(rng.choice([0, 5])))
+    iou = float(rng.choice([0.0, 0.3, 0.5, 0.7]))
+    score = None if rng.random() < 0.5 else float(rng.uniform(0, 0.8))
+    max_out = int(rng.integers(1, n + 5))
+    model = _batched_model(n, classes, max_out=max_out, iou=iou, score=score)
+    _check(model, feeds, classes)
