@@ -64,6 +64,7 @@ def quantize_integer(
     ranges_are_exact: bool = False,
     channel_means: dict[str, np.ndarray] | None = None,
     overrides=None,
+    weight_scales=None,
 ) -> IntegerQuantSummary:
     """Rewrite ``model`` (float, lowered) IN PLACE into a full-integer model; see module doc.
 
@@ -80,6 +81,9 @@ def quantize_integer(
     weighted ops reading such a tensor get their bias corrected for the weights' rounding.
     ``overrides``: ``overrides.Resolved`` (``--quant-override``): nodes kept float, or run at
     int8 / int16x8 activations whatever ``activations`` says (``IntegerPlan.is16``).
+    ``weight_scales``: ``(data, axis, qmax, onnx_node) -> scales or None``, the lattice an
+    already-quantized model gave a weight (``qdq_weights.ModelWeightScales``): its codes are
+    stored as they are, on its scale, instead of being re-derived from ``max|w|``.
     """
     _check_options(activations, input_dtype, output_dtype)
     sub = model.subgraphs[0]
@@ -105,7 +109,8 @@ def quantize_integer(
     refused = refused_ops(plan.summary.float_ops)
     if strict and refused:
         raise refusal(refused)  # names each node, op and reason, and what to do instead
-    _Rewrite(plan, per_channel, None if ranges_are_exact else channel_means).run()
+    means = None if ranges_are_exact else channel_means
+    _Rewrite(plan, per_channel, means, weight_scales).run()
     return plan.summary
 
 
@@ -163,8 +168,9 @@ def _check_options(activations, input_dtype, output_dtype) -> None:
 class _Rewrite:
     """Pass 2: apply the analysis to the subgraph."""
 
-    def __init__(self, plan: IntegerPlan, per_channel: bool, channel_means=None):
+    def __init__(self, plan: IntegerPlan, per_channel: bool, channel_means=None, model_scales=None):
         self.plan, self.per_channel = plan, per_channel
+        self.model_scales = model_scales
         self.channel_means: dict[str, np.ndarray] = dict(channel_means or {})
         self.sub = plan.sub
         self.quantized: dict[int, tfl.Tensor] = {}  # id(float tensor) -> integer twin
@@ -395,7 +401,8 @@ class _Rewrite:
             if not is_float_constant(t):
                 return {}
             narrow = _dtype(self.plan.is16(op))
-            w, _ = self._weight(t, axis=0, per_channel=False, narrow_dtype=narrow)
+            given = self._model_scale(t, None, float(np.iinfo(narrow).max), op)
+            w, _ = self._weight(t, axis=0, per_channel=False, narrow_dtype=narrow, given=given)
             return {1: w}
         if rule.kind != "weighted":
             return {}
@@ -403,7 +410,12 @@ class _Rewrite:
         # (``per_channel`` may be a predicate on the weight: a pre-quantized model keeps each
         # weight on its own lattice, ``qdq_import._per_channel_weight``.)
         per_channel = self.per_channel(w_float) if callable(self.per_channel) else self.per_channel
-        w, w_scale = self._weight(w_float, rule.weight_axis, per_channel)
+        given = self._model_scale(w_float, rule.weight_axis, 127.0, op)
+        if given is not None:
+            per_channel = given.size > 1 or op.opcode == "DEPTHWISE_CONV_2D"
+            if per_channel and given.size == 1:  # (DEPTHWISE reads one scale per channel)
+                given = np.repeat(given, w_float.shape[rule.weight_axis])
+        w, w_scale = self._weight(w_float, rule.weight_axis, per_channel, given=given)
         out = {rule.weight: w}
         correct_bias(op, w_float, dequantized(w), self.channel_means, self.plan.producer)
         if (
@@ -415,11 +427,21 @@ class _Rewrite:
             out[rule.bias] = self._bias(op.inputs[rule.bias], in_scale * w_scale, op)
         return out
 
-    def _weight(self, t, axis, per_channel, narrow_dtype=np.int8):
-        key = ("w", id(t), axis, per_channel, np.dtype(narrow_dtype).name)
+    def _model_scale(self, t, axis, qmax, op) -> np.ndarray | None:
+        """The already-quantized model's own scale(s) for weight ``t``, if it has them."""
+        if self.model_scales is None or not is_float_constant(t):
+            return None
+        return self.model_scales(t.data, axis, qmax, op.onnx_node)
+
+    def _weight(self, t, axis, per_channel, narrow_dtype=np.int8, given=None):
+        """Symmetric weights on ``given`` scales (the model's own: exact codes), else on
+        ``max|w| / qmax`` (:func:`weight_scales`)."""
+        key = ("w", id(t), axis, per_channel, np.dtype(narrow_dtype).name, given is not None)
         qmax = float(np.iinfo(narrow_dtype).max)
         data = t.data.astype(np.float32)
         scale = weight_scales(data, axis if per_channel else None, qmax)
+        if given is not None:
+            scale = np.asarray(given, np.float32).reshape(-1)
         if key not in self.constants:
             shape = [1] * data.ndim
             if per_channel:

@@ -8,10 +8,11 @@ range ``[s * (qmin - zp), s * (qmax - zp)]`` on the float tensor hands the integ
 and zero point: ``params_from_range`` gives ``scale = (hi - lo) / 255 = s`` and
 ``zp = -128 - lo / s = zp`` (a uint8 zero point z is the int8 zero point z - 128 on the same
 lattice). Constant weights behind a DequantizeLinear are folded into float initializers
-(``(q - zp) * s``, computed as onnxruntime does); the quantizer re-derives symmetric int8
-weights with ``max|w| / 127``, which is ``s`` again whenever a channel reaches q = +-127 (what
-onnxruntime's symmetric weight quantization produces), and int32 biases with
-``input scale * weight scale``.
+(``(q - zp) * s``, computed as onnxruntime does); the quantizer stores the model's own int8
+codes on its own scale ``s`` (``qdq_weights.py``: found on the weight's values, whatever layout
+the lowering gave it), and int32 biases with ``input scale * s``. Only codes LiteRT's
+symmetric int8 weights cannot hold (beyond [-127, 127]) are re-derived with ``max|w| / 127``,
+named per node in the notes.
 
 Q/DQ that do not form a pair stay in the graph (their exact float lowerings in
 ``lowering/quantize.py``); ops with no pair around them have no range and stay float islands.
@@ -50,6 +51,7 @@ from .qdq_exact import exact_activation_matmuls as _exact_activation_matmuls
 from .qdq_exact import exact_quantize_after as _exact_quantize_after
 from .qdq_exact import requantize_through_float as _requantize_through_float
 from .qdq_strip import WEIGHTED_ONNX_OPS, PairParams, StripInfo, strip_qdq
+from .qdq_weights import ModelWeightScales
 from .qoperator_expand import QUANTIZATION_OPS, expand_qoperators
 
 __all__ = [  # PairParams and StripInfo are part of this module's interface
@@ -211,6 +213,7 @@ def prequantized_variant(
             sums |= _constant_sums(model, bits)
             fixed |= _fixed_point_activations(model, bits)
             pools = _inexact_average_pools(model, tfl_ranges, bits)
+        model_scales = ModelWeightScales(info.weights)  # the model's own codes and scales
         outcome = quantize_integer(
             model,
             tfl_ranges,
@@ -220,8 +223,11 @@ def prequantized_variant(
             output_dtype=io_out,
             ranges_are_exact=True,
             overrides=_float_like_onnxruntime(info, fixed, sums, pools),
+            weight_scales=model_scales,
         )
         requantized = outcome.requantized
+        for node, why in sorted(model_scales.misses.items()):
+            notes.append(f"{node}: {why}")
         rounded = _round_float_readers(model, tfl_ranges, bits == 16)
         _affines_as_onnxruntime(model, info.affine)
         _exact_quantize_after(model, rounding)  # (every float -> integer QUANTIZE)

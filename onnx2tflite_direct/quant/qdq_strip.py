@@ -157,6 +157,15 @@ def quantize_array(x, scale, zp, axis: int, elem_type: int) -> np.ndarray:
     return np.clip(q, lo, hi).astype(dtype)
 
 
+def lattice_record(scale: np.ndarray, zp: np.ndarray | None, size: int) -> dict:
+    """The lattice of a folded weight, kept in its ``StripInfo.weights`` entry: the integer
+    quantizer stores the model's own codes on it (``qdq_weights.ModelWeightScales``) instead of
+    re-deriving ``max|w| / 127``, which re-rounds every weight whose codes stop short of 127."""
+    scale = np.asarray(scale, np.float32).reshape(-1)
+    zp = None if zp is None else np.asarray(zp).reshape(-1)
+    return {"scale": scale, "zero_point": zp, "size": int(size)}
+
+
 # ---- stripping ---------------------------------------------------------------------------
 
 
@@ -316,6 +325,7 @@ def _fold_constant_dequantize(view: GraphView, info: StripInfo) -> None:
             "per_axis": scale.size > 1,
             "axis": axis if scale.size > 1 else None,
             "weight_of": sorted({t for t in users if t in WEIGHTED_ONNX_OPS}),
+            **lattice_record(scale, view.const(node, 2), q.size),
         }
     _replace_nodes(view, keep)
 
@@ -564,6 +574,7 @@ def _fold_fake_quantized(view: GraphView, info: StripInfo, dq, value, params: Pa
         "axis": None,
         "weight_of": sorted({t for t in users if t in WEIGHTED_ONNX_OPS}),
         "activation_quantized_constant": True,
+        **lattice_record(scale, zp, q.size),
     }
 
 

@@ -28,7 +28,14 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .qdq_strip import GraphView, StripInfo, attr, dequantize_array, prune_dead_nodes
+from .qdq_strip import (
+    GraphView,
+    StripInfo,
+    attr,
+    dequantize_array,
+    lattice_record,
+    prune_dead_nodes,
+)
 
 MS = "com.microsoft"
 
@@ -229,6 +236,7 @@ class _Expander:
             "per_axis": s.size > 1,
             "axis": axis if s.size > 1 else None,
             "weight_of": [node.op_type],
+            **lattice_record(s, z, w.size),
         }
         return name
 
