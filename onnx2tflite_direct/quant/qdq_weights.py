@@ -61,15 +61,46 @@ class ModelWeightScales:
                 continue
             peak = float(np.abs(codes).max(initial=0.0))
             if peak > qmax:
-                self.misses[node or "?"] = (
-                    f"the model's weight codes reach {peak:.0f} on its own scale (a uint8 zero "
-                    f"point or an int8 -128), beyond LiteRT's symmetric [-{qmax:.0f}, "
-                    f"{qmax:.0f}]: re-rounded to max|w| / {qmax:.0f}"
-                )
-                return None
+                return self._partly(w, codes, scale, axis, qmax, node)
             self.kept[node or "?"] = "per-tensor" if scale.size == 1 else "per-channel"
             return scale
+        if axis is None:
+            self._per_channel_on_one_scale(w, same_size, node)
         return None
+
+    def _partly(self, w, codes, scale, axis, qmax, node) -> np.ndarray | None:
+        """Codes beyond [-qmax, qmax] on the model's scale: per channel (an op that takes
+        per-channel weights), the channels whose codes fit keep them exactly and only the
+        others get ``max|w_c| / qmax``; per tensor, the whole weight is re-derived (None)."""
+        peak = float(np.abs(codes).max(initial=0.0))
+        what = (
+            f"the model's weight codes reach {peak:.0f} on its own scale (a uint8 zero point "
+            f"or an int8 -128), beyond LiteRT's symmetric [-{qmax:.0f}, {qmax:.0f}]"
+        )
+        if axis is None:
+            self.misses[node or "?"] = f"{what}: re-rounded to max|w| / {qmax:.0f}"
+            return None
+        peaks = _channel_max(np.abs(codes), axis)
+        fits = peaks <= qmax
+        own = np.broadcast_to(scale.astype(np.float64), fits.shape)
+        derived = _channel_max(np.abs(w), axis) / qmax
+        self.misses[node or "?"] = (
+            f"{what}: {int(np.sum(~fits))} of {fits.size} output channels re-rounded to "
+            f"max|w_c| / {qmax:.0f}, the others keep the model's codes"
+        )
+        return np.where(fits, own, derived).astype(np.float32)
+
+    def _per_channel_on_one_scale(self, w: np.ndarray, lattices, node) -> None:
+        """A per-channel lattice on a weight whose kernel reads one scale (BATCH_MATMUL's
+        constant operand): the codes cannot be kept; say so."""
+        for scale in lattices:
+            for axis in range(w.ndim):
+                if scale.size > 1 and self._codes(w, scale, axis) is not None:
+                    self.misses[node or "?"] = (
+                        "per-channel weight scales on an op whose LiteRT kernel reads one "
+                        "scale (BATCH_MATMUL): re-rounded to max|w| / 127 per tensor"
+                    )
+                    return
 
     @staticmethod
     def _codes(w: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray | None:
@@ -90,3 +121,8 @@ class ModelWeightScales:
         if np.abs(codes - rounded).max() > WHOLE_CODE_TOLERANCE:
             return None
         return rounded
+
+
+def _channel_max(values: np.ndarray, axis: int) -> np.ndarray:
+    moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    return moved.max(axis=1, initial=0.0)
