@@ -181,7 +181,8 @@ def add_floors(data: dict) -> dict:
     possible = [r for r in rows if not r["gpu_floor"]]
     data["summary"]["floor"] = {
         "rule": "an input of a type no GPU rule takes (int64) is read: that op falls back "
-        "whatever is emitted",
+        "whatever is emitted, unless --int32-inputs declares the input int32 (the "
+        "gpu_friendly_int32_inputs run)",
         "blocked_models": len(rows) - len(possible),
         "possible_models": len(possible),
         "possible_fully_delegable_gpu_friendly": sum(
