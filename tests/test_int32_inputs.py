@@ -88,13 +88,11 @@ def test_text_model_gpu_friendly_lookups_delegable_and_exact():
     chk = check_conversion(model, feeds, int32_inputs=True, gpu_friendly=True)
     rules = {r["rule"] for r in chk.report["gpu_friendly"]["rewrites"]}
     assert "gather_int32_indices" in rules
-    left = {(f["onnx_node"] or "").split(":")[0] for f in chk.report["gpu"]["fall_back"]}
-    # the two table lookups and the float mask run on the GPU; the int64 mask arithmetic not
-    assert not any(
-        f["op"] == "GATHER" and f["onnx_node"] == "Gather:emb"
-        for f in chk.report["gpu"]["fall_back"]
-    )
-    assert "Cast" not in left and "Gather" not in {x for x in left if x == "Gather:emb"}
+    left = {f["onnx_node"] for f in chk.report["gpu"]["fall_back"]}
+    # the token and token-type lookups and the float mask run on the GPU; the int64 mask
+    # arithmetic (CumSum position ids, the mask's sum) does not
+    assert not left & {"Gather:emb", "Gather:temb", "Cast:maskf"}, left
+    assert {"CumSum:cs", "ReduceSum:msum"} <= left, left
 
 
 def test_mask_arithmetic_at_int32_extremes_stays_exact():
@@ -373,3 +371,63 @@ def test_log_softmax_decomposed():
     assert "log_softmax_decomposed" in _rules(chk)
     assert "LOG_SOFTMAX" not in chk.ops
     assert chk.report["gpu"]["fully_delegable"], chk.report["gpu"]["fall_back"]
+
+
+def _lookup_model(seq):
+    rng = np.random.default_rng(7)
+    return make_model(
+        [
+            helper.make_node("Gather", ["t", "ids"], ["e"]),
+            helper.make_node("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", ["mf", "ax"], ["m3"]),
+            helper.make_node("Mul", ["e", "m3"], ["y"]),
+        ],
+        [("ids", np.int64, [1, seq]), ("mask", np.int64, [1, seq])],
+        [("y", np.float32, [1, seq, D])],
+        {"t": rng.standard_normal((30, D)).astype(np.float32), "ax": np.array([2], np.int64)},
+    )
+
+
+def _feeds(n, seed):
+    rng = np.random.default_rng(seed)
+    return {
+        "ids": rng.integers(-30, 30, (1, n)).astype(np.int64),
+        "mask": rng.integers(0, 2, (1, n)).astype(np.int64),
+    }
+
+
+def test_every_signature_takes_int32_and_matches():
+    from ai_edge_litert.interpreter import Interpreter
+
+    from onnx2tflite_direct import validate as V
+
+    model = _lookup_model("S")
+    dims = {"prefill": 8, "decode": 1}
+    res = o2t_convert(
+        model,
+        int32_inputs=True,
+        gpu_friendly=True,
+        signatures={k: {"ids": (1, n), "mask": (1, n)} for k, n in dims.items()},
+    )
+    assert res.report["gpu"]["fully_delegable"]
+    for sig in res.report["signatures"]:
+        assert {r["name"]: r["dtype"] for r in sig["inputs"]} == {"ids": "int32", "mask": "int32"}
+    interp = Interpreter(model_content=bytes(res.tflite_bytes))
+    for key, n in dims.items():
+        feeds = _feeds(n, n)
+        runner = interp.get_signature_runner(key)
+        got = runner(**{k: v.astype(np.int32) for k, v in feeds.items()})["y"]
+        assert np.array_equal(got, V.run_onnxruntime(model, feeds)["y"])
+
+
+def test_dynamic_length_int32_inputs():
+    from onnx2tflite_direct import validate as V
+
+    model = _lookup_model("S")
+    res = o2t_convert(model, int32_inputs=True)
+    rows = {r["name"]: r for r in res.report["io"] if r["kind"] == "input"}
+    assert rows["ids"]["dtype"] == "int32" and rows["ids"]["shape_signature"] == [1, -1]
+    for n in (3, 11):
+        feeds = _feeds(n, n)
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["y"]
+        assert np.array_equal(got, V.run_onnxruntime(model, feeds)["y"])
