@@ -58,6 +58,7 @@ ORDER = (
     "fold_constant_gather",
     "not_into_select",
     "bool_moves_in_float",
+    "nonzero_test_in_float",
     "log_softmax_decomposed",
 )
 _BY_NAME: dict[str, Rule] = {

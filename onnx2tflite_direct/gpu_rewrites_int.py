@@ -27,6 +27,9 @@ valid index (``MAX_EXACT_ROWS``):
   constant.
 - ``bool_moves_in_float``: bool data movement (a mask's RESHAPE) -> CAST to float32, the same
   movement, CAST to bool (the GPU takes bool only in CAST and SELECT).
+- ``nonzero_test_in_float``: CAST to bool of an integer derived from int32 values by widening,
+  data movement and int64 products (a product of two masks) -> the same test on 0/1 floats
+  (``min(|float(x)|, 1)``, moved, multiplied), CAST to bool. Exact for every int32 value.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .gpu_rewrites import Editor, Rule, delegable, static
 
 MAX_EXACT_ROWS = 1 << 24  # every integer of magnitude <= 2**24 is a float32
 I32 = np.dtype(np.int32)
+I64 = np.dtype(np.int64)
 F32 = np.dtype(np.float32)
 
 
@@ -245,6 +249,89 @@ def _bool_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | N
     return [ed.op("CAST", [x], [xf], op), *moves, ed.op("CAST", [moved], [out], op)]
 
 
+def _int32_origin(ed: Editor, t: tfl.Tensor) -> bool:
+    """Does ``t`` hold int32 values: an int32 tensor, or an int64 widening of one?"""
+    if t.dtype == I32:
+        return True
+    p = ed.producer.get(id(t))
+    return p is not None and p.opcode == "CAST" and p.inputs[0].dtype == I32
+
+
+def _nonzero_float(ed: Editor, t: tfl.Tensor, like: tfl.Operator, ops: list, depth: int = 8):
+    """A float32 tensor holding ``t != 0`` as 0/1 (ops appended to ``ops``), or None.
+
+    From the int32 values ``t`` derives from: an int32 value x as min(|float(x)|, 1) (a
+    nonzero int32 becomes a float of magnitude >= 1 whatever the rounding); an int64 widening
+    CAST as its int32 operand; data movement by constant parameters as the same movement of
+    the 0/1 floats; an int64 MUL of two int32 values (exact: |a * b| < 2**62) as the product
+    of their 0/1 floats."""
+    if depth == 0 or t.data is not None:
+        return None
+    p = ed.producer.get(id(t))
+    if t.dtype == I64 and p is not None and p.opcode == "CAST" and p.inputs[0].dtype == I32:
+        return _nonzero_float(ed, p.inputs[0], like, ops, depth - 1)
+    if (
+        t.dtype == I64
+        and p is not None
+        and p.opcode == "MUL"
+        and p.options.get("fused_activation_function", "NONE") == "NONE"
+        and len(p.inputs) == 2
+        and all(x is not None and x.data is None and _int32_origin(ed, x) for x in p.inputs)
+    ):
+        a = _nonzero_float(ed, p.inputs[0], like, ops, depth - 1)
+        b = _nonzero_float(ed, p.inputs[1], like, ops, depth - 1) if a is not None else None
+        if b is None:
+            return None
+        both = ed.temp(f"{t.name}/both_nonzero", F32, t.shape)
+        ops.append(ed.op("MUL", [a, b], [both], like, fused_activation_function="NONE"))
+        return both
+    if t.dtype in (I32, I64) and p is not None and MOVES.get(p.opcode) == 0:
+        if not _constant_params(p) or not static(p.inputs[0], t):
+            return None
+        inner = _nonzero_float(ed, p.inputs[0], like, ops, depth - 1)
+        if inner is None:
+            return None
+        moved = ed.temp(f"{t.name}/nonzero", F32, t.shape)
+        move = tfl.Operator(
+            p.opcode, [inner, *p.inputs[1:]], [moved], dict(p.options), onnx_node=p.onnx_node
+        )
+        made = [move] if delegable(move) else _delegable_move(ed, move)
+        if made is None:
+            return None
+        ops.extend(made)
+        return moved
+    if t.dtype != I32:
+        return None
+    xf, cast = _as_float(ed, t, like)
+    size = ed.temp(f"{t.name}/abs", F32, t.shape)
+    nonzero = ed.temp(f"{t.name}/nonzero", F32, t.shape)
+    one = ed.const(f"{t.name}/one", np.array(1.0, np.float32))
+    ops += [
+        *cast,
+        ed.op("ABS", [xf], [size], like),
+        ed.op("MINIMUM", [size, one], [nonzero], like),
+    ]
+    return nonzero
+
+
+def _nonzero_test_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """CAST of an integer to bool (``x != 0``; the GPU casts only float <-> bool) whose value
+    derives from int32 values (``_nonzero_float``: DeBERTa's ``mask[:, None] * mask[..., None]``
+    of the ``--int32-inputs`` mask) -> the 0/1 float test, CAST to bool. Exact."""
+    if op.opcode != "CAST" or len(op.inputs) != 1:
+        return None
+    x, out = op.inputs[0], op.outputs[0]
+    if x is None or x.data is not None or x.dtype not in (I32, I64) or out.dtype != np.bool_:
+        return None
+    if not static(x, out):
+        return None
+    ops: list[tfl.Operator] = []
+    nonzero = _nonzero_float(ed, x, op, ops)
+    if nonzero is None:
+        return None
+    return [*ops, ed.op("CAST", [nonzero], [out], op)]
+
+
 def _delegable_move(ed: Editor, move: tfl.Operator) -> list[tfl.Operator] | None:
     """The float move as the data-movement rules write it for the GPU (a GATHER by a scalar
     constant -> STRIDED_SLICE + RESHAPE, a 2-D slice on a 3-D view ...), or None."""
@@ -284,4 +371,5 @@ RULES: dict[str, Rule] = {
     "int32_moves_in_float": _int32_moves_in_float,
     "fold_constant_gather": _fold_constant_gather,
     "bool_moves_in_float": _bool_moves_in_float,
+    "nonzero_test_in_float": _nonzero_test_in_float,
 }

@@ -330,6 +330,7 @@ def test_every_rule_is_ordered():
         "fold_constant_gather",
         "not_into_select",
         "bool_moves_in_float",
+        "nonzero_test_in_float",
         "log_softmax_decomposed",
     }
     assert new <= set(gpu_friendly.ORDER)
@@ -431,3 +432,40 @@ def test_dynamic_length_int32_inputs():
         feeds = _feeds(n, n)
         got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["y"]
         assert np.array_equal(got, V.run_onnxruntime(model, feeds)["y"])
+
+
+def test_nonzero_test_of_mask_product_in_float():
+    """DeBERTa's ``bool(mask[:, None, None, :] * mask[:, None, :, None])``: the int64 product
+    of the int32 mask stays exact on the CPU and becomes 0/1 float products on the GPU, exact
+    for every int32 value (65536 * 65536 is 2**32, zero in int32 but not in int64)."""
+    s = 8
+    x = np.random.default_rng(8).standard_normal((1, 1, s, s)).astype(np.float32)
+    model = make_model(
+        [
+            helper.make_node("Unsqueeze", ["mask", "a12"], ["row"]),
+            helper.make_node("Unsqueeze", ["mask", "a13"], ["col"]),
+            helper.make_node("Mul", ["row", "col"], ["prod"]),
+            helper.make_node("Cast", ["prod"], ["keep"], to=TensorProto.BOOL),
+            helper.make_node("Where", ["keep", "x", "fill"], ["y"]),
+        ],
+        [("mask", np.int64, [1, s]), ("x", np.float32, [1, 1, s, s])],
+        [("y", np.float32, [1, 1, s, s])],
+        {
+            "a12": np.array([1, 2], np.int64),
+            "a13": np.array([1, 3], np.int64),
+            "fill": np.array(-1e4, np.float32),
+        },
+    )
+    mask = np.array([[1, 0, 65536, I32_MAX, I32_MIN, -1, 0, 7]], np.int64)
+    feeds = {"mask": mask, "x": x}
+    for masks_in_float in (True, False):  # with and without the float mask-logic rewrite
+        off = [] if masks_in_float else ["float_mask_logic"]
+        chk = check_conversion(
+            model, feeds, int32_inputs=True, gpu_friendly=True, disable_rewrites=off
+        )
+        assert chk.report["gpu"]["fully_delegable"], chk.report["gpu"]["fall_back"]
+        if not masks_in_float:
+            assert "nonzero_test_in_float" in _rules(chk)
+    # without --gpu-friendly the product stays an exact int64 MUL
+    chk = check_conversion(model, feeds, int32_inputs=True, disable_rewrites=["float_mask_logic"])
+    assert any(k["op"] == "MUL" for k in chk.report["int32_inputs"]["kept_int64"])
