@@ -401,6 +401,9 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
         return exc.exit_code
     for kind, path in result.paths.items():
         log.info("wrote %s: %s", kind, path)
+    narrowed = result.report.get("int32_inputs")
+    if narrowed and narrowed["inputs"]:  # the file's interface changed: say so
+        log.info("int32 inputs: %s: %s", ", ".join(narrowed["inputs"]), narrowed["note"])
     _warn_float_ops(result.report)
     status = errors.EXIT_OK
     if diagnose:

@@ -214,6 +214,7 @@ def test_cli_flag_bare_and_named(tmp_path, capsys):
     assert cli.main(["--int32-inputs", str(path), "-o", str(out), "--check-gpu"]) == 0
     (written,) = out.glob("*.tflite")
     assert set(_input_dtypes(written.read_bytes()).values()) == {np.dtype(np.int32)}
+    assert "int32 inputs: ids, tt, mask: declared int32" in capsys.readouterr().err
     assert cli.main([str(path), "-o", str(out), "--int32-inputs", "nope"]) == (
         errors.EXIT_BAD_INPUT
     )
