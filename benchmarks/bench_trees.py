@@ -352,6 +352,30 @@ def _kernel_units(rng):
     def path_decide1(k):
         return path_decide(k, 1)
 
+    def path_arith(k, samples=p_samples):  # the same decisions without a comparison: row
+        # GATHER, SUB from nextafter(t), MUL and MUL (RELU) by 2^127, MINIMUM with 1
+        x = t("xv", f32, (p_views, samples))
+        huge = c("huge", np.array(2.0**127, np.float32))
+        one = c("one", np.array(1.0, np.float32))
+        ops, outs = [], []
+        for j in range(k):
+            idx = c(f"src{j}", rng.integers(0, p_views, p_rows).astype(np.int32))
+            up = c(f"up{j}", rng.standard_normal((p_rows, 1)).astype(np.float32))
+            rows_t = t(f"r{j}", f32, (p_rows, samples))
+            d, m1, m2, o = (t(f"{n}{j}", f32, (p_rows, samples)) for n in ("df", "m1", "m2", "d"))
+            ops += [
+                tfl.Operator("GATHER", [x, idx], [rows_t], {"axis": 0, "batch_dims": 0}),
+                tfl.Operator("SUB", [up, rows_t], [d], {"fused_activation_function": "NONE"}),
+                tfl.Operator("MUL", [d, huge], [m1], {"fused_activation_function": "NONE"}),
+                tfl.Operator("MUL", [m1, huge], [m2], {"fused_activation_function": "RELU"}),
+                tfl.Operator("MINIMUM", [m2, one], [o]),
+            ]
+            outs.append(o)
+        return ops, [x], outs
+
+    def path_arith1(k):
+        return path_arith(k, 1)
+
     def path_pick(k, samples=p_samples):  # a level's rows GATHERed from the distinct decisions
         dec = t("dec", f32, (p_rows, samples))
         ops, outs = [], []
@@ -428,6 +452,16 @@ def _kernel_units(rng):
             path_decide1,
             {"xv": rng.standard_normal((p_views, 1)).astype(np.float32)},
         ),
+        "path_arith": (
+            p_rows * p_samples,
+            path_arith,
+            {"xv": rng.standard_normal((p_views, p_samples)).astype(np.float32)},
+        ),
+        "path_arith1": (
+            p_rows,
+            path_arith1,
+            {"xv": rng.standard_normal((p_views, 1)).astype(np.float32)},
+        ),
         "path_pick": (
             p_rows * p_samples,
             path_pick,
@@ -487,6 +521,16 @@ def kernels(runs: int, reps: int = 11) -> dict:
     }
     out["path_decision"] = {
         "derived": "(path_decide - path_decide1) per row and added sample",
+        "ns_per_element": round(per_sample, 4),
+    }
+    one, many = out["path_arith1"]["us_per_unit"], out["path_arith"]["us_per_unit"]
+    per_sample = 1e3 * (many - one) / (rows * 15)
+    out["path_arith_row"] = {
+        "derived": "path_arith1 - path_arith's per-sample cost, per row",
+        "ns_per_element": round(1e3 * one / rows - per_sample, 4),
+    }
+    out["path_arith_decision"] = {
+        "derived": "(path_arith - path_arith1) per row and added sample",
         "ns_per_element": round(per_sample, 4),
     }
     one, many = out["path_pick1"]["us_per_unit"], out["path_pick"]["us_per_unit"]

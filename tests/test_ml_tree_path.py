@@ -2,7 +2,7 @@
 decided at once, the reached leaf found as a product of 0/1 decisions, no walk.
 
 Each test forces the strategy (``ml_trees.STRATEGY = "path"``) and checks from the written ops
-that it ran (its report note and a BATCH_MATMUL of the leaf weights),
+that it ran (its report note and the BATCH_MATMULs of the leaf weights),
 then compares with onnxruntime: labels exactly, scores within the harness tolerance. Inputs
 sit on the thresholds (ties), carry NaN, +-inf and -0.0; every order mode with and without
 missing-value tracks; classifier and regressor; batch 1, 16 and a dynamic batch.
@@ -117,7 +117,8 @@ def test_path_mixed_depths_and_single_leaves(rows, path):
     forest = parse_legacy(_legacy_attrs(a, w, "class", True), "class", 3, "SUM")
     groups = plan_path(forest, F).groups
     assert len(groups) >= 3 and 1 in [g.depth for g in groups]
-    assert chk.ops["MUL"] == sum(g.depth - 1 for g in groups), chk.ops  # d - 1 a group
+    decide_muls = 2 if "MINIMUM" in chk.ops else 0  # arithmetic decisions: 2 MULs
+    assert chk.ops["MUL"] - decide_muls == sum(g.depth - 1 for g in groups), chk.ops
 
 
 @pytest.mark.parametrize("aggregate", ["SUM", "AVERAGE"])
@@ -163,7 +164,7 @@ def test_path_trees_per_class(rows, sparse, by_target, shared, path, monkeypatch
     forest = parse_legacy(_legacy_attrs(a, w, "class", True), "class", 3, "SUM")
     groups = len(ml_tree_path.plan_path(forest, F, False, by_target).groups)
     assert not by_target or groups >= 3
-    assert chk.ops["BATCH_MATMUL"] in (groups, groups + 1), chk.ops  # (+ the placing)
+    assert chk.ops["BATCH_MATMUL"] in (2 * groups, 2 * groups + 1), chk.ops  # (+ the placing)
 
 
 @pytest.mark.parametrize("weights", ["dense", "one_class"])
@@ -205,7 +206,11 @@ def _walk_float64(forest, x):
 
 def _path_numpy(forest, plan, x):
     """The path strategy's arithmetic in numpy (views, rows, decisions, indicator products)."""
-    from onnx2tflite_direct.lowering.ml_tree_path import F32_MAX, leaf_weight_table
+    from onnx2tflite_direct.lowering.ml_tree_path import (
+        F32_MAX,
+        arithmetic_decisions,
+        leaf_weight_table,
+    )
 
     xt = np.clip(x.T, -F32_MAX, F32_MAX)
     views = []
@@ -213,10 +218,20 @@ def _path_numpy(forest, plan, x):
         base = np.where(np.isnan(xt), F32_MAX if neg == low else -F32_MAX, xt)
         views.append(-base if neg else base)
     table = np.concatenate(views).astype(np.float32)
+
+    def decide(rows, thr):
+        if not arithmetic_decisions(thr):
+            return (rows <= thr[:, None]).astype(np.float32)
+        huge = np.float32(2.0**127)  # _decide_arithmetic's float32 steps
+        with np.errstate(over="ignore"):
+            up = np.nextafter(thr, np.float32(np.inf))[:, None]
+            scaled = np.maximum((up - rows) * huge * huge, np.float32(0))
+        return np.minimum(scaled, np.float32(1))
+
     total = np.zeros((len(x), forest.n_targets))
-    distinct = (table[plan.unique_src] <= plan.unique_thr[:, None]).astype(np.float32)
+    distinct = decide(table[plan.unique_src], plan.unique_thr)
     for g, pick in zip(plan.groups, plan.pick, strict=True):
-        dec = (table[g.row_src] <= g.thresholds[:, None]).astype(np.float32)
+        dec = decide(table[g.row_src], g.thresholds)
         if plan.shared:
             dec = distinct[pick]
         ind = np.ones((len(g.trees), len(x)), np.float32)
@@ -259,6 +274,53 @@ def test_path_float64_thresholds_decide_as_float64():
             plan = replace(plan_path(forest, F, by_target=by_target), shared=shared)
             got = _path_numpy(forest, plan, x)
             np.testing.assert_allclose(got, _walk_float64(forest, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("near_zero", [False, True])
+@pytest.mark.parametrize("rows", [1, 16])
+def test_path_arithmetic_decisions(near_zero, rows, path):
+    """Decisions as ``min(relu((nextafter(t) - v) * 2^127 * 2^127), 1)`` (SUB, MUL, MINIMUM in
+    XNNPACK, no comparison) where no threshold is near zero: inputs on the thresholds and on
+    their float32 neighbours, +-FLT_MAX, +-inf, NaN, -0.0 and subnormals (the differences
+    overflow or are exact). With thresholds at or near 0 (``near_zero``), where a subnormal
+    difference could be flushed, the comparison decides instead. Subnormal inputs reach the
+    decisions unflushed (XNNPACK flushes them in its float ops)."""
+    rng = np.random.default_rng(_seed("arith", near_zero, rows))
+    a, w = random_trees(rng, 8, 3, modes=ORDER_MODES, tracks=True, n_out=2)
+    splits = [i for i, m in enumerate(a["mode"]) if m != "LEAF"]
+    choices = [-3.5, -1.0, -(2.0**-90), 2.0**-90, 0.75, 2.0, 1e30, -1e30]
+    if near_zero:
+        choices += [0.0, -0.0, 1e-39, -1e-30]
+    for i in splits:
+        a["val"][i] = float(np.float32(rng.choice(choices)))
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, -1e-45, 3e38, -3e38], np.float32)
+    thr = np.array(sorted({a["val"][i] for i in splits}), np.float32)
+    near = np.concatenate([thr, np.nextafter(thr, np.inf), np.nextafter(thr, -np.inf), special])
+    x = rng.choice(near, (16, F)).astype(np.float32)[:rows]
+    chk = check_conversion(_model("regressor", a, w, 2, rows, True), feeds={"x": x})
+    _ran_path(chk)
+    assert ("MINIMUM" in chk.ops) != near_zero, chk.ops  # only the arithmetic has MINIMUM
+
+
+@pytest.mark.parametrize("strategy", ["path", "grid", "traverse"])
+@pytest.mark.parametrize("mode", ["BRANCH_GTE", "mixed"])
+def test_subnormal_inputs_decide_as_onnxruntime(strategy, mode, monkeypatch):
+    """Subnormal inputs against zero, -0.0 and subnormal thresholds: XNNPACK runs its float
+    ops with denormals flushed, so no strategy lets one (NEG included: negated views flip
+    the sign bit) touch the input before it is compared."""
+    from onnx2tflite_direct.lowering import ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", strategy)
+    rng = np.random.default_rng(_seed("subnormal", strategy, mode))
+    modes = ORDER_MODES if mode == "mixed" else (mode,)
+    a, w = random_trees(rng, 8, 3, modes=modes, tracks=True, n_out=2)
+    tiny = [0.0, -0.0, 1e-39, -1e-39, 1e-45, -3e-45, 2.0**-126]
+    for i, m in enumerate(a["mode"]):
+        if m != "LEAF":
+            a["val"][i] = float(np.float32(rng.choice(tiny)))
+    pool = np.array([*tiny, 2e-45, -1e-45, 5e-40, -5e-40, np.nan, 1.0], np.float32)
+    x = rng.choice(pool, (16, F)).astype(np.float32)
+    check_conversion(_model("regressor", a, w, 2, 16, True), feeds={"x": x})
 
 
 def test_path_runs_at_any_batch(path):

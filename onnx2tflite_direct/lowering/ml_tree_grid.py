@@ -267,8 +267,20 @@ def grid_ns(plan: GridPlan, depths: list[int], rows: int) -> float:
     return rows * per_row + OP_NS * ops
 
 
+def negate_bits(ctx, v):
+    """``-v`` bit for bit: BITCAST, BITWISE_XOR of the sign bit, BITCAST. Not NEG: XNNPACK
+    takes NEG and runs with denormals flushed, so a subnormal input became 0 and decided a
+    split against a threshold between them the wrong way (onnxruntime keeps it)."""
+    e = Emitter(ctx)
+    bits = e.op("BITCAST", v, shape=v.shape, dtype=np.int32, hint="x_bits")
+    sign = e.const(np.array(-(2**31), np.int32), np.int32, "sign_bit")
+    flipped = e.op("BITWISE_XOR", bits, sign, hint="x_neg_bits")
+    return e.op("BITCAST", flipped, shape=v.shape, dtype=np.float32, hint="x_neg")
+
+
 def _views(ctx, x, views):
-    """The concatenated feature views ``[N, len(views) * F]``."""
+    """The concatenated feature views ``[N, len(views) * F]`` (no XNNPACK arithmetic on
+    them: ``negate_bits``)."""
     e = Emitter(ctx)
     made = {}
     isnan = None
@@ -276,7 +288,7 @@ def _views(ctx, x, views):
         v = x
         if neg:
             if "neg" not in made:
-                made["neg"] = e.op("NEG", x, hint="x_neg")
+                made["neg"] = negate_bits(ctx, x)
             v = made["neg"]
         if low:
             if isnan is None:

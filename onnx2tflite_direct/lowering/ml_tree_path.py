@@ -19,17 +19,27 @@ shallow trees (scikit-learn gradient boosting at depth 3, XGBoost at depth 4 to 
   decision: ``+inf <= t`` and ``FLT_MAX <= t`` are both false, ``-inf <= t`` and
   ``-FLT_MAX <= t`` both true.
 * Decisions: one LESS_EQUAL of the GATHERed rows against a constant threshold column and a
-  CAST give each node's 0/1 "comparison holds" ``c [rows, N]``.
+  CAST give each node's 0/1 "comparison holds" ``c [rows, N]``. Boosted trees repeat their
+  (feature, threshold) pairs (histogram bins; padded leaves all decide "holds"): with
+  ``shared`` each distinct pair is decided once and every level GATHERs its rows from those
+  decisions (a row copy, 2.3 ns, against 2.4 ns + 0.32 ns a sample to decide it; XGBoost's
+  150 depth-4 trees: 2,250 rows, 656 distinct).
 * Level by level: ``I_k [T * 2^k, N]`` is the indicator of the node each sample is at on
   level ``k`` (one 1 per tree and sample); ``a = I_k * c_k`` and ``b = I_k - a`` are the
   indicators of its two children, and ``I_{k+1} = CONCATENATION(a, b)``: node ``j`` of level
   ``k`` has children ``j`` and ``j + T * 2^k``. Products and differences of 0/1 are exact. A
   leaf above its tree's last level is padded: its threshold ``FLT_MAX`` always holds, so it
   carries its indicator down its first branch unchanged.
-* Leaf values: ``scores [K, N] = W [K, T * 2^d] x I_d``, one BATCH_MATMUL. Every product but
+* Leaf values: ``scores [K, N] = W [K, T * 2^d] x I_d``, as two BATCH_MATMULs of the last
+  level's halves ``a`` and ``b`` (no copy of the largest level) and an ADD. Every product but
   one per tree is an exact zero, so the sum is that of the reached leaves (in another order
   than onnxruntime's, as every strategy's SUM is). Trees of different depths form groups, each
-  padded to its own depth only.
+  padded to its own depth only; trees that score one target (gradient boosting's one tree per
+  class and round) can form a group per target, whose leaf sum multiplies only that target's
+  weights. Group sums land in their target rows by CONCATENATION, or by one 0/1 product where
+  several groups share a target.
+* Choices (``best_path_plan``): grouping by target or not, shared decisions or not, by
+  ``path_ns``; the strategy against the walks by ``ml_trees.choose_strategy``.
 
 ``path_ns`` estimates its LiteRT time for the cost model.
 """
@@ -42,7 +52,7 @@ import numpy as np
 
 from .emit import Emitter
 from .ml_forest import Forest, Leaf, Split, threshold32
-from .ml_tree_grid import _FORM, _view
+from .ml_tree_grid import _FORM, _view, negate_bits
 
 F32_MAX = np.float32(np.finfo(np.float32).max)
 # Deepest tree this strategy pads: 2 ** depth leaves a tree (the cost model decides long before)
@@ -104,8 +114,18 @@ class PathPlan:
 
     @property
     def decided(self) -> int:
-        """Rows the LESS_EQUAL decides."""
+        """Rows the decisions are computed for."""
         return int(self.unique_src.size) if self.shared else self.decisions
+
+    def decided_sources(self) -> np.ndarray:
+        if self.shared:
+            return self.unique_src
+        return np.concatenate([g.row_src for g in self.groups])
+
+    def decided_thresholds(self) -> np.ndarray:
+        if self.shared:
+            return self.unique_thr
+        return np.concatenate([g.thresholds for g in self.groups])
 
     @property
     def leaf_slots(self) -> int:
@@ -225,6 +245,10 @@ def leaf_weight_table(forest: Forest, group: PathGroup, first_only: bool):
 # targets (it reads the indicator: ``path_leaf``), and per target (``path_target_mac``).
 PATH_DECISION_NS = 0.32
 PATH_ROW_NS = 2.4
+# the same decided without a comparison (``_decide_arithmetic``: path_arith_decision,
+# path_arith_row)
+PATH_ARITH_NS = 0.19
+PATH_ARITH_ROW_NS = 2.55
 PATH_LEVEL_NS = 0.16
 PATH_LEAF_NS = 0.145
 PATH_MAC_NS = 0.025
@@ -241,40 +265,85 @@ def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
 
     decisions = plan.decisions  # one a node of the padded trees, = indicator elements
     decided = plan.decided
-    per_row = PATH_DECISION_NS * decided + PATH_LEVEL_NS * decisions
-    fixed = PATH_ROW_NS * decided
+    if arithmetic_decisions(plan.decided_thresholds()):
+        per_row = PATH_ARITH_NS * decided + PATH_LEVEL_NS * decisions
+        fixed = PATH_ARITH_ROW_NS * decided
+    else:
+        per_row = PATH_DECISION_NS * decided + PATH_LEVEL_NS * decisions
+        fixed = PATH_ROW_NS * decided
     if plan.shared:  # the levels' row GATHERs
         per_row += PATH_PICK_NS * decisions
         fixed += PATH_PICK_ROW_NS * decisions
     for g in plan.groups:
         sums = len(g.targets) * (2 if need_has else 1)
         per_row += (PATH_LEAF_NS + PATH_MAC_NS * sums) * len(g.leaves)
-    ops = 12 + 2 * len(plan.groups) + sum(3 * g.depth for g in plan.groups)
+    ops = 12 + 3 * len(plan.groups) + sum(3 * g.depth for g in plan.groups)
     if plan.shared:
         ops += sum(g.depth for g in plan.groups)
     return rows * per_row + fixed + OP_NS * ops
 
 
-def _views(ctx, xt, views):
-    """``[len(views) * F, N]``: the clamped, NaN-replaced views of the transposed input."""
+# No threshold this close to zero: a difference ``nextafter(t) - v`` is then 0 or at least
+# 2 ** -123 in magnitude, a normal float, so flushing subnormals (FTZ/DAZ, ARMv7 NEON) cannot
+# change it.
+SAFE_MIN = np.float32(2.0**-100)
+_HUGE = np.float32(2.0**127)
+
+
+def _next_up(thr: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # FLT_MAX (a padded leaf's threshold) -> inf, wanted
+        return np.nextafter(thr.astype(np.float32), np.float32(np.inf))
+
+
+def arithmetic_decisions(thr: np.ndarray) -> bool:
+    """Can ``_decide_arithmetic`` decide against these thresholds exactly on any float mode."""
+    up = _next_up(thr)
+    return bool(np.all(np.isposinf(up) | (np.abs(up) >= SAFE_MIN)))
+
+
+def _decide_arithmetic(ctx, rows, thr):
+    """0/1 float ``rows <= thr`` without a comparison, in ops XNNPACK takes (SUB, MUL, MUL with
+    RELU, MINIMUM: 0.2 ns an element against 0.36 for LESS_EQUAL and CAST): ``v <= t`` iff
+    ``u - v > 0`` with ``u = nextafter(t, +inf)`` (``v`` is finite: clamped, NaN replaced);
+    the sign of a float difference is exact, and two multiplications by 2 ** 127 carry any
+    positive difference (at least 2 ** -123 here: ``arithmetic_decisions``) to at least 1,
+    which MINIMUM makes exactly 1, while RELU makes 0 of a zero or negative one. Overflow
+    (``u = inf`` for a padded leaf, or ``|u - v| > FLT_MAX``) stays on the right side."""
     e = Emitter(ctx)
-    isnan = e.op("NOT_EQUAL", xt, xt, hint="x_isnan", dtype=np.bool_)
-    clamped = e.op(
-        "MINIMUM",
-        e.op("MAXIMUM", xt, e.const(np.float32(-F32_MAX)), hint="x_above"),
-        e.const(F32_MAX),
-        hint="x_clamped",
-    )
+    up = _next_up(thr).reshape(-1, 1)
+    diff = e.op("SUB", e.const(up), rows, hint="margin")
+    big = e.const(_HUGE)
+    up_once = e.op("MUL", diff, big, hint="margin_up")
+    scaled = e.op("MUL", up_once, big, hint="margin_relu", fused_activation_function="RELU")
+    return e.op("MINIMUM", scaled, e.const(np.float32(1)), hint="decisions")
+
+
+def _views(ctx, xt, views):
+    """``[len(views) * F, N]``: the clamped, NaN-replaced views of the transposed input.
+
+    Clamped with comparisons and SELECT_V2, not MAXIMUM/MINIMUM: XNNPACK runs its float
+    operators with denormals flushed (a subnormal input would become 0, and decide a split
+    against a threshold between them the other way), and it takes neither op, so the
+    input's values reach the decisions as given (negation flips the sign bit:
+    ``ml_tree_grid.negate_bits``)."""
+    e = Emitter(ctx)
+    low_bound = e.const(np.float32(-F32_MAX))
+    above = e.op("GREATER_EQUAL", xt, low_bound, hint="x_above", dtype=np.bool_)
+    below = e.op("LESS_EQUAL", xt, e.const(F32_MAX), hint="x_below", dtype=np.bool_)
     made = {}
     for neg, low in views:
         nan_value = F32_MAX if neg == low else -F32_MAX  # NaN in x before the negation
         key = ("base", nan_value)
         if key not in made:
-            made[key] = e.op(
-                "SELECT_V2", isnan, e.const(np.float32(nan_value)), clamped, hint="x_view"
-            )
+            # NaN fails both tests; +inf only ``below``, -inf only ``above``
+            if nan_value > 0:
+                inner = e.op("SELECT_V2", above, xt, e.const(np.float32(-F32_MAX)), hint="x_lo")
+                made[key] = e.op("SELECT_V2", below, inner, e.const(F32_MAX), hint="x_view")
+            else:
+                inner = e.op("SELECT_V2", below, xt, e.const(F32_MAX), hint="x_hi")
+                made[key] = e.op("SELECT_V2", above, inner, e.const(-F32_MAX), hint="x_view")
         v = made[key]
-        made[(neg, low)] = e.op("NEG", v, hint="x_view_neg") if neg else v
+        made[(neg, low)] = negate_bits(ctx, v) if neg else v
     parts = [made[v] for v in views]
     return parts[0] if len(parts) == 1 else e.concat(parts, 0, "x_views")
 
@@ -288,14 +357,13 @@ def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has
     n, _ = x.shape
     xt = e.transpose(x, [1, 0], hint="x_t")
     table = _views(ctx, xt, plan.views)
-    if plan.shared:
-        src, thr = plan.unique_src, plan.unique_thr
-    else:
-        src = np.concatenate([g.row_src for g in plan.groups])
-        thr = np.concatenate([g.thresholds for g in plan.groups])
+    src, thr = plan.decided_sources(), plan.decided_thresholds()
     rows = e.gather(table, src, 0, hint="x_rows")
-    holds = e.op("LESS_EQUAL", rows, e.const(thr.reshape(-1, 1)), hint="decide", dtype=np.bool_)
-    dec = e.cast(holds, np.float32, hint="decisions")
+    if arithmetic_decisions(thr):
+        dec = _decide_arithmetic(ctx, rows, thr)
+    else:
+        holds = e.op("LESS_EQUAL", rows, e.const(thr.reshape(-1, 1)), hint="decide", dtype=np.bool_)
+        dec = e.cast(holds, np.float32, hint="decisions")
     sizes = [len(g.trees) * 2**k for g in plan.groups for k in range(g.depth)]
     if plan.shared:  # each level's rows GATHERed from the distinct decisions
         picks = np.concatenate(plan.pick)
@@ -318,13 +386,18 @@ def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has
             tag = f"{g.depth}_{len(sums)}_{level}"
             first = holds if ind is None else e.op("MUL", ind, holds, hint=f"i{tag}")
             other = e.op("SUB", one if ind is None else ind, first, hint=f"o{tag}")
-            ind = e.concat([first, other], 0, f"ind{tag}")
+            if level + 1 < g.depth:
+                ind = e.concat([first, other], 0, f"ind{tag}")
         table, has = leaf_weight_table(forest, g, first_only)
         rows = list(g.targets)
         if need_has:
             table = np.concatenate([table, has])
             rows += [k + j for j in g.targets]
-        sums.append(e.matmul(e.const(table), ind, hint="leaf_sum"))
+        # the last level's two halves summed apart (no CONCATENATION of the largest level)
+        half = table.shape[1] // 2
+        a = e.matmul(e.const(table[:, :half]), first, hint="leaf_sum_a")
+        b = e.matmul(e.const(np.ascontiguousarray(table[:, half:])), other, hint="leaf_sum_b")
+        sums.append(e.op("ADD", a, b, hint="leaf_sum"))
         rows_of += rows
     width = 2 * k if need_has else k
     stacked = sums[0] if len(sums) == 1 else e.concat(sums, 0, "group_sums")

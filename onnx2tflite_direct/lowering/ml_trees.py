@@ -125,10 +125,12 @@ TREE_OPS = (
     "REDUCE_MIN",
     "REDUCE_MAX",
     "CAST",
-    "MAXIMUM",
+    "GREATER_EQUAL",
+    "BITWISE_XOR",
     "MINIMUM",
     "MUL",
     "SUB",
+    "ADD",
     "BATCH_MATMUL",
 )
 TREE_NOTES = (
