@@ -342,3 +342,57 @@ def test_random_configurations(seed):
     max_out = int(rng.integers(1, n + 5))
     model = _batched_model(n, classes, max_out=max_out, iou=iou, score=score)
     _check(model, feeds, classes)
+
+
+def test_labels_by_mod_as_retinanet_builds_them():
+    """RetinaNet's form: top-k over the flattened [boxes x classes] scores, label = index mod
+    C, box = index div C; the rule proves labels in [0, C) from the Mod."""
+    n, classes, k = 40, 5, 60
+    nodes = [
+        helper.make_node("Reshape", ["class_scores", "flat_shape"], ["flat"]),
+        helper.make_node("TopK", ["flat", "k"], ["top_scores", "top_idx"]),
+        helper.make_node("Mod", ["top_idx", "num_classes"], ["labels"]),
+        helper.make_node("Div", ["top_idx", "num_classes"], ["box_idx"]),
+        helper.make_node("Gather", ["boxes", "box_idx"], ["top_boxes"], axis=0),
+        helper.make_node("ReduceMax", ["top_boxes"], ["max_coordinate"], keepdims=0),
+        helper.make_node("Add", ["max_coordinate", "one"], ["span"]),
+        helper.make_node("Cast", ["labels"], ["labels_f"], to=1),
+        helper.make_node("Mul", ["labels_f", "span"], ["offsets"]),
+        helper.make_node("Unsqueeze", ["offsets", "axis1"], ["offsets_col"]),
+        helper.make_node("Add", ["top_boxes", "offsets_col"], ["boxes_for_nms"]),
+        helper.make_node("Unsqueeze", ["boxes_for_nms", "axis0"], ["nms_boxes"]),
+        helper.make_node("Unsqueeze", ["top_scores", "axes01"], ["nms_scores"]),
+        helper.make_node(
+            "NonMaxSuppression", ["nms_boxes", "nms_scores", "max_out", "iou"], ["selected"]
+        ),
+    ]
+    inits = {
+        "flat_shape": np.array([-1], np.int64),
+        "k": np.array([k], np.int64),
+        "num_classes": np.array(classes, np.int64),
+        "one": np.array(1, np.float32),
+        "axis0": np.array([0], np.int64),
+        "axis1": np.array([1], np.int64),
+        "axes01": np.array([0, 1], np.int64),
+        "max_out": np.array([k], np.int64),
+        "iou": np.array([0.5], np.float32),
+    }
+    model = make_model(
+        nodes,
+        [("boxes", np.float32, (n, 4)), ("class_scores", np.float32, (n, classes))],
+        [("selected", np.int64, ("num", 3))],
+        initializers=inits,
+    )
+    boxes = np.clip(_clustered(np.random.default_rng(19), n), 0, 100).astype(np.float32)
+    feeds = _feeds(np.random.default_rng(20), n, classes, boxes=boxes)
+    _check(model, feeds, classes)
+
+
+def test_center_point_boxes_are_left_alone():
+    """Shifting [xc, yc, w, h] by an offset moves the sizes too: not the idiom."""
+    rng = np.random.default_rng(21)
+    n, classes = 30, 3
+    model = _batched_model(n, classes, max_out=n, iou=0.5)
+    model.graph.node[-1].attribute.append(helper.make_attribute("center_point_box", 1))
+    feeds = _feeds(rng, n, classes)
+    _check(model, feeds, 0)
