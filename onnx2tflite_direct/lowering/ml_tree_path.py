@@ -14,16 +14,17 @@ shallow trees (scikit-learn gradient boosting at depth 3, XGBoost at depth 4 to 
   ``FLT_MAX`` (``x_hi``) or ``-FLT_MAX`` (``x_lo``); ``-x_hi`` and ``-x_lo`` are the negated
   views. A split reads the view that decides as onnxruntime does (``ml_tree_grid``'s forms:
   ``x <= t`` or ``-x <= -t``, children swapped for LT/GT, NaN sent where its missing-value
-  track says). Every threshold is
-  finite with ``|t| < FLT_MAX`` (else this strategy does not apply), so clamping changes no
-  decision: ``+inf <= t`` and ``FLT_MAX <= t`` are both false, ``-inf <= t`` and
-  ``-FLT_MAX <= t`` both true.
-* Decisions: one LESS_EQUAL of the GATHERed rows against a constant threshold column and a
-  CAST give each node's 0/1 "comparison holds" ``c [rows, N]``. Boosted trees repeat their
-  (feature, threshold) pairs (histogram bins; padded leaves all decide "holds"): with
-  ``shared`` each distinct pair is decided once and every level GATHERs its rows from those
-  decisions (a row copy, 2.3 ns, against 2.4 ns + 0.32 ns a sample to decide it; XGBoost's
-  150 depth-4 trees: 2,250 rows, 656 distinct).
+  track says). Every threshold is finite with ``|t| < FLT_MAX`` (else this strategy does
+  not apply), so clamping changes no decision: ``+inf <= t`` and ``FLT_MAX <= t`` are both
+  false, ``-inf <= t`` and ``-FLT_MAX <= t`` both true. No XNNPACK float op touches the
+  input before it is decided (``_views``): XNNPACK flushes subnormals.
+* Decisions: each node's 0/1 "comparison holds" ``c [rows, N]``, from the GATHERed rows by
+  ``_decide_arithmetic`` (SUB, MUL, MINIMUM in XNNPACK) where no threshold is near zero,
+  else by one LESS_EQUAL against a constant threshold column and a CAST. Boosted trees
+  repeat their (feature, threshold) pairs (histogram bins; padded leaves all decide "holds"):
+  with ``shared`` each distinct pair is decided once and every level GATHERs its rows from
+  those decisions (a row copy, 2.3 ns, against 2.55 ns + 0.19 ns a sample to decide it;
+  XGBoost's 150 depth-4 trees: 2,250 rows, 656 distinct).
 * Level by level: ``I_k [T * 2^k, N]`` is the indicator of the node each sample is at on
   level ``k`` (one 1 per tree and sample); ``a = I_k * c_k`` and ``b = I_k - a`` are the
   indicators of its two children, and ``I_{k+1} = CONCATENATION(a, b)``: node ``j`` of level
