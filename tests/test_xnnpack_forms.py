@@ -158,6 +158,23 @@ def test_where_runtime_branch_opt_in(const_first, fill):
     _both_kernels(fin)
 
 
+def test_where_runtime_branch_builtin_kernels_clamp_a_kept_infinity():
+    """The documented limit that keeps where_runtime_branch opt-in: on LiteRT's builtin kernels
+    a kept +-inf comes out +-FLT_MAX (their ADD clamps); XNNPACK keeps it."""
+    model = _runtime_where(True, -1e9)
+    mask = np.array([[[1] * 8], [[0] * 8]], I64)
+    s = np.zeros((2, 3, 8), F)
+    s[0, 0, 0], s[0, 0, 1] = np.inf, -np.inf
+    with onnx_rewrites.opt_in("where_runtime_branch"):
+        res = convert(model)
+    feeds = {"mask": mask, "s": s}
+    xnn = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"))["w"]
+    builtin = V.run_litert(res.tflite_bytes, feeds, res.report.get("io"), use_xnnpack=False)["w"]
+    assert xnn[0, 0, 0] == np.inf and xnn[0, 0, 1] == -np.inf
+    assert builtin[0, 0, 0] == FMAX and builtin[0, 0, 1] == -FMAX
+    np.testing.assert_array_equal(builtin[1], np.full((3, 8), -1e9, F))
+
+
 # ------------------------------------------------- lookup_before_select
 
 
