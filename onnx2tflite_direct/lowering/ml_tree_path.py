@@ -53,7 +53,7 @@ import numpy as np
 
 from .emit import Emitter
 from .ml_forest import Forest, Leaf, Split, threshold32
-from .ml_tree_grid import _FORM, _view, negate_bits
+from .ml_tree_grid import _FORM, OP_NS, _view, negate_bits
 
 F32_MAX = np.float32(np.finfo(np.float32).max)
 # Deepest tree this strategy pads: 2 ** depth leaves a tree (the cost model decides long before)
@@ -262,8 +262,6 @@ PATH_PICK_NS = 0.01
 def path_ns(plan: PathPlan, k: int, rows: int, need_has: bool = False) -> float:
     """Estimated LiteRT time of ``emit_path`` for ``rows`` samples and ``k`` targets (``2k``
     sums with the presence counts)."""
-    from .ml_tree_grid import OP_NS
-
     decisions = plan.decisions  # one a node of the padded trees, = indicator elements
     decided = plan.decided
     if arithmetic_decisions(plan.decided_thresholds()):
