@@ -36,9 +36,13 @@ import numpy as np
 import onnx
 
 from . import contrib_schemas
-from . import tflite_reader as R
 from . import validate as val
 from .layout import Inner, Layout
+from .litert_tensors import (
+    file_tables,
+    run_keeping_all_tensors,
+    stored_real,
+)
 
 METRIC_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "sqnr_db", "max_expected_abs")
 UNMAPPED_LISTED = 50  # how many unmapped TFLite tensor names the result lists
@@ -148,58 +152,6 @@ def _run_reference(
 # --------------------------------------------------------------------------------------------
 
 
-# One thread: onnxruntime runs meanwhile on another core (two LiteRT threads measured no
-# faster overall on the benchmark set: the runs then fight over the cores).
-LITERT_THREADS = 1
-
-
-def _run_litert_all(tflite_bytes: bytes, feeds, io_table):
-    """Invoke with the reference kernels, keeping every tensor; return (interpreter, inputs)."""
-    interp_mod = val._import_litert_interpreter()
-    interp = interp_mod.Interpreter(
-        model_content=bytes(tflite_bytes),
-        num_threads=LITERT_THREADS,
-        experimental_op_resolver_type=interp_mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=True,
-    )
-    perms = {row["name"]: row.get("perm") for row in io_table or () if row["kind"] == "input"}
-    stored = {}
-    for name, detail in _input_details(interp).items():
-        if name not in feeds:
-            raise ValueError(f"no feed for TFLite input {name!r}")
-        arr = np.asarray(feeds[name])
-        if perms.get(name) is not None:
-            arr = np.transpose(arr, perms[name])
-        # Dims the file leaves dynamic (stored as 1) take the feed's size, as the signature
-        # runner of ``--validate`` does; a size the file fixes must match.
-        want = detail.get("shape_signature")
-        want = detail["shape"] if want is None or len(want) == 0 else want
-        fits = len(want) == arr.ndim and all(
-            int(w) in (-1, a) for w, a in zip(want, arr.shape, strict=False)
-        )
-        if not fits:
-            raise ValueError(
-                f"input {name!r}: feed shape {tuple(arr.shape)} does not fit the TFLite input "
-                f"shape {tuple(int(d) for d in want)}"
-            )
-        if tuple(detail["shape"]) != arr.shape:
-            interp.resize_tensor_input(detail["index"], list(arr.shape), strict=True)
-        stored[detail["index"]] = np.array(arr, dtype=detail["dtype"], order="C")
-    interp.allocate_tensors()
-    for index, arr in stored.items():
-        interp.set_tensor(index, arr)
-    interp.invoke()
-    return interp
-
-
-def _input_details(interp) -> dict[str, dict]:
-    """Signature input name -> details (with the tensor ``index``); plain inputs if unsigned."""
-    if interp.get_signature_list():
-        key = next(iter(interp.get_signature_list()))
-        return dict(interp.get_signature_runner(key).get_input_details())
-    return {d["name"]: d for d in interp.get_input_details()}
-
-
 def _layout(entry: Mapping[str, Any]) -> Layout:
     inner = entry.get("inner")
     return Layout(
@@ -216,20 +168,6 @@ def to_onnx_order(stored: np.ndarray, layout: Layout) -> np.ndarray:
     if layout.inner is not None and arr.shape and arr.shape[-1] > 1:
         arr = np.take(arr, np.argsort(layout.inner.element_order()), axis=-1)
     return arr
-
-
-def _dequantize(arr: np.ndarray, quant: Mapping[str, Any] | None):
-    """(real values, per-element scale or None) of a stored tensor."""
-    if quant is None or not quant["scale"]:
-        return arr, None
-    scale = np.asarray(quant["scale"], np.float64)
-    zero = np.asarray(quant["zero_point"] or [0] * len(scale), np.float64)
-    if scale.size > 1:  # per-channel along quantized_dimension
-        shape = [1] * arr.ndim
-        shape[quant["quantized_dimension"]] = scale.size
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    real = (arr.astype(np.float64) - zero) * scale
-    return real.astype(np.float32), np.broadcast_to(scale, arr.shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,39 +218,6 @@ MAPPING_DEFINITION = (
 )
 
 
-def _file_tables(tflite_bytes: bytes) -> tuple[list[dict], dict[int, str]]:
-    """Main-subgraph tensor rows (index, name, constant, quantization) and, per tensor index,
-    the opcode of the operator writing it: one lean pass over the FlatBuffer.
-
-    Why not ``tflite_reader.tensor_table``: it also decodes shapes, dtypes and signatures,
-    which the diagnostics never read, and the producers would need a second pass.
-    """
-    schema = R.schema()
-    model = R.root(bytes(tflite_bytes), schema)
-    sg = model.Subgraphs(0)
-    n_buffers = model.BuffersLength()
-    rows = []
-    for i in range(sg.TensorsLength()):
-        t = sg.Tensors(i)
-        b = t.Buffer()
-        constant = 0 < b < n_buffers and R.buffer_size(model.Buffers(b)) > 0
-        rows.append(
-            {
-                "index": i,
-                "name": R.text(t.Name()),
-                "constant": constant,
-                "quantization": None if constant else R.quantization(t),
-            }
-        )
-    codes = [name for name, _, _ in R.operator_codes(model, schema)]
-    producers: dict[int, str] = {}
-    for i in range(sg.OperatorsLength()):
-        op = sg.Operators(i)
-        for t in op.OutputsAsNumpy() if op.OutputsLength() else ():
-            producers[int(t)] = codes[op.OpcodeIndex()]
-    return rows, producers
-
-
 def _mapping(rows: list[dict], tensor_map: Mapping[str, Mapping], producers) -> dict:
     """How the TFLite activation tensors relate to ONNX tensors (see ``MAPPING_DEFINITION``)."""
     relation: dict[str, str] = {}
@@ -351,20 +256,6 @@ def _mapping(rows: list[dict], tensor_map: Mapping[str, Mapping], producers) -> 
             {"tensor": t, "node": node} for t, node in list(internal.items())[:UNMAPPED_LISTED]
         ],
     }
-
-
-def _apply_steps(arr: np.ndarray, steps) -> np.ndarray:
-    """Turn a derived tensor's stored array into its ONNX tensor's stored array."""
-    for step in steps:
-        if step[0] == "transpose":
-            arr = np.transpose(arr, step[1])
-        elif step[0] == "reshape":
-            arr = arr.reshape(step[1])
-        elif step[0] == "crop":  # ["crop", begin, size, what lies outside]
-            arr = arr[tuple(slice(b, b + n) for b, n in zip(step[1], step[2], strict=True))]
-        else:
-            raise ValueError(f"unknown tensor-map step {step[0]!r}")
-    return arr
 
 
 def _bisect(graph: onnx.GraphProto, status: Mapping[str, bool]) -> dict[str, Any]:
@@ -421,21 +312,8 @@ def _bisect(graph: onnx.GraphProto, status: Mapping[str, bool]) -> dict[str, Any
     }
 
 
-def _stored_real(interp, row, steps=()) -> tuple[np.ndarray, Any] | None:
-    """(real array in the ONNX tensor's stored layout, per-element scale or None)."""
-    try:
-        stored = interp.get_tensor(row["index"])  # a copy: the interpreter keeps its memory
-    except ValueError:  # a tensor the runtime did not allocate
-        return None
-    real, scale = _dequantize(stored, row["quantization"])
-    if steps:
-        real = _apply_steps(real, steps)
-        scale = None if scale is None else _apply_steps(np.asarray(scale), steps)
-    return real, scale
-
-
 def _onnx_order(stored, entry, reference: np.ndarray) -> tuple[np.ndarray, Any] | None:
-    """Undo the stored layout of ``_stored_real``'s result (rank fixed up by the reference)."""
+    """Undo the stored layout of ``stored_real``'s result (rank fixed up by the reference)."""
     real, scale = stored
     layout = _layout(entry)
     if real.ndim != layout.rank:
@@ -449,7 +327,7 @@ def _onnx_order(stored, entry, reference: np.ndarray) -> tuple[np.ndarray, Any] 
 
 
 def _read_litert(interp, rows, tensor_map) -> dict[tuple[str, str], tuple]:
-    """(ONNX name, TFLite tensor) -> ``_stored_real`` for every mapped activation.
+    """(ONNX name, TFLite tensor) -> ``stored_real`` for every mapped activation.
 
     Runs while onnxruntime is still computing (it needs no reference values).
     """
@@ -461,13 +339,13 @@ def _read_litert(interp, rows, tensor_map) -> dict[tuple[str, str], tuple]:
         row = by_name.get(entry["tensor"])
         if row is None or row["constant"]:
             continue
-        got = _stored_real(interp, row)
+        got = stored_real(interp, row)
         if got is None:
             continue
         out[onnx_name, entry["tensor"]] = got
         for d in entry.get("derived") or ():
             drow = by_name.get(d["tensor"])
-            got = None if drow is None else _stored_real(interp, drow, d["steps"])
+            got = None if drow is None else stored_real(interp, drow, d["steps"])
             if got is not None:
                 out[onnx_name, d["tensor"]] = got
     return out
@@ -546,9 +424,9 @@ def validate_all_tensors(result, feeds=None, seed: int = 0, atol: float = 1e-4) 
     # LiteRT side (file tables, tensor copies) while onnxruntime is still busy.
     with ThreadPoolExecutor(max_workers=1) as pool:
         ort_job = pool.submit(_timed, _run_reference, model, feeds, set(result.tensor_map))
-        interp, t_litert = _timed(_run_litert_all, result.tflite_bytes, feeds, io_table)
+        interp, t_litert = _timed(run_keeping_all_tensors, result.tflite_bytes, feeds, io_table)
         t0 = time.perf_counter()
-        rows, producers = _file_tables(result.tflite_bytes)
+        rows, producers = file_tables(result.tflite_bytes)
         mapping = _mapping(rows, result.tensor_map, producers)
         arrays = _read_litert(interp, rows, result.tensor_map)
         del interp

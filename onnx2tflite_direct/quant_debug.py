@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import diagnostics as D
+from . import litert_tensors
 from . import validate as val
 
 TWIN_SUFFIXES = ("", "/int8", "/int16", "/float")
@@ -91,8 +92,8 @@ def debug_variant(data, model, feeds, io_table, tensor_map, reference, atol) -> 
     inputs', among nodes whose inputs already carry noise: a first layer after an exact
     float input always "drops" infinitely), ``largest_drops`` (by noise added), ``outputs``
     (SQNR per graph output), ``measured`` and ``notes``."""
-    interp = D._run_litert_all(data, _integer_feeds(data, feeds), io_table)
-    rows, _ = D._file_tables(data)
+    interp = litert_tensors.run_keeping_all_tensors(data, _integer_feeds(data, feeds), io_table)
+    rows, _ = litert_tensors.file_tables(data)
     names = {r["name"] for r in rows if not r["constant"]}
     vmap = variant_map(tensor_map, names)
     arrays = D._read_litert(interp, rows, vmap)
@@ -344,7 +345,7 @@ def _integer_feeds(data: bytes, feeds: Mapping[str, np.ndarray]) -> dict[str, np
     with each input's own scale and zero point; other inputs unchanged."""
     interp = val._import_litert_interpreter().Interpreter(model_content=bytes(data))
     out = dict(feeds)
-    for name, detail in D._input_details(interp).items():
+    for name, detail in litert_tensors.input_details(interp).items():
         scale, zero = val._io_quantization(detail)
         arr = feeds.get(name)
         if scale is None or arr is None or np.asarray(arr).dtype.kind != "f":

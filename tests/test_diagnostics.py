@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 import onnx2tflite_direct as o2t
-from onnx2tflite_direct import diagnostics, tfl
+from onnx2tflite_direct import diagnostics, litert_tensors, tfl
 from onnx2tflite_direct.layout import Inner, Layout
 from onnx2tflite_direct.registry import REGISTRY
 from onnx2tflite_direct.tensor_mapping import derived_tensors
@@ -326,7 +326,7 @@ def test_derived_steps_reproduce_the_value_exactly(data):
     for name, arr in arrays.items():
         onnx_name, relation, steps = found[name]
         assert onnx_name == ("y" if name == "canvas" else "x")
-        np.testing.assert_array_equal(diagnostics._apply_steps(arr, steps), value)
+        np.testing.assert_array_equal(litert_tensors.apply_steps(arr, steps), value)
         # The canvas holds computed data around the window; the others, PAD's constant.
         assert relation == ("contains" if name == "canvas" else "padded")
 

@@ -22,8 +22,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from test_quant_auto import auto_section, held_back, sqnr
 
-from onnx2tflite_direct import builder, convert, pipeline
-from onnx2tflite_direct import diagnostics as D
+from onnx2tflite_direct import builder, convert, litert_tensors, pipeline
 from onnx2tflite_direct.quant import equalize as EQ
 
 
@@ -84,7 +83,7 @@ def build(ir) -> bytes:
 
 def run(data: bytes, x: np.ndarray) -> np.ndarray:
     """The file's output ``y`` for one NCHW sample (the file takes NHWC: fed as stored)."""
-    interp = D._run_litert_all(data, {"x": np.transpose(x, (0, 2, 3, 1))}, [])
+    interp = litert_tensors.run_keeping_all_tensors(data, {"x": np.transpose(x, (0, 2, 3, 1))}, [])
     out = interp.get_output_details()[0]
     return np.asarray(interp.get_tensor(out["index"]), np.float64)
 

@@ -38,8 +38,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .. import diagnostics as D
-from .. import tfl
+from .. import litert_tensors, tfl
 
 PRODUCERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 READERS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -108,13 +107,13 @@ def _fits(c: tfl.Operator, channels: int) -> bool:
 def channel_extremes(float_bytes: bytes, feeds, io_table, names) -> dict[str, np.ndarray]:
     """Per tensor name, [2, channels]: the per-channel (last axis) min and max of the float
     file's tensor over ``feeds`` (ONNX-layout batches), LiteRT's reference kernels."""
-    rows, _ = D._file_tables(float_bytes)
+    rows, _ = litert_tensors.file_tables(float_bytes)
     wanted = {r["name"]: r for r in rows if r["name"] in names and not r["constant"]}
     out: dict[str, np.ndarray] = {}
     for feed in feeds:
-        interp = D._run_litert_all(float_bytes, feed, io_table)
+        interp = litert_tensors.run_keeping_all_tensors(float_bytes, feed, io_table)
         for name, row in wanted.items():
-            got = D._stored_real(interp, row)
+            got = litert_tensors.stored_real(interp, row)
             if got is None or got[0].ndim < 1:
                 continue
             x = np.asarray(got[0], np.float64).reshape(-1, got[0].shape[-1])
