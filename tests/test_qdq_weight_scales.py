@@ -31,6 +31,7 @@ from test_prequantized import (
 
 from onnx2tflite_direct import builder, pipeline
 from onnx2tflite_direct.quant import qdq_import as Q
+from onnx2tflite_direct.quant.qoperator_expand import expand_qoperators
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
 
@@ -236,25 +237,31 @@ def test_codes_litert_cannot_hold_are_re_rounded_and_named(codes, dtype, zp):
     assert off.max() <= 2.0
 
 
-@pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("name", list(MODELS))
-def test_reduce_range_7_bit_weights_keep_their_codes(tmp_path, name, per_channel):
+REDUCED = [(n, pc, "qdq") for n in MODELS for pc in (False, True)]
+REDUCED += [(n, False, "qop") for n in ("cnn", "matmul")]  # QLinearConv / QLinearMatMul
+
+
+@pytest.mark.parametrize("name,per_channel,fmt", REDUCED)
+def test_reduce_range_7_bit_weights_keep_their_codes(tmp_path, name, per_channel, fmt):
     """onnxruntime's quantize_static(reduce_range=True): 7-bit weights, never +-127. Every
     weight of the integer file carries the model's scale, and the file agrees with the Q/DQ
-    semantics as the 8-bit weights do (tests/test_prequantized.py's threshold, 30 dB)."""
+    semantics as the 8-bit weights do (tests/test_prequantized.py's threshold, 30 dB; a
+    QOperator model: its definition, the expanded graph, as test_prequantized does)."""
     src, reduced = tmp_path / "f.onnx", tmp_path / "r.onnx"
     onnx.save(MODELS[name](), str(src))
     quantize_static(
         str(src),
         str(reduced),
         _Reader(_samples(onnx.load(str(src)), 4, seed=0)),
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
         per_channel=per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         reduce_range=True,
     )
     qmodel = onnx.load(str(reduced))
+    if fmt == "qop":
+        assert {n.op_type for n in qmodel.graph.node} & {"QLinearConv", "QLinearMatMul"}
     consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
     codes = [v for k, v in consts.items() if v.dtype == np.int8 and v.size > 1]
     assert codes and max(int(np.abs(c).max()) for c in codes) <= 64
@@ -270,7 +277,8 @@ def test_reduce_range_7_bit_weights_keep_their_codes(tmp_path, name, per_channel
         for dtypes in tensor_dtypes(tflite).get(opcode, []):
             assert dtypes[:2] == ("int8", "int8")
     feeds = _samples(qmodel, 3, seed=1)
-    ref, act = run_ort(qmodel, feeds), run_litert(tflite, feeds)
+    semantics = qmodel if fmt == "qdq" else expand_qoperators(qmodel)[0]
+    ref, act = run_ort(semantics, feeds), run_litert(tflite, feeds)
     assert sqnr(ref, act) >= 30.0
 
 
