@@ -114,6 +114,12 @@ class ModelWeightScales:
         else:
             if axis is None or w.ndim == 0 or w.shape[axis] != scale.size:
                 return None
+            rows = np.moveaxis(w, axis, 0).reshape(scale.size, -1)[
+                :, : max(1, SAMPLE // scale.size)
+            ]
+            head = rows / scale.astype(np.float64)[:, None]  # a few values of every channel first
+            if np.abs(head - np.rint(head)).max() > WHOLE_CODE_TOLERANCE:
+                return None
             shape = [1] * w.ndim
             shape[axis] = -1
             codes = w / scale.astype(np.float64).reshape(shape)
