@@ -17,7 +17,8 @@ main subgraph:
    before any integer rewrite.
 2. rewrite (here): integer ops read/write new integer tensors; QUANTIZE / DEQUANTIZE sit at every
    float-island boundary and at float model I/O; shared-scale inputs that disagree get a
-   requantizing QUANTIZE; weights become symmetric int8 (per channel on the spec axis), biases
+   requantizing QUANTIZE; weights become symmetric int8 (per channel on the spec axis; an
+   already-quantized model's weights keep its own codes and scales, ``weight_scales``), biases
    int32 (int8) or int64 (16x8) with scale = input scale * weight scale, after bias correction
    (``correct_bias``: the rounded weights' average error on the calibrated input means).
 """
