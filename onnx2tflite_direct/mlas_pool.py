@@ -1,5 +1,5 @@
-"""GlobalAveragePool summed in the order of onnxruntime's CPU kernel, for dynamically quantized
-graphs (part of rule ``float_carried_integers``, ``float_carried.py``).
+"""GlobalAveragePool / AveragePool summed in the order of onnxruntime's CPU kernels, for
+dynamically quantized graphs (part of rule ``float_carried_integers``, ``float_carried.py``).
 
 Why: in a ``quantize_dynamic`` model every DynamicQuantizeLinear derives its scale from the
 max and min of its input, so one float32 ulp in a float op before it can move a rounding tie
@@ -24,11 +24,11 @@ sequential ADDs, then a DIV by the constant counts (inception-v2-like 3x3 pools 
 4 of every 10 outputs were an ulp or more off with AVERAGE_POOL_2D).
 
 The global order as ONNX ops, every one a correctly rounded IEEE operation on any CPU: the
-channel-last values as [N, n, C], the first ``4 * (n // 4)`` as [N, n // 4, 4, C], CumSum along
-the groups (TFLite's CUMSUM adds sequentially: the four lanes' running sums), the last group,
-the lane additions, the remaining values, a division. onnxruntime on ARM64 adds the lanes
-pairwise ``(l0 + l1) + (l2 + l3)`` (NEON ``vpaddq``): there one rounding of that step may
-differ.
+channel-last values as [N, n, C], one ADD per group of four (the four lanes' sequential sums),
+the lane additions, the remaining values, a division; up to ``MAX_GROUPS`` groups (larger
+pools keep MEAN: a sequential sum that long needs CUMSUM, outside XNNPACK). onnxruntime on
+ARM64 adds the lanes pairwise ``(l0 + l1) + (l2 + l3)`` (NEON ``vpaddq``): there one rounding
+of that step may differ.
 """
 
 from __future__ import annotations
@@ -39,14 +39,20 @@ from .ir import Graph, Node, value_dtype
 
 F32 = np.dtype(np.float32)
 LANES = 4  # MLAS_FLOAT32X4
-MIN_OPSET = 11  # CumSum
+MIN_OPSET = 11  # Slice with steps
 REDUCTION_BUFFER = 2048  # MLAS_POOL_REDUCTION_BUFFER_STACK (floats)
+# Global pools of up to 16 groups of four values (7x7, 8x8: a classifier's pool) as one ADD
+# per group in XNNPACK. Larger ones keep LiteRT's MEAN: their sequential sum needs CUMSUM,
+# which XNNPACK does not take (one more partition per pool: efficientnet-lite-like's 17 SE
+# pools 1.24x the latency, tv_mobilenet_v3_small_ts_qdyn 1.09x; benchmarks/bench_mlas_pool.py).
+MAX_GROUPS = 16
 ENABLED = True  # (off: LiteRT's MEAN; benchmarks compare the two)
 
 
 def applies(graph: Graph, node: Node) -> bool:
     """A float32 GlobalAveragePool or AveragePool that onnxruntime runs in one of the MLAS
-    kernels reproduced here (:func:`_window`), of static 4-D shape, in an opset with CumSum."""
+    kernels reproduced here (:func:`_window`; a global one up to ``MAX_GROUPS``), of static
+    4-D shape, in an opset with Slice steps."""
     if not ENABLED or node.domain != "" or not node.outputs or not node.inputs:
         return False
     if node.op_type not in ("GlobalAveragePool", "AveragePool"):
@@ -56,7 +62,10 @@ def applies(graph: Graph, node: Node) -> bool:
         return False
     if len(v.shape) != 4 or graph.opsets.get("", 1) < MIN_OPSET:
         return False
-    return node.op_type == "GlobalAveragePool" or _window(node, v.shape) is not None
+    form = ("global", None) if node.op_type == "GlobalAveragePool" else _window(node, v.shape)
+    if form is None:
+        return False
+    return form[0] != "global" or v.shape[2] * v.shape[3] // LANES <= MAX_GROUPS
 
 
 def _window(node: Node, shape):
@@ -113,22 +122,20 @@ def _emit_global(em, node: Node) -> None:
     last = em.op("Transpose", [x], (n_, h, w, c), "channels_last", perm=[0, 2, 3, 1])
     rows = em.op("Reshape", [last, _ints(em, [n_, n, c], "rows_shape")], (n_, n, c), "rows")
     total = None
-    one = (n_, 1, 1, c)
+    one = (n_, 1, c)
     if groups:
-        body = _part(em, rows, 0, groups * LANES, 1, (n_, groups * LANES, c), "body")
-        quads = (n_, groups, LANES, c)
-        quads_t = em.op("Reshape", [body, _ints(em, list(quads), "quads_shape")], quads, "quads")
-        running = em.op("CumSum", [quads_t, _ints(em, 1, "group_axis")], quads, "lanes_run")
-        lanes = _part(em, running, groups - 1, groups, 1, (n_, 1, LANES, c), "lanes")
-        lane = [_part(em, lanes, j, j + 1, 2, one, f"lane{j}") for j in range(LANES)]
+        lanes = None
+        for g in range(groups):  # the four lanes, each summed sequentially
+            quad = _part(em, rows, g * LANES, (g + 1) * LANES, 1, (n_, LANES, c), f"quad{g}")
+            lanes = (
+                quad if lanes is None else em.op("Add", [lanes, quad], (n_, LANES, c), f"lanes{g}")
+            )
+        lane = [_part(em, lanes, j, j + 1, 1, one, f"lane{j}") for j in range(LANES)]
         even = em.op("Add", [lane[0], lane[2]], one, "lanes_02")
         odd = em.op("Add", [lane[1], lane[3]], one, "lanes_13")
         total = em.op("Add", [even, odd], one, "lanes_sum")
     for i in range(groups * LANES, n):
-        value = _part(em, rows, i, i + 1, 1, (n_, 1, c), f"rest{i}")
-        value = em.op(
-            "Reshape", [value, _ints(em, list(one), f"rest{i}_shape")], one, f"rest{i}_4d"
-        )
+        value = _part(em, rows, i, i + 1, 1, one, f"rest{i}")
         total = value if total is None else em.op("Add", [total, value], one, f"sum{i}")
     mean = em.op("Div", [total, em.const(float(n), "count")], one, "mean")
     em.op(

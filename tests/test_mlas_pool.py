@@ -77,7 +77,7 @@ def _semantics(qmodel, feeds) -> dict:
     return dict(zip(names, sess.run(names, feeds), strict=True))
 
 
-@pytest.mark.parametrize("hw", [(7, 7), (8, 8), (3, 5), (1, 3), (13, 13)])
+@pytest.mark.parametrize("hw", [(7, 7), (8, 8), (3, 5), (1, 3), (9, 7)])
 def test_global_average_pool_sums_in_onnxruntime_order(tmp_path, hw):
     rng = np.random.default_rng(hw[0] * 31 + hw[1])
     c = 96
@@ -109,6 +109,23 @@ def test_order_matters(tmp_path, monkeypatch):
     x = (rng.standard_normal((2, 256, 7, 7)) * 3 + 0.5).astype(F)
     got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])
     assert not np.array_equal(got["g"].reshape(2, 256), mlas_order_mean(x))
+
+
+def test_large_global_pools_keep_mean(tmp_path):
+    """Past MAX_GROUPS groups of four the sequential sum would need CUMSUM, outside XNNPACK
+    (a partition per pool): MEAN stays, within its float32 rounding of onnxruntime."""
+    from harness import op_histogram
+
+    rng = np.random.default_rng(8)
+    qmodel = _quantize_dynamic(_pooled_classifier(32, 13, 13, rng), tmp_path)
+    res = convert(qmodel)
+    ops = op_histogram(res.tflite_bytes)
+    assert ops.get("MEAN") == 1 and "CUMSUM" not in ops
+    x = (rng.standard_normal((2, 32, 13, 13)) * 3 + 0.5).astype(F)
+    got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["g"].reshape(2, 32)
+    want = mlas_order_mean(x)
+    bound = 169 * 2.0**-24 * float(np.max(np.abs(x)))  # any summation order of 169 values
+    np.testing.assert_allclose(got, want, rtol=0, atol=bound)
 
 
 def test_float_models_keep_mean(tmp_path):
