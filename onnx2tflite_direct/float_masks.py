@@ -377,6 +377,13 @@ class _Builder:
         return self.op("Min", [r, self.const(1.0, "one")], shape, "clamp")
 
 
+def _keep_output_name(b: _Builder, out: str, shape) -> None:
+    """A removed Cast whose result is a graph output: the output keeps its name, as an
+    Identity of the float twin (its readers inside the graph read the twin itself)."""
+    if out in b.graph.outputs:
+        b.op("Identity", [b.twin[out]], shape, "output", out=out)
+
+
 def _emit(b: _Builder, node: Node, role: str) -> None:
     g = b.graph
     out = node.outputs[0]
@@ -387,6 +394,7 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         return
     if role == "sink":
         b.twin[out] = b.carried(node.inputs[0])
+        _keep_output_name(b, out, shape)
         return
     if role == "select":
         _emit_select(b, node, shape)
@@ -396,6 +404,7 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         return
     if role == "to_float":
         b.twin[out] = b.integer(node.inputs[0])
+        _keep_output_name(b, out, shape)
         return
     if role == "select_inf":
         _emit_select_inf(b, node, shape)

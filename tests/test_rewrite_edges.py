@@ -289,6 +289,25 @@ def test_mask_logic_with_a_bool_graph_output_and_mixed_logic():
     _exact(model, {"m": m, "t": t})
 
 
+@pytest.mark.parametrize("also_read", [False, True])
+def test_cast_of_a_comparison_as_a_graph_output(also_read):
+    """Greater(int64, c) -> Cast(float) whose result is a graph output (once crashed: the
+    removed Cast took the output's name with it); with ``also_read`` a Mul reads it too."""
+    t = np.array([[5, 4, 3, 9, 0, 2, -(2**40), 2**40]], I64)
+    nodes = [node("Greater", ["t", "three"], ["g"]), node("Cast", ["g"], ["y"], to=1)]
+    outputs = [("y", F, [1, 8])]
+    if also_read:
+        nodes.append(node("Mul", ["y", "k"], ["z"]))
+        outputs.append(("z", F, [1, 8]))
+    model = make_model(
+        nodes,
+        [("t", I64, [1, 8])],
+        outputs,
+        {"three": np.array(3, I64), "k": np.array(0.5, F)},
+    )
+    _exact(model, {"t": t})
+
+
 def test_tf_negative_id_wrap_chain():
     """tf2onnx's ``where(i < 0, i + V, i)`` as Less/Not/Cast/Mul/Add on the cast ids."""
     rng = np.random.default_rng(9)
