@@ -28,7 +28,8 @@ fixpoint; graph outputs keep their bool lowering):
   carried value: the same op on the twin.
 * ``Cast(bool -> bool)``: the twin itself; ``Cast(x -> bool)`` of a product of run-time
   integers (DeBERTa's ``mask[:, None] * mask[..., None]``): the factors' 0/1 values multiplied
-  (exact unless the integer product wraps around to exactly 0, as two int64 values of 2**32).
+  where the product cannot wrap around to 0 in its type (narrow factors); an int64 product of
+  int64 factors (two values of 2**32 multiply to 0) keeps its integer MUL.
 * small integers computed from carried values (Cast(bool -> int), CumSum, Add/Sub/Mul with
   constants, integer lookups): integer-valued float32 twins with proven bounds below 2**24,
   see ``mask_integers`` (RoBERTa's position ids).
@@ -103,6 +104,38 @@ def _value(graph: Graph, name: str) -> Value | None:
 def _runtime_int(graph: Graph, name: str) -> bool:
     dt = value_dtype(graph, name)
     return dt is not None and dt.kind in "iu" and value_const(graph, name) is None
+
+
+def _product_cannot_wrap(graph: Graph, mul: Node) -> bool:
+    """True when the integer Mul's product fits its type for every value of its factors'
+    types (e.g. two int16 or uint8 factors in int32 or int64): then it is zero only where a
+    factor is."""
+    out = value_dtype(graph, mul.outputs[0])
+    if out is None:
+        return False
+    producers = graph.producers()
+    bits = [_magnitude_bits(graph, producers, i) for i in mul.inputs]
+    return None not in bits and sum(bits) <= _type_bits(out)
+
+
+def _type_bits(dt: np.dtype) -> int:
+    """Bits of magnitude an integer or bool type holds (int64: 63)."""
+    return 1 if dt == BOOL else 8 * dt.itemsize - (dt.kind == "i")
+
+
+def _magnitude_bits(graph: Graph, producers, name: str) -> int | None:
+    """Bits of magnitude the integer value ``name`` can hold: its type's, or less when it is a
+    widening Cast of a narrower integer or bool (through data movement)."""
+    dt = value_dtype(graph, name)
+    if dt is None or (dt.kind not in "iu" and dt != BOOL):
+        return None
+    p = producers.get(name)
+    if p is not None and p.domain == "" and p.op_type in MOVERS and p.outputs[0] == name:
+        return _magnitude_bits(graph, producers, p.inputs[0])
+    if p is not None and p.domain == "" and p.op_type == "Cast" and p.outputs[0] == name:
+        src = _magnitude_bits(graph, producers, p.inputs[0])
+        return _type_bits(dt) if src is None else min(src, _type_bits(dt))
+    return _type_bits(dt)
 
 
 def _compare_const(graph: Graph, node: Node) -> tuple[str, str, np.ndarray] | None:
@@ -354,10 +387,11 @@ class _Builder:
 
     def nonzero(self, name: str, shape) -> str:
         """0/1: is the run-time integer ``name`` nonzero. A product of run-time integers
-        (DeBERTa's ``mask[:, None] * mask[..., None]``) is nonzero when both factors are
-        (the factors' 0/1 values multiplied), which holds unless the integer product wraps
-        around to exactly 0 (factors whose powers of two add up to the integer width, such as
-        two mask values of 2**32 in int64)."""
+        (DeBERTa's ``mask[:, None] * mask[..., None]``) is nonzero when both factors are (the
+        factors' 0/1 values multiplied) only if the integer product cannot wrap around to 0
+        (factors whose powers of two add up to the integer width, such as two int64 values of
+        2**32): so only when the factors' types are narrow enough (:func:`_product_cannot_wrap`);
+        otherwise the product is computed in its integer type, as onnxruntime does."""
         p = self.producers.get(name)
         if name not in self.twin and (
             p is not None
@@ -365,6 +399,7 @@ class _Builder:
             and p.op_type == "Mul"
             and p.outputs[0] == name
             and all(_runtime_int(self.graph, i) for i in p.inputs)
+            and _product_cannot_wrap(self.graph, p)
         ):
             x, y = (self.nonzero(i, self.shape(i)) for i in p.inputs)
             return self.op("Mul", [x, y], shape, "both_nonzero")

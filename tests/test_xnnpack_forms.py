@@ -105,15 +105,31 @@ def _deberta_prelude(fill: float):
 
 
 @pytest.mark.parametrize("fill", [float(np.finfo(F).min), -np.inf])
-def test_mask_product_and_float_cast_share_one_cast(fill):
-    """The int64 Mul of two masks is nonzero where both are (values whose product does not
-    wrap to 0: up to 2**31 here), the Cast(int -> float) moves ahead of the Unsqueeze: one CAST
-    of the mask outside XNNPACK, exact on both kernel sets."""
-    m = np.array([[1, 1, 0, 3, -(2**31)], [0, 2, 1, 1, 2**31 - 1]], I64)
+def test_mask_product_keeps_its_int64_mul_and_float_cast_moves(fill):
+    """The int64 Mul of two int64 masks can wrap around to 0 (2**32 * 2**32), so it stays an
+    integer MUL; its nonzero test and the Cast(int -> float), moved ahead of the Unsqueeze,
+    run as floats: exact on both kernel sets, wrap included."""
+    m = np.array([[1, 1, 0, 3, -(2**31)], [0, 2**32, 1, 1, 2**32]], I64)
     x = RNG.standard_normal((2, 5, 3)).astype(F)
     chk = check_conversion(_deberta_prelude(fill), feeds={"m": m, "x": x}, atol=0, rtol=0)
     parts = count_partitions(chk.tflite_bytes)
-    assert parts["outside"] == {"CAST": 1} and parts["partitions"] == 1, parts
+    assert parts["outside"].get("MUL") == 1, parts
+    _both_kernels(chk)
+
+
+@pytest.mark.parametrize("fill", [float(np.finfo(F).min), -np.inf])
+def test_mask_product_of_narrow_factors_as_float_products(fill):
+    """int64 Mul of two int16 masks widened by Cast (a product that cannot wrap): nonzero
+    where both factors are, as 0/1 float products; only the masks' CASTs stay outside."""
+    model = _deberta_prelude(fill)
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT16
+    model.graph.node.insert(0, node("Cast", ["m16"], ["m"], to=TensorProto.INT64))
+    model.graph.input[0].name = "m16"
+    m = np.array([[1, 1, 0, 3, -(2**15)], [0, 2, 1, 1, 2**15 - 1]], np.int16)
+    x = RNG.standard_normal((2, 5, 3)).astype(F)
+    chk = check_conversion(model, feeds={"m16": m, "x": x}, atol=0, rtol=0)
+    parts = count_partitions(chk.tflite_bytes)
+    assert "MUL" not in parts["outside"], parts
     _both_kernels(chk)
 
 
