@@ -209,3 +209,93 @@ def test_lattice_products_need_integer_operands(tmp_path):
     lowered = pipeline.lower_model(qmodel)
     assert len(D.lattice_products(lowered.model_ir)) == 2
     assert D.quantize_weights_int8(lowered.model_ir) == 0
+
+
+def test_fused_forms_keep_their_quantization_under_quantize_dynamic(tmp_path):
+    """onnxruntime's optimizer fuses the chains into DynamicQuantizeMatMul /
+    MatMulIntegerToFloat (no Q/DQ op left: no pre-quantized import). ``--quantize dynamic``
+    recognizes their products on the int8 lattice all the same and keeps them exact."""
+    rng = np.random.default_rng(25)
+    qmodel = _quantize_dynamic(_mlp(rng), tmp_path)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(qmodel.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    fused = onnx.load(str(tmp_path / "fused.onnx"))
+    kinds = {n.op_type for n in fused.graph.node}
+    assert kinds & {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    assert not kinds & {"MatMulInteger", "DynamicQuantizeLinear"}
+    res = convert(fused, quantize=("dynamic",))
+    dyn = res.variants["dynamic_range_quant"]
+    scales = _weight_scales(dyn)["FULLY_CONNECTED"]
+    assert len(scales) == 2 and all(np.all(s == 1.0) for s in scales)
+    for use_xnnpack in (True, False):
+        feeds = _feeds(fused, rng)
+        expected = _semantics(fused, feeds)
+        got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
+        for name in ("h", "y"):
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def _float_form_chain(k: int = 3072, n: int = 16):
+    """DynamicQuantizeLinear -> MatMulInteger -> Cast (a graph output: no pre-quantized
+    import) with a weight column of 127s that LiteRT's int8 kernel cannot sum exactly
+    (``float_carried.int8_codes``): the product stays a float32 FULLY_CONNECTED of the exact
+    integer codes, a float weight of 49152 elements that the dynamic-range rules would take."""
+    rng = np.random.default_rng(26)
+    w = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    w[:, 0] = 127
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "zp"]),
+        helper.make_node("MatMulInteger", ["q", "w", "zp", "w_zp"], ["acc_i"]),
+        helper.make_node("Cast", ["acc_i"], ["acc"], to=TensorProto.FLOAT),
+    ]
+    model = make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [6, k])],
+        [("acc", TensorProto.FLOAT, [6, n])],
+        {"w": w, "w_zp": np.asarray(0, np.int8)},
+        opset=13,
+    )
+    x = rng.standard_normal((6, k)).astype(F) + 1.5
+    return model, {"x": x}
+
+
+def test_float_form_products_are_recognized(monkeypatch):
+    """The product the int8 kernel cannot take is still on the lattice (integer codes times
+    integer weights): ``--quantize dynamic`` leaves its float32 weight alone and the file
+    agrees with onnxruntime within the float32 accumulation bound. With the recognition off,
+    the hybrid kernel re-quantizes it (per-row int8 input codes, weights on max|w| / 127) and
+    the accumulator moves by far more than that bound."""
+    from onnx2tflite_direct.lowering import contrib_quant  # noqa: F401  (registers the ops)
+
+    model, feeds = _float_form_chain()
+    expected = V.run_onnxruntime(model, feeds)["acc"]
+    bound = _accumulation_bound(model, feeds["x"])
+    res = convert(model, quantize=("dynamic",))
+    dyn = res.variants["dynamic_range_quant"]
+    assert "FULLY_CONNECTED" not in _weight_scales(dyn)  # no int8 weight: the float form kept
+    got = V.run_litert(dyn, feeds, res.report["io"])["acc"]
+    assert np.all(np.abs(got.astype(np.float64) - expected) <= bound)
+    monkeypatch.setattr(D, "lattice_products", lambda model: set())
+    res = convert(model, quantize=("dynamic",))
+    dyn = res.variants["dynamic_range_quant"]
+    assert "FULLY_CONNECTED" in _weight_scales(dyn)
+    got = V.run_litert(dyn, feeds, res.report["io"])["acc"]
+    assert np.any(np.abs(got.astype(np.float64) - expected) > bound)
+
+
+def _accumulation_bound(model, x: np.ndarray) -> np.ndarray:
+    """docs/dynamic_range.md's bound of the float32 form, per output: gamma_K * sum_k
+    |q - zp| |w| (u = 2**-24), with DynamicQuantizeLinear's codes computed as onnxruntime
+    computes them (every step one float32 operation)."""
+    from onnx import numpy_helper
+
+    w = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}["w"]
+    lo, hi = min(F(0), x.min()), max(F(0), x.max())
+    scale = F((hi - lo) / F(255))
+    zp = np.rint(np.clip(F(0) - lo / scale, 0, 255))
+    q = np.clip(np.rint(x / scale) + zp, 0, 255)
+    k = x.shape[1]
+    gamma = k * 2.0**-24 / (1 - k * 2.0**-24)
+    return gamma * (np.abs(q - zp).astype(np.float64) @ np.abs(w).astype(np.float64))
