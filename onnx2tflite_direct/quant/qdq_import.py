@@ -99,7 +99,7 @@ def import_quantized(model: onnx.ModelProto) -> tuple[onnx.ModelProto, StripInfo
     expanded, info = expand_qoperators(model)
     # The expansion already works on a copy when it changed anything: strip that in place.
     stripped, ranges, info = strip_qdq(expanded, info, in_place=expanded is not model)
-    if info.mode == "dynamic":  # its products keep the model's own quantization (see below)
+    if info.mode == "dynamic":  # its products keep the model's own quantization (docstring)
         return model, info
     return stripped, info
 
@@ -158,7 +158,7 @@ def lowering_options(stripped: onnx.ModelProto, info: StripInfo) -> dict:
 
 @dataclass
 class PrequantizedSummary:
-    mode: str  # "static" (integer), "dynamic" (hybrid) or "none"
+    mode: str  # "static" (integer), "dynamic" (the model's dynamic quantization) or "none"
     nodes: list[dict]  # {"onnx_node", "ops", "status": integer|hybrid|float, "reason"}
     requantized: int = 0
     kept_qdq: list[dict] = field(default_factory=list)
