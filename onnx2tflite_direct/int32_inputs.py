@@ -189,6 +189,17 @@ def _narrow(sub: tfl.Subgraph, names: Iterable[str]) -> list[dict[str, str]]:
                     ranges[id(out)] = span
     sub.outputs[:] = [alias.get(id(t), t) for t in sub.outputs]
     ed.commit()
+    # A narrowed input that is itself a graph output (an Identity the lowering dropped)
+    # stays an int64 output: one CAST int32 -> int64 after the graph.
+    inputs = {id(t) for t in sub.inputs}
+    for j, t in enumerate(sub.outputs):
+        if id(t) in inputs and id(t) in ranges and t.dtype == I32:
+            wide = ed.temp(
+                f"{t.name}/int64_output", I64, t.shape, shape_signature=t.shape_signature
+            )
+            sub.operators.append(ed.op("CAST", [t], [wide]))
+            sub.outputs[j] = wide
+            kept.append({"op": "CAST", "onnx_node": "", "why": "the input is a graph output"})
     return kept
 
 

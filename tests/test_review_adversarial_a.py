@@ -1,0 +1,160 @@
+"""Adversarial review of this session's exact rules (``batched_nms_groups``, the tree ``path``
+strategy, ``--int32-inputs``): each case converts, runs in LiteRT (XNNPACK on and off) and is
+compared exactly with onnxruntime on seeded inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from harness import convert, make_model
+from onnx import helper
+
+from onnx2tflite_direct.validate import run_litert
+
+I64 = np.int64
+FM = float(np.finfo(np.float32).max)
+
+
+def _exact(model, feeds, litert_feeds=None, **options):
+    """Every output exactly onnxruntime's (dtype, shape, values; NaN where NaN), on both
+    kernel sets."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = sess.run(None, feeds)
+    res = convert(model, **options)
+    for xnnpack in (True, False):
+        got = run_litert(
+            res.tflite_bytes, litert_feeds or feeds, res.report.get("io"), use_xnnpack=xnnpack
+        )
+        for out, e in zip(model.graph.output, expected, strict=True):
+            a = got[out.name]
+            assert a.dtype == e.dtype and a.shape == e.shape, (out.name, a.dtype, e.dtype)
+            np.testing.assert_array_equal(a, e)
+    return res
+
+
+# --int32-inputs ---------------------------------------------------------------------------
+IDS = np.array([[2**31 - 1, -(2**31), 5, -1, 0, 2**30]], I64)
+
+
+def _narrow_feeds(feeds):
+    return {k: v.astype(np.int32) if v.dtype == I64 else v for k, v in feeds.items()}
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_int32_input_that_is_itself_an_output_stays_int64(extra):
+    """An int64 input passed through to an output (Identity, dropped by the lowering) was
+    declared int32 and the OUTPUT became int32 too: the file's output type changed. It now
+    stays int64 (one CAST after the graph)."""
+    nodes = [helper.make_node("Identity", ["ids"], ["y"])]
+    outs = [("y", I64, [1, 6])]
+    if extra:  # also read by an operator that takes the narrowed value
+        nodes.append(helper.make_node("Cast", ["ids"], ["z"], to=1))
+        outs.append(("z", np.float32, [1, 6]))
+    model = make_model(nodes, [("ids", I64, [1, 6])], outs, {})
+    feeds = {"ids": IDS}
+    res = _exact(model, feeds, _narrow_feeds(feeds), int32_inputs=True)
+    assert [r["dtype"] for r in res.report["io"] if r["kind"] == "input"] == ["int32"]
+
+
+@pytest.mark.parametrize("op", ["Equal", "Less", "Greater"])
+@pytest.mark.parametrize("c", [2**31, -(2**31) - 1, 2**40, -1])
+def test_int32_input_compared_with_constants_beyond_int32(op, c):
+    """A comparison with an int64 constant int32 cannot hold keeps int64 (held)."""
+    model = make_model(
+        [helper.make_node(op, ["ids", "c"], ["y"])],
+        [("ids", I64, [1, 6])],
+        [("y", np.bool_, [1, 6])],
+        {"c": np.array(c, I64)},
+    )
+    _exact(model, {"ids": IDS}, _narrow_feeds({"ids": IDS}), int32_inputs=True)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul"])
+def test_int32_input_arithmetic_at_the_ends_of_int32(op):
+    """ids op ids at +-2^31 (could leave int32): kept int64, exact (held)."""
+    model = make_model(
+        [helper.make_node(op, ["ids", "ids"], ["t"]), helper.make_node("Cast", ["t"], ["y"], to=1)],
+        [("ids", I64, [1, 6])],
+        [("y", np.float32, [1, 6])],
+        {},
+    )
+    _exact(model, {"ids": IDS}, _narrow_feeds({"ids": IDS}), int32_inputs=True)
+
+
+def test_int32_named_input_where_with_a_wide_int64_input():
+    """Where(ids > 0, ids, w) with only ``ids`` narrowed and ``w`` beyond int32 (held)."""
+    model = make_model(
+        [
+            helper.make_node("Greater", ["ids", "z"], ["m"]),
+            helper.make_node("Where", ["m", "ids", "w"], ["y"]),
+        ],
+        [("ids", I64, [1, 6]), ("w", I64, [1, 6])],
+        [("y", I64, [1, 6])],
+        {"z": np.array(0, I64)},
+    )
+    feeds = {"ids": IDS, "w": np.array([[2**40, -(2**40), 1, 2, 3, 4]], I64)}
+    lite = {"ids": IDS.astype(np.int32), "w": feeds["w"]}
+    _exact(model, feeds, lite, int32_inputs=["ids"])
+
+
+# batched_nms_groups ---------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["zero_area", "subnormal", "identical", "offset_rounding"])
+def test_batched_nms_degenerate_boxes(case):
+    """Zero-area boxes, subnormal coordinates, all boxes identical, offsets that round in
+    float32 (held)."""
+    from test_ops_nms_groups import _batched_model, _feeds
+
+    n, c = 40, 4
+    feeds = _feeds(np.random.default_rng(5), n, c)
+    boxes = feeds["boxes"]
+    if case == "zero_area":
+        boxes[::3, 2] = boxes[::3, 0]
+    elif case == "subnormal":
+        boxes[:] = (boxes * np.float32(1e-40)).astype(np.float32)
+    elif case == "identical":
+        boxes[:] = 0
+        boxes[:, 2:] = 1
+    else:
+        boxes[:] = boxes + np.float32(1e7)
+    model = _batched_model(n, c, max_out=n, iou=0.5)
+    res = _exact(model, feeds)
+    assert any(r["rule"] == "batched_nms_groups" and r["matched"] for r in res.report["rewrites"])
+
+
+# tree path strategy ---------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(3))
+def test_path_thresholds_near_flt_max_and_the_arithmetic_bound(seed, monkeypatch):
+    """Thresholds next to +-FLT_MAX and at the arithmetic decision's bound 2^-100, inputs on
+    and beside each, +-inf, NaN, -0.0, subnormals, every order mode with tracks (held)."""
+    from test_ml_tree_path import F, _model
+    from test_ops_ml import ORDER_MODES, random_trees
+
+    from onnx2tflite_direct.lowering import ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", "path")
+    rng = np.random.default_rng(seed)
+    below_max = float(np.nextafter(np.float32(FM), np.float32(0)))
+    pool = [FM * 0.999, -FM * 0.999, below_max, -below_max, 2.0**-100, 2.0**-99, -(2.0**-99)]
+    pool += [float(np.nextafter(np.float32(-(2.0**-100)), np.float32(-1))), 1.0, -1.0, 1e30]
+    a, w = random_trees(rng, 6, 3, modes=ORDER_MODES, tracks=True, n_out=2)
+    for i, m in enumerate(a["mode"]):
+        if m != "LEAF":
+            a["val"][i] = float(np.float32(rng.choice(pool)))
+    thr = np.array(sorted(set(a["val"])), np.float32)
+    special = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, FM, -FM, 1e-39, -1e-39]
+    near = np.concatenate(
+        [thr, np.nextafter(thr, np.float32(np.inf)), np.nextafter(thr, np.float32(-np.inf))]
+    )
+    x = rng.choice(np.concatenate([near, np.array(special, np.float32)]), (64, F))
+    x = x.astype(np.float32)
+    model = _model("regressor", a, w, 2, 64, True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = sess.run(None, {"x": x})[0]
+    res = convert(model)
+    notes = [n for r in res.report["nodes"] for n in r.get("notes", [])]
+    assert any("path strategy" in n for n in notes), notes
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        # leaf sums in another order than onnxruntime's: within float32 rounding of the sum
+        np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-6)
