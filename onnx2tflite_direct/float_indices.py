@@ -322,7 +322,9 @@ def lookup_before_select(graph: Graph) -> list[str]:
                 "",
                 [rows_name, k],
                 list(node.outputs),
-                {"axis": sel.attrs.get("axis", 0)},
+                # the ids' axis counted from the front: a negative one (``ids[..., k]``) would
+                # count from the end of the rows, which have one more axis (the table's)
+                {"axis": int(sel.attrs.get("axis", 0)) % len(id_shape)},
                 node.opset,
             )
         )

@@ -68,18 +68,43 @@ def _reduce_sum(b: _Builder, x: str, axis: int, out_shape, hint: str, keepdims: 
 
 def _sum(b: _Builder, e: str, shape, axis: int, axes: str, row) -> str:
     """Sum over ``axis``; a long last axis (n > SPLIT_SUM) as two sums over [n / c, c] with c
-    the divisor of n nearest sqrt(n): LiteRT's builtin SUM adds one element after the other,
+    the divisor of n nearest sqrt(n) (no divisor: c = floor(sqrt(n)) and the rest summed apart): LiteRT's builtin SUM adds one element after the other,
     whose error grows with n (3x onnxruntime's at 32k values), two short sums stay as close
     to the float64 result as onnxruntime's vectorized one."""
     n = shape[axis]
-    divisors = [c for c in range(16, int(np.sqrt(n)) + 1) if n % c == 0]
-    if axis != len(shape) - 1 or n <= SPLIT_SUM or not divisors:
+    if axis != len(shape) - 1 or n <= SPLIT_SUM:
         return _reduce_sum(b, e, axis, row, "sum", 1)
-    c = divisors[-1]
-    split = (*shape[:-1], n // c, c)
-    target = np.array(split, np.int64)
-    tname = fresh_value_name(b.graph, f"{b.label}/split_shape")
-    b.graph.values[tname] = Value(tname, target.dtype, target.shape, target)
+    divisors = [c for c in range(16, int(np.sqrt(n)) + 1) if n % c == 0]
+    if divisors:
+        return _split_sum(b, e, shape, divisors[-1], row)
+    # no divisor (a prime length): the first c * (n // c) values as two short sums, the
+    # remaining (fewer than c) as a third, so no sum runs over more than ~sqrt(n) values
+    c = int(np.sqrt(n))
+    head_n = c * (n // c)
+    head = _slice_last(b, e, shape, 0, head_n, "head")
+    tail = _slice_last(b, e, shape, head_n, n, "tail")
+    head_sum = _split_sum(b, head, (*shape[:-1], head_n), c, row)
+    tail_sum = _reduce_sum(b, tail, axis, row, "tail_sum", 1)
+    return b.op("Add", [head_sum, tail_sum], row, "sum")
+
+
+def _int64_const(b: _Builder, hint: str, values) -> str:
+    arr = np.array(values, np.int64)
+    name = fresh_value_name(b.graph, f"{b.label}/{hint}")
+    b.graph.values[name] = Value(name, arr.dtype, arr.shape, arr)
+    return name
+
+
+def _slice_last(b: _Builder, e: str, shape, start: int, end: int, hint: str) -> str:
+    args = [_int64_const(b, f"{hint}_{k}", [v]) for k, v in (("start", start), ("end", end))]
+    axes = _int64_const(b, f"{hint}_axis", [len(shape) - 1])
+    return b.op("Slice", [e, *args, axes], (*shape[:-1], end - start), hint)
+
+
+def _split_sum(b: _Builder, e: str, shape, c: int, row) -> str:
+    """Sum over the last axis (length a multiple of c) as sums over [n / c, c]."""
+    split = (*shape[:-1], shape[-1] // c, c)
+    tname = _int64_const(b, "split_shape", split)
     parts = b.op("Reshape", [e, tname], split, "split")
     partial = _reduce_sum(b, parts, len(split) - 1, split[:-1], "partial_sum", 0)
     return _reduce_sum(b, partial, len(split) - 2, row, "sum", 1)

@@ -16,7 +16,8 @@ from carried 0/1 values and small integer constants by
 * ``Add``/``Sub``/``Mul`` with carried values or integer constants (``int_arith``).
 
 Each carried value gets an interval from its inputs' (a cumsum over n: n times the largest
-magnitude; a product: the corners); a role whose interval reaches 2**24 is dropped (with all
+magnitude; a product: the corners); a role whose interval reaches 2**24, or leaves the range
+of its output type (``uint8(0) - 1`` wraps to 255 in onnxruntime), is dropped (with all
 that needs it), so every carried value, every partial sum of a MatMul in any order, and every
 product is an integer float32 holds exactly. The integers end in:
 
@@ -144,12 +145,7 @@ def intervals(graph: Graph, roles: dict[int, str]) -> dict[str, tuple[int, int]]
         if r == "bool_int":
             res = (0, 1)
         elif r == "int_move":
-            res = bounds(node.inputs[0])
-            out = value_dtype(graph, node.outputs[0])
-            if res is not None and not (
-                np.iinfo(out).min <= res[0] and res[1] <= np.iinfo(out).max
-            ):
-                res = None  # a narrowing Cast that would wrap
+            res = bounds(node.inputs[0])  # a narrowing Cast that would wrap: _fits below
         elif r == "int_cumsum":
             x = bounds(node.inputs[0])
             if x is not None:
@@ -167,11 +163,19 @@ def intervals(graph: Graph, roles: dict[int, str]) -> dict[str, tuple[int, int]]
                 else:
                     corners = [p * q for p in a for q in b]
                     res = (min(corners), max(corners))
+        if res is not None and not _fits(value_dtype(graph, node.outputs[0]), res):
+            res = None  # the integer op wraps around in its type (uint8/uint32 below 0, int8)
         if res is None or max(abs(res[0]), abs(res[1])) >= EXACT_INT:
             del roles[id(node)]
             continue
         iv[node.outputs[0]] = res
     return iv
+
+
+def _fits(dtype, res: tuple[int, int]) -> bool:
+    """Does every integer of ``res`` hold in ``dtype`` (so onnxruntime's op does not wrap)?"""
+    info = np.iinfo(dtype)
+    return info.min <= res[0] and res[1] <= info.max
 
 
 def _triangle(n: int, exclusive: bool, reverse: bool) -> np.ndarray:

@@ -1,0 +1,219 @@
+"""Adversarial review of the exact rewrites (mask_integers, float_masks, float_indices,
+log_softmax_parts, contrib_masks, quant/qdq_weights): each case converts, runs in LiteRT and
+compares with onnxruntime on seeded inputs (exact where the rule claims exact; within
+onnxruntime's own distance from float64 otherwise), on XNNPACK and the builtin kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from harness import check_conversion, convert, make_model
+from onnx import TensorProto, helper
+
+from benchmarks.bench_partitions import count_partitions
+from onnx2tflite_direct import validate as V
+
+F = np.float32
+I64 = np.int64
+node = helper.make_node
+RNG = np.random.default_rng(2026)
+
+
+def _both_kernels(chk):
+    """The file on LiteRT's builtin kernels too: onnxruntime's answer bit for bit."""
+    got = V.run_litert(chk.tflite_bytes, chk.feeds, chk.report.get("io"), use_xnnpack=False)
+    for name, want in chk.expected.items():
+        np.testing.assert_array_equal(got[name], want)
+
+
+def _matched(chk) -> set[str]:
+    return {r["rule"] for r in chk.report["rewrites"] if r["matched"]}
+
+
+# ------------------------------------------------- mask_integers: the output type's range
+
+PAD_IDS = np.array([[0, 5, 1, 7, 29, 1, 1, 3, 1]], I64)
+
+
+@pytest.mark.parametrize(
+    "dtype,op,k",
+    [
+        (np.uint8, "Sub", 1),  # 0 - 1 wraps to 255
+        (np.uint32, "Sub", 1),  # 0 - 1 wraps to 4294967295
+        (np.int8, "Mul", 200 - 256),  # bounds fine, but see the next one
+        (np.int8, "Add", 127),  # 1 + 127 wraps to -128
+        (np.int16, "Mul", 30000),  # 30000 * 2 after the Add wraps
+    ],
+)
+def test_carried_integers_wrap_in_their_type(dtype, op, k):
+    """Cast(mask -> narrow int) then arithmetic whose result leaves the type: onnxruntime
+    wraps around; the integer-valued float twin would not (-1 instead of 255): the interval
+    is checked against the output type, the integer lowering kept where it leaves it."""
+    tp = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    nodes = [
+        node("Equal", ["ids", "pad"], ["eq"]),
+        node("Not", ["eq"], ["ne"]),
+        node("Cast", ["ne"], ["m"], to=tp),
+        node(op, ["m", "k"], ["s"]),
+        node("Add", ["s", "m"], ["t"]),
+        node("Mul", ["t", "two"], ["u"]),
+        node("Cast", ["u"], ["y"], to=TensorProto.FLOAT),
+    ]
+    inits = {
+        "pad": np.array(1, I64),
+        "k": np.array(k, dtype),
+        "two": np.array(1 if op == "Mul" and dtype == np.int8 else 2, dtype),
+    }
+    model = make_model(nodes, [("ids", I64, [1, 9])], [("y", F, [1, 9])], inits)
+    chk = check_conversion(model, feeds={"ids": PAD_IDS}, atol=0, rtol=0)
+    _both_kernels(chk)
+
+
+@pytest.mark.parametrize("output", ["cs", "m"])
+def test_carried_integer_that_is_a_graph_output(output):
+    """The CumSum (or the Cast(bool -> int)) also a graph output: kept as an integer there."""
+    model = make_model(
+        [
+            node("Equal", ["ids", "pad"], ["eq"]),
+            node("Not", ["eq"], ["ne"]),
+            node("Cast", ["ne"], ["m"], to=TensorProto.INT64),
+            node("CumSum", ["m", "ax"], ["cs"]),
+            node("Cast", ["cs"], ["y"], to=TensorProto.FLOAT),
+        ],
+        [("ids", I64, [1, 9])],
+        [("y", F, [1, 9]), (output, I64, [1, 9])],
+        {"pad": np.array(1, I64), "ax": np.array(1, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": PAD_IDS}, atol=0, rtol=0)
+    _both_kernels(chk)
+
+
+def test_carried_lookup_of_negative_positions_also_an_output():
+    """cumsum(mask) - 3 indexes a table (negative indices wrap) and is a graph output."""
+    model = make_model(
+        [
+            node("Equal", ["ids", "pad"], ["eq"]),
+            node("Not", ["eq"], ["ne"]),
+            node("Cast", ["ne"], ["m"], to=TensorProto.INT64),
+            node("CumSum", ["m", "ax"], ["cs"]),
+            node("Sub", ["cs", "c3"], ["p"]),
+            node("Gather", ["t", "p"], ["y"]),
+        ],
+        [("ids", I64, [1, 9])],
+        [("y", F, [1, 9, 4]), ("p", I64, [1, 9])],
+        {
+            "pad": np.array(1, I64),
+            "ax": np.array(1, I64),
+            "c3": np.array(3, I64),
+            "t": RNG.standard_normal((12, 4)).astype(F),
+        },
+    )
+    chk = check_conversion(model, feeds={"ids": PAD_IDS}, atol=0, rtol=0)
+    _both_kernels(chk)
+
+
+def test_cumsum_twice_over_a_long_axis():
+    """cumsum(cumsum(mask)) over 8192 positions reaches 2**25 > 2**24: the second stays
+    integer (CUMSUM) and the answer exact."""
+    n = 1 << 13
+    ids = RNG.integers(0, 3, (1, n)).astype(I64)
+    model = make_model(
+        [
+            node("Equal", ["ids", "pad"], ["eq"]),
+            node("Not", ["eq"], ["ne"]),
+            node("Cast", ["ne"], ["m"], to=TensorProto.INT32),
+            node("CumSum", ["m", "ax"], ["cs"]),
+            node("CumSum", ["cs", "ax"], ["cs2"]),
+            node("Cast", ["cs2"], ["y"], to=TensorProto.FLOAT),
+        ],
+        [("ids", I64, [1, n])],
+        [("y", F, [1, n])],
+        {"pad": np.array(1, I64), "ax": np.array(1, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
+    assert "CUMSUM" in chk.ops, chk.ops
+
+
+# ------------------------------------------------- lookup_before_select: a negative axis
+
+
+@pytest.mark.parametrize("axis,k", [(-1, 1), (-2, -1), (-1, -1)])
+def test_lookup_before_select_negative_axis(axis, k):
+    """Embedding(ids[..., k]) with the selection's axis negative: it counts from the end of
+    the ids, not of the looked-up rows (one axis more); crashed with InternalError before."""
+    table = RNG.standard_normal((11, 4)).astype(F)
+    ids = np.array([[3, -1, 10], [0, -11, 5]], I64)
+    shape = list(np.take(ids, k, axis=axis).shape)
+    model = make_model(
+        [node("Gather", ["ids", "k"], ["sel"], axis=axis), node("Gather", ["t", "sel"], ["y"])],
+        [("ids", I64, [2, 3])],
+        [("y", F, [*shape, 4])],
+        {"t": table, "k": np.array(k, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
+    assert "lookup_before_select" in _matched(chk)
+    _both_kernels(chk)
+
+
+def test_lookup_before_select_ids_read_elsewhere():
+    """The ids also read by a Cast that is a graph output, the selection by two lookups."""
+    table = RNG.standard_normal((11, 4)).astype(F)
+    ids = np.array([[3, -1, 10], [0, -11, 5]], I64)
+    model = make_model(
+        [
+            node("Gather", ["ids", "k"], ["sel"], axis=1),
+            node("Gather", ["t", "sel"], ["y"]),
+            node("Gather", ["t", "sel"], ["y2"]),
+            node("Cast", ["ids"], ["z"], to=TensorProto.FLOAT),
+        ],
+        [("ids", I64, [2, 3])],
+        [("y", F, [2, 4]), ("y2", F, [2, 4]), ("z", F, [2, 3])],
+        {"t": table, "k": np.array(-1, I64)},
+    )
+    chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
+    _both_kernels(chk)
+
+
+# ------------------------------------------------- log_softmax_decomposed
+
+
+def _float64_log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    x = x.astype(np.float64)
+    d = x - x.max(axis, keepdims=True)
+    return d - np.log(np.exp(d).sum(axis, keepdims=True))
+
+
+@pytest.mark.parametrize(
+    "shape,axis,scale",
+    [
+        ((2, 30011), -1, 1.0),
+        ((4, 65521), -1, 1.0),
+        ((2, 1031), -1, 8.0),
+        ((3, 5, 7), 1, 5.0),
+        ((1000, 3), 0, 5.0),
+    ],
+)
+def test_log_softmax_rounding_prime_lengths_and_other_axes(shape, axis, scale):
+    """A long axis of prime length (no divisor to split the sum by: the builtin SUM added
+    30011 values one after the other, 3.8x onnxruntime's error) and axes other than the last:
+    within onnxruntime's own distance from float64 on both kernel sets."""
+    rng = np.random.default_rng(sum(shape))
+    b = rng.standard_normal(shape[-1]).astype(F)
+    model = make_model(
+        [node("Add", ["x", "b"], ["l"]), node("LogSoftmax", ["l"], ["y"], axis=axis)],
+        [("x", F, list(shape))],
+        [("y", F, list(shape))],
+        {"b": b},
+    )
+    x = (rng.standard_normal(shape) * scale).astype(F)
+    ref = _float64_log_softmax(x + b, axis)
+    ours = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    bound = np.abs(ours - ref).max() + np.spacing(F(np.abs(ref).max()))
+    res = convert(model)
+    assert "log_softmax_decomposed" in {r["rule"] for r in res.report["rewrites"] if r["matched"]}
+    parts = count_partitions(res.tflite_bytes)
+    assert parts["outside"] == {} and parts["partitions"] == 1, parts
+    for xnn in (True, False):
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnn)
+        assert np.abs(got["y"] - ref).max() <= bound, (xnn, np.abs(got["y"] - ref).max(), bound)
