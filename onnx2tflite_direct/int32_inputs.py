@@ -280,6 +280,8 @@ def _arith_span(op: tfl.Operator, spans: list[tuple[int, int]]) -> tuple[int, in
     if not rest:
         return None
     lo2, hi2 = rest[0]
+    if code in ("FLOOR_MOD", "FLOOR_DIV") and lo <= I32_MIN and lo2 <= -1 <= hi2:
+        return None  # int32 INT_MIN / -1 traps (SIGFPE on x86) where int64 computes it
     if code == "ADD":
         return lo + lo2, hi + hi2
     if code == "SUB":

@@ -82,6 +82,29 @@ def test_int32_input_arithmetic_at_the_ends_of_int32(op):
     _exact(model, {"ids": IDS}, _narrow_feeds({"ids": IDS}), int32_inputs=True)
 
 
+@pytest.mark.parametrize("op", ["Div", "Mod"])
+@pytest.mark.parametrize("divisor", ["minus_one", "input"])
+def test_int32_input_int_min_divided_by_minus_one(op, divisor):
+    """INT32_MIN / -1 and INT32_MIN mod -1: int64 computes them (2^31, 0), int32's division
+    traps (the process died of SIGFPE: the remainder was proven to fit in int32, so
+    FLOOR_MOD ran on int32). A divisor that may be -1 now keeps int64 when the dividend may
+    be INT32_MIN."""
+    inits, inputs = {}, [("ids", I64, [1, 6])]
+    feeds = {"ids": IDS}
+    if divisor == "input":
+        inputs.append(("d", I64, [1, 6]))
+        feeds["d"] = np.array([[-1, -1, 3, -(2**31), 7, -1]], I64)
+    else:
+        inits["d"] = np.array(-1, I64)
+    model = make_model(
+        [helper.make_node(op, ["ids", "d"], ["t"]), helper.make_node("Cast", ["t"], ["y"], to=1)],
+        inputs,
+        [("y", np.float32, [1, 6])],
+        inits,
+    )
+    _exact(model, feeds, _narrow_feeds(feeds), int32_inputs=True)
+
+
 def test_int32_named_input_where_with_a_wide_int64_input():
     """Where(ids > 0, ids, w) with only ``ids`` narrowed and ``w`` beyond int32 (held)."""
     model = make_model(
