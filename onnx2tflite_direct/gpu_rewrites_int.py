@@ -72,6 +72,19 @@ def _wrap_divisor(op: tfl.Operator | None) -> int | None:
     return int(values[0])
 
 
+def _gathers_own_wrap(ed: Editor, op: tfl.Operator) -> bool:
+    """Is FLOOR_MOD ``op`` the wrap of ONNX Gather's negative indices (written by the Gather's
+    lowering: attributed to the same ONNX node as every GATHER reading it)? Only then are its
+    operands outside [-V, V) refused by onnxruntime, so that float32 rounding of them cannot
+    change an answer; a model's own Mod (hashed ids) makes every int32 a valid id."""
+    users = ed.uses.get(id(op.outputs[0]), [])
+    return (
+        op.onnx_node is not None
+        and bool(users)
+        and all(u.opcode == "GATHER" and u.onnx_node == op.onnx_node for u in users)
+    )
+
+
 def _twins(ed: Editor) -> dict[int, tfl.Tensor]:
     """id(int32 tensor) -> the float32 tensor a rule of this pass computed it from (the same
     integers): a later rule reads the float directly instead of casting back and forth."""
@@ -122,7 +135,12 @@ def _gather_int32_indices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     v = _wrap_divisor(producer)
     if id(idx) in _twins(ed):  # wrapped or moved in float by a rule of this pass
         src, ops = _as_float(ed, idx, op)
-    elif v == rows and producer is not None and len(ed.uses.get(id(idx), [])) == 1:
+    elif (
+        v == rows
+        and producer is not None
+        and len(ed.uses.get(id(idx), [])) == 1
+        and _gathers_own_wrap(ed, producer)
+    ):
         src, ops = _float_wrap(ed, producer.inputs[0], v, op)
     elif (
         producer is not None
@@ -156,7 +174,7 @@ def _index_wrap_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | N
     v = _wrap_divisor(op)
     out = op.outputs[0]
     users = ed.uses.get(id(out), [])
-    if v is None or not users or id(out) in ed.io:
+    if v is None or not users or id(out) in ed.io or not _gathers_own_wrap(ed, op):
         return None
     for user in users:
         if _gather_rows(user) != v or user.inputs[1] is not out or user.inputs[0] is out:
@@ -189,7 +207,9 @@ def _index_rows(ed: Editor, t: tfl.Tensor, depth: int = 8) -> int | None:
     for user in users:
         if user.opcode == "GATHER" and user.inputs[1] is t and user.inputs[0] is not t:
             found = _gather_rows(user)
-        elif _wrap_divisor(user) is not None and user.inputs[0] is t:
+        elif (
+            _wrap_divisor(user) is not None and user.inputs[0] is t and _gathers_own_wrap(ed, user)
+        ):
             found = _index_rows(ed, user.outputs[0], depth - 1)
             found = found if found == _wrap_divisor(user) else None
         elif MOVES.get(user.opcode) == 0 and user.inputs[0] is t and _constant_params(user):

@@ -121,6 +121,32 @@ def test_int32_named_input_where_with_a_wide_int64_input():
     _exact(model, feeds, lite, int32_inputs=["ids"])
 
 
+@pytest.mark.parametrize("move", [False, True])
+@pytest.mark.parametrize("ids_type", ["own_int32", "int32_inputs"])
+def test_gpu_friendly_hashed_ids_beyond_2_24(move, ids_type):
+    """A model's own Mod of the ids before its Gather (hashed embeddings): every int32 id is
+    valid, so float32 rounding of one beyond 2^24 picks another row. With a move before the
+    Mod (``int32_moves_in_float`` saw the Mod as the Gather's wrap) 16777217 mod 1000 read
+    row 216; only the Gather's own wrap (its lowering's FLOOR_MOD) lets the ids through
+    float32 now. Without --int32-inputs on a model with int32 ids too."""
+    dt = np.int32 if ids_type == "own_int32" else I64
+    v = 1000
+    table = np.random.default_rng(3).standard_normal((v, 4)).astype(np.float32)
+    nodes = [helper.make_node("Mod", ["r" if move else "ids", "v"], ["m"])]
+    nodes.append(helper.make_node("Gather", ["table", "m"], ["y"]))
+    inits = {"table": table, "v": np.array(v, dt)}
+    if move:
+        nodes.insert(0, helper.make_node("Reshape", ["ids", "shape"], ["r"]))
+        inits["shape"] = np.array([3, 2], I64)
+    out_shape = [3, 2, 4] if move else [2, 3, 4]
+    model = make_model(nodes, [("ids", dt, [2, 3])], [("y", np.float32, out_shape)], inits)
+    ids = np.array([[16777217, 2**30 + 3, 123], [-16777219, 5, 2**31 - 1]], dt)
+    options = {"gpu_friendly": True}
+    if ids_type == "int32_inputs":
+        options["int32_inputs"] = True
+    _exact(model, {"ids": ids}, {"ids": ids.astype(np.int32)}, **options)
+
+
 # batched_nms_groups ---------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["zero_area", "subnormal", "identical", "offset_rounding"])
 def test_batched_nms_degenerate_boxes(case):
