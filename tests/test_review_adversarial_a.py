@@ -171,6 +171,25 @@ def test_batched_nms_degenerate_boxes(case):
     assert any(r["rule"] == "batched_nms_groups" and r["matched"] for r in res.report["rewrites"])
 
 
+@pytest.mark.parametrize("case", ["area_overflow", "minus_inf_corner"])
+@pytest.mark.parametrize("rule", [True, False])
+def test_nms_boxes_of_infinite_area(case, rule):
+    """Boxes whose area is infinite (coordinates ~1e30: the product overflows; a corner at
+    -inf): onnxruntime's IoU with them is 0 or NaN, so they are always selected and suppress
+    nothing. The kernel re-selected them (its IoU of the box with itself is NaN, never the
+    threshold): one box instead of 40, or repeated indices. They now bypass the kernel."""
+    from test_ops_nms_groups import _batched_model, _feeds
+
+    n, c = 40, 4
+    feeds = _feeds(np.random.default_rng(5), n, c)
+    if case == "area_overflow":
+        feeds["boxes"] = (feeds["boxes"] * np.float32(1e30)).astype(np.float32)
+    else:
+        feeds["boxes"][4, :2] = -np.inf
+    options = {} if rule else {"disable_rewrites": ["batched_nms_groups"]}
+    _exact(_batched_model(n, c, max_out=n, iou=0.5), feeds, **options)
+
+
 # tree path strategy ---------------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(3))
 def test_path_thresholds_near_flt_max_and_the_arithmetic_bound(seed, monkeypatch):

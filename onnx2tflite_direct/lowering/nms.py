@@ -27,7 +27,7 @@ Why the extra ops (all facts measured on LiteRT's NON_MAX_SUPPRESSION_V4 kernel)
   for float32 IoUs; a runtime threshold gets its next float by BITCAST + 1.
 - Re-selection: the kernel re-queues every selected box and drops it only when the box's IoU
   with itself (1, or 0 for an empty box) reaches the threshold. Boxes ONNX never suppresses
-  (zero or NaN area; every box when the IoU threshold is >= 1) therefore bypass the kernel
+  (zero, NaN or infinite area; every box when the IoU threshold is >= 1) therefore bypass the kernel
   (score 0, below the rank threshold) and are merged back into the kernel's picks in sorted
   order by a second TOPK_V2: ONNX selects them unconditionally and they suppress nothing.
 - A runtime max_output_boxes_per_class is applied after the kernel (greedy NMS selects in
@@ -40,7 +40,8 @@ SHAPE of the scores (RANGE for the rank scores and slots).
 
 Known limits: in the exact mode an empty selection is a [0, 3] tensor, which
 LiteRT's Python ``get_tensor`` cannot read (its shape is readable); an IoU of a box with itself
-must be exactly 1, which holds unless the box area overflows float32.
+must be exactly 1, which holds unless twice the box area overflows float32 (an infinite area
+bypasses the kernel: onnxruntime's IoUs with it are 0 or NaN).
 """
 
 from __future__ import annotations
@@ -347,6 +348,12 @@ class _NmsBuilder:
         area = self.e.op("ABS", area, hint="abs_area")
         zero = self.const(np.float32(0), "zero_area")
         positive = self.e.op("GREATER", area, zero, dtype=np.bool_, hint="positive_area")
+        # An infinite area (an infinite corner, or a product past FLT_MAX) makes every ONNX
+        # IoU with the box 0 or NaN: it never suppresses nor is suppressed (the kernel would
+        # re-select it, its IoU with itself being NaN or 0).
+        finite = self.e.op("LESS_EQUAL", area, self.const(np.float32(np.finfo(np.float32).max),
+                           "max_area"), dtype=np.bool_, hint="finite_area")  # fmt: skip
+        positive = self.e.op("LOGICAL_AND", positive, finite, hint="positive_finite_area")
         if iou is not None and not iou < 1:  # (run-time N) all false, shaped like the boxes
             never = self.const(np.False_, "never")
             return self.e.op("LOGICAL_AND", positive, never, hint="never_sup")
