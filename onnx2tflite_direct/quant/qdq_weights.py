@@ -64,8 +64,7 @@ class ModelWeightScales:
                 return self._partly(w, codes, scale, axis, qmax, node)
             self.kept[node or "?"] = "per-tensor" if scale.size == 1 else "per-channel"
             return scale
-        if axis is None:
-            self._per_channel_on_one_scale(w, same_size, node)
+        self._per_channel_elsewhere(w, same_size, axis, node)
         return None
 
     def _partly(self, w, codes, scale, axis, qmax, node) -> np.ndarray | None:
@@ -90,17 +89,26 @@ class ModelWeightScales:
         )
         return np.where(fits, own, derived).astype(np.float32)
 
-    def _per_channel_on_one_scale(self, w: np.ndarray, lattices, node) -> None:
-        """A per-channel lattice on a weight whose kernel reads one scale (BATCH_MATMUL's
-        constant operand): the codes cannot be kept; say so."""
+    def _per_channel_elsewhere(self, w: np.ndarray, lattices, kernel_axis, node) -> None:
+        """A per-channel lattice the kernel cannot read: on a weight whose kernel reads one
+        scale (BATCH_MATMUL's constant operand, ``kernel_axis`` None), or along another axis
+        than the kernel's output channels (a MatMul weight [K, N] with scales over K): the
+        codes cannot be kept; say so."""
         for scale in lattices:
             for axis in range(w.ndim):
-                if scale.size > 1 and self._codes(w, scale, axis) is not None:
-                    self.misses[node or "?"] = (
-                        "per-channel weight scales on an op whose LiteRT kernel reads one "
-                        "scale (BATCH_MATMUL): re-rounded to max|w| / 127 per tensor"
-                    )
-                    return
+                if axis == kernel_axis or scale.size < 2:
+                    continue
+                if self._codes(w, scale, axis) is None:
+                    continue
+                if kernel_axis is None:
+                    why = "an op whose LiteRT kernel reads one scale (BATCH_MATMUL)"
+                else:
+                    why = "an axis other than the output channels LiteRT's kernel scales"
+                self.misses[node or "?"] = (
+                    f"per-channel weight scales on {why}: re-rounded to max|w| / 127 "
+                    + ("per tensor" if kernel_axis is None else "per output channel")
+                )
+                return
 
     @staticmethod
     def _codes(w: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray | None:
