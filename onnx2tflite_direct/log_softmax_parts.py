@@ -15,7 +15,10 @@ Infinities: on XNNPACK a -inf logit gives -inf and a +inf logit a NaN row, as on
 LiteRT's builtin SUB clamps its result to +-FLT_MAX, so there a -inf logit would come out
 -FLT_MAX; the rule therefore only takes an input computed by an op whose builtin kernel already
 clamps (FULLY_CONNECTED from Gemm or MatMul by a constant, ADD/SUB/MUL/DIV), which cannot hold
-an infinity on those kernels. Axes: opset >= 13 (one axis), or the last axis below 13 (where
+an infinity on those kernels. Known gap (tests/test_review_adversarial_b.py, strict xfail): the
+builtin FULLY_CONNECTED / BATCH_MATMUL do not clamp an *overflow* (a logit beyond FLT_MAX comes
+out -inf, as in onnxruntime), nor does any kernel stop ``x - max`` overflowing for logits more
+than FLT_MAX apart; there, on the builtin kernels only, -inf comes out -FLT_MAX. Axes: opset >= 13 (one axis), or the last axis below 13 (where
 LogSoftmax flattens from the axis on).
 """
 
