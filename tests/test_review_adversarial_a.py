@@ -147,6 +147,69 @@ def test_gpu_friendly_hashed_ids_beyond_2_24(move, ids_type):
     _exact(model, {"ids": ids}, {"ids": ids.astype(np.int32)}, **options)
 
 
+_EXTREMES = [2**31 - 1, -(2**31), -1, 0, 1, 2**30, -(2**30), 7, 46341, -46341, 65536]
+
+
+def _random_int_graph(rng):
+    """A few int64 operators over two inputs (arithmetic, Max/Min, Concat + Slice, CumSum,
+    ReduceSum, Mod/Div by constants including -1, Where, Equal), constants inside and beyond
+    int32; the last value as a float (and sometimes as an int64 output)."""
+    vals, nodes = ["a", "b"], []
+    inits = {
+        "s0": np.array([0], I64),
+        "s6": np.array([6], I64),
+        "ax1": np.array([1], I64),
+        "axs": np.array(1, I64),
+    }
+    ops = ["Add", "Sub", "Mul", "Neg", "Max", "Min", "Concat", "CumSum", "ReduceSum", "Mod"]
+    ops += ["Div", "Abs", "Where", "Equal"]
+    for k in range(int(rng.integers(2, 6))):
+        op = str(rng.choice(ops))
+        x, y = (vals[int(rng.integers(len(vals)))] for _ in range(2))
+        if rng.random() < 0.4:
+            y = f"c{k}"
+            inits[y] = np.array(int(rng.choice([*_EXTREMES, 3, -5, 2**32])), I64)
+        out = f"v{k}"
+        if op in ("Neg", "Abs"):
+            nodes.append(helper.make_node(op, [x], [out]))
+        elif op == "Concat":
+            nodes.append(helper.make_node("Concat", [x, x], [f"{out}c"], axis=1))
+            nodes.append(helper.make_node("Slice", [f"{out}c", "s0", "s6", "ax1"], [out]))
+        elif op == "CumSum":
+            nodes.append(helper.make_node("CumSum", [x, "axs"], [out]))
+        elif op == "ReduceSum":
+            nodes.append(helper.make_node("ReduceSum", [x, "ax1"], [f"{out}r"], keepdims=1))
+            nodes.append(helper.make_node("Add", [x, f"{out}r"], [out]))
+        elif op in ("Mod", "Div"):
+            inits[f"d{k}"] = np.array(int(rng.choice([-1, 3, -7, 1000, 2**31 - 1])), I64)
+            nodes.append(helper.make_node(op, [x, f"d{k}"], [out]))
+        elif op == "Where":
+            nodes.append(helper.make_node("Greater", [x, y], [f"{out}m"]))
+            nodes.append(helper.make_node("Where", [f"{out}m", x, y], [out]))
+        elif op == "Equal":
+            nodes.append(helper.make_node("Equal", [x, y], [f"{out}m"]))
+            nodes.append(helper.make_node("Cast", [f"{out}m"], [out], to=7))
+        else:
+            nodes.append(helper.make_node(op, [x, y], [out]))
+        vals.append(out)
+    nodes.append(helper.make_node("Cast", [vals[-1]], ["yf"], to=1))
+    outs = [("yf", np.float32, [2, 6])]
+    if rng.random() < 0.5:
+        outs.append((vals[-1], I64, [2, 6]))
+    return make_model(nodes, [("a", I64, [2, 6]), ("b", I64, [2, 6])], outs, inits)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_int32_inputs_random_integer_graphs(gpu):
+    """60 random integer graphs on values at the ends of int32 (no int64 overflow in these
+    seeds: int64 wrap-around is not what is tested), with and without --gpu-friendly."""
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        model = _random_int_graph(rng)
+        feeds = {k: rng.choice(_EXTREMES, (2, 6)).astype(I64) for k in "ab"}
+        _exact(model, feeds, _narrow_feeds(feeds), int32_inputs=True, gpu_friendly=gpu)
+
+
 # batched_nms_groups ---------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["zero_area", "subnormal", "identical", "offset_rounding"])
 def test_batched_nms_degenerate_boxes(case):
