@@ -319,3 +319,115 @@ def test_log_softmax_of_an_overflowing_matmul_logit_on_the_builtin_kernels():
     for xnn in (True, False):
         got = V.run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnn)
         np.testing.assert_array_equal(np.isneginf(got["y"]), np.isneginf(want))
+
+
+# ------------------------------------------------- cases that held (regression guards)
+
+
+def _branch(name: str, src: str, elem: int, shape):
+    out = helper.make_tensor_value_info(f"{name}_o", elem, shape)
+    return helper.make_graph([node("Identity", [src], [f"{name}_o"])], name, [], [out])
+
+
+@pytest.mark.parametrize("src", ["mf", "w", "xf", "tte", "cs"])
+@pytest.mark.parametrize("cond", [True, False])
+def test_rewritten_values_read_inside_an_if(src, cond):
+    """A removed Cast(bool -> float), a select, a moved Cast(int -> float), a uniform lookup
+    made constant and a carried CumSum, each read from outer scope by an If branch."""
+    mask_nodes = [
+        node("Equal", ["ids", "pad"], ["eq"]),
+        node("Not", ["eq"], ["ne"]),
+        node("Cast", ["ne"], ["mf"], to=TensorProto.FLOAT),
+        node("Where", ["ne", "k", "zero"], ["w"]),
+        node("Reshape", ["ids", "shp"], ["ir"]),
+        node("Cast", ["ir"], ["xf"], to=TensorProto.FLOAT),
+        node("Cast", ["ne"], ["m"], to=TensorProto.INT64),
+        node("CumSum", ["m", "ax"], ["cs"]),
+        node("Add", ["cs", "pad"], ["pos"]),
+        node("GatherElements", ["buffer", "pos"], ["tt"], axis=1),
+        node("Gather", ["tt_table", "tt"], ["tte"]),
+        node("Gather", ["pos_table", "pos"], ["pe"]),
+    ]
+    if src == "cs":
+        then_b = _branch("t", "cs", TensorProto.INT64, [1, 9])
+        else_b = _branch("e", "pos", TensorProto.INT64, [1, 9])
+        tail = [node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT), node("Add", ["mf", "rf"], ["y"])]
+        out_shape = [1, 9]
+    else:
+        shape = [1, 9, 4] if src == "tte" else [1, 9]
+        then_b = _branch("t", src, TensorProto.FLOAT, shape)
+        else_b = _branch("e", "pe" if src == "tte" else "xf", TensorProto.FLOAT, shape)
+        tail = [node("Add", ["r", "w"] if src != "tte" else ["r", "pe"], ["y"])]
+        out_shape = shape
+    model = make_model(
+        [*mask_nodes, node("If", ["c"], ["r"], then_branch=then_b, else_branch=else_b), *tail],
+        [("ids", I64, [1, 9]), ("c", np.bool_, [])],
+        [("y", F, out_shape), ("pe", F, [1, 9, 4])],
+        {
+            "pad": np.array(1, I64),
+            "ax": np.array(1, I64),
+            "k": np.array(-5.0, F),
+            "zero": np.array(0.0, F),
+            "shp": np.array([1, 9], I64),
+            "buffer": np.zeros((1, 20), I64),
+            "tt_table": RNG.standard_normal((2, 4)).astype(F),
+            "pos_table": RNG.standard_normal((20, 4)).astype(F),
+        },
+    )
+    chk = check_conversion(model, feeds={"ids": PAD_IDS, "c": np.array(cond)}, atol=0, rtol=0)
+    _both_kernels(chk)
+
+
+def _eln_attention(attrs: dict, count_reader: bool):
+    h, heads = 16, 2
+    rnd = np.random.default_rng(7)
+    ms = "com.microsoft"
+    nodes = [
+        node(
+            "EmbedLayerNormalization",
+            ["ids", "", "word", "pos", "", "g", "b", "mask"],
+            ["emb", "count"],
+            domain=ms,
+            epsilon=1e-12,
+        ),
+        node("Attention", ["emb", "w", "wb", "count"], ["y"], domain=ms, num_heads=heads, **attrs),
+    ]
+    outputs = [("y", F, [2, 6, h])]
+    if count_reader:
+        nodes.append(node("Cast", ["count"], ["cf"], to=TensorProto.FLOAT))
+        outputs.append(("cf", F, [2]))
+    inits = {
+        "word": rnd.standard_normal((40, h)).astype(F),
+        "pos": rnd.standard_normal((16, h)).astype(F),
+        "g": rnd.standard_normal(h).astype(F),
+        "b": rnd.standard_normal(h).astype(F),
+        "w": (rnd.standard_normal((h, 3 * h)) * 0.3).astype(F),
+        "wb": (rnd.standard_normal(3 * h) * 0.1).astype(F),
+    }
+    return make_model(
+        nodes,
+        inputs=[("ids", np.int32, [2, 6]), ("mask", np.int32, [2, 6])],
+        outputs=outputs,
+        initializers=inits,
+        opset={"": 17, ms: 1},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "attrs,count_reader",
+    [({"unidirectional": 1}, False), ({"mask_filter_value": -3e38, "scale": 0.3}, True)],
+)
+def test_mask_index_as_bias_all_zero_row_unidirectional_shared_count(attrs, count_reader):
+    """A mask row of zeros (count 0: every key masked), unidirectional Attention, the count
+    also read by another node: bit-identical to the integer form, within onnxruntime's
+    tolerance of it."""
+    model = _eln_attention(attrs, count_reader)
+    feeds = {
+        "ids": np.array([[1, 5, 39, 0, 7, 7], [3, 3, 2, 1, 0, 9]], np.int32),
+        "mask": np.array([[0, 0, 0, 0, 0, 0], [1, 1, 1, 2, 1, 0]], np.int32),
+    }
+    chk = check_conversion(model, feeds=feeds, atol=5e-5)
+    off = check_conversion(model, feeds=feeds, atol=5e-5, disable_rewrites=("mask_index_as_bias",))
+    assert "mask_index_as_bias" in _matched(chk)
+    np.testing.assert_array_equal(chk.actual["y"], off.actual["y"])
