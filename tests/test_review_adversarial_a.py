@@ -289,3 +289,33 @@ def test_path_thresholds_near_flt_max_and_the_arithmetic_bound(seed, monkeypatch
         got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
         # leaf sums in another order than onnxruntime's: within float32 rounding of the sum
         np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["path", "grid", "traverse"])
+@pytest.mark.parametrize("n_base", [0, 1])
+def test_binary_classifier_class0_weights_logistic(strategy, n_base, monkeypatch):
+    """Two classes, positive weights on class 0 only (one score column, onnxruntime's add
+    rule 0/1), LOGISTIC: onnxruntime writes [1 - logistic(s), logistic(s)]; the file wrote
+    [1 - s, s] (probabilities above 1 and below 0) with every strategy."""
+    from test_ops_ml import _features, classifier_model, random_trees
+
+    from onnx2tflite_direct.lowering import ml_trees
+
+    monkeypatch.setattr(ml_trees, "STRATEGY", strategy)
+    rng = np.random.default_rng(3)
+    a, w = random_trees(rng, 3, 2, n_out=2, positive=True)
+    keep = [i for i, k in enumerate(w["id"]) if k == 0]
+    w = {k: [v[i] for i in keep] for k, v in w.items()}
+    extra = {"post_transform": "LOGISTIC"}
+    if n_base:
+        extra["base_values"] = [0.3]
+    model = classifier_model(a, w, [0, 1], **extra)
+    x = _features()
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    label, proba = sess.run(None, {"x": x})
+    res = convert(model)
+    for xnnpack in (True, False):
+        got = run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnnpack)
+        np.testing.assert_array_equal(got["label"], label)
+        # float32 logistic: within a few ulp of onnxruntime's
+        np.testing.assert_allclose(got["probabilities"], proba, rtol=1e-6, atol=1e-6)

@@ -753,6 +753,8 @@ def _binary_classifier(ctx, forest, scores, presence, base, labels, n, y_out, z_
             + ": onnxruntime writes only the first probability column",
         )
     if add_rule == "01":
+        if tr == "LOGISTIC":  # onnxruntime: [1 - logistic(s), logistic(s)] (measured)
+            s = logistic(ctx, s)
         z = e.concat([e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms"), s], 1, "z")
     elif tr == "LOGISTIC":
         z = e.concat([logistic(ctx, e.op("NEG", s, hint="ns"), "lneg"), logistic(ctx, s)], 1, "z")
