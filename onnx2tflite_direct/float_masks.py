@@ -102,8 +102,12 @@ def _value(graph: Graph, name: str) -> Value | None:
 
 
 def _runtime_int(graph: Graph, name: str) -> bool:
+    """A run-time integer the float forms can read: converted by a CAST, which LiteRT has
+    for every integer type but uint64 (its comparisons keep their own lowering)."""
     dt = value_dtype(graph, name)
-    return dt is not None and dt.kind in "iu" and value_const(graph, name) is None
+    return (
+        dt is not None and dt.kind in "iu" and dt != np.uint64 and value_const(graph, name) is None
+    )
 
 
 def _product_cannot_wrap(graph: Graph, mul: Node) -> bool:

@@ -62,6 +62,8 @@ def _small_const(graph: Graph, name: str) -> bool:
     if c is None or not _is_int(np.asarray(c).dtype):
         return False
     c = np.asarray(c)
+    if c.size and c.dtype.kind == "u":  # (a uint64 2**64 - 1 would wrap to -1 in int64)
+        return int(c.max()) < EXACT_INT
     return c.size == 0 or int(np.abs(c.astype(np.int64)).max()) < EXACT_INT
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import check_conversion, convert, make_model
+from harness import check_conversion, convert, expect_refusal, make_model
 from onnx import TensorProto, helper
 
 from benchmarks.bench_partitions import count_partitions
@@ -133,6 +133,46 @@ def test_cumsum_twice_over_a_long_axis():
     )
     chk = check_conversion(model, feeds={"ids": ids}, atol=0, rtol=0)
     assert "CUMSUM" in chk.ops, chk.ops
+
+
+def test_uint64_constant_beyond_int64_is_not_a_small_integer():
+    """uint64 2**64 - 1 added to a mask count (onnxruntime: -1 modulo 2**64) read as int64 was
+    -1, "small", and the float twin added 1.8e19: a silent wrong answer. Now the chain keeps
+    its uint64 lowering, which LiteRT has no CAST for: a refusal naming the dtype."""
+    u64 = np.uint64
+    model = make_model(
+        [
+            node("Equal", ["ids", "pad"], ["eq"]),
+            node("Not", ["eq"], ["ne"]),
+            node("Cast", ["ne"], ["m"], to=TensorProto.UINT64),
+            node("Add", ["m", "one"], ["m1"]),
+            node("Add", ["m1", "big"], ["m2"]),
+            node("Cast", ["m2"], ["y"], to=TensorProto.FLOAT),
+        ],
+        [("ids", I64, [1, 9])],
+        [("y", F, [1, 9])],
+        {"pad": np.array(1, I64), "one": np.array(1, u64), "big": np.array(2**64 - 1, u64)},
+    )
+    expect_refusal(model, "unsupported_dtype")
+
+
+@pytest.mark.parametrize("op", ["Greater", "Less", "Equal"])
+def test_uint64_comparison_keeps_its_lowering(op):
+    """A uint64 input compared with a constant: the float form needs a CAST from uint64,
+    which LiteRT lacks (refused since the rule began); the comparison's own lowering is exact."""
+    model = make_model(
+        [
+            node(op, ["x", "c"], ["g"]),
+            node("Not", ["g"], ["ng"]),
+            node("Where", ["ng", "a", "b"], ["y"]),
+        ],
+        [("x", np.uint64, [1, 6])],
+        [("y", F, [1, 6])],
+        {"c": np.array(2**64 - 2, np.uint64), "a": np.array(2.0, F), "b": np.array(-1.0, F)},
+    )
+    x = np.array([[0, 1, 5, 2**64 - 1, 2**64 - 2, 7]], np.uint64)
+    chk = check_conversion(model, feeds={"x": x}, atol=0, rtol=0)
+    _both_kernels(chk)
 
 
 # ------------------------------------------------- lookup_before_select: a negative axis
