@@ -253,6 +253,29 @@ def test_nms_boxes_of_infinite_area(case, rule):
     _exact(_batched_model(n, c, max_out=n, iou=0.5), feeds, **options)
 
 
+@pytest.mark.parametrize("iou", [-0.0, 0.0, 1e-40])
+@pytest.mark.parametrize("rule", [True, False])
+def test_nms_run_time_iou_threshold_negative_zero(iou, rule):
+    """A run-time IoU threshold of -0.0 (onnxruntime: IoU > -0.0, as for 0): its float
+    MAXIMUM with 0 stayed -0.0 in XNNPACK, whose bits + 1 is -1.4e-45, so the kernel
+    suppressed touching boxes too (1 row of 12). max(t, 0) is now taken on the bits."""
+    from test_ops_nms_groups import _batched_model, _feeds
+
+    n, classes = 50, 3
+    model = _batched_model(n, classes, max_out=n, iou=0.5, score=0.2)
+    for name in ("max_out", "iou", "score"):
+        init = next(i for i in model.graph.initializer if i.name == name)
+        model.graph.initializer.remove(init)
+        elem = 7 if name == "max_out" else 1
+        model.graph.input.append(helper.make_tensor_value_info(name, elem, [1]))
+    feeds = _feeds(np.random.default_rng(1), n, classes)
+    feeds["max_out"] = np.array([n], I64)
+    feeds["iou"] = np.array([iou], np.float32)
+    feeds["score"] = np.array([0.0], np.float32)
+    options = {} if rule else {"disable_rewrites": ["batched_nms_groups"]}
+    _exact(model, feeds, **options)
+
+
 # tree path strategy ---------------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(3))
 def test_path_thresholds_near_flt_max_and_the_arithmetic_bound(seed, monkeypatch):

@@ -321,9 +321,11 @@ class _NmsBuilder:
         if value is not None:
             t = np.maximum(np.float32(value), np.float32(0))
             return self.const(np.nextafter(t, np.float32(np.inf)), "iou_threshold")
-        zero = self.const(np.float32(0), "zero")
-        t = self.e.op("MAXIMUM", self.scalar(3), zero, hint="iou_nonneg")
-        bits = self.e.op("BITCAST", t, dtype=np.int32, hint="iou_bits")
+        # max(t, 0) on the bits: every negative float (-0.0 included, whose float MAXIMUM
+        # with 0 may stay -0.0 and step to -1.4e-45) has a negative int32 pattern, and no
+        # float op flushes a subnormal threshold.
+        bits = self.e.op("BITCAST", self.scalar(3), dtype=np.int32, hint="iou_bits")
+        bits = self.e.op("MAXIMUM", bits, self.const(np.int32(0), "zero_bits"), hint="iou_nonneg")
         up = self.e.op("ADD", bits, self.const(np.int32(1), "one"), hint="iou_next_bits")
         return self.e.op("BITCAST", up, dtype=np.float32, hint="iou_threshold")
 
