@@ -27,7 +27,7 @@ from .folding import NONDETERMINISTIC_OPS
 from .head_projection import OPT_IN as HEAD_OPT_IN
 from .head_projection import fused_head_projection
 from .ir import Graph, Node, Value
-from .log_softmax_parts import RULES as LOG_SOFTMAX_RULES
+from .log_softmax_parts import OPT_IN as LOG_SOFTMAX_OPT_IN
 from .log_softmax_parts import TRIGGERS as LOG_SOFTMAX_TRIGGERS
 from .qdq_merge import merge_double_qdq
 from .registry import REGISTRY
@@ -431,14 +431,13 @@ RULES = [
     *STRENGTH_RULES,  # after the fusions: they match Pow(x, 3), Div(x, sqrt 2), Div(x, 6)
     *MASK_RULES,  # after gather_as_reshape: a bool Gather of arange indices is then a Reshape
     *INDEX_RULES,
-    *LOG_SOFTMAX_RULES,
     *CONTRIB_MASK_RULES,
     ("fused_head_projection", fused_head_projection),  # after remove_identity_arith (bias 0)
     *BATCHED_NMS_RULES,  # after remove_noop_cast: it follows the boxes up to the offset Add
 ]
 
 # Rules measured and kept, but not run unless asked for (benchmarks, tests): see opt_in.
-OPT_IN = dict(HEAD_OPT_IN, **MASK_OPT_IN)
+OPT_IN = dict(HEAD_OPT_IN, **MASK_OPT_IN, **LOG_SOFTMAX_OPT_IN)
 
 # Rules that create activations no ONNX tensor holds (one projection computing three), so
 # calibration, which ranges ONNX tensors, has no range for them: the pipeline turns them off
