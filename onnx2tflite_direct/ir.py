@@ -109,6 +109,10 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     opsets: dict[str, int]
+    # True when the graph is a model with dynamic input dims pinned at one sample
+    # (``dynamic_shapes.py`` lowers it at several and compares): a rewrite must then not bake
+    # a size into a constant that cannot follow the dims at run time (e.g. an [L, L] matrix).
+    sample_pinned: bool = False
 
     def consumers(self) -> dict[str, list[tuple[Node, int]]]:
         """Map value name -> [(consuming node, input index)], in node order."""

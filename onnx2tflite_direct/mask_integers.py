@@ -93,6 +93,8 @@ def int_role(graph: Graph, node: Node) -> str | None:
         return "int_move" if _is_int(src) else None
     if op in MOVERS and _is_int(out) and _is_int(src):
         return "int_move"
+    if op == "CumSum" and graph.sample_pinned:
+        return None  # its [L, L] triangle would bake a dynamic length into a constant
     if op == "CumSum" and _is_int(out) and _cumsum_axis(graph, node) is not None:
         return "int_cumsum"
     if op in ("Add", "Sub", "Mul") and _is_int(out) and len(node.inputs) == 2:
@@ -107,8 +109,8 @@ def int_role(graph: Graph, node: Node) -> str | None:
         table = value_const(graph, node.inputs[0])
         if table is None or not _is_int(value_dtype(graph, node.inputs[1])):
             return None
-        if _uniform(table):
-            return "uniform_lookup"
+        if _uniform(table):  # (a constant of the ids' shape: not when that can vary)
+            return None if graph.sample_pinned else "uniform_lookup"
         table = np.asarray(table)
         if op == "Gather" and node.attrs.get("axis", 0) == 0 and table.dtype == F32:
             if table.ndim == 2 and np.isfinite(table).all():

@@ -261,15 +261,10 @@ def test_log_softmax_rounding_prime_lengths_and_other_axes(shape, axis, scale):
         assert np.abs(got["y"] - ref).max() <= bound, (xnn, np.abs(got["y"] - ref).max(), bound)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: the CumSum's triangular MatMul constant is [L, L] for a dynamic "
-    "sequence length L, which dynamic_shapes cannot express (dynamic_shape_unsupported); "
-    "the rewrites see one pinned sample and no sign of which dims are dynamic",
-)
 def test_position_ids_with_a_dynamic_sequence_length():
     """RoBERTa's position ids with the sequence length left dynamic (as torch exports it):
-    converted before mask_integers (CUMSUM resized at run time), refused since."""
+    mask_integers' [L, L] triangle cannot follow L at run time, so a model lowered at sample
+    shapes (Graph.sample_pinned) keeps its CUMSUM (was refused: dynamic_shape_unsupported)."""
     model = make_model(
         [
             node("Equal", ["ids", "pad"], ["eq"]),

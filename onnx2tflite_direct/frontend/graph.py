@@ -258,6 +258,7 @@ def load_graph(
         inputs=[i.name for i in real_inputs],
         outputs=graph_outputs,
         opsets=opsets,
+        sample_pinned=probe_shapes is not None,
     )
     if isinstance(model, onnx.ModelProto):
         loader = lambda: proto  # noqa: E731  (the caller holds it already)
