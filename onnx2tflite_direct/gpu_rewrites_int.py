@@ -238,14 +238,21 @@ def _int32_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     if rows is None or rows > MAX_EXACT_ROWS:
         return None
     xf, ops = _as_float(ed, op.inputs[0], op)
+    moved, moves = _float_move(ed, op, xf)
+    if moves is None:
+        return None
+    return _to_int32(ed, [*ops, *moves], moved, out, op)
+
+
+def _float_move(ed: Editor, op: tfl.Operator, xf: tfl.Tensor):
+    """(float32 result, ops) of the data movement ``op`` applied to the float32 copy ``xf`` of
+    its input, in a form the GPU takes (ops None when there is none)."""
+    out = op.outputs[0]
     moved = ed.temp(f"{out.name}/float", F32, out.shape)
     move = tfl.Operator(
         op.opcode, [xf, *op.inputs[1:]], [moved], dict(op.options), onnx_node=op.onnx_node
     )
-    moves = [move] if delegable(move) else _delegable_move(ed, move)
-    if moves is None:
-        return None
-    return _to_int32(ed, [*ops, *moves], moved, out, op)
+    return moved, ([move] if delegable(move) else _delegable_move(ed, move))
 
 
 def _bool_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
@@ -259,11 +266,7 @@ def _bool_moves_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | N
     if not static(x, out) or id(out) in ed.io:
         return None
     xf = ed.temp(f"{x.name}/as_float", F32, x.shape)
-    moved = ed.temp(f"{out.name}/float", F32, out.shape)
-    move = tfl.Operator(
-        op.opcode, [xf, *op.inputs[1:]], [moved], dict(op.options), onnx_node=op.onnx_node
-    )
-    moves = [move] if delegable(move) else _delegable_move(ed, move)
+    moved, moves = _float_move(ed, op, xf)
     if moves is None:
         return None
     return [ed.op("CAST", [x], [xf], op), *moves, ed.op("CAST", [moved], [out], op)]
