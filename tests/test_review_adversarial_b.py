@@ -10,9 +10,8 @@ import onnxruntime as ort
 import pytest
 from harness import check_conversion, convert, expect_refusal, make_model
 from onnx import TensorProto, helper
+from test_xnnpack_forms import assert_log_softmax_within_onnxruntime, float64_log_softmax
 
-from benchmarks.bench_partitions import count_partitions
-from onnx2tflite_direct import onnx_rewrites
 from onnx2tflite_direct import validate as V
 
 F = np.float32
@@ -219,12 +218,6 @@ def test_lookup_before_select_ids_read_elsewhere():
 # ------------------------------------------------- log_softmax_decomposed
 
 
-def _float64_log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    x = x.astype(np.float64)
-    d = x - x.max(axis, keepdims=True)
-    return d - np.log(np.exp(d).sum(axis, keepdims=True))
-
-
 @pytest.mark.parametrize(
     "shape,axis,scale",
     [
@@ -248,17 +241,7 @@ def test_log_softmax_rounding_prime_lengths_and_other_axes(shape, axis, scale):
         {"b": b},
     )
     x = (rng.standard_normal(shape) * scale).astype(F)
-    ref = _float64_log_softmax(x + b, axis)
-    ours = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
-    bound = np.abs(ours - ref).max() + np.spacing(F(np.abs(ref).max()))
-    with onnx_rewrites.opt_in("log_softmax_decomposed"):
-        res = convert(model)
-    assert "log_softmax_decomposed" in {r["rule"] for r in res.report["rewrites"] if r["matched"]}
-    parts = count_partitions(res.tflite_bytes)
-    assert parts["outside"] == {} and parts["partitions"] == 1, parts
-    for xnn in (True, False):
-        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report.get("io"), use_xnnpack=xnn)
-        assert np.abs(got["y"] - ref).max() <= bound, (xnn, np.abs(got["y"] - ref).max(), bound)
+    assert_log_softmax_within_onnxruntime(model, x, float64_log_softmax(x + b, axis))
 
 
 def test_position_ids_with_a_dynamic_sequence_length():
