@@ -82,7 +82,8 @@ def _convs(rng) -> onnx.ModelProto:
     )
 
 
-def _quantize_dynamic(model, tmp_path, **kw) -> onnx.ModelProto:
+def quantize_dynamic_int8(model, tmp_path, **kw) -> onnx.ModelProto:
+    """onnxruntime's quantize_dynamic with int8 weights (through files, as its API wants)."""
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     onnx.save(model, str(src))
     quantization.quantize_dynamic(
@@ -91,7 +92,7 @@ def _quantize_dynamic(model, tmp_path, **kw) -> onnx.ModelProto:
     return onnx.load(str(dst))
 
 
-def _semantics(qmodel, feeds) -> dict:
+def onnxruntime_semantics(qmodel, feeds) -> dict:
     """onnxruntime running the quantized model as written (no fusion into its own kernels)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -130,7 +131,7 @@ def _weight_scales(tflite: bytes) -> dict[str, list]:
 @pytest.mark.parametrize("use_xnnpack", [True, False])
 def test_dynamic_matmuls_bit_identical_to_onnxruntime(tmp_path, use_xnnpack):
     rng = np.random.default_rng(21)
-    qmodel = _quantize_dynamic(_mlp(rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_mlp(rng), tmp_path)
     assert sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node) == 2
     res = convert(qmodel)
     dyn = res.variants["dynamic_range_quant"]
@@ -146,7 +147,7 @@ def test_dynamic_matmuls_bit_identical_to_onnxruntime(tmp_path, use_xnnpack):
     )
     for _ in range(3):
         feeds = _feeds(qmodel, rng)
-        expected = _semantics(qmodel, feeds)
+        expected = onnxruntime_semantics(qmodel, feeds)
         got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
         for name in ("h", "y"):
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
@@ -154,7 +155,7 @@ def test_dynamic_matmuls_bit_identical_to_onnxruntime(tmp_path, use_xnnpack):
 
 def test_dynamic_convs_bit_identical_to_onnxruntime(tmp_path):
     rng = np.random.default_rng(22)
-    qmodel = _quantize_dynamic(_convs(rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_convs(rng), tmp_path)
     assert sum(n.op_type == "ConvInteger" for n in qmodel.graph.node) == 2
     res = convert(qmodel)
     dyn = res.variants["dynamic_range_quant"]
@@ -165,7 +166,7 @@ def test_dynamic_convs_bit_identical_to_onnxruntime(tmp_path):
     )
     for use_xnnpack in (True, False):
         feeds = _feeds(qmodel, rng)
-        expected = _semantics(qmodel, feeds)
+        expected = onnxruntime_semantics(qmodel, feeds)
         got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
         for name in ("r1", "y"):
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
@@ -176,7 +177,7 @@ def test_weights_the_model_left_float_get_the_usual_rules(tmp_path):
     int8 weight by the dynamic-range rules, reported so; fc1 keeps the model's quantization
     (h still bit-identical), and y carries the hybrid kernel's own quantization noise."""
     rng = np.random.default_rng(23)
-    qmodel = _quantize_dynamic(_mlp(rng), tmp_path, nodes_to_exclude=["fc2"])
+    qmodel = quantize_dynamic_int8(_mlp(rng), tmp_path, nodes_to_exclude=["fc2"])
     assert sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node) == 1
     res = convert(qmodel)
     dyn = res.variants["dynamic_range_quant"]
@@ -188,7 +189,7 @@ def test_weights_the_model_left_float_get_the_usual_rules(tmp_path):
     assert np.all(scales[0] == 1.0) or np.all(scales[-1] == 1.0)
     assert any(np.all(s != 1.0) for s in scales)  # fc2: per-channel max|w| / 127
     feeds = _feeds(qmodel, rng)
-    expected = _semantics(qmodel, feeds)
+    expected = onnxruntime_semantics(qmodel, feeds)
     got = V.run_litert(dyn, feeds, res.report["io"])
     np.testing.assert_array_equal(got["h"], expected["h"])
     noise = np.sum((got["y"].astype(np.float64) - expected["y"]) ** 2)
@@ -205,18 +206,18 @@ def test_lattice_products_need_integer_operands(tmp_path):
     lowered = pipeline.lower_model(float_model)
     assert not D.lattice_products(lowered.model_ir)
     assert D.quantize_weights_int8(lowered.model_ir) == 2
-    qmodel = _quantize_dynamic(float_model, tmp_path)
+    qmodel = quantize_dynamic_int8(float_model, tmp_path)
     lowered = pipeline.lower_model(qmodel)
     assert len(D.lattice_products(lowered.model_ir)) == 2
     assert D.quantize_weights_int8(lowered.model_ir) == 0
 
 
-def test_fused_forms_keep_their_quantization_under_quantize_dynamic(tmp_path):
+def test_fused_forms_keep_their_quantization_underquantize_dynamic_int8(tmp_path):
     """onnxruntime's optimizer fuses the chains into DynamicQuantizeMatMul /
     MatMulIntegerToFloat (no Q/DQ op left: no pre-quantized import). ``--quantize dynamic``
     recognizes their products on the int8 lattice all the same and keeps them exact."""
     rng = np.random.default_rng(25)
-    qmodel = _quantize_dynamic(_mlp(rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_mlp(rng), tmp_path)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(tmp_path / "fused.onnx")
@@ -231,7 +232,7 @@ def test_fused_forms_keep_their_quantization_under_quantize_dynamic(tmp_path):
     assert len(scales) == 2 and all(np.all(s == 1.0) for s in scales)
     for use_xnnpack in (True, False):
         feeds = _feeds(fused, rng)
-        expected = _semantics(fused, feeds)
+        expected = onnxruntime_semantics(fused, feeds)
         got = V.run_litert(dyn, feeds, res.report["io"], use_xnnpack=use_xnnpack)
         for name in ("h", "y"):
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

@@ -18,6 +18,7 @@ import onnx
 import pytest
 from harness import convert, make_model
 from onnx import TensorProto, helper
+from test_dynamic_range_kept import onnxruntime_semantics, quantize_dynamic_int8
 
 from onnx2tflite_direct import mlas_pool
 from onnx2tflite_direct import validate as V
@@ -60,28 +61,11 @@ def _pooled_classifier(c: int, h: int, w: int, rng) -> onnx.ModelProto:
     )
 
 
-def _quantize_dynamic(model, tmp_path) -> onnx.ModelProto:
-    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
-    onnx.save(model, str(src))
-    quantization.quantize_dynamic(str(src), str(dst), weight_type=quantization.QuantType.QInt8)
-    return onnx.load(str(dst))
-
-
-def _semantics(qmodel, feeds) -> dict:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    sess = ort.InferenceSession(
-        qmodel.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-    )
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds), strict=True))
-
-
 @pytest.mark.parametrize("hw", [(7, 7), (8, 8), (3, 5), (1, 3), (9, 7)])
 def test_global_average_pool_sums_in_onnxruntime_order(tmp_path, hw):
     rng = np.random.default_rng(hw[0] * 31 + hw[1])
     c = 96
-    qmodel = _quantize_dynamic(_pooled_classifier(c, *hw, rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_pooled_classifier(c, *hw, rng), tmp_path)
     assert "DynamicQuantizeLinear" in {n.op_type for n in qmodel.graph.node}
     res = convert(qmodel)
     for kind, data in (
@@ -94,7 +78,7 @@ def test_global_average_pool_sums_in_onnxruntime_order(tmp_path, hw):
             want = mlas_order_mean(x)
             np.testing.assert_array_equal(got["g"].reshape(2, c), want, err_msg=kind)
             if X86:  # onnxruntime's own numbers, the classifier after them included
-                ref = _semantics(qmodel, {"x": x})
+                ref = onnxruntime_semantics(qmodel, {"x": x})
                 np.testing.assert_array_equal(got["g"], ref["g"], err_msg=kind)
                 np.testing.assert_array_equal(got["y"], ref["y"], err_msg=kind)
 
@@ -103,7 +87,7 @@ def test_order_matters(tmp_path, monkeypatch):
     """LiteRT's MEAN (the rewrite off) sums otherwise: not bit-identical to that order on
     these values (so the test above can fail)."""
     rng = np.random.default_rng(5)
-    qmodel = _quantize_dynamic(_pooled_classifier(256, 7, 7, rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_pooled_classifier(256, 7, 7, rng), tmp_path)
     monkeypatch.setattr(mlas_pool, "ENABLED", False)
     res = convert(qmodel)
     x = (rng.standard_normal((2, 256, 7, 7)) * 3 + 0.5).astype(F)
@@ -117,7 +101,7 @@ def test_large_global_pools_keep_mean(tmp_path):
     from harness import op_histogram
 
     rng = np.random.default_rng(8)
-    qmodel = _quantize_dynamic(_pooled_classifier(32, 13, 13, rng), tmp_path)
+    qmodel = quantize_dynamic_int8(_pooled_classifier(32, 13, 13, rng), tmp_path)
     res = convert(qmodel)
     ops = op_histogram(res.tflite_bytes)
     assert ops.get("MEAN") == 1 and "CUMSUM" not in ops
@@ -194,7 +178,7 @@ def test_average_pool_sums_in_onnxruntime_order(tmp_path, case):
         {"w": (rng.standard_normal((c * oh * ow, 16)) * 0.1).astype(F)},
         opset=13,
     )
-    qmodel = _quantize_dynamic(model, tmp_path)
+    qmodel = quantize_dynamic_int8(model, tmp_path)
     res = convert(qmodel)
     for use_xnnpack in (True, False):
         x = (rng.standard_normal((1, c, h, w)) * 3 + 0.5).astype(F)
@@ -202,6 +186,6 @@ def test_average_pool_sums_in_onnxruntime_order(tmp_path, case):
         want = mlas_window_mean(x, kernel, strides, pads, include)
         np.testing.assert_array_equal(got["g"], want)
         if X86:
-            ref = _semantics(qmodel, {"x": x})
+            ref = onnxruntime_semantics(qmodel, {"x": x})
             np.testing.assert_array_equal(got["g"], ref["g"])
             np.testing.assert_array_equal(got["y"], ref["y"])
