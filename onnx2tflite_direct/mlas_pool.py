@@ -28,7 +28,9 @@ channel-last values as [N, n, C], one ADD per group of four (the four lanes' seq
 the lane additions, the remaining values, a division; up to ``MAX_GROUPS`` groups (larger
 pools keep MEAN: a sequential sum that long needs CUMSUM, outside XNNPACK). onnxruntime on
 ARM64 adds the lanes pairwise ``(l0 + l1) + (l2 + l3)`` (NEON ``vpaddq``): there one rounding
-of that step may differ.
+of that step may differ. An infinite or NaN input: the same bits on XNNPACK; LiteRT's builtin
+ADD clamps its results to +-FLT_MAX (and its SSE min/max turn a NaN into a bound), so on the
+builtin kernels such a pool is finite where onnxruntime's is not (as every float ADD there).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ from .ir import Graph, Node, value_dtype
 F32 = np.dtype(np.float32)
 LANES = 4  # MLAS_FLOAT32X4
 MIN_OPSET = 11  # Slice with steps
+# onnxruntime runs AveragePool-19 and later (dilations) in its own loop (AveragePoolV19: each
+# window summed row by row, not MLAS): the order below is MLAS's, so only earlier opsets
+# (measured: opset 19 and 21 3x3 pools with pads an ulp off onnxruntime in this order).
+AVERAGE_POOL_MLAS_BEFORE = 19
 REDUCTION_BUFFER = 2048  # MLAS_POOL_REDUCTION_BUFFER_STACK (floats)
 # Global pools of up to 16 groups of four values (7x7, 8x8: a classifier's pool) as one ADD
 # per group in XNNPACK. Larger ones keep LiteRT's MEAN: their sequential sum needs CUMSUM,
@@ -52,7 +58,7 @@ ENABLED = True  # (off: LiteRT's MEAN; benchmarks compare the two)
 def applies(graph: Graph, node: Node) -> bool:
     """A float32 GlobalAveragePool or AveragePool that onnxruntime runs in one of the MLAS
     kernels reproduced here (:func:`_window`; a global one up to ``MAX_GROUPS``), of static
-    4-D shape, in an opset with Slice steps."""
+    4-D shape, in an opset with Slice steps (an AveragePool: before opset 19)."""
     if not ENABLED or node.domain != "" or not node.outputs or not node.inputs:
         return False
     if node.op_type not in ("GlobalAveragePool", "AveragePool"):
@@ -61,6 +67,8 @@ def applies(graph: Graph, node: Node) -> bool:
     if v is None or value_dtype(graph, node.inputs[0]) != F32 or not v.is_static:
         return False
     if len(v.shape) != 4 or graph.opsets.get("", 1) < MIN_OPSET:
+        return False
+    if node.op_type == "AveragePool" and graph.opsets.get("", 1) >= AVERAGE_POOL_MLAS_BEFORE:
         return False
     form = ("global", None) if node.op_type == "GlobalAveragePool" else _window(node, v.shape)
     if form is None:
