@@ -177,3 +177,360 @@ def test_dynamic_batch_pool(tmp_path):
     res = convert(qmodel)
     x = (np.random.default_rng(4).standard_normal((1, 8, 11, 9)) * 3 + 0.5).astype(F)
     _assert_pool_matches(qmodel, x, res, exact=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The dynamic-range file of an already dynamically quantized model (lattice_products)
+# ----------------------------------------------------------------------------------------------
+
+
+def _quantize_dynamic(model, tmp_path, **kw):
+    import onnx
+    from onnxruntime import quantization
+
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(model, str(src))
+    quantization.quantize_dynamic(str(src), str(dst), **kw)
+    return onnx.load(str(dst))
+
+
+def _assert_files_exact(qmodel, feeds_list, quantize=None, allow_ulp=()):
+    """Both the float32 and the dynamic-range file give onnxruntime's bits (outputs named in
+    ``allow_ulp``: a float op the model left float, within a few float32 ulps), XNNPACK on
+    and off."""
+    res = convert(qmodel, quantize=quantize) if quantize else convert(qmodel)
+    assert "dynamic_range_quant" in res.variants
+    for data in (res.tflite_bytes, res.variants["dynamic_range_quant"]):
+        for use_xnnpack, feeds in zip((True, False), feeds_list, strict=True):
+            ref = onnxruntime_semantics(qmodel, feeds)
+            got = V.run_litert(data, feeds, res.report["io"], use_xnnpack=use_xnnpack)
+            for name, want in ref.items():
+                if name in allow_ulp:
+                    tol = 8 * np.spacing(np.abs(want).max())
+                    np.testing.assert_allclose(got[name], want, rtol=0, atol=tol, err_msg=name)
+                else:
+                    np.testing.assert_array_equal(got[name], want, err_msg=name)
+    return res
+
+
+def _w(rng, *shape, scale=0.05):
+    return (rng.standard_normal(shape) * scale).astype(F)
+
+
+def test_weight_shared_with_an_excluded_float_matmul(tmp_path):
+    """fc1 quantized, fc2 (same weight) left float by nodes_to_exclude: fc1's product keeps
+    the model's quantization, fc2 reads the model's DequantizeLinear of the shared codes."""
+    from onnxruntime import quantization
+
+    rng = np.random.default_rng(11)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["y1"], name="fc1"),
+        helper.make_node("MatMul", ["x2", "w"], ["y2"], name="fc2"),
+    ]
+    model = make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [4, 256]), ("x2", TensorProto.FLOAT, [4, 256])],
+        [("y1", TensorProto.FLOAT, [4, 128]), ("y2", TensorProto.FLOAT, [4, 128])],
+        {"w": _w(rng, 256, 128)},
+        opset=13,
+    )
+    qmodel = _quantize_dynamic(
+        model, tmp_path, weight_type=quantization.QuantType.QInt8, nodes_to_exclude=["fc2"]
+    )
+    feeds = [{k: rng.standard_normal((4, 256)).astype(F) for k in ("x", "x2")} for _ in range(2)]
+    _assert_files_exact(qmodel, feeds, allow_ulp=("y2",))
+
+
+DYNAMIC_CASES = {
+    # name: (op attrs, input shape, weight shape, quantize_dynamic keywords)
+    "per_channel_matmul": (None, (4, 256), (256, 128), {"per_channel": True}),
+    "per_channel_conv": ({}, (1, 16, 10, 10), (32, 16, 3, 3), {"per_channel": True}),
+    "group4_conv": ({"group": 4}, (1, 32, 10, 10), (64, 8, 3, 3), {}),
+    "depthwise_conv": ({"group": 32}, (1, 32, 10, 10), (64, 1, 3, 3), {}),
+    "uint8_matmul": (None, (4, 256), (256, 128), {"weight_type": "QUInt8"}),
+    "uint8_conv": ({}, (1, 16, 10, 10), (32, 16, 3, 3), {"weight_type": "QUInt8"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DYNAMIC_CASES))
+def test_quantize_dynamic_forms_exact(tmp_path, case):
+    from onnxruntime import quantization
+
+    attrs, xshape, wshape, kw = DYNAMIC_CASES[case]
+    rng = np.random.default_rng(len(case))
+    spread = np.linspace(0.2, 3.0, wshape[-1 if attrs is None else 0]).astype(F)
+    if attrs is None:
+        w = _w(rng, *wshape) * spread + 0.01
+        node = helper.make_node("MatMul", ["x", "w"], ["y"], name="p")
+        yshape = [xshape[0], wshape[1]]
+        inits = {"w": w}
+    else:
+        w = _w(rng, *wshape, scale=0.2) * spread[:, None, None, None] + 0.01
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="p", pads=[1] * 4, **attrs)
+        yshape = [1, wshape[0], *xshape[2:]]
+        inits = {"w": w, "b": _w(rng, wshape[0])}
+    model = make_model(
+        [node], [("x", TensorProto.FLOAT, list(xshape))], [("y", TensorProto.FLOAT, yshape)],
+        inits, opset=13,
+    )  # fmt: skip
+    kw = dict(kw)
+    kw["weight_type"] = getattr(quantization.QuantType, kw.get("weight_type", "QInt8"))
+    qmodel = _quantize_dynamic(model, tmp_path, **kw)
+    assert {"MatMulInteger", "ConvInteger"} & {n.op_type for n in qmodel.graph.node}
+    feeds = [{"x": rng.standard_normal(xshape).astype(F)} for _ in range(2)]
+    _assert_files_exact(qmodel, feeds)
+
+
+def test_matmul_integer_of_two_runtime_operands(tmp_path):
+    """DynamicQuantizeLinear on both operands of one MatMulInteger (no weight): the
+    ``--quantize dynamic`` file has nothing to quantize and stays exact."""
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["a"], ["aq", "as", "az"]),
+        helper.make_node("DynamicQuantizeLinear", ["b"], ["bq", "bs", "bz"]),
+        helper.make_node("MatMulInteger", ["aq", "bq", "az", "bz"], ["p"]),
+        helper.make_node("Cast", ["p"], ["pf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["as", "bs"], ["s"]),
+        helper.make_node("Mul", ["pf", "s"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        [("a", TensorProto.FLOAT, [2, 4, 64]), ("b", TensorProto.FLOAT, [2, 64, 48])],
+        [("y", TensorProto.FLOAT, [2, 4, 48])],
+        {},
+        opset=13,
+    )
+    rng = np.random.default_rng(2)
+    feeds = [
+        {
+            "a": rng.standard_normal((2, 4, 64)).astype(F),
+            "b": rng.standard_normal((2, 64, 48)).astype(F),
+        }
+        for _ in range(2)
+    ]
+    _assert_files_exact(model, feeds, quantize=["dynamic"])
+
+
+def _body(tag, w):
+    from onnx import numpy_helper
+
+    nodes = [
+        helper.make_node("MatMul", ["x", f"w_{tag}"], [f"m_{tag}"], name=f"fc_{tag}"),
+        helper.make_node("Relu", [f"m_{tag}"], [f"o_{tag}"], name=f"relu_{tag}"),
+    ]
+    out = [helper.make_tensor_value_info(f"o_{tag}", TensorProto.FLOAT, [4, 128])]
+    return helper.make_graph(nodes, tag, [], out, [numpy_helper.from_array(w, f"w_{tag}")])
+
+
+def test_quantize_dynamic_in_if_and_loop_bodies(tmp_path):
+    """quantize_dynamic with EnableSubgraph: MatMulInteger chains inside If branches and a
+    Loop body (with float Relu between iterations): both files exact."""
+    from onnx import numpy_helper
+    from onnxruntime import quantization
+
+    rng = np.random.default_rng(5)
+    if_node = helper.make_node(
+        "If", ["c"], ["y"], then_branch=_body("then", _w(rng, 256, 128)),
+        else_branch=_body("else", _w(rng, 256, 128)),
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [if_node],
+        "main",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 256]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 128])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    opts = {"weight_type": quantization.QuantType.QInt8, "extra_options": {"EnableSubgraph": True}}
+    qmodel = _quantize_dynamic(model, tmp_path, **opts)
+    branch = {n.op_type for n in qmodel.graph.node[0].attribute[0].g.node}
+    assert "MatMulInteger" in branch
+    feeds = [
+        {"x": rng.standard_normal((4, 256)).astype(F), "c": np.array(flag)}
+        for flag in (True, False)
+    ]
+    _assert_files_exact(qmodel, feeds, quantize=["dynamic"])
+
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["h", "wl"], ["m"], name="fc_loop"),
+            helper.make_node("Relu", ["m"], ["h2"], name="relu_loop"),
+            helper.make_node("Identity", ["cond"], ["cond_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [4, 128]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h2", TensorProto.FLOAT, [4, 128]),
+        ],
+        [numpy_helper.from_array(_w(rng, 128, 128, scale=0.15), "wl")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)],
+        "main",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 128])],
+        [numpy_helper.from_array(np.array(3, np.int64), "n")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    qmodel = _quantize_dynamic(model, tmp_path, **opts)
+    assert "MatMulInteger" in {n.op_type for n in qmodel.graph.node[0].attribute[0].g.node}
+    feeds = [{"x": rng.standard_normal((4, 128)).astype(F)} for _ in range(2)]
+    _assert_files_exact(qmodel, feeds, quantize=["dynamic"])
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. tools/zoo/deploy.py: "statically quantized" read from the graph
+# ----------------------------------------------------------------------------------------------
+
+
+def _deploy():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("tools.zoo.deploy")
+
+
+def _scale_zp(dtype=np.uint8):
+    return {"s": np.array(0.02, F), "z": np.array(0, dtype)}
+
+
+def test_weight_only_qdq_and_dynamic_are_not_static():
+    deploy = _deploy()
+    rng = np.random.default_rng(0)
+    wq = rng.integers(-127, 128, (8, 8, 3, 3)).astype(np.int8)
+    nodes = [  # a float weight through Q -> DQ, and an int8 weight through DQ only
+        helper.make_node("QuantizeLinear", ["wf", "s", "zi"], ["wfq"]),
+        helper.make_node("DequantizeLinear", ["wfq", "s", "zi"], ["w1"]),
+        helper.make_node("DequantizeLinear", ["wq", "s", "zi"], ["w2"]),
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1] * 4),
+        helper.make_node("Conv", ["c", "w2"], ["y"], pads=[1] * 4),
+    ]
+    inits = {
+        "wf": _w(rng, 8, 8, 3, 3),
+        "wq": wq,
+        "s": np.array(0.02, F),
+        "zi": np.array(0, np.int8),
+    }
+    model = make_model(
+        nodes, [("x", TensorProto.FLOAT, [1, 8, 6, 6])], [("y", TensorProto.FLOAT, [1, 8, 6, 6])],
+        inits, opset=13,
+    )  # fmt: skip
+    assert deploy.static_quantization(model) is None
+    # hand-written dynamic quantization: a QuantizeLinear whose scale is computed at run time
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["mx"], keepdims=0),
+        helper.make_node("Div", ["mx", "k"], ["sc"]),
+        helper.make_node("QuantizeLinear", ["x", "sc", "z"], ["xq"]),
+        helper.make_node("MatMulInteger", ["xq", "wu", "z"], ["p"]),
+        helper.make_node("Cast", ["p"], ["y"], to=TensorProto.FLOAT),
+    ]
+    inits = {"k": np.array(127.0, F), "z": np.array(0, np.uint8)}
+    inits["wu"] = rng.integers(0, 255, (8, 4)).astype(np.uint8)
+    model = make_model(
+        nodes, [("x", TensorProto.FLOAT, [2, 8])], [("y", TensorProto.FLOAT, [2, 4])], inits,
+        opset=13,
+    )  # fmt: skip
+    assert deploy.static_quantization(model) is None
+
+
+def test_qlinear_conv_without_pairs_is_static():
+    deploy = _deploy()
+    rng = np.random.default_rng(1)
+    inits = {
+        "xs": np.array(0.05, F), "xz": np.array(128, np.uint8),
+        "w": rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8),
+        "ws": np.array(0.01, F), "wz": np.array(0, np.int8),
+        "ys": np.array(0.1, F), "yz": np.array(128, np.uint8),
+    }  # fmt: skip
+    node = helper.make_node(
+        "QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], pads=[1] * 4
+    )
+    model = make_model(
+        [node], [("x", TensorProto.UINT8, [1, 4, 6, 6])], [("y", TensorProto.UINT8, [1, 8, 6, 6])],
+        inits, opset=13,
+    )  # fmt: skip
+    assert deploy.static_quantization(model) == "QLinear ops: QLinearConv 1"
+
+
+def test_qoperator_qgemm_model_is_static(tmp_path):
+    """onnxruntime's quantize_static in QOperator format writes com.microsoft QGemm for Gemm:
+    no QLinear* op and no Q -> DQ pair on an activation (the pair is split by the QGemms), yet
+    every activation runs with fixed calibrated scales (was: not static, headline float32)."""
+    import onnx
+    from onnxruntime import quantization as Q
+
+    deploy = _deploy()
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1, name="g1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1, name="g2"),
+    ]
+    inits = {
+        "w": _w(rng, 32, 64, scale=0.1),
+        "b": _w(rng, 32),
+        "w2": _w(rng, 16, 32),
+        "b2": _w(rng, 16),
+    }
+    model = make_model(
+        nodes, [("x", TensorProto.FLOAT, [4, 64])], [("y", TensorProto.FLOAT, [4, 16])], inits,
+        opset=13,
+    )  # fmt: skip
+
+    class Reader(Q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": rng.standard_normal((4, 64)).astype(F)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    Q.quantize_static(
+        str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
+        quant_format=Q.QuantFormat.QOperator,
+    )  # fmt: skip
+    qmodel = onnx.load(str(tmp_path / "q.onnx"))
+    assert "QGemm" in {n.op_type for n in qmodel.graph.node}
+    assert (
+        deploy.static_quantization(qmodel) == "1 QuantizeLinear of activations read by integer ops"
+    )
+
+
+def test_lone_qdq_pair_at_the_output(tmp_path):
+    """A float conv with one Q -> DQ pair on its output: static (one activation pair), and the
+    integer file it gets is onnxruntime's bits, so a headline on it is sound."""
+    deploy = _deploy()
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "s", "z"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["y"]),
+    ]
+    inits = {"w": _w(rng, 16, 8, 3, 3, scale=0.2), "b": _w(rng, 16, scale=0.1), **_scale_zp()}
+    model = make_model(
+        nodes, [("x", TensorProto.FLOAT, [1, 8, 12, 12])], [("y", TensorProto.FLOAT, [1, 16, 12, 12])],
+        inits, opset=13,
+    )  # fmt: skip
+    assert (
+        deploy.static_quantization(model)
+        == "1 QuantizeLinear -> DequantizeLinear pairs on activations"
+    )
+    res = convert(model)
+    x = rng.standard_normal((1, 8, 12, 12)).astype(F)
+    ref = onnxruntime_semantics(model, {"x": x})["y"]
+    for data in (res.tflite_bytes, res.variants["integer_quant"]):
+        got = V.run_litert(data, {"x": x}, res.report["io"])["y"]
+        np.testing.assert_array_equal(got, ref)

@@ -2,8 +2,9 @@
 
 A user deploys the file that runs the model as it was meant to run. For a float model that
 is the float32 file. For a model that is already statically quantized (its graph quantizes
-activations: QuantizeLinear -> DequantizeLinear pairs on non-constant tensors, or QLinear*
-ops), onnxruntime runs it on fused integer kernels, while our float32 file is an exact float
+activations: QuantizeLinear -> DequantizeLinear pairs on non-constant tensors, QLinear* ops,
+or a QuantizeLinear of an activation read by an integer op such as com.microsoft QGemm),
+onnxruntime runs it on fused integer kernels, while our float32 file is an exact float
 emulation of the Q/DQ graph (every rounding step spelled out in float32 ops): comparing that
 file's speed with onnxruntime's integer kernels measures the emulation, not what a user
 ships. The converter also writes the model's integer file (``<stem>_integer_quant.tflite``:
@@ -41,12 +42,15 @@ def _subgraphs(graph: onnx.GraphProto):
 def static_quantization(model: onnx.ModelProto) -> str | None:
     """Why ``model`` is statically quantized (a short evidence string), or None.
 
-    Evidence: QLinear* ops (QOperator format, any domain), or DequantizeLinear nodes fed by a
+    Evidence: QLinear* ops (QOperator format, any domain), DequantizeLinear nodes fed by a
     QuantizeLinear of a non-constant tensor (QDQ format: activations quantized with fixed,
-    calibrated scales). A constant is an initializer or a Constant node's output, in the graph
-    itself or in an enclosing one."""
+    calibrated scales), or such a QuantizeLinear (constant scale) read by other ops than
+    DequantizeLinear (QOperator ops not named QLinear*: onnxruntime's com.microsoft QGemm).
+    A constant is an initializer or a Constant node's output, in the graph itself or in an
+    enclosing one."""
     qlinear: dict[str, int] = {}
     pairs = 0
+    fed = 0
     constants: set[str] = set()
     for graph in _subgraphs(model.graph):
         constants |= {t.name for t in graph.initializer}
@@ -57,15 +61,28 @@ def static_quantization(model: onnx.ModelProto) -> str | None:
             for n in graph.node
             if n.op_type == "QuantizeLinear" and n.input and n.output
         }
+        readers: dict[str, set[str]] = {}
         for n in graph.node:
+            for i in n.input:
+                readers.setdefault(i, set()).add(n.op_type)
             if n.op_type.startswith("QLinear"):
                 qlinear[n.op_type] = qlinear.get(n.op_type, 0) + 1
             elif n.op_type == "DequantizeLinear" and n.input and n.input[0] in quantized:
                 if quantized[n.input[0]] not in constants:
                     pairs += 1
+        for n in graph.node:
+            if n.op_type != "QuantizeLinear" or len(n.input) < 2 or not n.output:
+                continue
+            if n.input[0] in constants or n.input[1] not in constants:
+                continue  # (a weight, or a scale computed at run time: dynamic)
+            others = readers.get(n.output[0], set()) - {"DequantizeLinear"}
+            if any(not r.startswith("QLinear") for r in others):  # (those are counted)
+                fed += 1
     parts = []
     if pairs:
         parts.append(f"{pairs} QuantizeLinear -> DequantizeLinear pairs on activations")
+    if fed:
+        parts.append(f"{fed} QuantizeLinear of activations read by integer ops")
     if qlinear:
         parts.append("QLinear ops: " + ", ".join(f"{k} {v}" for k, v in sorted(qlinear.items())))
     return "; ".join(parts) or None
