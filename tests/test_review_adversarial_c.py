@@ -534,3 +534,149 @@ def test_lone_qdq_pair_at_the_output(tmp_path):
     for data in (res.tflite_bytes, res.variants["integer_quant"]):
         got = V.run_litert(data, {"x": x}, res.report["io"])["y"]
         np.testing.assert_array_equal(got, ref)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. quant/equalize.py: which pairs, and the float function kept
+# ----------------------------------------------------------------------------------------------
+
+
+def _eq_model(kind: str):
+    """x[1,4,12,12] -> conv1 (4->16; channel 3 all zero, channels 4-5 negative only when
+    ``kind`` has no activation) -> ... ``kind`` picks what reads conv1's output."""
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(7)
+    gains = np.exp(rng.uniform(np.log(0.05), np.log(2.0), 16)).astype(F)
+    w1 = _w(rng, 16, 4, 3, 3, scale=0.3) * gains[:, None, None, None]
+    b1 = _w(rng, 16, scale=0.1)
+    w1[3], b1[3] = 0.0, 0.0  # an all-zero channel
+    w1[4:6] *= 0.01
+    b1[4:6] = (-1.5, -0.2)  # negative-only channels (no activation)
+    inits = {
+        "w1": w1, "b1": b1,
+        "wd": _w(rng, 16, 1, 3, 3, scale=0.4), "bd": _w(rng, 16, scale=0.1),
+        "wp": _w(rng, 8, 16, 1, 1, scale=0.25), "bp": _w(rng, 8, scale=0.1),
+        "wo": _w(rng, 16, 4, 1, 1, scale=0.3),
+    }  # fmt: skip
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4, name="conv1")]
+    a1 = "c1"
+    if kind != "dw_pw_none":
+        nodes.append(helper.make_node("Relu", ["c1"], ["r1"], name="relu1"))
+        a1 = "r1"
+    outs = [("y", [1, 8, 12, 12])]
+    dw_in = a1
+    if kind == "residual":
+        nodes.append(helper.make_node("Conv", ["x", "wo"], ["o"], name="other"))
+        nodes.append(helper.make_node("Add", [a1, "o"], ["s"], name="add"))
+        dw_in = "s"
+    elif kind == "concat":
+        nodes.append(helper.make_node("Conv", ["x", "wo"], ["o"], name="other"))
+        nodes.append(helper.make_node("Concat", [a1, "o"], ["s"], axis=1, name="cat"))
+        nodes.append(helper.make_node("Conv", ["s", "wp2"], ["s2"], name="squeeze"))
+        inits["wp2"] = _w(rng, 16, 32, 1, 1, scale=0.2)
+        dw_in = "s2"
+    elif kind == "graph_output":
+        outs.append((a1, [1, 16, 12, 12]))
+    nodes += [
+        helper.make_node("Conv", [dw_in, "wd", "bd"], ["c2"], pads=[1] * 4, group=16, name="dw"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+    ]
+    pw_in = "r2"
+    if kind == "two_readers":
+        nodes.append(helper.make_node("Add", ["r2", a1], ["t"], name="add2"))
+        pw_in = "t"
+    nodes.append(helper.make_node("Conv", [pw_in, "wp", "bp"], ["y"], name="pw"))
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 12])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outs],
+        [numpy_helper.from_array(np.asarray(v, F), k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+EQ_PAIRS = {  # which producers pair (the conv1 output has to have its one reader)
+    "dw_pw_none": ["conv1", "dw"],
+    "dw_pw_relu": ["conv1", "dw"],
+    "two_readers": [],
+    "residual": ["dw"],
+    "concat": ["dw", "squeeze"],  # (the 1x1 after the concat pairs with dw)
+    "graph_output": ["dw"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EQ_PAIRS))
+def test_equalization_pairs_and_float_function(kind):
+    import copy
+
+    from onnx2tflite_direct import builder, litert_tensors, pipeline
+    from onnx2tflite_direct.quant import equalize as EQ
+
+    def build(ir) -> bytes:
+        return builder.serialize(ir).tobytes()
+
+    def outputs(data: bytes, x: np.ndarray) -> list[np.ndarray]:
+        interp = litert_tensors.run_keeping_all_tensors(data, {"x": x.transpose(0, 2, 3, 1)}, [])
+        return [np.asarray(interp.get_tensor(o["index"]), np.float64)
+                for o in interp.get_output_details()]  # fmt: skip
+
+    ir = copy.deepcopy(pipeline.lower_model(_eq_model(kind)).model_ir)
+    pairs = EQ.pairs(ir)
+    assert sorted((p.onnx_node or "").split("/")[0] for p, _, _ in pairs) == EQ_PAIRS[kind]
+    if not pairs:
+        return
+    rng = np.random.default_rng(8)
+    xs = rng.standard_normal((6, 1, 4, 12, 12)).astype(F)
+    plain = build(ir)
+    names = {chain[0].name for _, chain, _ in pairs}
+    feeds = [{"x": x.transpose(0, 2, 3, 1)} for x in xs]
+    extremes = EQ.channel_extremes(plain, feeds, [], names)
+    ranges = {n: (float(e[0].min()), float(e[1].max())) for n, e in extremes.items()}
+    done, _ = EQ.equalize(ir, ranges, extremes)
+    assert len(done) == len(pairs)
+    equalized = build(ir)
+    # on the samples the extremes come from and (no ReLU6 here: nothing clips) far outside
+    for x in (*xs, xs[0] * 20):
+        for want, got in zip(outputs(plain, x), outputs(equalized, x), strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_auto_never_changes_the_float32_file():
+    """``--quantize auto`` with equalization used: the float32 file is byte for byte the one
+    written without ``--quantize``."""
+    import math
+
+    from test_quant_auto import auto_section
+    from test_quant_equalize import images, spread_cnn
+
+    model = spread_cnn()
+    calib = {"x": images(16, seed=1)}
+    res = convert(model, quantize=["auto"], target_sqnr=60.0, calibration_data=calib)
+    assert auto_section(res)["auto"]["equalization"]["used"]
+    assert res.tflite_bytes == convert(model).tflite_bytes
+    assert math.isfinite(auto_section(res)["auto"]["equalization"]["all_int8_sensitivity_sqnr_db"])
+
+
+def test_auto_range_choice_with_an_explicit_method():
+    """``percentile`` given: kept as given. ``minmax`` given is the default's value and is
+    measured against ``mse`` as the default is (docs/quantization_auto.md says so now; it said
+    every given method was kept)."""
+    from test_quant_auto import auto_section
+    from test_quant_equalize import images, spread_cnn
+
+    model = spread_cnn()
+    calib = {"x": images(16, seed=1)}
+    kw = {"quantize": ["auto"], "target_sqnr": 60.0, "calibration_data": calib}
+    got = auto_section(convert(model, calibration_method="percentile", **kw))["auto"]
+    assert got["activation_ranges"] == {"method": "percentile", "chosen_by": "--calibration-method"}
+    got = auto_section(convert(model, calibration_method="minmax", **kw))["auto"]
+    r = got["activation_ranges"]
+    assert r["chosen_by"] == "measurement"
+    figures = {m: r[f"{m}_all_int8_sensitivity_sqnr_db"] for m in ("minmax", "mse")}
+    assert r["method"] == max(figures, key=figures.get)
