@@ -21,7 +21,11 @@ column down the valid rows (sequentially), then those column sums left to right 
 columns as zeros), and divides by the count of valid values (``count_include_pad=0``) or by
 the kernel size: here as a zero PAD, one strided SLICE per kernel row and column and
 sequential ADDs, then a DIV by the constant counts (inception-v2-like 3x3 pools with pads:
-4 of every 10 outputs were an ulp or more off with AVERAGE_POOL_2D).
+4 of every 10 outputs were an ulp or more off with AVERAGE_POOL_2D). From opset 19 (dilations)
+onnxruntime runs AveragePool in its own loop (AveragePoolV19), not MLAS: each window's valid
+values added one by one, rows outer, from 0, then divided by their count or by kh * kw
+(``count_include_pad``): here one strided SLICE and one ADD per kernel tap (a padding tap adds
+an exact zero), up to ``MAX_TAPS`` taps, and a DIV by the constant counts.
 
 The global order as ONNX ops, every one a correctly rounded IEEE operation on any CPU: the
 channel-last values as [N, n, C], one ADD per group of four (the four lanes' sequential sums),
@@ -42,10 +46,12 @@ from .ir import Graph, Node, value_dtype
 F32 = np.dtype(np.float32)
 LANES = 4  # MLAS_FLOAT32X4
 MIN_OPSET = 11  # Slice with steps
-# onnxruntime runs AveragePool-19 and later (dilations) in its own loop (AveragePoolV19: each
-# window summed row by row, not MLAS): the order below is MLAS's, so only earlier opsets
-# (measured: opset 19 and 21 3x3 pools with pads an ulp off onnxruntime in this order).
+# onnxruntime runs AveragePool-19 and later (dilations) in its own loop (AveragePoolV19), not
+# MLAS: each window's valid values added one by one in row-major order from 0, divided by their
+# count (or, count_include_pad, by its kernel count clamped as below): ``_emit_taps``
+# (measured: opset 19 and 21 3x3 pools with pads were an ulp off onnxruntime in MLAS's order).
 AVERAGE_POOL_MLAS_BEFORE = 19
+MAX_TAPS = 64  # (one SLICE and one ADD per kernel tap)
 REDUCTION_BUFFER = 2048  # MLAS_POOL_REDUCTION_BUFFER_STACK (floats)
 # Global pools of up to 16 groups of four values (7x7, 8x8: a classifier's pool) as one ADD
 # per group in XNNPACK. Larger ones keep LiteRT's MEAN: their sequential sum needs CUMSUM,
@@ -58,7 +64,7 @@ ENABLED = True  # (off: LiteRT's MEAN; benchmarks compare the two)
 def applies(graph: Graph, node: Node) -> bool:
     """A float32 GlobalAveragePool or AveragePool that onnxruntime runs in one of the MLAS
     kernels reproduced here (:func:`_window`; a global one up to ``MAX_GROUPS``), of static
-    4-D shape, in an opset with Slice steps (an AveragePool: before opset 19)."""
+    4-D shape, in an opset with Slice steps (an AveragePool of opset 19 on: ``_taps``)."""
     if not ENABLED or node.domain != "" or not node.outputs or not node.inputs:
         return False
     if node.op_type not in ("GlobalAveragePool", "AveragePool"):
@@ -68,12 +74,58 @@ def applies(graph: Graph, node: Node) -> bool:
         return False
     if len(v.shape) != 4 or graph.opsets.get("", 1) < MIN_OPSET:
         return False
-    if node.op_type == "AveragePool" and graph.opsets.get("", 1) >= AVERAGE_POOL_MLAS_BEFORE:
-        return False
-    form = ("global", None) if node.op_type == "GlobalAveragePool" else _window(node, v.shape)
+    form = _form(graph, node, v.shape)
     if form is None:
         return False
     return form[0] != "global" or v.shape[2] * v.shape[3] // LANES <= MAX_GROUPS
+
+
+def _form(graph: Graph, node: Node, shape):
+    if node.op_type == "GlobalAveragePool":
+        return "global", None
+    if graph.opsets.get("", 1) >= AVERAGE_POOL_MLAS_BEFORE:
+        return _taps(node, shape)
+    return _window(node, shape)
+
+
+def _taps(node: Node, shape):
+    """("taps", (kernel, strides, pads, dilations, divisors)) for an AveragePool onnxruntime
+    runs in AveragePoolV19 (opset 19 on) with at most ``MAX_TAPS`` taps, else None."""
+    a = node.attrs
+    _, _, h, w = shape
+    kernel = [int(k) for k in a.get("kernel_shape", [])]
+    strides = [int(k) for k in a.get("strides", [1, 1])]
+    pads = [int(k) for k in a.get("pads", [0, 0, 0, 0])]
+    dil = [int(k) for k in a.get("dilations", [1, 1])]
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4 or len(dil) != 2:
+        return None
+    if auto_pad != "NOTSET" or int(a.get("ceil_mode", 0)) or kernel[0] * kernel[1] > MAX_TAPS:
+        return None
+    if min(*kernel, *strides, *dil) < 1 or min(pads) < 0:
+        return None
+    span = [(kernel[i] - 1) * dil[i] + 1 for i in (0, 1)]
+    if pads[0] >= span[0] or pads[2] >= span[0] or pads[1] >= span[1] or pads[3] >= span[1]:
+        return None
+    oh = (h + pads[0] + pads[2] - span[0]) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - span[1]) // strides[1] + 1
+    if oh < 1 or ow < 1:
+        return None
+    include = bool(int(a.get("count_include_pad", 0)))
+    # AveragePoolV19's divisors: the valid taps, or the kernel's taps up to the padded end
+    # (measured: onnxruntime 1.32 divides by kh * kw with asymmetric pads too)
+    per_axis = []
+    for axis, out, size, clamp in ((0, oh, h, pads[2]), (1, ow, w, pads[3])):
+        start = np.arange(out) * strides[axis] - pads[axis]
+        taps = start[:, None] + np.arange(kernel[axis]) * dil[axis]
+        valid = ((taps >= 0) & (taps < size)).sum(axis=1)
+        end = np.minimum(start + kernel[axis] * dil[axis], size + clamp)
+        full = 1 + np.trunc((end - start - 1) / dil[axis]).astype(np.int64)
+        per_axis.append(full if include else valid)
+    counts = np.outer(*per_axis).astype(np.float32)
+    counts = np.where(counts > 0, counts, np.float32(1.0))  # (no valid value: onnxruntime's 0)
+    return "taps", (kernel, strides, pads, dil, counts)
 
 
 def _window(node: Node, shape):
@@ -103,10 +155,11 @@ def _window(node: Node, shape):
 def emit(em, node: Node) -> None:
     """``node`` as ONNX ops summing in MLAS's order (see the module docstring); ``em`` is the
     float-carried rewrite's emitter (``op``, ``const``, ``fresh``)."""
-    shape = em.graph.values[node.inputs[0]].shape
-    form = ("global", None) if node.op_type == "GlobalAveragePool" else _window(node, shape)
+    form = _form(em.graph, node, em.graph.values[node.inputs[0]].shape)
     if form[0] == "global":
         _emit_global(em, node)
+    elif form[0] == "taps":
+        _emit_taps(em, node, *form[1])
     else:
         _emit_window(em, node, *form[1])
 
@@ -182,3 +235,30 @@ def _emit_window(em, node: Node, kernel, strides, pads, include_pad: bool) -> No
         counts = np.maximum(np.outer(valid_h, valid_w), 1).astype(np.float32)
     divisor = em.const(counts.reshape(1, 1, oh, ow), "counts")
     em.op("Div", [total, divisor], (n_, c, oh, ow), "mean", out=y)
+
+
+def _emit_taps(em, node: Node, kernel, strides, pads, dil, counts) -> None:
+    """AveragePoolV19's order: the window's taps added one by one, rows outer (a padding tap
+    adds an exact zero where onnxruntime skips it), then a DIV by the constant counts."""
+    x, y = node.inputs[0], node.outputs[0]
+    n_, c, h, w = em.graph.values[x].shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = kernel, strides, pads, dil
+    oh, ow = counts.shape
+    padded = x
+    if any(pads):
+        pad = _ints(em, [0, 0, pt, pl, 0, 0, pb, pr], "pads")
+        padded = em.op("Pad", [x, pad], (n_, c, h + pt + pb, w + pl + pr), "padded")
+    out = (n_, c, oh, ow)
+    total = None
+    for r in range(kh):
+        for k in range(kw):
+            top, left = r * dh, k * dw
+            ins = [padded, _ints(em, [top, left], f"tap{r}_{k}_from")]
+            ins.append(
+                _ints(em, [top + sh * (oh - 1) + 1, left + sw * (ow - 1) + 1], f"tap{r}_{k}_to")
+            )
+            ins += [_ints(em, [2, 3], f"tap{r}_{k}_axes"), _ints(em, [sh, sw], f"tap{r}_{k}_steps")]
+            tap = em.op("Slice", ins, out, f"tap{r}_{k}")
+            total = tap if total is None else em.op("Add", [total, tap], out, f"taps{r}_{k}")
+    divisor = em.const(counts.reshape(1, 1, oh, ow), "counts")
+    em.op("Div", [total, divisor], out, "mean", out=y)

@@ -94,16 +94,41 @@ POOL_CASES = {
         False,
     ),
     "auto_pad": ("AveragePool", {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER"}, 13, False),
-    # opset 19+: onnxruntime's AveragePoolV19 loop, not MLAS (was summed in MLAS's order: off
-    # by an ulp; now AVERAGE_POOL_2D within rounding)
-    "opset19_pads": ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 19, False),
-    "opset21_include": (
+    # opset 19+: onnxruntime's AveragePoolV19 loop, not MLAS (was summed in MLAS's order: an
+    # ulp off; now in AveragePoolV19's order, the same bits)
+    "v19_pads": ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 19, True),
+    "v21_include": (
         "AveragePool",
         {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
         21,
+        True,
+    ),
+    "v19_dilations": ("AveragePool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, 19, True),
+    "v19_dilations_pads_strides": (
+        "AveragePool",
+        {"kernel_shape": [3, 2], "dilations": [2, 3], "pads": [2, 1, 1, 1], "strides": [2, 1]},
+        19,
+        True,
+    ),
+    "v19_asymmetric_include": (  # (kh * kw: onnxruntime 1.32 as the spec)
+        "AveragePool",
+        {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0], "count_include_pad": 1},
+        19,
+        True,
+    ),
+    "v19_include_dilations": (
+        "AveragePool",
+        {"kernel_shape": [2, 3], "dilations": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+        19,
+        True,
+    ),
+    "v19_stride_gt_kernel": ("AveragePool", {"kernel_shape": [2, 2], "strides": [3, 3]}, 19, True),
+    "v19_ceil_mode": (
+        "AveragePool",
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1},
+        19,
         False,
     ),
-    "opset19_dilations": ("AveragePool", {"kernel_shape": [2, 2], "dilations": [2, 2]}, 19, False),
 }
 
 
@@ -150,19 +175,41 @@ def test_global_pool_infinities_and_nan_on_xnnpack(tmp_path):
 
 @pytest.mark.parametrize("opset", [19, 21])
 def test_opset19_average_pool_is_not_summed_in_mlas_order(tmp_path, opset):
-    """onnxruntime runs AveragePool-19+ in AveragePoolV19 (row by row), not MLAS: MLAS's order
-    is off by an ulp there (so the rewrite, which claimed onnxruntime's bits, must not apply;
-    it did before the fix and the pooled values were off onnxruntime's)."""
+    """onnxruntime runs AveragePool-19+ in AveragePoolV19 (taps one by one), not MLAS: MLAS's
+    order is an ulp off there (the rewrite wrote it out before the fix); the file now sums the
+    taps in AveragePoolV19's order, onnxruntime's bits on any CPU (no vector reduction)."""
     attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
     shape = (1, 8, 11, 9)
     qmodel = quantize_dynamic_int8(_pool_model("AveragePool", attrs, shape, opset), tmp_path)
     x = (np.random.default_rng(opset).standard_normal(shape) * 3 + 0.5).astype(F)
     ref = onnxruntime_semantics(qmodel, {"x": x})["g"]
     mlas = mlas_window_mean(x, [3, 3], [1, 1], [1, 1, 1, 1], False)
-    assert not np.array_equal(ref, mlas)  # (the order the rewrite writes out)
+    assert not np.array_equal(ref, mlas)  # (the order the rewrite wrote out)
     res = convert(qmodel)
-    assert "AVERAGE_POOL_2D" in op_histogram(res.tflite_bytes)
-    _assert_pool_matches(qmodel, x, res, exact=False)
+    assert "AVERAGE_POOL_2D" not in op_histogram(res.tflite_bytes)
+    for use_xnnpack in (True, False):
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"], use_xnnpack=use_xnnpack)
+        np.testing.assert_array_equal(got["g"], ref)
+        np.testing.assert_array_equal(got["y"], onnxruntime_semantics(qmodel, {"x": x})["y"])
+
+
+@pytest.mark.parametrize(
+    ("attrs", "shape"),
+    [
+        ({"kernel_shape": [7, 7]}, (2, 16, 7, 7)),  # the whole input, 49 taps
+        ({"kernel_shape": [2, 2], "dilations": [4, 4], "pads": [1, 1, 1, 1]}, (1, 8, 3, 3)),
+    ],
+    ids=["whole_input", "padding_only_window"],
+)
+def test_v21_whole_input_and_padding_only_windows(tmp_path, attrs, shape):
+    """AveragePool-21 over the whole input (AveragePoolV19, not MLAS's global kernel) and a
+    dilated window whose taps all fall on padding (onnxruntime writes 0): the same bits."""
+    model = _pool_model("AveragePool", attrs, shape, 21)
+    qmodel = quantize_dynamic_int8(model, tmp_path)
+    res = convert(qmodel)
+    assert "AVERAGE_POOL_2D" not in op_histogram(res.tflite_bytes)
+    x = (np.random.default_rng(shape[2]).standard_normal(shape) * 3 + 0.5).astype(F)
+    _assert_pool_matches(qmodel, x, res, exact=True)
 
 
 def test_dynamic_batch_pool(tmp_path):
