@@ -727,3 +727,25 @@ def test_auto_range_choice_with_an_explicit_method():
     assert r["chosen_by"] == "measurement"
     figures = {m: r[f"{m}_all_int8_sensitivity_sqnr_db"] for m in ("minmax", "mse")}
     assert r["method"] == max(figures, key=figures.get)
+
+
+@pytest.mark.parametrize("case", ["conv1d_dilated", "conv2d_asymmetric_dilated_uint8"])
+def test_conv_integer_strides_dilations_pads(tmp_path, case):
+    from onnxruntime import quantization
+
+    rng = np.random.default_rng(13)
+    if case == "conv1d_dilated":
+        attrs = {"pads": [2, 2], "dilations": [2], "strides": [2]}
+        xshape, wshape, yshape, wt = (1, 16, 40), (32, 16, 3), [1, 32, 20], "QInt8"
+    else:
+        attrs = {"pads": [0, 1, 2, 1], "dilations": [1, 2], "strides": [2, 1]}
+        xshape, wshape, yshape, wt = (1, 16, 11, 13), (32, 16, 3, 3), [1, 32, 6, 11], "QUInt8"
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c", **attrs)
+    model = make_model(
+        [node], [("x", TensorProto.FLOAT, list(xshape))], [("y", TensorProto.FLOAT, yshape)],
+        {"w": _w(rng, *wshape, scale=0.2)}, opset=13,
+    )  # fmt: skip
+    qmodel = _quantize_dynamic(model, tmp_path, weight_type=getattr(quantization.QuantType, wt))
+    assert "ConvInteger" in {n.op_type for n in qmodel.graph.node}
+    feeds = [{"x": rng.standard_normal(xshape).astype(F)} for _ in range(2)]
+    _assert_files_exact(qmodel, feeds)
