@@ -493,6 +493,15 @@ def test_weight_only_qdq_and_dynamic_are_not_static():
         opset=13,
     )  # fmt: skip
     assert deploy.static_quantization(model) is None
+    # the same as a Q -> DQ pair (was: "1 ... pairs on activations", a static model)
+    nodes[3] = helper.make_node("DequantizeLinear", ["xq", "sc", "z"], ["xd"])
+    nodes[4] = helper.make_node("MatMul", ["xd", "wf"], ["y"])
+    inits = {"k": np.array(127.0, F), "z": np.array(0, np.uint8), "wf": _w(rng, 8, 4)}
+    model = make_model(
+        nodes, [("x", TensorProto.FLOAT, [2, 8])], [("y", TensorProto.FLOAT, [2, 4])], inits,
+        opset=13,
+    )  # fmt: skip
+    assert deploy.static_quantization(model) is None
 
 
 def test_qlinear_conv_without_pairs_is_static():

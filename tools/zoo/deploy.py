@@ -43,9 +43,10 @@ def static_quantization(model: onnx.ModelProto) -> str | None:
     """Why ``model`` is statically quantized (a short evidence string), or None.
 
     Evidence: QLinear* ops (QOperator format, any domain), DequantizeLinear nodes fed by a
-    QuantizeLinear of a non-constant tensor (QDQ format: activations quantized with fixed,
-    calibrated scales), or such a QuantizeLinear (constant scale) read by other ops than
-    DequantizeLinear (QOperator ops not named QLinear*: onnxruntime's com.microsoft QGemm).
+    QuantizeLinear of a non-constant tensor with a constant scale (QDQ format: activations
+    quantized with fixed, calibrated scales; a scale computed at run time is dynamic), or such
+    a QuantizeLinear read by other ops than DequantizeLinear (QOperator ops not named
+    QLinear*: onnxruntime's com.microsoft QGemm).
     A constant is an initializer or a Constant node's output, in the graph itself or in an
     enclosing one."""
     qlinear: dict[str, int] = {}
@@ -56,11 +57,12 @@ def static_quantization(model: onnx.ModelProto) -> str | None:
         constants |= {t.name for t in graph.initializer}
         constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     for graph in _subgraphs(model.graph):
-        quantized = {
+        quantized = {  # (a scale computed at run time quantizes dynamically: not counted)
             n.output[0]: n.input[0]
             for n in graph.node
-            if n.op_type == "QuantizeLinear" and n.input and n.output
-        }
+            if n.op_type == "QuantizeLinear" and len(n.input) > 1 and n.output
+            and n.input[1] in constants
+        }  # fmt: skip
         readers: dict[str, set[str]] = {}
         for n in graph.node:
             for i in n.input:
