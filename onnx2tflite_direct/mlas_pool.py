@@ -24,8 +24,9 @@ sequential ADDs, then a DIV by the constant counts (inception-v2-like 3x3 pools 
 4 of every 10 outputs were an ulp or more off with AVERAGE_POOL_2D). From opset 19 (dilations)
 onnxruntime runs AveragePool in its own loop (AveragePoolV19), not MLAS: each window's valid
 values added one by one, rows outer, from 0, then divided by their count or by kh * kw
-(``count_include_pad``): here one strided SLICE and one ADD per kernel tap (a padding tap adds
-an exact zero), up to ``MAX_TAPS`` taps, and a DIV by the constant counts.
+(``count_include_pad``; with ``ceil_mode`` the taps up to the padded end): here one strided
+SLICE and one ADD per kernel tap (a padding tap adds an exact zero), up to ``MAX_TAPS`` taps,
+and a DIV by the constant counts.
 
 The global order as ONNX ops, every one a correctly rounded IEEE operation on any CPU: the
 channel-last values as [N, n, C], one ADD per group of four (the four lanes' sequential sums),
@@ -84,13 +85,16 @@ def _form(graph: Graph, node: Node, shape):
     if node.op_type == "GlobalAveragePool":
         return "global", None
     if graph.opsets.get("", 1) >= AVERAGE_POOL_MLAS_BEFORE:
-        return _taps(node, shape)
+        out = graph.values.get(node.outputs[0])
+        return _taps(node, shape, out.shape if out is not None and out.is_static else None)
     return _window(node, shape)
 
 
-def _taps(node: Node, shape):
+def _taps(node: Node, shape, out_shape=None):
     """("taps", (kernel, strides, pads, dilations, divisors)) for an AveragePool onnxruntime
-    runs in AveragePoolV19 (opset 19 on) with at most ``MAX_TAPS`` taps, else None."""
+    runs in AveragePoolV19 (opset 19 on) with at most ``MAX_TAPS`` taps, else None; with
+    ``ceil_mode`` the output's static shape says how many windows there are and ``pads``
+    grows at the end to hold the last one (its taps beyond the padding add zeros)."""
     a = node.attrs
     _, _, h, w = shape
     kernel = [int(k) for k in a.get("kernel_shape", [])]
@@ -101,7 +105,8 @@ def _taps(node: Node, shape):
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
     if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4 or len(dil) != 2:
         return None
-    if auto_pad != "NOTSET" or int(a.get("ceil_mode", 0)) or kernel[0] * kernel[1] > MAX_TAPS:
+    ceil = bool(int(a.get("ceil_mode", 0)))
+    if auto_pad != "NOTSET" or kernel[0] * kernel[1] > MAX_TAPS:
         return None
     if min(*kernel, *strides, *dil) < 1 or min(pads) < 0:
         return None
@@ -110,6 +115,12 @@ def _taps(node: Node, shape):
         return None
     oh = (h + pads[0] + pads[2] - span[0]) // strides[0] + 1
     ow = (w + pads[1] + pads[3] - span[1]) // strides[1] + 1
+    if ceil:
+        if out_shape is None or len(out_shape) != 4:
+            return None
+        if out_shape[2] not in (oh, oh + 1) or out_shape[3] not in (ow, ow + 1):
+            return None
+        oh, ow = int(out_shape[2]), int(out_shape[3])
     if oh < 1 or ow < 1:
         return None
     include = bool(int(a.get("count_include_pad", 0)))
@@ -125,6 +136,9 @@ def _taps(node: Node, shape):
         per_axis.append(full if include else valid)
     counts = np.outer(*per_axis).astype(np.float32)
     counts = np.where(counts > 0, counts, np.float32(1.0))  # (no valid value: onnxruntime's 0)
+    grow_h = max(0, (oh - 1) * strides[0] + span[0] - (h + pads[0] + pads[2]))
+    grow_w = max(0, (ow - 1) * strides[1] + span[1] - (w + pads[1] + pads[3]))
+    pads = [pads[0], pads[1], pads[2] + grow_h, pads[3] + grow_w]
     return "taps", (kernel, strides, pads, dil, counts)
 
 

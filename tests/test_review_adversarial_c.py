@@ -130,8 +130,21 @@ POOL_CASES = {
         "AveragePool",
         {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1},
         19,
-        False,
+        True,
     ),
+    "v19_ceil_mode_include_dilations": (
+        "AveragePool",
+        {
+            "kernel_shape": [3, 2],
+            "strides": [3, 2],
+            "dilations": [2, 3],
+            "pads": [1, 1, 0, 1],
+            "ceil_mode": 1,
+            "count_include_pad": 1,
+        },
+        19,
+        True,
+    ),  # fmt: skip
 }
 
 
