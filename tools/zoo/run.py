@@ -854,15 +854,12 @@ def _in_child(fn, *args, timeout: float = 600):
 def _variant_agreement(blob: bytes, feeds, io_table, expected, sorted_names) -> dict:
     """How close a quantized variant comes to onnxruntime on the same feeds: the worst
     output's SQNR and max abs error, and whether it meets the strict float tolerance."""
-    from onnx2tflite_direct.validate import compare, run_litert
+    from onnx2tflite_direct.validate import compare
 
-    try:
-        actual = run_litert(blob, feeds, io_table)
-    except Exception as exc:  # noqa: BLE001
-        return {"status": "load_or_run_failed", "message": _short(f"{type(exc).__name__}: {exc}")}
-    for k in sorted_names:
-        if k in actual:
-            actual[k] = np.sort(np.asarray(actual[k]), axis=None)
+    ran = _variant_outputs(blob, feeds, io_table, sorted_names)
+    if "actual" not in ran:
+        return ran
+    actual = ran["actual"]
     metrics = compare(expected, actual, atol=ATOL, rtol=RTOL)
     sqnr = [m.get("sqnr_db") for m in metrics.values() if m.get("sqnr_db") is not None]
     return {
