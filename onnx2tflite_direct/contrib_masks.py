@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .float_masks import _Builder
+from .float_masks import FloatFormBuilder
 from .ir import Graph, Node, Value, fresh_value_name, value_dtype
 
 MS = "com.microsoft"
@@ -58,7 +58,7 @@ def _int64_const(graph: Graph, label: str, values) -> str:
     return name
 
 
-def _keep(b: _Builder, eln: Node, batch: int, seq: int) -> str:
+def _keep(b: FloatFormBuilder, eln: Node, batch: int, seq: int) -> str:
     """[B, S] float32 0/1: key j counts (j < number of ones in the mask row)."""
     b.label = eln.label
     mf = b.integer(eln.inputs[7])
@@ -80,7 +80,7 @@ def _keep(b: _Builder, eln: Node, batch: int, seq: int) -> str:
 
 def mask_index_as_bias(graph: Graph) -> list[str]:
     consumers = graph.consumers()
-    b = _Builder(graph)
+    b = FloatFormBuilder(graph)
     changed = []
     inserts: dict[int, list[Node]] = {}
     for eln in graph.nodes:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .float_masks import EXACT_INT, MIRROR, _Builder, static_default_node
+from .float_masks import MIRROR, FloatFormBuilder, static_default_node
 from .ir import (
     Graph,
     Node,
@@ -46,13 +46,10 @@ from .ir import (
     value_const,
     value_dtype,
 )
-from .mask_integers import one_hot_rows
+from .mask_integers import BOOL, EXACT_INT, MAX_MACS, MAX_ROWS, one_hot_rows
 from .strength_reduction import gather_as_slice
 
 F32 = np.dtype(np.float32)
-BOOL = np.dtype(np.bool_)
-MAX_ROWS = 4096  # one-hot width
-MAX_MACS = 1 << 26  # per lookup: rows x V x D
 COMPARE = set(MIRROR)
 MAX_EXTRA_ROWS = 8  # lookup_before_select: rows looked up per row kept
 SMALL_LOOKUP = 1 << 16  # ... or elements looked up in all
@@ -196,7 +193,7 @@ def _plan(graph: Graph) -> dict[int, str]:
     return roles if "lookup" in roles.values() else {}
 
 
-def _emit(b: _Builder, node: Node, role: str) -> None:
+def _emit(b: FloatFormBuilder, node: Node, role: str) -> None:
     g = b.graph
     out = node.outputs[0]
     shape = b.shape(out)
@@ -225,7 +222,7 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
         _emit_lookup(b, node, shape)
 
 
-def _emit_compare(b: _Builder, node: Node, shape) -> None:
+def _emit_compare(b: FloatFormBuilder, node: Node, shape) -> None:
     g = b.graph
     a, c_name = node.inputs
     op = node.op_type
@@ -250,7 +247,7 @@ def _emit_compare(b: _Builder, node: Node, shape) -> None:
     b.twin[out] = b.clamp01(d, shape)
 
 
-def _emit_lookup(b: _Builder, node: Node, shape) -> None:
+def _emit_lookup(b: FloatFormBuilder, node: Node, shape) -> None:
     """onehot(i + V * [i < 0]) @ T (mask_integers.one_hot_rows: exact rows)."""
     idx = node.inputs[1]
     one_hot_rows(b, node.inputs[0], b.twin[idx], b.shape(idx), node.outputs[0], wrap=True)
@@ -260,7 +257,7 @@ def gather_one_hot(graph: Graph) -> list[str]:
     roles = _plan(graph)
     if not roles:
         return []
-    b = _Builder(graph)
+    b = FloatFormBuilder(graph)
     kept: list[Node] = []
     changed = []
     sinks = {}

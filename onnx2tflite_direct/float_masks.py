@@ -63,8 +63,11 @@ import numpy as np
 
 from .ir import Graph, Node, Value, fresh_value_name, prune_to_fixpoint, value_const, value_dtype
 from .mask_integers import (
+    BOOL,
     END_ROLES,
+    EXACT_INT,
     INT_ROLES,
+    MOVERS,
     emit_int,
     fold_constant_gathers,
     int_reads,
@@ -73,9 +76,6 @@ from .mask_integers import (
 )
 
 F32 = np.dtype(np.float32)
-BOOL = np.dtype(np.bool_)
-EXACT_INT = 2**24  # float32 holds every integer of smaller magnitude
-MOVERS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Expand", "Identity"}
 LOGIC = {"Not", "And", "Or", "Xor"}
 COMPARE = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"}
 MIRROR = {
@@ -324,7 +324,11 @@ def _plan(graph: Graph, runtime: bool = False) -> dict[int, str]:
     return roles
 
 
-class _Builder:
+class FloatFormBuilder:
+    """Emits the float forms of the float-form rewrites (this module, float_indices,
+    mask_integers, contrib_masks, log_softmax_parts) as new ONNX nodes: fresh names, constants,
+    and the float32 twin of every bool or integer value it has carried."""
+
     def __init__(self, graph: Graph):
         self.graph = graph
         self.opset = graph.opsets.get("", 13)
@@ -416,14 +420,14 @@ class _Builder:
         return self.op("Min", [r, self.const(1.0, "one")], shape, "clamp")
 
 
-def _keep_output_name(b: _Builder, out: str, shape) -> None:
+def _keep_output_name(b: FloatFormBuilder, out: str, shape) -> None:
     """A removed Cast whose result is a graph output: the output keeps its name, as an
     Identity of the float twin (its readers inside the graph read the twin itself)."""
     if out in b.graph.outputs:
         b.op("Identity", [b.twin[out]], shape, "output", out=out)
 
 
-def _emit(b: _Builder, node: Node, role: str) -> None:
+def _emit(b: FloatFormBuilder, node: Node, role: str) -> None:
     g = b.graph
     out = node.outputs[0]
     shape = b.shape(out)
@@ -483,7 +487,7 @@ def _emit(b: _Builder, node: Node, role: str) -> None:
     b.twin[out] = b.clamp01(d, shape)
 
 
-def _emit_select_inf(b: _Builder, node: Node, shape) -> None:
+def _emit_select_inf(b: FloatFormBuilder, node: Node, shape) -> None:
     """``Where(c, -inf, 0)`` as ``log(1 - c)``, ``Where(c, 0, -inf)`` as ``log(c)`` (negated
     for +inf): LOG maps 0 to -inf and 1 to 0 exactly (XNNPACK's vlog special-cases 0 and its
     reduction makes 1 exact; the builtin kernel is std::log), and no MUL/ADD ever sees the
@@ -498,7 +502,7 @@ def _emit_select_inf(b: _Builder, node: Node, shape) -> None:
         b.op("Log", [k], shape, "select", out=node.outputs[0])
 
 
-def _term(b: _Builder, cond: str, const: np.ndarray, shape, hint: str) -> str | None:
+def _term(b: FloatFormBuilder, cond: str, const: np.ndarray, shape, hint: str) -> str | None:
     """cond * const (cond in {0, 1}, const finite): exact; None for an all-zero const."""
     if not np.any(const):
         return None
@@ -513,7 +517,7 @@ def _broadcast(*shapes):
         return None
 
 
-def _emit_select(b: _Builder, node: Node, shape) -> None:
+def _emit_select(b: FloatFormBuilder, node: Node, shape) -> None:
     g = b.graph
     c = b.carried(node.inputs[0])
     a = np.asarray(value_const(g, node.inputs[1]), np.float32)
@@ -541,7 +545,7 @@ def float_mask_logic(graph: Graph) -> list[str]:
     roles = _plan(graph)
     if not roles:
         return []
-    b = _Builder(graph)
+    b = FloatFormBuilder(graph)
     b.iv = intervals(graph, dict(roles))
     changed = []
     kept: list[Node] = []
@@ -623,7 +627,7 @@ def where_runtime_branch(graph: Graph) -> list[str]:
     selects = [n for n in graph.nodes if roles.get(id(n)) == "select_runtime"]
     if not selects:
         return []
-    b = _Builder(graph)
+    b = FloatFormBuilder(graph)
     shared: dict[tuple[str, int], tuple[str, str, str]] = {}
     kept: list[Node] = []
     changed = []

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .float_masks import _Builder, static_default_node
+from .float_masks import FloatFormBuilder, static_default_node
 from .ir import Graph, Node, Value, fresh_value_name, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
@@ -63,14 +63,14 @@ def _axes_const(graph: Graph, label: str, axis: int) -> str:
     return name
 
 
-def _reduce_sum(b: _Builder, x: str, axis: int, out_shape, hint: str, keepdims: int) -> str:
+def _reduce_sum(b: FloatFormBuilder, x: str, axis: int, out_shape, hint: str, keepdims: int) -> str:
     if b.opset >= 13:
         axes = _axes_const(b.graph, b.label, axis)
         return b.op("ReduceSum", [x, axes], out_shape, hint, keepdims=keepdims)
     return b.op("ReduceSum", [x], out_shape, hint, axes=[axis], keepdims=keepdims)
 
 
-def _sum(b: _Builder, e: str, shape, axis: int, axes: str, row) -> str:
+def _sum(b: FloatFormBuilder, e: str, shape, axis: int, axes: str, row) -> str:
     """Sum over ``axis``; a long last axis (n > SPLIT_SUM) as two sums over [n / c, c] with c
     the divisor of n nearest sqrt(n) (no divisor: c = floor(sqrt(n)) and the rest summed apart): LiteRT's builtin SUM adds one element after the other,
     whose error grows with n (3x onnxruntime's at 32k values), two short sums stay as close
@@ -92,20 +92,20 @@ def _sum(b: _Builder, e: str, shape, axis: int, axes: str, row) -> str:
     return b.op("Add", [head_sum, tail_sum], row, "sum")
 
 
-def _int64_const(b: _Builder, hint: str, values) -> str:
+def _int64_const(b: FloatFormBuilder, hint: str, values) -> str:
     arr = np.array(values, np.int64)
     name = fresh_value_name(b.graph, f"{b.label}/{hint}")
     b.graph.values[name] = Value(name, arr.dtype, arr.shape, arr)
     return name
 
 
-def _slice_last(b: _Builder, e: str, shape, start: int, end: int, hint: str) -> str:
+def _slice_last(b: FloatFormBuilder, e: str, shape, start: int, end: int, hint: str) -> str:
     args = [_int64_const(b, f"{hint}_{k}", [v]) for k, v in (("start", start), ("end", end))]
     axes = _int64_const(b, f"{hint}_axis", [len(shape) - 1])
     return b.op("Slice", [e, *args, axes], (*shape[:-1], end - start), hint)
 
 
-def _split_sum(b: _Builder, e: str, shape, c: int, row) -> str:
+def _split_sum(b: FloatFormBuilder, e: str, shape, c: int, row) -> str:
     """Sum over the last axis (length a multiple of c) as sums over [n / c, c]."""
     split = (*shape[:-1], shape[-1] // c, c)
     tname = _int64_const(b, "split_shape", split)
@@ -116,7 +116,7 @@ def _split_sum(b: _Builder, e: str, shape, c: int, row) -> str:
 
 def log_softmax_decomposed(graph: Graph) -> list[str]:
     producers = graph.producers()
-    b = _Builder(graph)
+    b = FloatFormBuilder(graph)
     kept: list[Node] = []
     changed = []
     for node in graph.nodes:

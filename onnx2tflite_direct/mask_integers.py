@@ -41,11 +41,11 @@ from .ir import Graph, Node, Value, fresh_value_name, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
-EXACT_INT = 2**24
+EXACT_INT = 2**24  # float32 holds every integer of smaller magnitude
 MOVERS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Expand", "Identity"}
 INT_ROLES = ("bool_int", "int_move", "int_cumsum", "int_arith")
 END_ROLES = ("int_lookup", "uniform_lookup")
-MAX_ROWS = 4096  # one-hot width (as float_indices.MAX_ROWS)
+MAX_ROWS = 4096  # one-hot width (gather_one_hot, float_indices, uses the same bounds)
 MAX_MACS = 1 << 26  # per lookup: rows x V x D
 
 
@@ -220,7 +220,7 @@ def one_hot_rows(b, table: str, idx: str, ishape, out: str, wrap: bool) -> None:
 
 
 def emit_int(b, node: Node, role: str, iv: dict[str, tuple[int, int]]) -> None:
-    """The float form of one carried-integer node (``b``: float_masks._Builder)."""
+    """The float form of one carried-integer node (``b``: float_masks.FloatFormBuilder)."""
     g = b.graph
     out = node.outputs[0]
     shape = b.shape(out)
