@@ -31,13 +31,34 @@ def tf_same_pads(in_spatial, kernel, strides, dilations) -> list[tuple[int, int]
     return out
 
 
-def padding_mode(pads, in_spatial, kernel, strides, dilations) -> str | None:
-    """'VALID' or 'SAME' when TFLite's own padding equals ``pads``, else None."""
+def padding_mode(pads, in_spatial, kernel, strides, dilations, any_size=False) -> str | None:
+    """'VALID' or 'SAME' when TFLite's own padding equals ``pads``, else None.
+
+    ``any_size`` (see :func:`sizes_vary`): the input sizes change at run time, so SAME is
+    chosen only where it equals ``pads`` at every size. With a stride above 1 TFLite's SAME
+    padding depends on the size modulo the stride (k=3, s=2, pads (1, 1) is SAME at odd sizes
+    only): taken at a sample size it would differ between samples (refused) or, when the
+    samples agree, be silently wrong at other run-time sizes. An explicit PAD is exact."""
     if all(p == (0, 0) for p in pads):
         return "VALID"
-    if list(pads) == tf_same_pads(in_spatial, kernel, strides, dilations):
-        return "SAME"
-    return None
+    if list(pads) != tf_same_pads(in_spatial, kernel, strides, dilations):
+        return None
+    if any_size and any(int(s) != 1 for s in strides):
+        return None
+    return "SAME"
+
+
+def sizes_vary(ctx) -> bool:
+    """Is the node lowered at a sample size of a model whose input sizes vary at run time
+    (``dynamic_shapes.py``)? A lowering must then make no choice that holds at some sizes only
+    (a SAME padding, taps that read only padding at this size)."""
+    return bool(getattr(ctx.driver.graph, "sample_pinned", False))
+
+
+def any_size_padding(ctx) -> bool:
+    """``padding_mode``'s ``any_size`` for a node's own ``pads``/``auto_pad``: ONNX's
+    SAME_UPPER is TFLite's SAME at every size, explicit pads are not (see ``padding_mode``)."""
+    return sizes_vary(ctx) and ctx.attr("auto_pad", "NOTSET") != "SAME_UPPER"
 
 
 def conv2d_options(mode: str, strides, dilations) -> dict:
@@ -73,6 +94,8 @@ def pool_window_geometry(ctx, spatial):
         for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
     ]
     # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
+    if sizes_vary(ctx) and not ceil_mode:  # ONNX's own pads give floor's count at any size
+        return kernel, strides, dilations, pads, list(pads), outs
     full = []
     for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
         need = (o - 1) * s + k - (n + pb)

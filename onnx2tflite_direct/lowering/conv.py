@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import conv2d_options, padding_mode, spatial_pads
+from .common import any_size_padding, conv2d_options, padding_mode, sizes_vary, spatial_pads
 from .conv_lattice import integer_conv
 from .emit import Emitter
 
@@ -71,6 +71,8 @@ def _trim_dead_taps(ctx, kernel, dilations, pads):
     matching kernel, dilations and pads; None when no axis has dead taps."""
     w = ctx.const(1)
     if not TRIM_DEAD_TAPS or w is None or np.asarray(w).dtype != np.float32:
+        return None
+    if sizes_vary(ctx):  # taps dead at a sample size may read the input at a larger one
         return None
     spatial, out = list(ctx.shape(0)[2:]), list(ctx.out_shape(0)[2:])
     strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
@@ -184,7 +186,7 @@ def _conv_2d(ctx):
         if one_d:
             e.reshape(out, out=final)
         return
-    mode = padding_mode(pads, spatial, kernel, strides, dilations)
+    mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
         x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
@@ -234,6 +236,8 @@ def _padding_regions(ctx, x, w, geometry, out, depthwise) -> bool:
     e = Emitter(ctx)
     kernel, strides, dilations, pads, out_hw = geometry
     if not SPLIT_PADDING_REGIONS or w is None or np.asarray(w).dtype != np.float32:
+        return False
+    if sizes_vary(ctx):  # the regions (and whether they pay) follow the input size
         return False
     if all(p == (0, 0) for p in pads):
         return False
@@ -348,7 +352,8 @@ def _banded_depthwise(ctx, x, w, geometry, out):
         if begin != [0, 0, 0, 0] or end != list(x.shape):
             window = e.crop(x, begin, end, "tile_window")
         tile_k = [hi - lo for lo, hi in tile]
-        mode = padding_mode(tile_pads, list(window.shape[1:3]), tile_k, strides, dilations)
+        window_hw = list(window.shape[1:3])
+        mode = padding_mode(tile_pads, window_hw, tile_k, strides, dilations, sizes_vary(ctx))
         if mode is None:
             window = e.pad(window, [(0, 0), *tile_pads, (0, 0)])
             mode = "VALID"
@@ -378,7 +383,8 @@ def _conv_3d(ctx):
     e = Emitter(ctx)
     kernel, strides, dilations, pads = _geometry(ctx)
     x = ctx.input(0)  # [N, D, H, W, C]
-    mode = padding_mode(pads, list(ctx.shape(0)[2:]), kernel, strides, dilations)
+    spatial = list(ctx.shape(0)[2:])
+    mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
         x = e.pad(x, [(0, 0), *pads, (0, 0)])
         mode = "VALID"

@@ -15,7 +15,7 @@ import numpy as np
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import attr_in, lowering
-from .common import padding_mode, pool_window_geometry
+from .common import any_size_padding, padding_mode, pool_window_geometry
 from .emit import Emitter
 from .lattice_moves import dequantized_non_negative
 from .pool3d import lower_pool_nd
@@ -53,7 +53,7 @@ def _pool(ctx, opcode: str):
     count_include_pad = bool(ctx.attr("count_include_pad", 0))
     mode = None
     if full == pads:
-        mode = padding_mode(pads, spatial, kernel, strides, [1, 1])
+        mode = padding_mode(pads, spatial, kernel, strides, [1, 1], any_size_padding(ctx))
         if opcode == "AVERAGE_POOL_2D" and mode == "SAME" and count_include_pad:
             mode = None  # TFLite SAME averages only valid cells
     options = dict(

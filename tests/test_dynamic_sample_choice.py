@@ -1,0 +1,155 @@
+"""Decisions a lowering must not take from a sample size when the model's sizes vary at run
+time (``dynamic_shapes.py`` lowers at sample sizes and pairs the graphs op by op).
+
+Each idiom is reproduced with onnx.helper, converted with its unknown dims left dynamic, run
+in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with onnxruntime:
+
+* a strided Conv (k=3, s=2, pads 1, 1: torch's default downsampling, silero VAD's encoder):
+  TFLite's SAME equals those pads at odd sizes only. Taken at a sample size it made the
+  lowerings differ (CONV_2D at one size, PAD at the other: refused) or, when both samples
+  were odd, was silently wrong at even run-time sizes. Explicit PAD + VALID is exact at
+  every size; ONNX's SAME_UPPER stays TFLite SAME (equal at every size);
+* the same for a strided MaxPool;
+* an atrous conv whose outer taps read only padding at the sample sizes: trimming them there
+  would be wrong at larger run-time sizes, where they read the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx2tflite_direct import convert
+from onnx2tflite_direct import validate as V
+
+RNG = np.random.default_rng(71)
+
+
+def _model(nodes, inputs, outputs, inits, opset=17):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _check_at_sizes(model, shapes, name="x"):
+    """Convert once (dims dynamic), run at each input shape, compare with onnxruntime."""
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    names = [o.name for o in sess.get_outputs()]
+    for shape in shapes:
+        feeds = {name: RNG.standard_normal(shape).astype(np.float32)}
+        expected = dict(zip(names, sess.run(None, feeds), strict=True))
+        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
+        for out, want in expected.items():
+            assert np.std(want) > 1e-3, out  # not a near-constant output
+            assert actual[out].shape == want.shape, (shape, out)
+            tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(actual[out], want, rtol=0, atol=tol, err_msg=str(shape))
+    return res
+
+
+def _signature(res, name):
+    return next(r["shape_signature"] for r in res.report["io"] if r["name"] == name)
+
+
+def strided_conv_1d(stem=(32, 32), auto_pad=None):
+    """silero VAD: a strided STFT-like stem Conv1d (kernel, stride = ``stem``), then its
+    encoder's Conv1d(k=3, s=2, pads 1) + ReLU. With a (32, 32) stem the sample lengths 64 and
+    96 give 2 and 3 columns (SAME at one only: the lowerings differed); with (32, 16) they give
+    3 and 5 (SAME at both, wrong at the even column counts of other lengths)."""
+    w1 = (RNG.standard_normal((8, 1, stem[0])) * 0.3).astype(np.float32)
+    w2 = (RNG.standard_normal((6, 8, 3)) * 0.3).astype(np.float32)
+    b2 = (RNG.standard_normal(6) * 0.1).astype(np.float32)
+    pad = {"auto_pad": auto_pad} if auto_pad else {"pads": [1, 1]}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[stem[1]]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2], **pad),
+        helper.make_node("Relu", ["c2"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", 1, "length"])],
+        [("y", TensorProto.FLOAT, ["batch", 6, None])],
+        {"w1": w1, "w2": w2, "b2": b2},
+    )
+
+
+# lengths whose stem output has odd and even column counts for both stems
+SIZES_1D = [(1, 1, 64), (2, 1, 96), (1, 1, 128), (3, 1, 144), (1, 1, 160), (1, 1, 224)]
+
+
+@pytest.mark.parametrize("stem", [(32, 32), (32, 16)])
+def test_strided_conv_padding_is_exact_at_odd_and_even_lengths(stem):
+    res = _check_at_sizes(strided_conv_1d(stem), SIZES_1D)
+    assert _signature(res, "x") == [-1, 1, -1]
+    assert _signature(res, "y")[2] == -1
+
+
+def test_same_upper_strided_conv_stays_dynamic_and_exact():
+    _check_at_sizes(strided_conv_1d(auto_pad="SAME_UPPER"), SIZES_1D)
+
+
+@pytest.mark.parametrize("op", ["Conv", "MaxPool"])
+def test_strided_2d_window_with_symmetric_pads_follows_height_and_width(op):
+    """ResNet-style 3x3 stride-2 downsampling with pads 1 on a dynamic H x W image."""
+    inits = {}
+    if op == "Conv":
+        inits["w"] = (RNG.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+        node = helper.make_node(
+            "Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]
+        )
+    else:
+        node = helper.make_node(
+            "MaxPool", ["x"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3]
+        )
+    channels = 4 if op == "Conv" else 3
+    model = _model(
+        [node],
+        [("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [("y", TensorProto.FLOAT, ["n", channels, None, None])],
+        inits,
+    )
+    _check_at_sizes(model, [(1, 3, 32, 32), (2, 3, 33, 48), (1, 3, 65, 31), (1, 3, 40, 17)])
+
+
+def atrous_after_stride():
+    """A strided stem (width / 16) then a conv of dilation 8: at the sample sizes (64, 96 ->
+    4, 6 columns) its outer taps read only padding; at 160+ columns they read the input."""
+    w1 = (RNG.standard_normal((4, 1, 16)) * 0.3).astype(np.float32)
+    w2 = (RNG.standard_normal((5, 4, 3)) * 0.4).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["stem"], strides=[16]),
+        helper.make_node("Conv", ["stem", "w2"], ["y"], dilations=[8], pads=[8, 8]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, [1, 1, "length"])],
+        [("y", TensorProto.FLOAT, [1, 5, None])],
+        {"w1": w1, "w2": w2},
+    )
+
+
+def test_taps_dead_at_the_sample_sizes_still_count_at_larger_sizes():
+    _check_at_sizes(atrous_after_stride(), [(1, 1, 64), (1, 1, 320), (1, 1, 1024)])
+
+
+def test_pinned_conversion_still_takes_same_padding():
+    """Pinned (static) conversions keep the size-specific choice: SAME at an odd length."""
+    model = strided_conv_1d((32, 16))
+    res = convert(model, input_shapes={"x": (1, 1, 64)}, keep_io_layout=True)  # 3 columns
+    ops = [op for op, _ in _opcodes(res.tflite_bytes)]
+    assert "PAD" not in ops
+
+
+def _opcodes(blob):
+    from harness import _opcodes as opcodes
+
+    return opcodes(blob)[1]
