@@ -11,6 +11,18 @@ range and a CAST. Dequantization is ``(q - zp) * scale`` with ``q - zp`` exact i
 constant 8/16-bit parameters becomes a quantized constant feeding the DEQUANTIZE builtin,
 which computes the same single product, so weights stay int8 in the file.
 
+float16 x / scale / output (opset 19+): computed as onnxruntime computes them, measured bit for
+bit on onnxruntime 1.32. QuantizeLinear divides in float32 below opset 23 (x and scale widened
+exactly), and from opset 23 in the ``precision`` attribute's type, which defaults to the
+scale's: a float16 division there is x and scale rounded to float16, their float32 quotient
+rounded to float16 (exact: a float32 quotient of two float16 values rounds to the correctly
+rounded float16 one, 24 >= 2 * 11 + 2 bits), then the same ROUND / zero point / clamp / CAST.
+DequantizeLinear into float16 is the float32 product ``(q - zp) * scale`` rounded once to
+float16 (a CAST), as onnxruntime's ``static_cast<MLFloat16>(float)`` does. These forms skip the
+lattice shortcuts below (they register nothing for a reader to reuse): those assume float32
+values throughout. bfloat16 is refused: onnxruntime has no CPU kernel for it, so nothing could
+prove a lowering.
+
 Scales and zero points broadcast along ``axis`` (mapped to the stored axis of ``x``); blocked
 quantization repeats them ``block_size`` times along the axis (numpy for constants, one GATHER
 for runtime tensors). int4/int2/float8/float4 have no TFLite arithmetic and are refused.
@@ -51,6 +63,8 @@ DEQUANT_INPUTS = (*QUANT_RANGES, "int32")
 QUANTIZE_CONSTANTS = True
 # DEQUANTIZE builtin input types (int16 needs zero point 0).
 DEQUANTIZE_BUILTIN = ("uint8", "int8", "int16")
+# x / scale / DequantizeLinear output types (float16 through float32, see the module docstring).
+FLOAT_PARAMS = ("float32", "float16")
 
 
 # ---- shared checks and operands (also used by qlinear.py) ---------------------------------
@@ -174,16 +188,50 @@ def _quant_target(node, graph) -> str:
 
 def _precision_problem(node) -> str | None:
     precision = int(node.attrs.get("precision", 0) or 0)
-    if precision not in (0, onnx_float()):
-        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: precision {precision} (only float32)"
+    if precision not in (0, onnx_float(), onnx_float("float16")):
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: precision {precision} (only float32 or float16)"
+        )
     out_dtype = int(node.attrs.get("output_dtype", 0) or 0)
-    if node.op_type == "DequantizeLinear" and out_dtype not in (0, onnx_float()):
-        return f"{errors.UNSUPPORTED_DTYPE}: output_dtype {out_dtype} (only float32)"
+    if node.op_type == "DequantizeLinear" and out_dtype not in (
+        0,
+        onnx_float(),
+        onnx_float("float16"),
+    ):
+        return f"{errors.UNSUPPORTED_DTYPE}: output_dtype {out_dtype} (only float32 or float16)"
     return None
 
 
-def onnx_float() -> int:
-    return int(helper.np_dtype_to_tensor_dtype(np.dtype(np.float32)))
+def onnx_float(name: str = "float32") -> int:
+    return int(helper.np_dtype_to_tensor_dtype(np.dtype(name)))
+
+
+def division_dtype(node, graph) -> str:
+    """The type QuantizeLinear divides in, as onnxruntime does: float32 below opset 23 (x and
+    scale share one type there, widened exactly); from opset 23 the ``precision`` attribute,
+    else the scale's type."""
+    if node.opset < 23:
+        return "float32"
+    precision = int(node.attrs.get("precision", 0) or 0)
+    if precision:
+        return dtype_name(helper.tensor_dtype_to_np_dtype(precision))
+    return _dtype_of(graph, node.inputs[1])
+
+
+def _out_dtype(ctx) -> str:
+    """Output 0's dtype name, read without creating its tensor (it may become an alias)."""
+    return dtype_name(ctx.driver.value(ctx.node.outputs[0]).dtype)
+
+
+def _all_float32(ctx) -> bool:
+    """Is every float of this Q/DQ node float32 (the form the lattice shortcuts assume)?"""
+    node, graph = ctx.node, ctx.driver.graph
+    floats = [_dtype_of(graph, node.inputs[1])]
+    if node.op_type == "QuantizeLinear":
+        floats += [_dtype_of(graph, node.inputs[0]), division_dtype(node, graph)]
+    else:
+        floats.append(_out_dtype(ctx))
+    return all(f == "float32" for f in floats)
 
 
 def _quantize_check(node, graph):
@@ -202,11 +250,12 @@ def _quantize_check(node, graph):
     "QuantizeLinear",
     keep_rank((0,)),
     since=10,
-    dtypes=FLOAT,
+    dtypes=FLOAT_PARAMS,
     dtype_inputs=(0, 1),
     tflite_ops=("DIV", "MUL", "ROUND", "ADD", "MAXIMUM", "MINIMUM", "CAST", "GATHER", "RESHAPE"),
-    notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 x and "
-    "scale; exact: x / scale rounded half to even, + zero point, saturated (after a Conv on "
+    notes="uint8/int8/uint16/int16 targets; per-tensor, per-axis or blocked; float32 or "
+    "float16 x and scale (float16: divided in float32, or from opset 23 in the precision "
+    "attribute's type, default the scale's, as onnxruntime does); exact: x / scale rounded half to even, + zero point, saturated (after a Conv on "
     "a Q/DQ lattice: its integer sums times QLinearConv's multiplier; of a value already on "
     "the lattice, moved by Reshape/Transpose/MaxPool...: no clamp, its DequantizeLinear is "
     "that value)",
@@ -214,6 +263,9 @@ def _quantize_check(node, graph):
 )
 def lower_quantize_linear(ctx):
     e = Emitter(ctx)
+    if not _all_float32(ctx):
+        _quantize_half(ctx)
+        return
     zp_value = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
     known = ctx.const(0) is not None and zp_value is not None and ctx.const(1) is not None
     known = known and QUANTIZE_CONSTANTS
@@ -249,6 +301,30 @@ def lower_quantize_linear(ctx):
         t = e.reshape(t, out.shape, "q_shaped")
     e.op("CAST", t, out=out)
     ctx.driver.lattice_twins[id(out)] = (centred, ctx.in_layout(0), key)
+
+
+def _quantize_half(ctx) -> None:
+    """QuantizeLinear with a float16 x, scale or division type: the operands widened to
+    float32 (exact), or rounded to float16 first when the division is float16, one DIV, the
+    quotient rounded to float16 when the division is (module docstring), then requantize."""
+    e = Emitter(ctx)
+    half = division_dtype(ctx.node, ctx.driver.graph) == "float16"
+    x = ctx.input(0)
+    if half:
+        x = e.cast(x, np.float16, "x_f16")
+    x = e.cast(x, np.float32, "x_f")
+    if half and ctx.const(1) is None:
+        scale = e.cast(broadcast_param(ctx, 1, 0, np.float16), np.float32, "scale_f")
+    elif half:  # constant scale: rounded to float16 at conversion time
+        value = _param_array(ctx, np.asarray(ctx.const(1)), 0, np.float16)
+        scale = ctx.const_tensor(value.astype(np.float32), "scale_f")
+    else:
+        scale = broadcast_param(ctx, 1, 0)
+    scaled = e.op("DIV", x, scale, hint="scaled")
+    if half:
+        scaled = e.cast(e.cast(scaled, np.float16, "scaled_f16"), np.float32, "scaled_f")
+    zp = broadcast_param(ctx, 2, 0) if ctx.has_input(2) else None
+    requantize(ctx, scaled, zp, ctx.output(0), "q")
 
 
 def _quantize_constant(ctx, zp_value) -> None:
@@ -311,8 +387,11 @@ def _dequantize_check(node, graph):
         )
     if _has(node, 2) and _dtype_of(graph, node.inputs[2]) != x_dtype:
         return f"{errors.UNSUPPORTED_DTYPE}: zero point dtype differs from x ({x_dtype})"
-    if _dtype_of(graph, node.inputs[1]) != "float32":
+    if _dtype_of(graph, node.inputs[1]) not in FLOAT_PARAMS:
         return f"{errors.UNSUPPORTED_DTYPE}: scale dtype {_dtype_of(graph, node.inputs[1])}"
+    out = graph.values.get(node.outputs[0])
+    if out is not None and out.dtype is not None and dtype_name(out.dtype) not in FLOAT_PARAMS:
+        return f"{errors.UNSUPPORTED_DTYPE}: output dtype {dtype_name(out.dtype)}"
     return _precision_problem(node) or scale_layout_problem(node, graph, 0, (1, 2))
 
 
@@ -323,6 +402,8 @@ def _dequantize_builtin(ctx) -> bool:
     zp = ctx.const(2) if ctx.has_input(2) else np.zeros((), np.int64)
     if x is None or scale is None or zp is None or int(ctx.attr("block_size", 0) or 0) > 0:
         return False
+    if _out_dtype(ctx) != "float32":
+        return False  # the builtin writes float32
     if dtype_name(x.dtype) not in DEQUANTIZE_BUILTIN or x.ndim == 0:
         return False
     scale = np.asarray(scale, np.float32).reshape(-1)
@@ -387,6 +468,7 @@ def _dequantize_folded(ctx) -> bool:
         if zp is not None:
             shifted = shifted - along_axis(zp, np.float32)
     value = (shifted * along_axis(scale, np.float32)).astype(np.float32)
+    value = value.astype(_out_dtype(ctx))  # float16: the product rounded once
     lay = ctx.outs[0]
     ctx.alias_output(0, ctx.const_tensor(lay.apply(value), "dequantized"), lay)
     return True
@@ -397,6 +479,8 @@ def _dequantize_twin(ctx) -> bool:
     value before its zero point (``q - zp`` exactly) times the scale, one MUL (9 elementwise
     ops per activation pair -> 5: a QDQ model's float32 file spends most of its time there)."""
     e = Emitter(ctx)
+    if not _all_float32(ctx):
+        return False
     src = ctx.driver.tensor_of.get(ctx.node.inputs[0])
     twin = ctx.driver.lattice_twins.get(id(src)) if src is not None else None
     if twin is None or ctx.const(1) is None or (ctx.has_input(2) and ctx.const(2) is None):
@@ -420,7 +504,8 @@ def _dequantize_twin(ctx) -> bool:
     since=10,
     dtypes=DEQUANT_INPUTS,
     tflite_ops=("DEQUANTIZE", "CAST", "SUB", "MUL", "GATHER", "RESHAPE"),
-    notes="uint8/int8/uint16/int16/int32 inputs, float32 scale; per-tensor, per-axis or "
+    notes="uint8/int8/uint16/int16/int32 inputs, float32 or float16 scale and output (float16: "
+    "the float32 product rounded once, as onnxruntime); per-tensor, per-axis or "
     "blocked; constant 8/16-bit x with constant parameters -> DEQUANTIZE",
     extra_check=_dequantize_check,
 )
@@ -441,7 +526,7 @@ def lower_dequantize_linear(ctx):
             shifted = e.op("SUB", shifted, broadcast_param(ctx, 2, 0), hint="shifted")
     product = e.op("MUL", shifted, scale, hint="dequantized")
     out = ctx.output(0)
-    e.reshape(product, out.shape, out=out)
+    e.reshape(e.cast(product, out.dtype, "dequantized_out"), out.shape, out=out)
 
 
 # ---- DynamicQuantizeLinear ---------------------------------------------------------------
