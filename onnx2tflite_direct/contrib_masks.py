@@ -72,10 +72,32 @@ def _keep(b: FloatFormBuilder, eln: Node, batch: int, seq: int) -> str:
     )
     axes = _int64_const(b.graph, eln.label, [1])
     count = b.op("ReduceSum", [ones, axes], (batch, 1), "count", keepdims=1)
-    gap = b.op(
-        "Sub", [count, b.const(np.arange(seq, dtype=np.float32)[None], "key_pos")], shape, "gap"
-    )
+    if b.graph.sample_pinned:
+        key_pos = _runtime_key_positions(b, eln.inputs[7], seq)
+    else:
+        key_pos = b.const(np.arange(seq, dtype=np.float32)[None], "key_pos")
+    gap = b.op("Sub", [count, key_pos], shape, "gap")
     return b.clamp01(gap, shape)
+
+
+def _typed(graph: Graph, base: str, dtype, shape, const=None) -> str:
+    name = fresh_value_name(graph, base)
+    graph.values[name] = Value(name, np.dtype(dtype), tuple(shape), const)
+    return name
+
+
+def _runtime_key_positions(b: FloatFormBuilder, mask: str, seq: int) -> str:
+    """[T] float32 0, 1, ..., T - 1 with T the mask's width read at run time (Shape, Gather,
+    Range). Why: with dynamic input sizes (``graph.sample_pinned``) an ``arange(T)`` constant
+    bakes in one sample's width, which the dynamic-shape lowering cannot re-express."""
+    g = b.graph
+    dims = _typed(g, f"{b.label}/mask_dims", np.int64, (2,))
+    b.nodes.append(Node(f"{b.label}/mask_dims", "Shape", "", [mask], [dims], {}, b.opset))
+    axis = _typed(g, f"{b.label}/key_axis", np.int64, (), np.asarray(1, np.int64))
+    width = _typed(g, f"{b.label}/keys", np.int64, ())
+    b.nodes.append(Node(f"{b.label}/keys", "Gather", "", [dims, axis], [width], {}, b.opset))
+    limit = b.op("Cast", [width], (), "keys_f", to=1)
+    return b.op("Range", [b.const(0.0, "zero"), limit, b.const(1.0, "one")], (seq,), "key_pos")
 
 
 def mask_index_as_bias(graph: Graph) -> list[str]:
@@ -117,8 +139,11 @@ def mask_index_as_bias(graph: Graph) -> list[str]:
                     (batch, 1, 1, seq),
                     "rows",
                 )
-                zeros = b.const(np.zeros((1, 1, s, 1), np.float32), "queries")
-                biases[filt] = b.op("Add", [row4, zeros], (batch, 1, s, seq), "attention_bias")
+                biases[filt] = row4  # [B, 1, 1, T] broadcasts over the queries (dynamic S)
+                if not graph.sample_pinned:
+                    zeros = b.const(np.zeros((1, 1, s, 1), np.float32), "queries")
+                    bias_shape = (batch, 1, s, seq)
+                    biases[filt] = b.op("Add", [row4, zeros], bias_shape, "attention_bias")
             att.inputs = [*att.inputs[:3], "", "", biases[filt]]
             changed.append(att.label)
         inserts[id(eln)] = b.nodes

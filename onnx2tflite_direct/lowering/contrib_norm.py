@@ -155,6 +155,29 @@ def _lookup(ctx, e, table: int, ids: int, hint: str):
     return e.gather(ctx.input(table), e.cast(ctx.input(ids), np.int32, f"{hint}_ids"), 0, hint)
 
 
+def _sizes_vary(ctx) -> bool:
+    """Is the node lowered at one sample size of a model whose input sizes vary at run time
+    (``dynamic_shapes.py``)? Then nothing sized by the sequence may be a constant."""
+    return bool(getattr(ctx.driver.graph, "sample_pinned", False))
+
+
+def _leading_positions(ctx, e, s: int, hidden: int):
+    """[1, S, hidden]: the first S rows of the position table, S read at run time from the
+    ids' SHAPE (a SLICE sized by it). Why: the static form (the table's first S rows as a
+    constant, or a GATHER of ``arange(S)``) bakes the sequence length in, which the
+    dynamic-shape lowering cannot re-express; this form resizes with the input."""
+    table = ctx.input(3)
+    rows = ctx.shape(3)[0]
+    table = e.reshape(table, (1, rows, hidden), "position_table")
+    ids = ctx.input(0)
+    dims = e.op("SHAPE", ids, shape=(2,), dtype=np.int32, hint="ids_dims", out_type="INT32")
+    one = e.const([1], np.int32, "one")
+    seq = e.op("SLICE", dims, one, one, shape=(1,), hint="sequence")
+    size = e.concat([one, seq, e.const([hidden], np.int32, "hidden")], 0, "positions_size")
+    begin = e.const(np.zeros(3, np.int32), np.int32, "positions_begin")
+    return e.op("SLICE", table, begin, size, shape=(1, s, hidden), hint="positions")
+
+
 @lowering(
     "EmbedLayerNormalization",
     onnx_order,
@@ -181,7 +204,9 @@ def lower_embed_layer_norm(ctx):
                 "(pin the sequence dim with input_shapes)",
             )
         pos_table = ctx.const(3)
-        if pos_table is not None:
+        if _sizes_vary(ctx):
+            pos = _leading_positions(ctx, e, s, hidden)
+        elif pos_table is not None:
             pos = e.const(np.asarray(pos_table, np.float32)[:s][None], hint="positions")
         else:
             pos = e.gather(ctx.input(3), np.arange(s, dtype=np.int32), 0, "positions")
@@ -203,6 +228,13 @@ def lower_embed_layer_norm(ctx):
             count = e.cast(e.cast(ones, np.int32, "ones_i"), np.float32, "ones_f")
             total = e.reduce("SUM", count, [1], False, "count")
             e.op("CAST", total, shape=(b,), dtype=np.int32, hint="t", out=out)
+        elif _sizes_vary(ctx):  # zeros sized by the ids' run-time batch (SLICE to the end)
+            begin = e.const(np.zeros(2, np.int32), np.int32, "first_begin")
+            size = e.const(np.asarray([b, 1], np.int32), np.int32, "first_size")
+            ids = e.cast(ctx.input(0), np.int32, "ids_no_mask")
+            first = e.op("SLICE", ids, begin, size, shape=(b, 1), hint="first_ids")
+            zero = e.op("MUL", first, e.const([[0]], np.int32, "zero"), hint="no_mask")
+            e.reshape(zero, out=out)
         else:
             e.op("CAST", e.const(np.zeros(b, np.float32), hint="no_mask"), out=out)
 
