@@ -11,7 +11,10 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
   every size; ONNX's SAME_UPPER stays TFLite SAME (equal at every size);
 * the same for a strided MaxPool;
 * an atrous conv whose outer taps read only padding at the sample sizes: trimming them there
-  would be wrong at larger run-time sizes, where they read the input.
+  would be wrong at larger run-time sizes, where they read the input;
+* torch's ``x.new_full((x.shape[0], 0, 1), -1e9)`` concatenated to a result (an EEG spindle
+  detector's segmentation head): the filler is empty at every size (a constant 0 in its
+  shape), FILL makes it at run time; a 0 computed from the sizes stays refused.
 """
 
 from __future__ import annotations
@@ -153,3 +156,52 @@ def _opcodes(blob):
     from harness import _opcodes as opcodes
 
     return opcodes(blob)[1]
+
+
+def empty_filler(computed_zero=False):
+    """y = concat(relu(x), full((batch, 0, 8), -1e9) * 1, axis=1) with a run-time batch."""
+    inits = {
+        "zero": np.array([0], np.int64),
+        "at0": np.array(0, np.int64),
+        "axes": np.array([0], np.int64),
+        "eight": np.array([8], np.int64),
+        "scale": np.array(-1e9, np.float32),
+    }
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "at0"], ["b"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "axes"], ["b1"]),
+    ]
+    middle = "zero"
+    if computed_zero:  # the same 0, but computed from the run-time length
+        nodes += [
+            helper.make_node("Gather", ["shape", "axes"], ["n1"], axis=0),
+            helper.make_node("Sub", ["n1", "n1"], ["diff"]),
+        ]
+        middle = "diff"
+    value = helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+    nodes += [
+        helper.make_node("Concat", ["b1", middle, "eight"], ["dims"], axis=0),
+        helper.make_node("ConstantOfShape", ["dims"], ["filler"], value=value),
+        helper.make_node("Mul", ["filler", "scale"], ["masked"]),
+        helper.make_node("Concat", ["r", "masked"], ["y"], axis=1),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", 5, 8])],
+        [("y", TensorProto.FLOAT, ["batch", 5, 8])],
+        inits,
+    )
+
+
+def test_filler_empty_at_every_size_is_made_at_run_time():
+    res = _check_at_sizes(empty_filler(), [(1, 5, 8), (2, 5, 8), (7, 5, 8)])
+    assert _signature(res, "y") == [-1, 5, 8]
+
+
+def test_filler_empty_only_by_computation_is_refused():
+    from harness import expect_refusal
+
+    err = expect_refusal(empty_filler(computed_zero=True), "unsupported_attribute_value")
+    assert "empty output" in err.message and "input_shapes=" in err.message

@@ -48,6 +48,43 @@ def lower_range(ctx):
     e.op("RANGE", ctx.input(0), ctx.input(1), ctx.input(2), out=ctx.output(0))
 
 
+def _shape_entries(graph, producers, name: str) -> list[int | None] | None:
+    """The entries of a 1-D shape vector that are constants (None where computed at run
+    time), through Concat of constant and run-time pieces; None when unknown."""
+    value = graph.values.get(name)
+    if value is None or value.shape is None or len(value.shape) != 1:
+        return None
+    if value.const is not None:
+        return [int(v) for v in np.asarray(value.const).reshape(-1)]
+    node = producers.get(name)
+    if node is None or node.op_type != "Concat":
+        return [None] * value.shape[0]
+    entries = []
+    for piece in node.inputs:
+        part = _shape_entries(graph, producers, piece)
+        if part is None:
+            return None
+        entries += part
+    return entries if len(entries) == value.shape[0] else None
+
+
+def _fill_check(node, graph):
+    """An empty output is refused unless its shape is read at run time with a constant 0 in
+    each empty dim (a torch ``x.new_full((x.shape[0], 0, 1), v)`` concatenated to nothing):
+    FILL then makes the zero-size tensor at every run-time size, and LiteRT's consumers take
+    it. A 0 computed from the sizes could be non-zero at other sizes: refused."""
+    why = _nonempty_output(node, graph)
+    if why is None or graph.values[node.inputs[0]].const is not None:
+        return why
+    entries = _shape_entries(graph, graph.producers(), node.inputs[0])
+    shape = graph.values[node.outputs[0]].shape
+    if entries is None or len(entries) != len(shape):
+        return why
+    if all(entry == 0 for d, entry in zip(shape, entries, strict=True) if d == 0):
+        return None
+    return why
+
+
 @lowering(
     "ConstantOfShape",
     onnx_order,
@@ -55,7 +92,7 @@ def lower_range(ctx):
     dtypes=("int64",),
     tflite_ops=("FILL",),
     notes="shape read at run time unless constant",
-    extra_check=_nonempty_output,
+    extra_check=_fill_check,
 )
 def lower_constant_of_shape(ctx):
     e = Emitter(ctx)
