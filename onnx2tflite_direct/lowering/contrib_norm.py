@@ -16,6 +16,7 @@ import numpy as np
 from .. import errors
 from ..policies import keep_rank, onnx_order
 from ..registry import FLOAT, attr_in, lowering
+from .common import sizes_vary
 from .contrib import MS
 from .emit import Emitter
 from .normalization import _stored_axes, lower_layer_norm, normalize
@@ -155,12 +156,6 @@ def _lookup(ctx, e, table: int, ids: int, hint: str):
     return e.gather(ctx.input(table), e.cast(ctx.input(ids), np.int32, f"{hint}_ids"), 0, hint)
 
 
-def _sizes_vary(ctx) -> bool:
-    """Is the node lowered at one sample size of a model whose input sizes vary at run time
-    (``dynamic_shapes.py``)? Then nothing sized by the sequence may be a constant."""
-    return bool(getattr(ctx.driver.graph, "sample_pinned", False))
-
-
 def _leading_positions(ctx, e, s: int, hidden: int):
     """[1, S, hidden]: the first S rows of the position table, S read at run time from the
     ids' SHAPE (a SLICE sized by it). Why: the static form (the table's first S rows as a
@@ -204,7 +199,7 @@ def lower_embed_layer_norm(ctx):
                 "(pin the sequence dim with input_shapes)",
             )
         pos_table = ctx.const(3)
-        if _sizes_vary(ctx):
+        if sizes_vary(ctx):
             pos = _leading_positions(ctx, e, s, hidden)
         elif pos_table is not None:
             pos = e.const(np.asarray(pos_table, np.float32)[:s][None], hint="positions")
@@ -228,7 +223,7 @@ def lower_embed_layer_norm(ctx):
             count = e.cast(e.cast(ones, np.int32, "ones_i"), np.float32, "ones_f")
             total = e.reduce("SUM", count, [1], False, "count")
             e.op("CAST", total, shape=(b,), dtype=np.int32, hint="t", out=out)
-        elif _sizes_vary(ctx):  # zeros sized by the ids' run-time batch (SLICE to the end)
+        elif sizes_vary(ctx):  # zeros sized by the ids' run-time batch (SLICE to the end)
             begin = e.const(np.zeros(2, np.int32), np.int32, "first_begin")
             size = e.const(np.asarray([b, 1], np.int32), np.int32, "first_size")
             ids = e.cast(ctx.input(0), np.int32, "ids_no_mask")

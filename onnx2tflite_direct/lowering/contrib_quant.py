@@ -27,6 +27,7 @@ from .. import errors
 from ..float_carried import EXACT_CONV, EXACT_DENSE, INTERNAL, conv_rows_weights, int8_codes
 from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
+from .common import sizes_vary
 from .contrib import MS
 from .emit import Emitter
 from .int8_kernel import im2col_rows, int8_dense
@@ -369,7 +370,7 @@ def lower_exact_integer_conv(ctx):
             shape=(n, h + top + bottom, w + left + right, c),
             hint="padded",
         )
-    rows = im2col_rows(e, x, (kh, kw), "rows")
+    rows = im2col_rows(e, x, (kh, kw), "rows", any_size=sizes_vary(ctx))
     codes = int8_codes(conv_rows_weights(w_shift))
     if codes is None:  # the rewrite checked int8_codes before writing the node
         raise errors.InternalError(

@@ -44,10 +44,17 @@ def int8_dense(ctx, wide, weights, hint: str):
     )
 
 
-def im2col_rows(e: Emitter, x: tfl.Tensor, kernel: tuple[int, int], hint: str) -> tfl.Tensor:
+def im2col_rows(
+    e: Emitter, x: tfl.Tensor, kernel: tuple[int, int], hint: str, any_size: bool = False
+) -> tfl.Tensor:
     """The im2col rows [N * Ho * Wo, kh * kw * C] of an NHWC ``x`` already padded, stride 1:
     one SLICE per tap (XNNPACK takes SLICE, and a tap is a contiguous window) joined by
-    CONCATENATIONs of at most three inputs (XNNPACK's limit)."""
+    CONCATENATIONs of at most three inputs (XNNPACK's limit).
+
+    ``any_size`` (``common.sizes_vary``: the input sizes change at run time): each tap is a
+    unit-stride STRIDED_SLICE instead, whose ends lie a fixed distance (``k - 1 - tap``) from
+    the input's end at every size, which the dynamic-shape lowering counts from the run-time
+    end; a SLICE's size ``H - k + 1`` is no such bound and would be refused."""
     kh, kw = kernel
     n, _, _, c = x.shape
     ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
@@ -56,6 +63,9 @@ def im2col_rows(e: Emitter, x: tfl.Tensor, kernel: tuple[int, int], hint: str) -
         for kx in range(kw):
             if (kh, kw) == (1, 1) and (ho, wo) == tuple(x.shape[1:3]):
                 taps.append(x)
+                continue
+            if any_size:
+                taps.append(e.crop(x, [0, ky, kx, 0], [n, ky + ho, kx + wo, c], "tap"))
                 continue
             begin = e.const(np.asarray([0, ky, kx, 0], np.int32), np.int32, "begin")
             size = e.const(np.asarray([n, ho, wo, c], np.int32), np.int32, "size")
