@@ -24,8 +24,11 @@ from .errors import UnsupportedError
 # audio front end needs a window's worth of samples (a slice past 64 is empty), and inputs
 # whose unnamed dims must agree (two batch dims concatenated) reject different values. The
 # sizes are then tried with the batch symbols merged, and larger (a step of 64 keeps them
-# multiples of 32 for strided backbones and inside the narrow range a one-frame model takes).
-SIZE_RETRY_SAMPLES = ((512, 576), (2048, 2112))
+# multiples of 32 for strided backbones and inside the narrow range a one-frame model takes);
+# last a narrow pair for a model that takes only a narrow range of small sizes: a text
+# recognizer whose height must pool to one row before a reshape to a constant 1 (PP-OCR's
+# 48-high crops: heights 16 to 95 only, so 96 is rejected), multiples of 16.
+SIZE_RETRY_SAMPLES = ((512, 576), (2048, 2112), (64, 80))
 
 
 def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:

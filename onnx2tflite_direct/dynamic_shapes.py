@@ -35,7 +35,8 @@ reshape); any other symbol at 64 and 96, sizes valid for strided image backbones
 of 32) and for sequence models. When the model rejects those (shape inference fails, a slice
 is empty: an audio front end wants longer inputs; unnamed batch dims that must agree) or the
 graphs differ between them, other plans are tried before refusing: the batch symbols as one,
-then larger sizes (``SIZE_RETRY_SAMPLES``); the report lists the samples used.
+then larger sizes, then a narrow pair (64 and 80: a recognizer that takes heights below 96
+only) (``SIZE_RETRY_SAMPLES``); the report lists the samples used.
 
 The parts, one job each: ``dynamic_symbols`` (the symbols and the signal that carries them),
 ``dynamic_sample_plans`` (which sample sizes to try), ``dynamic_compare`` (lowering at the

@@ -14,7 +14,10 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
   would be wrong at larger run-time sizes, where they read the input;
 * torch's ``x.new_full((x.shape[0], 0, 1), -1e9)`` concatenated to a result (an EEG spindle
   detector's segmentation head): the filler is empty at every size (a constant 0 in its
-  shape), FILL makes it at run time; a 0 computed from the sizes stays refused.
+  shape), FILL makes it at run time; a 0 computed from the sizes stays refused;
+* a text recognizer whose height must pool to one row (PP-OCR: a Squeeze or a Reshape to a
+  constant 1 after the backbone takes heights 16 to 95 only): the declared samples (64, 96)
+  and the larger retries are rejected, the narrow pair (64, 80) is taken.
 """
 
 from __future__ import annotations
@@ -205,3 +208,33 @@ def test_filler_empty_only_by_computation_is_refused():
 
     err = expect_refusal(empty_filler(computed_zero=True), "unsupported_attribute_value")
     assert "empty output" in err.message and "input_shapes=" in err.message
+
+
+def one_row_recognizer():
+    """[n, 1, H, W] -> Conv k=(16, 1) s=(16, 1) -> AveragePool (3, 1) / (3, 1) -> Squeeze the
+    height (one row only for H in 48..95) -> [n, W, C] logits."""
+    w = (RNG.standard_normal((6, 1, 16, 1)) * 0.3).astype(np.float32)
+    proj = (RNG.standard_normal((6, 5)) * 0.5).astype(np.float32)
+    inits = {"w": w, "proj": proj, "h": np.array([2], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["rows"], strides=[16, 1]),
+        helper.make_node("Relu", ["rows"], ["act"]),
+        helper.make_node("AveragePool", ["act"], ["row"], kernel_shape=[3, 1], strides=[3, 1]),
+        helper.make_node("Squeeze", ["row", "h"], ["seq"]),
+        helper.make_node("Transpose", ["seq"], ["tokens"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["tokens", "proj"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["n", 1, "height", "width"])],
+        [("y", TensorProto.FLOAT, ["n", "width", 5])],
+        inits,
+    )
+
+
+def test_model_taking_a_narrow_height_range_is_sampled_inside_it():
+    shapes = [(1, 1, 48, 32), (2, 1, 64, 40), (1, 1, 80, 17), (3, 1, 56, 9)]
+    res = _check_at_sizes(one_row_recognizer(), shapes)
+    assert _signature(res, "x") == [-1, 1, -1, -1]
+    samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
+    assert samples["height"] == [64, 80]
