@@ -32,6 +32,7 @@ from .. import errors, tfl
 from ..float_carried import int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
+from .common import sizes_vary
 from .contrib import MS
 from .contrib_quant import (
     dynamic_quantize_parts,
@@ -348,9 +349,22 @@ def _lower_joint(ctx, w_codes, r_codes):
     projected = e.op("ADD", projected, e.const(both), hint="x_biased")
     # row t of the steps: [forward at t, backward at seq - 1 - t] (one GATHER, not a
     # CONCATENATION per step); the outputs are put back in time order the same way
+    any_size = sizes_vary(ctx)
     order = _joint_order(seq)
-    steps = e.gather(e.reshape(projected, (2 * seq, g), "x_pairs"), order, 0, "x_joint")
-    steps = e.reshape(steps, (seq, 2, g), "x_steps")
+    if any_size:  # the GATHER's order is sized by seq: the backward half reversed instead
+        fwd, bwd = e.split(projected, [g, g], 1, "x_direction")
+        steps = e.op(
+            "PACK",
+            fwd,
+            _reversed(e, bwd),
+            shape=(seq, 2, g),
+            hint="x_steps",
+            values_count=2,
+            axis=1,
+        )
+    else:
+        steps = e.gather(e.reshape(projected, (2 * seq, g), "x_pairs"), order, 0, "x_joint")
+        steps = e.reshape(steps, (seq, 2, g), "x_steps")
     state = []
     for i in (INITIAL_H, INITIAL_C):
         init = ctx.const(i) if ctx.has_input(i) else np.zeros((2, 1, hidden), np.float32)
@@ -382,7 +396,11 @@ def _lower_joint(ctx, w_codes, r_codes):
             hs.append(rec.tensor(h))
         pairs = o.stack(hs, 0)
     outputs = ctx.node.outputs
-    if len(outputs) > 0 and outputs[0]:
+    if len(outputs) > 0 and outputs[0] and any_size:
+        fwd, bwd = e.split(pairs, [1, 1], 1, "y_direction")
+        y = e.concat([fwd, _reversed(e, bwd)], 1, "y")
+        e.reshape(y, ctx.output(0).shape, out=ctx.output(0))
+    elif len(outputs) > 0 and outputs[0]:
         pairs = e.reshape(pairs, (2 * seq, hidden), "h_pairs")
         e.reshape(e.gather(pairs, order, 0, "y"), ctx.output(0).shape, out=ctx.output(0))
     for i, value in ((1, h), (2, c)):
@@ -390,15 +408,30 @@ def _lower_joint(ctx, w_codes, r_codes):
             e.reshape(rec.tensor(value), ctx.output(i).shape, out=ctx.output(i))
 
 
+def _reversed(e, x):
+    """``x`` in reverse order along axis 0 (REVERSE_V2: no index constant sized by it)."""
+    axis = e.const(np.zeros(1, np.int32), np.int32, "reverse_axis")
+    return e.op("REVERSE_V2", x, axis, shape=x.shape, hint="reversed")
+
+
 def _joint_loop(ctx, rec, cfg, steps, state):
     """The joint steps as a WHILE loop over k: loop variables (k, h, c, y buffer [seq, 2,
-    hidden], steps [seq, 2, 4 hidden], seq); returns (h, c, y buffer) after the last step."""
+    hidden], steps [seq, 2, 4 hidden], seq); returns (h, c, y buffer) after the last step.
+    When the sizes vary at run time (``common.sizes_vary``) seq and the buffer's dims are read
+    from SHAPE of the steps, not baked in."""
     e, drv = Emitter(ctx), ctx.driver
     seq, _, _ = steps.shape
     hidden = cfg.hidden
+    y0_dims = e.const(np.asarray((seq, 2, hidden), np.int32), np.int32, "y0_dims")
+    count = ctx.const_tensor(np.array(seq, np.int32), "steps")
+    if sizes_vary(ctx):
+        dims = e.op("SHAPE", steps, shape=(3,), dtype=np.int32, hint="steps_dims", out_type="INT32")
+        count = e.gather(dims, np.asarray(0, np.int32), 0, "steps")
+        first = e.gather(dims, np.zeros(1, np.int32), 0, "seq")
+        y0_dims = e.concat([first, e.const([2, hidden], np.int32, "y0_rest")], 0, "y0_dims")
     y0 = e.op(
         "FILL",
-        e.const(np.asarray((seq, 2, hidden), np.int32), np.int32, "y0_dims"),
+        y0_dims,
         e.const(0.0, hint="zero"),
         shape=(seq, 2, hidden),
         dtype=np.float32,
@@ -409,7 +442,7 @@ def _joint_loop(ctx, rec, cfg, steps, state):
         *[rec.tensor(v) for v in state],
         y0,
         steps,
-        ctx.const_tensor(np.array(seq, np.int32), "steps"),
+        count,
     ]
     cond = cond_subgraph(ctx, init, lambda emit, ins: less_than(ctx, emit, ins[0], ins[5]))
     label = f"{ctx.node.label}/joint"

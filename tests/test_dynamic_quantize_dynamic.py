@@ -1,11 +1,14 @@
-"""quantize_dynamic convs (DynamicQuantizeLinear -> ConvInteger) converted with their image
-dims left dynamic: the ExactIntegerConv form's im2col taps follow the run-time size.
+"""quantize_dynamic models (ddddocr's CRNN: ConvInteger backbone, DynamicQuantizeLSTM) converted
+with their image width / sequence left dynamic, run at several sizes against onnxruntime.
 
-At a fixed size each tap is a SLICE of size ``H - k + 1``; that size is no bound the
-dynamic-shape lowering can re-express, so with dynamic dims the taps are unit-stride
-STRIDED_SLICEs whose ends lie ``k - 1 - tap`` from the input's end at every size (counted
-from the run-time end). The accumulator must stay onnxruntime's bit for bit at every size,
-on XNNPACK and on the builtin kernels.
+* ConvInteger as ExactIntegerConv: at a fixed size each im2col tap is a SLICE of size
+  ``H - k + 1``, no bound the dynamic-shape lowering can re-express; with dynamic dims the
+  taps are unit-stride STRIDED_SLICEs whose ends lie ``k - 1 - tap`` from the input's end at
+  every size (counted from the run-time end). The accumulator stays onnxruntime's bit for bit,
+  on XNNPACK and on the builtin kernels.
+* A bidirectional batch-1 DynamicQuantizeLSTM (both directions joined, one WHILE loop): the
+  backward half is put in step order by REVERSE_V2 instead of a GATHER by a seq-sized order,
+  and the loop count and output buffer come from SHAPE of the steps.
 """
 
 from __future__ import annotations
@@ -85,3 +88,28 @@ def test_pinned_exact_conv_keeps_slice_taps():
     res = convert(model, keep_io_layout=True, input_shapes={"x": (1, 48, 8, 20)})
     ops = op_histogram(res.tflite_bytes)
     assert ops["SLICE"] >= 9 and "STRIDED_SLICE" not in ops, ops
+
+
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_bidirectional_dynamic_quantize_lstm_with_dynamic_sequence(peepholes):
+    """One file, run at 1, 5 and 17 steps: Y, Y_h and Y_c as onnxruntime's (the same
+    tolerance as the pinned lowering's tests)."""
+    from test_ops_contrib import _dq_lstm
+
+    model, _ = _dq_lstm(direction="bidirectional", states=True, peepholes=peepholes, seq=4)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "steps"
+    res = convert(model, keep_io_layout=True)
+    assert op_histogram(res.tflite_bytes)["WHILE"] == 1
+    rng = np.random.default_rng(9)
+    for seq in (1, 5, 17):
+        feeds = {
+            "x": rng.standard_normal((seq, 1, 24)).astype(F),
+            "h0": (rng.standard_normal((2, 1, 16)) * 0.5).astype(F),
+            "c0": (rng.standard_normal((2, 1, 16)) * 0.5).astype(F),
+        }
+        expected = V.run_onnxruntime(model, feeds)
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
+        for name, want in expected.items():
+            assert np.std(want) > 1e-2, name
+            assert got[name].shape == want.shape, (seq, name, got[name].shape)
+            np.testing.assert_allclose(got[name], want, atol=2e-5, rtol=1e-4, err_msg=f"{seq}")
