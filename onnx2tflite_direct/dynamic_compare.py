@@ -55,7 +55,7 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     variants = []
     for s in symbols:
         values = {**base_values, s.name: s.samples[1]}
-        variants.append(at(values, {**bumped_values, s.name: s.samples[0]}, False)[1])
+        variants.append(_variant(at, values, bumped_values, s)[1])
     pairings = [_pair_tensors(model, other) for other in variants]
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
@@ -65,6 +65,21 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     keep_static(model.subgraphs[0])  # run-time shape targets -> constants (static_shapes.py)
     _finish_io_table(driver, model.subgraphs[0])
     return base
+
+
+def _variant(at, values: dict[str, int], bumped: dict[str, int], s) -> tuple:
+    """The lowering with symbol ``s`` bumped. Its probe (the sizes that keep shape arithmetic
+    over the dynamic dims from folding) has every symbol larger than in ``values``: the
+    others at their second sample, ``s`` one step past it. The complement (``s`` back at its
+    first sample) would make sums symmetric in two symbols coincide (a decoder's
+    ``past + sequence`` is 96 + 64 lowered and 64 + 96 probed): such a size would fold here
+    and stay a SHAPE op in the base lowering. When the model rejects the larger size (it
+    takes a narrow range only), the complement is the probe."""
+    lo, hi = s.samples
+    try:
+        return at(values, {**bumped, s.name: 2 * hi - lo}, False)
+    except SampleRejected:
+        return at(values, {**bumped, s.name: lo}, False)
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:

@@ -17,7 +17,12 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
   shape), FILL makes it at run time; a 0 computed from the sizes stays refused;
 * a text recognizer whose height must pool to one row (PP-OCR: a Squeeze or a Reshape to a
   constant 1 after the backbone takes heights 16 to 95 only): the declared samples (64, 96)
-  and the larger retries are rejected, the narrow pair (64, 80) is taken.
+  and the larger retries are rejected, the narrow pair (64, 80) is taken;
+* a decoder with a KV cache whose shape arithmetic reads ``past + sequence`` (HF LLaMA /
+  Qwen2 with past_key_values): the lowering with one symbol bumped was probed at sizes whose
+  sum coincided with its own (96 + 64 and 64 + 96), so the sum folded there and stayed a
+  SHAPE op in the base lowering (refused: the operators differ). The probe now has every
+  symbol larger than the lowered sizes.
 """
 
 from __future__ import annotations
@@ -238,3 +243,76 @@ def test_model_taking_a_narrow_height_range_is_sampled_inside_it():
     assert _signature(res, "x") == [-1, 1, -1, -1]
     samples = {s["name"]: s["samples"] for s in res.report["dynamic_shapes"]["symbols"]}
     assert samples["height"] == [64, 80]
+
+
+D = 8
+
+
+def kv_cache_step():
+    """kv = concat(past, x) [1, past + sequence, D]; its length read with Shape feeds torch's
+    export of ``repeat_kv`` (HF LLaMA): an Expand to [1, 2, total, D] whose target goes
+    through Where(Equal(target, -1), 1, target), then a Reshape to [2, total, D]; attention
+    scores of x over the repeated keys."""
+    inits = {
+        "one": np.array([1], np.int64),
+        "two": np.array([2], np.int64),
+        "minus": np.array([-1], np.int64),
+        "at1": np.array([1], np.int64),
+        "ax0": np.array([0], np.int64),
+        "d": np.array([D], np.int64),
+        "wq": (RNG.standard_normal((D, D)) * 0.4).astype(np.float32),
+    }
+    ones = helper.make_tensor("v", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Concat", ["past", "x"], ["kv"], axis=1),
+        helper.make_node("Shape", ["kv"], ["kv_shape"]),
+        helper.make_node("Gather", ["kv_shape", "at1"], ["total"], axis=0),
+        helper.make_node("Concat", ["one", "two", "total", "d"], ["target"], axis=0),
+        helper.make_node("Reshape", ["target", "minus"], ["flat"]),
+        helper.make_node("Shape", ["flat"], ["flat_shape"]),
+        helper.make_node("ConstantOfShape", ["flat_shape"], ["ones"], value=ones),
+        helper.make_node("Mul", ["ones", "minus"], ["minuses"]),
+        helper.make_node("Equal", ["flat", "minuses"], ["unknown"]),
+        helper.make_node("Where", ["unknown", "ones", "flat"], ["expand_to"]),
+        helper.make_node("Tanh", ["kv"], ["kv_act"]),
+        helper.make_node("Unsqueeze", ["kv_act", "at1"], ["kv_1"]),
+        helper.make_node("Expand", ["kv_1", "expand_to"], ["repeated"]),
+        helper.make_node("Concat", ["two", "total", "d"], ["heads"], axis=0),
+        helper.make_node("Reshape", ["repeated", "heads"], ["present"]),
+        helper.make_node("MatMul", ["x", "wq"], ["q"]),
+        helper.make_node("Transpose", ["present"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["probs"], axis=-1),
+        helper.make_node("MatMul", ["probs", "present"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [
+            ("x", TensorProto.FLOAT, [1, "sequence", D]),
+            ("past", TensorProto.FLOAT, [1, "past", D]),
+        ],
+        [
+            ("y", TensorProto.FLOAT, [2, "sequence", D]),
+            ("present", TensorProto.FLOAT, [2, None, D]),
+        ],
+        inits,
+    )
+
+
+@pytest.mark.parametrize("sizes", [[(1, 10), (3, 4), (8, 1), (5, 37)]])
+def test_sum_of_two_dynamic_dims_stays_computed_at_run_time(sizes):
+    model = kv_cache_step()
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for seq, past in sizes:
+        feeds = {
+            "x": RNG.standard_normal((1, seq, D)).astype(np.float32),
+            "past": RNG.standard_normal((1, past, D)).astype(np.float32),
+        }
+        expected = dict(zip(["y", "present"], sess.run(["y", "present"], feeds), strict=True))
+        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
+        for out, want in expected.items():
+            assert np.std(want) > 1e-3, out
+            assert actual[out].shape == want.shape, (seq, past, out)
+            np.testing.assert_allclose(actual[out], want, rtol=0, atol=1e-5, err_msg=out)
+    assert _signature(res, "present") == [2, -1, D]
