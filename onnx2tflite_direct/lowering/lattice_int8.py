@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import tfl
 from ..float_carried import INT8_MAX, ROW_SUM_LANE_MAX, conv_rows_weights
+from .common import sizes_vary
 from .emit import Emitter
 from .int8_kernel import im2col_rows, int8_dense, int8_weights
 from .integer_digits import split_rows
@@ -180,6 +181,9 @@ def conv_sums(ctx, lattice, geometry, out_hw):
         return None
     copied, taps = plan[2] * k + len(plan[1]), kh * kw
     strided = any(s != 1 for s in strides)
+    any_size = sizes_vary(ctx)
+    if strided and any_size:  # the stride blocks' end padding and tap sizes follow the size
+        return None  # modulo the stride: the float form, valid at every size
     if (kh, kw) == (1, 1) and not any(p for pair in pads for p in pair) and not strided:
         copied, taps = (plan[2] - 1) * k + len(plan[1]), 0  # the input is the rows
     if not int8_pays(n * ho * wo, c * kh * kw, o, float_rows, copied, taps):
@@ -190,7 +194,7 @@ def conv_sums(ctx, lattice, geometry, out_hw):
         return e.reshape(lattice_sums(ctx, x2, plan), (n, ho, wo, o), "integer_sum")
     if any(p for pair in pads for p in pair):
         x = e.pad(x, [(0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)])
-    x2 = im2col_rows(e, x, (kh, kw), "im2col_rows")
+    x2 = im2col_rows(e, x, (kh, kw), "im2col_rows", any_size=any_size)
     acc = lattice_sums(ctx, x2, plan)
     return e.reshape(acc, (n, ho, wo, o), "integer_sum")
 
