@@ -17,6 +17,9 @@ the mask becomes the Attention's ``attention_bias`` input, computed in float32 f
 very values onnxruntime adds for mask_index (it adds the mask to a zero bias). A non-finite
 mask_filter_value keeps the integer form (no arithmetic may make an infinity: LiteRT's
 builtin MUL/ADD clamp to +-FLT_MAX). The count output is dropped when nothing else reads it.
+With dynamic input sizes (``graph.sample_pinned``) nothing is sized by the sample: the key
+positions j are a run-time Range over the mask's width and the bias stays [B, 1, 1, T]
+(Attention's ADD broadcasts it over the queries).
 """
 
 from __future__ import annotations
