@@ -173,3 +173,30 @@ def test_pinned_embeddings_keep_constant_positions():
     res = convert(embeddings_only(), keep_io_layout=True, input_shapes={"ids": (2, 7)})
     ops = op_histogram(bytes(res.tflite_bytes))
     assert "SHAPE" not in ops and "SLICE" not in ops, ops
+
+
+def quantized_embeddings():
+    """QEmbedLayerNormalization (quantize_dynamic's form): uint8 tables with scales and zero
+    points, segments and mask; outputs the normalized sum and mask_index."""
+    rng = np.random.default_rng(13)
+    tables = _tables(rng)
+    inits, order = {}, ["ids", "segs"]
+    for name in ("word", "pos", "seg", "gamma", "beta"):
+        inits[name] = rng.integers(0, 256, tables[name].shape).astype(np.uint8)
+        inits[name + "_s"] = np.asarray(rng.uniform(0.005, 0.02), F)
+        inits[name + "_z"] = np.asarray(rng.integers(100, 150), np.uint8)
+        order.append(name)
+    order.append("mask")
+    order += [n + "_s" for n in ("word", "pos", "seg", "gamma", "beta")]
+    order += [n + "_z" for n in ("word", "pos", "seg", "gamma", "beta")]
+    node = helper.make_node(
+        "QEmbedLayerNormalization", order, ["y", "count"], domain=MS, epsilon=1e-12
+    )
+    dyn = ["batch", "sequence"]
+    inputs = [(n, TensorProto.INT32, dyn) for n in ("ids", "segs", "mask")]
+    outputs = [("y", TensorProto.FLOAT, [*dyn, H]), ("count", TensorProto.INT32, ["batch"])]
+    return _model([node], inputs, outputs, inits)
+
+
+def test_quantized_embeddings_with_dynamic_batch_and_sequence():
+    _check_at_sizes(quantized_embeddings())
