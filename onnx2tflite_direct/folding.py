@@ -116,6 +116,32 @@ def is_foldable(node: onnx.NodeProto, consts: dict, infos: dict, probe: dict | N
     return _outputs_fit(node, infos)
 
 
+def static_dims_picked(
+    node: onnx.NodeProto, shape_nodes: dict, consts: dict, infos: dict, probe: dict | None
+) -> np.ndarray | None:
+    """The value of a Gather with constant indices from a run-time Shape (``x.shape[-1]``)
+    when the dims it picks are the same at the probe's input sizes: the per-dim form of
+    :func:`is_foldable`'s Shape rule (a Shape reading a dynamic batch stays at run time, its
+    static feature dim folds). ``shape_nodes``: Shape output name -> Shape node."""
+    if probe is None or node.op_type != "Gather" or len(node.input) != 2:
+        return None
+    source = shape_nodes.get(node.input[0])
+    if source is None or node.input[1] not in consts:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("axis", 0) not in (0, -1):
+        return None
+    here, there = static_shape(source.input[0], infos), static_shape(source.input[0], probe)
+    if here is None or there is None or len(here) != len(there):
+        return None
+    dims, other = _shape_value(source, here), _shape_value(source, there)
+    index = np.asarray(consts[node.input[1]])
+    if index.dtype.kind not in "iu" or np.any(index >= dims.size) or np.any(index < -dims.size):
+        return None
+    value = np.take(dims, index)
+    return value if np.array_equal(value, np.take(other, index)) else None
+
+
 def _shape_value(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
     if node.op_type == "Size":
         return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)

@@ -22,7 +22,11 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
   Qwen2 with past_key_values): the lowering with one symbol bumped was probed at sizes whose
   sum coincided with its own (96 + 64 and 64 + 96), so the sum folded there and stayed a
   SHAPE op in the base lowering (refused: the operators differ). The probe now has every
-  symbol larger than the lowered sizes.
+  symbol larger than the lowered sizes;
+* torch's export of ``h.squeeze(-1)`` (silero VAD's decoder): If(h.shape[-1] == 1, Squeeze,
+  Identity) with branches of different ranks. The Shape reads a dynamic batch, so it stays
+  at run time, but the dim it picks is 1 at every sample: the Gather folds (the per-dim form
+  of the Shape rule), the If takes its Squeeze branch at conversion time.
 """
 
 from __future__ import annotations
@@ -316,3 +320,46 @@ def test_sum_of_two_dynamic_dims_stays_computed_at_run_time(sizes):
             assert actual[out].shape == want.shape, (seq, past, out)
             np.testing.assert_allclose(actual[out], want, rtol=0, atol=1e-5, err_msg=out)
     assert _signature(res, "present") == [2, -1, D]
+
+
+def squeeze_if_last_is_one():
+    """y = (h.squeeze(-1) if h.shape[-1] == 1 else h) @ w with h = unsqueeze(tanh(x), -1)."""
+    inits = {
+        "last": np.array([-1], np.int64),
+        "one": np.array([1], np.int64),
+        "w": (RNG.standard_normal((8, 5)) * 0.5).astype(np.float32),
+    }
+    then_branch = helper.make_graph(
+        [helper.make_node("Squeeze", ["h", "last"], ["squeezed"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("squeezed", TensorProto.FLOAT, None)],
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Identity", ["h"], ["kept"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("kept", TensorProto.FLOAT, None)],
+    )
+    nodes = [
+        helper.make_node("Tanh", ["x"], ["t"]),
+        helper.make_node("Unsqueeze", ["t", "last"], ["h"]),
+        helper.make_node("Shape", ["h"], ["h_shape"]),
+        helper.make_node("Gather", ["h_shape", "last"], ["h_last"], axis=0),
+        helper.make_node("Equal", ["h_last", "one"], ["is_one"]),
+        helper.make_node(
+            "If", ["is_one"], ["features"], then_branch=then_branch, else_branch=else_branch
+        ),
+        helper.make_node("MatMul", ["features", "w"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", 8])],
+        [("y", TensorProto.FLOAT, ["batch", 5])],
+        inits,
+    )
+
+
+def test_squeeze_guard_on_a_static_dim_of_a_dynamic_tensor_is_resolved():
+    res = _check_at_sizes(squeeze_if_last_is_one(), [(1, 8), (2, 8), (7, 8)])
+    assert _signature(res, "y") == [-1, 5]

@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from .. import contrib_schemas, errors
 from ..dynamic_shapes import COUNT_PIN
 from ..errors import BadInputError
-from ..folding import fold_node, is_foldable, static_shape
+from ..folding import fold_node, is_foldable, static_dims_picked, static_shape
 from ..sample_shapes import SampleValues
 from .ml_shapes import ml_output_hints
 from .passes import ProtoRules, inline_constant_ifs
@@ -351,9 +351,13 @@ def infer_and_fold(
         folded.extend(resolved)
         remaining = []
         changed = bool(inlined or resolved or new_hints or clamped)
+        shape_nodes = {n.output[0]: n for n in nodes if n.op_type == "Shape" and n.output}
         for n in nodes:
             out = None
-            if is_foldable(n, consts, infos, probe):
+            picked = static_dims_picked(n, shape_nodes, consts, infos, probe)
+            if picked is not None:
+                out = {n.output[0]: picked}
+            elif is_foldable(n, consts, infos, probe):
                 out = fold_node(n, consts, infos, opsets.get(n.domain, 0))
             if out is None:
                 remaining.append(n)
