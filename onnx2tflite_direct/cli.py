@@ -23,6 +23,7 @@ from .atomic import write_atomic
 from .errors import ConversionError, OptionError
 from .html_report import render_html
 from .inspect_tflite import main as inspect_main
+from .option_checks import folder_write_problem
 from .option_meta import GROUPS, Flag, Meta, describe
 from .options import (
     FIELDS,
@@ -50,6 +51,7 @@ exit codes:
   2  bad input: unreadable model, unsafe or missing external data, bad option
   3  unsupported: an op/attribute/dtype/shape we cannot reproduce exactly (reason code printed)
   4  validation mismatch: LiteRT and onnxruntime differ beyond tolerance
+  130  interrupted (Ctrl-C): every output file is complete or untouched
 """
 
 # Flags only the command line has (the Python API returns results instead), described like
@@ -59,7 +61,8 @@ CLI_ONLY: dict[str, Meta] = {
         ".",
         ("-o", "--output-dir"),
         "where `<stem>_float32.tflite` (and reports) go; created if missing (not by a failed "
-        "run); must not be a file",
+        "run); must not be a file. A successful run replaces files of the same names (each "
+        "one whole, atomically); a failed or interrupted one leaves them as they were",
         "-o out/",
         group="conversion",
         metavar="DIR",
@@ -118,6 +121,9 @@ CLI_ONLY: dict[str, Meta] = {
     ),
 }
 GROUP_TITLES = {**GROUPS, "output": "Output"}
+
+# Ctrl-C: the shell's convention (128 + SIGINT), outside the conversion's own codes 0-4.
+EXIT_INTERRUPTED = 130
 
 # Native runtime lines hidden by -q (LiteRT prints them on the process's stderr).
 NATIVE_NOISE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate")
@@ -319,6 +325,10 @@ def _cli_checks(args: argparse.Namespace) -> None:
     """Command-line-only option problems, before anything is read or written."""
     if args.quiet and args.verbose:
         raise OptionError("{0} and {1} contradict each other: give one", ("quiet", "verbose"))
+    if args.html_report is not None and not args.html_report:
+        raise OptionError(
+            "{0} is empty: give the path of the .html file to write", ("html_report",)
+        )
     if args.html_report:
         folder = Path(args.html_report).parent
         if not folder.is_dir():
@@ -331,7 +341,63 @@ def _cli_checks(args: argparse.Namespace) -> None:
                 f"{{0}} {args.html_report} is a folder; give the path of the .html file to write",
                 ("html_report",),
             )
+        problem = folder_write_problem(folder)
+        if problem:  # found now, not after the conversion wrote its files
+            raise OptionError(f"{{0}} {args.html_report}: {problem}", ("html_report",))
     check_output_dir(args.output_dir)
+
+
+def _merge_checks(args: argparse.Namespace, opts: ConvertOptions) -> None:
+    """A ``--merge`` name equal to the main model's own signature name (its file stem when
+    ``--signature`` names none) would give the file two signatures of one name."""
+    main_name = opts.stem or Path(args.model).stem
+    if opts.merge and not opts.signatures and main_name in opts.merge:
+        raise OptionError(
+            f"{{0}} {main_name}=...: the main model's signature is already named {main_name!r} "
+            "(after its file name); give the merged model another name, or name the main "
+            "model's signature with {1}",
+            ("merge", "signatures"),
+        )
+
+
+def _print(text: str) -> None:
+    """A result on stdout; a reader that went away (``| head``) is not an error: the rest of
+    the output is dropped and the run's exit code stands."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so nothing more (nor the flush at exit) hits the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # a captured stdout without a descriptor
+        pass
+
+
+def _pending_files(args: argparse.Namespace) -> set[Path]:
+    """The hidden ``.<name>.<random>.pending`` files (atomic.py) now in the output folders."""
+    folders = [Path(args.output_dir)]
+    if args.html_report:
+        folders.append(Path(args.html_report).parent)
+    return {p for folder in folders if folder.is_dir() for p in folder.glob(".*.pending")}
+
+
+def _interrupted(args: argparse.Namespace, before: set[Path]) -> int:
+    """Ctrl-C: one line, no traceback; a pending file this run left (a large model streamed
+    to disk before its validation) is removed, so every output is complete or untouched."""
+    for path in _pending_files(args) - before:
+        path.unlink(missing_ok=True)
+    log.error(
+        "error: interrupted: every file in %s is complete or as it was (this run's outputs "
+        "may be missing)",
+        args.output_dir,
+    )
+    return EXIT_INTERRUPTED
 
 
 def _spell(used: set[str]):
@@ -354,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
             return inspect_main(argv[1:])
         except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
             return int(exc.code or 0)
+        except BrokenPipeError:  # `inspect FILE | head`: the reader had enough
+            _drop_stdout()
+            return errors.EXIT_OK
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
     parser = build_parser()
     try:
         args = parser.parse_args(split_list_values(argv, parser))
@@ -363,13 +434,18 @@ def main(argv: list[str] | None = None) -> int:
         args.output_dir = CLI_ONLY["output_dir"].default
     _setup_logging(args)
     used: set[str] = set()
+    before: set[Path] = set()
     try:
         _cli_checks(args)
         values, used = options_from_args(args)
         diagnose = bool(args.validate_all_tensors or args.html_report)
         opts = ConvertOptions(**values).check(spell=_spell(used), validating=diagnose)
+        _merge_checks(args, opts)
+        before = _pending_files(args)
         with _native_noise_filtered(args.quiet):
             return _run(args, opts)
+    except KeyboardInterrupt:
+        return _interrupted(args, before)
     except OptionError as exc:
         log.error("error: [%s] %s", exc.reason_code, exc.spelled(_spell(used)))
         return exc.exit_code
@@ -395,7 +471,7 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
     except errors.ValidationMismatchError as exc:
         log.error("error: [%s] %s", exc.reason_code, to_cli_wording(exc.message))
         if exc.result is not None:
-            print(format_table(exc.result))  # the result on stdout, the error on stderr
+            _print(format_table(exc.result))  # the result on stdout, the error on stderr
             if exc.conversion is not None and diagnose:
                 _diagnose(args, exc.conversion, opts)
         return exc.exit_code
@@ -413,7 +489,7 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
         section["analyzer"] = gpu_check.analyzer_cross_check(
             result.tflite_bytes, section["fall_back"]
         )
-        print("\n".join(gpu_check.format_verdict(section)))
+        _print("\n".join(gpu_check.format_verdict(section)))
     rep = result.report
     log.info(
         "%d TFLite ops, %d TRANSPOSE",
@@ -422,7 +498,7 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
     )
     _log_details(rep)
     if result.validation is not None and not result.validation.skipped:
-        print(format_table(result.validation))  # results on stdout, diagnostics on stderr
+        _print(format_table(result.validation))  # results on stdout, diagnostics on stderr
     return status
 
 
@@ -494,18 +570,27 @@ def _diagnose(args, result, opts: ConvertOptions) -> int:
         return errors.EXIT_BAD_INPUT
     stem = opts.stem or Path(args.model).stem
     out = Path(args.output_dir) / f"{stem}_tensor_diagnostics.json"
+    target = out
     try:  # also after a failed validation, which writes (and creates) nothing else
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, report.dumps(diag))
         log.info("wrote tensor diagnostics: %s", out)
         if args.html_report:
-            write_atomic(Path(args.html_report), render_html(diag, title=stem))
+            target = Path(args.html_report)
+            write_atomic(target, render_html(diag, title=stem))
             log.info("wrote HTML report: %s", args.html_report)
-    except OSError as exc:
-        log.error("error: [%s] cannot write the tensor diagnostics: %s", errors.INVALID_OPTION, exc)
+    except OSError as exc:  # the file named, not the pending name it was written under
+        flag = "--html-report" if target != out else "-o"
+        log.error(
+            "error: [%s] %s: cannot write %s: %s",
+            errors.INVALID_OPTION,
+            flag,
+            target,
+            exc.strerror or exc,
+        )
         return errors.EXIT_BAD_INPUT
     if diag.get("quantized_variants"):
-        print(quant_debug.format_table(diag["quantized_variants"]))
+        _print(quant_debug.format_table(diag["quantized_variants"]))
     first = diag.get("first_divergent_node")
     log.info("first divergent node: %s", first or "none (every tensor within tolerance)")
     if first:

@@ -9,6 +9,7 @@ each spell them their own way; an option without effect is a (template, names) w
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -59,11 +60,20 @@ def value_problems(o) -> Iterable[OptionError]:
             "quantize",
         )
     if o.batch_size is not None and (
-        not isinstance(o.batch_size, (int, np.integer)) or o.batch_size < 1
+        not isinstance(o.batch_size, (int, np.integer))
+        or isinstance(o.batch_size, bool)
+        or o.batch_size < 1
     ):
         yield _bad(f"{{0}} must be a positive integer, got {o.batch_size!r}", "batch_size")
     for name, dims in (o.input_shapes or {}).items():
-        if any(not isinstance(d, (int, np.integer)) or d < 0 for d in dims):
+        if isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable):
+            yield _bad(
+                f"{{0}} {name}: expected a tuple of dims such as (1, 3, 224, 224), got {dims!r}",
+                "input_shapes",
+            )
+        elif any(
+            not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0 for d in dims
+        ):
             yield _bad(
                 f"{{0}} {name}: dims must be integers >= 0, got {tuple(dims)}", "input_shapes"
             )
@@ -121,6 +131,7 @@ def value_problems(o) -> Iterable[OptionError]:
             return
     for problem in signature_problems(o.signatures, o.merge):
         yield _bad(f"{{0}}/{{1}}: {problem}", "signatures", "merge")
+    yield from calibration_source_problems(o.calibration_data)
     if isinstance(o.calibration_data, (list, tuple)):
         for spec in o.calibration_data:
             name, sep, path = str(spec).partition("=")
@@ -133,6 +144,38 @@ def value_problems(o) -> Iterable[OptionError]:
             problem = array_file_problem(path, "npz")
             if problem:
                 yield _bad(f"{{0}} {o.calibration_data}: {problem}", "calibration_data")
+
+
+def calibration_source_problems(source) -> Iterable[OptionError]:
+    """``calibration_data`` of a form the calibration cannot read: it takes ``{NAME: array}``,
+    ``NAME=file.npy`` entries or one folder of ``.npz`` samples. A bare ``.npy`` path (no
+    input name) used to reach the folder reader and fail there as an internal error."""
+    if source is None or isinstance(source, Mapping):
+        return
+    if isinstance(source, (list, tuple)):
+        if all(isinstance(s, (str, os.PathLike)) for s in source):
+            return
+        kinds = sorted({type(s).__name__ for s in source})
+        yield _bad(
+            f"{{0}} as a list takes NAME=file.npy entries, got {', '.join(kinds)} items "
+            "(in Python, give {NAME: array})",
+            "calibration_data",
+        )
+        return
+    if not isinstance(source, (str, os.PathLike)):
+        yield _bad(
+            f"{{0}} must be {{NAME: array}}, NAME=file.npy entries or a folder of .npz "
+            f"samples, got {type(source).__name__}",
+            "calibration_data",
+        )
+        return
+    path = Path(source)
+    if path.exists() and not path.is_dir():
+        yield _bad(
+            f"{{0}} {str(source)!r} is a file: name the input it feeds (NAME={source}, one "
+            "per input) or give a folder of .npz samples keyed by input name",
+            "calibration_data",
+        )
 
 
 def decompose_problems(ops) -> Iterable[OptionError]:
@@ -345,10 +388,35 @@ def load_arrays(specs: list[str]) -> dict[str, np.ndarray]:
 
 
 def check_output_dir(output_dir) -> None:
-    """An output folder that is an existing file is an ``invalid_option`` naming it."""
-    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+    """An output folder that cannot be one is an ``invalid_option`` naming it, before any work:
+    not a path, empty, an existing file, under a file, or (the folder itself or, when it is
+    still to be created, its nearest existing parent) not writable."""
+    if output_dir is None:
+        return
+    if not isinstance(output_dir, (str, os.PathLike)):
+        raise _bad(f"{{0}} must be a folder path, got {type(output_dir).__name__}", "output_dir")
+    if not str(output_dir):
+        raise _bad("{0} is empty: give a folder ('.' for the current one)", "output_dir")
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
         raise _bad(
             f"{{0}} {str(output_dir)!r} is a file; {{0}} must be a folder (outputs are named "
             "<stem>_float32.tflite, <stem>_op_coverage_report.json ... inside it)",
             "output_dir",
         )
+    problem = folder_write_problem(path)
+    if problem:
+        raise _bad(f"{{0}} {str(output_dir)!r}: {problem}", "output_dir")
+
+
+def folder_write_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (created first if missing), or None: its
+    nearest existing ancestor must be a writable, searchable folder."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"folder {str(existing)!r} is not writable (permission denied)"
+    return None

@@ -68,8 +68,31 @@ def _tuple(*lists) -> tuple:
     return tuple(x for values in lists for x in (values or ()))
 
 
-def _optional_dict(pairs) -> dict | None:
-    return dict(pairs) if pairs else None
+def _unique_dict(name: str) -> Callable[[list | None], dict | None]:
+    """The ``from_cli`` of a repeatable NAME=VALUE flag of option ``name``: a dict (None when
+    the flag is absent). One key given twice with different values is an error: the last one
+    silently winning hid the mistake (``--input-shape x:1,3 --input-shape x:1,4``)."""
+
+    def build(pairs) -> dict | None:
+        out: dict = {}
+        for key, value in pairs or ():
+            if key in out and out[key] != value:
+                raise OptionError(
+                    f"{{0}} gives {key!r} twice ({_shown(out[key])} and {_shown(value)}): "
+                    "give each one once",
+                    (name,),
+                )
+            out[key] = value
+        return out or None
+
+    return build
+
+
+def _shown(value) -> str:
+    """A flag value as the command line wrote it (dims and lists comma-separated)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _calibration_source(entries):
@@ -119,7 +142,7 @@ class ConvertOptions:
         metavar="NAME:d0,d1,...",
         type=parse_shape_pin,
         api_hint="input_shapes={NAME: (d0, d1, ...)}",
-        from_cli=_optional_dict,
+        from_cli=_unique_dict("input_shapes"),
     )
     batch_size: int | None = _opt(
         None,
@@ -393,7 +416,7 @@ class ConvertOptions:
         metavar="NAME=v[,v...]",
         type=parse_named_values,
         api_hint="calibration_mean={NAME: [v, ...]}",
-        from_cli=_optional_dict,
+        from_cli=_unique_dict("calibration_mean"),
     )
     calibration_std: dict | None = _opt(
         None,
@@ -405,7 +428,7 @@ class ConvertOptions:
         metavar="NAME=v[,v...]",
         type=parse_named_values,
         api_hint="calibration_std={NAME: [v, ...]}",
-        from_cli=_optional_dict,
+        from_cli=_unique_dict("calibration_std"),
     )
     input_quant_dtype: str = _opt(
         "int8",
@@ -527,7 +550,7 @@ class ConvertOptions:
         metavar="NAME=VALUE",
         type=parse_named_value,
         api_hint="value_hints={NAME: VALUE}",
-        from_cli=_optional_dict,
+        from_cli=_unique_dict("value_hints"),
     )
     atol: float = _opt(
         1e-4,
@@ -588,8 +611,8 @@ class ConvertOptions:
 
     def _normalized(self) -> ConvertOptions:
         seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
-        changes = {n: tuple(getattr(self, n) or ()) for n in seqs}
-        changes["disable_rewrites"] = tuple(self.disable_rewrites or ())
+        seqs += ("disable_rewrites",)
+        changes = {n: _names(getattr(self, n)) for n in seqs}
         if not isinstance(self.int32_inputs, bool):  # names: a tuple (str: one name)
             names = self.int32_inputs
             changes["int32_inputs"] = (names,) if isinstance(names, str) else tuple(names or ())
@@ -599,6 +622,12 @@ class ConvertOptions:
         else:
             changes["quantize"] = tuple(self.quantize or ())
         return dataclasses.replace(self, **changes)
+
+
+def _names(value) -> tuple:
+    """A list-of-names option as a tuple; one string is one name (``decompose="Gelu"``), not
+    its characters."""
+    return (value,) if isinstance(value, str) else tuple(value or ())
 
 
 def _default(f: dataclasses.Field):
