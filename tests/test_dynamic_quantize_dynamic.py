@@ -90,29 +90,56 @@ def test_pinned_exact_conv_keeps_slice_taps():
     assert ops["SLICE"] >= 9 and "STRIDED_SLICE" not in ops, ops
 
 
-@pytest.mark.parametrize("peepholes", [False, True])
-def test_bidirectional_dynamic_quantize_lstm_with_dynamic_sequence(peepholes, monkeypatch):
+LSTM_CASES = {
+    # (direction, batch, peepholes, WHILE loops): a bidirectional batch-1 layer is one joint
+    # loop; otherwise one loop per direction (unrolled steps would follow seq)
+    "bidirectional_joint": ("bidirectional", 1, False, 1),
+    "bidirectional_joint_peepholes": ("bidirectional", 1, True, 1),
+    "forward_batch2": ("forward", 2, False, 1),
+    "reverse_peepholes": ("reverse", 1, True, 1),
+    "bidirectional_batch3": ("bidirectional", 3, False, 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LSTM_CASES))
+def test_dynamic_quantize_lstm_with_dynamic_sequence(case, monkeypatch):
     """One file, run at 1, 5 and 17 steps: Y, Y_h and Y_c as onnxruntime's (the same
     tolerance as the pinned lowering's tests)."""
     import test_ops_contrib
     from test_ops_contrib import _dq_lstm
 
+    direction, batch, peepholes, loops = LSTM_CASES[case]
+    dirs = 2 if direction == "bidirectional" else 1
     # weights from a generator of our own: the shared one's state is other tests' weights
     monkeypatch.setattr(test_ops_contrib, "RNG", np.random.default_rng(31))
-    model, _ = _dq_lstm(direction="bidirectional", states=True, peepholes=peepholes, seq=4)
+    model, _ = _dq_lstm(direction=direction, states=True, peepholes=peepholes, batch=batch)
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "steps"
     res = convert(model, keep_io_layout=True)
-    assert op_histogram(res.tflite_bytes)["WHILE"] == 1
+    assert op_histogram(res.tflite_bytes)["WHILE"] == loops
     rng = np.random.default_rng(9)
     for seq in (1, 5, 17):
         feeds = {
-            "x": rng.standard_normal((seq, 1, 24)).astype(F),
-            "h0": (rng.standard_normal((2, 1, 16)) * 0.5).astype(F),
-            "c0": (rng.standard_normal((2, 1, 16)) * 0.5).astype(F),
+            "x": rng.standard_normal((seq, batch, 24)).astype(F),
+            "h0": (rng.standard_normal((dirs, batch, 16)) * 0.5).astype(F),
+            "c0": (rng.standard_normal((dirs, batch, 16)) * 0.5).astype(F),
         }
-        expected = V.run_onnxruntime(model, feeds)
+        expected = _onnxruntime_thread_per_row(model, feeds, batch)
         got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
         for name, want in expected.items():
             assert np.std(want) > 1e-2, name
             assert got[name].shape == want.shape, (seq, name, got[name].shape)
             np.testing.assert_allclose(got[name], want, atol=2e-5, rtol=1e-4, err_msg=f"{seq}")
+
+
+def _onnxruntime_thread_per_row(model, feeds, rows: int) -> dict:
+    """onnxruntime with one thread per batch row: its LSTM then quantizes each row's hidden
+    state on its own, as the lowering does (``contrib_rnn.batch_parallel``), whatever the
+    machine's core count."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = rows
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, feeds), strict=True))

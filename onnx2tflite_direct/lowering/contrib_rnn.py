@@ -13,7 +13,10 @@ same per-step quantization is written out here: the DynamicQuantizeLinear arithm
 weights do not fit it). The gate arithmetic is ``recurrent_cells.lstm_step`` with a recurrent
 projection that quantizes (``_QuantizedRecurrence``). A bidirectional layer of batch 1 runs
 both directions in one set of [2, ...] ops and its steps in one WHILE loop
-(``JOINT_DIRECTIONS``, ``JOINT_LOOP``); other layers are unrolled.
+(``JOINT_DIRECTIONS``, ``JOINT_LOOP``); other layers are unrolled. With dynamic input sizes
+(``common.sizes_vary``) the other layers run one WHILE loop per direction (unrolled steps
+would follow the sequence length) and nothing is sized by the sample: the backward steps are
+put in order by REVERSE_V2, the loop count and output buffer come from SHAPE of the steps.
 
 One caveat is onnxruntime's own: when its LSTM parallelizes over the batch (more than 4 rows,
 or 2+ rows with hidden <= 256) each thread quantizes the hidden state of its own rows, so its
@@ -215,7 +218,10 @@ def lower_dynamic_quantize_lstm(ctx):
         projected = _quantized_product(ctx, x_rows, w_shift, w_scale, f"x{d}")
         both = (bias[d, : 4 * hidden] + bias[d, 4 * hidden :]).astype(np.float32)
         projected = e.op("ADD", projected, e.const(both), hint=f"x{d}_biased")
-        steps = o.unstack(e.reshape(projected, (seq, batch, 4 * hidden), f"x{d}_steps"), 0)
+        steps = e.reshape(projected, (seq, batch, 4 * hidden), f"x{d}_steps")
+        looped = sizes_vary(ctx)  # unrolled, the op count would follow seq: one WHILE loop
+        if not looped:
+            steps = o.unstack(steps, 0)
         state = []
         for i in (INITIAL_H, INITIAL_C):
             if ctx.has_input(i):
@@ -243,6 +249,12 @@ def lower_dynamic_quantize_lstm(ctx):
         )
         rec = _QuantizedRecurrence(ctx, r_shift, r_scale, f"d{d}", batch_parallel(batch, hidden))
         backward = d == 1 or _direction(ctx.node) == "reverse"
+        if looped:  # the backward direction runs over the reversed steps, reversed back
+            h, c, y = _joint_loop(ctx, rec, cfg, _reversed(e, steps) if backward else steps, state)
+            ys.append(_reversed(e, y) if backward else y)
+            last_h.append(rec.tensor(h))
+            last_c.append(rec.tensor(c))
+            continue
         order = range(seq - 1, -1, -1) if backward else range(seq)
         outs = [None] * seq
         h, c = state
@@ -415,25 +427,26 @@ def _reversed(e, x):
 
 
 def _joint_loop(ctx, rec, cfg, steps, state):
-    """The joint steps as a WHILE loop over k: loop variables (k, h, c, y buffer [seq, 2,
-    hidden], steps [seq, 2, 4 hidden], seq); returns (h, c, y buffer) after the last step.
-    When the sizes vary at run time (``common.sizes_vary``) seq and the buffer's dims are read
-    from SHAPE of the steps, not baked in."""
+    """The joint steps as a WHILE loop over k: loop variables (k, h, c, y buffer [seq, rows,
+    hidden], steps [seq, rows, 4 hidden], seq); returns (h, c, y buffer) after the last step.
+    Rows are the two directions of a joint layer, or the batch of one direction's loop (when
+    the sizes vary). When the sizes vary at run time (``common.sizes_vary``) seq and the
+    buffer's dims are read from SHAPE of the steps, not baked in."""
     e, drv = Emitter(ctx), ctx.driver
-    seq, _, _ = steps.shape
+    seq, rows, _ = steps.shape
     hidden = cfg.hidden
-    y0_dims = e.const(np.asarray((seq, 2, hidden), np.int32), np.int32, "y0_dims")
+    y0_dims = e.const(np.asarray((seq, rows, hidden), np.int32), np.int32, "y0_dims")
     count = ctx.const_tensor(np.array(seq, np.int32), "steps")
     if sizes_vary(ctx):
         dims = e.op("SHAPE", steps, shape=(3,), dtype=np.int32, hint="steps_dims", out_type="INT32")
         count = e.gather(dims, np.asarray(0, np.int32), 0, "steps")
-        first = e.gather(dims, np.zeros(1, np.int32), 0, "seq")
-        y0_dims = e.concat([first, e.const([2, hidden], np.int32, "y0_rest")], 0, "y0_dims")
+        first = e.gather(dims, np.asarray([0, 1], np.int32), 0, "seq_rows")
+        y0_dims = e.concat([first, e.const([hidden], np.int32, "y0_rest")], 0, "y0_dims")
     y0 = e.op(
         "FILL",
         y0_dims,
         e.const(0.0, hint="zero"),
-        shape=(seq, 2, hidden),
+        shape=(seq, rows, hidden),
         dtype=np.float32,
         hint="y0",
     )
@@ -457,7 +470,7 @@ def _joint_loop(ctx, rec, cfg, steps, state):
         start = e.op(
             "PACK", k, zero, zero, shape=(3,), dtype=np.int32, hint="start", values_count=3, axis=0
         )
-        row = e.reshape(h_new, (1, 2, hidden), "y_t")
+        row = e.reshape(h_new, (1, rows, hidden), "y_t")
         y_next = e.op("DYNAMIC_UPDATE_SLICE", y_buf, row, start, shape=y_buf.shape, hint="y")
         one = ctx.const_tensor(np.array(1, np.int32), "one")
         k_next = e.op("ADD", k, one, hint="next_step")
