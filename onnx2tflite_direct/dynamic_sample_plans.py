@@ -37,7 +37,7 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     declared samples are rejected, or give graphs that differ between sizes (a decision a
     small size changes, e.g. a pool over a 1x1 map). When none works: the declared samples'
     refusal, or if the model rejected them, the first refusal at accepted sizes."""
-    first, accepted = None, None
+    first, accepted, accepted_plan = None, None, None
     for plan, whole in _sample_plans(signal):
         if isinstance(first, Inexpressible) and not whole:
             continue
@@ -52,8 +52,8 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
                 if not isinstance(err, (SampleRejected, Inexpressible)):
                     raise  # the declared samples were accepted: this is the answer
                 first = err
-            elif isinstance(err, (Inexpressible, UnsupportedError)):
-                accepted = accepted or err  # samples accepted, graphs not comparable
+            elif isinstance(err, (Inexpressible, UnsupportedError)) and accepted is None:
+                accepted, accepted_plan = err, plan  # samples accepted, graphs not comparable
             # else a failure only at retried sizes: the declared samples' answer stands
             continue
         if plan is not signal:
@@ -75,7 +75,25 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             f"{first.error.message} (at every sample size tried for the dynamic dims "
             f"{describe(signal.symbols)}); {PIN_HINT}"
         )
-    raise accepted or first.error
+    if accepted is None:
+        raise first.error
+    raise _at_retried_sizes(accepted, accepted_plan, first)
+
+
+def _at_retried_sizes(err: Exception, plan: DynamicShapeModel, first: SampleRejected):
+    """The refusal at sizes the converter chose (the declared samples were rejected), saying
+    which: "cannot be computed at these input shapes" must not read as the user's shapes."""
+    sizes = ", ".join(f"{s.name}={s.samples[0]}" for s in plan.symbols)
+    why = _short(str(getattr(first.error, "message", first.error)))
+    where = f"at the retried sample sizes {sizes}; the declared ones were rejected: {why}"
+    if isinstance(err, errors.ConversionError):
+        return err.reworded(f"{_short(err.message)} ({where}); {PIN_HINT}")
+    return Inexpressible(f"{_short(str(err))} ({where})")
+
+
+def _short(message: str, limit: int = 400) -> str:
+    """A message cut after ``limit`` characters (ONNX's inference errors cascade for pages)."""
+    return message if len(message) <= limit else message[:limit].rstrip() + " ..."
 
 
 def _sample_plans(signal: DynamicShapeModel):

@@ -26,7 +26,9 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
 * torch's export of ``h.squeeze(-1)`` (silero VAD's decoder): If(h.shape[-1] == 1, Squeeze,
   Identity) with branches of different ranks. The Shape reads a dynamic batch, so it stays
   at run time, but the dim it picks is 1 at every sample: the Gather folds (the per-dim form
-  of the Shape rule), the If takes its Squeeze branch at conversion time.
+  of the Shape rule), the If takes its Squeeze branch at conversion time;
+* a refusal at sizes the converter chose (the declared samples rejected) says which sizes
+  and why the declared ones were rejected, with the pin flags.
 """
 
 from __future__ import annotations
@@ -363,3 +365,34 @@ def squeeze_if_last_is_one():
 def test_squeeze_guard_on_a_static_dim_of_a_dynamic_tensor_is_resolved():
     res = _check_at_sizes(squeeze_if_last_is_one(), [(1, 8), (2, 8), (7, 8)])
     assert _signature(res, "y") == [-1, 5]
+
+
+def warmup_then_quarters():
+    """x[:, 100:] viewed as [batch, (length - 100) / 4, 4]: nothing is left at the declared
+    samples, and at the retried ones the middle entry is no multiple of the dynamic dims."""
+    inits = {
+        "starts": np.array([100], np.int64),
+        "ends": np.array([np.iinfo(np.int64).max], np.int64),
+        "axes": np.array([1], np.int64),
+        "view": np.array([0, -1, 4], np.int64),
+    }
+    nodes = [
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["tail"]),
+        helper.make_node("Reshape", ["tail", "view"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["batch", "length"])],
+        [("y", TensorProto.FLOAT, ["batch", None, 4])],
+        inits,
+    )
+
+
+def test_refusal_at_retried_sizes_names_them_and_the_first_rejection():
+    from harness import expect_refusal
+
+    err = expect_refusal(warmup_then_quarters(), "dynamic_shape_unsupported")
+    assert "at the retried sample sizes" in err.message
+    assert "length=512" in err.message
+    assert "Slice" in err.message  # why the declared samples were rejected
+    assert "input_shapes=" in err.message
