@@ -281,3 +281,26 @@ def test_precision_bfloat16_refused():
         opset=23,
     )
     expect_refusal(model, "unsupported_attribute_value")
+
+
+@pytest.mark.parametrize("opset", [21, 25])
+def test_quantize_float16_constant_x(opset):
+    """A constant float16 x (quantize_static quantizes constants too) through Q, DQ and an
+    Add: the division type still decides (opset 25: float16), checked exactly."""
+    c = _division_witnesses(np.asarray(0.37, np.float16), 32, 40.0).reshape(4, 8)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+        helper.make_node("Add", ["d", "x"], ["y"]),
+    ]
+    inits = {"c": c, "s": np.asarray(0.37, np.float16), "z": np.asarray(3, np.int8)}
+    model = make_model(
+        nodes, [("x", np.float16, (4, 8))], [("y", np.float16, (4, 8))], inits, opset
+    )
+    chk = check_conversion(model, feeds={"x": np.zeros((4, 8), np.float16)}, atol=0, rtol=0)
+    s, z = np.asarray(0.37, np.float16), np.asarray(3, np.int8)
+    q = _expected_q(c, s, z, opset >= 23, -128, 127)
+    want = ((q - 3).astype(np.float32) * np.float32(s)).astype(np.float16)
+    np.testing.assert_array_equal(chk.expected["y"], want)
+    other = _expected_q(c, s, z, opset < 23, -128, 127)
+    assert (q != other).all()
