@@ -137,6 +137,105 @@ def test_strided_2d_window_with_symmetric_pads_follows_height_and_width(op):
     _check_at_sizes(model, [(1, 3, 32, 32), (2, 3, 33, 48), (1, 3, 65, 31), (1, 3, 40, 17)])
 
 
+def qlinear_strided_conv():
+    """QLinearConv k=3, s=2, pads 1 on a dynamic uint8 image after a VALID k=3, s=2 stem
+    (odd sizes at both samples: 31 and 47): the integer conv's padding choice follows the
+    same any-size rule."""
+    inits = {
+        "xs": np.array(0.05, np.float32),
+        "xz": np.array(128, np.uint8),
+        "w0": RNG.integers(-60, 60, (4, 3, 3, 3)).astype(np.int8),
+        "w1": RNG.integers(-60, 60, (4, 4, 3, 3)).astype(np.int8),
+        "ws": np.array(0.01, np.float32),
+        "wz": np.array(0, np.int8),
+        "ss": np.array(0.06, np.float32),
+        "sz": np.array(110, np.uint8),
+        "ys": np.array(0.08, np.float32),
+        "yz": np.array(120, np.uint8),
+        "b0": RNG.integers(-500, 500, 4).astype(np.int32),
+        "b1": RNG.integers(-500, 500, 4).astype(np.int32),
+    }
+    window = dict(strides=[2, 2], kernel_shape=[3, 3])
+    nodes = [
+        helper.make_node(
+            "QLinearConv", ["x", "xs", "xz", "w0", "ws", "wz", "ss", "sz", "b0"], ["s"], **window
+        ),
+        helper.make_node(
+            "QLinearConv",
+            ["s", "ss", "sz", "w1", "ws", "wz", "ys", "yz", "b1"],
+            ["y"],
+            pads=[1, 1, 1, 1],
+            **window,
+        ),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.UINT8, ["n", 3, "h", "w"])],
+        [("y", TensorProto.UINT8, ["n", 4, None, None])],
+        inits,
+    )
+
+
+def test_qlinear_strided_conv_padding_follows_height_and_width():
+    model = qlinear_strided_conv()
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for shape in [(1, 3, 34, 35), (2, 3, 64, 40), (1, 3, 39, 70)]:  # even stem outputs
+        feeds = {"x": RNG.integers(0, 256, shape).astype(np.uint8)}
+        want = sess.run(None, feeds)[0]
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["y"]
+        assert got.shape == want.shape, shape
+        assert np.std(want.astype(np.float32)) > 1
+        # one quantum: onnxruntime's requantization rounds its own way
+        diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+        assert diff.max() <= 1, shape
+
+
+def qdq_strided_conv():
+    """A float VALID k=3, s=2 stem, then a Q/DQ-lattice Conv k=3, s=2, pads 1 with int8
+    weights (lowered as an integer conv, lowering/conv_lattice.py)."""
+    inits = {
+        "w0": (RNG.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32),
+        "s": np.array(0.05, np.float32),
+        "z": np.array(128, np.uint8),
+        "wq": RNG.integers(-100, 100, (4, 4, 3, 3)).astype(np.int8),
+        "ws": np.array(0.004, np.float32),
+        "wz": np.array(0, np.int8),
+        "ys": np.array(0.03, np.float32),
+        "yz": np.array(128, np.uint8),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["stem"], strides=[2, 2]),
+        helper.make_node("QuantizeLinear", ["stem", "s", "z"], ["stem_q"]),
+        helper.make_node("DequantizeLinear", ["stem_q", "s", "z"], ["stem_dq"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w1"]),
+        helper.make_node("Conv", ["stem_dq", "w1"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["c_q"]),
+        helper.make_node("DequantizeLinear", ["c_q", "ys", "yz"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [("y", TensorProto.FLOAT, ["n", 4, None, None])],
+        inits,
+    )
+
+
+def test_qdq_strided_conv_padding_follows_height_and_width():
+    model = qdq_strided_conv()
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for shape in [(1, 3, 34, 35), (2, 3, 64, 40), (1, 3, 39, 70)]:  # even stem outputs
+        feeds = {"x": RNG.standard_normal(shape).astype(np.float32)}
+        want = sess.run(None, feeds)[0]
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["y"]
+        assert got.shape == want.shape, shape
+        assert np.std(want) > 0.1
+        # two output quanta: the output rounds its own way, and a stem value on a rounding
+        # tie (float sums differ by an ulp between kernels) moves the sum by < one more
+        assert np.abs(got - want).max() <= 0.06 + 1e-6, shape
+
+
 def atrous_after_stride():
     """A strided stem (width / 16) then a conv of dilation 8: at the sample sizes (64, 96 ->
     4, 6 columns) its outer taps read only padding; at 160+ columns they read the input."""

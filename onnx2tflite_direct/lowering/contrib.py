@@ -24,7 +24,7 @@ from .. import contrib_schemas, errors
 from .. import layout as L
 from ..policies import broadcasting, channel_last, onnx_order, same_as_input
 from ..registry import FLOAT, lowering
-from .common import conv2d_options, padding_mode, spatial_pads
+from .common import any_size_padding, conv2d_options, padding_mode, spatial_pads
 from .conv import _conv_check, lower_conv
 from .emit import Emitter
 from .math import _erf
@@ -350,7 +350,7 @@ def lower_nhwc_conv(ctx):
     w_layout = L.Layout((1, 2, 3, 0)) if depthwise else L.channel_last(4)
     filt = ctx.input(1, w_layout)
     x = ctx.input(0)
-    mode = padding_mode(pads, spatial, kernel, strides, dilations)
+    mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
         x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
