@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
 import re
@@ -133,7 +134,24 @@ class _Parser(argparse.ArgumentParser):
     """An argument error is the short usage line and the error: not the whole usage block."""
 
     def error(self, message: str):
+        message += self._did_you_mean(message)
         self.exit(errors.EXIT_BAD_INPUT, f"usage: {USAGE}\n{self.prog}: error: {message}\n")
+
+    def _did_you_mean(self, message: str) -> str:
+        """An unknown flag close to a real one (``--input-shapes``, ``--input_shape``): name
+        the real one, which argparse 3.11 does not."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        longs = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for token in message.split(":", 1)[1].split():
+            if not token.startswith("--"):
+                continue
+            typed = token.split("=", 1)[0].replace("_", "-")
+            close = difflib.get_close_matches(typed, longs, n=1, cutoff=0.8)
+            if close and close[0] not in hints:
+                hints.append(close[0])
+        return f" (did you mean {' / '.join(hints)}?)" if hints else ""
 
 
 def default_text(name: str) -> str | None:

@@ -250,3 +250,26 @@ def test_api_one_name_as_a_string_is_one_name(tmp_path):
     row = next(r for r in kept.report["io"] if r["name"] == "image")
     assert row["tflite_shape"] == [1, 3, 32, 32]
     assert convert(str(EXAMPLE), decompose="HardSwish").tflite_bytes is not None
+
+
+@pytest.mark.parametrize(
+    "typed,meant",
+    [
+        ("--input-shapes", "--input-shape"),
+        ("--input_shape", "--input-shape"),
+        ("--qunatize", "--quantize"),
+        ("--keep-io-layouts", "--keep-io-layout"),
+    ],
+)
+def test_a_mistyped_flag_names_the_real_one(capsys, typed, meant):
+    """`--input-shapes image:1,3,32,32` said only "unrecognized arguments"."""
+    code = cli.main([str(EXAMPLE), typed, "x"])
+    err = capsys.readouterr().err
+    assert code == errors.EXIT_BAD_INPUT
+    assert f"(did you mean {meant}?)" in err and "Traceback" not in err
+
+
+def test_an_unknown_flag_far_from_any_gets_no_guess(capsys):
+    assert cli.main([str(EXAMPLE), "--frobnicate"]) == errors.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --frobnicate" in err and "did you mean" not in err
