@@ -112,17 +112,37 @@ def _dynamic_quantize(ctx, x, per_row: bool = False):
     return shifted, scale
 
 
-def dynamic_quantize_parts(ctx, x, per_row: bool = False):
-    """(q - zp, zp, scale) of DynamicQuantizeLinear as float32 tensors (exact integers; zp in
-    [0, 255]); see :func:`_dynamic_quantize`. ``q - zp`` is ``clamp(round(x / scale), -zp,
-    255 - zp)``, the same integers as ``clamp(round(x / scale) + zp, 0, 255) - zp``."""
+def _range_ends(ctx, x, per_row: bool, shared=None):
+    """(hi, lo) = (max(0, max x), min(0, min x)) over the whole tensor or (``per_row``) each
+    row of a 2-D tensor ([rows, 1]). ``shared`` (per_row only): a float32 [1] tensor, 1.0
+    where the rows are to share one range after all, else 0.0, known at run time only (a
+    quantized LSTM's state with a dynamic batch: ``contrib_rnn.state_grouping``). The shared
+    range is the rows' extremes widened to all rows': ``max(hi_row, shared * max(hi_row))``
+    (hi >= 0, lo <= 0, so ``0 * extreme`` never binds), the same floats as a per-tensor
+    reduction."""
     e = Emitter(ctx)
     axes = [1] if per_row else list(range(len(x.shape)))
     zero = e.const(0.0, hint="zero")
-    hi = e.reduce("REDUCE_MAX", x, axes, per_row, "max")
-    lo = e.reduce("REDUCE_MIN", x, axes, per_row, "min")
-    hi = e.op("MAXIMUM", hi, zero, hint="hi")
-    lo = e.op("MINIMUM", lo, zero, hint="lo")
+    hi = e.op("MAXIMUM", e.reduce("REDUCE_MAX", x, axes, per_row, "max"), zero, hint="hi")
+    lo = e.op("MINIMUM", e.reduce("REDUCE_MIN", x, axes, per_row, "min"), zero, hint="lo")
+    if shared is not None:
+        if not per_row:
+            raise errors.InternalError(errors.INTERNAL_ERROR, "shared rows without per_row")
+        hi_all = e.op("MUL", e.reduce("REDUCE_MAX", hi, [0], True, "max_all"), shared)
+        lo_all = e.op("MUL", e.reduce("REDUCE_MIN", lo, [0], True, "min_all"), shared)
+        hi = e.op("MAXIMUM", hi, hi_all, hint="hi_shared")
+        lo = e.op("MINIMUM", lo, lo_all, hint="lo_shared")
+    return hi, lo
+
+
+def dynamic_quantize_parts(ctx, x, per_row: bool = False, shared=None):
+    """(q - zp, zp, scale) of DynamicQuantizeLinear as float32 tensors (exact integers; zp in
+    [0, 255]); see :func:`_dynamic_quantize`. ``q - zp`` is ``clamp(round(x / scale), -zp,
+    255 - zp)``, the same integers as ``clamp(round(x / scale) + zp, 0, 255) - zp``.
+    ``shared``: see :func:`_range_ends`."""
+    e = Emitter(ctx)
+    zero = e.const(0.0, hint="zero")
+    hi, lo = _range_ends(ctx, x, per_row, shared)
     spread = nonzero_range(ctx, e.op("SUB", hi, lo, hint="range"))
     scale = e.op("DIV", spread, e.const(255.0, hint="q_span"), hint="a_scale")
     initial = e.op("SUB", zero, e.op("DIV", lo, scale, hint="min_scaled"), hint="zp0")
@@ -197,7 +217,7 @@ def lower_dynamic_quantize_matmul(ctx):
 MIN_PRODUCT_RANGE = float(255 * np.finfo(np.float32).tiny)
 
 
-def product_quantize(ctx, x, per_row: bool = False):
+def product_quantize(ctx, x, per_row: bool = False, shared=None):
     """(q - zp, -zp, scale) of DynamicQuantizeLinear for a value that only feeds a quantized
     product (the scale only multiplies the product's accumulator): :func:`dynamic_quantize_parts`
     in 14 ops instead of 21, the same numbers.
@@ -211,13 +231,12 @@ def product_quantize(ctx, x, per_row: bool = False):
       values 0); any positive scale quantizes zeros to the same codes (0) and zero point (0),
       and the accumulator is then 0 whatever it is multiplied by. A nonzero range below 3e-36
       (float32's subnormal territory) would get scale FLT_MIN instead of range / 255: a
-      difference far below the product's own rounding."""
+      difference far below the product's own rounding.
+
+    ``shared``: see :func:`_range_ends`."""
     e = Emitter(ctx)
-    axes = [1] if per_row else list(range(len(x.shape)))
-    zero = e.const(0.0, hint="zero")
     span = e.const(255.0, hint="q_span")
-    hi = e.op("MAXIMUM", e.reduce("REDUCE_MAX", x, axes, per_row, "max"), zero, hint="hi")
-    lo = e.op("MINIMUM", e.reduce("REDUCE_MIN", x, axes, per_row, "min"), zero, hint="lo")
+    hi, lo = _range_ends(ctx, x, per_row, shared)
     spread = e.op("SUB", hi, lo, hint="range")
     spread = e.op("MAXIMUM", spread, e.const(MIN_PRODUCT_RANGE, hint="min_range"), hint="range_nz")
     scale = e.op("DIV", spread, span, hint="a_scale")

@@ -22,7 +22,10 @@ One caveat is onnxruntime's own: when its LSTM parallelizes over the batch (more
 or 2+ rows with hidden <= 256) each thread quantizes the hidden state of its own rows, so its
 result depends on its thread count. The lowering quantizes each row separately there (what
 onnxruntime computes with at least one thread per row, e.g. its default on a machine with as
-many cores as rows), and the whole batch at once otherwise (batch 1 always agrees).
+many cores as rows), and the whole batch at once otherwise (batch 1 always agrees). With a
+dynamic batch at hidden > 256 that choice is made at run time from the state's batch
+(``state_grouping``): a file converted at a sample batch would otherwise compute the sample's
+choice at every batch, silently unlike onnxruntime on the other side of its threshold.
 
 Refused: sequence_lens (per-sequence lengths), rank != 3.
 """
@@ -104,27 +107,28 @@ def _per_direction(value, d: int):
 
 
 def _quantized_product(
-    ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=False, weights=None
+    ctx, a, w_shift: np.ndarray, w_scale, hint: str, per_row=False, weights=None, shared=None
 ):
     """float(DynamicQuantizeLinear(a) x (w - w_zp)) * (a_scale * w_scale) for a [rows, K] and
     constant [K, N] shifted weights: onnxruntime's quantized GEMM, with an exact accumulator
     (``per_row``: one quantization scale per row of a; ``weights``: the int8 weight tensor of
-    ``w_shift``, shared by the steps of a recurrence)."""
+    ``w_shift``, shared by the steps of a recurrence; ``shared``: the run-time switch of the
+    rows to one scale, ``contrib_quant._range_ends``)."""
     e = Emitter(ctx)
     if INT8_PRODUCTS and int8_codes(w_shift) is not None:
-        a_shift, neg_zp, a_scale = product_quantize(ctx, a, per_row)
+        a_shift, neg_zp, a_scale = product_quantize(ctx, a, per_row, shared)
         acc = exact_dense(ctx, a_shift, neg_zp, w_shift, 0, hint, negated=True, weights=weights)
     else:
-        acc, a_scale = _digit_product(ctx, a, w_shift, hint, per_row)
+        acc, a_scale = _digit_product(ctx, a, w_shift, hint, per_row, shared)
     scale = e.op("MUL", a_scale, e.const(np.asarray(w_scale, np.float32)), hint=f"{hint}_scale")
     return e.op("MUL", acc, scale, hint=f"{hint}_product")
 
 
-def _digit_product(ctx, a, w_shift: np.ndarray, hint: str, per_row: bool):
+def _digit_product(ctx, a, w_shift: np.ndarray, hint: str, per_row: bool, shared=None):
     """(exact accumulator, a_scale) by float32 FULLY_CONNECTEDs of the shifted integers, split
     into digits where a float32 sum could round."""
     e = Emitter(ctx)
-    a_shift, _, a_scale = dynamic_quantize_parts(ctx, a, per_row)
+    a_shift, _, a_scale = dynamic_quantize_parts(ctx, a, per_row, shared)
     k, n = w_shift.shape
     weights = ctx.const_tensor(np.ascontiguousarray(w_shift.T, np.float32), f"{hint}_w")
     b_max = int(np.max(np.abs(w_shift), initial=0))
@@ -142,10 +146,10 @@ def _digit_product(ctx, a, w_shift: np.ndarray, hint: str, per_row: bool):
 class _QuantizedRecurrence(Ops):
     """``Ops`` whose recurrent projection (``linear``) quantizes the hidden state per step."""
 
-    def __init__(self, ctx, r_shift: np.ndarray, r_scale, hint: str, per_row: bool):
+    def __init__(self, ctx, r_shift: np.ndarray, r_scale, hint: str, per_row):
         super().__init__(ctx)
         self._r_shift, self._r_scale, self._hint = r_shift, r_scale, hint
-        self._per_row = per_row
+        self._per_row = per_row  # True, False or RUNTIME_GROUPING (see state_grouping)
         self._step = 0
         codes = int8_codes(r_shift) if INT8_PRODUCTS else None
         self._weights = None if codes is None else int8_weights(ctx, codes, hint)
@@ -154,8 +158,11 @@ class _QuantizedRecurrence(Ops):
         self._step += 1
         hint = f"{self._hint}_h{self._step}"
         x = self.tensor(x)
+        per_row, shared = self._per_row, None
+        if per_row is RUNTIME_GROUPING:
+            per_row, shared = True, _rows_share_scale(self.ctx, x, hint)
         return _quantized_product(
-            self.ctx, x, self._r_shift, self._r_scale, hint, self._per_row, self._weights
+            self.ctx, x, self._r_shift, self._r_scale, hint, per_row, self._weights, shared
         )
 
 
@@ -163,6 +170,36 @@ def batch_parallel(batch: int, hidden: int) -> bool:
     """onnxruntime's LSTM splits the batch across threads (``batch_parallel_``) for more than 4
     rows, or 2+ rows of a hidden size <= 256; each thread then quantizes its own rows."""
     return batch > 4 or (batch >= 2 and hidden <= 256)
+
+
+# state_grouping's answer when the choice follows the run-time batch
+RUNTIME_GROUPING = "runtime"
+# the most rows onnxruntime keeps together at a hidden size > 256 (batch_parallel)
+SERIAL_ROWS = 4
+
+
+def state_grouping(ctx, batch: int, hidden: int):
+    """How the hidden state is quantized: per row (True), the whole batch at once (False), or
+    RUNTIME_GROUPING. With dynamic input sizes (``common.sizes_vary``) the batch seen here is a
+    sample: at hidden <= 256 per row holds at every batch (batch 1 quantizes the same either
+    way), but at hidden > 256 onnxruntime shares one scale over 2-4 rows and goes per row from
+    5, so the choice is made at run time from the state's batch (``_rows_share_scale``); the
+    sample's choice would be a silent mismatch on the other side of the threshold."""
+    if sizes_vary(ctx) and hidden > 256:
+        return RUNTIME_GROUPING
+    return batch_parallel(batch, hidden)
+
+
+def _rows_share_scale(ctx, x, hint: str):
+    """[1] float32: 1.0 when the run-time batch of the [batch, hidden] state ``x`` is at most
+    SERIAL_ROWS (onnxruntime quantizes those rows together; for one row both forms agree),
+    else 0.0: ``clamp(SERIAL_ROWS + 1 - rows, 0, 1)`` from the state's SHAPE."""
+    e = Emitter(ctx)
+    dims = e.op("SHAPE", x, shape=(2,), dtype=np.int32, hint=f"{hint}_dims", out_type="INT32")
+    rows = e.cast(e.gather(dims, np.zeros(1, np.int32), 0, f"{hint}_rows"), np.float32)
+    room = e.op("SUB", e.const(np.asarray([SERIAL_ROWS + 1.0], np.float32)), rows)
+    room = e.op("MAXIMUM", room, e.const(0.0, hint="zero"), hint=f"{hint}_room")
+    return e.op("MINIMUM", room, e.const(1.0, hint="one_f"), hint=f"{hint}_shared")
 
 
 @lowering(
@@ -247,7 +284,8 @@ def lower_dynamic_quantize_lstm(ctx):
             peepholes=peepholes,
             input_forget=bool(ctx.attr("input_forget", 0)),
         )
-        rec = _QuantizedRecurrence(ctx, r_shift, r_scale, f"d{d}", batch_parallel(batch, hidden))
+        grouping = state_grouping(ctx, batch, hidden)
+        rec = _QuantizedRecurrence(ctx, r_shift, r_scale, f"d{d}", grouping)
         backward = d == 1 or _direction(ctx.node) == "reverse"
         if looped:  # the backward direction runs over the reversed steps, reversed back
             h, c, y = _joint_loop(ctx, rec, cfg, _reversed(e, steps) if backward else steps, state)
