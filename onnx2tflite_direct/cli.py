@@ -24,7 +24,7 @@ from .atomic import write_atomic
 from .errors import ConversionError, OptionError
 from .html_report import render_html
 from .inspect_tflite import main as inspect_main
-from .option_checks import folder_write_problem
+from .option_checks import UNREACHABLE, UNREACHABLE_TEXT, folder_write_problem, path_kind
 from .option_meta import GROUPS, Flag, Meta, describe
 from .options import (
     FIELDS,
@@ -349,25 +349,32 @@ def _cli_checks(args: argparse.Namespace) -> None:
         )
     if args.html_report:
         folder = Path(args.html_report).parent
-        if not folder.is_dir():
+        problem = folder_write_problem(folder)
+        if path_kind(folder) == "missing":
             raise OptionError(
                 f"{{0}} {args.html_report}: folder {str(folder)!r} does not exist",
                 ("html_report",),
             )
-        if Path(args.html_report).is_dir():
+        if problem:  # found now, not after the conversion wrote its files
+            raise OptionError(f"{{0}} {args.html_report}: {problem}", ("html_report",))
+        if path_kind(args.html_report) == "dir":
             raise OptionError(
                 f"{{0}} {args.html_report} is a folder; give the path of the .html file to write",
                 ("html_report",),
             )
-        problem = folder_write_problem(folder)
-        if problem:  # found now, not after the conversion wrote its files
-            raise OptionError(f"{{0}} {args.html_report}: {problem}", ("html_report",))
     check_output_dir(args.output_dir)
 
 
 def _merge_checks(args: argparse.Namespace, opts: ConvertOptions) -> None:
     """A ``--merge`` name equal to the main model's own signature name (its file stem when
-    ``--signature`` names none) would give the file two signatures of one name."""
+    ``--signature`` names none) would give the file two signatures of one name. Also: a model
+    path under a folder the user cannot enter (the loader's PermissionError was exit 1)."""
+    for label, path in [("model", args.model), *(opts.merge or {}).items()]:
+        if isinstance(path, str) and path_kind(path) == UNREACHABLE:
+            where = "" if label == "model" else f"signature {label!r}: "
+            raise errors.BadInputError(
+                errors.INVALID_MODEL, f"{where}model file {path!r} {UNREACHABLE_TEXT}"
+            )
     main_name = opts.stem or Path(args.model).stem
     if opts.merge and not opts.signatures and main_name in opts.merge:
         raise OptionError(
@@ -402,7 +409,7 @@ def _pending_files(args: argparse.Namespace) -> set[Path]:
     folders = [Path(args.output_dir)]
     if args.html_report:
         folders.append(Path(args.html_report).parent)
-    return {p for folder in folders if folder.is_dir() for p in folder.glob(".*.pending")}
+    return {p for f in folders if path_kind(f) == "dir" for p in f.glob(".*.pending")}
 
 
 def _interrupted(args: argparse.Namespace, before: set[Path]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def value_problems(o) -> Iterable[OptionError]:
                 problem = array_file_problem(path, "npy")
                 if problem:
                     yield _bad(f"{{0}} {spec}: {problem}", "calibration_data")
-    elif isinstance(o.calibration_data, (str, Path)) and Path(o.calibration_data).is_dir():
+    elif isinstance(o.calibration_data, (str, Path)) and path_kind(o.calibration_data) == "dir":
         for path in sorted(Path(o.calibration_data).glob("*.npz")):
             problem = array_file_problem(path, "npz")
             if problem:
@@ -169,8 +170,10 @@ def calibration_source_problems(source) -> Iterable[OptionError]:
             "calibration_data",
         )
         return
-    path = Path(source)
-    if path.exists() and not path.is_dir():
+    kind = path_kind(source)
+    if kind == UNREACHABLE:
+        yield _bad(f"{{0}} {str(source)!r}: {UNREACHABLE_TEXT}", "calibration_data")
+    elif kind == "file":
         yield _bad(
             f"{{0}} {str(source)!r} is a file: name the input it feeds (NAME={source}, one "
             "per input) or give a folder of .npz samples keyed by input name",
@@ -353,15 +356,34 @@ def dead_options(
 # --------------------------------------------------------------------------------------------
 
 _MAGIC = {"npy": b"\x93NUMPY", "npz": b"PK"}
+UNREACHABLE = "unreachable"
+UNREACHABLE_TEXT = "cannot be reached: a folder on its path is not accessible (permission denied)"
+
+
+def path_kind(path) -> str:
+    """``"dir"``, ``"file"``, ``"missing"`` or ``UNREACHABLE``, without raising. Why:
+    ``Path.exists()`` raises PermissionError for a path under a folder the user cannot enter,
+    which became a traceback (exit 1) for -o, --html-report, --calibration-data, --test-data.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except PermissionError:
+        return UNREACHABLE
+    except (OSError, ValueError):  # missing, under a file, a name the OS rejects
+        return "missing"
+    return "dir" if stat.S_ISDIR(mode) else "file"
 
 
 def array_file_problem(path: str | Path, kind: str = "npy") -> str | None:
     """Why ``path`` cannot be read as a numpy ``kind`` file, or None. Checked before numpy
     reads it: numpy's own message for a foreign file is about pickles, which misleads."""
     path = Path(path)
-    if not path.exists():
+    found = path_kind(path)
+    if found == UNREACHABLE:
+        return f"{str(path)!r} {UNREACHABLE_TEXT}"
+    if found == "missing":
         return f"no such file {str(path)!r}"
-    if path.is_dir():
+    if found == "dir":
         return f"{str(path)!r} is a folder, not a .{kind} file"
     try:
         with open(path, "rb") as fh:
@@ -398,7 +420,7 @@ def check_output_dir(output_dir) -> None:
     if not str(output_dir):
         raise _bad("{0} is empty: give a folder ('.' for the current one)", "output_dir")
     path = Path(output_dir)
-    if path.exists() and not path.is_dir():
+    if path_kind(path) == "file":
         raise _bad(
             f"{{0}} {str(output_dir)!r} is a file; {{0}} must be a folder (outputs are named "
             "<stem>_float32.tflite, <stem>_op_coverage_report.json ... inside it)",
@@ -413,9 +435,11 @@ def folder_write_problem(folder: Path) -> str | None:
     """Why files cannot be created in ``folder`` (created first if missing), or None: its
     nearest existing ancestor must be a writable, searchable folder."""
     existing = Path(os.path.abspath(folder))
-    while not existing.exists():
+    while (kind := path_kind(existing)) == "missing" and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir():
+    if kind == UNREACHABLE:
+        return f"{str(existing)!r} {UNREACHABLE_TEXT}"
+    if kind != "dir":
         return f"{str(existing)!r} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"folder {str(existing)!r} is not writable (permission denied)"

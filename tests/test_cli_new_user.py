@@ -273,3 +273,61 @@ def test_an_unknown_flag_far_from_any_gets_no_guess(capsys):
     assert cli.main([str(EXAMPLE), "--frobnicate"]) == errors.EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "unrecognized arguments: --frobnicate" in err and "did you mean" not in err
+
+
+def _unenterable(monkeypatch, folder: Path) -> None:
+    """Paths under ``folder`` fail to stat with EACCES, as under a folder without search
+    permission (which root, who runs CI here, never meets)."""
+    real = os.stat
+
+    def stat(path, *args, **kwargs):
+        if Path(os.fspath(path)).is_relative_to(folder) and Path(os.fspath(path)) != folder:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["-o", "{locked}/inner/out"], "-o"),
+        (["-o", "{out}", "--html-report", "{locked}/inner/x.html"], "--html-report"),
+        (["-o", "{out}", "--quantize", "int8", "--calibration-data", "{locked}/inner"], "--cal"),
+        (
+            ["-o", "{out}", "--quantize", "int8", "--calibration-data", "image={locked}/c.npy"],
+            "--c",
+        ),
+        (["-o", "{out}", "--validate", "--test-data", "image={locked}/c.npy"], "--test-data"),
+        (["-o", "{out}", "--merge", "d={locked}/d.onnx"], "signature 'd'"),
+    ],
+    ids=[
+        "output-dir",
+        "html-report",
+        "calibration-folder",
+        "calibration-file",
+        "test-data",
+        "merge",
+    ],
+)
+def test_a_path_under_a_folder_that_cannot_be_entered(tmp_path, capsys, monkeypatch, args, named):
+    """Path.exists() raises PermissionError there: a traceback (exit 1) for -o,
+    --html-report, --calibration-data and --test-data, an internal error for --merge."""
+    locked, out = tmp_path / "locked", tmp_path / "out"
+    locked.mkdir()
+    _unenterable(monkeypatch, locked)
+    filled = [a.format(locked=locked, out=out) for a in args]
+    code, _, err = _main(capsys, EXAMPLE, *filled)
+    assert code == errors.EXIT_BAD_INPUT
+    line = _error_line(err)
+    assert named in line and "permission denied" in line
+    assert not out.exists()
+
+
+def test_a_model_under_a_folder_that_cannot_be_entered(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _unenterable(monkeypatch, locked)
+    code, _, err = _main(capsys, locked / "m.onnx", "-o", tmp_path / "out")
+    assert code == errors.EXIT_BAD_INPUT
+    assert "[invalid_model]" in _error_line(err) and "permission denied" in err
