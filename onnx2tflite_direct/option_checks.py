@@ -29,6 +29,10 @@ QUANTIZE_CHOICES = quant_variants.CHOICES
 IO_DTYPES = quant_variants.IO_DTYPES
 QUANT_TYPES = quant_variants.QUANT_TYPES
 
+# The largest dim a TFLite tensor can declare (its shapes are int32); a larger pin reached
+# the ONNX protobuf's int64 field and failed there as an internal error.
+MAX_DIM = 2**31 - 1
+
 # Every rule id ``disable_rewrites`` accepts (constant folding is not optional).
 REWRITE_RULES = tuple(
     name for name, _ in (*frontend.RULES, *onnx_rewrites.RULES, *tfl_rewrites.RULES)
@@ -66,6 +70,8 @@ def value_problems(o) -> Iterable[OptionError]:
         or o.batch_size < 1
     ):
         yield _bad(f"{{0}} must be a positive integer, got {o.batch_size!r}", "batch_size")
+    elif o.batch_size is not None and o.batch_size > MAX_DIM:
+        yield _bad(f"{{0}} {o.batch_size} is above {MAX_DIM} (TFLite dims are int32)", "batch_size")
     for name, dims in (o.input_shapes or {}).items():
         if isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable):
             yield _bad(
@@ -77,6 +83,12 @@ def value_problems(o) -> Iterable[OptionError]:
         ):
             yield _bad(
                 f"{{0}} {name}: dims must be integers >= 0, got {tuple(dims)}", "input_shapes"
+            )
+        elif any(d > MAX_DIM for d in dims):
+            yield _bad(
+                f"{{0}} {name}: a dim above {MAX_DIM} (TFLite dims are int32), got "
+                f"{tuple(int(d) for d in dims)}",
+                "input_shapes",
             )
     if not (isinstance(o.atol, (int, float)) and math.isfinite(o.atol) and o.atol >= 0):
         yield _bad(f"{{0}} must be a finite number >= 0, got {o.atol!r}", "atol")
@@ -132,6 +144,13 @@ def value_problems(o) -> Iterable[OptionError]:
             return
     for problem in signature_problems(o.signatures, o.merge):
         yield _bad(f"{{0}}/{{1}}: {problem}", "signatures", "merge")
+    for key, inputs in (o.signatures or {}).items():
+        for name, dims in inputs.items() if isinstance(inputs, Mapping) else ():
+            if any(isinstance(d, (int, np.integer)) and d > MAX_DIM for d in dims or ()):
+                yield _bad(
+                    f"{{0}} {key}: {name} has a dim above {MAX_DIM} (TFLite dims are int32)",
+                    "signatures",
+                )
     yield from calibration_source_problems(o.calibration_data)
     if isinstance(o.calibration_data, (list, tuple)):
         for spec in o.calibration_data:

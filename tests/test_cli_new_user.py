@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from harness import make_model
+from onnx import helper
 
 from onnx2tflite_direct import cli, convert, errors, pipeline
 
@@ -331,3 +334,30 @@ def test_a_model_under_a_folder_that_cannot_be_entered(tmp_path, capsys, monkeyp
     code, _, err = _main(capsys, locked / "m.onnx", "-o", tmp_path / "out")
     assert code == errors.EXIT_BAD_INPUT
     assert "[invalid_model]" in _error_line(err) and "permission denied" in err
+
+
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--batch-size", "99999999999999999999999"], "--batch-size"),
+        (["--batch-size", "3000000000"], "--batch-size"),
+        (["--input-shape", "x:99999999999999999999999,3"], "--input-shape"),
+        (["--signature", "s:x=99999999999999999999999,3"], "--signature"),
+    ],
+    ids=["batch-huge", "batch-int32", "input-shape", "signature"],
+)
+def test_a_dim_above_int32_names_its_flag(tmp_path, capsys, args, flag):
+    """A pin past int64 reached the ONNX protobuf: internal_error "Value out of range"."""
+    path = tmp_path / "relu.onnx"
+    onnx.save(
+        make_model(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            inputs=[("x", np.float32, ("N", 3))],
+            outputs=[("y", np.float32, ("N", 3))],
+        ),
+        path,
+    )
+    code, _, err = _main(capsys, path, "-o", tmp_path / "out", *args)
+    assert code == errors.EXIT_BAD_INPUT
+    line = _error_line(err)
+    assert flag in line and "2147483647" in line and "[invalid_option]" in line
