@@ -57,6 +57,7 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         values = {**base_values, s.name: s.samples[1]}
         variants.append(_variant(at, values, bumped_values, s)[1])
     pairings = [_pair_tensors(model, other) for other in variants]
+    collapsed = _collapsed_windows(model, pairings)  # (before the shapes are made dynamic)
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
     relax_constants(model, variants, symbols, sources)
@@ -64,6 +65,13 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         _make_dynamic(tensor, dims, [p[id(tensor)][1] for p in pairings], symbols)
     keep_static(model.subgraphs[0])  # run-time shape targets -> constants (static_shapes.py)
     _finish_io_table(driver, model.subgraphs[0])
+    if collapsed and getattr(driver, "report", None) is not None:
+        driver.report.warn(
+            f"dynamic shape: {collapsed} gives the same output size at both sample sizes "
+            "although its input size differs (the samples fall within one step of its "
+            "strides): that size is fixed in the file, which is exact only at input sizes "
+            "that keep it; pin the dims for other sizes"
+        )
     return base
 
 
@@ -80,6 +88,33 @@ def _variant(at, values: dict[str, int], bumped: dict[str, int], s) -> tuple:
         return at(values, {**bumped, s.name: 2 * hi - lo}, False)
     except SampleRejected:
         return at(values, {**bumped, s.name: lo}, False)
+
+
+# Window operators whose output size is a floor/ceil of the input size over the strides.
+_WINDOWS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"}
+)
+
+
+def _collapsed_windows(model: tfl.Model, pairings) -> str | None:
+    """The first window operator whose spatial output size is the same in a bumped lowering
+    while its input's differs, named for the report; else None. Two samples within one
+    stride step (silero VAD's encoder: 512 and 576 samples both give 2 frames after a total
+    stride of 512) make that size look static: other sizes the model takes (256 samples: 1
+    frame) then fail in LiteRT, or are wrong when an element count happens to match."""
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if op.opcode not in _WINDOWS or not op.inputs or not op.outputs:
+                continue
+            x, y = op.inputs[0], op.outputs[0]
+            for pairs in pairings:
+                if id(x) not in pairs or id(y) not in pairs:
+                    continue
+                bx, by = pairs[id(x)][1], pairs[id(y)][1]
+                for ax in range(1, x.rank - 1):
+                    if x.shape[ax] != bx.shape[ax] and y.shape[ax] == by.shape[ax]:
+                        return f"{op.opcode} (from ONNX node {op.onnx_node!r})"
+    return None
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:
