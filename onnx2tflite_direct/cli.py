@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import glob
 import logging
 import os
 import re
@@ -404,18 +405,23 @@ def _drop_stdout() -> None:
         pass
 
 
-def _pending_files(args: argparse.Namespace) -> set[Path]:
-    """The hidden ``.<name>.<random>.pending`` files (atomic.py) now in the output folders."""
-    folders = [Path(args.output_dir)]
-    if args.html_report:
-        folders.append(Path(args.html_report).parent)
-    return {p for f in folders if path_kind(f) == "dir" for p in f.glob(".*.pending")}
+def _pending_files(args: argparse.Namespace, stem: str) -> set[Path]:
+    """The hidden ``.<name>.<random>.pending`` files (atomic.py) of this model's outputs now
+    in the output folders: only names this run writes (``<stem>_*``, the HTML report), so
+    another model's conversion into the same folder keeps its own."""
+    found = set()
+    if path_kind(args.output_dir) == "dir":
+        found |= set(Path(args.output_dir).glob(f".{glob.escape(stem)}_*.pending"))
+    if args.html_report and path_kind(Path(args.html_report).parent) == "dir":
+        html = Path(args.html_report)
+        found |= set(html.parent.glob(f".{glob.escape(html.name)}.*.pending"))
+    return found
 
 
-def _interrupted(args: argparse.Namespace, before: set[Path]) -> int:
+def _interrupted(args: argparse.Namespace, stem: str, before: set[Path]) -> int:
     """Ctrl-C: one line, no traceback; a pending file this run left (a large model streamed
     to disk before its validation) is removed, so every output is complete or untouched."""
-    for path in _pending_files(args) - before:
+    for path in _pending_files(args, stem) - before:
         path.unlink(missing_ok=True)
     log.error(
         "error: interrupted: every file in %s is complete or as it was (this run's outputs "
@@ -460,17 +466,19 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     used: set[str] = set()
     before: set[Path] = set()
+    stem = Path(args.model).stem
     try:
         _cli_checks(args)
         values, used = options_from_args(args)
         diagnose = bool(args.validate_all_tensors or args.html_report)
         opts = ConvertOptions(**values).check(spell=_spell(used), validating=diagnose)
         _merge_checks(args, opts)
-        before = _pending_files(args)
+        stem = opts.stem or Path(args.model).stem
+        before = _pending_files(args, stem)
         with _native_noise_filtered(args.quiet):
             return _run(args, opts)
     except KeyboardInterrupt:
-        return _interrupted(args, before)
+        return _interrupted(args, stem, before)
     except OptionError as exc:
         log.error("error: [%s] %s", exc.reason_code, exc.spelled(_spell(used)))
         return exc.exit_code

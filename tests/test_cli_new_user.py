@@ -174,7 +174,10 @@ def test_ctrl_c_is_one_line_and_leaves_every_file_whole(tmp_path, capsys, monkey
     before = model.read_bytes()
     capsys.readouterr()
 
+    other = out / ".other_float32.tflite.abc123.pending"  # another model's run, same folder
+
     def interrupted(*args, **kwargs):
+        other.write_bytes(b"in flight")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "STREAM_TO_DISK_BYTES", 0)  # written under a pending name
@@ -182,8 +185,8 @@ def test_ctrl_c_is_one_line_and_leaves_every_file_whole(tmp_path, capsys, monkey
     code, _, err = _main(capsys, EXAMPLE, "-o", out, "--keep-io-layout")
     assert code == cli.EXIT_INTERRUPTED == 130
     assert "interrupted" in _error_line(err)
-    assert sorted(p.name for p in out.iterdir()) == ["small_cnn_float32.tflite"]
-    assert model.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [other.name, "small_cnn_float32.tflite"]
+    assert model.read_bytes() == before and other.read_bytes() == b"in flight"
     assert "130" in cli.EPILOG
 
 
