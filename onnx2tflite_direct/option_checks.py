@@ -130,6 +130,12 @@ def value_problems(o) -> Iterable[OptionError]:
     names = o.int32_inputs
     if not isinstance(names, bool) and not all(isinstance(n, str) and n for n in names):
         yield _bad(f"{{0}} must be True or input names, got {names!r}", "int32_inputs")
+    for name in ("inputs", "outputs"):  # a cut naming a tensor twice made an invalid model
+        names = getattr(o, name)
+        if names and not isinstance(names, (str, bytes)):
+            twice = sorted({n for n in names if list(names).count(n) > 1})
+            if twice:
+                yield _bad(f"{{0}} names {', '.join(map(repr, twice))} twice", name)
     yield from decompose_problems(o.decompose)
     yield from rewrite_problems(o.disable_rewrites)
     try:

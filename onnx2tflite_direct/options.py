@@ -613,6 +613,9 @@ class ConvertOptions:
         seqs = ("custom_op_allowlist", "keep_layout", "channel_last", "decompose")
         seqs += ("disable_rewrites",)
         changes = {n: _names(getattr(self, n)) for n in seqs}
+        for cut in ("inputs", "outputs"):  # None: no cut; one string: one tensor
+            if isinstance(getattr(self, cut), str):
+                changes[cut] = [getattr(self, cut)]
         if not isinstance(self.int32_inputs, bool):  # names: a tuple (str: one name)
             names = self.int32_inputs
             changes["int32_inputs"] = (names,) if isinstance(names, str) else tuple(names or ())

@@ -364,3 +364,20 @@ def test_a_dim_above_int32_names_its_flag(tmp_path, capsys, args, flag):
     assert code == errors.EXIT_BAD_INPUT
     line = _error_line(err)
     assert flag in line and "2147483647" in line and "[invalid_option]" in line
+
+
+@pytest.mark.parametrize("flag,value", [("--inputs", "c1,c1"), ("--outputs", "probs,probs")])
+def test_a_cut_naming_a_tensor_twice_is_an_option_error(tmp_path, capsys, flag, value):
+    """Was `[invalid_model] duplicate graph input name 'c1'`: blamed the model, named no flag."""
+    code, _, err = _main(capsys, EXAMPLE, "-o", tmp_path / "out", flag, value)
+    assert code == errors.EXIT_BAD_INPUT
+    line = _error_line(err)
+    assert line.startswith(f"error: [invalid_option] {flag} names") and "twice" in line
+
+
+def test_api_a_cut_given_as_one_string_is_one_tensor():
+    """`inputs="c1"` was read as the tensors 'c', '1' ("no tensor named 'c'")."""
+    cut = convert(str(EXAMPLE), inputs="c1", outputs="probs")
+    assert [row["name"] for row in cut.report["io"]] == ["c1", "probs"]
+    listed = convert(str(EXAMPLE), inputs=["c1"], outputs=["probs"])
+    assert cut.tflite_bytes == listed.tflite_bytes
