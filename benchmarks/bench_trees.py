@@ -272,17 +272,17 @@ def _kernel_units(rng):
             s = o
         return ops, [x], [s]
 
-    def grid(k):  # one grid slot: broadcast LESS_EQUAL, RESHAPE, SELECT_V2
-        x3 = t("x3", f32, (1, rows, 1))
-        shape = c("shape", np.array([1, rows * width], np.int32))
+    def grid(k, n=1, width=width):  # one grid slot: broadcast LESS_EQUAL, RESHAPE, SELECT_V2
+        x3 = t("x3", f32, (n, rows, 1))
+        shape = c("shape", np.array([n, rows * width], np.int32))
         tc = c("tc", rng.integers(0, slots, rows * width).astype(np.int32))
         fc = c("fc", rng.integers(0, slots, rows * width).astype(np.int32))
         ops, outs = [], []
         for j in range(k):
             thr = c(f"thr{j}", rng.standard_normal((rows, width)).astype(np.float32))
-            cond = t(f"c{j}", np.dtype(np.bool_), (1, rows, width))
-            flat = t(f"cf{j}", np.dtype(np.bool_), (1, rows * width))
-            o = t(f"n{j}", i32, (1, rows * width))
+            cond = t(f"c{j}", np.dtype(np.bool_), (n, rows, width))
+            flat = t(f"cf{j}", np.dtype(np.bool_), (n, rows * width))
+            o = t(f"n{j}", i32, (n, rows * width))
             ops += [
                 tfl.Operator("LESS_EQUAL", [x3, thr], [cond]),
                 tfl.Operator("RESHAPE", [cond, shape], [flat]),
@@ -290,6 +290,42 @@ def _kernel_units(rng):
             ]
             outs.append(o)
         return ops, [x3], outs[-1:]
+
+    def grid_arith(k, n=1, width=width):  # one grid slot by arithmetic (ml_tree_grid's
+        # arithmetic table): SUB from nextafter(t), MUL (RELU) by 2^127, MINIMUM with 1,
+        # RESHAPE, MUL by the slot step, ADD the false slot (XNNPACK)
+        x3 = t("x3", f32, (n, rows, 1))
+        shape = c("shape", np.array([n, rows * width], np.int32))
+        huge = c("huge", np.array(2.0**127, np.float32))
+        one = c("one", np.array(1.0, np.float32))
+        tc = rng.integers(0, slots, rows * width).astype(np.float32)
+        fc = rng.integers(0, slots, rows * width).astype(np.float32)
+        step, fc = c("step", tc - fc), c("fc", fc)
+        ops, outs = [], []
+        none = {"fused_activation_function": "NONE"}
+        for j in range(k):
+            up = c(f"up{j}", rng.standard_normal((rows, width)).astype(np.float32))
+            a, d, e = (t(f"{v}{j}", f32, (n, rows, width)) for v in "ade")
+            flat, st, o = (t(f"{v}{j}", f32, (n, rows * width)) for v in ("f", "s", "n"))
+            ops += [
+                tfl.Operator("SUB", [up, x3], [a], none),
+                tfl.Operator("MUL", [a, huge], [d], {"fused_activation_function": "RELU"}),
+                tfl.Operator("MINIMUM", [d, one], [e]),
+                tfl.Operator("RESHAPE", [e, shape], [flat]),
+                tfl.Operator("MUL", [flat, step], [st], none),
+                tfl.Operator("ADD", [st, fc], [o], none),
+            ]
+            outs.append(o)
+        return ops, [x3], outs
+
+    def walk_cast(k):  # the arithmetic table's walk: a level's float slots CAST to int32
+        s = t("s", f32, (1, trees))
+        ops, outs = [], []
+        for j in range(k):
+            o = t(f"i{j}", i32, (1, trees))
+            ops.append(tfl.Operator("CAST", [s], [o]))
+            outs.append(o)
+        return ops, [s], outs
 
     def tail(k):  # a leaf slot after the grid: CONCATENATION copy
         a = t("a", i32, (1, slots // 2))
@@ -431,6 +467,7 @@ def _kernel_units(rng):
         "walk": {"next": rng.integers(0, slots, (1, slots)).astype(np.int32)},
         "traverse": {"x": rng.standard_normal((1, 20)).astype(np.float32)},
         "grid": {"x3": rng.standard_normal((1, rows, 1)).astype(np.float32)},
+        "grid16": {"x3": rng.standard_normal((16, rows, 1)).astype(np.float32)},
         "tail": {"a": np.zeros((1, slots // 2), np.int32)},
         "bmm": {"a": rng.standard_normal((trees, 1, 30)).astype(np.float32)},
         "op": {"a": np.zeros((1, 1), np.int32)},
@@ -439,6 +476,15 @@ def _kernel_units(rng):
         "walk": (trees, walk, feeds["walk"]),
         "traverse": (trees, traverse, feeds["traverse"]),
         "grid": (rows * width, grid, feeds["grid"]),
+        "grid_arith": (rows * width, grid_arith, feeds["grid"]),
+        # the same at 16 samples (the corpus's batch), rows of 84 slots (the corpus forest's)
+        "grid16": (16 * rows * 84, lambda k: grid(k, 16, 84), feeds["grid16"]),
+        "grid_arith16": (16 * rows * 84, lambda k: grid_arith(k, 16, 84), feeds["grid16"]),
+        "walk_cast": (
+            trees,
+            walk_cast,
+            {"s": rng.integers(0, slots, (1, trees)).astype(np.float32)},
+        ),
         "tail": (slots // 2, tail, feeds["tail"]),
         "bmm": (trees * 30 * 30, bmm, feeds["bmm"]),
         "op": (2, op_cost, feeds["op"]),
@@ -559,6 +605,217 @@ def kernels(runs: int, reps: int = 11) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# --floor: what the corpus's walked forests cannot go below on LiteRT's kernels
+# ---------------------------------------------------------------------------------------------
+
+FLOOR_RESULTS = ROOT / "benchmarks" / "results" / "trees_floor.json"
+FLOOR_MODELS = ("skl_random_forest", "lightgbm_classifier")
+
+
+def _floor_parts(onx, n: int) -> dict:
+    """Hand-built files at the shapes the cost model's walk has for the corpus model ``onx``
+    at ``n`` rows (its grid plan, its walk schedule): ``walk`` its GATHERs alone (one a
+    level, widths as trees leave, by SLICE where the file has SPLIT_V and CONCATENATION),
+    ``leaf`` the leaf-weight GATHER, ``grid`` the one LESS_EQUAL that decides every slot."""
+    from onnx import helper
+
+    from onnx2tflite_direct import tfl
+    from onnx2tflite_direct.lowering import ml_forest, ml_tree_grid
+    from onnx2tflite_direct.lowering.ml_trees import choose_strategy
+
+    node = next(nd for nd in onx.graph.node if nd.op_type.startswith("TreeEnsemble"))
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    labels = attrs.get("classlabels_int64s") or attrs.get("classlabels_strings")
+    k = len(labels) if labels is not None else int(attrs.get("n_targets", 1))
+    prefix = "class" if labels is not None else "target"
+    forest = ml_forest.parse_legacy(attrs, prefix, k, "SUM")
+    n_feat = int(onx.graph.input[0].type.tensor_type.shape.dim[1].dim_value)
+    strategy, plan = choose_strategy(forest, n, n_feat)
+    if strategy != "grid":
+        return {"strategy": strategy}
+    depths = sorted(forest.tree_depths())
+    walked = ml_tree_grid.walked_levels(depths, plan.cuts)
+    r, m = plan.thresholds.shape
+    table = plan.slots + plan.leaf_slots
+    t_all = len(depths)
+    i32, f32, b8 = np.dtype(np.int32), np.dtype(np.float32), np.dtype(np.bool_)
+    rng = np.random.default_rng(0)
+
+    def t(name, dtype, shape):
+        return tfl.Tensor(name, dtype, tuple(shape))
+
+    def c(name, data):
+        return tfl.Tensor(name, data.dtype, data.shape, data=data)
+
+    def walk_ops(nxt):
+        roots = c("roots", rng.integers(0, 2, t_all).astype(np.int32))
+        s = t("l1", i32, (n, t_all))
+        ops = [tfl.Operator("GATHER", [nxt, roots], [s], {"axis": 1, "batch_dims": 0})]
+        for level in range(2, max(depths) + 1):
+            width = sum(1 for w in walked if w >= level)
+            if width < s.shape[1]:  # trees leave (the file: SPLIT_V, then a CONCATENATION)
+                rest = t(f"rest{level}", i32, (n, width))
+                begin = c(f"begin{level}", np.array([0, s.shape[1] - width], np.int32))
+                size = c(f"size{level}", np.array([n, width], np.int32))
+                ops.append(tfl.Operator("SLICE", [s, begin, size], [rest]))
+                s = rest
+            o = t(f"l{level}", i32, (n, s.shape[1]))
+            ops.append(tfl.Operator("GATHER", [nxt, s], [o], {"axis": 1, "batch_dims": 1}))
+            s = o
+        return ops, s
+
+    def leaf_ops(s):
+        w = c("leaf_w", rng.standard_normal((table, k)).astype(np.float32))
+        g = t("leaf_g", f32, (n, s.shape[1], k))
+        return [tfl.Operator("GATHER", [w, s], [g], {"axis": 0, "batch_dims": 0})], g
+
+    def grid_ops(x3):
+        thr = c("thr", plan.thresholds)
+        cond = t("cond", b8, (n, r, m))
+        flat = t("flat", b8, (n, r * m))
+        shape = c("shape", np.array([n, r * m], np.int32))
+        return [
+            tfl.Operator("LESS_EQUAL", [x3, thr], [cond]),
+            tfl.Operator("RESHAPE", [cond, shape], [flat]),
+        ], flat
+
+    def build_walk(_k):
+        nxt = t("next", i32, (n, table))
+        ops, s = walk_ops(nxt)
+        return ops, [nxt], [s]
+
+    def build_leaf(_k):
+        s = t("reached", i32, (n, t_all))
+        ops, g = leaf_ops(s)
+        return ops, [s], [g]
+
+    def build_grid(_k):
+        x3 = t("x3", f32, (n, r, 1))
+        ops, flat = grid_ops(x3)
+        return ops, [x3], [flat]
+
+    x3 = rng.standard_normal((n, r, 1)).astype(np.float32)
+    return {
+        "strategy": strategy,
+        "shapes": {
+            "grid": [r, m],
+            "next_table": [n, table],
+            "trees": t_all,
+            "walked_tree_levels": int(sum(walked)),
+            "gathered_elements": int(n * (sum(walked) + t_all)),
+        },
+        "files": {
+            "walk": (build_walk, {"next": rng.integers(0, table, (n, table)).astype(np.int32)}),
+            "leaf": (build_leaf, {"reached": rng.integers(0, table, (n, t_all)).astype(np.int32)}),
+            "grid": (build_grid, {"x3": x3}),
+        },
+    }
+
+
+class _NextTable:
+    """While active, the grid's next-node table (``SELECT_V2(decisions, true_slot,
+    false_slot)``) is emitted as ``cast``: a CAST of the decisions to int32 (0/1: wrong
+    slots, timing only; no exact table can cost less than this one op, so the file then
+    times the floor of the grid walk with everything else it needs), or ``cast_mul_add``:
+    ``false_slot + CAST(decisions) * (true_slot - false_slot)`` (exact, the other form)."""
+
+    def __init__(self, form: str):
+        self.form = form
+
+    def __enter__(self):
+        from onnx2tflite_direct.lowering.emit import Emitter
+
+        self.saved = Emitter.op
+        saved, form = self.saved, self.form
+
+        def op(em, opcode, *inputs, **kw):
+            if opcode != "SELECT_V2" or not str(kw.get("hint", "")).startswith("next"):
+                return saved(em, opcode, *inputs, **kw)
+            cond, tc, fc = inputs
+            d = saved(em, "CAST", cond, dtype=np.int32, hint="next_cast")
+            if form == "cast":
+                return d
+            delta = np.asarray(tc.data, np.int32) - np.asarray(fc.data, np.int32)
+            step = saved(em, "MUL", d, em.const(delta, np.int32, "delta"), hint="next_step")
+            return saved(em, "ADD", step, fc, hint="next_add")
+
+        Emitter.op = op
+        return self
+
+    def __exit__(self, *exc):
+        from onnx2tflite_direct.lowering.emit import Emitter
+
+        Emitter.op = self.saved
+
+
+def floor(runs: int, warmup: int) -> dict:
+    """Per corpus model: onnxruntime, the converted file, the path and traverse strategies
+    forced, the grid with the comparison's table (``table_select``) and that table built as
+    ``_NextTable`` forms (``no_table``: the floor of the grid walk), and ``_floor_parts``'
+    hand-built files, all timed interleaved in one loop (median us, 1 thread)."""
+    import onnx
+
+    from onnx2tflite_direct.lowering import ml_trees
+    from tools.zoo.paths import models_dir
+
+    out = {}
+    for name in FLOOR_MODELS:
+        folder = models_dir() / name
+        if not (folder / "model.onnx").exists():
+            print(f"{name}: not in the corpus cache ({folder}), skipped")
+            continue
+        onx = onnx.load(folder / "model.onnx")
+        feeds = dict(np.load(folder / "feeds.npz"))
+        n = next(iter(feeds.values())).shape[0]
+        parts = _floor_parts(onx, n)
+        names, fns = ["onnxruntime"], [_ort_runner(onx, feeds)]
+        row: dict = {"rows": n, "strategy": parts["strategy"], "shapes": parts.get("shapes")}
+        shapes = {k: v.shape for k, v in feeds.items()}
+        for st in (None, "path", "traverse"):
+            ml_trees.STRATEGY = st
+            try:
+                res = convert(onx, input_shapes=shapes)
+            finally:
+                ml_trees.STRATEGY = None
+            names.append("file" if st is None else f"forced_{st}")
+            fns.append(_litert_runner(res.tflite_bytes, feeds))
+        if parts["strategy"] == "grid":
+            from onnx2tflite_direct.lowering import ml_tree_grid
+
+            forms = (
+                (None, "table_select"),
+                ("cast_mul_add", "table_cast_mul_add"),
+                ("cast", "no_table"),
+            )
+            ml_tree_grid.TABLE = "select"  # the comparison's table, then stand-ins for it
+            try:
+                for form, label in forms:
+                    if form is None:
+                        res = convert(onx, input_shapes=shapes)
+                    else:
+                        with _NextTable(form):
+                            res = convert(onx, input_shapes=shapes)
+                    names.append(label)
+                    fns.append(_litert_runner(res.tflite_bytes, feeds))
+            finally:
+                ml_tree_grid.TABLE = None
+        for part, (build, feed) in parts.get("files", {}).items():
+            interp = V.make_interpreter(_kernel_model(1, build), num_threads=1)
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], feed[d["name"]])
+            names.append(part)
+            fns.append(interp.invoke)
+        ms = _interleaved_medians(fns, warmup, runs)
+        ort_ms = ms[0]
+        row["us"] = {k: round(1e3 * v, 2) for k, v in zip(names, ms, strict=True)}
+        row["ratio"] = {k: round(v / ort_ms, 3) for k, v in zip(names, ms, strict=True)}
+        out[name] = row
+        print(name, json.dumps(row["us"]), json.dumps(row["ratio"]), flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
@@ -585,7 +842,20 @@ def main(argv=None) -> int:
         help="measure the per-element kernel costs behind the cost model instead "
         "(writes benchmarks/results/trees_kernels.json)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="time the corpus's walked forests against hand-built lower-bound files instead "
+        "(writes benchmarks/results/trees_floor.json)",
+    )
     args = parser.parse_args(argv)
+    if args.floor:
+        table = floor(args.runs, args.warmup)
+        meta = {"runs": args.runs, "threads": 1, "machine": platform.machine()}
+        meta["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+        FLOOR_RESULTS.write_text(json.dumps({"meta": meta, "models": table}, indent=2) + "\n")
+        print(f"wrote {FLOOR_RESULTS}")
+        return 0
     if args.kernels:
         table = kernels(args.runs)
         meta = {"runs": args.runs, "threads": 1, "machine": platform.machine()}

@@ -17,6 +17,15 @@ value per tree and level.
 * The grid ``[R, M]``: row ``r`` compares one view of one feature (``x_rows [N, R, 1]`` against
   the thresholds ``[R, M]``, broadcast); a feature with many splits takes several rows.
   ``SELECT_V2(cond, true_child, false_child)`` gives ``next [N, R * M]``.
+* The arithmetic table (``ml_trees.arith_table`` chooses it by ``grid_ns``): where every split
+  threshold is finite, below FLT_MAX in magnitude and not near zero, the slots are decided
+  without a comparison, ``d = min(relu((nextafter(t) - v) * 2^127), 1)`` (the path strategy's
+  ``decide_arithmetic``: exact 0/1 for any ``v`` but NaN, infinities included, so the views
+  only replace NaN, by +inf or -inf as the node's track says), and ``next = false_slot + d *
+  (true_slot - false_slot)`` in float32 (slots are below 2^24: exact); SUB, MUL, MINIMUM, MUL,
+  ADD all run in XNNPACK, 0.16 ns a slot less than LESS_EQUAL and SELECT_V2 at 16 rows. The
+  walk CASTs each level's float slots to int32 (0.3 ns a tree and level). Its float tables
+  must stay in cache (``ARITH_MAX_ELEMENTS`` a block).
 * Leaves: a leaf the walk goes on from (its tree is walked deeper than the leaf) needs a self
   loop in ``next``: it fills a free grid slot (both children of a leaf slot are the slot itself,
   so its comparison is ignored), else an extra row, or at batch 1 the tail (one constant row of
@@ -78,6 +87,7 @@ class GridPlan:
     pos: dict  # node index -> slot
     leaf_slots: int = 0  # leaves after the grid (self loops, not compared)
     cuts: list = field(default_factory=list)  # walk_schedule: where finished trees leave
+    arith: bool = False  # the next-node table by arithmetic (``arith_table``), not SELECT_V2
 
     @property
     def slots(self) -> int:
@@ -244,6 +254,23 @@ GATHER_NS = 2.1
 SLOT_NS = 0.34
 TAIL_NS = 0.08
 OP_NS = 40.0
+# The arithmetic table (``ml_trees.arith_table``): what a grid slot costs less when decided
+# and turned into its next slot by SUB, MUL, MINIMUM, MUL, ADD in XNNPACK than by LESS_EQUAL and
+# SELECT_V2, at one sample (``grid`` - ``grid_arith``: 0.386 - 0.277) and at 16 in rows of 84
+# slots (``grid16`` - ``grid_arith16``: 0.385 - 0.223), and the CAST of the walk's float slots
+# to int32 per tree and level (``walk_cast``).
+ARITH_SAVED_1_NS = 0.11
+ARITH_SAVED_NS = 0.16
+WALK_CAST_NS = 0.3
+# Elements (rows x slots) of one block's arithmetic table: its float tensors (four bytes an
+# element, several alive at once) stay in cache up to about the size the saving was measured
+# at (``grid_arith16``: 53,760); beyond, they stream from memory and the saving is gone (a
+# 100-tree depth-8 forest at 16 rows, 262,000: 122 us against 137 for the comparison, 82 for
+# the traversal the cost model would otherwise have lost to).
+ARITH_MAX_ELEMENTS = 65536
+# Forced next-node table ("select" | "arith" where it applies; benchmarks and tests); None: the
+# cheaper by ``grid_ns``.
+TABLE: str | None = None
 
 
 def cost_rows(rows: int) -> int:
@@ -264,7 +291,21 @@ def grid_ns(plan: GridPlan, depths: list[int], rows: int) -> float:
         + GATHER_NS * (plan.rows + sum(walked) + len(depths))
     )
     ops = 8 + max(depths) + 2 * len(plan.cuts)
+    if plan.arith:  # the views' NaN select, the table's extra ops, a CAST a level
+        per_row -= (ARITH_SAVED_1_NS if rows == 1 else ARITH_SAVED_NS) * plan.slots
+        per_row += WALK_CAST_NS * sum(walked)
+        ops += 4 + max(depths)
     return rows * per_row + OP_NS * ops
+
+
+def split_thresholds(plan: GridPlan, forest: Forest) -> np.ndarray:
+    """The thresholds of the grid slots that hold a split (the others compare nothing)."""
+    keep = [
+        p
+        for p, i in enumerate(plan.slot_node[: plan.slots])
+        if i is not None and isinstance(forest.nodes[i], Split)
+    ]
+    return plan.thresholds.reshape(-1)[keep]
 
 
 def negate_bits(ctx, v):
@@ -278,9 +319,10 @@ def negate_bits(ctx, v):
     return e.op("BITCAST", flipped, shape=v.shape, dtype=np.float32, hint="x_neg")
 
 
-def _views(ctx, x, views):
+def _views(ctx, x, views, nan_high: bool = False):
     """The concatenated feature views ``[N, len(views) * F]`` (no XNNPACK arithmetic on
-    them: ``negate_bits``)."""
+    them: ``negate_bits``). ``nan_high``: NaN becomes +inf in the views that keep it (for the
+    arithmetic table, which decides ``v <= t`` exactly for every ``v`` but NaN)."""
     e = Emitter(ctx)
     made = {}
     isnan = None
@@ -290,10 +332,11 @@ def _views(ctx, x, views):
             if "neg" not in made:
                 made["neg"] = negate_bits(ctx, x)
             v = made["neg"]
-        if low:
+        if low or nan_high:
             if isnan is None:
                 isnan = e.op("NOT_EQUAL", x, x, hint="x_isnan", dtype=np.bool_)
-            v = e.op("SELECT_V2", isnan, e.const(np.float32(-np.inf)), v, hint="x_nan_low")
+            sub = np.float32(-np.inf if low else np.inf)
+            v = e.op("SELECT_V2", isnan, e.const(sub), v, hint="x_nan_low" if low else "x_nan")
         made[(neg, low)] = v
     parts = [made[v] for v in views]
     return parts[0] if len(parts) == 1 else e.concat(parts, 1, "x_views")
@@ -306,19 +349,21 @@ def block_rows(plan: GridPlan, rows: int) -> int:
     unless the batch is 1."""
     if rows == 1 or BLOCK is not None:
         return min(rows, BLOCK or 1)
+    if plan.arith:  # its float tables: ARITH_MAX_ELEMENTS a block
+        return min(rows, max(MIN_BLOCK, ARITH_MAX_ELEMENTS // (plan.slots + plan.leaf_slots)))
     per_row = 5 * (plan.slots + plan.leaf_slots)
     return min(rows, max(MIN_BLOCK, BLOCK_BYTES // per_row))
 
 
-def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
+def walk_grid(ctx, x, forest: Forest, plan: GridPlan, arith=None):
     """int32 ``[N, trees]``: the slot each tree reaches (trees in depth order), and the node in
     each slot (``plan.slot_node``). Batches beyond ``block_rows`` run block by block (SPLIT_V of
-    the feature rows, one grid and walk per block, CONCATENATION of the reached slots)."""
+    the feature rows, one grid and walk per block, CONCATENATION of the reached slots).
+    ``arith``: ``ml_tree_path.decide_arithmetic``, for a plan whose table is built by
+    arithmetic (``ml_trees.arith_table``)."""
     e = Emitter(ctx)
     n, n_feat = x.shape
-    if plan is None:
-        plan = plan_grid(forest, n_feat, leaves_in_grid=block_rows(None, n) != 1)
-    xv = _views(ctx, x, plan.views)
+    xv = _views(ctx, x, plan.views, nan_high=plan.arith)
     r, m = plan.thresholds.shape
     if list(plan.row_src) != list(range(xv.shape[1])):
         src = e.const(plan.row_src, np.int32, "row_src")
@@ -329,13 +374,28 @@ def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
     depths = forest.tree_depths()
     tree_order = sorted(range(len(forest.roots)), key=lambda t: depths[t])
     shared = {
-        "thr": e.const(plan.thresholds),
-        "tc": e.const(plan.true_child[:g], np.int32, "true_slot"),
-        "fc": e.const(plan.false_child[:g], np.int32, "false_slot"),
         "roots": e.const(
             np.array([plan.pos[forest.roots[t]] for t in tree_order], np.int32), np.int32
         ),
     }
+    if plan.arith:
+        # slots without a split compare against 1 (any threshold the arithmetic decides
+        # exactly: their two next slots are the same)
+        thr = np.ones(g, np.float32)
+        keep = [
+            p
+            for p, i in enumerate(plan.slot_node[:g])
+            if i is not None and isinstance(forest.nodes[i], Split)
+        ]
+        thr[keep] = plan.thresholds.reshape(-1)[keep]
+        arith_thr = thr.reshape(r, m)
+        tc, fc = plan.true_child.astype(np.float32), plan.false_child.astype(np.float32)
+        shared["step"] = e.const(tc[:g] - fc[:g], np.float32, "slot_step")
+        shared["fc"] = e.const(fc[:g], np.float32, "false_slot")
+    else:
+        shared["thr"] = e.const(plan.thresholds)
+        shared["tc"] = e.const(plan.true_child[:g], np.int32, "true_slot")
+        shared["fc"] = e.const(plan.false_child[:g], np.int32, "false_slot")
     b = block_rows(plan, n)
     sizes = [b] * (n // b) + ([n % b] if n % b else [])
     parts = e.split(xv, sizes, 0, "x_block") if len(sizes) > 1 else [xv]
@@ -343,14 +403,20 @@ def walk_grid(ctx, x, forest: Forest, plan: GridPlan | None = None):
     for k, part in enumerate(parts):
         rows = part.shape[0]
         x3 = ctx.reshape(part, (rows, r, 1), f"x_rows3_{k}")
-        cond = e.op("LESS_EQUAL", x3, shared["thr"], hint=f"decide{k}", dtype=np.bool_)
-        cond = ctx.reshape(cond, (rows, g), f"decisions{k}")
-        nxt = e.op("SELECT_V2", cond, shared["tc"], shared["fc"], hint=f"next{k}")
+        if plan.arith:  # 0/1 floats, then false_slot + d * (true_slot - false_slot): exact
+            d = arith(ctx, x3, arith_thr, arith_thr.shape, once=True)
+            d = ctx.reshape(d, (rows, g), f"decisions{k}")
+            step = e.op("MUL", d, shared["step"], hint=f"step{k}")
+            nxt = e.op("ADD", step, shared["fc"], hint=f"next{k}")
+        else:
+            cond = e.op("LESS_EQUAL", x3, shared["thr"], hint=f"decide{k}", dtype=np.bool_)
+            cond = ctx.reshape(cond, (rows, g), f"decisions{k}")
+            nxt = e.op("SELECT_V2", cond, shared["tc"], shared["fc"], hint=f"next{k}")
         if plan.leaf_slots:
             key = f"loops{rows}"
             if key not in shared:
                 loops = np.tile(plan.true_child[g:], (rows, 1))
-                shared[key] = e.const(loops, np.int32, "leaf_slot")
+                shared[key] = e.const(loops, nxt.dtype, "leaf_slot")
             nxt = e.concat([nxt, shared[key]], 1, f"next_all{k}")
         sorted_depths = [depths[t] for t in tree_order]
         reached.append(walk_next(ctx, nxt, sorted_depths, shared["roots"], plan.cuts))
@@ -366,8 +432,9 @@ def walk_next(ctx, nxt, sorted_depths: list[int], roots, cuts):
     e = Emitter(ctx)
     n = nxt.shape[0]
     t_all = roots.shape[0]
+    dtype = nxt.dtype  # float32: the arithmetic table, its slots CAST to int32 to walk on
     s = e.op(
-        "GATHER", nxt, roots, shape=(n, t_all), dtype=np.int32, hint="level1", axis=1, batch_dims=0
+        "GATHER", nxt, roots, shape=(n, t_all), dtype=dtype, hint="level1", axis=1, batch_dims=0
     )
     cuts = dict(cuts)
     done, start = [], 0
@@ -378,15 +445,18 @@ def walk_next(ctx, nxt, sorted_depths: list[int], roots, cuts):
             done.append(head)
             start = cuts[level]
         a = t_all - start
+        if s.dtype != np.int32:
+            s = e.cast(s, np.int32, hint=f"slot{level}")
         s = e.op(
             "GATHER",
             nxt,
             s,
             shape=(n, a),
-            dtype=np.int32,
+            dtype=dtype,
             hint=f"level{level}",
             axis=1,
             batch_dims=1,
         )
     done.append(s)
-    return done[0] if len(done) == 1 else e.concat(done, 1, "reached")
+    s = done[0] if len(done) == 1 else e.concat(done, 1, "reached")
+    return s if s.dtype == np.int32 else e.cast(s, np.int32, hint="reached_slot")

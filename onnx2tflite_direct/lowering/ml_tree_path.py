@@ -300,19 +300,22 @@ def arithmetic_decisions(thr: np.ndarray) -> bool:
     return bool(np.all(np.isposinf(up) | (np.abs(up) >= SAFE_MIN)))
 
 
-def _decide_arithmetic(ctx, rows, thr):
+def _decide_arithmetic(ctx, rows, thr, shape=(-1, 1), once: bool = False):
     """0/1 float ``rows <= thr`` without a comparison, in ops XNNPACK takes (SUB, MUL, MUL with
     RELU, MINIMUM: 0.2 ns an element against 0.36 for LESS_EQUAL and CAST): ``v <= t`` iff
     ``u - v > 0`` with ``u = nextafter(t, +inf)`` (``v`` is finite: clamped, NaN replaced);
     the sign of a float difference is exact, and two multiplications by 2 ** 127 carry any
     positive difference (at least 2 ** -123 here: ``arithmetic_decisions``) to at least 1,
     which MINIMUM makes exactly 1, while RELU makes 0 of a zero or negative one. Overflow
-    (``u = inf`` for a padded leaf, or ``|u - v| > FLT_MAX``) stays on the right side."""
+    (``u = inf`` for a padded leaf, or ``|u - v| > FLT_MAX``) stays on the right side.
+    ``shape``: the thresholds' shape against ``rows`` (a column here; the grid's ``[R, M]``
+    against its ``[N, R, 1]`` rows in ``ml_tree_grid``). ``once``: one multiplication, which
+    already carries 2 ** -123 to 16 (the grid's table, where each op is an element pass)."""
     e = Emitter(ctx)
-    up = _next_up(thr).reshape(-1, 1)
+    up = _next_up(thr).reshape(shape)
     diff = e.op("SUB", e.const(up), rows, hint="margin")
     big = e.const(_HUGE)
-    up_once = e.op("MUL", diff, big, hint="margin_up")
+    up_once = diff if once else e.op("MUL", diff, big, hint="margin_up")
     scaled = e.op("MUL", up_once, big, hint="margin_relu", fused_activation_function="RELU")
     return e.op("MINIMUM", scaled, e.const(np.float32(1)), hint="decisions")
 
@@ -345,6 +348,11 @@ def _views(ctx, xt, views):
         made[(neg, low)] = negate_bits(ctx, v) if neg else v
     parts = [made[v] for v in views]
     return parts[0] if len(parts) == 1 else e.concat(parts, 0, "x_views")
+
+
+# The grid strategy's arithmetic next-node table (``ml_tree_grid.walk_grid``, handed it by
+# ``ml_trees``: the grid module cannot import this one, which imports it).
+decide_arithmetic = _decide_arithmetic
 
 
 def emit_path(ctx, x, forest: Forest, plan: PathPlan, first_only: bool, need_has: bool):

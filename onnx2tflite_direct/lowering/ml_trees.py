@@ -61,6 +61,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
+from . import ml_tree_grid
 from .emit import Emitter
 from .ml_common import (
     ML_DOMAIN,
@@ -95,9 +96,18 @@ from .ml_tree_grid import (
     grid_ns,
     grid_supported,
     plan_grid,
+    split_thresholds,
     walk_grid,
 )
-from .ml_tree_path import best_path_plan, emit_path, path_ns, path_supported
+from .ml_tree_path import (
+    F32_MAX,
+    arithmetic_decisions,
+    best_path_plan,
+    decide_arithmetic,
+    emit_path,
+    path_ns,
+    path_supported,
+)
 
 _CMP = {
     "BRANCH_LEQ": "LESS_EQUAL",
@@ -269,7 +279,7 @@ def walk(ctx, x, forest: Forest, choice=None):
     strategy, plan = choice
     ctx.note(f"trees walked by the {strategy} strategy (lowering/ml_trees.py)")
     if strategy == "grid":
-        return walk_grid(ctx, x, forest, plan)
+        return walk_grid(ctx, x, forest, plan, arith=decide_arithmetic)
     if strategy == "traverse":
         return _walk_levels(ctx, x, forest, order, pos, true_tab, false_tab), order
     n = x.shape[0]
@@ -355,11 +365,35 @@ def choose_strategy(forest: Forest, rows: int, n_features: int, with_path: bool 
     if STRATEGY == "traverse" and traverse_ok:
         return "traverse", None
     plan = plan_grid(forest, n_features, rows)
+    plan.arith = arith_table(forest, plan, rows)
     if STRATEGY is None and traverse_ok:
         depths, r = forest.tree_depths(), cost_rows(rows)
         if traverse_ns(depths, r) < grid_ns(plan, depths, r):
             return "traverse", None
     return "grid", plan
+
+
+def arith_table(forest: Forest, plan, rows: int) -> bool:
+    """Build the grid's next-node table by arithmetic (``ml_tree_grid.walk_grid``: the path
+    strategy's comparison-free decisions in XNNPACK, then ``false + d * (true - false)``, the
+    walk CASTing its float slots) rather than LESS_EQUAL and SELECT_V2: where it decides
+    exactly (every split threshold finite, below FLT_MAX in magnitude, none near zero:
+    ``arithmetic_decisions``), its table stays in cache (``ARITH_MAX_ELEMENTS``) and
+    ``grid_ns`` finds it cheaper (``ml_tree_grid.TABLE`` forces either)."""
+    if ml_tree_grid.TABLE == "select":
+        return False
+    thr = split_thresholds(plan, forest)
+    if thr.size and not (np.all(np.abs(thr) < F32_MAX) and arithmetic_decisions(thr)):
+        return False
+    if ml_tree_grid.TABLE == "arith":
+        return True
+    depths, r = forest.tree_depths(), cost_rows(rows)
+    if r * plan.slots > ml_tree_grid.ARITH_MAX_ELEMENTS:  # out of cache: no saving
+        return False
+    plan.arith = True
+    cheaper = grid_ns(plan, depths, r)
+    plan.arith = False
+    return cheaper < grid_ns(plan, depths, r)
 
 
 def _walk_levels(ctx, x, forest: Forest, order, pos, true_tab, false_tab):
