@@ -84,7 +84,7 @@ CLI_ONLY: dict[str, Meta] = {
         None,
         "--html-report",
         "a self-contained HTML page with the per-node error chart (implies "
-        "`--validate-all-tensors`; its folder must exist)",
+        "`--validate-all-tensors`; its folder must exist, or be the `-o` folder)",
         "--html-report out/diag.html",
         group="checking",
         metavar="PATH",
@@ -351,7 +351,8 @@ def _cli_checks(args: argparse.Namespace) -> None:
     if args.html_report:
         folder = Path(args.html_report).parent
         problem = folder_write_problem(folder)
-        if path_kind(folder) == "missing":
+        into_output = os.path.abspath(folder) == os.path.abspath(args.output_dir)
+        if path_kind(folder) == "missing" and not into_output:  # (-o is created by the run)
             raise OptionError(
                 f"{{0}} {args.html_report}: folder {str(folder)!r} does not exist",
                 ("html_report",),

@@ -381,3 +381,14 @@ def test_api_a_cut_given_as_one_string_is_one_tensor():
     assert [row["name"] for row in cut.report["io"]] == ["c1", "probs"]
     listed = convert(str(EXAMPLE), inputs=["c1"], outputs=["probs"])
     assert cut.tflite_bytes == listed.tflite_bytes
+
+
+def test_html_report_into_the_output_folder_the_run_creates(tmp_path, capsys):
+    """The README's own example, `-o out/ --html-report out/diag.html`, was refused on a fresh
+    checkout: "folder 'out' does not exist" (-o is created by the run)."""
+    out = tmp_path / "out"
+    code, _, _ = _main(capsys, EXAMPLE, "-o", out, "--html-report", out / "diag.html")
+    assert code == errors.EXIT_OK
+    assert (out / "diag.html").read_text().lstrip().lower().startswith("<!doctype html")
+    code, _, err = _main(capsys, EXAMPLE, "-o", out, "--html-report", out / "sub" / "x.html")
+    assert code == errors.EXIT_BAD_INPUT and "does not exist" in _error_line(err)
