@@ -6,8 +6,8 @@ onnxruntime's ``quantize_dynamic`` writes ``DynamicQuantizeLinear -> MatMulInteg
 (codes carried as float32 into LiteRT's int8 FULLY_CONNECTED with scale-1 weights and
 lattice-end columns, or a float32 product of exact integers). The dynamic-range file must keep
 those products -- not hand them to LiteRT's hybrid kernels, whose own per-row input
-quantization is another quantization -- and give only the float weights the model left
-unquantized the usual dynamic-range rules. Checked against onnxruntime running the quantized
+quantization is another quantization -- and leave the float weights the model left
+unquantized float, as its semantics and onnxruntime compute them. Checked against onnxruntime running the quantized
 model as written (graph optimizations at BASIC), bit for bit where every float op between the
 integer chains is one correctly rounded IEEE operation on both sides (any CPU), on both LiteRT
 kernel sets.
@@ -172,28 +172,37 @@ def test_dynamic_convs_bit_identical_to_onnxruntime(tmp_path):
             np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
 
-def test_weights_the_model_left_float_get_the_usual_rules(tmp_path):
-    """fc2 excluded from quantize_dynamic: its float weight (61440 elements) becomes a hybrid
-    int8 weight by the dynamic-range rules, reported so; fc1 keeps the model's quantization
-    (h still bit-identical), and y carries the hybrid kernel's own quantization noise."""
+def test_weights_the_model_left_float_stay_float(tmp_path):
+    """fc2 excluded from quantize_dynamic: its float weight (61440 elements) stays float, as
+    the model's semantics and onnxruntime compute it (not LiteRT's hybrid kernel, whose per-row
+    input quantization is not the model's: inception-v1-like's classifier lost 2.6 dB against
+    the float64 semantics that way), reported so and not counted among the products; fc1
+    keeps the model's quantization (h bit-identical). y is within float32 summation error of
+    the float64 semantics (the bound any summation order meets)."""
+    from tools.zoo.exact_reference import run_float64
+
     rng = np.random.default_rng(23)
     qmodel = quantize_dynamic_int8(_mlp(rng), tmp_path, nodes_to_exclude=["fc2"])
     assert sum(n.op_type == "MatMulInteger" for n in qmodel.graph.node) == 1
     res = convert(qmodel)
     dyn = res.variants["dynamic_range_quant"]
     rows = _rows(res)
-    assert rows["fc2"]["status"] == "hybrid" and "left unquantized" in rows["fc2"]["reason"]
+    assert rows["fc2"]["status"] == "float" and "left unquantized" in rows["fc2"]["reason"]
     kept = [r for n, r in rows.items() if "FULLY_CONNECTED" in r["ops"] and n != "fc2"]
     assert len(kept) == 1 and kept[0]["status"] == "integer" and KEPT in kept[0]["reason"]
-    scales = sorted(_weight_scales(dyn)["FULLY_CONNECTED"], key=len)
-    assert np.all(scales[0] == 1.0) or np.all(scales[-1] == 1.0)
-    assert any(np.all(s != 1.0) for s in scales)  # fc2: per-channel max|w| / 127
+    scales = _weight_scales(dyn)["FULLY_CONNECTED"]
+    assert len(scales) == 1 and np.all(scales[0] == 1.0)  # fc1's codes only; fc2 float
     feeds = _feeds(qmodel, rng)
     expected = onnxruntime_semantics(qmodel, feeds)
     got = V.run_litert(dyn, feeds, res.report["io"])
     np.testing.assert_array_equal(got["h"], expected["h"])
-    noise = np.sum((got["y"].astype(np.float64) - expected["y"]) ** 2)
-    assert 0 < noise and 10 * np.log10(np.sum(expected["y"].astype(np.float64) ** 2) / noise) >= 30
+    exact = run_float64(qmodel, feeds)
+    h = np.abs(exact["h"].astype(np.float64))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in qmodel.graph.initializer}
+    w2 = np.abs(inits["w2"].astype(np.float64))  # (excluded: still the float weight)
+    k = h.shape[-1]
+    bound = k * 2.0**-24 / (1 - k * 2.0**-24) * (h @ w2) + np.spacing(np.abs(exact["y"]))
+    assert np.all(np.abs(got["y"].astype(np.float64) - exact["y"]) <= bound)
 
 
 def test_lattice_products_need_integer_operands(tmp_path):

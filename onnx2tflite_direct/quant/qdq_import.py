@@ -42,7 +42,7 @@ from .. import tfl
 from ..onnx_rewrites import RANGELESS_RULES
 from ..tfl_edit import Editor
 from .calibration import tflite_ranges
-from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight, quantize_weights_int8
+from .dynamic_range import HYBRID_WEIGHT_AXIS, hybrid_weight
 from .dynamic_range import node_rows as dynamic_node_rows
 from .integer import params_from_range, quantize_integer
 from .op_rules import RULES
@@ -249,7 +249,7 @@ def prequantized_variant(
                 "input/output scales (CONCATENATION, shared-scale ops) or at integer I/O"
             )
     if info.mode == "dynamic":  # the model itself (import_quantized): its quantization kept
-        quantize_weights_int8(model, per_channel=getattr(options, "per_channel", True))
+        # (and the products it left float stay float: ``dynamic_range.product_counts``)
         notes.append(KEPT_NOTE)
         graph = lowered.onnx_model.graph
         names = {n.name or f"{n.op_type}:{n.output[0] if n.output else '?'}" for n in graph.node}
@@ -265,8 +265,8 @@ def prequantized_variant(
 
 KEPT_NOTE = (
     "dynamically quantized model: its products keep the model's own quantization "
-    "(onnxruntime's DynamicQuantizeLinear, exact int8 products); float weights it left "
-    "unquantized are int8 by the dynamic-range rules"
+    "(onnxruntime's DynamicQuantizeLinear, exact int8 products); the products it left float "
+    "stay float, as onnxruntime runs them"
 )
 FIXED_OUTPUT_NOTE = "(integer kernel's fixed output lattice is not the ONNX one: float)"
 AFFINE_NOTE = "(BatchNormalization between Q/DQ pairs: float as onnxruntime runs it)"
