@@ -310,7 +310,8 @@ def _decide_arithmetic(ctx, rows, thr, shape=(-1, 1), once: bool = False):
     (``u = inf`` for a padded leaf, or ``|u - v| > FLT_MAX``) stays on the right side.
     ``shape``: the thresholds' shape against ``rows`` (a column here; the grid's ``[R, M]``
     against its ``[N, R, 1]`` rows in ``ml_tree_grid``). ``once``: one multiplication, which
-    already carries 2 ** -123 to 16 (the grid's table, where each op is an element pass)."""
+    already carries 2 ** -124 to 8 (the smallest positive difference: |u| >= 2 ** -100;
+    the grid's table, where each op is an element pass)."""
     e = Emitter(ctx)
     up = _next_up(thr).reshape(shape)
     diff = e.op("SUB", e.const(up), rows, hint="margin")
