@@ -126,3 +126,22 @@ def test_grid_arith_cost_model_choice():
     a["val"][0] = 0.0
     forest = parse_legacy(_legacy_attrs(a, w, "target", False), "target", 1, "SUM")
     assert not arith_table(forest, plan_grid(forest, F, 16), 16)
+
+
+def test_grid_rows_are_the_input_columns(arith):
+    """When every feature has splits and the leaves fit in the rows' free slots, the grid's
+    rows are the input's columns in order (each row one feature, as wide as the most used
+    feature needs): no GATHER picks feature rows, one GATHER a tree level and the leaves'."""
+    from onnx2tflite_direct.lowering.ml_forest import parse_legacy
+    from onnx2tflite_direct.lowering.ml_tree_grid import plan_grid
+
+    rng = np.random.default_rng(_seed("grid_rows_columns"))
+    a, w = _forest(rng, ("BRANCH_LEQ",), False, 3, CHOICES)
+    forest = parse_legacy(_legacy_attrs(a, w, "class", False), "class", 3, "SUM")
+    plan = plan_grid(forest, F, 16)
+    assert list(plan.row_src) == list(range(F)), plan.row_src
+    chk = check_conversion(
+        _model("classifier", a, w, 3, 16, False), feeds={"x": _inputs(rng, a, 16)}
+    )
+    _ran_arith(chk)
+    assert chk.ops["GATHER"] == max(forest.tree_depths()) + 1, chk.ops

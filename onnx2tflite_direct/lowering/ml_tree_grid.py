@@ -108,15 +108,18 @@ def _view(node: Split) -> tuple[bool, bool, bool]:
     return neg, nan_low, swap
 
 
-def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
+def _width(counts: list[int], leaves: int, leaves_in_grid: bool, full: bool = False) -> int:
     """Row width M minimising the estimated time of the grid: SLOT_NS a slot, GATHER_NS a row
-    (its feature view), and with a tail (leaves beyond the free slots, at batch 1) TAIL_NS
-    for every slot the CONCATENATION copies."""
+    (its feature view; none when the rows are the views' columns in order: ``full``, every
+    column has splits, and each takes one row, leaves included), and with a tail (leaves
+    beyond the free slots, at batch 1) TAIL_NS for every slot the CONCATENATION copies."""
     if not counts:
         return max(MIN_WIDTH, min(leaves, 64))
     c = np.asarray(counts)
     best, best_m = None, MIN_WIDTH
-    for m in range(MIN_WIDTH, max(MIN_WIDTH, int(c.max())) + 1):
+    for m in range(
+        MIN_WIDTH, max(MIN_WIDTH, int(c.max()), -(-(int(c.sum()) + leaves) // len(c))) + 1
+    ):
         rows = int(np.sum(-(-c // m)))
         over = max(0, leaves - (rows * m - int(c.sum())))
         tail = 0
@@ -124,7 +127,8 @@ def _width(counts: list[int], leaves: int, leaves_in_grid: bool) -> int:
             rows += -(-over // m)
         else:
             tail = over
-        cost = SLOT_NS * rows * m + GATHER_NS * rows + (TAIL_NS * (rows * m + tail) if tail else 0)
+        picked = 0 if full and rows == len(c) else GATHER_NS * rows
+        cost = SLOT_NS * rows * m + picked + (TAIL_NS * (rows * m + tail) if tail else 0)
         if best is None or cost < best:
             best, best_m = cost, m
     return best_m
@@ -198,7 +202,8 @@ def plan_grid(forest: Forest, n_features: int, rows: int = 1) -> GridPlan:
         src = view_index[forms[i][:2]] * n_features + forest.nodes[i].feature
         by_src.setdefault(src, []).append(i)
     sources = sorted(by_src)
-    m = _width([len(by_src[s]) for s in sources], len(leaves), leaves_in_grid)
+    full = sources == list(range(len(views) * n_features))
+    m = _width([len(by_src[s]) for s in sources], len(leaves), leaves_in_grid, full)
     row_src: list[int] = []
     slot_node: list = []
     for src in sources:
