@@ -4,12 +4,15 @@ pair the TFLite graphs tensor by tensor, and mark the dims that change dynamic.
 The operators must match with the same options (else the sizes change a decision: refused);
 an activation dim that differs with a symbol becomes -1 in ``shape_signature`` with a size
 extrapolated to 1 where linear; differing constants go to ``dynamic_constants``. A sample
-size the model itself rejects raises :class:`SampleRejected` for the sample plans to retry.
+size the model itself rejects raises :class:`SampleRejected` for the sample plans to retry;
+a strided window whose output size is the same at both samples raises
+:class:`FixedBySamples` (with the finished lowering) for them to widen the step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,7 +60,7 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         values = {**base_values, s.name: s.samples[1]}
         variants.append(_variant(at, values, bumped_values, s)[1])
     pairings = [_pair_tensors(model, other) for other in variants]
-    collapsed = _collapsed_windows(model, pairings)  # (before the shapes are made dynamic)
+    fixed = _fixed_windows(model, pairings, symbols)  # (before the shapes are made dynamic)
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
     relax_constants(model, variants, symbols, sources)
@@ -65,13 +68,8 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         _make_dynamic(tensor, dims, [p[id(tensor)][1] for p in pairings], symbols)
     keep_static(model.subgraphs[0])  # run-time shape targets -> constants (static_shapes.py)
     _finish_io_table(driver, model.subgraphs[0])
-    if collapsed and getattr(driver, "report", None) is not None:
-        driver.report.warn(
-            f"dynamic shape: {collapsed} gives the same output size at both sample sizes "
-            "although its input size differs (the samples fall within one step of its "
-            "strides): that size is fixed in the file, which is exact only at input sizes "
-            "that keep it; pin the dims for other sizes"
-        )
+    if fixed:
+        raise FixedBySamples(fixed, base)  # the sample plans widen the step, or judge it
     return base
 
 
@@ -96,25 +94,92 @@ _WINDOWS = frozenset(
 )
 
 
-def _collapsed_windows(model: tfl.Model, pairings) -> str | None:
-    """The first window operator whose spatial output size is the same in a bumped lowering
-    while its input's differs, named for the report; else None. Two samples within one
-    stride step (silero VAD's encoder: 512 and 576 samples both give 2 frames after a total
-    stride of 512) make that size look static: other sizes the model takes (256 samples: 1
-    frame) then fail in LiteRT, or are wrong when an element count happens to match."""
+@dataclass(frozen=True)
+class FixedWindow:
+    """A strided window whose output size along ``axis`` (of its TFLite input, NHWC) is
+    ``out`` at both samples of ``symbol`` although its input size differs (``sizes``): the
+    step between the samples is below ``stride``; ``step`` is the smallest step of the
+    symbol that moves its input by a whole stride (so its output size differs)."""
+
+    where: str
+    axis: int
+    symbol: str
+    samples: tuple[int, int]
+    sizes: tuple[int, int]
+    out: int
+    stride: int
+    step: int
+
+    def describe(self) -> str:
+        lo, hi = self.samples
+        axis = _AXIS_NAMES.get(self.axis, f"axis {self.axis}")
+        return (
+            f"{self.where} gives {self.out} along its {axis} (stride {self.stride}) at both "
+            f"samples {self.symbol}={lo} and {hi} (its input: {self.sizes[0]} and "
+            f"{self.sizes[1]})"
+        )
+
+
+class FixedBySamples(Inexpressible):
+    """Windows whose output size the samples left equal (``_fixed_windows``). Carries the
+    finished lowering (``result``): the sample plans take it when the model accepts no size
+    that changes those outputs, else they retry with a wider step (``FixedWindow.step``)."""
+
+    def __init__(self, windows: list[FixedWindow], result: tuple):
+        self.windows = windows
+        self.result = result
+        super().__init__(
+            "; ".join(w.describe() for w in windows)
+            + ": that size would be fixed in the file, which would be wrong or fail at the "
+            "run-time sizes that change it"
+        )
+
+
+_AXIS_NAMES = {1: "height", 2: "width"}
+_STRIDES = {1: "stride_h", 2: "stride_w"}
+_STRIDES_3D = {1: "stride_d", 2: "stride_h", 3: "stride_w"}
+
+
+def _fixed_windows(model: tfl.Model, pairings, symbols) -> list[FixedWindow]:
+    """Window operators whose spatial output size is the same in a bumped lowering while
+    their input's differs. Two samples within one stride step (silero VAD's encoder: 512 and
+    576 samples both give 2 frames after a total stride of 512) make that size look static:
+    other sizes the model takes (256 samples: 1 frame) would then fail in LiteRT, or be wrong
+    when an element count happens to match. Only the first such window on a path shows (its
+    equal output makes the windows after it equal too): the plans widen until none is left."""
+    found: dict[tuple[str, int, str], FixedWindow] = {}
     for sub in model.subgraphs:
         for op in sub.operators:
             if op.opcode not in _WINDOWS or not op.inputs or not op.outputs:
                 continue
             x, y = op.inputs[0], op.outputs[0]
-            for pairs in pairings:
+            names = _STRIDES_3D if op.opcode == "CONV_3D" else _STRIDES
+            for pairs, s in zip(pairings, symbols, strict=True):
                 if id(x) not in pairs or id(y) not in pairs:
                     continue
                 bx, by = pairs[id(x)][1], pairs[id(y)][1]
                 for ax in range(1, x.rank - 1):
-                    if x.shape[ax] != bx.shape[ax] and y.shape[ax] == by.shape[ax]:
-                        return f"{op.opcode} (from ONNX node {op.onnx_node!r})"
-    return None
+                    if x.shape[ax] == bx.shape[ax] or y.shape[ax] != by.shape[ax]:
+                        continue
+                    lo, hi = s.samples
+                    moved = abs(bx.shape[ax] - x.shape[ax])
+                    stride = int(op.options.get(names.get(ax, ""), 1) or 1)
+                    step = -(-stride * (hi - lo) // moved)  # a whole stride of its input
+                    where = f"{op.opcode} (from ONNX node {op.onnx_node!r})"
+                    found.setdefault(
+                        (where, ax, s.name),
+                        FixedWindow(
+                            where,
+                            ax,
+                            s.name,
+                            (lo, hi),
+                            (x.shape[ax], bx.shape[ax]),
+                            y.shape[ax],
+                            stride,
+                            step,
+                        ),
+                    )
+    return list(found.values())
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:

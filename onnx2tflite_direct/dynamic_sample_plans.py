@@ -3,13 +3,15 @@ when the model rejects the declared ones or gives graphs that differ between the
 
 The declared samples first; then the batch symbols merged into one; then larger sizes
 (``SIZE_RETRY_SAMPLES``); last the batch fixed at 1 when the model takes no other batch.
-The first plan whose lowerings compare (``dynamic_compare``) is the answer.
+The first plan whose lowerings compare (``dynamic_compare``) is the answer. Within a plan, a
+strided window whose output size the samples leave equal is resolved by sampling its symbol
+a whole stride apart (``_widening``).
 """
 
 from __future__ import annotations
 
 from . import errors
-from .dynamic_compare import Lowering, SampleRejected, lower_and_compare
+from .dynamic_compare import FixedBySamples, Lowering, SampleRejected, lower_and_compare
 from .dynamic_symbols import (
     BATCH_SAMPLES,
     PIN_HINT,
@@ -44,7 +46,7 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         if getattr(plan, "single_batch", False) and not _model_rejected(first):
             continue  # only when the model itself refused other batches, not our lowering
         try:
-            result = lower_and_compare(plan, lower)
+            result, plan = _widening(plan, lower)
         except DynamicShapeModel:
             raise  # data-dependent sizes: handled by the caller
         except Exception as err:
@@ -78,6 +80,101 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     if accepted is None:
         raise first.error
     raise _at_retried_sizes(accepted, accepted_plan, first)
+
+
+# Wider steps tried when a strided window's output size comes out the same at both samples
+# (each is a full lowering per symbol; a deeper window may collapse at the wider step).
+WIDENINGS = 4
+
+
+def _widening(plan: DynamicShapeModel, lower: Lowering) -> tuple:
+    """(result, plan used): ``lower_and_compare`` at ``plan``; when a strided window's output
+    size is the same at both samples (``FixedBySamples``: silero VAD's encoder at 512 and 576
+    samples), its symbol is sampled a step apart that moves the window's input by a whole
+    stride, above the first sample or else below it, until every such size differs: it is
+    then dynamic and LiteRT computes it at run time. When the model rejects the sizes on both
+    sides (its shape inference fails, or a tensor would be empty), that size does not vary at
+    any size the model takes (a recognizer whose height must pool to one row before a reshape
+    to a constant 1): the lowering stands, with a warning. Anything else is refused
+    (``Inexpressible`` naming the window and the dims): the file would be wrong at the sizes
+    that change it."""
+    try:
+        return lower_and_compare(plan, lower), plan
+    except FixedBySamples as err:
+        fixed = err
+    for _ in range(WIDENINGS):
+        tried = [_wider(plan, fixed, shift) for shift in (0, 1, -1)]
+        failure = None
+        for other in tried:
+            if other is None:
+                continue
+            try:
+                return lower_and_compare(other, lower), other
+            except FixedBySamples as err:  # a deeper window: widen from there
+                plan, fixed = other, err
+                break
+            except (SampleRejected, Inexpressible, UnsupportedError) as err:
+                if not isinstance(err, SampleRejected) and failure is None:
+                    failure = other, err  # accepted by the model, but not comparable
+        else:
+            if failure is not None:
+                raise _unresolved(fixed, *failure) from None
+            _warn_model_fixed(fixed, tried)  # every size that changes it is rejected
+            return fixed.result, plan
+    raise _unresolved(fixed, plan, None)
+
+
+def _wider(plan: DynamicShapeModel, fixed: FixedBySamples, shift: int) -> DynamicShapeModel | None:
+    """``plan`` with each symbol of a fixed window sampled a step apart that moves every such
+    window's input by a whole stride (a multiple of the plan's own step, so that sizes stay
+    multiples of what they were): from its first sample up (``shift`` 0), one step higher
+    (1: a window's output of 1 at the first sample changes decisions, e.g. a transpose that
+    moves only a unit axis is a reshape) or down to it (-1); None when a size would not be
+    positive."""
+    steps: dict[str, int] = {}
+    for w in fixed.windows:
+        steps[w.symbol] = max(steps.get(w.symbol, 0), w.step)
+    symbols = []
+    for s in plan.symbols:
+        if s.name in steps:
+            lo, hi = s.samples
+            gap = hi - lo
+            step = -(-steps[s.name] // gap) * gap
+            base = lo + shift * step
+            if base < 1:
+                return None
+            s = Symbol(s.name, s.occurrences, (base, base + step))
+        symbols.append(s)
+    return DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims))
+
+
+def _samples(plan: DynamicShapeModel, fixed: FixedBySamples) -> str:
+    names = {w.symbol for w in fixed.windows}
+    return ", ".join(
+        f"{s.name}={s.samples[0]} and {s.samples[1]}" for s in plan.symbols if s.name in names
+    )
+
+
+def _unresolved(fixed: FixedBySamples, tried: DynamicShapeModel, err) -> Inexpressible:
+    """The refusal when no wider step makes the windows' output sizes differ, naming the
+    windows first (a refusal at retried sizes keeps only its first 400 characters)."""
+    if err is None:
+        tail = "still leave a window's output size equal"
+    else:
+        tail = f"fail: {_short(str(getattr(err, 'message', err)), 200)}"
+    return Inexpressible(f"{fixed}; the wider samples {_samples(tried, fixed)} {tail}")
+
+
+def _warn_model_fixed(fixed: FixedBySamples, tried) -> None:
+    report = getattr(fixed.result[0], "report", None)
+    if report is None:
+        return
+    sizes = "; ".join(_samples(t, fixed) for t in tried if t is not None)
+    for w in fixed.windows:
+        report.warn(
+            f"dynamic shape: {w.describe()}; the model rejects the sizes that change it "
+            f"({sizes}): that size is fixed in the file as the model fixes it"
+        )
 
 
 def _at_retried_sizes(err: Exception, plan: DynamicShapeModel, first: SampleRejected):

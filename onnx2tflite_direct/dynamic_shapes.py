@@ -36,7 +36,12 @@ of 32) and for sequence models. When the model rejects those (shape inference fa
 is empty: an audio front end wants longer inputs; unnamed batch dims that must agree) or the
 graphs differ between them, other plans are tried before refusing: the batch symbols as one,
 then larger sizes, then a narrow pair (64 and 80: a recognizer that takes heights below 96
-only) (``SIZE_RETRY_SAMPLES``); the report lists the samples used.
+only) (``SIZE_RETRY_SAMPLES``); the report lists the samples used. A strided conv or pool
+whose output size is the same at both samples although its input's differs (the samples
+within one stride step) would leave that size fixed in the file, wrong at the sizes that
+change it: the symbol is sampled again a whole stride apart (``FixedBySamples``); when the
+model rejects every size that changes it, the size stays fixed with a warning; otherwise the
+model is refused naming the window.
 
 The parts, one job each: ``dynamic_symbols`` (the symbols and the signal that carries them),
 ``dynamic_sample_plans`` (which sample sizes to try), ``dynamic_compare`` (lowering at the

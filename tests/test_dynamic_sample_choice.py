@@ -28,10 +28,10 @@ in LiteRT at several run-time sizes (``resize_tensor_input``) and compared with 
   at run time, but the dim it picks is 1 at every sample: the Gather folds (the per-dim form
   of the Shape rule), the If takes its Squeeze branch at conversion time;
 * a refusal at sizes the converter chose (the declared samples rejected) says which sizes
-  and why the declared ones were rejected, with the pin flags;
-* a strided window whose output size is the same at both samples (they fall within one step
-  of its stride: silero VAD's encoder at 512 and 576 samples) leaves that size fixed: the
-  report warns that the file is exact only at sizes that keep it.
+  and why the declared ones were rejected, with the pin flags.
+
+A strided window whose output size is the same at both samples (silero VAD's encoder at 512
+and 576 samples): ``test_dynamic_fixed_by_samples.py``.
 """
 
 from __future__ import annotations
@@ -498,35 +498,3 @@ def test_refusal_at_retried_sizes_names_them_and_the_first_rejection():
     assert "length=512" in err.message
     assert "Slice" in err.message  # why the declared samples were rejected
     assert "input_shapes=" in err.message
-
-
-def framing(stride):
-    """[1, 1, length] -> Conv(k=1, s=stride) frames -> Tanh."""
-    w = (RNG.standard_normal((3, 1, 1)) * 0.5).astype(np.float32)
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["f"], strides=[stride]),
-        helper.make_node("Tanh", ["f"], ["y"]),
-    ]
-    return _model(
-        nodes,
-        [("x", TensorProto.FLOAT, [1, 1, "length"])],
-        [("y", TensorProto.FLOAT, [1, 3, None])],
-        {"w": w},
-    )
-
-
-def _collapse_warnings(res):
-    return [w for w in res.report["warnings"] if "same output size at both sample" in w]
-
-
-def test_window_output_equal_at_both_samples_is_warned():
-    res = convert(framing(128), keep_io_layout=True)  # 64 and 96 samples: one frame each
-    (warning,) = _collapse_warnings(res)
-    assert "CONV_2D" in warning and "pin the dims" in warning
-    assert _signature(res, "y") == [1, 3, 1]  # the frame count is fixed, as warned
-
-
-def test_window_output_following_the_samples_is_not_warned():
-    res = _check_at_sizes(framing(16), [(1, 1, 64), (1, 1, 100), (1, 1, 333)])
-    assert not _collapse_warnings(res)
-    assert _signature(res, "y") == [1, 3, -1]

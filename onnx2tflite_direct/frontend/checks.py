@@ -285,6 +285,8 @@ def check_operand_shapes(nodes, values: dict[str, Value]) -> None:
             problem = f"min/max must be scalars, got shapes {shapes[1:3]}"
         elif n.op_type == "Conv":
             problem = _conv_operand_problem(n, shapes)
+        elif n.op_type in _RECURRENT_GATES:
+            problem = _recurrent_operand_problem(n, shapes, nodes, values)
         elif n.op_type == "Gemm" and len(shapes) >= 2 and _gemm_k_problem(n, shapes):
             problem = _gemm_k_problem(n, shapes)
         elif n.op_type == "Gemm" and len(shapes) >= 3 and shapes[2] is not None:
@@ -296,6 +298,75 @@ def check_operand_shapes(nodes, values: dict[str, Value]) -> None:
             raise BadInputError(
                 errors.INVALID_MODEL, f"{n.op_type} {n.name or n.output[0]!r}: {problem}"
             )
+
+
+# Gate count per recurrent op: W is [directions, gates x hidden, input].
+_RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_RECURRENT_OPERANDS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
+
+
+def _recurrent_operand_problem(n, shapes, nodes, values) -> str | None:
+    """The batch, direction and hidden sizes of LSTM/GRU/RNN operands must agree (X's batch
+    with initial_h's, initial_c's and sequence_lens'): ONNX shape inference checks none of
+    them, and input shapes pinned apart (``input_shapes={'input': (2, 512), 'state': (2, 3,
+    128)}`` for silero VAD, whose state is [2, batch, 128]) otherwise reach the lowering."""
+    batch_first = next((a.i for a in n.attribute if a.name == "layout"), 0) == 1
+    hidden = next((a.i for a in n.attribute if a.name == "hidden_size"), None)
+    gates = _RECURRENT_GATES[n.op_type]
+    if hidden is None and len(shapes) > 1 and shapes[1] is not None and len(shapes[1]) == 3:
+        hidden = shapes[1][1] // gates if shapes[1][1] is not None else None
+    names = dict(zip(_RECURRENT_OPERANDS, n.input, strict=False))
+    got = {k: shapes[i] for i, k in enumerate(_RECURRENT_OPERANDS[: len(shapes)])}
+    state = ("batch", "directions", "hidden") if batch_first else ("directions", "batch", "hidden")
+    expected = {
+        "X": ("batch", None, "input") if batch_first else (None, "batch", "input"),
+        "W": ("directions", None, "input"),
+        "R": ("directions", None, "hidden"),
+        "sequence_lens": ("batch",),
+        "initial_h": state,
+        "initial_c": state,
+    }
+    seen: dict[str, tuple[int, str]] = {}
+    if hidden is not None:
+        seen["hidden"] = (hidden, "hidden_size")
+    for k, roles in expected.items():
+        shape = got.get(k)
+        if shape is None or not names.get(k) or len(shape) != len(roles):
+            continue
+        for role, d in zip(roles, shape, strict=True):
+            if role is None or d is None:
+                continue
+            where = f"{k} {list(shape)}{_from_inputs(names[k], nodes, values)}"
+            first = seen.setdefault(role, (d, where))
+            if first[0] != d:
+                hint = ""
+                if "graph input" in first[1] + where:
+                    hint = " (the input shapes given with --input-shape must fit the model)"
+                return f"its {role} size is {first[0]} in {first[1]} but {d} in {where}{hint}"
+    return None
+
+
+def _from_inputs(name: str, nodes, values) -> str:
+    """' (from graph input ...)' for the operand ``name``: the inputs whose shapes reach it
+    (the user's pinned shapes are often the cause); ' (graph input ...)' when it is one."""
+    producer = {o: n for n in nodes for o in n.output}
+    if name not in producer:
+        v = values.get(name)
+        return f" (graph input {name!r})" if v is not None and not v.is_constant else ""
+    found, todo, done = [], [name], set()
+    while todo and len(done) < 10_000:
+        cur = todo.pop()
+        if cur in done or not cur:
+            continue
+        done.add(cur)
+        node = producer.get(cur)
+        if node is None:
+            v = values.get(cur)
+            if v is not None and not v.is_constant:
+                found.append(cur)
+            continue
+        todo.extend(node.input)
+    return f" (from graph input {', '.join(repr(f) for f in sorted(found))})" if found else ""
 
 
 def _broadcasts_to(shape: tuple, target: tuple) -> bool:
