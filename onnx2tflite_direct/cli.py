@@ -25,7 +25,7 @@ from .atomic import write_atomic
 from .errors import ConversionError, OptionError
 from .html_report import render_html
 from .inspect_tflite import main as inspect_main
-from .option_checks import UNREACHABLE, UNREACHABLE_TEXT, folder_write_problem, path_kind
+from .option_checks import folder_write_problem, path_kind
 from .option_meta import GROUPS, Flag, Meta, describe
 from .options import (
     FIELDS,
@@ -367,26 +367,6 @@ def _cli_checks(args: argparse.Namespace) -> None:
     check_output_dir(args.output_dir)
 
 
-def _merge_checks(args: argparse.Namespace, opts: ConvertOptions) -> None:
-    """A ``--merge`` name equal to the main model's own signature name (its file stem when
-    ``--signature`` names none) would give the file two signatures of one name. Also: a model
-    path under a folder the user cannot enter (the loader's PermissionError was exit 1)."""
-    for label, path in [("model", args.model), *(opts.merge or {}).items()]:
-        if isinstance(path, str) and path_kind(path) == UNREACHABLE:
-            where = "" if label == "model" else f"signature {label!r}: "
-            raise errors.BadInputError(
-                errors.INVALID_MODEL, f"{where}model file {path!r} {UNREACHABLE_TEXT}"
-            )
-    main_name = opts.stem or Path(args.model).stem
-    if opts.merge and not opts.signatures and main_name in opts.merge:
-        raise OptionError(
-            f"{{0}} {main_name}=...: the main model's signature is already named {main_name!r} "
-            "(after its file name); give the merged model another name, or name the main "
-            "model's signature with {1}",
-            ("merge", "signatures"),
-        )
-
-
 def _print(text: str) -> None:
     """A result on stdout; a reader that went away (``| head``) is not an error: the rest of
     the output is dropped and the run's exit code stands."""
@@ -473,7 +453,6 @@ def main(argv: list[str] | None = None) -> int:
         values, used = options_from_args(args)
         diagnose = bool(args.validate_all_tensors or args.html_report)
         opts = ConvertOptions(**values).check(spell=_spell(used), validating=diagnose)
-        _merge_checks(args, opts)
         stem = opts.stem or Path(args.model).stem
         before = _pending_files(args, stem)
         with _native_noise_filtered(args.quiet):

@@ -102,6 +102,58 @@ def _stem(model) -> str:
     return "model"
 
 
+def _model_source(model, where: str = ""):
+    """``model`` as the loaders take it: a path (str or ``os.PathLike``) or a ModelProto as
+    given; serialized bytes (what ``onnx.ModelProto.SerializeToString`` or a download gives)
+    parsed into a ModelProto, as ``onnx.load_model_from_string`` does. Anything else, bytes
+    that hold no ONNX graph, or a path under a folder the user cannot enter is a bad-input
+    error saying what is expected (these were internal errors: pathlib's TypeError, the
+    loader's PermissionError). ``where`` prefixes the message (a merged signature's name)."""
+    if isinstance(model, (onnx.ModelProto, str, os.PathLike)):
+        if not isinstance(model, onnx.ModelProto):
+            if option_checks.path_kind(model) == option_checks.UNREACHABLE:
+                raise errors.BadInputError(
+                    errors.INVALID_MODEL,
+                    f"{where}model file {str(model)!r} {option_checks.UNREACHABLE_TEXT}",
+                )
+        return model
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        try:
+            proto = onnx.load_model_from_string(bytes(model))
+        except Exception as exc:  # protobuf raises several types for garbage input
+            proto, problem = None, f": {exc}"
+        else:
+            problem = ""
+        if proto is None or (not proto.graph.node and not proto.graph.output):
+            raise errors.BadInputError(
+                errors.INVALID_MODEL,
+                f"{where}the {len(model)} bytes given as the model are not a serialized ONNX "
+                f"model{problem or ' (no graph)'}",
+            )
+        return proto
+    raise errors.BadInputError(
+        errors.INVALID_MODEL,
+        f"{where}the model must be a path (str or os.PathLike), an onnx.ModelProto or its "
+        f"serialized bytes, got {type(model).__name__}",
+    )
+
+
+def _merge_name_problem(model, stem: str, o: ConvertOptions) -> None:
+    """A ``merge`` name equal to the main model's own signature name (its stem when
+    ``signatures`` names none) would give the file two signatures of one name (was an
+    internal error from the builder). Checked here, where the stem is known, so the command
+    line and ``convert()`` give the same error."""
+    if o.merge and not o.signatures and stem in o.merge:
+        after = "after its file name" if isinstance(model, (str, os.PathLike)) else "by default"
+        after = "the stem given" if o.stem else after
+        raise OptionError(
+            f"{{0}} {stem}=...: the main model's signature is already named {stem!r} "
+            f"({after}); give the merged model another name, or name the main model's "
+            "signature ({1})",
+            ("merge", "signatures"),
+        )
+
+
 def _cyclic_gc_paused(fn):
     """Conversion builds many long-lived small objects (IR nodes, tensors, protobufs);
     CPython's generational collector would re-traverse all of them on every full collection,
@@ -128,7 +180,13 @@ def convert(
     options: ConvertOptions | None = None,
     **kwargs,
 ) -> ConversionResult:
-    """Convert an ONNX model (path or ModelProto) to TFLite.
+    """Convert an ONNX model to TFLite.
+
+    ``model`` is a path (str or ``os.PathLike``), an ``onnx.ModelProto``, or its serialized
+    bytes (``ModelProto.SerializeToString()``, a file's contents), parsed as
+    ``onnx.load_model_from_string`` does. A model in memory (proto or bytes) must hold its
+    weights: external data is found only next to a model file. Its files are named
+    ``model_*`` unless ``stem`` says otherwise.
 
     The options are the fields of :class:`~onnx2tflite_direct.options.ConvertOptions`, given
     as keywords (``convert(m, "out/", quantize=["fp16"])``) or as one object
@@ -175,7 +233,9 @@ def convert_checked(
     stem, quantize, validate = o.stem, o.quantize, o.validate
     report_op_coverage, gpu_friendly = o.report_op_coverage, o.gpu_friendly
     external_buffers = o.external_buffers
+    model = _model_source(model)
     stem = stem or _stem(model)
+    _merge_name_problem(model, stem, o)
     out_dir = Path(output_dir) if output_dir is not None else None
     rec = report.ReportBuilder(options, stem)
     started = time.perf_counter()
@@ -387,7 +447,10 @@ def _lower_signatures(model, options, rec, o: ConvertOptions, stem: str):
         ]
     else:
         plan = [(stem, model, {}, True)]
-    plan += [(key, other, {}, False) for key, other in (o.merge or {}).items()]
+    plan += [
+        (key, _model_source(other, f"signature {key!r}: "), {}, False)
+        for key, other in (o.merge or {}).items()
+    ]
     parts, entries, first = [], [], None
     for key, source, dims, is_main in plan:
         scratch = rec if first is None else report.ReportBuilder(options, key)

@@ -79,7 +79,12 @@ def parse_signature(text: str) -> tuple[str, dict[str, tuple[Dim, ...]]]:
         inp, eq, values = item.partition("=")
         if not eq or not inp.strip():
             raise argparse.ArgumentTypeError(f"expected INPUT=d0,d1,... in {text!r}, got {item!r}")
-        dims[inp.strip()] = tuple(parse_dim(d) for d in values.split(",")) if values else ()
+        inp, shape = inp.strip(), tuple(parse_dim(d) for d in values.split(",")) if values else ()
+        if dims.get(inp, shape) != shape:  # the last one silently won
+            raise argparse.ArgumentTypeError(
+                f"signature {name!r} gives input {inp!r} twice with different dims in {text!r}"
+            )
+        dims[inp] = shape
     return name, dims
 
 
@@ -137,8 +142,13 @@ def value_problems(signatures, merge) -> list[str]:
     for key, path in (merge or {}).items():
         if not isinstance(key, str) or not key:
             problems.append(f"merged signature names must be non-empty strings, got {key!r}")
-        elif not isinstance(path, (str, onnx.ModelProto)) and not hasattr(path, "__fspath__"):
-            problems.append(f"{key}: expected a model path or ModelProto, got {path!r}")
+        elif not isinstance(path, (str, bytes, onnx.ModelProto)) and not hasattr(
+            path, "__fspath__"
+        ):
+            problems.append(
+                f"{key}: expected a model path, an onnx.ModelProto or its serialized bytes, "
+                f"got {type(path).__name__}"
+            )
     both = sorted(set(signatures or {}) & set(merge or {}))
     if both:
         problems.append(f"{', '.join(both)} named by both")

@@ -176,12 +176,15 @@ def _input_dims(vi: onnx.ValueInfoProto) -> list[int | None] | None:
     ]
 
 
-def _conform_dtype(name: str, arr: np.ndarray, dtype: np.dtype, notes: list[str]) -> np.ndarray:
+def _conform_dtype(
+    name: str, arr: np.ndarray, dtype: np.dtype, notes: list[str], what: str = "test data"
+) -> np.ndarray:
     """``arr`` in the input's dtype when that loses nothing the user meant; ValueError else.
 
     Real numbers become the input's float dtype (numpy saves float64 by default; the model's
     own precision is what it computes in); integers and bools become the input's integer
-    dtype when every value survives the cast. Each cast is noted."""
+    dtype when every value survives the cast. Each cast is noted. ``what`` names the data in
+    messages (calibration reuses this check)."""
     if arr.dtype == dtype:
         return arr
     real = _is_float(arr.dtype) or arr.dtype.kind in "iub"
@@ -190,12 +193,10 @@ def _conform_dtype(name: str, arr: np.ndarray, dtype: np.dtype, notes: list[str]
     elif dtype.kind in "iub" and arr.dtype.kind in "iub":
         cast = arr.astype(dtype)
         if not np.array_equal(cast.astype(arr.dtype), arr):
-            raise ValueError(
-                f"test data {name!r}: {arr.dtype} values do not fit the input's {dtype}"
-            )
+            raise ValueError(f"{what} {name!r}: {arr.dtype} values do not fit the input's {dtype}")
     else:
-        raise ValueError(f"test data {name!r} is {arr.dtype}; the model input takes {dtype}")
-    notes.append(f"test data {name!r}: {arr.dtype} samples cast to {dtype}, the input's dtype")
+        raise ValueError(f"{what} {name!r} is {arr.dtype}; the model input takes {dtype}")
+    notes.append(f"{what} {name!r}: {arr.dtype} samples cast to {dtype}, the input's dtype")
     return cast
 
 

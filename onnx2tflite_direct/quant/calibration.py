@@ -57,6 +57,7 @@ from onnx import TensorProto, helper
 from .. import contrib_schemas, errors
 from .. import validate as V
 from ..layout import Inner
+from ..validation_inputs import _conform_dtype
 
 log = logging.getLogger(__name__)
 
@@ -597,7 +598,12 @@ def _fit_inputs(
                 f"calibration data for {name!r} has shape {tuple(arr.shape)}; the model input "
                 f"is {tuple(d or '?' for d in dims)} (samples stacked on axis 0)",
             )
-        cast[name] = np.asarray(arr, dtype=V._np_dtype(tt.elem_type))
+        try:  # the check --test-data gets: no string, no complex, integers that fit
+            cast[name] = _conform_dtype(
+                name, arr, V._np_dtype(tt.elem_type), [], what="--calibration-data"
+            )
+        except ValueError as exc:
+            raise errors.BadInputError(errors.INVALID_OPTION, str(exc)) from None
     return cast, batches
 
 
