@@ -270,8 +270,8 @@ WALK_CAST_NS = 0.3
 # Elements (rows x slots) of one block's arithmetic table: its float tensors (four bytes an
 # element, several alive at once) stay in cache up to about the size the saving was measured
 # at (``grid_arith16``: 53,760); beyond, they stream from memory and the saving is gone (a
-# 100-tree depth-8 forest at 16 rows, 262,000: 122 us against 137 for the comparison, 82 for
-# the traversal the cost model would otherwise have lost to).
+# 100-tree depth-8 forest at 16 rows, 262,000 elements: the per-slot figures would have
+# preferred the grid to the traversal, which runs faster).
 ARITH_MAX_ELEMENTS = 65536
 # Forced next-node table ("select" | "arith" where it applies; benchmarks and tests); None: the
 # cheaper by ``grid_ns``.
