@@ -299,6 +299,12 @@ def onnxruntime_step(model: onnx.ModelProto):
     return lambda _key, feeds: dict(zip(names, sess.run(None, feeds), strict=True))
 
 
+def _error(message: str, code: int = 2) -> int:
+    """A user's mistake as one line on stderr (exit 2 unless the converter says otherwise)."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="an exported decoder (default: a built-in toy one)")
@@ -317,22 +323,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output-dir", help="also write the .tflite here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from onnx2tflite_direct import convert
+    from onnx2tflite_direct import ConversionError, convert
 
     if args.export_hf:
         args.model = args.model or f"{args.export_hf}_past.onnx"
-        export_hf(args.export_hf, args.model, positions=2 * (args.prefill + args.tokens))
-    model = (
-        onnx.load(args.model)
-        if args.model
-        else build_decoder(
+        try:
+            export_hf(args.export_hf, args.model, positions=2 * (args.prefill + args.tokens))
+        except ImportError as exc:  # torch/transformers are not dependencies: one line
+            return _error(f"--export-hf needs torch and transformers ({exc})")
+    if args.model:
+        try:
+            model = onnx.load(args.model)
+        except FileNotFoundError:
+            return _error(f"--model {args.model}: no such file")
+        except Exception as exc:  # a folder, not an ONNX file, ...: protobuf raises several
+            return _error(f"--model {args.model}: not a readable ONNX model ({exc})")
+    else:
+        model = build_decoder(
             args.vocab, args.layers, args.heads, args.head_dim, 2 * (args.prefill + args.tokens)
         )
-    )
-    signatures = decoder_signatures(model, args.prefill)
-    both = convert(model, args.output_dir, stem="decoder", signatures=signatures)
-    # the single-signature file: decode alone (past dynamic), which holds every weight
-    single = convert(model, signatures={"decode": signatures["decode"]})
+    try:
+        signatures = decoder_signatures(model, args.prefill)
+        both = convert(model, args.output_dir, stem="decoder", signatures=signatures)
+        # the single-signature file: decode alone (past dynamic), which holds every weight
+        single = convert(model, signatures={"decode": signatures["decode"]})
+    except ConversionError as exc:  # the converter's own one line and exit code
+        return _error(str(exc), exc.exit_code)
     size, size_single = len(both.tflite_bytes), len(single.tflite_bytes)
     vocab = model.graph.output[0].type.tensor_type.shape.dim[-1].dim_value or 256
     prompt = np.random.default_rng(args.seed).integers(0, vocab, args.prefill)

@@ -367,6 +367,34 @@ def _cli_checks(args: argparse.Namespace) -> None:
     check_output_dir(args.output_dir)
 
 
+def _layout_direction_check(args: argparse.Namespace):
+    """``--keep-input-layout``/``--channel-last-input`` must name inputs and the ``-output``
+    flags outputs. ``convert()`` takes both directions in one list (``keep_layout``,
+    ``channel_last``), so only the command line knows which flag a name came with: an input
+    given to ``--keep-output-layout`` was taken silently. Checked on the lowered model's
+    rows (after any cut), before anything is written."""
+    given = [
+        (flag.name, "input" if "input" in flag.name else "output", tensor)
+        for option in ("keep_layout", "channel_last")
+        for flag in meta_of(option).flags
+        for tensor in getattr(args, flag.dest) or ()
+    ]
+
+    def check(io_table: list[dict]) -> None:
+        kinds: dict[str, set[str]] = {}
+        for row in io_table:
+            kinds.setdefault(row["name"], set()).add(row["kind"])
+        for flag, kind, tensor in given:
+            if tensor in kinds and kind not in kinds[tensor]:
+                other = flag.replace(kind, "output" if kind == "input" else "input")
+                raise OptionError(
+                    f"{flag} names {tensor!r}, which is a model {' and '.join(kinds[tensor])}, "
+                    f"not an {kind}; give it with {other}"
+                )
+
+    return check if given else None
+
+
 def _print(text: str) -> None:
     """A result on stdout; a reader that went away (``| head``) is not an error: the rest of
     the output is dropped and the run's exit code stands."""
@@ -480,7 +508,9 @@ def _where(exc: ConversionError) -> str:
 def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
     diagnose = bool(args.validate_all_tensors or args.html_report)
     try:
-        result = pipeline.convert_checked(args.model, args.output_dir, opts)
+        result = pipeline.convert_checked(
+            args.model, args.output_dir, opts, io_check=_layout_direction_check(args)
+        )
     except errors.ValidationMismatchError as exc:
         log.error("error: [%s] %s", exc.reason_code, to_cli_wording(exc.message))
         if exc.result is not None:

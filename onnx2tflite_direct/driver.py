@@ -316,9 +316,10 @@ class Driver:
             return L.identity(rank)
         if name in self.options.channel_last:
             if rank not in (3, 4, 5):
-                raise errors.BadInputError(
-                    errors.INVALID_OPTION,
-                    f"{name!r} has rank {rank}; only 3-D to 5-D tensors can be channel-last",
+                raise errors.OptionError(
+                    f"{{0}} names {name!r} of rank {rank}; only 3-D to 5-D tensors can be "
+                    "channel-last",
+                    ("channel_last",),
                 )
             return L.channel_last(rank)
         return None
@@ -334,12 +335,12 @@ class Driver:
 
     def setup_inputs(self) -> None:
         io_names = set(self.graph.inputs) | set(self.graph.outputs)
-        for name in self.options.keep_layout + self.options.channel_last:
-            if name not in io_names:
-                raise errors.BadInputError(
-                    errors.INVALID_OPTION,
-                    f"layout option names {name!r}, which is not a model input or output",
-                )
+        for option in ("keep_layout", "channel_last"):  # the message names the option
+            for name in getattr(self.options, option):
+                if name not in io_names:
+                    raise errors.OptionError(
+                        f"{{0}} names {name!r}, which is not a model input or output", (option,)
+                    )
         for name in self.graph.inputs:
             value = self.value(name)
             if not value.is_static:

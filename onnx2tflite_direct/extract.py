@@ -3,7 +3,8 @@
 The cut is taken on the ONNX model before anything else: new inputs get dtype and shape from
 ONNX shape inference, and every tensor the kept nodes need must come from the named inputs,
 initializers or kept nodes. Anything else (an unknown name, an output that does not depend on
-the inputs, a cut that leaves a needed tensor outside) is a clear error.
+the inputs, a cut that leaves a needed tensor outside) is a clear error naming the option
+(``--inputs``/``--outputs`` on the command line, ``inputs``/``outputs`` in ``convert()``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import onnx
 from onnx import helper
 
 from . import contrib_schemas, errors
-from .errors import BadInputError
+from .errors import BadInputError, OptionError
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
@@ -35,9 +36,12 @@ def extract_subgraph(
     explicit_inputs = bool(inputs)
     inputs = list(inputs) if inputs else graph_inputs
     outputs = list(outputs) if outputs else [o.name for o in g.output]
-    for name in inputs + outputs:
-        if name not in known:
-            raise BadInputError(errors.INVALID_OPTION, f"sub-graph cut: no tensor named {name!r}")
+    for option, names in (("inputs", inputs), ("outputs", outputs)):
+        for name in names:
+            if name not in known:
+                raise OptionError(
+                    f"{{0}} (sub-graph cut): the model has no tensor named {name!r}", (option,)
+                )
     boundary = set(inputs)
     keep: list[onnx.NodeProto] = []
     seen_nodes: set[int] = set()
@@ -56,10 +60,10 @@ def extract_subgraph(
             continue
         node = producers.get(name)
         if node is None:
-            raise BadInputError(
-                errors.INVALID_OPTION,
-                f"sub-graph cut is not closed: outputs need graph input {name!r}, which is not "
-                f"among --inputs {inputs}",
+            raise OptionError(
+                f"{{0}} {','.join(inputs)}: the sub-graph cut is not closed: the outputs need "
+                f"graph input {name!r}; name it in {{0}} too",
+                ("inputs",),
             )
         if id(node) not in seen_nodes:
             seen_nodes.add(id(node))
@@ -69,16 +73,18 @@ def extract_subgraph(
     if unused and not explicit_inputs:
         inputs = [i for i in inputs if i not in unused]  # graph inputs the cut does not need
     elif unused:
-        raise BadInputError(
-            errors.INVALID_OPTION,
-            f"sub-graph cut: outputs {outputs} do not depend on inputs {unused}",
+        raise OptionError(
+            f"{{0}} (sub-graph cut): the outputs {outputs} do not depend on inputs {unused}; "
+            "leave them out of {0}",
+            ("inputs",),
         )
     infos = _value_infos(model)
     for name in inputs + outputs:
         vi = infos.get(name)
         if vi is None or not vi.type.tensor_type.elem_type:
-            raise BadInputError(
-                errors.INVALID_OPTION, f"sub-graph cut: dtype of {name!r} cannot be inferred"
+            option = "inputs" if name in inputs else "outputs"
+            raise OptionError(
+                f"{{0}} (sub-graph cut): the dtype of {name!r} cannot be inferred", (option,)
             )
     order = {id(n): i for i, n in enumerate(g.node)}
     keep.sort(key=lambda n: order[id(n)])

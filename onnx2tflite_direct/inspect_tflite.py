@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import errors
 from . import tflite_reader as R
 from .tflite_reader import tensor_table
 
@@ -199,6 +200,12 @@ def format_inspect(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _error(reason_code: str, message: str) -> int:
+    """One line with its reason code, as every other error line of the command line."""
+    print(f"error: [{reason_code}] {message}", file=sys.stderr)
+    return errors.REASON_CODES[reason_code]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``inspect FILE [--json]``: exit 0, or 2 when the file is missing or not a TFLite file."""
     parser = argparse.ArgumentParser(
@@ -209,9 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         info = inspect(args.file)
-    except (OSError, ValueError, IndexError, struct.error) as exc:  # corrupt files too
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
-        return 2
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        return _error(errors.FILE_NOT_FOUND, f"{args.file}: {(exc.strerror or str(exc)).lower()}")
+    except OSError as exc:  # permission denied, an unreadable device
+        return _error(errors.INVALID_MODEL, f"{args.file}: {(exc.strerror or str(exc)).lower()}")
+    except ValueError as exc:  # not a TFLite file
+        return _error(errors.INVALID_MODEL, f"{args.file}: {exc}")
+    except (IndexError, struct.error) as exc:  # an offset past the end of the bytes
+        return _error(errors.INVALID_MODEL, f"{args.file}: truncated or corrupt ({exc})")
     print(json.dumps(info, indent=2) if args.json else format_inspect(info))
     return 0
 

@@ -214,10 +214,15 @@ convert.__signature__ = convert_signature(convert)
 
 @_cyclic_gc_paused
 def convert_checked(
-    model, output_dir: str | os.PathLike | None, o: ConvertOptions
+    model,
+    output_dir: str | os.PathLike | None,
+    o: ConvertOptions,
+    io_check: Callable[[list[dict]], None] | None = None,
 ) -> ConversionResult:
     """:func:`convert` with options already checked (``ConvertOptions.check``); messages keep
-    naming options by their command-line flags (the CLI calls this)."""
+    naming options by their command-line flags (the CLI calls this). ``io_check`` sees the
+    lowered model's input/output rows before anything is written and may raise: the command
+    line checks there what only it knows (which flag, input or output, named a tensor)."""
     check_output_dir(output_dir)
     options = _lowering_options(  # every LoweringOptions field is the option of its name
         **{
@@ -250,6 +255,8 @@ def convert_checked(
             driver, model_ir, loader = _lower(
                 model, options, rec, o.input_shapes, o.batch_size, o.inputs, o.outputs
             )
+        if io_check is not None:
+            io_check(driver.io_table)
         if o.int32_inputs:  # before the map and the GPU rewrites: they see the int32 inputs
             rows = [*driver.io_table]  # and each signature's input rows
             rows += [r for s in rec.sections.get("signatures", ()) for r in s["inputs"]]

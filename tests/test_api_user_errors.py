@@ -220,3 +220,126 @@ def test_cli_merge_named_like_the_main_model_is_the_same_error(tmp_path, capsys)
     assert line.startswith("error: [invalid_option] --merge small_cnn=...")
     assert "(--signature)" in line
     assert not list(tmp_path.iterdir())
+
+
+# ---- 6. smaller ones --------------------------------------------------------------------------
+
+
+def test_inspect_errors_carry_a_reason_code(tmp_path, capsys):
+    """`inspect` printed "error: FILE: [Errno 2] ..." without the [reason_code] every other
+    error line has."""
+    tflite = tmp_path / "m_float32.tflite"
+    convert(str(EXAMPLE), tmp_path, stem="m")
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(tflite.read_bytes()[:100])
+    capsys.readouterr()
+    cases = [
+        (tmp_path / "nope.tflite", "[file_not_found]", "no such file or directory"),
+        (tmp_path, "[file_not_found]", "is a directory"),
+        (EXAMPLE, "[invalid_model]", "not a TFLite FlatBuffer"),
+        (truncated, "[invalid_model]", "truncated or corrupt"),
+    ]
+    for path, code, words in cases:
+        status, err = _main(capsys, "inspect", path)
+        assert status == errors.EXIT_BAD_INPUT
+        assert err.strip() == err.strip().splitlines()[0]
+        assert err.startswith(f"error: {code} {path}: ") and words in err
+    assert _main(capsys, "inspect", tflite)[0] == errors.EXIT_OK
+
+
+def _generate_example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_example", ROOT / "examples/generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generate_example_says_a_users_mistake_in_one_line(tmp_path, capsys, monkeypatch):
+    """A missing --model, or --export-hf without torch, printed a traceback."""
+    gen = _generate_example()
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07not a model\xff")
+
+    def no_torch(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'torch'")
+
+    monkeypatch.setattr(gen, "export_hf", no_torch)  # torch may be installed where this runs
+    cases = [
+        (["--model", str(tmp_path / "missing.onnx")], "--model", "no such file"),
+        (["--model", str(tmp_path)], "--model", "not a readable ONNX model"),
+        (["--export-hf", "gpt2", "--model", str(tmp_path / "g.onnx")], "--export-hf", "torch"),
+        (["--model", str(EXAMPLE)], "[invalid_option]", "no input 'input_ids'"),
+    ]
+    for argv, named, words in cases:
+        assert gen.main(argv) == errors.EXIT_BAD_INPUT
+        out, err = capsys.readouterr()
+        (line,) = err.splitlines()
+        assert line.startswith("error: ") and named in line and words in line
+        assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    "flag,tensor,other,kind",
+    [
+        ("--keep-output-layout", "image", "--keep-input-layout", "input"),
+        ("--keep-input-layout", "probs", "--keep-output-layout", "output"),
+        ("--channel-last-output", "image", "--channel-last-input", "input"),
+    ],
+)
+def test_a_layout_flag_of_the_wrong_direction_is_refused(
+    tmp_path, capsys, flag, tensor, other, kind
+):
+    """`--keep-output-layout image` (an input) converted without a word: the API's
+    keep_layout takes inputs and outputs in one list, and the command line lost which flag
+    named which tensor."""
+    out = tmp_path / "out"
+    code, err = _main(capsys, EXAMPLE, "-o", out, flag, tensor)
+    assert code == errors.EXIT_BAD_INPUT
+    line = _error_line(err)
+    assert line.startswith(f"error: [invalid_option] {flag} names {tensor!r}")
+    assert f"which is a model {kind}" in line and f"give it with {other}" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flag,keyword",
+    [("--keep-output-layout", "keep_layout"), ("--channel-last-input", "channel_last")],
+)
+def test_a_layout_option_naming_no_tensor_names_the_flag(tmp_path, capsys, flag, keyword):
+    """Was "layout option names 'nope', ...": which of the four flags?"""
+    code, err = _main(capsys, EXAMPLE, "-o", tmp_path / "out", flag, "nope")
+    assert code == errors.EXIT_BAD_INPUT
+    assert _error_line(err) == (
+        f"error: [invalid_option] {flag} names 'nope', which is not a model input or output"
+    )
+    with pytest.raises(errors.OptionError, match=rf"^\[invalid_option\] {keyword} names 'nope'"):
+        convert(str(EXAMPLE), **{keyword: "nope"})
+
+
+def test_channel_last_on_a_rank_2_tensor_names_the_flag(tmp_path, capsys):
+    """Was "'probs' has rank 2; ...": the flag that asked for it was not named."""
+    code, err = _main(capsys, EXAMPLE, "-o", tmp_path / "out", "--channel-last-output", "probs")
+    assert code == errors.EXIT_BAD_INPUT
+    assert _error_line(err) == (
+        "error: [invalid_option] --channel-last-output names 'probs' of rank 2; only 3-D to "
+        "5-D tensors can be channel-last"
+    )
+
+
+@pytest.mark.parametrize(
+    "args,starts",
+    [
+        (["--inputs", "nope"], "--inputs (sub-graph cut): the model has no tensor named 'nope'"),
+        (["--outputs", "nope"], "--outputs (sub-graph cut): the model has no tensor named 'nope'"),
+        (["--inputs", "image,c1", "--outputs", "c1"], "--inputs (sub-graph cut): the outputs"),
+    ],
+    ids=["inputs", "outputs", "unused"],
+)
+def test_a_bad_cut_names_its_flag(tmp_path, capsys, args, starts):
+    """Said "sub-graph cut: no tensor named 'nope'": --inputs or --outputs?"""
+    code, err = _main(capsys, EXAMPLE, "-o", tmp_path / "out", *args)
+    assert code == errors.EXIT_BAD_INPUT
+    assert _error_line(err).startswith(f"error: [invalid_option] {starts}")
+    with pytest.raises(errors.OptionError, match=r"^\[invalid_option\] outputs \(sub-graph cut"):
+        convert(str(EXAMPLE), outputs="nope")

@@ -290,7 +290,7 @@ def test_every_flag_reaches_its_convert_option(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_convert(model, out, opts):
+    def fake_convert(model, out, opts, io_check=None):
         seen["opts"] = opts
         raise errors.BadInputError(errors.INVALID_OPTION, "stop here")
 
