@@ -164,7 +164,8 @@ def _fixed_windows(model: tfl.Model, pairings, symbols) -> list[FixedWindow]:
                     lo, hi = s.samples
                     moved = abs(bx.shape[ax] - x.shape[ax])
                     stride = int(op.options.get(names.get(ax, ""), 1) or 1)
-                    step = -(-stride * (hi - lo) // moved)  # a whole stride of its input
+                    # a whole stride of its input if linear (more than the samples' step)
+                    step = max(-(-stride * (hi - lo) // moved), hi - lo + 1)
                     where = f"{op.opcode} (from ONNX node {op.onnx_node!r})"
                     found.setdefault(
                         (where, ax, s.name),

@@ -92,16 +92,16 @@ def _widening(plan: DynamicShapeModel, lower: Lowering) -> tuple:
     size is the same at both samples (``FixedBySamples``: silero VAD's encoder at 512 and 576
     samples), its symbol is sampled a step apart that moves the window's input by a whole
     stride, above the first sample or else below it, until every such size differs: it is
-    then dynamic and LiteRT computes it at run time. When the model rejects the sizes on both
-    sides (its shape inference fails, or a tensor would be empty), that size does not vary at
-    any size the model takes (a recognizer whose height must pool to one row before a reshape
-    to a constant 1): the lowering stands, with a warning. Anything else is refused
+    then dynamic and LiteRT computes it at run time. When the model itself rejects the sizes
+    on both sides (its shape inference fails: a squeeze of a one-frame axis), that size does
+    not vary at any size the model takes: the lowering stands, with a warning. Anything else is refused
     (``Inexpressible`` naming the window and the dims): the file would be wrong at the sizes
     that change it."""
     try:
         return lower_and_compare(plan, lower), plan
     except FixedBySamples as err:
-        fixed = err
+        fixed = first = err
+    start = plan
     for _ in range(WIDENINGS):
         tried = [_wider(plan, fixed, shift) for shift in (0, 1, -1)]
         failure = None
@@ -114,12 +114,16 @@ def _widening(plan: DynamicShapeModel, lower: Lowering) -> tuple:
                 plan, fixed = other, err
                 break
             except (SampleRejected, Inexpressible, UnsupportedError) as err:
-                if not isinstance(err, SampleRejected) and failure is None:
-                    failure = other, err  # accepted by the model, but not comparable
+                if not _model_rejected(err) and failure is None:
+                    # accepted by the model (an empty tensor our lowering refuses is no proof
+                    # that the model rejects that size: PP-OCR's height pool at 16 pixels)
+                    failure = other, err
         else:
             if failure is not None:
                 raise _unresolved(fixed, *failure) from None
             _warn_model_fixed(fixed, tried)  # every size that changes it is rejected
+            if _same_windows(fixed, first):  # the first samples then (inside the range)
+                return first.result, start
             return fixed.result, plan
     raise _unresolved(fixed, plan, None)
 
@@ -146,6 +150,13 @@ def _wider(plan: DynamicShapeModel, fixed: FixedBySamples, shift: int) -> Dynami
             s = Symbol(s.name, s.occurrences, (base, base + step))
         symbols.append(s)
     return DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims))
+
+
+def _same_windows(a: FixedBySamples, b: FixedBySamples) -> bool:
+    def key(f: FixedBySamples) -> set:
+        return {(w.where, w.axis, w.symbol, w.out) for w in f.windows}
+
+    return key(a) == key(b)
 
 
 def _samples(plan: DynamicShapeModel, fixed: FixedBySamples) -> str:

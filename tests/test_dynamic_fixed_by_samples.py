@@ -191,3 +191,44 @@ def test_recurrent_batches_pinned_apart_are_a_bad_input_naming_the_inputs():
 def test_recurrent_batches_declared_apart_are_a_bad_input():
     err = expect_refusal(recurrent(2, 3), "invalid_model")
     assert "batch size is 2 in X [5, 2, 4]" in err.message and "initial_h [1, 3, 3]" in err.message
+
+
+def one_row_pool():
+    """[n, 1, H, W] -> Conv k=(16, 1) s=(16, 1) -> AveragePool (3, 2) / (3, 2) -> Squeeze the
+    height (PP-OCR v4's recognizer neck): one row at H 48..95 (3 to 5 input rows), and at
+    H 16..47 too, where onnxruntime averages a partial window of 1 or 2 rows (VALID in TFLite
+    gives no row there, SAME two rows at 4 or 5)."""
+    w = (RNG.standard_normal((6, 1, 16, 1)) * 0.3).astype(np.float32)
+    proj = (RNG.standard_normal((6, 5)) * 0.5).astype(np.float32)
+    inits = {"w": w, "proj": proj, "h": np.array([2], np.int64)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["rows"], strides=[16, 1]),
+        helper.make_node("Relu", ["rows"], ["act"]),
+        helper.make_node("AveragePool", ["act"], ["row"], kernel_shape=[3, 2], strides=[3, 2]),
+        helper.make_node("Squeeze", ["row", "h"], ["seq"]),
+        helper.make_node("Transpose", ["seq"], ["tokens"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["tokens", "proj"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [("x", TensorProto.FLOAT, ["n", 1, "height", "width"])],
+        [("y", TensorProto.FLOAT, ["n", None, 5])],
+        inits,
+    )
+
+
+def test_pool_to_one_row_that_the_model_also_takes_partially_is_refused():
+    """The pool's row count is 1 at both narrow samples (64, 80); the sizes above are rejected
+    by the model, but 16..47 are not (onnxruntime answers there): a file fixed at 1 row was
+    wrong at H=32 (rapidocr_rec_v4: up to 0.66 off). Refused; pinned, it converts."""
+    model = one_row_pool()
+    sess = ort.InferenceSession(model.SerializeToString())
+    assert sess.run(None, {"x": np.ones((1, 1, 32, 8), np.float32)})[0].shape == (1, 4, 5)
+    err = expect_refusal(model, "dynamic_shape_unsupported", keep_io_layout=True)
+    assert "AVERAGE_POOL_2D" in err.message and "along its height" in err.message
+    assert "height=64 and 80" in err.message and "input_shapes=" in err.message
+    res = convert(model, input_shapes={"x": (2, 1, 48, 16)}, keep_io_layout=True)
+    feeds = {"x": RNG.standard_normal((2, 1, 48, 16)).astype(np.float32)}
+    want = sess.run(None, feeds)[0]
+    got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["y"]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
