@@ -109,6 +109,7 @@ class FixedWindow:
     out: int
     stride: int
     step: int
+    node: str | None = None  # the ONNX node
 
     def describe(self) -> str:
         lo, hi = self.samples
@@ -131,7 +132,8 @@ class FixedBySamples(Inexpressible):
         super().__init__(
             "; ".join(w.describe() for w in windows)
             + ": that size would be fixed in the file, which would be wrong or fail at the "
-            "run-time sizes that change it"
+            "run-time sizes that change it",
+            windows[0].node,
         )
 
 
@@ -178,6 +180,7 @@ def _fixed_windows(model: tfl.Model, pairings, symbols) -> list[FixedWindow]:
                             y.shape[ax],
                             stride,
                             step,
+                            op.onnx_node,
                         ),
                     )
     return list(found.values())

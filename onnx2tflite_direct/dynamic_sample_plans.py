@@ -173,7 +173,7 @@ def _unresolved(fixed: FixedBySamples, tried: DynamicShapeModel, err) -> Inexpre
         tail = "still leave a window's output size equal"
     else:
         tail = f"fail: {_short(str(getattr(err, 'message', err)), 200)}"
-    return Inexpressible(f"{fixed}; the wider samples {_samples(tried, fixed)} {tail}")
+    return Inexpressible(f"{fixed}; the wider samples {_samples(tried, fixed)} {tail}", fixed.node)
 
 
 def _warn_model_fixed(fixed: FixedBySamples, tried) -> None:
@@ -196,7 +196,7 @@ def _at_retried_sizes(err: Exception, plan: DynamicShapeModel, first: SampleReje
     where = f"at the retried sample sizes {sizes}; the declared ones were rejected: {why}"
     if isinstance(err, errors.ConversionError):
         return err.reworded(f"{_short(err.message)} ({where}); {PIN_HINT}")
-    return Inexpressible(f"{_short(str(err))} ({where})")
+    return Inexpressible(f"{_short(str(err))} ({where})", getattr(err, "node", None))
 
 
 def _short(message: str, limit: int = 400) -> str:

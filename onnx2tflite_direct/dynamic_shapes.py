@@ -103,4 +103,5 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
         raise UnsupportedError(
             errors.DYNAMIC_SHAPE_UNSUPPORTED,
             f"dynamic shape ({describe(symbols)}): {err}; {PIN_HINT}",
+            node_name=err.node,
         ) from None

@@ -158,7 +158,9 @@ def find_symbols(
 
 
 class Inexpressible(Exception):  # noqa: N818 - internal; becomes a refusal naming the dims
-    pass
+    def __init__(self, message: str, node: str | None = None):
+        super().__init__(message)
+        self.node = node  # the ONNX node the refusal names, when one is to blame
 
 
 def refuse(message: str):

@@ -158,6 +158,7 @@ def test_no_wider_step_that_works_is_refused_naming_the_window(monkeypatch):
     err = expect_refusal(framing(4096), "dynamic_shape_unsupported", keep_io_layout=True)
     assert "CONV_2D" in err.message and "along its width" in err.message
     assert "length" in err.message and "input_shapes=" in err.message
+    assert err.node_name == "Conv:f"
 
 
 def recurrent(batch_x, batch_h):
@@ -227,6 +228,7 @@ def test_pool_to_one_row_that_the_model_also_takes_partially_is_refused():
     err = expect_refusal(model, "dynamic_shape_unsupported", keep_io_layout=True)
     assert "AVERAGE_POOL_2D" in err.message and "along its height" in err.message
     assert "height=64 and 80" in err.message and "input_shapes=" in err.message
+    assert err.node_name == "AveragePool:row"
     res = convert(model, input_shapes={"x": (2, 1, 48, 16)}, keep_io_layout=True)
     feeds = {"x": RNG.standard_normal((2, 1, 48, 16)).astype(np.float32)}
     want = sess.run(None, feeds)[0]
