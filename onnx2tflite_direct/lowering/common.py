@@ -9,6 +9,13 @@ def spatial_pads(ctx, in_spatial, kernel, strides, dilations) -> list[tuple[int,
     """Per spatial axis (begin, end) padding from ONNX ``pads``/``auto_pad``."""
     auto = ctx.attr("auto_pad", "NOTSET")
     n = len(in_spatial)
+    if auto == "SAME_LOWER" and same_pads_vary(ctx, kernel, strides, dilations):
+        ctx.refuse(
+            "dynamic_shape_unsupported",
+            f"auto_pad SAME_LOWER with strides {list(strides)}: its pads change with the input "
+            "size modulo the stride, and TFLite's SAME puts the extra cell at the end; pin the "
+            "spatial sizes (--input-shape) to convert it",
+        )
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         out = []
         for size, k, s, d in zip(in_spatial, kernel, strides, dilations, strict=False):
@@ -39,6 +46,10 @@ def padding_mode(pads, in_spatial, kernel, strides, dilations, any_size=False) -
     padding depends on the size modulo the stride (k=3, s=2, pads (1, 1) is SAME at odd sizes
     only): taken at a sample size it would differ between samples (refused) or, when the
     samples agree, be silently wrong at other run-time sizes. An explicit PAD is exact."""
+    if any_size == EVERY_SIZE_SAME:  # ONNX SAME_UPPER: TFLite's SAME at every size, also
+        # where this sample's pads are 0 (SAME_UPPER's pads are TFLite's by construction)
+        same = list(pads) == tf_same_pads(in_spatial, kernel, strides, dilations)
+        return "SAME" if same else None
     if all(p == (0, 0) for p in pads):
         return "VALID"
     if list(pads) != tf_same_pads(in_spatial, kernel, strides, dilations):
@@ -55,10 +66,44 @@ def sizes_vary(ctx) -> bool:
     return bool(getattr(ctx.driver.graph, "sample_pinned", False))
 
 
-def any_size_padding(ctx) -> bool:
+# ``any_size`` value of a node whose auto_pad is SAME_UPPER while its sizes vary: TFLite's SAME
+# at every size, also where this sample's pads are all 0 (k=2, s=2 at an even size: VALID
+# there, one output short at every odd size).
+EVERY_SIZE_SAME = "every_size_same"
+
+
+def any_size_padding(ctx) -> bool | str:
     """``padding_mode``'s ``any_size`` for a node's own ``pads``/``auto_pad``: ONNX's
-    SAME_UPPER is TFLite's SAME at every size, explicit pads are not (see ``padding_mode``)."""
-    return sizes_vary(ctx) and ctx.attr("auto_pad", "NOTSET") != "SAME_UPPER"
+    SAME_UPPER is TFLite's SAME at every size (:data:`EVERY_SIZE_SAME`), explicit pads are
+    not (see ``padding_mode``)."""
+    if not sizes_vary(ctx):
+        return False
+    return EVERY_SIZE_SAME if ctx.attr("auto_pad", "NOTSET") == "SAME_UPPER" else True
+
+
+def same_pads_vary(ctx, kernel, strides, dilations) -> bool:
+    """Does the node's auto_pad SAME_UPPER/SAME_LOWER padding change with the run-time size?
+    Its total, ``(ceil(n / s) - 1) * s + (k - 1) * d + 1 - n``, follows ``n`` modulo a stride
+    above 1 for any window wider than one cell: pads computed at a sample size (an explicit
+    PAD) hold at that size's residue only, silently wrong at the others."""
+    if not sizes_vary(ctx) or ctx.attr("auto_pad", "NOTSET") not in ("SAME_UPPER", "SAME_LOWER"):
+        return False
+    return any(
+        int(s) > 1 and (int(k) - 1) * int(d) > 0
+        for k, s, d in zip(kernel, strides, dilations, strict=True)
+    )
+
+
+def refuse_sample_pads(ctx, kernel, strides, dilations) -> None:
+    """Called where a lowering is about to pad explicitly with the node's auto_pad pads: refuse
+    when those pads hold at this sample size only (:func:`same_pads_vary`)."""
+    if same_pads_vary(ctx, kernel, strides, dilations):
+        ctx.refuse(
+            "dynamic_shape_unsupported",
+            f"auto_pad {ctx.attr('auto_pad', 'NOTSET')} with strides {list(strides)} needs an "
+            "explicit PAD here, whose amounts change with the input size modulo the stride; "
+            "pin the spatial sizes (--input-shape) to convert it",
+        )
 
 
 def conv2d_options(mode: str, strides, dilations) -> dict:
@@ -94,10 +139,37 @@ def pool_window_geometry(ctx, spatial):
         for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
     ]
     # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
-    if sizes_vary(ctx) and not ceil_mode:  # ONNX's own pads give floor's count at any size
-        return kernel, strides, dilations, pads, list(pads), outs
+    if sizes_vary(ctx):
+        return kernel, strides, dilations, pads, _any_size_full(ctx, pads, ceil_mode), outs
     full = []
     for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
         need = (o - 1) * s + k - (n + pb)
         full.append((pb, max(need, 0)))
     return kernel, strides, dilations, pads, full, outs
+
+
+def _any_size_full(ctx, pads, ceil_mode: bool) -> list[tuple[int, int]]:
+    """``pool_window_geometry``'s VALID pads when the sizes vary at run time: ONNX's own pads
+    give floor's window count at every size; ceil's count, ``ceil((n + pads - K) / s) + 1``, is
+    floor's over ``s - 1`` more end cells, at every size (extra cells taken at a sample size
+    hold only at sizes of its residue modulo the stride: k=2, s=2 at even samples needs none,
+    one window short at every odd size). Refused where onnxruntime's rule that the last window
+    starts inside the input or its begin padding drops that window at some sizes
+    (``pe + s - 1 >= K``)."""
+    if not ceil_mode:
+        return list(pads)
+    kernel = [int(k) for k in ctx.attr("kernel_shape")]
+    strides = [int(s) for s in ctx.attr("strides", [1] * len(kernel))]
+    dilations = [int(d) for d in ctx.attr("dilations", [1] * len(kernel))]
+    full = []
+    for k, s, d, (pb, pe) in zip(kernel, strides, dilations, pads, strict=False):
+        if s > 1 and pe + s - 1 >= (k - 1) * d + 1:
+            ctx.refuse(
+                "dynamic_shape_unsupported",
+                f"ceil_mode with kernel {kernel}, strides {strides} and end pads "
+                f"{[p[1] for p in pads]}: onnxruntime drops the last window at some input "
+                "sizes (it must start inside the input); pin the spatial sizes "
+                "(--input-shape) to convert it",
+            )
+        full.append((pb, pe + s - 1))
+    return full

@@ -24,7 +24,13 @@ from .. import contrib_schemas, errors
 from .. import layout as L
 from ..policies import broadcasting, channel_last, onnx_order, same_as_input
 from ..registry import FLOAT, lowering
-from .common import any_size_padding, conv2d_options, padding_mode, spatial_pads
+from .common import (
+    any_size_padding,
+    conv2d_options,
+    padding_mode,
+    refuse_sample_pads,
+    spatial_pads,
+)
 from .conv import _conv_check, lower_conv
 from .emit import Emitter
 from .math import _erf
@@ -352,6 +358,7 @@ def lower_nhwc_conv(ctx):
     x = ctx.input(0)
     mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
+        refuse_sample_pads(ctx, kernel, strides, dilations)
         x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
     bias = ctx.input(2) if ctx.has_input(2) else ctx.const_tensor(np.zeros(o, np.float32), "bias")

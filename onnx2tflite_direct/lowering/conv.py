@@ -15,7 +15,14 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import any_size_padding, conv2d_options, padding_mode, sizes_vary, spatial_pads
+from .common import (
+    any_size_padding,
+    conv2d_options,
+    padding_mode,
+    refuse_sample_pads,
+    sizes_vary,
+    spatial_pads,
+)
 from .conv_lattice import integer_conv
 from .emit import Emitter
 
@@ -188,6 +195,7 @@ def _conv_2d(ctx):
         return
     mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
+        refuse_sample_pads(ctx, kernel, strides, dilations)
         x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
         mode = "VALID"
     options = conv2d_options(mode, strides, dilations)
@@ -355,6 +363,7 @@ def _banded_depthwise(ctx, x, w, geometry, out):
         window_hw = list(window.shape[1:3])
         mode = padding_mode(tile_pads, window_hw, tile_k, strides, dilations, sizes_vary(ctx))
         if mode is None:
+            refuse_sample_pads(ctx, kernel, strides, dilations)
             window = e.pad(window, [(0, 0), *tile_pads, (0, 0)])
             mode = "VALID"
         (r0, r1), (c0, c1) = tile
@@ -386,6 +395,7 @@ def _conv_3d(ctx):
     spatial = list(ctx.shape(0)[2:])
     mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
     if mode is None:
+        refuse_sample_pads(ctx, kernel, strides, dilations)
         x = e.pad(x, [(0, 0), *pads, (0, 0)])
         mode = "VALID"
     o = ctx.shape(1)[0]

@@ -35,7 +35,7 @@ import numpy as np
 from .. import layout as L
 from .. import tfl
 from . import lattice_int8
-from .common import any_size_padding, conv2d_options, padding_mode
+from .common import any_size_padding, conv2d_options, padding_mode, refuse_sample_pads
 from .elementwise import dtype_name
 from .emit import Emitter
 from .integer_digits import combine_digits, constant_digits, digit_plan, split_digits, split_rows
@@ -149,6 +149,7 @@ class IntegerConv:
         spatial = list(x_shape[2:])
         mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
         if mode is None or (self.offset and mode != "VALID"):
+            refuse_sample_pads(ctx, kernel, strides, dilations)
             x = e.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
             mode = "VALID"
         if self.offset:

@@ -15,7 +15,7 @@ import numpy as np
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import attr_in, lowering
-from .common import any_size_padding, padding_mode, pool_window_geometry
+from .common import any_size_padding, padding_mode, pool_window_geometry, refuse_sample_pads
 from .emit import Emitter
 from .lattice_moves import dequantized_non_negative
 from .pool3d import lower_pool_nd
@@ -56,6 +56,8 @@ def _pool(ctx, opcode: str):
         mode = padding_mode(pads, spatial, kernel, strides, [1, 1], any_size_padding(ctx))
         if opcode == "AVERAGE_POOL_2D" and mode == "SAME" and count_include_pad:
             mode = None  # TFLite SAME averages only valid cells
+    if mode is None:  # (a 1-D pool's kernel and strides carry a unit height by now)
+        refuse_sample_pads(ctx, kernel[-len(dilations) :], strides[-len(dilations) :], dilations)
     options = dict(
         stride_h=strides[0],
         stride_w=strides[1],

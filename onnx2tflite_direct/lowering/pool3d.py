@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import pool_window_geometry
+from .common import pool_window_geometry, refuse_sample_pads, sizes_vary
 from .emit import Emitter
 
 COMBINE = {"max": "MAXIMUM", "sum": "ADD"}
@@ -32,8 +32,13 @@ def pool_geometry(ctx):
     return kernel, strides, dilations, pads, outs
 
 
-def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str):
-    """1-D pool of stored ``axis``: combine the ``k`` strided slices ``x[j*d :: s][:o]``."""
+def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str, to_end=False):
+    """1-D pool of stored ``axis``: combine the ``k`` strided slices ``x[j*d :: s][:o]``.
+
+    ``to_end`` (the sizes vary at run time): tap ``j`` ends ``(k - 1 - j) * d`` cells before
+    the padded axis' end, which holds ``o`` windows at every size; its last window's end,
+    ``j*d + (o-1)*s + 1``, is a fixed distance from the end only for sizes congruent to this
+    one modulo the stride (one window short at the others)."""
     e = Emitter(ctx)
     if k == 1 and s == 1 and x.shape[axis] == o:
         return x
@@ -43,7 +48,8 @@ def _slice_taps(ctx, x, axis: int, k: int, s: int, d: int, o: int, combine: str)
         begin = [0] * rank
         end = list(x.shape)
         step = [1] * rank
-        begin[axis], end[axis], step[axis] = j * d, j * d + (o - 1) * s + 1, s
+        last = x.shape[axis] - (k - 1 - j) * d if to_end else j * d + (o - 1) * s + 1
+        begin[axis], end[axis], step[axis] = j * d, last, s
         shape = list(x.shape)
         shape[axis] = o
         inputs = [x] + [e.const(v, np.int32, n) for v, n in ((begin, "b"), (end, "e"), (step, "s"))]
@@ -72,7 +78,8 @@ def pooled_sum_or_max(ctx, x, combine: str):
     e = Emitter(ctx)
     shape = ctx.shape(0)
     lay = ctx.in_layout(0)
-    kernel, strides, dilations, pads, outs = pool_geometry(ctx)
+    kernel, strides, dilations, pads, full, outs = pool_window_geometry(ctx, list(shape[2:]))
+    refuse_sample_pads(ctx, kernel, strides, dilations)  # the PAD below is explicit
     if ctx.attr("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER") and any(
         d != 1 for d in dilations
     ):
@@ -89,16 +96,19 @@ def pooled_sum_or_max(ctx, x, combine: str):
     if sum(kernel) > MAX_TAPS:
         ctx.refuse("unsupported_attribute_value", f"kernel {kernel} needs too many slices")
     stored_pads = [(0, 0)] * len(shape)
-    for a, (n, k, s, d, (pb, _pe), o) in enumerate(
-        zip(shape[2:], kernel, strides, dilations, pads, outs, strict=True)
+    # Sizes varying at run time: end pads that hold at every size (``pool_window_geometry``)
+    # and taps counted from the end.
+    to_end = sizes_vary(ctx)
+    for a, (n, k, s, d, (pb, _pe), (_, pe_any), o) in enumerate(
+        zip(shape[2:], kernel, strides, dilations, pads, full, outs, strict=True)
     ):
         need = (o - 1) * s + (k - 1) * d + 1 - (n + pb)
-        stored_pads[lay.stored_axis(2 + a)] = (pb, max(need, 0))
+        stored_pads[lay.stored_axis(2 + a)] = (pb, pe_any if to_end else max(need, 0))
     if any(p != (0, 0) for p in stored_pads):
         value = float("-inf") if combine == "max" else 0.0
         x = e.pad(x, stored_pads, value=value)
     for a, (k, s, d, o) in enumerate(zip(kernel, strides, dilations, outs, strict=True)):
-        x = _slice_taps(ctx, x, lay.stored_axis(2 + a), k, s, d, o, combine)
+        x = _slice_taps(ctx, x, lay.stored_axis(2 + a), k, s, d, o, combine, to_end)
     return x
 
 

@@ -33,7 +33,13 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last, onnx_order
 from ..registry import lowering
-from .common import any_size_padding, conv2d_options, padding_mode, spatial_pads
+from .common import (
+    any_size_padding,
+    conv2d_options,
+    padding_mode,
+    refuse_sample_pads,
+    spatial_pads,
+)
 from .conv import DEPTHWISE_2D
 from .elementwise import dtype_name
 from .emit import Emitter
@@ -323,6 +329,8 @@ def _integer_conv(ctx, x_idx, xz_idx, w_idx, wz_idx, bias=None):
         dilations, pads = [1] + dilations, [(0, 0)] + pads
         filt = e.reshape(filt, (filt.shape[0], 1, *filt.shape[1:]), "filter_2d")
     mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))
+    if mode is None:
+        refuse_sample_pads(ctx, kernel, strides, dilations)
     out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
     options = conv2d_options(mode or "VALID", strides, dilations)
     if depthwise:
