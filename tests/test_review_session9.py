@@ -177,3 +177,75 @@ def test_ceil_mode_dropped_last_window_refused():
         convert(_window_model("MaxPool", 2, [2, 2], attrs), keep_io_layout=True)
     assert err.value.reason_code == "dynamic_shape_unsupported"
     assert "ceil_mode" in str(err.value)
+
+
+def _shape_read_model(dims):
+    """``h = x[:, :16]; out = h * h.shape[1]``: the dim is min(A, 16), 16 at both samples."""
+    inits = [
+        numpy_helper.from_array(np.array(value, np.int64), name)
+        for name, value in (("one", 1), ("st", [0]), ("en", [16]), ("ax", [1]))
+    ]
+    nodes = [
+        helper.make_node("Slice", ["x", "st", "en", "ax"], ["h"]),
+        helper.make_node("Shape", ["h"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["d"], axis=0),
+        helper.make_node("Cast", ["d"], ["df"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["h", "df"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("dims", [["N", "A"], [2, "A"]])
+def test_shape_dim_clipped_below_both_samples_stays_run_time(dims):
+    """A dim equal at both samples because both exceed a Slice's end (min(A, 16) = 16 at 64
+    and 96) folded to 16: at A = 5 the model multiplied by 16 instead of 5. The per-dim Gather
+    fold (dynamic batch, e79f8ed) and the whole-Shape fold (static batch) now check a small
+    size first (frontend/inference.py ``_SmallProbe``)."""
+    model = _shape_read_model(dims)
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for a in (64, 96, 20, 16, 5, 1):
+        x = RNG.standard_normal((2, a)).astype(np.float32)
+        want = sess.run(None, {"x": x})[0]
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"]
+        assert got.shape == want.shape, a
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=str(a))
+
+
+def test_shape_dim_sum_of_two_symbols_stays_run_time():
+    """``concat(x, y).shape[1]`` is A + B; the probe (every symbol larger) keeps it apart."""
+    nodes = [
+        helper.make_node("Concat", ["x", "y"], ["h"], axis=1),
+        helper.make_node("Shape", ["h"], ["s"]),
+        helper.make_node("Gather", ["s", "one"], ["d"], axis=0),
+        helper.make_node("Cast", ["d"], ["df"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["h", "df"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "A"]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "B"]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(1, np.int64), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for a, b in ((64, 96), (96, 64), (80, 80), (3, 5), (7, 100)):
+        feeds = {
+            "x": RNG.standard_normal((1, a)).astype(np.float32),
+            "y": RNG.standard_normal((1, b)).astype(np.float32),
+        }
+        want = sess.run(None, feeds)[0]
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["out"]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5, err_msg=str((a, b)))

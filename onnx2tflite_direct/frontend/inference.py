@@ -352,12 +352,15 @@ def infer_and_fold(
         remaining = []
         changed = bool(inlined or resolved or new_hints or clamped)
         shape_nodes = {n.output[0]: n for n in nodes if n.op_type == "Shape" and n.output}
+        small = _SmallProbe(declared, nodes, consts, real_inputs, hints, infos, probe_shapes)
         for n in nodes:
             out = None
             picked = static_dims_picked(n, shape_nodes, consts, infos, probe)
+            if picked is not None and small.differs(n, shape_nodes, consts, picked):
+                picked = None  # a size that both samples exceed clips it: x[:, :16].shape[1]
             if picked is not None:
                 out = {n.output[0]: picked}
-            elif is_foldable(n, consts, infos, probe):
+            elif is_foldable(n, consts, infos, probe) and not small.shape_differs(n, consts, infos):
                 out = fold_node(n, consts, infos, opsets.get(n.domain, 0))
             if out is None:
                 remaining.append(n)
@@ -375,6 +378,73 @@ def infer_and_fold(
     if warnings is not None:
         warnings.extend(declared.disagreements(infos))
     return nodes, infos, folded
+
+
+# The varying dims of the small probe (:class:`_SmallProbe`).
+SMALL_PROBE_SIZE = 2
+
+
+class _SmallProbe:
+    """Shape inference with every dim that differs between the two samples at
+    ``SMALL_PROBE_SIZE``, run only when a Shape/Size of a run-time tensor, or a Gather of
+    its dims (``folding.static_dims_picked``), is about to fold by the two samples: a dim
+    equal at both because both exceed a clip (``x[:, :16]``: min(A, 16) is 16 at 64 and 96)
+    is 2 here, so it stays at run time (folded, the model read 16 at every size below 16:
+    silently wrong). A veto only: where inference fails at the small size, or leaves the
+    shape unknown, the two samples decide as before."""
+
+    def __init__(self, declared, nodes, consts, real_inputs, hints, infos, probe_shapes):
+        self._args = (declared, nodes, consts, real_inputs, hints, infos, probe_shapes)
+        self._infos: dict | None = None
+        self._done = False
+
+    def _run(self) -> dict | None:
+        declared, nodes, consts, real_inputs, hints, infos, probe_shapes = self._args
+        shapes = {}
+        for name, other in (probe_shapes or {}).items():
+            here = static_shape(name, infos)
+            if here is None or len(here) != len(other):
+                continue
+            shapes[name] = tuple(
+                SMALL_PROBE_SIZE if a != b else a for a, b in zip(here, other, strict=True)
+            )
+        if not shapes:
+            return None
+        try:
+            return _infer_with(
+                SampleValues(),
+                declared.proto,
+                nodes,
+                consts,
+                _with_shapes(real_inputs, shapes),
+                hints,
+                declared.trusted,
+            )
+        except Exception:  # the model takes no such size: no veto
+            return None
+
+    def _small(self) -> dict | None:
+        if not self._done:
+            self._infos, self._done = self._run(), True
+        return self._infos
+
+    def shape_differs(self, node, consts, infos) -> bool:
+        """A Shape/Size of a run-time tensor that folds by the two samples
+        (``folding.is_foldable``) but has another value at the small size."""
+        if node.op_type not in ("Shape", "Size") or node.input[0] in consts:
+            return False
+        if self._args[-1] is None or self._small() is None:
+            return False
+        if static_shape(node.input[0], self._infos) is None:
+            return False
+        return not is_foldable(node, consts, infos, self._infos)
+
+    def differs(self, node, shape_nodes, consts, picked) -> bool:
+        if self._small() is None:
+            return False
+        # (the dims picked at the small size, compared with themselves: None when unknown)
+        small = static_dims_picked(node, shape_nodes, consts, self._infos, self._infos)
+        return small is not None and not np.array_equal(small, picked)
 
 
 class DeclaredValueInfo:
