@@ -40,7 +40,8 @@ def _window_model(op, nd, kernel, attrs, cin=3, cout=4):
     dims = ["N", cin] + [f"S{i}" for i in range(nd)]
     inits, inputs = [], ["x"]
     if op in ("Conv", "ConvTranspose"):
-        shape = [cout, cin, *kernel] if op == "Conv" else [cin, cout, *kernel]
+        group = attrs.get("group", 1)
+        shape = [cout, cin // group, *kernel] if op == "Conv" else [cin, cout, *kernel]
         w = RNG.standard_normal(shape).astype(np.float32)
         inits.append(numpy_helper.from_array(w, "w"))
         inputs.append("w")
@@ -106,6 +107,23 @@ def test_strided_same_lower_refused_not_wrong(op, attrs):
     assert err.value.reason_code == "dynamic_shape_unsupported"
     # input_shapes in the API, the flag in the CLI
     assert "pin the spatial sizes" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "k, attrs",
+    [
+        (11, {"strides": [2, 2], "pads": [5, 5, 5, 5]}),
+        (13, {"strides": [1, 1], "auto_pad": "SAME_UPPER"}),
+        (9, {"strides": [3, 3], "auto_pad": "SAME_UPPER"}),
+    ],
+)
+def test_wide_depthwise_every_size(k, attrs):
+    """A depthwise conv of more than 25 taps (lowering/conv.py ``_banded_depthwise``) cropped
+    and padded its kernel tiles by amounts taken at the sample: wrong at every other size with
+    a stride (k=11, s=2), a failed XNNPACK reshape below the kernel (k=13, s=1), refused with
+    SAME_UPPER s=3. The single DEPTHWISE_CONV_2D holds at every size."""
+    model = _window_model("Conv", 2, [k, k], dict(group=6, **attrs), cin=6, cout=6)
+    _check_sizes(model, 2, cin=6)
 
 
 def test_avg_pool_same_upper_count_include_pad_refused():

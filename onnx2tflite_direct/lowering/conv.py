@@ -181,7 +181,8 @@ def _conv_2d(ctx):
     out_hw = (1, ctx.out_shape(0)[2]) if one_d else tuple(ctx.out_shape(0)[2:])
     out = ctx.temp(np.float32, (n, *out_hw, o), "conv2d") if one_d else final
     w_np = w_trim if trim is not None else ctx.const(1)
-    if depthwise and _wide_depthwise(w_np, kernel):
+    # (its tiles crop and pad by amounts taken at this size: not when the sizes vary)
+    if depthwise and not sizes_vary(ctx) and _wide_depthwise(w_np, kernel):
         geometry = (kernel, strides, dilations, pads, out_hw)
         _banded_depthwise(ctx, x, np.asarray(w_np).reshape(o, 1, *kernel), geometry, out)
         if one_d:
@@ -363,7 +364,6 @@ def _banded_depthwise(ctx, x, w, geometry, out):
         window_hw = list(window.shape[1:3])
         mode = padding_mode(tile_pads, window_hw, tile_k, strides, dilations, sizes_vary(ctx))
         if mode is None:
-            refuse_sample_pads(ctx, kernel, strides, dilations)
             window = e.pad(window, [(0, 0), *tile_pads, (0, 0)])
             mode = "VALID"
         (r0, r1), (c0, c1) = tile
