@@ -15,6 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import FLOAT, lowering
+from .common import sizes_vary
 from .emit import Emitter
 
 FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]
@@ -75,6 +76,9 @@ def _begin_pads(ctx, in_sizes, strides, full):
         "TRANSPOSE",
         "CONV_2D",
         "DEPTH_TO_SPACE",
+        "SHAPE",
+        "MUL",
+        "STRIDED_SLICE",
     ),
     notes="1-D/2-D; dilations need a constant weight; 3-D refused",
     extra_check=_check,
@@ -115,12 +119,26 @@ def lower_conv_transpose(ctx):
             [1] + out_sizes,
         )
     bias = ctx.input(2) if ctx.has_input(2) else None
-    full_t = _grouped_transpose_conv(ctx, x, filt, bias, group, strides, (n, *canvas, c_out))
+    vary = sizes_vary(ctx)
+    if vary and list(canvas) != list(full if not one_d else [1, *full]):
+        ctx.refuse(
+            "dynamic_shape_unsupported",
+            f"an output window {out_sizes} reaching past the full result {full} does not follow "
+            "the input size at every size; pin the spatial sizes (--input-shape) to convert it",
+        )
+    growth = [0] * (len(strides) - nd) + [
+        k - s + p for k, s, p in zip(k_eff, strides[-nd:], out_pad, strict=True)
+    ]
+    full_t = _grouped_transpose_conv(
+        ctx, x, filt, bias, group, strides, (n, *canvas, c_out), growth if vary else None
+    )
     final = ctx.output(0)
     crop = [0, *begin, 0], [n, *out_sizes, c_out]
     needs_crop = list(full_t.shape) != crop[1]
     target = final if not one_d else ctx.temp(np.float32, crop[1], "cropped")
-    if needs_crop:
+    if needs_crop and vary:
+        _crop_from_both_ends(ctx, full_t, crop, target)
+    elif needs_crop:
         begin_t = ctx.const_tensor(np.array(crop[0], np.int32), "begin")
         size_t = ctx.const_tensor(np.array(crop[1], np.int32), "size")
         e.op("SLICE", full_t, begin_t, size_t, out=target)
@@ -202,12 +220,52 @@ def _filter(ctx, dilations, one_d):
     return filt
 
 
-def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
+def _crop_from_both_ends(ctx, full_t, crop, target):
+    """The ONNX window of the full result when the sizes vary: its begin pads and its end pads
+    (the full size minus begin and window) are the same at every size, so one STRIDED_SLICE
+    whose ends count back from the run-time end (an end pad of 0 runs to the end) holds at
+    every size."""
+    begins, sizes = crop
+    ends, end_mask = [], 0
+    for axis, (b, o, f) in enumerate(zip(begins, sizes, full_t.shape, strict=True)):
+        end_pad = f - b - o
+        ends.append(-end_pad if end_pad else 0)
+        end_mask |= 0 if end_pad else 1 << axis
+    Emitter(ctx).op(
+        "STRIDED_SLICE",
+        full_t,
+        ctx.const_tensor(np.array(begins, np.int32), "begin"),
+        ctx.const_tensor(np.array(ends, np.int32), "end"),
+        ctx.const_tensor(np.ones(len(begins), np.int32), "strides"),
+        out=target,
+        end_mask=end_mask,
+    )
+
+
+def _runtime_output_shape(ctx, x, strides, growth, channels):
+    """TRANSPOSE_CONV's output shape computed from SHAPE of its input when the sizes vary:
+    ``s * in + (k_eff - s + output_padding)`` per spatial axis, exact at every size (the
+    constant a sample lowering would write holds at that size only)."""
+    e = Emitter(ctx)
+    dims = e.op("SHAPE", x, shape=(4,), dtype=np.int32, hint="input_dims", out_type="INT32")
+    scale = ctx.const_tensor(np.array([1, *strides, 0], np.int32), "shape_scale")
+    offset = ctx.const_tensor(np.array([0, *growth, channels], np.int32), "shape_offset")
+    scaled = e.op("MUL", dims, scale, shape=(4,), dtype=np.int32, hint="scaled_dims")
+    return e.op("ADD", scaled, offset, shape=(4,), dtype=np.int32, hint="output_shape")
+
+
+def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape, growth=None):
+    """``growth``: per spatial axis, the full size minus stride x input size when the sizes
+    vary (the output shape is then computed at run time); None: a constant shape."""
     e = Emitter(ctx)
     options = dict(
         padding="VALID", stride_h=strides[0], stride_w=strides[1], fused_activation_function="NONE"
     )
-    shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
+    if growth is not None:
+        shape_t = _runtime_output_shape(ctx, x, strides, growth, out_shape[-1] // group)
+        part_shape_t = shape_t
+    else:
+        shape_t = ctx.const_tensor(np.array(out_shape, np.int32), "output_shape")
     if group == 1:
         return e.op(
             "TRANSPOSE_CONV",
@@ -223,7 +281,8 @@ def _grouped_transpose_conv(ctx, x, filt, bias, group, strides, out_shape):
     xs = _split(ctx, x, group, "x_group")
     fs = _split(ctx, filt, group, "filter_group")
     part_shape = (*out_shape[:-1], out_shape[-1] // group)
-    part_shape_t = ctx.const_tensor(np.array(part_shape, np.int32), "part_shape")
+    if growth is None:
+        part_shape_t = ctx.const_tensor(np.array(part_shape, np.int32), "part_shape")
     parts = []
     for k, (xg, fg) in enumerate(zip(xs, fs, strict=False)):
         part = e.op(

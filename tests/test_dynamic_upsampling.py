@@ -1,0 +1,98 @@
+"""Upsampling and strided reads converted with their spatial dims left dynamic (no
+``input_shapes``), run in LiteRT at many run-time sizes (odd, even, 1, prime, larger than the
+converter's samples) and compared with onnxruntime.
+
+ConvTranspose with a stride and pads or auto_pad SAME_*: the full result's size,
+``s * (n - 1) + k_eff + output_padding``, is no multiple of the input size, so the sample
+lowerings' constant TRANSPOSE_CONV output shape was refused. When the sizes vary the shape is
+computed from SHAPE of the input (``s * n + k_eff - s + output_padding``) and the ONNX window
+is cut by one STRIDED_SLICE whose begin and end pads are the same at every size (the end
+counted back from the run-time end). Pinned conversions keep their constant form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx2tflite_direct import convert
+from onnx2tflite_direct import validate as V
+
+RNG = np.random.default_rng(4242)
+SIZES = [1, 2, 3, 5, 7, 8, 13, 16]
+
+
+def _model(op, attrs, inits=(), extra_inputs=(), nd=2, cin=3):
+    dims = ["N", cin] + [f"S{i}" for i in range(nd)]
+    node = helper.make_node(op, ["x", *extra_inputs], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        list(inits),
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+def _conv_transpose(attrs, kernel, group=1, bias=False, cin=3, cout=4):
+    w = RNG.standard_normal([cin, cout // group, *kernel]).astype(np.float32)
+    inits, inputs = [numpy_helper.from_array(w, "w")], ["w"]
+    if bias:
+        inits.append(numpy_helper.from_array(RNG.standard_normal([cout]).astype(np.float32), "b"))
+        inputs.append("b")
+    attrs = dict(kernel_shape=list(kernel), group=group, **attrs)
+    return _model("ConvTranspose", attrs, inits, inputs, nd=len(kernel), cin=cin)
+
+
+def _check_sizes(model, nd, sizes=SIZES, cin=3):
+    """Convert once (dims dynamic), compare with onnxruntime at every size."""
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for n in sizes:
+        shape = [2, cin] + [n + 2 * i for i in range(nd)]  # a different size per axis
+        x = RNG.standard_normal(shape).astype(np.float32)
+        want = sess.run(None, {"x": x})[0]
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"]
+        assert got.shape == want.shape, (shape, got.shape, want.shape)
+        tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol, err_msg=str(shape))
+    return res
+
+
+CONV_TRANSPOSE_CASES = {
+    "pads_output_padding": (dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]), [3, 3]),
+    "pads_k4": (dict(strides=[2, 2], pads=[1, 1, 1, 1]), [4, 4]),
+    "valid_k3": (dict(strides=[2, 2]), [3, 3]),
+    "same_upper": (dict(strides=[2, 2], auto_pad="SAME_UPPER"), [3, 3]),
+    "same_lower": (dict(strides=[2, 2], auto_pad="SAME_LOWER"), [3, 3]),
+    "uneven_strides_pads": (
+        dict(strides=[3, 2], pads=[1, 0, 0, 1], output_padding=[2, 1]),
+        [3, 3],
+    ),
+    "dilated": (dict(strides=[2, 2], pads=[0, 1, 2, 1], dilations=[2, 2]), [3, 3]),
+    "one_d": (dict(strides=[2], pads=[1, 2], output_padding=[1]), [3]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_TRANSPOSE_CASES))
+def test_conv_transpose_strided_every_size(case):
+    attrs, kernel = CONV_TRANSPOSE_CASES[case]
+    _check_sizes(_conv_transpose(attrs, kernel, bias=True), len(kernel))
+
+
+def test_conv_transpose_grouped_same_upper_every_size():
+    model = _conv_transpose(dict(strides=[2, 2], auto_pad="SAME_UPPER"), [3, 3], group=3, cout=6)
+    _check_sizes(model, 2)
+
+
+def test_conv_transpose_pinned_keeps_constant_shape():
+    """A pinned conversion writes the constant output shape and SLICE (no run-time SHAPE)."""
+    from harness import op_histogram
+
+    model = _conv_transpose(dict(strides=[2, 2], pads=[1, 1, 1, 1]), [3, 3])
+    res = convert(model, input_shapes={"x": (1, 3, 7, 9)}, keep_io_layout=True)
+    ops = op_histogram(res.tflite_bytes)
+    assert ops["SHAPE"] == 0 and ops["SLICE"] == 1 and ops["STRIDED_SLICE"] == 0, ops
