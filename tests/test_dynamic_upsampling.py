@@ -8,6 +8,13 @@ lowerings' constant TRANSPOSE_CONV output shape was refused. When the sizes vary
 computed from SHAPE of the input (``s * n + k_eff - s + output_padding``) and the ONNX window
 is cut by one STRIDED_SLICE whose begin and end pads are the same at every size (the end
 counted back from the run-time end). Pinned conversions keep their constant form.
+
+Resize downscaling by a power of two (``out = floor(in / k)``): the builtins place their taps
+with the run-time in / out, ONNX with the scale, so the builtin a sample lowering picked was
+refused (its size no multiple of the input's). Half_pixel and asymmetric taps read
+``k x + c`` at every size: strided slices (``lowering/resize_strided.py``). Taps that depend on
+the size (pytorch_half_pixel's size-1 output, align_corners, cubic's clamped edges) stay
+refused, naming the node and the pin.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
+from onnx2tflite_direct.errors import UnsupportedError
 
 RNG = np.random.default_rng(4242)
 SIZES = [1, 2, 3, 5, 7, 8, 13, 16]
@@ -96,3 +104,59 @@ def test_conv_transpose_pinned_keeps_constant_shape():
     res = convert(model, input_shapes={"x": (1, 3, 7, 9)}, keep_io_layout=True)
     ops = op_histogram(res.tflite_bytes)
     assert ops["SHAPE"] == 0 and ops["SLICE"] == 1 and ops["STRIDED_SLICE"] == 0, ops
+
+
+def _resize(scales, **attrs):
+    attrs.setdefault("mode", "linear")
+    sc = numpy_helper.from_array(np.array(scales, np.float32), "scales")
+    return _model("Resize", attrs, [sc], ["", "scales"])
+
+
+# Resize downscaling by a power of two: output x reads input k x + c (half_pixel, asymmetric).
+RESIZE_DOWN_CASES = {
+    "linear_half_pixel_2": ([1, 1, 0.5, 0.5], {}),
+    "linear_half_pixel_4x2": ([1, 1, 0.25, 0.5], {}),
+    "linear_asymmetric_2": ([1, 1, 0.5, 0.5], dict(coordinate_transformation_mode="asymmetric")),
+    "nearest_half_pixel_2": ([1, 1, 0.5, 0.5], dict(mode="nearest")),
+    "nearest_prefer_ceil_4": (
+        [1, 1, 0.25, 0.25],
+        dict(mode="nearest", nearest_mode="round_prefer_ceil"),
+    ),
+    "nearest_asymmetric_floor": (
+        [1, 1, 0.5, 0.25],
+        dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESIZE_DOWN_CASES))
+def test_resize_downscale_every_size(case):
+    scales, attrs = RESIZE_DOWN_CASES[case]
+    # sizes from 4 up (an output of at least one cell at factor 4), odd and prime among them
+    _check_sizes(_resize(scales, **attrs), 2, sizes=[4, 5, 7, 8, 13, 17, 31])
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        dict(coordinate_transformation_mode="pytorch_half_pixel"),  # size-1 output reads cell 0
+        dict(coordinate_transformation_mode="align_corners"),  # taps follow (in-1)/(out-1)
+        dict(mode="cubic"),  # edge taps clamp differently per size
+    ],
+)
+def test_resize_downscale_size_dependent_taps_refused(attrs):
+    """Taps that are no fixed stride pattern stay refused, naming the node and the pin."""
+    with pytest.raises(UnsupportedError) as err:
+        convert(_resize([1, 1, 0.5, 0.5], **attrs), keep_io_layout=True)
+    message = str(err.value)
+    assert "dynamic_shape_unsupported" in message and "Resize:y" in message, message
+    assert "pin the dims" in message, message
+
+
+def test_resize_downscale_pinned_keeps_builtin():
+    """Pinned, the exact builtin stays (no strided taps)."""
+    from harness import op_histogram
+
+    res = convert(_resize([1, 1, 0.5, 0.5]), input_shapes={"x": (1, 3, 8, 10)})
+    ops = op_histogram(res.tflite_bytes)
+    assert ops["RESIZE_BILINEAR"] == 1 and ops["STRIDED_SLICE"] == 0, ops
