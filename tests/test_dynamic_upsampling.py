@@ -15,6 +15,11 @@ refused (its size no multiple of the input's). Half_pixel and asymmetric taps re
 ``k x + c`` at every size: strided slices (``lowering/resize_strided.py``). Taps that depend on
 the size (pytorch_half_pixel's size-1 output, align_corners, cubic's clamped edges) stay
 refused, naming the node and the pin.
+
+Slice with a step: the sample lowerings' copy forms (SLICE/RESHAPE blocks, one SLICE per
+reversed element) and normalized bounds follow the sample's sizes; when the sizes vary the
+ONNX starts/ends/steps go into one STRIDED_SLICE as they are, whose negative-index and clamp
+rules are ONNX's at every size.
 """
 
 from __future__ import annotations
@@ -160,3 +165,39 @@ def test_resize_downscale_pinned_keeps_builtin():
     res = convert(_resize([1, 1, 0.5, 0.5]), input_shapes={"x": (1, 3, 8, 10)})
     ops = op_histogram(res.tflite_bytes)
     assert ops["RESIZE_BILINEAR"] == 1 and ops["STRIDED_SLICE"] == 0, ops
+
+
+def _slice(starts, ends, axes, steps):
+    def const(name, values):
+        return numpy_helper.from_array(np.array(values, np.int64), name)
+
+    inits = [const("st", starts), const("en", ends), const("ax", axes), const("sp", steps)]
+    return _model("Slice", {}, inits, ["st", "en", "ax", "sp"])
+
+
+BIG = 1 << 62
+# Strided Slice: the ONNX operands as they are in one STRIDED_SLICE (its clamps are ONNX's).
+SLICE_CASES = {
+    "focus_every_other": ([0, 1], [BIG, BIG], [2, 3], [2, 2]),  # YOLOv5 Focus
+    "inner_step2": ([1], [-1], [2], [2]),
+    "negative_start_step2": ([-5], [BIG], [3], [2]),
+    "bounded_steps": ([1, 2], [7, -1], [2, 3], [3, 2]),
+    "reverse": ([-1], [-BIG], [2], [-1]),
+    "reverse_step2_and_3": ([BIG, 3], [-BIG, -BIG], [2, 3], [-2, -3]),
+    "reverse_in_range": ([-2], [-5], [3], [-1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SLICE_CASES))
+def test_strided_slice_every_size(case):
+    # sizes from 5 up: every case's result is non-empty there
+    _check_sizes(_slice(*SLICE_CASES[case]), 2, sizes=[5, 6, 7, 8, 13, 16, 31])
+
+
+def test_strided_slice_pinned_keeps_copy_form():
+    """Pinned, a step-2 float slice stays SLICE/RESHAPE (XNNPACK has no strided slices)."""
+    from harness import op_histogram
+
+    res = convert(_slice(*SLICE_CASES["focus_every_other"]), input_shapes={"x": (1, 3, 8, 10)})
+    ops = op_histogram(res.tflite_bytes)
+    assert ops["STRIDED_SLICE"] == 0 and ops["RESHAPE"] >= 2, ops

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..policies import keep_rank
 from ..registry import lowering
+from .common import sizes_vary
 from .data_movement import MAX_XNNPACK_CONCAT
 from .emit import Emitter
 from .matmul import split_heads_policy
@@ -81,6 +82,33 @@ def _const_slice(ctx, starts, ends, axes, steps):
         strides.append(st)
         if open_end:
             end_mask |= 1 << k
+    return (
+        ctx.const_tensor(np.array(begin, np.int32), "begin"),
+        ctx.const_tensor(np.array(end, np.int32), "end"),
+        ctx.const_tensor(np.array(strides, np.int32), "strides"),
+        end_mask,
+    )
+
+
+def _any_size_slice(ctx, starts, ends, axes, steps):
+    """The ONNX operands as they are (saturated to int32) when the sizes vary: STRIDED_SLICE
+    counts negative begins/ends from the run-time end and clamps them to the axis exactly like
+    ONNX (to [0, n] for a positive step, [-1, n - 1] for a negative one), so the same operands
+    hold at every size. The sample-size normalization of :func:`_const_slice` (an end past
+    this size as an open end, a negative step's begin resolved against this size) would hold
+    at some sizes only. Axes not named run whole (end_mask)."""
+    lay = ctx.in_layout(0)
+    per_axis = {}
+    for st_, en_, a, sp in zip(starts, ends, axes, steps, strict=True):
+        per_axis[int(a)] = (int(st_), int(en_), int(sp))
+    begin, end, strides, end_mask = [], [], [], 0
+    for k, a in enumerate(lay.perm):
+        b, en, st = per_axis.get(a, (0, 0, 1))
+        if a not in per_axis:
+            end_mask |= 1 << k
+        begin.append(int(np.clip(b, INT32_MIN, INT32_MAX)))
+        end.append(int(np.clip(en, INT32_MIN, INT32_MAX)))
+        strides.append(st)
     return (
         ctx.const_tensor(np.array(begin, np.int32), "begin"),
         ctx.const_tensor(np.array(end, np.int32), "end"),
@@ -329,6 +357,15 @@ def lower_slice(ctx):
     starts, ends, axes, steps = _slice_operands(ctx)
     if axes is None:
         begin, end, strides, begin_mask, end_mask = _runtime_axes(ctx)
+    elif (
+        starts is not None
+        and ends is not None
+        and steps is not None
+        and sizes_vary(ctx)
+        and any(int(st) != 1 for st in steps)
+    ):  # the copy forms below and _const_slice's operands follow this sample's sizes
+        begin, end, strides, end_mask = _any_size_slice(ctx, starts, ends, axes, steps)
+        begin_mask = 0
     elif starts is not None and ends is not None and steps is not None:
         if _strided_by_reshape(ctx, starts, ends, axes, steps):
             return
