@@ -201,3 +201,14 @@ def test_strided_slice_pinned_keeps_copy_form():
     res = convert(_slice(*SLICE_CASES["focus_every_other"]), input_shapes={"x": (1, 3, 8, 10)})
     ops = op_histogram(res.tflite_bytes)
     assert ops["STRIDED_SLICE"] == 0 and ops["RESHAPE"] >= 2, ops
+
+
+@pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER"])
+def test_conv_transpose_fixed_output_shape_refused_when_sizes_vary(auto_pad):
+    """A constant output_shape is a window that does not follow the input size: refused,
+    naming the node and the pin."""
+    attrs = dict(strides=[2, 2], output_shape=[20, 21], auto_pad=auto_pad)
+    with pytest.raises(UnsupportedError) as err:
+        convert(_conv_transpose(attrs, [3, 3]), keep_io_layout=True)
+    message = str(err.value)
+    assert "ConvTranspose:y" in message and "pin the" in message, message

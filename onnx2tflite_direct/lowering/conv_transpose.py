@@ -123,8 +123,9 @@ def lower_conv_transpose(ctx):
     if vary and list(canvas) != list(full if not one_d else [1, *full]):
         ctx.refuse(
             "dynamic_shape_unsupported",
-            f"an output window {out_sizes} reaching past the full result {full} does not follow "
-            "the input size at every size; pin the spatial sizes (--input-shape) to convert it",
+            "an output window (output_shape or pads) reaching past the full transposed-conv "
+            "result does not follow the input size at every size; pin the spatial sizes "
+            "(--input-shape) to convert it",
         )
     growth = [0] * (len(strides) - nd) + [
         k - s + p for k, s, p in zip(k_eff, strides[-nd:], out_pad, strict=True)
