@@ -145,6 +145,11 @@ def find_symbols(
                 dims.append(key)
         if any(isinstance(d, str) for d in dims):
             input_dims[vi.name] = dims
+    for keep, other in _recurrent_batch_ties(model, input_dims):
+        if keep != other and other in found and keep in found:
+            found[keep].extend(found.pop(other))
+            for dims in input_dims.values():
+                dims[:] = [keep if d == other else d for d in dims]
     symbols = [
         Symbol(
             key,
@@ -155,6 +160,33 @@ def find_symbols(
         if not ((offset := _OFFSET.match(key)) and offset[1] in found)  # NAME+K follows NAME
     ]
     return symbols, input_dims
+
+
+# Operand axes of LSTM/GRU/RNN that are the batch (layout 0; layout 1 puts it first): X,
+# sequence_lens, initial_h, initial_c.
+_RECURRENT_BATCH_AXES = {0: (1, 0, 1, 1), 1: (0, 0, 0, 0)}
+
+
+def _recurrent_batch_ties(model: onnx.ModelProto, input_dims: dict[str, list]):
+    """Pairs of symbols that a recurrent op's operands require equal: its graph inputs X,
+    sequence_lens, initial_h, initial_c share the batch, whatever their dims are called (an
+    exporter names X's batch and leaves the states' unnamed). Sampled apart, the model would
+    reject every sample (ONNX and onnxruntime require the batch sizes equal): one symbol."""
+    for n in model.graph.node:
+        if n.op_type not in ("LSTM", "GRU", "RNN") or n.domain not in ("", "ai.onnx"):
+            continue
+        layout = next((a.i for a in n.attribute if a.name == "layout"), 0)
+        axes = _RECURRENT_BATCH_AXES.get(layout)
+        if axes is None:
+            continue
+        operands = [n.input[k] if len(n.input) > k else "" for k in (0, 4, 5, 6)]
+        keys = []
+        for name, axis in zip(operands, axes, strict=True):
+            dims = input_dims.get(name) if name else None
+            if dims is not None and axis < len(dims) and isinstance(dims[axis], str):
+                keys.append(dims[axis])
+        for key in keys[1:]:
+            yield keys[0], key
 
 
 class Inexpressible(Exception):  # noqa: N818 - internal; becomes a refusal naming the dims
