@@ -212,3 +212,26 @@ def test_conv_transpose_fixed_output_shape_refused_when_sizes_vary(auto_pad):
         convert(_conv_transpose(attrs, [3, 3]), keep_io_layout=True)
     message = str(err.value)
     assert "ConvTranspose:y" in message and "pin the" in message, message
+
+
+def test_resize_runtime_sizes_halving_refused():
+    """Resize with ``sizes`` = Shape(x) / 2: ONNX's taps follow sizes / in (3/7 at 7), not a
+    fixed 1/2, so the strided taps would be wrong at odd sizes (they were, briefly): refused."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Div", ["shape", "two"], ["sizes"]),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [i64("two", [1, 1, 2, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    with pytest.raises(UnsupportedError) as err:
+        convert(model, keep_io_layout=True)
+    message = str(err.value)
+    assert "Resize:y" in message and "pin the dims" in message, message

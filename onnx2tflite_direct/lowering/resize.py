@@ -63,6 +63,8 @@ class _Spec:
         axes = [int(a) % rank for a in ctx.attr("axes", range(rank))]
         static = [self.out_shape[a] / self.in_shape[a] for a in axes]  # implied by shapes
         self.scales = [1.0] * rank
+        # Do the taps follow a constant scale (not out / in of this size's sizes)?
+        self.scale_given = not (_present(ctx, 3) and not legacy)
         if op == "Upsample" and opset < 9:
             ratios = [float(v) for v in np.asarray(ctx.attr("scales"), np.float32)]
         elif _present(ctx, 3) and not legacy:  # sizes: the static output shape is the value
@@ -79,6 +81,7 @@ class _Spec:
         else:
             scales = ctx.const(1 if legacy else 2)
             ratios = static if scales is None else [float(v) for v in scales.reshape(-1)]
+            self.scale_given = scales is not None
         for a, r in zip(axes, ratios, strict=False):
             self.scales[a] = r
         inexact = [a for a in axes if self.scales[a] * self.in_shape[a] != self.out_shape[a]]

@@ -28,6 +28,8 @@ def periodic_taps(spec, a) -> tuple[int, list[tuple[int, float]]] | None:
     """(k, [(offset, weight)]) when output ``x`` along ONNX axis ``a`` is
     ``sum_j weight_j * in[k x + offset_j]`` at every checked size; else None."""
     scale = float(np.float32(spec.scales[a]))
+    if not spec.scale_given:  # sizes: ONNX's taps follow sizes / in, which varies with in
+        return None
     if not 0.0 < scale < 1.0 or spec.coord not in PERIODIC_COORDS or spec.mode == "cubic":
         return None
     k = round(1.0 / scale)
