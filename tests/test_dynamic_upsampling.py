@@ -121,6 +121,7 @@ def _resize(scales, **attrs):
 RESIZE_DOWN_CASES = {
     "linear_half_pixel_2": ([1, 1, 0.5, 0.5], {}),
     "linear_half_pixel_4x2": ([1, 1, 0.25, 0.5], {}),
+    "linear_half_pixel_width_only": ([1, 1, 1, 0.5], {}),
     "linear_asymmetric_2": ([1, 1, 0.5, 0.5], dict(coordinate_transformation_mode="asymmetric")),
     "nearest_half_pixel_2": ([1, 1, 0.5, 0.5], dict(mode="nearest")),
     "nearest_prefer_ceil_4": (
@@ -156,6 +157,15 @@ def test_resize_downscale_size_dependent_taps_refused(attrs):
     message = str(err.value)
     assert "dynamic_shape_unsupported" in message and "Resize:y" in message, message
     assert "pin the dims" in message, message
+
+
+def test_resize_halving_is_one_average_pool():
+    """Linear half_pixel halving (the mean of two cells per axis) is one AVERAGE_POOL_2D."""
+    from harness import op_histogram
+
+    res = _check_sizes(_resize([1, 1, 0.5, 0.5]), 2, sizes=[2, 3, 7, 16])
+    ops = op_histogram(res.tflite_bytes)
+    assert ops["AVERAGE_POOL_2D"] == 1 and ops["STRIDED_SLICE"] == 0, ops
 
 
 def test_resize_downscale_pinned_keeps_builtin():

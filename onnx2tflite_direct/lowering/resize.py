@@ -483,6 +483,7 @@ _COMMON = dict(
         "CAST",
         "RESHAPE",
         "STRIDED_SLICE",
+        "AVERAGE_POOL_2D",
     ),
 )
 

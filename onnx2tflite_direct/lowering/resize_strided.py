@@ -65,6 +65,8 @@ def try_strided_downscale(ctx, spec, axes, lay) -> bool:
     plans = {a: periodic_taps(spec, a) for a in axes}
     if not axes or any(p is None for p in plans.values()):
         return False
+    if _as_average_pool(ctx, spec, plans, lay):
+        return True
     e = Emitter(ctx)
     x = ctx.input(0)
     for i, a in enumerate(axes):
@@ -103,4 +105,33 @@ def try_strided_downscale(ctx, spec, axes, lay) -> bool:
             else:
                 acc = e.op("ADD", acc, tap, out=out if last else None, hint=f"sum{j}")
         x = acc
+    return True
+
+
+HALVING_MEAN = [(0, 0.5), (1, 0.5)]
+
+
+def _as_average_pool(ctx, spec, plans, lay) -> bool:
+    """Linear half_pixel halving of H and/or W (output x = the mean of input 2x and 2x + 1 on
+    each halved axis) as one AVERAGE_POOL_2D, VALID, window and stride 2 on those axes:
+    ``floor(in / 2)`` outputs at every size, and one op XNNPACK takes where the strided slices
+    are not (the same weighted sum, in another summation order)."""
+    x = ctx.input(0)
+    stored = {lay.stored_axis(a): p for a, p in plans.items()}
+    if len(spec.in_shape) != 4 or x.dtype != np.float32 or not set(stored) <= {1, 2}:
+        return False
+    if any(p != (2, HALVING_MEAN) for p in stored.values()):
+        return False
+    h, w = (2 if axis in stored else 1 for axis in (1, 2))
+    Emitter(ctx).op(
+        "AVERAGE_POOL_2D",
+        x,
+        out=ctx.output(0),
+        padding="VALID",
+        stride_h=h,
+        stride_w=w,
+        filter_height=h,
+        filter_width=w,
+        fused_activation_function="NONE",
+    )
     return True
