@@ -113,6 +113,9 @@ class Graph:
     # (``dynamic_shapes.py`` lowers it at several and compares): a rewrite must then not bake
     # a size into a constant that cannot follow the dims at run time (e.g. an [L, L] matrix).
     sample_pinned: bool = False
+    # With ``sample_pinned``: per value, which dims differ at the front end's probe sizes
+    # (every symbol larger), i.e. follow the run-time sizes. A value absent here is unknown.
+    varying_dims: dict[str, tuple[bool, ...]] = field(default_factory=dict)
 
     def consumers(self) -> dict[str, list[tuple[Node, int]]]:
         """Map value name -> [(consuming node, input index)], in node order."""

@@ -84,3 +84,93 @@ def test_recurrent_batch_dims_named_apart_convert_and_match(case):
             assert actual[name].shape == want.shape, (case, batch, name, actual[name].shape)
             # float32 recurrences of a few steps: a few ulps of values below 1
             np.testing.assert_allclose(actual[name], want, rtol=0, atol=2e-5, err_msg=case)
+
+
+# --- auto_pad SAME_* windows when only the batch is dynamic ---------------------------------
+# 3bbc3b2 refuses a strided SAME_LOWER window (and SAME_* where the lowering pads explicitly:
+# count_include_pad, QLinearConv SAME_LOWER) whenever any input size varies, because its pads
+# follow the spatial size modulo the stride. With a dynamic batch only, the spatial sizes are
+# fixed and so are the pads: these converted at c7d57e4 and must still (exact vs onnxruntime).
+
+CH, HEIGHT, WIDTH = 3, 17, 18
+
+
+def _window(kind, auto_pad):
+    w = (RNG.standard_normal((4, CH, 3, 3)) * 0.4).astype(np.float32)
+    inits = {}
+    if kind == "conv":
+        nodes = [helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], auto_pad=auto_pad)]
+        inits["w"] = w
+    elif kind == "avgpool_count_pad":
+        nodes = [
+            helper.make_node(
+                "AveragePool",
+                ["x"],
+                ["y"],
+                kernel_shape=[3, 3],
+                strides=[2, 2],
+                auto_pad=auto_pad,
+                count_include_pad=1,
+            )
+        ]
+    elif kind == "maxpool":
+        nodes = [
+            helper.make_node(
+                "MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], auto_pad=auto_pad
+            )
+        ]
+    else:  # qlinearconv
+        inits.update(
+            xs=np.float32(0.05),
+            xz=np.uint8(128),
+            wq=RNG.integers(-60, 60, (4, CH, 3, 3)).astype(np.int8),
+            ws=np.float32(0.01),
+            wz=np.int8(0),
+            ys=np.float32(0.05),
+            yz=np.uint8(128),
+        )
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+            helper.make_node(
+                "QLinearConv",
+                ["xq", "xs", "xz", "wq", "ws", "wz", "ys", "yz"],
+                ["yq"],
+                strides=[2, 2],
+                auto_pad=auto_pad,
+            ),
+            helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", CH, HEIGHT, WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "kind,auto_pad",
+    [
+        ("conv", "SAME_LOWER"),
+        ("avgpool_count_pad", "SAME_LOWER"),
+        ("avgpool_count_pad", "SAME_UPPER"),
+        ("maxpool", "SAME_LOWER"),
+        ("qlinearconv", "SAME_LOWER"),
+    ],
+)
+def test_same_pads_with_only_the_batch_dynamic_convert_and_match(kind, auto_pad):
+    model = _window(kind, auto_pad)
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for batch in (1, 2, 3):
+        x = RNG.uniform(-3, 3, (batch, CH, HEIGHT, WIDTH)).astype(np.float32)
+        (want,) = sess.run(None, {"x": x})
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"]
+        assert np.std(want) > 1e-2
+        assert got.shape == want.shape, (kind, batch, got.shape, want.shape)
+        if kind == "qlinearconv":  # integer codes: exact
+            np.testing.assert_array_equal(got, want)
+        else:  # float32 sums of 27 products / 9 cells: a few ulps of values below 30
+            np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1, np.abs(want).max()))

@@ -198,6 +198,7 @@ def load_graph(
     nodes = _topo_sort(nodes, available)
 
     rules = ProtoRules(disabled_rules)
+    probe_infos: dict[str, onnx.ValueInfoProto] = {}
     nodes, infos, folded = infer_and_fold(
         proto,
         nodes,
@@ -210,6 +211,7 @@ def load_graph(
         infer_branch=lambda branch: _output_types(
             load_graph(branch, disabled_rules=disabled_rules)
         ),
+        probe_out=probe_infos,
     )
 
     graph_outputs = [o.name for o in g.output]
@@ -259,6 +261,7 @@ def load_graph(
         outputs=graph_outputs,
         opsets=opsets,
         sample_pinned=probe_shapes is not None,
+        varying_dims=_varying_dims(values, probe_infos, probe_shapes or {}),
     )
     if isinstance(model, onnx.ModelProto):
         loader = lambda: proto  # noqa: E731  (the caller holds it already)
@@ -268,3 +271,21 @@ def load_graph(
     folding = [name for name in folded if name not in removed]
     rewrites = [("constant_folding", len(folding), folding), *rules.entries()]
     return FrontEndResult(graph, loader, folded, rewrites, warnings)
+
+
+def _varying_dims(values: dict[str, Value], probe_infos, probe_shapes) -> dict:
+    """Per value known at both the sample and the probe sizes (the graph inputs at
+    ``probe_shapes``): which dims differ (an unknown dim counts as differing)."""
+    varying = {}
+    probes = {
+        k: dims_of(vi) if vi.type.HasField("tensor_type") else None for k, vi in probe_infos.items()
+    }
+    probes.update({k: tuple(v) for k, v in probe_shapes.items() if k in values})
+    for name, there in probes.items():
+        here = values.get(name)
+        if here is None or here.shape is None or there is None or len(there) != len(here.shape):
+            continue
+        varying[name] = tuple(
+            a is None or b is None or a != b for a, b in zip(here.shape, there, strict=True)
+        )
+    return varying

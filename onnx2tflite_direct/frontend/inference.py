@@ -280,6 +280,7 @@ def infer_and_fold(
     probe_shapes: dict[str, tuple[int, ...]] | None = None,
     warnings: list[str] | None = None,
     infer_branch=None,
+    probe_out: dict | None = None,
 ) -> tuple[list[onnx.NodeProto], dict[str, onnx.ValueInfoProto], list[str]]:
     """Rounds of (proto rules, shape inference, sequence resolution, folding) until nothing
     changes; returns the remaining nodes, the value infos and the names of removed nodes.
@@ -377,6 +378,8 @@ def infer_and_fold(
             break
     if warnings is not None:
         warnings.extend(declared.disagreements(infos))
+    if probe_out is not None and probe is not None:  # the value infos at the probe sizes
+        probe_out.update(probe)
     return nodes, infos, folded
 
 

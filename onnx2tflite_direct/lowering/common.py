@@ -88,6 +88,9 @@ def same_pads_vary(ctx, kernel, strides, dilations) -> bool:
     PAD) hold at that size's residue only, silently wrong at the others."""
     if not sizes_vary(ctx) or ctx.attr("auto_pad", "NOTSET") not in ("SAME_UPPER", "SAME_LOWER"):
         return False
+    varying = ctx.driver.graph.varying_dims.get(ctx.node.inputs[0])
+    if varying is not None and not any(varying[len(varying) - len(kernel) :]):
+        return False  # only the batch (or channels) vary: the spatial sizes, pads are fixed
     return any(
         int(s) > 1 and (int(k) - 1) * int(d) > 0
         for k, s, d in zip(kernel, strides, dilations, strict=True)
