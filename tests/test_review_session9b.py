@@ -174,3 +174,27 @@ def test_same_pads_with_only_the_batch_dynamic_convert_and_match(kind, auto_pad)
             np.testing.assert_array_equal(got, want)
         else:  # float32 sums of 27 products / 9 cells: a few ulps of values below 30
             np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_ceil_mode_pool_with_only_the_batch_dynamic_converts_and_matches(op):
+    """k=2, s=3, ceil_mode on 16x16 (last window starts inside the input at this size):
+    3bbc3b2 refused it whenever any dim was dynamic (onnxruntime drops that window at other
+    sizes); with only the batch dynamic the size is 16 at run time too."""
+    node = helper.make_node(op, ["x"], ["y"], kernel_shape=[2, 2], strides=[3, 3], ceil_mode=1)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", CH, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for batch in (1, 2, 3):
+        x = RNG.uniform(-3, 3, (batch, CH, 16, 16)).astype(np.float32)
+        (want,) = sess.run(None, {"x": x})
+        got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"]
+        assert np.std(want) > 1e-2
+        assert got.shape == want.shape == (batch, CH, 6, 6), (got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * max(1, np.abs(want).max()))

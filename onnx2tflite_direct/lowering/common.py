@@ -66,6 +66,16 @@ def sizes_vary(ctx) -> bool:
     return bool(getattr(ctx.driver.graph, "sample_pinned", False))
 
 
+def axes_vary(ctx, axes, i: int = 0) -> bool:
+    """Does any of the ONNX ``axes`` of input ``i`` follow the run-time sizes (True when not
+    known)? A dynamic batch alone leaves a lowering's spatial choices (a resize's taps, a
+    strided slice's picks) fixed: they keep their pinned form."""
+    if not sizes_vary(ctx):
+        return False
+    varying = ctx.driver.graph.varying_dims.get(ctx.node.inputs[i])
+    return varying is None or any(varying[int(a)] for a in axes)
+
+
 # ``any_size`` value of a node whose auto_pad is SAME_UPPER while its sizes vary: TFLite's SAME
 # at every size, also where this sample's pads are all 0 (k=2, s=2 at an even size: VALID
 # there, one output short at every odd size).
@@ -81,16 +91,26 @@ def any_size_padding(ctx) -> bool | str:
     return EVERY_SIZE_SAME if ctx.attr("auto_pad", "NOTSET") == "SAME_UPPER" else True
 
 
+def window_sizes_vary(ctx, n_spatial: int) -> bool:
+    """Do the last ``n_spatial`` dims of the node's input (a window's spatial sizes) change at
+    run time? ``sizes_vary`` narrowed by the front end's probe (``Graph.varying_dims``): with
+    only the batch dynamic, the spatial sizes, pads and window counts are the sample's at
+    every size. Unknown values count as varying."""
+    if not sizes_vary(ctx):
+        return False
+    varying = ctx.driver.graph.varying_dims.get(ctx.node.inputs[0])
+    return varying is None or any(varying[len(varying) - n_spatial :])
+
+
 def same_pads_vary(ctx, kernel, strides, dilations) -> bool:
     """Does the node's auto_pad SAME_UPPER/SAME_LOWER padding change with the run-time size?
     Its total, ``(ceil(n / s) - 1) * s + (k - 1) * d + 1 - n``, follows ``n`` modulo a stride
     above 1 for any window wider than one cell: pads computed at a sample size (an explicit
     PAD) hold at that size's residue only, silently wrong at the others."""
-    if not sizes_vary(ctx) or ctx.attr("auto_pad", "NOTSET") not in ("SAME_UPPER", "SAME_LOWER"):
+    if ctx.attr("auto_pad", "NOTSET") not in ("SAME_UPPER", "SAME_LOWER"):
         return False
-    varying = ctx.driver.graph.varying_dims.get(ctx.node.inputs[0])
-    if varying is not None and not any(varying[len(varying) - len(kernel) :]):
-        return False  # only the batch (or channels) vary: the spatial sizes, pads are fixed
+    if not window_sizes_vary(ctx, len(kernel)):
+        return False
     return any(
         int(s) > 1 and (int(k) - 1) * int(d) > 0
         for k, s, d in zip(kernel, strides, dilations, strict=True)
@@ -142,7 +162,7 @@ def pool_window_geometry(ctx, spatial):
         for n, k, s, d, (pb, pe) in zip(spatial, kernel, strides, dilations, pads, strict=False)
     ]
     # Extra end padding so that a VALID pool yields exactly ``outs`` windows.
-    if sizes_vary(ctx):
+    if window_sizes_vary(ctx, len(spatial)):
         return kernel, strides, dilations, pads, _any_size_full(ctx, pads, ceil_mode), outs
     full = []
     for n, k, s, (pb, _pe), o in zip(spatial, kernel, strides, pads, outs, strict=False):
