@@ -245,3 +245,31 @@ def test_resize_runtime_sizes_halving_refused():
         convert(model, keep_io_layout=True)
     message = str(err.value)
     assert "Resize:y" in message and "pin the dims" in message, message
+
+
+def test_dynamic_batch_only_keeps_pinned_forms():
+    """Only the batch varies: the spatial choices keep their pinned forms (a constant
+    TRANSPOSE_CONV shape, the resize's taps) and still match at every batch."""
+    from harness import op_histogram
+
+    models = {
+        "conv_transpose": _conv_transpose(dict(strides=[2, 2], pads=[1, 1, 1, 1]), [3, 3]),
+        "resize": _resize([1, 1, 0.5, 0.5]),
+        "slice": _slice(*SLICE_CASES["focus_every_other"]),
+    }
+    for name, model in models.items():
+        x_info = model.graph.input[0].type.tensor_type.shape
+        x_info.dim[2].dim_value, x_info.dim[3].dim_value = 9, 12
+        res = convert(model, keep_io_layout=True)
+        ops = op_histogram(res.tflite_bytes)
+        # the forms of sizes that vary: a run-time output shape (MUL), strided taps, a pool
+        # (a step slice with a dynamic batch was one STRIDED_SLICE before too)
+        if name != "slice":
+            assert ops["STRIDED_SLICE"] == 0 and ops["AVERAGE_POOL_2D"] == 0, (name, ops)
+            assert name != "conv_transpose" or ops["MUL"] == 0, ops
+        sess = ort.InferenceSession(model.SerializeToString())
+        for batch in (1, 3, 5):
+            x = RNG.standard_normal([batch, 3, 9, 12]).astype(np.float32)
+            want = sess.run(None, {"x": x})[0]
+            got = V.run_litert(res.tflite_bytes, {"x": x}, res.report["io"])["y"]
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(np.abs(want).max()))

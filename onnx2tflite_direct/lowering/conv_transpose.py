@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import FLOAT, lowering
-from .common import sizes_vary
+from .common import axes_vary
 from .emit import Emitter
 
 FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]
@@ -119,7 +119,7 @@ def lower_conv_transpose(ctx):
             [1] + out_sizes,
         )
     bias = ctx.input(2) if ctx.has_input(2) else None
-    vary = sizes_vary(ctx)
+    vary = axes_vary(ctx, range(2, len(x_shape)))  # the spatial sizes
     if vary and list(canvas) != list(full if not one_d else [1, *full]):
         ctx.refuse(
             "dynamic_shape_unsupported",

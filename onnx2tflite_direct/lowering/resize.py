@@ -21,7 +21,7 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
-from .common import sizes_vary
+from .common import axes_vary
 from .conv_lattice import integer_resize_operand, rescale_integer_sums
 from .emit import Emitter
 from .resize_builtins import builtin_flags
@@ -281,7 +281,7 @@ def lower_resize(ctx):
     if not axes:
         ctx.alias_output(0, x, lay)
         return
-    if sizes_vary(ctx) and try_strided_downscale(ctx, spec, axes, lay):
+    if axes_vary(ctx, axes) and try_strided_downscale(ctx, spec, axes, lay):
         return  # a builtin's taps follow in / out, ONNX's the scale: equal at some sizes only
     plans = {a: spec.axis_plan(a) for a in axes}
     stored = [lay.stored_axis(a) for a in axes]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..policies import keep_rank
 from ..registry import lowering
-from .common import sizes_vary
+from .common import axes_vary
 from .data_movement import MAX_XNNPACK_CONCAT
 from .emit import Emitter
 from .matmul import split_heads_policy
@@ -361,8 +361,8 @@ def lower_slice(ctx):
         starts is not None
         and ends is not None
         and steps is not None
-        and sizes_vary(ctx)
         and any(int(st) != 1 for st in steps)
+        and axes_vary(ctx, axes)
     ):  # the copy forms below and _const_slice's operands follow this sample's sizes
         begin, end, strides, end_mask = _any_size_slice(ctx, starts, ends, axes, steps)
         begin_mask = 0
