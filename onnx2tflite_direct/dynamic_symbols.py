@@ -172,6 +172,7 @@ def _recurrent_batch_ties(model: onnx.ModelProto, input_dims: dict[str, list]):
     sequence_lens, initial_h, initial_c share the batch, whatever their dims are called (an
     exporter names X's batch and leaves the states' unnamed). Sampled apart, the model would
     reject every sample (ONNX and onnxruntime require the batch sizes equal): one symbol."""
+    producers = {o: n for n in model.graph.node for o in n.output}
     for n in model.graph.node:
         if n.op_type not in ("LSTM", "GRU", "RNN") or n.domain not in ("", "ai.onnx"):
             continue
@@ -182,11 +183,34 @@ def _recurrent_batch_ties(model: onnx.ModelProto, input_dims: dict[str, list]):
         operands = [n.input[k] if len(n.input) > k else "" for k in (0, 4, 5, 6)]
         keys = []
         for name, axis in zip(operands, axes, strict=True):
+            name, axis = _input_axis(name, axis, producers)
             dims = input_dims.get(name) if name else None
             if dims is not None and axis < len(dims) and isinstance(dims[axis], str):
                 keys.append(dims[axis])
         for key in keys[1:]:
             yield keys[0], key
+
+
+# Ops whose output dims are their first input's (the batch axis passes through unchanged).
+_SAME_DIMS = frozenset({"Identity", "Cast", "Relu", "Tanh", "Sigmoid", "Neg", "Abs", "Dropout"})
+
+
+def _input_axis(name: str, axis: int, producers) -> tuple[str, int]:
+    """The graph input axis that ``axis`` of ``name`` is, through Transposes (torch's
+    batch_first export transposes X before the LSTM) and dim-preserving unary ops."""
+    for _ in range(16):
+        node = producers.get(name)
+        if node is None or not node.input or node.domain not in ("", "ai.onnx"):
+            break
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is None or axis >= len(perm):
+                break
+            axis = perm[axis]
+        elif node.op_type not in _SAME_DIMS:
+            break
+        name = node.input[0]
+    return name, axis
 
 
 class Inexpressible(Exception):  # noqa: N818 - internal; becomes a refusal naming the dims

@@ -198,3 +198,41 @@ def test_ceil_mode_pool_with_only_the_batch_dynamic_converts_and_matches(op):
         assert np.std(want) > 1e-2
         assert got.shape == want.shape == (batch, CH, 6, 6), (got.shape, want.shape)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * max(1, np.abs(want).max()))
+
+
+def test_batch_first_lstm_with_unnamed_state_batch_converts_and_matches():
+    """torch's batch_first export: inp [batch, seq, F] -> Transpose -> LSTM X, the states
+    graph inputs with an unnamed batch: X's batch is inp's axis 0 through the Transpose."""
+    inits = {
+        "w": (RNG.standard_normal((1, 4 * HIDDEN, FEATURES)) * 0.4).astype(np.float32),
+        "r": (RNG.standard_normal((1, 4 * HIDDEN, HIDDEN)) * 0.4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Transpose", ["inp"], ["x"], perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["x", "w", "r", "", "", "h", "c"], ["y", "yh"], hidden_size=3),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("inp", TensorProto.FLOAT, ["batch", "seq", FEATURES]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, None, HIDDEN]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, None, HIDDEN]),
+        ],
+        [helper.make_tensor_value_info("yh", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    res = convert(model, keep_io_layout=True)
+    sess = ort.InferenceSession(model.SerializeToString())
+    for batch, seq in ((1, 5), (2, 3), (5, 7)):
+        feeds = {
+            "inp": RNG.standard_normal((batch, seq, FEATURES)).astype(np.float32),
+            "h": RNG.standard_normal((1, batch, HIDDEN)).astype(np.float32),
+            "c": RNG.standard_normal((1, batch, HIDDEN)).astype(np.float32),
+        }
+        (want,) = sess.run(None, feeds)
+        got = V.run_litert(res.tflite_bytes, feeds, res.report["io"])["yh"]
+        assert np.std(want) > 1e-2
+        assert got.shape == want.shape, (batch, got.shape, want.shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
