@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from harness import make_model
+from onnx import TensorProto, helper
 
 from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
@@ -29,15 +30,7 @@ def _rand(rng, *shape, scale=1.0):
 
 
 def _model(nodes, inputs, outputs, inits):
-    graph = helper.make_graph(
-        nodes,
-        "bert",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]
-    return helper.make_model(graph, opset_imports=opsets)
+    return make_model(nodes, inputs, outputs, inits, opset={"": 17, MS: 1}, check=False)
 
 
 def _tables(rng):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import expect_refusal
-from onnx import TensorProto, helper, numpy_helper
+from harness import expect_refusal, make_model
+from onnx import TensorProto, helper
 
 from onnx2tflite_direct import ConversionError, convert
 from onnx2tflite_direct import dynamic_sample_plans as plans
@@ -31,14 +31,7 @@ RNG = np.random.default_rng(2026)
 
 
 def _model(nodes, inputs, outputs, inits, opset=17):
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return make_model(nodes, inputs, outputs, inits, opset=opset, check=False)
 
 
 def _run_at_sizes(res, model, shapes, name="x"):

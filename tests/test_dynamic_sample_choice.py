@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from harness import make_model
+from onnx import TensorProto, helper
 
 from onnx2tflite_direct import convert
 from onnx2tflite_direct import validate as V
@@ -48,14 +49,7 @@ RNG = np.random.default_rng(71)
 
 
 def _model(nodes, inputs, outputs, inits, opset=17):
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return make_model(nodes, inputs, outputs, inits, opset=opset, check=False)
 
 
 def _check_at_sizes(model, shapes, name="x"):
