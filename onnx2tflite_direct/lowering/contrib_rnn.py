@@ -226,7 +226,8 @@ def _rows_share_scale(ctx, x, hint: str):
     notes="onnxruntime's arithmetic: X quantized once (uint8, per tensor), the hidden state "
     "quantized at every step, exact int32 products (on the int8 FULLY_CONNECTED) scaled by "
     "a_scale * w_scale; a bidirectional batch-1 layer runs both directions in one WHILE loop, "
-    "others unrolled over the time steps; forward/reverse/bidirectional, initial states, "
+    "others unrolled over the time steps (one WHILE loop a direction when the input sizes "
+    "are dynamic); forward/reverse/bidirectional, initial states, "
     "peepholes, clip, activations, input_forget; sequence_lens refused",
     extra_check=_check,
 )
