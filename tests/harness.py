@@ -253,6 +253,26 @@ def check_conversion(
     )
 
 
+def check_at_sizes(res, model: onnx.ModelProto, shapes, name: str = "x", seed: int = 0):
+    """A file converted with dynamic dims, run in LiteRT at each input shape of ``name``
+    (standard-normal float32 feeds) against onnxruntime: same shapes, outputs that vary, and
+    agreement within 1e-4 of each output's scale (float32 sums in another order)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    sess = ort.InferenceSession(model.SerializeToString())
+    names = [o.name for o in sess.get_outputs()]
+    for shape in shapes:
+        feeds = {name: rng.standard_normal(shape).astype(np.float32)}
+        expected = dict(zip(names, sess.run(None, feeds), strict=True))
+        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
+        for out, want in expected.items():
+            assert np.std(want) > 1e-3, (shape, out)  # not a near-constant output
+            assert actual[out].shape == want.shape, (shape, out, actual[out].shape)
+            tol = 1e-4 * max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(actual[out], want, rtol=0, atol=tol, err_msg=str(shape))
+
+
 def expect_refusal(model: onnx.ModelProto, reason_code: str | None = None, **convert_options):
     """Assert that converting ``model`` raises ``ConversionError`` (with ``reason_code``)."""
     from onnx2tflite_direct import ConversionError

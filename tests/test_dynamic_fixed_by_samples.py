@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import expect_refusal, make_model
+from harness import check_at_sizes, expect_refusal, make_model
 from onnx import TensorProto, helper
 
 from onnx2tflite_direct import ConversionError, convert
@@ -35,18 +35,7 @@ def _model(nodes, inputs, outputs, inits, opset=17):
 
 
 def _run_at_sizes(res, model, shapes, name="x"):
-    """The converted file in LiteRT at each input shape against onnxruntime."""
-    sess = ort.InferenceSession(model.SerializeToString())
-    names = [o.name for o in sess.get_outputs()]
-    for shape in shapes:
-        feeds = {name: RNG.standard_normal(shape).astype(np.float32)}
-        expected = dict(zip(names, sess.run(None, feeds), strict=True))
-        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
-        for out, want in expected.items():
-            assert np.std(want) > 1e-3, (shape, out)  # not a near-constant output
-            assert actual[out].shape == want.shape, (shape, out, actual[out].shape)
-            tol = 1e-4 * max(1.0, float(np.abs(want).max()))
-            np.testing.assert_allclose(actual[out], want, rtol=0, atol=tol, err_msg=str(shape))
+    check_at_sizes(res, model, shapes, name, seed=2026)
 
 
 def _signature(res, name):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from harness import make_model
+from harness import check_at_sizes, make_model
 from onnx import TensorProto, helper
 
 from onnx2tflite_direct import convert
@@ -55,17 +55,7 @@ def _model(nodes, inputs, outputs, inits, opset=17):
 def _check_at_sizes(model, shapes, name="x"):
     """Convert once (dims dynamic), run at each input shape, compare with onnxruntime."""
     res = convert(model, keep_io_layout=True)
-    sess = ort.InferenceSession(model.SerializeToString())
-    names = [o.name for o in sess.get_outputs()]
-    for shape in shapes:
-        feeds = {name: RNG.standard_normal(shape).astype(np.float32)}
-        expected = dict(zip(names, sess.run(None, feeds), strict=True))
-        actual = V.run_litert(res.tflite_bytes, feeds, res.report["io"])
-        for out, want in expected.items():
-            assert np.std(want) > 1e-3, out  # not a near-constant output
-            assert actual[out].shape == want.shape, (shape, out)
-            tol = 1e-4 * max(1.0, float(np.abs(want).max()))
-            np.testing.assert_allclose(actual[out], want, rtol=0, atol=tol, err_msg=str(shape))
+    check_at_sizes(res, model, shapes, name, seed=71)
     return res
 
 
