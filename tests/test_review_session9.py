@@ -196,11 +196,12 @@ def test_ceil_mode_dropped_last_window_refused():
     assert "ceil_mode" in str(err.value)
 
 
-def _shape_read_model(dims):
-    """``h = x[:, :16]; out = h * h.shape[1]``: the dim is min(A, 16), 16 at both samples."""
+def _shape_read_model(dims, end=16):
+    """``h = x[:, :end]; out = h * h.shape[1]``: the dim is min(A, end), ``end`` at both
+    samples."""
     inits = [
         numpy_helper.from_array(np.array(value, np.int64), name)
-        for name, value in (("one", 1), ("st", [0]), ("en", [16]), ("ax", [1]))
+        for name, value in (("one", 1), ("st", [0]), ("en", [end]), ("ax", [1]))
     ]
     nodes = [
         helper.make_node("Slice", ["x", "st", "en", "ax"], ["h"]),
@@ -219,13 +220,15 @@ def _shape_read_model(dims):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+@pytest.mark.parametrize("end", [16, 2])
 @pytest.mark.parametrize("dims", [["N", "A"], [2, "A"]])
-def test_shape_dim_clipped_below_both_samples_stays_run_time(dims):
+def test_shape_dim_clipped_below_both_samples_stays_run_time(dims, end):
     """A dim equal at both samples because both exceed a Slice's end (min(A, 16) = 16 at 64
     and 96) folded to 16: at A = 5 the model multiplied by 16 instead of 5. The per-dim Gather
     fold (dynamic batch, e79f8ed) and the whole-Shape fold (static batch) now check a small
-    size first (frontend/inference.py ``_SmallProbe``)."""
-    model = _shape_read_model(dims)
+    size first (frontend/inference.py ``_SmallProbe``): sizes 2 and 1, so that a clip at 2
+    (``x[:, :2]`` read 2 at A = 1) is kept at run time too."""
+    model = _shape_read_model(dims, end)
     res = convert(model, keep_io_layout=True)
     sess = ort.InferenceSession(model.SerializeToString())
     for a in (64, 96, 20, 16, 5, 1):

@@ -383,34 +383,33 @@ def infer_and_fold(
     return nodes, infos, folded
 
 
-# The varying dims of the small probe (:class:`_SmallProbe`).
-SMALL_PROBE_SIZE = 2
+# The varying dims of the small probes (:class:`_SmallProbe`): 2, and 1 for a clip at 2
+# (``x[:, :2]`` is 2 at the samples and at 2, 1 only at 1); 2 first, since some models reject
+# a size of 1 (then only size 2 can veto).
+SMALL_PROBE_SIZES = (2, 1)
 
 
 class _SmallProbe:
-    """Shape inference with every dim that differs between the two samples at
-    ``SMALL_PROBE_SIZE``, run only when a Shape/Size of a run-time tensor, or a Gather of
+    """Shape inference with every dim that differs between the two samples at each of
+    ``SMALL_PROBE_SIZES``, run only when a Shape/Size of a run-time tensor, or a Gather of
     its dims (``folding.static_dims_picked``), is about to fold by the two samples: a dim
     equal at both because both exceed a clip (``x[:, :16]``: min(A, 16) is 16 at 64 and 96)
     is 2 here, so it stays at run time (folded, the model read 16 at every size below 16:
-    silently wrong). A veto only: where inference fails at the small size, or leaves the
-    shape unknown, the two samples decide as before."""
+    silently wrong). A veto only: where inference fails at a small size, or leaves the
+    shape unknown, that size does not veto."""
 
     def __init__(self, declared, nodes, consts, real_inputs, hints, infos, probe_shapes):
         self._args = (declared, nodes, consts, real_inputs, hints, infos, probe_shapes)
-        self._infos: dict | None = None
-        self._done = False
+        self._probes: list[dict] | None = None
 
-    def _run(self) -> dict | None:
+    def _run(self, size: int) -> dict | None:
         declared, nodes, consts, real_inputs, hints, infos, probe_shapes = self._args
         shapes = {}
         for name, other in (probe_shapes or {}).items():
             here = static_shape(name, infos)
             if here is None or len(here) != len(other):
                 continue
-            shapes[name] = tuple(
-                SMALL_PROBE_SIZE if a != b else a for a, b in zip(here, other, strict=True)
-            )
+            shapes[name] = tuple(size if a != b else a for a, b in zip(here, other, strict=True))
         if not shapes:
             return None
         try:
@@ -426,28 +425,34 @@ class _SmallProbe:
         except Exception:  # the model takes no such size: no veto
             return None
 
-    def _small(self) -> dict | None:
-        if not self._done:
-            self._infos, self._done = self._run(), True
-        return self._infos
+    def _small(self) -> list[dict]:
+        """The value infos at each small size the model takes (lazily: most folds read no
+        run-time shape)."""
+        if self._probes is None:
+            runs = (self._run(size) for size in SMALL_PROBE_SIZES)
+            self._probes = [r for r in runs if r is not None]
+        return self._probes
 
     def shape_differs(self, node, consts, infos) -> bool:
         """A Shape/Size of a run-time tensor that folds by the two samples
-        (``folding.is_foldable``) but has another value at the small size."""
+        (``folding.is_foldable``) but has another value at a small size."""
         if node.op_type not in ("Shape", "Size") or node.input[0] in consts:
             return False
-        if self._args[-1] is None or self._small() is None:
+        if self._args[-1] is None:
             return False
-        if static_shape(node.input[0], self._infos) is None:
-            return False
-        return not is_foldable(node, consts, infos, self._infos)
+        return any(
+            static_shape(node.input[0], small) is not None
+            and not is_foldable(node, consts, infos, small)
+            for small in self._small()
+        )
 
     def differs(self, node, shape_nodes, consts, picked) -> bool:
-        if self._small() is None:
-            return False
-        # (the dims picked at the small size, compared with themselves: None when unknown)
-        small = static_dims_picked(node, shape_nodes, consts, self._infos, self._infos)
-        return small is not None and not np.array_equal(small, picked)
+        for small in self._small():
+            # (the dims picked at the small size, compared with themselves: None when unknown)
+            got = static_dims_picked(node, shape_nodes, consts, small, small)
+            if got is not None and not np.array_equal(got, picked):
+                return True
+        return False
 
 
 class DeclaredValueInfo:
