@@ -96,10 +96,7 @@ def window_sizes_vary(ctx, n_spatial: int) -> bool:
     run time? ``sizes_vary`` narrowed by the front end's probe (``Graph.varying_dims``): with
     only the batch dynamic, the spatial sizes, pads and window counts are the sample's at
     every size. Unknown values count as varying."""
-    if not sizes_vary(ctx):
-        return False
-    varying = ctx.driver.graph.varying_dims.get(ctx.node.inputs[0])
-    return varying is None or any(varying[len(varying) - n_spatial :])
+    return axes_vary(ctx, range(-n_spatial, 0))
 
 
 def same_pads_vary(ctx, kernel, strides, dilations) -> bool:
