@@ -10,11 +10,12 @@ measures what the delegate's own rules say about the files we write.
 
     python benchmarks/bench_gpu_verdict.py [--zoo] [--out benchmarks/results/gpu_verdict.json]
 
-A model with an int64 input (token ids, attention masks) is also converted with
-``--gpu-friendly --int32-inputs`` (column ``gpu_friendly_int32_inputs``; its file run on the same
-int64 feeds, which the runner casts to int32); the summary's ``corpus_cnn_transformer`` counts
-the corpus CNN/transformer models (``bench_partitions.family``) fully delegable per run and
-lists what still falls back with both flags. ``--out X.json`` also writes ``X.md``.
+``--gpu-friendly`` declares a model's int64 inputs (token ids, attention masks) int32; its file
+is run on the same int64 feeds, which the runner casts to int32. Such a model is also converted
+with ``--gpu-friendly --keep-int64-inputs`` (column ``gpu_friendly_keep_int64_inputs``: the
+model's own input dtypes). The summary's ``corpus_cnn_transformer`` counts the corpus
+CNN/transformer models (``bench_partitions.family``) fully delegable per run and lists what
+still falls back with ``--gpu-friendly``. ``--out X.json`` also writes ``X.md``.
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ def _matches(model, res, feeds, atol, rtol) -> bool:
 
 
 def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> dict:
-    """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime. A model
-    with an int64 input is also converted with --gpu-friendly --int32-inputs (its file run
-    on the same int64 feeds, which LiteRT receives as int32)."""
+    """Both verdicts of one model; the --gpu-friendly file checked against onnxruntime when it
+    differs from the default one (rewrites, or int64 inputs declared int32: run on the same
+    int64 feeds, which LiteRT receives as int32). A model with an int64 input is also
+    converted with --gpu-friendly --keep-int64-inputs."""
     row = {"model": name}
     runs = [("default", False, {}), ("gpu_friendly", True, {})]
     if int64_inputs(model):
-        runs.append(("gpu_friendly_int32_inputs", True, {"int32_inputs": True}))
+        runs.append(("gpu_friendly_keep_int64_inputs", True, {"keep_int64_inputs": True}))
     for label, friendly, extra in runs:
         res = convert(model, gpu_friendly=friendly, **{**options, **extra})
         gpu = res.report["gpu"]
@@ -70,19 +72,16 @@ def verdicts(name: str, model, feeds=None, atol=1e-4, rtol=1e-4, **options) -> d
             "delegated_ops": gpu["delegated_ops"],
             "fall_back": _fallbacks(gpu),
         }
-        if friendly and label in ("gpu_friendly_unroll_rnn", "gpu_friendly_int32_inputs"):
-            row[label]["matches_onnxruntime"] = _matches(model, res, feeds, atol, rtol)
-            if "int32_inputs" in extra:
-                section = res.report["gpu_friendly"]
-                rewrites = Counter(r["rule"] for r in section["rewrites"])
-                row[label]["rewrites"] = dict(sorted(rewrites.items()))
-                row[label]["int32_inputs"] = res.report["int32_inputs"]["inputs"]
-                row[label]["kept_int64"] = res.report["int32_inputs"]["kept_int64"]
-        elif friendly:
+        if friendly:
             section = res.report["gpu_friendly"]
             rewrites = Counter(r["rule"] for r in section["rewrites"])
             row[label]["rewrites"] = dict(sorted(rewrites.items()))
-            if rewrites:  # the rewritten file against onnxruntime on the original model
+            narrowed = res.report.get("int32_inputs")
+            if narrowed:
+                row[label]["int32_inputs"] = narrowed["inputs"]
+                row[label]["kept_int64"] = narrowed["kept_int64"]
+            if rewrites or narrowed or label == "gpu_friendly_unroll_rnn":
+                # the rewritten file against onnxruntime on the original model
                 row[label]["matches_onnxruntime"] = _matches(model, res, feeds, atol, rtol)
             if "WHILE" in {f["op"] for f in gpu["fall_back"]} and label == "gpu_friendly":
                 # what --check-gpu suggests for recurrent loops
@@ -102,10 +101,10 @@ def int64_inputs(model) -> list[str]:
     ]
 
 
-def with_int32(row: dict) -> dict:
-    """The row's best verdict section for a GPU user: --gpu-friendly --int32-inputs when the
-    model has an int64 input, else --gpu-friendly."""
-    return row.get("gpu_friendly_int32_inputs") or row["gpu_friendly"]
+def keeping_int64(row: dict) -> dict:
+    """The row's verdict section with --gpu-friendly --keep-int64-inputs (the --gpu-friendly
+    one when the model has no int64 input: the same file)."""
+    return row.get("gpu_friendly_keep_int64_inputs") or row["gpu_friendly"]
 
 
 def zoo_models():
@@ -181,8 +180,8 @@ def add_floors(data: dict) -> dict:
     possible = [r for r in rows if not r["gpu_floor"]]
     data["summary"]["floor"] = {
         "rule": "an input of a type no GPU rule takes (int64) is read: that op falls back "
-        "whatever is emitted, unless --int32-inputs declares the input int32 (the "
-        "gpu_friendly_int32_inputs run)",
+        "whatever is emitted, unless the input is declared int32 (--gpu-friendly does, "
+        "--keep-int64-inputs does not)",
         "blocked_models": len(rows) - len(possible),
         "possible_models": len(possible),
         "possible_fully_delegable_gpu_friendly": sum(
@@ -239,7 +238,7 @@ def _commit() -> str:
 def _cnn_transformer(rows: list[dict]) -> dict:
     """Corpus models of the CNN/transformer family (``bench_partitions.family``: not
     recurrent, quantized or ai.onnx.ml): how many are fully delegable per run, and what still
-    falls back with both flags (model -> "OP: reasons" counts)."""
+    falls back with --gpu-friendly (model -> "OP: reasons" counts)."""
     from bench_partitions import family
 
     sel = [
@@ -254,13 +253,13 @@ def _cnn_transformer(rows: list[dict]) -> dict:
         "fully_delegable_gpu_friendly": sum(
             r["gpu_friendly"]["verdict"] == "fully delegable" for r in sel
         ),
-        "fully_delegable_gpu_friendly_int32_inputs": sum(
-            with_int32(r)["verdict"] == "fully delegable" for r in sel
+        "fully_delegable_gpu_friendly_keep_int64_inputs": sum(
+            keeping_int64(r)["verdict"] == "fully delegable" for r in sel
         ),
         "still_falling_back": {
-            r["model"]: with_int32(r)["fall_back"]
+            r["model"]: r["gpu_friendly"]["fall_back"]
             for r in sel
-            if with_int32(r)["verdict"] != "fully delegable"
+            if r["gpu_friendly"]["verdict"] != "fully delegable"
         },
     }
 
@@ -279,31 +278,34 @@ def write_md(data: dict, path: Path) -> None:
         "",
         f"Models with a verdict: {s['with_verdict']} of {s['models']}. Fully delegable: "
         f"{full['default']} by default, {full['gpu_friendly']} with `--gpu-friendly`, "
-        f"{full['gpu_friendly_int32_inputs']} with `--gpu-friendly --int32-inputs`.",
+        f"{full['gpu_friendly_keep_int64_inputs']} with `--gpu-friendly --keep-int64-inputs`.",
         "",
         f"Corpus CNN/transformer models: {ct['models']}; fully delegable "
         f"{ct['fully_delegable_default']} by default, {ct['fully_delegable_gpu_friendly']} with "
-        f"`--gpu-friendly`, {ct['fully_delegable_gpu_friendly_int32_inputs']} with "
-        "`--gpu-friendly --int32-inputs`.",
+        f"`--gpu-friendly`, {ct['fully_delegable_gpu_friendly_keep_int64_inputs']} with "
+        "`--gpu-friendly --keep-int64-inputs`.",
         "",
-        f"Models with an int64 input: {s['int32_inputs']['models']}; with both flags "
-        f"{s['int32_inputs']['fully_delegable']} fully delegable, "
-        f"{s['int32_inputs']['matching_onnxruntime']} matching onnxruntime on int64 feeds.",
+        f"Models with an int64 input (declared int32 by `--gpu-friendly`): "
+        f"{s['int32_inputs']['models']}; {s['int32_inputs']['fully_delegable']} fully "
+        f"delegable, {s['int32_inputs']['matching_onnxruntime']} matching onnxruntime on int64 "
+        "feeds.",
         "",
-        "| model | default | --gpu-friendly | --gpu-friendly --int32-inputs | matches onnxruntime "
-        "(int32 inputs) | still falls back (both flags) |",
+        "| model | default | --gpu-friendly | matches onnxruntime (--gpu-friendly) | "
+        "--gpu-friendly --keep-int64-inputs | still falls back (--gpu-friendly) |",
         "|---|---|---|---|---|---|",
     ]
     for r in data["rows"]:
         if "error" in r:
             lines.append(f"| {r['model']} | error: {r['error'][:60]} | | | | |")
             continue
-        both = r.get("gpu_friendly_int32_inputs")
-        match = "" if both is None else ("yes" if both.get("matches_onnxruntime") else "NO")
-        left = "" if both is None else "; ".join(f"{k} x{v}" for k, v in both["fall_back"].items())
+        friendly = r["gpu_friendly"]
+        checked = friendly.get("matches_onnxruntime")
+        match = "(unchanged file)" if checked is None else ("yes" if checked else "NO")
+        kept = r.get("gpu_friendly_keep_int64_inputs")
+        left = "; ".join(f"{k} x{v}" for k, v in friendly["fall_back"].items())
         lines.append(
-            f"| {r['model']} | {r['default']['verdict']} | {r['gpu_friendly']['verdict']} | "
-            f"{both['verdict'] if both else '(no int64 input)'} | {match} | {left} |"
+            f"| {r['model']} | {r['default']['verdict']} | {friendly['verdict']} | {match} | "
+            f"{kept['verdict'] if kept else '(no int64 input)'} | {left} |"
         )
     path.write_text("\n".join(lines) + "\n")
 
@@ -321,10 +323,9 @@ def _print(row: dict) -> None:
     unroll = row.get("gpu_friendly_unroll_rnn")
     if unroll:
         note += f"; with --unroll-rnn: {unroll['verdict']}"
-    both = row.get("gpu_friendly_int32_inputs")
-    if both:
-        ok = "" if both.get("matches_onnxruntime") else " MISMATCH"
-        note += f"; with --int32-inputs: {both['verdict']}{ok}"
+    kept = row.get("gpu_friendly_keep_int64_inputs")
+    if kept:
+        note += f"; with --keep-int64-inputs: {kept['verdict']}"
     print(
         f"{row['model']:44s} default: {row['default']['verdict']:18s} "
         f"--gpu-friendly: {row['gpu_friendly']['verdict']}{note}"
@@ -364,8 +365,8 @@ def main(argv=None) -> int:
         label: sum(r[label]["verdict"] == "fully delegable" for r in rows_ok)
         for label in ("default", "gpu_friendly")
     }
-    full["gpu_friendly_int32_inputs"] = sum(
-        with_int32(r)["verdict"] == "fully delegable" for r in rows_ok
+    full["gpu_friendly_keep_int64_inputs"] = sum(
+        keeping_int64(r)["verdict"] == "fully delegable" for r in rows_ok
     )
     summary = {
         "models": len(rows),
@@ -384,14 +385,16 @@ def main(argv=None) -> int:
             ),
         },
         "corpus_cnn_transformer": _cnn_transformer(rows_ok),
-        "int32_inputs": {
-            "models": sum("gpu_friendly_int32_inputs" in r for r in rows_ok),
+        "int32_inputs": {  # the models whose int64 inputs --gpu-friendly declared int32
+            "models": sum("int32_inputs" in r["gpu_friendly"] for r in rows_ok),
             "fully_delegable": sum(
-                r.get("gpu_friendly_int32_inputs", {}).get("verdict") == "fully delegable"
+                "int32_inputs" in r["gpu_friendly"]
+                and r["gpu_friendly"]["verdict"] == "fully delegable"
                 for r in rows_ok
             ),
             "matching_onnxruntime": sum(
-                r.get("gpu_friendly_int32_inputs", {}).get("matches_onnxruntime") is True
+                "int32_inputs" in r["gpu_friendly"]
+                and r["gpu_friendly"].get("matches_onnxruntime") is True
                 for r in rows_ok
             ),
         },
@@ -414,8 +417,8 @@ def main(argv=None) -> int:
     print(
         f"fully delegable: {full['default']}/{len(rows_ok)} by default, "
         f"{full['gpu_friendly']}/{len(rows_ok)} with --gpu-friendly, "
-        f"{full['gpu_friendly_int32_inputs']}/{len(rows_ok)} with --gpu-friendly "
-        f"--int32-inputs -> {args.out}"
+        f"{full['gpu_friendly_keep_int64_inputs']}/{len(rows_ok)} with --gpu-friendly "
+        f"--keep-int64-inputs -> {args.out}"
     )
     return 0
 

@@ -522,7 +522,8 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
         log.info("wrote %s: %s", kind, path)
     narrowed = result.report.get("int32_inputs")
     if narrowed and narrowed["inputs"]:  # the file's interface changed: say so
-        log.info("int32 inputs: %s: %s", ", ".join(narrowed["inputs"]), narrowed["note"])
+        why = "" if narrowed["flag"] == "--int32-inputs" else " (--keep-int64-inputs keeps them)"
+        log.info("int32 inputs: %s: %s%s", ", ".join(narrowed["inputs"]), narrowed["note"], why)
     _warn_float_ops(result.report)
     status = errors.EXIT_OK
     if diagnose:

@@ -154,7 +154,8 @@ def check_model(model: tfl.Model) -> dict[str, Any]:
         if fallbacks
         else len(model.subgraphs[0].operators),
         "fall_back": fallbacks,
-        # int64 graph inputs (no GPU rule takes int64; --int32-inputs declares them int32)
+        # int64 graph inputs (no GPU rule takes int64; --gpu-friendly / --int32-inputs declare
+        # them int32)
         "int64_inputs": int64_inputs,
         "by_op": dict(sorted(by_op.items())),
         "rules": gpu_rules.SOURCE,
@@ -184,8 +185,8 @@ def format_verdict(section: dict[str, Any]) -> list[str]:
     if section.get("int64_inputs"):
         lines.append(
             f"  hint: int64 input(s) {', '.join(section['int64_inputs'])}: no GPU rule takes an "
-            "int64 tensor; --int32-inputs declares them int32 (feed int32 values), and with "
-            "--gpu-friendly the lookups and masks they feed are rewritten for the GPU"
+            "int64 tensor; --gpu-friendly declares them int32 (feed int32 values) and rewrites "
+            "the lookups and masks they feed for the GPU (--int32-inputs alone: only declares)"
         )
     cross = section.get("analyzer")
     if cross and cross.get("effective") and cross.get("disagreements"):

@@ -130,6 +130,10 @@ def value_problems(o) -> Iterable[OptionError]:
     names = o.int32_inputs
     if not isinstance(names, bool) and not all(isinstance(n, str) and n for n in names):
         yield _bad(f"{{0}} must be True or input names, got {names!r}", "int32_inputs")
+    if o.keep_int64_inputs and names:
+        yield _bad(
+            "{0} and {1} contradict each other: give one", "int32_inputs", "keep_int64_inputs"
+        )
     for name in ("inputs", "outputs"):  # a cut naming a tensor twice made an invalid model
         names = getattr(o, name)
         if names and not isinstance(names, (str, bytes)):

@@ -269,8 +269,10 @@ class ConvertOptions:
     gpu_friendly: bool = _switch(
         "--gpu-friendly",
         "rewrite operators the LiteRT GPU delegate's rules reject into equivalents they "
-        "accept, where one exists (docs/gpu_delegate.md); the report's `gpu_friendly` section "
-        "lists each rewrite, the verdict before and after, and what still falls back",
+        "accept, where one exists (docs/gpu_delegate.md), and declare every int64 input int32 "
+        "as `--int32-inputs` does (no GPU rule takes an int64 tensor; `--keep-int64-inputs` "
+        "keeps them); the report's `gpu_friendly` section lists each rewrite, the verdict "
+        "before and after, and what still falls back",
         "layout",
     )
     int32_inputs: bool | tuple[str, ...] = _opt(
@@ -289,6 +291,13 @@ class ConvertOptions:
         accepts=_not_a_model_path,
         api_hint="int32_inputs=True or int32_inputs=[NAME, ...]",
         from_cli=_every_or_names,
+    )
+    keep_int64_inputs: bool = _switch(
+        "--keep-int64-inputs",
+        "with `--gpu-friendly`, keep the int64 inputs int64 (the file's input dtypes stay the "
+        "model's; the GPU delegate then leaves the operators reading them to the CPU)",
+        "layout",
+        example="--gpu-friendly --keep-int64-inputs",
     )
     fp16_accumulation: bool = _switch(
         "--fp16-accumulation",

@@ -257,10 +257,14 @@ def convert_checked(
             )
         if io_check is not None:
             io_check(driver.io_table)
-        if o.int32_inputs:  # before the map and the GPU rewrites: they see the int32 inputs
+        narrow = o.int32_inputs or (gpu_friendly and not o.keep_int64_inputs)
+        if narrow:  # before the map and the GPU rewrites: they see the int32 inputs
             rows = [*driver.io_table]  # and each signature's input rows
             rows += [r for s in rec.sections.get("signatures", ()) for r in s["inputs"]]
-            rec.section("int32_inputs", int32_inputs.apply(model_ir, o.int32_inputs, rows))
+            section = int32_inputs.apply(model_ir, narrow, rows)
+            if o.int32_inputs or section["inputs"]:  # --gpu-friendly: only when it narrowed
+                section["flag"] = "--int32-inputs" if o.int32_inputs else "--gpu-friendly"
+                rec.section("int32_inputs", section)
         result._model_loader = loader
         result._map_builder = functools.partial(tensor_map, driver)
         if gpu_friendly:  # the map describes the graph as lowered: taken before these rewrites

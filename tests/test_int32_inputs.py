@@ -234,6 +234,46 @@ def test_check_gpu_names_the_flag_for_int64_inputs(tmp_path, capsys):
     assert "--int32-inputs" in out and "ids" in out
 
 
+def test_gpu_friendly_declares_int64_inputs_int32():
+    """--gpu-friendly promises a file the GPU delegate takes where an equivalent exists, and no
+    GPU rule takes an int64 tensor: it declares the int64 inputs int32 as --int32-inputs does
+    (the report says which flag did it); --keep-int64-inputs keeps the model's dtypes."""
+    model, feeds = _text_model()
+    chk = check_conversion(model, feeds, gpu_friendly=True)
+    assert _input_dtypes(chk.tflite_bytes) == {k: np.dtype(np.int32) for k in feeds}
+    section = chk.report["int32_inputs"]
+    assert section["inputs"] == ["ids", "tt", "mask"] and section["flag"] == "--gpu-friendly"
+    same = convert(model, gpu_friendly=True, int32_inputs=True)
+    assert bytes(same.tflite_bytes) == bytes(chk.tflite_bytes)
+    kept = check_conversion(model, feeds, gpu_friendly=True, keep_int64_inputs=True)
+    assert set(_input_dtypes(kept.tflite_bytes).values()) == {np.dtype(np.int64)}
+    assert "int32_inputs" not in kept.report
+    assert {f["onnx_node"] for f in kept.report["gpu"]["fall_back"]} >= {"Gather:emb"}
+    with pytest.raises(errors.OptionError) as info:
+        o2t_convert(model, int32_inputs=True, keep_int64_inputs=True)
+    assert "contradict" in str(info.value)
+
+
+def test_cli_gpu_friendly_says_the_inputs_changed(tmp_path, capsys):
+    model, _ = _text_model()
+    path = tmp_path / "text.onnx"
+    path.write_bytes(model.SerializeToString())
+    out = tmp_path / "out"
+    assert cli.main([str(path), "-o", str(out), "--gpu-friendly"]) == 0
+    err = capsys.readouterr().err
+    assert "int32 inputs: ids, tt, mask: declared int32" in err
+    assert "--keep-int64-inputs keeps them" in err
+    assert cli.main([str(path), "-o", str(out), "--gpu-friendly", "--keep-int64-inputs"]) == 0
+    (written,) = out.glob("*.tflite")
+    assert set(_input_dtypes(written.read_bytes()).values()) == {np.dtype(np.int64)}
+    assert "int32 inputs" not in capsys.readouterr().err
+    args = [str(path), "-o", str(tmp_path / "o2"), "--int32-inputs", "--keep-int64-inputs"]
+    assert cli.main(args) == errors.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--int32-inputs" in err and "--keep-int64-inputs" in err
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
+
+
 # ---- gpu_rewrites_int / not_into_select: each rule exact against onnxruntime -----------------
 
 
