@@ -16,7 +16,7 @@ correctly rounded reference of the developer guide, not a float32 accumulation).
 DequantizeLinear and QuantizeLinear compute in float64 from the float32 scales (which convert
 exactly): QuantizeLinear rounds the (nearly) real quotient ``x / scale``, as its formula reads,
 not a float32 quotient. A float64 Conv replaces onnx.reference's slow one (im2col through
-strided views and einsum); GatherElements, Erf, BatchNormalization and GlobalMaxPool replace
+strided views and einsum); GatherElements, Erf, BatchNormalization, GlobalMaxPool and LRN replace
 onnx 1.23's, which fail or compute something else on real models (each found by comparing
 this reference with onnxruntime over the corpus: every float model agrees to >= 82 dB, most
 to > 110 dB).
@@ -271,6 +271,29 @@ def _global_max_pool_op():
     return GlobalMaxPool
 
 
+def _lrn_op():
+    """LRN over the channel window of the spec (onnx 1.23's loops over the batch axis instead of
+    the channels: on a (1, C, H, W) tensor only channel 0 gets its square sum, 22 % off on
+    AlexNet-like activations)."""
+    from onnx.reference.op_run import OpRun
+
+    class LRN(OpRun):
+        op_domain = ""
+
+        def _run(self, x, alpha=1e-4, beta=0.75, bias=1.0, size=None):
+            channels = x.shape[1]
+            below, above = (size - 1) // 2, -(-(size - 1) // 2)
+            squares = x.astype(np.float64) ** 2
+            square_sum = np.zeros_like(squares)
+            for c in range(channels):
+                lo, hi = max(0, c - below), min(channels, c + above + 1)
+                square_sum[:, c] = squares[:, lo:hi].sum(axis=1)
+            y = x / (bias + (alpha / size) * square_sum) ** beta
+            return (y.astype(x.dtype),)
+
+    return LRN
+
+
 def _per_axis(v, ndim: int, axis: int):
     v = np.asarray(v)
     if v.size == 1 or ndim == 0:
@@ -401,6 +424,7 @@ def run_float64(
             _erf_op(),
             _batch_norm_op(),
             _global_max_pool_op(),
+            _lrn_op(),
             *_qdq_ops(),
         ],
     )
