@@ -70,7 +70,13 @@ def _const_slice(ctx, starts, ends, axes, steps):
         b, en, _ = slice(s, e, st).indices(shape[a])
         if st > 0 and -shape[a] <= s < 0:
             b = s
-        open_end = en < 0 or (st > 0 and e >= shape[a])  # en == -1: before the first element
+        # An end past this sample's size that is not "to the end" (x[..., :100] sampled at 64
+        # and 96) clips larger run-time sizes: kept as the end itself (STRIDED_SLICE clamps it
+        # at run time), not as an open end that holds at sizes up to it only.
+        clips = st > 0 and shape[a] <= e < INT32_MAX and axes_vary(ctx, [a])
+        open_end = en < 0 or (st > 0 and e >= shape[a] and not clips)  # en == -1: before 0
+        if clips:
+            en = e
         if st > 0 and -shape[a] <= e < 0:
             en = e
         per_axis[a] = (b, en, st, open_end)
