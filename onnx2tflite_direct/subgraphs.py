@@ -152,7 +152,7 @@ def lower_body(
         fe = _load_body(model, options.disabled_rewrites)
     except BranchShapeError as exc:
         raise BranchShapeError(exc.cause, exc.reason_code, f"{path} {exc.message}", label) from None
-    # a body of a model lowered at sample sizes varies with them too (lowering/common.py)
+    # a body of a model lowered at sample sizes varies with them too (lowering/dynamic_sizes.py)
     fe.graph.sample_pinned = fe.graph.sample_pinned or parent.graph.sample_pinned
     try:
         driver = parent.lower(fe.graph, options, parent, path=path)

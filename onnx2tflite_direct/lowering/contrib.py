@@ -24,14 +24,9 @@ from .. import contrib_schemas, errors
 from .. import layout as L
 from ..policies import broadcasting, channel_last, onnx_order, same_as_input
 from ..registry import FLOAT, lowering
-from .common import (
-    any_size_padding,
-    conv2d_options,
-    padding_mode,
-    refuse_sample_pads,
-    spatial_pads,
-)
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv import _conv_check, lower_conv
+from .dynamic_sizes import any_size_padding, refuse_sample_pads
 from .emit import Emitter
 from .math import _erf
 from .matmul import lower_gemm

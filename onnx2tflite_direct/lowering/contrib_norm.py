@@ -16,8 +16,8 @@ import numpy as np
 from .. import errors
 from ..policies import keep_rank, onnx_order
 from ..registry import FLOAT, attr_in, lowering
-from .common import sizes_vary
 from .contrib import MS
+from .dynamic_sizes import sizes_vary
 from .emit import Emitter
 from .normalization import _stored_axes, lower_layer_norm, normalize
 

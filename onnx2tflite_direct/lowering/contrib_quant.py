@@ -27,8 +27,8 @@ from .. import errors
 from ..float_carried import EXACT_CONV, EXACT_DENSE, INTERNAL, conv_rows_weights, int8_codes
 from ..policies import channel_last, onnx_order
 from ..registry import FLOAT, lowering
-from .common import sizes_vary
 from .contrib import MS
+from .dynamic_sizes import sizes_vary
 from .emit import Emitter
 from .int8_kernel import im2col_rows, int8_dense
 from .qlinear import (

@@ -14,7 +14,7 @@ weights do not fit it). The gate arithmetic is ``recurrent_cells.lstm_step`` wit
 projection that quantizes (``_QuantizedRecurrence``). A bidirectional layer of batch 1 runs
 both directions in one set of [2, ...] ops and its steps in one WHILE loop
 (``JOINT_DIRECTIONS``, ``JOINT_LOOP``); other layers are unrolled. With dynamic input sizes
-(``common.sizes_vary``) the other layers run one WHILE loop per direction (unrolled steps
+(``dynamic_sizes.sizes_vary``) the other layers run one WHILE loop per direction (unrolled steps
 would follow the sequence length) and nothing is sized by the sample: the backward steps are
 put in order by REVERSE_V2, the loop count and output buffer come from SHAPE of the steps.
 
@@ -38,7 +38,6 @@ from .. import errors, tfl
 from ..float_carried import int8_codes
 from ..policies import onnx_order
 from ..registry import FLOAT, lowering
-from .common import sizes_vary
 from .contrib import MS
 from .contrib_quant import (
     dynamic_quantize_parts,
@@ -47,6 +46,7 @@ from .contrib_quant import (
     product_quantize,
 )
 from .control_flow import cond_subgraph, emit_while, less_than, mirror_tensors
+from .dynamic_sizes import sizes_vary
 from .emit import Emitter
 from .int8_kernel import int8_dense, int8_weights
 from .qlinear import combine_digits, digit_plan, split_digits
@@ -180,7 +180,7 @@ SERIAL_ROWS = 4
 
 def state_grouping(ctx, batch: int, hidden: int):
     """How the hidden state is quantized: per row (True), the whole batch at once (False), or
-    RUNTIME_GROUPING. With dynamic input sizes (``common.sizes_vary``) the batch seen here is a
+    RUNTIME_GROUPING. With dynamic input sizes (``sizes_vary``) the batch seen here is a
     sample: at hidden <= 256 per row holds at every batch (batch 1 quantizes the same either
     way), but at hidden > 256 onnxruntime shares one scale over 2-4 rows and goes per row from
     5, so the choice is made at run time from the state's batch (``_rows_share_scale``); the
@@ -469,7 +469,7 @@ def _joint_loop(ctx, rec, cfg, steps, state):
     """The joint steps as a WHILE loop over k: loop variables (k, h, c, y buffer [seq, rows,
     hidden], steps [seq, rows, 4 hidden], seq); returns (h, c, y buffer) after the last step.
     Rows are the two directions of a joint layer, or the batch of one direction's loop (when
-    the sizes vary). When the sizes vary at run time (``common.sizes_vary``) seq and the
+    the sizes vary). When the sizes vary at run time (``dynamic_sizes.sizes_vary``) seq and the
     buffer's dims are read from SHAPE of the steps, not baked in."""
     e, drv = Emitter(ctx), ctx.driver
     seq, rows, _ = steps.shape

@@ -15,15 +15,9 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from .common import (
-    any_size_padding,
-    conv2d_options,
-    padding_mode,
-    refuse_sample_pads,
-    sizes_vary,
-    spatial_pads,
-)
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv_lattice import integer_conv
+from .dynamic_sizes import any_size_padding, refuse_sample_pads, sizes_vary
 from .emit import Emitter
 
 DEPTHWISE_2D = L.Layout((1, 2, 3, 0))  # [O, 1, kH, kW] -> [1, kH, kW, O]

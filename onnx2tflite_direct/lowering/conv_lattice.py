@@ -35,7 +35,8 @@ import numpy as np
 from .. import layout as L
 from .. import tfl
 from . import lattice_int8
-from .common import any_size_padding, conv2d_options, padding_mode, refuse_sample_pads
+from .common import conv2d_options, padding_mode
+from .dynamic_sizes import any_size_padding, refuse_sample_pads
 from .elementwise import dtype_name
 from .emit import Emitter
 from .integer_digits import combine_digits, constant_digits, digit_plan, split_digits, split_rows

@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import FLOAT, lowering
-from .common import axes_vary
+from .dynamic_sizes import axes_vary
 from .emit import Emitter
 
 FILTER_2D = L.Layout((1, 2, 3, 0))  # [C_in, C_out/g, kH, kW] -> [C_out/g, kH, kW, C_in]

@@ -51,7 +51,7 @@ def im2col_rows(
     one SLICE per tap (XNNPACK takes SLICE, and a tap is a contiguous window) joined by
     CONCATENATIONs of at most three inputs (XNNPACK's limit).
 
-    ``any_size`` (``common.sizes_vary``: the input sizes change at run time): each tap is a
+    ``any_size`` (``dynamic_sizes.sizes_vary``: the input sizes change at run time): each tap is a
     unit-stride STRIDED_SLICE instead, whose ends lie a fixed distance (``k - 1 - tap``) from
     the input's end at every size, which the dynamic-shape lowering counts from the run-time
     end; a SLICE's size ``H - k + 1`` is no such bound and would be refused."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import tfl
 from ..float_carried import INT8_MAX, ROW_SUM_LANE_MAX, conv_rows_weights
-from .common import sizes_vary
+from .dynamic_sizes import sizes_vary
 from .emit import Emitter
 from .int8_kernel import im2col_rows, int8_dense, int8_weights
 from .integer_digits import split_rows

@@ -15,7 +15,8 @@ import numpy as np
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import attr_in, lowering
-from .common import any_size_padding, padding_mode, pool_window_geometry, refuse_sample_pads
+from .common import padding_mode, pool_window_geometry
+from .dynamic_sizes import any_size_padding, refuse_sample_pads
 from .emit import Emitter
 from .lattice_moves import dequantized_non_negative
 from .pool3d import lower_pool_nd

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import pool_window_geometry, refuse_sample_pads, sizes_vary
+from .common import pool_window_geometry
+from .dynamic_sizes import refuse_sample_pads, sizes_vary
 from .emit import Emitter
 
 COMBINE = {"max": "MAXIMUM", "sum": "ADD"}

@@ -33,14 +33,9 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last, onnx_order
 from ..registry import lowering
-from .common import (
-    any_size_padding,
-    conv2d_options,
-    padding_mode,
-    refuse_sample_pads,
-    spatial_pads,
-)
+from .common import conv2d_options, padding_mode, spatial_pads
 from .conv import DEPTHWISE_2D
+from .dynamic_sizes import any_size_padding, refuse_sample_pads
 from .elementwise import dtype_name
 from .emit import Emitter
 from .integer_digits import combine_digits, digit_plan, split_digits

@@ -21,8 +21,8 @@ import numpy as np
 from .. import errors
 from ..policies import channel_last
 from ..registry import FLOAT, attr_in, lowering
-from .common import axes_vary
 from .conv_lattice import integer_resize_operand, rescale_integer_sums
+from .dynamic_sizes import axes_vary
 from .emit import Emitter
 from .resize_builtins import builtin_flags
 from .resize_reference import (

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..policies import keep_rank
 from ..registry import lowering
-from .common import axes_vary
 from .data_movement import MAX_XNNPACK_CONCAT
+from .dynamic_sizes import axes_vary
 from .emit import Emitter
 from .matmul import split_heads_policy
 
