@@ -45,11 +45,20 @@ def window_sizes_vary(ctx, n_spatial: int) -> bool:
 EVERY_SIZE_SAME = "every_size_same"
 
 
+def spatial_axes(ctx) -> range:
+    """The ONNX axes of input 0 that the node's window slides over: those after batch and
+    channels (NCHW), or between them for com.microsoft's NhwcConv (NHWC)."""
+    rank = len(ctx.shape(0))
+    return range(1, rank - 1) if ctx.node.op_type == "NhwcConv" else range(2, rank)
+
+
 def any_size_padding(ctx) -> bool | str:
     """``padding_mode``'s ``any_size`` for a node's own ``pads``/``auto_pad``: ONNX's
     SAME_UPPER is TFLite's SAME at every size (:data:`EVERY_SIZE_SAME`), explicit pads are
-    not (see ``common.padding_mode``)."""
-    if not sizes_vary(ctx):
+    not (see ``common.padding_mode``). Asked of the window's spatial axes only: a dynamic
+    batch leaves the spatial sizes the sample's at every size, and there TFLite's SAME that
+    equals the pads is exact (one PAD op fewer a window)."""
+    if not axes_vary(ctx, spatial_axes(ctx)):
         return False
     return EVERY_SIZE_SAME if ctx.attr("auto_pad", "NOTSET") == "SAME_UPPER" else True
 
@@ -61,7 +70,7 @@ def same_pads_vary(ctx, kernel, strides, dilations) -> bool:
     PAD) hold at that size's residue only, silently wrong at the others."""
     if ctx.attr("auto_pad", "NOTSET") not in ("SAME_UPPER", "SAME_LOWER"):
         return False
-    if not window_sizes_vary(ctx, len(kernel)):
+    if not axes_vary(ctx, spatial_axes(ctx)):
         return False
     return any(
         int(s) > 1 and (int(k) - 1) * int(d) > 0
