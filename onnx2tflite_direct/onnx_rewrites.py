@@ -14,6 +14,8 @@ import numpy as np
 
 from .batched_nms import RULES as BATCHED_NMS_RULES
 from .batched_nms import TRIGGERS as BATCHED_NMS_TRIGGERS
+from .cast_before_moves import RULES as CAST_MOVE_RULES
+from .cast_before_moves import TRIGGERS as CAST_MOVE_TRIGGERS
 from .contrib_masks import RULES as CONTRIB_MASK_RULES
 from .contrib_masks import TRIGGERS as CONTRIB_MASK_TRIGGERS
 from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
@@ -420,6 +422,7 @@ def _constant_pads(graph: Graph, pad: Node) -> list[int] | None:
 
 RULES = [
     ("merge_common_subexpressions", merge_common_subexpressions),
+    *CAST_MOVE_RULES,  # before remove_noop_cast: it leaves the Cast a no-op
     ("remove_noop_cast", remove_noop_cast),
     ("merge_double_qdq", merge_double_qdq),
     ("float_carried_integers", float_carried_integers),
@@ -449,6 +452,7 @@ RANGELESS_RULES = frozenset({"fused_head_projection"})
 # cannot match, so it is skipped without building its consumer/producer index.
 TRIGGERS = {
     "remove_noop_cast": {"Cast"},
+    **CAST_MOVE_TRIGGERS,
     "merge_double_qdq": {"DequantizeLinear"},
     "float_carried_integers": FLOAT_CARRIED_TRIGGERS,
     "fold_batchnorm_into_conv": {"BatchNormalization"},
