@@ -486,6 +486,18 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=EVAL_SAMPLES, help="evaluation samples per model"
     )
     parser.add_argument(
+        "--ran-on",
+        help="the commit (clean export) this run's rows were measured on, recorded with them",
+    )
+    parser.add_argument(
+        "--extend-fragile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rescore with N samples the rows of --out whose item-6 verdict is fragile "
+        "(met in more than 10 %% and less than 90 %% of the bootstrap resamples)",
+    )
+    parser.add_argument(
         "--study",
         action="store_true",
         help="sample-count study: store the rows' per-block margins under "
@@ -493,15 +505,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     loaders = model_loaders(Path(args.cache))
-    names = [] if args.report_only else args.models or list(loaders)
+    names = [] if args.report_only or args.extend_fragile else args.models or list(loaders)
+    pairs = [(name, config) for name in names for config in args.configs]
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    if args.extend_fragile:  # the rows whose verdict the drawn samples decide, rescored
+        pairs = [
+            (r["model"], r["config"])
+            for r in old.get("results", [])
+            if _fragile(r) and r.get("samples", 0) < args.extend_fragile
+        ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            for config in args.configs:
-                row = bench_one(name, loaders[name], config, Path(tmp), args.samples)
-                rows.append(row)
-                print(json.dumps({k: row.get(k) for k in _SHOWN}), flush=True)
-    old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        for name, config in pairs:
+            samples = args.extend_fragile or args.samples
+            row = bench_one(name, loaders[name], config, Path(tmp), samples)
+            if args.ran_on:
+                row["ran_on"] = args.ran_on
+            rows.append(row)
+            print(json.dumps({k: row.get(k) for k in _SHOWN}), flush=True)
     study = old.get("sample_count_study", {})
     if args.study:
         for r in rows:
@@ -524,14 +545,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _fragile(row: dict) -> bool:
+    """A verdict that the drawn samples decide: item 6 met in more than 10 % and less than
+    90 % of the bootstrap resamples of the row's samples."""
+    share = row.get("bootstrap_pass_share")
+    return share is not None and 0.1 < share < 0.9
+
+
 def summarize(rows: list[dict]) -> dict:
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
     fragile = [
-        (r["model"], r["config"], r.get("item6_margin_db"), r.get("bootstrap_pass_share"))
+        (r["model"], r["config"], r.get("samples"), r.get("item6_margin_db"))
+        + (r.get("bootstrap_pass_share"),)
         for r in rows
-        if r.get("bootstrap_pass_share") is not None and 0.1 < r["bootstrap_pass_share"] < 0.9
+        if _fragile(r)
     ]
     return {
         "sqnr_db": SQNR_TARGET_DB,
@@ -543,12 +572,13 @@ def summarize(rows: list[dict]) -> dict:
             (r["model"], r["config"], r.get("status")) for r in rows if r.get("status") != "ok"
         ],
         "eval_samples": sorted({r.get("samples", 2) for r in rows}),
+        "ran_on": sorted({r["ran_on"] for r in rows if r.get("ran_on")}),
         # Issue 21 item 6: SQNR against the Q/DQ semantics (correctly rounded: float64) >=
         # onnxruntime's fused kernels' SQNR against the same semantics - 1 dB.
         "item6_margin_db": ITEM6_MARGIN_DB,
         "item6_met": f"{sum(bool(r.get('meets_item6')) for r in rows)}/{len(rows)}",
         # Rows whose pass/fail flips in more than 10 % of the bootstrap resamples of their
-        # samples: (model, config, margin dB, share of resamples meeting item 6).
+        # samples: (model, config, samples, margin dB, share of resamples meeting item 6).
         "item6_fragile": fragile,
         # Secondary: against onnxruntime's float32 evaluation of the semantics.
         "item6_met_against_float32_semantics": (
