@@ -2,8 +2,9 @@
 
 The cut is taken on the ONNX model before anything else: new inputs get dtype and shape from
 ONNX shape inference, and every tensor the kept nodes need must come from the named inputs,
-initializers or kept nodes. Anything else (an unknown name, an output that does not depend on
-the inputs, a cut that leaves a needed tensor outside) is a clear error naming the option
+initializers or kept nodes. Anything else (an unknown name, an initializer named as an input:
+the converter keeps initializers constant, so the file would lack it; an output that does not
+depend on the inputs, a cut that leaves a needed tensor outside) is a clear error naming the option
 (``--inputs``/``--outputs`` on the command line, ``inputs``/``outputs`` in ``convert()``).
 """
 
@@ -42,6 +43,14 @@ def extract_subgraph(
                 raise OptionError(
                     f"{{0}} (sub-graph cut): the model has no tensor named {name!r}", (option,)
                 )
+    for name in inputs if explicit_inputs else ():
+        if name in inits:  # (kept constant, the file would silently lack the input named)
+            raise OptionError(
+                f"{{0}} (sub-graph cut): {name!r} is an initializer, a constant of the model "
+                "(also where the graph lists it as an input with that default): it cannot be "
+                "an input of the file; leave it out of {0}",
+                ("inputs",),
+            )
     boundary = set(inputs)
     keep: list[onnx.NodeProto] = []
     seen_nodes: set[int] = set()

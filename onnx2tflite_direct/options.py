@@ -237,8 +237,8 @@ class ConvertOptions:
     inputs: list[str] | None = _opt(
         None,
         "--inputs",
-        "convert only the sub-graph from these tensors (new inputs typed by shape inference), "
-        "e.g. to split pre-processing off",
+        "convert only the sub-graph from these tensors (new inputs typed by shape inference; "
+        "an initializer is an error: it stays a constant), e.g. to split pre-processing off",
         "--inputs features",
         group="layout",
         metavar="T1,T2",

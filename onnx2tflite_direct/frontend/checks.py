@@ -258,10 +258,44 @@ def check_axis_attributes(nodes, values: dict[str, Value]) -> None:
             )
 
 
-def check_operand_shapes(nodes, values: dict[str, Value]) -> None:
+# Where a graph input's dim comes from (``input_dim_origins``): what a message about a size
+# that does not fit the model must tell the user to change.
+DECLARED, PINNED, BATCH_PINNED, SAMPLED = "declared", "pinned", "batch_pinned", "sampled"
+
+
+def input_dim_origins(
+    model_inputs, input_shapes, batch_size, probe_shapes
+) -> dict[str, tuple[str, ...]]:
+    """Per graph input, per dim: the model's declaration, the user's ``--input-shape`` or
+    ``--batch-size`` pin, or a sample size the converter chose for a dim left dynamic (it
+    differs between the sample and the probe sizes; ``dynamic_shapes.py``). The user's pins
+    are never sampled (``dynamic_symbols.find_symbols``)."""
+    probe_shapes = probe_shapes or {}
+    origins = {}
+    for vi in model_inputs:
+        declared = list(vi.type.tensor_type.shape.dim) if vi.type.HasField("tensor_type") else []
+        pinned = (input_shapes or {}).get(vi.name)
+        probe = probe_shapes.get(vi.name)
+        dims = []
+        for axis, d in enumerate(declared):
+            unknown = not d.HasField("dim_value") or d.dim_value < 0
+            if probe is not None and pinned is not None and axis < len(probe):
+                dims.append(SAMPLED if probe[axis] != pinned[axis] else DECLARED)
+            elif pinned is not None:
+                dims.append(PINNED)
+            elif axis == 0 and unknown and batch_size is not None:
+                dims.append(BATCH_PINNED)
+            else:
+                dims.append(DECLARED)
+        origins[vi.name] = tuple(dims)
+    return origins
+
+
+def check_operand_shapes(nodes, values: dict[str, Value], origins=None) -> None:
     """Operand shapes the ONNX spec fixes but ONNX shape inference does not check.
 
     Later stages (layout planning, fusions) rely on them; a violation is an invalid model.
+    ``origins`` (:func:`input_dim_origins`) lets the message name what to change.
     """
     for n in nodes:
         if n.domain not in ("", "ai.onnx") or not n.input:
@@ -286,7 +320,7 @@ def check_operand_shapes(nodes, values: dict[str, Value]) -> None:
         elif n.op_type == "Conv":
             problem = _conv_operand_problem(n, shapes)
         elif n.op_type in _RECURRENT_GATES:
-            problem = _recurrent_operand_problem(n, shapes, nodes, values)
+            problem = _recurrent_operand_problem(n, shapes, nodes, values, origins or {})
         elif n.op_type == "Gemm" and len(shapes) >= 2 and _gemm_k_problem(n, shapes):
             problem = _gemm_k_problem(n, shapes)
         elif n.op_type == "Gemm" and len(shapes) >= 3 and shapes[2] is not None:
@@ -305,11 +339,12 @@ _RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _RECURRENT_OPERANDS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
 
 
-def _recurrent_operand_problem(n, shapes, nodes, values) -> str | None:
+def _recurrent_operand_problem(n, shapes, nodes, values, origins) -> str | None:
     """The batch, direction and hidden sizes of LSTM/GRU/RNN operands must agree (X's batch
     with initial_h's, initial_c's and sequence_lens'): ONNX shape inference checks none of
     them, and input shapes pinned apart (``input_shapes={'input': (2, 512), 'state': (2, 3,
-    128)}`` for silero VAD, whose state is [2, batch, 128]) otherwise reach the lowering."""
+    128)}`` for silero VAD, whose state is [2, batch, 128]) otherwise reach the lowering.
+    The message ends with what to change (:func:`_size_hint`)."""
     batch_first = next((a.i for a in n.attribute if a.name == "layout"), 0) == 1
     hidden = next((a.i for a in n.attribute if a.name == "hidden_size"), None)
     gates = _RECURRENT_GATES[n.op_type]
@@ -333,26 +368,59 @@ def _recurrent_operand_problem(n, shapes, nodes, values) -> str | None:
         shape = got.get(k)
         if shape is None or not names.get(k) or len(shape) != len(roles):
             continue
-        for role, d in zip(roles, shape, strict=True):
+        for axis, (role, d) in enumerate(zip(roles, shape, strict=True)):
             if role is None or d is None:
                 continue
             where = f"{k} {list(shape)}{_from_inputs(names[k], nodes, values)}"
-            first = seen.setdefault(role, (d, where))
+            first = seen.setdefault(role, (d, where, (names[k], axis, d)))
             if first[0] != d:
-                hint = ""
-                if "graph input" in first[1] + where:
-                    hint = " (the input shapes given with --input-shape must fit the model)"
+                sides = [first[2], (names[k], axis, d)]
+                hint = _size_hint(sides, nodes, values, origins)
                 return f"its {role} size is {first[0]} in {first[1]} but {d} in {where}{hint}"
     return None
 
 
-def _from_inputs(name: str, nodes, values) -> str:
-    """' (from graph input ...)' for the operand ``name``: the inputs whose shapes reach it
-    (the user's pinned shapes are often the cause); ' (graph input ...)' when it is one."""
+def _size_hint(sides, nodes, values, origins) -> str:
+    """What to change when two operands' sizes disagree (``sides``: (operand, axis, size) of
+    each), from where the dims of the graph inputs reaching them come from: a size the
+    converter sampled for a dim left dynamic (the model fixes that size elsewhere: it takes
+    one size only, to be pinned; named exactly when the operand is the graph input), the
+    user's pins (they must fit the model), or the model's own declarations (invalid)."""
+    reached = sorted({i for o, _, _ in sides for i in _input_names(o, nodes, values)})
+    kinds = {kind for name in reached for kind in origins.get(name, ())}
+    if SAMPLED in kinds:
+        for (name, axis, _), (_, _, fixed) in (sides, sides[::-1]):
+            dims = origins.get(name, ())
+            shape = values[name].shape if name in values else None
+            if axis < len(dims) and dims[axis] == SAMPLED and shape is not None:
+                pin = [
+                    str(fixed) if a == axis else f"<d{a}>" if o == SAMPLED else str(n)
+                    for a, (n, o) in enumerate(zip(shape, dims, strict=False))
+                ]
+                others = " (<dK>: the sizes to run at)" if len(pin) > 1 and "<d" in str(pin) else ""
+                return (
+                    f" (dim {axis} of {name!r} is left dynamic and the converter sampled it; "
+                    f"the model fixes it at {fixed} elsewhere, so it takes that size only: "
+                    f"pin it with --input-shape {name}:{','.join(pin)}{others})"
+                )
+        sampled = [n for n in reached if SAMPLED in origins.get(n, ())]
+        return (
+            f" (a dim of {', '.join(repr(n) for n in sampled)} is left dynamic and the "
+            "converter sampled it; the model fixes that size elsewhere, so it takes one size "
+            "only: pin it with --input-shape)"
+        )
+    if PINNED in kinds:
+        return " (the input shapes given with --input-shape must fit the model)"
+    if BATCH_PINNED in kinds:
+        return " (the --batch-size pin must fit the model)"
+    if reached:
+        return " (as the model declares them: the model is invalid)"
+    return ""
+
+
+def _input_names(name: str, nodes, values) -> list[str]:
+    """The graph inputs (not constants) whose values reach ``name``."""
     producer = {o: n for n in nodes for o in n.output}
-    if name not in producer:
-        v = values.get(name)
-        return f" (graph input {name!r})" if v is not None and not v.is_constant else ""
     found, todo, done = [], [name], set()
     while todo and len(done) < 10_000:
         cur = todo.pop()
@@ -366,6 +434,17 @@ def _from_inputs(name: str, nodes, values) -> str:
                 found.append(cur)
             continue
         todo.extend(node.input)
+    return found
+
+
+def _from_inputs(name: str, nodes, values) -> str:
+    """' (from graph input ...)' for the operand ``name``: the inputs whose shapes reach it
+    (the user's pinned shapes are often the cause); ' (graph input ...)' when it is one."""
+    producer = {o: n for n in nodes for o in n.output}
+    if name not in producer:
+        v = values.get(name)
+        return f" (graph input {name!r})" if v is not None and not v.is_constant else ""
+    found = _input_names(name, nodes, values)
     return f" (from graph input {', '.join(repr(f) for f in sorted(found))})" if found else ""
 
 

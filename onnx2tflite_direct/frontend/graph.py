@@ -253,7 +253,8 @@ def load_graph(
     checks.check_sizes(values)
     checks.check_element_preserving(nodes, values)
     checks.check_axis_attributes(nodes, values)
-    checks.check_operand_shapes(nodes, values)
+    origins = checks.input_dim_origins(real_inputs, input_shapes, batch_size, probe_shapes)
+    checks.check_operand_shapes(nodes, values, origins)
     graph = Graph(
         nodes=ir_nodes,
         values=values,
