@@ -81,6 +81,106 @@ for arch, cfg in _HF_VIS:
             _g(f"hf_{arch.lower()}_{tag}", "hf_vision", label, "vision", arch=arch,
                exporter=exp, **cfg)
         )  # fmt: skip
+
+# --- sweep-hf: more transformers architectures, exported as users export them ----------------
+# fmt: off
+_TXT = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, max_position_embeddings=128)
+_S2S = dict(vocab_size=1000, d_model=64, encoder_layers=2, decoder_layers=2,
+            encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+            decoder_ffn_dim=128, max_position_embeddings=128)
+_T5 = dict(vocab_size=1000, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+           decoder_start_token_id=0)
+_VIT = dict(image_size=64, patch_size=8, hidden_size=64, num_hidden_layers=2,
+            num_attention_heads=4, intermediate_size=128)
+_HALF = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+_CLIP_NORM = dict(mean=(0.4815, 0.4578, 0.4082), std=(0.2686, 0.2613, 0.2758))
+_W2V = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+            conv_dim=(32, 32, 32), conv_stride=(5, 4, 2), conv_kernel=(10, 8, 4),
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=32)
+# (name, generator, model class, config class, config, generator options). Heads whose
+# random output is near-constant at the default init (DPT depth ~1e-8, boxes 0.5 +- 5e-4)
+# get a wider initializer_range, so that the comparison can see an error.
+_HF_MORE = [
+    ("electra", "hf_text", "ElectraModel", "ElectraConfig", {**_TXT, "embedding_size": 32}, {}),
+    ("mpnet", "hf_text", "MPNetModel", "MPNetConfig", _TXT, dict(pad=1, bos=0)),
+    ("xlm_roberta", "hf_text", "XLMRobertaModel", "XLMRobertaConfig",
+     {**_TXT, "pad_token_id": 1}, dict(pad=1, bos=0)),
+    ("t5_encoder", "hf_text", "T5EncoderModel", "T5Config", _T5, dict(bos=10, eos=1)),
+    ("mbart_encoder", "hf_text", "MBartModel", "MBartConfig", _S2S,
+     dict(part="encoder", pad=1, bos=0)),
+    ("clip_text", "hf_text", "CLIPTextModel", "CLIPTextConfig",
+     {**_TXT, "max_position_embeddings": 32, "eos_token_id": 3, "pad_token_id": 3},
+     dict(outputs=("last_hidden_state", "pooler_output"), eos=3, pad=3)),
+    ("t5", "hf_seq2seq", "T5ForConditionalGeneration", "T5Config", _T5, dict(eos=1, bos=10)),
+    ("bart", "hf_seq2seq", "BartForConditionalGeneration", "BartConfig", _S2S,
+     dict(pad=1, bos=0)),
+    ("deit", "hf_image_model", "DeiTModel", "DeiTConfig", _VIT, {}),
+    ("beit", "hf_image_model", "BeitModel", "BeitConfig",
+     {**_VIT, "use_relative_position_bias": True},
+     dict(outputs=("last_hidden_state", "pooler_output"), **_HALF)),
+    ("clip_vision", "hf_image_model", "CLIPVisionModel", "CLIPVisionConfig", _VIT,
+     dict(outputs=("last_hidden_state", "pooler_output"), **_CLIP_NORM)),
+    ("levit", "hf_image_model", "LevitModel", "LevitConfig",
+     dict(image_size=64, hidden_sizes=[32, 48, 64], num_attention_heads=[1, 2, 2],
+          depths=[1, 1, 1], key_dim=[8, 8, 8]), {}),
+    ("poolformer", "hf_image_model", "PoolFormerModel", "PoolFormerConfig",
+     dict(hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1], initializer_range=0.05), {}),
+    ("dpt_depth", "hf_image_model", "DPTForDepthEstimation", "DPTConfig",
+     {**_VIT, "num_hidden_layers": 4, "backbone_out_indices": [0, 1, 2, 3],
+      "neck_hidden_sizes": [16, 32, 64, 64], "fusion_hidden_size": 32, "initializer_range": 0.1},
+     dict(outputs=("predicted_depth",), **_HALF)),
+    ("glpn_depth", "hf_image_model", "GLPNForDepthEstimation", "GLPNConfig",
+     dict(hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2],
+          decoder_hidden_size=32, initializer_range=0.2), dict(outputs=("predicted_depth",))),
+    ("yolos", "hf_image_model", "YolosForObjectDetection", "YolosConfig",
+     {**_VIT, "image_size": [64, 64], "num_detection_tokens": 10, "num_labels": 5,
+      "initializer_range": 0.2},
+     dict(outputs=("logits", "pred_boxes"))),
+    ("detr", "hf_image_model", "DetrForObjectDetection", "DetrConfig",
+     dict(use_timm_backbone=False, use_pretrained_backbone=False,
+          backbone_config={"model_type": "resnet", "embedding_size": 16,
+                           "hidden_sizes": [16, 32, 48, 64], "depths": [1, 1, 1, 1],
+                           "layer_type": "basic", "out_features": ["stage4"]},
+          d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+          decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=10,
+          num_labels=5, init_std=0.2), dict(outputs=("logits", "pred_boxes"))),
+    ("hubert", "hf_audio_ctc", "HubertForCTC", "HubertConfig", _W2V, {}),
+    ("data2vec_audio", "hf_audio_ctc", "Data2VecAudioForCTC", "Data2VecAudioConfig",
+     {**_W2V, "num_conv_pos_embeddings": 5, "conv_pos_kernel_size": 5}, {}),
+    ("sew", "hf_audio_ctc", "SEWForCTC", "SEWConfig", {**_W2V, "squeeze_factor": 2}, {}),
+]
+_DOMAIN = {"hf_text": "nlp-encoder", "hf_seq2seq": "text2text", "hf_image_model": "vision",
+           "hf_audio_ctc": "speech"}
+# fmt: on
+for name, gen, mcls, ccls, cfg, opts in _HF_MORE:
+    for label, tag, exp in BOTH:
+        GENERATED_MODELS.append(
+            _g(f"hf_{name}_{tag}", gen, label, _DOMAIN[gen], model_cls=mcls, config_cls=ccls,
+               exporter=exp, cfg=cfg, **opts)
+        )  # fmt: skip
+_HF_LM_MORE = [
+    ("Mistral", {}),
+    ("Gemma", {"head_dim": 16}),
+    ("Phi", {}),
+    ("GPTNeoX", {}),
+    ("OPT", {"ffn_dim": 128, "word_embed_proj_dim": 64}),
+    ("Bloom", {}),
+]
+for arch, cfg in _HF_LM_MORE:
+    for label, tag, exp in BOTH:
+        GENERATED_MODELS.append(
+            _g(f"hf_{arch.lower()}_past_{tag}", "hf_causal_lm_past", label, "text-generation",
+               arch=arch, exporter=exp, **cfg)
+        )  # fmt: skip
+for label, tag, exp in BOTH:
+    GENERATED_MODELS.append(
+        _g(f"hf_speech2text_encoder_{tag}", "hf_speech2text_encoder", label, "speech",
+           exporter=exp)
+    )  # fmt: skip
+# torch.export cannot trace EnCodec: its padding (_pad1d) branches on a length computed from
+# tensors (data-dependent guard Eq(u0, 1)); only the TorchScript-based exporter writes it.
+GENERATED_MODELS.append(_g("hf_encodec_ts", "hf_encodec", TS, "speech", exporter="torchscript"))
 for label, tag, exp in BOTH:
     GENERATED_MODELS += [
         _g(f"hf_wav2vec2_{tag}", "hf_wav2vec2", label, "speech", exporter=exp),
