@@ -313,6 +313,9 @@ class _Rewrite:
     def _integer_operator(self, op: tfl.Operator, rule: OpRule) -> list[tfl.Operator]:
         if rule.kind in integer_lstm.KINDS:  # a contract of its own (integer_lstm.py)
             return integer_lstm.rewrite_op(self, op, rule)
+        if rule.kind == "shape":  # reads the dims only: the integer tensor as it is
+            op.inputs[:] = [self.quantized.get(id(t), t) for t in op.inputs]
+            return [op]
         before: list[tfl.Operator] = []
         if op.opcode == "DIV":  # by a constant (see IntegerPlan.rule): multiply by 1 / c
             c = op.inputs[1]

@@ -411,6 +411,8 @@ class IntegerPlan:
         """'' and params assigned if ``op`` can run in integer, else the reason it cannot."""
         if self.special is not None and rule.kind in self.special.KINDS:
             return self.special.plan_op(self, op, rule)
+        if rule.kind == "shape":
+            return self._dims_reader(op)
         for t in [*op.inputs, *op.outputs]:
             if t is not None and t.dtype.kind == "f" and t.dtype != FLOAT:
                 return f"{t.dtype} tensor {t.name!r}"
@@ -478,6 +480,19 @@ class IntegerPlan:
                 return "HARD_SWISH output scale too small for the int8 kernel"
         self.params.update(new)
         self.twins.update(twins)
+        return ""
+
+    def _dims_reader(self, op: tfl.Operator) -> str:
+        """A ``shape`` op (SHAPE) reads only the dims of its input, which the integer tensor
+        has as the float one did: it needs the input quantized at any params (those its
+        producer gives it, else its calibrated range) and assigns none of its own."""
+        for t in op.inputs:
+            if not is_float_activation(t) or id(t) in self.params:
+                continue
+            rng = self.range_of(t)
+            if rng is None:
+                return f"no calibration range for input {t.name!r}"
+            self.params[id(t)] = self._activation_params(t, rng, self.is16(op))
         return ""
 
     def _integer_entry(self, t: tfl.Tensor) -> bool:

@@ -12,6 +12,10 @@ Kinds of output parameters:
   PACK, MAXIMUM, ...): they come from the output's range, inputs are requantized if needed.
 - ``fixed``: the kernel dictates the output params (the spec's fixed-output-scale ops).
 - ``weighted``: conv/FC-like; like ``free`` plus a symmetric int8 weight and an int32/int64 bias.
+- ``shape``: reads only its input's dims (SHAPE, in the run-time shape arithmetic of a file
+  with dynamic sizes): it takes the integer tensor as it is (no requantization) and
+  writes int32 dims, which carry no params. (The int32 ops that compute with those
+  dims touch no float value and need no rule.)
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ RULES: dict[str, OpRule] = {
     "DEPTHWISE_CONV_2D": OpRule("weighted", weight=1, weight_axis=3, bias=2),
     "FULLY_CONNECTED": OpRule("weighted", weight=1, weight_axis=0, bias=2),
     "TRANSPOSE_CONV": OpRule("weighted", activation=2, weight=1, weight_axis=0, bias=3),
+    "SHAPE": OpRule("shape"),
     "BATCH_MATMUL": FREE,
     "ADD": OpRule("free", options16={"pot_scale_int16": False}),
     "SUB": OpRule("free", options16={"pot_scale_int16": False}),
