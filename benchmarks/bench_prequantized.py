@@ -61,6 +61,7 @@ INTEGER_SHARE_TARGET = 0.95
 MAX_OUTPUT_STEPS = 2.0  # the alternative criterion for outputs on a quantization lattice
 ITEM6_MARGIN_DB = 1.0  # issue 21 item 6: within 1 dB of onnxruntime's fused kernels
 CALIBRATION_SAMPLES = 4
+STUDY_MIN_SAMPLES = 16
 EVAL_SAMPLES = 8  # see the module docstring: the spread of the item-6 margin over samples
 MASK_DROP = -10000.0
 # config -> quantize_static options (None: quantize_dynamic)
@@ -524,13 +525,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps({k: row.get(k) for k in _SHOWN}), flush=True)
     study = old.get("sample_count_study", {})
+    for r in rows:  # every row scored on 16 samples or more feeds the sample-count study
+        if "item6_energies" in r and (args.study or r["samples"] >= STUDY_MIN_SAMPLES):
+            study[f"{r['model']}/{r['config']}"] = {
+                "samples": r["samples"],
+                "blocks": block_margins(r["item6_energies"]),
+            }
     if args.study:
-        for r in rows:
-            if "item6_energies" in r:
-                study[f"{r['model']}/{r['config']}"] = {
-                    "samples": r["samples"],
-                    "blocks": block_margins(r["item6_energies"]),
-                }
         rows = old.get("results", [])
     elif not args.fresh and old:
         rows = _merged(old["results"], rows)
