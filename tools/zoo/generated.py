@@ -241,3 +241,59 @@ GENERATED_MODELS += [
     _g("lightgbm_classifier", "lightgbm", "onnxmltools (LightGBM)", "tabular"),
     _g("xgboost_classifier", "xgboost", "onnxmltools (XGBoost)", "tabular"),
 ]
+
+# sweep-tv: more torchvision architectures (full-size where cheap, small configs of the same
+# graphs for the big transformers), video, optical flow, detection; more scikit-learn
+_SWIN = dict(patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=[7, 7])
+_TV2 = [
+    ("googlenet", "cls", 224, None, ()),
+    ("inception_v3", "cls", 299, None, ()),
+    ("densenet121", "cls", 224, None, ()),
+    ("shufflenet_v2_x1_0", "cls", 224, None, ()),
+    ("squeezenet1_1", "cls", 224, None, ()),
+    ("mnasnet0_5", "cls", 224, None, ()),
+    ("regnet_y_400mf", "cls", 224, None, ()),
+    ("mobilenet_v2", "cls", 224, None, ()),
+    ("efficientnet_v2_s", "cls", 224, None, ()),
+    ("VisionTransformer", "cls", 64, dict(image_size=64, patch_size=8, num_layers=2, num_heads=4,
+                                          hidden_dim=64, mlp_dim=128), ()),
+    ("SwinTransformer", "cls", 112, _SWIN, ()),
+    ("SwinTransformer", "cls", 112, dict(
+        _SWIN, block="torchvision.models.swin_transformer.SwinTransformerBlockV2",
+        downsample_layer="torchvision.models.swin_transformer.PatchMergingV2"), ("swin_v2",)),
+    ("MaxVit", "cls", 64, dict(input_size=(64, 64), stem_channels=16, partition_size=4,
+                               block_channels=[16, 32], block_layers=[1, 1], head_dim=8,
+                               stochastic_depth_prob=0.0), ()),
+    ("ConvNeXt", "cls", 64, dict(block_setting=[(32, 64, 1), (64, None, 1)]), ()),
+    ("fcn_resnet50", "seg", 128, dict(weights_backbone=None), ("segmentation",)),
+    ("r3d_18", "video", 64, None, ("video",)),
+    ("r2plus1d_18", "video", 64, None, ("video",)),
+    ("raft_small", "flow", 128, None, ("optical_flow",)),
+]  # fmt: skip
+for arch, task, size, ctor, extra in _TV2:
+    alias = next((e for e in extra if e.startswith("swin")), None)
+    module = next((e for e in extra if not e.startswith("swin")), "")
+    short = alias or {"VisionTransformer": "vit_small", "SwinTransformer": "swin_small",
+                      "MaxVit": "maxvit_small", "ConvNeXt": "convnext_small"}.get(arch, arch)  # fmt: skip
+    dom = {"cls": "classification", "seg": "segmentation", "video": "video",
+           "flow": "optical-flow"}[task]  # fmt: skip
+    for label, tag, exp in BOTH:
+        GENERATED_MODELS.append(
+            _g(f"tv_{short}_{tag}", "tv_extra", label, dom, arch=arch, exporter=exp, size=size,
+               task=task, ctor=ctor, module=module, **({"frames": 4} if task != "cls" else {}))
+        )  # fmt: skip
+# detection with its post-processing: TorchScript exporter only (see above)
+for arch, ctor in (
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", dict(weights_backbone=None, num_classes=91)),
+    ("keypointrcnn_resnet50_fpn", dict(weights_backbone=None, min_size=256, max_size=256)),
+):
+    e = _g(f"tv_{arch}_ts", "tv_extra", TS, "detection", arch=arch, exporter="torchscript",
+           size=256, task="det", ctor=ctor, module="detection")  # fmt: skip
+    e["sorted_outputs"] = ("boxes", "scores", "labels")
+    GENERATED_MODELS.append(e)
+for kind in ("knn_cls", "knn_reg", "isolation_forest", "kmeans", "gaussian_nb", "mlp",
+             "pca_logreg", "tree_reg", "extra_trees", "linear_svc", "ridge",
+             "impute_norm_logreg"):  # fmt: skip
+    # (HistGradientBoosting*: skl2onnx 1.20 cannot write those of scikit-learn 1.9.1)
+    GENERATED_MODELS.append(_g(f"skl_{kind}", "sklearn_extra", "skl2onnx", "tabular", kind=kind))
+GENERATED_MODELS.append(_g("skl_column_pipeline", "column_pipeline", "skl2onnx", "tabular"))

@@ -1068,3 +1068,259 @@ GENERATORS = {
     "lightgbm": lightgbm_model,
     "xgboost": xgboost_model,
 }
+
+
+# --------------------------------------------------------------------------------------------
+# sweep-tv: more torchvision architectures (small configs of the big transformers, video,
+# optical flow, detection with its post-processing) and more scikit-learn estimators
+# --------------------------------------------------------------------------------------------
+
+
+def _tv_build(arch: str, ctor: dict | None, module: str = ""):
+    """torchvision.models[.module].<arch>(weights=None, **ctor); a class name (VisionTransformer,
+    SwinTransformer, ...) is called with ``ctor`` alone (a small config of the same graph)."""
+    import torchvision
+
+    mod = torchvision.models
+    for part in filter(None, module.split(".")):
+        mod = getattr(mod, part)
+    fn = getattr(mod, arch)
+    kw = dict(ctor or {})
+    if arch[:1].islower():
+        kw.setdefault("weights", None)
+    for key in ("block", "downsample_layer", "norm_layer"):  # class names in a small config
+        if isinstance(kw.get(key), str):
+            owner, _, cls = kw[key].rpartition(".")
+            kw[key] = getattr(importlib.import_module(owner), cls)
+    if "block_setting" in kw:  # ConvNeXt: [(in, out, layers), ...]
+        from torchvision.models.convnext import CNBlockConfig
+
+        kw["block_setting"] = [CNBlockConfig(*b) for b in kw["block_setting"]]
+    return fn(**kw)
+
+
+def tv_extra(
+    entry,
+    out: Path,
+    arch: str,
+    exporter: str,
+    size: int = 224,
+    task: str = "cls",
+    ctor: dict | None = None,
+    module: str = "",
+    frames: int = 4,
+):
+    """torchvision models the first matrix did not cover. ``task``: cls (logits), seg (the
+    "out" head), video ([1, 3, T, H, W] clips, Kinetics normalisation), flow (RAFT: two
+    frames, the last flow estimate), det (list-of-images detection models with their
+    post-processing)."""
+    import torch
+
+    rng = _seed(entry)
+    model = _tv_build(arch, ctor, module)
+    for m in model.modules():  # zero-initialised layers (ViT's head) would make the output 0
+        if isinstance(m, torch.nn.Linear) and not m.weight.detach().any():
+            torch.nn.init.normal_(m.weight, std=0.05)
+    if task == "video":
+        mean = np.array([0.43216, 0.394666, 0.37645], np.float32)
+        std = np.array([0.22803, 0.22145, 0.216989], np.float32)
+
+        def clip():  # a clip: one image drifting a few pixels a frame
+            img = _images(rng, 1, size + 2 * frames, size + 2 * frames, mean, std)[0]
+            return np.stack(
+                [img[:, 2 * t : 2 * t + size, t : t + size] for t in range(frames)], axis=1
+            )[None]
+
+        _reestimate_bn(
+            model, [torch.from_numpy(np.concatenate([clip(), clip()])) for _ in range(4)]
+        )
+        x = clip().astype(np.float32)
+        _export(model, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
+        _save_feeds(out, {"input": x})
+        return
+    if task == "flow":
+        # RAFT takes frames in [-1, 1]; the second frame is the first shifted by a few pixels
+        half = np.full(3, 0.5, np.float32)
+        base = _images(rng, 1, size + 8, size + 8, half, half)
+        f1, f2 = base[:, :, 4 : 4 + size, 4 : 4 + size], base[:, :, 1 : 1 + size, 6 : 6 + size]
+        f1, f2 = np.ascontiguousarray(f1), np.ascontiguousarray(f2)
+        _reestimate_bn(model, [(torch.from_numpy(f1), torch.from_numpy(f2))])
+
+        class Flow(torch.nn.Module):
+            def __init__(self, m, updates):
+                super().__init__()
+                self.m, self.updates = m, updates
+
+            def forward(self, image1, image2):
+                return self.m(image1, image2, num_flow_updates=self.updates)[-1]
+
+        _export(
+            Flow(model, frames),
+            (torch.from_numpy(f1), torch.from_numpy(f2)),
+            out,
+            ["image1", "image2"],
+            ["flow"],
+            exporter,
+        )
+        _save_feeds(out, {"image1": f1, "image2": f2})
+        return
+    if task == "det":
+        imgs = [_images(rng, 2, size, size) for _ in range(4)]
+        _reestimate_bn(model.backbone, [torch.from_numpy(i) for i in imgs])
+        model.eval()
+        for attr in ("score_thresh",):
+            if hasattr(model, attr):
+                setattr(model, attr, 0.0)
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.score_thresh = 0.0
+        x = _images(rng, 1, size, size, mean=np.zeros(3), std=np.ones(3))[0]
+        outs = ["boxes", "scores", "labels"] + (["keypoints"] if "keypoint" in arch else [])
+
+        class Det(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, image):
+                r = self.m([image])[0]
+                return tuple(r[k] for k in outs)
+
+        _export(Det(model), (torch.from_numpy(x),), out, ["image"], outs, exporter)
+        _save_feeds(out, {"image": x})
+        return
+    imgs = [_images(rng, 2, size, size) for _ in range(6)]
+    _reestimate_bn(model, [torch.from_numpy(i) for i in imgs])
+    x = _images(rng, 1, size, size)
+
+    class Head(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)["out"]
+
+    net = Head(model) if task == "seg" else model
+    _export(net, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
+    _save_feeds(out, {"input": x})
+
+
+def sklearn_extra(entry, out: Path, kind: str):
+    """More scikit-learn estimators through skl2onnx, fitted on synthetic tabular data."""
+    from skl2onnx import to_onnx
+    from sklearn import (
+        cluster,
+        decomposition,
+        ensemble,
+        impute,
+        linear_model,
+        naive_bayes,
+        neighbors,
+        neural_network,
+        pipeline,
+        preprocessing,
+        svm,
+        tree,
+    )
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    regression = kind in ("knn_reg", "tree_reg", "ridge")
+    unsupervised = kind in ("kmeans", "isolation_forest")
+    x, y = _tabular(rng, regression=regression)
+    scaled = lambda *steps: pipeline.make_pipeline(preprocessing.StandardScaler(), *steps)  # noqa: E731
+    est = {
+        "knn_cls": lambda: scaled(neighbors.KNeighborsClassifier(n_neighbors=5)),
+        "knn_reg": lambda: scaled(neighbors.KNeighborsRegressor(n_neighbors=5)),
+        "isolation_forest": lambda: ensemble.IsolationForest(n_estimators=20, random_state=0),
+        "kmeans": lambda: scaled(cluster.KMeans(n_clusters=4, n_init=3, random_state=0)),
+        "gaussian_nb": lambda: naive_bayes.GaussianNB(),
+        "mlp": lambda: scaled(
+            neural_network.MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=300, random_state=0)
+        ),
+        "pca_logreg": lambda: scaled(
+            decomposition.PCA(n_components=5), linear_model.LogisticRegression(max_iter=500)
+        ),
+        "tree_reg": lambda: tree.DecisionTreeRegressor(max_depth=8, random_state=0),
+        "extra_trees": lambda: ensemble.ExtraTreesClassifier(
+            n_estimators=20, max_depth=6, random_state=0
+        ),
+        "linear_svc": lambda: scaled(svm.LinearSVC(random_state=0)),
+        "ridge": lambda: scaled(linear_model.Ridge(alpha=1.0)),
+        "impute_norm_logreg": lambda: pipeline.make_pipeline(
+            impute.SimpleImputer(strategy="median"),
+            preprocessing.Normalizer(),
+            linear_model.LogisticRegression(max_iter=500),
+        ),
+    }[kind]()
+    if kind == "impute_norm_logreg":  # a few missing values, as real tables have
+        x = x.copy()
+        x[rng.random(x.shape) < 0.05] = np.nan
+    est.fit(x) if unsupervised else est.fit(x, y)
+    options = {}
+    final = est.steps[-1][1] if hasattr(est, "steps") else est
+    if kind == "linear_svc":  # skl2onnx 1.20 + sklearn 1.9 asks for zipmap unless told
+        options = {id(final): {"nocl": False}}
+    elif hasattr(final, "predict_proba"):
+        options = {id(final): {"zipmap": False}}
+    onx = to_onnx(est, x[:1], options=options, target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save(onx, str(out))
+    _save_feeds(out, {onx.graph.input[0].name: x[:16]})
+
+
+def column_pipeline(entry, out: Path):
+    """A ColumnTransformer over mixed columns: imputed + scaled numbers, binarized flags,
+    one-hot integer categories and a string category (LabelEncoder-style OrdinalEncoder),
+    then a classifier: the typical tabular preprocessing graph."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import Binarizer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    num, y = _tabular(rng, n=400, features=4, classes=2)
+    num[rng.random(num.shape) < 0.05] = np.nan
+    flags = rng.normal(size=(400, 2)).astype(np.float32)
+    cat = rng.integers(0, 5, size=(400, 1)).astype(np.int64)
+    city = rng.choice(np.array(["paris", "oslo", "lima", "kyiv"]), size=(400, 1))
+    y = (y + (cat[:, 0] > 2) + (city[:, 0] == "oslo")) % 2
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {
+            "num": list(num),
+            **{f"n{i}": num[:, i] for i in range(4)},
+            "f0": flags[:, 0],
+            "f1": flags[:, 1],
+            "cat": cat[:, 0],
+            "city": city[:, 0],
+        }
+    ).drop(columns=["num"])
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["n0", "n1", "n2", "n3"]),
+            ("flag", Binarizer(threshold=0.2), ["f0", "f1"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["cat"]),
+            ("city", OrdinalEncoder(), ["city"]),
+        ]
+    )
+    pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(df, y)
+    types = [(f"n{i}", FloatTensorType([None, 1])) for i in range(4)]
+    types += [("f0", FloatTensorType([None, 1])), ("f1", FloatTensorType([None, 1]))]
+    types += [("cat", Int64TensorType([None, 1])), ("city", StringTensorType([None, 1]))]
+    onx = convert_sklearn(
+        pipe,
+        initial_types=types,
+        options={id(pipe.steps[-1][1]): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    onnx.save(onx, str(out))
+    feeds = {f"n{i}": num[:16, i : i + 1] for i in range(4)}
+    feeds.update({"f0": flags[:16, :1], "f1": flags[:16, 1:], "cat": cat[:16], "city": city[:16]})
+    _save_feeds(out, feeds)
+
+
+GENERATORS.update({"tv_extra": tv_extra, "sklearn_extra": sklearn_extra,
+                   "column_pipeline": column_pipeline})  # fmt: skip
