@@ -25,6 +25,11 @@ from .sequences import resolve_static as resolve_static_sequences
 
 # Constants up to this many elements stay inside the skeleton (shape inference reads them).
 SMALL_CONST_ELEMENTS = 1024
+# Rounds of inference + folding: each round may resolve one more link of a chain of shape
+# arithmetic that inference alone cannot see through (EnCodec's padding: Shape -> float Div
+# -> Ceil -> Cast -> Pad, then the next layer reads the padded length; 42 rounds). The loop
+# runs to its fixed point: every round that goes on has removed a node or added a hint or a
+# sample value, so the bound (this plus one per node) is only a guard.
 MAX_FOLD_ROUNDS = 8
 # ONNX data propagation materializes Range values; above this many the limit is hidden from it.
 MAX_PROPAGATED_RANGE = 1 << 22
@@ -310,7 +315,7 @@ def infer_and_fold(
     probe_hints = _count_hints(probe_shapes or {})
     samples, probe_samples = SampleValues(), SampleValues()  # stay empty without a probe
     graph_outputs = [o.name for o in proto.graph.output]
-    for _ in range(MAX_FOLD_ROUNDS):
+    for _ in range(MAX_FOLD_ROUNDS + len(nodes)):
         nodes, inlined = rules.run("inline_constant_ifs", (nodes, []), nodes, consts)
         folded.extend(inlined)
         infos = declared.infer(_infer_with, samples, nodes, consts, real_inputs, hints)
@@ -345,6 +350,7 @@ def infer_and_fold(
                 infer_branch,
             )
         )
+        new_hints = {k: v for k, v in new_hints.items() if hints.get(k) != v}  # progress only
         hints.update(new_hints)
         nodes, resolved = resolve_static_sequences(
             nodes, consts, infos, opsets.get("", 0), graph_outputs
