@@ -18,7 +18,7 @@ import numpy as np
 
 from . import errors, tfl
 from .dynamic_constants import relax_constants, same_constant
-from .dynamic_symbols import DynamicShapeModel, Inexpressible, refuse
+from .dynamic_symbols import PIN_HINT, DynamicShapeModel, Inexpressible, refuse
 from .errors import UnsupportedError
 from .static_shapes import keep_static
 
@@ -61,6 +61,9 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         variants.append(_variant(at, values, bumped_values, s)[1])
     pairings = [_pair_tensors(model, other) for other in variants]
     fixed = _fixed_windows(model, pairings, symbols)  # (before the shapes are made dynamic)
+    report = getattr(driver, "report", None)
+    for line in _overhanging_windows(model, pairings, symbols) if report is not None else ():
+        report.warn(line)
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
     relax_constants(model, variants, symbols, sources)
@@ -184,6 +187,49 @@ def _fixed_windows(model: tfl.Model, pairings, symbols) -> list[FixedWindow]:
                         ),
                     )
     return list(found.values())
+
+
+# Pools whose VALID window may overhang a small run-time input: below one window, onnxruntime
+# pools a partial window (its output size truncates toward zero), returns an empty output or
+# fails, and LiteRT's kernels neither: XNNPACK pools one window padded with zeros (an average
+# divided by the whole window), the builtin kernels give no output. (A conv fails in both.)
+_POOLS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
+_FILTERS = {1: "filter_height", 2: "filter_width"}
+
+
+def _overhanging_windows(model: tfl.Model, pairings, symbols) -> list[str]:
+    """One warning per VALID pool over a dynamic axis whose window is wider than one cell:
+    the file matches onnxruntime where that input is at least a window long, so the sizes
+    below are named (as the pool's input size, and about as each symbol that moves it, from
+    the slope between the samples: strides before it make that a bound within a stride)."""
+    lines = []
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if op.opcode not in _POOLS or op.options.get("padding") != "VALID" or not op.inputs:
+                continue
+            x, sizes, below = op.inputs[0], [], []
+            for ax, name in _FILTERS.items():
+                k = int(op.options.get(name, 1) or 1)
+                if k <= 1 or ax >= x.rank - 1:
+                    continue
+                for pairs, s in zip(pairings, symbols, strict=True):
+                    if id(x) not in pairs:
+                        continue
+                    (lo, hi), a, b = s.samples, x.shape[ax], pairs[id(x)][1].shape[ax]
+                    least = lo + (k - a) * (hi - lo) / (b - a) if b > a else 0
+                    if least > 1:
+                        below.append(f"{s.name} below about {-int(-least // 1)}")
+                        sizes.append(f"{k} cells in its {_AXIS_NAMES.get(ax, f'axis {ax}')}")
+            if below:
+                lines.append(
+                    f"dynamic shape: {op.opcode} (from ONNX node {op.onnx_node!r}) matches "
+                    f"onnxruntime where its input is at least {' and '.join(dict.fromkeys(sizes))} "
+                    f"({', '.join(dict.fromkeys(below))} are not): a smaller input is narrower "
+                    "than the window, which onnxruntime pools partially, as an empty output or "
+                    "as an error, and LiteRT's kernels otherwise; do not run the file at such "
+                    f"sizes ({PIN_HINT}: a file converted for one size is checked at it)"
+                )
+    return lines
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:
