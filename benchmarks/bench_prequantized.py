@@ -1,4 +1,5 @@
-"""Already-quantized ONNX models -> integer / hybrid TFLite: the issue #6 acceptance run.
+"""Already-quantized ONNX models -> integer / hybrid TFLite: the issue #6 acceptance run, and
+issue 21 item 6 ("as faithful as onnxruntime").
 
 For every model of ``benchmarks/models.py`` and the real-weight light models:
 
@@ -6,32 +7,68 @@ For every model of ``benchmarks/models.py`` and the real-weight light models:
    activations, per-tensor uint8 activations, per-channel uint8, per-tensor int8; seeded
    calibration samples) and ``quantize_dynamic``;
 2. convert the quantized model (``qdq_import.import_quantized`` -> ``pipeline.lower_model`` ->
-   ``qdq_import.prequantized_variant``), run it in LiteRT on separate seeded samples;
-3. compare with onnxruntime running the same quantized model: SQNR (dB) against the ONNX
-   semantics (graph optimizations at BASIC: Q/DQ evaluated as written) and against
-   onnxruntime's default session (which fuses QDQ into its own integer kernels; on x86
-   without VNNI those u8s8 kernels may saturate, so this figure can be lower), and the share
-   of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL ops running integer (for
-   dynamic models: the products with a constant weight, ``integer`` where they keep the
-   model's own quantization, ``dynamic_range.product_counts``).
+   ``qdq_import.prequantized_variant``), run it in LiteRT on separate seeded samples
+   (``EVAL_SAMPLES`` = 8 a model, ``--samples``);
+3. compare it, and onnxruntime's default session (which fuses QDQ into its own integer
+   kernels), with the model's Q/DQ semantics, and count the share of CONV_2D /
+   DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL ops running integer (for dynamic models:
+   the products with a constant weight, ``integer`` where they keep the model's own
+   quantization, ``dynamic_range.product_counts``).
 
-Done when (checked, stored under ``targets``): conversion succeeds, >= 95 % of those ops run in
-integer (dynamic models: integer or hybrid, over the products with a constant weight), and
-SQNR >= 30 dB against the ONNX semantics or, for outputs produced by a DequantizeLinear, at most two
-quantization steps of difference. ``below_target_like_onnxruntime_kernels`` marks a model that
-misses it while staying within 1 dB of onnxruntime's own kernels.
-``sqnr_ort_default_vs_semantics_db`` shows how far onnxruntime's own fused kernels are from
-the ONNX semantics (the noise floor of any integer implementation);
-``sqnr_ort_quantized_vs_float_db`` / ``sqnr_litert_vs_float_db`` compare onnxruntime's
-quantized model and the LiteRT model with the float model (how chaotic the quantized model is:
-the random-weight light models lose most of their signal to onnxruntime's own quantization).
+The reference: the Q/DQ semantics evaluated in float64, each float32 tensor then rounded to
+the nearest float32 (``tools/zoo/exact_reference.run_float64``): every op correctly rounded,
+QuantizeLinear rounding the real quotient half to even. Its own error is that of float64
+arithmetic (~1e-16 relative before the rounding to float32): it differs from the correctly
+rounded value only where a result lies within that of a float32 midpoint. Every op of these
+models was checked against onnxruntime's float32 kernel on one-node models (agreement to
+float32 accumulation error); onnx 1.23's reference LRN was wrong (it sums over the batch axis,
+22 % off) and is replaced there, so the float64 figures of the three LRN models before
+5c42d92 were against a wrong model.
+
+Why not onnxruntime's unfused session (ORT_ENABLE_BASIC: Q/DQ evaluated as written, in
+float32) as the reference, as before: it is not correctly rounded, and it is the same float32
+arithmetic as onnxruntime's fused kernels. On the dynamic models its fused kernels are bit for
+bit its unfused session (SQNR +inf), so item 6 against it could only be met by a bit-identical
+file: a tolerance tighter than the reference's own error, which the developers' guide rules
+out. Its figures stay in every row as secondary columns (``sqnr_onnx_semantics_db``,
+``sqnr_ort_default_vs_semantics_db``, ``meets_item6_float32_semantics``).
+
+Item 6 (``meets_item6``): ``item6_margin_db`` = the integer file's SQNR against the float64
+semantics - (onnxruntime's fused kernels' SQNR against the same - 1 dB) >= 0. SQNR pools
+every sample (10 log10 of the summed signal over the summed noise), worst output.
+
+Why 8 samples, and rows rescored on 32: on the low-SQNR light models (random-like chains
+that amplify every rounding difference) both runtimes differ from the reference mostly at
+rounding ties (an exact tie of an average pool's window mean, a value within 1e-7 of a half
+step), which the float64 reference decides by the float32 noise of its intermediate values:
+about half the time either way for any integer kernel, onnxruntime's included. Which
+samples are drawn then moves the margin by about a dB. Each row therefore stores its samples'
+signal and noise energies (``item6_energies``) and the bootstrap over them
+(``bootstrap_std_db``, ``bootstrap_pass_share``: the share of 2,000 resamples meeting item 6).
+A row met in more than 10 % and less than 90 % of the resamples is fragile: the samples, not
+the file, decide it; ``--extend-fragile 32`` rescores such rows on 32 samples. Every row
+scored on >= 16 samples also gives the margins of its disjoint blocks of 1, 2, 4, 8, 16
+samples (``sample_count_study``, ``--study``): what a run scoring that many samples would have
+reported. The measured spread is in the results' "Sample count" section.
+
+The issue #6 status (checked, stored under ``targets``, against the same float64 reference;
+onnxruntime's float32 evaluation when onnx.reference cannot evaluate a model): conversion
+succeeds, >= 95 % of those ops run in integer (dynamic models: integer or hybrid, over the
+products with a constant weight), and SQNR >= 30 dB or, for outputs produced by a
+DequantizeLinear, at most two quantization steps of difference.
+``below_target_like_onnxruntime_kernels`` marks a model that misses it while staying within
+1 dB of onnxruntime's own kernels. ``sqnr_ort_quantized_vs_float_db`` /
+``sqnr_litert_vs_float_db`` compare onnxruntime's quantized model and the LiteRT model with
+the float model (how chaotic the quantized model is: the random-weight light models lose most
+of their signal to onnxruntime's own quantization).
 
     PYTHONPATH=. python benchmarks/bench_prequantized.py [--models resnet50 light_squeezenet]
-        [--configs qdq_s8_per_channel dynamic]
+        [--configs qdq_s8_per_channel dynamic] [--samples 8] [--fresh]
+    PYTHONPATH=. python benchmarks/bench_prequantized.py --extend-fragile 32
 
-Writes ``benchmarks/results/prequantized.json`` (and the same as a table, ``.md``). A run limited by ``--models`` / ``--configs``
-replaces only its own rows of an existing file (``--fresh`` starts it anew); the targets are
-recomputed over all rows.
+Writes ``benchmarks/results/prequantized.json`` (and the same as a table, ``.md``). A run
+limited by ``--models`` / ``--configs`` replaces only its own rows of an existing file
+(``--fresh`` starts it anew); the targets are recomputed over all rows.
 """
 
 from __future__ import annotations
@@ -385,6 +422,89 @@ def _float64_figures(row: dict, qpath: Path, evals, actual, fused) -> list[dict]
     return exact
 
 
+def average_pool_ties(work: Path, samples: int = 4) -> dict:
+    """How each runtime rounds an exact tie of an int8 average pool's window mean, against the
+    float64 semantics: a one-node Q/DQ model (2x2 stride-2 AveragePool, the same scale and
+    zero point in and out, so the file keeps LiteRT's int8 AVERAGE_POOL_2D), seeded inputs.
+
+    Away from ties every runtime gives the exact code. At a tie the semantics add the float32
+    rounding errors of the dequantized inputs (``fl32((q - zp) * s)``) and of the mean, so
+    which way it goes depends on every code of the window: no fixed rule reproduces it. Per
+    runtime: the share of ties equal to the float64 semantics and to the fixed rules
+    (half away from zero on the raw codes, as LiteRT's kernel; half to even; half up)."""
+    from onnx import TensorProto
+    from onnx import helper as oh
+    from onnx import numpy_helper as nh
+
+    from tools.zoo.exact_reference import run_float64
+
+    scale, zero = np.float32(0.0371), np.int8(-3)
+    shape = [1, 64, 28, 28]
+    nodes = [
+        oh.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        oh.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        oh.make_node("AveragePool", ["xd"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        oh.make_node("QuantizeLinear", ["p", "s", "z"], ["pq"]),
+        oh.make_node("DequantizeLinear", ["pq", "s", "z"], ["y"]),
+    ]
+    graph = oh.make_graph(
+        nodes,
+        "pool",
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 14, 14])],
+        initializer=[nh.from_array(np.array(scale), "s"), nh.from_array(np.array(zero), "z")],
+    )
+    path = work / "average_pool_ties.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)]), str(path))
+    rng = np.random.default_rng(0)
+    feeds = [{"x": (rng.standard_normal(shape) * 1.5).astype(np.float32)} for _ in range(samples)]
+    tflite, summary, _, _ = convert_quantized(path)
+    runs = {
+        "litert": litert_outputs(tflite, feeds),
+        "onnxruntime_fused": ort_outputs(path, feeds, True),
+        "onnxruntime_unfused_float32": ort_outputs(path, feeds, False),
+        "float64_semantics": [run_float64(path, f) for f in feeds],
+    }
+    ties = left_out = 0
+    counts: dict[str, dict[str, int]] = {who: {} for who in runs}
+    off_tie_exact = {who: True for who in runs}
+    for i, feed in enumerate(feeds):
+        x = feed["x"]
+        codes = np.clip(np.rint(x.astype(np.float64) / scale) + zero, -128, 127).astype(np.int64)
+        # The runtimes quantize the input with a float32 quotient: windows where that gives
+        # another code than the real quotient (a near-tie of the input) are left out.
+        codes32 = np.clip(np.rint(x / scale) + zero, -128, 127).astype(np.int64)
+        window = (1, 64, 14, 2, 14, 2)
+        same = np.all((codes == codes32).reshape(window), axis=(3, 5))
+        raw = codes.reshape(window).sum(axis=(3, 5))  # LiteRT sums raw codes
+        real = raw - 4 * int(zero)  # the sum of (q - zp)
+        tie = (real % 4 == 2) & same
+        ties += int(tie.sum())
+        left_out += int(np.sum(~same))
+        exact = np.rint(runs["float64_semantics"][i]["y"] / scale).astype(np.int64) + zero
+        rules = {
+            "float64_semantics": exact,
+            "half_away_from_zero_raw_codes": np.where(raw > 0, (raw + 2) // 4, -((2 - raw) // 4)),
+            "half_to_even": np.rint(raw / 4).astype(np.int64),
+            "half_up": (raw + 2) // 4,
+        }
+        for who, outs in runs.items():
+            got = np.rint(outs[i]["y"] / scale).astype(np.int64) + zero
+            off = ~tie & same
+            off_tie_exact[who] &= bool(np.all(got[off] == np.rint(raw / 4)[off]))
+            for rule, want in rules.items():
+                counts[who][rule] = counts[who].get(rule, 0) + int(np.sum((got == want)[tie]))
+    return {
+        "file_ops": summary.counts(),
+        "ties": ties,
+        "windows_left_out_input_near_tie": left_out,
+        "exact_off_ties": off_tie_exact,
+        "share_of_ties_equal_to": {
+            who: {rule: round(n / ties, 3) for rule, n in c.items()} for who, c in counts.items()
+        },
+    }
+
+
 def bench_one(name: str, loader, config_name: str, work: Path, samples: int = EVAL_SAMPLES) -> dict:
     model = at_least_opset13(loader())
     src = work / f"{name}.onnx"
@@ -499,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
         "(met in more than 10 %% and less than 90 %% of the bootstrap resamples)",
     )
     parser.add_argument(
+        "--ties",
+        action="store_true",
+        help="measure how each runtime rounds an int8 average pool's exact ties "
+        "(average_pool_ties), stored under 'average_pool_ties'",
+    )
+    parser.add_argument(
         "--study",
         action="store_true",
         help="sample-count study: store the rows' per-block margins under "
@@ -535,13 +661,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = old.get("results", [])
     elif not args.fresh and old:
         rows = _merged(old["results"], rows)
+    ties = old.get("average_pool_ties")
+    if args.ties:
+        with tempfile.TemporaryDirectory() as tmp:
+            ties = average_pool_ties(Path(tmp))
     targets = summarize(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"targets": targets, "results": rows}
     if study:
         result["sample_count_study"] = study
+    if ties:
+        result["average_pool_ties"] = ties
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    Path(args.out).with_suffix(".md").write_text(markdown(targets, rows, study))
+    Path(args.out).with_suffix(".md").write_text(markdown(targets, rows, study, ties))
     print(json.dumps(targets, indent=1))
     return 0
 
@@ -619,7 +751,9 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def markdown(targets: dict, rows: list[dict], study: dict | None = None) -> str:
+def markdown(
+    targets: dict, rows: list[dict], study: dict | None = None, ties: dict | None = None
+) -> str:
     """The results as a table (written next to the JSON): per conversion the SQNR against the
     Q/DQ semantics in float64 (the criterion) and in float32 by onnxruntime (secondary),
     onnxruntime's fused kernels' SQNR against each, and whether issue 21 item 6 holds."""
@@ -704,7 +838,52 @@ def markdown(targets: dict, rows: list[dict], study: dict | None = None) -> str:
                     f"| {key} | {st['samples']} | {k} | {len(margins)} | {db(min(margins))} | "
                     f"{db(max(margins))} | {sd} | {sum(m >= 0 for m in margins)} |"
                 )
+    if ties:
+        shares = ties["share_of_ties_equal_to"]
+        rules = list(next(iter(shares.values())))
+        lines += [
+            "",
+            "## Exact ties of an int8 average pool (`--ties`)",
+            "",
+            f"A one-node Q/DQ model (2x2 stride-2 AveragePool, one scale and zero point in "
+            f"and out; our file: {ties['file_ops']}), {ties['ties']:,} windows whose real "
+            f"mean is an exact tie. Away from ties every runtime gives the exact code "
+            f"({ties['exact_off_ties']}). Share of the ties on which each runtime's code "
+            "equals the float64 semantics and each fixed rule:",
+            "",
+            "| runtime | " + " | ".join(rules) + " |",
+            "|---|" + "---:|" * len(rules),
+        ]
+        for who, by_rule in shares.items():
+            lines.append(f"| {who} | " + " | ".join(f"{by_rule[k]:.3f}" for k in rules) + " |")
+        sem = shares["float64_semantics"]
+        lines += [
+            "",
+            TIES_MD.format(
+                half_up=f"{sem['half_up']:.3f}",
+                half_even=f"{sem['half_to_even']:.3f}",
+                half_away=f"{sem['half_away_from_zero_raw_codes']:.3f}",
+            ),
+        ]
     return "\n".join(lines) + "\n"
+
+
+TIES_MD = (
+    "LiteRT's int8 AVERAGE_POOL_2D rounds a tie half away from zero on the raw codes' sum; "
+    "onnxruntime's fused QLinearAveragePool half to even. The float64 semantics follow "
+    "neither: the mean of the dequantized values carries each value's float32 rounding "
+    "(`fl32((q - zp) * s)`) and the mean's own, so which way a tie goes depends on every code "
+    "of the window and on the scale; no fixed rule agrees with it much more than half the "
+    "time (here: half up "
+    "{half_up}, half to even {half_even}, half away from zero {half_away}). An integer kernel "
+    "reproducing it would have to look up each code's float32 rounding error and sum those "
+    "per window at 2^-24 of the step alongside the pool (a second pooling pass over a 32-bit "
+    "tensor, which LiteRT's int8/int16 pooling kernels do not have), and then reproduce the "
+    "mean's own float32 rounding. Not an integer kernel that costs little: not built. The "
+    "bound it leaves: every integer runtime, onnxruntime's included, disagrees with the "
+    "semantics on about half of the exact ties, one step each, and the low-SQNR light models "
+    "amplify these steps by a sample-dependent amount (see the sample count)."
+)
 
 
 def _meets_item6_exact_dynamic(row: dict) -> bool:
