@@ -61,9 +61,9 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
         variants.append(_variant(at, values, bumped_values, s)[1])
     pairings = [_pair_tensors(model, other) for other in variants]
     fixed = _fixed_windows(model, pairings, symbols)  # (before the shapes are made dynamic)
-    report = getattr(driver, "report", None)
-    for line in _overhanging_windows(model, pairings, symbols) if report is not None else ():
-        report.warn(line)
+    # (warned by the caller for the plan it keeps: dynamic_shapes.size_warnings)
+    driver.size_warnings = _overhanging_windows(model, pairings, symbols)
+    driver.size_warnings += _clipped_by_samples(model, pairings, symbols)
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
     relax_constants(model, variants, symbols, sources)
@@ -228,6 +228,45 @@ def _overhanging_windows(model: tfl.Model, pairings, symbols) -> list[str]:
                     "than the window, which onnxruntime pools partially, as an empty output or "
                     "as an error, and LiteRT's kernels otherwise; do not run the file at such "
                     f"sizes ({PIN_HINT}: a file converted for one size is checked at it)"
+                )
+    return lines
+
+
+def _clipped_by_samples(model: tfl.Model, pairings, symbols) -> list[str]:
+    """One warning per slice whose constant end cuts a dynamic axis at both samples (x[...,
+    :100] sampled at 192 and 320): the length after it is the same at both, so the file
+    fixes it (shapes, reshape targets), which holds where the run-time input reaches the end
+    only; shorter inputs may fail. (Samples below the clip keep it a run-time length: the
+    STRIDED_SLICE clamps its end at run time.)"""
+    lines = []
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            if op.opcode != "STRIDED_SLICE" or len(op.inputs) < 3 or not op.outputs:
+                continue
+            x, end, y = op.inputs[0], op.inputs[2], op.outputs[0]
+            if end is None or end.data is None or x.rank != y.rank or op.options.get("offset"):
+                continue
+            ends = np.asarray(end.data).reshape(-1)
+            below = []
+            for ax in range(min(x.rank, ends.size)):
+                e = int(ends[ax])
+                if op.options.get("end_mask", 0) >> ax & 1 or not 0 < e < x.shape[ax]:
+                    continue
+                for pairs, s in zip(pairings, symbols, strict=True):
+                    if id(x) not in pairs or id(y) not in pairs:
+                        continue
+                    a, b = x.shape[ax], pairs[id(x)][1].shape[ax]
+                    if b == a or y.shape[ax] != pairs[id(y)][1].shape[ax] or e >= b:
+                        continue
+                    (lo, hi), least = s.samples, 0.0
+                    least = lo + (e - a) * (hi - lo) / (b - a)
+                    below.append(f"{s.name} below about {max(-int(-least // 1), 1)}")
+            if below:
+                lines.append(
+                    f"dynamic shape: {op.opcode} (from ONNX node {op.onnx_node!r}) cuts a "
+                    "dynamic axis at its constant end at both sample sizes, so the length "
+                    f"after it is fixed in the file: it holds where the input reaches the end "
+                    f"only ({', '.join(dict.fromkeys(below))} may fail); {PIN_HINT}"
                 )
     return lines
 

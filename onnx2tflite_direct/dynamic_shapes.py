@@ -95,7 +95,9 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
     try:
         while True:
             try:
-                return with_sample_retries(signal, lower)
+                result = with_sample_retries(signal, lower)
+                size_warnings(result[0])
+                return result
             except DynamicShapeModel as more:  # data-dependent sizes after the pinned ones
                 if not signal.merge(more):
                     refuse(f"the data-dependent sizes {more} are found again")
@@ -105,3 +107,12 @@ def lower_with_dynamic_shapes(signal: DynamicShapeModel, lower: Lowering) -> tup
             f"dynamic shape ({describe(symbols)}): {err}; {PIN_HINT}",
             node_name=err.node,
         ) from None
+
+
+def size_warnings(driver) -> None:
+    """The warnings of the kept sample plan's comparison (``dynamic_compare``: windows that
+    overhang small inputs, slices that clip at both samples), into its report; the plans
+    tried before it may have found others that do not apply to the file written."""
+    report = getattr(driver, "report", None)
+    for line in getattr(driver, "size_warnings", ()) if report is not None else ():
+        report.warn(line)

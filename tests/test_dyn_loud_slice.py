@@ -5,6 +5,12 @@ Before the fix the lowering at the samples (64 and 96, both below the clip) norm
 100 as "to the end" (it is past both samples' sizes), so the file sliced nothing at L > 100:
 148 columns at L = 150 where onnxruntime gives 100, silently. The end is now kept as the end
 itself when the axis varies; LiteRT's STRIDED_SLICE clamps it to the run-time size.
+
+When the samples both exceed the clip (a stride-128 window after ``x[..., :100]`` is sampled
+at 512 and 576), the length after the slice is the same at both and stays fixed in the file:
+exact from the clip up, failing below it. That is said at conversion now (a warning naming the
+slice, the sizes that may fail and the pin); before, the file failed in LiteRT at L <= 99
+with nothing said.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ def _clipped(tail: str, clip: int = 100, start: int = 0) -> object:
     elif tail == "strided_conv":
         inits["w"] = rng.standard_normal((4, 2, 3)).astype(np.float32)
         nodes.append(helper.make_node("Conv", ["c", "w"], ["y"], strides=[2], pads=[1, 1]))
+    elif tail == "stride128":
+        inits["w"] = rng.standard_normal((4, 2, 16)).astype(np.float32)
+        nodes.append(helper.make_node("Conv", ["c", "w"], ["y"], strides=[128]))
     elif tail == "pool":
         nodes.append(helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3], strides=[3]))
     else:
@@ -46,7 +55,19 @@ def test_clip_above_the_samples_holds_at_every_size(tail):
     model = _clipped(tail)
     res = convert(model)
     assert res.report["dynamic_shapes"]["symbols"][0]["samples"] == [64, 96]
+    assert not [w for w in res.report["warnings"] if "cuts a dynamic axis" in w]
     check_at_sizes(res, model, [(1, 2, n) for n in SIZES])
+
+
+def test_clip_below_both_samples_is_warned_and_exact_from_the_clip_up():
+    model = _clipped("stride128")
+    res = convert(model)
+    lo, hi = res.report["dynamic_shapes"]["symbols"][0]["samples"]
+    assert lo > 100 and hi > 100  # (sampled a whole stride apart: both past the clip)
+    (line,) = [w for w in res.report["warnings"] if "cuts a dynamic axis" in w]
+    assert "'Slice:c'" in line and "L below about 100 may fail" in line
+    assert "--input-shape" in line
+    check_at_sizes(res, model, [(1, 2, n) for n in (100, 101, 150, 700)])
 
 
 def test_clip_with_a_start_holds_at_every_size():
