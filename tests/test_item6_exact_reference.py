@@ -71,3 +71,44 @@ def test_lrn_float64_reference_agrees_with_onnxruntime():
     ort_y = sess.run(None, {"x": x})[0].astype(np.float64)
     got = run_float64(model, {"x": x})["y"]
     assert np.max(np.abs(got - ort_y) / np.abs(got)) < 1e-6
+
+
+def _pool_model(op: str, shape, **attrs) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"], **attrs)],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("op", ["AveragePool", "MaxPool"])
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+        {"kernel_shape": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 0]},  # asymmetric
+        {"kernel_shape": [7, 7]},
+        {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},  # onnx's own (fallback)
+        {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"},  # onnx's own (fallback)
+    ],
+)
+def test_strided_pools_equal_onnx_reference(op, attrs):
+    """The strided-window pools of the float64 reference give onnx.reference's values (its
+    per-element loop) to the float32 rounding, and what onnxruntime computes in float32."""
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    if op == "MaxPool":
+        attrs = {k: v for k, v in attrs.items() if k != "count_include_pad"}
+    model = _pool_model(op, [1, 5, 13, 11], **attrs)
+    x = np.random.default_rng(11).standard_normal((1, 5, 13, 11)).astype(np.float32)
+    got = run_float64(model, {"x": x})["y"]
+    loop = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float64)})[0]
+    assert got.shape == loop.shape
+    np.testing.assert_array_equal(got, loop.astype(np.float32).astype(np.float64))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ort_y = sess.run(None, {"x": x})[0]
+    assert np.max(np.abs(got - ort_y)) <= 2 * np.max(np.spacing(np.abs(ort_y)))
