@@ -240,7 +240,9 @@ def check_axis_attributes(nodes, values: dict[str, Value]) -> None:
     """Refuse an ``axis`` attribute beyond every rank the node sees (ONNX inference may not).
 
     The bound is generous (|axis| <= max rank + 1 covers ops whose axis counts in the output,
-    like OneHot); exact per-op ranges are the lowerings' business.
+    like OneHot); exact per-op ranges are the lowerings' business. Judged only when every rank
+    is known: the unknown one may be the tensor the axis counts in (Gather(data of unknown
+    rank, scalar index, axis=2), as Keypoint R-CNN's exports have after a Loop, is valid).
     """
     for n in nodes:
         if n.domain not in ("", "ai.onnx"):
@@ -248,9 +250,10 @@ def check_axis_attributes(nodes, values: dict[str, Value]) -> None:
         axis = next((a.i for a in n.attribute if a.name == "axis" and a.type == a.INT), None)
         if axis is None:
             continue
-        ranks = [values[t].rank for t in list(n.input) + list(n.output) if t in values]
+        ranks = [values[t].rank if t in values else None for t in n.input if t]
+        ranks += [values[t].rank if t in values else None for t in n.output if t]
         known = [r for r in ranks if r is not None]
-        if known and abs(axis) > max(known) + 1:
+        if known and len(known) == len(ranks) and abs(axis) > max(known) + 1:
             raise BadInputError(
                 errors.INVALID_MODEL,
                 f"{n.op_type} {n.name or n.output[0]!r}: axis={axis} is outside the tensors' "
