@@ -79,5 +79,6 @@ def test_conv_keeps_activations_channel_last():
 
 
 def test_grouped_3d_conv_is_refused():
-    model = _conv_model((1, 4, 4, 4, 4), (4, 2, 1, 1, 1), False, False, group=2)
+    # runtime filter: a constant float32 one runs as grouped 2-D convs (conv3d_frames.py)
+    model = _conv_model((1, 4, 4, 4, 4), (4, 2, 1, 1, 1), True, False, group=2)
     expect_refusal(model, "unsupported_attribute_value")

@@ -15,6 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
+from . import conv3d_frames
 from .common import conv2d_options, padding_mode, spatial_pads
 from .conv_lattice import integer_conv
 from .dynamic_sizes import any_size_padding, refuse_sample_pads, sizes_vary
@@ -29,8 +30,19 @@ def _conv_check(node, graph):
     group = int(node.attrs.get("group", 1))
     if w.rank != x.rank:
         return f"{errors.UNSUPPORTED_RANK}: weight rank {w.rank} != input rank {x.rank}"
-    if x.rank == 5 and group != 1:
-        return f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: grouped 3-D conv (CONV_3D has no groups)"
+    # a grouped 3-D conv runs as grouped 2-D convs over frames (conv3d_frames.py): only with a
+    # constant float32 filter at fixed sizes; CONV_3D itself has no groups
+    frames = (
+        w.const is not None
+        and np.asarray(w.const).dtype == np.float32
+        and not getattr(graph, "sample_pinned", False)
+        and conv3d_frames.FRAMES_AS_2D
+    )
+    if x.rank == 5 and group != 1 and not frames:
+        return (
+            f"{errors.UNSUPPORTED_ATTRIBUTE_VALUE}: grouped 3-D conv (CONV_3D has no groups; "
+            "a constant float32 filter at fixed input sizes runs as grouped 2-D convs)"
+        )
     return None
 
 
@@ -126,9 +138,10 @@ def _bias(ctx, channels: int):
         "FULLY_CONNECTED",
     ),
     notes="1-D convs run as 2-D with a unit height; runtime weights get one TRANSPOSE; "
-    "3-D only with group=1; on a Q/DQ lattice with int8 weights: exact integer sums (one "
-    "conv per weight digit past 2**24, or im2col rows on the exact int8 FULLY_CONNECTED "
-    "where cheaper, lowering/lattice_int8.py), one MUL",
+    "3-D with a constant float32 filter: CONV_2D over frames folded into the batch "
+    "(any group), else CONV_3D (group=1 only); on a Q/DQ lattice with int8 weights: exact "
+    "integer sums (one conv per weight digit past 2**24, or im2col rows on the exact int8 "
+    "FULLY_CONNECTED where cheaper, lowering/lattice_int8.py), one MUL",
     extra_check=_conv_check,
 )
 def lower_conv(ctx):
@@ -385,6 +398,9 @@ def _banded_depthwise(ctx, x, w, geometry, out):
 def _conv_3d(ctx):
     e = Emitter(ctx)
     kernel, strides, dilations, pads = _geometry(ctx)
+    if conv3d_frames.applies(ctx):  # XNNPACK has no CONV_3D: 2-D convs over frames
+        conv3d_frames.conv3d_as_2d(ctx, (kernel, strides, dilations, pads))
+        return
     x = ctx.input(0)  # [N, D, H, W, C]
     spatial = list(ctx.shape(0)[2:])
     mode = padding_mode(pads, spatial, kernel, strides, dilations, any_size_padding(ctx))

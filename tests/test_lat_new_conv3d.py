@@ -1,0 +1,116 @@
+"""3-D Conv with a constant float32 filter as CONV_2D over frames (lowering/conv3d_frames.py)
+against onnxruntime: kernels with kt=1 and kt>1, 1x1-in-space temporal kernels, strides,
+dilations, asymmetric and SAME pads, groups and depthwise; no CONV_3D left; the runtime-filter
+form keeps CONV_3D."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import check_conversion, expect_refusal, make_model
+from onnx import helper
+
+from benchmarks.bench_partitions import count_partitions
+
+
+def _model(x_shape, w_shape, bias=True, runtime_w=False, seed=0, **attrs):
+    rng = np.random.default_rng(seed)
+    names = ["x", "w"] + (["b"] if bias else [])
+    inits = {}
+    inputs = [("x", np.float32, x_shape)]
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    if runtime_w:
+        inputs.append(("w", np.float32, w_shape))
+    else:
+        inits["w"] = w
+    if bias:
+        inits["b"] = rng.standard_normal(w_shape[0]).astype(np.float32)
+    node = helper.make_node("Conv", names, ["y"], **attrs)
+    return make_model(
+        [node], inputs, [("y", np.float32, ["n", "o", "d", "h", "w"])], initializers=inits
+    )
+
+
+CASES = [
+    # x_shape (N, C, D, H, W), w_shape (O, C/g, kt, kh, kw), attrs, expected 2-D op
+    ((1, 3, 6, 8, 8), (4, 3, 3, 3, 3), {"pads": [1, 1, 1, 1, 1, 1]}, "CONV_2D"),
+    (
+        (2, 3, 7, 9, 8),
+        (5, 3, 3, 3, 3),
+        {"strides": [2, 2, 2], "pads": [1, 1, 1, 1, 1, 1]},
+        "CONV_2D",
+    ),
+    (
+        (1, 3, 8, 14, 14),
+        (4, 3, 3, 7, 7),
+        {"strides": [1, 2, 2], "pads": [1, 3, 3, 1, 3, 3]},
+        "CONV_2D",
+    ),
+    ((1, 3, 5, 8, 8), (4, 3, 1, 3, 3), {"pads": [0, 1, 1, 0, 1, 1]}, "CONV_2D"),  # kt = 1
+    ((1, 4, 9, 6, 6), (6, 4, 1, 1, 1), {"strides": [2, 2, 2]}, "CONV_2D"),  # r3d downsample
+    ((1, 4, 8, 5, 6), (6, 4, 3, 1, 1), {"pads": [1, 0, 0, 1, 0, 0]}, "CONV_2D"),  # temporal
+    (
+        (1, 4, 9, 5, 6),
+        (6, 4, 3, 1, 1),
+        {"strides": [2, 1, 1], "pads": [1, 0, 0, 2, 0, 0]},
+        "CONV_2D",
+    ),
+    (
+        (1, 3, 9, 8, 7),
+        (4, 3, 2, 3, 2),
+        {"dilations": [3, 2, 1], "pads": [2, 1, 0, 1, 2, 1]},
+        "CONV_2D",
+    ),
+    ((1, 3, 9, 7, 7), (4, 3, 3, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2, 2]}, "CONV_2D"),
+    ((1, 3, 6, 7, 8), (4, 3, 2, 3, 3), {"auto_pad": "VALID"}, "CONV_2D"),
+    ((1, 6, 5, 6, 6), (4, 3, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1, 1, 1]}, "CONV_2D"),
+    (
+        (1, 4, 6, 6, 6),
+        (4, 1, 3, 3, 3),
+        {"group": 4, "pads": [1, 1, 1, 1, 1, 1]},
+        "DEPTHWISE_CONV_2D",
+    ),
+    ((1, 4, 6, 6, 6), (8, 1, 3, 1, 1), {"group": 4, "dilations": [2, 1, 1]}, "DEPTHWISE_CONV_2D"),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_shape,w_shape,attrs,op", CASES)
+def test_conv3d_as_2d_matches_onnxruntime(x_shape, w_shape, attrs, op, bias):
+    chk = check_conversion(_model(x_shape, w_shape, bias, **attrs))
+    assert "CONV_3D" not in chk.ops
+    assert chk.ops[op] >= 1
+
+
+def test_conv3d_runtime_filter_keeps_conv3d():
+    chk = check_conversion(_model((1, 2, 5, 6, 6), (3, 2, 3, 3, 3), runtime_w=True, pads=[1] * 6))
+    assert chk.ops["CONV_3D"] == 1
+
+
+def test_grouped_conv3d_runtime_filter_is_refused():
+    model = _model((1, 4, 4, 4, 4), (4, 2, 1, 1, 1), runtime_w=True, group=2)
+    expect_refusal(model, "unsupported_attribute_value")
+
+
+def test_conv3d_chain_one_partition():
+    """Two 3x3x3 convs (the second with time stride 2) with a ReLU between them: every op is
+    XNNPACK's (one partition; a strided STRIDED_SLICE would not be)."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1] * 6),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], pads=[1] * 6, strides=[2, 2, 2]),
+    ]
+    inits = {
+        "w1": rng.standard_normal((4, 3, 3, 3, 3)).astype(np.float32),
+        "w2": rng.standard_normal((5, 4, 3, 3, 3)).astype(np.float32),
+    }
+    model = make_model(
+        nodes,
+        [("x", np.float32, (1, 3, 6, 8, 8))],
+        [("y", np.float32, ["n", "o", "d", "h", "w"])],
+        inits,
+    )
+    chk = check_conversion(model)
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["partitions"] == 1 and parts["outside"] == {}, parts
