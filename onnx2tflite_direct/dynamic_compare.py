@@ -62,8 +62,8 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     pairings = [_pair_tensors(model, other) for other in variants]
     fixed = _fixed_windows(model, pairings, symbols)  # (before the shapes are made dynamic)
     # (warned by the caller for the plan it keeps: dynamic_shapes.size_warnings)
-    driver.size_warnings = _overhanging_windows(model, pairings, symbols)
-    driver.size_warnings += _clipped_by_samples(model, pairings, symbols)
+    clipped, driver.clipped = _clipped_by_samples(model, pairings, symbols)
+    driver.size_warnings = _overhanging_windows(model, pairings, symbols) + clipped
     dynamic_dims = _dynamic_dims(pairings)
     sources = _symbol_sources(model.subgraphs[0], pairings, symbols)
     relax_constants(model, variants, symbols, sources)
@@ -232,13 +232,14 @@ def _overhanging_windows(model: tfl.Model, pairings, symbols) -> list[str]:
     return lines
 
 
-def _clipped_by_samples(model: tfl.Model, pairings, symbols) -> list[str]:
+def _clipped_by_samples(model: tfl.Model, pairings, symbols) -> tuple[list[str], dict]:
     """One warning per slice whose constant end cuts a dynamic axis at both samples (x[...,
     :100] sampled at 192 and 320): the length after it is the same at both, so the file
     fixes it (shapes, reshape targets), which holds where the run-time input reaches the end
-    only; shorter inputs may fail. (Samples below the clip keep it a run-time length: the
-    STRIDED_SLICE clamps its end at run time.)"""
-    lines = []
+    only; shorter inputs may fail. Also, per symbol, the size below which its input stops
+    reaching the clip (the sample plans try a sample below it: ``_below_clips``). (Samples on
+    either side of the clip keep the length a run-time value: STRIDED_SLICE clamps the end.)"""
+    lines, clips = [], {}
     for sub in model.subgraphs:
         for op in sub.operators:
             if op.opcode != "STRIDED_SLICE" or len(op.inputs) < 3 or not op.outputs:
@@ -258,9 +259,10 @@ def _clipped_by_samples(model: tfl.Model, pairings, symbols) -> list[str]:
                     a, b = x.shape[ax], pairs[id(x)][1].shape[ax]
                     if b == a or y.shape[ax] != pairs[id(y)][1].shape[ax] or e >= b:
                         continue
-                    (lo, hi), least = s.samples, 0.0
+                    (lo, hi) = s.samples
                     least = lo + (e - a) * (hi - lo) / (b - a)
                     below.append(f"{s.name} below about {max(-int(-least // 1), 1)}")
+                    clips[s.name] = min(clips.get(s.name, least), least)
             if below:
                 lines.append(
                     f"dynamic shape: {op.opcode} (from ONNX node {op.onnx_node!r}) cuts a "
@@ -268,7 +270,7 @@ def _clipped_by_samples(model: tfl.Model, pairings, symbols) -> list[str]:
                     f"after it is fixed in the file: it holds where the input reaches the end "
                     f"only ({', '.join(dict.fromkeys(below))} may fail); {PIN_HINT}"
                 )
-    return lines
+    return lines, clips
 
 
 def _pair_tensors(a: tfl.Model, b: tfl.Model) -> dict[int, tuple[tfl.Tensor, tfl.Tensor]]:

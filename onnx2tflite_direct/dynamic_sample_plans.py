@@ -47,6 +47,7 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             continue  # only when the model itself refused other batches, not our lowering
         try:
             result, plan = _widening(plan, lower)
+            result, plan = _below_clips(result, plan, lower)
         except DynamicShapeModel:
             raise  # data-dependent sizes: handled by the caller
         except Exception as err:
@@ -126,6 +127,107 @@ def _widening(plan: DynamicShapeModel, lower: Lowering) -> tuple:
                 return first.result, start
             return fixed.result, plan
     raise _unresolved(fixed, plan, None)
+
+
+# Steps a sample below a clip is rounded down to (multiples of 32 keep strided backbones
+# exact, as the declared samples do), the largest first.
+CLIP_STEPS = (32, 16, 8, 1)
+
+
+# Where below a clip its symbol is sampled, as fractions of the size where the input reaches
+# it: just below first, then half way (a window whose output the step just below leaves equal:
+# stride 50 after x[..., :100] gives 2 windows at 96 and at 100, 1 at 48).
+CLIP_FRACTIONS = (1.0, 0.5)
+
+
+def _below_clips(result: tuple, plan: DynamicShapeModel, lower: Lowering) -> tuple:
+    """(result, plan): when a slice's constant end cut a dynamic axis at both samples
+    (``dynamic_compare._clipped_by_samples``: x[..., :100] sampled at 512 and 576), the
+    length after it came out fixed, wrong at run-time sizes below the clip. Its symbol is
+    sampled again on both sides of the clip (below it, ``CLIP_FRACTIONS``, and at its first
+    sample): the length then differs between the samples and stays a run-time value
+    (STRIDED_SLICE clamps the end at run time, what follows takes its size from it), exact
+    on both sides. Tried quietly (nothing reaches the report); kept only when it compares
+    with no clip left, then lowered again for the report. Otherwise the first plan stands,
+    with its warning."""
+    clips = getattr(result[0], "clipped", None)
+    for fraction in CLIP_FRACTIONS if clips else ():
+        other = _straddling(plan, clips, fraction)
+        if other is None:
+            continue
+        found = _straddle(other, result, lower)
+        if found is not None:
+            return found
+    return result, plan
+
+
+def _straddling(plan: DynamicShapeModel, clips: dict, fraction: float):
+    """``plan`` with each clipped symbol sampled below its clip and at its first sample."""
+    symbols = []
+    for s in plan.symbols:
+        if s.name in clips:
+            below = _below(clips[s.name] * fraction)
+            if below is None or below >= s.samples[0]:
+                return None
+            s = Symbol(s.name, s.occurrences, (below, s.samples[0]))
+        symbols.append(s)
+    return DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims))
+
+
+def _straddle(other: DynamicShapeModel, result: tuple, lower: Lowering) -> tuple | None:
+    """(result, plan) at the straddling plan ``other`` when it compares with no clip left
+    (tried quietly first), else None."""
+
+    def quiet(shapes, probe_shapes, is_base):
+        return lower(shapes, probe_shapes, False)  # (a scratch report for every lowering)
+
+    def compare(low) -> tuple:
+        try:
+            return lower_and_compare(other, low), other
+        except FixedBySamples as err:
+            if all(_one_window_below_a_clip(w, result[1]) for w in err.windows):
+                return err.result, other
+            return _widening(other, low)
+
+    try:
+        trial, _ = compare(quiet)
+        if getattr(trial[0], "clipped", None):
+            return None
+        return compare(lower)
+    except DynamicShapeModel:
+        raise  # data-dependent sizes: handled by the caller
+    except Exception:  # noqa: BLE001 - any failure at the new sizes: the first plan stands
+        return None
+
+
+def _one_window_below_a_clip(window, kept) -> bool:
+    """Is ``window`` (its output size equal at the samples on both sides of a clip) one
+    window at every size? Its output is 1 at both samples, and its input is fixed in the
+    first plan's file ``kept`` (it follows the clipped length, which no larger input
+    changes): a window's output grows with its input and is at least 1 wherever the model
+    runs, so it is 1 from the size below the clip up (a stride-128 window after
+    x[..., :100]). A window whose input grows past the clip is left to the widening."""
+    if window.out != 1:
+        return False
+    opcode = window.where.split(" ", 1)[0]
+    for sub in kept.subgraphs:
+        for op in sub.operators:
+            if op.opcode != opcode or op.onnx_node != window.node or not op.inputs:
+                continue
+            signature = op.inputs[0].shape_signature
+            if signature and len(signature) > window.axis and signature[window.axis] == -1:
+                return False
+    return True
+
+
+def _below(least: float) -> int | None:
+    """The largest size below ``least`` that is a multiple of the largest ``CLIP_STEPS``
+    step that has one (None below 1)."""
+    for step in CLIP_STEPS:
+        size = step * (-int(-least // step) - 1)
+        if size >= max(step, 1) and size < least:
+            return size
+    return None
 
 
 def _wider(plan: DynamicShapeModel, fixed: FixedBySamples, shift: int) -> DynamicShapeModel | None:

@@ -7,10 +7,11 @@ Before the fix the lowering at the samples (64 and 96, both below the clip) norm
 itself when the axis varies; LiteRT's STRIDED_SLICE clamps it to the run-time size.
 
 When the samples both exceed the clip (a stride-128 window after ``x[..., :100]`` is sampled
-at 512 and 576), the length after the slice is the same at both and stays fixed in the file:
-exact from the clip up, failing below it. That is said at conversion now (a warning naming the
-slice, the sizes that may fail and the pin); before, the file failed in LiteRT at L <= 99
-with nothing said.
+at 512 and 576), the length after the slice is the same at both and came out fixed in the
+file: exact from the clip up, failing in LiteRT below it (L <= 99), silently for the user.
+Now the symbol is sampled again on both sides of the clip (``dynamic_sample_plans.
+_below_clips``), so the length stays a run-time value, exact at every size; where the model
+itself takes no size below the clip, the fixed length stays with a warning naming the slice.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def _clipped(tail: str, clip: int = 100, start: int = 0) -> object:
     elif tail == "stride128":
         inits["w"] = rng.standard_normal((4, 2, 16)).astype(np.float32)
         nodes.append(helper.make_node("Conv", ["c", "w"], ["y"], strides=[128]))
+    elif tail == "stride50":
+        inits["w"] = rng.standard_normal((4, 2, 3)).astype(np.float32)
+        nodes.append(helper.make_node("Conv", ["c", "w"], ["y"], strides=[50]))
+    elif tail == "reshape200":  # the model itself takes the full clip only
+        inits["shape"] = np.array([1, 2 * clip], np.int64)
+        nodes.append(helper.make_node("Reshape", ["c", "shape"], ["f"]))
+        nodes.append(helper.make_node("Relu", ["f"], ["y3"]))
+        nodes.append(helper.make_node("Unsqueeze", ["y3", "ax"], ["y"]))
     elif tail == "pool":
         nodes.append(helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3], strides=[3]))
     else:
@@ -59,15 +68,29 @@ def test_clip_above_the_samples_holds_at_every_size(tail):
     check_at_sizes(res, model, [(1, 2, n) for n in SIZES])
 
 
-def test_clip_below_both_samples_is_warned_and_exact_from_the_clip_up():
-    model = _clipped("stride128")
+@pytest.mark.parametrize(
+    ("tail", "sizes"),
+    [
+        ("stride128", (16, 17, 50, 99, 100, 101, 150, 700)),  # one window at every size
+        ("stride50", (3, 20, 52, 53, 99, 100, 101, 700)),  # 1 window below 53, 2 from it
+    ],
+)
+def test_clip_below_both_samples_is_sampled_on_both_sides_and_exact(tail, sizes):
+    model = _clipped(tail)
     res = convert(model)
     lo, hi = res.report["dynamic_shapes"]["symbols"][0]["samples"]
-    assert lo > 100 and hi > 100  # (sampled a whole stride apart: both past the clip)
+    assert lo < 100 < hi  # (the declared samples, then 512 and 576, all pass the clip)
+    assert not [w for w in res.report["warnings"] if "cuts a dynamic axis" in w]
+    check_at_sizes(res, model, [(1, 2, n) for n in sizes])
+
+
+def test_a_clip_the_model_needs_whole_stays_fixed_with_a_warning():
+    model = _clipped("reshape200", clip=16)
+    res = convert(model)
     (line,) = [w for w in res.report["warnings"] if "cuts a dynamic axis" in w]
-    assert "'Slice:c'" in line and "L below about 100 may fail" in line
+    assert "'Slice:c'" in line and "L below about 16 may fail" in line
     assert "--input-shape" in line
-    check_at_sizes(res, model, [(1, 2, n) for n in (100, 101, 150, 700)])
+    check_at_sizes(res, model, [(1, 2, n) for n in (16, 17, 64, 700)])
 
 
 def test_clip_with_a_start_holds_at_every_size():
