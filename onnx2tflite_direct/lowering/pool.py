@@ -98,18 +98,50 @@ def _pool(ctx, opcode: str):
 NON_NEGATIVE_OPS = {"RELU", "RELU6", "RELU_0_TO_1", "LOGISTIC"}
 
 
+# TFLite ops whose output is >= 0 wherever the listed data inputs are (None: every input):
+# data movement, maxima, zero padding and concatenation. GoogLeNet's ceil-mode max pools read
+# an inception block's Concat of RELU branches (or another max pool of one).
+NON_NEGATIVE_KEEPING = {
+    "CONCATENATION": None,
+    "MAX_POOL_2D": (0,),
+    "RESHAPE": (0,),
+    "TRANSPOSE": (0,),
+    "SQUEEZE": (0,),
+    "EXPAND_DIMS": (0,),
+    "STRIDED_SLICE": (0,),
+    "SLICE": (0,),
+    "PAD": (0,),
+}
+
+
 def _non_negative(ctx, x) -> bool:
-    """Is ``x`` produced by an op whose output is >= 0 (checked on the ops emitted so far), or
-    dequantized from a lattice that starts at 0 (a ReLU's Q/DQ pair: lattice_moves.py)?"""
+    """Is ``x`` >= 0 by construction: produced by an op whose output is >= 0, or by one that
+    keeps its non-negative inputs so (NON_NEGATIVE_KEEPING, followed back over the ops
+    emitted so far), or dequantized from a lattice that starts at 0 (a ReLU's Q/DQ pair:
+    lattice_moves.py)?"""
     if dequantized_non_negative(ctx, ctx.node.inputs[0]):
         return True
-    for op in reversed(ctx.driver.sub.operators):
-        if any(t is x for t in op.outputs):
-            return op.opcode in NON_NEGATIVE_OPS or op.options.get("fused_activation_function") in (
-                "RELU",
-                "RELU6",
-            )
-    return False
+    producer = {id(t): op for op in ctx.driver.sub.operators for t in op.outputs}
+
+    def non_negative(t, depth: int) -> bool:
+        if t is None or depth > 64:
+            return False
+        if t.data is not None:  # (a float constant: integer codes are not the values)
+            return t.dtype.kind == "f" and t.quantization is None and bool(np.all(t.data >= 0))
+        op = producer.get(id(t))
+        if op is None:
+            return False
+        if op.opcode in NON_NEGATIVE_OPS or op.options.get("fused_activation_function") in (
+            "RELU",
+            "RELU6",
+        ):
+            return True
+        if op.opcode not in NON_NEGATIVE_KEEPING or t.dtype.kind != "f":
+            return False
+        slots = NON_NEGATIVE_KEEPING[op.opcode] or range(len(op.inputs))
+        return all(non_negative(op.inputs[i], depth + 1) for i in slots)
+
+    return non_negative(x, 0)
 
 
 def _windows_overlap(spatial, full, kernel, strides, outs) -> bool:
