@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -72,12 +73,17 @@ def bench_model(model, args) -> dict:
     sess = ort_session(res.model)
     reference = [run_ort(sess, f) for f in feeds]
     outs = [run_variant(res.variants[KIND], f, res.report["io"]) for f in feeds]
+    each = [worst(sqnr_db([r], [o])) for r, o in zip(reference, outs, strict=True)]
     promoted = {a["node"]: a["precision"] for a in auto["assignment"] if a["precision"] != "int8"}
     return {
         "target_sqnr_db": args.target,
         "held_back_sqnr_db": auto["sqnr_db"],
         "margin_db": auto["margin_db"],
+        "held_back_samples": auto["held_back_samples"],
+        "sqnr_lower_bound_db": auto.get("sqnr_lower_bound_db"),
         "eval_sqnr_db": worst(sqnr_db(reference, outs)),
+        "eval_per_sample_sd_db": round(statistics.stdev(each), 3) if len(each) > 1 else None,
+        "eval_per_sample_min_db": round(min(each), 2),
         "target_met": auto["target_met"],
         "all_int8_held_back_sqnr_db": auto["all_int8_sqnr_db"],
         "float_held_back_sqnr_db": auto["float_sqnr_db"],
@@ -225,9 +231,12 @@ def main(argv=None) -> int:
     for name in args.models or list(loaders):
         print(name, flush=True)
         results[name] = bench_model(loaders[name](), args)
-        old = baseline.get(name, {}).get("int8_mac_share")
-        if old is not None:
-            results[name]["int8_mac_share_before"] = old
+        old = baseline.get(name, {})
+        if old.get("int8_mac_share") is not None:
+            results[name]["int8_mac_share_before"] = old["int8_mac_share"]
+        for key in ("convert_seconds", "eval_sqnr_db", "held_back_sqnr_db"):
+            if old.get(key) is not None:
+                results[name][f"{key}_before"] = old[key]
         print(f"  {json.dumps({k: v for k, v in results[name].items() if k != 'promoted'})}")
         out.write_text(json.dumps({"models": results}, indent=2) + "\n")
         table.write_text(markdown(results, args))

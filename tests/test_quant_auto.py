@@ -26,14 +26,21 @@ from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.cli import main as cli_main
 from onnx2tflite_direct.quant import auto
 
-CALIB = samples(16, seed=1)  # 12 for ranges and sensitivities, the last 4 held back
+CALIB = samples(32, seed=1)  # 16 for ranges and sensitivities, the last 16 held back
 TOKENS = {"x": tokens(16, seed=5)}
 
 
 def held_back(data: dict) -> dict:
     n = len(next(iter(data.values())))
-    held = max(1, round(n * auto.HELD_BACK_SHARE))
+    held = min(auto.MAX_HELD_BACK, n - 1, max(1, round(n * auto.HELD_BACK_SHARE)))
     return {k: v[n - held :] for k, v in data.items()}
+
+
+def not_held_back(data: dict) -> dict:
+    """The calibration samples ``auto`` fits its ranges to (all but the held-back ones)."""
+    n = len(next(iter(data.values())))
+    held = len(next(iter(held_back(data).values())))
+    return {k: v[: n - held] for k, v in data.items()}
 
 
 def sqnr(model: onnx.ModelProto, tflite: bytes, io_table, data: dict) -> float:
@@ -69,8 +76,9 @@ def cnn():
 
 @pytest.fixture(scope="module")
 def cnn_int8(cnn):
-    """The all-int8 figure on the held-back samples (the default int8 file)."""
-    res = convert(cnn, quantize=["int8"], calibration_data=CALIB)
+    """The all-int8 figure on the held-back samples: the default int8 file calibrated, as the
+    auto search's is, on the other samples."""
+    res = convert(cnn, quantize=["int8"], calibration_data=not_held_back(CALIB))
     return sqnr(cnn, res.variants["integer_quant"], res.report["io"], held_back(CALIB))
 
 
@@ -87,7 +95,10 @@ def test_cnn_meets_a_target_above_int8_in_litert(cnn, cnn_int8, tmp_path):
     a = section["auto"]
     assert measured >= target
     assert abs(measured - a["sqnr_db"]) < 0.05
-    assert a["target_met"] and a["held_back_samples"] == 4 and a["calibration_samples"] == 12
+    assert a["target_met"] and a["held_back_samples"] == 16 and a["calibration_samples"] == 16
+    assert a["verification_samples"] == 16 and "lower confidence bound" in a["bound"]
+    assert a["sqnr_lower_bound_db"] == pytest.approx(a["sqnr_db"] - a["margin_db"])
+    assert a["sqnr_lower_bound_db"] >= target
     assert a["all_int8_sqnr_db"] < target  # the search had something to do
     # Every candidate node has a precision and a reason; some stay integer.
     rows = {r["node"]: r for r in a["assignment"]}
