@@ -18,6 +18,7 @@ def _model(x_shape, w_shape, bias=True, runtime_w=False, seed=0, **attrs):
     names = ["x", "w"] + (["b"] if bias else [])
     inits = {}
     inputs = [("x", np.float32, x_shape)]
+    rank = len(x_shape)
     w = rng.standard_normal(w_shape).astype(np.float32)
     if runtime_w:
         inputs.append(("w", np.float32, w_shape))
@@ -27,7 +28,7 @@ def _model(x_shape, w_shape, bias=True, runtime_w=False, seed=0, **attrs):
         inits["b"] = rng.standard_normal(w_shape[0]).astype(np.float32)
     node = helper.make_node("Conv", names, ["y"], **attrs)
     return make_model(
-        [node], inputs, [("y", np.float32, ["n", "o", "d", "h", "w"])], initializers=inits
+        [node], inputs, [("y", np.float32, ["n", "o", "d", "h", "w"][-rank:])], initializers=inits
     )
 
 
@@ -114,3 +115,22 @@ def test_conv3d_chain_one_partition():
     chk = check_conversion(model)
     parts = count_partitions(chk.tflite_bytes)
     assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,attrs,bias",
+    [
+        ((1, 640, 6, 6), (520, 640, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+        ((1, 640, 7, 5), (330, 640, 3, 3), {"strides": [2, 2], "dilations": [2, 1]}, False),
+    ],
+)
+def test_large_filter_split_by_output_channels(x_shape, w_shape, attrs, bias, monkeypatch):
+    """A filter past conv_split.MAX_FILTER_BYTES (lowered to 1 MiB here) runs as CONV_2Ds
+    over output-channel slices joined by CONCATENATION, same sums as one conv."""
+    from onnx2tflite_direct.lowering import conv_split
+
+    monkeypatch.setattr(conv_split, "MAX_FILTER_BYTES", 2**20)
+    parts = -(-int(np.prod(w_shape)) * 4 // 2**20)
+    chk = check_conversion(_model(x_shape, w_shape, bias, **attrs))
+    assert chk.ops["CONV_2D"] == parts and chk.ops["CONCATENATION"] == 1
+    assert count_partitions(chk.tflite_bytes)["partitions"] == 1

@@ -15,7 +15,7 @@ from .. import errors
 from .. import layout as L
 from ..policies import channel_last
 from ..registry import lowering
-from . import conv3d_frames
+from . import conv3d_frames, conv_split
 from .common import conv2d_options, padding_mode, spatial_pads
 from .conv_lattice import integer_conv
 from .dynamic_sizes import any_size_padding, refuse_sample_pads, sizes_vary
@@ -173,9 +173,13 @@ def _conv_2d(ctx):
         lattice.emit_2d(ctx, w_layout, (kernel, strides, dilations, pads), depthwise)
         return
     trim = _trim_dead_taps(ctx, kernel, dilations, pads)
+    w_full = trim[0] if trim is not None else ctx.const(1)
+    split = conv_split.output_parts(ctx, w_full, group, one_d)  # a filter past the cache
     if trim is not None:
         w_trim, kernel, dilations, pads = trim
         filt = ctx.const_tensor(np.ascontiguousarray(np.transpose(w_trim, w_layout.perm)), "taps")
+    elif split > 1:
+        filt = None  # (emitted per slice)
     else:
         filt = ctx.input(1, w_layout)  # [O, (kH,) kW, I] or [1, (kH,) kW, O]
     x = ctx.input(0)  # channel-last: [N, W, C] or [N, H, W, C]
@@ -211,6 +215,8 @@ def _conv_2d(ctx):
         e.op(
             "DEPTHWISE_CONV_2D", x, filt, _bias(ctx, o), out=out, depth_multiplier=o // c, **options
         )
+    elif split > 1:
+        conv_split.emit_split(ctx, x, np.asarray(w_np), out, options, split)
     else:  # group > 1 is a grouped CONV_2D (input channels = group * filter channels)
         e.op("CONV_2D", x, filt, _bias(ctx, o), out=out, **options)
     if one_d:
