@@ -134,3 +134,55 @@ def test_large_filter_split_by_output_channels(x_shape, w_shape, attrs, bias, mo
     chk = check_conversion(_model(x_shape, w_shape, bias, **attrs))
     assert chk.ops["CONV_2D"] == parts and chk.ops["CONCATENATION"] == 1
     assert count_partitions(chk.tflite_bytes)["partitions"] == 1
+
+
+def _gridsample(x_shape, out_sp, align):
+    node = helper.make_node(
+        "GridSample",
+        ["x", "grid"],
+        ["y"],
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=align,
+    )
+    return make_model(
+        [node],
+        [("x", np.float32, x_shape), ("grid", np.float32, (x_shape[0], *out_sp, 2))],
+        [("y", np.float32, (x_shape[0], x_shape[1], *out_sp))],
+        opset=16,
+    )
+
+
+@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize(
+    "x_shape,out_sp",
+    [
+        ((6, 1, 16, 16), (7, 7)),
+        ((3, 1, 2, 2), (7, 7)),
+        ((2, 5, 9, 7), (4, 6)),
+        ((1, 3, 1, 8), (3, 2)),
+    ],
+)
+def test_gridsample_tent_form(x_shape, out_sp, align):
+    """Bilinear GridSample with zero padding over a small input (grid_tent.py): every op
+    XNNPACK's, one partition; grid points inside, on and well outside the borders (spread 1.6),
+    and exactly on input pixels (integer positions), against onnxruntime."""
+    rng = np.random.default_rng(3)
+    grid = rng.uniform(-1.6, 1.6, (x_shape[0], *out_sp, 2)).astype(np.float32)
+    grid[0, 0, :, :] = np.linspace(-1, 1, out_sp[1] * 2).reshape(out_sp[1], 2)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32), "grid": grid}
+    chk = check_conversion(_gridsample(x_shape, out_sp, align), feeds=feeds)
+    assert "GATHER_ND" not in chk.ops and chk.ops["BATCH_MATMUL"] == 1
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+
+
+def test_gridsample_large_input_keeps_gathers():
+    x_shape, out_sp = (1, 2, 20, 20), (3, 4)
+    rng = np.random.default_rng(4)
+    feeds = {
+        "x": rng.standard_normal(x_shape).astype(np.float32),
+        "grid": rng.uniform(-1.2, 1.2, (1, *out_sp, 2)).astype(np.float32),
+    }
+    chk = check_conversion(_gridsample(x_shape, out_sp, 0), feeds=feeds)
+    assert "GATHER_ND" in chk.ops

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..policies import channel_last, onnx_order
 from ..registry import attr_in, lowering
+from . import grid_tent
 from .emit import Emitter
 
 MODES = {
@@ -176,8 +177,24 @@ def _grid_check(node, graph):
         attr_in("align_corners", (0, 1), 0),
     ),
     extra_check=_grid_check,
-    tflite_ops=("GATHER_ND", "FLOOR", "ROUND", "SELECT_V2", "MUL", "ADD", "CAST", "CONCATENATION"),
-    notes="modes nearest/linear/cubic (bilinear/bicubic); runtime grid; exact composition",
+    tflite_ops=(
+        "GATHER_ND",
+        "FLOOR",
+        "ROUND",
+        "SELECT_V2",
+        "MUL",
+        "ADD",
+        "CAST",
+        "CONCATENATION",
+        "ABS",
+        "RELU",
+        "BATCH_MATMUL",
+        "SUM",
+        "RESHAPE",
+    ),
+    notes="modes nearest/linear/cubic (bilinear/bicubic); runtime grid; exact composition; "
+    "bilinear with zero padding over at most 256 input positions: tent weights, BATCH_MATMUL "
+    "and SUM (lowering/grid_tent.py)",
 )
 def lower_gridsample(ctx):
     e = Emitter(ctx)
@@ -190,6 +207,9 @@ def lower_gridsample(ctx):
     n_batch, out_sp = g_shape[0], tuple(g_shape[1:-1])
     m = _Arith(ctx)
     grid = ctx.input(1)
+    if grid_tent.applies(ctx, mode, padding):  # small 2-D input: XNNPACK-only ops
+        grid_tent.lower_tent(ctx, m, grid, _unnormalize, align)
+        return
     coords = e.split(grid, [1] * rank, axis=-1, hint="coord")
     coords = [e.reshape(c, (n_batch, *out_sp), "coord") for c in coords]
     # grid[..., 0] addresses the last spatial axis (x = W), grid[..., rank-1] the first.
