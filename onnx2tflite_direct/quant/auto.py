@@ -724,7 +724,7 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens, decide, confir
         )
         found = _confirm(bench, nodes, target, confirm, decide, steps, rounds, found)
         if found is None:  # every refinement step undone: back off, now on the held-back set
-            found = _rounds(bench, nodes, target, confirm, alone, rounds, len(rounds), decide)
+            found = _rounds(bench, nodes, target, confirm, alone, rounds, 0, decide)
         if found is not None:
             return found, rounds
     # Not met after the rounds: every candidate float (the float model met the target).
@@ -743,7 +743,9 @@ def _rounds(bench: _Bench, nodes, target, verify, alone, rounds: list, first: in
     """Verification rounds on ``verify``: the assignment's file, while its SQNR less the
     margin misses the target, the nodes with the most estimated noise move up
     (:func:`_back_off`); the (bytes, outcome, ir, measured) that meets it, or None.
-    ``pool``: other samples whose spread the margin pools in (``_Measured.spread``)."""
+    ``first``: back-off rounds already made on these samples (each round asks for twice the
+    last's share: on new samples the count starts again at 0). ``pool``: other samples
+    whose spread the margin pools in (``_Measured.spread``)."""
     for k in range(MAX_ROUNDS + 1):
         assignment = {c: n.asked(n.precision) for c, n in nodes.items()}
         data, outcome, ir = bench.file(assignment)
