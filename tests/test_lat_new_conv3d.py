@@ -186,3 +186,37 @@ def test_gridsample_large_input_keeps_gathers():
     }
     chk = check_conversion(_gridsample(x_shape, out_sp, 0), feeds=feeds)
     assert "GATHER_ND" in chk.ops
+
+
+def _reflect_model(x_shape, pads):
+    node = helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")
+    inits = {"p": np.array(pads, np.int64)}
+    out_shape = [d + pads[i] + pads[i + len(x_shape)] for i, d in enumerate(x_shape)]
+    return make_model(
+        [node], [("x", np.float32, x_shape)], [("y", np.float32, out_shape)], initializers=inits
+    )
+
+
+@pytest.mark.parametrize(
+    "x_shape,pads",
+    [
+        ((1, 32, 50), [0, 0, 3, 0, 0, 3]),  # EnCodec's 1-D conv pads
+        ((1, 8, 40), [0, 0, 6, 0, 0, 0]),
+        ((2, 4, 12), [0, 0, 8, 0, 0, 7]),  # nested joins past 5 inputs
+        ((1, 3, 9, 10), [0, 0, 2, 1, 0, 0, 1, 3]),  # two spatial axes, channel-last stored
+        ((2, 5, 6, 7), [0, 1, 0, 0, 0, 2, 0, 0]),  # the channel axis
+        ((1, 2, 3), [0, 0, 2, 0, 0, 2]),  # pad = size - 1
+    ],
+)
+def test_reflect_pad_as_slices(x_shape, pads):
+    """Reflect Pad with small constant pads: one-element slices + CONCATENATION
+    (reflect_pad.py), no MIRROR_PAD, one XNNPACK partition, exact against onnxruntime."""
+    chk = check_conversion(_reflect_model(x_shape, pads), atol=0.0, rtol=0.0)
+    assert "MIRROR_PAD" not in chk.ops and chk.ops["CONCATENATION"] >= 1
+    parts = count_partitions(chk.tflite_bytes)
+    assert parts["partitions"] == 1 and parts["outside"] == {}, parts
+
+
+def test_reflect_pad_large_keeps_mirror_pad():
+    chk = check_conversion(_reflect_model((1, 4, 30), [0, 0, 9, 0, 0, 1]), atol=0.0, rtol=0.0)
+    assert chk.ops["MIRROR_PAD"] == 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..policies import keep_rank, reshaping, same_as_input, transpose_relabel
 from ..registry import attr_in, lowering
+from . import reflect_pad
 from .emit import Emitter
 
 ANY_TYPE = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool", "int16")
@@ -244,9 +245,10 @@ def _runtime_paddings(ctx):
     dtypes=("float32", "int32", "int64", "int8", "uint8", "bool"),
     const_inputs=(3,),
     attrs=(attr_in("mode", PAD_MODES, "constant"),),
-    tflite_ops=("PAD", "PADV2", "MIRROR_PAD", "GATHER", "STRIDED_SLICE"),
+    tflite_ops=("PAD", "PADV2", "MIRROR_PAD", "GATHER", "STRIDED_SLICE", "CONCATENATION"),
     notes="pads may be runtime for constant/reflect (non-cropping); edge/wrap use GATHER tables; "
-    "negative pads crop with STRIDED_SLICE",
+    "negative pads crop with STRIDED_SLICE; float32 reflect by constant pads of at most 8: "
+    "one-element slices + CONCATENATION (lowering/reflect_pad.py)",
     extra_check=_pad_check,
 )
 def lower_pad(ctx):
@@ -271,7 +273,10 @@ def lower_pad(ctx):
         if mode in ("edge", "wrap"):
             _gather_pad(ctx, x, per_axis, mode)
             return
-        paddings = ctx.const_tensor(np.array([per_axis[a] for a in lay.perm], np.int32), "paddings")
+        stored = [per_axis[a] for a in lay.perm]
+        if mode == "reflect" and reflect_pad.emit(ctx, x, stored, ctx.output(0)):
+            return  # slices + CONCATENATION (XNNPACK), not MIRROR_PAD: reflect_pad.py
+        paddings = ctx.const_tensor(np.array(stored, np.int32), "paddings")
     if mode == "reflect":
         e.op("MIRROR_PAD", x, paddings, out=ctx.output(0), mode="REFLECT")
         return
