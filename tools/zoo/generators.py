@@ -396,9 +396,11 @@ def hf_text(
     pad: int = 0,
     bos: int = 1,
     eos: int = 2,
+    use_mask: bool = True,
 ):
     """A text encoder (``part="encoder"``: the encoder of an encoder-decoder model, as optimum
-    exports it) fed a padded batch of two rows with an attention mask."""
+    exports it) fed a padded batch of two rows with an attention mask (``use_mask=False``:
+    models without one, e.g. FNet, get the ids alone)."""
     import torch
 
     rng = _seed(entry)
@@ -411,21 +413,23 @@ def hf_text(
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask):
-            o = self.m(input_ids=input_ids, attention_mask=attention_mask)
+        def forward(self, input_ids, *attention_mask):
+            kw = {"attention_mask": attention_mask[0]} if attention_mask else {}
+            o = self.m(input_ids=input_ids, **kw)
             return tuple(getattr(o, k) for k in outputs)
 
-    dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    names = ["input_ids", "attention_mask"][: 1 + use_mask]
+    arrays = {"input_ids": ids, "attention_mask": mask}
     _export(
         Wrap(net),
-        (torch.from_numpy(ids), torch.from_numpy(mask)),
+        tuple(torch.from_numpy(arrays[k]) for k in names),
         out,
-        ["input_ids", "attention_mask"],
+        names,
         list(outputs),
         exporter,
-        dynamic_axes=dyn,
+        dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
     )
-    _save_feeds(out, {"input_ids": ids, "attention_mask": mask})
+    _save_feeds(out, {k: arrays[k] for k in names})
 
 
 def hf_seq2seq(
@@ -1224,7 +1228,7 @@ def sklearn_extra(entry, out: Path, kind: str):
     )
 
     rng = np.random.default_rng(entry.get("seed", 0))
-    regression = kind in ("knn_reg", "tree_reg", "ridge")
+    regression = kind in ("knn_reg", "tree_reg", "ridge", "poly_ridge", "rf_reg")
     unsupervised = kind in ("kmeans", "isolation_forest")
     x, y = _tabular(rng, regression=regression)
     scaled = lambda *steps: pipeline.make_pipeline(preprocessing.StandardScaler(), *steps)  # noqa: E731
@@ -1250,6 +1254,34 @@ def sklearn_extra(entry, out: Path, kind: str):
             impute.SimpleImputer(strategy="median"),
             preprocessing.Normalizer(),
             linear_model.LogisticRegression(max_iter=500),
+        ),
+        "sgd": lambda: scaled(linear_model.SGDClassifier(loss="log_loss", random_state=0)),
+        "bernoulli_nb": lambda: scaled(naive_bayes.BernoulliNB()),
+        "poly_ridge": lambda: scaled(preprocessing.PolynomialFeatures(2), linear_model.Ridge()),
+        "kbins_logreg": lambda: pipeline.make_pipeline(
+            preprocessing.KBinsDiscretizer(n_bins=5, encode="onehot-dense"),
+            linear_model.LogisticRegression(max_iter=500),
+        ),
+        "rf_reg": lambda: ensemble.RandomForestRegressor(
+            n_estimators=20, max_depth=6, random_state=0
+        ),
+        "adaboost": lambda: ensemble.AdaBoostClassifier(n_estimators=20, random_state=0),
+        "bagging": lambda: ensemble.BaggingClassifier(n_estimators=10, random_state=0),
+        "voting": lambda: ensemble.VotingClassifier(
+            [
+                ("lr", scaled(linear_model.LogisticRegression(max_iter=500))),
+                ("dt", tree.DecisionTreeClassifier(max_depth=5, random_state=0)),
+            ],
+            voting="soft",
+            flatten_transform=False,  # skl2onnx 1.20 writes only this form
+        ),
+        "lda": lambda: __import__(
+            "sklearn.discriminant_analysis", fromlist=["x"]
+        ).LinearDiscriminantAnalysis(),
+        "robust_svc_linear": lambda: pipeline.make_pipeline(
+            preprocessing.RobustScaler(),
+            preprocessing.MaxAbsScaler(),
+            svm.SVC(kernel="linear", probability=True, random_state=0),
         ),
     }[kind]()
     if kind == "impute_norm_logreg":  # a few missing values, as real tables have
@@ -1322,5 +1354,56 @@ def column_pipeline(entry, out: Path):
     _save_feeds(out, feeds)
 
 
+def text_pipeline(entry, out: Path):
+    """TfidfVectorizer + LogisticRegression over short English strings (skl2onnx writes
+    StringNormalizer, Tokenizer and TfIdfVectorizer)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    words = "the cat dog sat ran on mat log fast slow red blue big small".split()
+    text = [" ".join(rng.choice(words, size=int(rng.integers(3, 9)))) for _ in range(300)]
+    y = np.array([("cat" in t) + ("red" in t) for t in text]) % 2
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=500)).fit(text, y)
+    onx = convert_sklearn(
+        pipe,
+        initial_types=[("input", StringTensorType([None, 1]))],
+        options={id(pipe.steps[-1][1]): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    onnx.save(onx, str(out))
+    _save_feeds(out, {"input": np.array(text[:16]).reshape(-1, 1)})  # unicode: no pickle
+
+
+def boosting_extra(entry, out: Path, library: str, task: str, trees: int = 30):
+    """LightGBM / XGBoost regressors and binary classifiers through onnxmltools."""
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    rng = np.random.default_rng(entry.get("seed", 0))
+    x, y = _tabular(rng, regression=task == "reg", classes=2)
+    types = [("input", FloatTensorType([None, x.shape[1]]))]
+    if library == "lightgbm":
+        import lightgbm
+        from onnxmltools import convert_lightgbm
+
+        cls = lightgbm.LGBMRegressor if task == "reg" else lightgbm.LGBMClassifier
+        est = cls(n_estimators=trees, num_leaves=15, verbose=-1).fit(x, y)
+        kw = {} if task == "reg" else {"zipmap": False}
+        onx = convert_lightgbm(est, initial_types=types, target_opset=15, **kw)
+    else:
+        import xgboost
+        from onnxmltools import convert_xgboost
+
+        cls = xgboost.XGBRegressor if task == "reg" else xgboost.XGBClassifier
+        est = cls(n_estimators=trees, max_depth=4, learning_rate=0.3).fit(x, y)
+        onx = convert_xgboost(est, initial_types=types, target_opset=15)
+    onnx.save(onx, str(out))
+    _save_feeds(out, {"input": x[:16]})
+
+
 GENERATORS.update({"tv_extra": tv_extra, "sklearn_extra": sklearn_extra,
-                   "column_pipeline": column_pipeline})  # fmt: skip
+                   "column_pipeline": column_pipeline, "text_pipeline": text_pipeline,
+                   "boosting_extra": boosting_extra})  # fmt: skip
