@@ -392,8 +392,9 @@ for lib, label in (("lightgbm", "onnxmltools (LightGBM)"), ("xgboost", "onnxmlto
         GENERATED_MODELS.append(
             _g(f"{lib}_{task}", "boosting_extra", label, "tabular", library=lib, task=task)
         )
+# (ssd300_vgg16 is not an entry: the converter took 174 s and 7.5 GB to refuse it,
+# dynamic_shape_unsupported on the per-class NonZero score filters; see the sweep-tv notes)
 for arch, ctor, size in (
-    ("ssd300_vgg16", dict(weights_backbone=None, num_classes=91), 300),
     ("fcos_resnet50_fpn", dict(weights_backbone=None, min_size=256, max_size=256), 256),
 ):
     e = _g(f"tv_{arch}_ts", "tv_extra", TS, "detection", arch=arch, exporter="torchscript",
