@@ -19,7 +19,7 @@ frames, which XNNPACK runs:
 
 Only where the sizes are fixed (a dynamic model's frame count would change the slices);
 otherwise, and for runtime or integer filters, the caller keeps CONV_3D (group 1).
-``FRAMES_AS_2D`` is the switch benchmarks/bench_conv3d.py turns off to time CONV_3D.
+``FRAMES_AS_2D`` is the switch benchmarks/bench_lowering_forms.py turns off to time CONV_3D.
 """
 
 from __future__ import annotations

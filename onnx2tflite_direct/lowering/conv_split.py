@@ -1,7 +1,7 @@
 """A CONV_2D whose constant float32 filter is larger than :data:`MAX_FILTER_BYTES` runs as
 several CONV_2Ds over slices of its output channels, joined by CONCATENATION.
 
-Why (``benchmarks/bench_conv_split.py``, x86-64 with a 32 MiB L3, 1 thread): XNNPACK's
+Why (``benchmarks/bench_lowering_forms.py``, x86-64 with a 32 MiB L3, 1 thread): XNNPACK's
 convolution walks the output rows in small tiles and streams the whole packed filter once per
 tile. A filter that fits the last-level cache is streamed from there; a larger one comes from
 memory every time. FCN-ResNet50's head (3x3, 2048 -> 512 channels, a 36 MiB filter, on a 16x16
@@ -17,7 +17,7 @@ import numpy as np
 
 from .emit import Emitter
 
-SPLIT_LARGE_FILTERS = True  # benchmarks/bench_conv_split.py turns it off to time one conv
+SPLIT_LARGE_FILTERS = True  # benchmarks/bench_lowering_forms.py turns it off to time one conv
 MAX_FILTER_BYTES = 10 * 2**20
 
 

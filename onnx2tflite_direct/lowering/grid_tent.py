@@ -4,7 +4,7 @@ Why: the general lowering (``grid.py``) gathers the four corners of every output
 GATHER_ND, after integer index arithmetic (CAST, comparisons, LOGICAL_AND, CONCATENATION):
 none of it is XNNPACK's, so each GridSample runs on LiteRT's builtin kernels between two
 partitions. RAFT's correlation lookup samples 7x7 windows from 16x16 .. 2x2 maps 16 times: 1 ms
-a GridSample there against onnxruntime's 0.2 ms (``benchmarks/bench_grid_tent.py``).
+a GridSample there against onnxruntime's 0.2 ms (``benchmarks/bench_lowering_forms.py``).
 
 Bilinear interpolation with zero padding is, per axis, a tent: the weight of input row i for
 the unnormalized coordinate y is ``max(0, 1 - |y - i|)`` (1 - dy at floor(y), dy at floor(y)+1,
@@ -25,7 +25,7 @@ import numpy as np
 
 from .emit import Emitter
 
-TENT_GRIDSAMPLE = True  # benchmarks/bench_grid_tent.py turns it off to time the corner form
+TENT_GRIDSAMPLE = True  # benchmarks/bench_lowering_forms.py turns it off to time the corner form
 MAX_POSITIONS = 256  # H*W of the input at most (measured: 16x16 wins, see the benchmark)
 
 

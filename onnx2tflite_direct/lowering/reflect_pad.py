@@ -2,7 +2,7 @@
 
 Why: LiteRT's MIRROR_PAD kernel is not XNNPACK's and computes every output element through a
 recursive index walk: 0.5 ms to pad a [1, 32, 3200] signal by 3 on each side, where onnxruntime
-takes 0.01 ms (``benchmarks/bench_reflect_pad.py``). EnCodec pads each of its 1-D convs that
+takes 0.01 ms (``benchmarks/bench_lowering_forms.py``). EnCodec pads each of its 1-D convs that
 way (13 MIRROR_PADs: most of its time, and a partition boundary at each). A reflect pad of p
 along an axis is p one-element slices of the input (positions p, p-1, ..., 1 before it and
 n-2, ..., n-1-p after), the input, joined along that axis: copies only, the same values as
@@ -16,7 +16,7 @@ import numpy as np
 
 from .emit import Emitter
 
-REFLECT_AS_SLICES = True  # benchmarks/bench_reflect_pad.py turns it off to time MIRROR_PAD
+REFLECT_AS_SLICES = True  # benchmarks/bench_lowering_forms.py turns it off to time MIRROR_PAD
 MAX_PAD = 8
 # the XNNPACK delegate takes a CONCATENATION of at most this many inputs (more: outside it)
 MAX_CONCAT_INPUTS = 5
