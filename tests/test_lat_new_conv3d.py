@@ -159,14 +159,15 @@ def _gridsample(x_shape, out_sp, align):
     [
         ((6, 1, 16, 16), (7, 7)),
         ((3, 1, 2, 2), (7, 7)),
-        ((2, 5, 9, 7), (4, 6)),
-        ((1, 3, 1, 8), (3, 2)),
+        ((2, 1, 9, 7), (4, 6)),
+        ((1, 1, 1, 8), (3, 2)),
+        ((2, 1, 12, 20), (5, 9)),
     ],
 )
 def test_gridsample_tent_form(x_shape, out_sp, align):
-    """Bilinear GridSample with zero padding over a small input (grid_tent.py): every op
-    XNNPACK's, one partition; grid points inside, on and well outside the borders (spread 1.6),
-    and exactly on input pixels (integer positions), against onnxruntime."""
+    """Bilinear GridSample with zero padding over a small one-channel input (grid_tent.py):
+    every op XNNPACK's, one partition; grid points inside, on and well outside the borders
+    (spread 1.6), and exactly on input pixels (integer positions), against onnxruntime."""
     rng = np.random.default_rng(3)
     grid = rng.uniform(-1.6, 1.6, (x_shape[0], *out_sp, 2)).astype(np.float32)
     grid[0, 0, :, :] = np.linspace(-1, 1, out_sp[1] * 2).reshape(out_sp[1], 2)
@@ -177,8 +178,9 @@ def test_gridsample_tent_form(x_shape, out_sp, align):
     assert parts["partitions"] == 1 and parts["outside"] == {}, parts
 
 
-def test_gridsample_large_input_keeps_gathers():
-    x_shape, out_sp = (1, 2, 20, 20), (3, 4)
+@pytest.mark.parametrize("x_shape", [(1, 1, 20, 20), (1, 3, 8, 8)])
+def test_gridsample_large_or_multichannel_keeps_gathers(x_shape):
+    out_sp = (3, 4)
     rng = np.random.default_rng(4)
     feeds = {
         "x": rng.standard_normal(x_shape).astype(np.float32),

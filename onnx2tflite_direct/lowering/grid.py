@@ -193,8 +193,8 @@ def _grid_check(node, graph):
         "RESHAPE",
     ),
     notes="modes nearest/linear/cubic (bilinear/bicubic); runtime grid; exact composition; "
-    "bilinear with zero padding over at most 256 input positions: tent weights, BATCH_MATMUL "
-    "and SUM (lowering/grid_tent.py)",
+    "bilinear with zero padding over one channel and at most 256 input positions: tent "
+    "weights, BATCH_MATMUL and SUM (lowering/grid_tent.py)",
 )
 def lower_gridsample(ctx):
     e = Emitter(ctx)
