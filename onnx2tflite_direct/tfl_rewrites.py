@@ -10,6 +10,7 @@ import numpy as np
 
 from . import tfl
 from .tfl_edit import Editor
+from .transpose_rank import RULES as TRANSPOSE_RANK_RULES
 
 # Ops whose kernels apply ``fused_activation_function`` on the CPU (float path).
 FUSABLE_PRODUCERS = {
@@ -432,6 +433,7 @@ def remove_dead_ops(sub: tfl.Subgraph) -> int:
 
 RULES = [
     ("split_long_reductions", split_long_reductions),
+    *TRANSPOSE_RANK_RULES,  # before collapse_reshapes: its RESHAPEs fold into the model's
     ("collapse_reshapes", collapse_reshapes),
     ("fuse_bias_add", fuse_bias_add),
     ("fuse_activation", fuse_activations),
