@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,34 +108,41 @@ def markdown(results: dict, args) -> str:
     lines = [
         f"# `--quantize auto --target-sqnr {args.target:g}`",
         "",
-        f"{args.calibration_samples} calibration samples (the last quarter held back by the "
-        f"auto search for its verification) / {args.eval_samples} separate evaluation samples "
+        f"{args.calibration_samples} calibration samples (the last half held back by the auto "
+        f"search for its confirmation) / {args.eval_samples} separate evaluation samples "
         "(bench_quant.py's, seed 1: fresh, the calibration samples are seed 0). SQNR (dB) "
-        "against the float ONNX model in onnxruntime, worst output. `held back` = the figure "
-        "the search verified; `margin` = the verification margin measured on those samples "
-        "(the one-sided 95% Student t quantile, 2.35 for 4 samples, times the jackknife "
-        "standard error of the figure: the search requires `held back` - `margin` >= "
-        "target); `fresh` = the written file on the fresh samples (`fresh met`: "
-        ">= target there); `all int8` = the default int8 plan on the held-back samples; "
-        "`int8 MACs` = share of multiply-accumulates running int8 activations and weights, "
-        "`16x8` = int16 activations with int8 weights, `float` the rest; `integer` = int8 + "
-        "16x8; `before` = the int8 share of the previous search (`--baseline`); `est. max` = "
-        "what the sensitivities allow at best: the largest int8 share whose calibrated "
-        "one-node-int8 noise fits the target's noise budget with every other node float "
-        "(fractional knapsack of the additive noise model, 100% when all-int8 meets the "
-        "target); `files` = candidate integer files built; `s` = whole conversion time (float "
-        "file included) on this shared 2-core machine. `w8 bound` = bench_quant's "
-        "`w8 corrected`: the float model with every weight int8 (bias-corrected) and exact "
-        "activations, i.e. what int8 weights alone allow (an int8 or int16x8 node carries "
-        "them; below the target, most MACs must stay float). `less int8 noise` = what the "
-        "search starts from when the all-int8 file misses the target (each kept only when it "
-        "raises the all-int8 SQNR on the sensitivity samples, quant/auto.py): the activation "
-        "ranges (`minmax` or `mse`), `eq` = channel equalization (quant/equalize.py), and the "
-        "resulting all-int8 figure on the held-back samples.",
+        "against the float ONNX model in onnxruntime, worst output. `ran on` = the commit "
+        "the row was measured on (rows marked `previous search` predate the confirmation on "
+        "held-back samples: their `held back` is the 4-sample figure the old search verified "
+        "and refined on). `held back` = the written "
+        "file on the held-back samples, which no choice of the search has seen; `margin` = the "
+        "margin measured on them (the one-sided 95% Student t quantile times the jackknife "
+        "standard error of the figure, the per-sample variance pooled with the calibration "
+        "samples'); `bound` = `held back` - `margin`, the 95% lower confidence bound the file "
+        "was confirmed with (`met`: >= target); `fresh` = the written file on the fresh "
+        "samples (`fresh met`: >= target there), `fresh sd` = the spread of the per-sample "
+        "SQNR over them (dB); `fresh before` / `int8 before` / `s before` = the previous search "
+        "(verified and refined on 4 held-back samples, `--baseline`); `all int8` = the default "
+        "int8 plan on the held-back samples; `int8 MACs` = share of multiply-accumulates "
+        "running int8 activations and weights, `16x8` = int16 activations with int8 weights, "
+        "`float` the rest; `integer` = int8 + 16x8; `est. max` = what the sensitivities allow "
+        "at best: the largest int8 share whose calibrated one-node-int8 noise fits the "
+        "target's noise budget with every other node float (fractional knapsack of the "
+        "additive noise model, 100% when all-int8 meets the target); `files` = candidate "
+        "integer files built; `s` = whole conversion time (float file included) on this "
+        "shared 2-core machine (other jobs ran beside both runs: compare `files` for the "
+        "search's own cost). `w8 bound` = bench_quant's `w8 corrected`: the float model with "
+        "every weight int8 (bias-corrected) and exact activations, i.e. what int8 weights "
+        "alone allow. `less int8 noise` = what the search starts from when the all-int8 file "
+        "misses the target (quant/auto.py): the activation ranges (`minmax` or `mse`), `eq` = "
+        "channel equalization (quant/equalize.py), and the resulting all-int8 figure on the "
+        "held-back samples.",
         "",
-        "| model | w8 bound | all int8 | held back | margin | met | fresh | fresh met | before | "
-        "int8 MACs | est. max | 16x8 | integer | float | less int8 noise | files | s | not int8 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | ran on | w8 bound | all int8 | held back | margin | bound | met | fresh | fresh sd | "
+        "fresh met | fresh before | int8 MACs | int8 before | est. max | 16x8 | integer | "
+        "float | less int8 noise | files | s | s before | not int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "---|",
     ]
     bounds = {}
     if QUANT.exists():
@@ -142,7 +150,9 @@ def markdown(results: dict, args) -> str:
             bounds[name] = (row.get("sqnr_db") or {}).get("int8_weights_corrected_bound")
     for name, r in results.items():
         if "refused" in r:
-            lines.append(f"| {name} | refused: `{r['refused']}` {r['message']} |")
+            lines.append(
+                f"| {name} | {r.get('ran_on', '-')} | refused: `{r['refused']}` {r['message']} |"
+            )
             continue
         promoted = ", ".join(f"{k}={v}" for k, v in list(r["promoted"].items())[:8])
         more = len(r["promoted"]) - 8
@@ -151,18 +161,21 @@ def markdown(results: dict, args) -> str:
         before = r.get("int8_mac_share_before")
         # Rows measured before the search lowered the int8 noise first have no
         # ``activation_ranges``: shown as the previous search's, not re-run.
-        old = "" if "activation_ranges" in r else " (previous search, not re-run)"
+        old = "" if "sqnr_lower_bound_db" in r else " (previous search, not re-run)"
         lines.append(
-            f"| {name}{old} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
+            f"| {name}{old} | {r.get('ran_on', '-')} | {_db(bounds.get(name))} | {r['all_int8_held_back_sqnr_db']:.1f} "
             f"| {r['held_back_sqnr_db']:.1f} | {_db(r.get('margin_db'))} "
+            f"| {_db(r.get('sqnr_lower_bound_db'))} "
             f"| {'yes' if r['target_met'] else 'NO'} | {r['eval_sqnr_db']:.1f} "
+            f"| {_db(r.get('eval_per_sample_sd_db'))} "
             f"| {'yes' if r['eval_sqnr_db'] >= args.target else 'no'} "
-            f"| {'-' if before is None else f'{before:.0%}'} "
-            f"| {r['int8_mac_share']:.0%} | {_share(r.get('int8_mac_share_bound'))} "
+            f"| {_db(r.get('eval_sqnr_db_before'))} "
+            f"| {r['int8_mac_share']:.0%} | {'-' if before is None else f'{before:.0%}'} "
+            f"| {_share(r.get('int8_mac_share_bound'))} "
             f"| {r['int16x8_mac_share']:.0%} "
             f"| {r['int8_mac_share'] + r['int16x8_mac_share']:.0%} "
             f"| {r['float_mac_share']:.0%} | {_less_noise(r)} | {r['conversions']} "
-            f"| {r['convert_seconds']:.0f} "
+            f"| {r['convert_seconds']:.0f} | {_secs(r.get('convert_seconds_before'))} "
             f"| {promoted or '-'} |"
         )
     cnn = {n: r for n, r in results.items() if n in CNNS and "refused" not in r}
@@ -184,6 +197,16 @@ def markdown(results: dict, args) -> str:
             f"samples: {sum(results[n]['eval_sqnr_db'] >= args.target for n in fresh)} of "
             f"{len(fresh)}.",
         ]
+        new = [n for n in fresh if "sqnr_lower_bound_db" in results[n]]
+        if len(new) < len(fresh):
+            met = [n for n in new if results[n]["eval_sqnr_db"] >= args.target]
+            lines += [
+                "",
+                f"Of the {len(new)} rows measured with the confirmation on held-back samples: "
+                f"{len(met)} meet the target on the fresh samples; "
+                f"{', '.join(n for n in new if n not in met) or 'none'} miss it. The "
+                f"{len(fresh) - len(new)} previous-search rows are the old figures.",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -196,6 +219,10 @@ def _less_noise(r: dict) -> str:
 
 def _db(v) -> str:
     return "-" if v is None else f"{v:.1f}"
+
+
+def _secs(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
 
 
 def _share(v) -> str:
@@ -215,8 +242,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--merge", type=Path, nargs="*", default=(), help="results JSONs to fold in, then exit"
     )
+    parser.add_argument(
+        "--commit", default=None, help="the commit the figures run on, per row (default: HEAD)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "o2t_light")
     args = parser.parse_args(argv)
+    if args.commit is None:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        args.commit = head.stdout.strip() if head.returncode == 0 else None
     out, table = args.results, args.results.with_suffix(".md")
     results = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
     if args.merge:  # runs split over processes, folded into one file
@@ -230,7 +264,7 @@ def main(argv=None) -> int:
     baseline = json.loads(args.baseline.read_text())["models"] if args.baseline else {}
     for name in args.models or list(loaders):
         print(name, flush=True)
-        results[name] = bench_model(loaders[name](), args)
+        results[name] = {**bench_model(loaders[name](), args), "ran_on": args.commit}
         old = baseline.get(name, {})
         if old.get("int8_mac_share") is not None:
             results[name]["int8_mac_share_before"] = old["int8_mac_share"]
