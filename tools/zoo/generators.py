@@ -629,6 +629,277 @@ def hf_encodec(entry, out: Path, exporter: str, samples: int = 3200):
     _save_feeds(out, {"input_values": x})
 
 
+# --- sweep-hf: more transformers architectures (generic over the model class) --------------
+
+
+def _hf_build(model_cls: str, config_cls: str, cfg: dict):
+    import transformers
+
+    config = getattr(transformers, config_cls)(**cfg)
+    config._attn_implementation = "eager"
+    return getattr(transformers, model_cls)(config).eval(), config
+
+
+def _padded_tokens(rng, vocab, pads=(0, 3), seq=16, bos=1, eos=2, pad=0, low=5):
+    """A padded batch as a tokenizer writes it: one row per entry of ``pads`` (that many pad
+    tokens at the end), BOS first, EOS after the last real token, the mask zero on the pad."""
+    ids = rng.integers(low, vocab, size=(len(pads), seq)).astype(np.int64)
+    mask = np.ones((len(pads), seq), np.int64)
+    ids[:, 0] = bos
+    for r, p in enumerate(pads):
+        ids[r, seq - p - 1] = eos
+        if p:
+            ids[r, seq - p :] = pad
+            mask[r, seq - p :] = 0
+    return ids, mask
+
+
+def hf_text(
+    entry,
+    out: Path,
+    model_cls: str,
+    config_cls: str,
+    exporter: str,
+    cfg: dict,
+    outputs=("last_hidden_state",),
+    part: str | None = None,
+    seq: int = 16,
+    pad: int = 0,
+    bos: int = 1,
+    eos: int = 2,
+    use_mask: bool = True,
+):
+    """A text encoder (``part="encoder"``: the encoder of an encoder-decoder model, as optimum
+    exports it) fed a padded batch of two rows with an attention mask (``use_mask=False``:
+    models without one, e.g. FNet, get the ids alone)."""
+    import torch
+
+    rng = _seed(entry)
+    model, config = _hf_build(model_cls, config_cls, cfg)
+    net = model.get_encoder() if part == "encoder" else model
+    ids, mask = _padded_tokens(rng, config.vocab_size, seq=seq, bos=bos, eos=eos, pad=pad)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, *attention_mask):
+            kw = {"attention_mask": attention_mask[0]} if attention_mask else {}
+            o = self.m(input_ids=input_ids, **kw)
+            return tuple(getattr(o, k) for k in outputs)
+
+    names = ["input_ids", "attention_mask"][: 1 + use_mask]
+    arrays = {"input_ids": ids, "attention_mask": mask}
+    _export(
+        Wrap(net),
+        tuple(torch.from_numpy(arrays[k]) for k in names),
+        out,
+        names,
+        list(outputs),
+        exporter,
+        dynamic_axes={k: {0: "batch", 1: "sequence"} for k in names},
+    )
+    _save_feeds(out, {k: arrays[k] for k in names})
+
+
+def hf_seq2seq(
+    entry,
+    out: Path,
+    model_cls: str,
+    config_cls: str,
+    exporter: str,
+    cfg: dict,
+    seq: int = 12,
+    tgt: int = 5,
+    pad: int = 0,
+    bos: int = 1,
+    eos: int = 2,
+):
+    """Encoder and decoder in one graph (no cache): source ids with padding and mask, a short
+    decoder prefix starting with the decoder start token; output the logits."""
+    import torch
+
+    rng = _seed(entry)
+    model, config = _hf_build(model_cls, config_cls, cfg)
+    ids, mask = _padded_tokens(rng, config.vocab_size, seq=seq, bos=bos, eos=eos, pad=pad)
+    dec = rng.integers(5, config.vocab_size, size=(2, tgt)).astype(np.int64)
+    dec[:, 0] = config.decoder_start_token_id
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, decoder_input_ids):
+            return self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                use_cache=False,
+            ).logits
+
+    names = ["input_ids", "attention_mask", "decoder_input_ids"]
+    dyn = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "decoder_input_ids": {0: "batch", 1: "decoder_sequence"},
+    }
+    _export(
+        Wrap(model),
+        tuple(torch.from_numpy(a) for a in (ids, mask, dec)),
+        out,
+        names,
+        ["logits"],
+        exporter,
+        dynamic_axes=dyn,
+    )
+    _save_feeds(out, {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec})
+
+
+def hf_image_model(
+    entry,
+    out: Path,
+    model_cls: str,
+    config_cls: str,
+    exporter: str,
+    cfg: dict,
+    outputs=("last_hidden_state",),
+    size: int = 64,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    width: int | None = None,
+):
+    """Any transformers vision model class (classification, depth, detection heads) on one
+    normalised image, BatchNorm statistics re-estimated on such images."""
+    import torch
+
+    rng = _seed(entry)
+    model, _ = _hf_build(model_cls, config_cls, cfg)
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    w = width or size
+    _reestimate_bn(model, [torch.from_numpy(_images(rng, 2, size, w, mean, std)) for _ in range(4)])
+    x = _images(rng, 1, size, w, mean, std)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            o = self.m(pixel_values=pixel_values)
+            return tuple(getattr(o, k) for k in outputs)
+
+    _export(
+        Wrap(model.eval()), (torch.from_numpy(x),), out, ["pixel_values"], list(outputs), exporter
+    )
+    _save_feeds(out, {"pixel_values": x})
+
+
+def hf_audio_ctc(
+    entry, out: Path, model_cls: str, config_cls: str, exporter: str, cfg: dict, samples=8000
+):
+    """A wav2vec2-family CTC model (HuBERT, Data2VecAudio, SEW, ...) on normalised speech."""
+    import torch
+
+    rng = _seed(entry)
+    model, _ = _hf_build(model_cls, config_cls, cfg)
+    wave = F.speech(rng, samples, 16000)
+    x = ((wave - wave.mean()) / (wave.std() + 1e-7))[None].astype(np.float32)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_values):
+            return self.m(input_values=input_values).logits
+
+    _export(Wrap(model), (torch.from_numpy(x),), out, ["input_values"], ["logits"], exporter)
+    _save_feeds(out, {"input_values": x})
+
+
+def hf_speech2text_encoder(entry, out: Path, exporter: str, frames: int = 64):
+    """Speech2Text's encoder (two strided Conv1d subsamplers + sinusoidal positions) on
+    log-mel filterbank features [1, frames, 80] with an attention mask padding the tail."""
+    import torch
+
+    rng = _seed(entry)
+    cfg = dict(
+        vocab_size=500,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        d_model=64,
+        conv_channels=64,
+        max_source_positions=256,
+        max_target_positions=64,
+    )
+    model, _ = _hf_build("Speech2TextModel", "Speech2TextConfig", cfg)
+    feats = _log_mel(rng, frames=frames)[0].T  # [frames, 80]
+    feats = ((feats - feats.mean(0)) / (feats.std(0) + 1e-5))[None].astype(np.float32)  # CMVN
+    mask = np.ones((1, frames), np.int64)
+    mask[:, frames - 8 :] = 0
+    feats[:, frames - 8 :] = 0.0
+
+    class Enc(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m.get_encoder()
+
+        def forward(self, input_features, attention_mask):
+            return self.m(input_features=input_features, attention_mask=attention_mask)[0]
+
+    _export(
+        Enc(model),
+        (torch.from_numpy(feats), torch.from_numpy(mask)),
+        out,
+        ["input_features", "attention_mask"],
+        ["last_hidden_state"],
+        exporter,
+    )
+    _save_feeds(out, {"input_features": feats, "attention_mask": mask})
+
+
+def hf_encodec(entry, out: Path, exporter: str, samples: int = 3200):
+    """EnCodec's encoder (SEANet convolutions + a 2-layer LSTM) to its embeddings, and the
+    decoder back from them (the residual vector quantizer between them is left out:
+    it is an argmin over a codebook, integer codes)."""
+    import torch
+
+    rng = _seed(entry)
+    cfg = dict(
+        hidden_size=32,
+        num_filters=8,
+        upsampling_ratios=[4, 4, 2],
+        codebook_size=64,
+        num_lstm_layers=2,
+        sampling_rate=16000,
+        target_bandwidths=[1.5],
+    )
+    model, _ = _hf_build("EncodecModel", "EncodecConfig", cfg)
+    wave = F.speech(rng, samples, 16000)
+    x = (0.3 * wave / (np.abs(wave).max() + 1e-7))[None, None].astype(np.float32)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_values):
+            emb = self.m.encoder(input_values)
+            return emb, self.m.decoder(emb)
+
+    _export(
+        Wrap(model), (torch.from_numpy(x),), out, ["input_values"], ["embeddings", "audio"],
+        exporter,
+    )  # fmt: skip
+    _save_feeds(out, {"input_values": x})
+
+
 def hf_wav2vec2(entry, out: Path, exporter: str, samples: int = 8000):
     import torch
     import transformers
@@ -1053,6 +1324,12 @@ GENERATORS = {
     "torchvision": torchvision_model,
     "hf_encoder": hf_encoder,
     "hf_vision": hf_vision,
+    "hf_text": hf_text,
+    "hf_seq2seq": hf_seq2seq,
+    "hf_image_model": hf_image_model,
+    "hf_audio_ctc": hf_audio_ctc,
+    "hf_speech2text_encoder": hf_speech2text_encoder,
+    "hf_encodec": hf_encodec,
     "hf_text": hf_text,
     "hf_seq2seq": hf_seq2seq,
     "hf_image_model": hf_image_model,
