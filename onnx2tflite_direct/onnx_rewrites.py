@@ -18,6 +18,7 @@ from .cast_before_moves import RULES as CAST_MOVE_RULES
 from .cast_before_moves import TRIGGERS as CAST_MOVE_TRIGGERS
 from .contrib_masks import RULES as CONTRIB_MASK_RULES
 from .contrib_masks import TRIGGERS as CONTRIB_MASK_TRIGGERS
+from .empty_operands import drop_empty_concat_operands
 from .float_carried import TRIGGERS as FLOAT_CARRIED_TRIGGERS
 from .float_carried import float_carried_integers
 from .float_indices import RULES as INDEX_RULES
@@ -422,6 +423,7 @@ def _constant_pads(graph: Graph, pad: Node) -> list[int] | None:
 
 RULES = [
     ("merge_common_subexpressions", merge_common_subexpressions),
+    ("drop_empty_concat_operands", drop_empty_concat_operands),
     *CAST_MOVE_RULES,  # before remove_noop_cast: it leaves the Cast a no-op
     ("remove_noop_cast", remove_noop_cast),
     ("merge_double_qdq", merge_double_qdq),
@@ -452,6 +454,7 @@ RANGELESS_RULES = frozenset({"fused_head_projection"})
 # cannot match, so it is skipped without building its consumer/producer index.
 TRIGGERS = {
     "remove_noop_cast": {"Cast"},
+    "drop_empty_concat_operands": {"Concat"},
     **CAST_MOVE_TRIGGERS,
     "merge_double_qdq": {"DequantizeLinear"},
     "float_carried_integers": FLOAT_CARRIED_TRIGGERS,
