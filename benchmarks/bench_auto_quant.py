@@ -204,8 +204,8 @@ def markdown(results: dict, args) -> str:
                 "",
                 f"Of the {len(new)} rows measured with the confirmation on held-back samples: "
                 f"{len(met)} meet the target on the fresh samples; "
-                f"{', '.join(n for n in new if n not in met) or 'none'} miss it. The "
-                f"{len(fresh) - len(new)} previous-search rows are the old figures.",
+                f"{', '.join(n for n in new if n not in met) or 'none'} miss it. "
+                f"Previous-search rows (old figures): {len(fresh) - len(new)}.",
             ]
     return "\n".join(lines) + "\n"
 
