@@ -495,7 +495,7 @@ class ConvertOptions:
         "node's sensitivity is measured (the output SQNR lost when it alone is quantized), the "
         "cheapest assignment (int8 first, then int16 activations, then float) that meets the "
         "target is confirmed on held-back calibration samples (the last half, which no choice "
-        "sees) as a 95% lower confidence bound; the report's "
+        "sees) as a 95 percent lower confidence bound; the report's "
         "`quantization` section gives the assignment, the SQNR reached and the int8 share of "
         "multiply-accumulates. A target the float model itself misses is refused "
         "(`target_sqnr_unreachable`, exit 2). Required with `--quantize auto`, refused without",
