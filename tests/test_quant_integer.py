@@ -462,10 +462,17 @@ SINGLE_OPS = {
         17,
         {"GATHER"},
     ),
-    "mirror_pad": (
+    "reflect_pad": (  # small reflections: one-element slices joined (lowering/reflect_pad.py)
         [helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
         [X4],
         {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], I64)},
+        17,
+        {"STRIDED_SLICE", "CONCATENATION"},
+    ),
+    "mirror_pad": (  # pads past reflect_pad.MAX_PAD stay MIRROR_PAD
+        [helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
+        [("x", F, (1, 2, 12, 12))],
+        {"p": np.array([0, 0, 9, 2, 0, 0, 2, 10], I64)},
         17,
         {"MIRROR_PAD"},
     ),

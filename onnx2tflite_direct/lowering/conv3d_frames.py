@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import conv2d_options, padding_mode
+from .dynamic_sizes import sizes_vary
 from .emit import Emitter
 
 FRAMES_AS_2D = True
@@ -34,8 +35,6 @@ FRAMES_AS_2D = True
 
 def applies(ctx) -> bool:
     """A constant float32 filter at fixed sizes (see the module docstring)."""
-    from .dynamic_sizes import sizes_vary
-
     w = ctx.const(1)
     return (
         FRAMES_AS_2D and w is not None and np.asarray(w).dtype == np.float32 and not sizes_vary(ctx)

@@ -274,7 +274,7 @@ def lower_pad(ctx):
             _gather_pad(ctx, x, per_axis, mode)
             return
         stored = [per_axis[a] for a in lay.perm]
-        if mode == "reflect" and reflect_pad.emit(ctx, x, stored, ctx.output(0)):
+        if mode == "reflect" and reflect_pad.reflect_as_slices(ctx, x, stored, ctx.output(0)):
             return  # slices + CONCATENATION (XNNPACK), not MIRROR_PAD: reflect_pad.py
         paddings = ctx.const_tensor(np.array(stored, np.int32), "paddings")
     if mode == "reflect":

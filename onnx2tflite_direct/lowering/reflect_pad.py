@@ -22,12 +22,14 @@ MAX_PAD = 8
 MAX_CONCAT_INPUTS = 5
 
 
-def emit(ctx, x, stored_pads, out) -> bool:
+def reflect_as_slices(ctx, x, stored_pads, out) -> bool:
     """Reflect-pad ``x`` by ``stored_pads`` [(before, after)] per stored axis into ``out``;
     False (nothing emitted) when the pads are too large or not a reflection of the input."""
     if not REFLECT_AS_SLICES or np.dtype(x.dtype) != np.float32:
         return False
     shape = [int(s) for s in x.shape]
+    if ctx.driver.options.gpu_friendly and len(shape) < 3:
+        return False  # the GPU takes no 2-D SLICE; MIRROR_PAD it takes once lifted to 3-D
     padded = [k for k, p in enumerate(stored_pads) if tuple(p) != (0, 0)]
     for k in padded:
         b, a = stored_pads[k]
