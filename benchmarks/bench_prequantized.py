@@ -37,12 +37,12 @@ Item 6 (``meets_item6``): ``item6_margin_db`` = the integer file's SQNR against 
 semantics - (onnxruntime's fused kernels' SQNR against the same - 1 dB) >= 0. SQNR pools
 every sample (10 log10 of the summed signal over the summed noise), worst output.
 
-Why 8 samples, and rows rescored on 32: on the low-SQNR light models (random-like chains
+Why 8 samples, and fragile rows rescored on more: on the low-SQNR light models (random-like chains
 that amplify every rounding difference) both runtimes differ from the reference mostly at
 rounding ties (an exact tie of an average pool's window mean, a value within 1e-7 of a half
 step), which the float64 reference decides by the float32 noise of its intermediate values:
 about half the time either way for any integer kernel, onnxruntime's included. Which
-samples are drawn then moves the margin by about a dB. Each row therefore stores its samples'
+samples are drawn then moves the margin by up to 2 dB (bootstrap over 8 samples). Each row therefore stores its samples'
 signal and noise energies (``item6_energies``) and the bootstrap over them
 (``bootstrap_std_db``, ``bootstrap_pass_share``: the share of 2,000 resamples meeting item 6).
 A row met in more than 10 % and less than 90 % of the resamples is fragile: the samples, not
@@ -803,6 +803,12 @@ def markdown(
             f"{db(r.get('sqnr_ort_default_vs_semantics_db'))} | "
             f"{yes(r.get('meets_item6_float32_semantics'))} |"
         )
+    if targets.get("item6_fragile"):
+        lines += [
+            "",
+            "Fragile verdicts (model, config, samples, margin dB, share of resamples meeting "
+            f"item 6): {targets['item6_fragile']}.",
+        ]
     below = [r for r in rows if not r.get("meets_item6")]
     if below:
         lines += [
@@ -898,7 +904,8 @@ CRITERION_MD = (
     "rows: SQNR inf, which only a bit-identical file could match): not a correctly rounded "
     "reference, kept as the secondary columns on the right. Rows are scored on 8 samples; "
     "a row whose verdict flips in more than 10 % of the bootstrap resamples of its samples is "
-    "rescored on 32 (`--extend-fragile 32`).",
+    "fragile (listed below): `--extend-fragile 32` rescores such rows on 32 samples (the "
+    "samples column of the rows below item 6 says whether that was done).",
 )
 TIES_MD = (
     "LiteRT's int8 AVERAGE_POOL_2D rounds a tie half away from zero on the raw codes' sum; "
