@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from benchmarks.bench_quant import make_samples, model_loaders  # noqa: E402
 from onnx2tflite_direct import convert  # noqa: E402
-from onnx2tflite_direct.quant import auto  # noqa: E402
+from onnx2tflite_direct.quant import auto, auto_measure  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "auto_quant_sweep.json"
 TABLE = ROOT / "benchmarks" / "results" / "auto_quant_sweep.md"
@@ -68,7 +68,7 @@ def sweep(model, args) -> dict:
         row["note"] = "the all-int8 file meets the target: nothing to sweep"
         return row
     bench, nodes = seen["bench"], seen["nodes"]
-    macs = auto.macs_by_node(bench.model_ir)
+    macs = auto_measure.macs_by_node(bench.model_ir)
     labels = list(nodes)
 
     def measure(assignment: dict[str, str]) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """``--quantize auto``: the verification bound, the refinement, the confirmation and the share
 bound, with numbers.
 
-The bound (``auto._Measured.lower_db``) is the figure less the one-sided 95% Student t quantile
+The bound (``auto_measure.Measured.lower_db``) is the figure less the one-sided 95% Student t quantile
 times its jackknife standard error, the per-sample spread pooled over the held-back and the
 calibration samples when both are measured: checked against a direct computation on
 hand-made per-sample powers. The confirmation (``auto._confirm``) measures the chosen file on
@@ -23,7 +23,7 @@ from test_quant_auto import auto_section, held_back, not_held_back, sqnr
 from test_quant_overrides import bn_cnn, tokens, transformer_block
 
 from onnx2tflite_direct import convert
-from onnx2tflite_direct.quant import auto
+from onnx2tflite_direct.quant import auto, auto_measure
 
 
 def gaussian(count: int, seed: int) -> dict[str, np.ndarray]:
@@ -39,10 +39,12 @@ TOKENS = {"x": tokens(16, seed=5)}  # 8 for ranges and choices, the last 8 held 
 FRESH_TOKENS = {"x": tokens(64, seed=9)}  # neither calibration nor held back
 
 
-def measured(pairs: list[tuple[float, float]]) -> auto._Measured:
+def measured(pairs: list[tuple[float, float]]) -> auto_measure.Measured:
     """One output ``y``: per-sample (signal power, noise power)."""
     per = [({"y": s}, {"y": n}) for s, n in pairs]
-    return auto._Measured({"y": sum(s for s, _ in pairs)}, {"y": sum(n for _, n in pairs)}, per)
+    return auto_measure.Measured(
+        {"y": sum(s for s, _ in pairs)}, {"y": sum(n for _, n in pairs)}, per
+    )
 
 
 def test_margin_is_t_quantile_times_jackknife_standard_error():
@@ -60,16 +62,16 @@ def test_margin_is_t_quantile_times_jackknife_standard_error():
 
 def test_margin_is_zero_for_identical_samples_and_capped():
     assert measured([(50.0, 0.01)] * 5).margin_db() == pytest.approx(0.0, abs=1e-9)
-    assert measured([(50.0, 0.01)]).margin_db() == auto.MIN_MARGIN_DB  # one sample: none
+    assert measured([(50.0, 0.01)]).margin_db() == auto_measure.MIN_MARGIN_DB  # one sample: none
     wild = measured([(1.0, 1e-9), (1.0, 0.5)])
-    assert wild.margin_db() == auto.MAX_MARGIN_DB
+    assert wild.margin_db() == auto_measure.MAX_MARGIN_DB
 
 
 def test_t_quantiles():
-    assert auto.margin_z(2) == 6.314 and auto.margin_z(4) == 2.353
-    assert auto.margin_z(12) == 1.812  # df 11: the tabulated df 10 (conservative)
-    assert auto.margin_z(1000) == 1.645
-    zs = [auto.margin_z(k) for k in range(2, 40)]
+    assert auto_measure.margin_z(2) == 6.314 and auto_measure.margin_z(4) == 2.353
+    assert auto_measure.margin_z(12) == 1.812  # df 11: the tabulated df 10 (conservative)
+    assert auto_measure.margin_z(1000) == 1.645
+    zs = [auto_measure.margin_z(k) for k in range(2, 40)]
     assert all(a >= b for a, b in zip(zs, zs[1:], strict=False))
 
 
@@ -190,7 +192,7 @@ def test_back_off_promotes_the_most_noise_per_mac_first():
     assert promoted == ["add=int16x8", "dw=float", "conv=int16x8"]
 
 
-def spread_of(per_sample_db: list[float]) -> auto._Measured:
+def spread_of(per_sample_db: list[float]) -> auto_measure.Measured:
     """A file's measurement whose per-sample SQNRs are ``per_sample_db`` (unit signal)."""
     return measured([(1.0, 10 ** (-db / 10)) for db in per_sample_db])
 
@@ -203,7 +205,7 @@ def test_margin_pools_the_spread_of_both_sample_sets():
     var = ((k - 1) * k * se**2 + (k2 - 1) * k2 * se2**2) / (k + k2 - 2)
     alone = held.margin_db()
     held.spread = calib
-    assert held.margin_db() == pytest.approx(auto.margin_z(k + k2 - 1) * math.sqrt(var / k))
+    assert held.margin_db() == pytest.approx(auto_measure.margin_z(k + k2 - 1) * math.sqrt(var / k))
     assert held.margin_db() > 3 * alone  # a steady held-back set alone would trust luck
 
 

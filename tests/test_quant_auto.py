@@ -24,7 +24,7 @@ from test_quant_overrides import bn_cnn, op_dtypes, samples, tokens, transformer
 from onnx2tflite_direct import BadInputError, convert
 from onnx2tflite_direct import validate as V
 from onnx2tflite_direct.cli import main as cli_main
-from onnx2tflite_direct.quant import auto
+from onnx2tflite_direct.quant import auto, auto_measure
 
 CALIB = samples(32, seed=1)  # 16 for ranges and sensitivities, the last 16 held back
 TOKENS = {"x": tokens(16, seed=5)}
@@ -63,7 +63,7 @@ def auto_section(result) -> dict:
 def mac_share_from_file(tflite: bytes, model_macs: dict) -> float:
     """int8 share of the MACs, from the file: CONV_2D / FULLY_CONNECTED / BATCH_MATMUL whose
     activation input is int8, weighted by the MACs of the ops in graph order."""
-    ops = [d for name, d in op_dtypes(tflite) if name in auto.MAC_OPS]
+    ops = [d for name, d in op_dtypes(tflite) if name in auto_measure.MAC_OPS]
     assert len(ops) == len(model_macs)
     total = sum(model_macs)
     return sum(m for d, m in zip(ops, model_macs, strict=True) if d[0] == "int8") / total
