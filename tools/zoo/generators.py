@@ -133,6 +133,28 @@ def _export(
 # --------------------------------------------------------------------------------------------
 
 
+def _export_image_model(model, rng, size: int, task: str, out: Path, exporter: str, imgs):
+    """Export an image classifier (its logits) or a segmentation model (its "out" head) on
+    one normalised image, after re-estimating BatchNorm statistics on ``imgs`` (random-init
+    networks are otherwise near constant)."""
+    import torch
+
+    _reestimate_bn(model, [torch.from_numpy(i) for i in imgs])
+    x = _images(rng, 1, size, size)
+
+    class SegOut(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)["out"]
+
+    net = SegOut(model) if task == "seg" else model
+    _export(net, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
+    _save_feeds(out, {"input": x})
+
+
 def torchvision_model(entry, out: Path, arch: str, exporter: str, size: int = 224, task="cls"):
     import torch
     import torchvision
@@ -184,20 +206,7 @@ def torchvision_model(entry, out: Path, arch: str, exporter: str, size: int = 22
         )
         _save_feeds(out, {"image": x})
         return
-    _reestimate_bn(model, [torch.from_numpy(i) for i in imgs])
-    x = _images(rng, 1, size, size)
-
-    class Seg(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            return self.m(x)["out"]
-
-    net = Seg(model) if task == "seg" else model
-    _export(net, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
-    _save_feeds(out, {"input": x})
+    _export_image_model(model, rng, size, task, out, exporter, imgs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1193,20 +1202,7 @@ def tv_extra(
         _save_feeds(out, {"image": x})
         return
     imgs = [_images(rng, 2, size, size) for _ in range(6)]
-    _reestimate_bn(model, [torch.from_numpy(i) for i in imgs])
-    x = _images(rng, 1, size, size)
-
-    class Head(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            return self.m(x)["out"]
-
-    net = Head(model) if task == "seg" else model
-    _export(net, (torch.from_numpy(x),), out, ["input"], ["output"], exporter)
-    _save_feeds(out, {"input": x})
+    _export_image_model(model, rng, size, task, out, exporter, imgs)
 
 
 def sklearn_extra(entry, out: Path, kind: str):
