@@ -5,6 +5,7 @@ keyword, the documented exit code, never a traceback or an internal error."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_ctrl_c_during_the_imports_is_one_line(tmp_path):
         env=env,
         cwd=ROOT,
         timeout=120,
+        # a test run started in the background inherits SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: give the child the default disposition a terminal gives
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     code, err = proc.returncode, proc.stderr
     assert code == cli.EXIT_INTERRUPTED == 130, err[-2000:]
