@@ -538,23 +538,10 @@ def hf_audio_ctc(
     entry, out: Path, model_cls: str, config_cls: str, exporter: str, cfg: dict, samples=8000
 ):
     """A wav2vec2-family CTC model (HuBERT, Data2VecAudio, SEW, ...) on normalised speech."""
-    import torch
 
     rng = _seed(entry)
     model, _ = _hf_build(model_cls, config_cls, cfg)
-    wave = F.speech(rng, samples, 16000)
-    x = ((wave - wave.mean()) / (wave.std() + 1e-7))[None].astype(np.float32)
-
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_values):
-            return self.m(input_values=input_values).logits
-
-    _export(Wrap(model), (torch.from_numpy(x),), out, ["input_values"], ["logits"], exporter)
-    _save_feeds(out, {"input_values": x})
+    _export_ctc(model, rng, samples, out, exporter)
 
 
 def hf_speech2text_encoder(entry, out: Path, exporter: str, frames: int = 64):
@@ -639,7 +626,6 @@ def hf_encodec(entry, out: Path, exporter: str, samples: int = 3200):
 
 
 def hf_wav2vec2(entry, out: Path, exporter: str, samples: int = 8000):
-    import torch
     import transformers
 
     rng = _seed(entry)
@@ -657,8 +643,16 @@ def hf_wav2vec2(entry, out: Path, exporter: str, samples: int = 8000):
     )
     config._attn_implementation = "eager"
     model = transformers.Wav2Vec2ForCTC(config).eval()
+    _export_ctc(model, rng, samples, out, exporter)
+
+
+def _export_ctc(model, rng, samples: int, out: Path, exporter: str):
+    """Export a wav2vec2-family CTC model's logits on one second-scale utterance, normalised as
+    the feature extractor does (zero mean, unit variance)."""
+    import torch
+
     wave = F.speech(rng, samples, 16000)
-    x = ((wave - wave.mean()) / (wave.std() + 1e-7))[None].astype(np.float32)  # processor's norm
+    x = ((wave - wave.mean()) / (wave.std() + 1e-7))[None].astype(np.float32)
 
     class Wrap(torch.nn.Module):
         def __init__(self, m):
