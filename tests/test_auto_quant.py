@@ -147,21 +147,15 @@ def test_refinement_tries_are_budgeted(block, monkeypatch):
     monkeypatch.setattr(auto, "MIN_REFINE", 16)
     monkeypatch.setattr(auto, "REFINE_SHARE", 0.5)
     a1 = run()
-    refine0 = next(r for r in a0["verification_rounds"] if "back_to_int8" in r)
-    refine1 = next(r for r in a1["verification_rounds"] if "back_to_int8" in r)
-    assert refine0["back_to_int8"] == [] and refine0["back_to_int16x8"] == []
+    refines0 = [r for r in a0["verification_rounds"] if "back_to_int8" in r]
+    refines1 = [r for r in a1["verification_rounds"] if "back_to_int8" in r]
+    assert refines0 and all(r["back_to_int8"] == r["back_to_int16x8"] == [] for r in refines0)
     assert a1["sqnr_lower_bound_db"] >= target and a0["sqnr_lower_bound_db"] >= target
     assert a1["conversions"] >= a0["conversions"]
-    # the steps kept: those the refinement kept less those the confirmation undid
-    kept = len(refine1["back_to_int8"]) + len(refine1["back_to_int16x8"])
-    confirmed = [r for r in a1["verification_rounds"] if "undone" in r]
-    undone = (
-        confirmed[-1]["undone"]
-        if confirmed[-1]["met"]
-        else refine1["back_to_int8"] + (refine1["back_to_int16x8"])
-    )
+    # every node the file has back from a promotion was kept by one of the refinement passes
+    kept = {n for r in refines1 for n in r["back_to_int8"] + r["back_to_int16x8"]}
     refined = [r for r in a1["assignment"] if r["why"].startswith(("int8: back", "int16x8: back"))]
-    assert len(refined) == kept - len(undone)
+    assert {r["node"] for r in refined} <= kept
     assert np.isfinite(a1["sqnr_db"])
 
 

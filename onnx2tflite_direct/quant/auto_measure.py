@@ -75,6 +75,38 @@ def op_macs(op: tfl.Operator) -> int:
     return out * max(int(k), 1)
 
 
+def mac_shares(ir: tfl.Model, macs: Mapping[str, int]) -> dict:
+    """Share of the model's multiply-accumulates per precision in the written file (an op
+    counts as int8 when its weights are int8 and its activations are int8)."""
+    total = {"int8": 0, "int16x8": 0, "float": 0}
+    for sub in ir.subgraphs:
+        for op in sub.operators:
+            n = op_macs(op)
+            if not n:
+                continue
+            a = op.inputs[0]
+            dtype = np.dtype(a.dtype) if a is not None else np.dtype(np.float32)
+            key = "int8" if dtype == np.int8 else "int16x8" if dtype == np.int16 else "float"
+            total[key] += n
+    whole = sum(total.values())
+    return {
+        "macs": whole,
+        "int8_mac_share": total["int8"] / whole if whole else 1.0,
+        "int16x8_mac_share": total["int16x8"] / whole if whole else 0.0,
+        "float_mac_share": total["float"] / whole if whole else 0.0,
+    }
+
+
+def op_types(model_ir: tfl.Model) -> dict[str, str]:
+    """The op each ONNX node label lowers to (its MAC op where it has one)."""
+    out: dict[str, str] = {}
+    for sub in model_ir.subgraphs:
+        for op in sub.operators:
+            if op.onnx_node and (op.onnx_node not in out or op.opcode in MAC_OPS):
+                out[op.onnx_node] = op.opcode
+    return out
+
+
 @dataclass
 class Measured:
     """Per float output: summed squared reference and squared error over the samples, and
