@@ -44,6 +44,8 @@ KINDS = {
     "matmul": ([2, 5, 24], [24, 10], 1, [2, 5, 10]),
     # ConvTranspose [C_in, C_out, kh, kw]: output channels on axis 1 (onnxruntime's axis)
     "convtranspose": ([1, 4, 5, 5], [4, 6, 3, 3], 1, [1, 6, 11, 11]),
+    # kernel = stride (U-Net's upsampling): a CONV_2D to 2 * 2 * 6 channels + DEPTH_TO_SPACE
+    "upsample": ([1, 4, 5, 5], [4, 6, 2, 2], 1, [1, 6, 10, 10]),
     "batchmatmul": ([2, 5, 24], [2, 24, 10], 2, [2, 5, 10]),  # a constant batched operand
 }
 
@@ -55,7 +57,7 @@ def _node(kind):
         return helper.make_node("Conv", ["xd", "wd", "bd"], ["o"], pads=[1, 1, 1, 1], group=6)
     if kind == "gemm":
         return helper.make_node("Gemm", ["xd", "wd", "bd"], ["o"], transB=1)
-    if kind == "convtranspose":
+    if kind in ("convtranspose", "upsample"):
         return helper.make_node("ConvTranspose", ["xd", "wd", "bd"], ["o"], strides=[2, 2])
     return helper.make_node("MatMul", ["xd", "wd"], ["m"])
 
@@ -186,15 +188,19 @@ def test_weights_short_of_127_keep_the_model_codes(kind, per_channel):
     consts = {i.name: numpy_helper.to_array(i) for i in qmodel.graph.initializer}
     model, summary = integer_model(qmodel)
     op, w = stored_weight(model)
-    # the model's codes (in the TFLite layout) and scale, exactly
+    # the model's codes (in the TFLite layout) and scale, exactly; the upsampling conv repeats
+    # each output channel once per tap: channel (a * 2 + b) * C_out + o reads scale o
     scale = w.quantization.scale
-    want = np.broadcast_to(consts["ws"], scale.shape) if scale.size > 1 else consts["ws"]
+    taps = 4 if kind == "upsample" else 1
+    want = np.tile(consts["ws"], taps) if consts["ws"].size > 1 else consts["ws"]
+    want = np.broadcast_to(want, scale.shape) if scale.size > 1 else want
     np.testing.assert_array_equal(scale.reshape(-1), np.reshape(want, -1).astype(np.float32))
     assert sorted(np.unique(w.data)) == sorted(np.unique(consts["wq"]))
     assert np.array_equal(np.sort(w.data, axis=None), np.sort(consts["wq"], axis=None))
     biases = [t for t in op.inputs if t is not None and t.dtype == np.int32 and t.quantization]
     if kind != "batchmatmul":
-        assert len(biases) == 1 and np.array_equal(np.sort(biases[0].data), np.sort(consts["bq"]))
+        want_bias = np.sort(np.tile(consts["bq"], taps))
+        assert len(biases) == 1 and np.array_equal(np.sort(biases[0].data), want_bias)
     if op.opcode == "DEPTHWISE_CONV_2D":  # its kernel reads one scale per output channel
         assert scale.size == 6 and w.quantization.axis == 3
     tflite = builder.build_flatbuffer(model)

@@ -12,8 +12,12 @@ For each weight the quantizer is about to store, it looks for a recorded lattice
 TFLite tensor's values are whole codes (checked on the values themselves, so the layout the
 lowering gave the weight - OIHW -> OHWI, the depthwise [1, H, W, C*M], a transposed Gemm or
 MatMul operand - does not matter, and a weight the lowering changed, e.g. a BatchNormalization
-folded into it, matches nothing and keeps the quantizer's own scales). The quantizer then
-stores exactly those codes with the model's scale, and the bias on ``input scale * s``.
+folded into it, matches nothing and keeps the quantizer's own scales). A lowering that repeats
+the output channels (a ConvTranspose with kernel = stride as a CONV_2D to s * s * C_out
+channels and DEPTH_TO_SPACE) gets the model's per-channel scales laid out the same way (before:
+unmatched, re-rounded to max|w| / 127 per tap, and U-Net's four upsampling convolutions lost
+1-2 dB against the Q/DQ semantics). The quantizer then stores exactly those codes with the
+model's scale, and the bias on ``input scale * s``.
 
 What LiteRT cannot hold: its int8 weights are symmetric, zero point 0, codes in [-127, 127]
 (``../shared/litert/QUANT_SPEC.md``; ARM kernels pair int8 products in int16, which -128 * -128
@@ -55,10 +59,7 @@ class ModelWeightScales:
             return None
         same_size = [s for n, s in self.lattices if n == w.size]
         others = [s for n, s in self.lattices if n != w.size]
-        for scale in [*same_size, *others]:
-            codes = self._codes(w, scale, axis)
-            if codes is None:
-                continue
+        for scale, codes in self._matches(w, [*same_size, *others], axis):
             peak = float(np.abs(codes).max(initial=0.0))
             if peak > qmax:
                 return self._partly(w, codes, scale, axis, qmax, node)
@@ -66,6 +67,19 @@ class ModelWeightScales:
             return scale
         self._per_channel_elsewhere(w, same_size, axis, node)
         return None
+
+    def _matches(self, w: np.ndarray, lattices, axis: int | None):
+        """``(scale, codes)`` for each lattice on which ``w`` holds whole codes, the lattice
+        laid out for the kernel's channels: as recorded, or - when the lowering repeated the
+        output channels (a ConvTranspose whose kernel equals its stride is a CONV_2D to
+        s * s * C_out channels then DEPTH_TO_SPACE: channel ``(a * s + b) * C_out + o``) -
+        tiled or repeated to the kernel's channel count. Each layout is checked on the values
+        themselves, so a wrong one matches nothing."""
+        for scale in lattices:
+            for laid in _channel_layouts(scale, w, axis):
+                codes = self._codes(w, laid, axis)
+                if codes is not None:
+                    yield laid, codes
 
     def _partly(self, w, codes, scale, axis, qmax, node) -> np.ndarray | None:
         """Codes beyond [-qmax, qmax] on the model's scale: per channel (an op that takes
@@ -135,6 +149,20 @@ class ModelWeightScales:
         if np.abs(codes - rounded).max() > WHOLE_CODE_TOLERANCE:
             return None
         return rounded
+
+
+def _channel_layouts(scale: np.ndarray, w: np.ndarray, axis: int | None):
+    """The recorded scales, then (per-channel scales whose count divides the kernel's
+    channel count ``r > 1`` times) the same scales tiled ``r`` times (channel ``k`` reads
+    scale ``k mod C``) and repeated ``r`` times (channel ``k`` reads scale ``k div r``)."""
+    yield scale
+    if scale.size < 2 or axis is None or w.ndim == 0:
+        return
+    channels = w.shape[axis]
+    if channels > scale.size and channels % scale.size == 0:
+        reps = channels // scale.size
+        yield np.tile(scale, reps)
+        yield np.repeat(scale, reps)
 
 
 def _channel_max(values: np.ndarray, axis: int) -> np.ndarray:
