@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import op_classes
 from .ir import Graph, Node, Value, fresh_value_name
 
 GROUP_INPUT = 5  # the group ids input the rule appends (ONNX NMS has inputs 0..4)
@@ -41,20 +42,7 @@ GROUP_COUNT = "o2t_group_count"
 MAX_GROUPS = 1024  # one NMS kernel per group: beyond this the graph gets unreasonably large
 
 # Ops that carry each element of their first input unchanged (a value range passes through).
-_SAME_VALUES = {
-    "Identity",
-    "Reshape",
-    "Unsqueeze",
-    "Squeeze",
-    "Flatten",
-    "Gather",
-    "GatherND",
-    "GatherElements",
-    "Slice",
-    "Expand",
-    "Tile",
-    "Transpose",
-}
+_SAME_VALUES = op_classes.COPIES
 _INT_DTYPES = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8)}
 
 

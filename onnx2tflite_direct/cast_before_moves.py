@@ -20,24 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import op_classes
 from .ir import Graph, Node, fresh_value_name
 
-# op -> index of its moved (data) input; every other input is shape or index information
-_MOVES = {
-    ("", "Gather"): 0,
-    ("", "GatherElements"): 0,
-    ("", "GatherND"): 0,
-    ("", "Reshape"): 0,
-    ("", "Flatten"): 0,
-    ("", "Squeeze"): 0,
-    ("", "Unsqueeze"): 0,
-    ("", "Transpose"): 0,
-    ("", "Identity"): 0,
-    ("", "Slice"): 0,
-    ("", "Expand"): 0,
-    ("", "Tile"): 0,
-    ("ai.onnx.ml", "ArrayFeatureExtractor"): 0,
-}
+# (domain, op) of the copies: each output element is an element of input 0, every other
+# input is shape or index information (op_classes.COPIES, and skl2onnx's table lookup)
+_MOVES = {("", op) for op in op_classes.COPIES} | {("ai.onnx.ml", "ArrayFeatureExtractor")}
 
 
 def _chain(graph: Graph, cast: Node, producers, consumers) -> list[Node] | None:
@@ -51,13 +39,13 @@ def _chain(graph: Graph, cast: Node, producers, consumers) -> list[Node] | None:
         if value.const is not None:
             return chain[::-1] if chain else None
         node = producers.get(name)
-        if node is None or _MOVES.get((node.domain, node.op_type)) is None:
+        if node is None or (node.domain, node.op_type) not in _MOVES:
             return None
         readers = consumers.get(name, [])
         if len(readers) != 1 or name in graph.outputs or len(node.outputs) != 1:
             return None
         chain.append(node)
-        name = node.inputs[_MOVES[(node.domain, node.op_type)]]
+        name = node.inputs[0]
 
 
 def cast_constant_before_moves(graph: Graph) -> list[str]:
@@ -79,13 +67,12 @@ def cast_constant_before_moves(graph: Graph) -> list[str]:
         if chain is None:
             continue
         first = chain[0]
-        slot = _MOVES[(first.domain, first.op_type)]
-        src = graph.values[first.inputs[slot]]
+        src = graph.values[first.inputs[0]]
         if src.const.dtype.kind not in "fiu":
             continue
-        name = fresh_value_name(graph, f"{first.inputs[slot]}_as_{target.name}")
+        name = fresh_value_name(graph, f"{first.inputs[0]}_as_{target.name}")
         graph.values[name] = type(src)(name, target, src.shape, src.const.astype(target))
-        first.inputs[slot] = name
+        first.inputs[0] = name
         for node in chain:
             graph.values[node.outputs[0]].dtype = target
         changed.append(cast.label)

@@ -10,18 +10,20 @@ graph was refused although the empty operand contributes nothing to the Concat.
 
 A Concat operand whose size along the concat axis is 0 adds no element to the result, whatever
 its other dims: removing it from the input list is exact. Its producers, then read by nothing,
-go too (only the chain the rule disconnected). The rule leaves a Concat alone when every
-operand is empty, and, for a model lowered at sample sizes (``Graph.sample_pinned``), when
-the zero is not known to hold at every size (``Graph.varying_dims``).
+go too (only the chain the rule disconnected). Every ONNX op of the default domain computes
+its outputs and nothing else, so any of them that no one reads can go (an earlier list of the
+rotary chain's ops left an empty Slice behind a Sub, Div, Tile or Relu, lowered and refused);
+ops of other domains stay. The rule leaves a Concat alone when every operand is empty, and,
+for a model lowered at sample sizes (``Graph.sample_pinned``), when the zero is not known to
+hold at every size (``Graph.varying_dims``).
 """
 
 from __future__ import annotations
 
 from .ir import Graph
 
-# Ops without side effects that may disappear once nothing reads them.
-_NO_EFFECT = frozenset({"Slice", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Identity",
-                        "Gather", "Expand", "Mul", "Add", "Neg", "Cast"})  # fmt: skip
+# Ops of these domains have no effect but their outputs: they may go once nothing reads them.
+_PURE_DOMAINS = ("", "ai.onnx")
 
 
 def _empty_along(graph: Graph, name: str, axis: int) -> bool:
@@ -61,7 +63,7 @@ def drop_empty_concat_operands(graph: Graph) -> list[str]:
     while pending:
         name = pending.pop()
         node = producers.get(name)
-        if node is None or id(node) in removed or node.op_type not in _NO_EFFECT:
+        if node is None or id(node) in removed or node.domain not in _PURE_DOMAINS:
             continue
         if any(graph.used(o) for o in node.outputs):
             continue

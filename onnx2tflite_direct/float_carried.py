@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import mlas_pool
+from . import mlas_pool, op_classes
 from .ir import Graph, Node, Value, prune_to_fixpoint, value_const, value_dtype
 from .registry import REGISTRY
 
@@ -79,7 +79,9 @@ F32 = np.dtype(np.float32)
 SMALL_INTS = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)}
 INT32 = np.dtype(np.int32)
 INT32_ARITH = {"Add", "Sub", "Mul"}
-MOVERS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+# Data movement carried as float: the permutations, which is what quantize_dynamic graphs put
+# between their integer ops (other copies would carry as well; not taken without a test).
+MOVERS = op_classes.REORDERS
 ROUNDERS = {"Floor", "Ceil", "Round"}
 # 2**127 (the largest power of two in float32): r * 2**127 >= 1 for every r >= 2**-127.
 ZERO_RANGE_GAIN = float(2.0**127)

@@ -37,12 +37,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import op_classes
 from .ir import Graph, Node, Value, fresh_value_name, value_const, value_dtype
 
 F32 = np.dtype(np.float32)
 BOOL = np.dtype(np.bool_)
 EXACT_INT = 2**24  # float32 holds every integer of smaller magnitude
-MOVERS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose", "Expand", "Identity"}
+# Data movement of the twins: the permutations and Expand (a mask broadcast to the ids' shape),
+# which are what ``_fold`` computes (reshape, transpose, broadcast); the other copies (Slice,
+# Gather, Tile) are not taken: ``_fold`` would reshape them.
+MOVERS = op_classes.REORDERS | {"Expand"}
 INT_ROLES = ("bool_int", "int_move", "int_cumsum", "int_arith")
 END_ROLES = ("int_lookup", "uniform_lookup")
 MAX_ROWS = 4096  # one-hot width (gather_one_hot, float_indices, uses the same bounds)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import onnx
 
-from .. import contrib_schemas, errors
+from .. import contrib_schemas, errors, op_classes
 from ..errors import BadInputError, UnsupportedError
 from ..ir import Value
 from .protos import dims_compatible, dims_of, dtype_of
@@ -215,13 +215,10 @@ def check_sizes(values: dict[str, Value]) -> None:
             )
 
 
-ELEMENT_PRESERVING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
-
-
 def check_element_preserving(nodes, values: dict[str, Value]) -> None:
     """ONNX shape inference does not check that a Reshape keeps the element count; we do."""
     for n in nodes:
-        if n.op_type not in ELEMENT_PRESERVING or n.domain not in ("", "ai.onnx"):
+        if n.op_type not in op_classes.REORDERS or n.domain not in ("", "ai.onnx"):
             continue
         if not n.input or not n.output:
             continue
