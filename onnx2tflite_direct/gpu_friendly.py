@@ -23,6 +23,7 @@ from . import (
     gpu_rewrites,
     gpu_rewrites_int,
     gpu_rewrites_math,
+    gpu_rewrites_operands,
     gpu_rules,
     tfl,
     tfl_rewrites,
@@ -36,6 +37,7 @@ ORDER = (
     "gather_to_slices",
     "gather_flat_indices",
     "fold_constant_reshape",
+    "fold_constant_transpose",
     "fold_constant_fully_connected",
     "reshape_static_shape",
     "transpose_rank_reduction",
@@ -60,11 +62,15 @@ ORDER = (
     "bool_moves_in_float",
     "nonzero_test_in_float",
     "log_softmax_decomposed",
+    "constant_operand_view",
+    "batch_matmul_constant_slices",
+    "gather_elements_flat",
 )
 _BY_NAME: dict[str, Rule] = {
     **gpu_rewrites.RULES,
     **gpu_rewrites_math.RULES,
     **gpu_rewrites_int.RULES,
+    **gpu_rewrites_operands.RULES,
 }
 RULES: list[tuple[str, Rule]] = [(name, _BY_NAME[name]) for name in ORDER]
 assert set(ORDER) == set(_BY_NAME), "every rule is tried, in one stated order"

@@ -1,0 +1,127 @@
+"""``--gpu-friendly`` rewrites of operand forms the GPU parsers reject (gpu_rewrites_operands):
+each one fires where the ported rule rejects the operator (``parse`` / ``operands``), leaves a
+file the same rules take whole, and still agrees with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import check_conversion, make_model
+from onnx import helper
+
+
+def _rules(chk) -> list[str]:
+    return [r["rule"] for r in chk.report["gpu_friendly"]["rewrites"]]
+
+
+def _fallback_reasons(chk) -> set[str]:
+    return {r for f in chk.report["gpu"]["fall_back"] for r in f["rules"]}
+
+
+def _friendly(model, rule: str, reason: str, **options):
+    """Default conversion falls back for ``reason``; --gpu-friendly applies ``rule`` and the
+    verdict is fully delegable; both files agree with onnxruntime (check_conversion)."""
+    plain = check_conversion(model, **options)
+    assert reason in _fallback_reasons(plain), plain.report["gpu"]["fall_back"]
+    chk = check_conversion(model, gpu_friendly=True, **options)
+    assert rule in _rules(chk), _rules(chk)
+    assert chk.report["gpu_friendly"]["verdict_after"] == "fully delegable", chk.report["gpu"]
+    assert chk.report["gpu"]["fully_delegable"]
+    return chk
+
+
+def _binary(op: str, x_shape, c: np.ndarray, const_first: bool = False):
+    out = np.broadcast_shapes(tuple(x_shape), c.shape)
+    inputs = ["c", "x"] if const_first else ["x", "c"]
+    return make_model(
+        [helper.make_node(op, inputs, ["y"])],
+        inputs=[("x", np.float32, list(x_shape))],
+        outputs=[("y", np.float32, list(out))],
+        initializers={"c": c},
+    )
+
+
+def _const(shape, seed=1):
+    return np.random.default_rng(seed).uniform(0.5, 2.0, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "op, x_shape, c_shape, const_first",
+    [
+        ("Add", (2, 4, 5, 5), (2, 1, 5, 5), False),  # a causal mask with batch 2
+        ("Add", (2, 4, 6, 6), (2, 4, 6, 6), False),  # a same-shape bias
+        ("Mul", (9, 1, 4, 8), (9, 1, 1, 8), False),  # rotary sin/cos over sequence x heads
+        ("Sub", (2, 3, 5, 4), (2, 3, 1, 4), True),  # constant first: operand order kept
+        ("Div", (3, 2, 4, 5), (3, 1, 4, 1), True),  # 4 groups: the constant is expanded
+        ("Add", (1, 2, 1, 8), (8, 1, 1, 8), False),  # the runtime operand broadcasts: TILE
+    ],
+)
+def test_constant_operand_view(op, x_shape, c_shape, const_first):
+    """A 4-D constant with batch != 1 (MB ParseInputsWithConstTensor reads 1xHxWxC) -> the
+    same op on a batch-1 4-D view; exact (the same elementwise op on the same values)."""
+    model = _binary(op, x_shape, _const(c_shape), const_first)
+    _friendly(model, "constant_operand_view", "parse", atol=0, rtol=0)
+
+
+def test_readable_constant_left_alone():
+    """A constant of batch 1 is what the parser reads: nothing to rewrite."""
+    chk = check_conversion(_binary("Add", (2, 4, 5, 5), _const((1, 4, 5, 5))), gpu_friendly=True)
+    assert "constant_operand_view" not in _rules(chk)
+    assert chk.report["gpu"]["fully_delegable"]
+
+
+def _matmul(a_shape, b_shape, const_a: bool):
+    rng = np.random.default_rng(2)
+    const_shape, run_shape = (a_shape, b_shape) if const_a else (b_shape, a_shape)
+    w = rng.standard_normal(const_shape).astype(np.float32)
+    out = (*np.broadcast_shapes(a_shape[:-2], b_shape[:-2]), a_shape[-2], b_shape[-1])
+    inputs = ["w", "x"] if const_a else ["x", "w"]
+    return make_model(
+        [helper.make_node("MatMul", inputs, ["y"])],
+        inputs=[("x", np.float32, list(run_shape))],
+        outputs=[("y", np.float32, list(out))],
+        initializers={"w": w},
+    )
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape, const_a",
+    [
+        ((2, 4, 6, 8), (1, 4, 8, 5), False),  # per-head constant rhs: SPLIT + 4 products
+        ((1, 4, 6, 8), (1, 4, 8, 5), True),  # constant queries (DETR): transposed form
+        ((3, 6, 8), (3, 8, 5), False),  # 3-D, the batch axis split
+    ],
+)
+def test_batch_matmul_constant_slices(a_shape, b_shape, const_a):
+    """BATCH_MATMUL by a constant that is not a 2-D rhs (MB BatchedMatMulOperationParser) ->
+    products by 2-D constant right-hand sides. The sums run in another order than
+    onnxruntime's: 8 products of N(0, 1) values, so a few float32 ulps of the largest."""
+    _friendly(_matmul(a_shape, b_shape, const_a), "batch_matmul_constant_slices", "parse")
+
+
+def test_transposed_constant_einsum():
+    """An Einsum by a constant writes TRANSPOSE(constant) (GC TRANSPOSE takes one runtime
+    input): folded, then the BATCH_MATMUL by the 3-D constant is split by its batch."""
+    w = np.random.default_rng(3).standard_normal((12, 4, 8)).astype(np.float32)
+    model = make_model(
+        [helper.make_node("Einsum", ["x", "w"], ["y"], equation="hmd,nhd->hmn")],
+        inputs=[("x", np.float32, [4, 6, 8])],
+        outputs=[("y", np.float32, [4, 6, 12])],
+        initializers={"w": w},
+    )
+    chk = _friendly(model, "fold_constant_transpose", "operands")
+    assert "batch_matmul_constant_slices" in _rules(chk)
+
+
+def test_gather_elements_flat():
+    """GatherElements on the last axis by constant indices (GATHER with batch_dims, v5 on
+    the GPU's v1 cap) -> one GATHER by flat 1-D int32 indices; exact (it moves elements)."""
+    rng = np.random.default_rng(4)
+    idx = rng.integers(-6, 6, (2, 3, 4, 5)).astype(np.int64)
+    model = make_model(
+        [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=3)],
+        inputs=[("x", np.float32, [2, 3, 4, 6])],
+        outputs=[("y", np.float32, [2, 3, 4, 5])],
+        initializers={"i": idx},
+    )
+    _friendly(model, "gather_elements_flat", "version_above_gpu_cap", atol=0, rtol=0)
