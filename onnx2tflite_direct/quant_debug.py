@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import diagnostics as D
-from . import litert_tensors
+from . import litert_tensors, op_classes
 from . import validate as val
 
 TWIN_SUFFIXES = ("", "/int8", "/int16", "/float")
@@ -45,13 +45,7 @@ TWIN_SUFFIXES = ("", "/int8", "/int16", "/float")
 # whole input (the class token of a ViT is noisier than the average token), which is noise
 # from upstream, not added here. They are listed but never charged. (Concat is not among them:
 # it requantizes its inputs onto one shared scale and quantizes constant inputs.)
-MOVES_DATA = frozenset(
-    {
-        "Gather", "GatherElements", "GatherND", "Slice", "Reshape", "Transpose", "Squeeze",
-        "Unsqueeze", "Flatten", "Identity", "Split", "Expand", "Tile", "DepthToSpace",
-        "SpaceToDepth", "MaxPool",
-    }
-)  # fmt: skip
+MOVES_DATA = op_classes.COPIES | {"Split", "DepthToSpace", "SpaceToDepth", "MaxPool"}
 LARGEST_LISTED = 10  # largest drops listed per variant (the JSON also has every tensor)
 
 
