@@ -42,12 +42,9 @@ How (every file below is an ordinary ``quantize_integer`` file with per-node ove
    (``Measured.margin_db``). While the file misses, the nodes with the largest estimated
    noise move up one step (int8 -> int16x8 -> float) until the removed share covers the
    shortfall (doubled at each further round). Once it meets the target, every promoted node
-   with multiply-accumulates is tried one step down by measurement (int8, then int16x8 for a
-   float one), the most MACs per unit of estimated noise first, each kept only while the
-   margin-adjusted SQNR stays at the target. Why by measurement: an int16x8 node between
-   int8 neighbours removes little (the tensors it shares with them stay int8 where they
-   read or write them), so single-node noise does not add up and a node the estimate
-   rejects often fits.
+   with MACs is re-promoted by measurement (``_refine``), each step kept only while the
+   margin-adjusted SQNR stays at the target: single-node noise does not add up (shared
+   tensors), so a node the estimate rejects often fits.
 6. Confirmation on the held-back samples, which no choice has seen: the file's SQNR there
    less its margin (a one-sided 95% lower confidence bound of the SQNR on unseen samples; the
    per-sample spread pooled over the held-back and the calibration samples) must reach the
@@ -575,8 +572,14 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens, decide, confir
             continue
         # The last attempt: undo the fewest of the refinement's last steps that pass.
         done = _confirm(bench, nodes, target, confirm, decide, steps, rounds, found)
-        if done is None:  # every refinement step undone: back off, now on the held-back set
+        if done is None:  # every refinement step undone: back off, now on the held-back set,
+            # then re-promote there (what the calibration samples cannot show, they show)
             done = _rounds(bench, nodes, target, confirm, alone, rounds, 0, decide)
+            if done is not None:
+                done, steps = _refine(bench, nodes, target, confirm, done, refine_budget,
+                                      target, decide)  # fmt: skip
+                back = [f"{n.label}={n.precision}" for n, _, _ in steps]
+                rounds.append({"samples": "held_back", "sqnr_db": done[3].sqnr_db(), "to": back})
         if done is not None:
             return done, rounds
         break
@@ -636,7 +639,7 @@ def _held_back(bench: _Bench, target, confirm, found, rounds: list) -> Measured:
 
 
 def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budget=None,
-            unit_db=None):  # fmt: skip
+            unit_db=None, pool=None):  # fmt: skip
     """Once the target is met, each promoted node with multiply-accumulates is tried one step
     down (re-promoted), the fewest units of estimated int8 noise per MAC first (ties: the
     most MACs first): int8 for the int16x8 and float nodes, then int16x8 for the float nodes
@@ -649,7 +652,7 @@ def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budge
     it costs beside its neighbours, not alone. Returns the last file kept and the steps kept,
     in order (``[(node, precision before, why before)]``: the confirmation undoes them).
     Budget: ``budget`` tries, by default ``MIN_REFINE`` or ``REFINE_SHARE`` of the files
-    built so far."""
+    built so far. ``pool``: other samples whose spread the margin pools in."""
     if budget is None:
         budget = max(MIN_REFINE, int(REFINE_SHARE * bench.conversions))
     allowed = 10 ** (-((target if unit_db is None else unit_db) + MARGIN_DB) / 10)
@@ -670,6 +673,8 @@ def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budge
         data, outcome, ir = bench.file({c: m.asked(m.precision if c != n.label else down)
                                         for c, m in nodes.items()})  # fmt: skip
         m = bench.measure(data, *verify)
+        if pool is not None:  # on the held-back samples: the spread pooled as confirmed
+            m.spread = bench.measure(data, *pool)
         joint = max(
             (m.noise[k] - found[3].noise.get(k, 0.0)) / max(s * allowed, 1e-300)
             for k, s in m.signal.items()
@@ -766,10 +771,6 @@ def _int8_share_bound(nodes: dict[str, _Node], target: float) -> float:
             got += n.macs * room / cost
             break
     return got / total
-
-
-def _refined(nodes: dict[str, _Node], precision: str) -> list[str]:
-    return [c for c, n in nodes.items() if n.refined and n.precision == precision]
 
 
 def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]:
