@@ -226,7 +226,7 @@ def _batch_matmul_constant_slices(ed: Editor, op: tfl.Operator) -> list[tfl.Oper
         return None
     if not static(a, b, out) or not _plain_float(a, b, out):
         return None
-    if not 3 <= out.rank <= MAX_GPU_RANK or a.rank < 2 or b.rank < 2:
+    if not 2 <= out.rank <= MAX_GPU_RANK or a.rank < 2 or b.rank < 2:
         return None
     adj_x, adj_y = bool(op.options.get("adj_x")), bool(op.options.get("adj_y"))
     ops: list[tfl.Operator] = []

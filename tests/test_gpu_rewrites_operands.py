@@ -90,6 +90,7 @@ def _matmul(a_shape, b_shape, const_a: bool):
         ((2, 4, 6, 8), (1, 4, 8, 5), False),  # per-head constant rhs: SPLIT + 4 products
         ((1, 4, 6, 8), (1, 4, 8, 5), True),  # constant queries (DETR): transposed form
         ((3, 6, 8), (3, 8, 5), False),  # 3-D, the batch axis split
+        ((1, 8), (8, 5), True),  # 2-D constant lhs (a tree ensemble's leaf sums)
     ],
 )
 def test_batch_matmul_constant_slices(a_shape, b_shape, const_a):
