@@ -65,7 +65,7 @@ of their signal to onnxruntime's own quantization).
 
     PYTHONPATH=. python benchmarks/bench_prequantized.py [--models resnet50 light_squeezenet]
         [--configs qdq_s8_per_channel dynamic] [--samples 8] [--fresh]
-    PYTHONPATH=. python benchmarks/bench_prequantized.py --extend-fragile 32
+    PYTHONPATH=. python benchmarks/bench_prequantized.py --extend-fragile 32 [--models ...]
 
 Writes ``benchmarks/results/prequantized.json`` (and the same as a table, ``.md``). A run
 limited by ``--models`` / ``--configs`` replaces only its own rows of an existing file
@@ -617,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="rescore with N samples the rows of --out whose item-6 verdict is fragile "
-        "(met in more than 10 %% and less than 90 %% of the bootstrap resamples)",
+        "(met in more than 10 %% and less than 90 %% of the bootstrap resamples); "
+        "--models / --configs limit it to those rows",
     )
     parser.add_argument(
         "--ties",
@@ -640,7 +641,10 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [
             (r["model"], r["config"])
             for r in old.get("results", [])
-            if _fragile(r) and r.get("samples", 0) < args.extend_fragile
+            if _fragile(r)
+            and r.get("samples", 0) < args.extend_fragile
+            and (not args.models or r["model"] in args.models)
+            and r["config"] in args.configs
         ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
