@@ -29,7 +29,11 @@ def reflect_as_slices(ctx, x, stored_pads, out) -> bool:
         return False
     shape = [int(s) for s in x.shape]
     if ctx.driver.options.gpu_friendly and len(shape) < 3:
-        return False  # the GPU takes no 2-D SLICE; MIRROR_PAD it takes once lifted to 3-D
+        # The GPU takes no 1-D/2-D SLICE: the rewrite slice_rank_lift would lift each one, 2
+        # RESHAPEs per slice (a 3+3 pad of [1, 3200]: 12 RESHAPEs, 6 slices, 2 joins), where
+        # pad_rank_lift lifts one MIRROR_PAD (2 RESHAPEs + 1). Both are fully delegated; this
+        # is chosen here because no --gpu-friendly rewrite turns the slices back into a pad.
+        return False
     padded = [k for k, p in enumerate(stored_pads) if tuple(p) != (0, 0)]
     for k in padded:
         b, a = stored_pads[k]
