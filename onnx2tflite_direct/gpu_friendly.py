@@ -65,6 +65,7 @@ ORDER = (
     "constant_operand_view",
     "batch_matmul_constant_slices",
     "gather_elements_flat",
+    "scatter_nd_select_by_gather",
 )
 _BY_NAME: dict[str, Rule] = {
     **gpu_rewrites.RULES,

@@ -29,6 +29,10 @@ moves or selects elements, or regroups the same products and sums, so results ar
   constant indices (ONNX GatherElements on the last axis: DeBERTa's relative-position
   lookups; the GPU takes version-1 GATHERs by 1-D int32 indices) becomes one GATHER of the
   flattened data by flat indices (row * width + index) between RESHAPEs.
+- ``scatter_nd_select_by_gather``: ONNX ScatterND by constant distinct coordinates, lowered as
+  SCATTER_ND (no GPU parser) of the updates, SCATTER_ND of ones, GREATER 0 and SELECT_V2 of
+  the data, becomes CONCATENATION of the data's rows and the updates + GATHER by a constant
+  row map (the SELECT_V2 is replaced; the count chain becomes dead and is removed).
 """
 
 from __future__ import annotations
@@ -291,9 +295,127 @@ def _gather_elements_flat(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
     return ops if delegable(ops[-2]) else None
 
 
+# ----------------------------------------------------------------------------------------------
+# scatter_nd_select_by_gather
+# ----------------------------------------------------------------------------------------------
+
+
+def _constant_value(ed: Editor, t: tfl.Tensor | None) -> np.ndarray | None:
+    """The values of a constant, or of a CAST of a constant between integer types that keeps
+    every value (how the lowering turns ONNX's int64 coordinates into int32)."""
+    if t is None:
+        return None
+    if t.data is not None:
+        return np.asarray(t.data)
+    op = ed.producer.get(id(t))
+    if op is None or op.opcode != "CAST" or op.inputs[0] is None or op.inputs[0].data is None:
+        return None
+    src = np.asarray(op.inputs[0].data)
+    if src.dtype.kind not in "iu" or t.dtype.kind not in "iu":
+        return None
+    cast = src.astype(t.dtype)
+    return cast if np.array_equal(cast.astype(src.dtype), src) else None
+
+
+def _hit_select(ed: Editor, scattered: tfl.Tensor, coords: tfl.Tensor):
+    """The SELECT_V2 that reads ``scattered`` where a SCATTER_ND of positive constants at the
+    same ``coords`` is > 0 (lowering/indexing ``_write``: ONNX ScatterND), else None."""
+    users = ed.uses.get(id(scattered), [])
+    if len(users) != 1 or users[0].opcode != "SELECT_V2" or users[0].inputs[1] is not scattered:
+        return None
+    select = users[0]
+    test = ed.producer.get(id(select.inputs[0]))
+    if test is None or test.opcode != "GREATER" or len(test.inputs) != 2:
+        return None
+    zero = test.inputs[1]
+    if zero is None or zero.data is None or np.asarray(zero.data).reshape(-1).tolist() != [0]:
+        return None
+    count = ed.producer.get(id(test.inputs[0]))
+    if count is None or count.opcode != "SCATTER_ND" or count.inputs[0] is not coords:
+        return None
+    ones = count.inputs[1]
+    if ones is None or ones.data is None or not (np.asarray(ones.data) > 0).all():
+        return None
+    if tuple(count.outputs[0].shape) != tuple(scattered.shape):
+        return None
+    return select
+
+
+def _scatter_nd_select_by_gather(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """ONNX ScatterND by constant coordinates, as the lowering writes it (SCATTER_ND of the
+    updates, SCATTER_ND of ones, GREATER 0, SELECT_V2 of the data) -> CONCATENATION of the
+    data's rows and the updates, GATHER by the constant row map; the SELECT_V2 is replaced and
+    the count chain becomes dead. Distinct in-range coordinates only (SCATTER_ND adds
+    duplicates); every element is moved, none computed."""
+    if op.opcode != "SCATTER_ND" or len(op.inputs) != 3 or len(op.outputs) != 1:
+        return None
+    coords_t, updates, shape_t = op.inputs
+    out = op.outputs[0]
+    if updates is None or updates.data is not None or shape_t is None or shape_t.data is None:
+        return None
+    coords = _constant_value(ed, coords_t)
+    select = _hit_select(ed, out, coords_t) if coords is not None else None
+    if select is None or ed.removed(select):
+        return None
+    base, result = select.inputs[2], select.outputs[0]
+    if base is None or tuple(base.shape) != tuple(out.shape) or result.shape != out.shape:
+        return None
+    if not static(base, updates, out) or not _plain_float(base, updates, out):
+        return None
+    depth = coords.shape[-1] if coords.ndim else 0
+    shape = tuple(out.shape)
+    if not 1 <= depth <= len(shape) or out.rank > MAX_GPU_RANK:
+        return None
+    rows = int(np.prod(shape[:depth]))
+    flat = coords.reshape(-1, depth).astype(np.int64)
+    if (flat < 0).any() or (flat >= np.array(shape[:depth])).any():
+        return None  # negative / out-of-range coordinates: left to SCATTER_ND's own checks
+    targets = np.ravel_multi_index(tuple(flat.T), shape[:depth]) if flat.size else flat
+    if len(np.unique(targets)) != len(targets):
+        return None  # duplicates add up in SCATTER_ND
+    rest = shape[depth:]
+    if int(np.prod(updates.shape)) != len(targets) * int(np.prod(rest)):
+        return None
+    order = ed.sub.operators
+    position = {id(o): i for i, o in enumerate(order)}
+    made = ed.producer.get(id(base))
+    if made is not None and position.get(id(made), -1) > position[id(op)]:
+        return None  # the data is written after the scatter: the GATHER could not go here
+    row_map = np.arange(rows, dtype=np.int64)
+    row_map[targets] = rows + np.arange(len(targets))
+    ops: list[tfl.Operator] = []
+    data_rows, more = (base, []) if depth == 1 else ed.shared_view(base, (rows, *rest), op)
+    ops += more
+    upd_rows = updates
+    if tuple(updates.shape) != (len(targets), *rest):
+        upd_rows, more = ed.shared_view(updates, (len(targets), *rest), op)
+        ops += more
+    joined = ed.temp(f"{out.name}/rows", out.dtype, (rows + len(targets), *rest))
+    ops.append(
+        ed.op(
+            "CONCATENATION",
+            [data_rows, upd_rows],
+            [joined],
+            op,
+            axis=0,
+            fused_activation_function="NONE",
+        )
+    )
+    gathered = result if depth == 1 else ed.temp(f"{out.name}/gathered", out.dtype, (rows, *rest))
+    index = ed.const(f"{out.name}/row_map", row_map.astype(np.int32))
+    ops.append(ed.op("GATHER", [joined, index], [gathered], op, axis=0, batch_dims=0))
+    if gathered is not result:
+        ops.append(ed.reshape(gathered, result, op))
+    if not all(delegable(o) for o in ops if o.opcode != "RESHAPE"):
+        return None
+    ed.remove(select)  # its output is written by the GATHER above
+    return ops
+
+
 RULES: dict[str, Rule] = {
     "constant_operand_view": _constant_operand_view,
     "fold_constant_transpose": _fold_constant_transpose,
     "batch_matmul_constant_slices": _batch_matmul_constant_slices,
     "gather_elements_flat": _gather_elements_flat,
+    "scatter_nd_select_by_gather": _scatter_nd_select_by_gather,
 }

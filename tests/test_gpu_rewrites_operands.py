@@ -126,3 +126,24 @@ def test_gather_elements_flat():
         initializers={"i": idx},
     )
     _friendly(model, "gather_elements_flat", "version_above_gpu_cap", atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "data_shape, indices, updates_shape",
+    [
+        ((6, 3, 4), [[4], [1], [2]], (3, 3, 4)),  # rows (funnel's pooled-attention writes)
+        ((5, 4, 3), [[0, 1], [3, 2], [4, 0]], (3, 3)),  # depth 2: rows of a [20, 3] view
+    ],
+)
+def test_scatter_nd_select_by_gather(data_shape, indices, updates_shape):
+    """ScatterND by constant distinct coordinates (SCATTER_ND x2 + GREATER + SELECT_V2; no
+    GPU SCATTER_ND) -> CONCATENATION of the data's rows and the updates + GATHER by a
+    constant row map; exact (it moves elements)."""
+    model = make_model(
+        [helper.make_node("ScatterND", ["x", "i", "u"], ["y"])],
+        inputs=[("x", np.float32, list(data_shape)), ("u", np.float32, list(updates_shape))],
+        outputs=[("y", np.float32, list(data_shape))],
+        initializers={"i": np.array(indices, np.int64)},
+    )
+    chk = _friendly(model, "scatter_nd_select_by_gather", "no_gpu_kernel", atol=0, rtol=0)
+    assert "SCATTER_ND" not in chk.ops and "SELECT_V2" not in chk.ops, chk.ops
