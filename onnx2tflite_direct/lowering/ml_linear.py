@@ -12,9 +12,12 @@ labels and post transforms follow onnxruntime's kernels (``linearclassifier.cc``
 * SVMClassifier, support-vector mode without probabilities: the scores are the pairwise
   decision values ``[N, C(C-1)/2]``; labels come from the pairwise votes (first class with the
   most votes); with ``prob_a``/``prob_b`` the scores are onnxruntime's Platt probabilities
-  coupled by its iterative pairwise-coupling solver (unrolled, same per-row stopping rule); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - p, p]`` (``p`` the
-  sigmoid of ``s`` for LOGISTIC, else ``s``). Linear
-  mode (no support vectors): ``x . coef + rho[0]`` per class.
+  coupled by its iterative pairwise-coupling solver (``svm_coupling``: same 100-sweep bound and
+  per-row stopping rule); two classes write ``[-s, s]`` (post_transform NONE) or ``[1 - p, p]``
+  (``p`` the sigmoid of ``s`` for LOGISTIC, else ``s``). Linear mode (no support vectors):
+  ``x . coef + rho[0]`` per class. A LINEAR kernel's pairwise
+  decision values are one FULLY_CONNECTED of ``x`` with the folded weights ``coef . sv``
+  (float64, then float32): the kernel over hundreds of support vectors was the bulk of the work.
 * Kernels: LINEAR ``x.v``, POLY ``(gamma x.v + coef0)^degree``, RBF ``exp(-gamma |x - v|^2)``,
   SIGMOID ``tanh(gamma x.v + coef0)``.
 """
@@ -26,6 +29,7 @@ import numpy as np
 from .. import errors
 from ..policies import onnx_order
 from ..registry import lowering
+from . import svm_coupling
 from .emit import Emitter
 from .ml_common import (
     ML_DOMAIN,
@@ -279,10 +283,20 @@ def _svc_check(node, graph):
     domain=ML_DOMAIN,
     dtypes=INPUT_DTYPES,
     ranks=(1, 2),
-    tflite_ops=("FULLY_CONNECTED", "EXP", "TANH", "GREATER", "SELECT_V2", "SUM", "ARG_MAX"),
+    tflite_ops=(
+        "FULLY_CONNECTED",
+        "EXP",
+        "TANH",
+        "GREATER",
+        "SELECT_V2",
+        "SUM",
+        "ARG_MAX",
+        *svm_coupling.TFLITE_OPS,
+    ),
     notes=(
-        "LINEAR/POLY/RBF/SIGMOID kernels, support-vector and linear modes, pairwise votes; "
-        "prob_a/prob_b: Platt probabilities with onnxruntime's pairwise coupling"
+        "LINEAR/POLY/RBF/SIGMOID kernels (LINEAR folded into one FULLY_CONNECTED), "
+        "support-vector and linear modes, pairwise votes; prob_a/prob_b: Platt probabilities "
+        "with onnxruntime's pairwise coupling (its 100-sweep bound and per-row stopping rule)"
     ),
     extra_check=_svc_check,
 )
@@ -339,8 +353,12 @@ def lower_svm_classifier(ctx):
     for p, (i, j) in enumerate(pairs):
         w[p, start[i] : start[i + 1]] = coef[j - 1, start[i] : start[i + 1]]
         w[p, start[j] : start[j + 1]] = coef[i, start[j] : start[j + 1]]
-    k = kernel(ctx, x, sv.reshape(v, f), kind, gamma, coef0, degree)
-    dec = fully_connected(ctx, k, w, rho[: len(pairs)], "decision")  # [N, pairs]
+    if kind == "LINEAR":  # sum_v w_pv (x . sv_v) = x . (w sv)_p: one FULLY_CONNECTED
+        folded = w.astype(np.float64) @ sv.reshape(v, f).astype(np.float64)
+        dec = fully_connected(ctx, x, folded, rho[: len(pairs)], "decision")
+    else:
+        k = kernel(ctx, x, sv.reshape(v, f), kind, gamma, coef0, degree)
+        dec = fully_connected(ctx, k, w, rho[: len(pairs)], "decision")  # [N, pairs]
     if _used(ctx, 0):
         # votes: pair (i, j) votes i when its value is > 0, else j
         positive = e.op(
@@ -366,10 +384,13 @@ def lower_svm_classifier(ctx):
             )
         prob_b = np.asarray(a.get("prob_b"), np.float32)
         ctx.note(
-            f"Platt probabilities: onnxruntime's pairwise coupling unrolled to {COUPLING_ITERS} "
-            "iterations with its per-row stopping rule (it stops within 5 on typical inputs)"
+            "Platt probabilities: onnxruntime's pairwise coupling, "
+            f"{svm_coupling.UNROLLED_SWEEPS} sweeps in line and a WHILE loop for the rest of its "
+            f"{svm_coupling.MAX_SWEEPS}, with its per-row stopping rule"
         )
-        probs = pairwise_coupling(ctx, dec, prob_a[: len(pairs)], prob_b[: len(pairs)], c, pairs)
+        probs = svm_coupling.pairwise_coupling(
+            ctx, dec, prob_a[: len(pairs)], prob_b[: len(pairs)], c, pairs
+        )
         set_output(ctx, post_transform(ctx, probs, tr), 1)
     elif _used(ctx, 1):
         if c > 2:
@@ -388,116 +409,3 @@ def lower_svm_classifier(ctx):
             one_minus = e.op("SUB", e.const(np.ones((1, 1), np.float32)), s, hint="1ms")
             set_output(ctx, e.concat([one_minus, s], 1, "z"), 1)
     del n
-
-
-COUPLING_ITERS = 10
-
-
-def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
-    """onnxruntime's SVM probabilities: Platt sigmoids of the pairwise decision values, then
-    ``multiclass_probability`` (libsvm's pairwise coupling, Wu, Lin and Weng 2004): a
-    coordinate-descent loop that each row leaves once ``max |Qp - pQp| < 0.005 / k``. The loop
-    is unrolled; a row that has stopped gets ``diff = 0``, which leaves it unchanged."""
-    e = Emitter(ctx)
-    n, npairs = dec.shape
-    one = e.const(1.0)
-    # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
-    val = e.op("ADD", e.op("MUL", dec, e.const(prob_a), hint="pa"), e.const(prob_b), hint="t")
-    q = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
-    q = e.op("MAXIMUM", q, e.const(np.float32(1e-7)), hint="qlo")
-    q = e.op("MINIMUM", q, e.const(np.float32(1) - np.float32(1e-7)), hint="q")
-    omq = e.op("SUB", one, q, hint="omq")
-    feats = e.concat(
-        [
-            e.op("MUL", q, omq, hint="qomq"),
-            e.op("MUL", omq, omq, hint="omq2"),
-            e.op("MUL", q, q, hint="q2"),
-        ],
-        1,
-        "qfeats",
-    )
-    # Q[i,j] = Q[j,i] = -q(1-q); Q[i,i] += (1-q)^2; Q[j,j] += q^2  (pair (i, j), i < j)
-    w = np.zeros((k * k, 3 * npairs), np.float32)
-    for p, (i, j) in enumerate(pairs):
-        w[i * k + j, p] = w[j * k + i, p] = -1
-        w[i * k + i, npairs + p] = 1
-        w[j * k + j, 2 * npairs + p] = 1
-    qflat = fully_connected(ctx, feats, w, None, "Q")  # [N, k*k]
-    q3 = ctx.reshape(qflat, (n, k, k), "Q3")
-    rows = [
-        e.op(
-            "SLICE",
-            qflat,
-            e.const(np.array([0, i * k], np.int32), np.int32, "b"),
-            e.const(np.array([n, k], np.int32), np.int32, "s"),
-            shape=(n, k),
-            hint=f"Qrow{i}",
-        )
-        for i in range(k)
-    ]
-    diag = [
-        e.op(
-            "SLICE",
-            qflat,
-            e.const(np.array([0, i * k + i], np.int32), np.int32, "b"),
-            e.const(np.array([n, 1], np.int32), np.int32, "s"),
-            shape=(n, 1),
-            hint=f"Qii{i}",
-        )
-        for i in range(k)
-    ]
-    p = e.op(
-        "BROADCAST_TO",
-        e.const(np.full((1, k), np.float32(1) / np.float32(k))),
-        e.const(np.array([n, k], np.int32), np.int32, "shape"),
-        shape=(n, k),
-        hint="p0",
-    )
-    active = e.const(np.ones((1, 1), np.float32))
-    eps = e.const(np.float32(0.005) / np.float32(k))
-    two = e.const(2.0)
-    for it in range(COUPLING_ITERS):
-        p3 = ctx.reshape(p, (n, 1, k), f"p3_{it}")
-        qp = e.reduce("SUM", e.op("MUL", q3, p3, hint=f"Qp3_{it}"), [2], False, f"Qp{it}")
-        pqp = e.reduce("SUM", e.op("MUL", p, qp, hint=f"pQp3_{it}"), [1], True, f"pQp{it}")
-        err = e.reduce(
-            "REDUCE_MAX",
-            e.op("ABS", e.op("SUB", qp, pqp, hint="t"), hint="t"),
-            [1],
-            True,
-            f"err{it}",
-        )
-        going = e.op(
-            "CAST",
-            e.op("GREATER_EQUAL", err, eps, hint=f"go{it}", dtype=np.bool_),
-            dtype=np.float32,
-            hint=f"gof{it}",
-        )
-        active = e.op("MUL", active, going, hint=f"active{it}")
-        for i in range(k):
-            qp_i = e.op(
-                "SLICE",
-                qp,
-                e.const(np.array([0, i], np.int32), np.int32, "b"),
-                e.const(np.array([n, 1], np.int32), np.int32, "s"),
-                shape=(n, 1),
-                hint=f"Qp{it}_{i}",
-            )
-            diff = e.op("DIV", e.op("SUB", pqp, qp_i, hint="t"), diag[i], hint=f"d{it}_{i}")
-            diff = e.op("MUL", diff, active, hint=f"dm{it}_{i}")
-            e_i = np.zeros(k, np.float32)
-            e_i[i] = 1
-            p = e.op("ADD", p, e.op("MUL", diff, e.const(e_i), hint="t"), hint=f"pa{it}_{i}")
-            opd = e.op("ADD", diff, one, hint=f"opd{it}_{i}")
-            inner = e.op(
-                "ADD",
-                e.op("MUL", diff, diag[i], hint="t"),
-                e.op("MUL", qp_i, two, hint="t"),
-                hint="t",
-            )
-            pqp = e.op("ADD", pqp, e.op("MUL", diff, inner, hint="t"), hint="t")
-            pqp = e.op("DIV", e.op("DIV", pqp, opd, hint="t"), opd, hint=f"pQp{it}_{i}")
-            qp = e.op("ADD", qp, e.op("MUL", diff, rows[i], hint="t"), hint="t")
-            qp = e.op("DIV", qp, opd, hint=f"Qpu{it}_{i}")
-            p = e.op("DIV", p, opd, hint=f"p{it}_{i}")
-    return p

@@ -1,0 +1,212 @@
+"""onnxruntime's SVM class probabilities: Platt sigmoids of the pairwise decision values coupled
+by ``multiclass_probability`` (``ml_common.h``; libsvm's pairwise coupling, Wu, Lin and Weng
+2004), as whole-tensor ops over the batch.
+
+onnxruntime, per row: ``r_ij = clip(1 - logistic(A s + B), 1e-7, 1 - 1e-7)`` for each pair
+``i < j`` and ``r_ji = 1 - r_ij``; ``Q_ii = sum_j r_ji^2``, ``Q_ij = -r_ij r_ji``; ``p = 1/k``.
+Then up to 100 sweeps: recompute ``Qp`` and ``pQp``; stop once ``max_t |Qp_t - pQp| < 0.005/k``;
+else for ``t = 0..k-1`` in turn (Gauss-Seidel: each step sees the previous one's ``p``)
+``diff = (pQp - Qp_t) / Q_tt``, ``p_t += diff``, ``p /= 1 + diff`` (onnxruntime updates ``Qp``
+and ``pQp`` incrementally inside a sweep; recomputing them from ``p`` is the same arithmetic,
+to float32 rounding).
+
+Here every tensor is 2-D (``p`` ``[N, k]``, ``Q`` ``[N, k*k]``), so a step is a handful of
+elementwise ops and FULLY_CONNECTED with constant 0/1 weights, all inside XNNPACK:
+
+* ``Qp`` = block sums of ``Q * tile(p)`` and ``pQp = sum(p * Qp)`` (FULLY_CONNECTED for the
+  tiling and the sums), ``num = pQp - Qp`` (every class's numerator; at a sweep's start it is
+  also the stopping test);
+* ``m = num / D_t`` with ``D_t`` holding ``Q_tt`` at column ``t`` and +inf elsewhere: ``diff``
+  at ``t``, exact zeros elsewhere (a true division, as onnxruntime's);
+* ``p = (p + m) / (1 + sum(m))``: ADD, one FULLY_CONNECTED (ones, bias 1: exactly
+  ``1 + diff``), DIV.
+
+Sweeps: :data:`UNROLLED_SWEEPS` are emitted in line (realistic rows stop within them), then a
+WHILE loop runs the remaining ones of onnxruntime's 100 while any row goes on (cond: sweep
+count and REDUCE_ANY of the rows' flags; zero iterations when every row has stopped). Each row
+keeps its own stopping rule: a sweep's result is taken only for rows still going (SELECT_V2),
+and a row that has stopped never restarts, as onnxruntime leaves its loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tfl
+from .control_flow import cond_subgraph, emit_while, mirror_tensors
+from .emit import Emitter
+
+MAX_SWEEPS = 100  # onnxruntime's multiclass_probability loop bound
+UNROLLED_SWEEPS = 3  # in line before the WHILE loop (corpus rows stop within 1-3 sweeps)
+TFLITE_OPS = (
+    "LOGISTIC",
+    "MAXIMUM",
+    "MINIMUM",
+    "DIV",
+    "ABS",
+    "REDUCE_MAX",
+    "GREATER_EQUAL",
+    "LOGICAL_AND",
+    "BROADCAST_TO",
+    "SPLIT",
+    "WHILE",
+    "LESS",
+    "REDUCE_ANY",
+)
+
+
+def _pairwise_q(ctx, dec, prob_a, prob_b, k, pairs):
+    """``Q`` ``[N, k*k]`` (row-major) from the decision values ``[N, pairs]``."""
+    e = Emitter(ctx)
+    npairs = dec.shape[1]
+    # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
+    val = e.op("ADD", e.op("MUL", dec, e.const(prob_a), hint="pa"), e.const(prob_b), hint="t")
+    q = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
+    q = e.op("MAXIMUM", q, e.const(np.float32(1e-7)), hint="qlo")
+    q = e.op("MINIMUM", q, e.const(np.float32(1) - np.float32(1e-7)), hint="q")
+    omq = e.op("SUB", e.const(1.0), q, hint="omq")
+    feats = e.concat(
+        [
+            e.op("MUL", q, omq, hint="qomq"),
+            e.op("MUL", omq, omq, hint="omq2"),
+            e.op("MUL", q, q, hint="q2"),
+        ],
+        1,
+        "qfeats",
+    )
+    # Q[i,j] = Q[j,i] = -q(1-q); Q[i,i] += (1-q)^2; Q[j,j] += q^2  (pair (i, j), i < j)
+    w = np.zeros((k * k, 3 * npairs), np.float32)
+    for p, (i, j) in enumerate(pairs):
+        w[i * k + j, p] = w[j * k + i, p] = -1
+        w[i * k + i, npairs + p] = 1
+        w[j * k + j, 2 * npairs + p] = 1
+    return e.dense(feats, e.const(w), None, "Q")
+
+
+class _Steps:
+    """The ops of one check / sweep, emitted into whichever subgraph is current. Every tensor
+    is 2-D (``[N, k]``, ``[N, k*k]``, ``[N, 1]``): elementwise ops and FULLY_CONNECTED with
+    constant 0/1 weights (tiling, block sums), which XNNPACK runs for a few tens of ns each
+    (a per-row BATCH_MATMUL costs ~0.4 us at this size)."""
+
+    def __init__(self, ctx, k: int):
+        self.ctx, self.k = ctx, k
+        self.e = Emitter(ctx)
+        self.tile = np.zeros((k * k, k), np.float32)  # p_j to position i*k + j
+        self.blocks = np.zeros((k, k * k), np.float32)  # sum over j of block i
+        for i in range(k):
+            for j in range(k):
+                self.tile[i * k + j, j] = 1
+                self.blocks[i, i * k + j] = 1
+
+    def numerators(self, p, qflat, hint):
+        """``pQp - Qp`` ``[N, k]`` for the current ``p`` (``Qp`` and ``pQp`` recomputed)."""
+        e, k = self.e, self.k
+        tiled = e.dense(p, e.const(self.tile), None, f"{hint}_tiled")
+        qp = e.dense(e.op("MUL", qflat, tiled, hint="t"), e.const(self.blocks), None, "Qp")
+        # pQp repeated k times: the SUB needs no broadcast (XNNPACK's is several times slower)
+        ones = e.const(np.ones((k, k), np.float32), hint="ones")
+        pqp = e.dense(e.op("MUL", p, qp, hint="t"), ones, None, f"{hint}_pQp")
+        return e.op("SUB", pqp, qp, hint=f"{hint}_num")
+
+    def error(self, p, qflat):
+        """``num = pQp - Qp`` and the stopping test's ``max |num|`` ``[N, 1]``."""
+        num = self.numerators(p, qflat, "check")
+        return num, self.e.reduce("REDUCE_MAX", self.e.op("ABS", num, hint="t"), [1], True, "err")
+
+    def going(self, err):
+        """onnxruntime goes on unless ``max_error < 0.005 / k``."""
+        eps = self.e.const(np.full((1, 1), np.float32(0.005) / np.float32(self.k)), hint="eps")
+        return self.e.op("GREATER_EQUAL", err, eps, hint="go", dtype=np.bool_)
+
+    def diagonals(self, qflat):
+        """``D_t`` ``[N, k]``: ``Q_tt`` at column ``t``, +inf elsewhere (block ``t`` of Q)."""
+        e, k = self.e, self.k
+        eye = np.eye(k, dtype=np.float32)
+        off = np.where(eye > 0, np.float32(0), np.float32(np.inf)).astype(np.float32)
+        d = e.op("MUL", qflat, e.const(eye.reshape(1, -1)), hint="Qdiag")
+        d = e.op("ADD", d, e.const(off.reshape(1, -1)), hint="D")
+        diag = [self.ctx.temp(np.float32, (d.shape[0], k), f"D{t}") for t in range(k)]
+        e.op("SPLIT", e.const(np.array(1, np.int32), np.int32, "axis"), d, out=diag, num_splits=k)
+        return diag
+
+    def sweep(self, p, num, qflat, diag):
+        """One Gauss-Seidel pass over the classes; ``num`` belongs to the incoming ``p``."""
+        e, k = self.e, self.k
+        ones = e.const(np.ones((k, k), np.float32), hint="ones")
+        one = e.const(np.ones(k, np.float32), hint="one")
+        for t in range(k):
+            if t:
+                num = self.numerators(p, qflat, f"step{t}")
+            m = e.op("DIV", num, diag[t], hint=f"diff{t}")  # diff at column t, zeros elsewhere
+            opd = e.dense(m, ones, one, f"opd{t}")  # 1 + diff, exactly (k times: no broadcast)
+            p = e.op("DIV", e.op("ADD", p, m, hint=f"pm{t}"), opd, hint=f"p{t}")
+        return p
+
+
+def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
+    """``[N, k]`` class probabilities from the pairwise decision values (see the module).
+
+    The in-line sweeps run unmasked (a row's extra sweeps are discarded), so all their
+    arithmetic is one XNNPACK partition; the per-row choice comes after it: the ``p`` of the
+    first check that said stop (SELECT_V2 from the last sweep back)."""
+    e = Emitter(ctx)
+    n = dec.shape[0]
+    steps = _Steps(ctx, k)
+    qflat = _pairwise_q(ctx, dec, prob_a, prob_b, k, pairs)
+    diag = steps.diagonals(qflat)
+    p = e.op(
+        "BROADCAST_TO",
+        e.const(np.full((1, k), np.float32(1) / np.float32(k))),
+        e.const(np.array([n, k], np.int32), np.int32, "shape"),
+        shape=(n, k),
+        hint="p0",
+    )
+    ps, errs = [p], []
+    for s in range(UNROLLED_SWEEPS + 1):
+        num, err = steps.error(ps[-1], qflat)
+        errs.append(err)
+        if s < UNROLLED_SWEEPS:
+            ps.append(steps.sweep(ps[-1], num, qflat, diag))
+    active = [steps.going(errs[0])]
+    for err in errs[1:]:
+        active.append(e.op("LOGICAL_AND", active[-1], steps.going(err), hint="active"))
+    p = ps[-1]
+    for s in range(UNROLLED_SWEEPS - 1, -1, -1):  # row stopped at check s: p after s sweeps
+        p = e.op("SELECT_V2", active[s], p, ps[s], hint=f"p_at{s}")
+    return _remaining_sweeps(ctx, steps, p, active[-1], qflat)
+
+
+def _remaining_sweeps(ctx, steps: _Steps, p, active, qflat):
+    """WHILE (sweeps < MAX_SWEEPS and any row goes on): one more sweep for the rows going on,
+    then their check; returns ``p``. Loop variables are only the sweep count, ``p``, the rows'
+    flags and ``Q`` (each one is copied per WHILE invocation); the body recomputes the rest."""
+    drv, e = ctx.driver, steps.e
+    init = [ctx.const_tensor(np.array(UNROLLED_SWEEPS, np.int32), "sweeps"), p, active, qflat]
+
+    def make_cond(emit, inputs):
+        below = drv.new_tensor(f"{ctx.node.label}/cond/below", np.bool_, ())
+        limit = ctx.const_tensor(np.array(MAX_SWEEPS, np.int32), "max_sweeps")
+        emit("LESS", [inputs[0], limit], [below])
+        axes = ctx.const_tensor(np.arange(2, dtype=np.int32), "all_axes")
+        anyone = drv.new_tensor(f"{ctx.node.label}/cond/any", np.bool_, ())
+        emit("REDUCE_ANY", [inputs[2], axes], [anyone], keep_dims=False)
+        both = drv.new_tensor(f"{ctx.node.label}/cond/go", np.bool_, ())
+        emit("LOGICAL_AND", [below, anyone], [both])
+        return both
+
+    cond = cond_subgraph(ctx, init, make_cond)
+    label = f"{ctx.node.label}/coupling"
+    body = tfl.Subgraph(name=f"{label}/sweep")
+    body.inputs = mirror_tensors(drv, init, f"{label}/sweep/in")
+    count, p, active, qflat = body.inputs
+    with drv.emitting_into(body):
+        num, _ = steps.error(p, qflat)
+        swept = steps.sweep(p, num, qflat, steps.diagonals(qflat))
+        p = e.op("SELECT_V2", active, swept, p, hint="p")
+        _, err = steps.error(p, qflat)
+        active = e.op("LOGICAL_AND", active, steps.going(err), hint="active")
+        one = ctx.const_tensor(np.array(1, np.int32), "one")
+        count = e.op("ADD", count, one, hint="sweeps")
+    body.outputs = [count, p, active, qflat]
+    return ctx.reshape(emit_while(ctx, init, cond, body)[1], (p.shape[0], steps.k), "probs")
