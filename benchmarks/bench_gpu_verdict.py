@@ -107,16 +107,20 @@ def keeping_int64(row: dict) -> dict:
     return row.get("gpu_friendly_keep_int64_inputs") or row["gpu_friendly"]
 
 
-def zoo_models():
+def zoo_models(only: set[str] | None = None):
     """(name, path, feeds, options, domain) of every corpus model whose last corpus run
-    converted it (pass or mismatch), with the corpus runner's pins and options."""
+    converted it (pass or mismatch), with the corpus runner's pins and options; with ``only``,
+    those named corpus models (whatever their last run)."""
     from zoo import manifest, paths, run
 
     for entry in manifest.all_models():
         cached = paths.results_dir() / f"{entry['name']}.json"
-        if not cached.exists():
+        if only is not None:
+            if entry["name"] not in only:
+                continue
+        elif not cached.exists():
             continue
-        if json.loads(cached.read_text()).get("status") not in ("pass", "mismatch"):
+        elif json.loads(cached.read_text()).get("status") not in ("pass", "mismatch"):
             continue
         path = run.model_path(entry["name"])
         feeds = run.load_feeds(entry, onnx.load(str(path), load_external_data=False))
@@ -332,6 +336,27 @@ def _print(row: dict) -> None:
     )
 
 
+def _only(names: list[str], out: Path | None) -> int:
+    """Both verdicts of the named corpus models (a subset, for a change's before/after)."""
+    wanted = set(names)
+    rows = []
+    for name, path, feeds, options, domain in zoo_models(set(names)):
+        wanted.discard(name)
+        row = verdicts(f"{name} (corpus)", path, feeds, atol=1e-5, rtol=1e-3, **options)
+        row["domain"] = domain
+        rows.append(row)
+        _print(row)
+        friendly = row["gpu_friendly"]
+        print(
+            f"    fall back: {friendly['fall_back']}  matches: {friendly.get('matches_onnxruntime')}"
+        )
+    if wanted:
+        print(f"not in the corpus manifest: {sorted(wanted)}")
+    if out is not None:
+        out.write_text(json.dumps({"converter": _commit(), "rows": rows}, indent=2) + "\n")
+    return 0 if not wanted else 2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gpu_verdict.json")
@@ -339,7 +364,15 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--floors-only", action="store_true", help="add gpu_floor to an existing --out file"
     )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="measure only these corpus models (printed, and written to --out only when given)",
+    )
     args = ap.parse_args(argv)
+    if args.only:
+        return _only(args.only, args.out if "--out" in (argv or sys.argv) else None)
     if args.floors_only:
         data = add_floors(json.loads(args.out.read_text()))
         args.out.write_text(json.dumps(data, indent=2) + "\n")

@@ -11,6 +11,7 @@ nothing changes; the report section lists the rewrites and what still falls back
 The rules live in ``gpu_rewrites`` (data movement: ranks, layouts, gathers, slices, shapes)
 ``gpu_rewrites_math`` (computation: activations, CEIL, LRN, constant folding, selects) and
 ``gpu_rewrites_int`` (int32 index arithmetic: embedding lookups by ``--int32-inputs`` ids);
+``gpu_rewrites_rank`` takes whole regions of >4-D tensors to rank <= 4 (tried last);
 :data:`ORDER` is the order they are tried in (the first that applies wins).
 """
 
@@ -24,6 +25,7 @@ from . import (
     gpu_rewrites_int,
     gpu_rewrites_math,
     gpu_rewrites_operands,
+    gpu_rewrites_rank,
     gpu_rules,
     tfl,
     tfl_rewrites,
@@ -41,6 +43,7 @@ ORDER = (
     "fold_constant_fully_connected",
     "reshape_static_shape",
     "transpose_rank_reduction",
+    "transpose_split",
     "unfuse_activation",
     "broadcast_to_tile",
     "broadcast_mul_to_tile",
@@ -66,12 +69,14 @@ ORDER = (
     "batch_matmul_constant_slices",
     "gather_elements_flat",
     "scatter_nd_select_by_gather",
+    "region_rank_reduction",  # last: the per-operator rules first, then whole >4-D regions
 )
 _BY_NAME: dict[str, Rule] = {
     **gpu_rewrites.RULES,
     **gpu_rewrites_math.RULES,
     **gpu_rewrites_int.RULES,
     **gpu_rewrites_operands.RULES,
+    **gpu_rewrites_rank.RULES,
 }
 RULES: list[tuple[str, Rule]] = [(name, _BY_NAME[name]) for name in ORDER]
 assert set(ORDER) == set(_BY_NAME), "every rule is tried, in one stated order"
@@ -103,6 +108,8 @@ def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
         ctx = gpu_rules.GraphContext(sub)
         ed = Editor(sub)
         for op in list(sub.operators):
+            if gpu_rewrites_rank.planned(ed, op):
+                continue  # replaced with the rest of its >4-D region
             if not gpu_rules.check_op(op, gpu_check.operator_version(op), ctx):
                 continue
             for rule, fn in RULES:

@@ -249,11 +249,14 @@ def test_transpose_between_5d_ops_left_alone():
     assert chk.ops["TRANSPOSE"] == 1 and _rewrites(chk) == []
 
 
-def test_unmergeable_transpose_left_alone():
-    perm = (4, 2, 0, 3, 1)  # five blocks: no 4-D equivalent
+def test_unmergeable_transpose_is_split_into_4d_block_moves():
+    """Five blocks have no single 4-D equivalent: transpose_split (gpu_rewrites_rank) moves
+    one block at a time, each a <=4-D TRANSPOSE; only the view of the 5-D graph input is left."""
+    perm = (4, 2, 0, 3, 1)
     chk = check_conversion(_transpose_then_flatten((2, 3, 2, 3, 2), perm), gpu_friendly=True)
-    assert chk.ops["TRANSPOSE"] == 1 and _rewrites(chk) == []
-    assert any("rank_above_4" in i["rules"] for i in _not_delegated(chk))
+    assert [r["rule"] for r in _rewrites(chk)] == ["transpose_split"]
+    assert chk.ops["TRANSPOSE"] >= 2
+    assert [(i["op"], i["rules"]) for i in _not_delegated(chk)] == [("RESHAPE", ["rank_above_4"])]
 
 
 # ---- version caps ----------------------------------------------------------------------------
