@@ -232,6 +232,11 @@ def _runtime_axes(ctx):
     return (*operands, 0, 0)
 
 
+# TFLite's reference SLICE takes at most 5 dims (the SLICE of the picked range is at the
+# input's rank; the block SLICEs merge axes to stay within it).
+MAX_SLICE_RANK = 5
+
+
 def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
     """A float32 slice with steps > 1 (x[:, ::2], YOLOv5's Focus, Swin's patch merging) as
     SLICE / RESHAPE only: XNNPACK takes STRIDED_SLICE only with unit strides, so each one cut
@@ -241,7 +246,7 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
     e = Emitter(ctx)
     x = ctx.input(0)
     shape = ctx.shape(0)
-    if x.dtype != np.float32 or x.shape_signature is not None or len(shape) > 4:
+    if x.dtype != np.float32 or x.shape_signature is not None or len(shape) > MAX_SLICE_RANK:
         return False
     if ctx.driver.options.gpu_friendly:  # the GPU takes 3-D/4-D STRIDED_SLICE, not 5-D views
         return False
@@ -273,17 +278,28 @@ def _strided_by_reshape(ctx, starts, ends, axes, steps) -> bool:
         x = _slice_op(ctx, x, begin, size, "range")
     for j, (k, m, st, t) in enumerate(picks):
         current = list(x.shape)
-        blocks = ctx.reshape(x, current[:k] + [m, st] + current[k + 1 :], f"blocks{j}")
-        begin = [0] * (len(current) + 1)
-        begin[k + 1] = t
-        cut = list(blocks.shape)
-        cut[k + 1] = 1
-        picked = _slice_op(ctx, blocks, begin, cut, f"picked{j}")
+        before, after = _block_axes(current, k)
+        blocks = ctx.reshape(x, before + [m, st] + after, f"blocks{j}")
+        begin = [0] * len(before) + [0, t] + [0] * len(after)
+        picked = _slice_op(ctx, blocks, begin, before + [m, 1] + after, f"picked{j}")
         last = j == len(picks) - 1
         out = ctx.output(0) if last else ctx.temp(x.dtype, current[:k] + [m] + current[k + 1 :])
         e.reshape(picked, out=out)
         x = out
     return True
+
+
+def _block_axes(shape, k) -> tuple[list[int], list[int]]:
+    """The axes before and after axis ``k`` for its [m, step] blocks, neighbours merged until
+    the blocks fit a SLICE (a 5-D video tensor's [.., m, step, ..] would be 6-D); kept as they
+    are otherwise, so a following Unsqueeze of the picked elements collapses with it."""
+    before, after = list(shape[:k]), list(shape[k + 1 :])
+    while len(before) + len(after) + 2 > MAX_SLICE_RANK:
+        if len(before) > 1:
+            before[:2] = [before[0] * before[1]]
+        else:
+            after[-2:] = [after[-2] * after[-1]]
+    return before, after
 
 
 # A negative-step float32 slice is one SLICE per picked element and a CONCATENATION tree up
@@ -354,7 +370,7 @@ def _slice_op(ctx, x, begin, size, hint):
     keep_rank(),
     dtypes=SLICE_TYPES,
     tflite_ops=("STRIDED_SLICE", "SLICE", "RESHAPE"),
-    notes="starts/ends/axes/steps may be runtime; constant steps > 1 on float32 (rank <= 4) "
+    notes="starts/ends/axes/steps may be runtime; constant steps > 1 on float32 (rank <= 5) "
     "are SLICE/RESHAPE (XNNPACK takes STRIDED_SLICE only with unit strides)",
     extra_check=_slice_check,
 )
