@@ -42,6 +42,8 @@ from .gpu_rewrites import (
     Editor,
     _fewer_high_rank_ops,
     _merged_transpose,
+    _plain_slice,
+    _slice_ranges,
     delegable,
     static,
 )
@@ -228,8 +230,6 @@ def _constrain(plan: _Plan, op: tfl.Operator) -> dict | None:
         plan.colors.append({k: a in axes for a, k in enumerate(u.keys)})
         info["reduced"] = [u.keys[a] for a in sorted(axes)]
     elif op.opcode in _SLICES:
-        from .gpu_rewrites import _plain_slice, _slice_ranges
-
         ranges = _slice_ranges(op, src.shape) if _plain_slice(op) else None
         if ranges is None or [len(r) for r in ranges] != list(out.shape):
             return None
