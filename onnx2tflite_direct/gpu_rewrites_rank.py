@@ -1,5 +1,5 @@
-"""``--gpu-friendly`` rule ``region_rank_reduction``: a connected region of >4-D tensors done
-at rank <= 4.
+"""``--gpu-friendly`` rules ``region_rank_reduction`` (a connected region of >4-D tensors done
+at rank <= 4) and ``transpose_split`` (a TRANSPOSE of more than 4 groups of axes as block moves).
 
 Why: the GPU delegate refuses every operator touching a tensor of rank >= 5 (``gpu_rules``,
 ``rank_above_4``). Exporters build such tensors for a few operators at a time: a rotary
@@ -23,9 +23,15 @@ TRANSPOSE's permuted axes, the kept axes of a reduction...). Then
 
 Merging adjacent axes keeps every tensor's row-major order, so each tensor is replaced by a
 view of the same bytes and the operators by the same operators on the views (new axis,
-permutation, reduction axes, slice bounds; constants reshaped). The rewrite is kept only when
-every tensor ends up at most 4-D and the GPU rules (``gpu_rules``, the one source of truth)
-accept every new operator; otherwise nothing changes. It only moves data: bit-exact.
+permutation, reduction axes, slice bounds; constants reshaped). An elementwise op the rules
+refuse on that view (a 4-D constant operand with batch != 1 where a softmax keeps the last axis
+apart) runs on a coarser view of its own between two RESHAPEs. A >4-D graph input or output
+keeps its shape: one RESHAPE views it. The rewrite is kept only when every other tensor ends up
+at most 4-D, the GPU rules (``gpu_rules``, the one source of truth) accept every new operator
+and fewer operators touch >4-D tensors; otherwise nothing changes. It only moves data:
+bit-exact. It is tried after every per-operator rule (the driver's ORDER), from an operator
+inside the region, and replaces all of the region's operators at once (the driver skips them,
+:func:`planned`).
 """
 
 from __future__ import annotations
