@@ -48,16 +48,16 @@ How (every file below is an ordinary ``quantize_integer`` file with per-node ove
 6. Confirmation on the held-back samples, which no choice has seen: the file's SQNR there
    less its margin (a one-sided 95% lower confidence bound of the SQNR on unseen samples; the
    per-sample spread pooled over the held-back and the calibration samples) must reach the
-   target. When it misses, steps 5-6 run again (up to ``ATTEMPTS`` passes) aiming higher on
-   the calibration samples by the measured shortfall: back-off from the current assignment
-   (most noise per MAC first, the refinement's joint measurements replacing one-node ones),
-   then re-promotion, so the file ends near the target, not at a back-off's overshoot (BERT:
-   the held-back back-off reached 76 dB for 40 asked, 1% int8). On the last pass the fewest
-   of the refinement's last steps are undone that pass (bisection, ``_confirm``), and when
-   even undoing all misses, the rounds of step 5 continue on the held-back samples. Why:
+   target. When it misses, the fewest of the re-promotion's last steps are undone that pass
+   (bisection, ``_confirm``); when even undoing all misses, steps 5-6 run again (up to
+   ``ATTEMPTS`` passes) aiming higher on the calibration samples by the measured shortfall:
+   back-off from that assignment (most noise per MAC first, joint measurements replacing
+   one-node ones), then re-promotion, so the file ends near the target, not at a back-off's
+   overshoot (BERT-like: backing off on the held-back samples reached 76 dB for 40 asked, 1%
+   int8). The last pass backs off and re-promotes on the held-back samples themselves. Why:
    each step of step 5 is kept by a figure on the same few samples, whose ranges were fitted
    to them, so the file sits at the target there partly by their luck. The held-back samples
-   only accept or reject whole passes; the file written meets the bound on them.
+   mostly accept or reject whole files; the file written meets the bound on them.
 7. The report gives ``int8_mac_share_bound``, what the sensitivities allow at best (the
    largest int8 share whose calibrated one-node noise fits the target's budget with every
    other node float, as a fractional knapsack), beside the share the search reached.
@@ -116,6 +116,7 @@ class _Node:
     op_type: str = ""
     noise: dict[str, float] = field(default_factory=dict)  # precision -> budget share alone
     alone_db: dict[str, float] = field(default_factory=dict)  # precision -> output SQNR alone
+    joint: dict[str, float] = field(default_factory=dict)  # precision -> added in the assignment
     precision: str = "int8"
     why: str = ""
     refined: bool = False  # sent back to int8 by the refinement
@@ -127,6 +128,11 @@ class _Node:
     def asked(self, precision: str) -> str:
         """The override an assignment gives (``default``: none, the default plan's)."""
         return "default" if self.head and precision == "int8" else precision
+
+    def estimate(self, precision: str) -> float:
+        """The noise this node adds at ``precision``: measured in the assignment where a
+        re-promotion tried it, else alone (budget shares)."""
+        return self.joint.get(precision, self.noise.get(precision, 0.0))
 
     def shown(self) -> str:
         return "int8-weights" if self.head and self.precision == "int8" else self.precision
@@ -562,27 +568,25 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens, decide, confir
                 "back_to_int16x8": [n.label for n, _, _ in steps if n.precision == "int16x8"],
             }
         )
-        if attempt < ATTEMPTS - 1:
-            held = _held_back(bench, target, confirm, found, rounds)
-            if held.lower_db() >= target:
-                return (*found[:3], held), rounds
-            # The calibration samples flatter the file (their own ranges, choices made on
-            # them): aim higher there by the measured shortfall on the held-back samples.
-            aim = min(aim + target - held.lower_db() + AIM_STEP_DB, target + MAX_AIM_DB)
-            continue
-        # The last attempt: undo the fewest of the refinement's last steps that pass.
         done = _confirm(bench, nodes, target, confirm, decide, steps, rounds, found)
-        if done is None:  # every refinement step undone: back off, now on the held-back set,
-            # then re-promote there (what the calibration samples cannot show, they show)
-            done = _rounds(bench, nodes, target, confirm, alone, rounds, 0, decide)
-            if done is not None:
-                done, steps = _refine(bench, nodes, target, confirm, done, refine_budget,
-                                      target, decide)  # fmt: skip
-                back = [f"{n.label}={n.precision}" for n, _, _ in steps]
-                rounds.append({"samples": "held_back", "sqnr_db": done[3].sqnr_db(), "to": back})
         if done is not None:
             return done, rounds
-        break
+        if attempt < ATTEMPTS - 1:
+            # Even every re-promotion undone misses: the calibration samples flatter the file
+            # (their own ranges, choices made on them), so aim higher there by the shortfall.
+            last = rounds[-1]
+            lower = last["held_back_sqnr_db"] - last["margin_db"]
+            aim = min(aim + target - lower + AIM_STEP_DB, target + MAX_AIM_DB)
+            continue
+        # The last pass: back off on the held-back samples, then re-promote there (what the
+        # calibration samples cannot show, they show)
+        done = _rounds(bench, nodes, target, confirm, alone, rounds, 0, decide)
+        if done is not None:
+            done, steps = _refine(bench, nodes, target, confirm, done, refine_budget,
+                                  target, decide)  # fmt: skip
+            back = [f"{n.label}={n.precision}" for n, _, _ in steps]
+            rounds.append({"samples": "held_back", "sqnr_db": done[3].sqnr_db(), "to": back})
+            return done, rounds
     # Not met after the rounds: every candidate float (the float model met the target).
     for n in nodes.values():
         if n.precision != "float":
@@ -621,23 +625,6 @@ def _rounds(bench: _Bench, nodes, target, verify, alone, rounds: list, first: in
     return None
 
 
-def _held_back(bench: _Bench, target, confirm, found, rounds: list) -> Measured:
-    """``found``'s file on the held-back samples, its spread pooled with the calibration
-    samples' (``found[3]``), recorded in ``rounds``."""
-    m = bench.measure(found[0], *confirm)
-    m.spread = found[3]
-    rounds.append(
-        {
-            "samples": "held_back",
-            "held_back_sqnr_db": m.sqnr_db(),
-            "margin_db": round(m.margin_db(), 2),
-            "undone": [],
-            "met": m.lower_db() >= target,
-        }
-    )
-    return m
-
-
 def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budget=None,
             unit_db=None, pool=None):  # fmt: skip
     """Once the target is met, each promoted node with multiply-accumulates is tried one step
@@ -658,7 +645,7 @@ def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budge
     allowed = 10 ** (-((target if unit_db is None else unit_db) + MARGIN_DB) / 10)
     order = sorted(
         (n for n in nodes.values() if n.precision != "int8" and n.macs > 0),
-        key=lambda n: (n.noise["int8"] / n.macs, -n.macs),
+        key=lambda n: (n.estimate("int8") / n.macs, -n.macs),
     )
     tries = [(n, "int8") for n in order]
     tries += [(n, "int16x8") for n in order if not n.head]
@@ -679,7 +666,7 @@ def _refine(bench: _Bench, nodes: dict[str, _Node], target, verify, found, budge
             (m.noise[k] - found[3].noise.get(k, 0.0)) / max(s * allowed, 1e-300)
             for k, s in m.signal.items()
         )
-        n.noise[down] = max(joint, 0.0) + (n.noise.get(was, 0.0) if was != "float" else 0.0)
+        n.joint[down] = max(joint, 0.0) + (n.estimate(was) if was != "float" else 0.0)
         if m.lower_db() >= target:
             n.precision = down
             steps.append((n, was, n.why))
@@ -778,7 +765,7 @@ def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]
     cheapest in int8 share per unit of noise removed: nodes without MACs before any conv),
     until the estimate drops by the shortfall, doubled at each further round (at least one
     node)."""
-    est = {c: n.noise.get(n.precision, 0.0) for c, n in nodes.items() if n.precision != "float"}
+    est = {c: n.estimate(n.precision) for c, n in nodes.items() if n.precision != "float"}
     total = sum(est.values())
     floor = max(1.0, 1e-4 * sum(n.macs for n in nodes.values()))
     # The estimate can be optimistic (noise that interacts): each round asks for more.
@@ -788,9 +775,9 @@ def _back_off(nodes: dict[str, _Node], db, target, alone, round_no) -> list[str]
         n = nodes[label]
         if n.precision == "int8" and "int16x8" not in n.noise and not n.head:
             alone(label, "int16x8")
-        quieter = n.noise.get("int16x8", math.inf) < est[label] / 4
+        quieter = n.joint.get("int16x8", n.noise.get("int16x8", math.inf)) < est[label] / 4
         up = "int16x8" if n.precision == "int8" and quieter else "float"
-        removed += est[label] - (n.noise.get(up, 0.0) if up != "float" else 0.0)
+        removed += est[label] - (n.estimate(up) if up != "float" else 0.0)
         n.precision = up
         n.why = f"{up}: promoted at verification round {round_no} (held-back SQNR {db:.1f} dB)"
         promoted.append(f"{label}={up}")
