@@ -7,11 +7,16 @@ facts about the ONNX ops of the default domain, true whatever pass asks; a pass 
 class its proof needs, and where it handles only part of a class it subtracts the rest next
 to its own use and says why there.
 
-The classes nest: ``RESHAPES`` is part of ``REORDERS``, which is part of ``COPIES``. For every op in them input 0 is
-the data; any other input is a shape, axes, repeats or indices, never a value that reaches the
-output. So an element-wise map ``f`` commutes with them (``f(move(x)) == move(f(x))``), a
-value range or an integer lattice passes through, and a dtype change before or after is the
-same.
+The classes nest: ``RESHAPES`` is part of ``REORDERS``, which is part of ``COPIES``. For every
+op in them input 0 is the data; any other input is a shape, axes, repeats or indices, never a
+value that reaches the output. So an element-wise map ``f`` commutes with them
+(``f(move(x)) == move(f(x))``), a value range or an integer lattice passes through, and a dtype
+change before or after is the same. ``tests/test_op_classes.py`` checks each fact in
+onnxruntime.
+
+Who asks: ``frontend/checks`` (REORDERS: the element count), ``float_carried`` (REORDERS),
+``mask_integers`` (REORDERS and Expand), ``cast_before_moves`` and ``batched_nms`` (COPIES),
+``lowering/lattice_moves`` (REORDERS and MaxPool), ``quant_debug`` (COPIES and a few more).
 """
 
 from __future__ import annotations
