@@ -121,8 +121,11 @@ def markdown(results: dict, args) -> str:
         "samples'); `bound` = `held back` - `margin`, the 95% lower confidence bound the file "
         "was confirmed with (`met`: >= target); `fresh` = the written file on the fresh "
         "samples (`fresh met`: >= target there), `fresh sd` = the spread of the per-sample "
-        "SQNR over them (dB); `fresh before` / `int8 before` / `s before` = the previous search "
-        "(verified and refined on 4 held-back samples, `--baseline`); `all int8` = the default "
+        "SQNR over them (dB); `fresh before` / `int8 before` / `s before` = the row of the "
+        "`--baseline` file (for rows with `passes`: the search that backed off on the "
+        "held-back samples without re-promoting, as committed before, rows of afd3277 / "
+        "c01e453; for the others: the search verified and refined on 4 held-back samples); "
+        "`all int8` = the default "
         "int8 plan on the held-back samples; `int8 MACs` = share of multiply-accumulates "
         "running int8 activations and weights, `16x8` = int16 activations with int8 weights, "
         "`float` the rest; `integer` = int8 + 16x8; `est. max` = what the sensitivities allow "
@@ -131,7 +134,13 @@ def markdown(results: dict, args) -> str:
         "additive noise model, 100% when all-int8 meets the target); `files` = candidate "
         "integer files built; `s` = whole conversion time (float file included) on this "
         "shared 2-core machine (other jobs ran beside both runs: compare `files` for the "
-        "search's own cost). `w8 bound` = bench_quant's `w8 corrected`: the float model with "
+        "search's own cost). `passes` = back-off + re-promotion passes the search made on the "
+        "calibration samples, each confirmed on the held-back samples (a failed confirmation "
+        "first undoes the fewest last re-promotions that pass; when none does, the next pass "
+        "aims higher on the calibration samples by the shortfall: `aim` = the last aim), "
+        "`held-back choices` = yes when the last-resort pass backed off and re-promoted on the "
+        "held-back samples themselves (their bound is then not unseen: the fresh figure is the "
+        "check). `w8 bound` = bench_quant's `w8 corrected`: the float model with "
         "every weight int8 (bias-corrected) and exact activations, i.e. what int8 weights "
         "alone allow. `less int8 noise` = what the search starts from when the all-int8 file "
         "misses the target (quant/auto.py): the activation ranges (`minmax` or `mse`), `eq` = "
@@ -140,9 +149,10 @@ def markdown(results: dict, args) -> str:
         "",
         "| model | ran on | w8 bound | all int8 | held back | margin | bound | met | fresh | fresh sd | "
         "fresh met | fresh before | int8 MACs | int8 before | est. max | 16x8 | integer | "
-        "float | less int8 noise | files | s | s before | not int8 |",
+        "float | less int8 noise | passes | aim | held-back choices | files | s | s before | "
+        "not int8 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        "---|",
+        "---|---|---|---|",
     ]
     bounds = {}
     if QUANT.exists():
@@ -174,7 +184,8 @@ def markdown(results: dict, args) -> str:
             f"| {_share(r.get('int8_mac_share_bound'))} "
             f"| {r['int16x8_mac_share']:.0%} "
             f"| {r['int8_mac_share'] + r['int16x8_mac_share']:.0%} "
-            f"| {r['float_mac_share']:.0%} | {_less_noise(r)} | {r['conversions']} "
+            f"| {r['float_mac_share']:.0%} | {_less_noise(r)} | {_passes(r)} "
+            f"| {r['conversions']} "
             f"| {r['convert_seconds']:.0f} | {_secs(r.get('convert_seconds_before'))} "
             f"| {promoted or '-'} |"
         )
@@ -208,6 +219,18 @@ def markdown(results: dict, args) -> str:
                 f"Previous-search rows (old figures): {len(fresh) - len(new)}.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _passes(r: dict) -> str:
+    """`passes | aim | held-back choices` from the search's rounds (re-promotion passes
+    record their ``aim_db``; the last-resort pass on the held-back samples records ``to``);
+    ``-`` for rows of the searches before the passes."""
+    rounds = r.get("rounds") or []
+    aims = [x["aim_db"] for x in rounds if "aim_db" in x]
+    if not aims:
+        return "- | - | -"
+    held = "yes" if any("to" in x for x in rounds) else "no"
+    return f"{len(aims)} | {max(aims):.1f} | {held}"
 
 
 def _less_noise(r: dict) -> str:
