@@ -21,11 +21,13 @@ elementwise ops and FULLY_CONNECTED with constant 0/1 weights, all inside XNNPAC
 * ``p = (p + m) / (1 + sum(m))``: ADD, one FULLY_CONNECTED (ones, bias 1: exactly
   ``1 + diff``), DIV.
 
-Sweeps: :data:`UNROLLED_SWEEPS` are emitted in line (realistic rows stop within them), then a
-WHILE loop runs the remaining ones of onnxruntime's 100 while any row goes on (cond: sweep
-count and REDUCE_ANY of the rows' flags; zero iterations when every row has stopped). Each row
-keeps its own stopping rule: a sweep's result is taken only for rows still going (SELECT_V2),
-and a row that has stopped never restarts, as onnxruntime leaves its loop.
+Sweeps: :data:`UNROLLED_SWEEPS` are emitted in line, unmasked (realistic rows stop within
+them; a row's sweeps past its stop are discarded), then each row takes the ``p`` of its first
+check that said stop (SELECT_V2). A WHILE loop then runs the rest of onnxruntime's 100 sweeps,
+one step per iteration, while any row goes on (zero iterations when every row has stopped);
+there a row that has stopped is left unchanged and never restarts, as onnxruntime leaves its
+loop. Measured on skl_robust_svc_linear (3 classes, 16 rows, x86-64, 1 thread): LiteRT
+0.82x onnxruntime's time, from 1.94x with the former per-class op chains (579 ops).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from .control_flow import cond_subgraph, emit_while, mirror_tensors
 from .emit import Emitter
 
 MAX_SWEEPS = 100  # onnxruntime's multiclass_probability loop bound
-UNROLLED_SWEEPS = 3  # in line before the WHILE loop (corpus rows stop within 1-3 sweeps)
+# In line before the WHILE loop: corpus rows stop within 1-3 sweeps, random and extreme pairwise
+# probabilities (k = 3..8) within 4; one WHILE step costs ~20 body ops in LiteRT's reference
+# kernels, an in-line sweep ~1 us for k = 3 inside XNNPACK.
+UNROLLED_SWEEPS = 3
 TFLITE_OPS = (
     "LOGISTIC",
     "MAXIMUM",
