@@ -66,6 +66,7 @@ ORDER = (
     "nonzero_test_in_float",
     "log_softmax_decomposed",
     "constant_operand_view",
+    "batch_matmul_adjoint_transpose",
     "batch_matmul_constant_slices",
     "gather_elements_flat",
     "scatter_nd_select_by_gather",

@@ -25,6 +25,9 @@ moves or selects elements, or regroups the same products and sums, so results ar
   ``MAX_SLICES``). A constant left-hand side uses (A @ Y)^T = Y^T @ A^T between two
   TRANSPOSEs; adj_x / adj_y are folded into the constant or into those TRANSPOSEs (the GPU
   BATCH_MATMUL parser reads neither flag, so none of the operators made here sets one).
+- ``batch_matmul_adjoint_transpose``: BATCH_MATMUL with adj_x / adj_y (the GPU parser reads
+  neither flag: ``gpu_rules.batch_matmul_adjoint``) -> TRANSPOSE of each flagged runtime
+  operand (a flagged constant stored transposed) + BATCH_MATMUL without flags.
 - ``gather_elements_flat``: a GATHER with batch_dims over every axis before the last and
   constant indices (ONNX GatherElements on the last axis: DeBERTa's relative-position
   lookups; the GPU takes version-1 GATHERs by 1-D int32 indices) becomes one GATHER of the
@@ -170,7 +173,7 @@ def _swap_last(ed: Editor, t: tfl.Tensor, like: tfl.Operator, dst: tfl.Tensor | 
     perm[-2], perm[-1] = perm[-1], perm[-2]
     shape = tuple(t.shape[p] for p in perm)
     if dst is None:
-        dst = ed.temp(f"{t.name}/swapped", t.dtype, shape)
+        dst = ed.temp(f"{t.name}/swapped", t.dtype, shape, quantization=t.quantization)
     const = ed.const(f"{dst.name}/perm", np.array(perm, np.int32))
     return dst, [ed.op("TRANSPOSE", [t, const], [dst], like)]
 
@@ -252,6 +255,39 @@ def _batch_matmul_constant_slices(ed: Editor, op: tfl.Operator) -> list[tfl.Oper
     if made is None:
         return None
     return ops + made + _swap_last(ed, core, op, out)[1]
+
+
+def _batch_matmul_adjoint_transpose(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """BATCH_MATMUL with adj_x / adj_y (the GPU parser reads neither flag) -> TRANSPOSE of each
+    flagged runtime operand (a flagged constant is stored transposed) + BATCH_MATMUL without
+    flags: the same products, summed in the same order."""
+    if op.opcode != "BATCH_MATMUL" or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return None
+    if gpu_rules.batch_matmul_adjoint(op, None) is None:
+        return None
+    a, b = op.inputs
+    out = op.outputs[0]
+    if a is None or b is None or not static(a, b, out):
+        return None
+    if min(a.rank, b.rank) < 2 or max(a.rank, b.rank, out.rank) > MAX_GPU_RANK:
+        return None
+    ops: list[tfl.Operator] = []
+    operands = []
+    for t, flag in ((a, op.options.get("adj_x")), (b, op.options.get("adj_y"))):
+        if not flag:
+            operands.append(t)
+        elif t.data is not None:
+            if t.quantization is not None:
+                return None  # (per-axis parameters would move with the axes)
+            flipped = np.ascontiguousarray(np.swapaxes(t.data, -1, -2))
+            operands.append(ed.const(f"{t.name}/transposed", flipped))
+        else:
+            turned, more = _swap_last(ed, t, op)
+            operands.append(turned)
+            ops += more
+    options = {**op.options, "adj_x": False, "adj_y": False}
+    ops.append(tfl.Operator("BATCH_MATMUL", operands, [out], options, onnx_node=op.onnx_node))
+    return ops
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,6 +451,7 @@ def _scatter_nd_select_by_gather(ed: Editor, op: tfl.Operator) -> list[tfl.Opera
 RULES: dict[str, Rule] = {
     "constant_operand_view": _constant_operand_view,
     "fold_constant_transpose": _fold_constant_transpose,
+    "batch_matmul_adjoint_transpose": _batch_matmul_adjoint_transpose,
     "batch_matmul_constant_slices": _batch_matmul_constant_slices,
     "gather_elements_flat": _gather_elements_flat,
     "scatter_nd_select_by_gather": _scatter_nd_select_by_gather,

@@ -563,6 +563,16 @@ def batch_matmul_constant(op, ctx):
     return None
 
 
+def batch_matmul_adjoint(op, ctx):
+    """MB BatchedMatMulOperationParser::Parse stores no attribute: adj_x / adj_y are read by
+    neither the parser nor GC, and no GPU kernel transposes an operand, so a BATCH_MATMUL with
+    either flag set would be claimed and computed as the untransposed product."""
+    flags = [f for f in ("adj_x", "adj_y") if op.options.get(f)]
+    if flags:
+        return ("attribute", f"{', '.join(flags)} set (the GPU BATCH_MATMUL reads neither)")
+    return None
+
+
 def transpose_perm(op, ctx):
     """MB TransposeOperationParser::Parse: a permutation of 2, 3 or 4 axes."""
     perm = _input(op, 1)
@@ -631,7 +641,7 @@ OPS: dict[str, OpRule] = {
     "DEPTHWISE_CONV_2D": _rule(6, *_CONV, _DILATED, activation, depthwise_shapes),
     "TRANSPOSE_CONV": _rule(3, *_CONV),  # MB TransposeConvBuiltinOperationParser
     "FULLY_CONNECTED": _rule(9, at_most_runtime_inputs(2), fc_rules),
-    "BATCH_MATMUL": _rule(None, input_count(2), batch_matmul_constant),
+    "BATCH_MATMUL": _rule(None, input_count(2), batch_matmul_adjoint, batch_matmul_constant),
     "CONCATENATION": _rule(2),
     "RESHAPE": _rule(1, operands(1)),
     "TRANSPOSE": _rule(4, operands(1), transpose_perm),

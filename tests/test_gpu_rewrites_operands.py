@@ -9,6 +9,8 @@ import pytest
 from harness import check_conversion, make_model
 from onnx import helper
 
+from onnx2tflite_direct import gpu_rules, tfl
+
 
 def _rules(chk) -> list[str]:
     return [r["rule"] for r in chk.report["gpu_friendly"]["rewrites"]]
@@ -147,3 +149,36 @@ def test_scatter_nd_select_by_gather(data_shape, indices, updates_shape):
     )
     chk = _friendly(model, "scatter_nd_select_by_gather", "no_gpu_kernel", atol=0, rtol=0)
     assert "SCATTER_ND" not in chk.ops and "SELECT_V2" not in chk.ops, chk.ops
+
+
+@pytest.mark.parametrize(
+    "flags", [{"adj_x": True}, {"adj_y": True}, {"adj_x": True, "adj_y": True}]
+)
+def test_batch_matmul_adjoint_is_not_delegable(flags):
+    """MB BatchedMatMulOperationParser::Parse stores no attribute (adj_x / adj_y are read by
+    neither it nor gpu_compatibility.cc): a flagged BATCH_MATMUL would be computed
+    untransposed, so the port rejects it; without flags it is delegable."""
+    a = tfl.Tensor("a", np.float32, (2, 6, 6))
+    b = tfl.Tensor("b", np.float32, (2, 6, 6))
+    y = tfl.Tensor("y", np.float32, (2, 6, 6))
+    op = tfl.Operator("BATCH_MATMUL", [a, b], [y], {"adj_x": False, "adj_y": False, **flags})
+    assert [r for r, _ in gpu_rules.check_op(op, 1)] == ["attribute"]
+    plain = tfl.Operator("BATCH_MATMUL", [a, b], [y], {"adj_x": False, "adj_y": False})
+    assert gpu_rules.check_op(plain, 1) == []
+
+
+def test_batch_matmul_adjoint_transpose():
+    """Attention scores q @ k^T (the lowering folds k^T into adj_y) -> TRANSPOSE of k +
+    BATCH_MATMUL without flags: the same products summed in the same order."""
+    model = make_model(
+        [
+            helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+            helper.make_node("MatMul", ["q", "kt"], ["y"]),
+        ],
+        inputs=[("q", np.float32, [1, 4, 6, 8]), ("k", np.float32, [1, 4, 5, 8])],
+        outputs=[("y", np.float32, [1, 4, 6, 5])],
+    )
+    chk = _friendly(model, "batch_matmul_adjoint_transpose", "attribute")
+    assert dict(chk.ops) == {"TRANSPOSE": 1, "BATCH_MATMUL": 1}
+    plain = check_conversion(model)
+    assert np.array_equal(chk.actual["y"], plain.actual["y"])
