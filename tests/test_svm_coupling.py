@@ -181,3 +181,19 @@ def test_linear_kernel_is_one_fully_connected_and_coupling_has_no_batch_matmul()
     assert "BATCH_MATMUL" not in ops
     assert ops["WHILE"] == 1
     assert sum(ops.values()) <= 200, ops  # 579 with the per-class op chains it replaces
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_non_finite_features(k):
+    """A NaN or infinite feature: onnxruntime's decision values are NaN (LINEAR kernel: +-inf
+    kernel values of both signs), its stopping test never fires, the row keeps p = 1/k and the
+    pairwise votes all go to the second class of each pair. Same here (the clip of the Platt
+    values and the folded FULLY_CONNECTED keep the NaN)."""
+    model = _svc(k, "LINEAR", 4.0, 3 + k, rows=8)
+    x = np.random.default_rng(k).standard_normal((8, F)).astype(np.float32)
+    x[1, 2] = np.nan
+    x[5, :] = np.nan
+    x[6, 0] = np.inf
+    chk = check_conversion(model, feeds={"x": x}, atol=1e-5, rtol=1e-4)
+    np.testing.assert_array_equal(chk.expected["scores"][[1, 5, 6]], np.float32(1) / np.float32(k))
+    assert np.ptp(chk.expected["scores"][[0, 2, 3, 4, 7]]) > 0.1

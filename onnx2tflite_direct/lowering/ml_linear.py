@@ -355,6 +355,9 @@ def lower_svm_classifier(ctx):
         w[p, start[j] : start[j + 1]] = coef[i, start[j] : start[j + 1]]
     if kind == "LINEAR":  # sum_v w_pv (x . sv_v) = x . (w sv)_p: one FULLY_CONNECTED
         folded = w.astype(np.float64) @ sv.reshape(v, f).astype(np.float64)
+        # x + (x - x): an infinite feature becomes NaN, as the +-inf kernel values of opposite
+        # signs make onnxruntime's unfolded sum (folded, it would stay +-inf)
+        x = e.op("ADD", x, e.op("SUB", x, x, hint="inf_nan"), hint="x_or_nan")
         dec = fully_connected(ctx, x, folded, rho[: len(pairs)], "decision")
     else:
         k = kernel(ctx, x, sv.reshape(v, f), kind, gamma, coef0, degree)

@@ -69,9 +69,12 @@ def _pairwise_q(ctx, dec, prob_a, prob_b, k, pairs):
     npairs = dec.shape[1]
     # r_ij = clip(1 - logistic(dec * A + B), 1e-7, 1 - 1e-7)
     val = e.op("ADD", e.op("MUL", dec, e.const(prob_a), hint="pa"), e.const(prob_b), hint="t")
-    q = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
-    q = e.op("MAXIMUM", q, e.const(np.float32(1e-7)), hint="qlo")
+    platt = e.op("LOGISTIC", e.op("NEG", val, hint="nval"), hint="platt")
+    q = e.op("MAXIMUM", platt, e.const(np.float32(1e-7)), hint="qlo")
     q = e.op("MINIMUM", q, e.const(np.float32(1) - np.float32(1e-7)), hint="q")
+    # a NaN decision value stays NaN through the clip (MAXIMUM/MINIMUM drop it): onnxruntime's
+    # stopping test then never fires a sweep and the row keeps p = 1/k
+    q = e.op("ADD", q, e.op("SUB", platt, platt, hint="nan0"), hint="qnan")
     omq = e.op("SUB", e.const(1.0), q, hint="omq")
     feats = e.concat(
         [
