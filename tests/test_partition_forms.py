@@ -8,7 +8,10 @@
 * Video Swin's patch merging takes ``x[:, :, 0::2, 1::2, :]`` of a 5-D tensor. XNNPACK takes
   STRIDED_SLICE only with unit strides; the SLICE / RESHAPE form of steps > 1 was limited to
   rank 4 (its block SLICE was one rank up, and the reference SLICE stops at 5-D). The blocks
-  are now [before, m, step, after] (4-D) whatever the input's rank.
+  now merge neighbouring axes to stay within 5-D.
+* Dynamo's slice assignments (Funnel's relative shift) are ScatterND with constant indices
+  that enumerate a box: SLICEs of the data around the updates and a CONCATENATION instead of
+  SCATTER_ND / GREATER / SELECT_V2 (seven partitions on a two-layer Funnel).
 
 Every case: one DELEGATE node with no op outside it (bench_partitions' counter), outputs
 against onnxruntime (harness), and the resize also against the exact float64 definition
@@ -25,6 +28,7 @@ from onnx import helper
 from benchmarks.bench_partitions import count_partitions
 from onnx2tflite_direct.lowering.resize_builtins import coordinate_rounding
 from onnx2tflite_direct.lowering.resize_reference import interpolation_matrix, source_coords
+from onnx2tflite_direct.lowering.scatter_box import box_of
 from onnx2tflite_direct.validate import run_litert
 
 F = np.float32
@@ -169,3 +173,67 @@ def test_rank_6_strided_slice_stays_one_op():
     model = _strided_model(x_shape, [0], [6], [4], [2])
     chk = check_conversion(model, atol=0.0, rtol=0.0)
     assert "STRIDED_SLICE" in chk.ops
+
+
+# ---- ScatterND overwriting a box: SLICE + CONCATENATION ----------------------------------------
+
+
+def _scatter_model(data_shape, indices, updates_shape):
+    nodes = [
+        helper.make_node("Relu", ["data"], ["d"]),
+        helper.make_node("Neg", ["updates"], ["u"]),
+        helper.make_node("ScatterND", ["d", "indices", "u"], ["s"]),
+        helper.make_node("Tanh", ["s"], ["y"]),
+    ]
+    return make_model(
+        nodes,
+        [("data", F, data_shape), ("updates", F, updates_shape)],
+        [("y", F, data_shape)],
+        {"indices": np.asarray(indices, np.int64)},
+        opset=16,
+    )
+
+
+def _rows(start, n):
+    return np.arange(start, start + n).reshape(n, 1)
+
+
+def _box(ranges):
+    grids = np.meshgrid(*[np.arange(a, b) for a, b in ranges], indexing="ij")
+    return np.stack(grids, -1)
+
+
+@pytest.mark.parametrize(
+    "data_shape,indices,updates_shape",
+    [
+        # Funnel's relative shift (dynamo): rows 0..15 of 31, rows 1..31 of 32
+        ((31, 4, 16, 2), _rows(0, 16), (16, 4, 16, 2)),
+        ((32, 4, 2, 16), _rows(1, 31), (31, 4, 2, 16)),
+        ((9, 5, 3), _rows(3, 4), (4, 5, 3)),  # in the middle: before, box, after
+        ((9, 5, 3), _rows(-4, 4), (4, 5, 3)),  # negative indices
+        ((6, 7, 5), _box([(1, 4), (2, 6)]), (3, 4, 5)),  # two axes
+        ((6, 7, 5), _box([(0, 6), (2, 6)]).reshape(24, 2), (24, 5)),  # first axis whole
+        ((2, 3, 4), _box([(0, 2), (0, 3), (1, 3)]), (2, 3, 2)),  # element coordinates
+    ],
+)
+def test_scatter_nd_into_a_box_is_slices_and_concatenation(data_shape, indices, updates_shape):
+    model = _scatter_model(data_shape, indices, updates_shape)
+    chk = check_conversion(model, atol=1e-6, rtol=1e-6)
+    assert "SCATTER_ND" not in chk.ops, chk.ops
+    _one_partition(chk)
+
+
+def test_scatter_nd_of_scattered_rows_keeps_the_general_form():
+    # rows 0, 2, 4: not a box; the general lowering (and its numbers) stay
+    model = _scatter_model((6, 3), np.array([[0], [2], [4]]), (3, 3))
+    chk = check_conversion(model, atol=1e-6, rtol=1e-6)
+    assert "SCATTER_ND" in chk.ops
+
+
+def test_box_of_reads_the_row_major_order():
+    # the same set of coordinates in another order is not the box's row-major content
+    box = _box([(1, 3), (0, 2)]).reshape(-1, 2)
+    assert box_of(box, (4, 2)) == [(1, 2), (0, 2)]
+    assert box_of(box[::-1], (4, 2)) is None
+    assert box_of(np.array([[0], [1], [1]]), (4,)) is None  # a duplicate
+    assert box_of(np.array([[3], [4]]), (4,)) is None  # out of range

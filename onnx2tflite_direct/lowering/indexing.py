@@ -27,6 +27,7 @@ from .. import errors
 from ..policies import onnx_order
 from ..registry import attr_in, lowering
 from .emit import Emitter
+from .scatter_box import write_box
 
 INDEX_TYPES = ("int32", "int64")
 # dtypes proven by tests/test_ops_indexing.py
@@ -301,11 +302,14 @@ REDUCTION_NOTES = (
     onnx_order,
     dtypes=SCATTER_TYPES,
     attrs=(REDUCTIONS,),
-    tflite_ops=SCATTER_OPS,
-    notes="reduction none/add" + REDUCTION_NOTES,
+    tflite_ops=(*SCATTER_OPS, "SLICE", "CONCATENATION", "RESHAPE"),
+    notes="reduction none/add" + REDUCTION_NOTES + "; constant indices covering a box: SLICE "
+    "+ CONCATENATION",
     extra_check=_scatter_nd_check,
 )
 def lower_scatter_nd(ctx):
+    if write_box(ctx):  # constant indices enumerating a box: SLICE + CONCATENATION
+        return
     _scatter(ctx, _nd_coords(ctx), ctx.input(2))
 
 
