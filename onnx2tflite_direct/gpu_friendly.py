@@ -70,6 +70,7 @@ ORDER = (
     "batch_matmul_constant_slices",
     "gather_elements_flat",
     "scatter_nd_select_by_gather",
+    "gather_table_by_concatenation",
     "region_rank_reduction",  # last: the per-operator rules first, then whole >4-D regions
 )
 _BY_NAME: dict[str, Rule] = {

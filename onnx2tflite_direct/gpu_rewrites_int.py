@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gpu_rewrites, tfl
+from . import gpu_rewrites, gpu_rewrites_operands, tfl
 from .gpu_rewrites import Editor, Rule, delegable, static
 
 MAX_EXACT_ROWS = 1 << 24  # every integer of magnitude <= 2**24 is a float32
@@ -163,7 +163,7 @@ def _gather_int32_indices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
         *ops,
         ed.reshape(src, flat_f, op),
         ed.op("CAST", [flat_f], [flat], op),
-        ed.op("GATHER", [data, flat], [gathered], op, axis=axis, batch_dims=0),
+        *gpu_rewrites_operands.lookup(ed, data, flat, gathered, op, axis),
         ed.reshape(gathered, out, op),
     ]
 

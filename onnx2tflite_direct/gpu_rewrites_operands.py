@@ -32,6 +32,10 @@ moves or selects elements, or regroups the same products and sums, so results ar
   constant indices (ONNX GatherElements on the last axis: DeBERTa's relative-position
   lookups; the GPU takes version-1 GATHERs by 1-D int32 indices) becomes one GATHER of the
   flattened data by flat indices (row * width + index) between RESHAPEs.
+- ``gather_table_by_concatenation``: GATHER of a constant float32 table by runtime indices
+  (an embedding lookup; GatherOperationParser::Parse reads the data as a runtime tensor) reads
+  the table from a CONCATENATION of two 4-D constant pieces (:func:`lookup`, also used by
+  ``gpu_rewrites_int``'s id lookups).
 - ``scatter_nd_select_by_gather``: ONNX ScatterND by constant distinct coordinates, lowered as
   SCATTER_ND (no GPU parser) of the updates, SCATTER_ND of ones, GREATER 0 and SELECT_V2 of
   the data, becomes CONCATENATION of the data's rows and the updates + GATHER by a constant
@@ -332,6 +336,69 @@ def _gather_elements_flat(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | 
 
 
 # ----------------------------------------------------------------------------------------------
+# gather_table_by_concatenation
+# ----------------------------------------------------------------------------------------------
+
+
+def lookup(
+    ed: Editor, data: tfl.Tensor, indices: tfl.Tensor, out: tfl.Tensor, like, axis: int
+) -> list[tfl.Operator]:
+    """GATHER(``data``, ``indices``) along ``axis`` into ``out``, in a form the GPU parses.
+
+    A constant float32 table cannot be the GATHER's data (GatherOperationParser::Parse reads
+    input 0 as a runtime tensor; gpu_rules.gather_data_runtime): it is stored as two 4-D
+    constants [P, rows, 1, Q] joined by a CONCATENATION, which the parser does take constants
+    into, so the GATHER reads a runtime tensor; a RESHAPE gives ``out`` its shape. Other data
+    is gathered as it is."""
+    if not _runtime_table(data):
+        return [ed.op("GATHER", [data, indices], [out], like, axis=axis, batch_dims=0)]
+    pre = int(np.prod(data.shape[:axis]))
+    rows = data.shape[axis]
+    post = int(np.prod(data.shape[axis + 1 :]))
+    table = np.asarray(data.data).reshape(pre, rows, 1, post)
+    cut = max(1, rows // 2)
+    pieces = [table[:, :cut], table[:, cut:]] if rows > 1 else [table]
+    consts = [
+        ed.const(f"{data.name}/rows{i}", np.ascontiguousarray(p)) for i, p in enumerate(pieces)
+    ]
+    joined = ed.temp(f"{data.name}/runtime", data.dtype, table.shape)
+    n = int(np.prod(indices.shape))
+    taken = ed.temp(f"{out.name}/taken", out.dtype, (pre, n, 1, post))
+    return [
+        ed.op("CONCATENATION", consts, [joined], like, axis=1, fused_activation_function="NONE"),
+        ed.op("GATHER", [joined, indices], [taken], like, axis=1, batch_dims=0),
+        ed.reshape(taken, out, like),
+    ]
+
+
+def _runtime_table(data: tfl.Tensor) -> bool:
+    """A constant float32 table the GPU GATHER cannot read as its data."""
+    return (
+        data.data is not None
+        and data.dtype == np.float32
+        and data.quantization is None
+        and 1 <= data.rank
+        and data.data.size > 0
+    )
+
+
+def _gather_table_by_concatenation(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
+    """GATHER of a constant table by runtime indices (an embedding lookup) -> :func:`lookup`."""
+    if op.opcode != "GATHER" or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return None
+    if gpu_rules.gather_data_runtime(op, None) is None:
+        return None
+    data, idx = op.inputs
+    out = op.outputs[0]
+    if idx is None or idx.data is not None or not _runtime_table(data):
+        return None
+    if op.options.get("batch_dims", 0) not in (0, None) or not static(data, idx, out):
+        return None
+    axis = int(op.options.get("axis", 0) or 0) % data.rank
+    return lookup(ed, data, idx, out, op, axis)
+
+
+# ----------------------------------------------------------------------------------------------
 # scatter_nd_select_by_gather
 # ----------------------------------------------------------------------------------------------
 
@@ -455,4 +522,5 @@ RULES: dict[str, Rule] = {
     "batch_matmul_constant_slices": _batch_matmul_constant_slices,
     "gather_elements_flat": _gather_elements_flat,
     "scatter_nd_select_by_gather": _scatter_nd_select_by_gather,
+    "gather_table_by_concatenation": _gather_table_by_concatenation,
 }

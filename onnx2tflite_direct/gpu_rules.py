@@ -392,6 +392,16 @@ def fc_rules(op, ctx):
     return None
 
 
+def gather_data_runtime(op, ctx):
+    """MB GatherOperationParser::Parse adds input 0 with AddInput, which refuses a constant
+    tensor (ObjectReader::ReadNonConstantTensor): the data must be a runtime tensor (GC only
+    counts 1 runtime + 1 constant, in either position)."""
+    data = _input(op, 0)
+    if data is not None and data.data is not None:
+        return ("parse", "constant data (the GPU GATHER reads its data as a runtime tensor)")
+    return None
+
+
 def gather_indices(op, ctx):
     """GC GATHER: 1-D int32 indices."""
     idx = _input(op, 1)
@@ -664,7 +674,7 @@ OPS: dict[str, OpRule] = {
     **{name: _rule(None, *_REDUCE) for name in "SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD".split()},
     "RESIZE_BILINEAR": _rule(3, operands(1), resize_bilinear_flags),
     "RESIZE_NEAREST_NEIGHBOR": _rule(3, operands(1)),
-    "GATHER": _rule(1, binary_operands, gather_indices, runtime_in={"int32"}),
+    "GATHER": _rule(1, binary_operands, gather_data_runtime, gather_indices, runtime_in={"int32"}),
     "CAST": _rule(None, cast_types, runtime_in={"bool", "int32"}, runtime_out={"bool", "int32"}),
     "SELECT": _rule(1, select_operands, runtime_in={"bool"}),
     "SELECT_V2": _rule(1, select_operands, runtime_in={"bool"}),

@@ -182,3 +182,34 @@ def test_batch_matmul_adjoint_transpose():
     assert dict(chk.ops) == {"TRANSPOSE": 1, "BATCH_MATMUL": 1}
     plain = check_conversion(model)
     assert np.array_equal(chk.actual["y"], plain.actual["y"])
+
+
+def test_gather_of_a_constant_table_is_not_delegable():
+    """MB GatherOperationParser::Parse reads input 0 with AddInput, which refuses a constant
+    (ObjectReader::ReadNonConstantTensor): a constant table is rejected, runtime data is not."""
+    ids = tfl.Tensor("i", np.int32, (5,))
+    y = tfl.Tensor("y", np.float32, (5, 6))
+    table = tfl.Tensor("t", np.float32, (10, 6), data=np.zeros((10, 6), np.float32))
+    op = tfl.Operator("GATHER", [table, ids], [y], {"axis": 0, "batch_dims": 0})
+    assert [r for r, _ in gpu_rules.check_op(op, 1)] == ["parse"]
+    runtime = tfl.Tensor("x", np.float32, (10, 6))
+    op = tfl.Operator("GATHER", [runtime, ids], [y], {"axis": 0, "batch_dims": 0})
+    assert gpu_rules.check_op(op, 1) == []
+
+
+@pytest.mark.parametrize("axis, table_shape", [(0, (10, 6)), (1, (3, 10, 4))])
+def test_gather_table_by_concatenation(axis, table_shape):
+    """An embedding lookup GATHER(constant table, runtime ids) -> the table as CONCATENATION
+    of two 4-D constant pieces (the parser takes constants there), GATHER, RESHAPE; exact."""
+    table = np.random.default_rng(5).standard_normal(table_shape).astype(np.float32)
+    out = list(table_shape)
+    out[axis] = 5
+    model = make_model(
+        [helper.make_node("Gather", ["t", "i"], ["y"], axis=axis)],
+        inputs=[("i", np.int32, [5])],
+        outputs=[("y", np.float32, out)],
+        initializers={"t": table},
+    )
+    feeds = {"i": np.array([9, 0, 3, 3, 7], np.int32)}
+    chk = _friendly(model, "gather_table_by_concatenation", "parse", feeds=feeds, atol=0, rtol=0)
+    assert chk.ops["CONCATENATION"] == 1 and chk.ops["GATHER"] == 1, chk.ops
