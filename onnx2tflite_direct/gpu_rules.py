@@ -496,14 +496,22 @@ def comparison_consumer(op, ctx):
 
 
 def select_operands(op, ctx):
-    """GC CheckSelectV2GpuDelegateCompatibility: bool/float condition; float branches that
-    have the output's shape or are scalars (a 2-D branch only when constant)."""
+    """GC CheckSelectV2GpuDelegateCompatibility: bool/float condition that broadcasts to the
+    output; float branches that have the output's shape or are scalars (a 2-D branch only when
+    constant). MB SelectV2OperationParser::Parse adds the condition with AddInput, which
+    refuses a constant."""
     if len(op.inputs) != 3 or len(op.outputs) != 1:
         return ("operands", "takes 3 inputs and 1 output")
     cond, a, b = op.inputs
     if _dtype(cond) not in FLOAT | {"bool"} or _dtype(a) not in FLOAT or _dtype(b) not in FLOAT:
         return ("dtype", "condition must be bool/float and both branches float")
     out = _dims(op.outputs[0])
+    cd = _dims(cond)
+    tail = out[len(out) - len(cd) :] if len(cd) <= len(out) else None
+    if tail is None or any(c not in (1, o) for c, o in zip(cd, tail, strict=True)):
+        return ("broadcast", f"condition {list(cd)} does not broadcast to {list(out)}")
+    if cond.data is not None:  # MB SelectV2OperationParser::Parse: AddInput(node, 0)
+        return ("parse", "constant condition (the GPU reads it as a runtime tensor)")
     for name, t in (("then", a), ("else", b)):
         d = _dims(t)
         if d and d != out and (len(d) > 1 or d[0] > 1):

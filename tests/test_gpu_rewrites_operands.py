@@ -213,3 +213,22 @@ def test_gather_table_by_concatenation(axis, table_shape):
     feeds = {"i": np.array([9, 0, 3, 3, 7], np.int32)}
     chk = _friendly(model, "gather_table_by_concatenation", "parse", feeds=feeds, atol=0, rtol=0)
     assert chk.ops["CONCATENATION"] == 1 and chk.ops["GATHER"] == 1, chk.ops
+
+
+def test_select_condition_rules():
+    """GC CheckSelectV2GpuDelegateCompatibility: the condition broadcasts to the output;
+    MB SelectV2OperationParser::Parse adds it with AddInput, which refuses a constant."""
+    a = tfl.Tensor("a", np.float32, (2, 3, 4))
+    b = tfl.Tensor("b", np.float32, (2, 3, 4))
+    y = tfl.Tensor("y", np.float32, (2, 3, 4))
+
+    def reasons(cond):
+        op = tfl.Operator("SELECT_V2", [cond, a, b], [y], {})
+        return [r for r, _ in gpu_rules.check_op(op, 1)]
+
+    assert reasons(tfl.Tensor("c", np.float32, (3, 1))) == []
+    assert reasons(tfl.Tensor("c", np.float32, (2, 3, 4))) == []
+    assert reasons(tfl.Tensor("c", np.float32, (5, 1))) == ["broadcast"]
+    assert reasons(tfl.Tensor("c", np.float32, (1, 2, 3, 4))) == ["broadcast"]
+    const = tfl.Tensor("c", np.float32, (3, 1), data=np.ones((3, 1), np.float32))
+    assert reasons(const) == ["parse"]
