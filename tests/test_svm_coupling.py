@@ -148,11 +148,23 @@ def test_probabilities_match_onnxruntime(k, kernel, scale):
 
 
 def test_rows_past_the_unrolled_sweeps():
-    """Rows that need more sweeps than are emitted in line: the WHILE loop finishes them
-    (the former form also stopped there, at its 10th unrolled sweep)."""
-    model, x, sweeps = _feeds(5, "LINEAR", 12.0, 3)
-    assert (sweeps > svm_coupling.UNROLLED_SWEEPS).sum() >= 2, sweeps
-    assert (sweeps <= svm_coupling.UNROLLED_SWEEPS).sum() >= 2, sweeps  # and rows that stop
+    """A row that needs more sweeps than are emitted in line (rare: 1 of 64 here): the IF
+    enters the WHILE loop, which finishes it (the former form stopped at its 10th sweep)."""
+    model, x, sweeps = _feeds(3, "LINEAR", 12.0, 16, rows=64)
+    assert (sweeps > svm_coupling.unrolled_sweeps(3)).sum() >= 1, sweeps
+    check_conversion(model, feeds={"x": x}, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("k", "kernel", "seed"), [(3, "RBF", 20), (5, "RBF", 21)])
+def test_the_loop_with_one_sweep_in_line(k, kernel, seed, monkeypatch):
+    """The WHILE loop's own arithmetic, per-row stopping and step order, on many rows: with
+    one sweep in line (two for k > 3) many rows finish inside the loop, some over two sweeps."""
+    monkeypatch.setattr(svm_coupling, "UNROLLED_SWEEPS", 1)
+    model, x, sweeps = _feeds(k, kernel, 12.0, seed, rows=32)
+    inline = svm_coupling.unrolled_sweeps(k)
+    assert (sweeps > inline).sum() >= 4, sweeps  # rows finished inside the loop
+    assert (sweeps >= inline + 2).sum() >= 2, sweeps  # over two sweeps there
+    assert (sweeps <= inline).sum() >= 1, sweeps  # and rows that never enter it
     check_conversion(model, feeds={"x": x}, atol=1e-5, rtol=1e-4)
 
 
@@ -179,7 +191,7 @@ def test_linear_kernel_is_one_fully_connected_and_coupling_has_no_batch_matmul()
     res = convert(model, input_shapes={"x": list(x.shape)})
     ops = {name: v["count"] for name, v in res.report["tflite_ops"].items()}
     assert "BATCH_MATMUL" not in ops
-    assert ops["WHILE"] == 1
+    assert ops["WHILE"] == 1 and ops["IF"] == 1
     assert sum(ops.values()) <= 200, ops  # 579 with the per-class op chains it replaces
 
 

@@ -388,8 +388,9 @@ def lower_svm_classifier(ctx):
         prob_b = np.asarray(a.get("prob_b"), np.float32)
         ctx.note(
             "Platt probabilities: onnxruntime's pairwise coupling, "
-            f"{svm_coupling.UNROLLED_SWEEPS} sweeps in line and a WHILE loop for the rest of its "
-            f"{svm_coupling.MAX_SWEEPS}, with its per-row stopping rule"
+            f"{svm_coupling.unrolled_sweeps(c)} sweeps in line and a WHILE loop for the rest of "
+            f"its {svm_coupling.MAX_SWEEPS} (entered only if a row goes on), with its per-row "
+            "stopping rule"
         )
         probs = svm_coupling.pairwise_coupling(
             ctx, dec, prob_a[: len(pairs)], prob_b[: len(pairs)], c, pairs

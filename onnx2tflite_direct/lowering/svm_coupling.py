@@ -43,6 +43,19 @@ MAX_SWEEPS = 100  # onnxruntime's multiclass_probability loop bound
 # probabilities (k = 3..8) within 4; one WHILE step costs ~20 body ops in LiteRT's reference
 # kernels, an in-line sweep ~1 us for k = 3 inside XNNPACK.
 UNROLLED_SWEEPS = 3
+
+
+def unrolled_sweeps(k: int) -> int:
+    """In-line sweeps for ``k`` classes: rows of 4+ classes need a 4th sweep often (5-40% of
+    random rows), 3-class rows rarely (0.1%); entering the WHILE loop costs far more than an
+    in-line sweep."""
+    return UNROLLED_SWEEPS if k <= 3 else UNROLLED_SWEEPS + 1
+
+
+# Up to this many classes Qp is block sums of Q * tile(p) (FULLY_CONNECTED with 0/1 weights,
+# O(k^3) per row but a few tens of ns per op); beyond, a per-row BATCH_MATMUL (O(k^2)):
+# measured 56 us vs 64 us at k = 10, 510 us vs 262 us at k = 20 (16 rows, x86-64).
+TILED_MAX_CLASSES = 10
 TFLITE_OPS = (
     "LOGISTIC",
     "MAXIMUM",
@@ -60,6 +73,8 @@ TFLITE_OPS = (
     "EQUAL",
     "GATHER",
     "FLOOR_MOD",
+    "IF",
+    "BATCH_MATMUL",
 )
 
 
@@ -113,8 +128,13 @@ class _Steps:
     def numerators(self, p, qflat, hint):
         """``pQp - Qp`` ``[N, k]`` for the current ``p`` (``Qp`` and ``pQp`` recomputed)."""
         e, k = self.e, self.k
-        tiled = e.dense(p, e.const(self.tile), None, f"{hint}_tiled")
-        qp = e.dense(e.op("MUL", qflat, tiled, hint="t"), e.const(self.blocks), None, "Qp")
+        if k <= TILED_MAX_CLASSES:  # block sums of Q * tile(p): O(k^3) per row, cheap ops
+            tiled = e.dense(p, e.const(self.tile), None, f"{hint}_tiled")
+            qp = e.dense(e.op("MUL", qflat, tiled, hint="t"), e.const(self.blocks), None, "Qp")
+        else:  # p @ Q per row: O(k^2), ~0.4 us of fixed cost
+            q3 = self.ctx.reshape(qflat, (qflat.shape[0], k, k), "Q3")
+            p3 = self.ctx.reshape(p, (p.shape[0], 1, k), "p3")
+            qp = self.ctx.reshape(e.matmul(p3, q3, hint="Qp3"), (p.shape[0], k), "Qp")
         # pQp repeated k times: the SUB needs no broadcast (XNNPACK's is several times slower)
         ones = e.const(np.ones((k, k), np.float32), hint="ones")
         pqp = e.dense(e.op("MUL", p, qp, hint="t"), ones, None, f"{hint}_pQp")
@@ -141,6 +161,11 @@ class _Steps:
         diag = [self.ctx.temp(np.float32, (d.shape[0], k), f"D{t}") for t in range(k)]
         e.op("SPLIT", e.const(np.array(1, np.int32), np.int32, "axis"), d, out=diag, num_splits=k)
         return d, diag
+
+    def anyone(self, active):
+        """Whether any row goes on (a bool scalar)."""
+        axes = self.e.const(np.arange(2, dtype=np.int32), np.int32, "all_axes")
+        return self.e.op("REDUCE_ANY", active, axes, shape=(), hint="any", keep_dims=False)
 
     def step(self, p, num, d_t):
         """One Gauss-Seidel step (class ``t``): ``p = (p + m) / (1 + sum(m))``."""
@@ -178,18 +203,49 @@ def pairwise_coupling(ctx, dec, prob_a, prob_b, k, pairs):
         hint="p0",
     )
     ps, errs = [p], []
-    for s in range(UNROLLED_SWEEPS + 1):
+    unrolled = unrolled_sweeps(k)
+    for s in range(unrolled + 1):
         num, err = steps.error(ps[-1], qflat)
         errs.append(err)
-        if s < UNROLLED_SWEEPS:
+        if s < unrolled:
             ps.append(steps.sweep(ps[-1], num, qflat, diag))
     active = [steps.going(errs[0])]
     for err in errs[1:]:
         active.append(e.op("LOGICAL_AND", active[-1], steps.going(err), hint="active"))
     p = ps[-1]
-    for s in range(UNROLLED_SWEEPS - 1, -1, -1):  # row stopped at check s: p after s sweeps
+    for s in range(unrolled - 1, -1, -1):  # row stopped at check s: p after s sweeps
         p = e.op("SELECT_V2", active[s], p, ps[s], hint=f"p_at{s}")
-    return _remaining_sweeps(ctx, steps, p, active[-1], qflat, ctx.reshape(d, (n, k, k), "D3"))
+    return _if_any_goes_on(ctx, steps, p, active[-1], qflat, ctx.reshape(d, (n, k, k), "D3"))
+
+
+def _if_any_goes_on(ctx, steps: _Steps, p, active, qflat, d3):
+    """IF any row goes on: the WHILE loop (:func:`_remaining_sweeps`), else ``p`` as it is.
+
+    LiteRT's WHILE re-plans its cond and body subgraphs at every invocation, even one of zero
+    iterations; IF prepares only the branch it takes, and the else branch here has no ops."""
+    drv, e = ctx.driver, steps.e
+    state = [p, active, qflat, d3]
+    label = f"{ctx.node.label}/coupling"
+    then_b = tfl.Subgraph(name=f"{label}/more")
+    then_b.inputs = mirror_tensors(drv, state, f"{label}/more/in")
+    with drv.emitting_into(then_b):
+        then_b.outputs = [_remaining_sweeps(ctx, steps, *then_b.inputs)]
+    else_b = tfl.Subgraph(name=f"{label}/done")
+    else_b.inputs = mirror_tensors(drv, state, f"{label}/done/in")
+    else_b.outputs = [else_b.inputs[0]]
+    for sub in (then_b, else_b):
+        sub.input_names = [t.name for t in sub.inputs]
+        sub.output_names = [t.name for t in sub.outputs]
+    return e.op(
+        "IF",
+        steps.anyone(active),
+        *state,
+        shape=p.shape,
+        dtype=np.float32,
+        hint="probs",
+        then_subgraph_index=drv.add_subgraph(then_b),
+        else_subgraph_index=drv.add_subgraph(else_b),
+    )
 
 
 def _remaining_sweeps(ctx, steps: _Steps, p, active, qflat, d3):
@@ -202,7 +258,7 @@ def _remaining_sweeps(ctx, steps: _Steps, p, active, qflat, d3):
     ~75 ns per body op on x86-64; a step body is ~20 ops whatever ``k`` (a sweep's is ~15k)."""
     drv, e, k = ctx.driver, steps.e, steps.k
     n = p.shape[0]
-    start = np.array(UNROLLED_SWEEPS * k, np.int32)
+    start = np.array(unrolled_sweeps(k) * k, np.int32)
     init = [ctx.const_tensor(start, "steps"), ctx.const_tensor(np.array(0, np.int32), "t")]
     init += [p, active, qflat, d3]
 
@@ -234,4 +290,4 @@ def _remaining_sweeps(ctx, steps: _Steps, p, active, qflat, d3):
         t_next = e.op("FLOOR_MOD", t_next, ctx.const_tensor(np.array(k, np.int32), "k"), hint="t")
         count = e.op("ADD", count, one, hint="steps")
     body.outputs = [count, t_next, p, active, qflat, d3]
-    return ctx.reshape(emit_while(ctx, init, cond, body)[2], (n, k), "probs")
+    return e.reshape(emit_while(ctx, init, cond, body)[2], (n, k), "probs")
