@@ -12,6 +12,8 @@
 * Dynamo's slice assignments (Funnel's relative shift) are ScatterND with constant indices
   that enumerate a box: SLICEs of the data around the updates and a CONCATENATION instead of
   SCATTER_ND / GREATER / SELECT_V2 (seven partitions on a two-layer Funnel).
+* Tile (no XNNPACK kernel; Funnel's decoder) with constant repeats: CONCATENATION of copies,
+  and a MUL by ones where a size-1 axis is repeated (Expand's broadcast form).
 
 Every case: one DELEGATE node with no op outside it (bench_partitions' counter), outputs
 against onnxruntime (harness), and the resize also against the exact float64 definition
@@ -237,3 +239,41 @@ def test_box_of_reads_the_row_major_order():
     assert box_of(box[::-1], (4, 2)) is None
     assert box_of(np.array([[0], [1], [1]]), (4,)) is None  # a duplicate
     assert box_of(np.array([[3], [4]]), (4,)) is None  # out of range
+
+
+# ---- Tile: CONCATENATION copies and MUL by ones ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x_shape,repeats",
+    [
+        ((2, 7, 1, 64), (1, 1, 2, 1)),  # Funnel's decoder: a size-1 axis repeated (a broadcast)
+        ((2, 3, 5), (1, 3, 1)),  # copies along an axis of size 3
+        ((2, 3, 5), (2, 1, 7)),  # two axes, 7 copies: a CONCATENATION tree
+        ((1, 4, 1, 3), (3, 2, 4, 1)),  # copies and broadcasts together
+    ],
+)
+def test_tile_is_copies(x_shape, repeats):
+    out = tuple(d * r for d, r in zip(x_shape, repeats, strict=True))
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Tile", ["r", "repeats"], ["t"]),
+        helper.make_node("Neg", ["t"], ["y"]),
+    ]
+    model = make_model(
+        nodes, [("x", F, x_shape)], [("y", F, out)], {"repeats": np.array(repeats, np.int64)}
+    )
+    chk = check_conversion(model, atol=0.0, rtol=0.0)  # copies (and x * 1): exact
+    assert "TILE" not in chk.ops, chk.ops
+    _one_partition(chk)
+
+
+def test_tile_with_many_copies_stays_one_op():
+    model = make_model(
+        [helper.make_node("Tile", ["x", "repeats"], ["y"])],
+        [("x", F, (2, 3))],
+        [("y", F, (2, 3 * 17))],
+        {"repeats": np.array([1, 17], np.int64)},
+    )
+    chk = check_conversion(model, atol=0.0, rtol=0.0)
+    assert chk.ops == {"TILE": 1}

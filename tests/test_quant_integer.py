@@ -448,7 +448,8 @@ SINGLE_OPS = {
             helper.make_node("Tile", ["r", "reps"], ["y"]),
         ],
         [X4],
-        {"sc": np.array([1, 1, 2, 2], F), "reps": np.array([1, 2, 1, 1], I64)},
+        # 17 copies: over expand.MAX_TILE_COPIES, so the float lowering keeps a TILE
+        {"sc": np.array([1, 1, 2, 2], F), "reps": np.array([1, 17, 1, 1], I64)},
         17,
         {"RESIZE_BILINEAR", "TILE"},
     ),
