@@ -135,7 +135,7 @@ def _feeds(k, kernel, scale, seed, rows=16):
     return model, x[keep], sweeps[keep]
 
 
-@pytest.mark.parametrize("k", [3, 4, 5, 7])
+@pytest.mark.parametrize("k", [3, 4, 5, 7, 9])
 @pytest.mark.parametrize("kernel", ["LINEAR", "RBF"])
 @pytest.mark.parametrize("scale", [1.0, 12.0])
 def test_probabilities_match_onnxruntime(k, kernel, scale):
@@ -155,7 +155,9 @@ def test_rows_past_the_unrolled_sweeps():
     check_conversion(model, feeds={"x": x}, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("k", "kernel", "seed"), [(3, "RBF", 20), (5, "RBF", 21)])
+@pytest.mark.parametrize(
+    ("k", "kernel", "seed"), [(3, "RBF", 20), (5, "RBF", 21), (9, "LINEAR", 22)]
+)
 def test_the_loop_with_one_sweep_in_line(k, kernel, seed, monkeypatch):
     """The WHILE loop's own arithmetic, per-row stopping and step order, on many rows: with
     one sweep in line (two for k > 3) many rows finish inside the loop, some over two sweeps."""

@@ -52,10 +52,13 @@ def unrolled_sweeps(k: int) -> int:
     return UNROLLED_SWEEPS if k <= 3 else UNROLLED_SWEEPS + 1
 
 
-# Up to this many classes Qp is block sums of Q * tile(p) (FULLY_CONNECTED with 0/1 weights,
-# O(k^3) per row but a few tens of ns per op); beyond, a per-row BATCH_MATMUL (O(k^2)):
-# measured 56 us vs 64 us at k = 10, 510 us vs 262 us at k = 20 (16 rows, x86-64).
-TILED_MAX_CLASSES = 10
+# Up to this many classes a sweep recomputes Qp and pQp from p at every step: block sums of
+# Q * tile(p) (FULLY_CONNECTED with 0/1 weights: O(k^3) per row, but 10 ops of a few tens of
+# ns). Beyond, a sweep updates them step by step as onnxruntime does (17 ops, O(k^2) per row)
+# and the stopping tests use a per-row BATCH_MATMUL. Measured (16 rows, x86-64, 1 thread, the
+# whole model): k = 6 20 vs 23 us, 7 27 vs 27, 8 34 vs 31, 10 56 vs 44, 20 510 vs 208 (the
+# former per-class chains: 250).
+TILED_MAX_CLASSES = 7
 TFLITE_OPS = (
     "LOGISTIC",
     "MAXIMUM",
@@ -118,6 +121,8 @@ class _Steps:
     def __init__(self, ctx, k: int):
         self.ctx, self.k = ctx, k
         self.e = Emitter(ctx)
+        self.checked = {}  # id(p) -> (Qp, pQp) of its stopping test
+        self.rows = None  # per class t: Q's row t and Q_tt repeated, [N, k] each
         self.tile = np.zeros((k * k, k), np.float32)  # p_j to position i*k + j
         self.blocks = np.zeros((k, k * k), np.float32)  # sum over j of block i
         for i in range(k):
@@ -127,22 +132,29 @@ class _Steps:
 
     def numerators(self, p, qflat, hint):
         """``pQp - Qp`` ``[N, k]`` for the current ``p`` (``Qp`` and ``pQp`` recomputed)."""
+        qp, pqp = self.products(p, qflat, hint)
+        return self.e.op("SUB", pqp, qp, hint=f"{hint}_num")
+
+    def products(self, p, qflat, hint):
+        """``Qp`` ``[N, k]`` and ``pQp`` repeated k times ``[N, k]``."""
         e, k = self.e, self.k
         if k <= TILED_MAX_CLASSES:  # block sums of Q * tile(p): O(k^3) per row, cheap ops
             tiled = e.dense(p, e.const(self.tile), None, f"{hint}_tiled")
             qp = e.dense(e.op("MUL", qflat, tiled, hint="t"), e.const(self.blocks), None, "Qp")
-        else:  # p @ Q per row: O(k^2), ~0.4 us of fixed cost
+        else:  # p @ Q per row: O(k^2), ~0.4 us of fixed cost per op
             q3 = self.ctx.reshape(qflat, (qflat.shape[0], k, k), "Q3")
             p3 = self.ctx.reshape(p, (p.shape[0], 1, k), "p3")
             qp = self.ctx.reshape(e.matmul(p3, q3, hint="Qp3"), (p.shape[0], k), "Qp")
         # pQp repeated k times: the SUB needs no broadcast (XNNPACK's is several times slower)
         ones = e.const(np.ones((k, k), np.float32), hint="ones")
         pqp = e.dense(e.op("MUL", p, qp, hint="t"), ones, None, f"{hint}_pQp")
-        return e.op("SUB", pqp, qp, hint=f"{hint}_num")
+        return qp, pqp
 
     def error(self, p, qflat):
         """``num = pQp - Qp`` and the stopping test's ``max |num|`` ``[N, 1]``."""
-        num = self.numerators(p, qflat, "check")
+        qp, pqp = self.products(p, qflat, "check")
+        self.checked[id(p)] = (qp, pqp)
+        num = self.e.op("SUB", pqp, qp, hint="check_num")
         return num, self.e.reduce("REDUCE_MAX", self.e.op("ABS", num, hint="t"), [1], True, "err")
 
     def going(self, err):
@@ -162,6 +174,50 @@ class _Steps:
         e.op("SPLIT", e.const(np.array(1, np.int32), np.int32, "axis"), d, out=diag, num_splits=k)
         return d, diag
 
+    def incremental_sweep(self, p, num, qflat, diag):
+        """A sweep that updates ``Qp`` and ``pQp`` step by step as onnxruntime does (O(k) work
+        per row and step, 17 ops) instead of recomputing them (O(k^2) or more per step)."""
+        e, k = self.e, self.k
+        n = p.shape[0]
+        if self.rows is None:
+            qrows = [self.ctx.temp(np.float32, (n, k), f"Qrow{t}") for t in range(k)]
+            axis = e.const(np.array(1, np.int32), np.int32, "axis")
+            e.op("SPLIT", axis, qflat, out=qrows, num_splits=k)
+            w = np.zeros((k * k, k * k), np.float32)  # block t: Q_tt k times
+            for t in range(k):
+                w[t * k : (t + 1) * k, t * k + t] = 1
+            qtt = [self.ctx.temp(np.float32, (n, k), f"Qtt{t}") for t in range(k)]
+            e.op("SPLIT", axis, e.dense(qflat, e.const(w), None, "Qtt"), out=qtt, num_splits=k)
+            self.rows = list(zip(qrows, qtt, strict=True))
+        qp, pqp = self.checked[id(p)]
+        ones = e.const(np.ones((k, k), np.float32), hint="ones")
+        one, two = e.const(np.float32(1)), e.const(np.float32(2))
+        for t, (qrow, qtt) in enumerate(self.rows):
+            if t:
+                num = e.op("SUB", pqp, qp, hint=f"num{t}")
+            m = e.op("DIV", num, diag[t], hint=f"diff{t}")  # diff at column t, zeros elsewhere
+            diff = e.dense(m, ones, None, f"diffs{t}")  # diff, k times (exact)
+            opd = e.op("ADD", diff, one, hint=f"opd{t}")
+            p = e.op("DIV", e.op("ADD", p, m, hint="t"), opd, hint=f"p{t}")
+            if t == k - 1:
+                break
+            pick = np.zeros((k, k), np.float32)
+            pick[:, t] = 1
+            qp_t = e.dense(qp, e.const(pick), None, f"Qp_t{t}")  # Qp_t, k times
+            # onnxruntime: pQp = (pQp + diff (diff Q_tt + 2 Qp_t)) / (1 + diff) / (1 + diff)
+            inner = e.op(
+                "ADD",
+                e.op("MUL", diff, qtt, hint="t"),
+                e.op("MUL", qp_t, two, hint="t"),
+                hint="t",
+            )
+            pqp = e.op("ADD", pqp, e.op("MUL", diff, inner, hint="t"), hint="t")
+            pqp = e.op("DIV", e.op("DIV", pqp, opd, hint="t"), opd, hint=f"pQp{t}")
+            # Qp = (Qp + diff Q[t, :]) / (1 + diff)
+            qp = e.op("ADD", qp, e.op("MUL", diff, qrow, hint="t"), hint="t")
+            qp = e.op("DIV", qp, opd, hint=f"Qp{t}")
+        return p
+
     def anyone(self, active):
         """Whether any row goes on (a bool scalar)."""
         axes = self.e.const(np.arange(2, dtype=np.int32), np.int32, "all_axes")
@@ -177,6 +233,8 @@ class _Steps:
 
     def sweep(self, p, num, qflat, diag):
         """One Gauss-Seidel pass over the classes; ``num`` belongs to the incoming ``p``."""
+        if self.k > TILED_MAX_CLASSES:
+            return self.incremental_sweep(p, num, qflat, diag)
         for t in range(self.k):
             if t:
                 num = self.numerators(p, qflat, f"step{t}")
