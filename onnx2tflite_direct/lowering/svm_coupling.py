@@ -14,20 +14,25 @@ Here every tensor is 2-D (``p`` ``[N, k]``, ``Q`` ``[N, k*k]``), so a step is a 
 elementwise ops and FULLY_CONNECTED with constant 0/1 weights, all inside XNNPACK:
 
 * ``Qp`` = block sums of ``Q * tile(p)`` and ``pQp = sum(p * Qp)`` (FULLY_CONNECTED for the
-  tiling and the sums), ``num = pQp - Qp`` (every class's numerator; at a sweep's start it is
-  also the stopping test);
+  tiling and the sums; pQp repeated k times, so no op broadcasts), ``num = pQp - Qp`` (every
+  class's numerator; at a sweep's start it is also the stopping test). From
+  :data:`TILED_MAX_CLASSES` + 1 classes up the in-line sweeps instead update ``Qp`` and
+  ``pQp`` step by step as onnxruntime does (the tiling is O(k^3) per row);
 * ``m = num / D_t`` with ``D_t`` holding ``Q_tt`` at column ``t`` and +inf elsewhere: ``diff``
   at ``t``, exact zeros elsewhere (a true division, as onnxruntime's);
 * ``p = (p + m) / (1 + sum(m))``: ADD, one FULLY_CONNECTED (ones, bias 1: exactly
   ``1 + diff``), DIV.
 
-Sweeps: :data:`UNROLLED_SWEEPS` are emitted in line, unmasked (realistic rows stop within
+Sweeps: :func:`unrolled_sweeps` are emitted in line, unmasked (realistic rows stop within
 them; a row's sweeps past its stop are discarded), then each row takes the ``p`` of its first
-check that said stop (SELECT_V2). A WHILE loop then runs the rest of onnxruntime's 100 sweeps,
-one step per iteration, while any row goes on (zero iterations when every row has stopped);
-there a row that has stopped is left unchanged and never restarts, as onnxruntime leaves its
-loop. Measured on skl_robust_svc_linear (3 classes, 16 rows, x86-64, 1 thread): LiteRT
-0.82x onnxruntime's time, from 1.94x with the former per-class op chains (579 ops).
+check that said stop (SELECT_V2). If a row still goes on, an IF enters a WHILE loop that runs
+the rest of onnxruntime's 100 sweeps, one step per iteration, while any row goes on; there a
+row that has stopped is left unchanged and never restarts, as onnxruntime leaves its loop.
+(LiteRT's WHILE re-plans its subgraphs at every invocation, even for zero iterations: ~3.5 us
+here; the IF prepares only the branch it takes, and its else branch has no ops.)
+
+Measured with tools.zoo.run on skl_robust_svc_linear (3 classes, 16 rows, x86-64, 1 thread):
+0.61-0.63x onnxruntime's time, from 1.94x with the former per-class op chains (579 ops).
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ class _Steps:
     """The ops of one check / sweep, emitted into whichever subgraph is current. Every tensor
     is 2-D (``[N, k]``, ``[N, k*k]``, ``[N, 1]``): elementwise ops and FULLY_CONNECTED with
     constant 0/1 weights (tiling, block sums), which XNNPACK runs for a few tens of ns each
-    (a per-row BATCH_MATMUL costs ~0.4 us at this size)."""
+    (a per-row BATCH_MATMUL costs ~0.4 us at 3 classes and 16 rows)."""
 
     def __init__(self, ctx, k: int):
         self.ctx, self.k = ctx, k
