@@ -60,9 +60,9 @@ def unrolled_sweeps(k: int) -> int:
 # Up to this many classes a sweep recomputes Qp and pQp from p at every step: block sums of
 # Q * tile(p) (FULLY_CONNECTED with 0/1 weights: O(k^3) per row, but 10 ops of a few tens of
 # ns). Beyond, a sweep updates them step by step as onnxruntime does (17 ops, O(k^2) per row)
-# and the stopping tests use a per-row BATCH_MATMUL. Measured (16 rows, x86-64, 1 thread, the
-# whole model): k = 6 20 vs 23 us, 7 27 vs 27, 8 34 vs 31, 10 56 vs 44, 20 510 vs 208 (the
-# former per-class chains: 250).
+# and the stopping tests use a per-row BATCH_MATMUL. benchmarks/bench_svm_coupling.py (16 rows,
+# x86-64, 1 thread, whole model, recompute vs step by step): k = 6 25 vs 25 us, 7 30 vs 29,
+# 8 36 vs 32, 10 60 vs 45, 20 997 vs 536.
 TILED_MAX_CLASSES = 7
 TFLITE_OPS = (
     "LOGISTIC",
