@@ -118,7 +118,7 @@ LOOKUPS = {"Gather", "GatherElements", "GatherND"}
 SHAPE_ONLY = {"Shape", "Size"}  # read only the (pinned) shape, not the values
 
 
-def floor_ops(model) -> dict:
+def floor_ops(model, input_shapes: dict | None = None) -> dict:
     """A lower bound on the ops outside XNNPACK whatever the converter emits (ONNX graph).
 
     XNNPACK's delegate takes only float32/float16 (and quantized int8/uint8) tensors and has
@@ -132,7 +132,11 @@ def floor_ops(model) -> dict:
       ``com.microsoft`` EmbedLayerNormalization counts as the lookups it holds;
     * any other use of its values (a mask): the one op that reads it (a CAST to float32);
     * each lookup whose indices are computed from it by arithmetic (RoBERTa's position ids):
-      the GATHER and a CAST of the float-carried index back to int32: 2 ops.
+      none when the table is within ``gather_one_hot``'s bounds (``mask_integers.MAX_ROWS``
+      rows, ``MAX_MACS`` multiply-adds for the index count, taken as the largest integer
+      input's, from ``input_shapes`` or the static dims): the index is carried in float and
+      the lookup is an exact one-hot product that XNNPACK takes (RoBERTa-base's 514 positions
+      qualify); else the GATHER and a CAST of the float-carried index back to int32: 2 ops.
 
     A one-hot matrix product would replace a GATHER exactly, at S x V x D multiply-adds (a
     30k-word vocabulary: hundreds of times the encoder's own cost), so lookups of integer
@@ -146,6 +150,7 @@ def floor_ops(model) -> dict:
         if i.name not in inits and i.type.tensor_type.elem_type not in floats
     }
     nodes = _live_nodes(model)
+    one_hot = _one_hot_tables(model, nodes, ints, input_shapes or {})
     uniform = set()  # constant tables whose elements are all equal (torch's zero buffers)
     tensors = [(t.name, t) for t in model.graph.initializer] + [
         (n.output[0], a.t)
@@ -192,7 +197,7 @@ def floor_ops(model) -> dict:
                 lookups[raw[idx]] += 1
                 continue
             if idx in derived:
-                computed += 1
+                computed += node.input[0] not in one_hot
                 continue
         ins = [i for i in node.input if i in derived]
         if not ins:
@@ -210,6 +215,39 @@ def floor_ops(model) -> dict:
             other_use.update(raw[i] for i in ins if i in raw)
     count = sum(2 * lookups[n] + (n in other_use) for n in ints) + 2 * computed
     return {"floor_ops": count, "integer_input_count": len(ints)}
+
+
+def _one_hot_tables(model, nodes, ints: set, input_shapes: dict) -> set:
+    """Constant tables that gather_one_hot looks up as a one-hot product (float_indices.py),
+    for an index count of the largest integer input (None: an unknown dim, no table)."""
+    from onnx2tflite_direct.mask_integers import MAX_MACS, MAX_ROWS
+
+    counts = []
+    for i in model.graph.input:
+        if i.name in ints:
+            dims = input_shapes.get(i.name)
+            if dims is None:
+                dims = [
+                    d.dim_value if d.HasField("dim_value") else 0
+                    for d in i.type.tensor_type.shape.dim
+                ]
+            counts.append(int(np.prod(dims)) if all(int(d) > 0 for d in dims) else None)
+    if not counts or None in counts:
+        return set()
+    rows = max(counts)
+    tensors = [(t.name, t) for t in model.graph.initializer] + [
+        (n.output[0], a.t)
+        for n in nodes
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    shapes = {k: list(t.dims) for k, t in tensors if t.data_type == onnx.TensorProto.FLOAT}
+    small = set()
+    for name, dims in shapes.items():
+        if len(dims) == 2 and 0 < dims[0] <= MAX_ROWS and rows * dims[0] * dims[1] <= MAX_MACS:
+            small.add(name)
+    return small
 
 
 def _live_nodes(model) -> list:
@@ -249,6 +287,16 @@ def _source_model(name: str, row: dict):
     return BENCHMARK_MODELS[name]()
 
 
+def _feed_shapes(name: str, row: dict) -> dict | None:
+    """The corpus feeds' shapes of a zoo row (the pins its conversion used)."""
+    if row.get("source") != "zoo":
+        return None
+    from tools.zoo import manifest, run
+
+    model = onnx.load(str(run.model_path(name)), load_external_data=False)
+    return {k: v.shape for k, v in run.load_feeds(manifest.by_name(name), model).items()}
+
+
 def _zoo_one(name: str) -> dict:
     import onnx
 
@@ -273,7 +321,7 @@ def _zoo_one(name: str) -> dict:
     row = {"source": "zoo", "domain": entry.get("domain"), "family": family(model)}
     row["integer_inputs"] = integer_inputs(model)
     row.update(count_partitions(tflite))
-    row.update(floor_ops(model))
+    row.update(floor_ops(model, {k: v.shape for k, v in feeds.items()}))
     if CHECK:
         row.update(_zoo_agreement(entry, path, feeds, tflite, res.report.get("io")))
     return row
@@ -584,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(args.out.read_text())
         for name, row in data["runs"][args.label]["models"].items():
             if row.get("status") == "ok":
-                row.update(floor_ops(_source_model(name, row)))
+                row.update(floor_ops(_source_model(name, row), _feed_shapes(name, row)))
                 row["integer_inputs"] = bool(row["integer_input_count"])
         args.out.write_text(json.dumps(data, indent=1, default=_np_default) + "\n")
         args.report_only = True
