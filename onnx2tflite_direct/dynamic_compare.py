@@ -18,7 +18,7 @@ import numpy as np
 
 from . import errors, tfl
 from .dynamic_constants import relax_constants, same_constant
-from .dynamic_symbols import PIN_HINT, DynamicShapeModel, Inexpressible, refuse
+from .dynamic_symbols import BATCH_SAMPLES, PIN_HINT, DynamicShapeModel, Inexpressible, refuse
 from .errors import UnsupportedError
 from .static_shapes import keep_static
 
@@ -49,7 +49,8 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             message = f"the model does not accept the sample sizes {sizes} ({err.message})"
             raise SampleRejected(Inexpressible(message)) from None
         except UnsupportedError as err:
-            if err.reason_code not in _SIZE_SENSITIVE:
+            unequal = _unequal_batches(err, values, symbols)  # (a merged plan is tried)
+            if err.reason_code not in _SIZE_SENSITIVE and not unequal:
                 raise
             raise SampleRejected(err) from None
 
@@ -74,6 +75,18 @@ def lower_and_compare(signal: DynamicShapeModel, lower: Lowering) -> tuple:
     if fixed:
         raise FixedBySamples(fixed, base)  # the sample plans widen the step, or judge it
     return base
+
+
+def _unequal_batches(err: UnsupportedError, values: dict[str, int], symbols) -> bool:
+    """Is ``err`` a shape left unknown (``dynamic_shape_unsupported``) at samples where
+    batch symbols differ? Unnamed batch dims that the model requires equal (columns
+    concatenated side by side, one input each: sklearn-onnx's column pipelines) give an
+    unknown shape where they disagree: the model rejects those samples, and the sample plans
+    try the batch symbols as one (where they agree, the same refusal stands)."""
+    if err.reason_code != errors.DYNAMIC_SHAPE_UNSUPPORTED:
+        return False
+    batch = [s.name for s in symbols if not s.data_dependent and s.samples == BATCH_SAMPLES]
+    return len({values[name] for name in batch if name in values}) > 1
 
 
 def _variant(at, values: dict[str, int], bumped: dict[str, int], s) -> tuple:

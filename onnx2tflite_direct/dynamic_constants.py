@@ -51,7 +51,8 @@ def relax_constants(model: tfl.Model, variants, symbols, sources) -> None:
                     continue
                 where = f"{oa.opcode} (from ONNX node {oa.onnx_node!r})"
                 if any(x.data.shape != y.data.shape for y in ys):
-                    refuse(f"{where}: operand {k} changes shape with the input sizes")
+                    oa.inputs[k] = _filled([oa, *other_ops], k, runtime, where)
+                    continue
                 oa.inputs[k] = _relaxed([oa, *other_ops], k, runtime, where, [sa, *others])
         runtime.insert_ops()
 
@@ -87,6 +88,48 @@ def _relaxed(ops: list[tfl.Operator], k: int, runtime, where: str, subs=()) -> t
     ):
         return runtime.value_tensor(ops, k, where)
     refuse(f"{where}: operand {k} holds values that depend on the input sizes")
+
+
+# Dtypes LiteRT's FILL kernel writes.
+_FILL_DTYPES = frozenset(
+    map(np.dtype, ("float32", "float16", "int32", "int64", "int8", "int16", "bool"))
+)
+
+
+def _filled(ops: list[tfl.Operator], k: int, runtime, where: str) -> tfl.Tensor:
+    """Operand ``k`` of ``ops[0]``, a constant whose shape changes with the input sizes, as
+    FILL at a run-time shape: possible when it holds one value, the same in every lowering
+    (a ConstantOfShape over a size the front end folded, a loop's zero-initialised output
+    buffer [T, batch]); its size-dependent dims are computed from SHAPE as any shape operand
+    is (``RuntimeDims``). Anything else is refused."""
+    x, ys = ops[0].inputs[k], [o.inputs[k] for o in ops[1:]]
+    flat = [np.asarray(t.data).reshape(-1) for t in (x, *ys)]
+    if (
+        x.quantization is not None
+        or np.dtype(x.dtype) not in _FILL_DTYPES
+        or any(t.data.ndim != x.data.ndim or t.dtype != x.dtype for t in ys)
+        or any(f.size == 0 for f in flat)
+        or any(not np.all(f == flat[0][0]) for f in flat)
+    ):
+        refuse(f"{where}: operand {k} changes shape with the input sizes")
+    shapes = [
+        tfl.Tensor(
+            f"{x.name}/dims", np.int32, (x.data.ndim,), data=np.array(t.data.shape, np.int32)
+        )
+        for t in (x, *ys)
+    ]
+    fills = [
+        tfl.Operator("FILL", [s, None], [t], onnx_node=o.onnx_node)
+        for s, t, o in zip(shapes, (x, *ys), ops, strict=True)
+    ]
+    dims = runtime.shape_tensor(fills, 0, None, where, reader=ops[0])
+    value = tfl.Tensor(f"{x.name}/value", x.dtype, (), data=np.asarray(flat[0][0], x.dtype))
+    signature = tuple(
+        -1 if any(t.data.shape[a] != n for t in ys) else n for a, n in enumerate(x.data.shape)
+    )
+    out = runtime.ed.temp(f"{x.name}/filled", x.dtype, x.data.shape, shape_signature=signature)
+    runtime.ed.insert_before(ops[0], [runtime.ed.op("FILL", [dims, value], [out])])
+    return out
 
 
 def _from_the_end(ops: list[tfl.Operator]) -> tuple[np.ndarray, int] | None:

@@ -152,9 +152,12 @@ class RuntimeDims:
                 return True
         return False
 
-    def shape_tensor(self, ops, k: int, follows: int | None, where: str) -> tfl.Tensor:
-        out = self._vector(ops, k, follows, where)
-        self.ed.insert_before(ops[0], self.pending)
+    def shape_tensor(self, ops, k: int, follows: int | None, where: str, reader=None) -> tfl.Tensor:
+        """Operand ``k`` of ``ops`` (the same operator in each lowering), computed at run time
+        right before ``reader`` (default ``ops[0]``; given when ``ops`` stand in for rows of
+        an operand the graph does not hold yet, e.g. the dims of a FILL being built)."""
+        out = self._vector(ops, k, follows, where, reader=reader)
+        self.ed.insert_before(reader or ops[0], self.pending)
         self.pending = []
         return out
 
@@ -197,10 +200,10 @@ class RuntimeDims:
         self.pending = []
         return out
 
-    def _vector(self, ops, k: int, follows, where: str, counts_only: bool = False):
+    def _vector(self, ops, k: int, follows, where: str, counts_only: bool = False, reader=None):
         """[n] int32 entries of operand ``k``, run-time where they differ between lowerings
         (the ops are left in ``pending``)."""
-        self._reader = ops[0]
+        self._reader = reader or ops[0]
         x = ops[0].inputs[k]
         data_inputs = follows if isinstance(follows, list) else None
         if isinstance(follows, int):
