@@ -5,7 +5,8 @@ A RESHAPE target with one differing entry gets -1; a SLICE size running to the e
 a GATHER index or STRIDED_SLICE bound at a fixed distance from the end counts from the
 run-time end; a modulus wrapping a run-time GATHER index is the axis' run-time size; other
 shape operands and small integer operands are computed at run time
-(``dynamic_runtime_dims``). Any other differing constant is refused.
+(``dynamic_runtime_dims``); a constant of one value whose shape changes is FILL at such a
+run-time shape. Any other differing constant is refused.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ times at sample sizes, and the TFLite graphs are compared element by element:
   that carry the symbols; the modulus wrapping a run-time GATHER index is the gathered axis'
   run-time size; a GATHER index or STRIDED_SLICE bound at the same distance from the end of
   its axis in every lowering (``x[:, -1]``) counts from the run-time end; an entry no multiple
-  of the symbols takes the size of an earlier tensor that has it in every lowering. Any
-  other size-dependent constant cannot be expressed: the model is
+  of the symbols takes the size of an earlier tensor that has it in every lowering. A
+  constant whose shape changes but that holds one value in every lowering (a ConstantOfShape
+  folded at the sample, a loop's output buffer [T, batch]) is FILL at a run-time shape
+  computed the same way. Any other size-dependent constant cannot be expressed: the model is
   refused with the operator named and the pinning flags suggested.
 
 A dim declared ``NAME+K`` (a decoder's attention mask over its cache and the new token,
@@ -33,7 +35,8 @@ Sample sizes: a symbol used only as a leading (batch) dimension is sampled at 2 
 some decisions legitimately differ, e.g. a transpose that only moves a unit axis is a
 reshape); any other symbol at 64 and 96, sizes valid for strided image backbones (multiples
 of 32) and for sequence models. When the model rejects those (shape inference fails, a slice
-is empty: an audio front end wants longer inputs; unnamed batch dims that must agree) or the
+is empty: an audio front end wants longer inputs; unnamed batch dims that must agree, also
+where a shape is left unknown as they differ) or the
 graphs differ between them, other plans are tried before refusing: the batch symbols as one,
 then larger sizes, then a narrow pair (64 and 80: a recognizer that takes heights below 96
 only) (``SIZE_RETRY_SAMPLES``); the report lists the samples used. A strided conv or pool
