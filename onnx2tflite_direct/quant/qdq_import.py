@@ -310,10 +310,19 @@ def _inexact_average_pools(model: tfl.Model, ranges: dict, bits: int) -> set[str
     end pads, 25 % of its outputs (530 of 2048 against onnxruntime's QLinearAveragePool,
     14 with the float pool); shufflenet-like 3x3 stride-2 pool with pads, 3 %.
 
-    A single rounding on the same lattice stays integer: it differs from ONNX only at an
-    exact tie of the real mean (border windows of SAME padding, even window counts), which
-    ONNX's own float evaluation decides by the float32 noise of the dequantized values
-    (inception-v2-like: the same 1 % of such outputs differ with a float pool)."""
+    A pool whose windows can hold an even number of elements (a 2x2 window; the border
+    windows of SAME padding, which exclude the pads: 4 and 6 of a 3x3) runs float too: the
+    real mean can be an exact tie. The int8 kernel rounds a tie half away from zero on the
+    raw codes' sum; ONNX's semantics decide it by the float32 noise of the dequantized values
+    and of the mean, which the float pool between the lattices reproduces more often
+    (``benchmarks/bench_prequantized.py --ties``, 12,677 ties of a 2x2 pool against the
+    float64 semantics: int8 kernel 46 %, float pool 60.5 %, onnxruntime's fused
+    QLinearAveragePool 53 %). DenseNet-like (three 2x2 transition pools, a quarter of their
+    outputs ties): 20.70 -> 21.63 dB against the float64 semantics, onnxruntime 21.81.
+
+    A single rounding on the same lattice of odd windows only stays integer: the real mean
+    is never a tie (2 * sum = count * (2m + 1): an even left side, an odd right one), and the
+    int8 kernel gives ONNX's code."""
     if bits != 8:
         return set()
     by_node: dict[str, list[tfl.Operator]] = {}
@@ -323,7 +332,11 @@ def _inexact_average_pools(model: tfl.Model, ranges: dict, bits: int) -> set[str
     moves = {"AVERAGE_POOL_2D", "PAD", "PADV2", "RESHAPE", "TRANSPOSE"}
     found = set()
     for node, ops in by_node.items():
-        if not any(op.opcode == "AVERAGE_POOL_2D" for op in ops):
+        pools = [op for op in ops if op.opcode == "AVERAGE_POOL_2D"]
+        if not pools:
+            continue
+        if any(_even_windows(op) for op in pools):  # exact ties possible (docstring)
+            found.add(node)
             continue
         if {op.opcode for op in ops} - moves:  # a divisor correction (MUL) or more
             found.add(node)
@@ -333,6 +346,14 @@ def _inexact_average_pools(model: tfl.Model, ranges: dict, bits: int) -> set[str
             if params_from_range(*first, False) != params_from_range(*last, False):
                 found.add(node)
     return found
+
+
+def _even_windows(op: tfl.Operator) -> bool:
+    """An AVERAGE_POOL_2D some of whose windows hold an even number of elements: an even
+    full window, or SAME padding with a window wider than 1 (its border windows leave the
+    pads out of the count)."""
+    h, w = int(op.options.get("filter_height", 1)), int(op.options.get("filter_width", 1))
+    return (h * w) % 2 == 0 or (op.options.get("padding") == "SAME" and h * w > 1)
 
 
 def _fixed_lattice_nodes(model: tfl.Model, ranges: dict, bits: int) -> set[str]:
