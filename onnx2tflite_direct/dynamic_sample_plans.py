@@ -60,8 +60,15 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             # else a failure only at retried sizes: the declared samples' answer stands
             continue
         if plan is not signal:
-            kept = {p for t in plan.symbols for p in t.occurrences}
-            fixed = [s for s in signal.symbols if not kept.intersection(s.occurrences)]
+            fixed = [s for s in signal.symbols if not _still_dynamic(s, plan)]
+            summed = getattr(plan, "summed", None)
+            if summed and getattr(result[0], "report", None) is not None:
+                total, (a, b) = summed
+                result[0].report.warn(
+                    f"dynamic shape: the model rejects independent sizes for {total.name} "
+                    f"({describe([total])}) and accepts {total.name} = {a} + {b}: the file "
+                    f"takes it so (feed {describe([total])} at {a} + {b}, as the model needs)"
+                )
             if fixed and getattr(result[0], "report", None) is not None:
                 result[0].report.warn(
                     f"dynamic shape: the model rejects every batch size tried but 1 "
@@ -320,10 +327,47 @@ def _sample_plans(signal: DynamicShapeModel):
     for samples in SIZE_RETRY_SAMPLES:
         for group in groups:
             yield _resampled(merged or signal, samples, group), len(group) == len(sizes)
+    for summed in _summed(merged or signal):  # only when no independent sizes are taken
+        yield summed, False
     single = _single_batch(merged or signal)
     if single is not None:  # an exporter baked batch 1 into a Reshape: the model takes no other
         single.single_batch = True
         yield single, False
+
+
+def _still_dynamic(s: Symbol, plan: DynamicShapeModel) -> bool:
+    """Is some dim of symbol ``s`` still dynamic in ``plan`` (its own or a merged symbol, or
+    a sum of symbols), rather than fixed at a size?"""
+    kept = {p for t in plan.symbols for p in t.occurrences}
+    if kept.intersection(s.occurrences):
+        return True
+    for name, axis in s.occurrences:
+        dims = plan.input_dims.get(name)
+        if dims is not None and axis < len(dims) and isinstance(dims[axis], str):
+            return True
+    return False
+
+
+def _summed(signal: DynamicShapeModel):
+    """Plans in which one size symbol is the sum of two others (``total = past + sequence``:
+    a decoder's attention mask spans its cache and the new tokens, and the model adds them
+    elementwise), tried only after every plan with independent sizes was rejected: sampled
+    independently, such a model rejects every sample. The relation is read off the model by
+    its acceptance: a plan counts only if the model accepts its samples and the graphs
+    compare at them; the file then takes that dim as the sum (warned)."""
+    sizes = [s for s in signal.symbols if _scalable(s)]
+    for total in sizes:
+        others = [s for s in sizes if s is not total]
+        for i, a in enumerate(others):
+            for b in others[i + 1 :]:
+                dims = {
+                    k: [f"{a.name}+{b.name}" if d == total.name else d for d in v]
+                    for k, v in signal.input_dims.items()
+                }
+                symbols = [s for s in signal.symbols if s is not total]
+                plan = DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+                plan.summed = (total, (a.name, b.name))
+                yield plan
 
 
 def _model_rejected(first) -> bool:

@@ -93,13 +93,28 @@ class DynamicShapeModel(Exception):  # noqa: N818 - a signal between front end a
 # A declared dim ``NAME+K`` (a decoder's attention mask over the cached and the new tokens,
 # ``past+1``) is symbol NAME plus K: sampled with NAME, not a symbol of its own.
 _OFFSET = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*\+\s*(\d+)\s*$")
+# A dim ``A+B`` of two symbols is their sum (a decoder's attention mask over its cache and the
+# new tokens, ``past+sequence``): declared so, or a relation the sample plans found the model
+# to require (``dynamic_sample_plans._summed``).
+_SUM = re.compile(r"^\s*([A-Za-z_][\w.:]*)\s*\+\s*([A-Za-z_][\w.:]*)\s*$")
+
+
+def sum_of(name: str, symbols) -> tuple[str, str] | None:
+    """The two symbols (names in ``symbols``) that the dim ``name`` adds, or None."""
+    found = _SUM.match(name)
+    if found is None or found[1] not in symbols or found[2] not in symbols:
+        return None
+    return found[1], found[2]
 
 
 def _size(d: int | str, values: dict[str, int]) -> int:
-    if not isinstance(d, str):
-        return d
-    offset = _OFFSET.match(d) if d not in values else None
-    return values[offset[1]] + int(offset[2]) if offset else values[d]
+    if not isinstance(d, str) or d in values:
+        return values[d] if isinstance(d, str) else d
+    offset = _OFFSET.match(d)
+    if offset:
+        return values[offset[1]] + int(offset[2])
+    parts = sum_of(d, values)
+    return values[parts[0]] + values[parts[1]] if parts else values[d]  # (KeyError: unknown)
 
 
 def unpin(model: onnx.ModelProto, input_dims: dict[str, list]) -> onnx.ModelProto:
@@ -158,6 +173,7 @@ def find_symbols(
         )
         for key, places in found.items()
         if not ((offset := _OFFSET.match(key)) and offset[1] in found)  # NAME+K follows NAME
+        and not sum_of(key, found)  # A+B follows A and B
     ]
     return symbols, input_dims
 
