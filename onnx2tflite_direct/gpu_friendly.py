@@ -10,7 +10,8 @@ nothing changes; the report section lists the rewrites and what still falls back
 
 The rules live in ``gpu_rewrites`` (data movement: ranks, layouts, gathers, slices, shapes)
 ``gpu_rewrites_math`` (computation: activations, CEIL, LRN, constant folding, selects) and
-``gpu_rewrites_int`` (int32 index arithmetic: embedding lookups by ``--int32-inputs`` ids);
+``gpu_rewrites_int`` (int32 index arithmetic: embedding lookups by ``--int32-inputs`` ids),
+``gpu_rewrites_int_float`` (integer side computations carried as exact float32, tried first);
 ``gpu_rewrites_rank`` takes whole regions of >4-D tensors to rank <= 4 (tried last);
 :data:`ORDER` is the order they are tried in (the first that applies wins).
 """
@@ -23,6 +24,7 @@ from . import (
     gpu_check,
     gpu_rewrites,
     gpu_rewrites_int,
+    gpu_rewrites_int_float,
     gpu_rewrites_math,
     gpu_rewrites_operands,
     gpu_rewrites_rank,
@@ -36,6 +38,7 @@ from .gpu_rewrites import Editor, Rule, delegable
 MAX_PASSES = 4
 
 ORDER = (
+    "int_region_in_float",  # first: a planned integer region is replaced whole
     "gather_to_slices",
     "gather_flat_indices",
     "fold_constant_reshape",
@@ -77,6 +80,7 @@ _BY_NAME: dict[str, Rule] = {
     **gpu_rewrites.RULES,
     **gpu_rewrites_math.RULES,
     **gpu_rewrites_int.RULES,
+    **gpu_rewrites_int_float.RULES,
     **gpu_rewrites_operands.RULES,
     **gpu_rewrites_rank.RULES,
 }
