@@ -61,6 +61,13 @@ def with_sample_retries(signal: DynamicShapeModel, lower: Lowering) -> tuple:
             continue
         if plan is not signal:
             fixed = [s for s in signal.symbols if not _still_dynamic(s, plan)]
+            joined = [s for s in signal.symbols if s.name in getattr(plan, "merged", ())]
+            if len(joined) > 1 and getattr(result[0], "report", None) is not None:
+                result[0].report.warn(
+                    f"dynamic shape: the model rejects different sizes for the batch dims "
+                    f"{', '.join(f'{n}[{a}]' for s in joined for n, a in s.occurrences)}: the "
+                    "file takes them as one batch (feed every input at the same batch)"
+                )
             summed = getattr(plan, "summed", None)
             if summed and getattr(result[0], "report", None) is not None:
                 total, (a, b) = summed
@@ -178,7 +185,7 @@ def _straddling(plan: DynamicShapeModel, clips: dict, fraction: float):
                 return None
             s = Symbol(s.name, s.occurrences, (below, s.samples[0]))
         symbols.append(s)
-    return DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims))
+    return _carry(DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims)), plan)
 
 
 def _straddle(other: DynamicShapeModel, result: tuple, lower: Lowering) -> tuple | None:
@@ -258,7 +265,7 @@ def _wider(plan: DynamicShapeModel, fixed: FixedBySamples, shift: int) -> Dynami
                 return None
             s = Symbol(s.name, s.occurrences, (base, base + step))
         symbols.append(s)
-    return DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims))
+    return _carry(DynamicShapeModel(symbols, dict(plan.input_dims), dict(plan.output_dims)), plan)
 
 
 def _same_windows(a: FixedBySamples, b: FixedBySamples) -> bool:
@@ -365,7 +372,7 @@ def _summed(signal: DynamicShapeModel):
                     for k, v in signal.input_dims.items()
                 }
                 symbols = [s for s in signal.symbols if s is not total]
-                plan = DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+                plan = _carry(DynamicShapeModel(symbols, dims, dict(signal.output_dims)), signal)
                 plan.summed = (total, (a.name, b.name))
                 yield plan
 
@@ -408,11 +415,23 @@ def _merged(signal: DynamicShapeModel) -> DynamicShapeModel | None:
         k: [rename.get(d, d) if isinstance(d, str) else d for d in v]
         for k, v in signal.input_dims.items()
     }
-    return DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+    plan = DynamicShapeModel(symbols, dims, dict(signal.output_dims))
+    plan.merged = tuple(rename)
+    return plan
 
 
 def _resampled(signal: DynamicShapeModel, samples: tuple[int, int], names: set[str]):
     symbols = [
         Symbol(s.name, s.occurrences, samples) if s.name in names else s for s in signal.symbols
     ]
-    return DynamicShapeModel(symbols, dict(signal.input_dims), dict(signal.output_dims))
+    return _carry(
+        DynamicShapeModel(symbols, dict(signal.input_dims), dict(signal.output_dims)), signal
+    )
+
+
+def _carry(plan: DynamicShapeModel, source: DynamicShapeModel) -> DynamicShapeModel:
+    """``plan`` (resampled from ``source``) keeps what ``source`` assumed of the model, for
+    the warnings: batch symbols merged, a dim taken as a sum."""
+    plan.merged = getattr(source, "merged", ())
+    plan.summed = getattr(source, "summed", None)
+    return plan

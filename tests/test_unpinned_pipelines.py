@@ -175,3 +175,4 @@ def test_columns_with_their_own_unnamed_batch(through_ml):
     res = _check_batches(model, {"a": (2,), "b": (3,)})
     (symbol,) = res.report["dynamic_shapes"]["symbols"]  # the two batch dims, sampled as one
     assert sorted(map(tuple, symbol["dims"])) == [("a", 0), ("b", 0)]
+    assert any("takes them as one batch" in w for w in res.report["warnings"])
