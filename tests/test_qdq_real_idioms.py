@@ -990,3 +990,55 @@ def test_lattice_resize_rounds_exact_ties():
         np.testing.assert_array_equal(got["y"], expected)
     basic = run_ort(model, {"x": x}, BASIC)["y"]
     assert np.abs(basic - expected).max() <= s * (1 + 1e-5)
+
+
+def test_copy_with_a_lattice_of_its_own_is_requantized_onto_it():
+    """Inception-v1-like ``Q/DQ -> Dropout -> Reshape -> Q/DQ`` where the Reshape's pair has a
+    narrower lattice than its input's (onnxruntime calibrated it apart): ONNX rounds and clips
+    the copied values onto it. The integer file requantizes onto the Reshape's lattice
+    (exactly, as the input's QUANTIZE does) and agrees with the Q/DQ semantics evaluated in
+    float64 on every output; read on the input's lattice, the clipped values were off by up
+    to the clipped amount."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx2tflite_direct import builder, pipeline
+    from onnx2tflite_direct.quant import qdq_import as Q
+    from tools.zoo.exact_reference import run_float64
+
+    s_in, s_out = np.float32(0.1034655), np.float32(0.0854522)
+    z = np.uint8(0)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "si", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "si", "z"], ["xd"]),
+        helper.make_node("Dropout", ["xd"], ["d"]),
+        helper.make_node("Reshape", ["d", "shape"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "so", "z"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "so", "z"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(s_in, "si"),
+        numpy_helper.from_array(s_out, "so"),
+        numpy_helper.from_array(z, "z"),
+        numpy_helper.from_array(np.array([1, 256], np.int64), "shape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "copy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256, 1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256])],
+        inits,
+    )
+    qmodel = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    stripped, info = Q.import_quantized(qmodel)
+    lowered = pipeline.lower_model(stripped, keep_io_layout=True)
+    model, _ = Q.prequantized_variant(lowered, info.ranges, info)
+    rng = np.random.default_rng(5)
+    feeds = [{"x": rng.uniform(0.0, 26.0, [1, 256, 1, 1]).astype(np.float32)} for _ in range(3)]
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=builder.build_flatbuffer(model)).get_signature_runner()
+    for f in feeds:
+        want = run_float64(qmodel, f, round_to_float32=False)["y"].astype(np.float64)
+        got = np.asarray(next(iter(runner(**f).values())), np.float64)
+        assert np.ptp(want) > 100 * float(s_out) and float(np.max(want)) < 255.5 * float(s_out)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * float(s_out) * 255)

@@ -326,6 +326,10 @@ class _Rewrite:
             )
         shared = shared_inputs(op, rule) if rule.kind == "shared" else ()
         out_q = self.plan.params.get(id(op.outputs[0]))
+        if rule.kind == "same" and len(op.outputs) == 1 and out_q is not None:
+            # (a copy writes its input's codes: an imported lattice of the output's own,
+            # IntegerPlan._own_copy_lattice, is reached by requantizing the input first)
+            shared = (rule.sources[0],)
         w16 = self.plan.is16(op)
         special = self._weight_and_bias(op, rule)
         for i, t in enumerate(op.inputs):
