@@ -18,14 +18,17 @@ twins (the same integers in float32 tensors), each with an interval ``[lo, hi]``
 * CAST between integer types: the twin itself; CUMSUM: float CUMSUM, interval times the axis
   length; ADD/SUB/MUL: the float op, interval by its corners; FLOOR_MOD by a constant c > 0:
   float FLOOR_MOD, ``[0, c - 1]``; data movement by constant parameters: the same movement;
+* MAXIMUM/MINIMUM (an int Clip of the mask): the float op, the interval clamped alike;
 * comparisons: the float comparison, its bool as 0/1 floats (exact for integers within 2**24,
   and for a source against an integer constant below 2**24 whatever the source holds:
-  float32 rounding is monotone and keeps every larger int32 beyond the constant);
+  float32 rounding is monotone and keeps every larger int32 beyond the constant); a float32
+  comparison the rules reject (its bool read by a LOGICAL_NOT) is carried as it is;
+* LOGICAL_NOT (no GPU parser) of a carried bool: ``1 - x``;
 * ARG_MAX along an axis of n: ``n - reduce_max(eq * ramp)`` with ``eq = 1 - min(|x -
   reduce_max(x)|, 1)`` (1 exactly at the maxima of integer-valued x) and the descending ramp
   ``n, n - 1, ..., 1``: the FIRST maximum wins, as TFLite's ARG_MAX (and ONNX ArgMax with
   select_last_index=0) does;
-* sinks: CAST to float32 (the twin), CAST to bool (``min(|x|, 1)``), GATHER indices (CAST of
+* sinks: CAST to float32 of a carried integer or bool (the twin), CAST to bool (``min(|x|, 1)``), GATHER indices (CAST of
   the twin to int32 and the lookup as ``gather_int32_indices`` writes it).
 
 Every twin must stay within 2**24 (a source compared only against constants excepted). What
@@ -49,7 +52,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gpu_rewrites, gpu_rewrites_int, gpu_rewrites_math, gpu_rewrites_operands, tfl
+from . import (
+    gpu_check,
+    gpu_rewrites,
+    gpu_rewrites_int,
+    gpu_rewrites_math,
+    gpu_rewrites_operands,
+    gpu_rules,
+    tfl,
+)
 from .gpu_rewrites import Editor, Rule, delegable, static
 
 EXACT = 1 << 24
@@ -105,6 +116,7 @@ class _Planner:
         self.twins: dict[int, _Twin] = {}
         self.ops: dict[int, list[tfl.Operator]] = {}
         self.arith = False
+        self.ctx = gpu_rules.GraphContext(ed.sub)
 
     # ---- operands ---------------------------------------------------------------------
     def operand(self, t: tfl.Tensor | None, like: tfl.Operator, ops: list) -> _Twin | None:
@@ -167,7 +179,7 @@ class _Planner:
             if out.dtype in INTS and src.dtype in INTS + (BOOL,):
                 x = self.operand(src, op, ops)
                 return None if x is None else self._keep(out, x, op, ops)
-            if out.dtype == F32 and src.dtype in INTS and id(src) in self.twins:
+            if out.dtype == F32 and src.dtype in (*INTS, BOOL) and id(src) in self.twins:
                 x = self.twins[id(src)]
                 if not x.exact:
                     return None
@@ -282,32 +294,66 @@ class _Planner:
             lo, hi = min(x.lo for x in parts), max(x.hi for x in parts)
             return self._keep(out, _Twin(f, lo, hi), op, ops)
         if code in COMPARE and len(ins) == 2 and out.dtype == BOOL:
-            if not any(
-                t is not None and (id(t) in self.twins or (t.data is None and t.dtype == I32))
-                for t in ins
-            ):
-                return None
-            a, b = self.operand(ins[0], op, ops), self.operand(ins[1], op, ops)
-            if a is None or b is None:
-                return None
-            against_constant = (a.source and ins[1].data is not None) or (
-                b.source and ins[0].data is not None
-            )
-            if not (a.exact and b.exact) and not against_constant:
-                return None
+            if all(t is not None and t.dtype == F32 for t in ins):
+                # a float comparison the rules reject (its bool read by a LOGICAL_NOT ...):
+                # the same comparison, its bool as 0/1 floats
+                if not self.rejected(op):
+                    return None
+                a, b = _Twin(ins[0], 0, 0), _Twin(ins[1], 0, 0)
+            else:
+                if not any(
+                    t is not None and (id(t) in self.twins or (t.data is None and t.dtype == I32))
+                    for t in ins
+                ):
+                    return None
+                a, b = self.operand(ins[0], op, ops), self.operand(ins[1], op, ops)
+                if a is None or b is None:
+                    return None
+                against_constant = (a.source and ins[1].data is not None) or (
+                    b.source and ins[0].data is not None
+                )
+                if not (a.exact and b.exact) and not against_constant:
+                    return None
             test = ed.temp(f"{out.name}/test", BOOL, out.shape)
             f = ed.temp(f"{out.name}/float", F32, out.shape)
             ops += [ed.op(code, [a.t, b.t], [test], op), ed.op("CAST", [test], [f], op)]
             self.arith = True
-            if id(out) in self.ed.io or any(
-                u.opcode != "CAST" or u.outputs[0].dtype not in INTS
-                for u in self.ed.uses.get(id(out), [])
-            ):
-                ops.append(ed.op("CAST", [f], [out], op))  # float 0/1 -> bool for other readers
-            return _Twin(f, 0, 1)
+            return self._keep_bool(out, f, op, ops)
+        if code == "LOGICAL_NOT" and len(ins) == 1 and id(ins[0]) in self.twins:
+            x = self.twins[id(ins[0])]
+            f = ed.temp(f"{out.name}/float", F32, out.shape)
+            one = ed.const(f"{out.name}/one", np.array(1.0, np.float32))
+            ops.append(ed.op("SUB", [one, x.t], [f], op, fused_activation_function="NONE"))
+            return self._keep_bool(out, f, op, ops)
+        if code in ("MAXIMUM", "MINIMUM") and len(ins) == 2 and out.dtype in INTS:
+            a, b = self.operand(ins[0], op, ops), self.operand(ins[1], op, ops)
+            if a is None or b is None or not (a.exact and b.exact):
+                return None
+            pick = max if code == "MAXIMUM" else min
+            f = ed.temp(f"{out.name}/float", F32, out.shape)
+            made = _forms(ed, ed.op(code, [a.t, b.t], [f], op))
+            if made is None:
+                return None
+            ops += made
+            self.arith = True
+            return self._keep(out, _Twin(f, pick(a.lo, b.lo), pick(a.hi, b.hi)), op, ops)
         if code == "ARG_MAX" and len(ins) == 2 and self.operand(ins[0], op, ops) is not None:
             return self._argmax(op, out, ops)
         return None
+
+    def rejected(self, op: tfl.Operator) -> bool:
+        return bool(gpu_rules.check_op(op, gpu_check.operator_version(op), self.ctx))
+
+    def _keep_bool(self, out, f: tfl.Tensor, op, ops) -> _Twin:
+        """The 0/1 twin ``f`` of bool ``out``; ``out`` itself written (CAST float -> bool) for
+        a reader that does not read the twin (a SELECT, a graph output)."""
+        readers = self.ed.uses.get(id(out), [])
+        if id(out) in self.ed.io or any(
+            u.opcode not in ("CAST", "LOGICAL_NOT") or u.outputs[0].dtype not in (*INTS, F32, BOOL)
+            for u in readers
+        ):
+            ops.append(self.ed.op("CAST", [f], [out], op))
+        return _Twin(f, 0, 1)
 
     def _keep(self, out, twin: _Twin, op, ops, need_exact: bool = False):
         """``twin`` for ``out``; an int32 ``out`` also read by an operator left alone (or a
@@ -430,13 +476,15 @@ def _plan(ed: Editor) -> dict[int, list[tfl.Operator]]:
 
 
 def _orphaned(ed: Editor, p: _Planner) -> set[int]:
-    """Carried operators whose int64 result something left alone still reads."""
+    """Carried operators whose result (not written by their float form: an int64 or a bool
+    read through its twin) something left alone still reads."""
     bad = set()
     for op in ed.sub.operators:
-        if id(op) not in p.ops:
+        ops = p.ops.get(id(op))
+        if ops is None:
             continue
         out = op.outputs[0]
-        if out.dtype != I64:
+        if any(out in o.outputs for o in ops):
             continue
         if id(out) in ed.io or any(id(u) not in p.ops for u in ed.uses.get(id(out), [])):
             bad.add(id(op))

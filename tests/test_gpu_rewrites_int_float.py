@@ -147,6 +147,36 @@ def test_first_maximum_row(gather_nd, compare):
     assert "ARG_MAX" not in chk.ops and "GATHER_ND" not in chk.ops, chk.ops
 
 
+def test_clipped_mask_and_negated_float_test():
+    """Longformer: Clip(mask, 0, 1) on int (MAXIMUM/MINIMUM) and Not(Equal(x, 0)) read as a
+    float (LOGICAL_NOT has no parser): the clamp of the float twin and ``1 - test``."""
+    model = make_model(
+        [
+            helper.make_node("Clip", ["mask", "lo", "hi"], ["clipped"]),
+            helper.make_node("Cast", ["clipped"], ["cf"], to=1),
+            helper.make_node("Equal", ["x", "zero"], ["is_zero"]),
+            helper.make_node("Not", ["is_zero"], ["nonzero"]),
+            helper.make_node("Cast", ["nonzero"], ["nf"], to=1),
+            helper.make_node("Mul", ["nf", "two"], ["n2"]),
+            helper.make_node("Add", ["cf", "n2"], ["y"]),
+        ],
+        inputs=[("mask", np.int64, [2, 8]), ("x", np.float32, [2, 8])],
+        outputs=[("y", np.float32, [2, 8])],
+        initializers={
+            "lo": np.array(0, np.int64),
+            "hi": np.array(1, np.int64),
+            "zero": np.array([[0.0]], np.float32),
+            "two": np.array([[2.0]], np.float32),
+        },
+    )
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    x[0, ::3] = 0.0
+    mask = rng.integers(-2, 3, (2, 8)).astype(np.int64)  # clipped to 0/1 either side
+    chk = _friendly(model, {"mask": mask, "x": x})
+    assert "LOGICAL_NOT" not in chk.ops, chk.ops
+
+
 def test_too_large_for_float_is_left_alone():
     """cumsum(mask) * 2**22 may leave the exact float32 integers (7 * 2**22 > 2**24 even for a
     0/1 mask): the rule does not fire and the file stays exact."""
