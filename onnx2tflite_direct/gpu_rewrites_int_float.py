@@ -110,6 +110,13 @@ def _int_const(t: tfl.Tensor) -> np.ndarray | None:
     return a if np.abs(a).max() <= EXACT else None
 
 
+def _small_const(t: tfl.Tensor) -> bool:
+    """An integer constant strictly inside (-2**24, 2**24): every int32 that float32 rounds
+    onto or past it lies on the same side of it."""
+    a = _int_const(t)
+    return a is not None and int(np.abs(a).max()) < EXACT
+
+
 class _Planner:
     def __init__(self, ed: Editor, bound: int, excluded: set[int]) -> None:
         self.ed, self.bound, self.excluded = ed, bound, excluded
@@ -309,8 +316,8 @@ class _Planner:
                 a, b = self.operand(ins[0], op, ops), self.operand(ins[1], op, ops)
                 if a is None or b is None:
                     return None
-                against_constant = (a.source and ins[1].data is not None) or (
-                    b.source and ins[0].data is not None
+                against_constant = (a.source and _small_const(ins[1])) or (
+                    b.source and _small_const(ins[0])
                 )
                 if not (a.exact and b.exact) and not against_constant:
                     return None

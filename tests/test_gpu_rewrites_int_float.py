@@ -147,6 +147,22 @@ def test_first_maximum_row(gather_nd, compare):
     assert "ARG_MAX" not in chk.ops and "GATHER_ND" not in chk.ops, chk.ops
 
 
+def test_comparison_of_large_ids_with_a_constant():
+    """ids == eos for ids far beyond 2**24 (float32 rounds them): a rounded id stays on its
+    side of a constant below 2**24, so the test (and the first EOS row) is exact."""
+    batch, n = 3, 6
+    ids = np.array(
+        [
+            [2**30, 3, 2**24 + 3, 3, 7, 1],
+            [2**24 + 1, 2**24 - 1, 2**31 - 1, 5, 3, 3],
+            [-(2**31), 2**24, 4, 2, 1, 0],  # no EOS: row 0
+        ],
+        np.int64,
+    )
+    hidden = np.random.default_rng(8).standard_normal((batch, n, 5)).astype(np.float32)
+    _friendly(_pooled(False, True, batch, n), {"ids": ids, "hidden": hidden})
+
+
 def test_clipped_mask_and_negated_float_test():
     """Longformer: Clip(mask, 0, 1) on int (MAXIMUM/MINIMUM) and Not(Equal(x, 0)) read as a
     float (LOGICAL_NOT has no parser): the clamp of the float twin and ``1 - test``."""
