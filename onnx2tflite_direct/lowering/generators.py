@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from ..policies import onnx_order
 from ..registry import lowering
+from .dynamic_sizes import axes_vary
 from .emit import Emitter
 
 # dtypes proven by tests/test_ops_generators.py
@@ -116,12 +117,40 @@ def lower_constant_of_shape(ctx):
     since=9,
     dtypes=("float32", "float16", "int32", "int64", "int8", "uint8", "int16", "bool", "float64"),
     ranks=(2,),
-    tflite_ops=("RESHAPE",),
-    notes="a constant (only the input's static shape is read, never its data)",
+    tflite_ops=("RESHAPE", "SHAPE", "GATHER", "RANGE", "SUB", "EQUAL", "CAST"),
+    notes="a constant (only the input's static shape is read, never its data); computed at "
+    "run time from the input's SHAPE when its dims are dynamic",
 )
 def lower_eye_like(ctx):
     rows, cols = ctx.out_shape(0)
-    emit_constant_output(ctx, 0, np.eye(rows, cols, k=int(ctx.attr("k", 0))), "eye")
+    k = int(ctx.attr("k", 0))
+    if ctx.const(0) is not None or not axes_vary(ctx, (0, 1)):
+        emit_constant_output(ctx, 0, np.eye(rows, cols, k=k), "eye")
+        return
+    # Dims that follow the run-time sizes (XLNet's eye(sequence)): a constant would have the
+    # sample's size; column - row == k at the input's run-time SHAPE instead.
+    e = Emitter(ctx)
+    dims = e.op(
+        "SHAPE", ctx.input(0), shape=(2,), dtype=np.int32, hint="eye_dims", out_type="INT32"
+    )
+    zero = ctx.const_tensor(np.array(0, np.int32), "zero")
+    one = ctx.const_tensor(np.array(1, np.int32), "one")
+    ranges = []
+    for axis, (size, target) in enumerate(((rows, (-1, 1)), (cols, (1, -1)))):
+        at = ctx.const_tensor(np.array(axis, np.int32), f"at{axis}")
+        n = e.op("GATHER", dims, at, shape=(), dtype=np.int32, hint="eye_size", axis=0)
+        r = e.op("RANGE", zero, n, one, shape=(size,), dtype=np.int32, hint="eye_range")
+        to = ctx.const_tensor(np.array(target, np.int32), "eye_target")
+        shape = (size, 1) if axis == 0 else (1, size)
+        ranges.append(e.op("RESHAPE", r, to, shape=shape, dtype=np.int32, hint="eye_axis"))
+    offset = e.op("SUB", ranges[1], ranges[0], shape=(rows, cols), dtype=np.int32)
+    kk = ctx.const_tensor(np.array(k, np.int32), "k")
+    out = ctx.output(0)
+    if np.dtype(out.dtype) == np.bool_:
+        e.op("EQUAL", offset, kk, out=out)
+        return
+    mask = e.op("EQUAL", offset, kk, shape=(rows, cols), dtype=np.bool_, hint="eye_mask")
+    e.op("CAST", mask, out=out)
 
 
 @lowering(
