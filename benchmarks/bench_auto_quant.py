@@ -138,9 +138,8 @@ def markdown(results: dict, args) -> str:
         "calibration samples, each confirmed on the held-back samples (a failed confirmation "
         "first undoes the fewest last re-promotions that pass; when none does, the next pass "
         "aims higher on the calibration samples by the shortfall: `aim` = the last aim), "
-        "`held-back choices` = yes when the last-resort pass backed off and re-promoted on the "
-        "held-back samples themselves (their bound is then not unseen: the fresh figure is the "
-        "check). `w8 bound` = bench_quant's `w8 corrected`: the float model with "
+        "`held-back choices` = yes when the last-resort pass backed off on the held-back "
+        "samples themselves (their bound is then not unseen: the fresh figure is the check). `w8 bound` = bench_quant's `w8 corrected`: the float model with "
         "every weight int8 (bias-corrected) and exact activations, i.e. what int8 weights "
         "alone allow. `less int8 noise` = what the search starts from when the all-int8 file "
         "misses the target (quant/auto.py): the activation ranges (`minmax` or `mse`), `eq` = "
@@ -223,13 +222,15 @@ def markdown(results: dict, args) -> str:
 
 def _passes(r: dict) -> str:
     """`passes | aim | held-back choices` from the search's rounds (re-promotion passes
-    record their ``aim_db``; the last-resort pass on the held-back samples records ``to``);
+    record their ``aim_db``; the last-resort back-off on the held-back samples, ``promoted``);
     ``-`` for rows of the searches before the passes."""
     rounds = r.get("rounds") or []
     aims = [x["aim_db"] for x in rounds if "aim_db" in x]
     if not aims:
         return "- | - | -"
-    held = "yes" if any("to" in x for x in rounds) else "no"
+    held = (
+        "yes" if any(x.get("samples") == "held_back" and "promoted" in x for x in rounds) else "no"
+    )
     return f"{len(aims)} | {max(aims):.1f} | {held}"
 
 

@@ -54,7 +54,7 @@ How (every file below is an ordinary ``quantize_integer`` file with per-node ove
    back-off from that assignment (most noise per MAC first, joint measurements replacing
    one-node ones), then re-promotion, so the file ends near the target, not at a back-off's
    overshoot (BERT-like: backing off on the held-back samples reached 76 dB for 40 asked, 1%
-   int8). The last pass backs off and re-promotes on the held-back samples themselves. Why:
+   int8). The last pass backs off on the held-back samples themselves. Why:
    each step of step 5 is kept by a figure on the same few samples, whose ranges were fitted
    to them, so the file sits at the target there partly by their luck. The held-back samples
    mostly accept or reject whole files; the file written meets the bound on them.
@@ -574,18 +574,16 @@ def _search(bench: _Bench, nodes: dict[str, _Node], target, sens, decide, confir
         if attempt < ATTEMPTS - 1:
             # Even every re-promotion undone misses: the calibration samples flatter the file
             # (their own ranges, choices made on them), so aim higher there by the shortfall.
+            # The file that missed can sit above the aim there: aim from its own figure.
             last = rounds[-1]
             lower = last["held_back_sqnr_db"] - last["margin_db"]
-            aim = min(aim + target - lower + AIM_STEP_DB, target + MAX_AIM_DB)
+            aim = max(aim, last["calibration_bound_db"]) + target - lower + AIM_STEP_DB
+            aim = min(aim, target + MAX_AIM_DB)
             continue
-        # The last pass: back off on the held-back samples, then re-promote there (what the
-        # calibration samples cannot show, they show)
+        # The last pass: back off on the held-back samples (no re-promotion there: 25 steps
+        # kept on 8 held-back samples of Inception-v1 gave 40.6 dB bound, 39.7 fresh).
         done = _rounds(bench, nodes, target, confirm, alone, rounds, 0, decide)
         if done is not None:
-            done, steps = _refine(bench, nodes, target, confirm, done, refine_budget,
-                                  target, decide)  # fmt: skip
-            back = [f"{n.label}={n.precision}" for n, _, _ in steps]
-            rounds.append({"samples": "held_back", "sqnr_db": done[3].sqnr_db(), "to": back})
             return done, rounds
     # Not met after the rounds: every candidate float (the float model met the target).
     for n in nodes.values():
@@ -716,6 +714,7 @@ def _confirm(bench: _Bench, nodes, target, confirm, decide, steps, rounds, found
                 "samples": "held_back",
                 "held_back_sqnr_db": m.sqnr_db(),
                 "margin_db": round(m.margin_db(), 2),
+                "calibration_bound_db": decided.lower_db(),
                 "undone": [f"{n.label}={was}" for n, was, _ in reversed(steps[len(steps) - k :])],
                 "met": ok,
             }
