@@ -524,6 +524,8 @@ def _run(args: argparse.Namespace, opts: ConvertOptions) -> int:
     if narrowed and narrowed["inputs"]:  # the file's interface changed: say so
         why = "" if narrowed["flag"] == "--int32-inputs" else " (--keep-int64-inputs keeps them)"
         log.info("int32 inputs: %s: %s%s", ", ".join(narrowed["inputs"]), narrowed["note"], why)
+    for assumed in (result.report.get("gpu_friendly") or {}).get("assumptions", []):
+        log.info("--gpu-friendly assumes: %s", assumed)
     _warn_float_ops(result.report)
     status = errors.EXIT_OK
     if diagnose:

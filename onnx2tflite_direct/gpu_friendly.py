@@ -106,7 +106,7 @@ def _accepted(new_ops: list[tfl.Operator]) -> bool:
     return all(delegable(o) for o in new_ops if o.opcode != "RESHAPE")
 
 
-def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
+def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]], assumptions: list[str]) -> bool:
     """One pass over every subgraph: each operator the rules reject gets the first rewrite
     that yields operators they accept. True when something changed."""
     changed = False
@@ -124,6 +124,7 @@ def _rewrite_pass(model: tfl.Model, records: list[dict[str, Any]]) -> bool:
                     records.append(_describe(rule, op, new_ops))
                     ed.replace(op, new_ops)
                     break
+        assumptions += [a for a in ed.assumptions if a not in assumptions]
         if ed.commit():
             tfl_rewrites.remove_dead_ops(sub)  # e.g. shape arithmetic a constant replaced
             tfl_rewrites.collapse_reshapes(sub)
@@ -135,7 +136,8 @@ def apply(model: tfl.Model) -> dict[str, Any]:
     """Rewrite ``model`` in place towards what the GPU delegate takes whole.
 
     Returns the report's ``gpu_friendly`` section: ``rewrites`` (one record per change:
-    ``{rule, op, onnx_node, detail}``), ``verdict_before`` and ``verdict_after`` (the
+    ``{rule, op, onnx_node, detail}``), ``assumptions`` (what a rewrite takes for granted about
+    the values fed, e.g. a bound on a mask; the CLI prints them), ``verdict_before`` and ``verdict_after`` (the
     ``gpu_check`` verdict text) and ``not_delegated`` (the operators that still fall back, as in
     ``gpu_check.check_ops``). Run after ``tfl_rewrites``; a RESHAPE collapse after each pass
     merges the RESHAPEs the rules insert with their neighbours (that is what removes >4-D
@@ -143,12 +145,14 @@ def apply(model: tfl.Model) -> dict[str, Any]:
     """
     before = gpu_check.verdict_text(gpu_check.check_ops(model))
     records: list[dict[str, Any]] = []
+    assumptions: list[str] = []
     for _ in range(MAX_PASSES):
-        if not _rewrite_pass(model, records):
+        if not _rewrite_pass(model, records, assumptions):
             break
     remaining = gpu_check.check_ops(model)
     return {
         "rewrites": records,
+        "assumptions": assumptions,
         "verdict_before": before,
         "verdict_after": gpu_check.verdict_text(remaining),
         "not_delegated": remaining,

@@ -66,6 +66,9 @@ class Editor(tfl_edit.Editor):
         # (id(tensor), shape) -> a reshaped view several rewrites share (one RESHAPE for all)
         self.views: dict[tuple[int, tuple[int, ...]], tfl.Tensor] = {}
         self._fixed: dict[int, bool] = {}  # id(tensor) -> fixed_value()
+        # What a rewrite takes for granted about the values the model is fed (a bound on an
+        # input it cannot read from the graph): reported, and printed by the CLI.
+        self.assumptions: list[str] = []
 
     def shared_view(self, src: tfl.Tensor, shape: tuple[int, ...], like: tfl.Operator):
         """``src`` reshaped to ``shape``: (view, [the RESHAPE making it, the first time])."""

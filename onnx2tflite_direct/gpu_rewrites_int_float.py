@@ -124,6 +124,7 @@ class _Planner:
         self.ops: dict[int, list[tfl.Operator]] = {}
         self.arith = False
         self.ctx = gpu_rules.GraphContext(ed.sub)
+        self.sources: list[str] = []  # int32 tensors taken to hold values of magnitude <= bound
 
     # ---- operands ---------------------------------------------------------------------
     def operand(self, t: tfl.Tensor | None, like: tfl.Operator, ops: list) -> _Twin | None:
@@ -145,6 +146,7 @@ class _Planner:
             f = ed.temp(f"{t.name}/as_float", F32, t.shape)
             ops.append(ed.op("CAST", [t], [f], like))
             twin = _Twin(f, -self.bound, self.bound, source=True)
+            self.sources.append(t.name)
         elif t.dtype == BOOL:
             f = ed.temp(f"{t.name}/as_float", F32, t.shape)
             ops.append(ed.op("CAST", [t], [f], like))
@@ -464,6 +466,7 @@ def _plan(ed: Editor) -> dict[int, list[tfl.Operator]]:
     if found is not None:
         return found
     best: dict[int, list[tfl.Operator]] = {}
+    assumed = ""
     for bound in BOUNDS:
         excluded: set[int] = set()
         for _ in range(len(ed.sub.operators) + 1):
@@ -478,8 +481,20 @@ def _plan(ed: Editor) -> dict[int, list[tfl.Operator]]:
             continue
         if p.arith and len(p.ops) > len(best):
             best = p.ops
+            assumed = _assumption(p) if p.sources else ""
     ed._int_float_plan = best  # type: ignore[attr-defined]
+    ed._int_float_assumed = assumed  # type: ignore[attr-defined]
     return best
+
+
+def _assumption(p: _Planner) -> str:
+    """The report's line for what the kept plan takes for granted about its int32 sources."""
+    names = ", ".join(sorted(set(p.sources)))
+    return (
+        f"int_region_in_float: integer arithmetic on {names} carried in float32, proven exact "
+        f"while they hold values of magnitude <= {p.bound} (0/1 masks qualify; past it a result "
+        "beyond 2^24 may round)"
+    )
 
 
 def _orphaned(ed: Editor, p: _Planner) -> set[int]:
@@ -509,6 +524,9 @@ def _int_region_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | N
     for other in ed.sub.operators:
         if other is not op and id(other) in plan:
             ed.replace(other, plan[id(other)])
+    assumed = ed._int_float_assumed  # type: ignore[attr-defined]
+    if assumed and assumed not in ed.assumptions:
+        ed.assumptions.append(assumed)
     return plan[id(op)]
 
 

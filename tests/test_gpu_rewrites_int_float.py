@@ -62,7 +62,10 @@ def test_position_ids_from_the_mask():
             "table": _table(130, 8),
         },
     )
-    _friendly(model, {"mask": _masks(4, n, 1)})
+    chk = _friendly(model, {"mask": _masks(4, n, 1)})
+    # the bound taken for the mask is stated (report + CLI), not left implicit
+    (assumed,) = chk.report["gpu_friendly"]["assumptions"]
+    assert "mask" in assumed and "magnitude <= " in assumed
 
 
 def test_alibi_positions_cast_to_float():
