@@ -355,6 +355,12 @@ def _still_dynamic(s: Symbol, plan: DynamicShapeModel) -> bool:
     return False
 
 
+# At most this many sum relations are tried (one size symbol as the sum of two others: 3 with
+# three size symbols, 12 with four): each rejected one costs a front-end run, each accepted
+# one that does not compare a lowering per symbol.
+MAX_SUM_PLANS = 12
+
+
 def _summed(signal: DynamicShapeModel):
     """Plans in which one size symbol is the sum of two others (``total = past + sequence``:
     a decoder's attention mask spans its cache and the new tokens, and the model adds them
@@ -363,6 +369,8 @@ def _summed(signal: DynamicShapeModel):
     its acceptance: a plan counts only if the model accepts its samples and the graphs
     compare at them; the file then takes that dim as the sum (warned)."""
     sizes = [s for s in signal.symbols if _scalable(s)]
+    if len(sizes) * (len(sizes) - 1) * (len(sizes) - 2) // 2 > MAX_SUM_PLANS:
+        return
     for total in sizes:
         others = [s for s in sizes if s is not total]
         for i, a in enumerate(others):
