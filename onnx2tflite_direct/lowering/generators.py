@@ -130,20 +130,7 @@ def lower_eye_like(ctx):
     # Dims that follow the run-time sizes (XLNet's eye(sequence)): a constant would have the
     # sample's size; column - row == k at the input's run-time SHAPE instead.
     e = Emitter(ctx)
-    dims = e.op(
-        "SHAPE", ctx.input(0), shape=(2,), dtype=np.int32, hint="eye_dims", out_type="INT32"
-    )
-    zero = ctx.const_tensor(np.array(0, np.int32), "zero")
-    one = ctx.const_tensor(np.array(1, np.int32), "one")
-    ranges = []
-    for axis, (size, target) in enumerate(((rows, (-1, 1)), (cols, (1, -1)))):
-        at = ctx.const_tensor(np.array(axis, np.int32), f"at{axis}")
-        n = e.op("GATHER", dims, at, shape=(), dtype=np.int32, hint="eye_size", axis=0)
-        r = e.op("RANGE", zero, n, one, shape=(size,), dtype=np.int32, hint="eye_range")
-        to = ctx.const_tensor(np.array(target, np.int32), "eye_target")
-        shape = (size, 1) if axis == 0 else (1, size)
-        ranges.append(e.op("RESHAPE", r, to, shape=shape, dtype=np.int32, hint="eye_axis"))
-    offset = e.op("SUB", ranges[1], ranges[0], shape=(rows, cols), dtype=np.int32)
+    offset = _offset_grid(ctx, e, ctx.input(0), rows, cols)
     kk = ctx.const_tensor(np.array(k, np.int32), "k")
     out = ctx.output(0)
     if np.dtype(out.dtype) == np.bool_:
@@ -153,13 +140,44 @@ def lower_eye_like(ctx):
     e.op("CAST", mask, out=out)
 
 
+def _offset_grid(ctx, e: Emitter, x, rows: int, cols: int):
+    """[rows, cols] int32 column - row over the last two dims of ``x`` at their run-time sizes
+    (SHAPE, RANGE): what EyeLike and Trilu compare with k when those dims are dynamic (a
+    constant grid would have the sample's size)."""
+    rank = len(x.shape)
+    dims = e.op("SHAPE", x, shape=(rank,), dtype=np.int32, hint="grid_dims", out_type="INT32")
+    zero = ctx.const_tensor(np.array(0, np.int32), "zero")
+    one = ctx.const_tensor(np.array(1, np.int32), "one")
+    ranges = []
+    for axis, (size, target) in enumerate(((rows, (-1, 1)), (cols, (1, -1)))):
+        at = ctx.const_tensor(np.array(rank - 2 + axis, np.int32), f"at{axis}")
+        n = e.op("GATHER", dims, at, shape=(), dtype=np.int32, hint="grid_size", axis=0)
+        r = e.op("RANGE", zero, n, one, shape=(size,), dtype=np.int32, hint="grid_range")
+        to = ctx.const_tensor(np.array(target, np.int32), "grid_target")
+        shape = (size, 1) if axis == 0 else (1, size)
+        ranges.append(e.op("RESHAPE", r, to, shape=shape, dtype=np.int32, hint="grid_axis"))
+    return e.op("SUB", ranges[1], ranges[0], shape=(rows, cols), dtype=np.int32)
+
+
 @lowering(
     "Trilu",
     onnx_order,
     since=14,
     dtypes=TRILU_TYPES,
-    tflite_ops=("SELECT_V2", "GREATER_EQUAL", "LESS_EQUAL"),
-    notes="k may be runtime",
+    tflite_ops=(
+        "SELECT_V2",
+        "GREATER_EQUAL",
+        "LESS_EQUAL",
+        "SHAPE",
+        "GATHER",
+        "RANGE",
+        "RESHAPE",
+        "SUB",
+        "CAST",
+        "MINIMUM",
+        "MAXIMUM",
+    ),
+    notes="k may be runtime; the mask is computed at run time when the last two dims are dynamic",
     extra_check=_nonempty_output,
 )
 def lower_trilu(ctx):
@@ -170,7 +188,21 @@ def lower_trilu(ctx):
     offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]  # column - row
     k = ctx.const(1) if ctx.has_input(1) else np.array(0)
     zeros = ctx.const_tensor(np.zeros((1, 1), x.dtype), "zeros")
-    if k is not None:
+    if axes_vary(ctx, (-2, -1)):  # the grid at the run-time sizes (a constant has the sample's)
+        grid = _offset_grid(ctx, e, x, rows, cols)
+        if k is not None:  # (clamped to int32: |column - row| is far below it)
+            k = int(np.clip(int(np.asarray(k).reshape(-1)[0]), -(2**31), 2**31 - 1))
+            k_t = ctx.const_tensor(np.array(k, np.int32), "k")
+        else:
+            k_t = ctx.input(1)
+            if np.dtype(k_t.dtype) != np.int32:  # clamped before the cast, never wrapped
+                lo = ctx.const_tensor(np.array(-(2**31), k_t.dtype), "k_min")
+                hi = ctx.const_tensor(np.array(2**31 - 1, k_t.dtype), "k_max")
+                k_t = e.op("MAXIMUM", e.op("MINIMUM", k_t, hi), lo)
+            k_t = e.cast(k_t, np.int32, "k")
+        compare = "GREATER_EQUAL" if upper else "LESS_EQUAL"
+        mask = e.op(compare, grid, k_t, shape=(rows, cols), dtype=np.bool_, hint="mask")
+    elif k is not None:
         k = int(np.asarray(k).reshape(-1)[0])
         mask = ctx.const_tensor(offset >= k if upper else offset <= k, "mask")
     else:
