@@ -207,6 +207,15 @@ def markdown(results: dict, args) -> str:
             f"samples: {sum(results[n]['eval_sqnr_db'] >= args.target for n in fresh)} of "
             f"{len(fresh)}.",
         ]
+        by_commit: dict[str, list[str]] = {}
+        for n, r in results.items():
+            by_commit.setdefault(r.get("ran_on") or "-", []).append(n)
+        lines += [
+            "",
+            "Rows by the commit they ran on: "
+            + "; ".join(f"{c}: {', '.join(ns)}" for c, ns in by_commit.items())
+            + ".",
+        ]
         new = [n for n in fresh if "sqnr_lower_bound_db" in results[n]]
         if len(new) < len(fresh):
             met = [n for n in new if results[n]["eval_sqnr_db"] >= args.target]
