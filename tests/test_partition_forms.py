@@ -1,10 +1,12 @@
 """Forms that keep real models in one XNNPACK partition (issue 22, the float-input misses).
 
 * DPT's depth head upsamples 64 -> 128 with bilinear align_corners. RESIZE_BILINEAR (which
-  XNNPACK takes) computes its source coordinates in float32, as onnxruntime does; at 64 inputs
-  its weights lie 2e-6 from the exact ones, over the fixed 1e-6 the builtin had to meet, so the
-  head became GATHER taps (no XNNPACK kernel): four GATHERs, three partitions. The builtin is
-  now accepted within float32 coordinate rounding (``resize_builtins.coordinate_rounding``).
+  XNNPACK takes) computes its source coordinates in float32; at 64 inputs its weights lie 2e-6
+  from the exact ones, over the 1e-6 the builtin must meet, so the head stays exact GATHER taps
+  (three partitions). Accepting the builtin within a float32 coordinate-rounding bound that grows
+  with the input size was tried and withdrawn: RetinaNet's 320 -> 800 image resize then passed
+  it, and the detector's boxes fell from 102.5 to 96.9 dB against the float64 answer, below
+  onnxruntime's 100.5 (a corpus mismatch). The test below keeps the exact taps.
 * Video Swin's patch merging takes ``x[:, :, 0::2, 1::2, :]`` of a 5-D tensor. XNNPACK takes
   STRIDED_SLICE only with unit strides; the SLICE / RESHAPE form of steps > 1 was limited to
   rank 4 (its block SLICE was one rank up, and the reference SLICE stops at 5-D). The blocks
@@ -28,7 +30,6 @@ from harness import check_conversion, make_model
 from onnx import helper
 
 from benchmarks.bench_partitions import count_partitions
-from onnx2tflite_direct.lowering.resize_builtins import coordinate_rounding
 from onnx2tflite_direct.lowering.resize_reference import interpolation_matrix, source_coords
 from onnx2tflite_direct.lowering.scatter_box import box_of
 from onnx2tflite_direct.validate import run_litert
@@ -88,36 +89,22 @@ def _exact_resize(x, out_hw, coord):
     [
         ((64, 64), (128, 128), "align_corners"),  # DPT's depth head
         ((96, 48), (192, 96), "align_corners"),
-        ((128, 80), (256, 160), "half_pixel"),
     ],
 )
-def test_bilinear_upsampling_within_coordinate_rounding_is_the_builtin(in_hw, out_hw, coord):
+def test_bilinear_upsampling_is_the_exact_definition(in_hw, out_hw, coord):
+    """Exact weights (GATHER taps) where the builtin's float32 weights are over 1e-6 off: the
+    output is the float64 definition to float32 rounding, which RESIZE_BILINEAR's 2e-6 weight
+    error would exceed."""
     x_shape = (1, 4, *in_hw)
     model = _resize_model(x_shape, out_hw, coord)
     x = RNG.standard_normal(x_shape).astype(F)
     chk = check_conversion(model, feeds={"x": x})
-    assert chk.ops.get("RESIZE_BILINEAR") == 1 and "GATHER" not in chk.ops, chk.ops
-    _one_partition(chk)
-    # against the exact definition: each weight within coordinate_rounding(n_in) of the exact
-    # one moves an output by at most that times the spread of the taps it mixes (<= 2 max|x|,
-    # two of them per axis), plus float32 rounding of the arithmetic itself
+    assert "RESIZE_BILINEAR" not in chk.ops, chk.ops
     bias = next(i for i in model.graph.initializer if i.name == "bias")
     bias = np.frombuffer(bias.raw_data, F).reshape(1, -1, 1, 1) if bias.raw_data else None
     exact = _exact_resize(x, out_hw, coord) + (bias if bias is not None else 0.0)
-    spread = 2.0 * float(np.abs(np.maximum(x, 0)).max())
-    bound = sum(2 * coordinate_rounding(n) * spread for n in in_hw)
-    bound += 8 * np.finfo(F).eps * float(np.abs(exact).max())
     actual = chk.actual["y"].astype(np.float64)
-    assert np.abs(actual - exact).max() <= bound
-
-
-def test_coordinate_rounding_is_below_any_real_difference_of_formulas():
-    # The bound admits float32 rounding, not another coordinate convention: align_corners and
-    # asymmetric / half_pixel taps differ by far more than it at these sizes.
-    for n_in, n_out in ((64, 128), (512, 1024)):
-        ac = _taps("align_corners", n_in, n_out)
-        for other in ("asymmetric", "half_pixel"):
-            assert np.abs(ac - _taps(other, n_in, n_out)).max() > 100 * coordinate_rounding(n_in)
+    assert np.abs(actual - exact).max() <= 8 * np.finfo(F).eps * float(np.abs(exact).max())
 
 
 # ---- strided slices of 5-D tensors: SLICE / RESHAPE ---------------------------------------------

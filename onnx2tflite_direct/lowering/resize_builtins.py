@@ -1,8 +1,7 @@
 """What TFLite's RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR compute, as [out, in] tap
 matrices (their index and weight formulas with ``align_corners`` / ``half_pixel_centers``),
 so that ``resize.py`` uses a builtin only where it equals the ONNX taps of
-``resize_reference.py`` (nearest: the same indices; bilinear: the same weights up to the float32
-rounding of the source coordinate, which onnxruntime's own Resize has too).
+``resize_reference.py``.
 """
 
 from __future__ import annotations
@@ -42,24 +41,6 @@ def tfl_bilinear(in_size, out_size, align_corners, half_pixel) -> np.ndarray:
     return m
 
 
-# Unit roundings (2**-24 relative, float32) in a source coordinate computed as
-# (x + offset) * scale + offset with a rounded scale: at most three, one spare.
-COORDINATE_ROUNDINGS = 4
-
-
-def coordinate_rounding(in_size: int) -> float:
-    """How far a bilinear weight computed in float32 may lie from the exact one.
-
-    A weight is the fraction of a source coordinate below ``in_size``; RESIZE_BILINEAR (the
-    reference kernel and XNNPACK's) and onnxruntime's Resize both compute that coordinate in
-    float32, a few roundings of its magnitude away from the exact value (64 -> 128
-    align_corners: 2.1e-6 for the builtin, 1.9e-6 for onnxruntime). A builtin within that
-    bound is as close to the ONNX definition as onnxruntime itself, so it is used (XNNPACK
-    takes RESIZE_BILINEAR, not GATHER: DPT's 64 -> 128 head left four GATHERs outside it at a
-    fixed 1e-6)."""
-    return max(1e-6, COORDINATE_ROUNDINGS * 2.0**-24 * in_size)
-
-
 def nearest_index(m: np.ndarray) -> np.ndarray | None:
     """The source index per row when every row of ``m`` is one-hot, else None."""
     if not np.all(np.isclose(m, 0) | np.isclose(m, 1)) or not np.allclose(m.sum(1), 1):
@@ -80,9 +61,7 @@ def builtin_flags(opcode, mats, in_sizes, out_sizes):
                     fixed = (np.arange(n_out) * ((n_in << 16) // n_out + 1)) >> 16
                     ok = np.array_equal(idx, np.minimum(fixed, n_in - 1))
             else:
-                ok = np.allclose(
-                    m, tfl_bilinear(n_in, n_out, align, half), atol=coordinate_rounding(n_in)
-                )
+                ok = np.allclose(m, tfl_bilinear(n_in, n_out, align, half), atol=1e-6)
             if not ok:
                 break
         if ok:
