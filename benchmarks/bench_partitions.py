@@ -152,13 +152,7 @@ def floor_ops(model, input_shapes: dict | None = None) -> dict:
     nodes = _live_nodes(model)
     one_hot = _one_hot_tables(model, nodes, ints, input_shapes or {})
     uniform = set()  # constant tables whose elements are all equal (torch's zero buffers)
-    tensors = [(t.name, t) for t in model.graph.initializer] + [
-        (n.output[0], a.t)
-        for n in nodes
-        if n.op_type == "Constant"
-        for a in n.attribute
-        if a.name == "value"
-    ]
+    tensors = _constant_tensors(model, nodes)
     for name, t in tensors:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             continue  # weights (the model was read without its external data)
@@ -217,6 +211,17 @@ def floor_ops(model, input_shapes: dict | None = None) -> dict:
     return {"floor_ops": count, "integer_input_count": len(ints)}
 
 
+def _constant_tensors(model, nodes) -> list:
+    """(name, TensorProto) of every initializer and every live Constant node's value."""
+    return [(t.name, t) for t in model.graph.initializer] + [
+        (n.output[0], a.t)
+        for n in nodes
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+
+
 def _one_hot_tables(model, nodes, ints: set, input_shapes: dict) -> set:
     """Constant tables that gather_one_hot looks up as a one-hot product (float_indices.py),
     for an index count of the largest integer input (None: an unknown dim, no table)."""
@@ -235,13 +240,7 @@ def _one_hot_tables(model, nodes, ints: set, input_shapes: dict) -> set:
     if not counts or None in counts:
         return set()
     rows = max(counts)
-    tensors = [(t.name, t) for t in model.graph.initializer] + [
-        (n.output[0], a.t)
-        for n in nodes
-        if n.op_type == "Constant"
-        for a in n.attribute
-        if a.name == "value"
-    ]
+    tensors = _constant_tensors(model, nodes)
     shapes = {k: list(t.dims) for k, t in tensors if t.data_type == onnx.TensorProto.FLOAT}
     small = set()
     for name, dims in shapes.items():

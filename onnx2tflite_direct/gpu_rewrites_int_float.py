@@ -103,6 +103,17 @@ def _forms(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     return None
 
 
+def _forms_of_all(ed: Editor, plan: list[tfl.Operator]) -> list[tfl.Operator] | None:
+    """The :func:`_forms` of every operator of ``plan`` in order; None when one has none."""
+    ops: list[tfl.Operator] = []
+    for o in plan:
+        made = _forms(ed, o)
+        if made is None:
+            return None
+        ops += made
+    return ops
+
+
 def _int_const(t: tfl.Tensor) -> np.ndarray | None:
     if t.data is None or t.dtype not in INTS or t.data.size == 0:
         return None
@@ -399,11 +410,10 @@ class _Planner:
             ed.op("MUL", [x.t, stride_t], [scaled], op, fused_activation_function="NONE"),
             ed.op("SUM", [scaled, axes], [flat_f], op, keep_dims=False),
         ]
-        for o in plan:
-            made = _forms(ed, o)
-            if made is None:
-                return None
-            ops += made
+        made = _forms_of_all(ed, plan)
+        if made is None:
+            return None
+        ops += made
         ops += [ed.op("CAST", [flat_f], [flat], op), ed.reshape(data, view, op)]
         gpu_rewrites_int._twins(ed)[id(flat)] = flat_f
         made = _forms(ed, ed.op("GATHER", [view, flat], [out], op, axis=0, batch_dims=0))
@@ -445,11 +455,10 @@ class _Planner:
             ed.op("MUL", [eq, ramp], [score], op, fused_activation_function="NONE"),
             ed.op("REDUCE_MAX", [score, axes], [best], op, keep_dims=True),
         ]
-        for o in plan:
-            made = _forms(ed, o)
-            if made is None:
-                return None
-            ops += made
+        made = _forms_of_all(ed, plan)
+        if made is None:
+            return None
+        ops += made
         flat = ed.temp(f"{out.name}/best_flat", F32, out.shape)
         ops.append(ed.reshape(best, flat, op))
         made = _forms(ed, ed.op("SUB", [count, flat], [idx], op, fused_activation_function="NONE"))
