@@ -35,6 +35,7 @@ driver (``gpu_friendly``) keeps a replacement only if the same rules accept it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,15 @@ class Editor(tfl_edit.Editor):
         # What a rewrite takes for granted about the values the model is fed (a bound on an
         # input it cannot read from the graph): reported, and printed by the CLI.
         self.assumptions: list[str] = []
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """State a family of rules computes once per pass (a plan over the subgraph, the float
+        twins of int32 tensors): kept with this editor, which lives for one pass, so it is
+        never stale after the pass's edits are committed."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def shared_view(self, src: tfl.Tensor, shape: tuple[int, ...], like: tfl.Operator):
         """``src`` reshaped to ``shape``: (view, [the RESHAPE making it, the first time])."""

@@ -88,10 +88,7 @@ def _gathers_own_wrap(ed: Editor, op: tfl.Operator) -> bool:
 def _twins(ed: Editor) -> dict[int, tfl.Tensor]:
     """id(int32 tensor) -> the float32 tensor a rule of this pass computed it from (the same
     integers): a later rule reads the float directly instead of casting back and forth."""
-    found = getattr(ed, "_float_twins", None)
-    if found is None:
-        found = ed._float_twins = {}  # type: ignore[attr-defined]
-    return found
+    return ed.memo("float_twins", dict)
 
 
 def _as_float(ed: Editor, src: tfl.Tensor, like: tfl.Operator) -> tuple[tfl.Tensor, list]:

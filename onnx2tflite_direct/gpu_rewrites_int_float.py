@@ -469,11 +469,13 @@ class _Planner:
         return self._keep(out, _Twin(idx, 0, n - 1), op, ops)
 
 
-def _plan(ed: Editor) -> dict[int, list[tfl.Operator]]:
-    """id(operator) -> its float form, for the largest consistent plan (module docstring)."""
-    found = getattr(ed, "_int_float_plan", None)
-    if found is not None:
-        return found
+def _plan(ed: Editor) -> tuple[dict[int, list[tfl.Operator]], str]:
+    """(id(operator) -> its float form, what it assumes) for the largest consistent plan of
+    this pass (module docstring)."""
+    return ed.memo("int_float_plan", lambda: _largest_plan(ed))
+
+
+def _largest_plan(ed: Editor) -> tuple[dict[int, list[tfl.Operator]], str]:
     best: dict[int, list[tfl.Operator]] = {}
     assumed = ""
     for bound in BOUNDS:
@@ -491,9 +493,7 @@ def _plan(ed: Editor) -> dict[int, list[tfl.Operator]]:
         if p.arith and len(p.ops) > len(best):
             best = p.ops
             assumed = _assumption(p) if p.sources else ""
-    ed._int_float_plan = best  # type: ignore[attr-defined]
-    ed._int_float_assumed = assumed  # type: ignore[attr-defined]
-    return best
+    return best, assumed
 
 
 def _assumption(p: _Planner) -> str:
@@ -527,13 +527,12 @@ def _int_region_in_float(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | N
     replaced at the same time (module docstring)."""
     if not any(t is not None and t.dtype in (I32, I64, BOOL) for t in [*op.inputs, *op.outputs]):
         return None
-    plan = _plan(ed)
+    plan, assumed = _plan(ed)
     if id(op) not in plan:
         return None
     for other in ed.sub.operators:
         if other is not op and id(other) in plan:
             ed.replace(other, plan[id(other)])
-    assumed = ed._int_float_assumed  # type: ignore[attr-defined]
     if assumed and assumed not in ed.assumptions:
         ed.assumptions.append(assumed)
     return plan[id(op)]

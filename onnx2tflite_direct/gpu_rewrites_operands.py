@@ -68,6 +68,17 @@ def _plain_float(*tensors: tfl.Tensor) -> bool:
     return all(t.dtype in _FLOATS and t.quantization is None for t in tensors)
 
 
+def _one_constant_operand(op: tfl.Operator, opcodes, rejects) -> bool:
+    """A two-input, one-output op of ``opcodes`` that the rule check ``rejects`` refuses,
+    with exactly one constant operand (the form the operand rewrites below take)."""
+    if op.opcode not in opcodes or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return False
+    a, b = op.inputs
+    if a is None or b is None or (a.data is None) == (b.data is None):
+        return False
+    return rejects(op, None) is not None
+
+
 # ----------------------------------------------------------------------------------------------
 # constant_operand_view
 # ----------------------------------------------------------------------------------------------
@@ -91,14 +102,9 @@ def _groups(out_shape, const_shape, x_shape) -> list[list]:
 def _constant_operand_view(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """Binary elementwise op with a constant the parser cannot read -> the same op on a
     1xHxWxC view (+ TILE of a broadcasting runtime operand), RESHAPEd back."""
-    if op.opcode not in _BINARY or len(op.inputs) != 2 or len(op.outputs) != 1:
+    if not _one_constant_operand(op, _BINARY, gpu_rules.constant_operand):
         return None
-    if gpu_rules.constant_operand(op, None) is None:
-        return None
-    a, b = op.inputs
-    out = op.outputs[0]
-    if a is None or b is None or (a.data is None) == (b.data is None):
-        return None
+    a, out = op.inputs[0], op.outputs[0]
     ci = 0 if a.data is not None else 1
     c, x = op.inputs[ci], op.inputs[1 - ci]
     if not static(x, out) or not _plain_float(x, c, out) or out.rank > MAX_GPU_RANK:
@@ -227,14 +233,10 @@ def _products(ed: Editor, op, x: tfl.Tensor, w: np.ndarray, out: tfl.Tensor):
 def _batch_matmul_constant_slices(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """BATCH_MATMUL by a constant the parser cannot take -> BATCH_MATMULs by 2-D constant
     right-hand sides (split by the constant's batch axis; transposed for a constant lhs)."""
-    if op.opcode != "BATCH_MATMUL" or len(op.inputs) != 2 or len(op.outputs) != 1:
-        return None
-    if gpu_rules.batch_matmul_constant(op, None) is None:
+    if not _one_constant_operand(op, {"BATCH_MATMUL"}, gpu_rules.batch_matmul_constant):
         return None
     a, b = op.inputs
     out = op.outputs[0]
-    if a is None or b is None or (a.data is None) == (b.data is None):
-        return None
     if not static(a, b, out) or not _plain_float(a, b, out):
         return None
     if not 2 <= out.rank <= MAX_GPU_RANK or a.rank < 2 or b.rank < 2:

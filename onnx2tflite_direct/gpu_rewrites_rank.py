@@ -36,7 +36,6 @@ inside the region, and replaces all of the region's operators at once (the drive
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,13 +59,13 @@ _PADS = frozenset({"PAD", "PADV2"})
 _OTHERS = frozenset({"CONCATENATION", "SOFTMAX", "TRANSPOSE", "FULLY_CONNECTED"})
 _INTERIOR = _ELEMENTWISE | _REDUCE | _SLICES | _PADS | _OTHERS
 
-# Editor of the current pass -> the regions met so far (a region is planned when the driver
-# meets the first of its operators no other rule took; all its operators are replaced then).
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 @dataclass
 class _Plans:
+    """The regions met so far in one pass (``Editor.memo``): a region is planned when the
+    driver meets the first of its operators no other rule took; all its operators are
+    replaced then."""
+
     ops: dict[int, list[tfl.Operator]] = field(default_factory=dict)  # id(op) -> replacement
     failed: set[int] = field(default_factory=set)  # id(op) of operators of refused regions
 
@@ -516,9 +515,7 @@ def _slice_or_pad(ed: Editor, op, o, in_ids, per_group, options):
 def _region_rank_reduction(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] | None:
     """An operator touching a >4-D runtime tensor -> its part of the region's <=4-D form (see
     the module docstring), when the whole region can be done at rank <= 4."""
-    plans = _PLANS.get(ed)
-    if plans is None:
-        plans = _PLANS[ed] = _Plans()
+    plans = ed.memo("rank_plans", _Plans)
     if op.opcode == "RESHAPE" or id(op) in plans.failed:
         return None  # a region is taken from an operator inside it, after the per-op rules
     if not any(_high(t) for t in (*op.inputs, *op.outputs)):
@@ -547,8 +544,7 @@ def _region_rank_reduction(ed: Editor, op: tfl.Operator) -> list[tfl.Operator] |
 def planned(ed: Editor, op: tfl.Operator) -> bool:
     """Was ``op`` replaced by a region rewrite this pass? (The driver then leaves it alone: a
     per-operator rule must not undo one part of a region.)"""
-    plans = _PLANS.get(ed)
-    return plans is not None and id(op) in plans.ops
+    return id(op) in ed.memo("rank_plans", _Plans).ops
 
 
 def _block_moves(perm: list[int]) -> list[list[int]]:
